@@ -1,0 +1,150 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ConfigError } from './config-error.js';
+import { configReference } from './config-reference.js';
+import { loadConfig, parseConfig } from './load-config.js';
+
+const FILE = '/etc/slipway/slipway.yml';
+const env = { HELLO_SECRET: 's3cret', PORT: '9090' };
+const minimalApp = 'apps:\n  hello:\n    repo: https://github.com/acme/hello.git\n';
+
+function problemsOf(text: string, vars: Record<string, string> = env): string {
+  try {
+    parseConfig(text, { file: FILE, env: vars });
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error('config was accepted');
+}
+
+describe('parseConfig defaults', () => {
+  it('fills every default of DESIGN.md', () => {
+    const config = parseConfig(minimalApp, { file: FILE, env: {} });
+    expect(config).toMatchObject({
+      redis: 'redis://127.0.0.1:6379',
+      etcd: ['http://127.0.0.1:2379'],
+      docker: 'unix:///var/run/docker.sock',
+      workdir: '/etc/slipway/.slipway',
+      receiver: { host: '127.0.0.1', port: 3000 },
+      dashboard: { host: '127.0.0.1', port: 3001 },
+      nginx: { conf_dir: '/etc/nginx/conf.d', check_cmd: ['nginx', '-t'], reload_cmd: ['nginx', '-s', 'reload'] },
+      dns: { server: '127.0.0.1:5353', domain: 'slipway.internal', address_pool: '127.0.10.0/24' },
+    });
+    expect(config.apps.hello).toEqual({
+      name: 'hello', repo: 'https://github.com/acme/hello.git', branch: 'master', secret: undefined,
+      replicas: 2, port: 8080, host_ip: '127.0.0.1',
+      health: { path: '/healthz', timeout_s: 30, interval_ms: 200 },
+      listen: '80', server_name: [], drain_s: 5, stop_timeout_s: 10, dockerfile: 'Dockerfile',
+      build_args: {}, env: {}, etcd_prefix: '/slipway/apps/hello/upstream', routing: 'upstream',
+      template: undefined, credentials: undefined,
+    });
+  });
+
+  it('honours DOCKER_HOST when docker is not set', () => {
+    expect(parseConfig(minimalApp, { file: FILE, env: { DOCKER_HOST: 'tcp://127.0.0.1:2375' } }).docker).toBe('tcp://127.0.0.1:2375');
+  });
+
+  it('interpolates ${VAR}, ${VAR:-fallback} and $$, and reads numbers from variables', () => {
+    const config = parseConfig(`${minimalApp}    secret: \${HELLO_SECRET}\n    port: \${PORT}\n    listen: \${LISTEN:-127.0.0.1:8081}\n    env: { PRICE: "$$5" }\n`, { file: FILE, env });
+    expect(config.apps.hello).toMatchObject({ secret: 's3cret', port: 9090, listen: '127.0.0.1:8081', env: { PRICE: '$5' } });
+  });
+
+  it('accepts single values where lists are expected', () => {
+    const config = parseConfig(`etcd: http://127.0.0.1:2379\n${minimalApp}    server_name: hello.example.com\n`, { file: FILE, env });
+    expect(config.etcd).toEqual(['http://127.0.0.1:2379']);
+    expect(config.apps.hello!.server_name).toEqual(['hello.example.com']);
+  });
+
+  it('resolves relative paths against the config file', () => {
+    const config = parseConfig(`workdir: work\n${minimalApp}    template: nginx/hello.tmpl\n`, { file: FILE, env });
+    expect(config.workdir).toBe('/etc/slipway/work');
+    expect(config.apps.hello!.template).toBe('/etc/slipway/nginx/hello.tmpl');
+  });
+});
+
+// Each bad config and the exact problem line it must produce.
+const bad: Array<[string, string, string]> = [
+  ['wrong port type', `${minimalApp}    port: x`, 'apps.hello.port: expected a port 1-65535, got "x"'],
+  ['port out of range', `${minimalApp}    port: 70000`, 'apps.hello.port: expected a port 1-65535, got 70000'],
+  ['unknown top-level key', 'redis_url: redis://x', 'redis_url: unknown key (expected one of: redis, etcd, docker, workdir, queue, receiver, worker, dashboard, nginx, apps, dns)'],
+  ['unknown app key', `${minimalApp}    replica: 3`, 'apps.hello.replica: unknown key'],
+  ['unknown nested key', `${minimalApp}    health: { path: /h, timeout: 3 }`, 'apps.hello.health.timeout: unknown key (expected one of: path, timeout_s, interval_ms)'],
+  ['unset variable', `${minimalApp}    secret: \${NOPE_SECRET}`, 'apps.hello.secret: environment variable NOPE_SECRET is not set'],
+  ['malformed interpolation', `${minimalApp}    secret: \${oops`, 'apps.hello.secret: malformed ${...} in "${oops"'],
+  ['bad app name', 'apps:\n  Hello_World:\n    repo: /srv/git/hello.git', 'apps.Hello_World: invalid app name "Hello_World"'],
+  ['app name with ../', 'apps:\n  "../etc":\n    repo: /srv/git/hello.git', 'apps.../etc: invalid app name "../etc"'],
+  ['missing repo', 'apps:\n  hello:\n    replicas: 2', 'apps.hello.repo: is required (a git URL)'],
+  ['option-like repo', 'apps:\n  hello:\n    repo: --upload-pack=touch /tmp/pwned', 'apps.hello.repo: expected a git URL, got "--upload-pack=touch /tmp/pwned" (must not start with "-")'],
+  ['relative repo', 'apps:\n  hello:\n    repo: hello.git', 'apps.hello.repo: expected a git URL, got "hello.git"'],
+  ['bad branch', `${minimalApp}    branch: "feature..x"`, 'apps.hello.branch: expected a branch name, got "feature..x"'],
+  ['branch like an option', `${minimalApp}    branch: "-x"`, 'apps.hello.branch: expected a branch name, got "-x"'],
+  ['zero replicas', `${minimalApp}    replicas: 0`, 'apps.hello.replicas: expected an integer 1-64, got 0'],
+  ['fractional replicas', `${minimalApp}    replicas: 1.5`, 'apps.hello.replicas: expected an integer 1-64, got 1.5'],
+  ['bad host_ip', `${minimalApp}    host_ip: 127.0.0.256`, 'apps.hello.host_ip: expected an IPv4 address, got "127.0.0.256"'],
+  ['health path without slash', `${minimalApp}    health: { path: healthz }`, 'apps.hello.health.path: expected a URL path, got "healthz"'],
+  ['negative drain', `${minimalApp}    drain_s: -1`, 'apps.hello.drain_s: expected a number 0-3600, got -1'],
+  ['bad routing', `${minimalApp}    routing: consul`, 'apps.hello.routing: expected one of upstream, dns, got "consul"'],
+  ['nginx injection in server_name', `${minimalApp}    server_name: ["a.com; include /etc/passwd"]`, 'apps.hello.server_name[0]: expected a host name, got "a.com; include /etc/passwd"'],
+  ['bad listen', `${minimalApp}    listen: "0.0.0.0:99999"`, 'apps.hello.listen: expected a port or address:port, got "0.0.0.0:99999"'],
+  ['dockerfile escaping the repo', `${minimalApp}    dockerfile: ../Dockerfile`, 'apps.hello.dockerfile: expected a path in the repository, got "../Dockerfile"'],
+  ['bad env name', `${minimalApp}    env: { "BAD-NAME": x }`, 'apps.hello.env.BAD-NAME: invalid variable name "BAD-NAME"'],
+  ['shell-string check_cmd', 'nginx:\n  check_cmd: "nginx -t"', 'nginx.check_cmd: expected an argv list (never a shell string), got "nginx -t"'],
+  ['empty reload_cmd', 'nginx:\n  reload_cmd: []', 'nginx.reload_cmd: expected an argv list (never a shell string) with at least 1 item, got an empty list'],
+  ['redis not a URL', 'redis: localhost:6379', 'redis: expected a redis:// URL, got "localhost:6379" (protocol must be redis or rediss)'],
+  ['etcd not http', 'etcd: [grpc://127.0.0.1:2379]', 'etcd[0]: expected an http(s) URL, got "grpc://127.0.0.1:2379" (protocol must be http or https)'],
+  ['apps not a mapping', 'apps: [hello]', 'apps: expected a mapping of app names, got ["hello"]'],
+  ['etcd_prefix with trailing slash', `${minimalApp}    etcd_prefix: /slipway/hello/`, 'apps.hello.etcd_prefix: expected an etcd key prefix, got "/slipway/hello/"'],
+  ['overlapping etcd prefixes', 'apps:\n  a:\n    repo: /r/a.git\n    etcd_prefix: /up\n  b:\n    repo: /r/b.git\n    etcd_prefix: /up/b', 'apps.b.etcd_prefix: overlaps apps.a.etcd_prefix (/up)'],
+  ['dns pool too small', `dns: { address_pool: 127.0.10.0/30 }\n${minimalApp}    routing: dns\n    replicas: 2`, 'apps.hello.replicas: a dns app needs 2 addresses per replica during a rollout; dns.address_pool has 2'],
+  ['bad address pool', 'dns: { address_pool: 127.0.10.0 }', 'dns.address_pool: expected an IPv4 CIDR, got "127.0.10.0" (an IPv4 network with a prefix of 16-30 bits)'],
+  ['duplicate key', `${minimalApp}    port: 1\n    port: 2`, 'YAML: Map keys must be unique'],
+  ['not YAML', 'apps: {hello: [', 'YAML:'],
+  ['top level is a list', '- a\n- b', '(top level): expected a mapping, got ["a","b"]'],
+];
+
+describe('parseConfig rejects bad configs with the file and key path', () => {
+  it.each(bad)('%s', (_name, text, expected) => {
+    const message = problemsOf(text);
+    const line = message.split('\n').find((l) => l.includes(expected));
+    expect(line, message).toBeDefined();
+    expect(line!.startsWith(`${FILE}: `)).toBe(true);
+  });
+
+  it('reports every problem, not only the first', () => {
+    const lines = problemsOf(`${minimalApp}    port: x\n    replicas: 0\n    routing: consul`).split('\n');
+    expect(lines).toHaveLength(3);
+  });
+
+  it('never echoes the value of a secret variable into a message about another key', () => {
+    const message = problemsOf(`${minimalApp}    secret: \${HELLO_SECRET}\n    port: x`);
+    expect(message).not.toContain('s3cret');
+  });
+});
+
+describe('loadConfig', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'slipway-config-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('prefers --config, then $SLIPWAY_CONFIG, then ./slipway.yml', () => {
+    writeFileSync(join(dir, 'slipway.yml'), 'receiver: { port: 1001 }\n');
+    writeFileSync(join(dir, 'env.yml'), 'receiver: { port: 1002 }\n');
+    writeFileSync(join(dir, 'flag.yml'), 'receiver: { port: 1003 }\n');
+    expect(loadConfig({ env: {}, cwd: dir }).receiver.port).toBe(1001);
+    expect(loadConfig({ env: { SLIPWAY_CONFIG: 'env.yml' }, cwd: dir }).receiver.port).toBe(1002);
+    expect(loadConfig({ path: 'flag.yml', env: { SLIPWAY_CONFIG: 'env.yml' }, cwd: dir }).receiver.port).toBe(1003);
+  });
+
+  it('names a missing file', () => {
+    expect(() => loadConfig({ path: 'nope.yml', env: {}, cwd: dir })).toThrow(`${join(dir, 'nope.yml')}: cannot read config: file not found`);
+  });
+});
+
+describe('README configuration reference', () => {
+  it('is in step with the schema', () => {
+    const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
+    expect(readme).toContain(configReference());
+  });
+});

@@ -1,0 +1,89 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import { ConfigError } from './config-error.js';
+import { INVALID, type ParseContext } from './schema.js';
+import { slipwaySchema } from './slipway-schema.js';
+import type { AppConfig, SlipwayConfig } from './types.js';
+
+export interface LoadConfigOptions {
+  /** `--config`; wins over `$SLIPWAY_CONFIG` and `./slipway.yml`. */
+  path?: string;
+  /** Environment for `${VAR}`, `SLIPWAY_CONFIG` and `DOCKER_HOST`. */
+  env: Readonly<Record<string, string | undefined>>;
+  /** Directory `./slipway.yml` is looked for in. Default: the current directory. */
+  cwd?: string;
+}
+
+/** Finds, reads and validates `slipway.yml`; throws ConfigError naming file and key path. */
+export function loadConfig(options: LoadConfigOptions): SlipwayConfig {
+  const file = resolve(options.cwd ?? process.cwd(), options.path ?? options.env.SLIPWAY_CONFIG ?? 'slipway.yml');
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (err as Error).message;
+    throw new ConfigError(file, [`cannot read config: ${reason}`]);
+  }
+  return parseConfig(text, { file, env: options.env });
+}
+
+/** Validates config text. `file` names it in errors and anchors relative paths. */
+export function parseConfig(text: string, options: { file: string | null; env: LoadConfigOptions['env'] }): SlipwayConfig {
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(options.file, doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`));
+  }
+  const raw = doc.toJS() ?? {};
+  return validateConfig(raw, options);
+}
+
+/** Validates an already-parsed object (as from YAML or JSON). */
+export function validateConfig(raw: unknown, options: { file: string | null; env: LoadConfigOptions['env'] }): SlipwayConfig {
+  const problems: string[] = [];
+  const ctx: ParseContext = { env: options.env, error: (path, message) => problems.push(`${path || '(top level)'}: ${message}`) };
+  const parsed = slipwaySchema.parse(raw, '', ctx);
+  if (parsed === INVALID || problems.length > 0) throw new ConfigError(options.file, problems);
+
+  const base = options.file ? dirname(options.file) : process.cwd();
+  const apps: Record<string, AppConfig> = {};
+  for (const [name, app] of Object.entries(parsed.apps)) {
+    apps[name] = {
+      ...app,
+      name,
+      secret: app.secret,
+      etcd_prefix: app.etcd_prefix ?? `/slipway/apps/${name}/upstream`,
+      template: app.template === undefined ? undefined : resolve(base, app.template),
+      credentials: app.credentials,
+    } as AppConfig;
+  }
+  const config: SlipwayConfig = {
+    ...parsed,
+    file: options.file,
+    docker: parsed.docker ?? options.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock',
+    workdir: resolve(base, parsed.workdir),
+    apps,
+  };
+  const crossProblems = crossCheck(config);
+  if (crossProblems.length > 0) throw new ConfigError(options.file, crossProblems);
+  return config;
+}
+
+/** Rules that span keys: things each key is fine alone but wrong together. */
+function crossCheck(config: SlipwayConfig): string[] {
+  const problems: string[] = [];
+  const prefixes = new Map<string, string>();
+  for (const app of Object.values(config.apps)) {
+    const other = [...prefixes].find(([p]) => app.etcd_prefix.startsWith(`${p}/`) || p.startsWith(`${app.etcd_prefix}/`) || p === app.etcd_prefix);
+    if (other) problems.push(`apps.${app.name}.etcd_prefix: overlaps apps.${other[1]}.etcd_prefix (${other[0]})`);
+    prefixes.set(app.etcd_prefix, app.name);
+    if (app.routing === 'dns') {
+      const bits = Number(config.dns.address_pool.split('/')[1]);
+      const addresses = 2 ** (32 - bits) - 2;
+      if (addresses < app.replicas * 2) {
+        problems.push(`apps.${app.name}.replicas: a dns app needs 2 addresses per replica during a rollout; dns.address_pool has ${addresses}`);
+      }
+    }
+  }
+  return problems;
+}

@@ -1,0 +1,72 @@
+import { APP_NAME } from '@slipway/core/validate';
+import * as check from './checks.js';
+import { dict, list, num, obj, oneOf, port, str } from './schema.js';
+
+const argv = (dflt: string[], doc: string) =>
+  list(str({ type: 'a string' }), { min: 1, default: dflt, doc, type: 'an argv list (never a shell string)' });
+
+const app = obj({
+  repo: str({ check: check.repoUrl, type: 'a git URL', doc: 'Repository whose pushes deploy this app (clone URL, `owner/name` matching is case-insensitive and ignores `.git`).' }),
+  branch: str({ default: 'master', check: check.branch, type: 'a branch name', doc: 'Pushes to other refs are ignored.' }),
+  secret: str({ optional: true, doc: 'Webhook HMAC secret (GitHub, Gitea) or token (GitLab). Without it, webhooks for this app are refused.' }),
+  replicas: num({ min: 1, max: 64, integer: true, default: 2, doc: 'Containers serving the app.' }),
+  port: port({ default: 8080, doc: 'Port the app listens on inside its container.' }),
+  host_ip: str({ default: '127.0.0.1', check: check.ipv4, type: 'an IPv4 address', doc: 'Address container ports are published on (upstream routing).' }),
+  health: obj({
+    path: str({ default: '/healthz', check: check.urlPath, type: 'a URL path', doc: 'Probed on each new container; any 2xx is healthy.' }),
+    timeout_s: num({ min: 1, max: 3600, default: 30, doc: 'How long a new container may take to become healthy.' }),
+    interval_ms: num({ min: 10, max: 60000, integer: true, default: 200, doc: 'Time between probes.' }),
+  }),
+  listen: str({ default: '80', check: check.listen, type: 'a port or address:port', doc: 'nginx `listen` for this app.' }),
+  server_name: list(str({ check: check.hostname, type: 'a host name' }), { default: [], single: true, doc: 'nginx `server_name`s; empty means `_` (any).' }),
+  drain_s: num({ min: 0, max: 3600, default: 5, doc: 'Longest wait after the switch for old containers to finish their connections.' }),
+  stop_timeout_s: num({ min: 0, max: 3600, integer: true, default: 10, doc: 'SIGTERM grace before SIGKILL.' }),
+  dockerfile: str({ default: 'Dockerfile', check: check.repoPath, type: 'a path in the repository', doc: 'Dockerfile to build, relative to the repository root.' }),
+  build_args: dict(str(), { keyType: 'build argument', key: check.envName, placeholder: '<ARG>', doc: 'Docker build arguments.' }),
+  env: dict(str(), { keyType: 'variable name', key: check.envName, placeholder: '<VAR>', doc: 'Environment of the app\'s containers.' }),
+  etcd_prefix: str({ optional: true, check: check.etcdPrefix, type: 'an etcd key prefix', doc: 'Upstream keys, one per live container. Default `/slipway/apps/<app>/upstream`.' }),
+  routing: oneOf(['upstream', 'dns'] as const, { default: 'upstream', doc: '`upstream`: render + reload nginx; `dns`: nginx resolves the live set, no reload.' }),
+  template: str({ optional: true, type: 'a file path', doc: 'Own nginx template for this app (relative to the config file).' }),
+  credentials: obj({
+    username: str({ optional: true, doc: 'User for http(s) clones.' }),
+    password: str({ optional: true, doc: 'Password or access token for http(s) clones; never logged.' }),
+    ssh_key: str({ optional: true, type: 'a file path', doc: 'Private key for ssh:// and user@host: clones.' }),
+  }, { optional: true }),
+});
+
+export const slipwaySchema = obj({
+  redis: str({ default: 'redis://127.0.0.1:6379', check: check.url(['redis', 'rediss']), type: 'a redis:// URL', doc: 'Redis holding the queue, job records and logs.' }),
+  etcd: list(str({ check: check.url(['http', 'https']), type: 'an http(s) URL' }), { min: 1, single: true, default: ['http://127.0.0.1:2379'], doc: 'etcd endpoints.' }),
+  docker: str({ optional: true, check: check.url(['unix', 'tcp', 'http', 'https']), type: 'a unix:// or tcp:// URL', doc: 'Docker engine. Default `$DOCKER_HOST`, else `unix:///var/run/docker.sock`.' }),
+  workdir: str({ default: './.slipway', doc: 'Clone cache and build contexts (relative to the config file).' }),
+  queue: obj({
+    prefix: str({ default: 'slipway', check: (v) => (/^[A-Za-z0-9:_-]{1,64}$/.test(v) ? null : 'invalid'), type: 'a Redis key prefix', doc: 'Prefix of every Redis key; give each installation (or test) its own.' }),
+  }),
+  receiver: obj({
+    host: str({ default: '127.0.0.1', doc: 'Address the webhook receiver listens on.' }),
+    port: port({ default: 3000, doc: 'Its port.' }),
+    body_limit_mb: num({ min: 1, max: 100, default: 25, doc: 'Larger webhook bodies are answered 413.' }),
+    delivery_retention_h: num({ min: 0, max: 8760, default: 72, doc: 'How long delivery ids are remembered to answer redeliveries as duplicates.' }),
+  }),
+  worker: obj({
+    concurrency: num({ min: 1, max: 64, integer: true, default: 2, doc: 'Jobs one worker runs at once (different apps; one app deploys at a time).' }),
+    attempts: num({ min: 1, max: 100, integer: true, default: 5, doc: 'Tries for a job whose failure was an unreachable Redis, etcd or Docker.' }),
+    backoff_ms: num({ min: 10, max: 3600000, integer: true, default: 2000, doc: 'First retry delay, doubled each time.' }),
+  }),
+  dashboard: obj({
+    host: str({ default: '127.0.0.1', doc: 'Address the dashboard listens on.' }),
+    port: port({ default: 3001, doc: 'Its port.' }),
+    token: str({ optional: true, doc: 'Sign-in token; the dashboard refuses to start without one.' }),
+  }),
+  nginx: obj({
+    conf_dir: str({ default: '/etc/nginx/conf.d', doc: 'Slipway writes `slipway-<app>.conf` here.' }),
+    check_cmd: argv(['nginx', '-t'], 'Checks a candidate config; see "Checking the candidate" below.'),
+    reload_cmd: argv(['nginx', '-s', 'reload'], 'Reloads nginx after a checked change.'),
+  }),
+  apps: dict(app, { keyType: 'app name', key: (name) => APP_NAME.test(name), placeholder: '<app>', doc: 'App names match `[a-z0-9][a-z0-9-]{0,62}`.' }),
+  dns: obj({
+    server: str({ default: '127.0.0.1:5353', check: check.hostPort, type: 'an address:port', doc: 'The DNS server nginx asks (dnsmasq, started by Slipway).' }),
+    domain: str({ default: 'slipway.internal', check: check.hostname, type: 'a domain', doc: '`<app>.<domain>` answers the live containers.' }),
+    address_pool: str({ default: '127.0.10.0/24', check: check.cidr, type: 'an IPv4 CIDR', doc: 'One loopback address per container of a `dns` app.' }),
+  }),
+});

@@ -1,0 +1,41 @@
+/** The validated, defaulted configuration. Keys keep the file's spelling. */
+export interface SlipwayConfig {
+  /** Absolute path of the file this came from, or null when built in code. */
+  file: string | null;
+  redis: string;
+  etcd: string[];
+  docker: string;
+  /** Absolute. */
+  workdir: string;
+  queue: { prefix: string };
+  receiver: { host: string; port: number; body_limit_mb: number; delivery_retention_h: number };
+  worker: { concurrency: number; attempts: number; backoff_ms: number };
+  dashboard: { host: string; port: number; token?: string };
+  nginx: { conf_dir: string; check_cmd: string[]; reload_cmd: string[] };
+  apps: Record<string, AppConfig>;
+  dns: { server: string; domain: string; address_pool: string };
+}
+
+export interface AppConfig {
+  /** The key under `apps`. */
+  name: string;
+  repo: string;
+  branch: string;
+  secret?: string;
+  replicas: number;
+  port: number;
+  host_ip: string;
+  health: { path: string; timeout_s: number; interval_ms: number };
+  listen: string;
+  server_name: string[];
+  drain_s: number;
+  stop_timeout_s: number;
+  dockerfile: string;
+  build_args: Record<string, string>;
+  env: Record<string, string>;
+  etcd_prefix: string;
+  routing: 'upstream' | 'dns';
+  /** Absolute path of the app's own nginx template, if any. */
+  template?: string;
+  credentials?: { username?: string; password?: string; ssh_key?: string };
+}

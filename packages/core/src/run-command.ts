@@ -1,0 +1,96 @@
+import { spawn } from 'node:child_process';
+import { SlipwayError } from './slipway-error.js';
+
+export interface RunOptions {
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Kill the command (SIGKILL) after this long. Default: no limit. */
+  timeoutMs?: number;
+  /** Written to the command's stdin, which is closed afterwards. */
+  input?: string;
+  /** Called with each line of stdout and stderr as it arrives. */
+  onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
+  signal?: AbortSignal;
+}
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** A command that ran and failed; `tail` holds the last lines of its output. */
+export class CommandError extends SlipwayError {
+  readonly argv: readonly string[];
+  readonly exitCode: number | null;
+  readonly tail: string;
+
+  constructor(argv: readonly string[], exitCode: number | null, tail: string, reason?: string) {
+    const what = reason ?? (exitCode === null ? 'was killed' : `exited with code ${exitCode}`);
+    super('command_failed', `${argv.join(' ')} ${what}${tail ? `:\n${tail}` : ''}`);
+    this.name = 'CommandError';
+    this.argv = argv;
+    this.exitCode = exitCode;
+    this.tail = tail;
+  }
+}
+
+/**
+ * Runs an argv array. Never a shell: there is no string to interpolate into,
+ * so a hostile sha or branch name is just an odd argument.
+ */
+export function runCommand(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  const [file, ...args] = argv;
+  if (!file) return Promise.reject(new SlipwayError('invalid_input', 'empty command'));
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, {
+      cwd: options.cwd,
+      env: options.env ?? process.env,
+      shell: false,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      signal: options.signal,
+    });
+    let stdout = '';
+    let stderr = '';
+    const partial = { stdout: '', stderr: '' };
+    const collect = (stream: 'stdout' | 'stderr') => (chunk: Buffer) => {
+      const text = chunk.toString('utf8');
+      if (stream === 'stdout') stdout += text;
+      else stderr += text;
+      if (!options.onLine) return;
+      const lines = (partial[stream] + text).split('\n');
+      partial[stream] = lines.pop() ?? '';
+      for (const line of lines) options.onLine(line, stream);
+    };
+    child.stdout.on('data', collect('stdout'));
+    child.stderr.on('data', collect('stderr'));
+    const timer = options.timeoutMs
+      ? setTimeout(() => child.kill('SIGKILL'), options.timeoutMs).unref()
+      : undefined;
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      if (timer) clearTimeout(timer);
+      const reason = err.code === 'ENOENT' ? 'could not be started: command not found' : `could not be started: ${err.message}`;
+      reject(new CommandError(argv, null, '', reason));
+    });
+    child.on('close', (code, signal) => {
+      if (timer) clearTimeout(timer);
+      for (const stream of ['stdout', 'stderr'] as const) {
+        if (partial[stream] && options.onLine) options.onLine(partial[stream], stream);
+      }
+      const exit = code ?? (signal ? null : 1);
+      if (exit === 0) resolve({ code: 0, stdout, stderr });
+      else reject(new CommandError(argv, exit, lastLines(`${stderr}\n${stdout}`, 20)));
+    });
+    if (options.input !== undefined) child.stdin.end(options.input);
+    else child.stdin.end();
+  });
+}
+
+export function lastLines(text: string, count: number): string {
+  return text
+    .split('\n')
+    .map((line) => line.trimEnd())
+    .filter((line) => line.length > 0)
+    .slice(-count)
+    .join('\n');
+}

@@ -1,0 +1,28 @@
+import { describe, expect, it } from 'vitest';
+import { branchOfRef, isAppName, isBranchName, isSha } from './validate.js';
+
+describe('validators', () => {
+  it.each([
+    ['hello', true], ['a', true], ['hello-world-2', true], ['a'.repeat(63), true],
+    ['', false], ['-hello', false], ['Hello', false], ['../etc', false], ['a'.repeat(64), false], ['hello world', false], ['hello;rm', false],
+  ])('app name %j → %s', (name, ok) => expect(isAppName(name)).toBe(ok));
+
+  it.each([
+    ['a'.repeat(40), true], ['0123456789abcdef0123456789abcdef01234567', true],
+    ['A'.repeat(40), false], ['a'.repeat(39), false], ['g'.repeat(40), false], ['$(touch x)'.padEnd(40, 'a'), false],
+  ])('sha %j → %s', (sha, ok) => expect(isSha(sha)).toBe(ok));
+
+  it.each([
+    ['master', true], ['feature/login', true], ['release-1.2', true],
+    ['-x', false], ['a..b', false], ['a b', false], ['a;b', false], ['$(id)', false], ['.hidden', false], ['a/.b', false],
+    ['x.lock', false], ['a//b', false], ['a@{1}', false], ['brañch', false], ['a\nb', false],
+  ])('branch %j → %s', (branch, ok) => expect(isBranchName(branch)).toBe(ok));
+
+  it('extracts only branch refs', () => {
+    expect(branchOfRef('refs/heads/master')).toBe('master');
+    expect(branchOfRef('refs/heads/feature/x')).toBe('feature/x');
+    expect(branchOfRef('refs/tags/v1')).toBeNull();
+    expect(branchOfRef('refs/heads/$(reboot)')).toBeNull();
+    expect(branchOfRef(42)).toBeNull();
+  });
+});

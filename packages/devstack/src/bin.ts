@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+import { spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ensureBaseImage } from './base-image.js';
+import { readStack, stackEnv, startStack, stopStack } from './stack.js';
+import { up } from './up.js';
+
+const USAGE = `usage: slipway-devstack <command>
+
+  up                 start the services and all of Slipway with a demo app; Ctrl-C stops everything
+  run -- <cmd...>    start a temporary stack, run <cmd> with it, stop the stack, exit with <cmd>'s code
+  start [--dir D]    start (or reuse) the services, print where they listen
+  stop  [--dir D]    stop the services started by 'start'
+`;
+
+const log = (line: string) => console.error(`[devstack] ${line}`);
+
+async function run(command: string[]): Promise<number> {
+  if (command.length === 0) throw new UsageError('run needs a command after --');
+  const stack = await startStack({ log });
+  await ensureBaseImage();
+  const child = spawn(command[0]!, command.slice(1), { stdio: 'inherit', env: { ...process.env, ...stackEnv(stack) } });
+  const forward = (signal: NodeJS.Signals) => child.kill(signal);
+  process.on('SIGINT', forward);
+  process.on('SIGTERM', forward);
+  const code = await new Promise<number>((done) => {
+    child.on('error', (err) => {
+      log(`cannot run ${command[0]}: ${err.message}`);
+      done(127);
+    });
+    child.on('exit', (status, signal) => done(status ?? (signal ? 128 + 15 : 1)));
+  });
+  await stopStack(stack, log);
+  return code;
+}
+
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const { values, positionals } = parseArgs({ args: rest, options: { dir: { type: 'string' } }, allowPositionals: true, strict: command !== 'run' });
+  const dir = resolve(typeof values.dir === 'string' ? values.dir : '.slipway/stack');
+  switch (command) {
+    case 'run':
+      return run(rest[0] === '--' ? rest.slice(1) : positionals);
+    case 'up':
+      return up({ log });
+    case 'start': {
+      const stack = await startStack({ dir, log });
+      await ensureBaseImage();
+      console.log(JSON.stringify(stackEnv(stack), null, 2));
+      return 0;
+    }
+    case 'stop': {
+      const stack = readStack(dir);
+      if (stack) await stopStack(stack, log);
+      else log(`no stack in ${dir}`);
+      return 0;
+    }
+    default:
+      throw new UsageError(command ? `unknown command ${command}` : 'no command');
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    if (err instanceof UsageError || (err as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      console.error(`slipway-devstack: ${err.message}\n\n${USAGE}`);
+      process.exit(2);
+    }
+    console.error(`slipway-devstack: ${err.message}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,154 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from './free-port.js';
+import { commandLine, isAlive, stopProcess } from './processes.js';
+import { ensureSystemPackages } from './system-packages.js';
+import { dockerAnswers, ensureDockerEngine, type DockerEngine } from './services/docker-engine.js';
+import { etcdHealthy, startEtcd, type EtcdService } from './services/etcd.js';
+import { startNginx, type NginxService } from './services/nginx.js';
+import { redisAnswers, startRedis, type RedisService } from './services/redis.js';
+import { removeTestArtifacts } from './test-artifacts.js';
+
+export type ServiceName = 'docker' | 'redis' | 'etcd' | 'nginx';
+export const ALL_SERVICES: readonly ServiceName[] = ['docker', 'redis', 'etcd', 'nginx'];
+
+/** What `stack.json` holds: enough to reuse, probe and stop every part. */
+export interface StackState {
+  /** Six hex digits; test app names start with `t<id>-` so leftovers are attributable. */
+  id: string;
+  dir: string;
+  /** The process that owns the stack; when it is dead the stack is stale. */
+  ownerPid: number;
+  /** Temporary stacks are deleted when stopped; a named one (npm start) keeps its directory. */
+  temporary: boolean;
+  docker?: DockerEngine;
+  redis?: RedisService;
+  etcd?: EtcdService;
+  nginx?: NginxService;
+}
+
+const STACK_GLOB_PREFIX = 'slipway-stack-';
+const stateFile = (dir: string) => join(dir, 'stack.json');
+
+export function readStack(dir: string): StackState | null {
+  try {
+    return JSON.parse(readFileSync(stateFile(dir), 'utf8')) as StackState;
+  } catch {
+    return null;
+  }
+}
+
+function writeStack(state: StackState): void {
+  writeFileSync(stateFile(state.dir), JSON.stringify(state, null, 2) + '\n');
+}
+
+/**
+ * Is this pid still the process we started for this stack (not a reused
+ * pid)? Its argv names the stack directory, or (redis rewrites its process
+ * title) the address it listens on.
+ */
+function ours(pid: number | undefined, dir: string, address?: string): pid is number {
+  if (!pid || !isAlive(pid)) return false;
+  return (commandLine(pid) ?? []).some((arg) => arg.includes(dir) || (address !== undefined && arg.includes(address)));
+}
+
+export interface StartStackOptions {
+  /** Default: a new temporary directory. An existing stack there is reused. */
+  dir?: string;
+  services?: readonly ServiceName[];
+  /** Install missing Debian packages first. Default true. */
+  install?: boolean;
+  log?: (line: string) => void;
+}
+
+/**
+ * Starts (or reuses) Docker, Redis, etcd and nginx on loopback. Idempotent:
+ * a second start on the same directory reuses what still answers and
+ * restarts what does not.
+ */
+export async function startStack(options: StartStackOptions = {}): Promise<StackState> {
+  const log = options.log ?? (() => {});
+  const services = options.services ?? ALL_SERVICES;
+  if (options.install !== false) ensureSystemPackages(undefined, log);
+  await sweepStaleStacks(log);
+  const temporary = options.dir === undefined;
+  const freshId = randomBytes(3).toString('hex');
+  const dir = options.dir ?? join(tmpdir(), `${STACK_GLOB_PREFIX}${freshId}`);
+  mkdirSync(dir, { recursive: true });
+  const previous = readStack(dir);
+  const state: StackState = { id: previous?.id ?? freshId, dir, ownerPid: process.pid, temporary: previous?.temporary ?? temporary };
+
+  if (services.includes('docker')) {
+    const reuse = previous?.docker && (await dockerAnswers());
+    state.docker = reuse ? previous!.docker : await ensureDockerEngine(dir);
+  }
+  if (services.includes('redis')) {
+    const p = previous?.redis;
+    state.redis = p && ours(p.pid, dir, `127.0.0.1:${p.port}`) && (await redisAnswers(p.port)) ? p : await startRedis(join(dir, 'redis'), p?.port ?? (await freePort()));
+  }
+  if (services.includes('etcd')) {
+    const p = previous?.etcd;
+    state.etcd = p && ours(p.pid, dir) && (await etcdHealthy(p.url))
+      ? p
+      : await startEtcd(join(dir, 'etcd'), p?.port ?? (await freePort()), p?.peerPort ?? (await freePort()));
+  }
+  if (services.includes('nginx')) {
+    const p = previous?.nginx;
+    state.nginx = p && ours(p.pid, dir) ? p : await startNginx(join(dir, 'nginx'), p?.statusPort ?? (await freePort()));
+  }
+  writeStack(state);
+  log(`stack ${state.id} up in ${dir}`);
+  return state;
+}
+
+/** Stops every part this stack started, removes its test leftovers and (if temporary) its directory. */
+export async function stopStack(state: StackState, log: (line: string) => void = () => {}): Promise<void> {
+  if (state.docker && (await dockerAnswers())) {
+    await removeTestArtifacts(state.id).catch((err: Error) => log(`cleanup of test containers failed: ${err.message}`));
+  }
+  if (state.nginx && ours(state.nginx.pid, state.dir)) await stopProcess(state.nginx.pid);
+  if (state.etcd && ours(state.etcd.pid, state.dir)) await stopProcess(state.etcd.pid);
+  if (state.redis && ours(state.redis.pid, state.dir, `127.0.0.1:${state.redis.port}`)) await stopProcess(state.redis.pid);
+  if (state.docker?.pid && isAlive(state.docker.pid) && liveStacks().every((s) => s.dir === state.dir)) {
+    await stopProcess(state.docker.pid, 30_000);
+  }
+  if (state.temporary) rmSync(state.dir, { recursive: true, force: true });
+  else if (existsSync(stateFile(state.dir))) rmSync(stateFile(state.dir));
+  log(`stack ${state.id} stopped`);
+}
+
+function stackDirs(): string[] {
+  return readdirSync(tmpdir()).filter((name) => name.startsWith(STACK_GLOB_PREFIX)).map((name) => join(tmpdir(), name));
+}
+
+function liveStacks(): StackState[] {
+  return stackDirs().map(readStack).filter((s): s is StackState => s !== null && isAlive(s.ownerPid));
+}
+
+/**
+ * Stacks whose owner died without stopping them (a killed test run) are
+ * stopped and deleted, so nothing from an earlier run lingers.
+ */
+export async function sweepStaleStacks(log: (line: string) => void = () => {}): Promise<void> {
+  for (const dir of stackDirs()) {
+    const state = readStack(dir);
+    if (state && isAlive(state.ownerPid)) continue;
+    if (state) {
+      log(`stopping stale stack ${state.id} (owner ${state.ownerPid} is gone)`);
+      await stopStack({ ...state, docker: state.docker ? { host: state.docker.host } : undefined });
+    } else {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+}
+
+/** The environment a child process needs to find this stack. */
+export function stackEnv(state: StackState): Record<string, string> {
+  const env: Record<string, string> = { SLIPWAY_STACK_DIR: state.dir, SLIPWAY_STACK_ID: state.id };
+  if (state.redis) env.SLIPWAY_STACK_REDIS = state.redis.url;
+  if (state.etcd) env.SLIPWAY_STACK_ETCD = state.etcd.url;
+  if (state.docker) env.SLIPWAY_STACK_DOCKER = state.docker.host;
+  return env;
+}

@@ -1,0 +1,31 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inject } from 'vitest';
+import type { StackState } from './stack.js';
+
+/** The stack started by the global setup. */
+export function testStack(): StackState {
+  return inject('stack');
+}
+
+/**
+ * A fresh app name, `t<stack id>-<random>`: unique per test, and
+ * recognisable so the stack's teardown removes any container or image a
+ * test left behind.
+ */
+export function testAppName(): string {
+  return `t${testStack().id}-${randomBytes(4).toString('hex')}`;
+}
+
+/** A unique name for queues, etcd prefixes, files: `<prefix>-<random>`. */
+export function uniqueName(prefix = 'test'): string {
+  return `${prefix}-${randomBytes(6).toString('hex')}`;
+}
+
+/** A temporary directory and the function that removes it. */
+export function tempDir(prefix = 'slipway-test-'): { path: string; remove: () => void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}

@@ -1,0 +1,26 @@
+import { fileURLToPath } from 'node:url';
+import { defineConfig, type ViteUserConfig } from 'vitest/config';
+
+const conditions = ['slipway-source', 'module', 'node', 'development|production'];
+
+/**
+ * The one vitest configuration every package uses: sources of workspace
+ * packages resolved directly (no rebuild between edit and test), one shared
+ * stack per run, generous timeouts for tests that build and start
+ * containers, and modest parallelism for a two-core machine.
+ */
+export function slipwayTestConfig(overrides: { services?: boolean; include?: string[]; maxWorkers?: number } = {}): ViteUserConfig {
+  return defineConfig({
+    resolve: { conditions },
+    ssr: { resolve: { conditions, externalConditions: ['slipway-source'] } },
+    test: {
+      include: overrides.include ?? ['src/**/*.test.ts', 'test/**/*.test.ts'],
+      globalSetup: overrides.services === false ? [] : [fileURLToPath(new URL('./vitest-global-setup.js', import.meta.url))],
+      testTimeout: 120_000,
+      hookTimeout: 180_000,
+      pool: 'forks',
+      poolOptions: { forks: { maxForks: overrides.maxWorkers ?? 2, minForks: 1 } },
+      reporters: ['default'],
+    },
+  });
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env node
+// Everything `npm start` and `npm test` need before TypeScript can run:
+// a supported Node, dependencies matching package-lock.json, a fresh build.
+// Plain JavaScript with no dependencies, because it runs before `npm ci`.
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const say = (line) => console.error(`[bootstrap] ${line}`);
+
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 20 || (major === 20 && minor < 11)) {
+  say(`Node ${process.versions.node} is too old; Slipway needs Node 20.11 or newer.`);
+  process.exit(1);
+}
+
+function run(argv, extraEnv = {}) {
+  const res = spawnSync(argv[0], argv.slice(1), { cwd: root, stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...extraEnv } });
+  if (res.status !== 0) {
+    say(`${argv.join(' ')} failed (exit ${res.status ?? res.signal})`);
+    process.exit(res.status || 1);
+  }
+}
+
+// npm ci only when the lock file changed since the last install: it wipes
+// node_modules, which costs half a minute every time otherwise.
+const lock = readFileSync(join(root, 'package-lock.json'));
+const digest = createHash('sha256').update(lock).digest('hex');
+const stamp = join(root, 'node_modules', '.slipway-installed');
+if (!existsSync(stamp) || readFileSync(stamp, 'utf8') !== digest) {
+  say('installing dependencies (npm ci)');
+  run(['npm', 'ci', '--no-audit', '--no-fund']);
+  writeFileSync(stamp, digest);
+}
+
+say('building');
+run(['npx', '--no-install', 'turbo', 'run', 'build', '--output-logs=errors-only'], { TURBO_TELEMETRY_DISABLED: '1', DO_NOT_TRACK: '1' });
