@@ -1,0 +1,121 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testStack, uniqueName } from '@slipway/devstack/testing';
+import { UnavailableError } from '@slipway/core/slipway-error';
+import { DeployQueue } from './deploy-queue.js';
+import { followLog } from './follow-log.js';
+import { publicJob, type DeployRequest } from './job-types.js';
+import { connectRedis, type Redis } from './redis-connection.js';
+import { bullJobId } from './keys.js';
+
+const sha = (n: number) => n.toString(16).padStart(40, '0');
+const request = (app: string, n: number): DeployRequest => ({ app, sha: sha(n), ref: 'master', image: null, trigger: 'cli' });
+
+describe('DeployQueue', () => {
+  let redis: Redis;
+  let queue: DeployQueue;
+  const prefix = uniqueName('q');
+
+  beforeAll(async () => {
+    redis = connectRedis(testStack().redis!.url, 'producer');
+    await new Promise((resolve) => redis.once('ready', resolve));
+    queue = new DeployQueue({ redis, prefix, attempts: 3, backoffMs: 100 });
+  });
+  afterAll(async () => {
+    const stale = await redis.keys(`${prefix}:*`);
+    if (stale.length) await redis.del(...stale);
+    await queue.close();
+    redis.disconnect();
+  });
+
+  it('enqueues a record and its BullMQ job, listed newest first', async () => {
+    const a = await queue.enqueue(request('alpha', 1));
+    const b = await queue.enqueue(request('beta', 2));
+    const c = await queue.enqueue(request('alpha', 3));
+    expect(Number(b.id)).toBe(Number(a.id) + 1);
+    const job = await queue.bull.getJob(bullJobId(c.id));
+    expect(job?.data).toEqual({ id: c.id });
+    expect(job?.opts.attempts).toBe(3);
+    expect((await queue.store.list()).map((j) => j.id)).toEqual([c.id, b.id, a.id]);
+    expect((await queue.store.list({ app: 'alpha' })).map((j) => j.id)).toEqual([c.id, a.id]);
+    expect(publicJob(c)).toEqual({
+      id: c.id, app: 'alpha', sha: sha(3), ref: 'master', trigger: 'cli', state: 'waiting',
+      attempts: 0, createdAt: c.createdAt, finishedAt: null, error: null,
+    });
+    expect(await queue.store.newerWaiting('alpha', a.id)).toEqual([c.id]);
+  });
+
+  it('cancels a waiting job: out of the queue, recorded as cancelled', async () => {
+    const job = await queue.enqueue(request('gamma', 4));
+    const cancelled = await queue.cancel(job.id);
+    expect(cancelled.state).toBe('cancelled');
+    expect(await queue.bull.getJob(bullJobId(job.id))).toBeUndefined();
+    expect(await queue.store.waitingIds('gamma')).toEqual([]);
+    await expect(queue.cancel(job.id)).rejects.toMatchObject({ code: 'job_finished' });
+    await expect(queue.cancel('99999999')).rejects.toMatchObject({ code: 'unknown_job' });
+  });
+
+  it('retries a failed job as a new job and keeps the old one', async () => {
+    const job = await queue.enqueue(request('delta', 5));
+    await queue.bull.getJob(bullJobId(job.id)).then((j) => j?.remove());
+    await queue.store.finish(job.id, 'failed', { error: 'etcd is unreachable' });
+    const retry = await queue.retry(job.id);
+    expect(retry).toMatchObject({ trigger: 'retry', retryOf: job.id, sha: sha(5), app: 'delta', state: 'waiting' });
+    expect((await queue.store.get(job.id))?.retriedBy).toBe(retry.id);
+    await expect(queue.retry(retry.id)).rejects.toMatchObject({ code: 'not_retryable' });
+  });
+
+  it('retry --failed takes the newest failed job per app, never one older than a live release', async () => {
+    const app1 = uniqueName('r1');
+    const app2 = uniqueName('r2');
+    const old1 = await queue.enqueue(request(app1, 6));
+    const new1 = await queue.enqueue(request(app1, 7));
+    const failed2 = await queue.enqueue(request(app2, 8));
+    const done2 = await queue.enqueue(request(app2, 9));
+    for (const j of [old1, new1, failed2, done2]) await queue.bull.getJob(bullJobId(j.id)).then((b) => b?.remove());
+    await queue.store.finish(old1.id, 'failed', { error: 'x' });
+    await queue.store.finish(new1.id, 'failed', { error: 'x' });
+    await queue.store.finish(failed2.id, 'failed', { error: 'x' });
+    await queue.store.finish(done2.id, 'completed');
+    const { retried, skipped } = await queue.retryFailed();
+    expect(retried.filter((r) => r.app === app1 || r.app === app2).map((r) => r.retryOf)).toEqual([new1.id]);
+    expect(skipped.map((s) => s.job.id)).toContain(old1.id);
+  });
+
+  it('remembers delivery ids', async () => {
+    const delivery = uniqueName('d');
+    expect(await queue.claimDelivery('github', delivery, 60)).toBeNull();
+    expect(await queue.claimDelivery('github', delivery, 60)).toBe('pending');
+    await queue.settleDelivery('github', delivery, 60, '["12"]');
+    expect(await queue.claimDelivery('github', delivery, 60)).toBe('["12"]');
+    expect(await queue.claimDelivery('gitea', delivery, 60)).toBeNull();
+    expect(await redis.ttl(`${prefix}:delivery:github:${delivery}`)).toBeGreaterThan(50);
+  });
+
+  it('follows a log live until the job ends', async () => {
+    const job = await queue.enqueue(request('eps', 10));
+    const seen: string[] = [];
+    const follower = (async () => {
+      for await (const batch of followLog(queue.store, job.id, { intervalMs: 20 })) seen.push(...batch.lines);
+    })();
+    await queue.store.appendLog(job.id, ['one', 'two']);
+    await new Promise((r) => setTimeout(r, 60));
+    expect(seen).toEqual(['one', 'two']);
+    await queue.store.appendLog(job.id, ['three']);
+    await queue.store.finish(job.id, 'completed');
+    await follower;
+    expect(seen).toEqual(['one', 'two', 'three']);
+    expect(await queue.store.readLog(job.id, 2, 3)).toEqual(['two', 'three']);
+  });
+});
+
+describe('DeployQueue without Redis', () => {
+  it('fails fast with UnavailableError instead of hanging', async () => {
+    const redis = connectRedis('redis://127.0.0.1:1', 'producer');
+    const queue = new DeployQueue({ redis, prefix: uniqueName('q') });
+    const started = Date.now();
+    await expect(queue.enqueue(request('x', 1))).rejects.toBeInstanceOf(UnavailableError);
+    expect(Date.now() - started).toBeLessThan(1000);
+    await queue.close();
+    redis.disconnect();
+  });
+});

@@ -1,0 +1,152 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { SlipwayError } from '@slipway/core/slipway-error';
+import { FINAL_STATES, type DeployRequest, type JobRecord } from './job-types.js';
+import { JobStore } from './job-store.js';
+import { bullJobId, QUEUE_NAME } from './keys.js';
+import { withRedis } from './redis-errors.js';
+
+export interface DeployQueueOptions {
+  /** A `producer` connection from connectRedis: commands fail fast while Redis is away. */
+  redis: Redis;
+  /** Prefix of every key (`queue.prefix` in slipway.yml). */
+  prefix: string;
+  /** Attempts for a job failing on an unreachable dependency. Default 5. */
+  attempts?: number;
+  /** First retry delay in ms, doubled each attempt. Default 2000. */
+  backoffMs?: number;
+}
+
+/**
+ * The producer side of the deploy queue: enqueue, cancel, retry, and the
+ * delivery-id memory of the receiver. A job's record is written before its
+ * BullMQ job, so a worker never takes a job it cannot find.
+ */
+export class DeployQueue {
+  readonly store: JobStore;
+  readonly bull: Queue;
+  private readonly attempts: number;
+  private readonly backoffMs: number;
+
+  constructor(private readonly options: DeployQueueOptions) {
+    this.store = new JobStore(options.redis, options.prefix);
+    this.bull = new Queue(QUEUE_NAME, { connection: options.redis, prefix: options.prefix });
+    this.bull.on('error', () => {});
+    this.attempts = options.attempts ?? 5;
+    this.backoffMs = options.backoffMs ?? 2000;
+  }
+
+  get redis(): Redis {
+    return this.options.redis;
+  }
+
+  async enqueue(request: DeployRequest): Promise<JobRecord> {
+    return withRedis(this.redis, async () => {
+      const record = await this.store.create(request);
+      await this.bull.add('deploy', { id: record.id }, {
+        jobId: bullJobId(record.id),
+        attempts: this.attempts,
+        backoff: { type: 'exponential', delay: this.backoffMs },
+        removeOnComplete: { count: 200 },
+        removeOnFail: { count: 1000 },
+      });
+      return record;
+    });
+  }
+
+  /**
+   * A waiting job is taken out of the queue and ends cancelled at once. A
+   * running one is asked to stop; the worker stops it at the next safe point
+   * (never mid-cutover) and records the outcome.
+   */
+  async cancel(id: string): Promise<JobRecord> {
+    return withRedis(this.redis, async () => {
+      const record = await this.store.mustGet(id);
+      if (FINAL_STATES.has(record.state)) {
+        throw new SlipwayError('job_finished', `job ${id} already ended (${record.state})`, { status: 409 });
+      }
+      const job = await this.bull.getJob(bullJobId(id));
+      const state = job ? await job.getState() : 'unknown';
+      if (job && (state === 'waiting' || state === 'delayed' || state === 'prioritized' || state === 'paused')) {
+        try {
+          await job.remove();
+          return this.store.finish(id, 'cancelled', { error: 'cancelled while waiting' });
+        } catch {
+          // Taken by a worker in the meantime: fall through to asking it to stop.
+        }
+      }
+      if (!job || state === 'unknown' || state === 'completed' || state === 'failed') {
+        // The queue has no live job for it (lost with a flushed Redis, say): the record is all there is.
+        return this.store.finish(id, 'cancelled', { error: 'cancelled (no live queue job)' });
+      }
+      await this.redis.set(this.store.keys.cancel(id), '1', 'EX', 3600);
+      await this.redis.publish(this.store.keys.events, JSON.stringify({ id, app: record.app, cancel: true }));
+      return record;
+    });
+  }
+
+  /** Re-runs a failed or cancelled job for the same commit, as a new job; the old one stays in the history. */
+  async retry(id: string): Promise<JobRecord> {
+    const old = await withRedis(this.redis, () => this.store.mustGet(id));
+    if (old.state !== 'failed' && old.state !== 'cancelled') {
+      throw new SlipwayError('not_retryable', `job ${id} is ${old.state}; only failed or cancelled jobs can be retried`, { status: 409 });
+    }
+    const { app, sha, ref, image, push } = old;
+    const record = await this.enqueue({ app, sha, ref, image, push, trigger: 'retry', retryOf: id });
+    await withRedis(this.redis, () => this.store.update(id, { retriedBy: record.id }));
+    return record;
+  }
+
+  /**
+   * `retry --failed`: per app, the newest failed job not yet retried, and
+   * only when nothing newer has gone live since (re-running an older commit
+   * over a newer release is never what "retry" means).
+   */
+  async retryFailed(app?: string): Promise<{ retried: JobRecord[]; skipped: Array<{ job: JobRecord; reason: string }> }> {
+    const recent = await withRedis(this.redis, () => this.store.list({ app, limit: 2000 }));
+    const retried: JobRecord[] = [];
+    const skipped: Array<{ job: JobRecord; reason: string }> = [];
+    const decided = new Set<string>();
+    for (const job of recent) {
+      if (decided.has(job.app)) {
+        if (job.state === 'failed' && !job.retriedBy) skipped.push({ job, reason: 'a newer job of this app exists' });
+        continue;
+      }
+      if (job.state === 'completed' || job.state === 'active' || job.state === 'waiting') {
+        decided.add(job.app);
+        continue;
+      }
+      if (job.state === 'failed' && !job.retriedBy) {
+        retried.push(await this.retry(job.id));
+        decided.add(job.app);
+      }
+    }
+    return { retried, skipped };
+  }
+
+  /**
+   * Claims a forge delivery id. Returns null when it is new (now claimed),
+   * or what the first delivery queued when it is a redelivery.
+   */
+  async claimDelivery(provider: string, delivery: string, ttlSeconds: number): Promise<string | null> {
+    return withRedis(this.redis, async () => {
+      const key = this.store.keys.delivery(provider, delivery);
+      const claimed = await this.redis.set(key, 'pending', 'EX', Math.max(1, Math.round(ttlSeconds)), 'NX');
+      return claimed ? null : ((await this.redis.get(key)) ?? 'pending');
+    });
+  }
+
+  /** Records what a claimed delivery queued (kept for the retention period). */
+  async settleDelivery(provider: string, delivery: string, ttlSeconds: number, outcome: string): Promise<void> {
+    await withRedis(this.redis, () => this.redis.set(this.store.keys.delivery(provider, delivery), outcome, 'EX', Math.max(1, Math.round(ttlSeconds))));
+  }
+
+  /** Forgets a claim whose handling failed, so the forge's retry is not taken for a duplicate. */
+  async releaseDelivery(provider: string, delivery: string): Promise<void> {
+    await this.redis.del(this.store.keys.delivery(provider, delivery)).catch(() => {});
+  }
+
+  async close(): Promise<void> {
+    await this.bull.close().catch(() => {});
+  }
+}

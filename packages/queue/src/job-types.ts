@@ -1,0 +1,86 @@
+/** How a job came to be. */
+export type Trigger = 'webhook' | 'cli' | 'git-push' | 'retry' | 'rollback';
+export const TRIGGERS: readonly Trigger[] = ['webhook', 'cli', 'git-push', 'retry', 'rollback'];
+
+/** A job's state as users see it (`slipway jobs --state`). */
+export type JobState = 'waiting' | 'active' | 'completed' | 'failed' | 'superseded' | 'cancelled';
+export const JOB_STATES: readonly JobState[] = ['waiting', 'active', 'completed', 'failed', 'superseded', 'cancelled'];
+export const FINAL_STATES: ReadonlySet<JobState> = new Set(['completed', 'failed', 'superseded', 'cancelled']);
+
+/** Steps a deploy goes through, in order; each updates the job's progress. */
+export type Step = 'queued' | 'checkout' | 'build' | 'start' | 'health' | 'switch' | 'drain' | 'done';
+export const STEPS: readonly Step[] = ['queued', 'checkout', 'build', 'start', 'health', 'switch', 'drain', 'done'];
+
+/** A push, validated and normalised from whichever forge (or git hook) sent it. */
+export interface Push {
+  provider: 'github' | 'gitea' | 'gitlab' | 'git';
+  /** The forge's delivery id; null for a git hook. */
+  delivery: string | null;
+  repository: { fullName: string; cloneUrl: string; htmlUrl: string | null };
+  ref: string;
+  branch: string;
+  /** 40 hex digits. */
+  sha: string;
+  /** The previous head, 40 hex digits (zeros for a new branch). */
+  before: string;
+  pusher: string | null;
+  message: string | null;
+  compareUrl: string | null;
+}
+
+/** What a deploy job is asked to do. Never holds a secret. */
+export interface DeployRequest {
+  app: string;
+  /** Full 40-hex commit to build; null for an image deploy. */
+  sha: string | null;
+  /** Branch (or ref) the sha came from, for display. */
+  ref: string | null;
+  /** Deploy this image instead of building (`--image`, rollback). */
+  image: string | null;
+  trigger: Trigger;
+  push?: Push;
+  /** The job this one re-runs (trigger `retry`). */
+  retryOf?: string;
+}
+
+/** One job as stored and listed; `jobs --json` prints the public part of it. */
+export interface JobRecord extends DeployRequest {
+  id: string;
+  state: JobState;
+  /** Attempts started so far (a retry after a lost connection is a second attempt). */
+  attempts: number;
+  /** ISO 8601. */
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  /** First line of the failure, or null. */
+  error: string | null;
+  /** The job that replaced this one (state `superseded`). */
+  supersededBy: string | null;
+  /** The job that re-ran this one, once it has been retried. */
+  retriedBy: string | null;
+  /** The step reached, and when each began (ISO 8601). */
+  step: Step;
+  steps: Array<{ step: Step; at: string }>;
+  /** Filled when the job ends: the image that went live and its release. */
+  result: { image: string; release?: string } | null;
+}
+
+/** The shape of `slipway jobs --json`, fixed by the CLI contract. */
+export interface PublicJob {
+  id: string;
+  app: string;
+  sha: string | null;
+  ref: string | null;
+  trigger: Trigger;
+  state: JobState;
+  attempts: number;
+  createdAt: string;
+  finishedAt: string | null;
+  error: string | null;
+}
+
+export function publicJob(record: JobRecord): PublicJob {
+  const { id, app, sha, ref, trigger, state, attempts, createdAt, finishedAt, error } = record;
+  return { id, app, sha, ref, trigger, state, attempts, createdAt, finishedAt, error };
+}

@@ -1,0 +1,21 @@
+/** Every Redis key Slipway uses besides BullMQ's own, under one prefix. */
+export function keys(prefix: string) {
+  return {
+    seq: `${prefix}:jobs:seq`,
+    all: `${prefix}:jobs:all`,
+    byApp: (app: string) => `${prefix}:jobs:app:${app}`,
+    /** Jobs of an app not yet started, scored by id: the supersede check reads it. */
+    waiting: (app: string) => `${prefix}:jobs:waiting:${app}`,
+    job: (id: string) => `${prefix}:job:${id}`,
+    log: (id: string) => `${prefix}:job:${id}:log`,
+    cancel: (id: string) => `${prefix}:job:${id}:cancel`,
+    delivery: (provider: string, id: string) => `${prefix}:delivery:${provider}:${id}`,
+    appLock: (app: string) => `${prefix}:lock:app:${app}`,
+    events: `${prefix}:events`,
+  };
+}
+export type Keys = ReturnType<typeof keys>;
+
+export const QUEUE_NAME = 'deploys';
+/** BullMQ job ids must not be bare integers; ours are, so they get a prefix. */
+export const bullJobId = (id: string) => `deploy-${id}`;
