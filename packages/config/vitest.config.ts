@@ -1,2 +1,4 @@
-import { slipwayTestConfig } from '@slipway/devstack/vitest-config';
-export default slipwayTestConfig({ services: false });
+import { defineConfig } from 'vitest/config';
+
+// Pure tests: no services, so no shared stack.
+export default defineConfig({ test: { include: ['src/**/*.test.ts'] } });

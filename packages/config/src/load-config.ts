@@ -54,7 +54,7 @@ export function validateConfig(raw: unknown, options: { file: string | null; env
       secret: app.secret,
       etcd_prefix: app.etcd_prefix ?? `/slipway/apps/${name}/upstream`,
       template: app.template === undefined ? undefined : resolve(base, app.template),
-      credentials: app.credentials,
+      credentials: app.credentials?.ssh_key ? { ...app.credentials, ssh_key: resolve(base, app.credentials.ssh_key) } : app.credentials,
     } as AppConfig;
   }
   const config: SlipwayConfig = {

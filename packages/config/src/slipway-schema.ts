@@ -30,7 +30,7 @@ const app = obj({
   credentials: obj({
     username: str({ optional: true, doc: 'User for http(s) clones.' }),
     password: str({ optional: true, doc: 'Password or access token for http(s) clones; never logged.' }),
-    ssh_key: str({ optional: true, type: 'a file path', doc: 'Private key for ssh:// and user@host: clones.' }),
+    ssh_key: str({ optional: true, type: 'a file path', doc: 'Private key for ssh:// and user@host: clones (relative to the config file).' }),
   }, { optional: true }),
 });
 

@@ -41,6 +41,12 @@ export interface DeployRequest {
   push?: Push;
   /** The job this one re-runs (trigger `retry`). */
   retryOf?: string;
+  /**
+   * A tree already exported from the pushed commit (`git push` to a
+   * Slipway remote, whose objects are not fetchable until the push is
+   * accepted): build from here instead of checking out `sha`.
+   */
+  sourceDir?: string;
 }
 
 /** One job as stored and listed; `jobs --json` prints the public part of it. */

@@ -1,0 +1,77 @@
+import Docker from 'dockerode';
+import { Etcd3 } from 'etcd3';
+import { dockerConnection } from '@slipway/core/docker-connection';
+import { UnavailableError } from '@slipway/core/slipway-error';
+import { appConfig } from '@slipway/config/app-config';
+import { loadConfig } from '@slipway/config/load-config';
+import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
+import { DeployQueue } from '@slipway/queue/deploy-queue';
+import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
+import type { Terminal } from './output/terminal.js';
+
+/** How long the CLI waits for Redis before saying it cannot be reached. */
+export const CONNECT_TIMEOUT_MS = 3000;
+
+/**
+ * What a command may need, created on first use and closed at the end: a
+ * command that never touches etcd never connects to it.
+ */
+export class CliContext {
+  private loaded: SlipwayConfig | undefined;
+  private redis: Redis | undefined;
+  private deployQueue: DeployQueue | undefined;
+  private etcdClient: Etcd3 | undefined;
+  private dockerClient: Docker | undefined;
+
+  constructor(
+    readonly options: { configPath?: string; env: NodeJS.ProcessEnv; json: boolean },
+    readonly terminal: Terminal,
+  ) {}
+
+  get config(): SlipwayConfig {
+    this.loaded ??= loadConfig({ path: this.options.configPath, env: this.options.env });
+    return this.loaded;
+  }
+
+  app(name: string): AppConfig {
+    return appConfig(this.config, name);
+  }
+
+  async queue(): Promise<DeployQueue> {
+    if (this.deployQueue) return this.deployQueue;
+    const redis = connectRedis(this.config.redis, 'producer', { retryStrategy: () => null });
+    this.redis = redis;
+    await new Promise<void>((resolve, reject) => {
+      const fail = (why: string) => reject(new UnavailableError('redis', `cannot reach Redis at ${this.config.redis.replace(/\/\/[^@]*@/, '//***@')} (${why})`));
+      const timer = setTimeout(() => fail(`no answer within ${CONNECT_TIMEOUT_MS} ms`), CONNECT_TIMEOUT_MS);
+      redis.once('ready', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      redis.once('end', () => {
+        clearTimeout(timer);
+        fail('connection refused');
+      });
+    });
+    // From here on a lost connection should heal, not end the command.
+    redis.options.retryStrategy = (times) => Math.min(100 * times, 1000);
+    this.deployQueue = new DeployQueue({ redis, prefix: this.config.queue.prefix, attempts: this.config.worker.attempts, backoffMs: this.config.worker.backoff_ms });
+    return this.deployQueue;
+  }
+
+  get etcd(): Etcd3 {
+    this.etcdClient ??= new Etcd3({ hosts: this.config.etcd });
+    return this.etcdClient;
+  }
+
+  get docker(): Docker {
+    this.dockerClient ??= new Docker(dockerConnection(this.config.docker));
+    return this.dockerClient;
+  }
+
+  async close(): Promise<void> {
+    await this.deployQueue?.close();
+    this.redis?.disconnect();
+    this.etcdClient?.close();
+  }
+}

@@ -1,0 +1,93 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { extract } from 'tar-fs';
+import { firstLine } from '@slipway/core/slipway-error';
+import { branchOfRef, isSha } from '@slipway/core/validate';
+import { appConfig } from '@slipway/config/app-config';
+import { loadConfig } from '@slipway/config/load-config';
+import { DeployQueue } from '@slipway/queue/deploy-queue';
+import { connectRedis } from '@slipway/queue/redis-connection';
+import type { Terminal } from './output/terminal.js';
+import { watchJob } from './watch-job.js';
+
+const ZERO = '0'.repeat(40);
+
+/**
+ * git's pre-receive hook of a Slipway remote. The pushed objects sit in
+ * git's quarantine until this hook accepts the push, where no other process
+ * can fetch them; so the hook exports the pushed tree itself (`git archive`
+ * sees the quarantine), queues the deploy with that tree, streams the job's
+ * log to the pusher, and refuses the push if the deploy fails.
+ */
+export async function runGitHook(options: { app: string; config: string | null; stdin?: NodeJS.ReadableStream; terminal?: Terminal }): Promise<number> {
+  const terminal: Terminal = options.terminal ?? {
+    out: (t) => void process.stdout.write(t.endsWith('\n') ? t : `${t}\n`),
+    err: (t) => void process.stderr.write(t.endsWith('\n') ? t : `${t}\n`),
+    interactive: false,
+  };
+  try {
+    const config = loadConfig({ path: options.config ?? undefined, env: process.env });
+    const app = appConfig(config, options.app);
+    const updates = (await readAll(options.stdin ?? process.stdin)).split('\n').filter(Boolean).map((line) => line.split(' '));
+    const target = updates.find(([, , ref]) => branchOfRef(ref) === app.branch);
+    if (!target) {
+      terminal.out(`slipway: nothing to deploy (only pushes to ${app.branch} deploy ${app.name})`);
+      return 0;
+    }
+    const sha = target[1]!;
+    if (sha === ZERO) {
+      terminal.out(`slipway: ${app.branch} deleted; ${app.name} keeps serving what is live`);
+      return 0;
+    }
+    if (!isSha(sha)) throw new Error(`unexpected sha ${JSON.stringify(sha)}`);
+
+    const sourceDir = join(config.workdir, 'incoming', `${app.name}-${sha.slice(0, 12)}-${randomBytes(3).toString('hex')}`);
+    mkdirSync(sourceDir, { recursive: true });
+    try {
+      const archive = spawn('git', ['archive', '--format=tar', sha], { stdio: ['ignore', 'pipe', 'inherit'] });
+      await pipeline(archive.stdout, extract(sourceDir));
+      const code = await new Promise<number | null>((resolve) => archive.on('close', resolve));
+      if (code !== 0) throw new Error(`git archive ${sha} failed`);
+    } catch (err) {
+      rmSync(sourceDir, { recursive: true, force: true });
+      throw err;
+    }
+
+    const redis = connectRedis(config.redis, 'producer');
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`cannot reach Redis at ${config.redis}`)), 5000);
+      redis.once('ready', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    const queue = new DeployQueue({ redis, prefix: config.queue.prefix, attempts: config.worker.attempts, backoffMs: config.worker.backoff_ms });
+    try {
+      const record = await queue.enqueue({ app: app.name, sha, ref: app.branch, image: null, trigger: 'git-push', sourceDir });
+      terminal.out(`-----> Slipway: deploying ${app.name} ${sha.slice(0, 12)} as job ${record.id}`);
+      const final = await watchJob(queue.store, record.id, terminal, { showLog: true });
+      if (final.state === 'completed' || final.state === 'superseded') return 0;
+      terminal.err(`-----> Slipway: deploy failed, push refused (slipway logs ${record.id}; slipway retry ${record.id})`);
+      return 1;
+    } finally {
+      await queue.close();
+      redis.disconnect();
+    }
+  } catch (err) {
+    terminal.err(`slipway: ${firstLine(err)}; push refused`);
+    return 1;
+  }
+}
+
+function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let data = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => (data += chunk));
+    stream.on('end', () => resolve(data));
+    stream.on('error', reject);
+  });
+}

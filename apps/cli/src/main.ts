@@ -1,0 +1,104 @@
+import { ConfigError } from '@slipway/config/config-error';
+import { isSlipwayError, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
+import { CliContext } from './cli-context.js';
+import { processTerminal, type Terminal } from './output/terminal.js';
+import { UsageError } from './usage-error.js';
+import { cancel, USAGE as CANCEL } from './commands/cancel.js';
+import { deploy, USAGE as DEPLOY } from './commands/deploy.js';
+import { jobs, USAGE as JOBS } from './commands/jobs.js';
+import { logs, USAGE as LOGS } from './commands/logs.js';
+import { remote, USAGE as REMOTE } from './commands/remote.js';
+import { retry, USAGE as RETRY } from './commands/retry.js';
+import { rollback, USAGE as ROLLBACK } from './commands/rollback.js';
+import { router, USAGE as ROUTER } from './commands/router.js';
+import { status, USAGE as STATUS } from './commands/status.js';
+
+type Command = (ctx: CliContext, argv: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, { run: Command; usage: string; summary: string }> = {
+  deploy: { run: deploy, usage: DEPLOY, summary: 'queue a deploy (--image: skip the build)' },
+  rollback: { run: rollback, usage: ROLLBACK, summary: 'back to an earlier release, no rebuild' },
+  status: { run: status, usage: STATUS, summary: 'release, containers, upstreams, health' },
+  jobs: { run: jobs, usage: JOBS, summary: 'recent jobs' },
+  logs: { run: logs, usage: LOGS, summary: "a job's log, live with --follow" },
+  retry: { run: retry, usage: RETRY, summary: 're-run failed jobs' },
+  cancel: { run: cancel, usage: CANCEL, summary: 'stop a waiting or running job' },
+  router: { run: router, usage: ROUTER, summary: "etcd -> nginx, watching (confd's role)" },
+  remote: { run: remote, usage: REMOTE, summary: 'bare repo whose push deploys' },
+};
+
+export const USAGE = `usage: slipway [--config PATH] <command> [options]
+
+${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(9)} ${c.summary}`).join('\n')}
+
+Global options: --config PATH (else $SLIPWAY_CONFIG, else ./slipway.yml), --json.
+Exit status: 0 success, 1 the operation failed, 2 usage or configuration error.`;
+
+/** Codes that mean "you asked for something that does not exist or makes no sense": exit 2. */
+const USER_ERRORS = new Set(['usage', 'config_invalid', 'unknown_app', 'unknown_job', 'unknown_ref', 'invalid_input']);
+
+/** Runs one command line; returns the exit status. Never throws. */
+export async function main(argv: string[], env: NodeJS.ProcessEnv, terminal: Terminal = processTerminal): Promise<number> {
+  const rest: string[] = [];
+  let configPath: string | undefined;
+  let json = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--config' || arg === '-c') {
+      configPath = argv[++i];
+      if (configPath === undefined) return usageFailure(terminal, '--config needs a path', USAGE);
+    } else if (arg.startsWith('--config=')) configPath = arg.slice('--config='.length);
+    else {
+      if (arg === '--json') json = true;
+      rest.push(arg);
+    }
+  }
+  const [name, ...args] = rest;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    terminal.out(USAGE);
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) return usageFailure(terminal, `unknown command ${JSON.stringify(name)}`, USAGE);
+  if (args.includes('--help') || args.includes('-h')) {
+    terminal.out(command.usage);
+    return 0;
+  }
+  const ctx = new CliContext({ configPath, env, json }, terminal);
+  try {
+    return await command.run(ctx, args);
+  } catch (err) {
+    return report(terminal, err, command.usage);
+  } finally {
+    await ctx.close().catch(() => {});
+  }
+}
+
+function usageFailure(terminal: Terminal, message: string, usage: string): number {
+  terminal.err(`slipway: ${message}\n${usage}`);
+  return 2;
+}
+
+function report(terminal: Terminal, err: unknown, usage: string): number {
+  if (err instanceof UsageError) return usageFailure(terminal, err.message, err.usage);
+  if (err instanceof ConfigError) {
+    terminal.err(err.message);
+    return 2;
+  }
+  if (err instanceof UnavailableError) {
+    terminal.err(`slipway: ${err.message.split('\n')[0]}`);
+    return 1;
+  }
+  if (isSlipwayError(err) && USER_ERRORS.has(err.code)) {
+    terminal.err(`slipway: ${err.message}${err.code === 'unknown_app' ? '' : `\n${usage}`}`);
+    return 2;
+  }
+  if (err instanceof SlipwayError) {
+    terminal.err(`slipway: ${err.message}`);
+    return 1;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  terminal.err(`slipway: ${message.split('\n')[0]}`);
+  if (process.env.SLIPWAY_DEBUG && err instanceof Error) terminal.err(err.stack ?? '');
+  return 1;
+}

@@ -1,0 +1,9 @@
+import { SlipwayError } from '@slipway/core/slipway-error';
+
+/** Bad command line: exit 2 with the command's usage. */
+export class UsageError extends SlipwayError {
+  constructor(message: string, readonly usage: string) {
+    super('usage', message);
+    this.name = 'UsageError';
+  }
+}

@@ -1,0 +1,23 @@
+import type Docker from 'dockerode';
+import type { Etcd3 } from 'etcd3';
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from '@slipway/core/logger';
+import type { SlipwayConfig } from '@slipway/config/types';
+import type { JobStore } from '@slipway/queue/job-store';
+
+/** Everything a deploy needs from outside, handed in explicitly (no globals, no env). */
+export interface DeployContext {
+  config: SlipwayConfig;
+  store: JobStore;
+  /** To promote an app's delayed jobs when its deploy ends. */
+  queue: Queue;
+  redis: Redis;
+  docker: Docker;
+  etcd: Etcd3;
+  logger: Logger;
+  /** Running jobs of this worker by id, for `slipway cancel`. */
+  running: Map<string, AbortController>;
+  /** How long an app's deploy lease lives without renewal. */
+  leaseMs?: number;
+}

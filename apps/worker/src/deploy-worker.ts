@@ -1,0 +1,93 @@
+import { Queue, Worker } from 'bullmq';
+import Docker from 'dockerode';
+import { Etcd3 } from 'etcd3';
+import type { Logger } from '@slipway/core/logger';
+import { dockerConnection } from '@slipway/core/docker-connection';
+import type { SlipwayConfig } from '@slipway/config/types';
+import { JobStore } from '@slipway/queue/job-store';
+import { QUEUE_NAME } from '@slipway/queue/keys';
+import { connectRedis } from '@slipway/queue/redis-connection';
+import type { DeployContext } from './deploy-context.js';
+import { processDeploy } from './process-deploy.js';
+
+/** BullMQ timing: a killed worker's job is taken up again within lock + stalled interval (15 s). */
+export const LOCK_DURATION_MS = 10_000;
+export const STALLED_INTERVAL_MS = 5_000;
+/** SIGTERM waits this long for the running deploys before leaving them to another worker. */
+export const DEFAULT_SHUTDOWN_GRACE_MS = 120_000;
+
+export interface DeployWorkerOptions {
+  config: SlipwayConfig;
+  logger: Logger;
+  /** Default: `worker.concurrency` from the config. */
+  concurrency?: number;
+}
+
+export interface DeployWorker {
+  /** Resolves once the worker is connected and taking jobs. */
+  ready(): Promise<void>;
+  /** Stops taking jobs, waits (up to `graceMs`) for running ones, disconnects. */
+  close(graceMs?: number): Promise<void>;
+  readonly context: DeployContext;
+}
+
+/**
+ * The deploy worker: takes jobs from the queue and runs them, several apps
+ * at once, one deploy per app. Redis connections wait and reconnect on
+ * their own, so a Redis restart heals without restarting the worker.
+ */
+export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
+  const { config, logger } = options;
+  const prefix = config.queue.prefix;
+  const redis = connectRedis(config.redis, 'worker');
+  const bullConnection = connectRedis(config.redis, 'worker');
+  const subscriber = connectRedis(config.redis, 'worker');
+  const store = new JobStore(redis, prefix);
+  const queue = new Queue(QUEUE_NAME, { connection: redis, prefix });
+  queue.on('error', () => {});
+  const context: DeployContext = {
+    config, store, queue, redis, logger,
+    docker: new Docker(dockerConnection(config.docker)),
+    etcd: new Etcd3({ hosts: config.etcd }),
+    running: new Map(),
+  };
+
+  const worker = new Worker(QUEUE_NAME, (job, token) => processDeploy(context, job, token), {
+    connection: bullConnection,
+    prefix,
+    concurrency: options.concurrency ?? config.worker.concurrency,
+    lockDuration: LOCK_DURATION_MS,
+    stalledInterval: STALLED_INTERVAL_MS,
+    maxStalledCount: 2,
+    autorun: true,
+  });
+  worker.on('error', (err) => logger.warn({ err: err.message }, 'queue connection trouble; retrying'));
+  worker.on('stalled', (jobId) => logger.warn({ bullJob: jobId }, 'job stalled (its worker died); taking it up again'));
+
+  // `slipway cancel` of a running job: a message on the events channel.
+  void subscriber.subscribe(store.keys.events).catch(() => {});
+  subscriber.on('message', (_channel, message) => {
+    try {
+      const event = JSON.parse(message) as { id?: string; cancel?: boolean };
+      if (event.cancel && event.id) context.running.get(event.id)?.abort();
+    } catch {
+      // Not ours to understand.
+    }
+  });
+
+  return {
+    context,
+    ready: () => worker.waitUntilReady().then(() => undefined),
+    async close(graceMs = DEFAULT_SHUTDOWN_GRACE_MS) {
+      const graceful = worker.close();
+      const timer = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), graceMs).unref());
+      if ((await Promise.race([graceful.then(() => 'closed' as const), timer])) === 'timeout') {
+        logger.warn('running deploys did not finish in time; leaving them to another worker');
+        await worker.close(true);
+      }
+      await queue.close().catch(() => {});
+      context.etcd.close();
+      for (const connection of [subscriber, bullConnection, redis]) connection.disconnect();
+    },
+  };
+}

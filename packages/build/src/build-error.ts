@@ -1,0 +1,30 @@
+import { SlipwayError } from '@slipway/core/slipway-error';
+
+/** The step a build stopped at, as Docker's classic builder numbers it. */
+export interface FailedStep {
+  index: number;
+  total: number;
+  /** The instruction as Docker echoed it (`RUN npm run assets`). */
+  instruction: string;
+}
+
+/**
+ * A build that ran and failed: the Dockerfile, the code or the build
+ * arguments are wrong, so it is never retried (code `build_failed`). The
+ * message's first line names the failing step; the lines after it are that
+ * step's last output.
+ */
+export class BuildError extends SlipwayError {
+  readonly step: FailedStep | undefined;
+  readonly exitCode: number | undefined;
+  /** The failing step's last output lines. */
+  readonly output: readonly string[];
+
+  constructor(message: string, details: { step?: FailedStep; exitCode?: number; output?: readonly string[]; cause?: unknown } = {}) {
+    super('build_failed', message, { cause: details.cause });
+    this.name = 'BuildError';
+    this.step = details.step;
+    this.exitCode = details.exitCode;
+    this.output = details.output ?? [];
+  }
+}

@@ -1,0 +1,100 @@
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import type Docker from 'dockerode';
+import type { AppConfig } from '@slipway/config/types';
+import { scrubSecrets } from '@slipway/core/logger';
+import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
+import { BuildError } from './build-error.js';
+import { IMAGE_LABELS, buildOptions } from './build-options.js';
+import { BuildStream, type BuildEvent, type BuildStep } from './build-stream.js';
+import { dockerFailure } from './docker-failure.js';
+import { jsonLines } from './json-lines.js';
+import { packContext } from './pack-context.js';
+
+export interface BuildImageOptions {
+  /** Uses `name`, `dockerfile`, `build_args` (and `credentials`, only to scrub them from the log). */
+  app: AppConfig;
+  /** The checked-out tree (see `checkout`). */
+  dir: string;
+  /** The full 40-hex commit the tree is. */
+  sha: string;
+  docker: Docker;
+  /** Every line of Docker's output, as it arrives. */
+  log?: (line: string) => void;
+  /** Each Dockerfile step as it starts (for job progress). */
+  onStep?: (step: Readonly<BuildStep>) => void;
+  /** Aborting drops the build request, which stops the build in Docker; rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+export interface BuiltImage {
+  /** `slipway/<app>:<sha12>`. */
+  image: string;
+  /** Docker's image id (`sha256:…`). */
+  id: string;
+  /** Steps Docker took from its layer cache. */
+  cachedSteps: number;
+  totalSteps: number;
+}
+
+/**
+ * `docker build` of a checked-out commit through dockerode: the context is
+ * the tree minus `.dockerignore`d paths (and never `.git`), the request
+ * comes from {@link buildOptions}, every output line goes to `log` as it
+ * arrives. A step that fails inside Docker's stream becomes a
+ * {@link BuildError} (`build_failed`, not retryable) naming the step; an
+ * unreachable Docker an `UnavailableError`.
+ */
+export async function buildImage(options: BuildImageOptions): Promise<BuiltImage> {
+  const plan = buildOptions({ app: options.app, sha: options.sha });
+  const { signal, docker } = options;
+  signal?.throwIfAborted();
+  const secrets = [options.app.credentials?.password];
+  const log = (line: string) => options.log?.(scrubSecrets(line, secrets));
+
+  const dockerfile = await stat(join(options.dir, plan.dockerfile)).catch(() => null);
+  if (!dockerfile?.isFile()) {
+    throw new BuildError(`docker build failed: the Dockerfile ${plan.dockerfile} is not in commit ${options.sha.slice(0, 12)}`);
+  }
+  const context = await packContext(options.dir, plan.dockerfile);
+  log(`building ${plan.image} from ${plan.dockerfile} (${context.paths.length} paths in the context)`);
+
+  const cancelled = () => {
+    const reason: unknown = signal?.reason;
+    return reason instanceof Error ? reason : new SlipwayError('cancelled', 'build cancelled');
+  };
+  let response: Readable;
+  try {
+    response = (await docker.buildImage(context.stream, { ...plan.options, ...(signal ? { abortSignal: signal } : {}) })) as Readable;
+  } catch (err) {
+    context.stream.destroy();
+    throw signal?.aborted ? cancelled() : dockerFailure(err);
+  }
+
+  const progress = new BuildStream({ onLine: log, onStep: options.onStep });
+  try {
+    for await (const event of jsonLines<BuildEvent>(response)) progress.push(event);
+  } catch (err) {
+    throw signal?.aborted ? cancelled() : new UnavailableError('docker', `the connection to Docker broke during the build: ${(err as Error).message}`, { cause: err });
+  } finally {
+    response.destroy();
+  }
+  progress.end();
+  if (signal?.aborted) throw cancelled();
+  const failure = progress.failure();
+  if (failure) throw failure;
+  if (!progress.finished) {
+    throw new UnavailableError('docker', `Docker's build stream ended before the build finished (step ${progress.currentStep?.index ?? 0}/${progress.totalSteps})`);
+  }
+
+  const info = await docker.getImage(plan.image).inspect().catch((err: unknown) => {
+    throw dockerFailure(err);
+  });
+  const labels = info.Config?.Labels ?? {};
+  if (labels[IMAGE_LABELS.sha] !== options.sha || labels[IMAGE_LABELS.app] !== options.app.name) {
+    throw new BuildError(`docker build failed: ${plan.image} does not carry the labels of ${options.app.name} at ${options.sha}`);
+  }
+  log(`built ${plan.image} (${progress.cachedSteps}/${progress.totalSteps} steps from cache)`);
+  return { image: plan.image, id: info.Id, cachedSteps: progress.cachedSteps, totalSteps: progress.totalSteps };
+}

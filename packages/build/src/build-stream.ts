@@ -1,0 +1,141 @@
+import { BuildError, type FailedStep } from './build-error.js';
+
+/** One JSON message of Docker's `/build` stream. */
+export interface BuildEvent {
+  stream?: string;
+  status?: string;
+  id?: string;
+  progress?: string;
+  error?: string;
+  errorDetail?: { code?: number; message?: string };
+  aux?: { ID?: string };
+}
+
+export interface BuildStep extends FailedStep {
+  /** Docker reused a cached layer for it (` ---> Using cache`). */
+  cached: boolean;
+}
+
+export interface BuildStreamOptions {
+  /** Each line of output as it arrives, colour codes removed. */
+  onLine?: (line: string) => void;
+  /** Each step as it starts. */
+  onStep?: (step: Readonly<BuildStep>) => void;
+  /** Output lines of the failing step kept in the error. Default {@link DEFAULT_TAIL_LINES}. */
+  tailLines?: number;
+}
+
+export const DEFAULT_TAIL_LINES = 20;
+const MAX_INSTRUCTION = 160;
+
+const STEP = /^Step (\d+)\/(\d+) : (.*)$/;
+const BOUNDARY = /^(Step \d+\/\d+ : | ---> |Removing intermediate container |Successfully (built|tagged) )/;
+const CHATTER = /^( ---> |Removing intermediate container |Successfully (built|tagged) )/;
+const ANSI = /\u001b\[[0-9;?]*[A-Za-z]/g;
+
+/**
+ * Reads Docker's (classic builder) build stream: turns it into log lines,
+ * follows the steps, counts cached ones, and catches the error Docker
+ * reports inside the stream — whose HTTP response still ends with 200.
+ * Pure: fed events, no IO; the one place Docker's strings are read.
+ */
+export class BuildStream {
+  readonly steps: BuildStep[] = [];
+  totalSteps = 0;
+  imageId: string | undefined;
+  error: string | undefined;
+  /** Docker said the image was built (`Successfully built` or an `aux.ID`). */
+  finished = false;
+  private partial = '';
+  private output: string[] = [];
+  private readonly tail: number;
+
+  constructor(private readonly options: BuildStreamOptions = {}) {
+    this.tail = options.tailLines ?? DEFAULT_TAIL_LINES;
+  }
+
+  get cachedSteps(): number {
+    return this.steps.filter((step) => step.cached).length;
+  }
+
+  get currentStep(): BuildStep | undefined {
+    return this.steps[this.steps.length - 1];
+  }
+
+  push(event: BuildEvent): void {
+    if (typeof event.stream === 'string') this.text(event.stream);
+    if (event.aux?.ID) {
+      this.imageId = event.aux.ID;
+      this.finished = true;
+    }
+    if (typeof event.status === 'string' && event.progress === undefined) {
+      this.line(event.id ? `${event.id}: ${event.status}` : event.status);
+    }
+    if (event.error !== undefined || event.errorDetail?.message !== undefined) {
+      this.flush();
+      const message = (event.errorDetail?.message ?? event.error ?? 'unknown error').replace(ANSI, '');
+      this.error ??= message;
+      for (const line of message.split('\n')) if (line.trim()) this.emit(line.trimEnd());
+    }
+  }
+
+  /** The stream ended: a last line without its newline is still a line. */
+  end(): void {
+    this.flush();
+  }
+
+  /** The failure Docker reported, as a {@link BuildError} whose first line names the step; null when none. */
+  failure(): BuildError | null {
+    if (this.error === undefined) return null;
+    const message = this.error;
+    const code = /returned a non-zero code: (\d+)/.exec(message)?.[1] ?? /exit code: (\d+)/.exec(message)?.[1];
+    const exitCode = code === undefined ? undefined : Number(code);
+    const step = this.currentStep;
+    const reason = message.split('\n', 1)[0]!.trim();
+    const output = this.output.slice(-this.tail);
+    if (!step) return new BuildError(`docker build failed: ${reason}`, { output });
+    const instruction = step.instruction.length > MAX_INSTRUCTION ? `${step.instruction.slice(0, MAX_INSTRUCTION - 1)}…` : step.instruction;
+    const head = `Step ${step.index}/${step.total} : ${instruction} failed${exitCode === undefined ? `: ${reason}` : ` (exit ${exitCode})`}`;
+    const failed: FailedStep = { index: step.index, total: step.total, instruction: step.instruction };
+    return new BuildError([head, ...output].join('\n'), { step: failed, exitCode, output });
+  }
+
+  private text(chunk: string): void {
+    const clean = chunk.replace(ANSI, '');
+    if (this.partial && BOUNDARY.test(clean)) this.flush();
+    const lines = (this.partial + clean).split(/\r?\n|\r/);
+    this.partial = lines.pop() ?? '';
+    for (const line of lines) this.line(line);
+  }
+
+  private flush(): void {
+    const rest = this.partial;
+    this.partial = '';
+    if (rest) this.line(rest);
+  }
+
+  private line(raw: string): void {
+    const line = raw.trimEnd();
+    if (!line.trim()) return;
+    const step = STEP.exec(line);
+    if (step) {
+      const next: BuildStep = { index: Number(step[1]), total: Number(step[2]), instruction: step[3]!.trim(), cached: false };
+      this.steps.push(next);
+      this.totalSteps = next.total;
+      this.output = [];
+      this.options.onStep?.(next);
+    } else if (line === ' ---> Using cache') {
+      if (this.currentStep) this.currentStep.cached = true;
+    } else if (line.startsWith('Successfully built ')) {
+      this.finished = true;
+    } else if (!CHATTER.test(line)) {
+      this.output.push(line);
+      if (this.output.length > this.tail * 4) this.output.splice(0, this.output.length - this.tail);
+    }
+    this.emit(line);
+  }
+
+  private emit(line: string): void {
+    this.options.onLine?.(line);
+  }
+}

@@ -1,0 +1,71 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { AppConfig } from '@slipway/config/types';
+import { SlipwayError } from '@slipway/core/slipway-error';
+import { assertAppName, assertSha } from '@slipway/core/validate';
+import { withRepoCache, type RepoCacheOptions } from './repo-cache.js';
+import { workPaths } from './work-paths.js';
+
+export interface CheckoutOptions {
+  /** Uses `name`, `repo` and `credentials`. */
+  app: AppConfig;
+  /** The full 40-hex commit; anything else is refused before git runs. */
+  sha: string;
+  /** Absolute; the clone cache is `<workdir>/repos/<app>`, the tree `<workdir>/builds/<app>-<sha12>-<pid>-<random>`. */
+  workdir: string;
+  /** Receives each line of progress (fetch summary, what was reused), scrubbed of secrets. */
+  log?: (line: string) => void;
+  /** Aborting kills git and rejects with the signal's reason. */
+  signal?: AbortSignal;
+  /** Lock and timeout tuning; the defaults suit production. */
+  tuning?: Pick<RepoCacheOptions, 'lock' | 'gitIdleTimeoutMs'>;
+}
+
+export interface Checkout {
+  /** A clean tree of exactly the commit (plus the `.git` file of a linked worktree). */
+  dir: string;
+  sha: string;
+  /** Removes the tree. Idempotent; the cache forgets it at its next use. */
+  cleanup(): Promise<void>;
+}
+
+/**
+ * A clean tree of exactly `sha` for a build context, from the app's cached
+ * bare clone: nothing is fetched when the commit is already there; else
+ * every branch is fetched (only missing objects travel), then, for a commit
+ * no branch reaches, the commit itself. Fails with `sha_not_found` when the
+ * repository does not have it, `git_auth_failed`, `repo_not_found`, or
+ * `UnavailableError` when it cannot be reached.
+ */
+export async function checkout(options: CheckoutOptions): Promise<Checkout> {
+  const sha = assertSha(options.sha);
+  const app = assertAppName(options.app.name, 'app');
+  options.signal?.throwIfAborted();
+  const log = options.log ?? (() => {});
+  const builds = workPaths(options.workdir, app).builds;
+  await mkdir(builds, { recursive: true });
+  const dir = join(builds, `${app}-${sha.slice(0, 12)}-${process.pid}-${randomBytes(3).toString('hex')}`);
+  const cleanup = async () => {
+    await rm(dir, { recursive: true, force: true });
+  };
+
+  try {
+    await withRepoCache({ app: options.app, workdir: options.workdir, log, signal: options.signal, ...options.tuning }, async (cache) => {
+      if (await cache.hasCommit(sha)) {
+        log(`commit ${sha.slice(0, 12)} is already in the clone cache; nothing to fetch`);
+      } else {
+        await cache.fetchBranches();
+        if (!(await cache.hasCommit(sha)) && !(await cache.fetchCommit(sha))) {
+          throw new SlipwayError('sha_not_found', `commit ${sha} is not in ${cache.repo.url}`);
+        }
+      }
+      await cache.git.run(['worktree', 'add', '--detach', '--quiet', '--', dir, sha], { action: 'worktree add', stream: true });
+    });
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+  log(`checked out ${sha.slice(0, 12)} into ${dir}`);
+  return { dir, sha, cleanup };
+}

@@ -1,0 +1,107 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_TOKEN_USERNAME, gitEnv } from './git-env.js';
+import { classifyRepoUrl } from './repo-url.js';
+import { shellQuote } from './shell-quote.js';
+
+const base = { PATH: '/usr/bin', HOME: '/home/ops', GIT_DIR: '/elsewhere', GIT_SSH_COMMAND: 'evil', git_askpass: '/x', EDITOR: 'vim', PAGER: 'less', LANG: 'de_DE.UTF-8' };
+const basic = (user: string, pass: string) => `Authorization: Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
+
+describe('gitEnv', () => {
+  it.each([
+    {
+      name: 'file repository: no credentials, only the file protocol',
+      repo: 'file:///srv/app.git',
+      credentials: undefined,
+      expected: { GIT_ALLOW_PROTOCOL: 'file' },
+      allow: ['GIT_DIR', 'GIT_TERMINAL_PROMPT', 'GIT_ALLOW_PROTOCOL'],
+      unsafe: {},
+    },
+    {
+      name: 'https with username and password: a Basic header scoped to the origin',
+      repo: 'https://git.example.com/acme/app.git',
+      credentials: { username: 'bob', password: 'hunter22' },
+      expected: {
+        GIT_ALLOW_PROTOCOL: 'http:https',
+        GIT_CONFIG_COUNT: '1',
+        GIT_CONFIG_KEY_0: 'http.https://git.example.com/.extraHeader',
+        GIT_CONFIG_VALUE_0: basic('bob', 'hunter22'),
+      },
+      allow: ['GIT_DIR', 'GIT_TERMINAL_PROMPT', 'GIT_ALLOW_PROTOCOL', 'GIT_CONFIG_COUNT', 'GIT_CONFIG_KEY_0', 'GIT_CONFIG_VALUE_0'],
+      unsafe: { allowUnsafeConfigEnvCount: true },
+    },
+    {
+      name: 'https with a token only: the conventional username',
+      repo: 'https://git.example.com:8443/app.git',
+      credentials: { password: 'tok3n' },
+      expected: { GIT_CONFIG_KEY_0: 'http.https://git.example.com:8443/.extraHeader', GIT_CONFIG_VALUE_0: basic(DEFAULT_TOKEN_USERNAME, 'tok3n') },
+      allow: ['GIT_DIR', 'GIT_TERMINAL_PROMPT', 'GIT_ALLOW_PROTOCOL', 'GIT_CONFIG_COUNT', 'GIT_CONFIG_KEY_0', 'GIT_CONFIG_VALUE_0'],
+      unsafe: { allowUnsafeConfigEnvCount: true },
+    },
+    {
+      name: 'credentials embedded in the URL are used, not left in it',
+      repo: 'https://amy:pa55word@git.example.com/app.git',
+      credentials: undefined,
+      expected: { GIT_CONFIG_VALUE_0: basic('amy', 'pa55word') },
+      allow: ['GIT_DIR', 'GIT_TERMINAL_PROMPT', 'GIT_ALLOW_PROTOCOL', 'GIT_CONFIG_COUNT', 'GIT_CONFIG_KEY_0', 'GIT_CONFIG_VALUE_0'],
+      unsafe: { allowUnsafeConfigEnvCount: true },
+    },
+    {
+      name: 'a username alone sends nothing',
+      repo: 'https://git.example.com/app.git',
+      credentials: { username: 'bob' },
+      expected: { GIT_ALLOW_PROTOCOL: 'http:https' },
+      allow: ['GIT_DIR', 'GIT_TERMINAL_PROMPT', 'GIT_ALLOW_PROTOCOL'],
+      unsafe: {},
+    },
+    {
+      name: 'ssh with a key: identity only, no prompts, the path quoted for sh',
+      repo: 'git@github.com:acme/app.git',
+      credentials: { ssh_key: "/etc/slipway/keys/it's key" },
+      expected: { GIT_ALLOW_PROTOCOL: 'ssh', GIT_SSH_VARIANT: 'ssh', GIT_SSH_COMMAND: `ssh -i '/etc/slipway/keys/it'\\''s key' -o IdentitiesOnly=yes -o BatchMode=yes -o ConnectTimeout=30` },
+      allow: ['GIT_DIR', 'GIT_TERMINAL_PROMPT', 'GIT_ALLOW_PROTOCOL', 'GIT_SSH_COMMAND', 'GIT_SSH_VARIANT'],
+      unsafe: { allowUnsafeSshCommand: true },
+    },
+    {
+      name: 'ssh without a key still never prompts; an http password is ignored',
+      repo: 'ssh://git@host/app.git',
+      credentials: { password: 'unused' },
+      expected: { GIT_SSH_COMMAND: 'ssh -o BatchMode=yes -o ConnectTimeout=30' },
+      allow: ['GIT_DIR', 'GIT_TERMINAL_PROMPT', 'GIT_ALLOW_PROTOCOL', 'GIT_SSH_COMMAND', 'GIT_SSH_VARIANT'],
+      unsafe: { allowUnsafeSshCommand: true },
+    },
+  ])('$name', ({ repo, credentials, expected, allow, unsafe }) => {
+    const result = gitEnv({ base, gitDir: '/work/repos/app', repo: classifyRepoUrl(repo), credentials });
+    expect(result.env).toMatchObject({ ...expected, GIT_DIR: '/work/repos/app', GIT_TERMINAL_PROMPT: '0', LC_ALL: 'C', PATH: '/usr/bin', HOME: '/home/ops' });
+    expect(result.allowEnvironment.sort()).toEqual(allow.sort());
+    expect(result.unsafe).toEqual(unsafe);
+    // The ambient variables that could run programs or redirect git are gone.
+    for (const key of ['GIT_SSH_COMMAND', 'git_askpass', 'EDITOR', 'PAGER']) {
+      if (!(key in expected)) expect(result.env).not.toHaveProperty(key);
+    }
+  });
+
+  it('lists the password and the encoded header as secrets, and puts them in no key', () => {
+    const result = gitEnv({ base, gitDir: '/g', repo: classifyRepoUrl('https://h/x.git'), credentials: { username: 'u', password: 'hunter22' } });
+    const token = Buffer.from('u:hunter22').toString('base64');
+    expect(result.secrets).toEqual(['hunter22', token]);
+    expect(Object.keys(result.env).join(' ')).not.toContain('hunter22');
+  });
+
+  it('local-only commands get no transport at all', () => {
+    const result = gitEnv({ base, gitDir: '/g' });
+    expect(result.env).not.toHaveProperty('GIT_ALLOW_PROTOCOL');
+    expect(result.allowEnvironment.sort()).toEqual(['GIT_DIR', 'GIT_TERMINAL_PROMPT']);
+  });
+});
+
+describe('shellQuote', () => {
+  it.each([
+    ['ssh', 'ssh'],
+    ['/a/b-c_d.key', '/a/b-c_d.key'],
+    ['with space', "'with space'"],
+    ["it's", "'it'\\''s'"],
+    ['$(id)', "'$(id)'"],
+    ['`id`;rm', "'`id`;rm'"],
+    ['', "''"],
+  ])('%j → %s', (word, quoted) => expect(shellQuote(word)).toBe(quoted));
+});

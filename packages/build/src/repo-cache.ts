@@ -1,0 +1,119 @@
+import { mkdir, readdir, rm, unlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import type { AppConfig } from '@slipway/config/types';
+import { assertSha } from '@slipway/core/validate';
+import { createGitRunner, type GitRunner } from './git-runner.js';
+import { classifyRepoUrl, type RepoUrl } from './repo-url.js';
+import { withRepoLock, type RepoLockOptions } from './repo-lock.js';
+import { workPaths } from './work-paths.js';
+
+/** Every branch of the remote, mirrored as the cache's own branches. */
+const BRANCHES = '+refs/heads/*:refs/heads/*';
+const NO_SUCH_REF = /not our ref|couldn't find remote ref|no such remote ref|unadvertised object/i;
+
+export interface RepoCacheOptions {
+  app: Pick<AppConfig, 'name' | 'repo' | 'credentials'>;
+  /** Absolute; the cache is `<workdir>/repos/<app>`. */
+  workdir: string;
+  log?: (line: string) => void;
+  signal?: AbortSignal;
+  /** Lock tuning; tests shorten the waits. */
+  lock?: Pick<RepoLockOptions, 'waitMs' | 'staleMs'>;
+  /** See {@link DEFAULT_GIT_IDLE_TIMEOUT_MS}. */
+  gitIdleTimeoutMs?: number;
+}
+
+/** The app's bare clone, held exclusively for the duration of a callback. */
+export interface RepoCache {
+  dir: string;
+  repo: RepoUrl;
+  git: GitRunner;
+  hasCommit(sha: string): Promise<boolean>;
+  /** Fetches every branch; git transfers only objects the cache lacks. */
+  fetchBranches(): Promise<void>;
+  /** Asks the remote for one commit by id (one no branch reaches); false when it will not give it. */
+  fetchCommit(sha: string): Promise<boolean>;
+}
+
+/**
+ * Opens (creating or repairing) the per-app bare clone under its lock and
+ * runs `fn`. The remote's address is given to each fetch and never stored
+ * in the cache's config.
+ */
+export async function withRepoCache<T>(options: RepoCacheOptions, fn: (cache: RepoCache) => Promise<T>): Promise<T> {
+  const repo = classifyRepoUrl(options.app.repo);
+  const paths = workPaths(options.workdir, options.app.name);
+  const log = options.log ?? (() => {});
+  await mkdir(paths.repos, { recursive: true });
+  return withRepoLock(paths.lock, async ({ recovered }) => {
+    const credentials = options.app.credentials?.ssh_key
+      ? { ...options.app.credentials, ssh_key: resolve(options.app.credentials.ssh_key) }
+      : options.app.credentials;
+    const runnerOptions = { gitDir: paths.repo, repo, credentials, log, signal: options.signal, idleTimeoutMs: options.gitIdleTimeoutMs };
+    await ensureBareRepo(paths.repo, log, runnerOptions);
+    const git = createGitRunner(runnerOptions);
+    if (recovered) await removeGitLocks(paths.repo, log);
+    // Metadata of checkouts whose directories are gone (cleaned up, or of a crashed job).
+    await git.run(['worktree', 'prune']);
+
+    const hasCommit = async (sha: string) => (await git.probe(['cat-file', '-e', '--end-of-options', `${assertSha(sha)}^{commit}`])) !== null;
+    const cache: RepoCache = {
+      dir: paths.repo,
+      repo,
+      git,
+      hasCommit,
+      async fetchBranches() {
+        log(`fetching ${repo.url}`);
+        // --progress: a long transfer keeps talking, so the idle timeout only stops a git that is stuck.
+        await git.run(['fetch', '--progress', '--prune', '--no-tags', '--no-recurse-submodules', '--', repo.url, BRANCHES], { action: 'fetch', stream: true });
+      },
+      async fetchCommit(sha) {
+        assertSha(sha);
+        log(`fetching commit ${sha} from ${repo.url}`);
+        try {
+          await git.run(['fetch', '--progress', '--no-tags', '--no-recurse-submodules', '--no-write-fetch-head', '--', repo.url, sha], { action: 'fetch', stream: true });
+        } catch (err) {
+          // "not our ref", "couldn't find remote ref": the remote does not have it (or will not say).
+          const code = (err as { code?: string }).code;
+          if (code === 'git_failed' || NO_SUCH_REF.test((err as Error).message)) return false;
+          throw err;
+        }
+        return hasCommit(sha);
+      },
+    };
+    return fn(cache);
+  }, { ...options.lock, signal: options.signal, log });
+}
+
+async function ensureBareRepo(dir: string, log: (line: string) => void, runnerOptions: Parameters<typeof createGitRunner>[0]): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const git = createGitRunner({ ...runnerOptions, repo: undefined });
+  if ((await git.probe(['rev-parse', '--is-bare-repository'])) === 'true') return;
+  const entries = await readdir(dir);
+  if (entries.length > 0) {
+    log(`the clone cache ${dir} is damaged; starting it again`);
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(dir, { recursive: true });
+  }
+  await git.run(['init', '--quiet', '--bare'], { action: 'init' });
+  // Exactly the committed bytes; gc in the foreground so it never outlives our lock.
+  for (const [key, value] of [['core.autocrlf', 'false'], ['gc.autoDetach', 'false'], ['advice.detachedHead', 'false']] as const) {
+    await git.run(['config', key, value], { action: 'config' });
+  }
+}
+
+/** `*.lock` files a killed git left in the cache; only called after breaking a dead holder's lock. */
+async function removeGitLocks(dir: string, log: (line: string) => void): Promise<void> {
+  const walk = async (at: string): Promise<void> => {
+    for (const entry of await readdir(at, { withFileTypes: true }).catch(() => [])) {
+      const path = join(at, entry.name);
+      if (entry.isDirectory()) {
+        await walk(path);
+      } else if (entry.name.endsWith('.lock')) {
+        await unlink(path).catch(() => {});
+        log(`removed ${path}, left by an interrupted git`);
+      }
+    }
+  };
+  await walk(dir);
+}

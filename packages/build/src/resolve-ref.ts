@@ -1,0 +1,54 @@
+import type { AppConfig } from '@slipway/config/types';
+import { InvalidInputError, SlipwayError } from '@slipway/core/slipway-error';
+import { SHA_PREFIX, assertAppName, branchOfRef, isBranchName, isSha, quote } from '@slipway/core/validate';
+import { withRepoCache, type RepoCacheOptions } from './repo-cache.js';
+
+export interface ResolveRefOptions {
+  /** Uses `name`, `repo` and `credentials`. */
+  app: AppConfig;
+  /** A branch (`master`, `refs/heads/master`) or a commit id of 7 to 40 lowercase hex digits. */
+  ref: string;
+  /** Absolute; shares the clone cache with {@link checkout}. */
+  workdir: string;
+  log?: (line: string) => void;
+  signal?: AbortSignal;
+  tuning?: Pick<RepoCacheOptions, 'lock' | 'gitIdleTimeoutMs'>;
+}
+
+/**
+ * A branch or a (possibly abbreviated) commit id → the full 40-hex sha,
+ * after fetching. A branch wins over a commit id that looks the same, as in
+ * git. Unknown → `unknown_ref`; an abbreviation matching several commits →
+ * `ambiguous_ref`; anything that is neither a branch name nor hex →
+ * `invalid_ref` before git runs.
+ */
+export async function resolveRef(options: ResolveRefOptions): Promise<string> {
+  assertAppName(options.app.name, 'app');
+  const ref = options.ref;
+  const branch = branchOfRef(ref) ?? (isBranchName(ref) ? ref : null);
+  const commit = typeof ref === 'string' && SHA_PREFIX.test(ref) ? ref : null;
+  if (branch === null && commit === null) {
+    throw new InvalidInputError(`ref ${quote(ref)} is neither a branch name nor a commit id (7-40 lowercase hex digits)`, { code: 'invalid_ref' });
+  }
+  return withRepoCache({ app: options.app, workdir: options.workdir, log: options.log, signal: options.signal, ...options.tuning }, async (cache) => {
+    await cache.fetchBranches();
+    if (branch !== null) {
+      const sha = await cache.git.probe(['rev-parse', '--verify', '--quiet', '--end-of-options', `refs/heads/${branch}^{commit}`]);
+      if (sha && isSha(sha)) return sha;
+    }
+    if (commit !== null) {
+      if (isSha(commit) && ((await cache.hasCommit(commit)) || (await cache.fetchCommit(commit)))) return commit;
+      const found = await cache.git.probe(['rev-parse', '--verify', '--quiet', '--end-of-options', `${commit}^{commit}`]);
+      if (found && isSha(found)) return found;
+      const many = await cache.git.probe(['rev-parse', '--disambiguate=' + commit]);
+      const candidates: string[] = [];
+      for (const id of (many ?? '').split('\n').filter(isSha).slice(0, 10)) {
+        if ((await cache.git.probe(['cat-file', '-t', '--end-of-options', id])) === 'commit') candidates.push(id);
+      }
+      if (candidates.length > 1) {
+        throw new SlipwayError('ambiguous_ref', `commit id ${commit} is ambiguous in ${cache.repo.url}: ${candidates.slice(0, 5).map((s) => s.slice(0, 12)).join(', ')}`);
+      }
+    }
+    throw new SlipwayError('unknown_ref', `${branch !== null ? `branch ${branch}` : `commit ${commit}`} not found in ${cache.repo.url}`);
+  });
+}

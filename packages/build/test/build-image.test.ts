@@ -1,0 +1,162 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Docker from 'dockerode';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AppConfig } from '@slipway/config/types';
+import { UnavailableError } from '@slipway/core/slipway-error';
+import { createFixtureRepo, git, type FixtureRepo } from '@slipway/devstack/fixture-app';
+import { tempDir } from '@slipway/devstack/testing';
+import { BuildError } from '../src/build-error.js';
+import { buildImage } from '../src/build-image.js';
+import { checkout } from '../src/checkout.js';
+import { testApp } from './test-app.js';
+
+const docker = new Docker();
+const temp = tempDir('slipway-build-');
+const workdir = join(temp.path, 'work');
+const images = new Set<string>();
+let fixture: FixtureRepo & { sha: string };
+let broken: FixtureRepo & { sha: string };
+let custom: FixtureRepo & { sha: string };
+const marker = `slow-${randomBytes(4).toString('hex')}`;
+
+beforeAll(async () => {
+  fixture = await createFixtureRepo(temp.path, { version: 'v1', name: 'app' });
+  broken = await createFixtureRepo(temp.path, { version: 'v1', name: 'broken', variant: 'broken-build' });
+  // A repository of our own: a .dockerignore with an exception, a second Dockerfile, a build argument.
+  const base = await createFixtureRepo(temp.path, { version: 'v1', name: 'custom' });
+  const work = base.work;
+  writeFileSync(join(work, 'Dockerfile'), 'FROM slipway/busybox:latest\nARG GREETING\nCOPY . /ctx\nRUN echo "greeting=$GREETING" && find /ctx -mindepth 1 | sort\n');
+  writeFileSync(join(work, '.dockerignore'), 'secret.env\nlogs\n!logs/keep.log\n');
+  writeFileSync(join(work, 'secret.env'), 'API_KEY=do-not-ship\n');
+  writeFileSync(join(work, 'kept.txt'), 'kept\n');
+  mkdirSync(join(work, 'logs'), { recursive: true });
+  writeFileSync(join(work, 'logs', 'a.log'), 'a\n');
+  writeFileSync(join(work, 'logs', 'keep.log'), 'keep\n');
+  mkdirSync(join(work, 'docker'), { recursive: true });
+  writeFileSync(join(work, 'docker', 'slow.Dockerfile'), `FROM slipway/busybox:latest\nRUN echo first-line && sleep 2 && echo second-line\n`);
+  writeFileSync(join(work, 'docker', 'cancel.Dockerfile'), `FROM slipway/busybox:latest\nRUN echo ${marker} && sleep 60\n`);
+  await git(work, 'add', '-A');
+  await git(work, 'commit', '-q', '-m', 'custom build');
+  await git(work, 'push', '-q', 'origin', 'HEAD:refs/heads/master');
+  custom = { ...base, sha: (await git(work, 'rev-parse', 'HEAD')).stdout.trim() };
+});
+
+afterAll(async () => {
+  for (const image of images) await docker.getImage(image).remove({ force: true }).catch(() => {});
+  temp.remove();
+});
+
+/** Checks out `sha` of `app`, builds it, removes the tree. */
+async function build(app: AppConfig, sha: string, extra: { log?: (line: string) => void; signal?: AbortSignal; docker?: Docker } = {}) {
+  const tree = await checkout({ app, sha, workdir });
+  try {
+    images.add(`slipway/${app.name}:${sha.slice(0, 12)}`);
+    return await buildImage({ app, dir: tree.dir, sha, docker: extra.docker ?? docker, log: extra.log, signal: extra.signal });
+  } finally {
+    await tree.cleanup();
+  }
+}
+
+const caught = (promise: Promise<unknown>) => promise.then(() => { throw new Error('expected a failure'); }, (err: unknown) => err);
+
+describe('buildImage', () => {
+  it('builds the sample app into slipway/<app>:<sha12> with its labels, streaming the log; a rebuild comes from the cache', async () => {
+    const app = testApp({ repo: fixture.url });
+    const lines: string[] = [];
+    const steps: number[] = [];
+    const tree = await checkout({ app, sha: fixture.sha, workdir });
+    let built;
+    try {
+      built = await buildImage({ app, dir: tree.dir, sha: fixture.sha, docker, log: (line) => lines.push(line), onStep: (step) => steps.push(step.index) });
+      images.add(built.image);
+    } finally {
+      await tree.cleanup();
+    }
+    expect(built.image).toBe(`slipway/${app.name}:${fixture.sha.slice(0, 12)}`);
+    const info = await docker.getImage(built.image).inspect();
+    expect(info.Id).toBe(built.id);
+    expect(info.Config.Labels).toMatchObject({ 'slipway.app': app.name, 'slipway.sha': fixture.sha });
+    expect(built.totalSteps).toBeGreaterThanOrEqual(5);
+    expect(steps).toEqual(Array.from({ length: built.totalSteps }, (_, i) => i + 1));
+    expect(lines).toContain('Step 1/' + built.totalSteps + ' : FROM slipway/busybox:latest');
+    expect(lines.some((line) => line.startsWith('Successfully tagged'))).toBe(true);
+
+    const again = await build(app, fixture.sha);
+    expect(again.image).toBe(built.image);
+    expect(again.totalSteps).toBe(built.totalSteps);
+    // Everything but FROM from the layer cache, though the tree was checked out anew.
+    expect(again.cachedSteps).toBe(built.totalSteps - 1);
+  });
+
+  it('fails with a BuildError naming the failing step and carrying its output', async () => {
+    const app = testApp({ repo: broken.url });
+    const lines: string[] = [];
+    const err = await caught(build(app, broken.sha, { log: (line) => lines.push(line) }));
+    expect(err).toBeInstanceOf(BuildError);
+    const failure = err as BuildError;
+    expect(failure.code).toBe('build_failed');
+    const [first, ...rest] = failure.message.split('\n');
+    expect(first).toMatch(/^Step 2\/\d+ : RUN echo "compiling assets" .* failed \(exit 1\)$/);
+    expect(rest).toContain('error: asset pipeline failed');
+    expect(lines).toContain('error: asset pipeline failed');
+    await expect(docker.getImage(`slipway/${app.name}:${broken.sha.slice(0, 12)}`).inspect()).rejects.toMatchObject({ statusCode: 404 });
+  });
+
+  it('honours .dockerignore (with an exception), never sends .git, and passes build arguments', async () => {
+    const app = testApp({ repo: custom.url, build_args: { GREETING: 'hello-from-config' } });
+    const lines: string[] = [];
+    await build(app, custom.sha, { log: (line) => lines.push(line) });
+    const listed = lines.filter((line) => line.startsWith('/ctx/'));
+    expect(listed).toEqual(expect.arrayContaining(['/ctx/kept.txt', '/ctx/logs/keep.log', '/ctx/Dockerfile', '/ctx/.dockerignore', '/ctx/www/index.html']));
+    expect(listed).not.toContain('/ctx/secret.env');
+    expect(listed).not.toContain('/ctx/logs/a.log');
+    expect(listed.filter((line) => line.startsWith('/ctx/.git'))).toEqual([]);
+    expect(lines).toContain('greeting=hello-from-config');
+  });
+
+  it('streams each line as Docker prints it, not at the end', async () => {
+    const app = testApp({ repo: custom.url, dockerfile: 'docker/slow.Dockerfile' });
+    const seen = new Map<string, number>();
+    await build(app, custom.sha, { log: (line) => seen.set(line, Date.now()) });
+    const done = Date.now();
+    expect(seen.has('first-line')).toBe(true);
+    expect(done - seen.get('first-line')!).toBeGreaterThan(1500);
+    expect(seen.get('second-line')! - seen.get('first-line')!).toBeGreaterThan(1500);
+  });
+
+  it('aborts the build when its signal fires, leaving no build container running', async () => {
+    const app = testApp({ repo: custom.url, dockerfile: 'docker/cancel.Dockerfile' });
+    const controller = new AbortController();
+    const reason = new Error('job cancelled');
+    const started = Date.now();
+    const err = await caught(build(app, custom.sha, {
+      signal: controller.signal,
+      log: (line) => {
+        if (line === marker) controller.abort(reason);
+      },
+    }));
+    expect(err).toBe(reason);
+    expect(Date.now() - started).toBeLessThan(30_000);
+    const leftovers = async () => (await docker.listContainers({ all: true })).filter((c) => c.Command.includes(marker));
+    const deadline = Date.now() + 20_000;
+    while ((await leftovers()).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('fails with a BuildError when the configured Dockerfile is not in the commit', async () => {
+    const app = testApp({ repo: fixture.url, dockerfile: 'docker/missing.Dockerfile' });
+    const err = await caught(build(app, fixture.sha));
+    expect(err).toBeInstanceOf(BuildError);
+    expect((err as Error).message).toContain('docker/missing.Dockerfile');
+  });
+
+  it('reports an unreachable Docker as UnavailableError', async () => {
+    const app = testApp({ repo: fixture.url });
+    const nowhere = new Docker({ socketPath: join(temp.path, 'no-such-docker.sock') });
+    const err = await caught(build(app, fixture.sha, { docker: nowhere }));
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect((err as UnavailableError).service).toBe('docker');
+  });
+});

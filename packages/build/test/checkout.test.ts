@@ -1,0 +1,189 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isSlipwayError, UnavailableError } from '@slipway/core/slipway-error';
+import { commitVersion, createFixtureRepo, type FixtureRepo } from '@slipway/devstack/fixture-app';
+import { tempDir } from '@slipway/devstack/testing';
+import { checkout } from '../src/checkout.js';
+import { resolveRef } from '../src/resolve-ref.js';
+import { workPaths } from '../src/work-paths.js';
+import { testApp } from './test-app.js';
+
+const temp = tempDir('slipway-checkout-');
+const workdir = join(temp.path, 'work');
+let fixture: FixtureRepo & { sha: string };
+
+beforeAll(async () => {
+  fixture = await createFixtureRepo(temp.path, { version: 'v1', name: 'app' });
+});
+afterAll(() => temp.remove());
+
+/** Every object file of a repository (loose objects and packs). */
+const objectFiles = (repo: string) => (readdirSync(join(repo, 'objects'), { recursive: true }) as string[]).filter((f) => /^[0-9a-f]{2}\/[0-9a-f]{38}$|\.pack$/.test(f));
+const caught = (promise: Promise<unknown>) => promise.then(() => { throw new Error('expected a failure'); }, (err: unknown) => err);
+
+describe('checkout', () => {
+  it('gives a clean tree of exactly the commit, from a cache it then reuses, fetching only what is new', async () => {
+    const app = testApp({ repo: fixture.url });
+    const cache = workPaths(workdir, app.name).repo;
+    const lines: string[] = [];
+    const first = await checkout({ app, sha: fixture.sha, workdir, log: (line) => lines.push(line) });
+    try {
+      expect(readFileSync(join(first.dir, 'www', 'version'), 'utf8')).toBe('v1\n');
+      expect(existsSync(join(first.dir, 'Dockerfile'))).toBe(true);
+      expect(first.dir.startsWith(join(workdir, 'builds'))).toBe(true);
+      expect(lines.some((line) => line.startsWith('fetching '))).toBe(true);
+      // Progress meters are not logged line by line, only their final line.
+      expect(lines.filter((line) => /\d+% \(/.test(line) && !/done/.test(line))).toEqual([]);
+    } finally {
+      await first.cleanup();
+    }
+    expect(existsSync(first.dir)).toBe(false);
+    const inode = statSync(cache).ino;
+    const firstObjects = objectFiles(cache);
+    expect(firstObjects.length).toBeGreaterThan(0);
+    writeFileSync(join(cache, 'slipway-test-marker'), 'still the same cache\n');
+
+    // The same commit again: nothing to fetch.
+    lines.length = 0;
+    const again = await checkout({ app, sha: fixture.sha, workdir, log: (line) => lines.push(line) });
+    await again.cleanup();
+    expect(lines.some((line) => line.startsWith('fetching'))).toBe(false);
+    expect(lines.join('\n')).toContain('already in the clone cache');
+
+    // A new commit: one fetch into the same cache, every object already there kept.
+    const sha2 = await commitVersion(fixture, { version: 'v2' });
+    lines.length = 0;
+    const second = await checkout({ app, sha: sha2, workdir, log: (line) => lines.push(line) });
+    try {
+      expect(readFileSync(join(second.dir, 'www', 'version'), 'utf8')).toBe('v2\n');
+      expect(lines.filter((line) => line.startsWith('fetching '))).toHaveLength(1);
+      expect(lines.join('\n')).toMatch(/master\s+->\s+master/);
+    } finally {
+      await second.cleanup();
+    }
+    expect(statSync(cache).ino).toBe(inode);
+    expect(readFileSync(join(cache, 'slipway-test-marker'), 'utf8')).toBe('still the same cache\n');
+    const secondObjects = objectFiles(cache);
+    expect(secondObjects).toEqual(expect.arrayContaining(firstObjects));
+    // The new commit, its trees and the changed files only: nothing fetched twice.
+    expect(secondObjects.length - firstObjects.length).toBeGreaterThan(0);
+    expect(secondObjects.length - firstObjects.length).toBeLessThan(firstObjects.length);
+    // Cleaned-up trees are forgotten by the cache too.
+    const worktrees = join(cache, 'worktrees');
+    const third = await checkout({ app, sha: sha2, workdir });
+    await third.cleanup();
+    await resolveRef({ app, ref: 'master', workdir });
+    expect(existsSync(worktrees) ? readdirSync(worktrees) : []).toEqual([]);
+  });
+
+  it('fails with sha_not_found for a commit the repository does not have', async () => {
+    const app = testApp({ repo: fixture.url });
+    const err = await caught(checkout({ app, sha: 'f'.repeat(40), workdir }));
+    expect(isSlipwayError(err, 'sha_not_found')).toBe(true);
+    expect(readdirSync(join(workdir, 'builds')).filter((d) => d.startsWith(app.name))).toEqual([]);
+  });
+
+  it.each([
+    ['--upload-pack=touch /tmp/x'],
+    ['$(id)'],
+    ['HEAD'],
+    ['master'],
+    ['0123456'],
+    ['ａ'.repeat(40)],
+    [`${'a'.repeat(39)}\n`],
+    [`--end-of-options${'a'.repeat(24)}`],
+  ])('refuses the sha %j before git runs', async (sha) => {
+    const app = testApp({ repo: fixture.url });
+    const err = await caught(checkout({ app, sha, workdir }));
+    expect(isSlipwayError(err, 'invalid_input')).toBe(true);
+    expect(existsSync(workPaths(workdir, app.name).repo)).toBe(false);
+  });
+
+  it('refuses a hostile repository address before git runs', async () => {
+    const marker = join(temp.path, 'pwned');
+    const app = testApp({ repo: `ext::sh -c touch% ${marker}` });
+    const err = await caught(checkout({ app, sha: fixture.sha, workdir }));
+    expect(isSlipwayError(err, 'invalid_repo_url')).toBe(true);
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it('reports a missing repository as repo_not_found, not retryable', async () => {
+    const app = testApp({ repo: `file://${join(temp.path, 'nope.git')}` });
+    const err = await caught(checkout({ app, sha: fixture.sha, workdir }));
+    expect(isSlipwayError(err, 'repo_not_found')).toBe(true);
+  });
+
+  it.each([
+    ['http on a closed port', 'http://127.0.0.1:1/app.git'],
+    ['ssh on a closed port', 'ssh://git@127.0.0.1:1/srv/app.git'],
+    ['scp-like ssh to a host with no ssh server', 'git@127.0.0.1:srv/app.git'],
+  ])('reports %s as UnavailableError (retryable)', async (_name, repo) => {
+    const app = testApp({ repo });
+    const err = await caught(checkout({ app, sha: fixture.sha, workdir }));
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect((err as Error).message.split('\n', 1)[0]).toMatch(/is unreachable: .*(Failed to connect|Connection refused)/);
+  });
+
+  it('stops a git that a server keeps waiting, after the idle timeout, retryably', async () => {
+    const silent = createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const app = testApp({ repo: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/app.git` });
+      const started = Date.now();
+      const err = await caught(checkout({ app, sha: fixture.sha, workdir, tuning: { gitIdleTimeoutMs: 700 } }));
+      expect(err).toBeInstanceOf(UnavailableError);
+      expect((err as Error).message).toContain('printed nothing for 700 ms');
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      silent.closeAllConnections();
+      silent.close();
+    }
+  });
+
+  it('serialises concurrent work on one cache: checkouts and ref resolutions all succeed', async () => {
+    const app = testApp({ repo: fixture.url });
+    const head = await resolveRef({ app, ref: 'master', workdir });
+    const results = await Promise.all([
+      checkout({ app, sha: fixture.sha, workdir }),
+      resolveRef({ app, ref: 'master', workdir }),
+      checkout({ app, sha: head, workdir }),
+      resolveRef({ app, ref: fixture.sha.slice(0, 9), workdir }),
+      checkout({ app, sha: fixture.sha, workdir }),
+    ]);
+    const [a, ref1, b, ref2, c] = results as [Awaited<ReturnType<typeof checkout>>, string, Awaited<ReturnType<typeof checkout>>, string, Awaited<ReturnType<typeof checkout>>];
+    expect(ref1).toBe(head);
+    expect(ref2).toBe(fixture.sha);
+    expect(new Set([a.dir, b.dir, c.dir]).size).toBe(3);
+    await Promise.all([a.cleanup(), b.cleanup(), c.cleanup()]);
+    expect(existsSync(workPaths(workdir, app.name).lock)).toBe(false);
+  });
+
+  it('recovers a lock left by a process that died, and the git lock files it left', async () => {
+    const app = testApp({ repo: fixture.url });
+    const paths = workPaths(workdir, app.name);
+    await (await checkout({ app, sha: fixture.sha, workdir })).cleanup();
+    const dead = spawnSync('true').pid!;
+    writeFileSync(paths.lock, JSON.stringify({ host: (await import('node:os')).hostname(), pid: dead, token: 'dead' }));
+    writeFileSync(join(paths.repo, 'packed-refs.lock'), '');
+    const lines: string[] = [];
+    const started = Date.now();
+    const sha2 = await commitVersion(fixture, { version: 'v3' });
+    const tree = await checkout({ app, sha: sha2, workdir, log: (line) => lines.push(line) });
+    await tree.cleanup();
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(lines.join('\n')).toContain(`removed a stale lock of pid ${dead}`);
+    expect(existsSync(join(paths.repo, 'packed-refs.lock'))).toBe(false);
+  });
+
+  it('aborts a checkout when its signal fires', async () => {
+    const app = testApp({ repo: fixture.url });
+    const controller = new AbortController();
+    const reason = new Error('job cancelled');
+    controller.abort(reason);
+    await expect(checkout({ app, sha: fixture.sha, workdir, signal: controller.signal })).rejects.toBe(reason);
+  });
+});

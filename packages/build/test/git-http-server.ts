@@ -1,0 +1,105 @@
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface GitHttpServer {
+  /** `http://127.0.0.1:<port>` */
+  url: string;
+  /** Authorization headers seen, one per request. */
+  requests: Array<{ method: string; path: string; authorized: boolean }>;
+  /** Command lines of every process found holding the password during a request (should stay empty). */
+  leaks: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * `git http-backend` (run as an argv CGI process, no shell) behind a Node
+ * server that demands Basic auth. While each authorised request is served —
+ * so while the client's git is certainly running — it scans every
+ * process's argv for the password.
+ */
+export async function startGitHttpServer(options: { root: string; username: string; password: string }): Promise<GitHttpServer> {
+  const expected = `Basic ${Buffer.from(`${options.username}:${options.password}`).toString('base64')}`;
+  const requests: GitHttpServer['requests'] = [];
+  const leaks: string[] = [];
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    const authorized = req.headers.authorization === expected;
+    requests.push({ method: req.method ?? '', path: url.pathname, authorized });
+    leaks.push(...processesMentioning([options.password, expected.slice('Basic '.length)]));
+    if (!authorized) {
+      res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="git"', 'Content-Type': 'text/plain' });
+      res.end('authentication required\n');
+      return;
+    }
+    cgi(req, res, url, options.root, options.username);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    requests,
+    leaks,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+function cgi(req: IncomingMessage, res: ServerResponse, url: URL, root: string, user: string): void {
+  const child = spawn('git', ['http-backend'], {
+    env: {
+      PATH: process.env.PATH,
+      GIT_PROJECT_ROOT: root,
+      GIT_HTTP_EXPORT_ALL: '1',
+      REQUEST_METHOD: req.method,
+      PATH_INFO: decodeURIComponent(url.pathname),
+      QUERY_STRING: url.search.slice(1),
+      CONTENT_TYPE: req.headers['content-type'] ?? '',
+      REMOTE_USER: user,
+      REMOTE_ADDR: '127.0.0.1',
+      ...(req.headers['content-length'] ? { CONTENT_LENGTH: req.headers['content-length'] } : {}),
+      ...(req.headers['content-encoding'] ? { HTTP_CONTENT_ENCODING: String(req.headers['content-encoding']) } : {}),
+      ...(req.headers['git-protocol'] ? { GIT_PROTOCOL: String(req.headers['git-protocol']) } : {}),
+    },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  req.pipe(child.stdin);
+  let head = Buffer.alloc(0);
+  let headersDone = false;
+  child.stdout.on('data', (chunk: Buffer) => {
+    if (headersDone) {
+      res.write(chunk);
+      return;
+    }
+    head = Buffer.concat([head, chunk]);
+    const end = head.indexOf('\r\n\r\n');
+    if (end < 0) return;
+    headersDone = true;
+    let status = 200;
+    const headers: Record<string, string> = {};
+    for (const line of head.subarray(0, end).toString('latin1').split('\r\n')) {
+      const colon = line.indexOf(':');
+      const name = line.slice(0, colon).trim();
+      const value = line.slice(colon + 1).trim();
+      if (name.toLowerCase() === 'status') status = Number.parseInt(value, 10);
+      else headers[name] = value;
+    }
+    res.writeHead(status, headers);
+    res.write(head.subarray(end + 4));
+  });
+  child.on('close', () => res.end());
+}
+
+/** Every process whose argv contains one of `needles`. */
+function processesMentioning(needles: string[]): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    try {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+      if (needles.some((needle) => argv.includes(needle))) found.push(`${pid}: ${argv}`);
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return found;
+}

@@ -1,0 +1,47 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, utimesSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createFixtureRepo, type FixtureRepo } from '@slipway/devstack/fixture-app';
+import { tempDir } from '@slipway/devstack/testing';
+import { checkout } from '../src/checkout.js';
+import { prune } from '../src/prune.js';
+import { workPaths } from '../src/work-paths.js';
+import { testApp } from './test-app.js';
+
+const temp = tempDir('slipway-prune-');
+const workdir = join(temp.path, 'work');
+let fixture: FixtureRepo & { sha: string };
+
+beforeAll(async () => {
+  fixture = await createFixtureRepo(temp.path, { version: 'v1', name: 'app' });
+});
+afterAll(() => temp.remove());
+
+describe('prune', () => {
+  it('removes trees of dead processes, strays and old trees; keeps live ones; the cache forgets removed worktrees', async () => {
+    const app = testApp({ repo: fixture.url });
+    const live = await checkout({ app, sha: fixture.sha, workdir });
+    const crashed = await checkout({ app, sha: fixture.sha, workdir });
+    // As if another process had made it and been killed: its pid in the name is gone.
+    const dead = spawnSync('true').pid!;
+    const crashedDir = crashed.dir.replace(`-${process.pid}-`, `-${dead}-`);
+    spawnSync('mv', [crashed.dir, crashedDir]);
+    const stray = join(workdir, 'builds', 'not-one-of-ours');
+    mkdirSync(stray);
+    const old = await checkout({ app, sha: fixture.sha, workdir });
+    utimesSync(old.dir, new Date(), new Date(Date.now() - 48 * 3600_000));
+
+    const lines: string[] = [];
+    const { removed } = await prune({ workdir, log: (line) => lines.push(line) });
+    expect(removed.sort()).toEqual([crashedDir, stray, old.dir].sort());
+    expect(existsSync(live.dir)).toBe(true);
+    const worktrees = readdirSync(join(workPaths(workdir, app.name).repo, 'worktrees'));
+    expect(worktrees).toEqual([live.dir.split('/').pop()]);
+    await live.cleanup();
+  });
+
+  it('is harmless on an empty workdir', async () => {
+    expect(await prune({ workdir: join(temp.path, 'empty') })).toEqual({ removed: [] });
+  });
+});
