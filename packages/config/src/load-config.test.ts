@@ -79,6 +79,7 @@ const bad: Array<[string, string, string]> = [
   ['missing repo', 'apps:\n  hello:\n    replicas: 2', 'apps.hello.repo: is required (a git URL)'],
   ['option-like repo', 'apps:\n  hello:\n    repo: --upload-pack=touch /tmp/pwned', 'apps.hello.repo: expected a git URL, got "--upload-pack=touch /tmp/pwned" (must not start with "-")'],
   ['relative repo', 'apps:\n  hello:\n    repo: hello.git', 'apps.hello.repo: expected a git URL, got "hello.git"'],
+  ['owner/name escaping', 'apps:\n  hello:\n    repo: ../etc', 'apps.hello.repo: expected a git URL, got "../etc"'],
   ['bad branch', `${minimalApp}    branch: "feature..x"`, 'apps.hello.branch: expected a branch name, got "feature..x"'],
   ['branch like an option', `${minimalApp}    branch: "-x"`, 'apps.hello.branch: expected a branch name, got "-x"'],
   ['zero replicas', `${minimalApp}    replicas: 0`, 'apps.hello.replicas: expected an integer 1-64, got 0'],

@@ -67,7 +67,7 @@ export class DeployQueue {
       }
       const job = await this.bull.getJob(bullJobId(id));
       const state = job ? await job.getState() : 'unknown';
-      if (job && (state === 'waiting' || state === 'delayed' || state === 'prioritized' || state === 'paused')) {
+      if (job && (state === 'waiting' || state === 'delayed' || state === 'prioritized')) {
         try {
           await job.remove();
           return this.store.finish(id, 'cancelled', { error: 'cancelled while waiting' });

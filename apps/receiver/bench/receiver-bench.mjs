@@ -1,0 +1,188 @@
+// Receiver benchmark: signed 8 KB GitHub pushes at 50 connections with wrk, beside a
+// bare express handler answering 202, measured in the same run. See ../README.md.
+//
+//   npm run bench -w @slipway/receiver       (BENCH_SECONDS=10 BENCH_CONNECTIONS=50 BENCH_RUNS=3 BENCH_APPS=200)
+import { spawn, spawnSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { freePort } from '@slipway/devstack/free-port';
+import { stopProcess } from '@slipway/devstack/processes';
+import { startRedis } from '@slipway/devstack/services/redis';
+import { connectRedis } from '@slipway/queue/redis-connection';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const THREADS = Number(process.env.BENCH_THREADS ?? 1);
+// Several runs against one receiver process: its RSS after each shows whether it grows.
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+// Jobs pile up (no worker drains them in a benchmark); spread them over many apps so no app
+// passes the queue's per-app retention (500), where trimming starts scanning waiting jobs.
+const APPS = Number(process.env.BENCH_APPS ?? 200);
+const BODY_BYTES = 8192;
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const bin = join(here, '..', 'dist', 'bin.js');
+if (!existsSync(bin)) throw new Error(`${bin} is missing: build first (npm run build -w @slipway/receiver)`);
+if (spawnSync('wrk', ['--version']).error) throw new Error('wrk is not installed');
+
+const dir = { path: mkdtempSync(join(tmpdir(), 'slipway-receiver-bench-')) };
+const children = [];
+const log = (line) => process.stderr.write(`[bench] ${line}\n`);
+
+function pushBody(i) {
+  const definitions = createRequire(import.meta.url)('@octokit/webhooks-examples');
+  const example = structuredClone(definitions.find((d) => d.name === 'push').examples.find((e) => e.ref === 'refs/heads/master'));
+  const name = `bench/app-${i}`;
+  Object.assign(example.repository, {
+    full_name: name, name: `app-${i}`, html_url: `https://github.com/${name}`, clone_url: `https://github.com/${name}.git`,
+    ssh_url: `git@github.com:${name}.git`, git_url: `git://github.com/${name}.git`,
+  });
+  example.after = createHmac('sha1', 'sha').update(String(i)).digest('hex');
+  example.head_commit.message = '';
+  const base = Buffer.byteLength(JSON.stringify(example));
+  example.head_commit.message = 'x'.repeat(BODY_BYTES - base);
+  const body = JSON.stringify(example);
+  if (Buffer.byteLength(body) !== BODY_BYTES) throw new Error(`body is ${Buffer.byteLength(body)} bytes`);
+  return body;
+}
+
+function writeFixtures() {
+  const secrets = Array.from({ length: APPS }, (_, i) => `bench-secret-${i}`);
+  const bodies = Array.from({ length: APPS }, (_, i) => pushBody(i));
+  const signatures = bodies.map((body, i) => `sha256=${createHmac('sha256', secrets[i]).update(body).digest('hex')}`);
+  writeFileSync(join(dir.path, 'bodies.txt'), `${bodies.join('\n')}\n`);
+  writeFileSync(join(dir.path, 'signatures.txt'), `${signatures.join('\n')}\n`);
+  const apps = secrets.map((secret, i) => `  app-${i}:\n    repo: https://github.com/bench/app-${i}.git\n    secret: ${secret}`).join('\n');
+  return apps;
+}
+
+function writeLua(label) {
+  const script = join(dir.path, `${label}.lua`);
+  writeFileSync(script, `
+local bodies, signatures = {}, {}
+for line in io.lines("${join(dir.path, 'bodies.txt')}") do bodies[#bodies + 1] = line end
+for line in io.lines("${join(dir.path, 'signatures.txt')}") do signatures[#signatures + 1] = line end
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+local counter = 0
+function request()
+  counter = counter + 1
+  local i = (counter % #bodies) + 1
+  -- A unique delivery id per request, or every one after the first would be a duplicate.
+  local headers = {
+    ["Content-Type"] = "application/json",
+    ["X-GitHub-Event"] = "push",
+    ["X-GitHub-Delivery"] = string.format("${label}-%d-%d", tid, counter),
+    ["X-Hub-Signature-256"] = signatures[i],
+  }
+  return wrk.format("POST", "/hooks/github", headers, bodies[i])
+end
+`);
+  return script;
+}
+
+function wrk(port, label, seconds = SECONDS) {
+  const out = spawnSync('wrk', [`-t${THREADS}`, `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '-s', writeLua(label), `http://127.0.0.1:${port}/hooks/github`], { encoding: 'utf8' });
+  if (out.status !== 0) throw new Error(`wrk failed: ${out.stderr}`);
+  const text = out.stdout;
+  const ms = (pattern) => {
+    const m = pattern.exec(text);
+    if (!m) return NaN;
+    const unit = m[2];
+    return Number(m[1]) * (unit === 'us' ? 0.001 : unit === 's' ? 1000 : 1);
+  };
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(text)?.[1]),
+    p50: ms(/\s50%\s+([\d.]+)(us|ms|s)/),
+    p99: ms(/\s99%\s+([\d.]+)(us|ms|s)/),
+    requests: Number(/(\d+) requests in/.exec(text)?.[1]),
+    non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(text)?.[1] ?? 0),
+    errors: /Socket errors: (.*)/.exec(text)?.[1] ?? 'none',
+  };
+}
+
+function memory(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1]);
+  return { rssMb: kb('VmRSS') / 1024, hwmMb: kb('VmHWM') / 1024 };
+}
+
+async function startChild(argv, port, env = {}) {
+  const child = spawn(process.execPath, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  let out = '';
+  child.stdout.on('data', (c) => { if (out.length < 4096) out += c.toString(); });
+  for (let i = 0; i < 200 && !out.includes(`${port}`); i++) await sleep(50);
+  if (!out.includes(`${port}`)) throw new Error(`${argv.join(' ')} did not start: ${out}`);
+  // Logs (one JSON line per request) go on being written, to nowhere: the cost stays in the measurement.
+  child.stdout.removeAllListeners('data');
+  child.stdout.resume();
+  return child;
+}
+
+const fmt = (n, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '?');
+
+async function main() {
+  const redisPort = await freePort();
+  const redis = await startRedis(join(dir.path, 'redis'), redisPort);
+  const client = connectRedis(redis.url, 'producer');
+  await new Promise((resolve) => client.once('ready', resolve));
+  try {
+    const apps = writeFixtures();
+    const port = await freePort();
+    const config = join(dir.path, 'slipway.yml');
+    writeFileSync(config, `redis: ${redis.url}\nqueue: { prefix: bench }\nreceiver: { host: 127.0.0.1, port: ${port} }\napps:\n${apps}\n`);
+    const receiver = await startChild([bin, '--config', config], port);
+    log(`receiver pid ${receiver.pid} on ${port}, ${APPS} apps, ${BODY_BYTES}-byte bodies, wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s`);
+
+    wrk(port, 'warmup', 3);
+    await client.flushall();
+    await sleep(1000);
+    const before = memory(receiver.pid);
+    const runs = [];
+    for (const label of Array.from({ length: RUNS }, (_, i) => `run${i + 1}`)) {
+      const result = wrk(port, label);
+      const queued = Number(await client.get('bench:jobs:seq'));
+      await client.flushall();
+      await sleep(1000);
+      runs.push({ label, ...result, queued, ...memory(receiver.pid) });
+      log(`${label}: ${fmt(result.rps, 0)} req/s, p50 ${fmt(result.p50, 2)} ms, p99 ${fmt(result.p99, 2)} ms, ${result.requests} requests, ${queued} jobs queued, non-2xx ${result.non2xx}`);
+    }
+    receiver.kill('SIGTERM');
+
+    const barePort = await freePort();
+    const bare = await startChild([join(here, 'bare-server.mjs'), String(barePort)], barePort);
+    wrk(barePort, 'bare-warmup', 3);
+    const baseline = wrk(barePort, 'bare');
+    bare.kill('SIGTERM');
+    log(`bare express: ${fmt(baseline.rps, 0)} req/s, p50 ${fmt(baseline.p50, 2)} ms, p99 ${fmt(baseline.p99, 2)} ms`);
+
+    const best = runs.reduce((a, b) => (b.rps > a.rps ? b : a));
+    const lines = [
+      `| | requests/s | p50 | p99 | non-2xx | jobs queued | receiver RSS after |`,
+      `|---|---|---|---|---|---|---|`,
+      ...runs.map((r) => `| receiver ${r.label} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 2)} ms | ${fmt(r.p99, 2)} ms | ${r.non2xx} | ${r.queued} of ${r.requests} | ${fmt(r.rssMb)} MB |`),
+      `| bare express 202 | ${fmt(baseline.rps, 0)} | ${fmt(baseline.p50, 2)} ms | ${fmt(baseline.p99, 2)} ms | ${baseline.non2xx} | – | – |`,
+      '',
+      `ratio receiver/bare (best run): ${fmt(best.rps / baseline.rps, 2)}`,
+      `receiver RSS before the runs ${fmt(before.rssMb)} MB, after ${runs.map((r) => `${r.label} ${fmt(r.rssMb)} MB`).join(', ')}; peak (VmHWM) ${fmt(runs.at(-1).hwmMb)} MB`,
+      `socket errors: receiver ${runs.map((r) => r.errors).join(' / ')}, bare ${baseline.errors}`,
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+  } finally {
+    for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
+    client.disconnect();
+    await stopProcess(redis.pid);
+    rmSync(dir.path, { recursive: true, force: true });
+  }
+}
+
+await main();

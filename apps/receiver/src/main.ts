@@ -1,0 +1,97 @@
+import type { AddressInfo } from 'node:net';
+import { createLogger } from '@slipway/core/logger';
+import { ConfigError } from '@slipway/config/config-error';
+import { loadConfig } from '@slipway/config/load-config';
+import { DeployQueue } from '@slipway/queue/deploy-queue';
+import { connectReceiverRedis } from './connect-receiver-redis.js';
+import { createReceiver } from './create-receiver.js';
+import { parseArgs, USAGE } from './parse-args.js';
+import { UsageError } from './usage-error.js';
+
+/** How long in-flight requests get to finish after SIGTERM/SIGINT. */
+export const SHUTDOWN_GRACE_MS = 10_000;
+
+export interface MainIo {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+}
+
+/**
+ * `slipway-receiver [--config PATH]`: load config, connect Redis as a
+ * producer, listen on receiver.host:port until SIGTERM/SIGINT. Resolves
+ * with the exit code: 0 after a clean shutdown, 1 if it cannot listen,
+ * 2 for bad flags or configuration.
+ */
+export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: MainIo = process): Promise<number> {
+  let args;
+  try {
+    args = parseArgs(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    io.stderr.write(`slipway-receiver: ${err.message}\n${USAGE}\n`);
+    return 2;
+  }
+  if (args.help) {
+    io.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  let config;
+  try {
+    config = loadConfig({ path: args.config, env });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    io.stderr.write(`${err.message}\n`);
+    return 2;
+  }
+
+  const logger = createLogger({ name: 'slipway-receiver', level: env.LOG_LEVEL ?? 'info' });
+  const redis = connectReceiverRedis(config.redis);
+  let redisUp = false;
+  redis.on('ready', () => {
+    redisUp = true;
+    logger.info('redis is reachable');
+  });
+  redis.on('error', (err: Error) => {
+    if (redisUp) logger.warn({ err: err.message }, 'redis is unreachable; webhooks are answered 503 until it is back');
+    redisUp = false;
+  });
+  const queue = new DeployQueue({ redis, prefix: config.queue.prefix, attempts: config.worker.attempts, backoffMs: config.worker.backoff_ms });
+  const app = createReceiver({ config, queue, logger });
+
+  const server = app.listen(config.receiver.port, config.receiver.host);
+  // Slow or stalled uploads must not hold connections forever.
+  server.requestTimeout = 30_000;
+  server.headersTimeout = 10_000;
+
+  const closeAll = async () => {
+    await queue.close();
+    redis.disconnect();
+  };
+  const listening = await new Promise<boolean>((resolve) => {
+    server.once('listening', () => resolve(true));
+    server.once('error', (err) => {
+      logger.error({ err: err.message }, `cannot listen on ${config.receiver.host}:${config.receiver.port}`);
+      resolve(false);
+    });
+  });
+  if (!listening) {
+    await closeAll();
+    return 1;
+  }
+  const address = server.address() as AddressInfo;
+  logger.info({ host: address.address, port: address.port, apps: Object.keys(config.apps).length }, `listening on http://${address.address}:${address.port}`);
+
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  logger.info({ signal }, 'shutting down');
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const grace = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+  await closed;
+  clearTimeout(grace);
+  await closeAll();
+  logger.info('stopped');
+  return 0;
+}

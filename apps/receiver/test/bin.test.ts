@@ -1,0 +1,120 @@
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCommand } from '@slipway/core/run-command';
+import { freePort } from '@slipway/devstack/free-port';
+import { tempDir, testStack, uniqueName } from '@slipway/devstack/testing';
+import { waitFor } from '@slipway/devstack/wait-for';
+import { connectRedis } from '@slipway/queue/redis-connection';
+import { main } from '../src/main.js';
+import { githubBranchPush, SECRETS } from './fixtures.js';
+import { githubSignature } from './start-receiver.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const bin = join(root, 'dist', 'bin.js');
+const dir = tempDir('slipway-receiver-bin-');
+const badConfig = join(dir.path, 'bad.yml');
+writeFileSync(badConfig, 'apps:\n  hello:\n    repo: --upload-pack=x\n    colour: blue\n');
+
+beforeAll(async () => {
+  // The bin runs from dist: build this package (its dependencies are built by turbo's ^build).
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+  await runCommand([process.execPath, tsc, '-p', 'tsconfig.build.json'], { cwd: root });
+}, 120_000);
+afterAll(() => dir.remove());
+
+function capture() {
+  const stream = new PassThrough();
+  let text = '';
+  stream.on('data', (c: Buffer) => (text += c.toString()));
+  return { stream, text: () => text };
+}
+
+function run(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const child = spawn(process.execPath, [bin, ...args], { cwd: dir.path, env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, exited, stdout: () => stdout, stderr: () => stderr };
+}
+
+describe('main()', () => {
+  it('a bad config: its error on stderr, exit 2, no stack trace', async () => {
+    const out = capture();
+    const err = capture();
+    expect(await main(['--config', badConfig], {}, { stdout: out.stream, stderr: err.stream })).toBe(2);
+    expect(err.text()).toContain(`${badConfig}: apps.hello.`);
+    expect(err.text()).not.toMatch(/\n\s+at /);
+    expect(out.text()).toBe('');
+  });
+
+  it.each([
+    [['--bogus'], 2],
+    [['--config'], 2],
+    [['extra'], 2],
+    [['--help'], 0],
+  ])('%j → exit %i with the usage', async (args, code) => {
+    const out = capture();
+    const err = capture();
+    expect(await main(args, {}, { stdout: out.stream, stderr: err.stream })).toBe(code);
+    expect((code === 0 ? out : err).text()).toContain('usage: slipway-receiver');
+  });
+});
+
+describe('the slipway-receiver bin', () => {
+  it.each([
+    ['--config with a bad file', ['--config', badConfig], {}, 'apps.hello.repo'],
+    ['$SLIPWAY_CONFIG with a bad file', [], { SLIPWAY_CONFIG: badConfig }, 'apps.hello.colour'],
+    ['no ./slipway.yml', [], {}, 'cannot read config: file not found'],
+  ])('%s: exit 2, the message, no stack', async (_name, args, env, message) => {
+    const p = run(args, env);
+    expect(await p.exited).toBe(2);
+    expect(p.stderr()).toContain(message);
+    expect(p.stderr()).not.toMatch(/\n\s+at /);
+  });
+
+  it('listens where the config says, queues a push, and stops cleanly on SIGTERM', async () => {
+    const port = await freePort();
+    const prefix = uniqueName('bin');
+    const config = join(dir.path, 'good.yml');
+    writeFileSync(config, [
+      `redis: ${testStack().redis!.url}`,
+      `queue: { prefix: ${prefix} }`,
+      `receiver: { host: 127.0.0.1, port: ${port} }`,
+      'apps:',
+      '  hello:',
+      '    repo: https://github.com/Codertocat/Hello-World.git',
+      '    secret: ${HELLO_SECRET}',
+      '',
+    ].join('\n'));
+    const p = run(['--config', config], { HELLO_SECRET: SECRETS.hello });
+    try {
+      await waitFor('the receiver to listen', () => p.stdout().includes(`listening on http://127.0.0.1:${port}`), { timeoutMs: 20_000 });
+      const body = JSON.stringify(githubBranchPush());
+      const res = await fetch(`http://127.0.0.1:${port}/hooks/github`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': uniqueName('d'), 'x-hub-signature-256': githubSignature(body, SECRETS.hello) },
+        body,
+      });
+      expect(res.status).toBe(202);
+      expect(await res.json()).toEqual({ job: expect.any(String), app: 'hello' });
+      p.child.kill('SIGTERM');
+      expect(await p.exited).toBe(0);
+      expect(p.stdout()).toContain('"msg":"stopped"');
+      expect(p.stdout()).not.toContain(SECRETS.hello);
+    } finally {
+      p.child.kill('SIGKILL');
+      const redis = connectRedis(testStack().redis!.url, 'producer');
+      await new Promise((resolve) => redis.once('ready', resolve));
+      const keys = await redis.keys(`${prefix}:*`);
+      if (keys.length) await redis.del(...keys);
+      redis.disconnect();
+    }
+  });
+});

@@ -1,0 +1,69 @@
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '@slipway/devstack/free-port';
+import { stopProcess } from '@slipway/devstack/processes';
+import { startRedis, type RedisService } from '@slipway/devstack/services/redis';
+import { tempDir } from '@slipway/devstack/testing';
+import { waitFor } from '@slipway/devstack/wait-for';
+import { githubBranchPush, SECRETS, TEST_APPS } from './fixtures.js';
+import { githubSignature, startReceiver, type TestReceiver } from './start-receiver.js';
+
+// A Redis of our own, to stop and start again; the shared one is never touched.
+const dir = tempDir('slipway-receiver-redis-');
+let port: number;
+let redis: RedisService;
+let r: TestReceiver;
+
+beforeAll(async () => {
+  port = await freePort();
+  redis = await startRedis(join(dir.path, 'redis'), port);
+  r = await startReceiver({ redisUrl: redis.url, apps: TEST_APPS });
+});
+afterAll(async () => {
+  await r.close();
+  await stopProcess(redis.pid);
+  dir.remove();
+});
+
+const body = JSON.stringify(githubBranchPush());
+async function push(delivery: string) {
+  const started = Date.now();
+  const res = await fetch(`${r.url}/hooks/github`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': delivery, 'x-hub-signature-256': githubSignature(body, SECRETS.hello) },
+    body,
+    signal: AbortSignal.timeout(10_000),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown>, ms: Date.now() - started, retryAfter: res.headers.get('retry-after') };
+}
+const health = async () => (await fetch(`${r.url}/healthz`, { signal: AbortSignal.timeout(10_000) })).status;
+
+describe('Redis going away and coming back', () => {
+  it('503 at once while Redis is down, 202 again once it is back, without a restart', async () => {
+    expect((await push(randomUUID())).status).toBe(202);
+    expect(await health()).toBe(200);
+
+    await stopProcess(redis.pid);
+    const delivery = randomUUID();
+    const down = await push(delivery);
+    expect(down).toMatchObject({ status: 503, body: { error: 'unavailable' }, retryAfter: '5' });
+    expect(down.ms).toBeLessThan(1000);
+    const started = Date.now();
+    expect(await health()).toBe(503);
+    expect(Date.now() - started).toBeLessThan(1500);
+    // Still refusing quickly a while later, with ioredis reconnecting in the background.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const stillDown = await push(delivery);
+    expect(stillDown.status).toBe(503);
+    expect(stillDown.ms).toBeLessThan(1000);
+
+    redis = await startRedis(join(dir.path, 'redis'), port);
+    await waitFor('the receiver to see Redis again', async () => (await health()) === 200, { timeoutMs: 15_000 });
+    // The forge retries the delivery that got 503: it was never claimed, so it queues now.
+    const back = await push(delivery);
+    expect(back.status).toBe(202);
+    expect(await r.queue.store.get(back.body.job as string)).toMatchObject({ app: 'hello', trigger: 'webhook' });
+    expect((await push(delivery)).status).toBe(200);
+  });
+});

@@ -1,0 +1,175 @@
+import { createHmac } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { describe, expect, it } from 'vitest';
+import { inspectWebhook, type WebhookApp } from './inspect-webhook.js';
+import { readWebhookHeaders } from './read-webhook-headers.js';
+import type { Provider } from './provider.js';
+
+interface Example { name: string; examples: Array<Record<string, unknown>> }
+const definitions = createRequire(import.meta.url)('@octokit/webhooks-examples') as Example[];
+const examplesOf = (name: string) => definitions.find((d) => d.name === name)!.examples;
+
+const secret = 'hello-secret';
+const apps: WebhookApp[] = [
+  { name: 'hello', repo: 'https://github.com/Codertocat/Hello-World.git', branch: 'master', secret },
+  { name: 'hello-worker', repo: 'git@github.com:codertocat/hello-world', branch: 'master', secret },
+  { name: 'hello-staging', repo: 'codertocat/hello-world', branch: 'develop', secret: 'staging-secret' },
+  { name: 'other', repo: 'https://github.com/acme/other', branch: 'master', secret: 'other-secret' },
+];
+
+function github(payload: unknown, options: { event?: string; key?: string; delivery?: string | null; body?: string } = {}) {
+  const body = options.body ?? JSON.stringify(payload);
+  const headers = readWebhookHeaders('github', {
+    'x-github-event': options.event ?? 'push',
+    ...(options.delivery === null ? {} : { 'x-github-delivery': options.delivery ?? '72d3162e-cc78-11e3-81ab-4c9367dc0958' }),
+    'x-hub-signature-256': `sha256=${createHmac('sha256', options.key ?? secret).update(body).digest('hex')}`,
+  });
+  return inspectWebhook({ headers, media: 'json', body: Buffer.from(body), apps });
+}
+
+const branchPush = () => structuredClone(examplesOf('push').find((e) => e.ref === 'refs/heads/master')!);
+
+describe('inspectWebhook with the @octokit/webhooks-examples payloads', () => {
+  it('a branch push becomes a normalised push for every app of that repository and branch', async () => {
+    const decision = await github(branchPush());
+    expect(decision.kind).toBe('push');
+    if (decision.kind !== 'push') return;
+    expect(decision.apps.map((a) => a.name)).toEqual(['hello', 'hello-worker']);
+    expect(decision.push).toEqual({
+      provider: 'github',
+      delivery: '72d3162e-cc78-11e3-81ab-4c9367dc0958',
+      repository: { fullName: 'Codertocat/Hello-World', cloneUrl: 'https://github.com/Codertocat/Hello-World.git', htmlUrl: 'https://github.com/Codertocat/Hello-World' },
+      ref: 'refs/heads/master',
+      branch: 'master',
+      sha: '6113728f27ae82c7b1a177c8d03f9e96e0adf246',
+      before: '0000000000000000000000000000000000000000',
+      pusher: 'Codertocat',
+      message: 'Initial commit',
+      compareUrl: 'https://github.com/Codertocat/Hello-World/commit/6113728f27ae82c7b1a177c8d03f9e96e0adf246',
+    });
+  });
+
+  it('every push example is either a push or ignored with a reason, never an error', async () => {
+    const reasons = [];
+    for (const example of examplesOf('push')) {
+      const decision = await github(example);
+      reasons.push(decision.kind === 'push' ? 'push' : decision.reason);
+    }
+    expect(reasons).toContain('push');
+    expect(reasons).toContain('tag');
+    expect(reasons.every((r) => r === 'push' || r === 'tag')).toBe(true);
+  });
+
+  it('pings are ignored once verified', async () => {
+    for (const example of examplesOf('ping')) {
+      const decision = await github(example, { event: 'ping' }).catch((err) => err);
+      // Pings of repositories no app deploys are 404: the setup is wrong and the forge should say so.
+      if (decision instanceof Error) expect(decision).toMatchObject({ code: 'no_app' });
+      else expect(decision).toMatchObject({ kind: 'ignored', reason: 'ping' });
+    }
+    const ping = { zen: 'Design for failure.', hook_id: 1, repository: branchPush().repository };
+    expect(await github(ping, { event: 'ping' })).toMatchObject({ kind: 'ignored', reason: 'ping' });
+    await expect(github(ping, { event: 'ping', key: 'wrong' })).rejects.toMatchObject({ code: 'bad_signature' });
+    expect(await github({ zen: 'x', hook_id: 1, organization: {} }, { event: 'ping' })).toMatchObject({ kind: 'ignored', reason: 'ping' });
+  });
+
+  it('other events are ignored without reading the body', async () => {
+    expect(await github(null, { event: 'issues', body: '{not json' })).toMatchObject({ kind: 'ignored', reason: 'event' });
+  });
+});
+
+describe('inspectWebhook decisions', () => {
+  const push = branchPush();
+  type Mutable = Record<string, unknown> & { repository: Record<string, unknown>; head_commit: Record<string, unknown>; pusher: Record<string, unknown> };
+  const mutate = (patch: (p: Mutable) => void) => {
+    const copy = structuredClone(push) as Mutable;
+    patch(copy);
+    return copy;
+  };
+  const sha = 'a'.repeat(40);
+
+  it.each<[string, Record<string, unknown>, { key?: string; delivery?: string | null }, Record<string, unknown>]>([
+    ['deleted branch (deleted: true)', mutate((p) => { p.deleted = true; p.after = '0'.repeat(40); }), {}, { kind: 'ignored', reason: 'branch_deletion' }],
+    ['deleted branch (zeros)', mutate((p) => { p.after = '0'.repeat(40); }), {}, { kind: 'ignored', reason: 'branch_deletion' }],
+    ['tag', mutate((p) => { p.ref = 'refs/tags/v1.0'; }), {}, { kind: 'ignored', reason: 'tag' }],
+    ['a note ref', mutate((p) => { p.ref = 'refs/notes/commits'; }), {}, { kind: 'ignored', reason: 'other_ref' }],
+    ['a branch no app deploys', mutate((p) => { p.ref = 'refs/heads/feature/x'; }), {}, { kind: 'ignored', reason: 'other_branch' }],
+    ['develop, signed with the staging secret', mutate((p) => { p.ref = 'refs/heads/develop'; }), { key: 'staging-secret' }, { kind: 'push' }],
+    ['develop, signed with the master apps\' secret', mutate((p) => { p.ref = 'refs/heads/develop'; }), {}, { kind: 'ignored', reason: 'other_branch' }],
+  ])('%s', async (_name, payload, options, expected) => {
+    expect(await github(payload, options)).toMatchObject(expected);
+  });
+
+  it.each<[string, Record<string, unknown>, { key?: string; delivery?: string | null }, string]>([
+    ['another app\'s secret', push, { key: 'other-secret' }, 'bad_signature'],
+    ['a secret of nobody', push, { key: 'guess' }, 'bad_signature'],
+    ['no repository', mutate((p) => { (p as Record<string, unknown>).repository = undefined; }), {}, 'missing_field'],
+    ['an unknown repository', mutate((p) => { p.repository.full_name = 'x/y'; p.repository.clone_url = 'https://github.com/x/y.git'; p.repository.html_url = 'https://github.com/x/y'; p.repository.ssh_url = 'git@github.com:x/y.git'; p.repository.git_url = 'git://github.com/x/y.git'; }), {}, 'no_app'],
+    ['no delivery id', push, { delivery: null }, 'missing_header'],
+    ['a sha that is not hex', mutate((p) => { p.after = 'g'.repeat(40); }), {}, 'invalid_field'],
+    ['an upper-case sha', mutate((p) => { p.after = sha.toUpperCase(); }), {}, 'invalid_field'],
+    ['a short sha', mutate((p) => { p.after = sha.slice(1); }), {}, 'invalid_field'],
+    ['a sha that is a number', mutate((p) => { p.after = 12345; }), {}, 'invalid_field'],
+    ['no after', mutate((p) => { delete p.after; }), {}, 'missing_field'],
+    ['a bad before', mutate((p) => { p.before = '$(reboot)'; }), {}, 'invalid_field'],
+    ['no ref', mutate((p) => { delete p.ref; }), {}, 'missing_field'],
+    ['a ref with shell metacharacters', mutate((p) => { p.ref = 'refs/heads/$(touch /tmp/x)'; }), {}, 'invalid_field'],
+    ['a ref with unicode', mutate((p) => { p.ref = 'refs/heads/brañch'; }), {}, 'invalid_field'],
+    ['a ref with ..', mutate((p) => { p.ref = 'refs/heads/../../etc'; }), {}, 'invalid_field'],
+    ['a ref that looks like an option', mutate((p) => { p.ref = 'refs/heads/-f'; }), {}, 'invalid_field'],
+    ['an option-like clone URL', mutate((p) => { p.repository.clone_url = '--upload-pack=touch /tmp/pwned'; }), {}, 'invalid_field'],
+    ['a file:// clone URL', mutate((p) => { p.repository.clone_url = 'file:///etc'; }), {}, 'invalid_field'],
+    ['a full name with ../', mutate((p) => { p.repository.full_name = '../../etc/passwd'; }), {}, 'invalid_field'],
+  ])('refuses %s', async (_name, payload, options, code) => {
+    await expect(github(payload, options)).rejects.toMatchObject({ code });
+  });
+
+  it('cuts long display text and drops control characters', async () => {
+    const decision = await github(mutate((p) => { p.head_commit.message = `fix\u0000\u001b[31m ${'x'.repeat(10_000)}`; p.pusher.name = 'a\nb'; }));
+    if (decision.kind !== 'push') throw new Error('expected a push');
+    expect(decision.push.message!.startsWith('fix[31m x')).toBe(true);
+    expect(Array.from(decision.push.message!)).toHaveLength(4096);
+    expect(decision.push.pusher).toBe('ab');
+  });
+});
+
+describe('inspectWebhook for Gitea and GitLab', () => {
+  const giteaPush = {
+    ref: 'refs/heads/main', before: 'b'.repeat(40), after: 'c'.repeat(40), compare_url: 'http://gitea.local/o/r/compare/x...y',
+    commits: [{ id: 'c'.repeat(40), message: 'msg' }],
+    repository: { full_name: 'o/r', clone_url: 'http://gitea.local/o/r.git', ssh_url: 'ssh://git@gitea.local:2222/o/r.git', html_url: 'http://gitea.local/o/r' },
+    pusher: { login: 'alice' },
+  };
+  const giteaApps: WebhookApp[] = [{ name: 'r', repo: 'git@gitea.local:o/r.git', branch: 'main', secret }];
+  const inspect = (provider: Provider, headers: Record<string, string>, body: string, list = giteaApps) =>
+    inspectWebhook({ headers: readWebhookHeaders(provider, headers), media: 'json', body: Buffer.from(body), apps: list });
+
+  it('Gitea and Forgejo pushes verify with the HMAC hex header', async () => {
+    const body = JSON.stringify(giteaPush);
+    const signature = createHmac('sha256', secret).update(body).digest('hex');
+    for (const prefix of ['gitea', 'forgejo', 'gogs']) {
+      const decision = await inspect('gitea', { [`x-${prefix}-event`]: 'push', [`x-${prefix}-delivery`]: 'd-1', [`x-${prefix}-signature`]: signature }, body);
+      expect(decision).toMatchObject({ kind: 'push', push: { provider: 'gitea', pusher: 'alice', message: 'msg', sha: 'c'.repeat(40), branch: 'main' } });
+    }
+    await expect(inspect('gitea', { 'x-gitea-event': 'push', 'x-gitea-delivery': 'd-1' }, body)).rejects.toMatchObject({ code: 'missing_signature' });
+  });
+
+  it('GitLab pushes verify with the token', async () => {
+    const body = JSON.stringify({
+      object_kind: 'push', ref: 'refs/heads/main', before: '0'.repeat(40), after: 'd'.repeat(40), user_username: 'bob',
+      project: { path_with_namespace: 'g/p', git_http_url: 'https://gitlab.local/g/p.git', web_url: 'https://gitlab.local/g/p' },
+      commits: [{ id: 'd'.repeat(40), message: 'hi' }],
+    });
+    const list: WebhookApp[] = [{ name: 'p', repo: 'https://gitlab.local/g/p', branch: 'main', secret }];
+    const headers = { 'x-gitlab-event': 'Push Hook', 'x-gitlab-event-uuid': 'u-1', 'x-gitlab-token': secret };
+    expect(await inspect('gitlab', headers, body, list)).toMatchObject({ kind: 'push', push: { provider: 'gitlab', pusher: 'bob', message: 'hi', compareUrl: null, delivery: 'u-1' } });
+    await expect(inspect('gitlab', { ...headers, 'x-gitlab-token': 'nope' }, body, list)).rejects.toMatchObject({ code: 'bad_signature' });
+    expect(await inspect('gitlab', { ...headers, 'x-gitlab-event': 'Tag Push Hook' }, body, list)).toMatchObject({ kind: 'ignored', reason: 'tag' });
+  });
+
+  it('an app without a secret never takes webhooks', async () => {
+    const body = JSON.stringify(giteaPush);
+    const list: WebhookApp[] = [{ name: 'r', repo: 'o/r', branch: 'main' }];
+    await expect(inspect('gitea', { 'x-gitea-event': 'push', 'x-gitea-delivery': 'd', 'x-gitea-signature': 'a'.repeat(64) }, body, list)).rejects.toMatchObject({ code: 'bad_signature', status: 401 });
+  });
+});

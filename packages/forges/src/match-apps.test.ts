@@ -1,0 +1,52 @@
+import { describe, expect, it } from 'vitest';
+import { matchApps } from './match-apps.js';
+import type { RepositoryIdentity } from './repository-identity.js';
+
+const github: RepositoryIdentity = {
+  fullName: 'Codertocat/Hello-World',
+  urls: ['https://github.com/Codertocat/Hello-World.git', 'git@github.com:Codertocat/Hello-World.git', 'https://github.com/Codertocat/Hello-World'],
+};
+const gitlab: RepositoryIdentity = {
+  fullName: 'mike/diaspora',
+  urls: ['http://example.com/mike/diaspora.git', 'git@example.com:mike/diaspora.git', 'http://example.com/mike/diaspora'],
+};
+const app = (repo: string, branch = 'master', name = 'a') => ({ name, repo, branch });
+
+describe('matchApps', () => {
+  it.each([
+    ['https clone URL', app('https://github.com/Codertocat/Hello-World.git'), github, true],
+    ['without .git, other case', app('https://github.com/codertocat/hello-world'), github, true],
+    ['SSH URL', app('git@github.com:codertocat/hello-world.git'), github, true],
+    ['ssh:// URL', app('ssh://git@github.com/Codertocat/Hello-World'), github, true],
+    ['web URL with trailing slash', app('https://github.com/Codertocat/Hello-World/'), github, true],
+    ['bare owner/name, any host', app('codertocat/hello-world'), github, true],
+    ['another repository', app('https://github.com/Codertocat/Other'), github, false],
+    ['same path on another host', app('https://gitlab.com/Codertocat/Hello-World.git'), github, false],
+    ['a prefix of the path', app('https://github.com/Codertocat/Hello'), github, false],
+    ['local path never matches', app('/srv/git/Hello-World.git'), github, false],
+    ['GitLab http URL', app('http://example.com/mike/diaspora.git'), gitlab, true],
+    ['GitLab SSH URL', app('git@example.com:mike/diaspora.git'), gitlab, true],
+    ['GitLab owner/name', app('mike/diaspora'), gitlab, true],
+  ])('%s', (_name, candidate, identity, expected) => {
+    expect(matchApps([candidate], identity)).toHaveLength(expected ? 1 : 0);
+  });
+
+  it('a full name alone does not match an app configured with a host', () => {
+    expect(matchApps([app('https://github.com/mike/diaspora')], { fullName: 'mike/diaspora', urls: [] })).toEqual([]);
+    expect(matchApps([app('mike/diaspora')], { fullName: 'mike/diaspora', urls: [] })).toHaveLength(1);
+  });
+
+  it('with a ref, keeps only apps of that branch, in config order; several apps may share a repository', () => {
+    const apps = [
+      app('https://github.com/Codertocat/Hello-World.git', 'master', 'web'),
+      app('codertocat/hello-world', 'develop', 'staging'),
+      app('git@github.com:Codertocat/Hello-World', 'master', 'worker'),
+      app('https://github.com/acme/other', 'master', 'other'),
+    ];
+    expect(matchApps(apps, github).map((a) => a.name)).toEqual(['web', 'staging', 'worker']);
+    expect(matchApps(apps, github, 'refs/heads/master').map((a) => a.name)).toEqual(['web', 'worker']);
+    expect(matchApps(apps, github, 'refs/heads/develop').map((a) => a.name)).toEqual(['staging']);
+    expect(matchApps(apps, github, 'refs/heads/Master')).toEqual([]);
+    expect(matchApps(apps, github, 'refs/tags/master')).toEqual([]);
+  });
+});
