@@ -4,6 +4,8 @@ export function keys(prefix: string) {
     seq: `${prefix}:jobs:seq`,
     all: `${prefix}:jobs:all`,
     byApp: (app: string) => `${prefix}:jobs:app:${app}`,
+    /** Finished jobs of an app, scored by id: trimming reads only these. */
+    finished: (app: string) => `${prefix}:jobs:finished:${app}`,
     /** Jobs of an app not yet started, scored by id: the supersede check reads it. */
     waiting: (app: string) => `${prefix}:jobs:waiting:${app}`,
     job: (id: string) => `${prefix}:job:${id}`,
