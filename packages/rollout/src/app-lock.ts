@@ -1,0 +1,84 @@
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Etcd3, Lease } from 'etcd3';
+import { etcdCall } from '@slipway/router/etcd-error';
+import { appKeys } from './app-keys.js';
+import { CancelledError, LockTimeoutError } from './rollout-errors.js';
+
+/** Lease TTL of the lock: a crashed holder frees it within this long. */
+export const LOCK_TTL_S = 5;
+/** How long a rollout waits for another rollout of the same app. */
+export const LOCK_WAIT_MS = 15 * 60_000;
+const POLL_MS = 200;
+
+export interface AppLock {
+  key: string;
+  /** The value written under `key`; the switch transaction compares it (a fencing token). */
+  value: string;
+  /** True once the lease is known to be gone (etcd unreachable for longer than the TTL). */
+  readonly lost: boolean;
+  /** Revokes the lease (deleting the key). Never throws: the TTL frees it anyway. */
+  release(): Promise<void>;
+}
+
+export interface AcquireLockOptions {
+  /** Written into the lock so a waiting rollout can say who holds it. */
+  job: string;
+  /** Default LOCK_TTL_S. */
+  ttlS?: number;
+  /** Default LOCK_WAIT_MS. */
+  waitMs?: number;
+  signal?: AbortSignal;
+  log?: (line: string) => void;
+}
+
+/**
+ * Takes the per-app lock `/slipway/locks/<app>`: a key created only if
+ * absent, attached to a lease kept alive while we run. Waits (polling)
+ * while another rollout holds it. Throws UnavailableError when etcd cannot
+ * be reached, LockTimeoutError after `waitMs`, CancelledError on `signal`.
+ */
+export async function acquireAppLock(etcd: Etcd3, app: string, options: AcquireLockOptions): Promise<AppLock> {
+  const key = appKeys.lock(app);
+  const value = JSON.stringify({ job: options.job, host: hostname(), pid: process.pid, at: new Date().toISOString() });
+  const log = options.log ?? (() => {});
+  const lease: Lease = etcd.lease(options.ttlS ?? LOCK_TTL_S);
+  let lost = false;
+  lease.on('lost', () => {
+    lost = true;
+  });
+  const started = Date.now();
+  let announced = false;
+  try {
+    const leaseId = await etcdCall('granting the lock lease', () => lease.grant());
+    for (;;) {
+      if (options.signal?.aborted) throw new CancelledError('the wait for the lock');
+      const result = await etcdCall(`taking the lock ${key}`, () => etcd.if(key, 'Create', '==', 0)
+        .then(etcd.put(key).value(value).lease(leaseId))
+        .else(etcd.get(key))
+        .commit());
+      if (result.succeeded) break;
+      const holder = result.responses[0]?.response_range?.kvs[0]?.value.toString() ?? 'unknown';
+      if (!announced) {
+        log(`waiting for the rollout lock of ${app}: held by ${holder}`);
+        announced = true;
+      }
+      if (Date.now() - started > (options.waitMs ?? LOCK_WAIT_MS)) throw new LockTimeoutError(app, Date.now() - started, holder);
+      await sleep(POLL_MS);
+    }
+  } catch (err) {
+    await lease.revoke().catch(() => lease.release());
+    throw err;
+  }
+  if (announced) log(`got the rollout lock of ${app} after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  return {
+    key,
+    value,
+    get lost() {
+      return lost;
+    },
+    release: async () => {
+      await etcdCall('releasing the lock', () => lease.revoke(), 2_000).catch(() => lease.release());
+    },
+  };
+}

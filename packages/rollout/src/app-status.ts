@@ -1,0 +1,81 @@
+import { readFile } from 'node:fs/promises';
+import type Docker from 'dockerode';
+import type { Etcd3 } from 'etcd3';
+import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
+import { nginxNames } from '@slipway/router/nginx-names';
+import { readUpstreams } from '@slipway/router/read-upstreams';
+import { renderNginxConf } from '@slipway/router/render-nginx-conf';
+import { routeSnapshot } from '@slipway/router/route-snapshot';
+import { dockerRuntime } from './docker-runtime.js';
+import { etcdReleaseStore } from './etcd-release-store.js';
+import type { ReleaseRecord } from './release-record.js';
+import { probe } from './wait-healthy.js';
+
+/** One element of `slipway status --json` (DESIGN.md "CLI contract"). */
+export interface AppStatus {
+  app: string;
+  release: ReleaseRecord | null;
+  containers: Array<{ id: string; address: string | null; healthy: boolean }>;
+  upstreams: string[];
+  nginx: { file: string; inSync: boolean };
+  /** Differences between Docker, etcd and nginx, one sentence each; empty when all agree. */
+  drift: string[];
+}
+
+const STATUS_PROBE_MS = 1_000;
+
+/**
+ * Reads Docker (containers by label, each probed once on its health path),
+ * etcd (upstream keys, release) and the nginx file, and says where they
+ * disagree. Throws UnavailableError when etcd or Docker cannot be reached.
+ */
+export async function appStatus(options: { app: AppConfig; nginx: SlipwayConfig['nginx']; docker: Docker; etcd: Etcd3 }): Promise<AppStatus> {
+  const { app, nginx } = options;
+  const file = nginxNames.path(nginx.conf_dir, app.name);
+  const [containers, upstreams, release, live] = await Promise.all([
+    dockerRuntime(options.docker).listAppContainers(app.name, app.port),
+    readUpstreams(options.etcd, app.etcd_prefix),
+    etcdReleaseStore(options.etcd).currentRelease(app.name),
+    readFile(file, 'utf8').catch(() => null),
+  ]);
+  const drift: string[] = [];
+
+  const checked = await Promise.all(containers.map(async (c) => {
+    if (c.state !== 'running' || c.address === null) return { ...c, healthy: false };
+    const { status = 0 } = await probe(`http://${c.address}${app.health.path}`, STATUS_PROBE_MS);
+    return { ...c, healthy: status >= 200 && status < 300 };
+  }));
+  const byId = new Map(checked.map((c) => [c.id.slice(0, 12), c]));
+  for (const u of upstreams.live) {
+    const c = byId.get(u.id);
+    if (!c) drift.push(`etcd key ${u.key} points to ${u.address}, but container ${u.id} does not exist`);
+    else if (c.state !== 'running') drift.push(`etcd key ${u.key} points to container ${u.id}, which is ${c.state}`);
+    else if (c.address !== u.address) drift.push(`etcd key ${u.key} says ${u.address}, but container ${u.id} is published on ${c.address}`);
+    else if (!c.healthy) drift.push(`live container ${u.id} (${u.address}) fails its health check on ${app.health.path}`);
+  }
+  for (const u of upstreams.invalid) drift.push(`etcd key ${u.key} holds ${JSON.stringify(u.address.slice(0, 60))}, not a host:port`);
+  const keyed = new Set(upstreams.live.map((u) => u.id));
+  for (const c of checked) {
+    if (!keyed.has(c.id.slice(0, 12))) drift.push(`container ${c.id.slice(0, 12)} (${c.address ?? c.state}) is not in etcd: a leftover of an unfinished rollout (the next rollout removes it)`);
+  }
+
+  let expected: string | null = null;
+  try {
+    expected = upstreams.live.length > 0 ? renderNginxConf(await routeSnapshot(app, upstreams.live.map((u) => u.address))) : null;
+  } catch (err) {
+    drift.push(`the etcd keys do not render: ${(err as Error).message.split('\n', 1)[0]}`);
+  }
+  const inSync = live !== null && expected !== null && live === expected;
+  if (live === null) drift.push(`nginx file ${file} does not exist`);
+  else if (expected !== null && !inSync) drift.push(`nginx file ${file} differs from what the etcd keys render to (\`slipway router --once\` rewrites it)`);
+  if (upstreams.live.length === 0 && release) drift.push(`release ${release.job} is recorded but no upstream key is live under ${app.etcd_prefix}/`);
+
+  return {
+    app: app.name,
+    release,
+    containers: checked.map((c) => ({ id: c.id, address: c.address, healthy: c.healthy })),
+    upstreams: upstreams.live.map((u) => u.address),
+    nginx: { file, inSync },
+    drift,
+  };
+}

@@ -1,0 +1,37 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { connectionCounts } from '@slipway/router/connection-counts';
+
+const POLL_MS = 100;
+/** Zero must be seen this many polls in a row: a request read just before the reload connects a moment later. */
+const ZERO_POLLS = 2;
+
+export interface DrainResult {
+  /** True when the old addresses carried no connection any more; false when `timeoutMs` ran out first. */
+  drained: boolean;
+  ms: number;
+  /** Connections still open when it ended. */
+  open: number;
+  /** Per address, when some were still open. */
+  openBy: Record<string, number>;
+}
+
+/**
+ * Waits until no ESTABLISHED TCP connection is left to any of `addresses`
+ * (the old containers' published ports: nginx connects to docker-proxy on
+ * the host, so this network namespace sees every one; counted by
+ * connectionCounts: `ss`, or /proc/net/tcp), or until `timeoutMs`. Observed, not only timed: a quiet app is stopped at once, a
+ * slow request is waited for.
+ */
+export async function drainConnections(addresses: readonly string[], timeoutMs: number): Promise<DrainResult> {
+  const started = Date.now();
+  let zeros = 0;
+  for (;;) {
+    const counts = await connectionCounts(addresses);
+    const open = [...counts.values()].reduce((a, b) => a + b, 0);
+    zeros = open === 0 ? zeros + 1 : 0;
+    const ms = Date.now() - started;
+    if (zeros >= ZERO_POLLS || (open === 0 && ms >= timeoutMs)) return { drained: true, ms, open: 0, openBy: {} };
+    if (ms >= timeoutMs) return { drained: false, ms, open, openBy: Object.fromEntries([...counts].filter(([, n]) => n > 0)) };
+    await sleep(Math.min(POLL_MS, Math.max(timeoutMs - ms, 1)));
+  }
+}

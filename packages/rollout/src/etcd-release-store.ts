@@ -1,0 +1,73 @@
+import type { Etcd3 } from 'etcd3';
+import { UnavailableError } from '@slipway/core/slipway-error';
+import { etcdCall, etcdDeadline } from '@slipway/router/etcd-error';
+import { readUpstreams } from '@slipway/router/read-upstreams';
+import { acquireAppLock } from './app-lock.js';
+import { appKeys } from './app-keys.js';
+import { parseReleaseRecord, type ReleaseRecord } from './release-record.js';
+import type { ReleaseStore, SwitchReceipt } from './release-store.js';
+
+/** The store seam over etcd (keys: see app-keys.ts and DESIGN.md). */
+export function etcdReleaseStore(etcd: Etcd3): ReleaseStore {
+  const history = async (app: string) => {
+    const values = await etcdCall(`reading the releases of ${app}`, () =>
+      etcd.getAll().prefix(appKeys.releases(app)).options(etcdDeadline()).strings());
+    return Object.entries(values).sort(([a], [b]) => (a < b ? 1 : -1));
+  };
+
+  return {
+    lock: (app, options) => acquireAppLock(etcd, app, options),
+
+    upstreams: async (prefix) => (await readUpstreams(etcd, prefix)).live,
+
+    currentRelease: async (app) => parseReleaseRecord(await etcdCall(`reading the release of ${app}`, () =>
+      etcd.get(appKeys.release(app)).options(etcdDeadline()).string())),
+
+    listReleases: async (app) => (await history(app))
+      .map(([, text]) => parseReleaseRecord(text))
+      .filter((r): r is ReleaseRecord => r !== null),
+
+    async switchRelease(input) {
+      const { app, lock } = input;
+      const json = JSON.stringify(input.release);
+      const historyKey = appKeys.releaseEntry(app, new Date(input.release.at));
+      const remove = input.remove.filter((u) => !(u.key in input.add));
+      const previousRelease = await etcdCall(`reading the release of ${app}`, () => etcd.get(appKeys.release(app)).options(etcdDeadline()).string());
+      const result = await etcdCall(`switching the upstream keys of ${app}`, () => etcd
+        .if(lock.key, 'Value', '==', lock.value)
+        .then(
+          ...remove.map((u) => etcd.delete().key(u.key)),
+          ...Object.entries(input.add).map(([key, address]) => etcd.put(key).value(address)),
+          etcd.put(appKeys.release(app)).value(json),
+          etcd.put(historyKey).value(json),
+        )
+        .options(etcdDeadline())
+        .commit());
+      if (!result.succeeded) {
+        throw new UnavailableError('etcd', `lost the rollout lock of ${app} before the switch (etcd unreachable for longer than the lock's lease?); nothing was switched`);
+      }
+      return { input, previousRelease, historyKey } satisfies SwitchReceipt;
+    },
+
+    async revertSwitch(receipt) {
+      const { input } = receipt;
+      await etcdCall(`reverting the switch of ${input.app}`, () => etcd
+        .if(appKeys.release(input.app), 'Value', '==', JSON.stringify(input.release))
+        .then(
+          ...Object.keys(input.add).filter((key) => !input.remove.some((u) => u.key === key)).map((key) => etcd.delete().key(key)),
+          ...input.remove.map((u) => etcd.put(u.key).value(u.address)),
+          receipt.previousRelease === null ? etcd.delete().key(appKeys.release(input.app)) : etcd.put(appKeys.release(input.app)).value(receipt.previousRelease),
+          etcd.delete().key(receipt.historyKey),
+        )
+        .options(etcdDeadline())
+        .commit());
+    },
+
+    async pruneReleases(app, keep) {
+      const old = (await history(app)).slice(keep).map(([key]) => key);
+      if (old.length === 0) return 0;
+      await etcdCall(`pruning the releases of ${app}`, () => Promise.all(old.map((key) => etcd.delete().key(key).exec())));
+      return old.length;
+    },
+  };
+}

@@ -1,0 +1,40 @@
+import type { UpstreamKey } from '@slipway/router/read-upstreams';
+import type { AcquireLockOptions, AppLock } from './app-lock.js';
+import type { ReleaseRecord } from './release-record.js';
+
+export interface SwitchInput {
+  app: string;
+  /** Current keys, deleted by the switch (and put back by a revert). */
+  remove: readonly UpstreamKey[];
+  /** New keys: `<prefix>/<id12>` → `host:port`. */
+  add: Readonly<Record<string, string>>;
+  release: ReleaseRecord;
+  /** The switch only happens while this lock is still ours. */
+  lock: AppLock;
+}
+
+export interface SwitchReceipt {
+  input: SwitchInput;
+  /** The release record the switch replaced (raw), or null. */
+  previousRelease: string | null;
+  historyKey: string;
+}
+
+/**
+ * The store seam: where the live set and the releases are kept. One
+ * implementation, over etcd (`etcdReleaseStore`). Every method throws
+ * UnavailableError when the store cannot be reached.
+ */
+export interface ReleaseStore {
+  lock(app: string, options: AcquireLockOptions): Promise<AppLock>;
+  upstreams(prefix: string): Promise<UpstreamKey[]>;
+  currentRelease(app: string): Promise<ReleaseRecord | null>;
+  /** Newest first. */
+  listReleases(app: string): Promise<ReleaseRecord[]>;
+  /** Swaps the upstream keys and records the release, in one transaction. */
+  switchRelease(input: SwitchInput): Promise<SwitchReceipt>;
+  /** Undoes a switch whose proxy apply failed. */
+  revertSwitch(receipt: SwitchReceipt): Promise<void>;
+  /** Drops history entries beyond the newest `keep`; returns how many. */
+  pruneReleases(app: string, keep: number): Promise<number>;
+}

@@ -1,0 +1,73 @@
+import { SlipwayError } from '@slipway/core/slipway-error';
+
+/**
+ * The rollout's own failures, each with a stable `code`. Besides these a
+ * rollout throws UnavailableError (code `unavailable`, from
+ * @slipway/core: etcd or Docker unreachable; retry later),
+ * NginxCheckError (`nginx_check_failed`), NginxReloadError
+ * (`nginx_reload_failed`) and TemplateError (`template_invalid`) from
+ * @slipway/router. Only `unavailable` and `lock_timeout` are worth retrying
+ * as they are.
+ */
+
+/** A new container exited, or never answered 2xx on `health.path` in time. */
+export class HealthCheckError extends SlipwayError {
+  readonly containerId: string;
+  /** Last lines of the container's own log. */
+  readonly logTail: string;
+
+  constructor(containerId: string, reason: string, logTail: string) {
+    super('health_failed', `container ${containerId.slice(0, 12)} ${reason}${logTail ? `; last lines of its log:\n${logTail}` : ' (its log is empty)'}`);
+    this.name = 'HealthCheckError';
+    this.containerId = containerId;
+    this.logTail = logTail;
+  }
+}
+
+/** The signal fired before the switch; the unfinished rollout's containers were removed. */
+export class CancelledError extends SlipwayError {
+  constructor(step: string) {
+    super('cancelled', `rollout cancelled during ${step}; the previous release keeps serving`);
+    this.name = 'CancelledError';
+  }
+}
+
+/** A routing mode this version cannot roll out yet (`dns`). */
+export class UnsupportedRoutingError extends SlipwayError {
+  constructor(app: string, routing: string) {
+    super('unsupported', `app ${app} uses routing: ${routing}, which is not supported yet; use routing: upstream`);
+    this.name = 'UnsupportedRoutingError';
+  }
+}
+
+/** Another rollout of the app held the lock for longer than we were willing to wait. Worth retrying. */
+export class LockTimeoutError extends SlipwayError {
+  constructor(app: string, waitedMs: number, holder: string) {
+    super('lock_timeout', `gave up waiting ${Math.round(waitedMs / 1000)} s for the rollout lock of ${app} (held by ${holder})`);
+    this.name = 'LockTimeoutError';
+  }
+}
+
+/** No release matches what a rollback asked for. */
+export class ReleaseNotFoundError extends SlipwayError {
+  constructor(message: string) {
+    super('release_not_found', message, { status: 404 });
+    this.name = 'ReleaseNotFoundError';
+  }
+}
+
+/** The image to run does not exist on the Docker host (a rollback to a pruned image, a typo in --image). */
+export class ImageNotFoundError extends SlipwayError {
+  constructor(image: string) {
+    super('image_not_found', `image ${image} does not exist on the Docker host`, { status: 404 });
+    this.name = 'ImageNotFoundError';
+  }
+}
+
+/** Docker refused to create or start a container (a bad image, a port clash…). */
+export class ContainerStartError extends SlipwayError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('container_start_failed', message, options);
+    this.name = 'ContainerStartError';
+  }
+}

@@ -1,0 +1,8 @@
+/** Docker labels on every container Slipway starts; old containers are found by these, never by image name. */
+export const LABELS = {
+  app: 'slipway.app',
+  /** The full 40-hex commit; absent for an image deploy. */
+  sha: 'slipway.sha',
+  /** The job (release) id that started the container. */
+  release: 'slipway.release',
+} as const;

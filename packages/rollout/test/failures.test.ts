@@ -1,0 +1,180 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import Docker from 'dockerode';
+import type { Etcd3 } from 'etcd3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AppConfig } from '@slipway/config/types';
+import { UnavailableError } from '@slipway/core/slipway-error';
+import { freePort } from '@slipway/devstack/free-port';
+import { stopProcess } from '@slipway/devstack/processes';
+import { startEtcd } from '@slipway/devstack/services/etcd';
+import { tempDir } from '@slipway/devstack/testing';
+import { createEtcdClient } from '@slipway/router/etcd-client';
+import { nginxNames } from '@slipway/router/nginx-names';
+import { listenerHolders } from '@slipway/router/nginx-listeners';
+import { appKeys } from '../src/app-keys.js';
+import { rollout, type RolloutOptions } from '../src/rollout.js';
+import { appContainers, buildImage, deadPort, docker, fetchText, ownNginx, stackEtcd, testApp } from './fixtures.js';
+
+/** Requests nginx in a loop (fresh connection each) until stopped; returns what it answered, deduplicated. */
+function watchServing(listen: string): { stop: () => Promise<{ answers: string[]; count: number }> } {
+  let running = true;
+  const answers = new Set<string>();
+  let count = 0;
+  const loop = (async () => {
+    while (running) {
+      answers.add(await fetchText(listen));
+      count++;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  return { stop: async () => { running = false; await loop; return { answers: [...answers], count }; } };
+}
+
+describe('a failed rollout leaves the previous release serving, its file and keys as they were, no stray container', () => {
+  let nginx: Awaited<ReturnType<typeof ownNginx>>;
+  let etcd: Etcd3;
+  beforeAll(async () => {
+    nginx = await ownNginx();
+    etcd = stackEtcd();
+  });
+  afterAll(async () => {
+    etcd?.close();
+    await nginx?.stop();
+  });
+
+  /** Deploys v1, runs `attempt` with traffic flowing, and checks everything is as before. */
+  async function failedAttempt(app: AppConfig, attempt: (base: RolloutOptions) => Promise<unknown>, options: { etcd?: Etcd3 } = {}) {
+    const client = options.etcd ?? etcd;
+    const base: RolloutOptions = { app, nginx: nginx.settings, docker, etcd: client, image: await buildImage(app.name, 'v1'), sha: '1'.repeat(40), job: 'good' };
+    const good = await rollout(base);
+    const file = nginxNames.path(nginx.settings.conf_dir, app.name);
+    const before = {
+      file: await readFile(file, 'utf8'),
+      keys: await client.getAll().prefix(`${app.etcd_prefix}/`).strings(),
+      release: await client.get(appKeys.release(app.name)).string(),
+    };
+    const workers = (await listenerHolders(app.listen))?.workers;
+    expect(workers?.length).toBeGreaterThan(0);
+    const traffic = watchServing(app.listen);
+    const lines: string[] = [];
+    const err = await attempt({ ...base, log: (l) => lines.push(l) }).then(() => null, (e: unknown) => e);
+    const served = await traffic.stop();
+    expect(err, 'the attempt should fail').toBeInstanceOf(Error);
+    expect(served.answers, `nginx answered during the attempt (${served.count} requests)`).toEqual(['200 v1']);
+    expect(await readFile(file, 'utf8')).toBe(before.file);
+    expect((await listenerHolders(app.listen))?.workers, 'nginx was not reloaded').toEqual(workers);
+    expect((await appContainers(app.name)).map((c) => c.Id).sort()).toEqual(good.containers.map((c) => c.id).sort());
+    return { err: err as Error & { code: string }, lines, before, file, good };
+  }
+  async function keysUnchanged(client: Etcd3, app: AppConfig, before: { keys: Record<string, string>; release: string | null }) {
+    expect(await client.getAll().prefix(`${app.etcd_prefix}/`).strings()).toEqual(before.keys);
+    expect(await client.get(appKeys.release(app.name)).string()).toBe(before.release);
+  }
+
+  it('a new container that exits: health_failed at once, quoting its log', async () => {
+    const app = await testApp();
+    const crash = await buildImage(app.name, 'v2', 'crash', 'crash');
+    const started = Date.now();
+    const { err, before } = await failedAttempt(app, (base) => rollout({ ...base, image: crash, job: 'crash' }));
+    expect(err.code).toBe('health_failed');
+    expect(err.message).toMatch(/(exited with code 3|crashed and was restarted) before answering 2xx/);
+    expect(err.message).toContain('fatal: cannot open database');
+    expect(Date.now() - started).toBeLessThan(15_000);
+    await keysUnchanged(etcd, app, before);
+  });
+
+  it('a new container that never gets healthy: health_failed after health.timeout_s', async () => {
+    const app = await testApp({ health: { timeout_s: 2, interval_ms: 100 } });
+    const unhealthy = await buildImage(app.name, 'v2', 'unhealthy', 'unhealthy');
+    const { err, lines, before } = await failedAttempt(app, (base) => rollout({ ...base, image: unhealthy, job: 'unhealthy' }));
+    expect(err.code).toBe('health_failed');
+    expect(err.message).toMatch(/did not answer 2xx on \/healthz within 2 s \(\d+ attempts, last: HTTP 404\)/);
+    expect(err.message).toContain('starting v2');
+    expect(lines.join('\n')).toMatch(/health: [0-9a-f]{12} attempt 1: HTTP 404/);
+    await keysUnchanged(etcd, app, before);
+  });
+
+  it('a candidate config that check_cmd rejects: nginx_check_failed, nothing reloaded', async () => {
+    const dir = tempDir();
+    const app = await testApp({ template: `${dir.path}/app.tmpl` });
+    const good = 'upstream {{upstream}} {\n  {{servers}}\n}\nserver { listen {{listen}}; location / { proxy_pass http://{{upstream}}; } }\n';
+    await writeFile(app.template!, good);
+    const v2 = await buildImage(app.name, 'v2');
+    const { err, before } = await failedAttempt(app, async (base) => {
+      await writeFile(app.template!, good.replace('location', 'no_such_directive on; location'));
+      return rollout({ ...base, image: v2, job: 'bad-template' });
+    });
+    expect(err.code).toBe('nginx_check_failed');
+    expect(err.message).toContain('unknown directive "no_such_directive"');
+    await keysUnchanged(etcd, app, before);
+    dir.remove();
+  });
+
+  it('etcd unreachable in the middle (stopped during the health check): unavailable, retryable', async () => {
+    const dir = tempDir('slipway-rollout-etcd-');
+    let own = await startEtcd(dir.path, await freePort(), await freePort());
+    const client = createEtcdClient([own.url]);
+    try {
+      const app = await testApp();
+      const slow = await buildImage(app.name, 'v2', 'slow-start', 'slow');
+      let stopped: Promise<void> | undefined;
+      const { err, before } = await failedAttempt(app, (base) => rollout({
+        ...base, image: slow, job: 'etcd-dies', onStep: (step) => {
+          if (step === 'health') stopped = stopProcess(own.pid);
+        },
+      }), { etcd: client });
+      await stopped;
+      expect(err).toBeInstanceOf(UnavailableError);
+      expect(err).toMatchObject({ code: 'unavailable', service: 'etcd' });
+      own = await startEtcd(dir.path, own.port, own.peerPort);
+      await keysUnchanged(client, app, before);
+    } finally {
+      client.close();
+      await stopProcess(own.pid);
+      dir.remove();
+    }
+  });
+
+  it('etcd unreachable from the start: unavailable, no container started', async () => {
+    const app = await testApp();
+    const dead = createEtcdClient([`http://127.0.0.1:${await deadPort()}`]);
+    const err = await rollout({ app, nginx: nginx.settings, docker, etcd: dead, image: await buildImage(app.name, 'v1'), sha: null, job: 'x' }).catch((e: unknown) => e);
+    dead.close();
+    expect(err).toMatchObject({ code: 'unavailable', service: 'etcd' });
+    expect(await appContainers(app.name)).toEqual([]);
+  });
+
+  it('Docker unreachable: unavailable, and the lock is free again at once', async () => {
+    const app = await testApp();
+    const deadDocker = new Docker({ socketPath: '/nonexistent/docker.sock' });
+    const { err, before } = await failedAttempt(app, (base) => rollout({ ...base, docker: deadDocker, job: 'no-docker' }));
+    expect(err).toMatchObject({ code: 'unavailable', service: 'docker' });
+    await keysUnchanged(etcd, app, before);
+    const started = Date.now();
+    await rollout({ app, nginx: nginx.settings, docker, etcd, image: await buildImage(app.name, 'v2'), sha: null, job: 'after' });
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(await fetchText(app.listen)).toBe('200 v2');
+  });
+
+  it('cancelled before the switch: cancelled, its containers removed; after the switch the signal is ignored', async () => {
+    const app = await testApp();
+    const slow = await buildImage(app.name, 'v2', 'slow-start', 'slow');
+    const { err, before } = await failedAttempt(app, (base) => {
+      const abort = new AbortController();
+      return rollout({ ...base, image: slow, job: 'cancel-me', signal: abort.signal, onStep: (s) => s === 'health' && abort.abort() });
+    });
+    expect(err.code).toBe('cancelled');
+    await keysUnchanged(etcd, app, before);
+
+    const abort = new AbortController();
+    const result = await rollout({ app, nginx: nginx.settings, docker, etcd, image: slow, sha: null, job: 'too-late', signal: abort.signal, onStep: (s) => s === 'drain' && abort.abort() });
+    expect(result.release.job).toBe('too-late');
+    expect(await fetchText(app.listen)).toBe('200 v2');
+  });
+
+  it('routing: dns is refused as unsupported, touching nothing', async () => {
+    const app = await testApp({ routing: 'dns' });
+    await expect(rollout({ app, nginx: nginx.settings, docker, etcd, image: 'slipway/none:1', sha: null, job: 'dns' })).rejects.toMatchObject({ code: 'unsupported' });
+    expect(await appContainers(app.name)).toEqual([]);
+  });
+});

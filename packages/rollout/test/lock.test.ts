@@ -1,0 +1,69 @@
+import type { Etcd3 } from 'etcd3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testStack } from '@slipway/devstack/testing';
+import { spawn } from 'node:child_process';
+import { runCommand } from '@slipway/core/run-command';
+import { LOCK_TTL_S } from '../src/app-lock.js';
+import { appKeys } from '../src/app-keys.js';
+import { rollout } from '../src/rollout.js';
+import { buildImage, docker, fetchText, ownNginx, stackEtcd, testApp } from './fixtures.js';
+
+describe('one rollout per app at a time', () => {
+  let nginx: Awaited<ReturnType<typeof ownNginx>>;
+  let etcd: Etcd3;
+  beforeAll(async () => {
+    nginx = await ownNginx();
+    etcd = stackEtcd();
+  });
+  afterAll(async () => {
+    etcd?.close();
+    await nginx?.stop();
+  });
+
+  it('serialises two rollouts of the same app, whichever worker runs them', async () => {
+    const app = await testApp({ replicas: 1 });
+    const [v1, v2] = await Promise.all(['v1', 'v2'].map((v) => buildImage(app.name, v)));
+    const events: string[] = [];
+    const lines: string[] = [];
+    // Two clients: as two workers would have.
+    const other = stackEtcd();
+    const run = (client: Etcd3, image: string, job: string) => rollout({
+      app, nginx: nginx.settings, docker, etcd: client, image, sha: null, job,
+      onStep: (s) => events.push(`${job}:${s}`), log: (l) => lines.push(`${job}: ${l}`),
+    });
+    const first = run(etcd, v1!, 'one');
+    await new Promise((r) => setTimeout(r, 50));
+    await Promise.all([first, run(other, v2!, 'two')]);
+    other.close();
+    expect(events.slice(0, 5)).toEqual(['one:start', 'one:health', 'one:switch', 'one:drain', 'one:done']);
+    expect(events.slice(5)).toEqual(['two:start', 'two:health', 'two:switch', 'two:drain', 'two:done']);
+    expect(lines.join('\n')).toMatch(/two: waiting for the rollout lock of .*: held by \{"job":"one"/);
+    expect(await fetchText(app.listen)).toBe('200 v2');
+  });
+
+  it(`a crashed holder frees the lock by itself within the lease TTL (${LOCK_TTL_S} s); other apps are not held up meanwhile`, async () => {
+    const [app, other] = [await testApp({ replicas: 1 }), await testApp({ replicas: 1 })];
+    // A holder in another process, killed: its lease is no longer kept alive, nothing revokes it.
+    const url = testStack().etcd!.url;
+    const env = { ...process.env, ETCDCTL_API: '3' };
+    const grant = await runCommand(['etcdctl', '--endpoints', url, 'lease', 'grant', String(LOCK_TTL_S)], { env });
+    const lease = /lease ([0-9a-f]+) granted/.exec(grant.stdout)![1]!;
+    await runCommand(['etcdctl', '--endpoints', url, 'put', `--lease=${lease}`, appKeys.lock(app.name), '{"job":"crashed-worker"}'], { env });
+    const keeper = spawn('etcdctl', ['--endpoints', url, 'lease', 'keep-alive', lease], { env, stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 1000));
+    keeper.kill('SIGKILL');
+
+    const otherStarted = Date.now();
+    await rollout({ app: other, nginx: nginx.settings, docker, etcd, image: await buildImage(other.name, 'v1'), sha: null, job: 'other' });
+    expect(Date.now() - otherStarted).toBeLessThan(LOCK_TTL_S * 1000);
+
+    const started = Date.now();
+    const lines: string[] = [];
+    await rollout({ app, nginx: nginx.settings, docker, etcd, image: await buildImage(app.name, 'v1'), sha: null, job: 'next', log: (l) => lines.push(l) });
+    const waited = Number(/got the rollout lock of .* after (\d+\.\d) s/.exec(lines.join('\n'))?.[1]);
+    console.log(`lock: a crashed holder's lock was taken over after ${waited} s (TTL ${LOCK_TTL_S} s); whole rollout ${Date.now() - started} ms`);
+    expect(waited).toBeGreaterThan(0);
+    expect(waited).toBeLessThan(LOCK_TTL_S + 2);
+    expect(await fetchText(app.listen)).toBe('200 v1');
+  });
+});

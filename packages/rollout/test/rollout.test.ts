@@ -1,0 +1,105 @@
+import { readFile } from 'node:fs/promises';
+import type { Etcd3 } from 'etcd3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nginxNames } from '@slipway/router/nginx-names';
+import { appKeys } from '../src/app-keys.js';
+import { appStatus } from '../src/app-status.js';
+import { currentRelease } from '../src/current-release.js';
+import { listReleases } from '../src/list-releases.js';
+import { rollback } from '../src/rollback.js';
+import { rollout } from '../src/rollout.js';
+import type { RolloutStepName } from '../src/rollout-types.js';
+import { appContainers, buildImage, docker, fetchText, ownNginx, stackEtcd, testApp } from './fixtures.js';
+
+const SHA1 = '1'.repeat(40);
+const SHA2 = '2'.repeat(40);
+const SHA3 = '3'.repeat(40);
+
+describe('rollout', () => {
+  let nginx: Awaited<ReturnType<typeof ownNginx>>;
+  let etcd: Etcd3;
+  beforeAll(async () => {
+    nginx = await ownNginx();
+    etcd = stackEtcd();
+  });
+  afterAll(async () => {
+    etcd?.close();
+    await nginx?.stop();
+  });
+
+  it('starts labelled replicas, switches etcd and nginx, drains and removes the old ones, records releases; rollback needs no rebuild', async () => {
+    const app = await testApp({ env: { GREETING: 'hi', API_TOKEN: 'tok-secret-123' } });
+    const [v1, v2, v3] = await Promise.all(['v1', 'v2', 'v3'].map((v) => buildImage(app.name, v)));
+    const base = { app, nginx: nginx.settings, docker, etcd };
+
+    const lines: string[] = [];
+    const steps: RolloutStepName[] = [];
+    const first = await rollout({ ...base, image: v1!, sha: SHA1, job: 'job-1', log: (l) => lines.push(l), onStep: (s) => steps.push(s) });
+    expect(steps).toEqual(['start', 'health', 'switch', 'drain', 'done']);
+    expect(first.previous).toBeNull();
+    expect(first.containers).toHaveLength(2);
+    expect(await fetchText(app.listen)).toBe('200 v1');
+    expect(lines.join('\n')).toContain('nothing serving yet: first release');
+
+    // Labels, env, published on host_ip with a Docker-chosen port, restart policy, stop timeout.
+    const info = await docker.getContainer(first.containers[0]!.id).inspect();
+    expect(info.Config.Labels).toMatchObject({ 'slipway.app': app.name, 'slipway.sha': SHA1, 'slipway.release': 'job-1' });
+    expect(info.Config.Env).toEqual(expect.arrayContaining(['GREETING=hi', 'API_TOKEN=tok-secret-123']));
+    expect(info.HostConfig.PortBindings).toEqual({ '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] });
+    expect(info.HostConfig.RestartPolicy).toMatchObject({ Name: 'unless-stopped' });
+    expect((info.Config as { StopTimeout?: number }).StopTimeout).toBe(5);
+
+    const keys = await etcd.getAll().prefix(`${app.etcd_prefix}/`).strings();
+    expect(keys).toEqual(Object.fromEntries(first.containers.map((c) => [`${app.etcd_prefix}/${c.id.slice(0, 12)}`, c.address])));
+
+    const second = await rollout({ ...base, image: v2!, sha: SHA2, job: 'job-2', log: (l) => lines.push(l) });
+    expect(await fetchText(app.listen)).toBe('200 v2');
+    expect(second.previous).toMatchObject({ sha: SHA1, image: v1, job: 'job-1' });
+    expect(second.stopped.sort()).toEqual(first.containers.map((c) => c.id).sort());
+    expect(second.drain?.drained).toBe(true);
+    expect(lines.join('\n')).toMatch(/drained: connections closed after \d+\.\d s/);
+    expect((await appContainers(app.name)).map((c) => c.Id).sort()).toEqual(second.containers.map((c) => c.id).sort());
+
+    // The live file is what the router would render; status sees no drift.
+    const status = await appStatus({ app, nginx: nginx.settings, docker, etcd });
+    expect(status).toMatchObject({ app: app.name, release: { sha: SHA2, image: v2, job: 'job-2' }, nginx: { file: nginxNames.path(nginx.settings.conf_dir, app.name), inSync: true }, drift: [] });
+    expect(status.containers.every((c) => c.healthy)).toBe(true);
+    expect(status.upstreams.sort()).toEqual(second.containers.map((c) => c.address).sort());
+
+    await rollout({ ...base, image: v3!, sha: SHA3, job: 'job-3' });
+    expect((await listReleases(etcd, app.name)).map((r) => r.job)).toEqual(['job-3', 'job-2', 'job-1']);
+
+    // Back to the previous release, then to a named commit: the images are reused, nothing is built.
+    const back = await rollback({ ...base, job: 'job-4' });
+    expect(back.release).toMatchObject({ sha: SHA2, image: v2, job: 'job-4' });
+    expect(await fetchText(app.listen)).toBe('200 v2');
+    await rollback({ ...base, job: 'job-5', to: SHA1.slice(0, 7) });
+    expect(await fetchText(app.listen)).toBe('200 v1');
+    expect(await currentRelease(etcd, app.name)).toMatchObject({ sha: SHA1, image: v1, job: 'job-5' });
+    await expect(rollback({ ...base, job: 'job-6', to: 'abcdef0' })).rejects.toMatchObject({ code: 'release_not_found' });
+  });
+
+  it('removes strays of a crashed attempt and reports drift until then', async () => {
+    const app = await testApp({ replicas: 1 });
+    const [v1, v2] = await Promise.all(['v1', 'v2'].map((v) => buildImage(app.name, v)));
+    const base = { app, nginx: nginx.settings, docker, etcd };
+    await rollout({ ...base, image: v1!, sha: null, job: 'a' });
+
+    // What a worker killed between start and switch leaves behind: a labelled container nothing routes to.
+    const stray = await docker.createContainer({ Image: v2!, Labels: { 'slipway.app': app.name, 'slipway.release': 'crashed' } });
+    await stray.start();
+    const status = await appStatus({ app, nginx: nginx.settings, docker, etcd });
+    expect(status.drift.join('\n')).toMatch(new RegExp(`container ${stray.id.slice(0, 12)} .*not in etcd`));
+
+    const lines: string[] = [];
+    const result = await rollout({ ...base, image: v2!, sha: null, job: 'b', log: (l) => lines.push(l) });
+    expect(result.strays).toEqual([stray.id]);
+    expect(lines.join('\n')).toContain(`removed stray container ${stray.id.slice(0, 12)}`);
+    expect((await appContainers(app.name)).map((c) => c.Id)).toEqual(result.containers.map((c) => c.id));
+    expect(await fetchText(app.listen)).toBe('200 v2');
+    // An image deploy: no slipway.sha label, sha null in the record.
+    expect((await docker.getContainer(result.containers[0]!.id).inspect()).Config.Labels['slipway.sha']).toBeUndefined();
+    expect(JSON.parse((await etcd.get(appKeys.release(app.name)).string())!)).toMatchObject({ sha: null, image: v2, job: 'b' });
+    expect(await readFile(nginxNames.path(nginx.settings.conf_dir, app.name), 'utf8')).toContain(`server ${result.containers[0]!.address};`);
+  });
+});

@@ -1,0 +1,74 @@
+import { readFile, readdir, readlink } from 'node:fs/promises';
+import { readListeningSockets } from './proc-net-tcp.js';
+
+/** Who holds the listening socket an app's `listen` resolves to. */
+export interface ListenerHolders {
+  /** The socket's inode. */
+  inode: number;
+  /** The nginx master: the holder whose parent is not a holder. */
+  master: number | null;
+  /** The worker processes accepting on it. */
+  workers: number[];
+}
+
+/** `80` → `0.0.0.0:80`, `127.0.0.1:8080` as is; null for a host name (not resolvable here). */
+export function listenAddress(listen: string): string | null {
+  if (/^\d+$/.test(listen)) return `0.0.0.0:${listen}`;
+  return /^\d{1,3}(\.\d{1,3}){3}:\d+$/.test(listen) ? listen : null;
+}
+
+/**
+ * Finds the listening socket for `listen` (or the wildcard one nginx binds
+ * instead) and the nginx processes holding it, from /proc. Null when there
+ * is no such socket or its holders cannot be seen (no permission, another
+ * network namespace): callers then fall back to waiting a fixed time.
+ */
+export async function listenerHolders(listen: string): Promise<ListenerHolders | null> {
+  const address = listenAddress(listen);
+  if (!address) return null;
+  const wildcard = `0.0.0.0:${address.split(':')[1]}`;
+  const listening = readListeningSockets();
+  const socket = listening.find((s) => s.local === address) ?? listening.find((s) => s.local === wildcard);
+  if (!socket) return null;
+  const holders: Array<{ pid: number; ppid: number }> = [];
+  for (const pid of await nginxPids()) {
+    if (await holdsSocket(pid, socket.inode)) holders.push({ pid, ppid: await parentPid(pid) });
+  }
+  if (holders.length === 0) return null;
+  const pids = new Set(holders.map((h) => h.pid));
+  const master = holders.find((h) => !pids.has(h.ppid))?.pid ?? null;
+  return { inode: socket.inode, master, workers: holders.filter((h) => h.pid !== master).map((h) => h.pid) };
+}
+
+/** Whether `pid` still has the socket open (false once it exited or closed it). */
+export async function holdsSocket(pid: number, inode: number): Promise<boolean> {
+  const target = `socket:[${inode}]`;
+  let fds: string[];
+  try {
+    fds = await readdir(`/proc/${pid}/fd`);
+  } catch {
+    return false;
+  }
+  for (const fd of fds) {
+    if ((await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')) === target) return true;
+  }
+  return false;
+}
+
+async function nginxPids(): Promise<number[]> {
+  const entries = await readdir('/proc').catch(() => [] as string[]);
+  const pids: number[] = [];
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    const comm = (await readFile(`/proc/${entry}/comm`, 'utf8').catch(() => '')).trim();
+    if (comm === 'nginx' || comm === 'openresty') pids.push(Number(entry));
+  }
+  return pids;
+}
+
+async function parentPid(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  // The command name may hold spaces and parentheses: fields start after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[1] ?? 0);
+}

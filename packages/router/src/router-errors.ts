@@ -1,0 +1,45 @@
+import { SlipwayError } from '@slipway/core/slipway-error';
+
+/**
+ * The router's failures, each with a stable `code`. None is worth retrying
+ * as is: they need a new deploy, a fixed template or a working nginx.
+ */
+
+/** No live address for an app: rendering would take it offline, so the previous file is kept. */
+export class EmptyUpstreamError extends SlipwayError {
+  readonly app: string;
+
+  constructor(app: string, prefix: string) {
+    super('empty_upstream', `refusing to render an empty upstream for ${app}: no live address under ${prefix}/ (keeping the previous nginx file)`);
+    this.name = 'EmptyUpstreamError';
+    this.app = app;
+  }
+}
+
+/** `check_cmd` rejected the candidate file; the live file was not touched. */
+export class NginxCheckError extends SlipwayError {
+  /** The last lines nginx printed. */
+  readonly output: string;
+
+  constructor(app: string, output: string, options: { cause?: unknown } = {}) {
+    super('nginx_check_failed', `nginx rejected the candidate config for ${app}${output ? `:\n${output}` : ''}`, options);
+    this.name = 'NginxCheckError';
+    this.output = output;
+  }
+}
+
+/** `reload_cmd` failed; the previous file was put back. */
+export class NginxReloadError extends SlipwayError {
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('nginx_reload_failed', message, options);
+    this.name = 'NginxReloadError';
+  }
+}
+
+/** An app's own template cannot be read or uses an unknown placeholder. */
+export class TemplateError extends SlipwayError {
+  constructor(message: string) {
+    super('template_invalid', message);
+    this.name = 'TemplateError';
+  }
+}

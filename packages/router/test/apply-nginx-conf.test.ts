@@ -1,0 +1,115 @@
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '@slipway/devstack/free-port';
+import { testAppName, tempDir } from '@slipway/devstack/testing';
+import { applyNginxConf } from '../src/apply-nginx-conf.js';
+import { nginxNames } from '../src/nginx-names.js';
+import { routeSnapshot } from '../src/route-snapshot.js';
+import { EmptyUpstreamError, NginxCheckError } from '../src/router-errors.js';
+import { appsConfig, backend, fetchText, ownNginx } from './helpers.js';
+
+describe('applyNginxConf', () => {
+  let nginx: Awaited<ReturnType<typeof ownNginx>>;
+  const backends: Array<Awaited<ReturnType<typeof backend>>> = [];
+  let a: string;
+  let b: string;
+
+  beforeAll(async () => {
+    nginx = await ownNginx();
+    for (const body of ['a', 'b']) backends.push(await backend(body));
+    [a, b] = backends.map((x) => x.address) as [string, string];
+  });
+  afterAll(async () => {
+    await nginx?.stop();
+    await Promise.all(backends.map((x) => x.close()));
+  });
+
+  async function newApp(over: Record<string, unknown> = {}) {
+    const name = testAppName();
+    const listen = `127.0.0.1:${await freePort()}`;
+    return appsConfig({ [name]: { listen, ...over } })[name]!;
+  }
+  const leftovers = async () => (await readdir(nginx.settings.conf_dir)).filter((f) => f.endsWith('.tmp'));
+
+  it('writes slipway-<app>.conf, reloads, and skips everything when nothing changed', async () => {
+    const app = await newApp();
+    const first = await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(app, [a]) });
+    expect(first).toMatchObject({ file: nginxNames.path(nginx.settings.conf_dir, app.name), changed: true, reloaded: true, reload: { outcome: 'confirmed' } });
+    expect(await fetchText(app.listen)).toBe('200 a');
+
+    const before = await stat(first.file);
+    const again = await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(app, [a]) });
+    expect(again).toEqual({ file: first.file, changed: false, reloaded: false });
+    expect((await stat(first.file)).mtimeMs).toBe(before.mtimeMs);
+
+    await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(app, [b]) });
+    expect(await fetchText(app.listen)).toBe('200 b');
+    expect(await leftovers()).toEqual([]);
+  });
+
+  it('refuses an empty upstream and keeps the previous file', async () => {
+    const app = await newApp();
+    const { file } = await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(app, [a]) });
+    const previous = await readFile(file, 'utf8');
+    await expect(applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(app, []) })).rejects.toThrow(EmptyUpstreamError);
+    expect(await readFile(file, 'utf8')).toBe(previous);
+    expect(await fetchText(app.listen)).toBe('200 a');
+  });
+
+  it('checks the candidate, not the live file: a rejected candidate leaves the live file and nginx as they were', async () => {
+    const dir = tempDir();
+    const app = await newApp({ template: `${dir.path}/app.conf.tmpl` });
+    await writeFile(app.template!, 'upstream {{upstream}} {\n  {{servers}}\n}\nserver { listen {{listen}}; location / { proxy_pass http://{{upstream}}; } }\n');
+    const { file } = await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(app, [a]) });
+    expect(await fetchText(app.listen)).toBe('200 a');
+    const previous = await readFile(file, 'utf8');
+
+    await writeFile(app.template!, 'upstream {{upstream}} {\n  {{servers}}\n}\nserver { listen {{listen}}; no_such_directive on; location / { proxy_pass http://{{upstream}}; } }\n');
+    const err = await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(app, [b]) }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NginxCheckError);
+    expect((err as NginxCheckError).code).toBe('nginx_check_failed');
+    expect((err as NginxCheckError).message).toContain('unknown directive "no_such_directive"');
+    expect(await readFile(file, 'utf8')).toBe(previous);
+    expect(await fetchText(app.listen)).toBe('200 a');
+    expect(await leftovers()).toEqual([]);
+
+    // A broken live file (edited by hand, never loaded) does not block a good candidate.
+    await writeFile(file, 'this is not nginx;\n');
+    await writeFile(app.template!, 'upstream {{upstream}} {\n  {{servers}}\n}\nserver { listen {{listen}}; location / { proxy_pass http://{{upstream}}; } }\n');
+    await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(app, [b]) });
+    expect(await fetchText(app.listen)).toBe('200 b');
+    dir.remove();
+  });
+
+  it('checks each candidate beside the other apps\' files', async () => {
+    const one = await newApp();
+    const two = await newApp();
+    await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(one, [a]) });
+    await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(two, [b]) });
+    expect([await fetchText(one.listen), await fetchText(two.listen)]).toEqual(['200 a', '200 b']);
+
+    // A template reusing the other app's upstream name is caught by the check, not by a failed reload.
+    const dir = tempDir();
+    const clash = { ...two, template: `${dir.path}/clash.tmpl` };
+    await writeFile(clash.template, `upstream slipway_${one.name} {\n  {{servers}}\n}\nserver { listen {{listen}}; location / { proxy_pass http://slipway_${one.name}; } }\n`);
+    await expect(applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(clash, [a]) })).rejects.toThrow(/duplicate upstream/);
+    expect(await fetchText(two.listen)).toBe('200 b');
+    dir.remove();
+  });
+
+  it.each([
+    ['{main} placeholder', (s: { checkCmd: string[] }) => [...s.checkCmd.slice(0, -2), '-t', '-c', '{main}'], true],
+    ['a check_cmd that says no', () => ['false'], false],
+  ])('runs check_cmd with %s', async (_what, cmd, ok) => {
+    const app = await newApp();
+    const settings = { ...nginx.settings, check_cmd: cmd(nginx.service) };
+    const result = applyNginxConf({ nginx: settings, snapshot: await routeSnapshot(app, [a]) });
+    if (ok) {
+      await result;
+      expect(await fetchText(app.listen)).toBe('200 a');
+    } else {
+      await expect(result).rejects.toMatchObject({ code: 'nginx_check_failed' });
+      await expect(stat(nginxNames.path(settings.conf_dir, app.name))).rejects.toThrow(/ENOENT/);
+    }
+  });
+});

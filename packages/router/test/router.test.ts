@@ -1,0 +1,127 @@
+import { readFile } from 'node:fs/promises';
+import type { Etcd3 } from 'etcd3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCommand } from '@slipway/core/run-command';
+import { freePort } from '@slipway/devstack/free-port';
+import { stopProcess } from '@slipway/devstack/processes';
+import { startEtcd, type EtcdService } from '@slipway/devstack/services/etcd';
+import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
+import { createEtcdClient } from '../src/etcd-client.js';
+import { nginxNames } from '../src/nginx-names.js';
+import { routerOnce } from '../src/router-once.js';
+import type { RouteSyncResult } from '../src/sync-app-route.js';
+import { watchRouter, type RouterHandle } from '../src/watch-router.js';
+import { appsConfig, backend, fetchText, ownNginx, within } from './helpers.js';
+
+/** The very command an operator would type. */
+const etcdctl = (url: string, ...args: string[]) =>
+  runCommand(['etcdctl', '--endpoints', url, ...args], { env: { ...process.env, ETCDCTL_API: '3' } });
+
+describe('router', () => {
+  let nginx: Awaited<ReturnType<typeof ownNginx>>;
+  const backends: Array<Awaited<ReturnType<typeof backend>>> = [];
+  let etcd: Etcd3;
+  let etcdUrl: string;
+
+  beforeAll(async () => {
+    nginx = await ownNginx();
+    for (const body of ['a', 'b', 'c']) backends.push(await backend(body));
+    etcdUrl = testStack().etcd!.url;
+    etcd = createEtcdClient([etcdUrl]);
+  });
+  afterAll(async () => {
+    etcd?.close();
+    await nginx?.stop();
+    await Promise.all(backends.map((x) => x.close()));
+  });
+  const address = (i: number) => backends[i]!.address;
+
+  async function twoApps() {
+    const [one, two, off] = [testAppName(), testAppName(), testAppName()];
+    const base = uniqueName('/test/router');
+    return appsConfig({
+      [one]: { listen: `127.0.0.1:${await freePort()}`, etcd_prefix: `${base}/${one}` },
+      [two]: { listen: `127.0.0.1:${await freePort()}`, etcd_prefix: `${base}/${two}` },
+      [off]: { listen: `127.0.0.1:${await freePort()}`, etcd_prefix: `${base}/${off}`, routing: 'dns' },
+    });
+  }
+
+  it('--once renders every upstream app from its keys and keeps the file of an app with none', async () => {
+    const apps = await twoApps();
+    const [one, two, off] = Object.values(apps) as [typeof apps[string], typeof apps[string], typeof apps[string]];
+    await etcd.put(`${one.etcd_prefix}/aaaaaaaaaaaa`).value(address(0));
+    await etcd.put(`${one.etcd_prefix}/bbbbbbbbbbbb`).value(address(1));
+    await etcd.put(`${one.etcd_prefix}/cccccccccccc`).value('127.0.0.1:1; include /etc/shadow');
+    const lines: string[] = [];
+    const results = await routerOnce({ apps, nginx: nginx.settings, etcd, log: (l) => lines.push(l) });
+    expect(results.map((r) => [r.app, r.outcome])).toEqual([[one.name, 'applied'], [two.name, 'empty']]);
+    const served = new Set<string>();
+    for (let i = 0; i < 10; i++) served.add(await fetchText(one.listen));
+    expect([...served].sort()).toEqual(['200 a', '200 b']);
+    expect(lines.join('\n')).toMatch(/ignoring .*cccccccccccc.*not a host:port/);
+    expect(lines.join('\n')).toMatch(new RegExp(`${two.name}: no live upstream`));
+    await expect(readFile(nginxNames.path(nginx.settings.conf_dir, off.name))).rejects.toThrow(/ENOENT/);
+
+    expect((await routerOnce({ apps, nginx: nginx.settings, etcd })).map((r) => r.outcome)).toEqual(['unchanged', 'empty']);
+    await etcd.delete().prefix(`${one.etcd_prefix}/`);
+    expect((await routerOnce({ apps, nginx: nginx.settings, etcd })).map((r) => r.outcome)).toEqual(['empty', 'empty']);
+    expect(await fetchText(one.listen)).toMatch(/^200 [ab]$/);
+  });
+
+  it('watch mode: an etcdctl put or del reaches nginx within a second', async () => {
+    const apps = await twoApps();
+    const [one, two] = Object.values(apps) as [typeof apps[string], typeof apps[string]];
+    await etcd.put(`${one.etcd_prefix}/aaaaaaaaaaaa`).value(address(0));
+    const syncs: RouteSyncResult[] = [];
+    const handle = await watchRouter({ apps, nginx: nginx.settings, etcd, onSync: (r) => syncs.push(r) });
+    try {
+      expect(await fetchText(one.listen)).toBe('200 a');
+      const timings: number[] = [];
+      await etcdctl(etcdUrl, 'put', `${one.etcd_prefix}/bbbbbbbbbbbb`, address(1));
+      await etcdctl(etcdUrl, 'del', `${one.etcd_prefix}/aaaaaaaaaaaa`);
+      timings.push(await within(1000, async () => (await fetchText(one.listen)) === '200 b', 'put+del reaching nginx'));
+      await etcdctl(etcdUrl, 'put', `${two.etcd_prefix}/cccccccccccc`, address(2));
+      timings.push(await within(1000, async () => (await fetchText(two.listen)) === '200 c', 'put for the second app'));
+      console.log(`router: etcdctl change → nginx serving it: ${timings.map((t) => `${t} ms`).join(', ')}`);
+
+      // Deleting the last key keeps the previous file: the app stays up.
+      await etcdctl(etcdUrl, 'del', `${two.etcd_prefix}/cccccccccccc`);
+      await within(1000, async () => syncs.some((s) => s.app === two.name && s.outcome === 'empty'), 'empty sync');
+      expect(await fetchText(two.listen)).toBe('200 c');
+    } finally {
+      await handle.close();
+    }
+  });
+
+  it('watch mode survives an etcd restart', async () => {
+    const dir = tempDir('slipway-router-etcd-');
+    let own: EtcdService | undefined = await startEtcd(dir.path, await freePort(), await freePort());
+    const client = createEtcdClient([own.url]);
+    const apps = await twoApps();
+    const one = Object.values(apps)[0]!;
+    let handle: RouterHandle | undefined;
+    const lines: string[] = [];
+    try {
+      await client.put(`${one.etcd_prefix}/aaaaaaaaaaaa`).value(address(0));
+      handle = await watchRouter({ apps, nginx: nginx.settings, etcd: client, log: (l) => lines.push(l) });
+      expect(await fetchText(one.listen)).toBe('200 a');
+
+      await stopProcess(own.pid);
+      // While etcd is away nginx keeps serving what it had.
+      await within(5000, async () => lines.some((l) => l.includes('etcd watch lost')), 'the watch noticing');
+      expect(await fetchText(one.listen)).toBe('200 a');
+
+      own = await startEtcd(dir.path, own.port, own.peerPort);
+      await etcdctl(own.url, 'put', `${one.etcd_prefix}/aaaaaaaaaaaa`, address(1));
+      // Within a second of etcd answering again (the watch reconnects at most WATCH_RECONNECT_MAX_MS apart).
+      const ms = await within(2000, async () => (await fetchText(one.listen)) === '200 b', 'a put after the restart reaching nginx');
+      console.log(`router: first put after etcd restart reached nginx in ${ms} ms`);
+      expect(lines.join('\n')).toContain('etcd watch re-established');
+    } finally {
+      await handle?.close();
+      client.close();
+      if (own) await stopProcess(own.pid);
+      dir.remove();
+    }
+  });
+});
