@@ -1,5 +1,5 @@
 import Docker from 'dockerode';
-import { Etcd3 } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import { dockerConnection } from '@slipway/core/docker-connection';
 import { UnavailableError } from '@slipway/core/slipway-error';
 import { appConfig } from '@slipway/config/app-config';
@@ -7,6 +7,7 @@ import { loadConfig } from '@slipway/config/load-config';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
+import { createEtcdClient } from '@slipway/router/etcd-client';
 import type { Terminal } from './output/terminal.js';
 
 /** How long the CLI waits for Redis before saying it cannot be reached. */
@@ -60,7 +61,7 @@ export class CliContext {
   }
 
   get etcd(): Etcd3 {
-    this.etcdClient ??= new Etcd3({ hosts: this.config.etcd });
+    this.etcdClient ??= createEtcdClient(this.config.etcd);
     return this.etcdClient;
   }
 

@@ -48,9 +48,10 @@ export async function runGitHook(options: { app: string; config: string | null; 
     mkdirSync(sourceDir, { recursive: true });
     try {
       const archive = spawn('git', ['archive', '--format=tar', sha], { stdio: ['ignore', 'pipe', 'inherit'] });
+      // Listen before piping: the process may be gone by the time the pipeline settles.
+      const exited = new Promise<number | null>((resolve) => archive.on('close', resolve));
       await pipeline(archive.stdout, extract(sourceDir));
-      const code = await new Promise<number | null>((resolve) => archive.on('close', resolve));
-      if (code !== 0) throw new Error(`git archive ${sha} failed`);
+      if ((await exited) !== 0) throw new Error(`git archive ${sha} failed`);
     } catch (err) {
       rmSync(sourceDir, { recursive: true, force: true });
       throw err;

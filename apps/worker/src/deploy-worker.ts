@@ -1,18 +1,18 @@
 import { Queue, Worker } from 'bullmq';
 import Docker from 'dockerode';
-import { Etcd3 } from 'etcd3';
 import type { Logger } from '@slipway/core/logger';
 import { dockerConnection } from '@slipway/core/docker-connection';
 import type { SlipwayConfig } from '@slipway/config/types';
 import { JobStore } from '@slipway/queue/job-store';
 import { QUEUE_NAME } from '@slipway/queue/keys';
+import { createEtcdClient } from '@slipway/router/etcd-client';
 import { connectRedis } from '@slipway/queue/redis-connection';
 import type { DeployContext } from './deploy-context.js';
 import { processDeploy } from './process-deploy.js';
 
-/** BullMQ timing: a killed worker's job is taken up again within lock + stalled interval (15 s). */
-export const LOCK_DURATION_MS = 10_000;
-export const STALLED_INTERVAL_MS = 5_000;
+/** BullMQ timing: a killed worker's job is taken up again within lock + stalled interval (11 s), well inside 15 s. */
+export const LOCK_DURATION_MS = 8_000;
+export const STALLED_INTERVAL_MS = 3_000;
 /** SIGTERM waits this long for the running deploys before leaving them to another worker. */
 export const DEFAULT_SHUTDOWN_GRACE_MS = 120_000;
 
@@ -48,7 +48,7 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
   const context: DeployContext = {
     config, store, queue, redis, logger,
     docker: new Docker(dockerConnection(config.docker)),
-    etcd: new Etcd3({ hosts: config.etcd }),
+    etcd: createEtcdClient(config.etcd),
     running: new Map(),
   };
 

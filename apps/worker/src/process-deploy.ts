@@ -50,7 +50,8 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     }
     if (await ctx.redis.exists(ctx.store.keys.cancel(id))) controller.abort();
 
-    const attempt = job.attemptsMade + 1;
+    // Attempts started, ours: BullMQ's attemptsMade counts failures only, so a run cut short by a dead worker would not show.
+    const attempt = ((await ctx.store.get(id))?.attempts ?? 0) + 1;
     await ctx.store.update(id, { state: 'active', attempts: attempt, startedAt: new Date().toISOString(), error: null });
     logger.info({ attempt }, 'deploy started');
     const result = await deploy(ctx, record, log, controller.signal, attempt);
@@ -129,7 +130,7 @@ async function settleFailure(ctx: DeployContext, job: Job, record: JobRecord, lo
   log.write(`error: ${err instanceof Error ? err.message : String(err)}`);
   if (retryable && job.attemptsMade + 1 < attempts) {
     const delay = (job.opts.backoff as { delay?: number } | undefined)?.delay ?? 0;
-    log.write(`will retry (attempt ${job.attemptsMade + 2} of ${attempts}) in about ${Math.round((delay * 2 ** job.attemptsMade) / 1000)} s`);
+    log.write(`will retry (attempt ${job.attemptsMade + 2} of ${attempts}) in about ${Math.max(1, Math.round((delay * 2 ** job.attemptsMade) / 1000))} s`);
     await log.flush();
     await ctx.store.update(id, { state: 'waiting', error: message });
     throw err;

@@ -99,6 +99,8 @@ const bad: Array<[string, string, string]> = [
   ['apps not a mapping', 'apps: [hello]', 'apps: expected a mapping of app names, got ["hello"]'],
   ['etcd_prefix with trailing slash', `${minimalApp}    etcd_prefix: /slipway/hello/`, 'apps.hello.etcd_prefix: expected an etcd key prefix, got "/slipway/hello/"'],
   ['overlapping etcd prefixes', 'apps:\n  a:\n    repo: /r/a.git\n    etcd_prefix: /up\n  b:\n    repo: /r/b.git\n    etcd_prefix: /up/b', 'apps.b.etcd_prefix: overlaps apps.a.etcd_prefix (/up)'],
+  ['etcd_prefix over the release keys', `${minimalApp}    etcd_prefix: /slipway/apps/hello`, "apps.hello.etcd_prefix: overlaps Slipway's own keys (/slipway/apps/hello/…/release)"],
+  ['etcd_prefix inside the locks', `${minimalApp}    etcd_prefix: /slipway/locks/x`, "apps.hello.etcd_prefix: overlaps Slipway's own keys (/slipway/locks/x)"],
   ['dns pool too small', `dns: { address_pool: 127.0.10.0/30 }\n${minimalApp}    routing: dns\n    replicas: 2`, 'apps.hello.replicas: a dns app needs 2 addresses per replica during a rollout; dns.address_pool has 2'],
   ['bad address pool', 'dns: { address_pool: 127.0.10.0 }', 'dns.address_pool: expected an IPv4 CIDR, got "127.0.10.0" (an IPv4 network with a prefix of 16-30 bits)'],
   ['duplicate key', `${minimalApp}    port: 1\n    port: 2`, 'YAML: Map keys must be unique'],

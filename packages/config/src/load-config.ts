@@ -69,6 +69,18 @@ export function validateConfig(raw: unknown, options: { file: string | null; env
   return config;
 }
 
+/**
+ * Slipway's own etcd keys: the release record, its history and the rollout
+ * locks. An upstream prefix at, above or inside them would be wiped or
+ * misread by a switch.
+ */
+function reservedKey(prefix: string): string | null {
+  const mine = [/^\/slipway\/locks(\/|$)/, /^\/slipway\/apps\/[^/]+\/releases?(\/|$)/];
+  if (mine.some((pattern) => pattern.test(prefix))) return prefix;
+  if (/^\/slipway(\/apps(\/[^/]+)?)?$/.test(prefix)) return `${prefix}/…/release`;
+  return null;
+}
+
 /** Rules that span keys: things each key is fine alone but wrong together. */
 function crossCheck(config: SlipwayConfig): string[] {
   const problems: string[] = [];
@@ -77,6 +89,8 @@ function crossCheck(config: SlipwayConfig): string[] {
     const other = [...prefixes].find(([p]) => app.etcd_prefix.startsWith(`${p}/`) || p.startsWith(`${app.etcd_prefix}/`) || p === app.etcd_prefix);
     if (other) problems.push(`apps.${app.name}.etcd_prefix: overlaps apps.${other[1]}.etcd_prefix (${other[0]})`);
     prefixes.set(app.etcd_prefix, app.name);
+    const reserved = reservedKey(app.etcd_prefix);
+    if (reserved) problems.push(`apps.${app.name}.etcd_prefix: overlaps Slipway's own keys (${reserved})`);
     if (app.routing === 'dns') {
       const bits = Number(config.dns.address_pool.split('/')[1]);
       const addresses = 2 ** (32 - bits) - 2;

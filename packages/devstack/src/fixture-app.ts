@@ -11,6 +11,8 @@ export interface FixtureOptions {
   variant?: FixtureVariant;
   /** Port the app listens on inside its container. Default 8080. */
   port?: number;
+  /** A build step that sleeps this long (uncached: it depends on the version), for tests that need a slow build. */
+  buildDelay_s?: number;
 }
 
 /**
@@ -39,6 +41,7 @@ export function writeFixtureApp(dir: string, options: FixtureOptions): void {
     `FROM ${BASE_IMAGE}`,
     ...(variant === 'broken-build' ? ['RUN echo "compiling assets" && echo "error: asset pipeline failed" >&2 && false'] : []),
     'COPY www /www',
+    ...(options.buildDelay_s ? [`RUN echo "building ${options.version}" && sleep ${options.buildDelay_s}`] : []),
     'COPY run.sh /run.sh',
     `EXPOSE ${port}`,
     'CMD ["/run.sh"]',

@@ -11,6 +11,9 @@ export const STACK_PACKAGES: Record<string, string> = {
   'dnsmasq-base': '/usr/sbin/dnsmasq',
   git: '/usr/bin/git',
   wrk: '/usr/bin/wrk',
+  'docker-compose': '/usr/bin/docker-compose',
+  // ss: counting the connections still open to an old container while it drains.
+  iproute2: '/usr/bin/ss',
 };
 
 function installed(pkg: string): boolean {

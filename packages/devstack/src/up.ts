@@ -1,20 +1,101 @@
-import { resolve } from 'node:path';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { runCommand } from '@slipway/core/run-command';
 import { ensureBaseImage } from './base-image.js';
+import { createFixtureRepo, git } from './fixture-app.js';
+import { freePort } from './free-port.js';
+import { startProcess, type RunningProcess } from './harness.js';
 import { startStack, stopStack } from './stack.js';
 
+const DEMO_APP = 'hello';
+
+/** The preferred port when it is free, else any free one. */
+async function portNear(preferred: number): Promise<number> {
+  const { createServer } = await import('node:net');
+  const free = await new Promise<boolean>((done) => {
+    const server = createServer().once('error', () => done(false)).listen(preferred, '127.0.0.1', () => server.close(() => done(true)));
+  });
+  return free ? preferred : freePort();
+}
+
 /**
- * `npm start`: the services on loopback, then every part of Slipway with a
- * demo app, until Ctrl-C.
+ * `npm start`: the services on loopback, a demo app with a `production`
+ * remote, then the receiver, worker and router of Slipway as child
+ * processes, until Ctrl-C stops all of it.
  */
 export async function up(options: { log: (line: string) => void; dir?: string }): Promise<number> {
-  const stack = await startStack({ dir: resolve(options.dir ?? '.slipway/stack'), log: options.log });
+  const root = resolve(options.dir ?? '.slipway');
+  const stack = await startStack({ dir: join(root, 'stack'), log: options.log });
   await ensureBaseImage();
-  console.log(`Redis  ${stack.redis?.url}\netcd   ${stack.etcd?.url}\nnginx  ${stack.nginx?.mainConf}\nDocker ${stack.docker?.host}`);
-  console.log('Ctrl-C stops everything.');
+  const bin = (name: string) => resolve('node_modules/.bin', name);
+
+  // The demo app: its repository (what Slipway clones), a working copy to edit, a production remote.
+  const demo = join(root, 'demo');
+  mkdirSync(demo, { recursive: true });
+  if (!existsSync(join(demo, `${DEMO_APP}.git`))) await createFixtureRepo(demo, { version: 'hello from Slipway v1', name: DEMO_APP });
+  const work = join(demo, `${DEMO_APP}-work`);
+  const appPort = await portNear(8080);
+  const receiverPort = await portNear(3000);
+  const configFile = join(root, 'slipway.yml');
+  writeFileSync(configFile, JSON.stringify({
+    redis: stack.redis!.url,
+    etcd: [stack.etcd!.url],
+    workdir: join(root, 'work'),
+    receiver: { host: '127.0.0.1', port: receiverPort },
+    nginx: { conf_dir: stack.nginx!.confDir, check_cmd: stack.nginx!.checkCmd, reload_cmd: stack.nginx!.reloadCmd },
+    apps: {
+      [DEMO_APP]: {
+        repo: `file://${join(demo, `${DEMO_APP}.git`)}`,
+        secret: '${HELLO_WEBHOOK_SECRET:-demo-webhook-secret}',
+        replicas: 2, port: 8080, listen: `127.0.0.1:${appPort}`, drain_s: 2, stop_timeout_s: 5,
+      },
+    },
+  }, null, 2));
+  const production = join(demo, 'production.git');
+  await runCommand([bin('slipway'), '--config', configFile, 'remote', 'add', DEMO_APP, production]);
+  await git(work, 'remote', 'remove', 'production').catch(() => {});
+  await git(work, 'remote', 'add', 'production', production);
+
+  const env = { SLIPWAY_CONFIG: configFile };
+  const children: Array<[string, RunningProcess]> = [
+    ['receiver', startProcess([bin('slipway-receiver'), '--config', configFile], { env })],
+    ['worker', startProcess([bin('slipway-worker'), '--config', configFile], { env })],
+    ['router', startProcess([bin('slipway'), '--config', configFile, 'router'], { env })],
+  ];
+  for (const [name, child] of children) {
+    child.child.stdout!.on('data', (chunk: Buffer) => process.stderr.write(prefixLines(name, chunk)));
+    child.child.stderr!.on('data', (chunk: Buffer) => process.stderr.write(prefixLines(name, chunk)));
+  }
+
+  options.log('deploying the demo app…');
+  await runCommand([bin('slipway'), '--config', configFile, 'deploy', DEMO_APP, '--wait'], { timeoutMs: 300_000 }).catch((err: Error) => options.log(`first deploy failed: ${err.message}`));
+
+  console.log(`
+Slipway is up.
+  Redis     ${stack.redis!.url}
+  etcd      ${stack.etcd!.url}
+  nginx     ${stack.nginx!.mainConf} (Slipway writes ${stack.nginx!.confDir})
+  Docker    ${stack.docker!.host}
+  receiver  http://127.0.0.1:${receiverPort}/hooks/{github,gitea,gitlab}
+  config    ${configFile}
+
+Three things to try:
+  1. push to deploy:  cd ${work} && echo "hello v2" > www/index.html && git commit -qam v2 && git push production master
+  2. open the app:    curl http://127.0.0.1:${appPort}/
+  3. see the jobs:    npx slipway --config ${configFile} jobs
+
+Ctrl-C stops everything.`);
+
   await new Promise<void>((done) => {
     process.once('SIGINT', done);
     process.once('SIGTERM', done);
   });
+  options.log('stopping…');
+  for (const [, child] of children) await child.stop('SIGTERM', 30_000);
   await stopStack(stack, options.log);
   return 0;
+}
+
+function prefixLines(name: string, chunk: Buffer): string {
+  return chunk.toString().split('\n').filter(Boolean).map((line) => `[${name}] ${line}\n`).join('');
 }

@@ -5,15 +5,15 @@ import { parseFlags } from '../parse-flags.js';
 
 export const USAGE = 'usage: slipway router [--once]';
 
-/** etcd → nginx, confd's role: once, or watching until Ctrl-C. */
+/** etcd → nginx, confd's role: once (exit 1 if an app could not be applied), or watching until Ctrl-C. */
 export async function router(ctx: CliContext, argv: string[]): Promise<number> {
   const { values } = parseFlags(argv, { once: { type: 'boolean' } }, USAGE, { min: 0, max: 0 });
-  const log = (line: string) => ctx.terminal.err(`router: ${line}`);
+  const options = { apps: ctx.config.apps, nginx: ctx.config.nginx, etcd: ctx.etcd, log: (line: string) => ctx.terminal.err(`router: ${line}`) };
   if (values.once) {
-    await routerOnce({ config: ctx.config, etcd: ctx.etcd, log });
-    return 0;
+    const results = await routerOnce(options);
+    return results.some((r) => r.outcome === 'failed') ? 1 : 0;
   }
-  const handle = await watchRouter({ config: ctx.config, etcd: ctx.etcd, log });
+  const handle = await watchRouter(options);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);

@@ -1,0 +1,243 @@
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { writeFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '@slipway/core/logger';
+import { loadConfig } from '@slipway/config/load-config';
+import { commitVersion, createFixtureRepo, git, type FixtureRepo } from '@slipway/devstack/fixture-app';
+import { freePort } from '@slipway/devstack/free-port';
+import { isolatedNginx, writeTestConfig } from '@slipway/devstack/harness';
+import { startEtcd } from '@slipway/devstack/services/etcd';
+import { stopProcess } from '@slipway/devstack/processes';
+import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
+import { createDeployWorker, type DeployWorker } from '@slipway/worker/deploy-worker';
+
+const CLI = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
+const quiet = createLogger({ name: 'test', level: 'silent' });
+
+interface Result { code: number; stdout: string; stderr: string }
+
+/** runCommand only keeps the tail of failing output; this keeps both streams whole. */
+function slipwayFull(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Result> {
+  return run([process.execPath, CLI, ...args], { env });
+}
+
+function run(argv: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Result> {
+  return new Promise((resolve) => {
+    const child = spawn(argv[0]!, argv.slice(1), { cwd: options.cwd, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c));
+    child.stderr.on('data', (c: Buffer) => (stderr += c));
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+describe('slipway', () => {
+  const tmp = tempDir();
+  let nginx: Awaited<ReturnType<typeof isolatedNginx>>;
+  let configFile: string;
+  let app: string;
+  let repo: FixtureRepo & { sha: string };
+  let appUrl: string;
+  let worker: DeployWorker;
+
+  beforeAll(async () => {
+    nginx = await isolatedNginx(tmp.path);
+    app = testAppName();
+    repo = await createFixtureRepo(tmp.path, { version: 'cli v1', name: app });
+    const port = await freePort();
+    appUrl = `http://127.0.0.1:${port}`;
+    configFile = writeTestConfig(join(tmp.path, 'slipway.yml'), {
+      stack: testStack(), nginx, prefix: uniqueName('cli'), workdir: join(tmp.path, 'work'),
+      apps: { [app]: { repo: repo.url, replicas: 1, listen: `127.0.0.1:${port}`, drain_s: 1, stop_timeout_s: 2, health: { interval_ms: 100, timeout_s: 20 } } },
+    });
+    worker = createDeployWorker({ config: loadConfig({ path: configFile, env: {} }), logger: quiet });
+  });
+  afterAll(async () => {
+    await worker.close(5000);
+    await nginx.stop();
+    tmp.remove();
+  });
+
+  const cfg = () => ['--config', configFile];
+
+  it('shows usage and exits 2 for no command, an unknown command or a bad flag', async () => {
+    expect((await slipwayFull([])).code).toBe(2);
+    const unknown = await slipwayFull([...cfg(), 'frobnicate']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('unknown command "frobnicate"');
+    const badFlag = await slipwayFull([...cfg(), 'jobs', '--colour']);
+    expect(badFlag.code).toBe(2);
+    expect(badFlag.stderr).toContain('usage: slipway jobs');
+    const badState = await slipwayFull([...cfg(), 'jobs', '--state', 'exploded']);
+    expect(badState.code).toBe(2);
+    expect((await slipwayFull([...cfg(), 'jobs', '--limit', '0'])).code).toBe(2);
+  });
+
+  it('exits 2 with one clear line on a bad config, never a stack trace', async () => {
+    const bad = join(tmp.path, 'bad.yml');
+    writeFileSync(bad, 'apps:\n  hello:\n    repo: /srv/hello.git\n    port: x\n');
+    const result = await slipwayFull(['--config', bad, 'jobs']);
+    expect(result.code).toBe(2);
+    expect(result.stderr.trim()).toBe(`${bad}: apps.hello.port: expected a port 1-65535, got "x"`);
+    const viaEnv = await slipwayFull(['jobs'], { SLIPWAY_CONFIG: bad });
+    expect(viaEnv.code).toBe(2);
+  });
+
+  it('exits 2 for an unknown app or job id', async () => {
+    const noApp = await slipwayFull([...cfg(), 'deploy', 'no-such-app']);
+    expect(noApp.code).toBe(2);
+    expect(noApp.stderr).toContain('unknown app "no-such-app"');
+    expect((await slipwayFull([...cfg(), 'logs', '987654'])).code).toBe(2);
+    expect((await slipwayFull([...cfg(), 'cancel', '987654'])).code).toBe(2);
+  });
+
+  it('exits 1 with one line when Redis cannot be reached', async () => {
+    const dead = join(tmp.path, 'dead.yml');
+    writeFileSync(dead, JSON.stringify({ redis: 'redis://127.0.0.1:9', apps: {} }));
+    const result = await slipwayFull(['--config', dead, 'jobs']);
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    expect(result.stderr).toContain('cannot reach Redis at redis://127.0.0.1:9');
+  });
+
+  it('deploy --wait builds, rolls out and exits 0; jobs, logs and status show it', async () => {
+    const result = await slipwayFull([...cfg(), 'deploy', app, '--wait']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/job (\d+) queued: deploy/);
+    const id = /job (\d+) queued/.exec(result.stdout)![1]!;
+    expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('cli v1\n');
+
+    const jobs = JSON.parse((await slipwayFull([...cfg(), 'jobs', '--json'])).stdout);
+    expect(jobs[0]).toEqual({
+      id, app, sha: repo.sha, ref: 'master', trigger: 'cli', state: 'completed', attempts: 1,
+      createdAt: expect.any(String), finishedAt: expect.any(String), error: null,
+    });
+    expect(Object.keys(jobs[0])).toEqual(['id', 'app', 'sha', 'ref', 'trigger', 'state', 'attempts', 'createdAt', 'finishedAt', 'error']);
+    const table = (await slipwayFull([...cfg(), 'jobs', '--app', app])).stdout;
+    expect(table.split('\n')[0]).toMatch(/^ID\s+APP\s+SHA\s+TRIGGER\s+STATE\s+DURATION\s+AGE$/);
+    expect(table).toContain(repo.sha.slice(0, 12));
+
+    const logs = await slipwayFull([...cfg(), 'logs', id]);
+    expect(logs.code).toBe(0);
+    expect(logs.stdout).toContain('==> build');
+    const follow = await slipwayFull([...cfg(), 'logs', id, '--follow']);
+    expect(follow.code).toBe(0);
+    expect(follow.stdout).toContain('==> rollout');
+
+    const status = JSON.parse((await slipwayFull([...cfg(), 'status', app, '--json'])).stdout);
+    expect(status).toHaveLength(1);
+    expect(status[0]).toMatchObject({ app, release: { sha: repo.sha, job: id }, drift: [] });
+    expect(status[0].containers).toHaveLength(1);
+    expect(status[0].containers[0]).toMatchObject({ healthy: true });
+    expect(status[0].upstreams).toHaveLength(1);
+    expect(status[0].nginx.inSync).toBe(true);
+  });
+
+  it('deploy --ref takes a short sha; rollback returns to the previous release without a rebuild', async () => {
+    const sha2 = await commitVersion(repo, { version: 'cli v2' });
+    const deployed = await slipwayFull([...cfg(), 'deploy', app, '--ref', sha2.slice(0, 9), '--wait']);
+    expect(deployed.code, deployed.stderr).toBe(0);
+    expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('cli v2\n');
+    expect((await slipwayFull([...cfg(), 'deploy', app, '--ref', 'no-such-branch'])).code).toBe(2);
+
+    const back = await slipwayFull([...cfg(), 'rollback', app, '--wait']);
+    expect(back.code, back.stderr).toBe(0);
+    expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('cli v1\n');
+    const id = /job (\d+) queued/.exec(back.stdout)![1]!;
+    const log = (await slipwayFull([...cfg(), 'logs', id])).stdout;
+    expect(log).not.toContain('==> build');
+    const jobs = JSON.parse((await slipwayFull([...cfg(), 'jobs', '--json', '--limit', '1'])).stdout);
+    expect(jobs[0]).toMatchObject({ id, trigger: 'rollback', sha: repo.sha, state: 'completed' });
+
+    const to = await slipwayFull([...cfg(), 'rollback', app, '--to', sha2.slice(0, 12), '--wait']);
+    expect(to.code, to.stderr).toBe(0);
+    expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('cli v2\n');
+  });
+
+  it('a failed deploy exits 1 with --wait, and retry re-runs it keeping the history', async () => {
+    const broken = await commitVersion(repo, { version: 'broken', variant: 'broken-build' });
+    const failed = await slipwayFull([...cfg(), 'deploy', app, '--ref', broken, '--wait']);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/failed: Step \d+\/\d+ : RUN/);
+    const id = /job (\d+) queued/.exec(failed.stdout)![1]!;
+    const retried = await slipwayFull([...cfg(), 'retry', id, '--wait']);
+    expect(retried.code).toBe(1);
+    const jobs = JSON.parse((await slipwayFull([...cfg(), 'jobs', '--json', '--state', 'failed', '--app', app])).stdout);
+    expect(jobs.map((j: { trigger: string }) => j.trigger)).toEqual(['retry', 'cli']);
+  });
+
+  it('cancel removes a waiting job', async () => {
+    await worker.close(30_000);
+    try {
+      const queued = await slipwayFull([...cfg(), 'deploy', app]);
+      const id = /job (\d+) queued/.exec(queued.stdout)![1]!;
+      const cancelled = await slipwayFull([...cfg(), 'cancel', id]);
+      expect(cancelled.code).toBe(0);
+      expect(cancelled.stdout).toContain(`job ${id} cancelled`);
+      const jobs = JSON.parse((await slipwayFull([...cfg(), 'jobs', '--json', '--state', 'cancelled'])).stdout);
+      expect(jobs[0].id).toBe(id);
+      expect((await slipwayFull([...cfg(), 'cancel', id])).code).toBe(1);
+    } finally {
+      worker = createDeployWorker({ config: loadConfig({ path: configFile, env: {} }), logger: quiet });
+    }
+  });
+
+  it('git push to a slipway remote deploys, streams the build, and is refused when the deploy fails', async () => {
+    const remotePath = join(tmp.path, 'production.git');
+    const added = await slipwayFull([...cfg(), 'remote', 'add', app, remotePath]);
+    expect(added.code, added.stderr).toBe(0);
+    await git(repo.work, 'remote', 'add', 'production', remotePath);
+    await commitVersion(repo, { version: 'pushed v3' });
+    const push = await run(['git', 'push', 'production', 'HEAD:refs/heads/master'], { cwd: repo.work });
+    expect(push.code, push.stderr + push.stdout).toBe(0);
+    const out = push.stderr + push.stdout;
+    expect(out).toContain('remote: -----> Slipway: deploying');
+    expect(out).toContain('remote: ==> build');
+    expect(out).toContain('completed');
+    expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('pushed v3\n');
+
+    await commitVersion(repo, { version: 'pushed broken', variant: 'broken-build' });
+    const refused = await run(['git', 'push', 'production', 'HEAD:refs/heads/master'], { cwd: repo.work });
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain('pre-receive hook declined');
+    expect(refused.stderr).toContain('remote: error: asset pipeline failed');
+    expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('pushed v3\n');
+  });
+});
+
+describe('slipway retry after etcd was down', () => {
+  it('a job that failed because etcd was unreachable completes when retried after etcd is back', async () => {
+    const tmp = tempDir();
+    const nginx = await isolatedNginx(tmp.path);
+    let etcd = await startEtcd(join(tmp.path, 'etcd'), await freePort(), await freePort());
+    const app = testAppName();
+    const repo = await createFixtureRepo(tmp.path, { version: 'etcd v1', name: app });
+    const port = await freePort();
+    const configFile = writeTestConfig(join(tmp.path, 'slipway.yml'), {
+      stack: testStack(), nginx, prefix: uniqueName('cli'), workdir: join(tmp.path, 'work'),
+      apps: { [app]: { repo: repo.url, replicas: 1, listen: `127.0.0.1:${port}`, drain_s: 1, health: { interval_ms: 100 } } },
+      extra: { etcd: [etcd.url], worker: { attempts: 1, backoff_ms: 100 } },
+    });
+    const worker = createDeployWorker({ config: loadConfig({ path: configFile, env: {} }), logger: quiet });
+    try {
+      await stopProcess(etcd.pid);
+      const failed = await slipwayFull(['--config', configFile, 'deploy', app, '--wait']);
+      expect(failed.code).toBe(1);
+      expect(failed.stderr).toMatch(/etcd/i);
+      const id = /job (\d+) queued/.exec(failed.stdout)![1]!;
+
+      etcd = await startEtcd(join(tmp.path, 'etcd'), etcd.port, etcd.peerPort);
+      const retried = await slipwayFull(['--config', configFile, 'retry', id, '--wait']);
+      expect(retried.code, retried.stderr + retried.stdout + (await slipwayFull(['--config', configFile, 'logs', '2'])).stdout).toBe(0);
+      expect(await fetch(`http://127.0.0.1:${port}/`).then((r) => r.text())).toBe('etcd v1\n');
+    } finally {
+      await worker.close(5000);
+      await stopProcess(etcd.pid);
+      await nginx.stop();
+      tmp.remove();
+    }
+  });
+});

@@ -1,0 +1,123 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import Docker from 'dockerode';
+import { commitVersion } from '@slipway/devstack/fixture-app';
+import { startLoad } from '@slipway/devstack/load';
+import { createDeployWorker, type DeployWorker } from '../src/deploy-worker.js';
+import { body, quietLogger, waitForJob, workerWorld, type WorkerWorld } from './support.js';
+
+const docker = new Docker();
+
+describe('the deploy worker', () => {
+  let world: WorkerWorld | undefined;
+  let worker: DeployWorker | undefined;
+  afterEach(async () => {
+    await worker?.close(5000);
+    await world?.cleanup();
+    worker = undefined;
+    world = undefined;
+  });
+
+  it('checks out, builds and rolls out a commit; the next one goes live under load with no failed request', async () => {
+    world = await workerWorld();
+    const [app] = world.apps;
+    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    const first = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    const done = await waitForJob(world.queue, first.id);
+    expect(done.state, done.error ?? '').toBe('completed');
+    expect(done.steps.map((s) => s.step)).toEqual(['queued', 'checkout', 'build', 'start', 'health', 'switch', 'drain', 'done']);
+    expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
+
+    const sha2 = await commitVersion(app!.repo, { version: `${app!.name} v2` });
+    const load = startLoad({ url: app!.url, clients: 4, keepAlive: false, paths: ['/', '/cgi-bin/slow'] });
+    const second = await world.queue.enqueue({ app: app!.name, sha: sha2, ref: 'master', image: null, trigger: 'cli' });
+    expect((await waitForJob(world.queue, second.id)).state).toBe('completed');
+    await new Promise((r) => setTimeout(r, 300));
+    const report = await load.stop();
+    expect(report.failures).toEqual([]);
+    expect(report.socketErrors).toEqual([]);
+    expect(Object.keys(report.bodies).sort()).toEqual([`${app!.name} v1\n`, `${app!.name} v2\n`]);
+    expect(report.lastBody).toBe(`${app!.name} v2\n`);
+
+    const log = (await world.queue.store.readLog(second.id)).join('\n');
+    expect(log).toContain(`==> checkout ${sha2.slice(0, 12)}`);
+    expect(log).toContain('==> build');
+    expect(log).toContain('==> rollout');
+    const containers = await docker.listContainers({ all: true, filters: { label: [`slipway.app=${app!.name}`] } });
+    expect(containers.map((c) => c.Labels['slipway.sha'])).toEqual([sha2, sha2]);
+  });
+
+  it('a burst of five pushes ends with the fifth live; the waiting ones are superseded by it', async () => {
+    world = await workerWorld();
+    const [app] = world.apps;
+    const shas = [app!.repo.sha];
+    for (let v = 2; v <= 5; v++) shas.push(await commitVersion(app!.repo, { version: `${app!.name} v${v}` }));
+    const jobs = [];
+    for (const sha of shas) jobs.push(await world.queue.enqueue({ app: app!.name, sha, ref: 'master', image: null, trigger: 'webhook' }));
+    worker = createDeployWorker({ config: world.config, logger: quietLogger, concurrency: 4 });
+    const finals = [];
+    for (const job of jobs) finals.push(await waitForJob(world.queue, job.id));
+    const fifth = finals[4]!;
+    expect(fifth.state, fifth.error ?? '').toBe('completed');
+    expect(await body(`${app!.url}/`)).toBe(`${app!.name} v5\n`);
+    for (const f of finals.slice(0, 4)) {
+      expect(['superseded', 'completed']).toContain(f.state);
+      if (f.state === 'superseded') {
+        expect(f.supersededBy).toBe(fifth.id);
+        expect((await world.queue.store.readLog(f.id)).join('\n')).toContain(`superseded by job ${fifth.id}`);
+      }
+    }
+    expect(finals.slice(1, 4).every((f) => f.state === 'superseded')).toBe(true);
+  });
+
+  it('does not retry a failed build, and its error names the failing step', async () => {
+    world = await workerWorld();
+    const [app] = world.apps;
+    const sha = await commitVersion(app!.repo, { version: 'broken', variant: 'broken-build' });
+    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    const job = await world.queue.enqueue({ app: app!.name, sha, ref: 'master', image: null, trigger: 'cli' });
+    const failed = await waitForJob(world.queue, job.id);
+    expect(failed.state).toBe('failed');
+    expect(failed.attempts).toBe(1);
+    expect(failed.error).toMatch(/Step \d+\/\d+ : RUN .* failed/);
+    expect((await world.queue.store.readLog(job.id)).join('\n')).toContain('asset pipeline failed');
+  });
+
+  it('retries with backoff while etcd is unreachable, then reports it', async () => {
+    world = await workerWorld({ extra: { etcd: ['http://127.0.0.1:9'], worker: { attempts: 2, backoff_ms: 200, concurrency: 1 } } });
+    const [app] = world.apps;
+    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    const job = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    const failed = await waitForJob(world.queue, job.id);
+    expect(failed.state).toBe('failed');
+    expect(failed.attempts).toBe(2);
+    expect(failed.error).toMatch(/etcd/i);
+    const log = (await world.queue.store.readLog(job.id)).join('\n');
+    expect(log).toContain('will retry (attempt 2 of 2)');
+    expect(await docker.listContainers({ all: true, filters: { label: [`slipway.app=${app!.name}`] } })).toEqual([]);
+  });
+
+  it('deploys two apps in parallel', async () => {
+    world = await workerWorld({ apps: 2, buildDelay_s: 2 });
+    const [a, b] = world.apps;
+    worker = createDeployWorker({ config: world.config, logger: quietLogger, concurrency: 2 });
+    const ja = await world.queue.enqueue({ app: a!.name, sha: a!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    const jb = await world.queue.enqueue({ app: b!.name, sha: b!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    const [ra, rb] = [await waitForJob(world.queue, ja.id), await waitForJob(world.queue, jb.id)];
+    expect([ra.state, rb.state]).toEqual(['completed', 'completed']);
+    const overlap = Math.min(Date.parse(ra.finishedAt!), Date.parse(rb.finishedAt!)) - Math.max(Date.parse(ra.startedAt!), Date.parse(rb.startedAt!));
+    expect(overlap).toBeGreaterThan(1000);
+  });
+
+  it('cancels a running job before the switch and removes its containers', async () => {
+    world = await workerWorld({ app: { health: { path: '/healthz', timeout_s: 60, interval_ms: 100 } } });
+    const [app] = world.apps;
+    const sha = await commitVersion(app!.repo, { version: 'never healthy', variant: 'unhealthy' });
+    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    const job = await world.queue.enqueue({ app: app!.name, sha, ref: 'master', image: null, trigger: 'cli' });
+    for (let i = 0; i < 600 && (await world.queue.store.mustGet(job.id)).step !== 'health'; i++) await new Promise((r) => setTimeout(r, 50));
+    await world.queue.cancel(job.id);
+    const ended = await waitForJob(world.queue, job.id, 30_000);
+    expect(ended.state).toBe('cancelled');
+    expect(await docker.listContainers({ all: true, filters: { label: [`slipway.app=${app!.name}`] } })).toEqual([]);
+  });
+});

@@ -1,0 +1,42 @@
+import { InvalidInputError } from '@slipway/core/slipway-error';
+import { isBranchName, isSha, SHA_PREFIX } from '@slipway/core/validate';
+import { resolveRef } from '@slipway/build/resolve-ref';
+import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
+import type { DeployQueue } from '@slipway/queue/deploy-queue';
+import type { JobRecord, Trigger } from '@slipway/queue/job-types';
+
+/** A Docker image reference we are willing to pass on: no option-like or odd characters. */
+export const IMAGE_REF = /^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]{1,128})?(@sha256:[a-f0-9]{64})?$/;
+
+export interface DeployAppOptions {
+  config: SlipwayConfig;
+  queue: DeployQueue;
+  app: AppConfig;
+  /** A branch or a (possibly short) sha, resolved against the app's repository. Default: the app's branch. */
+  ref?: string;
+  /** Deploy this image as it is, skipping checkout and build. */
+  image?: string;
+  /** Default `cli`. */
+  trigger?: Trigger;
+  log?: (line: string) => void;
+}
+
+/**
+ * "Deploy this app at this ref" (or this image): what `slipway deploy` and
+ * the dashboard's deploy button both do. Resolves the ref to a full sha
+ * first, so the job names exactly what it builds.
+ */
+export async function deployApp(options: DeployAppOptions): Promise<JobRecord> {
+  const { app, queue } = options;
+  const trigger = options.trigger ?? 'cli';
+  if (options.ref !== undefined && options.image !== undefined) throw new InvalidInputError('a ref and an image exclude each other');
+  if (options.image !== undefined) {
+    if (!IMAGE_REF.test(options.image) || options.image.length > 255) throw new InvalidInputError(`not an image reference: ${JSON.stringify(options.image)}`);
+    return queue.enqueue({ app: app.name, sha: null, ref: null, image: options.image, trigger });
+  }
+  const ref = options.ref ?? app.branch;
+  if (!isBranchName(ref) && !SHA_PREFIX.test(ref)) throw new InvalidInputError(`not a branch or commit: ${JSON.stringify(ref)}`);
+  const sha = await resolveRef({ app, ref, workdir: options.config.workdir, log: options.log });
+  const isBranch = isBranchName(ref) && !(isSha(ref) || (SHA_PREFIX.test(ref) && sha.startsWith(ref)));
+  return queue.enqueue({ app: app.name, sha, ref: isBranch ? ref : null, image: null, trigger });
+}

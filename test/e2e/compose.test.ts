@@ -1,0 +1,27 @@
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { runCommand } from '@slipway/core/run-command';
+import { loadConfig } from '@slipway/config/load-config';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+
+describe('docker-compose.yml', () => {
+  it('is valid for Debian\'s docker-compose', async () => {
+    const { stdout } = await runCommand(['docker-compose', '-f', `${root}docker-compose.yml`, 'config'], { cwd: root });
+    for (const service of ['redis', 'etcd', 'nginx', 'receiver', 'worker', 'router']) expect(stdout).toContain(`  ${service}:`);
+    expect(stdout).toContain('/var/run/docker.sock:/var/run/docker.sock');
+  });
+
+  it('ships an example slipway.yml that Slipway accepts', () => {
+    const config = loadConfig({ path: `${root}examples/slipway.compose.yml`, env: { HELLO_WEBHOOK_SECRET: 'x'.repeat(20) } });
+    expect(config.nginx.reload_cmd[0]).toBe('curl');
+    expect(Object.keys(config.apps)).toEqual(['hello']);
+  });
+
+  it('the Dockerfile builds every app and package', () => {
+    const dockerfile = readFileSync(`${root}Dockerfile`, 'utf8');
+    expect(dockerfile).toContain('npm ci');
+    expect(dockerfile).toMatch(/ENTRYPOINT \["slipway"\]/);
+  });
+});

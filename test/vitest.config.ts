@@ -1,0 +1,3 @@
+import { slipwayTestConfig } from '@slipway/devstack/vitest-config';
+
+export default slipwayTestConfig({ include: ['**/*.test.ts'], maxWorkers: 1 });
