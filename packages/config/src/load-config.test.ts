@@ -39,7 +39,7 @@ describe('parseConfig defaults', () => {
       health: { path: '/healthz', timeout_s: 30, interval_ms: 200 },
       listen: '80', server_name: [], drain_s: 5, stop_timeout_s: 10, dockerfile: 'Dockerfile',
       build_args: {}, env: {}, etcd_prefix: '/slipway/apps/hello/upstream', routing: 'upstream',
-      template: undefined, credentials: undefined,
+      template: undefined, credentials: undefined, notify: [],
     });
   });
 
@@ -69,7 +69,7 @@ describe('parseConfig defaults', () => {
 const bad: Array<[string, string, string]> = [
   ['wrong port type', `${minimalApp}    port: x`, 'apps.hello.port: expected a port 1-65535, got "x"'],
   ['port out of range', `${minimalApp}    port: 70000`, 'apps.hello.port: expected a port 1-65535, got 70000'],
-  ['unknown top-level key', 'redis_url: redis://x', 'redis_url: unknown key (expected one of: redis, etcd, docker, workdir, queue, receiver, worker, dashboard, nginx, apps, dns)'],
+  ['unknown top-level key', 'redis_url: redis://x', 'redis_url: unknown key (expected one of: redis, etcd, docker, workdir, queue, receiver, worker, dashboard, forges, nginx, apps, dns)'],
   ['unknown app key', `${minimalApp}    replica: 3`, 'apps.hello.replica: unknown key'],
   ['unknown nested key', `${minimalApp}    health: { path: /h, timeout: 3 }`, 'apps.hello.health.timeout: unknown key (expected one of: path, timeout_s, interval_ms)'],
   ['unset variable', `${minimalApp}    secret: \${NOPE_SECRET}`, 'apps.hello.secret: environment variable NOPE_SECRET is not set'],
@@ -101,6 +101,8 @@ const bad: Array<[string, string, string]> = [
   ['overlapping etcd prefixes', 'apps:\n  a:\n    repo: /r/a.git\n    etcd_prefix: /up\n  b:\n    repo: /r/b.git\n    etcd_prefix: /up/b', 'apps.b.etcd_prefix: overlaps apps.a.etcd_prefix (/up)'],
   ['etcd_prefix over the release keys', `${minimalApp}    etcd_prefix: /slipway/apps/hello`, "apps.hello.etcd_prefix: overlaps Slipway's own keys (/slipway/apps/hello/…/release)"],
   ['etcd_prefix inside the locks', `${minimalApp}    etcd_prefix: /slipway/locks/x`, "apps.hello.etcd_prefix: overlaps Slipway's own keys (/slipway/locks/x)"],
+  ['notify target without a URL', `${minimalApp}    notify: [{ type: slack }]`, 'apps.hello.notify[0].url: is required (an http(s) URL)'],
+  ['unknown notify outcome', `${minimalApp}    notify: [{ type: webhook, url: "https://x.example", on: [deploy] }]`, 'apps.hello.notify[0].on[0]: expected one of failure, recovery, success, got "deploy"'],
   ['dns pool too small', `dns: { address_pool: 127.0.10.0/30 }\n${minimalApp}    routing: dns\n    replicas: 2`, 'apps.hello.replicas: a dns app needs 2 addresses per replica during a rollout; dns.address_pool has 2'],
   ['bad address pool', 'dns: { address_pool: 127.0.10.0 }', 'dns.address_pool: expected an IPv4 CIDR, got "127.0.10.0" (an IPv4 network with a prefix of 16-30 bits)'],
   ['duplicate key', `${minimalApp}    port: 1\n    port: 2`, 'YAML: Map keys must be unique'],

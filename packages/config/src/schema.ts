@@ -142,7 +142,7 @@ export function oneOf<const T extends string>(values: readonly T[], options: Lea
 /** A list; a lone scalar is accepted as a list of one when `single` allows it. */
 export function list<T>(item: Schema<T>, options: LeafOptions<T[]> & { min?: number; single?: boolean; type?: string } = {}): Schema<T[]> {
   const type = options.type ?? `a list of ${item.type.replace(/^an? /, '')}s`;
-  return leaf(type, options, (raw, path, ctx) => {
+  const schema = leaf(type, options, (raw, path, ctx) => {
     const values = Array.isArray(raw) ? raw : options.single && raw !== null && typeof raw !== 'object' ? [raw] : null;
     if (!values) {
       ctx.error(path, `expected ${type}, got ${quote(raw)}`);
@@ -155,6 +155,8 @@ export function list<T>(item: Schema<T>, options: LeafOptions<T[]> & { min?: num
     const out = values.map((v, i) => item.parse(v, `${path}[${i}]`, ctx));
     return out.includes(INVALID) ? INVALID : (out as T[]);
   });
+  // A list of mappings documents its items' keys too, as `path[].key`.
+  return item.type === 'a mapping' ? { ...schema, docs: (path) => [...schema.docs(path), ...item.docs(`${path}[]`)] } : schema;
 }
 
 type Fields = Record<string, Schema<unknown>>;

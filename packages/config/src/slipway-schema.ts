@@ -27,6 +27,12 @@ const app = obj({
   etcd_prefix: str({ optional: true, check: check.etcdPrefix, type: 'an etcd key prefix', doc: 'Upstream keys, one per live container. Default `/slipway/apps/<app>/upstream`.' }),
   routing: oneOf(['upstream', 'dns'] as const, { default: 'upstream', doc: '`upstream`: render + reload nginx; `dns`: nginx resolves the live set, no reload.' }),
   template: str({ optional: true, type: 'a file path', doc: 'Own nginx template for this app (relative to the config file).' }),
+  notify: list(obj({
+    type: oneOf(['slack', 'webhook'] as const, { doc: '`slack`: a Slack-compatible incoming webhook; `webhook`: JSON signed with HMAC-SHA256.' }),
+    url: str({ check: check.url(['http', 'https']), type: 'an http(s) URL', doc: 'Where the notification is POSTed.' }),
+    secret: str({ optional: true, doc: 'For `webhook`: signs the body (`X-Slipway-Signature-256: sha256=<hex>`).' }),
+    on: list(oneOf(['failure', 'recovery', 'success'] as const), { default: ['failure', 'recovery'], single: true, doc: 'Outcomes that notify: a failure, the first success after a failure, every success.' }),
+  }), { default: [], doc: 'Notification targets; a target that is down never fails or delays a deploy.' }),
   credentials: obj({
     username: str({ optional: true, doc: 'User for http(s) clones.' }),
     password: str({ optional: true, doc: 'Password or access token for http(s) clones; never logged.' }),
@@ -52,12 +58,28 @@ export const slipwaySchema = obj({
     concurrency: num({ min: 1, max: 64, integer: true, default: 2, doc: 'Jobs one worker runs at once (different apps; one app deploys at a time).' }),
     attempts: num({ min: 1, max: 100, integer: true, default: 5, doc: 'Tries for a job whose failure was an unreachable Redis, etcd or Docker.' }),
     backoff_ms: num({ min: 10, max: 3600000, integer: true, default: 2000, doc: 'First retry delay, doubled each time.' }),
+    metrics: str({ default: '127.0.0.1:3002', check: check.hostPort, type: 'an address:port', doc: 'Where the worker serves `GET /metrics` (Prometheus). A second worker on the machine whose port is taken serves none and says so.' }),
   }),
   dashboard: obj({
     host: str({ default: '127.0.0.1', doc: 'Address the dashboard listens on.' }),
     port: port({ default: 3001, doc: 'Its port.' }),
     token: str({ optional: true, doc: 'Sign-in token; the dashboard refuses to start without one.' }),
+    public_url: str({ optional: true, check: check.url(['http', 'https']), type: 'an http(s) URL', doc: 'How users reach the dashboard; commit statuses and notifications link to `<public_url>/jobs/<id>`. Default `http://<host>:<port>`.' }),
   }),
+  forges: obj({
+    github: obj({
+      token: str({ optional: true, doc: 'Token allowed to post commit statuses (`repo:status`); without one, no statuses are posted.' }),
+      api_url: str({ optional: true, check: check.url(['http', 'https']), type: 'an http(s) URL', doc: 'Default: from the webhook (`https://api.github.com`, or GitHub Enterprise\'s).' }),
+    }),
+    gitea: obj({
+      token: str({ optional: true, doc: 'Gitea/Forgejo/Gogs access token with write access to the repository.' }),
+      api_url: str({ optional: true, check: check.url(['http', 'https']), type: 'an http(s) URL', doc: 'Default: `<forge origin>/api/v1`, from the webhook.' }),
+    }),
+    gitlab: obj({
+      token: str({ optional: true, doc: 'GitLab access token with the `api` scope.' }),
+      api_url: str({ optional: true, check: check.url(['http', 'https']), type: 'an http(s) URL', doc: 'Default: `<forge origin>/api/v4`, from the webhook.' }),
+    }),
+  }, { doc: 'Where to post commit statuses for webhook-triggered jobs.' }),
   nginx: obj({
     conf_dir: str({ default: '/etc/nginx/conf.d', doc: 'Slipway writes `slipway-<app>.conf` here.' }),
     check_cmd: argv(['nginx', '-t'], 'Checks a candidate config; see "Checking the candidate" below.'),

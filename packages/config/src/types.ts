@@ -9,8 +9,9 @@ export interface SlipwayConfig {
   workdir: string;
   queue: { prefix: string };
   receiver: { host: string; port: number; body_limit_mb: number; delivery_retention_h: number };
-  worker: { concurrency: number; attempts: number; backoff_ms: number };
-  dashboard: { host: string; port: number; token?: string };
+  worker: { concurrency: number; attempts: number; backoff_ms: number; metrics: string };
+  dashboard: { host: string; port: number; token?: string; public_url?: string };
+  forges: Record<'github' | 'gitea' | 'gitlab', { token?: string; api_url?: string }>;
   nginx: { conf_dir: string; check_cmd: string[]; reload_cmd: string[] };
   apps: Record<string, AppConfig>;
   dns: { server: string; domain: string; address_pool: string };
@@ -38,4 +39,12 @@ export interface AppConfig {
   /** Absolute path of the app's own nginx template, if any. */
   template?: string;
   credentials?: { username?: string; password?: string; ssh_key?: string };
+  notify: NotifyTarget[];
+}
+
+export interface NotifyTarget {
+  type: 'slack' | 'webhook';
+  url: string;
+  secret?: string;
+  on: Array<'failure' | 'recovery' | 'success'>;
 }
