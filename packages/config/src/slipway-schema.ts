@@ -31,7 +31,7 @@ const app = obj({
     type: oneOf(['slack', 'webhook'] as const, { doc: '`slack`: a Slack-compatible incoming webhook; `webhook`: JSON signed with HMAC-SHA256.' }),
     url: str({ check: check.url(['http', 'https']), type: 'an http(s) URL', doc: 'Where the notification is POSTed.' }),
     secret: str({ optional: true, doc: 'For `webhook`: signs the body (`X-Slipway-Signature-256: sha256=<hex>`).' }),
-    on: list(oneOf(['failure', 'recovery', 'success'] as const), { default: ['failure', 'recovery'], single: true, doc: 'Outcomes that notify: a failure, the first success after a failure, every success.' }),
+    on: list(oneOf(['failure', 'recovery', 'success'] as const), { type: 'a list of failure, recovery, success', default: ['failure', 'recovery'], single: true, doc: 'Outcomes that notify: a failure, the first success after a failure, every success.' }),
   }), { default: [], doc: 'Notification targets; a target that is down never fails or delays a deploy.' }),
   credentials: obj({
     username: str({ optional: true, doc: 'User for http(s) clones.' }),
