@@ -7,7 +7,7 @@ import { tempDir } from '@slipway/devstack/testing';
 import { checkout } from '../src/checkout.js';
 import { resolveRef } from '../src/resolve-ref.js';
 import { workPaths } from '../src/work-paths.js';
-import { startGitHttpServer, type GitHttpServer } from './git-http-server.js';
+import { startGitHttpServer, type GitHttpServer } from '@slipway/devstack/git-http-server';
 import { testApp } from './test-app.js';
 
 const USER = 'deployer';
@@ -22,7 +22,7 @@ let repoUrl: string;
 
 beforeAll(async () => {
   fixture = await createFixtureRepo(temp.path, { version: 'v1', name: 'app' });
-  server = await startGitHttpServer({ root: temp.path, username: USER, password: PASSWORD });
+  server = await startGitHttpServer({ root: temp.path, auth: { username: USER, password: PASSWORD } });
   repoUrl = `${server.url}/app.git`;
 });
 afterAll(async () => {

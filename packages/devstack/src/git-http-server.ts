@@ -4,44 +4,50 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 
 export interface GitHttpServer {
-  /** `http://127.0.0.1:<port>` */
+  /** `http://127.0.0.1:<port>`; a bare repository `<root>/x/y.git` is at `<url>/x/y.git`. */
   url: string;
   /** Authorization headers seen, one per request. */
   requests: Array<{ method: string; path: string; authorized: boolean }>;
-  /** Command lines of every process found holding the password during a request (should stay empty). */
+  /** With `auth`: command lines of every process found holding the password during a request (should stay empty). */
   leaks: string[];
   close(): Promise<void>;
 }
 
 /**
- * `git http-backend` (run as an argv CGI process, no shell) behind a Node
- * server that demands Basic auth. While each authorised request is served —
- * so while the client's git is certainly running — it scans every
- * process's argv for the password.
+ * Bare repositories under `root` over git's smart HTTP: `git http-backend`
+ * run as an argv CGI process (no shell) behind a Node server, like a forge
+ * serving clones. With `auth` it demands Basic auth, and while each
+ * authorised request is served (so while the client's git is certainly
+ * running) it scans every process's argv for the password.
  */
-export async function startGitHttpServer(options: { root: string; username: string; password: string }): Promise<GitHttpServer> {
-  const expected = `Basic ${Buffer.from(`${options.username}:${options.password}`).toString('base64')}`;
+export async function startGitHttpServer(options: { root: string; auth?: { username: string; password: string } }): Promise<GitHttpServer> {
+  const auth = options.auth;
+  const expected = auth ? `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}` : null;
   const requests: GitHttpServer['requests'] = [];
   const leaks: string[] = [];
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
-    const authorized = req.headers.authorization === expected;
+    const authorized = expected === null || req.headers.authorization === expected;
     requests.push({ method: req.method ?? '', path: url.pathname, authorized });
-    leaks.push(...processesMentioning([options.password, expected.slice('Basic '.length)]));
+    if (auth && expected) leaks.push(...processesMentioning([auth.password, expected.slice('Basic '.length)]));
     if (!authorized) {
       res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="git"', 'Content-Type': 'text/plain' });
       res.end('authentication required\n');
       return;
     }
-    cgi(req, res, url, options.root, options.username);
+    cgi(req, res, url, options.root, auth?.username ?? 'anonymous');
   });
+  server.keepAliveTimeout = 1000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
     leaks,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    close: () => new Promise((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
   };
 }
 

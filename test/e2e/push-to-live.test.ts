@@ -1,0 +1,100 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '@slipway/config/load-config';
+import { commitVersion, createFixtureRepo, type FixtureRepo } from '@slipway/devstack/fixture-app';
+import { freePort } from '@slipway/devstack/free-port';
+import { startGitHttpServer, type GitHttpServer } from '@slipway/devstack/git-http-server';
+import { isolatedNginx, startProcess, writeTestConfig, type RunningProcess } from '@slipway/devstack/harness';
+import { startLoad } from '@slipway/devstack/load';
+import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
+import { waitFor } from '@slipway/devstack/wait-for';
+import { DeployQueue } from '@slipway/queue/deploy-queue';
+import { FINAL_STATES, type JobRecord } from '@slipway/queue/job-types';
+import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
+import { githubPush, githubRequest, giteaPush, giteaRequest, send, type RepoDescription } from '../support/webhooks.js';
+
+const bin = (app: string) => fileURLToPath(new URL(`../../apps/${app}/dist/bin.js`, import.meta.url));
+const SECRET = 'e2e-webhook-secret-0123456789';
+
+describe('push to live, all real', () => {
+  const tmp = tempDir();
+  let git: GitHttpServer;
+  let nginx: Awaited<ReturnType<typeof isolatedNginx>>;
+  let repo: FixtureRepo & { sha: string };
+  let described: RepoDescription;
+  let receiverUrl: string;
+  let appUrl: string;
+  let redis: Redis;
+  let queue: DeployQueue;
+  const processes: RunningProcess[] = [];
+
+  beforeAll(async () => {
+    const app = testAppName();
+    mkdirSync(join(tmp.path, 'git', 'acme'), { recursive: true });
+    repo = await createFixtureRepo(join(tmp.path, 'git', 'acme'), { version: 'e2e v1', name: app });
+    git = await startGitHttpServer({ root: join(tmp.path, 'git') });
+    described = { fullName: `acme/${app}`, cloneUrl: `${git.url}/acme/${app}.git`, htmlUrl: `${git.url}/acme/${app}` };
+    nginx = await isolatedNginx(tmp.path);
+    const [listen, receiverPort] = [await freePort(), await freePort()];
+    appUrl = `http://127.0.0.1:${listen}`;
+    receiverUrl = `http://127.0.0.1:${receiverPort}`;
+    const configFile = writeTestConfig(join(tmp.path, 'slipway.yml'), {
+      stack: testStack(), nginx, prefix: uniqueName('e2e'), workdir: join(tmp.path, 'work'),
+      apps: { [app]: { repo: described.cloneUrl, secret: SECRET, replicas: 2, listen: `127.0.0.1:${listen}`, drain_s: 2, stop_timeout_s: 3, health: { interval_ms: 100 } } },
+      extra: { receiver: { host: '127.0.0.1', port: receiverPort } },
+    });
+    const config = loadConfig({ path: configFile, env: {} });
+    redis = connectRedis(config.redis, 'producer');
+    await new Promise((resolve) => redis.once('ready', resolve));
+    queue = new DeployQueue({ redis, prefix: config.queue.prefix });
+    processes.push(startProcess([process.execPath, bin('receiver'), '--config', configFile]));
+    processes.push(startProcess([process.execPath, bin('worker'), '--config', configFile]));
+    await waitFor('the receiver', async () => (await fetch(`${receiverUrl}/healthz`).catch(() => null))?.ok, { timeoutMs: 20_000 });
+  });
+  afterAll(async () => {
+    for (const p of processes) await p.stop();
+    await queue.close();
+    redis.disconnect();
+    await git.close();
+    await nginx.stop();
+    tmp.remove();
+  });
+
+  async function untilDone(id: string): Promise<JobRecord> {
+    return waitFor(`job ${id}`, async () => {
+      const record = await queue.store.mustGet(id);
+      return FINAL_STATES.has(record.state) ? record : null;
+    }, { timeoutMs: 120_000, intervalMs: 100 });
+  }
+
+  it('a GitHub JSON push, then a GitHub form push and a Gitea form push, go live under load with no failed request', async () => {
+    const first = await send(receiverUrl, githubRequest(githubPush({ repo: described, before: '0'.repeat(40), after: repo.sha }), SECRET));
+    expect(first.status).toBe(202);
+    expect((await untilDone(String(first.body.job))).state).toBe('completed');
+    expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('e2e v1\n');
+
+    const load = startLoad({ url: appUrl, clients: 4, keepAlive: false, paths: ['/', '/cgi-bin/slow'] });
+    const sha2 = await commitVersion(repo, { version: 'e2e v2' });
+    const second = await send(receiverUrl, githubRequest(githubPush({ repo: described, before: repo.sha, after: sha2 }), SECRET, true));
+    expect(second.status, JSON.stringify(second.body)).toBe(202);
+    const done2 = await untilDone(String(second.body.job));
+    expect(done2).toMatchObject({ state: 'completed', trigger: 'webhook', sha: sha2, push: { provider: 'github', sha: sha2, branch: 'master' } });
+    expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('e2e v2\n');
+
+    const sha3 = await commitVersion(repo, { version: 'e2e v3' });
+    const third = await send(receiverUrl, giteaRequest(giteaPush({ repo: described, before: sha2, after: sha3 }), SECRET, true));
+    expect(third.status, JSON.stringify(third.body)).toBe(202);
+    const done3 = await untilDone(String(third.body.job));
+    expect(done3).toMatchObject({ state: 'completed', sha: sha3, push: { provider: 'gitea' } });
+    await new Promise((r) => setTimeout(r, 300));
+    const report = await load.stop();
+
+    expect(report.failures).toEqual([]);
+    expect(report.socketErrors).toEqual([]);
+    expect(Object.keys(report.bodies).sort()).toEqual(['e2e v1\n', 'e2e v2\n', 'e2e v3\n']);
+    expect(report.lastBody).toBe('e2e v3\n');
+    expect(report.requests).toBeGreaterThan(20);
+  });
+});
