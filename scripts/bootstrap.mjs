@@ -17,12 +17,13 @@ if (major < 20 || (major === 20 && minor < 11)) {
   process.exit(1);
 }
 
-function run(argv, extraEnv = {}) {
-  const res = spawnSync(argv[0], argv.slice(1), { cwd: root, stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, ...extraEnv } });
-  if (res.status !== 0) {
+function run(argv, extraEnv = {}, options = { fatal: true }) {
+  const res = spawnSync(argv[0], argv.slice(1), { cwd: root, stdio: ['ignore', 'inherit', options.quiet ? 'pipe' : 'inherit'], env: { ...process.env, ...extraEnv } });
+  if (res.status !== 0 && options.fatal) {
     say(`${argv.join(' ')} failed (exit ${res.status ?? res.signal})`);
     process.exit(res.status || 1);
   }
+  return { ok: res.status === 0, stderr: res.stderr?.toString() ?? '' };
 }
 
 // npm ci only when the lock file changed since the last install: it wipes
@@ -32,7 +33,15 @@ const digest = createHash('sha256').update(lock).digest('hex');
 const stamp = join(root, 'node_modules', '.slipway-installed');
 if (!existsSync(stamp) || readFileSync(stamp, 'utf8') !== digest) {
   say('installing dependencies (npm ci)');
-  run(['npm', 'ci', '--no-audit', '--no-fund']);
+  const ci = run(['npm', 'ci', '--no-audit', '--no-fund'], {}, { fatal: false, quiet: true });
+  if (!ci.ok) {
+    // npm 11.19 refuses (EUSAGE, "not in sync") every lock file that lists other
+    // platforms' optional packages (rollup's, esbuild's, turbo's), even one it just
+    // wrote itself. `npm install` installs the same locked versions.
+    const why = ci.stderr.split('\n').find((line) => line.includes('npm error') && line.trim() !== 'npm error') ?? 'npm ci failed';
+    say(`npm ci refused the lock file (${why.replace(/^npm error\s*/, '').trim()}); installing from it with npm install`);
+    run(['npm', 'install', '--no-audit', '--no-fund']);
+  }
   writeFileSync(stamp, digest);
 }
 

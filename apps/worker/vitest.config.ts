@@ -1,2 +1,3 @@
 import { slipwayTestConfig } from '@slipway/devstack/vitest-config';
-export default slipwayTestConfig();
+
+export default slipwayTestConfig({ execArgv: ['--expose-gc'] });

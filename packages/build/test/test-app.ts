@@ -1,25 +1,14 @@
+import { validateConfig } from '@slipway/config/load-config';
 import type { AppConfig } from '@slipway/config/types';
 import { testAppName } from '@slipway/devstack/testing';
 
-/** A complete AppConfig for a test, named so the stack's teardown recognises its leftovers. */
+/**
+ * A complete AppConfig for a test, built through the schema (so every
+ * default is the real one), named so the stack's teardown recognises its
+ * leftovers. `repo` is applied after validation: tests hand checkout hostile ones.
+ */
 export function testApp(overrides: Partial<AppConfig> & { repo: string }): AppConfig {
-  const name = overrides.name ?? testAppName();
-  return {
-    name,
-    branch: 'master',
-    replicas: 1,
-    port: 8080,
-    host_ip: '127.0.0.1',
-    health: { path: '/healthz', timeout_s: 10, interval_ms: 200 },
-    listen: '80',
-    server_name: [],
-    drain_s: 0,
-    stop_timeout_s: 5,
-    dockerfile: 'Dockerfile',
-    build_args: {},
-    env: {},
-    etcd_prefix: `/slipway/apps/${name}/upstream`,
-    routing: 'upstream',
-    ...overrides,
-  };
+  const { name = testAppName(), ...raw } = overrides;
+  const app = validateConfig({ apps: { [name]: { repo: '/srv/git/placeholder.git', replicas: 1, drain_s: 0, stop_timeout_s: 5, health: { timeout_s: 10 } } } }, { file: null, env: {} }).apps[name]!;
+  return { ...app, ...raw };
 }

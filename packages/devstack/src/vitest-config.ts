@@ -9,7 +9,7 @@ const conditions = ['slipway-source', 'module', 'node', 'development|production'
  * stack per run, generous timeouts for tests that build and start
  * containers, and modest parallelism for a two-core machine.
  */
-export function slipwayTestConfig(overrides: { services?: boolean; include?: string[]; maxWorkers?: number } = {}): ViteUserConfig {
+export function slipwayTestConfig(overrides: { services?: boolean; include?: string[]; maxWorkers?: number; execArgv?: string[] } = {}): ViteUserConfig {
   return defineConfig({
     resolve: { conditions },
     ssr: { resolve: { conditions, externalConditions: ['slipway-source'] } },
@@ -19,7 +19,7 @@ export function slipwayTestConfig(overrides: { services?: boolean; include?: str
       testTimeout: 120_000,
       hookTimeout: 180_000,
       pool: 'forks',
-      poolOptions: { forks: { maxForks: overrides.maxWorkers ?? 2, minForks: 1 } },
+      poolOptions: { forks: { maxForks: overrides.maxWorkers ?? 2, minForks: 1, execArgv: overrides.execArgv ?? [] } },
       reporters: ['default'],
     },
   });

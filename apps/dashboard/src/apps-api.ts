@@ -1,0 +1,85 @@
+import { Router, type Request, type Response } from 'express';
+import type Docker from 'dockerode';
+import type { Etcd3 } from 'etcd3';
+import type { Logger } from '@slipway/core/logger';
+import { InvalidInputError } from '@slipway/core/slipway-error';
+import { appConfig } from '@slipway/config/app-config';
+import type { SlipwayConfig } from '@slipway/config/types';
+import { deployApp } from '@slipway/operations/deploy-app';
+import { rollbackApp } from '@slipway/operations/rollback-app';
+import type { DeployQueue } from '@slipway/queue/deploy-queue';
+import { withRedis } from '@slipway/queue/redis-errors';
+import { currentRelease } from '@slipway/rollout/current-release';
+import { listReleases } from '@slipway/rollout/list-releases';
+import { appOverview } from './app-overview.js';
+import { jobView } from './job-view.js';
+
+export interface AppsApiOptions {
+  config: SlipwayConfig;
+  queue: DeployQueue;
+  etcd: Etcd3;
+  docker: Docker;
+  logger: Logger;
+}
+
+/**
+ * `/api/app-names` (cheap, for filters), `/api/apps…` (the overview, one app, its kept releases) and the deploy
+ * and rollback actions: `deployApp` and `rollbackApp`, exactly what
+ * `slipway deploy` and `slipway rollback` call.
+ */
+export function appsApi(options: AppsApiOptions): Router {
+  const { config, queue, etcd, docker, logger } = options;
+  const router = Router();
+  const overview = (name: string) => appOverview({ app: appConfig(config, name), nginx: config.nginx, docker, etcd, store: queue.store });
+
+  router.get('/app-names', (_req: Request, res: Response) => {
+    res.json({ apps: Object.values(config.apps).map((a) => ({ name: a.name, branch: a.branch })) });
+  });
+
+  router.get('/apps', async (_req: Request, res: Response) => {
+    const apps = await withRedis(queue.redis, () => Promise.all(Object.keys(config.apps).map(overview)), 15_000);
+    res.json({ apps });
+  });
+
+  router.get('/apps/:app', async (req: Request<{ app: string }>, res: Response) => {
+    appConfig(config, req.params.app);
+    res.json({ app: await withRedis(queue.redis, () => overview(req.params.app), 15_000) });
+  });
+
+  router.get('/apps/:app/releases', async (req: Request<{ app: string }>, res: Response) => {
+    const app = appConfig(config, req.params.app);
+    const [current, releases] = await Promise.all([currentRelease(etcd, app.name), listReleases(etcd, app.name)]);
+    res.json({ current, releases });
+  });
+
+  router.post('/deploy', async (req: Request, res: Response) => {
+    const body = bodyOf(req);
+    const app = appConfig(config, text(body.app, 'app'));
+    const ref = body.ref === undefined || body.ref === null || body.ref === '' ? undefined : text(body.ref, 'ref');
+    const job = await deployApp({ config, queue, app, ref, trigger: 'cli' });
+    logger.info({ job: job.id, app: app.name, sha: job.sha }, 'deploy queued from the dashboard');
+    res.status(201).json({ job: jobView(job) });
+  });
+
+  router.post('/rollback', async (req: Request, res: Response) => {
+    const body = bodyOf(req);
+    const app = appConfig(config, text(body.app, 'app'));
+    const to = body.to === undefined || body.to === null || body.to === '' ? undefined : text(body.to, 'to');
+    const { job, target } = await rollbackApp({ queue, etcd, app, to });
+    logger.info({ job: job.id, app: app.name, to: target.sha ?? target.image }, 'rollback queued from the dashboard');
+    res.status(201).json({ job: jobView(job), target });
+  });
+
+  return router;
+}
+
+function bodyOf(req: Request): Record<string, unknown> {
+  const body = req.body as unknown;
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new InvalidInputError('send a JSON object (Content-Type: application/json)');
+  return body as Record<string, unknown>;
+}
+
+function text(value: unknown, name: string): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 255) throw new InvalidInputError(`${name}: a non-empty string`);
+  return value.trim();
+}

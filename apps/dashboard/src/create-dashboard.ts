@@ -1,0 +1,118 @@
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import type Docker from 'dockerode';
+import type { Etcd3 } from 'etcd3';
+import type { Redis } from 'ioredis';
+import type { Logger } from '@slipway/core/logger';
+import type { SlipwayConfig } from '@slipway/config/types';
+import type { DeployQueue } from '@slipway/queue/deploy-queue';
+import { withRedis } from '@slipway/queue/redis-errors';
+import { appsApi } from './apps-api.js';
+import { csrfGuard } from './csrf-guard.js';
+import { errorResponse } from './error-response.js';
+import { eventsApi } from './events-api.js';
+import { JobEventHub } from './job-event-hub.js';
+import { jobsApi } from './jobs-api.js';
+import { MissingTokenError } from './missing-token-error.js';
+import { pages } from './pages.js';
+import { requestLogger } from './request-logger.js';
+import { requireAuth, type AuthLocals } from './require-auth.js';
+import { securityHeaders } from './security-headers.js';
+import { SessionAuth } from './session-auth.js';
+import { signInRoutes } from './sign-in-routes.js';
+import { StreamSlots } from './stream-slots.js';
+
+/** The package directory (this file is in `src/` or `dist/`). */
+const PACKAGE_ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+export interface DashboardOptions {
+  /** `dashboard.token` is required; `apps`, `nginx`, `workdir` serve the overview and the actions. */
+  config: SlipwayConfig;
+  /** Producer side of the deploy queue (its store gives jobs and logs). */
+  queue: DeployQueue;
+  /** The producer's Redis connection; a duplicate of it subscribes to job events. */
+  redis: Redis;
+  etcd: Etcd3;
+  docker: Docker;
+  logger: Logger;
+  /** The compiled browser code. Default: `dist/web` of this package. */
+  webDir?: string;
+  /** Live streams served at most at once. Default {@link StreamSlots}' 200. */
+  maxStreams?: number;
+}
+
+/** The dashboard app, plus what main.ts needs to shut it down cleanly. */
+export type Dashboard = Express & {
+  /** Ends every live stream and the job-events subscription. */
+  close(): void;
+  /** Open live streams right now. */
+  readonly openStreams: number;
+};
+
+/**
+ * The web dashboard and its JSON API as an express app, without listening
+ * (main.ts does). Throws MissingTokenError without `dashboard.token`: there
+ * is no unauthenticated mode. Routes are listed in the package README.
+ */
+export function createDashboard(options: DashboardOptions): Dashboard {
+  const { config, queue, logger } = options;
+  if (!config.dashboard.token) throw new MissingTokenError(config.file);
+  const auth = new SessionAuth(config.dashboard.token);
+  const slots = new StreamSlots(options.maxStreams);
+  const hub = new JobEventHub(options.redis, queue.store.keys.events, logger);
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  // A TLS-terminating nginx on the same host makes requests `secure` (Secure cookie, https Origin check).
+  app.set('trust proxy', 'loopback');
+  app.use(securityHeaders());
+  app.use(requestLogger(logger));
+
+  app.get('/healthz', async (_req: Request, res: Response) => {
+    await withRedis(queue.redis, () => queue.redis.ping(), 1000);
+    res.json({ status: 'ok' });
+  });
+  // Scripts and styles hold no data: the sign-in page needs them before any session exists.
+  app.use('/assets/web', express.static(options.webDir ?? join(PACKAGE_ROOT, 'dist', 'web'), { index: false, maxAge: 0 }));
+  app.use('/assets', express.static(join(PACKAGE_ROOT, 'public'), { index: false, maxAge: 0 }));
+  app.use(signInRoutes(auth, logger));
+
+  app.use(requireAuth(auth));
+  const api = express.Router();
+  api.use(express.json({ limit: '16kb' }), csrfGuard(auth));
+  api.get('/session', (_req: Request, res: Response) => {
+    const who = (res.locals as AuthLocals).auth;
+    res.setHeader('Cache-Control', 'no-store');
+    res.json(who.kind === 'session'
+      ? { kind: 'session', csrf: who.session.csrf, expiresAt: new Date(who.session.expiresAt * 1000).toISOString() }
+      : { kind: 'bearer' });
+  });
+  api.use(jobsApi({ queue, slots, logger }));
+  api.use(appsApi({ config, queue, etcd: options.etcd, docker: options.docker, logger }));
+  api.use(eventsApi({ hub, slots }));
+  api.use((_req: Request, res: Response) => void res.status(404).json({ error: 'not_found', message: 'no such endpoint' }));
+  app.use('/api', api);
+  app.use(pages());
+
+  app.use((_req: Request, res: Response) => {
+    res.status(404).type('html').send('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Not found · Slipway</title><link rel="stylesheet" href="/assets/styles.css"></head><body><main id="main"><h1>Not found</h1><p><a href="/">Back to the overview</a></p></main></body></html>');
+  });
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const { status, body } = errorResponse(err);
+    if (status === 500) logger.error({ err, path: req.path }, 'unexpected error');
+    if (status === 503) res.setHeader('Retry-After', '5');
+    if (res.headersSent) return void res.end();
+    res.setHeader('Cache-Control', 'no-store');
+    res.status(status).json(body);
+  });
+
+  const dashboard = app as Dashboard;
+  dashboard.close = () => {
+    slots.endAll();
+    hub.close();
+  };
+  Object.defineProperty(dashboard, 'openStreams', { get: () => slots.count });
+  return dashboard;
+}

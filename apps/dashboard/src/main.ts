@@ -1,0 +1,103 @@
+import type { AddressInfo } from 'node:net';
+import Docker from 'dockerode';
+import { dockerConnection } from '@slipway/core/docker-connection';
+import { createLogger } from '@slipway/core/logger';
+import { ConfigError } from '@slipway/config/config-error';
+import { loadConfig } from '@slipway/config/load-config';
+import { DeployQueue } from '@slipway/queue/deploy-queue';
+import { connectRedis } from '@slipway/queue/redis-connection';
+import { createEtcdClient } from '@slipway/router/etcd-client';
+import { createDashboard } from './create-dashboard.js';
+import { MissingTokenError } from './missing-token-error.js';
+import { parseArgs, USAGE } from './parse-args.js';
+import { UsageError } from './usage-error.js';
+
+/** How long requests in flight get after SIGTERM/SIGINT; live streams are cut at once (browsers resume them). */
+export const SHUTDOWN_GRACE_MS = 5_000;
+
+export interface MainIo {
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+}
+
+/**
+ * `slipway-dashboard [--config PATH]`: load config, connect Redis, etcd and
+ * Docker, serve on dashboard.host:port until SIGTERM/SIGINT. Resolves with
+ * the exit code: 0 after a clean shutdown, 1 if it cannot listen, 2 for bad
+ * flags, a bad configuration or a missing `dashboard.token`.
+ */
+export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: MainIo = process): Promise<number> {
+  let args;
+  try {
+    args = parseArgs(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    io.stderr.write(`slipway-dashboard: ${err.message}\n${USAGE}\n`);
+    return 2;
+  }
+  if (args.help) {
+    io.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  let config;
+  try {
+    config = loadConfig({ path: args.config, env });
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    io.stderr.write(`${err.message}\n`);
+    return 2;
+  }
+  if (!config.dashboard.token) {
+    io.stderr.write(`${new MissingTokenError(config.file).message}\n`);
+    return 2;
+  }
+
+  const logger = createLogger({ name: 'slipway-dashboard', level: env.LOG_LEVEL ?? 'info' });
+  const redis = connectRedis(config.redis, 'producer');
+  redis.on('ready', () => logger.info('redis is reachable'));
+  const queue = new DeployQueue({ redis, prefix: config.queue.prefix, attempts: config.worker.attempts, backoffMs: config.worker.backoff_ms });
+  const etcd = createEtcdClient(config.etcd);
+  const docker = new Docker(dockerConnection(config.docker));
+  const dashboard = createDashboard({ config, queue, redis, etcd, docker, logger });
+
+  const server = dashboard.listen(config.dashboard.port, config.dashboard.host);
+  server.headersTimeout = 10_000;
+  // Not `requestTimeout`: live log streams are long requests by design.
+  server.requestTimeout = 0;
+  const closeAll = async () => {
+    dashboard.close();
+    await queue.close();
+    redis.disconnect();
+    etcd.close();
+  };
+  const listening = await new Promise<boolean>((resolve) => {
+    server.once('listening', () => resolve(true));
+    server.once('error', (err) => {
+      logger.error({ err: err.message }, `cannot listen on ${config.dashboard.host}:${config.dashboard.port}`);
+      resolve(false);
+    });
+  });
+  if (!listening) {
+    await closeAll();
+    return 1;
+  }
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  logger.info({ host: address.address, port: address.port, apps: Object.keys(config.apps).length }, `dashboard listening on http://${host}:${address.port}`);
+
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  logger.info({ signal }, 'shutting down');
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  // Live streams never go idle on their own: end them; browsers resume elsewhere from their last line.
+  dashboard.close();
+  server.closeIdleConnections();
+  const grace = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+  await closed;
+  clearTimeout(grace);
+  await closeAll();
+  logger.info('stopped');
+  return 0;
+}

@@ -1,0 +1,44 @@
+/** An error answer of the API: its stable code, status and message. */
+export class ApiError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message);
+    this.name = 'ApiError';
+  }
+}
+
+/** Tries of a read (GET) that fails on the network before giving up: about 2 s in all. */
+const READ_ATTEMPTS = 4;
+
+function csrfToken(): string {
+  return document.querySelector<HTMLMetaElement>('meta[name="csrf-token"]')?.content ?? '';
+}
+
+/**
+ * Calls the JSON API with the session cookie and, for changes, the CSRF
+ * token. A lost session (401) goes to the sign-in page and back.
+ */
+export async function api<T>(path: string, options: { method?: string; body?: unknown; signal?: AbortSignal } = {}): Promise<T> {
+  const method = options.method ?? 'GET';
+  const headers: Record<string, string> = { Accept: 'application/json' };
+  if (method !== 'GET') headers['X-CSRF-Token'] = csrfToken();
+  if (options.body !== undefined) headers['Content-Type'] = 'application/json';
+  let res: Response | undefined;
+  // Reads are retried through a brief network hiccup; a change is never sent twice.
+  const attempts = method === 'GET' ? READ_ATTEMPTS : 1;
+  for (let attempt = 1; res === undefined; attempt++) {
+    try {
+      res = await fetch(path, { method, headers, body: options.body === undefined ? undefined : JSON.stringify(options.body), credentials: 'same-origin', signal: options.signal });
+    } catch (err) {
+      if ((err as Error).name === 'AbortError') throw err;
+      if (attempt >= attempts) throw new ApiError(0, 'network', 'The dashboard cannot be reached. Check your connection and try again.');
+      await new Promise((resolve) => window.setTimeout(resolve, 250 * 2 ** (attempt - 1)));
+    }
+  }
+  if (res.status === 401) {
+    window.location.assign(`/sign-in?next=${encodeURIComponent(window.location.pathname + window.location.search + window.location.hash)}`);
+    throw new ApiError(401, 'unauthenticated', 'Your session has ended; sign in again.');
+  }
+  const body = (await res.json().catch(() => null)) as (T & { error?: string; message?: string }) | null;
+  if (!res.ok) throw new ApiError(res.status, body?.error ?? 'error', body?.message ?? `The dashboard answered ${res.status}.`);
+  return body as T;
+}

@@ -1,0 +1,207 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JobRecord } from '@slipway/queue/job-types';
+import { dashboardWorld, fakeSha, type DashboardWorld } from './dashboard-world.js';
+import { sseMessages, type SseMessage } from './sse-client.js';
+
+describe('the JSON API', () => {
+  let world: DashboardWorld;
+  let auth: Record<string, string>;
+  beforeAll(async () => {
+    world = await dashboardWorld();
+    auth = { authorization: `Bearer ${world.token}` };
+  });
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  const json = async <T>(path: string, init: RequestInit = {}) => {
+    const res = await fetch(`${world.url}${path}`, { ...init, headers: { ...auth, ...(init.headers as Record<string, string>) } });
+    return { status: res.status, body: (await res.json()) as T };
+  };
+  const seed = async (state: JobRecord['state'], extra: Partial<JobRecord> = {}, app = world.apps[0]!.name) => {
+    const job = await world.queue.store.create({ app, sha: fakeSha(Math.floor(Math.random() * 1e6)), ref: 'master', image: null, trigger: 'webhook' });
+    if (state !== 'waiting') await world.queue.store.update(job.id, { state, ...extra });
+    return job.id;
+  };
+
+  it('lists jobs newest first, filtered by app and state, and validates the filters', async () => {
+    const app = world.apps[0]!.name;
+    const ids = [await seed('completed'), await seed('failed', { error: 'build failed' }), await seed('waiting'), await seed('failed', {}, 'other-app')];
+    const all = await json<{ jobs: Array<{ id: string; app: string; state: string }> }>('/api/jobs');
+    expect(all.body.jobs.map((j) => j.id)).toEqual([...ids].reverse());
+    const failed = await json<{ jobs: Array<{ id: string; error: string }> }>(`/api/jobs?app=${app}&state=failed`);
+    expect(failed.body.jobs.map((j) => j.id)).toEqual([ids[1]]);
+    expect(failed.body.jobs[0]!.error).toBe('build failed');
+    expect((await json(`/api/jobs?limit=2`)).body).toMatchObject({ jobs: [{ id: ids[3] }, { id: ids[2] }] });
+    expect((await json(`/api/jobs?state=exploded`)).status).toBe(400);
+    expect((await json(`/api/jobs?limit=0`)).status).toBe(400);
+    expect((await json(`/api/jobs?app=../x`)).status).toBe(400);
+    expect((await json(`/api/jobs/${ids[0]}`)).body).toMatchObject({ job: { id: ids[0], state: 'completed', steps: [{ step: 'queued' }] }, logLines: 0 });
+    expect((await json(`/api/jobs/424242`)).status).toBe(404);
+    expect((await json(`/api/jobs/abc`)).status).toBe(404);
+  });
+
+  it('serves a log by ranges and as a download', async () => {
+    const id = await seed('completed');
+    const lines = Array.from({ length: 12_345 }, (_, i) => `line ${i + 1} \x1b[32mok\x1b[0m`);
+    for (let i = 0; i < lines.length; i += 5000) await world.queue.store.appendLog(id, lines.slice(i, i + 5000));
+    const page = await json<{ from: number; lines: string[]; total: number }>(`/api/jobs/${id}/log?from=100&limit=3`);
+    expect(page.body).toMatchObject({ from: 100, lines: lines.slice(99, 102), total: 12_345 });
+    expect((await json(`/api/jobs/${id}/log?from=-1`)).status).toBe(400);
+
+    const res = await fetch(`${world.url}/api/jobs/${id}/log.txt`, { headers: auth });
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
+    expect(res.headers.get('content-disposition')).toBe(`attachment; filename="${world.apps[0]!.name}-job-${id}.log"`);
+    expect(await res.text()).toBe(`${lines.join('\n')}\n`);
+  });
+
+  it('streams a live log over SSE, line number as event id; a reconnect with Last-Event-ID resumes with no gap and no duplicate; a final event ends it', async () => {
+    const id = await seed('active');
+    const { store } = world.queue;
+    // Lines with CR (progress) and what looks like SSE framing must arrive intact.
+    const text = (n: number) => (n % 7 === 0 ? `progress ${n}%\rprogress done\r\ndata: fake\n\nid: 9` : `line ${n}`);
+    let written = 0;
+    const writeSome = async (count: number) => {
+      const batch = Array.from({ length: count }, (_, i) => text(written + i + 1));
+      written += count;
+      await store.appendLog(id, batch);
+    };
+    await writeSome(30);
+
+    const received: SseMessage[] = [];
+    const first = new AbortController();
+    const res = await fetch(`${world.url}/api/jobs/${id}/log/stream`, { headers: { ...auth, accept: 'text/event-stream' }, signal: first.signal });
+    expect(res.headers.get('content-type')).toBe('text/event-stream; charset=utf-8');
+    const writer = (async () => {
+      for (let i = 0; i < 10; i++) {
+        await sleep(30);
+        await writeSome(5);
+      }
+    })();
+    for await (const message of sseMessages(res)) {
+      if (message.event === 'message') received.push(message);
+      // Drop the connection mid-stream, as a flaky network or a sleeping laptop would.
+      if (received.length === 47) {
+        first.abort();
+        break;
+      }
+    }
+    await writer;
+    await expect.poll(() => world.dashboard.openStreams).toBe(0);
+    const lastId = received.at(-1)!.id!;
+    expect(lastId).toBe('47');
+
+    const finishing = (async () => {
+      await sleep(150);
+      await writeSome(3);
+      await store.finish(id, 'completed');
+    })();
+    const again = await fetch(`${world.url}/api/jobs/${id}/log/stream?from=1`, { headers: { ...auth, 'last-event-id': lastId } });
+    const events: SseMessage[] = [];
+    for await (const message of sseMessages(again)) {
+      if (message.event === 'message') received.push(message);
+      else events.push(message);
+    }
+    await finishing;
+    expect(received.map((m) => Number(m.id))).toEqual(Array.from({ length: written }, (_, i) => i + 1));
+    expect(received.map((m) => JSON.parse(m.data) as string)).toEqual(Array.from({ length: written }, (_, i) => text(i + 1)));
+    const end = events.at(-1)!;
+    expect(end.event).toBe('end');
+    expect(end.id).toBeUndefined();
+    expect(JSON.parse(end.data)).toEqual({ state: 'completed', error: null, lines: written });
+    expect(events.filter((e) => e.event === 'job').map((e) => (JSON.parse(e.data) as { state: string }).state)).toContain('completed');
+    expect(world.dashboard.openStreams).toBe(0);
+  });
+
+  it('a stream of a finished job sends what is left and the final event at once', async () => {
+    const id = await seed('failed', { error: 'health check failed' });
+    await world.queue.store.appendLog(id, ['a', 'b', 'c']);
+    const res = await fetch(`${world.url}/api/jobs/${id}/log/stream`, { headers: { ...auth, 'last-event-id': '1' } });
+    const messages: SseMessage[] = [];
+    for await (const m of sseMessages(res)) messages.push(m);
+    expect(messages.map((m) => [m.event, m.id])).toEqual([['job', undefined], ['message', '2'], ['message', '3'], ['end', undefined]]);
+    expect(JSON.parse(messages.at(-1)!.data)).toEqual({ state: 'failed', error: 'health check failed', lines: 3 });
+  });
+
+  it('sends job changes to live lists, and frees everything when the client goes away', async () => {
+    const controller = new AbortController();
+    const res = await fetch(`${world.url}/api/events`, { headers: auth, signal: controller.signal });
+    const seen: SseMessage[] = [];
+    const reading = (async () => {
+      try {
+        for await (const m of sseMessages(res)) {
+          seen.push(m);
+          if (m.event === 'ready') await seed('waiting');
+          if (m.event === 'job') break;
+        }
+      } finally {
+        controller.abort();
+      }
+    })();
+    await reading;
+    expect(seen[0]!.event).toBe('ready');
+    expect(JSON.parse(seen.at(-1)!.data)).toMatchObject({ app: world.apps[0]!.name, state: 'waiting', step: 'queued' });
+    await expect.poll(() => world.dashboard.openStreams).toBe(0);
+  });
+
+  it('holds no memory per closed connection: 100 streams opened and dropped leave nothing behind', async () => {
+    const id = await seed('active');
+    const before = world.dashboard.openStreams;
+    await Promise.all(Array.from({ length: 100 }, async (_, i) => {
+      const controller = new AbortController();
+      const path = i % 2 ? `/api/jobs/${id}/log/stream` : '/api/events';
+      const res = await fetch(`${world.url}${path}`, { headers: auth, signal: controller.signal });
+      const reader = res.body!.getReader();
+      await reader.read();
+      controller.abort();
+    }));
+    await expect.poll(() => world.dashboard.openStreams).toBe(before);
+  });
+
+  it('re-runs a failed job and cancels a waiting one, as the CLI does', async () => {
+    const failed = await seed('failed', { error: 'boom' });
+    const retry = await json<{ job: { id: string; retryOf: string; state: string; trigger: string } }>(`/api/jobs/${failed}/retry`, { method: 'POST' });
+    expect(retry.status).toBe(201);
+    expect(retry.body.job).toMatchObject({ retryOf: failed, state: 'waiting', trigger: 'retry' });
+    expect((await world.queue.store.mustGet(failed)).retriedBy).toBe(retry.body.job.id);
+    expect((await json(`/api/jobs/${retry.body.job.id}/retry`, { method: 'POST' })).body).toMatchObject({ error: 'not_retryable' });
+
+    const cancel = await json<{ job: { state: string }; cancelRequested: boolean }>(`/api/jobs/${retry.body.job.id}/cancel`, { method: 'POST' });
+    expect(cancel.status).toBe(202);
+    expect(cancel.body).toMatchObject({ job: { state: 'cancelled' }, cancelRequested: false });
+    expect((await json(`/api/jobs/${retry.body.job.id}/cancel`, { method: 'POST' })).body).toMatchObject({ error: 'job_finished' });
+  });
+
+  it('deploys a ref of an app (resolved against its repository, as `slipway deploy` does) and refuses unknown apps and refs', async () => {
+    const app = world.apps[0]!;
+    const deploy = await json<{ job: { sha: string; ref: string; trigger: string; state: string } }>('/api/deploy', {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ app: app.name, ref: 'master' }),
+    });
+    expect(deploy.status).toBe(201);
+    expect(deploy.body.job).toMatchObject({ sha: app.repo.sha, ref: 'master', trigger: 'cli', state: 'waiting' });
+    const post = (body: unknown) => json<{ error: string }>('/api/deploy', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    expect(await post({ app: 'nope' })).toMatchObject({ status: 404, body: { error: 'unknown_app' } });
+    expect(await post({ app: app.name, ref: 'no-such-branch' })).toMatchObject({ status: 422, body: { error: 'unknown_ref' } });
+    expect(await post({ app: app.name, ref: '--upload-pack=x' })).toMatchObject({ status: 400 });
+    expect(await post([])).toMatchObject({ status: 400 });
+  });
+
+  it('rolls back to a kept release (what `slipway rollback` does) and says when there is none', async () => {
+    const app = world.apps[0]!;
+    const none = await json<{ error: string }>('/api/rollback', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ app: app.name }) });
+    expect(none.status).toBe(404);
+    expect(none.body.error).toBe('release_not_found');
+  });
+
+  it('shows every configured app on the overview, with what is live and its last deploy', async () => {
+    const { body } = await json<{ apps: Array<{ name: string; status: { release: unknown; containers: unknown[] } | null; statusError: string | null; lastJob: { id: string } | null }> }>('/api/apps');
+    expect(body.apps.map((a) => a.name)).toEqual([world.apps[0]!.name]);
+    const [app] = body.apps;
+    expect(app!.statusError).toBeNull();
+    expect(app!.status).toMatchObject({ release: null, containers: [] });
+    expect(app!.lastJob).not.toBeNull();
+    expect((await json('/api/apps/nope')).status).toBe(404);
+    expect((await json(`/api/app-names`)).body).toEqual({ apps: [{ name: app!.name, branch: 'master' }] });
+  });
+});

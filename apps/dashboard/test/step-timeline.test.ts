@@ -1,0 +1,31 @@
+import { describe, expect, it } from 'vitest';
+import { stepTimeline } from '../src/web/step-timeline.js';
+
+const t = (s: number) => new Date(Date.UTC(2026, 0, 1, 12, 0, s)).toISOString();
+
+describe('stepTimeline', () => {
+  it('gives every step of a completed deploy its duration: until the next step began, the last until the job finished', () => {
+    const steps = ['queued', 'checkout', 'build', 'start', 'health', 'switch', 'drain'].map((step, i) => ({ step, at: t(i * 10) }));
+    const entries = stepTimeline({ state: 'completed', steps: [...steps, { step: 'done', at: t(65) }], finishedAt: t(65) });
+    expect(entries.map((e) => [e.step, e.status, e.durationMs])).toEqual([
+      ['queued', 'done', 10_000], ['checkout', 'done', 10_000], ['build', 'done', 10_000], ['start', 'done', 10_000],
+      ['health', 'done', 10_000], ['switch', 'done', 10_000], ['drain', 'done', 5_000],
+    ]);
+  });
+
+  it('marks the step a running job is in, timed until now, and the rest not reached', () => {
+    const entries = stepTimeline({ state: 'active', steps: [{ step: 'queued', at: t(0) }, { step: 'checkout', at: t(2) }, { step: 'build', at: t(5) }], finishedAt: null }, Date.parse(t(12)));
+    expect(entries.map((e) => [e.step, e.status, e.durationMs])).toEqual([
+      ['queued', 'done', 2_000], ['checkout', 'done', 3_000], ['build', 'running', 7_000],
+      ['start', 'pending', null], ['health', 'pending', null], ['switch', 'pending', null], ['drain', 'pending', null],
+    ]);
+  });
+
+  it('names the step a job failed or was cancelled in, and skipped steps of an image deploy', () => {
+    const failed = stepTimeline({ state: 'failed', steps: [{ step: 'queued', at: t(0) }, { step: 'start', at: t(1) }, { step: 'health', at: t(3) }], finishedAt: t(9) });
+    expect(failed.map((e) => e.status)).toEqual(['done', 'skipped', 'skipped', 'done', 'failed', 'pending', 'pending']);
+    expect(failed[4]!.durationMs).toBe(6_000);
+    const cancelled = stepTimeline({ state: 'cancelled', steps: [{ step: 'queued', at: t(0) }], finishedAt: t(4) });
+    expect(cancelled[0]).toMatchObject({ status: 'stopped', durationMs: 4_000 });
+  });
+});

@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import { renderTerminalLine, terminalText } from '../src/web/terminal-line.js';
+
+const ESC = '\x1b';
+
+describe('renderTerminalLine: what a terminal would show', () => {
+  const cases: Array<[string, string, string]> = [
+    ['plain text stays as it is', 'hello world', 'hello world'],
+    ['empty line', '', ''],
+    ['a carriage return redraws the line: the last state shows', 'Downloading 10%\rDownloading 55%\rDownloading 100%', 'Downloading 100%'],
+    ['a shorter redraw leaves the rest, as a terminal does', 'abcdef\rxy', 'xycdef'],
+    ['a trailing carriage return changes nothing', 'done 100%\r', 'done 100%'],
+    ['erase to end of line after a carriage return', `50% [=====     ]\r${ESC}[K100%`, '100%'],
+    ['erase the whole line, then write from the cursor', `old text${ESC}[2K\rnew`, 'new'],
+    ['backspaces move back and overwrite (a spinner)', 'working |\b/\b-\b\\', 'working \\'],
+    ['cursor to column 1', `abc${ESC}[1Gxy`, 'xyc'],
+    ['cursor forward pads with spaces', `a${ESC}[3Cb`, 'a   b'],
+    ['colour codes are not text', `${ESC}[1;31merror${ESC}[0m: oops`, 'error: oops'],
+    ['OSC hyperlinks show only their text', `${ESC}]8;;https://example.com${ESC}\\link${ESC}]8;;${ESC}\\ here`, 'link here'],
+    ['window titles (OSC with BEL) vanish', `${ESC}]0;title\x07text`, 'text'],
+    ['other control characters show nothing', 'a\x00b\x07c', 'abc'],
+    ['tabs stay', 'a\tb', 'a\tb'],
+    ['astral characters are one cell', '🚀 launch\r🎉', '🎉 launch'],
+  ];
+  it.each(cases)('%s', (_name, raw, shown) => {
+    expect(terminalText(raw)).toBe(shown);
+  });
+
+  it('applies SGR styles and colours, and resets them', () => {
+    expect(renderTerminalLine(`${ESC}[31mred${ESC}[0m plain ${ESC}[1;4;92mbold bright green${ESC}[22m not bold`)).toEqual([
+      { text: 'red', classes: 'a-f1' },
+      { text: ' plain ', classes: '' },
+      { text: 'bold bright green', classes: 'a-b a-u a-f10' },
+      { text: ' not bold', classes: 'a-u a-f10' },
+    ]);
+  });
+
+  it('handles 256 colours and true colour, foreground and background', () => {
+    expect(renderTerminalLine(`${ESC}[38;5;208mo${ESC}[48;5;4mb${ESC}[38;2;1;2;3mt${ESC}[39;49m`)).toEqual([
+      { text: 'o', classes: '', color: '#ff8700' },
+      { text: 'b', classes: 'a-g4', color: '#ff8700' },
+      { text: 't', classes: 'a-g4', color: '#010203' },
+    ]);
+    expect(renderTerminalLine(`${ESC}[38;5;250mgrey`)).toEqual([{ text: 'grey', classes: '', color: '#bcbcbc' }]);
+  });
+
+  it('inverse swaps colours, the default ones included', () => {
+    expect(renderTerminalLine(`${ESC}[7mrev${ESC}[27m ${ESC}[31;7mred-bg`)).toEqual([
+      { text: 'rev', classes: 'a-fbg a-gfg' },
+      { text: ' ', classes: '' },
+      { text: 'red-bg', classes: 'a-fbg a-g1' },
+    ]);
+  });
+
+  it('keeps the style of each cell when a redraw overwrites part of a line', () => {
+    expect(renderTerminalLine(`${ESC}[32mgreen text${ESC}[0m\r${ESC}[31mRED`)).toEqual([
+      { text: 'RED', classes: 'a-f1' },
+      { text: 'en text', classes: 'a-f2' },
+    ]);
+  });
+
+  it('survives malformed sequences without throwing', () => {
+    for (const raw of [`${ESC}`, `${ESC}[`, `${ESC}[38;5m`, `${ESC}[38;2;1m`, `${ESC}]unterminated`, `${ESC}[999999999Cx`.slice(0, 8)]) {
+      expect(() => renderTerminalLine(raw)).not.toThrow();
+    }
+  });
+});
