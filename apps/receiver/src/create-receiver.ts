@@ -6,10 +6,12 @@ import { inspectWebhook } from '@slipway/forges/inspect-webhook';
 import { isProvider } from '@slipway/forges/provider';
 import { readWebhookHeaders } from '@slipway/forges/read-webhook-headers';
 import { webhookMediaType } from '@slipway/forges/webhook-media-type';
+import { ReceiverMetrics } from '@slipway/feedback/receiver-metrics';
 import type { DeployQueue } from '@slipway/queue/deploy-queue';
+import type { Push } from '@slipway/queue/job-types';
 import { withRedis } from '@slipway/queue/redis-errors';
 import { errorResponse } from './error-response.js';
-import { queuePush } from './queue-push.js';
+import { queuePush, type QueuedJob } from './queue-push.js';
 import { readBody } from './read-body.js';
 import { requestContext, type RequestLocals } from './request-context.js';
 
@@ -19,6 +21,14 @@ export interface ReceiverOptions {
   /** Producer side of the deploy queue; its Redis connection also answers /healthz. */
   queue: DeployQueue;
   logger: Logger;
+  /** Served on `GET /metrics`. Default: a registry of this receiver's own. */
+  metrics?: ReceiverMetrics;
+  /**
+   * Called once a push queued jobs, after the answer is decided and without
+   * being awaited (main.ts posts `pending` commit statuses from here). It
+   * must return at once; an exception it throws is logged, never answered.
+   */
+  onQueued?: (push: Push, jobs: readonly QueuedJob[]) => void;
 }
 
 /** How long /healthz waits for Redis's PONG. */
@@ -36,7 +46,8 @@ export const RETRY_AFTER_S = 5;
  * listing every `{"job", "app"}` in config order.
  */
 export function createReceiver(options: ReceiverOptions): Express {
-  const { config, queue, logger } = options;
+  const { config, queue, logger, onQueued } = options;
+  const metrics = options.metrics ?? new ReceiverMetrics();
   const apps = Object.values(config.apps);
   const limitBytes = Math.floor(config.receiver.body_limit_mb * 1024 * 1024);
   const retentionSeconds = Math.max(1, Math.round(config.receiver.delivery_retention_h * 3600));
@@ -44,7 +55,17 @@ export function createReceiver(options: ReceiverOptions): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  // Before the request log: a scrape every few seconds is not news.
+  app.get('/metrics', async (_req: Request, res: Response) => {
+    res.setHeader('Content-Type', metrics.registry.contentType);
+    res.status(200).send(await metrics.registry.metrics());
+  });
   app.use(requestContext(logger));
+  app.use('/hooks', (req: Request, res: Response, next: NextFunction) => {
+    const provider = /^\/([^/]*)/.exec(req.path)?.[1] ?? '';
+    res.once('finish', () => metrics.webhook(provider, res.statusCode, (res.locals as Partial<RequestLocals>).summary?.outcome));
+    next();
+  });
 
   app.post('/hooks/:provider', async (req: Request, res: Response) => {
     const locals = res.locals as RequestLocals;
@@ -75,6 +96,13 @@ export function createReceiver(options: ReceiverOptions): Express {
     // Flat strings, not arrays of objects: cheaper for the logger's redaction.
     Object.assign(locals.summary, { outcome: 'queued', jobs: result.jobs.map((j) => `${j.app}:${j.job}`).join(','), sha: push.sha, branch: push.branch });
     send(req, res, 202, result.jobs.length === 1 ? first : { ...first, jobs: result.jobs });
+    if (onQueued) {
+      try {
+        onQueued(push, result.jobs);
+      } catch (err) {
+        locals.log.warn({ err: (err as Error).message }, 'could not hand the queued jobs over for commit statuses');
+      }
+    }
   });
   app.all('/hooks/:provider', methodNotAllowed('POST'));
 
@@ -84,6 +112,7 @@ export function createReceiver(options: ReceiverOptions): Express {
     res.status(200).json({ status: 'ok', redis: 'up' });
   });
   app.all('/healthz', methodNotAllowed('GET, HEAD'));
+  app.all('/metrics', methodNotAllowed('GET, HEAD'));
 
   app.use((req: Request, res: Response) => {
     send(req, res, 404, { error: 'not_found', message: 'no such endpoint' });

@@ -6,6 +6,7 @@ import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectReceiverRedis } from './connect-receiver-redis.js';
 import { createReceiver } from './create-receiver.js';
 import { parseArgs, USAGE } from './parse-args.js';
+import { createReceiverFeedback } from './receiver-feedback.js';
 import { UsageError } from './usage-error.js';
 
 /** How long in-flight requests get to finish after SIGTERM/SIGINT. */
@@ -56,7 +57,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
     redisUp = false;
   });
   const queue = new DeployQueue({ redis, prefix: config.queue.prefix, attempts: config.worker.attempts, backoffMs: config.worker.backoff_ms });
-  const app = createReceiver({ config, queue, logger });
+  const feedback = createReceiverFeedback({ config, queue, logger });
+  const app = createReceiver({ config, queue, logger, metrics: feedback.metrics, onQueued: feedback.onQueued });
 
   const server = app.listen(config.receiver.port, config.receiver.host);
   // Slow or stalled uploads must not hold connections forever.
@@ -64,6 +66,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
   server.headersTimeout = 10_000;
 
   const closeAll = async () => {
+    await feedback.close();
     await queue.close();
     redis.disconnect();
   };

@@ -4,6 +4,7 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '@slipway/core/logger';
 import type { SlipwayConfig } from '@slipway/config/types';
+import type { DeployFeedback } from '@slipway/feedback/deploy-feedback';
 import type { JobStore } from '@slipway/queue/job-store';
 
 /** Everything a deploy needs from outside, handed in explicitly (no globals, no env). */
@@ -20,4 +21,6 @@ export interface DeployContext {
   running: Map<string, AbortController>;
   /** How long an app's deploy lease lives without renewal. */
   leaseMs?: number;
+  /** Commit statuses, notifications and metrics; told of each job's start and end, never waited for. */
+  feedback?: DeployFeedback;
 }

@@ -3,6 +3,9 @@ import Docker from 'dockerode';
 import type { Logger } from '@slipway/core/logger';
 import { dockerConnection } from '@slipway/core/docker-connection';
 import type { SlipwayConfig } from '@slipway/config/types';
+import { DeployFeedback } from '@slipway/feedback/deploy-feedback';
+import type { RetryPolicy } from '@slipway/feedback/retry-policy';
+import { WorkerMetrics } from '@slipway/feedback/worker-metrics';
 import { JobStore } from '@slipway/queue/job-store';
 import { QUEUE_NAME } from '@slipway/queue/keys';
 import { createEtcdClient } from '@slipway/router/etcd-client';
@@ -21,6 +24,8 @@ export interface DeployWorkerOptions {
   logger: Logger;
   /** Default: `worker.concurrency` from the config. */
   concurrency?: number;
+  /** How commit statuses and notifications are retried. Default DEFAULT_RETRY_POLICY. */
+  feedbackRetry?: Partial<RetryPolicy>;
 }
 
 export interface DeployWorker {
@@ -29,6 +34,8 @@ export interface DeployWorker {
   /** Stops taking jobs, waits (up to `graceMs`) for running ones, disconnects. */
   close(graceMs?: number): Promise<void>;
   readonly context: DeployContext;
+  /** This worker's metrics (main.ts serves them on `worker.metrics`). */
+  readonly metrics: WorkerMetrics;
 }
 
 /**
@@ -45,11 +52,14 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
   const store = new JobStore(redis, prefix);
   const queue = new Queue(QUEUE_NAME, { connection: redis, prefix });
   queue.on('error', () => {});
+  const metrics = new WorkerMetrics({ queue, store, apps: Object.keys(config.apps) });
+  const feedback = new DeployFeedback({ config, store, logger, metrics, retry: options.feedbackRetry });
   const context: DeployContext = {
     config, store, queue, redis, logger,
     docker: new Docker(dockerConnection(config.docker)),
     etcd: createEtcdClient(config.etcd),
     running: new Map(),
+    feedback,
   };
 
   const worker = new Worker(QUEUE_NAME, (job, token) => processDeploy(context, job, token), {
@@ -64,12 +74,13 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
   worker.on('error', (err) => logger.warn({ err: err.message }, 'queue connection trouble; retrying'));
   worker.on('stalled', (jobId) => logger.warn({ bullJob: jobId }, 'job stalled (its worker died); taking it up again'));
 
-  // `slipway cancel` of a running job: a message on the events channel.
+  // `slipway cancel` of a running job, and any job's cancellation (for its commit status): messages on the events channel.
   void subscriber.subscribe(store.keys.events).catch(() => {});
   subscriber.on('message', (_channel, message) => {
     try {
-      const event = JSON.parse(message) as { id?: string; cancel?: boolean };
+      const event = JSON.parse(message) as { id?: string; cancel?: boolean; state?: string };
       if (event.cancel && event.id) context.running.get(event.id)?.abort();
+      if (event.state === 'cancelled' && event.id) feedback.cancelled(event.id);
     } catch {
       // Not ours to understand.
     }
@@ -77,6 +88,7 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
 
   return {
     context,
+    metrics,
     ready: () => worker.waitUntilReady().then(() => undefined),
     async close(graceMs = DEFAULT_SHUTDOWN_GRACE_MS) {
       const graceful = worker.close();
@@ -85,6 +97,7 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
         logger.warn('running deploys did not finish in time; leaving them to another worker');
         await worker.close(true);
       }
+      await feedback.close();
       await queue.close().catch(() => {});
       context.etcd.close();
       for (const connection of [subscriber, bullConnection, redis]) connection.disconnect();

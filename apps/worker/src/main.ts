@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { createLogger } from '@slipway/core/logger';
 import { ConfigError } from '@slipway/config/config-error';
 import { loadConfig } from '@slipway/config/load-config';
+import { serveMetrics } from '@slipway/feedback/serve-metrics';
 import { createDeployWorker } from './deploy-worker.js';
 
 const USAGE = 'usage: slipway-worker [--config PATH] [--concurrency N]';
@@ -36,12 +37,18 @@ export async function runMain(argv: string[], env: NodeJS.ProcessEnv): Promise<v
   }
   const logger = createLogger({ name: 'slipway-worker', level: env.LOG_LEVEL ?? 'info' });
   const worker = createDeployWorker({ config, logger, concurrency });
+  const metricsServer = serveMetrics(worker.metrics.registry, config.worker.metrics, logger).catch((err: Error) => {
+    logger.warn({ err: err.message, address: config.worker.metrics }, 'cannot serve metrics');
+    return null;
+  });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'stopping: no new jobs; letting running deploys finish');
-    worker.close().then(() => {
+    worker.close().then(async () => {
+      // Metrics were served until the running deploys finished.
+      (await metricsServer)?.close();
       logger.info('stopped');
       process.exit(0);
     }, (err: Error) => {

@@ -1,10 +1,11 @@
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import { firstLine, isSlipwayError, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import { appConfig } from '@slipway/config/app-config';
 import { checkout } from '@slipway/build/checkout';
-import { buildImage } from '@slipway/build/build-image';
+import { buildImage, type BuiltImage } from '@slipway/build/build-image';
 import { rollout } from '@slipway/rollout/rollout';
-import { rm } from 'node:fs/promises';
 import { FINAL_STATES, type JobRecord, type Step } from '@slipway/queue/job-types';
 import { bullJobId } from '@slipway/queue/keys';
 import { AppLease, DEFAULT_LEASE_MS } from './app-lease.js';
@@ -44,7 +45,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     if (newer) {
       log.write(`superseded by job ${newer}: a newer push of ${record.app} replaces this one`);
       await log.flush();
-      await ctx.store.finish(id, 'superseded', { supersededBy: newer });
+      ctx.feedback?.finished(await ctx.store.finish(id, 'superseded', { supersededBy: newer }));
       logger.info({ by: newer }, 'superseded');
       return { superseded: newer };
     }
@@ -52,12 +53,12 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
 
     // Attempts started, ours: BullMQ's attemptsMade counts failures only, so a run cut short by a dead worker would not show.
     const attempt = ((await ctx.store.get(id))?.attempts ?? 0) + 1;
-    await ctx.store.update(id, { state: 'active', attempts: attempt, startedAt: new Date().toISOString(), error: null });
+    ctx.feedback?.started(await ctx.store.update(id, { state: 'active', attempts: attempt, startedAt: new Date().toISOString(), error: null }), attempt);
     logger.info({ attempt }, 'deploy started');
     const result = await deploy(ctx, record, log, controller.signal, attempt);
     await log.flush();
     await ctx.store.step(id, 'done');
-    await ctx.store.finish(id, 'completed', { result });
+    ctx.feedback?.finished(await ctx.store.finish(id, 'completed', { result }));
     logger.info({ image: result.image }, 'deploy completed');
     return result;
   } catch (err) {
@@ -78,9 +79,28 @@ async function dropSourceWhenDone(ctx: DeployContext, record: JobRecord): Promis
   if (now && FINAL_STATES.has(now.state)) await rm(record.sourceDir, { recursive: true, force: true }).catch(() => {});
 }
 
-async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal: AbortSignal, attempt: number): Promise<{ image: string; release: string }> {
+/** `repo: owner/name` matches webhooks from any forge, but names nothing to clone. */
+const OWNER_NAME = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
+
+/**
+ * The app as a deploy of this job must see it: an `owner/name` repo is
+ * cloned from the URL the verified webhook named (the receiver validated
+ * it); anything else is cloned from the configured repo.
+ */
+function appForJob(ctx: DeployContext, record: JobRecord) {
   const app = appConfig(ctx.config, record.app);
-  const step = (s: Step) => ctx.store.step(record.id, s);
+  if (!OWNER_NAME.test(app.repo)) return app;
+  const cloneUrl = record.push?.repository.cloneUrl;
+  if (!cloneUrl) throw new SlipwayError('invalid_job', `${app.name}'s repo is ${app.repo}, which names no URL to clone, and job ${record.id} came with none (deploy it from a webhook, or set repo to a clone URL)`);
+  return { ...app, repo: cloneUrl };
+}
+
+async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal: AbortSignal, attempt: number): Promise<{ image: string; release: string }> {
+  const app = appForJob(ctx, record);
+  // One step update at a time: each is a read-modify-write of the timeline, and the rollout reports
+  // its steps without waiting (a first release's `switch` and `drain` come a moment apart).
+  let steps: Promise<void> = Promise.resolve();
+  const step = (s: Step) => (steps = steps.catch(() => {}).then(() => ctx.store.step(record.id, s)));
   const throwIfCancelled = () => {
     if (signal.aborted) throw new SlipwayError('cancelled', 'cancelled by request');
   };
@@ -88,10 +108,12 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
   throwIfCancelled();
 
   let image = record.image;
-  if (!image && record.sourceDir && record.sha) {
+  const pushedTree = record.sourceDir && existsSync(record.sourceDir) ? record.sourceDir : null;
+  if (record.sourceDir && !pushedTree) log.write(`the pushed tree of this job is gone (the push was refused); checking out ${record.sha?.slice(0, 12)} instead`);
+  if (!image && pushedTree && record.sha) {
     await step('build');
     log.section(`build slipway/${app.name}:${record.sha.slice(0, 12)} from the pushed tree`);
-    image = (await buildImage({ app, dir: record.sourceDir, sha: record.sha, docker: ctx.docker, log: log.write, signal })).image;
+    image = built(ctx, app.name, await buildImage({ app, dir: pushedTree, sha: record.sha, docker: ctx.docker, log: log.write, signal }));
   } else if (!image) {
     if (!record.sha) throw new SlipwayError('invalid_job', 'job has neither a commit nor an image');
     await step('checkout');
@@ -101,19 +123,27 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
       throwIfCancelled();
       await step('build');
       log.section(`build slipway/${app.name}:${record.sha.slice(0, 12)}`);
-      image = (await buildImage({ app, dir: tree.dir, sha: record.sha, docker: ctx.docker, log: log.write, signal })).image;
+      image = built(ctx, app.name, await buildImage({ app, dir: tree.dir, sha: record.sha, docker: ctx.docker, log: log.write, signal }));
     } finally {
       await tree.cleanup();
     }
   }
   throwIfCancelled();
   log.section(`rollout of ${image}`);
-  await rollout({
+  const live = await rollout({
     app, nginx: ctx.config.nginx, image, sha: record.sha, job: record.id,
     docker: ctx.docker, etcd: ctx.etcd, log: log.write, signal,
     onStep: (s) => void step(s).catch(() => {}),
   });
+  await steps.catch(() => {});
+  ctx.feedback?.rolledOut(app.name, live);
   return { image, release: record.id };
+}
+
+/** The built image's name, after telling the feedback how much came from the cache. */
+function built(ctx: DeployContext, app: string, image: BuiltImage): string {
+  ctx.feedback?.built(app, image);
+  return image.image;
 }
 
 async function settleFailure(ctx: DeployContext, job: Job, record: JobRecord, log: JobLog, err: unknown, signal: AbortSignal): Promise<unknown> {
@@ -122,7 +152,7 @@ async function settleFailure(ctx: DeployContext, job: Job, record: JobRecord, lo
   if ((isSlipwayError(err, 'cancelled') || signal.aborted) && !(err instanceof UnavailableError)) {
     log.write('cancelled: nothing of this deploy went live');
     await log.flush();
-    await ctx.store.finish(id, 'cancelled', { error: 'cancelled by request' });
+    ctx.feedback?.finished(await ctx.store.finish(id, 'cancelled', { error: 'cancelled by request' }));
     return { cancelled: true };
   }
   const attempts = job.opts.attempts ?? 1;
@@ -136,7 +166,7 @@ async function settleFailure(ctx: DeployContext, job: Job, record: JobRecord, lo
     throw err;
   }
   await log.flush();
-  await ctx.store.finish(id, 'failed', { error: message });
+  ctx.feedback?.finished(await ctx.store.finish(id, 'failed', { error: message }), err);
   if (retryable) throw err;
   throw new UnrecoverableError(message);
 }

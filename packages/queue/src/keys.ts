@@ -11,6 +11,8 @@ export function keys(prefix: string) {
     job: (id: string) => `${prefix}:job:${id}`,
     log: (id: string) => `${prefix}:job:${id}:log`,
     cancel: (id: string) => `${prefix}:job:${id}:cancel`,
+    /** Claimed by the one worker that reports a job cancelled while waiting to its forge. */
+    cancelReported: (id: string) => `${prefix}:job:${id}:feedback-cancelled`,
     delivery: (provider: string, id: string) => `${prefix}:delivery:${provider}:${id}`,
     appLock: (app: string) => `${prefix}:lock:app:${app}`,
     events: `${prefix}:events`,

@@ -1,0 +1,137 @@
+import { randomUUID } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createLogger } from '@slipway/core/logger';
+import { parseConfig } from '@slipway/config/load-config';
+import { testStack, uniqueName } from '@slipway/devstack/testing';
+import { startFakeForge, type FakeForge } from '@slipway/feedback/fake-forge';
+import { DeployQueue } from '@slipway/queue/deploy-queue';
+import { connectReceiverRedis } from '../src/connect-receiver-redis.js';
+import { createReceiver } from '../src/create-receiver.js';
+import { createReceiverFeedback, type ReceiverFeedback } from '../src/receiver-feedback.js';
+import { githubBranchPush, githubExamples, SECRETS, TEST_APPS } from './fixtures.js';
+import { githubSignature } from './start-receiver.js';
+
+const TOKEN = 'ghp_ReceiverToken0123';
+const quiet = createLogger({ name: 'test', level: 'silent' });
+
+interface World {
+  url: string;
+  queue: DeployQueue;
+  feedback: ReceiverFeedback;
+  close(): Promise<void>;
+}
+
+async function start(forge: FakeForge, retry = { attempts: 3, baseDelayMs: 100, maxDelayMs: 300, timeoutMs: 5000 }): Promise<World> {
+  const prefix = uniqueName('recvfb');
+  const config = parseConfig(JSON.stringify({
+    redis: testStack().redis!.url, queue: { prefix }, apps: TEST_APPS, forges: { github: { token: TOKEN, api_url: forge.url } },
+  }), { file: null, env: {} });
+  const redis = connectReceiverRedis(config.redis);
+  if (redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
+  const queue = new DeployQueue({ redis, prefix, attempts: 1 });
+  const feedback = createReceiverFeedback({ config, queue, logger: quiet, retry });
+  const server: Server = createReceiver({ config, queue, logger: quiet, metrics: feedback.metrics, onQueued: feedback.onQueued }).listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    queue,
+    feedback,
+    async close() {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      await feedback.close(200);
+      const keys = await redis.keys(`${prefix}:*`);
+      if (keys.length) await redis.del(...keys);
+      await queue.close();
+      redis.disconnect();
+    },
+  };
+}
+
+async function github(url: string, payload: unknown, options: { event?: string; delivery?: string; secret?: string } = {}) {
+  const body = JSON.stringify(payload);
+  const res = await fetch(`${url}/hooks/github`, {
+    method: 'POST', body,
+    headers: {
+      'content-type': 'application/json', 'x-github-event': options.event ?? 'push', 'x-github-delivery': options.delivery ?? randomUUID(),
+      'x-hub-signature-256': githubSignature(body, options.secret ?? SECRETS.hello),
+    },
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+const sample = (text: string, series: string) => {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+};
+
+describe('the receiver\'s feedback: /metrics and pending commit statuses', () => {
+  let forge: FakeForge | undefined;
+  let world: World | undefined;
+  afterEach(async () => {
+    await world?.close();
+    await forge?.close();
+    world = undefined;
+    forge = undefined;
+  });
+
+  it('counts webhooks by provider and outcome on GET /metrics, and posts pending for each queued job', async () => {
+    forge = await startFakeForge({ provider: 'github', token: TOKEN });
+    world = await start(forge);
+    const delivery = randomUUID();
+    const queued = await github(world.url, githubBranchPush(), { delivery });
+    expect(queued.status).toBe(202);
+    expect((await github(world.url, githubBranchPush(), { delivery })).status).toBe(200);
+    expect((await github(world.url, githubExamples('ping')[0], { event: 'ping', secret: SECRETS.pings })).status).toBe(200);
+    expect((await github(world.url, githubBranchPush(), { secret: 'wrong' })).status).toBe(401);
+    expect((await fetch(`${world.url}/hooks/bitbucket`, { method: 'POST', body: '{}' })).status).toBe(404);
+    await world.feedback.idle();
+
+    const res = await fetch(`${world.url}/metrics`);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = await res.text();
+    expect(sample(text, 'slipway_webhooks_received_total{provider="github",outcome="queued"}')).toBe(1);
+    expect(sample(text, 'slipway_webhooks_received_total{provider="github",outcome="duplicate"}')).toBe(1);
+    expect(sample(text, 'slipway_webhooks_received_total{provider="github",outcome="ignored"}')).toBe(1);
+    expect(sample(text, 'slipway_webhooks_received_total{provider="github",outcome="rejected_4xx"}')).toBe(1);
+    expect(sample(text, 'slipway_webhooks_received_total{provider="unknown",outcome="rejected_4xx"}')).toBe(1);
+    expect(sample(text, 'slipway_feedback_deliveries_total{target="github",outcome="delivered"}')).toBe(2);
+    expect(text).toContain('process_cpu_user_seconds_total');
+    expect((await fetch(`${world.url}/metrics`, { method: 'POST' })).status).toBe(405);
+
+    const jobs = queued.body.jobs as Array<{ job: string; app: string }>;
+    expect(forge.seen.map((s) => s.problems)).toEqual([[], []]);
+    expect(forge.seen.map((s) => [s.path, s.body])).toEqual(jobs.map(({ job, app }) => [
+      '/repos/Codertocat/Hello-World/statuses/6113728f27ae82c7b1a177c8d03f9e96e0adf246',
+      { state: 'pending', target_url: `http://127.0.0.1:3001/jobs/${job}`, description: `Queued as job ${job}`, context: `slipway/${app}` },
+    ]));
+  });
+
+  it('a forge that never answers does not slow the answer to the webhook', async () => {
+    forge = await startFakeForge({ provider: 'github', token: TOKEN });
+    forge.hang();
+    world = await start(forge);
+    const started = performance.now();
+    const res = await github(world.url, githubBranchPush());
+    expect(res.status).toBe(202);
+    expect(performance.now() - started).toBeLessThan(1000);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(forge.seen.length).toBe(2);
+  });
+
+  it('a pending that failed once is not retried after the worker started the job', async () => {
+    forge = await startFakeForge({ provider: 'github', token: TOKEN });
+    forge.failNext(2, 503);
+    world = await start(forge, { attempts: 3, baseDelayMs: 500, maxDelayMs: 500, timeoutMs: 5000 });
+    const res = await github(world.url, githubBranchPush());
+    const jobs = res.body.jobs as Array<{ job: string }>;
+    await new Promise((r) => setTimeout(r, 150));
+    for (const { job } of jobs) await world.queue.store.update(job, { state: 'active', startedAt: new Date().toISOString() });
+    await world.feedback.idle();
+    expect(forge.seen.map((s) => s.status)).toEqual([503, 503]);
+    expect(sample(await (await fetch(`${world.url}/metrics`)).text(), 'slipway_feedback_deliveries_total{target="github",outcome="dropped"}')).toBe(2);
+  });
+});

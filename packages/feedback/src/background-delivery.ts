@@ -1,0 +1,214 @@
+import type { Logger } from '@slipway/core/logger';
+import { backoffDelay } from './backoff-delay.js';
+import { DeliveryError } from './delivery-error.js';
+import { DEFAULT_RETRY_POLICY, type RetryPolicy } from './retry-policy.js';
+
+export type DeliveryOutcome = 'delivered' | 'failed' | 'dropped';
+
+/** One thing to deliver: a commit status or a notification. */
+export interface DeliveryTask {
+  /**
+   * Tasks with the same key go out one at a time, in the order given; a
+   * newer one replaces an older one not yet delivered (the commit's newer
+   * status makes the older one moot).
+   */
+  key: string;
+  /** The kind of target: `github`, `gitea`, `gitlab`, `slack`, `webhook` (a metric label and a log field). */
+  target: string;
+  /** What it is, for the log: `commit status`, `notification`. */
+  what: string;
+  /** Fields of the one log line written if it cannot be delivered. Never a token, secret or secret URL. */
+  context: Record<string, unknown>;
+  /** One try. Throws DeliveryError (with `retryable`) when the target did not take it. */
+  send(signal: AbortSignal): Promise<void>;
+  /** Asked before each try; false drops the task (what it would say is no longer true). */
+  stillWanted?(): Promise<boolean>;
+}
+
+export interface BackgroundDeliveryOptions {
+  logger: Logger;
+  /** Default DEFAULT_RETRY_POLICY. */
+  retry?: Partial<RetryPolicy>;
+  /** Requests in flight at once. Default 8. */
+  concurrency?: number;
+  /** Keys held at once; past it, new tasks are dropped (and logged). Default 1000. */
+  maxPending?: number;
+  /** Each task's end, for metrics. */
+  onSettled?: (target: string, outcome: DeliveryOutcome) => void;
+}
+
+interface Slot {
+  next: DeliveryTask | null;
+  /** Ends a backoff wait early: a newer task arrived, or we are closing. */
+  wake: (() => void) | null;
+}
+
+/**
+ * Delivers in the background, never in the caller's way: `deliver` returns
+ * at once and never throws. Each task is tried up to `attempts` times with
+ * exponential backoff while the failure is retryable; a task that cannot
+ * be delivered is logged once, as a warning, and dropped. Bounded in
+ * requests (`concurrency`) and memory (`maxPending`).
+ */
+export class BackgroundDelivery {
+  private readonly logger: Logger;
+  private readonly policy: RetryPolicy;
+  private readonly concurrency: number;
+  private readonly maxPending: number;
+  private readonly slots = new Map<string, Slot>();
+  private readonly queue: Array<() => void> = [];
+  private readonly idleWaiters: Array<() => void> = [];
+  /** Tries in flight, aborted together once close's grace runs out. */
+  private readonly inFlight = new Set<AbortController>();
+  private aborted = false;
+  private active = 0;
+  private closing = false;
+  private overflowLogged = false;
+
+  constructor(private readonly options: BackgroundDeliveryOptions) {
+    this.logger = options.logger;
+    this.policy = { ...DEFAULT_RETRY_POLICY, ...options.retry };
+    this.concurrency = options.concurrency ?? 8;
+    this.maxPending = options.maxPending ?? 1000;
+  }
+
+  deliver(task: DeliveryTask): void {
+    if (this.closing) return this.settle(task, 'dropped');
+    const slot = this.slots.get(task.key);
+    if (slot) {
+      if (slot.next) this.settle(slot.next, 'dropped');
+      slot.next = task;
+      slot.wake?.();
+      return;
+    }
+    if (this.slots.size >= this.maxPending) {
+      if (!this.overflowLogged) this.logger.warn({ pending: this.slots.size }, `too many undelivered ${task.what}s; dropping new ones until the backlog clears`);
+      this.overflowLogged = true;
+      return this.settle(task, 'dropped');
+    }
+    const fresh: Slot = { next: task, wake: null };
+    this.slots.set(task.key, fresh);
+    void this.run(task.key, fresh);
+  }
+
+  /** Tasks queued or in flight. */
+  get pending(): number {
+    return this.slots.size;
+  }
+
+  /** Resolves when nothing is left to deliver. */
+  idle(): Promise<void> {
+    if (this.slots.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Stops retrying and takes no new task; a try in flight gets up to
+   * `graceMs` to finish, then is abandoned (and logged at info: shutting
+   * down is not the target's fault).
+   */
+  async close(graceMs = 2000): Promise<void> {
+    if (!this.closing) {
+      this.closing = true;
+      for (const slot of this.slots.values()) slot.wake?.();
+    }
+    if (this.slots.size === 0) return;
+    const timer = setTimeout(() => {
+      this.aborted = true;
+      for (const controller of this.inFlight) controller.abort(new Error('shutting down'));
+    }, graceMs);
+    timer.unref();
+    await this.idle();
+    clearTimeout(timer);
+  }
+
+  private async run(key: string, slot: Slot): Promise<void> {
+    while (slot.next) {
+      const task = slot.next;
+      slot.next = null;
+      await this.attemptAll(task, slot).catch(() => this.settle(task, 'failed'));
+    }
+    this.slots.delete(key);
+    if (this.slots.size === 0) {
+      this.overflowLogged = false;
+      for (const resolve of this.idleWaiters.splice(0)) resolve();
+    }
+  }
+
+  private async attemptAll(task: DeliveryTask, slot: Slot): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      if (slot.next || this.aborted || (this.closing && attempt > 1)) return this.settle(task, 'dropped');
+      if (!(await wanted(task))) return this.settle(task, 'dropped');
+      let failure: DeliveryError;
+      const release = await this.acquire();
+      // A controller per try, not AbortSignal.any() over a long-lived signal: that one would keep every try's signal alive.
+      const controller = new AbortController();
+      const timeout = setTimeout(() => controller.abort(new Error('timed out')), this.policy.timeoutMs);
+      this.inFlight.add(controller);
+      try {
+        await task.send(controller.signal);
+        return this.settle(task, 'delivered');
+      } catch (err) {
+        failure = err instanceof DeliveryError ? err : new DeliveryError((err as Error)?.message ?? String(err), { retryable: false, cause: err });
+      } finally {
+        clearTimeout(timeout);
+        this.inFlight.delete(controller);
+        release();
+      }
+      const last = !failure.retryable || attempt >= this.policy.attempts || this.closing;
+      if (last) {
+        const level = this.closing && failure.retryable ? 'info' : 'warn';
+        this.logger[level]({ target: task.target, ...task.context, attempts: attempt, status: failure.httpStatus, err: failure.message }, `could not deliver the ${task.what}; giving up`);
+        return this.settle(task, 'failed');
+      }
+      this.logger.debug({ target: task.target, ...task.context, attempt, err: failure.message }, `${task.what} not delivered yet; retrying`);
+      await this.sleep(backoffDelay(this.policy, attempt, failure.retryAfterMs), slot);
+    }
+  }
+
+  private sleep(ms: number, slot: Slot): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        slot.wake = null;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      timer.unref();
+      slot.wake = done;
+    });
+  }
+
+  private acquire(): Promise<() => void> {
+    const release = () => {
+      this.active--;
+      this.queue.shift()?.();
+    };
+    if (this.active < this.concurrency) {
+      this.active++;
+      return Promise.resolve(release);
+    }
+    return new Promise((resolve) => this.queue.push(() => {
+      this.active++;
+      resolve(release);
+    }));
+  }
+
+  private settle(task: DeliveryTask, outcome: DeliveryOutcome): void {
+    try {
+      this.options.onSettled?.(task.target, outcome);
+    } catch {
+      // A metric must never break delivery.
+    }
+  }
+}
+
+async function wanted(task: DeliveryTask): Promise<boolean> {
+  if (!task.stillWanted) return true;
+  try {
+    return await task.stillWanted();
+  } catch {
+    // Cannot tell (Redis away): saying it is better than saying nothing.
+    return true;
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * A deploy's state as a commit status, before each forge's words for it:
+ * `running` is GitHub's and Gitea's `pending` with another description;
+ * `cancelled` (cancelled or superseded: not deployed, and not a failure of
+ * the commit) is their `error` and GitLab's `canceled`.
+ */
+export type CommitState = 'pending' | 'running' | 'success' | 'failure' | 'error' | 'cancelled';
+
+/** What Slipway says about one commit, for one app. */
+export interface CommitStatus {
+  state: CommitState;
+  /** Short, one line, within every forge's limit (see STATUS_DESCRIPTION_MAX). */
+  description: string;
+  /** The job's dashboard page. */
+  targetUrl: string;
+  /** `slipway/<app>`: one status per app on the commit, updated in place. */
+  context: string;
+}
+
+/** Where a status goes: the forge and repository that sent the push, and the commit. */
+export interface StatusTarget {
+  provider: 'github' | 'gitea' | 'gitlab';
+  /** `owner/name` (GitLab: the project's full path, groups included). */
+  fullName: string;
+  /** Web address of the repository, from the webhook; the API's address is derived from it. */
+  htmlUrl: string | null;
+  cloneUrl: string;
+  sha: string;
+  /** The branch pushed (GitLab attaches the status to that ref's pipeline). */
+  branch: string;
+}
+
+/** GitHub has documented 140 characters; the others allow more. */
+export const STATUS_DESCRIPTION_MAX = 140;

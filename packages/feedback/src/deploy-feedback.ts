@@ -1,0 +1,123 @@
+import type { Logger } from '@slipway/core/logger';
+import { isSlipwayError } from '@slipway/core/slipway-error';
+import type { SlipwayConfig } from '@slipway/config/types';
+import type { JobStore } from '@slipway/queue/job-store';
+import type { JobRecord } from '@slipway/queue/job-types';
+import { BackgroundDelivery } from './background-delivery.js';
+import { CommitStatuses } from './commit-statuses.js';
+import { dashboardUrl } from './dashboard-url.js';
+import { failureKind } from './failure-kind.js';
+import { ForgeStatusSender } from './forge-status-sender.js';
+import { Notifier } from './notifier.js';
+import { previousOutcome } from './previous-outcome.js';
+import type { RetryPolicy } from './retry-policy.js';
+import type { WorkerMetrics } from './worker-metrics.js';
+
+/** How long the "this cancellation was reported" mark is kept. */
+const CLAIM_TTL_S = 7 * 24 * 3600;
+
+export interface DeployFeedbackOptions {
+  /** `forges`, `dashboard` and each app's `notify` are read. */
+  config: Pick<SlipwayConfig, 'forges' | 'dashboard' | 'apps'>;
+  store: JobStore;
+  logger: Logger;
+  metrics: WorkerMetrics;
+  /** Default DEFAULT_RETRY_POLICY. */
+  retry?: Partial<RetryPolicy>;
+}
+
+/**
+ * What the worker tells the outside about its jobs: commit statuses,
+ * notifications and metrics. Every method returns at once and never
+ * throws; deliveries run in the background, so a forge or a notification
+ * target that is slow, down or refusing never delays or fails a deploy.
+ */
+export class DeployFeedback {
+  readonly delivery: BackgroundDelivery;
+  readonly statuses: CommitStatuses;
+  readonly notifier: Notifier;
+  private readonly work = new Set<Promise<void>>();
+
+  constructor(private readonly options: DeployFeedbackOptions) {
+    const { config, logger, metrics } = options;
+    const dashboard = dashboardUrl(config.dashboard);
+    this.delivery = new BackgroundDelivery({ logger, retry: options.retry, onSettled: metrics.delivery });
+    this.statuses = new CommitStatuses({ sender: new ForgeStatusSender(config.forges), delivery: this.delivery, dashboard });
+    this.notifier = new Notifier({ delivery: this.delivery, dashboard });
+  }
+
+  /**
+   * A job started (state active). Its first attempt posts `running`; a
+   * later one (after a lost connection or a dead worker) changes nothing
+   * the commit shows.
+   */
+  started(record: JobRecord, attempt: number): void {
+    if (attempt !== 1) return;
+    this.statuses.post(record, { stillWanted: async () => (await this.options.store.get(record.id))?.state === 'active' });
+  }
+
+  /** An image was built (cache use). */
+  built(app: string, build: { cachedSteps: number; totalSteps: number }): void {
+    this.options.metrics.built(app, build);
+  }
+
+  /** A rollout went live (its drain). */
+  rolledOut(app: string, result: { drain: { open: number } | null }): void {
+    this.options.metrics.rolledOut(app, result);
+  }
+
+  /**
+   * A job reached a final state; `err` is why it failed. Counts it, posts
+   * its final commit status, and notifies the app's targets of a failure,
+   * a recovery or a success. A cancellation is reported once however many
+   * workers hear of it (see `cancelled`).
+   */
+  finished(record: JobRecord, err?: unknown): void {
+    this.track(this.report(record, err));
+  }
+
+  /**
+   * A job was cancelled somewhere (an event on the queue's channel): a job
+   * cancelled while waiting never reaches a worker, yet its commit must
+   * not stay `pending`. Every worker hears it; one reports it.
+   */
+  cancelled(id: string): void {
+    this.track((async () => {
+      const record = await this.options.store.get(id);
+      if (record?.state === 'cancelled') await this.report(record);
+    })());
+  }
+
+  /** Resolves once everything handed over so far was delivered or given up. */
+  async idle(): Promise<void> {
+    while (this.work.size > 0) await Promise.all([...this.work]);
+    await this.delivery.idle();
+  }
+
+  /** Stops retrying; deliveries in flight get up to `graceMs`. */
+  async close(graceMs = 2000): Promise<void> {
+    await Promise.race([Promise.all([...this.work]), new Promise((resolve) => setTimeout(resolve, graceMs).unref())]);
+    await this.delivery.close(graceMs);
+  }
+
+  private async report(record: JobRecord, err?: unknown): Promise<void> {
+    const { store, metrics, config } = this.options;
+    if (record.state === 'cancelled') {
+      const claimed = await store.redis.set(store.keys.cancelReported(record.id), '1', 'EX', CLAIM_TTL_S, 'NX');
+      if (claimed !== 'OK') return;
+    }
+    const kind = record.state === 'failed' ? failureKind(err) : undefined;
+    metrics.jobFinished(record, record.state === 'failed' ? (isSlipwayError(err) ? err.code : 'internal') : undefined);
+    this.statuses.post(record, { failureKind: kind });
+    const targets = config.apps[record.app]?.notify ?? [];
+    if (targets.length === 0 || (record.state !== 'completed' && record.state !== 'failed')) return;
+    this.notifier.notify(record, targets, await previousOutcome(store, record), kind);
+  }
+
+  private track(promise: Promise<void>): void {
+    const tracked = promise.catch((err: Error) => {
+      this.options.logger.warn({ err: err.message }, 'could not report a job\'s end (statuses, notifications)');
+    }).finally(() => this.work.delete(tracked));
+    this.work.add(tracked);
+  }
+}

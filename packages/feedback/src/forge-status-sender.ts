@@ -1,0 +1,68 @@
+import { Octokit } from '@octokit/rest';
+import type { SlipwayConfig } from '@slipway/config/types';
+import type { CommitStatus, StatusTarget } from './commit-status.js';
+import { DeliveryError } from './delivery-error.js';
+import { forgeApiBase } from './forge-api-base.js';
+import { giteaStatusRequest } from './gitea-status-request.js';
+import { githubStatusParams } from './github-status-params.js';
+import { gitlabStatusRequest } from './gitlab-status-request.js';
+import { isRetryableStatus } from './retryable-status.js';
+import { sendHttpRequest } from './send-http-request.js';
+
+const SILENT = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
+
+/**
+ * Posts one commit status to the forge a push came from: GitHub through
+ * @octokit/rest, Gitea and GitLab through their REST APIs. Tokens come from
+ * `forges.<provider>.token` and go only into the request's auth header.
+ */
+export class ForgeStatusSender {
+  private readonly octokits = new Map<string, Octokit>();
+
+  constructor(private readonly forges: SlipwayConfig['forges']) {}
+
+  /** Whether a status can go to this push's forge: a token, and an API address (configured or derivable). */
+  apiBase(target: Pick<StatusTarget, 'provider' | 'fullName' | 'htmlUrl' | 'cloneUrl'>): string | null {
+    const forge = this.forges[target.provider];
+    if (!forge?.token) return null;
+    return forgeApiBase(target, forge.api_url);
+  }
+
+  /** One try; throws DeliveryError. */
+  async send(target: StatusTarget, status: CommitStatus, signal: AbortSignal): Promise<void> {
+    const base = this.apiBase(target);
+    const token = this.forges[target.provider]?.token;
+    if (!base || !token) throw new DeliveryError(`no ${target.provider} token or API address`, { retryable: false });
+    if (target.provider === 'gitea') return sendHttpRequest(giteaStatusRequest(base, token, target, status), signal);
+    if (target.provider === 'gitlab') return sendHttpRequest(gitlabStatusRequest(base, token, target, status), signal);
+    try {
+      await this.octokit(base, token).rest.repos.createCommitStatus({ ...githubStatusParams(target, status), request: { signal } });
+    } catch (err) {
+      throw githubFailure(err, base, signal);
+    }
+  }
+
+  private octokit(baseUrl: string, token: string): Octokit {
+    let client = this.octokits.get(baseUrl);
+    if (!client) {
+      client = new Octokit({ auth: token, baseUrl, userAgent: 'Slipway', log: SILENT });
+      this.octokits.set(baseUrl, client);
+    }
+    return client;
+  }
+}
+
+/** Octokit's RequestError (status 500 for no answer at all) as a DeliveryError. */
+function githubFailure(err: unknown, base: string, signal: AbortSignal): DeliveryError {
+  const origin = new URL(base).origin;
+  const e = err as { status?: unknown; message?: string; response?: { headers?: Record<string, string | undefined> } };
+  const answered = typeof e.status === 'number' && e.response !== undefined;
+  if (signal.aborted || !answered) {
+    return new DeliveryError(`POST ${origin}: ${signal.aborted ? 'no answer in time' : e.message ?? String(err)}`, { retryable: true, cause: err });
+  }
+  const status = e.status as number;
+  const retryAfter = Number(e.response?.headers?.['retry-after']);
+  return new DeliveryError(`POST ${origin} answered ${status}: ${(e.message ?? '').split('\n', 1)[0]!.slice(0, 200)}`, {
+    retryable: isRetryableStatus(status), httpStatus: status, retryAfterMs: Number.isFinite(retryAfter) ? retryAfter * 1000 : undefined, cause: err,
+  });
+}

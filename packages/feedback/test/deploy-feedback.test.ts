@@ -1,0 +1,144 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '@slipway/config/load-config';
+import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
+import { testStack, uniqueName } from '@slipway/devstack/testing';
+import { JobStore } from '@slipway/queue/job-store';
+import type { JobRecord, Push } from '@slipway/queue/job-types';
+import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
+import { DeployFeedback } from '../src/deploy-feedback.js';
+import { startFakeForge, type FakeForge } from '../src/fake-forge.js';
+import type { NotificationPayload } from '../src/notification-payload.js';
+import { WorkerMetrics } from '../src/worker-metrics.js';
+import { captureLogger } from './capture-logger.js';
+import { startSignedReceiver, startSlack, type NotifyTarget } from './notify-targets.js';
+
+const SECRET = 'webhook-Secret-8Qx2';
+const sha = (n: number) => n.toString(16).padStart(40, '0');
+
+describe('DeployFeedback: what a job\'s end tells the forge, the team and Prometheus', () => {
+  let redis: Redis;
+  let store: JobStore;
+  const prefix = uniqueName('fb');
+  let slack: NotifyTarget;
+  let signed: NotifyTarget;
+  let every: NotifyTarget;
+  let forge: FakeForge;
+  let feedback: DeployFeedback;
+  let metrics: WorkerMetrics;
+  let log: ReturnType<typeof captureLogger>;
+
+  beforeAll(async () => {
+    redis = connectRedis(testStack().redis!.url, 'producer');
+    await new Promise((resolve) => redis.once('ready', resolve));
+    store = new JobStore(redis, prefix);
+    [slack, signed, every, forge] = await Promise.all([startSlack(), startSignedReceiver(SECRET), startSignedReceiver(SECRET), startFakeForge({ provider: 'github', token: 'ghp_T0ken' })]);
+  });
+  afterAll(async () => {
+    const keys = await redis.keys(`${prefix}:*`);
+    if (keys.length) await redis.del(...keys);
+    redis.disconnect();
+    await Promise.all([slack.close(), signed.close(), every.close(), forge.close()]);
+  });
+  afterEach(async () => {
+    await feedback?.close();
+  });
+
+  function start(app: string) {
+    const config = parseConfig(JSON.stringify({
+      dashboard: { public_url: 'https://deploy.example.com/' },
+      forges: { github: { token: 'ghp_T0ken', api_url: forge.url } },
+      apps: {
+        [app]: {
+          repo: 'https://github.com/acme/hello.git',
+          notify: [
+            { type: 'slack', url: slack.url },
+            { type: 'webhook', url: signed.url, secret: SECRET, on: ['failure', 'recovery'] },
+            { type: 'webhook', url: every.url, secret: SECRET, on: ['success'] },
+          ],
+        },
+      },
+    }), { file: null, env: {} });
+    log = captureLogger();
+    metrics = new WorkerMetrics({ defaultMetrics: false });
+    feedback = new DeployFeedback({ config, store, logger: log.logger, metrics, retry: { attempts: 2, baseDelayMs: 20, timeoutMs: 2000 } });
+  }
+
+  async function finishedJob(app: string, n: number, state: 'completed' | 'failed' | 'cancelled', patch: Partial<JobRecord> = {}): Promise<JobRecord> {
+    const push: Push = {
+      provider: 'github', delivery: `d-${n}`, repository: { fullName: 'acme/hello', cloneUrl: 'https://github.com/acme/hello.git', htmlUrl: 'https://github.com/acme/hello' },
+      ref: 'refs/heads/master', branch: 'master', sha: sha(n), before: sha(n - 1), pusher: 'ada', message: `change ${n}`, compareUrl: `https://github.com/acme/hello/compare/${n}`,
+    };
+    const record = await store.create({ app, sha: sha(n), ref: 'master', image: null, trigger: 'webhook', push });
+    await store.update(record.id, { state: 'active', startedAt: new Date().toISOString() });
+    await store.step(record.id, 'checkout');
+    await store.step(record.id, state === 'completed' ? 'done' : 'build');
+    return store.finish(record.id, state, patch);
+  }
+
+  it('a failure, then a recovery, then a success: each target hears what it asked for, signed', async () => {
+    const app = uniqueName('app');
+    start(app);
+    const failed = await finishedJob(app, 1, 'failed', { error: 'Step 2/4 : RUN make failed' });
+    feedback.finished(failed, new SlipwayError('build_failed', 'Step 2/4 : RUN make failed'));
+    await feedback.idle();
+    const recovered = await finishedJob(app, 2, 'completed');
+    feedback.finished(recovered);
+    await feedback.idle();
+    const again = await finishedJob(app, 3, 'completed');
+    feedback.finished(again);
+    await feedback.idle();
+
+    expect(slack.received.map((r) => (r.body.text as string).split(':')[0])).toEqual([`${app} ${sha(1).slice(0, 7)}`, `${app} ${sha(2).slice(0, 7)}`]);
+    expect(slack.received[0]!.body.text).toContain('deploy failed at build');
+    expect(slack.received[1]!.body.text).toContain('recovered');
+
+    expect(signed.received.map((r) => [r.headers['x-slipway-event'], r.verified])).toEqual([['failure', true], ['recovery', true]]);
+    const payload = JSON.parse(signed.received[0]!.raw.toString('utf8')) as NotificationPayload;
+    expect(payload).toMatchObject({
+      event: 'failure', app, job: failed.id, outcome: 'failure', sha: sha(1), message: 'change 1', pusher: 'ada', step: 'build', error: 'Step 2/4 : RUN make failed',
+      links: { job: `https://deploy.example.com/jobs/${failed.id}`, compare: 'https://github.com/acme/hello/compare/1' },
+    });
+    expect(payload.durationSeconds).toBeGreaterThanOrEqual(0);
+    expect(new Set(signed.received.map((r) => r.headers['x-slipway-delivery'])).size).toBe(2);
+
+    expect(every.received.map((r) => [r.headers['x-slipway-event'], r.verified])).toEqual([['recovery', true], ['success', true]]);
+
+    const states = forge.seen.filter((s) => s.body.context === `slipway/${app}`).map((s) => [s.body.state, s.problems]);
+    expect(states).toEqual([['failure', []], ['success', []], ['success', []]]);
+    expect(log.text()).not.toContain(SECRET);
+    expect(log.text()).not.toContain('XXXXSECRETPATH');
+
+    const text = await metrics.registry.metrics();
+    expect(text).toContain(`slipway_jobs_finished_total{app="${app}",state="failed"} 1`);
+    expect(text).toContain(`slipway_jobs_finished_total{app="${app}",state="completed"} 2`);
+    expect(text).toContain(`slipway_deploy_step_duration_seconds_count{app="${app}",step="checkout"} 3`);
+    expect(text).toContain('slipway_feedback_deliveries_total{target="slack",outcome="delivered"} 2');
+    expect(text).toContain('slipway_feedback_deliveries_total{target="webhook",outcome="delivered"} 4');
+    expect(text).toContain('slipway_feedback_deliveries_total{target="github",outcome="delivered"} 3');
+  });
+
+  it('Slipway\'s own error is `error` on the commit and in the payload', async () => {
+    const app = uniqueName('app');
+    start(app);
+    const failed = await finishedJob(app, 4, 'failed', { error: 'etcd is unreachable' });
+    feedback.finished(failed, new UnavailableError('etcd', 'etcd is unreachable'));
+    await feedback.idle();
+    expect(forge.seen.filter((s) => s.body.context === `slipway/${app}`).map((s) => s.body.state)).toEqual(['error']);
+    const payload = signed.received.map((r) => JSON.parse(r.raw.toString('utf8')) as NotificationPayload).find((p) => p.app === app);
+    expect(payload).toMatchObject({ event: 'failure', outcome: 'error' });
+  });
+
+  it('a cancellation heard by several workers is reported once', async () => {
+    const app = uniqueName('app');
+    start(app);
+    const other = new DeployFeedback({ config: { forges: { github: { token: 'ghp_T0ken', api_url: forge.url }, gitea: {}, gitlab: {} }, dashboard: { host: '127.0.0.1', port: 3001 }, apps: {} }, store, logger: log.logger, metrics });
+    const cancelled = await finishedJob(app, 5, 'cancelled', { error: 'cancelled while waiting' });
+    feedback.cancelled(cancelled.id);
+    other.cancelled(cancelled.id);
+    feedback.finished(cancelled);
+    await Promise.all([feedback.idle(), other.idle()]);
+    await other.close();
+    expect(forge.seen.filter((s) => s.body.context === `slipway/${app}`).map((s) => [s.body.state, s.body.description])).toEqual([['error', 'Cancelled at build; not deployed']]);
+    expect(await metrics.registry.metrics()).toContain(`slipway_jobs_finished_total{app="${app}",state="cancelled"} 1`);
+  });
+});

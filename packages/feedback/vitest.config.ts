@@ -1,0 +1,2 @@
+import { slipwayTestConfig } from '@slipway/devstack/vitest-config';
+export default slipwayTestConfig();
