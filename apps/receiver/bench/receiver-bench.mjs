@@ -109,6 +109,19 @@ function wrk(port, label, seconds = SECONDS) {
   };
 }
 
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSeconds(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** Redis's own CPU seconds so far (INFO cpu), and its per-command call counts and times. */
+async function redisCpu(client) {
+  const info = await client.info('cpu');
+  const get = (k) => Number(new RegExp(`${k}:([\\d.]+)`).exec(info)?.[1] ?? 0);
+  return get('used_cpu_user') + get('used_cpu_sys');
+}
+
 function memory(pid) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (field) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1]);
@@ -149,21 +162,27 @@ async function main() {
     const before = memory(receiver.pid);
     const runs = [];
     for (const label of Array.from({ length: RUNS }, (_, i) => `run${i + 1}`)) {
+      const [cpu0, redis0] = [cpuSeconds(receiver.pid), await redisCpu(client)];
       const result = wrk(port, label);
+      const [cpu1, redis1] = [cpuSeconds(receiver.pid), await redisCpu(client)];
+      result.receiverUs = ((cpu1 - cpu0) / result.requests) * 1e6;
+      result.redisUs = ((redis1 - redis0) / result.requests) * 1e6;
       const queued = Number(await client.get('bench:jobs:seq'));
       await client.flushall();
       await sleep(1000);
       runs.push({ label, ...result, queued, ...memory(receiver.pid) });
-      log(`${label}: ${fmt(result.rps, 0)} req/s, p50 ${fmt(result.p50, 2)} ms, p99 ${fmt(result.p99, 2)} ms, ${result.requests} requests, ${queued} jobs queued, non-2xx ${result.non2xx}`);
+      log(`${label}: ${fmt(result.rps, 0)} req/s, p50 ${fmt(result.p50, 2)} ms, p99 ${fmt(result.p99, 2)} ms, ${result.requests} requests, ${queued} jobs queued, non-2xx ${result.non2xx}; CPU per webhook: receiver ${fmt(result.receiverUs, 0)} µs, redis ${fmt(result.redisUs, 0)} µs`);
     }
     receiver.kill('SIGTERM');
 
     const barePort = await freePort();
     const bare = await startChild([join(here, 'bare-server.mjs'), String(barePort)], barePort);
     wrk(barePort, 'bare-warmup', 3);
+    const bare0 = cpuSeconds(bare.pid);
     const baseline = wrk(barePort, 'bare');
+    baseline.receiverUs = ((cpuSeconds(bare.pid) - bare0) / baseline.requests) * 1e6;
     bare.kill('SIGTERM');
-    log(`bare express: ${fmt(baseline.rps, 0)} req/s, p50 ${fmt(baseline.p50, 2)} ms, p99 ${fmt(baseline.p99, 2)} ms`);
+    log(`bare express: ${fmt(baseline.rps, 0)} req/s, p50 ${fmt(baseline.p50, 2)} ms, p99 ${fmt(baseline.p99, 2)} ms; CPU per request ${fmt(baseline.receiverUs, 0)} µs`);
 
     const best = runs.reduce((a, b) => (b.rps > a.rps ? b : a));
     const lines = [

@@ -86,7 +86,7 @@ export function createReceiver(options: ReceiverOptions): Express {
       return;
     }
     const { push } = decision;
-    const result = await queuePush(queue, { ...push, delivery: push.delivery! }, decision.apps.map((a) => a.name), retentionSeconds, locals.log);
+    const result = await queuePush(queue, { ...push, delivery: push.delivery! }, decision.apps.map((a) => a.name), retentionSeconds);
     if (result.kind === 'duplicate') {
       locals.summary.outcome = 'duplicate';
       send(req, res, 200, { duplicate: result.delivery, ...(result.jobs ? { jobs: result.jobs } : {}) });

@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import { createLogger } from '@slipway/core/logger';
+import { createLogger, flushLogger } from '@slipway/core/logger';
 import { ConfigError } from '@slipway/config/config-error';
 import { loadConfig } from '@slipway/config/load-config';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
@@ -45,7 +45,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
     return 2;
   }
 
-  const logger = createLogger({ name: 'slipway-receiver', level: env.LOG_LEVEL ?? 'info' });
+  // Buffered: one line per webhook must not cost a system call each.
+  const logger = createLogger({ name: 'slipway-receiver', level: env.LOG_LEVEL ?? 'info', buffered: true });
   const redis = connectReceiverRedis(config.redis);
   let redisUp = false;
   redis.on('ready', () => {
@@ -79,10 +80,12 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
   });
   if (!listening) {
     await closeAll();
+    await flushLogger(logger);
     return 1;
   }
   const address = server.address() as AddressInfo;
   logger.info({ host: address.address, port: address.port, apps: Object.keys(config.apps).length }, `listening on http://${address.address}:${address.port}`);
+  await flushLogger(logger);
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
@@ -96,5 +99,6 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
   clearTimeout(grace);
   await closeAll();
   logger.info('stopped');
+  await flushLogger(logger);
   return 0;
 }

@@ -19,7 +19,8 @@ export interface InspectWebhookInput<A extends WebhookApp> {
   headers: WebhookHeaders;
   media: MediaType;
   body: Uint8Array;
-  apps: Iterable<A>;
+  /** The configured apps; the same array on every call (it is indexed once). */
+  apps: readonly A[];
 }
 
 export type WebhookDecision<A extends WebhookApp> =

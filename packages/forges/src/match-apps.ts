@@ -37,20 +37,41 @@ function candidatesOf(identity: RepositoryIdentity): RepoKey[] {
   return candidates;
 }
 
+/** Apps by repository path, built once per apps list: matching is a lookup, not a scan of every app. */
+const indexes = new WeakMap<object, Map<string, Array<{ app: MatchableApp; host: string | null; order: number }>>>();
+
+function indexOf<A extends MatchableApp>(apps: readonly A[]): Map<string, Array<{ app: A; host: string | null; order: number }>> {
+  let index = indexes.get(apps) as Map<string, Array<{ app: A; host: string | null; order: number }>> | undefined;
+  if (index === undefined) {
+    index = new Map();
+    apps.forEach((app, order) => {
+      const want = keyOf(app);
+      if (!want) return;
+      const entries = index!.get(want.path) ?? [];
+      entries.push({ app, host: want.host, order });
+      index!.set(want.path, entries);
+    });
+    indexes.set(apps, index);
+  }
+  return index;
+}
+
 /**
  * Apps whose `repo` is this repository (by clone, SSH or web URL, or
  * `owner/name`: no `.git`, any case) and, when `ref` is given, whose branch
  * it is (`refs/heads/<branch>`). Config order is kept; several apps may
- * share a repository.
+ * share a repository. `apps` is indexed on first use: pass the same
+ * (unchanging) array each time.
  */
-export function matchApps<A extends MatchableApp>(apps: Iterable<A>, identity: RepositoryIdentity, ref?: string): A[] {
-  const candidates = candidatesOf(identity);
-  const matched: A[] = [];
-  for (const app of apps) {
-    const want = keyOf(app);
-    if (!want) continue;
-    const sameRepo = candidates.some((c) => c.path === want.path && (want.host === null || c.host === want.host));
-    if (sameRepo && (ref === undefined || ref === `refs/heads/${app.branch}`)) matched.push(app);
+export function matchApps<A extends MatchableApp>(apps: readonly A[], identity: RepositoryIdentity, ref?: string): A[] {
+  const index = indexOf(apps);
+  const found = new Map<A, number>();
+  for (const candidate of candidatesOf(identity)) {
+    for (const entry of index.get(candidate.path) ?? []) {
+      if (entry.host !== null && entry.host !== candidate.host) continue;
+      if (ref !== undefined && ref !== `refs/heads/${entry.app.branch}`) continue;
+      found.set(entry.app, entry.order);
+    }
   }
-  return matched;
+  return [...found].sort((a, b) => a[1] - b[1]).map(([app]) => app);
 }

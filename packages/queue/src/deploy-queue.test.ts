@@ -81,14 +81,17 @@ describe('DeployQueue', () => {
     expect(skipped.map((s) => s.job.id)).toContain(old1.id);
   });
 
-  it('remembers delivery ids', async () => {
-    const delivery = uniqueName('d');
-    expect(await queue.claimDelivery('github', delivery, 60)).toBeNull();
-    expect(await queue.claimDelivery('github', delivery, 60)).toBe('pending');
-    await queue.settleDelivery('github', delivery, 60, '["12"]');
-    expect(await queue.claimDelivery('github', delivery, 60)).toBe('["12"]');
-    expect(await queue.claimDelivery('gitea', delivery, 60)).toBeNull();
-    expect(await redis.ttl(`${prefix}:delivery:github:${delivery}`)).toBeGreaterThan(50);
+  it('queues a delivery once; a redelivery queues nothing and names what the first queued', async () => {
+    const delivery = { provider: 'github', id: uniqueName('d'), ttlSeconds: 60 };
+    const first = await queue.enqueueMany([request('one', 11), request('two', 11)], delivery);
+    expect(first.previous).toBeNull();
+    expect(first.records.map((r) => r.app)).toEqual(['one', 'two']);
+    const again = await queue.enqueueMany([request('one', 11), request('two', 11)], delivery);
+    expect(again.records).toEqual([]);
+    expect(JSON.parse(again.previous!)).toEqual(first.records.map((r) => ({ job: r.id, app: r.app })));
+    expect((await queue.enqueueMany([request('one', 11)], { ...delivery, provider: 'gitea' })).previous).toBeNull();
+    expect(await redis.ttl(`${prefix}:delivery:github:${delivery.id}`)).toBeGreaterThan(50);
+    for (const r of first.records) expect(await queue.bull.getJob(bullJobId(r.id))).toBeDefined();
   });
 
   it('follows a log live until the job ends', async () => {

@@ -41,16 +41,37 @@ export class DeployQueue {
   }
 
   async enqueue(request: DeployRequest): Promise<JobRecord> {
+    const { records } = await this.enqueueMany([request]);
+    return records[0]!;
+  }
+
+  /**
+   * Queues several jobs at once; with `delivery`, once per forge delivery
+   * id: a redelivery within `ttlSeconds` queues nothing and `previous` says
+   * what the first one queued (`[{"job","app"}…]`). Records, delivery claim
+   * and what it queued are written in one round trip before the BullMQ
+   * jobs, so a worker never takes a job it cannot find and a redelivery
+   * arriving meanwhile is still a duplicate. If queuing fails, the records
+   * end failed and the claim is dropped, so the forge's retry is honoured.
+   */
+  async enqueueMany(requests: readonly DeployRequest[], delivery?: { provider: string; id: string; ttlSeconds: number }): Promise<{ records: JobRecord[]; previous: string | null }> {
     return withRedis(this.redis, async () => {
-      const record = await this.store.create(request);
-      await this.bull.add('deploy', { id: record.id }, {
-        jobId: bullJobId(record.id),
-        attempts: this.attempts,
-        backoff: { type: 'exponential', delay: this.backoffMs },
-        removeOnComplete: { count: 200 },
-        removeOnFail: { count: 1000 },
-      });
-      return record;
+      const key = delivery ? this.store.keys.delivery(delivery.provider, delivery.id) : undefined;
+      const created = await this.store.createMany(requests, key ? { key, ttlSeconds: delivery!.ttlSeconds } : undefined);
+      try {
+        await Promise.all(created.records.map((record) => this.bull.add('deploy', { id: record.id }, {
+          jobId: bullJobId(record.id),
+          attempts: this.attempts,
+          backoff: { type: 'exponential', delay: this.backoffMs },
+          removeOnComplete: { count: 200 },
+          removeOnFail: { count: 1000 },
+        })));
+      } catch (err) {
+        if (key) await this.redis.del(key).catch(() => {});
+        for (const record of created.records) await this.store.finish(record.id, 'failed', { error: 'could not be queued' }).catch(() => {});
+        throw err;
+      }
+      return created;
     });
   }
 
@@ -122,28 +143,6 @@ export class DeployQueue {
       }
     }
     return { retried, skipped };
-  }
-
-  /**
-   * Claims a forge delivery id. Returns null when it is new (now claimed),
-   * or what the first delivery queued when it is a redelivery.
-   */
-  async claimDelivery(provider: string, delivery: string, ttlSeconds: number): Promise<string | null> {
-    return withRedis(this.redis, async () => {
-      const key = this.store.keys.delivery(provider, delivery);
-      const claimed = await this.redis.set(key, 'pending', 'EX', Math.max(1, Math.round(ttlSeconds)), 'NX');
-      return claimed ? null : ((await this.redis.get(key)) ?? 'pending');
-    });
-  }
-
-  /** Records what a claimed delivery queued (kept for the retention period). */
-  async settleDelivery(provider: string, delivery: string, ttlSeconds: number, outcome: string): Promise<void> {
-    await withRedis(this.redis, () => this.redis.set(this.store.keys.delivery(provider, delivery), outcome, 'EX', Math.max(1, Math.round(ttlSeconds))));
-  }
-
-  /** Forgets a claim whose handling failed, so the forge's retry is not taken for a duplicate. */
-  async releaseDelivery(provider: string, delivery: string): Promise<void> {
-    await this.redis.del(this.store.keys.delivery(provider, delivery)).catch(() => {});
   }
 
   async close(): Promise<void> {

@@ -19,19 +19,43 @@ export interface ListOptions {
 }
 
 /**
- * Creates a job record atomically: a new id, the record, its place in the
- * indexes, and the event announcing it. KEYS: seq, all, byApp, waiting,
- * events; ARGV: job key prefix, app (JSON), then field/value pairs.
+ * Creates job records atomically, in one round trip (the webhook
+ * receiver's hot path): optionally claims a forge delivery id first
+ * (answering what the first delivery queued when it is taken), then for
+ * each job a new id, the record, its place in the indexes and the event
+ * announcing it, and finally remembers the delivery's jobs for its TTL.
+ * KEYS: seq, all, events, delivery (or "" for none).
+ * ARGV: job key prefix, delivery TTL, job count, then per job: its app's
+ * index key, its app's waiting key, the app (JSON), the number of field
+ * arguments, and the field/value pairs.
+ * Returns {1, id...} when created, {0, what the first delivery recorded}
+ * for a duplicate.
  */
-const CREATE_JOB = `
-local id = redis.call('incr', KEYS[1])
-local sid = tostring(id)
-redis.call('hset', ARGV[1] .. sid, 'id', '"' .. sid .. '"', unpack(ARGV, 3))
-redis.call('zadd', KEYS[2], id, sid)
-redis.call('zadd', KEYS[3], id, sid)
-redis.call('zadd', KEYS[4], id, sid)
-redis.call('publish', KEYS[5], '{"id":"' .. sid .. '","app":' .. ARGV[2] .. ',"state":"waiting","step":"queued"}')
-return sid`;
+const CREATE_JOBS = `
+if KEYS[4] ~= '' then
+  local existing = redis.call('get', KEYS[4])
+  if existing then return {0, existing} end
+end
+local out = {1}
+local queued = {}
+local pos = 4
+for r = 1, tonumber(ARGV[3]) do
+  local byApp, waiting, app, count = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], tonumber(ARGV[pos + 3])
+  local id = redis.call('incr', KEYS[1])
+  local sid = tostring(id)
+  local fields = {'id', '"' .. sid .. '"'}
+  for i = 1, count do fields[#fields + 1] = ARGV[pos + 3 + i] end
+  redis.call('hset', ARGV[1] .. sid, unpack(fields))
+  redis.call('zadd', KEYS[2], id, sid)
+  redis.call('zadd', byApp, id, sid)
+  redis.call('zadd', waiting, id, sid)
+  redis.call('publish', KEYS[3], '{"id":"' .. sid .. '","app":' .. app .. ',"state":"waiting","step":"queued"}')
+  out[#out + 1] = sid
+  queued[#queued + 1] = '{"job":"' .. sid .. '","app":' .. app .. '}'
+  pos = pos + 4 + count
+end
+if KEYS[4] ~= '' then redis.call('set', KEYS[4], '[' .. table.concat(queued, ',') .. ']', 'EX', ARGV[2]) end
+return out`;
 
 /** How many jobs per app are kept (with their logs) before the oldest go. */
 export const DEFAULT_KEEP_PER_APP = 500;
@@ -50,20 +74,32 @@ export class JobStore {
     this.keys = keys(prefix);
   }
 
-  async create(request: DeployRequest, initial: Partial<JobRecord> = {}): Promise<JobRecord> {
+  async create(request: DeployRequest): Promise<JobRecord> {
+    const created = await this.createMany([request]);
+    return created.records[0]!;
+  }
+
+  /**
+   * Creates records for several jobs in one round trip. With `delivery`,
+   * first claims that forge delivery id (kept `ttlSeconds`): when it was
+   * seen before, nothing is created and `previous` holds what that delivery
+   * queued (`[{"job","app"}…]`).
+   */
+  async createMany(requests: readonly DeployRequest[], delivery?: { key: string; ttlSeconds: number }): Promise<{ records: JobRecord[]; previous: string | null }> {
     const now = new Date().toISOString();
-    const fields: Omit<JobRecord, 'id'> = {
+    const records = requests.map((request): Omit<JobRecord, 'id'> => ({
       ...request, ref: request.ref ?? null, image: request.image ?? null,
       state: 'waiting', attempts: 0, createdAt: now, startedAt: null, finishedAt: null,
       error: null, supersededBy: null, retriedBy: null, step: 'queued', steps: [{ step: 'queued', at: now }], result: null,
-      ...initial,
-    };
-    const encoded = Object.entries(encode(fields)).flat();
-    // One round trip: the webhook receiver's hot path.
-    const id = (await this.redis.eval(CREATE_JOB, 5,
-      this.keys.seq, this.keys.all, this.keys.byApp(request.app), this.keys.waiting(request.app), this.keys.events,
-      this.keys.job(''), JSON.stringify(request.app), ...encoded)) as string;
-    return { id, ...fields };
+    }));
+    const args: Array<string | number> = [this.keys.job(''), Math.max(1, Math.round(delivery?.ttlSeconds ?? 1)), records.length];
+    for (const record of records) {
+      const fields = Object.entries(encode(record)).flat();
+      args.push(this.keys.byApp(record.app), this.keys.waiting(record.app), JSON.stringify(record.app), fields.length, ...fields);
+    }
+    const [created, ...rest] = (await this.redis.eval(CREATE_JOBS, 4, this.keys.seq, this.keys.all, this.keys.events, delivery?.key ?? '', ...args)) as [number, ...string[]];
+    if (created === 0) return { records: [], previous: rest[0] ?? '[]' };
+    return { records: records.map((record, i) => ({ id: rest[i]!, ...record })), previous: null };
   }
 
   async get(id: string): Promise<JobRecord | null> {
