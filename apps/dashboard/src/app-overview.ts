@@ -30,6 +30,8 @@ export interface AppOverview {
 export interface AppOverviewOptions {
   app: AppConfig;
   nginx: SlipwayConfig['nginx'];
+  /** For `routing: dns` apps. */
+  dns?: SlipwayConfig['dns'];
   docker: Docker;
   etcd: Etcd3;
   store: JobStore;
@@ -39,7 +41,7 @@ export interface AppOverviewOptions {
 export async function appOverview(options: AppOverviewOptions): Promise<AppOverview> {
   const { app } = options;
   const [status, jobs] = await Promise.all([
-    withTimeout(appStatus({ app, nginx: options.nginx, docker: options.docker, etcd: options.etcd }), STATUS_TIMEOUT_MS)
+    withTimeout(appStatus({ app, nginx: options.nginx, dns: options.dns, docker: options.docker, etcd: options.etcd }), STATUS_TIMEOUT_MS)
       .then((value) => ({ value, error: null }), (err: unknown) => ({ value: null, error: firstLine(err) })),
     options.store.list({ app: app.name, limit: 20 }),
   ]);

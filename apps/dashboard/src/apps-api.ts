@@ -30,7 +30,7 @@ export interface AppsApiOptions {
 export function appsApi(options: AppsApiOptions): Router {
   const { config, queue, etcd, docker, logger } = options;
   const router = Router();
-  const overview = (name: string) => appOverview({ app: appConfig(config, name), nginx: config.nginx, docker, etcd, store: queue.store });
+  const overview = (name: string) => appOverview({ app: appConfig(config, name), nginx: config.nginx, dns: config.dns, docker, etcd, store: queue.store });
 
   router.get('/app-names', (_req: Request, res: Response) => {
     res.json({ apps: Object.values(config.apps).map((a) => ({ name: a.name, branch: a.branch })) });

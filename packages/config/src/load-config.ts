@@ -75,7 +75,7 @@ export function validateConfig(raw: unknown, options: { file: string | null; env
  * misread by a switch.
  */
 function reservedKey(prefix: string): string | null {
-  const mine = [/^\/slipway\/locks(\/|$)/, /^\/slipway\/apps\/[^/]+\/releases?(\/|$)/];
+  const mine = [/^\/slipway\/locks(\/|$)/, /^\/slipway\/apps\/[^/]+\/(releases?|registrar)(\/|$)/];
   if (mine.some((pattern) => pattern.test(prefix))) return prefix;
   if (/^\/slipway(\/apps(\/[^/]+)?)?$/.test(prefix)) return `${prefix}/…/release`;
   return null;
@@ -91,6 +91,9 @@ function crossCheck(config: SlipwayConfig): string[] {
     prefixes.set(app.etcd_prefix, app.name);
     const reserved = reservedKey(app.etcd_prefix);
     if (reserved) problems.push(`apps.${app.name}.etcd_prefix: overlaps Slipway's own keys (${reserved})`);
+    if (app.routing === 'dns' && app.template !== undefined) {
+      problems.push(`apps.${app.name}.template: own templates are for routing: upstream; a dns app's nginx file is Slipway's`);
+    }
     if (app.routing === 'dns') {
       const bits = Number(config.dns.address_pool.split('/')[1]);
       const addresses = 2 ** (32 - bits) - 2;

@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { pack } from 'tar-fs';
@@ -6,9 +6,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { BASE_IMAGE } from './base-image.js';
 import { createFixtureRepo } from './fixture-app.js';
 import { freePort } from './free-port.js';
+import { Resolver } from 'node:dns/promises';
 import { isAlive, stopProcess } from './processes.js';
 import { startNginx } from './services/nginx.js';
-import { startStack, stopStack } from './stack.js';
+import { ALL_SERVICES, stackEnv, startStack, stopStack } from './stack.js';
 import { tempDir, testAppName } from './testing.js';
 import { runCommand } from '@slipway/core/run-command';
 
@@ -35,6 +36,28 @@ describe('a stack', () => {
 
     await stopStack(third);
     expect([third.redis!.pid, third.etcd!.pid, third.nginx!.pid].some(isAlive)).toBe(false);
+  });
+
+  it('starts dnsmasq only when asked for (`dns`), answering from its hosts directory; reuses it; stops it', async () => {
+    expect(ALL_SERVICES).not.toContain('dns');
+    const dir = join(scratch.path, 'dns-stack');
+    const first = await startStack({ dir, services: ['dns'], install: false });
+    expect(first.dns).toMatchObject({ server: `127.0.0.1:${first.dns!.port}`, domain: 'slipway.internal' });
+    expect(stackEnv(first)).toMatchObject({ SLIPWAY_STACK_DNS: first.dns!.server, SLIPWAY_STACK_DNS_HOSTS: first.dns!.hostsDir });
+    writeFileSync(join(first.dns!.hostsDir, '.demo.tmp'), '127.0.10.9 demo.slipway.internal\n');
+    renameSync(join(first.dns!.hostsDir, '.demo.tmp'), join(first.dns!.hostsDir, 'demo'));
+    const resolver = new Resolver({ timeout: 500, tries: 1 });
+    resolver.setServers([first.dns!.server]);
+    let answer: string[] = [];
+    for (let i = 0; i < 50 && answer.length === 0; i++) {
+      answer = await resolver.resolve4('demo.slipway.internal').catch(() => []);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(answer).toEqual(['127.0.10.9']);
+    const second = await startStack({ dir, services: ['dns'], install: false });
+    expect(second.dns).toEqual(first.dns);
+    await stopStack(second);
+    expect(isAlive(first.dns!.pid)).toBe(false);
   });
 
   it('builds the sample app on the imported base image and serves it through an nginx of its own', async () => {

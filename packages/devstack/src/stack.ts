@@ -1,18 +1,27 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './free-port.js';
 import { commandLine, isAlive, stopProcess } from './processes.js';
+import { stopProcessesUnder } from './processes-under.js';
 import { ensureSystemPackages } from './system-packages.js';
+import { dnsmasqAnswers, startDnsmasq, type DnsmasqService } from './services/dnsmasq.js';
 import { dockerAnswers, ensureDockerEngine, type DockerEngine } from './services/docker-engine.js';
 import { etcdHealthy, startEtcd, type EtcdService } from './services/etcd.js';
 import { startNginx, type NginxService } from './services/nginx.js';
 import { redisAnswers, startRedis, type RedisService } from './services/redis.js';
 import { removeTestArtifacts } from './test-artifacts.js';
 
-export type ServiceName = 'docker' | 'redis' | 'etcd' | 'nginx';
+export type ServiceName = 'docker' | 'redis' | 'etcd' | 'nginx' | 'dns';
+/** What a stack starts unless told otherwise. */
 export const ALL_SERVICES: readonly ServiceName[] = ['docker', 'redis', 'etcd', 'nginx'];
+/**
+ * Started only when asked for (`services: [...ALL_SERVICES, 'dns']`,
+ * `SLIPWAY_TEST_SERVICES=...,dns`): dnsmasq for `routing: dns` apps, fed
+ * by Slipway through its hosts directory.
+ */
+export const OPTIONAL_SERVICES: readonly ServiceName[] = ['dns'];
 
 /** What `stack.json` holds: enough to reuse, probe and stop every part. */
 export interface StackState {
@@ -27,9 +36,12 @@ export interface StackState {
   redis?: RedisService;
   etcd?: EtcdService;
   nginx?: NginxService;
+  dns?: DnsmasqService;
 }
 
 const STACK_GLOB_PREFIX = 'slipway-stack-';
+/** A stack directory without a state file younger than this is being created, not abandoned. */
+const STARTING_GRACE_MS = 120_000;
 const stateFile = (dir: string) => join(dir, 'stack.json');
 
 export function readStack(dir: string): StackState | null {
@@ -79,6 +91,8 @@ export async function startStack(options: StartStackOptions = {}): Promise<Stack
   mkdirSync(dir, { recursive: true });
   const previous = readStack(dir);
   const state: StackState = { id: previous?.id ?? freshId, dir, ownerPid: process.pid, temporary: previous?.temporary ?? temporary };
+  // Claimed before anything starts: a concurrent run's sweep must see whose directory this is.
+  writeStack(state);
 
   if (services.includes('docker')) {
     const reuse = previous?.docker && (await dockerAnswers());
@@ -98,6 +112,10 @@ export async function startStack(options: StartStackOptions = {}): Promise<Stack
     const p = previous?.nginx;
     state.nginx = p && ours(p.pid, dir) ? p : await startNginx(join(dir, 'nginx'), p?.statusPort ?? (await freePort()));
   }
+  if (services.includes('dns')) {
+    const p = previous?.dns;
+    state.dns = p && ours(p.pid, dir) && (await dnsmasqAnswers(p.port, p.domain)) ? p : await startDnsmasq(join(dir, 'dns'), p?.port ?? (await freePort()));
+  }
   writeStack(state);
   log(`stack ${state.id} up in ${dir}`);
   return state;
@@ -109,8 +127,12 @@ export async function stopStack(state: StackState, log: (line: string) => void =
     await removeTestArtifacts(state.id).catch((err: Error) => log(`cleanup of test containers failed: ${err.message}`));
   }
   if (state.nginx && ours(state.nginx.pid, state.dir)) await stopProcess(state.nginx.pid);
+  if (state.dns && ours(state.dns.pid, state.dir)) await stopProcess(state.dns.pid);
   if (state.etcd && ours(state.etcd.pid, state.dir)) await stopProcess(state.etcd.pid);
   if (state.redis && ours(state.redis.pid, state.dir, `127.0.0.1:${state.redis.port}`)) await stopProcess(state.redis.pid);
+  // Whatever tests started inside the stack's directory (their own nginx, etcd, redis) goes too.
+  const strays = await stopProcessesUnder(state.dir);
+  if (strays > 0) log(`stopped ${strays} process${strays === 1 ? '' : 'es'} left under ${state.dir}`);
   if (state.docker?.pid && isAlive(state.docker.pid) && liveStacks().every((s) => s.dir === state.dir)) {
     await stopProcess(state.docker.pid, 30_000);
   }
@@ -138,9 +160,13 @@ export async function sweepStaleStacks(log: (line: string) => void = () => {}): 
     if (state) {
       log(`stopping stale stack ${state.id} (owner ${state.ownerPid} is gone)`);
       await stopStack({ ...state, docker: state.docker ? { host: state.docker.host } : undefined });
-    } else {
-      rmSync(dir, { recursive: true, force: true });
+      continue;
     }
+    // No state file: a stack being created this instant (leave it), or the remains of one that died starting.
+    const age = Date.now() - (statSync(dir, { throwIfNoEntry: false })?.mtimeMs ?? 0);
+    if (age < STARTING_GRACE_MS) continue;
+    await stopProcessesUnder(dir);
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -150,5 +176,9 @@ export function stackEnv(state: StackState): Record<string, string> {
   if (state.redis) env.SLIPWAY_STACK_REDIS = state.redis.url;
   if (state.etcd) env.SLIPWAY_STACK_ETCD = state.etcd.url;
   if (state.docker) env.SLIPWAY_STACK_DOCKER = state.docker.host;
+  if (state.dns) {
+    env.SLIPWAY_STACK_DNS = state.dns.server;
+    env.SLIPWAY_STACK_DNS_HOSTS = state.dns.hostsDir;
+  }
   return env;
 }

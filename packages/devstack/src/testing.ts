@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inject } from 'vitest';
@@ -24,8 +24,16 @@ export function uniqueName(prefix = 'test'): string {
   return `${prefix}-${randomBytes(6).toString('hex')}`;
 }
 
-/** A temporary directory and the function that removes it. */
+/**
+ * A temporary directory and the function that removes it. Inside the
+ * stack's directory when there is a stack, so that whatever a test starts
+ * there (its own nginx, etcd, redis) is found and stopped with the stack
+ * even if the test never cleans up.
+ */
 export function tempDir(prefix = 'slipway-test-'): { path: string; remove: () => void } {
-  const path = mkdtempSync(join(tmpdir(), prefix));
+  const stackDir = process.env.SLIPWAY_STACK_DIR;
+  const parent = stackDir ? join(stackDir, 'tmp') : tmpdir();
+  mkdirSync(parent, { recursive: true });
+  const path = mkdtempSync(join(parent, prefix));
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }

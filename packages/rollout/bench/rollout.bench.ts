@@ -6,10 +6,15 @@ import { runCommand } from '@slipway/core/run-command';
 import { nginxNames } from '@slipway/router/nginx-names';
 import { renderNginxConf } from '@slipway/router/render-nginx-conf';
 import { rollout } from '../src/rollout.js';
-import { buildImage, docker, fetchText, ownNginx, stackEtcd, testApp } from '../test/fixtures.js';
+import { buildImage, docker, fetchText, ownDns, ownNginx, serveDns, stackEtcd, testApp } from '../test/fixtures.js';
+import { startLoad, type Sample } from '../test/load.js';
 
 const REPLICAS = [1, 3, 10];
 const RUNS = 3;
+/** The keep-alive comparison of the two routing modes. */
+const LOADED_REPLICAS = [1, 3, 10];
+const LOADED_RUNS = 5;
+const KEEP_ALIVE_LOOPS = 4;
 
 interface Figures { switchMs: number; totalMs: number; startHealthMs: number; phases?: Record<string, number> }
 
@@ -50,15 +55,67 @@ const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
 describe('rollout benchmark', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;
+  let dns: Awaited<ReturnType<typeof ownDns>>;
   let etcd: Etcd3;
   beforeAll(async () => {
-    nginx = await ownNginx();
+    [nginx, dns] = await Promise.all([ownNginx(), ownDns()]);
     etcd = stackEtcd();
   });
   afterAll(async () => {
     etcd?.close();
     await nginx?.stop();
+    await dns?.stop();
   });
+
+  it('routing: dns beside routing: upstream, under keep-alive load', async () => {
+    const rows: string[] = [];
+    for (const replicas of LOADED_REPLICAS) {
+      for (const routing of ['upstream', 'dns'] as const) {
+        const app = await testApp({ routing, replicas, health: { timeout_s: 60, interval_ms: 100 }, drain_s: 5, stop_timeout_s: 5 });
+        const images = [];
+        for (let v = 1; v <= LOADED_RUNS + 1; v++) images.push(await buildImage(app.name, `v${v}`));
+        const serving = routing === 'dns' ? await serveDns(dns, [app]) : null;
+        try {
+          const base = { app, nginx: nginx.settings, dns: dns.settings, docker, etcd, sha: null };
+          await rollout({ ...base, image: images[0]!, job: 'warm-up' });
+          const load = startLoad({ listen: app.listen, keepAlive: KEEP_ALIVE_LOOPS, close: 0, paths: ['/', '/', '/', '/cgi-bin/slow'] });
+          await new Promise((r) => setTimeout(r, 1000));
+          const runs: Array<{ start: number; switchAt: number; end: number; switchMs: number; drainMs: number; totalMs: number }> = [];
+          for (let k = 1; k <= LOADED_RUNS; k++) {
+            const start = Date.now();
+            let switchAt = 0;
+            const r = await rollout({ ...base, image: images[k]!, job: `load-${k}`, onStep: (step) => { if (step === 'switch') switchAt = Date.now(); } });
+            runs.push({ start, switchAt, end: Date.now(), switchMs: r.timings.switch, drainMs: r.timings.drain, totalMs: r.timings.total });
+          }
+          await new Promise((r) => setTimeout(r, 1000));
+          const samples = await load.stop();
+          // Traffic switched: from the switch step to the last response of the previous version that started after it.
+          const trafficMs = runs.map((run, i) => {
+            const old = samples.filter((x) => x.body === `v${i + 1}` && x.path === '/' && x.start >= run.switchAt);
+            return old.length ? Math.max(...old.map((x) => x.end)) - run.switchAt : 0;
+          });
+          const failed = (x: Sample) => x.error !== undefined || (x.status !== undefined && (x.status < 200 || x.status > 299));
+          const perRollout = runs.map((run) => samples.filter((x) => failed(x) && x.end >= run.start && x.start <= run.end).length);
+          const total = samples.filter(failed).length;
+          rows.push(`| ${replicas} | ${routing} | ${s(median(runs.map((r) => r.switchMs)))} | ${s(median(trafficMs))} (max ${s(Math.max(...trafficMs))}) | `
+            + `${s(median(runs.map((r) => r.drainMs)))} | ${s(median(runs.map((r) => r.totalMs)))} | ${(total / LOADED_RUNS).toFixed(2)} (${perRollout.join(' ')}) | ${samples.length} |`);
+        } finally {
+          await serving?.close();
+          const left = await docker.listContainers({ all: true, filters: { label: [`slipway.app=${app.name}`] } });
+          if (left.length) await runCommand(['docker', 'rm', '-f', ...left.map((c) => c.Id)]);
+        }
+      }
+    }
+    console.log([
+      '',
+      `routing: dns beside routing: upstream (${LOADED_RUNS} rollouts each under ${KEEP_ALIVE_LOOPS} keep-alive clients, 3 on /, 1 on a 1 s path; medians)`,
+      '',
+      '| replicas | routing | switch step | traffic on the new set after | drain | rollout | failed requests per rollout (each rollout) | requests |',
+      '|---:|---|---:|---:|---:|---:|---:|---:|',
+      ...rows,
+      '',
+    ].join('\n'));
+  }, 1_800_000);
 
   it('Slipway beside the old recipe, 1, 3 and 10 replicas', async () => {
     const rows: string[] = [];

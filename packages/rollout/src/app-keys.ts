@@ -10,6 +10,13 @@ export const appKeys = {
   releaseEntry: (app: string, at: Date) => `/slipway/apps/${app}/releases/${String(at.getTime()).padStart(15, '0')}`,
   /** One rollout per app: held on a lease, so a crashed holder frees it by itself. */
   lock: (app: string) => `/slipway/locks/${app}`,
+  /**
+   * routing: dns: held by the registrar serving the app, on its session
+   * lease; a rollout refuses to switch a dns app nobody registers.
+   */
+  registrar: (app: string) => `/slipway/apps/${app}/registrar`,
+  /** routing: dns: one allocation of `dns.address_pool` at a time, across apps and workers (`_` is not allowed in app names). */
+  addressLock: '/slipway/locks/_address-pool',
   /** The upstream key of a container. */
   upstream: (prefix: string, containerId: string) => `${prefix}/${containerId.slice(0, 12)}`,
 };

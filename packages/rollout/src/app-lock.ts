@@ -38,8 +38,12 @@ export interface AcquireLockOptions {
  * while another rollout holds it. Throws UnavailableError when etcd cannot
  * be reached, LockTimeoutError after `waitMs`, CancelledError on `signal`.
  */
-export async function acquireAppLock(etcd: Etcd3, app: string, options: AcquireLockOptions): Promise<AppLock> {
-  const key = appKeys.lock(app);
+export function acquireAppLock(etcd: Etcd3, app: string, options: AcquireLockOptions): Promise<AppLock> {
+  return acquireLock(etcd, appKeys.lock(app), `the rollout lock of ${app}`, options);
+}
+
+/** The same for any lock key (`what` names it in log lines and errors), e.g. appKeys.addressLock. */
+export async function acquireLock(etcd: Etcd3, key: string, what: string, options: AcquireLockOptions): Promise<AppLock> {
   const value = JSON.stringify({ job: options.job, host: hostname(), pid: process.pid, at: new Date().toISOString() });
   const log = options.log ?? (() => {});
   const lease: Lease = etcd.lease(options.ttlS ?? LOCK_TTL_S);
@@ -60,17 +64,17 @@ export async function acquireAppLock(etcd: Etcd3, app: string, options: AcquireL
       if (result.succeeded) break;
       const holder = result.responses[0]?.response_range?.kvs[0]?.value.toString() ?? 'unknown';
       if (!announced) {
-        log(`waiting for the rollout lock of ${app}: held by ${holder}`);
+        log(`waiting for ${what}: held by ${holder}`);
         announced = true;
       }
-      if (Date.now() - started > (options.waitMs ?? LOCK_WAIT_MS)) throw new LockTimeoutError(app, Date.now() - started, holder);
+      if (Date.now() - started > (options.waitMs ?? LOCK_WAIT_MS)) throw new LockTimeoutError(what, Date.now() - started, holder);
       await sleep(POLL_MS);
     }
   } catch (err) {
     await lease.revoke().catch(() => lease.release());
     throw err;
   }
-  if (announced) log(`got the rollout lock of ${app} after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  if (announced) log(`got ${what} after ${((Date.now() - started) / 1000).toFixed(1)} s`);
   return {
     key,
     value,

@@ -2,9 +2,12 @@ import { readFile } from 'node:fs/promises';
 import type Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
+import { dnsNames } from '@slipway/router/dns-names';
 import { nginxNames } from '@slipway/router/nginx-names';
 import { readUpstreams } from '@slipway/router/read-upstreams';
+import { renderDnsNginxConf } from '@slipway/router/render-dns-nginx-conf';
 import { renderNginxConf } from '@slipway/router/render-nginx-conf';
+import { resolveHost } from '@slipway/router/resolve-host';
 import { routeSnapshot } from '@slipway/router/route-snapshot';
 import { dockerRuntime } from './docker-runtime.js';
 import { etcdReleaseStore } from './etcd-release-store.js';
@@ -27,9 +30,12 @@ const STATUS_PROBE_MS = 1_000;
 /**
  * Reads Docker (containers by label, each probed once on its health path),
  * etcd (upstream keys, release) and the nginx file, and says where they
- * disagree. Throws UnavailableError when etcd or Docker cannot be reached.
+ * disagree. For a routing: dns app, pass `dns`: the file is compared with
+ * the dns rendering and the DNS answer with the keys (without it the file
+ * is only required to exist). Throws UnavailableError when etcd or Docker
+ * cannot be reached.
  */
-export async function appStatus(options: { app: AppConfig; nginx: SlipwayConfig['nginx']; docker: Docker; etcd: Etcd3 }): Promise<AppStatus> {
+export async function appStatus(options: { app: AppConfig; nginx: SlipwayConfig['nginx']; docker: Docker; etcd: Etcd3; dns?: SlipwayConfig['dns'] }): Promise<AppStatus> {
   const { app, nginx } = options;
   const file = nginxNames.path(nginx.conf_dir, app.name);
   const [containers, upstreams, release, live] = await Promise.all([
@@ -61,13 +67,25 @@ export async function appStatus(options: { app: AppConfig; nginx: SlipwayConfig[
 
   let expected: string | null = null;
   try {
-    expected = upstreams.live.length > 0 ? renderNginxConf(await routeSnapshot(app, upstreams.live.map((u) => u.address))) : null;
+    if (app.routing === 'dns') expected = options.dns ? renderDnsNginxConf({ app, dns: options.dns }) : live;
+    else expected = upstreams.live.length > 0 ? renderNginxConf(await routeSnapshot(app, upstreams.live.map((u) => u.address))) : null;
   } catch (err) {
-    drift.push(`the etcd keys do not render: ${(err as Error).message.split('\n', 1)[0]}`);
+    drift.push(`the ${app.routing === 'dns' ? 'configuration does' : 'etcd keys do'} not render: ${(err as Error).message.split('\n', 1)[0]}`);
   }
   const inSync = live !== null && expected !== null && live === expected;
+  if (app.routing === 'dns' && options.dns && upstreams.live.length > 0) {
+    const host = dnsNames.host(app.name, options.dns.domain);
+    const keyed = [...new Set(upstreams.live.map((u) => u.address.split(':')[0]!))].sort();
+    const answered = await resolveHost(options.dns.server, host).catch((err: Error) => err.message);
+    if (typeof answered === 'string') drift.push(answered);
+    else if (answered.join() !== keyed.join()) drift.push(`DNS answers ${host} with ${answered.join(', ') || 'nothing'}, but etcd has ${keyed.join(', ')} (is \`slipway router\` feeding ${options.dns.server}?)`);
+  }
   if (live === null) drift.push(`nginx file ${file} does not exist`);
-  else if (expected !== null && !inSync) drift.push(`nginx file ${file} differs from what the etcd keys render to (\`slipway router --once\` rewrites it)`);
+  else if (expected !== null && !inSync) {
+    drift.push(app.routing === 'dns'
+      ? `nginx file ${file} differs from what the configuration renders to (the next rollout, or \`slipway router\` at its start, rewrites it)`
+      : `nginx file ${file} differs from what the etcd keys render to (\`slipway router --once\` rewrites it)`);
+  }
   if (upstreams.live.length === 0 && release) drift.push(`release ${release.job} is recorded but no upstream key is live under ${app.etcd_prefix}/`);
 
   return {

@@ -38,4 +38,6 @@ export interface ContainerRuntime {
   /** Removes at once (SIGKILL). */
   forceRemove(id: string): Promise<void>;
   imageExists(image: string): Promise<boolean>;
+  /** routing: dns: the `slipway.address` of every container that has one, whatever its app or state. */
+  addressesInUse(): Promise<string[]>;
 }

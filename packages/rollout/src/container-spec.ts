@@ -12,6 +12,20 @@ export interface ContainerSpecInput {
 }
 
 /**
+ * routing: dns: the same options published on `address` of the pool at the
+ * app's own port (an A record carries no port), labelled with the address
+ * so allocations can be derived from what runs. Pure.
+ */
+export function publishOn(spec: Docker.ContainerCreateOptions, port: number, address: string): Docker.ContainerCreateOptions {
+  const key = `${port}/tcp`;
+  return {
+    ...spec,
+    Labels: { ...spec.Labels, [LABELS.address]: address },
+    HostConfig: { ...spec.HostConfig, PortBindings: { [key]: [{ HostIp: address, HostPort: String(port) }] } },
+  };
+}
+
+/**
  * Docker create options for one replica. Pure: the port is published on
  * `host_ip` with an empty HostPort, so Docker picks a free one (read back
  * after start); `unless-stopped` keeps the app up across a Docker restart;

@@ -83,6 +83,12 @@ export function dockerRuntime(docker: Docker): ContainerRuntime {
       await call(`removing ${id.slice(0, 12)}`, () => docker.getContainer(id).remove({ force: true, v: true }), [404, 409]);
     },
 
+    async addressesInUse() {
+      const infos = (await call('listing the containers holding pool addresses', () =>
+        docker.listContainers({ all: true, filters: { label: [LABELS.address] } })))!;
+      return infos.map((info) => info.Labels[LABELS.address]).filter((a): a is string => typeof a === 'string');
+    },
+
     async imageExists(image) {
       return (await call(`inspecting image ${image}`, () => docker.getImage(image).inspect(), [404])) !== undefined;
     },

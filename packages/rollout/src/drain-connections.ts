@@ -13,6 +13,8 @@ export interface DrainResult {
   open: number;
   /** Per address, when some were still open. */
   openBy: Record<string, number>;
+  /** routing: dns: how much of `ms` was the wait for nginx's resolver caches to expire. */
+  settleMs?: number;
 }
 
 /**
@@ -20,9 +22,19 @@ export interface DrainResult {
  * (the old containers' published ports: nginx connects to docker-proxy on
  * the host, so this network namespace sees every one; counted by
  * connectionCounts: `ss`, or /proc/net/tcp), or until `timeoutMs`. Observed, not only timed: a quiet app is stopped at once, a
- * slow request is waited for.
+ * slow request is waited for. With `settleMs` (routing: dns: nginx's
+ * resolver cache, RESOLVER_CACHE_MS) that long is waited first, whatever
+ * `timeoutMs` says.
  */
-export async function drainConnections(addresses: readonly string[], timeoutMs: number): Promise<DrainResult> {
+export async function drainConnections(addresses: readonly string[], timeoutMs: number, options: { settleMs?: number } = {}): Promise<DrainResult> {
+  if (options.settleMs) {
+    // routing: dns: until every nginx worker's cached answer has expired, new requests can still pick an old
+    // address, so zero connections proves nothing yet; this wait is not bounded by drain_s.
+    const settled = Date.now();
+    await sleep(options.settleMs);
+    const result = await drainConnections(addresses, timeoutMs);
+    return { ...result, ms: Date.now() - settled, settleMs: options.settleMs };
+  }
   const started = Date.now();
   let zeros = 0;
   for (;;) {

@@ -1,11 +1,13 @@
-import type { Etcd3 } from 'etcd3';
+import type { Etcd3, PutBuilder } from 'etcd3';
 import { UnavailableError } from '@slipway/core/slipway-error';
 import { etcdCall, etcdDeadline } from '@slipway/router/etcd-error';
 import { readUpstreams } from '@slipway/router/read-upstreams';
-import { acquireAppLock } from './app-lock.js';
+import { acquireAppLock, acquireLock } from './app-lock.js';
 import { appKeys } from './app-keys.js';
 import { parseReleaseRecord, type ReleaseRecord } from './release-record.js';
 import type { ReleaseStore, SwitchReceipt } from './release-store.js';
+
+const leased = (put: PutBuilder, leaseId: string | undefined) => (leaseId === undefined ? put : put.lease(leaseId));
 
 /** The store seam over etcd (keys: see app-keys.ts and DESIGN.md). */
 export function etcdReleaseStore(etcd: Etcd3): ReleaseStore {
@@ -37,7 +39,7 @@ export function etcdReleaseStore(etcd: Etcd3): ReleaseStore {
         .if(lock.key, 'Value', '==', lock.value)
         .then(
           ...remove.map((u) => etcd.delete().key(u.key)),
-          ...Object.entries(input.add).map(([key, address]) => etcd.put(key).value(address)),
+          ...Object.entries(input.add).map(([key, address]) => leased(etcd.put(key).value(address), input.leaseId)),
           etcd.put(appKeys.release(app)).value(json),
           etcd.put(historyKey).value(json),
         )
@@ -55,12 +57,33 @@ export function etcdReleaseStore(etcd: Etcd3): ReleaseStore {
         .if(appKeys.release(input.app), 'Value', '==', JSON.stringify(input.release))
         .then(
           ...Object.keys(input.add).filter((key) => !input.remove.some((u) => u.key === key)).map((key) => etcd.delete().key(key)),
-          ...input.remove.map((u) => etcd.put(u.key).value(u.address)),
+          ...input.remove.map((u) => leased(etcd.put(u.key).value(u.address), input.leaseId)),
           receipt.previousRelease === null ? etcd.delete().key(appKeys.release(input.app)) : etcd.put(appKeys.release(input.app)).value(receipt.previousRelease),
           etcd.delete().key(receipt.historyKey),
         )
         .options(etcdDeadline())
         .commit());
+    },
+
+    addressLock: (options) => acquireLock(etcd, appKeys.addressLock, 'the address pool lock', options),
+
+    registrar: (app) => etcdCall(`reading the registrar of ${app}`, () => etcd.get(appKeys.registrar(app)).options(etcdDeadline()).string()),
+
+    async routeLease(ttlS) {
+      const lease = etcd.lease(ttlS);
+      lease.on('lost', () => {});
+      const id = await etcdCall('granting the route lease', () => lease.grant()).catch(async (err: unknown) => {
+        lease.release();
+        throw err;
+      });
+      return {
+        id,
+        keysOnLease: async (prefix) => {
+          const res = await etcdCall(`reading ${prefix}/`, () => etcd.getAll().prefix(`${prefix}/`).options(etcdDeadline()).exec());
+          return res.kvs.filter((kv) => String(kv.lease) === id).length;
+        },
+        release: () => lease.release(),
+      };
     },
 
     async pruneReleases(app, keep) {

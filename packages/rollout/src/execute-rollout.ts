@@ -6,7 +6,10 @@ import { appKeys, RELEASES_KEPT } from './app-keys.js';
 import { planRollout } from './plan-rollout.js';
 import type { ReleaseStore, SwitchReceipt } from './release-store.js';
 import type { PreparedRoute, RouteProxy } from './route-proxy.js';
-import { CancelledError, UnsupportedRoutingError } from './rollout-errors.js';
+import { allocateAddresses } from './address-pool.js';
+import { publishOn } from './container-spec.js';
+import type { RouteLease } from './release-store.js';
+import { CancelledError, RegistrarUnavailableError } from './rollout-errors.js';
 import type { RolloutRequest, RolloutResult } from './rollout-types.js';
 import { startReplicas, type StartedContainer } from './start-replicas.js';
 import { waitHealthy } from './wait-healthy.js';
@@ -40,7 +43,6 @@ export async function executeRollout(seams: RolloutSeams, request: RolloutReques
     if (request.signal?.aborted) throw new CancelledError(step);
   };
 
-  if (app.routing !== 'upstream') throw new UnsupportedRoutingError(app.name, app.routing);
   log(`rollout of ${app.name}: image ${image}${sha ? ` (commit ${sha})` : ''}, job ${job}, ${app.replicas} replica${app.replicas === 1 ? '' : 's'}`);
   cancelled('the start');
   const lock = await store.lock(app.name, { job, signal: request.signal, log, waitMs: request.lockWaitMs, ttlS: request.lockTtlS });
@@ -50,11 +52,12 @@ export async function executeRollout(seams: RolloutSeams, request: RolloutReques
   let prepared: PreparedRoute | undefined;
   let receipt: SwitchReceipt | undefined;
   let switched = false;
+  let routeLease: RouteLease | undefined;
   try {
     const [containers, upstreams, routed, previous] = await Promise.all([
       runtime.listAppContainers(app.name, app.port), store.upstreams(app.etcd_prefix), proxy.routed(app), store.currentRelease(app.name),
     ]);
-    const plan = planRollout({ containers, upstreams, routed }, { app, image, sha, release: job });
+    const plan = planRollout({ containers, upstreams, routed, releaseJob: previous?.job ?? null }, { app, image, sha, release: job, addressPool: request.dns?.address_pool });
     log(plan.serving.length > 0
       ? `serving now: ${plan.serving.map((c) => `${c.id.slice(0, 12)} (${c.address ?? c.state})`).join(', ')}${previous ? `, release ${previous.job} (${previous.image})` : ''}`
       : 'nothing serving yet: first release');
@@ -80,12 +83,33 @@ export async function executeRollout(seams: RolloutSeams, request: RolloutReques
           }
           phase('plan');
           break;
-        case 'start':
+        case 'check-registrar': {
+          const holder = await store.registrar(app.name);
+          if (holder === null) throw new RegistrarUnavailableError(app.name);
+          log(`registrar: ${app.name} is served by ${holder}`);
+          phase('plan');
+          break;
+        }
+        case 'start': {
           cancelled('the start');
           onStep('start');
-          await startReplicas({ runtime, app: app.name, spec: step.spec, port: step.port, replicas: step.replicas, started, log });
+          const base = { runtime, app: app.name, port: step.port, started, log };
+          if (step.addressPool === undefined) {
+            await startReplicas({ ...base, specs: Array.from({ length: step.replicas }, () => step.spec) });
+          } else {
+            // Allocate and create under one lock: the next allocation (any app, any worker) sees these containers' labels.
+            const poolLock = await store.addressLock({ job, signal: request.signal, log, ttlS: request.lockTtlS });
+            try {
+              const addresses = allocateAddresses(step.addressPool, await runtime.addressesInUse(), step.replicas);
+              log(`addresses from ${step.addressPool}: ${addresses.join(', ')} (port ${step.port})`);
+              await startReplicas({ ...base, specs: addresses.map((address) => publishOn(step.spec, step.port, address)) });
+            } finally {
+              await poolLock.release();
+            }
+          }
           phase('start');
           break;
+        }
         case 'health': {
           cancelled('the start');
           onStep('health');
@@ -108,16 +132,22 @@ export async function executeRollout(seams: RolloutSeams, request: RolloutReques
           cancelled('the health check');
           onStep('switch');
           prepared = await proxy.prepare(app, started.map((c) => c.address!));
-          log(prepared.changed ? `nginx: candidate config for ${started.length} address${started.length === 1 ? '' : 'es'} passed check_cmd` : 'nginx: config already routes to the new set');
+          if (prepared.fileChanged !== undefined) {
+            log(prepared.fileChanged ? 'nginx: the app\'s file changes (first deploy or configuration change); the candidate passed check_cmd' : 'nginx: the app\'s file stays as it is (routing: dns)');
+          } else {
+            log(prepared.changed ? `nginx: candidate config for ${started.length} address${started.length === 1 ? '' : 'es'} passed check_cmd` : 'nginx: config already routes to the new set');
+          }
           break;
         case 'switch': {
           cancelled('the switch');
           if (lock.lost) throw new UnavailableError('etcd', `lost the rollout lock of ${app.name} (etcd unreachable for longer than its lease); nothing was switched`);
           const add = Object.fromEntries(started.map((c) => [appKeys.upstream(step.prefix, c.id), c.address!]));
+          if (step.leaseTtlS !== undefined) routeLease = await store.routeLease(step.leaseTtlS);
           release.at = new Date().toISOString();
-          receipt = await store.switchRelease({ app: app.name, remove: upstreams, add, release, lock });
+          receipt = await store.switchRelease({ app: app.name, remove: upstreams, add, release, lock, leaseId: routeLease?.id });
           switched = true;
-          log(`etcd: switched ${step.prefix}/ to ${Object.values(add).join(', ')} (removed ${upstreams.length} key${upstreams.length === 1 ? '' : 's'}) and recorded release ${job}`);
+          log(`etcd: switched ${step.prefix}/ to ${Object.values(add).join(', ')} (removed ${upstreams.length} key${upstreams.length === 1 ? '' : 's'})`
+            + `${routeLease ? ` on lease ${routeLease.id} (${step.leaseTtlS} s) for the registrar to take over` : ''} and recorded release ${job}`);
           break;
         }
         case 'apply-proxy': {
@@ -130,16 +160,21 @@ export async function executeRollout(seams: RolloutSeams, request: RolloutReques
             await store.revertSwitch(receipt!).catch((revertErr: Error) => log(`could not revert the etcd switch: ${revertErr.message}; run \`slipway router --once\` once etcd answers`));
             throw err;
           }
-          log(applied.reloaded
-            ? `nginx: reloaded; old workers stopped accepting after ${applied.ms} ms${applied.confirmed ? '' : ' (assumed: workers not observable)'}`
-            : `nginx: already applied by the router (waited ${applied.ms} ms for its reload)`);
+          if (applied.dnsMs !== undefined) {
+            log(`dns: the DNS server answers the new set ${applied.dnsMs} ms after the switch; `
+              + `${applied.reloaded ? 'nginx file written and reloaded once (first deploy or configuration change)' : 'nginx not reloaded (its file does not depend on the containers)'}`);
+          } else {
+            log(applied.reloaded
+              ? `nginx: reloaded; old workers stopped accepting after ${applied.ms} ms${applied.confirmed ? '' : ' (assumed: workers not observable)'}`
+              : `nginx: already applied by the router (waited ${applied.ms} ms for its reload)`);
+          }
           result.containers = started.map((c) => ({ id: c.id, address: c.address! }));
           phase('switch');
           break;
         }
         case 'drain':
           onStep('drain');
-          result.drain = await drainConnections(step.addresses, step.timeoutMs);
+          result.drain = await drainConnections(step.addresses, step.timeoutMs, { settleMs: step.settleMs });
           log(drainLine(result.drain, step.timeoutMs));
           phase('drain');
           break;
@@ -157,6 +192,13 @@ export async function executeRollout(seams: RolloutSeams, request: RolloutReques
           }));
           phase('stop');
           break;
+        case 'hand-over': {
+          const waited = await handOver(routeLease!, step.prefix, step.timeoutMs);
+          log(waited.left === 0
+            ? `registrar took over the keys${waited.ms > 0 ? ` (waited ${waited.ms} ms)` : ''}`
+            : `registrar has not taken over ${waited.left} key${waited.left === 1 ? '' : 's'} within ${step.timeoutMs} ms; they expire with the switch's lease unless it does`);
+          break;
+        }
       }
     }
     if (!plan.steps.some((s) => s.kind === 'drain')) onStep('drain');
@@ -173,7 +215,19 @@ export async function executeRollout(seams: RolloutSeams, request: RolloutReques
     }
     throw err;
   } finally {
+    // Never revoked: keys the registrar has not taken over yet (or restored by a revert) must outlive the rollout.
+    routeLease?.release();
     await lock.release();
+  }
+}
+
+/** Waits until no key under `prefix/` is on the switch's lease any more: the registrar renews them on its own leases. */
+async function handOver(lease: RouteLease, prefix: string, timeoutMs: number): Promise<{ left: number; ms: number }> {
+  const started = Date.now();
+  for (;;) {
+    const left = await lease.keysOnLease(prefix).catch(() => -1);
+    if (left === 0 || Date.now() - started >= timeoutMs) return { left, ms: Date.now() - started };
+    await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
 
@@ -189,7 +243,8 @@ async function removeStarted(runtime: ContainerRuntime, started: readonly Starte
 }
 
 function drainLine(drain: DrainResult, timeoutMs: number): string {
-  return drain.drained
+  const settle = drain.settleMs ? `waited ${(drain.settleMs / 1000).toFixed(1)} s for nginx's resolver caches, then ` : '';
+  return settle + (drain.drained
     ? `drained: connections closed after ${(drain.ms / 1000).toFixed(1)} s`
-    : `drained: drain_s (${timeoutMs / 1000} s) elapsed with ${drain.open} connection${drain.open === 1 ? '' : 's'} open (${Object.entries(drain.openBy).map(([a, n]) => `${a}: ${n}`).join(', ')})`;
+    : `drained: drain_s (${timeoutMs / 1000} s) elapsed with ${drain.open} connection${drain.open === 1 ? '' : 's'} open (${Object.entries(drain.openBy).map(([a, n]) => `${a}: ${n}`).join(', ')})`);
 }

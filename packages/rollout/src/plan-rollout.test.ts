@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { validateConfig } from '@slipway/config/load-config';
 import type { AppContainer } from './container-runtime.js';
-import { planRollout, type RolloutCurrent } from './plan-rollout.js';
+import { RESOLVER_CACHE_MS } from '@slipway/router/render-dns-nginx-conf';
+import { DNS_SETTLE_MARGIN_MS, planRollout, type RolloutCurrent } from './plan-rollout.js';
+import { REGISTRATION_TTL_S } from './registration.js';
 import { UnsupportedRoutingError } from './rollout-errors.js';
 
 const app = (over: Record<string, unknown> = {}) =>
@@ -56,7 +58,41 @@ describe('planRollout', () => {
     expect(plan.notes.join('\n')).toMatch(/nginx still routes to 111111111111/);
   });
 
-  it('refuses dns routing for now', () => {
-    expect(() => planRollout(state(), desired({ routing: 'dns' }))).toThrow(UnsupportedRoutingError);
+  describe('routing: dns', () => {
+    const dnsDesired = (over: Record<string, unknown> = {}) => ({ ...desired({ routing: 'dns', ...over }), addressPool: '127.0.10.0/24' });
+    const dnsKinds = (current: RolloutCurrent) => planRollout(current, dnsDesired()).steps.map((s) => s.kind);
+    const live = (n: number, release = 'job-1', st = 'running') => ({ ...container(n, st), labels: { 'slipway.app': 'hello', 'slipway.release': release } });
+
+    it.each([
+      ['first release: registrar checked first, keys handed over last', state(), ['check-registrar', 'start', 'health', 'check-proxy', 'switch', 'apply-proxy', 'hand-over']],
+      ['routine', state({ containers: [container(1), container(2)], upstreams: [key(1), key(2)], releaseJob: 'job-1' }),
+        ['check-registrar', 'start', 'health', 'check-proxy', 'switch', 'apply-proxy', 'drain', 'stop', 'hand-over']],
+    ])('%s', (_what, current, expected) => {
+      expect(dnsKinds(current)).toEqual(expected);
+    });
+
+    it('starts on pool addresses, switches onto a lease, and drains only after nginx\'s resolver caches expired', () => {
+      const plan = planRollout(state({ containers: [container(1)], upstreams: [key(1)] }), dnsDesired());
+      expect(plan.steps.find((s) => s.kind === 'start')).toMatchObject({ addressPool: '127.0.10.0/24', port: 8080 });
+      expect(plan.steps.find((s) => s.kind === 'switch')).toMatchObject({ leaseTtlS: REGISTRATION_TTL_S });
+      expect(plan.steps.find((s) => s.kind === 'drain')).toEqual({ kind: 'drain', addresses: ['127.0.0.1:30001'], timeoutMs: 5000, settleMs: RESOLVER_CACHE_MS + DNS_SETTLE_MARGIN_MS });
+    });
+
+    it('a running container of the live release serves even while unregistered; an exited one is a stray', () => {
+      const plan = planRollout(state({ containers: [live(1), live(2), live(3, 'job-1', 'exited'), live(4, 'crashed-attempt')], upstreams: [key(1)], releaseJob: 'job-1' }), dnsDesired());
+      expect(plan.serving.map((c) => c.name)).toEqual(['c1', 'c2']);
+      expect(plan.strays.map((c) => c.name)).toEqual(['c3', 'c4']);
+      expect(plan.notes.join('\n')).toMatch(/222222222222 .* of the live release is not in etcd/);
+    });
+
+    it('refuses without dns settings (no address pool)', () => {
+      expect(() => planRollout(state(), desired({ routing: 'dns' }))).toThrow(UnsupportedRoutingError);
+    });
+
+    it('leaves routing: upstream exactly as it was', () => {
+      const plan = planRollout(state({ containers: [container(1)], upstreams: [key(1)] }), desired());
+      expect(plan.steps.find((s) => s.kind === 'drain')).toEqual({ kind: 'drain', addresses: ['127.0.0.1:30001'], timeoutMs: 5000 });
+      expect(plan.steps.find((s) => s.kind === 'start')).not.toHaveProperty('addressPool');
+    });
   });
 });

@@ -1,9 +1,10 @@
-import { SlipwayError } from '@slipway/core/slipway-error';
+import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 
 /**
  * The rollout's own failures, each with a stable `code`. Besides these a
  * rollout throws UnavailableError (code `unavailable`, from
- * @slipway/core: etcd or Docker unreachable; retry later),
+ * @slipway/core: etcd, Docker, or for routing: dns the DNS server or the
+ * registrar unreachable; retry later),
  * NginxCheckError (`nginx_check_failed`), NginxReloadError
  * (`nginx_reload_failed`) and TemplateError (`template_invalid`) from
  * @slipway/router. Only `unavailable` and `lock_timeout` are worth retrying
@@ -32,18 +33,39 @@ export class CancelledError extends SlipwayError {
   }
 }
 
-/** A routing mode this version cannot roll out yet (`dns`). */
+/** A routing mode this version cannot roll out, or one that lacks its settings (routing: dns without `dns`). */
 export class UnsupportedRoutingError extends SlipwayError {
-  constructor(app: string, routing: string) {
-    super('unsupported', `app ${app} uses routing: ${routing}, which is not supported yet; use routing: upstream`);
+  constructor(app: string, routing: string, why = 'which is not supported') {
+    super('unsupported', `app ${app} uses routing: ${routing}, ${why}`);
     this.name = 'UnsupportedRoutingError';
+  }
+}
+
+/**
+ * routing: dns: no registrar holds the app, so nothing would keep its keys
+ * alive after the switch. Code `unavailable` (service `registrar`): worth
+ * retrying once `slipway router` (which runs the registrar) is up again.
+ */
+export class RegistrarUnavailableError extends UnavailableError {
+  constructor(app: string) {
+    super('registrar', `no registrar serves ${app} (routing: dns): nothing would keep its DNS keys alive after the switch; start \`slipway router\` (it runs the registrar), then retry`);
+    this.name = 'RegistrarUnavailableError';
+  }
+}
+
+/** routing: dns: `dns.address_pool` has too few free addresses for the new containers. */
+export class AddressPoolExhaustedError extends SlipwayError {
+  constructor(pool: string, wanted: number, free: number) {
+    super('address_pool_exhausted', `dns.address_pool ${pool} has ${free} free address${free === 1 ? '' : 'es'}, ${wanted} needed (every container of a dns app, of every app and state, holds one until removed)`);
+    this.name = 'AddressPoolExhaustedError';
   }
 }
 
 /** Another rollout of the app held the lock for longer than we were willing to wait. Worth retrying. */
 export class LockTimeoutError extends SlipwayError {
-  constructor(app: string, waitedMs: number, holder: string) {
-    super('lock_timeout', `gave up waiting ${Math.round(waitedMs / 1000)} s for the rollout lock of ${app} (held by ${holder})`);
+  /** `lock` names it: `the rollout lock of <app>`. */
+  constructor(lock: string, waitedMs: number, holder: string) {
+    super('lock_timeout', `gave up waiting ${Math.round(waitedMs / 1000)} s for ${lock} (held by ${holder})`);
     this.name = 'LockTimeoutError';
   }
 }

@@ -1,4 +1,4 @@
-import type { AppConfig } from '@slipway/config/types';
+import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import type { DrainResult } from './drain-connections.js';
 import type { ReleaseRecord } from './release-record.js';
 
@@ -26,6 +26,8 @@ export interface RolloutRequest {
   lockWaitMs?: number;
   /** TTL of the lock's lease. Default LOCK_TTL_S (5 s). */
   lockTtlS?: number;
+  /** The configuration's `dns` settings: required for an app with routing: dns, unused otherwise. */
+  dns?: SlipwayConfig['dns'];
 }
 
 export interface RolloutResult {
@@ -48,7 +50,9 @@ export interface RolloutResult {
    * reading Docker, etcd and nginx and planning (and removing strays),
    * `switch` the candidate check + etcd transaction + nginx apply until the
    * old workers stopped accepting, `stop` stopping and removing the old
-   * containers.
+   * containers (for routing: dns, `switch` ends when the DNS server
+   * answers the new set, and `drain` includes the wait for nginx's
+   * resolver caches).
    */
   timings: { lock: number; plan: number; start: number; health: number; switch: number; drain: number; stop: number; total: number };
 }

@@ -5,4 +5,6 @@ export const LABELS = {
   sha: 'slipway.sha',
   /** The job (release) id that started the container. */
   release: 'slipway.release',
+  /** routing: dns only: the address of `dns.address_pool` the container is published on; allocations are derived from these. */
+  address: 'slipway.address',
 } as const;

@@ -9,7 +9,7 @@ export interface StartedContainer {
 }
 
 /**
- * Starts `replicas` containers in parallel, each named
+ * Starts one container per spec, in parallel, each named
  * `slipway-<app>-<random>`. Every container that got created is pushed to
  * `started` as soon as it exists, so whoever cleans up after a failure sees
  * all of them; the first failure is thrown once every start has settled.
@@ -17,14 +17,13 @@ export interface StartedContainer {
 export async function startReplicas(options: {
   runtime: ContainerRuntime;
   app: string;
-  spec: Docker.ContainerCreateOptions;
+  specs: readonly Docker.ContainerCreateOptions[];
   port: number;
-  replicas: number;
   started: StartedContainer[];
   log: (line: string) => void;
 }): Promise<void> {
-  const { runtime, spec, log } = options;
-  const results = await Promise.allSettled(Array.from({ length: options.replicas }, async () => {
+  const { runtime, log } = options;
+  const results = await Promise.allSettled(options.specs.map(async (spec) => {
     const name = `slipway-${options.app}-${randomBytes(4).toString('hex')}`;
     const container = await runtime.startContainer({ ...spec, name }, options.port);
     options.started.push(container);

@@ -172,7 +172,7 @@ describe('a failed rollout leaves the previous release serving, its file and key
     expect(await fetchText(app.listen)).toBe('200 v2');
   });
 
-  it('routing: dns is refused as unsupported, touching nothing', async () => {
+  it('routing: dns without the `dns` settings is refused as unsupported, touching nothing', async () => {
     const app = await testApp({ routing: 'dns' });
     await expect(rollout({ app, nginx: nginx.settings, docker, etcd, image: 'slipway/none:1', sha: null, job: 'dns' })).rejects.toMatchObject({ code: 'unsupported' });
     expect(await appContainers(app.name)).toEqual([]);

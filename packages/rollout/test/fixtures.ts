@@ -1,4 +1,5 @@
-import { createServer } from 'node:net';
+import { chmodSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
@@ -7,9 +8,12 @@ import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { writeFixtureApp, type FixtureVariant } from '@slipway/devstack/fixture-app';
 import { freePort } from '@slipway/devstack/free-port';
 import { stopProcess } from '@slipway/devstack/processes';
+import { startDnsmasq, type DnsmasqService } from '@slipway/devstack/services/dnsmasq';
 import { startNginx, type NginxService } from '@slipway/devstack/services/nginx';
 import { tempDir, testAppName, testStack } from '@slipway/devstack/testing';
 import { createEtcdClient } from '@slipway/router/etcd-client';
+import { watchDnsHosts, type DnsHostsFeed } from '@slipway/router/watch-dns-hosts';
+import { startRegistrar, type RegistrarHandle, type RegistrarOptions } from '../src/registrar.js';
 import { LABELS } from '../src/slipway-labels.js';
 
 export const docker = new Docker();
@@ -19,6 +23,9 @@ export async function buildImage(app: string, version: string, variant: FixtureV
   const dir = tempDir('slipway-fixture-');
   try {
     writeFixtureApp(dir.path, { version, variant });
+    // Which container answered (its hostname is its short id): for tests that follow traffic per container.
+    writeFileSync(join(dir.path, 'www', 'cgi-bin', 'host'), '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n"\nhostname\n');
+    chmodSync(join(dir.path, 'www', 'cgi-bin', 'host'), 0o755);
     const image = `slipway/${app}:${tag}`;
     const stream = await docker.buildImage({ context: dir.path, src: ['Dockerfile', 'run.sh', 'www'] }, { t: image });
     await new Promise<void>((resolve, reject) => docker.modem.followProgress(stream, (err: Error | null, events: Array<{ error?: string }>) => {
@@ -78,4 +85,71 @@ export async function deadPort(): Promise<number> {
   const port = (server.address() as { port: number }).port;
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
+}
+
+/** A dnsmasq of the test's own (the devstack's service), and the `dns:` settings pointing at it; the pool is the config default. */
+export async function ownDns(): Promise<{ service: DnsmasqService; settings: SlipwayConfig['dns']; stop: () => Promise<void> }> {
+  const dir = tempDir('slipway-rollout-dns-');
+  const service = await startDnsmasq(join(dir.path, 'dnsmasq'), await freePort());
+  return {
+    service,
+    settings: { server: service.server, domain: service.domain, address_pool: '127.0.10.0/24' },
+    stop: async () => {
+      await stopProcess(service.pid);
+      dir.remove();
+    },
+  };
+}
+
+/**
+ * What `slipway router` runs for dns apps, for the test's own apps: the
+ * DNS feed into the test's dnsmasq and a registrar (its own etcd client,
+ * so a test can cut it off like a crashed process).
+ */
+export async function serveDns(dns: Awaited<ReturnType<typeof ownDns>>, apps: AppConfig[], options: Partial<RegistrarOptions> = {}): Promise<{
+  registrar: RegistrarHandle; feed: DnsHostsFeed; registrarEtcd: Etcd3; close: () => Promise<void>;
+}> {
+  const byName = Object.fromEntries(apps.map((a) => [a.name, a]));
+  const etcd = stackEtcd();
+  const registrarEtcd = options.etcd ?? stackEtcd();
+  const feed = await watchDnsHosts({ apps: byName, dns: dns.settings, etcd, hostsDir: dns.service.hostsDir });
+  const registrar = await startRegistrar({ apps: byName, docker, ...options, etcd: registrarEtcd });
+  return {
+    registrar, feed, registrarEtcd,
+    close: async () => {
+      await registrar.close();
+      await feed.close();
+      etcd.close();
+      if (!options.etcd) registrarEtcd.close();
+    },
+  };
+}
+
+/**
+ * A TCP relay to the stack's etcd, for a client that must be cut off the
+ * way a crashed process is (`cut()`: every connection reset, nothing
+ * revoked). Closing an etcd3 client is not that: open gRPC streams (lease
+ * keep-alives) go on until they end.
+ */
+export async function etcdRelay(): Promise<{ client: Etcd3; cut: () => void }> {
+  const target = new URL(testStack().etcd!.url);
+  const sockets = new Set<Socket>();
+  const server = createServer((inbound) => {
+    const outbound = connect(Number(target.port), target.hostname);
+    for (const s of [inbound, outbound]) {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => sockets.delete(s));
+    }
+    inbound.pipe(outbound).pipe(inbound);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return {
+    client: createEtcdClient([`http://127.0.0.1:${port}`]),
+    cut: () => {
+      server.close();
+      for (const s of sockets) s.destroy();
+    },
+  };
 }

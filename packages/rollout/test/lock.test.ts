@@ -32,7 +32,8 @@ describe('one rollout per app at a time', () => {
       onStep: (s) => events.push(`${job}:${s}`), log: (l) => lines.push(`${job}: ${l}`),
     });
     const first = run(etcd, v1!, 'one');
-    await new Promise((r) => setTimeout(r, 50));
+    // The second starts once the first holds the lock (a fixed head start loses the race on a busy machine).
+    while ((await etcd.get(appKeys.lock(app.name)).string()) === null) await new Promise((r) => setTimeout(r, 5));
     await Promise.all([first, run(other, v2!, 'two')]);
     other.close();
     expect(events.slice(0, 5)).toEqual(['one:start', 'one:health', 'one:switch', 'one:drain', 'one:done']);

@@ -21,13 +21,14 @@ export async function ownNginx(): Promise<{ service: NginxService; settings: Sli
   };
 }
 
-/** A plain HTTP server on loopback answering `<body>\n`: a stand-in container for routing tests. */
-export async function backend(body: string): Promise<{ address: string; close: () => Promise<void> }> {
+/** A plain HTTP server on loopback answering `<body>\n`: a stand-in container for routing tests (any 127.x address works). */
+export async function backend(body: string, at: { host?: string; port?: number } = {}): Promise<{ address: string; close: () => Promise<void> }> {
   const server: Server = createServer((_req, res) => res.end(`${body}\n`));
-  const port = await freePort();
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const host = at.host ?? '127.0.0.1';
+  const port = at.port ?? (await freePort(host));
+  await new Promise<void>((resolve) => server.listen(port, host, resolve));
   return {
-    address: `127.0.0.1:${port}`,
+    address: `${host}:${port}`,
     close: () => new Promise((resolve) => {
       server.closeAllConnections();
       server.close(() => resolve());

@@ -1,3 +1,4 @@
+import { startDnsRouting } from '@slipway/rollout/start-dns-routing';
 import { routerOnce } from '@slipway/router/router-once';
 import { watchRouter } from '@slipway/router/watch-router';
 import type { CliContext } from '../cli-context.js';
@@ -5,19 +6,30 @@ import { parseFlags } from '../parse-flags.js';
 
 export const USAGE = 'usage: slipway router [--once]';
 
-/** etcd → nginx, confd's role: once (exit 1 if an app could not be applied), or watching until Ctrl-C. */
+/**
+ * etcd → nginx, confd's role: once (exit 1 if an app could not be
+ * applied), or watching until Ctrl-C. Watching also runs what `routing:
+ * dns` apps need (dnsmasq, its feed from etcd, the registrar); with no dns
+ * app that starts nothing.
+ */
 export async function router(ctx: CliContext, argv: string[]): Promise<number> {
   const { values } = parseFlags(argv, { once: { type: 'boolean' } }, USAGE, { min: 0, max: 0 });
-  const options = { apps: ctx.config.apps, nginx: ctx.config.nginx, etcd: ctx.etcd, log: (line: string) => ctx.terminal.err(`router: ${line}`) };
+  const log = (line: string) => ctx.terminal.err(`router: ${line}`);
+  const options = { apps: ctx.config.apps, nginx: ctx.config.nginx, etcd: ctx.etcd, log };
   if (values.once) {
     const results = await routerOnce(options);
     return results.some((r) => r.outcome === 'failed') ? 1 : 0;
   }
-  const handle = await watchRouter(options);
+  const upstream = await watchRouter(options);
+  const dns = await startDnsRouting({ config: ctx.config, etcd: ctx.etcd, docker: ctx.docker, log }).catch(async (err: unknown) => {
+    await upstream.close();
+    throw err;
+  });
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
-  await handle.close();
+  await dns.close();
+  await upstream.close();
   return 0;
 }

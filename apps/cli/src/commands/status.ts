@@ -11,7 +11,7 @@ export async function status(ctx: CliContext, argv: string[]): Promise<number> {
   const apps = positionals.length ? [ctx.app(positionals[0]!)] : Object.values(ctx.config.apps);
   const statuses = [];
   for (const app of apps) {
-    statuses.push(await appStatus({ app, nginx: ctx.config.nginx, docker: ctx.docker, etcd: ctx.etcd }));
+    statuses.push(await appStatus({ app, nginx: ctx.config.nginx, dns: ctx.config.dns, docker: ctx.docker, etcd: ctx.etcd }));
   }
   if (ctx.options.json) {
     ctx.terminal.out(JSON.stringify(statuses, null, 2));

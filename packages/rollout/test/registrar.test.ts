@@ -1,0 +1,141 @@
+import type { Etcd3 } from 'etcd3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { dnsNames } from '@slipway/router/dns-names';
+import { resolveHost } from '@slipway/router/resolve-host';
+import { appKeys } from '../src/app-keys.js';
+import type { RegistrationChange } from '../src/registrar.js';
+import { rollout } from '../src/rollout.js';
+import { buildImage, docker, etcdRelay, ownDns, ownNginx, serveDns, stackEtcd, testApp } from './fixtures.js';
+
+/** Polls until `probe` holds; the time it took. */
+async function within(ms: number, probe: () => Promise<boolean>, what: string): Promise<number> {
+  const started = Date.now();
+  while (!(await probe())) {
+    if (Date.now() - started > ms) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return Date.now() - started;
+}
+
+describe('the registrar (routing: dns): Docker events → etcd keys on leases', () => {
+  let nginx: Awaited<ReturnType<typeof ownNginx>>;
+  let dns: Awaited<ReturnType<typeof ownDns>>;
+  let etcd: Etcd3;
+  beforeAll(async () => {
+    [nginx, dns] = await Promise.all([ownNginx(), ownDns()]);
+    etcd = stackEtcd();
+  });
+  afterAll(async () => {
+    etcd?.close();
+    await nginx?.stop();
+    await dns?.stop();
+  });
+  const keys = async (prefix: string) => Object.fromEntries((await etcd.getAll().prefix(`${prefix}/`).exec()).kvs
+    .map((kv) => [kv.key.toString().slice(prefix.length + 1), { address: kv.value.toString(), lease: String(kv.lease) }]));
+  const answer = (app: string) => resolveHost(dns.settings.server, dnsNames.host(app, dns.settings.domain));
+
+  it('on start, reconciles etcd with what runs: stale keys go, live containers are registered (probed) or taken over, others never', async () => {
+    const app = await testApp({ routing: 'dns' });
+    const image = await buildImage(app.name, 'v1');
+    const first = await serveDns(dns, [app]);
+    const result = await rollout({ app, nginx: nginx.settings, dns: dns.settings, docker, etcd, image, sha: null, job: 'live' });
+    await first.close();
+    const [a, b] = result.containers.map((c) => ({ address: c.address, id12: c.id.slice(0, 12) })) as Array<{ id12: string; address: string }> as [{ id12: string; address: string }, { id12: string; address: string }];
+
+    // While no registrar ran: a key lost, a stale one written by hand, a healthy container of another release started.
+    await etcd.delete().key(`${app.etcd_prefix}/${a.id12}`);
+    await etcd.put(`${app.etcd_prefix}/deadbeef0000`).value('127.0.12.250:8080');
+    const other = await docker.createContainer({
+      Image: image, Labels: { 'slipway.app': app.name, 'slipway.release': 'not-live' },
+      HostConfig: { PortBindings: { '8080/tcp': [{ HostIp: '127.0.12.251', HostPort: '8080' }] } },
+    });
+    await other.start();
+    const before = await keys(app.etcd_prefix);
+
+    const changes: RegistrationChange[] = [];
+    const again = await serveDns(dns, [app], { onChange: (c) => changes.push(c) });
+    try {
+      await again.registrar.reconcile();
+      const after = await keys(app.etcd_prefix);
+      expect(Object.keys(after).sort()).toEqual([a.id12, b.id12].sort());
+      expect(after[a.id12]!.address).toBe(a.address);
+      expect(after[b.id12]!.lease, 'b taken over on a lease of the new registrar').not.toBe(before[b.id12]!.lease);
+      expect(changes.map((c) => `${c.action} ${c.key.split('/').pop()}`).sort()).toEqual([`adopted ${b.id12}`, 'removed deadbeef0000', `registered ${a.id12}`].sort());
+      expect(changes.find((c) => c.action === 'removed')!.why).toBe('its container does not exist');
+      expect(again.registrar.serving()).toEqual([app.name]);
+      expect(await etcd.get(appKeys.registrar(app.name)).string()).toMatch(/"pid":\d+/);
+    } finally {
+      await again.close();
+      await other.remove({ force: true });
+    }
+  });
+
+  it('follows Docker\'s events: a stopped container is removed at once, started again it is registered once healthy', async () => {
+    const app = await testApp({ routing: 'dns', health: { timeout_s: 20, interval_ms: 50 } });
+    const changes: RegistrationChange[] = [];
+    const serving = await serveDns(dns, [app], { onChange: (c) => changes.push(c) });
+    try {
+      const result = await rollout({ app, nginx: nginx.settings, dns: dns.settings, docker, etcd, image: await buildImage(app.name, 'v1', 'slow-start'), sha: null, job: 'ev' });
+      const victim = result.containers[0]!;
+      const id12 = victim.id.slice(0, 12);
+      const ip = victim.address.split(':')[0]!;
+
+      // Watched while Docker stops it: the engine answers only once the container is down.
+      const stopping = docker.getContainer(victim.id).stop({ t: 1 });
+      const removedMs = await within(3000, async () => !(id12 in (await keys(app.etcd_prefix))), 'the key removed');
+      await stopping;
+      await within(1000, async () => !(await answer(app.name)).includes(ip), 'out of DNS (the feed follows the key)');
+      expect(changes.some((c) => c.action === 'removed' && c.key.endsWith(id12))).toBe(true);
+
+      // The sample app takes 2 s to answer (slow-start): not registered before its probe passes.
+      await docker.getContainer(victim.id).start();
+      const registeredMs = await within(10_000, async () => (await keys(app.etcd_prefix))[id12]?.address === victim.address, 'registered again');
+      expect(registeredMs).toBeGreaterThanOrEqual(1500);
+      await within(1000, async () => (await answer(app.name)).includes(ip), 'answered in DNS again');
+      console.log(`registrar: key removed ${removedMs} ms after \`docker stop\` was sent (SIGTERM, the app exits at once); re-registered ${registeredMs} ms after \`docker start\` (app start-up 2 s)`);
+    } finally {
+      await serving.close();
+    }
+  });
+
+  it('keys live on leases: a standby takes over before they expire; with no registrar left they drop out within the TTL', async () => {
+    const app = await testApp({ routing: 'dns' });
+    const ttl = { ttlS: 3, sessionTtlS: 1 };
+    const [relayOne, relayTwo] = [await etcdRelay(), await etcdRelay()];
+    const one = await serveDns(dns, [app], { ...ttl, etcd: relayOne.client });
+    const result = await rollout({ app, nginx: nginx.settings, dns: dns.settings, docker, etcd, image: await buildImage(app.name, 'v1'), sha: null, job: 'lease' });
+    const two = await serveDns(dns, [app], { ...ttl, etcd: relayTwo.client });
+    const deletes: number[] = [];
+    const watcher = await etcd.watch().prefix(`${app.etcd_prefix}/`).create();
+    watcher.on('delete', () => deletes.push(Date.now()));
+    try {
+      expect(two.registrar.serving(), 'a standby while the first one serves').toEqual([]);
+      const held = await keys(app.etcd_prefix);
+
+      // The first registrar "crashes": its etcd connections are reset, nothing is revoked.
+      const crashed = Date.now();
+      relayOne.cut();
+      const takeoverMs = await within(ttl.ttlS * 1000, async () => two.registrar.serving().length === 1, 'the standby taking over');
+      await within(2000, async () => Object.values(await keys(app.etcd_prefix)).every((k, i) => k.lease !== Object.values(held)[i]!.lease), 'keys adopted');
+      await new Promise((r) => setTimeout(r, ttl.ttlS * 1000));
+      expect(deletes, 'no key vanished during the take-over').toEqual([]);
+      expect(Object.keys(await keys(app.etcd_prefix)).sort()).toEqual(result.containers.map((c) => c.id.slice(0, 12)).sort());
+
+      // Now the only registrar dies: the keys expire by themselves; DNS keeps its last answer rather than go empty.
+      const died = Date.now();
+      relayTwo.cut();
+      const goneMs = await within(ttl.ttlS * 1000 + 1500, async () => Object.keys(await keys(app.etcd_prefix)).length === 0, 'keys expiring');
+      console.log(`registrar: standby took over ${takeoverMs} ms after the first one's etcd connection died (session TTL ${ttl.sessionTtlS} s), before any key expired; `
+        + `with no registrar the keys dropped out ${goneMs} ms after (TTL ${ttl.ttlS} s)`);
+      expect(Date.now() - died).toBeLessThanOrEqual(ttl.ttlS * 1000 + 1500);
+      expect(await answer(app.name)).toEqual(result.containers.map((c) => c.address.split(':')[0]).sort());
+      expect(crashed).toBeLessThan(died);
+    } finally {
+      await watcher.cancel();
+      await one.close();
+      await two.close();
+      relayOne.client.close();
+      relayTwo.client.close();
+    }
+  });
+});

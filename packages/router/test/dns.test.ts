@@ -1,0 +1,139 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Etcd3 } from 'etcd3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCommand } from '@slipway/core/run-command';
+import { freePort } from '@slipway/devstack/free-port';
+import { startDnsmasq, type DnsmasqService } from '@slipway/devstack/services/dnsmasq';
+import { stopProcess } from '@slipway/devstack/processes';
+import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
+import { applyDnsNginxConf } from '../src/apply-dns-nginx-conf.js';
+import { dnsmasqPaths, runDnsmasq } from '../src/dnsmasq.js';
+import { dnsNames } from '../src/dns-names.js';
+import { createEtcdClient } from '../src/etcd-client.js';
+import { listenerHolders } from '../src/nginx-listeners.js';
+import { nginxNames } from '../src/nginx-names.js';
+import { RESOLVER_CACHE_MS } from '../src/render-dns-nginx-conf.js';
+import { resolveHost } from '../src/resolve-host.js';
+import { startDnsRouter } from '../src/start-dns-router.js';
+import { watchDnsHosts } from '../src/watch-dns-hosts.js';
+import { appsConfig, backend, fetchText, ownNginx, within } from './helpers.js';
+
+const etcdctl = (url: string, ...args: string[]) =>
+  runCommand(['etcdctl', '--endpoints', url, ...args], { env: { ...process.env, ETCDCTL_API: '3' } });
+
+describe('routing: dns — etcd → dnsmasq → nginx', () => {
+  let nginx: Awaited<ReturnType<typeof ownNginx>>;
+  let dnsmasq: DnsmasqService;
+  let etcd: Etcd3;
+  let etcdUrl: string;
+  const dir = tempDir('slipway-router-dns-');
+
+  beforeAll(async () => {
+    nginx = await ownNginx();
+    dnsmasq = await startDnsmasq(join(dir.path, 'dnsmasq'), await freePort());
+    etcdUrl = testStack().etcd!.url;
+    etcd = createEtcdClient([etcdUrl]);
+  });
+  afterAll(async () => {
+    etcd?.close();
+    await nginx?.stop();
+    if (dnsmasq) await stopProcess(dnsmasq.pid);
+    dir.remove();
+  });
+
+  const dnsSettings = () => ({ server: dnsmasq.server, domain: dnsmasq.domain, address_pool: '127.0.11.0/24' });
+  async function dnsApp(over: Record<string, unknown> = {}) {
+    const name = testAppName();
+    const apps = appsConfig({ [name]: { routing: 'dns', port: await freePort(), listen: `127.0.0.1:${await freePort()}`, etcd_prefix: `${uniqueName('/test/dns')}/${name}`, ...over } });
+    return { apps, app: apps[name]! };
+  }
+  const answer = (name: string) => resolveHost(dnsmasq.server, dnsNames.host(name, dnsmasq.domain));
+
+  it('feeds dnsmasq from etcd: an etcdctl put or del is answered within a second; an empty set keeps the last answer', async () => {
+    const { apps, app } = await dnsApp();
+    const feed = await watchDnsHosts({ apps, dns: dnsSettings(), etcd, hostsDir: dnsmasq.hostsDir });
+    try {
+      expect(await answer(app.name)).toEqual([]);
+      const timings: number[] = [];
+      await etcdctl(etcdUrl, 'put', `${app.etcd_prefix}/aaaaaaaaaaaa`, `127.0.11.1:${app.port}`);
+      timings.push(await within(1000, async () => (await answer(app.name)).join() === '127.0.11.1', 'a put answered'));
+      await etcdctl(etcdUrl, 'put', `${app.etcd_prefix}/bbbbbbbbbbbb`, `127.0.11.2:${app.port}`);
+      timings.push(await within(1000, async () => (await answer(app.name)).join() === '127.0.11.1,127.0.11.2', 'a second put answered'));
+      await etcdctl(etcdUrl, 'del', `${app.etcd_prefix}/aaaaaaaaaaaa`);
+      timings.push(await within(1000, async () => (await answer(app.name)).join() === '127.0.11.2', 'a del answered'));
+      console.log(`dns feed: etcdctl change → dnsmasq answering it: ${timings.map((t) => `${t} ms`).join(', ')}`);
+
+      // Not answerable by an A record at the app's port: never written.
+      await etcdctl(etcdUrl, 'put', `${app.etcd_prefix}/cccccccccccc`, '127.0.0.1:32768');
+      await etcdctl(etcdUrl, 'del', `${app.etcd_prefix}/bbbbbbbbbbbb`);
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await answer(app.name)).toEqual(['127.0.11.2']);
+      expect(await readFile(dnsNames.hostsFile(dnsmasq.hostsDir, app.name), 'utf8')).toBe(`127.0.11.2 ${app.name}.${dnsmasq.domain}\n`);
+    } finally {
+      await feed.close();
+    }
+  });
+
+  it('nginx resolves through dnsmasq: traffic follows etcd with no reload; the file is written once', async () => {
+    const { apps, app } = await dnsApp();
+    const backends = [await backend('a', { host: '127.0.11.11', port: app.port }), await backend('b', { host: '127.0.11.12', port: app.port })];
+    const router = await startDnsRouter({ apps, nginx: nginx.settings, dns: dnsSettings(), etcd, hostsDir: dnsmasq.hostsDir, dnsmasq: false });
+    const file = nginxNames.path(nginx.settings.conf_dir, app.name);
+    try {
+      // No first deploy yet: the router does not create the file.
+      await expect(readFile(file)).rejects.toThrow(/ENOENT/);
+      await etcd.put(`${app.etcd_prefix}/aaaaaaaaaaaa`).value(backends[0]!.address);
+      await within(1000, async () => (await answer(app.name)).length === 1, 'the first key answered');
+      const first = await applyDnsNginxConf({ nginx: nginx.settings, app, dns: dnsSettings() });
+      expect(first).toMatchObject({ changed: true, reloaded: true, reload: { outcome: 'confirmed' } });
+      expect(await fetchText(app.listen)).toBe('200 a');
+      const workers = (await listenerHolders(app.listen))!.workers;
+
+      await etcd.put(`${app.etcd_prefix}/bbbbbbbbbbbb`).value(backends[1]!.address);
+      await etcd.delete().key(`${app.etcd_prefix}/aaaaaaaaaaaa`);
+      const ms = await within(RESOLVER_CACHE_MS + 1000, async () => {
+        const seen = new Set<string>();
+        for (let i = 0; i < 6; i++) seen.add(await fetchText(app.listen));
+        return seen.size === 1 && seen.has('200 b');
+      }, 'nginx following DNS');
+      console.log(`dns: etcd switch → nginx serving only the new address after ${ms} ms (resolver valid + cache: at most ${RESOLVER_CACHE_MS} ms)`);
+      expect(await applyDnsNginxConf({ nginx: nginx.settings, app, dns: dnsSettings() })).toMatchObject({ changed: false, reloaded: false });
+      expect((await listenerHolders(app.listen))!.workers, 'nginx was not reloaded').toEqual(workers);
+    } finally {
+      await router.close();
+    }
+
+    // A configuration change reaches the existing file when the router starts.
+    const changed = { ...apps, [app.name]: { ...app, server_name: ['dns.example'] } };
+    const again = await startDnsRouter({ apps: changed, nginx: nginx.settings, dns: dnsSettings(), etcd, hostsDir: dnsmasq.hostsDir, dnsmasq: false });
+    await again.close();
+    expect(await readFile(file, 'utf8')).toContain('server_name dns.example;');
+    expect(await fetchText(app.listen)).toBe('200 b');
+    await Promise.all(backends.map((b) => b.close()));
+  });
+
+  it('runs Slipway\'s own dnsmasq: answers from its hosts directory, comes back after a crash, stops on close', async () => {
+    const work = tempDir('slipway-router-dnsmasq-');
+    const { hostsDir, pidFile } = dnsmasqPaths(work.path);
+    const server = `127.0.0.1:${await freePort()}`;
+    const lines: string[] = [];
+    const handle = await runDnsmasq({ server, domain: 'slipway.internal', hostsDir, pidFile, log: (l) => lines.push(l) });
+    try {
+      await writeFile(join(hostsDir, 'x'), '127.0.11.7 x.slipway.internal\n');
+      await within(1000, async () => (await resolveHost(server, 'x.slipway.internal')).join() === '127.0.11.7', 'an answer from the hosts file');
+      const pid = handle.pid!;
+      process.kill(pid, 'SIGKILL');
+      await within(5000, async () => handle.pid !== pid && (await resolveHost(server, 'x.slipway.internal').catch(() => [])).join() === '127.0.11.7', 'dnsmasq back after a crash');
+      expect(lines.join('\n')).toMatch(/dnsmasq exited \(SIGKILL\); starting it again/);
+    } finally {
+      await handle.close();
+    }
+    await expect(resolveHost(server, 'x.slipway.internal')).rejects.toMatchObject({ code: 'unavailable', service: 'dns' });
+    // A second one where a DNS server already answers fails loudly instead of feeding nobody.
+    const busy = await runDnsmasq({ server: dnsmasq.server, domain: 'slipway.internal', hostsDir, pidFile }).catch((e: unknown) => e);
+    expect(busy).toMatchObject({ code: 'dnsmasq_failed' });
+    expect((busy as Error).message).toMatch(/already answers DNS on/);
+    work.remove();
+  });
+});
