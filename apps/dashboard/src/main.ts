@@ -2,15 +2,12 @@ import type { AddressInfo } from 'node:net';
 import Docker from 'dockerode';
 import { dockerConnection } from '@slipway/core/docker-connection';
 import { createLogger } from '@slipway/core/logger';
-import { ConfigError } from '@slipway/config/config-error';
-import { loadConfig } from '@slipway/config/load-config';
+import { serviceStart } from '@slipway/config/service-start';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectRedis } from '@slipway/queue/redis-connection';
 import { createEtcdClient } from '@slipway/router/etcd-client';
 import { createDashboard } from './create-dashboard.js';
 import { MissingTokenError } from './missing-token-error.js';
-import { parseArgs, USAGE } from './parse-args.js';
-import { UsageError } from './usage-error.js';
 
 /** How long requests in flight get after SIGTERM/SIGINT; live streams are cut at once (browsers resume them). */
 export const SHUTDOWN_GRACE_MS = 5_000;
@@ -27,26 +24,9 @@ export interface MainIo {
  * flags, a bad configuration or a missing `dashboard.token`.
  */
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: MainIo = process): Promise<number> {
-  let args;
-  try {
-    args = parseArgs(argv);
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    io.stderr.write(`slipway-dashboard: ${err.message}\n${USAGE}\n`);
-    return 2;
-  }
-  if (args.help) {
-    io.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
-  let config;
-  try {
-    config = loadConfig({ path: args.config, env });
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    io.stderr.write(`${err.message}\n`);
-    return 2;
-  }
+  const start = serviceStart({ name: 'slipway-dashboard', summary: 'Serves the web dashboard and its JSON API on dashboard.host:dashboard.port.', argv, env, io });
+  if ('exitCode' in start) return start.exitCode;
+  const { config } = start;
   if (!config.dashboard.token) {
     io.stderr.write(`${new MissingTokenError(config.file).message}\n`);
     return 2;

@@ -1,13 +1,10 @@
 import type { AddressInfo } from 'node:net';
 import { createLogger, flushLogger } from '@slipway/core/logger';
-import { ConfigError } from '@slipway/config/config-error';
-import { loadConfig } from '@slipway/config/load-config';
+import { serviceStart } from '@slipway/config/service-start';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectReceiverRedis } from './connect-receiver-redis.js';
 import { createReceiver } from './create-receiver.js';
-import { parseArgs, USAGE } from './parse-args.js';
 import { createReceiverFeedback } from './receiver-feedback.js';
-import { UsageError } from './usage-error.js';
 
 /** How long in-flight requests get to finish after SIGTERM/SIGINT. */
 export const SHUTDOWN_GRACE_MS = 10_000;
@@ -24,26 +21,9 @@ export interface MainIo {
  * 2 for bad flags or configuration.
  */
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: MainIo = process): Promise<number> {
-  let args;
-  try {
-    args = parseArgs(argv);
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    io.stderr.write(`slipway-receiver: ${err.message}\n${USAGE}\n`);
-    return 2;
-  }
-  if (args.help) {
-    io.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
-  let config;
-  try {
-    config = loadConfig({ path: args.config, env });
-  } catch (err) {
-    if (!(err instanceof ConfigError)) throw err;
-    io.stderr.write(`${err.message}\n`);
-    return 2;
-  }
+  const start = serviceStart({ name: 'slipway-receiver', summary: 'Receives GitHub, Gitea/Forgejo/Gogs and GitLab push webhooks and queues deploys.', argv, env, io });
+  if ('exitCode' in start) return start.exitCode;
+  const { config } = start;
 
   // Buffered: one line per webhook must not cost a system call each.
   const logger = createLogger({ name: 'slipway-receiver', level: env.LOG_LEVEL ?? 'info', buffered: true });

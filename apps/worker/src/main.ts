@@ -1,39 +1,25 @@
-import { parseArgs } from 'node:util';
 import { createLogger } from '@slipway/core/logger';
-import { ConfigError } from '@slipway/config/config-error';
-import { loadConfig } from '@slipway/config/load-config';
+import { serviceStart } from '@slipway/config/service-start';
 import { serveMetrics } from '@slipway/feedback/serve-metrics';
 import { createDeployWorker } from './deploy-worker.js';
 
-const USAGE = 'usage: slipway-worker [--config PATH] [--concurrency N]';
-
 /** The worker process: the only place that reads argv and the environment. */
 export async function runMain(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
-  let args;
-  try {
-    args = parseArgs({ args: argv, options: { config: { type: 'string' }, concurrency: { type: 'string' }, help: { type: 'boolean' } }, strict: true }).values;
-  } catch (err) {
-    process.stderr.write(`slipway-worker: ${(err as Error).message}\n${USAGE}\n`);
-    process.exit(2);
-  }
-  if (args.help) {
-    process.stdout.write(`${USAGE}\n`);
+  const start = serviceStart({
+    name: 'slipway-worker', summary: 'Takes deploy jobs from the queue: checkout, docker build, zero-downtime rollout.',
+    argv, env, io: process,
+    flags: { concurrency: { type: 'string' } }, help: { concurrency: 'jobs run at once (default worker.concurrency)' },
+  });
+  if ('exitCode' in start) {
+    process.exitCode = start.exitCode;
     return;
   }
-  let config;
-  try {
-    config = loadConfig({ path: args.config, env });
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
-  const concurrency = args.concurrency === undefined ? undefined : Number(args.concurrency);
+  const { config, flags } = start;
+  const concurrency = flags.concurrency === undefined ? undefined : Number(flags.concurrency);
   if (concurrency !== undefined && !(Number.isInteger(concurrency) && concurrency > 0)) {
-    process.stderr.write(`slipway-worker: --concurrency must be a positive integer\n${USAGE}\n`);
-    process.exit(2);
+    process.stderr.write(`slipway-worker: --concurrency must be a positive integer, got ${JSON.stringify(flags.concurrency)}\n`);
+    process.exitCode = 2;
+    return;
   }
   const logger = createLogger({ name: 'slipway-worker', level: env.LOG_LEVEL ?? 'info' });
   const worker = createDeployWorker({ config, logger, concurrency });
