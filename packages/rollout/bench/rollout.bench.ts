@@ -1,12 +1,12 @@
 import { writeFile } from 'node:fs/promises';
 import type { Etcd3 } from 'etcd3';
-import { afterAll, beforeAll, describe, it } from 'vitest';
+import { describe, it } from 'vitest';
 import type { AppConfig } from '@slipway/config/types';
 import { runCommand } from '@slipway/core/run-command';
 import { nginxNames } from '@slipway/router/nginx-names';
 import { renderNginxConf } from '@slipway/router/render-nginx-conf';
 import { rollout } from '../src/rollout.js';
-import { buildImage, docker, fetchText, ownDns, ownNginx, serveDns, stackEtcd, testApp } from '../test/fixtures.js';
+import { buildImage, docker, fetchText, ownDns, ownNginx, serveDns, testApp, useRolloutWorld, type RolloutWorld } from '../test/fixtures.js';
 import { startLoad, type Sample } from '../test/load.js';
 
 const REPLICAS = [1, 3, 10];
@@ -57,15 +57,7 @@ describe('rollout benchmark', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;
   let dns: Awaited<ReturnType<typeof ownDns>>;
   let etcd: Etcd3;
-  beforeAll(async () => {
-    [nginx, dns] = await Promise.all([ownNginx(), ownDns()]);
-    etcd = stackEtcd();
-  });
-  afterAll(async () => {
-    etcd?.close();
-    await nginx?.stop();
-    await dns?.stop();
-  });
+  useRolloutWorld((w) => ({ nginx, etcd, dns } = w as Required<RolloutWorld>), { dns: true });
 
   it('routing: dns beside routing: upstream, under keep-alive load', async () => {
     const rows: string[] = [];

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { Etcd3 } from 'etcd3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { AppConfig } from '@slipway/config/types';
 import { dnsNames } from '@slipway/router/dns-names';
 import { listenerHolders } from '@slipway/router/nginx-listeners';
@@ -10,36 +10,13 @@ import { appKeys } from '../src/app-keys.js';
 import type { RegistrationChange } from '../src/registrar.js';
 import { DNS_SWITCH_TIMEOUT_MS } from '../src/dns-route-proxy.js';
 import { rollout, type RolloutOptions } from '../src/rollout.js';
-import { appContainers, buildImage, deadPort, docker, fetchText, ownDns, ownNginx, serveDns, stackEtcd, testApp } from './fixtures.js';
-
-/** Requests nginx in a loop (fresh connection each) until stopped; what it answered, deduplicated. */
-function watchServing(listen: string): { stop: () => Promise<{ answers: string[]; count: number }> } {
-  let running = true;
-  const answers = new Set<string>();
-  let count = 0;
-  const loop = (async () => {
-    while (running) {
-      answers.add(await fetchText(listen));
-      count++;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  })();
-  return { stop: async () => { running = false; await loop; return { answers: [...answers], count }; } };
-}
+import { appContainers, buildImage, deadPort, docker, ownDns, ownNginx, serveDns, testApp, watchServing, useRolloutWorld, type RolloutWorld } from './fixtures.js';
 
 describe('routing: dns — a failed rollout leaves the previous release serving: DNS answer, keys, nginx file and workers as they were, no stray', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;
   let dns: Awaited<ReturnType<typeof ownDns>>;
   let etcd: Etcd3;
-  beforeAll(async () => {
-    [nginx, dns] = await Promise.all([ownNginx(), ownDns()]);
-    etcd = stackEtcd();
-  });
-  afterAll(async () => {
-    etcd?.close();
-    await nginx?.stop();
-    await dns?.stop();
-  });
+  useRolloutWorld((w) => ({ nginx, etcd, dns } = w as Required<RolloutWorld>), { dns: true });
   const answer = (app: string) => resolveHost(dns.settings.server, dnsNames.host(app, dns.settings.domain));
   /** Key → address (leases may change hands: the registrar takes restored keys over). */
   const keyMap = async (prefix: string) => etcd.getAll().prefix(`${prefix}/`).strings();

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { Etcd3 } from 'etcd3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { dnsNames } from '@slipway/router/dns-names';
 import { listenerHolders } from '@slipway/router/nginx-listeners';
 import { nginxNames } from '@slipway/router/nginx-names';
@@ -11,21 +11,13 @@ import { rollout } from '../src/rollout.js';
 import { startDnsRouting } from '../src/start-dns-routing.js';
 import { freePort } from '@slipway/devstack/free-port';
 import { tempDir } from '@slipway/devstack/testing';
-import { appContainers, buildImage, docker, fetchText, ownDns, ownNginx, serveDns, stackEtcd, testApp } from './fixtures.js';
+import { appContainers, buildImage, docker, fetchText, ownDns, ownNginx, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
 
 describe('routing: dns rollouts', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;
   let dns: Awaited<ReturnType<typeof ownDns>>;
   let etcd: Etcd3;
-  beforeAll(async () => {
-    [nginx, dns] = await Promise.all([ownNginx(), ownDns()]);
-    etcd = stackEtcd();
-  });
-  afterAll(async () => {
-    etcd?.close();
-    await nginx?.stop();
-    await dns?.stop();
-  });
+  useRolloutWorld((w) => ({ nginx, etcd, dns } = w as Required<RolloutWorld>), { dns: true });
   const answer = (app: string) => resolveHost(dns.settings.server, dnsNames.host(app, dns.settings.domain));
   /** The keys under the prefix with the lease each is on. */
   const keysWithLeases = async (prefix: string) => (await etcd.getAll().prefix(`${prefix}/`).exec()).kvs

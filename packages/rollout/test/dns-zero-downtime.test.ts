@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { connectionCounts } from '@slipway/router/connection-counts';
 import { dnsNames } from '@slipway/router/dns-names';
 import { listenerHolders } from '@slipway/router/nginx-listeners';
@@ -9,7 +9,7 @@ import { RESOLVER_CACHE_MS } from '@slipway/router/render-dns-nginx-conf';
 import { resolveHost } from '@slipway/router/resolve-host';
 import { REGISTRATION_TTL_S } from '../src/registration.js';
 import { rollout } from '../src/rollout.js';
-import { buildImage, docker, fetchText, ownDns, ownNginx, serveDns, stackEtcd, testApp } from './fixtures.js';
+import { buildImage, docker, fetchText, ownDns, ownNginx, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
 import { startLoad, type Sample } from './load.js';
 
 const ROLLOUTS = 10;
@@ -26,15 +26,7 @@ describe('routing: dns — invariant 1 without a single nginx reload', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;
   let dns: Awaited<ReturnType<typeof ownDns>>;
   let etcd: Etcd3;
-  beforeAll(async () => {
-    [nginx, dns] = await Promise.all([ownNginx(), ownDns()]);
-    etcd = stackEtcd();
-  });
-  afterAll(async () => {
-    etcd?.close();
-    await nginx?.stop();
-    await dns?.stop();
-  });
+  useRolloutWorld((w) => ({ nginx, etcd, dns } = w as Required<RolloutWorld>), { dns: true });
 
   it(`${ROLLOUTS} consecutive rollouts of 2 replicas under keep-alive load: no non-2xx, no socket error, nginx's workers never replaced`, async () => {
     const app = await testApp({ routing: 'dns', replicas: 2, drain_s: 5, stop_timeout_s: 5 });

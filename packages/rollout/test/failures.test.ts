@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { AppConfig } from '@slipway/config/types';
 import { UnavailableError } from '@slipway/core/slipway-error';
 import { freePort } from '@slipway/devstack/free-port';
@@ -13,34 +13,12 @@ import { nginxNames } from '@slipway/router/nginx-names';
 import { listenerHolders } from '@slipway/router/nginx-listeners';
 import { appKeys } from '../src/app-keys.js';
 import { rollout, type RolloutOptions } from '../src/rollout.js';
-import { appContainers, buildImage, deadPort, docker, fetchText, ownNginx, stackEtcd, testApp } from './fixtures.js';
-
-/** Requests nginx in a loop (fresh connection each) until stopped; returns what it answered, deduplicated. */
-function watchServing(listen: string): { stop: () => Promise<{ answers: string[]; count: number }> } {
-  let running = true;
-  const answers = new Set<string>();
-  let count = 0;
-  const loop = (async () => {
-    while (running) {
-      answers.add(await fetchText(listen));
-      count++;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  })();
-  return { stop: async () => { running = false; await loop; return { answers: [...answers], count }; } };
-}
+import { appContainers, buildImage, deadPort, docker, fetchText, ownNginx, testApp, watchServing, useRolloutWorld } from './fixtures.js';
 
 describe('a failed rollout leaves the previous release serving, its file and keys as they were, no stray container', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;
   let etcd: Etcd3;
-  beforeAll(async () => {
-    nginx = await ownNginx();
-    etcd = stackEtcd();
-  });
-  afterAll(async () => {
-    etcd?.close();
-    await nginx?.stop();
-  });
+  useRolloutWorld((w) => ({ nginx, etcd } = w));
 
   /** Deploys v1, runs `attempt` with traffic flowing, and checks everything is as before. */
   async function failedAttempt(app: AppConfig, attempt: (base: RolloutOptions) => Promise<unknown>, options: { etcd?: Etcd3 } = {}) {

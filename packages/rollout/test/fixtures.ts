@@ -1,3 +1,4 @@
+import { afterAll, beforeAll } from 'vitest';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -152,4 +153,44 @@ export async function etcdRelay(): Promise<{ client: Etcd3; cut: () => void }> {
       for (const s of sockets) s.destroy();
     },
   };
+}
+
+export interface RolloutWorld {
+  nginx: Awaited<ReturnType<typeof ownNginx>>;
+  etcd: Etcd3;
+  dns?: Awaited<ReturnType<typeof ownDns>>;
+}
+
+/**
+ * The services a rollout test file shares: an nginx of its own, the
+ * stack's etcd, and with `dns` a dnsmasq of its own. Registers the
+ * beforeAll/afterAll that start and stop them and hands them to `assign`.
+ */
+export function useRolloutWorld(assign: (world: RolloutWorld) => void, options: { dns?: boolean } = {}): void {
+  let world: RolloutWorld | undefined;
+  beforeAll(async () => {
+    const [nginx, dns] = await Promise.all([ownNginx(), options.dns ? ownDns() : Promise.resolve(undefined)]);
+    world = { nginx, dns, etcd: stackEtcd() };
+    assign(world);
+  });
+  afterAll(async () => {
+    world?.etcd.close();
+    await world?.nginx.stop();
+    await world?.dns?.stop();
+  });
+}
+
+/** Requests nginx in a loop (fresh connection each) until stopped; returns what it answered, deduplicated. */
+export function watchServing(listen: string): { stop: () => Promise<{ answers: string[]; count: number }> } {
+  let running = true;
+  const answers = new Set<string>();
+  let count = 0;
+  const loop = (async () => {
+    while (running) {
+      answers.add(await fetchText(listen));
+      count++;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  return { stop: async () => { running = false; await loop; return { answers: [...answers], count }; } };
 }

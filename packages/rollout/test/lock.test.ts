@@ -1,24 +1,17 @@
 import type { Etcd3 } from 'etcd3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { testStack } from '@slipway/devstack/testing';
 import { spawn } from 'node:child_process';
 import { runCommand } from '@slipway/core/run-command';
 import { LOCK_TTL_S } from '../src/app-lock.js';
 import { appKeys } from '../src/app-keys.js';
 import { rollout } from '../src/rollout.js';
-import { buildImage, docker, fetchText, ownNginx, stackEtcd, testApp } from './fixtures.js';
+import { buildImage, docker, fetchText, ownNginx, stackEtcd, testApp, useRolloutWorld } from './fixtures.js';
 
 describe('one rollout per app at a time', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;
   let etcd: Etcd3;
-  beforeAll(async () => {
-    nginx = await ownNginx();
-    etcd = stackEtcd();
-  });
-  afterAll(async () => {
-    etcd?.close();
-    await nginx?.stop();
-  });
+  useRolloutWorld((w) => ({ nginx, etcd } = w));
 
   it('serialises two rollouts of the same app, whichever worker runs them', async () => {
     const app = await testApp({ replicas: 1 });

@@ -1,11 +1,11 @@
 import type { Etcd3 } from 'etcd3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { dnsNames } from '@slipway/router/dns-names';
 import { resolveHost } from '@slipway/router/resolve-host';
 import { appKeys } from '../src/app-keys.js';
 import type { RegistrationChange } from '../src/registrar.js';
 import { rollout } from '../src/rollout.js';
-import { buildImage, docker, etcdRelay, ownDns, ownNginx, serveDns, stackEtcd, testApp } from './fixtures.js';
+import { buildImage, docker, etcdRelay, ownDns, ownNginx, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
 
 /** Polls until `probe` holds; the time it took. */
 async function within(ms: number, probe: () => Promise<boolean>, what: string): Promise<number> {
@@ -21,15 +21,7 @@ describe('the registrar (routing: dns): Docker events → etcd keys on leases', 
   let nginx: Awaited<ReturnType<typeof ownNginx>>;
   let dns: Awaited<ReturnType<typeof ownDns>>;
   let etcd: Etcd3;
-  beforeAll(async () => {
-    [nginx, dns] = await Promise.all([ownNginx(), ownDns()]);
-    etcd = stackEtcd();
-  });
-  afterAll(async () => {
-    etcd?.close();
-    await nginx?.stop();
-    await dns?.stop();
-  });
+  useRolloutWorld((w) => ({ nginx, etcd, dns } = w as Required<RolloutWorld>), { dns: true });
   const keys = async (prefix: string) => Object.fromEntries((await etcd.getAll().prefix(`${prefix}/`).exec()).kvs
     .map((kv) => [kv.key.toString().slice(prefix.length + 1), { address: kv.value.toString(), lease: String(kv.lease) }]));
   const answer = (app: string) => resolveHost(dns.settings.server, dnsNames.host(app, dns.settings.domain));

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { Etcd3 } from 'etcd3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { nginxNames } from '@slipway/router/nginx-names';
 import { appKeys } from '../src/app-keys.js';
 import { appStatus } from '../src/app-status.js';
@@ -9,7 +9,7 @@ import { listReleases } from '../src/list-releases.js';
 import { rollback } from '../src/rollback.js';
 import { rollout } from '../src/rollout.js';
 import type { RolloutStepName } from '../src/rollout-types.js';
-import { appContainers, buildImage, docker, fetchText, ownNginx, stackEtcd, testApp } from './fixtures.js';
+import { appContainers, buildImage, docker, fetchText, ownNginx, testApp, useRolloutWorld } from './fixtures.js';
 
 const SHA1 = '1'.repeat(40);
 const SHA2 = '2'.repeat(40);
@@ -18,14 +18,7 @@ const SHA3 = '3'.repeat(40);
 describe('rollout', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;
   let etcd: Etcd3;
-  beforeAll(async () => {
-    nginx = await ownNginx();
-    etcd = stackEtcd();
-  });
-  afterAll(async () => {
-    etcd?.close();
-    await nginx?.stop();
-  });
+  useRolloutWorld((w) => ({ nginx, etcd } = w));
 
   it('starts labelled replicas, switches etcd and nginx, drains and removes the old ones, records releases; rollback needs no rebuild', async () => {
     const app = await testApp({ env: { GREETING: 'hi', API_TOKEN: 'tok-secret-123' } });

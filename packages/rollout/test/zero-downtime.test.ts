@@ -1,7 +1,7 @@
 import type { Etcd3 } from 'etcd3';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { rollout } from '../src/rollout.js';
-import { buildImage, docker, fetchText, ownNginx, stackEtcd, testApp } from './fixtures.js';
+import { buildImage, docker, fetchText, ownNginx, testApp, useRolloutWorld } from './fixtures.js';
 import { startLoad, type Sample } from './load.js';
 
 const ROLLOUTS = 10;
@@ -21,14 +21,7 @@ const MAX_KEEP_ALIVE_FAILURES_PER_RELOAD = KEEP_ALIVE_LOOPS;
 describe('invariant 1: no failed request during rollouts', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;
   let etcd: Etcd3;
-  beforeAll(async () => {
-    nginx = await ownNginx();
-    etcd = stackEtcd();
-  });
-  afterAll(async () => {
-    etcd?.close();
-    await nginx?.stop();
-  });
+  useRolloutWorld((w) => ({ nginx, etcd } = w));
 
   it(`${ROLLOUTS} consecutive rollouts of 2 replicas under keep-alive and connection-close load`, async () => {
     const app = await testApp({ replicas: 2, drain_s: 5, stop_timeout_s: 5 });

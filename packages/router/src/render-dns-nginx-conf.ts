@@ -1,5 +1,6 @@
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { dnsNames } from './dns-names.js';
+import { proxyLocation } from './proxy-location.js';
 import { nginxNames } from './nginx-names.js';
 import { TemplateError } from './router-errors.js';
 
@@ -56,19 +57,7 @@ server {
     resolver_timeout ${RESOLVER_TIMEOUT_S}s;
     set ${backend} ${host};
 
-    location / {
-        proxy_pass http://${backend}:${app.port};
-        proxy_http_version 1.1;
-        proxy_set_header Host $host;
-        proxy_set_header X-Real-IP $remote_addr;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
-        proxy_set_header Upgrade $http_upgrade;
-        proxy_set_header Connection ${connection};
-        # Idempotent requests only (non_idempotent is deliberately absent): a POST is never sent twice.
-        proxy_next_upstream error timeout http_502 http_503;
-        proxy_connect_timeout 5s;
-    }
+${proxyLocation(`${backend}:${app.port}`, connection)}
 }
 `;
 }

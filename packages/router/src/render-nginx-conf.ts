@@ -1,4 +1,5 @@
 import { InvalidInputError } from '@slipway/core/slipway-error';
+import { proxyLocation } from './proxy-location.js';
 import { nginxNames } from './nginx-names.js';
 import { renderTemplate } from './render-template.js';
 import { EmptyUpstreamError } from './router-errors.js';
@@ -54,19 +55,7 @@ server {
     listen ${app.listen};
     server_name ${serverName};
 
-    location / {
-        proxy_pass http://${upstream};
-        proxy_http_version 1.1;
-        proxy_set_header Host $host;
-        proxy_set_header X-Real-IP $remote_addr;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
-        proxy_set_header Upgrade $http_upgrade;
-        proxy_set_header Connection ${connection};
-        # Idempotent requests only (non_idempotent is deliberately absent): a POST is never sent twice.
-        proxy_next_upstream error timeout http_502 http_503;
-        proxy_connect_timeout 5s;
-    }
+${proxyLocation(`${upstream}`, connection)}
 }
 `;
 }
