@@ -1,7 +1,7 @@
-import type { AddressInfo } from 'node:net';
 import Docker from 'dockerode';
 import { dockerConnection } from '@slipway/core/docker-connection';
 import { createLogger } from '@slipway/core/logger';
+import { serveUntilSignal } from '@slipway/core/serve-until-signal';
 import { serviceStart } from '@slipway/config/service-start';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectRedis } from '@slipway/queue/redis-connection';
@@ -50,34 +50,10 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
     redis.disconnect();
     etcd.close();
   };
-  const listening = await new Promise<boolean>((resolve) => {
-    server.once('listening', () => resolve(true));
-    server.once('error', (err) => {
-      logger.error({ err: err.message }, `cannot listen on ${config.dashboard.host}:${config.dashboard.port}`);
-      resolve(false);
-    });
-  });
-  if (!listening) {
-    await closeAll();
-    return 1;
-  }
-  const address = server.address() as AddressInfo;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  logger.info({ host: address.address, port: address.port, apps: Object.keys(config.apps).length }, `dashboard listening on http://${host}:${address.port}`);
-
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
-  logger.info({ signal }, 'shutting down');
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  // Live streams never go idle on their own: end them; browsers resume elsewhere from their last line.
-  dashboard.close();
-  server.closeIdleConnections();
-  const grace = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
-  await closed;
-  clearTimeout(grace);
+  // Live streams never go idle on their own: end them at the signal; browsers resume elsewhere from their last line.
+  const served = await serveUntilSignal({ server, logger, what: 'dashboard', fields: { apps: Object.keys(config.apps).length }, graceMs: SHUTDOWN_GRACE_MS, onSignal: () => dashboard.close() });
   await closeAll();
+  if (!served) return 1;
   logger.info('stopped');
   return 0;
 }

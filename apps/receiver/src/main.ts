@@ -1,5 +1,5 @@
-import type { AddressInfo } from 'node:net';
 import { createLogger, flushLogger } from '@slipway/core/logger';
+import { serveUntilSignal } from '@slipway/core/serve-until-signal';
 import { serviceStart } from '@slipway/config/service-start';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectReceiverRedis } from './connect-receiver-redis.js';
@@ -51,33 +51,12 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
     await queue.close();
     redis.disconnect();
   };
-  const listening = await new Promise<boolean>((resolve) => {
-    server.once('listening', () => resolve(true));
-    server.once('error', (err) => {
-      logger.error({ err: err.message }, `cannot listen on ${config.receiver.host}:${config.receiver.port}`);
-      resolve(false);
-    });
-  });
-  if (!listening) {
-    await closeAll();
+  const served = await serveUntilSignal({ server, logger, what: 'receiver', fields: { apps: Object.keys(config.apps).length }, graceMs: SHUTDOWN_GRACE_MS, onListening: () => void flushLogger(logger) });
+  await closeAll();
+  if (!served) {
     await flushLogger(logger);
     return 1;
   }
-  const address = server.address() as AddressInfo;
-  logger.info({ host: address.address, port: address.port, apps: Object.keys(config.apps).length }, `listening on http://${address.address}:${address.port}`);
-  await flushLogger(logger);
-
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
-  logger.info({ signal }, 'shutting down');
-  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-  server.closeIdleConnections();
-  const grace = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
-  await closed;
-  clearTimeout(grace);
-  await closeAll();
   logger.info('stopped');
   await flushLogger(logger);
   return 0;
