@@ -23,7 +23,8 @@ import { isolatedNginx, startProcess, writeTestConfig, type RunningProcess } fro
 import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
 import { waitFor } from '@slipway/devstack/wait-for';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
-import { FINAL_STATES, type JobRecord, type Step } from '@slipway/queue/job-types';
+import { waitForJob } from '@slipway/queue/wait-for-job';
+import type { JobRecord, Step } from '@slipway/queue/job-types';
 import { connectRedis } from '@slipway/queue/redis-connection';
 import { githubPush, githubRequest, send } from '../support/webhooks.js';
 
@@ -93,10 +94,7 @@ describe('bench: push to live', () => {
     processes.push(receiver, worker);
     await waitFor('the receiver', async () => (await fetch(`${receiverUrl}/healthz`).catch(() => null))?.ok, { timeoutMs: 20_000 });
 
-    const untilDone = (id: string) => waitFor(`job ${id}`, async () => {
-      const record = await queue.store.mustGet(id);
-      return FINAL_STATES.has(record.state) ? record : null;
-    }, { timeoutMs: 120_000, intervalMs: 50 });
+    const untilDone = (id: string) => waitForJob(queue.store, id, { intervalMs: 50 });
 
     // Warm-up deploy: the build cache, the clone cache, nginx's file.
     let before = repo.sha;

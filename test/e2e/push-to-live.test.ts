@@ -11,7 +11,7 @@ import { startLoad } from '@slipway/devstack/load';
 import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
 import { waitFor } from '@slipway/devstack/wait-for';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
-import { FINAL_STATES, type JobRecord } from '@slipway/queue/job-types';
+import { waitForJob } from '@slipway/queue/wait-for-job';
 import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
 import { githubPush, githubRequest, giteaPush, giteaRequest, send, type RepoDescription } from '../support/webhooks.js';
 
@@ -62,12 +62,7 @@ describe('push to live, all real', () => {
     tmp.remove();
   });
 
-  async function untilDone(id: string): Promise<JobRecord> {
-    return waitFor(`job ${id}`, async () => {
-      const record = await queue.store.mustGet(id);
-      return FINAL_STATES.has(record.state) ? record : null;
-    }, { timeoutMs: 120_000, intervalMs: 100 });
-  }
+  const untilDone = (id: string) => waitForJob(queue.store, id, { intervalMs: 50 });
 
   it('a GitHub JSON push, then a GitHub form push and a Gitea form push, go live under load with no failed request', async () => {
     const first = await send(receiverUrl, githubRequest(githubPush({ repo: described, before: '0'.repeat(40), after: repo.sha }), SECRET));

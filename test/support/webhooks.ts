@@ -25,11 +25,15 @@ export interface WebhookRequest {
   body: string;
 }
 
+/** A forge's JSON payload, edited field by field: its shape is the forge's, not ours. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- fixture JSON, mutated in place
+type Payload = Record<string, any>;
+
 const examples = createRequire(import.meta.url)('@octokit/webhooks-examples') as Array<{ name: string; examples: Array<Record<string, unknown>> }>;
 
 /** GitHub's own push example (from @octokit/webhooks-examples), pointed at our repository and commits. */
 export function githubPush(push: PushDescription): Record<string, unknown> {
-  const example = structuredClone(examples.find((e) => e.name === 'push')!.examples.find((e) => e.ref === 'refs/heads/master' && !e.deleted)!) as Record<string, any>;
+  const example = structuredClone(examples.find((e) => e.name === 'push')!.examples.find((e) => e.ref === 'refs/heads/master' && !e.deleted)!) as Payload;
   example.ref = `refs/heads/${push.branch ?? 'master'}`;
   example.before = push.before;
   example.after = push.after;
@@ -45,7 +49,7 @@ export function githubPush(push: PushDescription): Record<string, unknown> {
 
 /** Gitea's documented push payload, pointed at our repository and commits. */
 export function giteaPush(push: PushDescription): Record<string, unknown> {
-  const payload = JSON.parse(readFileSync(new URL('./gitea-push.json', import.meta.url), 'utf8')) as Record<string, any>;
+  const payload = JSON.parse(readFileSync(new URL('./gitea-push.json', import.meta.url), 'utf8')) as Payload;
   delete payload.secret;
   payload.ref = `refs/heads/${push.branch ?? 'master'}`;
   payload.before = push.before;

@@ -1,7 +1,6 @@
 import type { Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
 import { createLogger } from '@slipway/core/logger';
@@ -12,7 +11,8 @@ import { freePort } from '@slipway/devstack/free-port';
 import { isolatedNginx, writeTestConfig } from '@slipway/devstack/harness';
 import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
-import { FINAL_STATES, type JobRecord } from '@slipway/queue/job-types';
+import { waitForJob as waitForJobIn } from '@slipway/queue/wait-for-job';
+import type { JobRecord } from '@slipway/queue/job-types';
 import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
 import { createEtcdClient } from '@slipway/router/etcd-client';
 import { createDashboard, type Dashboard } from '../src/create-dashboard.js';
@@ -109,15 +109,7 @@ export async function dashboardWorld(options: { apps?: number; app?: Record<stri
 }
 
 /** Polls a job until it reaches a final state. */
-export async function waitForJob(queue: DeployQueue, id: string, timeoutMs = 120_000): Promise<JobRecord> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const record = await queue.store.mustGet(id);
-    if (FINAL_STATES.has(record.state)) return record;
-    if (Date.now() > deadline) throw new Error(`job ${id} still ${record.state} (${record.step}) after ${timeoutMs} ms:\n${(await queue.store.readLog(id)).join('\n')}`);
-    await sleep(100);
-  }
-}
+export const waitForJob = (queue: DeployQueue, id: string, timeoutMs = 120_000): Promise<JobRecord> => waitForJobIn(queue.store, id, { timeoutMs });
 
 /** A commit-like 40-hex string for seeded jobs. */
 export function fakeSha(seed: number): string {

@@ -8,6 +8,7 @@ import { freePort } from '@slipway/devstack/free-port';
 import { isolatedNginx, writeTestConfig } from '@slipway/devstack/harness';
 import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
+import { waitForJob as waitForJobIn } from '@slipway/queue/wait-for-job';
 import { FINAL_STATES, type JobRecord } from '@slipway/queue/job-types';
 import { connectRedis } from '@slipway/queue/redis-connection';
 
@@ -74,15 +75,7 @@ export async function workerWorld(options: { apps?: number; app?: Record<string,
 }
 
 /** Polls a job until it reaches a final state. */
-export async function waitForJob(queue: DeployQueue, id: string, timeoutMs = 120_000): Promise<JobRecord> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const record = await queue.store.mustGet(id);
-    if (FINAL_STATES.has(record.state)) return record;
-    if (Date.now() > deadline) throw new Error(`job ${id} still ${record.state} (${record.step}) after ${timeoutMs} ms:\n${(await queue.store.readLog(id)).join('\n')}`);
-    await sleep(100);
-  }
-}
+export const waitForJob = (queue: DeployQueue, id: string, timeoutMs = 120_000): Promise<JobRecord> => waitForJobIn(queue.store, id, { timeoutMs });
 
 export async function waitForStep(queue: DeployQueue, id: string, step: JobRecord['step'], timeoutMs = 60_000): Promise<JobRecord> {
   const deadline = Date.now() + timeoutMs;
