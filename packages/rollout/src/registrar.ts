@@ -209,8 +209,12 @@ export async function startRegistrar(options: RegistrarOptions): Promise<Registr
         lease.on('lost', () => {});
         return { lease, id: await etcdCall('granting a registration lease', () => lease.grant()) };
       }));
-      // Guarded by the release record: a switch (or its revert) in between changes it, and this plan is void.
-      const result = await etcdCall(`registering ${app.name}`, () => etcd.if(releaseKey, 'Mod', '==', modRevision)
+      // Guarded by the release record (a switch, or its revert, in between changes it) and by every key it
+      // touches (a dead container's key deleted meanwhile stays deleted): if any changed, this plan is void.
+      const revisions = new Map(keysRes.kvs.map((k) => [k.key.toString(), String(k.mod_revision)]));
+      const touched = new Set([...plan.remove.map((r) => r.key), ...toPut.map((w) => w.key)]);
+      const result = await etcdCall(`registering ${app.name}`, () => [...touched]
+        .reduce((cmp, key) => cmp.and(key, 'Mod', '==', revisions.get(key) ?? '0'), etcd.if(releaseKey, 'Mod', '==', modRevision))
         .then(
           ...plan.remove.map((r) => etcd.delete().key(r.key)),
           ...toPut.map((w, i) => etcd.put(w.key).value(w.address).lease(leases[i]!.id)),
@@ -221,7 +225,7 @@ export async function startRegistrar(options: RegistrarOptions): Promise<Registr
       if (!result.succeeded) {
         await Promise.all(leases.map((l) => l.lease.revoke().catch(() => {})));
         if (attempt < 5) return reconcile(app, attempt + 1);
-        throw new Error('the release record kept changing while registering; trying again at the next tick');
+        throw new Error('the release record or the keys kept changing while registering; trying again at the next tick');
       }
       for (const r of plan.remove) {
         log(`registrar: ${app.name}: removed ${r.key} (${r.why})`);
@@ -259,6 +263,30 @@ export async function startRegistrar(options: RegistrarOptions): Promise<Registr
     }
   };
 
+  /**
+   * The fast path for a container that died, was destroyed or paused: its key
+   * goes at once, before the reconcile reads anything. Docker's container
+   * list can still show it running for a moment after the event, and the key
+   * may still be on the rollout's lease (not adopted yet), so the key itself
+   * is deleted, not only our lease revoked.
+   */
+  const removeGone = async (app: string, id12: string, why: string) => {
+    const key = appKeys.upstream(apps.get(app)!.etcd_prefix, id12);
+    const o = own.get(app)!.get(id12);
+    own.get(app)!.delete(id12);
+    try {
+      const deleted = await etcdCall(`removing ${key}`, () => etcd.delete().key(key).options(etcdDeadline()).exec());
+      if (Number(deleted.deleted) > 0) {
+        log(`registrar: ${app}: removed ${id12} (${why})`);
+        options.onChange?.({ app, action: 'removed', key, why, at: Date.now() });
+      }
+    } catch (err) {
+      log(`registrar: ${app}: ${firstLine(err)}; the reconcile tries again`);
+    } finally {
+      await o?.lease.revoke().catch(() => o.lease.release());
+    }
+  };
+
   await newSession();
   const events = watchDockerEvents({
     docker,
@@ -269,16 +297,11 @@ export async function startRegistrar(options: RegistrarOptions): Promise<Registr
     onEvent: (e) => {
       const app = e.labels[LABELS.app];
       if (!app || !apps.has(app)) return;
-      const o = GONE.has(e.action) ? own.get(app)!.get(e.id.slice(0, 12)) : undefined;
-      if (o) {
-        // The fast path: the key goes with its lease, before the reconcile reads anything.
-        own.get(app)!.delete(e.id.slice(0, 12));
-        void o.lease.revoke().then(() => {
-          log(`registrar: ${app}: removed ${e.id.slice(0, 12)} (${e.action})`);
-          options.onChange?.({ app, action: 'removed', key: appKeys.upstream(apps.get(app)!.etcd_prefix, e.id), why: e.action, at: Date.now() });
-        }, () => {});
+      if (GONE.has(e.action) && claimed.has(app)) {
+        void removeGone(app, e.id.slice(0, 12), e.action).finally(() => void queue(app));
+      } else {
+        void queue(app);
       }
-      void queue(app);
     },
   });
   const claimWatchers: Watcher[] = [...apps.keys()].map((app) => etcd.watch().key(appKeys.registrar(app)).watcher()
