@@ -1,7 +1,7 @@
 // Receiver benchmark: signed 8 KB GitHub pushes at 50 connections with wrk, beside a
 // bare express handler answering 202, measured in the same run. See ../README.md.
 //
-//   npm run bench -w @slipway/receiver       (BENCH_SECONDS=10 BENCH_CONNECTIONS=50 BENCH_RUNS=3 BENCH_APPS=200)
+//   npm run bench -w @slipway/receiver       (BENCH_SECONDS=10 BENCH_CONNECTIONS=50 BENCH_RUNS=3 BENCH_APPS=200 BENCH_PROFILE=<dir>)
 import { spawn, spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -153,7 +153,9 @@ async function main() {
     const port = await freePort();
     const config = join(dir.path, 'slipway.yml');
     writeFileSync(config, `redis: ${redis.url}\nqueue: { prefix: bench }\nreceiver: { host: 127.0.0.1, port: ${port} }\napps:\n${apps}\n`);
-    const receiver = await startChild([bin, '--config', config], port);
+    // BENCH_PROFILE=<dir>: the receiver writes a V8 CPU profile there when it exits (open it in Chrome's DevTools).
+    const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+    const receiver = await startChild([...profile, bin, '--config', config], port);
     log(`receiver pid ${receiver.pid} on ${port}, ${APPS} apps, ${BODY_BYTES}-byte bodies, wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s`);
 
     wrk(port, 'warmup', 3);

@@ -57,6 +57,16 @@ end
 if KEYS[4] ~= '' then redis.call('set', KEYS[4], '[' .. table.concat(queued, ',') .. ']', 'EX', ARGV[2]) end
 return out`;
 
+/**
+ * Runs CREATE_JOBS by its SHA1 (EVALSHA, loading it once per connection)
+ * rather than sending the whole script with every webhook.
+ */
+function createJobs(redis: Redis, ...args: Array<string | number>): Promise<unknown> {
+  const commands = redis as unknown as { slipwayCreateJobs?: (...a: Array<string | number>) => Promise<unknown> };
+  if (!commands.slipwayCreateJobs) redis.defineCommand('slipwayCreateJobs', { numberOfKeys: 4, lua: CREATE_JOBS });
+  return commands.slipwayCreateJobs!(...args);
+}
+
 /** How many jobs per app are kept (with their logs) before the oldest go. */
 export const DEFAULT_KEEP_PER_APP = 500;
 
@@ -97,7 +107,7 @@ export class JobStore {
       const fields = Object.entries(encode(record)).flat();
       args.push(this.keys.byApp(record.app), this.keys.waiting(record.app), JSON.stringify(record.app), fields.length, ...fields);
     }
-    const [created, ...rest] = (await this.redis.eval(CREATE_JOBS, 4, this.keys.seq, this.keys.all, this.keys.events, delivery?.key ?? '', ...args)) as [number, ...string[]];
+    const [created, ...rest] = (await createJobs(this.redis, this.keys.seq, this.keys.all, this.keys.events, delivery?.key ?? '', ...args)) as [number, ...string[]];
     if (created === 0) return { records: [], previous: rest[0] ?? '[]' };
     return { records: records.map((record, i) => ({ id: rest[i]!, ...record })), previous: null };
   }
