@@ -10,7 +10,7 @@ import { resolveHost } from '@slipway/router/resolve-host';
 import { REGISTRATION_TTL_S } from '../src/registration.js';
 import { rollout } from '../src/rollout.js';
 import { buildImage, docker, fetchText, ownDns, ownNginx, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
-import { startLoad, type Sample } from './load.js';
+import { startLoad, wrongVersions, type Sample } from './load.js';
 
 const ROLLOUTS = 10;
 const KEEP_ALIVE_LOOPS = 4;
@@ -53,18 +53,7 @@ describe('routing: dns — invariant 1 without a single nginx reload', () => {
       const samples = await load.stop();
       const after = await nginxProcesses(app.listen);
 
-      const liveAt = (t: number, edge: 'low' | 'high') => {
-        let v = 1;
-        windows.forEach((w, i) => {
-          if (t > w.end) v = i + 2;
-          else if (t >= w.start && edge === 'high') v = i + 2;
-        });
-        return v;
-      };
-      const wrongVersion = samples.filter((s) => s.body !== undefined).filter((s) => {
-        const n = Number(s.body!.replace(/^v/, ''));
-        return !(n >= liveAt(s.start, 'low') && n <= liveAt(s.end, 'high'));
-      });
+      const wrongVersion = wrongVersions(samples, windows);
       const non2xx = samples.filter((s) => s.status !== undefined && (s.status < 200 || s.status > 299));
       const errors = samples.filter((s) => s.error);
       const byKind = (kind: Sample['kind']) => samples.filter((s) => s.kind === kind).length;

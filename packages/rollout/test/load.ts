@@ -73,3 +73,24 @@ function once(listen: string, path: string, kind: Sample['kind'], agent: Agent |
     req.end();
   });
 }
+
+/**
+ * Answers whose version (`v<n>`) could not have been live while they were
+ * in flight. Rollout k (0-based, its `start`/`end` in `windows`) takes the
+ * app from v(k+1) to v(k+2): a request may see any version live at some
+ * moment between its start and its end.
+ */
+export function wrongVersions(samples: readonly Sample[], windows: ReadonlyArray<{ start: number; end: number }>): Sample[] {
+  const liveAt = (t: number, edge: 'low' | 'high') => {
+    let v = 1;
+    windows.forEach((w, i) => {
+      if (t > w.end) v = i + 2;
+      else if (t >= w.start && edge === 'high') v = i + 2;
+    });
+    return v;
+  };
+  return samples.filter((s) => s.body !== undefined).filter((s) => {
+    const n = Number(s.body!.replace(/^v/, ''));
+    return !(n >= liveAt(s.start, 'low') && n <= liveAt(s.end, 'high'));
+  });
+}

@@ -2,7 +2,7 @@ import type { Etcd3 } from 'etcd3';
 import { describe, expect, it } from 'vitest';
 import { rollout } from '../src/rollout.js';
 import { buildImage, docker, fetchText, ownNginx, testApp, useRolloutWorld } from './fixtures.js';
-import { startLoad, type Sample } from './load.js';
+import { startLoad, wrongVersions, type Sample } from './load.js';
 
 const ROLLOUTS = 10;
 const KEEP_ALIVE_LOOPS = 4;
@@ -52,19 +52,7 @@ describe('invariant 1: no failed request during rollouts', () => {
     await new Promise((r) => setTimeout(r, 1500));
     const samples = await load.stop();
 
-    // Which versions may a request see? Anything live at some moment between its start and its end.
-    const liveAt = (t: number, edge: 'low' | 'high') => {
-      let v = 1;
-      windows.forEach((w, i) => {
-        if (t > w.end) v = i + 2;
-        else if (t >= w.start && edge === 'high') v = i + 2;
-      });
-      return v;
-    };
-    const wrongVersion = samples.filter((s) => s.body !== undefined).filter((s) => {
-      const n = Number(s.body!.replace(/^v/, ''));
-      return !(n >= liveAt(s.start, 'low') && n <= liveAt(s.end, 'high'));
-    });
+    const wrongVersion = wrongVersions(samples, windows);
     const non2xx = samples.filter((s) => s.status !== undefined && (s.status < 200 || s.status > 299));
     const closeErrors = samples.filter((s) => s.kind === 'close' && s.error);
     const keepAliveErrors = samples.filter((s) => s.kind === 'keep-alive' && s.error);
