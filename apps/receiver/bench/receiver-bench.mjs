@@ -89,10 +89,19 @@ end
   return script;
 }
 
-function wrk(port, label, seconds = SECONDS) {
-  const out = spawnSync('wrk', [`-t${THREADS}`, `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '-s', writeLua(label), `http://127.0.0.1:${port}/hooks/github`], { encoding: 'utf8' });
-  if (out.status !== 0) throw new Error(`wrk failed: ${out.stderr}`);
-  const text = out.stdout;
+/**
+ * Runs wrk without blocking this process: its event loop keeps draining the
+ * receiver's stdout (one log line per request), as journald or a log shipper
+ * would. Blocked, the pipe fills and the receiver's log writes back up.
+ */
+async function wrk(port, label, seconds = SECONDS) {
+  const child = spawn('wrk', [`-t${THREADS}`, `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '-s', writeLua(label), `http://127.0.0.1:${port}/hooks/github`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let text = '';
+  let stderr = '';
+  child.stdout.on('data', (c) => { text += c.toString(); });
+  child.stderr.on('data', (c) => { stderr += c.toString(); });
+  const status = await new Promise((resolve, reject) => child.once('error', reject).once('close', resolve));
+  if (status !== 0) throw new Error(`wrk failed: ${stderr}`);
   const ms = (pattern) => {
     const m = pattern.exec(text);
     if (!m) return NaN;
@@ -158,14 +167,14 @@ async function main() {
     const receiver = await startChild([...profile, bin, '--config', config], port);
     log(`receiver pid ${receiver.pid} on ${port}, ${APPS} apps, ${BODY_BYTES}-byte bodies, wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s`);
 
-    wrk(port, 'warmup', 3);
+    await wrk(port, 'warmup', 3);
     await client.flushall();
     await sleep(1000);
     const before = memory(receiver.pid);
     const runs = [];
     for (const label of Array.from({ length: RUNS }, (_, i) => `run${i + 1}`)) {
       const [cpu0, redis0] = [cpuSeconds(receiver.pid), await redisCpu(client)];
-      const result = wrk(port, label);
+      const result = await wrk(port, label);
       const [cpu1, redis1] = [cpuSeconds(receiver.pid), await redisCpu(client)];
       result.receiverUs = ((cpu1 - cpu0) / result.requests) * 1e6;
       result.redisUs = ((redis1 - redis0) / result.requests) * 1e6;
@@ -179,9 +188,9 @@ async function main() {
 
     const barePort = await freePort();
     const bare = await startChild([join(here, 'bare-server.mjs'), String(barePort)], barePort);
-    wrk(barePort, 'bare-warmup', 3);
+    await wrk(barePort, 'bare-warmup', 3);
     const bare0 = cpuSeconds(bare.pid);
-    const baseline = wrk(barePort, 'bare');
+    const baseline = await wrk(barePort, 'bare');
     baseline.receiverUs = ((cpuSeconds(bare.pid) - bare0) / baseline.requests) * 1e6;
     bare.kill('SIGTERM');
     log(`bare express: ${fmt(baseline.rps, 0)} req/s, p50 ${fmt(baseline.p50, 2)} ms, p99 ${fmt(baseline.p99, 2)} ms; CPU per request ${fmt(baseline.receiverUs, 0)} µs`);
