@@ -55,7 +55,7 @@ server {
     listen ${app.listen};
     server_name ${serverName};
 
-${proxyLocation(`${upstream}`, connection)}
+${proxyLocation(upstream, connection)}
 }
 `;
 }

@@ -1,13 +1,11 @@
 import { routerOnce, type RouterOptions } from './router-once.js';
 import { syncAppRoute, type RouteSyncResult } from './sync-app-route.js';
-import { watchAppPrefixes, WATCH_RETRY_MS, type AppPrefixWatch } from './watch-app-prefixes.js';
+import { watchAppPrefixes, type AppPrefixWatch } from './watch-app-prefixes.js';
 
 /** Changes closer together than this are applied once. */
 export const ROUTER_DEBOUNCE_MS = 30;
 /** Full re-sync period: catches anything a watch could miss, and hand edits of the files. */
 export const ROUTER_RESYNC_INTERVAL_MS = 60_000;
-/** Wait before retrying an app whose sync found etcd unreachable. */
-export const ROUTER_RETRY_MS = WATCH_RETRY_MS;
 
 export interface WatchRouterOptions extends RouterOptions {
   /** Default ROUTER_DEBOUNCE_MS. */
