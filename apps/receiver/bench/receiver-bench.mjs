@@ -131,6 +131,15 @@ async function redisCpu(client) {
   return get('used_cpu_user') + get('used_cpu_sys');
 }
 
+/** Redis's busiest commands since the last CONFIG RESETSTAT: µs per webhook each. */
+async function redisCommands(client, requests) {
+  const info = await client.info('commandstats');
+  return [...info.matchAll(/cmdstat_(\w+):calls=(\d+),usec=(\d+)/g)]
+    .map(([, name, calls, usec]) => ({ name, calls: Number(calls), us: Number(usec) / requests }))
+    .sort((a, b) => b.us - a.us).slice(0, 5)
+    .map((c) => `${c.name} ${fmt(c.us, 0)} µs (${fmt(c.calls / requests, 1)}/webhook)`).join(', ');
+}
+
 function memory(pid) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (field) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1]);
@@ -173,16 +182,18 @@ async function main() {
     const before = memory(receiver.pid);
     const runs = [];
     for (const label of Array.from({ length: RUNS }, (_, i) => `run${i + 1}`)) {
+      await client.config('RESETSTAT');
       const [cpu0, redis0] = [cpuSeconds(receiver.pid), await redisCpu(client)];
       const result = await wrk(port, label);
       const [cpu1, redis1] = [cpuSeconds(receiver.pid), await redisCpu(client)];
       result.receiverUs = ((cpu1 - cpu0) / result.requests) * 1e6;
       result.redisUs = ((redis1 - redis0) / result.requests) * 1e6;
       const queued = Number(await client.get('bench:jobs:seq'));
+      result.commands = await redisCommands(client, result.requests);
       await client.flushall();
       await sleep(1000);
       runs.push({ label, ...result, queued, ...memory(receiver.pid) });
-      log(`${label}: ${fmt(result.rps, 0)} req/s, p50 ${fmt(result.p50, 2)} ms, p99 ${fmt(result.p99, 2)} ms, ${result.requests} requests, ${queued} jobs queued, non-2xx ${result.non2xx}; CPU per webhook: receiver ${fmt(result.receiverUs, 0)} µs, redis ${fmt(result.redisUs, 0)} µs`);
+      log(`${label}: ${fmt(result.rps, 0)} req/s, p50 ${fmt(result.p50, 2)} ms, p99 ${fmt(result.p99, 2)} ms, ${result.requests} requests, ${queued} jobs queued, non-2xx ${result.non2xx}; CPU per webhook: receiver ${fmt(result.receiverUs, 0)} µs, redis ${fmt(result.redisUs, 0)} µs; in redis: ${result.commands}`);
     }
     receiver.kill('SIGTERM');
 
@@ -195,14 +206,27 @@ async function main() {
     bare.kill('SIGTERM');
     log(`bare express: ${fmt(baseline.rps, 0)} req/s, p50 ${fmt(baseline.p50, 2)} ms, p99 ${fmt(baseline.p99, 2)} ms; CPU per request ${fmt(baseline.receiverUs, 0)} µs`);
 
+    // The floor: verify, parse and keep each push with one Redis command, nothing else (floor-server.mjs).
+    const floorPort = await freePort();
+    const floor = await startChild([join(here, 'floor-server.mjs'), String(floorPort), redis.url, ...Array.from({ length: APPS }, (_, i) => `bench-secret-${i}`)], floorPort);
+    await wrk(floorPort, 'floor-warmup', 3);
+    await client.flushall();
+    const floor0 = cpuSeconds(floor.pid);
+    const floored = await wrk(floorPort, 'floor');
+    floored.receiverUs = ((cpuSeconds(floor.pid) - floor0) / floored.requests) * 1e6;
+    floor.kill('SIGTERM');
+    await client.flushall();
+    log(`floor (verify + parse + one Redis SET): ${fmt(floored.rps, 0)} req/s, p50 ${fmt(floored.p50, 2)} ms, p99 ${fmt(floored.p99, 2)} ms, non-2xx ${floored.non2xx}; CPU per request ${fmt(floored.receiverUs, 0)} µs`);
+
     const best = runs.reduce((a, b) => (b.rps > a.rps ? b : a));
     const lines = [
       `| | requests/s | p50 | p99 | non-2xx | jobs queued | receiver RSS after |`,
       `|---|---|---|---|---|---|---|`,
       ...runs.map((r) => `| receiver ${r.label} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 2)} ms | ${fmt(r.p99, 2)} ms | ${r.non2xx} | ${r.queued} of ${r.requests} | ${fmt(r.rssMb)} MB |`),
+      `| floor: verify + parse + one Redis SET | ${fmt(floored.rps, 0)} | ${fmt(floored.p50, 2)} ms | ${fmt(floored.p99, 2)} ms | ${floored.non2xx} | – | – |`,
       `| bare express 202 | ${fmt(baseline.rps, 0)} | ${fmt(baseline.p50, 2)} ms | ${fmt(baseline.p99, 2)} ms | ${baseline.non2xx} | – | – |`,
       '',
-      `ratio receiver/bare (best run): ${fmt(best.rps / baseline.rps, 2)}`,
+      `ratio receiver/bare (best run): ${fmt(best.rps / baseline.rps, 2)}; floor/bare ${fmt(floored.rps / baseline.rps, 2)}; receiver/floor ${fmt(best.rps / floored.rps, 2)}`,
       `receiver RSS before the runs ${fmt(before.rssMb)} MB, after ${runs.map((r) => `${r.label} ${fmt(r.rssMb)} MB`).join(', ')}; peak (VmHWM) ${fmt(runs.at(-1).hwmMb)} MB`,
       `socket errors: receiver ${runs.map((r) => r.errors).join(' / ')}, bare ${baseline.errors}`,
     ];

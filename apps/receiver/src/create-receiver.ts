@@ -60,24 +60,23 @@ export function createReceiver(options: ReceiverOptions): Express {
     res.setHeader('Content-Type', metrics.registry.contentType);
     res.status(200).send(await metrics.registry.metrics());
   });
-  app.use(requestContext(logger));
-  app.use('/hooks', (req: Request, res: Response, next: NextFunction) => {
-    const provider = /^\/([^/]*)/.exec(req.path)?.[1] ?? '';
-    res.once('finish', () => metrics.webhook(provider, res.statusCode, (res.locals as Partial<RequestLocals>).summary?.outcome));
-    next();
-  });
+  app.use(requestContext(logger, (req, res, summary) => {
+    const hook = /^\/hooks(?:\/([^/]*))?(?:\/|$)/.exec(req.path);
+    if (hook && res.writableFinished) metrics.webhook(hook[1] ?? '', res.statusCode, summary.outcome);
+  }));
 
   app.post('/hooks/:provider', async (req: Request, res: Response) => {
     const locals = res.locals as RequestLocals;
     const provider = req.params.provider;
     if (!isProvider(provider)) throw new SlipwayError('not_found', 'unknown forge; use /hooks/github, /hooks/gitea or /hooks/gitlab', { status: 404 });
     const headers = readWebhookHeaders(provider, req.headersDistinct);
+    locals.delivery = headers.delivery;
     Object.assign(locals.summary, { provider, dialect: headers.dialect, event: headers.event });
     const media = webhookMediaType(provider, req.headersDistinct['content-type']);
     const body = await readBody(req, limitBytes);
 
     const decision = await inspectWebhook({ headers, media, body, apps });
-    if (locals.log.isLevelEnabled('debug')) {
+    if (logger.isLevelEnabled('debug')) {
       locals.log.debug({ bytes: body.length, decision: decision.kind, apps: decision.kind === 'push' ? decision.apps.map((a) => a.name).join(',') : '' }, 'webhook inspected');
     }
     if (decision.kind === 'ignored') {
