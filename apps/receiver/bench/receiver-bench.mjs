@@ -2,7 +2,7 @@
 // bare express handler answering 202, measured in the same run. See ../README.md.
 //
 //   npm run bench -w @slipway/receiver       (BENCH_SECONDS=10 BENCH_CONNECTIONS=50 BENCH_RUNS=3 BENCH_APPS=200 BENCH_PROFILE=<dir>)
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { freePort } from '@slipway/devstack/free-port';
 import { stopProcess } from '@slipway/devstack/processes';
 import { startRedis } from '@slipway/devstack/services/redis';
+import { ensureSystemPackages } from '@slipway/devstack/system-packages';
 import { connectRedis } from '@slipway/queue/redis-connection';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -28,7 +29,8 @@ const BODY_BYTES = 8192;
 const here = fileURLToPath(new URL('.', import.meta.url));
 const bin = join(here, '..', 'dist', 'bin.js');
 if (!existsSync(bin)) throw new Error(`${bin} is missing: build first (npm run build -w @slipway/receiver)`);
-if (spawnSync('wrk', ['--version']).error) throw new Error('wrk is not installed');
+// On a fresh machine the bench installs what it runs (apt-get), like `npm test` does.
+ensureSystemPackages(['redis-server', 'wrk'], (line) => process.stderr.write(`[bench] ${line}\n`));
 
 const dir = { path: mkdtempSync(join(tmpdir(), 'slipway-receiver-bench-')) };
 const children = [];

@@ -104,8 +104,14 @@ export class JobStore {
     }));
     const args: Array<string | number> = [this.keys.job(''), Math.max(1, Math.round(delivery?.ttlSeconds ?? 1)), records.length];
     for (const record of records) {
-      const fields = Object.entries(encode(record)).flat();
-      args.push(this.keys.byApp(record.app), this.keys.waiting(record.app), JSON.stringify(record.app), fields.length, ...fields);
+      // Field/value pairs go straight into the arguments (the webhook hot path): no intermediate objects.
+      const start = args.length;
+      args.push(this.keys.byApp(record.app), this.keys.waiting(record.app), JSON.stringify(record.app), 0);
+      for (const key in record) {
+        const value = record[key as keyof typeof record];
+        if (value !== undefined) args.push(key, JSON.stringify(value));
+      }
+      args[start + 3] = args.length - start - 4;
     }
     const [created, ...rest] = (await createJobs(this.redis, this.keys.seq, this.keys.all, this.keys.events, delivery?.key ?? '', ...args)) as [number, ...string[]];
     if (created === 0) return { records: [], previous: rest[0] ?? '[]' };
