@@ -94,6 +94,29 @@ describe('DeployQueue', () => {
     for (const r of first.records) expect(await queue.bull.getJob(bullJobId(r.id))).toBeDefined();
   });
 
+  it('writes the records of deliveries arriving together in one script call, in call order, a redelivery among them still a duplicate', async () => {
+    const ids = Array.from({ length: 12 }, () => uniqueName('d'));
+    const evalshaCalls = async () => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? 0);
+    const before = await evalshaCalls();
+    const calls = [
+      ...ids.map((id, i) => queue.enqueueMany([request(`batch-${i % 3}`, 20 + i)], { provider: 'github', id, ttlSeconds: 60 })),
+      // The first delivery again, in the same turn: answered as its duplicate.
+      queue.enqueueMany([request('batch-0', 20)], { provider: 'github', id: ids[0]!, ttlSeconds: 60 }),
+      queue.enqueueMany([request('batch-plain', 40)]),
+    ];
+    const results = await Promise.all(calls);
+    // One script call for all fourteen, then one BullMQ add per job created (13).
+    expect((await evalshaCalls()) - before).toBe(1 + 13);
+
+    const created = results.filter((r) => r.previous === null).map((r) => r.records[0]!);
+    expect(created).toHaveLength(13);
+    const numbers = created.map((r) => Number(r.id));
+    expect(numbers).toEqual([...numbers].sort((a, b) => a - b));
+    expect(created.map((r) => r.sha)).toEqual([...ids.map((_, i) => sha(20 + i)), sha(40)]);
+    expect(JSON.parse(results[12]!.previous!)).toEqual([{ job: results[0]!.records[0]!.id, app: 'batch-0' }]);
+    for (const r of created) expect(await queue.bull.getJob(bullJobId(r.id))).toBeDefined();
+  });
+
   it('follows a log live until the job ends', async () => {
     const job = await queue.enqueue(request('eps', 10));
     const seen: string[] = [];

@@ -2,9 +2,18 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { SlipwayError } from '@slipway/core/slipway-error';
 import { FINAL_STATES, type DeployRequest, type JobRecord } from './job-types.js';
-import { JobStore } from './job-store.js';
+import { JobStore, type CreatedGroup, type JobGroup } from './job-store.js';
 import { bullJobId, QUEUE_NAME } from './keys.js';
 import { withRedis } from './redis-errors.js';
+
+/** Most webhooks whose records are written by one script call (a Lua script holds Redis while it runs). */
+export const ENQUEUE_BATCH = 64;
+
+interface PendingEnqueue {
+  group: JobGroup;
+  resolve: (created: CreatedGroup) => void;
+  reject: (err: unknown) => void;
+}
 
 export interface DeployQueueOptions {
   /** A `producer` connection from connectRedis: commands fail fast while Redis is away. */
@@ -27,6 +36,8 @@ export class DeployQueue {
   readonly bull: Queue;
   private readonly attempts: number;
   private readonly backoffMs: number;
+  /** enqueueMany calls of this turn of the event loop, written together by the next flush. */
+  private pending: PendingEnqueue[] = [];
 
   constructor(private readonly options: DeployQueueOptions) {
     this.store = new JobStore(options.redis, options.prefix);
@@ -53,26 +64,51 @@ export class DeployQueue {
    * jobs, so a worker never takes a job it cannot find and a redelivery
    * arriving meanwhile is still a duplicate. If queuing fails, the records
    * end failed and the claim is dropped, so the forge's retry is honoured.
+   *
+   * Calls made in the same turn of the event loop (webhooks arriving
+   * together) share that round trip: one script for all their records, in
+   * call order, at most {@link ENQUEUE_BATCH} at a time.
    */
-  async enqueueMany(requests: readonly DeployRequest[], delivery?: { provider: string; id: string; ttlSeconds: number }): Promise<{ records: JobRecord[]; previous: string | null }> {
-    return withRedis(this.redis, async () => {
+  enqueueMany(requests: readonly DeployRequest[], delivery?: { provider: string; id: string; ttlSeconds: number }): Promise<{ records: JobRecord[]; previous: string | null }> {
+    return withRedis(this.redis, () => new Promise((resolve, reject) => {
       const key = delivery ? this.store.keys.delivery(delivery.provider, delivery.id) : undefined;
-      const created = await this.store.createMany(requests, key ? { key, ttlSeconds: delivery!.ttlSeconds } : undefined);
+      this.pending.push({ group: { requests, delivery: key ? { key, ttlSeconds: delivery!.ttlSeconds } : undefined }, resolve, reject });
+      if (this.pending.length === 1) setImmediate(() => this.flushPending());
+    }));
+  }
+
+  private flushPending(): void {
+    const pending = this.pending;
+    this.pending = [];
+    for (let i = 0; i < pending.length; i += ENQUEUE_BATCH) void this.enqueueBatch(pending.slice(i, i + ENQUEUE_BATCH));
+  }
+
+  private async enqueueBatch(batch: readonly PendingEnqueue[]): Promise<void> {
+    let created: CreatedGroup[];
+    try {
+      created = await this.store.createGroups(batch.map((p) => p.group));
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    // Each group's BullMQ jobs on their own: one group failing does not fail the others.
+    await Promise.all(batch.map(async ({ group, resolve, reject }, g) => {
+      const { records } = created[g]!;
       try {
-        await Promise.all(created.records.map((record) => this.bull.add('deploy', { id: record.id }, {
+        await Promise.all(records.map((record) => this.bull.add('deploy', { id: record.id }, {
           jobId: bullJobId(record.id),
           attempts: this.attempts,
           backoff: { type: 'exponential', delay: this.backoffMs },
           removeOnComplete: { count: 200 },
           removeOnFail: { count: 1000 },
         })));
+        resolve(created[g]!);
       } catch (err) {
-        if (key) await this.redis.del(key).catch(() => {});
-        for (const record of created.records) await this.store.finish(record.id, 'failed', { error: 'could not be queued' }).catch(() => {});
-        throw err;
+        if (group.delivery) await this.redis.del(group.delivery.key).catch(() => {});
+        for (const record of records) await this.store.finish(record.id, 'failed', { error: 'could not be queued' }).catch(() => {});
+        reject(err);
       }
-      return created;
-    });
+    }));
   }
 
   /**

@@ -20,51 +20,82 @@ export interface ListOptions {
 
 /**
  * Creates job records atomically, in one round trip (the webhook
- * receiver's hot path): optionally claims a forge delivery id first
- * (answering what the first delivery queued when it is taken), then for
- * each job a new id, the record, its place in the indexes and the event
- * announcing it, and finally remembers the delivery's jobs for its TTL.
- * KEYS: seq, all, events, delivery (or "" for none).
- * ARGV: job key prefix, delivery TTL, job count, then per job: its app's
- * index key, its app's waiting key, the app (JSON), the number of field
- * arguments, and the field/value pairs.
- * Returns {1, id...} when created, {0, what the first delivery recorded}
- * for a duplicate.
+ * receiver's hot path), for several groups at once: the webhooks that
+ * arrived together. For each group, in order: optionally claims a forge
+ * delivery id (answering what the first delivery queued when it is taken),
+ * then for each job a new id, the record, its place in the indexes and the
+ * event announcing it, and finally remembers the delivery's jobs for its
+ * TTL. Groups run in order, so a redelivery in the same batch as the first
+ * delivery is a duplicate of it.
+ * KEYS: seq, all, events, then the delivery key of each group that has one.
+ * ARGV: job key prefix, group count, then per group: its delivery TTL (0:
+ * no delivery) and job count, then per job: its app's index key, its app's
+ * waiting key, the app (JSON), the number of field arguments, and the
+ * field/value pairs.
+ * Returns per group {1, id...} when created, {0, what the first delivery
+ * recorded} for a duplicate.
  */
 const CREATE_JOBS = `
-if KEYS[4] ~= '' then
-  local existing = redis.call('get', KEYS[4])
-  if existing then return {0, existing} end
+local out = {}
+local pos = 3
+local nextKey = 4
+for g = 1, tonumber(ARGV[2]) do
+  local ttl, count = tonumber(ARGV[pos]), tonumber(ARGV[pos + 1])
+  pos = pos + 2
+  local key = nil
+  if ttl > 0 then
+    key = KEYS[nextKey]
+    nextKey = nextKey + 1
+  end
+  local existing = key and redis.call('get', key)
+  if existing then
+    out[g] = {0, existing}
+    for r = 1, count do pos = pos + 4 + tonumber(ARGV[pos + 3]) end
+  else
+    local created = {1}
+    local queued = {}
+    for r = 1, count do
+      local byApp, waiting, app, fieldCount = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], tonumber(ARGV[pos + 3])
+      local id = redis.call('incr', KEYS[1])
+      local sid = tostring(id)
+      local fields = {'id', '"' .. sid .. '"'}
+      for i = 1, fieldCount do fields[#fields + 1] = ARGV[pos + 3 + i] end
+      redis.call('hset', ARGV[1] .. sid, unpack(fields))
+      redis.call('zadd', KEYS[2], id, sid)
+      redis.call('zadd', byApp, id, sid)
+      redis.call('zadd', waiting, id, sid)
+      redis.call('publish', KEYS[3], '{"id":"' .. sid .. '","app":' .. app .. ',"state":"waiting","step":"queued"}')
+      created[#created + 1] = sid
+      queued[#queued + 1] = '{"job":"' .. sid .. '","app":' .. app .. '}'
+      pos = pos + 4 + fieldCount
+    end
+    if key then redis.call('set', key, '[' .. table.concat(queued, ',') .. ']', 'EX', ttl) end
+    out[g] = created
+  end
 end
-local out = {1}
-local queued = {}
-local pos = 4
-for r = 1, tonumber(ARGV[3]) do
-  local byApp, waiting, app, count = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], tonumber(ARGV[pos + 3])
-  local id = redis.call('incr', KEYS[1])
-  local sid = tostring(id)
-  local fields = {'id', '"' .. sid .. '"'}
-  for i = 1, count do fields[#fields + 1] = ARGV[pos + 3 + i] end
-  redis.call('hset', ARGV[1] .. sid, unpack(fields))
-  redis.call('zadd', KEYS[2], id, sid)
-  redis.call('zadd', byApp, id, sid)
-  redis.call('zadd', waiting, id, sid)
-  redis.call('publish', KEYS[3], '{"id":"' .. sid .. '","app":' .. app .. ',"state":"waiting","step":"queued"}')
-  out[#out + 1] = sid
-  queued[#queued + 1] = '{"job":"' .. sid .. '","app":' .. app .. '}'
-  pos = pos + 4 + count
-end
-if KEYS[4] ~= '' then redis.call('set', KEYS[4], '[' .. table.concat(queued, ',') .. ']', 'EX', ARGV[2]) end
 return out`;
 
 /**
  * Runs CREATE_JOBS by its SHA1 (EVALSHA, loading it once per connection)
  * rather than sending the whole script with every webhook.
  */
-function createJobs(redis: Redis, ...args: Array<string | number>): Promise<unknown> {
+function createJobs(redis: Redis, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<unknown> {
   const commands = redis as unknown as { slipwayCreateJobs?: (...a: Array<string | number>) => Promise<unknown> };
-  if (!commands.slipwayCreateJobs) redis.defineCommand('slipwayCreateJobs', { numberOfKeys: 4, lua: CREATE_JOBS });
-  return commands.slipwayCreateJobs!(...args);
+  if (!commands.slipwayCreateJobs) redis.defineCommand('slipwayCreateJobs', { lua: CREATE_JOBS });
+  return commands.slipwayCreateJobs!(keys.length, ...keys, ...args);
+}
+
+/** Jobs to create together, optionally once per forge delivery id (its key, kept `ttlSeconds`). */
+export interface JobGroup {
+  requests: readonly DeployRequest[];
+  delivery?: { key: string; ttlSeconds: number };
+}
+
+/** What became of a {@link JobGroup}: its records, or what the first delivery of its id queued. */
+export interface CreatedGroup {
+  records: JobRecord[];
+  /** For a delivery seen before: `[{"job","app"}…]` of the first one; null when created. */
+  previous: string | null;
 }
 
 /** How many jobs per app are kept (with their logs) before the oldest go. */
@@ -95,27 +126,40 @@ export class JobStore {
    * seen before, nothing is created and `previous` holds what that delivery
    * queued (`[{"job","app"}…]`).
    */
-  async createMany(requests: readonly DeployRequest[], delivery?: { key: string; ttlSeconds: number }): Promise<{ records: JobRecord[]; previous: string | null }> {
+  async createMany(requests: readonly DeployRequest[], delivery?: { key: string; ttlSeconds: number }): Promise<CreatedGroup> {
+    const [created] = await this.createGroups([{ requests, delivery }]);
+    return created!;
+  }
+
+  /** {@link createMany} for several groups, in order, in one round trip. */
+  async createGroups(groups: readonly JobGroup[]): Promise<CreatedGroup[]> {
     const now = new Date().toISOString();
-    const records = requests.map((request): Omit<JobRecord, 'id'> => ({
-      ...request, ref: request.ref ?? null, image: request.image ?? null,
-      state: 'waiting', attempts: 0, createdAt: now, startedAt: null, finishedAt: null,
-      error: null, supersededBy: null, retriedBy: null, step: 'queued', steps: [{ step: 'queued', at: now }], result: null,
-    }));
-    const args: Array<string | number> = [this.keys.job(''), Math.max(1, Math.round(delivery?.ttlSeconds ?? 1)), records.length];
-    for (const record of records) {
-      // Field/value pairs go straight into the arguments (the webhook hot path): no intermediate objects.
-      const start = args.length;
-      args.push(this.keys.byApp(record.app), this.keys.waiting(record.app), JSON.stringify(record.app), 0);
-      for (const key in record) {
-        const value = record[key as keyof typeof record];
-        if (value !== undefined) args.push(key, JSON.stringify(value));
-      }
-      args[start + 3] = args.length - start - 4;
-    }
-    const [created, ...rest] = (await createJobs(this.redis, this.keys.seq, this.keys.all, this.keys.events, delivery?.key ?? '', ...args)) as [number, ...string[]];
-    if (created === 0) return { records: [], previous: rest[0] ?? '[]' };
-    return { records: records.map((record, i) => ({ id: rest[i]!, ...record })), previous: null };
+    const keys = [this.keys.seq, this.keys.all, this.keys.events];
+    const args: Array<string | number> = [this.keys.job(''), groups.length];
+    const records = groups.map(({ requests, delivery }) => {
+      if (delivery) keys.push(delivery.key);
+      args.push(delivery ? Math.max(1, Math.round(delivery.ttlSeconds)) : 0, requests.length);
+      return requests.map((request) => {
+        const record: Omit<JobRecord, 'id'> = {
+          ...request, ref: request.ref ?? null, image: request.image ?? null,
+          state: 'waiting', attempts: 0, createdAt: now, startedAt: null, finishedAt: null,
+          error: null, supersededBy: null, retriedBy: null, step: 'queued', steps: [{ step: 'queued', at: now }], result: null,
+        };
+        // Field/value pairs go straight into the arguments (the webhook hot path): no intermediate objects.
+        const start = args.length;
+        args.push(this.keys.byApp(record.app), this.keys.waiting(record.app), JSON.stringify(record.app), 0);
+        for (const key in record) {
+          const value = record[key as keyof typeof record];
+          if (value !== undefined) args.push(key, JSON.stringify(value));
+        }
+        args[start + 3] = args.length - start - 4;
+        return record;
+      });
+    });
+    const results = (await createJobs(this.redis, keys, args)) as Array<[number, ...string[]]>;
+    return results.map(([created, ...rest], g) => created === 0
+      ? { records: [], previous: rest[0] ?? '[]' }
+      : { records: records[g]!.map((record, i) => ({ id: rest[i]!, ...record })), previous: null });
   }
 
   async get(id: string): Promise<JobRecord | null> {
