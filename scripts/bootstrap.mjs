@@ -28,21 +28,22 @@ function run(argv, extraEnv = {}, options = { fatal: true }) {
 
 // npm ci only when the lock file changed since the last install: it wipes
 // node_modules, which costs half a minute every time otherwise.
-const lock = readFileSync(join(root, 'package-lock.json'));
-const digest = createHash('sha256').update(lock).digest('hex');
+const lockDigest = () => createHash('sha256').update(readFileSync(join(root, 'package-lock.json'))).digest('hex');
 const stamp = join(root, 'node_modules', '.slipway-installed');
-if (!existsSync(stamp) || readFileSync(stamp, 'utf8') !== digest) {
+if (!existsSync(stamp) || readFileSync(stamp, 'utf8') !== lockDigest()) {
   say('installing dependencies (npm ci)');
   const ci = run(['npm', 'ci', '--no-audit', '--no-fund'], {}, { fatal: false, quiet: true });
   if (!ci.ok) {
-    // npm 11.19 refuses (EUSAGE, "not in sync") every lock file that lists other
-    // platforms' optional packages (rollup's, esbuild's, turbo's), even one it just
-    // wrote itself. `npm install` installs the same locked versions.
+    // npm 11.19 refuses (EUSAGE, "not in sync") a lock file that lacks other
+    // platforms' optional packages (rollup's, turbo's), as one written on
+    // another npm may. `npm install` installs the same locked versions.
     const why = ci.stderr.split('\n').find((line) => line.includes('npm error') && line.trim() !== 'npm error') ?? 'npm ci failed';
     say(`npm ci refused the lock file (${why.replace(/^npm error\s*/, '').trim()}); installing from it with npm install`);
     run(['npm', 'install', '--no-audit', '--no-fund']);
   }
-  writeFileSync(stamp, digest);
+  // The lock as npm left it: `npm install` adds other platforms' entries, and
+  // the next run must not take that for a changed lock and install again.
+  writeFileSync(stamp, lockDigest());
 }
 
 say('building');

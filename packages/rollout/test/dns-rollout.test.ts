@@ -11,7 +11,7 @@ import { rollout } from '../src/rollout.js';
 import { startDnsRouting } from '../src/start-dns-routing.js';
 import { freePort } from '@slipway/devstack/free-port';
 import { tempDir } from '@slipway/devstack/testing';
-import { appContainers, buildImage, docker, fetchText, ownDns, ownNginx, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
+import { answerOf, appContainers, buildImage, docker, fetchText, ownDns, ownNginx, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
 
 describe('routing: dns rollouts', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;
@@ -37,7 +37,7 @@ describe('routing: dns rollouts', () => {
       const ip = first.containers[0]!.address.split(':')[0]!;
       expect(info.HostConfig.PortBindings).toEqual({ '8080/tcp': [{ HostIp: ip, HostPort: '8080' }] });
       expect(info.Config.Labels['slipway.address']).toBe(ip);
-      expect(await answer(app.name)).toEqual(first.containers.map((c) => c.address.split(':')[0]).sort());
+      expect(await answer(app.name)).toEqual(answerOf(first.containers));
       expect(await fetchText(app.listen)).toBe('200 v1');
       const file = await readFile(nginxNames.path(nginx.settings.conf_dir, app.name), 'utf8');
       expect(file).toContain(`resolver ${dns.settings.server} valid=1s`);
@@ -58,7 +58,7 @@ describe('routing: dns rollouts', () => {
       expect(second.drain).toMatchObject({ drained: true, settleMs: expect.any(Number) });
       expect(second.drain!.ms).toBeGreaterThanOrEqual(second.drain!.settleMs!);
       expect(lines.join('\n')).toMatch(/waited 2\.1 s for nginx's resolver caches, then drained: connections closed/);
-      expect(await answer(app.name)).toEqual(second.containers.map((c) => c.address.split(':')[0]).sort());
+      expect(await answer(app.name)).toEqual(answerOf(second.containers));
       expect((await appContainers(app.name)).map((c) => c.Id).sort()).toEqual(second.containers.map((c) => c.id).sort());
 
       const status = await appStatus({ app, nginx: nginx.settings, dns: dns.settings, docker, etcd });
@@ -121,7 +121,7 @@ describe('routing: dns rollouts', () => {
       expect(routing.router.dnsmasq?.pid).toBeGreaterThan(0);
       const result = await rollout({ app, nginx: nginx.settings, dns: settings, docker, etcd, image: await buildImage(app.name, 'v1'), sha: null, job: 'prod' });
       expect(await fetchText(app.listen)).toBe('200 v1');
-      expect(await resolveHost(settings.server, dnsNames.host(app.name, settings.domain))).toEqual(result.containers.map((c) => c.address.split(':')[0]).sort());
+      expect(await resolveHost(settings.server, dnsNames.host(app.name, settings.domain))).toEqual(answerOf(result.containers));
       expect(await readFile(`${workdir.path}/dns/hosts/${app.name}`, 'utf8')).toContain(`${app.name}.${settings.domain}`);
       expect(lines.join('\n')).toMatch(/dnsmasq answering on 127\.0\.0\.1:\d+/);
       expect(lines.join('\n')).toMatch(/registrar: serving /);

@@ -13,6 +13,7 @@ import { startDnsmasq, type DnsmasqService } from '@slipway/devstack/services/dn
 import { startNginx, type NginxService } from '@slipway/devstack/services/nginx';
 import { tempDir, testAppName, testStack } from '@slipway/devstack/testing';
 import { createEtcdClient } from '@slipway/router/etcd-client';
+import { compareIps } from '@slipway/router/render-dns-hosts';
 import { watchDnsHosts, type DnsHostsFeed } from '@slipway/router/watch-dns-hosts';
 import { startRegistrar, type RegistrarHandle, type RegistrarOptions } from '../src/registrar.js';
 import { LABELS } from '../src/slipway-labels.js';
@@ -70,6 +71,11 @@ export async function appContainers(app: string): Promise<Docker.ContainerInfo[]
 }
 
 /** The body nginx answers on the app's listen address, or the error. */
+/** The IPs of `containers` (`ip:port` addresses) as a DNS answer lists them: numerically sorted, like resolveHost. */
+export function answerOf(containers: ReadonlyArray<{ address: string }>): string[] {
+  return containers.map((c) => c.address.split(':')[0]!).sort(compareIps);
+}
+
 export async function fetchText(listen: string, path = '/'): Promise<string> {
   try {
     const res = await fetch(`http://${listen}${path}`, { signal: AbortSignal.timeout(3000), headers: { connection: 'close' } });

@@ -5,7 +5,7 @@ import { resolveHost } from '@slipway/router/resolve-host';
 import { appKeys } from '../src/app-keys.js';
 import type { RegistrationChange } from '../src/registrar.js';
 import { rollout } from '../src/rollout.js';
-import { buildImage, docker, etcdRelay, ownDns, ownNginx, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
+import { answerOf, buildImage, docker, etcdRelay, ownDns, ownNginx, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
 
 /** Polls until `probe` holds; the time it took. */
 async function within(ms: number, probe: () => Promise<boolean>, what: string): Promise<number> {
@@ -120,7 +120,7 @@ describe('the registrar (routing: dns): Docker events → etcd keys on leases', 
       console.log(`registrar: standby took over ${takeoverMs} ms after the first one's etcd connection died (session TTL ${ttl.sessionTtlS} s), before any key expired; `
         + `with no registrar the keys dropped out ${goneMs} ms after (TTL ${ttl.ttlS} s)`);
       expect(Date.now() - died).toBeLessThanOrEqual(ttl.ttlS * 1000 + 1500);
-      expect(await answer(app.name)).toEqual(result.containers.map((c) => c.address.split(':')[0]).sort());
+      expect(await answer(app.name)).toEqual(answerOf(result.containers));
       expect(crashed).toBeLessThan(died);
     } finally {
       await watcher.cancel();
