@@ -92,7 +92,9 @@ describe('the registrar (routing: dns): Docker events → etcd keys on leases', 
 
   it('keys live on leases: a standby takes over before they expire; with no registrar left they drop out within the TTL', async () => {
     const app = await testApp({ routing: 'dns' });
-    const ttl = { ttlS: 3, sessionTtlS: 1 };
+    // etcd raises any lease under its minimum TTL (~2 s here) to it, so the claim lives ~2 s
+    // after a crash; keys get room beyond that for the take-over on a loaded machine.
+    const ttl = { ttlS: 6, sessionTtlS: 1 };
     const [relayOne, relayTwo] = [await etcdRelay(), await etcdRelay()];
     const one = await serveDns(dns, [app], { ...ttl, etcd: relayOne.client });
     const result = await rollout({ app, nginx: nginx.settings, dns: dns.settings, docker, etcd, image: await buildImage(app.name, 'v1'), sha: null, job: 'lease' });
