@@ -70,12 +70,12 @@ export async function appContainers(app: string): Promise<Docker.ContainerInfo[]
   return docker.listContainers({ all: true, filters: { label: [`${LABELS.app}=${app}`] } });
 }
 
-/** The body nginx answers on the app's listen address, or the error. */
 /** The IPs of `containers` (`ip:port` addresses) as a DNS answer lists them: numerically sorted, like resolveHost. */
 export function answerOf(containers: ReadonlyArray<{ address: string }>): string[] {
   return containers.map((c) => c.address.split(':')[0]!).sort(compareIps);
 }
 
+/** The body nginx answers on the app's listen address, or the error. */
 export async function fetchText(listen: string, path = '/'): Promise<string> {
   try {
     const res = await fetch(`http://${listen}${path}`, { signal: AbortSignal.timeout(3000), headers: { connection: 'close' } });
