@@ -31,7 +31,7 @@ export async function listenerHolders(listen: string): Promise<ListenerHolders |
   const socket = listening.find((s) => s.local === address) ?? listening.find((s) => s.local === wildcard);
   if (!socket) return null;
   const holders: Array<{ pid: number; ppid: number }> = [];
-  for (const pid of await nginxPids()) {
+  for (const { pid } of (await processes()).filter(isNginx)) {
     if (await holdsSocket(pid, socket.inode)) holders.push({ pid, ppid: await parentPid(pid) });
   }
   if (holders.length === 0) return null;
@@ -55,16 +55,41 @@ export async function holdsSocket(pid: number, inode: number): Promise<boolean> 
   return false;
 }
 
-async function nginxPids(): Promise<number[]> {
+/**
+ * A process other than nginx listening where nginx must (the address, or
+ * the same port on every address or on this one): nginx cannot bind it, so
+ * a reload that adds it is not applied. Null when there is none, or none
+ * whose sockets can be seen.
+ */
+export async function otherHolder(listen: string): Promise<{ pid: number; name: string } | null> {
+  const address = listenAddress(listen);
+  if (!address) return null;
+  const [host, port] = address.split(':') as [string, string];
+  const clashes = readListeningSockets().filter((s) => {
+    const [ip, p] = s.local.split(':');
+    return p === port && (ip === host || ip === '0.0.0.0' || host === '0.0.0.0');
+  });
+  if (clashes.length === 0) return null;
+  for (const proc of (await processes()).filter((p) => !isNginx(p))) {
+    for (const socket of clashes) {
+      if (await holdsSocket(proc.pid, socket.inode)) return { pid: proc.pid, name: proc.comm };
+    }
+  }
+  return null;
+}
+
+async function processes(): Promise<Array<{ pid: number; comm: string }>> {
   const entries = await readdir('/proc').catch(() => [] as string[]);
-  const pids: number[] = [];
+  const found: Array<{ pid: number; comm: string }> = [];
   for (const entry of entries) {
     if (!/^\d+$/.test(entry)) continue;
     const comm = (await readFile(`/proc/${entry}/comm`, 'utf8').catch(() => '')).trim();
-    if (comm === 'nginx' || comm === 'openresty') pids.push(Number(entry));
+    if (comm) found.push({ pid: Number(entry), comm });
   }
-  return pids;
+  return found;
 }
+
+const isNginx = ({ comm }: { comm: string }) => comm === 'nginx' || comm === 'openresty';
 
 async function parentPid(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SlipwayConfig } from '@slipway/config/types';
 import { CommandError, runCommand } from '@slipway/core/run-command';
-import { holdsSocket, listenerHolders } from './nginx-listeners.js';
+import { holdsSocket, listenerHolders, otherHolder } from './nginx-listeners.js';
 import { NginxReloadError } from './router-errors.js';
 
 /** How long nginx may take to start new workers and retire the old ones. */
@@ -36,7 +36,9 @@ export interface ReloadResult {
  * new workers and told the old ones to quit, requests still reach the old
  * config. Anything that stops old containers must wait for this, so it is
  * observed: the old workers close their listening socket first thing when
- * they are told to quit.
+ * they are told to quit. Throws NginxReloadError when the app's address is
+ * new to nginx and another process holds it (nginx then keeps its previous
+ * config, and the app would be answered by whoever holds the port).
  */
 export async function reloadNginx(options: ReloadNginxOptions): Promise<ReloadResult> {
   const started = Date.now();
@@ -64,5 +66,8 @@ export async function reloadNginx(options: ReloadNginxOptions): Promise<ReloadRe
     if (now && now.workers.length > 0) return { outcome: 'confirmed', ms: Date.now() - started };
     await sleep(POLL_MS * 5);
   }
+  // Not seen accepting: either unobservable, or the address is someone else's and nginx kept its old config.
+  const other = await otherHolder(options.listen).catch(() => null);
+  if (other) throw new NginxReloadError(`nginx could not listen on ${options.listen}: pid ${other.pid} (${other.name}) holds it, so nginx kept its previous config`);
   return { outcome: 'assumed', ms: Date.now() - started };
 }

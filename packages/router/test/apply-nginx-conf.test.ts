@@ -5,7 +5,7 @@ import { testAppName, tempDir } from '@slipway/devstack/testing';
 import { applyNginxConf } from '../src/apply-nginx-conf.js';
 import { nginxNames } from '../src/nginx-names.js';
 import { routeSnapshot } from '../src/route-snapshot.js';
-import { EmptyUpstreamError, NginxCheckError } from '../src/router-errors.js';
+import { EmptyUpstreamError, NginxCheckError, NginxReloadError } from '../src/router-errors.js';
 import { appsConfig, backend, fetchText, ownNginx } from './helpers.js';
 
 describe('applyNginxConf', () => {
@@ -95,6 +95,23 @@ describe('applyNginxConf', () => {
     await expect(applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(clash, [a]) })).rejects.toThrow(/duplicate upstream/);
     expect(await fetchText(two.listen)).toBe('200 b');
     dir.remove();
+  });
+
+  it('fails, naming the holder, when another process has the app\'s listen address (nginx cannot bind it), and keeps no file', async () => {
+    // What a container published on a port Docker chose (docker-proxy) does to an app whose nginx has not listened yet.
+    const squatter = await backend('not nginx');
+    const app = appsConfig({ [testAppName()]: { listen: squatter.address } });
+    const [only] = Object.values(app);
+    try {
+      const err = await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(only!, [a]) }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(NginxReloadError);
+      expect((err as NginxReloadError).message).toMatch(new RegExp(`nginx could not listen on ${squatter.address}: pid ${process.pid} \\(.+\\) holds it`));
+      await expect(stat(nginxNames.path(nginx.settings.conf_dir, only!.name))).rejects.toThrow(/ENOENT/);
+      expect(await fetchText(squatter.address)).toBe('200 not nginx');
+      expect(await leftovers()).toEqual([]);
+    } finally {
+      await squatter.close();
+    }
   });
 
   it.each([
