@@ -5,7 +5,7 @@ import Docker from 'dockerode';
 import { runCommand } from '@slipway/core/run-command';
 import { ensureBaseImage } from './base-image.js';
 import { createFixtureRepo, git } from './fixture-app.js';
-import { freePort } from './free-port.js';
+import { freePort, isPortFree } from './free-port.js';
 import { startProcess, type RunningProcess } from './harness.js';
 import { startStack, stopStack } from './stack.js';
 
@@ -13,11 +13,7 @@ const DEMO_APP = 'hello';
 
 /** The preferred port when it is free, else any free one. */
 async function portNear(preferred: number): Promise<number> {
-  const { createServer } = await import('node:net');
-  const free = await new Promise<boolean>((done) => {
-    const server = createServer().once('error', () => done(false)).listen(preferred, '127.0.0.1', () => server.close(() => done(true)));
-  });
-  return free ? preferred : freePort();
+  return (await isPortFree(preferred)) ? preferred : freePort();
 }
 
 /**
