@@ -122,7 +122,8 @@ describe('routing: dns — invariant 1 without a single nginx reload', () => {
       ].join('\n'));
 
       expect(dnsDropMs, 'the killed container left DNS').toBeGreaterThanOrEqual(0);
-      expect(dnsDropMs).toBeLessThan(1000);
+      // Docker's die event, not the lease TTL (10 s): ~120 ms on a quiet machine, 1.1 s seen under the whole suite.
+      expect(dnsDropMs).toBeLessThan(2500);
       // No attempt on it once nginx's cached answer (at most RESOLVER_CACHE_MS old) expired; the log counts whole seconds.
       if (lastAttemptS !== null) expect(lastAttemptS * 1000).toBeLessThanOrEqual(killedAt + dnsDropMs + RESOLVER_CACHE_MS + 1000);
       expect(failures.length).toBeLessThanOrEqual(inFlight);

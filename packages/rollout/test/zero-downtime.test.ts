@@ -17,6 +17,15 @@ const CLOSE_LOOPS = 4;
  * connection, within its switch.
  */
 const MAX_KEEP_ALIVE_FAILURES_PER_RELOAD = KEEP_ALIVE_LOOPS;
+/**
+ * How long after the switch a client may still send on a connection the
+ * reload closed. nginx closes an old worker's idle connections within 3 ms
+ * of it releasing the listening socket (measured with nginx 1.22.1), but
+ * the load runs in this process, beside the rollout, on two cores shared
+ * with Docker and nginx: under the whole suite it was seen sending 88-180
+ * ms after the switch on a connection closed by it.
+ */
+const CLIENT_LAG_MS = 250;
 
 describe('invariant 1: no failed request during rollouts', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;
@@ -56,8 +65,9 @@ describe('invariant 1: no failed request during rollouts', () => {
     const non2xx = samples.filter((s) => s.status !== undefined && (s.status < 200 || s.status > 299));
     const closeErrors = samples.filter((s) => s.kind === 'close' && s.error);
     const keepAliveErrors = samples.filter((s) => s.kind === 'keep-alive' && s.error);
-    const inSwitch = (s: Sample) => windows.some((w) => s.end >= w.switchStart - 50 && s.start <= w.switchEnd + 50);
-    const perRollout = windows.map((w) => keepAliveErrors.filter((s) => s.end >= w.switchStart - 50 && s.start <= w.switchEnd + 50).length);
+    const during = (s: Sample, w: (typeof windows)[number]) => s.end >= w.switchStart - 50 && s.start <= w.switchEnd + CLIENT_LAG_MS;
+    const inSwitch = (s: Sample) => windows.some((w) => during(s, w));
+    const perRollout = windows.map((w) => keepAliveErrors.filter((s) => during(s, w)).length);
 
     const byKind = (kind: Sample['kind']) => samples.filter((s) => s.kind === kind).length;
     console.log([
@@ -77,10 +87,18 @@ describe('invariant 1: no failed request during rollouts', () => {
     for (const s of keepAliveErrors) {
       expect(s.reused, 'a keep-alive failure on a fresh connection is not the reload race').toBe(true);
       expect(['ECONNRESET', 'EPIPE'], `unexpected keep-alive error ${s.error}`).toContain(s.error);
-      expect(inSwitch(s), `keep-alive failure at ${s.end} outside any switch window`).toBe(true);
+      expect(inSwitch(s), `keep-alive failure outside any switch window: ${describeOutside(s, windows)}`).toBe(true);
     }
     for (const n of perRollout) expect(n).toBeLessThanOrEqual(MAX_KEEP_ALIVE_FAILURES_PER_RELOAD);
     expect(samples.filter((s) => s.path === '/cgi-bin/slow' && s.status === 200).length).toBeGreaterThan(ROLLOUTS);
     expect(await fetchText(app.listen)).toBe(`200 v${ROLLOUTS + 1}`);
   });
 });
+
+/** Where a sample falls relative to the switch windows: what a failure outside them needs to be understood. */
+function describeOutside(s: Sample, windows: ReadonlyArray<{ switchStart: number; switchEnd: number }>): string {
+  const nearest = windows.map((w, k) => ({ k: k + 1, gap: s.start > w.switchEnd ? s.start - w.switchEnd : s.end - w.switchStart }))
+    .sort((x, y) => Math.abs(x.gap) - Math.abs(y.gap))[0];
+  const where = nearest ? `${Math.abs(nearest.gap)} ms ${nearest.gap > 0 ? 'after' : 'before'} the switch of rollout ${nearest.k}` : 'no switch at all';
+  return `${s.path} ${s.error} sent at +${s.start - (windows[0]?.switchStart ?? s.start)} ms, took ${s.end - s.start} ms, ${where}`;
+}
