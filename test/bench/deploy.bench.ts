@@ -30,7 +30,7 @@ import { githubPush, githubRequest, send } from '../support/webhooks.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const SECRET = 'bench-webhook-secret-0123456789';
-const bin = (app: string) => fileURLToPath(new URL(`../../apps/${app}/dist/bin.js`, import.meta.url));
+const bin = (app: string) => fileURLToPath(new URL(`../../apps/${app}/bin/slipway-${app}.js`, import.meta.url));
 const median = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = Math.floor(sorted.length / 2);

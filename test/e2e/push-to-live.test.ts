@@ -15,7 +15,7 @@ import { waitForJob } from '@slipway/queue/wait-for-job';
 import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
 import { githubPush, githubRequest, giteaPush, giteaRequest, send, type RepoDescription } from '../support/webhooks.js';
 
-const bin = (app: string) => fileURLToPath(new URL(`../../apps/${app}/dist/bin.js`, import.meta.url));
+const bin = (app: string) => fileURLToPath(new URL(`../../apps/${app}/bin/slipway-${app}.js`, import.meta.url));
 const SECRET = 'e2e-webhook-secret-0123456789';
 
 describe('push to live, all real', () => {

@@ -13,7 +13,7 @@ import { stopProcess } from '@slipway/devstack/processes';
 import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
 import { createDeployWorker, type DeployWorker } from '@slipway/worker/deploy-worker';
 
-const CLI = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
+const CLI = fileURLToPath(new URL('../bin/slipway.js', import.meta.url));
 const quiet = createLogger({ name: 'test', level: 'silent' });
 
 interface Result { code: number; stdout: string; stderr: string }
@@ -134,6 +134,11 @@ describe('slipway', () => {
     expect(status[0].containers[0]).toMatchObject({ healthy: true });
     expect(status[0].upstreams).toHaveLength(1);
     expect(status[0].nginx.inSync).toBe(true);
+    expect(status[0].containers[0].id).toMatch(/^[0-9a-f]{64}$/);
+    // The table shows ids as `docker ps` does: 12 characters.
+    const shown = (await slipwayFull([...cfg(), 'status', app])).stdout;
+    expect(shown).toContain(`  ${status[0].containers[0].id.slice(0, 12)}  `);
+    expect(shown).not.toContain(status[0].containers[0].id);
   });
 
   it('deploy --ref takes a short sha; rollback returns to the previous release without a rebuild', async () => {

@@ -15,7 +15,7 @@ import { githubBranchPush, SECRETS } from './fixtures.js';
 import { githubSignature } from './start-receiver.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const bin = join(root, 'dist', 'bin.js');
+const bin = join(root, 'bin', 'slipway-receiver.js');
 const dir = tempDir('slipway-receiver-bin-');
 const badConfig = join(dir.path, 'bad.yml');
 writeFileSync(badConfig, 'apps:\n  hello:\n    repo: --upload-pack=x\n    colour: blue\n');

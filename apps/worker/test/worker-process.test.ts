@@ -11,7 +11,7 @@ import { tempDir } from '@slipway/devstack/testing';
 import { body, waitForJob, waitForStep, workerWorld, type WorkerWorld } from './support.js';
 
 const docker = new Docker();
-const WORKER_BIN = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
+const WORKER_BIN = fileURLToPath(new URL('../bin/slipway-worker.js', import.meta.url));
 const startWorker = (configFile: string) => startProcess([process.execPath, WORKER_BIN, '--config', configFile], { env: { LOG_LEVEL: 'info' } });
 const appContainers = async (app: string) => docker.listContainers({ all: true, filters: { label: [`slipway.app=${app}`] } });
 

@@ -4,20 +4,24 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureBaseImage } from './base-image.js';
 import { readStack, stackEnv, startStack, stopStack } from './stack.js';
+import { TEST_PACKAGES, ensureSystemPackages } from './system-packages.js';
 import { up } from './up.js';
 
 const USAGE = `usage: slipway-devstack <command>
 
   up                 start the services and all of Slipway with a demo app; Ctrl-C stops everything
-  run -- <cmd...>    start a temporary stack, run <cmd> with it, stop the stack, exit with <cmd>'s code
+  run [--tests] -- <cmd...>
+                     start a temporary stack, run <cmd> with it, stop the stack, exit with <cmd>'s code;
+                     --tests: install what the tests need too (chromium) before <cmd> starts
   start [--dir D]    start (or reuse) the services, print where they listen
   stop  [--dir D]    stop the services started by 'start'
 `;
 
 const log = (line: string) => console.error(`[devstack] ${line}`);
 
-async function run(command: string[]): Promise<number> {
+async function run(command: string[], forTests: boolean): Promise<number> {
   if (command.length === 0) throw new UsageError('run needs a command after --');
+  if (forTests) ensureSystemPackages(Object.keys(TEST_PACKAGES), log);
   const stack = await startStack({ log });
   await ensureBaseImage();
   const child = spawn(command[0]!, command.slice(1), { stdio: 'inherit', env: { ...process.env, ...stackEnv(stack) } });
@@ -42,8 +46,13 @@ async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args: rest, options: { dir: { type: 'string' } }, allowPositionals: true, strict: command !== 'run' });
   const dir = resolve(typeof values.dir === 'string' ? values.dir : '.slipway/stack');
   switch (command) {
-    case 'run':
-      return run(rest[0] === '--' ? rest.slice(1) : positionals);
+    case 'run': {
+      const dashes = rest.indexOf('--');
+      const flags = dashes === -1 ? [] : rest.slice(0, dashes);
+      const unknown = flags.find((flag) => flag !== '--tests');
+      if (unknown) throw new UsageError(`unknown option ${unknown} for run`);
+      return run(dashes === -1 ? positionals : rest.slice(dashes + 1), flags.includes('--tests'));
+    }
     case 'up':
       return up({ log });
     case 'start': {

@@ -20,7 +20,16 @@ export interface GitHttpServer {
  * authorised request is served (so while the client's git is certainly
  * running) it scans every process's argv for the password.
  */
-export async function startGitHttpServer(options: { root: string; auth?: { username: string; password: string } }): Promise<GitHttpServer> {
+export interface GitHttpServerOptions {
+  root: string;
+  auth?: { username: string; password: string };
+  /** Default: any free port. */
+  port?: number;
+  /** A path prefix the repositories are served under (`<url>/<mount>/y.git` is `<root>/y.git`); default none. */
+  mount?: string;
+}
+
+export async function startGitHttpServer(options: GitHttpServerOptions): Promise<GitHttpServer> {
   const auth = options.auth;
   const expected = auth ? `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}` : null;
   const requests: GitHttpServer['requests'] = [];
@@ -30,6 +39,13 @@ export async function startGitHttpServer(options: { root: string; auth?: { usern
     const authorized = expected === null || req.headers.authorization === expected;
     requests.push({ method: req.method ?? '', path: url.pathname, authorized });
     if (auth && expected) leaks.push(...processesMentioning([auth.password, expected.slice('Basic '.length)]));
+    const mount = options.mount ? `/${options.mount}` : '';
+    if (!url.pathname.startsWith(`${mount}/`)) {
+      res.writeHead(404, { 'Content-Type': 'text/plain' });
+      res.end('no such repository\n');
+      return;
+    }
+    url.pathname = url.pathname.slice(mount.length);
     if (!authorized) {
       res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="git"', 'Content-Type': 'text/plain' });
       res.end('authentication required\n');
@@ -38,7 +54,7 @@ export async function startGitHttpServer(options: { root: string; auth?: { usern
     cgi(req, res, url, options.root, auth?.username ?? 'anonymous');
   });
   server.keepAliveTimeout = 1000;
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,

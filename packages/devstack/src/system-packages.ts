@@ -16,6 +16,13 @@ export const STACK_PACKAGES: Record<string, string> = {
   iproute2: '/usr/bin/ss',
 };
 
+/**
+ * What the tests need besides the stack: Debian's chromium for the
+ * dashboard's browser tests. `npm test` installs it with the rest, before
+ * any test starts, so no test's timer runs while apt-get does.
+ */
+export const TEST_PACKAGES: Record<string, string> = { ...STACK_PACKAGES, chromium: '/usr/bin/chromium' };
+
 function installed(pkg: string): boolean {
   const res = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
   return res.status === 0 && res.stdout.includes('install ok installed');

@@ -6,25 +6,102 @@ import { runCommand } from '@slipway/core/run-command';
 import { ensureBaseImage } from './base-image.js';
 import { createFixtureRepo, git } from './fixture-app.js';
 import { freePort, isPortFree } from './free-port.js';
+import { startGitHttpServer, type GitHttpServer } from './git-http-server.js';
 import { startProcess, type RunningProcess } from './harness.js';
-import { startStack, stopStack } from './stack.js';
+import { startStack, stopStack, type StackState } from './stack.js';
 
 const DEMO_APP = 'hello';
+/** The signals that end `npm start`: Ctrl-C, `kill`, and a closed terminal. */
+const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+/** How long the first deploy of the demo may take (a cold build cache included). */
+const FIRST_DEPLOY_MS = 300_000;
 
 /** The preferred port when it is free, else any free one. */
 async function portNear(preferred: number): Promise<number> {
   return (await isPortFree(preferred)) ? preferred : freePort();
 }
 
+/** A random value kept in a 0600 file under the demo: made once, the same on every start. */
+function keptSecret(file: string): string {
+  if (!existsSync(file)) writeFileSync(file, randomBytes(24).toString('base64url'), { mode: 0o600 });
+  return readFileSync(file, 'utf8').trim();
+}
+
+/**
+ * Output that outlives its reader. With `npm start | tee log`, Ctrl-C ends
+ * `tee` too, and the next write to the closed pipe fails with EPIPE; left
+ * unhandled, that error would kill this process before it stopped anything.
+ */
+function ignoreClosedOutput(): void {
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
+}
+
+class Interrupted extends Error {}
+
 /**
  * `npm start`: the services on loopback, a demo app with a `production`
- * remote, then the receiver, worker and router of Slipway as child
- * processes, until Ctrl-C stops all of it.
+ * remote, then the receiver, worker, router and dashboard of Slipway as
+ * child processes, until Ctrl-C (or SIGTERM, SIGHUP) stops all of it. A
+ * signal while it is still starting, or a failure, stops what was started
+ * too: nothing of Slipway's outlives this process.
  */
 export async function up(options: { log: (line: string) => void; dir?: string }): Promise<number> {
+  ignoreClosedOutput();
+  const { log } = options;
   const root = resolve(options.dir ?? '.slipway');
-  const stack = await startStack({ dir: join(root, 'stack'), log: options.log });
-  await ensureBaseImage();
+  const stopSignal = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopSignal.signal.aborted) log(`${signal}: still stopping…`);
+    else stopSignal.abort();
+  };
+  for (const signal of STOP_SIGNALS) process.on(signal, onSignal);
+  const interrupted = new Promise<void>((done) => stopSignal.signal.addEventListener('abort', () => done(), { once: true }));
+  const checkpoint = () => {
+    if (stopSignal.signal.aborted) throw new Interrupted();
+  };
+
+  const children: Array<[string, RunningProcess]> = [];
+  const servers: GitHttpServer[] = [];
+  let stack: StackState | undefined;
+  let code = 0;
+  try {
+    stack = await startStack({ dir: join(root, 'stack'), log });
+    checkpoint();
+    await ensureBaseImage();
+    checkpoint();
+    const shown = await startSlipway(root, stack, { children, servers }, stopSignal.signal, log);
+    checkpoint();
+    console.log(shown);
+    await interrupted;
+  } catch (err) {
+    if (!(err instanceof Interrupted)) {
+      log(`could not start: ${(err as Error).message}`);
+      code = 1;
+    }
+  } finally {
+    log('stopping…');
+    for (const [, child] of children) await child.stop('SIGTERM', 30_000);
+    for (const server of servers) await server.close();
+    // The demo app's containers go too; the next start deploys it again.
+    const docker = new Docker();
+    for (const c of await docker.listContainers({ all: true, filters: { label: [`slipway.app=${DEMO_APP}`] } }).catch(() => [])) {
+      await docker.getContainer(c.Id).remove({ force: true }).catch(() => {});
+    }
+    if (stack) await stopStack(stack, log);
+    for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
+  }
+  return code;
+}
+
+/** The demo app, its config, Slipway's processes and the first deploy; returns what to print. */
+async function startSlipway(
+  root: string,
+  stack: StackState,
+  started: { children: Array<[string, RunningProcess]>; servers: GitHttpServer[] },
+  signal: AbortSignal,
+  log: (line: string) => void,
+): Promise<string> {
+  const { children, servers } = started;
   const bin = (name: string) => resolve('node_modules/.bin', name);
 
   // The demo app: its repository (what Slipway clones), a working copy to edit, a production remote.
@@ -32,26 +109,35 @@ export async function up(options: { log: (line: string) => void; dir?: string })
   mkdirSync(demo, { recursive: true });
   if (!existsSync(join(demo, `${DEMO_APP}.git`))) await createFixtureRepo(demo, { version: 'hello from Slipway v1', name: DEMO_APP });
   const work = join(demo, `${DEMO_APP}-work`);
+  // The printed `git commit` must work on a machine whose git knows no user yet.
+  if (!(await runCommand(['git', 'config', 'user.email'], { cwd: work }).catch(() => null))) {
+    await runCommand(['git', 'config', 'user.name', 'Slipway demo'], { cwd: work });
+    await runCommand(['git', 'config', 'user.email', 'demo@slipway.invalid'], { cwd: work });
+  }
+  // The demo's "forge": its repository over git's smart HTTP, so that Slipway clones it as it
+  // would from GitHub, and a push webhook naming that URL (signed with the demo's secret) deploys.
+  const forge = await startGitHttpServer({ root: demo, mount: 'demo', port: await portNear(9080) });
+  servers.push(forge);
+  const repoUrl = `${forge.url}/demo/${DEMO_APP}.git`;
   const appPort = await portNear(8080);
   const receiverPort = await portNear(3000);
   const dashboardPort = await portNear(3001);
-  // The dashboard's sign-in token: made once, kept with the demo, never in the config file.
-  const tokenFile = join(root, 'dashboard-token');
-  if (!existsSync(tokenFile)) writeFileSync(tokenFile, randomBytes(24).toString('base64url'), { mode: 0o600 });
-  const token = readFileSync(tokenFile, 'utf8').trim();
+  // The dashboard's sign-in token and the webhook secret: made once, kept with the demo.
+  const token = keptSecret(join(root, 'dashboard-token'));
+  const secret = keptSecret(join(root, 'webhook-secret'));
   const configFile = join(root, 'slipway.yml');
   writeFileSync(configFile, JSON.stringify({
     redis: stack.redis!.url,
     etcd: [stack.etcd!.url],
     workdir: join(root, 'work'),
     receiver: { host: '127.0.0.1', port: receiverPort },
-    // A local demo keeps its token in its own 0600 config; production configs use ${SLIPWAY_DASHBOARD_TOKEN}.
+    // A local demo keeps its secrets in its own 0600 config; production configs use ${VAR}.
     dashboard: { host: '127.0.0.1', port: dashboardPort, token },
     nginx: { conf_dir: stack.nginx!.confDir, check_cmd: stack.nginx!.checkCmd, reload_cmd: stack.nginx!.reloadCmd },
     apps: {
       [DEMO_APP]: {
-        repo: `file://${join(demo, `${DEMO_APP}.git`)}`,
-        secret: '${HELLO_WEBHOOK_SECRET:-demo-webhook-secret}',
+        repo: repoUrl,
+        secret,
         replicas: 2, port: 8080, listen: `127.0.0.1:${appPort}`, drain_s: 2, stop_timeout_s: 5,
       },
     },
@@ -62,51 +148,53 @@ export async function up(options: { log: (line: string) => void; dir?: string })
   await git(work, 'remote', 'add', 'production', production);
 
   const env = { SLIPWAY_CONFIG: configFile };
-  const children: Array<[string, RunningProcess]> = [
-    ['receiver', startProcess([bin('slipway-receiver'), '--config', configFile], { env })],
-    ['worker', startProcess([bin('slipway-worker'), '--config', configFile], { env })],
-    ['router', startProcess([bin('slipway'), '--config', configFile, 'router'], { env })],
-    ['dashboard', startProcess([bin('slipway-dashboard'), '--config', configFile], { env })],
-  ];
-  for (const [name, child] of children) {
+  const start = (name: string, argv: string[]) => {
+    const child = startProcess(argv, { env });
+    children.push([name, child]);
     child.child.stdout!.on('data', (chunk: Buffer) => process.stderr.write(prefixLines(name, chunk)));
     child.child.stderr!.on('data', (chunk: Buffer) => process.stderr.write(prefixLines(name, chunk)));
-  }
+  };
+  start('receiver', [bin('slipway-receiver'), '--config', configFile]);
+  start('worker', [bin('slipway-worker'), '--config', configFile]);
+  start('router', [bin('slipway'), '--config', configFile, 'router']);
+  start('dashboard', [bin('slipway-dashboard'), '--config', configFile]);
 
-  options.log('deploying the demo app…');
-  await runCommand([bin('slipway'), '--config', configFile, 'deploy', DEMO_APP, '--wait'], { timeoutMs: 300_000 })
-    .catch((err: Error) => options.log(`first deploy failed: ${err.message}`));
+  log('deploying the demo app…');
+  const first = await runCommand([bin('slipway'), '--config', configFile, 'deploy', DEMO_APP, '--wait'], { timeoutMs: FIRST_DEPLOY_MS, signal })
+    .then(() => null, (err: Error) => err.message);
+  if (first !== null && !signal.aborted) log(`the first deploy of ${DEMO_APP} failed (see its log with: npx slipway --config ${configFile} logs <job>): ${first}`);
 
-  console.log(`
+  const next = nextVersion(join(work, 'www', 'index.html'));
+  const index = shellWord(join(work, 'www', 'index.html'));
+  const cd = shellWord(work);
+  return `
 Slipway is up.
   Redis     ${stack.redis!.url}
   etcd      ${stack.etcd!.url}
   nginx     ${stack.nginx!.mainConf} (Slipway writes ${stack.nginx!.confDir})
   Docker    ${stack.docker!.host}
-  receiver  http://127.0.0.1:${receiverPort}/hooks/{github,gitea,gitlab}
+  receiver  http://127.0.0.1:${receiverPort}/hooks/{github,gitea,gitlab}  (webhook secret: apps.${DEMO_APP}.secret in the config)
   dashboard http://127.0.0.1:${dashboardPort}/  (sign-in token: ${token})
   config    ${configFile}
+  repo      ${repoUrl}  (the demo's bare repository ${join(demo, `${DEMO_APP}.git`)}, served over HTTP)
 
 Three things to try:
-  1. push to deploy:  cd ${work} && echo "hello v2" > www/index.html && git commit -qam v2 && git push production master
+  1. push to deploy:  echo "hello v${next}" > ${index} && git -C ${cd} commit -qam v${next} && git -C ${cd} push production master
   2. open the app:    curl http://127.0.0.1:${appPort}/
-  3. see the jobs:    npx slipway --config ${configFile} jobs
+  3. see the jobs:    npx slipway --config ${shellWord(configFile)} jobs
 
-Ctrl-C stops everything.`);
+Ctrl-C stops everything.`;
+}
 
-  await new Promise<void>((done) => {
-    process.once('SIGINT', done);
-    process.once('SIGTERM', done);
-  });
-  options.log('stopping…');
-  for (const [, child] of children) await child.stop('SIGTERM', 30_000);
-  // The demo app's containers go too; the next start deploys it again.
-  const docker = new Docker();
-  for (const c of await docker.listContainers({ all: true, filters: { label: [`slipway.app=${DEMO_APP}`] } }).catch(() => [])) {
-    await docker.getContainer(c.Id).remove({ force: true }).catch(() => {});
-  }
-  await stopStack(stack, options.log);
-  return 0;
+/** The version after the one the demo's working copy holds (`… v2` → 3), so the printed push always changes something. */
+function nextVersion(indexFile: string): number {
+  const current = /v(\d+)\s*$/.exec(existsSync(indexFile) ? readFileSync(indexFile, 'utf8') : '');
+  return current ? Number(current[1]) + 1 : 2;
+}
+
+/** A path as one word of a shell line a user copies: quoted only when it has to be. */
+function shellWord(path: string): string {
+  return /^[\w@%+=:,./-]+$/.test(path) ? path : `'${path.replaceAll("'", "'\\''")}'`;
 }
 
 function prefixLines(name: string, chunk: Buffer): string {

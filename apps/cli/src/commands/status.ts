@@ -22,7 +22,7 @@ export async function status(ctx: CliContext, argv: string[]): Promise<number> {
     const release = s.release ? `${short(s.release.sha ?? s.release.image)} (${s.release.image}, job ${s.release.job}, live ${age(s.release.at)})` : 'nothing live';
     ctx.terminal.out(`${s.app}: ${release}`);
     if (s.containers.length) {
-      ctx.terminal.out(table(['  CONTAINER', 'ADDRESS', 'HEALTH'], s.containers.map((c) => [`  ${c.id}`, c.address ?? '-', c.healthy ? 'healthy' : 'UNHEALTHY'])));
+      ctx.terminal.out(table(['  CONTAINER', 'ADDRESS', 'HEALTH'], s.containers.map((c) => [`  ${short(c.id)}`, c.address ?? '-', c.healthy ? 'healthy' : 'UNHEALTHY'])));
     }
     ctx.terminal.out(`  upstreams: ${s.upstreams.length ? s.upstreams.join(', ') : 'none'}`);
     ctx.terminal.out(`  nginx: ${s.nginx.file}${s.nginx.inSync ? ' (in sync)' : ' (OUT OF SYNC)'}`);

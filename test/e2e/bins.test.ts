@@ -1,0 +1,55 @@
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, readlinkSync, realpathSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { tempDir } from '@slipway/devstack/testing';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+/** Every command a user can run with `npx` from the repository root, and the package that ships it. */
+const BINS: Array<[name: string, dir: string]> = [
+  ['slipway', 'apps/cli'],
+  ['slipway-receiver', 'apps/receiver'],
+  ['slipway-worker', 'apps/worker'],
+  ['slipway-dashboard', 'apps/dashboard'],
+  ['slipway-devstack', 'packages/devstack'],
+];
+
+const run = (argv: string[], cwd = root) => spawnSync(argv[0]!, argv.slice(1), { cwd, encoding: 'utf8', timeout: 60_000 });
+
+describe('the commands npm links', () => {
+  const tmp = tempDir();
+  afterAll(() => tmp.remove());
+
+  it.each(BINS)('%s is a committed, executable launcher, linked into node_modules/.bin', (name, dir) => {
+    const launcher = join(dir, 'bin', `${name}.js`);
+    // Mode 100755 in git: a fresh clone's npm ci links it with its execute bit, before any build.
+    expect(run(['git', 'ls-files', '--stage', '--', launcher]).stdout).toMatch(/^100755 /);
+    const link = join(root, 'node_modules', '.bin', name);
+    expect(readlinkSync(link)).not.toContain('dist');
+    expect(realpathSync(link)).toBe(join(root, launcher));
+  });
+
+  it.each(BINS.filter(([name]) => name !== 'slipway-devstack'))('npx %s --help answers from the repository root', (name) => {
+    const res = run(['npx', '--no-install', name, '--help']);
+    expect(res.status, res.stderr).toBe(0);
+    expect(`${res.stdout}${res.stderr}`).toMatch(new RegExp(`usage: ${name}\\b`));
+  });
+
+  it('npx slipway-devstack without a command prints its usage and exits 2', () => {
+    const res = run(['npx', '--no-install', 'slipway-devstack']);
+    expect(res.status).toBe(2);
+    expect(res.stderr).toContain('usage: slipway-devstack');
+  });
+
+  it('a launcher whose build is missing says so plainly and exits 1', () => {
+    const bin = join(tmp.path, 'cli', 'bin');
+    mkdirSync(bin, { recursive: true });
+    copyFileSync(join(root, 'apps/cli/bin/slipway.js'), join(bin, 'slipway.js'));
+    const res = run([process.execPath, join(bin, 'slipway.js'), 'jobs'], tmp.path);
+    expect(res.status).toBe(1);
+    expect(res.stderr).toContain(`slipway: not built yet (${join(tmp.path, 'cli', 'dist', 'bin.js')} is missing)`);
+    expect(res.stderr).toContain('npm run build');
+  });
+});
