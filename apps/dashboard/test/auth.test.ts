@@ -25,7 +25,7 @@ describe('sign-in, sessions and CSRF', () => {
   const csrfOf = async (cookie: string) => ((await (await get(`${world.url}/api/session`, { cookie })).json()) as { csrf: string }).csrf;
 
   it('refuses to be created without a token', () => {
-    const config = { ...world.config, dashboard: { host: '127.0.0.1', port: 3001 } };
+    const config = { ...world.config, dashboard: { host: '127.0.0.1', port: 3001, allowed_hosts: [] } };
     expect(() => createDashboard({ config, queue: world.queue, redis: world.redis, etcd: world.etcd, docker: new Docker(), logger: quietLogger }))
       .toThrow(MissingTokenError);
   });

@@ -61,9 +61,9 @@ describe('slipway-dashboard', () => {
 
   it('starts from the built bin, prints its address, serves, and stops cleanly on SIGTERM with a live stream open', async () => {
     const port = await freePort();
-    const token = uniqueName('tok');
+    const token = uniqueName('dashboard-token').padEnd(40, 'x');
     const file = config('ok', { host: '127.0.0.1', port, token: '${TOKEN}' });
-    const proc = startProcess([process.execPath, join(root, 'dist', 'bin.js'), '--config', file], { env: { TOKEN: token } });
+    const proc = startProcess([process.execPath, join(root, 'bin', 'slipway-dashboard.js'), '--config', file], { env: { TOKEN: token } });
     try {
       await proc.waitForOutput(new RegExp(`dashboard listening on http://127\\.0\\.0\\.1:${port}`));
       expect(proc.output()).not.toContain(token);

@@ -68,7 +68,7 @@ export async function dashboardWorld(options: { apps?: number; app?: Record<stri
     };
     apps.push({ name, repo, url: `http://127.0.0.1:${port}` });
   }
-  const token = uniqueName('token');
+  const token = uniqueName('dashboard-token').padEnd(40, 'x');
   const configFile = writeTestConfig(join(tmp.path, 'slipway.yml'), {
     stack, nginx, prefix: uniqueName('d'), workdir: join(tmp.path, 'work'), apps: raw,
     extra: { dashboard: { host: '127.0.0.1', port: 3001, token } },

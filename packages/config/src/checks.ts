@@ -30,6 +30,8 @@ export const url = (protocols: string[]): Check => (v) => {
 export const repoUrl: Check = (v) => {
   if (v.startsWith('-')) return 'must not start with "-"';
   if (/[\s\0]/.test(v)) return 'must not contain whitespace';
+  // git would see such a password in its argv; an http(s) one is moved into credentials before git runs.
+  if (/^(?!https?:)[a-z][a-z0-9+.-]*:\/\/[^/@]*:[^/@]*@/i.test(v)) return 'must not hold a password (use credentials.ssh_key for ssh)';
   if (/^(https?|ssh|git|file):\/\/[^/]/.test(v) || /^file:\/\/\//.test(v)) return null;
   if (/^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/].*/.test(v)) return null; // scp-like git@host:owner/name
   if (v.startsWith('/')) return null; // a local path
@@ -37,6 +39,8 @@ export const repoUrl: Check = (v) => {
   if (/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/.test(v) && !v.split('/').some((p) => p === '.' || p === '..' || p.startsWith('-'))) return null;
   return 'expected an http(s)://, ssh://, git://, file:// URL, user@host:path, an absolute path or owner/name';
 };
+
+export const minLength = (min: number): Check => (v) => (v.length >= min ? null : `shorter than ${min} characters`);
 
 export const branch: Check = (v) => (isBranchName(v) ? null : 'invalid');
 

@@ -7,7 +7,7 @@ import { configReference } from './config-reference.js';
 import { loadConfig, parseConfig } from './load-config.js';
 
 const FILE = '/etc/slipway/slipway.yml';
-const env = { HELLO_SECRET: 's3cret', PORT: '9090' };
+const env = { HELLO_SECRET: 's3cret-of-16-chars', PORT: '9090' };
 const minimalApp = 'apps:\n  hello:\n    repo: https://github.com/acme/hello.git\n';
 
 function problemsOf(text: string, vars: Record<string, string> = env): string {
@@ -28,8 +28,9 @@ describe('parseConfig defaults', () => {
       etcd: ['http://127.0.0.1:2379'],
       docker: 'unix:///var/run/docker.sock',
       workdir: '/etc/slipway/.slipway',
-      receiver: { host: '127.0.0.1', port: 3000 },
-      dashboard: { host: '127.0.0.1', port: 3001 },
+      receiver: { host: '127.0.0.1', port: 3000, metrics: '127.0.0.1:3003' },
+      dashboard: { host: '127.0.0.1', port: 3001, allowed_hosts: [] },
+      jobs: { log_max_lines: 100_000, log_max_bytes: 10_485_760, keep_per_app: 200, keep_days: 30 },
       nginx: { conf_dir: '/etc/nginx/conf.d', check_cmd: ['nginx', '-t'], reload_cmd: ['nginx', '-s', 'reload'] },
       dns: { server: '127.0.0.1:5353', domain: 'slipway.internal', address_pool: '127.0.10.0/24' },
     });
@@ -37,7 +38,7 @@ describe('parseConfig defaults', () => {
       name: 'hello', repo: 'https://github.com/acme/hello.git', branch: 'master', secret: undefined,
       replicas: 2, port: 8080, host_ip: '127.0.0.1',
       health: { path: '/healthz', timeout_s: 30, interval_ms: 200 },
-      listen: '80', server_name: [], drain_s: 5, stop_timeout_s: 10, dockerfile: 'Dockerfile',
+      listen: '80', server_name: [], drain_s: 5, stop_timeout_s: 10, build_timeout_s: 1800, dockerfile: 'Dockerfile',
       build_args: {}, env: {}, etcd_prefix: '/slipway/apps/hello/upstream', routing: 'upstream',
       template: undefined, credentials: undefined, notify: [],
     });
@@ -49,7 +50,7 @@ describe('parseConfig defaults', () => {
 
   it('interpolates ${VAR}, ${VAR:-fallback} and $$, and reads numbers from variables', () => {
     const config = parseConfig(`${minimalApp}    secret: \${HELLO_SECRET}\n    port: \${PORT}\n    listen: \${LISTEN:-127.0.0.1:8081}\n    env: { PRICE: "$$5" }\n`, { file: FILE, env });
-    expect(config.apps.hello).toMatchObject({ secret: 's3cret', port: 9090, listen: '127.0.0.1:8081', env: { PRICE: '$5' } });
+    expect(config.apps.hello).toMatchObject({ secret: 's3cret-of-16-chars', port: 9090, listen: '127.0.0.1:8081', env: { PRICE: '$5' } });
   });
 
   it('accepts single values where lists are expected', () => {
@@ -69,10 +70,14 @@ describe('parseConfig defaults', () => {
 const bad: Array<[string, string, string]> = [
   ['wrong port type', `${minimalApp}    port: x`, 'apps.hello.port: expected a port 1-65535, got "x"'],
   ['port out of range', `${minimalApp}    port: 70000`, 'apps.hello.port: expected a port 1-65535, got 70000'],
-  ['unknown top-level key', 'redis_url: redis://x', 'redis_url: unknown key (expected one of: redis, etcd, docker, workdir, queue, receiver, worker, dashboard, forges, nginx, apps, dns)'],
+  ['unknown top-level key', 'redis_url: redis://x', 'redis_url: unknown key (expected one of: redis, etcd, docker, workdir, queue, receiver, worker, dashboard, jobs, forges, nginx, apps, dns)'],
   ['unknown app key', `${minimalApp}    replica: 3`, 'apps.hello.replica: unknown key'],
   ['unknown nested key', `${minimalApp}    health: { path: /h, timeout: 3 }`, 'apps.hello.health.timeout: unknown key (expected one of: path, timeout_s, interval_ms)'],
   ['unset variable', `${minimalApp}    secret: \${NOPE_SECRET}`, 'apps.hello.secret: environment variable NOPE_SECRET is not set'],
+  ['unset variable with a message', `${minimalApp}    secret: \${NOPE_SECRET:?make one with openssl rand -hex 32}`, 'apps.hello.secret: environment variable NOPE_SECRET is not set: make one with openssl rand -hex 32'],
+  ['short webhook secret, not echoed', `${minimalApp}    secret: hunter2hunter2`, 'apps.hello.secret: expected a secret of 16+ characters, got one of 14 characters'],
+  ['short dashboard token, not echoed', `dashboard: { token: abcdefghijklmnopqrstuvwxyz }\n${minimalApp}`, 'dashboard.token: expected a token of 32+ characters, got one of 26 characters'],
+  ['password in an ssh URL, not echoed', 'apps:\n  hello:\n    repo: ssh://deploy:pw0rd@git.example.com/a/b.git', 'apps.hello.repo: expected a git URL, got "ssh://deploy:***@git.example.com/a/b.git" (must not hold a password (use credentials.ssh_key for ssh))'],
   ['malformed interpolation', `${minimalApp}    secret: \${oops`, 'apps.hello.secret: malformed ${...} in "${oops"'],
   ['bad app name', 'apps:\n  Hello_World:\n    repo: /srv/git/hello.git', 'apps.Hello_World: invalid app name "Hello_World"'],
   ['app name with ../', 'apps:\n  "../etc":\n    repo: /srv/git/hello.git', 'apps.../etc: invalid app name "../etc"'],
@@ -116,6 +121,7 @@ describe('parseConfig rejects bad configs with the file and key path', () => {
     const line = message.split('\n').find((l) => l.includes(expected));
     expect(line, message).toBeDefined();
     expect(line!.startsWith(`${FILE}: `)).toBe(true);
+    for (const secret of ['hunter2hunter2', 'abcdefghijklmnopqrstuvwxyz', 'pw0rd']) expect(message).not.toContain(secret);
   });
 
   it('reports every problem, not only the first', () => {

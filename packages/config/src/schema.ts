@@ -60,22 +60,25 @@ function leaf<T>(type: string, options: LeafOptions<T>, parse: Schema<T>['parse'
 }
 
 /**
- * `${VAR}` and `${VAR:-fallback}` interpolation; `$$` is a literal `$`.
- * An unset variable without a fallback is an error naming it.
+ * `${VAR}`, `${VAR:-fallback}` and `${VAR:?message}` interpolation; `$$`
+ * is a literal `$`. An unset (or empty) variable without a fallback is an
+ * error naming it, with the message when one is given (as in a shell).
  */
+const REFERENCE = /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-?])([^}]*))?\}/g;
+
 export function interpolate(text: string, path: string, ctx: ParseContext): Parsed<string> {
   let failed = false;
-  const out = text.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (match, name?: string, fallback?: string) => {
+  const out = text.replace(REFERENCE, (match, name?: string, kind?: string, word?: string) => {
     if (match === '$$') return '$';
     const value = ctx.env[name!];
     if (value !== undefined && value !== '') return value;
-    if (fallback !== undefined) return fallback;
-    ctx.error(path, `environment variable ${name} is not set`);
+    if (kind === '-') return word!;
+    ctx.error(path, `environment variable ${name} is not set${kind === '?' && word ? `: ${word}` : ''}`);
     failed = true;
     return '';
   });
   if (failed) return INVALID;
-  if (/\$\{/.test(text.replace(/\$\$|\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}/g, ''))) {
+  if (/\$\{/.test(text.replace(REFERENCE, ''))) {
     ctx.error(path, `malformed \${...} in ${quote(text)}`);
     return INVALID;
   }
@@ -90,6 +93,8 @@ function scalar(value: unknown, path: string, ctx: ParseContext): Parsed<unknown
 export function str(options: LeafOptions<string> & {
   type?: string;
   check?: (value: string) => string | null;
+  /** A secret: an error names its length, never its value. */
+  secret?: boolean;
 } = {}): Schema<string> {
   const type = options.type ?? 'a string';
   return leaf(type, options, (raw, path, ctx) => {
@@ -102,7 +107,8 @@ export function str(options: LeafOptions<string> & {
     const text = String(value);
     const problem = options.check?.(text);
     if (problem) {
-      ctx.error(path, `expected ${type}, got ${quote(text)}${problem === 'invalid' ? '' : ` (${problem})`}`);
+      const got = options.secret ? `one of ${text.length} character${text.length === 1 ? '' : 's'}` : quote(text.replace(/(:\/\/[^/@:]*):[^/@]*@/, '$1:***@'));
+      ctx.error(path, `expected ${type}, got ${got}${problem === 'invalid' || options.secret ? '' : ` (${problem})`}`);
       return INVALID;
     }
     return text;

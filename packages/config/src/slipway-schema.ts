@@ -2,13 +2,17 @@ import { APP_NAME } from '@slipway/core/validate';
 import * as check from './checks.js';
 import { dict, list, num, obj, oneOf, port, str } from './schema.js';
 
+/** Shortest webhook secret and dashboard token accepted: guessable ones are refused at load. */
+export const MIN_SECRET = 16;
+export const MIN_TOKEN = 32;
+
 const argv = (dflt: string[], doc: string) =>
   list(str({ type: 'a string' }), { min: 1, default: dflt, doc, type: 'an argv list (never a shell string)' });
 
 const app = obj({
   repo: str({ check: check.repoUrl, type: 'a git URL', doc: 'Repository whose pushes deploy this app (clone URL, `owner/name` matching is case-insensitive and ignores `.git`).' }),
   branch: str({ default: 'master', check: check.branch, type: 'a branch name', doc: 'Pushes to other refs are ignored.' }),
-  secret: str({ optional: true, doc: 'Webhook HMAC secret (GitHub, Gitea) or token (GitLab). Without it, webhooks for this app are refused.' }),
+  secret: str({ optional: true, check: check.minLength(MIN_SECRET), type: `a secret of ${MIN_SECRET}+ characters`, secret: true, doc: `Webhook HMAC secret (GitHub, Gitea) or token (GitLab), at least ${MIN_SECRET} characters. Without it, webhooks for this app are refused.` }),
   replicas: num({ min: 1, max: 64, integer: true, default: 2, doc: 'Containers serving the app.' }),
   port: port({ default: 8080, doc: 'Port the app listens on inside its container.' }),
   host_ip: str({ default: '127.0.0.1', check: check.ipv4, type: 'an IPv4 address', doc: 'Address container ports are published on (upstream routing).' }),
@@ -21,6 +25,7 @@ const app = obj({
   server_name: list(str({ check: check.hostname, type: 'a host name' }), { default: [], single: true, doc: 'nginx `server_name`s; empty means `_` (any).' }),
   drain_s: num({ min: 0, max: 3600, default: 5, doc: 'Longest wait after the switch for old containers to finish their connections.' }),
   stop_timeout_s: num({ min: 0, max: 3600, integer: true, default: 10, doc: 'SIGTERM grace before SIGKILL.' }),
+  build_timeout_s: num({ min: 1, max: 86400, integer: true, default: 1800, doc: 'The build is stopped after this long and the job fails with `build_timeout`.' }),
   dockerfile: str({ default: 'Dockerfile', check: check.repoPath, type: 'a path in the repository', doc: 'Dockerfile to build, relative to the repository root.' }),
   build_args: dict(str(), { keyType: 'build argument', key: check.envName, placeholder: '<ARG>', doc: 'Docker build arguments.' }),
   env: dict(str(), { keyType: 'variable name', key: check.envName, placeholder: '<VAR>', doc: 'Environment of the app\'s containers.' }),
@@ -52,7 +57,8 @@ export const slipwaySchema = obj({
     host: str({ default: '127.0.0.1', doc: 'Address the webhook receiver listens on.' }),
     port: port({ default: 3000, doc: 'Its port.' }),
     body_limit_mb: num({ min: 1, max: 100, default: 25, doc: 'Larger webhook bodies are answered 413.' }),
-    delivery_retention_h: num({ min: 0, max: 8760, default: 72, doc: 'How long delivery ids are remembered to answer redeliveries as duplicates.' }),
+    delivery_retention_h: num({ min: 0, max: 8760, default: 72, doc: 'How long delivery ids (and each app\'s pushed commits) are remembered to answer redeliveries and replays as duplicates.' }),
+    metrics: str({ default: '127.0.0.1:3003', check: check.hostPort, type: 'an address:port', doc: 'Where the receiver serves `GET /metrics` (Prometheus): a listener of its own, never the webhook port.' }),
   }),
   worker: obj({
     concurrency: num({ min: 1, max: 64, integer: true, default: 2, doc: 'Jobs one worker runs at once (different apps; one app deploys at a time).' }),
@@ -63,8 +69,15 @@ export const slipwaySchema = obj({
   dashboard: obj({
     host: str({ default: '127.0.0.1', doc: 'Address the dashboard listens on.' }),
     port: port({ default: 3001, doc: 'Its port.' }),
-    token: str({ optional: true, doc: 'Sign-in token; the dashboard refuses to start without one.' }),
+    token: str({ optional: true, check: check.minLength(MIN_TOKEN), type: `a token of ${MIN_TOKEN}+ characters`, secret: true, doc: `Sign-in token, at least ${MIN_TOKEN} characters; the dashboard refuses to start without one.` }),
     public_url: str({ optional: true, check: check.url(['http', 'https']), type: 'an http(s) URL', doc: 'How users reach the dashboard; commit statuses and notifications link to `<public_url>/jobs/<id>`. Default `http://<host>:<port>`.' }),
+    allowed_hosts: list(str({ check: check.hostname, type: 'a host name' }), { default: [], single: true, doc: 'Host header values served besides `host:port` and `public_url`\'s host; any other Host is refused (DNS rebinding).' }),
+  }),
+  jobs: obj({
+    log_max_lines: num({ min: 100, max: 10_000_000, integer: true, default: 100_000, doc: 'Lines kept per job log; past it the beginning and the end are kept, with a notice of what was cut between.' }),
+    log_max_bytes: num({ min: 65_536, max: 1_073_741_824, integer: true, default: 10_485_760, doc: 'Bytes kept per job log, likewise.' }),
+    keep_per_app: num({ min: 1, max: 1_000_000, integer: true, default: 200, doc: 'Retention: the newest N finished jobs of each app are kept, with their logs ...' }),
+    keep_days: num({ min: 0, max: 3650, default: 30, doc: '... and every job younger than this many days.' }),
   }),
   forges: obj({
     github: obj({

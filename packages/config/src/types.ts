@@ -8,9 +8,10 @@ export interface SlipwayConfig {
   /** Absolute. */
   workdir: string;
   queue: { prefix: string };
-  receiver: { host: string; port: number; body_limit_mb: number; delivery_retention_h: number };
+  receiver: { host: string; port: number; body_limit_mb: number; delivery_retention_h: number; metrics: string };
   worker: { concurrency: number; attempts: number; backoff_ms: number; metrics: string };
-  dashboard: { host: string; port: number; token?: string; public_url?: string };
+  dashboard: { host: string; port: number; token?: string; public_url?: string; allowed_hosts: string[] };
+  jobs: { log_max_lines: number; log_max_bytes: number; keep_per_app: number; keep_days: number };
   forges: Record<'github' | 'gitea' | 'gitlab', { token?: string; api_url?: string }>;
   nginx: { conf_dir: string; check_cmd: string[]; reload_cmd: string[] };
   apps: Record<string, AppConfig>;
@@ -31,6 +32,7 @@ export interface AppConfig {
   server_name: string[];
   drain_s: number;
   stop_timeout_s: number;
+  build_timeout_s: number;
   dockerfile: string;
   build_args: Record<string, string>;
   env: Record<string, string>;

@@ -131,7 +131,7 @@ describe('DeployFeedback: what a job\'s end tells the forge, the team and Promet
   it('a cancellation heard by several workers is reported once', async () => {
     const app = uniqueName('app');
     start(app);
-    const other = new DeployFeedback({ config: { forges: { github: { token: 'ghp_T0ken', api_url: forge.url }, gitea: {}, gitlab: {} }, dashboard: { host: '127.0.0.1', port: 3001 }, apps: {} }, store, logger: log.logger, metrics });
+    const other = new DeployFeedback({ config: { forges: { github: { token: 'ghp_T0ken', api_url: forge.url }, gitea: {}, gitlab: {} }, dashboard: { host: '127.0.0.1', port: 3001, allowed_hosts: [] }, apps: {} }, store, logger: log.logger, metrics });
     const cancelled = await finishedJob(app, 5, 'cancelled', { error: 'cancelled while waiting' });
     feedback.cancelled(cancelled.id);
     other.cancelled(cancelled.id);
