@@ -147,6 +147,14 @@ describe('slipway', () => {
     expect(deployed.code, deployed.stderr).toBe(0);
     expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('cli v2\n');
     expect((await slipwayFull([...cfg(), 'deploy', app, '--ref', 'no-such-branch'])).code).toBe(2);
+    // A commit the app's branch does not reach is refused before anything is queued, whoever asks.
+    const elsewhere = await commitVersion(repo, { version: 'cli elsewhere', branch: 'feature' });
+    await git(repo.work, 'reset', '-q', '--hard', sha2);
+    for (const ref of ['feature', elsewhere.slice(0, 10)]) {
+      const refused = await slipwayFull([...cfg(), 'deploy', app, '--ref', ref]);
+      expect(refused.code, ref).toBe(1);
+      expect(refused.stderr).toContain(`commit ${elsewhere} is not on branch master`);
+    }
 
     const back = await slipwayFull([...cfg(), 'rollback', app, '--wait']);
     expect(back.code, back.stderr).toBe(0);

@@ -16,8 +16,8 @@ import { readBody } from './read-body.js';
 import { requestContext, type RequestLocals } from './request-context.js';
 
 export interface ReceiverOptions {
-  /** `apps` (repo, branch, secret) and `receiver` (body_limit_mb, delivery_retention_h) are read. */
-  config: Pick<SlipwayConfig, 'apps' | 'receiver'>;
+  /** `apps` (repo, branch, secret), `forges` (where `owner/name` apps live) and `receiver` (body_limit_mb, delivery_retention_h) are read. */
+  config: Pick<SlipwayConfig, 'apps' | 'receiver' | 'forges'>;
   /** Producer side of the deploy queue; its Redis connection also answers /healthz. */
   queue: DeployQueue;
   logger: Logger;
@@ -75,7 +75,7 @@ export function createReceiver(options: ReceiverOptions): Express {
     const media = webhookMediaType(provider, req.headersDistinct['content-type']);
     const body = await readBody(req, limitBytes);
 
-    const decision = await inspectWebhook({ headers, media, body, apps });
+    const decision = await inspectWebhook({ headers, media, body, apps, forges: config.forges });
     if (logger.isLevelEnabled('debug')) {
       locals.log.debug({ bytes: body.length, decision: decision.kind, apps: decision.kind === 'push' ? decision.apps.map((a) => a.name).join(',') : '' }, 'webhook inspected');
     }

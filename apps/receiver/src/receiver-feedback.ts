@@ -30,11 +30,11 @@ export interface ReceiverFeedback {
  * slows a webhook. A `pending` not yet delivered when the job has started
  * is dropped, so it never overwrites what the worker posted since.
  */
-export function createReceiverFeedback(options: { config: Pick<SlipwayConfig, 'forges' | 'dashboard'>; queue: DeployQueue; logger: Logger; retry?: Partial<RetryPolicy> }): ReceiverFeedback {
+export function createReceiverFeedback(options: { config: Pick<SlipwayConfig, 'forges' | 'dashboard' | 'apps'>; queue: DeployQueue; logger: Logger; retry?: Partial<RetryPolicy> }): ReceiverFeedback {
   const { config, queue, logger } = options;
   const metrics = new ReceiverMetrics();
   const delivery = new BackgroundDelivery({ logger, retry: options.retry, onSettled: metrics.delivery });
-  const statuses = new CommitStatuses({ sender: new ForgeStatusSender(config.forges), delivery, dashboard: dashboardUrl(config.dashboard) });
+  const statuses = new CommitStatuses({ sender: new ForgeStatusSender(config.forges), delivery, dashboard: dashboardUrl(config.dashboard), config });
   const stillQueued = async (id: string) => {
     const record = await queue.store.get(id);
     return record?.state === 'waiting' && record.startedAt === null;

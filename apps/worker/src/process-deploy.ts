@@ -5,6 +5,7 @@ import { firstLine, isSlipwayError, SlipwayError, UnavailableError } from '@slip
 import { appConfig } from '@slipway/config/app-config';
 import { checkout } from '@slipway/build/checkout';
 import { buildImage, type BuiltImage } from '@slipway/build/build-image';
+import { configuredRepository, OWNER_NAME } from '@slipway/forges/forge-address';
 import { rollout } from '@slipway/rollout/rollout';
 import { FINAL_STATES, type JobRecord, type Step } from '@slipway/queue/job-types';
 import { bullJobId } from '@slipway/queue/keys';
@@ -79,20 +80,22 @@ async function dropSourceWhenDone(ctx: DeployContext, record: JobRecord): Promis
   if (now && FINAL_STATES.has(now.state)) await rm(record.sourceDir, { recursive: true, force: true }).catch(() => {});
 }
 
-/** `repo: owner/name` matches webhooks from any forge, but names nothing to clone. */
-const OWNER_NAME = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
-
 /**
- * The app as a deploy of this job must see it: an `owner/name` repo is
- * cloned from the URL the verified webhook named (the receiver validated
- * it); anything else is cloned from the configured repo.
+ * The app as a deploy of this job must see it. An `owner/name` repo is
+ * cloned from the forge the configuration names for the provider the push
+ * came from (`forges.<provider>.api_url`, or github.com / gitlab.com), never
+ * from an address in the webhook: a signed payload does not choose what
+ * Slipway clones (with the app's credentials).
  */
 function appForJob(ctx: DeployContext, record: JobRecord) {
   const app = appConfig(ctx.config, record.app);
   if (!OWNER_NAME.test(app.repo)) return app;
-  const cloneUrl = record.push?.repository.cloneUrl;
-  if (!cloneUrl) throw new SlipwayError('invalid_job', `${app.name}'s repo is ${app.repo}, which names no URL to clone, and job ${record.id} came with none (deploy it from a webhook, or set repo to a clone URL)`);
-  return { ...app, repo: cloneUrl };
+  const provider = record.push && record.push.provider !== 'git' ? record.push.provider : null;
+  const repo = configuredRepository(app, provider, ctx.config.forges);
+  if (!repo) {
+    throw new SlipwayError('invalid_job', `${app.name}'s repo is ${app.repo}, which names no forge to clone from for ${provider ? `a ${provider} push (set forges.${provider}.api_url)` : `job ${record.id}, which came from no forge`}; or set repo to a clone URL`);
+  }
+  return { ...app, repo: repo.cloneUrl };
 }
 
 async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal: AbortSignal, attempt: number): Promise<{ image: string; release: string }> {
@@ -118,7 +121,7 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
     if (!record.sha) throw new SlipwayError('invalid_job', 'job has neither a commit nor an image');
     await step('checkout');
     log.section(`checkout ${record.sha.slice(0, 12)}`);
-    const tree = await checkout({ app, sha: record.sha, workdir: ctx.config.workdir, log: log.write, signal });
+    const tree = await checkout({ app, sha: record.sha, branch: app.branch, workdir: ctx.config.workdir, log: log.write, signal });
     try {
       throwIfCancelled();
       await step('build');

@@ -120,22 +120,4 @@ describe('the deploy worker', () => {
     expect(ended.state).toBe('cancelled');
     expect(await docker.listContainers({ all: true, filters: { label: [`slipway.app=${app!.name}`] } })).toEqual([]);
   });
-
-  it('an app configured as owner/name clones the URL its webhook named', async () => {
-    world = await workerWorld({ app: { repo: 'acme/hello-world' } });
-    const [app] = world.apps;
-    worker = createDeployWorker({ config: world.config, logger: quietLogger });
-    const push = {
-      provider: 'gitea' as const, delivery: 'd-1', ref: 'refs/heads/master', branch: 'master', sha: app!.repo.sha, before: '0'.repeat(40),
-      repository: { fullName: 'acme/hello-world', cloneUrl: app!.repo.url, htmlUrl: null }, pusher: null, message: null, compareUrl: null,
-    };
-    const job = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'webhook', push });
-    expect((await waitForJob(world.queue, job.id)).state).toBe('completed');
-    expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
-
-    const manual = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
-    const failed = await waitForJob(world.queue, manual.id);
-    expect(failed.state).toBe('failed');
-    expect(failed.error).toContain('names no URL to clone');
-  });
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { AppConfig } from '@slipway/config/types';
 import { SlipwayError } from '@slipway/core/slipway-error';
 import { assertAppName, assertSha } from '@slipway/core/validate';
-import { withRepoCache, type RepoCacheOptions } from './repo-cache.js';
+import { assertOnBranch, withRepoCache, type RepoCacheOptions } from './repo-cache.js';
 import { workPaths } from './work-paths.js';
 
 export interface CheckoutOptions {
@@ -16,6 +16,14 @@ export interface CheckoutOptions {
   workdir: string;
   /** Receives each line of progress (fetch summary, what was reused), scrubbed of secrets. */
   log?: (line: string) => void;
+  /**
+   * The branch `sha` must be on: its tip is fetched from the repository and
+   * the commit must be reachable from it, else `not_on_branch` and nothing
+   * is checked out. A signed webhook proves who sent it, not that its commit
+   * belongs to the branch: forges serve any commit by id, a fork's pull
+   * request head included.
+   */
+  branch?: string;
   /** Aborting kills git and rejects with the signal's reason. */
   signal?: AbortSignal;
   /** Lock and timeout tuning; the defaults suit production. */
@@ -34,9 +42,11 @@ export interface Checkout {
  * A clean tree of exactly `sha` for a build context, from the app's cached
  * bare clone: nothing is fetched when the commit is already there; else
  * every branch is fetched (only missing objects travel), then, for a commit
- * no branch reaches, the commit itself. Fails with `sha_not_found` when the
- * repository does not have it, `git_auth_failed`, `repo_not_found`, or
- * `UnavailableError` when it cannot be reached.
+ * no branch reaches, the commit itself. With `branch`, the branches are
+ * always fetched and the commit must be on that one (`not_on_branch`).
+ * Fails with `sha_not_found` when the repository does not have it,
+ * `git_auth_failed`, `repo_not_found`, or `UnavailableError` when it cannot
+ * be reached.
  */
 export async function checkout(options: CheckoutOptions): Promise<Checkout> {
   const sha = assertSha(options.sha);
@@ -52,7 +62,11 @@ export async function checkout(options: CheckoutOptions): Promise<Checkout> {
 
   try {
     await withRepoCache({ app: options.app, workdir: options.workdir, log, signal: options.signal, ...options.tuning }, async (cache) => {
-      if (await cache.hasCommit(sha)) {
+      if (options.branch !== undefined) {
+        await cache.fetchBranches();
+        await assertOnBranch(cache, sha, options.branch);
+        log(`commit ${sha.slice(0, 12)} is on ${options.branch}`);
+      } else if (await cache.hasCommit(sha)) {
         log(`commit ${sha.slice(0, 12)} is already in the clone cache; nothing to fetch`);
       } else {
         await cache.fetchBranches();

@@ -1,7 +1,8 @@
 import { mkdir, readdir, rm, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { AppConfig } from '@slipway/config/types';
-import { assertSha } from '@slipway/core/validate';
+import { SlipwayError } from '@slipway/core/slipway-error';
+import { assertSha, isBranchName } from '@slipway/core/validate';
 import { createGitRunner, type GitRunner } from './git-runner.js';
 import { classifyRepoUrl, type RepoUrl } from './repo-url.js';
 import { withRepoLock, type RepoLockOptions } from './repo-lock.js';
@@ -33,6 +34,8 @@ export interface RepoCache {
   fetchBranches(): Promise<void>;
   /** Asks the remote for one commit by id (one no branch reaches); false when it will not give it. */
   fetchCommit(sha: string): Promise<boolean>;
+  /** Whether `sha` is reachable from the cache's copy of `branch` (fetch first to ask about the remote's). */
+  isOnBranch(sha: string, branch: string): Promise<boolean>;
 }
 
 /**
@@ -80,9 +83,26 @@ export async function withRepoCache<T>(options: RepoCacheOptions, fn: (cache: Re
         }
         return hasCommit(sha);
       },
+      async isOnBranch(sha, branch) {
+        // The commit is on the branch when it is its own merge base with the tip. (Not `--is-ancestor`:
+        // its "no" is an exit code without output, which the git client does not report as a failure.)
+        const base = await git.probe(['merge-base', '--end-of-options', assertSha(sha), `refs/heads/${assertBranch(branch)}`]);
+        return base?.trim() === sha;
+      },
     };
     return fn(cache);
   }, { ...options.lock, signal: options.signal, log });
+}
+
+/** `not_on_branch` unless `sha` is reachable from the cache's (just fetched) `branch`. */
+export async function assertOnBranch(cache: RepoCache, sha: string, branch: string): Promise<void> {
+  if (await cache.isOnBranch(sha, branch)) return;
+  throw new SlipwayError('not_on_branch', `commit ${sha} is not on branch ${branch} of ${cache.repo.url}: only commits the configured branch reaches are deployed`);
+}
+
+function assertBranch(branch: string): string {
+  if (!isBranchName(branch)) throw new Error(`not a branch name: ${JSON.stringify(branch)}`);
+  return branch;
 }
 
 async function ensureBareRepo(dir: string, log: (line: string) => void, runnerOptions: Parameters<typeof createGitRunner>[0]): Promise<void> {

@@ -1,7 +1,7 @@
 import type { AppConfig } from '@slipway/config/types';
 import { InvalidInputError, SlipwayError } from '@slipway/core/slipway-error';
 import { SHA_PREFIX, assertAppName, branchOfRef, isBranchName, isSha, quote } from '@slipway/core/validate';
-import { withRepoCache, type RepoCacheOptions } from './repo-cache.js';
+import { assertOnBranch, withRepoCache, type RepoCache, type RepoCacheOptions } from './repo-cache.js';
 
 export interface ResolveRefOptions {
   /** Uses `name`, `repo` and `credentials`. */
@@ -13,6 +13,8 @@ export interface ResolveRefOptions {
   log?: (line: string) => void;
   signal?: AbortSignal;
   tuning?: Pick<RepoCacheOptions, 'lock' | 'gitIdleTimeoutMs'>;
+  /** When set, the resolved commit must be reachable from this branch (`not_on_branch`), as a deploy's checkout will require. */
+  onBranch?: string;
 }
 
 /**
@@ -32,23 +34,29 @@ export async function resolveRef(options: ResolveRefOptions): Promise<string> {
   }
   return withRepoCache({ app: options.app, workdir: options.workdir, log: options.log, signal: options.signal, ...options.tuning }, async (cache) => {
     await cache.fetchBranches();
-    if (branch !== null) {
-      const sha = await cache.git.probe(['rev-parse', '--verify', '--quiet', '--end-of-options', `refs/heads/${branch}^{commit}`]);
-      if (sha && isSha(sha)) return sha;
-    }
-    if (commit !== null) {
-      if (isSha(commit) && ((await cache.hasCommit(commit)) || (await cache.fetchCommit(commit)))) return commit;
-      const found = await cache.git.probe(['rev-parse', '--verify', '--quiet', '--end-of-options', `${commit}^{commit}`]);
-      if (found && isSha(found)) return found;
-      const many = await cache.git.probe(['rev-parse', '--disambiguate=' + commit]);
-      const candidates: string[] = [];
-      for (const id of (many ?? '').split('\n').filter(isSha).slice(0, 10)) {
-        if ((await cache.git.probe(['cat-file', '-t', '--end-of-options', id])) === 'commit') candidates.push(id);
-      }
-      if (candidates.length > 1) {
-        throw new SlipwayError('ambiguous_ref', `commit id ${commit} is ambiguous in ${cache.repo.url}: ${candidates.slice(0, 5).map((s) => s.slice(0, 12)).join(', ')}`);
-      }
-    }
-    throw new SlipwayError('unknown_ref', `${branch !== null ? `branch ${branch}` : `commit ${commit}`} not found in ${cache.repo.url}`);
+    const sha = await resolveIn(cache, branch, commit);
+    if (options.onBranch !== undefined) await assertOnBranch(cache, sha, options.onBranch);
+    return sha;
   });
+}
+
+async function resolveIn(cache: RepoCache, branch: string | null, commit: string | null): Promise<string> {
+  if (branch !== null) {
+    const sha = await cache.git.probe(['rev-parse', '--verify', '--quiet', '--end-of-options', `refs/heads/${branch}^{commit}`]);
+    if (sha && isSha(sha)) return sha;
+  }
+  if (commit !== null) {
+    if (isSha(commit) && ((await cache.hasCommit(commit)) || (await cache.fetchCommit(commit)))) return commit;
+    const found = await cache.git.probe(['rev-parse', '--verify', '--quiet', '--end-of-options', `${commit}^{commit}`]);
+    if (found && isSha(found)) return found;
+    const many = await cache.git.probe(['rev-parse', '--disambiguate=' + commit]);
+    const candidates: string[] = [];
+    for (const id of (many ?? '').split('\n').filter(isSha).slice(0, 10)) {
+      if ((await cache.git.probe(['cat-file', '-t', '--end-of-options', id])) === 'commit') candidates.push(id);
+    }
+    if (candidates.length > 1) {
+      throw new SlipwayError('ambiguous_ref', `commit id ${commit} is ambiguous in ${cache.repo.url}: ${candidates.slice(0, 5).map((s) => s.slice(0, 12)).join(', ')}`);
+    }
+  }
+  throw new SlipwayError('unknown_ref', `${branch !== null ? `branch ${branch}` : `commit ${commit}`} not found in ${cache.repo.url}`);
 }

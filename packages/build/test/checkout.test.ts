@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSlipwayError, UnavailableError } from '@slipway/core/slipway-error';
-import { commitVersion, createFixtureRepo, type FixtureRepo } from '@slipway/devstack/fixture-app';
+import { commitVersion, createFixtureRepo, git, type FixtureRepo } from '@slipway/devstack/fixture-app';
 import { tempDir } from '@slipway/devstack/testing';
 import { checkout } from '../src/checkout.js';
 import { resolveRef } from '../src/resolve-ref.js';
@@ -85,6 +85,28 @@ describe('checkout', () => {
     const err = await caught(checkout({ app, sha: 'f'.repeat(40), workdir }));
     expect(isSlipwayError(err, 'sha_not_found')).toBe(true);
     expect(readdirSync(join(workdir, 'builds')).filter((d) => d.startsWith(app.name))).toEqual([]);
+  });
+
+  it('with a branch, checks out only commits that branch reaches: a pull request head served by id is not_on_branch', async () => {
+    const app = testApp({ repo: fixture.url });
+    // A fork's pull request: on the forge under refs/pull/<n>/head, fetchable by id, on no branch.
+    const forked = await commitVersion(fixture, { version: 'from a fork', branch: 'scratch' });
+    await git(fixture.work, 'push', '-q', 'origin', `${forked}:refs/pull/7/head`, ':refs/heads/scratch');
+    await git(fixture.work, 'reset', '-q', '--hard', 'origin/master');
+
+    const onMaster = await checkout({ app, sha: fixture.sha, workdir, branch: 'master' });
+    await onMaster.cleanup();
+    const err = await caught(checkout({ app, sha: forked, workdir, branch: 'master' }));
+    expect(isSlipwayError(err, 'not_on_branch'), String(err)).toBe(true);
+    expect((err as Error).message).toContain(`commit ${forked} is not on branch master`);
+    expect(readdirSync(join(workdir, 'builds')).filter((d) => d.startsWith(app.name))).toEqual([]);
+    // Without the rule a checkout would fetch it by id: what a signed webhook naming it used to deploy.
+    const anyCommit = await checkout({ app, sha: forked, workdir });
+    await anyCommit.cleanup();
+
+    const refused = await caught(resolveRef({ app, ref: forked.slice(0, 10), workdir, onBranch: 'master' }));
+    expect(isSlipwayError(refused, 'not_on_branch')).toBe(true);
+    expect(await resolveRef({ app, ref: 'master', workdir, onBranch: 'master' })).toBe(await resolveRef({ app, ref: 'master', workdir }));
   });
 
   it.each([

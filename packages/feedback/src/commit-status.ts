@@ -17,14 +17,18 @@ export interface CommitStatus {
   context: string;
 }
 
-/** Where a status goes: the forge and repository that sent the push, and the commit. */
+/**
+ * Where a status goes: the forge a push came from, the app's repository on
+ * it and the commit. Repository and API address come from the app's
+ * configuration (see `configuredRepository`), never from the webhook:
+ * a signed payload must not choose where the forge's token is sent.
+ */
 export interface StatusTarget {
   provider: 'github' | 'gitea' | 'gitlab';
   /** `owner/name` (GitLab: the project's full path, groups included). */
   fullName: string;
-  /** Web address of the repository, from the webhook; the API's address is derived from it. */
-  htmlUrl: string | null;
-  cloneUrl: string;
+  /** The forge's REST API root. */
+  apiBase: string;
   sha: string;
   /** The branch pushed (GitLab attaches the status to that ref's pipeline). */
   branch: string;

@@ -1,3 +1,5 @@
+import type { SlipwayConfig } from '@slipway/config/types';
+import { configuredRepository, forgeApiBase } from '@slipway/forges/forge-address';
 import type { Push } from '@slipway/queue/job-types';
 import type { BackgroundDelivery } from './background-delivery.js';
 import type { StatusTarget } from './commit-status.js';
@@ -10,6 +12,8 @@ export interface CommitStatusesOptions {
   delivery: BackgroundDelivery;
   /** The dashboard's public address, for each status's link (see dashboardUrl). */
   dashboard: string;
+  /** Each app's `repo` and `forges.*.api_url`: where its statuses go. */
+  config: Pick<SlipwayConfig, 'apps' | 'forges'>;
 }
 
 export interface PostOptions {
@@ -30,18 +34,31 @@ export class CommitStatuses {
 
   /** Posts the status that says where `job` is now. Returns at once; never throws. */
   post(job: StatusJob & { push?: Push | null }, options: PostOptions = {}): void {
-    const target = statusTarget(job.push);
-    const base = target && this.options.sender.apiBase(target);
-    if (!target || !base) return;
+    const target = this.target(job);
+    if (!target) return;
     const status = commitStatusForJob(job, { dashboard: this.options.dashboard, failureKind: options.failureKind });
     this.options.delivery.deliver({
-      key: `status ${base} ${target.fullName.toLowerCase()} ${target.sha} ${status.context}`,
+      key: `status ${target.apiBase} ${target.fullName.toLowerCase()} ${target.sha} ${status.context}`,
       target: target.provider,
       what: 'commit status',
       context: { job: job.id, app: job.app, repository: target.fullName, sha: target.sha, state: status.state },
       send: (signal) => this.options.sender.send(target, status, signal),
       stillWanted: options.stillWanted,
     });
+  }
+
+  /**
+   * Where `job`'s statuses go, or null when none go: not from a forge, no
+   * token for it, or its app's repository not on a forge the config names.
+   */
+  private target(job: StatusJob & { push?: Push | null }): StatusTarget | null {
+    const push = job.push;
+    const app = this.options.config.apps[job.app];
+    if (!push || push.provider === 'git' || !app || !this.options.sender.canSend(push.provider)) return null;
+    const repo = configuredRepository(app, push.provider, this.options.config.forges, push.repository.fullName);
+    const apiBase = repo && forgeApiBase(push.provider, repo.webRoot, this.options.config.forges);
+    if (!repo?.fullName || !apiBase) return null;
+    return { provider: push.provider, fullName: repo.fullName, apiBase, sha: push.sha, branch: push.branch };
   }
 
   /**
@@ -60,10 +77,3 @@ export class CommitStatuses {
   }
 }
 
-function statusTarget(push: Push | null | undefined): StatusTarget | null {
-  if (!push || push.provider === 'git') return null;
-  return {
-    provider: push.provider, fullName: push.repository.fullName, htmlUrl: push.repository.htmlUrl,
-    cloneUrl: push.repository.cloneUrl, sha: push.sha, branch: push.branch,
-  };
-}

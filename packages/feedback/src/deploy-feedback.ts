@@ -42,7 +42,7 @@ export class DeployFeedback {
     const { config, logger, metrics } = options;
     const dashboard = dashboardUrl(config.dashboard);
     this.delivery = new BackgroundDelivery({ logger, retry: options.retry, onSettled: metrics.delivery });
-    this.statuses = new CommitStatuses({ sender: new ForgeStatusSender(config.forges), delivery: this.delivery, dashboard });
+    this.statuses = new CommitStatuses({ sender: new ForgeStatusSender(config.forges), delivery: this.delivery, dashboard, config });
     this.notifier = new Notifier({ delivery: this.delivery, dashboard });
   }
 

@@ -2,7 +2,6 @@ import { Octokit } from '@octokit/rest';
 import type { SlipwayConfig } from '@slipway/config/types';
 import type { CommitStatus, StatusTarget } from './commit-status.js';
 import { DeliveryError } from './delivery-error.js';
-import { forgeApiBase } from './forge-api-base.js';
 import { giteaStatusRequest } from './gitea-status-request.js';
 import { githubStatusParams } from './github-status-params.js';
 import { gitlabStatusRequest } from './gitlab-status-request.js';
@@ -21,18 +20,16 @@ export class ForgeStatusSender {
 
   constructor(private readonly forges: SlipwayConfig['forges']) {}
 
-  /** Whether a status can go to this push's forge: a token, and an API address (configured or derivable). */
-  apiBase(target: Pick<StatusTarget, 'provider' | 'fullName' | 'htmlUrl' | 'cloneUrl'>): string | null {
-    const forge = this.forges[target.provider];
-    if (!forge?.token) return null;
-    return forgeApiBase(target, forge.api_url);
+  /** Whether statuses can go to this provider's forge: a token is configured. */
+  canSend(provider: StatusTarget['provider']): boolean {
+    return Boolean(this.forges[provider]?.token);
   }
 
   /** One try; throws DeliveryError. */
   async send(target: StatusTarget, status: CommitStatus, signal: AbortSignal): Promise<void> {
-    const base = this.apiBase(target);
+    const base = target.apiBase;
     const token = this.forges[target.provider]?.token;
-    if (!base || !token) throw new DeliveryError(`no ${target.provider} token or API address`, { retryable: false });
+    if (!token) throw new DeliveryError(`no ${target.provider} token`, { retryable: false });
     if (target.provider === 'gitea') return sendHttpRequest(giteaStatusRequest(base, token, target, status), signal);
     if (target.provider === 'gitlab') return sendHttpRequest(gitlabStatusRequest(base, token, target, status), signal);
     try {

@@ -6,7 +6,7 @@ import { githubStatusParams } from './github-status-params.js';
 import { gitlabStatusRequest } from './gitlab-status-request.js';
 
 const sha = 'a'.repeat(40);
-const target = (provider: StatusTarget['provider'], fullName: string): StatusTarget => ({ provider, fullName, htmlUrl: null, cloneUrl: '', sha, branch: 'main' });
+const target = (provider: StatusTarget['provider'], fullName: string): StatusTarget => ({ provider, fullName, apiBase: 'https://forge.example/api', sha, branch: 'main' });
 const status = (state: CommitStatus['state']): CommitStatus => ({ state, description: 'Deployed in 3 s (job 9)', targetUrl: 'https://d.example/jobs/9', context: 'slipway/web' });
 
 describe('status request builders', () => {

@@ -28,12 +28,14 @@ function job(push: Push, patch: Partial<StatusJob> = {}): StatusJob & { push: Pu
 }
 const started = () => ({ startedAt: new Date(Date.now() - 20_000).toISOString() });
 
-function world(forges: Partial<SlipwayConfig['forges']>, retry: Partial<RetryPolicy> = FAST) {
+/** The configured repository of apps `hello` and `other`: where their statuses go, whatever a push names. */
+function world(forges: Partial<SlipwayConfig['forges']>, repo: string, retry: Partial<RetryPolicy> = FAST) {
   const log = captureLogger();
   const outcomes: Array<[string, DeliveryOutcome]> = [];
   const delivery = new BackgroundDelivery({ logger: log.logger, retry, onSettled: (target, outcome) => outcomes.push([target, outcome]) });
   const full = { github: {}, gitea: {}, gitlab: {}, ...forges } as SlipwayConfig['forges'];
-  const statuses = new CommitStatuses({ sender: new ForgeStatusSender(full), delivery, dashboard: 'https://deploy.example.com' });
+  const apps = { hello: { repo }, other: { repo } } as unknown as SlipwayConfig['apps'];
+  const statuses = new CommitStatuses({ sender: new ForgeStatusSender(full), delivery, dashboard: 'https://deploy.example.com', config: { apps, forges: full } });
   return { ...log, outcomes, delivery, statuses };
 }
 
@@ -63,8 +65,8 @@ describe('commit statuses against each forge\'s documented API', () => {
     ['gitlab', 'group/sub/hello', ['pending', 'running', 'success']],
   ] as const)('%s: queued, running and completed, each request in the documented shape', async (provider, fullName, states) => {
     const forge = await start(provider);
-    // GitHub through a configured api_url (as for github.com); Gitea and GitLab derived from the webhook's web address.
-    const w = world({ [provider]: { token: TOKENS[provider], ...(provider === 'github' ? { api_url: forge.url } : {}) } });
+    // GitHub through a configured api_url (as for github.com); Gitea and GitLab derived from the app's configured repository.
+    const w = world({ [provider]: { token: TOKENS[provider], ...(provider === 'github' ? { api_url: forge.url } : {}) } }, `${forge.url}/${fullName}.git`);
     const push = pushFrom(provider, forge.url, fullName);
 
     w.statuses.queued(push, [{ job: '7', app: 'hello' }]);
@@ -88,9 +90,20 @@ describe('commit statuses against each forge\'s documented API', () => {
     expect(w.text()).not.toContain(TOKENS[provider]);
   });
 
+  it.each(['github', 'gitea', 'gitlab'] as const)('%s: the status and its token go to the configured forge, never to the one a signed payload names', async (provider) => {
+    const forge = await start(provider);
+    const evil = await start(provider);
+    const w = world({ [provider]: { token: TOKENS[provider] } }, `${forge.url}/acme/hello.git`);
+    // The payload names another forge in every address it has.
+    w.statuses.post(job(pushFrom(provider, evil.url, 'acme/hello'), { state: 'active', step: 'build', ...started() }));
+    await w.delivery.idle();
+    expect(evil.seen).toEqual([]);
+    expect(forge.seen.map((s) => s.status)).toEqual([201]);
+  });
+
   it('GitHub Enterprise: without api_url, the API is <forge>/api/v3', async () => {
     const forge = await start('github');
-    const w = world({ github: { token: TOKENS.github } });
+    const w = world({ github: { token: TOKENS.github } }, `${forge.url}/acme/hello.git`);
     w.statuses.post(job(pushFrom('github', forge.url, 'acme/hello'), { state: 'failed', step: 'build', ...started(), finishedAt: new Date().toISOString(), error: 'Step 2/5 : RUN make failed' }), { failureKind: 'failure' });
     await w.delivery.idle();
     expect(forge.seen).toHaveLength(1);
@@ -101,7 +114,7 @@ describe('commit statuses against each forge\'s documented API', () => {
     ['github', 'error', 'error'], ['gitea', 'error', 'error'], ['gitlab', 'failed', 'canceled'],
   ] as const)('%s: Slipway\'s error is %s; a superseded job\'s commit ends %s, not pending', async (provider, errorState, supersededState) => {
     const forge = await start(provider);
-    const w = world({ [provider]: { token: TOKENS[provider], api_url: forge.api } });
+    const w = world({ [provider]: { token: TOKENS[provider], api_url: forge.api } }, 'https://elsewhere.example/acme/hello.git');
     const push = pushFrom(provider, 'https://elsewhere.example', 'acme/hello');
     w.statuses.post(job(push, { state: 'failed', step: 'checkout', ...started(), finishedAt: new Date().toISOString(), error: 'etcd is unreachable' }), { failureKind: 'error' });
     await w.delivery.idle();
@@ -114,7 +127,7 @@ describe('commit statuses against each forge\'s documented API', () => {
   it('a forge answering 500 is retried with backoff, and the status arrives', async () => {
     const forge = await start('gitea');
     forge.failNext(1, 500);
-    const w = world({ gitea: { token: TOKENS.gitea } });
+    const w = world({ gitea: { token: TOKENS.gitea } }, `${forge.url}/acme/hello.git`);
     w.statuses.post(job(pushFrom('gitea', forge.url, 'acme/hello')));
     await w.delivery.idle();
     expect(forge.seen.map((s) => s.status)).toEqual([500, 201]);
@@ -126,7 +139,7 @@ describe('commit statuses against each forge\'s documented API', () => {
   it('GitHub answering 502 twice is retried through octokit too', async () => {
     const forge = await start('github');
     forge.failNext(2, 502);
-    const w = world({ github: { token: TOKENS.github, api_url: forge.url } });
+    const w = world({ github: { token: TOKENS.github, api_url: forge.url } }, 'https://github.com/acme/hello.git');
     w.statuses.post(job(pushFrom('github', forge.url, 'acme/hello')));
     await w.delivery.idle();
     expect(forge.seen.map((s) => s.status)).toEqual([502, 502, 201]);
@@ -135,7 +148,7 @@ describe('commit statuses against each forge\'s documented API', () => {
 
   it('a forge that is down: post returns at once, every attempt fails, the failure is logged once, without the token', async () => {
     const port = await deadPort();
-    const w = world({ gitlab: { token: TOKENS.gitlab, api_url: `http://127.0.0.1:${port}/api/v4` } });
+    const w = world({ gitlab: { token: TOKENS.gitlab, api_url: `http://127.0.0.1:${port}/api/v4` } }, 'https://gitlab.example/acme/hello.git');
     const before = performance.now();
     w.statuses.post(job(pushFrom('gitlab', 'https://gitlab.example', 'acme/hello')));
     expect(performance.now() - before).toBeLessThan(20);
@@ -149,7 +162,7 @@ describe('commit statuses against each forge\'s documented API', () => {
 
   it('a refusal (wrong token: 401) is not retried, and is logged once without the token', async () => {
     const forge = await start('github');
-    const w = world({ github: { token: 'ghp_WrongToken999', api_url: forge.url } });
+    const w = world({ github: { token: 'ghp_WrongToken999', api_url: forge.url } }, 'https://github.com/acme/hello.git');
     w.statuses.post(job(pushFrom('github', forge.url, 'acme/hello')));
     await w.delivery.idle();
     expect(forge.seen.map((s) => s.status)).toEqual([401]);
@@ -161,7 +174,7 @@ describe('commit statuses against each forge\'s documented API', () => {
   it('a forge that never answers: each try times out, the caller never waits', async () => {
     const forge = await start('gitea');
     forge.hang();
-    const w = world({ gitea: { token: TOKENS.gitea } }, { attempts: 2, baseDelayMs: 20, maxDelayMs: 50, timeoutMs: 200 });
+    const w = world({ gitea: { token: TOKENS.gitea } }, `${forge.url}/acme/hello.git`, { attempts: 2, baseDelayMs: 20, maxDelayMs: 50, timeoutMs: 200 });
     const before = performance.now();
     w.statuses.post(job(pushFrom('gitea', forge.url, 'acme/hello')));
     expect(performance.now() - before).toBeLessThan(20);
@@ -174,7 +187,7 @@ describe('commit statuses against each forge\'s documented API', () => {
   it('statuses of one commit go in order; a newer one replaces an older one still being retried', async () => {
     const forge = await start('gitlab');
     forge.failNext(1, 503);
-    const w = world({ gitlab: { token: TOKENS.gitlab } }, { attempts: 5, baseDelayMs: 300, maxDelayMs: 300, timeoutMs: 1000 });
+    const w = world({ gitlab: { token: TOKENS.gitlab } }, `${forge.url}/acme/hello.git`, { attempts: 5, baseDelayMs: 300, maxDelayMs: 300, timeoutMs: 1000 });
     const push = pushFrom('gitlab', forge.url, 'acme/hello');
     w.statuses.post(job(push));
     await new Promise((r) => setTimeout(r, 50));
@@ -187,12 +200,12 @@ describe('commit statuses against each forge\'s documented API', () => {
 
   it('a status that is no longer true is not sent (stillWanted), and nothing goes without a token or for a git push', async () => {
     const forge = await start('github');
-    const w = world({ github: { token: TOKENS.github, api_url: forge.url } });
+    const w = world({ github: { token: TOKENS.github, api_url: forge.url } }, 'https://github.com/acme/hello.git');
     w.statuses.queued(pushFrom('github', forge.url, 'acme/hello'), [{ job: '7', app: 'hello' }], async () => false);
     await w.delivery.idle();
     expect(w.outcomes).toEqual([['github', 'dropped']]);
 
-    const none = world({ github: { api_url: forge.url } });
+    const none = world({ github: { api_url: forge.url } }, 'https://github.com/acme/hello.git');
     none.statuses.post(job(pushFrom('github', forge.url, 'acme/hello')));
     w.statuses.post(job({ ...pushFrom('github', forge.url, 'acme/hello'), provider: 'git' }));
     await Promise.all([none.delivery.idle(), w.delivery.idle()]);

@@ -120,8 +120,31 @@ describe('inspectWebhook decisions', () => {
     ['an option-like clone URL', mutate((p) => { p.repository.clone_url = '--upload-pack=touch /tmp/pwned'; }), {}, 'invalid_field'],
     ['a file:// clone URL', mutate((p) => { p.repository.clone_url = 'file:///etc'; }), {}, 'invalid_field'],
     ['a full name with ../', mutate((p) => { p.repository.full_name = '../../etc/passwd'; }), {}, 'invalid_field'],
+    // Signed, so its sender holds the secret; still, the hosts to talk to come from the config.
+    ['a clone URL on another host (matched by its web URL)', mutate((p) => { p.repository.clone_url = 'https://evil.example/Codertocat/Hello-World.git'; }), {}, 'repository_host_mismatch'],
+    ['a web URL on another host (where statuses and links would go)', mutate((p) => { p.repository.html_url = 'https://evil.example/Codertocat/Hello-World'; }), {}, 'repository_host_mismatch'],
   ])('refuses %s', async (_name, payload, options, code) => {
     await expect(github(payload, options)).rejects.toMatchObject({ code });
+  });
+
+  it('an owner/name app takes webhooks only from the forge the config names (github.com, or forges.<provider>.api_url)', async () => {
+    const ownerName: WebhookApp[] = [{ name: 'hello', repo: 'codertocat/hello-world', branch: 'master', secret }];
+    const send = (payload: unknown, forges?: Parameters<typeof inspectWebhook>[0]['forges']) => {
+      const body = JSON.stringify(payload);
+      const headers = readWebhookHeaders('github', {
+        'x-github-event': 'push', 'x-github-delivery': 'd-1',
+        'x-hub-signature-256': `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`,
+      });
+      return inspectWebhook({ headers, media: 'json', body: Buffer.from(body), apps: ownerName, forges });
+    };
+    expect(await send(push)).toMatchObject({ kind: 'push' });
+    const elsewhere = mutate((p) => {
+      for (const key of ['clone_url', 'html_url', 'url']) p.repository[key] = String(p.repository[key]).replace('github.com', 'ghe.example.com');
+    });
+    await expect(send(elsewhere)).rejects.toMatchObject({ code: 'repository_host_mismatch', status: 400 });
+    const ghe = { github: { api_url: 'https://ghe.example.com/api/v3' }, gitea: {}, gitlab: {} };
+    expect(await send(elsewhere, ghe)).toMatchObject({ kind: 'push' });
+    await expect(send(push, ghe)).rejects.toMatchObject({ code: 'repository_host_mismatch' });
   });
 
   it('cuts long display text and drops control characters', async () => {

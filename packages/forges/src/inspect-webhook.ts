@@ -1,13 +1,15 @@
-import type { AppConfig } from '@slipway/config/types';
+import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import type { Push } from '@slipway/queue/job-types';
 import { classifyEvent, type IgnoreReason } from './classify-event.js';
 import { decodeWebhookBody } from './decode-webhook-body.js';
+import { configuredRepository, hostOf } from './forge-address.js';
 import { matchApps } from './match-apps.js';
 import { normalisePush } from './normalise-push.js';
 import { pushIgnoreReason } from './push-ignore-reason.js';
 import { readPushFields } from './read-push-fields.js';
+import type { Provider } from './provider.js';
 import type { WebhookHeaders } from './read-webhook-headers.js';
-import { repositoryIdentity } from './repository-identity.js';
+import { repositoryIdentity, type RepositoryIdentity } from './repository-identity.js';
 import { verifySignature } from './verify-signature.js';
 import type { MediaType } from './webhook-media-type.js';
 import { WebhookError } from './webhook-error.js';
@@ -21,6 +23,8 @@ export interface InspectWebhookInput<A extends WebhookApp> {
   body: Uint8Array;
   /** The configured apps; the same array on every call (it is indexed once). */
   apps: readonly A[];
+  /** Where `owner/name` apps' forges are (`forges.<provider>.api_url`). Default: none configured. */
+  forges?: SlipwayConfig['forges'];
 }
 
 export type WebhookDecision<A extends WebhookApp> =
@@ -34,6 +38,10 @@ export type WebhookDecision<A extends WebhookApp> =
  * repository (404) → signature with those apps' secrets (401; only apps
  * whose secret verified go on) → ping, tag, deletion → validated push (400)
  * → apps of that branch. Throws WebhookError for every refusal. No I/O.
+ * After the signature, every web address the payload gives for its
+ * repository must be on the host the configuration names for the app
+ * (400 `repository_host_mismatch`): a signed body still does not choose
+ * where Slipway clones from, posts statuses to or links to.
  */
 export async function inspectWebhook<A extends WebhookApp>(input: InspectWebhookInput<A>): Promise<WebhookDecision<A>> {
   const { headers } = input;
@@ -53,6 +61,7 @@ export async function inspectWebhook<A extends WebhookApp>(input: InspectWebhook
 
   const verified = await appsWithValidSignature(headers, signed, candidates);
   if (event.kind === 'ping') return { kind: 'ignored', reason: 'ping', message: 'pong' };
+  for (const app of verified) assertConfiguredHost(app, headers.provider, identity, input.forges ?? NO_FORGES);
 
   const fields = readPushFields(headers.provider, payload);
   const ignored = pushIgnoreReason(fields);
@@ -83,4 +92,28 @@ async function appsWithValidSignature<A extends WebhookApp>(headers: WebhookHead
     throw new WebhookError('bad_signature', headers.provider === 'gitlab' ? 'the token does not match' : 'the signature does not match');
   }
   return verified;
+}
+
+const NO_FORGES: SlipwayConfig['forges'] = { github: {}, gitea: {}, gitlab: {} };
+
+/**
+ * The payload's repository must be where the configuration says the app's
+ * is: each http(s) address it names (clone, web: what links and statuses
+ * would follow) on the configured host. (An app with a host in its repo
+ * only matches payloads naming that host; an `owner/name` app's host comes
+ * from `forges.<provider>`, or the public forge.) SSH addresses are not
+ * compared: forges may serve SSH under another name, and Slipway never
+ * uses a payload's.
+ */
+function assertConfiguredHost(app: WebhookApp, provider: Provider, identity: RepositoryIdentity, forges: SlipwayConfig['forges']): void {
+  const configured = configuredRepository(app, provider, forges, identity.fullName ?? undefined);
+  if (!configured?.host) {
+    throw new WebhookError('repository_host_mismatch', `${app.name}'s repo ${app.repo} names no forge host for a ${provider} push: set forges.${provider}.api_url, or repo to the repository's URL`);
+  }
+  for (const address of identity.urls) {
+    const host = hostOf(address);
+    if (/^https?:\/\//i.test(address) && host !== configured.host) {
+      throw new WebhookError('repository_host_mismatch', `the payload's repository is on ${host ?? 'no host'}, not on ${configured.host} where ${app.name}'s repo is configured`);
+    }
+  }
 }

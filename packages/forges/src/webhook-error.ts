@@ -10,6 +10,7 @@ export type WebhookErrorCode =
   | 'invalid_payload' // 400: not UTF-8, not JSON, not a `payload=` form
   | 'missing_field' // 400: a required payload field is absent
   | 'invalid_field' // 400: a field fails validation (sha, ref, URL…)
+  | 'repository_host_mismatch' // 400: the payload's repository is on another host than the configured one
   | 'missing_signature' // 401
   | 'bad_signature' // 401
   | 'no_app' // 404: no app is configured for the repository
@@ -22,6 +23,7 @@ const STATUS: Record<WebhookErrorCode, number> = {
   invalid_payload: 400,
   missing_field: 400,
   invalid_field: 400,
+  repository_host_mismatch: 400,
   missing_signature: 401,
   bad_signature: 401,
   no_app: 404,

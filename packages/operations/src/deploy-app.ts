@@ -36,7 +36,8 @@ export async function deployApp(options: DeployAppOptions): Promise<JobRecord> {
   }
   const ref = options.ref ?? app.branch;
   if (!isBranchName(ref) && !SHA_PREFIX.test(ref)) throw new InvalidInputError(`not a branch or commit: ${JSON.stringify(ref)}`);
-  const sha = await resolveRef({ app, ref, workdir: options.config.workdir, log: options.log });
+  // Only what the configured branch reaches is deployed, whoever asks (not_on_branch otherwise).
+  const sha = await resolveRef({ app, ref, workdir: options.config.workdir, log: options.log, onBranch: app.branch });
   const isBranch = isBranchName(ref) && !(isSha(ref) || (SHA_PREFIX.test(ref) && sha.startsWith(ref)));
   return queue.enqueue({ app: app.name, sha, ref: isBranch ? ref : null, image: null, trigger });
 }

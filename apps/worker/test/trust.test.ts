@@ -1,0 +1,77 @@
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import Docker from 'dockerode';
+import type { SlipwayConfig } from '@slipway/config/types';
+import { commitVersion, createFixtureRepo, git } from '@slipway/devstack/fixture-app';
+import { startGitHttpServer, type GitHttpServer } from '@slipway/devstack/git-http-server';
+import type { Push } from '@slipway/queue/job-types';
+import { createDeployWorker, type DeployWorker } from '../src/deploy-worker.js';
+import { body, quietLogger, waitForJob, workerWorld, type WorkerWorld } from './support.js';
+
+const docker = new Docker();
+
+/** A verified push as the receiver queues it: what a holder of the app's secret can put in it. */
+function pushOf(sha: string, repository: Push['repository'], provider: Push['provider'] = 'gitea'): Push {
+  return { provider, delivery: `d-${sha.slice(0, 8)}`, ref: 'refs/heads/master', branch: 'master', sha, before: '0'.repeat(40), repository, pusher: null, message: null, compareUrl: null };
+}
+
+/** What a signed webhook can and cannot make the worker do. */
+describe('the worker trusts the configuration, not the payload', () => {
+  let world: WorkerWorld | undefined;
+  let worker: DeployWorker | undefined;
+  let server: GitHttpServer | undefined;
+  afterEach(async () => {
+    await worker?.close(5000);
+    await server?.close();
+    await world?.cleanup();
+    worker = world = server = undefined;
+  });
+
+  it('a commit the configured branch does not reach (a fork\'s pull request head, served by id) fails not_on_branch; nothing is built', async () => {
+    world = await workerWorld();
+    const [app] = world.apps;
+    const repo = app!.repo;
+    const forked = await commitVersion(repo, { version: 'from a fork', branch: 'scratch' });
+    await git(repo.work, 'push', '-q', 'origin', `${forked}:refs/pull/7/head`, ':refs/heads/scratch');
+    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    const job = await world.queue.enqueue({ app: app!.name, sha: forked, ref: 'master', image: null, trigger: 'webhook', push: pushOf(forked, { fullName: 'acme/app', cloneUrl: repo.url, htmlUrl: null }) });
+    const failed = await waitForJob(world.queue, job.id);
+    expect(failed.state).toBe('failed');
+    expect(failed.error).toBe(`commit ${forked} is not on branch master of ${repo.url}: only commits the configured branch reaches are deployed`);
+    expect(failed.steps.map((s) => s.step)).not.toContain('build');
+    expect(await docker.getImage(`slipway/${app!.name}:${forked.slice(0, 12)}`).inspect().catch(() => null)).toBeNull();
+    expect(await docker.listContainers({ all: true, filters: { label: [`slipway.app=${app!.name}`] } })).toEqual([]);
+
+    // The same rule for every job with a commit: the branch's own commit deploys.
+    const ok = await world.queue.enqueue({ app: app!.name, sha: repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    expect((await waitForJob(world.queue, ok.id)).state).toBe('completed');
+  });
+
+  it('an owner/name app clones from the forge its config names, not from the clone URL in the payload', async () => {
+    world = await workerWorld();
+    const [app] = world.apps;
+    // The configured forge serves <dir>/<app>.git as acme/<app>; another repository of the same name, elsewhere, holds other code.
+    const evil = await createFixtureRepo(join(world.dir, 'evil'), { version: 'not what was configured', name: app!.name });
+    server = await startGitHttpServer({ root: world.dir, mount: 'acme' });
+    const config: SlipwayConfig = {
+      ...world.config,
+      forges: { ...world.config.forges, gitea: { api_url: `${server.url}/api/v1` } },
+      apps: { [app!.name]: { ...world.config.apps[app!.name]!, repo: `acme/${app!.name}` } },
+    };
+    worker = createDeployWorker({ config, logger: quietLogger });
+    const push = pushOf(app!.repo.sha, { fullName: `acme/${app!.name}`, cloneUrl: `${server.url}/acme/evil/${app!.name}.git`, htmlUrl: null });
+    const job = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'webhook', push });
+    const done = await waitForJob(world.queue, job.id);
+    expect(done.state, done.error ?? '').toBe('completed');
+    expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
+    expect(server.requests.some((r) => r.path.startsWith(`/acme/${app!.name}.git/`))).toBe(true);
+    expect(server.requests.some((r) => r.path.includes('/evil/'))).toBe(false);
+    expect(evil.sha).not.toBe(app!.repo.sha);
+
+    // A job from no forge (the CLI) names no forge to clone from.
+    const manual = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    const failed = await waitForJob(world.queue, manual.id);
+    expect(failed.state).toBe('failed');
+    expect(failed.error).toContain('names no forge to clone from');
+  });
+});

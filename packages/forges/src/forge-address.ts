@@ -1,0 +1,107 @@
+import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
+import type { Provider } from './provider.js';
+
+type Forges = SlipwayConfig['forges'];
+
+/**
+ * Where an app's repository lives, as the configuration says. A valid
+ * signature proves who sent a webhook, not that the hosts it names are ones
+ * to talk to: what Slipway clones, where its commit statuses (with the
+ * forge's token) go and which host a webhook's repository must be on all
+ * come from here, never from the payload.
+ */
+export interface ConfiguredRepository {
+  /** What git clones. */
+  cloneUrl: string;
+  /** The forge's host name, lower case; null for a repository on this machine (a path, file://). */
+  host: string | null;
+  /** `https://host[/sub/path]` of the forge's web side, the root its API hangs from; null when unknown. */
+  webRoot: string | null;
+  /** `owner/name` (GitLab: `group/…/name`) on that forge, as configured; null when unknown. */
+  fullName: string | null;
+}
+
+/** `repo: owner/name`: matches that repository on any forge's webhook; where it lives comes from `forges`. */
+export const OWNER_NAME = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
+
+/** The suffix each forge's REST API has below its web root. */
+const API_PATH: Record<Provider, string> = { github: '/api/v3', gitea: '/api/v1', gitlab: '/api/v4' };
+/** Forges with a public home a `owner/name` app may mean when `forges.<provider>.api_url` is not set. */
+const PUBLIC_WEB_ROOT: Partial<Record<Provider, string>> = { github: 'https://github.com', gitlab: 'https://gitlab.com' };
+
+/**
+ * The web root of a provider's forge from `forges.<provider>.api_url`
+ * (`https://api.github.com` → `https://github.com`, `<root>/api/v3|v1|v4`
+ * → `<root>`), else the public forge (github.com, gitlab.com); null for
+ * Gitea without an `api_url`, which has no public home.
+ */
+export function forgeWebRoot(provider: Provider, forges: Forges): string | null {
+  const api = forges[provider]?.api_url?.replace(/\/+$/, '');
+  if (!api) return PUBLIC_WEB_ROOT[provider] ?? null;
+  const url = new URL(api);
+  if (provider === 'github' && url.hostname.toLowerCase() === 'api.github.com') return 'https://github.com';
+  return api.toLowerCase().endsWith(API_PATH[provider]) ? api.slice(0, -API_PATH[provider].length) : url.origin;
+}
+
+/**
+ * The app's repository as configured. `provider` says which forge an
+ * `owner/name` app's push came from (null: not known, e.g. a deploy from
+ * the CLI); `fullName` (a webhook's `owner/name`) only helps split a
+ * configured URL into a forge installed under a sub-path and the
+ * repository's path on it (`https://host/gitlab/group/app.git`), and is
+ * used only when the configured URL ends with it. Null when an
+ * `owner/name` app's forge cannot be told from the configuration.
+ */
+export function configuredRepository(app: Pick<AppConfig, 'repo'>, provider: Provider | null, forges: Forges, fullName?: string): ConfiguredRepository | null {
+  const repo = app.repo;
+  if (OWNER_NAME.test(repo)) {
+    const webRoot = provider ? forgeWebRoot(provider, forges) : null;
+    if (!webRoot) return null;
+    return { cloneUrl: `${webRoot}/${repo}.git`, host: new URL(webRoot).hostname.toLowerCase(), webRoot, fullName: repo };
+  }
+  const scp = /^(?:[^@/:]+@)?([^@/:[\]]+|\[[^\]]+\]):(?!\/\/)\/?(.+)$/.exec(repo);
+  if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(repo) && scp) {
+    const path = trimRepoPath(scp[2]!);
+    return { cloneUrl: repo, host: scp[1]!.replace(/^\[|\]$/g, '').toLowerCase(), webRoot: `https://${scp[1]}`, fullName: path || null };
+  }
+  let url: URL;
+  try {
+    url = new URL(repo);
+  } catch {
+    return { cloneUrl: repo, host: null, webRoot: null, fullName: null };
+  }
+  if (url.protocol === 'file:' || url.hostname === '') return { cloneUrl: repo, host: null, webRoot: null, fullName: null };
+  const path = trimRepoPath(url.pathname);
+  const web = url.protocol === 'http:' || url.protocol === 'https:' ? `${url.protocol}//${url.host}` : `https://${url.hostname}`;
+  const hint = fullName?.toLowerCase();
+  if (hint && path.toLowerCase().endsWith(`/${hint}`)) {
+    const prefix = path.slice(0, path.length - hint.length - 1);
+    return { cloneUrl: repo, host: url.hostname.toLowerCase(), webRoot: `${web}/${prefix}`, fullName: path.slice(prefix.length + 1) };
+  }
+  return { cloneUrl: repo, host: url.hostname.toLowerCase(), webRoot: web, fullName: path || null };
+}
+
+/** The REST API root for commit statuses: `forges.<provider>.api_url`, else derived from the configured web root. */
+export function forgeApiBase(provider: Provider, webRoot: string | null, forges: Forges): string | null {
+  const configured = forges[provider]?.api_url;
+  if (configured) return configured.replace(/\/+$/, '');
+  if (!webRoot) return null;
+  if (provider === 'github' && /^https?:\/\/(www\.)?github\.com$/i.test(webRoot)) return 'https://api.github.com';
+  return `${webRoot}${API_PATH[provider]}`;
+}
+
+/** The host of an http(s), ssh or git URL, or of a scp-like `user@host:path`; null for anything else. */
+export function hostOf(address: string): string | null {
+  try {
+    const url = new URL(address);
+    if (url.hostname && url.protocol !== 'file:') return url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+  } catch {
+    // Not a URL: maybe scp-like.
+  }
+  const scp = /^(?:[^@/:]+@)?([^@/:[\]]+|\[[^\]]+\]):(?!\/\/)/.exec(address);
+  return scp ? scp[1]!.replace(/^\[|\]$/g, '').toLowerCase() : null;
+}
+
+function trimRepoPath(path: string): string {
+  return path.replace(/^\/+/, '').replace(/\/+$/, '').replace(/\.git$/i, '');
+}
