@@ -35,7 +35,7 @@ export const repoUrl: Check = (v) => {
   if (/^(https?|ssh|git|file):\/\/[^/]/.test(v) || /^file:\/\/\//.test(v)) return null;
   if (/^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/].*/.test(v)) return null; // scp-like git@host:owner/name
   if (v.startsWith('/')) return null; // a local path
-  // owner/name: matches webhooks from any forge; deploys clone the URL the webhook names.
+  // owner/name: matches webhooks from any forge; deploys clone it from the forge `forges` names.
   if (/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/.test(v) && !v.split('/').some((p) => p === '.' || p === '..' || p.startsWith('-'))) return null;
   return 'expected an http(s)://, ssh://, git://, file:// URL, user@host:path, an absolute path or owner/name';
 };

@@ -10,7 +10,7 @@ const argv = (dflt: string[], doc: string) =>
   list(str({ type: 'a string' }), { min: 1, default: dflt, doc, type: 'an argv list (never a shell string)' });
 
 const app = obj({
-  repo: str({ check: check.repoUrl, type: 'a git URL', doc: 'Repository whose pushes deploy this app (clone URL, `owner/name` matching is case-insensitive and ignores `.git`).' }),
+  repo: str({ check: check.repoUrl, type: 'a git URL', doc: 'Repository whose pushes deploy this app, and what is cloned (matching is case-insensitive and ignores `.git`). `owner/name` matches that repository on any forge and clones it from the forge `forges.<provider>.api_url` names (default github.com, gitlab.com; Gitea needs it).' }),
   branch: str({ default: 'master', check: check.branch, type: 'a branch name', doc: 'Pushes to other refs are ignored.' }),
   secret: str({ optional: true, check: check.minLength(MIN_SECRET), type: `a secret of ${MIN_SECRET}+ characters`, secret: true, doc: `Webhook HMAC secret (GitHub, Gitea) or token (GitLab), at least ${MIN_SECRET} characters. Without it, webhooks for this app are refused.` }),
   replicas: num({ min: 1, max: 64, integer: true, default: 2, doc: 'Containers serving the app.' }),
@@ -82,15 +82,15 @@ export const slipwaySchema = obj({
   forges: obj({
     github: obj({
       token: str({ optional: true, doc: 'Token allowed to post commit statuses (`repo:status`); without one, no statuses are posted.' }),
-      api_url: str({ optional: true, check: check.url(['http', 'https']), type: 'an http(s) URL', doc: 'Default: from the webhook (`https://api.github.com`, or GitHub Enterprise\'s).' }),
+      api_url: str({ optional: true, check: check.url(['http', 'https']), type: 'an http(s) URL', doc: 'Default: from the app\'s configured repo (`https://api.github.com` for github.com, `<forge>/api/v3` for GitHub Enterprise), never from a webhook.' }),
     }),
     gitea: obj({
       token: str({ optional: true, doc: 'Gitea/Forgejo/Gogs access token with write access to the repository.' }),
-      api_url: str({ optional: true, check: check.url(['http', 'https']), type: 'an http(s) URL', doc: 'Default: `<forge origin>/api/v1`, from the webhook.' }),
+      api_url: str({ optional: true, check: check.url(['http', 'https']), type: 'an http(s) URL', doc: 'Default: `<forge>/api/v1` of the app\'s configured repo, never from a webhook.' }),
     }),
     gitlab: obj({
       token: str({ optional: true, doc: 'GitLab access token with the `api` scope.' }),
-      api_url: str({ optional: true, check: check.url(['http', 'https']), type: 'an http(s) URL', doc: 'Default: `<forge origin>/api/v4`, from the webhook.' }),
+      api_url: str({ optional: true, check: check.url(['http', 'https']), type: 'an http(s) URL', doc: 'Default: `<forge>/api/v4` of the app\'s configured repo (gitlab.com for `owner/name`), never from a webhook.' }),
     }),
   }, { doc: 'Where to post commit statuses for webhook-triggered jobs.' }),
   nginx: obj({
