@@ -91,6 +91,11 @@ export function createReceiver(options: ReceiverOptions): Express {
       send(req, res, 200, { duplicate: result.delivery, ...(result.jobs ? { jobs: result.jobs } : {}) });
       return;
     }
+    if (result.kind === 'stale') {
+      locals.summary.outcome = 'ignored:stale_push';
+      send(req, res, 200, { ignored: 'stale_push', message: `commit ${push.sha} is already live for ${result.apps.join(', ')}, or older than what is; a forced push, or slipway deploy --ref, deploys it` });
+      return;
+    }
     const [first] = result.jobs;
     // Flat strings, not arrays of objects: cheaper for the logger's redaction.
     Object.assign(locals.summary, { outcome: 'queued', jobs: result.jobs.map((j) => `${j.app}:${j.job}`).join(','), sha: push.sha, branch: push.branch });

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { testStack } from '@slipway/devstack/testing';
 import { bullJobId } from '@slipway/queue/keys';
@@ -10,6 +10,8 @@ beforeAll(async () => {
   r = await startReceiver({ redisUrl: testStack().redis!.url, apps: TEST_APPS });
 });
 afterAll(() => r.close());
+// Every test sends the forges' example payloads again; see replay.test.ts for the same commit twice.
+afterEach(() => r.forgetPushes());
 
 async function post(provider: string, headers: Record<string, string>, body: string) {
   const res = await fetch(`${r.url}/hooks/${provider}`, { method: 'POST', headers, body });
@@ -37,6 +39,7 @@ const codertocatPush = {
   pusher: 'Codertocat',
   message: 'Initial commit',
   compareUrl: 'https://github.com/Codertocat/Hello-World/commit/6113728f27ae82c7b1a177c8d03f9e96e0adf246',
+  forced: false,
 };
 
 describe('POST /hooks/github with @octokit/webhooks-examples payloads', () => {
@@ -139,6 +142,7 @@ describe('POST /hooks/gitea with the payload of Gitea\'s documentation', () => {
     pusher: 'gitea',
     message: 'Webhooks Yay!',
     compareUrl: 'http://localhost:3000/gitea/webhooks/compare/28e1879d029cb852e4844d9c718537df08844e03...bffeb74224043ba2feb48d137756c8a9331c449a',
+    forced: false,
   };
   const signature = giteaSignature(json, SECRETS.gitea);
 
@@ -190,6 +194,7 @@ describe('POST /hooks/gitlab with the payloads of GitLab\'s documentation', () =
       pusher: 'jsmith',
       message: 'fixed readme',
       compareUrl: 'http://example.com/mike/diaspora/-/compare/95790bf891e76fee5e1747ab589903a6a1f80f22...da1560886d4f094c3e6c9ef40349f7d38b5d27d7',
+      forced: false,
     });
   });
 

@@ -21,6 +21,12 @@ export interface TestReceiver {
   /** The raw log text, to search for leaked secrets. */
   logText: () => string;
   jobs: () => Promise<JobRecord[]>;
+  /**
+   * Forgets which commits webhooks queued: the receiver treats the same
+   * commit of the same app as a replay for the retention window, and tests
+   * send the forges' example payloads (one commit each) over and over.
+   */
+  forgetPushes: () => Promise<void>;
   close: () => Promise<void>;
 }
 
@@ -68,6 +74,10 @@ export async function startReceiver(options: StartOptions): Promise<TestReceiver
     logs,
     logText: () => text,
     jobs: () => queue.store.list({ limit: 1000 }),
+    forgetPushes: async () => {
+      const pushed = await redis.keys(`${prefix}:app:*:pushed:*`);
+      if (pushed.length) await redis.del(...pushed);
+    },
     close: async () => {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));

@@ -4,6 +4,7 @@ import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import { firstLine, isSlipwayError, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import { appConfig } from '@slipway/config/app-config';
 import { checkout } from '@slipway/build/checkout';
+import { recentHistory } from '@slipway/build/resolve-ref';
 import { buildImage, type BuiltImage } from '@slipway/build/build-image';
 import { configuredRepository, OWNER_NAME } from '@slipway/forges/forge-address';
 import { rollout } from '@slipway/rollout/rollout';
@@ -50,6 +51,14 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
       logger.info({ by: newer }, 'superseded');
       return { superseded: newer };
     }
+    const live = await staleAgainstLive(ctx, record);
+    if (live) {
+      log.write(`commit ${record.sha} is already live for ${record.app} (job ${live.liveJob ?? '?'}), or older than what is: a push does not roll an app back (a forced push, or slipway deploy --ref, does)`);
+      await log.flush();
+      ctx.feedback?.finished(await ctx.store.finish(id, 'superseded', { supersededBy: live.liveJob }));
+      logger.info({ live: live.liveSha }, 'stale push; superseded by what is live');
+      return { superseded: live.liveJob, stale: true };
+    }
     if (await ctx.redis.exists(ctx.store.keys.cancel(id))) controller.abort();
 
     // Attempts started, ours: BullMQ's attemptsMade counts failures only, so a run cut short by a dead worker would not show.
@@ -57,6 +66,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     ctx.feedback?.started(await ctx.store.update(id, { state: 'active', attempts: attempt, startedAt: new Date().toISOString(), error: null }), attempt);
     logger.info({ attempt }, 'deploy started');
     const result = await deploy(ctx, record, log, controller.signal, attempt);
+    await rememberLive(ctx, record);
     await log.flush();
     await ctx.store.step(id, 'done');
     ctx.feedback?.finished(await ctx.store.finish(id, 'completed', { result }));
@@ -71,6 +81,29 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     await dropSourceWhenDone(ctx, record);
     await promoteWaiting(ctx, record.app, id);
   }
+}
+
+/**
+ * A webhook's push of the commit that is live, or of one older than it,
+ * whose job was queued before that release went live (the receiver turns
+ * later ones away): it is not deployed over what is live. Operator jobs
+ * (CLI, retry, rollback) and forced pushes are never stale.
+ */
+async function staleAgainstLive(ctx: DeployContext, record: JobRecord) {
+  if (record.trigger !== 'webhook' || !record.sha || record.push?.forced) return null;
+  const live = await ctx.store.staleFor(record.app, record.sha);
+  return live.stale ? live : null;
+}
+
+/** What just went live, and the commit's recent history, so later pushes of older commits are known stale. */
+async function rememberLive(ctx: DeployContext, record: JobRecord): Promise<void> {
+  let history: string[] = [];
+  if (record.sha) {
+    // The clone cache's key is the app; an owner/name app's address needs the job's forge (history is only read).
+    const app = (() => { try { return appForJob(ctx, record); } catch { return appConfig(ctx.config, record.app); } })();
+    history = await recentHistory({ app, sha: record.sha, workdir: ctx.config.workdir });
+  }
+  await ctx.store.recordLive(record.app, { sha: record.sha, job: record.id }, history).catch(() => {});
 }
 
 /** A pushed tree is kept while its job may still run, and removed once it has ended. */

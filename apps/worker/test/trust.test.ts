@@ -47,6 +47,28 @@ describe('the worker trusts the configuration, not the payload', () => {
     expect((await waitForJob(world.queue, ok.id)).state).toBe('completed');
   });
 
+  it('a webhook job of a commit older than the live release (queued before it went live) is superseded by it, unless the push was forced', async () => {
+    world = await workerWorld();
+    const [app] = world.apps;
+    const repo = app!.repo;
+    const sha2 = await commitVersion(repo, { version: `${app!.name} v2` });
+    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    const v2 = await world.queue.enqueue({ app: app!.name, sha: sha2, ref: 'master', image: null, trigger: 'cli' });
+    expect((await waitForJob(world.queue, v2.id)).state).toBe('completed');
+    // What went live, and its history: the receiver turns later pushes of these away.
+    expect(await world.queue.store.staleFor(app!.name, repo.sha)).toEqual({ stale: true, liveJob: v2.id, liveSha: sha2 });
+
+    const late = await world.queue.enqueue({ app: app!.name, sha: repo.sha, ref: 'master', image: null, trigger: 'webhook', push: pushOf(repo.sha, { fullName: 'acme/app', cloneUrl: repo.url, htmlUrl: null }, 'github') });
+    const superseded = await waitForJob(world.queue, late.id);
+    expect(superseded).toMatchObject({ state: 'superseded', supersededBy: v2.id });
+    expect((await world.queue.store.readLog(late.id)).join('\n')).toContain(`commit ${repo.sha} is already live for ${app!.name} (job ${v2.id}), or older than what is`);
+    expect(await body(`${app!.url}/`)).toBe(`${app!.name} v2\n`);
+
+    const forced = await world.queue.enqueue({ app: app!.name, sha: repo.sha, ref: 'master', image: null, trigger: 'webhook', push: { ...pushOf(repo.sha, { fullName: 'acme/app', cloneUrl: repo.url, htmlUrl: null }, 'github'), forced: true } });
+    expect((await waitForJob(world.queue, forced.id)).state).toBe('completed');
+    expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
+  });
+
   it('an owner/name app clones from the forge its config names, not from the clone URL in the payload', async () => {
     world = await workerWorld();
     const [app] = world.apps;

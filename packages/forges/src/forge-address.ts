@@ -54,15 +54,16 @@ export function forgeWebRoot(provider: Provider, forges: Forges): string | null 
  */
 export function configuredRepository(app: Pick<AppConfig, 'repo'>, provider: Provider | null, forges: Forges, fullName?: string): ConfiguredRepository | null {
   const repo = app.repo;
+  // The same repository as configured, in the forge's own spelling (forges match names in any case).
+  const named = (path: string) => (fullName && path.toLowerCase() === fullName.toLowerCase() ? fullName : path || null);
   if (OWNER_NAME.test(repo)) {
     const webRoot = provider ? forgeWebRoot(provider, forges) : null;
     if (!webRoot) return null;
-    return { cloneUrl: `${webRoot}/${repo}.git`, host: new URL(webRoot).hostname.toLowerCase(), webRoot, fullName: repo };
+    return { cloneUrl: `${webRoot}/${repo}.git`, host: new URL(webRoot).hostname.toLowerCase(), webRoot, fullName: named(repo) };
   }
   const scp = /^(?:[^@/:]+@)?([^@/:[\]]+|\[[^\]]+\]):(?!\/\/)\/?(.+)$/.exec(repo);
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(repo) && scp) {
-    const path = trimRepoPath(scp[2]!);
-    return { cloneUrl: repo, host: scp[1]!.replace(/^\[|\]$/g, '').toLowerCase(), webRoot: `https://${scp[1]}`, fullName: path || null };
+    return { cloneUrl: repo, host: scp[1]!.replace(/^\[|\]$/g, '').toLowerCase(), webRoot: `https://${scp[1]}`, fullName: named(trimRepoPath(scp[2]!)) };
   }
   let url: URL;
   try {
@@ -73,12 +74,11 @@ export function configuredRepository(app: Pick<AppConfig, 'repo'>, provider: Pro
   if (url.protocol === 'file:' || url.hostname === '') return { cloneUrl: repo, host: null, webRoot: null, fullName: null };
   const path = trimRepoPath(url.pathname);
   const web = url.protocol === 'http:' || url.protocol === 'https:' ? `${url.protocol}//${url.host}` : `https://${url.hostname}`;
-  const hint = fullName?.toLowerCase();
-  if (hint && path.toLowerCase().endsWith(`/${hint}`)) {
-    const prefix = path.slice(0, path.length - hint.length - 1);
-    return { cloneUrl: repo, host: url.hostname.toLowerCase(), webRoot: `${web}/${prefix}`, fullName: path.slice(prefix.length + 1) };
+  if (fullName && path.toLowerCase().endsWith(`/${fullName.toLowerCase()}`)) {
+    const prefix = path.slice(0, path.length - fullName.length - 1);
+    return { cloneUrl: repo, host: url.hostname.toLowerCase(), webRoot: `${web}/${prefix}`, fullName };
   }
-  return { cloneUrl: repo, host: url.hostname.toLowerCase(), webRoot: web, fullName: path || null };
+  return { cloneUrl: repo, host: url.hostname.toLowerCase(), webRoot: web, fullName: named(path) };
 }
 
 /** The REST API root for commit statuses: `forges.<provider>.api_url`, else derived from the configured web root. */

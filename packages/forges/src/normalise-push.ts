@@ -42,6 +42,7 @@ export function normalisePush(provider: Provider, delivery: string | null, field
     pusher: text(fields.pusher, PUSH_LIMITS.pusher, false),
     message: text(fields.message, PUSH_LIMITS.message, true),
     compareUrl: webUrl(fields.compareUrl),
+    forced: fields.forced === true,
   };
 }
 

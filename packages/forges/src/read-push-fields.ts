@@ -7,6 +7,8 @@ export interface PushFields {
   after: unknown;
   /** GitHub's explicit flag; other forges only say it with `after` = zeros. */
   deleted: unknown;
+  /** GitHub's flag for a force push; Gitea and GitLab send none. */
+  forced: unknown;
   fullName: unknown;
   cloneUrl: unknown;
   htmlUrl: unknown;
@@ -22,7 +24,7 @@ const first = (...values: unknown[]): unknown => values.find((v) => v !== undefi
 
 /** Where each forge puts a push's fields (GitHub, Gitea/Forgejo/Gogs, GitLab). */
 export function readPushFields(provider: Provider, payload: Json): PushFields {
-  const common = { ref: payload.ref, before: payload.before, after: payload.after, deleted: payload.deleted };
+  const common = { ref: payload.ref, before: payload.before, after: payload.after, deleted: payload.deleted, forced: payload.forced };
   if (provider === 'gitlab') {
     const project = obj(payload.project);
     const repository = obj(payload.repository);

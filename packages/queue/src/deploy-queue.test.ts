@@ -94,6 +94,35 @@ describe('DeployQueue', () => {
     for (const r of first.records) expect(await queue.bull.getJob(bullJobId(r.id))).toBeDefined();
   });
 
+  it('a guarded push (a webhook) is not queued again for the same commit, nor for the live commit or an ancestor of it unless forced', async () => {
+    const app = uniqueName('guarded');
+    const webhook = (n: number, forced = false): DeployRequest => ({ ...request(app, n), trigger: 'webhook', push: { forced } as DeployRequest['push'] });
+    const delivery = () => ({ provider: 'github', id: uniqueName('d'), ttlSeconds: 60, guard: true });
+
+    const first = await queue.enqueueMany([webhook(101)], delivery());
+    expect(first.records).toHaveLength(1);
+    // The same signed body again with a fresh delivery id: a replay, not a new push.
+    const replay = await queue.enqueueMany([webhook(101)], delivery());
+    expect(replay).toMatchObject({ records: [], previous: null, skipped: [{ app, reason: 'duplicate', job: first.records[0]!.id }] });
+    expect(await redis.ttl(`${prefix}:app:${app}:pushed:${sha(101)}`)).toBeGreaterThan(50);
+
+    // 103 went live; 102 is its parent, 101 its grandparent.
+    await queue.store.recordLive(app, { sha: sha(103), job: '77' }, [sha(103), sha(102), sha(101)]);
+    for (const n of [103, 102]) {
+      expect((await queue.enqueueMany([webhook(n)], delivery())).skipped).toEqual([{ app, reason: 'stale' }]);
+    }
+    expect(await queue.store.staleFor(app, sha(102))).toEqual({ stale: true, liveJob: '77', liveSha: sha(103) });
+    expect((await queue.store.staleFor(app, sha(104))).stale).toBe(false);
+    // A forced push back to an older commit is meant; so is anything an operator asks for.
+    expect((await queue.enqueueMany([webhook(102, true)], delivery())).records).toHaveLength(1);
+    expect((await queue.enqueueMany([request(app, 103)])).records).toHaveLength(1);
+    expect((await queue.enqueueMany([webhook(104)], delivery())).records).toHaveLength(1);
+
+    // An image deploy went live: no commit is known to be stale any more.
+    await queue.store.recordLive(app, { sha: null, job: '78' });
+    expect((await queue.store.staleFor(app, sha(103))).stale).toBe(false);
+  });
+
   it('writes the records of deliveries arriving together in one script call, in call order, a redelivery among them still a duplicate', async () => {
     const ids = Array.from({ length: 12 }, () => uniqueName('d'));
     const evalshaCalls = async () => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? 0);

@@ -59,7 +59,10 @@ export class DeployQueue {
   /**
    * Queues several jobs at once; with `delivery`, once per forge delivery
    * id: a redelivery within `ttlSeconds` queues nothing and `previous` says
-   * what the first one queued (`[{"job","app"}…]`). Records, delivery claim
+   * what the first one queued (`[{"job","app"}…]`). With `guard` (a
+   * webhook's push), a job whose commit is live or older than the live
+   * release, or that a webhook queued already, is not created but listed
+   * in `skipped` (see JobGroup.guard). Records, delivery claim
    * and what it queued are written in one round trip before the BullMQ
    * jobs, so a worker never takes a job it cannot find and a redelivery
    * arriving meanwhile is still a duplicate. If queuing fails, the records
@@ -69,10 +72,10 @@ export class DeployQueue {
    * together) share that round trip: one script for all their records, in
    * call order, at most {@link ENQUEUE_BATCH} at a time.
    */
-  enqueueMany(requests: readonly DeployRequest[], delivery?: { provider: string; id: string; ttlSeconds: number }): Promise<{ records: JobRecord[]; previous: string | null }> {
+  enqueueMany(requests: readonly DeployRequest[], delivery?: { provider: string; id: string; ttlSeconds: number; guard?: boolean }): Promise<CreatedGroup> {
     return withRedis(this.redis, () => new Promise((resolve, reject) => {
       const key = delivery ? this.store.keys.delivery(delivery.provider, delivery.id) : undefined;
-      this.pending.push({ group: { requests, delivery: key ? { key, ttlSeconds: delivery!.ttlSeconds } : undefined }, resolve, reject });
+      this.pending.push({ group: { requests, delivery: key ? { key, ttlSeconds: delivery!.ttlSeconds } : undefined, guard: delivery?.guard }, resolve, reject });
       if (this.pending.length === 1) setImmediate(() => this.flushPending());
     }));
   }

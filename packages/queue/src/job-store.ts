@@ -23,17 +23,20 @@ export interface ListOptions {
  * receiver's hot path), for several groups at once: the webhooks that
  * arrived together. For each group, in order: optionally claims a forge
  * delivery id (answering what the first delivery queued when it is taken),
- * then for each job a new id, the record, its place in the indexes and the
- * event announcing it, and finally remembers the delivery's jobs for its
- * TTL. Groups run in order, so a redelivery in the same batch as the first
- * delivery is a duplicate of it.
+ * then for each job: with a push guard, skips it when its commit is the
+ * live one or an ancestor of it (`s`) or when a webhook already queued that
+ * commit of that app (`d<job>`); else a new id, the record, its place in
+ * the indexes and the event announcing it; finally remembers what the
+ * delivery queued for its TTL. Groups run in order, so a redelivery in the
+ * same batch as the first delivery is a duplicate of it.
  * KEYS: seq, all, events, then the delivery key of each group that has one.
  * ARGV: job key prefix, group count, then per group: its delivery TTL (0:
  * no delivery) and job count, then per job: its app's index key, its app's
- * waiting key, the app (JSON), the number of field arguments, and the
- * field/value pairs.
- * Returns per group {1, id...} when created, {0, what the first delivery
- * recorded} for a duplicate.
+ * waiting key, the app (JSON), the app's pushed key for this commit and its
+ * live-ancestry key (both '' without a guard), the commit, the number of
+ * field arguments, and the field/value pairs.
+ * Returns per group {1, outcome...} (an id, `s` or `d<id>` per job) when
+ * the delivery is new, {0, what the first delivery recorded} for a duplicate.
  */
 const CREATE_JOBS = `
 local out = {}
@@ -50,24 +53,33 @@ for g = 1, tonumber(ARGV[2]) do
   local existing = key and redis.call('get', key)
   if existing then
     out[g] = {0, existing}
-    for r = 1, count do pos = pos + 4 + tonumber(ARGV[pos + 3]) end
+    for r = 1, count do pos = pos + 7 + tonumber(ARGV[pos + 6]) end
   else
     local created = {1}
     local queued = {}
     for r = 1, count do
-      local byApp, waiting, app, fieldCount = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], tonumber(ARGV[pos + 3])
-      local id = redis.call('incr', KEYS[1])
-      local sid = tostring(id)
-      local fields = {'id', '"' .. sid .. '"'}
-      for i = 1, fieldCount do fields[#fields + 1] = ARGV[pos + 3 + i] end
-      redis.call('hset', ARGV[1] .. sid, unpack(fields))
-      redis.call('zadd', KEYS[2], id, sid)
-      redis.call('zadd', byApp, id, sid)
-      redis.call('zadd', waiting, id, sid)
-      redis.call('publish', KEYS[3], '{"id":"' .. sid .. '","app":' .. app .. ',"state":"waiting","step":"queued"}')
-      created[#created + 1] = sid
-      queued[#queued + 1] = '{"job":"' .. sid .. '","app":' .. app .. '}'
-      pos = pos + 4 + fieldCount
+      local byApp, waiting, app, pushed, ancestry, sha = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3], ARGV[pos + 4], ARGV[pos + 5]
+      local fieldCount = tonumber(ARGV[pos + 6])
+      local prior = pushed ~= '' and redis.call('get', pushed)
+      if ancestry ~= '' and redis.call('sismember', ancestry, sha) == 1 then
+        created[#created + 1] = 's'
+      elseif prior then
+        created[#created + 1] = 'd' .. prior
+      else
+        local id = redis.call('incr', KEYS[1])
+        local sid = tostring(id)
+        local fields = {'id', '"' .. sid .. '"'}
+        for i = 1, fieldCount do fields[#fields + 1] = ARGV[pos + 6 + i] end
+        redis.call('hset', ARGV[1] .. sid, unpack(fields))
+        redis.call('zadd', KEYS[2], id, sid)
+        redis.call('zadd', byApp, id, sid)
+        redis.call('zadd', waiting, id, sid)
+        redis.call('publish', KEYS[3], '{"id":"' .. sid .. '","app":' .. app .. ',"state":"waiting","step":"queued"}')
+        if pushed ~= '' then redis.call('set', pushed, sid, 'EX', math.max(ttl, 1)) end
+        created[#created + 1] = sid
+        queued[#queued + 1] = '{"job":"' .. sid .. '","app":' .. app .. '}'
+      end
+      pos = pos + 7 + fieldCount
     end
     if key then redis.call('set', key, '[' .. table.concat(queued, ',') .. ']', 'EX', ttl) end
     out[g] = created
@@ -89,6 +101,22 @@ function createJobs(redis: Redis, keys: readonly string[], args: ReadonlyArray<s
 export interface JobGroup {
   requests: readonly DeployRequest[];
   delivery?: { key: string; ttlSeconds: number };
+  /**
+   * A webhook's push, which a signed body replayed with a fresh delivery id
+   * must not turn into a new deploy: each job is skipped when its commit is
+   * already live or older than the live release (unless the push was
+   * forced), or when a webhook queued that commit of that app within the
+   * delivery's TTL. Operator actions never set it.
+   */
+  guard?: boolean;
+}
+
+/** A job a guarded group did not create, and why. */
+export interface SkippedJob {
+  app: string;
+  /** `stale`: its commit is live or an ancestor of what is; `duplicate`: a webhook queued this commit before (`job`). */
+  reason: 'stale' | 'duplicate';
+  job?: string;
 }
 
 /** What became of a {@link JobGroup}: its records, or what the first delivery of its id queued. */
@@ -96,6 +124,8 @@ export interface CreatedGroup {
   records: JobRecord[];
   /** For a delivery seen before: `[{"job","app"}…]` of the first one; null when created. */
   previous: string | null;
+  /** Jobs the guard skipped (empty without a guard, or for a duplicate delivery). */
+  skipped: SkippedJob[];
 }
 
 /** How many jobs per app are kept (with their logs) before the oldest go. */
@@ -136,7 +166,7 @@ export class JobStore {
     const now = new Date().toISOString();
     const keys = [this.keys.seq, this.keys.all, this.keys.events];
     const args: Array<string | number> = [this.keys.job(''), groups.length];
-    const records = groups.map(({ requests, delivery }) => {
+    const records = groups.map(({ requests, delivery, guard }) => {
       if (delivery) keys.push(delivery.key);
       args.push(delivery ? Math.max(1, Math.round(delivery.ttlSeconds)) : 0, requests.length);
       return requests.map((request) => {
@@ -147,19 +177,57 @@ export class JobStore {
         };
         // Field/value pairs go straight into the arguments (the webhook hot path): no intermediate objects.
         const start = args.length;
-        args.push(this.keys.byApp(record.app), this.keys.waiting(record.app), JSON.stringify(record.app), 0);
+        const guarded = guard === true && delivery !== undefined && record.sha !== null;
+        args.push(
+          this.keys.byApp(record.app), this.keys.waiting(record.app), JSON.stringify(record.app),
+          guarded ? this.keys.pushed(record.app, record.sha!) : '',
+          guarded && !record.push?.forced ? this.keys.liveAncestry(record.app) : '',
+          record.sha ?? '', 0,
+        );
         for (const key in record) {
           const value = record[key as keyof typeof record];
           if (value !== undefined) args.push(key, JSON.stringify(value));
         }
-        args[start + 3] = args.length - start - 4;
+        args[start + 6] = args.length - start - 7;
         return record;
       });
     });
     const results = (await createJobs(this.redis, keys, args)) as Array<[number, ...string[]]>;
-    return results.map(([created, ...rest], g) => created === 0
-      ? { records: [], previous: rest[0] ?? '[]' }
-      : { records: records[g]!.map((record, i) => ({ id: rest[i]!, ...record })), previous: null });
+    return results.map(([created, ...outcomes], g) => {
+      if (created === 0) return { records: [], previous: outcomes[0] ?? '[]', skipped: [] };
+      const made: JobRecord[] = [];
+      const skipped: SkippedJob[] = [];
+      outcomes.forEach((outcome, i) => {
+        const record = records[g]![i]!;
+        if (outcome === 's') skipped.push({ app: record.app, reason: 'stale' });
+        else if (outcome.startsWith('d')) skipped.push({ app: record.app, reason: 'duplicate', job: outcome.slice(1) });
+        else made.push({ id: outcome, ...record });
+      });
+      return { records: made, previous: null, skipped };
+    });
+  }
+
+  /**
+   * Remembers what went live for `app`: its commit, the job, and the
+   * commit's recent ancestors (newest first, as `git rev-list` gives them),
+   * so that a push of any of them is known stale without asking git. An
+   * image deploy (no commit) forgets them: nothing is known stale then.
+   */
+  async recordLive(app: string, live: { sha: string | null; job: string }, ancestors: readonly string[] = []): Promise<void> {
+    const tx = this.redis.multi().del(this.keys.liveAncestry(app));
+    if (live.sha) {
+      const shas = [live.sha, ...ancestors.filter((sha) => sha !== live.sha)];
+      for (let i = 0; i < shas.length; i += 1000) tx.sadd(this.keys.liveAncestry(app), ...shas.slice(i, i + 1000));
+    }
+    tx.set(this.keys.live(app), JSON.stringify(live));
+    await tx.exec();
+  }
+
+  /** Whether `sha` is what is live for `app`, or one of its recorded ancestors; and which job made it live. */
+  async staleFor(app: string, sha: string): Promise<{ stale: boolean; liveJob: string | null; liveSha: string | null }> {
+    const [[, member], [, live]] = (await this.redis.multi().sismember(this.keys.liveAncestry(app), sha).get(this.keys.live(app)).exec()) as [[unknown, number], [unknown, string | null]];
+    const parsed = live ? (JSON.parse(live) as { sha: string | null; job: string }) : null;
+    return { stale: member === 1, liveJob: parsed?.job ?? null, liveSha: parsed?.sha ?? null };
   }
 
   async get(id: string): Promise<JobRecord | null> {

@@ -26,6 +26,8 @@ export interface Push {
   pusher: string | null;
   message: string | null;
   compareUrl: string | null;
+  /** The forge said the branch was force-pushed (GitHub's `forced`): its commit may be older than what is live, on purpose. */
+  forced?: boolean;
 }
 
 /** What a deploy job is asked to do. Never holds a secret. */

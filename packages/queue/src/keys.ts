@@ -14,6 +14,12 @@ export function keys(prefix: string) {
     /** Claimed by the one worker that reports a job cancelled while waiting to its forge. */
     cancelReported: (id: string) => `${prefix}:job:${id}:feedback-cancelled`,
     delivery: (provider: string, id: string) => `${prefix}:delivery:${provider}:${id}`,
+    /** A webhook queued this commit of this app (the job id), kept for the delivery retention: a replay is a duplicate. */
+    pushed: (app: string, sha: string) => `${prefix}:app:${app}:pushed:${sha}`,
+    /** The live release's commit and its recent ancestors: a push of one of them is stale. */
+    liveAncestry: (app: string) => `${prefix}:app:${app}:live-ancestry`,
+    /** `{"sha","job"}` of what is live, as the last completed deploy left it. */
+    live: (app: string) => `${prefix}:app:${app}:live`,
     appLock: (app: string) => `${prefix}:lock:app:${app}`,
     events: `${prefix}:events`,
   };
