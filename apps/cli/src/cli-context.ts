@@ -6,7 +6,7 @@ import { appConfig } from '@slipway/config/app-config';
 import { loadConfig } from '@slipway/config/load-config';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
-import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
+import { connectRedis, redisForDisplay, type Redis } from '@slipway/queue/redis-connection';
 import { createEtcdClient } from '@slipway/router/etcd-client';
 import type { Terminal } from './output/terminal.js';
 
@@ -43,7 +43,7 @@ export class CliContext {
     const redis = connectRedis(this.config.redis, 'producer', { retryStrategy: () => null });
     this.redis = redis;
     await new Promise<void>((resolve, reject) => {
-      const fail = (why: string) => reject(new UnavailableError('redis', `cannot reach Redis at ${this.config.redis.replace(/\/\/[^@]*@/, '//***@')} (${why})`));
+      const fail = (why: string) => reject(new UnavailableError('redis', `cannot reach Redis at ${redisForDisplay(this.config.redis)} (${why})`));
       const timer = setTimeout(() => fail(`no answer within ${CONNECT_TIMEOUT_MS} ms`), CONNECT_TIMEOUT_MS);
       redis.once('ready', () => {
         clearTimeout(timer);

@@ -4,12 +4,13 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { extract } from 'tar-fs';
+import { scrubSecrets } from '@slipway/core/logger';
 import { firstLine } from '@slipway/core/slipway-error';
 import { branchOfRef, isSha } from '@slipway/core/validate';
 import { appConfig } from '@slipway/config/app-config';
 import { loadConfig } from '@slipway/config/load-config';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
-import { connectRedis } from '@slipway/queue/redis-connection';
+import { connectRedis, redisForDisplay } from '@slipway/queue/redis-connection';
 import type { Terminal } from './output/terminal.js';
 import { watchJob } from './watch-job.js';
 
@@ -59,7 +60,7 @@ export async function runGitHook(options: { app: string; config: string | null; 
 
     const redis = connectRedis(config.redis, 'producer');
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`cannot reach Redis at ${config.redis}`)), 5000);
+      const timer = setTimeout(() => reject(new Error(`cannot reach Redis at ${redisForDisplay(config.redis)}`)), 5000);
       redis.once('ready', () => {
         clearTimeout(timer);
         resolve();
@@ -78,7 +79,8 @@ export async function runGitHook(options: { app: string; config: string | null; 
       redis.disconnect();
     }
   } catch (err) {
-    terminal.err(`slipway: ${firstLine(err)}; push refused`);
+    // Whatever failed, its message may carry an address with credentials in it.
+    terminal.err(`slipway: ${scrubSecrets(firstLine(err))}; push refused`);
     return 1;
   }
 }

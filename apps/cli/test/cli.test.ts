@@ -219,6 +219,18 @@ describe('slipway', () => {
     expect(refused.stderr).toContain('remote: error: asset pipeline failed');
     expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('pushed v3\n');
   });
+
+  it('a push to a remote whose Redis is unreachable is refused without showing the pusher Redis\'s password', async () => {
+    const remotePath = join(tmp.path, 'unreachable.git');
+    const secretConfig = join(tmp.path, 'unreachable.yml');
+    writeFileSync(secretConfig, JSON.stringify({ redis: 'redis://:hunter2-redis-password@127.0.0.1:9', apps: { [app]: { repo: repo.url } } }));
+    expect((await slipwayFull(['--config', secretConfig, 'remote', 'add', app, remotePath])).code).toBe(0);
+    await git(repo.work, 'remote', 'add', 'unreachable', remotePath);
+    const push = await run(['git', 'push', 'unreachable', 'HEAD:refs/heads/master'], { cwd: repo.work });
+    expect(push.code).not.toBe(0);
+    expect(push.stderr).toContain('remote: slipway: cannot reach Redis at redis://***@127.0.0.1:9; push refused');
+    expect(push.stderr).not.toContain('hunter2');
+  });
 });
 
 describe('slipway retry after etcd was down', () => {

@@ -17,6 +17,8 @@ export interface DeployContext {
   docker: Docker;
   etcd: Etcd3;
   logger: Logger;
+  /** Every secret of the config (see configSecrets): scrubbed from job logs and errors. */
+  secrets: readonly string[];
   /** Running jobs of this worker by id, for `slipway cancel`. */
   running: Map<string, AbortController>;
   /** How long an app's deploy lease lives without renewal. */

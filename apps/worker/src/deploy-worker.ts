@@ -2,6 +2,7 @@ import { Queue, Worker } from 'bullmq';
 import Docker from 'dockerode';
 import type { Logger } from '@slipway/core/logger';
 import { dockerConnection } from '@slipway/core/docker-connection';
+import { configSecrets } from '@slipway/config/app-config';
 import type { SlipwayConfig } from '@slipway/config/types';
 import { DeployFeedback } from '@slipway/feedback/deploy-feedback';
 import type { RetryPolicy } from '@slipway/feedback/retry-policy';
@@ -58,6 +59,7 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
     config, store, queue, redis, logger,
     docker: new Docker(dockerConnection(config.docker)),
     etcd: createEtcdClient(config.etcd),
+    secrets: configSecrets(config),
     running: new Map(),
     feedback,
   };

@@ -1,6 +1,7 @@
 import { createLogger } from '@slipway/core/logger';
 import { serviceStart } from '@slipway/config/service-start';
 import { serveMetrics } from '@slipway/feedback/serve-metrics';
+import { redisForDisplay } from '@slipway/queue/redis-connection';
 import { createDeployWorker } from './deploy-worker.js';
 
 /** The worker process: the only place that reads argv and the environment. */
@@ -45,5 +46,5 @@ export async function runMain(argv: string[], env: NodeJS.ProcessEnv): Promise<v
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   await worker.ready().catch(() => {});
-  logger.info({ redis: config.redis.replace(/\/\/[^@]*@/, '//***@'), queue: config.queue.prefix, concurrency: concurrency ?? config.worker.concurrency }, 'slipway-worker taking jobs');
+  logger.info({ redis: redisForDisplay(config.redis), queue: config.queue.prefix, concurrency: concurrency ?? config.worker.concurrency }, 'slipway-worker taking jobs');
 }

@@ -1,6 +1,7 @@
-import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { realpath, rm } from 'node:fs/promises';
+import { join, sep } from 'node:path';
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
+import { scrubSecrets } from '@slipway/core/logger';
 import { firstLine, isSlipwayError, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import { appConfig } from '@slipway/config/app-config';
 import { checkout } from '@slipway/build/checkout';
@@ -39,7 +40,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     throw new DelayedError();
   }
 
-  const log = new JobLog(ctx.store, id, secretsOf(ctx, record.app));
+  const log = new JobLog(ctx.store, id, ctx.secrets);
   const controller = new AbortController();
   ctx.running.set(id, controller);
   try {
@@ -106,11 +107,30 @@ async function rememberLive(ctx: DeployContext, record: JobRecord): Promise<void
   await ctx.store.recordLive(record.app, { sha: record.sha, job: record.id }, history).catch(() => {});
 }
 
-/** A pushed tree is kept while its job may still run, and removed once it has ended. */
+/**
+ * The tree `git push` to a Slipway remote exported for this job, or null
+ * when it is gone. Only a directory inside `<workdir>/incoming` (symlinks
+ * resolved) is one: the worker builds from it and deletes it afterwards, so
+ * a job record naming anything else is refused (`invalid_job`) and the
+ * directory left alone.
+ */
+async function pushedTreeOf(ctx: DeployContext, record: JobRecord): Promise<string | null> {
+  if (!record.sourceDir) return null;
+  const incoming = await realpath(join(ctx.config.workdir, 'incoming')).catch(() => null);
+  const tree = await realpath(record.sourceDir).catch(() => null);
+  if (tree === null) return null;
+  if (incoming === null || !tree.startsWith(`${incoming}${sep}`)) {
+    throw new SlipwayError('invalid_job', `job ${record.id} names a source directory outside ${join(ctx.config.workdir, 'incoming')}; refused`);
+  }
+  return tree;
+}
+
+/** A pushed tree is kept while its job may still run, and removed once it has ended (only ever one under incoming/). */
 async function dropSourceWhenDone(ctx: DeployContext, record: JobRecord): Promise<void> {
-  if (!record.sourceDir) return;
+  const tree = await pushedTreeOf(ctx, record).catch(() => null);
+  if (!tree) return;
   const now = await ctx.store.get(record.id).catch(() => null);
-  if (now && FINAL_STATES.has(now.state)) await rm(record.sourceDir, { recursive: true, force: true }).catch(() => {});
+  if (now && FINAL_STATES.has(now.state)) await rm(tree, { recursive: true, force: true }).catch(() => {});
 }
 
 /**
@@ -144,7 +164,7 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
   throwIfCancelled();
 
   let image = record.image;
-  const pushedTree = record.sourceDir && existsSync(record.sourceDir) ? record.sourceDir : null;
+  const pushedTree = await pushedTreeOf(ctx, record);
   if (record.sourceDir && !pushedTree) log.write(`the pushed tree of this job is gone (the push was refused); checking out ${record.sha?.slice(0, 12)} instead`);
   if (!image && pushedTree && record.sha) {
     await step('build');
@@ -184,7 +204,8 @@ function built(ctx: DeployContext, app: string, image: BuiltImage): string {
 
 async function settleFailure(ctx: DeployContext, job: Job, record: JobRecord, log: JobLog, err: unknown, signal: AbortSignal): Promise<unknown> {
   const id = record.id;
-  const message = firstLine(err);
+  // The one free-text field of a job: shown in lists, the dashboard, commit statuses and notifications.
+  const message = scrubSecrets(firstLine(err), ctx.secrets);
   if ((isSlipwayError(err, 'cancelled') || signal.aborted) && !(err instanceof UnavailableError)) {
     log.write('cancelled: nothing of this deploy went live');
     await log.flush();
@@ -199,11 +220,12 @@ async function settleFailure(ctx: DeployContext, job: Job, record: JobRecord, lo
     log.write(`will retry (attempt ${job.attemptsMade + 2} of ${attempts}) in about ${Math.max(1, Math.round((delay * 2 ** job.attemptsMade) / 1000))} s`);
     await log.flush();
     await ctx.store.update(id, { state: 'waiting', error: message });
-    throw err;
+    throw new Error(message);
   }
   await log.flush();
   ctx.feedback?.finished(await ctx.store.finish(id, 'failed', { error: message }), err);
-  if (retryable) throw err;
+  // BullMQ keeps the reason in its own job data too: the scrubbed line, never the original message.
+  if (retryable) throw new Error(message);
   throw new UnrecoverableError(message);
 }
 
@@ -216,7 +238,4 @@ async function promoteWaiting(ctx: DeployContext, app: string, self: string): Pr
   }
 }
 
-function secretsOf(ctx: DeployContext, appName: string): string[] {
-  const app = ctx.config.apps[appName];
-  return [app?.secret, app?.credentials?.password].filter((s): s is string => Boolean(s));
-}
+

@@ -1,3 +1,4 @@
+import { mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
@@ -5,6 +6,7 @@ import type { SlipwayConfig } from '@slipway/config/types';
 import { commitVersion, createFixtureRepo, git } from '@slipway/devstack/fixture-app';
 import { startGitHttpServer, type GitHttpServer } from '@slipway/devstack/git-http-server';
 import type { Push } from '@slipway/queue/job-types';
+import { bullJobId } from '@slipway/queue/keys';
 import { createDeployWorker, type DeployWorker } from '../src/deploy-worker.js';
 import { body, quietLogger, waitForJob, workerWorld, type WorkerWorld } from './support.js';
 
@@ -67,6 +69,47 @@ describe('the worker trusts the configuration, not the payload', () => {
     const forced = await world.queue.enqueue({ app: app!.name, sha: repo.sha, ref: 'master', image: null, trigger: 'webhook', push: { ...pushOf(repo.sha, { fullName: 'acme/app', cloneUrl: repo.url, htmlUrl: null }, 'github'), forced: true } });
     expect((await waitForJob(world.queue, forced.id)).state).toBe('completed');
     expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
+  });
+
+  it('builds only a pushed tree under <workdir>/incoming: a job naming another directory (or a link out of incoming) fails and leaves it alone', async () => {
+    world = await workerWorld();
+    const [app] = world.apps;
+    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    // A directory a job record could name: the worker would build it, then delete it.
+    const precious = join(world.dir, 'precious');
+    mkdirSync(precious);
+    writeFileSync(join(precious, 'Dockerfile'), 'FROM slipway/busybox:latest\n');
+    mkdirSync(join(world.config.workdir, 'incoming'), { recursive: true });
+    const link = join(world.config.workdir, 'incoming', `${app!.name}-link`);
+    symlinkSync(precious, link);
+    for (const sourceDir of [precious, link, join(world.config.workdir, 'incoming', '..', '..', 'precious')]) {
+      const job = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'git-push', sourceDir });
+      const failed = await waitForJob(world.queue, job.id);
+      expect(failed.state, sourceDir).toBe('failed');
+      expect(failed.error).toBe(`job ${job.id} names a source directory outside ${join(world.config.workdir, 'incoming')}; refused`);
+      expect(readdirSync(precious)).toEqual(['Dockerfile']);
+    }
+    expect(await docker.listContainers({ all: true, filters: { label: [`slipway.app=${app!.name}`] } })).toEqual([]);
+  });
+
+  it('no secret reaches a job\'s error, log or BullMQ\'s copy of it, whatever message a failure carries', async () => {
+    world = await workerWorld();
+    const [app] = world.apps;
+    // Refused when loaded from a file (see the config tests); a config built in code still must not leak it.
+    const password = 'pw-in-the-url-0123';
+    const config: SlipwayConfig = { ...world.config, apps: { [app!.name]: { ...world.config.apps[app!.name]!, repo: `ssh://deploy:${password}@127.0.0.1:1/a/b.git` } } };
+    worker = createDeployWorker({ config, logger: quietLogger });
+    const job = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    const failed = await waitForJob(world.queue, job.id);
+    expect(failed.state).toBe('failed');
+    expect(failed.error).toContain('ssh://***@127.0.0.1:1/a/b.git');
+    const stored = JSON.stringify([
+      await world.queue.redis.hgetall(world.queue.store.keys.job(job.id)),
+      await world.queue.store.readLog(job.id),
+      await world.queue.redis.hgetall(`${world.config.queue.prefix}:deploys:${bullJobId(job.id)}`),
+    ]);
+    expect(stored).toContain('***@127.0.0.1');
+    expect(stored).not.toContain(password);
   });
 
   it('an owner/name app clones from the forge its config names, not from the clone URL in the payload', async () => {

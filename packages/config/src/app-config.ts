@@ -10,3 +10,25 @@ export function appConfig(config: SlipwayConfig, name: string): AppConfig {
   }
   return app;
 }
+
+/**
+ * Every secret value the configuration holds (webhook secrets, clone
+ * passwords, notification secrets, forge tokens, the dashboard token), for
+ * scrubbing free text (build output, error messages) before it is stored or
+ * shown. Values shorter than 4 characters are left out: they would match
+ * everywhere and protect nothing.
+ */
+export function configSecrets(config: Pick<SlipwayConfig, 'apps' | 'forges' | 'dashboard'>): string[] {
+  const found = new Set<string>();
+  const add = (value: string | undefined) => {
+    if (value && value.length >= 4) found.add(value);
+  };
+  for (const app of Object.values(config.apps)) {
+    add(app.secret);
+    add(app.credentials?.password);
+    for (const target of app.notify) add(target.secret);
+  }
+  for (const forge of Object.values(config.forges)) add(forge.token);
+  add(config.dashboard.token);
+  return [...found];
+}

@@ -23,3 +23,8 @@ export function connectRedis(url: string, role: 'producer' | 'worker', options: 
   redis.on('error', () => {});
   return redis;
 }
+
+/** A Redis URL fit for a message or a log line: its password (and user) replaced by `***`. */
+export function redisForDisplay(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//***@');
+}
