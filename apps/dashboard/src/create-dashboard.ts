@@ -21,6 +21,7 @@ import { requireAuth, type AuthLocals } from './require-auth.js';
 import { securityHeaders } from './security-headers.js';
 import { SessionAuth } from './session-auth.js';
 import { signInRoutes } from './sign-in-routes.js';
+import { SignInThrottle } from './sign-in-throttle.js';
 import { StreamSlots } from './stream-slots.js';
 
 /** The package directory (this file is in `src/` or `dist/`). */
@@ -59,6 +60,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   const { config, queue, logger } = options;
   if (!config.dashboard.token) throw new MissingTokenError(config.file);
   const auth = new SessionAuth(config.dashboard.token);
+  const throttle = new SignInThrottle();
   const slots = new StreamSlots(options.maxStreams);
   const hub = new JobEventHub(options.redis, queue.store.keys.events, logger);
 
@@ -77,9 +79,9 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   // Scripts and styles hold no data: the sign-in page needs them before any session exists.
   app.use('/assets/web', express.static(options.webDir ?? join(PACKAGE_ROOT, 'dist', 'web'), { index: false, maxAge: 0 }));
   app.use('/assets', express.static(join(PACKAGE_ROOT, 'public'), { index: false, maxAge: 0 }));
-  app.use(signInRoutes(auth, logger));
+  app.use(signInRoutes(auth, throttle, logger));
 
-  app.use(requireAuth(auth));
+  app.use(requireAuth(auth, throttle, logger));
   const api = express.Router();
   api.use(express.json({ limit: '16kb' }), csrfGuard(auth));
   api.get('/session', (_req: Request, res: Response) => {
