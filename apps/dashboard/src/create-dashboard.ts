@@ -12,6 +12,7 @@ import { appsApi } from './apps-api.js';
 import { csrfGuard } from './csrf-guard.js';
 import { errorResponse } from './error-response.js';
 import { eventsApi } from './events-api.js';
+import { hostCheck } from './host-check.js';
 import { JobEventHub } from './job-event-hub.js';
 import { jobsApi } from './jobs-api.js';
 import { MissingTokenError } from './missing-token-error.js';
@@ -71,6 +72,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   app.set('trust proxy', 'loopback');
   app.use(securityHeaders());
   app.use(requestLogger(logger));
+  app.use(hostCheck(config.dashboard));
 
   app.get('/healthz', async (_req: Request, res: Response) => {
     await withRedis(queue.redis, () => queue.redis.ping(), 1000);
