@@ -1,3 +1,4 @@
+import { createServer, type Server } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
@@ -18,6 +19,7 @@ import { jobsApi } from './jobs-api.js';
 import { MissingTokenError } from './missing-token-error.js';
 import { pages } from './pages.js';
 import { requestLogger } from './request-logger.js';
+import { deadlinePassed, REQUEST_TIMEOUT_MS, requestDeadline, serverLimits } from './request-deadline.js';
 import { requireAuth, type AuthLocals } from './require-auth.js';
 import { securityHeaders } from './security-headers.js';
 import { SessionAuth } from './session-auth.js';
@@ -42,10 +44,14 @@ export interface DashboardOptions {
   webDir?: string;
   /** Live streams served at most at once. Default {@link StreamSlots}' 200. */
   maxStreams?: number;
+  /** Every other request must be received and answered within this. Default {@link REQUEST_TIMEOUT_MS} (30 s). */
+  requestTimeoutMs?: number;
 }
 
 /** The dashboard app, plus what main.ts needs to shut it down cleanly. */
 export type Dashboard = Express & {
+  /** An HTTP server for it with {@link serverLimits} (headers within 10 s, the request within the timeout), listening on `port` and `host`. */
+  serve(port: number, host: string): Server;
   /** Ends every live stream and the job-events subscription. */
   close(): void;
   /** Open live streams right now. */
@@ -65,11 +71,14 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   const slots = new StreamSlots(options.maxStreams);
   const hub = new JobEventHub(options.redis, queue.store.keys.events, logger);
 
+  const requestTimeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   // A TLS-terminating nginx on the same host makes requests `secure` (Secure cookie, https Origin check).
   app.set('trust proxy', 'loopback');
+  app.use(requestDeadline(requestTimeoutMs));
   app.use(securityHeaders());
   app.use(requestLogger(logger));
   app.use(hostCheck(config.dashboard));
@@ -105,7 +114,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   });
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const { status, body } = errorResponse(err);
-    if (status === 500) logger.error({ err, path: req.path }, 'unexpected error');
+    if (status === 500 && !deadlinePassed(res)) logger.error({ err, path: req.path }, 'unexpected error');
     if (status === 503) res.setHeader('Retry-After', '5');
     if (res.headersSent) return void res.end();
     res.setHeader('Cache-Control', 'no-store');
@@ -113,6 +122,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   });
 
   const dashboard = app as Dashboard;
+  dashboard.serve = (port, host) => createServer(serverLimits(requestTimeoutMs), app).listen(port, host);
   dashboard.close = () => {
     slots.endAll();
     hub.close();

@@ -150,7 +150,7 @@ describe('sign-in, sessions and CSRF', () => {
   /** A dashboard of its own, so the other tests' sign-ins do not count against its throttle. */
   const freshDashboard = async () => {
     const other = createDashboard({ config: world.config, queue: world.queue, redis: world.redis, etcd: world.etcd, docker: world.docker, logger: quietLogger });
-    const server = other.listen(0, '127.0.0.1');
+    const server = other.serve(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));
     const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
     return {
