@@ -67,7 +67,7 @@ export function isServedHost(rules: HostRules, header: string | undefined, local
  * Refuses every request whose Host the dashboard does not serve (DNS
  * rebinding: a page of the attacker's whose name now points at this
  * machine) with `421 Misdirected Request`: JSON under /api, a line of text
- * elsewhere. First in the chain, so nothing is served to such a page:
+ * elsewhere. Ahead of every route, so nothing is served to such a page:
  * not the sign-in, not a static file, not a stream.
  */
 export function hostCheck(dashboard: SlipwayConfig['dashboard']) {

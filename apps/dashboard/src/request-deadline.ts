@@ -70,7 +70,7 @@ function arm(req: Request, res: Response, deadline: Deadline, ms: number): void 
     deadline.passed = true;
     if (res.headersSent) return void res.destroy();
     res.setHeader('Connection', 'close');
-    const seconds = Math.round(deadline.ms / 100) / 10;
+    const seconds = Math.round(ms / 100) / 10;
     if (!req.complete) sendError(req, res, 408, 'request_timeout', `The request did not arrive within ${seconds} s.`);
     else sendError(req, res, 503, 'timeout', `No answer within ${seconds} s; try again.`);
   }, ms);
