@@ -13,6 +13,10 @@ import { currentRelease } from '@slipway/rollout/current-release';
 import { listReleases } from '@slipway/rollout/list-releases';
 import { appOverview } from './app-overview.js';
 import { jobView } from './job-view.js';
+import { extendDeadline } from './request-deadline.js';
+
+/** How long a deploy request may take: resolving its ref may fetch, or the first time clone, the app's repository. */
+export const DEPLOY_REQUEST_TIMEOUT_MS = 600_000;
 
 export interface AppsApiOptions {
   config: SlipwayConfig;
@@ -53,6 +57,7 @@ export function appsApi(options: AppsApiOptions): Router {
   });
 
   router.post('/deploy', async (req: Request, res: Response) => {
+    extendDeadline(req, res, DEPLOY_REQUEST_TIMEOUT_MS);
     const body = bodyOf(req);
     const app = appConfig(config, text(body.app, 'app'));
     const ref = body.ref === undefined || body.ref === null || body.ref === '' ? undefined : text(body.ref, 'ref');

@@ -1,3 +1,4 @@
+import { createServer, type Server } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
@@ -12,15 +13,18 @@ import { appsApi } from './apps-api.js';
 import { csrfGuard } from './csrf-guard.js';
 import { errorResponse } from './error-response.js';
 import { eventsApi } from './events-api.js';
+import { hostCheck } from './host-check.js';
 import { JobEventHub } from './job-event-hub.js';
 import { jobsApi } from './jobs-api.js';
 import { MissingTokenError } from './missing-token-error.js';
 import { pages } from './pages.js';
 import { requestLogger } from './request-logger.js';
+import { deadlinePassed, REQUEST_TIMEOUT_MS, requestDeadline, serverLimits } from './request-deadline.js';
 import { requireAuth, type AuthLocals } from './require-auth.js';
 import { securityHeaders } from './security-headers.js';
 import { SessionAuth } from './session-auth.js';
 import { signInRoutes } from './sign-in-routes.js';
+import { SignInThrottle } from './sign-in-throttle.js';
 import { StreamSlots } from './stream-slots.js';
 
 /** The package directory (this file is in `src/` or `dist/`). */
@@ -40,10 +44,14 @@ export interface DashboardOptions {
   webDir?: string;
   /** Live streams served at most at once. Default {@link StreamSlots}' 200. */
   maxStreams?: number;
+  /** Every other request must be received and answered within this. Default {@link REQUEST_TIMEOUT_MS} (30 s). */
+  requestTimeoutMs?: number;
 }
 
 /** The dashboard app, plus what main.ts needs to shut it down cleanly. */
 export type Dashboard = Express & {
+  /** An HTTP server for it with {@link serverLimits} (headers within 10 s, the request within the timeout), listening on `port` and `host`. */
+  serve(port: number, host: string): Server;
   /** Ends every live stream and the job-events subscription. */
   close(): void;
   /** Open live streams right now. */
@@ -59,16 +67,21 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   const { config, queue, logger } = options;
   if (!config.dashboard.token) throw new MissingTokenError(config.file);
   const auth = new SessionAuth(config.dashboard.token);
+  const throttle = new SignInThrottle();
   const slots = new StreamSlots(options.maxStreams);
   const hub = new JobEventHub(options.redis, queue.store.keys.events, logger);
+
+  const requestTimeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
 
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   // A TLS-terminating nginx on the same host makes requests `secure` (Secure cookie, https Origin check).
   app.set('trust proxy', 'loopback');
+  app.use(requestDeadline(requestTimeoutMs));
   app.use(securityHeaders());
   app.use(requestLogger(logger));
+  app.use(hostCheck(config.dashboard));
 
   app.get('/healthz', async (_req: Request, res: Response) => {
     await withRedis(queue.redis, () => queue.redis.ping(), 1000);
@@ -77,9 +90,9 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   // Scripts and styles hold no data: the sign-in page needs them before any session exists.
   app.use('/assets/web', express.static(options.webDir ?? join(PACKAGE_ROOT, 'dist', 'web'), { index: false, maxAge: 0 }));
   app.use('/assets', express.static(join(PACKAGE_ROOT, 'public'), { index: false, maxAge: 0 }));
-  app.use(signInRoutes(auth, logger));
+  app.use(signInRoutes(auth, throttle, logger));
 
-  app.use(requireAuth(auth));
+  app.use(requireAuth(auth, throttle, logger));
   const api = express.Router();
   api.use(express.json({ limit: '16kb' }), csrfGuard(auth));
   api.get('/session', (_req: Request, res: Response) => {
@@ -101,7 +114,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   });
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const { status, body } = errorResponse(err);
-    if (status === 500) logger.error({ err, path: req.path }, 'unexpected error');
+    if (status === 500 && !deadlinePassed(res)) logger.error({ err, path: req.path }, 'unexpected error');
     if (status === 503) res.setHeader('Retry-After', '5');
     if (res.headersSent) return void res.end();
     res.setHeader('Cache-Control', 'no-store');
@@ -109,6 +122,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   });
 
   const dashboard = app as Dashboard;
+  dashboard.serve = (port, host) => createServer(serverLimits(requestTimeoutMs), app).listen(port, host);
   dashboard.close = () => {
     slots.endAll();
     hub.close();

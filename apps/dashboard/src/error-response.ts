@@ -1,3 +1,4 @@
+import type { Request, Response } from 'express';
 import { scrubSecrets } from '@slipway/core/logger';
 import { SlipwayError } from '@slipway/core/slipway-error';
 
@@ -22,4 +23,11 @@ export function errorResponse(err: unknown): ErrorResponse {
     return { status, body: { error: status === 413 ? 'payload_too_large' : 'bad_request', message: status === 413 ? 'the body is too large' : 'the request is malformed' } };
   }
   return { status: 500, body: { error: 'internal', message: 'internal error (details are in the dashboard log)' } };
+}
+
+/** A refusal in the form its client reads: `{error, message}` JSON under /api, one line of text elsewhere (pages, assets). */
+export function sendError(req: Request, res: Response, status: number, code: string, message: string): void {
+  res.setHeader('Cache-Control', 'no-store');
+  if (req.path === '/api' || req.path.startsWith('/api/')) res.status(status).json({ error: code, message });
+  else res.status(status).type('text/plain').send(`${message}\n`);
 }

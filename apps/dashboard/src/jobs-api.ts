@@ -6,6 +6,7 @@ import { withRedis } from '@slipway/queue/redis-errors';
 import { jobQuery } from './job-query.js';
 import { jobView } from './job-view.js';
 import { lineNumber } from './line-number.js';
+import { extendDeadline } from './request-deadline.js';
 import { SseStream } from './sse-stream.js';
 import { streamJobLog } from './stream-job-log.js';
 import type { StreamSlots } from './stream-slots.js';
@@ -61,7 +62,9 @@ export function jobsApi(options: JobsApiOptions): Router {
     res.setHeader('Content-Type', 'text/plain; charset=utf-8');
     res.setHeader('Content-Disposition', `attachment; filename="${record.app}-job-${id}.log"`);
     res.setHeader('Cache-Control', 'no-store');
+    // A big log over a slow link may take minutes: the deadline counts from the last chunk that went out.
     for (let from = 1; from <= total && !res.destroyed; from += DOWNLOAD_CHUNK) {
+      extendDeadline(req, res);
       const lines = await store.readLog(id, from, Math.min(total, from + DOWNLOAD_CHUNK - 1));
       if (lines.length === 0) break;
       if (!res.write(`${lines.join('\n')}\n`)) await Promise.race([once(res, 'drain'), once(res, 'close')]);

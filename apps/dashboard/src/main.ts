@@ -40,10 +40,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
   const docker = new Docker(dockerConnection(config.docker));
   const dashboard = createDashboard({ config, queue, redis, etcd, docker, logger });
 
-  const server = dashboard.listen(config.dashboard.port, config.dashboard.host);
-  server.headersTimeout = 10_000;
-  // Not `requestTimeout`: live log streams are long requests by design.
-  server.requestTimeout = 0;
+  const server = dashboard.serve(config.dashboard.port, config.dashboard.host);
   const closeAll = async () => {
     dashboard.close();
     await queue.close();

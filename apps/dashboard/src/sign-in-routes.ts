@@ -8,16 +8,16 @@ import { isSameOrigin } from './same-origin.js';
 import { SESSION_COOKIE, type SessionAuth } from './session-auth.js';
 import { setSessionCookie } from './session-cookie.js';
 import { signInPage } from './sign-in-page.js';
-import { SignInThrottle } from './sign-in-throttle.js';
+import type { SignInThrottle } from './sign-in-throttle.js';
 
 /**
  * `GET /sign-in` (the form), `POST /sign-in` (token → session cookie, then
  * back to `next`), `POST /sign-out`. Sign-in also accepts JSON
  * `{token}` and answers `{csrf}` for scripts that want a session.
+ * `throttle` is shared with the Bearer check: one budget per address.
  */
-export function signInRoutes(auth: SessionAuth, logger: Logger): Router {
+export function signInRoutes(auth: SessionAuth, throttle: SignInThrottle, logger: Logger): Router {
   const router = Router();
-  const throttle = new SignInThrottle();
   const forms = [express.urlencoded({ extended: false, limit: '8kb' }), express.json({ limit: '8kb' })];
 
   router.get('/sign-in', (req: Request, res: Response) => {
@@ -57,7 +57,7 @@ export function signInRoutes(auth: SessionAuth, logger: Logger): Router {
     }
   });
 
-  router.post('/sign-out', ...forms, requireAuth(auth), csrfGuard(auth), (req: Request, res: Response) => {
+  router.post('/sign-out', ...forms, requireAuth(auth, throttle, logger), csrfGuard(auth), (req: Request, res: Response) => {
     const who = (res.locals as AuthLocals).auth;
     if (who.kind === 'session') auth.revoke(who.session);
     setSessionCookie(req, res, null);

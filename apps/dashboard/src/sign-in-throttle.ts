@@ -1,10 +1,14 @@
-/** Failed sign-ins allowed per address within {@link SIGN_IN_WINDOW_S} before answering 429. */
+/** Failed sign-ins (form or Bearer) allowed per address within {@link SIGN_IN_WINDOW_S} before answering 429. */
 export const MAX_FAILED_SIGN_INS = 10;
 export const SIGN_IN_WINDOW_S = 300;
 /** Addresses remembered at most, so a flood of addresses cannot grow memory without bound. */
 const MAX_TRACKED = 10_000;
 
-/** Slows down token guessing: per client address, a fixed window of failed attempts. */
+/**
+ * Slows down token guessing: per client address, a fixed window of failed
+ * attempts. One instance serves the sign-in form and `Authorization:
+ * Bearer` alike, so the API is no faster a way to guess.
+ */
 export class SignInThrottle {
   private readonly failures = new Map<string, { count: number; until: number }>();
 

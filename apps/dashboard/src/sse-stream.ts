@@ -1,4 +1,5 @@
 import type { Response } from 'express';
+import { exemptFromDeadline } from './request-deadline.js';
 
 /** Comment line sent when nothing else was, so proxies and browsers keep the connection. */
 export const HEARTBEAT_MS = 15_000;
@@ -17,6 +18,7 @@ export interface SseEvent {
  * a reconnection delay for the browser, heartbeats, back-pressure, and an
  * AbortSignal that fires when the client goes away so whoever feeds the
  * stream stops (no work and no memory held for a closed connection).
+ * Streams live as long as their client: no request deadline.
  */
 export class SseStream {
   readonly signal: AbortSignal;
@@ -26,6 +28,7 @@ export class SseStream {
 
   constructor(private readonly res: Response, options: { retryMs?: number } = {}) {
     this.signal = this.controller.signal;
+    exemptFromDeadline(res);
     res.status(200);
     res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
     res.setHeader('Cache-Control', 'no-cache, no-store, no-transform');

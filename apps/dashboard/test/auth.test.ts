@@ -147,21 +147,63 @@ describe('sign-in, sessions and CSRF', () => {
     expect((await get(`${world.url}/api/jobs`, { cookie })).status).toBe(401);
   });
 
-  it('slows down token guessing: after 10 failures from an address, 429 even for the right token', async () => {
-    // A fresh dashboard, so the other tests' sign-ins do not count.
+  /** A dashboard of its own, so the other tests' sign-ins do not count against its throttle. */
+  const freshDashboard = async () => {
     const other = createDashboard({ config: world.config, queue: world.queue, redis: world.redis, etcd: world.etcd, docker: world.docker, logger: quietLogger });
-    const server = other.listen(0, '127.0.0.1');
+    const server = other.serve(0, '127.0.0.1');
     await new Promise((resolve) => server.once('listening', resolve));
     const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
-    const attempt = (token: string) => fetch(`${url}/sign-in`, { method: 'POST', redirect: 'manual', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ token }) });
+    return {
+      url,
+      form: (token: string) => fetch(`${url}/sign-in`, { method: 'POST', redirect: 'manual', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ token }) }),
+      bearer: (token: string) => fetch(`${url}/api/jobs`, { headers: { authorization: `Bearer ${token}` } }),
+      async close() {
+        other.close();
+        await new Promise((resolve) => server.close(resolve));
+      },
+    };
+  };
+
+  it('slows down token guessing: after 10 failures from an address, 429 even for the right token', async () => {
+    const other = await freshDashboard();
     try {
-      for (let i = 0; i < 10; i++) expect((await attempt(`guess-${i}`)).status).toBe(401);
-      const blocked = await attempt(world.token);
+      for (let i = 0; i < 10; i++) expect((await other.form(`guess-${i}`)).status).toBe(401);
+      const blocked = await other.form(world.token);
       expect(blocked.status).toBe(429);
       expect(Number(blocked.headers.get('retry-after'))).toBeGreaterThan(0);
     } finally {
-      other.close();
-      await new Promise((resolve) => server.close(resolve));
+      await other.close();
+    }
+  });
+
+  it('slows down token guessing over the API too: 10 wrong Bearer tokens, then 429 with Retry-After even for the right one', async () => {
+    const other = await freshDashboard();
+    try {
+      const signedIn = (await other.form(world.token)).headers.get('set-cookie')!.split(';')[0]!;
+      for (let i = 0; i < 10; i++) expect((await other.bearer(`guess-${i}`)).status).toBe(401);
+      for (const token of ['guess-10', world.token]) {
+        const blocked = await other.bearer(token);
+        expect(blocked.status, token).toBe(429);
+        expect(Number(blocked.headers.get('retry-after'))).toBeGreaterThan(0);
+        expect(await blocked.json()).toMatchObject({ error: 'too_many_attempts' });
+      }
+      // The form is closed to this address as well; a session signed in before the guessing still works.
+      expect((await other.form(world.token)).status).toBe(429);
+      expect((await fetch(`${other.url}/api/jobs`, { headers: { cookie: signedIn } })).status).toBe(200);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it('counts failed sign-ins and failed Bearer tokens against one budget per address', async () => {
+    const other = await freshDashboard();
+    try {
+      for (let i = 0; i < 5; i++) expect((await other.form(`guess-${i}`)).status).toBe(401);
+      for (let i = 5; i < 10; i++) expect((await other.bearer(`guess-${i}`)).status).toBe(401);
+      expect((await other.bearer(world.token)).status).toBe(429);
+      expect((await other.form(world.token)).status).toBe(429);
+    } finally {
+      await other.close();
     }
   });
 });

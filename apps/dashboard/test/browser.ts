@@ -4,9 +4,9 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 
 const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
-/** Debian's chromium, headless (installed by the global setup). */
-export function launchBrowser(): Promise<Browser> {
-  return chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
+/** Debian's chromium, headless (installed by the global setup), with any extra command-line `args`. */
+export function launchBrowser(options: { args?: string[] } = {}): Promise<Browser> {
+  return chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', ...(options.args ?? [])] });
 }
 
 /** A new browser context signed in through the sign-in form, as a user does. */

@@ -80,7 +80,7 @@ export async function dashboardWorld(options: { apps?: number; app?: Record<stri
   const etcd = createEtcdClient(config.etcd);
   const docker = new Docker();
   const dashboard = createDashboard({ config, queue, redis, etcd, docker, logger: quietLogger });
-  const server = dashboard.listen(0, '127.0.0.1');
+  const server = dashboard.serve(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
   const sockets = new Set<Socket>();
   server.on('request', (req, res) => {

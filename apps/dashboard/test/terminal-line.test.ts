@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { renderTerminalLine, terminalText } from '../src/web/terminal-line.js';
+import { MAX_COLUMNS, renderTerminalLine, terminalText } from '../src/web/terminal-line.js';
 
 const ESC = '\x1b';
 
@@ -15,6 +15,8 @@ describe('renderTerminalLine: what a terminal would show', () => {
     ['backspaces move back and overwrite (a spinner)', 'working |\b/\b-\b\\', 'working \\'],
     ['cursor to column 1', `abc${ESC}[1Gxy`, 'xyc'],
     ['cursor forward pads with spaces', `a${ESC}[3Cb`, 'a   b'],
+    ['cursor back, then overwrite', `abcd${ESC}[2Dx`, 'abxd'],
+    ['a cursor-column code with extra parameters uses the first, as xterm does', `abc${ESC}[2;9Gx`, 'axc'],
     ['colour codes are not text', `${ESC}[1;31merror${ESC}[0m: oops`, 'error: oops'],
     ['OSC hyperlinks show only their text', `${ESC}]8;;https://example.com${ESC}\\link${ESC}]8;;${ESC}\\ here`, 'link here'],
     ['window titles (OSC with BEL) vanish', `${ESC}]0;title\x07text`, 'text'],
@@ -62,6 +64,43 @@ describe('renderTerminalLine: what a terminal would show', () => {
   it('survives malformed sequences without throwing', () => {
     for (const raw of [`${ESC}`, `${ESC}[`, `${ESC}[38;5m`, `${ESC}[38;2;1m`, `${ESC}]unterminated`, `${ESC}[999999999Cx`.slice(0, 8)]) {
       expect(() => renderTerminalLine(raw)).not.toThrow();
+    }
+  });
+
+  // A log line is data from the build: a number in a cursor code must not make the tab fill a billion cells.
+  it.each([
+    ['cursor to column 999,999,999', `${ESC}[999999999Gx`],
+    ['cursor forward 999,999,999', `${ESC}[999999999Cx`],
+    ['cursor forward past the edge, twice', `a${ESC}[9999999Cb${ESC}[9999999Cc`],
+  ])('clamps huge cursor moves to %s at the right edge (%#)', (_name, raw) => {
+    const started = performance.now();
+    const text = terminalText(raw);
+    expect(performance.now() - started).toBeLessThan(200);
+    expect(text.length).toBeLessThanOrEqual(MAX_COLUMNS + raw.length);
+    expect(text.endsWith('x') || text.endsWith('c')).toBe(true);
+  });
+
+  it('stays linear in the line length however its codes move and erase: a 1 MB line of screen-wide redraws renders about as fast as 1 MB of ordinary ones', () => {
+    const oneMegabyte = (redraw: string) => `${'w'.repeat(MAX_COLUMNS)}${redraw.repeat(Math.ceil(1_000_000 / redraw.length))}`;
+    const timed = (raw: string) => {
+      const started = performance.now();
+      const text = terminalText(raw);
+      return { ms: performance.now() - started, text };
+    };
+    // A progress line redrawn in place, the way builds do; measured on this machine as it is now (the tests share two cores).
+    const ordinary = oneMegabyte(`\r${ESC}[K${ESC}[32m55%${ESC}[0m`);
+    timed(ordinary);
+    const baseline = timed(ordinary).ms;
+    const redraws = [
+      `\r${ESC}[K${ESC}[${MAX_COLUMNS}Gx`, // truncate, then pad out to the edge again
+      `\r${ESC}[${MAX_COLUMNS}G${ESC}[1K`, // erase everything left of the edge, again and again
+      `${ESC}[${MAX_COLUMNS}Gz${ESC}[2K`, // pad, erase the whole line
+    ];
+    for (const redraw of redraws) {
+      const raw = oneMegabyte(redraw);
+      const { ms, text } = timed(raw);
+      expect(ms, `${JSON.stringify(redraw)} vs ${Math.round(baseline)} ms for an ordinary line`).toBeLessThan(4 * baseline + 250);
+      expect(text.length).toBeLessThanOrEqual(MAX_COLUMNS + raw.length);
     }
   });
 });

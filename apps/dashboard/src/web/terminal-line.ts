@@ -19,6 +19,16 @@ interface Style {
   inverse: boolean;
 }
 
+/**
+ * The right edge for cursor moves: `ESC[<n>G` and `ESC[<n>C` stop here, as
+ * a terminal's cursor stops at its right margin. A log line is the build's
+ * output, so `ESC[999999999G` must not fill a billion cells. Text written
+ * past the edge still shows: a long line is never cut.
+ */
+export const MAX_COLUMNS = 10_000;
+/** Cells a line may pad or erase per character of its own (plus two screen widths) before far cursor moves and erasures are ignored. */
+const WORK_PER_CHAR = 4;
+
 const PLAIN: Style = { fg: null, bg: null, bold: false, dim: false, italic: false, underline: false, strike: false, inverse: false };
 const SPECIAL = /[\u0000-\u0008\u000b-\u001f\u007f]/;
 
@@ -26,8 +36,13 @@ const SPECIAL = /[\u0000-\u0008\u000b-\u001f\u007f]/;
  * How a terminal would show one log line: ANSI SGR colours and styles
  * applied, carriage returns and backspaces moving the cursor so a progress
  * bar redrawn with `\r` shows only its last state, erase-in-line and
- * cursor-column sequences honoured, every other control sequence dropped.
- * Plain lines (the vast majority) take a fast path.
+ * cursor-column sequences honoured (up to {@link MAX_COLUMNS}), every other
+ * control sequence dropped. Plain lines (the vast majority) take a fast path.
+ * The work is linear in the line's length: a line whose codes would pad or
+ * erase more cells than its budget (a screen-wide line redrawn over and
+ * over) keeps its text and colours, but from then on text goes on where
+ * the line ends rather than far to the right, and erasing to the left is
+ * ignored.
  */
 export function renderTerminalLine(raw: string): TermRun[] {
   if (!SPECIAL.test(raw)) return raw.length ? [{ text: raw, classes: '' }] : [];
@@ -35,7 +50,15 @@ export function renderTerminalLine(raw: string): TermRun[] {
   const styles: Style[] = [];
   let style = PLAIN;
   let col = 0;
+  // Cells padded or erased so far are paid from here, so no sequence of codes makes the work quadratic.
+  let budget = WORK_PER_CHAR * raw.length + 2 * MAX_COLUMNS;
+  const afford = (work: number): boolean => {
+    if (work > budget) return false;
+    budget -= work;
+    return true;
+  };
   const put = (ch: string) => {
+    if (col > cells.length && !afford(col - cells.length)) col = cells.length;
     while (cells.length < col) {
       cells.push(' ');
       styles.push(PLAIN);
@@ -56,20 +79,21 @@ export function renderTerminalLine(raw: string): TermRun[] {
         i = j;
         if (final === 'm') style = applySgr(style, params);
         else if (final === 'K') {
-          const mode = Number(params || '0');
+          const mode = firstNumber(params, 0);
           if (mode === 0) {
             cells.length = Math.min(cells.length, col);
             styles.length = cells.length;
-          } else {
-            for (let k = 0; k < (mode === 1 ? Math.min(col + 1, cells.length) : cells.length); k++) {
+          } else if (mode === 2) {
+            cells.length = styles.length = 0;
+          } else if (mode === 1 && afford(Math.min(col + 1, cells.length))) {
+            for (let k = 0; k < Math.min(col + 1, cells.length); k++) {
               cells[k] = ' ';
               styles[k] = PLAIN;
             }
-            if (mode === 2) cells.length = styles.length = 0;
           }
-        } else if (final === 'G') col = Math.max(0, Number(params || '1') - 1);
-        else if (final === 'C') col += Math.max(1, Number(params || '1'));
-        else if (final === 'D') col = Math.max(0, col - Math.max(1, Number(params || '1')));
+        } else if (final === 'G') col = Math.max(1, Math.min(MAX_COLUMNS, firstNumber(params, 1))) - 1;
+        else if (final === 'C') col = Math.max(col, Math.min(MAX_COLUMNS - 1, col + Math.max(1, firstNumber(params, 1))));
+        else if (final === 'D') col = Math.max(0, col - Math.max(1, firstNumber(params, 1)));
       } else if (next === ']') {
         // OSC (titles, hyperlinks): skip to BEL or ESC \.
         let j = i + 2;
@@ -114,6 +138,12 @@ export function renderTerminalLine(raw: string): TermRun[] {
 export function terminalText(raw: string): string {
   if (!SPECIAL.test(raw)) return raw;
   return renderTerminalLine(raw).map((r) => r.text).join('');
+}
+
+/** The first numeric parameter of a CSI sequence (`5;3` → 5), capped so arithmetic on it stays exact; `fallback` when there is none. */
+function firstNumber(params: string, fallback: number): number {
+  const digits = /^\d+/.exec(params);
+  return digits === null ? fallback : Math.min(Number(digits[0]), 1e9);
 }
 
 function applySgr(style: Style, params: string): Style {
