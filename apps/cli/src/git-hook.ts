@@ -11,10 +11,12 @@ import { appConfig } from '@slipway/config/app-config';
 import { loadConfig } from '@slipway/config/load-config';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectRedis, redisForDisplay } from '@slipway/queue/redis-connection';
-import type { Terminal } from './output/terminal.js';
+import { safeForTerminal, type Terminal } from './output/terminal.js';
 import { watchJob } from './watch-job.js';
 
 const ZERO = '0'.repeat(40);
+/** How long a push waits for Redis before it is refused. */
+const REDIS_WAIT_MS = 5000;
 
 /**
  * git's pre-receive hook of a Slipway remote. The pushed objects sit in
@@ -24,9 +26,14 @@ const ZERO = '0'.repeat(40);
  * log to the pusher, and refuses the push if the deploy fails.
  */
 export async function runGitHook(options: { app: string; config: string | null; stdin?: NodeJS.ReadableStream; terminal?: Terminal }): Promise<number> {
+  // What a build printed reaches the pusher's terminal through git: plain text only.
+  const plain = (t: string) => {
+    const safe = safeForTerminal(t, false);
+    return safe.endsWith('\n') ? safe : `${safe}\n`;
+  };
   const terminal: Terminal = options.terminal ?? {
-    out: (t) => void process.stdout.write(t.endsWith('\n') ? t : `${t}\n`),
-    err: (t) => void process.stderr.write(t.endsWith('\n') ? t : `${t}\n`),
+    out: (t) => void process.stdout.write(plain(t)),
+    err: (t) => void process.stderr.write(plain(t)),
     interactive: false,
   };
   try {
@@ -45,43 +52,57 @@ export async function runGitHook(options: { app: string; config: string | null; 
     }
     if (!isSha(sha)) throw new Error(`unexpected sha ${JSON.stringify(sha)}`);
 
-    const sourceDir = join(config.workdir, 'incoming', `${app.name}-${sha.slice(0, 12)}-${randomBytes(3).toString('hex')}`);
-    mkdirSync(sourceDir, { recursive: true });
-    try {
-      const archive = spawn('git', ['archive', '--format=tar', sha], { stdio: ['ignore', 'pipe', 'inherit'] });
-      // Listen before piping: the process may be gone by the time the pipeline settles.
-      const exited = new Promise<number | null>((resolve) => archive.on('close', resolve));
-      await pipeline(archive.stdout, extract(sourceDir));
-      if ((await exited) !== 0) throw new Error(`git archive ${sha} failed`);
-    } catch (err) {
-      rmSync(sourceDir, { recursive: true, force: true });
-      throw err;
-    }
-
+    // Redis first: a push that cannot be queued leaves nothing behind (and a client left reconnecting would keep git waiting).
     const redis = connectRedis(config.redis, 'producer');
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`cannot reach Redis at ${redisForDisplay(config.redis)}`)), 5000);
-      redis.once('ready', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
-    const queue = new DeployQueue({ redis, prefix: config.queue.prefix, attempts: config.worker.attempts, backoffMs: config.worker.backoff_ms });
     try {
-      const record = await queue.enqueue({ app: app.name, sha, ref: app.branch, image: null, trigger: 'git-push', sourceDir });
-      terminal.out(`-----> Slipway: deploying ${app.name} ${sha.slice(0, 12)} as job ${record.id}`);
-      const final = await watchJob(queue.store, record.id, terminal, { showLog: true });
-      if (final.state === 'completed' || final.state === 'superseded') return 0;
-      terminal.err(`-----> Slipway: deploy failed, push refused (slipway logs ${record.id}; slipway retry ${record.id})`);
-      return 1;
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`cannot reach Redis at ${redisForDisplay(config.redis)}`)), REDIS_WAIT_MS);
+        redis.once('ready', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      });
+      const sourceDir = await exportTree(sha, join(config.workdir, 'incoming', `${app.name}-${sha.slice(0, 12)}-${randomBytes(3).toString('hex')}`));
+      const queue = new DeployQueue({ redis, prefix: config.queue.prefix, attempts: config.worker.attempts, backoffMs: config.worker.backoff_ms });
+      try {
+        const record = await queue.enqueue({ app: app.name, sha, ref: app.branch, image: null, trigger: 'git-push', sourceDir }).catch((err: unknown) => {
+          rmSync(sourceDir, { recursive: true, force: true });
+          throw err;
+        });
+        terminal.out(`-----> Slipway: deploying ${app.name} ${sha.slice(0, 12)} as job ${record.id}`);
+        const final = await watchJob(queue.store, record.id, terminal, { showLog: true });
+        if (final.state === 'completed' || final.state === 'superseded') return 0;
+        terminal.err(`-----> Slipway: deploy failed, push refused (slipway logs ${record.id}; slipway retry ${record.id})`);
+        return 1;
+      } finally {
+        await queue.close();
+      }
     } finally {
-      await queue.close();
       redis.disconnect();
     }
   } catch (err) {
     // Whatever failed, its message may carry an address with credentials in it.
     terminal.err(`slipway: ${scrubSecrets(firstLine(err))}; push refused`);
     return 1;
+  }
+}
+
+/**
+ * The pushed commit's tree, exported with `git archive` into `dir` (git's
+ * quarantine is visible to this hook only, so the worker builds from here).
+ */
+async function exportTree(sha: string, dir: string): Promise<string> {
+  mkdirSync(dir, { recursive: true });
+  try {
+    const archive = spawn('git', ['archive', '--format=tar', sha], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // Listen before piping: the process may be gone by the time the pipeline settles.
+    const exited = new Promise<number | null>((resolve) => archive.on('close', resolve));
+    await pipeline(archive.stdout, extract(dir));
+    if ((await exited) !== 0) throw new Error(`git archive ${sha} failed`);
+    return dir;
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
   }
 }
 

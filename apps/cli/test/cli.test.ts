@@ -11,6 +11,8 @@ import { isolatedNginx, writeTestConfig } from '@slipway/devstack/harness';
 import { startEtcd } from '@slipway/devstack/services/etcd';
 import { stopProcess } from '@slipway/devstack/processes';
 import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
+import { DeployQueue } from '@slipway/queue/deploy-queue';
+import { connectRedis } from '@slipway/queue/redis-connection';
 import { createDeployWorker, type DeployWorker } from '@slipway/worker/deploy-worker';
 
 const CLI = fileURLToPath(new URL('../bin/slipway.js', import.meta.url));
@@ -84,6 +86,27 @@ describe('slipway', () => {
     expect(result.stderr.trim()).toBe(`${bad}: apps.hello.port: expected a port 1-65535, got "x"`);
     const viaEnv = await slipwayFull(['jobs'], { SLIPWAY_CONFIG: bad });
     expect(viaEnv.code).toBe(2);
+  });
+
+  it('logs passes no escape or control sequence a build printed to the operator\'s terminal', async () => {
+    const config = loadConfig({ path: configFile, env: {} });
+    const redis = connectRedis(config.redis, 'producer');
+    await new Promise((resolve) => redis.once('ready', resolve));
+    const queue = new DeployQueue({ redis, prefix: config.queue.prefix });
+    try {
+      // A job record (no queue job: no worker takes it) that ended, its log as a hostile build left it.
+      const job = await queue.store.create({ app: testAppName(), sha: null, ref: null, image: 'slipway/nothing:latest', trigger: 'cli' });
+      await queue.store.appendLog(job.id, ['before\x1b]52;c;cm0gLXJmIH4=\x07after', '\x1b]0;owned\x07title', '\x1b[31mred\x1b[0m', 'wide\x1b[999999999G!', '\u009b2Jc1']);
+      await queue.store.finish(job.id, 'failed', { error: 'hostile' });
+      for (const follow of [[], ['--follow']]) {
+        const shown = await slipwayFull([...cfg(), 'logs', job.id, ...follow]);
+        expect(shown.stdout.split('\n').slice(0, 5), shown.stdout).toEqual(['beforeafter', 'title', 'red', 'wide!', 'c1']);
+        expect(shown.stdout + shown.stderr).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f\u0080-\u009f]/);
+      }
+    } finally {
+      await queue.close();
+      redis.disconnect();
+    }
   });
 
   it('exits 2 for an unknown app or job id', async () => {

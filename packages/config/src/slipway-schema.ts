@@ -71,7 +71,7 @@ export const slipwaySchema = obj({
     port: port({ default: 3001, doc: 'Its port.' }),
     token: str({ optional: true, check: check.minLength(MIN_TOKEN), type: `a token of ${MIN_TOKEN}+ characters`, secret: true, doc: `Sign-in token, at least ${MIN_TOKEN} characters; the dashboard refuses to start without one.` }),
     public_url: str({ optional: true, check: check.url(['http', 'https']), type: 'an http(s) URL', doc: 'How users reach the dashboard; commit statuses and notifications link to `<public_url>/jobs/<id>`. Default `http://<host>:<port>`.' }),
-    allowed_hosts: list(str({ check: check.hostname, type: 'a host name' }), { default: [], single: true, doc: 'Host header values served besides `host:port` and `public_url`\'s host; any other Host is refused (DNS rebinding).' }),
+    allowed_hosts: list(str({ check: check.hostname, type: 'a host name' }), { default: [], single: true, doc: 'Host names (with any port or none; `*.example.com` for its subdomains) served besides `host:port` and `public_url`\'s host; any other Host is answered 421 (DNS rebinding).' }),
   }),
   jobs: obj({
     log_max_lines: num({ min: 100, max: 10_000_000, integer: true, default: 100_000, doc: 'Lines kept per job log; past it the beginning and the end are kept, with a notice of what was cut between.' }),
