@@ -53,8 +53,11 @@ function pushBody(i) {
   return body;
 }
 
+// 16+ characters: the config refuses shorter webhook secrets.
+const benchSecrets = () => Array.from({ length: APPS }, (_, i) => `bench-webhook-secret-${i}`);
+
 function writeFixtures() {
-  const secrets = Array.from({ length: APPS }, (_, i) => `bench-secret-${i}`);
+  const secrets = benchSecrets();
   const bodies = Array.from({ length: APPS }, (_, i) => pushBody(i));
   const signatures = bodies.map((body, i) => `sha256=${createHmac('sha256', secrets[i]).update(body).digest('hex')}`);
   writeFileSync(join(dir.path, 'bodies.txt'), `${bodies.join('\n')}\n`);
@@ -210,7 +213,7 @@ async function main() {
 
     // The floor: verify, parse and keep each push with one Redis command, nothing else (floor-server.mjs).
     const floorPort = await freePort();
-    const floor = await startChild([join(here, 'floor-server.mjs'), String(floorPort), redis.url, ...Array.from({ length: APPS }, (_, i) => `bench-secret-${i}`)], floorPort);
+    const floor = await startChild([join(here, 'floor-server.mjs'), String(floorPort), redis.url, ...benchSecrets()], floorPort);
     await wrk(floorPort, 'floor-warmup', 3);
     await client.flushall();
     const floor0 = cpuSeconds(floor.pid);
