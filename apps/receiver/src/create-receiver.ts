@@ -12,7 +12,7 @@ import type { Push } from '@slipway/queue/job-types';
 import { withRedis } from '@slipway/queue/redis-errors';
 import { errorResponse } from './error-response.js';
 import { queuePush, type QueuedJob } from './queue-push.js';
-import { readBody } from './read-body.js';
+import { BodyBudget, LARGE_BODIES_BUDGET_BYTES, readBody } from './read-body.js';
 import { requestContext, type RequestLocals } from './request-context.js';
 
 export interface ReceiverOptions {
@@ -23,6 +23,12 @@ export interface ReceiverOptions {
   logger: Logger;
   /** Served on `GET /metrics`. Default: a registry of this receiver's own. */
   metrics?: ReceiverMetrics;
+  /**
+   * Bytes of bodies over SMALL_BODY_BYTES read at once, unverified; more are
+   * answered 503 with Retry-After. Default LARGE_BODIES_BUDGET_BYTES, and
+   * never less than the body limit.
+   */
+  largeBodiesBudgetBytes?: number;
   /**
    * Called once a push queued jobs, after the answer is decided and without
    * being awaited (main.ts posts `pending` commit statuses from here). It
@@ -51,6 +57,7 @@ export function createReceiver(options: ReceiverOptions): Express {
   const apps = Object.values(config.apps);
   const limitBytes = Math.floor(config.receiver.body_limit_mb * 1024 * 1024);
   const retentionSeconds = Math.max(1, Math.round(config.receiver.delivery_retention_h * 3600));
+  const budget = new BodyBudget(Math.max(options.largeBodiesBudgetBytes ?? LARGE_BODIES_BUDGET_BYTES, limitBytes));
 
   const app = express();
   app.disable('x-powered-by');
@@ -73,7 +80,7 @@ export function createReceiver(options: ReceiverOptions): Express {
     locals.delivery = headers.delivery;
     Object.assign(locals.summary, { provider, dialect: headers.dialect, event: headers.event });
     const media = webhookMediaType(provider, req.headersDistinct['content-type']);
-    const body = await readBody(req, limitBytes);
+    const body = await readBody(req, res, { limitBytes, budget });
 
     const decision = await inspectWebhook({ headers, media, body, apps });
     if (logger.isLevelEnabled('debug')) {
