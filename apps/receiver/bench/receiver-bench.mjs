@@ -175,7 +175,8 @@ async function main() {
     const apps = writeFixtures();
     const port = await freePort();
     const config = join(dir.path, 'slipway.yml');
-    writeFileSync(config, `redis: ${redis.url}\nqueue: { prefix: bench }\nreceiver: { host: 127.0.0.1, port: ${port} }\napps:\n${apps}\n`);
+    const metricsPort = await freePort();
+    writeFileSync(config, `redis: ${redis.url}\nqueue: { prefix: bench }\nreceiver: { host: 127.0.0.1, port: ${port}, metrics: "127.0.0.1:${metricsPort}" }\napps:\n${apps}\n`);
     // BENCH_PROFILE=<dir>: the receiver writes a V8 CPU profile there when it exits (open it in Chrome's DevTools).
     const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
     const receiver = await startChild([...profile, bin, '--config', config], port);

@@ -21,7 +21,10 @@ export interface ReceiverOptions {
   /** Producer side of the deploy queue; its Redis connection also answers /healthz. */
   queue: DeployQueue;
   logger: Logger;
-  /** Served on `GET /metrics`. Default: a registry of this receiver's own. */
+  /**
+   * Where webhooks are counted. Default: a registry of this receiver's own.
+   * Never served on the webhook port: main.ts serves it on `receiver.metrics`.
+   */
   metrics?: ReceiverMetrics;
   /**
    * Bytes of bodies over SMALL_BODY_BYTES read at once, unverified; more are
@@ -46,6 +49,7 @@ export const RETRY_AFTER_S = 5;
  * The webhook receiver as an express app, without listening (main.ts
  * does). `POST /hooks/github|gitea|gitlab` answers per the receiver
  * contract in DESIGN.md; `GET /healthz` says whether Redis answers.
+ * `/metrics` is not here (404): it is served on a listener of its own.
  *
  * 202 bodies: one app → `{"job", "app"}`; several apps on the pushed
  * repository and branch → the first app's `{"job", "app"}` plus `"jobs"`
@@ -62,11 +66,6 @@ export function createReceiver(options: ReceiverOptions): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  // Before the request log: a scrape every few seconds is not news.
-  app.get('/metrics', async (_req: Request, res: Response) => {
-    res.setHeader('Content-Type', metrics.registry.contentType);
-    res.status(200).send(await metrics.registry.metrics());
-  });
   app.use(requestContext(logger, (req, res, summary) => {
     const hook = /^\/hooks(?:\/([^/]*))?(?:\/|$)/.exec(req.path);
     if (hook && res.writableFinished) metrics.webhook(hook[1] ?? '', res.statusCode, summary.outcome);
@@ -118,7 +117,6 @@ export function createReceiver(options: ReceiverOptions): Express {
     res.status(200).json({ status: 'ok', redis: 'up' });
   });
   app.all('/healthz', methodNotAllowed('GET, HEAD'));
-  app.all('/metrics', methodNotAllowed('GET, HEAD'));
 
   app.use((req: Request, res: Response) => {
     send(req, res, 404, { error: 'not_found', message: 'no such endpoint' });
