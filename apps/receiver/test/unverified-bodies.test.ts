@@ -170,7 +170,10 @@ describe('a receiver process: unverified bodies cannot take it down', () => {
     expect(memory!.peak).toBeLessThan(RSS_BOUND_MB);
     for (const { kind, answer } of answers) {
       // Its contract answer, or 503 + Retry-After while other large bodies are being read: a forge retries.
+      // A body refused unread is discarded for 2 s, then its connection is closed: a client still
+      // uploading then may lose the answer to the reset (seen under load), never a process that died.
       if (answer.status === 503) expect(answer.retryAfter, kind.name).toMatch(/^\d+$/);
+      else if (answer.status === 0) expect(answer.error, kind.name).toMatch(/EPIPE|ECONNRESET/);
       else expect([answer.status, answer.code], kind.name).toEqual([kind.status, kind.code]);
     }
     expect(during.length).toBeGreaterThan(0);
