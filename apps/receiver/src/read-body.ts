@@ -31,10 +31,6 @@ export class BodyBudget {
   give(n: number): void {
     this.used -= n;
   }
-
-  get inUse(): number {
-    return this.used;
-  }
 }
 
 export interface ReadBodyOptions {
@@ -67,9 +63,9 @@ export function readBody(req: IncomingMessage, res: ServerResponse, options: Rea
   if (declared !== null && !reserve(declared)) return Promise.reject(busy());
 
   return new Promise((resolve, reject) => {
-    // A large body of known size is copied into one buffer as it comes, instead of being
-    // concatenated at the end: half the peak. Small ones are not, so a slow sender that
-    // declares a size and sends nothing holds no memory for it.
+    // A large body of known size (it holds its share of the budget) is copied into one
+    // buffer as it comes instead of being concatenated at the end: half the peak. Not a
+    // small one: a slow sender declaring 1 MB per connection would hold it for nothing.
     let whole = declared !== null && reserved > 0 ? Buffer.allocUnsafe(declared) : null;
     const chunks: Buffer[] = [];
     let size = 0;

@@ -43,9 +43,10 @@ export function decodeWebhookBody(provider: Provider, media: MediaType, raw: Uin
   if (scanned.kind === 'not_object') throw new WebhookError('invalid_payload', 'the body must be a JSON object');
 
   let jsonText: string | undefined;
+  let rawText: string | undefined;
   const text = () => (jsonText ??= utf8.decode(json));
   // GitHub signs the body as sent; Gitea, Forgejo and Gogs sign the JSON before form-encoding it.
-  const signed = media === 'form' && provider === 'github' ? once(() => utf8.decode(raw)) : text;
+  const signed = media === 'form' && provider === 'github' ? () => (rawText ??= utf8.decode(raw)) : text;
   return {
     identity: scanned.identity,
     signed,
@@ -58,15 +59,10 @@ function parseObject(text: string): Record<string, unknown> {
   try {
     value = JSON.parse(text);
   } catch {
-    // Not expected: the scan accepts what JSON.parse accepts. A forge retries a 500 forever; a 400 it does not.
+    // Not expected (the scan accepts exactly what JSON.parse accepts); if it happens, the body is at fault, not the receiver.
     throw new WebhookError('invalid_payload', 'the body is not valid JSON');
   }
   return value as Record<string, unknown>;
-}
-
-function once<T>(make: () => T): () => T {
-  let value: { v: T } | undefined;
-  return () => (value ??= { v: make() }).v;
 }
 
 /**
