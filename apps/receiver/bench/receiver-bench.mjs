@@ -53,8 +53,11 @@ function pushBody(i) {
   return body;
 }
 
+// 16+ characters: the config refuses shorter webhook secrets.
+const benchSecrets = () => Array.from({ length: APPS }, (_, i) => `bench-webhook-secret-${i}`);
+
 function writeFixtures() {
-  const secrets = Array.from({ length: APPS }, (_, i) => `bench-secret-${i}`);
+  const secrets = benchSecrets();
   const bodies = Array.from({ length: APPS }, (_, i) => pushBody(i));
   const signatures = bodies.map((body, i) => `sha256=${createHmac('sha256', secrets[i]).update(body).digest('hex')}`);
   writeFileSync(join(dir.path, 'bodies.txt'), `${bodies.join('\n')}\n`);
@@ -172,7 +175,8 @@ async function main() {
     const apps = writeFixtures();
     const port = await freePort();
     const config = join(dir.path, 'slipway.yml');
-    writeFileSync(config, `redis: ${redis.url}\nqueue: { prefix: bench }\nreceiver: { host: 127.0.0.1, port: ${port} }\napps:\n${apps}\n`);
+    const metricsPort = await freePort();
+    writeFileSync(config, `redis: ${redis.url}\nqueue: { prefix: bench }\nreceiver: { host: 127.0.0.1, port: ${port}, metrics: "127.0.0.1:${metricsPort}" }\napps:\n${apps}\n`);
     // BENCH_PROFILE=<dir>: the receiver writes a V8 CPU profile there when it exits (open it in Chrome's DevTools).
     const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
     const receiver = await startChild([...profile, bin, '--config', config], port);
@@ -210,7 +214,7 @@ async function main() {
 
     // The floor: verify, parse and keep each push with one Redis command, nothing else (floor-server.mjs).
     const floorPort = await freePort();
-    const floor = await startChild([join(here, 'floor-server.mjs'), String(floorPort), redis.url, ...Array.from({ length: APPS }, (_, i) => `bench-secret-${i}`)], floorPort);
+    const floor = await startChild([join(here, 'floor-server.mjs'), String(floorPort), redis.url, ...benchSecrets()], floorPort);
     await wrk(floorPort, 'floor-warmup', 3);
     await client.flushall();
     const floor0 = cpuSeconds(floor.pid);

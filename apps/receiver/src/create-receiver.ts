@@ -12,7 +12,7 @@ import type { Push } from '@slipway/queue/job-types';
 import { withRedis } from '@slipway/queue/redis-errors';
 import { errorResponse } from './error-response.js';
 import { queuePush, type QueuedJob } from './queue-push.js';
-import { readBody } from './read-body.js';
+import { BodyBudget, LARGE_BODIES_BUDGET_BYTES, readBody } from './read-body.js';
 import { requestContext, type RequestLocals } from './request-context.js';
 
 export interface ReceiverOptions {
@@ -21,8 +21,17 @@ export interface ReceiverOptions {
   /** Producer side of the deploy queue; its Redis connection also answers /healthz. */
   queue: DeployQueue;
   logger: Logger;
-  /** Served on `GET /metrics`. Default: a registry of this receiver's own. */
+  /**
+   * Where webhooks are counted. Default: a registry of this receiver's own.
+   * Never served on the webhook port: main.ts serves it on `receiver.metrics`.
+   */
   metrics?: ReceiverMetrics;
+  /**
+   * Bytes of bodies over SMALL_BODY_BYTES read at once, unverified; more are
+   * answered 503 with Retry-After. Default LARGE_BODIES_BUDGET_BYTES, and
+   * never less than the body limit.
+   */
+  largeBodiesBudgetBytes?: number;
   /**
    * Called once a push queued jobs, after the answer is decided and without
    * being awaited (main.ts posts `pending` commit statuses from here). It
@@ -40,6 +49,7 @@ export const RETRY_AFTER_S = 5;
  * The webhook receiver as an express app, without listening (main.ts
  * does). `POST /hooks/github|gitea|gitlab` answers per the receiver
  * contract in DESIGN.md; `GET /healthz` says whether Redis answers.
+ * `/metrics` is not here (404): it is served on a listener of its own.
  *
  * 202 bodies: one app → `{"job", "app"}`; several apps on the pushed
  * repository and branch → the first app's `{"job", "app"}` plus `"jobs"`
@@ -51,15 +61,11 @@ export function createReceiver(options: ReceiverOptions): Express {
   const apps = Object.values(config.apps);
   const limitBytes = Math.floor(config.receiver.body_limit_mb * 1024 * 1024);
   const retentionSeconds = Math.max(1, Math.round(config.receiver.delivery_retention_h * 3600));
+  const budget = new BodyBudget(Math.max(options.largeBodiesBudgetBytes ?? LARGE_BODIES_BUDGET_BYTES, limitBytes));
 
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
-  // Before the request log: a scrape every few seconds is not news.
-  app.get('/metrics', async (_req: Request, res: Response) => {
-    res.setHeader('Content-Type', metrics.registry.contentType);
-    res.status(200).send(await metrics.registry.metrics());
-  });
   app.use(requestContext(logger, (req, res, summary) => {
     const hook = /^\/hooks(?:\/([^/]*))?(?:\/|$)/.exec(req.path);
     if (hook && res.writableFinished) metrics.webhook(hook[1] ?? '', res.statusCode, summary.outcome);
@@ -73,7 +79,7 @@ export function createReceiver(options: ReceiverOptions): Express {
     locals.delivery = headers.delivery;
     Object.assign(locals.summary, { provider, dialect: headers.dialect, event: headers.event });
     const media = webhookMediaType(provider, req.headersDistinct['content-type']);
-    const body = await readBody(req, limitBytes);
+    const body = await readBody(req, res, { limitBytes, budget });
 
     const decision = await inspectWebhook({ headers, media, body, apps, forges: config.forges });
     if (logger.isLevelEnabled('debug')) {
@@ -116,7 +122,6 @@ export function createReceiver(options: ReceiverOptions): Express {
     res.status(200).json({ status: 'ok', redis: 'up' });
   });
   app.all('/healthz', methodNotAllowed('GET, HEAD'));
-  app.all('/metrics', methodNotAllowed('GET, HEAD'));
 
   app.use((req: Request, res: Response) => {
     send(req, res, 404, { error: 'not_found', message: 'no such endpoint' });

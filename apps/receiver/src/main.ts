@@ -1,6 +1,7 @@
 import { createLogger, flushLogger } from '@slipway/core/logger';
 import { serveUntilSignal } from '@slipway/core/serve-until-signal';
 import { serviceStart } from '@slipway/config/service-start';
+import { serveMetrics } from '@slipway/feedback/serve-metrics';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectReceiverRedis } from './connect-receiver-redis.js';
 import { createReceiver } from './create-receiver.js';
@@ -16,9 +17,11 @@ export interface MainIo {
 
 /**
  * `slipway-receiver [--config PATH]`: load config, connect Redis as a
- * producer, listen on receiver.host:port until SIGTERM/SIGINT. Resolves
- * with the exit code: 0 after a clean shutdown, 1 if it cannot listen,
- * 2 for bad flags or configuration.
+ * producer, listen on receiver.host:port until SIGTERM/SIGINT, with
+ * `GET /metrics` on receiver.metrics (when that address is taken, by a
+ * second receiver on the machine, it serves no metrics and says so).
+ * Resolves with the exit code: 0 after a clean shutdown, 1 if it cannot
+ * listen on receiver.host:port, 2 for bad flags or configuration.
  */
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: MainIo = process): Promise<number> {
   const start = serviceStart({ name: 'slipway-receiver', summary: 'Receives GitHub, Gitea/Forgejo/Gogs and GitLab push webhooks and queues deploys.', argv, env, io });
@@ -42,11 +45,17 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
   const app = createReceiver({ config, queue, logger, metrics: feedback.metrics, onQueued: feedback.onQueued });
 
   const server = app.listen(config.receiver.port, config.receiver.host);
+  // On a listener of its own: the webhook port faces the forges, often the internet.
+  const metricsServer = serveMetrics(feedback.metrics.registry, config.receiver.metrics, logger, 'receiver').catch((err: Error) => {
+    logger.warn({ err: err.message, address: config.receiver.metrics }, 'cannot serve metrics');
+    return null;
+  });
   // Slow or stalled uploads must not hold connections forever.
   server.requestTimeout = 30_000;
   server.headersTimeout = 10_000;
 
   const closeAll = async () => {
+    (await metricsServer)?.close();
     await feedback.close();
     await queue.close();
     redis.disconnect();

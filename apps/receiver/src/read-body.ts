@@ -1,18 +1,72 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SlipwayError } from '@slipway/core/slipway-error';
 import { WebhookError } from '@slipway/forges/webhook-error';
 
+/** Bodies up to this size are always read: an ordinary push is a few KB, one with hundreds of commits well under this. */
+export const SMALL_BODY_BYTES = 1024 * 1024;
+/** Default bytes of larger bodies read at once (raised to the body limit if that is higher, so one body at the limit always fits). */
+export const LARGE_BODIES_BUDGET_BYTES = 64 * 1024 * 1024;
+
 /**
- * Reads a request body, refusing (413) as soon as it passes `limitBytes`:
- * at once from Content-Length, else while streaming. Never holds more than
- * the limit; what was not read is left to the caller to discard.
+ * The bytes of large bodies being read and checked at once. A body is only
+ * known to come from a forge once it is read and its signature checked;
+ * twenty 25 MB bodies read at once would hold 500 MB before any of them
+ * is. So a body larger than SMALL_BODY_BYTES first reserves its size here,
+ * until its answer is sent; when the budget is spent it is answered 503
+ * with Retry-After (the forge delivers it again later) without being read.
+ * Small bodies never wait.
  */
-export function readBody(req: IncomingMessage, limitBytes: number): Promise<Buffer> {
+export class BodyBudget {
+  private used = 0;
+
+  constructor(readonly bytes: number) {}
+
+  /** Takes `n` bytes of the budget; false (and nothing taken) when they are not free. */
+  take(n: number): boolean {
+    if (this.used + n > this.bytes) return false;
+    this.used += n;
+    return true;
+  }
+
+  give(n: number): void {
+    this.used -= n;
+  }
+}
+
+export interface ReadBodyOptions {
+  /** Larger bodies are refused with 413: at once from Content-Length, else while streaming. */
+  limitBytes: number;
+  /** Where bodies over SMALL_BODY_BYTES reserve their size until `res` closes. None: no bound. */
+  budget?: BodyBudget;
+}
+
+/**
+ * Reads a request body, never holding more than the limit. What was not
+ * read (a refusal) is left to the caller to discard.
+ */
+export function readBody(req: IncomingMessage, res: ServerResponse, options: ReadBodyOptions): Promise<Buffer> {
+  const { limitBytes, budget } = options;
   const tooLarge = () => new WebhookError('payload_too_large', `the body is larger than ${formatBytes(limitBytes)}`);
-  const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > limitBytes) return Promise.reject(tooLarge());
+  const busy = () => new SlipwayError('busy', 'too many large webhook bodies are being read at once; retry later', { status: 503 });
+  const header = req.headers['content-length'];
+  const declared = header !== undefined && /^\d+$/.test(header) ? Number(header) : null;
+  if (declared !== null && declared > limitBytes) return Promise.reject(tooLarge());
+
+  let reserved = 0;
+  const reserve = (total: number): boolean => {
+    if (budget === undefined || total <= SMALL_BODY_BYTES || total <= reserved) return true;
+    if (!budget.take(total - reserved)) return false;
+    if (reserved === 0) res.once('close', () => budget.give(reserved));
+    reserved = total;
+    return true;
+  };
+  if (declared !== null && !reserve(declared)) return Promise.reject(busy());
 
   return new Promise((resolve, reject) => {
+    // A large body of known size (it holds its share of the budget) is copied into one
+    // buffer as it comes instead of being concatenated at the end: half the peak. Not a
+    // small one: a slow sender declaring 1 MB per connection would hold it for nothing.
+    let whole = declared !== null && reserved > 0 ? Buffer.allocUnsafe(declared) : null;
     const chunks: Buffer[] = [];
     let size = 0;
     const cleanup = () => {
@@ -21,20 +75,28 @@ export function readBody(req: IncomingMessage, limitBytes: number): Promise<Buff
       req.off('error', onError);
       req.off('aborted', onAborted);
     };
+    const refuse = (err: Error) => {
+      cleanup();
+      req.pause();
+      chunks.length = 0;
+      reject(err);
+    };
     const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limitBytes) {
-        cleanup();
-        req.pause();
-        chunks.length = 0;
-        reject(tooLarge());
-        return;
+      if (size + chunk.length > limitBytes) return refuse(tooLarge());
+      if (!reserve(size + chunk.length)) return refuse(busy());
+      if (whole !== null && size + chunk.length > whole.length) {
+        // More than declared (the HTTP parser does not let that happen): collect it all the plain way.
+        chunks.push(whole.subarray(0, size));
+        whole = null;
       }
-      chunks.push(chunk);
+      if (whole !== null) chunk.copy(whole, size);
+      else chunks.push(chunk);
+      size += chunk.length;
     };
     const onEnd = () => {
       cleanup();
-      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+      if (whole !== null) resolve(whole.subarray(0, size));
+      else resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
     };
     const onError = (err: Error) => {
       cleanup();

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '@slipway/core/run-command';
 import { freePort } from '@slipway/devstack/free-port';
 import { tempDir, testStack, uniqueName } from '@slipway/devstack/testing';
@@ -79,42 +79,87 @@ describe('the slipway-receiver bin', () => {
     expect(p.stderr()).not.toMatch(/\n\s+at /);
   });
 
-  it('listens where the config says, queues a push, and stops cleanly on SIGTERM', async () => {
-    const port = await freePort();
+  /** A config for one receiver on its own webhook and metrics ports, and its queue prefix (deleted after the test). */
+  async function receiverConfig(name: string, ports: { port: number; metrics: number }) {
     const prefix = uniqueName('bin');
-    const config = join(dir.path, 'good.yml');
+    prefixes.push(prefix);
+    const config = join(dir.path, `${name}.yml`);
     writeFileSync(config, [
       `redis: ${testStack().redis!.url}`,
       `queue: { prefix: ${prefix} }`,
-      `receiver: { host: 127.0.0.1, port: ${port} }`,
+      `receiver: { host: 127.0.0.1, port: ${ports.port}, metrics: "127.0.0.1:${ports.metrics}" }`,
       'apps:',
       '  hello:',
       '    repo: https://github.com/Codertocat/Hello-World.git',
       '    secret: ${HELLO_SECRET}',
       '',
     ].join('\n'));
-    const p = run(['--config', config], { HELLO_SECRET: SECRETS.hello });
-    try {
-      await waitFor('the receiver to listen', () => p.stdout().includes(`listening on http://127.0.0.1:${port}`), { timeoutMs: 20_000 });
-      const body = JSON.stringify(githubBranchPush());
-      const res = await fetch(`http://127.0.0.1:${port}/hooks/github`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': uniqueName('d'), 'x-hub-signature-256': githubSignature(body, SECRETS.hello) },
-        body,
-      });
-      expect(res.status).toBe(202);
-      expect(await res.json()).toEqual({ job: expect.any(String), app: 'hello' });
-      p.child.kill('SIGTERM');
-      expect(await p.exited).toBe(0);
-      expect(p.stdout()).toContain('"msg":"stopped"');
-      expect(p.stdout()).not.toContain(SECRETS.hello);
-    } finally {
-      p.child.kill('SIGKILL');
-      const redis = connectRedis(testStack().redis!.url, 'producer');
-      await new Promise((resolve) => redis.once('ready', resolve));
+    return config;
+  }
+  const prefixes: string[] = [];
+  const running: Array<ReturnType<typeof run>> = [];
+  afterEach(async () => {
+    for (const p of running.splice(0)) p.child.kill('SIGKILL');
+    const redis = connectRedis(testStack().redis!.url, 'producer');
+    await new Promise((resolve) => redis.once('ready', resolve));
+    for (const prefix of prefixes.splice(0)) {
       const keys = await redis.keys(`${prefix}:*`);
       if (keys.length) await redis.del(...keys);
-      redis.disconnect();
     }
+    redis.disconnect();
+  });
+
+  async function push(port: number, secret: string = SECRETS.hello) {
+    const body = JSON.stringify(githubBranchPush());
+    return fetch(`http://127.0.0.1:${port}/hooks/github`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': uniqueName('d'), 'x-hub-signature-256': githubSignature(body, secret) },
+      body,
+    });
+  }
+
+  it('listens where the config says, queues a push, serves /metrics on its own listener only, and stops cleanly on SIGTERM', async () => {
+    const [port, metrics] = [await freePort(), await freePort()];
+    const p = run(['--config', await receiverConfig('good', { port, metrics })], { HELLO_SECRET: SECRETS.hello });
+    running.push(p);
+    await waitFor('the receiver to listen', () => p.stdout().includes(`listening on http://127.0.0.1:${port}`), { timeoutMs: 20_000 });
+    const res = await push(port);
+    expect(res.status).toBe(202);
+    expect(await res.json()).toEqual({ job: expect.any(String), app: 'hello' });
+    expect((await push(port, 'a-wrong-secret-0123456789')).status).toBe(401);
+
+    const scrape = await waitFor('the metrics listener', () => fetch(`http://127.0.0.1:${metrics}/metrics`).catch(() => null), { timeoutMs: 10_000 });
+    expect(scrape.status).toBe(200);
+    const text = await scrape.text();
+    expect(text).toContain('slipway_webhooks_received_total{provider="github",outcome="queued"} 1');
+    expect(text).toContain('slipway_webhooks_received_total{provider="github",outcome="rejected_4xx"} 1');
+    expect(text).toContain('process_resident_memory_bytes');
+    // The webhook port faces the forges: it serves no metrics.
+    const onWebhookPort = await fetch(`http://127.0.0.1:${port}/metrics`);
+    expect(onWebhookPort.status).toBe(404);
+    expect(await onWebhookPort.text()).not.toContain('slipway_webhooks_received_total');
+
+    p.child.kill('SIGTERM');
+    expect(await p.exited).toBe(0);
+    expect(p.stdout()).toContain('"msg":"stopped"');
+    expect(p.stdout()).not.toContain(SECRETS.hello);
+  });
+
+  it('a second receiver whose metrics port is taken serves webhooks anyway, no metrics, and says so', async () => {
+    const metrics = await freePort();
+    const [first, second] = [await freePort(), await freePort()];
+    const a = run(['--config', await receiverConfig('first', { port: first, metrics })], { HELLO_SECRET: SECRETS.hello });
+    running.push(a);
+    await waitFor('the first receiver\'s metrics', () => fetch(`http://127.0.0.1:${metrics}/metrics`).then((r) => r.ok, () => false), { timeoutMs: 20_000 });
+    const b = run(['--config', await receiverConfig('second', { port: second, metrics })], { HELLO_SECRET: SECRETS.hello });
+    running.push(b);
+    await waitFor('the second receiver to listen', () => b.stdout().includes(`listening on http://127.0.0.1:${second}`), { timeoutMs: 20_000 });
+    await waitFor('the second receiver to say its metrics port is taken', () => b.stdout().includes(`metrics address 127.0.0.1:${metrics} is taken`), { timeoutMs: 5_000 });
+
+    expect((await push(second)).status).toBe(202);
+    expect((await fetch(`http://127.0.0.1:${second}/healthz`)).status).toBe(200);
+    // What the metrics port serves is the first receiver's: the second's push is not counted there.
+    expect(await (await fetch(`http://127.0.0.1:${metrics}/metrics`)).text()).not.toContain('outcome="queued"');
+    expect(b.child.exitCode).toBeNull();
   });
 });

@@ -6,6 +6,7 @@ import { createLogger } from '@slipway/core/logger';
 import { parseConfig } from '@slipway/config/load-config';
 import { testStack, uniqueName } from '@slipway/devstack/testing';
 import { startFakeForge, type FakeForge } from '@slipway/feedback/fake-forge';
+import { serveMetrics } from '@slipway/feedback/serve-metrics';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectReceiverRedis } from '../src/connect-receiver-redis.js';
 import { createReceiver } from '../src/create-receiver.js';
@@ -18,6 +19,8 @@ const quiet = createLogger({ name: 'test', level: 'silent' });
 
 interface World {
   url: string;
+  /** The metrics listener, as main.ts serves it on receiver.metrics. */
+  metricsUrl: string;
   queue: DeployQueue;
   feedback: ReceiverFeedback;
   close(): Promise<void>;
@@ -34,13 +37,16 @@ async function start(forge: FakeForge, retry = { attempts: 3, baseDelayMs: 100, 
   const feedback = createReceiverFeedback({ config, queue, logger: quiet, retry });
   const server: Server = createReceiver({ config, queue, logger: quiet, metrics: feedback.metrics, onQueued: feedback.onQueued }).listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
+  const metricsServer = (await serveMetrics(feedback.metrics.registry, '127.0.0.1:0', quiet, 'receiver'))!;
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    metricsUrl: `http://127.0.0.1:${(metricsServer.address() as AddressInfo).port}`,
     queue,
     feedback,
     async close() {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
+      await new Promise((resolve) => metricsServer.close(resolve));
       await feedback.close(200);
       const keys = await redis.keys(`${prefix}:*`);
       if (keys.length) await redis.del(...keys);
@@ -77,7 +83,7 @@ describe('the receiver\'s feedback: /metrics and pending commit statuses', () =>
     forge = undefined;
   });
 
-  it('counts webhooks by provider and outcome on GET /metrics, and posts pending for each queued job', async () => {
+  it('counts webhooks by provider and outcome on the metrics listener (not the webhook port), and posts pending for each queued job', async () => {
     forge = await startFakeForge({ provider: 'github', token: TOKEN });
     world = await start(forge);
     const delivery = randomUUID();
@@ -89,7 +95,7 @@ describe('the receiver\'s feedback: /metrics and pending commit statuses', () =>
     expect((await fetch(`${world.url}/hooks/bitbucket`, { method: 'POST', body: '{}' })).status).toBe(404);
     await world.feedback.idle();
 
-    const res = await fetch(`${world.url}/metrics`);
+    const res = await fetch(`${world.metricsUrl}/metrics`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     const text = await res.text();
@@ -100,7 +106,11 @@ describe('the receiver\'s feedback: /metrics and pending commit statuses', () =>
     expect(sample(text, 'slipway_webhooks_received_total{provider="unknown",outcome="rejected_4xx"}')).toBe(1);
     expect(sample(text, 'slipway_feedback_deliveries_total{target="github",outcome="delivered"}')).toBe(2);
     expect(text).toContain('process_cpu_user_seconds_total');
-    expect((await fetch(`${world.url}/metrics`, { method: 'POST' })).status).toBe(405);
+    expect((await fetch(`${world.metricsUrl}/metrics`, { method: 'POST' })).status).toBe(405);
+    // The webhook port faces the forges (compose publishes it): no metrics there.
+    const onWebhookPort = await fetch(`${world.url}/metrics`);
+    expect(onWebhookPort.status).toBe(404);
+    expect(await onWebhookPort.json()).toEqual({ error: 'not_found', message: 'no such endpoint' });
 
     const jobs = queued.body.jobs as Array<{ job: string; app: string }>;
     expect(forge.seen.map((s) => s.problems)).toEqual([[], []]);
@@ -132,6 +142,6 @@ describe('the receiver\'s feedback: /metrics and pending commit statuses', () =>
     for (const { job } of jobs) await world.queue.store.update(job, { state: 'active', startedAt: new Date().toISOString() });
     await world.feedback.idle();
     expect(forge.seen.map((s) => s.status)).toEqual([503, 503]);
-    expect(sample(await (await fetch(`${world.url}/metrics`)).text(), 'slipway_feedback_deliveries_total{target="github",outcome="dropped"}')).toBe(2);
+    expect(sample(await (await fetch(`${world.metricsUrl}/metrics`)).text(), 'slipway_feedback_deliveries_total{target="github",outcome="dropped"}')).toBe(2);
   });
 });

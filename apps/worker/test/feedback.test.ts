@@ -74,6 +74,8 @@ interface World {
   queue: DeployQueue;
   forge: FakeForge;
   receiverUrl: string;
+  /** The receiver's metrics listener (receiver.metrics): /metrics is not on its webhook port. */
+  receiverMetricsUrl: string;
   receiverFeedback: ReceiverFeedback;
   /** Push `after` of the app's repository as GitHub would (a fresh delivery id unless given). */
   push(after: string, before: string, delivery?: string): Promise<{ status: number; body: Record<string, unknown> }>;
@@ -110,10 +112,12 @@ async function feedbackWorld(options: { notifyUrl: string; health?: Record<strin
   const receiver = createReceiver({ config, queue, logger: quietLogger, metrics: receiverFeedback.metrics, onQueued: receiverFeedback.onQueued }).listen(0, '127.0.0.1');
   await new Promise((resolve) => receiver.once('listening', resolve));
   const receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+  const receiverMetrics = (await serveMetrics(receiverFeedback.metrics.registry, '127.0.0.1:0', quietLogger, 'receiver'))!;
+  const receiverMetricsUrl = `http://127.0.0.1:${(receiverMetrics.address() as AddressInfo).port}`;
   const workers: Array<{ worker: DeployWorker; metrics: Server | null }> = [];
 
   return {
-    app, repo, appUrl: `http://127.0.0.1:${listen}`, config, queue, forge, receiverUrl, receiverFeedback,
+    app, repo, appUrl: `http://127.0.0.1:${listen}`, config, queue, forge, receiverUrl, receiverMetricsUrl, receiverFeedback,
     async push(after, before, delivery = randomUUID()) {
       const payload = JSON.stringify({
         ref: 'refs/heads/master', before, after, created: false, deleted: false, compare: `${repository.html_url}/compare/${before.slice(0, 12)}...${after.slice(0, 12)}`,
@@ -143,6 +147,7 @@ async function feedbackWorld(options: { notifyUrl: string; health?: Record<strin
       }
       receiver.closeAllConnections();
       await new Promise((resolve) => receiver.close(resolve));
+      receiverMetrics.close();
       await receiverFeedback.close(500);
       const keys = await redis.keys(`${config.queue.prefix}:*`).catch(() => [] as string[]);
       if (keys.length) await redis.del(...keys).catch(() => {});
@@ -226,7 +231,7 @@ describe('feedback across real deploys: commit statuses, notifications, /metrics
     expect(notify.received.map((n) => n.event)).toEqual(['success', 'success', 'failure', 'recovery']);
     expect(notify.received.every((n) => n.verified)).toBe(true);
 
-    const receiverText = await scrape(world.receiverUrl);
+    const receiverText = await scrape(world.receiverMetricsUrl);
     expect(sample(receiverText, 'slipway_webhooks_received_total{provider="github",outcome="queued"}')).toBe(3);
     expect(sample(receiverText, 'slipway_webhooks_received_total{provider="github",outcome="duplicate"}')).toBe(1);
     const receiverStatuses = ['delivered', 'dropped'].map((o) => sample(receiverText, `slipway_feedback_deliveries_total{target="github",outcome="${o}"}`));

@@ -6,10 +6,11 @@ import type { Registry } from 'prom-client';
 /**
  * Serves `GET /metrics` from `registry` on `address` (`host:port`, port 0
  * for any). Resolves with the server once it listens, or null when the
- * address is taken (a second worker on the machine): that process serves
- * no metrics, and says so once. Other listen errors reject.
+ * address is taken (a second worker or receiver on the machine): that
+ * process serves no metrics, and says so once. Other listen errors reject.
+ * `what` names the process in that message (default `worker`).
  */
-export async function serveMetrics(registry: Registry, address: string, logger: Logger): Promise<Server | null> {
+export async function serveMetrics(registry: Registry, address: string, logger: Logger, what = 'worker'): Promise<Server | null> {
   const split = address.lastIndexOf(':');
   const host = address.slice(0, split).replace(/^\[|\]$/g, '');
   const port = Number(address.slice(split + 1));
@@ -35,7 +36,7 @@ export async function serveMetrics(registry: Registry, address: string, logger: 
   return new Promise((resolve, reject) => {
     server.once('error', (err: NodeJS.ErrnoException) => {
       if (err.code !== 'EADDRINUSE') return reject(err);
-      logger.warn({ address }, `metrics address ${address} is taken (another worker?); this one serves no metrics`);
+      logger.warn({ address }, `metrics address ${address} is taken (another ${what}?); this one serves no metrics`);
       resolve(null);
     });
     server.listen(port, host, () => {

@@ -1,64 +1,57 @@
+import { isUtf8 } from 'node:buffer';
 import type { MediaType } from './webhook-media-type.js';
 import type { Provider } from './provider.js';
+import { scanRepositoryIdentity, type RepositoryIdentity } from './repository-identity.js';
 import { WebhookError } from './webhook-error.js';
 
+/**
+ * A webhook body, checked to be one JSON object (UTF-8, as JSON or in
+ * `payload=` of a form) but not built: until its signature is checked, it
+ * costs no more memory than its bytes.
+ */
 export interface DecodedBody {
-  /** The parsed JSON document (an object). Unverified until the signature is checked. */
-  payload: Record<string, unknown>;
+  /** The repository the body says it is about (unverified), or null when it names none. */
+  identity: RepositoryIdentity | null;
   /**
    * Exactly the bytes the forge signed, as text: the raw body, except for
    * Gitea's form encoding, whose HMAC covers the JSON inside `payload=`.
    * Decoding is strict UTF-8, so this text encodes back to the same bytes.
    */
-  signed: string;
+  signed(): string;
+  /**
+   * The parsed JSON document (an object). Call it only once the signature
+   * verified: building the document is what an unverified body must not
+   * be able to make the receiver do.
+   */
+  payload(): Record<string, unknown>;
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
+const PAYLOAD = Buffer.from('payload');
 
-/** Turns a raw webhook body into its JSON payload and the text its signature covers. */
+/**
+ * Checks a raw webhook body and reads the repository it names, without
+ * parsing it; throws WebhookError (400) when it is not UTF-8, not a
+ * `payload=` form where one is expected, not JSON or not a JSON object.
+ */
 export function decodeWebhookBody(provider: Provider, media: MediaType, raw: Uint8Array): DecodedBody {
-  const text = strictUtf8(raw, 'the body');
-  if (media === 'json') return { payload: parseObject(text), signed: text };
+  if (!isUtf8(raw)) throw new WebhookError('invalid_payload', 'the body is not valid UTF-8');
+  const json = media === 'json' ? raw : formPayload(raw);
+  if (json !== raw && !isUtf8(json)) throw new WebhookError('invalid_payload', 'the payload field is not valid UTF-8');
+  const scanned = scanRepositoryIdentity(provider, json);
+  if (scanned.kind === 'invalid') throw new WebhookError('invalid_payload', 'the body is not valid JSON');
+  if (scanned.kind === 'not_object') throw new WebhookError('invalid_payload', 'the body must be a JSON object');
 
-  const fields = text.split('&').filter((pair) => pair !== '');
-  const payloads = fields.filter((pair) => unescapeBuffer(pair.split('=', 1)[0]!).toString('latin1') === 'payload');
-  if (payloads.length !== 1 || fields.length !== 1) {
-    throw new WebhookError('invalid_payload', 'a form-encoded body must hold exactly one field, payload=<JSON>');
-  }
-  const pair = payloads[0]!;
-  const json = strictUtf8(unescapeBuffer(pair.slice(pair.indexOf('=') + 1)), 'the payload field');
+  let jsonText: string | undefined;
+  let rawText: string | undefined;
+  const text = () => (jsonText ??= utf8.decode(json));
   // GitHub signs the body as sent; Gitea, Forgejo and Gogs sign the JSON before form-encoding it.
-  return { payload: parseObject(json), signed: provider === 'github' ? text : json };
-}
-
-/** Form-decodes one `application/x-www-form-urlencoded` component to its bytes (`+` is a space). */
-function unescapeBuffer(component: string): Buffer {
-  const bytes: number[] = [];
-  for (let i = 0; i < component.length; i++) {
-    const c = component.charCodeAt(i);
-    if (c === 0x25 /* % */ && /^[0-9A-Fa-f]{2}$/.test(component.slice(i + 1, i + 3))) {
-      bytes.push(parseInt(component.slice(i + 1, i + 3), 16));
-      i += 2;
-    } else if (c === 0x2b /* + */) {
-      bytes.push(0x20);
-    } else if (c < 0x80) {
-      bytes.push(c);
-    } else {
-      // Raw non-ASCII in a form body: keep its UTF-8 bytes.
-      const char = String.fromCodePoint(component.codePointAt(i)!);
-      bytes.push(...Buffer.from(char, 'utf8'));
-      i += char.length - 1;
-    }
-  }
-  return Buffer.from(bytes);
-}
-
-function strictUtf8(bytes: Uint8Array, what: string): string {
-  try {
-    return utf8.decode(bytes);
-  } catch {
-    throw new WebhookError('invalid_payload', `${what} is not valid UTF-8`);
-  }
+  const signed = media === 'form' && provider === 'github' ? () => (rawText ??= utf8.decode(raw)) : text;
+  return {
+    identity: scanned.identity,
+    signed,
+    payload: () => parseObject(text()),
+  };
 }
 
 function parseObject(text: string): Record<string, unknown> {
@@ -66,10 +59,58 @@ function parseObject(text: string): Record<string, unknown> {
   try {
     value = JSON.parse(text);
   } catch {
+    // Not expected (the scan accepts exactly what JSON.parse accepts); if it happens, the body is at fault, not the receiver.
     throw new WebhookError('invalid_payload', 'the body is not valid JSON');
   }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new WebhookError('invalid_payload', 'the body must be a JSON object');
-  }
   return value as Record<string, unknown>;
+}
+
+/**
+ * The bytes of the one field of an `application/x-www-form-urlencoded`
+ * body, which must be `payload`; empty fields (`&&`) are ignored.
+ */
+function formPayload(raw: Uint8Array): Uint8Array {
+  let field: [number, number] | null = null;
+  let fields = 0;
+  for (let start = 0; start <= raw.length;) {
+    let end = raw.indexOf(0x26 /* & */, start);
+    if (end < 0) end = raw.length;
+    if (end > start) {
+      fields++;
+      field = [start, end];
+    }
+    start = end + 1;
+  }
+  const refuse = () => new WebhookError('invalid_payload', 'a form-encoded body must hold exactly one field, payload=<JSON>');
+  if (fields !== 1) throw refuse();
+  const [start, end] = field!;
+  const equals = raw.subarray(start, end).indexOf(0x3d /* = */);
+  const nameEnd = equals < 0 ? end : start + equals;
+  // Each byte of a name is at most 3 characters (%XX): a longer name cannot decode to "payload".
+  if (nameEnd - start > 3 * PAYLOAD.length || !formDecode(raw, start, nameEnd).equals(PAYLOAD)) throw refuse();
+  // A field without "=" is all name: its value is then the whole field, which is no JSON.
+  return formDecode(raw, equals < 0 ? start : nameEnd + 1, end);
+}
+
+/** Form-decodes raw[start, end) to its bytes: `%XX` is a byte, `+` a space, anything else itself. */
+function formDecode(raw: Uint8Array, start: number, end: number): Buffer {
+  const out = Buffer.allocUnsafe(end - start);
+  let o = 0;
+  for (let i = start; i < end; i++) {
+    const c = raw[i]!;
+    if (c === 0x25 /* % */ && i + 2 < end && hexValue(raw[i + 1]!) >= 0 && hexValue(raw[i + 2]!) >= 0) {
+      out[o++] = hexValue(raw[i + 1]!) * 16 + hexValue(raw[i + 2]!);
+      i += 2;
+    } else {
+      out[o++] = c === 0x2b /* + */ ? 0x20 : c;
+    }
+  }
+  return out.subarray(0, o);
+}
+
+function hexValue(c: number): number {
+  if (c >= 0x30 && c <= 0x39) return c - 0x30;
+  if (c >= 0x41 && c <= 0x46) return c - 0x37;
+  if (c >= 0x61 && c <= 0x66) return c - 0x57;
+  return -1;
 }

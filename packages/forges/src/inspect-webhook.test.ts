@@ -46,6 +46,7 @@ describe('inspectWebhook with the @octokit/webhooks-examples payloads', () => {
       pusher: 'Codertocat',
       message: 'Initial commit',
       compareUrl: 'https://github.com/Codertocat/Hello-World/commit/6113728f27ae82c7b1a177c8d03f9e96e0adf246',
+      forced: false,
     });
   });
 

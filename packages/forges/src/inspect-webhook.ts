@@ -9,7 +9,7 @@ import { pushIgnoreReason } from './push-ignore-reason.js';
 import { readPushFields } from './read-push-fields.js';
 import type { Provider } from './provider.js';
 import type { WebhookHeaders } from './read-webhook-headers.js';
-import { repositoryIdentity, type RepositoryIdentity } from './repository-identity.js';
+import type { RepositoryIdentity } from './repository-identity.js';
 import { verifySignature } from './verify-signature.js';
 import type { MediaType } from './webhook-media-type.js';
 import { WebhookError } from './webhook-error.js';
@@ -34,9 +34,10 @@ export type WebhookDecision<A extends WebhookApp> =
 
 /**
  * Decides what a webhook request means, in order: event header (anything but
- * a push or ping is dropped unread) → body → repository → apps of that
- * repository (404) → signature with those apps' secrets (401; only apps
- * whose secret verified go on) → ping, tag, deletion → validated push (400)
+ * a push or ping is dropped unread) → body (checked, and the repository it
+ * names read without parsing it) → apps of that repository (404) →
+ * signature with those apps' secrets (401; only apps whose secret verified
+ * go on) → ping → the body parsed → tag, deletion → validated push (400)
  * → apps of that branch. Throws WebhookError for every refusal. No I/O.
  * After the signature, every web address the payload gives for its
  * repository must be on the host the configuration names for the app
@@ -49,8 +50,9 @@ export async function inspectWebhook<A extends WebhookApp>(input: InspectWebhook
   const event = classifyEvent(headers.provider, headers.event);
   if (event.kind === 'ignored') return event;
 
-  const { payload, signed } = decodeWebhookBody(headers.provider, input.media, input.body);
-  const identity = repositoryIdentity(headers.provider, payload);
+  // Read without being parsed: only a body whose signature verifies is built into a document.
+  const body = decodeWebhookBody(headers.provider, input.media, input.body);
+  const identity = body.identity;
   if (identity === null) {
     // An organisation-level ping names no repository: there is no secret to check it with.
     if (event.kind === 'ping') return { kind: 'ignored', reason: 'ping', message: 'pong' };
@@ -59,11 +61,11 @@ export async function inspectWebhook<A extends WebhookApp>(input: InspectWebhook
   const candidates = matchApps(input.apps, identity);
   if (candidates.length === 0) throw new WebhookError('no_app', 'no app is configured for this repository');
 
-  const verified = await appsWithValidSignature(headers, signed, candidates);
+  const verified = await appsWithValidSignature(headers, body.signed(), candidates);
   if (event.kind === 'ping') return { kind: 'ignored', reason: 'ping', message: 'pong' };
   for (const app of verified) assertConfiguredHost(app, headers.provider, identity, input.forges ?? NO_FORGES);
 
-  const fields = readPushFields(headers.provider, payload);
+  const fields = readPushFields(headers.provider, body.payload());
   const ignored = pushIgnoreReason(fields);
   if (ignored) return { kind: 'ignored', ...ignored };
   const push = normalisePush(headers.provider, headers.delivery, fields);

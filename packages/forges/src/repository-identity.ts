@@ -1,3 +1,4 @@
+import { scanJsonFields, type WantedFields } from './json-field-scan.js';
 import type { Provider } from './provider.js';
 
 /**
@@ -11,6 +12,7 @@ export interface RepositoryIdentity {
   urls: string[];
 }
 
+const MAX_NAME = 255;
 const MAX_URL = 2048;
 const MAX_URLS = 8;
 
@@ -21,17 +23,45 @@ const FIELDS: Record<Provider, { container: string[]; fullName: string; urls: st
   gitlab: { container: ['project', 'repository'], fullName: 'path_with_namespace', urls: ['git_http_url', 'git_ssh_url', 'web_url', 'http_url', 'ssh_url', 'homepage', 'url'] },
 };
 
-/** The repository a payload names, or null when it names none. */
+/** The same fields, as the scanner of unparsed bodies wants them. */
+const wanted = (f: (typeof FIELDS)[Provider]): WantedFields => ({ containers: f.container, fields: [f.fullName, ...f.urls], maxLength: Math.max(MAX_NAME, MAX_URL) });
+const WANTED: Record<Provider, WantedFields> = { github: wanted(FIELDS.github), gitea: wanted(FIELDS.gitea), gitlab: wanted(FIELDS.gitlab) };
+
+/** What reading an unparsed body found: not JSON, JSON but not an object, or the repository it names (null: none). */
+export type ScannedIdentity = { kind: 'invalid' } | { kind: 'not_object' } | { kind: 'object'; identity: RepositoryIdentity | null };
+
+/** The repository a parsed payload names, or null when it names none. */
 export function repositoryIdentity(provider: Provider, payload: Record<string, unknown>): RepositoryIdentity | null {
+  return identityOf(provider, (key) => {
+    const container = payload[key];
+    return typeof container === 'object' && container !== null && !Array.isArray(container) ? (container as Record<string, unknown>) : null;
+  });
+}
+
+/**
+ * The repository a JSON body names, read without parsing the body (see
+ * json-field-scan.ts), which is validated as JSON on the way. Gives the
+ * same identity as `repositoryIdentity` of the parsed body. `json` must be
+ * valid UTF-8.
+ */
+export function scanRepositoryIdentity(provider: Provider, json: Uint8Array): ScannedIdentity {
+  const scan = scanJsonFields(json, WANTED[provider]);
+  if (scan.kind !== 'object') return scan;
+  return { kind: 'object', identity: identityOf(provider, (key) => {
+    const fields = scan.containers.get(key);
+    return fields ? Object.fromEntries(fields) : null;
+  }) };
+}
+
+function identityOf(provider: Provider, container: (key: string) => Record<string, unknown> | null): RepositoryIdentity | null {
   const fields = FIELDS[provider];
   let fullName: string | null = null;
   const urls: string[] = [];
   for (const key of fields.container) {
-    const container = payload[key];
-    if (typeof container !== 'object' || container === null || Array.isArray(container)) continue;
-    const record = container as Record<string, unknown>;
+    const record = container(key);
+    if (record === null) continue;
     const name = record[fields.fullName];
-    if (fullName === null && typeof name === 'string' && name.length > 0 && name.length <= 255) fullName = name;
+    if (fullName === null && typeof name === 'string' && name.length > 0 && name.length <= MAX_NAME) fullName = name;
     for (const field of fields.urls) {
       const url = record[field];
       if (typeof url === 'string' && url.length > 0 && url.length <= MAX_URL && !urls.includes(url) && urls.length < MAX_URLS) urls.push(url);
