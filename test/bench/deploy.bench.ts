@@ -83,7 +83,7 @@ describe('bench: push to live', () => {
     const configFile = writeTestConfig(join(tmp.path, 'slipway.yml'), {
       stack: testStack(), nginx, prefix: uniqueName('bench'), workdir: join(tmp.path, 'work'),
       apps: { [app]: { repo: described.cloneUrl, secret: SECRET, replicas: 2, listen: `127.0.0.1:${listen}`, drain_s: 2, stop_timeout_s: 3, health: { interval_ms: 50 } } },
-      extra: { receiver: { host: '127.0.0.1', port: receiverPort } },
+      extra: { receiver: { host: '127.0.0.1', port: receiverPort, metrics: `127.0.0.1:${await freePort()}` } },
     });
     const config = loadConfig({ path: configFile, env: {} });
     const redis = connectRedis(config.redis, 'producer');

@@ -43,7 +43,7 @@ describe('push to live, all real', () => {
     const configFile = writeTestConfig(join(tmp.path, 'slipway.yml'), {
       stack: testStack(), nginx, prefix: uniqueName('e2e'), workdir: join(tmp.path, 'work'),
       apps: { [app]: { repo: described.cloneUrl, secret: SECRET, replicas: 2, listen: `127.0.0.1:${listen}`, drain_s: 2, stop_timeout_s: 3, health: { interval_ms: 100 } } },
-      extra: { receiver: { host: '127.0.0.1', port: receiverPort } },
+      extra: { receiver: { host: '127.0.0.1', port: receiverPort, metrics: `127.0.0.1:${await freePort()}` } },
     });
     const config = loadConfig({ path: configFile, env: {} });
     redis = connectRedis(config.redis, 'producer');

@@ -130,7 +130,8 @@ async function startSlipway(
     redis: stack.redis!.url,
     etcd: [stack.etcd!.url],
     workdir: join(root, 'work'),
-    receiver: { host: '127.0.0.1', port: receiverPort },
+    receiver: { host: '127.0.0.1', port: receiverPort, metrics: `127.0.0.1:${await portNear(3003)}` },
+    worker: { metrics: `127.0.0.1:${await portNear(3002)}` },
     // A local demo keeps its secrets in its own 0600 config; production configs use ${VAR}.
     dashboard: { host: '127.0.0.1', port: dashboardPort, token },
     nginx: { conf_dir: stack.nginx!.confDir, check_cmd: stack.nginx!.checkCmd, reload_cmd: stack.nginx!.reloadCmd },
