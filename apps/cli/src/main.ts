@@ -35,7 +35,6 @@ Global options: --config PATH (else $SLIPWAY_CONFIG, else ./slipway.yml), --json
 Exit status: 0 success, 1 the operation failed, 2 usage or configuration error.`;
 
 /** Codes that mean "you asked for something that does not exist or makes no sense": exit 2. */
-const USER_ERRORS = new Set(['usage', 'config_invalid', 'unknown_app', 'unknown_job', 'unknown_ref', 'invalid_ref', 'ambiguous_ref', 'invalid_input']);
 
 /** Runs one command line; returns the exit status. Never throws. */
 export async function main(argv: string[], env: NodeJS.ProcessEnv, terminal: Terminal = processTerminal): Promise<number> {
@@ -89,7 +88,7 @@ function report(terminal: Terminal, err: unknown, usage: string): number {
     terminal.err(`slipway: ${err.message.split('\n')[0]}`);
     return 1;
   }
-  if (isSlipwayError(err) && USER_ERRORS.has(err.code)) {
+  if (isSlipwayError(err) && err.fault === 'request') {
     terminal.err(`slipway: ${err.message}${err.code === 'unknown_app' ? '' : `\n${usage}`}`);
     return 2;
   }

@@ -6,7 +6,7 @@ import { SlipwayError } from '@slipway/core/slipway-error';
  */
 export class MissingTokenError extends SlipwayError {
   constructor(file: string | null) {
-    super('dashboard_token_missing', `${file ?? 'config'}: dashboard.token: required to start the dashboard (for example token: \${SLIPWAY_DASHBOARD_TOKEN}); every page and API call needs it`);
+    super('dashboard_token_missing', `${file ?? 'config'}: dashboard.token: required to start the dashboard (for example token: \${SLIPWAY_DASHBOARD_TOKEN}); every page and API call needs it`, { fault: 'request' });
     this.name = 'MissingTokenError';
   }
 }

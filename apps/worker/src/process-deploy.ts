@@ -2,7 +2,7 @@ import { realpath, rm } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import { scrubSecrets } from '@slipway/core/logger';
-import { firstLine, isSlipwayError, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
+import { firstLine, isRetryable, isSlipwayError, SlipwayError } from '@slipway/core/slipway-error';
 import { appConfig } from '@slipway/config/app-config';
 import { checkout } from '@slipway/build/checkout';
 import { recentHistory } from '@slipway/build/resolve-ref';
@@ -206,14 +206,14 @@ async function settleFailure(ctx: DeployContext, job: Job, record: JobRecord, lo
   const id = record.id;
   // The one free-text field of a job: shown in lists, the dashboard, commit statuses and notifications.
   const message = scrubSecrets(firstLine(err), ctx.secrets);
-  if ((isSlipwayError(err, 'cancelled') || signal.aborted) && !(err instanceof UnavailableError)) {
+  if ((isSlipwayError(err, 'cancelled') || signal.aborted) && !isRetryable(err)) {
     log.write('cancelled: nothing of this deploy went live');
     await log.flush();
     ctx.feedback?.finished(await ctx.store.finish(id, 'cancelled', { error: 'cancelled by request' }));
     return { cancelled: true };
   }
   const attempts = job.opts.attempts ?? 1;
-  const retryable = err instanceof UnavailableError;
+  const retryable = isRetryable(err);
   log.write(`error: ${err instanceof Error ? err.message : String(err)}`);
   if (retryable && job.attemptsMade + 1 < attempts) {
     const delay = (job.opts.backoff as { delay?: number } | undefined)?.delay ?? 0;

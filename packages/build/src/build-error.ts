@@ -21,7 +21,7 @@ export class BuildError extends SlipwayError {
   readonly output: readonly string[];
 
   constructor(message: string, details: { step?: FailedStep; exitCode?: number; output?: readonly string[]; cause?: unknown } = {}) {
-    super('build_failed', message, { cause: details.cause });
+    super('build_failed', message, { cause: details.cause, fault: 'commit' });
     this.name = 'BuildError';
     this.step = details.step;
     this.exitCode = details.exitCode;

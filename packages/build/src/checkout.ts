@@ -71,7 +71,7 @@ export async function checkout(options: CheckoutOptions): Promise<Checkout> {
       } else {
         await cache.fetchBranches();
         if (!(await cache.hasCommit(sha)) && !(await cache.fetchCommit(sha))) {
-          throw new SlipwayError('sha_not_found', `commit ${sha} is not in ${cache.repo.url}`);
+          throw new SlipwayError('sha_not_found', `commit ${sha} is not in ${cache.repo.url}`, { fault: 'commit' });
         }
       }
       await cache.git.run(['worktree', 'add', '--detach', '--quiet', '--', dir, sha], { action: 'worktree add', stream: true });

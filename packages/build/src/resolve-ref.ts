@@ -55,10 +55,10 @@ async function resolveIn(cache: RepoCache, branch: string | null, commit: string
       if ((await cache.git.probe(['cat-file', '-t', '--end-of-options', id])) === 'commit') candidates.push(id);
     }
     if (candidates.length > 1) {
-      throw new SlipwayError('ambiguous_ref', `commit id ${commit} is ambiguous in ${cache.repo.url}: ${candidates.slice(0, 5).map((s) => s.slice(0, 12)).join(', ')}`);
+      throw new SlipwayError('ambiguous_ref', `commit id ${commit} is ambiguous in ${cache.repo.url}: ${candidates.slice(0, 5).map((s) => s.slice(0, 12)).join(', ')}`, { fault: 'request' });
     }
   }
-  throw new SlipwayError('unknown_ref', `${branch !== null ? `branch ${branch}` : `commit ${commit}`} not found in ${cache.repo.url}`);
+  throw new SlipwayError('unknown_ref', `${branch !== null ? `branch ${branch}` : `commit ${commit}`} not found in ${cache.repo.url}`, { fault: 'request' });
 }
 
 /** How many ancestors of a live commit are remembered as stale (see {@link recentHistory}). */

@@ -6,7 +6,7 @@ export function appConfig(config: SlipwayConfig, name: string): AppConfig {
   const app = config.apps[name];
   if (!app) {
     const known = Object.keys(config.apps);
-    throw new SlipwayError('unknown_app', `unknown app ${JSON.stringify(name)}${known.length ? ` (configured: ${known.join(', ')})` : ' (no apps configured)'}`, { status: 404 });
+    throw new SlipwayError('unknown_app', `unknown app ${JSON.stringify(name)}${known.length ? ` (configured: ${known.join(', ')})` : ' (no apps configured)'}`, { status: 404, fault: 'request' });
   }
   return app;
 }

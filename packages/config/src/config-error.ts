@@ -7,7 +7,7 @@ export class ConfigError extends SlipwayError {
 
   constructor(file: string | null, problems: readonly string[]) {
     const where = file ?? 'config';
-    super('config_invalid', problems.map((p) => `${where}: ${p}`).join('\n'));
+    super('config_invalid', problems.map((p) => `${where}: ${p}`).join('\n'), { fault: 'request' });
     this.name = 'ConfigError';
     this.file = file;
     this.problems = problems;

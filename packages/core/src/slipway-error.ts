@@ -1,24 +1,55 @@
 /**
+ * Whose fault a failure is, which decides what users are told:
+ * - `commit`: what was pushed does not deploy (its build fails, its
+ *   containers never get healthy, nginx rejects its config): a commit
+ *   status of `failure`; pushing it again will not help.
+ * - `request`: what was asked for does not exist or is not allowed (an
+ *   unknown app, job or ref; bad input): the CLI exits 2, a forge is told
+ *   `failure`.
+ * - `slipway`: Slipway could not do its part (a dependency unreachable,
+ *   nginx would not reload, a bug): a commit status of `error`; trying
+ *   again later may work.
+ */
+export type Fault = 'commit' | 'request' | 'slipway';
+
+export interface SlipwayErrorOptions {
+  /** HTTP status, where one applies. */
+  status?: number;
+  cause?: unknown;
+  /** Default `slipway`. */
+  fault?: Fault;
+  /** Whether the same operation, tried again as it is, may succeed (a lost connection). Default false. */
+  retryable?: boolean;
+}
+
+/**
  * The one error type Slipway throws on purpose. `code` is stable and is what
- * callers branch on; `status` is the HTTP status where one applies. Messages
- * are for people and may change.
+ * callers branch on; `status` is the HTTP status where one applies; `fault`
+ * and `retryable` are the facts every consumer needs (commit statuses, the
+ * worker's retries, the CLI's exit code), carried by the error so that no
+ * consumer keeps its own list of codes. Messages are for people and may
+ * change.
  */
 export class SlipwayError extends Error {
   readonly code: string;
   readonly status: number | undefined;
+  readonly fault: Fault;
+  readonly retryable: boolean;
 
-  constructor(code: string, message: string, options: { status?: number; cause?: unknown } = {}) {
+  constructor(code: string, message: string, options: SlipwayErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'SlipwayError';
     this.code = code;
     this.status = options.status;
+    this.fault = options.fault ?? 'slipway';
+    this.retryable = options.retryable ?? false;
   }
 }
 
 /** Bad input from a user, a config file or a request: never worth retrying. */
 export class InvalidInputError extends SlipwayError {
   constructor(message: string, options: { status?: number; code?: string } = {}) {
-    super(options.code ?? 'invalid_input', message, { status: options.status ?? 400 });
+    super(options.code ?? 'invalid_input', message, { status: options.status ?? 400, fault: 'request' });
     this.name = 'InvalidInputError';
   }
 }
@@ -31,7 +62,7 @@ export class UnavailableError extends SlipwayError {
   readonly service: string;
 
   constructor(service: string, message: string, options: { cause?: unknown } = {}) {
-    super('unavailable', message, { status: 503, cause: options.cause });
+    super('unavailable', message, { status: 503, cause: options.cause, retryable: true });
     this.name = 'UnavailableError';
     this.service = service;
   }
@@ -39,6 +70,11 @@ export class UnavailableError extends SlipwayError {
 
 export function isSlipwayError(err: unknown, code?: string): err is SlipwayError {
   return err instanceof SlipwayError && (code === undefined || err.code === code);
+}
+
+/** Whether trying the same thing again may work: only a SlipwayError that says so. */
+export function isRetryable(err: unknown): boolean {
+  return err instanceof SlipwayError && err.retryable;
 }
 
 /** First line of an error's message, the form shown in job lists. */

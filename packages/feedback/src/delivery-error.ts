@@ -7,15 +7,13 @@ import { SlipwayError } from '@slipway/core/slipway-error';
  * never hold a token, a secret or a URL's credentials.
  */
 export class DeliveryError extends SlipwayError {
-  readonly retryable: boolean;
   readonly httpStatus: number | undefined;
   /** Milliseconds the target asked us to wait (Retry-After), when it did. */
   readonly retryAfterMs: number | undefined;
 
   constructor(message: string, options: { retryable: boolean; httpStatus?: number; retryAfterMs?: number; cause?: unknown }) {
-    super('delivery_failed', message, { cause: options.cause });
+    super('delivery_failed', message, { cause: options.cause, retryable: options.retryable });
     this.name = 'DeliveryError';
-    this.retryable = options.retryable;
     this.httpStatus = options.httpStatus;
     this.retryAfterMs = options.retryAfterMs;
   }

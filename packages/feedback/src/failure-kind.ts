@@ -11,11 +11,7 @@ import { SlipwayError } from '@slipway/core/slipway-error';
  */
 export type FailureKind = 'failure' | 'error';
 
-const COMMIT_FAILURES: ReadonlySet<string> = new Set([
-  'build_failed', 'health_failed', 'container_start_failed', 'nginx_check_failed', 'template_invalid',
-  'image_not_found', 'release_not_found', 'sha_not_found', 'unknown_ref', 'ambiguous_ref',
-]);
-
+/** The error says whose fault it was (see `Fault`): anything but Slipway's own is the commit's `failure`. */
 export function failureKind(err: unknown): FailureKind {
-  return err instanceof SlipwayError && COMMIT_FAILURES.has(err.code) ? 'failure' : 'error';
+  return err instanceof SlipwayError && err.fault !== 'slipway' ? 'failure' : 'error';
 }

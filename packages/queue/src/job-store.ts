@@ -238,7 +238,7 @@ export class JobStore {
 
   async mustGet(id: string): Promise<JobRecord> {
     const record = await this.get(id);
-    if (!record) throw new SlipwayError('unknown_job', `no job ${JSON.stringify(id)}`, { status: 404 });
+    if (!record) throw new SlipwayError('unknown_job', `no job ${JSON.stringify(id)}`, { status: 404, fault: 'request' });
     return record;
   }
 

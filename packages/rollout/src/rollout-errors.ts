@@ -7,8 +7,8 @@ import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
  * registrar unreachable; retry later),
  * NginxCheckError (`nginx_check_failed`), NginxReloadError
  * (`nginx_reload_failed`) and TemplateError (`template_invalid`) from
- * @slipway/router. Only `unavailable` and `lock_timeout` are worth retrying
- * as they are.
+ * @slipway/router. Each says whose fault it is and whether retrying may
+ * help (only `unavailable` and `lock_timeout` may).
  */
 
 /** A new container exited, or never answered 2xx on `health.path` in time. */
@@ -18,7 +18,7 @@ export class HealthCheckError extends SlipwayError {
   readonly logTail: string;
 
   constructor(containerId: string, reason: string, logTail: string) {
-    super('health_failed', `container ${containerId.slice(0, 12)} ${reason}${logTail ? `; last lines of its log:\n${logTail}` : ' (its log is empty)'}`);
+    super('health_failed', `container ${containerId.slice(0, 12)} ${reason}${logTail ? `; last lines of its log:\n${logTail}` : ' (its log is empty)'}`, { fault: 'commit' });
     this.name = 'HealthCheckError';
     this.containerId = containerId;
     this.logTail = logTail;
@@ -65,7 +65,7 @@ export class AddressPoolExhaustedError extends SlipwayError {
 export class LockTimeoutError extends SlipwayError {
   /** `lock` names it: `the rollout lock of <app>`. */
   constructor(lock: string, waitedMs: number, holder: string) {
-    super('lock_timeout', `gave up waiting ${Math.round(waitedMs / 1000)} s for ${lock} (held by ${holder})`);
+    super('lock_timeout', `gave up waiting ${Math.round(waitedMs / 1000)} s for ${lock} (held by ${holder})`, { retryable: true });
     this.name = 'LockTimeoutError';
   }
 }
@@ -73,7 +73,7 @@ export class LockTimeoutError extends SlipwayError {
 /** No release matches what a rollback asked for. */
 export class ReleaseNotFoundError extends SlipwayError {
   constructor(message: string) {
-    super('release_not_found', message, { status: 404 });
+    super('release_not_found', message, { status: 404, fault: 'request' });
     this.name = 'ReleaseNotFoundError';
   }
 }
@@ -81,7 +81,7 @@ export class ReleaseNotFoundError extends SlipwayError {
 /** The image to run does not exist on the Docker host (a rollback to a pruned image, a typo in --image). */
 export class ImageNotFoundError extends SlipwayError {
   constructor(image: string) {
-    super('image_not_found', `image ${image} does not exist on the Docker host`, { status: 404 });
+    super('image_not_found', `image ${image} does not exist on the Docker host`, { status: 404, fault: 'commit' });
     this.name = 'ImageNotFoundError';
   }
 }
@@ -89,7 +89,7 @@ export class ImageNotFoundError extends SlipwayError {
 /** Docker refused to create or start a container (a bad image, a port clash…). */
 export class ContainerStartError extends SlipwayError {
   constructor(message: string, options: { cause?: unknown } = {}) {
-    super('container_start_failed', message, options);
+    super('container_start_failed', message, { ...options, fault: 'commit' });
     this.name = 'ContainerStartError';
   }
 }

@@ -22,7 +22,7 @@ export class NginxCheckError extends SlipwayError {
   readonly output: string;
 
   constructor(app: string, output: string, options: { cause?: unknown } = {}) {
-    super('nginx_check_failed', `nginx rejected the candidate config for ${app}${output ? `:\n${output}` : ''}`, options);
+    super('nginx_check_failed', `nginx rejected the candidate config for ${app}${output ? `:\n${output}` : ''}`, { ...options, fault: 'commit' });
     this.name = 'NginxCheckError';
     this.output = output;
   }
@@ -39,7 +39,7 @@ export class NginxReloadError extends SlipwayError {
 /** An app's own template cannot be read or uses an unknown placeholder. */
 export class TemplateError extends SlipwayError {
   constructor(message: string) {
-    super('template_invalid', message);
+    super('template_invalid', message, { fault: 'commit' });
     this.name = 'TemplateError';
   }
 }
