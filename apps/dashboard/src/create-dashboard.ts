@@ -11,7 +11,7 @@ import type { DeployQueue } from '@slipway/queue/deploy-queue';
 import { withRedis } from '@slipway/queue/redis-errors';
 import { appsApi } from './apps-api.js';
 import { csrfGuard } from './csrf-guard.js';
-import { errorResponse } from './error-response.js';
+import { errorResponse } from '@slipway/core/slipway-error';
 import { eventsApi } from './events-api.js';
 import { hostCheck } from './host-check.js';
 import { JobEventHub } from './job-event-hub.js';

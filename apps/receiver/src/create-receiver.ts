@@ -10,7 +10,7 @@ import { ReceiverMetrics } from '@slipway/feedback/receiver-metrics';
 import type { DeployQueue } from '@slipway/queue/deploy-queue';
 import type { Push } from '@slipway/queue/job-types';
 import { withRedis } from '@slipway/queue/redis-errors';
-import { errorResponse } from './error-response.js';
+import { errorResponse } from '@slipway/core/slipway-error';
 import { queuePush, type QueuedJob } from './queue-push.js';
 import { BodyBudget, LARGE_BODIES_BUDGET_BYTES, readBody } from './read-body.js';
 import { requestContext, type RequestLocals } from './request-context.js';

@@ -1,3 +1,5 @@
+import { scrubSecrets } from './logger.js';
+
 /**
  * Whose fault a failure is, which decides what users are told:
  * - `commit`: what was pushed does not deploy (its build fails, its
@@ -81,4 +83,33 @@ export function isRetryable(err: unknown): boolean {
 export function firstLine(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
   return text.split('\n', 1)[0]?.trim() || 'unknown error';
+}
+
+/** An error as an HTTP answer: its status and the `{error, message}` JSON body of every Slipway service. */
+export interface ErrorResponse {
+  status: number;
+  body: { error: string; message: string };
+}
+
+/**
+ * The HTTP answer for any error, the same in every Slipway service: a
+ * SlipwayError keeps its code and its status; without one, an operation
+ * that could not be done as asked (`request` or `commit` fault) is 422, a
+ * retryable one 503, anything else 500. Messages are scrubbed of URL
+ * credentials. A framework's own client errors (a malformed URL or body)
+ * become `bad_request` or `payload_too_large`; anything else is a 500
+ * whose details belong in the log, never in the answer.
+ */
+export function errorResponse(err: unknown): ErrorResponse {
+  if (err instanceof SlipwayError) {
+    const status = err.status ?? (err.fault !== 'slipway' ? 422 : err.retryable ? 503 : 500);
+    return { status, body: { error: err.code, message: scrubSecrets(err.message) } };
+  }
+  const status = (err as { status?: unknown } | null)?.status ?? (err as { statusCode?: unknown } | null)?.statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return status === 413
+      ? { status, body: { error: 'payload_too_large', message: 'the body is too large' } }
+      : { status, body: { error: 'bad_request', message: 'the request is malformed' } };
+  }
+  return { status: 500, body: { error: 'internal', message: 'internal error (details are in the service\'s log)' } };
 }
