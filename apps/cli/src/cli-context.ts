@@ -1,6 +1,6 @@
 import Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
-import { dockerConnection } from '@slipway/core/docker-connection';
+import { dockerConnection } from '@slipway/core/docker';
 import { UnavailableError } from '@slipway/core/slipway-error';
 import { appConfig } from '@slipway/config/app-config';
 import { loadConfig } from '@slipway/config/load-config';

@@ -1,5 +1,5 @@
 import Docker from 'dockerode';
-import { dockerConnection } from '@slipway/core/docker-connection';
+import { dockerConnection } from '@slipway/core/docker';
 import { createLogger } from '@slipway/core/logger';
 import { serveUntilSignal } from '@slipway/core/serve-until-signal';
 import { serviceStart } from '@slipway/config/service-start';

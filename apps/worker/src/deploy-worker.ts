@@ -1,7 +1,7 @@
 import { Queue, Worker } from 'bullmq';
 import Docker from 'dockerode';
 import type { Logger } from '@slipway/core/logger';
-import { dockerConnection } from '@slipway/core/docker-connection';
+import { dockerConnection } from '@slipway/core/docker';
 import { configSecrets } from '@slipway/config/app-config';
 import type { SlipwayConfig } from '@slipway/config/types';
 import { DeployFeedback } from '@slipway/feedback/deploy-feedback';

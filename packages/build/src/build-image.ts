@@ -6,7 +6,8 @@ import type { AppConfig } from '@slipway/config/types';
 import { scrubSecrets } from '@slipway/core/logger';
 import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import { BuildError } from './build-error.js';
-import { IMAGE_LABELS, buildOptions } from './build-options.js';
+import { LABELS } from '@slipway/core/docker';
+import { buildOptions } from './build-options.js';
 import { BuildStream, type BuildEvent, type BuildStep } from './build-stream.js';
 import { dockerFailure } from './docker-failure.js';
 import { jsonLines } from './json-lines.js';
@@ -92,7 +93,7 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
     throw dockerFailure(err);
   });
   const labels = info.Config?.Labels ?? {};
-  if (labels[IMAGE_LABELS.sha] !== options.sha || labels[IMAGE_LABELS.app] !== options.app.name) {
+  if (labels[LABELS.sha] !== options.sha || labels[LABELS.app] !== options.app.name) {
     throw new BuildError(`docker build failed: ${plan.image} does not carry the labels of ${options.app.name} at ${options.sha}`);
   }
   log(`built ${plan.image} (${progress.cachedSteps}/${progress.totalSteps} steps from cache)`);

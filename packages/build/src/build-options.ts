@@ -3,10 +3,9 @@ import type { ImageBuildOptions } from 'dockerode';
 import type { AppConfig } from '@slipway/config/types';
 import { InvalidInputError } from '@slipway/core/slipway-error';
 import { assertSha, quote } from '@slipway/core/validate';
-import { imageName } from './image-name.js';
+import { imageName, LABELS } from '@slipway/core/docker';
 
 /** Labels every image carries, so images are found by label, never by tag. */
-export const IMAGE_LABELS = { app: 'slipway.app', sha: 'slipway.sha' } as const;
 
 export interface PlannedBuild {
   /** `slipway/<app>:<sha12>`. */
@@ -45,7 +44,7 @@ export function buildOptions(input: { app: Pick<AppConfig, 'name' | 'dockerfile'
       t: image,
       dockerfile,
       buildargs,
-      labels: { [IMAGE_LABELS.app]: input.app.name, [IMAGE_LABELS.sha]: sha },
+      labels: { [LABELS.app]: input.app.name, [LABELS.sha]: sha },
       rm: true,
       forcerm: true,
       version: '1',

@@ -1,25 +1,15 @@
-import { UnavailableError } from '@slipway/core/slipway-error';
+import { dockerError } from '@slipway/core/docker';
 import { BuildError } from './build-error.js';
 
-const UNREACHABLE = new Set(['ENOENT', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND', 'EACCES', 'ESOCKETTIMEDOUT', 'UND_ERR_SOCKET']);
-
 /**
- * A dockerode failure of the build request itself (not a failed step):
- * no connection → {@link UnavailableError} (retry later); Docker refusing
- * the request (bad Dockerfile path, bad option) → {@link BuildError}.
+ * A dockerode failure of the build request itself (not a failed step), by
+ * core's one Docker translation: no connection stays an UnavailableError
+ * (retry later); Docker refusing the request (a bad Dockerfile path, a bad
+ * option) is the commit's BuildError. Programming errors pass through.
  */
 export function dockerFailure(err: unknown): Error {
-  const e = err as { code?: string; statusCode?: number; json?: { message?: string } | null; message?: string; reason?: string };
-  if (e?.code && UNREACHABLE.has(e.code)) {
-    return new UnavailableError('docker', `Docker is unreachable: ${e.message ?? e.code}`, { cause: err });
-  }
-  if (typeof e?.statusCode === 'number') {
-    const detail = e.json?.message ?? e.reason ?? e.message ?? `HTTP ${e.statusCode}`;
-    if (e.statusCode >= 500 && /connection refused|cannot connect|is the docker daemon running/i.test(detail)) {
-      return new UnavailableError('docker', `Docker is unreachable: ${detail}`, { cause: err });
-    }
-    return new BuildError(`docker build failed: ${String(detail).split('\n', 1)[0]}`, { cause: err });
-  }
   if (err instanceof TypeError || err instanceof RangeError) return err;
-  return new UnavailableError('docker', `Docker build request failed: ${e?.message ?? String(err)}`, { cause: err });
+  const translated = dockerError(err, 'building');
+  if (translated.code !== 'docker_error') return translated;
+  return new BuildError(`docker build failed: ${translated.message.replace(/^Docker failed while building: /, '')}`, { cause: err });
 }

@@ -1,6 +1,6 @@
 import type Docker from 'dockerode';
 import type { AppConfig } from '@slipway/config/types';
-import { LABELS } from './slipway-labels.js';
+import { LABELS } from '@slipway/core/docker';
 
 export interface ContainerSpecInput {
   app: Pick<AppConfig, 'name' | 'port' | 'host_ip' | 'env' | 'stop_timeout_s'>;

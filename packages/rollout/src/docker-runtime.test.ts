@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { demux } from './docker-runtime.js';
-import { dockerError } from './docker-error.js';
 import { parseReleaseRecord } from './release-record.js';
 
 const frame = (stream: number, text: string) => {
@@ -16,14 +15,6 @@ describe('demux', () => {
     expect(demux(Buffer.concat([frame(1, 'starting v1\n'), frame(2, 'fatal: cannot open database\n')]))).toBe('starting v1\nfatal: cannot open database\n');
   });
   it('passes TTY output through', () => expect(demux(Buffer.from('plain text\n'))).toBe('plain text\n'));
-});
-
-describe('dockerError', () => {
-  it.each([
-    [Object.assign(new Error('connect ENOENT /nope.sock'), { code: 'ENOENT' }), 'unavailable'],
-    [Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }), 'unavailable'],
-    [Object.assign(new Error('(HTTP code 500) server error'), { statusCode: 500, json: { message: 'port is already allocated' } }), 'docker_error'],
-  ])('%s → %s', (err, code) => expect(dockerError(err, 'testing').code).toBe(code));
 });
 
 describe('parseReleaseRecord', () => {

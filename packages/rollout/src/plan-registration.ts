@@ -1,5 +1,5 @@
 import type { AppContainer } from './container-runtime.js';
-import { LABELS } from './slipway-labels.js';
+import { LABELS } from '@slipway/core/docker';
 
 /** A key under the app's prefix as the registrar reads it: with the lease it is on (`'0'`: none). */
 export interface RegisteredKey {

@@ -6,7 +6,7 @@ import { RESOLVER_CACHE_MS } from '@slipway/router/render-dns-nginx-conf';
 import { containerSpec } from './container-spec.js';
 import { HAND_OVER_TIMEOUT_MS, REGISTRATION_TTL_S } from './registration.js';
 import { UnsupportedRoutingError } from './rollout-errors.js';
-import { LABELS } from './slipway-labels.js';
+import { LABELS } from '@slipway/core/docker';
 
 /** What is there, read under the app's lock. */
 export interface RolloutCurrent {

@@ -11,7 +11,7 @@ import { dockerRuntime } from './docker-runtime.js';
 import { parseReleaseRecord } from './release-record.js';
 import { planRegistration, type RegisteredKey } from './plan-registration.js';
 import { REGISTRAR_SESSION_TTL_S, REGISTRATION_TTL_S } from './registration.js';
-import { LABELS } from './slipway-labels.js';
+import { LABELS } from '@slipway/core/docker';
 import { probe } from './wait-healthy.js';
 
 /** One health probe of the registrar: short, a container that hangs is probed again later. */

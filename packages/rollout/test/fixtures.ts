@@ -16,7 +16,7 @@ import { createEtcdClient } from '@slipway/router/etcd-client';
 import { compareIps } from '@slipway/router/render-dns-hosts';
 import { watchDnsHosts, type DnsHostsFeed } from '@slipway/router/watch-dns-hosts';
 import { startRegistrar, type RegistrarHandle, type RegistrarOptions } from '../src/registrar.js';
-import { LABELS } from '../src/slipway-labels.js';
+import { LABELS } from '@slipway/core/docker';
 
 export const docker = new Docker();
 

@@ -1,0 +1,78 @@
+import { InvalidInputError, SlipwayError, UnavailableError } from './slipway-error.js';
+import { assertAppName, assertSha } from './validate.js';
+
+/**
+ * The Docker engine as Slipway uses it: how to connect, what its failures
+ * mean, and the conventions every image and container follows (labels,
+ * image names). One place, so that the builder and the rollout can never
+ * disagree on either.
+ */
+
+/** Docker labels on every image and container Slipway makes; old containers are found by these, never by image name. */
+export const LABELS = {
+  app: 'slipway.app',
+  /** The full 40-hex commit; absent for an image deploy. */
+  sha: 'slipway.sha',
+  /** The job (release) id that started the container. */
+  release: 'slipway.release',
+  /** routing: dns only: the address of `dns.address_pool` the container is published on; allocations are derived from these. */
+  address: 'slipway.address',
+} as const;
+
+/** `slipway/<app>:<sha12>`, the image a commit of an app is built into. */
+export function imageName(app: string, sha: string): string {
+  return `slipway/${assertAppName(app, 'app')}:${assertSha(sha).slice(0, 12)}`;
+}
+
+/** dockerode constructor options for a `docker:` URL (`unix:///path`, `tcp://host:port`). */
+export interface DockerConnectionOptions {
+  socketPath?: string;
+  host?: string;
+  port?: number;
+  protocol?: 'http' | 'https';
+}
+
+export function dockerConnection(url: string): DockerConnectionOptions {
+  const parsed = new URL(url);
+  switch (parsed.protocol) {
+    case 'unix:':
+      return { socketPath: decodeURIComponent(parsed.pathname) };
+    case 'tcp:':
+    case 'http:':
+      return { host: parsed.hostname, port: Number(parsed.port || 2375), protocol: 'http' };
+    case 'https:':
+      return { host: parsed.hostname, port: Number(parsed.port || 2376), protocol: 'https' };
+    default:
+      throw new InvalidInputError(`unsupported docker URL ${url}`);
+  }
+}
+
+/** Error codes of a connection that never reached the engine, or was cut. */
+const UNREACHABLE = new Set([
+  'ENOENT', 'ECONNREFUSED', 'ECONNRESET', 'EACCES', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH',
+  'ENOTFOUND', 'EAI_AGAIN', 'ESOCKETTIMEDOUT', 'UND_ERR_SOCKET',
+]);
+
+/**
+ * What dockerode threw, in Slipway's terms, translated in this one place:
+ * no engine at the address, or a connection cut (or an engine answering
+ * that it cannot reach its own daemon) is an UnavailableError, worth
+ * retrying; any other answer from the engine a non-retryable
+ * `docker_error` carrying its HTTP status (see {@link dockerStatus}).
+ * `doing` says what was being done (`starting web-1`).
+ */
+export function dockerError(err: unknown, doing: string): SlipwayError {
+  if (err instanceof SlipwayError) return err;
+  const e = err as { code?: string; statusCode?: number; json?: { message?: string } | null; reason?: string; message?: string };
+  const detail = String(e?.json?.message ?? e?.reason ?? e?.message ?? err).split('\n', 1)[0] ?? '';
+  const unreachable = (e?.code !== undefined && UNREACHABLE.has(e.code))
+    || /socket hang up/.test(e?.message ?? '')
+    || (typeof e?.statusCode === 'number' && e.statusCode >= 500 && /connection refused|cannot connect|is the docker daemon running/i.test(detail));
+  if (unreachable) return new UnavailableError('docker', `Docker is unreachable while ${doing}: ${detail}`, { cause: err });
+  return new SlipwayError('docker_error', `Docker failed while ${doing}: ${detail}`, { status: e?.statusCode, cause: err });
+}
+
+/** The HTTP status Docker answered with, if it answered. */
+export function dockerStatus(err: unknown): number | undefined {
+  return (err as { statusCode?: number; cause?: { statusCode?: number } }).statusCode ?? (err as { cause?: { statusCode?: number } }).cause?.statusCode;
+}
