@@ -21,7 +21,7 @@ function problemsOf(text: string, vars: Record<string, string> = env): string {
 }
 
 describe('parseConfig defaults', () => {
-  it('fills every default of DESIGN.md', () => {
+  it('fills every default of the configuration contract', () => {
     const config = parseConfig(minimalApp, { file: FILE, env: {} });
     expect(config).toMatchObject({
       redis: 'redis://127.0.0.1:6379',
