@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureBaseImage } from './base-image.js';
+import { CLUSTER_USAGE, ClusterUsageError, clusterCommand } from './cluster/command.js';
 import { readStack, stackEnv, startStack, stopStack } from './stack.js';
 import { TEST_PACKAGES, ensureSystemPackages } from './system-packages.js';
 import { up } from './up.js';
@@ -15,7 +16,7 @@ const USAGE = `usage: slipway-devstack <command>
                      --tests: install what the tests need too (chromium) before <cmd> starts
   start [--dir D]    start (or reuse) the services, print where they listen
   stop  [--dir D]    stop the services started by 'start'
-`;
+${CLUSTER_USAGE}`;
 
 const log = (line: string) => console.error(`[devstack] ${line}`);
 
@@ -43,7 +44,7 @@ class UsageError extends Error {}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  const { values, positionals } = parseArgs({ args: rest, options: { dir: { type: 'string' } }, allowPositionals: true, strict: command !== 'run' });
+  const { values, positionals } = parseArgs({ args: rest, options: { dir: { type: 'string' } }, allowPositionals: true, strict: command !== 'run' && command !== 'cluster' });
   const dir = resolve(typeof values.dir === 'string' ? values.dir : '.slipway/stack');
   switch (command) {
     case 'run': {
@@ -55,6 +56,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'up':
       return up({ log });
+    case 'cluster':
+      return clusterCommand(rest, log);
     case 'start': {
       const stack = await startStack({ dir, log });
       await ensureBaseImage();
@@ -75,7 +78,7 @@ async function main(argv: string[]): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: Error) => {
-    if (err instanceof UsageError || (err as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    if (err instanceof UsageError || err instanceof ClusterUsageError || (err as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
       console.error(`slipway-devstack: ${err.message}\n\n${USAGE}`);
       process.exit(2);
     }

@@ -17,11 +17,22 @@ export const STACK_PACKAGES: Record<string, string> = {
 };
 
 /**
- * What the tests need besides the stack: Debian's chromium for the
- * dashboard's browser tests. `npm test` installs it with the rest, before
- * any test starts, so no test's timer runs while apt-get does.
+ * What the cluster harness (`cluster/cluster.ts`) needs besides the stack:
+ * the registry, and nsenter/unshare to run a host's engine in its namespaces.
  */
-export const TEST_PACKAGES: Record<string, string> = { ...STACK_PACKAGES, chromium: '/usr/bin/chromium' };
+export const CLUSTER_PACKAGES: Record<string, string> = {
+  'docker-registry': '/usr/bin/docker-registry',
+  'util-linux': '/usr/bin/nsenter',
+  iproute2: '/usr/sbin/ip',
+};
+
+/**
+ * What the tests need besides the stack: the cluster harness's packages,
+ * and Debian's chromium for the dashboard's browser tests. `npm test`
+ * installs them with the rest, before any test starts, so no test's timer
+ * runs while apt-get does.
+ */
+export const TEST_PACKAGES: Record<string, string> = { ...STACK_PACKAGES, ...CLUSTER_PACKAGES, chromium: '/usr/bin/chromium' };
 
 function installed(pkg: string): boolean {
   const res = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
