@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runCommand } from '@slipway/core/run-command';
-import { commandLine, isAlive, stopProcess } from '../processes.js';
+import { commandLine, isAlive } from '../processes.js';
 import { processesUnder } from '../processes-under.js';
 import { CLUSTER_PACKAGES, ensureSystemPackages } from '../system-packages.js';
 import { startEtcdCluster, type EtcdClusterState } from './etcd-cluster.js';
@@ -31,6 +31,8 @@ const STATE_FILE = 'cluster.json';
 const STARTING_GRACE_MS = 60_000;
 /** What a user who asks for nothing gets: the issue's three hosts. */
 export const DEFAULT_HOSTS = 3;
+/** Each host costs ~80 MB and a dockerd start; more than this is a mistake. */
+const MAX_HOSTS = 16;
 
 export interface ClusterOptions {
   /** Default 3. */
@@ -133,6 +135,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   if (options.install !== false) ensureSystemPackages(Object.keys(CLUSTER_PACKAGES), log);
   await sweepStaleClusters(log);
   const hostCount = options.hosts ?? DEFAULT_HOSTS;
+  if (!Number.isInteger(hostCount) || hostCount < 1 || hostCount > MAX_HOSTS) throw new RangeError(`hosts must be 1 to ${MAX_HOSTS}, not ${hostCount}`);
   const { index, dir } = await claimIndex();
   const network = clusterNetwork(index);
   const state: ClusterState = { index, dir, ownerPid: process.pid, ownerStart: startTime(process.pid) ?? undefined, network, hosts: [], timings: {} };
@@ -169,11 +172,17 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   return state;
 }
 
-/** Stops everything of this cluster and deletes its namespaces, links, cgroups and directory. */
+/**
+ * Stops everything of this cluster and deletes its namespaces, links,
+ * cgroups and directory. A state whose index another harness holds now
+ * (this one was swept and the subnet taken again) is left alone.
+ */
 export async function stopCluster(state: ClusterState, log: (line: string) => void = () => {}): Promise<void> {
-  // A graceful start of the end: the forwarder and registry first, so nothing is half-pushed when the engines go.
-  for (const pid of [state.registry?.forwarderPid, state.registry?.pid]) {
-    if (pid && (commandLine(pid) ?? []).some((arg) => arg.includes(state.dir))) await stopProcess(pid, 2000);
+  const current = readCluster(state.dir);
+  const someoneElse = current ? current.ownerPid !== state.ownerPid || current.ownerStart !== state.ownerStart : existsSync(state.dir);
+  if (someoneElse) {
+    log(`cluster ${state.index} belongs to another harness now; leaving it`);
+    return;
   }
   await teardown(state.index, log);
 }

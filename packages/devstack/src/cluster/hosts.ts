@@ -13,9 +13,11 @@ import { waitFor } from '../wait-for.js';
  * that bridge, so it reaches every host's address, and nothing else: no
  * route is added anywhere, and the hosts have no default route.
  *
- *   root ns: slipway-c<n> 10.77.<n>.1 ─┐
- *   slipway-c<n>-sw: br0 ── uplink ────┘ ── h1 ── h2 ── h3
- *   slipway-c<n>-h<i>: eth0 10.77.<n>.<10+i>, dockerd on :2375 and a unix socket
+ *   root namespace     slipway-c<n> 10.77.<n>.1
+ *                          │ veth
+ *   slipway-c<n>-sw    uplink ── br0 ── h1  h2  h3
+ *                                        │   │   │  veths
+ *   slipway-c<n>-h<i>  eth0 10.77.<n>.<10+i>, dockerd on :2375 and a unix socket
  */
 
 /** The first two octets of every cluster subnet: 10.77.<n>.0/24 for cluster n. */

@@ -76,16 +76,25 @@ export async function startRegistry(host: HostState, dir: string): Promise<Regis
   const config = join(dir, 'config.yml');
   writeFileSync(config, registryConfig(dir, address));
   const pid = spawnService(['nsenter', '-t', String(host.holderPid), '-n', '--', 'docker-registry', 'serve', config], join(dir, 'registry.log'));
-  const port = await freePort();
-  const forwarderPid = spawnService([process.execPath, '-e', FORWARDER, '--', '127.0.0.1', String(port), host.address, String(REGISTRY_PORT), dir], join(dir, 'forwarder.log'));
-  const state: RegistryState = { address, loopback: `127.0.0.1:${port}`, pid, forwarderPid, dir };
-  for (const [what, url, owner] of [['the registry', `http://${address}/v2/`, pid], ['the registry through loopback', `http://${state.loopback}/v2/`, forwarderPid]] as const) {
-    await waitFor(`${what} at ${url}`, () => {
-      if (!isAlive(owner)) throw new Error(`it exited; see the logs in ${dir}`);
-      return httpOk(url);
-    }, { timeoutMs: 20_000, intervalMs: 50 });
+  await answering('the registry', `http://${address}/v2/`, pid, dir);
+  // The port is free when chosen and taken a moment later: another process may take it in between, so try again.
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const forwarderPid = spawnService([process.execPath, '-e', FORWARDER, '--', '127.0.0.1', String(port), host.address, String(REGISTRY_PORT), dir], join(dir, 'forwarder.log'));
+    try {
+      await answering('the registry through loopback', `http://127.0.0.1:${port}/v2/`, forwarderPid, dir);
+      return { address, loopback: `127.0.0.1:${port}`, pid, forwarderPid, dir };
+    } catch (err) {
+      if (attempt >= 3 || isAlive(forwarderPid)) throw err;
+    }
   }
-  return state;
+}
+
+function answering(what: string, url: string, pid: number, dir: string): Promise<boolean> {
+  return waitFor(`${what} at ${url}`, () => {
+    if (!isAlive(pid)) throw new Error(`it exited; see the logs in ${dir}`);
+    return httpOk(url);
+  }, { timeoutMs: 20_000, intervalMs: 50 });
 }
 
 /** The repositories the registry holds (its catalog), asked through loopback. */

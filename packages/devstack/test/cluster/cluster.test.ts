@@ -4,7 +4,7 @@ import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '@slipway/core/run-command';
 import { clusterRemains, startCluster, stopCluster, type ClusterState } from '../../src/cluster/cluster.js';
-import { ENGINE_PORT, hostDocker } from '../../src/cluster/hosts.js';
+import { ENGINE_PORT, hostDocker, setHostConnected, startHostEngine, stopHostEngine, type HostState } from '../../src/cluster/hosts.js';
 import { registryRepositories } from '../../src/cluster/registry.js';
 import { serviceEndpoints, setNodeLabels } from '../../src/cluster/swarm.js';
 import { waitFor } from '../../src/wait-for.js';
@@ -132,5 +132,23 @@ describe('a cluster of three simulated hosts', () => {
       expect(await res.text()).toBe(`${marker}\n`);
     }
     await manager.getService(service).remove();
+  });
+
+  it('loses a host, to the swarm and to the root namespace, and gets it back: engine stopped and started, link unplugged and plugged', async () => {
+    const manager = hostDocker(cluster.hosts[0]!);
+    const [, host2, host3] = cluster.hosts;
+    const nodeState = async (host: HostState) => (await manager.getNode(cluster.swarm!.nodeIds[host.index]!).inspect()).Status.State as string;
+
+    await stopHostEngine(host3!);
+    await expect.poll(() => nodeState(host3!), { timeout: 30_000, interval: 250 }).toBe('down');
+    await startHostEngine(host3!);
+    await expect.poll(() => nodeState(host3!), { timeout: 30_000, interval: 250 }).toBe('ready');
+
+    await setHostConnected(cluster.network, host2!, false);
+    await expect(fetch(`http://${host2!.address}:${ENGINE_PORT}/_ping`, { signal: AbortSignal.timeout(1000) })).rejects.toThrow();
+    await expect.poll(() => nodeState(host2!), { timeout: 30_000, interval: 250 }).toBe('down');
+    await setHostConnected(cluster.network, host2!, true);
+    expect(await (await fetch(`http://${host2!.address}:${ENGINE_PORT}/_ping`)).text()).toBe('OK');
+    await expect.poll(() => nodeState(host2!), { timeout: 30_000, interval: 250 }).toBe('ready');
   });
 });
