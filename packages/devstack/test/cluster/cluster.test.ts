@@ -6,7 +6,7 @@ import { runCommand } from '@slipway/core/run-command';
 import { clusterRemains, startCluster, stopCluster, type ClusterState } from '../../src/cluster/cluster.js';
 import { ENGINE_PORT, hostDocker, setHostConnected, startHostEngine, stopHostEngine, type HostState } from '../../src/cluster/hosts.js';
 import { registryRepositories } from '../../src/cluster/registry.js';
-import { serviceEndpoints, setNodeLabels } from '../../src/cluster/swarm.js';
+import { serviceEndpoints, setNodeAvailability, setNodeLabels } from '../../src/cluster/swarm.js';
 import { waitFor } from '../../src/wait-for.js';
 import { followProgress, importWebImage } from './test-images.js';
 
@@ -134,10 +134,16 @@ describe('a cluster of three simulated hosts', () => {
     await manager.getService(service).remove();
   });
 
-  it('loses a host, to the swarm and to the root namespace, and gets it back: engine stopped and started, link unplugged and plugged', async () => {
+  it('drains a host, loses it to the swarm and to the root namespace, and gets it back: engine stopped and started, link unplugged and plugged', async () => {
     const manager = hostDocker(cluster.hosts[0]!);
     const [, host2, host3] = cluster.hosts;
     const nodeState = async (host: HostState) => (await manager.getNode(cluster.swarm!.nodeIds[host.index]!).inspect()).Status.State as string;
+
+    const availability = async (host: HostState) => (await manager.getNode(cluster.swarm!.nodeIds[host.index]!).inspect()).Spec.Availability as string;
+    await setNodeAvailability(manager, cluster.swarm!.nodeIds[host3!.index]!, 'drain');
+    expect(await availability(host3!)).toBe('drain');
+    await setNodeAvailability(manager, cluster.swarm!.nodeIds[host3!.index]!, 'active');
+    expect(await availability(host3!)).toBe('active');
 
     await stopHostEngine(host3!);
     await expect.poll(() => nodeState(host3!), { timeout: 30_000, interval: 250 }).toBe('down');
