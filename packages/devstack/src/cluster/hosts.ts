@@ -215,11 +215,12 @@ function inHost(holderPid: number, namespaces: string[], argv: string[]): string
 }
 
 /**
- * Starts the holder of host's namespaces: `ip netns exec` gives it a mount
- * namespace of its own with the host's sysfs, `unshare --uts` a hostname of
- * its own. Then cgroups and a private /run are mounted inside (see
- * `hostFstab`), the hostname is set, and the engine is started. Everything mounted lives in
- * that mount namespace only, so it goes when its last process does.
+ * Starts a host. First the holder of its namespaces: `ip netns exec` gives
+ * it a mount namespace of its own with the host's sysfs, `unshare --uts` a
+ * hostname of its own. Then cgroups and a private /run are mounted inside
+ * (see `hostFstab`), the hostname is set, and the engine is started.
+ * Everything mounted lives in that mount namespace only, so it goes when
+ * its last process does.
  */
 export async function startHost(host: SimulatedHost, dir: string, insecureRegistries: readonly string[]): Promise<HostState> {
   mkdirSync(dir, { recursive: true });
