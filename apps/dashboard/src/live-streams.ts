@@ -82,7 +82,7 @@ export function streamsApi(options: StreamsApiOptions): Router {
 /** Comment line sent when nothing else was, so proxies and browsers keep the connection. */
 export const HEARTBEAT_MS = 15_000;
 
-export interface SseEvent {
+interface SseEvent {
   /** Becomes the browser's `lastEventId`, sent back as `Last-Event-ID` on reconnect. */
   id?: string | number;
   /** Event type; the browser's default is `message`. */
@@ -98,7 +98,7 @@ export interface SseEvent {
  * stream stops (no work and no memory held for a closed connection).
  * Streams live as long as their client: no request deadline.
  */
-export class SseStream {
+class SseStream {
   readonly signal: AbortSignal;
   private readonly controller = new AbortController();
   private readonly heartbeat: NodeJS.Timeout;
@@ -220,7 +220,7 @@ export const LOG_POLL_MS = 200;
 /** Lines read from Redis and written per batch, so a 200,000-line backlog streams in bounded memory. */
 export const LOG_CHUNK_LINES = 2000;
 
-export interface StreamJobLogOptions {
+interface StreamJobLogOptions {
   store: JobStore;
   id: string;
   /** First line to send (1-based): `Last-Event-ID` + 1 on a reconnect. */
@@ -238,7 +238,7 @@ export interface StreamJobLogOptions {
  * read after it are all there will be. Returns when done or when the
  * client goes away.
  */
-export async function streamJobLog(options: StreamJobLogOptions): Promise<void> {
+async function streamJobLog(options: StreamJobLogOptions): Promise<void> {
   const { store, id, sse } = options;
   let next = Math.max(1, options.from);
   let shown = '';

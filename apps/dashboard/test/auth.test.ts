@@ -46,7 +46,7 @@ describe('sign-in, sessions and CSRF', () => {
     // What needs no session: the sign-in page, its stylesheet and scripts, the health check.
     expect((await get(`${world.url}/sign-in`)).status).toBe(200);
     expect((await get(`${world.url}/assets/styles.css`)).status).toBe(200);
-    expect((await get(`${world.url}/assets/web/main.js`)).status).toBe(200);
+    expect((await get(`${world.url}/assets/web/boot.js`)).status).toBe(200);
     expect(await (await get(`${world.url}/healthz`)).json()).toEqual({ status: 'ok' });
   });
 

@@ -248,7 +248,7 @@ describe('the Host check over HTTP (DNS rebinding)', () => {
   it('refuses a rebound name on every route, the sign-in, static files, the health check and the streams included: 421, nothing served', async () => {
     const evil = `evil.example:${port}`;
     const routes: Array<[string, Parameters<typeof rawRequest>[3]]> = [
-      ['/', {}], ['/jobs', {}], ['/sign-in', {}], ['/sign-in', signIn()], ['/assets/styles.css', {}], ['/assets/web/main.js', {}],
+      ['/', {}], ['/jobs', {}], ['/sign-in', {}], ['/sign-in', signIn()], ['/assets/styles.css', {}], ['/assets/web/boot.js', {}],
       ['/healthz', {}], ['/nowhere', {}], ['/api/jobs', { headers: bearer() }], ['/api/session', { headers: bearer() }],
       ['/api/events', { headers: bearer() }], ['/api/deploy', { method: 'POST', headers: { ...bearer(), 'Content-Type': 'application/json' }, body: '{}' }],
     ];

@@ -1,13 +1,10 @@
-import { announce } from './announce.js';
 import { api, ApiError } from './api-client.js';
 import { confirmDialog } from './confirm-dialog.js';
-import { h, replaceChildren } from './dom.js';
+import { announce, h, replaceChildren } from './dom.js';
 import { formatAge, formatDuration, formatTime, shortSha } from './format.js';
+import { stateBadge, timelineView } from './job-status.js';
 import { FINAL_STATES, type Job } from './job-types.js';
-import type { LogProbe } from './log-probe.js';
-import { LogView } from './log-view.js';
-import { stateBadge } from './state-badge.js';
-import { timelineView } from './timeline-view.js';
+import { LogView, type LogProbe } from './log-view.js';
 
 /** Lines fetched per request when a page opens on a long log (then the live stream takes over). */
 const BACKLOG_PAGE = 20_000;

@@ -1,10 +1,8 @@
-import { announce } from './announce.js';
-import { api } from './api-client.js';
-import { h, replaceChildren } from './dom.js';
+import { api, liveJobEvents } from './api-client.js';
+import { announce, h, replaceChildren } from './dom.js';
 import { formatAge, formatDuration, formatTime, shortSha } from './format.js';
+import { stateBadge } from './job-status.js';
 import type { Job } from './job-types.js';
-import { liveJobEvents } from './live-events.js';
-import { stateBadge } from './state-badge.js';
 
 const STATES = ['waiting', 'active', 'completed', 'failed', 'superseded', 'cancelled'];
 const STATE_WORDS: Record<string, string> = { active: 'running' };

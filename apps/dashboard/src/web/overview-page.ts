@@ -1,11 +1,9 @@
-import { announce } from './announce.js';
-import { api } from './api-client.js';
+import { api, liveJobEvents } from './api-client.js';
 import { confirmDialog } from './confirm-dialog.js';
-import { h, replaceChildren } from './dom.js';
+import { announce, h, replaceChildren } from './dom.js';
 import { formatAge, formatTime, shortSha } from './format.js';
+import { stateBadge } from './job-status.js';
 import { FINAL_STATES, type Job } from './job-types.js';
-import { liveJobEvents } from './live-events.js';
-import { stateBadge } from './state-badge.js';
 
 interface Release {
   sha: string | null;

@@ -1,3 +1,26 @@
+import { h } from './dom.js';
+import { formatDuration, formatTime } from './format.js';
+import type { Job } from './job-types.js';
+
+// How far a job has got, as the pages show it: its state as a badge, and
+// its steps as a timeline with what each took.
+
+const STATE_SYMBOLS: Record<string, string> = {
+  completed: '✓', failed: '✕', active: '●', waiting: '◷', superseded: '↷', cancelled: '⊘',
+};
+const STATE_WORDS: Record<string, string> = {
+  completed: 'completed', failed: 'failed', active: 'running', waiting: 'waiting', superseded: 'superseded', cancelled: 'cancelled',
+};
+const STEP_SYMBOLS: Record<StepStatus, string> = { done: '✓', running: '●', failed: '✕', stopped: '⊘', skipped: '–', pending: '○' };
+const STEP_WORDS: Record<StepStatus, string> = { done: 'done', running: 'running', failed: 'failed', stopped: 'stopped', skipped: 'skipped', pending: 'not reached' };
+
+/** A job state as a badge: a symbol and a word, never colour alone. */
+export function stateBadge(state: string): HTMLSpanElement {
+  return h('span', { class: `badge state-${state}` },
+    h('span', { 'aria-hidden': 'true', class: 'badge-symbol' }, STATE_SYMBOLS[state] ?? '•'),
+    ` ${STATE_WORDS[state] ?? state}`);
+}
+
 /** The timeline's steps, in order: every step a deploy goes through before `done`. */
 export const TIMELINE_STEPS = ['queued', 'checkout', 'build', 'start', 'health', 'switch', 'drain'] as const;
 export type TimelineStep = (typeof TIMELINE_STEPS)[number];
@@ -49,4 +72,14 @@ export function stepTimeline(job: TimelineJob, now: number = Date.now()): Timeli
     }
     return { step, status, startedAt, durationMs: Math.max(0, end - Date.parse(startedAt)) };
   });
+}
+
+/** The job's steps as an ordered list: each with its status in words and its duration. */
+export function timelineView(job: Job, now = Date.now()): HTMLOListElement {
+  return h('ol', { class: 'timeline' }, ...stepTimeline(job, now).map((entry) => h('li', { class: `step step-${entry.status}`, 'data-step': entry.step },
+    h('span', { class: 'step-symbol', 'aria-hidden': 'true' }, STEP_SYMBOLS[entry.status]),
+    h('span', { class: 'step-name' }, entry.step),
+    h('span', { class: 'step-status' }, STEP_WORDS[entry.status]),
+    h('span', { class: 'step-duration' }, entry.durationMs === null ? '' : formatDuration(entry.durationMs)),
+    entry.startedAt ? h('time', { class: 'visually-hidden', datetime: entry.startedAt }, `started ${formatTime(entry.startedAt)}`) : null)));
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { stepTimeline } from '../src/web/step-timeline.js';
+import { stepTimeline } from '../src/web/job-status.js';
 
 const t = (s: number) => new Date(Date.UTC(2026, 0, 1, 12, 0, s)).toISOString();
 
