@@ -15,7 +15,8 @@ import { appStatus, type AppStatus } from '@slipway/rollout/app-status';
 import { currentRelease } from '@slipway/rollout/current-release';
 import { listReleases } from '@slipway/rollout/list-releases';
 import { extendDeadline } from './http-guards.js';
-import { jobView, type JobView } from './jobs-api.js';
+import { jobView } from './jobs-api.js';
+import type { JobView } from './web/job-view.js';
 
 /** How long one app's live status (etcd, Docker, health probes, nginx file) may take before the page says so. */
 export const STATUS_TIMEOUT_MS = 8_000;

@@ -8,6 +8,7 @@ import type { ListOptions } from '@slipway/queue/job-store';
 import { JOB_STATES, type JobRecord, type JobState } from '@slipway/queue/job-types';
 import { withRedis } from '@slipway/queue/redis-errors';
 import { extendDeadline } from './http-guards.js';
+import type { JobView } from './web/job-view.js';
 
 /** Jobs listed when no `limit` is given, and the most one request may ask for. */
 export const DEFAULT_JOB_LIMIT = 50;
@@ -87,29 +88,7 @@ export function jobsApi(options: JobsApiOptions): Router {
   return router;
 }
 
-/** A job as the dashboard's API shows it: the record without server paths, with the push's message and author. */
-export interface JobView {
-  id: string;
-  app: string;
-  sha: string | null;
-  ref: string | null;
-  image: string | null;
-  trigger: JobRecord['trigger'];
-  state: JobRecord['state'];
-  step: JobRecord['step'];
-  steps: JobRecord['steps'];
-  attempts: number;
-  createdAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-  error: string | null;
-  supersededBy: string | null;
-  retriedBy: string | null;
-  retryOf: string | null;
-  result: JobRecord['result'];
-  commit: { message: string | null; pusher: string | null; compareUrl: string | null } | null;
-}
-
+/** A job record as the API answers it: no server paths, the push reduced to what a page shows of the commit. */
 export function jobView(record: JobRecord): JobView {
   const push = record.push;
   return {

@@ -1,3 +1,8 @@
+import type { JobEvent } from './job-view.js';
+
+// How the pages talk to the server: the JSON API, and the stream of job
+// changes that keeps lists live.
+
 /** An error answer of the API: its stable code, status and message. */
 export class ApiError extends Error {
   constructor(readonly status: number, readonly code: string, message: string) {
@@ -41,14 +46,6 @@ export async function api<T>(path: string, options: { method?: string; body?: un
   const body = (await res.json().catch(() => null)) as (T & { error?: string; message?: string }) | null;
   if (!res.ok) throw new ApiError(res.status, body?.error ?? 'error', body?.message ?? `The dashboard answered ${res.status}.`);
   return body as T;
-}
-
-/** A job change as the events stream sends it. */
-export interface JobEvent {
-  id: string;
-  app: string;
-  state: string;
-  step: string;
 }
 
 export interface LiveEventsOptions {

@@ -2,8 +2,8 @@ import { api, ApiError } from './api-client.js';
 import { confirmDialog } from './confirm-dialog.js';
 import { announce, h, replaceChildren } from './dom.js';
 import { formatAge, formatDuration, formatTime, shortSha } from './format.js';
-import { stateBadge, timelineView } from './job-status.js';
-import { FINAL_STATES, type Job } from './job-types.js';
+import { isFinal, stateBadge, stateWord, timelineView } from './job-status.js';
+import type { JobView } from './job-view.js';
 import { LogView, type LogProbe } from './log-view.js';
 
 /** Lines fetched per request when a page opens on a long log (then the live stream takes over). */
@@ -17,9 +17,9 @@ const BACKLOG_PAGE = 20_000;
  * last line if the browser gives up.
  */
 export async function jobPage(main: HTMLElement, id: string): Promise<void> {
-  let job: Job;
+  let job: JobView;
   try {
-    job = (await api<{ job: Job }>(`/api/jobs/${encodeURIComponent(id)}`)).job;
+    job = (await api<{ job: JobView }>(`/api/jobs/${encodeURIComponent(id)}`)).job;
   } catch (err) {
     const missing = err instanceof ApiError && err.status === 404;
     replaceChildren(main, h('h1', {}, missing ? `No job ${id}` : `Job ${id}`),
@@ -57,7 +57,7 @@ export async function jobPage(main: HTMLElement, id: string): Promise<void> {
   };
   (window as unknown as { slipwayLog: LogProbe }).slipwayLog = probe;
 
-  const show = (next: Job) => {
+  const show = (next: JobView) => {
     const changed = next.state !== job.state;
     job = next;
     document.title = `Job ${job.id} · ${job.app} · ${job.state} · Slipway`;
@@ -69,8 +69,8 @@ export async function jobPage(main: HTMLElement, id: string): Promise<void> {
     error.textContent = job.error ? `Error: ${job.error}` : '';
     renderFacts();
     replaceChildren(timeline, timelineView(job));
-    log.setLive(!FINAL_STATES.has(job.state));
-    if (changed) announce(`Job ${job.id} is now ${job.state === 'active' ? 'running' : job.state}`);
+    log.setLive(!isFinal(job.state));
+    if (changed) announce(`Job ${job.id} is now ${stateWord(job.state)}`);
   };
   const renderFacts = () => {
     const duration = job.startedAt ? formatDuration((job.finishedAt ? Date.parse(job.finishedAt) : Date.now()) - Date.parse(job.startedAt)) : '—';
@@ -92,20 +92,20 @@ export async function jobPage(main: HTMLElement, id: string): Promise<void> {
   };
   show(job);
   const ticker = window.setInterval(() => {
-    if (FINAL_STATES.has(job.state)) return;
+    if (isFinal(job.state)) return;
     renderFacts();
     replaceChildren(timeline, timelineView(job));
   }, 1000);
   window.addEventListener('pagehide', () => window.clearInterval(ticker), { once: true });
 
   async function rerunJob() {
-    let created: Job | undefined;
+    let created: JobView | undefined;
     const ok = await confirmDialog({
       title: `Re-run job ${job.id}?`,
       content: [h('p', {}, `A new job deploys ${job.sha ? `commit ${shortSha(job.sha)}` : job.image ?? 'the same image'} of ${job.app} again. This job stays in the history.`)],
       confirmLabel: 'Re-run',
       onConfirm: async () => {
-        created = (await api<{ job: Job }>(`/api/jobs/${job.id}/retry`, { method: 'POST' })).job;
+        created = (await api<{ job: JobView }>(`/api/jobs/${job.id}/retry`, { method: 'POST' })).job;
       },
     });
     if (ok && created) {
@@ -123,7 +123,7 @@ export async function jobPage(main: HTMLElement, id: string): Promise<void> {
         : 'The job is taken out of the queue; nothing of it runs.')],
       confirmLabel: 'Cancel job',
       onConfirm: async () => {
-        const answer = await api<{ job: Job; cancelRequested: boolean }>(`/api/jobs/${job.id}/cancel`, { method: 'POST' });
+        const answer = await api<{ job: JobView; cancelRequested: boolean }>(`/api/jobs/${job.id}/cancel`, { method: 'POST' });
         actionStatus.textContent = answer.cancelRequested ? 'Cancel requested: the job stops at its next safe point.' : 'Job cancelled.';
         if (!answer.cancelRequested) show(answer.job);
       },
@@ -158,7 +158,7 @@ export async function jobPage(main: HTMLElement, id: string): Promise<void> {
     source.addEventListener('open', () => {
       connections++;
       delay = 1000;
-      streamStatus.textContent = FINAL_STATES.has(job.state) ? '' : 'Live: new lines appear as they are written.';
+      streamStatus.textContent = isFinal(job.state) ? '' : 'Live: new lines appear as they are written.';
     });
     source.addEventListener('message', (event) => {
       const n = Number(event.lastEventId);
@@ -167,13 +167,13 @@ export async function jobPage(main: HTMLElement, id: string): Promise<void> {
       // A gap (never expected) is repaired by starting over from the last line held.
       if (!log.append([line], n)) restart();
     });
-    source.addEventListener('job', (event) => show(JSON.parse((event as MessageEvent<string>).data) as Job));
+    source.addEventListener('job', (event) => show(JSON.parse((event as MessageEvent<string>).data) as JobView));
     source.addEventListener('end', () => {
       source.close();
       ended = true;
       log.complete();
       streamStatus.textContent = '';
-      void api<{ job: Job }>(`/api/jobs/${id}`).then((r) => show(r.job), () => {});
+      void api<{ job: JobView }>(`/api/jobs/${id}`).then((r) => show(r.job), () => {});
     });
     source.addEventListener('error', () => {
       if (ended) return;

@@ -1,11 +1,9 @@
 import { api, liveJobEvents } from './api-client.js';
 import { announce, h, replaceChildren } from './dom.js';
 import { formatAge, formatDuration, formatTime, shortSha } from './format.js';
-import { stateBadge } from './job-status.js';
-import type { Job } from './job-types.js';
+import { JOB_STATES, stateBadge, stateWord } from './job-status.js';
+import type { JobView } from './job-view.js';
 
-const STATES = ['waiting', 'active', 'completed', 'failed', 'superseded', 'cancelled'];
-const STATE_WORDS: Record<string, string> = { active: 'running' };
 const PAGE = 50;
 
 interface Filters {
@@ -41,7 +39,7 @@ export async function jobsPage(main: HTMLElement): Promise<void> {
   const appSelect = h('select', { id: 'filter-app', name: 'app' },
     h('option', { value: '' }, 'All apps'), ...apps.map((a) => h('option', { value: a.name }, a.name)));
   const stateSelect = h('select', { id: 'filter-state', name: 'state' },
-    h('option', { value: '' }, 'Any state'), ...STATES.map((s) => h('option', { value: s }, STATE_WORDS[s] ?? s)));
+    h('option', { value: '' }, 'Any state'), ...JOB_STATES.map((s) => h('option', { value: s }, stateWord(s))));
   const form = h('form', { class: 'filters', method: 'get', action: '/jobs', 'aria-label': 'Filter jobs' },
     h('div', { class: 'field' }, h('label', { for: 'filter-app' }, 'App'), appSelect),
     h('div', { class: 'field' }, h('label', { for: 'filter-state' }, 'State'), stateSelect),
@@ -78,7 +76,7 @@ export async function jobsPage(main: HTMLElement): Promise<void> {
 
   const rows = new Map<string, HTMLTableRowElement>();
   let known: Set<string> | null = null;
-  let jobs: Job[] = [];
+  let jobs: JobView[] = [];
   let generation = 0;
   async function refresh() {
     const mine = ++generation;
@@ -86,7 +84,7 @@ export async function jobsPage(main: HTMLElement): Promise<void> {
       const query = new URLSearchParams({ limit: String(filters.limit) });
       if (filters.app) query.set('app', filters.app);
       if (filters.state) query.set('state', filters.state);
-      const answer = await api<{ jobs: Job[] }>(`/api/jobs?${query}`);
+      const answer = await api<{ jobs: JobView[] }>(`/api/jobs?${query}`);
       if (mine !== generation) return;
       error.textContent = '';
       jobs = answer.jobs;
@@ -144,7 +142,7 @@ export async function jobsPage(main: HTMLElement): Promise<void> {
 }
 
 /** Fills a row cell by cell, rebuilding only cells whose content changed (a focused link stays focused). */
-function fillRow(row: HTMLTableRowElement, job: Job, fresh: boolean): void {
+function fillRow(row: HTMLTableRowElement, job: JobView, fresh: boolean): void {
   const end = job.finishedAt ? Date.parse(job.finishedAt) : Date.now();
   const duration = job.startedAt ? formatDuration(end - Date.parse(job.startedAt)) : '—';
   if (fresh) {
