@@ -68,7 +68,7 @@ export function jobsApi(options: JobsApiOptions): Router {
       extendDeadline(req, res);
       const lines = await store.readLog(id, from, Math.min(total, from + DOWNLOAD_CHUNK - 1));
       if (lines.length === 0) break;
-      if (!res.write(`${lines.join('\n')}\n`)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+      if (!res.write(`${lines.join('\n')}\n`)) await drainedOrClosed(res);
     }
     res.end();
   });
@@ -86,6 +86,16 @@ export function jobsApi(options: JobsApiOptions): Router {
   });
 
   return router;
+}
+
+/** Resolves when `res` can take more or is gone, leaving no listener behind (a long download waits once per chunk). */
+async function drainedOrClosed(res: Response): Promise<void> {
+  const done = new AbortController();
+  try {
+    await Promise.race([once(res, 'drain', { signal: done.signal }), once(res, 'close', { signal: done.signal })]);
+  } finally {
+    done.abort();
+  }
 }
 
 /** A job record as the API answers it: no server paths, the push reduced to what a page shows of the commit. */
