@@ -6,26 +6,16 @@ import type Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
 import type { Redis } from 'ioredis';
 import type { Logger } from '@slipway/core/logger';
+import { errorResponse, SlipwayError } from '@slipway/core/slipway-error';
 import type { SlipwayConfig } from '@slipway/config/types';
 import type { DeployQueue } from '@slipway/queue/deploy-queue';
 import { withRedis } from '@slipway/queue/redis-errors';
 import { appsApi } from './apps-api.js';
-import { csrfGuard } from './csrf-guard.js';
-import { errorResponse } from '@slipway/core/slipway-error';
-import { eventsApi } from './events-api.js';
-import { hostCheck } from './host-check.js';
-import { JobEventHub } from './job-event-hub.js';
+import { csrfGuard, requireAuth, SessionAuth, signInRoutes, SignInThrottle, type AuthLocals } from './auth.js';
+import { deadlinePassed, hostCheck, REQUEST_TIMEOUT_MS, requestDeadline, securityHeaders, serverLimits } from './http-guards.js';
 import { jobsApi } from './jobs-api.js';
-import { MissingTokenError } from './missing-token-error.js';
+import { JobEventHub, StreamSlots, streamsApi } from './live-streams.js';
 import { pages } from './pages.js';
-import { requestLogger } from './request-logger.js';
-import { deadlinePassed, REQUEST_TIMEOUT_MS, requestDeadline, serverLimits } from './request-deadline.js';
-import { requireAuth, type AuthLocals } from './require-auth.js';
-import { securityHeaders } from './security-headers.js';
-import { SessionAuth } from './session-auth.js';
-import { signInRoutes } from './sign-in-routes.js';
-import { SignInThrottle } from './sign-in-throttle.js';
-import { StreamSlots } from './stream-slots.js';
 
 /** The package directory (this file is in `src/` or `dist/`). */
 const PACKAGE_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -102,16 +92,12 @@ export function createDashboard(options: DashboardOptions): Dashboard {
       ? { kind: 'session', csrf: who.session.csrf, expiresAt: new Date(who.session.expiresAt * 1000).toISOString() }
       : { kind: 'bearer' });
   });
-  api.use(jobsApi({ queue, slots, logger }));
+  api.use(jobsApi({ queue, logger }));
   api.use(appsApi({ config, queue, etcd: options.etcd, docker: options.docker, logger }));
-  api.use(eventsApi({ hub, slots }));
+  api.use(streamsApi({ queue, hub, slots, logger }));
   api.use((_req: Request, res: Response) => void res.status(404).json({ error: 'not_found', message: 'no such endpoint' }));
   app.use('/api', api);
   app.use(pages());
-
-  app.use((_req: Request, res: Response) => {
-    res.status(404).type('html').send('<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Not found · Slipway</title><link rel="stylesheet" href="/assets/styles.css"></head><body><main id="main"><h1>Not found</h1><p><a href="/">Back to the overview</a></p></main></body></html>');
-  });
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const { status, body } = errorResponse(err);
     if (status === 500 && !deadlinePassed(res)) logger.error({ err, path: req.path }, 'unexpected error');
@@ -129,4 +115,34 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   };
   Object.defineProperty(dashboard, 'openStreams', { get: () => slots.count });
   return dashboard;
+}
+
+/**
+ * The dashboard was asked to start without `dashboard.token`: it never
+ * serves anything unauthenticated, so it refuses to start (exit 2).
+ */
+export class MissingTokenError extends SlipwayError {
+  constructor(file: string | null) {
+    super('dashboard_token_missing', `${file ?? 'config'}: dashboard.token: required to start the dashboard (for example token: \${SLIPWAY_DASHBOARD_TOKEN}); every page and API call needs it`, { fault: 'request' });
+    this.name = 'MissingTokenError';
+  }
+}
+
+/**
+ * One log line per request when it ends: method, path, status, duration.
+ * Reads at debug level, changes and failures at info/warn. Headers (cookies,
+ * tokens) and bodies are never logged.
+ */
+function requestLogger(logger: Logger) {
+  return (req: Request, res: Response, next: NextFunction): void => {
+    const started = process.hrtime.bigint();
+    res.once('close', () => {
+      const ms = Math.round(Number(process.hrtime.bigint() - started) / 1e4) / 100;
+      const line = { method: req.method, path: req.path.slice(0, 200), status: res.statusCode, ms };
+      if (res.statusCode >= 500) logger.warn(line, 'request failed');
+      else if (req.method !== 'GET' && req.method !== 'HEAD') logger.info(line, 'request');
+      else logger.debug(line, 'request');
+    });
+    next();
+  };
 }

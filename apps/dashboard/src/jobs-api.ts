@@ -1,16 +1,18 @@
 import { once } from 'node:events';
 import { Router, type Request, type Response } from 'express';
 import type { Logger } from '@slipway/core/logger';
+import { InvalidInputError } from '@slipway/core/slipway-error';
+import { APP_NAME } from '@slipway/core/validate';
 import type { DeployQueue } from '@slipway/queue/deploy-queue';
+import type { ListOptions } from '@slipway/queue/job-store';
+import { JOB_STATES, type JobRecord, type JobState } from '@slipway/queue/job-types';
 import { withRedis } from '@slipway/queue/redis-errors';
-import { jobQuery } from './job-query.js';
-import { jobView } from './job-view.js';
-import { lineNumber } from './line-number.js';
-import { extendDeadline } from './request-deadline.js';
-import { SseStream } from './sse-stream.js';
-import { streamJobLog } from './stream-job-log.js';
-import type { StreamSlots } from './stream-slots.js';
+import { extendDeadline } from './http-guards.js';
+import type { JobView } from './web/job-view.js';
 
+/** Jobs listed when no `limit` is given, and the most one request may ask for. */
+export const DEFAULT_JOB_LIMIT = 50;
+export const MAX_JOB_LIMIT = 500;
 /** Lines one `GET /api/jobs/:id/log` returns when no `limit` is given, and at most. */
 export const DEFAULT_LOG_PAGE = 5_000;
 export const MAX_LOG_PAGE = 50_000;
@@ -19,18 +21,17 @@ const DOWNLOAD_CHUNK = 5_000;
 
 export interface JobsApiOptions {
   queue: DeployQueue;
-  slots: StreamSlots;
   logger: Logger;
 }
 
 /**
  * `/api/jobs…`: the list (`?app=&state=&limit=`), one job, its log as JSON
- * pages, as a download and as a live SSE stream, and the re-run and cancel
- * actions (`queue.retry` / `queue.cancel`, what `slipway retry` and
- * `slipway cancel` do).
+ * pages and as a download (its live stream is in live-streams.ts), and the
+ * re-run and cancel actions (`queue.retry` / `queue.cancel`, what `slipway
+ * retry` and `slipway cancel` do).
  */
 export function jobsApi(options: JobsApiOptions): Router {
-  const { queue, slots, logger } = options;
+  const { queue, logger } = options;
   const store = queue.store;
   const router = Router();
 
@@ -67,30 +68,9 @@ export function jobsApi(options: JobsApiOptions): Router {
       extendDeadline(req, res);
       const lines = await store.readLog(id, from, Math.min(total, from + DOWNLOAD_CHUNK - 1));
       if (lines.length === 0) break;
-      if (!res.write(`${lines.join('\n')}\n`)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+      if (!res.write(`${lines.join('\n')}\n`)) await drainedOrClosed(res);
     }
     res.end();
-  });
-
-  router.get('/jobs/:id/log/stream', async (req: Request<{ id: string }>, res: Response) => {
-    const { id } = req.params;
-    await withRedis(queue.redis, () => store.mustGet(id));
-    // The browser's reconnect says where it was; a fresh connection may say where to start.
-    const lastEventId = req.get('last-event-id');
-    const from = lastEventId !== undefined && /^\d{1,9}$/.test(lastEventId.trim())
-      ? Number(lastEventId.trim()) + 1
-      : Math.max(1, lineNumber(req.query.from, 'from', 1));
-    // The slot first: when the dashboard is full the answer is a plain 503, not a stream.
-    const release = slots.take(() => sse.end());
-    const sse = new SseStream(res);
-    try {
-      await streamJobLog({ store, id, from, sse });
-    } catch (err) {
-      logger.warn({ job: id, err: (err as Error).message }, 'log stream broken off; the browser resumes from its last line');
-      sse.end();
-    } finally {
-      release();
-    }
   });
 
   router.post('/jobs/:id/retry', async (req: Request<{ id: string }>, res: Response) => {
@@ -106,4 +86,58 @@ export function jobsApi(options: JobsApiOptions): Router {
   });
 
   return router;
+}
+
+/** Resolves when `res` can take more or is gone, leaving no listener behind (a long download waits once per chunk). */
+async function drainedOrClosed(res: Response): Promise<void> {
+  const done = new AbortController();
+  try {
+    await Promise.race([once(res, 'drain', { signal: done.signal }), once(res, 'close', { signal: done.signal })]);
+  } finally {
+    done.abort();
+  }
+}
+
+/** A job record as the API answers it: no server paths, the push reduced to what a page shows of the commit. */
+export function jobView(record: JobRecord): JobView {
+  const push = record.push;
+  return {
+    id: record.id, app: record.app, sha: record.sha, ref: record.ref, image: record.image,
+    trigger: record.trigger, state: record.state, step: record.step, steps: record.steps ?? [],
+    attempts: record.attempts, createdAt: record.createdAt, startedAt: record.startedAt, finishedAt: record.finishedAt,
+    error: record.error, supersededBy: record.supersededBy ?? null, retriedBy: record.retriedBy ?? null,
+    retryOf: record.retryOf ?? null, result: record.result ?? null,
+    commit: push ? { message: push.message?.split('\n', 1)[0]?.slice(0, 300) ?? null, pusher: push.pusher, compareUrl: safeUrl(push.compareUrl) } : null,
+  };
+}
+
+/** Only http(s) links reach a page: a `javascript:` URL in a webhook must never become a link. */
+function safeUrl(url: string | null): string | null {
+  return url && /^https?:\/\//i.test(url) ? url : null;
+}
+
+/** `?app=&state=&limit=` of `GET /api/jobs`, validated; empty values mean "any". */
+function jobQuery(query: Record<string, unknown>): Required<Pick<ListOptions, 'limit'>> & ListOptions {
+  const app = single(query.app, 'app');
+  const state = single(query.state, 'state');
+  const limitText = single(query.limit, 'limit');
+  if (app && !APP_NAME.test(app)) throw new InvalidInputError(`app: not an app name: ${JSON.stringify(app.slice(0, 80))}`);
+  if (state && !JOB_STATES.includes(state as JobState)) throw new InvalidInputError(`state: one of ${JOB_STATES.join(', ')}`);
+  const limit = limitText ? Number(limitText) : DEFAULT_JOB_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_JOB_LIMIT) throw new InvalidInputError(`limit: a whole number from 1 to ${MAX_JOB_LIMIT}`);
+  return { app: app || undefined, state: (state || undefined) as JobState | undefined, limit };
+}
+
+function single(value: unknown, name: string): string {
+  if (value === undefined) return '';
+  if (typeof value !== 'string') throw new InvalidInputError(`${name}: give it once`);
+  return value.trim();
+}
+
+/** A 1-based line number (or count) from a query string or header; `fallback` when absent. */
+export function lineNumber(value: unknown, name: string, fallback: number): number {
+  if (value === undefined || value === '') return fallback;
+  const n = typeof value === 'string' && /^\d{1,9}$/.test(value.trim()) ? Number(value.trim()) : NaN;
+  if (!Number.isSafeInteger(n)) throw new InvalidInputError(`${name}: a whole number, got ${JSON.stringify(String(value).slice(0, 40))}`);
+  return n;
 }

@@ -6,8 +6,7 @@ import { serviceStart } from '@slipway/config/service-start';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectRedis } from '@slipway/queue/redis-connection';
 import { createEtcdClient } from '@slipway/router/etcd-client';
-import { createDashboard } from './create-dashboard.js';
-import { MissingTokenError } from './missing-token-error.js';
+import { createDashboard, MissingTokenError } from './create-dashboard.js';
 
 /** How long requests in flight get after SIGTERM/SIGINT; live streams are cut at once (browsers resume them). */
 export const SHUTDOWN_GRACE_MS = 5_000;

@@ -56,6 +56,24 @@ describe('the JSON API', () => {
     expect(await res.text()).toBe(`${lines.join('\n')}\n`);
   });
 
+  it('downloads a long log without piling up a listener per chunk (no MaxListenersExceededWarning in the dashboard\'s output)', async () => {
+    const id = await seed('completed');
+    const lines = Array.from({ length: 80_000 }, (_, i) => `line ${i + 1}`);
+    for (let i = 0; i < lines.length; i += 10_000) await world.queue.store.appendLog(id, lines.slice(i, i + 10_000));
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => void warnings.push(`${warning.name}: ${warning.message}`);
+    process.on('warning', onWarning);
+    try {
+      const res = await fetch(`${world.url}/api/jobs/${id}/log.txt`, { headers: auth });
+      expect(await res.text()).toBe(`${lines.join('\n')}\n`);
+      // Node emits the warning on the next tick.
+      await sleep(50);
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning'))).toEqual([]);
+  });
+
   it('streams a live log over SSE, line number as event id; a reconnect with Last-Event-ID resumes with no gap and no duplicate; a final event ends it', async () => {
     const id = await seed('active');
     const { store } = world.queue;

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobRecord, Push } from '@slipway/queue/job-types';
-import type { LogProbe } from '../src/web/log-probe.js';
+import type { LogProbe } from '../src/web/log-view.js';
 import { focusedName, gotoPage, launchBrowser, ready, seriousViolations, signedIn, tabTo } from './browser.js';
 import { dashboardWorld, fakeSha, type DashboardWorld } from './dashboard-world.js';
 

@@ -6,7 +6,7 @@ import { commitVersion } from '@slipway/devstack/fixture-app';
 import { fetchText } from '@slipway/devstack/harness';
 import type { JobRecord, Push } from '@slipway/queue/job-types';
 import { createDeployWorker, type DeployWorker } from '@slipway/worker/deploy-worker';
-import type { LogProbe } from '../src/web/log-probe.js';
+import type { LogProbe } from '../src/web/log-view.js';
 import { gotoPage, launchBrowser, ready, seriousViolations, signedIn } from './browser.js';
 import { dashboardWorld, quietLogger, waitForJob, type AppFixture, type DashboardWorld } from './dashboard-world.js';
 

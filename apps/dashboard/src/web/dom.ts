@@ -30,3 +30,12 @@ export function replaceChildren(parent: Element, ...children: Child[]): void {
   parent.replaceChildren();
   append(parent, ...children);
 }
+
+/** Says something to screen-reader users through the page's polite live region. */
+export function announce(text: string): void {
+  const region = document.getElementById('announcer');
+  if (!region) return;
+  // Clearing first makes a repeated message be read again.
+  region.textContent = '';
+  window.setTimeout(() => (region.textContent = text), 50);
+}

@@ -1,28 +1,29 @@
-import { announce } from './announce.js';
 import { api, ApiError } from './api-client.js';
 import { confirmDialog } from './confirm-dialog.js';
-import { h, replaceChildren } from './dom.js';
+import { announce, h, replaceChildren } from './dom.js';
 import { formatAge, formatDuration, formatTime, shortSha } from './format.js';
-import { FINAL_STATES, type Job } from './job-types.js';
-import type { LogProbe } from './log-probe.js';
-import { LogView } from './log-view.js';
-import { stateBadge } from './state-badge.js';
-import { timelineView } from './timeline-view.js';
+import { isFinal, stateBadge, stateWord, timelineView } from './job-status.js';
+import type { JobView } from './job-view.js';
+import { LogView, type LogProbe } from './log-view.js';
 
 /** Lines fetched per request when a page opens on a long log (then the live stream takes over). */
 const BACKLOG_PAGE = 20_000;
 
+/** What the live log has seen so far, for the page's {@link LogProbe}. */
+interface StreamCounters {
+  anomalies: number;
+  connections: number;
+  ended: boolean;
+}
+
 /**
  * `/jobs/:id`: the job's facts, its actions (re-run, cancel), its step
- * timeline and its log. The log's backlog comes in large JSON pages, then
- * the live stream continues from the next line; the browser resumes it
- * from `Last-Event-ID` after a drop, and this page starts it over from its
- * last line if the browser gives up.
+ * timeline and its log (see {@link followLog}).
  */
 export async function jobPage(main: HTMLElement, id: string): Promise<void> {
-  let job: Job;
+  let job: JobView;
   try {
-    job = (await api<{ job: Job }>(`/api/jobs/${encodeURIComponent(id)}`)).job;
+    job = (await api<{ job: JobView }>(`/api/jobs/${encodeURIComponent(id)}`)).job;
   } catch (err) {
     const missing = err instanceof ApiError && err.status === 404;
     replaceChildren(main, h('h1', {}, missing ? `No job ${id}` : `Job ${id}`),
@@ -35,8 +36,8 @@ export async function jobPage(main: HTMLElement, id: string): Promise<void> {
   const badge = h('span', { class: 'job-badge' });
   const streamStatus = h('p', { class: 'stream-status', role: 'status' });
   const actionStatus = h('p', { class: 'action-status', role: 'status' });
-  const rerun = h('button', { type: 'button', class: 'button primary', onclick: () => void rerunJob() }, 'Re-run');
-  const cancel = h('button', { type: 'button', class: 'button danger', onclick: () => void cancelJob() }, 'Cancel job');
+  const rerun = h('button', { type: 'button', class: 'button primary', onclick: () => void rerunJob(job) }, 'Re-run');
+  const cancel = h('button', { type: 'button', class: 'button danger', onclick: () => void cancelJob(job, actionStatus, show) }, 'Cancel job');
   const facts = h('dl', { class: 'facts' });
   const error = h('p', { class: 'job-error' });
   const timeline = h('div', { class: 'timeline-box' });
@@ -47,20 +48,22 @@ export async function jobPage(main: HTMLElement, id: string): Promise<void> {
     h('section', { class: 'timeline-section', 'aria-labelledby': 'steps-heading' }, h('h2', { id: 'steps-heading' }, 'Steps'), timeline),
     streamStatus, log.element);
 
-  let anomalies = 0;
-  let connections = 0;
-  let ended = false;
+  const counters: StreamCounters = { anomalies: 0, connections: 0, ended: false };
   const probe: LogProbe = {
     get lineCount() { return log.lineCount; },
     get renderedRows() { return log.renderedRows; },
-    get anomalies() { return anomalies; },
-    get connections() { return connections; },
-    get ended() { return ended; },
+    get anomalies() { return counters.anomalies; },
+    get connections() { return counters.connections; },
+    get ended() { return counters.ended; },
     line: (n) => log.line(n),
   };
   (window as unknown as { slipwayLog: LogProbe }).slipwayLog = probe;
 
-  const show = (next: Job) => {
+  const renderProgress = () => {
+    replaceChildren(facts, ...jobFacts(job).flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
+    replaceChildren(timeline, timelineView(job));
+  };
+  function show(next: JobView): void {
     const changed = next.state !== job.state;
     job = next;
     document.title = `Job ${job.id} · ${job.app} · ${job.state} · Slipway`;
@@ -70,71 +73,27 @@ export async function jobPage(main: HTMLElement, id: string): Promise<void> {
     cancel.hidden = !(job.state === 'waiting' || job.state === 'active');
     error.hidden = !job.error;
     error.textContent = job.error ? `Error: ${job.error}` : '';
-    renderFacts();
-    replaceChildren(timeline, timelineView(job));
-    log.setLive(!FINAL_STATES.has(job.state));
-    if (changed) announce(`Job ${job.id} is now ${job.state === 'active' ? 'running' : job.state}`);
-  };
-  const renderFacts = () => {
-    const duration = job.startedAt ? formatDuration((job.finishedAt ? Date.parse(job.finishedAt) : Date.now()) - Date.parse(job.startedAt)) : '—';
-    const rows: Array<[string, Node | string]> = [
-      ['App', h('a', { href: `/jobs?app=${encodeURIComponent(job.app)}` }, job.app)],
-      ['Commit', job.sha ? h('span', {}, h('code', { title: job.sha }, shortSha(job.sha)), job.commit?.message ? ` ${job.commit.message}` : '') : '—'],
-      ['Ref', job.ref ?? '—'],
-      ['Image', job.result?.image ?? job.image ?? '—'],
-      ['Trigger', job.trigger + (job.commit?.pusher ? ` by ${job.commit.pusher}` : '')],
-      ['Attempts', String(job.attempts)],
-      ['Queued', timeEl(job.createdAt)],
-      ['Duration', duration],
-    ];
-    if (job.finishedAt) rows.push(['Finished', timeEl(job.finishedAt)]);
-    if (job.retryOf) rows.push(['Re-run of', h('a', { href: `/jobs/${job.retryOf}` }, `job ${job.retryOf}`)]);
-    if (job.retriedBy) rows.push(['Re-run as', h('a', { href: `/jobs/${job.retriedBy}` }, `job ${job.retriedBy}`)]);
-    if (job.supersededBy) rows.push(['Superseded by', h('a', { href: `/jobs/${job.supersededBy}` }, `job ${job.supersededBy}`)]);
-    replaceChildren(facts, ...rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
-  };
+    renderProgress();
+    log.setLive(!isFinal(job.state));
+    if (changed) announce(`Job ${job.id} is now ${stateWord(job.state)}`);
+  }
   show(job);
   const ticker = window.setInterval(() => {
-    if (FINAL_STATES.has(job.state)) return;
-    renderFacts();
-    replaceChildren(timeline, timelineView(job));
+    if (!isFinal(job.state)) renderProgress();
   }, 1000);
   window.addEventListener('pagehide', () => window.clearInterval(ticker), { once: true });
 
-  async function rerunJob() {
-    let created: Job | undefined;
-    const ok = await confirmDialog({
-      title: `Re-run job ${job.id}?`,
-      content: [h('p', {}, `A new job deploys ${job.sha ? `commit ${shortSha(job.sha)}` : job.image ?? 'the same image'} of ${job.app} again. This job stays in the history.`)],
-      confirmLabel: 'Re-run',
-      onConfirm: async () => {
-        created = (await api<{ job: Job }>(`/api/jobs/${job.id}/retry`, { method: 'POST' })).job;
-      },
-    });
-    if (ok && created) {
-      announce(`Re-run queued as job ${created.id}`);
-      window.location.assign(`/jobs/${created.id}`);
-    }
-  }
+  await followLog(id, log, counters, { onJob: show, isOver: () => isFinal(job.state), status: streamStatus });
+}
 
-  async function cancelJob() {
-    const running = job.state === 'active';
-    const ok = await confirmDialog({
-      title: `Cancel job ${job.id}?`,
-      content: [h('p', {}, running
-        ? 'The deploy stops at its next safe point (never in the middle of the switch) and the containers it started are removed. What is live stays live.'
-        : 'The job is taken out of the queue; nothing of it runs.')],
-      confirmLabel: 'Cancel job',
-      onConfirm: async () => {
-        const answer = await api<{ job: Job; cancelRequested: boolean }>(`/api/jobs/${job.id}/cancel`, { method: 'POST' });
-        actionStatus.textContent = answer.cancelRequested ? 'Cancel requested: the job stops at its next safe point.' : 'Job cancelled.';
-        if (!answer.cancelRequested) show(answer.job);
-      },
-    });
-    if (ok) announce(actionStatus.textContent ?? '');
-  }
-
-  // The backlog in large pages, then the live stream from the next line.
+/**
+ * A job's log: the backlog in large JSON pages, then the live stream from
+ * the next line. The browser resumes the stream from `Last-Event-ID` after
+ * a drop; when it gives up, this starts it over from the last line held,
+ * backing off, and at once when the tab or the network comes back.
+ * Resolves once the backlog is in and the stream is opening.
+ */
+async function followLog(id: string, log: LogView, counters: StreamCounters, hooks: { onJob(job: JobView): void; isOver(): boolean; status: HTMLElement }): Promise<void> {
   try {
     for (;;) {
       const page = await api<{ from: number; lines: string[]; total: number; state: string }>(`/api/jobs/${id}/log?from=${log.lineCount + 1}&limit=${BACKLOG_PAGE}`);
@@ -159,35 +118,35 @@ export async function jobPage(main: HTMLElement, id: string): Promise<void> {
       delay = Math.min(delay * 2, 15_000);
     };
     source.addEventListener('open', () => {
-      connections++;
+      counters.connections++;
       delay = 1000;
-      streamStatus.textContent = FINAL_STATES.has(job.state) ? '' : 'Live: new lines appear as they are written.';
+      hooks.status.textContent = hooks.isOver() ? '' : 'Live: new lines appear as they are written.';
     });
     source.addEventListener('message', (event) => {
       const n = Number(event.lastEventId);
       const line = JSON.parse(event.data as string) as string;
-      if (n !== log.lineCount + 1) anomalies++;
+      if (n !== log.lineCount + 1) counters.anomalies++;
       // A gap (never expected) is repaired by starting over from the last line held.
       if (!log.append([line], n)) restart();
     });
-    source.addEventListener('job', (event) => show(JSON.parse((event as MessageEvent<string>).data) as Job));
+    source.addEventListener('job', (event) => hooks.onJob(JSON.parse((event as MessageEvent<string>).data) as JobView));
     source.addEventListener('end', () => {
       source.close();
-      ended = true;
+      counters.ended = true;
       log.complete();
-      streamStatus.textContent = '';
-      void api<{ job: Job }>(`/api/jobs/${id}`).then((r) => show(r.job), () => {});
+      hooks.status.textContent = '';
+      void api<{ job: JobView }>(`/api/jobs/${id}`).then((r) => hooks.onJob(r.job), () => {});
     });
     source.addEventListener('error', () => {
-      if (ended) return;
-      streamStatus.textContent = 'Connection lost: reconnecting; the log resumes where it stopped.';
+      if (counters.ended) return;
+      hooks.status.textContent = 'Connection lost: reconnecting; the log resumes where it stopped.';
       if (source.readyState === EventSource.CLOSED) restart();
     });
   };
   openStream();
   // A tab coming back from the background (or a network coming back) resumes at once instead of waiting out a back-off.
   const resume = () => {
-    if (!ended && document.visibilityState === 'visible' && current?.readyState === EventSource.CLOSED) {
+    if (!counters.ended && document.visibilityState === 'visible' && current?.readyState === EventSource.CLOSED) {
       delay = 1000;
       openStream();
     }
@@ -195,6 +154,61 @@ export async function jobPage(main: HTMLElement, id: string): Promise<void> {
   document.addEventListener('visibilitychange', resume);
   window.addEventListener('online', resume);
   window.addEventListener('pagehide', () => current?.close(), { once: true });
+}
+
+/** The job's facts, as term and description. */
+function jobFacts(job: JobView): Array<[string, Node | string]> {
+  const duration = job.startedAt ? formatDuration((job.finishedAt ? Date.parse(job.finishedAt) : Date.now()) - Date.parse(job.startedAt)) : '—';
+  const rows: Array<[string, Node | string]> = [
+    ['App', h('a', { href: `/jobs?app=${encodeURIComponent(job.app)}` }, job.app)],
+    ['Commit', job.sha ? h('span', {}, h('code', { title: job.sha }, shortSha(job.sha)), job.commit?.message ? ` ${job.commit.message}` : '') : '—'],
+    ['Ref', job.ref ?? '—'],
+    ['Image', job.result?.image ?? job.image ?? '—'],
+    ['Trigger', job.trigger + (job.commit?.pusher ? ` by ${job.commit.pusher}` : '')],
+    ['Attempts', String(job.attempts)],
+    ['Queued', timeEl(job.createdAt)],
+    ['Duration', duration],
+  ];
+  if (job.finishedAt) rows.push(['Finished', timeEl(job.finishedAt)]);
+  if (job.retryOf) rows.push(['Re-run of', h('a', { href: `/jobs/${job.retryOf}` }, `job ${job.retryOf}`)]);
+  if (job.retriedBy) rows.push(['Re-run as', h('a', { href: `/jobs/${job.retriedBy}` }, `job ${job.retriedBy}`)]);
+  if (job.supersededBy) rows.push(['Superseded by', h('a', { href: `/jobs/${job.supersededBy}` }, `job ${job.supersededBy}`)]);
+  return rows;
+}
+
+/** Asks, then queues a new job for the same commit or image and goes to its page. */
+async function rerunJob(job: JobView): Promise<void> {
+  let created: JobView | undefined;
+  const ok = await confirmDialog({
+    title: `Re-run job ${job.id}?`,
+    content: [h('p', {}, `A new job deploys ${job.sha ? `commit ${shortSha(job.sha)}` : job.image ?? 'the same image'} of ${job.app} again. This job stays in the history.`)],
+    confirmLabel: 'Re-run',
+    onConfirm: async () => {
+      created = (await api<{ job: JobView }>(`/api/jobs/${job.id}/retry`, { method: 'POST' })).job;
+    },
+  });
+  if (ok && created) {
+    announce(`Re-run queued as job ${created.id}`);
+    window.location.assign(`/jobs/${created.id}`);
+  }
+}
+
+/** Asks, then cancels: a waiting job at once (shown with `show`), a running one at its next safe point. */
+async function cancelJob(job: JobView, actionStatus: HTMLElement, show: (job: JobView) => void): Promise<void> {
+  const running = job.state === 'active';
+  const ok = await confirmDialog({
+    title: `Cancel job ${job.id}?`,
+    content: [h('p', {}, running
+      ? 'The deploy stops at its next safe point (never in the middle of the switch) and the containers it started are removed. What is live stays live.'
+      : 'The job is taken out of the queue; nothing of it runs.')],
+    confirmLabel: 'Cancel job',
+    onConfirm: async () => {
+      const answer = await api<{ job: JobView; cancelRequested: boolean }>(`/api/jobs/${job.id}/cancel`, { method: 'POST' });
+      actionStatus.textContent = answer.cancelRequested ? 'Cancel requested: the job stops at its next safe point.' : 'Job cancelled.';
+      if (!answer.cancelRequested) show(answer.job);
+    },
+  });
+  if (ok) announce(actionStatus.textContent ?? '');
 }
 
 function timeEl(iso: string): HTMLTimeElement {

@@ -1,13 +1,9 @@
-import { announce } from './announce.js';
-import { api } from './api-client.js';
-import { h, replaceChildren } from './dom.js';
+import { api, liveJobEvents } from './api-client.js';
+import { announce, h, replaceChildren } from './dom.js';
 import { formatAge, formatDuration, formatTime, shortSha } from './format.js';
-import type { Job } from './job-types.js';
-import { liveJobEvents } from './live-events.js';
-import { stateBadge } from './state-badge.js';
+import { JOB_STATES, stateBadge, stateWord } from './job-status.js';
+import type { JobView } from './job-view.js';
 
-const STATES = ['waiting', 'active', 'completed', 'failed', 'superseded', 'cancelled'];
-const STATE_WORDS: Record<string, string> = { active: 'running' };
 const PAGE = 50;
 
 interface Filters {
@@ -34,8 +30,7 @@ function filtersQuery(f: Filters): string {
 /**
  * `/jobs`: the jobs, newest first, filtered by app and state with the
  * filters in the URL (shareable, back/forward work), kept current by the
- * events stream without reloading. Rows are updated in place so focus and
- * scroll position survive updates.
+ * events stream without reloading.
  */
 export async function jobsPage(main: HTMLElement): Promise<void> {
   let filters = readFilters();
@@ -43,21 +38,17 @@ export async function jobsPage(main: HTMLElement): Promise<void> {
   const appSelect = h('select', { id: 'filter-app', name: 'app' },
     h('option', { value: '' }, 'All apps'), ...apps.map((a) => h('option', { value: a.name }, a.name)));
   const stateSelect = h('select', { id: 'filter-state', name: 'state' },
-    h('option', { value: '' }, 'Any state'), ...STATES.map((s) => h('option', { value: s }, STATE_WORDS[s] ?? s)));
+    h('option', { value: '' }, 'Any state'), ...JOB_STATES.map((s) => h('option', { value: s }, stateWord(s))));
   const form = h('form', { class: 'filters', method: 'get', action: '/jobs', 'aria-label': 'Filter jobs' },
     h('div', { class: 'field' }, h('label', { for: 'filter-app' }, 'App'), appSelect),
     h('div', { class: 'field' }, h('label', { for: 'filter-state' }, 'State'), stateSelect),
     h('button', { type: 'submit', class: 'button' }, 'Filter'));
   const live = h('p', { class: 'live-status', role: 'status' }, 'Connecting…');
-  const tbody = h('tbody');
-  const caption = h('caption', { class: 'visually-hidden' }, 'Jobs, newest first');
-  const table = h('table', { class: 'jobs' }, caption,
-    h('thead', {}, h('tr', {}, ...['Job', 'App', 'Commit', 'Trigger', 'State', 'Duration', 'Queued'].map((c) => h('th', { scope: 'col' }, c)))),
-    tbody);
+  const table = new JobsTable();
   const empty = h('p', { class: 'empty' }, 'No jobs match these filters.');
   const more = h('button', { type: 'button', class: 'button', onclick: () => apply({ ...filters, limit: filters.limit + PAGE }, true) }, 'Show more');
   const error = h('p', { class: 'form-error', role: 'alert' });
-  replaceChildren(main, h('div', { class: 'page-head' }, h('h1', {}, 'Jobs'), live), form, error, h('div', { class: 'table-wrap' }, table), empty, more);
+  replaceChildren(main, h('div', { class: 'page-head' }, h('h1', {}, 'Jobs'), live), form, error, h('div', { class: 'table-wrap' }, table.element), empty, more);
 
   const syncForm = () => {
     appSelect.value = filters.app;
@@ -78,9 +69,6 @@ export async function jobsPage(main: HTMLElement): Promise<void> {
   window.addEventListener('popstate', () => apply(readFilters(), false));
   syncForm();
 
-  const rows = new Map<string, HTMLTableRowElement>();
-  let known: Set<string> | null = null;
-  let jobs: Job[] = [];
   let generation = 0;
   async function refresh() {
     const mine = ++generation;
@@ -88,43 +76,17 @@ export async function jobsPage(main: HTMLElement): Promise<void> {
       const query = new URLSearchParams({ limit: String(filters.limit) });
       if (filters.app) query.set('app', filters.app);
       if (filters.state) query.set('state', filters.state);
-      const answer = await api<{ jobs: Job[] }>(`/api/jobs?${query}`);
+      const { jobs } = await api<{ jobs: JobView[] }>(`/api/jobs?${query}`);
       if (mine !== generation) return;
       error.textContent = '';
-      jobs = answer.jobs;
-      render();
+      const fresh = table.show(jobs);
+      empty.hidden = jobs.length > 0;
+      more.hidden = jobs.length < filters.limit;
+      if (fresh.length === 1) announce(`New job ${fresh[0]!.id} for ${fresh[0]!.app}`);
+      else if (fresh.length > 1) announce(`${fresh.length} new jobs`);
     } catch (err) {
       if (mine === generation) error.textContent = (err as Error).message;
     }
-  }
-  function render() {
-    const fresh = known === null ? [] : jobs.filter((j) => !known!.has(j.id));
-    known = new Set(jobs.map((j) => j.id));
-    for (const [id, row] of rows) {
-      if (!known.has(id)) {
-        row.remove();
-        rows.delete(id);
-      }
-    }
-    // Existing rows keep their order (ids only grow), so only new rows are inserted: focus inside a row survives.
-    let before: ChildNode | null = tbody.firstChild;
-    for (const job of jobs) {
-      let row = rows.get(job.id);
-      if (!row) {
-        row = h('tr', { 'data-job': job.id });
-        rows.set(job.id, row);
-        tbody.insertBefore(row, before);
-      } else if (row !== before) {
-        tbody.insertBefore(row, before);
-      }
-      fillRow(row, job, fresh.includes(job));
-      before = row.nextSibling;
-    }
-    empty.hidden = jobs.length > 0;
-    table.hidden = jobs.length === 0;
-    more.hidden = jobs.length < filters.limit;
-    if (fresh.length === 1) announce(`New job ${fresh[0]!.id} for ${fresh[0]!.app}`);
-    else if (fresh.length > 1) announce(`${fresh.length} new jobs`);
   }
 
   let timer: number | undefined;
@@ -141,12 +103,68 @@ export async function jobsPage(main: HTMLElement): Promise<void> {
     onResync: soon,
     onStatus: (on) => (live.textContent = on ? 'Live: updates appear without reloading.' : 'Reconnecting…'),
   });
-  window.setInterval(() => jobs.forEach((j) => rows.get(j.id) && fillRow(rows.get(j.id)!, j, false)), 15_000);
+  window.setInterval(() => table.tick(), 15_000);
   await refresh();
 }
 
+/**
+ * The jobs, newest first, one row per job kept and updated in place: focus
+ * inside a row and the scroll position survive updates.
+ */
+class JobsTable {
+  readonly element: HTMLTableElement;
+  private readonly tbody = h('tbody');
+  private readonly rows = new Map<string, HTMLTableRowElement>();
+  private known: Set<string> | null = null;
+  private jobs: JobView[] = [];
+
+  constructor() {
+    this.element = h('table', { class: 'jobs' }, h('caption', { class: 'visually-hidden' }, 'Jobs, newest first'),
+      h('thead', {}, h('tr', {}, ...['Job', 'App', 'Commit', 'Trigger', 'State', 'Duration', 'Queued'].map((c) => h('th', { scope: 'col' }, c)))),
+      this.tbody);
+  }
+
+  /** Shows these jobs; returns those that are new since the last call (none the first time). */
+  show(jobs: JobView[]): JobView[] {
+    const known = this.known;
+    const fresh = known === null ? [] : jobs.filter((j) => !known.has(j.id));
+    this.jobs = jobs;
+    this.known = new Set(jobs.map((j) => j.id));
+    for (const [id, row] of this.rows) {
+      if (!this.known.has(id)) {
+        row.remove();
+        this.rows.delete(id);
+      }
+    }
+    // Existing rows keep their order (ids only grow), so only new rows are inserted: focus inside a row survives.
+    let before: ChildNode | null = this.tbody.firstChild;
+    for (const job of jobs) {
+      let row = this.rows.get(job.id);
+      if (!row) {
+        row = h('tr', { 'data-job': job.id });
+        this.rows.set(job.id, row);
+        this.tbody.insertBefore(row, before);
+      } else if (row !== before) {
+        this.tbody.insertBefore(row, before);
+      }
+      fillRow(row, job, fresh.includes(job));
+      before = row.nextSibling;
+    }
+    this.element.hidden = jobs.length === 0;
+    return fresh;
+  }
+
+  /** Brings durations and ages up to date. */
+  tick(): void {
+    for (const job of this.jobs) {
+      const row = this.rows.get(job.id);
+      if (row) fillRow(row, job, false);
+    }
+  }
+}
+
 /** Fills a row cell by cell, rebuilding only cells whose content changed (a focused link stays focused). */
-function fillRow(row: HTMLTableRowElement, job: Job, fresh: boolean): void {
+function fillRow(row: HTMLTableRowElement, job: JobView, fresh: boolean): void {
   const end = job.finishedAt ? Date.parse(job.finishedAt) : Date.now();
   const duration = job.startedAt ? formatDuration(end - Date.parse(job.startedAt)) : '—';
   if (fresh) {

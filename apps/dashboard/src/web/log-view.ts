@@ -1,7 +1,5 @@
-import { announce } from './announce.js';
-import { h } from './dom.js';
-import { runNodes } from './run-nodes.js';
-import { renderTerminalLine, terminalText } from './terminal-line.js';
+import { announce, h } from './dom.js';
+import { renderTerminalLine, terminalText, type TermRun } from './terminal-line.js';
 
 /** Height of one log line in px; the stylesheet's `.log-line` uses the same. */
 export const LINE_HEIGHT = 20;
@@ -16,6 +14,23 @@ interface Row {
   content: HTMLSpanElement;
   line: number;
   version: number;
+}
+
+/**
+ * What the job page exposes as `window.slipwayLog`, for tests and curious
+ * readers: the log as received, independent of what is rendered.
+ */
+export interface LogProbe {
+  readonly lineCount: number;
+  readonly renderedRows: number;
+  /** Lines that arrived out of order (a duplicate or a gap); 0 when resuming works. */
+  readonly anomalies: number;
+  /** Times the live stream (re)connected. */
+  readonly connections: number;
+  /** The final event arrived. */
+  readonly ended: boolean;
+  /** Line `n` (1-based) as received. */
+  line(n: number): string | undefined;
 }
 
 /**
@@ -313,4 +328,45 @@ export class LogView {
     this.rowsBox.appendChild(el);
     return { el, number, content, line: 0, version: -1 };
   }
+}
+
+/**
+ * A rendered line's runs as DOM nodes (text nodes, never parsed markup),
+ * with every occurrence of `query` (lower case) wrapped in `<mark>`, even
+ * where it spans runs of different colours.
+ */
+function runNodes(runs: readonly TermRun[], query: string): Node[] {
+  const hits: Array<[number, number]> = [];
+  if (query) {
+    const text = runs.map((r) => r.text).join('').toLowerCase();
+    for (let at = text.indexOf(query); at !== -1; at = text.indexOf(query, at + query.length)) hits.push([at, at + query.length]);
+  }
+  const nodes: Node[] = [];
+  let position = 0;
+  for (const run of runs) {
+    const start = position;
+    const end = position + run.text.length;
+    position = end;
+    const pieces: Array<[string, boolean]> = [];
+    let cursor = start;
+    for (const [a, b] of hits) {
+      if (b <= cursor || a >= end) continue;
+      if (a > cursor) pieces.push([run.text.slice(cursor - start, a - start), false]);
+      const stop = Math.min(b, end);
+      pieces.push([run.text.slice(Math.max(a, cursor) - start, stop - start), true]);
+      cursor = stop;
+    }
+    if (cursor < end) pieces.push([run.text.slice(cursor - start), false]);
+    const plain = !run.classes && !run.color && !run.background;
+    const holder: Node[] = pieces.map(([text, marked]) => (marked ? h('mark', {}, text) : document.createTextNode(text)));
+    if (plain) nodes.push(...holder);
+    else {
+      const span = h('span', { class: run.classes || null });
+      if (run.color) span.style.color = run.color;
+      if (run.background) span.style.backgroundColor = run.background;
+      span.append(...holder);
+      nodes.push(span);
+    }
+  }
+  return nodes;
 }

@@ -1,11 +1,9 @@
-import { announce } from './announce.js';
-import { api } from './api-client.js';
+import { api, liveJobEvents } from './api-client.js';
 import { confirmDialog } from './confirm-dialog.js';
-import { h, replaceChildren } from './dom.js';
+import { announce, h, replaceChildren } from './dom.js';
 import { formatAge, formatTime, shortSha } from './format.js';
-import { FINAL_STATES, type Job } from './job-types.js';
-import { liveJobEvents } from './live-events.js';
-import { stateBadge } from './state-badge.js';
+import { isFinal, stateBadge } from './job-status.js';
+import type { JobView } from './job-view.js';
 
 interface Release {
   sha: string | null;
@@ -29,8 +27,8 @@ interface AppOverview {
     drift: string[];
   } | null;
   statusError: string | null;
-  lastJob: Job | null;
-  lastOutcome: Job | null;
+  lastJob: JobView | null;
+  lastOutcome: JobView | null;
 }
 
 /** How often the overview re-reads every app even without job events (container health changes on its own). */
@@ -139,7 +137,7 @@ class Card {
         h('time', { datetime: outcome.finishedAt ?? outcome.createdAt, title: formatTime(outcome.finishedAt) }, formatAge(outcome.finishedAt ?? outcome.createdAt)),
         outcome.error ? h('span', { class: 'job-error-inline' }, ` — ${outcome.error}`) : '')
       : 'None yet']);
-    const running = app.lastJob && !FINAL_STATES.has(app.lastJob.state) ? app.lastJob : null;
+    const running = app.lastJob && !isFinal(app.lastJob.state) ? app.lastJob : null;
     if (running) {
       rows.push(['Now', h('span', {}, h('a', { href: `/jobs/${running.id}` }, `#${running.id}`), ' ', stateBadge(running.state),
         running.state === 'active' ? ` ${running.step}` : '', ` · ${running.trigger}`)]);
@@ -149,7 +147,7 @@ class Card {
 
   private async deploy(): Promise<void> {
     const branch = this.app?.branch ?? 'master';
-    let job: Job | undefined;
+    let job: JobView | undefined;
     const input = h('input', { id: `deploy-ref-${this.name}`, name: 'ref', type: 'text', placeholder: branch, autocomplete: 'off', spellcheck: 'false', 'aria-describedby': `deploy-ref-${this.name}-help` });
     const ok = await confirmDialog({
       title: `Deploy ${this.name}`,
@@ -160,7 +158,7 @@ class Card {
       confirmLabel: 'Deploy',
       onConfirm: async () => {
         const ref = input.value.trim();
-        job = (await api<{ job: Job }>('/api/deploy', { method: 'POST', body: { app: this.name, ...(ref ? { ref } : {}) } })).job;
+        job = (await api<{ job: JobView }>('/api/deploy', { method: 'POST', body: { app: this.name, ...(ref ? { ref } : {}) } })).job;
       },
     });
     if (ok && job) this.queued(job, `Deploy of ${this.name} ${shortSha(job.sha)}`);
@@ -181,7 +179,7 @@ class Card {
       announce(this.status.textContent);
       return;
     }
-    let job: Job | undefined;
+    let job: JobView | undefined;
     const name = `rollback-${this.name}`;
     const options = choices.map((r, i) => {
       const id = `${name}-${i}`;
@@ -199,13 +197,13 @@ class Card {
       onConfirm: async (form) => {
         const picked = form.querySelector<HTMLInputElement>('input[name=release]:checked');
         const to = picked?.value || undefined;
-        job = (await api<{ job: Job }>('/api/rollback', { method: 'POST', body: { app: this.name, ...(to ? { to } : {}) } })).job;
+        job = (await api<{ job: JobView }>('/api/rollback', { method: 'POST', body: { app: this.name, ...(to ? { to } : {}) } })).job;
       },
     });
     if (ok && job) this.queued(job, `Rollback of ${this.name} to ${shortSha(job.sha ?? job.image)}`);
   }
 
-  private queued(job: Job, what: string): void {
+  private queued(job: JobView, what: string): void {
     replaceChildren(this.status, `${what} queued as `, h('a', { href: `/jobs/${job.id}` }, `job #${job.id}`), '.');
     announce(`${what} queued as job ${job.id}`);
   }

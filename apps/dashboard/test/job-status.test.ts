@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { stepTimeline } from '../src/web/step-timeline.js';
+import { FINAL_STATES, JOB_STATES as QUEUE_JOB_STATES, STEPS } from '@slipway/queue/job-types';
+import { isFinal, JOB_STATES, stepTimeline, TIMELINE_STEPS } from '../src/web/job-status.js';
 
 const t = (s: number) => new Date(Date.UTC(2026, 0, 1, 12, 0, s)).toISOString();
 
 describe('stepTimeline', () => {
   it('gives every step of a completed deploy its duration: until the next step began, the last until the job finished', () => {
-    const steps = ['queued', 'checkout', 'build', 'start', 'health', 'switch', 'drain'].map((step, i) => ({ step, at: t(i * 10) }));
+    const steps = (['queued', 'checkout', 'build', 'start', 'health', 'switch', 'drain'] as const).map((step, i) => ({ step, at: t(i * 10) }));
     const entries = stepTimeline({ state: 'completed', steps: [...steps, { step: 'done', at: t(65) }], finishedAt: t(65) });
     expect(entries.map((e) => [e.step, e.status, e.durationMs])).toEqual([
       ['queued', 'done', 10_000], ['checkout', 'done', 10_000], ['build', 'done', 10_000], ['start', 'done', 10_000],
@@ -27,5 +28,14 @@ describe('stepTimeline', () => {
     expect(failed[4]!.durationMs).toBe(6_000);
     const cancelled = stepTimeline({ state: 'cancelled', steps: [{ step: 'queued', at: t(0) }], finishedAt: t(4) });
     expect(cancelled[0]).toMatchObject({ status: 'stopped', durationMs: 4_000 });
+  });
+});
+
+describe('the job states and steps the pages know', () => {
+  // The browser cannot load the queue's constants, only its types: these keep the two lists the same.
+  it('are the queue\'s: every state in its order, the same final ones, every step before done', () => {
+    expect(JOB_STATES).toEqual(QUEUE_JOB_STATES);
+    expect(JOB_STATES.filter(isFinal)).toEqual(QUEUE_JOB_STATES.filter((s) => FINAL_STATES.has(s)));
+    expect(TIMELINE_STEPS).toEqual(STEPS.filter((s) => s !== 'done'));
   });
 });
