@@ -60,11 +60,12 @@ export function flushLogger(logger: Logger): Promise<void> {
 export const MAX_LINE_BYTES = 16 * 1024;
 
 /**
- * Extra bytes of a long line kept until secrets are scrubbed, so that a
- * secret or URL password straddling the final cut is recognised whole
- * rather than half kept.
+ * How much of a long line {@link scrubLine} reads: {@link MAX_LINE_BYTES}
+ * and some slack, so that a secret or URL password straddling the final
+ * cut is recognised whole rather than half kept. Whoever assembles lines
+ * from a stream need keep no more of one than this.
  */
-const SCRUB_SLACK_BYTES = 4096;
+export const SCRUB_WINDOW_BYTES = MAX_LINE_BYTES + 4096;
 
 const CUT_MARK = '… [line cut: ';
 const CUT_MARK_END = ' bytes]';
@@ -95,8 +96,12 @@ export function cutLine(line: string, maxBytes = MAX_LINE_BYTES, originalBytes?:
   const bytes = Buffer.byteLength(content);
   if (bytes <= maxBytes) return line;
   const { read } = encoder.encodeInto(content, new Uint8Array(maxBytes));
-  const total = marker?.bytes ?? Math.max(originalBytes ?? 0, bytes);
-  return `${content.slice(0, read)}${CUT_MARK}${total.toLocaleString('en-US')}${CUT_MARK_END}`;
+  return markCut(content.slice(0, read), marker?.bytes ?? Math.max(originalBytes ?? 0, bytes));
+}
+
+/** `kept`, the start of a line of `originalBytes` whose rest was dropped, with the {@link cutLine} marker. */
+export function markCut(kept: string, originalBytes: number): string {
+  return `${kept}${CUT_MARK}${originalBytes.toLocaleString('en-US')}${CUT_MARK_END}`;
 }
 
 // Character classes of the URL-credential pattern, as JavaScript's regex engine
@@ -178,7 +183,7 @@ export function scrubSecrets(text: string, secrets: readonly (string | undefined
  */
 export function scrubLine(line: string, secrets: readonly (string | undefined)[] = []): string {
   if (line.length * 3 <= MAX_LINE_BYTES) return scrubSecrets(line, secrets);
-  const rough = cutLine(line, MAX_LINE_BYTES + SCRUB_SLACK_BYTES);
+  const rough = cutLine(line, SCRUB_WINDOW_BYTES);
   const original = rough === line && !cutMarker(line) ? Buffer.byteLength(line) : undefined;
   return cutLine(scrubSecrets(rough, secrets), MAX_LINE_BYTES, original);
 }
