@@ -74,7 +74,10 @@ async function build(options: BuildImageOptions & { signal: AbortSignal }): Prom
   const plan = buildOptions({ app: options.app, sha: options.sha });
   const { signal, docker } = options;
   const secrets = [options.app.credentials?.password];
-  const log = (line: string) => options.log?.(scrubLine(line, secrets));
+  // Once stopped, what Docker had already sent is not the build's story any more: the reason it stopped is.
+  const log = (line: string) => {
+    if (!signal.aborted) options.log?.(scrubLine(line, secrets));
+  };
 
   const dockerfile = await stat(join(options.dir, plan.dockerfile)).catch(() => null);
   if (!dockerfile?.isFile()) {
@@ -95,7 +98,8 @@ async function build(options: BuildImageOptions & { signal: AbortSignal }): Prom
     throw signal.aborted ? cancelled() : dockerFailure(err);
   }
 
-  const progress = new BuildStream({ onLine: log, onStep: options.onStep, secrets });
+  // BuildStream scrubs and cuts its lines itself.
+  const progress = new BuildStream({ onLine: (line) => !signal.aborted && options.log?.(line), onStep: options.onStep, secrets });
   try {
     for await (const event of jsonLines<BuildEvent>(response)) progress.push(event);
   } catch (err) {

@@ -14,9 +14,10 @@ export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
  * iterator hands over whatever is buffered without one (a consumer that
  * fell behind a build flooding its output gets megabytes at once); read in
  * one go, with the consumer's work on each message, that held the loop for
- * tens of milliseconds.
+ * tens of milliseconds. 16 KB of short lines cost the worker about a
+ * millisecond.
  */
-const TURN_BYTES = 64 * 1024;
+const TURN_BYTES = 16 * 1024;
 
 /**
  * Newline-delimited JSON from a byte stream (Docker's progress streams),
