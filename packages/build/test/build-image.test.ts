@@ -181,7 +181,8 @@ describe('buildImage and hostile builds', () => {
     { variant: 'huge-line' as const, after: true },
     { variant: 'huge-line-unterminated' as const, after: false },
   ])('$variant: a 4 MB line is cut to 16 KB with its size, and never holds the event loop', async ({ variant, after }) => {
-    const repo = await createFixtureRepo(temp.path, { version: `v-${variant}`, name: `hostile-${variant}`, variant, lineBytes: LINE_BYTES });
+    // A version of its own: the hostile step must run, not come from Docker's layer cache.
+    const repo = await createFixtureRepo(temp.path, { version: `v-${variant}-${randomBytes(4).toString('hex')}`, name: `hostile-${variant}`, variant, lineBytes: LINE_BYTES });
     const app = testApp({ repo: repo.url });
     const lines: string[] = [];
     const { result, loop } = await watched(() => build(app, repo.sha, { log: (line) => lines.push(line) }));
@@ -194,7 +195,7 @@ describe('buildImage and hostile builds', () => {
   });
 
   it('stops a build that runs past build_timeout_s: build_timeout, not retried, no build container left', async () => {
-    const repo = await createFixtureRepo(temp.path, { version: 'v-endless', name: 'endless', variant: 'endless-output' });
+    const repo = await createFixtureRepo(temp.path, { version: `v-endless-${randomBytes(4).toString('hex')}`, name: 'endless', variant: 'endless-output' });
     const app = testApp({ repo: repo.url, build_timeout_s: 3 });
     let printed = 0;
     const notes: string[] = [];

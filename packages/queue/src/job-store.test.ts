@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '@slipway/devstack/free-port';
 import { stopProcess } from '@slipway/devstack/processes';
 import { startRedis } from '@slipway/devstack/services/redis';
-import { tempDir, testStack, uniqueName } from '@slipway/devstack/testing';
+import { tempDir, uniqueName } from '@slipway/devstack/testing';
 import type { DeployRequest } from './job-types.js';
 import { JobStore, type JobRetention } from './job-store.js';
 import { connectRedis, type Redis } from './redis-connection.js';
@@ -13,8 +13,20 @@ const DAY = 24 * 60 * 60 * 1000;
 const daysAgo = (days: number) => new Date(Date.now() - days * DAY).toISOString();
 const request = (app: string, n = 1): DeployRequest => ({ app, sha: n.toString(16).padStart(40, '0'), ref: 'master', image: null, trigger: 'cli' });
 
+/** A Redis of its own, in a directory of its own (a Redis started where another saved its data would load it). */
+async function privateRedis(parent: string): Promise<{ url: string; stop(): Promise<void> }> {
+  const port = await freePort();
+  const dir = join(parent, `redis-${port}`);
+  mkdirSync(dir);
+  const server = await startRedis(dir, port);
+  return { url: server.url, stop: () => stopProcess(server.pid) };
+}
+
 describe('JobStore retention', () => {
   let redis: Redis;
+  // Not the stack's Redis: deploy-queue.test.ts counts every script call made there while it runs.
+  const tmp = tempDir('slipway-retention-');
+  let server: Awaited<ReturnType<typeof privateRedis>>;
   const prefixes: string[] = [];
   const storeWith = (retention: JobRetention | null) => {
     const prefix = uniqueName('retention');
@@ -23,7 +35,8 @@ describe('JobStore retention', () => {
   };
 
   beforeAll(async () => {
-    redis = connectRedis(testStack().redis!.url, 'worker');
+    server = await privateRedis(tmp.path);
+    redis = connectRedis(server.url, 'worker');
     await redis.ping();
   });
   afterEach(async () => {
@@ -32,7 +45,11 @@ describe('JobStore retention', () => {
       if (keys.length) await redis.del(...keys);
     }
   });
-  afterAll(() => redis.disconnect());
+  afterAll(async () => {
+    redis.disconnect();
+    await server.stop();
+    tmp.remove();
+  });
 
   /** What is left of each job: its record, its log, its place in the app's list. */
   async function remaining(store: JobStore, app: string, ids: string[]): Promise<string[]> {
@@ -124,11 +141,7 @@ describe.runIf(process.env.SLIPWAY_MEASURE)('Redis memory of job history', () =>
 
   /** used_memory of a Redis of its own after JOBS jobs of 3 apps, each with a 40-line log, created and finished as the worker does. */
   async function usedMemory(retention: JobRetention | null): Promise<{ before: number; after: number; jobs: number; ms: number }> {
-    const port = await freePort();
-    // A directory of its own: a Redis started where another saved its data would load it.
-    const dir = join(tmp.path, `redis-${port}`);
-    mkdirSync(dir);
-    const server = await startRedis(dir, port);
+    const server = await privateRedis(tmp.path);
     const redis = connectRedis(server.url, 'worker');
     try {
       const store = new JobStore(redis, 'slipway', { retention });
@@ -149,7 +162,7 @@ describe.runIf(process.env.SLIPWAY_MEASURE)('Redis memory of job history', () =>
       return { before, after: await memory(), jobs, ms };
     } finally {
       redis.disconnect();
-      await stopProcess(server.pid);
+      await server.stop();
     }
   }
 
