@@ -73,13 +73,15 @@ describe('what a build prints, through the worker', () => {
     expect(record.attempts).toBe(1);
     expect(log[outputStart(log)]).toBe(`${HUGE_LINE_UNIT.repeat(MAX_LINE_BYTES / 2)}… [line cut: ${bytes.toLocaleString('en-US')} bytes]`);
     expect(loop.maxBlockedMs).toBeLessThan(100);
+    expect(loop.maxGapMs).toBeLessThan(1000);
   });
 
   it('endless output past build_timeout_s: the job fails build_timeout once, the log is capped and ends with why, nothing rolled out', async () => {
-    const { app, record, log, loop } = await deploy('endless-output', { app: { build_timeout_s: 5 }, jobs: { log_max_lines: 1000, log_max_bytes: 65_536 } });
+    // 10 s: long enough for a loaded machine to send the context and start printing (3 s was not, once).
+    const { app, record, log, loop } = await deploy('endless-output', { app: { build_timeout_s: 10 }, jobs: { log_max_lines: 1000, log_max_bytes: 65_536 } });
     expect(record.state).toBe('failed');
     expect(record.attempts).toBe(1);
-    expect(record.error).toBe(`the build took longer than 5 s (apps.${app.name}.build_timeout_s) and was stopped`);
+    expect(record.error).toBe(`the build took longer than 10 s (apps.${app.name}.build_timeout_s) and was stopped`);
     expect(log.length).toBeLessThanOrEqual(1000);
     expect(log.reduce((sum, line) => sum + Buffer.byteLength(line) + 1, 0)).toBeLessThanOrEqual(65_536);
     const notice = log.findIndex((line) => line.startsWith("… output over this log's cap (1,000 lines or 64 KiB)"));
@@ -89,6 +91,7 @@ describe('what a build prints, through the worker', () => {
     expect(log[notice + 2]).toBe(ENDLESS_LINE);
     expect(log.slice(-2)).toEqual([record.error, `error: ${record.error}`]);
     expect(loop.maxBlockedMs).toBeLessThan(100);
+    expect(loop.maxGapMs).toBeLessThan(1000);
     expect(await docker.listContainers({ all: true, filters: { label: [`slipway.app=${app.name}`] } })).toEqual([]);
     const building = async () => (await docker.listContainers({ all: true })).filter((c) => c.Command.includes('build-output.sh'));
     const deadline = Date.now() + 20_000;
