@@ -28,7 +28,10 @@ export const AFTER_OUTPUT_LINE = 'hostile output done';
  * line after a visible label: a clipboard write (OSC 52), a window title
  * change (OSC 0), a cursor move far right (CSI G) and a red colour (SGR),
  * then a reset. Exactly these bytes, for tests of what `slipway logs` and
- * the dashboard do with them.
+ * the dashboard do with them. Through a real build today the job log holds
+ * `clipboard:` and `title:` with their OSC sequences intact, while the
+ * build stream's colour-code filter has already removed the CSI ones
+ * (`cursor:`, `colour:`, `reset:` arrive bare).
  */
 export const TERMINAL_ESCAPES = {
   clipboard: '\u001b]52;c;cm0gLXJmIH4K\u0007',
