@@ -99,7 +99,10 @@ async function build(options: BuildImageOptions & { signal: AbortSignal }): Prom
   }
 
   // BuildStream scrubs and cuts its lines itself.
-  const progress = new BuildStream({ onLine: (line) => !signal.aborted && options.log?.(line), onStep: options.onStep, secrets });
+  const onLine = (line: string) => {
+    if (!signal.aborted) options.log?.(line);
+  };
+  const progress = new BuildStream({ onLine, onStep: options.onStep, secrets });
   try {
     for await (const event of jsonLines<BuildEvent>(response)) progress.push(event);
   } catch (err) {
