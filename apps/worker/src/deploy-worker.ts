@@ -50,7 +50,7 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
   const redis = connectRedis(config.redis, 'worker');
   const bullConnection = connectRedis(config.redis, 'worker');
   const subscriber = connectRedis(config.redis, 'worker');
-  const store = new JobStore(redis, prefix);
+  const store = new JobStore(redis, prefix, { retention: { keepPerApp: config.jobs.keep_per_app, keepDays: config.jobs.keep_days } });
   const queue = new Queue(QUEUE_NAME, { connection: redis, prefix });
   queue.on('error', () => {});
   const metrics = new WorkerMetrics({ queue, store, apps: Object.keys(config.apps) });

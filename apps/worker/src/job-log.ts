@@ -1,30 +1,143 @@
-import { scrubSecrets } from '@slipway/core/logger';
+import { scrubLine } from '@slipway/core/logger';
 import type { JobStore } from '@slipway/queue/job-store';
 
+/** `jobs.log_max_lines` and `jobs.log_max_bytes` when none are given. */
+export const DEFAULT_LOG_MAX_LINES = 100_000;
+export const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
+/** Share of each cap held back for the end of the log. */
+const TAIL_SHARE = 0.1;
+/** Bytes held back for the notice and the count of what was left out. */
+const NOTICES_BYTES = 512;
+/** Last lines kept whatever the log held before this attempt (a retry's end, its error, is never lost). */
+const MIN_TAIL_LINES = 100;
+const MIN_TAIL_BYTES = 64 * 1024;
+/** Most lines sent in one RPUSH. */
+const BATCH_LINES = 2000;
+
+export interface JobLogOptions {
+  /** Values scrubbed from every line (URL credentials always are). */
+  secrets?: readonly (string | undefined)[];
+  /** Lines the job's log may hold (`jobs.log_max_lines`). Default {@link DEFAULT_LOG_MAX_LINES}. */
+  maxLines?: number;
+  /** Bytes the job's log may hold, a newline counted per line (`jobs.log_max_bytes`). Default {@link DEFAULT_LOG_MAX_BYTES}. */
+  maxBytes?: number;
+  /** Longest a line waits before it is sent to Redis. Default 100 ms. */
+  flushMs?: number;
+}
+
+/** The last lines, bounded in count and bytes: the oldest go first. */
+class TailRing {
+  private readonly lines: string[] = [];
+  private readonly sizes: number[] = [];
+  private start = 0;
+  bytes = 0;
+
+  constructor(readonly maxLines: number, readonly maxBytes: number) {}
+
+  get length(): number {
+    return this.lines.length - this.start;
+  }
+
+  /** Adds a line; returns what had to go to make room (the line itself, when it alone is over the bytes). */
+  push(line: string, bytes: number): { lines: number; bytes: number } {
+    this.lines.push(line);
+    this.sizes.push(bytes);
+    this.bytes += bytes;
+    let lines = 0;
+    let dropped = 0;
+    while (this.length > 0 && (this.length > this.maxLines || this.bytes > this.maxBytes)) {
+      const size = this.sizes[this.start]!;
+      this.start++;
+      this.bytes -= size;
+      dropped += size;
+      lines++;
+    }
+    // Compact now and then rather than shift() on every line.
+    if (this.start > 1024 && this.start * 2 > this.lines.length) {
+      this.lines.splice(0, this.start);
+      this.sizes.splice(0, this.start);
+      this.start = 0;
+    }
+    return { lines, bytes: dropped };
+  }
+
+  take(): string[] {
+    const out = this.lines.slice(this.start);
+    this.lines.length = 0;
+    this.sizes.length = 0;
+    this.start = 0;
+    this.bytes = 0;
+    return out;
+  }
+}
+
+const number = (n: number) => n.toLocaleString('en-US');
+const size = (bytes: number) =>
+  bytes % (1024 * 1024) === 0 ? `${number(bytes / (1024 * 1024))} MiB` : bytes % 1024 === 0 ? `${number(bytes / 1024)} KiB` : `${number(bytes)} bytes`;
+
 /**
- * A job's log as it is written: lines are scrubbed of the app's secrets,
- * batched (one RPUSH per `flushMs`, so a chatty build costs a few Redis
- * round trips a second, not one per line) and reach Redis in order.
+ * A job's log as it is written: each line cut to 16 KB and scrubbed of the
+ * app's secrets, sent to Redis in order in batches (one RPUSH in flight at
+ * a time, carrying whatever arrived meanwhile: a chatty build costs a few
+ * round trips a second, not one per line).
+ *
+ * Bounded whatever the build prints. The Redis list only grows (live
+ * followers resume by line number), so the cap works forwards: lines go to
+ * Redis until the log reaches its cap minus a tenth held back for the end;
+ * further lines pass through a ring of the most recent ones (a tenth of each
+ * cap), and the first line the ring lets go sends one notice line saying
+ * so. {@link flush}, called before the job's final state, appends
+ * `[N lines (B bytes) not kept]` and the ring: the log ends with the
+ * build's real last lines. Memory: the ring, and at most the cap's worth of
+ * lines waiting for Redis.
  */
 export class JobLog {
-  private buffer: string[] = [];
+  private pending: string[] = [];
   private timer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> = Promise.resolve();
+  private writing: Promise<void> | null = null;
+  private readonly maxLines: number;
+  private readonly maxBytes: number;
+  private readonly flushMs: number;
+  /** Lines (and bytes) sent or on their way, before any were left out. */
+  private lines: number;
+  private bytes: number;
+  /** Set once the log is near its cap: from then on lines pass through it. */
+  private ring: TailRing | null = null;
+  /** The notice went out: lines are being left out. */
+  private noticed = false;
+  private dropped = { lines: 0, bytes: 0 };
+  private lost = { lines: 0, bytes: 0, error: '' };
+
+  /**
+   * The log of job `id`, counting what earlier attempts of the job wrote
+   * there: the caps are per job, not per attempt.
+   */
+  static async open(store: JobStore, id: string, options: JobLogOptions = {}): Promise<JobLog> {
+    // Never fails: a log that cannot be read is counted from zero (the caps then hold per attempt).
+    const existing = await store.logLength(id).then((n) => (n > 0 ? store.readLog(id) : [])).catch(() => [] as string[]);
+    let bytes = 0;
+    for (const line of existing) bytes += Buffer.byteLength(line) + 1;
+    return new JobLog(store, id, options, { lines: existing.length, bytes });
+  }
 
   constructor(
     private readonly store: JobStore,
     private readonly id: string,
-    private readonly secrets: readonly (string | undefined)[] = [],
-    private readonly flushMs = 100,
-  ) {}
+    private readonly options: JobLogOptions = {},
+    written: { lines: number; bytes: number } = { lines: 0, bytes: 0 },
+  ) {
+    this.maxLines = options.maxLines ?? DEFAULT_LOG_MAX_LINES;
+    this.maxBytes = options.maxBytes ?? DEFAULT_LOG_MAX_BYTES;
+    this.flushMs = options.flushMs ?? 100;
+    this.lines = written.lines;
+    this.bytes = written.bytes;
+  }
 
   /** Adds one or more lines (a multi-line text is split). */
   write = (text: string): void => {
-    for (const line of text.replace(/\r\n/g, '\n').split('\n')) {
-      this.buffer.push(scrubSecrets(line, this.secrets));
-    }
-    if (this.buffer.length >= 500) void this.flush();
-    else if (!this.timer) this.timer = setTimeout(() => void this.flush(), this.flushMs);
+    for (const raw of text.replace(/\r\n/g, '\n').split('\n')) this.add(scrubLine(raw, this.options.secrets));
+    if (this.pending.length >= BATCH_LINES) void this.send();
+    else if (this.pending.length > 0 && !this.timer && !this.writing) this.timer = setTimeout(() => void this.send(), this.flushMs);
   };
 
   /** A step header, so the log reads as a sequence of steps. */
@@ -32,14 +145,72 @@ export class JobLog {
     this.write(`==> ${title}`);
   }
 
+  /**
+   * Completes the log: every line written so far is in Redis when this
+   * resolves, and if lines were left out, the count of them and the last
+   * lines follow. Call it before the job's final state is recorded. Lines
+   * written afterwards are kept the same way, completed by the next call.
+   */
   flush(): Promise<void> {
+    if (this.ring) {
+      if (this.dropped.lines > 0) this.pending.push(`[${number(this.dropped.lines)} lines (${number(this.dropped.bytes)} bytes) not kept]`);
+      this.dropped = { lines: 0, bytes: 0 };
+      for (const line of this.ring.take()) this.pending.push(line);
+    }
+    if (this.lost.lines > 0) {
+      this.pending.push(`[${number(this.lost.lines)} lines (${number(this.lost.bytes)} bytes) could not be stored: ${this.lost.error}]`);
+      this.lost = { lines: 0, bytes: 0, error: '' };
+    }
+    return this.send();
+  }
+
+  private add(line: string): void {
+    const bytes = Buffer.byteLength(line) + 1;
+    if (!this.ring) {
+      const tailLines = Math.max(1, Math.floor(this.maxLines * TAIL_SHARE));
+      const tailBytes = Math.floor(this.maxBytes * TAIL_SHARE);
+      if (this.lines + 1 <= this.maxLines - tailLines - 2 && this.bytes + bytes <= this.maxBytes - tailBytes - NOTICES_BYTES) {
+        this.pending.push(line);
+        this.lines++;
+        this.bytes += bytes;
+        return;
+      }
+      // What is left of each cap for the end, and never less than a few lines for a retried attempt.
+      const ringLines = Math.max(Math.min(tailLines, MIN_TAIL_LINES), Math.min(tailLines, this.maxLines - this.lines - 2));
+      const ringBytes = Math.max(Math.min(tailBytes, MIN_TAIL_BYTES), Math.min(tailBytes, this.maxBytes - this.bytes - NOTICES_BYTES));
+      this.ring = new TailRing(ringLines, ringBytes);
+    }
+    const evicted = this.ring.push(line, bytes);
+    if (evicted.lines === 0) return;
+    if (!this.noticed) {
+      // Nothing goes to Redis between the last line sent and the ring: this is where the notice belongs, and live followers see it now.
+      this.noticed = true;
+      this.pending.push(`… output over this log's cap (${number(this.maxLines)} lines or ${size(this.maxBytes)}): its last lines (up to ${number(this.ring.maxLines)}) will follow when the job ends`);
+    }
+    this.dropped.lines += evicted.lines;
+    this.dropped.bytes += evicted.bytes;
+  }
+
+  /** Sends what is pending, one RPUSH at a time, until nothing is; resolves when all of it is in Redis. */
+  private send(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    const lines = this.buffer;
-    this.buffer = [];
-    if (lines.length > 0) {
-      this.flushing = this.flushing.then(() => this.store.appendLog(this.id, lines).then(() => undefined, () => undefined));
-    }
-    return this.flushing;
+    this.writing ??= (async () => {
+      try {
+        while (this.pending.length > 0) {
+          const batch = this.pending.length <= BATCH_LINES ? this.pending : this.pending.slice(0, BATCH_LINES);
+          this.pending = batch === this.pending ? [] : this.pending.slice(BATCH_LINES);
+          await this.store.appendLog(this.id, batch).catch((err: Error) => {
+            // Redis refused the lines (the worker's connection waits out a disconnection): say so at the end.
+            this.lost.lines += batch.length;
+            for (const line of batch) this.lost.bytes += Buffer.byteLength(line) + 1;
+            this.lost.error ||= err.message;
+          });
+        }
+      } finally {
+        this.writing = null;
+      }
+    })();
+    return this.writing;
   }
 }

@@ -40,7 +40,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     throw new DelayedError();
   }
 
-  const log = new JobLog(ctx.store, id, ctx.secrets);
+  const log = await JobLog.open(ctx.store, id, { secrets: ctx.secrets, maxLines: ctx.config.jobs.log_max_lines, maxBytes: ctx.config.jobs.log_max_bytes });
   const controller = new AbortController();
   ctx.running.set(id, controller);
   try {

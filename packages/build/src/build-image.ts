@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type Docker from 'dockerode';
 import type { AppConfig } from '@slipway/config/types';
-import { scrubSecrets } from '@slipway/core/logger';
+import { scrubLine } from '@slipway/core/logger';
 import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import { BuildError } from './build-error.js';
 import { LABELS } from '@slipway/core/docker';
@@ -29,6 +29,9 @@ export interface BuildImageOptions {
   signal?: AbortSignal;
 }
 
+/** `apps.<app>.build_timeout_s` when an AppConfig made outside the schema has none. */
+export const DEFAULT_BUILD_TIMEOUT_S = 1800;
+
 export interface BuiltImage {
   /** `slipway/<app>:<sha12>`. */
   image: string;
@@ -45,14 +48,37 @@ export interface BuiltImage {
  * comes from {@link buildOptions}, every output line goes to `log` as it
  * arrives. A step that fails inside Docker's stream becomes a
  * {@link BuildError} (`build_failed`, not retryable) naming the step; an
- * unreachable Docker an `UnavailableError`.
+ * unreachable Docker an `UnavailableError`. A build still running after
+ * `app.build_timeout_s` is stopped as a cancelled one is (the request is
+ * dropped, so Docker stops it) and fails with a `SlipwayError` coded
+ * `build_timeout`, not retryable either. Lines reach `log` scrubbed and cut
+ * to 16 KB, whatever the build prints.
  */
 export async function buildImage(options: BuildImageOptions): Promise<BuiltImage> {
+  options.signal?.throwIfAborted();
+  const limitS = options.app.build_timeout_s ?? DEFAULT_BUILD_TIMEOUT_S;
+  const timeout = new AbortController();
+  const timer = setTimeout(() => {
+    const message = `the build took longer than ${limitS} s (apps.${options.app.name}.build_timeout_s) and was stopped`;
+    options.log?.(message);
+    timeout.abort(new SlipwayError('build_timeout', message, { fault: 'commit' }));
+  }, limitS * 1000);
+  try {
+    return await build({ ...options, signal: options.signal ? AbortSignal.any([options.signal, timeout.signal]) : timeout.signal });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** {@link buildImage} under one signal: the caller's and the timeout's. */
+async function build(options: BuildImageOptions & { signal: AbortSignal }): Promise<BuiltImage> {
   const plan = buildOptions({ app: options.app, sha: options.sha });
   const { signal, docker } = options;
-  signal?.throwIfAborted();
   const secrets = [options.app.credentials?.password];
-  const log = (line: string) => options.log?.(scrubSecrets(line, secrets));
+  // Once stopped, what Docker had already sent is not the build's story any more: the reason it stopped is.
+  const log = (line: string) => {
+    if (!signal.aborted) options.log?.(scrubLine(line, secrets));
+  };
 
   const dockerfile = await stat(join(options.dir, plan.dockerfile)).catch(() => null);
   if (!dockerfile?.isFile()) {
@@ -62,27 +88,31 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
   log(`building ${plan.image} from ${plan.dockerfile} (${context.paths.length} paths in the context)`);
 
   const cancelled = () => {
-    const reason: unknown = signal?.reason;
+    const reason: unknown = signal.reason;
     return reason instanceof Error ? reason : new SlipwayError('cancelled', 'build cancelled');
   };
   let response: Readable;
   try {
-    response = (await docker.buildImage(context.stream, { ...plan.options, ...(signal ? { abortSignal: signal } : {}) })) as Readable;
+    response = (await docker.buildImage(context.stream, { ...plan.options, abortSignal: signal })) as Readable;
   } catch (err) {
     context.stream.destroy();
-    throw signal?.aborted ? cancelled() : dockerFailure(err);
+    throw signal.aborted ? cancelled() : dockerFailure(err);
   }
 
-  const progress = new BuildStream({ onLine: log, onStep: options.onStep });
+  // BuildStream scrubs and cuts its lines itself.
+  const onLine = (line: string) => {
+    if (!signal.aborted) options.log?.(line);
+  };
+  const progress = new BuildStream({ onLine, onStep: options.onStep, secrets });
   try {
     for await (const event of jsonLines<BuildEvent>(response)) progress.push(event);
   } catch (err) {
-    throw signal?.aborted ? cancelled() : new UnavailableError('docker', `the connection to Docker broke during the build: ${(err as Error).message}`, { cause: err });
+    throw signal.aborted ? cancelled() : new UnavailableError('docker', `the connection to Docker broke during the build: ${(err as Error).message}`, { cause: err });
   } finally {
     response.destroy();
   }
   progress.end();
-  if (signal?.aborted) throw cancelled();
+  if (signal.aborted) throw cancelled();
   const failure = progress.failure();
   if (failure) throw failure;
   if (!progress.finished) {

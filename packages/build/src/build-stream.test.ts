@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { MAX_LINE_BYTES } from '@slipway/core/logger';
 import { BuildError } from './build-error.js';
 import { BuildStream, type BuildEvent, type BuildStep } from './build-stream.js';
 import { jsonLines } from './json-lines.js';
@@ -138,5 +139,102 @@ describe('jsonLines', () => {
     const out: unknown[] = [];
     for await (const event of jsonLines(Readable.from(chunks))) out.push(event);
     expect(out).toEqual([{ stream: 'a' }, { aux: { ID: 'x' } }, { stream: 'not json\n' }, { stream: 'last' }]);
+  });
+});
+
+const MB = 1024 * 1024;
+
+/** Docker's stream of a huge line: `stream` events of 32 KB (what its builder sends at most per read), no newline in any. */
+function* hugeLine(bytes: number, unit = 'a-'): Generator<BuildEvent> {
+  const chunk = unit.repeat(16 * 1024);
+  for (let sent = 0; sent < bytes; sent += chunk.length) yield { stream: chunk.slice(0, Math.min(chunk.length, bytes - sent)) };
+}
+
+describe('BuildStream on hostile output', () => {
+  const collect = (secrets?: string[]) => {
+    const lines: string[] = [];
+    const progress = new BuildStream({ onLine: (line) => lines.push(line), secrets });
+    return { lines, progress };
+  };
+
+  it('a 64 MB line with no newline: bounded, in linear time, cut with its size', () => {
+    const { lines, progress } = collect();
+    const started = performance.now();
+    progress.push({ stream: 'Step 2/3 : RUN sh /build-output.sh\n' });
+    for (const event of hugeLine(64 * MB)) progress.push(event);
+    progress.push({ stream: '\nafter the huge line\n' });
+    progress.end();
+    expect(performance.now() - started).toBeLessThan(2000);
+    expect(lines).toEqual(['Step 2/3 : RUN sh /build-output.sh', `${'a-'.repeat(MAX_LINE_BYTES / 2)}… [line cut: 67,108,864 bytes]`, 'after the huge line']);
+  });
+
+  it('a huge line the build never ends: cut at the next step boundary, or at the end of the stream', () => {
+    const { lines, progress } = collect();
+    for (const event of hugeLine(MB)) progress.push(event);
+    progress.push({ stream: ' ---> 1234567890ab\n' });
+    for (const event of hugeLine(MB)) progress.push(event);
+    progress.end();
+    const cut = `${'a-'.repeat(MAX_LINE_BYTES / 2)}… [line cut: 1,048,576 bytes]`;
+    expect(lines).toEqual([cut, ' ---> 1234567890ab', cut]);
+  });
+
+  it('a failing step\'s output kept for its error is cut too', () => {
+    const { progress } = collect();
+    progress.push({ stream: 'Step 1/1 : RUN x\n' });
+    for (const event of hugeLine(4 * MB)) progress.push(event);
+    progress.push({ stream: '\n' });
+    progress.push({ error: `The command '/bin/sh -c x' returned a non-zero code: 1` });
+    const failure = progress.failure()!;
+    expect(failure.output).toEqual([`${'a-'.repeat(MAX_LINE_BYTES / 2)}… [line cut: 4,194,304 bytes]`]);
+  });
+
+  it('scrubs a secret, even one the cut goes through', () => {
+    const secret = 'hunter2-webhook-secret';
+    const { lines, progress } = collect([secret]);
+    progress.push({ stream: `token ${secret}\n` });
+    progress.push({ stream: `${'x'.repeat(MAX_LINE_BYTES - 4)}${secret}${'y'.repeat(MB)}\n` });
+    progress.push({ stream: 'https://bob:pw1234@example.com/x.git\n' });
+    progress.end();
+    expect(lines[0]).toBe('token ***');
+    expect(lines[1]!.startsWith(`${'x'.repeat(MAX_LINE_BYTES - 4)}***`)).toBe(true);
+    expect(lines[1]).not.toContain('hunt');
+    expect(lines[2]).toBe('https://***@example.com/x.git');
+  });
+
+  it('a million short lines in 8 KB events: every one, in order, in seconds', () => {
+    const { lines, progress } = collect();
+    let text = '';
+    for (let i = 1; i <= 1_000_000; i++) text += `${i}\n`;
+    const started = performance.now();
+    for (let i = 0; i < text.length; i += 8192) progress.push({ stream: text.slice(i, i + 8192) });
+    progress.end();
+    expect(performance.now() - started).toBeLessThan(10_000);
+    expect(lines.length).toBe(1_000_000);
+    expect(lines.at(-1)).toBe('1000000');
+    expect(lines.every((line, i) => line === String(i + 1))).toBe(true);
+  });
+});
+
+describe('jsonLines on hostile input', () => {
+  it('one 64 MB message arriving in 64 KB chunks: left out with a notice, in linear time, and the stream goes on', async () => {
+    const started = performance.now();
+    async function* chunks() {
+      yield Buffer.from('{"stream":"');
+      const chunk = Buffer.alloc(64 * 1024, 'a');
+      for (let i = 0; i < 1024; i++) yield chunk;
+      yield Buffer.from('"}\r\n{"stream":"next\\n"}\r\n');
+    }
+    const out: unknown[] = [];
+    for await (const event of jsonLines(chunks())) out.push(event);
+    expect(performance.now() - started).toBeLessThan(3000);
+    expect(out).toEqual([{ stream: '[a message of 67,108,878 bytes from Docker was left out]\n' }, { stream: 'next\n' }]);
+  });
+
+  it('a character split across two chunks arrives whole', async () => {
+    const bytes = Buffer.from('{"stream":"café ☕\\n"}\n');
+    const at = bytes.indexOf(0xc3) + 1;
+    const out: unknown[] = [];
+    for await (const event of jsonLines(Readable.from([bytes.subarray(0, at), bytes.subarray(at)]))) out.push(event);
+    expect(out).toEqual([{ stream: 'café ☕\n' }]);
   });
 });

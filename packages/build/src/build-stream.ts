@@ -1,3 +1,4 @@
+import { markCut, SCRUB_WINDOW_BYTES, scrubLine } from '@slipway/core/logger';
 import { BuildError, type FailedStep } from './build-error.js';
 
 /** One JSON message of Docker's `/build` stream. */
@@ -17,8 +18,13 @@ export interface BuildStep extends FailedStep {
 }
 
 export interface BuildStreamOptions {
-  /** Each line of output as it arrives, colour codes removed. */
+  /**
+   * Each line of output as it arrives: colour codes removed, secrets
+   * scrubbed, cut to `MAX_LINE_BYTES` (16 KB) with a marker naming its size.
+   */
   onLine?: (line: string) => void;
+  /** Values scrubbed from every line and from the error (besides URL credentials, always scrubbed). */
+  secrets?: readonly (string | undefined)[];
   /** Each step as it starts. */
   onStep?: (step: Readonly<BuildStep>) => void;
   /** Output lines of the failing step kept in the error. Default {@link DEFAULT_TAIL_LINES}. */
@@ -32,12 +38,18 @@ const STEP = /^Step (\d+)\/(\d+) : (.*)$/;
 const BOUNDARY = /^(Step \d+\/\d+ : | ---> |Removing intermediate container |Successfully (built|tagged) )/;
 const CHATTER = /^( ---> |Removing intermediate container |Successfully (built|tagged) )/;
 const ANSI = /\u001b\[[0-9;?]*[A-Za-z]/g;
+const LINE_BREAK = /\r?\n|\r/g;
+const isHighSurrogate = (c: number) => c >= 0xd800 && c <= 0xdbff;
 
 /**
  * Reads Docker's (classic builder) build stream: turns it into log lines,
  * follows the steps, counts cached ones, and catches the error Docker
  * reports inside the stream — whose HTTP response still ends with 200.
  * Pure: fed events, no IO; the one place Docker's strings are read.
+ *
+ * Whatever the build prints costs time linear in its size and bounded
+ * memory: of a line still open only its first `SCRUB_WINDOW_BYTES` are
+ * kept (the rest is counted), and no pattern is run on more than that.
  */
 export class BuildStream {
   readonly steps: BuildStep[] = [];
@@ -46,7 +58,9 @@ export class BuildStream {
   error: string | undefined;
   /** Docker said the image was built (`Successfully built` or an `aux.ID`). */
   finished = false;
+  /** The line still open: its start, and the number of bytes of it dropped past the window. */
   private partial = '';
+  private partialDropped = 0;
   private output: string[] = [];
   private readonly tail: number;
 
@@ -73,9 +87,9 @@ export class BuildStream {
     }
     if (event.error !== undefined || event.errorDetail?.message !== undefined) {
       this.flush();
-      const message = (event.errorDetail?.message ?? event.error ?? 'unknown error').replace(ANSI, '');
-      this.error ??= message;
-      for (const line of message.split('\n')) if (line.trim()) this.emit(line.trimEnd());
+      const lines = (event.errorDetail?.message ?? event.error ?? 'unknown error').replace(ANSI, '').split('\n').map((line) => this.clean(line));
+      this.error ??= lines.join('\n');
+      for (const line of lines) if (line.trim()) this.emit(line);
     }
   }
 
@@ -102,20 +116,46 @@ export class BuildStream {
 
   private text(chunk: string): void {
     const clean = chunk.replace(ANSI, '');
-    if (this.partial && BOUNDARY.test(clean)) this.flush();
-    const lines = (this.partial + clean).split(/\r?\n|\r/);
-    this.partial = lines.pop() ?? '';
-    for (const line of lines) this.line(line);
+    if ((this.partial || this.partialDropped) && BOUNDARY.test(clean)) this.flush();
+    let start = 0;
+    for (const lineBreak of clean.matchAll(LINE_BREAK)) {
+      this.append(clean.slice(start, lineBreak.index));
+      this.flush();
+      start = lineBreak.index + lineBreak[0].length;
+    }
+    this.append(clean.slice(start));
+  }
+
+  /** Adds to the open line: its start up to the window, the rest only counted. */
+  private append(text: string): void {
+    if (!text) return;
+    const room = this.partialDropped > 0 ? 0 : SCRUB_WINDOW_BYTES - this.partial.length;
+    if (text.length <= room) {
+      this.partial += text;
+      return;
+    }
+    let keep = room;
+    if (keep > 0 && isHighSurrogate(text.charCodeAt(keep - 1))) keep--;
+    this.partial += text.slice(0, keep);
+    this.partialDropped += Buffer.byteLength(keep > 0 ? text.slice(keep) : text);
   }
 
   private flush(): void {
     const rest = this.partial;
+    const dropped = this.partialDropped;
     this.partial = '';
-    if (rest) this.line(rest);
+    this.partialDropped = 0;
+    if (dropped > 0) this.line(markCut(rest, Buffer.byteLength(rest) + dropped));
+    else if (rest) this.line(rest);
+  }
+
+  /** A line as it may be shown: scrubbed and cut. */
+  private clean(raw: string): string {
+    return scrubLine(raw, this.options.secrets).trimEnd();
   }
 
   private line(raw: string): void {
-    const line = raw.trimEnd();
+    const line = this.clean(raw);
     if (!line.trim()) return;
     const step = STEP.exec(line);
     if (step) {

@@ -4,12 +4,14 @@ import { join } from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AppConfig } from '@slipway/config/types';
-import { UnavailableError } from '@slipway/core/slipway-error';
-import { createFixtureRepo, git, type FixtureRepo } from '@slipway/devstack/fixture-app';
+import { MAX_LINE_BYTES } from '@slipway/core/logger';
+import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
+import { AFTER_OUTPUT_LINE, createFixtureRepo, ENDLESS_LINE, git, HUGE_LINE_UNIT, type FixtureRepo } from '@slipway/devstack/fixture-app';
 import { tempDir } from '@slipway/devstack/testing';
 import { BuildError } from '../src/build-error.js';
 import { buildImage } from '../src/build-image.js';
 import { checkout } from '../src/checkout.js';
+import { watchEventLoop, type EventLoopReport } from './event-loop-watch.js';
 import { testApp } from './test-app.js';
 
 const docker = new Docker();
@@ -158,5 +160,69 @@ describe('buildImage', () => {
     const err = await caught(build(app, fixture.sha, { docker: nowhere }));
     expect(err).toBeInstanceOf(UnavailableError);
     expect((err as UnavailableError).service).toBe('docker');
+  });
+});
+
+/** How the event loop fared while `run` ran. */
+async function watched<T>(run: () => Promise<T>): Promise<{ result: T; loop: EventLoopReport }> {
+  const watch = watchEventLoop();
+  try {
+    return { result: await run(), loop: watch.stop() };
+  } finally {
+    watch.stop();
+  }
+}
+
+describe('buildImage and hostile builds', () => {
+  const LINE_BYTES = 4 * 1024 * 1024;
+  const cut = `${HUGE_LINE_UNIT.repeat(MAX_LINE_BYTES / 2)}… [line cut: ${LINE_BYTES.toLocaleString('en-US')} bytes]`;
+
+  it.each([
+    { variant: 'huge-line' as const, after: true },
+    { variant: 'huge-line-unterminated' as const, after: false },
+  ])('$variant: a 4 MB line is cut to 16 KB with its size, and never holds the event loop', async ({ variant, after }) => {
+    // A version of its own: the hostile step must run, not come from Docker's layer cache.
+    const repo = await createFixtureRepo(temp.path, { version: `v-${variant}-${randomBytes(4).toString('hex')}`, name: `hostile-${variant}`, variant, lineBytes: LINE_BYTES });
+    const app = testApp({ repo: repo.url });
+    const lines: string[] = [];
+    const { result, loop } = await watched(() => build(app, repo.sha, { log: (line) => lines.push(line) }));
+    console.log(`${variant}: event loop ${JSON.stringify(loop)}`);
+    expect(result.image).toBe(`slipway/${app.name}:${repo.sha.slice(0, 12)}`);
+    expect(lines).toContain(cut);
+    expect(Math.max(...lines.map((line) => Buffer.byteLength(line)))).toBeLessThanOrEqual(MAX_LINE_BYTES + 40);
+    if (after) expect(lines[lines.indexOf(cut) + 1]).toBe(AFTER_OUTPUT_LINE);
+    expect(loop.maxBlockedMs).toBeLessThan(100);
+    expect(loop.maxGapMs).toBeLessThan(1000);
+  });
+
+  it('stops a build that runs past build_timeout_s: build_timeout, not retried, no build container left', async () => {
+    const repo = await createFixtureRepo(temp.path, { version: `v-endless-${randomBytes(4).toString('hex')}`, name: 'endless', variant: 'endless-output' });
+    // Long enough for a loaded machine to send the context and start the step (seen: over 8 s at a load of 16 on two cores).
+    const app = testApp({ repo: repo.url, build_timeout_s: 10 });
+    let printed = 0;
+    const notes: string[] = [];
+    const started = Date.now();
+    const { result: err, loop } = await watched(() => caught(build(app, repo.sha, {
+      log: (line) => {
+        if (line === ENDLESS_LINE) printed++;
+        else notes.push(line);
+      },
+    })));
+    const took = Date.now() - started;
+    expect(err).toBeInstanceOf(SlipwayError);
+    expect(err).not.toBeInstanceOf(UnavailableError);
+    expect((err as SlipwayError).code).toBe('build_timeout');
+    expect((err as Error).message).toContain('10 s');
+    expect((err as Error).message).toContain(`apps.${app.name}.build_timeout_s`);
+    expect(took).toBeGreaterThanOrEqual(10_000);
+    expect(took).toBeLessThan(30_000);
+    expect(notes.at(-1)).toContain('build_timeout_s');
+    console.log(`endless output: ${printed} lines in ${took} ms, event loop ${JSON.stringify(loop)}; last notes: ${JSON.stringify(notes.slice(-4))}`);
+    expect(loop.maxBlockedMs).toBeLessThan(100);
+    expect(loop.maxGapMs).toBeLessThan(1000);
+    const leftovers = async () => (await docker.listContainers({ all: true })).filter((c) => c.Command.includes('build-output.sh'));
+    const deadline = Date.now() + 20_000;
+    while ((await leftovers()).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+    expect(await leftovers()).toEqual([]);
   });
 });

@@ -40,7 +40,8 @@ export class DeployQueue {
   private pending: PendingEnqueue[] = [];
 
   constructor(private readonly options: DeployQueueOptions) {
-    this.store = new JobStore(options.redis, options.prefix);
+    // Retention is the worker's, which knows jobs.keep_*: jobs this one ends are trimmed at the next job the worker finishes.
+    this.store = new JobStore(options.redis, options.prefix, { retention: null });
     this.bull = new Queue(QUEUE_NAME, { connection: options.redis, prefix: options.prefix });
     this.bull.on('error', () => {});
     this.attempts = options.attempts ?? 5;

@@ -6,6 +6,8 @@ export function keys(prefix: string) {
     byApp: (app: string) => `${prefix}:jobs:app:${app}`,
     /** Finished jobs of an app, scored by id: trimming reads only these. */
     finished: (app: string) => `${prefix}:jobs:finished:${app}`,
+    /** The same jobs scored by their finish time (ms): retention's age test reads only these. */
+    finishedAt: (app: string) => `${prefix}:jobs:finished-at:${app}`,
     /** Jobs of an app not yet started, scored by id: the supersede check reads it. */
     waiting: (app: string) => `${prefix}:jobs:waiting:${app}`,
     job: (id: string) => `${prefix}:job:${id}`,

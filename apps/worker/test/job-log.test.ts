@@ -1,0 +1,158 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_LINE_BYTES } from '@slipway/core/logger';
+import { testStack, uniqueName } from '@slipway/devstack/testing';
+import { JobStore } from '@slipway/queue/job-store';
+import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
+import { JobLog } from '../src/job-log.js';
+
+const lineBytes = (lines: readonly string[]) => lines.reduce((sum, line) => sum + Buffer.byteLength(line) + 1, 0);
+const numbered = (from: number, to: number, make = (i: number) => `line ${i}`) => Array.from({ length: to - from + 1 }, (_, i) => make(from + i));
+const SUMMARY = /^\[([\d,]+) lines \(([\d,]+) bytes\) not kept\]$/;
+const count = (text: string) => Number(text.replace(/,/g, ''));
+
+let redis: Redis;
+let store: JobStore;
+const prefix = uniqueName('joblog');
+let jobs = 0;
+const newJob = () => String(++jobs);
+
+beforeAll(async () => {
+  redis = connectRedis(testStack().redis!.url, 'worker');
+  store = new JobStore(redis, prefix);
+  await redis.ping();
+});
+afterEach(async () => {
+  const keys = await redis.keys(`${prefix}:*`);
+  if (keys.length) await redis.del(...keys);
+});
+afterAll(() => redis.disconnect());
+
+/** A log cut into its parts: the lines kept from the start, the notice, the summary, the last lines. */
+function parts(log: string[]) {
+  const notice = log.findIndex((line) => line.startsWith('… output over'));
+  const summary = log.findIndex((line) => SUMMARY.test(line));
+  return { notice, summary, head: log.slice(0, notice), tail: log.slice(summary + 1), dropped: SUMMARY.exec(log[summary] ?? '') };
+}
+
+describe('JobLog', () => {
+  it('below the cap: every line, in order, complete once flush() resolves', async () => {
+    const id = newJob();
+    // A cap of N lines holds N-2 printed ones: two are kept for the notice and the count of what was left out.
+    const log = await JobLog.open(store, id, { maxLines: 100_002 });
+    const lines = numbered(1, 100_000, String);
+    for (let i = 0; i < lines.length; i += 1000) {
+      log.write(lines.slice(i, i + 1000).join('\n'));
+      if (i % 10_000 === 0) await nextTurn();
+    }
+    await log.flush();
+    expect(await store.readLog(id)).toEqual(lines);
+  });
+
+  it('over the line cap: the start, a notice as soon as it drops, then at the end what was left out and the real last lines', async () => {
+    const id = newJob();
+    const log = await JobLog.open(store, id, { maxLines: 1000, flushMs: 10 });
+    log.write(numbered(1, 5000).join('\n'));
+    // Live followers see the notice while the job runs...
+    for (let i = 0; i < 100 && !(await store.readLog(id, -1)).at(-1)?.startsWith('… output over'); i++) await new Promise((r) => setTimeout(r, 20));
+    const live = await store.readLog(id);
+    expect(live.at(-1)).toMatch(/^… output over this log's cap \(1,000 lines or 10 MiB\): its last lines \(up to 100\) will follow when the job ends$/);
+    log.write(numbered(5001, 10_000).join('\n'));
+    await log.flush();
+    const final = await store.readLog(id);
+    // ... and, appended, never rewritten: line numbers they hold stay right.
+    expect(final.slice(0, live.length)).toEqual(live);
+    const { head, tail, dropped, notice, summary } = parts(final);
+    expect(summary).toBe(notice + 1);
+    expect(head).toEqual(numbered(1, 898));
+    expect(tail).toEqual(numbered(9901, 10_000));
+    expect(count(dropped![1]!)).toBe(9002);
+    expect(count(dropped![2]!)).toBe(lineBytes(numbered(899, 9900)));
+    expect(final.length).toBeLessThanOrEqual(1000);
+  });
+
+  it('over the byte cap: likewise, never more bytes than the cap', async () => {
+    const id = newJob();
+    const log = await JobLog.open(store, id, { maxBytes: 65_536 });
+    const lines = numbered(1, 1000, (i) => `${i} ${'x'.repeat(1000)}`);
+    for (const line of lines) log.write(line);
+    await log.flush();
+    const final = await store.readLog(id);
+    expect(lineBytes(final)).toBeLessThanOrEqual(65_536);
+    const { head, tail, dropped } = parts(final);
+    expect(head).toEqual(lines.slice(0, head.length));
+    expect(tail).toEqual(lines.slice(lines.length - tail.length));
+    expect(head.length).toBeGreaterThan(40);
+    expect(tail.length).toBeGreaterThan(3);
+    expect(count(dropped![1]!)).toBe(1000 - head.length - tail.length);
+  });
+
+  it('lines written after a flush follow at the next one, after another count of what was left out', async () => {
+    const id = newJob();
+    const log = await JobLog.open(store, id, { maxLines: 100 });
+    log.write(numbered(1, 500).join('\n'));
+    await log.flush();
+    log.write(numbered(501, 600).join('\n'));
+    log.write('error: the last word');
+    await log.flush();
+    const final = await store.readLog(id);
+    expect(final.at(-1)).toBe('error: the last word');
+    expect(final.filter((line) => SUMMARY.test(line))).toHaveLength(2);
+    expect(final.length).toBeLessThanOrEqual(100 + 12);
+  });
+
+  it('a retried attempt counts the lines of the attempts before it', async () => {
+    const id = newJob();
+    const first = await JobLog.open(store, id, { maxLines: 1000 });
+    first.write(numbered(1, 950).join('\n'));
+    await first.flush();
+    const second = await JobLog.open(store, id, { maxLines: 1000 });
+    second.write(numbered(951, 5000).join('\n'));
+    await second.flush();
+    const final = await store.readLog(id);
+    expect(final.slice(0, 950)).toEqual(numbered(1, 950));
+    expect(final.at(-1)).toBe('line 5000');
+    // The cap, plus the notice, the count and a few last lines so the retry's end is never lost.
+    expect(final.length).toBeLessThanOrEqual(1000 + 102);
+  });
+
+  it('cuts a huge line to 16 KB and scrubs secrets', async () => {
+    const id = newJob();
+    const log = await JobLog.open(store, id, { secrets: ['hunter2-secret'] });
+    log.write(`${'a-'.repeat(2 * 1024 * 1024)}\nclone https://bob:pw@example.com/x.git with hunter2-secret`);
+    await log.flush();
+    const [cut, scrubbed] = await store.readLog(id);
+    expect(cut).toBe(`${'a-'.repeat(MAX_LINE_BYTES / 2)}… [line cut: 4,194,304 bytes]`);
+    expect(scrubbed).toBe('clone https://***@example.com/x.git with ***');
+  });
+
+  it('holds bounded memory and writes a bounded log whatever is printed (3 million lines, 180 MB)', async () => {
+    const gc = (globalThis as { gc?: () => void }).gc;
+    expect(gc, 'run with --expose-gc (vitest.config.ts does)').toBeTypeOf('function');
+    const id = newJob();
+    gc!();
+    const baseline = process.memoryUsage().heapUsed;
+    let peak = 0;
+    const log = await JobLog.open(store, id);
+    const filler = 'y'.repeat(50);
+    for (let i = 1; i <= 3_000_000; i += 1000) {
+      const batch: string[] = [];
+      for (let j = i; j < i + 1000; j++) batch.push(`${j} ${filler}`);
+      log.write(batch.join('\n'));
+      if (i % 100_000 === 1) {
+        await nextTurn();
+        gc!();
+        peak = Math.max(peak, process.memoryUsage().heapUsed - baseline);
+      }
+    }
+    await log.flush();
+    gc!();
+    const after = process.memoryUsage().heapUsed - baseline;
+    console.log(`JobLog heap above baseline: peak ${(peak / 1e6).toFixed(1)} MB, after ${(after / 1e6).toFixed(1)} MB`);
+    expect(peak).toBeLessThan(40e6);
+    const final = await store.readLog(id);
+    expect(final.length).toBeLessThanOrEqual(100_000);
+    expect(lineBytes(final)).toBeLessThanOrEqual(10 * 1024 * 1024);
+    expect(final.at(-1)).toBe(`3000000 ${filler}`);
+  }, 120_000);
+});
