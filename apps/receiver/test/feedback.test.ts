@@ -4,15 +4,14 @@ import type { Server } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '@slipway/core/logger';
 import { parseConfig } from '@slipway/config/load-config';
+import { githubSignature, startFakeForge, type FakeForge } from '@slipway/devstack/fake-forge';
 import { testStack, uniqueName } from '@slipway/devstack/testing';
-import { startFakeForge, type FakeForge } from '@slipway/feedback/fake-forge';
 import { serveMetrics } from '@slipway/feedback/serve-metrics';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectReceiverRedis } from '../src/connect-receiver-redis.js';
 import { createReceiver } from '../src/create-receiver.js';
 import { createReceiverFeedback, type ReceiverFeedback } from '../src/receiver-feedback.js';
 import { githubBranchPush, githubExamples, SECRETS, TEST_APPS } from './fixtures.js';
-import { githubSignature } from './start-receiver.js';
 
 const TOKEN = 'ghp_ReceiverToken0123';
 const quiet = createLogger({ name: 'test', level: 'silent' });

@@ -1,4 +1,3 @@
-import { createHmac } from 'node:crypto';
 import { request as httpRequest, type OutgoingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
@@ -92,9 +91,6 @@ export async function startReceiver(options: StartOptions): Promise<TestReceiver
     },
   };
 }
-
-export const githubSignature = (body: string | Buffer, secret: string) => `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
-export const giteaSignature = (body: string | Buffer, secret: string) => createHmac('sha256', secret).update(body).digest('hex');
 
 export interface RawResponse {
   status: number;

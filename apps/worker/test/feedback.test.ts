@@ -1,4 +1,4 @@
-import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -7,13 +7,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '@slipway/config/load-config';
 import type { SlipwayConfig } from '@slipway/config/types';
 import { commitVersion, createFixtureRepo, type FixtureRepo } from '@slipway/devstack/fixture-app';
+import { githubSignature, startFakeForge, type FakeForge } from '@slipway/devstack/fake-forge';
 import { freePort } from '@slipway/devstack/free-port';
 import { startLoad } from '@slipway/devstack/load';
 import { startGitHttpServer, type GitHttpServer } from '@slipway/devstack/git-http-server';
 import { isolatedNginx, writeTestConfig } from '@slipway/devstack/harness';
 import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
 import { waitFor } from '@slipway/devstack/wait-for';
-import { startFakeForge, type FakeForge } from '@slipway/feedback/fake-forge';
 import { serveMetrics } from '@slipway/feedback/serve-metrics';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
@@ -48,7 +48,7 @@ async function signedReceiver(): Promise<{ url: string; received: Array<{ event:
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const raw = Buffer.concat(chunks);
-      const expected = Buffer.from(`sha256=${createHmac('sha256', NOTIFY_SECRET).update(raw).digest('hex')}`);
+      const expected = Buffer.from(githubSignature(raw, NOTIFY_SECRET));
       const given = Buffer.from(String(req.headers['x-slipway-signature-256'] ?? ''));
       const verified = given.length === expected.length && timingSafeEqual(given, expected);
       received.push({ event: String(req.headers['x-slipway-event']), verified, body: JSON.parse(raw.toString('utf8')) as Record<string, unknown> });
@@ -128,7 +128,7 @@ async function feedbackWorld(options: { notifyUrl: string; health?: Record<strin
         body: payload,
         headers: {
           'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': delivery,
-          'x-hub-signature-256': `sha256=${createHmac('sha256', WEBHOOK_SECRET).update(payload).digest('hex')}`,
+          'x-hub-signature-256': githubSignature(payload, WEBHOOK_SECRET),
         },
       });
       return { status: res.status, body: (await res.json()) as Record<string, unknown> };

@@ -5,7 +5,7 @@ import type { Push } from '@slipway/queue/job-types';
 import { BackgroundDelivery, type DeliveryOutcome } from '../src/background-delivery.js';
 import { CommitStatuses } from '../src/commit-statuses.js';
 import type { StatusJob } from '../src/commit-status-for-job.js';
-import { startFakeForge, type FakeForge } from '../src/fake-forge.js';
+import { startFakeForge, type FakeForge } from '@slipway/devstack/fake-forge';
 import { ForgeStatusSender } from '../src/forge-status-sender.js';
 import type { RetryPolicy } from '../src/retry-policy.js';
 import { captureLogger } from './capture-logger.js';

@@ -6,7 +6,7 @@ import { JobStore } from '@slipway/queue/job-store';
 import type { JobRecord, Push } from '@slipway/queue/job-types';
 import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
 import { DeployFeedback } from '../src/deploy-feedback.js';
-import { startFakeForge, type FakeForge } from '../src/fake-forge.js';
+import { startFakeForge, type FakeForge } from '@slipway/devstack/fake-forge';
 import type { NotificationPayload } from '../src/notification-payload.js';
 import { WorkerMetrics } from '../src/worker-metrics.js';
 import { captureLogger } from './capture-logger.js';
