@@ -39,7 +39,6 @@ export class WorkerMetrics {
   readonly rollbacks: Counter<'app' | 'state'>;
   readonly buildSteps: Counter<'app'>;
   readonly buildCachedSteps: Counter<'app'>;
-  readonly rolloutFailedRequests: Gauge<'app'>;
   readonly drainOpenConnections: Gauge<'app'>;
   private readonly deliveries: Counter<'target' | 'outcome'>;
 
@@ -53,7 +52,6 @@ export class WorkerMetrics {
     this.rollbacks = new Counter({ name: 'slipway_rollbacks_total', help: 'Rollback jobs (`slipway rollback`) that ended, by final state.', labelNames: ['app', 'state'] as const, registers });
     this.buildSteps = new Counter({ name: 'slipway_build_steps_total', help: 'Dockerfile steps run by image builds.', labelNames: ['app'] as const, registers });
     this.buildCachedSteps = new Counter({ name: 'slipway_build_cache_hits_total', help: 'Dockerfile steps Docker took from its layer cache.', labelNames: ['app'] as const, registers });
-    this.rolloutFailedRequests = new Gauge({ name: 'slipway_rollout_failed_requests', help: 'Requests that failed during the app\'s last rollout, where something measured them (a load test); not measured in production.', labelNames: ['app'] as const, registers });
     this.drainOpenConnections = new Gauge({ name: 'slipway_rollout_drain_open_connections', help: 'Connections still open to the old containers when the last rollout stopped them (0: drained); above 0, requests may have been cut.', labelNames: ['app'] as const, registers });
     this.deliveries = deliveryCounter(this.registry);
 
@@ -107,11 +105,6 @@ export class WorkerMetrics {
   /** A rollout went live: what its drain left open. */
   rolledOut(app: string, result: { drain: { open: number } | null }): void {
     this.drainOpenConnections.set({ app }, result.drain?.open ?? 0);
-  }
-
-  /** For whoever measured a rollout's failed requests (a load test, a proxy's log). */
-  setRolloutFailedRequests(app: string, failed: number): void {
-    this.rolloutFailedRequests.set({ app }, failed);
   }
 
   /** For BackgroundDelivery's `onSettled`. */
