@@ -2,10 +2,7 @@ import express, { type Express, type NextFunction, type Request, type Response }
 import type { Logger } from '@slipway/core/logger';
 import { SlipwayError } from '@slipway/core/slipway-error';
 import type { SlipwayConfig } from '@slipway/config/types';
-import { inspectWebhook } from '@slipway/forges/inspect-webhook';
-import { isProvider } from '@slipway/forges/provider';
-import { readWebhookHeaders } from '@slipway/forges/read-webhook-headers';
-import { webhookMediaType } from '@slipway/forges/webhook-media-type';
+import { inspectWebhook, isProvider, readWebhookHeaders, webhookMediaType } from '@slipway/forges/inspect-webhook';
 import { ReceiverMetrics } from '@slipway/feedback/receiver-metrics';
 import type { DeployQueue } from '@slipway/queue/deploy-queue';
 import type { Push } from '@slipway/queue/job-types';

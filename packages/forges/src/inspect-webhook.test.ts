@@ -1,9 +1,7 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { giteaSignature, githubSignature } from '@slipway/devstack/fake-forge';
-import { inspectWebhook, type WebhookApp } from './inspect-webhook.js';
-import { readWebhookHeaders } from './read-webhook-headers.js';
-import type { Provider } from './provider.js';
+import { inspectWebhook, readWebhookHeaders, type Provider, type WebhookApp } from './inspect-webhook.js';
 
 interface Example { name: string; examples: Array<Record<string, unknown>> }
 const definitions = createRequire(import.meta.url)('@octokit/webhooks-examples') as Example[];

@@ -1,8 +1,8 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { giteaSignature } from '@slipway/devstack/fake-forge';
-import { readWebhookHeaders } from './read-webhook-headers.js';
 import { verifySignature } from './verify-signature.js';
+import { readWebhookHeaders } from './webhook-headers.js';
 
 const body = '{"ref":"refs/heads/master","zen":"Keep it logically awesome. \u2603"}';
 const secret = 'It\'s a Secret to Everybody';
