@@ -7,8 +7,7 @@ import { uniqueName } from '@slipway/devstack/testing';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import type { JobRecord } from '@slipway/queue/job-types';
 import type { Redis } from '@slipway/queue/redis-connection';
-import { connectReceiverRedis } from '../src/connect-receiver-redis.js';
-import { createReceiver } from '../src/create-receiver.js';
+import { connectReceiverRedis, createReceiver } from '../src/create-receiver.js';
 
 export interface TestReceiver {
   url: string;

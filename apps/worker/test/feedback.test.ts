@@ -14,11 +14,11 @@ import { startGitHttpServer, type GitHttpServer } from '@slipway/devstack/git-ht
 import { isolatedNginx, writeTestConfig } from '@slipway/devstack/harness';
 import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
 import { waitFor } from '@slipway/devstack/wait-for';
-import { serveMetrics } from '@slipway/feedback/serve-metrics';
+import { serveMetrics } from '@slipway/feedback/metrics';
+import { ReceiverFeedback } from '@slipway/feedback/receiver-feedback';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
 import { createReceiver } from '@slipway/receiver/create-receiver';
-import { createReceiverFeedback, type ReceiverFeedback } from '@slipway/receiver/receiver-feedback';
 import { createDeployWorker, type DeployWorker } from '../src/deploy-worker.js';
 import { body, quietLogger, waitForJob, waitForStep } from './support.js';
 
@@ -108,7 +108,7 @@ async function feedbackWorld(options: { notifyUrl: string; health?: Record<strin
   const redis: Redis = connectRedis(config.redis, 'producer');
   await new Promise((resolve) => redis.once('ready', resolve));
   const queue = new DeployQueue({ redis, prefix: config.queue.prefix, attempts: config.worker.attempts, backoffMs: config.worker.backoff_ms });
-  const receiverFeedback = createReceiverFeedback({ config, queue, logger: quietLogger, retry: FAST });
+  const receiverFeedback = new ReceiverFeedback({ config, queue, logger: quietLogger, retry: FAST });
   const receiver = createReceiver({ config, queue, logger: quietLogger, metrics: receiverFeedback.metrics, onQueued: receiverFeedback.onQueued }).listen(0, '127.0.0.1');
   await new Promise((resolve) => receiver.once('listening', resolve));
   const receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;

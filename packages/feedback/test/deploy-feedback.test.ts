@@ -1,14 +1,14 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '@slipway/config/load-config';
 import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
+import { startFakeForge, type FakeForge } from '@slipway/devstack/fake-forge';
 import { testStack, uniqueName } from '@slipway/devstack/testing';
 import { JobStore } from '@slipway/queue/job-store';
 import type { JobRecord, Push } from '@slipway/queue/job-types';
 import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
 import { DeployFeedback } from '../src/deploy-feedback.js';
-import { startFakeForge, type FakeForge } from '@slipway/devstack/fake-forge';
-import type { NotificationPayload } from '../src/notification-payload.js';
-import { WorkerMetrics } from '../src/worker-metrics.js';
+import { WorkerMetrics } from '../src/metrics.js';
+import type { NotificationPayload } from '../src/notifications.js';
 import { captureLogger } from './capture-logger.js';
 import { startSignedReceiver, startSlack, type NotifyTarget } from './notify-targets.js';
 
