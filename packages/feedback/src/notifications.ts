@@ -131,7 +131,7 @@ export function notificationPayload(record: JobRecord, event: NotificationEvent,
 }
 
 /** A Slack incoming-webhook message (`text`, the fallback, and Block Kit `blocks`). */
-export interface SlackMessage {
+interface SlackMessage {
   text: string;
   blocks: Array<Record<string, unknown>>;
 }
@@ -146,7 +146,7 @@ const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;
  * fallback `text`, shown in alerts), and blocks with links to the job and
  * the compare view, the commit's first line and who pushed.
  */
-export function slackMessage(payload: NotificationPayload): SlackMessage {
+function slackMessage(payload: NotificationPayload): SlackMessage {
   const commit = payload.sha ? payload.sha.slice(0, 7) : payload.image ?? 'image';
   const took = payload.durationSeconds === null ? null : formatDuration(payload.durationSeconds * 1000);
   const error = payload.error ? `: ${shortText(payload.error, 300)}` : '';
