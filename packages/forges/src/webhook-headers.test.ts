@@ -43,6 +43,10 @@ describe('readWebhookHeaders', () => {
   ])('refuses %s', (_name, provider, headers, code) => {
     expect(() => readWebhookHeaders(provider, headers)).toThrow(expect.objectContaining({ code }));
   });
+
+  it('a refused webhook is the request\'s fault, never Slipway\'s, and not worth sending again as it is', () => {
+    expect(() => readWebhookHeaders('github', { 'x-github-delivery': [uuid, 'other'] })).toThrow(expect.objectContaining({ code: 'bad_header', status: 400, fault: 'request', retryable: false }));
+  });
 });
 
 describe('webhookMediaType', () => {
