@@ -79,7 +79,7 @@ describe('DeployFeedback: what a job\'s end tells the forge, the team and Promet
     const app = uniqueName('app');
     start(app);
     const failed = await finishedJob(app, 1, 'failed', { error: 'Step 2/4 : RUN make failed' });
-    feedback.finished(failed, new SlipwayError('build_failed', 'Step 2/4 : RUN make failed'));
+    feedback.finished(failed, new SlipwayError('build_failed', 'Step 2/4 : RUN make failed', { fault: 'commit' }));
     await feedback.idle();
     const recovered = await finishedJob(app, 2, 'completed');
     feedback.finished(recovered);
