@@ -1,6 +1,7 @@
-import { createHmac, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { giteaSignature, githubSignature } from '@slipway/devstack/fake-forge';
 
 /** A repository as forges describe it in a push. */
 export interface RepoDescription {
@@ -59,8 +60,6 @@ export function giteaPush(push: PushDescription): Record<string, unknown> {
   return payload;
 }
 
-const hmac = (secret: string, data: string) => createHmac('sha256', secret).update(data).digest('hex');
-
 /** GitHub, JSON body or its `payload=` form encoding; the signature covers the bytes sent. */
 export function githubRequest(payload: unknown, secret: string, form = false): WebhookRequest {
   const json = JSON.stringify(payload);
@@ -72,7 +71,7 @@ export function githubRequest(payload: unknown, secret: string, form = false): W
       'content-type': form ? 'application/x-www-form-urlencoded' : 'application/json',
       'x-github-event': 'push',
       'x-github-delivery': randomUUID(),
-      'x-hub-signature-256': `sha256=${hmac(secret, body)}`,
+      'x-hub-signature-256': githubSignature(body, secret),
     },
   };
 }
@@ -87,7 +86,7 @@ export function giteaRequest(payload: unknown, secret: string, form = false): We
       'content-type': form ? 'application/x-www-form-urlencoded' : 'application/json',
       'x-gitea-event': 'push',
       'x-gitea-delivery': randomUUID(),
-      'x-gitea-signature': hmac(secret, json),
+      'x-gitea-signature': giteaSignature(json, secret),
     },
   };
 }

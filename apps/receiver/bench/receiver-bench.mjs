@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { githubSignature } from '@slipway/devstack/fake-forge';
 import { freePort } from '@slipway/devstack/free-port';
 import { stopProcess } from '@slipway/devstack/processes';
 import { startRedis } from '@slipway/devstack/services/redis';
@@ -59,7 +60,7 @@ const benchSecrets = () => Array.from({ length: APPS }, (_, i) => `bench-webhook
 function writeFixtures() {
   const secrets = benchSecrets();
   const bodies = Array.from({ length: APPS }, (_, i) => pushBody(i));
-  const signatures = bodies.map((body, i) => `sha256=${createHmac('sha256', secrets[i]).update(body).digest('hex')}`);
+  const signatures = bodies.map((body, i) => githubSignature(body, secrets[i]));
   writeFileSync(join(dir.path, 'bodies.txt'), `${bodies.join('\n')}\n`);
   writeFileSync(join(dir.path, 'signatures.txt'), `${signatures.join('\n')}\n`);
   const apps = secrets.map((secret, i) => `  app-${i}:\n    repo: https://github.com/bench/app-${i}.git\n    secret: ${secret}`).join('\n');

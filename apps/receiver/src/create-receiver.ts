@@ -1,17 +1,13 @@
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from '@slipway/core/logger';
-import { SlipwayError } from '@slipway/core/slipway-error';
+import { errorResponse, SlipwayError } from '@slipway/core/slipway-error';
 import type { SlipwayConfig } from '@slipway/config/types';
-import { inspectWebhook } from '@slipway/forges/inspect-webhook';
-import { isProvider } from '@slipway/forges/provider';
-import { readWebhookHeaders } from '@slipway/forges/read-webhook-headers';
-import { webhookMediaType } from '@slipway/forges/webhook-media-type';
-import { ReceiverMetrics } from '@slipway/feedback/receiver-metrics';
+import type { ReceiverFeedback } from '@slipway/feedback/receiver-feedback';
+import { inspectWebhook, isProvider, readWebhookHeaders, webhookMediaType } from '@slipway/forges/inspect-webhook';
 import type { DeployQueue } from '@slipway/queue/deploy-queue';
 import type { Push } from '@slipway/queue/job-types';
+import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
 import { withRedis } from '@slipway/queue/redis-errors';
-import { errorResponse } from '@slipway/core/slipway-error';
-import { queuePush, type QueuedJob } from './queue-push.js';
 import { BodyBudget, LARGE_BODIES_BUDGET_BYTES, readBody } from './read-body.js';
 import { requestContext, type RequestLocals } from './request-context.js';
 
@@ -22,10 +18,10 @@ export interface ReceiverOptions {
   queue: DeployQueue;
   logger: Logger;
   /**
-   * Where webhooks are counted. Default: a registry of this receiver's own.
+   * Where webhooks are counted (ReceiverFeedback's). Default: not counted.
    * Never served on the webhook port: main.ts serves it on `receiver.metrics`.
    */
-  metrics?: ReceiverMetrics;
+  metrics?: ReceiverFeedback['metrics'];
   /**
    * Bytes of bodies over SMALL_BODY_BYTES read at once, unverified; more are
    * answered 503 with Retry-After. Default LARGE_BODIES_BUDGET_BYTES, and
@@ -46,9 +42,19 @@ export const HEALTH_TIMEOUT_MS = 1000;
 export const RETRY_AFTER_S = 5;
 
 /**
+ * The receiver's Redis connection: a producer (commands fail at once while
+ * Redis is away, so webhooks get a quick 503), with auto-pipelining: the
+ * commands of concurrent webhooks issued in one tick go out in one write,
+ * which under load saves a system call per command.
+ */
+export function connectReceiverRedis(url: string): Redis {
+  return connectRedis(url, 'producer', { enableAutoPipelining: true });
+}
+
+/**
  * The webhook receiver as an express app, without listening (main.ts
  * does). `POST /hooks/github|gitea|gitlab` answers per the receiver
- * contract in DESIGN.md; `GET /healthz` says whether Redis answers.
+ * contract (docs/contracts.md); `GET /healthz` says whether Redis answers.
  * `/metrics` is not here (404): it is served on a listener of its own.
  *
  * 202 bodies: one app → `{"job", "app"}`; several apps on the pushed
@@ -56,64 +62,16 @@ export const RETRY_AFTER_S = 5;
  * listing every `{"job", "app"}` in config order.
  */
 export function createReceiver(options: ReceiverOptions): Express {
-  const { config, queue, logger, onQueued } = options;
-  const metrics = options.metrics ?? new ReceiverMetrics();
-  const apps = Object.values(config.apps);
-  const limitBytes = Math.floor(config.receiver.body_limit_mb * 1024 * 1024);
-  const retentionSeconds = Math.max(1, Math.round(config.receiver.delivery_retention_h * 3600));
-  const budget = new BodyBudget(Math.max(options.largeBodiesBudgetBytes ?? LARGE_BODIES_BUDGET_BYTES, limitBytes));
-
+  const { queue, logger, metrics } = options;
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   app.use(requestContext(logger, (req, res, summary) => {
     const hook = /^\/hooks(?:\/([^/]*))?(?:\/|$)/.exec(req.path);
-    if (hook && res.writableFinished) metrics.webhook(hook[1] ?? '', res.statusCode, summary.outcome);
+    if (hook && res.writableFinished) metrics?.webhook(hook[1] ?? '', res.statusCode, summary.outcome);
   }));
 
-  app.post('/hooks/:provider', async (req: Request, res: Response) => {
-    const locals = res.locals as RequestLocals;
-    const provider = req.params.provider;
-    if (!isProvider(provider)) throw new SlipwayError('not_found', 'unknown forge; use /hooks/github, /hooks/gitea or /hooks/gitlab', { status: 404 });
-    const headers = readWebhookHeaders(provider, req.headersDistinct);
-    locals.delivery = headers.delivery;
-    Object.assign(locals.summary, { provider, dialect: headers.dialect, event: headers.event });
-    const media = webhookMediaType(provider, req.headersDistinct['content-type']);
-    const body = await readBody(req, res, { limitBytes, budget });
-
-    const decision = await inspectWebhook({ headers, media, body, apps, forges: config.forges });
-    if (logger.isLevelEnabled('debug')) {
-      locals.log.debug({ bytes: body.length, decision: decision.kind, apps: decision.kind === 'push' ? decision.apps.map((a) => a.name).join(',') : '' }, 'webhook inspected');
-    }
-    if (decision.kind === 'ignored') {
-      locals.summary.outcome = `ignored:${decision.reason}`;
-      send(req, res, 200, { ignored: decision.reason, message: decision.message });
-      return;
-    }
-    const { push } = decision;
-    const result = await queuePush(queue, { ...push, delivery: push.delivery! }, decision.apps.map((a) => a.name), retentionSeconds);
-    if (result.kind === 'duplicate') {
-      locals.summary.outcome = 'duplicate';
-      send(req, res, 200, { duplicate: result.delivery, ...(result.jobs ? { jobs: result.jobs } : {}) });
-      return;
-    }
-    if (result.kind === 'stale') {
-      locals.summary.outcome = 'ignored:stale_push';
-      send(req, res, 200, { ignored: 'stale_push', message: `commit ${push.sha} is already live for ${result.apps.join(', ')}, or older than what is; a forced push, or slipway deploy --ref, deploys it` });
-      return;
-    }
-    const [first] = result.jobs;
-    // Flat strings, not arrays of objects: cheaper for the logger's redaction.
-    Object.assign(locals.summary, { outcome: 'queued', jobs: result.jobs.map((j) => `${j.app}:${j.job}`).join(','), sha: push.sha, branch: push.branch });
-    send(req, res, 202, result.jobs.length === 1 ? first : { ...first, jobs: result.jobs });
-    if (onQueued) {
-      try {
-        onQueued(push, result.jobs);
-      } catch (err) {
-        locals.log.warn({ err: (err as Error).message }, 'could not hand the queued jobs over for commit statuses');
-      }
-    }
-  });
+  app.post('/hooks/:provider', webhookRoute(options));
   app.all('/hooks/:provider', methodNotAllowed('POST'));
 
   app.get('/healthz', async (_req: Request, res: Response) => {
@@ -138,6 +96,71 @@ export function createReceiver(options: ReceiverOptions): Express {
   return app;
 }
 
+/**
+ * `POST /hooks/:provider`: the forge (404), its headers (400) and media
+ * type (415) before a byte of the body is read, the body (413, 503 when
+ * too many large ones are being read), what it means (inspectWebhook:
+ * 400, 401, 404, or 200 ignored), then the jobs it queues.
+ */
+function webhookRoute(options: ReceiverOptions): (req: Request, res: Response) => Promise<void> {
+  const { config, queue, logger, onQueued } = options;
+  const apps = Object.values(config.apps);
+  const limitBytes = Math.floor(config.receiver.body_limit_mb * 1024 * 1024);
+  const retentionSeconds = Math.max(1, Math.round(config.receiver.delivery_retention_h * 3600));
+  const budget = new BodyBudget(Math.max(options.largeBodiesBudgetBytes ?? LARGE_BODIES_BUDGET_BYTES, limitBytes));
+
+  return async (req, res) => {
+    const locals = res.locals as RequestLocals;
+    const provider = req.params.provider;
+    if (!isProvider(provider)) throw new SlipwayError('not_found', 'unknown forge; use /hooks/github, /hooks/gitea or /hooks/gitlab', { status: 404 });
+    const headers = readWebhookHeaders(provider, req.headersDistinct);
+    locals.delivery = headers.delivery;
+    Object.assign(locals.summary, { provider, dialect: headers.dialect, event: headers.event });
+    const media = webhookMediaType(provider, req.headersDistinct['content-type']);
+    const body = await readBody(req, res, { limitBytes, budget });
+
+    const decision = await inspectWebhook({ headers, media, body, apps, forges: config.forges });
+    if (logger.isLevelEnabled('debug')) {
+      locals.log.debug({ bytes: body.length, decision: decision.kind, apps: decision.kind === 'push' ? decision.apps.map((a) => a.name).join(',') : '' }, 'webhook inspected');
+    }
+    if (decision.kind === 'ignored') {
+      locals.summary.outcome = `ignored:${decision.reason}`;
+      send(req, res, 200, { ignored: decision.reason, message: decision.message });
+      return;
+    }
+    const { push } = decision;
+    const result = await queuePush(queue, { ...push, delivery: push.delivery! }, decision.apps.map((a) => a.name), retentionSeconds);
+    answerQueued(req, res, push, result);
+    if (result.kind !== 'queued' || !onQueued) return;
+    try {
+      onQueued(push, result.jobs);
+    } catch (err) {
+      locals.log.warn({ err: (err as Error).message }, 'could not hand the queued jobs over for commit statuses');
+    }
+  };
+}
+
+/** The answer once the push went to the queue: 202 naming its jobs, or 200 for a replay or a commit already live. */
+function answerQueued(req: Request, res: Response, push: Push, result: QueuePushResult): void {
+  const locals = res.locals as RequestLocals;
+  switch (result.kind) {
+    case 'duplicate':
+      locals.summary.outcome = 'duplicate';
+      send(req, res, 200, { duplicate: result.delivery, ...(result.jobs ? { jobs: result.jobs } : {}) });
+      return;
+    case 'stale':
+      locals.summary.outcome = 'ignored:stale_push';
+      send(req, res, 200, { ignored: 'stale_push', message: `commit ${push.sha} is already live for ${result.apps.join(', ')}, or older than what is; a forced push, or slipway deploy --ref, deploys it` });
+      return;
+    case 'queued': {
+      const [first] = result.jobs;
+      // Flat strings, not arrays of objects: cheaper for the logger's redaction.
+      Object.assign(locals.summary, { outcome: 'queued', jobs: result.jobs.map((j) => `${j.app}:${j.job}`).join(','), sha: push.sha, branch: push.branch });
+      send(req, res, 202, result.jobs.length === 1 ? first : { ...first, jobs: result.jobs });
+    }
+  }
+}
+
 function methodNotAllowed(allow: string) {
   return (req: Request, res: Response) => {
     res.setHeader('Allow', allow);
@@ -159,4 +182,48 @@ function send(req: Request, res: Response, status: number, body: unknown): void 
     });
   }
   res.status(status).json(body);
+}
+
+/** One queued job: what `POST /hooks/*` answers per matched app. */
+export interface QueuedJob {
+  job: string;
+  app: string;
+}
+
+type QueuePushResult =
+  | { kind: 'queued'; jobs: QueuedJob[] }
+  /** The delivery id, or this commit for these apps, was seen before; `jobs` is what was queued then, when known. */
+  | { kind: 'duplicate'; delivery: string; jobs: QueuedJob[] | null }
+  /** Every app already runs this commit or a newer one (and the push was not forced). */
+  | { kind: 'stale'; apps: string[] };
+
+/**
+ * Queues one job per app for a verified push, once per delivery id: the
+ * claim of the id, the job records and what they are are written in one
+ * round trip (so two concurrent redeliveries queue once, and a redelivery
+ * days later still names the jobs), then the jobs go to BullMQ. If queuing
+ * fails the claim is dropped, so the forge's retry is not mistaken for a
+ * duplicate. The delivery id is a header the signature does not cover, so
+ * the same commit for the same app is queued once per retention window
+ * too, and a commit already live, or older than what is, not at all
+ * (unless the push was forced): a captured body sent again cannot roll an
+ * app back.
+ */
+async function queuePush(queue: DeployQueue, push: Push & { delivery: string }, apps: readonly string[], retentionSeconds: number): Promise<QueuePushResult> {
+  const requests = apps.map((app) => ({ app, sha: push.sha, ref: push.branch, image: null, trigger: 'webhook' as const, push }));
+  const { records, previous, skipped } = await queue.enqueueMany(requests, { provider: push.provider, id: push.delivery, ttlSeconds: retentionSeconds, guard: true });
+  if (previous !== null) return { kind: 'duplicate', delivery: push.delivery, jobs: parseOutcome(previous) };
+  if (records.length > 0) return { kind: 'queued', jobs: records.map((r) => ({ job: r.id, app: r.app })) };
+  const replayed = skipped.filter((s) => s.reason === 'duplicate').map((s) => ({ job: s.job!, app: s.app }));
+  if (replayed.length > 0) return { kind: 'duplicate', delivery: push.delivery, jobs: replayed };
+  return { kind: 'stale', apps: skipped.map((s) => s.app) };
+}
+
+function parseOutcome(text: string): QueuedJob[] | null {
+  try {
+    const value: unknown = JSON.parse(text);
+    return Array.isArray(value) ? (value as QueuedJob[]) : null;
+  } catch {
+    return null;
+  }
 }

@@ -1,11 +1,9 @@
 import { createLogger, flushLogger } from '@slipway/core/logger';
 import { serveUntilSignal } from '@slipway/core/serve-until-signal';
 import { serviceStart } from '@slipway/config/service-start';
-import { serveMetrics } from '@slipway/feedback/serve-metrics';
+import { ReceiverFeedback } from '@slipway/feedback/receiver-feedback';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
-import { connectReceiverRedis } from './connect-receiver-redis.js';
-import { createReceiver } from './create-receiver.js';
-import { createReceiverFeedback } from './receiver-feedback.js';
+import { connectReceiverRedis, createReceiver } from './create-receiver.js';
 
 /** How long in-flight requests get to finish after SIGTERM/SIGINT. */
 export const SHUTDOWN_GRACE_MS = 10_000;
@@ -41,12 +39,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
     redisUp = false;
   });
   const queue = new DeployQueue({ redis, prefix: config.queue.prefix, attempts: config.worker.attempts, backoffMs: config.worker.backoff_ms });
-  const feedback = createReceiverFeedback({ config, queue, logger });
+  const feedback = new ReceiverFeedback({ config, queue, logger });
   const app = createReceiver({ config, queue, logger, metrics: feedback.metrics, onQueued: feedback.onQueued });
 
   const server = app.listen(config.receiver.port, config.receiver.host);
-  // On a listener of its own: the webhook port faces the forges, often the internet.
-  const metricsServer = serveMetrics(feedback.metrics.registry, config.receiver.metrics, logger, 'receiver').catch((err: Error) => {
+  const metricsServer = feedback.serveMetrics(config.receiver.metrics).catch((err: Error) => {
     logger.warn({ err: err.message, address: config.receiver.metrics }, 'cannot serve metrics');
     return null;
   });

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { SlipwayError } from '@slipway/core/slipway-error';
-import { WebhookError } from '@slipway/forges/webhook-error';
+import { WebhookError } from '@slipway/forges/inspect-webhook';
 
 /** Bodies up to this size are always read: an ordinary push is a few KB, one with hundreds of commits well under this. */
 export const SMALL_BODY_BYTES = 1024 * 1024;

@@ -6,13 +6,13 @@ import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '@slipway/core/run-command';
+import { githubSignature } from '@slipway/devstack/fake-forge';
 import { freePort } from '@slipway/devstack/free-port';
 import { tempDir, testStack, uniqueName } from '@slipway/devstack/testing';
 import { waitFor } from '@slipway/devstack/wait-for';
 import { connectRedis } from '@slipway/queue/redis-connection';
 import { main } from '../src/main.js';
 import { githubBranchPush, SECRETS } from './fixtures.js';
-import { githubSignature } from './start-receiver.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const bin = join(root, 'bin', 'slipway-receiver.js');

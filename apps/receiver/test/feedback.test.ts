@@ -4,15 +4,12 @@ import type { Server } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createLogger } from '@slipway/core/logger';
 import { parseConfig } from '@slipway/config/load-config';
+import { githubSignature, startFakeForge, type FakeForge } from '@slipway/devstack/fake-forge';
 import { testStack, uniqueName } from '@slipway/devstack/testing';
-import { startFakeForge, type FakeForge } from '@slipway/feedback/fake-forge';
-import { serveMetrics } from '@slipway/feedback/serve-metrics';
+import { ReceiverFeedback } from '@slipway/feedback/receiver-feedback';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
-import { connectReceiverRedis } from '../src/connect-receiver-redis.js';
-import { createReceiver } from '../src/create-receiver.js';
-import { createReceiverFeedback, type ReceiverFeedback } from '../src/receiver-feedback.js';
+import { connectReceiverRedis, createReceiver } from '../src/create-receiver.js';
 import { githubBranchPush, githubExamples, SECRETS, TEST_APPS } from './fixtures.js';
-import { githubSignature } from './start-receiver.js';
 
 const TOKEN = 'ghp_ReceiverToken0123';
 const quiet = createLogger({ name: 'test', level: 'silent' });
@@ -34,10 +31,10 @@ async function start(forge: FakeForge, retry = { attempts: 3, baseDelayMs: 100, 
   const redis = connectReceiverRedis(config.redis);
   if (redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
   const queue = new DeployQueue({ redis, prefix, attempts: 1 });
-  const feedback = createReceiverFeedback({ config, queue, logger: quiet, retry });
+  const feedback = new ReceiverFeedback({ config, queue, logger: quiet, retry });
   const server: Server = createReceiver({ config, queue, logger: quiet, metrics: feedback.metrics, onQueued: feedback.onQueued }).listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
-  const metricsServer = (await serveMetrics(feedback.metrics.registry, '127.0.0.1:0', quiet, 'receiver'))!;
+  const metricsServer = (await feedback.serveMetrics('127.0.0.1:0'))!;
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     metricsUrl: `http://127.0.0.1:${(metricsServer.address() as AddressInfo).port}`,

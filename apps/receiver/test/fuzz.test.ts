@@ -1,10 +1,11 @@
 import type { OutgoingHttpHeaders } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isBranchName, isSha } from '@slipway/core/validate';
-import { isSafeCloneUrl } from '@slipway/forges/is-safe-clone-url';
+import { giteaSignature, githubSignature } from '@slipway/devstack/fake-forge';
 import { testStack } from '@slipway/devstack/testing';
+import { isSafeCloneUrl } from '@slipway/forges/forge-address';
 import { docFixture, githubBranchPush, SECRETS, TEST_APPS } from './fixtures.js';
-import { giteaSignature, githubSignature, rawRequest, startReceiver, type TestReceiver } from './start-receiver.js';
+import { rawRequest, startReceiver, type TestReceiver } from './start-receiver.js';
 
 const SEED = 0x5eed_1234;
 const REQUESTS = 400;

@@ -1,9 +1,10 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { giteaSignature, githubSignature } from '@slipway/devstack/fake-forge';
 import { testStack } from '@slipway/devstack/testing';
 import { docFixture, githubBranchPush, SECRETS, TEST_APPS } from './fixtures.js';
-import { giteaSignature, githubSignature, rawRequest, startReceiver, type TestReceiver } from './start-receiver.js';
+import { rawRequest, startReceiver, type TestReceiver } from './start-receiver.js';
 
 let r: TestReceiver;
 beforeAll(async () => {

@@ -1,9 +1,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
+import { giteaSignature, githubSignature } from '@slipway/devstack/fake-forge';
 import { testStack } from '@slipway/devstack/testing';
 import { bullJobId } from '@slipway/queue/keys';
 import { docFixture, githubBranchPush, githubExamples, SECRETS, TEST_APPS } from './fixtures.js';
-import { giteaSignature, githubSignature, startReceiver, type TestReceiver } from './start-receiver.js';
+import { startReceiver, type TestReceiver } from './start-receiver.js';
 
 let r: TestReceiver;
 beforeAll(async () => {

@@ -1,13 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { githubSignature } from '@slipway/devstack/fake-forge';
 import { freePort } from '@slipway/devstack/free-port';
 import { stopProcess } from '@slipway/devstack/processes';
 import { startRedis, type RedisService } from '@slipway/devstack/services/redis';
 import { tempDir } from '@slipway/devstack/testing';
 import { waitFor } from '@slipway/devstack/wait-for';
 import { githubBranchPush, SECRETS, TEST_APPS } from './fixtures.js';
-import { githubSignature, startReceiver, type TestReceiver } from './start-receiver.js';
+import { startReceiver, type TestReceiver } from './start-receiver.js';
 
 // A Redis of our own, to stop and start again; the shared one is never touched.
 const dir = tempDir('slipway-receiver-redis-');

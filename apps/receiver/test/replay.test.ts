@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { githubSignature } from '@slipway/devstack/fake-forge';
 import { testStack } from '@slipway/devstack/testing';
 import { githubBranchPush, SECRETS, TEST_APPS } from './fixtures.js';
-import { githubSignature, startReceiver, type TestReceiver } from './start-receiver.js';
+import { startReceiver, type TestReceiver } from './start-receiver.js';
 
 let r: TestReceiver;
 beforeAll(async () => {

@@ -1,4 +1,3 @@
-import { createHmac } from 'node:crypto';
 import { request as httpRequest, type OutgoingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
@@ -8,8 +7,7 @@ import { uniqueName } from '@slipway/devstack/testing';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import type { JobRecord } from '@slipway/queue/job-types';
 import type { Redis } from '@slipway/queue/redis-connection';
-import { connectReceiverRedis } from '../src/connect-receiver-redis.js';
-import { createReceiver } from '../src/create-receiver.js';
+import { connectReceiverRedis, createReceiver } from '../src/create-receiver.js';
 
 export interface TestReceiver {
   url: string;
@@ -92,9 +90,6 @@ export async function startReceiver(options: StartOptions): Promise<TestReceiver
     },
   };
 }
-
-export const githubSignature = (body: string | Buffer, secret: string) => `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
-export const giteaSignature = (body: string | Buffer, secret: string) => createHmac('sha256', secret).update(body).digest('hex');
 
 export interface RawResponse {
   status: number;

@@ -7,12 +7,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '@slipway/core/run-command';
+import { githubSignature } from '@slipway/devstack/fake-forge';
 import { freePort } from '@slipway/devstack/free-port';
 import { tempDir, testStack, uniqueName } from '@slipway/devstack/testing';
 import { waitFor } from '@slipway/devstack/wait-for';
 import { connectRedis } from '@slipway/queue/redis-connection';
 import { githubBranchPush, SECRETS, TEST_APPS } from './fixtures.js';
-import { githubSignature, rawRequest, startReceiver, type TestReceiver } from './start-receiver.js';
+import { rawRequest, startReceiver, type TestReceiver } from './start-receiver.js';
 
 /**
  * What the receiver process may reach, at its peak (VmHWM), while 20 hostile

@@ -1,6 +1,6 @@
 import { createLogger } from '@slipway/core/logger';
 import { serviceStart } from '@slipway/config/service-start';
-import { serveMetrics } from '@slipway/feedback/serve-metrics';
+import { serveMetrics } from '@slipway/feedback/metrics';
 import { redisForDisplay } from '@slipway/queue/redis-connection';
 import { createDeployWorker } from './deploy-worker.js';
 

@@ -1,4 +1,4 @@
-import { createHmac, randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -7,18 +7,18 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '@slipway/config/load-config';
 import type { SlipwayConfig } from '@slipway/config/types';
 import { commitVersion, createFixtureRepo, type FixtureRepo } from '@slipway/devstack/fixture-app';
+import { githubSignature, startFakeForge, type FakeForge } from '@slipway/devstack/fake-forge';
 import { freePort } from '@slipway/devstack/free-port';
 import { startLoad } from '@slipway/devstack/load';
 import { startGitHttpServer, type GitHttpServer } from '@slipway/devstack/git-http-server';
 import { isolatedNginx, writeTestConfig } from '@slipway/devstack/harness';
 import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
 import { waitFor } from '@slipway/devstack/wait-for';
-import { startFakeForge, type FakeForge } from '@slipway/feedback/fake-forge';
-import { serveMetrics } from '@slipway/feedback/serve-metrics';
+import { serveMetrics } from '@slipway/feedback/metrics';
+import { ReceiverFeedback } from '@slipway/feedback/receiver-feedback';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
 import { createReceiver } from '@slipway/receiver/create-receiver';
-import { createReceiverFeedback, type ReceiverFeedback } from '@slipway/receiver/receiver-feedback';
 import { createDeployWorker, type DeployWorker } from '../src/deploy-worker.js';
 import { body, quietLogger, waitForJob, waitForStep } from './support.js';
 
@@ -48,7 +48,7 @@ async function signedReceiver(): Promise<{ url: string; received: Array<{ event:
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const raw = Buffer.concat(chunks);
-      const expected = Buffer.from(`sha256=${createHmac('sha256', NOTIFY_SECRET).update(raw).digest('hex')}`);
+      const expected = Buffer.from(githubSignature(raw, NOTIFY_SECRET));
       const given = Buffer.from(String(req.headers['x-slipway-signature-256'] ?? ''));
       const verified = given.length === expected.length && timingSafeEqual(given, expected);
       received.push({ event: String(req.headers['x-slipway-event']), verified, body: JSON.parse(raw.toString('utf8')) as Record<string, unknown> });
@@ -108,7 +108,7 @@ async function feedbackWorld(options: { notifyUrl: string; health?: Record<strin
   const redis: Redis = connectRedis(config.redis, 'producer');
   await new Promise((resolve) => redis.once('ready', resolve));
   const queue = new DeployQueue({ redis, prefix: config.queue.prefix, attempts: config.worker.attempts, backoffMs: config.worker.backoff_ms });
-  const receiverFeedback = createReceiverFeedback({ config, queue, logger: quietLogger, retry: FAST });
+  const receiverFeedback = new ReceiverFeedback({ config, queue, logger: quietLogger, retry: FAST });
   const receiver = createReceiver({ config, queue, logger: quietLogger, metrics: receiverFeedback.metrics, onQueued: receiverFeedback.onQueued }).listen(0, '127.0.0.1');
   await new Promise((resolve) => receiver.once('listening', resolve));
   const receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
@@ -128,7 +128,7 @@ async function feedbackWorld(options: { notifyUrl: string; health?: Record<strin
         body: payload,
         headers: {
           'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': delivery,
-          'x-hub-signature-256': `sha256=${createHmac('sha256', WEBHOOK_SECRET).update(payload).digest('hex')}`,
+          'x-hub-signature-256': githubSignature(payload, WEBHOOK_SECRET),
         },
       });
       return { status: res.status, body: (await res.json()) as Record<string, unknown> };
@@ -206,8 +206,6 @@ describe('feedback across real deploys: commit statuses, notifications, /metrics
     const report = await load.stop();
     expect(report.failures).toEqual([]);
     expect(report.socketErrors).toEqual([]);
-    // Nothing in production counts a rollout's failed requests; a load test can, and says so here.
-    worker.metrics.setRolloutFailedRequests(app, report.failures.length + report.socketErrors.length);
 
     // A commit whose containers never get healthy: the rollout fails, the previous release keeps serving.
     const broken = await commitVersion(repo, { version: `${app} v2`, variant: 'unhealthy' });
@@ -250,7 +248,6 @@ describe('feedback across real deploys: commit statuses, notifications, /metrics
     expect(sample(workerText, `slipway_build_steps_total{app="${app}"}`)).toBeGreaterThan(0);
     expect(sample(workerText, `slipway_build_cache_hits_total{app="${app}"}`)).toBeGreaterThan(0);
     expect(sample(workerText, `slipway_rollout_drain_open_connections{app="${app}"}`)).toBe(0);
-    expect(workerText).toContain(`slipway_rollout_failed_requests{app="${app}"} 0`);
     expect(sample(workerText, 'slipway_queue_jobs{state="waiting"}')).toBe(0);
     expect(sample(workerText, 'slipway_queue_jobs{state="active"}')).toBe(0);
     expect(sample(workerText, 'slipway_queue_oldest_waiting_seconds')).toBe(0);

@@ -1,3 +1,17 @@
+import { Octokit } from '@octokit/rest';
+import type { SlipwayConfig } from '@slipway/config/types';
+import { configuredRepository, forgeApiBase, type Provider } from '@slipway/forges/forge-address';
+import type { JobRecord, Push } from '@slipway/queue/job-types';
+import { DeliveryError, isRetryableStatus, sendHttpRequest, type BackgroundDelivery, type HttpRequest } from './delivery.js';
+import { formatDuration, jobPageUrl, shortText, type FailureKind } from './job-wording.js';
+
+/*
+ * Commit statuses: what a job is, in a forge's words, on the commit it
+ * deploys. In reading order: the status model, its wording for a job,
+ * CommitStatuses (which decides where a job's statuses go and hands them to
+ * the background delivery), the sender, and each forge's request.
+ */
+
 /**
  * A deploy's state as a commit status, before each forge's words for it:
  * `running` is GitHub's and Gitea's `pending` with another description;
@@ -24,7 +38,7 @@ export interface CommitStatus {
  * a signed payload must not choose where the forge's token is sent.
  */
 export interface StatusTarget {
-  provider: 'github' | 'gitea' | 'gitlab';
+  provider: Provider;
   /** `owner/name` (GitLab: the project's full path, groups included). */
   fullName: string;
   /** The forge's REST API root. */
@@ -36,3 +50,237 @@ export interface StatusTarget {
 
 /** GitHub has documented 140 characters; the others allow more. */
 export const STATUS_DESCRIPTION_MAX = 140;
+
+/** The parts of a job record a status is made of. */
+export type StatusJob = Pick<JobRecord, 'id' | 'app' | 'state' | 'step' | 'createdAt' | 'startedAt' | 'finishedAt' | 'error' | 'supersededBy'>;
+
+export interface CommitStatusOptions {
+  /** The dashboard's public address (see dashboardUrl). */
+  dashboard: string;
+  /** For a failed job: the commit's failure or Slipway's error. Default `failure`. */
+  failureKind?: FailureKind;
+}
+
+/**
+ * The commit status that says where a job is: waiting → `pending`, active
+ * → `running`, completed → `success`, failed → `failure` or `error`,
+ * superseded or cancelled → `cancelled` (not deployed; a newer push, or a
+ * person, decided so). The description names the job and, once it ended,
+ * how long it took and, for a failure, the step and the error's first line.
+ */
+export function commitStatusForJob(job: StatusJob, options: CommitStatusOptions): CommitStatus {
+  const base = { targetUrl: jobPageUrl(options.dashboard, job.id), context: `slipway/${job.app}` };
+  const took = job.finishedAt ? formatDuration(Date.parse(job.finishedAt) - Date.parse(job.startedAt ?? job.createdAt)) : '';
+  const describe = (text: string) => shortText(text, STATUS_DESCRIPTION_MAX);
+  switch (job.state) {
+    case 'waiting':
+      return { ...base, state: 'pending', description: describe(`Queued as job ${job.id}`) };
+    case 'active':
+      return { ...base, state: 'running', description: describe(`Deploying: job ${job.id}`) };
+    case 'completed':
+      return { ...base, state: 'success', description: describe(`Deployed in ${took} (job ${job.id})`) };
+    case 'failed': {
+      const kind = options.failureKind ?? 'failure';
+      const head = kind === 'failure' ? `Failed at ${job.step} after ${took}` : `Could not deploy (${job.step}, ${took})`;
+      return { ...base, state: kind, description: describe(job.error ? `${head}: ${job.error}` : head) };
+    }
+    case 'superseded':
+      return { ...base, state: 'cancelled', description: describe(`Not deployed: superseded by job ${job.supersededBy ?? '?'}, a newer push`) };
+    case 'cancelled':
+      return { ...base, state: 'cancelled', description: describe(job.startedAt ? `Cancelled at ${job.step}; not deployed` : 'Cancelled while queued; not deployed') };
+  }
+}
+
+export interface CommitStatusesOptions {
+  sender: ForgeStatusSender;
+  delivery: BackgroundDelivery;
+  /** The dashboard's public address, for each status's link (see dashboardUrl). */
+  dashboard: string;
+  /** Each app's `repo` and `forges.*.api_url`: where its statuses go. */
+  config: Pick<SlipwayConfig, 'apps' | 'forges'>;
+}
+
+export interface PostOptions {
+  /** For a failed job. */
+  failureKind?: FailureKind;
+  /** Asked before each try: false drops the status (the job has moved on, and a later status says so). */
+  stillWanted?: () => Promise<boolean>;
+}
+
+/**
+ * Commit statuses for jobs whose push came from GitHub, Gitea or GitLab
+ * and whose forge has a token: built from the job, handed to the
+ * background delivery and never awaited. Statuses of one commit and app go
+ * out in order; a newer one replaces an older one still being retried.
+ */
+export class CommitStatuses {
+  constructor(private readonly options: CommitStatusesOptions) {}
+
+  /** Posts the status that says where `job` is now. Returns at once; never throws. */
+  post(job: StatusJob & { push?: Push | null }, options: PostOptions = {}): void {
+    const target = this.target(job);
+    if (!target) return;
+    const status = commitStatusForJob(job, { dashboard: this.options.dashboard, failureKind: options.failureKind });
+    this.options.delivery.deliver({
+      key: `status ${target.apiBase} ${target.fullName.toLowerCase()} ${target.sha} ${status.context}`,
+      target: target.provider,
+      what: 'commit status',
+      context: { job: job.id, app: job.app, repository: target.fullName, sha: target.sha, state: status.state },
+      send: (signal) => this.options.sender.send(target, status, signal),
+      stillWanted: options.stillWanted,
+    });
+  }
+
+  /**
+   * Where `job`'s statuses go, or null when none go: not from a forge, no
+   * token for it, or its app's repository not on a forge the config names.
+   */
+  private target(job: StatusJob & { push?: Push | null }): StatusTarget | null {
+    const push = job.push;
+    const app = this.options.config.apps[job.app];
+    if (!push || push.provider === 'git' || !app || !this.options.sender.canSend(push.provider)) return null;
+    const repo = configuredRepository(app, push.provider, this.options.config.forges, push.repository.fullName);
+    const apiBase = repo && forgeApiBase(push.provider, repo.webRoot, this.options.config.forges);
+    if (!repo?.fullName || !apiBase) return null;
+    return { provider: push.provider, fullName: repo.fullName, apiBase, sha: push.sha, branch: push.branch };
+  }
+
+  /**
+   * `pending` for jobs just queued from `push` (the receiver's part).
+   * `stillQueued(id)` is asked before each try, so a late `pending` never
+   * overwrites what the worker posted since.
+   */
+  queued(push: Push, jobs: ReadonlyArray<{ job: string; app: string }>, stillQueued?: (id: string) => Promise<boolean>): void {
+    const now = new Date().toISOString();
+    for (const { job, app } of jobs) {
+      this.post(
+        { id: job, app, push, state: 'waiting', step: 'queued', createdAt: now, startedAt: null, finishedAt: null, error: null, supersededBy: null },
+        { stillWanted: stillQueued && (() => stillQueued(job)) },
+      );
+    }
+  }
+}
+
+const SILENT = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
+
+/**
+ * Posts one commit status to the forge a push came from: GitHub through
+ * @octokit/rest, Gitea and GitLab through their REST APIs. Tokens come from
+ * `forges.<provider>.token` and go only into the request's auth header.
+ */
+export class ForgeStatusSender {
+  private readonly octokits = new Map<string, Octokit>();
+
+  constructor(private readonly forges: SlipwayConfig['forges']) {}
+
+  /** Whether statuses can go to this provider's forge: a token is configured. */
+  canSend(provider: StatusTarget['provider']): boolean {
+    return Boolean(this.forges[provider]?.token);
+  }
+
+  /** One try; throws DeliveryError. */
+  async send(target: StatusTarget, status: CommitStatus, signal: AbortSignal): Promise<void> {
+    const base = target.apiBase;
+    const token = this.forges[target.provider]?.token;
+    if (!token) throw new DeliveryError(`no ${target.provider} token`, { retryable: false });
+    if (target.provider === 'gitea') return sendHttpRequest(giteaStatusRequest(base, token, target, status), signal);
+    if (target.provider === 'gitlab') return sendHttpRequest(gitlabStatusRequest(base, token, target, status), signal);
+    try {
+      await this.octokit(base, token).rest.repos.createCommitStatus({ ...githubStatusParams(target, status), request: { signal } });
+    } catch (err) {
+      throw githubFailure(err, base, signal);
+    }
+  }
+
+  private octokit(baseUrl: string, token: string): Octokit {
+    let client = this.octokits.get(baseUrl);
+    if (!client) {
+      client = new Octokit({ auth: token, baseUrl, userAgent: 'Slipway', log: SILENT });
+      this.octokits.set(baseUrl, client);
+    }
+    return client;
+  }
+}
+
+/** Octokit's RequestError (status 500 for no answer at all) as a DeliveryError. */
+function githubFailure(err: unknown, base: string, signal: AbortSignal): DeliveryError {
+  const origin = new URL(base).origin;
+  const e = err as { status?: unknown; message?: string; response?: { headers?: Record<string, string | undefined> } };
+  const answered = typeof e.status === 'number' && e.response !== undefined;
+  if (signal.aborted || !answered) {
+    return new DeliveryError(`POST ${origin}: ${signal.aborted ? 'no answer in time' : e.message ?? String(err)}`, { retryable: true, cause: err });
+  }
+  const status = e.status as number;
+  const retryAfter = Number(e.response?.headers?.['retry-after']);
+  return new DeliveryError(`POST ${origin} answered ${status}: ${(e.message ?? '').split('\n', 1)[0]!.slice(0, 200)}`, {
+    retryable: isRetryableStatus(status), httpStatus: status, retryAfterMs: Number.isFinite(retryAfter) ? retryAfter * 1000 : undefined, cause: err,
+  });
+}
+
+/** GitHub's commit status states. */
+const GITHUB_STATES: Readonly<Record<CommitState, 'pending' | 'success' | 'failure' | 'error'>> = {
+  pending: 'pending', running: 'pending', success: 'success', failure: 'failure', error: 'error', cancelled: 'error',
+};
+
+/** A type, not an interface: octokit's `endpoint()` wants an index signature. */
+export type GithubStatusParams = {
+  owner: string;
+  repo: string;
+  sha: string;
+  state: 'pending' | 'success' | 'failure' | 'error';
+  target_url: string;
+  description: string;
+  context: string;
+};
+
+/** The parameters of `octokit.rest.repos.createCommitStatus` (`POST /repos/{owner}/{repo}/statuses/{sha}`). */
+export function githubStatusParams(target: StatusTarget, status: CommitStatus): GithubStatusParams {
+  const [owner, ...rest] = target.fullName.split('/');
+  return {
+    owner: owner!, repo: rest.join('/'), sha: target.sha,
+    state: GITHUB_STATES[status.state], target_url: status.targetUrl, description: status.description, context: status.context,
+  };
+}
+
+/** Gitea's (and Forgejo's) CommitStatusState values Slipway uses. */
+const GITEA_STATES: Readonly<Record<CommitState, 'pending' | 'success' | 'failure' | 'error'>> = {
+  pending: 'pending', running: 'pending', success: 'success', failure: 'failure', error: 'error', cancelled: 'error',
+};
+
+/**
+ * `POST /repos/{owner}/{repo}/statuses/{sha}` with `Authorization: token …`
+ * and a CreateStatusOption body (`state`, `target_url`, `description`,
+ * `context`), as Gitea's API documents it; Forgejo and Gogs take the same.
+ */
+export function giteaStatusRequest(apiBase: string, token: string, target: StatusTarget, status: CommitStatus): HttpRequest {
+  const [owner, ...rest] = target.fullName.split('/');
+  const path = `/repos/${encodeURIComponent(owner!)}/${encodeURIComponent(rest.join('/'))}/statuses/${target.sha}`;
+  return {
+    method: 'POST',
+    url: `${apiBase}${path}`,
+    headers: { authorization: `token ${token}`, 'content-type': 'application/json', accept: 'application/json', 'user-agent': 'Slipway' },
+    body: JSON.stringify({ state: GITEA_STATES[status.state], target_url: status.targetUrl, description: status.description, context: status.context }),
+  };
+}
+
+/** GitLab's commit status states: it has `running` and `canceled`, and no `error`. */
+const GITLAB_STATES: Readonly<Record<CommitState, 'pending' | 'running' | 'success' | 'failed' | 'canceled'>> = {
+  pending: 'pending', running: 'running', success: 'success', failure: 'failed', error: 'failed', cancelled: 'canceled',
+};
+
+/**
+ * `POST /projects/{url-encoded full path}/statuses/{sha}` with
+ * `PRIVATE-TOKEN`, and `state`, `ref`, `name`, `target_url`, `description`,
+ * as GitLab's Commits API documents it. `ref` ties the status to the pushed
+ * branch's pipeline.
+ */
+export function gitlabStatusRequest(apiBase: string, token: string, target: StatusTarget, status: CommitStatus): HttpRequest {
+  return {
+    method: 'POST',
+    url: `${apiBase}/projects/${encodeURIComponent(target.fullName)}/statuses/${target.sha}`,
+    headers: { 'private-token': token, 'content-type': 'application/json', accept: 'application/json', 'user-agent': 'Slipway' },
+    body: JSON.stringify({
+      state: GITLAB_STATES[status.state], ref: target.branch, name: status.context, target_url: status.targetUrl, description: status.description,
+    }),
+  };
+}

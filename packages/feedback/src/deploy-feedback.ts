@@ -3,15 +3,13 @@ import { isSlipwayError } from '@slipway/core/slipway-error';
 import type { SlipwayConfig } from '@slipway/config/types';
 import type { JobStore } from '@slipway/queue/job-store';
 import type { JobRecord } from '@slipway/queue/job-types';
-import { BackgroundDelivery } from './background-delivery.js';
-import { CommitStatuses } from './commit-statuses.js';
-import { dashboardUrl } from './dashboard-url.js';
-import { failureKind } from './failure-kind.js';
-import { ForgeStatusSender } from './forge-status-sender.js';
-import { Notifier } from './notifier.js';
-import { previousOutcome } from './previous-outcome.js';
-import type { RetryPolicy } from './retry-policy.js';
-import type { WorkerMetrics } from './worker-metrics.js';
+import { CommitStatuses, ForgeStatusSender } from './commit-status.js';
+import { BackgroundDelivery, type RetryPolicy } from './delivery.js';
+import { dashboardUrl, failureKind } from './job-wording.js';
+import type { WorkerMetrics } from './metrics.js';
+import { Notifier, previousOutcome } from './notifications.js';
+
+export type { RetryPolicy } from './delivery.js';
 
 /** How long the "this cancellation was reported" mark is kept. */
 const CLAIM_TTL_S = 7 * 24 * 3600;

@@ -1,13 +1,10 @@
 import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SlipwayConfig } from '@slipway/config/types';
+import { startFakeForge, type FakeForge } from '@slipway/devstack/fake-forge';
 import type { Push } from '@slipway/queue/job-types';
-import { BackgroundDelivery, type DeliveryOutcome } from '../src/background-delivery.js';
-import { CommitStatuses } from '../src/commit-statuses.js';
-import type { StatusJob } from '../src/commit-status-for-job.js';
-import { startFakeForge, type FakeForge } from '../src/fake-forge.js';
-import { ForgeStatusSender } from '../src/forge-status-sender.js';
-import type { RetryPolicy } from '../src/retry-policy.js';
+import { CommitStatuses, ForgeStatusSender, type StatusJob } from '../src/commit-status.js';
+import { BackgroundDelivery, type DeliveryOutcome, type RetryPolicy } from '../src/delivery.js';
 import { captureLogger } from './capture-logger.js';
 
 const SHA = '6113728f27ae82c7b1a177c8d03f9e96e0adf246';

@@ -1,14 +1,14 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '@slipway/config/load-config';
 import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
+import { startFakeForge, type FakeForge } from '@slipway/devstack/fake-forge';
 import { testStack, uniqueName } from '@slipway/devstack/testing';
 import { JobStore } from '@slipway/queue/job-store';
 import type { JobRecord, Push } from '@slipway/queue/job-types';
 import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
 import { DeployFeedback } from '../src/deploy-feedback.js';
-import { startFakeForge, type FakeForge } from '../src/fake-forge.js';
-import type { NotificationPayload } from '../src/notification-payload.js';
-import { WorkerMetrics } from '../src/worker-metrics.js';
+import { WorkerMetrics } from '../src/metrics.js';
+import type { NotificationPayload } from '../src/notifications.js';
 import { captureLogger } from './capture-logger.js';
 import { startSignedReceiver, startSlack, type NotifyTarget } from './notify-targets.js';
 
@@ -79,7 +79,7 @@ describe('DeployFeedback: what a job\'s end tells the forge, the team and Promet
     const app = uniqueName('app');
     start(app);
     const failed = await finishedJob(app, 1, 'failed', { error: 'Step 2/4 : RUN make failed' });
-    feedback.finished(failed, new SlipwayError('build_failed', 'Step 2/4 : RUN make failed'));
+    feedback.finished(failed, new SlipwayError('build_failed', 'Step 2/4 : RUN make failed', { fault: 'commit' }));
     await feedback.idle();
     const recovered = await finishedJob(app, 2, 'completed');
     feedback.finished(recovered);

@@ -2,9 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testStack, uniqueName } from '@slipway/devstack/testing';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
-import { ReceiverMetrics } from '../src/receiver-metrics.js';
-import { serveMetrics } from '../src/serve-metrics.js';
-import { WorkerMetrics } from '../src/worker-metrics.js';
+import { ReceiverMetrics, serveMetrics, WorkerMetrics } from '../src/metrics.js';
 import { captureLogger } from './capture-logger.js';
 
 /** The value of one sample line (`name{labels} value`) in a scrape, or undefined. */

@@ -1,6 +1,7 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { githubSignature } from '@slipway/devstack/fake-forge';
 
 export interface Received {
   headers: IncomingHttpHeaders;
@@ -37,7 +38,7 @@ export function startSlack(): Promise<NotifyTarget> {
 export function startSignedReceiver(secret: string): Promise<NotifyTarget> {
   return serve((req) => {
     const header = String(req.headers['x-slipway-signature-256'] ?? '');
-    const expected = Buffer.from(`sha256=${createHmac('sha256', secret).update(req.raw).digest('hex')}`);
+    const expected = Buffer.from(githubSignature(req.raw, secret));
     const given = Buffer.from(header);
     req.verified = given.length === expected.length && timingSafeEqual(given, expected);
     return req.verified ? [204, ''] : [401, 'bad signature'];

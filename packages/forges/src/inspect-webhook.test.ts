@@ -1,9 +1,7 @@
-import { createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { inspectWebhook, type WebhookApp } from './inspect-webhook.js';
-import { readWebhookHeaders } from './read-webhook-headers.js';
-import type { Provider } from './provider.js';
+import { giteaSignature, githubSignature } from '@slipway/devstack/fake-forge';
+import { inspectWebhook, readWebhookHeaders, type Provider, type WebhookApp } from './inspect-webhook.js';
 
 interface Example { name: string; examples: Array<Record<string, unknown>> }
 const definitions = createRequire(import.meta.url)('@octokit/webhooks-examples') as Example[];
@@ -22,7 +20,7 @@ function github(payload: unknown, options: { event?: string; key?: string; deliv
   const headers = readWebhookHeaders('github', {
     'x-github-event': options.event ?? 'push',
     ...(options.delivery === null ? {} : { 'x-github-delivery': options.delivery ?? '72d3162e-cc78-11e3-81ab-4c9367dc0958' }),
-    'x-hub-signature-256': `sha256=${createHmac('sha256', options.key ?? secret).update(body).digest('hex')}`,
+    'x-hub-signature-256': githubSignature(body, options.key ?? secret),
   });
   return inspectWebhook({ headers, media: 'json', body: Buffer.from(body), apps });
 }
@@ -134,7 +132,7 @@ describe('inspectWebhook decisions', () => {
       const body = JSON.stringify(payload);
       const headers = readWebhookHeaders('github', {
         'x-github-event': 'push', 'x-github-delivery': 'd-1',
-        'x-hub-signature-256': `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`,
+        'x-hub-signature-256': githubSignature(body, secret),
       });
       return inspectWebhook({ headers, media: 'json', body: Buffer.from(body), apps: ownerName, forges });
     };
@@ -170,7 +168,7 @@ describe('inspectWebhook for Gitea and GitLab', () => {
 
   it('Gitea and Forgejo pushes verify with the HMAC hex header', async () => {
     const body = JSON.stringify(giteaPush);
-    const signature = createHmac('sha256', secret).update(body).digest('hex');
+    const signature = giteaSignature(body, secret);
     for (const prefix of ['gitea', 'forgejo', 'gogs']) {
       const decision = await inspect('gitea', { [`x-${prefix}-event`]: 'push', [`x-${prefix}-delivery`]: 'd-1', [`x-${prefix}-signature`]: signature }, body);
       expect(decision).toMatchObject({ kind: 'push', push: { provider: 'gitea', pusher: 'alice', message: 'msg', sha: 'c'.repeat(40), branch: 'main' } });

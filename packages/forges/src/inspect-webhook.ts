@@ -1,18 +1,18 @@
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import type { Push } from '@slipway/queue/job-types';
-import { classifyEvent, type IgnoreReason } from './classify-event.js';
-import { decodeWebhookBody } from './decode-webhook-body.js';
-import { configuredRepository, hostOf } from './forge-address.js';
+import { configuredRepository, hostOf, type Provider } from './forge-address.js';
 import { matchApps } from './match-apps.js';
-import { normalisePush } from './normalise-push.js';
-import { pushIgnoreReason } from './push-ignore-reason.js';
-import { readPushFields } from './read-push-fields.js';
-import type { Provider } from './provider.js';
-import type { WebhookHeaders } from './read-webhook-headers.js';
-import type { RepositoryIdentity } from './repository-identity.js';
+import { normalisePush, pushIgnoreReason, readPushFields } from './normalise-push.js';
 import { verifySignature } from './verify-signature.js';
-import type { MediaType } from './webhook-media-type.js';
+import { decodeWebhookBody, type RepositoryIdentity } from './webhook-body.js';
 import { WebhookError } from './webhook-error.js';
+import { classifyEvent, type IgnoreReason, type MediaType, type WebhookHeaders } from './webhook-headers.js';
+
+// What a receiver reads before it hands the body over: which forge (the path), its headers and media type (before
+// the body is read), and the error all of them throw.
+export { isProvider, type Provider } from './forge-address.js';
+export { WebhookError, type WebhookErrorCode } from './webhook-error.js';
+export { readWebhookHeaders, webhookMediaType, type HeaderBag, type IgnoreReason, type MediaType, type WebhookHeaders } from './webhook-headers.js';
 
 /** The part of an app's config a webhook decision needs. */
 export type WebhookApp = Pick<AppConfig, 'name' | 'repo' | 'branch' | 'secret'>;

@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { scanJsonFields, type JsonScan, type WantedFields } from './json-field-scan.js';
-import type { Provider } from './provider.js';
-import { repositoryIdentity, scanRepositoryIdentity } from './repository-identity.js';
+import type { Provider } from './forge-address.js';
+import { repositoryIdentity, scanRepositoryIdentity } from './webhook-body.js';
 
 const wanted: WantedFields = { containers: ['repository', 'project'], fields: ['full_name', 'clone_url'], maxLength: 10 };
 const scan = (text: string): JsonScan => scanJsonFields(Buffer.from(text), wanted);

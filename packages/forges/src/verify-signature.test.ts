@@ -1,11 +1,12 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { readWebhookHeaders } from './read-webhook-headers.js';
+import { giteaSignature } from '@slipway/devstack/fake-forge';
 import { verifySignature } from './verify-signature.js';
+import { readWebhookHeaders } from './webhook-headers.js';
 
 const body = '{"ref":"refs/heads/master","zen":"Keep it logically awesome. \u2603"}';
 const secret = 'It\'s a Secret to Everybody';
-const hex = (key: string, text = body) => createHmac('sha256', key).update(text, 'utf8').digest('hex');
+const hex = (key: string, text = body) => giteaSignature(text, key);
 
 describe('verifySignature', () => {
   it.each([

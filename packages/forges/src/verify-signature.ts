@@ -1,6 +1,6 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { Webhooks } from '@octokit/webhooks';
-import type { WebhookHeaders } from './read-webhook-headers.js';
+import type { WebhookHeaders } from './webhook-headers.js';
 
 const GITHUB_SIGNATURE = /^sha256=[0-9a-f]{64}$/;
 const HEX_SIGNATURE = /^[0-9a-f]{64}$/;

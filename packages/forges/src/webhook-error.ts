@@ -31,13 +31,13 @@ const STATUS: Record<WebhookErrorCode, number> = {
   unsupported_media_type: 415,
 };
 
-/** A refused webhook. Messages never carry a secret, signature or token. */
+/** A refused webhook: the request's fault, whoever sent it. Messages never carry a secret, signature or token. */
 export class WebhookError extends SlipwayError {
   declare readonly code: WebhookErrorCode;
   declare readonly status: number;
 
   constructor(code: WebhookErrorCode, message: string) {
-    super(code, message, { status: STATUS[code] });
+    super(code, message, { status: STATUS[code], fault: 'request' });
     this.name = 'WebhookError';
   }
 }

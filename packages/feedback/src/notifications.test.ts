@@ -1,8 +1,24 @@
-import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { githubSignature } from '@slipway/devstack/fake-forge';
 import type { JobRecord } from '@slipway/queue/job-types';
-import { notificationPayload } from './notification-payload.js';
-import { notificationRequest } from './notification-request.js';
+import { notificationEvent, notificationPayload, notificationRequest } from './notifications.js';
+
+describe('notificationEvent', () => {
+  it.each([
+    ['failure', null, ['failure', 'recovery'], 'failure'],
+    ['failure', 'failure', ['failure'], 'failure'],
+    ['failure', 'success', ['recovery', 'success'], null],
+    ['success', 'failure', ['failure', 'recovery'], 'recovery'],
+    ['success', 'failure', ['success'], 'recovery'],
+    ['success', 'failure', ['failure'], null],
+    ['success', 'success', ['failure', 'recovery'], null],
+    ['success', null, ['failure', 'recovery'], null],
+    ['success', 'success', ['success'], 'success'],
+    ['success', null, ['success'], 'success'],
+  ] as const)('%s after %s, on %j → %s', (outcome, previous, on, expected) => {
+    expect(notificationEvent(outcome, previous, [...on])).toBe(expected);
+  });
+});
 
 const sha = '6113728f27ae82c7b1a177c8d03f9e96e0adf246';
 const record: JobRecord = {
@@ -33,7 +49,7 @@ describe('notifications', () => {
     expect(JSON.parse(request.body)).toEqual(payload);
     expect(request.headers).toEqual({
       'content-type': 'application/json', 'user-agent': 'Slipway', 'x-slipway-event': 'failure', 'x-slipway-delivery': 'uuid-1',
-      'x-slipway-signature-256': `sha256=${createHmac('sha256', 'shh').update(request.body).digest('hex')}`,
+      'x-slipway-signature-256': githubSignature(request.body, 'shh'),
     });
   });
 

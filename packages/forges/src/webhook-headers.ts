@@ -1,5 +1,11 @@
-import type { Provider } from './provider.js';
+import type { Provider } from './forge-address.js';
 import { WebhookError } from './webhook-error.js';
+
+/*
+ * What a webhook request's headers say, read before a byte of its body:
+ * the event, the delivery id, the signature or token, how the body is
+ * encoded, and whether the event can deploy at all.
+ */
 
 /** Request headers, names in lower case; an array when a header came more than once (Node's `headersDistinct`). */
 export type HeaderBag = Readonly<Record<string, string | readonly string[] | undefined>>;
@@ -103,4 +109,56 @@ function agreed(headers: HeaderBag, what: 'event' | 'delivery' | 'signature', ma
 function checked(value: string | null, pattern: RegExp, name: string): string | null {
   if (value !== null && !pattern.test(value)) throw new WebhookError('bad_header', `header ${name} is malformed`);
   return value;
+}
+
+/** How a webhook body is encoded: raw JSON, or a form with the JSON in its `payload` field. */
+export type MediaType = 'json' | 'form';
+
+/**
+ * Reads Content-Type. JSON from every forge; the form encoding only from
+ * GitHub and Gitea/Forgejo/Gogs, which can be set to send it. Anything else
+ * is 415 before the body is read.
+ */
+export function webhookMediaType(provider: Provider, header: string | readonly string[] | undefined): MediaType {
+  if (header === undefined || (typeof header !== 'string' && header.length === 0)) {
+    throw new WebhookError('unsupported_media_type', 'Content-Type is missing; expected application/json');
+  }
+  if (typeof header !== 'string' && header.length > 1) {
+    throw new WebhookError('unsupported_media_type', 'Content-Type was sent more than once');
+  }
+  const value = (typeof header === 'string' ? header : header[0]!).toLowerCase();
+  const [type = '', ...params] = value.split(';').map((part) => part.trim());
+  for (const param of params) {
+    const [name, raw = ''] = param.split('=', 2).map((s) => s.trim());
+    // The body is decoded as UTF-8 (signatures are over its bytes); another charset cannot be honoured.
+    if (name === 'charset' && raw.replace(/^"|"$/g, '') !== 'utf-8' && raw.replace(/^"|"$/g, '') !== 'utf8') {
+      throw new WebhookError('unsupported_media_type', 'only the UTF-8 charset is accepted');
+    }
+  }
+  if (type === 'application/json') return 'json';
+  if (type === 'application/x-www-form-urlencoded' && provider !== 'gitlab') return 'form';
+  const accepted = provider === 'gitlab' ? 'application/json' : 'application/json or application/x-www-form-urlencoded';
+  throw new WebhookError('unsupported_media_type', `Content-Type must be ${accepted}`);
+}
+
+/** Why a webhook was acknowledged without queuing anything. */
+export type IgnoreReason = 'ping' | 'event' | 'tag' | 'branch_deletion' | 'other_ref' | 'other_branch';
+
+export type EventKind =
+  | { kind: 'push' }
+  | { kind: 'ping' }
+  | { kind: 'ignored'; reason: IgnoreReason; message: string };
+
+const PUSH: Record<Provider, string> = { github: 'push', gitea: 'push', gitlab: 'Push Hook' };
+
+/**
+ * Sorts a request by its event header alone, before the body is parsed:
+ * pushes go on, pings are answered once verified, everything else is
+ * acknowledged and dropped (the body is never looked at).
+ */
+export function classifyEvent(provider: Provider, event: string): EventKind {
+  if (event === PUSH[provider]) return { kind: 'push' };
+  if (provider === 'github' && event === 'ping') return { kind: 'ping' };
+  if (provider === 'gitlab' && event === 'Tag Push Hook') return { kind: 'ignored', reason: 'tag', message: 'tag pushes do not deploy' };
+  return { kind: 'ignored', reason: 'event', message: `${JSON.stringify(event)} events do not deploy; only pushes do` };
 }

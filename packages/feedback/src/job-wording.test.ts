@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
-import { failureKind } from './failure-kind.js';
+import { failureKind, formatDuration, shortText } from './job-wording.js';
 
 describe('failureKind: what the error says of whose fault it is', () => {
   it.each([
@@ -14,5 +14,15 @@ describe('failureKind: what the error says of whose fault it is', () => {
     [undefined, 'error'],
   ])('%s → %s', (err, expected) => {
     expect(failureKind(err)).toBe(expected);
+  });
+});
+
+describe('text helpers', () => {
+  it.each([[850, '850 ms'], [42_400, '42 s'], [185_000, '3 min 5 s'], [120_000, '2 min'], [3_720_000, '1 h 2 min']])('formatDuration(%d) = %s', (ms, text) => {
+    expect(formatDuration(ms)).toBe(text);
+  });
+  it('shortText folds whitespace and cuts with an ellipsis, by code point', () => {
+    expect(shortText('a\n  b\tc', 10)).toBe('a b c');
+    expect(shortText('😀'.repeat(10), 5)).toBe('😀😀😀😀…');
   });
 });

@@ -1,5 +1,27 @@
+import { createHmac } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+
+/*
+ * What a forge does, for tests: it signs the webhooks it sends, and it
+ * takes commit statuses. Written from the forges' documentation, not from
+ * Slipway's code, so that a test signing with these and a receiver
+ * verifying with @slipway/forges check each other.
+ */
+
+/**
+ * GitHub's `X-Hub-Signature-256`: `sha256=` and the hex HMAC-SHA256 of the
+ * exact body bytes. Slipway signs its own webhook notifications the same
+ * way (`X-Slipway-Signature-256`), so this also checks those.
+ */
+export function githubSignature(body: string | Buffer, secret: string): string {
+  return `sha256=${giteaSignature(body, secret)}`;
+}
+
+/** Gitea's, Forgejo's and Gogs' `X-Gitea-Signature`: the bare hex HMAC-SHA256 of the body (of the JSON, for a form). */
+export function giteaSignature(body: string | Buffer, secret: string): string {
+  return createHmac('sha256', secret).update(body).digest('hex');
+}
 
 /** One commit status request as a fake forge saw it, with what was wrong with it (empty: it matched the documented shape). */
 export interface SeenStatus {

@@ -1,7 +1,11 @@
 import type { Logger } from '@slipway/core/logger';
-import { backoffDelay } from './backoff-delay.js';
-import { DeliveryError } from './delivery-error.js';
-import { DEFAULT_RETRY_POLICY, type RetryPolicy } from './retry-policy.js';
+import { SlipwayError } from '@slipway/core/slipway-error';
+
+/*
+ * Delivery in the background of what Slipway tells the outside (commit
+ * statuses, notifications): one POST per try, retried with backoff while
+ * the failure may pass, never in the way of the deploy that caused it.
+ */
 
 export type DeliveryOutcome = 'delivered' | 'failed' | 'dropped';
 
@@ -211,4 +215,108 @@ async function wanted(task: DeliveryTask): Promise<boolean> {
     // Cannot tell (Redis away): saying it is better than saying nothing.
     return true;
   }
+}
+
+/** How a commit status or notification is retried in the background. */
+export interface RetryPolicy {
+  /** Tries in all, the first included. Default 5. */
+  attempts: number;
+  /** Wait before the second try; doubled for each one after. Default 1000 ms. */
+  baseDelayMs: number;
+  /** No wait is longer than this (a Retry-After included). Default 30 s. */
+  maxDelayMs: number;
+  /** One try is abandoned after this long. Default 10 s. */
+  timeoutMs: number;
+}
+
+/** About 15 s of waiting over five tries: a forge restarting is caught, one that is down costs five requests. */
+export const DEFAULT_RETRY_POLICY: Readonly<RetryPolicy> = { attempts: 5, baseDelayMs: 1000, maxDelayMs: 30_000, timeoutMs: 10_000 };
+
+/**
+ * Milliseconds to wait after failed try number `attempt` (1-based):
+ * exponential from `baseDelayMs`, at least what the target asked for
+ * (Retry-After), never more than `maxDelayMs`.
+ */
+export function backoffDelay(policy: Pick<RetryPolicy, 'baseDelayMs' | 'maxDelayMs'>, attempt: number, retryAfterMs?: number): number {
+  const exponential = policy.baseDelayMs * 2 ** Math.max(0, attempt - 1);
+  return Math.min(policy.maxDelayMs, Math.max(exponential, retryAfterMs ?? 0));
+}
+
+/**
+ * A commit status or notification the target did not take. `retryable`
+ * says whether trying again later may help (no answer, a timeout, 408, 429,
+ * 5xx); `httpStatus` is the target's answer, when there was one. Messages
+ * never hold a token, a secret or a URL's credentials.
+ */
+export class DeliveryError extends SlipwayError {
+  readonly httpStatus: number | undefined;
+  /** Milliseconds the target asked us to wait (Retry-After), when it did. */
+  readonly retryAfterMs: number | undefined;
+
+  constructor(message: string, options: { retryable: boolean; httpStatus?: number; retryAfterMs?: number; cause?: unknown }) {
+    super('delivery_failed', message, { cause: options.cause, retryable: options.retryable });
+    this.name = 'DeliveryError';
+    this.httpStatus = options.httpStatus;
+    this.retryAfterMs = options.retryAfterMs;
+  }
+}
+
+/** HTTP answers worth retrying later: the target is overloaded, rate-limiting or broken for now. */
+export function isRetryableStatus(status: number): boolean {
+  return status === 408 || status === 425 || status === 429 || status >= 500;
+}
+
+/** One POST to a forge or a notification target, built by a pure function and sent by `sendHttpRequest`. */
+export interface HttpRequest {
+  method: 'POST';
+  url: string;
+  headers: Record<string, string>;
+  /** The exact bytes sent (a signature covers them). */
+  body: string;
+}
+
+/** How much of a refusal's body is kept for the log. */
+const BODY_EXCERPT = 200;
+
+/**
+ * Sends one request with `fetch`, once. Resolves on 2xx; otherwise throws a
+ * DeliveryError saying whether a retry may help. Redirects are refused
+ * (a POST carrying a token is never replayed to another address). The
+ * error names the target by its origin only: a Slack webhook's path is
+ * its secret.
+ */
+export async function sendHttpRequest(request: HttpRequest, signal: AbortSignal): Promise<void> {
+  const where = describeUrl(request.url);
+  let res: Response;
+  try {
+    res = await fetch(request.url, { method: request.method, headers: request.headers, body: request.body, redirect: 'manual', signal });
+  } catch (err) {
+    const reason = signal.aborted ? 'no answer in time' : ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message;
+    throw new DeliveryError(`POST ${where}: ${reason}`, { retryable: true, cause: err });
+  }
+  const text = await res.text().catch(() => '');
+  if (res.status >= 200 && res.status < 300) return;
+  const excerpt = text.replace(/\s+/g, ' ').trim().slice(0, BODY_EXCERPT);
+  throw new DeliveryError(`POST ${where} answered ${res.status}${excerpt ? `: ${excerpt}` : ''}`, {
+    retryable: isRetryableStatus(res.status),
+    httpStatus: res.status,
+    retryAfterMs: retryAfterMs(res.headers.get('retry-after')),
+  });
+}
+
+/** `https://host:port`: enough to say where, nothing secret. */
+function describeUrl(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return '(invalid URL)';
+  }
+}
+
+function retryAfterMs(header: string | null): number | undefined {
+  if (!header) return undefined;
+  const seconds = Number(header);
+  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { readWebhookHeaders, type HeaderBag } from './read-webhook-headers.js';
-import type { Provider } from './provider.js';
+import type { Provider } from './forge-address.js';
+import { readWebhookHeaders, webhookMediaType, type HeaderBag } from './webhook-headers.js';
 
 const sig = `sha256=${'a'.repeat(64)}`;
 const uuid = 'f6266f16-1bf3-46a5-9ea4-602e06ead473';
@@ -42,5 +42,31 @@ describe('readWebhookHeaders', () => {
     ['signature too long', 'github', { 'x-hub-signature-256': 'x'.repeat(5000) }, 'bad_header'],
   ])('refuses %s', (_name, provider, headers, code) => {
     expect(() => readWebhookHeaders(provider, headers)).toThrow(expect.objectContaining({ code }));
+  });
+
+  it('a refused webhook is the request\'s fault, never Slipway\'s, and not worth sending again as it is', () => {
+    expect(() => readWebhookHeaders('github', { 'x-github-delivery': [uuid, 'other'] })).toThrow(expect.objectContaining({ code: 'bad_header', status: 400, fault: 'request', retryable: false }));
+  });
+});
+
+describe('webhookMediaType', () => {
+  it.each<[Provider, string | string[] | undefined, 'json' | 'form' | 415]>([
+    ['github', 'application/json', 'json'],
+    ['github', 'Application/JSON; charset=utf-8', 'json'],
+    ['github', 'application/json; charset="UTF-8"', 'json'],
+    ['github', 'application/x-www-form-urlencoded', 'form'],
+    ['gitea', 'application/x-www-form-urlencoded', 'form'],
+    ['gitlab', 'application/json', 'json'],
+    ['gitlab', 'application/x-www-form-urlencoded', 415],
+    ['github', 'application/json; charset=latin1', 415],
+    ['github', 'text/plain', 415],
+    ['github', 'multipart/form-data; boundary=x', 415],
+    ['github', 'application/jsonp', 415],
+    ['github', '', 415],
+    ['github', undefined, 415],
+    ['github', ['application/json', 'text/plain'], 415],
+  ])('%s %j → %s', (provider, header, expected) => {
+    if (expected === 415) expect(() => webhookMediaType(provider, header)).toThrow(expect.objectContaining({ status: 415, code: 'unsupported_media_type' }));
+    else expect(webhookMediaType(provider, header)).toBe(expected);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decodeWebhookBody } from './decode-webhook-body.js';
+import { decodeWebhookBody } from './webhook-body.js';
 
 const json = '{"ref":"refs/heads/master","message":"caf\u00e9 & 100% + more"}';
 const form = (value: string) => `payload=${encodeURIComponent(value)}`;

@@ -1,0 +1,71 @@
+import type { Server } from 'node:http';
+import type { Logger } from '@slipway/core/logger';
+import type { SlipwayConfig } from '@slipway/config/types';
+import type { JobStore } from '@slipway/queue/job-store';
+import type { Push } from '@slipway/queue/job-types';
+import { CommitStatuses, ForgeStatusSender } from './commit-status.js';
+import { BackgroundDelivery, type RetryPolicy } from './delivery.js';
+import { dashboardUrl } from './job-wording.js';
+import { ReceiverMetrics, serveMetrics } from './metrics.js';
+
+/** How long commit statuses still in flight get when the receiver stops. */
+export const STATUS_GRACE_MS = 2_000;
+
+export interface ReceiverFeedbackOptions {
+  /** `forges` (tokens, API addresses), `dashboard` (status links) and each app's `repo` are read. */
+  config: Pick<SlipwayConfig, 'forges' | 'dashboard' | 'apps'>;
+  /** The deploy queue the receiver queues on: its job records say whether a job still waits. */
+  queue: { readonly store: JobStore };
+  logger: Logger;
+  /** Default DEFAULT_RETRY_POLICY. */
+  retry?: Partial<RetryPolicy>;
+}
+
+/**
+ * The receiver's part of the feedback: its metrics, and the `pending`
+ * commit status of each job it queues from a forge with a token. Statuses
+ * go out after the answer, in the background: a slow or dead forge never
+ * slows a webhook. A `pending` not yet delivered when the job has started
+ * is dropped, so it never overwrites what the worker posted since.
+ */
+export class ReceiverFeedback {
+  /** Webhooks by provider and outcome, and the statuses posted: for createReceiver's `metrics`. */
+  readonly metrics = new ReceiverMetrics();
+  private readonly delivery: BackgroundDelivery;
+  private readonly statuses: CommitStatuses;
+
+  constructor(private readonly options: ReceiverFeedbackOptions) {
+    const { config, logger } = options;
+    this.delivery = new BackgroundDelivery({ logger, retry: options.retry, onSettled: this.metrics.delivery });
+    this.statuses = new CommitStatuses({ sender: new ForgeStatusSender(config.forges), delivery: this.delivery, dashboard: dashboardUrl(config.dashboard), config });
+  }
+
+  /** For createReceiver's `onQueued`: posts `pending` for each job, in the background. Returns at once; never throws. */
+  readonly onQueued = (push: Push, jobs: ReadonlyArray<{ job: string; app: string }>): void => {
+    this.statuses.queued(push, jobs, (id) => this.stillQueued(id));
+  };
+
+  /**
+   * Serves `GET /metrics` on `address` (`host:port`), on a listener of its
+   * own: the webhook port faces the forges, often the internet. Null when
+   * the address is taken (see serveMetrics).
+   */
+  serveMetrics(address: string): Promise<Server | null> {
+    return serveMetrics(this.metrics.registry, address, this.options.logger, 'receiver');
+  }
+
+  /** Resolves when every status handed over was delivered or given up. */
+  idle(): Promise<void> {
+    return this.delivery.idle();
+  }
+
+  /** Stops retrying; statuses in flight get up to `graceMs` (default STATUS_GRACE_MS). */
+  close(graceMs = STATUS_GRACE_MS): Promise<void> {
+    return this.delivery.close(graceMs);
+  }
+
+  private async stillQueued(id: string): Promise<boolean> {
+    const record = await this.options.queue.store.get(id);
+    return record?.state === 'waiting' && record.startedAt === null;
+  }
+}
