@@ -1,11 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SlipwayConfig } from '@slipway/config/types';
 import { UnavailableError } from '@slipway/core/slipway-error';
-import { dnsNames } from '@slipway/router/dns-names';
-import { prepareNginxConf } from '@slipway/router/prepare-nginx-conf';
-import { compareIps } from '@slipway/router/render-dns-hosts';
-import { renderDnsNginxConf } from '@slipway/router/render-dns-nginx-conf';
-import { resolveHost } from '@slipway/router/resolve-host';
+import { compareIps, dnsNames, renderDnsNginxConf, resolveHost } from '@slipway/router/dns';
+import { prepareNginxConf } from '@slipway/router/nginx';
 import type { RouteProxy } from './route-proxy.js';
 
 /** How long the DNS server may take to answer the new set after the switch (the feed needs milliseconds). */

@@ -1,9 +1,8 @@
 import type Docker from 'dockerode';
 import { lastLines } from '@slipway/core/run-command';
 import type { AppContainer, ContainerHealthState, ContainerRuntime } from './container-runtime.js';
-import { dockerError, dockerStatus } from '@slipway/core/docker';
+import { dockerError, dockerStatus, LABELS } from '@slipway/core/docker';
 import { ContainerStartError, ImageNotFoundError } from './rollout-errors.js';
-import { LABELS } from '@slipway/core/docker';
 
 /** The runtime seam over a dockerode client. */
 export function dockerRuntime(docker: Docker): ContainerRuntime {

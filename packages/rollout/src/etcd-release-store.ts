@@ -1,11 +1,13 @@
 import type { Etcd3, PutBuilder } from 'etcd3';
 import { UnavailableError } from '@slipway/core/slipway-error';
-import { etcdCall, etcdDeadline } from '@slipway/router/etcd-error';
-import { readUpstreams } from '@slipway/router/read-upstreams';
+import { etcdCall, etcdDeadline } from '@slipway/etcd/client';
+import { etcdKeys, readUpstreams } from '@slipway/etcd/keys';
 import { acquireAppLock, acquireLock } from './app-lock.js';
-import { appKeys } from './app-keys.js';
 import { parseReleaseRecord, type ReleaseRecord } from './release-record.js';
 import type { ReleaseStore, SwitchReceipt } from './release-store.js';
+
+/** Releases kept for rollback (their images are never deleted by Slipway). */
+export const RELEASES_KEPT = 10;
 
 const leased = (put: PutBuilder, leaseId: string | undefined) => (leaseId === undefined ? put : put.lease(leaseId));
 
@@ -13,7 +15,7 @@ const leased = (put: PutBuilder, leaseId: string | undefined) => (leaseId === un
 export function etcdReleaseStore(etcd: Etcd3): ReleaseStore {
   const history = async (app: string) => {
     const values = await etcdCall(`reading the releases of ${app}`, () =>
-      etcd.getAll().prefix(appKeys.releases(app)).options(etcdDeadline()).strings());
+      etcd.getAll().prefix(etcdKeys.releases(app)).options(etcdDeadline()).strings());
     return Object.entries(values).sort(([a], [b]) => (a < b ? 1 : -1));
   };
 
@@ -23,7 +25,7 @@ export function etcdReleaseStore(etcd: Etcd3): ReleaseStore {
     upstreams: async (prefix) => (await readUpstreams(etcd, prefix)).live,
 
     currentRelease: async (app) => parseReleaseRecord(await etcdCall(`reading the release of ${app}`, () =>
-      etcd.get(appKeys.release(app)).options(etcdDeadline()).string())),
+      etcd.get(etcdKeys.release(app)).options(etcdDeadline()).string())),
 
     listReleases: async (app) => (await history(app))
       .map(([, text]) => parseReleaseRecord(text))
@@ -32,15 +34,15 @@ export function etcdReleaseStore(etcd: Etcd3): ReleaseStore {
     async switchRelease(input) {
       const { app, lock } = input;
       const json = JSON.stringify(input.release);
-      const historyKey = appKeys.releaseEntry(app, new Date(input.release.at));
+      const historyKey = etcdKeys.releaseEntry(app, new Date(input.release.at));
       const remove = input.remove.filter((u) => !(u.key in input.add));
-      const previousRelease = await etcdCall(`reading the release of ${app}`, () => etcd.get(appKeys.release(app)).options(etcdDeadline()).string());
+      const previousRelease = await etcdCall(`reading the release of ${app}`, () => etcd.get(etcdKeys.release(app)).options(etcdDeadline()).string());
       const result = await etcdCall(`switching the upstream keys of ${app}`, () => etcd
         .if(lock.key, 'Value', '==', lock.value)
         .then(
           ...remove.map((u) => etcd.delete().key(u.key)),
           ...Object.entries(input.add).map(([key, address]) => leased(etcd.put(key).value(address), input.leaseId)),
-          etcd.put(appKeys.release(app)).value(json),
+          etcd.put(etcdKeys.release(app)).value(json),
           etcd.put(historyKey).value(json),
         )
         .options(etcdDeadline())
@@ -54,20 +56,20 @@ export function etcdReleaseStore(etcd: Etcd3): ReleaseStore {
     async revertSwitch(receipt) {
       const { input } = receipt;
       await etcdCall(`reverting the switch of ${input.app}`, () => etcd
-        .if(appKeys.release(input.app), 'Value', '==', JSON.stringify(input.release))
+        .if(etcdKeys.release(input.app), 'Value', '==', JSON.stringify(input.release))
         .then(
           ...Object.keys(input.add).filter((key) => !input.remove.some((u) => u.key === key)).map((key) => etcd.delete().key(key)),
           ...input.remove.map((u) => leased(etcd.put(u.key).value(u.address), input.leaseId)),
-          receipt.previousRelease === null ? etcd.delete().key(appKeys.release(input.app)) : etcd.put(appKeys.release(input.app)).value(receipt.previousRelease),
+          receipt.previousRelease === null ? etcd.delete().key(etcdKeys.release(input.app)) : etcd.put(etcdKeys.release(input.app)).value(receipt.previousRelease),
           etcd.delete().key(receipt.historyKey),
         )
         .options(etcdDeadline())
         .commit());
     },
 
-    addressLock: (options) => acquireLock(etcd, appKeys.addressLock, 'the address pool lock', options),
+    addressLock: (options) => acquireLock(etcd, etcdKeys.addressLock, 'the address pool lock', options),
 
-    registrar: (app) => etcdCall(`reading the registrar of ${app}`, () => etcd.get(appKeys.registrar(app)).options(etcdDeadline()).string()),
+    registrar: (app) => etcdCall(`reading the registrar of ${app}`, () => etcd.get(etcdKeys.registrar(app)).options(etcdDeadline()).string()),
 
     async routeLease(ttlS) {
       const lease = etcd.lease(ttlS);

@@ -2,13 +2,13 @@ import { scrubSecrets } from '@slipway/core/logger';
 import { UnavailableError } from '@slipway/core/slipway-error';
 import type { ContainerRuntime } from './container-runtime.js';
 import { drainConnections, type DrainResult } from './drain-connections.js';
-import { appKeys, RELEASES_KEPT } from './app-keys.js';
+import { etcdKeys } from '@slipway/etcd/keys';
+import { RELEASES_KEPT } from './etcd-release-store.js';
 import { planRollout } from './plan-rollout.js';
-import type { ReleaseStore, SwitchReceipt } from './release-store.js';
+import type { ReleaseStore, RouteLease, SwitchReceipt } from './release-store.js';
 import type { PreparedRoute, RouteProxy } from './route-proxy.js';
 import { allocateAddresses } from './address-pool.js';
 import { publishOn } from './container-spec.js';
-import type { RouteLease } from './release-store.js';
 import { CancelledError, RegistrarUnavailableError } from './rollout-errors.js';
 import type { RolloutRequest, RolloutResult } from './rollout-types.js';
 import { startReplicas, type StartedContainer } from './start-replicas.js';
@@ -141,7 +141,7 @@ export async function executeRollout(seams: RolloutSeams, request: RolloutReques
         case 'switch': {
           cancelled('the switch');
           if (lock.lost) throw new UnavailableError('etcd', `lost the rollout lock of ${app.name} (etcd unreachable for longer than its lease); nothing was switched`);
-          const add = Object.fromEntries(started.map((c) => [appKeys.upstream(step.prefix, c.id), c.address!]));
+          const add = Object.fromEntries(started.map((c) => [etcdKeys.upstream(step.prefix, c.id), c.address!]));
           if (step.leaseTtlS !== undefined) routeLease = await store.routeLease(step.leaseTtlS);
           release.at = new Date().toISOString();
           receipt = await store.switchRelease({ app: app.name, remove: upstreams, add, release, lock, leaseId: routeLease?.id });

@@ -1,12 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SlipwayConfig } from '@slipway/config/types';
-import { nginxNames } from '@slipway/router/nginx-names';
-import { prepareNginxConf } from '@slipway/router/prepare-nginx-conf';
-import { RELOAD_SETTLE_MS } from '@slipway/router/reload-nginx';
-import { renderNginxConf } from '@slipway/router/render-nginx-conf';
-import { routeSnapshot } from '@slipway/router/route-snapshot';
-import { isUpstreamAddress } from '@slipway/router/upstream-address';
+import { nginxNames, prepareNginxConf, RELOAD_SETTLE_MS, renderedUpstreams, renderNginxConf, routeSnapshot } from '@slipway/router/nginx';
 import type { RouteProxy } from './route-proxy.js';
 
 /** The proxy seam over nginx: the router's render, candidate check, atomic rename and observed reload. */
@@ -14,7 +9,7 @@ export function nginxRouteProxy(nginx: SlipwayConfig['nginx']): RouteProxy {
   return {
     async routed(app) {
       const text = await readFile(nginxNames.path(nginx.conf_dir, app.name), 'utf8').catch(() => '');
-      return [...text.matchAll(/^\s*server\s+([^\s;]+)[^;\n]*;/gm)].map((m) => m[1]!).filter(isUpstreamAddress);
+      return renderedUpstreams(text);
     },
 
     async prepare(app, addresses) {

@@ -1,8 +1,8 @@
 import type Docker from 'dockerode';
 import type { AppConfig } from '@slipway/config/types';
-import type { UpstreamKey } from '@slipway/router/read-upstreams';
+import type { UpstreamKey } from '@slipway/etcd/keys';
 import type { AppContainer } from './container-runtime.js';
-import { RESOLVER_CACHE_MS } from '@slipway/router/render-dns-nginx-conf';
+import { RESOLVER_CACHE_MS } from '@slipway/router/dns';
 import { containerSpec } from './container-spec.js';
 import { HAND_OVER_TIMEOUT_MS, REGISTRATION_TTL_S } from './registration.js';
 import { UnsupportedRoutingError } from './rollout-errors.js';

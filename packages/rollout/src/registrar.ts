@@ -1,11 +1,10 @@
 import { hostname } from 'node:os';
 import type Docker from 'dockerode';
-import type { Etcd3, Lease, Watcher } from 'etcd3';
-import { EtcdLeaseInvalidError } from 'etcd3';
+import { type Etcd3, EtcdLeaseInvalidError, type Lease, type Watcher } from 'etcd3';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { firstLine } from '@slipway/core/slipway-error';
-import { etcdCall, etcdDeadline } from '@slipway/router/etcd-error';
-import { appKeys } from './app-keys.js';
+import { etcdCall, etcdDeadline } from '@slipway/etcd/client';
+import { etcdKeys } from '@slipway/etcd/keys';
 import { watchDockerEvents } from './docker-events.js';
 import { dockerRuntime } from './docker-runtime.js';
 import { parseReleaseRecord } from './release-record.js';
@@ -25,7 +24,7 @@ export interface RegistrarOptions {
   /** The configuration's apps; only those with `routing: dns` are served. */
   apps: SlipwayConfig['apps'];
   docker: Docker;
-  /** Create it with createEtcdClient (@slipway/router/etcd-client). */
+  /** Create it with createEtcdClient (@slipway/etcd/client). */
   etcd: Etcd3;
   log?: (line: string) => void;
   /** TTL of each key's lease. Default REGISTRATION_TTL_S (10 s). */
@@ -124,7 +123,7 @@ export async function startRegistrar(options: RegistrarOptions): Promise<Registr
   };
 
   const claim = async (app: string) => {
-    const key = appKeys.registrar(app);
+    const key = etcdKeys.registrar(app);
     const value = JSON.stringify({ ...identity, session: session.id });
     const result = await etcdCall(`claiming ${key}`, () => etcd.if(key, 'Create', '==', 0)
       .then(etcd.put(key).value(value).lease(session.id))
@@ -168,7 +167,7 @@ export async function startRegistrar(options: RegistrarOptions): Promise<Registr
   const reconcile = async (app: AppConfig, attempt = 1): Promise<void> => {
     if (!claimed.has(app.name)) return;
     const mine = own.get(app.name)!;
-    const releaseKey = appKeys.release(app.name);
+    const releaseKey = etcdKeys.release(app.name);
     const [releaseKv, keysRes, containers] = await Promise.all([
       etcdCall(`reading ${releaseKey}`, () => etcd.get(releaseKey).options(etcdDeadline()).exec()),
       etcdCall(`reading ${app.etcd_prefix}/`, () => etcd.getAll().prefix(`${app.etcd_prefix}/`).options(etcdDeadline()).exec()),
@@ -271,7 +270,7 @@ export async function startRegistrar(options: RegistrarOptions): Promise<Registr
    * is deleted, not only our lease revoked.
    */
   const removeGone = async (app: string, id12: string, why: string) => {
-    const key = appKeys.upstream(apps.get(app)!.etcd_prefix, id12);
+    const key = etcdKeys.upstream(apps.get(app)!.etcd_prefix, id12);
     const o = own.get(app)!.get(id12);
     own.get(app)!.delete(id12);
     try {
@@ -304,7 +303,7 @@ export async function startRegistrar(options: RegistrarOptions): Promise<Registr
       }
     },
   });
-  const claimWatchers: Watcher[] = [...apps.keys()].map((app) => etcd.watch().key(appKeys.registrar(app)).watcher()
+  const claimWatchers: Watcher[] = [...apps.keys()].map((app) => etcd.watch().key(etcdKeys.registrar(app)).watcher()
     .on('delete', () => void claim(app).catch(() => {}))
     .on('connected', () => void claim(app).catch(() => {}))
     .on('error', () => {}));

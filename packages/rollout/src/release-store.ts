@@ -1,4 +1,4 @@
-import type { UpstreamKey } from '@slipway/router/read-upstreams';
+import type { UpstreamKey } from '@slipway/etcd/keys';
 import type { AcquireLockOptions, AppLock } from './app-lock.js';
 import type { ReleaseRecord } from './release-record.js';
 

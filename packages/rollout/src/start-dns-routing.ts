@@ -1,13 +1,12 @@
 import type Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
 import type { SlipwayConfig } from '@slipway/config/types';
-import { dnsmasqPaths } from '@slipway/router/dnsmasq';
-import { startDnsRouter, type DnsRouterHandle } from '@slipway/router/start-dns-router';
+import { dnsmasqPaths, type DnsRouterHandle, startDnsRouter } from '@slipway/router/dns';
 import { startRegistrar, type RegistrarHandle, type RegistrationChange } from './registrar.js';
 
 export interface StartDnsRoutingOptions {
   config: Pick<SlipwayConfig, 'apps' | 'nginx' | 'dns' | 'workdir'>;
-  /** From createEtcdClient (@slipway/router/etcd-client). */
+  /** From createEtcdClient (@slipway/etcd/client). */
   etcd: Etcd3;
   docker: Docker;
   log?: (line: string) => void;

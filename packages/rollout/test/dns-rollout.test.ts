@@ -1,11 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import type { Etcd3 } from 'etcd3';
 import { describe, expect, it } from 'vitest';
-import { dnsNames } from '@slipway/router/dns-names';
-import { listenerHolders } from '@slipway/router/nginx-listeners';
-import { nginxNames } from '@slipway/router/nginx-names';
-import { resolveHost } from '@slipway/router/resolve-host';
-import { appKeys } from '../src/app-keys.js';
+import { dnsNames, resolveHost } from '@slipway/router/dns';
+import { listenerHolders, nginxNames } from '@slipway/router/nginx';
+import { etcdKeys } from '@slipway/etcd/keys';
 import { appStatus } from '../src/app-status.js';
 import { rollout } from '../src/rollout.js';
 import { startDnsRouting } from '../src/start-dns-routing.js';
@@ -46,7 +44,7 @@ describe('routing: dns rollouts', () => {
       expect(lines.join('\n')).toMatch(/registrar took over the keys/);
       // The keys are the upstream contract's shape, on the registrar's own leases (not the rollout's, which is gone).
       const keys = await keysWithLeases(app.etcd_prefix);
-      expect(keys.map((k) => [k.key, k.address]).sort()).toEqual(first.containers.map((c) => [appKeys.upstream(app.etcd_prefix, c.id), c.address]).sort());
+      expect(keys.map((k) => [k.key, k.address]).sort()).toEqual(first.containers.map((c) => [etcdKeys.upstream(app.etcd_prefix, c.id), c.address]).sort());
       expect(new Set(keys.map((k) => k.lease)).size).toBe(2);
       expect(keys.every((k) => k.lease !== '0')).toBe(true);
 
@@ -74,7 +72,7 @@ describe('routing: dns rollouts', () => {
     const err = await rollout({ app, nginx: nginx.settings, dns: dns.settings, docker, etcd, image: await buildImage(app.name, 'v1'), sha: null, job: 'x' }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'unavailable', service: 'registrar' });
     expect(await appContainers(app.name)).toEqual([]);
-    expect(await etcd.get(appKeys.release(app.name)).string()).toBeNull();
+    expect(await etcd.get(etcdKeys.release(app.name)).string()).toBeNull();
   });
 
   it('two dns apps rolled out at once get distinct addresses', async () => {

@@ -12,9 +12,8 @@ import { stopProcess } from '@slipway/devstack/processes';
 import { startDnsmasq, type DnsmasqService } from '@slipway/devstack/services/dnsmasq';
 import { startNginx, type NginxService } from '@slipway/devstack/services/nginx';
 import { tempDir, testAppName, testStack } from '@slipway/devstack/testing';
-import { createEtcdClient } from '@slipway/router/etcd-client';
-import { compareIps } from '@slipway/router/render-dns-hosts';
-import { watchDnsHosts, type DnsHostsFeed } from '@slipway/router/watch-dns-hosts';
+import { createEtcdClient } from '@slipway/etcd/client';
+import { compareIps, type DnsHostsFeed, watchDnsHosts } from '@slipway/router/dns';
 import { startRegistrar, type RegistrarHandle, type RegistrarOptions } from '../src/registrar.js';
 import { LABELS } from '@slipway/core/docker';
 

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import type { Etcd3 } from 'etcd3';
 import { describe, expect, it } from 'vitest';
-import { nginxNames } from '@slipway/router/nginx-names';
-import { appKeys } from '../src/app-keys.js';
+import { nginxNames } from '@slipway/router/nginx';
+import { etcdKeys } from '@slipway/etcd/keys';
 import { appStatus } from '../src/app-status.js';
 import { currentRelease } from '../src/current-release.js';
 import { listReleases } from '../src/list-releases.js';
@@ -92,7 +92,7 @@ describe('rollout', () => {
     expect(await fetchText(app.listen)).toBe('200 v2');
     // An image deploy: no slipway.sha label, sha null in the record.
     expect((await docker.getContainer(result.containers[0]!.id).inspect()).Config.Labels['slipway.sha']).toBeUndefined();
-    expect(JSON.parse((await etcd.get(appKeys.release(app.name)).string())!)).toMatchObject({ sha: null, image: v2, job: 'b' });
+    expect(JSON.parse((await etcd.get(etcdKeys.release(app.name)).string())!)).toMatchObject({ sha: null, image: v2, job: 'b' });
     expect(await readFile(nginxNames.path(nginx.settings.conf_dir, app.name), 'utf8')).toContain(`server ${result.containers[0]!.address};`);
   });
 });

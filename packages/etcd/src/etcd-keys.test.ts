@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isUpstreamAddress } from './upstream-address.js';
+import { isUpstreamAddress } from './etcd-keys.js';
 
 describe('isUpstreamAddress', () => {
   it.each([

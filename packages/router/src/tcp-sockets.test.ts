@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { countEstablished, decodeAddress, parseProcNetTcp } from './proc-net-tcp.js';
+import { countEstablished, decodeAddress, parseProcNetTcp } from './tcp-sockets.js';
 
 const TABLE = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:8001 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 20171 1 0000000000000000 100 0 0 10 0

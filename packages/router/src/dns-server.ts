@@ -1,11 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { Resolver } from 'node:dns/promises';
 import { mkdir } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SlipwayError } from '@slipway/core/slipway-error';
-import { RESOLVER_VALID_S } from './render-dns-nginx-conf.js';
-import { resolveHost } from './resolve-host.js';
+import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
+import { compareIps, RESOLVER_VALID_S } from './render.js';
+
+/*
+ * The DNS server of routing: dns: dnsmasq, run by `slipway router` (or
+ * elsewhere, fed through its hosts directory), and what it answers.
+ */
 
 /** TTL of the answers (`--local-ttl`): as short as nginx's own `valid=`, for any other client asking. */
 export const DNS_TTL_S = RESOLVER_VALID_S;
@@ -150,3 +155,25 @@ export function dnsmasqPaths(workdir: string): { hostsDir: string; pidFile: stri
   return { hostsDir: join(workdir, 'dns', 'hosts'), pidFile: join(workdir, 'dns', 'dnsmasq.pid') };
 }
 
+/** One DNS question's limit: dnsmasq on loopback answers in well under a millisecond. */
+export const DNS_QUERY_TIMEOUT_MS = 500;
+
+/**
+ * Asks `server` (`ip:port`, as `dns.server`) for the A records of `name`,
+ * as nginx's resolver would. Resolves with the sorted addresses, `[]` when
+ * the name does not exist (NXDOMAIN) or has none. Throws
+ * UnavailableError (service `dns`) when the server does not answer or
+ * refuses: nothing can be resolved through it.
+ */
+export async function resolveHost(server: string, name: string, options: { timeoutMs?: number } = {}): Promise<string[]> {
+  const resolver = new Resolver({ timeout: options.timeoutMs ?? DNS_QUERY_TIMEOUT_MS, tries: 1 });
+  resolver.setServers([server]);
+  try {
+    return (await resolver.resolve4(name)).sort(compareIps);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTFOUND' || code === 'ENODATA') return [];
+    const why = code === 'EREFUSED' ? 'refused the query (does it serve this domain?)' : `did not answer (${code ?? (err as Error).message})`;
+    throw new UnavailableError('dns', `DNS server ${server} ${why} for ${name}`, { cause: err });
+  }
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkArgv, renderHarness } from './check-nginx-conf.js';
+import { checkArgv, renderHarness } from './nginx-apply.js';
 
 const paths = { file: '/c/.slipway-a.conf.1.tmp', main: '/tmp/h/nginx.conf' };
 

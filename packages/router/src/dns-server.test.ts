@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { dnsmasqArgv, splitServer } from './dnsmasq.js';
+import { dnsmasqArgv, splitServer } from './dns-server.js';
 
 describe('dnsmasqArgv', () => {
   it('answers only the domain, from the hosts directory, on dns.server, in the foreground, forwarding nothing', () => {
