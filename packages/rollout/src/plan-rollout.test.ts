@@ -3,7 +3,7 @@ import { validateConfig } from '@slipway/config/load-config';
 import type { AppContainer } from './container-runtime.js';
 import { RESOLVER_CACHE_MS } from '@slipway/router/dns';
 import { DNS_SETTLE_MARGIN_MS, planRollout, type RolloutCurrent } from './plan-rollout.js';
-import { REGISTRATION_TTL_S } from './registration.js';
+import { REGISTRATION_TTL_S } from './dns/plan-registration.js';
 import { UnsupportedRoutingError } from './rollout-errors.js';
 
 const app = (over: Record<string, unknown> = {}) =>

@@ -5,8 +5,8 @@ import type { AppConfig } from '@slipway/config/types';
 import { dnsNames, resolveHost } from '@slipway/router/dns';
 import { listenerHolders, nginxNames } from '@slipway/router/nginx';
 import { etcdKeys } from '@slipway/etcd/keys';
-import type { RegistrationChange } from '../src/registrar.js';
-import { DNS_SWITCH_TIMEOUT_MS } from '../src/dns-route-proxy.js';
+import type { RegistrationChange } from '../src/dns/registrar.js';
+import { DNS_SWITCH_TIMEOUT_MS } from '../src/route-proxy.js';
 import { rollout, type RolloutOptions } from '../src/rollout.js';
 import { appContainers, buildImage, deadPort, docker, ownDns, ownNginx, serveDns, testApp, watchServing, useRolloutWorld, type RolloutWorld } from './fixtures.js';
 

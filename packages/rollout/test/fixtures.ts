@@ -14,7 +14,7 @@ import { startNginx, type NginxService } from '@slipway/devstack/services/nginx'
 import { tempDir, testAppName, testStack } from '@slipway/devstack/testing';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { compareIps, type DnsHostsFeed, watchDnsHosts } from '@slipway/router/dns';
-import { startRegistrar, type RegistrarHandle, type RegistrarOptions } from '../src/registrar.js';
+import { startRegistrar, type RegistrarHandle, type RegistrarOptions } from '../src/dns/registrar.js';
 import { LABELS } from '@slipway/core/docker';
 
 export const docker = new Docker();

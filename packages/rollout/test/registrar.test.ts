@@ -2,7 +2,7 @@ import type { Etcd3 } from 'etcd3';
 import { describe, expect, it } from 'vitest';
 import { dnsNames, resolveHost } from '@slipway/router/dns';
 import { etcdKeys } from '@slipway/etcd/keys';
-import type { RegistrationChange } from '../src/registrar.js';
+import type { RegistrationChange } from '../src/dns/registrar.js';
 import { rollout } from '../src/rollout.js';
 import { answerOf, buildImage, docker, etcdRelay, ownDns, ownNginx, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
 

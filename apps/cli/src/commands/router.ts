@@ -1,4 +1,4 @@
-import { startDnsRouting } from '@slipway/rollout/start-dns-routing';
+import { startDnsRouting } from '@slipway/rollout/registrar';
 import { routerOnce, watchRouter } from '@slipway/router/watch';
 import type { CliContext } from '../cli-context.js';
 import { parseFlags } from '../parse-flags.js';

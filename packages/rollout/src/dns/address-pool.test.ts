@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { allocateAddresses, poolAddresses } from './address-pool.js';
+import { containerSpec } from '../container-runtime.js';
+import { allocateAddresses, poolAddresses, publishOn } from './address-pool.js';
 
 describe('poolAddresses', () => {
   it.each([
@@ -24,5 +25,14 @@ describe('allocateAddresses', () => {
 
   it('refuses when the pool is too small', () => {
     expect(() => allocateAddresses('127.0.10.0/30', ['127.0.10.1'], 2)).toThrow(expect.objectContaining({ code: 'address_pool_exhausted' }));
+  });
+});
+
+describe('publishOn', () => {
+  const app = { name: 'hello', port: 8080, host_ip: '127.0.0.2', env: { A: '1', DATABASE_URL: 'postgres://x' }, stop_timeout_s: 12 };
+  it('publishes the app port on its own pool address at the same port, and labels the address', () => {
+    const spec = publishOn(containerSpec({ app, image: 'img', sha: null, release: '1' }), 8080, '127.0.10.7');
+    expect(spec.Labels).toEqual({ 'slipway.app': 'hello', 'slipway.release': '1', 'slipway.address': '127.0.10.7' });
+    expect(spec.HostConfig).toEqual({ PortBindings: { '8080/tcp': [{ HostIp: '127.0.10.7', HostPort: '8080' }] }, RestartPolicy: { Name: 'unless-stopped' } });
   });
 });

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { ReleaseRecord } from './release-record.js';
-import { rollbackTarget } from './rollback.js';
+import { parseReleaseRecord, rollbackTarget, type ReleaseRecord } from './release-store.js';
 
 const r = (n: number, image = `slipway/a:${n}`): ReleaseRecord => ({ sha: String(n).repeat(40), image, job: `j${n}`, at: `2026-01-0${n}T00:00:00.000Z` });
 
@@ -22,4 +21,13 @@ describe('rollbackTarget', () => {
   ])('refuses %s', (_what, h, current, to, code) => {
     expect(() => rollbackTarget(h, current, to)).toThrow(expect.objectContaining({ code }));
   });
+});
+
+describe('parseReleaseRecord', () => {
+  it.each([
+    [JSON.stringify({ sha: 'a'.repeat(40), image: 'i', job: '1', at: 't' }), true],
+    [JSON.stringify({ sha: null, image: 'i', job: '1', at: 't' }), true],
+    [JSON.stringify({ sha: 'nope', image: 'i', job: '1', at: 't' }), false],
+    ['{', false], [null, false],
+  ])('%s → %s', (text, ok) => expect(parseReleaseRecord(text) !== null).toBe(ok));
 });

@@ -1,4 +1,11 @@
-import { AddressPoolExhaustedError } from './rollout-errors.js';
+import type Docker from 'dockerode';
+import { LABELS } from '@slipway/core/docker';
+import { AddressPoolExhaustedError } from '../rollout-errors.js';
+
+/*
+ * routing: dns: each container is published on its own address of
+ * `dns.address_pool`, at the app's own port (an A record carries no port).
+ */
 
 const toInt = (ip: string) => ip.split('.').reduce((n, part) => n * 256 + Number(part), 0);
 const toIp = (n: number) => [24, 16, 8, 0].map((shift) => Math.floor(n / 2 ** shift) % 256).join('.');
@@ -27,4 +34,18 @@ export function allocateAddresses(cidr: string, taken: Iterable<string>, count: 
   const free = poolAddresses(cidr).filter((ip) => !used.has(ip));
   if (free.length < count) throw new AddressPoolExhaustedError(cidr, count, free.length);
   return free.slice(0, count);
+}
+
+/**
+ * A replica's create options published on `address` of the pool at the
+ * app's own port, and labelled with the address so allocations can be
+ * derived from what runs. Pure.
+ */
+export function publishOn(spec: Docker.ContainerCreateOptions, port: number, address: string): Docker.ContainerCreateOptions {
+  const key = `${port}/tcp`;
+  return {
+    ...spec,
+    Labels: { ...spec.Labels, [LABELS.address]: address },
+    HostConfig: { ...spec.HostConfig, PortBindings: { [key]: [{ HostIp: address, HostPort: String(port) }] } },
+  };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { AppContainer } from './container-runtime.js';
+import type { AppContainer } from '../container-runtime.js';
 import { planRegistration, type RegisteredKey, type RegistrationState } from './plan-registration.js';
 
 const P = '/slipway/apps/hello/upstream';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { containerSpec, publishOn } from './container-spec.js';
+import { containerSpec, demux } from './container-runtime.js';
 
 const app = { name: 'hello', port: 8080, host_ip: '127.0.0.2', env: { A: '1', DATABASE_URL: 'postgres://x' }, stop_timeout_s: 12 };
 
@@ -23,10 +23,17 @@ describe('containerSpec', () => {
   });
 });
 
-describe('publishOn (routing: dns)', () => {
-  it('publishes the app port on its own pool address at the same port, and labels the address', () => {
-    const spec = publishOn(containerSpec({ app, image: 'img', sha: null, release: '1' }), 8080, '127.0.10.7');
-    expect(spec.Labels).toEqual({ 'slipway.app': 'hello', 'slipway.release': '1', 'slipway.address': '127.0.10.7' });
-    expect(spec.HostConfig).toEqual({ PortBindings: { '8080/tcp': [{ HostIp: '127.0.10.7', HostPort: '8080' }] }, RestartPolicy: { Name: 'unless-stopped' } });
+const frame = (stream: number, text: string) => {
+  const payload = Buffer.from(text);
+  const header = Buffer.alloc(8);
+  header[0] = stream;
+  header.writeUInt32BE(payload.length, 4);
+  return Buffer.concat([header, payload]);
+};
+
+describe('demux', () => {
+  it('joins stdout and stderr frames in order', () => {
+    expect(demux(Buffer.concat([frame(1, 'starting v1\n'), frame(2, 'fatal: cannot open database\n')]))).toBe('starting v1\nfatal: cannot open database\n');
   });
+  it('passes TTY output through', () => expect(demux(Buffer.from('plain text\n'))).toBe('plain text\n'));
 });

@@ -3,6 +3,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ContainerRuntime } from './container-runtime.js';
 import { CancelledError, HealthCheckError } from './rollout-errors.js';
 
+/*
+ * Is a new container ready for traffic? Our own HTTP probe of the app's
+ * `health.path`, not Docker's HEALTHCHECK (30 s default interval).
+ */
+
 /** Lines of a failed container's log quoted in the error. */
 export const LOG_TAIL_LINES = 15;
 /** Longest single probe: a hung app must not stall the loop past its deadline. */
@@ -12,7 +17,6 @@ const PROGRESS_EVERY_MS = 2_000;
 
 export interface WaitHealthyOptions {
   runtime: ContainerRuntime;
-  container: { id: string; address: string | null };
   path: string;
   timeoutMs: number;
   intervalMs: number;
@@ -23,13 +27,29 @@ export interface WaitHealthyOptions {
 }
 
 /**
- * Probes `http://<address><path>` every `intervalMs` until a 2xx, our own
- * probe rather than Docker's HEALTHCHECK (30 s default interval). Between
+ * Waits until every container answers 2xx (see waitHealthy). The first
+ * failure stops the other probes (no point waiting for them) and is
+ * thrown; a CancelledError only when `signal` itself fired.
+ */
+export async function waitAllHealthy(containers: ReadonlyArray<{ id: string; address: string | null }>, options: WaitHealthyOptions): Promise<void> {
+  const stopProbes = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, stopProbes.signal]) : stopProbes.signal;
+  const probes = containers.map((container) => waitHealthy(container, { ...options, signal }).catch((err: unknown) => {
+    stopProbes.abort();
+    throw err;
+  }));
+  const outcomes = await Promise.allSettled(probes);
+  const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected' && !(o.reason instanceof CancelledError && !options.signal?.aborted));
+  if (failure) throw failure.reason;
+}
+
+/**
+ * Probes `http://<address><path>` every `intervalMs` until a 2xx. Between
  * failed attempts the container is inspected: one that exited or was
  * restarted by its restart policy fails at once, quoting its log.
  */
-export async function waitHealthy(options: WaitHealthyOptions): Promise<{ ms: number; attempts: number }> {
-  const { runtime, container, log } = options;
+async function waitHealthy(container: { id: string; address: string | null }, options: WaitHealthyOptions): Promise<{ ms: number; attempts: number }> {
+  const { runtime, log } = options;
   const id12 = container.id.slice(0, 12);
   const started = Date.now();
   const deadline = started + options.timeoutMs;

@@ -1,5 +1,20 @@
-import type { AppContainer } from './container-runtime.js';
 import { LABELS } from '@slipway/core/docker';
+import { etcdKeys } from '@slipway/etcd/keys';
+import type { AppContainer } from '../container-runtime.js';
+
+/**
+ * Lease TTL of a routing: dns key (`<etcd_prefix>/<id12>` = `ip:port`):
+ * renewed by the registrar while the container runs, so a container that
+ * dies unnoticed, or a registrar that dies, drops out of etcd (and so out
+ * of DNS) within this long without anyone cleaning up. Longer than
+ * REGISTRAR_SESSION_TTL_S, so that a standby registrar takes over the keys
+ * of a dead one before they expire.
+ */
+export const REGISTRATION_TTL_S = 10;
+/** Lease TTL of a registrar's claim on its apps (the registrar key of @slipway/etcd). */
+export const REGISTRAR_SESSION_TTL_S = 3;
+/** How long a rollout waits at its end for the registrar to take over the keys it switched (normally milliseconds). */
+export const HAND_OVER_TIMEOUT_MS = 3_000;
 
 /** A key under the app's prefix as the registrar reads it: with the lease it is on (`'0'`: none). */
 export interface RegisteredKey {
@@ -15,7 +30,7 @@ export interface RegistrationState {
   prefix: string;
   /** The app's port: a container of a dns app is published at it. */
   port: number;
-  /** The job of the live release (`/slipway/apps/<app>/release`), or null before the first. */
+  /** The job of the live release (the release record), or null before the first. */
   releaseJob: string | null;
   containers: readonly AppContainer[];
   keys: readonly RegisteredKey[];
@@ -53,7 +68,7 @@ export function planRegistration(state: RegistrationState): RegistrationPlan {
     const id = c.id.slice(0, 12);
     if (c.state !== 'running' || c.address === null || state.releaseJob === null) continue;
     if (c.labels[LABELS.release] !== state.releaseJob || Number(c.address.split(':')[1]) !== state.port) continue;
-    want.set(id, { id, key: `${state.prefix}/${id}`, address: c.address });
+    want.set(id, { id, key: etcdKeys.upstream(state.prefix, id), address: c.address });
   }
   const plan: RegistrationPlan = { probe: [], adopt: [], remove: [], drop: [] };
   const keyed = new Map(state.keys.map((k) => [k.key, k]));
