@@ -4,8 +4,9 @@ import { describe, it } from 'vitest';
 import type { AppConfig } from '@slipway/config/types';
 import { runCommand } from '@slipway/core/run-command';
 import { nginxNames, renderNginxConf } from '@slipway/router/nginx';
+import { ownNginx } from '@slipway/devstack/testing';
 import { rollout } from '../src/rollout.js';
-import { buildImage, docker, fetchText, ownDns, ownNginx, serveDns, testApp, useRolloutWorld, type RolloutWorld } from '../test/fixtures.js';
+import { buildImage, docker, fetchText, ownDns, serveDns, testApp, useRolloutWorld, type RolloutWorld } from '../test/fixtures.js';
 import { startLoad, type Sample } from '../test/load.js';
 
 const REPLICAS = [1, 3, 10];

@@ -5,10 +5,11 @@ import type { AppConfig } from '@slipway/config/types';
 import { dnsNames, resolveHost } from '@slipway/router/dns';
 import { listenerHolders, nginxNames } from '@slipway/router/nginx';
 import { etcdKeys } from '@slipway/etcd/keys';
+import { ownNginx } from '@slipway/devstack/testing';
 import type { RegistrationChange } from '../src/dns/registrar.js';
 import { DNS_SWITCH_TIMEOUT_MS } from '../src/route-proxy.js';
 import { rollout, type RolloutOptions } from '../src/rollout.js';
-import { appContainers, buildImage, deadPort, docker, ownDns, ownNginx, serveDns, testApp, watchServing, useRolloutWorld, type RolloutWorld } from './fixtures.js';
+import { appContainers, buildImage, deadPort, docker, ownDns, serveDns, testApp, watchServing, useRolloutWorld, type RolloutWorld } from './fixtures.js';
 
 describe('routing: dns — a failed rollout leaves the previous release serving: DNS answer, keys, nginx file and workers as they were, no stray', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;

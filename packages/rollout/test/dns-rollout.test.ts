@@ -8,8 +8,8 @@ import { appStatus } from '../src/status.js';
 import { rollout } from '../src/rollout.js';
 import { startDnsRouting } from '../src/dns/registrar.js';
 import { freePort } from '@slipway/devstack/free-port';
-import { tempDir } from '@slipway/devstack/testing';
-import { answerOf, appContainers, buildImage, docker, fetchText, ownDns, ownNginx, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
+import { ownNginx, tempDir } from '@slipway/devstack/testing';
+import { answerOf, appContainers, buildImage, docker, fetchText, ownDns, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
 
 describe('routing: dns rollouts', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;

@@ -4,9 +4,10 @@ import type { Etcd3 } from 'etcd3';
 import { describe, expect, it } from 'vitest';
 import { connectionCounts, listenerHolders } from '@slipway/router/nginx';
 import { dnsNames, resolveHost, RESOLVER_CACHE_MS } from '@slipway/router/dns';
+import { ownNginx } from '@slipway/devstack/testing';
 import { REGISTRATION_TTL_S } from '../src/dns/plan-registration.js';
 import { rollout } from '../src/rollout.js';
-import { buildImage, docker, fetchText, ownDns, ownNginx, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
+import { buildImage, docker, fetchText, ownDns, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
 import { startLoad, wrongVersions, type Sample } from './load.js';
 
 const ROLLOUTS = 10;

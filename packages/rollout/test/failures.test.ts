@@ -7,12 +7,12 @@ import { UnavailableError } from '@slipway/core/slipway-error';
 import { freePort } from '@slipway/devstack/free-port';
 import { stopProcess } from '@slipway/devstack/processes';
 import { startEtcd } from '@slipway/devstack/services/etcd';
-import { tempDir } from '@slipway/devstack/testing';
+import { ownNginx, tempDir } from '@slipway/devstack/testing';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { listenerHolders, nginxNames } from '@slipway/router/nginx';
 import { etcdKeys } from '@slipway/etcd/keys';
 import { rollout, type RolloutOptions } from '../src/rollout.js';
-import { appContainers, buildImage, deadPort, docker, fetchText, ownNginx, testApp, watchServing, useRolloutWorld } from './fixtures.js';
+import { appContainers, buildImage, deadPort, docker, fetchText, testApp, watchServing, useRolloutWorld } from './fixtures.js';
 
 describe('a failed rollout leaves the previous release serving, its file and keys as they were, no stray container', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;

@@ -1,12 +1,12 @@
 import type { Etcd3 } from 'etcd3';
 import { describe, expect, it } from 'vitest';
-import { testStack } from '@slipway/devstack/testing';
+import { ownNginx, testStack } from '@slipway/devstack/testing';
 import { spawn } from 'node:child_process';
 import { runCommand } from '@slipway/core/run-command';
 import { LOCK_TTL_S } from '../src/app-lock.js';
 import { etcdKeys } from '@slipway/etcd/keys';
 import { rollout } from '../src/rollout.js';
-import { buildImage, docker, fetchText, ownNginx, stackEtcd, testApp, useRolloutWorld } from './fixtures.js';
+import { buildImage, docker, fetchText, stackEtcd, testApp, useRolloutWorld } from './fixtures.js';
 
 describe('one rollout per app at a time', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;

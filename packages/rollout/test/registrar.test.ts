@@ -2,9 +2,10 @@ import type { Etcd3 } from 'etcd3';
 import { describe, expect, it } from 'vitest';
 import { dnsNames, resolveHost } from '@slipway/router/dns';
 import { etcdKeys } from '@slipway/etcd/keys';
+import { ownNginx } from '@slipway/devstack/testing';
 import type { RegistrationChange } from '../src/dns/registrar.js';
 import { rollout } from '../src/rollout.js';
-import { answerOf, buildImage, docker, etcdRelay, ownDns, ownNginx, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
+import { answerOf, buildImage, docker, etcdRelay, ownDns, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
 
 /** Polls until `probe` holds; the time it took. */
 async function within(ms: number, probe: () => Promise<boolean>, what: string): Promise<number> {

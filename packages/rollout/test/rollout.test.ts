@@ -3,10 +3,11 @@ import type { Etcd3 } from 'etcd3';
 import { describe, expect, it } from 'vitest';
 import { nginxNames } from '@slipway/router/nginx';
 import { etcdKeys } from '@slipway/etcd/keys';
+import { ownNginx } from '@slipway/devstack/testing';
 import { appStatus } from '../src/status.js';
 import { currentRelease, listReleases, rollbackTarget } from '../src/release-store.js';
 import { rollout, type RolloutOptions, type RolloutStepName } from '../src/rollout.js';
-import { appContainers, buildImage, docker, fetchText, ownNginx, testApp, useRolloutWorld } from './fixtures.js';
+import { appContainers, buildImage, docker, fetchText, testApp, useRolloutWorld } from './fixtures.js';
 
 const SHA1 = '1'.repeat(40);
 const SHA2 = '2'.repeat(40);

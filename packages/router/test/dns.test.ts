@@ -6,14 +6,14 @@ import { runCommand } from '@slipway/core/run-command';
 import { freePort } from '@slipway/devstack/free-port';
 import { startDnsmasq, type DnsmasqService } from '@slipway/devstack/services/dnsmasq';
 import { stopProcess } from '@slipway/devstack/processes';
-import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
+import { ownNginx, tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { startDnsRouter, watchDnsHosts } from '../src/dns-feed.js';
 import { dnsmasqPaths, resolveHost, runDnsmasq } from '../src/dns-server.js';
 import { applyDnsNginxConf } from '../src/nginx-apply.js';
 import { listenerHolders } from '../src/nginx-reload.js';
 import { dnsNames, nginxNames, RESOLVER_CACHE_MS } from '../src/render.js';
-import { appsConfig, backend, fetchText, ownNginx, within } from './helpers.js';
+import { appsConfig, backend, fetchText, within } from './helpers.js';
 
 const etcdctl = (url: string, ...args: string[]) =>
   runCommand(['etcdctl', '--endpoints', url, ...args], { env: { ...process.env, ETCDCTL_API: '3' } });

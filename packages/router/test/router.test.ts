@@ -5,11 +5,11 @@ import { runCommand } from '@slipway/core/run-command';
 import { freePort } from '@slipway/devstack/free-port';
 import { stopProcess } from '@slipway/devstack/processes';
 import { startEtcd, type EtcdService } from '@slipway/devstack/services/etcd';
-import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
+import { ownNginx, tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { nginxNames } from '../src/render.js';
 import { routerOnce, watchRouter, type RouteSyncResult, type RouterHandle } from '../src/watch.js';
-import { appsConfig, backend, fetchText, ownNginx, within } from './helpers.js';
+import { appsConfig, backend, fetchText, within } from './helpers.js';
 
 /** The very command an operator would type. */
 const etcdctl = (url: string, ...args: string[]) =>
