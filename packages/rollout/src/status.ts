@@ -3,7 +3,7 @@ import type Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { readUpstreams, type UpstreamKey, type Upstreams } from '@slipway/etcd/keys';
-import { dnsNames, renderDnsNginxConf, resolveHost } from '@slipway/router/dns';
+import { compareIps, dnsNames, renderDnsNginxConf, resolveHost } from '@slipway/router/dns';
 import { nginxNames, renderNginxConf, routeSnapshot } from '@slipway/router/nginx';
 import { DockerRuntime, type AppContainer } from './container-runtime.js';
 import { probe } from './health.js';
@@ -102,7 +102,8 @@ async function routingDrift(options: AppStatusOptions, file: string, live: strin
   const inSync = live !== null && expected !== null && live === expected;
   if (app.routing === 'dns' && options.dns && keys.length > 0) {
     const host = dnsNames.host(app.name, options.dns.domain);
-    const keyed = [...new Set(keys.map((u) => u.address.split(':')[0]!))].sort();
+    // In the order resolveHost gives (numeric): as text, 127.0.10.10 would sort before 127.0.10.9 and read as drift.
+    const keyed = [...new Set(keys.map((u) => u.address.split(':')[0]!))].sort(compareIps);
     const answered = await resolveHost(options.dns.server, host).catch((err: Error) => err.message);
     if (typeof answered === 'string') drift.push(answered);
     else if (answered.join() !== keyed.join()) drift.push(`DNS answers ${host} with ${answered.join(', ') || 'nothing'}, but etcd has ${keyed.join(', ')} (is \`slipway router\` feeding ${options.dns.server}?)`);

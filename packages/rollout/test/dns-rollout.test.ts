@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Etcd3 } from 'etcd3';
 import { describe, expect, it } from 'vitest';
-import { dnsNames, resolveHost } from '@slipway/router/dns';
+import { dnsNames, resolveHost, watchDnsHosts } from '@slipway/router/dns';
 import { listenerHolders, nginxNames } from '@slipway/router/nginx';
 import { etcdKeys } from '@slipway/etcd/keys';
 import { appStatus } from '../src/status.js';
@@ -64,6 +64,24 @@ describe('routing: dns rollouts', () => {
       expect(status.upstreams.sort()).toEqual(second.containers.map((c) => c.address).sort());
     } finally {
       await serving.close();
+    }
+  });
+
+  it('status compares the DNS answer with the keys as addresses: 127.0.10.9 and 127.0.10.10 agree in either order', async () => {
+    const app = await testApp({ routing: 'dns' });
+    // Keys written by hand and only the DNS feed (no registrar, which would drop keys without a container).
+    await etcd.put(`${app.etcd_prefix}/000000000009`).value('127.0.10.9:8080');
+    await etcd.put(`${app.etcd_prefix}/000000000010`).value('127.0.10.10:8080');
+    const feed = await watchDnsHosts({ apps: { [app.name]: app }, dns: dns.settings, etcd, hostsDir: dns.service.hostsDir });
+    try {
+      // dnsmasq reads the new hosts file when inotify tells it: wait for the answer.
+      for (let i = 0; i < 100 && (await answer(app.name)).length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(await answer(app.name)).toEqual(['127.0.10.9', '127.0.10.10']);
+      const status = await appStatus({ app, nginx: nginx.settings, dns: dns.settings, docker, etcd });
+      expect(status.drift.filter((line) => line.startsWith('DNS answers'))).toEqual([]);
+    } finally {
+      await feed.close();
+      await etcd.delete().prefix(`${app.etcd_prefix}/`);
     }
   });
 
