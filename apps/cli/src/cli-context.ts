@@ -7,7 +7,7 @@ import { loadConfig } from '@slipway/config/load-config';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectRedis, redisForDisplay, type Redis } from '@slipway/queue/redis-connection';
-import { createEtcdClient } from '@slipway/router/etcd-client';
+import { createEtcdClient } from '@slipway/etcd/client';
 import type { Terminal } from './output/terminal.js';
 
 /** How long the CLI waits for Redis before saying it cannot be reached. */

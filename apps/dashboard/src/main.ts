@@ -5,7 +5,7 @@ import { serveUntilSignal } from '@slipway/core/serve-until-signal';
 import { serviceStart } from '@slipway/config/service-start';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectRedis } from '@slipway/queue/redis-connection';
-import { createEtcdClient } from '@slipway/router/etcd-client';
+import { createEtcdClient } from '@slipway/etcd/client';
 import { createDashboard, MissingTokenError } from './create-dashboard.js';
 
 /** How long requests in flight get after SIGTERM/SIGINT; live streams are cut at once (browsers resume them). */

@@ -14,7 +14,7 @@ import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { waitForJob as waitForJobIn } from '@slipway/queue/wait-for-job';
 import type { JobRecord } from '@slipway/queue/job-types';
 import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
-import { createEtcdClient } from '@slipway/router/etcd-client';
+import { createEtcdClient } from '@slipway/etcd/client';
 import { createDashboard, type Dashboard } from '../src/create-dashboard.js';
 
 export const quietLogger = createLogger({ name: 'test', level: 'silent' });

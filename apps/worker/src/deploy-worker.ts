@@ -8,7 +8,7 @@ import { DeployFeedback, type RetryPolicy } from '@slipway/feedback/deploy-feedb
 import { WorkerMetrics } from '@slipway/feedback/metrics';
 import { JobStore } from '@slipway/queue/job-store';
 import { QUEUE_NAME } from '@slipway/queue/keys';
-import { createEtcdClient } from '@slipway/router/etcd-client';
+import { createEtcdClient } from '@slipway/etcd/client';
 import { connectRedis } from '@slipway/queue/redis-connection';
 import type { DeployContext } from './deploy-context.js';
 import { processDeploy } from './process-deploy.js';

@@ -3,6 +3,8 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inject } from 'vitest';
+import { isolatedNginx } from './harness.js';
+import type { NginxService } from './services/nginx.js';
 import type { StackState } from './stack.js';
 
 /** The stack started by the global setup. */
@@ -36,4 +38,22 @@ export function tempDir(prefix = 'slipway-test-'): { path: string; remove: () =>
   mkdirSync(parent, { recursive: true });
   const path = mkdtempSync(join(parent, prefix));
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/**
+ * An nginx of the test's own (isolatedNginx) in a temporary directory, and
+ * the `nginx:` settings of slipway.yml pointing at it; `stop()` stops it
+ * and removes the directory.
+ */
+export async function ownNginx(): Promise<{ service: NginxService; settings: { conf_dir: string; check_cmd: string[]; reload_cmd: string[] }; stop: () => Promise<void> }> {
+  const dir = tempDir('slipway-nginx-');
+  const service = await isolatedNginx(dir.path);
+  return {
+    service,
+    settings: { conf_dir: service.confDir, check_cmd: service.checkCmd, reload_cmd: service.reloadCmd },
+    stop: async () => {
+      await service.stop();
+      dir.remove();
+    },
+  };
 }

@@ -2,10 +2,7 @@ import type { Etcd3 } from 'etcd3';
 import type { AppConfig } from '@slipway/config/types';
 import type { DeployQueue } from '@slipway/queue/deploy-queue';
 import type { JobRecord } from '@slipway/queue/job-types';
-import { currentRelease } from '@slipway/rollout/current-release';
-import { listReleases } from '@slipway/rollout/list-releases';
-import type { ReleaseRecord } from '@slipway/rollout/release-record';
-import { rollbackTarget } from '@slipway/rollout/rollback';
+import { currentRelease, listReleases, rollbackTarget, type ReleaseRecord } from '@slipway/rollout/release-store';
 
 export interface RollbackAppOptions {
   queue: DeployQueue;

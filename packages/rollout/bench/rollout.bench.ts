@@ -3,10 +3,10 @@ import type { Etcd3 } from 'etcd3';
 import { describe, it } from 'vitest';
 import type { AppConfig } from '@slipway/config/types';
 import { runCommand } from '@slipway/core/run-command';
-import { nginxNames } from '@slipway/router/nginx-names';
-import { renderNginxConf } from '@slipway/router/render-nginx-conf';
+import { nginxNames, renderNginxConf } from '@slipway/router/nginx';
+import { ownNginx } from '@slipway/devstack/testing';
 import { rollout } from '../src/rollout.js';
-import { buildImage, docker, fetchText, ownDns, ownNginx, serveDns, testApp, useRolloutWorld, type RolloutWorld } from '../test/fixtures.js';
+import { buildImage, docker, fetchText, ownDns, serveDns, testApp, useRolloutWorld, type RolloutWorld } from '../test/fixtures.js';
 import { startLoad, type Sample } from '../test/load.js';
 
 const REPLICAS = [1, 3, 10];

@@ -1,8 +1,8 @@
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Etcd3, Lease } from 'etcd3';
-import { etcdCall } from '@slipway/router/etcd-error';
-import { appKeys } from './app-keys.js';
+import { etcdCall } from '@slipway/etcd/client';
+import { etcdKeys } from '@slipway/etcd/keys';
 import { CancelledError, LockTimeoutError } from './rollout-errors.js';
 
 /** Lease TTL of the lock: a crashed holder frees it within this long. */
@@ -39,10 +39,10 @@ export interface AcquireLockOptions {
  * be reached, LockTimeoutError after `waitMs`, CancelledError on `signal`.
  */
 export function acquireAppLock(etcd: Etcd3, app: string, options: AcquireLockOptions): Promise<AppLock> {
-  return acquireLock(etcd, appKeys.lock(app), `the rollout lock of ${app}`, options);
+  return acquireLock(etcd, etcdKeys.lock(app), `the rollout lock of ${app}`, options);
 }
 
-/** The same for any lock key (`what` names it in log lines and errors), e.g. appKeys.addressLock. */
+/** The same for any lock key (`what` names it in log lines and errors), e.g. etcdKeys.addressLock. */
 export async function acquireLock(etcd: Etcd3, key: string, what: string, options: AcquireLockOptions): Promise<AppLock> {
   const value = JSON.stringify({ job: options.job, host: hostname(), pid: process.pid, at: new Date().toISOString() });
   const log = options.log ?? (() => {});

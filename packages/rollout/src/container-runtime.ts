@@ -1,4 +1,15 @@
 import type Docker from 'dockerode';
+import type { AppConfig } from '@slipway/config/types';
+import { dockerError, dockerStatus, LABELS } from '@slipway/core/docker';
+import { lastLines } from '@slipway/core/run-command';
+import { ContainerStartError, ImageNotFoundError } from './rollout-errors.js';
+
+/*
+ * Everything a rollout asks of Docker: the runtime seam, its one
+ * implementation over dockerode (labels, error translation and the
+ * connection are @slipway/core/docker's), and the container spec of a
+ * replica.
+ */
 
 /** A container labelled `slipway.app=<app>`, as found on the Docker host. */
 export interface AppContainer {
@@ -21,9 +32,9 @@ export interface ContainerHealthState {
 }
 
 /**
- * The runtime seam: everything a rollout asks of Docker. `dockerRuntime`
- * is the one implementation; a DNS-mode or remote runtime would be another.
- * Every method throws UnavailableError when the engine cannot be reached.
+ * The runtime seam: everything a rollout asks of Docker. DockerRuntime is
+ * the one implementation. Every method throws UnavailableError when the
+ * engine cannot be reached.
  */
 export interface ContainerRuntime {
   /** Containers labelled for the app, running or not. */
@@ -37,7 +48,146 @@ export interface ContainerRuntime {
   stopAndRemove(id: string, timeoutS: number): Promise<void>;
   /** Removes at once (SIGKILL). */
   forceRemove(id: string): Promise<void>;
-  imageExists(image: string): Promise<boolean>;
   /** routing: dns: the `slipway.address` of every container that has one, whatever its app or state. */
   addressesInUse(): Promise<string[]>;
+}
+
+/** The runtime seam over a dockerode client. */
+export class DockerRuntime implements ContainerRuntime {
+  constructor(private readonly docker: Docker) {}
+
+  async listAppContainers(app: string, port: number): Promise<AppContainer[]> {
+    const infos = (await call(`listing the containers of ${app}`, () =>
+      this.docker.listContainers({ all: true, filters: { label: [`${LABELS.app}=${app}`] } })))!;
+    return infos.map((info): AppContainer => {
+      const bindings = info.Ports.filter((p) => p.Type === 'tcp' && p.PublicPort && p.IP && !p.IP.includes(':'));
+      const binding = bindings.find((p) => p.PrivatePort === port) ?? bindings[0];
+      return {
+        id: info.Id,
+        name: (info.Names[0] ?? '').replace(/^\//, ''),
+        image: info.Image,
+        state: info.State,
+        labels: info.Labels,
+        address: binding ? `${binding.IP}:${binding.PublicPort}` : null,
+      };
+    });
+  }
+
+  async startContainer(spec: Docker.ContainerCreateOptions, port: number): Promise<{ id: string; address: string | null }> {
+    let container: Docker.Container;
+    try {
+      container = await this.docker.createContainer(spec);
+    } catch (err) {
+      if (dockerStatus(err) === 404) throw new ImageNotFoundError(spec.Image ?? '?');
+      throw dockerError(err, `creating a container from ${spec.Image}`);
+    }
+    try {
+      await container.start();
+    } catch (err) {
+      await container.remove({ force: true, v: true }).catch(() => {});
+      const failure = dockerError(err, `starting a container from ${spec.Image}`);
+      throw failure.code === 'unavailable' ? failure : new ContainerStartError(failure.message, { cause: err });
+    }
+    const info = (await call(`inspecting ${container.id.slice(0, 12)}`, () => container.inspect()))!;
+    const binding = info.NetworkSettings.Ports?.[`${port}/tcp`]?.find((b) => !b.HostIp.includes(':'));
+    // No binding: the container is already gone again; the health step reports why.
+    return { id: container.id, address: binding ? `${binding.HostIp}:${binding.HostPort}` : null };
+  }
+
+  async healthState(id: string): Promise<ContainerHealthState> {
+    const info = await call(`inspecting ${id.slice(0, 12)}`, () => this.docker.getContainer(id).inspect(), [404]);
+    if (!info) return { running: false, restarted: false, exitCode: null };
+    return {
+      running: info.State.Running && !info.State.Restarting,
+      restarted: info.RestartCount > 0 || info.State.Restarting,
+      exitCode: info.State.Running ? null : info.State.ExitCode,
+    };
+  }
+
+  async logTail(id: string, lines: number): Promise<string> {
+    const raw = await call(`reading the log of ${id.slice(0, 12)}`, () =>
+      this.docker.getContainer(id).logs({ stdout: true, stderr: true, tail: lines, follow: false }) as unknown as Promise<Buffer | string>, [404]);
+    if (raw === undefined) return '';
+    return lastLines(demux(typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw), lines);
+  }
+
+  async stopAndRemove(id: string, timeoutS: number): Promise<void> {
+    const container = this.docker.getContainer(id);
+    await call(`stopping ${id.slice(0, 12)}`, () => container.stop({ t: timeoutS }), [304, 404]);
+    await call(`removing ${id.slice(0, 12)}`, () => container.remove({ v: true }), [404, 409]);
+  }
+
+  async forceRemove(id: string): Promise<void> {
+    await call(`removing ${id.slice(0, 12)}`, () => this.docker.getContainer(id).remove({ force: true, v: true }), [404, 409]);
+  }
+
+  async addressesInUse(): Promise<string[]> {
+    const infos = (await call('listing the containers holding pool addresses', () =>
+      this.docker.listContainers({ all: true, filters: { label: [LABELS.address] } })))!;
+    return infos.map((info) => info.Labels[LABELS.address]).filter((a): a is string => typeof a === 'string');
+  }
+}
+
+/** One Docker call with its errors translated; statuses in `ignore` (a container already gone) resolve to undefined. */
+async function call<T>(doing: string, fn: () => Promise<T>, ignore: number[] = []): Promise<T | undefined> {
+  try {
+    return await fn();
+  } catch (err) {
+    const status = dockerStatus(err);
+    if (status !== undefined && ignore.includes(status)) return undefined;
+    throw dockerError(err, doing);
+  }
+}
+
+/**
+ * Docker's log stream for a container without a TTY: frames of an 8-byte
+ * header (stream, 0, 0, 0, big-endian length) and a payload. Anything else
+ * (a TTY container) is returned as text.
+ */
+export function demux(buffer: Buffer): string {
+  const parts: Buffer[] = [];
+  let offset = 0;
+  while (offset + 8 <= buffer.length) {
+    const stream = buffer[offset]!;
+    const size = buffer.readUInt32BE(offset + 4);
+    if (stream > 2 || buffer[offset + 1] !== 0 || offset + 8 + size > buffer.length) return buffer.toString('utf8');
+    parts.push(buffer.subarray(offset + 8, offset + 8 + size));
+    offset += 8 + size;
+  }
+  return offset === buffer.length ? Buffer.concat(parts).toString('utf8') : buffer.toString('utf8');
+}
+
+export interface ContainerSpecInput {
+  app: Pick<AppConfig, 'name' | 'port' | 'host_ip' | 'env' | 'stop_timeout_s'>;
+  image: string;
+  /** Full 40-hex commit, or null for an image deploy (then no `slipway.sha` label). */
+  sha: string | null;
+  /** The job id, stored as `slipway.release`. */
+  release: string;
+}
+
+/**
+ * Docker create options for one replica. Pure: the port is published on
+ * `host_ip` with an empty HostPort, so Docker picks a free one (read back
+ * after start); `unless-stopped` keeps the app up across a Docker restart;
+ * StopTimeout is the SIGTERM grace `docker stop` uses.
+ */
+export function containerSpec(input: ContainerSpecInput): Docker.ContainerCreateOptions {
+  const { app } = input;
+  const port = `${app.port}/tcp`;
+  return {
+    Image: input.image,
+    Env: Object.entries(app.env).map(([key, value]) => `${key}=${value}`),
+    Labels: {
+      [LABELS.app]: app.name,
+      ...(input.sha ? { [LABELS.sha]: input.sha } : {}),
+      [LABELS.release]: input.release,
+    },
+    ExposedPorts: { [port]: {} },
+    StopTimeout: app.stop_timeout_s,
+    HostConfig: {
+      PortBindings: { [port]: [{ HostIp: app.host_ip, HostPort: '' }] },
+      RestartPolicy: { Name: 'unless-stopped' },
+    },
+  };
 }

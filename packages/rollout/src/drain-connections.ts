@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connectionCounts } from '@slipway/router/connection-counts';
+import { connectionCounts } from '@slipway/router/nginx';
 
 const POLL_MS = 100;
 /** Zero must be seen this many polls in a row: a request read just before the reload connects a moment later. */

@@ -1,250 +1,305 @@
+import { randomBytes } from 'node:crypto';
+import type Docker from 'dockerode';
 import { scrubSecrets } from '@slipway/core/logger';
 import { UnavailableError } from '@slipway/core/slipway-error';
+import { etcdKeys, type UpstreamKey } from '@slipway/etcd/keys';
+import type { AppLock } from './app-lock.js';
 import type { ContainerRuntime } from './container-runtime.js';
-import { drainConnections, type DrainResult } from './drain-connections.js';
-import { appKeys, RELEASES_KEPT } from './app-keys.js';
-import { planRollout } from './plan-rollout.js';
-import type { ReleaseStore, SwitchReceipt } from './release-store.js';
+import { allocateAddresses, publishOn } from './dns/address-pool.js';
+import { drainConnections } from './drain-connections.js';
+import { waitAllHealthy } from './health.js';
+import { planRollout, type RolloutPlan, type RolloutStep } from './plan-rollout.js';
+import { RELEASES_KEPT, type ReleaseRecord, type ReleaseStore, type RouteLease, type SwitchReceipt } from './release-store.js';
 import type { PreparedRoute, RouteProxy } from './route-proxy.js';
-import { allocateAddresses } from './address-pool.js';
-import { publishOn } from './container-spec.js';
-import type { RouteLease } from './release-store.js';
 import { CancelledError, RegistrarUnavailableError } from './rollout-errors.js';
-import type { RolloutRequest, RolloutResult } from './rollout-types.js';
-import { startReplicas, type StartedContainer } from './start-replicas.js';
-import { waitHealthy } from './wait-healthy.js';
+import { rolloutLog as say } from './rollout-log.js';
+import type { RolloutRequest, RolloutResult } from './rollout.js';
 
-/** The three seams a rollout works through (STYLE.md: seams, not mocks). */
+/** The three seams a rollout works through: a store (etcd), a runtime (Docker), a proxy (nginx or DNS). */
 export interface RolloutSeams {
   runtime: ContainerRuntime;
   store: ReleaseStore;
   proxy: RouteProxy;
 }
 
-const SECRET_NAME = /SECRET|TOKEN|PASSWORD|PASSWD|PASS|KEY|CREDENTIAL|DSN|DATABASE_URL|AUTH/i;
-
 /**
- * The thin executor: takes the lock, reads the current state, plans, and
- * applies the plan's steps through the seams. Until the etcd switch, any
- * failure (or the signal) removes the new containers and leaves everything
- * as it was; an nginx apply that fails after the switch reverts the switch.
- * After that nothing aborts: drain and stop problems are logged, not thrown.
+ * The deploy story: take the app's lock, read what runs and plan, then
+ * apply each step of the plan with its handler (RolloutRun). Until the etcd
+ * switch, any failure (or the signal) removes the new containers and
+ * leaves everything as it was; an nginx apply that fails after the switch
+ * reverts the switch. After that nothing aborts: drain and stop problems
+ * are logged, not thrown.
  */
 export async function executeRollout(seams: RolloutSeams, request: RolloutRequest): Promise<RolloutResult> {
-  const { runtime, store, proxy } = seams;
-  const { app, image, sha, job } = request;
-  const log = request.log ?? (() => {});
-  const onStep = request.onStep ?? (() => {});
-  const secrets = Object.entries(app.env).filter(([name]) => SECRET_NAME.test(name)).map(([, value]) => value);
-  const scrub = (text: string) => scrubSecrets(text, secrets);
-  const t0 = Date.now();
-  const timings = { lock: 0, plan: 0, start: 0, health: 0, switch: 0, drain: 0, stop: 0, total: 0 };
-  const cancelled = (step: string) => {
-    if (request.signal?.aborted) throw new CancelledError(step);
+  const run = new RolloutRun(seams, request);
+  run.log(say.begin(request.app, request.image, request.sha, request.job));
+  run.checkCancelled('the start');
+  await run.takeLock();
+  try {
+    const plan = await run.readAndPlan();
+    for (const step of plan.steps) await run.apply(step);
+    return await run.finish(plan);
+  } catch (err) {
+    await run.undo();
+    throw err;
+  } finally {
+    await run.release();
+  }
+}
+
+const SECRET_NAME = /SECRET|TOKEN|PASSWORD|PASSWD|PASS|KEY|CREDENTIAL|DSN|DATABASE_URL|AUTH/i;
+
+type Timings = RolloutResult['timings'];
+type StepOf<K extends RolloutStep['kind']> = Extract<RolloutStep, { kind: K }>;
+
+/** A new container: pushed as soon as it exists, so an undo sees every one. */
+interface StartedContainer {
+  id: string;
+  /** Null when the container was gone again before its port could be read. */
+  address: string | null;
+}
+
+/**
+ * One rollout in progress: what its steps share (the containers started,
+ * the prepared route, the switch receipt) and one handler per kind of
+ * step. Each handler's time is added to the phase named in PHASES.
+ */
+class RolloutRun {
+  readonly log: (line: string) => void;
+  private readonly onStep: NonNullable<RolloutRequest['onStep']>;
+  private readonly scrub: (text: string) => string;
+  private readonly t0 = Date.now();
+  private mark = Date.now();
+  private readonly timings: Timings = { lock: 0, plan: 0, start: 0, health: 0, switch: 0, drain: 0, stop: 0, total: 0 };
+  private readonly started: StartedContainer[] = [];
+  private lock?: AppLock;
+  private upstreams: UpstreamKey[] = [];
+  private record!: ReleaseRecord;
+  private result!: RolloutResult;
+  private prepared?: PreparedRoute;
+  private receipt?: SwitchReceipt;
+  private switched = false;
+  private routeLease?: RouteLease;
+
+  /** Which phase of `timings` each step's time counts towards (null: the next phase that is counted). */
+  private static readonly PHASES: Record<RolloutStep['kind'], keyof Timings | null> = {
+    'remove-strays': 'plan', 'check-registrar': 'plan', start: 'start', health: 'health',
+    'check-proxy': null, switch: null, 'apply-proxy': 'switch', drain: 'drain', stop: 'stop', 'hand-over': null,
   };
 
-  log(`rollout of ${app.name}: image ${image}${sha ? ` (commit ${sha})` : ''}, job ${job}, ${app.replicas} replica${app.replicas === 1 ? '' : 's'}`);
-  cancelled('the start');
-  const lock = await store.lock(app.name, { job, signal: request.signal, log, waitMs: request.lockWaitMs, ttlS: request.lockTtlS });
-  timings.lock = Date.now() - t0;
+  constructor(private readonly seams: RolloutSeams, private readonly request: RolloutRequest) {
+    this.log = request.log ?? (() => {});
+    this.onStep = request.onStep ?? (() => {});
+    const secrets = Object.entries(request.app.env).filter(([name]) => SECRET_NAME.test(name)).map(([, value]) => value);
+    this.scrub = (text) => scrubSecrets(text, secrets);
+  }
 
-  const started: StartedContainer[] = [];
-  let prepared: PreparedRoute | undefined;
-  let receipt: SwitchReceipt | undefined;
-  let switched = false;
-  let routeLease: RouteLease | undefined;
-  try {
+  checkCancelled(during: string): void {
+    if (this.request.signal?.aborted) throw new CancelledError(during);
+  }
+
+  async takeLock(): Promise<void> {
+    const { app, job, signal, lockWaitMs, lockTtlS } = this.request;
+    this.lock = await this.seams.store.lock(app.name, { job, signal, log: this.log, waitMs: lockWaitMs, ttlS: lockTtlS });
+    this.timings.lock = Date.now() - this.t0;
+  }
+
+  /** Reads Docker, etcd and the proxy under the lock, and plans. */
+  async readAndPlan(): Promise<RolloutPlan> {
+    const { runtime, store, proxy } = this.seams;
+    const { app, image, sha, job } = this.request;
     const [containers, upstreams, routed, previous] = await Promise.all([
       runtime.listAppContainers(app.name, app.port), store.upstreams(app.etcd_prefix), proxy.routed(app), store.currentRelease(app.name),
     ]);
-    const plan = planRollout({ containers, upstreams, routed, releaseJob: previous?.job ?? null }, { app, image, sha, release: job, addressPool: request.dns?.address_pool });
-    log(plan.serving.length > 0
-      ? `serving now: ${plan.serving.map((c) => `${c.id.slice(0, 12)} (${c.address ?? c.state})`).join(', ')}${previous ? `, release ${previous.job} (${previous.image})` : ''}`
-      : 'nothing serving yet: first release');
-    plan.notes.forEach((note) => log(note));
+    this.upstreams = upstreams;
+    const plan = planRollout({ containers, upstreams, routed, releaseJob: previous?.job ?? null }, { app, image, sha, release: job, addressPool: this.request.dns?.address_pool });
+    this.log(say.serving(plan.serving, previous));
+    plan.notes.forEach((note) => this.log(note));
     // `at` is when it goes live: set at the switch.
-    const release = { sha, image, job, at: '' };
-    const result: RolloutResult = {
-      app: app.name, release, previous, containers: [], stopped: [], strays: plan.strays.map((c) => c.id), leftovers: [], drain: null, timings,
+    this.record = { sha, image, job, at: '' };
+    this.result = {
+      app: app.name, release: this.record, previous, containers: [], stopped: [], strays: plan.strays.map((c) => c.id), leftovers: [], drain: null, timings: this.timings,
     };
-    timings.plan = Date.now() - t0 - timings.lock;
-    let mark = Date.now();
-    const phase = (name: keyof typeof timings) => {
-      timings[name] += Date.now() - mark;
-      mark = Date.now();
-    };
-
-    for (const step of plan.steps) {
-      switch (step.kind) {
-        case 'remove-strays':
-          for (const id of step.ids) {
-            await runtime.forceRemove(id);
-            log(`removed stray container ${id.slice(0, 12)}`);
-          }
-          phase('plan');
-          break;
-        case 'check-registrar': {
-          const holder = await store.registrar(app.name);
-          if (holder === null) throw new RegistrarUnavailableError(app.name);
-          log(`registrar: ${app.name} is served by ${holder}`);
-          phase('plan');
-          break;
-        }
-        case 'start': {
-          cancelled('the start');
-          onStep('start');
-          const base = { runtime, app: app.name, port: step.port, started, log };
-          if (step.addressPool === undefined) {
-            await startReplicas({ ...base, specs: Array.from({ length: step.replicas }, () => step.spec) });
-          } else {
-            // Allocate and create under one lock: the next allocation (any app, any worker) sees these containers' labels.
-            const poolLock = await store.addressLock({ job, signal: request.signal, log, ttlS: request.lockTtlS });
-            try {
-              const addresses = allocateAddresses(step.addressPool, await runtime.addressesInUse(), step.replicas);
-              log(`addresses from ${step.addressPool}: ${addresses.join(', ')} (port ${step.port})`);
-              await startReplicas({ ...base, specs: addresses.map((address) => publishOn(step.spec, step.port, address)) });
-            } finally {
-              await poolLock.release();
-            }
-          }
-          phase('start');
-          break;
-        }
-        case 'health': {
-          cancelled('the start');
-          onStep('health');
-          // The first failure stops the other probes: no point waiting for them.
-          const stopProbes = new AbortController();
-          const signal = request.signal ? AbortSignal.any([request.signal, stopProbes.signal]) : stopProbes.signal;
-          const probes = started.map((container) => waitHealthy({
-            runtime, container, path: step.path, timeoutMs: step.timeoutMs, intervalMs: step.intervalMs, signal, log, scrub,
-          }).catch((err: unknown) => {
-            stopProbes.abort();
-            throw err;
-          }));
-          const outcomes = await Promise.allSettled(probes);
-          const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected' && !(o.reason instanceof CancelledError && !request.signal?.aborted));
-          if (failure) throw failure.reason;
-          phase('health');
-          break;
-        }
-        case 'check-proxy':
-          cancelled('the health check');
-          onStep('switch');
-          prepared = await proxy.prepare(app, started.map((c) => c.address!));
-          if (prepared.fileChanged !== undefined) {
-            log(prepared.fileChanged ? 'nginx: the app\'s file changes (first deploy or configuration change); the candidate passed check_cmd' : 'nginx: the app\'s file stays as it is (routing: dns)');
-          } else {
-            log(prepared.changed ? `nginx: candidate config for ${started.length} address${started.length === 1 ? '' : 'es'} passed check_cmd` : 'nginx: config already routes to the new set');
-          }
-          break;
-        case 'switch': {
-          cancelled('the switch');
-          if (lock.lost) throw new UnavailableError('etcd', `lost the rollout lock of ${app.name} (etcd unreachable for longer than its lease); nothing was switched`);
-          const add = Object.fromEntries(started.map((c) => [appKeys.upstream(step.prefix, c.id), c.address!]));
-          if (step.leaseTtlS !== undefined) routeLease = await store.routeLease(step.leaseTtlS);
-          release.at = new Date().toISOString();
-          receipt = await store.switchRelease({ app: app.name, remove: upstreams, add, release, lock, leaseId: routeLease?.id });
-          switched = true;
-          log(`etcd: switched ${step.prefix}/ to ${Object.values(add).join(', ')} (removed ${upstreams.length} key${upstreams.length === 1 ? '' : 's'})`
-            + `${routeLease ? ` on lease ${routeLease.id} (${step.leaseTtlS} s) for the registrar to take over` : ''} and recorded release ${job}`);
-          break;
-        }
-        case 'apply-proxy': {
-          let applied;
-          try {
-            applied = await prepared!.commit();
-          } catch (err) {
-            log(`nginx: apply failed, reverting the etcd switch: ${(err as Error).message.split('\n', 1)[0]}`);
-            switched = false;
-            await store.revertSwitch(receipt!).catch((revertErr: Error) => log(`could not revert the etcd switch: ${revertErr.message}; run \`slipway router --once\` once etcd answers`));
-            throw err;
-          }
-          if (applied.dnsMs !== undefined) {
-            log(`dns: the DNS server answers the new set ${applied.dnsMs} ms after the switch; `
-              + `${applied.reloaded ? 'nginx file written and reloaded once (first deploy or configuration change)' : 'nginx not reloaded (its file does not depend on the containers)'}`);
-          } else {
-            log(applied.reloaded
-              ? `nginx: reloaded; old workers stopped accepting after ${applied.ms} ms${applied.confirmed ? '' : ' (assumed: workers not observable)'}`
-              : `nginx: already applied by the router (waited ${applied.ms} ms for its reload)`);
-          }
-          result.containers = started.map((c) => ({ id: c.id, address: c.address! }));
-          phase('switch');
-          break;
-        }
-        case 'drain':
-          onStep('drain');
-          result.drain = await drainConnections(step.addresses, step.timeoutMs, { settleMs: step.settleMs });
-          log(drainLine(result.drain, step.timeoutMs));
-          phase('drain');
-          break;
-        case 'stop':
-          await Promise.all(step.ids.map(async (id) => {
-            const s = Date.now();
-            try {
-              await runtime.stopAndRemove(id, step.timeoutS);
-              result.stopped.push(id);
-              log(`stopped and removed ${id.slice(0, 12)} in ${((Date.now() - s) / 1000).toFixed(1)} s`);
-            } catch (err) {
-              result.leftovers.push(id);
-              log(`could not stop ${id.slice(0, 12)}: ${(err as Error).message}; the next rollout removes it`);
-            }
-          }));
-          phase('stop');
-          break;
-        case 'hand-over': {
-          const waited = await handOver(routeLease!, step.prefix, step.timeoutMs);
-          log(waited.left === 0
-            ? `registrar took over the keys${waited.ms > 0 ? ` (waited ${waited.ms} ms)` : ''}`
-            : `registrar has not taken over ${waited.left} key${waited.left === 1 ? '' : 's'} within ${step.timeoutMs} ms; they expire with the switch's lease unless it does`);
-          break;
-        }
-      }
-    }
-    if (!plan.steps.some((s) => s.kind === 'drain')) onStep('drain');
-    const pruned = await store.pruneReleases(app.name, RELEASES_KEPT).catch(() => 0);
-    if (pruned > 0) log(`release history: dropped ${pruned} entr${pruned === 1 ? 'y' : 'ies'} beyond the newest ${RELEASES_KEPT}`);
-    timings.total = Date.now() - t0;
-    log(`done: ${app.name} serves release ${job} from ${result.containers.map((c) => c.address).join(', ')} (${(timings.total / 1000).toFixed(1)} s)`);
-    onStep('done');
-    return result;
-  } catch (err) {
-    if (!switched) {
-      await prepared?.discard().catch(() => {});
-      await removeStarted(runtime, started, log);
-    }
-    throw err;
-  } finally {
-    // Never revoked: keys the registrar has not taken over yet (or restored by a revert) must outlive the rollout.
-    routeLease?.release();
-    await lock.release();
+    this.timings.plan = Date.now() - this.t0 - this.timings.lock;
+    this.mark = Date.now();
+    return plan;
   }
-}
 
-/** Waits until no key under `prefix/` is on the switch's lease any more: the registrar renews them on its own leases. */
-async function handOver(lease: RouteLease, prefix: string, timeoutMs: number): Promise<{ left: number; ms: number }> {
-  const started = Date.now();
-  for (;;) {
-    const left = await lease.keysOnLease(prefix).catch(() => -1);
-    if (left === 0 || Date.now() - started >= timeoutMs) return { left, ms: Date.now() - started };
-    await new Promise((resolve) => setTimeout(resolve, 50));
+  async apply(step: RolloutStep): Promise<void> {
+    await this.handle(step);
+    const phase = RolloutRun.PHASES[step.kind];
+    if (phase !== null) {
+      this.timings[phase] += Date.now() - this.mark;
+      this.mark = Date.now();
+    }
   }
-}
 
-async function removeStarted(runtime: ContainerRuntime, started: readonly StartedContainer[], log: (line: string) => void): Promise<void> {
-  await Promise.all(started.map(async ({ id }) => {
+  private handle(step: RolloutStep): Promise<void> {
+    switch (step.kind) {
+      case 'remove-strays': return this.removeStrays(step);
+      case 'check-registrar': return this.checkRegistrar();
+      case 'start': return this.start(step);
+      case 'health': return this.health(step);
+      case 'check-proxy': return this.checkProxy();
+      case 'switch': return this.switch(step);
+      case 'apply-proxy': return this.applyProxy();
+      case 'drain': return this.drain(step);
+      case 'stop': return this.stop(step);
+      case 'hand-over': return this.handOver(step);
+    }
+  }
+
+  private async removeStrays(step: StepOf<'remove-strays'>): Promise<void> {
+    for (const id of step.ids) {
+      await this.seams.runtime.forceRemove(id);
+      this.log(say.removedStray(id));
+    }
+  }
+
+  private async checkRegistrar(): Promise<void> {
+    const { app } = this.request;
+    const holder = await this.seams.store.registrar(app.name);
+    if (holder === null) throw new RegistrarUnavailableError(app.name);
+    this.log(say.registrar(app.name, holder));
+  }
+
+  private async start(step: StepOf<'start'>): Promise<void> {
+    this.checkCancelled('the start');
+    this.onStep('start');
+    if (step.addressPool === undefined) {
+      await this.startReplicas(Array.from({ length: step.replicas }, () => step.spec), step.port);
+      return;
+    }
+    // Allocate and create under one lock: the next allocation (any app, any worker) sees these containers' labels.
+    const { job, signal, lockTtlS } = this.request;
+    const poolLock = await this.seams.store.addressLock({ job, signal, log: this.log, ttlS: lockTtlS });
     try {
-      await runtime.forceRemove(id);
-      log(`removed new container ${id.slice(0, 12)}`);
-    } catch (err) {
-      log(`could not remove new container ${id.slice(0, 12)} (${(err as Error).message}); the next rollout removes it as a stray`);
+      const addresses = allocateAddresses(step.addressPool, await this.seams.runtime.addressesInUse(), step.replicas);
+      this.log(say.addresses(step.addressPool, addresses, step.port));
+      await this.startReplicas(addresses.map((address) => publishOn(step.spec, step.port, address)), step.port);
+    } finally {
+      await poolLock.release();
     }
-  }));
-}
+  }
 
-function drainLine(drain: DrainResult, timeoutMs: number): string {
-  const settle = drain.settleMs ? `waited ${(drain.settleMs / 1000).toFixed(1)} s for nginx's resolver caches, then ` : '';
-  return settle + (drain.drained
-    ? `drained: connections closed after ${(drain.ms / 1000).toFixed(1)} s`
-    : `drained: drain_s (${timeoutMs / 1000} s) elapsed with ${drain.open} connection${drain.open === 1 ? '' : 's'} open (${Object.entries(drain.openBy).map(([a, n]) => `${a}: ${n}`).join(', ')})`);
+  /**
+   * One container per spec, in parallel, each named `slipway-<app>-<random>`;
+   * the first failure is thrown once every start has settled.
+   */
+  private async startReplicas(specs: readonly Docker.ContainerCreateOptions[], port: number): Promise<void> {
+    const results = await Promise.allSettled(specs.map(async (spec) => {
+      const name = `slipway-${this.request.app.name}-${randomBytes(4).toString('hex')}`;
+      const container = await this.seams.runtime.startContainer({ ...spec, name }, port);
+      this.started.push(container);
+      this.log(say.started(container.id, name, container.address));
+    }));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  private async health(step: StepOf<'health'>): Promise<void> {
+    this.checkCancelled('the start');
+    this.onStep('health');
+    await waitAllHealthy(this.started, {
+      runtime: this.seams.runtime, path: step.path, timeoutMs: step.timeoutMs, intervalMs: step.intervalMs, signal: this.request.signal, log: this.log, scrub: this.scrub,
+    });
+  }
+
+  private async checkProxy(): Promise<void> {
+    this.checkCancelled('the health check');
+    this.onStep('switch');
+    this.prepared = await this.seams.proxy.prepare(this.request.app, this.started.map((c) => c.address!));
+    this.log(say.prepared(this.prepared, this.started.length));
+  }
+
+  private async switch(step: StepOf<'switch'>): Promise<void> {
+    const { app, job } = this.request;
+    this.checkCancelled('the switch');
+    if (this.lock!.lost) throw new UnavailableError('etcd', `lost the rollout lock of ${app.name} (etcd unreachable for longer than its lease); nothing was switched`);
+    const add = Object.fromEntries(this.started.map((c) => [etcdKeys.upstream(step.prefix, c.id), c.address!]));
+    if (step.leaseTtlS !== undefined) this.routeLease = await this.seams.store.routeLease(step.leaseTtlS);
+    this.record.at = new Date().toISOString();
+    this.receipt = await this.seams.store.switchRelease({ app: app.name, remove: this.upstreams, add, release: this.record, lock: this.lock!, leaseId: this.routeLease?.id });
+    this.switched = true;
+    const lease = this.routeLease && step.leaseTtlS !== undefined ? { id: this.routeLease.id, ttlS: step.leaseTtlS } : undefined;
+    this.log(say.switched(step.prefix, Object.values(add), this.upstreams.length, lease, job));
+  }
+
+  private async applyProxy(): Promise<void> {
+    let applied;
+    try {
+      applied = await this.prepared!.commit();
+    } catch (err) {
+      this.log(say.applyFailed(err));
+      this.switched = false;
+      await this.seams.store.revertSwitch(this.receipt!).catch((revertErr: unknown) => this.log(say.revertFailed(revertErr)));
+      throw err;
+    }
+    this.log(say.applied(applied));
+    this.result.containers = this.started.map((c) => ({ id: c.id, address: c.address! }));
+  }
+
+  private async drain(step: StepOf<'drain'>): Promise<void> {
+    this.onStep('drain');
+    this.result.drain = await drainConnections(step.addresses, step.timeoutMs, { settleMs: step.settleMs });
+    this.log(say.drained(this.result.drain, step.timeoutMs));
+  }
+
+  private async stop(step: StepOf<'stop'>): Promise<void> {
+    await Promise.all(step.ids.map(async (id) => {
+      const began = Date.now();
+      try {
+        await this.seams.runtime.stopAndRemove(id, step.timeoutS);
+        this.result.stopped.push(id);
+        this.log(say.stopped(id, Date.now() - began));
+      } catch (err) {
+        this.result.leftovers.push(id);
+        this.log(say.notStopped(id, err));
+      }
+    }));
+  }
+
+  /** Waits until no key under `prefix/` is on the switch's lease any more: the registrar renews them on its own leases. */
+  private async handOver(step: StepOf<'hand-over'>): Promise<void> {
+    const began = Date.now();
+    let left: number;
+    for (;;) {
+      left = await this.routeLease!.keysOnLease(step.prefix).catch(() => -1);
+      if (left === 0 || Date.now() - began >= step.timeoutMs) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    this.log(say.handedOver({ left, ms: Date.now() - began }, step.timeoutMs));
+  }
+
+  /** After the last step: history pruned, totals, the result. */
+  async finish(plan: RolloutPlan): Promise<RolloutResult> {
+    const { app, job } = this.request;
+    if (!plan.steps.some((s) => s.kind === 'drain')) this.onStep('drain');
+    const pruned = await this.seams.store.pruneReleases(app.name, RELEASES_KEPT).catch(() => 0);
+    if (pruned > 0) this.log(say.pruned(pruned, RELEASES_KEPT));
+    this.timings.total = Date.now() - this.t0;
+    this.log(say.done(app.name, job, this.result.containers.map((c) => c.address), this.timings.total));
+    this.onStep('done');
+    return this.result;
+  }
+
+  /** A failure before the switch: the candidate dropped, every new container removed. */
+  async undo(): Promise<void> {
+    if (this.switched) return;
+    await this.prepared?.discard().catch(() => {});
+    await Promise.all(this.started.map(async ({ id }) => {
+      try {
+        await this.seams.runtime.forceRemove(id);
+        this.log(say.removedNew(id));
+      } catch (err) {
+        this.log(say.notRemovedNew(id, err));
+      }
+    }));
+  }
+
+  async release(): Promise<void> {
+    // Never revoked: keys the registrar has not taken over yet (or restored by a revert) must outlive the rollout.
+    this.routeLease?.release();
+    await this.lock?.release();
+  }
 }

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { validateConfig } from '@slipway/config/load-config';
 import type { AppContainer } from './container-runtime.js';
-import { RESOLVER_CACHE_MS } from '@slipway/router/render-dns-nginx-conf';
+import { RESOLVER_CACHE_MS } from '@slipway/router/dns';
 import { DNS_SETTLE_MARGIN_MS, planRollout, type RolloutCurrent } from './plan-rollout.js';
-import { REGISTRATION_TTL_S } from './registration.js';
+import { REGISTRATION_TTL_S } from './dns/plan-registration.js';
 import { UnsupportedRoutingError } from './rollout-errors.js';
 
 const app = (over: Record<string, unknown> = {}) =>

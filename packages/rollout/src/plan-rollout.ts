@@ -1,12 +1,11 @@
 import type Docker from 'dockerode';
 import type { AppConfig } from '@slipway/config/types';
-import type { UpstreamKey } from '@slipway/router/read-upstreams';
-import type { AppContainer } from './container-runtime.js';
-import { RESOLVER_CACHE_MS } from '@slipway/router/render-dns-nginx-conf';
-import { containerSpec } from './container-spec.js';
-import { HAND_OVER_TIMEOUT_MS, REGISTRATION_TTL_S } from './registration.js';
-import { UnsupportedRoutingError } from './rollout-errors.js';
 import { LABELS } from '@slipway/core/docker';
+import type { UpstreamKey } from '@slipway/etcd/keys';
+import { RESOLVER_CACHE_MS } from '@slipway/router/dns';
+import { containerSpec, type AppContainer } from './container-runtime.js';
+import { HAND_OVER_TIMEOUT_MS, REGISTRATION_TTL_S } from './dns/plan-registration.js';
+import { UnsupportedRoutingError } from './rollout-errors.js';
 
 /** What is there, read under the app's lock. */
 export interface RolloutCurrent {

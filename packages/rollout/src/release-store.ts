@@ -1,6 +1,30 @@
-import type { UpstreamKey } from '@slipway/router/read-upstreams';
-import type { AcquireLockOptions, AppLock } from './app-lock.js';
-import type { ReleaseRecord } from './release-record.js';
+import type { Etcd3, PutBuilder } from 'etcd3';
+import { InvalidInputError, UnavailableError } from '@slipway/core/slipway-error';
+import { isSha, quote, SHA_PREFIX } from '@slipway/core/validate';
+import { etcdCall, etcdDeadline } from '@slipway/etcd/client';
+import { etcdKeys, readUpstreams, type UpstreamKey } from '@slipway/etcd/keys';
+import { acquireAppLock, acquireLock, type AcquireLockOptions, type AppLock } from './app-lock.js';
+import { ReleaseNotFoundError } from './rollout-errors.js';
+
+/*
+ * Where the live set and the releases are kept: the store seam, its one
+ * implementation over etcd (the keys are @slipway/etcd's), the release
+ * record, and which kept release a rollback goes back to.
+ */
+
+/** Releases kept for rollback (their images are never deleted by Slipway). */
+export const RELEASES_KEPT = 10;
+
+/** What is (or was) live: the value of the release key and of each history entry. */
+export interface ReleaseRecord {
+  /** Full 40-hex commit, or null for an image deploy. */
+  sha: string | null;
+  image: string;
+  /** The job that rolled it out. */
+  job: string;
+  /** ISO 8601. */
+  at: string;
+}
 
 export interface SwitchInput {
   app: string;
@@ -37,7 +61,7 @@ export interface RouteLease {
 
 /**
  * The store seam: where the live set and the releases are kept. One
- * implementation, over etcd (`etcdReleaseStore`). Every method throws
+ * implementation, over etcd (EtcdReleaseStore). Every method throws
  * UnavailableError when the store cannot be reached.
  */
 export interface ReleaseStore {
@@ -58,4 +82,150 @@ export interface ReleaseStore {
   registrar(app: string): Promise<string | null>;
   /** routing: dns: grants a lease of `ttlS`, kept alive until released. */
   routeLease(ttlS: number): Promise<RouteLease>;
+}
+
+const leased = (put: PutBuilder, leaseId: string | undefined) => (leaseId === undefined ? put : put.lease(leaseId));
+
+/** The store seam over etcd. */
+export class EtcdReleaseStore implements ReleaseStore {
+  constructor(private readonly etcd: Etcd3) {}
+
+  lock(app: string, options: AcquireLockOptions): Promise<AppLock> {
+    return acquireAppLock(this.etcd, app, options);
+  }
+
+  async upstreams(prefix: string): Promise<UpstreamKey[]> {
+    return (await readUpstreams(this.etcd, prefix)).live;
+  }
+
+  async currentRelease(app: string): Promise<ReleaseRecord | null> {
+    return parseReleaseRecord(await this.rawRelease(app));
+  }
+
+  async listReleases(app: string): Promise<ReleaseRecord[]> {
+    return (await this.history(app)).map(([, text]) => parseReleaseRecord(text)).filter((r): r is ReleaseRecord => r !== null);
+  }
+
+  async switchRelease(input: SwitchInput): Promise<SwitchReceipt> {
+    const { etcd } = this;
+    const { app, lock } = input;
+    const json = JSON.stringify(input.release);
+    const historyKey = etcdKeys.releaseEntry(app, new Date(input.release.at));
+    const remove = input.remove.filter((u) => !(u.key in input.add));
+    const previousRelease = await this.rawRelease(app);
+    const result = await etcdCall(`switching the upstream keys of ${app}`, () => etcd
+      .if(lock.key, 'Value', '==', lock.value)
+      .then(
+        ...remove.map((u) => etcd.delete().key(u.key)),
+        ...Object.entries(input.add).map(([key, address]) => leased(etcd.put(key).value(address), input.leaseId)),
+        etcd.put(etcdKeys.release(app)).value(json),
+        etcd.put(historyKey).value(json),
+      )
+      .options(etcdDeadline())
+      .commit());
+    if (!result.succeeded) {
+      throw new UnavailableError('etcd', `lost the rollout lock of ${app} before the switch (etcd unreachable for longer than the lock's lease?); nothing was switched`);
+    }
+    return { input, previousRelease, historyKey };
+  }
+
+  async revertSwitch(receipt: SwitchReceipt): Promise<void> {
+    const { etcd } = this;
+    const { input } = receipt;
+    const releaseKey = etcdKeys.release(input.app);
+    await etcdCall(`reverting the switch of ${input.app}`, () => etcd
+      .if(releaseKey, 'Value', '==', JSON.stringify(input.release))
+      .then(
+        ...Object.keys(input.add).filter((key) => !input.remove.some((u) => u.key === key)).map((key) => etcd.delete().key(key)),
+        ...input.remove.map((u) => leased(etcd.put(u.key).value(u.address), input.leaseId)),
+        receipt.previousRelease === null ? etcd.delete().key(releaseKey) : etcd.put(releaseKey).value(receipt.previousRelease),
+        etcd.delete().key(receipt.historyKey),
+      )
+      .options(etcdDeadline())
+      .commit());
+  }
+
+  async pruneReleases(app: string, keep: number): Promise<number> {
+    const old = (await this.history(app)).slice(keep).map(([key]) => key);
+    if (old.length === 0) return 0;
+    await etcdCall(`pruning the releases of ${app}`, () => Promise.all(old.map((key) => this.etcd.delete().key(key).exec())));
+    return old.length;
+  }
+
+  addressLock(options: AcquireLockOptions): Promise<AppLock> {
+    return acquireLock(this.etcd, etcdKeys.addressLock, 'the address pool lock', options);
+  }
+
+  registrar(app: string): Promise<string | null> {
+    return etcdCall(`reading the registrar of ${app}`, () => this.etcd.get(etcdKeys.registrar(app)).options(etcdDeadline()).string());
+  }
+
+  async routeLease(ttlS: number): Promise<RouteLease> {
+    const lease = this.etcd.lease(ttlS);
+    lease.on('lost', () => {});
+    const id = await etcdCall('granting the route lease', () => lease.grant()).catch(async (err: unknown) => {
+      lease.release();
+      throw err;
+    });
+    return {
+      id,
+      keysOnLease: async (prefix) => {
+        const res = await etcdCall(`reading ${prefix}/`, () => this.etcd.getAll().prefix(`${prefix}/`).options(etcdDeadline()).exec());
+        return res.kvs.filter((kv) => String(kv.lease) === id).length;
+      },
+      release: () => lease.release(),
+    };
+  }
+
+  private rawRelease(app: string): Promise<string | null> {
+    return etcdCall(`reading the release of ${app}`, () => this.etcd.get(etcdKeys.release(app)).options(etcdDeadline()).string());
+  }
+
+  /** History entries as [key, raw record], newest first. */
+  private async history(app: string): Promise<Array<[string, string]>> {
+    const values = await etcdCall(`reading the releases of ${app}`, () =>
+      this.etcd.getAll().prefix(etcdKeys.releases(app)).options(etcdDeadline()).strings());
+    return Object.entries(values).sort(([a], [b]) => (a < b ? 1 : -1));
+  }
+}
+
+/** What is live for `app`, or null before the first release. Throws UnavailableError. */
+export function currentRelease(etcd: Etcd3, app: string): Promise<ReleaseRecord | null> {
+  return new EtcdReleaseStore(etcd).currentRelease(app);
+}
+
+/** The kept release history of `app`, newest (the live one) first; at most RELEASES_KEPT. Throws UnavailableError. */
+export function listReleases(etcd: Etcd3, app: string): Promise<ReleaseRecord[]> {
+  return new EtcdReleaseStore(etcd).listReleases(app);
+}
+
+/** Parses a stored record; null for anything that is not one (never trusted blindly: etcd is writable by hand). */
+export function parseReleaseRecord(text: string | null): ReleaseRecord | null {
+  if (text === null) return null;
+  try {
+    const v = JSON.parse(text) as Record<string, unknown>;
+    if (typeof v.image !== 'string' || typeof v.job !== 'string' || typeof v.at !== 'string') return null;
+    if (v.sha !== null && !isSha(v.sha)) return null;
+    return { sha: v.sha as string | null, image: v.image, job: v.job, at: v.at };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The release a rollback goes back to: the one whose commit starts with
+ * `to` (7 to 40 hex digits), by default the newest whose image differs from
+ * the live one. Pure; `history` is newest first. Throws InvalidInputError
+ * for a malformed `to`, ReleaseNotFoundError when no kept release matches.
+ */
+export function rollbackTarget(history: readonly ReleaseRecord[], current: ReleaseRecord | null, to?: string): ReleaseRecord {
+  if (to !== undefined) {
+    if (!SHA_PREFIX.test(to)) throw new InvalidInputError(`--to must be 7 to 40 lowercase hex digits, got ${quote(to)}`);
+    const match = history.find((r) => r.sha !== null && r.sha.startsWith(to));
+    if (!match) throw new ReleaseNotFoundError(`no kept release has commit ${to} (kept: ${history.map((r) => r.sha?.slice(0, 12) ?? r.image).join(', ') || 'none'})`);
+    return match;
+  }
+  const target = history.find((r) => r.image !== current?.image);
+  if (!target) throw new ReleaseNotFoundError(current ? `no release before ${current.job} (${current.image}) is kept` : 'no release to roll back to');
+  return target;
 }

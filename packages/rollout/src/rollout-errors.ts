@@ -4,11 +4,10 @@ import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
  * The rollout's own failures, each with a stable `code`. Besides these a
  * rollout throws UnavailableError (code `unavailable`, from
  * @slipway/core: etcd, Docker, or for routing: dns the DNS server or the
- * registrar unreachable; retry later),
- * NginxCheckError (`nginx_check_failed`), NginxReloadError
- * (`nginx_reload_failed`) and TemplateError (`template_invalid`) from
- * @slipway/router. Each says whose fault it is and whether retrying may
- * help (only `unavailable` and `lock_timeout` may).
+ * registrar unreachable; retry later) and the router's
+ * `nginx_check_failed`, `nginx_reload_failed` and `template_invalid`.
+ * Each says whose fault it is and whether retrying may help (only
+ * `unavailable` and `lock_timeout` may).
  */
 
 /** A new container exited, or never answered 2xx on `health.path` in time. */

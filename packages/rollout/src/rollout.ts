@@ -1,19 +1,74 @@
 import type Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
-import type { SlipwayConfig } from '@slipway/config/types';
+import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { InvalidInputError } from '@slipway/core/slipway-error';
 import { assertAppName, isSha, quote } from '@slipway/core/validate';
-import { dockerRuntime } from './docker-runtime.js';
-import { etcdReleaseStore } from './etcd-release-store.js';
+import { DockerRuntime } from './container-runtime.js';
+import type { DrainResult } from './drain-connections.js';
 import { executeRollout } from './execute-rollout.js';
-import { dnsRouteProxy } from './dns-route-proxy.js';
-import { nginxRouteProxy } from './nginx-route-proxy.js';
+import { EtcdReleaseStore, type ReleaseRecord } from './release-store.js';
+import { DnsRouteProxy, NginxRouteProxy, type RouteProxy } from './route-proxy.js';
 import { UnsupportedRoutingError } from './rollout-errors.js';
-import type { RolloutRequest, RolloutResult } from './rollout-types.js';
+
+/** Progress milestones, in order, for the worker's job state. */
+export type RolloutStepName = 'start' | 'health' | 'switch' | 'drain' | 'done';
+
+/** What a rollout needs besides its seams (see `rollout` for the public options). */
+export interface RolloutRequest {
+  app: AppConfig;
+  image: string;
+  /** Full 40-hex commit, or null for an image deploy. */
+  sha: string | null;
+  /** The job id: recorded as the release and as the `slipway.release` label. */
+  job: string;
+  /** Every line of progress, for the job log shown live. Default: discarded. */
+  log?: (line: string) => void;
+  onStep?: (step: RolloutStepName) => void;
+  /**
+   * Cancels the rollout before its switch: its containers are removed and
+   * a CancelledError (`cancelled`) thrown. Ignored from the switch on: a
+   * cutover is never abandoned half way.
+   */
+  signal?: AbortSignal;
+  /** How long to wait for another rollout of the app. Default LOCK_WAIT_MS (15 min). */
+  lockWaitMs?: number;
+  /** TTL of the lock's lease. Default LOCK_TTL_S (5 s). */
+  lockTtlS?: number;
+  /** The configuration's `dns` settings: required for an app with routing: dns, unused otherwise. */
+  dns?: SlipwayConfig['dns'];
+}
+
+export interface RolloutResult {
+  app: string;
+  release: ReleaseRecord;
+  /** What was live before, or null for a first release. */
+  previous: ReleaseRecord | null;
+  /** The new containers, now live. */
+  containers: Array<{ id: string; address: string }>;
+  /** Old containers stopped and removed after the drain. */
+  stopped: string[];
+  /** Stray containers of unfinished rollouts removed before starting. */
+  strays: string[];
+  /** Old containers that could not be stopped (Docker went away after the switch); the next rollout removes them. */
+  leftovers: string[];
+  /** Null when nothing was serving before. */
+  drain: DrainResult | null;
+  /**
+   * Milliseconds per phase: `lock` waiting for and taking the lock, `plan`
+   * reading Docker, etcd and nginx and planning (and removing strays),
+   * `switch` the candidate check + etcd transaction + nginx apply until the
+   * old workers stopped accepting, `stop` stopping and removing the old
+   * containers (for routing: dns, `switch` ends when the DNS server
+   * answers the new set, and `drain` includes the wait for nginx's
+   * resolver caches).
+   */
+  timings: { lock: number; plan: number; start: number; health: number; switch: number; drain: number; stop: number; total: number };
+}
 
 export interface RolloutOptions extends RolloutRequest {
   nginx: SlipwayConfig['nginx'];
   docker: Docker;
+  /** From createEtcdClient (@slipway/etcd/client). */
   etcd: Etcd3;
 }
 
@@ -28,8 +83,8 @@ const IMAGE = /^[a-z0-9][a-z0-9._\/:@-]{0,254}$/i;
  * stop and remove them. routing: dns (needs `dns`): the same, with each
  * container on its own address of `dns.address_pool`, the keys switched on
  * a lease the registrar takes over, the DNS answer confirmed instead of a
- * reload, and nginx's resolver caches waited out before the drain. See
- * README.md for the steps and error codes.
+ * reload, and nginx's resolver caches waited out before the drain. See the
+ * package README for the steps and error codes.
  *
  * Throws UnavailableError (etcd or Docker unreachable: retry), or a
  * SlipwayError with code `health_failed`, `nginx_check_failed`,
@@ -44,12 +99,12 @@ export async function rollout(options: RolloutOptions): Promise<RolloutResult> {
   if (options.sha !== null && !isSha(options.sha)) throw new InvalidInputError(`sha must be 40 lowercase hex digits or null, got ${quote(options.sha)}`);
   if (!IMAGE.test(options.image)) throw new InvalidInputError(`not an image reference: ${quote(options.image)}`);
   if (typeof options.job !== 'string' || options.job.length === 0 || options.job.length > 200) throw new InvalidInputError(`job must be a non-empty string, got ${quote(options.job)}`);
-  let proxy;
+  let proxy: RouteProxy;
   if (options.app.routing === 'dns') {
     if (!options.dns) throw new UnsupportedRoutingError(options.app.name, 'dns', 'but the rollout was given no `dns` settings (pass `dns: config.dns`)');
-    proxy = dnsRouteProxy(options.nginx, options.dns);
+    proxy = new DnsRouteProxy(options.nginx, options.dns);
   } else {
-    proxy = nginxRouteProxy(options.nginx);
+    proxy = new NginxRouteProxy(options.nginx);
   }
-  return executeRollout({ runtime: dockerRuntime(options.docker), store: etcdReleaseStore(options.etcd), proxy }, options);
+  return executeRollout({ runtime: new DockerRuntime(options.docker), store: new EtcdReleaseStore(options.etcd), proxy }, options);
 }

@@ -2,15 +2,14 @@ import { readFile } from 'node:fs/promises';
 import type { Etcd3 } from 'etcd3';
 import { describe, expect, it } from 'vitest';
 import type { AppConfig } from '@slipway/config/types';
-import { dnsNames } from '@slipway/router/dns-names';
-import { listenerHolders } from '@slipway/router/nginx-listeners';
-import { nginxNames } from '@slipway/router/nginx-names';
-import { resolveHost } from '@slipway/router/resolve-host';
-import { appKeys } from '../src/app-keys.js';
-import type { RegistrationChange } from '../src/registrar.js';
-import { DNS_SWITCH_TIMEOUT_MS } from '../src/dns-route-proxy.js';
+import { dnsNames, resolveHost } from '@slipway/router/dns';
+import { listenerHolders, nginxNames } from '@slipway/router/nginx';
+import { etcdKeys } from '@slipway/etcd/keys';
+import { ownNginx } from '@slipway/devstack/testing';
+import type { RegistrationChange } from '../src/dns/registrar.js';
+import { DNS_SWITCH_TIMEOUT_MS } from '../src/route-proxy.js';
 import { rollout, type RolloutOptions } from '../src/rollout.js';
-import { appContainers, buildImage, deadPort, docker, ownDns, ownNginx, serveDns, testApp, watchServing, useRolloutWorld, type RolloutWorld } from './fixtures.js';
+import { appContainers, buildImage, deadPort, docker, ownDns, serveDns, testApp, watchServing, useRolloutWorld, type RolloutWorld } from './fixtures.js';
 
 describe('routing: dns — a failed rollout leaves the previous release serving: DNS answer, keys, nginx file and workers as they were, no stray', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;
@@ -28,7 +27,7 @@ describe('routing: dns — a failed rollout leaves the previous release serving:
       const base: RolloutOptions = { app, nginx: nginx.settings, dns: dns.settings, docker, etcd, image: await buildImage(app.name, 'v1'), sha: null, job: 'good' };
       const good = await rollout(base);
       const file = nginxNames.path(nginx.settings.conf_dir, app.name);
-      const before = { file: await readFile(file, 'utf8'), keys: await keyMap(app.etcd_prefix), release: await etcd.get(appKeys.release(app.name)).string(), answer: await answer(app.name) };
+      const before = { file: await readFile(file, 'utf8'), keys: await keyMap(app.etcd_prefix), release: await etcd.get(etcdKeys.release(app.name)).string(), answer: await answer(app.name) };
       const workers = (await listenerHolders(app.listen))!.workers;
       const traffic = watchServing(app.listen);
       const started = Date.now();
@@ -39,7 +38,7 @@ describe('routing: dns — a failed rollout leaves the previous release serving:
       expect(served.answers, `nginx answered during the attempt (${served.count} requests)`).toEqual(['200 v1']);
       expect(await readFile(file, 'utf8')).toBe(before.file);
       expect((await listenerHolders(app.listen))!.workers, 'nginx was not reloaded').toEqual(workers);
-      expect(await etcd.get(appKeys.release(app.name)).string()).toBe(before.release);
+      expect(await etcd.get(etcdKeys.release(app.name)).string()).toBe(before.release);
       expect(await keyMap(app.etcd_prefix)).toEqual(before.keys);
       expect(await answer(app.name)).toEqual(before.answer);
       expect((await appContainers(app.name)).map((c) => c.Id).sort()).toEqual(good.containers.map((c) => c.id).sort());
@@ -67,7 +66,7 @@ describe('routing: dns — a failed rollout leaves the previous release serving:
     // The revert put the old keys back on the rollout's lease, which ends with it: the registrar renews them on its own.
     // The old keys were the registrar's before the attempt, so adopting them again can only follow the revert.
     // (It also took the new keys over while they were live, and let them go with the revert.)
-    const back = good.containers.map((c) => appKeys.upstream(app.etcd_prefix, c.id));
+    const back = good.containers.map((c) => etcdKeys.upstream(app.etcd_prefix, c.id));
     expect(changes.filter((c) => c.action === 'adopted').map((c) => c.key)).toEqual(expect.arrayContaining(back));
     expect(err).toMatchObject({ code: 'unavailable', service: 'dns' });
     expect(err.message).toMatch(/did not answer .* within 5000 ms of the switch/);
@@ -82,7 +81,7 @@ describe('routing: dns — a failed rollout leaves the previous release serving:
       const err = await rollout({ app, nginx: nginx.settings, dns: dead, docker, etcd, image: await buildImage(app.name, 'v1'), sha: null, job: 'x' }).catch((e: unknown) => e);
       expect(err).toMatchObject({ code: 'unavailable', service: 'dns' });
       expect(await appContainers(app.name)).toEqual([]);
-      expect(await etcd.get(appKeys.release(app.name)).string()).toBeNull();
+      expect(await etcd.get(etcdKeys.release(app.name)).string()).toBeNull();
     } finally {
       await serving.close();
     }

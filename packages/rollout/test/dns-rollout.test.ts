@@ -1,17 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import type { Etcd3 } from 'etcd3';
 import { describe, expect, it } from 'vitest';
-import { dnsNames } from '@slipway/router/dns-names';
-import { listenerHolders } from '@slipway/router/nginx-listeners';
-import { nginxNames } from '@slipway/router/nginx-names';
-import { resolveHost } from '@slipway/router/resolve-host';
-import { appKeys } from '../src/app-keys.js';
-import { appStatus } from '../src/app-status.js';
+import { dnsNames, resolveHost, watchDnsHosts } from '@slipway/router/dns';
+import { listenerHolders, nginxNames } from '@slipway/router/nginx';
+import { etcdKeys } from '@slipway/etcd/keys';
+import { appStatus } from '../src/status.js';
 import { rollout } from '../src/rollout.js';
-import { startDnsRouting } from '../src/start-dns-routing.js';
+import { startDnsRouting } from '../src/dns/registrar.js';
 import { freePort } from '@slipway/devstack/free-port';
-import { tempDir } from '@slipway/devstack/testing';
-import { answerOf, appContainers, buildImage, docker, fetchText, ownDns, ownNginx, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
+import { ownNginx, tempDir } from '@slipway/devstack/testing';
+import { answerOf, appContainers, buildImage, docker, fetchText, ownDns, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
 
 describe('routing: dns rollouts', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;
@@ -46,7 +44,7 @@ describe('routing: dns rollouts', () => {
       expect(lines.join('\n')).toMatch(/registrar took over the keys/);
       // The keys are the upstream contract's shape, on the registrar's own leases (not the rollout's, which is gone).
       const keys = await keysWithLeases(app.etcd_prefix);
-      expect(keys.map((k) => [k.key, k.address]).sort()).toEqual(first.containers.map((c) => [appKeys.upstream(app.etcd_prefix, c.id), c.address]).sort());
+      expect(keys.map((k) => [k.key, k.address]).sort()).toEqual(first.containers.map((c) => [etcdKeys.upstream(app.etcd_prefix, c.id), c.address]).sort());
       expect(new Set(keys.map((k) => k.lease)).size).toBe(2);
       expect(keys.every((k) => k.lease !== '0')).toBe(true);
 
@@ -69,12 +67,30 @@ describe('routing: dns rollouts', () => {
     }
   });
 
+  it('status compares the DNS answer with the keys as addresses: 127.0.10.9 and 127.0.10.10 agree in either order', async () => {
+    const app = await testApp({ routing: 'dns' });
+    // Keys written by hand and only the DNS feed (no registrar, which would drop keys without a container).
+    await etcd.put(`${app.etcd_prefix}/000000000009`).value('127.0.10.9:8080');
+    await etcd.put(`${app.etcd_prefix}/000000000010`).value('127.0.10.10:8080');
+    const feed = await watchDnsHosts({ apps: { [app.name]: app }, dns: dns.settings, etcd, hostsDir: dns.service.hostsDir });
+    try {
+      // dnsmasq reads the new hosts file when inotify tells it: wait for the answer.
+      for (let i = 0; i < 100 && (await answer(app.name)).length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(await answer(app.name)).toEqual(['127.0.10.9', '127.0.10.10']);
+      const status = await appStatus({ app, nginx: nginx.settings, dns: dns.settings, docker, etcd });
+      expect(status.drift.filter((line) => line.startsWith('DNS answers'))).toEqual([]);
+    } finally {
+      await feed.close();
+      await etcd.delete().prefix(`${app.etcd_prefix}/`);
+    }
+  });
+
   it('refuses to switch an app no registrar serves: unavailable (registrar), nothing started, nothing changed', async () => {
     const app = await testApp({ routing: 'dns' });
     const err = await rollout({ app, nginx: nginx.settings, dns: dns.settings, docker, etcd, image: await buildImage(app.name, 'v1'), sha: null, job: 'x' }).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'unavailable', service: 'registrar' });
     expect(await appContainers(app.name)).toEqual([]);
-    expect(await etcd.get(appKeys.release(app.name)).string()).toBeNull();
+    expect(await etcd.get(etcdKeys.release(app.name)).string()).toBeNull();
   });
 
   it('two dns apps rolled out at once get distinct addresses', async () => {

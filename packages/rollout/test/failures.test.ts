@@ -7,13 +7,12 @@ import { UnavailableError } from '@slipway/core/slipway-error';
 import { freePort } from '@slipway/devstack/free-port';
 import { stopProcess } from '@slipway/devstack/processes';
 import { startEtcd } from '@slipway/devstack/services/etcd';
-import { tempDir } from '@slipway/devstack/testing';
-import { createEtcdClient } from '@slipway/router/etcd-client';
-import { nginxNames } from '@slipway/router/nginx-names';
-import { listenerHolders } from '@slipway/router/nginx-listeners';
-import { appKeys } from '../src/app-keys.js';
+import { ownNginx, tempDir } from '@slipway/devstack/testing';
+import { createEtcdClient } from '@slipway/etcd/client';
+import { listenerHolders, nginxNames } from '@slipway/router/nginx';
+import { etcdKeys } from '@slipway/etcd/keys';
 import { rollout, type RolloutOptions } from '../src/rollout.js';
-import { appContainers, buildImage, deadPort, docker, fetchText, ownNginx, testApp, watchServing, useRolloutWorld } from './fixtures.js';
+import { appContainers, buildImage, deadPort, docker, fetchText, testApp, watchServing, useRolloutWorld } from './fixtures.js';
 
 describe('a failed rollout leaves the previous release serving, its file and keys as they were, no stray container', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;
@@ -29,7 +28,7 @@ describe('a failed rollout leaves the previous release serving, its file and key
     const before = {
       file: await readFile(file, 'utf8'),
       keys: await client.getAll().prefix(`${app.etcd_prefix}/`).strings(),
-      release: await client.get(appKeys.release(app.name)).string(),
+      release: await client.get(etcdKeys.release(app.name)).string(),
     };
     const workers = (await listenerHolders(app.listen))?.workers;
     expect(workers?.length).toBeGreaterThan(0);
@@ -46,7 +45,7 @@ describe('a failed rollout leaves the previous release serving, its file and key
   }
   async function keysUnchanged(client: Etcd3, app: AppConfig, before: { keys: Record<string, string>; release: string | null }) {
     expect(await client.getAll().prefix(`${app.etcd_prefix}/`).strings()).toEqual(before.keys);
-    expect(await client.get(appKeys.release(app.name)).string()).toBe(before.release);
+    expect(await client.get(etcdKeys.release(app.name)).string()).toBe(before.release);
   }
 
   it('a new container that exits: health_failed at once, quoting its log', async () => {

@@ -10,12 +10,10 @@ import { writeFixtureApp, type FixtureVariant } from '@slipway/devstack/fixture-
 import { freePort } from '@slipway/devstack/free-port';
 import { stopProcess } from '@slipway/devstack/processes';
 import { startDnsmasq, type DnsmasqService } from '@slipway/devstack/services/dnsmasq';
-import { startNginx, type NginxService } from '@slipway/devstack/services/nginx';
-import { tempDir, testAppName, testStack } from '@slipway/devstack/testing';
-import { createEtcdClient } from '@slipway/router/etcd-client';
-import { compareIps } from '@slipway/router/render-dns-hosts';
-import { watchDnsHosts, type DnsHostsFeed } from '@slipway/router/watch-dns-hosts';
-import { startRegistrar, type RegistrarHandle, type RegistrarOptions } from '../src/registrar.js';
+import { ownNginx, tempDir, testAppName, testStack } from '@slipway/devstack/testing';
+import { createEtcdClient } from '@slipway/etcd/client';
+import { compareIps, type DnsHostsFeed, watchDnsHosts } from '@slipway/router/dns';
+import { startRegistrar, type RegistrarHandle, type RegistrarOptions } from '../src/dns/registrar.js';
 import { LABELS } from '@slipway/core/docker';
 
 export const docker = new Docker();
@@ -39,20 +37,6 @@ export async function buildImage(app: string, version: string, variant: FixtureV
   } finally {
     dir.remove();
   }
-}
-
-/** An nginx of the test's own, and the `nginx:` settings pointing at it. */
-export async function ownNginx(): Promise<{ service: NginxService; settings: SlipwayConfig['nginx']; stop: () => Promise<void> }> {
-  const dir = tempDir('slipway-rollout-nginx-');
-  const service = await startNginx(join(dir.path, 'nginx'), await freePort());
-  return {
-    service,
-    settings: { conf_dir: service.confDir, check_cmd: service.checkCmd, reload_cmd: service.reloadCmd },
-    stop: async () => {
-      await stopProcess(service.pid);
-      dir.remove();
-    },
-  };
 }
 
 /** A fresh app (name from testAppName) listening on a loopback port of its own; config defaults filled in. */

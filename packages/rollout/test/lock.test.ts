@@ -1,12 +1,12 @@
 import type { Etcd3 } from 'etcd3';
 import { describe, expect, it } from 'vitest';
-import { testStack } from '@slipway/devstack/testing';
+import { ownNginx, testStack } from '@slipway/devstack/testing';
 import { spawn } from 'node:child_process';
 import { runCommand } from '@slipway/core/run-command';
 import { LOCK_TTL_S } from '../src/app-lock.js';
-import { appKeys } from '../src/app-keys.js';
+import { etcdKeys } from '@slipway/etcd/keys';
 import { rollout } from '../src/rollout.js';
-import { buildImage, docker, fetchText, ownNginx, stackEtcd, testApp, useRolloutWorld } from './fixtures.js';
+import { buildImage, docker, fetchText, stackEtcd, testApp, useRolloutWorld } from './fixtures.js';
 
 describe('one rollout per app at a time', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;
@@ -26,7 +26,7 @@ describe('one rollout per app at a time', () => {
     });
     const first = run(etcd, v1!, 'one');
     // The second starts once the first holds the lock (a fixed head start loses the race on a busy machine).
-    while ((await etcd.get(appKeys.lock(app.name)).string()) === null) await new Promise((r) => setTimeout(r, 5));
+    while ((await etcd.get(etcdKeys.lock(app.name)).string()) === null) await new Promise((r) => setTimeout(r, 5));
     await Promise.all([first, run(other, v2!, 'two')]);
     other.close();
     expect(events.slice(0, 5)).toEqual(['one:start', 'one:health', 'one:switch', 'one:drain', 'one:done']);
@@ -44,7 +44,7 @@ describe('one rollout per app at a time', () => {
     const env = { ...process.env, ETCDCTL_API: '3' };
     const grant = await runCommand(['etcdctl', '--endpoints', url, 'lease', 'grant', String(LOCK_TTL_S)], { env });
     const lease = /lease ([0-9a-f]+) granted/.exec(grant.stdout)![1]!;
-    await runCommand(['etcdctl', '--endpoints', url, 'put', `--lease=${lease}`, appKeys.lock(app.name), '{"job":"crashed-worker"}'], { env });
+    await runCommand(['etcdctl', '--endpoints', url, 'put', `--lease=${lease}`, etcdKeys.lock(app.name), '{"job":"crashed-worker"}'], { env });
     const keeper = spawn('etcdctl', ['--endpoints', url, 'lease', 'keep-alive', lease], { env, stdio: 'ignore' });
     await new Promise((r) => setTimeout(r, 1000));
     keeper.kill('SIGKILL');

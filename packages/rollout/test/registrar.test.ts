@@ -1,11 +1,11 @@
 import type { Etcd3 } from 'etcd3';
 import { describe, expect, it } from 'vitest';
-import { dnsNames } from '@slipway/router/dns-names';
-import { resolveHost } from '@slipway/router/resolve-host';
-import { appKeys } from '../src/app-keys.js';
-import type { RegistrationChange } from '../src/registrar.js';
+import { dnsNames, resolveHost } from '@slipway/router/dns';
+import { etcdKeys } from '@slipway/etcd/keys';
+import { ownNginx } from '@slipway/devstack/testing';
+import type { RegistrationChange } from '../src/dns/registrar.js';
 import { rollout } from '../src/rollout.js';
-import { answerOf, buildImage, docker, etcdRelay, ownDns, ownNginx, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
+import { answerOf, buildImage, docker, etcdRelay, ownDns, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
 
 /** Polls until `probe` holds; the time it took. */
 async function within(ms: number, probe: () => Promise<boolean>, what: string): Promise<number> {
@@ -55,7 +55,7 @@ describe('the registrar (routing: dns): Docker events → etcd keys on leases', 
       expect(changes.map((c) => `${c.action} ${c.key.split('/').pop()}`).sort()).toEqual([`adopted ${b.id12}`, 'removed deadbeef0000', `registered ${a.id12}`].sort());
       expect(changes.find((c) => c.action === 'removed')!.why).toBe('its container does not exist');
       expect(again.registrar.serving()).toEqual([app.name]);
-      expect(await etcd.get(appKeys.registrar(app.name)).string()).toMatch(/"pid":\d+/);
+      expect(await etcd.get(etcdKeys.registrar(app.name)).string()).toMatch(/"pid":\d+/);
     } finally {
       await again.close();
       await other.remove({ force: true });

@@ -1,19 +1,27 @@
 import { readFile } from 'node:fs/promises';
 import type { Etcd3 } from 'etcd3';
 import { describe, expect, it } from 'vitest';
-import { nginxNames } from '@slipway/router/nginx-names';
-import { appKeys } from '../src/app-keys.js';
-import { appStatus } from '../src/app-status.js';
-import { currentRelease } from '../src/current-release.js';
-import { listReleases } from '../src/list-releases.js';
-import { rollback } from '../src/rollback.js';
-import { rollout } from '../src/rollout.js';
-import type { RolloutStepName } from '../src/rollout-types.js';
-import { appContainers, buildImage, docker, fetchText, ownNginx, testApp, useRolloutWorld } from './fixtures.js';
+import { nginxNames } from '@slipway/router/nginx';
+import { etcdKeys } from '@slipway/etcd/keys';
+import { ownNginx } from '@slipway/devstack/testing';
+import { appStatus } from '../src/status.js';
+import { currentRelease, listReleases, rollbackTarget } from '../src/release-store.js';
+import { rollout, type RolloutOptions, type RolloutStepName } from '../src/rollout.js';
+import { appContainers, buildImage, docker, fetchText, testApp, useRolloutWorld } from './fixtures.js';
 
 const SHA1 = '1'.repeat(40);
 const SHA2 = '2'.repeat(40);
 const SHA3 = '3'.repeat(40);
+
+/**
+ * What `slipway rollback` amounts to: the target picked from the kept
+ * history (rollbackApp of @slipway/operations), its image rolled out again
+ * by the worker, with no build.
+ */
+async function rollback(options: Omit<RolloutOptions, 'image' | 'sha'> & { to?: string }) {
+  const target = rollbackTarget(await listReleases(options.etcd, options.app.name), await currentRelease(options.etcd, options.app.name), options.to);
+  return rollout({ ...options, image: target.image, sha: target.sha });
+}
 
 describe('rollout', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;
@@ -92,7 +100,7 @@ describe('rollout', () => {
     expect(await fetchText(app.listen)).toBe('200 v2');
     // An image deploy: no slipway.sha label, sha null in the record.
     expect((await docker.getContainer(result.containers[0]!.id).inspect()).Config.Labels['slipway.sha']).toBeUndefined();
-    expect(JSON.parse((await etcd.get(appKeys.release(app.name)).string())!)).toMatchObject({ sha: null, image: v2, job: 'b' });
+    expect(JSON.parse((await etcd.get(etcdKeys.release(app.name)).string())!)).toMatchObject({ sha: null, image: v2, job: 'b' });
     expect(await readFile(nginxNames.path(nginx.settings.conf_dir, app.name), 'utf8')).toContain(`server ${result.containers[0]!.address};`);
   });
 });

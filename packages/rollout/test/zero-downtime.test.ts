@@ -1,7 +1,8 @@
 import type { Etcd3 } from 'etcd3';
 import { describe, expect, it } from 'vitest';
+import { ownNginx } from '@slipway/devstack/testing';
 import { rollout } from '../src/rollout.js';
-import { buildImage, docker, fetchText, ownNginx, testApp, useRolloutWorld } from './fixtures.js';
+import { buildImage, docker, fetchText, testApp, useRolloutWorld } from './fixtures.js';
 import { startLoad, wrongVersions, type Sample } from './load.js';
 
 const ROLLOUTS = 10;

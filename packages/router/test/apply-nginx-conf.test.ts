@@ -1,12 +1,11 @@
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '@slipway/devstack/free-port';
-import { testAppName, tempDir } from '@slipway/devstack/testing';
-import { applyNginxConf } from '../src/apply-nginx-conf.js';
-import { nginxNames } from '../src/nginx-names.js';
-import { routeSnapshot } from '../src/route-snapshot.js';
+import { ownNginx, tempDir, testAppName } from '@slipway/devstack/testing';
+import { applyNginxConf } from '../src/nginx-apply.js';
+import { nginxNames, routeSnapshot } from '../src/render.js';
 import { EmptyUpstreamError, NginxCheckError, NginxReloadError } from '../src/router-errors.js';
-import { appsConfig, backend, fetchText, ownNginx } from './helpers.js';
+import { appsConfig, backend, fetchText } from './helpers.js';
 
 describe('applyNginxConf', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;

@@ -6,18 +6,14 @@ import { runCommand } from '@slipway/core/run-command';
 import { freePort } from '@slipway/devstack/free-port';
 import { startDnsmasq, type DnsmasqService } from '@slipway/devstack/services/dnsmasq';
 import { stopProcess } from '@slipway/devstack/processes';
-import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
-import { applyDnsNginxConf } from '../src/apply-dns-nginx-conf.js';
-import { dnsmasqPaths, runDnsmasq } from '../src/dnsmasq.js';
-import { dnsNames } from '../src/dns-names.js';
-import { createEtcdClient } from '../src/etcd-client.js';
-import { listenerHolders } from '../src/nginx-listeners.js';
-import { nginxNames } from '../src/nginx-names.js';
-import { RESOLVER_CACHE_MS } from '../src/render-dns-nginx-conf.js';
-import { resolveHost } from '../src/resolve-host.js';
-import { startDnsRouter } from '../src/start-dns-router.js';
-import { watchDnsHosts } from '../src/watch-dns-hosts.js';
-import { appsConfig, backend, fetchText, ownNginx, within } from './helpers.js';
+import { ownNginx, tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
+import { createEtcdClient } from '@slipway/etcd/client';
+import { startDnsRouter, watchDnsHosts } from '../src/dns-feed.js';
+import { dnsmasqPaths, resolveHost, runDnsmasq } from '../src/dns-server.js';
+import { applyDnsNginxConf } from '../src/nginx-apply.js';
+import { listenerHolders } from '../src/nginx-reload.js';
+import { dnsNames, nginxNames, RESOLVER_CACHE_MS } from '../src/render.js';
+import { appsConfig, backend, fetchText, within } from './helpers.js';
 
 const etcdctl = (url: string, ...args: string[]) =>
   runCommand(['etcdctl', '--endpoints', url, ...args], { env: { ...process.env, ETCDCTL_API: '3' } });

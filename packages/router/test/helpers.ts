@@ -1,25 +1,7 @@
 import { createServer, type Server } from 'node:http';
-import { join } from 'node:path';
 import { validateConfig } from '@slipway/config/load-config';
-import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
+import type { AppConfig } from '@slipway/config/types';
 import { freePort } from '@slipway/devstack/free-port';
-import { stopProcess } from '@slipway/devstack/processes';
-import { startNginx, type NginxService } from '@slipway/devstack/services/nginx';
-import { tempDir } from '@slipway/devstack/testing';
-
-/** An nginx of the test's own, and the `nginx:` settings pointing at it. */
-export async function ownNginx(): Promise<{ service: NginxService; settings: SlipwayConfig['nginx']; stop: () => Promise<void> }> {
-  const dir = tempDir('slipway-router-nginx-');
-  const service = await startNginx(join(dir.path, 'nginx'), await freePort());
-  return {
-    service,
-    settings: { conf_dir: service.confDir, check_cmd: service.checkCmd, reload_cmd: service.reloadCmd },
-    stop: async () => {
-      await stopProcess(service.pid);
-      dir.remove();
-    },
-  };
-}
 
 /** A plain HTTP server on loopback answering `<body>\n`: a stand-in container for routing tests (any 127.x address works). */
 export async function backend(body: string, at: { host?: string; port?: number } = {}): Promise<{ address: string; close: () => Promise<void> }> {

@@ -5,13 +5,11 @@ import { runCommand } from '@slipway/core/run-command';
 import { freePort } from '@slipway/devstack/free-port';
 import { stopProcess } from '@slipway/devstack/processes';
 import { startEtcd, type EtcdService } from '@slipway/devstack/services/etcd';
-import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
-import { createEtcdClient } from '../src/etcd-client.js';
-import { nginxNames } from '../src/nginx-names.js';
-import { routerOnce } from '../src/router-once.js';
-import type { RouteSyncResult } from '../src/sync-app-route.js';
-import { watchRouter, type RouterHandle } from '../src/watch-router.js';
-import { appsConfig, backend, fetchText, ownNginx, within } from './helpers.js';
+import { ownNginx, tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
+import { createEtcdClient } from '@slipway/etcd/client';
+import { nginxNames } from '../src/render.js';
+import { routerOnce, watchRouter, type RouteSyncResult, type RouterHandle } from '../src/watch.js';
+import { appsConfig, backend, fetchText, within } from './helpers.js';
 
 /** The very command an operator would type. */
 const etcdctl = (url: string, ...args: string[]) =>

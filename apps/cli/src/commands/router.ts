@@ -1,6 +1,5 @@
-import { startDnsRouting } from '@slipway/rollout/start-dns-routing';
-import { routerOnce } from '@slipway/router/router-once';
-import { watchRouter } from '@slipway/router/watch-router';
+import { startDnsRouting } from '@slipway/rollout/registrar';
+import { routerOnce, watchRouter } from '@slipway/router/watch';
 import type { CliContext } from '../cli-context.js';
 import { parseFlags } from '../parse-flags.js';
 

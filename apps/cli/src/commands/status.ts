@@ -1,4 +1,4 @@
-import { appStatus } from '@slipway/rollout/app-status';
+import { appStatus } from '@slipway/rollout/status';
 import type { CliContext } from '../cli-context.js';
 import { age, short, table } from '../output/format.js';
 import { parseFlags } from '../parse-flags.js';

@@ -21,7 +21,7 @@ export const DEVSTACK_DNS_DOMAIN = 'slipway.internal';
 
 /**
  * The dnsmasq argv of the stack. Pure; the same options as the one Slipway
- * runs in production (`@slipway/router/dnsmasq`, which the devstack cannot
+ * runs in production (`dnsmasqArgv` of @slipway/router, which the devstack cannot
  * import: the router's tests depend on the devstack), checked against
  * `dnsmasq --help` 2.90: foreground, log to stderr, nothing forwarded, no
  * /etc/hosts, loopback only, `--hostsdir` re-read by inotify (a replaced

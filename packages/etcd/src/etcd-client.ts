@@ -1,0 +1,96 @@
+import {
+  ClientClosedError, Etcd3, EtcdLeaseInvalidError, GRPCCancelledError, GRPCDeadlineExceededError, GRPCUnavailableError, type IOptions,
+} from 'etcd3';
+import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
+
+/** Longest pause between attempts to re-establish etcd watches (the client's default grows to 30 s). */
+export const WATCH_RECONNECT_MAX_MS = 1_000;
+/** How long one etcd request may take before etcd counts as unreachable. */
+export const ETCD_CALL_TIMEOUT_MS = 5_000;
+
+interface Backoff {
+  readonly duration: number;
+  next(context: unknown): Backoff;
+}
+
+const cappedBackoff = (duration: number): Backoff => ({
+  duration,
+  next: () => cappedBackoff(Math.min(Math.max(duration * 2, 100), WATCH_RECONNECT_MAX_MS)),
+});
+
+type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
+
+/**
+ * Lets every call try the connection. The client's default per-host circuit
+ * breaker refuses all calls for 5 s after three failures, which turns a
+ * one-second etcd restart into five seconds of "etcd unreachable" (and a
+ * router that lags that long). Calls to a dead etcd still fail fast:
+ * connection refused comes back at once.
+ */
+const passThrough = (): HostPolicy => {
+  const noEvent = () => ({ dispose: () => {} });
+  return {
+    onSuccess: noEvent,
+    onFailure: noEvent,
+    execute: async (fn: (context: { signal: AbortSignal }) => unknown) => fn({ signal: new AbortController().signal }),
+  } as unknown as HostPolicy;
+};
+
+/**
+ * An etcd3 client for Slipway's processes: watches come back within about
+ * a second of etcd answering again (the router relies on it to survive an
+ * etcd restart), and calls are not held back by a circuit breaker.
+ * `dialTimeoutMs` defaults to 3 s.
+ */
+export function createEtcdClient(endpoints: readonly string[], options: { dialTimeoutMs?: number } = {}): Etcd3 {
+  return new Etcd3({
+    hosts: [...endpoints],
+    dialTimeout: options.dialTimeoutMs ?? 3_000,
+    faultHandling: { host: passThrough, watchBackoff: cappedBackoff(100) },
+  });
+}
+
+/**
+ * Translates what the etcd3 client throws, in this one place: a lost or
+ * refused connection (including the client's open circuit breaker, which
+ * fails fast after repeated connection errors) becomes UnavailableError,
+ * worth retrying; anything else a non-retryable `etcd_error`.
+ */
+export function etcdError(err: unknown, doing: string): SlipwayError {
+  if (err instanceof SlipwayError) return err;
+  const message = err instanceof Error ? err.message.split('\n', 1)[0] : String(err);
+  const unreachable = err instanceof GRPCUnavailableError
+    || err instanceof GRPCDeadlineExceededError
+    || err instanceof GRPCCancelledError
+    || err instanceof ClientClosedError
+    || err instanceof EtcdLeaseInvalidError
+    || (err instanceof Error && ((err as { isBrokenCircuitError?: boolean }).isBrokenCircuitError === true || /ECONNREFUSED|ECONNRESET|No connection established/.test(err.message)));
+  if (unreachable) return new UnavailableError('etcd', `etcd unreachable while ${doing}: ${message}`, { cause: err });
+  return new SlipwayError('etcd_error', `etcd failed while ${doing}: ${message}`, { cause: err });
+}
+
+/** Call options giving an etcd request a deadline (default ETCD_CALL_TIMEOUT_MS). */
+export function etcdDeadline(ms = ETCD_CALL_TIMEOUT_MS): { deadline: Date } {
+  return { deadline: new Date(Date.now() + ms) };
+}
+
+/**
+ * Runs one etcd request with errors translated by etcdError and a hard
+ * time limit (default ETCD_CALL_TIMEOUT_MS): a gRPC deadline is not always
+ * honoured while etcd is going down (a request can hang on a half-closed
+ * connection), and one hung request must not stall a rollout or the
+ * router's queue.
+ */
+export async function etcdCall<T>(doing: string, request: () => Promise<T>, timeoutMs = ETCD_CALL_TIMEOUT_MS): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new UnavailableError('etcd', `etcd did not answer within ${timeoutMs} ms while ${doing}`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([request(), timeout]);
+  } catch (err) {
+    throw etcdError(err, doing);
+  } finally {
+    clearTimeout(timer);
+  }
+}

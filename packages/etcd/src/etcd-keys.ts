@@ -1,0 +1,73 @@
+import type { Etcd3 } from 'etcd3';
+import { etcdCall, etcdDeadline } from './etcd-client.js';
+
+/**
+ * Every etcd key Slipway reads or writes, in one place (the etcd keys
+ * contract, docs/contracts.md). The upstream keys live under each app's
+ * `etcd_prefix` (per-app configuration): `<prefix>/<container-id-12>` =
+ * `host:port`, the shape a confd `{{range}}` over the prefix expects.
+ * Everything else lives under `/slipway/`; app names match
+ * `[a-z0-9][a-z0-9-]{0,62}`, so no app can collide with a name holding `_`.
+ */
+export const etcdKeys = {
+  /** The upstream key of a container: `<prefix>/<id12>`. */
+  upstream: (prefix: string, containerId: string) => `${prefix}/${containerId.slice(0, 12)}`,
+  /** JSON `{sha, image, job, at}` of what is live. */
+  release: (app: string) => `/slipway/apps/${app}/release`,
+  /** Kept history: `<prefix><15-digit ms timestamp>` = the same JSON, so keys sort by time. */
+  releases: (app: string) => `/slipway/apps/${app}/releases/`,
+  releaseEntry: (app: string, at: Date) => `/slipway/apps/${app}/releases/${String(at.getTime()).padStart(15, '0')}`,
+  /** One rollout per app: held on a lease, so a crashed holder frees it by itself. */
+  lock: (app: string) => `/slipway/locks/${app}`,
+  /** routing: dns: one allocation of `dns.address_pool` at a time, across apps and workers. */
+  addressLock: '/slipway/locks/_address-pool',
+  /**
+   * routing: dns: held by the registrar serving the app, on its session
+   * lease; a rollout refuses to switch a dns app nobody registers.
+   */
+  registrar: (app: string) => `/slipway/apps/${app}/registrar`,
+};
+
+/** One key under an app's etcd prefix: `<prefix>/<container-id-12>` = `host:port`. */
+export interface UpstreamKey {
+  key: string;
+  /** The last path segment: the container id (12 hex digits) when Slipway wrote it. */
+  id: string;
+  address: string;
+}
+
+export interface Upstreams {
+  /** Valid entries, sorted by key. */
+  live: UpstreamKey[];
+  /** Entries whose value is not a `host:port` (written by hand?): never rendered. */
+  invalid: UpstreamKey[];
+}
+
+/**
+ * A `host:port` as stored under an app's etcd prefix. Values come from etcd,
+ * where anyone with `etcdctl` can write, and end up in an nginx file: only
+ * an IPv4 address or a plain host name and a port get through, nothing that
+ * could close a directive or open a block.
+ */
+const ADDRESS = /^(?:(\d{1,3}(?:\.\d{1,3}){3})|([A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)):(\d{1,5})$/;
+
+export function isUpstreamAddress(value: unknown): value is string {
+  if (typeof value !== 'string') return false;
+  const m = ADDRESS.exec(value);
+  if (!m) return false;
+  if (m[1] && m[1].split('.').some((part) => Number(part) > 255)) return false;
+  const port = Number(m[3]);
+  return port >= 1 && port <= 65535;
+}
+
+/** Reads the keys under `<prefix>/`. Throws UnavailableError when etcd cannot be reached. */
+export async function readUpstreams(etcd: Etcd3, prefix: string): Promise<Upstreams> {
+  const values = await etcdCall(`reading ${prefix}/`, () => etcd.getAll().prefix(`${prefix}/`).options(etcdDeadline()).strings());
+  const live: UpstreamKey[] = [];
+  const invalid: UpstreamKey[] = [];
+  for (const key of Object.keys(values).sort()) {
+    const entry = { key, id: key.slice(prefix.length + 1), address: values[key]!.trim() };
+    (isUpstreamAddress(entry.address) && !entry.id.includes('/') ? live : invalid).push(entry);
+  }
+  return { live, invalid };
+}

@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { parseReleaseRecord, rollbackTarget, type ReleaseRecord } from './release-store.js';
+
+const r = (n: number, image = `slipway/a:${n}`): ReleaseRecord => ({ sha: String(n).repeat(40), image, job: `j${n}`, at: `2026-01-0${n}T00:00:00.000Z` });
+
+describe('rollbackTarget', () => {
+  const history = [r(3), r(2), r(1)];
+  it.each([
+    ['the previous release by default', history, r(3), undefined, r(2)],
+    ['skips entries with the live image (a redeploy of the same image)', [r(3), r(2, 'slipway/a:3'), r(1)], r(3), undefined, r(1)],
+    ['a given commit, by prefix', history, r(3), '1111111', r(1)],
+    ['a given full commit', history, r(3), '2'.repeat(40), r(2)],
+  ])('%s', (_what, h, current, to, expected) => {
+    expect(rollbackTarget(h, current, to)).toEqual(expected);
+  });
+
+  it.each([
+    ['an unknown commit', history, r(3), 'abcdef0', 'release_not_found'],
+    ['nothing earlier', [r(3)], r(3), undefined, 'release_not_found'],
+    ['a malformed commit', history, r(3), 'xyz', 'invalid_input'],
+  ])('refuses %s', (_what, h, current, to, code) => {
+    expect(() => rollbackTarget(h, current, to)).toThrow(expect.objectContaining({ code }));
+  });
+});
+
+describe('parseReleaseRecord', () => {
+  it.each([
+    [JSON.stringify({ sha: 'a'.repeat(40), image: 'i', job: '1', at: 't' }), true],
+    [JSON.stringify({ sha: null, image: 'i', job: '1', at: 't' }), true],
+    [JSON.stringify({ sha: 'nope', image: 'i', job: '1', at: 't' }), false],
+    ['{', false], [null, false],
+  ])('%s → %s', (text, ok) => expect(parseReleaseRecord(text) !== null).toBe(ok));
+});

@@ -1,0 +1,118 @@
+import { readFile } from 'node:fs/promises';
+import type Docker from 'dockerode';
+import type { Etcd3 } from 'etcd3';
+import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
+import { readUpstreams, type UpstreamKey, type Upstreams } from '@slipway/etcd/keys';
+import { compareIps, dnsNames, renderDnsNginxConf, resolveHost } from '@slipway/router/dns';
+import { nginxNames, renderNginxConf, routeSnapshot } from '@slipway/router/nginx';
+import { DockerRuntime, type AppContainer } from './container-runtime.js';
+import { probe } from './health.js';
+import { EtcdReleaseStore, type ReleaseRecord } from './release-store.js';
+
+/** One element of `slipway status --json` (the CLI contract, docs/contracts.md). */
+export interface AppStatus {
+  app: string;
+  release: ReleaseRecord | null;
+  containers: Array<{ id: string; address: string | null; healthy: boolean }>;
+  upstreams: string[];
+  nginx: { file: string; inSync: boolean };
+  /** Differences between Docker, etcd and nginx, one sentence each; empty when all agree. */
+  drift: string[];
+}
+
+export interface AppStatusOptions {
+  app: AppConfig;
+  nginx: SlipwayConfig['nginx'];
+  docker: Docker;
+  etcd: Etcd3;
+  /** The configuration's `dns` settings; without them a routing: dns app's file is only required to exist. */
+  dns?: SlipwayConfig['dns'];
+}
+
+const STATUS_PROBE_MS = 1_000;
+
+type CheckedContainer = AppContainer & { healthy: boolean };
+
+/**
+ * Reads Docker (containers by label, each probed once on its health path),
+ * etcd (upstream keys, release) and the nginx file, and says where they
+ * disagree. For a routing: dns app, pass `dns`: the file is compared with
+ * the dns rendering and the DNS answer with the keys (without it the file
+ * is only required to exist). Throws UnavailableError when etcd or Docker
+ * cannot be reached.
+ */
+export async function appStatus(options: AppStatusOptions): Promise<AppStatus> {
+  const { app, nginx } = options;
+  const file = nginxNames.path(nginx.conf_dir, app.name);
+  const [containers, upstreams, release, live] = await Promise.all([
+    new DockerRuntime(options.docker).listAppContainers(app.name, app.port),
+    readUpstreams(options.etcd, app.etcd_prefix),
+    new EtcdReleaseStore(options.etcd).currentRelease(app.name),
+    readFile(file, 'utf8').catch(() => null),
+  ]);
+  const checked = await Promise.all(containers.map(async (c): Promise<CheckedContainer> => {
+    if (c.state !== 'running' || c.address === null) return { ...c, healthy: false };
+    const { status = 0 } = await probe(`http://${c.address}${app.health.path}`, STATUS_PROBE_MS);
+    return { ...c, healthy: status >= 200 && status < 300 };
+  }));
+
+  const drift = containerDrift(app, checked, upstreams);
+  const inSync = await routingDrift(options, file, live, upstreams.live, drift);
+  if (upstreams.live.length === 0 && release) drift.push(`release ${release.job} is recorded but no upstream key is live under ${app.etcd_prefix}/`);
+
+  return {
+    app: app.name,
+    release,
+    containers: checked.map((c) => ({ id: c.id, address: c.address, healthy: c.healthy })),
+    upstreams: upstreams.live.map((u) => u.address),
+    nginx: { file, inSync },
+    drift,
+  };
+}
+
+/** Docker against etcd: keys without a healthy container at their address, keys that are no address, containers without a key. */
+function containerDrift(app: AppConfig, checked: readonly CheckedContainer[], upstreams: Upstreams): string[] {
+  const drift: string[] = [];
+  const byId = new Map(checked.map((c) => [c.id.slice(0, 12), c]));
+  for (const u of upstreams.live) {
+    const c = byId.get(u.id);
+    if (!c) drift.push(`etcd key ${u.key} points to ${u.address}, but container ${u.id} does not exist`);
+    else if (c.state !== 'running') drift.push(`etcd key ${u.key} points to container ${u.id}, which is ${c.state}`);
+    else if (c.address !== u.address) drift.push(`etcd key ${u.key} says ${u.address}, but container ${u.id} is published on ${c.address}`);
+    else if (!c.healthy) drift.push(`live container ${u.id} (${u.address}) fails its health check on ${app.health.path}`);
+  }
+  for (const u of upstreams.invalid) drift.push(`etcd key ${u.key} holds ${JSON.stringify(u.address.slice(0, 60))}, not a host:port`);
+  const keyed = new Set(upstreams.live.map((u) => u.id));
+  for (const c of checked) {
+    if (!keyed.has(c.id.slice(0, 12))) drift.push(`container ${c.id.slice(0, 12)} (${c.address ?? c.state}) is not in etcd: a leftover of an unfinished rollout (the next rollout removes it)`);
+  }
+  return drift;
+}
+
+/** etcd against what routes traffic (the nginx file; for routing: dns the DNS answer too); pushes to `drift`, returns whether the file is in sync. */
+async function routingDrift(options: AppStatusOptions, file: string, live: string | null, keys: readonly UpstreamKey[], drift: string[]): Promise<boolean> {
+  const { app } = options;
+  let expected: string | null = null;
+  try {
+    if (app.routing === 'dns') expected = options.dns ? renderDnsNginxConf({ app, dns: options.dns }) : live;
+    else expected = keys.length > 0 ? renderNginxConf(await routeSnapshot(app, keys.map((u) => u.address))) : null;
+  } catch (err) {
+    drift.push(`the ${app.routing === 'dns' ? 'configuration does' : 'etcd keys do'} not render: ${(err as Error).message.split('\n', 1)[0]}`);
+  }
+  const inSync = live !== null && expected !== null && live === expected;
+  if (app.routing === 'dns' && options.dns && keys.length > 0) {
+    const host = dnsNames.host(app.name, options.dns.domain);
+    // In the order resolveHost gives (numeric): as text, 127.0.10.10 would sort before 127.0.10.9 and read as drift.
+    const keyed = [...new Set(keys.map((u) => u.address.split(':')[0]!))].sort(compareIps);
+    const answered = await resolveHost(options.dns.server, host).catch((err: Error) => err.message);
+    if (typeof answered === 'string') drift.push(answered);
+    else if (answered.join() !== keyed.join()) drift.push(`DNS answers ${host} with ${answered.join(', ') || 'nothing'}, but etcd has ${keyed.join(', ')} (is \`slipway router\` feeding ${options.dns.server}?)`);
+  }
+  if (live === null) drift.push(`nginx file ${file} does not exist`);
+  else if (expected !== null && !inSync) {
+    drift.push(app.routing === 'dns'
+      ? `nginx file ${file} differs from what the configuration renders to (the next rollout, or \`slipway router\` at its start, rewrites it)`
+      : `nginx file ${file} differs from what the etcd keys render to (\`slipway router --once\` rewrites it)`);
+  }
+  return inSync;
+}

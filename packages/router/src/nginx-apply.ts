@@ -1,0 +1,217 @@
+import { randomBytes } from 'node:crypto';
+import { access, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
+import { CommandError, runCommand } from '@slipway/core/run-command';
+import { reloadNginx, type ReloadResult } from './nginx-reload.js';
+import { nginxNames, renderDnsNginxConf, renderNginxConf, type DnsRouteSnapshot, type RouteSnapshot } from './render.js';
+import { NginxCheckError, NginxReloadError } from './router-errors.js';
+
+/*
+ * Making an app's nginx file live without ever serving a broken one:
+ * candidate beside the live file → check_cmd on the candidate → atomic
+ * rename → observed reload, and the previous file put back when the reload
+ * fails. Nothing is written, checked or reloaded when the content is
+ * already live.
+ */
+
+/** How long `check_cmd` may run. */
+export const CHECK_TIMEOUT_MS = 30_000;
+
+export interface PrepareNginxConfOptions {
+  nginx: SlipwayConfig['nginx'];
+  app: Pick<AppConfig, 'name' | 'listen'>;
+  /** The rendered file (see renderNginxConf). */
+  content: string;
+}
+
+/** A checked candidate, not yet live. */
+export interface PreparedNginxConf {
+  /** The live file it will replace: `<conf_dir>/slipway-<app>.conf`. */
+  file: string;
+  /** False when the live file already holds exactly this content: commit does nothing. */
+  changed: boolean;
+  /** Renames the candidate over the live file and reloads nginx; on failure puts the previous file back. */
+  commit(): Promise<CommitResult>;
+  /** Drops the candidate; the live file was never touched. */
+  discard(): Promise<void>;
+}
+
+export interface CommitResult {
+  /** Whether this commit reloaded nginx (false: nothing changed, or someone else already applied the same file). */
+  reloaded: boolean;
+  reload?: ReloadResult;
+}
+
+/**
+ * Writes the candidate beside the live file (same directory, so the rename
+ * is atomic; a name the main config's `*.conf` include does not match) and
+ * checks it with `check_cmd`. Throws NginxCheckError, leaving nothing
+ * behind, when nginx rejects it.
+ */
+export async function prepareNginxConf(options: PrepareNginxConfOptions): Promise<PreparedNginxConf> {
+  const { nginx, app, content } = options;
+  const file = nginxNames.path(nginx.conf_dir, app.name);
+  const previous = await readOrNull(file);
+  if (previous === content) {
+    return { file, changed: false, commit: async () => ({ reloaded: false }), discard: async () => {} };
+  }
+  const candidate = join(nginx.conf_dir, `.${nginxNames.file(app.name)}.${randomBytes(4).toString('hex')}.tmp`);
+  await writeFile(candidate, content, { mode: 0o644 });
+  try {
+    await checkNginxConf({ nginx, app: app.name, candidate });
+  } catch (err) {
+    await rm(candidate, { force: true });
+    throw err;
+  }
+  let settled = false;
+  return {
+    file,
+    changed: true,
+    discard: async () => {
+      if (settled) return;
+      settled = true;
+      await rm(candidate, { force: true });
+    },
+    commit: async () => {
+      if (settled) throw new Error('candidate already committed or discarded');
+      settled = true;
+      return commitCandidate({ nginx, app, content, file, candidate });
+    },
+  };
+}
+
+/** The rename and the observed reload of a checked candidate; on failure the previous file is put back and nginx reloaded again. */
+async function commitCandidate(options: PrepareNginxConfOptions & { file: string; candidate: string }): Promise<CommitResult> {
+  const { nginx, app, content, file, candidate } = options;
+  const live = await readOrNull(file);
+  if (live === content) {
+    // The router (or a concurrent apply) got there first: reloading again would only cost clients.
+    await rm(candidate, { force: true });
+    return { reloaded: false };
+  }
+  await rename(candidate, file);
+  let failure: NginxReloadError;
+  try {
+    const reload = await reloadNginx({ nginx, listen: app.listen });
+    if (reload.outcome !== 'not_applied') return { reloaded: true, reload };
+    failure = new NginxReloadError(`nginx did not apply the new config for ${app.name} within ${reload.ms} ms (its old workers still accept on ${app.listen}); see nginx's error log`);
+  } catch (err) {
+    failure = err instanceof NginxReloadError ? err : new NginxReloadError(`nginx reload failed: ${(err as Error).message}`, { cause: err });
+  }
+  await restore(file, live);
+  await reloadNginx({ nginx, listen: app.listen }).catch(() => undefined);
+  throw failure;
+}
+
+export interface ApplyResult {
+  file: string;
+  /** False when the live file already had this content: nothing was written, checked or reloaded. */
+  changed: boolean;
+  reloaded: boolean;
+  reload?: ReloadResult;
+}
+
+/**
+ * Render → write a candidate → check the candidate → atomic rename →
+ * reload, skipping everything when the content is unchanged. Throws
+ * EmptyUpstreamError (no live address), TemplateError, NginxCheckError or
+ * NginxReloadError; in every case the previous live file stays (or is put
+ * back) as it was.
+ */
+export async function applyNginxConf(options: { nginx: SlipwayConfig['nginx']; snapshot: RouteSnapshot }): Promise<ApplyResult> {
+  const content = renderNginxConf(options.snapshot);
+  const prepared = await prepareNginxConf({ nginx: options.nginx, app: options.snapshot.app, content });
+  if (!prepared.changed) return { file: prepared.file, changed: false, reloaded: false };
+  const result = await prepared.commit();
+  return { file: prepared.file, changed: true, ...result };
+}
+
+/**
+ * Writes the `routing: dns` file of an app the way applyNginxConf writes
+ * an upstream one, and does nothing at all when the file already has this
+ * content, which is every deploy after the first: the file does not depend
+ * on the live containers. With `onlyIfExists` (default false) a missing
+ * file is left missing: the app's first rollout writes it.
+ */
+export async function applyDnsNginxConf(options: DnsRouteSnapshot & { nginx: SlipwayConfig['nginx']; onlyIfExists?: boolean }): Promise<ApplyResult> {
+  const file = nginxNames.path(options.nginx.conf_dir, options.app.name);
+  if (options.onlyIfExists && !(await access(file).then(() => true, () => false))) return { file, changed: false, reloaded: false };
+  const content = renderDnsNginxConf(options);
+  const prepared = await prepareNginxConf({ nginx: options.nginx, app: options.app, content });
+  if (!prepared.changed) return { file, changed: false, reloaded: false };
+  return { file, changed: true, ...(await prepared.commit()) };
+}
+
+/**
+ * The argv that checks a candidate: `{file}` → the candidate, `{main}` →
+ * the harness main config; with neither placeholder, `-c <harness>` is
+ * appended (nginx honours the last `-c`). Pure.
+ */
+export function checkArgv(checkCmd: readonly string[], paths: { file: string; main: string }): string[] {
+  const hasPlaceholder = checkCmd.some((arg) => arg === '{file}' || arg === '{main}');
+  if (!hasPlaceholder) return [...checkCmd, '-c', paths.main];
+  return checkCmd.map((arg) => (arg === '{file}' ? paths.file : arg === '{main}' ? paths.main : arg));
+}
+
+/**
+ * The harness main config: its own pid, error log and temp paths (so a
+ * check never touches the live nginx's), every other app's Slipway file,
+ * and the candidate in place of this app's live file. Pure.
+ */
+export function renderHarness(dir: string, includes: readonly string[]): string {
+  const tmp = (name: string) => `    ${name}_temp_path ${join(dir, name)};`;
+  return [
+    '# Checks one Slipway candidate beside the other apps\' files; written by @slipway/router.',
+    `pid ${join(dir, 'nginx.pid')};`,
+    `error_log ${join(dir, 'error.log')};`,
+    'events {}',
+    'http {',
+    '    access_log off;',
+    ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(tmp),
+    ...includes.map((file) => `    include ${file};`),
+    '}',
+    '',
+  ].join('\n');
+}
+
+/** Runs `check_cmd` against the candidate; throws NginxCheckError with nginx's own words. */
+async function checkNginxConf(options: { nginx: SlipwayConfig['nginx']; app: string; candidate: string }): Promise<void> {
+  const { nginx, app, candidate } = options;
+  const own = nginxNames.file(app);
+  const others = (await readdir(nginx.conf_dir).catch(() => [] as string[]))
+    .filter((name) => nginxNames.isSlipwayFile(name) && name !== own)
+    .sort()
+    .map((name) => join(nginx.conf_dir, name));
+  const dir = await mkdtemp(join(tmpdir(), 'slipway-check-'));
+  try {
+    const main = join(dir, 'nginx.conf');
+    await writeFile(main, renderHarness(dir, [...others, candidate]));
+    await runCommand(checkArgv(nginx.check_cmd, { file: candidate, main }), { timeoutMs: CHECK_TIMEOUT_MS });
+  } catch (err) {
+    if (err instanceof CommandError) throw new NginxCheckError(app, err.tail || err.message, { cause: err });
+    throw err;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function restore(file: string, previous: string | null): Promise<void> {
+  if (previous === null) {
+    await rm(file, { force: true });
+    return;
+  }
+  const back = `${file}.${randomBytes(4).toString('hex')}.restore`;
+  await writeFile(back, previous, { mode: 0o644 });
+  await rename(back, file);
+}
+
+async function readOrNull(file: string): Promise<string | null> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}

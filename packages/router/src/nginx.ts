@@ -1,0 +1,13 @@
+/**
+ * `@slipway/router/nginx`: an app's nginx file, for the rollout and
+ * `slipway status`: its name, its rendering from the live set, a checked
+ * candidate to commit (atomic rename, observed reload) or discard, and the
+ * observations a rollout waits on (nginx's listening workers, the
+ * connections an old container still carries). Failures carry their
+ * codes (`nginx_check_failed`, `nginx_reload_failed`, `template_invalid`,
+ * `empty_upstream`).
+ */
+export { nginxNames, renderedUpstreams, renderNginxConf, routeSnapshot, type RouteSnapshot } from './render.js';
+export { prepareNginxConf, type PreparedNginxConf } from './nginx-apply.js';
+export { listenerHolders, RELOAD_SETTLE_MS } from './nginx-reload.js';
+export { connectionCounts } from './tcp-sockets.js';

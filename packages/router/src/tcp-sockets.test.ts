@@ -1,0 +1,27 @@
+import { describe, expect, it } from 'vitest';
+import { countEstablished, decodeAddress, parseProcNetTcp } from './tcp-sockets.js';
+
+const TABLE = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:8001 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 20171 1 0000000000000000 100 0 0 10 0
+   3: 0100007F:8001 0100007F:B0CE 01 00000000:00000000 02:00000577 00000000     0        0 20389 2 0000000000000000 20 0 0 10 -1
+   4: 0100007F:B0CE 0100007F:8001 01 00000000:00000000 00:00000000 00000000     0        0 20833 2 0000000000000000 20 0 0 10 -1
+   5: 0100007F:8001 0100007F:B0D0 06 00000000:00000000 03:00000577 00000000     0        0 0 3 0000000000000000
+`;
+
+describe('/proc/net/tcp', () => {
+  it.each([
+    ['0100007F:1F90', '127.0.0.1:8080'],
+    ['00000000:0050', '0.0.0.0:80'],
+    ['0A0B7F7F:0001', '127.127.11.10:1'],
+    ['0000000000000000FFFF00000100007F:1F90', '127.0.0.1:8080'],
+    ['00000000000000000000000001000000:0050', '[0:0:0:0:0:0:0:1]:80'],
+  ])('decodes %s as %s', (hex, address) => expect(decodeAddress(hex)).toBe(address));
+
+  it('parses sockets and counts ESTABLISHED ones by their local end', () => {
+    const sockets = parseProcNetTcp(TABLE);
+    expect(sockets).toHaveLength(4);
+    expect(sockets[0]).toEqual({ local: '127.0.0.1:32769', remote: '0.0.0.0:0', state: 0x0a, inode: 20171 });
+    // The accepted side only: the client's own socket (local :45262) and TIME_WAIT do not count.
+    expect(countEstablished(sockets, ['127.0.0.1:32769', '127.0.0.1:1'])).toEqual(new Map([['127.0.0.1:32769', 1], ['127.0.0.1:1', 0]]));
+  });
+});

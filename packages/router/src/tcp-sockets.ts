@@ -1,0 +1,148 @@
+import { closeSync, openSync, readSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { CommandError, runCommand } from '@slipway/core/run-command';
+
+/*
+ * This host's TCP sockets, as the kernel lists them: the listening ones
+ * (which nginx processes accept where: how a reload is observed) and the
+ * connections an address still carries (how a drain is observed).
+ */
+
+/** One socket from /proc/net/tcp{,6}, addresses decoded to `ip:port`. */
+export interface TcpSocket {
+  local: string;
+  remote: string;
+  state: TcpState;
+  inode: number;
+}
+
+/** The kernel's numbering (include/net/tcp_states.h), the states Slipway looks at. */
+export const TcpState = { ESTABLISHED: 0x01, LISTEN: 0x0a } as const;
+export type TcpState = number;
+
+/** Parses the text of /proc/net/tcp or /proc/net/tcp6. Pure. */
+export function parseProcNetTcp(text: string): TcpSocket[] {
+  const sockets: TcpSocket[] = [];
+  for (const line of text.split('\n').slice(1)) {
+    const fields = line.trim().split(/\s+/);
+    if (fields.length < 10) continue;
+    const local = decodeAddress(fields[1]!);
+    const remote = decodeAddress(fields[2]!);
+    if (!local || !remote) continue;
+    sockets.push({ local, remote, state: parseInt(fields[3]!, 16), inode: Number(fields[9]) });
+  }
+  return sockets;
+}
+
+/** `0100007F:1F90` → `127.0.0.1:8080`; IPv6 (IPv4-mapped ones as IPv4) → `[::1]:8080`. */
+export function decodeAddress(hex: string): string | null {
+  const [ip, port] = hex.split(':');
+  if (!ip || !port) return null;
+  const portNumber = parseInt(port, 16);
+  if (ip.length === 8) return `${littleEndianWord(ip).join('.')}:${portNumber}`;
+  if (ip.length !== 32) return null;
+  // Four 32-bit words, each in host (little-endian) byte order.
+  const bytes = [0, 1, 2, 3].flatMap((w) => littleEndianWord(ip.slice(w * 8, w * 8 + 8)));
+  const isMapped = bytes.slice(0, 10).every((b) => b === 0) && bytes[10] === 0xff && bytes[11] === 0xff;
+  if (isMapped) return `${bytes.slice(12).join('.')}:${portNumber}`;
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
+  return `[${groups.join(':')}]:${portNumber}`;
+}
+
+function littleEndianWord(hex: string): number[] {
+  return [6, 4, 2, 0].map((i) => parseInt(hex.slice(i, i + 2), 16));
+}
+
+/** Every TCP socket of this network namespace, IPv4 and IPv6. */
+export async function readTcpSockets(): Promise<TcpSocket[]> {
+  const tables = await Promise.all(['/proc/net/tcp', '/proc/net/tcp6'].map((file) => readFile(file, 'utf8').catch(() => '')));
+  return tables.flatMap(parseProcNetTcp);
+}
+
+/**
+ * ESTABLISHED connections accepted on each address (sockets whose local
+ * end is the address). For a container port that is docker-proxy's side of
+ * every connection nginx (or anyone) opened to it.
+ */
+export function countEstablished(sockets: readonly TcpSocket[], addresses: readonly string[]): Map<string, number> {
+  const counts = new Map(addresses.map((a) => [a, 0]));
+  for (const socket of sockets) {
+    if (socket.state !== TcpState.ESTABLISHED) continue;
+    const count = counts.get(socket.local);
+    if (count !== undefined) counts.set(socket.local, count + 1);
+  }
+  return counts;
+}
+
+/**
+ * Only the listening sockets. The kernel lists them before every other
+ * socket, so reading stops at the first line of another state: a few
+ * kilobytes, however many thousand TIME_WAIT entries follow (a busy proxy
+ * host has tens of thousands, and reading them all costs 60-250 ms).
+ */
+export function readListeningSockets(): TcpSocket[] {
+  const sockets: TcpSocket[] = [];
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let fd: number;
+    try {
+      fd = openSync(file, 'r');
+    } catch {
+      continue;
+    }
+    try {
+      const buffer = Buffer.allocUnsafe(16 * 1024);
+      let pending = '';
+      let header = true;
+      reading: for (;;) {
+        const n = readSync(fd, buffer, 0, buffer.length, null);
+        if (n === 0) break;
+        const lines = (pending + buffer.toString('latin1', 0, n)).split('\n');
+        pending = lines.pop() ?? '';
+        for (const line of lines) {
+          if (header) {
+            header = false;
+            continue;
+          }
+          const [socket] = parseProcNetTcp(`\n${line}`);
+          if (!socket) continue;
+          if (socket.state !== TcpState.LISTEN) break reading;
+          sockets.push(socket);
+        }
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+  return sockets;
+}
+
+
+/**
+ * ESTABLISHED TCP connections accepted on each `ip:port` (the socket's
+ * local end), in this network namespace.
+ *
+ * Asks `ss` first: it has the kernel filter by state and address (netlink
+ * inet_diag), about 10 ms whatever else is open. Reading /proc/net/tcp
+ * instead walks every socket, TIME_WAIT ones included: on a proxy host
+ * with churn (tens of thousands of entries) that is 60-250 ms per reading.
+ * /proc/net/tcp stays the fallback where `ss` is missing.
+ */
+export async function connectionCounts(addresses: readonly string[]): Promise<Map<string, number>> {
+  if (addresses.length === 0) return new Map();
+  const filter = ['(', ...addresses.flatMap((a, i) => (i === 0 ? ['src', a] : ['or', 'src', a])), ')'];
+  try {
+    const { stdout } = await runCommand(['ss', '-Htn', 'state', 'established', ...filter], { timeoutMs: 5_000 });
+    const counts = new Map(addresses.map((a) => [a, 0]));
+    for (const line of stdout.split('\n')) {
+      // Recv-Q Send-Q Local Peer (no State column when a state is given).
+      const local = line.trim().split(/\s+/)[2];
+      const count = local === undefined ? undefined : counts.get(local);
+      if (count !== undefined) counts.set(local!, count + 1);
+    }
+    return counts;
+  } catch (err) {
+    if (!(err instanceof CommandError)) throw err;
+    return countEstablished(await readTcpSockets(), addresses);
+  }
+}

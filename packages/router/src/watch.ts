@@ -1,0 +1,214 @@
+import type { Etcd3, Watcher } from 'etcd3';
+import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
+import { SlipwayError, UnavailableError, firstLine } from '@slipway/core/slipway-error';
+import { etcdError } from '@slipway/etcd/client';
+import { readUpstreams } from '@slipway/etcd/keys';
+import { applyNginxConf } from './nginx-apply.js';
+import { nginxNames, routeSnapshot } from './render.js';
+
+/*
+ * `slipway router`: confd's job, etcd → nginx, once or watching. The watch
+ * loop (watchAppPrefixes) is shared with the DNS feed (dns-feed.ts).
+ */
+
+/** Changes closer together than this are applied once. */
+export const ROUTER_DEBOUNCE_MS = 30;
+/** Full re-sync period: catches anything a watch could miss, and hand edits of the files. */
+export const ROUTER_RESYNC_INTERVAL_MS = 60_000;
+/** Wait before retrying an app whose sync found etcd unreachable. */
+export const WATCH_RETRY_MS = 1_000;
+
+export interface RouterOptions {
+  /** The configuration's apps; only those with `routing: upstream` are routed. */
+  apps: SlipwayConfig['apps'];
+  nginx: SlipwayConfig['nginx'];
+  etcd: Etcd3;
+  /** Progress and problems, one line each. Default: discarded. */
+  log?: (line: string) => void;
+}
+
+export interface WatchRouterOptions extends RouterOptions {
+  /** Default ROUTER_DEBOUNCE_MS. */
+  debounceMs?: number;
+  /** Default ROUTER_RESYNC_INTERVAL_MS. */
+  resyncIntervalMs?: number;
+  /** Called after every app sync (for tests and the dashboard). */
+  onSync?: (result: RouteSyncResult) => void;
+}
+
+export interface RouteSyncResult {
+  app: string;
+  /**
+   * `applied`: nginx now serves the keys; `unchanged`: it already did;
+   * `empty`: no live key, the previous file was kept; `failed`: see `error`
+   * (template, check or reload), the previous file was kept.
+   */
+  outcome: 'applied' | 'unchanged' | 'empty' | 'failed';
+  file: string;
+  upstreams: string[];
+  error?: SlipwayError;
+}
+
+export interface AppPrefixWatch {
+  /** Stops watching; resolves once a sync in progress has finished. */
+  close(): Promise<void>;
+}
+
+/** Stops watching with `close()`. */
+export type RouterHandle = AppPrefixWatch;
+
+/**
+ * `slipway router`: syncs every `routing: upstream` app once (throws
+ * UnavailableError if etcd cannot be reached at start), then watches each
+ * app's prefix: a put or delete reaches nginx after `debounceMs` plus a
+ * check and a reload. When the watch stream comes back after etcd was
+ * away, every app is re-synced, since changes made meanwhile may not be
+ * replayed (a restored etcd, a compacted revision). Syncs run one at a
+ * time: nginx reloads are not worth racing.
+ */
+export async function watchRouter(options: WatchRouterOptions): Promise<RouterHandle> {
+  const log = options.log ?? (() => {});
+  const apps = Object.values(options.apps).filter((app) => app.routing === 'upstream');
+  const debounceMs = options.debounceMs ?? ROUTER_DEBOUNCE_MS;
+
+  for (const result of await routerOnce(options)) options.onSync?.(result);
+
+  const watch = watchAppPrefixes({
+    apps, etcd: options.etcd, debounceMs, log, onSync: options.onSync, doing: 'syncing',
+    resyncIntervalMs: options.resyncIntervalMs ?? ROUTER_RESYNC_INTERVAL_MS,
+    sync: (app) => syncAppRoute({ app, nginx: options.nginx, etcd: options.etcd, log }),
+  });
+  log(`router watching ${apps.length} app${apps.length === 1 ? '' : 's'}: ${apps.map((a) => `${a.name} (${a.etcd_prefix}/)`).join(', ')}`);
+
+  return watch;
+}
+
+/**
+ * `slipway router --once`: every `routing: upstream` app, etcd → nginx, one
+ * after the other (nginx reloads are not worth racing). Throws
+ * UnavailableError when etcd cannot be reached; per-app failures are in
+ * the results (the CLI exits 1 when one has `outcome: 'failed'`).
+ */
+export async function routerOnce(options: RouterOptions): Promise<RouteSyncResult[]> {
+  const results: RouteSyncResult[] = [];
+  for (const app of Object.values(options.apps)) {
+    if (app.routing !== 'upstream') continue;
+    results.push(await syncAppRoute({ app, nginx: options.nginx, etcd: options.etcd, log: options.log }));
+  }
+  return results;
+}
+
+/**
+ * One app, etcd → nginx, once. Throws only UnavailableError (etcd cannot be
+ * reached: nothing was touched, try again later); every other problem is
+ * reported in the result.
+ */
+async function syncAppRoute(options: { app: AppConfig; nginx: SlipwayConfig['nginx']; etcd: Etcd3; log?: (line: string) => void }): Promise<RouteSyncResult> {
+  const { app, nginx } = options;
+  const log = options.log ?? (() => {});
+  const file = nginxNames.path(nginx.conf_dir, app.name);
+  const { live, invalid } = await readUpstreams(options.etcd, app.etcd_prefix);
+  for (const entry of invalid) log(`${app.name}: ignoring ${entry.key} = ${JSON.stringify(entry.address.slice(0, 80))}: not a host:port`);
+  const upstreams = live.map((u) => u.address);
+  if (upstreams.length === 0) {
+    log(`${app.name}: no live upstream under ${app.etcd_prefix}/, keeping ${file} as it is`);
+    return { app: app.name, outcome: 'empty', file, upstreams };
+  }
+  try {
+    const result = await applyNginxConf({ nginx, snapshot: await routeSnapshot(app, upstreams) });
+    if (!result.changed) return { app: app.name, outcome: 'unchanged', file, upstreams };
+    const how = result.reload ? ` (nginx reload ${result.reload.outcome} in ${result.reload.ms} ms)` : ' (already applied)';
+    log(`${app.name}: ${file} now routes to ${upstreams.join(', ')}${how}`);
+    return { app: app.name, outcome: 'applied', file, upstreams };
+  } catch (err) {
+    if (err instanceof UnavailableError) throw err;
+    const error = err instanceof SlipwayError ? err : new SlipwayError('router_failed', (err as Error).message, { cause: err });
+    log(`${app.name}: ${error.code}: ${error.message} (keeping the previous ${file})`);
+    return { app: app.name, outcome: 'failed', file, upstreams, error };
+  }
+}
+
+export interface WatchAppPrefixesOptions<R> {
+  apps: readonly AppConfig[];
+  etcd: Etcd3;
+  /** Brings one app's derived state (nginx file, hosts file) in line with its keys. */
+  sync: (app: AppConfig) => Promise<R>;
+  /** Changes closer together than this are applied once. */
+  debounceMs: number;
+  /** Full re-sync period: catches anything a watch could miss, and hand edits of the files. */
+  resyncIntervalMs: number;
+  /** What the syncs do, for log lines: "syncing", "feeding DNS for". */
+  doing: string;
+  log: (line: string) => void;
+  onSync?: (result: R) => void;
+}
+
+/**
+ * confd's loop, for any state derived from the keys under each app's
+ * `etcd_prefix`: a put or delete marks the app dirty, dirty apps are synced
+ * after `debounceMs`, one sync at a time (nginx reloads are not worth
+ * racing), an unreachable etcd is retried, and every (re)connection of a
+ * watch re-syncs its app, since changes made while etcd was away may not
+ * be replayed (a restored etcd, a compacted revision).
+ */
+export function watchAppPrefixes<R>(options: WatchAppPrefixesOptions<R>): AppPrefixWatch {
+  const { apps, log } = options;
+  const byName = new Map(apps.map((app) => [app.name, app]));
+  const dirty = new Set<string>();
+  let closed = false;
+  let running: Promise<void> = Promise.resolve();
+  let timer: NodeJS.Timeout | undefined;
+
+  const runPending = async () => {
+    while (dirty.size > 0 && !closed) {
+      const names = [...dirty];
+      dirty.clear();
+      for (const name of names) {
+        try {
+          // Not `onSync?.(await …)`: optional chaining would skip the sync itself when there is no onSync.
+          const result = await options.sync(byName.get(name)!);
+          options.onSync?.(result);
+        } catch (err) {
+          const error = err instanceof UnavailableError ? err : etcdError(err, `${options.doing} ${name}`);
+          log(`${name}: ${error.message}; retrying in ${WATCH_RETRY_MS} ms`);
+          setTimeout(() => markDirty(name), WATCH_RETRY_MS).unref();
+        }
+      }
+    }
+  };
+  const markDirty = (name: string) => {
+    if (closed) return;
+    dirty.add(name);
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      running = running.then(runPending);
+    }, options.debounceMs);
+  };
+
+  const lost = new Set<string>();
+  const watchers: Watcher[] = apps.map((app) => options.etcd.watch().prefix(`${app.etcd_prefix}/`).watcher()
+    .on('put', () => markDirty(app.name))
+    .on('delete', () => markDirty(app.name))
+    .on('connected', () => {
+      if (lost.delete(app.name)) log(`${app.name}: etcd watch re-established; re-syncing`);
+      markDirty(app.name);
+    })
+    .on('disconnected', (err: Error) => {
+      if (!lost.has(app.name)) log(`${app.name}: etcd watch lost (${firstLine(err)}); reconnecting`);
+      lost.add(app.name);
+    })
+    .on('error', (err: Error) => log(`${app.name}: etcd watch error: ${firstLine(err)}`)));
+  const resync = setInterval(() => apps.forEach((app) => markDirty(app.name)), options.resyncIntervalMs);
+  resync.unref();
+
+  return {
+    close: async () => {
+      closed = true;
+      clearInterval(resync);
+      if (timer) clearTimeout(timer);
+      await Promise.all(watchers.map((w) => w.cancel().catch(() => {})));
+      await running;
+    },
+  };
+}
