@@ -254,7 +254,7 @@ describe('feedback across real deploys: commit statuses, notifications, /metrics
     expect(sample(workerText, 'slipway_queue_jobs{state="waiting"}')).toBe(0);
     expect(sample(workerText, 'slipway_queue_jobs{state="active"}')).toBe(0);
     expect(sample(workerText, 'slipway_queue_oldest_waiting_seconds')).toBe(0);
-    expect(sample(workerText, 'slipway_feedback_deliveries_total{target="github",outcome="delivered"}')).toBe(6);
+    expect(sample(workerText, 'slipway_feedback_deliveries_total{target="github",outcome="delivered"}')).toBe(4);
     expect(sample(workerText, 'slipway_feedback_deliveries_total{target="webhook",outcome="delivered"}')).toBe(4);
     expect(workerText).toContain('nodejs_eventloop_lag_seconds');
   });
