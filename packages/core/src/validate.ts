@@ -2,7 +2,7 @@ import { InvalidInputError } from './slipway-error.js';
 
 /** App names double as Docker labels, etcd path segments and file names. */
 export const APP_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
-export const SHA40 = /^[0-9a-f]{40}$/;
+const SHA40 = /^[0-9a-f]{40}$/;
 /** Abbreviated or full commit ids a user may type. */
 export const SHA_PREFIX = /^[0-9a-f]{7,40}$/;
 
@@ -38,11 +38,6 @@ export function isBranchName(value: unknown): value is string {
   if (value.includes('..') || value.includes('//') || value.includes('@{')) return false;
   if (value.endsWith('.lock') || value.split('/').some((part) => part.startsWith('.'))) return false;
   return true;
-}
-
-export function assertBranchName(value: unknown, what = 'branch'): string {
-  if (!isBranchName(value)) throw new InvalidInputError(`${what} is not a valid branch name: ${quote(value)}`);
-  return value;
 }
 
 /** `refs/heads/<branch>` → branch, or null for anything else (tags, notes, garbage). */
