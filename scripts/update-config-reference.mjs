@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Rewrites the README's configuration table from the schema (after `npm run build`).
 import { readFileSync, writeFileSync } from 'node:fs';
-import { configReference, REFERENCE_END, REFERENCE_START } from '../packages/config/dist/config-reference.js';
+import { configReference, REFERENCE_END, REFERENCE_START } from '../packages/config/dist/slipway-schema.js';
 
 const file = new URL('../README.md', import.meta.url);
 const readme = readFileSync(file, 'utf8');

@@ -1,4 +1,4 @@
-import { ConfigError } from '@slipway/config/config-error';
+import { ConfigError } from '@slipway/config/load-config';
 import { isSlipwayError, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import { CliContext } from './cli-context.js';
 import { processTerminal, type Terminal } from './output/terminal.js';

@@ -3,7 +3,7 @@ import type Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
 import type { Logger } from '@slipway/core/logger';
 import { firstLine, InvalidInputError } from '@slipway/core/slipway-error';
-import { appConfig } from '@slipway/config/app-config';
+import { appConfig } from '@slipway/config/load-config';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { deployApp } from '@slipway/operations/deploy-app';
 import { rollbackApp } from '@slipway/operations/rollback-app';

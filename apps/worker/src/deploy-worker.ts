@@ -2,7 +2,7 @@ import { Queue, Worker } from 'bullmq';
 import Docker from 'dockerode';
 import type { Logger } from '@slipway/core/logger';
 import { dockerConnection } from '@slipway/core/docker';
-import { configSecrets } from '@slipway/config/app-config';
+import { configSecrets } from '@slipway/config/load-config';
 import type { SlipwayConfig } from '@slipway/config/types';
 import { DeployFeedback, type RetryPolicy } from '@slipway/feedback/deploy-feedback';
 import { WorkerMetrics } from '@slipway/feedback/metrics';

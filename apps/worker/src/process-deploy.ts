@@ -3,7 +3,7 @@ import { join, sep } from 'node:path';
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import { scrubSecrets } from '@slipway/core/logger';
 import { firstLine, isRetryable, isSlipwayError, SlipwayError } from '@slipway/core/slipway-error';
-import { appConfig } from '@slipway/config/app-config';
+import { appConfig } from '@slipway/config/load-config';
 import { checkout } from '@slipway/build/checkout';
 import { recentHistory } from '@slipway/build/resolve-ref';
 import { buildImage, type BuiltImage } from '@slipway/build/build-image';

@@ -2,9 +2,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError } from './config-error.js';
-import { configReference } from './config-reference.js';
-import { loadConfig, parseConfig } from './load-config.js';
+import { ConfigError, loadConfig, parseConfig } from './load-config.js';
+import { configReference } from './slipway-schema.js';
 
 const FILE = '/etc/slipway/slipway.yml';
 const env = { HELLO_SECRET: 's3cret-of-16-chars', PORT: '9090' };

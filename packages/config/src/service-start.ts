@@ -1,6 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ConfigError } from './config-error.js';
-import { loadConfig } from './load-config.js';
+import { ConfigError, loadConfig } from './load-config.js';
 import type { SlipwayConfig } from './types.js';
 
 export interface ServiceStartOptions<F extends NonNullable<ParseArgsConfig['options']>> {

@@ -1,40 +1,116 @@
-import { APP_NAME } from '@slipway/core/validate';
-import * as check from './checks.js';
+import { APP_NAME, isBranchName } from '@slipway/core/validate';
 import { dict, list, num, obj, oneOf, port, str } from './schema.js';
 
+/*
+ * The shape of slipway.yml: every key, its check, its default and its doc,
+ * in one tree the loader validates with and the README's reference table
+ * is generated from.
+ */
+
+// --- Checks of single values
+
+/** Each returns null when the value is fine, else a short reason. */
+type Check = (value: string) => string | null;
+
+const ipv4: Check = (v) => {
+  const parts = v.split('.');
+  return parts.length === 4 && parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255) ? null : 'invalid';
+};
+
+const hostPort: Check = (v) => {
+  const m = /^(.+):(\d{1,5})$/.exec(v);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) return 'invalid';
+  return ipv4(m[1]!) && !/^[a-z0-9.-]+$/i.test(m[1]!) ? 'invalid' : null;
+};
+
+const hostname: Check = (v) =>
+  /^(\*\.)?[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,62})(\.[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,62}))*\.?$|^_$|^localhost$/.test(v) ? null : 'invalid';
+
+const url = (protocols: string[]): Check => (v) => {
+  try {
+    const parsed = new URL(v);
+    return protocols.includes(parsed.protocol.replace(/:$/, '')) ? null : `protocol must be ${protocols.join(' or ')}`;
+  } catch {
+    return 'invalid';
+  }
+};
+
+/** Where git may clone from; never something git could read as an option. */
+const repoUrl: Check = (v) => {
+  if (v.startsWith('-')) return 'must not start with "-"';
+  if (/[\s\0]/.test(v)) return 'must not contain whitespace';
+  // git would see such a password in its argv; an http(s) one is moved into credentials before git runs.
+  if (/^(?!https?:)[a-z][a-z0-9+.-]*:\/\/[^/@]*:[^/@]*@/i.test(v)) return 'must not hold a password (use credentials.ssh_key for ssh)';
+  if (/^(https?|ssh|git|file):\/\/[^/]/.test(v) || /^file:\/\/\//.test(v)) return null;
+  if (/^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^/].*/.test(v)) return null; // scp-like git@host:owner/name
+  if (v.startsWith('/')) return null; // a local path
+  // owner/name: matches webhooks from any forge; deploys clone it from the forge `forges` names.
+  if (/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/.test(v) && !v.split('/').some((p) => p === '.' || p === '..' || p.startsWith('-'))) return null;
+  return 'expected an http(s)://, ssh://, git://, file:// URL, user@host:path, an absolute path or owner/name';
+};
+
+const minLength = (min: number): Check => (v) => (v.length >= min ? null : `shorter than ${min} characters`);
+
+const branch: Check = (v) => (isBranchName(v) ? null : 'invalid');
+
+const etcdPrefix: Check = (v) =>
+  /^\/[A-Za-z0-9._\/-]*[A-Za-z0-9._-]$/.test(v) && !v.includes('//') ? null : 'must start with "/", not end with "/", and use only [A-Za-z0-9._/-]';
+
+const urlPath: Check = (v) => (/^\/[\x21-\x7e]*$/.test(v) ? null : 'must start with "/" and contain no spaces');
+
+/** A path inside the repository: relative, no way out of it. */
+const repoPath: Check = (v) =>
+  !v.startsWith('/') && !v.split('/').includes('..') && v.length > 0 && !v.startsWith('-') ? null : 'must be a relative path inside the repository';
+
+/** nginx `listen`: a port, or address:port. */
+const listen: Check = (v) => {
+  if (/^\d{1,5}$/.test(v)) return Number(v) >= 1 && Number(v) <= 65535 ? null : 'invalid';
+  return hostPort(v);
+};
+
+const cidr: Check = (v) => {
+  const m = /^(.+)\/(\d{1,2})$/.exec(v);
+  if (!m || ipv4(m[1]!) || Number(m[2]) < 16 || Number(m[2]) > 30) return 'an IPv4 network with a prefix of 16-30 bits';
+  return null;
+};
+
+const envName = (v: string) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(v);
+
+// --- The schema
+
 /** Shortest webhook secret and dashboard token accepted: guessable ones are refused at load. */
-export const MIN_SECRET = 16;
-export const MIN_TOKEN = 32;
+const MIN_SECRET = 16;
+const MIN_TOKEN = 32;
 
 const argv = (dflt: string[], doc: string) =>
   list(str({ type: 'a string' }), { min: 1, default: dflt, doc, type: 'an argv list (never a shell string)' });
 
 const app = obj({
-  repo: str({ check: check.repoUrl, type: 'a git URL', doc: 'Repository whose pushes deploy this app, and what is cloned (matching is case-insensitive and ignores `.git`). `owner/name` matches that repository on any forge and clones it from the forge `forges.<provider>.api_url` names (default github.com, gitlab.com; Gitea needs it).' }),
-  branch: str({ default: 'master', check: check.branch, type: 'a branch name', doc: 'Pushes to other refs are ignored.' }),
-  secret: str({ optional: true, check: check.minLength(MIN_SECRET), type: `a secret of ${MIN_SECRET}+ characters`, secret: true, doc: `Webhook HMAC secret (GitHub, Gitea) or token (GitLab), at least ${MIN_SECRET} characters. Without it, webhooks for this app are refused.` }),
+  repo: str({ check: repoUrl, type: 'a git URL', doc: 'Repository whose pushes deploy this app, and what is cloned (matching is case-insensitive and ignores `.git`). `owner/name` matches that repository on any forge and clones it from the forge `forges.<provider>.api_url` names (default github.com, gitlab.com; Gitea needs it).' }),
+  branch: str({ default: 'master', check: branch, type: 'a branch name', doc: 'Pushes to other refs are ignored.' }),
+  secret: str({ optional: true, check: minLength(MIN_SECRET), type: `a secret of ${MIN_SECRET}+ characters`, secret: true, doc: `Webhook HMAC secret (GitHub, Gitea) or token (GitLab), at least ${MIN_SECRET} characters. Without it, webhooks for this app are refused.` }),
   replicas: num({ min: 1, max: 64, integer: true, default: 2, doc: 'Containers serving the app.' }),
   port: port({ default: 8080, doc: 'Port the app listens on inside its container.' }),
-  host_ip: str({ default: '127.0.0.1', check: check.ipv4, type: 'an IPv4 address', doc: 'Address container ports are published on (upstream routing).' }),
+  host_ip: str({ default: '127.0.0.1', check: ipv4, type: 'an IPv4 address', doc: 'Address container ports are published on (upstream routing).' }),
   health: obj({
-    path: str({ default: '/healthz', check: check.urlPath, type: 'a URL path', doc: 'Probed on each new container; any 2xx is healthy.' }),
+    path: str({ default: '/healthz', check: urlPath, type: 'a URL path', doc: 'Probed on each new container; any 2xx is healthy.' }),
     timeout_s: num({ min: 1, max: 3600, default: 30, doc: 'How long a new container may take to become healthy.' }),
     interval_ms: num({ min: 10, max: 60000, integer: true, default: 200, doc: 'Time between probes.' }),
   }),
-  listen: str({ default: '80', check: check.listen, type: 'a port or address:port', doc: "nginx `listen` for this app. Take a port below the kernel's ephemeral range (32768 and up here), which Docker publishes container ports from: a port taken there fails the rollout." }),
-  server_name: list(str({ check: check.hostname, type: 'a host name' }), { default: [], single: true, doc: 'nginx `server_name`s; empty means `_` (any).' }),
+  listen: str({ default: '80', check: listen, type: 'a port or address:port', doc: "nginx `listen` for this app. Take a port below the kernel's ephemeral range (32768 and up here), which Docker publishes container ports from: a port taken there fails the rollout." }),
+  server_name: list(str({ check: hostname, type: 'a host name' }), { default: [], single: true, doc: 'nginx `server_name`s; empty means `_` (any).' }),
   drain_s: num({ min: 0, max: 3600, default: 5, doc: 'Longest wait after the switch for old containers to finish their connections.' }),
   stop_timeout_s: num({ min: 0, max: 3600, integer: true, default: 10, doc: 'SIGTERM grace before SIGKILL.' }),
   build_timeout_s: num({ min: 1, max: 86400, integer: true, default: 1800, doc: 'The build is stopped after this long and the job fails with `build_timeout`.' }),
-  dockerfile: str({ default: 'Dockerfile', check: check.repoPath, type: 'a path in the repository', doc: 'Dockerfile to build, relative to the repository root.' }),
-  build_args: dict(str(), { keyType: 'build argument', key: check.envName, placeholder: '<ARG>', doc: 'Docker build arguments.' }),
-  env: dict(str(), { keyType: 'variable name', key: check.envName, placeholder: '<VAR>', doc: 'Environment of the app\'s containers.' }),
-  etcd_prefix: str({ optional: true, check: check.etcdPrefix, type: 'an etcd key prefix', doc: 'Upstream keys, one per live container. Default `/slipway/apps/<app>/upstream`.' }),
+  dockerfile: str({ default: 'Dockerfile', check: repoPath, type: 'a path in the repository', doc: 'Dockerfile to build, relative to the repository root.' }),
+  build_args: dict(str(), { keyType: 'build argument', key: envName, placeholder: '<ARG>', doc: 'Docker build arguments.' }),
+  env: dict(str(), { keyType: 'variable name', key: envName, placeholder: '<VAR>', doc: 'Environment of the app\'s containers.' }),
+  etcd_prefix: str({ optional: true, check: etcdPrefix, type: 'an etcd key prefix', doc: 'Upstream keys, one per live container. Default `/slipway/apps/<app>/upstream`.' }),
   routing: oneOf(['upstream', 'dns'] as const, { default: 'upstream', doc: '`upstream`: render + reload nginx; `dns`: nginx resolves the live set, no reload.' }),
   template: str({ optional: true, type: 'a file path', doc: 'Own nginx template for this app (relative to the config file).' }),
   notify: list(obj({
     type: oneOf(['slack', 'webhook'] as const, { doc: '`slack`: a Slack-compatible incoming webhook; `webhook`: JSON signed with HMAC-SHA256.' }),
-    url: str({ check: check.url(['http', 'https']), type: 'an http(s) URL', doc: 'Where the notification is POSTed.' }),
+    url: str({ check: url(['http', 'https']), type: 'an http(s) URL', doc: 'Where the notification is POSTed.' }),
     secret: str({ optional: true, doc: 'For `webhook`: signs the body (`X-Slipway-Signature-256: sha256=<hex>`).' }),
     on: list(oneOf(['failure', 'recovery', 'success'] as const), { type: 'a list of failure, recovery, success', default: ['failure', 'recovery'], single: true, doc: 'Outcomes that notify: a failure, the first success after a failure, every success.' }),
   }), { default: [], doc: 'Notification targets; a target that is down never fails or delays a deploy.' }),
@@ -46,9 +122,9 @@ const app = obj({
 });
 
 export const slipwaySchema = obj({
-  redis: str({ default: 'redis://127.0.0.1:6379', check: check.url(['redis', 'rediss']), type: 'a redis:// URL', doc: 'Redis holding the queue, job records and logs.' }),
-  etcd: list(str({ check: check.url(['http', 'https']), type: 'an http(s) URL' }), { min: 1, single: true, default: ['http://127.0.0.1:2379'], doc: 'etcd endpoints.' }),
-  docker: str({ optional: true, check: check.url(['unix', 'tcp', 'http', 'https']), type: 'a unix:// or tcp:// URL', doc: 'Docker engine. Default `$DOCKER_HOST`, else `unix:///var/run/docker.sock`.' }),
+  redis: str({ default: 'redis://127.0.0.1:6379', check: url(['redis', 'rediss']), type: 'a redis:// URL', doc: 'Redis holding the queue, job records and logs.' }),
+  etcd: list(str({ check: url(['http', 'https']), type: 'an http(s) URL' }), { min: 1, single: true, default: ['http://127.0.0.1:2379'], doc: 'etcd endpoints.' }),
+  docker: str({ optional: true, check: url(['unix', 'tcp', 'http', 'https']), type: 'a unix:// or tcp:// URL', doc: 'Docker engine. Default `$DOCKER_HOST`, else `unix:///var/run/docker.sock`.' }),
   workdir: str({ default: './.slipway', doc: 'Clone cache and build contexts (relative to the config file).' }),
   queue: obj({
     prefix: str({ default: 'slipway', check: (v) => (/^[A-Za-z0-9:_-]{1,64}$/.test(v) ? null : 'invalid'), type: 'a Redis key prefix', doc: 'Prefix of every Redis key; give each installation (or test) its own.' }),
@@ -58,20 +134,20 @@ export const slipwaySchema = obj({
     port: port({ default: 3000, doc: 'Its port.' }),
     body_limit_mb: num({ min: 1, max: 100, default: 25, doc: 'Larger webhook bodies are answered 413.' }),
     delivery_retention_h: num({ min: 0, max: 8760, default: 72, doc: 'How long delivery ids (and each app\'s pushed commits) are remembered to answer redeliveries and replays as duplicates.' }),
-    metrics: str({ default: '127.0.0.1:3003', check: check.hostPort, type: 'an address:port', doc: 'Where the receiver serves `GET /metrics` (Prometheus): a listener of its own, never the webhook port.' }),
+    metrics: str({ default: '127.0.0.1:3003', check: hostPort, type: 'an address:port', doc: 'Where the receiver serves `GET /metrics` (Prometheus): a listener of its own, never the webhook port.' }),
   }),
   worker: obj({
     concurrency: num({ min: 1, max: 64, integer: true, default: 2, doc: 'Jobs one worker runs at once (different apps; one app deploys at a time).' }),
     attempts: num({ min: 1, max: 100, integer: true, default: 5, doc: 'Tries for a job whose failure was an unreachable Redis, etcd or Docker.' }),
     backoff_ms: num({ min: 10, max: 3600000, integer: true, default: 2000, doc: 'First retry delay, doubled each time.' }),
-    metrics: str({ default: '127.0.0.1:3002', check: check.hostPort, type: 'an address:port', doc: 'Where the worker serves `GET /metrics` (Prometheus). A second worker on the machine whose port is taken serves none and says so.' }),
+    metrics: str({ default: '127.0.0.1:3002', check: hostPort, type: 'an address:port', doc: 'Where the worker serves `GET /metrics` (Prometheus). A second worker on the machine whose port is taken serves none and says so.' }),
   }),
   dashboard: obj({
     host: str({ default: '127.0.0.1', doc: 'Address the dashboard listens on.' }),
     port: port({ default: 3001, doc: 'Its port.' }),
-    token: str({ optional: true, check: check.minLength(MIN_TOKEN), type: `a token of ${MIN_TOKEN}+ characters`, secret: true, doc: `Sign-in token, at least ${MIN_TOKEN} characters; the dashboard refuses to start without one.` }),
-    public_url: str({ optional: true, check: check.url(['http', 'https']), type: 'an http(s) URL', doc: 'How users reach the dashboard; commit statuses and notifications link to `<public_url>/jobs/<id>`. Default `http://<host>:<port>`.' }),
-    allowed_hosts: list(str({ check: check.hostname, type: 'a host name' }), { default: [], single: true, doc: 'Host names (with any port or none; `*.example.com` for its subdomains) served besides `host:port` and `public_url`\'s host; any other Host is answered 421 (DNS rebinding).' }),
+    token: str({ optional: true, check: minLength(MIN_TOKEN), type: `a token of ${MIN_TOKEN}+ characters`, secret: true, doc: `Sign-in token, at least ${MIN_TOKEN} characters; the dashboard refuses to start without one.` }),
+    public_url: str({ optional: true, check: url(['http', 'https']), type: 'an http(s) URL', doc: 'How users reach the dashboard; commit statuses and notifications link to `<public_url>/jobs/<id>`. Default `http://<host>:<port>`.' }),
+    allowed_hosts: list(str({ check: hostname, type: 'a host name' }), { default: [], single: true, doc: 'Host names (with any port or none; `*.example.com` for its subdomains) served besides `host:port` and `public_url`\'s host; any other Host is answered 421 (DNS rebinding).' }),
   }),
   jobs: obj({
     log_max_lines: num({ min: 100, max: 10_000_000, integer: true, default: 100_000, doc: 'Lines kept per job log; past it the beginning and the end are kept, with a notice of what was cut between.' }),
@@ -82,15 +158,15 @@ export const slipwaySchema = obj({
   forges: obj({
     github: obj({
       token: str({ optional: true, doc: 'Token allowed to post commit statuses (`repo:status`); without one, no statuses are posted.' }),
-      api_url: str({ optional: true, check: check.url(['http', 'https']), type: 'an http(s) URL', doc: 'Default: from the app\'s configured repo (`https://api.github.com` for github.com, `<forge>/api/v3` for GitHub Enterprise), never from a webhook.' }),
+      api_url: str({ optional: true, check: url(['http', 'https']), type: 'an http(s) URL', doc: 'Default: from the app\'s configured repo (`https://api.github.com` for github.com, `<forge>/api/v3` for GitHub Enterprise), never from a webhook.' }),
     }),
     gitea: obj({
       token: str({ optional: true, doc: 'Gitea/Forgejo/Gogs access token with write access to the repository.' }),
-      api_url: str({ optional: true, check: check.url(['http', 'https']), type: 'an http(s) URL', doc: 'Default: `<forge>/api/v1` of the app\'s configured repo, never from a webhook.' }),
+      api_url: str({ optional: true, check: url(['http', 'https']), type: 'an http(s) URL', doc: 'Default: `<forge>/api/v1` of the app\'s configured repo, never from a webhook.' }),
     }),
     gitlab: obj({
       token: str({ optional: true, doc: 'GitLab access token with the `api` scope.' }),
-      api_url: str({ optional: true, check: check.url(['http', 'https']), type: 'an http(s) URL', doc: 'Default: `<forge>/api/v4` of the app\'s configured repo (gitlab.com for `owner/name`), never from a webhook.' }),
+      api_url: str({ optional: true, check: url(['http', 'https']), type: 'an http(s) URL', doc: 'Default: `<forge>/api/v4` of the app\'s configured repo (gitlab.com for `owner/name`), never from a webhook.' }),
     }),
   }, { doc: 'Where to post commit statuses for webhook-triggered jobs.' }),
   nginx: obj({
@@ -100,8 +176,22 @@ export const slipwaySchema = obj({
   }),
   apps: dict(app, { keyType: 'app name', key: (name) => APP_NAME.test(name), placeholder: '<app>', doc: 'App names match `[a-z0-9][a-z0-9-]{0,62}`.' }),
   dns: obj({
-    server: str({ default: '127.0.0.1:5353', check: check.hostPort, type: 'an address:port', doc: 'The DNS server nginx asks (dnsmasq, started by Slipway).' }),
-    domain: str({ default: 'slipway.internal', check: check.hostname, type: 'a domain', doc: '`<app>.<domain>` answers the live containers.' }),
-    address_pool: str({ default: '127.0.10.0/24', check: check.cidr, type: 'an IPv4 CIDR', doc: 'One loopback address per container of a `dns` app.' }),
+    server: str({ default: '127.0.0.1:5353', check: hostPort, type: 'an address:port', doc: 'The DNS server nginx asks (dnsmasq, started by Slipway).' }),
+    domain: str({ default: 'slipway.internal', check: hostname, type: 'a domain', doc: '`<app>.<domain>` answers the live containers.' }),
+    address_pool: str({ default: '127.0.10.0/24', check: cidr, type: 'an IPv4 CIDR', doc: 'One loopback address per container of a `dns` app.' }),
   }),
 });
+
+// --- The README's reference table
+
+export const REFERENCE_START = '<!-- config-reference:start (generated from packages/config; a test keeps it in step) -->';
+export const REFERENCE_END = '<!-- config-reference:end -->';
+
+/** The README's configuration table, generated from the schema that validates. */
+export function configReference(): string {
+  const rows = slipwaySchema.docs('').map((row) => {
+    const cells = [`\`${row.key}\``, row.type.replace(/^an? /, ''), row.default ? `\`${row.default}\`` : '', row.doc];
+    return `| ${cells.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`;
+  });
+  return [REFERENCE_START, '| key | type | default | meaning |', '|---|---|---|---|', ...rows, REFERENCE_END].join('\n');
+}
