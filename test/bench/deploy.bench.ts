@@ -23,9 +23,9 @@ import { isolatedNginx, startProcess, writeTestConfig, type RunningProcess } fro
 import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
 import { waitFor } from '@slipway/devstack/wait-for';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
-import { waitForJob } from '@slipway/queue/wait-for-job';
+import { waitForJob } from '@slipway/queue/follow-job';
 import type { JobRecord, Step } from '@slipway/queue/job-types';
-import { connectRedis } from '@slipway/queue/redis-connection';
+import { connectRedis } from '@slipway/queue/redis';
 import { githubPush, githubRequest, send } from '../support/webhooks.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);

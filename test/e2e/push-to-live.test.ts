@@ -11,8 +11,8 @@ import { startLoad } from '@slipway/devstack/load';
 import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
 import { waitFor } from '@slipway/devstack/wait-for';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
-import { waitForJob } from '@slipway/queue/wait-for-job';
-import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
+import { waitForJob } from '@slipway/queue/follow-job';
+import { connectRedis, type Redis } from '@slipway/queue/redis';
 import { githubPush, githubRequest, giteaPush, giteaRequest, send, type RepoDescription } from '../support/webhooks.js';
 
 const bin = (app: string) => fileURLToPath(new URL(`../../apps/${app}/bin/slipway-${app}.js`, import.meta.url));

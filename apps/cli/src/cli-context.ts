@@ -5,7 +5,7 @@ import { UnavailableError } from '@slipway/core/slipway-error';
 import { appConfig, loadConfig } from '@slipway/config/load-config';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
-import { connectRedis, redisForDisplay, type Redis } from '@slipway/queue/redis-connection';
+import { connectRedis, type Redis, redisForDisplay } from '@slipway/queue/redis';
 import { createEtcdClient } from '@slipway/etcd/client';
 import type { Terminal } from './output/terminal.js';
 

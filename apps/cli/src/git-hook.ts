@@ -9,7 +9,7 @@ import { firstLine } from '@slipway/core/slipway-error';
 import { branchOfRef, isSha } from '@slipway/core/validate';
 import { appConfig, loadConfig } from '@slipway/config/load-config';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
-import { connectRedis, redisForDisplay } from '@slipway/queue/redis-connection';
+import { connectRedis, redisForDisplay } from '@slipway/queue/redis';
 import { safeForTerminal, type Terminal } from './output/terminal.js';
 import { watchJob } from './watch-job.js';
 

@@ -12,7 +12,7 @@ import { startEtcd } from '@slipway/devstack/services/etcd';
 import { stopProcess } from '@slipway/devstack/processes';
 import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
-import { connectRedis } from '@slipway/queue/redis-connection';
+import { connectRedis } from '@slipway/queue/redis';
 import { createDeployWorker, type DeployWorker } from '@slipway/worker/deploy-worker';
 
 const CLI = fileURLToPath(new URL('../bin/slipway.js', import.meta.url));

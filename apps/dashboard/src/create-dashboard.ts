@@ -9,7 +9,7 @@ import type { Logger } from '@slipway/core/logger';
 import { errorResponse, SlipwayError } from '@slipway/core/slipway-error';
 import type { SlipwayConfig } from '@slipway/config/types';
 import type { DeployQueue } from '@slipway/queue/deploy-queue';
-import { withRedis } from '@slipway/queue/redis-errors';
+import { withRedis } from '@slipway/queue/redis';
 import { appsApi } from './apps-api.js';
 import { csrfGuard, requireAuth, SessionAuth, signInRoutes, SignInThrottle, type AuthLocals } from './auth.js';
 import { deadlinePassed, hostCheck, REQUEST_TIMEOUT_MS, requestDeadline, securityHeaders, serverLimits } from './http-guards.js';

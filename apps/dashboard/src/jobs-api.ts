@@ -6,7 +6,7 @@ import { APP_NAME } from '@slipway/core/validate';
 import type { DeployQueue } from '@slipway/queue/deploy-queue';
 import type { ListOptions } from '@slipway/queue/job-store';
 import { JOB_STATES, type JobRecord, type JobState } from '@slipway/queue/job-types';
-import { withRedis } from '@slipway/queue/redis-errors';
+import { withRedis } from '@slipway/queue/redis';
 import { extendDeadline } from './http-guards.js';
 import type { JobView } from './web/job-view.js';
 

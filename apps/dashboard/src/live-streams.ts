@@ -7,7 +7,7 @@ import { isAppName } from '@slipway/core/validate';
 import type { DeployQueue } from '@slipway/queue/deploy-queue';
 import type { JobEvent, JobStore } from '@slipway/queue/job-store';
 import { FINAL_STATES } from '@slipway/queue/job-types';
-import { withRedis } from '@slipway/queue/redis-errors';
+import { withRedis } from '@slipway/queue/redis';
 import { exemptFromDeadline } from './http-guards.js';
 import { jobView, lineNumber } from './jobs-api.js';
 

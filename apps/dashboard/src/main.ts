@@ -4,7 +4,7 @@ import { createLogger } from '@slipway/core/logger';
 import { serveUntilSignal } from '@slipway/core/serve-until-signal';
 import { serviceStart } from '@slipway/config/service-start';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
-import { connectRedis } from '@slipway/queue/redis-connection';
+import { connectRedis } from '@slipway/queue/redis';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { createDashboard, MissingTokenError } from './create-dashboard.js';
 

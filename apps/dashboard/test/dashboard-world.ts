@@ -11,9 +11,9 @@ import { freePort } from '@slipway/devstack/free-port';
 import { isolatedNginx, writeTestConfig } from '@slipway/devstack/harness';
 import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
-import { waitForJob as waitForJobIn } from '@slipway/queue/wait-for-job';
+import { waitForJob as waitForJobIn } from '@slipway/queue/follow-job';
 import type { JobRecord } from '@slipway/queue/job-types';
-import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
+import { connectRedis, type Redis } from '@slipway/queue/redis';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { createDashboard, type Dashboard } from '../src/create-dashboard.js';
 

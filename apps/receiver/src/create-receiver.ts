@@ -6,8 +6,7 @@ import type { ReceiverFeedback } from '@slipway/feedback/receiver-feedback';
 import { inspectWebhook, isProvider, readWebhookHeaders, webhookMediaType } from '@slipway/forges/inspect-webhook';
 import type { DeployQueue } from '@slipway/queue/deploy-queue';
 import type { Push } from '@slipway/queue/job-types';
-import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
-import { withRedis } from '@slipway/queue/redis-errors';
+import { connectRedis, type Redis, withRedis } from '@slipway/queue/redis';
 import { BodyBudget, LARGE_BODIES_BUDGET_BYTES, readBody } from './read-body.js';
 import { requestContext, type RequestLocals } from './request-context.js';
 

@@ -10,7 +10,7 @@ import { githubSignature } from '@slipway/devstack/fake-forge';
 import { freePort } from '@slipway/devstack/free-port';
 import { tempDir, testStack, uniqueName } from '@slipway/devstack/testing';
 import { waitFor } from '@slipway/devstack/wait-for';
-import { connectRedis } from '@slipway/queue/redis-connection';
+import { connectRedis } from '@slipway/queue/redis';
 import { main } from '../src/main.js';
 import { githubBranchPush, SECRETS } from './fixtures.js';
 

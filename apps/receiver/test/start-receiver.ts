@@ -6,7 +6,7 @@ import { parseConfig } from '@slipway/config/load-config';
 import { uniqueName } from '@slipway/devstack/testing';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import type { JobRecord } from '@slipway/queue/job-types';
-import type { Redis } from '@slipway/queue/redis-connection';
+import type { Redis } from '@slipway/queue/redis';
 import { connectReceiverRedis, createReceiver } from '../src/create-receiver.js';
 
 export interface TestReceiver {

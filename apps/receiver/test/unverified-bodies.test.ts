@@ -11,7 +11,7 @@ import { githubSignature } from '@slipway/devstack/fake-forge';
 import { freePort } from '@slipway/devstack/free-port';
 import { tempDir, testStack, uniqueName } from '@slipway/devstack/testing';
 import { waitFor } from '@slipway/devstack/wait-for';
-import { connectRedis } from '@slipway/queue/redis-connection';
+import { connectRedis } from '@slipway/queue/redis';
 import { githubBranchPush, SECRETS, TEST_APPS } from './fixtures.js';
 import { rawRequest, startReceiver, type TestReceiver } from './start-receiver.js';
 

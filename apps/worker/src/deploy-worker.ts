@@ -7,9 +7,9 @@ import type { SlipwayConfig } from '@slipway/config/types';
 import { DeployFeedback, type RetryPolicy } from '@slipway/feedback/deploy-feedback';
 import { WorkerMetrics } from '@slipway/feedback/metrics';
 import { JobStore } from '@slipway/queue/job-store';
-import { QUEUE_NAME } from '@slipway/queue/keys';
+import { QUEUE_NAME } from '@slipway/queue/deploy-queue';
 import { createEtcdClient } from '@slipway/etcd/client';
-import { connectRedis } from '@slipway/queue/redis-connection';
+import { connectRedis } from '@slipway/queue/redis';
 import type { DeployContext } from './deploy-context.js';
 import { processDeploy } from './process-deploy.js';
 

@@ -1,7 +1,7 @@
 import { createLogger } from '@slipway/core/logger';
 import { serviceStart } from '@slipway/config/service-start';
 import { serveMetrics } from '@slipway/feedback/metrics';
-import { redisForDisplay } from '@slipway/queue/redis-connection';
+import { redisForDisplay } from '@slipway/queue/redis';
 import { createDeployWorker } from './deploy-worker.js';
 
 /** The worker process: the only place that reads argv and the environment. */

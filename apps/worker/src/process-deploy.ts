@@ -10,11 +10,10 @@ import { buildImage, type BuiltImage } from '@slipway/build/build-image';
 import { configuredRepository, OWNER_NAME } from '@slipway/forges/forge-address';
 import { rollout } from '@slipway/rollout/rollout';
 import { FINAL_STATES, type JobRecord, type Step } from '@slipway/queue/job-types';
-import { bullJobId } from '@slipway/queue/keys';
+import { bullJobId } from '@slipway/queue/deploy-queue';
 import { AppLease, DEFAULT_LEASE_MS } from './app-lease.js';
 import type { DeployContext } from './deploy-context.js';
 import { JobLog } from './job-log.js';
-import { supersededBy } from './supersede.js';
 
 /** How long a job waits before asking again for a busy app. */
 export const BUSY_RETRY_MS = 1000;
@@ -44,7 +43,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
   const controller = new AbortController();
   ctx.running.set(id, controller);
   try {
-    const newer = await supersededBy(ctx.store, record.app, id);
+    const newer = await ctx.store.supersededBy(record.app, id);
     if (newer) {
       log.write(`superseded by job ${newer}: a newer push of ${record.app} replaces this one`);
       await log.flush();

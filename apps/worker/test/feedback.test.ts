@@ -17,7 +17,7 @@ import { waitFor } from '@slipway/devstack/wait-for';
 import { serveMetrics } from '@slipway/feedback/metrics';
 import { ReceiverFeedback } from '@slipway/feedback/receiver-feedback';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
-import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
+import { connectRedis, type Redis } from '@slipway/queue/redis';
 import { createReceiver } from '@slipway/receiver/create-receiver';
 import { createDeployWorker, type DeployWorker } from '../src/deploy-worker.js';
 import { body, quietLogger, waitForJob, waitForStep } from './support.js';

@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_LINE_BYTES } from '@slipway/core/logger';
 import { testStack, uniqueName } from '@slipway/devstack/testing';
 import { JobStore } from '@slipway/queue/job-store';
-import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
+import { connectRedis, type Redis } from '@slipway/queue/redis';
 import { JobLog } from '../src/job-log.js';
 
 const lineBytes = (lines: readonly string[]) => lines.reduce((sum, line) => sum + Buffer.byteLength(line) + 1, 0);

@@ -9,9 +9,9 @@ import { freePort } from '@slipway/devstack/free-port';
 import { isolatedNginx, writeTestConfig } from '@slipway/devstack/harness';
 import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
-import { waitForJob as waitForJobIn } from '@slipway/queue/wait-for-job';
+import { waitForJob as waitForJobIn } from '@slipway/queue/follow-job';
 import { FINAL_STATES, type JobRecord } from '@slipway/queue/job-types';
-import { connectRedis } from '@slipway/queue/redis-connection';
+import { connectRedis } from '@slipway/queue/redis';
 
 /** A silent logger for in-process workers (tests assert on job logs, not process logs). */
 export const quietLogger = createLogger({ name: 'test', level: 'silent' });

@@ -6,7 +6,7 @@ import type { SlipwayConfig } from '@slipway/config/types';
 import { commitVersion, createFixtureRepo, git } from '@slipway/devstack/fixture-app';
 import { startGitHttpServer, type GitHttpServer } from '@slipway/devstack/git-http-server';
 import type { Push } from '@slipway/queue/job-types';
-import { bullJobId } from '@slipway/queue/keys';
+import { bullJobId } from '@slipway/queue/deploy-queue';
 import { createDeployWorker, type DeployWorker } from '../src/deploy-worker.js';
 import { body, quietLogger, waitForJob, workerWorld, type WorkerWorld } from './support.js';
 

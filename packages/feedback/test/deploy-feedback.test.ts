@@ -5,7 +5,7 @@ import { startFakeForge, type FakeForge } from '@slipway/devstack/fake-forge';
 import { testStack, uniqueName } from '@slipway/devstack/testing';
 import { JobStore } from '@slipway/queue/job-store';
 import type { JobRecord, Push } from '@slipway/queue/job-types';
-import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
+import { connectRedis, type Redis } from '@slipway/queue/redis';
 import { DeployFeedback } from '../src/deploy-feedback.js';
 import { WorkerMetrics } from '../src/metrics.js';
 import type { NotificationPayload } from '../src/notifications.js';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testStack, uniqueName } from '@slipway/devstack/testing';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
-import { connectRedis, type Redis } from '@slipway/queue/redis-connection';
+import { connectRedis, type Redis } from '@slipway/queue/redis';
 import { ReceiverMetrics, serveMetrics, WorkerMetrics } from '../src/metrics.js';
 import { captureLogger } from './capture-logger.js';
 

@@ -1,11 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testStack, uniqueName } from '@slipway/devstack/testing';
 import { UnavailableError } from '@slipway/core/slipway-error';
-import { DeployQueue } from './deploy-queue.js';
-import { followLog } from './follow-log.js';
+import { bullJobId, DeployQueue } from './deploy-queue.js';
+import { followJob } from './follow-job.js';
 import { publicJob, type DeployRequest } from './job-types.js';
-import { connectRedis, type Redis } from './redis-connection.js';
-import { bullJobId } from './keys.js';
+import { connectRedis, type Redis } from './redis.js';
 
 const sha = (n: number) => n.toString(16).padStart(40, '0');
 const request = (app: string, n: number): DeployRequest => ({ app, sha: sha(n), ref: 'master', image: null, trigger: 'cli' });
@@ -41,7 +40,8 @@ describe('DeployQueue', () => {
       id: c.id, app: 'alpha', sha: sha(3), ref: 'master', trigger: 'cli', state: 'waiting',
       attempts: 0, createdAt: c.createdAt, finishedAt: null, error: null,
     });
-    expect(await queue.store.newerWaiting('alpha', a.id)).toEqual([c.id]);
+    expect(await queue.store.waitingIds('alpha')).toEqual([a.id, c.id]);
+    expect(await queue.store.supersededBy('alpha', a.id)).toBe(c.id);
   });
 
   it('cancels a waiting job: out of the queue, recorded as cancelled', async () => {
@@ -150,7 +150,7 @@ describe('DeployQueue', () => {
     const job = await queue.enqueue(request('eps', 10));
     const seen: string[] = [];
     const follower = (async () => {
-      for await (const batch of followLog(queue.store, job.id, { intervalMs: 20 })) seen.push(...batch.lines);
+      for await (const batch of followJob(queue.store, job.id, { intervalMs: 20 })) seen.push(...batch.lines);
     })();
     await queue.store.appendLog(job.id, ['one', 'two']);
     await new Promise((r) => setTimeout(r, 60));

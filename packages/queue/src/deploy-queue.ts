@@ -3,11 +3,15 @@ import type { Redis } from 'ioredis';
 import { SlipwayError } from '@slipway/core/slipway-error';
 import { FINAL_STATES, type DeployRequest, type JobRecord } from './job-types.js';
 import { JobStore, type CreatedGroup, type JobGroup } from './job-store.js';
-import { bullJobId, QUEUE_NAME } from './keys.js';
-import { withRedis } from './redis-errors.js';
+import { withRedis } from './redis.js';
+
+/** The BullMQ queue deploy jobs go through; the worker takes them from it. */
+export const QUEUE_NAME = 'deploys';
+/** BullMQ job ids must not be bare integers; ours are, so they get a prefix. */
+export const bullJobId = (id: string) => `deploy-${id}`;
 
 /** Most webhooks whose records are written by one script call (a Lua script holds Redis while it runs). */
-export const ENQUEUE_BATCH = 64;
+const ENQUEUE_BATCH = 64;
 
 interface PendingEnqueue {
   group: JobGroup;

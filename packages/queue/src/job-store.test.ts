@@ -6,8 +6,9 @@ import { stopProcess } from '@slipway/devstack/processes';
 import { startRedis } from '@slipway/devstack/services/redis';
 import { tempDir, uniqueName } from '@slipway/devstack/testing';
 import type { DeployRequest } from './job-types.js';
-import { JobStore, type JobRetention } from './job-store.js';
-import { connectRedis, type Redis } from './redis-connection.js';
+import type { JobRetention } from './job-retention.js';
+import { JobStore } from './job-store.js';
+import { connectRedis, type Redis } from './redis.js';
 
 const DAY = 24 * 60 * 60 * 1000;
 const daysAgo = (days: number) => new Date(Date.now() - days * DAY).toISOString();

@@ -1,7 +1,8 @@
 import type { Redis } from 'ioredis';
 import { SlipwayError } from '@slipway/core/slipway-error';
 import { FINAL_STATES, type DeployRequest, type JobRecord, type JobState, type Step } from './job-types.js';
-import { keys, type Keys } from './keys.js';
+import { DEFAULT_RETENTION, fileFinishedJob, type JobRetention } from './job-retention.js';
+import { keys, type Keys } from './redis.js';
 
 /** Published on `<prefix>:events` whenever a job changes; the dashboard and `--follow` listen. */
 export interface JobEvent {
@@ -10,6 +11,9 @@ export interface JobEvent {
   state: JobState;
   step: Step;
 }
+
+/** States of a newer job that make an older one pointless to deploy. */
+const SUPERSEDING: ReadonlySet<JobState> = new Set(['waiting', 'active', 'completed']);
 
 export interface ListOptions {
   app?: string;
@@ -128,19 +132,6 @@ export interface CreatedGroup {
   skipped: SkippedJob[];
 }
 
-// --- Retention (jobs.keep_per_app, jobs.keep_days) ---------------------------
-
-/** Which finished jobs an app's history keeps. */
-export interface JobRetention {
-  /** The newest this many finished jobs of each app are kept (`jobs.keep_per_app`). */
-  keepPerApp: number;
-  /** ... and every finished job younger than this many days (`jobs.keep_days`). */
-  keepDays: number;
-}
-
-/** The config's defaults: 200 jobs per app, and 30 days. */
-export const DEFAULT_RETENTION: Readonly<JobRetention> = { keepPerApp: 200, keepDays: 30 };
-
 export interface JobStoreOptions {
   /**
    * Applied each time a job finishes: a finished job goes (record, log,
@@ -151,76 +142,6 @@ export interface JobStoreOptions {
    */
   retention?: JobRetention | null;
 }
-
-/**
- * Records a job as finished (in the app's finished set by id and by finish
- * time) and applies retention, atomically, in one round trip. Its cost is
- * O(log n) plus the smaller of two sets it may have to walk: the finished
- * jobs beyond `keep` (by id) or those older than the cutoff (by time). In
- * steady state both hold about the one job that just crossed the line.
- * Jobs finished before finish times were indexed are dated once from their
- * records' `finishedAt`.
- * KEYS: finished (by id), finished-at (by time), all jobs, the app's jobs.
- * ARGV: id, finish time (ms), keep (-1: retention off), cutoff (ms; a job
- * finished at or before it is old enough), job key prefix, then the
- * suffixes of the keys that go with a job (`:log`, ...).
- * Returns the number of jobs removed.
- */
-const FINISH_AND_TRIM = `
-local byId, byTime = KEYS[1], KEYS[2]
-local id, keep, cutoff, jobPrefix = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-redis.call('zadd', byId, id, id)
-redis.call('zadd', byTime, ARGV[2], id)
-if keep < 0 then return 0 end
-local excess = redis.call('zcard', byId) - keep
-if excess <= 0 then return 0 end
-
-if redis.call('zcard', byTime) < redis.call('zcard', byId) then
-  local function isoMs(text)
-    local y, m, d, hh, mm, ss = string.match(text or '', '(%d%d%d%d)-(%d%d)-(%d%d)T(%d%d):(%d%d):(%d%d)')
-    if not y then return 0 end
-    y, m, d = tonumber(y), tonumber(m), tonumber(d)
-    if m <= 2 then y = y - 1 end
-    local era = math.floor(y / 400)
-    local yoe = y - era * 400
-    local doy = math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
-    local days = era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
-    return ((days * 24 + tonumber(hh)) * 60 + tonumber(mm)) * 60000 + tonumber(ss) * 1000
-  end
-  for _, undated in ipairs(redis.call('zrange', byId, 0, -1)) do
-    if not redis.call('zscore', byTime, undated) then
-      redis.call('zadd', byTime, isoMs(redis.call('hget', jobPrefix .. undated, 'finishedAt')), undated)
-    end
-  end
-end
-
-local old = redis.call('zcount', byTime, '-inf', cutoff)
-if old == 0 then return 0 end
-local victims = {}
-if excess <= old then
-  for _, candidate in ipairs(redis.call('zrange', byId, 0, excess - 1)) do
-    local at = redis.call('zscore', byTime, candidate)
-    if at and tonumber(at) <= cutoff then victims[#victims + 1] = candidate end
-  end
-else
-  local newestBeyond = tonumber(redis.call('zrange', byId, excess - 1, excess - 1, 'WITHSCORES')[2])
-  for _, candidate in ipairs(redis.call('zrangebyscore', byTime, '-inf', cutoff)) do
-    local seq = redis.call('zscore', byId, candidate)
-    if seq and tonumber(seq) <= newestBeyond then victims[#victims + 1] = candidate end
-  end
-end
-for _, victim in ipairs(victims) do
-  local job = jobPrefix .. victim
-  redis.call('unlink', job)
-  for i = 6, #ARGV do redis.call('unlink', job .. ARGV[i]) end
-  redis.call('zrem', byId, victim)
-  redis.call('zrem', byTime, victim)
-  redis.call('zrem', KEYS[3], victim)
-  redis.call('zrem', KEYS[4], victim)
-end
-return #victims`;
-
-// --- end of retention ---------------------------------------------------------
 
 /**
  * Job records and logs in Redis. BullMQ moves jobs through its queue; this
@@ -240,22 +161,17 @@ export class JobStore {
   }
 
   async create(request: DeployRequest): Promise<JobRecord> {
-    const created = await this.createMany([request]);
-    return created.records[0]!;
+    const [created] = await this.createGroups([{ requests: [request] }]);
+    return created!.records[0]!;
   }
 
   /**
-   * Creates records for several jobs in one round trip. With `delivery`,
-   * first claims that forge delivery id (kept `ttlSeconds`): when it was
-   * seen before, nothing is created and `previous` holds what that delivery
-   * queued (`[{"job","app"}…]`).
+   * Creates the records of several groups of jobs, in order, in one round
+   * trip (see CREATE_JOBS). A group with a `delivery` first claims that
+   * forge delivery id (kept `ttlSeconds`): when it was seen before, nothing
+   * is created and `previous` holds what that delivery queued
+   * (`[{"job","app"}…]`).
    */
-  async createMany(requests: readonly DeployRequest[], delivery?: { key: string; ttlSeconds: number }): Promise<CreatedGroup> {
-    const [created] = await this.createGroups([{ requests, delivery }]);
-    return created!;
-  }
-
-  /** {@link createMany} for several groups, in order, in one round trip. */
   async createGroups(groups: readonly JobGroup[]): Promise<CreatedGroup[]> {
     const now = new Date().toISOString();
     const keys = [this.keys.seq, this.keys.all, this.keys.events];
@@ -356,7 +272,7 @@ export class JobStore {
   async finish(id: string, state: JobState, extra: Partial<JobRecord> = {}): Promise<JobRecord> {
     if (!FINAL_STATES.has(state)) throw new Error(`${state} is not a final state`);
     const record = await this.update(id, { state, finishedAt: new Date().toISOString(), ...extra });
-    await this.trim(record);
+    await fileFinishedJob(this.redis, this.keys, record, this.retention);
     return record;
   }
 
@@ -381,9 +297,20 @@ export class JobStore {
     return out;
   }
 
-  /** Jobs of `app` still waiting with an id above `id`: the ones that supersede it. */
-  async newerWaiting(app: string, id: string): Promise<string[]> {
-    return this.redis.zrangebyscore(this.keys.waiting(app), `(${Number(id)}`, '+inf');
+  /**
+   * The newest job of the same app, newer than `id`, that is waiting,
+   * running or already live — or null when `id` is the newest that matters.
+   * An older commit is never deployed over a newer push, whatever order the
+   * queue hands jobs out in. Failed, cancelled and superseded newer jobs do
+   * not count: they never went live.
+   */
+  async supersededBy(app: string, id: string): Promise<string | null> {
+    const newer = await this.redis.zrangebyscore(this.keys.byApp(app), `(${Number(id)}`, '+inf');
+    for (const candidate of newer.reverse()) {
+      const state = await this.redis.hget(this.keys.job(candidate), 'state');
+      if (state && SUPERSEDING.has(JSON.parse(state) as JobState)) return candidate;
+    }
+    return null;
   }
 
   async waitingIds(app: string): Promise<string[]> {
@@ -409,27 +336,7 @@ export class JobStore {
     const event: JobEvent = { id: record.id, app: record.app, state: record.state, step: record.step };
     await this.redis.publish(this.keys.events, JSON.stringify(event));
   }
-
-  /** Files a job that just finished under its app's finished jobs, and applies {@link JobStoreOptions.retention}. */
-  private async trim(record: JobRecord): Promise<void> {
-    const { app, id } = record;
-    const retention = this.retention;
-    const finishedAt = record.finishedAt ? Date.parse(record.finishedAt) : Date.now();
-    const jobKey = this.keys.job(id);
-    const related = [this.keys.log(id), this.keys.cancel(id), this.keys.cancelReported(id)].map((key) => key.slice(jobKey.length));
-    const commands = this.redis as unknown as { slipwayFinishAndTrim?: (...a: Array<string | number>) => Promise<number> };
-    if (!commands.slipwayFinishAndTrim) this.redis.defineCommand('slipwayFinishAndTrim', { lua: FINISH_AND_TRIM });
-    await commands.slipwayFinishAndTrim!(
-      4, this.keys.finished(app), this.keys.finishedAt(app), this.keys.all, this.keys.byApp(app),
-      id, Number.isFinite(finishedAt) ? finishedAt : Date.now(),
-      retention ? retention.keepPerApp : -1,
-      retention ? Date.now() - retention.keepDays * DAY_MS : 0,
-      this.keys.job(''), ...related,
-    );
-  }
 }
-
-const DAY_MS = 24 * 60 * 60 * 1000;
 
 function encode(patch: Partial<JobRecord>): Record<string, string> {
   const out: Record<string, string> = {};

@@ -15,7 +15,7 @@ const SHA3 = '3'.repeat(40);
 
 /**
  * What `slipway rollback` amounts to: the target picked from the kept
- * history (rollbackApp of @slipway/operations), its image rolled out again
+ * history (rollbackApp of @slipway/queue/deploy-requests), its image rolled out again
  * by the worker, with no build.
  */
 async function rollback(options: Omit<RolloutOptions, 'image' | 'sha'> & { to?: string }) {

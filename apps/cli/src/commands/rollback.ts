@@ -1,4 +1,4 @@
-import { rollbackApp } from '@slipway/operations/rollback-app';
+import { rollbackApp } from '@slipway/queue/deploy-requests';
 import { publicJob } from '@slipway/queue/job-types';
 import type { CliContext } from '../cli-context.js';
 import { finishWait } from '../finish-wait.js';

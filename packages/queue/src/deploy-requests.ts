@@ -1,12 +1,22 @@
+import type { Etcd3 } from 'etcd3';
 import { InvalidInputError } from '@slipway/core/slipway-error';
 import { isBranchName, isSha, SHA_PREFIX } from '@slipway/core/validate';
 import { resolveRef } from '@slipway/build/resolve-ref';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
-import type { DeployQueue } from '@slipway/queue/deploy-queue';
-import type { JobRecord, Trigger } from '@slipway/queue/job-types';
+import { currentRelease, listReleases, rollbackTarget, type ReleaseRecord } from '@slipway/rollout/release-store';
+import type { DeployQueue } from './deploy-queue.js';
+import type { JobRecord, Trigger } from './job-types.js';
+
+/*
+ * The deploys an operator asks for, by the CLI or the dashboard's buttons
+ * alike: an app at a ref or an image, or back to an earlier release. Each
+ * is checked and resolved here (a ref to its full commit, a rollback to the
+ * release it goes back to) so the job names exactly what it deploys, then
+ * queued like any other.
+ */
 
 /** A Docker image reference we are willing to pass on: no option-like or odd characters. */
-export const IMAGE_REF = /^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]{1,128})?(@sha256:[a-f0-9]{64})?$/;
+const IMAGE_REF = /^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]{1,128})?(@sha256:[a-f0-9]{64})?$/;
 
 export interface DeployAppOptions {
   config: SlipwayConfig;
@@ -40,4 +50,26 @@ export async function deployApp(options: DeployAppOptions): Promise<JobRecord> {
   const sha = await resolveRef({ app, ref, workdir: options.config.workdir, log: options.log, onBranch: app.branch });
   const isBranch = isBranchName(ref) && !(isSha(ref) || (SHA_PREFIX.test(ref) && sha.startsWith(ref)));
   return queue.enqueue({ app: app.name, sha, ref: isBranch ? ref : null, image: null, trigger });
+}
+
+export interface RollbackAppOptions {
+  queue: DeployQueue;
+  etcd: Etcd3;
+  app: AppConfig;
+  /** A kept release's commit (7-40 hex); default: the newest release whose image differs from the live one. */
+  to?: string;
+}
+
+/**
+ * "Back to an earlier release": what `slipway rollback` and the dashboard
+ * both do. Picks the target now (so the job names it) and queues a deploy
+ * of its image: no rebuild, the same zero-downtime rollout as any deploy,
+ * one app at a time with everything else in the queue.
+ */
+export async function rollbackApp(options: RollbackAppOptions): Promise<{ job: JobRecord; target: ReleaseRecord }> {
+  const { app } = options;
+  const [history, current] = await Promise.all([listReleases(options.etcd, app.name), currentRelease(options.etcd, app.name)]);
+  const target = rollbackTarget(history, current, options.to);
+  const job = await options.queue.enqueue({ app: app.name, sha: target.sha, ref: null, image: target.image, trigger: 'rollback' });
+  return { job, target };
 }

@@ -1,2 +1,0 @@
-import { slipwayTestConfig } from '@slipway/devstack/vitest-config';
-export default slipwayTestConfig();

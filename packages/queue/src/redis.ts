@@ -1,0 +1,96 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import { UnavailableError } from '@slipway/core/slipway-error';
+
+export type { Redis };
+
+/*
+ * Redis as Slipway uses it: how to connect (a producer fails fast, a worker
+ * waits), what "Redis is not there" reads as (one UnavailableError), how
+ * its URL is shown, and every key Slipway keeps there besides BullMQ's own.
+ */
+
+/**
+ * A Redis client for Slipway. `role` decides how it behaves while Redis is
+ * away: a `producer` (receiver, CLI) fails commands at once so a webhook can
+ * be answered 503 instead of hanging; a `worker` (BullMQ's blocking calls)
+ * waits and reconnects forever, as BullMQ requires.
+ */
+export function connectRedis(url: string, role: 'producer' | 'worker', options: RedisOptions = {}): Redis {
+  const common: RedisOptions = {
+    lazyConnect: false,
+    connectTimeout: 2000,
+    // Reconnect quickly and forever: Redis coming back must heal everything without a restart.
+    retryStrategy: (times) => Math.min(100 * times, 1000),
+    ...options,
+  };
+  const redis = role === 'producer'
+    ? new Redis(url, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 1 })
+    : new Redis(url, { ...common, maxRetriesPerRequest: null, enableReadyCheck: true });
+  // Errors surface through the commands that fail; an unhandled 'error' event would kill the process.
+  redis.on('error', () => {});
+  return redis;
+}
+
+/** A Redis URL fit for a message or a log line: its password (and user) replaced by `***`. */
+export function redisForDisplay(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//***@');
+}
+
+const CONNECTION_ERROR = /Connection is closed|enableOfflineQueue|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|MaxRetriesPerRequest|connect ETIMEDOUT|Stream isn't writeable|Reached the max retries/i;
+
+/**
+ * Runs `operation`, turning "Redis is not there" (in whatever words ioredis
+ * uses) into one UnavailableError, so callers answer 503 or retry instead of
+ * parsing messages. Fails at once when the connection is known to be down
+ * rather than waiting on it.
+ */
+export async function withRedis<T>(redis: Redis, operation: () => Promise<T>, timeoutMs = 3000): Promise<T> {
+  if (redis.status !== 'ready') throw new UnavailableError('redis', `Redis is unreachable (${redis.status})`);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      operation(),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new UnavailableError('redis', `Redis did not answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
+  } catch (err) {
+    if (err instanceof UnavailableError) throw err;
+    if (redis.status !== 'ready' || CONNECTION_ERROR.test((err as Error).message ?? '')) {
+      throw new UnavailableError('redis', `Redis is unreachable: ${(err as Error).message}`, { cause: err });
+    }
+    throw err;
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+}
+
+/** Every Redis key Slipway uses besides BullMQ's own, under one prefix. */
+export function keys(prefix: string) {
+  return {
+    seq: `${prefix}:jobs:seq`,
+    all: `${prefix}:jobs:all`,
+    byApp: (app: string) => `${prefix}:jobs:app:${app}`,
+    /** Finished jobs of an app, scored by id: trimming reads only these. */
+    finished: (app: string) => `${prefix}:jobs:finished:${app}`,
+    /** The same jobs scored by their finish time (ms): retention's age test reads only these. */
+    finishedAt: (app: string) => `${prefix}:jobs:finished-at:${app}`,
+    /** Jobs of an app not yet started, scored by id: the ones woken when the app's deploy ends. */
+    waiting: (app: string) => `${prefix}:jobs:waiting:${app}`,
+    job: (id: string) => `${prefix}:job:${id}`,
+    log: (id: string) => `${prefix}:job:${id}:log`,
+    cancel: (id: string) => `${prefix}:job:${id}:cancel`,
+    /** Claimed by the one worker that reports a job cancelled while waiting to its forge. */
+    cancelReported: (id: string) => `${prefix}:job:${id}:feedback-cancelled`,
+    delivery: (provider: string, id: string) => `${prefix}:delivery:${provider}:${id}`,
+    /** A webhook queued this commit of this app (the job id), kept for the delivery retention: a replay is a duplicate. */
+    pushed: (app: string, sha: string) => `${prefix}:app:${app}:pushed:${sha}`,
+    /** The live release's commit and its recent ancestors: a push of one of them is stale. */
+    liveAncestry: (app: string) => `${prefix}:app:${app}:live-ancestry`,
+    /** `{"sha","job"}` of what is live, as the last completed deploy left it. */
+    live: (app: string) => `${prefix}:app:${app}:live`,
+    appLock: (app: string) => `${prefix}:lock:app:${app}`,
+    events: `${prefix}:events`,
+  };
+}
+export type Keys = ReturnType<typeof keys>;
