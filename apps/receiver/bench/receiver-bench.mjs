@@ -1,7 +1,8 @@
-// Receiver benchmark: signed 8 KB GitHub pushes at 50 connections with wrk, beside a
-// bare express handler answering 202, measured in the same run. See ../README.md.
+// Receiver benchmark: signed 8 KB GitHub pushes at 50 connections with wrk, beside
+// @octokit/webhooks' own middleware (the peer), a floor (verify + parse + one Redis SET) and
+// a bare express handler answering 202, all measured in the same run. See ../README.md.
 //
-//   npm run bench -w @slipway/receiver       (BENCH_SECONDS=10 BENCH_CONNECTIONS=50 BENCH_RUNS=3 BENCH_APPS=200 BENCH_PROFILE=<dir>)
+//   npm run bench -w @slipway/receiver       (BENCH_SECONDS=10 BENCH_CONNECTIONS=50 BENCH_RUNS=3 BENCH_APPS=200 BENCH_COMMITS=40 BENCH_PROFILE=<dir>)
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -25,7 +26,12 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 // Jobs pile up (no worker drains them in a benchmark); spread them over many apps so no app
 // passes the queue's per-app retention (500), where trimming starts scanning waiting jobs.
 const APPS = Number(process.env.BENCH_APPS ?? 200);
+// Commits per app: every push must be new to the receiver, which answers the same commit of the
+// same app again (within the retention, 1 s here) as a replay without queuing anything.
+const COMMITS = Number(process.env.BENCH_COMMITS ?? 40);
 const BODY_BYTES = 8192;
+/** One webhook secret for every app, so @octokit/webhooks (one secret) verifies the same bodies. */
+const SECRET = 'bench-webhook-secret-0123456789';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const bin = join(here, '..', 'dist', 'bin.js');
@@ -37,7 +43,7 @@ const dir = { path: mkdtempSync(join(tmpdir(), 'slipway-receiver-bench-')) };
 const children = [];
 const log = (line) => process.stderr.write(`[bench] ${line}\n`);
 
-function pushBody(i) {
+function pushBody(i, commit) {
   const definitions = createRequire(import.meta.url)('@octokit/webhooks-examples');
   const example = structuredClone(definitions.find((d) => d.name === 'push').examples.find((e) => e.ref === 'refs/heads/master'));
   const name = `bench/app-${i}`;
@@ -45,7 +51,7 @@ function pushBody(i) {
     full_name: name, name: `app-${i}`, html_url: `https://github.com/${name}`, clone_url: `https://github.com/${name}.git`,
     ssh_url: `git@github.com:${name}.git`, git_url: `git://github.com/${name}.git`,
   });
-  example.after = createHmac('sha1', 'sha').update(String(i)).digest('hex');
+  example.after = createHmac('sha1', 'sha').update(`${i}/${commit}`).digest('hex');
   example.head_commit.message = '';
   const base = Buffer.byteLength(JSON.stringify(example));
   example.head_commit.message = 'x'.repeat(BODY_BYTES - base);
@@ -54,16 +60,13 @@ function pushBody(i) {
   return body;
 }
 
-// 16+ characters: the config refuses shorter webhook secrets.
-const benchSecrets = () => Array.from({ length: APPS }, (_, i) => `bench-webhook-secret-${i}`);
-
 function writeFixtures() {
-  const secrets = benchSecrets();
-  const bodies = Array.from({ length: APPS }, (_, i) => pushBody(i));
-  const signatures = bodies.map((body, i) => githubSignature(body, secrets[i]));
+  // Commit-major order: consecutive requests go to different apps, as a burst from many repositories would.
+  const bodies = Array.from({ length: APPS * COMMITS }, (_, n) => pushBody(n % APPS, Math.floor(n / APPS)));
+  const signatures = bodies.map((body) => githubSignature(body, SECRET));
   writeFileSync(join(dir.path, 'bodies.txt'), `${bodies.join('\n')}\n`);
   writeFileSync(join(dir.path, 'signatures.txt'), `${signatures.join('\n')}\n`);
-  const apps = secrets.map((secret, i) => `  app-${i}:\n    repo: https://github.com/bench/app-${i}.git\n    secret: ${secret}`).join('\n');
+  const apps = Array.from({ length: APPS }, (_, i) => `  app-${i}:\n    repo: https://github.com/bench/app-${i}.git\n    secret: ${SECRET}`).join('\n');
   return apps;
 }
 
@@ -177,7 +180,8 @@ async function main() {
     const port = await freePort();
     const config = join(dir.path, 'slipway.yml');
     const metricsPort = await freePort();
-    writeFileSync(config, `redis: ${redis.url}\nqueue: { prefix: bench }\nreceiver: { host: 127.0.0.1, port: ${port}, metrics: "127.0.0.1:${metricsPort}" }\napps:\n${apps}\n`);
+    // delivery_retention_h 0: commits and deliveries are remembered for a second, less than a body takes to come round again.
+    writeFileSync(config, `redis: ${redis.url}\nqueue: { prefix: bench }\nreceiver: { host: 127.0.0.1, port: ${port}, metrics: "127.0.0.1:${metricsPort}", delivery_retention_h: 0 }\napps:\n${apps}\n`);
     // BENCH_PROFILE=<dir>: the receiver writes a V8 CPU profile there when it exits (open it in Chrome's DevTools).
     const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
     const receiver = await startChild([...profile, bin, '--config', config], port);
@@ -215,7 +219,7 @@ async function main() {
 
     // The floor: verify, parse and keep each push with one Redis command, nothing else (floor-server.mjs).
     const floorPort = await freePort();
-    const floor = await startChild([join(here, 'floor-server.mjs'), String(floorPort), redis.url, ...benchSecrets()], floorPort);
+    const floor = await startChild([join(here, 'floor-server.mjs'), String(floorPort), redis.url, SECRET], floorPort);
     await wrk(floorPort, 'floor-warmup', 3);
     await client.flushall();
     const floor0 = cpuSeconds(floor.pid);
@@ -225,15 +229,27 @@ async function main() {
     await client.flushall();
     log(`floor (verify + parse + one Redis SET): ${fmt(floored.rps, 0)} req/s, p50 ${fmt(floored.p50, 2)} ms, p99 ${fmt(floored.p99, 2)} ms, non-2xx ${floored.non2xx}; CPU per request ${fmt(floored.receiverUs, 0)} µs`);
 
+    // The peer: @octokit/webhooks' Node middleware verifying and emitting (octokit-server.mjs).
+    const octokitPort = await freePort();
+    const octokit = await startChild([join(here, 'octokit-server.mjs'), String(octokitPort), SECRET], octokitPort);
+    await wrk(octokitPort, 'octokit-warmup', 3);
+    const octokit0 = cpuSeconds(octokit.pid);
+    const peer = await wrk(octokitPort, 'octokit');
+    peer.receiverUs = ((cpuSeconds(octokit.pid) - octokit0) / peer.requests) * 1e6;
+    peer.hwmMb = memory(octokit.pid).hwmMb;
+    octokit.kill('SIGTERM');
+    log(`@octokit/webhooks middleware: ${fmt(peer.rps, 0)} req/s, p50 ${fmt(peer.p50, 2)} ms, p99 ${fmt(peer.p99, 2)} ms, non-2xx ${peer.non2xx}; CPU per request ${fmt(peer.receiverUs, 0)} µs, peak RSS ${fmt(peer.hwmMb)} MB`);
+
     const best = runs.reduce((a, b) => (b.rps > a.rps ? b : a));
     const lines = [
       `| | requests/s | p50 | p99 | non-2xx | jobs queued | receiver RSS after |`,
       `|---|---|---|---|---|---|---|`,
       ...runs.map((r) => `| receiver ${r.label} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 2)} ms | ${fmt(r.p99, 2)} ms | ${r.non2xx} | ${r.queued} of ${r.requests} | ${fmt(r.rssMb)} MB |`),
+      `| @octokit/webhooks middleware (verify + emit) | ${fmt(peer.rps, 0)} | ${fmt(peer.p50, 2)} ms | ${fmt(peer.p99, 2)} ms | ${peer.non2xx} | – | peak ${fmt(peer.hwmMb)} MB |`,
       `| floor: verify + parse + one Redis SET | ${fmt(floored.rps, 0)} | ${fmt(floored.p50, 2)} ms | ${fmt(floored.p99, 2)} ms | ${floored.non2xx} | – | – |`,
       `| bare express 202 | ${fmt(baseline.rps, 0)} | ${fmt(baseline.p50, 2)} ms | ${fmt(baseline.p99, 2)} ms | ${baseline.non2xx} | – | – |`,
       '',
-      `ratio receiver/bare (best run): ${fmt(best.rps / baseline.rps, 2)}; floor/bare ${fmt(floored.rps / baseline.rps, 2)}; receiver/floor ${fmt(best.rps / floored.rps, 2)}`,
+      `receiver/octokit (best run): ${fmt(best.rps / peer.rps, 2)}× the requests per second, p99 ${fmt(best.p99 / peer.p99, 2)}× octokit's; receiver/bare ${fmt(best.rps / baseline.rps, 2)}; floor/bare ${fmt(floored.rps / baseline.rps, 2)}; receiver/floor ${fmt(best.rps / floored.rps, 2)}`,
       `receiver RSS before the runs ${fmt(before.rssMb)} MB, after ${runs.map((r) => `${r.label} ${fmt(r.rssMb)} MB`).join(', ')}; peak (VmHWM) ${fmt(runs.at(-1).hwmMb)} MB`,
       `socket errors: receiver ${runs.map((r) => r.errors).join(' / ')}, bare ${baseline.errors}`,
     ];

@@ -186,7 +186,7 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
   throwIfCancelled();
   log.section(`rollout of ${image}`);
   const live = await rollout({
-    app, nginx: ctx.config.nginx, dns: ctx.config.dns, image, sha: record.sha, job: record.id,
+    app, nginx: { ...ctx.config.nginx, batchMs: ctx.config.router.batch_ms }, dns: ctx.config.dns, image, sha: record.sha, job: record.id,
     docker: ctx.docker, etcd: ctx.etcd, log: log.write, signal,
     onStep: (s) => void step(s).catch(() => {}),
   });

@@ -69,7 +69,7 @@ describe('parseConfig defaults', () => {
 const bad: Array<[string, string, string]> = [
   ['wrong port type', `${minimalApp}    port: x`, 'apps.hello.port: expected a port 1-65535, got "x"'],
   ['port out of range', `${minimalApp}    port: 70000`, 'apps.hello.port: expected a port 1-65535, got 70000'],
-  ['unknown top-level key', 'redis_url: redis://x', 'redis_url: unknown key (expected one of: redis, etcd, docker, workdir, queue, receiver, worker, dashboard, jobs, forges, nginx, apps, dns)'],
+  ['unknown top-level key', 'redis_url: redis://x', 'redis_url: unknown key (expected one of: redis, etcd, docker, workdir, queue, receiver, worker, dashboard, jobs, forges, router, nginx, apps, dns)'],
   ['unknown app key', `${minimalApp}    replica: 3`, 'apps.hello.replica: unknown key'],
   ['unknown nested key', `${minimalApp}    health: { path: /h, timeout: 3 }`, 'apps.hello.health.timeout: unknown key (expected one of: path, timeout_s, interval_ms)'],
   ['unset variable', `${minimalApp}    secret: \${NOPE_SECRET}`, 'apps.hello.secret: environment variable NOPE_SECRET is not set'],

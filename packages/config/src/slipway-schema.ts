@@ -169,6 +169,9 @@ export const slipwaySchema = obj({
       api_url: str({ optional: true, check: url(['http', 'https']), type: 'an http(s) URL', doc: 'Default: `<forge>/api/v4` of the app\'s configured repo (gitlab.com for `owner/name`), never from a webhook.' }),
     }),
   }, { doc: 'Where to post commit statuses for webhook-triggered jobs.' }),
+  router: obj({
+    batch_ms: num({ min: 0, max: 10_000, integer: true, default: 200, doc: 'Reloads of nginx are at least this far apart: switches (of any app, from any worker or the router) within it share one reload, each checked on its own. 0: every switch reloads on its own.' }),
+  }),
   nginx: obj({
     conf_dir: str({ default: '/etc/nginx/conf.d', doc: 'Slipway writes `slipway-<app>.conf` here.' }),
     check_cmd: argv(['nginx', '-t'], 'Checks a candidate config; see "Checking the candidate" below.'),

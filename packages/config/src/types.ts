@@ -14,6 +14,7 @@ export interface SlipwayConfig {
   jobs: { log_max_lines: number; log_max_bytes: number; keep_per_app: number; keep_days: number };
   forges: Record<'github' | 'gitea' | 'gitlab', { token?: string; api_url?: string }>;
   nginx: { conf_dir: string; check_cmd: string[]; reload_cmd: string[] };
+  router: { batch_ms: number };
   apps: Record<string, AppConfig>;
   dns: { server: string; domain: string; address_pool: string };
 }

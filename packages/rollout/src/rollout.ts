@@ -9,6 +9,7 @@ import { executeRollout } from './execute-rollout.js';
 import { EtcdReleaseStore, type ReleaseRecord } from './release-store.js';
 import { DnsRouteProxy, NginxRouteProxy, type RouteProxy } from './route-proxy.js';
 import { UnsupportedRoutingError } from './rollout-errors.js';
+import type { NginxTarget } from '@slipway/router/nginx';
 
 /** Progress milestones, in order, for the worker's job state. */
 export type RolloutStepName = 'start' | 'health' | 'switch' | 'drain' | 'done';
@@ -66,7 +67,8 @@ export interface RolloutResult {
 }
 
 export interface RolloutOptions extends RolloutRequest {
-  nginx: SlipwayConfig['nginx'];
+  /** The nginx Slipway writes for, with `batchMs` = `router.batch_ms` (switches within it share one reload). */
+  nginx: NginxTarget;
   docker: Docker;
   /** From createEtcdClient (@slipway/etcd/client). */
   etcd: Etcd3;

@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { UnavailableError } from '@slipway/core/slipway-error';
 import { compareIps, dnsNames, renderDnsNginxConf, resolveHost } from '@slipway/router/dns';
-import { nginxNames, prepareNginxConf, RELOAD_SETTLE_MS, renderedUpstreams, renderNginxConf, routeSnapshot } from '@slipway/router/nginx';
+import { nginxNames, prepareNginxConf, RELOAD_SETTLE_MS, renderedUpstreams, renderNginxConf, routeSnapshot, type NginxTarget } from '@slipway/router/nginx';
 
 /*
  * How traffic is pointed at containers: the proxy seam and its two
@@ -44,7 +44,7 @@ export interface RouteProxy {
 
 /** The proxy seam over nginx: the router's render, candidate check, atomic rename and observed reload. */
 export class NginxRouteProxy implements RouteProxy {
-  constructor(private readonly nginx: SlipwayConfig['nginx']) {}
+  constructor(private readonly nginx: NginxTarget) {}
 
   /** The addresses of the live nginx file (it can lag etcd after a crash between the two). */
   async routed(app: AppConfig): Promise<string[]> {
@@ -86,7 +86,7 @@ const DNS_POLL_MS = 20;
  * picks the new set up within RESOLVER_CACHE_MS, which the drain waits out.
  */
 export class DnsRouteProxy implements RouteProxy {
-  constructor(private readonly nginx: SlipwayConfig['nginx'], private readonly dns: SlipwayConfig['dns']) {}
+  constructor(private readonly nginx: NginxTarget, private readonly dns: SlipwayConfig['dns']) {}
 
   /** What the DNS server answers now, as `ip:port`; throws UnavailableError (service `dns`) when it does not answer. */
   async routed(app: AppConfig): Promise<string[]> {

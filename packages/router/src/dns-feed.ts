@@ -7,6 +7,7 @@ import { SlipwayError } from '@slipway/core/slipway-error';
 import { readUpstreams } from '@slipway/etcd/keys';
 import { runDnsmasq, type DnsmasqHandle } from './dns-server.js';
 import { applyDnsNginxConf } from './nginx-apply.js';
+import type { NginxTarget } from './nginx-reload.js';
 import { dnsNames, renderDnsHosts } from './render.js';
 import { watchAppPrefixes, type AppPrefixWatch } from './watch.js';
 
@@ -22,7 +23,7 @@ export const DNS_FEED_RESYNC_INTERVAL_MS = 60_000;
 
 export interface StartDnsRouterOptions {
   apps: SlipwayConfig['apps'];
-  nginx: SlipwayConfig['nginx'];
+  nginx: NginxTarget;
   dns: SlipwayConfig['dns'];
   etcd: Etcd3;
   /** dnsmasq's `--hostsdir`, written by Slipway (see `dnsmasqPaths(workdir)`). */

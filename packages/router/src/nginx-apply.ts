@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { CommandError, runCommand } from '@slipway/core/run-command';
-import { reloadNginx, type ReloadResult } from './nginx-reload.js';
+import { reloadNginx, type NginxTarget, type ReloadResult } from './nginx-reload.js';
 import { nginxNames, renderDnsNginxConf, renderNginxConf, type DnsRouteSnapshot, type RouteSnapshot } from './render.js';
 import { NginxCheckError, NginxReloadError } from './router-errors.js';
 
@@ -20,7 +20,7 @@ import { NginxCheckError, NginxReloadError } from './router-errors.js';
 export const CHECK_TIMEOUT_MS = 30_000;
 
 export interface PrepareNginxConfOptions {
-  nginx: SlipwayConfig['nginx'];
+  nginx: NginxTarget;
   app: Pick<AppConfig, 'name' | 'listen'>;
   /** The rendered file (see renderNginxConf). */
   content: string;
@@ -120,7 +120,7 @@ export interface ApplyResult {
  * NginxReloadError; in every case the previous live file stays (or is put
  * back) as it was.
  */
-export async function applyNginxConf(options: { nginx: SlipwayConfig['nginx']; snapshot: RouteSnapshot }): Promise<ApplyResult> {
+export async function applyNginxConf(options: { nginx: NginxTarget; snapshot: RouteSnapshot }): Promise<ApplyResult> {
   const content = renderNginxConf(options.snapshot);
   const prepared = await prepareNginxConf({ nginx: options.nginx, app: options.snapshot.app, content });
   if (!prepared.changed) return { file: prepared.file, changed: false, reloaded: false };
@@ -135,7 +135,7 @@ export async function applyNginxConf(options: { nginx: SlipwayConfig['nginx']; s
  * on the live containers. With `onlyIfExists` (default false) a missing
  * file is left missing: the app's first rollout writes it.
  */
-export async function applyDnsNginxConf(options: DnsRouteSnapshot & { nginx: SlipwayConfig['nginx']; onlyIfExists?: boolean }): Promise<ApplyResult> {
+export async function applyDnsNginxConf(options: DnsRouteSnapshot & { nginx: NginxTarget; onlyIfExists?: boolean }): Promise<ApplyResult> {
   const file = nginxNames.path(options.nginx.conf_dir, options.app.name);
   if (options.onlyIfExists && !(await access(file).then(() => true, () => false))) return { file, changed: false, reloaded: false };
   const content = renderDnsNginxConf(options);

@@ -1,4 +1,6 @@
-import { readFile, readdir, readlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, readdir, readlink, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SlipwayConfig } from '@slipway/config/types';
 import { CommandError, runCommand } from '@slipway/core/run-command';
@@ -13,8 +15,19 @@ const POLL_MS = 10;
 /** How long `reload_cmd` may run. */
 const RELOAD_CMD_TIMEOUT_MS = 30_000;
 
+/**
+ * The nginx Slipway writes files for, and how it reloads it: the `nginx:`
+ * settings plus `router.batch_ms`, the window in which switches share one
+ * reload (default {@link DEFAULT_BATCH_MS}; 0: every switch reloads on its
+ * own).
+ */
+export type NginxTarget = SlipwayConfig['nginx'] & { batchMs?: number };
+
+/** Reloads of one nginx are at least this far apart; switches within it share one (router.batch_ms). */
+export const DEFAULT_BATCH_MS = 200;
+
 export interface ReloadNginxOptions {
-  nginx: SlipwayConfig['nginx'];
+  nginx: NginxTarget;
   /** The app's `listen`: the socket whose workers are watched. */
   listen: string;
   /** Default RELOAD_CONFIRM_TIMEOUT_MS. */
@@ -43,15 +56,32 @@ export interface ReloadResult {
  * config, and the app would be answered by whoever holds the port).
  */
 export async function reloadNginx(options: ReloadNginxOptions): Promise<ReloadResult> {
-  const started = Date.now();
-  const before = await listenerHolders(options.listen).catch(() => null);
+  const batchMs = options.nginx.batchMs ?? DEFAULT_BATCH_MS;
+  if (batchMs <= 0) {
+    const started = Date.now();
+    const before = await listenerHolders(options.listen).catch(() => null);
+    await signalReload(options.nginx);
+    return observeReload(options.listen, before, started, options.timeoutMs);
+  }
+  return batchedReload(options, batchMs);
+}
+
+/** Runs `reload_cmd` once. */
+async function signalReload(nginx: NginxTarget): Promise<void> {
   try {
-    await runCommand(options.nginx.reload_cmd, { timeoutMs: RELOAD_CMD_TIMEOUT_MS });
+    await runCommand(nginx.reload_cmd, { timeoutMs: RELOAD_CMD_TIMEOUT_MS });
   } catch (err) {
     if (err instanceof CommandError) throw new NginxReloadError(`nginx reload failed: ${err.message}`, { cause: err });
     throw err;
   }
-  const deadline = started + (options.timeoutMs ?? RELOAD_CONFIRM_TIMEOUT_MS);
+}
+
+/**
+ * Waits until the reload signalled at `started` has switched the socket of
+ * `listen` whose holders were `before` (see reloadNginx).
+ */
+async function observeReload(listen: string, before: ListenerHolders | null, started: number, timeoutMs = RELOAD_CONFIRM_TIMEOUT_MS): Promise<ReloadResult> {
+  const deadline = started + timeoutMs;
 
   if (before && before.workers.length > 0) {
     for (;;) {
@@ -64,16 +94,124 @@ export async function reloadNginx(options: ReloadNginxOptions): Promise<ReloadRe
   // A listen address nginx did not have yet: confirmed once workers accept on it.
   const settleUntil = Math.min(deadline, started + RELOAD_SETTLE_MS);
   while (Date.now() < settleUntil) {
-    const now = await listenerHolders(options.listen).catch(() => null);
+    const now = await listenerHolders(listen).catch(() => null);
     if (now && now.workers.length > 0) return { outcome: 'confirmed', ms: Date.now() - started };
     await sleep(POLL_MS * 5);
   }
   // Not seen accepting: either unobservable, or the address is someone else's and nginx kept its old config.
-  const other = await otherHolder(options.listen).catch(() => null);
-  if (other) throw new NginxReloadError(`nginx could not listen on ${options.listen}: pid ${other.pid} (${other.name}) holds it, so nginx kept its previous config`);
+  const other = await otherHolder(listen).catch(() => null);
+  if (other) throw new NginxReloadError(`nginx could not listen on ${listen}: pid ${other.pid} (${other.name}) holds it, so nginx kept its previous config`);
   return { outcome: 'assumed', ms: Date.now() - started };
 }
 
+
+/*
+ * Batching. Every reload retires all of nginx's old workers, and with them
+ * every idle keep-alive connection of every app (nginx 1.22 resets one a
+ * client is reusing at that instant): 100 apps switching within seconds
+ * must not mean 100 reloads. Whoever needs a reload (any worker process,
+ * the router) leaves a ticket in `<conf_dir>/.slipway-reload/`; one of them
+ * at a time holds the directory's lock and reloads for every ticket there,
+ * never sooner than `batchMs` after the previous reload (the first switch
+ * after a quiet spell goes at once), then observes each ticket's socket and
+ * writes each its result. So reloads are at least `batchMs` apart, each
+ * switch still waits until nginx serves its new file, and a ticket whose
+ * holder died is served by the next leader.
+ */
+
+const BATCH_DIR = '.slipway-reload';
+/** A lock older than this is a dead leader's: taken over. */
+const LEADER_STALE_MS = RELOAD_CMD_TIMEOUT_MS + RELOAD_CONFIRM_TIMEOUT_MS + 5_000;
+const TICKET_POLL_MS = 10;
+
+interface Ticket { listen: string; at: number }
+type TicketResult = { result: ReloadResult } | { error: string };
+
+async function batchedReload(options: ReloadNginxOptions, batchMs: number): Promise<ReloadResult> {
+  const dir = join(options.nginx.conf_dir, BATCH_DIR);
+  await mkdir(dir, { recursive: true });
+  const id = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
+  await writeAtomically(join(dir, `ticket-${id}.json`), JSON.stringify({ listen: options.listen, at: Date.now() } satisfies Ticket));
+  const resultFile = join(dir, `result-${id}.json`);
+  for (;;) {
+    const done = await takeResult(resultFile);
+    if (done) {
+      if ('error' in done) throw new NginxReloadError(done.error);
+      return done.result;
+    }
+    if (await becomeLeader(dir)) {
+      try {
+        await leadBatch(options, dir, batchMs);
+      } finally {
+        await rmdir(join(dir, 'lock')).catch(() => {});
+      }
+      continue;
+    }
+    await sleep(TICKET_POLL_MS);
+  }
+}
+
+/** One batch: wait out the window since the last reload, take every ticket, reload once, answer each. */
+async function leadBatch(options: ReloadNginxOptions, dir: string, batchMs: number): Promise<void> {
+  const last = Number(await readFile(join(dir, 'last'), 'utf8').catch(() => '0')) || 0;
+  const wait = last + batchMs - Date.now();
+  if (wait > 0) await sleep(Math.min(wait, batchMs));
+  const names = (await readdir(dir)).filter((name) => name.startsWith('ticket-'));
+  const tickets: Array<{ id: string; listen: string }> = [];
+  for (const name of names) {
+    const ticket = JSON.parse(await readFile(join(dir, name), 'utf8').catch(() => 'null')) as Ticket | null;
+    if (ticket) tickets.push({ id: name.slice('ticket-'.length, -'.json'.length), listen: ticket.listen });
+  }
+  if (tickets.length === 0) return;
+  const listens = [...new Set(tickets.map((t) => t.listen))];
+  const before = new Map(await Promise.all(listens.map(async (listen) => [listen, await listenerHolders(listen).catch(() => null)] as const)));
+  const started = Date.now();
+  let outcome: Map<string, TicketResult>;
+  try {
+    await signalReload(options.nginx);
+    await writeAtomically(join(dir, 'last'), String(started));
+    outcome = new Map(await Promise.all(listens.map(async (listen) => [listen, await observeReload(listen, before.get(listen) ?? null, started, options.timeoutMs)
+      .then((result): TicketResult => ({ result }), (err: Error): TicketResult => ({ error: err.message }))] as const)));
+  } catch (err) {
+    outcome = new Map(listens.map((listen) => [listen, { error: (err as Error).message }]));
+  }
+  for (const ticket of tickets) {
+    await writeAtomically(join(dir, `result-${ticket.id}.json`), JSON.stringify(outcome.get(ticket.listen)));
+    await unlink(join(dir, `ticket-${ticket.id}.json`)).catch(() => {});
+  }
+  // Results nobody came back for (their requester died): a minute is far longer than any waits.
+  for (const name of names.length ? await readdir(dir) : []) {
+    if (!name.startsWith('result-')) continue;
+    const age = Date.now() - ((await stat(join(dir, name)).catch(() => null))?.mtimeMs ?? Date.now());
+    if (age > 60_000) await unlink(join(dir, name)).catch(() => {});
+  }
+}
+
+async function becomeLeader(dir: string): Promise<boolean> {
+  const lock = join(dir, 'lock');
+  try {
+    await mkdir(lock);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  const age = Date.now() - ((await stat(lock).catch(() => null))?.mtimeMs ?? Date.now());
+  if (age > LEADER_STALE_MS) await rm(lock, { recursive: true, force: true });
+  return false;
+}
+
+async function takeResult(file: string): Promise<TicketResult | null> {
+  const text = await readFile(file, 'utf8').catch(() => null);
+  if (text === null) return null;
+  await unlink(file).catch(() => {});
+  return JSON.parse(text) as TicketResult;
+}
+
+async function writeAtomically(file: string, content: string): Promise<void> {
+  const tmp = `${file}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(tmp, content);
+  await rename(tmp, file);
+}
 
 // How a reload is observed: who holds the listening socket of an app's `listen`, read from /proc.
 

@@ -9,5 +9,5 @@
  */
 export { nginxNames, renderedUpstreams, renderNginxConf, routeSnapshot, type RouteSnapshot } from './render.js';
 export { prepareNginxConf, type PreparedNginxConf } from './nginx-apply.js';
-export { listenerHolders, RELOAD_SETTLE_MS } from './nginx-reload.js';
+export { DEFAULT_BATCH_MS, listenerHolders, RELOAD_SETTLE_MS, type NginxTarget } from './nginx-reload.js';
 export { connectionCounts } from './tcp-sockets.js';

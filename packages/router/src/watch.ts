@@ -4,6 +4,7 @@ import { SlipwayError, UnavailableError, firstLine } from '@slipway/core/slipway
 import { etcdError } from '@slipway/etcd/client';
 import { readUpstreams } from '@slipway/etcd/keys';
 import { applyNginxConf } from './nginx-apply.js';
+import type { NginxTarget } from './nginx-reload.js';
 import { nginxNames, routeSnapshot } from './render.js';
 
 /*
@@ -21,7 +22,8 @@ export const WATCH_RETRY_MS = 1_000;
 export interface RouterOptions {
   /** The configuration's apps; only those with `routing: upstream` are routed. */
   apps: SlipwayConfig['apps'];
-  nginx: SlipwayConfig['nginx'];
+  /** With `batchMs` (router.batch_ms): switches within that window share one reload. */
+  nginx: NginxTarget;
   etcd: Etcd3;
   /** Progress and problems, one line each. Default: discarded. */
   log?: (line: string) => void;
@@ -103,7 +105,7 @@ export async function routerOnce(options: RouterOptions): Promise<RouteSyncResul
  * reached: nothing was touched, try again later); every other problem is
  * reported in the result.
  */
-async function syncAppRoute(options: { app: AppConfig; nginx: SlipwayConfig['nginx']; etcd: Etcd3; log?: (line: string) => void }): Promise<RouteSyncResult> {
+async function syncAppRoute(options: { app: AppConfig; nginx: NginxTarget; etcd: Etcd3; log?: (line: string) => void }): Promise<RouteSyncResult> {
   const { app, nginx } = options;
   const log = options.log ?? (() => {});
   const file = nginxNames.path(nginx.conf_dir, app.name);

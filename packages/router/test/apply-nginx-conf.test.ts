@@ -7,6 +7,13 @@ import { nginxNames, routeSnapshot } from '../src/render.js';
 import { EmptyUpstreamError, NginxCheckError, NginxReloadError } from '../src/router-errors.js';
 import { appsConfig, backend, fetchText } from './helpers.js';
 
+/** `node -e COUNT_AND_RUN <file> <argv…>`: appends a line to <file>, then runs argv (no shell). */
+const COUNT_AND_RUN = `
+const [file, ...argv] = process.argv.slice(1);
+require('node:fs').appendFileSync(file, 'reload\\n');
+const run = require('node:child_process').spawnSync(argv[0], argv.slice(1), { stdio: 'inherit' });
+process.exit(run.status ?? 1);`;
+
 describe('applyNginxConf', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;
   const backends: Array<Awaited<ReturnType<typeof backend>>> = [];
@@ -111,6 +118,45 @@ describe('applyNginxConf', () => {
     } finally {
       await squatter.close();
     }
+  });
+
+  describe('switches landing together (router.batch_ms)', () => {
+    /** reload_cmd wrapped so that every reload leaves a line in a file: how many nginx got. */
+    const counting = (file: string) => ({
+      ...nginx.settings,
+      reload_cmd: [process.execPath, '-e', COUNT_AND_RUN, file, ...nginx.settings.reload_cmd],
+    });
+    const reloads = async (file: string) => (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean).length;
+
+    it('share one reload; each candidate is checked on its own, and each waits until nginx serves it', async () => {
+      const dir = tempDir();
+      const count = `${dir.path}/reloads`;
+      const apps = await Promise.all(Array.from({ length: 8 }, () => newApp()));
+      // A quiet spell first: the batch window counts from the previous reload.
+      await new Promise((r) => setTimeout(r, 400));
+      const dryRun = counting(count);
+      const bad = { ...apps[7]!, template: `${dir.path}/bad.tmpl` };
+      // Renders, but nginx rejects it: only its own switch fails.
+      await writeFile(bad.template, `upstream slipway_${bad.name} {\n  {{servers}}\n}\nserver { listen {{listen}}; no_such_directive on; location / { proxy_pass http://slipway_${bad.name}; } }\n`);
+      const results = await Promise.allSettled([
+        ...apps.slice(0, 7).map(async (app) => applyNginxConf({ nginx: { ...dryRun, batchMs: 400 }, snapshot: await routeSnapshot(app, [a]) })),
+        (async () => applyNginxConf({ nginx: { ...dryRun, batchMs: 400 }, snapshot: await routeSnapshot(bad, [a]) }))(),
+      ]);
+      expect(results.slice(0, 7).map((r) => r.status)).toEqual(Array(7).fill('fulfilled'));
+      expect(results[7]).toMatchObject({ status: 'rejected', reason: { code: 'nginx_check_failed' } });
+      for (const r of results.slice(0, 7)) expect((r as PromiseFulfilledResult<{ reload?: { outcome: string } }>).value.reload?.outcome).toBe('confirmed');
+      for (const app of apps.slice(0, 7)) expect(await fetchText(app.listen)).toBe('200 a');
+      // The first goes at once; those arriving within the window after it share the next reload (a slow check may miss it).
+      expect(await reloads(count)).toBeLessThanOrEqual(3);
+      expect(await leftovers()).toEqual([]);
+
+      // Without a window, every switch reloads on its own (what the burst bench compares against).
+      await writeFile(count, '');
+      await Promise.all(apps.slice(0, 7).map(async (app) => applyNginxConf({ nginx: { ...dryRun, batchMs: 0 }, snapshot: await routeSnapshot(app, [b]) })));
+      expect(await reloads(count)).toBe(7);
+      for (const app of apps.slice(0, 7)) expect(await fetchText(app.listen)).toBe('200 b');
+      dir.remove();
+    });
   });
 
   it.each([

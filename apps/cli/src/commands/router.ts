@@ -14,7 +14,7 @@ export const USAGE = 'usage: slipway router [--once]';
 export async function router(ctx: CliContext, argv: string[]): Promise<number> {
   const { values } = parseFlags(argv, { once: { type: 'boolean' } }, USAGE, { min: 0, max: 0 });
   const log = (line: string) => ctx.terminal.err(`router: ${line}`);
-  const options = { apps: ctx.config.apps, nginx: ctx.config.nginx, etcd: ctx.etcd, log };
+  const options = { apps: ctx.config.apps, nginx: { ...ctx.config.nginx, batchMs: ctx.config.router.batch_ms }, etcd: ctx.etcd, log };
   if (values.once) {
     const results = await routerOnce(options);
     return results.some((r) => r.outcome === 'failed') ? 1 : 0;

@@ -80,7 +80,7 @@ export async function startRegistrar(options: RegistrarOptions): Promise<Registr
 }
 
 export interface StartDnsRoutingOptions {
-  config: Pick<SlipwayConfig, 'apps' | 'nginx' | 'dns' | 'workdir'>;
+  config: Pick<SlipwayConfig, 'apps' | 'nginx' | 'dns' | 'workdir'> & Partial<Pick<SlipwayConfig, 'router'>>;
   /** From createEtcdClient (@slipway/etcd/client). */
   etcd: Etcd3;
   docker: Docker;
@@ -113,7 +113,7 @@ export async function startDnsRouting(options: StartDnsRoutingOptions): Promise<
   const { config, etcd, docker, log } = options;
   const paths = dnsmasqPaths(config.workdir);
   const router = await startDnsRouter({
-    apps: config.apps, nginx: config.nginx, dns: config.dns, etcd, log,
+    apps: config.apps, nginx: { ...config.nginx, batchMs: config.router?.batch_ms }, dns: config.dns, etcd, log,
     hostsDir: options.external?.hostsDir ?? paths.hostsDir,
     dnsmasq: options.external ? false : { pidFile: paths.pidFile },
   });
