@@ -174,7 +174,7 @@ export const slipwaySchema = obj({
   }),
   nginx: obj({
     conf_dir: str({ default: '/etc/nginx/conf.d', doc: 'Slipway writes `slipway-<app>.conf` here.' }),
-    check_cmd: argv(['nginx', '-t'], 'Checks a candidate config; see "Checking the candidate" below.'),
+    check_cmd: argv(['nginx', '-t'], 'Checks a candidate config, never the live file: see [checking the candidate](docs/architecture.md#checking-the-candidate).'),
     reload_cmd: argv(['nginx', '-s', 'reload'], 'Reloads nginx after a checked change.'),
   }),
   apps: dict(app, { keyType: 'app name', key: (name) => APP_NAME.test(name), placeholder: '<app>', doc: 'App names match `[a-z0-9][a-z0-9-]{0,62}`.' }),
