@@ -1,0 +1,236 @@
+/**
+ * npm run bench:burst — many apps at once: a burst of signed pushes to 100
+ * different apps (1 replica each, upstream routing), taken by two worker
+ * processes at concurrency 4, with a keep-alive client on every app. Run
+ * twice in the same run on the same apps: with `router.batch_ms: 0` (every
+ * switch reloads nginx on its own: the behaviour before batching) and with
+ * the default 200 ms. For each: time from the first webhook to every app
+ * serving its new commit, deploys per minute, nginx reloads (counted by a
+ * wrapper around reload_cmd), the shortest gap between two reloads, and the
+ * keep-alive requests reset across all apps. Also the peak RSS of the
+ * receiver and both workers.
+ *
+ * BENCH_APPS (default 100) changes the number of apps.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Docker from 'dockerode';
+import { afterAll, describe, it } from 'vitest';
+import { loadConfig } from '@slipway/config/load-config';
+import { commitVersion, createFixtureRepo, type FixtureRepo } from '@slipway/devstack/fixture-app';
+import { freePort } from '@slipway/devstack/free-port';
+import { startGitHttpServer } from '@slipway/devstack/git-http-server';
+import { isolatedNginx, startProcess, writeTestConfig, type RunningProcess } from '@slipway/devstack/harness';
+import { tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
+import { waitFor } from '@slipway/devstack/wait-for';
+import { DeployQueue } from '@slipway/queue/deploy-queue';
+import { waitForJob } from '@slipway/queue/follow-job';
+import { connectRedis } from '@slipway/queue/redis';
+import { githubPush, githubRequest, send, type RepoDescription } from '../support/webhooks.js';
+
+const APPS = Number(process.env.BENCH_APPS ?? 100);
+const SECRET = 'bench-webhook-secret-0123456789';
+const bin = (app: string) => fileURLToPath(new URL(`../../apps/${app}/bin/slipway-${app}.js`, import.meta.url));
+const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+const peakMb = (pid: number) => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
+
+/** reload_cmd wrapped: one line (a timestamp) per reload asked of nginx, then nginx itself. */
+const RELOAD_COUNTER = `
+import { appendFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+const [log, ...argv] = process.argv.slice(2);
+appendFileSync(log, Date.now() + '\\n');
+process.exit(spawnSync(argv[0], argv.slice(1), { stdio: 'inherit' }).status ?? 1);
+`;
+
+interface BenchApp {
+  name: string;
+  repo: FixtureRepo;
+  described: RepoDescription;
+  listen: number;
+  sha: string;
+}
+
+/**
+ * One keep-alive client per app, each sending its next request as soon as
+ * the last is answered (the way a busy client's pool does): every error
+ * without a response is a reset a reload caused. Notes when each app first
+ * answers `want`, and whether it ever answered anything else afterwards.
+ */
+function keepAliveClients(apps: readonly BenchApp[], want: (app: BenchApp) => string) {
+  let running = true;
+  const report = { requests: 0, resets: 0, non2xx: 0, firstNew: new Map<string, number>(), oldAfterNew: 0 };
+  const loops = apps.map(async (app) => {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    while (running) {
+      const answer = await new Promise<{ status: number; body: string } | null>((resolve) => {
+        const req = request({ host: '127.0.0.1', port: app.listen, path: '/', agent, timeout: 10_000 }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (body += chunk));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          res.on('error', () => resolve(null));
+        });
+        req.on('timeout', () => req.destroy(new Error('timeout')));
+        req.on('error', () => resolve(null));
+        req.end();
+      });
+      report.requests++;
+      if (!answer) {
+        report.resets++;
+        continue;
+      }
+      if (answer.status < 200 || answer.status > 299) report.non2xx++;
+      else if (answer.body === want(app)) {
+        if (!report.firstNew.has(app.name)) report.firstNew.set(app.name, Date.now());
+      } else if (report.firstNew.has(app.name)) report.oldAfterNew++;
+    }
+    agent.destroy();
+  });
+  return {
+    report,
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+      return report;
+    },
+  };
+}
+
+describe('bench: a burst of pushes to many apps', () => {
+  const tmp = tempDir();
+  const processes: RunningProcess[] = [];
+  const docker = new Docker();
+  const apps: BenchApp[] = [];
+  afterAll(async () => {
+    for (const p of processes) await p.stop();
+    const names = new Set(apps.map((a) => a.name));
+    const all = await docker.listContainers({ all: true, filters: { label: ['slipway.app'] } }).catch(() => []);
+    await Promise.all(all.filter((c) => names.has(c.Labels['slipway.app']!)).map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})));
+    tmp.remove();
+  });
+
+  it(`${APPS} apps, batch_ms 0 beside batch_ms 200`, { timeout: 60 * 60_000 }, async () => {
+    mkdirSync(join(tmp.path, 'git', 'acme'), { recursive: true });
+    const git = await startGitHttpServer({ root: join(tmp.path, 'git') });
+    const nginx = await isolatedNginx(tmp.path);
+    const counter = join(tmp.path, 'reload-counter.mjs');
+    const reloads = join(tmp.path, 'reloads.log');
+    writeFileSync(counter, RELOAD_COUNTER);
+    writeFileSync(reloads, '');
+
+    for (let i = 0; i < APPS; i++) {
+      const name = testAppName();
+      const repo = await createFixtureRepo(join(tmp.path, 'git', 'acme'), { version: `${name} v1`, name });
+      const described = { fullName: `acme/${name}`, cloneUrl: `${git.url}/acme/${name}.git`, htmlUrl: `${git.url}/acme/${name}` };
+      apps.push({ name, repo, described, listen: await freePort(), sha: repo.sha });
+    }
+    const receiverPort = await freePort();
+    const receiverMetrics = await freePort();
+    const receiverUrl = `http://127.0.0.1:${receiverPort}`;
+    const prefix = uniqueName('burst');
+    const configFor = (batchMs: number) => writeTestConfig(join(tmp.path, `slipway-${batchMs}.yml`), {
+      stack: testStack(), nginx, prefix, workdir: join(tmp.path, 'work'),
+      apps: Object.fromEntries(apps.map((a) => [a.name, {
+        repo: a.described.cloneUrl, secret: SECRET, replicas: 1, listen: `127.0.0.1:${a.listen}`, drain_s: 1, stop_timeout_s: 2, health: { interval_ms: 50 },
+      }])),
+      extra: {
+        receiver: { host: '127.0.0.1', port: receiverPort, metrics: `127.0.0.1:${receiverMetrics}` },
+        worker: { concurrency: 4, attempts: 3, backoff_ms: 500 },
+        router: { batch_ms: batchMs },
+      },
+    });
+    const patchReload = (file: string) => {
+      const raw = JSON.parse(readFileSync(file, 'utf8')) as { nginx: { reload_cmd: string[] } };
+      raw.nginx.reload_cmd = [process.execPath, counter, reloads, ...raw.nginx.reload_cmd];
+      writeFileSync(file, JSON.stringify(raw, null, 2));
+      return file;
+    };
+    const configs = { unbatched: patchReload(configFor(0)), batched: patchReload(configFor(200)) };
+    const config = loadConfig({ path: configs.batched, env: {} });
+    const redis = connectRedis(config.redis, 'producer');
+    await new Promise((resolve) => redis.once('ready', resolve));
+    const queue = new DeployQueue({ redis, prefix: config.queue.prefix });
+
+    const receiver = startProcess([process.execPath, bin('receiver'), '--config', configs.batched], { env: { LOG_LEVEL: 'warn' } });
+    processes.push(receiver);
+    await waitFor('the receiver', async () => (await fetch(`${receiverUrl}/healthz`).catch(() => null))?.ok, { timeoutMs: 20_000 });
+    let workers: RunningProcess[] = [];
+    const peaks = { workers: 0 };
+    const startWorkers = async (file: string) => {
+      for (const w of workers) {
+        peaks.workers = Math.max(peaks.workers, peakMb(w.child.pid!));
+        await w.stop();
+      }
+      workers = [1, 2].map(() => startProcess([process.execPath, bin('worker'), '--config', file], { env: { LOG_LEVEL: 'warn' } }));
+      processes.push(...workers);
+    };
+
+    /** Pushes version `v` of every app at once; resolves when every job has ended. */
+    const burst = async (version: string, measure: boolean) => {
+      const shas = new Map<string, string>();
+      for (const app of apps) shas.set(app.name, await commitVersion(app.repo, { version: `${app.name} ${version}` }));
+      const clients = measure ? keepAliveClients(apps, (app) => `${app.name} ${version}\n`) : null;
+      if (clients) await new Promise((r) => setTimeout(r, 1000));
+      const reloadsBefore = readFileSync(reloads, 'utf8').split('\n').filter(Boolean).length;
+      const t0 = Date.now();
+      const answers = await Promise.all(apps.map((app) => send(receiverUrl, githubRequest(githubPush({ repo: app.described, before: app.sha, after: shas.get(app.name)! }), SECRET))));
+      const refused = answers.filter((a) => a.status !== 202);
+      if (refused.length > 0) throw new Error(`${refused.length} webhooks not queued: ${JSON.stringify(refused[0])}`);
+      const records = await Promise.all(answers.map((a) => waitForJob(queue.store, String(a.body.job), { intervalMs: 200 })));
+      const failed = records.filter((r) => r.state !== 'completed');
+      if (failed.length > 0) throw new Error(`${failed.length} deploys did not complete: ${failed[0]!.state} ${failed[0]!.error}`);
+      for (const app of apps) app.sha = shas.get(app.name)!;
+      if (!clients) return null;
+      await waitFor('every app answering its new version', () => clients.report.firstNew.size === apps.length, { timeoutMs: 60_000, intervalMs: 100 });
+      const allLive = Math.max(...clients.report.firstNew.values());
+      await new Promise((r) => setTimeout(r, 1000));
+      const report = await clients.stop();
+      const times = readFileSync(reloads, 'utf8').split('\n').filter(Boolean).map(Number).slice(reloadsBefore);
+      const gaps = times.slice(1).map((t, i) => t - times[i]!);
+      return {
+        live: allLive - t0,
+        perMinute: (apps.length / (allLive - t0)) * 60_000,
+        reloads: times.length,
+        minGap: gaps.length ? Math.min(...gaps) : null,
+        requests: report.requests,
+        resets: report.resets,
+        non2xx: report.non2xx,
+        oldAfterNew: report.oldAfterNew,
+      };
+    };
+
+    // v1: every app live once (clone and build caches warm), not measured.
+    await startWorkers(configs.batched);
+    const setupT0 = Date.now();
+    await burst('v1', false);
+    const setup = Date.now() - setupT0;
+
+    await startWorkers(configs.unbatched);
+    const before = (await burst('v2', true))!;
+    await startWorkers(configs.batched);
+    const after = (await burst('v3', true))!;
+
+    for (const w of workers) peaks.workers = Math.max(peaks.workers, peakMb(w.child.pid!));
+    const row = (label: string, r: typeof before) =>
+      `| ${label} | ${secs(r.live)} | ${r.perMinute.toFixed(0)} | ${r.reloads} | ${r.minGap === null ? '-' : `${r.minGap} ms`} | ${r.resets} of ${r.requests} | ${r.non2xx} | ${r.oldAfterNew} |`;
+    console.log([
+      `${APPS} apps (1 replica each, upstream routing), ${APPS} signed pushes at once, 2 workers x concurrency 4, a keep-alive client on every app:`,
+      `(first deploy of all ${APPS}, batched, not measured: ${secs(setup)})`,
+      '',
+      '| router.batch_ms | first webhook -> all serving the new commit | deploys/min | nginx reloads | shortest gap between reloads | keep-alive requests reset | non-2xx | old answers after new |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|',
+      row('0 (one reload per switch)', before),
+      row('200 (default)', after),
+      '',
+      `ratios batched / unbatched: time ${(after.live / before.live).toFixed(2)}, reloads ${(after.reloads / Math.max(1, before.reloads)).toFixed(2)}, resets ${(after.resets / Math.max(1, before.resets)).toFixed(2)} (${before.resets > 0 ? `${(before.resets / Math.max(1, after.resets)).toFixed(1)}x fewer` : 'none before'})`,
+      `peak RSS: receiver ${peakMb(receiver.child.pid!).toFixed(0)} MB, worker ${peaks.workers.toFixed(0)} MB (the larger of the two, over all phases), bench process ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`,
+    ].join('\n'));
+    await queue.close();
+    redis.disconnect();
+    await git.close();
+    await nginx.stop();
+  });
+});
