@@ -8,7 +8,7 @@ import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { deployApp, rollbackApp } from '@slipway/queue/deploy-requests';
 import type { DeployQueue } from '@slipway/queue/deploy-queue';
 import type { JobStore } from '@slipway/queue/job-store';
-import { FINAL_STATES } from '@slipway/queue/job-types';
+import type { JobState } from '@slipway/queue/job-types';
 import { withRedis } from '@slipway/queue/redis';
 import { currentRelease, listReleases } from '@slipway/rollout/release-store';
 import { appStatus, type AppStatus } from '@slipway/rollout/status';
@@ -92,6 +92,9 @@ function text(value: unknown, name: string): string {
   return value.trim();
 }
 
+/** States a job ends in that decided something (superseded ones did not). */
+const OUTCOMES: readonly JobState[] = ['completed', 'failed', 'cancelled'];
+
 /** One app on the overview: its configuration, what is live (as `slipway status` sees it), and its recent jobs. */
 export interface AppOverview {
   name: string;
@@ -125,13 +128,15 @@ async function appOverview(options: AppOverviewOptions): Promise<AppOverview> {
   const [status, jobs] = await Promise.all([
     withTimeout(appStatus({ app, nginx: options.nginx, dns: options.dns, docker: options.docker, etcd: options.etcd }), STATUS_TIMEOUT_MS)
       .then((value) => ({ value, error: null }), (err: unknown) => ({ value: null, error: firstLine(err) })),
-    options.store.list({ app: app.name, limit: 20 }),
+    // The newest job, and the newest of each state that is an outcome: four indexed reads of one job each.
+    Promise.all([undefined, ...OUTCOMES].map((state) => options.store.list({ app: app.name, state, limit: 1 }))),
   ]);
-  const outcome = jobs.find((j) => FINAL_STATES.has(j.state) && j.state !== 'superseded');
+  const [last, ...outcomes] = jobs.map((page) => page[0]);
+  const outcome = outcomes.filter((j) => j !== undefined).sort((a, b) => Number(b.id) - Number(a.id))[0];
   return {
     name: app.name, branch: app.branch, replicas: app.replicas, routing: app.routing, listen: app.listen, serverName: app.server_name,
     status: status.value, statusError: status.error,
-    lastJob: jobs[0] ? jobView(jobs[0]) : null,
+    lastJob: last ? jobView(last) : null,
     lastOutcome: outcome ? jobView(outcome) : null,
   };
 }

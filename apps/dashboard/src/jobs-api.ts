@@ -5,7 +5,7 @@ import { InvalidInputError } from '@slipway/core/slipway-error';
 import { APP_NAME } from '@slipway/core/validate';
 import type { DeployQueue } from '@slipway/queue/deploy-queue';
 import type { ListOptions } from '@slipway/queue/job-store';
-import { JOB_STATES, type JobRecord, type JobState } from '@slipway/queue/job-types';
+import { JOB_STATES, TRIGGERS, type JobRecord, type JobState, type Trigger } from '@slipway/queue/job-types';
 import { withRedis } from '@slipway/queue/redis';
 import { extendDeadline } from './http-guards.js';
 import type { JobView } from './web/job-view.js';
@@ -25,7 +25,8 @@ export interface JobsApiOptions {
 }
 
 /**
- * `/api/jobs…`: the list (`?app=&state=&limit=`), one job, its log as JSON
+ * `/api/jobs…`: the list (`?app=&state=&trigger=&q=&before=&limit=`, a
+ * page by cursor: `next` is the next page's `before`), one job, its log as JSON
  * pages and as a download (its live stream is in live-streams.ts), and the
  * re-run and cancel actions (`queue.retry` / `queue.cancel`, what `slipway
  * retry` and `slipway cancel` do).
@@ -37,8 +38,8 @@ export function jobsApi(options: JobsApiOptions): Router {
 
   router.get('/jobs', async (req: Request, res: Response) => {
     const query = jobQuery(req.query);
-    const jobs = await withRedis(queue.redis, () => store.list(query));
-    res.json({ jobs: jobs.map(jobView) });
+    const page = await withRedis(queue.redis, () => store.page(query));
+    res.json({ jobs: page.jobs.map(jobView), next: page.next });
   });
 
   router.get('/jobs/:id', async (req: Request<{ id: string }>, res: Response) => {
@@ -116,16 +117,28 @@ function safeUrl(url: string | null): string | null {
   return url && /^https?:\/\//i.test(url) ? url : null;
 }
 
-/** `?app=&state=&limit=` of `GET /api/jobs`, validated; empty values mean "any". */
+/** Longest search text: a commit is 40 digits, a message's words fit. */
+const MAX_SEARCH = 200;
+
+/** `?app=&state=&trigger=&q=&before=&limit=` of `GET /api/jobs`, validated; empty values mean "any". */
 function jobQuery(query: Record<string, unknown>): Required<Pick<ListOptions, 'limit'>> & ListOptions {
   const app = single(query.app, 'app');
   const state = single(query.state, 'state');
+  const trigger = single(query.trigger, 'trigger');
+  const search = single(query.q, 'q');
+  const before = single(query.before, 'before');
   const limitText = single(query.limit, 'limit');
   if (app && !APP_NAME.test(app)) throw new InvalidInputError(`app: not an app name: ${JSON.stringify(app.slice(0, 80))}`);
   if (state && !JOB_STATES.includes(state as JobState)) throw new InvalidInputError(`state: one of ${JOB_STATES.join(', ')}`);
+  if (trigger && !TRIGGERS.includes(trigger as Trigger)) throw new InvalidInputError(`trigger: one of ${TRIGGERS.join(', ')}`);
+  if (search.length > MAX_SEARCH) throw new InvalidInputError(`q: at most ${MAX_SEARCH} characters`);
+  if (before && !/^\d{1,15}$/.test(before)) throw new InvalidInputError('before: a job id (the `next` of the page before)');
   const limit = limitText ? Number(limitText) : DEFAULT_JOB_LIMIT;
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_JOB_LIMIT) throw new InvalidInputError(`limit: a whole number from 1 to ${MAX_JOB_LIMIT}`);
-  return { app: app || undefined, state: (state || undefined) as JobState | undefined, limit };
+  return {
+    app: app || undefined, state: (state || undefined) as JobState | undefined, trigger: (trigger || undefined) as Trigger | undefined,
+    search: search || undefined, before: before || undefined, limit,
+  };
 }
 
 function single(value: unknown, name: string): string {

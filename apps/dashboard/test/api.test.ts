@@ -42,6 +42,36 @@ describe('the JSON API', () => {
     expect((await json(`/api/jobs/abc`)).status).toBe(404);
   });
 
+  it('pages the list by cursor, filters by trigger and searches commits and messages, server-side', async () => {
+    const app = world.apps[1]?.name ?? 'other-app';
+    const ids: string[] = [];
+    for (let n = 0; n < 7; n++) {
+      const sha = fakeSha(900_000 + n);
+      const job = await world.queue.store.create({
+        app, sha, ref: 'master', image: null, trigger: n % 2 ? 'cli' : 'webhook',
+        push: n === 2 ? { provider: 'github', delivery: 'x', repository: { fullName: 'acme/x', cloneUrl: 'https://github.com/acme/x.git', htmlUrl: null }, ref: 'refs/heads/master', branch: 'master', sha, before: fakeSha(1), pusher: 'ann', message: 'Speed up the Checkout page', compareUrl: null } : undefined,
+      });
+      ids.push(job.id);
+    }
+    type Page = { jobs: Array<{ id: string; sha: string }>; next: string | null };
+    const seen: string[] = [];
+    for (let before = '', pages = 0; pages < 10; pages++) {
+      const { status, body } = await json<Page>(`/api/jobs?app=${app}&limit=3${before ? `&before=${before}` : ''}`);
+      expect(status).toBe(200);
+      seen.push(...body.jobs.map((j) => j.id));
+      if (body.next === null) break;
+      before = body.next;
+    }
+    expect(seen.slice(0, 7)).toEqual([...ids].reverse());
+    expect((await json<Page>(`/api/jobs?app=${app}&trigger=cli`)).body.jobs.map((j) => j.id)).toEqual([ids[5], ids[3], ids[1]]);
+    expect((await json<Page>(`/api/jobs?q=checkout`)).body.jobs.map((j) => j.id)).toEqual([ids[2]]);
+    const sha = fakeSha(900_004);
+    expect((await json<Page>(`/api/jobs?q=${sha.slice(0, 10).toUpperCase()}&app=${app}`)).body.jobs.map((j) => j.sha)).toEqual([sha]);
+    expect((await json(`/api/jobs?trigger=cron`)).status).toBe(400);
+    expect((await json(`/api/jobs?before=abc`)).status).toBe(400);
+    expect((await json(`/api/jobs?q=${'x'.repeat(201)}`)).status).toBe(400);
+  });
+
   it('serves a log by ranges and as a download', async () => {
     const id = await seed('completed');
     const lines = Array.from({ length: 12_345 }, (_, i) => `line ${i + 1} \x1b[32mok\x1b[0m`);

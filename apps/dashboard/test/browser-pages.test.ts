@@ -262,6 +262,33 @@ describe('the dashboard in a browser, over seeded jobs', () => {
     expect(await page.locator('#filter-app').inputValue()).toBe(a!.name);
   });
 
+  it('filters by trigger, searches messages and commits on the server, and pages into older jobs', async () => {
+    const [a] = world.apps;
+    const made: string[] = [];
+    for (let n = 0; n < 5; n++) {
+      const sha = fakeSha(700_000 + n);
+      const push = { provider: 'github' as const, delivery: null, repository: { fullName: 'acme/x', cloneUrl: 'https://github.com/acme/x.git', htmlUrl: null }, ref: 'refs/heads/master', branch: 'master', sha, before: fakeSha(1), pusher: 'ann', message: n === 1 ? 'Tune the Frobnicator' : `change ${n}`, compareUrl: null };
+      made.push((await store().create({ app: a!.name, sha, ref: 'master', image: null, trigger: n === 3 ? 'rollback' : 'webhook', push })).id);
+    }
+    const ids = () => page.locator('tbody tr').evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset.job));
+    await open(`/jobs?app=${a!.name}`);
+    await page.locator('#filter-trigger').selectOption('rollback');
+    await expect.poll(() => page.url()).toBe(`${world.url}/jobs?app=${a!.name}&trigger=rollback`);
+    await expect.poll(ids).toEqual([made[3]]);
+    await page.locator('#filter-trigger').selectOption('');
+    await page.locator('#filter-q').fill('frobnicator');
+    await page.locator('#filter-q').press('Enter');
+    await expect.poll(ids).toEqual([made[1]]);
+    await page.locator('#filter-q').fill(fakeSha(700_004).slice(0, 9));
+    await page.locator('#filter-q').press('Enter');
+    await expect.poll(ids).toEqual([made[4]]);
+    await open(`/jobs?app=${a!.name}&limit=2`);
+    await expect.poll(ids).toEqual([made[4], made[3]]);
+    await page.getByRole('button', { name: 'Older jobs' }).click();
+    await expect.poll(() => page.url()).toBe(`${world.url}/jobs?app=${a!.name}&before=${made[3]}&limit=2`);
+    await expect.poll(ids).toEqual([made[2], made[1]]);
+  });
+
   it('every action is reachable from the keyboard: re-run, cancel, deploy, roll back, search, filters', async () => {
     const app = world.apps[1]!;
     // Re-run a failed job: Tab to the button, Enter, and Enter on the confirmation.

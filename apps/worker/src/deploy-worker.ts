@@ -28,6 +28,9 @@ export interface DeployWorkerOptions {
   feedbackRetry?: Partial<RetryPolicy>;
 }
 
+/** How often the worker sweeps the whole job history for retention (and once at start). */
+const HISTORY_SWEEP_INTERVAL_MS = 60 * 60 * 1000;
+
 export interface DeployWorker {
   /** Resolves once the worker is connected and taking jobs. */
   ready(): Promise<void>;
@@ -87,11 +90,20 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
     }
   });
 
+  // Retention for what finishing jobs do not trim (apps that stopped deploying, a lowered keep_per_app), in batches.
+  const sweeping = new AbortController();
+  const sweep = () => void store.sweep({ apps: Object.keys(config.apps), signal: sweeping.signal })
+    .catch((err: Error) => logger.warn({ err: err.message }, 'job history sweep failed; next one in an hour'));
+  const sweepTimer = setInterval(sweep, HISTORY_SWEEP_INTERVAL_MS).unref();
+  sweep();
+
   return {
     context,
     metrics,
     ready: () => worker.waitUntilReady().then(() => undefined),
     async close(graceMs = DEFAULT_SHUTDOWN_GRACE_MS) {
+      sweeping.abort();
+      clearInterval(sweepTimer);
       const graceful = worker.close();
       const timer = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), graceMs).unref());
       if ((await Promise.race([graceful.then(() => 'closed' as const), timer])) === 'timeout') {

@@ -6,7 +6,9 @@ import type { Keys } from './redis.js';
  * Job history retention (`jobs.keep_per_app`, `jobs.keep_days`): each time
  * a job finishes it is filed among its app's finished jobs, and what is
  * both beyond the newest `keepPerApp` of them and older than `keepDays`
- * goes, record, log and all, in the same round trip.
+ * goes, record, log and indexes, in the same round trip, a bounded batch
+ * at a time; a sweep (the worker's, at start and hourly) walks every app's
+ * history the same way, batch by batch.
  */
 
 /** Which finished jobs an app's history keeps. */
@@ -21,27 +23,49 @@ export interface JobRetention {
 export const DEFAULT_RETENTION: Readonly<JobRetention> = { keepPerApp: 200, keepDays: 30 };
 
 /**
- * Records a job as finished (in the app's finished set by id and by finish
- * time) and applies retention, atomically, in one round trip. Its cost is
- * O(log n) plus the smaller of two sets it may have to walk: the finished
- * jobs beyond `keep` (by id) or those older than the cutoff (by time). In
- * steady state both hold about the one job that just crossed the line.
- * Jobs finished before finish times were indexed are dated once from their
- * records' `finishedAt`.
- * KEYS: finished (by id), finished-at (by time), all jobs, the app's jobs.
- * ARGV: id, finish time (ms), keep (-1: retention off), cutoff (ms; a job
- * finished at or before it is old enough), job key prefix, then the
- * suffixes of the keys that go with a job (`:log`, ...).
- * Returns the number of jobs removed.
+ * Lua: the sorted sets a job's id sits in (see `keys.jobIndex`): the four
+ * that do not depend on its state, then the four that do. Values come as
+ * the record stores them (JSON strings), or bare.
  */
-const FINISH_AND_TRIM = `
+export const LUA_INDEX_KEYS = `
+local function bare(value)
+  return string.match(value or '', '^"(.*)"$') or value or ''
+end
+local function indexKeys(base, app, state, trigger)
+  local a, s, t = 'app:' .. bare(app), 'state:' .. bare(state), 'trigger:' .. bare(trigger)
+  return {base .. 'all', base .. a, base .. t, base .. a .. ':' .. t},
+         {base .. s, base .. a .. ':' .. s, base .. s .. ':' .. t, base .. a .. ':' .. s .. ':' .. t}
+end
+`;
+
+/**
+ * Records a job as finished (in the app's finished set by id and by finish
+ * time) and applies retention to at most `batch` candidates, atomically:
+ * no call runs long, whatever the history holds. Its cost is O(batch log n)
+ * over the smaller of two sets: the finished jobs beyond `keep` (by id) or
+ * those older than the cutoff (by time). Both shrink by the same jobs as
+ * they go, so successive calls walk the same one; `offset` skips the
+ * candidates earlier calls kept. In steady state a finish removes about the
+ * one job that just crossed the line. Jobs finished before finish times were
+ * indexed are dated once from their records' `finishedAt`.
+ * KEYS: finished (by id), finished-at (by time).
+ * ARGV: id ('': only trim), finish time (ms), keep (-1: retention off),
+ * cutoff (ms; a job finished at or before it is old enough), job key
+ * prefix, index base, app, batch, offset, then the suffixes of the keys
+ * that go with a job (`:log`, ...).
+ * Returns {removed, next offset, 1 when candidates remain}.
+ */
+const FINISH_AND_TRIM = LUA_INDEX_KEYS + `
 local byId, byTime = KEYS[1], KEYS[2]
-local id, keep, cutoff, jobPrefix = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
-redis.call('zadd', byId, id, id)
-redis.call('zadd', byTime, ARGV[2], id)
-if keep < 0 then return 0 end
+local id, keep, cutoff, jobPrefix, base, app = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
+local batch, offset = tonumber(ARGV[8]), tonumber(ARGV[9])
+if id ~= '' then
+  redis.call('zadd', byId, id, id)
+  redis.call('zadd', byTime, ARGV[2], id)
+end
+if keep < 0 then return {0, 0, 0} end
 local excess = redis.call('zcard', byId) - keep
-if excess <= 0 then return 0 end
+if excess <= 0 then return {0, 0, 0} end
 
 if redis.call('zcard', byTime) < redis.call('zcard', byId) then
   local function isoMs(text)
@@ -63,50 +87,112 @@ if redis.call('zcard', byTime) < redis.call('zcard', byId) then
 end
 
 local old = redis.call('zcount', byTime, '-inf', cutoff)
-if old == 0 then return 0 end
-local victims = {}
+if old == 0 then return {0, 0, 0} end
+local victims, kept, more = {}, 0, 0
 if excess <= old then
-  for _, candidate in ipairs(redis.call('zrange', byId, 0, excess - 1)) do
-    local at = redis.call('zscore', byTime, candidate)
-    if at and tonumber(at) <= cutoff then victims[#victims + 1] = candidate end
+  local stop = math.min(excess, offset + batch) - 1
+  if stop >= offset then
+    for _, candidate in ipairs(redis.call('zrange', byId, offset, stop)) do
+      local at = redis.call('zscore', byTime, candidate)
+      if at and tonumber(at) <= cutoff then victims[#victims + 1] = candidate else kept = kept + 1 end
+    end
   end
+  if stop + 1 < excess then more = 1 end
 else
   local newestBeyond = tonumber(redis.call('zrange', byId, excess - 1, excess - 1, 'WITHSCORES')[2])
-  for _, candidate in ipairs(redis.call('zrangebyscore', byTime, '-inf', cutoff)) do
+  local candidates = redis.call('zrangebyscore', byTime, '-inf', cutoff, 'LIMIT', offset, batch)
+  for _, candidate in ipairs(candidates) do
     local seq = redis.call('zscore', byId, candidate)
-    if seq and tonumber(seq) <= newestBeyond then victims[#victims + 1] = candidate end
+    if seq and tonumber(seq) <= newestBeyond then victims[#victims + 1] = candidate else kept = kept + 1 end
   end
+  if offset + #candidates < old then more = 1 end
 end
 for _, victim in ipairs(victims) do
   local job = jobPrefix .. victim
+  local fields = redis.call('hmget', job, 'state', 'trigger', 'sha')
+  if fields[3] and bare(fields[3]) ~= 'null' then redis.call('zrem', base .. 'shas', bare(fields[3]) .. ':' .. victim) end
+  local fixed, byState = indexKeys(base, app, fields[1], fields[2])
+  for _, key in ipairs(fixed) do redis.call('zrem', key, victim) end
+  for _, key in ipairs(byState) do redis.call('zrem', key, victim) end
   redis.call('unlink', job)
-  for i = 6, #ARGV do redis.call('unlink', job .. ARGV[i]) end
+  for i = 10, #ARGV do redis.call('unlink', job .. ARGV[i]) end
   redis.call('zrem', byId, victim)
   redis.call('zrem', byTime, victim)
-  redis.call('zrem', KEYS[3], victim)
-  redis.call('zrem', KEYS[4], victim)
 end
-return #victims`;
+return {#victims, offset + kept, more}`;
+
+/** Candidates one retention call looks at, at most: what bounds the time Redis spends in it. */
+export const DEFAULT_SWEEP_BATCH = 200;
+/** Pause between two batches of a sweep, leaving Redis to the receiver and the worker. */
+const SWEEP_PAUSE_MS = 2;
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-/**
- * Files a job that just finished under its app's finished jobs (by id and
- * by finish time) and applies `retention` (null: nothing is removed), in
- * one script call. Returns the number of jobs removed.
- */
-export async function fileFinishedJob(redis: Redis, keys: Keys, record: JobRecord, retention: JobRetention | null): Promise<number> {
-  const { app, id } = record;
-  const finishedAt = record.finishedAt ? Date.parse(record.finishedAt) : Date.now();
-  const jobKey = keys.job(id);
-  const related = [keys.log(id), keys.cancel(id), keys.cancelReported(id)].map((key) => key.slice(jobKey.length));
-  const commands = redis as unknown as { slipwayFinishAndTrim?: (...a: Array<string | number>) => Promise<number> };
+/** One FINISH_AND_TRIM call for `app`: after job `id` finished, or ('') for a sweep. */
+async function trim(redis: Redis, keys: Keys, app: string, id: string, finishedAt: number, retention: JobRetention | null, batch: number, offset: number): Promise<[number, number, number]> {
+  const jobKey = keys.job('0');
+  const related = [keys.log('0'), keys.cancel('0'), keys.cancelReported('0')].map((key) => key.slice(jobKey.length));
+  const commands = redis as unknown as { slipwayFinishAndTrim?: (...a: Array<string | number>) => Promise<[number, number, number]> };
   if (!commands.slipwayFinishAndTrim) redis.defineCommand('slipwayFinishAndTrim', { lua: FINISH_AND_TRIM });
   return commands.slipwayFinishAndTrim!(
-    4, keys.finished(app), keys.finishedAt(app), keys.all, keys.byApp(app),
-    id, Number.isFinite(finishedAt) ? finishedAt : Date.now(),
+    2, keys.finished(app), keys.finishedAt(app),
+    id, finishedAt,
     retention ? retention.keepPerApp : -1,
     retention ? Date.now() - retention.keepDays * DAY_MS : 0,
-    keys.job(''), ...related,
+    keys.job(''), keys.indexBase, app, batch, offset, ...related,
   );
+}
+
+/**
+ * Files a job that just finished under its app's finished jobs (by id and
+ * by finish time) and applies `retention` (null: nothing is removed) to one
+ * batch, in one script call. Returns the number of jobs removed; what the
+ * batch left (after `jobs.keep_per_app` was lowered, say) is the sweep's.
+ */
+export async function fileFinishedJob(redis: Redis, keys: Keys, record: JobRecord, retention: JobRetention | null): Promise<number> {
+  const finishedAt = record.finishedAt ? Date.parse(record.finishedAt) : Date.now();
+  const [removed] = await trim(redis, keys, record.app, record.id, Number.isFinite(finishedAt) ? finishedAt : Date.now(), retention, DEFAULT_SWEEP_BATCH, 0);
+  return removed;
+}
+
+export interface SweepOptions {
+  /** Apps to sweep besides those with jobs recorded in `keys.apps` (the configured ones). */
+  apps?: readonly string[];
+  /** Candidates per script call. Default {@link DEFAULT_SWEEP_BATCH}. */
+  batch?: number;
+  /** Stops between batches when aborted. */
+  signal?: AbortSignal;
+}
+
+export interface SweepResult {
+  removed: number;
+  /** Script calls made: each looked at most `batch` candidates. */
+  calls: number;
+  /** The longest single call, as the sweep saw it (round trip included). */
+  longestCallMs: number;
+}
+
+/**
+ * Applies retention to every app's whole history, a batch per script call
+ * with a pause between calls, so that the receiver's and the worker's
+ * commands are served between batches rather than queued behind one long
+ * call. For what finishing jobs do not trim: an app that no longer deploys,
+ * a lowered `keep_per_app`, history from before retention.
+ */
+export async function sweepRetention(redis: Redis, keys: Keys, retention: JobRetention, options: SweepOptions = {}): Promise<SweepResult> {
+  const batch = options.batch ?? DEFAULT_SWEEP_BATCH;
+  const apps = new Set([...(await redis.smembers(keys.apps)), ...(options.apps ?? [])]);
+  const result: SweepResult = { removed: 0, calls: 0, longestCallMs: 0 };
+  for (const app of apps) {
+    for (let offset = 0, more = 1; more === 1 && !options.signal?.aborted;) {
+      const started = performance.now();
+      const [removed, next, remaining] = await trim(redis, keys, app, '', 0, retention, batch, offset);
+      result.longestCallMs = Math.max(result.longestCallMs, performance.now() - started);
+      result.calls++;
+      result.removed += removed;
+      [offset, more] = [next, remaining];
+      if (more === 1) await new Promise((resolve) => setTimeout(resolve, SWEEP_PAUSE_MS));
+    }
+  }
+  return result;
 }

@@ -131,6 +131,153 @@ describe('JobStore retention', () => {
   });
 });
 
+describe('JobStore history: indexes, cursor pages, search, sweep', () => {
+  let redis: Redis;
+  const tmp = tempDir('slipway-history-');
+  let server: Awaited<ReturnType<typeof privateRedis>>;
+  const TRIGGERS = ['webhook', 'cli', 'git-push', 'retry', 'rollback'] as const;
+
+  beforeAll(async () => {
+    server = await privateRedis(tmp.path);
+    redis = connectRedis(server.url, 'worker');
+    await redis.ping();
+  });
+  afterAll(async () => {
+    redis.disconnect();
+    await server.stop();
+    tmp.remove();
+  });
+
+  /** `count` jobs of `apps`, in turn, with triggers in turn and a commit message each, created 200 to a round trip as the receiver does. */
+  async function seed(store: JobStore, count: number, apps: string[], message = (n: number) => `change number ${n}`): Promise<string[]> {
+    const ids: string[] = [];
+    for (let from = 0; from < count; from += 200) {
+      const requests = Array.from({ length: Math.min(200, count - from) }, (_, i): DeployRequest => {
+        const n = from + i;
+        const sha = (0xabc00000 + n).toString(16).padEnd(40, '0');
+        return {
+          ...request(apps[n % apps.length]!, n), sha, trigger: TRIGGERS[n % TRIGGERS.length]!,
+          push: { provider: 'github', delivery: `d-${n}`, repository: { fullName: 'acme/web', cloneUrl: 'https://github.com/acme/web.git', htmlUrl: null }, ref: 'refs/heads/master', branch: 'master', sha, before: '0'.repeat(40), pusher: 'ann', message: message(n), compareUrl: null },
+        };
+      });
+      const [group] = await store.createGroups([{ requests }]);
+      ids.push(...group!.records.map((r) => r.id));
+    }
+    return ids;
+  }
+
+  /** Counts of Redis commands by name, from INFO commandstats. */
+  async function commandCounts(): Promise<Record<string, number>> {
+    const counts: Record<string, number> = {};
+    for (const [, name, calls] of (await redis.info('commandstats')).matchAll(/cmdstat_([a-z|]+):calls=(\d+)/g)) counts[name!] = Number(calls);
+    return counts;
+  }
+
+  it('pages by cursor: every job exactly once across pages, newest first, while new jobs arrive and others finish', async () => {
+    const store = new JobStore(redis, uniqueName('history'), { retention: null });
+    const ids = await seed(store, 230, ['web', 'api', 'docs']);
+    const seen: string[] = [];
+    const seenOfApp: string[] = [];
+    let next: string | null | undefined;
+    let nextOfApp: string | null | undefined;
+    let n = 0;
+    do {
+      const page = await store.page({ limit: 40, before: next ?? undefined });
+      seen.push(...page.jobs.map((j) => j.id));
+      next = page.next;
+      if (nextOfApp !== null) {
+        const ofApp = await store.page({ app: 'api', limit: 15, before: nextOfApp });
+        seenOfApp.push(...ofApp.jobs.map((j) => j.id));
+        nextOfApp = ofApp.next;
+      }
+      // Between pages: new jobs, and old ones moving on.
+      await seed(store, 7, ['web', 'api']);
+      await store.finish(ids[n++ * 13]!, 'completed');
+    } while (next !== null || nextOfApp !== null);
+    const newestFirst = [...ids].reverse();
+    expect(seen).toEqual(newestFirst);
+    const ofApp = newestFirst.filter((_, i) => (ids.length - 1 - i) % 3 === 1);
+    expect(seenOfApp).toEqual(ofApp);
+  });
+
+  it('filters by app, state and trigger, alone and together, following state changes', async () => {
+    const store = new JobStore(redis, uniqueName('history'), { retention: null });
+    const ids = await seed(store, 60, ['web', 'api']);
+    for (let i = 0; i < 60; i += 4) await store.finish(ids[i]!, i % 8 === 0 ? 'failed' : 'completed', { error: i % 8 === 0 ? 'build_failed' : null });
+    await store.update(ids[59]!, { state: 'active' });
+    const all = await store.list({ limit: 100 });
+    expect(all).toHaveLength(60);
+    for (const app of [undefined, 'web', 'api']) {
+      for (const state of [undefined, 'waiting', 'active', 'completed', 'failed'] as const) {
+        for (const trigger of [undefined, ...TRIGGERS]) {
+          const expected = all.filter((j) => (!app || j.app === app) && (!state || j.state === state) && (!trigger || j.trigger === trigger)).map((j) => j.id);
+          expect((await store.list({ app, state, trigger, limit: 100 })).map((j) => j.id), `${app} ${state} ${trigger}`).toEqual(expected);
+        }
+      }
+    }
+    expect((await store.list({ state: 'failed', limit: 100 })).length).toBe(8);
+    expect((await store.list({ state: 'active', limit: 100 })).map((j) => j.id)).toEqual([ids[59]]);
+  });
+
+  it('searches commits by prefix and messages by words, case-insensitive, with filters, a bounded scan per call', async () => {
+    const store = new JobStore(redis, uniqueName('history'), { retention: null });
+    const ids = await seed(store, 5_300, ['web', 'api'], (n) => (n === 3 ? 'Fix the "Login" page\n\nlong body' : n === 7 ? 'login rate limit' : `change number ${n}`));
+    // Commit of job n: (0xabc00000 + n) in hex.
+    expect((await store.page({ search: 'ABC00003' })).jobs.map((j) => j.id)).toEqual([ids[3]]);
+    expect((await store.page({ search: 'abc0000' })).jobs.map((j) => j.id)).toEqual(ids.slice(0, 16).reverse());
+    expect((await store.page({ search: 'abc0000', app: 'web', limit: 3 }))).toEqual({ jobs: [expect.objectContaining({ id: ids[14] }), expect.objectContaining({ id: ids[12] }), expect.objectContaining({ id: ids[10] })], next: ids[10] });
+    expect((await store.page({ search: (0xabc00000 + 5_299).toString(16).padEnd(40, '0') })).jobs.map((j) => j.id)).toEqual([ids[5_299]]);
+    // The newest 5,000 jobs hold no login: the first call says where to go on.
+    const first = await store.page({ search: 'LOGIN' });
+    expect(first.jobs).toEqual([]);
+    expect(first.next).toBe(ids[5_300 - 5_000]);
+    const second = await store.page({ search: 'LOGIN', before: first.next! });
+    expect(second.jobs.map((j) => j.id)).toEqual([ids[7], ids[3]]);
+    expect(second.next).toBeNull();
+    expect((await store.page({ search: '"login"', before: first.next! })).jobs.map((j) => j.id)).toEqual([ids[3]]);
+    expect((await store.page({ search: 'login', app: 'web', before: first.next! })).jobs).toEqual([]);
+    expect((await store.page({ search: 'login', app: 'api', before: first.next!, limit: 1 })).jobs.map((j) => j.id)).toEqual([ids[7]]);
+  });
+
+  it('reads only the page it answers: no KEYS or SCAN, no record beyond the page, however old the matches', async () => {
+    const store = new JobStore(redis, uniqueName('history'), { retention: null });
+    const ids = await seed(store, 3_000, ['web']);
+    for (const id of ids.slice(0, 5)) await store.finish(id, 'failed', { error: 'build_failed' });
+    const before = await commandCounts();
+    const failed = await store.list({ app: 'web', state: 'failed', limit: 5 });
+    const deep = await store.page({ before: ids[100], limit: 20 });
+    const after = await commandCounts();
+    expect(failed.map((j) => j.id)).toEqual(ids.slice(0, 5).reverse());
+    expect(deep.jobs.map((j) => j.id)).toEqual(ids.slice(80, 100).reverse());
+    expect((after.hgetall ?? 0) - (before.hgetall ?? 0)).toBe(25);
+    expect([after.keys ?? 0, after.scan ?? 0]).toEqual([before.keys ?? 0, before.scan ?? 0]);
+  });
+
+  it('sweeps a long history in bounded batches down to what retention keeps, indexes and logs included, while jobs keep arriving', async () => {
+    const prefix = uniqueName('history');
+    const everything = new JobStore(redis, prefix, { retention: null });
+    const ids = await seed(everything, 1_200, ['web', 'api']);
+    await Promise.all(ids.map((id) => everything.appendLog(id, ['one line', 'two lines'])));
+    await Promise.all(ids.slice(0, 1_180).map((id) => everything.finish(id, 'completed', { finishedAt: daysAgo(40) })));
+    const store = new JobStore(redis, prefix, { retention: { keepPerApp: 30, keepDays: 7 } });
+    const [sweep, arrived] = await Promise.all([store.sweep({ batch: 100 }), seed(store, 50, ['web'])]);
+    // 590 finished jobs per app, the newest 30 of each kept; the 20 unfinished stay.
+    expect(sweep.removed).toBe(2 * 560);
+    expect(sweep.calls).toBeGreaterThanOrEqual(12);
+    const kept = [...ids.slice(1_120, 1_180), ...ids.slice(1_180), ...arrived];
+    expect((await store.list({ limit: 2_000 })).map((j) => j.id).sort()).toEqual(kept.sort());
+    for (const id of [ids[0]!, ids[1_119]!]) {
+      expect([await store.get(id), await store.logLength(id)]).toEqual([null, 0]);
+    }
+    const indexes = [store.keys.jobIndex({}), store.keys.jobIndex({ app: 'web' }), store.keys.jobIndex({ state: 'completed' }), store.keys.jobIndex({ app: 'api', state: 'completed', trigger: 'cli' })];
+    const sizes = await Promise.all(indexes.map((key) => redis.zcard(key)));
+    expect(sizes).toEqual([kept.length, 30 + 10 + 50, 60, (await store.list({ app: 'api', state: 'completed', trigger: 'cli', limit: 100 })).length]);
+    expect(sizes[3]).toBeGreaterThan(0);
+    expect(await redis.zcard(store.keys.commits)).toBe(kept.length);
+    expect((await store.sweep({ batch: 100 })).removed).toBe(0);
+  });
+});
+
 /**
  * Not a test of behaviour: the figure asked for in issue 16. Run with
  * `SLIPWAY_MEASURE=1 npx vitest run src/job-store.test.ts -t memory` in packages/queue.

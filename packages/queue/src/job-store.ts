@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { SlipwayError } from '@slipway/core/slipway-error';
-import { FINAL_STATES, type DeployRequest, type JobRecord, type JobState, type Step } from './job-types.js';
-import { DEFAULT_RETENTION, fileFinishedJob, type JobRetention } from './job-retention.js';
+import { FINAL_STATES, type DeployRequest, type JobRecord, type JobState, type Push, type Step, type Trigger } from './job-types.js';
+import { DEFAULT_RETENTION, fileFinishedJob, LUA_INDEX_KEYS, sweepRetention, type JobRetention, type SweepOptions, type SweepResult } from './job-retention.js';
 import { keys, type Keys } from './redis.js';
 
 /** Published on `<prefix>:events` whenever a job changes; the dashboard and `--follow` listen. */
@@ -18,9 +18,61 @@ const SUPERSEDING: ReadonlySet<JobState> = new Set(['waiting', 'active', 'comple
 export interface ListOptions {
   app?: string;
   state?: JobState;
+  trigger?: Trigger;
+  /**
+   * Only jobs older than this one (ids only grow): the `next` of the page
+   * before. Jobs created meanwhile never shift a page.
+   */
+  before?: string;
+  /**
+   * A commit prefix or words of its message (case-insensitive). 7 to 40
+   * hex digits are a commit prefix, found in the commit index over the
+   * whole history. Anything else is bounded: one call reads the commit and
+   * message of at most {@link SEARCH_SCAN} jobs of the filtered history,
+   * newest first from `before`, and `next` continues from there.
+   */
+  search?: string;
   /** Default 20. */
   limit?: number;
 }
+
+/** One page of the history, newest first. */
+export interface JobPage {
+  jobs: JobRecord[];
+  /** The `before` of the next page; null when the history ends here. */
+  next: string | null;
+}
+
+/** Jobs one search call reads at most (their commit and message only). */
+export const SEARCH_SCAN = 5_000;
+/** A search of 7 to 40 hex digits is a commit prefix (git's short form is 7): looked up in the commit index. */
+const COMMIT_PREFIX = /^[0-9a-f]{7,40}$/;
+/** Jobs of one commit prefix a search looks at, at most. */
+const COMMIT_HITS = 10_000;
+/** Ids read per round trip while searching. */
+const SEARCH_CHUNK = 500;
+
+/**
+ * Updates fields of an existing job and keeps its indexes in step with its
+ * state (the state's sorted sets and its app's waiting set), atomically.
+ * KEYS: the job. ARGV: index base, id, field/value pairs.
+ * Returns the record's fields after the update, or nil when there is no such job.
+ */
+const UPDATE_JOB = LUA_INDEX_KEYS + `
+if redis.call('exists', KEYS[1]) == 0 then return false end
+local base, id = ARGV[1], ARGV[2]
+local before = redis.call('hmget', KEYS[1], 'state', 'app', 'trigger')
+redis.call('hset', KEYS[1], unpack(ARGV, 3))
+local state = redis.call('hget', KEYS[1], 'state')
+if state ~= before[1] then
+  local _, was = indexKeys(base, before[2], before[1], before[3])
+  local _, now = indexKeys(base, before[2], state, before[3])
+  for _, key in ipairs(was) do redis.call('zrem', key, id) end
+  for _, key in ipairs(now) do redis.call('zadd', key, id, id) end
+end
+local waiting = base .. 'waiting:' .. bare(before[2])
+if bare(state) == 'waiting' then redis.call('zadd', waiting, id, id) else redis.call('zrem', waiting, id) end
+return redis.call('hgetall', KEYS[1])`;
 
 /**
  * Creates job records atomically, in one round trip (the webhook
@@ -33,19 +85,20 @@ export interface ListOptions {
  * the indexes and the event announcing it; finally remembers what the
  * delivery queued for its TTL. Groups run in order, so a redelivery in the
  * same batch as the first delivery is a duplicate of it.
- * KEYS: seq, all, events, then the delivery key of each group that has one.
- * ARGV: job key prefix, group count, then per group: its delivery TTL (0:
- * no delivery) and job count, then per job: its app's index key, its app's
- * waiting key, the app (JSON), the app's pushed key for this commit and its
- * live-ancestry key (both '' without a guard), the commit, the number of
- * field arguments, and the field/value pairs.
+ * KEYS: seq, apps, events, then the delivery key of each group that has one.
+ * ARGV: job key prefix, group count, index base, then per group: its
+ * delivery TTL (0: no delivery) and job count, then per job: its trigger,
+ * its app's waiting key, the app (JSON), the app's pushed key for this
+ * commit and its live-ancestry key (both '' without a guard), the commit,
+ * the number of field arguments, and the field/value pairs.
  * Returns per group {1, outcome...} (an id, `s` or `d<id>` per job) when
  * the delivery is new, {0, what the first delivery recorded} for a duplicate.
  */
-const CREATE_JOBS = `
+const CREATE_JOBS = LUA_INDEX_KEYS + `
 local out = {}
-local pos = 3
+local pos = 4
 local nextKey = 4
+local base = ARGV[3]
 for g = 1, tonumber(ARGV[2]) do
   local ttl, count = tonumber(ARGV[pos]), tonumber(ARGV[pos + 1])
   pos = pos + 2
@@ -62,7 +115,7 @@ for g = 1, tonumber(ARGV[2]) do
     local created = {1}
     local queued = {}
     for r = 1, count do
-      local byApp, waiting, app, pushed, ancestry, sha = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3], ARGV[pos + 4], ARGV[pos + 5]
+      local trigger, waiting, app, pushed, ancestry, sha = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3], ARGV[pos + 4], ARGV[pos + 5]
       local fieldCount = tonumber(ARGV[pos + 6])
       local prior = pushed ~= '' and redis.call('get', pushed)
       if ancestry ~= '' and redis.call('sismember', ancestry, sha) == 1 then
@@ -75,8 +128,11 @@ for g = 1, tonumber(ARGV[2]) do
         local fields = {'id', '"' .. sid .. '"'}
         for i = 1, fieldCount do fields[#fields + 1] = ARGV[pos + 6 + i] end
         redis.call('hset', ARGV[1] .. sid, unpack(fields))
-        redis.call('zadd', KEYS[2], id, sid)
-        redis.call('zadd', byApp, id, sid)
+        if sha ~= '' then redis.call('zadd', base .. 'shas', 0, sha .. ':' .. sid) end
+        local fixed, byState = indexKeys(base, app, 'waiting', trigger)
+        for _, index in ipairs(fixed) do redis.call('zadd', index, id, sid) end
+        for _, index in ipairs(byState) do redis.call('zadd', index, id, sid) end
+        redis.call('sadd', KEYS[2], bare(app))
         redis.call('zadd', waiting, id, sid)
         redis.call('publish', KEYS[3], '{"id":"' .. sid .. '","app":' .. app .. ',"state":"waiting","step":"queued"}')
         if pushed ~= '' then redis.call('set', pushed, sid, 'EX', math.max(ttl, 1)) end
@@ -174,8 +230,8 @@ export class JobStore {
    */
   async createGroups(groups: readonly JobGroup[]): Promise<CreatedGroup[]> {
     const now = new Date().toISOString();
-    const keys = [this.keys.seq, this.keys.all, this.keys.events];
-    const args: Array<string | number> = [this.keys.job(''), groups.length];
+    const keys = [this.keys.seq, this.keys.apps, this.keys.events];
+    const args: Array<string | number> = [this.keys.job(''), groups.length, this.keys.indexBase];
     const records = groups.map(({ requests, delivery, guard }) => {
       if (delivery) keys.push(delivery.key);
       args.push(delivery ? Math.max(1, Math.round(delivery.ttlSeconds)) : 0, requests.length);
@@ -189,7 +245,7 @@ export class JobStore {
         const start = args.length;
         const guarded = guard === true && delivery !== undefined && record.sha !== null;
         args.push(
-          this.keys.byApp(record.app), this.keys.waiting(record.app), JSON.stringify(record.app),
+          record.trigger, this.keys.waiting(record.app), JSON.stringify(record.app),
           guarded ? this.keys.pushed(record.app, record.sha!) : '',
           guarded && !record.push?.forced ? this.keys.liveAncestry(record.app) : '',
           record.sha ?? '', 0,
@@ -253,10 +309,13 @@ export class JobStore {
   }
 
   async update(id: string, patch: Partial<JobRecord>): Promise<JobRecord> {
-    await this.redis.hset(this.keys.job(id), encode(patch));
-    const record = await this.mustGet(id);
-    if (patch.state !== undefined && patch.state !== 'waiting') await this.redis.zrem(this.keys.waiting(record.app), id);
-    if (patch.state === 'waiting') await this.redis.zadd(this.keys.waiting(record.app), Number(id), id);
+    const commands = this.redis as unknown as { slipwayUpdateJob?: (...a: string[]) => Promise<string[] | null> };
+    if (!commands.slipwayUpdateJob) this.redis.defineCommand('slipwayUpdateJob', { lua: UPDATE_JOB });
+    const fields = /^\d{1,15}$/.test(id) ? await commands.slipwayUpdateJob!('1', this.keys.job(id), this.keys.indexBase, id, ...Object.entries(encode(patch)).flat()) : null;
+    if (!fields) throw new SlipwayError('unknown_job', `no job ${JSON.stringify(id)}`, { status: 404, fault: 'request' });
+    const hash: Record<string, string> = {};
+    for (let i = 0; i < fields.length; i += 2) hash[fields[i]!] = fields[i + 1]!;
+    const record = decode(hash);
     if (patch.state !== undefined || patch.step !== undefined) await this.publish(record);
     return record;
   }
@@ -276,25 +335,85 @@ export class JobStore {
     return record;
   }
 
-  /** Newest first, optionally one app's and one state's. */
+  /** Newest first, optionally one app's, state's and trigger's: the first page of {@link page}. */
   async list(options: ListOptions = {}): Promise<JobRecord[]> {
+    return (await this.page(options)).jobs;
+  }
+
+  /**
+   * A page of the history, newest first. Filters read the sorted set of
+   * their combination (one range read, whatever the history holds); a
+   * search also reads the commit and message of at most SEARCH_SCAN jobs.
+   */
+  async page(options: ListOptions = {}): Promise<JobPage> {
     const limit = options.limit ?? 20;
-    const index = options.app ? this.keys.byApp(options.app) : this.keys.all;
-    const out: JobRecord[] = [];
-    const page = Math.max(limit, 50);
-    for (let start = 0; out.length < limit && start < 20_000; start += page) {
-      const ids = await this.redis.zrevrange(index, start, start + page - 1);
-      if (ids.length === 0) break;
-      const pipeline = this.redis.pipeline();
-      for (const id of ids) pipeline.hgetall(this.keys.job(id));
-      for (const [, hash] of (await pipeline.exec()) ?? []) {
-        if (!hash || Object.keys(hash).length === 0) continue;
-        const record = decode(hash as Record<string, string>);
-        if (!options.state || record.state === options.state) out.push(record);
-        if (out.length === limit) break;
+    const index = this.keys.jobIndex(options);
+    const max = options.before && /^\d{1,15}$/.test(options.before) ? `(${options.before}` : '+inf';
+    const search = options.search?.trim().toLowerCase();
+    if (search && COMMIT_PREFIX.test(search)) return this.commitSearch(options, search, limit);
+    if (search) return this.search(index, max, search, limit);
+    const ids = await this.redis.zrevrangebyscore(index, max, '-inf', 'LIMIT', 0, limit);
+    return { jobs: await this.records(ids), next: ids.length === limit ? ids.at(-1)! : null };
+  }
+
+  /** Jobs of commits starting with `prefix`, from the commit index: the whole history, whatever its age. */
+  private async commitSearch(options: ListOptions, prefix: string, limit: number): Promise<JobPage> {
+    const before = options.before && /^\d{1,15}$/.test(options.before) ? Number(options.before) : Infinity;
+    const members = await this.redis.zrangebylex(this.keys.commits, `[${prefix}`, `(${prefix}~`, 'LIMIT', 0, COMMIT_HITS);
+    const ids = members.map((m) => Number(m.slice(m.indexOf(':') + 1))).filter((id) => id < before).sort((a, b) => b - a);
+    const jobs: JobRecord[] = [];
+    for (let i = 0; i < ids.length; i += limit) {
+      const chunk = ids.slice(i, i + limit);
+      for (const job of await this.records(chunk.map(String))) {
+        if ((options.app && job.app !== options.app) || (options.state && job.state !== options.state) || (options.trigger && job.trigger !== options.trigger)) continue;
+        jobs.push(job);
+        if (jobs.length === limit) return { jobs, next: job.id };
       }
     }
+    return { jobs, next: null };
+  }
+
+  private async search(index: string, max: string, needle: string, limit: number): Promise<JobPage> {
+    const found: string[] = [];
+    let scanned = 0;
+    let last: string | null = null;
+    while (scanned < SEARCH_SCAN) {
+      const ids: string[] = await this.redis.zrevrangebyscore(index, last ? `(${last}` : max, '-inf', 'LIMIT', 0, Math.min(SEARCH_CHUNK, SEARCH_SCAN - scanned));
+      if (ids.length === 0) return { jobs: await this.records(found), next: null };
+      const pipeline = this.redis.pipeline();
+      for (const id of ids) pipeline.hmget(this.keys.job(id), 'sha', 'push');
+      const rows = (await pipeline.exec()) ?? [];
+      for (let i = 0; i < ids.length; i++) {
+        const [sha, push] = (rows[i]?.[1] ?? []) as Array<string | null>;
+        if (matches(needle, sha, push)) found.push(ids[i]!);
+        if (found.length === limit) return { jobs: await this.records(found), next: ids[i]! };
+      }
+      scanned += ids.length;
+      last = ids.at(-1)!;
+      if (ids.length < SEARCH_CHUNK) return { jobs: await this.records(found), next: null };
+    }
+    return { jobs: await this.records(found), next: last };
+  }
+
+  /** The records of these ids, in order; one gone meanwhile (retention) is left out. */
+  private async records(ids: readonly string[]): Promise<JobRecord[]> {
+    if (ids.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    for (const id of ids) pipeline.hgetall(this.keys.job(id));
+    const out: JobRecord[] = [];
+    for (const [, hash] of (await pipeline.exec()) ?? []) {
+      if (hash && Object.keys(hash).length > 0) out.push(decode(hash as Record<string, string>));
+    }
     return out;
+  }
+
+  /**
+   * Applies retention to every app's history in batches (see
+   * sweepRetention); nothing when this store keeps everything.
+   */
+  async sweep(options: SweepOptions = {}): Promise<SweepResult> {
+    if (!this.retention) return { removed: 0, calls: 0, longestCallMs: 0 };
+    return sweepRetention(this.redis, this.keys, this.retention, options);
   }
 
   /**
@@ -336,6 +455,17 @@ export class JobStore {
     const event: JobEvent = { id: record.id, app: record.app, state: record.state, step: record.step };
     await this.redis.publish(this.keys.events, JSON.stringify(event));
   }
+}
+
+/** Whether a job's commit starts with `needle` or its message holds it (both lower case). */
+function matches(needle: string, shaField: string | null | undefined, pushField: string | null | undefined): boolean {
+  const sha = shaField ? (JSON.parse(shaField) as string | null) : null;
+  if (sha?.startsWith(needle)) return true;
+  if (!pushField) return false;
+  // The stored JSON holds the message's text as is unless it has a character JSON escapes: a cheap test before parsing.
+  if (!/["\\\u0000-\u001f]/.test(needle) && !pushField.toLowerCase().includes(needle)) return false;
+  const message = (JSON.parse(pushField) as Push | null)?.message;
+  return message?.toLowerCase().includes(needle) ?? false;
 }
 
 function encode(patch: Partial<JobRecord>): Record<string, string> {

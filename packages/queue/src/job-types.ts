@@ -1,5 +1,6 @@
 /** How a job came to be. */
 export type Trigger = 'webhook' | 'cli' | 'git-push' | 'retry' | 'rollback';
+export const TRIGGERS: readonly Trigger[] = ['webhook', 'cli', 'git-push', 'retry', 'rollback'];
 
 /** A job's state as users see it (`slipway jobs --state`). */
 export type JobState = 'waiting' | 'active' | 'completed' | 'failed' | 'superseded' | 'cancelled';

@@ -77,6 +77,21 @@ export function keys(prefix: string) {
     finishedAt: (app: string) => `${prefix}:jobs:finished-at:${app}`,
     /** Jobs of an app not yet started, scored by id: the ones woken when the app's deploy ends. */
     waiting: (app: string) => `${prefix}:jobs:waiting:${app}`,
+    /**
+     * Job ids matching a filter, scored by id: each combination of app,
+     * state and trigger has its own sorted set (`all` without a filter, the
+     * app's without the others), so any filtered page is one range read.
+     * The Lua scripts of job-store.ts build the same names from `indexBase`.
+     */
+    jobIndex: (filter: { app?: string; state?: string; trigger?: string }) => {
+      const parts = [filter.app && `app:${filter.app}`, filter.state && `state:${filter.state}`, filter.trigger && `trigger:${filter.trigger}`].filter(Boolean);
+      return parts.length ? `${prefix}:jobs:${parts.join(':')}` : `${prefix}:jobs:all`;
+    },
+    indexBase: `${prefix}:jobs:`,
+    /** `<sha>:<id>` of every job with a commit, all scored 0: a commit prefix is a range of it. */
+    commits: `${prefix}:jobs:shas`,
+    /** Apps that have had jobs: what the retention sweep walks. */
+    apps: `${prefix}:jobs:apps`,
     job: (id: string) => `${prefix}:job:${id}`,
     log: (id: string) => `${prefix}:job:${id}:log`,
     cancel: (id: string) => `${prefix}:job:${id}:cancel`,

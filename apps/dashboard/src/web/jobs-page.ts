@@ -5,32 +5,45 @@ import { JOB_STATES, stateBadge, stateWord } from './job-status.js';
 import type { JobView } from './job-view.js';
 
 const PAGE = 50;
+/** Every trigger, in the queue's order (its TRIGGERS). */
+const TRIGGERS = ['webhook', 'cli', 'git-push', 'retry', 'rollback'] as const;
 
 interface Filters {
   app: string;
   state: string;
+  trigger: string;
+  /** A commit prefix or words of its message. */
+  q: string;
+  /** Jobs older than this id: a page deep in the history (empty: the newest). */
+  before: string;
   limit: number;
 }
 
 function readFilters(): Filters {
   const params = new URLSearchParams(window.location.search);
   const limit = Number(params.get('limit'));
-  return { app: params.get('app') ?? '', state: params.get('state') ?? '', limit: Number.isInteger(limit) && limit > 0 ? Math.min(limit, 500) : PAGE };
+  return {
+    app: params.get('app') ?? '', state: params.get('state') ?? '', trigger: params.get('trigger') ?? '', q: params.get('q') ?? '',
+    before: /^\d{1,15}$/.test(params.get('before') ?? '') ? params.get('before')! : '',
+    limit: Number.isInteger(limit) && limit > 0 ? Math.min(limit, 500) : PAGE,
+  };
 }
 
-function filtersQuery(f: Filters): string {
+/** The query string of these filters, for the page's URL and for `GET /api/jobs` (which takes the same names). */
+function filtersQuery(f: Filters, forApi = false): string {
   const params = new URLSearchParams();
-  if (f.app) params.set('app', f.app);
-  if (f.state) params.set('state', f.state);
-  if (f.limit !== PAGE) params.set('limit', String(f.limit));
+  for (const name of ['app', 'state', 'trigger', 'q', 'before'] as const) if (f[name]) params.set(name, f[name]);
+  if (forApi || f.limit !== PAGE) params.set('limit', String(f.limit));
   const text = params.toString();
   return text ? `?${text}` : '';
 }
 
 /**
- * `/jobs`: the jobs, newest first, filtered by app and state with the
- * filters in the URL (shareable, back/forward work), kept current by the
- * events stream without reloading.
+ * `/jobs`: the jobs, newest first, filtered by app, state and trigger and
+ * searched by commit or message, all on the server, with the filters in
+ * the URL (shareable, back/forward work). Older pages go by cursor
+ * (`before`), so a page deep in the history costs what the first does; the
+ * newest page is kept current by the events stream without reloading.
  */
 export async function jobsPage(main: HTMLElement): Promise<void> {
   let filters = readFilters();
@@ -39,20 +52,32 @@ export async function jobsPage(main: HTMLElement): Promise<void> {
     h('option', { value: '' }, 'All apps'), ...apps.map((a) => h('option', { value: a.name }, a.name)));
   const stateSelect = h('select', { id: 'filter-state', name: 'state' },
     h('option', { value: '' }, 'Any state'), ...JOB_STATES.map((s) => h('option', { value: s }, stateWord(s))));
-  const form = h('form', { class: 'filters', method: 'get', action: '/jobs', 'aria-label': 'Filter jobs' },
+  const triggerSelect = h('select', { id: 'filter-trigger', name: 'trigger' },
+    h('option', { value: '' }, 'Any trigger'), ...TRIGGERS.map((t) => h('option', { value: t }, t)));
+  const search = h('input', { id: 'filter-q', name: 'q', type: 'search', maxlength: 200, placeholder: 'commit or message', 'aria-describedby': 'filter-q-help' });
+  const form = h('form', { class: 'filters', method: 'get', action: '/jobs', role: 'search', 'aria-label': 'Filter jobs' },
     h('div', { class: 'field' }, h('label', { for: 'filter-app' }, 'App'), appSelect),
     h('div', { class: 'field' }, h('label', { for: 'filter-state' }, 'State'), stateSelect),
+    h('div', { class: 'field' }, h('label', { for: 'filter-trigger' }, 'Trigger'), triggerSelect),
+    h('div', { class: 'field' }, h('label', { for: 'filter-q' }, 'Search'), search,
+      h('span', { id: 'filter-q-help', class: 'hint' }, '7+ hex digits find a commit anywhere in the history; words search the messages of 5,000 jobs at a time.')),
     h('button', { type: 'submit', class: 'button' }, 'Filter'));
   const live = h('p', { class: 'live-status', role: 'status' }, 'Connecting…');
   const table = new JobsTable();
   const empty = h('p', { class: 'empty' }, 'No jobs match these filters.');
-  const more = h('button', { type: 'button', class: 'button', onclick: () => apply({ ...filters, limit: filters.limit + PAGE }, true) }, 'Show more');
+  const newest = h('button', { type: 'button', class: 'button quiet', onclick: () => apply({ ...filters, before: '' }, true) }, 'Newest jobs');
+  let next: string | null = null;
+  const older = h('button', { type: 'button', class: 'button', onclick: () => next && apply({ ...filters, before: next }, true) }, 'Older jobs');
   const error = h('p', { class: 'form-error', role: 'alert' });
-  replaceChildren(main, h('div', { class: 'page-head' }, h('h1', {}, 'Jobs'), live), form, error, h('div', { class: 'table-wrap' }, table.element), empty, more);
+  replaceChildren(main, h('div', { class: 'page-head' }, h('h1', {}, 'Jobs'), live), form, error, h('div', { class: 'table-wrap' }, table.element), empty,
+    h('div', { class: 'pager' }, newest, older));
 
   const syncForm = () => {
     appSelect.value = filters.app;
     stateSelect.value = filters.state;
+    triggerSelect.value = filters.trigger;
+    search.value = filters.q;
+    newest.hidden = !filters.before;
   };
   const apply = (next: Filters, push: boolean) => {
     filters = next;
@@ -60,12 +85,12 @@ export async function jobsPage(main: HTMLElement): Promise<void> {
     syncForm();
     void refresh();
   };
+  const fromForm = (): Filters => ({ app: appSelect.value, state: stateSelect.value, trigger: triggerSelect.value, q: search.value.trim(), before: '', limit: PAGE });
   form.addEventListener('submit', (e) => {
     e.preventDefault();
-    apply({ app: appSelect.value, state: stateSelect.value, limit: PAGE }, true);
+    apply(fromForm(), true);
   });
-  appSelect.addEventListener('change', () => apply({ ...filters, app: appSelect.value, limit: PAGE }, true));
-  stateSelect.addEventListener('change', () => apply({ ...filters, state: stateSelect.value, limit: PAGE }, true));
+  for (const select of [appSelect, stateSelect, triggerSelect]) select.addEventListener('change', () => apply(fromForm(), true));
   window.addEventListener('popstate', () => apply(readFilters(), false));
   syncForm();
 
@@ -73,15 +98,14 @@ export async function jobsPage(main: HTMLElement): Promise<void> {
   async function refresh() {
     const mine = ++generation;
     try {
-      const query = new URLSearchParams({ limit: String(filters.limit) });
-      if (filters.app) query.set('app', filters.app);
-      if (filters.state) query.set('state', filters.state);
-      const { jobs } = await api<{ jobs: JobView[] }>(`/api/jobs?${query}`);
+      const page = await api<{ jobs: JobView[]; next: string | null }>(`/api/jobs${filtersQuery(filters, true)}`);
       if (mine !== generation) return;
       error.textContent = '';
-      const fresh = table.show(jobs);
-      empty.hidden = jobs.length > 0;
-      more.hidden = jobs.length < filters.limit;
+      const fresh = table.show(page.jobs);
+      next = page.next;
+      empty.textContent = page.next ? 'No match among the jobs searched so far: search older jobs.' : 'No jobs match these filters.';
+      empty.hidden = page.jobs.length > 0;
+      older.hidden = page.next === null;
       if (fresh.length === 1) announce(`New job ${fresh[0]!.id} for ${fresh[0]!.app}`);
       else if (fresh.length > 1) announce(`${fresh.length} new jobs`);
     } catch (err) {
@@ -94,13 +118,15 @@ export async function jobsPage(main: HTMLElement): Promise<void> {
     window.clearTimeout(timer);
     timer = window.setTimeout(() => void refresh(), 150);
   };
-  // All apps' events: the app filter can change without a new stream.
+  // All apps' events: the app filter can change without a new stream. A page deep in the history does not change.
   liveJobEvents({
     onJob: (event) => {
-      if (filters.app && event.app !== filters.app) return;
+      if (filters.before || (filters.app && event.app !== filters.app)) return;
       soon();
     },
-    onResync: soon,
+    onResync: () => {
+      if (!filters.before) soon();
+    },
     onStatus: (on) => (live.textContent = on ? 'Live: updates appear without reloading.' : 'Reconnecting…'),
   });
   window.setInterval(() => table.tick(), 15_000);
