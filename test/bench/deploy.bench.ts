@@ -6,7 +6,10 @@
  * that does the old recipe's steps by hand (git clone, docker build, docker
  * run, wait for health, render nginx, reload, kill the old containers).
  * Also: enqueue -> worker start latency beside a bare BullMQ worker, and
- * the receiver's and worker's peak RSS.
+ * the receiver's and worker's peak RSS. Each push is followed by the same
+ * kind of push whose commit carries a `.slipway.yml` with one trivial test
+ * step (`[true]` in the image just built): the cost of a step (container
+ * create + start + wait + remove, and its timeline) as its own figure.
  */
 import { readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -103,28 +106,42 @@ describe('bench: push to live', () => {
     const memStart = { receiver: memory(receiver.child.pid!), worker: memory(worker.child.pid!) };
 
     const rows: Array<Record<string, number>> = [];
+    const stepRows: Array<Record<string, number>> = [];
     const workerRss: number[] = [];
-    for (let i = 1; i <= RUNS; i++) {
-      const version = `bench v${i}`;
+    const stepFile = join(repo.work, '.slipway.yml');
+    /** One push to live: its phases, and with `step` its commit carries one trivial test step. */
+    const push = async (version: string, step: boolean) => {
+      if (step) writeFileSync(stepFile, 'steps:\n  - name: trivial\n    command: ["true"]\n');
+      else rmSync(stepFile, { force: true });
       const sha = await commitVersion(repo, { version });
       const t0 = Date.now();
       const answer = await send(receiverUrl, githubRequest(githubPush({ repo: described, before, after: sha }), SECRET));
       const live = await liveAt(appUrl, `${version}\n`);
       const record = await untilDone(String(answer.body.job));
-      if (record.state !== 'completed') throw new Error(`deploy ${i} ${record.state}: ${record.error}`);
+      if (record.state !== 'completed') throw new Error(`deploy ${version} ${record.state}: ${record.error}`);
       before = sha;
       workerRss.push(memory(worker.child.pid!).rss);
-      rows.push({
+      const tested = step ? at(record, 'test') : at(record, 'start');
+      return {
         total: live - t0,
         queue: Date.parse(record.startedAt!) - Date.parse(record.createdAt),
         checkout: at(record, 'build') - at(record, 'checkout'),
-        build: at(record, 'start') - at(record, 'build'),
+        build: tested - at(record, 'build'),
+        // The test phase: the sweep for leftovers, then the step's container created, started, waited for and removed.
+        test: at(record, 'start') - tested,
+        stepRun: record.tests?.[0]?.durationMs ?? 0,
         startHealth: at(record, 'switch') - at(record, 'start'),
         switch: live - at(record, 'switch'),
-      });
+      };
+    };
+    for (let i = 1; i <= RUNS; i++) {
+      rows.push(await push(`bench v${i}`, false));
+      stepRows.push(await push(`bench v${i} with a step`, true));
     }
+    rmSync(stepFile, { force: true });
     const memEnd = { receiver: memory(receiver.child.pid!), worker: memory(worker.child.pid!) };
     const slipway = Object.fromEntries(Object.keys(rows[0]!).map((k) => [k, median(rows.map((r) => r[k]!))]));
+    const stepped = Object.fromEntries(Object.keys(stepRows[0]!).map((k) => [k, median(stepRows.map((r) => r[k]!))]));
 
     // Baseline: the old recipe's steps, by hand, on the same commit and machine.
     const docker = new Docker();
@@ -178,14 +195,17 @@ describe('bench: push to live', () => {
     const lines = [
       `push-to-live, sample app, warm build cache, median of ${RUNS} (2 replicas, upstream routing):`,
       '',
-      '| phase | Slipway |',
-      '|---|---:|',
-      `| queue wait (webhook queued -> worker starts) | ${secs(slipway.queue!)} |`,
-      `| checkout (fetch + worktree) | ${secs(slipway.checkout!)} |`,
-      `| build (docker build, warm cache) | ${secs(slipway.build!)} |`,
-      `| start + health (2 replicas) | ${secs(slipway.startHealth!)} |`,
-      `| switch (etcd txn + nginx) until every answer is new | ${secs(slipway.switch!)} |`,
-      `| **webhook arrival -> every response new** | **${secs(slipway.total!)}** |`,
+      '| phase | Slipway | with one trivial test step |',
+      '|---|---:|---:|',
+      `| queue wait (webhook queued -> worker starts) | ${secs(slipway.queue!)} | ${secs(stepped.queue!)} |`,
+      `| checkout (fetch + worktree) | ${secs(slipway.checkout!)} | ${secs(stepped.checkout!)} |`,
+      `| build (docker build, warm cache) | ${secs(slipway.build!)} | ${secs(stepped.build!)} |`,
+      `| test (leftover sweep + the step's container created, started, waited for, removed) | – | ${secs(stepped.test!)} |`,
+      `| start + health (2 replicas) | ${secs(slipway.startHealth!)} | ${secs(stepped.startHealth!)} |`,
+      `| switch (etcd txn + nginx) until every answer is new | ${secs(slipway.switch!)} | ${secs(stepped.switch!)} |`,
+      `| **webhook arrival -> every response new** | **${secs(slipway.total!)}** | **${secs(stepped.total!)}** |`,
+      '',
+      `cost of one trivial step: test phase ${secs(stepped.test!)} (median of ${stepRows.length}; the step's own run as its timeline shows it, create to exit, ${secs(stepped.stepRun!)}); push-to-live with it minus without it: ${secs(stepped.total! - slipway.total!)}`,
       '',
       `baseline, the old recipe by hand (git clone, docker build, 2x docker run, health, nginx -t, reload), median of ${baselines.length}: ${secs(baseline)}`,
       `ratio Slipway / baseline: ${(slipway.total! / baseline).toFixed(2)} (Slipway also drains and stops the old containers, which the baseline does after going live)`,
@@ -199,5 +219,6 @@ describe('bench: push to live', () => {
     redis.disconnect();
     await git.close();
     await nginx.stop();
-  });
+    // Twice RUNS pushes (with and without a step), the baseline and the warm-up on two shared cores.
+  }, 900_000);
 });

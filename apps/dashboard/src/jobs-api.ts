@@ -104,7 +104,7 @@ export function jobView(record: JobRecord): JobView {
   const push = record.push;
   return {
     id: record.id, app: record.app, sha: record.sha, ref: record.ref, image: record.image,
-    trigger: record.trigger, state: record.state, step: record.step, steps: record.steps ?? [],
+    trigger: record.trigger, state: record.state, step: record.step, steps: record.steps ?? [], ...(record.tests ? { tests: record.tests } : {}),
     attempts: record.attempts, createdAt: record.createdAt, startedAt: record.startedAt, finishedAt: record.finishedAt,
     error: record.error, supersededBy: record.supersededBy ?? null, retriedBy: record.retriedBy ?? null,
     retryOf: record.retryOf ?? null, result: record.result ?? null,

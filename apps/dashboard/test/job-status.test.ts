@@ -31,6 +31,27 @@ describe('stepTimeline', () => {
   });
 });
 
+describe('the test step on the timeline', () => {
+  const run = (name: string, outcome: 'passed' | 'failed' | 'running', exitCode: number | null, durationMs: number | null) =>
+    ({ name, outcome, exitCode, durationMs, image: 'slipway/hello:0123456789ab', startedAt: t(5) });
+
+  it('shows test between build and start, with each test step\'s outcome, exit code and duration, for a job with steps', () => {
+    const steps = (['queued', 'checkout', 'build', 'test'] as const).map((step, i) => ({ step, at: t(i * 10) }));
+    const tests = [run('lint', 'passed', 0, 2_000), run('unit', 'failed', 1, 7_000)];
+    const entries = stepTimeline({ state: 'failed', steps, finishedAt: t(39), tests });
+    expect(entries.map((e) => [e.step, e.status, e.durationMs])).toEqual([
+      ['queued', 'done', 10_000], ['checkout', 'done', 10_000], ['build', 'done', 10_000], ['test', 'failed', 9_000],
+      ['start', 'pending', null], ['health', 'pending', null], ['switch', 'pending', null], ['drain', 'pending', null],
+    ]);
+    expect(entries[3]!.runs).toEqual(tests);
+  });
+
+  it('leaves test out for a job without steps', () => {
+    const entries = stepTimeline({ state: 'active', steps: [{ step: 'queued', at: t(0) }, { step: 'start', at: t(1) }], finishedAt: null }, Date.parse(t(2)));
+    expect(entries.map((e) => e.step)).not.toContain('test');
+  });
+});
+
 describe('the job states and steps the pages know', () => {
   // The browser cannot load the queue's constants, only its types: these keep the two lists the same.
   it('are the queue\'s: every state in its order, the same final ones, every step before done', () => {

@@ -7,9 +7,11 @@ import { appConfig } from '@slipway/config/load-config';
 import { checkout } from '@slipway/build/checkout';
 import { recentHistory } from '@slipway/build/resolve-ref';
 import { buildImage, type BuiltImage } from '@slipway/build/build-image';
+import { runSteps, stepsForCommit, type StepResources } from '@slipway/build/steps';
 import { configuredRepository, OWNER_NAME } from '@slipway/forges/forge-address';
 import { rollout } from '@slipway/rollout/rollout';
-import { FINAL_STATES, type JobRecord, type Step } from '@slipway/queue/job-types';
+import { FINAL_STATES, type JobRecord, type Step, type TestStepRun } from '@slipway/queue/job-types';
+import type { StepConfig } from '@slipway/config/types';
 import { bullJobId } from '@slipway/queue/deploy-queue';
 import { AppLease, DEFAULT_LEASE_MS } from './app-lease.js';
 import type { DeployContext } from './deploy-context.js';
@@ -163,9 +165,12 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
   throwIfCancelled();
 
   let image = record.image;
+  // A built commit's test steps (the config's, else its .slipway.yml's), known before the build so a bad file fails at once. Image deploys run none.
+  let tests: StepConfig[] = [];
   const pushedTree = await pushedTreeOf(ctx, record);
   if (record.sourceDir && !pushedTree) log.write(`the pushed tree of this job is gone (the push was refused); checking out ${record.sha?.slice(0, 12)} instead`);
   if (!image && pushedTree && record.sha) {
+    tests = await stepsForCommit(app, pushedTree, record.sha, log.write);
     await step('build');
     log.section(`build slipway/${app.name}:${record.sha.slice(0, 12)} from the pushed tree`);
     image = built(ctx, app.name, await buildImage({ app, dir: pushedTree, sha: record.sha, docker: ctx.docker, log: log.write, signal }));
@@ -175,6 +180,7 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
     log.section(`checkout ${record.sha.slice(0, 12)}`);
     const tree = await checkout({ app, sha: record.sha, branch: app.branch, workdir: ctx.config.workdir, log: log.write, signal });
     try {
+      tests = await stepsForCommit(app, tree.dir, record.sha, log.write);
       throwIfCancelled();
       await step('build');
       log.section(`build slipway/${app.name}:${record.sha.slice(0, 12)}`);
@@ -182,6 +188,25 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
     } finally {
       await tree.cleanup();
     }
+  }
+  throwIfCancelled();
+  if (tests.length > 0) {
+    await step('test');
+    log.section(`test ${image}: ${tests.map((t) => t.name).join(', ')}`);
+    const runs: TestStepRun[] = [];
+    await runSteps({
+      // On the worker's own engine, where the image was just built, whatever engine the rollout then uses.
+      docker: ctx.docker, app: app.name, steps: tests, builtImage: image, job: record.id, sha: record.sha, log: log.write, signal,
+      // apps.<app>.resources arrives with the swarm engine (issue 18); a step gets the app's limits once it is there.
+      resources: (app as { resources?: StepResources }).resources,
+      onRun: (run) => {
+        const at = runs.findIndex((r) => r.name === run.name);
+        if (at < 0) runs.push(run);
+        else runs[at] = run;
+        const snapshot = [...runs];
+        steps = steps.catch(() => {}).then(() => ctx.store.update(record.id, { tests: snapshot }).then(() => {}));
+      },
+    }).finally(() => steps.catch(() => {}));
   }
   throwIfCancelled();
   log.section(`rollout of ${image}`);

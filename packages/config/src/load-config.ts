@@ -3,8 +3,8 @@ import { dirname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { SlipwayError } from '@slipway/core/slipway-error';
 import { INVALID, type ParseContext } from './schema.js';
-import { slipwaySchema } from './slipway-schema.js';
-import type { AppConfig, SlipwayConfig } from './types.js';
+import { repositoryFileSchema, slipwaySchema } from './slipway-schema.js';
+import type { AppConfig, SlipwayConfig, StepConfig } from './types.js';
 
 /** A configuration that cannot be used; `problems` are `key.path: message` lines. */
 export class ConfigError extends SlipwayError {
@@ -117,6 +117,31 @@ function crossCheck(config: SlipwayConfig): string[] {
     }
   }
   return problems;
+}
+
+// --- A repository's own file
+
+/** The file at the root of a pushed commit that may hold its steps. */
+export const REPOSITORY_FILE = '.slipway.yml';
+
+/**
+ * Validates the text of a commit's {@link REPOSITORY_FILE}: `steps:` only,
+ * in the shape of `apps.<app>.steps`. Nothing in it is interpolated: what a
+ * pusher writes must never read the environment Slipway runs with. A
+ * problem is the commit's (`repository_file_invalid`, fault `commit`), its
+ * message naming the file, the commit and each key path.
+ */
+export function parseRepositoryFile(text: string, commit: string): { steps: StepConfig[] } {
+  const where = `${REPOSITORY_FILE} of commit ${commit.slice(0, 12)}`;
+  const invalid = (problems: string[]) =>
+    new SlipwayError('repository_file_invalid', problems.map((p) => `${where}: ${p}`).join('\n'), { fault: 'commit' });
+  const doc = parseDocument(text, { uniqueKeys: true });
+  if (doc.errors.length > 0) throw invalid(doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`));
+  const problems: string[] = [];
+  const ctx: ParseContext = { env: {}, interpolate: false, error: (path, message) => problems.push(`${path || '(top level)'}: ${message}`) };
+  const parsed = repositoryFileSchema.parse(doc.toJS() ?? {}, '', ctx);
+  if (parsed === INVALID || problems.length > 0) throw invalid(problems);
+  return parsed as { steps: StepConfig[] };
 }
 
 // --- What every consumer asks of a loaded configuration

@@ -10,6 +10,12 @@ import { quote } from '@slipway/core/validate';
 export interface ParseContext {
   /** Environment used for `${VAR}` interpolation. */
   env: Readonly<Record<string, string | undefined>>;
+  /**
+   * Whether strings are `${VAR}`-interpolated. Default true; false for a
+   * file a pusher wrote (a repository's `.slipway.yml`), which must not
+   * read the environment Slipway runs with.
+   */
+  interpolate?: boolean;
   error(path: string, message: string): void;
 }
 
@@ -87,7 +93,7 @@ export function interpolate(text: string, path: string, ctx: ParseContext): Pars
 
 /** Scalars as the user wrote them, after interpolation when they are strings. */
 function scalar(value: unknown, path: string, ctx: ParseContext): Parsed<unknown> {
-  return typeof value === 'string' ? interpolate(value, path, ctx) : value;
+  return typeof value === 'string' && ctx.interpolate !== false ? interpolate(value, path, ctx) : value;
 }
 
 export function str(options: LeafOptions<string> & {

@@ -1,5 +1,6 @@
-import { APP_NAME, isBranchName } from '@slipway/core/validate';
-import { dict, list, num, obj, oneOf, port, str } from './schema.js';
+import { APP_NAME, isBranchName, quote } from '@slipway/core/validate';
+import { dict, INVALID, list, num, obj, oneOf, port, str, type Schema } from './schema.js';
+import type { StepConfig } from './types.js';
 
 /*
  * The shape of slipway.yml: every key, its check, its default and its doc,
@@ -76,6 +77,12 @@ const cidr: Check = (v) => {
 
 const envName = (v: string) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(v);
 
+/** A step's name: it prefixes log lines and labels a container, so a plain word. */
+const stepName: Check = (v) => (/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(v) ? null : 'letters, digits, "_", "." and "-", up to 63, starting with a letter or digit');
+
+/** A Docker image reference (`node:20`, `registry:5000/team/tool@sha256:…`); never something Docker could read as an option. */
+const imageRef: Check = (v) => (/^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$/.test(v) ? null : 'invalid');
+
 // --- The schema
 
 /** Shortest webhook secret and dashboard token accepted: guessable ones are refused at load. */
@@ -84,6 +91,36 @@ const MIN_TOKEN = 32;
 
 const argv = (dflt: string[], doc: string) =>
   list(str({ type: 'a string' }), { min: 1, default: dflt, doc, type: 'an argv list (never a shell string)' });
+
+const step = obj({
+  name: str({ check: stepName, type: 'a step name', doc: 'Names the step in the job log (each output line is prefixed `<name> | `), on the timeline and in a failure (`step_failed: <name> exited <code>`). Unique in the list.' }),
+  command: list(str({ type: 'a string' }), { min: 1, type: 'an argv list (never a shell string)', doc: 'What the step runs, as argv, in a throwaway container (no published ports, no Docker socket, the app\'s resources); exit 0 passes. A shell is `[sh, -c, "…"]`.' }),
+  image: str({ optional: true, check: imageRef, type: 'an image reference', doc: 'Image the step runs in. Default: the image just built (exactly what will be deployed). Pulled when the worker\'s Docker host does not have it.' }),
+  env: dict(str(), { keyType: 'variable name', key: envName, placeholder: '<VAR>', doc: 'Environment of the step\'s container; values of secret-like names (`*TOKEN*`, `*PASSWORD*`, `*SECRET*`, `*KEY*`…) are scrubbed from the log.' }),
+  timeout_s: num({ min: 1, max: 86400, integer: true, default: 600, doc: 'The step (its image pull included) is stopped after this long and the job fails with `step_timeout`.' }),
+});
+
+/** A list of steps whose names are unique: a job's failure and its timeline name one step. */
+function stepList(options: { optional?: boolean; default?: StepConfig[]; doc: string }): Schema<StepConfig[]> {
+  const inner = list(step, options) as Schema<StepConfig[]>;
+  return {
+    ...inner,
+    parse: (raw, path, ctx) => {
+      const parsed = inner.parse(raw, path, ctx);
+      if (parsed === INVALID) return INVALID;
+      const seen = new Set<string>();
+      let ok = true;
+      parsed.forEach((s, i) => {
+        if (seen.has(s.name)) {
+          ctx.error(`${path}[${i}].name`, `${quote(s.name)} names an earlier step too`);
+          ok = false;
+        }
+        seen.add(s.name);
+      });
+      return ok ? parsed : INVALID;
+    },
+  };
+}
 
 const app = obj({
   repo: str({ check: repoUrl, type: 'a git URL', doc: 'Repository whose pushes deploy this app, and what is cloned (matching is case-insensitive and ignores `.git`). `owner/name` matches that repository on any forge and clones it from the forge `forges.<provider>.api_url` names (default github.com, gitlab.com; Gitea needs it).' }),
@@ -102,6 +139,7 @@ const app = obj({
   drain_s: num({ min: 0, max: 3600, default: 5, doc: 'Longest wait after the switch for old containers to finish their connections.' }),
   stop_timeout_s: num({ min: 0, max: 3600, integer: true, default: 10, doc: 'SIGTERM grace before SIGKILL.' }),
   build_timeout_s: num({ min: 1, max: 86400, integer: true, default: 1800, doc: 'The build is stopped after this long and the job fails with `build_timeout`.' }),
+  steps: stepList({ optional: true, doc: 'Run in order after the build, before anything is started for traffic; all must pass, else nothing is rolled out. When set (even `[]`), a `.slipway.yml` in the pushed commit is ignored. Image deploys and rollbacks run none.' }),
   dockerfile: str({ default: 'Dockerfile', check: repoPath, type: 'a path in the repository', doc: 'Dockerfile to build, relative to the repository root.' }),
   build_args: dict(str(), { keyType: 'build argument', key: envName, placeholder: '<ARG>', doc: 'Docker build arguments.' }),
   env: dict(str(), { keyType: 'variable name', key: envName, placeholder: '<VAR>', doc: 'Environment of the app\'s containers.' }),
@@ -183,6 +221,15 @@ export const slipwaySchema = obj({
     domain: str({ default: 'slipway.internal', check: hostname, type: 'a domain', doc: '`<app>.<domain>` answers the live containers.' }),
     address_pool: str({ default: '127.0.10.0/24', check: cidr, type: 'an IPv4 CIDR', doc: 'One loopback address per container of a `dns` app.' }),
   }),
+});
+
+/**
+ * A repository's own `.slipway.yml` (the pipeline that lives with the
+ * code): `steps:` only, shaped as `apps.<app>.steps`, read without
+ * interpolation.
+ */
+export const repositoryFileSchema = obj({
+  steps: stepList({ default: [], doc: 'Steps of the pushed commit, used when `apps.<app>.steps` is not set.' }),
 });
 
 // --- The README's reference table

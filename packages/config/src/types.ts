@@ -34,6 +34,8 @@ export interface AppConfig {
   drain_s: number;
   stop_timeout_s: number;
   build_timeout_s: number;
+  /** Absent: the pushed commit's `.slipway.yml` decides. */
+  steps?: StepConfig[];
   dockerfile: string;
   build_args: Record<string, string>;
   env: Record<string, string>;
@@ -43,6 +45,17 @@ export interface AppConfig {
   template?: string;
   credentials?: { username?: string; password?: string; ssh_key?: string };
   notify: NotifyTarget[];
+}
+
+/** A test step run between the build and the rollout (`apps.<app>.steps`, or a repository's `.slipway.yml`). */
+export interface StepConfig {
+  name: string;
+  /** argv, never a shell string. */
+  command: string[];
+  /** Default: the image just built. */
+  image?: string;
+  env: Record<string, string>;
+  timeout_s: number;
 }
 
 export interface NotifyTarget {

@@ -17,6 +17,8 @@ export const LABELS = {
   release: 'slipway.release',
   /** routing: dns only: the address of `dns.address_pool` the container is published on; allocations are derived from these. */
   address: 'slipway.address',
+  /** A test step's container (its step name): never serves traffic; one left by a crash is removed before the app's next steps, and by its next rollout. */
+  step: 'slipway.step',
 } as const;
 
 /** `slipway/<app>:<sha12>`, the image a commit of an app is built into. */

@@ -162,6 +162,14 @@ function scrubUrlCredentials(text: string): string {
   return copied === 0 ? text : out + text.slice(copied);
 }
 
+/** Environment variable names whose values are taken for secrets (scrubbed from logs): `NPM_TOKEN`, `DATABASE_URL`, `API_KEY`… */
+export const SECRET_ENV_NAME = /SECRET|TOKEN|PASSWORD|PASSWD|PASS|KEY|CREDENTIAL|DSN|DATABASE_URL|AUTH/i;
+
+/** The values of an environment's secret-like variables (see {@link SECRET_ENV_NAME}), to scrub. */
+export function secretEnvValues(env: Readonly<Record<string, string>>): string[] {
+  return Object.entries(env).filter(([name]) => SECRET_ENV_NAME.test(name)).map(([, value]) => value);
+}
+
 /**
  * Scrubs known secret values and URL credentials from free text (git error
  * output, build logs) before it is stored or printed. Linear in the text's

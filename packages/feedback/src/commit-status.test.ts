@@ -7,6 +7,8 @@ const job = (patch: Partial<StatusJob>): StatusJob => ({
   startedAt: null, finishedAt: null, error: null, supersededBy: null, ...patch,
 });
 const started = { startedAt: '2024-05-01T10:00:05.000Z' };
+const run = (name: string, outcome: 'passed' | 'failed' | 'cancelled', exitCode: number | null) =>
+  ({ name, outcome, exitCode, image: 'slipway/hello:0123456789ab', startedAt: started.startedAt, durationMs: 1000 });
 const dashboard = 'https://deploy.example.com/';
 
 describe('commitStatusForJob', () => {
@@ -18,6 +20,8 @@ describe('commitStatusForJob', () => {
     [job({ state: 'superseded', supersededBy: '43', finishedAt: '2024-05-01T10:00:02.000Z' }), 'cancelled', 'Not deployed: superseded by job 43, a newer push'],
     [job({ state: 'cancelled', finishedAt: '2024-05-01T10:00:02.000Z' }), 'cancelled', 'Cancelled while queued; not deployed'],
     [job({ state: 'cancelled', step: 'health', ...started, finishedAt: '2024-05-01T10:00:09.000Z' }), 'cancelled', 'Cancelled at health; not deployed'],
+    [job({ state: 'failed', step: 'test', ...started, finishedAt: '2024-05-01T10:00:45.000Z', error: 'step_failed: unit exited 1', tests: [run('lint', 'passed', 0), run('unit', 'failed', 1)] }), 'failure', 'Failed at step unit after 40 s: step_failed: unit exited 1'],
+    [job({ state: 'cancelled', step: 'test', ...started, finishedAt: '2024-05-01T10:00:09.000Z', tests: [run('e2e', 'cancelled', null)] }), 'cancelled', 'Cancelled at step e2e; not deployed'],
   ] as const)('%# %s', (input, state, description) => {
     expect(commitStatusForJob(input, { dashboard })).toEqual({ state, description, targetUrl: 'https://deploy.example.com/jobs/42', context: 'slipway/hello' });
   });

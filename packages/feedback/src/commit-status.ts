@@ -52,7 +52,7 @@ export interface StatusTarget {
 export const STATUS_DESCRIPTION_MAX = 140;
 
 /** The parts of a job record a status is made of. */
-export type StatusJob = Pick<JobRecord, 'id' | 'app' | 'state' | 'step' | 'createdAt' | 'startedAt' | 'finishedAt' | 'error' | 'supersededBy'>;
+export type StatusJob = Pick<JobRecord, 'id' | 'app' | 'state' | 'step' | 'createdAt' | 'startedAt' | 'finishedAt' | 'error' | 'supersededBy' | 'tests'>;
 
 export interface CommitStatusOptions {
   /** The dashboard's public address (see dashboardUrl). */
@@ -66,10 +66,14 @@ export interface CommitStatusOptions {
  * → `running`, completed → `success`, failed → `failure` or `error`,
  * superseded or cancelled → `cancelled` (not deployed; a newer push, or a
  * person, decided so). The description names the job and, once it ended,
- * how long it took and, for a failure, the step and the error's first line.
+ * how long it took and, for a failure, the step (a test step by its name)
+ * and the error's first line.
  */
 export function commitStatusForJob(job: StatusJob, options: CommitStatusOptions): CommitStatus {
   const base = { targetUrl: jobPageUrl(options.dashboard, job.id), context: `slipway/${job.app}` };
+  // A test step that did not pass is named: "test" alone would not say which.
+  const stopped = job.step === 'test' ? job.tests?.find((run) => run.outcome !== 'passed') : undefined;
+  const where = stopped ? `step ${stopped.name}` : job.step;
   const took = job.finishedAt ? formatDuration(Date.parse(job.finishedAt) - Date.parse(job.startedAt ?? job.createdAt)) : '';
   const describe = (text: string) => shortText(text, STATUS_DESCRIPTION_MAX);
   switch (job.state) {
@@ -81,13 +85,13 @@ export function commitStatusForJob(job: StatusJob, options: CommitStatusOptions)
       return { ...base, state: 'success', description: describe(`Deployed in ${took} (job ${job.id})`) };
     case 'failed': {
       const kind = options.failureKind ?? 'failure';
-      const head = kind === 'failure' ? `Failed at ${job.step} after ${took}` : `Could not deploy (${job.step}, ${took})`;
+      const head = kind === 'failure' ? `Failed at ${where} after ${took}` : `Could not deploy (${where}, ${took})`;
       return { ...base, state: kind, description: describe(job.error ? `${head}: ${job.error}` : head) };
     }
     case 'superseded':
       return { ...base, state: 'cancelled', description: describe(`Not deployed: superseded by job ${job.supersededBy ?? '?'}, a newer push`) };
     case 'cancelled':
-      return { ...base, state: 'cancelled', description: describe(job.startedAt ? `Cancelled at ${job.step}; not deployed` : 'Cancelled while queued; not deployed') };
+      return { ...base, state: 'cancelled', description: describe(job.startedAt ? `Cancelled at ${where}; not deployed` : 'Cancelled while queued; not deployed') };
   }
 }
 

@@ -7,9 +7,22 @@ export type JobState = 'waiting' | 'active' | 'completed' | 'failed' | 'supersed
 export const JOB_STATES: readonly JobState[] = ['waiting', 'active', 'completed', 'failed', 'superseded', 'cancelled'];
 export const FINAL_STATES: ReadonlySet<JobState> = new Set(['completed', 'failed', 'superseded', 'cancelled']);
 
-/** Steps a deploy goes through, in order; each updates the job's progress. */
-export type Step = 'queued' | 'checkout' | 'build' | 'start' | 'health' | 'switch' | 'drain' | 'done';
-export const STEPS: readonly Step[] = ['queued', 'checkout', 'build', 'start', 'health', 'switch', 'drain', 'done'];
+/** Steps a deploy goes through, in order; each updates the job's progress. `test` only when the job has test steps to run. */
+export type Step = 'queued' | 'checkout' | 'build' | 'test' | 'start' | 'health' | 'switch' | 'drain' | 'done';
+export const STEPS: readonly Step[] = ['queued', 'checkout', 'build', 'test', 'start', 'health', 'switch', 'drain', 'done'];
+
+/** One test step of a job (`apps.<app>.steps` or the commit's `.slipway.yml`) as it ran: the `test` entry of the timeline in detail. */
+export interface TestStepRun {
+  name: string;
+  image: string;
+  /** ISO 8601. */
+  startedAt: string;
+  /** Null while it runs. */
+  durationMs: number | null;
+  /** Null while it runs, or when it never exited on its own (stopped, or it could not start). */
+  exitCode: number | null;
+  outcome: 'running' | 'passed' | 'failed' | 'timeout' | 'cancelled';
+}
 
 /** A push, validated and normalised from whichever forge (or git hook) sent it. */
 export interface Push {
@@ -70,6 +83,8 @@ export interface JobRecord extends DeployRequest {
   /** The step reached, and when each began (ISO 8601). */
   step: Step;
   steps: Array<{ step: Step; at: string }>;
+  /** The job's test steps so far, in order (absent when it has none). */
+  tests?: TestStepRun[];
   /** Filled when the job ends: the image that went live and its release. */
   result: { image: string; release?: string } | null;
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type Docker from 'dockerode';
-import { scrubSecrets } from '@slipway/core/logger';
+import { scrubSecrets, secretEnvValues } from '@slipway/core/logger';
 import { UnavailableError } from '@slipway/core/slipway-error';
 import { etcdKeys, type UpstreamKey } from '@slipway/etcd/keys';
 import type { AppLock } from './app-lock.js';
@@ -47,8 +47,6 @@ export async function executeRollout(seams: RolloutSeams, request: RolloutReques
   }
 }
 
-const SECRET_NAME = /SECRET|TOKEN|PASSWORD|PASSWD|PASS|KEY|CREDENTIAL|DSN|DATABASE_URL|AUTH/i;
-
 type Timings = RolloutResult['timings'];
 type StepOf<K extends RolloutStep['kind']> = Extract<RolloutStep, { kind: K }>;
 
@@ -90,7 +88,7 @@ class RolloutRun {
   constructor(private readonly seams: RolloutSeams, private readonly request: RolloutRequest) {
     this.log = request.log ?? (() => {});
     this.onStep = request.onStep ?? (() => {});
-    const secrets = Object.entries(request.app.env).filter(([name]) => SECRET_NAME.test(name)).map(([, value]) => value);
+    const secrets = secretEnvValues(request.app.env);
     this.scrub = (text) => scrubSecrets(text, secrets);
   }
 

@@ -1,4 +1,4 @@
-import type { JobState, Step } from '@slipway/queue/job-types';
+import type { JobState, Step, TestStepRun } from '@slipway/queue/job-types';
 import { h } from './dom.js';
 import { formatDuration, formatTime } from './format.js';
 import type { JobView } from './job-view.js';
@@ -26,7 +26,7 @@ const STATES: Record<JobState, { symbol: string; word: string; final: boolean }>
 export const JOB_STATES = Object.keys(STATES) as JobState[];
 
 /** The timeline's steps, in order: every step a deploy goes through before `done` (the queue's STEPS). */
-export const TIMELINE_STEPS: ReadonlyArray<Exclude<Step, 'done'>> = ['queued', 'checkout', 'build', 'start', 'health', 'switch', 'drain'];
+export const TIMELINE_STEPS: ReadonlyArray<Exclude<Step, 'done'>> = ['queued', 'checkout', 'build', 'test', 'start', 'health', 'switch', 'drain'];
 export type TimelineStep = (typeof TIMELINE_STEPS)[number];
 
 export type StepStatus = 'done' | 'running' | 'failed' | 'stopped' | 'skipped' | 'pending';
@@ -57,17 +57,20 @@ export interface TimelineEntry {
   startedAt: string | null;
   /** Milliseconds spent in the step (so far, while it runs); null when it never ran. */
   durationMs: number | null;
+  /** `test`: each test step as it ran (name, outcome, exit code, duration). */
+  runs?: TestStepRun[];
 }
 
 /** The part of a job the timeline needs. */
-export type TimelineJob = Pick<JobView, 'state' | 'steps' | 'finishedAt'>;
+export type TimelineJob = Pick<JobView, 'state' | 'steps' | 'finishedAt' | 'tests'>;
 
 /**
  * Each step's status and duration from the job's recorded step starts: a
  * step lasts until the next recorded one began (or the job finished, or
  * now while it runs). Steps the job never entered but went past (checkout
  * and build of an image deploy) are `skipped`; the step a failed or
- * cancelled job stopped in is `failed` or `stopped`.
+ * cancelled job stopped in is `failed` or `stopped`. `test` is there only
+ * for a job with test steps, with each step's run.
  */
 export function stepTimeline(job: TimelineJob, now: number = Date.now()): TimelineEntry[] {
   const recorded = job.steps.filter((s) => s.step !== 'done');
@@ -75,10 +78,13 @@ export function stepTimeline(job: TimelineJob, now: number = Date.now()): Timeli
   const reachedIndex = Math.max(-1, ...recorded.map((s) => TIMELINE_STEPS.indexOf(s.step as TimelineStep)));
   const finished = job.finishedAt !== null && isFinal(job.state);
   const endOfJob = finished ? Date.parse(job.finishedAt!) : now;
-  return TIMELINE_STEPS.map((step, index) => {
+  const tested = at.has('test') || (job.tests?.length ?? 0) > 0;
+  return TIMELINE_STEPS.flatMap((step, index): TimelineEntry[] => {
+    if (step === 'test' && !tested) return [];
+    const runs = step === 'test' ? { runs: job.tests ?? [] } : {};
     const startedAt = at.get(step) ?? null;
     if (startedAt === null) {
-      return { step, status: index < reachedIndex ? 'skipped' : 'pending', startedAt: null, durationMs: null };
+      return [{ step, status: index < reachedIndex ? 'skipped' : 'pending', startedAt: null, durationMs: null, ...runs }];
     }
     const position = recorded.findIndex((s) => s.step === step);
     const next = recorded[position + 1];
@@ -90,8 +96,21 @@ export function stepTimeline(job: TimelineJob, now: number = Date.now()): Timeli
       else if (job.state === 'failed') status = 'failed';
       else if (job.state === 'cancelled' || job.state === 'superseded') status = 'stopped';
     }
-    return { step, status, startedAt, durationMs: Math.max(0, end - Date.parse(startedAt)) };
+    return [{ step, status, startedAt, durationMs: Math.max(0, end - Date.parse(startedAt)), ...runs }];
   });
+}
+
+const RUN_WORDS: Record<TestStepRun['outcome'], string> = { running: 'running', passed: 'passed', failed: 'failed', timeout: 'timed out', cancelled: 'stopped' };
+const RUN_STATUS: Record<TestStepRun['outcome'], StepStatus> = { running: 'running', passed: 'done', failed: 'failed', timeout: 'failed', cancelled: 'stopped' };
+
+/** A test step's run as one line: its name, how it ended, its exit code and what it took. */
+function runView(run: TestStepRun): HTMLLIElement {
+  const status = RUN_STATUS[run.outcome] ?? 'pending';
+  return h('li', { class: `test-run step-${status}`, 'data-test-step': run.name },
+    h('span', { class: 'step-symbol', 'aria-hidden': 'true' }, STEP_SYMBOLS[status]),
+    h('span', { class: 'step-name' }, run.name),
+    h('span', { class: 'step-status' }, `${RUN_WORDS[run.outcome] ?? run.outcome}${run.exitCode === null ? '' : ` · exit ${run.exitCode}`}`),
+    h('span', { class: 'step-duration' }, run.durationMs === null ? '' : formatDuration(run.durationMs)));
 }
 
 /** The job's steps as an ordered list: each with its status in words and its duration. */
@@ -101,5 +120,6 @@ export function timelineView(job: JobView, now = Date.now()): HTMLOListElement {
     h('span', { class: 'step-name' }, entry.step),
     h('span', { class: 'step-status' }, STEP_WORDS[entry.status]),
     h('span', { class: 'step-duration' }, entry.durationMs === null ? '' : formatDuration(entry.durationMs)),
-    entry.startedAt ? h('time', { class: 'visually-hidden', datetime: entry.startedAt }, `started ${formatTime(entry.startedAt)}`) : null)));
+    entry.startedAt ? h('time', { class: 'visually-hidden', datetime: entry.startedAt }, `started ${formatTime(entry.startedAt)}`) : null,
+    entry.runs?.length ? h('ol', { class: 'test-runs' }, ...entry.runs.map(runView)) : null)));
 }

@@ -1,0 +1,414 @@
+import { lstat, open } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { join } from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
+import { Writable } from 'node:stream';
+import type Docker from 'dockerode';
+import type { AppConfig, StepConfig } from '@slipway/config/types';
+import { parseRepositoryFile, REPOSITORY_FILE } from '@slipway/config/load-config';
+import { dockerError, dockerStatus, LABELS } from '@slipway/core/docker';
+import { markCut, SCRUB_WINDOW_BYTES, scrubLine, secretEnvValues } from '@slipway/core/logger';
+import { SlipwayError } from '@slipway/core/slipway-error';
+
+/*
+ * Test steps: what runs between the build and the rollout, each in a
+ * throwaway container on the worker's own Docker engine (where the image
+ * was just built). In reading order: where a job's steps come from (the
+ * config, or the pushed commit's .slipway.yml), the container a step runs
+ * in (a pure function), a step's output on its way to the job log, one
+ * step run, and a job's steps in order.
+ */
+
+/** `timeout_s` of a step made outside the schema. */
+export const DEFAULT_STEP_TIMEOUT_S = 600;
+/** Largest `.slipway.yml` read: a pipeline, not a data file. */
+export const MAX_REPOSITORY_FILE_BYTES = 64 * 1024;
+/** How long output still arriving after a step's exit is waited for. */
+const OUTPUT_GRACE_MS = 2000;
+
+// --- Where a job's steps come from
+
+/**
+ * The steps a commit's `.slipway.yml` holds, or null when it has none. Only
+ * a regular file is read (a symlink could point at the worker's own files,
+ * whose text an error would then show), and at most
+ * {@link MAX_REPOSITORY_FILE_BYTES}. Anything wrong with it is the commit's
+ * fault (`repository_file_invalid`, naming the key path and the commit).
+ */
+export async function readRepositorySteps(dir: string, sha: string): Promise<StepConfig[] | null> {
+  const file = join(dir, REPOSITORY_FILE);
+  const found = await lstat(file).catch(() => null);
+  if (!found) return null;
+  const refuse = (why: string) => new SlipwayError('repository_file_invalid', `${REPOSITORY_FILE} of commit ${sha.slice(0, 12)}: ${why}`, { fault: 'commit' });
+  if (!found.isFile()) throw refuse(found.isSymbolicLink() ? 'is a symbolic link; only a regular file is read' : 'is not a regular file');
+  if (found.size > MAX_REPOSITORY_FILE_BYTES) throw refuse(`is ${found.size.toLocaleString('en-US')} bytes; at most ${MAX_REPOSITORY_FILE_BYTES.toLocaleString('en-US')} are read`);
+  // O_NOFOLLOW: the file checked above is the file read, even if the tree changed in between.
+  const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const { buffer, bytesRead } = await handle.read({ buffer: Buffer.alloc(MAX_REPOSITORY_FILE_BYTES + 1) });
+    if (bytesRead > MAX_REPOSITORY_FILE_BYTES) throw refuse(`is over ${MAX_REPOSITORY_FILE_BYTES.toLocaleString('en-US')} bytes`);
+    return parseRepositoryFile(buffer.subarray(0, bytesRead).toString('utf8'), sha).steps;
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * The steps a job runs: `apps.<app>.steps` when the config sets it (then
+ * the commit's file is not even parsed, and the log says it was ignored),
+ * else the commit's `.slipway.yml` (`dir` is the checked-out tree), else
+ * none.
+ */
+export async function stepsForCommit(app: Pick<AppConfig, 'name' | 'steps'>, dir: string, sha: string, log: (line: string) => void = () => {}): Promise<StepConfig[]> {
+  if (app.steps !== undefined) {
+    if (await lstat(join(dir, REPOSITORY_FILE)).then(() => true, () => false)) {
+      log(`${REPOSITORY_FILE} of commit ${sha.slice(0, 12)} is ignored: apps.${app.name}.steps in the configuration wins`);
+    }
+    return app.steps;
+  }
+  const steps = await readRepositorySteps(dir, sha);
+  if (steps) log(`steps from ${REPOSITORY_FILE} of commit ${sha.slice(0, 12)}: ${steps.map((s) => s.name).join(', ') || 'none'}`);
+  return steps ?? [];
+}
+
+// --- The container a step runs in
+
+/** `apps.<app>.resources`: limits of the app's containers, which its steps get too. */
+export interface StepResources {
+  cpus?: number;
+  memory_mb?: number;
+}
+
+export interface StepContainerInput {
+  app: string;
+  step: StepConfig;
+  /** The image to run: the step's own, or the image just built. */
+  image: string;
+  /** The job running the step (label `slipway.release`). */
+  job: string;
+  sha: string | null;
+  resources?: StepResources;
+}
+
+/**
+ * Docker's create request for a step: exactly the step's argv (the image's
+ * entrypoint is replaced, so `[npm, test]` runs npm), its env, an init as
+ * PID 1 (signals reach the command, zombies are reaped), Slipway's labels
+ * (so a container left by a crash is found and removed), and nothing else:
+ * no published port, no mount (no Docker socket), no privilege, no restart,
+ * no log kept by Docker (the output is read as it is printed).
+ */
+export function stepContainerOptions(input: StepContainerInput): Docker.ContainerCreateOptions {
+  const { step, resources } = input;
+  return {
+    Image: input.image,
+    Entrypoint: [step.command[0]!],
+    Cmd: step.command.slice(1),
+    Env: Object.entries(step.env).map(([name, value]) => `${name}=${value}`),
+    Labels: {
+      [LABELS.app]: input.app,
+      [LABELS.release]: input.job,
+      [LABELS.step]: step.name,
+      ...(input.sha ? { [LABELS.sha]: input.sha } : {}),
+    },
+    AttachStdout: true,
+    AttachStderr: true,
+    Tty: false,
+    OpenStdin: false,
+    HostConfig: {
+      Init: true,
+      AutoRemove: false,
+      Privileged: false,
+      PublishAllPorts: false,
+      PortBindings: {},
+      Binds: [],
+      RestartPolicy: { Name: 'no' },
+      LogConfig: { Type: 'none', Config: {} },
+      ...(resources?.cpus ? { NanoCpus: Math.round(resources.cpus * 1e9) } : {}),
+      ...(resources?.memory_mb ? { Memory: Math.round(resources.memory_mb * 1024 * 1024) } : {}),
+    },
+  };
+}
+
+// --- A step's output on its way to the job log
+
+/**
+ * One output stream of a step (stdout or stderr) as lines for the job log:
+ * split on newlines (characters split across chunks decoded whole),
+ * prefixed `<name> | `, scrubbed of the step's secret-like env values. A
+ * line is held to {@link SCRUB_WINDOW_BYTES} while it is read, the rest
+ * counted and named by a cut marker: no output makes this hold more.
+ */
+class StepLines extends Writable {
+  private readonly decoder = new StringDecoder('utf8');
+  private line = '';
+  /** Bytes of the current line left out past the window. */
+  private dropped = 0;
+
+  constructor(private readonly prefix: string, private readonly secrets: readonly string[], private readonly onLine: (line: string) => void) {
+    super({ decodeStrings: true });
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    this.add(this.decoder.write(chunk));
+    done();
+  }
+
+  /** Emits what is left of an unterminated last line. */
+  finish(): void {
+    this.add(this.decoder.end());
+    if (this.line || this.dropped) this.take();
+  }
+
+  private add(text: string): void {
+    let from = 0;
+    for (;;) {
+      const nl = text.indexOf('\n', from);
+      this.keep(text.slice(from, nl < 0 ? text.length : nl));
+      if (nl < 0) return;
+      this.take();
+      from = nl + 1;
+    }
+  }
+
+  private keep(piece: string): void {
+    if (this.dropped === 0 && this.line.length + piece.length <= SCRUB_WINDOW_BYTES) {
+      this.line += piece;
+      return;
+    }
+    const room = Math.max(0, SCRUB_WINDOW_BYTES - this.line.length);
+    this.dropped += Buffer.byteLength(piece.slice(room));
+    this.line += piece.slice(0, room);
+  }
+
+  private take(): void {
+    const line = this.line.replace(/\r$/, '');
+    const whole = this.dropped > 0 ? markCut(line, Buffer.byteLength(line) + this.dropped) : line;
+    this.line = '';
+    this.dropped = 0;
+    this.onLine(`${this.prefix}${scrubLine(whole, this.secrets)}`);
+  }
+}
+
+// --- One step
+
+export type StepOutcome = 'running' | 'passed' | 'failed' | 'timeout' | 'cancelled';
+
+/** A step as the job's timeline records it. */
+export interface StepRun {
+  name: string;
+  image: string;
+  /** ISO 8601. */
+  startedAt: string;
+  /** Null while it runs. */
+  durationMs: number | null;
+  /** The command's exit status; null while it runs, or when it never ran to an exit (stopped, or it could not start). */
+  exitCode: number | null;
+  outcome: StepOutcome;
+}
+
+export interface RunStepOptions {
+  docker: Docker;
+  app: string;
+  step: StepConfig;
+  /** The image just built: what the step runs in unless it names its own. */
+  builtImage: string;
+  job: string;
+  sha: string | null;
+  resources?: StepResources;
+  /** Each output line, prefixed with the step's name, and Slipway's lines about the step. */
+  log?: (line: string) => void;
+  /** Aborting (a cancelled job) removes the step's container at once. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Runs one step in its own container and removes the container whatever
+ * happens. Resolves with the run when the command exits 0. Otherwise
+ * throws, with the run attached as `run` on the error: `step_failed` (a
+ * non-zero exit), `step_timeout` (still running after `timeout_s`, its
+ * image pull included: the container is killed), `image_not_found` (the
+ * step's image is not on the host and could not be pulled), all the
+ * commit's fault; `cancelled` when `signal` aborts; Docker's own failures
+ * as `dockerError` translates them.
+ */
+export async function runStep(options: RunStepOptions): Promise<StepRun> {
+  const { docker, step } = options;
+  const log = options.log ?? (() => {});
+  const image = step.image ?? options.builtImage;
+  const limitS = step.timeout_s ?? DEFAULT_STEP_TIMEOUT_S;
+  const started = Date.now();
+  const timeout = new AbortController();
+  const timer = setTimeout(() => timeout.abort(), limitS * 1000);
+  const stop = options.signal ? AbortSignal.any([options.signal, timeout.signal]) : timeout.signal;
+  let container: Docker.Container | undefined;
+  let exitCode: number | null = null;
+  const run = (outcome: StepOutcome): StepRun => ({ name: step.name, image, startedAt: new Date(started).toISOString(), durationMs: Date.now() - started, exitCode, outcome });
+  const stopped = (): SlipwayError => {
+    if (options.signal?.aborted) return withRun(new SlipwayError('cancelled', `step ${step.name} cancelled`), run('cancelled'));
+    log(`step ${step.name} ran past its timeout_s (${limitS} s) and was stopped`);
+    return withRun(new SlipwayError('step_timeout', `step_timeout: ${step.name} ran past its timeout_s (${limitS} s) and was stopped`, { fault: 'commit' }), run('timeout'));
+  };
+
+  const secrets = secretEnvValues(step.env);
+  const out = new StepLines(`${step.name} | `, secrets, log);
+  const err = new StepLines(`${step.name} | `, secrets, log);
+  try {
+    log(`step ${step.name}: ${step.command.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')} (in ${image}, timeout ${limitS} s)`);
+    if (step.image) await ensureImage(docker, image, step.name, stop, log);
+    if (stop.aborted) throw stopped();
+    container = await docker.createContainer(stepContainerOptions({ app: options.app, step, image, job: options.job, sha: options.sha, resources: options.resources }))
+      .catch((e: unknown) => {
+        throw dockerError(e, `creating the container of step ${step.name}`);
+      });
+    const created = container;
+    // Attached before the start: not a line is missed, and Docker keeps none of it.
+    const stream = await created.attach({ stream: true, stdout: true, stderr: true }).catch((e: unknown) => {
+      throw dockerError(e, `attaching to step ${step.name}`);
+    });
+    const outputEnded = new Promise<void>((resolve) => {
+      stream.once('end', resolve);
+      stream.once('close', resolve);
+      stream.once('error', () => resolve());
+    });
+    docker.modem.demuxStream(stream, out as unknown as NodeJS.WritableStream, err as unknown as NodeJS.WritableStream);
+    // Stopping is removing: a cancelled job's step is gone at once, not after a grace period.
+    const kill = () => void created.remove({ force: true, v: true }).catch(() => {});
+    stop.addEventListener('abort', kill, { once: true });
+    try {
+      if (stop.aborted) throw stopped();
+      await created.start().catch((e: unknown) => {
+        throw stop.aborted ? stopped() : dockerError(e, `starting step ${step.name}`);
+      });
+      const waited = await created.wait().catch((e: unknown) => {
+        throw stop.aborted ? stopped() : dockerError(e, `waiting for step ${step.name}`);
+      }) as { StatusCode?: number };
+      if (stop.aborted) throw stopped();
+      exitCode = waited.StatusCode ?? null;
+      await Promise.race([outputEnded, new Promise((resolve) => setTimeout(resolve, OUTPUT_GRACE_MS).unref())]);
+    } finally {
+      stop.removeEventListener('abort', kill);
+      (stream as { destroy?: () => void }).destroy?.();
+      out.finish();
+      err.finish();
+    }
+    if (exitCode !== 0) {
+      log(`step ${step.name} failed: exit ${exitCode ?? '?'} after ${seconds(Date.now() - started)}`);
+      throw withRun(new SlipwayError('step_failed', `step_failed: ${step.name} exited ${exitCode ?? '?'}`, { fault: 'commit' }), run('failed'));
+    }
+    log(`step ${step.name} passed (exit 0) in ${seconds(Date.now() - started)}`);
+    return run('passed');
+  } catch (e) {
+    if (e instanceof SlipwayError && (e as { run?: StepRun }).run) throw e;
+    if (stop.aborted) throw stopped();
+    throw withRun(e instanceof SlipwayError ? e : dockerError(e, `running step ${step.name}`), run('failed'));
+  } finally {
+    clearTimeout(timer);
+    if (container) await removeContainer(docker, container.id);
+  }
+}
+
+/** Attaches the step's run to its error, for the job's timeline. */
+function withRun<E extends Error>(error: E, run: StepRun): E & { run: StepRun } {
+  return Object.assign(error, { run });
+}
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+
+/**
+ * Removes a step's container, a few tries if Docker is briefly busy (a
+ * removal racing the kill answers 409); a container that stays is found
+ * by its labels and removed before the app's next steps.
+ */
+async function removeContainer(docker: Docker, id: string): Promise<void> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      await docker.getContainer(id).remove({ force: true, v: true });
+      return;
+    } catch (e) {
+      if (dockerStatus(e) === 404) return;
+      await new Promise((resolve) => setTimeout(resolve, 200 * (attempt + 1)));
+    }
+  }
+}
+
+/**
+ * Makes sure a step's own image is on the host: pulled when it is not. A
+ * pull the engine refuses or fails (no such image, no registry, no access)
+ * is the commit's fault (`image_not_found`); an engine that cannot be
+ * reached is Slipway's.
+ */
+async function ensureImage(docker: Docker, image: string, step: string, signal: AbortSignal, log: (line: string) => void): Promise<void> {
+  const present = await docker.getImage(image).inspect().then(() => true, (e: unknown) => {
+    if (dockerStatus(e) === 404) return false;
+    throw dockerError(e, `looking for image ${image} of step ${step}`);
+  });
+  if (present) return;
+  log(`step ${step}: pulling ${image}`);
+  const notPulled = (detail: string) =>
+    new SlipwayError('image_not_found', `step ${step}: image ${image} is not on the Docker host and could not be pulled: ${detail}`, { fault: 'commit' });
+  let stream: NodeJS.ReadableStream;
+  try {
+    stream = await docker.pull(image, { abortSignal: signal });
+  } catch (e) {
+    if (signal.aborted) return;
+    // The engine answered (the registry is what failed): the image named is wrong or unreachable.
+    if (dockerStatus(e) !== undefined) throw notPulled(String((e as { json?: { message?: string } }).json?.message ?? (e as Error).message).split('\n', 1)[0]!);
+    throw dockerError(e, `pulling ${image} for step ${step}`);
+  }
+  const failure = await new Promise<string | null>((resolve) => {
+    const onAbort = () => (stream as { destroy?: () => void }).destroy?.();
+    signal.addEventListener('abort', onAbort, { once: true });
+    docker.modem.followProgress(stream, (e: Error | null, events: Array<{ error?: string }>) => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(e ? e.message : events.find((event) => event.error)?.error ?? null);
+    });
+  });
+  if (signal.aborted) return;
+  if (failure) throw notPulled(failure);
+}
+
+// --- A job's steps
+
+export interface RunStepsOptions extends Omit<RunStepOptions, 'step'> {
+  steps: readonly StepConfig[];
+  /** Each step as it starts (`running`) and as it ends: the job's timeline. */
+  onRun?: (run: StepRun) => void;
+}
+
+/**
+ * Runs a job's steps in order, stopping at the first that does not pass
+ * (its error is thrown). First removes step containers of the app that a
+ * crashed worker left: the caller holds the app's deploy lease, so no other
+ * step of the app can be running.
+ */
+export async function runSteps(options: RunStepsOptions): Promise<StepRun[]> {
+  const runs: StepRun[] = [];
+  const log = options.log ?? (() => {});
+  await removeLeftoverSteps(options.docker, options.app, log);
+  for (const step of options.steps) {
+    options.onRun?.({ name: step.name, image: step.image ?? options.builtImage, startedAt: new Date().toISOString(), durationMs: null, exitCode: null, outcome: 'running' });
+    try {
+      const run = await runStep({ ...options, step });
+      runs.push(run);
+      options.onRun?.(run);
+    } catch (e) {
+      const run = (e as { run?: StepRun }).run;
+      if (run) options.onRun?.(run);
+      throw e;
+    }
+  }
+  return runs;
+}
+
+/** Step containers of the app still on the host: left by a worker that stopped during a step. */
+export async function removeLeftoverSteps(docker: Docker, app: string, log: (line: string) => void = () => {}): Promise<string[]> {
+  const left = await docker.listContainers({ all: true, filters: { label: [`${LABELS.app}=${app}`, LABELS.step] } }).catch((e: unknown) => {
+    throw dockerError(e, `listing the step containers of ${app}`);
+  });
+  for (const info of left) {
+    await removeContainer(docker, info.Id);
+    log(`removed the container of step ${info.Labels[LABELS.step] ?? '?'} left by job ${info.Labels[LABELS.release] ?? '?'} (its worker stopped during the step)`);
+  }
+  return left.map((info) => info.Id);
+}

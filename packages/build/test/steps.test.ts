@@ -1,0 +1,191 @@
+import { symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import Docker from 'dockerode';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { StepConfig } from '@slipway/config/types';
+import { LABELS } from '@slipway/core/docker';
+import { MAX_LINE_BYTES } from '@slipway/core/logger';
+import { SlipwayError } from '@slipway/core/slipway-error';
+import { BASE_IMAGE } from '@slipway/devstack/base-image';
+import { tempDir, testAppName } from '@slipway/devstack/testing';
+import { readRepositorySteps, runStep, runSteps, stepContainerOptions, stepsForCommit, type StepRun } from '../src/steps.js';
+
+const docker = new Docker();
+const temp = tempDir('slipway-steps-');
+const SHA = '0123456789abcdef0123456789abcdef01234567';
+
+afterAll(() => temp.remove());
+
+const step = (over: Partial<StepConfig> & Pick<StepConfig, 'command'>): StepConfig => ({ name: 'unit', env: {}, timeout_s: 60, ...over });
+
+/** Every container of the app still on the host, running or not. */
+const containersOf = (app: string) => docker.listContainers({ all: true, filters: { label: [`${LABELS.app}=${app}`] } });
+
+async function failure(promise: Promise<unknown>): Promise<SlipwayError & { run?: StepRun }> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).toBeInstanceOf(SlipwayError);
+    return err as SlipwayError & { run?: StepRun };
+  }
+  throw new Error('the step passed');
+}
+
+describe('a step container', () => {
+  it('runs exactly the argv with the step env, an init, the labels and the app resources, and nothing published or mounted', () => {
+    const options = stepContainerOptions({
+      app: 'hello', job: '42', sha: SHA, image: 'slipway/hello:0123456789ab',
+      step: step({ command: ['npm', 'run', 'test:ci'], env: { CI: 'true' } }),
+      resources: { cpus: 0.5, memory_mb: 256 },
+    });
+    expect(options).toMatchObject({
+      Image: 'slipway/hello:0123456789ab', Entrypoint: ['npm'], Cmd: ['run', 'test:ci'], Env: ['CI=true'],
+      Labels: { 'slipway.app': 'hello', 'slipway.release': '42', 'slipway.step': 'unit', 'slipway.sha': SHA },
+      HostConfig: { Init: true, Privileged: false, PublishAllPorts: false, PortBindings: {}, Binds: [], NanoCpus: 500_000_000, Memory: 256 * 1024 * 1024 },
+    });
+    expect(options.ExposedPorts).toBeUndefined();
+    expect(options.HostConfig?.Mounts).toBeUndefined();
+    expect(stepContainerOptions({ app: 'hello', job: '42', sha: null, image: 'x', step: step({ command: ['true'] }) }).HostConfig).not.toHaveProperty('Memory');
+  });
+});
+
+describe('runStep (real Docker)', () => {
+  it('passes on exit 0: its output reaches the log prefixed with its name, secret-like env values scrubbed, and its container is gone', async () => {
+    const app = testAppName();
+    const lines: string[] = [];
+    const run = await runStep({
+      docker, app, job: '1', sha: SHA, builtImage: BASE_IMAGE, log: (l) => lines.push(l),
+      step: step({ name: 'unit', command: ['sh', '-c', 'echo "testing with CI=$CI"; echo "token is $NPM_TOKEN"; echo to-stderr >&2; ls /var/run/docker.sock || echo no-socket'], env: { CI: 'yes', NPM_TOKEN: 'npm-secret-value-123' } }),
+    });
+    expect(run).toMatchObject({ name: 'unit', exitCode: 0, outcome: 'passed', image: BASE_IMAGE });
+    expect(lines).toContain('unit | testing with CI=yes');
+    expect(lines).toContain('unit | token is ***');
+    expect(lines).toContain('unit | to-stderr');
+    expect(lines).toContain('unit | no-socket');
+    expect(lines.join('\n')).not.toContain('npm-secret-value-123');
+    expect(lines.at(-1)).toMatch(/^step unit passed \(exit 0\) in \d+\.\d s$/);
+    expect(await containersOf(app)).toEqual([]);
+  });
+
+  it('fails on a non-zero exit with step_failed naming the step and the code, the commit\'s fault; its container is gone', async () => {
+    const app = testAppName();
+    const lines: string[] = [];
+    const err = await failure(runStep({ docker, app, job: '2', sha: SHA, builtImage: BASE_IMAGE, log: (l) => lines.push(l), step: step({ name: 'lint', command: ['sh', '-c', 'echo "2 problems"; exit 3'] }) }));
+    expect(err.code).toBe('step_failed');
+    expect(err.fault).toBe('commit');
+    expect(err.message).toBe('step_failed: lint exited 3');
+    expect(err.run).toMatchObject({ name: 'lint', exitCode: 3, outcome: 'failed' });
+    expect(lines).toContain('lint | 2 problems');
+    expect(await containersOf(app)).toEqual([]);
+  });
+
+  it('is stopped past its timeout_s with step_timeout; its container is gone', async () => {
+    const app = testAppName();
+    const started = Date.now();
+    const err = await failure(runStep({ docker, app, job: '3', sha: SHA, builtImage: BASE_IMAGE, step: step({ name: 'slow', command: ['sleep', '60'], timeout_s: 2 }) }));
+    expect(err.code).toBe('step_timeout');
+    expect(err.fault).toBe('commit');
+    expect(err.message).toMatch(/^step_timeout: slow ran past its timeout_s \(2 s\)/);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(await containersOf(app)).toEqual([]);
+  });
+
+  it('is removed at once when cancelled', async () => {
+    const app = testAppName();
+    const controller = new AbortController();
+    let printed: () => void;
+    const running = new Promise<void>((resolve) => (printed = resolve));
+    const result = failure(runStep({
+      docker, app, job: '4', sha: SHA, builtImage: BASE_IMAGE, signal: controller.signal,
+      log: (l) => l === 'long | started' && printed(), step: step({ name: 'long', command: ['sh', '-c', 'echo started; sleep 120'] }),
+    }));
+    await running;
+    expect(await containersOf(app)).toHaveLength(1);
+    const cancelledAt = Date.now();
+    controller.abort();
+    const err = await result;
+    expect(err.code).toBe('cancelled');
+    expect(Date.now() - cancelledAt).toBeLessThan(2000);
+    expect(await containersOf(app)).toEqual([]);
+  });
+
+  it('fails as the commit\'s fault when its own image is not on the host and cannot be pulled', async () => {
+    const app = testAppName();
+    // A registry address on loopback where nothing listens: the pull fails without leaving the machine.
+    const err = await failure(runStep({ docker, app, job: '5', sha: SHA, builtImage: BASE_IMAGE, step: step({ name: 'tool', command: ['true'], image: '127.0.0.1:9/nothing/here:1' }) }));
+    expect(err.code).toBe('image_not_found');
+    expect(err.fault).toBe('commit');
+    expect(err.message).toContain('step tool: image 127.0.0.1:9/nothing/here:1 is not on the Docker host and could not be pulled');
+    expect(await containersOf(app)).toEqual([]);
+  });
+
+  it('keeps a line of any length bounded: one line, cut with a marker naming its size', async () => {
+    const lines: string[] = [];
+    await runStep({ docker, app: testAppName(), job: '6', sha: SHA, builtImage: BASE_IMAGE, log: (l) => lines.push(l), step: step({ name: 'big', command: ['sh', '-c', 'head -c 2000000 /dev/zero | tr "\\0" x; echo; echo after'] }) });
+    const big = lines.find((l) => l.startsWith('big | xxx'))!;
+    expect(Buffer.byteLength(big)).toBeLessThan(MAX_LINE_BYTES + 100);
+    expect(big).toMatch(/\[line cut: 2,000,000 bytes\]$/);
+    expect(lines).toContain('big | after');
+  });
+
+  it('gets the app resources: a memory limit the step can read', async () => {
+    const lines: string[] = [];
+    await runStep({
+      docker, app: testAppName(), job: '7', sha: SHA, builtImage: BASE_IMAGE, log: (l) => lines.push(l), resources: { memory_mb: 64 },
+      step: step({ name: 'mem', command: ['sh', '-c', 'cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes'] }),
+    });
+    expect(lines).toContain(`mem | ${64 * 1024 * 1024}`);
+  });
+});
+
+describe('runSteps', () => {
+  it('removes a step container a crashed worker left, then runs the steps in order and stops at the first failure', async () => {
+    const app = testAppName();
+    const left = await docker.createContainer({ Image: BASE_IMAGE, Cmd: ['sleep', '600'], Labels: { [LABELS.app]: app, [LABELS.release]: '9', [LABELS.step]: 'unit' } });
+    await left.start();
+    const lines: string[] = [];
+    const runs: StepRun[] = [];
+    const err = await failure(runSteps({
+      docker, app, job: '10', sha: SHA, builtImage: BASE_IMAGE, log: (l) => lines.push(l), onRun: (r) => runs.push(r),
+      steps: [step({ name: 'one', command: ['true'] }), step({ name: 'two', command: ['false'] }), step({ name: 'three', command: ['true'] })],
+    }));
+    expect(err.message).toBe('step_failed: two exited 1');
+    expect(lines[0]).toBe('removed the container of step unit left by job 9 (its worker stopped during the step)');
+    expect(runs.map((r) => `${r.name}:${r.outcome}`)).toEqual(['one:running', 'one:passed', 'two:running', 'two:failed']);
+    expect(await containersOf(app)).toEqual([]);
+  });
+});
+
+describe('steps from the commit', () => {
+  const tree = (files: Record<string, string>) => {
+    const dir = tempDir('slipway-tree-');
+    for (const [name, text] of Object.entries(files)) writeFileSync(join(dir.path, name), text);
+    return dir.path;
+  };
+
+  it('reads .slipway.yml when the config sets no steps, and says so', async () => {
+    const dir = tree({ '.slipway.yml': 'steps:\n  - name: unit\n    command: [make, test]\n' });
+    const lines: string[] = [];
+    expect(await stepsForCommit({ name: 'hello' }, dir, SHA, (l) => lines.push(l))).toEqual([{ name: 'unit', command: ['make', 'test'], env: {}, timeout_s: 600 }]);
+    expect(lines).toEqual([`steps from .slipway.yml of commit ${SHA.slice(0, 12)}: unit`]);
+  });
+
+  it('ignores it when the config sets steps (even none), with a log line; no file, no steps', async () => {
+    const dir = tree({ '.slipway.yml': 'not: [valid\n' });
+    const lines: string[] = [];
+    expect(await stepsForCommit({ name: 'hello', steps: [] }, dir, SHA, (l) => lines.push(l))).toEqual([]);
+    expect(lines).toEqual([`.slipway.yml of commit ${SHA.slice(0, 12)} is ignored: apps.hello.steps in the configuration wins`]);
+    expect(await stepsForCommit({ name: 'hello' }, tree({}), SHA)).toEqual([]);
+  });
+
+  it('refuses a symbolic link (it could point at the worker\'s own files) and an oversized file', async () => {
+    const dir = tree({});
+    symlinkSync('/etc/passwd', join(dir, '.slipway.yml'));
+    const link = await failure(readRepositorySteps(dir, SHA));
+    expect(link.code).toBe('repository_file_invalid');
+    expect(link.message).toBe(`.slipway.yml of commit ${SHA.slice(0, 12)}: is a symbolic link; only a regular file is read`);
+    expect(link.message).not.toContain('root');
+    const big = await failure(readRepositorySteps(tree({ '.slipway.yml': `# ${'x'.repeat(70_000)}\n` }), SHA));
+    expect(big.message).toContain('at most 65,536 are read');
+  });
+});
