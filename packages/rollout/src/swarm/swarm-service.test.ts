@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { validateConfig } from '@slipway/config/load-config';
 import { planSwarmRollout } from './swarm-rollout.js';
+import { planUpstreamRewrite } from './task-watcher.js';
 import { registryReference } from './registry-push.js';
 import { liveEndpoints, SERVICE_NAME_MAX, serviceName, serviceSpec, toAppTask, type AppService, type AppTask } from './swarm-service.js';
 
@@ -96,5 +97,22 @@ describe('planSwarmRollout', () => {
     expect(plan.strays.map((s) => s.id)).toEqual(strays);
     expect(plan.drain).toEqual(drain);
     expect(plan.spec.Name).toBe('slipway-web-j9');
+  });
+});
+
+describe('planUpstreamRewrite', () => {
+  const live = (id: string, address: string): AppTask => ({
+    id, serviceId: 's1', release: 'j1', slot: 1, nodeId: 'n1', node: address.split(':')[0]!, state: 'running', desiredState: 'running', message: '', error: null, exitCode: null, address, createdAt: '',
+  });
+  const key = (id: string, address: string) => ({ key: `/p/${id.slice(0, 12)}`, id: id.slice(0, 12), address });
+
+  it('puts the moved task and removes the lost one', () => {
+    expect(planUpstreamRewrite('/p', [key('aaaaaaaaaaaa', '10.77.0.11:1'), key('bbbbbbbbbbbb', '10.77.0.13:1')], [live('aaaaaaaaaaaaxyz', '10.77.0.11:1'), live('ccccccccccccxyz', '10.77.0.12:2')]))
+      .toEqual({ put: { '/p/cccccccccccc': '10.77.0.12:2' }, remove: ['/p/bbbbbbbbbbbb'] });
+  });
+
+  it('changes nothing when the keys match, and never empties the set', () => {
+    expect(planUpstreamRewrite('/p', [key('aaaaaaaaaaaa', '10.77.0.11:1')], [live('aaaaaaaaaaaaxyz', '10.77.0.11:1')])).toBeNull();
+    expect(planUpstreamRewrite('/p', [key('aaaaaaaaaaaa', '10.77.0.11:1')], [])).toBeNull();
   });
 });
