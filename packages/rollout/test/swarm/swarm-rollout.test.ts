@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { isSlipwayError } from '@slipway/core/slipway-error';
 import { serviceEndpoints } from '@slipway/devstack/cluster/swarm';
 import { rollout, type RolloutResult } from '../../src/rollout.js';
+import { appStatus } from '../../src/status.js';
 import { buildImage, docker, fetchText, testApp } from '../fixtures.js';
 import { startLoad, type Sample } from '../load.js';
 import { appServices, randomSha, useSwarmWorld, type SwarmWorld } from './swarm-world.js';
@@ -83,6 +84,13 @@ describe('swarm engine: blue/green by service on three simulated hosts', () => {
     expect(second.stopped).toEqual([service1!.id]);
     const endpoints2 = await serviceEndpoints(w.manager, services[0]!.id, app.port);
     expect(new Set(endpoints2.map((e) => e.address)).size).toBe(3);
+
+    // status: each task with its node, endpoint, service and health; etcd, the tasks and nginx agree.
+    const status = await appStatus({ app, nginx: w.nginx.settings, docker, etcd: w.etcd, manager: w.manager });
+    expect(status.drift).toEqual([]);
+    expect(status.nginx.inSync).toBe(true);
+    expect(status.containers.map((c) => ({ node: c.node, address: c.address, service: c.service, healthy: c.healthy })).sort((a, b) => a.node!.localeCompare(b.node!)))
+      .toEqual(endpoints2.map((e) => ({ node: e.address, address: `${e.address}:${e.port}`, service: services[0]!.name, healthy: true })).sort((a, b) => a.node.localeCompare(b.node)));
   }, 300_000);
 
   it('a release whose health never passes fails with the reason, leaves no service behind and the old release serving', async () => {
