@@ -4,6 +4,7 @@ import type Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
 import type { AppConfig, EngineConfig } from '@slipway/config/types';
 import { LABELS } from '@slipway/core/docker';
+import { createEtcdClient } from '@slipway/etcd/client';
 import { startCluster, stopCluster, type ClusterState } from '@slipway/devstack/cluster/cluster';
 import { hostDocker } from '@slipway/devstack/cluster/hosts';
 import type { ownNginx } from '@slipway/devstack/testing';
@@ -23,14 +24,20 @@ export interface SwarmWorld {
 
 export const clusterLog = (line: string) => console.log(`[swarm] ${line}`);
 
-/** Registers the beforeAll/afterAll that start and stop the cluster (cleaned up completely, also when a test failed). */
-export function useSwarmWorld(assign: (world: SwarmWorld) => void): void {
+/**
+ * Registers the beforeAll/afterAll that start and stop the cluster (cleaned
+ * up completely, also when a test failed). With `etcdMembers` the cluster
+ * runs an etcd of that many members and `etcd` is a client of all of them.
+ */
+export function useSwarmWorld(assign: (world: SwarmWorld) => void, options: { etcdMembers?: number } = {}): void {
   let nginx: SwarmWorld['nginx'];
   let etcd: Etcd3;
   useRolloutWorld((w) => ({ nginx, etcd } = w));
   let cluster: ClusterState | undefined;
+  let own: Etcd3 | undefined;
   beforeAll(async () => {
-    cluster = await startCluster({ log: clusterLog });
+    cluster = await startCluster({ log: clusterLog, etcdMembers: options.etcdMembers });
+    if (cluster.etcd) etcd = own = createEtcdClient(cluster.etcd.endpoints);
     const manager = hostDocker(cluster.hosts[0]!);
     const engine: EngineConfig = { type: 'swarm', manager: cluster.hosts[0]!.engineUrl, registry: cluster.registry!.address };
     assign({
@@ -45,6 +52,7 @@ export function useSwarmWorld(assign: (world: SwarmWorld) => void): void {
     });
   }, 240_000);
   afterAll(async () => {
+    own?.close();
     if (cluster) await stopCluster(cluster, clusterLog);
   }, 120_000);
 }
