@@ -67,7 +67,9 @@ export interface RolloutResult {
    */
   timings: { lock: number; plan: number; start: number; health: number; switch: number; drain: number; stop: number; total: number;
     /** engine.type: swarm: getting the image into the registry (engine to engine, then the push), before the lock. */
-    push?: number };
+    push?: number;
+    /** engine.type: swarm: from creating the service until its last task started (placement and the nodes' pull); part of `start`. */
+    pull?: number };
 }
 
 export interface RolloutOptions extends RolloutRequest {

@@ -118,7 +118,7 @@ class SwarmRun {
   private readonly onStep: NonNullable<RolloutRequest['onStep']>;
   private readonly scrub: (text: string) => string;
   private readonly t0 = Date.now();
-  private readonly timings: RolloutResult['timings'] = { lock: 0, plan: 0, start: 0, health: 0, switch: 0, drain: 0, stop: 0, total: 0, push: 0 };
+  private readonly timings: RolloutResult['timings'] = { lock: 0, plan: 0, start: 0, health: 0, switch: 0, drain: 0, stop: 0, total: 0, push: 0, pull: 0 };
   lock?: AppLock;
   private created?: { id: string; name: string };
   private tasks: AppTask[] = [];
@@ -262,6 +262,7 @@ class SwarmRun {
     const deadline = Date.now() + app.health.timeout_s * 1000 + PULL_ALLOWANCE_MS;
     const seen = new Map<string, string>();
     const startedAt = new Map<string, number>();
+    const created = Date.now();
     for (;;) {
       this.checkCancelled('the start');
       const tasks = await this.seams.swarm.appTasks(app.name, app.port, this.created!.id);
@@ -272,8 +273,15 @@ class SwarmRun {
           seen.set(t.id, said);
         }
       }
+      // The app's own time starts when its container does: placement and the pull are not its fault.
+      for (const t of tasks) if ((t.state === 'starting' || t.state === 'running') && !startedAt.has(t.id)) startedAt.set(t.id, Date.now());
       const live = liveEndpoints(tasks);
-      if (live.length >= app.replicas) return live.slice(0, app.replicas);
+      if (live.length >= app.replicas) {
+        // Placement and the image pull end when a task starts; the slowest task's is the release's.
+        const starts = live.map((t) => startedAt.get(t.id)).filter((at): at is number => at !== undefined);
+        if (starts.length > 0) this.timings.pull = Math.max(...starts) - created;
+        return live.slice(0, app.replicas);
+      }
       const failed = tasks.filter((t) => ['failed', 'rejected', 'shutdown', 'orphaned'].includes(t.state) && t.desiredState !== 'running' && t.error);
       const bySlot = new Map<number, AppTask[]>();
       for (const t of failed) bySlot.set(t.slot, [...(bySlot.get(t.slot) ?? []), t]);
@@ -283,8 +291,6 @@ class SwarmRun {
         throw new HealthCheckError(task.id, `(a task of ${this.created!.name}) failed ${given.length} times before answering 2xx on ${app.health.path}: ${task.error}${task.exitCode !== null ? ` (exit code ${task.exitCode})` : ''}`,
           this.scrub(await this.seams.swarm.taskLogTail(task.id, LOG_TAIL_LINES).catch(() => '')));
       }
-      // The app's own time starts when its container does: placement and the pull are not its fault.
-      for (const t of tasks) if (t.state === 'starting' && !startedAt.has(t.id)) startedAt.set(t.id, Date.now());
       const slow = tasks.find((t) => t.state === 'starting' && t.desiredState === 'running' && Date.now() - startedAt.get(t.id)! > app.health.timeout_s * 1000);
       if (slow || Date.now() >= deadline) {
         const waiting = tasks.filter((t) => t.desiredState === 'running' && !t.address);
