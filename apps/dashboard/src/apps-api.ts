@@ -26,6 +26,8 @@ export interface AppsApiOptions {
   queue: DeployQueue;
   etcd: Etcd3;
   docker: Docker;
+  /** engine.type: swarm: the manager's client. */
+  manager?: Docker;
   logger: Logger;
 }
 
@@ -35,9 +37,9 @@ export interface AppsApiOptions {
  * `slipway deploy` and `slipway rollback` call.
  */
 export function appsApi(options: AppsApiOptions): Router {
-  const { config, queue, etcd, docker, logger } = options;
+  const { config, queue, etcd, docker, manager, logger } = options;
   const router = Router();
-  const overview = (name: string) => appOverview({ app: appConfig(config, name), nginx: config.nginx, dns: config.dns, docker, etcd, store: queue.store });
+  const overview = (name: string) => appOverview({ app: appConfig(config, name), nginx: config.nginx, dns: config.dns, docker, manager, etcd, store: queue.store });
 
   router.get('/app-names', (_req: Request, res: Response) => {
     res.json({ apps: Object.values(config.apps).map((a) => ({ name: a.name, branch: a.branch })) });
@@ -118,6 +120,7 @@ interface AppOverviewOptions {
   /** For `routing: dns` apps. */
   dns?: SlipwayConfig['dns'];
   docker: Docker;
+  manager?: Docker;
   etcd: Etcd3;
   store: JobStore;
 }
@@ -126,7 +129,7 @@ interface AppOverviewOptions {
 async function appOverview(options: AppOverviewOptions): Promise<AppOverview> {
   const { app } = options;
   const [status, jobs] = await Promise.all([
-    withTimeout(appStatus({ app, nginx: options.nginx, dns: options.dns, docker: options.docker, etcd: options.etcd }), STATUS_TIMEOUT_MS)
+    withTimeout(appStatus({ app, nginx: options.nginx, dns: options.dns, docker: options.docker, manager: options.manager, etcd: options.etcd }), STATUS_TIMEOUT_MS)
       .then((value) => ({ value, error: null }), (err: unknown) => ({ value: null, error: firstLine(err) })),
     // The newest job, and the newest of each state that is an outcome: four indexed reads of one job each.
     Promise.all([undefined, ...OUTCOMES].map((state) => options.store.list({ app: app.name, state, limit: 1 }))),

@@ -29,6 +29,8 @@ export interface DashboardOptions {
   redis: Redis;
   etcd: Etcd3;
   docker: Docker;
+  /** engine.type: swarm: the manager's client; app cards show each task's node. */
+  manager?: Docker;
   logger: Logger;
   /** The compiled browser code. Default: `dist/web` of this package. */
   webDir?: string;
@@ -93,7 +95,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
       : { kind: 'bearer' });
   });
   api.use(jobsApi({ queue, logger }));
-  api.use(appsApi({ config, queue, etcd: options.etcd, docker: options.docker, logger }));
+  api.use(appsApi({ config, queue, etcd: options.etcd, docker: options.docker, manager: options.manager, logger }));
   api.use(streamsApi({ queue, hub, slots, logger }));
   api.use((_req: Request, res: Response) => void res.status(404).json({ error: 'not_found', message: 'no such endpoint' }));
   app.use('/api', api);

@@ -1,5 +1,6 @@
 import Docker from 'dockerode';
 import { dockerConnection } from '@slipway/core/docker';
+import { managerClient } from '@slipway/rollout/swarm';
 import { createLogger } from '@slipway/core/logger';
 import { serveUntilSignal } from '@slipway/core/serve-until-signal';
 import { serviceStart } from '@slipway/config/service-start';
@@ -37,7 +38,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
   const queue = new DeployQueue({ redis, prefix: config.queue.prefix, attempts: config.worker.attempts, backoffMs: config.worker.backoff_ms });
   const etcd = createEtcdClient(config.etcd);
   const docker = new Docker(dockerConnection(config.docker));
-  const dashboard = createDashboard({ config, queue, redis, etcd, docker, logger });
+  const manager = config.engine.type === 'swarm' ? managerClient(config.engine) : undefined;
+  const dashboard = createDashboard({ config, queue, redis, etcd, docker, manager, logger });
 
   const server = dashboard.serve(config.dashboard.port, config.dashboard.host);
   const closeAll = async () => {

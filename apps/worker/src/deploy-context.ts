@@ -14,7 +14,10 @@ export interface DeployContext {
   /** To promote an app's delayed jobs when its deploy ends. */
   queue: Queue;
   redis: Redis;
+  /** The engine images are built on; with engine.type: docker also where they run. */
   docker: Docker;
+  /** engine.type: swarm: the manager's client (engine.manager); releases run there as services. */
+  manager?: Docker;
   etcd: Etcd3;
   logger: Logger;
   /** Every secret of the config (see configSecrets): scrubbed from job logs and errors. */

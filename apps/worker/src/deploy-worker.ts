@@ -12,6 +12,7 @@ import { createEtcdClient } from '@slipway/etcd/client';
 import { connectRedis } from '@slipway/queue/redis';
 import type { DeployContext } from './deploy-context.js';
 import { processDeploy } from './process-deploy.js';
+import { managerClient } from '@slipway/rollout/swarm';
 
 /** BullMQ timing: a killed worker's job is taken up again within lock + stalled interval (11 s), well inside 15 s. */
 export const LOCK_DURATION_MS = 8_000;
@@ -60,6 +61,7 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
   const context: DeployContext = {
     config, store, queue, redis, logger,
     docker: new Docker(dockerConnection(config.docker)),
+    manager: config.engine.type === 'swarm' ? managerClient(config.engine) : undefined,
     etcd: createEtcdClient(config.etcd),
     secrets: configSecrets(config),
     running: new Map(),

@@ -212,7 +212,7 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
   log.section(`rollout of ${image}`);
   const live = await rollout({
     app, nginx: { ...ctx.config.nginx, batchMs: ctx.config.router.batch_ms }, dns: ctx.config.dns, image, sha: record.sha, job: record.id,
-    docker: ctx.docker, etcd: ctx.etcd, log: log.write, signal,
+    docker: ctx.docker, etcd: ctx.etcd, log: log.write, signal, engine: ctx.config.engine, manager: ctx.manager,
     onStep: (s) => void step(s).catch(() => {}),
   });
   await steps.catch(() => {});

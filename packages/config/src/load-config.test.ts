@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseConfig } from './load-config.js';
+import { ConfigError, configSecrets, loadConfig, parseConfig } from './load-config.js';
 import { configReference } from './slipway-schema.js';
 
 const FILE = '/etc/slipway/slipway.yml';
@@ -39,8 +39,21 @@ describe('parseConfig defaults', () => {
       health: { path: '/healthz', timeout_s: 30, interval_ms: 200 },
       listen: '80', server_name: [], drain_s: 5, stop_timeout_s: 10, build_timeout_s: 1800, dockerfile: 'Dockerfile',
       build_args: {}, env: {}, etcd_prefix: '/slipway/apps/hello/upstream', routing: 'upstream',
-      template: undefined, credentials: undefined, notify: [],
+      template: undefined, credentials: undefined, notify: [], placement: [],
     });
+    expect(config.engine).toEqual({ type: 'docker' });
+  });
+
+  it('reads a swarm engine: the manager defaults to docker, TLS files resolve against the config file', () => {
+    const swarm = parseConfig(`engine: { type: swarm, registry: "10.77.0.11:5000" }\n${minimalApp}    placement: [node.labels.role==web]\n    resources: { cpus: 0.5, memory_mb: 256 }\n`, { file: FILE, env: {} });
+    expect(swarm.engine).toEqual({ type: 'swarm', manager: 'unix:///var/run/docker.sock', registry: '10.77.0.11:5000' });
+    expect(swarm.apps.hello).toMatchObject({ placement: ['node.labels.role==web'], resources: { cpus: 0.5, memory_mb: 256 } });
+    const tls = parseConfig('engine:\n  type: swarm\n  manager: tcp://10.0.0.5:2376\n  tls: { ca: certs/ca.pem, cert: certs/cert.pem, key: certs/key.pem }\n  registry: registry.example.com:5000\n  registry_auth: { username: ci, password: "${REG_PASSWORD}" }\n', { file: FILE, env: { REG_PASSWORD: 'registry-password' } });
+    expect(tls.engine).toEqual({
+      type: 'swarm', manager: 'tcp://10.0.0.5:2376', registry: 'registry.example.com:5000', registry_auth: { username: 'ci', password: 'registry-password' },
+      tls: { ca: '/etc/slipway/certs/ca.pem', cert: '/etc/slipway/certs/cert.pem', key: '/etc/slipway/certs/key.pem' },
+    });
+    expect(configSecrets(tls)).toContain('registry-password');
   });
 
   it('honours DOCKER_HOST when docker is not set', () => {
@@ -69,7 +82,7 @@ describe('parseConfig defaults', () => {
 const bad: Array<[string, string, string]> = [
   ['wrong port type', `${minimalApp}    port: x`, 'apps.hello.port: expected a port 1-65535, got "x"'],
   ['port out of range', `${minimalApp}    port: 70000`, 'apps.hello.port: expected a port 1-65535, got 70000'],
-  ['unknown top-level key', 'redis_url: redis://x', 'redis_url: unknown key (expected one of: redis, etcd, docker, workdir, queue, receiver, worker, dashboard, jobs, forges, router, nginx, apps, dns)'],
+  ['unknown top-level key', 'redis_url: redis://x', 'redis_url: unknown key (expected one of: redis, etcd, docker, workdir, queue, receiver, worker, dashboard, jobs, forges, router, nginx, engine, apps, dns)'],
   ['unknown app key', `${minimalApp}    replica: 3`, 'apps.hello.replica: unknown key'],
   ['unknown nested key', `${minimalApp}    health: { path: /h, timeout: 3 }`, 'apps.hello.health.timeout: unknown key (expected one of: path, timeout_s, interval_ms)'],
   ['unset variable', `${minimalApp}    secret: \${NOPE_SECRET}`, 'apps.hello.secret: environment variable NOPE_SECRET is not set'],
@@ -109,6 +122,18 @@ const bad: Array<[string, string, string]> = [
   ['unknown notify outcome', `${minimalApp}    notify: [{ type: webhook, url: "https://x.example", on: [deploy] }]`, 'apps.hello.notify[0].on[0]: expected one of failure, recovery, success, got "deploy"'],
   ['dns pool too small', `dns: { address_pool: 127.0.10.0/30 }\n${minimalApp}    routing: dns\n    replicas: 2`, 'apps.hello.replicas: a dns app needs 2 addresses per replica during a rollout; dns.address_pool has 2'],
   ['bad address pool', 'dns: { address_pool: 127.0.10.0 }', 'dns.address_pool: expected an IPv4 CIDR, got "127.0.10.0" (an IPv4 network with a prefix of 16-30 bits)'],
+  ['unknown engine type', 'engine: { type: kubernetes }', 'engine.type: expected one of docker, swarm, got "kubernetes"'],
+  ['unknown engine key', 'engine: { type: swarm, registry: "r.example:5000", regsitry_auth: {} }', 'engine.regsitry_auth: unknown key'],
+  ['swarm without a registry', 'engine: { type: swarm }', 'engine.registry: is required with engine.type: swarm'],
+  ['bad registry', 'engine: { type: swarm, registry: "http://r.example" }', 'engine.registry: expected a host:port, got "http://r.example"'],
+  ['ssh manager', 'engine: { type: swarm, manager: "ssh://deploy@m1", registry: "r.example:5000" }', 'engine.manager: ssh:// is not supported; forward the manager\'s socket'],
+  ['tls without tcp', 'engine: { type: swarm, registry: "r.example:5000", tls: { ca: a, cert: b, key: c } }', 'engine.tls: TLS files are for a tcp:// manager'],
+  ['swarm keys on one engine', 'engine: { registry: "r.example:5000" }', 'engine.registry: only used with engine.type: swarm'],
+  ['registry password not echoed', 'engine: { type: swarm, registry: "r.example:5000", registry_auth: { username: ci } }', 'engine.registry_auth.password: is required'],
+  ['placement on one engine', `${minimalApp}    placement: [node.labels.role==web]`, 'apps.hello.placement: placement constraints need engine.type: swarm'],
+  ['bad placement', `engine: { type: swarm, registry: "r.example:5000" }\n${minimalApp}    placement: ["node.role==manager; rm -rf /"]`, 'apps.hello.placement[0]: expected a constraint, got "node.role==manager; rm -rf /"'],
+  ['bad resources', `engine: { type: swarm, registry: "r.example:5000" }\n${minimalApp}    resources: { cpus: 0, memory_mb: 1.5 }`, 'apps.hello.resources.cpus: expected a number 0.01-1024, got 0'],
+  ['dns on a swarm', `engine: { type: swarm, registry: "r.example:5000" }\n${minimalApp}    routing: dns`, 'apps.hello.routing: routing: dns publishes on loopback addresses of one machine'],
   ['duplicate key', `${minimalApp}    port: 1\n    port: 2`, 'YAML: Map keys must be unique'],
   ['not YAML', 'apps: {hello: [', 'YAML:'],
   ['top level is a list', '- a\n- b', '(top level): expected a mapping, got ["a","b"]'],

@@ -77,6 +77,11 @@ export function validateConfig(raw: unknown, options: { file: string | null; env
     docker: parsed.docker ?? options.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock',
     workdir: resolve(base, parsed.workdir),
     apps,
+    engine: {
+      ...parsed.engine,
+      manager: parsed.engine.type === 'swarm' ? parsed.engine.manager ?? parsed.docker ?? options.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock' : parsed.engine.manager,
+      tls: parsed.engine.tls && { ca: resolve(base, parsed.engine.tls.ca), cert: resolve(base, parsed.engine.tls.cert), key: resolve(base, parsed.engine.tls.key) },
+    },
   };
   const crossProblems = crossCheck(config);
   if (crossProblems.length > 0) throw new ConfigError(options.file, crossProblems);
@@ -108,12 +113,31 @@ function crossCheck(config: SlipwayConfig): string[] {
     if (app.routing === 'dns' && app.template !== undefined) {
       problems.push(`apps.${app.name}.template: own templates are for routing: upstream; a dns app's nginx file is Slipway's`);
     }
+    const swarm = config.engine.type === 'swarm';
+    if (!swarm && app.placement.length > 0) problems.push(`apps.${app.name}.placement: placement constraints need engine.type: swarm`);
+    if (!swarm && app.resources) problems.push(`apps.${app.name}.resources: resource limits need engine.type: swarm`);
+    if (swarm && app.routing === 'dns') problems.push(`apps.${app.name}.routing: routing: dns publishes on loopback addresses of one machine; with engine.type: swarm use routing: upstream`);
     if (app.routing === 'dns') {
       const bits = Number(config.dns.address_pool.split('/')[1]);
       const addresses = 2 ** (32 - bits) - 2;
       if (addresses < app.replicas * 2) {
         problems.push(`apps.${app.name}.replicas: a dns app needs 2 addresses per replica during a rollout; dns.address_pool has ${addresses}`);
       }
+    }
+  }
+  problems.push(...engineProblems(config.engine));
+  return problems;
+}
+
+function engineProblems(engine: SlipwayConfig['engine']): string[] {
+  const problems: string[] = [];
+  const protocol = engine.manager ? new URL(engine.manager).protocol.replace(/:$/, '') : null;
+  if (protocol === 'ssh') problems.push('engine.manager: ssh:// is not supported; forward the manager\'s socket (ssh -L /tmp/manager.sock:/var/run/docker.sock host) and give unix:///tmp/manager.sock');
+  if (engine.tls && protocol !== 'tcp' && protocol !== 'https') problems.push('engine.tls: TLS files are for a tcp:// manager');
+  if (engine.type === 'swarm' && !engine.registry) problems.push('engine.registry: is required with engine.type: swarm (where images are pushed and the nodes pull from)');
+  if (engine.type !== 'swarm') {
+    for (const key of ['manager', 'tls', 'registry', 'registry_auth'] as const) {
+      if (engine[key] !== undefined) problems.push(`engine.${key}: only used with engine.type: swarm`);
     }
   }
   return problems;
@@ -163,7 +187,7 @@ export function appConfig(config: SlipwayConfig, name: string): AppConfig {
  * shown. Values shorter than 4 characters are left out: they would match
  * everywhere and protect nothing.
  */
-export function configSecrets(config: Pick<SlipwayConfig, 'apps' | 'forges' | 'dashboard'>): string[] {
+export function configSecrets(config: Pick<SlipwayConfig, 'apps' | 'forges' | 'dashboard'> & Partial<Pick<SlipwayConfig, 'engine'>>): string[] {
   const found = new Set<string>();
   const add = (value: string | undefined) => {
     if (value && value.length >= 4) found.add(value);
@@ -175,5 +199,6 @@ export function configSecrets(config: Pick<SlipwayConfig, 'apps' | 'forges' | 'd
   }
   for (const forge of Object.values(config.forges)) add(forge.token);
   add(config.dashboard.token);
+  add(config.engine?.registry_auth?.password);
   return [...found];
 }

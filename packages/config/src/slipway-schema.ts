@@ -75,6 +75,10 @@ const cidr: Check = (v) => {
   return null;
 };
 
+/** A Swarm placement constraint: `node.<attribute> (==|!=) <value>`, nothing a shell or Docker could read otherwise. */
+const placementConstraint: Check = (v) =>
+  /^(node|engine)\.[A-Za-z0-9._-]+\s*(==|!=)\s*[A-Za-z0-9._\/:-]+$/.test(v) ? null : 'expected node.<attribute>==<value> or !=';
+
 const envName = (v: string) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(v);
 
 /** A step's name: it prefixes log lines and labels a container, so a plain word. */
@@ -152,6 +156,11 @@ const app = obj({
     secret: str({ optional: true, doc: 'For `webhook`: signs the body (`X-Slipway-Signature-256: sha256=<hex>`).' }),
     on: list(oneOf(['failure', 'recovery', 'success'] as const), { type: 'a list of failure, recovery, success', default: ['failure', 'recovery'], single: true, doc: 'Outcomes that notify: a failure, the first success after a failure, every success.' }),
   }), { default: [], doc: 'Notification targets; a target that is down never fails or delays a deploy.' }),
+  placement: list(str({ check: placementConstraint, type: 'a constraint' }), { default: [], single: true, doc: 'engine.type: swarm only: Swarm placement constraints of the app\'s service (`node.labels.role==web`, `node.hostname!=db1`).' }),
+  resources: obj({
+    cpus: num({ min: 0.01, max: 1024, optional: true, doc: 'engine.type: swarm only: CPU limit per replica (and reservation, so Swarm places by it).' }),
+    memory_mb: num({ min: 4, max: 4_194_304, integer: true, optional: true, doc: 'engine.type: swarm only: memory limit per replica in MiB (and reservation).' }),
+  }, { optional: true }),
   credentials: obj({
     username: str({ optional: true, doc: 'User for http(s) clones.' }),
     password: str({ optional: true, doc: 'Password or access token for http(s) clones; never logged.' }),
@@ -214,6 +223,20 @@ export const slipwaySchema = obj({
     conf_dir: str({ default: '/etc/nginx/conf.d', doc: 'Slipway writes `slipway-<app>.conf` here.' }),
     check_cmd: argv(['nginx', '-t'], 'Checks a candidate config, never the live file: see [checking the candidate](docs/architecture.md#checking-the-candidate).'),
     reload_cmd: argv(['nginx', '-s', 'reload'], 'Reloads nginx after a checked change.'),
+  }),
+  engine: obj({
+    type: oneOf(['docker', 'swarm'] as const, { default: 'docker', doc: '`docker`: every container on the one engine of `docker`; `swarm`: each release is a Swarm service on the cluster `engine.manager` manages (see "Running on several servers").' }),
+    manager: str({ optional: true, check: url(['unix', 'tcp', 'http', 'https', 'ssh']), type: 'a unix:// or tcp:// URL', doc: 'swarm: a manager\'s Docker endpoint. Default: `docker`. `ssh://` is not supported: forward the socket (`ssh -L`) and give its unix:// path.' }),
+    tls: obj({
+      ca: str({ type: 'a file path', doc: 'swarm, tcp://: CA certificate the manager\'s certificate is checked against (relative to the config file).' }),
+      cert: str({ type: 'a file path', doc: 'Client certificate.' }),
+      key: str({ type: 'a file path', doc: 'Client key.' }),
+    }, { optional: true }),
+    registry: str({ optional: true, check: hostPort, type: 'a host:port', doc: 'swarm (required): registry images are pushed to (from the manager\'s engine) and the nodes pull from: `<registry>/slipway/<app>:<sha12>`.' }),
+    registry_auth: obj({
+      username: str({ doc: 'Registry user.' }),
+      password: str({ secret: true, doc: 'Its password or token; never logged.' }),
+    }, { optional: true }),
   }),
   apps: dict(app, { keyType: 'app name', key: (name) => APP_NAME.test(name), placeholder: '<app>', doc: 'App names match `[a-z0-9][a-z0-9-]{0,62}`.' }),
   dns: obj({

@@ -17,6 +17,19 @@ export interface SlipwayConfig {
   router: { batch_ms: number };
   apps: Record<string, AppConfig>;
   dns: { server: string; domain: string; address_pool: string };
+  engine: EngineConfig;
+}
+
+/** Where containers run: the one engine of `docker`, or a Swarm cluster through one of its managers. */
+export interface EngineConfig {
+  type: 'docker' | 'swarm';
+  /** swarm: the manager's endpoint; defaults to `docker`. */
+  manager?: string;
+  /** Absolute paths. */
+  tls?: { ca: string; cert: string; key: string };
+  /** swarm: `host:port`; required. */
+  registry?: string;
+  registry_auth?: { username: string; password: string };
 }
 
 export interface AppConfig {
@@ -44,6 +57,10 @@ export interface AppConfig {
   /** Absolute path of the app's own nginx template, if any. */
   template?: string;
   credentials?: { username?: string; password?: string; ssh_key?: string };
+  /** engine.type: swarm: placement constraints of the app's service. */
+  placement: string[];
+  /** engine.type: swarm: limits (and reservations) per replica. */
+  resources?: { cpus?: number; memory_mb?: number };
   notify: NotifyTarget[];
 }
 

@@ -16,7 +16,7 @@ const PROBE_TIMEOUT_MS = 2_000;
 const PROGRESS_EVERY_MS = 2_000;
 
 export interface WaitHealthyOptions {
-  runtime: ContainerRuntime;
+  runtime: Pick<ContainerRuntime, 'healthState' | 'logTail'>;
   path: string;
   timeoutMs: number;
   intervalMs: number;

@@ -1,6 +1,6 @@
 import type Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
-import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
+import type { AppConfig, EngineConfig, SlipwayConfig } from '@slipway/config/types';
 import { InvalidInputError } from '@slipway/core/slipway-error';
 import { assertAppName, isSha, quote } from '@slipway/core/validate';
 import { DockerRuntime } from './container-runtime.js';
@@ -9,6 +9,8 @@ import { executeRollout } from './execute-rollout.js';
 import { EtcdReleaseStore, type ReleaseRecord } from './release-store.js';
 import { DnsRouteProxy, NginxRouteProxy, type RouteProxy } from './route-proxy.js';
 import { UnsupportedRoutingError } from './rollout-errors.js';
+import { executeSwarmRollout } from './swarm/swarm-rollout.js';
+import { SwarmRuntime } from './swarm/swarm-service.js';
 import type { NginxTarget } from '@slipway/router/nginx';
 
 /** Progress milestones, in order, for the worker's job state. */
@@ -63,7 +65,11 @@ export interface RolloutResult {
    * answers the new set, and `drain` includes the wait for nginx's
    * resolver caches).
    */
-  timings: { lock: number; plan: number; start: number; health: number; switch: number; drain: number; stop: number; total: number };
+  timings: { lock: number; plan: number; start: number; health: number; switch: number; drain: number; stop: number; total: number;
+    /** engine.type: swarm: getting the image into the registry (engine to engine, then the push), before the lock. */
+    push?: number;
+    /** engine.type: swarm: from creating the service until its last task started (placement and the nodes' pull); part of `start`. */
+    pull?: number };
 }
 
 export interface RolloutOptions extends RolloutRequest {
@@ -72,6 +78,10 @@ export interface RolloutOptions extends RolloutRequest {
   docker: Docker;
   /** From createEtcdClient (@slipway/etcd/client). */
   etcd: Etcd3;
+  /** `engine` of the configuration; absent or type docker: every container on `docker`. */
+  engine?: EngineConfig;
+  /** engine.type: swarm: a client of `engine.manager` (see swarmManager). `docker` stays the engine the image was built on. */
+  manager?: Docker;
 }
 
 /** An image reference as `docker run` takes it; nothing that could read as an option or hold a space. */
@@ -101,6 +111,13 @@ export async function rollout(options: RolloutOptions): Promise<RolloutResult> {
   if (options.sha !== null && !isSha(options.sha)) throw new InvalidInputError(`sha must be 40 lowercase hex digits or null, got ${quote(options.sha)}`);
   if (!IMAGE.test(options.image)) throw new InvalidInputError(`not an image reference: ${quote(options.image)}`);
   if (typeof options.job !== 'string' || options.job.length === 0 || options.job.length > 200) throw new InvalidInputError(`job must be a non-empty string, got ${quote(options.job)}`);
+  if (options.engine?.type === 'swarm') {
+    if (!options.manager || !options.engine.registry) throw new InvalidInputError('engine.type: swarm needs a manager client and engine.registry');
+    if (options.app.routing === 'dns') throw new UnsupportedRoutingError(options.app.name, 'dns', 'which engine.type: swarm does not support');
+    return executeSwarmRollout(
+      { swarm: new SwarmRuntime(options.manager), store: new EtcdReleaseStore(options.etcd), proxy: new NginxRouteProxy(options.nginx) },
+      { engine: options.engine, source: options.docker, manager: options.manager }, options);
+  }
   let proxy: RouteProxy;
   if (options.app.routing === 'dns') {
     if (!options.dns) throw new UnsupportedRoutingError(options.app.name, 'dns', 'but the rollout was given no `dns` settings (pass `dns: config.dns`)');

@@ -7,13 +7,15 @@ import { compareIps, dnsNames, renderDnsNginxConf, resolveHost } from '@slipway/
 import { nginxNames, renderNginxConf, routeSnapshot } from '@slipway/router/nginx';
 import { DockerRuntime, type AppContainer } from './container-runtime.js';
 import { probe } from './health.js';
+import { SwarmRuntime } from './swarm/swarm-service.js';
 import { EtcdReleaseStore, type ReleaseRecord } from './release-store.js';
 
 /** One element of `slipway status --json` (the CLI contract, docs/contracts.md). */
 export interface AppStatus {
   app: string;
   release: ReleaseRecord | null;
-  containers: Array<{ id: string; address: string | null; healthy: boolean }>;
+  /** On a swarm each is a task of the app's services, with its node's address and its service's name; null on one engine. */
+  containers: Array<{ id: string; address: string | null; healthy: boolean; node: string | null; service: string | null }>;
   upstreams: string[];
   nginx: { file: string; inSync: boolean };
   /** Differences between Docker, etcd and nginx, one sentence each; empty when all agree. */
@@ -27,11 +29,13 @@ export interface AppStatusOptions {
   etcd: Etcd3;
   /** The configuration's `dns` settings; without them a routing: dns app's file is only required to exist. */
   dns?: SlipwayConfig['dns'];
+  /** engine.type: swarm: a client of the manager (managerClient); the app's tasks are read there instead of `docker`'s containers. */
+  manager?: Docker;
 }
 
 const STATUS_PROBE_MS = 1_000;
 
-type CheckedContainer = AppContainer & { healthy: boolean };
+type CheckedContainer = AppContainer & { healthy: boolean; node: string | null; service: string | null };
 
 /**
  * Reads Docker (containers by label, each probed once on its health path),
@@ -45,15 +49,16 @@ export async function appStatus(options: AppStatusOptions): Promise<AppStatus> {
   const { app, nginx } = options;
   const file = nginxNames.path(nginx.conf_dir, app.name);
   const [containers, upstreams, release, live] = await Promise.all([
-    new DockerRuntime(options.docker).listAppContainers(app.name, app.port),
+    options.manager ? swarmContainers(options.manager, app) : new DockerRuntime(options.docker).listAppContainers(app.name, app.port),
     readUpstreams(options.etcd, app.etcd_prefix),
     new EtcdReleaseStore(options.etcd).currentRelease(app.name),
     readFile(file, 'utf8').catch(() => null),
   ]);
-  const checked = await Promise.all(containers.map(async (c): Promise<CheckedContainer> => {
-    if (c.state !== 'running' || c.address === null) return { ...c, healthy: false };
+  const checked = await Promise.all(containers.map(async (c: AppContainer & { node?: string | null; service?: string | null }): Promise<CheckedContainer> => {
+    const where = { node: c.node ?? null, service: c.service ?? null };
+    if (c.state !== 'running' || c.address === null) return { ...c, ...where, healthy: false };
     const { status = 0 } = await probe(`http://${c.address}${app.health.path}`, STATUS_PROBE_MS);
-    return { ...c, healthy: status >= 200 && status < 300 };
+    return { ...c, ...where, healthy: status >= 200 && status < 300 };
   }));
 
   const drift = containerDrift(app, checked, upstreams);
@@ -63,11 +68,26 @@ export async function appStatus(options: AppStatusOptions): Promise<AppStatus> {
   return {
     app: app.name,
     release,
-    containers: checked.map((c) => ({ id: c.id, address: c.address, healthy: c.healthy })),
+    containers: checked.map((c) => ({ id: c.id, address: c.address, healthy: c.healthy, node: c.node, service: c.service })),
     upstreams: upstreams.live.map((u) => u.address),
     nginx: { file, inSync },
     drift,
   };
+}
+
+/**
+ * The app's tasks on the swarm that are meant to run, as containers: the
+ * task id stands for the container id (the upstream keys are named by it),
+ * with its node's address and its service's name.
+ */
+async function swarmContainers(manager: Docker, app: AppConfig): Promise<Array<AppContainer & { node: string | null; service: string | null }>> {
+  const swarm = new SwarmRuntime(manager);
+  const [services, tasks] = await Promise.all([swarm.listAppServices(app.name), swarm.appTasks(app.name, app.port)]);
+  const names = new Map(services.map((s) => [s.id, s.name]));
+  return tasks.filter((t) => t.desiredState === 'running').map((t) => ({
+    id: t.id, name: names.get(t.serviceId) ?? t.serviceId, image: services.find((s) => s.id === t.serviceId)?.image ?? '', state: t.state, labels: {},
+    address: t.address, node: t.node, service: names.get(t.serviceId) ?? null,
+  }));
 }
 
 /** Docker against etcd: keys without a healthy container at their address, keys that are no address, containers without a key. */

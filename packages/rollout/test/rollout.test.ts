@@ -65,6 +65,8 @@ describe('rollout', () => {
     const status = await appStatus({ app, nginx: nginx.settings, docker, etcd });
     expect(status).toMatchObject({ app: app.name, release: { sha: SHA2, image: v2, job: 'job-2' }, nginx: { file: nginxNames.path(nginx.settings.conf_dir, app.name), inSync: true }, drift: [] });
     expect(status.containers.every((c) => c.healthy)).toBe(true);
+    // node and service are a swarm's; on one engine they are there, null.
+    expect(status.containers.map((c) => [c.node, c.service])).toEqual(second.containers.map(() => [null, null]));
     expect(status.upstreams.sort()).toEqual(second.containers.map((c) => c.address).sort());
 
     await rollout({ ...base, image: v3!, sha: SHA3, job: 'job-3' });

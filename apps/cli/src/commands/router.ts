@@ -1,4 +1,6 @@
 import { startDnsRouting } from '@slipway/rollout/registrar';
+import { managerClient } from '@slipway/rollout/swarm';
+import { startTaskWatcher } from '@slipway/rollout/task-watcher';
 import { routerOnce, watchRouter } from '@slipway/router/watch';
 import type { CliContext } from '../cli-context.js';
 import { parseFlags } from '../parse-flags.js';
@@ -9,7 +11,8 @@ export const USAGE = 'usage: slipway router [--once]';
  * etcd → nginx, confd's role: once (exit 1 if an app could not be
  * applied), or watching until Ctrl-C. Watching also runs what `routing:
  * dns` apps need (dnsmasq, its feed from etcd, the registrar); with no dns
- * app that starts nothing.
+ * app that starts nothing. With engine.type: swarm it also runs the task
+ * watcher: the upstream keys follow the tasks Swarm moves.
  */
 export async function router(ctx: CliContext, argv: string[]): Promise<number> {
   const { values } = parseFlags(argv, { once: { type: 'boolean' } }, USAGE, { min: 0, max: 0 });
@@ -24,10 +27,17 @@ export async function router(ctx: CliContext, argv: string[]): Promise<number> {
     await upstream.close();
     throw err;
   });
+  const tasks = ctx.config.engine.type !== 'swarm' ? null
+    : await startTaskWatcher({ apps: ctx.config.apps, manager: managerClient(ctx.config.engine), etcd: ctx.etcd, log }).catch(async (err: unknown) => {
+      await dns.close();
+      await upstream.close();
+      throw err;
+    });
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
+  await tasks?.close();
   await dns.close();
   await upstream.close();
   return 0;

@@ -1,4 +1,5 @@
 import { appStatus } from '@slipway/rollout/status';
+import { managerClient } from '@slipway/rollout/swarm';
 import type { CliContext } from '../cli-context.js';
 import { age, short, table } from '../output/format.js';
 import { parseFlags } from '../parse-flags.js';
@@ -10,8 +11,9 @@ export async function status(ctx: CliContext, argv: string[]): Promise<number> {
   const { positionals } = parseFlags(argv, {}, USAGE, { min: 0, max: 1 });
   const apps = positionals.length ? [ctx.app(positionals[0]!)] : Object.values(ctx.config.apps);
   const statuses = [];
+  const manager = ctx.config.engine.type === 'swarm' ? managerClient(ctx.config.engine) : undefined;
   for (const app of apps) {
-    statuses.push(await appStatus({ app, nginx: ctx.config.nginx, dns: ctx.config.dns, docker: ctx.docker, etcd: ctx.etcd }));
+    statuses.push(await appStatus({ app, nginx: ctx.config.nginx, dns: ctx.config.dns, docker: ctx.docker, etcd: ctx.etcd, manager }));
   }
   if (ctx.options.json) {
     ctx.terminal.out(JSON.stringify(statuses, null, 2));
@@ -21,7 +23,9 @@ export async function status(ctx: CliContext, argv: string[]): Promise<number> {
   for (const s of statuses) {
     const release = s.release ? `${short(s.release.sha ?? s.release.image)} (${s.release.image}, job ${s.release.job}, live ${age(s.release.at)})` : 'nothing live';
     ctx.terminal.out(`${s.app}: ${release}`);
-    if (s.containers.length) {
+    if (s.containers.length && manager) {
+      ctx.terminal.out(table(['  TASK', 'SERVICE', 'NODE', 'ENDPOINT', 'HEALTH'], s.containers.map((c) => [`  ${short(c.id)}`, c.service ?? '-', c.node ?? '-', c.address ?? '-', c.healthy ? 'healthy' : 'UNHEALTHY'])));
+    } else if (s.containers.length) {
       ctx.terminal.out(table(['  CONTAINER', 'ADDRESS', 'HEALTH'], s.containers.map((c) => [`  ${short(c.id)}`, c.address ?? '-', c.healthy ? 'healthy' : 'UNHEALTHY'])));
     }
     ctx.terminal.out(`  upstreams: ${s.upstreams.length ? s.upstreams.join(', ') : 'none'}`);

@@ -21,7 +21,8 @@ interface AppOverview {
   serverName: string[];
   status: {
     release: Release | null;
-    containers: Array<{ id: string; address: string | null; healthy: boolean }>;
+    /** `node` and `service`: on a swarm, where each task runs; null on one engine. */
+    containers: Array<{ id: string; address: string | null; healthy: boolean; node?: string | null; service?: string | null }>;
     upstreams: string[];
     nginx: { file: string; inSync: boolean };
     drift: string[];
@@ -121,9 +122,10 @@ class Card {
         // Never deployed: nothing can be out of sync yet.
         rows.push(['Replicas', `none running (${app.replicas} wanted once deployed)`]);
       } else rows.push(['Replicas', h('div', {},
+        nodesLine(s.containers),
         h('span', { class: healthy === app.replicas ? 'ok' : 'warning' }, `${healthy} of ${s.containers.length} healthy`, s.containers.length !== app.replicas ? ` (${app.replicas} wanted)` : ''),
         s.containers.length ? h('ul', { class: 'containers' }, ...s.containers.map((c) => h('li', {},
-          h('code', {}, c.id.slice(0, 12)), ` ${c.address ?? 'no address'} `,
+          h('code', {}, c.id.slice(0, 12)), c.node ? ` on node ${c.node}` : '', ` ${c.address ?? 'no address'} `,
           h('span', { class: `badge ${c.healthy ? 'state-completed' : 'state-failed'}` }, c.healthy ? 'healthy' : 'unhealthy')))) : null)]);
       if (r || s.containers.length > 0 || s.upstreams.length > 0) {
         rows.push(['Routing', h('div', {},
@@ -207,4 +209,12 @@ class Card {
     replaceChildren(this.status, `${what} queued as `, h('a', { href: `/jobs/${job.id}` }, `job #${job.id}`), '.');
     announce(`${what} queued as job ${job.id}`);
   }
+}
+
+/** On a swarm: the nodes the app's tasks run on, and how many on each. Null on one engine. */
+function nodesLine(containers: ReadonlyArray<{ node?: string | null }>): HTMLElement | null {
+  const counts = new Map<string, number>();
+  for (const c of containers) if (c.node) counts.set(c.node, (counts.get(c.node) ?? 0) + 1);
+  if (counts.size === 0) return null;
+  return h('div', { class: 'nodes' }, `Nodes: ${[...counts].map(([node, n]) => (n > 1 ? `${node} (${n})` : node)).join(', ')}`);
 }

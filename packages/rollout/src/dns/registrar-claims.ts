@@ -15,6 +15,8 @@ export interface RegistrarClaimsOptions {
   onGained: (app: string) => void;
   /** Another registrar serves `app` now. */
   onLost: (app: string) => void;
+  /** How log lines name the holder. Default `registrar`; the swarm task watcher claims the same keys (a swarm app has no dns registrar). */
+  role?: string;
 }
 
 /**
@@ -32,7 +34,15 @@ export class RegistrarClaims {
   private watchers: Watcher[] = [];
   private closed = false;
 
-  constructor(private readonly options: RegistrarClaimsOptions) {}
+  private readonly role: string;
+
+  constructor(private readonly options: RegistrarClaimsOptions) {
+    this.role = options.role ?? 'registrar';
+  }
+
+  private keyOf(app: string): string {
+    return etcdKeys.registrar(app);
+  }
 
   /** The apps this registrar holds now (live: iterating it sees claims gained and lost meanwhile). */
   get held(): ReadonlySet<string> {
@@ -50,14 +60,14 @@ export class RegistrarClaims {
 
   /** Claims an app whenever its key goes (or the watch reconnects). */
   watch(): void {
-    this.watchers = this.options.apps.map((app) => this.options.etcd.watch().key(etcdKeys.registrar(app)).watcher()
+    this.watchers = this.options.apps.map((app) => this.options.etcd.watch().key(this.keyOf(app)).watcher()
       .on('delete', () => void this.claim(app).catch(() => {}))
       .on('connected', () => void this.claim(app).catch(() => {}))
       .on('error', () => {}));
   }
 
   async claimAll(): Promise<void> {
-    for (const app of this.options.apps) await this.claim(app).catch((err: Error) => this.options.log(`registrar: cannot claim ${app}: ${firstLine(err)}`));
+    for (const app of this.options.apps) await this.claim(app).catch((err: Error) => this.options.log(`${this.role}: cannot claim ${app}: ${firstLine(err)}`));
   }
 
   /** Stops claiming: no more watches, no new session. */
@@ -73,7 +83,7 @@ export class RegistrarClaims {
 
   private async claim(app: string): Promise<void> {
     const { etcd, log } = this.options;
-    const key = etcdKeys.registrar(app);
+    const key = this.keyOf(app);
     const value = JSON.stringify({ ...this.identity, session: this.session.id });
     const result = await etcdCall(`claiming ${key}`, () => etcd.if(key, 'Create', '==', 0)
       .then(etcd.put(key).value(value).lease(this.session.id))
@@ -83,10 +93,10 @@ export class RegistrarClaims {
     const ours = result.succeeded || (holder !== undefined && String(holder.lease) === this.session.id);
     if (ours && !this.claimed.has(app)) {
       this.claimed.add(app);
-      log(`registrar: serving ${app}`);
+      log(`${this.role}: serving ${app}`);
       this.options.onGained(app);
     } else if (!ours && this.claimed.delete(app)) {
-      log(`registrar: ${app} is served by ${holder?.value.toString() ?? 'another registrar'} now`);
+      log(`${this.role}: ${app} is served by ${holder?.value.toString() ?? `another ${this.role}`} now`);
       this.options.onLost(app);
     }
   }
@@ -95,7 +105,7 @@ export class RegistrarClaims {
     const lease = this.options.etcd.lease(this.options.sessionTtlS);
     lease.on('lost', (err) => {
       if (this.closed || this.session.lease !== lease) return;
-      this.options.log(`registrar: lost its etcd session (${firstLine(err)}); claiming its apps again once etcd answers`);
+      this.options.log(`${this.role}: lost its etcd session (${firstLine(err)}); claiming its apps again once etcd answers`);
       // Registrations stay on their own leases, renewed only for apps claimed again (another registrar adopts the rest).
       this.claimed.clear();
       void this.regainSession();

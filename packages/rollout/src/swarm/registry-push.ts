@@ -1,0 +1,158 @@
+import { PassThrough } from 'node:stream';
+import type Docker from 'dockerode';
+import { dockerError, dockerStatus } from '@slipway/core/docker';
+import { ImageNotFoundError } from '../rollout-errors.js';
+import { SlipwayError } from '@slipway/core/slipway-error';
+
+/*
+ * Getting a built image to where the swarm's nodes pull from, without
+ * touching any engine's configuration. The worker's engine built it, but
+ * it refuses to push to a plain-HTTP registry that is not on loopback,
+ * and a registry with TLS needs its CA installed on that engine; the
+ * manager's engine, like every node, already trusts the registry (that is
+ * how the nodes pull). So the image goes engine to engine through Slipway
+ * (`docker save` from the worker's engine streamed into `POST
+ * /images/load` on the manager's), is tagged
+ * `<registry>/slipway/<app>:<sha12>` there and pushed from there. When the
+ * manager already has the image id (a retry, a rollback, the worker
+ * running on the manager itself) the transfer is skipped.
+ */
+
+/** A progress line at most this often per phase: a job log reads one line per layer, not thousands. */
+export const PROGRESS_EVERY_MS = 3_000;
+
+export interface PublishImageOptions {
+  /** The worker's engine, where the image was built. */
+  source: Docker;
+  manager: Docker;
+  /** `host:port` (`engine.registry`). */
+  registry: string;
+  /** `engine.registry_auth`; none: an empty auth header, which the engine wants even then. */
+  auth?: { username: string; password: string };
+  app: string;
+  /** The image on the worker's engine (`slipway/<app>:<sha12>`, or any reference for an image deploy). */
+  image: string;
+  sha: string | null;
+  log: (line: string) => void;
+}
+
+export interface PublishedImage {
+  /** `<registry>/slipway/<app>:<tag>`: what the service runs and the release records. */
+  image: string;
+  /** False when the manager had the image already. */
+  transferred: boolean;
+  bytes: number;
+  /** Milliseconds: the save/load from engine to engine, and the push. */
+  transferMs: number;
+  pushMs: number;
+}
+
+/** Tag of an image in the registry: the commit's first 12 digits, or for an image deploy its id's. */
+export function registryReference(registry: string, app: string, sha: string | null, imageId: string): string {
+  return `${registry}/slipway/${app}:${sha ? sha.slice(0, 12) : `id-${imageId.replace(/^sha256:/, '').slice(0, 12)}`}`;
+}
+
+/** Whether `image` already names the registry (a rollback's recorded image): nothing to publish. */
+export function inRegistry(image: string, registry: string): boolean {
+  return image.startsWith(`${registry}/`);
+}
+
+export async function publishImage(options: PublishImageOptions): Promise<PublishedImage> {
+  const { source, manager, log } = options;
+  const local = await source.getImage(options.image).inspect().catch((err: unknown) => {
+    if (dockerStatus(err) === 404) throw new ImageNotFoundError(options.image);
+    throw dockerError(err, `inspecting ${options.image}`);
+  });
+  const reference = registryReference(options.registry, options.app, options.sha, local.Id);
+  const there = await manager.getImage(local.Id).inspect().catch((err: unknown) => {
+    if (dockerStatus(err) === 404) return null;
+    throw dockerError(err, `inspecting ${local.Id.slice(7, 19)} on the swarm manager`);
+  });
+  const began = Date.now();
+  let bytes = 0;
+  if (there) {
+    log(`registry: the manager has image ${local.Id.slice(7, 19)} already; no transfer`);
+  } else {
+    bytes = await transfer(source, manager, options.image, log);
+    log(`registry: moved ${options.image} to the manager's engine (${mb(bytes)} MB in ${seconds(Date.now() - began)} s)`);
+  }
+  const transferMs = Date.now() - began;
+  const [repo, tag] = splitTag(reference);
+  await manager.getImage(local.Id).tag({ repo, tag }).catch((err: unknown) => {
+    throw dockerError(err, `tagging ${reference} on the swarm manager`);
+  });
+  const pushed = Date.now();
+  await push(manager, reference, options.auth, log);
+  log(`registry: pushed ${reference} in ${seconds(Date.now() - pushed)} s`);
+  return { image: reference, transferred: !there, bytes, transferMs, pushMs: Date.now() - pushed };
+}
+
+/** `docker save` on one engine streamed into `docker load` on the other; returns the bytes moved. */
+async function transfer(source: Docker, manager: Docker, image: string, log: (line: string) => void): Promise<number> {
+  const saved = await source.getImage(image).get().catch((err: unknown) => {
+    throw dockerError(err, `saving ${image}`);
+  }) as NodeJS.ReadableStream;
+  let bytes = 0;
+  let lastLog = Date.now();
+  const counted = new PassThrough();
+  counted.on('data', (chunk: Buffer) => {
+    bytes += chunk.length;
+    if (Date.now() - lastLog >= PROGRESS_EVERY_MS) {
+      log(`registry: ${mb(bytes)} MB of ${image} moved to the manager so far`);
+      lastLog = Date.now();
+    }
+  });
+  saved.on('error', (err) => counted.destroy(err));
+  saved.pipe(counted);
+  const output = await manager.loadImage(counted, { quiet: true }).catch((err: unknown) => {
+    throw dockerError(err, `loading ${image} into the swarm manager`);
+  });
+  await followProgress(manager, output, (event) => {
+    const line = typeof event.stream === 'string' ? event.stream.trim() : '';
+    if (line) log(`registry: manager: ${line}`);
+  }, `loading ${image} into the swarm manager`);
+  return bytes;
+}
+
+/** Push from the manager's engine: a line per layer when it is pushed or found there, and a throttled byte count. */
+async function push(manager: Docker, reference: string, auth: PublishImageOptions['auth'], log: (line: string) => void): Promise<void> {
+  const stream = await manager.getImage(reference).push({ authconfig: auth ? { username: auth.username, password: auth.password, serveraddress: reference.split('/')[0] } : {} } as Docker.ImagePushOptions)
+    .catch((err: unknown) => {
+      throw dockerError(err, `pushing ${reference}`);
+    }) as NodeJS.ReadableStream;
+  let lastLog = Date.now();
+  await followProgress(manager, stream, (event) => {
+    const status = typeof event.status === 'string' ? event.status : '';
+    const id = typeof event.id === 'string' ? event.id : '';
+    if (status === 'Pushing') {
+      if (Date.now() - lastLog >= PROGRESS_EVERY_MS) {
+        log(`registry: pushing ${id} ${typeof event.progress === 'string' ? event.progress.replace(/\[[=> ]*\]\s*/, '') : ''}`.trimEnd());
+        lastLog = Date.now();
+      }
+    } else if (status === 'Pushed' || status === 'Layer already exists' || status.startsWith(reference.split(':').pop()!)) {
+      log(`registry: ${id ? `${id}: ` : ''}${status}`);
+    }
+  }, `pushing ${reference}`);
+}
+
+/** A dockerode progress stream to its end; its first `error` event fails it (code docker_error: Slipway's side). */
+function followProgress(docker: Docker, stream: NodeJS.ReadableStream, onEvent: (event: Record<string, unknown>) => void, doing: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let failure: string | undefined;
+    docker.modem.followProgress(stream, (err: Error | null) => {
+      if (err || failure) reject(err ? dockerError(err, doing) : new SlipwayError('docker_error', `${doing}: ${failure}`));
+      else resolve();
+    }, (event: Record<string, unknown>) => {
+      if (typeof event.error === 'string') failure ??= event.error;
+      else onEvent(event);
+    });
+  });
+}
+
+function splitTag(reference: string): [string, string] {
+  const colon = reference.lastIndexOf(':');
+  return [reference.slice(0, colon), reference.slice(colon + 1)];
+}
+
+const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(1);
+const seconds = (ms: number) => (ms / 1000).toFixed(1);

@@ -1,0 +1,345 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type Docker from 'dockerode';
+import type { EngineConfig } from '@slipway/config/types';
+import { LABELS } from '@slipway/core/docker';
+import { scrubSecrets } from '@slipway/core/logger';
+import { UnavailableError } from '@slipway/core/slipway-error';
+import { etcdKeys, type UpstreamKey } from '@slipway/etcd/keys';
+import type { AppLock } from '../app-lock.js';
+import type { ContainerHealthState } from '../container-runtime.js';
+import { drainConnections } from '../drain-connections.js';
+import { LOG_TAIL_LINES, waitAllHealthy } from '../health.js';
+import { RELEASES_KEPT, type ReleaseRecord, type ReleaseStore, type SwitchReceipt } from '../release-store.js';
+import type { PreparedRoute, RouteProxy } from '../route-proxy.js';
+import { CancelledError, HealthCheckError } from '../rollout-errors.js';
+import { rolloutLog as say } from '../rollout-log.js';
+import type { RolloutRequest, RolloutResult } from '../rollout.js';
+import { inRegistry, publishImage } from './registry-push.js';
+import { liveEndpoints, serviceSpec, type AppService, type AppTask, type ServiceRuntime, type ServiceSpec } from './swarm-service.js';
+
+/*
+ * The deploy story on a swarm: blue/green by service. The new release is a
+ * service of its own; its tasks are health-checked by Slipway's probe at
+ * `<node address>:<published port>`, the etcd keys switch to them in one
+ * transaction, nginx is checked and reloaded, the old tasks drain by
+ * observation, and only then is the old service removed. Any failure
+ * before the switch removes the new service; the old one keeps serving.
+ */
+
+/** How often the new service's tasks are read while they start. */
+const TASK_POLL_MS = 250;
+/**
+ * Added to `health.timeout_s` for the tasks to be placed, pull the image
+ * from the registry and start: a first pull on a node is not the app's
+ * fault. Past both, the rollout fails with `health_failed`.
+ */
+export const PULL_ALLOWANCE_MS = 120_000;
+/** Failed attempts of one slot (Swarm replaces a task that exits or turns unhealthy) before the release is given up. */
+export const MAX_TASK_FAILURES = 2;
+
+export interface SwarmSeams {
+  swarm: ServiceRuntime;
+  store: ReleaseStore;
+  proxy: RouteProxy;
+}
+
+export interface SwarmEngine {
+  engine: EngineConfig;
+  /** The worker's engine, where the image was built. */
+  source: Docker;
+  manager: Docker;
+}
+
+/** What is there, read under the app's lock. */
+export interface SwarmCurrent {
+  services: readonly AppService[];
+  tasks: readonly AppTask[];
+  upstreams: readonly UpstreamKey[];
+  /** The job of the live release, or null. */
+  releaseJob: string | null;
+}
+
+export interface SwarmPlan {
+  /** Services serving now: removed after the switch and the drain. */
+  serving: AppService[];
+  /** The app's other services (left by an attempt that died before its switch): removed first. */
+  strays: AppService[];
+  /** What the old tasks answer on: the current keys and the serving tasks' endpoints, drained after the switch. */
+  drain: string[];
+  spec: ServiceSpec;
+}
+
+/**
+ * Plans a swarm rollout. Pure. A service serves when it is the live
+ * release's, or when a current key names one of its tasks; any other
+ * service of the app is a stray (the lock says no other rollout runs).
+ */
+export function planSwarmRollout(current: SwarmCurrent, desired: Parameters<typeof serviceSpec>[0]): SwarmPlan {
+  const keyed = new Set(current.upstreams.map((u) => u.id));
+  const keyedServices = new Set(current.tasks.filter((t) => keyed.has(t.id.slice(0, 12))).map((t) => t.serviceId));
+  const isServing = (s: AppService) => (current.releaseJob !== null && s.labels[LABELS.release] === current.releaseJob) || keyedServices.has(s.id);
+  const serving = current.services.filter(isServing);
+  const servingIds = new Set(serving.map((s) => s.id));
+  const drain = new Set([
+    ...current.upstreams.map((u) => u.address),
+    ...liveEndpoints(current.tasks.filter((t) => servingIds.has(t.serviceId))).map((t) => t.address!),
+  ]);
+  return { serving, strays: current.services.filter((s) => !isServing(s)), drain: [...drain].sort(), spec: serviceSpec(desired) };
+}
+
+const SECRET_NAME = /SECRET|TOKEN|PASSWORD|PASSWD|PASS|KEY|CREDENTIAL|DSN|DATABASE_URL|AUTH/i;
+
+/**
+ * A swarm rollout: publish the image to the registry (before the lock:
+ * two apps push at once), then under the lock: plan, remove strays,
+ * create the service, wait for its tasks, probe, check nginx, switch,
+ * apply, drain, remove the old service.
+ */
+export async function executeSwarmRollout(seams: SwarmSeams, engine: SwarmEngine, request: RolloutRequest): Promise<RolloutResult> {
+  const run = new SwarmRun(seams, request);
+  run.log(say.begin(request.app, request.image, request.sha, request.job));
+  run.checkCancelled('the start');
+  const image = await run.publish(engine);
+  await run.takeLock();
+  try {
+    const plan = await run.readAndPlan(image);
+    await run.deploy(plan);
+    return await run.finish();
+  } catch (err) {
+    await run.undo();
+    throw err;
+  } finally {
+    await run.lock?.release();
+  }
+}
+
+class SwarmRun {
+  readonly log: (line: string) => void;
+  private readonly onStep: NonNullable<RolloutRequest['onStep']>;
+  private readonly scrub: (text: string) => string;
+  private readonly t0 = Date.now();
+  private readonly timings: RolloutResult['timings'] = { lock: 0, plan: 0, start: 0, health: 0, switch: 0, drain: 0, stop: 0, total: 0, push: 0, pull: 0 };
+  lock?: AppLock;
+  private created?: { id: string; name: string };
+  private tasks: AppTask[] = [];
+  private upstreams: UpstreamKey[] = [];
+  private prepared?: PreparedRoute;
+  private receipt?: SwitchReceipt;
+  private switched = false;
+  private record!: ReleaseRecord;
+  private result!: RolloutResult;
+
+  constructor(private readonly seams: SwarmSeams, private readonly request: RolloutRequest) {
+    this.log = request.log ?? (() => {});
+    this.onStep = request.onStep ?? (() => {});
+    const secrets = Object.entries(request.app.env).filter(([name]) => SECRET_NAME.test(name)).map(([, value]) => value);
+    this.scrub = (text) => scrubSecrets(text, secrets);
+  }
+
+  checkCancelled(during: string): void {
+    if (this.request.signal?.aborted) throw new CancelledError(during);
+  }
+
+  /** The registry reference to run: the image itself when it names the registry already (a rollback), else pushed there. */
+  async publish({ engine, source, manager }: SwarmEngine): Promise<string> {
+    const began = Date.now();
+    const { image, app, sha } = this.request;
+    if (inRegistry(image, engine.registry!)) {
+      this.log(`registry: ${image} is in the registry already; the nodes pull it`);
+      return image;
+    }
+    const published = await publishImage({ source, manager, registry: engine.registry!, auth: engine.registry_auth, app: app.name, image, sha, log: this.log });
+    this.timings.push = Date.now() - began;
+    return published.image;
+  }
+
+  async takeLock(): Promise<void> {
+    const { app, job, signal, lockWaitMs, lockTtlS } = this.request;
+    const began = Date.now();
+    this.lock = await this.seams.store.lock(app.name, { job, signal, log: this.log, waitMs: lockWaitMs, ttlS: lockTtlS });
+    this.timings.lock = Date.now() - began;
+  }
+
+  async readAndPlan(image: string): Promise<SwarmPlan> {
+    const began = Date.now();
+    const { swarm, store } = this.seams;
+    const { app, sha, job } = this.request;
+    const [services, tasks, upstreams, previous] = await Promise.all([
+      swarm.listAppServices(app.name), swarm.appTasks(app.name, app.port), store.upstreams(app.etcd_prefix), store.currentRelease(app.name),
+    ]);
+    this.upstreams = upstreams;
+    const plan = planSwarmRollout({ services, tasks, upstreams, releaseJob: previous?.job ?? null }, { app, image, sha, release: job });
+    this.log(plan.serving.length > 0
+      ? `serving now: service${plan.serving.length === 1 ? '' : 's'} ${plan.serving.map((s) => s.name).join(', ')} at ${plan.drain.join(', ') || 'no address'}${previous ? `, release ${previous.job} (${previous.image})` : ''}`
+      : 'nothing serving yet: first release');
+    this.record = { sha, image, job, at: '' };
+    this.result = { app: app.name, release: this.record, previous, containers: [], stopped: [], strays: plan.strays.map((s) => s.id), leftovers: [], drain: null, timings: this.timings };
+    for (const stray of plan.strays) {
+      await swarm.removeService(stray.id);
+      this.log(`removed stray service ${stray.name} (not live, left by an unfinished rollout)`);
+    }
+    this.timings.plan = Date.now() - began;
+    return plan;
+  }
+
+  async deploy(plan: SwarmPlan): Promise<void> {
+    const { app } = this.request;
+    const { swarm, store, proxy } = this.seams;
+    let mark = Date.now();
+    const phase = (name: keyof RolloutResult['timings']) => {
+      this.timings[name] = (this.timings[name] ?? 0) + Date.now() - mark;
+      mark = Date.now();
+    };
+
+    this.checkCancelled('the start');
+    this.onStep('start');
+    const name = plan.spec.Name!;
+    this.created = { id: await swarm.createService(plan.spec), name };
+    this.log(`created service ${name} (${app.replicas} replica${app.replicas === 1 ? '' : 's'} of ${this.record.image}${app.placement.length ? `, placement ${app.placement.join(', ')}` : ''})`);
+    this.tasks = await this.waitForTasks();
+    phase('start');
+
+    this.checkCancelled('the start');
+    this.onStep('health');
+    await waitAllHealthy(this.tasks.map((t) => ({ id: t.id, address: t.address })), {
+      runtime: this.healthRuntime(), path: app.health.path, timeoutMs: app.health.timeout_s * 1000, intervalMs: app.health.interval_ms,
+      signal: this.request.signal, log: this.log, scrub: this.scrub,
+    });
+    phase('health');
+
+    this.checkCancelled('the health check');
+    this.onStep('switch');
+    const addresses = this.tasks.map((t) => t.address!);
+    this.prepared = await proxy.prepare(app, addresses);
+    this.log(say.prepared(this.prepared, addresses.length));
+    this.checkCancelled('the switch');
+    if (this.lock!.lost) throw new UnavailableError('etcd', `lost the rollout lock of ${app.name} (etcd unreachable for longer than its lease); nothing was switched`);
+    const add = Object.fromEntries(this.tasks.map((t) => [etcdKeys.upstream(app.etcd_prefix, t.id), t.address!]));
+    this.record.at = new Date().toISOString();
+    this.receipt = await store.switchRelease({ app: app.name, remove: this.upstreams, add, release: this.record, lock: this.lock! });
+    this.switched = true;
+    this.log(say.switched(app.etcd_prefix, Object.values(add), this.upstreams.length, undefined, this.request.job));
+    try {
+      const applied = await this.prepared.commit();
+      this.log(say.applied(applied));
+    } catch (err) {
+      this.log(say.applyFailed(err));
+      this.switched = false;
+      await store.revertSwitch(this.receipt).catch((revertErr: unknown) => this.log(say.revertFailed(revertErr)));
+      throw err;
+    }
+    this.result.containers = this.tasks.map((t) => ({ id: t.id, address: t.address! }));
+    phase('switch');
+
+    this.onStep('drain');
+    if (plan.drain.length > 0) {
+      this.result.drain = await drainConnections(plan.drain, app.drain_s * 1000);
+      this.log(say.drained(this.result.drain, app.drain_s * 1000));
+    }
+    phase('drain');
+
+    for (const old of plan.serving) {
+      try {
+        await swarm.removeService(old.id);
+        this.result.stopped.push(old.id);
+        this.log(`removed service ${old.name}: Swarm stops its tasks (SIGTERM, ${app.stop_timeout_s} s grace)`);
+      } catch (err) {
+        this.result.leftovers.push(old.id);
+        this.log(`could not remove service ${old.name}: ${(err as Error).message}; the next rollout removes it`);
+      }
+    }
+    phase('stop');
+  }
+
+  /**
+   * Until every replica has a running task with a published port. A slot
+   * whose tasks failed MAX_TASK_FAILURES times (exited, rejected, unhealthy
+   * to Docker's check) fails the release at once, quoting the task's error
+   * and log; so does the time running out.
+   */
+  private async waitForTasks(): Promise<AppTask[]> {
+    const { app } = this.request;
+    const deadline = Date.now() + app.health.timeout_s * 1000 + PULL_ALLOWANCE_MS;
+    const seen = new Map<string, string>();
+    const startedAt = new Map<string, number>();
+    const created = Date.now();
+    for (;;) {
+      this.checkCancelled('the start');
+      const tasks = await this.seams.swarm.appTasks(app.name, app.port, this.created!.id);
+      for (const t of tasks) {
+        const said = `${t.state}${t.node ? ` on ${t.node}` : ''}${t.address ? ` at ${t.address}` : ''}`;
+        if (seen.get(t.id) !== said) {
+          this.log(`task ${t.id.slice(0, 12)} (slot ${t.slot}): ${said}${t.error ? `: ${t.error}` : ''}`);
+          seen.set(t.id, said);
+        }
+      }
+      // The app's own time starts when its container does: placement and the pull are not its fault.
+      for (const t of tasks) if ((t.state === 'starting' || t.state === 'running') && !startedAt.has(t.id)) startedAt.set(t.id, Date.now());
+      const live = liveEndpoints(tasks);
+      if (live.length >= app.replicas) {
+        // Placement and the image pull end when a task starts; the slowest task's is the release's.
+        const starts = live.map((t) => startedAt.get(t.id)).filter((at): at is number => at !== undefined);
+        if (starts.length > 0) this.timings.pull = Math.max(...starts) - created;
+        return live.slice(0, app.replicas);
+      }
+      const failed = tasks.filter((t) => ['failed', 'rejected', 'shutdown', 'orphaned'].includes(t.state) && t.desiredState !== 'running' && t.error);
+      const bySlot = new Map<number, AppTask[]>();
+      for (const t of failed) bySlot.set(t.slot, [...(bySlot.get(t.slot) ?? []), t]);
+      const given = [...bySlot.values()].find((list) => list.length >= MAX_TASK_FAILURES);
+      if (given) {
+        const task = given[0]!;
+        throw new HealthCheckError(task.id, `(a task of ${this.created!.name}) failed ${given.length} times before answering 2xx on ${app.health.path}: ${task.error}${task.exitCode !== null ? ` (exit code ${task.exitCode})` : ''}`,
+          this.scrub(await this.seams.swarm.taskLogTail(task.id, LOG_TAIL_LINES).catch(() => '')));
+      }
+      const slow = tasks.find((t) => t.state === 'starting' && t.desiredState === 'running' && Date.now() - startedAt.get(t.id)! > app.health.timeout_s * 1000);
+      if (slow || Date.now() >= deadline) {
+        const waiting = tasks.filter((t) => t.desiredState === 'running' && !t.address);
+        const task = slow ?? waiting[0] ?? tasks[0];
+        const why = slow
+          ? `was still starting (Docker's health check of ${app.health.path} not passing) after ${app.health.timeout_s} s`
+          : `was not running with a published port within ${app.health.timeout_s + PULL_ALLOWANCE_MS / 1000} s`;
+        throw new HealthCheckError(task?.id ?? this.created!.id, `(a task of ${this.created!.name}) ${why} `
+          + `(${live.length} of ${app.replicas} running; ${waiting.map((t) => `${t.id.slice(0, 12)} ${t.state}${t.message ? ` (${t.message})` : ''}`).join(', ') || 'no task'})`,
+          task ? this.scrub(await this.seams.swarm.taskLogTail(task.id, LOG_TAIL_LINES).catch(() => '')) : '');
+      }
+      await sleep(TASK_POLL_MS);
+    }
+  }
+
+  /** What the shared probe asks between attempts, answered from the task: gone or replaced counts as exited. */
+  private healthRuntime() {
+    const { swarm } = this.seams;
+    const { app } = this.request;
+    return {
+      healthState: async (taskId: string): Promise<ContainerHealthState> => {
+        const task = (await swarm.appTasks(app.name, app.port, this.created!.id)).find((t) => t.id === taskId);
+        if (!task) return { running: false, restarted: false, exitCode: null };
+        return { running: task.state === 'running' && task.desiredState === 'running', restarted: false, exitCode: task.exitCode };
+      },
+      logTail: (taskId: string, lines: number) => swarm.taskLogTail(taskId, lines),
+    };
+  }
+
+  async finish(): Promise<RolloutResult> {
+    const { app, job } = this.request;
+    const pruned = await this.seams.store.pruneReleases(app.name, RELEASES_KEPT).catch(() => 0);
+    if (pruned > 0) this.log(say.pruned(pruned, RELEASES_KEPT));
+    this.timings.total = Date.now() - this.t0;
+    this.log(say.done(app.name, job, this.result.containers.map((c) => c.address), this.timings.total));
+    this.onStep('done');
+    return this.result;
+  }
+
+  /** A failure before the switch: the candidate dropped, the new service removed (its tasks with it). */
+  async undo(): Promise<void> {
+    if (this.switched) return;
+    await this.prepared?.discard().catch(() => {});
+    if (!this.created) return;
+    try {
+      await this.seams.swarm.removeService(this.created.id);
+      this.log(`removed new service ${this.created.name}`);
+    } catch (err) {
+      this.log(`could not remove new service ${this.created.name} (${(err as Error).message}); the next rollout removes it as a stray`);
+    }
+  }
+}

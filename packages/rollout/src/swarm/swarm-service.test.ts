@@ -1,0 +1,118 @@
+import { describe, expect, it } from 'vitest';
+import { validateConfig } from '@slipway/config/load-config';
+import { planSwarmRollout } from './swarm-rollout.js';
+import { planUpstreamRewrite } from './task-watcher.js';
+import { registryReference } from './registry-push.js';
+import { liveEndpoints, SERVICE_NAME_MAX, serviceName, serviceSpec, toAppTask, type AppService, type AppTask } from './swarm-service.js';
+
+const SHA = 'ab'.repeat(20);
+/** The spec as the Engine API reads it: JSON, asserted by its field names. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a JSON document checked field by field
+type Json = any;
+const app = validateConfig({
+  engine: { type: 'swarm', registry: '10.77.0.11:5000' },
+  apps: { web: { repo: '/srv/web.git', replicas: 3, port: 8080, env: { MODE: 'prod' }, placement: ['node.labels.role==web'], resources: { cpus: 0.5, memory_mb: 256 }, health: { path: '/up', timeout_s: 20 } } },
+}, { file: null, env: {} }).apps.web!;
+
+describe('serviceName', () => {
+  it.each([
+    ['web', 'job-42', 'slipway-web-job-42'],
+    ['web', 'Job_42:retry', 'slipway-web-job-42-retry'],
+  ])('%s + %s -> %s', (a, release, name) => expect(serviceName(a, release)).toBe(name));
+
+  it('keeps long names within Docker\'s 63 characters, distinct per release', () => {
+    const a = serviceName('a'.repeat(60), 'release-1');
+    const b = serviceName('a'.repeat(60), 'release-2');
+    expect(a.length).toBeLessThanOrEqual(SERVICE_NAME_MAX);
+    expect(a).not.toBe(b);
+    expect(a).toMatch(/^[a-z0-9-]+$/);
+  });
+});
+
+describe('serviceSpec', () => {
+  it('is one replicated service per release: labels, init, host-mode port without a published one, placement, resources, health', () => {
+    const spec = serviceSpec({ app, image: '10.77.0.11:5000/slipway/web:abababababab', sha: SHA, release: 'j7' }) as Json;
+    const labels = { 'slipway.app': 'web', 'slipway.sha': SHA, 'slipway.release': 'j7' };
+    expect(spec.Name).toBe('slipway-web-j7');
+    expect(spec.Labels).toEqual(labels);
+    expect(spec.Mode).toEqual({ Replicated: { Replicas: 3 } });
+    expect(spec.EndpointSpec).toEqual({ Mode: 'dnsrr', Ports: [{ Protocol: 'tcp', TargetPort: 8080, PublishMode: 'host' }] });
+    const c = spec.TaskTemplate.ContainerSpec;
+    expect(c).toMatchObject({ Image: '10.77.0.11:5000/slipway/web:abababababab', Labels: labels, Init: true, StopGracePeriod: 10e9 });
+    expect(c.Env).toEqual(['MODE=prod', 'SLIPWAY_HEALTH_URL=http://127.0.0.1:8080/up']);
+    // The URL is in the environment, never in the script the shell runs.
+    expect(c.Healthcheck.Test[0]).toBe('CMD-SHELL');
+    expect(c.Healthcheck.Test[1]).not.toContain('/up');
+    expect(c.Healthcheck.StartPeriod).toBe(20e9);
+    expect(spec.TaskTemplate.Placement.Constraints).toEqual(['node.labels.role==web']);
+    expect(spec.TaskTemplate.Resources).toEqual({ Limits: { NanoCPUs: 5e8, MemoryBytes: 256 * 1024 * 1024 }, Reservations: { NanoCPUs: 5e8, MemoryBytes: 256 * 1024 * 1024 } });
+  });
+
+  it('leaves out the sha label of an image deploy and resources nobody asked for', () => {
+    const spec = serviceSpec({ app: { ...app, resources: undefined, placement: [] }, image: 'r:5000/x:1', sha: null, release: 'j8' }) as Json;
+    expect(spec.Labels).toEqual({ 'slipway.app': 'web', 'slipway.release': 'j8' });
+    expect(spec.TaskTemplate.Resources).toBeUndefined();
+  });
+});
+
+describe('registryReference', () => {
+  it('tags by the commit, or by the image id for an image deploy', () => {
+    expect(registryReference('r:5000', 'web', SHA, 'sha256:' + 'c'.repeat(64))).toBe('r:5000/slipway/web:abababababab');
+    expect(registryReference('r:5000', 'web', null, 'sha256:' + 'c'.repeat(64))).toBe('r:5000/slipway/web:id-cccccccccccc');
+  });
+});
+
+const nodes = new Map([['n1', '10.77.0.11'], ['n2', '10.77.0.12']]);
+const raw = (id: string, service: string, state: string, node: string | undefined, port?: number) => ({
+  ID: id, ServiceID: service, NodeID: node, Slot: 1, DesiredState: 'running', CreatedAt: '2026-01-01T00:00:00Z',
+  Status: { State: state, PortStatus: port ? { Ports: [{ TargetPort: 8080, PublishedPort: port, PublishMode: 'host' }, { TargetPort: 8080, PublishedPort: port, PublishMode: 'host' }] } : {} },
+});
+
+describe('toAppTask and liveEndpoints', () => {
+  it('gives a running task with a port its node address; a starting one none', () => {
+    const tasks = [raw('t1', 's1', 'running', 'n1', 30001), raw('t2', 's1', 'starting', 'n2', 30002), raw('t3', 's1', 'pending', undefined)]
+      .map((t) => toAppTask(t, 8080, nodes, new Map([['s1', 'j1']])));
+    expect(tasks.map((t) => t.address)).toEqual(['10.77.0.11:30001', null, null]);
+    expect(tasks.map((t) => t.node)).toEqual(['10.77.0.11', '10.77.0.12', null]);
+    expect(liveEndpoints(tasks).map((t) => t.id)).toEqual(['t1']);
+    expect(tasks[0]!.release).toBe('j1');
+  });
+});
+
+describe('planSwarmRollout', () => {
+  const service = (id: string, release: string): AppService => ({ id, name: `slipway-web-${release}`, labels: { 'slipway.app': 'web', 'slipway.release': release }, image: 'x', replicas: 3 });
+  const task = (id: string, serviceId: string, address: string | null): AppTask => ({
+    id, serviceId, release: '', slot: 1, nodeId: 'n1', node: '10.77.0.11', state: address ? 'running' : 'starting', desiredState: 'running', message: '', error: null, exitCode: null, address, createdAt: '',
+  });
+  const desired = { app, image: 'r/x:1', sha: SHA, release: 'j9' };
+
+  it.each([
+    ['first release', [], [], [], null, [], [], []],
+    ['the live release serves, an unfinished one is a stray', [service('s1', 'j1'), service('s2', 'j2')], [task('t1aaaaaaaaaaaaa', 's1', '10.77.0.11:30001')], [], 'j1', ['s1'], ['s2'], ['10.77.0.11:30001']],
+    ['a service whose task is keyed serves though the release says otherwise', [service('s1', 'j1'), service('s2', 'j2')], [task('t2aaaaaaaaaaaaa', 's2', '10.77.0.12:30002')],
+      [{ key: '/p/t2aaaaaaaaaa', id: 't2aaaaaaaaaa', address: '10.77.0.12:30002' }], 'j1', ['s1', 's2'], [], ['10.77.0.12:30002']],
+  ] as const)('%s', (_name, services, tasks, upstreams, releaseJob, serving, strays, drain) => {
+    const plan = planSwarmRollout({ services, tasks, upstreams, releaseJob }, desired);
+    expect(plan.serving.map((s) => s.id)).toEqual(serving);
+    expect(plan.strays.map((s) => s.id)).toEqual(strays);
+    expect(plan.drain).toEqual(drain);
+    expect(plan.spec.Name).toBe('slipway-web-j9');
+  });
+});
+
+describe('planUpstreamRewrite', () => {
+  const live = (id: string, address: string): AppTask => ({
+    id, serviceId: 's1', release: 'j1', slot: 1, nodeId: 'n1', node: address.split(':')[0]!, state: 'running', desiredState: 'running', message: '', error: null, exitCode: null, address, createdAt: '',
+  });
+  const key = (id: string, address: string) => ({ key: `/p/${id.slice(0, 12)}`, id: id.slice(0, 12), address });
+
+  it('puts the moved task and removes the lost one', () => {
+    expect(planUpstreamRewrite('/p', [key('aaaaaaaaaaaa', '10.77.0.11:1'), key('bbbbbbbbbbbb', '10.77.0.13:1')], [live('aaaaaaaaaaaaxyz', '10.77.0.11:1'), live('ccccccccccccxyz', '10.77.0.12:2')]))
+      .toEqual({ put: { '/p/cccccccccccc': '10.77.0.12:2' }, remove: ['/p/bbbbbbbbbbbb'] });
+  });
+
+  it('changes nothing when the keys match, and never empties the set', () => {
+    expect(planUpstreamRewrite('/p', [key('aaaaaaaaaaaa', '10.77.0.11:1')], [live('aaaaaaaaaaaaxyz', '10.77.0.11:1')])).toBeNull();
+    expect(planUpstreamRewrite('/p', [key('aaaaaaaaaaaa', '10.77.0.11:1')], [])).toBeNull();
+  });
+});

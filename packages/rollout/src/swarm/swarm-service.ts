@@ -1,0 +1,276 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import Docker from 'dockerode';
+import type { AppConfig, EngineConfig } from '@slipway/config/types';
+import { dockerConnection, dockerError, dockerStatus, LABELS } from '@slipway/core/docker';
+import { lastLines } from '@slipway/core/run-command';
+import { demux } from '../container-runtime.js';
+import { ContainerStartError } from '../rollout-errors.js';
+
+/*
+ * Everything a swarm rollout (and the task watcher, and status) asks of a
+ * Swarm manager: the service seam, its implementation over dockerode, and
+ * the service spec of a release. A release is one service,
+ * `slipway-<app>-<release>`; its tasks are what a container is on one
+ * engine, and a task's endpoint is its node's `Status.Addr` and the port
+ * Swarm published for it in host mode.
+ */
+
+/** Docker's limit on a service name (a DNS label). */
+export const SERVICE_NAME_MAX = 63;
+/**
+ * Docker's own health check runs this often once the task is up. Swarm
+ * keeps a task `starting` until its first check passes, and replaces a
+ * task that turns unhealthy later; the gate before traffic stays
+ * Slipway's own probe. Docker 20.10 has no faster start interval, so this
+ * is also the least a new task spends `starting`.
+ */
+export const HEALTHCHECK_INTERVAL_MS = 1_000;
+export const HEALTHCHECK_TIMEOUT_MS = 2_000;
+export const HEALTHCHECK_RETRIES = 3;
+/**
+ * The health check, run by the image's /bin/sh with the URL in the
+ * container's environment (never spliced into the script): wget (busybox,
+ * alpine) or curl, whichever the image has; an image with neither is left
+ * to Slipway's probe alone rather than killed as unhealthy.
+ */
+const HEALTHCHECK_SCRIPT = 'if command -v wget >/dev/null 2>&1; then exec wget -q -O /dev/null "$SLIPWAY_HEALTH_URL"; '
+  + 'elif command -v curl >/dev/null 2>&1; then exec curl -fsS -o /dev/null "$SLIPWAY_HEALTH_URL"; fi; exit 0';
+
+/**
+ * A client of `engine.manager`: a unix socket, or tcp:// (with `engine.tls`
+ * the connection is TLS with those files, as `docker --tlsverify` does).
+ */
+export function managerClient(engine: EngineConfig): Docker {
+  const connection = dockerConnection(engine.manager!);
+  if (!engine.tls) return new Docker(connection);
+  return new Docker({
+    ...connection, protocol: 'https',
+    ca: readFileSync(engine.tls.ca), cert: readFileSync(engine.tls.cert), key: readFileSync(engine.tls.key),
+  } as Docker.DockerOptions);
+}
+
+/** A service labelled `slipway.app=<app>`, as the manager lists it. */
+export interface AppService {
+  id: string;
+  name: string;
+  labels: Record<string, string>;
+  image: string;
+  replicas: number;
+}
+
+/** A task of an app's service, with where it answers. */
+export interface AppTask {
+  id: string;
+  serviceId: string;
+  /** The release (job id) of its service. */
+  release: string;
+  /** Slot of a replicated service: a task replaced by Swarm keeps its slot. */
+  slot: number;
+  nodeId: string | null;
+  /** The node's `Status.Addr`; null before the task is assigned. */
+  node: string | null;
+  /** Swarm's task state: `new`, `pending`, `assigned`, `preparing`, `starting`, `running`, `failed`, `shutdown`, `rejected`… */
+  state: string;
+  desiredState: string;
+  /** Swarm's message, and its error when the task failed. */
+  message: string;
+  error: string | null;
+  exitCode: number | null;
+  /** `<node address>:<published port>` of the app's port; null until the task runs with a port. */
+  address: string | null;
+  createdAt: string;
+}
+
+/**
+ * The service seam: everything a swarm rollout asks of the manager.
+ * SwarmRuntime is the one implementation. Every method throws
+ * UnavailableError when the manager cannot be reached.
+ */
+export interface ServiceRuntime {
+  listAppServices(app: string): Promise<AppService[]>;
+  /** Creates the service; ContainerStartError when the manager refuses its spec. */
+  createService(spec: ServiceSpec): Promise<string>;
+  /** Every task of the app's services (or of one service), running or not, newest first. */
+  appTasks(app: string, port: number, serviceId?: string): Promise<AppTask[]>;
+  /** Removes the service: Swarm stops its tasks with their stop grace period. Gone already is fine. */
+  removeService(id: string): Promise<void>;
+  /** The last `lines` lines of a task's log. */
+  taskLogTail(taskId: string, lines: number): Promise<string>;
+}
+
+/** What dockerode's createService takes. */
+export type ServiceSpec = Docker.CreateServiceOptions;
+
+export class SwarmRuntime implements ServiceRuntime {
+  constructor(private readonly manager: Docker) {}
+
+  async listAppServices(app: string): Promise<AppService[]> {
+    const services = (await call(`listing the services of ${app}`, () => this.manager.listServices({ filters: { label: [`${LABELS.app}=${app}`] } })))!;
+    return services.map((s) => ({
+      id: s.ID!,
+      name: s.Spec?.Name ?? '',
+      labels: s.Spec?.Labels ?? {},
+      image: (s.Spec?.TaskTemplate as { ContainerSpec?: { Image?: string } } | undefined)?.ContainerSpec?.Image ?? '',
+      replicas: s.Spec?.Mode?.Replicated?.Replicas ?? 0,
+    }));
+  }
+
+  async createService(spec: ServiceSpec): Promise<string> {
+    try {
+      const service = await this.manager.createService(spec);
+      return service.id;
+    } catch (err) {
+      const failure = dockerError(err, `creating service ${spec.Name}`);
+      throw failure.code === 'unavailable' ? failure : new ContainerStartError(failure.message, { cause: err });
+    }
+  }
+
+  async appTasks(app: string, port: number, serviceId?: string): Promise<AppTask[]> {
+    const [services, nodes] = await Promise.all([
+      serviceId ? Promise.resolve(null) : this.listAppServices(app),
+      call('listing the swarm nodes', () => this.manager.listNodes()),
+    ]);
+    const ids = serviceId ? [serviceId] : services!.map((s) => s.id);
+    if (ids.length === 0) return [];
+    const releaseOf = new Map((services ?? []).map((s) => [s.id, s.labels[LABELS.release] ?? '']));
+    const addressOf = new Map(nodes!.map((n) => [n.ID!, n.Status?.Addr ?? null]));
+    const tasks = (await call(`listing the tasks of ${app}`, () => this.manager.listTasks({ filters: { service: ids } })))! as RawTask[];
+    return tasks.map((t) => toAppTask(t, port, addressOf, releaseOf)).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+  }
+
+  async removeService(id: string): Promise<void> {
+    await call(`removing service ${id.slice(0, 12)}`, () => this.manager.getService(id).remove(), [404]);
+  }
+
+  async taskLogTail(taskId: string, lines: number): Promise<string> {
+    const raw = await call(`reading the log of task ${taskId.slice(0, 12)}`, () =>
+      (this.manager.getTask(taskId) as unknown as { logs(options: object): Promise<unknown> }).logs({ stdout: true, stderr: true, tail: lines, follow: false }) as unknown as Promise<Buffer | string>, [404, 503]);
+    if (raw === undefined) return '';
+    return lastLines(demux(typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw), lines);
+  }
+}
+
+interface RawTask {
+  ID: string;
+  ServiceID: string;
+  NodeID?: string;
+  Slot?: number;
+  CreatedAt?: string;
+  DesiredState?: string;
+  Spec?: { ContainerSpec?: { Labels?: Record<string, string> } };
+  Status?: {
+    State?: string;
+    Message?: string;
+    Err?: string;
+    ContainerStatus?: { ExitCode?: number };
+    PortStatus?: { Ports?: Array<{ TargetPort?: number; PublishedPort?: number; PublishMode?: string }> };
+  };
+}
+
+/** A task as Slipway sees it. Pure. The same binding is listed once per address family: the first is taken. */
+export function toAppTask(t: RawTask, port: number, addressOf: ReadonlyMap<string, string | null>, releaseOf: ReadonlyMap<string, string>): AppTask {
+  const node = t.NodeID ? addressOf.get(t.NodeID) ?? null : null;
+  const state = t.Status?.State ?? 'new';
+  const binding = t.Status?.PortStatus?.Ports?.find((p) => p.PublishMode === 'host' && p.TargetPort === port && p.PublishedPort);
+  return {
+    id: t.ID,
+    serviceId: t.ServiceID,
+    release: releaseOf.get(t.ServiceID) ?? t.Spec?.ContainerSpec?.Labels?.[LABELS.release] ?? '',
+    slot: t.Slot ?? 0,
+    nodeId: t.NodeID ?? null,
+    node,
+    state,
+    desiredState: t.DesiredState ?? '',
+    message: t.Status?.Message ?? '',
+    error: t.Status?.Err || null,
+    exitCode: t.Status?.ContainerStatus?.ExitCode ?? null,
+    address: state === 'running' && node && binding ? `${node}:${binding.PublishedPort}` : null,
+    createdAt: t.CreatedAt ?? '',
+  };
+}
+
+/** Tasks that serve: running, meant to run, with a published port. */
+export function liveEndpoints(tasks: readonly AppTask[]): AppTask[] {
+  return tasks.filter((t) => t.state === 'running' && t.desiredState === 'running' && t.address !== null);
+}
+
+/** One manager call with its errors translated; statuses in `ignore` resolve to undefined. */
+async function call<T>(doing: string, fn: () => Promise<T>, ignore: number[] = []): Promise<T | undefined> {
+  try {
+    return await fn();
+  } catch (err) {
+    const status = dockerStatus(err);
+    if (status !== undefined && ignore.includes(status)) return undefined;
+    throw dockerError(err, doing);
+  }
+}
+
+/**
+ * `slipway-<app>-<release>`, in the characters Docker allows; a name past
+ * 63 characters keeps its start and ends in a hash of the whole, so two
+ * releases never share one. Services are found by label, never by name.
+ */
+export function serviceName(app: string, release: string): string {
+  const name = `slipway-${app}-${release.toLowerCase().replace(/[^a-z0-9-]+/g, '-')}`.replace(/-+$/, '');
+  if (name.length <= SERVICE_NAME_MAX) return name;
+  const hash = createHash('sha256').update(`${app}\0${release}`).digest('hex').slice(0, 10);
+  return `${name.slice(0, SERVICE_NAME_MAX - hash.length - 1).replace(/-+$/, '')}-${hash}`;
+}
+
+export interface ServiceSpecInput {
+  app: Pick<AppConfig, 'name' | 'port' | 'env' | 'stop_timeout_s' | 'replicas' | 'health' | 'placement' | 'resources'>;
+  image: string;
+  /** Full 40-hex commit, or null for an image deploy. */
+  sha: string | null;
+  /** The job id: `slipway.release`, and the service's name. */
+  release: string;
+}
+
+/**
+ * The service of one release. Pure. Ports are published in host mode
+ * without a fixed published port: Swarm picks one per task (this kernel
+ * and many others have no IPVS for the routing mesh, and a fixed port
+ * with start-first deadlocks, moby#36934); `dnsrr` because VIPs need IPVS
+ * too. `Init` forwards SIGTERM to apps that ignore it as PID 1. Tasks
+ * spread over nodes; CPU and memory are both limit and reservation, so
+ * Swarm places by them.
+ */
+export function serviceSpec(input: ServiceSpecInput): ServiceSpec {
+  const { app } = input;
+  const labels = {
+    [LABELS.app]: app.name,
+    ...(input.sha ? { [LABELS.sha]: input.sha } : {}),
+    [LABELS.release]: input.release,
+  };
+  const ns = (ms: number) => ms * 1_000_000;
+  const resources = app.resources && {
+    ...(app.resources.cpus !== undefined ? { NanoCPUs: Math.round(app.resources.cpus * 1e9) } : {}),
+    ...(app.resources.memory_mb !== undefined ? { MemoryBytes: app.resources.memory_mb * 1024 * 1024 } : {}),
+  };
+  return {
+    Name: serviceName(app.name, input.release),
+    Labels: labels,
+    TaskTemplate: {
+      ContainerSpec: {
+        Image: input.image,
+        Labels: labels,
+        Env: [...Object.entries(app.env).map(([key, value]) => `${key}=${value}`), `SLIPWAY_HEALTH_URL=http://127.0.0.1:${app.port}${app.health.path}`],
+        Init: true,
+        StopGracePeriod: ns(app.stop_timeout_s * 1000),
+        Healthcheck: {
+          Test: ['CMD-SHELL', HEALTHCHECK_SCRIPT],
+          Interval: ns(HEALTHCHECK_INTERVAL_MS),
+          Timeout: ns(HEALTHCHECK_TIMEOUT_MS),
+          Retries: HEALTHCHECK_RETRIES,
+          StartPeriod: ns(app.health.timeout_s * 1000),
+        },
+      },
+      RestartPolicy: { Condition: 'any', Delay: ns(1000) },
+      Placement: { Constraints: [...app.placement], Preferences: [{ Spread: { SpreadDescriptor: 'node.id' } }] },
+      ...(resources ? { Resources: { Limits: resources, Reservations: resources } } : {}),
+    },
+    Mode: { Replicated: { Replicas: app.replicas } },
+    EndpointSpec: { Mode: 'dnsrr', Ports: [{ Protocol: 'tcp', TargetPort: app.port, PublishMode: 'host' }] },
+  } as ServiceSpec;
+}
