@@ -9,7 +9,7 @@ import { commitVersion, createFixtureRepo, git, type FixtureRepo } from '@slipwa
 import { tempDir } from '@slipway/devstack/testing';
 import { checkout } from '../src/checkout.js';
 import { resolveRef } from '../src/resolve-ref.js';
-import { workPaths } from '../src/work-paths.js';
+import { workPaths } from '../src/repo-cache.js';
 import { testApp } from './test-app.js';
 
 const temp = tempDir('slipway-checkout-');

@@ -4,10 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSlipwayError } from '@slipway/core/slipway-error';
 import { commitVersion, createFixtureRepo, type FixtureRepo } from '@slipway/devstack/fixture-app';
 import { tempDir } from '@slipway/devstack/testing';
+import { startGitHttpServer, type GitHttpServer } from '@slipway/devstack/git-http-server';
 import { checkout } from '../src/checkout.js';
 import { resolveRef } from '../src/resolve-ref.js';
-import { workPaths } from '../src/work-paths.js';
-import { startGitHttpServer, type GitHttpServer } from '@slipway/devstack/git-http-server';
+import { workPaths } from '../src/repo-cache.js';
 import { testApp } from './test-app.js';
 
 const USER = 'deployer';
