@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { giteaSignature, githubSignature } from '@slipway/devstack/fake-forge';
+import { giteaSignature, githubSignature } from '@slipway/devstack/testing';
 
 /** A repository as forges describe it in a push. */
 export interface RepoDescription {

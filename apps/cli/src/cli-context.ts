@@ -1,13 +1,14 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
 import { dockerConnection } from '@slipway/core/docker';
-import { UnavailableError } from '@slipway/core/slipway-error';
+import { UnavailableError, SlipwayError } from '@slipway/core/slipway-error';
 import { appConfig, loadConfig } from '@slipway/config/load-config';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectRedis, type Redis, redisForDisplay } from '@slipway/queue/redis';
 import { createEtcdClient } from '@slipway/etcd/client';
-import type { Terminal } from './output/terminal.js';
+import type { Terminal } from './terminal.js';
 
 /** How long the CLI waits for Redis before saying it cannot be reached. */
 export const CONNECT_TIMEOUT_MS = 3000;
@@ -74,4 +75,33 @@ export class CliContext {
     this.redis?.disconnect();
     this.etcdClient?.close();
   }
+}
+
+/** Bad command line: exit 2 with the command's usage. */
+export class UsageError extends SlipwayError {
+  constructor(message: string, readonly usage: string) {
+    super('usage', message, { fault: 'request' });
+    this.name = 'UsageError';
+  }
+}
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+/** util.parseArgs, strict, with every complaint turned into a UsageError carrying `usage`. */
+export function parseFlags<O extends Options>(argv: string[], options: O, usage: string, positionals: { min: number; max: number }) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: { ...options, json: { type: 'boolean' } }, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError((err as Error).message.split('\n')[0]!, usage);
+  }
+  if (parsed.positionals.length < positionals.min) throw new UsageError('missing argument', usage);
+  if (parsed.positionals.length > positionals.max) throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[positionals.max])}`, usage);
+  return { values: parsed.values as { [K in keyof O]?: O[K]['type'] extends 'boolean' ? boolean : string } & { json?: boolean }, positionals: parsed.positionals };
+}
+
+export function positiveInt(value: string | undefined, flag: string, usage: string): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value) || Number(value) < 1) throw new UsageError(`${flag} must be a positive integer, got ${JSON.stringify(value)}`, usage);
+  return Number(value);
 }

@@ -1,17 +1,56 @@
+import { chmodSync, existsSync, readdirSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { extract } from 'tar-fs';
+import { runCommand } from '@slipway/core/run-command';
+import { SlipwayError, firstLine } from '@slipway/core/slipway-error';
 import { scrubSecrets } from '@slipway/core/logger';
-import { firstLine } from '@slipway/core/slipway-error';
 import { branchOfRef, isSha } from '@slipway/core/validate';
 import { appConfig, loadConfig } from '@slipway/config/load-config';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectRedis, redisForDisplay } from '@slipway/queue/redis';
-import { safeForTerminal, type Terminal } from './output/terminal.js';
-import { watchJob } from './watch-job.js';
+import { type CliContext, parseFlags, UsageError } from './cli-context.js';
+import { safeForTerminal, type Terminal } from './terminal.js';
+import { watchJob } from './job-commands.js';
+
+export const REMOTE_USAGE = 'usage: slipway remote add <app> <path>';
+
+/** The pre-receive hook: a Node script (no shell) that hands the push to runGitHook. */
+export function renderHook(options: { node: string; hookModule: string; app: string; config: string | null }): string {
+  return [
+    `#!${options.node}`,
+    '// Installed by `slipway remote add`: a push to the app\'s branch deploys it,',
+    '// streams the deploy log back, and is refused if the deploy fails.',
+    `import { runGitHook } from ${JSON.stringify(options.hookModule)};`,
+    `process.exitCode = await runGitHook({ app: ${JSON.stringify(options.app)}, config: ${JSON.stringify(options.config)} });`,
+    '',
+  ].join('\n');
+}
+
+export async function remote(ctx: CliContext, argv: string[]): Promise<number> {
+  const { positionals } = parseFlags(argv, {}, REMOTE_USAGE, { min: 3, max: 3 });
+  const [verb, name, path] = positionals as [string, string, string];
+  if (verb !== 'add') throw new UsageError(`unknown remote command ${JSON.stringify(verb)}`, REMOTE_USAGE);
+  const app = ctx.app(name);
+  const dir = resolve(path);
+  if (existsSync(dir) && readdirSync(dir).length > 0 && !existsSync(join(dir, 'HEAD'))) {
+    throw new SlipwayError('invalid_input', `${dir} exists and is not a bare git repository`, { status: 400 });
+  }
+  await runCommand(['git', 'init', '--quiet', '--bare', `--initial-branch=${app.branch}`, '--', dir]);
+  const hook = join(dir, 'hooks', 'pre-receive');
+  writeFileSync(hook, renderHook({
+    node: process.execPath,
+    hookModule: fileURLToPath(new URL('./git-hook.js', import.meta.url)),
+    app: app.name,
+    config: ctx.config.file,
+  }));
+  chmodSync(hook, 0o755);
+  ctx.terminal.out(`${dir} now deploys ${app.name}: a push to ${app.branch} builds and rolls it out.\n\n  git remote add production ${dir}\n  git push production ${app.branch}`);
+  return 0;
+}
 
 const ZERO = '0'.repeat(40);
 /** How long a push waits for Redis before it is refused. */

@@ -1,30 +1,23 @@
 import { ConfigError } from '@slipway/config/load-config';
 import { isSlipwayError, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
-import { CliContext } from './cli-context.js';
-import { processTerminal, type Terminal } from './output/terminal.js';
-import { UsageError } from './usage-error.js';
-import { cancel, USAGE as CANCEL } from './commands/cancel.js';
-import { deploy, USAGE as DEPLOY } from './commands/deploy.js';
-import { jobs, USAGE as JOBS } from './commands/jobs.js';
-import { logs, USAGE as LOGS } from './commands/logs.js';
-import { remote, USAGE as REMOTE } from './commands/remote.js';
-import { retry, USAGE as RETRY } from './commands/retry.js';
-import { rollback, USAGE as ROLLBACK } from './commands/rollback.js';
-import { router, USAGE as ROUTER } from './commands/router.js';
-import { status, USAGE as STATUS } from './commands/status.js';
+import { CliContext, UsageError } from './cli-context.js';
+import { processTerminal, type Terminal } from './terminal.js';
+import { deploy, DEPLOY_USAGE, rollback, ROLLBACK_USAGE, router, ROUTER_USAGE, status, STATUS_USAGE } from './app-commands.js';
+import { remote, REMOTE_USAGE } from './git-hook.js';
+import { cancel, CANCEL_USAGE, jobs, JOBS_USAGE, logs, LOGS_USAGE, retry, RETRY_USAGE } from './job-commands.js';
 
 type Command = (ctx: CliContext, argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, { run: Command; usage: string; summary: string }> = {
-  deploy: { run: deploy, usage: DEPLOY, summary: 'queue a deploy (--image: skip the build)' },
-  rollback: { run: rollback, usage: ROLLBACK, summary: 'back to an earlier release, no rebuild' },
-  status: { run: status, usage: STATUS, summary: 'release, containers, upstreams, health' },
-  jobs: { run: jobs, usage: JOBS, summary: 'recent jobs' },
-  logs: { run: logs, usage: LOGS, summary: "a job's log, live with --follow" },
-  retry: { run: retry, usage: RETRY, summary: 're-run failed jobs' },
-  cancel: { run: cancel, usage: CANCEL, summary: 'stop a waiting or running job' },
-  router: { run: router, usage: ROUTER, summary: "etcd -> nginx, watching (confd's role)" },
-  remote: { run: remote, usage: REMOTE, summary: 'bare repo whose push deploys' },
+  deploy: { run: deploy, usage: DEPLOY_USAGE, summary: 'queue a deploy (--image: skip the build)' },
+  rollback: { run: rollback, usage: ROLLBACK_USAGE, summary: 'back to an earlier release, no rebuild' },
+  status: { run: status, usage: STATUS_USAGE, summary: 'release, containers, upstreams, health' },
+  jobs: { run: jobs, usage: JOBS_USAGE, summary: 'recent jobs' },
+  logs: { run: logs, usage: LOGS_USAGE, summary: "a job's log, live with --follow" },
+  retry: { run: retry, usage: RETRY_USAGE, summary: 're-run failed jobs' },
+  cancel: { run: cancel, usage: CANCEL_USAGE, summary: 'stop a waiting or running job' },
+  router: { run: router, usage: ROUTER_USAGE, summary: "etcd -> nginx, watching (confd's role)" },
+  remote: { run: remote, usage: REMOTE_USAGE, summary: 'bare repo whose push deploys' },
 };
 
 export const USAGE = `usage: slipway [--config PATH] <command> [options]
@@ -33,8 +26,6 @@ ${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(9)} ${c.summary}`
 
 Global options: --config PATH (else $SLIPWAY_CONFIG, else ./slipway.yml), --json.
 Exit status: 0 success, 1 the operation failed, 2 usage or configuration error.`;
-
-/** Codes that mean "you asked for something that does not exist or makes no sense": exit 2. */
 
 /** Runs one command line; returns the exit status. Never throws. */
 export async function main(argv: string[], env: NodeJS.ProcessEnv, terminal: Terminal = processTerminal): Promise<number> {

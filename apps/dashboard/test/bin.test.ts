@@ -5,9 +5,7 @@ import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '@slipway/core/run-command';
-import { freePort } from '@slipway/devstack/free-port';
-import { startProcess } from '@slipway/devstack/harness';
-import { tempDir, testStack, uniqueName } from '@slipway/devstack/testing';
+import { freePort, startProcess, tempDir, testStack, uniqueName } from '@slipway/devstack/testing';
 import { main } from '../src/main.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { runCommand } from '@slipway/core/run-command';
-import { ensureSystemPackages } from '@slipway/devstack/system-packages';
+import { ensureSystemPackages } from '@slipway/devstack/testing';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 

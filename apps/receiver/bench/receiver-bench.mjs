@@ -11,11 +11,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { githubSignature } from '@slipway/devstack/fake-forge';
-import { freePort } from '@slipway/devstack/free-port';
-import { stopProcess } from '@slipway/devstack/processes';
-import { startRedis } from '@slipway/devstack/services/redis';
-import { ensureSystemPackages } from '@slipway/devstack/system-packages';
+import { ensureSystemPackages, freePort, githubSignature, startRedis, stopProcess } from '@slipway/devstack/testing';
 import { connectRedis } from '@slipway/queue/redis';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);

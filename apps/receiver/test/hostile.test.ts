@@ -1,8 +1,7 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { giteaSignature, githubSignature } from '@slipway/devstack/fake-forge';
-import { testStack } from '@slipway/devstack/testing';
+import { giteaSignature, githubSignature, testStack } from '@slipway/devstack/testing';
 import { docFixture, githubBranchPush, SECRETS, TEST_APPS } from './fixtures.js';
 import { rawRequest, startReceiver, type TestReceiver } from './start-receiver.js';
 

@@ -1,7 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
-import { giteaSignature, githubSignature } from '@slipway/devstack/fake-forge';
-import { testStack } from '@slipway/devstack/testing';
+import { giteaSignature, githubSignature, testStack } from '@slipway/devstack/testing';
 import { bullJobId } from '@slipway/queue/deploy-queue';
 import { docFixture, githubBranchPush, githubExamples, SECRETS, TEST_APPS } from './fixtures.js';
 import { startReceiver, type TestReceiver } from './start-receiver.js';

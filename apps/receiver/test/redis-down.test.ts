@@ -1,12 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { githubSignature } from '@slipway/devstack/fake-forge';
-import { freePort } from '@slipway/devstack/free-port';
-import { stopProcess } from '@slipway/devstack/processes';
-import { startRedis, type RedisService } from '@slipway/devstack/services/redis';
-import { tempDir } from '@slipway/devstack/testing';
-import { waitFor } from '@slipway/devstack/wait-for';
+import { freePort, githubSignature, type RedisService, startRedis, stopProcess, tempDir, waitFor } from '@slipway/devstack/testing';
 import { githubBranchPush, SECRETS, TEST_APPS } from './fixtures.js';
 import { startReceiver, type TestReceiver } from './start-receiver.js';
 

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { githubSignature } from '@slipway/devstack/fake-forge';
-import { testStack } from '@slipway/devstack/testing';
+import { githubSignature, testStack } from '@slipway/devstack/testing';
 import { githubBranchPush, SECRETS, TEST_APPS } from './fixtures.js';
 import { startReceiver, type TestReceiver } from './start-receiver.js';
 

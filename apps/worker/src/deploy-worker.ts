@@ -10,8 +10,7 @@ import { JobStore } from '@slipway/queue/job-store';
 import { QUEUE_NAME } from '@slipway/queue/deploy-queue';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { connectRedis } from '@slipway/queue/redis';
-import type { DeployContext } from './deploy-context.js';
-import { processDeploy } from './process-deploy.js';
+import { type DeployContext, processDeploy } from './process-deploy.js';
 import { managerClient } from '@slipway/rollout/swarm';
 
 /** BullMQ timing: a killed worker's job is taken up again within lock + stalled interval (11 s), well inside 15 s. */

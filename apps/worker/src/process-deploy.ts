@@ -1,7 +1,13 @@
 import { realpath, rm } from 'node:fs/promises';
 import { join, sep } from 'node:path';
-import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
-import { scrubSecrets } from '@slipway/core/logger';
+import { DelayedError, UnrecoverableError, type Job, type Queue } from 'bullmq';
+import type Docker from 'dockerode';
+import type { Etcd3 } from 'etcd3';
+import type { Redis } from 'ioredis';
+import { type Logger, scrubSecrets } from '@slipway/core/logger';
+import type { SlipwayConfig } from '@slipway/config/types';
+import type { DeployFeedback } from '@slipway/feedback/deploy-feedback';
+import type { JobStore } from '@slipway/queue/job-store';
 import { firstLine, isRetryable, isSlipwayError, SlipwayError } from '@slipway/core/slipway-error';
 import { appConfig } from '@slipway/config/load-config';
 import { checkout } from '@slipway/build/checkout';
@@ -14,8 +20,30 @@ import { FINAL_STATES, type JobRecord, type Step, type TestStepRun } from '@slip
 import type { StepConfig } from '@slipway/config/types';
 import { bullJobId } from '@slipway/queue/deploy-queue';
 import { AppLease, DEFAULT_LEASE_MS } from './app-lease.js';
-import type { DeployContext } from './deploy-context.js';
 import { JobLog } from './job-log.js';
+
+/** Everything a deploy needs from outside, handed in explicitly (no globals, no env). */
+export interface DeployContext {
+  config: SlipwayConfig;
+  store: JobStore;
+  /** To promote an app's delayed jobs when its deploy ends. */
+  queue: Queue;
+  redis: Redis;
+  /** The engine images are built on; with engine.type: docker also where they run. */
+  docker: Docker;
+  /** engine.type: swarm: the manager's client (engine.manager); releases run there as services. */
+  manager?: Docker;
+  etcd: Etcd3;
+  logger: Logger;
+  /** Every secret of the config (see configSecrets): scrubbed from job logs and errors. */
+  secrets: readonly string[];
+  /** Running jobs of this worker by id, for `slipway cancel`. */
+  running: Map<string, AbortController>;
+  /** How long an app's deploy lease lives without renewal. */
+  leaseMs?: number;
+  /** Commit statuses, notifications and metrics; told of each job's start and end, never waited for. */
+  feedback?: DeployFeedback;
+}
 
 /** How long a job waits before asking again for a busy app. */
 export const BUSY_RETRY_MS = 1000;
@@ -261,5 +289,3 @@ async function promoteWaiting(ctx: DeployContext, app: string, self: string): Pr
     if (job && (await job.getState().catch(() => '')) === 'delayed') await job.promote().catch(() => {});
   }
 }
-
-

@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
-import { commitVersion } from '@slipway/devstack/fixture-app';
-import { startLoad } from '@slipway/devstack/load';
+import { commitVersion, startLoad } from '@slipway/devstack/testing';
 import { createDeployWorker, type DeployWorker } from '../src/deploy-worker.js';
 import { body, quietLogger, waitForJob, workerWorld, type WorkerWorld } from './support.js';
 

@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest';
-import { commitVersion } from '@slipway/devstack/fixture-app';
+import { commitVersion } from '@slipway/devstack/testing';
 import { createDeployWorker } from '../src/deploy-worker.js';
 import { quietLogger, waitForJob, workerWorld } from './support.js';
 

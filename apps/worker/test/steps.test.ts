@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
-import { commitVersion, type FixtureRepo } from '@slipway/devstack/fixture-app';
+import { commitVersion, type FixtureRepo } from '@slipway/devstack/testing';
 import { createDeployWorker, type DeployWorker } from '../src/deploy-worker.js';
 import { body, quietLogger, waitForJob, workerWorld, type WorkerWorld } from './support.js';
 

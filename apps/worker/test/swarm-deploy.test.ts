@@ -1,10 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LABELS } from '@slipway/core/docker';
-import { startCluster, stopCluster, type ClusterState } from '@slipway/devstack/cluster/cluster';
-import { hostDocker } from '@slipway/devstack/cluster/hosts';
-import { serviceEndpoints } from '@slipway/devstack/cluster/swarm';
-import { commitVersion } from '@slipway/devstack/fixture-app';
-import { startLoad } from '@slipway/devstack/load';
+import { startCluster, stopCluster, type ClusterState, hostDocker, serviceEndpoints } from '@slipway/devstack/cluster';
+import { commitVersion, startLoad } from '@slipway/devstack/testing';
 import { createDeployWorker, type DeployWorker } from '../src/deploy-worker.js';
 import { body, quietLogger, waitForJob, workerWorld, type WorkerWorld } from './support.js';
 

@@ -1,10 +1,8 @@
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LABELS } from '@slipway/core/docker';
-import { startCluster, stopCluster, type ClusterState } from '@slipway/devstack/cluster/cluster';
-import { hostDocker } from '@slipway/devstack/cluster/hosts';
-import { commitVersion } from '@slipway/devstack/fixture-app';
-import { startProcess, type RunningProcess } from '@slipway/devstack/harness';
+import { startCluster, stopCluster, type ClusterState, hostDocker } from '@slipway/devstack/cluster';
+import { commitVersion, startProcess, type RunningProcess } from '@slipway/devstack/testing';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { etcdKeys } from '@slipway/etcd/keys';
 import { body, waitForJob, waitForStep, workerWorld, type WorkerWorld } from './support.js';

@@ -2,12 +2,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import { afterEach, describe, expect, it } from 'vitest';
-import { commitVersion } from '@slipway/devstack/fixture-app';
-import { freePort } from '@slipway/devstack/free-port';
-import { startLoad } from '@slipway/devstack/load';
-import { startProcess, stopProcess, type RunningProcess } from '@slipway/devstack/harness';
-import { startRedis } from '@slipway/devstack/services/redis';
-import { tempDir } from '@slipway/devstack/testing';
+import { commitVersion, freePort, type RunningProcess, startLoad, startProcess, startRedis, stopProcess, tempDir } from '@slipway/devstack/testing';
 import { body, waitForJob, waitForStep, workerWorld, type WorkerWorld } from './support.js';
 
 const docker = new Docker();

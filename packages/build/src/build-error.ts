@@ -1,4 +1,5 @@
 import { SlipwayError } from '@slipway/core/slipway-error';
+import { dockerError } from '@slipway/core/docker';
 
 /** The step a build stopped at, as Docker's classic builder numbers it. */
 export interface FailedStep {
@@ -27,4 +28,17 @@ export class BuildError extends SlipwayError {
     this.exitCode = details.exitCode;
     this.output = details.output ?? [];
   }
+}
+
+/**
+ * A dockerode failure of the build request itself (not a failed step), by
+ * core's one Docker translation: no connection stays an UnavailableError
+ * (retry later); Docker refusing the request (a bad Dockerfile path, a bad
+ * option) is the commit's BuildError. Programming errors pass through.
+ */
+export function dockerFailure(err: unknown): Error {
+  if (err instanceof TypeError || err instanceof RangeError) return err;
+  const translated = dockerError(err, 'building');
+  if (translated.code !== 'docker_error') return translated;
+  return new BuildError(`docker build failed: ${translated.message.replace(/^Docker failed while building: /, '')}`, { cause: err });
 }

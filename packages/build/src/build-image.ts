@@ -5,13 +5,11 @@ import type Docker from 'dockerode';
 import type { AppConfig } from '@slipway/config/types';
 import { scrubLine } from '@slipway/core/logger';
 import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
-import { BuildError } from './build-error.js';
 import { LABELS } from '@slipway/core/docker';
+import { BuildError, dockerFailure } from './build-error.js';
 import { buildOptions } from './build-options.js';
-import { BuildStream, type BuildEvent, type BuildStep } from './build-stream.js';
-import { dockerFailure } from './docker-failure.js';
-import { jsonLines } from './json-lines.js';
-import { packContext } from './pack-context.js';
+import { BuildStream, type BuildEvent, type BuildStep, jsonLines } from './build-stream.js';
+import { packContext } from './build-context.js';
 
 export interface BuildImageOptions {
   /** Uses `name`, `dockerfile`, `build_args` (and `credentials`, only to scrub them from the log). */

@@ -5,8 +5,6 @@ import { InvalidInputError } from '@slipway/core/slipway-error';
 import { assertSha, quote } from '@slipway/core/validate';
 import { imageName, LABELS } from '@slipway/core/docker';
 
-/** Labels every image carries, so images are found by label, never by tag. */
-
 export interface PlannedBuild {
   /** `slipway/<app>:<sha12>`. */
   image: string;

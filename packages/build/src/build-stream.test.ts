@@ -3,8 +3,7 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { MAX_LINE_BYTES } from '@slipway/core/logger';
 import { BuildError } from './build-error.js';
-import { BuildStream, type BuildEvent, type BuildStep } from './build-stream.js';
-import { jsonLines } from './json-lines.js';
+import { BuildStream, type BuildEvent, type BuildStep, jsonLines } from './build-stream.js';
 
 /** Streams recorded from Docker 20.10's classic builder building the fixture app. */
 const recorded = (name: string) => readFileSync(new URL(`../test/fixtures/${name}.ndjson`, import.meta.url), 'utf8');

@@ -5,11 +5,10 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSlipwayError, UnavailableError } from '@slipway/core/slipway-error';
-import { commitVersion, createFixtureRepo, git, type FixtureRepo } from '@slipway/devstack/fixture-app';
-import { tempDir } from '@slipway/devstack/testing';
+import { commitVersion, createFixtureRepo, type FixtureRepo, git, tempDir } from '@slipway/devstack/testing';
 import { checkout } from '../src/checkout.js';
 import { resolveRef } from '../src/resolve-ref.js';
-import { workPaths } from '../src/work-paths.js';
+import { workPaths } from '../src/repo-cache.js';
 import { testApp } from './test-app.js';
 
 const temp = tempDir('slipway-checkout-');

@@ -2,12 +2,10 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSlipwayError } from '@slipway/core/slipway-error';
-import { commitVersion, createFixtureRepo, type FixtureRepo } from '@slipway/devstack/fixture-app';
-import { tempDir } from '@slipway/devstack/testing';
+import { commitVersion, createFixtureRepo, type FixtureRepo, type GitHttpServer, startGitHttpServer, tempDir } from '@slipway/devstack/testing';
 import { checkout } from '../src/checkout.js';
 import { resolveRef } from '../src/resolve-ref.js';
-import { workPaths } from '../src/work-paths.js';
-import { startGitHttpServer, type GitHttpServer } from '@slipway/devstack/git-http-server';
+import { workPaths } from '../src/repo-cache.js';
 import { testApp } from './test-app.js';
 
 const USER = 'deployer';

@@ -2,11 +2,9 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createFixtureRepo, type FixtureRepo } from '@slipway/devstack/fixture-app';
-import { tempDir } from '@slipway/devstack/testing';
-import { checkout } from '../src/checkout.js';
-import { prune } from '../src/prune.js';
-import { workPaths } from '../src/work-paths.js';
+import { createFixtureRepo, type FixtureRepo, tempDir } from '@slipway/devstack/testing';
+import { checkout, prune } from '../src/checkout.js';
+import { workPaths } from '../src/repo-cache.js';
 import { testApp } from './test-app.js';
 
 const temp = tempDir('slipway-prune-');

@@ -2,10 +2,9 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSlipwayError } from '@slipway/core/slipway-error';
-import { commitVersion, createFixtureRepo, type FixtureRepo } from '@slipway/devstack/fixture-app';
-import { tempDir } from '@slipway/devstack/testing';
+import { commitVersion, createFixtureRepo, type FixtureRepo, tempDir } from '@slipway/devstack/testing';
 import { resolveRef } from '../src/resolve-ref.js';
-import { workPaths } from '../src/work-paths.js';
+import { workPaths } from '../src/repo-cache.js';
 import { testApp } from './test-app.js';
 
 const temp = tempDir('slipway-resolve-');

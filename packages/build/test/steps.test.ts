@@ -6,8 +6,7 @@ import type { StepConfig } from '@slipway/config/types';
 import { LABELS } from '@slipway/core/docker';
 import { MAX_LINE_BYTES } from '@slipway/core/logger';
 import { SlipwayError } from '@slipway/core/slipway-error';
-import { BASE_IMAGE } from '@slipway/devstack/base-image';
-import { tempDir, testAppName } from '@slipway/devstack/testing';
+import { BASE_IMAGE, tempDir, testAppName } from '@slipway/devstack/testing';
 import { readRepositorySteps, runStep, runSteps, stepContainerOptions, stepsForCommit, type StepRun } from '../src/steps.js';
 
 const docker = new Docker();

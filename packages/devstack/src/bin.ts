@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { ensureBaseImage } from './base-image.js';
 import { CLUSTER_USAGE, ClusterUsageError, clusterCommand } from './cluster/command.js';
 import { readStack, stackEnv, startStack, stopStack } from './stack.js';
-import { TEST_PACKAGES, ensureSystemPackages } from './system-packages.js';
+import { TEST_PACKAGES, ensureSystemPackages } from './services.js';
 import { up } from './up.js';
 
 const USAGE = `usage: slipway-devstack <command>

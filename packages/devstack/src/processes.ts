@@ -1,6 +1,7 @@
-import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createServer } from 'node:net';
 
 /**
  * Starts a long-running service in its own process group, detached from
@@ -60,4 +61,140 @@ export async function stopProcess(pid: number, graceMs = 10_000): Promise<void> 
     }
     await sleep(50);
   }
+}
+
+/**
+ * Pids of processes started from, or working in, `dir`: their argv names a
+ * path under it, or their working directory is under it (redis rewrites its
+ * title but chdirs to its data dir). How a stack finds what its tests
+ * started, whatever they started.
+ */
+export function processesUnder(dir: string): number[] {
+  const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+  const found: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
+      const cwd = readlinkSync(`/proc/${name}/cwd`);
+      if (argv.some((arg) => arg.includes(prefix) || arg === dir) || cwd === dir || cwd.startsWith(prefix)) found.push(Number(name));
+    } catch {
+      // Gone while we looked, or not ours to read.
+    }
+  }
+  return found;
+}
+
+/** Stops (SIGTERM, then SIGKILL) every process under `dir`. */
+export async function stopProcessesUnder(dir: string, graceMs = 10_000): Promise<number> {
+  const pids = processesUnder(dir);
+  await Promise.all(pids.map((pid) => stopProcess(pid, graceMs)));
+  return pids.length;
+}
+
+/** Polls `probe` until it returns a truthy value; throws naming `what` after `timeoutMs`. */
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, options: { timeoutMs?: number; intervalMs?: number } = {}): Promise<T> {
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) {
+      const why = lastError instanceof Error ? `: ${lastError.message}` : '';
+      throw new Error(`timed out after ${options.timeoutMs ?? 30_000} ms waiting for ${what}${why}`);
+    }
+    await sleep(options.intervalMs ?? 100);
+  }
+}
+
+/** Lowest port handed out: clear of the well-known and registered ports services like to take. */
+const LOWEST = 10_000;
+
+/**
+ * A TCP port free on `host` right now, chosen at random below the kernel's
+ * ephemeral range (`ip_local_port_range`). Ports in that range are what
+ * outgoing connections get, and Docker publishes `HostPort: ""` bindings
+ * from it too, counting up from its start: a port the kernel handed out
+ * there could be taken by some container's docker-proxy before the test
+ * binds it (seen: a test's nginx could not listen on its app's port, and a
+ * container answered there instead until it stopped).
+ */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const below = ephemeralStart();
+  if (below - LOWEST >= 1000) {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      const port = LOWEST + Math.floor(Math.random() * (below - LOWEST));
+      if (await isPortFree(port, host)) return port;
+    }
+  }
+  const port = await bindOnce(host, 0);
+  if (port === null) throw new Error(`no free port on ${host}`);
+  return port;
+}
+
+/** Whether `port` can be bound on `host` right now. */
+export async function isPortFree(port: number, host = '127.0.0.1'): Promise<boolean> {
+  return (await bindOnce(host, port)) !== null;
+}
+
+function ephemeralStart(): number {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(low) && low > 0 ? low : LOWEST;
+  } catch {
+    return LOWEST;
+  }
+}
+
+/** Binds `port` (0: the kernel's choice) and lets it go; the port, or null when it is taken. */
+function bindOnce(host: string, port: number): Promise<number | null> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', (err: NodeJS.ErrnoException) => (err.code === 'EADDRINUSE' || err.code === 'EACCES' ? resolve(null) : reject(err)));
+    server.listen(port, host, () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : null));
+    });
+  });
+}
+
+/** A Slipway process started the way a user would, with its output kept for assertions. */
+export interface RunningProcess {
+  child: ChildProcess;
+  output(): string;
+  /** Resolves with the exit code (or 128+signal). */
+  exited: Promise<number>;
+  stop(signal?: NodeJS.Signals, graceMs?: number): Promise<number>;
+  waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<void>;
+}
+
+export function startProcess(argv: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): RunningProcess {
+  const child = spawn(argv[0]!, argv.slice(1), { env: { ...process.env, ...options.env }, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number>((resolve) => {
+    child.on('exit', (code, signal) => resolve(code ?? 128 + (signal === 'SIGKILL' ? 9 : 15)));
+  });
+  return {
+    child,
+    output: () => output,
+    exited,
+    async stop(signal = 'SIGTERM', graceMs = 30_000) {
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill(signal);
+        const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+        const code = await exited;
+        clearTimeout(timer);
+        return code;
+      }
+      return exited;
+    },
+    waitForOutput: (pattern, timeoutMs = 30_000) => waitFor(`output matching ${pattern}`, () => pattern.test(output), { timeoutMs }).then(() => undefined),
+  };
 }

@@ -1,17 +1,16 @@
 import { renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Resolver } from 'node:dns/promises';
 import Docker from 'dockerode';
 import { pack } from 'tar-fs';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runCommand } from '@slipway/core/run-command';
 import { BASE_IMAGE } from './base-image.js';
 import { createFixtureRepo } from './fixture-app.js';
-import { freePort } from './free-port.js';
-import { Resolver } from 'node:dns/promises';
-import { isAlive, stopProcess } from './processes.js';
-import { startNginx } from './services/nginx.js';
+import { freePort, isAlive, stopProcess } from './processes.js';
+import { startNginx } from './services.js';
 import { ALL_SERVICES, stackEnv, startStack, stopStack } from './stack.js';
 import { tempDir, testAppName } from './testing.js';
-import { runCommand } from '@slipway/core/run-command';
 
 const docker = new Docker();
 

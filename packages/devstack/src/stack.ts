@@ -2,16 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from './free-port.js';
-import { commandLine, isAlive, stopProcess } from './processes.js';
-import { stopProcessesUnder } from './processes-under.js';
-import { ensureSystemPackages } from './system-packages.js';
-import { dnsmasqAnswers, startDnsmasq, type DnsmasqService } from './services/dnsmasq.js';
-import { dockerAnswers, ensureDockerEngine, type DockerEngine } from './services/docker-engine.js';
-import { etcdHealthy, startEtcd, type EtcdService } from './services/etcd.js';
-import { startNginx, type NginxService } from './services/nginx.js';
-import { redisAnswers, startRedis, type RedisService } from './services/redis.js';
-import { removeTestArtifacts } from './test-artifacts.js';
+import Docker from 'dockerode';
+import { freePort, commandLine, isAlive, stopProcess, stopProcessesUnder } from './processes.js';
+import { ensureSystemPackages, dnsmasqAnswers, startDnsmasq, type DnsmasqService, dockerAnswers, ensureDockerEngine, type DockerEngine, etcdHealthy, startEtcd, type EtcdService, startNginx, type NginxService, redisAnswers, startRedis, type RedisService } from './services.js';
 
 export type ServiceName = 'docker' | 'redis' | 'etcd' | 'nginx' | 'dns';
 /** What a stack starts unless told otherwise. */
@@ -181,4 +174,27 @@ export function stackEnv(state: StackState): Record<string, string> {
     env.SLIPWAY_STACK_DNS_HOSTS = state.dns.hostsDir;
   }
   return env;
+}
+
+/**
+ * Removes containers and images of test apps named `t<stackId>-…`, the
+ * naming every test uses, so a run cleans up after itself even when a test
+ * did not.
+ */
+export async function removeTestArtifacts(stackId: string, docker = new Docker()): Promise<number> {
+  const prefix = `t${stackId}-`;
+  const containers = await docker.listContainers({ all: true, filters: { label: ['slipway.app'] } });
+  let removed = 0;
+  for (const info of containers) {
+    if (!(info.Labels['slipway.app'] ?? '').startsWith(prefix)) continue;
+    await docker.getContainer(info.Id).remove({ force: true, v: true }).catch(() => {});
+    removed++;
+  }
+  const images = await docker.listImages();
+  for (const image of images) {
+    for (const tag of image.RepoTags ?? []) {
+      if (tag.startsWith(`slipway/${prefix}`)) await docker.getImage(tag).remove({ force: true }).catch(() => {});
+    }
+  }
+  return removed;
 }

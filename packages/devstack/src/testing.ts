@@ -1,15 +1,36 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { inject } from 'vitest';
-import { isolatedNginx } from './harness.js';
-import type { NginxService } from './services/nginx.js';
+import { freePort, stopProcess } from './processes.js';
+import { startNginx, type NginxService } from './services.js';
 import type { StackState } from './stack.js';
 
-/** The stack started by the global setup. */
+/*
+ * The testing entry: what a test sets its world up with, in one import.
+ * Defined here: the stack of the run, names, temporary directories, an nginx
+ * of the test's own, a slipway.yml for a test. Named below: the helpers that
+ * live with the code `npm start` runs too, so tests find them here as well.
+ * A bench run by node, or a vitest global setup, may import this module:
+ * vitest refuses to be imported there, and only testStack needs it.
+ */
+export { freePort, startProcess, stopProcess, waitFor, type RunningProcess } from './processes.js';
+export { ensureSystemPackages, startDnsmasq, startEtcd, startRedis, type DnsmasqService, type EtcdService, type NginxService, type RedisService } from './services.js';
+export { startLoad, type LoadOptions, type LoadReport } from './load.js';
+export { giteaSignature, githubSignature, startFakeForge, type FakeForge, type FakeForgeOptions, type SeenStatus } from './fake-forge.js';
+export {
+  AFTER_OUTPUT_LINE, ENDLESS_LINE, HUGE_LINE_UNIT, commitVersion, createFixtureRepo, git, writeFixtureApp,
+  type FixtureOptions, type FixtureRepo, type FixtureVariant,
+} from './fixture-app.js';
+export { BASE_IMAGE } from './base-image.js';
+export { startGitHttpServer, type GitHttpServer, type GitHttpServerOptions } from './git-http-server.js';
+
+const vitest = await import('vitest').catch(() => null);
+
+/** The stack started by the global setup. Only inside a vitest test. */
 export function testStack(): StackState {
-  return inject('stack');
+  if (!vitest) throw new Error('testStack() is for tests run by vitest');
+  return vitest.inject('stack');
 }
 
 /**
@@ -56,4 +77,51 @@ export async function ownNginx(): Promise<{ service: NginxService; settings: { c
       dir.remove();
     },
   };
+}
+
+/** An nginx of the test's own (its conf dir, its ports), stopped by `stop()`. */
+export async function isolatedNginx(dir: string): Promise<NginxService & { stop(): Promise<void> }> {
+  const nginx = await startNginx(join(dir, 'nginx'), await freePort());
+  return { ...nginx, stop: () => stopProcess(nginx.pid) };
+}
+
+export interface TestConfigOptions {
+  stack: StackState;
+  nginx: NginxService;
+  /** Unique per test: every Redis key lives under it. */
+  prefix: string;
+  workdir: string;
+  apps: Record<string, Record<string, unknown>>;
+  /** Raw top-level overrides (worker, receiver, etcd, redis...). */
+  extra?: Record<string, unknown>;
+}
+
+/**
+ * A slipway.yml for a test, written as JSON (which is YAML) to `file`,
+ * pointing at the stack's services and the test's own nginx.
+ */
+export function writeTestConfig(file: string, options: TestConfigOptions): string {
+  const raw = {
+    redis: options.stack.redis!.url,
+    etcd: [options.stack.etcd!.url],
+    docker: options.stack.docker?.host ?? 'unix:///var/run/docker.sock',
+    workdir: options.workdir,
+    queue: { prefix: options.prefix },
+    nginx: { conf_dir: options.nginx.confDir, check_cmd: options.nginx.checkCmd, reload_cmd: options.nginx.reloadCmd },
+    worker: { concurrency: 2, attempts: 3, backoff_ms: 500 },
+    apps: options.apps,
+    ...options.extra,
+  };
+  writeFileSync(file, JSON.stringify(raw, null, 2));
+  return file;
+}
+
+/** GET through nginx, the body as text, or null on any error. */
+export async function fetchText(url: string, init: RequestInit = {}): Promise<{ status: number; body: string } | null> {
+  try {
+    const res = await fetch(url, { ...init, signal: AbortSignal.timeout(5000) });
+    return { status: res.status, body: await res.text() };
+  } catch {
+    return null;
+  }
 }

@@ -5,9 +5,8 @@ import Docker from 'dockerode';
 import { runCommand } from '@slipway/core/run-command';
 import { ensureBaseImage } from './base-image.js';
 import { createFixtureRepo, git } from './fixture-app.js';
-import { freePort, isPortFree } from './free-port.js';
+import { freePort, isPortFree, startProcess, type RunningProcess } from './processes.js';
 import { startGitHttpServer, type GitHttpServer } from './git-http-server.js';
-import { startProcess, type RunningProcess } from './harness.js';
 import { startStack, stopStack, type StackState } from './stack.js';
 
 const DEMO_APP = 'hello';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { githubSignature } from '@slipway/devstack/fake-forge';
+import { githubSignature } from '@slipway/devstack/testing';
 import type { JobRecord } from '@slipway/queue/job-types';
 import { notificationEvent, notificationPayload, notificationRequest } from './notifications.js';
 

@@ -1,7 +1,7 @@
 import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SlipwayConfig } from '@slipway/config/types';
-import { startFakeForge, type FakeForge } from '@slipway/devstack/fake-forge';
+import { type FakeForge, startFakeForge } from '@slipway/devstack/testing';
 import type { Push } from '@slipway/queue/job-types';
 import { CommitStatuses, ForgeStatusSender, type StatusJob } from '../src/commit-status.js';
 import { BackgroundDelivery, type DeliveryOutcome, type RetryPolicy } from '../src/delivery.js';

@@ -1,8 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '@slipway/config/load-config';
 import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
-import { startFakeForge, type FakeForge } from '@slipway/devstack/fake-forge';
-import { testStack, uniqueName } from '@slipway/devstack/testing';
+import { type FakeForge, startFakeForge, testStack, uniqueName } from '@slipway/devstack/testing';
 import { JobStore } from '@slipway/queue/job-store';
 import type { JobRecord, Push } from '@slipway/queue/job-types';
 import { connectRedis, type Redis } from '@slipway/queue/redis';

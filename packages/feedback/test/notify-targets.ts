@@ -1,7 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { githubSignature } from '@slipway/devstack/fake-forge';
+import { githubSignature } from '@slipway/devstack/testing';
 
 export interface Received {
   headers: IncomingHttpHeaders;

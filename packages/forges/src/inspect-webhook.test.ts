@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { giteaSignature, githubSignature } from '@slipway/devstack/fake-forge';
+import { giteaSignature, githubSignature } from '@slipway/devstack/testing';
 import { inspectWebhook, readWebhookHeaders, type Provider, type WebhookApp } from './inspect-webhook.js';
 
 interface Example { name: string; examples: Array<Record<string, unknown>> }

@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { giteaSignature } from '@slipway/devstack/fake-forge';
+import { giteaSignature } from '@slipway/devstack/testing';
 import { verifySignature } from './verify-signature.js';
 import { readWebhookHeaders } from './webhook-headers.js';
 

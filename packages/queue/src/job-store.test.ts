@@ -1,10 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '@slipway/devstack/free-port';
-import { stopProcess } from '@slipway/devstack/processes';
-import { startRedis } from '@slipway/devstack/services/redis';
-import { tempDir, uniqueName } from '@slipway/devstack/testing';
+import { freePort, startRedis, stopProcess, tempDir, uniqueName } from '@slipway/devstack/testing';
 import type { DeployRequest } from './job-types.js';
 import type { JobRetention } from './job-retention.js';
 import { JobStore } from './job-store.js';

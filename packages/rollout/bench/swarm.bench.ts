@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'vitest';
-import type { ClusterState } from '@slipway/devstack/cluster/cluster';
+import type { ClusterState } from '@slipway/devstack/cluster';
 import { rollout, type RolloutResult } from '../src/rollout.js';
 import { buildImage, docker, fetchText, testApp } from '../test/fixtures.js';
 import { clusterLog, randomSha, useSwarmWorld, type SwarmWorld } from '../test/swarm/swarm-world.js';

@@ -7,8 +7,7 @@ import { etcdKeys } from '@slipway/etcd/keys';
 import { appStatus } from '../src/status.js';
 import { rollout } from '../src/rollout.js';
 import { startDnsRouting } from '../src/dns/registrar.js';
-import { freePort } from '@slipway/devstack/free-port';
-import { ownNginx, tempDir } from '@slipway/devstack/testing';
+import { freePort, ownNginx, tempDir } from '@slipway/devstack/testing';
 import { answerOf, appContainers, buildImage, docker, fetchText, ownDns, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
 
 describe('routing: dns rollouts', () => {

@@ -1,7 +1,6 @@
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '@slipway/devstack/free-port';
-import { ownNginx, tempDir, testAppName } from '@slipway/devstack/testing';
+import { freePort, ownNginx, tempDir, testAppName } from '@slipway/devstack/testing';
 import { applyNginxConf } from '../src/nginx-apply.js';
 import { nginxNames, routeSnapshot } from '../src/render.js';
 import { EmptyUpstreamError, NginxCheckError, NginxReloadError } from '../src/router-errors.js';

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { validateConfig } from '@slipway/config/load-config';
 import type { AppConfig } from '@slipway/config/types';
-import { freePort } from '@slipway/devstack/free-port';
+import { freePort } from '@slipway/devstack/testing';
 
 /** A plain HTTP server on loopback answering `<body>\n`: a stand-in container for routing tests (any 127.x address works). */
 export async function backend(body: string, at: { host?: string; port?: number } = {}): Promise<{ address: string; close: () => Promise<void> }> {

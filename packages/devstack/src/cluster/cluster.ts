@@ -3,9 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { runCommand } from '@slipway/core/run-command';
-import { commandLine, isAlive } from '../processes.js';
-import { processesUnder } from '../processes-under.js';
-import { CLUSTER_PACKAGES, ensureSystemPackages } from '../system-packages.js';
+import { commandLine, isAlive, processesUnder } from '../processes.js';
+import { CLUSTER_PACKAGES, ensureSystemPackages } from '../services.js';
 import { startEtcdCluster, type EtcdClusterState } from './etcd-cluster.js';
 import { clusterNetwork, hostOf, networkPlan, pidsInNetns, runIpBatch, startHost, subnetsOverlap, type ClusterNetwork, type HostState } from './hosts.js';
 import { REGISTRY_PORT, startRegistry, type RegistryState } from './registry.js';
@@ -24,6 +23,16 @@ import { formSwarm, type SwarmOptions, type SwarmState } from './swarm.js';
  * different subnets, and a sweep can find every part of a dead one from n
  * alone, even if its state file was never written.
  */
+
+/*
+ * The cluster entry (`@slipway/devstack/cluster`): startCluster and
+ * stopCluster here, and what a test does to a running cluster's parts,
+ * named from the files that hold them.
+ */
+export { ENGINE_PORT, hostDocker, setHostConnected, startHostEngine, stopHostEngine, type ClusterNetwork, type HostState, type SimulatedHost } from './hosts.js';
+export { registryRepositories, type RegistryState } from './registry.js';
+export { serviceEndpoints, setNodeAvailability, setNodeLabels, type SwarmOptions, type SwarmState, type TaskEndpoint } from './swarm.js';
+export { etcdLeader, startEtcdMember, stopEtcdMember, waitForEtcdLeader, type EtcdClusterState, type EtcdMember } from './etcd-cluster.js';
 
 const DIR_PREFIX = 'slipway-cluster-';
 const STATE_FILE = 'cluster.json';

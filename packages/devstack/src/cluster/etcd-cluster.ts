@@ -1,10 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort } from '../free-port.js';
-import { isAlive, spawnService, stopProcess } from '../processes.js';
-import { etcdHealthy } from '../services/etcd.js';
-import { waitFor } from '../wait-for.js';
+import { freePort, isAlive, spawnService, stopProcess, waitFor } from '../processes.js';
+import { etcdHealthy } from '../services.js';
 
 /**
  * A multi-member etcd on loopback: each member its own process, ports and

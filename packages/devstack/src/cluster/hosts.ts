@@ -2,9 +2,8 @@ import { mkdirSync, readFileSync, readdirSync, readlinkSync, statSync, writeFile
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { runCommand } from '@slipway/core/run-command';
-import { commandLine, isAlive, spawnService, stopProcess } from '../processes.js';
-import { dockerAnswers } from '../services/docker-engine.js';
-import { waitFor } from '../wait-for.js';
+import { commandLine, isAlive, spawnService, stopProcess, waitFor } from '../processes.js';
+import { dockerAnswers } from '../services.js';
 
 /**
  * Simulated hosts: each a network namespace with its own hostname, mount

@@ -1,9 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort } from '../free-port.js';
-import { isAlive, spawnService } from '../processes.js';
-import { httpOk } from '../services/probes.js';
-import { waitFor } from '../wait-for.js';
+import { freePort, isAlive, spawnService, waitFor } from '../processes.js';
+import { httpOk } from '../services.js';
 import type { HostState } from './hosts.js';
 
 /** Where the registry listens on its host: `<host 1>:5000`, as in issue 18's example. */

@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import { waitFor } from '../wait-for.js';
+import { waitFor } from '../processes.js';
 import { hostDocker, type HostState } from './hosts.js';
 
 /**

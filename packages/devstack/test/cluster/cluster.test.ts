@@ -7,7 +7,7 @@ import { clusterRemains, startCluster, stopCluster, type ClusterState } from '..
 import { ENGINE_PORT, hostDocker, setHostConnected, startHostEngine, stopHostEngine, type HostState } from '../../src/cluster/hosts.js';
 import { registryRepositories } from '../../src/cluster/registry.js';
 import { serviceEndpoints, setNodeAvailability, setNodeLabels } from '../../src/cluster/swarm.js';
-import { waitFor } from '../../src/wait-for.js';
+import { waitFor } from '../../src/processes.js';
 import { followProgress, importWebImage } from './test-images.js';
 
 const machine = new Docker();

@@ -11,8 +11,7 @@ import { runCommand } from '@slipway/core/run-command';
 import { clusterRemains, startCluster, stopCluster, sweepStaleClusters, type ClusterState } from '../../src/cluster/cluster.js';
 import { hostDocker } from '../../src/cluster/hosts.js';
 import { BASE_IMAGE } from '../../src/base-image.js';
-import { isAlive } from '../../src/processes.js';
-import { waitFor } from '../../src/wait-for.js';
+import { isAlive, waitFor } from '../../src/processes.js';
 import { followProgress } from './test-images.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));

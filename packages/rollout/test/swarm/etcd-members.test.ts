@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { etcdLeader, startEtcdMember, stopEtcdMember, waitForEtcdLeader } from '@slipway/devstack/cluster/etcd-cluster';
+import { etcdLeader, startEtcdMember, stopEtcdMember, waitForEtcdLeader } from '@slipway/devstack/cluster';
 import { EtcdReleaseStore } from '../../src/release-store.js';
 import { rollout, type RolloutStepName } from '../../src/rollout.js';
 import { buildImage, fetchText, testApp } from '../fixtures.js';

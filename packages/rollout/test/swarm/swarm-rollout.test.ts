@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isSlipwayError } from '@slipway/core/slipway-error';
-import { serviceEndpoints } from '@slipway/devstack/cluster/swarm';
+import { serviceEndpoints } from '@slipway/devstack/cluster';
 import { rollout, type RolloutResult } from '../../src/rollout.js';
 import { appStatus } from '../../src/status.js';
 import { buildImage, docker, fetchText, testApp } from '../fixtures.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { setNodeAvailability } from '@slipway/devstack/cluster/swarm';
-import { waitFor } from '@slipway/devstack/wait-for';
+import { setNodeAvailability } from '@slipway/devstack/cluster';
+import { waitFor } from '@slipway/devstack/testing';
 import { watchRouter } from '@slipway/router/watch';
 import { EtcdReleaseStore } from '../../src/release-store.js';
 import { rollout } from '../../src/rollout.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { selectContext, type ContextEntry } from './select-context.js';
+import { selectContext, type ContextEntry } from './build-context.js';
 
 const tree = (...paths: string[]): ContextEntry[] => paths.map((p) => (p.endsWith('/') ? { path: p.slice(0, -1), directory: true } : { path: p, directory: false }));
 

@@ -1,3 +1,5 @@
+
+
 /** Where the CLI writes; a seam so tests and the git hook can capture it. */
 export interface Terminal {
   out(text: string): void;
@@ -81,3 +83,83 @@ export const processTerminal: Terminal = {
   err: (text) => void process.stderr.write(line(safeForTerminal(text, coloursOn(process.stderr)))),
   interactive: Boolean(process.stdout.isTTY) && process.env.TERM !== 'dumb' && !process.env.CI,
 };
+
+const FRAMES = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+
+/**
+ * One status line that redraws in place on a terminal; on anything else
+ * each change of text is printed once as a plain line.
+ */
+export class Spinner {
+  private frame = 0;
+  private text = '';
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly terminal: Terminal, private readonly stream: NodeJS.WriteStream = process.stderr) {}
+
+  update(text: string): void {
+    if (text === this.text) return;
+    this.text = text;
+    if (!this.terminal.interactive) {
+      this.terminal.err(text);
+      return;
+    }
+    if (!this.timer) this.timer = setInterval(() => this.draw(), 80);
+    this.draw();
+  }
+
+  /** Prints a line above the spinner without garbling it. */
+  above(line: string): void {
+    if (!this.terminal.interactive || !this.timer) {
+      this.terminal.out(line);
+      return;
+    }
+    this.stream.write('\r\x1b[2K');
+    this.terminal.out(line);
+    this.draw();
+  }
+
+  private draw(): void {
+    this.frame = (this.frame + 1) % FRAMES.length;
+    this.stream.write(`\r\x1b[2K${FRAMES[this.frame]} ${this.text}`);
+  }
+
+  stop(final?: string): void {
+    if (this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+      this.stream.write('\r\x1b[2K');
+    }
+    if (final) this.terminal.err(final);
+  }
+}
+
+/** "3.2 s", "4 m 05 s", "2 h 10 m": short, for tables and progress lines. */
+export function duration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return '-';
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} m ${String(Math.floor(s % 60)).padStart(2, '0')} s`;
+  return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, '0')} m`;
+}
+
+/** "5 s ago", "3 m ago", "2 d ago". */
+export function age(iso: string | null | undefined, now = Date.now()): string {
+  if (!iso) return '-';
+  const s = Math.max(0, (now - Date.parse(iso)) / 1000);
+  if (s < 60) return `${Math.floor(s)} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} m ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return `${Math.floor(s / 86400)} d ago`;
+}
+
+export const short = (sha: string | null | undefined) => (sha ? sha.slice(0, 12) : '-');
+
+/** A plain-text table: columns padded to their widest cell. */
+export function table(headers: readonly string[], rows: ReadonlyArray<ReadonlyArray<string>>): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: ReadonlyArray<string>) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n');
+}

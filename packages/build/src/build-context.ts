@@ -1,4 +1,8 @@
+import { readdir, readFile } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+import type { Readable } from 'node:stream';
 import dockerignoreModule from '@balena/dockerignore';
+import { pack } from 'tar-fs';
 
 // A CommonJS module whose `module.exports` is the factory and `.default` the same factory:
 // `.default` is what both TypeScript (NodeNext) and Node agree on.
@@ -36,4 +40,38 @@ export function selectContext(entries: readonly ContextEntry[], dockerignore: st
     }
   }
   return [...included].sort();
+}
+
+/** Lists a tree, `/`-separated and relative; `.git` at the top is not entered. */
+export async function listTree(root: string): Promise<ContextEntry[]> {
+  const out: ContextEntry[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const abs = join(dir, entry.name);
+      const path = relative(root, abs).split(sep).join('/');
+      if (path === '.git') continue;
+      const directory = entry.isDirectory();
+      out.push({ path, directory });
+      if (directory) await walk(abs);
+    }
+  };
+  await walk(root);
+  return out;
+}
+
+/**
+ * The build context of a checked-out tree as a tar stream: the paths
+ * {@link selectContext} keeps, in a stable order. Symlinks are sent as
+ * symlinks, as `docker build` does.
+ */
+export async function packContext(dir: string, dockerfile: string): Promise<{ stream: Readable; paths: string[] }> {
+  const dockerignore = await readFile(join(dir, '.dockerignore'), 'utf8').catch(() => null);
+  const paths = selectContext(await listTree(dir), dockerignore, dockerfile);
+  const keep = new Set(paths);
+  const stream = pack(dir, {
+    entries: paths.length > 0 ? ['.'] : [],
+    ignore: (name) => !keep.has(relative(dir, name).split(sep).join('/')),
+    sort: true,
+  } as Parameters<typeof pack>[1]) as unknown as Readable;
+  return { stream, paths };
 }

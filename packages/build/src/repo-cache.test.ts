@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isSlipwayError } from '@slipway/core/slipway-error';
-import { classifyRepoUrl } from './repo-url.js';
+import { classifyRepoUrl } from './repo-cache.js';
 
 describe('classifyRepoUrl', () => {
   it.each([

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { UnavailableError } from '@slipway/core/slipway-error';
-import { BuildError } from './build-error.js';
-import { dockerFailure } from './docker-failure.js';
+import { BuildError, dockerFailure } from './build-error.js';
 
 const withCode = (code: string, message: string) => Object.assign(new Error(message), { code });
 

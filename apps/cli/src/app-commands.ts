@@ -1,0 +1,111 @@
+import { deployApp, rollbackApp } from '@slipway/queue/deploy-requests';
+import { publicJob } from '@slipway/queue/job-types';
+import { appStatus } from '@slipway/rollout/status';
+import { startDnsRouting } from '@slipway/rollout/registrar';
+import { managerClient } from '@slipway/rollout/swarm';
+import { startTaskWatcher } from '@slipway/rollout/task-watcher';
+import { routerOnce, watchRouter } from '@slipway/router/watch';
+import { type CliContext, parseFlags, UsageError } from './cli-context.js';
+import { finishWait } from './job-commands.js';
+import { short, age, table } from './terminal.js';
+
+export const DEPLOY_USAGE = 'usage: slipway deploy <app> [--ref <branch|sha>] [--image <image>] [--wait]';
+
+export async function deploy(ctx: CliContext, argv: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(argv, { ref: { type: 'string' }, image: { type: 'string' }, wait: { type: 'boolean' } }, DEPLOY_USAGE, { min: 1, max: 1 });
+  const app = ctx.app(positionals[0]!);
+  if (values.ref !== undefined && values.image !== undefined) throw new UsageError('--ref and --image exclude each other', DEPLOY_USAGE);
+  const queue = await ctx.queue();
+  const record = await deployApp({ config: ctx.config, queue, app, ref: values.ref, image: values.image, trigger: 'cli' });
+  if (ctx.options.json && !values.wait) {
+    ctx.terminal.out(JSON.stringify(publicJob(record), null, 2));
+    return 0;
+  }
+  ctx.terminal.out(`job ${record.id} queued: deploy ${app.name} ${record.sha ? short(record.sha) : record.image}${record.ref ? ` (${record.ref})` : ''}`);
+  return values.wait ? finishWait(ctx, record.id) : 0;
+}
+
+export const ROLLBACK_USAGE = 'usage: slipway rollback <app> [--to <sha>] [--wait]';
+
+/** Back to the previous release (or the one of `--to`), through the same zero-downtime rollout, no rebuild. */
+export async function rollback(ctx: CliContext, argv: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(argv, { to: { type: 'string' }, wait: { type: 'boolean' } }, ROLLBACK_USAGE, { min: 1, max: 1 });
+  const app = ctx.app(positionals[0]!);
+  const queue = await ctx.queue();
+  const { job, target } = await rollbackApp({ queue, etcd: ctx.etcd, app, to: values.to });
+  if (ctx.options.json && !values.wait) {
+    ctx.terminal.out(JSON.stringify(publicJob(job), null, 2));
+    return 0;
+  }
+  ctx.terminal.out(`job ${job.id} queued: roll ${app.name} back to ${short(target.sha ?? target.image)} (${target.image}, live ${age(target.at)} by job ${target.job})`);
+  return values.wait ? finishWait(ctx, job.id) : 0;
+}
+
+export const STATUS_USAGE = 'usage: slipway status [<app>] [--json]';
+
+/** Live release, containers and their health, upstream keys, the nginx file, and any drift between them. */
+export async function status(ctx: CliContext, argv: string[]): Promise<number> {
+  const { positionals } = parseFlags(argv, {}, STATUS_USAGE, { min: 0, max: 1 });
+  const apps = positionals.length ? [ctx.app(positionals[0]!)] : Object.values(ctx.config.apps);
+  const statuses = [];
+  const manager = ctx.config.engine.type === 'swarm' ? managerClient(ctx.config.engine) : undefined;
+  for (const app of apps) {
+    statuses.push(await appStatus({ app, nginx: ctx.config.nginx, dns: ctx.config.dns, docker: ctx.docker, etcd: ctx.etcd, manager }));
+  }
+  if (ctx.options.json) {
+    ctx.terminal.out(JSON.stringify(statuses, null, 2));
+    return 0;
+  }
+  if (statuses.length === 0) ctx.terminal.out('no apps configured');
+  for (const s of statuses) {
+    const release = s.release ? `${short(s.release.sha ?? s.release.image)} (${s.release.image}, job ${s.release.job}, live ${age(s.release.at)})` : 'nothing live';
+    ctx.terminal.out(`${s.app}: ${release}`);
+    if (s.containers.length && manager) {
+      ctx.terminal.out(table(['  TASK', 'SERVICE', 'NODE', 'ENDPOINT', 'HEALTH'], s.containers.map((c) => [`  ${short(c.id)}`, c.service ?? '-', c.node ?? '-', c.address ?? '-', c.healthy ? 'healthy' : 'UNHEALTHY'])));
+    } else if (s.containers.length) {
+      ctx.terminal.out(table(['  CONTAINER', 'ADDRESS', 'HEALTH'], s.containers.map((c) => [`  ${short(c.id)}`, c.address ?? '-', c.healthy ? 'healthy' : 'UNHEALTHY'])));
+    }
+    ctx.terminal.out(`  upstreams: ${s.upstreams.length ? s.upstreams.join(', ') : 'none'}`);
+    ctx.terminal.out(`  nginx: ${s.nginx.file}${s.nginx.inSync ? ' (in sync)' : ' (OUT OF SYNC)'}`);
+    for (const d of s.drift) ctx.terminal.out(`  drift: ${d}`);
+  }
+  return 0;
+}
+
+export const ROUTER_USAGE = 'usage: slipway router [--once]';
+
+/**
+ * etcd → nginx, confd's role: once (exit 1 if an app could not be
+ * applied), or watching until Ctrl-C. Watching also runs what `routing:
+ * dns` apps need (dnsmasq, its feed from etcd, the registrar); with no dns
+ * app that starts nothing. With engine.type: swarm it also runs the task
+ * watcher: the upstream keys follow the tasks Swarm moves.
+ */
+export async function router(ctx: CliContext, argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, { once: { type: 'boolean' } }, ROUTER_USAGE, { min: 0, max: 0 });
+  const log = (line: string) => ctx.terminal.err(`router: ${line}`);
+  const options = { apps: ctx.config.apps, nginx: { ...ctx.config.nginx, batchMs: ctx.config.router.batch_ms }, etcd: ctx.etcd, log };
+  if (values.once) {
+    const results = await routerOnce(options);
+    return results.some((r) => r.outcome === 'failed') ? 1 : 0;
+  }
+  const upstream = await watchRouter(options);
+  const dns = await startDnsRouting({ config: ctx.config, etcd: ctx.etcd, docker: ctx.docker, log }).catch(async (err: unknown) => {
+    await upstream.close();
+    throw err;
+  });
+  const tasks = ctx.config.engine.type !== 'swarm' ? null
+    : await startTaskWatcher({ apps: ctx.config.apps, manager: managerClient(ctx.config.engine), etcd: ctx.etcd, log }).catch(async (err: unknown) => {
+      await dns.close();
+      await upstream.close();
+      throw err;
+    });
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await tasks?.close();
+  await dns.close();
+  await upstream.close();
+  return 0;
+}

@@ -1,0 +1,183 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { FINAL_STATES, type JobRecord, publicJob, JOB_STATES, type JobState } from '@slipway/queue/job-types';
+import type { JobStore } from '@slipway/queue/job-store';
+import { duration, short, age, table, Spinner, type Terminal } from './terminal.js';
+import { type CliContext, parseFlags, positiveInt, UsageError } from './cli-context.js';
+
+export interface WatchOptions {
+  /** Print the job's log lines as they arrive (from line `from`). */
+  showLog: boolean;
+  from?: number;
+  intervalMs?: number;
+  /** Prefix every printed line (the git hook prints through git's "remote:" lines). */
+  prefix?: string;
+}
+
+/**
+ * Follows a job until it ends: a spinner with its step and elapsed time
+ * on a terminal (plain step lines otherwise), its log lines if asked, and a
+ * closing line with the outcome. Returns the final record.
+ */
+export async function watchJob(store: JobStore, id: string, terminal: Terminal, options: WatchOptions): Promise<JobRecord> {
+  const spinner = new Spinner(terminal);
+  let next = options.from ?? 1;
+  let lastStep = '';
+  const started = Date.now();
+  const print = (line: string) => spinner.above(`${options.prefix ?? ''}${line}`);
+  for (;;) {
+    const record = await store.mustGet(id);
+    if (options.showLog) {
+      const lines = await store.readLog(id, next);
+      for (const line of lines) print(line);
+      next += lines.length;
+    }
+    const final = FINAL_STATES.has(record.state);
+    if (!final) {
+      const label = record.state === 'waiting' ? 'waiting' : record.step;
+      const since = record.startedAt ? Date.parse(record.startedAt) : Date.parse(record.createdAt);
+      if (terminal.interactive) spinner.update(`job ${id} · ${record.app} · ${label} · ${duration(Date.now() - since)}`);
+      else if (label !== lastStep) spinner.update(`job ${id}: ${label}`);
+      lastStep = label;
+    }
+    if (final) {
+      if (options.showLog) {
+        for (const line of await store.readLog(id, next)) print(line);
+      }
+      spinner.stop(outcomeLine(record, Date.now() - started));
+      return record;
+    }
+    await sleep(options.intervalMs ?? 200);
+  }
+}
+
+export function outcomeLine(record: JobRecord, elapsedMs?: number): string {
+  const took = record.startedAt && record.finishedAt ? duration(Date.parse(record.finishedAt) - Date.parse(record.startedAt)) : elapsedMs !== undefined ? duration(elapsedMs) : '';
+  switch (record.state) {
+    case 'completed':
+      return `job ${record.id} completed: ${record.app} is live at ${record.sha ? short(record.sha) : record.result?.image ?? ''}${took ? ` (${took})` : ''}`;
+    case 'superseded':
+      return `job ${record.id} superseded by job ${record.supersededBy}`;
+    case 'cancelled':
+      return `job ${record.id} cancelled`;
+    default:
+      return `job ${record.id} failed: ${record.error ?? 'unknown error'}`;
+  }
+}
+
+/** `--wait`: progress until the job ends; on failure the log's tail; exit 0 only if it completed. */
+export async function finishWait(ctx: CliContext, id: string): Promise<number> {
+  const queue = await ctx.queue();
+  const record = await watchJob(queue.store, id, ctx.terminal, { showLog: false });
+  if (ctx.options.json) ctx.terminal.out(JSON.stringify(publicJob(record), null, 2));
+  if (record.state === 'failed') {
+    const tail = (await queue.store.readLog(id, Math.max(1, (await queue.store.logLength(id)) - 14)));
+    if (tail.length) ctx.terminal.err(`last lines of the log (slipway logs ${id} for all of it):\n${tail.map((l) => `  ${l}`).join('\n')}`);
+  }
+  return record.state === 'completed' ? 0 : 1;
+}
+
+export const JOBS_USAGE = 'usage: slipway jobs [--app A] [--state S] [--limit N] [--json]\n  S is one of: ' + JOB_STATES.join(', ');
+
+export async function jobs(ctx: CliContext, argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, { app: { type: 'string' }, state: { type: 'string' }, limit: { type: 'string' } }, JOBS_USAGE, { min: 0, max: 0 });
+  const state = values.state as JobState | undefined;
+  if (state !== undefined && !JOB_STATES.includes(state)) throw new UsageError(`unknown state ${JSON.stringify(state)}`, JOBS_USAGE);
+  const limit = positiveInt(values.limit, '--limit', JOBS_USAGE) ?? 20;
+  if (values.app !== undefined) ctx.app(values.app);
+  const queue = await ctx.queue();
+  const records = await queue.store.list({ app: values.app, state, limit });
+  if (ctx.options.json) {
+    ctx.terminal.out(JSON.stringify(records.map(publicJob), null, 2));
+    return 0;
+  }
+  if (records.length === 0) {
+    ctx.terminal.out('no jobs');
+    return 0;
+  }
+  const now = Date.now();
+  ctx.terminal.out(table(['ID', 'APP', 'SHA', 'TRIGGER', 'STATE', 'DURATION', 'AGE'], records.map((r) => [
+    r.id, r.app, r.sha ? short(r.sha) : (r.image ?? '-'), r.trigger, r.state,
+    r.startedAt ? duration((r.finishedAt ? Date.parse(r.finishedAt) : now) - Date.parse(r.startedAt)) : '-',
+    age(r.createdAt, now),
+  ])));
+  return 0;
+}
+
+export const LOGS_USAGE = 'usage: slipway logs <job> [--follow]';
+
+/** The whole log; with --follow, live until the job ends, exiting with its outcome. */
+export async function logs(ctx: CliContext, argv: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(argv, { follow: { type: 'boolean', short: 'f' } }, LOGS_USAGE, { min: 1, max: 1 });
+  const queue = await ctx.queue();
+  const id = positionals[0]!;
+  await queue.store.mustGet(id);
+  if (!values.follow) {
+    const lines = await queue.store.readLog(id);
+    if (lines.length) ctx.terminal.out(lines.join('\n'));
+    return 0;
+  }
+  const record = await watchJob(queue.store, id, ctx.terminal, { showLog: true });
+  return record.state === 'completed' ? 0 : 1;
+}
+
+export const RETRY_USAGE = 'usage: slipway retry <job> [--wait] | slipway retry --failed [--app A] [--wait]';
+
+export async function retry(ctx: CliContext, argv: string[]): Promise<number> {
+  const { values, positionals } = parseFlags(argv, { failed: { type: 'boolean' }, app: { type: 'string' }, wait: { type: 'boolean' } }, RETRY_USAGE, { min: 0, max: 1 });
+  if (values.failed === (positionals.length === 1)) throw new UsageError('give a job id or --failed', RETRY_USAGE);
+  if (values.app !== undefined && !values.failed) throw new UsageError('--app goes with --failed', RETRY_USAGE);
+  if (values.app !== undefined) ctx.app(values.app);
+  const queue = await ctx.queue();
+  let started: JobRecord[];
+  if (values.failed) {
+    const { retried, skipped } = await queue.retryFailed(values.app);
+    started = retried;
+    if (!ctx.options.json) {
+      for (const { job, reason } of skipped) ctx.terminal.err(`skipped job ${job.id} (${job.app} ${short(job.sha)}): ${reason}`);
+      if (retried.length === 0) ctx.terminal.out('no failed jobs to retry');
+    }
+  } else {
+    started = [await queue.retry(positionals[0]!)];
+  }
+  if (ctx.options.json && !values.wait) {
+    ctx.terminal.out(JSON.stringify(started.map(publicJob), null, 2));
+    return 0;
+  }
+  for (const job of started) ctx.terminal.out(`job ${job.id} queued: retry of job ${job.retryOf} (${job.app} ${short(job.sha ?? job.image)})`);
+  if (!values.wait) return 0;
+  let ok = true;
+  for (const job of started) {
+    const final = await watchJob(queue.store, job.id, ctx.terminal, { showLog: false });
+    ok &&= final.state === 'completed';
+  }
+  return ok ? 0 : 1;
+}
+
+export const CANCEL_USAGE = 'usage: slipway cancel <job>';
+
+/** How long `cancel` waits to report a running job's end before leaving it to stop on its own. */
+const WAIT_FOR_STOP_MS = 60_000;
+
+export async function cancel(ctx: CliContext, argv: string[]): Promise<number> {
+  const { positionals } = parseFlags(argv, {}, CANCEL_USAGE, { min: 1, max: 1 });
+  const queue = await ctx.queue();
+  const id = positionals[0]!;
+  const after = await queue.cancel(id);
+  if (after.state === 'cancelled') {
+    ctx.terminal.out(`job ${id} cancelled (it had not started)`);
+    return 0;
+  }
+  ctx.terminal.err(`job ${id} is running; it stops at the next safe point (never mid-cutover)…`);
+  const deadline = Date.now() + WAIT_FOR_STOP_MS;
+  while (Date.now() < deadline) {
+    const record = await queue.store.mustGet(id);
+    if (FINAL_STATES.has(record.state)) {
+      if (record.state === 'cancelled') ctx.terminal.out(`job ${id} cancelled; nothing of it went live`);
+      else ctx.terminal.out(`job ${id} ended ${record.state} before it could stop`);
+      return record.state === 'cancelled' ? 0 : 1;
+    }
+    await sleep(250);
+  }
+  ctx.terminal.out(`job ${id} has been asked to stop; follow it with: slipway logs ${id} --follow`);
+  return 0;
+}

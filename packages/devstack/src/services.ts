@@ -1,0 +1,305 @@
+import { connect } from 'node:net';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { request } from 'node:http';
+import { Resolver } from 'node:dns/promises';
+import { userInfo } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { waitFor, spawnService } from './processes.js';
+
+/** Sends raw bytes to a TCP service and resolves with what it answers first. */
+export function tcpExchange(host: string, port: number, payload: string, timeoutMs = 1000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port });
+    let data = '';
+    const done = (err?: Error) => {
+      socket.destroy();
+      if (err) reject(err);
+      else resolve(data);
+    };
+    socket.setTimeout(timeoutMs, () => done(new Error(`no answer from ${host}:${port}`)));
+    socket.on('connect', () => socket.write(payload));
+    socket.on('data', (chunk) => {
+      data += chunk.toString('utf8');
+      if (data.includes('\n')) done();
+    });
+    socket.on('error', done);
+    socket.on('end', () => done());
+  });
+}
+
+export async function httpOk(url: string, timeoutMs = 1000): Promise<boolean> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    await res.arrayBuffer();
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+export const DOCKER_SOCKET = '/var/run/docker.sock';
+
+export interface DockerEngine {
+  /** Set when this stack started dockerd (and so may stop it). */
+  pid?: number;
+  host: string;
+}
+
+/** `GET /_ping` over the socket: true when an engine answers. */
+export function dockerAnswers(socketPath = DOCKER_SOCKET): Promise<boolean> {
+  if (!existsSync(socketPath)) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const req = request({ socketPath, path: '/_ping', timeout: 2000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => {
+      req.destroy();
+      resolve(false);
+    });
+    req.end();
+  });
+}
+
+/**
+ * Uses the engine at the default socket when one answers; otherwise starts
+ * dockerd (its own data root, the default socket) and waits for it.
+ */
+export async function ensureDockerEngine(logDir: string): Promise<DockerEngine> {
+  const host = `unix://${DOCKER_SOCKET}`;
+  if (await dockerAnswers()) return { host };
+  mkdirSync(logDir, { recursive: true });
+  const pid = spawnService(['dockerd', '--host', host], join(logDir, 'dockerd.log'));
+  await waitFor('the Docker engine to answer on /var/run/docker.sock', () => dockerAnswers(), { timeoutMs: 90_000, intervalMs: 200 });
+  return { pid, host };
+}
+
+export interface RedisService { pid: number; port: number; url: string }
+
+export async function redisAnswers(port: number): Promise<boolean> {
+  return (await tcpExchange('127.0.0.1', port, 'PING\r\n').catch(() => '')).startsWith('+PONG');
+}
+
+/** redis-server on loopback, persisted to an append-only file, data and log under `dir`. */
+export async function startRedis(dir: string, port: number): Promise<RedisService> {
+  mkdirSync(dir, { recursive: true });
+  const pid = spawnService([
+    'redis-server', '--bind', '127.0.0.1', '--port', String(port), '--dir', dir,
+    // An append-only file, as a production Redis should have: a restarted Redis keeps its queue.
+    '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec', '--protected-mode', 'yes', '--daemonize', 'no',
+    '--loglevel', 'warning',
+  ], join(dir, 'redis.log'));
+  await waitFor(`redis on port ${port}`, () => redisAnswers(port), { timeoutMs: 15_000 });
+  return { pid, port, url: `redis://127.0.0.1:${port}` };
+}
+
+export interface EtcdService { pid: number; port: number; peerPort: number; url: string; dataDir: string }
+
+export const etcdHealthy = (url: string) => httpOk(`${url}/health`);
+
+/** Builds the etcd argv; pure so a restart (tests restart etcd) uses the very same one. */
+export function etcdArgv(dataDir: string, port: number, peerPort: number): string[] {
+  const client = `http://127.0.0.1:${port}`;
+  const peer = `http://127.0.0.1:${peerPort}`;
+  return [
+    'etcd', '--name', 'slipway', '--data-dir', dataDir,
+    '--listen-client-urls', client, '--advertise-client-urls', client,
+    '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
+    '--initial-cluster', `slipway=${peer}`, '--initial-cluster-state', 'new',
+    '--log-level', 'warn', '--logger', 'zap',
+  ];
+}
+
+/** A single-node etcd on loopback with its data under `dir`. */
+export async function startEtcd(dir: string, port: number, peerPort: number): Promise<EtcdService> {
+  const dataDir = join(dir, 'data');
+  mkdirSync(dataDir, { recursive: true });
+  const pid = spawnService(etcdArgv(dataDir, port, peerPort), join(dir, 'etcd.log'), { ...process.env, ETCD_UNSUPPORTED_ARCH: process.arch === 'x64' ? '' : process.arch });
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(`etcd at ${url}`, () => etcdHealthy(url), { timeoutMs: 30_000 });
+  return { pid, port, peerPort, url, dataDir };
+}
+
+export interface DnsmasqService {
+  pid: number;
+  port: number;
+  /** `127.0.0.1:<port>`: what slipway.yml's `dns.server` should be. */
+  server: string;
+  /** Names under it are answered from `hostsDir` only. */
+  domain: string;
+  /** dnsmasq's `--hostsdir`: where Slipway writes one hosts file per `routing: dns` app. */
+  hostsDir: string;
+}
+
+/** The domain of slipway.yml's default `dns.domain`. */
+export const DEVSTACK_DNS_DOMAIN = 'slipway.internal';
+
+/**
+ * The dnsmasq argv of the stack. Pure; the same options as the one Slipway
+ * runs in production (`dnsmasqArgv` of @slipway/router, which the devstack cannot
+ * import: the router's tests depend on the devstack), checked against
+ * `dnsmasq --help` 2.90: foreground, log to stderr, nothing forwarded, no
+ * /etc/hosts, loopback only, `--hostsdir` re-read by inotify (a replaced
+ * or removed file drops its old names), 1 s TTL.
+ */
+export function dnsmasqArgv(options: { port: number; domain: string; hostsDir: string; pidFile: string }): string[] {
+  return [
+    'dnsmasq', '--keep-in-foreground', '--log-facility=-', '--no-resolv', '--no-hosts',
+    '--listen-address=127.0.0.1', '--bind-interfaces', `--port=${options.port}`,
+    `--local=/${options.domain}/`, `--hostsdir=${options.hostsDir}`, '--local-ttl=1',
+    `--pid-file=${options.pidFile}`,
+    // Not `nobody` (dnsmasq's default when started as root): the hosts directory is private to the stack.
+    `--user=${userInfo().username}`,
+  ];
+}
+
+/** True when something answers DNS on 127.0.0.1:`port` for `domain` (NXDOMAIN counts: it answered). */
+export async function dnsmasqAnswers(port: number, domain = DEVSTACK_DNS_DOMAIN): Promise<boolean> {
+  const resolver = new Resolver({ timeout: 300, tries: 1 });
+  resolver.setServers([`127.0.0.1:${port}`]);
+  try {
+    await resolver.resolve4(`devstack-probe.${domain}`);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOTFOUND' || code === 'ENODATA';
+  }
+}
+
+/** dnsmasq on 127.0.0.1:`port` (UDP and TCP) answering `*.<domain>` from `<dir>/hosts`; log in `<dir>/dnsmasq.log`. */
+export async function startDnsmasq(dir: string, port: number, domain = DEVSTACK_DNS_DOMAIN): Promise<DnsmasqService> {
+  const hostsDir = join(dir, 'hosts');
+  mkdirSync(hostsDir, { recursive: true });
+  const pid = spawnService(dnsmasqArgv({ port, domain, hostsDir, pidFile: join(dir, 'dnsmasq.pid') }), join(dir, 'dnsmasq.log'));
+  await waitFor(`dnsmasq on port ${port}`, () => dnsmasqAnswers(port, domain), { timeoutMs: 15_000, intervalMs: 50 });
+  return { pid, port, server: `127.0.0.1:${port}`, domain, hostsDir };
+}
+
+export interface NginxService {
+  pid: number;
+  /** Directory nginx runs under: its main config, pid file, logs and temp files. */
+  prefix: string;
+  /** The main config: includes `confDir/*.conf`. */
+  mainConf: string;
+  /** What Slipway's `nginx.conf_dir` should be. */
+  confDir: string;
+  /** A loopback port answering `GET /__devstack` with 200, to probe nginx itself. */
+  statusPort: number;
+  /** For slipway.yml's `nginx.check_cmd` / `nginx.reload_cmd`. */
+  checkCmd: string[];
+  reloadCmd: string[];
+}
+
+/** The main nginx.conf of a stack: everything under `prefix`, Slipway's files included. */
+export function renderMainConf(prefix: string, confDir: string, statusPort: number): string {
+  const tmp = (name: string) => `${name}_temp_path ${join(prefix, 'tmp', name)};`;
+  return `# Written by @slipway/devstack. Slipway's per-app files live in ${confDir}.
+worker_processes 2;
+pid ${join(prefix, 'nginx.pid')};
+error_log ${join(prefix, 'error.log')} warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  ${tmp('client_body')}
+  ${tmp('proxy')}
+  ${tmp('fastcgi')}
+  ${tmp('uwsgi')}
+  ${tmp('scgi')}
+  server {
+    listen 127.0.0.1:${statusPort};
+    location = /__devstack { return 200 "ok\\n"; }
+  }
+  include ${join(confDir, '*.conf')};
+}
+`;
+}
+
+/**
+ * An nginx of its own: a prefix directory, a main config including
+ * `confDir`, a master process in the foreground of its own process group.
+ */
+export async function startNginx(prefix: string, statusPort: number, confDir = join(prefix, 'conf.d')): Promise<NginxService> {
+  for (const dir of [prefix, confDir, ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map((d) => join(prefix, 'tmp', d))]) {
+    mkdirSync(dir, { recursive: true, mode: 0o777 });
+  }
+  const mainConf = join(prefix, 'nginx.conf');
+  writeFileSync(mainConf, renderMainConf(prefix, confDir, statusPort));
+  const base = ['nginx', '-p', `${prefix}/`, '-c', mainConf];
+  const pid = spawnService([...base, '-e', join(prefix, 'error.log'), '-g', 'daemon off;'], join(prefix, 'nginx.out'));
+  await waitFor(`nginx on port ${statusPort}`, () => httpOk(`http://127.0.0.1:${statusPort}/__devstack`), { timeoutMs: 15_000 });
+  return {
+    pid, prefix, mainConf, confDir, statusPort,
+    checkCmd: [...base, '-t', '-q'],
+    reloadCmd: [...base, '-s', 'reload'],
+  };
+}
+
+/** Debian packages the stack needs, by the binary that proves each is there. */
+export const STACK_PACKAGES: Record<string, string> = {
+  'docker.io': '/usr/sbin/dockerd',
+  'etcd-server': '/usr/bin/etcd',
+  'etcd-client': '/usr/bin/etcdctl',
+  'nginx-light': '/usr/sbin/nginx',
+  'redis-server': '/usr/bin/redis-server',
+  'busybox-static': '/bin/busybox',
+  'dnsmasq-base': '/usr/sbin/dnsmasq',
+  git: '/usr/bin/git',
+  wrk: '/usr/bin/wrk',
+  'docker-compose': '/usr/bin/docker-compose',
+  // ss: counting the connections still open to an old container while it drains.
+  iproute2: '/usr/bin/ss',
+};
+
+/**
+ * What the cluster harness (`cluster/cluster.ts`) needs besides the stack:
+ * the registry, and nsenter/unshare to run a host's engine in its namespaces.
+ */
+export const CLUSTER_PACKAGES: Record<string, string> = {
+  'docker-registry': '/usr/bin/docker-registry',
+  'util-linux': '/usr/bin/nsenter',
+  iproute2: '/usr/sbin/ip',
+};
+
+/**
+ * What the tests need besides the stack: the cluster harness's packages,
+ * and Debian's chromium for the dashboard's browser tests. `npm test`
+ * installs them with the rest, before any test starts, so no test's timer
+ * runs while apt-get does.
+ */
+export const TEST_PACKAGES: Record<string, string> = { ...STACK_PACKAGES, ...CLUSTER_PACKAGES, chromium: '/usr/bin/chromium' };
+
+function installed(pkg: string): boolean {
+  const res = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
+  return res.status === 0 && res.stdout.includes('install ok installed');
+}
+
+/** nginx-light and nginx both provide /usr/sbin/nginx; either will do. */
+function satisfied(pkg: string): boolean {
+  if (pkg === 'nginx-light') return installed('nginx-light') || installed('nginx') || installed('nginx-core');
+  return installed(pkg);
+}
+
+/**
+ * Installs whatever is missing with apt-get (non-interactive, no
+ * recommends). Runs `apt-get update` first only when something is missing.
+ * Package install scripts must not start services: policy-rc.d is honoured
+ * by Debian's invoke-rc.d, and there is no init here anyway.
+ */
+export function ensureSystemPackages(packages: readonly string[] = Object.keys(STACK_PACKAGES), log: (line: string) => void = console.error): void {
+  const missing = packages.filter((pkg) => !satisfied(pkg));
+  if (missing.length === 0) return;
+  const asRoot = process.getuid?.() === 0 ? [] : ['sudo', '-n'];
+  log(`installing Debian packages: ${missing.join(' ')}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const run = (args: string[]) => {
+    const [file, ...rest] = [...asRoot, ...args];
+    const res = spawnSync(file!, rest, { stdio: ['ignore', 'inherit', 'inherit'], env });
+    if (res.status !== 0) throw new Error(`${args.join(' ')} failed (exit ${res.status ?? res.signal})`);
+  };
+  run(['apt-get', 'update', '-q']);
+  run(['apt-get', 'install', '-y', '-q', '--no-install-recommends', ...missing]);
+  const still = missing.filter((pkg) => !satisfied(pkg));
+  if (still.length) throw new Error(`still missing after apt-get install: ${still.join(' ')}`);
+}
