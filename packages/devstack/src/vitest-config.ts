@@ -1,7 +1,15 @@
 import { fileURLToPath } from 'node:url';
-import { defineConfig, type ViteUserConfig } from 'vitest/config';
+import { configDefaults, defineConfig, type ViteUserConfig } from 'vitest/config';
 
 const conditions = ['slipway-source', 'module', 'node', 'development|production'];
+
+/**
+ * Tests on simulated hosts (network namespaces, an engine per host, a
+ * swarm, an etcd cluster): minutes each, so they are their own turbo task,
+ * `npm run test:cluster` (`SLIPWAY_TESTS=cluster`), which CI runs after
+ * `npm test`; `npm test` leaves them out.
+ */
+export const CLUSTER_TESTS = ['test/cluster/**/*.test.ts', 'test/swarm/**/*.test.ts', 'test/swarm-*.test.ts'];
 
 /**
  * The one vitest configuration every package uses: sources of workspace
@@ -14,7 +22,8 @@ export function slipwayTestConfig(overrides: { services?: boolean; include?: str
     resolve: { conditions },
     ssr: { resolve: { conditions, externalConditions: ['slipway-source'] } },
     test: {
-      include: overrides.include ?? ['src/**/*.test.ts', 'test/**/*.test.ts'],
+      include: overrides.include ?? (process.env.SLIPWAY_TESTS === 'cluster' ? CLUSTER_TESTS : ['src/**/*.test.ts', 'test/**/*.test.ts']),
+      exclude: process.env.SLIPWAY_TESTS === 'cluster' || overrides.include ? configDefaults.exclude : [...configDefaults.exclude, ...CLUSTER_TESTS],
       globalSetup: overrides.services === false ? [] : [fileURLToPath(new URL('./vitest-global-setup.js', import.meta.url))],
       testTimeout: 120_000,
       hookTimeout: 180_000,
