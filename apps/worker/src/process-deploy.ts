@@ -13,7 +13,7 @@ import { appConfig } from '@slipway/config/load-config';
 import { checkout } from '@slipway/build/checkout';
 import { recentHistory } from '@slipway/build/resolve-ref';
 import { buildImage, type BuiltImage } from '@slipway/build/build-image';
-import { runSteps, stepsForCommit, type StepResources } from '@slipway/build/steps';
+import { runSteps, stepsForCommit } from '@slipway/build/steps';
 import { configuredRepository, OWNER_NAME } from '@slipway/forges/forge-address';
 import { rollout } from '@slipway/rollout/rollout';
 import { FINAL_STATES, type JobRecord, type Step, type TestStepRun } from '@slipway/queue/job-types';
@@ -225,8 +225,7 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
     await runSteps({
       // On the worker's own engine, where the image was just built, whatever engine the rollout then uses.
       docker: ctx.docker, app: app.name, steps: tests, builtImage: image, job: record.id, sha: record.sha, log: log.write, signal,
-      // apps.<app>.resources arrives with the swarm engine (issue 18); a step gets the app's limits once it is there.
-      resources: (app as { resources?: StepResources }).resources,
+      resources: app.resources,
       onRun: (run) => {
         const at = runs.findIndex((r) => r.name === run.name);
         if (at < 0) runs.push(run);

@@ -44,6 +44,11 @@ describe('parseConfig defaults', () => {
     expect(config.engine).toEqual({ type: 'docker' });
   });
 
+  it('takes resource limits on one engine too (its containers and test steps get them)', () => {
+    const one = parseConfig(`${minimalApp}    resources: { cpus: 0.5, memory_mb: 64 }\n`, { file: FILE, env: {} });
+    expect(one.apps.hello!.resources).toEqual({ cpus: 0.5, memory_mb: 64 });
+  });
+
   it('reads a swarm engine: the manager defaults to docker, TLS files resolve against the config file', () => {
     const swarm = parseConfig(`engine: { type: swarm, registry: "10.77.0.11:5000" }\n${minimalApp}    placement: [node.labels.role==web]\n    resources: { cpus: 0.5, memory_mb: 256 }\n`, { file: FILE, env: {} });
     expect(swarm.engine).toEqual({ type: 'swarm', manager: 'unix:///var/run/docker.sock', registry: '10.77.0.11:5000' });

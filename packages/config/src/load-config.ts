@@ -115,7 +115,6 @@ function crossCheck(config: SlipwayConfig): string[] {
     }
     const swarm = config.engine.type === 'swarm';
     if (!swarm && app.placement.length > 0) problems.push(`apps.${app.name}.placement: placement constraints need engine.type: swarm`);
-    if (!swarm && app.resources) problems.push(`apps.${app.name}.resources: resource limits need engine.type: swarm`);
     if (swarm && app.routing === 'dns') problems.push(`apps.${app.name}.routing: routing: dns publishes on loopback addresses of one machine; with engine.type: swarm use routing: upstream`);
     if (app.routing === 'dns') {
       const bits = Number(config.dns.address_pool.split('/')[1]);

@@ -21,6 +21,11 @@ describe('containerSpec', () => {
       HostConfig: { PortBindings: { '8080/tcp': [{ HostIp: '127.0.0.2', HostPort: '' }] }, RestartPolicy: { Name: 'unless-stopped' } },
     });
   });
+
+  it('limits CPU and memory by apps.<app>.resources, on one engine as on a swarm', () => {
+    const limited = containerSpec({ app: { ...app, resources: { cpus: 0.5, memory_mb: 256 } }, image: 'img', sha: null, release: '1' });
+    expect(limited.HostConfig).toMatchObject({ NanoCpus: 500_000_000, Memory: 256 * 1024 * 1024 });
+  });
 });
 
 const frame = (stream: number, text: string) => {

@@ -158,7 +158,7 @@ export function demux(buffer: Buffer): string {
 }
 
 export interface ContainerSpecInput {
-  app: Pick<AppConfig, 'name' | 'port' | 'host_ip' | 'env' | 'stop_timeout_s'>;
+  app: Pick<AppConfig, 'name' | 'port' | 'host_ip' | 'env' | 'stop_timeout_s'> & Partial<Pick<AppConfig, 'resources'>>;
   image: string;
   /** Full 40-hex commit, or null for an image deploy (then no `slipway.sha` label). */
   sha: string | null;
@@ -170,7 +170,8 @@ export interface ContainerSpecInput {
  * Docker create options for one replica. Pure: the port is published on
  * `host_ip` with an empty HostPort, so Docker picks a free one (read back
  * after start); `unless-stopped` keeps the app up across a Docker restart;
- * StopTimeout is the SIGTERM grace `docker stop` uses.
+ * StopTimeout is the SIGTERM grace `docker stop` uses; `resources`
+ * become the container's CPU and memory limits.
  */
 export function containerSpec(input: ContainerSpecInput): Docker.ContainerCreateOptions {
   const { app } = input;
@@ -188,6 +189,8 @@ export function containerSpec(input: ContainerSpecInput): Docker.ContainerCreate
     HostConfig: {
       PortBindings: { [port]: [{ HostIp: app.host_ip, HostPort: '' }] },
       RestartPolicy: { Name: 'unless-stopped' },
+      ...(app.resources?.cpus ? { NanoCpus: Math.round(app.resources.cpus * 1e9) } : {}),
+      ...(app.resources?.memory_mb ? { Memory: app.resources.memory_mb * 1024 * 1024 } : {}),
     },
   };
 }
