@@ -30,6 +30,8 @@ const APPS = Number(process.env.BENCH_APPS ?? 200);
 // same app again (within the retention, 1 s here) as a replay without queuing anything.
 const COMMITS = Number(process.env.BENCH_COMMITS ?? 40);
 const BODY_BYTES = 8192;
+// Servers measured beside the receiver (BENCH_PEERS=octokit for a quicker run while working).
+const PEERS = new Set((process.env.BENCH_PEERS ?? 'octokit,floor,bare').split(','));
 /** One webhook secret for every app, so @octokit/webhooks (one secret) verifies the same bodies. */
 const SECRET = 'bench-webhook-secret-0123456789';
 
@@ -208,50 +210,47 @@ async function main() {
     }
     receiver.kill('SIGTERM');
 
-    const barePort = await freePort();
-    const bare = await startChild([join(here, 'bare-server.mjs'), String(barePort)], barePort);
-    await wrk(barePort, 'bare-warmup', 3);
-    const bare0 = cpuSeconds(bare.pid);
-    const baseline = await wrk(barePort, 'bare');
-    baseline.receiverUs = ((cpuSeconds(bare.pid) - bare0) / baseline.requests) * 1e6;
-    bare.kill('SIGTERM');
-    log(`bare express: ${fmt(baseline.rps, 0)} req/s, p50 ${fmt(baseline.p50, 2)} ms, p99 ${fmt(baseline.p99, 2)} ms; CPU per request ${fmt(baseline.receiverUs, 0)} µs`);
-
+    /** One server beside the receiver: its own process, a warm-up, one measured run, its CPU per request and peak RSS. */
+    const measure = async (name, script, extraArgs = []) => {
+      if (!PEERS.has(name)) return null;
+      const peerPort = await freePort();
+      const child = await startChild([join(here, script), String(peerPort), ...extraArgs], peerPort);
+      await wrk(peerPort, `${name}-warmup`, 3);
+      await client.flushall();
+      const cpu0 = cpuSeconds(child.pid);
+      const result = await wrk(peerPort, name);
+      result.receiverUs = ((cpuSeconds(child.pid) - cpu0) / result.requests) * 1e6;
+      result.hwmMb = memory(child.pid).hwmMb;
+      child.kill('SIGTERM');
+      await client.flushall();
+      return result;
+    };
+    const line = (what, r) => `${what}: ${fmt(r.rps, 0)} req/s, p50 ${fmt(r.p50, 2)} ms, p99 ${fmt(r.p99, 2)} ms, non-2xx ${r.non2xx}; CPU per request ${fmt(r.receiverUs, 0)} µs, peak RSS ${fmt(r.hwmMb)} MB`;
+    // The baseline: a bare express handler answering 202 (bare-server.mjs).
+    const baseline = await measure('bare', 'bare-server.mjs');
+    if (baseline) log(line('bare express', baseline));
     // The floor: verify, parse and keep each push with one Redis command, nothing else (floor-server.mjs).
-    const floorPort = await freePort();
-    const floor = await startChild([join(here, 'floor-server.mjs'), String(floorPort), redis.url, SECRET], floorPort);
-    await wrk(floorPort, 'floor-warmup', 3);
-    await client.flushall();
-    const floor0 = cpuSeconds(floor.pid);
-    const floored = await wrk(floorPort, 'floor');
-    floored.receiverUs = ((cpuSeconds(floor.pid) - floor0) / floored.requests) * 1e6;
-    floor.kill('SIGTERM');
-    await client.flushall();
-    log(`floor (verify + parse + one Redis SET): ${fmt(floored.rps, 0)} req/s, p50 ${fmt(floored.p50, 2)} ms, p99 ${fmt(floored.p99, 2)} ms, non-2xx ${floored.non2xx}; CPU per request ${fmt(floored.receiverUs, 0)} µs`);
-
+    const floored = await measure('floor', 'floor-server.mjs', [redis.url, SECRET]);
+    if (floored) log(line('floor (verify + parse + one Redis SET)', floored));
     // The peer: @octokit/webhooks' Node middleware verifying and emitting (octokit-server.mjs).
-    const octokitPort = await freePort();
-    const octokit = await startChild([join(here, 'octokit-server.mjs'), String(octokitPort), SECRET], octokitPort);
-    await wrk(octokitPort, 'octokit-warmup', 3);
-    const octokit0 = cpuSeconds(octokit.pid);
-    const peer = await wrk(octokitPort, 'octokit');
-    peer.receiverUs = ((cpuSeconds(octokit.pid) - octokit0) / peer.requests) * 1e6;
-    peer.hwmMb = memory(octokit.pid).hwmMb;
-    octokit.kill('SIGTERM');
-    log(`@octokit/webhooks middleware: ${fmt(peer.rps, 0)} req/s, p50 ${fmt(peer.p50, 2)} ms, p99 ${fmt(peer.p99, 2)} ms, non-2xx ${peer.non2xx}; CPU per request ${fmt(peer.receiverUs, 0)} µs, peak RSS ${fmt(peer.hwmMb)} MB`);
+    const peer = await measure('octokit', 'octokit-server.mjs', [SECRET]);
+    if (peer) log(line('@octokit/webhooks middleware', peer));
 
     const best = runs.reduce((a, b) => (b.rps > a.rps ? b : a));
+    const row = (what, r) => (r ? [`| ${what} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 2)} ms | ${fmt(r.p99, 2)} ms | ${r.non2xx} | – | peak ${fmt(r.hwmMb)} MB |`] : []);
+    const ratio = (what, a, b) => (a && b ? [`${what} ${fmt(a.rps / b.rps, 2)}`] : []);
     const lines = [
-      `| | requests/s | p50 | p99 | non-2xx | jobs queued | receiver RSS after |`,
+      `| | requests/s | p50 | p99 | non-2xx | jobs queued | RSS |`,
       `|---|---|---|---|---|---|---|`,
-      ...runs.map((r) => `| receiver ${r.label} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 2)} ms | ${fmt(r.p99, 2)} ms | ${r.non2xx} | ${r.queued} of ${r.requests} | ${fmt(r.rssMb)} MB |`),
-      `| @octokit/webhooks middleware (verify + emit) | ${fmt(peer.rps, 0)} | ${fmt(peer.p50, 2)} ms | ${fmt(peer.p99, 2)} ms | ${peer.non2xx} | – | peak ${fmt(peer.hwmMb)} MB |`,
-      `| floor: verify + parse + one Redis SET | ${fmt(floored.rps, 0)} | ${fmt(floored.p50, 2)} ms | ${fmt(floored.p99, 2)} ms | ${floored.non2xx} | – | – |`,
-      `| bare express 202 | ${fmt(baseline.rps, 0)} | ${fmt(baseline.p50, 2)} ms | ${fmt(baseline.p99, 2)} ms | ${baseline.non2xx} | – | – |`,
+      ...runs.map((r) => `| receiver ${r.label} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 2)} ms | ${fmt(r.p99, 2)} ms | ${r.non2xx} | ${r.queued} of ${r.requests} | ${fmt(r.rssMb)} MB after |`),
+      ...row('@octokit/webhooks middleware (verify + emit)', peer),
+      ...row('floor: verify + parse + one Redis SET', floored),
+      ...row('bare express 202', baseline),
       '',
-      `receiver/octokit (best run): ${fmt(best.rps / peer.rps, 2)}× the requests per second, p99 ${fmt(best.p99 / peer.p99, 2)}× octokit's; receiver/bare ${fmt(best.rps / baseline.rps, 2)}; floor/bare ${fmt(floored.rps / baseline.rps, 2)}; receiver/floor ${fmt(best.rps / floored.rps, 2)}`,
+      ...(peer ? [`receiver/octokit (best run): ${fmt(best.rps / peer.rps, 2)}× the requests per second, p99 ${fmt(best.p99 / peer.p99, 2)}× octokit's; CPU per webhook ${fmt(best.receiverUs, 0)} µs (+ ${fmt(best.redisUs, 0)} µs in Redis) against ${fmt(peer.receiverUs, 0)} µs`] : []),
+      [...ratio('receiver/bare', best, baseline), ...ratio('floor/bare', floored, baseline), ...ratio('receiver/floor', best, floored)].join('; '),
       `receiver RSS before the runs ${fmt(before.rssMb)} MB, after ${runs.map((r) => `${r.label} ${fmt(r.rssMb)} MB`).join(', ')}; peak (VmHWM) ${fmt(runs.at(-1).hwmMb)} MB`,
-      `socket errors: receiver ${runs.map((r) => r.errors).join(' / ')}, bare ${baseline.errors}`,
+      `socket errors: receiver ${runs.map((r) => r.errors).join(' / ')}${peer ? `, octokit ${peer.errors}` : ''}`,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
