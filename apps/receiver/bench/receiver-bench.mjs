@@ -32,6 +32,8 @@ const COMMITS = Number(process.env.BENCH_COMMITS ?? 40);
 const BODY_BYTES = 8192;
 // Servers measured beside the receiver (BENCH_PEERS=octokit for a quicker run while working).
 const PEERS = new Set((process.env.BENCH_PEERS ?? 'octokit,floor,bare').split(','));
+// receiver.processes to measure, each with its own receiver (BENCH_PROCESSES=1,2: one process, then two behind node:cluster).
+const PROCESS_COUNTS = (process.env.BENCH_PROCESSES ?? '1').split(',').map(Number);
 /** One webhook secret for every app, so @octokit/webhooks (one secret) verifies the same bodies. */
 const SECRET = 'bench-webhook-secret-0123456789';
 
@@ -151,6 +153,12 @@ async function redisCommands(client, requests) {
     .map((c) => `${c.name} ${fmt(c.us, 0)} µs (${fmt(c.calls / requests, 1)}/webhook)`).join(', ');
 }
 
+/** A process and its children (a receiver with processes > 1 is a primary and its workers). */
+function processTree(pid) {
+  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  return [pid, ...children];
+}
+
 function memory(pid) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (field) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1]);
@@ -162,7 +170,7 @@ async function startChild(argv, port, env = {}) {
   children.push(child);
   let out = '';
   child.stdout.on('data', (c) => { if (out.length < 4096) out += c.toString(); });
-  for (let i = 0; i < 200 && !out.includes(`${port}`); i++) await sleep(50);
+  for (let i = 0; i < 600 && !out.includes(`${port}`); i++) await sleep(50);
   if (!out.includes(`${port}`)) throw new Error(`${argv.join(' ')} did not start: ${out}`);
   // Logs (one JSON line per request) go on being written, to nowhere: the cost stays in the measurement.
   child.stdout.removeAllListeners('data');
@@ -179,36 +187,46 @@ async function main() {
   await new Promise((resolve) => client.once('ready', resolve));
   try {
     const apps = writeFixtures();
-    const port = await freePort();
-    const config = join(dir.path, 'slipway.yml');
-    const metricsPort = await freePort();
-    // delivery_retention_h 0: commits and deliveries are remembered for a second, less than a body takes to come round again.
-    writeFileSync(config, `redis: ${redis.url}\nqueue: { prefix: bench }\nreceiver: { host: 127.0.0.1, port: ${port}, metrics: "127.0.0.1:${metricsPort}", delivery_retention_h: 0 }\napps:\n${apps}\n`);
-    // BENCH_PROFILE=<dir>: the receiver writes a V8 CPU profile there when it exits (open it in Chrome's DevTools).
-    const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
-    const receiver = await startChild([...profile, bin, '--config', config], port);
-    log(`receiver pid ${receiver.pid} on ${port}, ${APPS} apps, ${BODY_BYTES}-byte bodies, wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s`);
+    /** A receiver with `processes` processes: a warm-up, then RUNS measured runs, its CPU (all processes) and RSS after each. */
+    const measureReceiver = async (processes) => {
+      const port = await freePort();
+      const config = join(dir.path, `slipway-${processes}.yml`);
+      const metricsPort = await freePort();
+      // delivery_retention_h 0: commits and deliveries are remembered for a second, less than a body takes to come round again.
+      writeFileSync(config, `redis: ${redis.url}\nqueue: { prefix: bench }\nreceiver: { host: 127.0.0.1, port: ${port}, metrics: "127.0.0.1:${metricsPort}", delivery_retention_h: 0, processes: ${processes} }\napps:\n${apps}\n`);
+      // BENCH_PROFILE=<dir>: the receiver writes a V8 CPU profile there when it exits (open it in Chrome's DevTools).
+      const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+      const receiver = await startChild([...profile, bin, '--config', config], port);
+      for (let i = 0; i < 100 && processTree(receiver.pid).length < (processes > 1 ? processes + 1 : 1); i++) await sleep(100);
+      const pids = processTree(receiver.pid);
+      const cpu = () => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+      const rss = () => pids.map((pid) => memory(pid));
+      log(`receiver ×${processes} (pids ${pids.join(', ')}) on ${port}, ${APPS} apps, ${BODY_BYTES}-byte bodies, wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s`);
 
-    await wrk(port, 'warmup', 3);
-    await client.flushall();
-    await sleep(1000);
-    const before = memory(receiver.pid);
-    const runs = [];
-    for (const label of Array.from({ length: RUNS }, (_, i) => `run${i + 1}`)) {
-      await client.config('RESETSTAT');
-      const [cpu0, redis0] = [cpuSeconds(receiver.pid), await redisCpu(client)];
-      const result = await wrk(port, label);
-      const [cpu1, redis1] = [cpuSeconds(receiver.pid), await redisCpu(client)];
-      result.receiverUs = ((cpu1 - cpu0) / result.requests) * 1e6;
-      result.redisUs = ((redis1 - redis0) / result.requests) * 1e6;
-      const queued = Number(await client.get('bench:jobs:seq'));
-      result.commands = await redisCommands(client, result.requests);
+      await wrk(port, `warmup${processes}`, 3);
       await client.flushall();
       await sleep(1000);
-      runs.push({ label, ...result, queued, ...memory(receiver.pid) });
-      log(`${label}: ${fmt(result.rps, 0)} req/s, p50 ${fmt(result.p50, 2)} ms, p99 ${fmt(result.p99, 2)} ms, ${result.requests} requests, ${queued} jobs queued, non-2xx ${result.non2xx}; CPU per webhook: receiver ${fmt(result.receiverUs, 0)} µs, redis ${fmt(result.redisUs, 0)} µs; in redis: ${result.commands}`);
-    }
-    receiver.kill('SIGTERM');
+      const before = rss();
+      const runs = [];
+      for (const label of Array.from({ length: RUNS }, (_, i) => `×${processes} run${i + 1}`)) {
+        await client.config('RESETSTAT');
+        const [cpu0, redis0] = [cpu(), await redisCpu(client)];
+        // Delivery ids must start with a letter or digit: wrk's label starts them.
+        const result = await wrk(port, `p${processes}-${label.split(' ')[1]}`);
+        const [cpu1, redis1] = [cpu(), await redisCpu(client)];
+        result.receiverUs = ((cpu1 - cpu0) / result.requests) * 1e6;
+        result.redisUs = ((redis1 - redis0) / result.requests) * 1e6;
+        const queued = Number(await client.get('bench:jobs:seq'));
+        result.commands = await redisCommands(client, result.requests);
+        await client.flushall();
+        await sleep(1000);
+        runs.push({ label, processes, ...result, queued, memory: rss() });
+        log(`receiver ${label}: ${fmt(result.rps, 0)} req/s, p50 ${fmt(result.p50, 2)} ms, p99 ${fmt(result.p99, 2)} ms, ${result.requests} requests, ${queued} jobs queued, non-2xx ${result.non2xx}; CPU per webhook: receiver ${fmt(result.receiverUs, 0)} µs, redis ${fmt(result.redisUs, 0)} µs; in redis: ${result.commands}`);
+      }
+      receiver.kill('SIGTERM');
+      await new Promise((resolve) => (receiver.exitCode !== null ? resolve() : receiver.once('exit', resolve)));
+      return { processes, runs, before };
+    };
 
     /** One server beside the receiver: its own process, a warm-up, one measured run, its CPU per request and peak RSS. */
     const measure = async (name, script, extraArgs = []) => {
@@ -226,32 +244,44 @@ async function main() {
       return result;
     };
     const line = (what, r) => `${what}: ${fmt(r.rps, 0)} req/s, p50 ${fmt(r.p50, 2)} ms, p99 ${fmt(r.p99, 2)} ms, non-2xx ${r.non2xx}; CPU per request ${fmt(r.receiverUs, 0)} µs, peak RSS ${fmt(r.hwmMb)} MB`;
+    // The peer, @octokit/webhooks' Node middleware verifying and emitting (octokit-server.mjs), is measured before
+    // and after the receivers and its mean taken: on a shared machine the load drifts during a run.
+    const peerBefore = await measure('octokit', 'octokit-server.mjs', [SECRET]);
+    if (peerBefore) log(line('@octokit/webhooks middleware (before)', peerBefore));
+    const receivers = [];
+    for (const processes of PROCESS_COUNTS) receivers.push(await measureReceiver(processes));
     // The baseline: a bare express handler answering 202 (bare-server.mjs).
     const baseline = await measure('bare', 'bare-server.mjs');
     if (baseline) log(line('bare express', baseline));
     // The floor: verify, parse and keep each push with one Redis command, nothing else (floor-server.mjs).
     const floored = await measure('floor', 'floor-server.mjs', [redis.url, SECRET]);
     if (floored) log(line('floor (verify + parse + one Redis SET)', floored));
-    // The peer: @octokit/webhooks' Node middleware verifying and emitting (octokit-server.mjs).
-    const peer = await measure('octokit', 'octokit-server.mjs', [SECRET]);
-    if (peer) log(line('@octokit/webhooks middleware', peer));
+    const peerAfter = await measure('octokit', 'octokit-server.mjs', [SECRET]);
+    if (peerAfter) log(line('@octokit/webhooks middleware (after)', peerAfter));
+    const mean = (k) => (peerBefore[k] + peerAfter[k]) / 2;
+    const peer = peerBefore && peerAfter ? { rps: mean('rps'), p50: mean('p50'), p99: mean('p99'), non2xx: peerBefore.non2xx + peerAfter.non2xx, receiverUs: mean('receiverUs'), hwmMb: Math.max(peerBefore.hwmMb, peerAfter.hwmMb), errors: `${peerBefore.errors} / ${peerAfter.errors}` } : null;
 
-    const best = runs.reduce((a, b) => (b.rps > a.rps ? b : a));
-    const row = (what, r) => (r ? [`| ${what} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 2)} ms | ${fmt(r.p99, 2)} ms | ${r.non2xx} | – | peak ${fmt(r.hwmMb)} MB |`] : []);
+    const row = (what, r) => (r ? [`| ${what} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 2)} ms | ${fmt(r.p99, 2)} ms | ${r.non2xx} | – | ${fmt(r.receiverUs, 0)} µs | peak ${fmt(r.hwmMb)} MB |`] : []);
     const ratio = (what, a, b) => (a && b ? [`${what} ${fmt(a.rps / b.rps, 2)}`] : []);
+    const mb = (memories, k) => memories.map((m) => fmt(m[k], 0)).join(' + ');
     const lines = [
-      `| | requests/s | p50 | p99 | non-2xx | jobs queued | RSS |`,
-      `|---|---|---|---|---|---|---|`,
-      ...runs.map((r) => `| receiver ${r.label} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 2)} ms | ${fmt(r.p99, 2)} ms | ${r.non2xx} | ${r.queued} of ${r.requests} | ${fmt(r.rssMb)} MB after |`),
-      ...row('@octokit/webhooks middleware (verify + emit)', peer),
+      `| | requests/s | p50 | p99 | non-2xx | jobs queued | CPU per request | RSS (per process) |`,
+      `|---|---|---|---|---|---|---|---|`,
+      ...receivers.flatMap(({ runs }) => runs.map((r) => `| receiver ${r.label} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 2)} ms | ${fmt(r.p99, 2)} ms | ${r.non2xx} | ${r.queued} of ${r.requests} | ${fmt(r.receiverUs, 0)} µs + ${fmt(r.redisUs, 0)} µs in Redis | ${mb(r.memory, 'rssMb')} MB after |`)),
+      ...row('@octokit/webhooks middleware (verify + emit; mean of before and after)', peer),
       ...row('floor: verify + parse + one Redis SET', floored),
       ...row('bare express 202', baseline),
       '',
-      ...(peer ? [`receiver/octokit (best run): ${fmt(best.rps / peer.rps, 2)}× the requests per second, p99 ${fmt(best.p99 / peer.p99, 2)}× octokit's; CPU per webhook ${fmt(best.receiverUs, 0)} µs (+ ${fmt(best.redisUs, 0)} µs in Redis) against ${fmt(peer.receiverUs, 0)} µs`] : []),
-      [...ratio('receiver/bare', best, baseline), ...ratio('floor/bare', floored, baseline), ...ratio('receiver/floor', best, floored)].join('; '),
-      `receiver RSS before the runs ${fmt(before.rssMb)} MB, after ${runs.map((r) => `${r.label} ${fmt(r.rssMb)} MB`).join(', ')}; peak (VmHWM) ${fmt(runs.at(-1).hwmMb)} MB`,
-      `socket errors: receiver ${runs.map((r) => r.errors).join(' / ')}${peer ? `, octokit ${peer.errors}` : ''}`,
     ];
+    for (const { processes, runs, before } of receivers) {
+      const best = runs.reduce((a, b) => (b.rps > a.rps ? b : a));
+      if (peer) lines.push(`receiver ×${processes}/octokit (best run): ${fmt(best.rps / peer.rps, 2)}× the requests per second, p99 ${fmt(best.p99 / peer.p99, 2)}× octokit's; CPU per webhook ${fmt(best.receiverUs, 0)} µs (+ ${fmt(best.redisUs, 0)} µs in Redis) against ${fmt(peer.receiverUs, 0)} µs`);
+      const others = [...ratio('receiver/bare', best, baseline), ...ratio('receiver/floor', best, floored)];
+      if (others.length) lines.push(`receiver ×${processes}: ${others.join('; ')}`);
+      lines.push(`receiver ×${processes} RSS per process (MB): before the runs ${mb(before, 'rssMb')}, after ${runs.map((r) => `${r.label} ${mb(r.memory, 'rssMb')}`).join(', ')}; peak (VmHWM) ${mb(runs.at(-1).memory, 'hwmMb')}`);
+      lines.push(`receiver ×${processes} socket errors: ${runs.map((r) => r.errors).join(' / ')}`);
+    }
+    if (floored && baseline) lines.push(`floor/bare ${fmt(floored.rps / baseline.rps, 2)}`);
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
     for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
