@@ -1,8 +1,12 @@
 // Receiver benchmark: signed 8 KB GitHub pushes at 50 connections with wrk, beside
 // @octokit/webhooks' own middleware (the peer), a floor (verify + parse + one Redis SET) and
-// a bare express handler answering 202, all measured in the same run. See ../README.md.
+// a bare express handler answering 202. Every server is started first, then measured in turn,
+// round after round; ratios are taken within a round (runs seconds apart) and their median
+// printed, because on a shared machine the load drifts within a minute. See ../README.md.
 //
-//   npm run bench -w @slipway/receiver       (BENCH_SECONDS=10 BENCH_CONNECTIONS=50 BENCH_RUNS=3 BENCH_APPS=200 BENCH_COMMITS=40 BENCH_PROFILE=<dir>)
+//   npm run bench:receiver
+//   BENCH_SECONDS=10 BENCH_RUNS=3 (rounds) BENCH_PROCESSES=1,2 (receiver.processes to measure)
+//   BENCH_PEERS=octokit,floor,bare BENCH_CONNECTIONS=50 BENCH_APPS=200 BENCH_COMMITS=40 BENCH_PROFILE=<dir>
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -21,7 +25,7 @@ import { connectRedis } from '@slipway/queue/redis';
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const THREADS = Number(process.env.BENCH_THREADS ?? 1);
-// Several runs against one receiver process: its RSS after each shows whether it grows.
+// Rounds against the same processes: their RSS after each shows whether they grow.
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 // Jobs pile up (no worker drains them in a benchmark); spread them over many apps so no app
 // passes the queue's per-app retention (500), where trimming starts scanning waiting jobs.
@@ -180,6 +184,21 @@ async function startChild(argv, port, env = {}) {
 
 const fmt = (n, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '?');
 
+/** A server under test: its processes' pids, and a measured wrk run against it. */
+async function startServer(name, argv, port, { processes = 1 } = {}) {
+  const child = await startChild(argv, port);
+  for (let i = 0; i < 100 && processTree(child.pid).length < (processes > 1 ? processes + 1 : 1); i++) await sleep(100);
+  const pids = processTree(child.pid);
+  return {
+    name, child, port, pids,
+    cpu: () => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0),
+    memory: () => pids.map((pid) => memory(pid)),
+  };
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+const range = (xs, d = 0) => `${fmt(Math.min(...xs), d)}-${fmt(Math.max(...xs), d)}`;
+
 async function main() {
   const redisPort = await freePort();
   const redis = await startRedis(join(dir.path, 'redis'), redisPort);
@@ -187,104 +206,85 @@ async function main() {
   await new Promise((resolve) => client.once('ready', resolve));
   try {
     const apps = writeFixtures();
-    /** A receiver with `processes` processes: a warm-up, then RUNS measured runs, its CPU (all processes) and RSS after each. */
-    const measureReceiver = async (processes) => {
+    // Every server is started first and measured in turn, round after round: on a shared machine
+    // the load drifts within a minute, so each round's ratios compare runs seconds apart.
+    const servers = [];
+    for (const processes of PROCESS_COUNTS) {
       const port = await freePort();
       const config = join(dir.path, `slipway-${processes}.yml`);
-      const metricsPort = await freePort();
       // delivery_retention_h 0: commits and deliveries are remembered for a second, less than a body takes to come round again.
-      writeFileSync(config, `redis: ${redis.url}\nqueue: { prefix: bench }\nreceiver: { host: 127.0.0.1, port: ${port}, metrics: "127.0.0.1:${metricsPort}", delivery_retention_h: 0, processes: ${processes} }\napps:\n${apps}\n`);
-      // BENCH_PROFILE=<dir>: the receiver writes a V8 CPU profile there when it exits (open it in Chrome's DevTools).
+      writeFileSync(config, `redis: ${redis.url}\nqueue: { prefix: bench }\nreceiver: { host: 127.0.0.1, port: ${port}, metrics: "127.0.0.1:${await freePort()}", delivery_retention_h: 0, processes: ${processes} }\napps:\n${apps}\n`);
+      // BENCH_PROFILE=<dir>: the receiver (each of its processes) writes a V8 CPU profile there when it exits.
       const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
-      const receiver = await startChild([...profile, bin, '--config', config], port);
-      for (let i = 0; i < 100 && processTree(receiver.pid).length < (processes > 1 ? processes + 1 : 1); i++) await sleep(100);
-      const pids = processTree(receiver.pid);
-      const cpu = () => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0);
-      const rss = () => pids.map((pid) => memory(pid));
-      log(`receiver ×${processes} (pids ${pids.join(', ')}) on ${port}, ${APPS} apps, ${BODY_BYTES}-byte bodies, wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s`);
-
-      await wrk(port, `warmup${processes}`, 3);
-      await client.flushall();
-      await sleep(1000);
-      const before = rss();
-      const runs = [];
-      for (const label of Array.from({ length: RUNS }, (_, i) => `×${processes} run${i + 1}`)) {
-        await client.config('RESETSTAT');
-        const [cpu0, redis0] = [cpu(), await redisCpu(client)];
-        // Delivery ids must start with a letter or digit: wrk's label starts them.
-        const result = await wrk(port, `p${processes}-${label.split(' ')[1]}`);
-        const [cpu1, redis1] = [cpu(), await redisCpu(client)];
-        result.receiverUs = ((cpu1 - cpu0) / result.requests) * 1e6;
-        result.redisUs = ((redis1 - redis0) / result.requests) * 1e6;
-        const queued = Number(await client.get('bench:jobs:seq'));
-        result.commands = await redisCommands(client, result.requests);
-        await client.flushall();
-        await sleep(1000);
-        runs.push({ label, processes, ...result, queued, memory: rss() });
-        log(`receiver ${label}: ${fmt(result.rps, 0)} req/s, p50 ${fmt(result.p50, 2)} ms, p99 ${fmt(result.p99, 2)} ms, ${result.requests} requests, ${queued} jobs queued, non-2xx ${result.non2xx}; CPU per webhook: receiver ${fmt(result.receiverUs, 0)} µs, redis ${fmt(result.redisUs, 0)} µs; in redis: ${result.commands}`);
-      }
-      receiver.kill('SIGTERM');
-      await new Promise((resolve) => (receiver.exitCode !== null ? resolve() : receiver.once('exit', resolve)));
-      return { processes, runs, before };
-    };
-
-    /** One server beside the receiver: its own process, a warm-up, one measured run, its CPU per request and peak RSS. */
-    const measure = async (name, script, extraArgs = []) => {
-      if (!PEERS.has(name)) return null;
-      const peerPort = await freePort();
-      const child = await startChild([join(here, script), String(peerPort), ...extraArgs], peerPort);
-      await wrk(peerPort, `${name}-warmup`, 3);
-      await client.flushall();
-      const cpu0 = cpuSeconds(child.pid);
-      const result = await wrk(peerPort, name);
-      result.receiverUs = ((cpuSeconds(child.pid) - cpu0) / result.requests) * 1e6;
-      result.hwmMb = memory(child.pid).hwmMb;
-      child.kill('SIGTERM');
-      await client.flushall();
-      return result;
-    };
-    const line = (what, r) => `${what}: ${fmt(r.rps, 0)} req/s, p50 ${fmt(r.p50, 2)} ms, p99 ${fmt(r.p99, 2)} ms, non-2xx ${r.non2xx}; CPU per request ${fmt(r.receiverUs, 0)} µs, peak RSS ${fmt(r.hwmMb)} MB`;
-    // The peer, @octokit/webhooks' Node middleware verifying and emitting (octokit-server.mjs), is measured before
-    // and after the receivers and its mean taken: on a shared machine the load drifts during a run.
-    const peerBefore = await measure('octokit', 'octokit-server.mjs', [SECRET]);
-    if (peerBefore) log(line('@octokit/webhooks middleware (before)', peerBefore));
-    const receivers = [];
-    for (const processes of PROCESS_COUNTS) receivers.push(await measureReceiver(processes));
-    // The baseline: a bare express handler answering 202 (bare-server.mjs).
-    const baseline = await measure('bare', 'bare-server.mjs');
-    if (baseline) log(line('bare express', baseline));
+      const server = await startServer(`receiver ×${processes}`, [...profile, bin, '--config', config], port, { processes });
+      server.receiver = true;
+      servers.push(server);
+      log(`receiver ×${processes}: pids ${server.pids.join(', ')}, port ${port}`);
+    }
+    // The peer: @octokit/webhooks' Node middleware verifying and emitting (octokit-server.mjs).
+    const peerPort = await freePort();
+    if (PEERS.has('octokit')) servers.push(await startServer('octokit', [join(here, 'octokit-server.mjs'), String(peerPort), SECRET], peerPort));
     // The floor: verify, parse and keep each push with one Redis command, nothing else (floor-server.mjs).
-    const floored = await measure('floor', 'floor-server.mjs', [redis.url, SECRET]);
-    if (floored) log(line('floor (verify + parse + one Redis SET)', floored));
-    const peerAfter = await measure('octokit', 'octokit-server.mjs', [SECRET]);
-    if (peerAfter) log(line('@octokit/webhooks middleware (after)', peerAfter));
-    const mean = (k) => (peerBefore[k] + peerAfter[k]) / 2;
-    const peer = peerBefore && peerAfter ? { rps: mean('rps'), p50: mean('p50'), p99: mean('p99'), non2xx: peerBefore.non2xx + peerAfter.non2xx, receiverUs: mean('receiverUs'), hwmMb: Math.max(peerBefore.hwmMb, peerAfter.hwmMb), errors: `${peerBefore.errors} / ${peerAfter.errors}` } : null;
+    const floorPort = await freePort();
+    if (PEERS.has('floor')) servers.push(await startServer('floor', [join(here, 'floor-server.mjs'), String(floorPort), redis.url, SECRET], floorPort));
+    // The baseline: a bare express handler answering 202 (bare-server.mjs).
+    const barePort = await freePort();
+    if (PEERS.has('bare')) servers.push(await startServer('bare', [join(here, 'bare-server.mjs'), String(barePort)], barePort));
+    log(`${APPS} apps, ${BODY_BYTES}-byte bodies, wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s, ${RUNS} rounds`);
 
-    const row = (what, r) => (r ? [`| ${what} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 2)} ms | ${fmt(r.p99, 2)} ms | ${r.non2xx} | – | ${fmt(r.receiverUs, 0)} µs | peak ${fmt(r.hwmMb)} MB |`] : []);
-    const ratio = (what, a, b) => (a && b ? [`${what} ${fmt(a.rps / b.rps, 2)}`] : []);
-    const mb = (memories, k) => memories.map((m) => fmt(m[k], 0)).join(' + ');
+    for (const server of servers) await wrk(server.port, `warmup-${server.port}`, 3);
+    await client.flushall();
+    await sleep(1000);
+    for (const server of servers) server.before = server.memory();
+
+    const rounds = [];
+    for (let round = 1; round <= RUNS; round++) {
+      const results = {};
+      for (const server of servers) {
+        await client.config('RESETSTAT');
+        const [cpu0, redis0] = [server.cpu(), await redisCpu(client)];
+        // Delivery ids must start with a letter or digit: wrk's label starts them.
+        const result = await wrk(server.port, `r${round}-${server.port}`);
+        const [cpu1, redis1] = [server.cpu(), await redisCpu(client)];
+        result.cpuUs = ((cpu1 - cpu0) / result.requests) * 1e6;
+        result.redisUs = ((redis1 - redis0) / result.requests) * 1e6;
+        if (server.receiver) {
+          result.queued = Number(await client.get('bench:jobs:seq'));
+          result.commands = await redisCommands(client, result.requests);
+        }
+        await client.flushall();
+        await sleep(500);
+        result.memory = server.memory();
+        results[server.name] = result;
+        log(`round ${round} ${server.name}: ${fmt(result.rps, 0)} req/s, p50 ${fmt(result.p50, 2)} ms, p99 ${fmt(result.p99, 2)} ms, ${result.requests} requests, non-2xx ${result.non2xx}${server.receiver ? `, ${result.queued} jobs queued` : ''}; CPU per request ${fmt(result.cpuUs, 0)} µs${server.receiver ? `, redis ${fmt(result.redisUs, 0)} µs; in redis: ${result.commands}` : ''}`);
+      }
+      rounds.push(results);
+    }
+    for (const server of servers) server.child.kill('SIGTERM');
+
+    const of = (name, k) => rounds.map((r) => r[name][k]);
     const lines = [
-      `| | requests/s | p50 | p99 | non-2xx | jobs queued | CPU per request | RSS (per process) |`,
-      `|---|---|---|---|---|---|---|---|`,
-      ...receivers.flatMap(({ runs }) => runs.map((r) => `| receiver ${r.label} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 2)} ms | ${fmt(r.p99, 2)} ms | ${r.non2xx} | ${r.queued} of ${r.requests} | ${fmt(r.receiverUs, 0)} µs + ${fmt(r.redisUs, 0)} µs in Redis | ${mb(r.memory, 'rssMb')} MB after |`)),
-      ...row('@octokit/webhooks middleware (verify + emit; mean of before and after)', peer),
-      ...row('floor: verify + parse + one Redis SET', floored),
-      ...row('bare express 202', baseline),
+      `| ${RUNS} rounds of ${SECONDS} s | requests/s (median, range) | p50 | p99 | CPU per request | non-2xx | RSS per process: before → after each round (peak) |`,
+      `|---|---:|---:|---:|---:|---:|---|`,
+      ...servers.map((s) => {
+        const mem = (m) => m.map((x) => fmt(x.rssMb, 0)).join('+');
+        return `| ${s.name} | ${fmt(median(of(s.name, 'rps')), 0)} (${range(of(s.name, 'rps'))}) | ${fmt(median(of(s.name, 'p50')), 1)} ms | ${fmt(median(of(s.name, 'p99')), 1)} ms | ${fmt(median(of(s.name, 'cpuUs')), 0)} µs${s.receiver ? ` + ${fmt(median(of(s.name, 'redisUs')), 0)} µs Redis` : ''} | ${of(s.name, 'non2xx').reduce((a, b) => a + b, 0)} | ${mem(s.before)} → ${rounds.map((r) => mem(r[s.name].memory)).join(' → ')} MB (${rounds.at(-1)[s.name].memory.map((x) => fmt(x.hwmMb, 0)).join('+')}) |`;
+      }),
       '',
     ];
-    for (const { processes, runs, before } of receivers) {
-      const best = runs.reduce((a, b) => (b.rps > a.rps ? b : a));
-      if (peer) lines.push(`receiver ×${processes}/octokit (best run): ${fmt(best.rps / peer.rps, 2)}× the requests per second, p99 ${fmt(best.p99 / peer.p99, 2)}× octokit's; CPU per webhook ${fmt(best.receiverUs, 0)} µs (+ ${fmt(best.redisUs, 0)} µs in Redis) against ${fmt(peer.receiverUs, 0)} µs`);
-      const others = [...ratio('receiver/bare', best, baseline), ...ratio('receiver/floor', best, floored)];
-      if (others.length) lines.push(`receiver ×${processes}: ${others.join('; ')}`);
-      lines.push(`receiver ×${processes} RSS per process (MB): before the runs ${mb(before, 'rssMb')}, after ${runs.map((r) => `${r.label} ${mb(r.memory, 'rssMb')}`).join(', ')}; peak (VmHWM) ${mb(runs.at(-1).memory, 'hwmMb')}`);
-      lines.push(`receiver ×${processes} socket errors: ${runs.map((r) => r.errors).join(' / ')}`);
+    // Ratios round by round (runs seconds apart), then their median and range.
+    const ratio = (a, b, k) => rounds.map((r) => r[a][k] / r[b][k]);
+    for (const s of servers.filter((x) => x.receiver)) {
+      if (PEERS.has('octokit')) lines.push(`${s.name}/octokit: ${fmt(median(ratio(s.name, 'octokit', 'rps')), 2)}× the requests per second (rounds ${range(ratio(s.name, 'octokit', 'rps'), 2)}), p99 ${fmt(median(ratio(s.name, 'octokit', 'p99')), 2)}× octokit's (${range(ratio(s.name, 'octokit', 'p99'), 2)})`);
+      if (PEERS.has('bare')) lines.push(`${s.name}/bare express: ${fmt(median(ratio(s.name, 'bare', 'rps')), 2)} (${range(ratio(s.name, 'bare', 'rps'), 2)})`);
+      if (PEERS.has('floor')) lines.push(`${s.name}/floor: ${fmt(median(ratio(s.name, 'floor', 'rps')), 2)} (${range(ratio(s.name, 'floor', 'rps'), 2)})`);
+      lines.push(`${s.name}: jobs queued ${of(s.name, 'queued').join(', ')} for ${of(s.name, 'requests').join(', ')} requests; socket errors ${of(s.name, 'errors').join(' / ')}`);
     }
-    if (floored && baseline) lines.push(`floor/bare ${fmt(floored.rps / baseline.rps, 2)}`);
+    if (PEERS.has('floor') && PEERS.has('bare')) lines.push(`floor/bare express: ${fmt(median(ratio('floor', 'bare', 'rps')), 2)} (${range(ratio('floor', 'bare', 'rps'), 2)})`);
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
     for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
+    await sleep(500);
     client.disconnect();
     await stopProcess(redis.pid);
     rmSync(dir.path, { recursive: true, force: true });
