@@ -6,7 +6,7 @@ import { serviceStart } from '@slipway/config/service-start';
 import { ReceiverFeedback } from '@slipway/feedback/receiver-feedback';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectReceiverRedis, createReceiver } from './create-receiver.js';
-import { reportMetricsToPrimary, runReceiverProcesses } from './receiver-processes.js';
+import { reportMetricsToPrimary, runReceiverProcesses, stopOnceAsWorker } from './receiver-processes.js';
 
 /** How long in-flight requests get to finish after SIGTERM/SIGINT. */
 export const SHUTDOWN_GRACE_MS = 10_000;
@@ -61,7 +61,10 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
 
   const server = app.listen(config.receiver.port, config.receiver.host);
   // One of several processes: the primary serves /metrics, summed over all of them.
-  if (cluster.isWorker) reportMetricsToPrimary(feedback.metrics.registry);
+  if (cluster.isWorker) {
+    reportMetricsToPrimary(feedback.metrics.registry);
+    stopOnceAsWorker(logger);
+  }
   const metricsServer = cluster.isWorker ? Promise.resolve(null) : feedback.serveMetrics(config.receiver.metrics).catch((err: Error) => {
     logger.warn({ err: err.message, address: config.receiver.metrics }, 'cannot serve metrics');
     return null;

@@ -90,12 +90,15 @@ export async function runReceiverProcesses(options: ReceiverProcessesOptions): P
   };
   for (let i = 0; i < options.processes; i++) start();
 
+  // Listening with `on`, not `once`: a second signal (systemd's to the whole unit, an impatient
+  // operator) must not kill the primary while its processes finish their requests.
   const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) return;
     logger.info({ signal }, 'shutting down');
     stopAll(0);
   };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
 
   const code = await finished;
   process.off('SIGTERM', onSignal);
@@ -112,4 +115,18 @@ export function reportMetricsToPrimary(registry: Registry): void {
   AggregatorRegistry.setRegistries(registry);
   // Constructing one installs prom-client's listener for the primary's requests.
   new AggregatorRegistry();
+}
+
+/**
+ * In a cluster worker: stops once, however many signals come. A process
+ * gets SIGTERM from the primary and, when systemd stops the unit, from
+ * systemd too; serveUntilSignal takes the first, and without a listener left
+ * the second would kill the process mid-drain. A message to a primary that
+ * is already gone (EPIPE while closing the server) is not worth a crash.
+ */
+export function stopOnceAsWorker(logger: Logger): void {
+  const ignore = () => {};
+  process.on('SIGTERM', ignore);
+  process.on('SIGINT', ignore);
+  cluster.worker?.on('error', (err: Error) => logger.warn({ err: err.message }, 'lost the primary'));
 }

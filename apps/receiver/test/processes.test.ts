@@ -23,6 +23,7 @@ let metrics: number;
 let redis: Redis;
 let receiver: ReturnType<typeof spawn>;
 let stdout = '';
+let stderr = '';
 
 beforeAll(async () => {
   const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
@@ -39,8 +40,9 @@ beforeAll(async () => {
     `    secret: ${SECRETS.hello}`,
     '',
   ].join('\n'));
-  receiver = spawn(process.execPath, [bin, '--config', config], { cwd: dir.path, env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'inherit'] });
+  receiver = spawn(process.execPath, [bin, '--config', config], { cwd: dir.path, env: { PATH: process.env.PATH }, stdio: ['ignore', 'pipe', 'pipe'] });
   receiver.stdout!.on('data', (c: Buffer) => (stdout += c.toString()));
+  receiver.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
   redis = connectRedis(testStack().redis!.url, 'producer');
   await waitFor('two receiver processes listening', () => listening().length === 2, { timeoutMs: 30_000 });
 }, 120_000);
@@ -114,11 +116,18 @@ describe('receiver.processes: 2', () => {
     expect(new Set(answers.map((a) => answeredBy(a.requestId)))).toEqual(new Set([survivor, replacement]));
   });
 
-  it('SIGTERM stops every process and the primary exits 0', async () => {
+  it('SIGTERM to all of them at once (as systemd stops a unit), and again to the primary: each process finishes and says so, the primary exits 0', async () => {
     const exited = new Promise<number | null>((resolve) => receiver.once('exit', (code) => resolve(code)));
+    const processes = listening().slice(-2);
+    receiver.kill('SIGTERM');
+    for (const pid of processes) process.kill(pid, 'SIGTERM');
+    await new Promise((resolve) => setTimeout(resolve, 50));
     receiver.kill('SIGTERM');
     expect(await exited).toBe(0);
     for (const pid of listening()) expect(() => process.kill(pid, 0)).toThrow();
+    const stopped = lines().filter((l) => l.msg === 'stopped').map((l) => l.pid);
+    expect(new Set(stopped)).toEqual(new Set([...processes, receiver.pid]));
+    expect(stderr).toBe('');
     expect(stdout).not.toContain(SECRETS.hello);
   });
 });
