@@ -107,11 +107,10 @@ export class DeployQueue {
     try {
       if (records.length > 0) await this.bull.addBulk(records.map((record) => ({ name: 'deploy', data: { id: record.id }, opts: this.jobOptions(record.id) })));
     } catch (err) {
-      for (const { group, reject } of batch) {
-        if (group.delivery) await this.redis.del(group.delivery.key).catch(() => {});
-        reject(err);
-      }
+      // Undone before anyone is answered: a 503 means the forge's retry will be queued, and the records say why they never ran.
+      for (const { group } of batch) if (group.delivery) await this.redis.del(group.delivery.key).catch(() => {});
       for (const record of records) await this.store.finish(record.id, 'failed', { error: 'could not be queued' }).catch(() => {});
+      for (const { reject } of batch) reject(err);
       return;
     }
     batch.forEach(({ resolve }, g) => resolve(created[g]!));
