@@ -1,8 +1,12 @@
 // Receiver benchmark: signed 8 KB GitHub pushes at 50 connections with wrk, beside
 // @octokit/webhooks' own middleware (the peer), a floor (verify + parse + one Redis SET) and
-// a bare express handler answering 202, all measured in the same run. See ../README.md.
+// a bare express handler answering 202. Every server is started first, then measured in turn,
+// round after round; ratios are taken within a round (runs seconds apart) and their median
+// printed, because on a shared machine the load drifts within a minute. See ../README.md.
 //
-//   npm run bench -w @slipway/receiver       (BENCH_SECONDS=10 BENCH_CONNECTIONS=50 BENCH_RUNS=3 BENCH_APPS=200 BENCH_COMMITS=40 BENCH_PROFILE=<dir>)
+//   npm run bench:receiver
+//   BENCH_SECONDS=10 BENCH_RUNS=3 (rounds) BENCH_PROCESSES=1,2 (receiver.processes to measure)
+//   BENCH_PEERS=octokit,floor,bare BENCH_CONNECTIONS=50 BENCH_APPS=200 BENCH_COMMITS=40 BENCH_PROFILE=<dir>
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,7 +21,7 @@ import { connectRedis } from '@slipway/queue/redis';
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const THREADS = Number(process.env.BENCH_THREADS ?? 1);
-// Several runs against one receiver process: its RSS after each shows whether it grows.
+// Rounds against the same processes: their RSS after each shows whether they grow.
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 // Jobs pile up (no worker drains them in a benchmark); spread them over many apps so no app
 // passes the queue's per-app retention (500), where trimming starts scanning waiting jobs.
@@ -26,6 +30,10 @@ const APPS = Number(process.env.BENCH_APPS ?? 200);
 // same app again (within the retention, 1 s here) as a replay without queuing anything.
 const COMMITS = Number(process.env.BENCH_COMMITS ?? 40);
 const BODY_BYTES = 8192;
+// Servers measured beside the receiver (BENCH_PEERS=octokit for a quicker run while working).
+const PEERS = new Set((process.env.BENCH_PEERS ?? 'octokit,floor,bare').split(','));
+// receiver.processes to measure, each with its own receiver (BENCH_PROCESSES=1,2: one process, then two behind node:cluster).
+const PROCESS_COUNTS = (process.env.BENCH_PROCESSES ?? '1').split(',').map(Number);
 /** One webhook secret for every app, so @octokit/webhooks (one secret) verifies the same bodies. */
 const SECRET = 'bench-webhook-secret-0123456789';
 
@@ -145,6 +153,12 @@ async function redisCommands(client, requests) {
     .map((c) => `${c.name} ${fmt(c.us, 0)} µs (${fmt(c.calls / requests, 1)}/webhook)`).join(', ');
 }
 
+/** A process and its children (a receiver with processes > 1 is a primary and its workers). */
+function processTree(pid) {
+  const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  return [pid, ...children];
+}
+
 function memory(pid) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (field) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1]);
@@ -156,7 +170,7 @@ async function startChild(argv, port, env = {}) {
   children.push(child);
   let out = '';
   child.stdout.on('data', (c) => { if (out.length < 4096) out += c.toString(); });
-  for (let i = 0; i < 200 && !out.includes(`${port}`); i++) await sleep(50);
+  for (let i = 0; i < 600 && !out.includes(`${port}`); i++) await sleep(50);
   if (!out.includes(`${port}`)) throw new Error(`${argv.join(' ')} did not start: ${out}`);
   // Logs (one JSON line per request) go on being written, to nowhere: the cost stays in the measurement.
   child.stdout.removeAllListeners('data');
@@ -166,6 +180,21 @@ async function startChild(argv, port, env = {}) {
 
 const fmt = (n, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '?');
 
+/** A server under test: its processes' pids, and a measured wrk run against it. */
+async function startServer(name, argv, port, { processes = 1 } = {}) {
+  const child = await startChild(argv, port);
+  for (let i = 0; i < 100 && processTree(child.pid).length < (processes > 1 ? processes + 1 : 1); i++) await sleep(100);
+  const pids = processTree(child.pid);
+  return {
+    name, child, port, pids,
+    cpu: () => pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0),
+    memory: () => pids.map((pid) => memory(pid)),
+  };
+}
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)];
+const range = (xs, d = 0) => `${fmt(Math.min(...xs), d)}-${fmt(Math.max(...xs), d)}`;
+
 async function main() {
   const redisPort = await freePort();
   const redis = await startRedis(join(dir.path, 'redis'), redisPort);
@@ -173,85 +202,85 @@ async function main() {
   await new Promise((resolve) => client.once('ready', resolve));
   try {
     const apps = writeFixtures();
-    const port = await freePort();
-    const config = join(dir.path, 'slipway.yml');
-    const metricsPort = await freePort();
-    // delivery_retention_h 0: commits and deliveries are remembered for a second, less than a body takes to come round again.
-    writeFileSync(config, `redis: ${redis.url}\nqueue: { prefix: bench }\nreceiver: { host: 127.0.0.1, port: ${port}, metrics: "127.0.0.1:${metricsPort}", delivery_retention_h: 0 }\napps:\n${apps}\n`);
-    // BENCH_PROFILE=<dir>: the receiver writes a V8 CPU profile there when it exits (open it in Chrome's DevTools).
-    const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
-    const receiver = await startChild([...profile, bin, '--config', config], port);
-    log(`receiver pid ${receiver.pid} on ${port}, ${APPS} apps, ${BODY_BYTES}-byte bodies, wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s`);
-
-    await wrk(port, 'warmup', 3);
-    await client.flushall();
-    await sleep(1000);
-    const before = memory(receiver.pid);
-    const runs = [];
-    for (const label of Array.from({ length: RUNS }, (_, i) => `run${i + 1}`)) {
-      await client.config('RESETSTAT');
-      const [cpu0, redis0] = [cpuSeconds(receiver.pid), await redisCpu(client)];
-      const result = await wrk(port, label);
-      const [cpu1, redis1] = [cpuSeconds(receiver.pid), await redisCpu(client)];
-      result.receiverUs = ((cpu1 - cpu0) / result.requests) * 1e6;
-      result.redisUs = ((redis1 - redis0) / result.requests) * 1e6;
-      const queued = Number(await client.get('bench:jobs:seq'));
-      result.commands = await redisCommands(client, result.requests);
-      await client.flushall();
-      await sleep(1000);
-      runs.push({ label, ...result, queued, ...memory(receiver.pid) });
-      log(`${label}: ${fmt(result.rps, 0)} req/s, p50 ${fmt(result.p50, 2)} ms, p99 ${fmt(result.p99, 2)} ms, ${result.requests} requests, ${queued} jobs queued, non-2xx ${result.non2xx}; CPU per webhook: receiver ${fmt(result.receiverUs, 0)} µs, redis ${fmt(result.redisUs, 0)} µs; in redis: ${result.commands}`);
+    // Every server is started first and measured in turn, round after round: on a shared machine
+    // the load drifts within a minute, so each round's ratios compare runs seconds apart.
+    const servers = [];
+    for (const processes of PROCESS_COUNTS) {
+      const port = await freePort();
+      const config = join(dir.path, `slipway-${processes}.yml`);
+      // delivery_retention_h 0: commits and deliveries are remembered for a second, less than a body takes to come round again.
+      writeFileSync(config, `redis: ${redis.url}\nqueue: { prefix: bench }\nreceiver: { host: 127.0.0.1, port: ${port}, metrics: "127.0.0.1:${await freePort()}", delivery_retention_h: 0, processes: ${processes} }\napps:\n${apps}\n`);
+      // BENCH_PROFILE=<dir>: the receiver (each of its processes) writes a V8 CPU profile there when it exits.
+      const profile = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+      const server = await startServer(`receiver ×${processes}`, [...profile, bin, '--config', config], port, { processes });
+      server.receiver = true;
+      servers.push(server);
+      log(`receiver ×${processes}: pids ${server.pids.join(', ')}, port ${port}`);
     }
-    receiver.kill('SIGTERM');
-
-    const barePort = await freePort();
-    const bare = await startChild([join(here, 'bare-server.mjs'), String(barePort)], barePort);
-    await wrk(barePort, 'bare-warmup', 3);
-    const bare0 = cpuSeconds(bare.pid);
-    const baseline = await wrk(barePort, 'bare');
-    baseline.receiverUs = ((cpuSeconds(bare.pid) - bare0) / baseline.requests) * 1e6;
-    bare.kill('SIGTERM');
-    log(`bare express: ${fmt(baseline.rps, 0)} req/s, p50 ${fmt(baseline.p50, 2)} ms, p99 ${fmt(baseline.p99, 2)} ms; CPU per request ${fmt(baseline.receiverUs, 0)} µs`);
-
+    // The peer: @octokit/webhooks' Node middleware verifying and emitting (octokit-server.mjs).
+    const peerPort = await freePort();
+    if (PEERS.has('octokit')) servers.push(await startServer('octokit', [join(here, 'octokit-server.mjs'), String(peerPort), SECRET], peerPort));
     // The floor: verify, parse and keep each push with one Redis command, nothing else (floor-server.mjs).
     const floorPort = await freePort();
-    const floor = await startChild([join(here, 'floor-server.mjs'), String(floorPort), redis.url, SECRET], floorPort);
-    await wrk(floorPort, 'floor-warmup', 3);
-    await client.flushall();
-    const floor0 = cpuSeconds(floor.pid);
-    const floored = await wrk(floorPort, 'floor');
-    floored.receiverUs = ((cpuSeconds(floor.pid) - floor0) / floored.requests) * 1e6;
-    floor.kill('SIGTERM');
-    await client.flushall();
-    log(`floor (verify + parse + one Redis SET): ${fmt(floored.rps, 0)} req/s, p50 ${fmt(floored.p50, 2)} ms, p99 ${fmt(floored.p99, 2)} ms, non-2xx ${floored.non2xx}; CPU per request ${fmt(floored.receiverUs, 0)} µs`);
+    if (PEERS.has('floor')) servers.push(await startServer('floor', [join(here, 'floor-server.mjs'), String(floorPort), redis.url, SECRET], floorPort));
+    // The baseline: a bare express handler answering 202 (bare-server.mjs).
+    const barePort = await freePort();
+    if (PEERS.has('bare')) servers.push(await startServer('bare', [join(here, 'bare-server.mjs'), String(barePort)], barePort));
+    log(`${APPS} apps, ${BODY_BYTES}-byte bodies, wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s, ${RUNS} rounds`);
 
-    // The peer: @octokit/webhooks' Node middleware verifying and emitting (octokit-server.mjs).
-    const octokitPort = await freePort();
-    const octokit = await startChild([join(here, 'octokit-server.mjs'), String(octokitPort), SECRET], octokitPort);
-    await wrk(octokitPort, 'octokit-warmup', 3);
-    const octokit0 = cpuSeconds(octokit.pid);
-    const peer = await wrk(octokitPort, 'octokit');
-    peer.receiverUs = ((cpuSeconds(octokit.pid) - octokit0) / peer.requests) * 1e6;
-    peer.hwmMb = memory(octokit.pid).hwmMb;
-    octokit.kill('SIGTERM');
-    log(`@octokit/webhooks middleware: ${fmt(peer.rps, 0)} req/s, p50 ${fmt(peer.p50, 2)} ms, p99 ${fmt(peer.p99, 2)} ms, non-2xx ${peer.non2xx}; CPU per request ${fmt(peer.receiverUs, 0)} µs, peak RSS ${fmt(peer.hwmMb)} MB`);
+    for (const server of servers) await wrk(server.port, `warmup-${server.port}`, 3);
+    await client.flushall();
+    await sleep(1000);
+    for (const server of servers) server.before = server.memory();
 
-    const best = runs.reduce((a, b) => (b.rps > a.rps ? b : a));
+    const rounds = [];
+    for (let round = 1; round <= RUNS; round++) {
+      const results = {};
+      for (const server of servers) {
+        await client.config('RESETSTAT');
+        const [cpu0, redis0] = [server.cpu(), await redisCpu(client)];
+        // Delivery ids must start with a letter or digit: wrk's label starts them.
+        const result = await wrk(server.port, `r${round}-${server.port}`);
+        const [cpu1, redis1] = [server.cpu(), await redisCpu(client)];
+        result.cpuUs = ((cpu1 - cpu0) / result.requests) * 1e6;
+        result.redisUs = ((redis1 - redis0) / result.requests) * 1e6;
+        if (server.receiver) {
+          result.queued = Number(await client.get('bench:jobs:seq'));
+          result.commands = await redisCommands(client, result.requests);
+        }
+        await client.flushall();
+        await sleep(500);
+        result.memory = server.memory();
+        results[server.name] = result;
+        log(`round ${round} ${server.name}: ${fmt(result.rps, 0)} req/s, p50 ${fmt(result.p50, 2)} ms, p99 ${fmt(result.p99, 2)} ms, ${result.requests} requests, non-2xx ${result.non2xx}${server.receiver ? `, ${result.queued} jobs queued` : ''}; CPU per request ${fmt(result.cpuUs, 0)} µs${server.receiver ? `, redis ${fmt(result.redisUs, 0)} µs; in redis: ${result.commands}` : ''}`);
+      }
+      rounds.push(results);
+    }
+    for (const server of servers) server.child.kill('SIGTERM');
+
+    const of = (name, k) => rounds.map((r) => r[name][k]);
     const lines = [
-      `| | requests/s | p50 | p99 | non-2xx | jobs queued | receiver RSS after |`,
-      `|---|---|---|---|---|---|---|`,
-      ...runs.map((r) => `| receiver ${r.label} | ${fmt(r.rps, 0)} | ${fmt(r.p50, 2)} ms | ${fmt(r.p99, 2)} ms | ${r.non2xx} | ${r.queued} of ${r.requests} | ${fmt(r.rssMb)} MB |`),
-      `| @octokit/webhooks middleware (verify + emit) | ${fmt(peer.rps, 0)} | ${fmt(peer.p50, 2)} ms | ${fmt(peer.p99, 2)} ms | ${peer.non2xx} | – | peak ${fmt(peer.hwmMb)} MB |`,
-      `| floor: verify + parse + one Redis SET | ${fmt(floored.rps, 0)} | ${fmt(floored.p50, 2)} ms | ${fmt(floored.p99, 2)} ms | ${floored.non2xx} | – | – |`,
-      `| bare express 202 | ${fmt(baseline.rps, 0)} | ${fmt(baseline.p50, 2)} ms | ${fmt(baseline.p99, 2)} ms | ${baseline.non2xx} | – | – |`,
+      `| ${RUNS} rounds of ${SECONDS} s | requests/s (median, range) | p50 | p99 | CPU per request | non-2xx | RSS per process: before → after each round (peak) |`,
+      `|---|---:|---:|---:|---:|---:|---|`,
+      ...servers.map((s) => {
+        const mem = (m) => m.map((x) => fmt(x.rssMb, 0)).join('+');
+        return `| ${s.name} | ${fmt(median(of(s.name, 'rps')), 0)} (${range(of(s.name, 'rps'))}) | ${fmt(median(of(s.name, 'p50')), 1)} ms | ${fmt(median(of(s.name, 'p99')), 1)} ms | ${fmt(median(of(s.name, 'cpuUs')), 0)} µs${s.receiver ? ` + ${fmt(median(of(s.name, 'redisUs')), 0)} µs Redis` : ''} | ${of(s.name, 'non2xx').reduce((a, b) => a + b, 0)} | ${mem(s.before)} → ${rounds.map((r) => mem(r[s.name].memory)).join(' → ')} MB (${rounds.at(-1)[s.name].memory.map((x) => fmt(x.hwmMb, 0)).join('+')}) |`;
+      }),
       '',
-      `receiver/octokit (best run): ${fmt(best.rps / peer.rps, 2)}× the requests per second, p99 ${fmt(best.p99 / peer.p99, 2)}× octokit's; receiver/bare ${fmt(best.rps / baseline.rps, 2)}; floor/bare ${fmt(floored.rps / baseline.rps, 2)}; receiver/floor ${fmt(best.rps / floored.rps, 2)}`,
-      `receiver RSS before the runs ${fmt(before.rssMb)} MB, after ${runs.map((r) => `${r.label} ${fmt(r.rssMb)} MB`).join(', ')}; peak (VmHWM) ${fmt(runs.at(-1).hwmMb)} MB`,
-      `socket errors: receiver ${runs.map((r) => r.errors).join(' / ')}, bare ${baseline.errors}`,
     ];
+    // Ratios round by round (runs seconds apart), then their median and range.
+    const ratio = (a, b, k) => rounds.map((r) => r[a][k] / r[b][k]);
+    for (const s of servers.filter((x) => x.receiver)) {
+      if (PEERS.has('octokit')) lines.push(`${s.name}/octokit: ${fmt(median(ratio(s.name, 'octokit', 'rps')), 2)}× the requests per second (rounds ${range(ratio(s.name, 'octokit', 'rps'), 2)}), p99 ${fmt(median(ratio(s.name, 'octokit', 'p99')), 2)}× octokit's (${range(ratio(s.name, 'octokit', 'p99'), 2)})`);
+      if (PEERS.has('bare')) lines.push(`${s.name}/bare express: ${fmt(median(ratio(s.name, 'bare', 'rps')), 2)} (${range(ratio(s.name, 'bare', 'rps'), 2)})`);
+      if (PEERS.has('floor')) lines.push(`${s.name}/floor: ${fmt(median(ratio(s.name, 'floor', 'rps')), 2)} (${range(ratio(s.name, 'floor', 'rps'), 2)})`);
+      lines.push(`${s.name}: jobs queued ${of(s.name, 'queued').join(', ')} for ${of(s.name, 'requests').join(', ')} requests; socket errors ${of(s.name, 'errors').join(' / ')}`);
+    }
+    if (PEERS.has('floor') && PEERS.has('bare')) lines.push(`floor/bare express: ${fmt(median(ratio('floor', 'bare', 'rps')), 2)} (${range(ratio('floor', 'bare', 'rps'), 2)})`);
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
     for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
+    await sleep(500);
     client.disconnect();
     await stopProcess(redis.pid);
     rmSync(dir.path, { recursive: true, force: true });

@@ -182,6 +182,7 @@ export const slipwaySchema = obj({
     body_limit_mb: num({ min: 1, max: 100, default: 25, doc: 'Larger webhook bodies are answered 413.' }),
     delivery_retention_h: num({ min: 0, max: 8760, default: 72, doc: 'How long delivery ids (and each app\'s pushed commits) are remembered to answer redeliveries and replays as duplicates.' }),
     metrics: str({ default: '127.0.0.1:3003', check: hostPort, type: 'an address:port', doc: 'Where the receiver serves `GET /metrics` (Prometheus): a listener of its own, never the webhook port.' }),
+    processes: num({ min: 1, max: 64, integer: true, default: 1, doc: 'Receiver processes sharing the webhook port (node:cluster), for hosts with cores to spare; one restarts if it crashes, `/metrics` sums them all.' }),
   }),
   worker: obj({
     concurrency: num({ min: 1, max: 64, integer: true, default: 2, doc: 'Jobs one worker runs at once (different apps; one app deploys at a time).' }),

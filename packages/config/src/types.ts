@@ -8,7 +8,7 @@ export interface SlipwayConfig {
   /** Absolute. */
   workdir: string;
   queue: { prefix: string };
-  receiver: { host: string; port: number; body_limit_mb: number; delivery_retention_h: number; metrics: string };
+  receiver: { host: string; port: number; body_limit_mb: number; delivery_retention_h: number; metrics: string; processes: number };
   worker: { concurrency: number; attempts: number; backoff_ms: number; metrics: string };
   dashboard: { host: string; port: number; token?: string; public_url?: string; allowed_hosts: string[] };
   jobs: { log_max_lines: number; log_max_bytes: number; keep_per_app: number; keep_days: number };

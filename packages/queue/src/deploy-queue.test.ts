@@ -94,6 +94,31 @@ describe('DeployQueue', () => {
     for (const r of first.records) expect(await queue.bull.getJob(bullJobId(r.id))).toBeDefined();
   });
 
+  it('when BullMQ refuses the jobs of a batch, every webhook of it fails: claims dropped, records failed, and the forge\'s retry is queued', async () => {
+    const own = uniqueName('q');
+    const broken = new DeployQueue({ redis, prefix: own, attempts: 1, backoffMs: 100 });
+    try {
+      // BullMQ pushes job ids onto this list: a string there makes its script fail (WRONGTYPE), as a real Redis error would.
+      await redis.set(`${own}:deploys:wait`, 'not a list');
+      const deliveries = [uniqueName('d'), uniqueName('d')].map((id) => ({ provider: 'github', id, ttlSeconds: 60 }));
+      // Issued in one turn of the event loop: one batch, one addBulk.
+      const outcomes = await Promise.allSettled(deliveries.map((d, i) => broken.enqueueMany([request(`app-${i}`, 30 + i)], d)));
+      expect(outcomes.map((o) => o.status)).toEqual(['rejected', 'rejected']);
+      for (const d of deliveries) expect(await redis.exists(`${own}:delivery:github:${d.id}`)).toBe(0);
+      const records = await broken.store.list({ limit: 10 });
+      expect(records.map((r) => [r.state, r.error])).toEqual([['failed', 'could not be queued'], ['failed', 'could not be queued']]);
+
+      await redis.del(`${own}:deploys:wait`);
+      const retried = await broken.enqueueMany([request('app-0', 30)], deliveries[0]);
+      expect(retried.previous).toBeNull();
+      expect(await broken.bull.getJob(bullJobId(retried.records[0]!.id))).toBeDefined();
+    } finally {
+      const keys = await redis.keys(`${own}:*`);
+      if (keys.length) await redis.del(...keys);
+      await broken.close();
+    }
+  });
+
   it('a guarded push (a webhook) is not queued again for the same commit, nor for the live commit or an ancestor of it unless forced', async () => {
     const app = uniqueName('guarded');
     const webhook = (n: number, forced = false): DeployRequest => ({ ...request(app, n), trigger: 'webhook', push: { forced } as DeployRequest['push'] });

@@ -99,24 +99,31 @@ export class DeployQueue {
       for (const p of batch) p.reject(err);
       return;
     }
-    // Each group's BullMQ jobs on their own: one group failing does not fail the others.
-    await Promise.all(batch.map(async ({ group, resolve, reject }, g) => {
-      const { records } = created[g]!;
-      try {
-        await Promise.all(records.map((record) => this.bull.add('deploy', { id: record.id }, {
-          jobId: bullJobId(record.id),
-          attempts: this.attempts,
-          backoff: { type: 'exponential', delay: this.backoffMs },
-          removeOnComplete: { count: 200 },
-          removeOnFail: { count: 1000 },
-        })));
-        resolve(created[g]!);
-      } catch (err) {
-        if (group.delivery) await this.redis.del(group.delivery.key).catch(() => {});
-        for (const record of records) await this.store.finish(record.id, 'failed', { error: 'could not be queued' }).catch(() => {});
-        reject(err);
-      }
-    }));
+    // The BullMQ jobs of the whole batch in one addBulk (one pipeline, one write), not one add
+    // per job with a promise chain each. Should it fail (Redis went away), every group of the
+    // batch is undone: claims dropped so the forges' retries are honoured, records ended
+    // failed. A BullMQ job that did get in is then skipped by the worker (its record is final).
+    const records = created.flatMap((c) => c.records);
+    try {
+      if (records.length > 0) await this.bull.addBulk(records.map((record) => ({ name: 'deploy', data: { id: record.id }, opts: this.jobOptions(record.id) })));
+    } catch (err) {
+      // Undone before anyone is answered: a 503 means the forge's retry will be queued, and the records say why they never ran.
+      for (const { group } of batch) if (group.delivery) await this.redis.del(group.delivery.key).catch(() => {});
+      for (const record of records) await this.store.finish(record.id, 'failed', { error: 'could not be queued' }).catch(() => {});
+      for (const { reject } of batch) reject(err);
+      return;
+    }
+    batch.forEach(({ resolve }, g) => resolve(created[g]!));
+  }
+
+  private jobOptions(id: string) {
+    return {
+      jobId: bullJobId(id),
+      attempts: this.attempts,
+      backoff: { type: 'exponential', delay: this.backoffMs },
+      removeOnComplete: { count: 200 },
+      removeOnFail: { count: 1000 },
+    };
   }
 
   /**
