@@ -128,13 +128,18 @@ const SWEEP_PAUSE_MS = 2;
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
+/** Defines FINISH_AND_TRIM on `redis` once (see defineJobScripts for why before the first command). */
+export function defineRetentionScript(redis: Redis): void {
+  if (!(redis as unknown as Record<string, unknown>).slipwayFinishAndTrim) redis.defineCommand('slipwayFinishAndTrim', { lua: FINISH_AND_TRIM });
+}
+
 /** One FINISH_AND_TRIM call for `app`: after job `id` finished, or ('') for a sweep. */
 async function trim(redis: Redis, keys: Keys, app: string, id: string, finishedAt: number, retention: JobRetention | null, batch: number, offset: number): Promise<[number, number, number]> {
   const jobKey = keys.job('0');
   const related = [keys.log('0'), keys.cancel('0'), keys.cancelReported('0')].map((key) => key.slice(jobKey.length));
-  const commands = redis as unknown as { slipwayFinishAndTrim?: (...a: Array<string | number>) => Promise<[number, number, number]> };
-  if (!commands.slipwayFinishAndTrim) redis.defineCommand('slipwayFinishAndTrim', { lua: FINISH_AND_TRIM });
-  return commands.slipwayFinishAndTrim!(
+  defineRetentionScript(redis);
+  const commands = redis as unknown as { slipwayFinishAndTrim: (...a: Array<string | number>) => Promise<[number, number, number]> };
+  return commands.slipwayFinishAndTrim(
     2, keys.finished(app), keys.finishedAt(app),
     id, finishedAt,
     retention ? retention.keepPerApp : -1,

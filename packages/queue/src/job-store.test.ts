@@ -321,3 +321,31 @@ describe.runIf(process.env.SLIPWAY_MEASURE)('Redis memory of job history', () =>
     expect(all.jobs).toBe(JOBS);
   }, 600_000);
 });
+
+describe('JobStore on an auto-pipelined connection (the receiver\'s)', () => {
+  const tmp = tempDir('slipway-pipelined-');
+  let server: Awaited<ReturnType<typeof privateRedis>>;
+  beforeAll(async () => {
+    server = await privateRedis(tmp.path);
+  });
+  afterAll(async () => {
+    await server.stop();
+    tmp.remove();
+  });
+
+  it('runs its scripts from the first call, even when another command went out in the same tick', async () => {
+    const redis = connectRedis(server.url, 'producer', { enableAutoPipelining: true });
+    try {
+      await new Promise((resolve) => redis.once('ready', resolve));
+      const store = new JobStore(redis, uniqueName('pipelined'));
+      // ioredis builds one pipeline per tick: a script defined after that pipeline exists is not on it.
+      const [, created] = await Promise.all([redis.get('anything'), store.create(request('web'))]);
+      const [, updated] = await Promise.all([redis.get('anything'), store.update(created.id, { state: 'active' })]);
+      expect(updated.state).toBe('active');
+      const [, finished] = await Promise.all([redis.get('anything'), store.finish(created.id, 'completed', {})]);
+      expect(finished.state).toBe('completed');
+    } finally {
+      redis.disconnect();
+    }
+  });
+});

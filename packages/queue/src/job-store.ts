@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { SlipwayError } from '@slipway/core/slipway-error';
 import { FINAL_STATES, type DeployRequest, type JobRecord, type JobState, type Push, type Step, type Trigger } from './job-types.js';
-import { DEFAULT_RETENTION, fileFinishedJob, LUA_INDEX_KEYS, sweepRetention, type JobRetention, type SweepOptions, type SweepResult } from './job-retention.js';
+import { DEFAULT_RETENTION, defineRetentionScript, fileFinishedJob, LUA_INDEX_KEYS, sweepRetention, type JobRetention, type SweepOptions, type SweepResult } from './job-retention.js';
 import { keys, type Keys } from './redis.js';
 
 /** Published on `<prefix>:events` whenever a job changes; the dashboard and `--follow` listen. */
@@ -152,9 +152,23 @@ return out`;
  * rather than sending the whole script with every webhook.
  */
 function createJobs(redis: Redis, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<unknown> {
-  const commands = redis as unknown as { slipwayCreateJobs?: (...a: Array<string | number>) => Promise<unknown> };
-  if (!commands.slipwayCreateJobs) redis.defineCommand('slipwayCreateJobs', { lua: CREATE_JOBS });
-  return commands.slipwayCreateJobs!(keys.length, ...keys, ...args);
+  defineJobScripts(redis);
+  const commands = redis as unknown as { slipwayCreateJobs: (...a: Array<string | number>) => Promise<unknown> };
+  return commands.slipwayCreateJobs(keys.length, ...keys, ...args);
+}
+
+/**
+ * Defines the store's Lua scripts as commands of `redis`, once. The
+ * JobStore does it when it is made, before any command: on an
+ * auto-pipelined connection (the receiver's) ioredis builds one pipeline
+ * per tick, and a command defined after that tick's pipeline exists is
+ * missing from it ("pipeline[functionName] is not a function").
+ */
+export function defineJobScripts(redis: Redis): void {
+  const defined = redis as unknown as Record<string, unknown>;
+  if (!defined.slipwayCreateJobs) redis.defineCommand('slipwayCreateJobs', { lua: CREATE_JOBS });
+  if (!defined.slipwayUpdateJob) redis.defineCommand('slipwayUpdateJob', { lua: UPDATE_JOB });
+  defineRetentionScript(redis);
 }
 
 /** Jobs to create together, optionally once per forge delivery id (its key, kept `ttlSeconds`). */
@@ -214,6 +228,7 @@ export class JobStore {
   constructor(readonly redis: Redis, prefix: string, options: JobStoreOptions = {}) {
     this.keys = keys(prefix);
     this.retention = options.retention === undefined ? DEFAULT_RETENTION : options.retention;
+    defineJobScripts(redis);
   }
 
   async create(request: DeployRequest): Promise<JobRecord> {
@@ -309,9 +324,8 @@ export class JobStore {
   }
 
   async update(id: string, patch: Partial<JobRecord>): Promise<JobRecord> {
-    const commands = this.redis as unknown as { slipwayUpdateJob?: (...a: string[]) => Promise<string[] | null> };
-    if (!commands.slipwayUpdateJob) this.redis.defineCommand('slipwayUpdateJob', { lua: UPDATE_JOB });
-    const fields = /^\d{1,15}$/.test(id) ? await commands.slipwayUpdateJob!('1', this.keys.job(id), this.keys.indexBase, id, ...Object.entries(encode(patch)).flat()) : null;
+    const commands = this.redis as unknown as { slipwayUpdateJob: (...a: string[]) => Promise<string[] | null> };
+    const fields = /^\d{1,15}$/.test(id) ? await commands.slipwayUpdateJob('1', this.keys.job(id), this.keys.indexBase, id, ...Object.entries(encode(patch)).flat()) : null;
     if (!fields) throw new SlipwayError('unknown_job', `no job ${JSON.stringify(id)}`, { status: 404, fault: 'request' });
     const hash: Record<string, string> = {};
     for (let i = 0; i < fields.length; i += 2) hash[fields[i]!] = fields[i + 1]!;
