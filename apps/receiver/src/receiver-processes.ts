@@ -101,8 +101,8 @@ export async function runReceiverProcesses(options: ReceiverProcessesOptions): P
   process.on('SIGINT', onSignal);
 
   const code = await finished;
-  process.off('SIGTERM', onSignal);
-  process.off('SIGINT', onSignal);
+  // The handlers stay (onSignal ignores what comes once stopping): a signal arriving while the
+  // caller flushes its log and exits would otherwise kill the primary, exit status lost.
   ((await metricsServer) as Server | null)?.close();
   return code;
 }
