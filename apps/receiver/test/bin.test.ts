@@ -153,8 +153,9 @@ describe('the slipway-receiver bin', () => {
     await waitFor('the second receiver to listen', () => b.stdout().includes(`listening on http://127.0.0.1:${second}`), { timeoutMs: 20_000 });
     await waitFor('the second receiver to say its metrics port is taken', () => b.stdout().includes(`metrics address 127.0.0.1:${metrics} is taken`), { timeoutMs: 5_000 });
 
+    // Listening comes before Redis is connected, and until it is, webhooks are answered 503 (the contract).
+    await waitFor('the second receiver to reach Redis', () => fetch(`http://127.0.0.1:${second}/healthz`).then((r) => r.ok, () => false), { timeoutMs: 20_000 });
     expect((await push(second)).status).toBe(202);
-    expect((await fetch(`http://127.0.0.1:${second}/healthz`)).status).toBe(200);
     // What the metrics port serves is the first receiver's: the second's push is not counted there.
     expect(await (await fetch(`http://127.0.0.1:${metrics}/metrics`)).text()).not.toContain('outcome="queued"');
     expect(b.child.exitCode).toBeNull();
