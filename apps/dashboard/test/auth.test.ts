@@ -101,7 +101,7 @@ describe('sign-in, sessions and CSRF', () => {
   it('takes the token as a Bearer on the API, and refuses a wrong one', async () => {
     const ok = await get(`${world.url}/api/jobs`, { authorization: `Bearer ${world.token}` });
     expect(ok.status).toBe(200);
-    expect(await ok.json()).toEqual({ jobs: [] });
+    expect(await ok.json()).toEqual({ jobs: [], next: null });
     expect((await get(`${world.url}/api/jobs`, { authorization: 'Bearer nope' })).status).toBe(401);
     expect((await get(`${world.url}/api/jobs`, { authorization: `Basic ${world.token}` })).status).toBe(401);
     // A Bearer request carries no ambient credential: no CSRF token needed.
