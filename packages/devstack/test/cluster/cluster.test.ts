@@ -17,7 +17,14 @@ const NO_AUTH = {} as Docker.AuthConfig;
 
 /** RSS in MB of a process and its children (dockerd and the containerd it runs). */
 function rssMb(pid: number): number {
-  const kb = (p: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
+  // A child may exit between the listing and its read (a container's shim): it then weighs nothing.
+  const kb = (p: number) => {
+    try {
+      return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      return 0;
+    }
+  };
   const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
   return Math.round((kb(pid) + children.reduce((sum, child) => sum + kb(child), 0)) / 1024);
 }
