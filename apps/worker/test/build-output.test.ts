@@ -1,11 +1,11 @@
 import Docker from 'dockerode';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MAX_LINE_BYTES } from '@slipway/core/logger';
-import { AFTER_OUTPUT_LINE, commitVersion, ENDLESS_LINE, type FixtureVariant, HUGE_LINE_UNIT } from '@slipway/devstack/testing';
+import { AFTER_OUTPUT_LINE, commitVersion, ENDLESS_LINE, type FixtureVariant, HUGE_LINE_UNIT, watchEventLoop } from '@slipway/devstack/testing';
 import { FINAL_STATES, type JobRecord } from '@slipway/queue/job-types';
 import type { JobStore } from '@slipway/queue/job-store';
 import { createDeployWorker, type DeployWorker } from '../src/deploy-worker.js';
-import { quietLogger, watchEventLoop, workerWorld, type WorkerWorld } from './support.js';
+import { quietLogger, workerWorld, type WorkerWorld } from './support.js';
 
 const docker = new Docker();
 

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger } from '@slipway/core/logger';
@@ -87,57 +86,3 @@ export async function waitForStep(queue: DeployQueue, id: string, step: JobRecor
 }
 
 export const body = async (url: string) => (await fetch(url, { signal: AbortSignal.timeout(5000) })).text();
-
-export interface EventLoopReport {
-  /**
-   * Longest time between two ticks of a 10 ms timer, beyond its 10 ms: how
-   * long nothing else could run, whoever's fault. On two cores shared with
-   * Docker and other test runs the OS alone makes gaps of 100-300 ms (an
-   * ordinary deploy shows 125-160 ms here).
-   */
-  maxGapMs: number;
-  /**
-   * The main thread's CPU time within the worst such gap: how long our own
-   * code (or a garbage collection pause) held the loop. GC helper and libuv
-   * threads do not count: they do not hold it. Under contention it counts
-   * only the share of the CPU the thread got, so it is read together with
-   * the gap.
-   */
-  maxBlockedMs: number;
-}
-
-/** CPU ms of this process's main thread (Linux: /proc, 10 ms ticks); the whole process's elsewhere. */
-function mainThreadCpuMs(): number {
-  try {
-    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime and stime, fields 14 and 15 of stat(5), in clock ticks of 10 ms.
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    const usage = process.cpuUsage();
-    return (usage.user + usage.system) / 1000;
-  }
-}
-
-/** Watches this process's event loop (an in-process worker's) until `stop()`. */
-export function watchEventLoop(): { stop(): EventLoopReport } {
-  let last = performance.now();
-  let lastCpu = mainThreadCpuMs();
-  let maxGapMs = 0;
-  let maxBlockedMs = 0;
-  const timer = setInterval(() => {
-    const now = performance.now();
-    const cpu = mainThreadCpuMs();
-    const gap = now - last - 10;
-    maxGapMs = Math.max(maxGapMs, gap);
-    maxBlockedMs = Math.max(maxBlockedMs, Math.min(gap, cpu - lastCpu));
-    last = now;
-    lastCpu = cpu;
-  }, 10);
-  return {
-    stop() {
-      clearInterval(timer);
-      return { maxGapMs: Math.round(maxGapMs), maxBlockedMs: Math.round(maxBlockedMs) };
-    },
-  };
-}

@@ -6,11 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AppConfig } from '@slipway/config/types';
 import { MAX_LINE_BYTES } from '@slipway/core/logger';
 import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
-import { AFTER_OUTPUT_LINE, createFixtureRepo, ENDLESS_LINE, type FixtureRepo, git, HUGE_LINE_UNIT, tempDir } from '@slipway/devstack/testing';
+import { AFTER_OUTPUT_LINE, createFixtureRepo, ENDLESS_LINE, type FixtureRepo, git, HUGE_LINE_UNIT, tempDir, watchEventLoop, type EventLoopReport } from '@slipway/devstack/testing';
 import { BuildError } from '../src/build-error.js';
 import { buildImage } from '../src/build-image.js';
 import { checkout } from '../src/checkout.js';
-import { watchEventLoop, type EventLoopReport } from './event-loop-watch.js';
 import { testApp } from './test-app.js';
 
 const docker = new Docker();

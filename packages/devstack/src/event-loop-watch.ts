@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+
 export interface EventLoopReport {
   /**
    * Longest time between two ticks of a 10 ms timer, beyond its 10 ms: how
@@ -30,7 +31,7 @@ function mainThreadCpuMs(): number {
   }
 }
 
-/** Watches the event loop until `stop()`. */
+/** Watches this process's event loop (an in-process worker's, a build's stream) until `stop()`. */
 export function watchEventLoop(): { stop(): EventLoopReport } {
   let last = performance.now();
   let lastCpu = mainThreadCpuMs();
