@@ -78,3 +78,18 @@ export function dockerError(err: unknown, doing: string): SlipwayError {
 export function dockerStatus(err: unknown): number | undefined {
   return (err as { statusCode?: number; cause?: { statusCode?: number } }).statusCode ?? (err as { cause?: { statusCode?: number } }).cause?.statusCode;
 }
+
+/**
+ * One Docker call with its errors translated by {@link dockerError};
+ * statuses in `ignore` (a container or service already gone: 404, 409)
+ * resolve to undefined instead.
+ */
+export async function dockerCall<T>(doing: string, fn: () => Promise<T>, ignore: readonly number[] = []): Promise<T | undefined> {
+  try {
+    return await fn();
+  } catch (err) {
+    const status = dockerStatus(err);
+    if (status !== undefined && ignore.includes(status)) return undefined;
+    throw dockerError(err, doing);
+  }
+}

@@ -1,6 +1,6 @@
 import type Docker from 'dockerode';
 import type { AppConfig } from '@slipway/config/types';
-import { dockerError, dockerStatus, LABELS } from '@slipway/core/docker';
+import { dockerCall, dockerError, dockerStatus, LABELS } from '@slipway/core/docker';
 import { lastLines } from '@slipway/core/run-command';
 import { ContainerStartError, ImageNotFoundError } from './rollout-errors.js';
 
@@ -57,7 +57,7 @@ export class DockerRuntime implements ContainerRuntime {
   constructor(private readonly docker: Docker) {}
 
   async listAppContainers(app: string, port: number): Promise<AppContainer[]> {
-    const infos = (await call(`listing the containers of ${app}`, () =>
+    const infos = (await dockerCall(`listing the containers of ${app}`, () =>
       this.docker.listContainers({ all: true, filters: { label: [`${LABELS.app}=${app}`] } })))!;
     return infos.map((info): AppContainer => {
       const bindings = info.Ports.filter((p) => p.Type === 'tcp' && p.PublicPort && p.IP && !p.IP.includes(':'));
@@ -88,14 +88,14 @@ export class DockerRuntime implements ContainerRuntime {
       const failure = dockerError(err, `starting a container from ${spec.Image}`);
       throw failure.code === 'unavailable' ? failure : new ContainerStartError(failure.message, { cause: err });
     }
-    const info = (await call(`inspecting ${container.id.slice(0, 12)}`, () => container.inspect()))!;
+    const info = (await dockerCall(`inspecting ${container.id.slice(0, 12)}`, () => container.inspect()))!;
     const binding = info.NetworkSettings.Ports?.[`${port}/tcp`]?.find((b) => !b.HostIp.includes(':'));
     // No binding: the container is already gone again; the health step reports why.
     return { id: container.id, address: binding ? `${binding.HostIp}:${binding.HostPort}` : null };
   }
 
   async healthState(id: string): Promise<ContainerHealthState> {
-    const info = await call(`inspecting ${id.slice(0, 12)}`, () => this.docker.getContainer(id).inspect(), [404]);
+    const info = await dockerCall(`inspecting ${id.slice(0, 12)}`, () => this.docker.getContainer(id).inspect(), [404]);
     if (!info) return { running: false, restarted: false, exitCode: null };
     return {
       running: info.State.Running && !info.State.Restarting,
@@ -105,7 +105,7 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async logTail(id: string, lines: number): Promise<string> {
-    const raw = await call(`reading the log of ${id.slice(0, 12)}`, () =>
+    const raw = await dockerCall(`reading the log of ${id.slice(0, 12)}`, () =>
       this.docker.getContainer(id).logs({ stdout: true, stderr: true, tail: lines, follow: false }) as unknown as Promise<Buffer | string>, [404]);
     if (raw === undefined) return '';
     return lastLines(demux(typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw), lines);
@@ -113,31 +113,21 @@ export class DockerRuntime implements ContainerRuntime {
 
   async stopAndRemove(id: string, timeoutS: number): Promise<void> {
     const container = this.docker.getContainer(id);
-    await call(`stopping ${id.slice(0, 12)}`, () => container.stop({ t: timeoutS }), [304, 404]);
-    await call(`removing ${id.slice(0, 12)}`, () => container.remove({ v: true }), [404, 409]);
+    await dockerCall(`stopping ${id.slice(0, 12)}`, () => container.stop({ t: timeoutS }), [304, 404]);
+    await dockerCall(`removing ${id.slice(0, 12)}`, () => container.remove({ v: true }), [404, 409]);
   }
 
   async forceRemove(id: string): Promise<void> {
-    await call(`removing ${id.slice(0, 12)}`, () => this.docker.getContainer(id).remove({ force: true, v: true }), [404, 409]);
+    await dockerCall(`removing ${id.slice(0, 12)}`, () => this.docker.getContainer(id).remove({ force: true, v: true }), [404, 409]);
   }
 
   async addressesInUse(): Promise<string[]> {
-    const infos = (await call('listing the containers holding pool addresses', () =>
+    const infos = (await dockerCall('listing the containers holding pool addresses', () =>
       this.docker.listContainers({ all: true, filters: { label: [LABELS.address] } })))!;
     return infos.map((info) => info.Labels[LABELS.address]).filter((a): a is string => typeof a === 'string');
   }
 }
 
-/** One Docker call with its errors translated; statuses in `ignore` (a container already gone) resolve to undefined. */
-async function call<T>(doing: string, fn: () => Promise<T>, ignore: number[] = []): Promise<T | undefined> {
-  try {
-    return await fn();
-  } catch (err) {
-    const status = dockerStatus(err);
-    if (status !== undefined && ignore.includes(status)) return undefined;
-    throw dockerError(err, doing);
-  }
-}
 
 /**
  * Docker's log stream for a container without a TTY: frames of an 8-byte

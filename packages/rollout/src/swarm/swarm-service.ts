@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Docker from 'dockerode';
 import type { AppConfig, EngineConfig } from '@slipway/config/types';
-import { dockerConnection, dockerError, dockerStatus, LABELS } from '@slipway/core/docker';
+import { dockerCall, dockerConnection, dockerError, LABELS } from '@slipway/core/docker';
 import { lastLines } from '@slipway/core/run-command';
 import { demux } from '../container-runtime.js';
 import { ContainerStartError } from '../rollout-errors.js';
@@ -106,7 +106,7 @@ export class SwarmRuntime implements ServiceRuntime {
   constructor(private readonly manager: Docker) {}
 
   async listAppServices(app: string): Promise<AppService[]> {
-    const services = (await call(`listing the services of ${app}`, () => this.manager.listServices({ filters: { label: [`${LABELS.app}=${app}`] } })))!;
+    const services = (await dockerCall(`listing the services of ${app}`, () => this.manager.listServices({ filters: { label: [`${LABELS.app}=${app}`] } })))!;
     return services.map((s) => ({
       id: s.ID!,
       name: s.Spec?.Name ?? '',
@@ -129,22 +129,22 @@ export class SwarmRuntime implements ServiceRuntime {
   async appTasks(app: string, port: number, serviceId?: string): Promise<AppTask[]> {
     const [services, nodes] = await Promise.all([
       serviceId ? Promise.resolve(null) : this.listAppServices(app),
-      call('listing the swarm nodes', () => this.manager.listNodes()),
+      dockerCall('listing the swarm nodes', () => this.manager.listNodes()),
     ]);
     const ids = serviceId ? [serviceId] : services!.map((s) => s.id);
     if (ids.length === 0) return [];
     const releaseOf = new Map((services ?? []).map((s) => [s.id, s.labels[LABELS.release] ?? '']));
     const addressOf = new Map(nodes!.map((n) => [n.ID!, n.Status?.Addr ?? null]));
-    const tasks = (await call(`listing the tasks of ${app}`, () => this.manager.listTasks({ filters: { service: ids } })))! as RawTask[];
+    const tasks = (await dockerCall(`listing the tasks of ${app}`, () => this.manager.listTasks({ filters: { service: ids } })))! as RawTask[];
     return tasks.map((t) => toAppTask(t, port, addressOf, releaseOf)).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   }
 
   async removeService(id: string): Promise<void> {
-    await call(`removing service ${id.slice(0, 12)}`, () => this.manager.getService(id).remove(), [404]);
+    await dockerCall(`removing service ${id.slice(0, 12)}`, () => this.manager.getService(id).remove(), [404]);
   }
 
   async taskLogTail(taskId: string, lines: number): Promise<string> {
-    const raw = await call(`reading the log of task ${taskId.slice(0, 12)}`, () =>
+    const raw = await dockerCall(`reading the log of task ${taskId.slice(0, 12)}`, () =>
       (this.manager.getTask(taskId) as unknown as { logs(options: object): Promise<unknown> }).logs({ stdout: true, stderr: true, tail: lines, follow: false }) as unknown as Promise<Buffer | string>, [404, 503]);
     if (raw === undefined) return '';
     return lastLines(demux(typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw), lines);
@@ -195,16 +195,6 @@ export function liveEndpoints(tasks: readonly AppTask[]): AppTask[] {
   return tasks.filter((t) => t.state === 'running' && t.desiredState === 'running' && t.address !== null);
 }
 
-/** One manager call with its errors translated; statuses in `ignore` resolve to undefined. */
-async function call<T>(doing: string, fn: () => Promise<T>, ignore: number[] = []): Promise<T | undefined> {
-  try {
-    return await fn();
-  } catch (err) {
-    const status = dockerStatus(err);
-    if (status !== undefined && ignore.includes(status)) return undefined;
-    throw dockerError(err, doing);
-  }
-}
 
 /**
  * `slipway-<app>-<release>`, in the characters Docker allows; a name past
