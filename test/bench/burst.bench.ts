@@ -174,7 +174,8 @@ describe('bench: a burst of pushes to many apps', () => {
       const answers = await Promise.all(apps.map((app) => send(receiverUrl, githubRequest(githubPush({ repo: app.described, before: app.sha, after: shas.get(app.name)! }), SECRET))));
       const refused = answers.filter((a) => a.status !== 202);
       if (refused.length > 0) throw new Error(`${refused.length} webhooks not queued: ${JSON.stringify(refused[0])}`);
-      const records = await Promise.all(answers.map((a) => waitForJob(queue.store, String(a.body.job), { intervalMs: 200 })));
+      // Eight at a time: the last of 100 cold first deploys may wait minutes in the queue.
+      const records = await Promise.all(answers.map((a) => waitForJob(queue.store, String(a.body.job), { intervalMs: 200, timeoutMs: 120_000 + APPS * 10_000 })));
       const failed = records.filter((r) => r.state !== 'completed');
       if (failed.length > 0) throw new Error(`${failed.length} deploys did not complete: ${failed[0]!.state} ${failed[0]!.error}`);
       for (const app of apps) app.sha = shas.get(app.name)!;

@@ -1,6 +1,6 @@
 import { deployApp, rollbackApp } from '@slipway/queue/deploy-requests';
 import { publicJob } from '@slipway/queue/job-types';
-import { appStatus } from '@slipway/rollout/status';
+import { appStatuses } from '@slipway/rollout/status';
 import { startDnsRouting } from '@slipway/rollout/registrar';
 import { managerClient } from '@slipway/rollout/swarm';
 import { startTaskWatcher } from '@slipway/rollout/task-watcher';
@@ -48,8 +48,8 @@ export async function status(ctx: CliContext, argv: string[]): Promise<number> {
   const { positionals } = parseFlags(argv, {}, STATUS_USAGE, { min: 0, max: 1 });
   const apps = positionals.length ? [ctx.app(positionals[0]!)] : Object.values(ctx.config.apps);
   const manager = ctx.config.engine.type === 'swarm' ? managerClient(ctx.config.engine) : undefined;
-  // Each app's status is a few Docker and etcd reads: asked for all apps at once, shown in the config's order.
-  const statuses = await Promise.all(apps.map((app) => appStatus({ app, nginx: ctx.config.nginx, dns: ctx.config.dns, docker: ctx.docker, etcd: ctx.etcd, manager })));
+  // Asked for all apps at once (one Docker listing, the etcd reads side by side), shown in the config's order.
+  const statuses = await Promise.all(appStatuses({ apps, nginx: ctx.config.nginx, dns: ctx.config.dns, docker: ctx.docker, etcd: ctx.etcd, manager }));
   if (ctx.options.json) {
     ctx.terminal.out(JSON.stringify(statuses, null, 2));
     return 0;

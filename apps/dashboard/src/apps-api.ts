@@ -11,7 +11,7 @@ import type { JobStore } from '@slipway/queue/job-store';
 import type { JobState } from '@slipway/queue/job-types';
 import { withRedis } from '@slipway/queue/redis';
 import { currentRelease, listReleases } from '@slipway/rollout/release-store';
-import { appStatus, type AppStatus } from '@slipway/rollout/status';
+import { appStatus, appStatuses, type AppStatus } from '@slipway/rollout/status';
 import { extendDeadline } from './http-guards.js';
 import { jobView } from './jobs-api.js';
 import type { JobView } from './web/job-view.js';
@@ -39,20 +39,25 @@ export interface AppsApiOptions {
 export function appsApi(options: AppsApiOptions): Router {
   const { config, queue, etcd, docker, manager, logger } = options;
   const router = Router();
-  const overview = (name: string) => appOverview({ app: appConfig(config, name), nginx: config.nginx, dns: config.dns, docker, manager, etcd, store: queue.store });
+  const live = { nginx: config.nginx, dns: config.dns, docker, manager, etcd };
 
   router.get('/app-names', (_req: Request, res: Response) => {
     res.json({ apps: Object.values(config.apps).map((a) => ({ name: a.name, branch: a.branch })) });
   });
 
   router.get('/apps', async (_req: Request, res: Response) => {
-    const apps = await withRedis(queue.redis, () => Promise.all(Object.keys(config.apps).map(overview)), 15_000);
-    res.json({ apps });
+    const apps = Object.values(config.apps);
+    res.json({
+      apps: await withRedis(queue.redis, () => {
+        const statuses = appStatuses({ ...live, apps });
+        return Promise.all(apps.map((app, n) => appOverview(app, statuses[n]!, queue.store)));
+      }, 15_000),
+    });
   });
 
   router.get('/apps/:app', async (req: Request<{ app: string }>, res: Response) => {
-    appConfig(config, req.params.app);
-    res.json({ app: await withRedis(queue.redis, () => overview(req.params.app), 15_000) });
+    const app = appConfig(config, req.params.app);
+    res.json({ app: await withRedis(queue.redis, () => appOverview(app, appStatus({ ...live, app }), queue.store), 15_000) });
   });
 
   router.get('/apps/:app/releases', async (req: Request<{ app: string }>, res: Response) => {
@@ -114,25 +119,12 @@ export interface AppOverview {
   lastOutcome: JobView | null;
 }
 
-interface AppOverviewOptions {
-  app: AppConfig;
-  nginx: SlipwayConfig['nginx'];
-  /** For `routing: dns` apps. */
-  dns?: SlipwayConfig['dns'];
-  docker: Docker;
-  manager?: Docker;
-  etcd: Etcd3;
-  store: JobStore;
-}
-
-/** Gathers one app's overview; a dependency that is down becomes `statusError`, not a failed page. */
-async function appOverview(options: AppOverviewOptions): Promise<AppOverview> {
-  const { app } = options;
+/** Gathers one app's overview from its status (appStatus); a dependency that is down becomes `statusError`, not a failed page. */
+async function appOverview(app: AppConfig, liveStatus: Promise<AppStatus>, store: JobStore): Promise<AppOverview> {
   const [status, jobs] = await Promise.all([
-    withTimeout(appStatus({ app, nginx: options.nginx, dns: options.dns, docker: options.docker, manager: options.manager, etcd: options.etcd }), STATUS_TIMEOUT_MS)
-      .then((value) => ({ value, error: null }), (err: unknown) => ({ value: null, error: firstLine(err) })),
+    withTimeout(liveStatus, STATUS_TIMEOUT_MS).then((value) => ({ value, error: null }), (err: unknown) => ({ value: null, error: firstLine(err) })),
     // The newest job, and the newest of each state that is an outcome: four indexed reads of one job each.
-    Promise.all([undefined, ...OUTCOMES].map((state) => options.store.list({ app: app.name, state, limit: 1 }))),
+    Promise.all([undefined, ...OUTCOMES].map((state) => store.list({ app: app.name, state, limit: 1 }))),
   ]);
   const [last, ...outcomes] = jobs.map((page) => page[0]);
   const outcome = outcomes.filter((j) => j !== undefined).sort((a, b) => Number(b.id) - Number(a.id))[0];

@@ -91,9 +91,11 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
     }
   });
 
-  // Retention for what finishing jobs do not trim (apps that stopped deploying, a lowered keep_per_app), in batches.
+  // Retention for what finishing jobs do not trim (apps that stopped deploying, a lowered keep_per_app), in batches;
+  // the first time, jobs an older Slipway recorded are filed in the history's indexes first.
   const sweeping = new AbortController();
-  const sweep = () => void store.sweep({ apps: Object.keys(config.apps), signal: sweeping.signal })
+  const sweep = () => void store.indexHistory({ signal: sweeping.signal })
+    .then(() => store.sweep({ apps: Object.keys(config.apps), signal: sweeping.signal }))
     .catch((err: Error) => logger.warn({ err: err.message }, 'job history sweep failed; next one in an hour'));
   const sweepTimer = setInterval(sweep, HISTORY_SWEEP_INTERVAL_MS).unref();
   sweep();

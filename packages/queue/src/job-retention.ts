@@ -8,7 +8,9 @@ import type { Keys } from './redis.js';
  * both beyond the newest `keepPerApp` of them and older than `keepDays`
  * goes, record, log and indexes, in the same round trip, a bounded batch
  * at a time; a sweep (the worker's, at start and hourly) walks every app's
- * history the same way, batch by batch.
+ * history the same way, batch by batch. Before its first sweep a worker
+ * files jobs recorded by an older Slipway (before the indexes by state,
+ * trigger and commit) in those indexes, once.
  */
 
 /** Which finished jobs an app's history keeps. */
@@ -121,16 +123,60 @@ for _, victim in ipairs(victims) do
 end
 return {#victims, offset + kept, more}`;
 
-/** Candidates one retention call looks at, at most: what bounds the time Redis spends in it. */
-export const DEFAULT_SWEEP_BATCH = 200;
-/** Pause between two batches of a sweep, leaving Redis to the receiver and the worker. */
-const SWEEP_PAUSE_MS = 2;
+/**
+ * Candidates one retention call looks at, at most: what bounds the time
+ * Redis spends in it (each victim is ~16 commands: its record, log and nine
+ * index entries), and so the longest any other client waits behind it.
+ */
+export const DEFAULT_SWEEP_BATCH = 50;
+/**
+ * Redis's share a sweep may take: after each call it pauses for what the
+ * call took, times (1 - share) / share (twice as long, at a third), so
+ * Redis serves other clients at least two thirds of the time whatever the
+ * machine's load (a fixed pause starved them on a loaded machine, where
+ * each call took 20 times longer than on a quiet one).
+ */
+const SWEEP_SHARE = 1 / 3;
+/** The shortest pause between two calls of a sweep. */
+const SWEEP_MIN_PAUSE_MS = 2;
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-/** Defines FINISH_AND_TRIM on `redis` once (see defineJobScripts for why before the first command). */
+/**
+ * Files up to `batch` jobs of the `all` index, from id `from` up, in every
+ * index a job of that app, state and trigger belongs in, the commit index,
+ * the apps set, and its app's finished set when it has ended: what records
+ * written before those indexes existed lack. Idempotent; an id whose record
+ * is gone leaves the `all` index.
+ * KEYS: all. ARGV: job key prefix, index base, first id, batch.
+ * Returns the id to go on from, or false at the end of the index.
+ */
+const INDEX_HISTORY = LUA_INDEX_KEYS + `
+local jobPrefix, base, from, batch = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local final = {completed = true, failed = true, superseded = true, cancelled = true}
+local ids = redis.call('zrangebyscore', KEYS[1], from, '+inf', 'LIMIT', 0, batch)
+for _, id in ipairs(ids) do
+  local f = redis.call('hmget', jobPrefix .. id, 'app', 'state', 'trigger', 'sha')
+  if not f[1] then
+    redis.call('zrem', KEYS[1], id)
+  else
+    local app, sha = bare(f[1]), bare(f[4])
+    local fixed, byState = indexKeys(base, f[1], f[2], f[3])
+    for _, key in ipairs(fixed) do redis.call('zadd', key, id, id) end
+    for _, key in ipairs(byState) do redis.call('zadd', key, id, id) end
+    redis.call('sadd', base .. 'apps', app)
+    if sha ~= '' and sha ~= 'null' then redis.call('zadd', base .. 'shas', 0, sha .. ':' .. id) end
+    if final[bare(f[2])] then redis.call('zadd', base .. 'finished:' .. app, id, id) end
+  end
+end
+if #ids < batch then return false end
+return tostring(tonumber(ids[#ids]) + 1)`;
+
+/** Defines FINISH_AND_TRIM and INDEX_HISTORY on `redis` once (see defineJobScripts for why before the first command). */
 export function defineRetentionScript(redis: Redis): void {
-  if (!(redis as unknown as Record<string, unknown>).slipwayFinishAndTrim) redis.defineCommand('slipwayFinishAndTrim', { lua: FINISH_AND_TRIM });
+  const defined = redis as unknown as Record<string, unknown>;
+  if (!defined.slipwayFinishAndTrim) redis.defineCommand('slipwayFinishAndTrim', { lua: FINISH_AND_TRIM });
+  if (!defined.slipwayIndexHistory) redis.defineCommand('slipwayIndexHistory', { lua: INDEX_HISTORY });
 }
 
 /** One FINISH_AND_TRIM call for `app`: after job `id` finished, or ('') for a sweep. */
@@ -179,25 +225,69 @@ export interface SweepResult {
 
 /**
  * Applies retention to every app's whole history, a batch per script call
- * with a pause between calls, so that the receiver's and the worker's
- * commands are served between batches rather than queued behind one long
- * call. For what finishing jobs do not trim: an app that no longer deploys,
- * a lowered `keep_per_app`, history from before retention.
+ * and after each a pause twice as long as the call took (SWEEP_SHARE), so
+ * that the receiver's and the worker's commands are served between batches,
+ * at least two thirds of Redis's time, rather than queued behind one long
+ * call. For what finishing jobs do not trim: an app that no longer
+ * deploys, a lowered `keep_per_app`, history from before retention.
  */
 export async function sweepRetention(redis: Redis, keys: Keys, retention: JobRetention, options: SweepOptions = {}): Promise<SweepResult> {
   const batch = options.batch ?? DEFAULT_SWEEP_BATCH;
   const apps = new Set([...(await redis.smembers(keys.apps)), ...(options.apps ?? [])]);
   const result: SweepResult = { removed: 0, calls: 0, longestCallMs: 0 };
+  const pace = pacer(result);
   for (const app of apps) {
     for (let offset = 0, more = 1; more === 1 && !options.signal?.aborted;) {
-      const started = performance.now();
-      const [removed, next, remaining] = await trim(redis, keys, app, '', 0, retention, batch, offset);
-      result.longestCallMs = Math.max(result.longestCallMs, performance.now() - started);
-      result.calls++;
+      const [removed, next, remaining] = await pace(() => trim(redis, keys, app, '', 0, retention, batch, offset), (r) => r[0] > 0);
       result.removed += removed;
       [offset, more] = [next, remaining];
-      if (more === 1) await new Promise((resolve) => setTimeout(resolve, SWEEP_PAUSE_MS));
     }
   }
   return result;
+}
+
+/**
+ * Runs script calls one after the other at SWEEP_SHARE of Redis: before
+ * each, a pause twice as long as the last costly one took (`costly` says
+ * which were: an app with nothing to trim is one cheap call). Counts calls
+ * and the longest in `stats`.
+ */
+function pacer(stats: { calls: number; longestCallMs: number }) {
+  let pause = 0;
+  return async <T>(call: () => Promise<T>, costly: (result: T) => boolean = () => true): Promise<T> => {
+    if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause));
+    const started = performance.now();
+    const result = await call();
+    const took = performance.now() - started;
+    stats.calls++;
+    stats.longestCallMs = Math.max(stats.longestCallMs, took);
+    pause = costly(result) ? Math.max(SWEEP_MIN_PAUSE_MS, took * (1 - SWEEP_SHARE) / SWEEP_SHARE) : 0;
+    return result;
+  };
+}
+
+/** Jobs INDEX_HISTORY files per call. */
+const INDEX_BATCH = 500;
+
+/**
+ * Files jobs recorded before the history's indexes (by state, trigger and
+ * commit; the finished sets retention reads) existed in them, walking the
+ * `all` index a batch per call, paced like the sweep; marks the history
+ * indexed when done (`keys.indexed`), after which it returns at once.
+ * Resumes from the start if stopped (the calls are idempotent). Returns
+ * the calls made (0: already indexed; aborted: not finished).
+ */
+export async function indexHistory(redis: Redis, keys: Keys, options: { signal?: AbortSignal; batch?: number } = {}): Promise<{ calls: number; longestCallMs: number }> {
+  const stats = { calls: 0, longestCallMs: 0 };
+  if (await redis.get(keys.indexed) !== null) return stats;
+  defineRetentionScript(redis);
+  const commands = redis as unknown as { slipwayIndexHistory: (...a: Array<string | number>) => Promise<string | null> };
+  const pace = pacer(stats);
+  for (let from: string | null = '0'; from !== null;) {
+    if (options.signal?.aborted) return stats;
+    const start: string = from;
+    from = await pace(() => commands.slipwayIndexHistory(1, keys.all, keys.job(''), keys.indexBase, start, options.batch ?? INDEX_BATCH));
+  }
+  await redis.set(keys.indexed, new Date().toISOString());
+  return stats;
 }

@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startRedis, stopProcess, tempDir, uniqueName } from '@slipway/devstack/testing';
 import type { DeployRequest } from './job-types.js';
 import type { JobRetention } from './job-retention.js';
-import { JobStore } from './job-store.js';
+import { JobStore, SEARCH_SCAN } from './job-store.js';
 import { connectRedis, type Redis } from './redis.js';
 
 const DAY = 24 * 60 * 60 * 1000;
@@ -218,16 +218,17 @@ describe('JobStore history: indexes, cursor pages, search, sweep', () => {
 
   it('searches commits by prefix and messages by words, case-insensitive, with filters, a bounded scan per call', async () => {
     const store = new JobStore(redis, uniqueName('history'), { retention: null });
-    const ids = await seed(store, 5_300, ['web', 'api'], (n) => (n === 3 ? 'Fix the "Login" page\n\nlong body' : n === 7 ? 'login rate limit' : `change number ${n}`));
+    const total = SEARCH_SCAN + 300;
+    const ids = await seed(store, total, ['web', 'api'], (n) => (n === 3 ? 'Fix the "Login" page\n\nlong body' : n === 7 ? 'login rate limit' : `change number ${n}`));
     // Commit of job n: (0xabc00000 + n) in hex.
     expect((await store.page({ search: 'ABC00003' })).jobs.map((j) => j.id)).toEqual([ids[3]]);
     expect((await store.page({ search: 'abc0000' })).jobs.map((j) => j.id)).toEqual(ids.slice(0, 16).reverse());
     expect((await store.page({ search: 'abc0000', app: 'web', limit: 3 }))).toEqual({ jobs: [expect.objectContaining({ id: ids[14] }), expect.objectContaining({ id: ids[12] }), expect.objectContaining({ id: ids[10] })], next: ids[10] });
-    expect((await store.page({ search: (0xabc00000 + 5_299).toString(16).padEnd(40, '0') })).jobs.map((j) => j.id)).toEqual([ids[5_299]]);
-    // The newest 5,000 jobs hold no login: the first call says where to go on.
+    expect((await store.page({ search: (0xabc00000 + total - 1).toString(16).padEnd(40, '0') })).jobs.map((j) => j.id)).toEqual([ids[total - 1]]);
+    // The newest SEARCH_SCAN jobs hold no login: the first call says where to go on.
     const first = await store.page({ search: 'LOGIN' });
     expect(first.jobs).toEqual([]);
-    expect(first.next).toBe(ids[5_300 - 5_000]);
+    expect(first.next).toBe(ids[300]);
     const second = await store.page({ search: 'LOGIN', before: first.next! });
     expect(second.jobs.map((j) => j.id)).toEqual([ids[7], ids[3]]);
     expect(second.next).toBeNull();
@@ -272,6 +273,38 @@ describe('JobStore history: indexes, cursor pages, search, sweep', () => {
     expect(sizes[3]).toBeGreaterThan(0);
     expect(await redis.zcard(store.keys.commits)).toBe(kept.length);
     expect((await store.sweep({ batch: 100 })).removed).toBe(0);
+  });
+
+  it('files jobs an older Slipway recorded (only in the all and per-app indexes) in every index, once, and retention then finds them', async () => {
+    const prefix = uniqueName('history');
+    const store = new JobStore(redis, prefix, { retention: null });
+    const ids = await seed(store, 1_100, ['web', 'api']);
+    await Promise.all(ids.slice(0, 1_000).map((id) => store.finish(id, 'completed', { finishedAt: daysAgo(40) })));
+    const wanted = async () => ({
+      filtered: (await store.list({ app: 'web', state: 'completed', trigger: 'cli', limit: 2_000 })).map((j) => j.id),
+      commit: (await store.list({ search: (0xabc00007).toString(16).padEnd(12, '0'), limit: 10 })).map((j) => j.id),
+      completed: await redis.zcard(store.keys.jobIndex({ state: 'completed' })),
+      finished: await redis.zcard(store.keys.finished('web')),
+    });
+    const before = await wanted();
+    // What the history looked like before: records, `all` and the app's index; none of the others, and one id whose record is gone.
+    const kept = new Set([store.keys.all, store.keys.byApp('web'), store.keys.byApp('api'), store.keys.seq]);
+    for (const key of await redis.keys(`${prefix}:jobs:*`)) if (!kept.has(key)) await redis.del(key);
+    await redis.zadd(store.keys.all, 999_999, '999999');
+    expect(await store.list({ state: 'completed', limit: 10 })).toEqual([]);
+
+    const first = await store.indexHistory({ batch: 300 });
+    expect(first.calls).toBe(Math.ceil(1_101 / 300));
+    expect(await wanted()).toEqual(before);
+    expect(before.filtered.length).toBeGreaterThan(0);
+    expect(before.commit).toEqual([ids[7]]);
+    expect(await redis.zscore(store.keys.all, '999999')).toBeNull();
+    expect(await redis.smembers(store.keys.apps)).toEqual(expect.arrayContaining(['web', 'api']));
+    // Once: the second call only reads the mark.
+    expect((await store.indexHistory()).calls).toBe(0);
+    // Retention reaches the old finished jobs now (dated from their records).
+    const trimming = new JobStore(redis, prefix, { retention: { keepPerApp: 10, keepDays: 7 } });
+    expect((await trimming.sweep()).removed).toBe(1_000 - 2 * 10);
   });
 });
 

@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import { SlipwayError } from '@slipway/core/slipway-error';
 import { FINAL_STATES, type DeployRequest, type JobRecord, type JobState, type Push, type Step, type Trigger } from './job-types.js';
-import { DEFAULT_RETENTION, defineRetentionScript, fileFinishedJob, LUA_INDEX_KEYS, sweepRetention, type JobRetention, type SweepOptions, type SweepResult } from './job-retention.js';
+import { DEFAULT_RETENTION, defineRetentionScript, fileFinishedJob, indexHistory, LUA_INDEX_KEYS, sweepRetention, type JobRetention, type SweepOptions, type SweepResult } from './job-retention.js';
 import { keys, type Keys } from './redis.js';
 
 /** Published on `<prefix>:events` whenever a job changes; the dashboard and `--follow` listen. */
@@ -43,8 +43,12 @@ export interface JobPage {
   next: string | null;
 }
 
-/** Jobs one search call reads at most (their commit and message only). */
-export const SEARCH_SCAN = 5_000;
+/**
+ * Jobs one search call reads at most (their commit and message only): a
+ * search that finds nothing costs a page of older results, not the whole
+ * history (~2,000 jobs' pushes are ~1 MB from Redis).
+ */
+export const SEARCH_SCAN = 2_000;
 /** A search of 7 to 40 hex digits is a commit prefix (git's short form is 7): looked up in the commit index. */
 const COMMIT_PREFIX = /^[0-9a-f]{7,40}$/;
 /** Jobs of one commit prefix a search looks at, at most. */
@@ -428,6 +432,15 @@ export class JobStore {
   async sweep(options: SweepOptions = {}): Promise<SweepResult> {
     if (!this.retention) return { removed: 0, calls: 0, longestCallMs: 0 };
     return sweepRetention(this.redis, this.keys, this.retention, options);
+  }
+
+  /**
+   * Files jobs an older Slipway recorded (before the indexes by state,
+   * trigger and commit) in those indexes, once per history; paced like the
+   * sweep (see indexHistory). The worker runs it before its first sweep.
+   */
+  async indexHistory(options: { signal?: AbortSignal; batch?: number } = {}): Promise<{ calls: number; longestCallMs: number }> {
+    return indexHistory(this.redis, this.keys, options);
   }
 
   /**

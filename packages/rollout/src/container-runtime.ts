@@ -52,6 +52,20 @@ export interface ContainerRuntime {
   addressesInUse(): Promise<string[]>;
 }
 
+/** One entry of Docker's container list as an app's container, addressed by the published binding of `port` (or its first). */
+function appContainer(info: Docker.ContainerInfo, port: number): AppContainer {
+  const bindings = info.Ports.filter((p) => p.Type === 'tcp' && p.PublicPort && p.IP && !p.IP.includes(':'));
+  const binding = bindings.find((p) => p.PrivatePort === port) ?? bindings[0];
+  return {
+    id: info.Id,
+    name: (info.Names[0] ?? '').replace(/^\//, ''),
+    image: info.Image,
+    state: info.State,
+    labels: info.Labels,
+    address: binding ? `${binding.IP}:${binding.PublicPort}` : null,
+  };
+}
+
 /** The runtime seam over a dockerode client. */
 export class DockerRuntime implements ContainerRuntime {
   constructor(private readonly docker: Docker) {}
@@ -59,18 +73,23 @@ export class DockerRuntime implements ContainerRuntime {
   async listAppContainers(app: string, port: number): Promise<AppContainer[]> {
     const infos = (await dockerCall(`listing the containers of ${app}`, () =>
       this.docker.listContainers({ all: true, filters: { label: [`${LABELS.app}=${app}`] } })))!;
-    return infos.map((info): AppContainer => {
-      const bindings = info.Ports.filter((p) => p.Type === 'tcp' && p.PublicPort && p.IP && !p.IP.includes(':'));
-      const binding = bindings.find((p) => p.PrivatePort === port) ?? bindings[0];
-      return {
-        id: info.Id,
-        name: (info.Names[0] ?? '').replace(/^\//, ''),
-        image: info.Image,
-        state: info.State,
-        labels: info.Labels,
-        address: binding ? `${binding.IP}:${binding.PublicPort}` : null,
-      };
-    });
+    return infos.map((info) => appContainer(info, port));
+  }
+
+  /**
+   * The containers of every app in `ports` (app name → its port), in one
+   * listing of Docker: what `slipway status` and the dashboard's overview
+   * ask for all apps at once.
+   */
+  async listAppsContainers(ports: ReadonlyMap<string, number>): Promise<Map<string, AppContainer[]>> {
+    const infos = (await dockerCall('listing the containers of the apps', () =>
+      this.docker.listContainers({ all: true, filters: { label: [LABELS.app] } })))!;
+    const byApp = new Map([...ports.keys()].map((app): [string, AppContainer[]] => [app, []]));
+    for (const info of infos) {
+      const app = info.Labels[LABELS.app] ?? '';
+      byApp.get(app)?.push(appContainer(info, ports.get(app)!));
+    }
+    return byApp;
   }
 
   async startContainer(spec: Docker.ContainerCreateOptions, port: number): Promise<{ id: string; address: string | null }> {

@@ -31,6 +31,8 @@ export interface AppStatusOptions {
   dns?: SlipwayConfig['dns'];
   /** engine.type: swarm: a client of the manager (managerClient); the app's tasks are read there instead of `docker`'s containers. */
   manager?: Docker;
+  /** The app's containers, already listed with those of other apps (appStatuses); otherwise listed here. */
+  containers?: Promise<AppContainer[]>;
 }
 
 const STATUS_PROBE_MS = 1_000;
@@ -49,7 +51,7 @@ export async function appStatus(options: AppStatusOptions): Promise<AppStatus> {
   const { app, nginx } = options;
   const file = nginxNames.path(nginx.conf_dir, app.name);
   const [containers, upstreams, release, live] = await Promise.all([
-    options.manager ? swarmContainers(options.manager, app) : new DockerRuntime(options.docker).listAppContainers(app.name, app.port),
+    options.containers ?? (options.manager ? swarmContainers(options.manager, app) : new DockerRuntime(options.docker).listAppContainers(app.name, app.port)),
     readUpstreams(options.etcd, app.etcd_prefix),
     new EtcdReleaseStore(options.etcd).currentRelease(app.name),
     readFile(file, 'utf8').catch(() => null),
@@ -73,6 +75,19 @@ export async function appStatus(options: AppStatusOptions): Promise<AppStatus> {
     nginx: { file, inSync },
     drift,
   };
+}
+
+/**
+ * appStatus of each of `apps`, a promise each in the same order (one that
+ * fails does not hide the others). On one engine Docker is asked once for
+ * the containers of all of them rather than once per app: that list is
+ * most of what a status of many apps costs.
+ */
+export function appStatuses(options: Omit<AppStatusOptions, 'app' | 'containers'> & { apps: readonly AppConfig[] }): Array<Promise<AppStatus>> {
+  const { apps, ...shared } = options;
+  if (shared.manager || apps.length < 2) return apps.map((app) => appStatus({ ...shared, app }));
+  const listed = new DockerRuntime(shared.docker).listAppsContainers(new Map(apps.map((app) => [app.name, app.port])));
+  return apps.map((app) => appStatus({ ...shared, app, containers: listed.then((all) => all.get(app.name) ?? []) }));
 }
 
 /**

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { nginxNames } from '@slipway/router/nginx';
 import { etcdKeys } from '@slipway/etcd/keys';
 import { ownNginx } from '@slipway/devstack/testing';
-import { appStatus } from '../src/status.js';
+import { appStatus, appStatuses } from '../src/status.js';
 import { currentRelease, listReleases, rollbackTarget } from '../src/release-store.js';
 import { rollout, type RolloutOptions, type RolloutStepName } from '../src/rollout.js';
 import { appContainers, buildImage, docker, fetchText, testApp, useRolloutWorld } from './fixtures.js';
@@ -93,6 +93,12 @@ describe('rollout', () => {
     await stray.start();
     const status = await appStatus({ app, nginx: nginx.settings, docker, etcd });
     expect(status.drift.join('\n')).toMatch(new RegExp(`container ${stray.id.slice(0, 12)} .*not in etcd`));
+    // Asked for several apps at once (one Docker listing for all): each sees its own containers, the same status.
+    const other = await testApp({ replicas: 1 });
+    const [mine, theirs] = await Promise.all(appStatuses({ apps: [app, other], nginx: nginx.settings, docker, etcd }));
+    expect(mine).toEqual(status);
+    expect(theirs).toMatchObject({ app: other.name, release: null, containers: [], upstreams: [] });
+    expect(theirs!.drift).toEqual([`nginx file ${nginxNames.path(nginx.settings.conf_dir, other.name)} does not exist`]);
 
     const lines: string[] = [];
     const result = await rollout({ ...base, image: v2!, sha: null, job: 'b', log: (l) => lines.push(l) });

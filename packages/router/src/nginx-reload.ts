@@ -85,7 +85,7 @@ async function observeReload(listen: string, before: ListenerHolders | null, sta
 
   if (before && before.workers.length > 0) {
     for (;;) {
-      const still = await Promise.all(before.workers.map((pid) => holdsSocket(pid, before.inode)));
+      const still = await Promise.all(before.workers.map((pid) => stillAccepts(pid, before.inode)));
       if (!still.includes(true)) return { outcome: 'confirmed', ms: Date.now() - started };
       if (Date.now() > deadline) return { outcome: 'not_applied', ms: Date.now() - started };
       await sleep(POLL_MS);
@@ -164,7 +164,7 @@ async function leadBatch(options: ReloadNginxOptions, dir: string, batchMs: numb
   }
   if (tickets.length === 0) return;
   const listens = [...new Set(tickets.map((t) => t.listen))];
-  const before = new Map(await Promise.all(listens.map(async (listen) => [listen, await listenerHolders(listen).catch(() => null)] as const)));
+  const before = await listenersHolders(listens).catch(() => new Map<string, ListenerHolders | null>());
   const started = Date.now();
   let outcome: Map<string, TicketResult>;
   try {
@@ -238,35 +238,69 @@ export function listenAddress(listen: string): string | null {
  * network namespace): callers then fall back to waiting a fixed time.
  */
 export async function listenerHolders(listen: string): Promise<ListenerHolders | null> {
-  const address = listenAddress(listen);
-  if (!address) return null;
-  const wildcard = `0.0.0.0:${address.split(':')[1]}`;
+  return (await listenersHolders([listen])).get(listen) ?? null;
+}
+
+/**
+ * listenerHolders of several addresses at once, reading /proc once: each
+ * nginx process's descriptors are listed once, however many addresses
+ * (a batch of 100 switches would otherwise read them 100 times).
+ */
+export async function listenersHolders(listens: readonly string[]): Promise<Map<string, ListenerHolders | null>> {
   const listening = readListeningSockets();
-  const socket = listening.find((s) => s.local === address) ?? listening.find((s) => s.local === wildcard);
-  if (!socket) return null;
-  const holders: Array<{ pid: number; ppid: number }> = [];
-  for (const { pid } of (await processes()).filter(isNginx)) {
-    if (await holdsSocket(pid, socket.inode)) holders.push({ pid, ppid: await parentPid(pid) });
+  const result = new Map<string, ListenerHolders | null>();
+  const wanted = new Map<string, number>();
+  for (const listen of listens) {
+    const address = listenAddress(listen);
+    const wildcard = address && `0.0.0.0:${address.split(':')[1]}`;
+    const socket = address ? listening.find((s) => s.local === address) ?? listening.find((s) => s.local === wildcard) : undefined;
+    result.set(listen, null);
+    if (socket) wanted.set(listen, socket.inode);
   }
-  if (holders.length === 0) return null;
-  const pids = new Set(holders.map((h) => h.pid));
-  const master = holders.find((h) => !pids.has(h.ppid))?.pid ?? null;
-  return { inode: socket.inode, master, workers: holders.filter((h) => h.pid !== master).map((h) => h.pid) };
+  if (wanted.size === 0) return result;
+  const nginx = await Promise.all((await processes()).filter(isNginx).map(async ({ pid }) => ({ pid, ppid: await parentPid(pid), sockets: await socketInodes(pid) })));
+  for (const [listen, inode] of wanted) {
+    const holders = nginx.filter((p) => p.sockets.has(inode));
+    if (holders.length === 0) continue;
+    const pids = new Set(holders.map((h) => h.pid));
+    const master = holders.find((h) => !pids.has(h.ppid))?.pid ?? null;
+    result.set(listen, { inode, master, workers: holders.filter((h) => h.pid !== master).map((h) => h.pid) });
+  }
+  return result;
+}
+
+/** The inodes of the sockets `pid` has open; empty once it exited. */
+async function socketInodes(pid: number): Promise<Set<number>> {
+  const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
+  const links = await Promise.all(fds.map((fd) => readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')));
+  const inodes = new Set<number>();
+  for (const link of links) {
+    const socket = /^socket:\[(\d+)\]$/.exec(link);
+    if (socket) inodes.add(Number(socket[1]));
+  }
+  return inodes;
 }
 
 /** Whether `pid` still has the socket open (false once it exited or closed it). */
 export async function holdsSocket(pid: number, inode: number): Promise<boolean> {
-  const target = `socket:[${inode}]`;
-  let fds: string[];
-  try {
-    fds = await readdir(`/proc/${pid}/fd`);
-  } catch {
-    return false;
-  }
-  for (const fd of fds) {
-    if ((await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')) === target) return true;
-  }
-  return false;
+  return (await socketInodes(pid)).has(inode);
+}
+
+/**
+ * Whether an nginx worker that held the listening socket `inode` still
+ * accepts on it. A worker gives up its listening sockets only when told to
+ * quit, and sets its title to "worker process is shutting down" in the
+ * same step, before it returns to its event loop: so its title (one small
+ * read) answers while it runs, instead of a walk of its descriptors, which
+ * under a burst of switches (hundreds of descriptors per worker, polled
+ * every 10 ms for every app) cost more than the reloads themselves. Other
+ * processes, or a title that says neither, are asked the long way.
+ */
+async function stillAccepts(pid: number, inode: number): Promise<boolean> {
+  const title = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  if (title === '') return false;
+  if (title.startsWith('nginx: worker process')) return !title.includes('shutting down');
+  return holdsSocket(pid, inode);
 }
 
 /**

@@ -60,7 +60,7 @@ export async function jobsPage(main: HTMLElement): Promise<void> {
     h('div', { class: 'field' }, h('label', { for: 'filter-state' }, 'State'), stateSelect),
     h('div', { class: 'field' }, h('label', { for: 'filter-trigger' }, 'Trigger'), triggerSelect),
     h('div', { class: 'field' }, h('label', { for: 'filter-q' }, 'Search'), search,
-      h('span', { id: 'filter-q-help', class: 'hint' }, '7+ hex digits find a commit anywhere in the history; words search the messages of 5,000 jobs at a time.')),
+      h('span', { id: 'filter-q-help', class: 'hint' }, '7+ hex digits find a commit anywhere in the history; words search the messages of 2,000 jobs at a time.')),
     h('button', { type: 'submit', class: 'button' }, 'Filter'));
   const live = h('p', { class: 'live-status', role: 'status' }, 'Connecting…');
   const table = new JobsTable();
