@@ -152,6 +152,11 @@ describe('inspectWebhook decisions', () => {
     expect(decision.push.message!.startsWith('fix[31m x')).toBe(true);
     expect(Array.from(decision.push.message!)).toHaveLength(4096);
     expect(decision.push.pusher).toBe('ab');
+    // Characters beyond U+FFFF count once, and are never cut in half.
+    const astral = await github(mutate((p) => { p.head_commit.message = `${'x'.repeat(3_000)}${'\u{1F600}'.repeat(2_000)}`; }));
+    if (astral.kind !== 'push') throw new Error('expected a push');
+    const chars = Array.from(astral.push.message!);
+    expect([chars.length, chars.at(-1), chars.at(-2)]).toEqual([4096, '…', '\u{1F600}']);
   });
 });
 

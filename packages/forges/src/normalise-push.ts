@@ -161,8 +161,10 @@ function text(value: unknown, max: number, multiline: boolean): string | null {
   if (typeof value !== 'string') return null;
   const clean = value.replace(multiline ? /[\0-\x08\x0b-\x1f\x7f]/g : /[\0-\x1f\x7f]/g, '').trim();
   if (clean === '') return null;
-  // UTF-16 length bounds the number of characters: most text needs no splitting into code points.
+  // UTF-16 length bounds the number of characters: most text needs no splitting into code points,
+  // and text without a surrogate (no character beyond U+FFFF) is cut by index, without splitting it.
   if (clean.length <= max) return clean;
+  if (!/[\uD800-\uDFFF]/.test(clean)) return `${clean.slice(0, max - 1)}…`;
   const chars = Array.from(clean);
   return chars.length > max ? `${chars.slice(0, max - 1).join('')}…` : clean;
 }
