@@ -188,7 +188,10 @@ describe('bench: a burst of pushes to many apps', () => {
       // Eight at a time: the last of 100 cold first deploys may wait minutes in the queue.
       const records = await Promise.all(answers.map((a) => waitForJob(queue.store, String(a.body.job), { intervalMs: 200, timeoutMs: 120_000 + APPS * 10_000 })));
       const failed = records.filter((r) => r.state !== 'completed');
-      if (failed.length > 0) throw new Error(`${failed.length} deploys did not complete: ${failed[0]!.state} ${failed[0]!.error}`);
+      if (failed.length > 0) {
+        const errorLog = readFileSync(join(nginx.prefix, 'error.log'), 'utf8').split('\n').filter((l) => !l.includes('[notice]')).slice(-20).join('\n');
+        throw new Error(`${failed.length} deploys did not complete: ${failed[0]!.state} ${failed[0]!.error}\nnginx's error log, its end:\n${errorLog}`);
+      }
       for (const app of apps) app.sha = shas.get(app.name)!;
       if (!clients) return null;
       await waitFor('every app answering its new version', () => clients.report.firstNew.size === apps.length, { timeoutMs: 60_000, intervalMs: 100 });

@@ -77,11 +77,14 @@ async function signalReload(nginx: NginxTarget): Promise<void> {
 }
 
 /**
- * Waits until the reload signalled at `started` has switched the socket of
- * `listen` whose holders were `before` (see reloadNginx).
+ * Waits until the reload asked for at `started` has switched the socket of
+ * `listen` whose holders were `before` (see reloadNginx). The timeout runs
+ * from now, once `reload_cmd` has returned: `nginx -s reload` reads the
+ * whole configuration before it signals, which on a loaded machine with
+ * many apps took most of the 5 s nginx itself is given.
  */
 async function observeReload(listen: string, before: ListenerHolders | null, started: number, timeoutMs = RELOAD_CONFIRM_TIMEOUT_MS): Promise<ReloadResult> {
-  const deadline = started + timeoutMs;
+  const deadline = Date.now() + timeoutMs;
 
   if (before && before.workers.length > 0) {
     for (;;) {
@@ -92,7 +95,7 @@ async function observeReload(listen: string, before: ListenerHolders | null, sta
     }
   }
   // A listen address nginx did not have yet: confirmed once workers accept on it.
-  const settleUntil = Math.min(deadline, started + RELOAD_SETTLE_MS);
+  const settleUntil = Math.min(deadline, Date.now() + RELOAD_SETTLE_MS);
   while (Date.now() < settleUntil) {
     const now = await listenerHolders(listen).catch(() => null);
     if (now && now.workers.length > 0) return { outcome: 'confirmed', ms: Date.now() - started };
