@@ -131,7 +131,10 @@ describe('bench: a burst of pushes to many apps', () => {
       const name = testAppName();
       const repo = await createFixtureRepo(join(tmp.path, 'git', 'acme'), { version: `${name} v1`, name });
       const described = { fullName: `acme/${name}`, cloneUrl: `${git.url}/acme/${name}.git`, htmlUrl: `${git.url}/acme/${name}` };
-      apps.push({ name, repo, described, listen: await freePort(), sha: repo.sha });
+      // Each app its own port: 100 random picks of free ports collide now and then (two apps on one listen).
+      let listen = await freePort();
+      while (apps.some((other) => other.listen === listen)) listen = await freePort();
+      apps.push({ name, repo, described, listen, sha: repo.sha });
     }
     const receiverPort = await freePort();
     const receiverMetrics = await freePort();
