@@ -48,3 +48,9 @@ if (process.env.PARTS) {
   const fields = readPushFields('github', payload);
   await time('  normalisePush', N, () => normalisePush('github', 'd-1', fields));
 }
+if (process.env.PARTS) {
+  const { configuredRepository, hostOf } = await import('../../../packages/forges/dist/forge-address.js');
+  const forges = { github: {}, gitea: {}, gitlab: {} };
+  const urls = [example.repository.clone_url, example.repository.html_url, example.repository.url];
+  await time('  configuredRepository + hostOf of its URLs', N, () => { configuredRepository(apps[1], 'github', forges, name); for (const u of urls) hostOf(u); });
+}
