@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { JobRecord } from './job-types.js';
+import { FINAL_STATES, type JobRecord } from './job-types.js';
 import type { Keys } from './redis.js';
 
 /*
@@ -148,12 +148,14 @@ const DAY_MS = 24 * 60 * 60 * 1000;
  * the apps set, and its app's finished set when it has ended: what records
  * written before those indexes existed lack. Idempotent; an id whose record
  * is gone leaves the `all` index.
- * KEYS: all. ARGV: job key prefix, index base, first id, batch.
+ * KEYS: all. ARGV: job key prefix, index base, first id, batch, then
+ * the final states (FINAL_STATES).
  * Returns the id to go on from, or false at the end of the index.
  */
 const INDEX_HISTORY = LUA_INDEX_KEYS + `
 local jobPrefix, base, from, batch = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local final = {completed = true, failed = true, superseded = true, cancelled = true}
+local final = {}
+for i = 5, #ARGV do final[ARGV[i]] = true end
 local ids = redis.call('zrangebyscore', KEYS[1], from, '+inf', 'LIMIT', 0, batch)
 for _, id in ipairs(ids) do
   local f = redis.call('hmget', jobPrefix .. id, 'app', 'state', 'trigger', 'sha')
@@ -286,7 +288,7 @@ export async function indexHistory(redis: Redis, keys: Keys, options: { signal?:
   for (let from: string | null = '0'; from !== null;) {
     if (options.signal?.aborted) return stats;
     const start: string = from;
-    from = await pace(() => commands.slipwayIndexHistory(1, keys.all, keys.job(''), keys.indexBase, start, options.batch ?? INDEX_BATCH));
+    from = await pace(() => commands.slipwayIndexHistory(1, keys.all, keys.job(''), keys.indexBase, start, options.batch ?? INDEX_BATCH, ...FINAL_STATES));
   }
   await redis.set(keys.indexed, new Date().toISOString());
   return stats;

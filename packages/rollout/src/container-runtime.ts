@@ -147,7 +147,6 @@ export class DockerRuntime implements ContainerRuntime {
   }
 }
 
-
 /**
  * Docker's log stream for a container without a TTY: frames of an 8-byte
  * header (stream, 0, 0, 0, big-endian length) and a payload. Anything else

@@ -107,7 +107,6 @@ async function observeReload(listen: string, before: ListenerHolders | null, sta
   return { outcome: 'assumed', ms: Date.now() - started };
 }
 
-
 /*
  * Batching. Every reload retires all of nginx's old workers, and with them
  * every idle keep-alive connection of every app (nginx 1.22 resets one a
@@ -322,9 +321,8 @@ export async function otherHolder(listen: string): Promise<{ pid: number; name: 
   });
   if (clashes.length === 0) return null;
   for (const proc of (await processes()).filter((p) => !isNginx(p))) {
-    for (const socket of clashes) {
-      if (await holdsSocket(proc.pid, socket.inode)) return { pid: proc.pid, name: proc.comm };
-    }
+    const sockets = await socketInodes(proc.pid);
+    if (clashes.some((socket) => sockets.has(socket.inode))) return { pid: proc.pid, name: proc.comm };
   }
   return null;
 }

@@ -195,7 +195,6 @@ export function liveEndpoints(tasks: readonly AppTask[]): AppTask[] {
   return tasks.filter((t) => t.state === 'running' && t.desiredState === 'running' && t.address !== null);
 }
 
-
 /**
  * `slipway-<app>-<release>`, in the characters Docker allows; a name past
  * 63 characters keeps its start and ends in a hash of the whole, so two
