@@ -8,7 +8,7 @@ import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { deployApp, rollbackApp } from '@slipway/queue/deploy-requests';
 import type { DeployQueue } from '@slipway/queue/deploy-queue';
 import type { JobStore } from '@slipway/queue/job-store';
-import type { JobState } from '@slipway/queue/job-types';
+import type { JobRecord, JobState } from '@slipway/queue/job-types';
 import { withRedis } from '@slipway/queue/redis';
 import { currentRelease, listReleases } from '@slipway/rollout/release-store';
 import { appStatus, appStatuses, type AppStatus } from '@slipway/rollout/status';
@@ -50,14 +50,15 @@ export function appsApi(options: AppsApiOptions): Router {
     res.json({
       apps: await withRedis(queue.redis, () => {
         const statuses = appStatuses({ ...live, apps });
-        return Promise.all(apps.map((app, n) => appOverview(app, statuses[n]!, queue.store)));
+        const jobs = recentJobs(queue.store, apps);
+        return Promise.all(apps.map((app, n) => appOverview(app, statuses[n]!, jobs.then((all) => all[n]!))));
       }, 15_000),
     });
   });
 
   router.get('/apps/:app', async (req: Request<{ app: string }>, res: Response) => {
     const app = appConfig(config, req.params.app);
-    res.json({ app: await withRedis(queue.redis, () => appOverview(app, appStatus({ ...live, app }), queue.store), 15_000) });
+    res.json({ app: await withRedis(queue.redis, () => appOverview(app, appStatus({ ...live, app }), recentJobs(queue.store, [app]).then(([jobs]) => jobs!)), 15_000) });
   });
 
   router.get('/apps/:app/releases', async (req: Request<{ app: string }>, res: Response) => {
@@ -119,14 +120,19 @@ export interface AppOverview {
   lastOutcome: JobView | null;
 }
 
-/** Gathers one app's overview from its status (appStatus); a dependency that is down becomes `statusError`, not a failed page. */
-async function appOverview(app: AppConfig, liveStatus: Promise<AppStatus>, store: JobStore): Promise<AppOverview> {
-  const [status, jobs] = await Promise.all([
+/** Per app, its newest job and its newest of each outcome (in OUTCOMES' order): one JobStore.newest for all of them. */
+async function recentJobs(store: JobStore, apps: readonly AppConfig[]): Promise<Array<Array<JobRecord | undefined>>> {
+  const states = [undefined, ...OUTCOMES];
+  const found = await store.newest(apps.flatMap((app) => states.map((state) => ({ app: app.name, ...(state && { state }) }))));
+  return apps.map((_app, n) => found.slice(n * states.length, (n + 1) * states.length));
+}
+
+/** Gathers one app's overview from its status (appStatus) and recentJobs; a dependency that is down becomes `statusError`, not a failed page. */
+async function appOverview(app: AppConfig, liveStatus: Promise<AppStatus>, recent: Promise<Array<JobRecord | undefined>>): Promise<AppOverview> {
+  const [status, [last, ...outcomes]] = await Promise.all([
     withTimeout(liveStatus, STATUS_TIMEOUT_MS).then((value) => ({ value, error: null }), (err: unknown) => ({ value: null, error: firstLine(err) })),
-    // The newest job, and the newest of each state that is an outcome: four indexed reads of one job each.
-    Promise.all([undefined, ...OUTCOMES].map((state) => store.list({ app: app.name, state, limit: 1 }))),
+    recent,
   ]);
-  const [last, ...outcomes] = jobs.map((page) => page[0]);
   const outcome = outcomes.filter((j) => j !== undefined).sort((a, b) => Number(b.id) - Number(a.id))[0];
   return {
     name: app.name, branch: app.branch, replicas: app.replicas, routing: app.routing, listen: app.listen, serverName: app.server_name,

@@ -63,11 +63,47 @@ export function isUpstreamAddress(value: unknown): value is string {
 /** Reads the keys under `<prefix>/`. Throws UnavailableError when etcd cannot be reached. */
 export async function readUpstreams(etcd: Etcd3, prefix: string): Promise<Upstreams> {
   const values = await etcdCall(`reading ${prefix}/`, () => etcd.getAll().prefix(`${prefix}/`).options(etcdDeadline()).strings());
+  return upstreamsOf(prefix, Object.entries(values));
+}
+
+function upstreamsOf(prefix: string, entries: ReadonlyArray<[string, string]>): Upstreams {
   const live: UpstreamKey[] = [];
   const invalid: UpstreamKey[] = [];
-  for (const key of Object.keys(values).sort()) {
-    const entry = { key, id: key.slice(prefix.length + 1), address: values[key]!.trim() };
+  for (const [key, value] of [...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const entry = { key, id: key.slice(prefix.length + 1), address: value.trim() };
     (isUpstreamAddress(entry.address) && !entry.id.includes('/') ? live : invalid).push(entry);
   }
   return { live, invalid };
+}
+
+/** What is live for one app in etcd: its upstream keys and its release record as stored (JSON, or null). */
+export interface AppKeys {
+  upstreams: Upstreams;
+  release: string | null;
+}
+
+/** etcd refuses a transaction of more operations than this (its `--max-txn-ops` default). */
+export const MAX_TXN_OPS = 128;
+
+/**
+ * The upstream keys and release record of many apps, read in as few round
+ * trips as etcd allows: read-only transactions of up to MAX_TXN_OPS reads
+ * (each app's two in the same one, so at one revision) instead of two
+ * requests per app, which for 50 apps cost more than everything else a
+ * status reads. Throws UnavailableError when etcd cannot be reached.
+ */
+export async function readAppsKeys(etcd: Etcd3, apps: ReadonlyArray<{ name: string; prefix: string }>): Promise<Map<string, AppKeys>> {
+  const perTxn = Math.floor(MAX_TXN_OPS / 2);
+  const chunks: Array<Array<{ name: string; prefix: string }>> = [];
+  for (let i = 0; i < apps.length; i += perTxn) chunks.push(apps.slice(i, i + perTxn));
+  const read = await Promise.all(chunks.map((chunk) => etcdCall(`reading the upstream keys and releases of ${chunk.length} apps`, async () => {
+    const success = await Promise.all(chunk.flatMap(({ name, prefix }) => [etcd.getAll().prefix(`${prefix}/`).op(), etcd.get(etcdKeys.release(name)).op()]));
+    const { responses } = await etcd.kv.txn({ compare: [], success, failure: [] }, etcdDeadline());
+    return chunk.map(({ name, prefix }, n): [string, AppKeys] => {
+      const text = (i: number) => (responses[i]?.response_range?.kvs ?? []).map((kv): [string, string] => [kv.key.toString(), kv.value.toString()]);
+      const release = text(2 * n + 1)[0];
+      return [name, { upstreams: upstreamsOf(prefix, text(2 * n)), release: release ? release[1] : null }];
+    });
+  })));
+  return new Map(read.flat());
 }

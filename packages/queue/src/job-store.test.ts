@@ -214,6 +214,11 @@ describe('JobStore history: indexes, cursor pages, search, sweep', () => {
     }
     expect((await store.list({ state: 'failed', limit: 100 })).length).toBe(8);
     expect((await store.list({ state: 'active', limit: 100 })).map((j) => j.id)).toEqual([ids[59]]);
+    // The newest of many filters in two round trips (the overview asks four per app): what each asks alone, first.
+    const filters = [{}, { app: 'web' }, { app: 'web', state: 'completed' }, { state: 'failed' }, { app: 'nope' }, { app: 'web', state: 'cancelled' }, { app: 'web' }] as const;
+    const newest = await store.newest(filters);
+    expect(newest).toEqual(await Promise.all(filters.map(async (f) => (await store.list({ ...f, limit: 1 }))[0])));
+    expect(newest.map((j) => j?.id)).toEqual([ids[59], ids[58], ids[52], ids[56], undefined, undefined, ids[58]]);
   });
 
   it('searches commits by prefix and messages by words, case-insensitive, with filters, a bounded scan per call', async () => {

@@ -374,6 +374,23 @@ export class JobStore {
     return { jobs: await this.records(ids), next: ids.length === limit ? ids.at(-1)! : null };
   }
 
+  /**
+   * The newest job of each filter (undefined where none matches), in two
+   * round trips however many filters: one pipelined range read of their
+   * indexes, then one of the records. The overview asks four per app.
+   */
+  async newest(filters: ReadonlyArray<Pick<ListOptions, 'app' | 'state' | 'trigger'>>): Promise<Array<JobRecord | undefined>> {
+    if (filters.length === 0) return [];
+    const ranges = this.redis.pipeline();
+    for (const filter of filters) ranges.zrevrangebyscore(this.keys.jobIndex(filter), '+inf', '-inf', 'LIMIT', 0, 1);
+    const ids = ((await ranges.exec()) ?? []).map(([err, found]) => {
+      if (err) throw err;
+      return (found as string[])[0];
+    });
+    const records = new Map((await this.records([...new Set(ids.filter((id) => id !== undefined))])).map((job) => [job.id, job]));
+    return ids.map((id) => (id === undefined ? undefined : records.get(id)));
+  }
+
   /** Jobs of commits starting with `prefix`, from the commit index: the whole history, whatever its age. */
   private async commitSearch(options: ListOptions, prefix: string, limit: number): Promise<JobPage> {
     const before = options.before && /^\d{1,15}$/.test(options.before) ? Number(options.before) : Infinity;

@@ -2,13 +2,13 @@ import { readFile } from 'node:fs/promises';
 import type Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
-import { readUpstreams, type UpstreamKey, type Upstreams } from '@slipway/etcd/keys';
+import { readAppsKeys, type AppKeys, type UpstreamKey, type Upstreams } from '@slipway/etcd/keys';
 import { compareIps, dnsNames, renderDnsNginxConf, resolveHost } from '@slipway/router/dns';
 import { nginxNames, renderNginxConf, routeSnapshot } from '@slipway/router/nginx';
 import { DockerRuntime, type AppContainer } from './container-runtime.js';
 import { probe } from './health.js';
 import { SwarmRuntime } from './swarm/swarm-service.js';
-import { EtcdReleaseStore, type ReleaseRecord } from './release-store.js';
+import { parseReleaseRecord, type ReleaseRecord } from './release-store.js';
 
 /** One element of `slipway status --json` (the CLI contract, docs/contracts.md). */
 export interface AppStatus {
@@ -33,6 +33,8 @@ export interface AppStatusOptions {
   manager?: Docker;
   /** The app's containers, already listed with those of other apps (appStatuses); otherwise listed here. */
   containers?: Promise<AppContainer[]>;
+  /** The app's upstream keys and release, already read with those of other apps (appStatuses); otherwise read here. */
+  keys?: Promise<AppKeys>;
 }
 
 const STATUS_PROBE_MS = 1_000;
@@ -50,12 +52,12 @@ type CheckedContainer = AppContainer & { healthy: boolean; node: string | null; 
 export async function appStatus(options: AppStatusOptions): Promise<AppStatus> {
   const { app, nginx } = options;
   const file = nginxNames.path(nginx.conf_dir, app.name);
-  const [containers, upstreams, release, live] = await Promise.all([
+  const [containers, { upstreams, release: stored }, live] = await Promise.all([
     options.containers ?? (options.manager ? swarmContainers(options.manager, app) : new DockerRuntime(options.docker).listAppContainers(app.name, app.port)),
-    readUpstreams(options.etcd, app.etcd_prefix),
-    new EtcdReleaseStore(options.etcd).currentRelease(app.name),
+    options.keys ?? readAppsKeys(options.etcd, [keyed(app)]).then((all) => all.get(app.name)!),
     readFile(file, 'utf8').catch(() => null),
   ]);
+  const release = parseReleaseRecord(stored);
   const checked = await Promise.all(containers.map(async (c: AppContainer & { node?: string | null; service?: string | null }): Promise<CheckedContainer> => {
     const where = { node: c.node ?? null, service: c.service ?? null };
     if (c.state !== 'running' || c.address === null) return { ...c, ...where, healthy: false };
@@ -79,16 +81,24 @@ export async function appStatus(options: AppStatusOptions): Promise<AppStatus> {
 
 /**
  * appStatus of each of `apps`, a promise each in the same order (one that
- * fails does not hide the others). On one engine Docker is asked once for
- * the containers of all of them rather than once per app: that list is
- * most of what a status of many apps costs.
+ * fails does not hide the others). etcd is read for all of them at once
+ * (readAppsKeys) and, on one engine, Docker is asked once for the
+ * containers of all of them: per app, those requests were most of what a
+ * status of many apps cost.
  */
-export function appStatuses(options: Omit<AppStatusOptions, 'app' | 'containers'> & { apps: readonly AppConfig[] }): Array<Promise<AppStatus>> {
+export function appStatuses(options: Omit<AppStatusOptions, 'app' | 'containers' | 'keys'> & { apps: readonly AppConfig[] }): Array<Promise<AppStatus>> {
   const { apps, ...shared } = options;
-  if (shared.manager || apps.length < 2) return apps.map((app) => appStatus({ ...shared, app }));
-  const listed = new DockerRuntime(shared.docker).listAppsContainers(new Map(apps.map((app) => [app.name, app.port])));
-  return apps.map((app) => appStatus({ ...shared, app, containers: listed.then((all) => all.get(app.name) ?? []) }));
+  if (apps.length < 2) return apps.map((app) => appStatus({ ...shared, app }));
+  const keys = readAppsKeys(shared.etcd, apps.map(keyed));
+  const listed = shared.manager ? null : new DockerRuntime(shared.docker).listAppsContainers(new Map(apps.map((app) => [app.name, app.port])));
+  return apps.map((app) => appStatus({
+    ...shared, app,
+    keys: keys.then((all) => all.get(app.name)!),
+    containers: listed?.then((all) => all.get(app.name) ?? []),
+  }));
 }
+
+const keyed = (app: AppConfig) => ({ name: app.name, prefix: app.etcd_prefix });
 
 /**
  * The app's tasks on the swarm that are meant to run, as containers: the
