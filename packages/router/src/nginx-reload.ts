@@ -7,8 +7,18 @@ import { CommandError, runCommand } from '@slipway/core/run-command';
 import { readListeningSockets } from './tcp-sockets.js';
 import { NginxReloadError } from './router-errors.js';
 
-/** How long nginx may take to start new workers and retire the old ones. */
+/**
+ * How long nginx may take to start new workers and retire the old ones
+ * while its master shows no sign of working on it; while the master keeps
+ * using CPU (reading a large configuration on a loaded host) or has started
+ * new workers (the old ones have yet to hear that they must quit), the wait
+ * goes on, up to RELOAD_CONFIRM_MAX_MS.
+ */
 export const RELOAD_CONFIRM_TIMEOUT_MS = 5_000;
+/** The longest a reload is waited for, however busy nginx's master is. */
+export const RELOAD_CONFIRM_MAX_MS = 60_000;
+/** Once the window has passed, how often the master is looked at again (and the wait extended by as much while it works). */
+const MASTER_BUSY_SAMPLE_MS = 500;
 /** Waited instead when the workers cannot be observed (no permission, other namespace). */
 export const RELOAD_SETTLE_MS = 1_000;
 const POLL_MS = 10;
@@ -84,13 +94,26 @@ async function signalReload(nginx: NginxTarget): Promise<void> {
  * many apps took most of the 5 s nginx itself is given.
  */
 async function observeReload(listen: string, before: ListenerHolders | null, started: number, timeoutMs = RELOAD_CONFIRM_TIMEOUT_MS): Promise<ReloadResult> {
-  const deadline = Date.now() + timeoutMs;
+  const observing = Date.now();
+  let deadline = observing + timeoutMs;
 
   if (before && before.workers.length > 0) {
+    // A master still working on the reload gets more time: on a loaded host nginx may need
+    // longer than the window to read a large configuration, or its old workers to hear that
+    // they must quit, and failing that rollout would be a false failure. A master that did
+    // not take the new config starts no workers and goes idle.
+    const { master } = before;
+    let masterCpu = master === null ? null : await cpuTicks(master);
     for (;;) {
       const still = await Promise.all(before.workers.map((pid) => stillAccepts(pid, before.inode)));
       if (!still.includes(true)) return { outcome: 'confirmed', ms: Date.now() - started };
-      if (Date.now() > deadline) return { outcome: 'not_applied', ms: Date.now() - started };
+      if (Date.now() > deadline) {
+        const cpu = master === null ? null : await cpuTicks(master);
+        const working = master !== null && ((masterCpu !== null && cpu !== null && cpu > masterCpu) || await hasNewChild(master, before.workers));
+        if (!working || Date.now() - observing >= RELOAD_CONFIRM_MAX_MS) return { outcome: 'not_applied', ms: Date.now() - started };
+        masterCpu = cpu;
+        deadline = Math.min(Date.now() + MASTER_BUSY_SAMPLE_MS, observing + RELOAD_CONFIRM_MAX_MS);
+      }
       await sleep(POLL_MS);
     }
   }
@@ -123,7 +146,7 @@ async function observeReload(listen: string, before: ListenerHolders | null, sta
 
 const BATCH_DIR = '.slipway-reload';
 /** A lock older than this is a dead leader's: taken over. */
-const LEADER_STALE_MS = RELOAD_CMD_TIMEOUT_MS + RELOAD_CONFIRM_TIMEOUT_MS + 5_000;
+const LEADER_STALE_MS = RELOAD_CMD_TIMEOUT_MS + RELOAD_CONFIRM_MAX_MS + 5_000;
 const TICKET_POLL_MS = 10;
 
 interface Ticket { listen: string; at: number }
@@ -298,6 +321,21 @@ export async function holdsSocket(pid: number, inode: number): Promise<boolean> 
  * every 10 ms for every app) cost more than the reloads themselves. Other
  * processes, or a title that says neither, are asked the long way.
  */
+/** Whether nginx's master has a worker that is none of `old`: it took the new config and started new workers (from /proc's list of its children). */
+async function hasNewChild(master: number, old: readonly number[]): Promise<boolean> {
+  const children = (await readFile(`/proc/${master}/task/${master}/children`, 'utf8').catch(() => '')).split(' ').filter((pid) => pid !== '' && !old.includes(Number(pid)));
+  const titles = await Promise.all(children.map((pid) => readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')));
+  return titles.some((title) => title.startsWith('nginx: worker process') && !title.includes('shutting down'));
+}
+
+/** CPU time a process has used (user + system, in clock ticks), from /proc/<pid>/stat; null when it is gone or unreadable. */
+async function cpuTicks(pid: number): Promise<number | null> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
+  // The command name (field 2) is in parentheses and may hold spaces: count fields after its closing one.
+  const fields = stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return fields && fields.length > 13 ? Number(fields[11]) + Number(fields[12]) : null;
+}
+
 async function stillAccepts(pid: number, inode: number): Promise<boolean> {
   const title = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
   if (title === '') return false;

@@ -1,0 +1,58 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, ownNginx, testAppName } from '@slipway/devstack/testing';
+import { applyNginxConf } from '../src/nginx-apply.js';
+import { RELOAD_CONFIRM_MAX_MS, reloadNginx } from '../src/nginx-reload.js';
+import { routeSnapshot } from '../src/render.js';
+import { appsConfig, backend, fetchText } from './helpers.js';
+
+/**
+ * How long a reload is waited for: the confirmation window (timeoutMs) is
+ * extended while nginx's master is visibly working on the reload, and only
+ * then. Its own nginx: the large file below slows every reload of it.
+ */
+describe('reloadNginx on a slow nginx', () => {
+  let nginx: Awaited<ReturnType<typeof ownNginx>>;
+  let server: Awaited<ReturnType<typeof backend>>;
+  let app: ReturnType<typeof appsConfig>[string];
+  const settings = () => ({ ...nginx.settings, batchMs: 0 });
+
+  beforeAll(async () => {
+    nginx = await ownNginx();
+    server = await backend('a');
+    const name = testAppName();
+    app = appsConfig({ [name]: { listen: `127.0.0.1:${await freePort()}` } })[name]!;
+    await applyNginxConf({ nginx: settings(), snapshot: await routeSnapshot(app, [server.address]) });
+    // 300,000 geo entries: nginx's master needs ~0.3 s (more on a loaded machine) to read its configuration.
+    const lines = Array.from({ length: 300_000 }, (_, i) => `  10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}/32 1;`);
+    await writeFile(join(nginx.settings.conf_dir, 'slow-to-parse.conf'), `geo $slipway_slow_to_parse {\n  default 0;\n${lines.join('\n')}\n}\n`);
+  });
+  afterAll(async () => {
+    await nginx?.stop();
+    await server?.close();
+  });
+
+  it('waits past the window while the master is parsing, and confirms', async () => {
+    const result = await reloadNginx({ nginx: settings(), listen: app.listen, timeoutMs: 20 });
+    expect(result.outcome).toBe('confirmed');
+    expect(await fetchText(app.listen)).toBe('200 a');
+  });
+
+  it('does not wait past the window for a master that does nothing', async () => {
+    process.kill(nginx.service.pid, 'SIGSTOP');
+    try {
+      const started = Date.now();
+      const result = await reloadNginx({ nginx: settings(), listen: app.listen, timeoutMs: 300 });
+      expect(result.outcome).toBe('not_applied');
+      // The window and one more look at the master, plus reload_cmd reading the large file: far below RELOAD_CONFIRM_MAX_MS.
+      expect(Date.now() - started).toBeLessThan(RELOAD_CONFIRM_MAX_MS / 3);
+    } finally {
+      process.kill(nginx.service.pid, 'SIGCONT');
+    }
+    // Woken, it applies the reload it was sent.
+    const result = await reloadNginx({ nginx: settings(), listen: app.listen, timeoutMs: 20 });
+    expect(result.outcome).toBe('confirmed');
+    expect(await fetchText(app.listen)).toBe('200 a');
+  }, RELOAD_CONFIRM_MAX_MS * 2);
+});
