@@ -96,7 +96,7 @@ export async function readAppsKeys(etcd: Etcd3, apps: ReadonlyArray<{ name: stri
   const perTxn = Math.floor(MAX_TXN_OPS / 2);
   const chunks: Array<Array<{ name: string; prefix: string }>> = [];
   for (let i = 0; i < apps.length; i += perTxn) chunks.push(apps.slice(i, i + perTxn));
-  const read = await Promise.all(chunks.map((chunk) => etcdCall(`reading the upstream keys and releases of ${chunk.length} apps`, async () => {
+  const read = await Promise.all(chunks.map((chunk) => etcdCall(chunk.length === 1 ? `reading the upstream keys and release of ${chunk[0]!.name}` : `reading the upstream keys and releases of ${chunk.length} apps`, async () => {
     const success = await Promise.all(chunk.flatMap(({ name, prefix }) => [etcd.getAll().prefix(`${prefix}/`).op(), etcd.get(etcdKeys.release(name)).op()]));
     const { responses } = await etcd.kv.txn({ compare: [], success, failure: [] }, etcdDeadline());
     return chunk.map(({ name, prefix }, n): [string, AppKeys] => {
