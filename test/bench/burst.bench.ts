@@ -215,20 +215,27 @@ describe('bench: a burst of pushes to many apps', () => {
       };
     };
 
+    type Phase = NonNullable<Awaited<ReturnType<typeof burst>>>;
+    const row = (label: string, r: Phase) =>
+      `| ${label} | ${secs(r.live)} | ${r.perMinute.toFixed(0)} | ${r.reloads} | ${r.minGap === null ? '-' : `${r.minGap} ms`} | ${r.resets} of ${r.requests} | ${r.non2xx} | ${r.oldAfterNew} |`;
+    // Each phase's figures as soon as it ends: a run of 100 apps on a small machine takes most of an hour.
+    const progress = (line: string) => console.log(`[burst ${new Date().toISOString().slice(11, 19)}] ${line}`);
+
     // v1: every app live once (clone and build caches warm), not measured.
     await startWorkers(configs.batched);
     const setupT0 = Date.now();
     await burst('v1', false);
     const setup = Date.now() - setupT0;
+    progress(`first deploy of all ${APPS} done in ${secs(setup)}`);
 
     await startWorkers(configs.unbatched);
     const before = (await burst('v2', true))!;
+    progress(row('0 (one reload per switch)', before));
     await startWorkers(configs.batched);
     const after = (await burst('v3', true))!;
+    progress(row('200 (default)', after));
 
     for (const w of workers) peaks.workers = Math.max(peaks.workers, peakMb(w.child.pid!));
-    const row = (label: string, r: typeof before) =>
-      `| ${label} | ${secs(r.live)} | ${r.perMinute.toFixed(0)} | ${r.reloads} | ${r.minGap === null ? '-' : `${r.minGap} ms`} | ${r.resets} of ${r.requests} | ${r.non2xx} | ${r.oldAfterNew} |`;
     console.log([
       `${APPS} apps (1 replica each, upstream routing), ${APPS} signed pushes at once, 2 workers x concurrency 4, a keep-alive client on every app:`,
       `(first deploy of all ${APPS}, batched, not measured: ${secs(setup)})`,
