@@ -311,16 +311,6 @@ export async function holdsSocket(pid: number, inode: number): Promise<boolean> 
   return (await socketInodes(pid)).has(inode);
 }
 
-/**
- * Whether an nginx worker that held the listening socket `inode` still
- * accepts on it. A worker gives up its listening sockets only when told to
- * quit, and sets its title to "worker process is shutting down" in the
- * same step, before it returns to its event loop: so its title (one small
- * read) answers while it runs, instead of a walk of its descriptors, which
- * under a burst of switches (hundreds of descriptors per worker, polled
- * every 10 ms for every app) cost more than the reloads themselves. Other
- * processes, or a title that says neither, are asked the long way.
- */
 /** Whether nginx's master has a worker that is none of `old`: it took the new config and started new workers (from /proc's list of its children). */
 async function hasNewChild(master: number, old: readonly number[]): Promise<boolean> {
   const children = (await readFile(`/proc/${master}/task/${master}/children`, 'utf8').catch(() => '')).split(' ').filter((pid) => pid !== '' && !old.includes(Number(pid)));
@@ -336,6 +326,16 @@ async function cpuTicks(pid: number): Promise<number | null> {
   return fields && fields.length > 13 ? Number(fields[11]) + Number(fields[12]) : null;
 }
 
+/**
+ * Whether an nginx worker that held the listening socket `inode` still
+ * accepts on it. A worker gives up its listening sockets only when told to
+ * quit, and sets its title to "worker process is shutting down" in the
+ * same step, before it returns to its event loop: so its title (one small
+ * read) answers while it runs, instead of a walk of its descriptors, which
+ * under a burst of switches (hundreds of descriptors per worker, polled
+ * every 10 ms for every app) cost more than the reloads themselves. Other
+ * processes, or a title that says neither, are asked the long way.
+ */
 async function stillAccepts(pid: number, inode: number): Promise<boolean> {
   const title = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
   if (title === '') return false;
