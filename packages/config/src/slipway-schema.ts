@@ -218,7 +218,7 @@ export const slipwaySchema = obj({
     }),
   }, { doc: 'Where to post commit statuses for webhook-triggered jobs.' }),
   router: obj({
-    batch_ms: num({ min: 0, max: 10_000, integer: true, default: 200, doc: 'Reloads of nginx are at least this far apart: switches (of any app, from any worker or the router) within it share one reload, each checked on its own. 0: every switch reloads on its own.' }),
+    batch_ms: num({ min: 0, max: 10_000, integer: true, default: 200, doc: 'Reloads of nginx are at least this far apart: switches (of any app, from any worker or the router) within it share one reload, each checked on its own. 0: every switch reloads on its own (still one reload at a time).' }),
   }),
   nginx: obj({
     conf_dir: str({ default: '/etc/nginx/conf.d', doc: 'Slipway writes `slipway-<app>.conf` here.' }),

@@ -66,14 +66,7 @@ export interface ReloadResult {
  * config, and the app would be answered by whoever holds the port).
  */
 export async function reloadNginx(options: ReloadNginxOptions): Promise<ReloadResult> {
-  const batchMs = options.nginx.batchMs ?? DEFAULT_BATCH_MS;
-  if (batchMs <= 0) {
-    const started = Date.now();
-    const before = await listenerHolders(options.listen).catch(() => null);
-    await signalReload(options.nginx);
-    return observeReload(options.listen, before, started, options.timeoutMs);
-  }
-  return batchedReload(options, batchMs);
+  return batchedReload(options, Math.max(0, options.nginx.batchMs ?? DEFAULT_BATCH_MS));
 }
 
 /** Runs `reload_cmd` once. */
@@ -103,15 +96,18 @@ async function observeReload(listen: string, before: ListenerHolders | null, sta
     // they must quit, and failing that rollout would be a false failure. A master that did
     // not take the new config starts no workers and goes idle.
     const { master } = before;
-    let masterCpu = master === null ? null : await cpuTicks(master);
+    let masterCpu = master === null ? null : (await processActivity(master))?.ticks ?? null;
     for (;;) {
       const still = await Promise.all(before.workers.map((pid) => stillAccepts(pid, before.inode)));
       if (!still.includes(true)) return { outcome: 'confirmed', ms: Date.now() - started };
       if (Date.now() > deadline) {
-        const cpu = master === null ? null : await cpuTicks(master);
-        const working = master !== null && ((masterCpu !== null && cpu !== null && cpu > masterCpu) || await hasNewChild(master, before.workers));
+        // Working: running or waiting for a CPU (at a load of 150 on 2 cores it may get no tick in
+        // half a second), in I/O, used CPU since the last look, or started new workers.
+        const now = master === null ? null : await processActivity(master);
+        const working = master !== null && now !== null
+          && (now.state === 'R' || now.state === 'D' || (masterCpu !== null && now.ticks > masterCpu) || await hasNewChild(master, before.workers));
         if (!working || Date.now() - observing >= RELOAD_CONFIRM_MAX_MS) return { outcome: 'not_applied', ms: Date.now() - started };
-        masterCpu = cpu;
+        masterCpu = now?.ticks ?? null;
         deadline = Math.min(Date.now() + MASTER_BUSY_SAMPLE_MS, observing + RELOAD_CONFIRM_MAX_MS);
       }
       await sleep(POLL_MS);
@@ -131,6 +127,12 @@ async function observeReload(listen: string, before: ListenerHolders | null, sta
 }
 
 /*
+ * One reload at a time, always: what proves a reload applied (the old
+ * workers stopped accepting) is also what any other reload does, so two at
+ * once would let one switch be confirmed by the other's reload, read by
+ * nginx before its file was in place (seen under a 100-app burst with
+ * batch_ms 0: old containers stopped while nginx still sent them requests).
+ *
  * Batching. Every reload retires all of nginx's old workers, and with them
  * every idle keep-alive connection of every app (nginx 1.22 resets one a
  * client is reusing at that instant): 100 apps switching within seconds
@@ -182,12 +184,15 @@ async function leadBatch(options: ReloadNginxOptions, dir: string, batchMs: numb
   const wait = last + batchMs - Date.now();
   if (wait > 0) await sleep(Math.min(wait, batchMs));
   const names = (await readdir(dir)).filter((name) => name.startsWith('ticket-'));
-  const tickets: Array<{ id: string; listen: string }> = [];
+  const tickets: Array<{ id: string; listen: string; at: number }> = [];
   for (const name of names) {
     const ticket = JSON.parse(await readFile(join(dir, name), 'utf8').catch(() => 'null')) as Ticket | null;
-    if (ticket) tickets.push({ id: name.slice('ticket-'.length, -'.json'.length), listen: ticket.listen });
+    if (ticket) tickets.push({ id: name.slice('ticket-'.length, -'.json'.length), listen: ticket.listen, at: ticket.at });
   }
+  tickets.sort((a, b) => a.at - b.at);
   if (tickets.length === 0) return;
+  // batch_ms 0: one switch per reload, the oldest first.
+  if (batchMs === 0) tickets.splice(1);
   const listens = [...new Set(tickets.map((t) => t.listen))];
   const before = await listenersHolders(listens).catch(() => new Map<string, ListenerHolders | null>());
   const started = Date.now();
@@ -318,12 +323,16 @@ async function hasNewChild(master: number, old: readonly number[]): Promise<bool
   return titles.some((title) => title.startsWith('nginx: worker process') && !title.includes('shutting down'));
 }
 
-/** CPU time a process has used (user + system, in clock ticks), from /proc/<pid>/stat; null when it is gone or unreadable. */
-async function cpuTicks(pid: number): Promise<number | null> {
+/**
+ * What a process is doing, from /proc/<pid>/stat: its state (R running or
+ * waiting for a CPU, D in I/O, S sleeping…) and the CPU time it has used
+ * (user + system, in clock ticks); null when it is gone or unreadable.
+ */
+async function processActivity(pid: number): Promise<{ state: string; ticks: number } | null> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
   // The command name (field 2) is in parentheses and may hold spaces: count fields after its closing one.
   const fields = stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return fields && fields.length > 13 ? Number(fields[11]) + Number(fields[12]) : null;
+  return fields && fields.length > 13 ? { state: fields[0]!, ticks: Number(fields[11]) + Number(fields[12]) } : null;
 }
 
 /**

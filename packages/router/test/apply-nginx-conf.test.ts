@@ -6,11 +6,12 @@ import { nginxNames, routeSnapshot } from '../src/render.js';
 import { EmptyUpstreamError, NginxCheckError, NginxReloadError } from '../src/router-errors.js';
 import { appsConfig, backend, fetchText } from './helpers.js';
 
-/** `node -e COUNT_AND_RUN <file> <argv…>`: appends a line to <file>, then runs argv (no shell). */
+/** `node -e COUNT_AND_RUN <file> <argv…>`: runs argv (no shell), then appends a line `<start ms> <end ms>` to <file>. */
 const COUNT_AND_RUN = `
 const [file, ...argv] = process.argv.slice(1);
-require('node:fs').appendFileSync(file, 'reload\\n');
+const start = Date.now();
 const run = require('node:child_process').spawnSync(argv[0], argv.slice(1), { stdio: 'inherit' });
+require('node:fs').appendFileSync(file, start + ' ' + Date.now() + '\\n');
 process.exit(run.status ?? 1);`;
 
 describe('applyNginxConf', () => {
@@ -149,10 +150,12 @@ describe('applyNginxConf', () => {
       expect(await reloads(count)).toBeLessThanOrEqual(3);
       expect(await leftovers()).toEqual([]);
 
-      // Without a window, every switch reloads on its own (what the burst bench compares against).
+      // Without a window, every switch reloads on its own (what the burst bench compares against), one at a time.
       await writeFile(count, '');
       await Promise.all(apps.slice(0, 7).map(async (app) => applyNginxConf({ nginx: { ...dryRun, batchMs: 0 }, snapshot: await routeSnapshot(app, [b]) })));
       expect(await reloads(count)).toBe(7);
+      const spans = (await readFile(count, 'utf8')).split('\n').filter(Boolean).map((line) => line.split(' ').map(Number) as [number, number]).sort((x, y) => x[0] - y[0]);
+      for (let i = 1; i < spans.length; i++) expect(spans[i]![0], 'a reload began before the previous one ended').toBeGreaterThanOrEqual(spans[i - 1]![1]);
       for (const app of apps.slice(0, 7)) expect(await fetchText(app.listen)).toBe('200 b');
       dir.remove();
     });
