@@ -202,6 +202,10 @@ error_log ${join(prefix, 'error.log')} warn;
 events { worker_connections 4096; }
 http {
   access_log off;
+  # Each Slipway app adds a variable (its Connection map): with nginx's defaults (1024, 64) every reload
+  # of ~90 apps warns that it could not build an optimal hash; these hold 300 apps of long names.
+  variables_hash_max_size 2048;
+  variables_hash_bucket_size 128;
   ${tmp('client_body')}
   ${tmp('proxy')}
   ${tmp('fastcgi')}

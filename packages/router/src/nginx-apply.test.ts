@@ -22,6 +22,7 @@ describe('renderHarness', () => {
     expect(text).toContain('pid /tmp/h/nginx.pid;');
     expect(text).toContain('error_log /tmp/h/error.log;');
     expect(text).toContain('proxy_temp_path /tmp/h/proxy;');
+    expect(text).toContain('variables_hash_bucket_size 128;');
     expect(text).toMatch(/include \/c\/slipway-b\.conf;\n\s+include \/c\/\.slipway-a\.conf\.1\.tmp;/);
   });
 });

@@ -169,6 +169,9 @@ export function renderHarness(dir: string, includes: readonly string[]): string 
     'events {}',
     'http {',
     '    access_log off;',
+    // One variable per app: without these, a check beside ~90 apps or more warns before any error it reports.
+    '    variables_hash_max_size 2048;',
+    '    variables_hash_bucket_size 128;',
     ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(tmp),
     ...includes.map((file) => `    include ${file};`),
     '}',

@@ -316,11 +316,23 @@ export async function holdsSocket(pid: number, inode: number): Promise<boolean> 
   return (await socketInodes(pid)).has(inode);
 }
 
+/**
+ * What a process's title (/proc/<pid>/cmdline, one small read) says it is:
+ * an nginx worker serving, one retiring ("is shutting down", which a
+ * worker sets in the same step as it gives up its listening sockets),
+ * something else, or gone.
+ */
+async function workerRole(pid: number | string): Promise<'serving' | 'retiring' | 'other' | 'gone'> {
+  const title = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  if (title === '') return 'gone';
+  if (!title.startsWith('nginx: worker process')) return 'other';
+  return title.includes('shutting down') ? 'retiring' : 'serving';
+}
+
 /** Whether nginx's master has a worker that is none of `old`: it took the new config and started new workers (from /proc's list of its children). */
 async function hasNewChild(master: number, old: readonly number[]): Promise<boolean> {
   const children = (await readFile(`/proc/${master}/task/${master}/children`, 'utf8').catch(() => '')).split(' ').filter((pid) => pid !== '' && !old.includes(Number(pid)));
-  const titles = await Promise.all(children.map((pid) => readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')));
-  return titles.some((title) => title.startsWith('nginx: worker process') && !title.includes('shutting down'));
+  return (await Promise.all(children.map(workerRole))).includes('serving');
 }
 
 /**
@@ -346,10 +358,8 @@ async function processActivity(pid: number): Promise<{ state: string; ticks: num
  * processes, or a title that says neither, are asked the long way.
  */
 async function stillAccepts(pid: number, inode: number): Promise<boolean> {
-  const title = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-  if (title === '') return false;
-  if (title.startsWith('nginx: worker process')) return !title.includes('shutting down');
-  return holdsSocket(pid, inode);
+  const role = await workerRole(pid);
+  return role === 'other' ? holdsSocket(pid, inode) : role === 'serving';
 }
 
 /**
