@@ -38,7 +38,7 @@ describe('routing: dns rollouts', () => {
       expect(await fetchText(app.listen)).toBe('200 v1');
       const file = await readFile(nginxNames.path(nginx.settings.conf_dir, app.name), 'utf8');
       expect(file).toContain(`resolver ${dns.settings.server} valid=1s`);
-      expect(file).toContain(`set $slipway_${app.name.replaceAll('-', '_')}_backend ${app.name}.${dns.settings.domain};`);
+      expect(file).toContain(`set $slipway_backend ${app.name}.${dns.settings.domain};`);
       expect(lines.join('\n')).toMatch(/nginx file written and reloaded once \(first deploy/);
       expect(lines.join('\n')).toMatch(/registrar took over the keys/);
       // The keys are the upstream contract's shape, on the registrar's own leases (not the rollout's, which is gone).

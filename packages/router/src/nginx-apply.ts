@@ -169,7 +169,7 @@ export function renderHarness(dir: string, includes: readonly string[]): string 
     'events {}',
     'http {',
     '    access_log off;',
-    // One variable per app: without these, a check beside ~90 apps or more warns before any error it reports.
+    // Slipway's own files add no variable; apps' own templates may add one each, and beyond ~90 the defaults warn before any error.
     '    variables_hash_max_size 2048;',
     '    variables_hash_bucket_size 128;',
     ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(tmp),

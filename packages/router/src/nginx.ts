@@ -8,6 +8,6 @@
  * `empty_upstream`).
  */
 export { nginxNames, renderedUpstreams, renderNginxConf, routeSnapshot, type RouteSnapshot } from './render.js';
-export { prepareNginxConf, type PreparedNginxConf } from './nginx-apply.js';
+export { prepareNginxConf, renderHarness, type PreparedNginxConf } from './nginx-apply.js';
 export { DEFAULT_BATCH_MS, listenerHolders, RELOAD_SETTLE_MS, type NginxTarget } from './nginx-reload.js';
 export { connectionCounts } from './tcp-sockets.js';

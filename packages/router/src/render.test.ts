@@ -16,7 +16,7 @@ describe('renderNginxConf', () => {
     ['no server name means any', app({ server_name: [] }), ['127.0.0.1:1'], ['server_name _;']],
     ['the usual proxy headers', app(), ['127.0.0.1:1'], ['proxy_set_header Host $host;', 'proxy_set_header X-Real-IP $remote_addr;', 'proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;', 'proxy_set_header X-Forwarded-Proto $scheme;']],
     ['retries idempotent requests only', app(), ['127.0.0.1:1'], ['proxy_next_upstream error timeout http_502 http_503;']],
-    ['HTTP/1.1 upstream keep-alive with a per-app Connection map', app({ name: 'my-app' }), ['127.0.0.1:1'], ['proxy_http_version 1.1;', 'keepalive 16;', 'map $http_upgrade $slipway_my_app_connection {', 'proxy_set_header Connection $slipway_my_app_connection;']],
+    ['HTTP/1.1 upstream keep-alive, Connection: upgrade only for an Upgrade', app({ name: 'my-app' }), ['127.0.0.1:1'], ['proxy_http_version 1.1;', 'keepalive 16;', 'set $slipway_connection "";\n    if ($http_upgrade) {\n        set $slipway_connection upgrade;\n    }', 'proxy_set_header Connection $slipway_connection;']],
   ])('%s', (_what, a, upstreams, expected) => {
     const text = renderNginxConf({ app: a, upstreams });
     for (const fragment of expected) expect(text).toContain(fragment);
@@ -82,10 +82,10 @@ const dns = { server: '127.0.0.1:5353', domain: 'slipway.internal', address_pool
 describe('renderDnsNginxConf', () => {
   it.each([
     ['asks dns.server with a short valid=, IPv4 only', [`resolver 127.0.0.1:5353 valid=${RESOLVER_VALID_S}s ipv6=off;`, 'resolver_timeout 2s;']],
-    ['a variable proxy_pass, so nginx resolves at request time', ['set $slipway_my_app_backend my-app.slipway.internal;', 'proxy_pass http://$slipway_my_app_backend:8080;']],
+    ['a variable proxy_pass, so nginx resolves at request time', ['set $slipway_backend my-app.slipway.internal;', 'proxy_pass http://$slipway_backend:8080;']],
     ['listen and server_name as configured', ['listen 127.0.0.1:8081;', 'server_name a.example;']],
     ['the usual proxy headers and idempotent retries', ['proxy_set_header Host $host;', 'proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;', 'proxy_next_upstream error timeout http_502 http_503;']],
-    ['WebSockets pass through the per-app map', ['map $http_upgrade $slipway_my_app_connection {', 'proxy_set_header Connection $slipway_my_app_connection;']],
+    ['WebSockets pass: Connection: upgrade only for an Upgrade', ['if ($http_upgrade) {\n        set $slipway_connection upgrade;', 'proxy_set_header Connection $slipway_connection;']],
   ])('%s', (_what, fragments) => {
     const text = renderDnsNginxConf({ app: dnsApp(), dns });
     for (const f of fragments) expect(text).toContain(f);

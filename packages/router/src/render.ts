@@ -21,8 +21,6 @@ import { EmptyUpstreamError, TemplateError } from './router-errors.js';
 export const nginxNames = {
   /** The upstream block, unique per app (nginx refuses duplicates across files). */
   upstream: (app: string) => `slipway_${app}`,
-  /** The `map` variable carrying `Connection: upgrade` for WebSockets. */
-  connectionVariable: (app: string) => `$slipway_${app.replaceAll('-', '_')}_connection`,
   /** `slipway-<app>.conf`: what the main config's `include conf.d/*.conf` picks up. */
   file: (app: string) => `slipway-${app}.conf`,
   path: (confDir: string, app: string) => join(confDir, `slipway-${app}.conf`),
@@ -36,8 +34,12 @@ export const dnsNames = {
   host: (app: string, domain: string) => `${app}.${domain.replace(/\.$/, '')}`,
   /** The app's hosts file in dnsmasq's `--hostsdir`. */
   hostsFile: (hostsDir: string, app: string) => join(hostsDir, app),
-  /** The nginx variable holding the host name; a variable `proxy_pass` makes nginx resolve at request time. */
-  backendVariable: (app: string) => `$slipway_${app.replaceAll('-', '_')}_backend`,
+  /**
+   * The nginx variable holding the host name; a variable `proxy_pass` makes
+   * nginx resolve at request time. One name for every app: each app's
+   * `server` sets it per request, so apps add no variables to nginx's hash.
+   */
+  backendVariable: '$slipway_backend',
 };
 
 // routing: upstream ----------------------------------------------------------
@@ -91,7 +93,6 @@ export function renderNginxConf(snapshot: RouteSnapshot): string {
   if (snapshot.template !== undefined) {
     return renderTemplate(snapshot.template, { app: app.name, upstream, servers, listen: app.listen, server_name: serverName });
   }
-  const connection = nginxNames.connectionVariable(app.name);
   return `# Written by Slipway for app ${app.name}; regenerated from etcd ${app.etcd_prefix}/. Do not edit.
 upstream ${upstream} {
     ${servers.join('\n    ')}
@@ -99,18 +100,14 @@ upstream ${upstream} {
     keepalive_timeout ${UPSTREAM_KEEPALIVE_TIMEOUT};
 }
 
-# Upstream keep-alive needs an empty Connection header; WebSocket upgrades still pass.
-map $http_upgrade ${connection} {
-    default "";
-    ~.      upgrade;
-}
-
 server {
     # No reuseport: with it, connections waiting in an old worker's accept queue are lost on reload.
     listen ${app.listen};
     server_name ${serverName};
 
-${proxyLocation(upstream, connection)}
+${CONNECTION_HEADER}
+
+${proxyLocation(upstream)}
 }
 `;
 }
@@ -161,12 +158,28 @@ function renderTemplate(template: string, values: TemplateValues): string {
 }
 
 /**
+ * The `Connection` header sent to the app: empty, so nginx keeps its
+ * upstream connections alive, or `upgrade` when the client asks for a
+ * WebSocket. One variable for every app, set per request in each app's
+ * `server` (rewrite-module `set`/`if` at server level, not a `map`): nginx
+ * builds every `map` with large hash arrays, which at 100 apps made each
+ * `nginx -t` and each reload's parse cost ~0.5 s of CPU against ~0.05 s
+ * (`packages/router/README.md`, "Many apps").
+ */
+const CONNECTION_VARIABLE = '$slipway_connection';
+const CONNECTION_HEADER = `    # Upstream keep-alive needs an empty Connection header; WebSocket upgrades still pass.
+    set ${CONNECTION_VARIABLE} "";
+    if ($http_upgrade) {
+        set ${CONNECTION_VARIABLE} upgrade;
+    }`;
+
+/**
  * The `location /` block both routing modes render: the usual proxy
  * headers, HTTP/1.1 with keep-alive to the app (WebSocket upgrades still
  * pass), and a retry on another container for idempotent requests only
  * (`non_idempotent` is deliberately absent: a POST is never sent twice).
  */
-function proxyLocation(target: string, connectionVariable: string): string {
+function proxyLocation(target: string): string {
   return `    location / {
         proxy_pass http://${target};
         proxy_http_version 1.1;
@@ -175,7 +188,7 @@ function proxyLocation(target: string, connectionVariable: string): string {
         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         proxy_set_header X-Forwarded-Proto $scheme;
         proxy_set_header Upgrade $http_upgrade;
-        proxy_set_header Connection ${connectionVariable};
+        proxy_set_header Connection ${CONNECTION_VARIABLE};
         proxy_next_upstream error timeout http_502 http_503;
         proxy_connect_timeout 5s;
     }`;
@@ -222,16 +235,10 @@ export function renderDnsNginxConf(snapshot: DnsRouteSnapshot): string {
     throw new TemplateError(`app ${app.name} uses routing: dns, which does not support an own nginx template yet (apps.${app.name}.template)`);
   }
   const host = dnsNames.host(app.name, dns.domain);
-  const backend = dnsNames.backendVariable(app.name);
-  const connection = nginxNames.connectionVariable(app.name);
+  const backend = dnsNames.backendVariable;
   const serverName = app.server_name.length > 0 ? app.server_name.join(' ') : '_';
   return `# Written by Slipway for app ${app.name} (routing: dns): nginx resolves ${host} through ${dns.server}.
 # Deploys change DNS only; this file changes with the configuration. Do not edit.
-map $http_upgrade ${connection} {
-    default "";
-    ~.      upgrade;
-}
-
 server {
     # No reuseport: with it, connections waiting in an old worker's accept queue are lost on reload.
     listen ${app.listen};
@@ -242,7 +249,9 @@ server {
     resolver_timeout ${RESOLVER_TIMEOUT_S}s;
     set ${backend} ${host};
 
-${proxyLocation(`${backend}:${app.port}`, connection)}
+${CONNECTION_HEADER}
+
+${proxyLocation(`${backend}:${app.port}`)}
 }
 `;
 }

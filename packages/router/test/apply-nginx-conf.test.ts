@@ -1,4 +1,6 @@
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { Agent, createServer, request, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, ownNginx, tempDir, testAppName } from '@slipway/devstack/testing';
 import { applyNginxConf } from '../src/nginx-apply.js';
@@ -120,6 +122,35 @@ describe('applyNginxConf', () => {
     }
   });
 
+  it('keeps upstream connections alive for plain requests and passes a WebSocket upgrade, per request, with no map', async () => {
+    const one = await newApp();
+    const two = await newApp();
+    const [r1, r2] = [await recordingBackend(), await recordingBackend()];
+    try {
+      const { file } = await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(one, [r1.address]) });
+      await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(two, [r2.address]) });
+      expect(await readFile(file, 'utf8')).not.toMatch(/^\s*map /m);
+
+      const client = new Agent({ keepAlive: true, maxSockets: 1 });
+      try {
+        for (let i = 0; i < 3; i++) expect(await plainGet(one.listen, client)).toBe(200);
+        expect(await upgradeEcho(one.listen, 'ping')).toBe('ping');
+        expect(await plainGet(two.listen, client)).toBe(200);
+        expect(await plainGet(one.listen, client)).toBe(200);
+      } finally {
+        client.destroy();
+      }
+      const plain = r1.seen.filter((s) => s.upgrade === undefined);
+      expect(plain.map((s) => s.connection)).toEqual([undefined, undefined, undefined, undefined]);
+      // Every plain request rode the same upstream connection: nginx kept it alive.
+      expect(new Set(plain.map((s) => s.remotePort)).size).toBe(1);
+      expect(r1.seen.filter((s) => s.upgrade !== undefined)).toMatchObject([{ upgrade: 'websocket', connection: 'upgrade' }]);
+      expect(r2.seen).toMatchObject([{ upgrade: undefined, connection: undefined }]);
+    } finally {
+      await Promise.all([r1.close(), r2.close()]);
+    }
+  });
+
   describe('switches landing together (router.batch_ms)', () => {
     /** reload_cmd wrapped so that every reload leaves a line in a file: how many nginx got. */
     const counting = (file: string) => ({
@@ -177,3 +208,72 @@ describe('applyNginxConf', () => {
     }
   });
 });
+
+/** What a backend saw of one request: the hop-by-hop headers nginx sent and the upstream connection it came on. */
+interface Seen { connection: string | undefined; upgrade: string | undefined; remotePort: number | undefined }
+
+/** A backend that records each request's Connection and Upgrade headers, and echoes on an upgraded connection. */
+async function recordingBackend(): Promise<{ address: string; seen: Seen[]; close: () => Promise<void> }> {
+  const seen: Seen[] = [];
+  const record = (headers: IncomingHttpHeaders, socket: Socket) =>
+    seen.push({ connection: headers.connection, upgrade: headers.upgrade, remotePort: socket.remotePort });
+  const upgraded = new Set<Socket>();
+  const server = createServer((req, res) => {
+    record(req.headers, req.socket);
+    res.end('plain\n');
+  });
+  server.on('upgrade', (req, socket: Socket) => {
+    record(req.headers, socket);
+    upgraded.add(socket);
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+    socket.pipe(socket);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    seen,
+    close: () => new Promise((resolve) => {
+      for (const s of upgraded) s.destroy();
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+/** GET / through nginx on the given agent; the status. */
+function plainGet(listen: string, agent: Agent): Promise<number> {
+  const [host, port] = splitListen(listen);
+  return new Promise((resolve, reject) => {
+    request({ host, port, path: '/', agent, timeout: 2000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    }).on('error', reject).end();
+  });
+}
+
+/** Asks nginx for a WebSocket upgrade, sends `text` on the upgraded connection, and returns what comes back. */
+function upgradeEcho(listen: string, text: string): Promise<string> {
+  const [host, port] = splitListen(listen);
+  return new Promise((resolve, reject) => {
+    const req = request({ host, port, path: '/', timeout: 2000, headers: { Connection: 'Upgrade', Upgrade: 'websocket' } });
+    req.on('upgrade', (res, socket, head) => {
+      if (res.statusCode !== 101) return reject(new Error(`status ${res.statusCode}`));
+      let got = head.toString();
+      socket.on('data', (chunk: Buffer) => {
+        got += chunk.toString();
+        if (got.length >= text.length) {
+          socket.destroy();
+          resolve(got);
+        }
+      });
+      socket.write(text);
+    });
+    req.on('response', (res) => reject(new Error(`no upgrade: status ${res.statusCode}`)));
+    req.on('error', reject).end();
+  });
+}
+
+function splitListen(listen: string): [string, number] {
+  const at = listen.lastIndexOf(':');
+  return [listen.slice(0, at), Number(listen.slice(at + 1))];
+}

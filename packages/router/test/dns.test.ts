@@ -106,6 +106,23 @@ describe('routing: dns — etcd → dnsmasq → nginx', () => {
     await Promise.all(backends.map((b) => b.close()));
   });
 
+  it('two dns apps on one nginx share the backend variable\'s name, each request with its own app\'s value', async () => {
+    const [one, two] = [await dnsApp(), await dnsApp()];
+    const backends = [await backend('one', { host: '127.0.11.21', port: one.app.port }), await backend('two', { host: '127.0.11.22', port: two.app.port })];
+    const feed = await watchDnsHosts({ apps: { ...one.apps, ...two.apps }, dns: dnsSettings(), etcd, hostsDir: dnsmasq.hostsDir });
+    try {
+      await etcd.put(`${one.app.etcd_prefix}/aaaaaaaaaaaa`).value(backends[0]!.address);
+      await etcd.put(`${two.app.etcd_prefix}/aaaaaaaaaaaa`).value(backends[1]!.address);
+      await within(1000, async () => (await answer(one.app.name)).length === 1 && (await answer(two.app.name)).length === 1, 'both apps answered');
+      for (const { app } of [one, two]) await applyDnsNginxConf({ nginx: nginx.settings, app, dns: dnsSettings() });
+      const bodies = await Promise.all(Array.from({ length: 8 }, (_, i) => fetchText((i % 2 ? two : one).app.listen)));
+      expect(bodies).toEqual(Array.from({ length: 8 }, (_, i) => (i % 2 ? '200 two' : '200 one')));
+    } finally {
+      await feed.close();
+      await Promise.all(backends.map((b) => b.close()));
+    }
+  });
+
   it('runs Slipway\'s own dnsmasq: answers from its hosts directory, comes back after a crash, stops on close', async () => {
     const work = tempDir('slipway-router-dnsmasq-');
     const { hostsDir, pidFile } = dnsmasqPaths(work.path);
