@@ -66,7 +66,7 @@ interface BenchApp {
  */
 function keepAliveClients(apps: readonly BenchApp[], want: (app: BenchApp) => string) {
   let running = true;
-  const report = { requests: 0, resets: 0, non2xx: 0, firstNew: new Map<string, number>(), oldAfterNew: 0 };
+  const report = { requests: 0, resets: 0, non2xx: 0, failures: [] as string[], firstNew: new Map<string, number>(), oldAfterNew: 0 };
   const loops = apps.map(async (app) => {
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });
     for (let sent = 0; running; sent++) {
@@ -88,8 +88,11 @@ function keepAliveClients(apps: readonly BenchApp[], want: (app: BenchApp) => st
         report.resets++;
         continue;
       }
-      if (answer.status < 200 || answer.status > 299) report.non2xx++;
-      else if (answer.body === want(app)) {
+      if (answer.status < 200 || answer.status > 299) {
+        report.non2xx++;
+        // What a failed answer was (nginx's 502 page, the app's own error…), for the phase's report.
+        if (report.failures.length < 10) report.failures.push(`${new Date().toISOString().slice(11, 23)} ${app.name} ${answer.status} ${answer.body.replace(/\s+/g, ' ').slice(0, 80)}`);
+      } else if (answer.body === want(app)) {
         if (!report.firstNew.has(app.name)) report.firstNew.set(app.name, Date.now());
       } else if (report.firstNew.has(app.name)) report.oldAfterNew++;
     }
@@ -142,8 +145,10 @@ describe('bench: a burst of pushes to many apps', () => {
     const prefix = uniqueName('burst');
     const configFor = (batchMs: number) => writeTestConfig(join(tmp.path, `slipway-${batchMs}.yml`), {
       stack: testStack(), nginx, prefix, workdir: join(tmp.path, 'work'),
+      // drain_s as configured by default (5 s): at a load of 150 a request takes over a second, and a shorter
+      // drain (1 s, before 3 December) stopped old containers with a request still on them (nginx's 502s).
       apps: Object.fromEntries(apps.map((a) => [a.name, {
-        repo: a.described.cloneUrl, secret: SECRET, replicas: 1, listen: `127.0.0.1:${a.listen}`, drain_s: 1, stop_timeout_s: 2, health: { interval_ms: 50 },
+        repo: a.described.cloneUrl, secret: SECRET, replicas: 1, listen: `127.0.0.1:${a.listen}`, stop_timeout_s: 2, health: { interval_ms: 50 },
       }])),
       extra: {
         receiver: { host: '127.0.0.1', port: receiverPort, metrics: `127.0.0.1:${receiverMetrics}` },
@@ -187,6 +192,7 @@ describe('bench: a burst of pushes to many apps', () => {
       const clients = measure ? keepAliveClients(apps, (app) => `${app.name} ${version}\n`) : null;
       if (clients) await new Promise((r) => setTimeout(r, 1000));
       const reloadsBefore = readFileSync(reloads, 'utf8').split('\n').filter(Boolean).length;
+      const errorLogBefore = readFileSync(join(nginx.prefix, 'error.log'), 'utf8').length;
       const t0 = Date.now();
       const answers = await Promise.all(apps.map((app) => send(receiverUrl, githubRequest(githubPush({ repo: app.described, before: app.sha, after: shas.get(app.name)! }), SECRET))));
       const refused = answers.filter((a) => a.status !== 202);
@@ -210,6 +216,18 @@ describe('bench: a burst of pushes to many apps', () => {
       await new Promise((r) => setTimeout(r, 1000));
       const report = await clients.stop();
       const times = readFileSync(reloads, 'utf8').split('\n').filter(Boolean).map(Number).slice(reloadsBefore);
+      const nginxErrors = readFileSync(join(nginx.prefix, 'error.log'), 'utf8').slice(errorLogBefore).split('\n').filter((l) => / \[(error|crit|alert|emerg)\] /.test(l));
+      if (report.failures.length > 0 || nginxErrors.length > 0) {
+        progress(`${report.non2xx} non-2xx answers, the first: \n  ${report.failures.join('\n  ')}\nnginx logged ${nginxErrors.length} errors in the phase, the first: \n  ${nginxErrors.slice(0, 10).join('\n  ')}`);
+        // Whose address an error names (an old container drained and stopped, or a new one), from the jobs' own logs.
+        for (const port of new Set(nginxErrors.slice(0, 5).map((l) => /upstream: "http:\/\/[\d.]+:(\d+)\//.exec(l)?.[1]).filter(Boolean))) {
+          for (const record of records) {
+            const log = await queue.store.readLog(record.id);
+            if (!log.some((l) => l.includes(`:${port}`))) continue;
+            progress(`port ${port} in job ${record.id} (${record.app}):\n  ${log.filter((l) => /serving now|started|nginx|switch|drain|stopped|done/.test(l)).slice(0, 15).join('\n  ')}`);
+          }
+        }
+      }
       const gaps = times.slice(1).map((t, i) => t - times[i]!);
       return {
         live: allLive - t0,
