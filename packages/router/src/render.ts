@@ -162,9 +162,9 @@ function renderTemplate(template: string, values: TemplateValues): string {
  * upstream connections alive, or `upgrade` when the client asks for a
  * WebSocket. One variable for every app, set per request in each app's
  * `server` (rewrite-module `set`/`if` at server level, not a `map`): nginx
- * builds every `map` with large hash arrays, which at 100 apps made each
- * `nginx -t` and each reload's parse cost ~0.5 s of CPU against ~0.05 s
- * (`packages/router/README.md`, "Many apps").
+ * builds every `map` with hash arrays of its own, which at 100 apps made
+ * each `nginx -t` and each reload's parse take ~0.44 s against ~0.04 s
+ * (`npm run bench:nginx-check`; `packages/router/README.md`, "Many apps").
  */
 const CONNECTION_VARIABLE = '$slipway_connection';
 const CONNECTION_HEADER = `    # Upstream keep-alive needs an empty Connection header; WebSocket upgrades still pass.
