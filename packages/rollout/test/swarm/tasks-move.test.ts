@@ -27,7 +27,13 @@ describe('tasks move, etcd follows', () => {
     expect((await store.upstreams(app.etcd_prefix)).map((u) => u.address.split(':')[0]).sort()).toEqual(w.cluster.hosts.map((h) => h.address).sort());
 
     const apps = { [app.name]: app };
-    const router = await watchRouter({ apps, nginx: w.nginx.settings, etcd: w.etcd, log: (l) => clusterLog(`router: ${l}`) });
+    // When the router's reloads were confirmed: the last key's reload, which resets idle keep-alive
+    // connections (nginx 1.22), comes a moment after the key itself, and is part of the move.
+    const routed: number[] = [];
+    const router = await watchRouter({ apps, nginx: w.nginx.settings, etcd: w.etcd, log: (l) => {
+      if (l.includes('now routes to')) routed.push(Date.now());
+      clusterLog(`router: ${l}`);
+    } });
     const rewrites: number[] = [];
     const watcher = await startTaskWatcher({ apps, manager: w.manager, etcd: w.etcd, log: clusterLog, onChange: (c) => rewrites.push(c.at) });
     try {
@@ -52,9 +58,10 @@ describe('tasks move, etcd follows', () => {
         `  ${samples.length} requests (${byKind('keep-alive')} keep-alive, ${byKind('close')} connection-close); failed: ${failed.length} `
           + `(${failed.map((s) => `${s.kind} ${s.error ?? s.status}${s.reused ? ' reused' : ''} at +${s.start - drained} ms`).join(', ') || 'none'})`,
       ].join('\n'));
-      // Only what was in flight on the lost host (at most one request per loop), between the drain and the rewrite.
+      // Only what was in flight on the lost host, or reset by the move's reloads (at most one request per loop), between the drain and nginx serving the rewrite.
       expect(failed.length).toBeLessThanOrEqual(KEEP_ALIVE_LOOPS + CLOSE_LOOPS);
-      for (const s of failed) expect(s.end >= drained && s.start <= followed + CLIENT_LAG_MS, `failure outside the move: ${JSON.stringify(s)}`).toBe(true);
+      const moved = Math.max(followed, ...routed);
+      for (const s of failed) expect(s.end >= drained && s.start <= moved + CLIENT_LAG_MS, `failure outside the move: ${JSON.stringify(s)}`).toBe(true);
       expect(samples.filter((s) => s.start > followed + CLIENT_LAG_MS && s.status === 200).length).toBeGreaterThan(10);
       for (let i = 0; i < 6; i++) expect(await fetchText(app.listen)).toBe('200 v1');
     } finally {
