@@ -125,6 +125,11 @@ describe('bench: a burst of pushes to many apps', () => {
     mkdirSync(join(tmp.path, 'git', 'acme'), { recursive: true });
     const git = await startGitHttpServer({ root: join(tmp.path, 'git') });
     const nginx = await isolatedNginx(tmp.path);
+    /** What nginx logged at warn level or above from a byte offset of its error log on, and where the log ends now. */
+    const nginxErrorsSince = (offset: number) => {
+      const text = readFileSync(join(nginx.prefix, 'error.log'), 'utf8');
+      return { lines: text.slice(offset).split('\n').filter((l) => / \[(warn|error|crit|alert|emerg)\] /.test(l)), end: text.length };
+    };
     const counter = join(tmp.path, 'reload-counter.mjs');
     const reloads = join(tmp.path, 'reloads.log');
     writeFileSync(counter, RELOAD_COUNTER);
@@ -192,7 +197,7 @@ describe('bench: a burst of pushes to many apps', () => {
       const clients = measure ? keepAliveClients(apps, (app) => `${app.name} ${version}\n`) : null;
       if (clients) await new Promise((r) => setTimeout(r, 1000));
       const reloadsBefore = readFileSync(reloads, 'utf8').split('\n').filter(Boolean).length;
-      const errorLogBefore = readFileSync(join(nginx.prefix, 'error.log'), 'utf8').length;
+      const errorLogBefore = nginxErrorsSince(0).end;
       const t0 = Date.now();
       const answers = await Promise.all(apps.map((app) => send(receiverUrl, githubRequest(githubPush({ repo: app.described, before: app.sha, after: shas.get(app.name)! }), SECRET))));
       const refused = answers.filter((a) => a.status !== 202);
@@ -202,8 +207,7 @@ describe('bench: a burst of pushes to many apps', () => {
       const failed = new Set(records.filter((r) => r.state !== 'completed').map((r) => r.app));
       if (failed.size > 0) {
         const first = records.find((r) => r.state !== 'completed')!;
-        const errorLog = readFileSync(join(nginx.prefix, 'error.log'), 'utf8').split('\n').filter((l) => !l.includes('[notice]')).slice(-20).join('\n');
-        const what = `${failed.size} deploys did not complete: ${first.state} ${first.error}\nnginx's error log, its end:\n${errorLog}`;
+        const what = `${failed.size} deploys did not complete: ${first.state} ${first.error}\nnginx's warnings and errors in this burst, the last:\n${nginxErrorsSince(errorLogBefore).lines.slice(-20).join('\n')}`;
         // Without its first release an app cannot be measured; a failed deploy in a measured phase is one of its figures.
         if (!clients) throw new Error(what);
         progress(what);
@@ -216,9 +220,9 @@ describe('bench: a burst of pushes to many apps', () => {
       await new Promise((r) => setTimeout(r, 1000));
       const report = await clients.stop();
       const times = readFileSync(reloads, 'utf8').split('\n').filter(Boolean).map(Number).slice(reloadsBefore);
-      const nginxErrors = readFileSync(join(nginx.prefix, 'error.log'), 'utf8').slice(errorLogBefore).split('\n').filter((l) => / \[(error|crit|alert|emerg)\] /.test(l));
+      const nginxErrors = nginxErrorsSince(errorLogBefore).lines;
       if (report.failures.length > 0 || nginxErrors.length > 0) {
-        progress(`${report.non2xx} non-2xx answers, the first: \n  ${report.failures.join('\n  ')}\nnginx logged ${nginxErrors.length} errors in the phase, the first: \n  ${nginxErrors.slice(0, 10).join('\n  ')}`);
+        progress(`${report.non2xx} non-2xx answers, the first: \n  ${report.failures.join('\n  ')}\nnginx logged ${nginxErrors.length} warnings or errors in the phase, the first: \n  ${nginxErrors.slice(0, 10).join('\n  ')}`);
         // Whose address an error names (an old container drained and stopped, or a new one), from the jobs' own logs.
         for (const port of new Set(nginxErrors.slice(0, 5).map((l) => /upstream: "http:\/\/[\d.]+:(\d+)\//.exec(l)?.[1]).filter(Boolean))) {
           for (const record of records) {

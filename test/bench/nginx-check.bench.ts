@@ -25,10 +25,15 @@ const CHECKS = Number(process.env.BENCH_CHECKS ?? 7);
 
 type Shape = 'upstream' | 'dns' | 'map (before)';
 
+/** How today's render sets the shared Connection variable, per request in the app's server. */
+const SHARED_CONNECTION = / {4}set \$slipway_connection "";\n {4}if \(\$http_upgrade\) \{\n {8}set \$slipway_connection upgrade;\n {4}\}\n/;
+
 /** The earlier render: the same file plus one `map` per app carrying its Connection header. */
 function withOwnMap(text: string, app: string): string {
+  // Should the render's block change, this baseline would keep a `set` beside its map and measure neither shape.
+  if (!SHARED_CONNECTION.test(text)) throw new Error(`the rendered file no longer sets $slipway_connection as this baseline expects; update SHARED_CONNECTION:\n${text}`);
   const variable = `$slipway_${app.replaceAll('-', '_')}_connection`;
-  return `${text.replace(/ {4}set \$slipway_connection "";\n {4}if \(\$http_upgrade\) \{\n {8}set \$slipway_connection upgrade;\n {4}\}\n/, '').replaceAll('$slipway_connection', variable)}
+  return `${text.replace(SHARED_CONNECTION, '').replaceAll('$slipway_connection', variable)}
 map $http_upgrade ${variable} {
     default "";
     ~.      upgrade;

@@ -256,7 +256,6 @@ async function main() {
       }
       rounds.push(results);
     }
-    for (const server of servers) server.child.kill('SIGTERM');
 
     const of = (name, k) => rounds.map((r) => r[name][k]);
     const lines = [
@@ -279,8 +278,13 @@ async function main() {
     if (PEERS.has('floor') && PEERS.has('bare')) lines.push(`floor/bare express: ${fmt(median(ratio('floor', 'bare', 'rps')), 2)} (${range(ratio('floor', 'bare', 'rps'), 2)})`);
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
-    for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
-    await sleep(500);
+    // Each server is waited for (up to 10 s): a receiver writes its BENCH_PROFILE on the way out,
+    // and needs Redis and its stdout until then.
+    await Promise.all(children.filter((c) => c.exitCode === null && c.signalCode === null).map((child) => {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      return Promise.race([exited, sleep(10_000)]);
+    }));
     client.disconnect();
     await stopProcess(redis.pid);
     rmSync(dir.path, { recursive: true, force: true });
