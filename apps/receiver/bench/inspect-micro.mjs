@@ -51,6 +51,6 @@ if (process.env.PARTS) {
 if (process.env.PARTS) {
   const { configuredRepository, hostOf } = await import('../../../packages/forges/dist/forge-address.js');
   const forges = { github: {}, gitea: {}, gitlab: {} };
-  const urls = [example.repository.clone_url, example.repository.html_url, example.repository.url];
-  await time('  configuredRepository + hostOf of its URLs', N, () => { configuredRepository(apps[1], 'github', forges, name); for (const u of urls) hostOf(u); });
+  const urls = ['clone_url', 'ssh_url', 'html_url', 'git_url'].map((field) => example.repository[field]);
+  await time('  configuredRepository + hostOf of its 4 URLs', N, () => { configuredRepository(apps[1], 'github', forges, name); for (const u of urls) hostOf(u); });
 }

@@ -105,11 +105,11 @@ export function forgeApiBase(provider: Provider, webRoot: string | null, forges:
 
 /** The host of an http(s), ssh or git URL, or of a scp-like `user@host:path`; null for anything else. */
 export function hostOf(address: string): string | null {
-  try {
+  // canParse first: a scp-like address is no URL, and the TypeError new URL would throw for it
+  // (its stack captured) cost more than the rest of a webhook's host checks together.
+  if (URL.canParse(address)) {
     const url = new URL(address);
     if (url.hostname && url.protocol !== 'file:') return url.hostname.replace(/^\[|\]$/g, '').toLowerCase();
-  } catch {
-    // Not a URL: maybe scp-like.
   }
   const scp = /^(?:[^@/:]+@)?([^@/:[\]]+|\[[^\]]+\]):(?!\/\/)/.exec(address);
   return scp ? scp[1]!.replace(/^\[|\]$/g, '').toLowerCase() : null;

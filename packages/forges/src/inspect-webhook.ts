@@ -113,8 +113,9 @@ function assertConfiguredHost(app: WebhookApp, provider: Provider, identity: Rep
     throw new WebhookError('repository_host_mismatch', `${app.name}'s repo ${app.repo} names no forge host for a ${provider} push: set forges.${provider}.api_url, or repo to the repository's URL`);
   }
   for (const address of identity.urls) {
+    if (!/^https?:\/\//i.test(address)) continue;
     const host = hostOf(address);
-    if (/^https?:\/\//i.test(address) && host !== configured.host) {
+    if (host !== configured.host) {
       throw new WebhookError('repository_host_mismatch', `the payload's repository is on ${host ?? 'no host'}, not on ${configured.host} where ${app.name}'s repo is configured`);
     }
   }
