@@ -278,12 +278,14 @@ async function main() {
     if (PEERS.has('floor') && PEERS.has('bare')) lines.push(`floor/bare express: ${fmt(median(ratio('floor', 'bare', 'rps')), 2)} (${range(ratio('floor', 'bare', 'rps'), 2)})`);
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
-    // Each server is waited for (up to 10 s): a receiver writes its BENCH_PROFILE on the way out,
-    // and needs Redis and its stdout until then.
-    await Promise.all(children.filter((c) => c.exitCode === null && c.signalCode === null).map((child) => {
+    // Each server is waited for (up to 10 s, then killed): a receiver writes its BENCH_PROFILE on
+    // the way out, and needs Redis and its stdout until then.
+    const running = (child) => child.exitCode === null && child.signalCode === null;
+    await Promise.all(children.filter(running).map(async (child) => {
       const exited = new Promise((resolve) => child.once('exit', resolve));
       child.kill('SIGTERM');
-      return Promise.race([exited, sleep(10_000)]);
+      await Promise.race([exited, sleep(10_000)]);
+      if (running(child)) child.kill('SIGKILL');
     }));
     client.disconnect();
     await stopProcess(redis.pid);
