@@ -4,6 +4,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, ownNginx, tempDir, testAppName } from '@slipway/devstack/testing';
 import { applyNginxConf } from '../src/nginx-apply.js';
+import { listenersHolders } from '../src/nginx-reload.js';
 import { nginxNames, routeSnapshot } from '../src/render.js';
 import { EmptyUpstreamError, NginxCheckError, NginxReloadError } from '../src/router-errors.js';
 import { appsConfig, backend, fetchText } from './helpers.js';
@@ -130,6 +131,10 @@ describe('applyNginxConf', () => {
       const { file } = await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(one, [r1.address]) });
       await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(two, [r2.address]) });
       expect(await readFile(file, 'utf8')).not.toMatch(/^\s*map /m);
+      // The second reload is confirmed once workers accept on two's new address; the previous
+      // workers may still accept on one's for a moment, and a connection one of them takes is
+      // closed when it exits (its client then reconnects, to a new upstream connection).
+      await oneGeneration(one.listen, two.listen);
 
       const client = new Agent({ keepAlive: true, maxSockets: 1 });
       try {
@@ -249,6 +254,18 @@ function plainGet(listen: string, agent: Agent): Promise<number> {
       res.on('end', () => resolve(res.statusCode ?? 0));
     }).on('error', reject).end();
   });
+}
+
+/** Waits (up to 5 s) until the same nginx workers, and only they, accept on both addresses. */
+async function oneGeneration(a: string, b: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const holders = await listenersHolders([a, b]);
+    const workers = [a, b].map((listen) => [...(holders.get(listen)?.workers ?? [])].sort().join(','));
+    if (workers[0] !== '' && workers[0] === workers[1]) return;
+    if (Date.now() > deadline) throw new Error(`workers on ${a} and ${b} still differ: ${workers.join(' / ')}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 /** Asks nginx for a WebSocket upgrade, sends `text` on the upgraded connection, and returns what comes back. */
