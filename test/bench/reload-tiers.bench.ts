@@ -15,8 +15,9 @@
  * Both tiers are the router's own render (`renderNginxConf`): the back is
  * an app whose upstream is a plain Node server, the front an app whose
  * upstream is the back. Each phase: BENCH_CLIENTS (default 50) keep-alive
- * clients, one connection each, BENCH_GAP_MS (default 20) between an
- * answer and the next request, for BENCH_SECONDS (default 15), the back
+ * clients (devstack's startLoad, one request at a time each), BENCH_GAP_MS
+ * (default 20) between an answer and the next request, for BENCH_SECONDS
+ * (default 15), the back
  * reloaded every second; GET and POST, straight to the back and through
  * the front, BENCH_ROUNDS (default 2) rounds. Then the hop's cost: wrk
  * with as many connections and no reload, requests per second and p99
@@ -24,11 +25,11 @@
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { Agent, createServer, request, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { describe, it } from 'vitest';
 import { validateConfig } from '@slipway/config/load-config';
-import { freePort, isolatedNginx, tempDir, waitFor } from '@slipway/devstack/testing';
+import { freePort, isolatedNginx, startLoad, tempDir, waitFor, type NginxService } from '@slipway/devstack/testing';
 import { renderNginxConf } from '@slipway/router/nginx';
 
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 50);
@@ -38,6 +39,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 
 type Method = 'GET' | 'POST';
 
+/** What one phase's clients got: answered, and failed by status or socket error code. */
 interface PhaseResult {
   ok: number;
   failed: Record<string, number>;
@@ -50,44 +52,23 @@ function appFile(name: string, listen: string, upstream: string): string {
   return renderNginxConf({ app: apps[name]!, upstreams: [upstream] });
 }
 
-/** `clients` keep-alive clients on `port` until `seconds` have passed, running `during` once a second. */
-async function phase(port: number, method: Method, seconds: number, gapMs: number, during: () => void): Promise<PhaseResult> {
-  const result: PhaseResult = { ok: 0, failed: {}, reloads: 0 };
-  const fail = (kind: string) => (result.failed[kind] = (result.failed[kind] ?? 0) + 1);
-  let running = true;
-  const client = async () => {
-    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-    try {
-      while (running) {
-        await new Promise<void>((resolve) => {
-          const req = request({ host: '127.0.0.1', port, path: '/', method, agent }, (res) => {
-            res.resume();
-            res.on('end', () => {
-              if (res.statusCode === 200) result.ok++;
-              else fail(String(res.statusCode));
-              resolve();
-            });
-          });
-          req.on('error', (error: NodeJS.ErrnoException) => {
-            fail(error.code ?? error.message);
-            resolve();
-          });
-          req.end(method === 'POST' ? 'deploy=1' : undefined);
-        });
-        if (gapMs > 0) await new Promise((r) => setTimeout(r, gapMs));
-      }
-    } finally {
-      agent.destroy();
-    }
-  };
-  const clients = Array.from({ length: CLIENTS }, client);
-  for (let s = 0; s < seconds; s++) {
+/** Runs an nginx's reload command (which also loads a changed conf dir); throws if nginx refuses. */
+function reload(nginx: NginxService): void {
+  const run = spawnSync(nginx.reloadCmd[0]!, nginx.reloadCmd.slice(1), { encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(`nginx reload failed: ${run.stderr}`);
+}
+
+/** CLIENTS keep-alive clients on `port` for SECONDS, `back` reloaded once a second. */
+async function phase(port: number, method: Method, back: NginxService): Promise<PhaseResult> {
+  const load = startLoad({ url: `http://127.0.0.1:${port}`, clients: CLIENTS, keepAlive: true, method, gapMs: GAP_MS });
+  for (let s = 0; s < SECONDS; s++) {
     await new Promise((r) => setTimeout(r, 1000));
-    during();
+    reload(back);
   }
-  running = false;
-  await Promise.all(clients);
-  return result;
+  const report = await load.stop();
+  const failed: Record<string, number> = {};
+  for (const kind of [...report.failures.map((f) => String(f.status)), ...report.socketErrors.map((e) => e.code)]) failed[kind] = (failed[kind] ?? 0) + 1;
+  return { ok: report.ok, failed, reloads: SECONDS };
 }
 
 const failedCount = (r: PhaseResult) => Object.values(r.failed).reduce((a, b) => a + b, 0);
@@ -138,30 +119,19 @@ describe('bench: nginx reloads and keep-alive clients, with and without a front 
       const [backPort, frontPort] = [await freePort(), await freePort()];
       writeFileSync(join(back.confDir, 'slipway-app.conf'), appFile('app', `127.0.0.1:${backPort}`, `127.0.0.1:${appPort}`));
       writeFileSync(join(front.confDir, 'slipway-app.conf'), appFile('app', `127.0.0.1:${frontPort}`, `127.0.0.1:${backPort}`));
-      for (const nginx of [back, front]) {
-        const reload = spawnSync(nginx.reloadCmd[0]!, nginx.reloadCmd.slice(1), { encoding: 'utf8' });
-        if (reload.status !== 0) throw new Error(`nginx reload failed: ${reload.stderr}`);
-      }
+      reload(back);
+      reload(front);
       await waitFor('both tiers', async () => (await fetch(`http://127.0.0.1:${frontPort}/`).catch(() => null))?.ok, { timeoutMs: 15_000 });
 
-      let reloads = 0;
-      const reloadBack = () => {
-        const run = spawnSync(back.reloadCmd[0]!, back.reloadCmd.slice(1), { encoding: 'utf8' });
-        if (run.status !== 0) throw new Error(`nginx reload failed: ${run.stderr}`);
-        reloads++;
-      };
       // Old workers of the last reload close their idle connections a moment later: let them go before the next phase.
       const settle = () => new Promise((r) => setTimeout(r, 2000));
       const paths = { 'straight to the reloading nginx': backPort, 'through a front nginx': frontPort } as const;
       type Path = keyof typeof paths;
       const totals = new Map<string, PhaseResult>();
-      const rounds: string[] = [];
       for (let round = 1; round <= ROUNDS; round++) {
         for (const method of ['GET', 'POST'] as const) {
           for (const path of Object.keys(paths) as Path[]) {
-            const before = reloads;
-            const r = await phase(paths[path], method, SECONDS, GAP_MS, reloadBack);
-            r.reloads = reloads - before;
+            const r = await phase(paths[path], method, back);
             await settle();
             const key = `${method} ${path}`;
             const total = totals.get(key) ?? { ok: 0, failed: {}, reloads: 0 };
@@ -169,8 +139,7 @@ describe('bench: nginx reloads and keep-alive clients, with and without a front 
             total.reloads += r.reloads;
             for (const [kind, n] of Object.entries(r.failed)) total.failed[kind] = (total.failed[kind] ?? 0) + n;
             totals.set(key, total);
-            rounds.push(`round ${round}, ${key}: ${r.ok} answered, ${failedCount(r)} failed ${JSON.stringify(r.failed)} over ${r.reloads} reloads`);
-            console.log(`[tiers] ${rounds.at(-1)}`);
+            console.log(`[tiers] round ${round}, ${key}: ${r.ok} answered, ${failedCount(r)} failed ${JSON.stringify(r.failed)} over ${r.reloads} reloads`);
           }
         }
       }

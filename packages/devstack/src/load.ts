@@ -11,6 +11,10 @@ export interface LoadOptions {
   keepAlive: boolean;
   /** Host header, for server_name routing. */
   host?: string;
+  /** GET (default), or POST with a small form body: what a proxy may not send again once sent. */
+  method?: 'GET' | 'POST';
+  /** Each client's pause between an answer and its next request, in ms. Default 0. */
+  gapMs?: number;
 }
 
 export interface LoadReport {
@@ -35,11 +39,12 @@ export function startLoad(options: LoadOptions): { stop(): Promise<LoadReport>; 
   const agent = new Agent({ keepAlive: options.keepAlive, maxSockets: options.clients });
   const base = new URL(options.url);
   const paths = options.paths ?? ['/'];
+  const method = options.method ?? 'GET';
   let running = true;
 
   const once = (path: string) => new Promise<void>((resolve) => {
     const req = request({
-      host: base.hostname, port: base.port, path, agent, method: 'GET',
+      host: base.hostname, port: base.port, path, agent, method,
       headers: { ...(options.keepAlive ? {} : { Connection: 'close' }), ...(options.host ? { Host: options.host } : {}) },
       timeout: 15_000,
     }, (res) => {
@@ -70,11 +75,14 @@ export function startLoad(options: LoadOptions): { stop(): Promise<LoadReport>; 
       report.socketErrors.push({ code: err.code ?? err.message, at: Date.now() });
       resolve();
     });
-    req.end();
+    req.end(method === 'POST' ? 'deploy=1' : undefined);
   });
 
   const loops = Array.from({ length: options.clients }, async (_, client) => {
-    for (let i = client; running; i++) await once(paths[i % paths.length]!);
+    for (let i = client; running; i++) {
+      await once(paths[i % paths.length]!);
+      if (options.gapMs) await new Promise((r) => setTimeout(r, options.gapMs));
+    }
   });
 
   return {
