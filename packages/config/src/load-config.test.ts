@@ -44,6 +44,15 @@ describe('parseConfig defaults', () => {
     expect(config.engine).toEqual({ type: 'docker' });
   });
 
+  it('reads a front tier, its commands defaulting like the back\'s', () => {
+    const two = parseConfig(`nginx:\n  front: { conf_dir: /etc/nginx-front/conf.d, socket_dir: /run/slipway-back, reload_cmd: [nginx, -c, /etc/nginx-front/nginx.conf, -s, reload] }\n${minimalApp}`, { file: FILE, env: {} });
+    expect(two.nginx.front).toEqual({
+      conf_dir: '/etc/nginx-front/conf.d', socket_dir: '/run/slipway-back',
+      check_cmd: ['nginx', '-t'], reload_cmd: ['nginx', '-c', '/etc/nginx-front/nginx.conf', '-s', 'reload'],
+    });
+    expect(parseConfig(minimalApp, { file: FILE, env: {} }).nginx.front).toBeUndefined();
+  });
+
   it('takes resource limits on one engine too (its containers and test steps get them)', () => {
     const one = parseConfig(`${minimalApp}    resources: { cpus: 0.5, memory_mb: 64 }\n`, { file: FILE, env: {} });
     expect(one.apps.hello!.resources).toEqual({ cpus: 0.5, memory_mb: 64 });
@@ -115,6 +124,10 @@ const bad: Array<[string, string, string]> = [
   ['dockerfile escaping the repo', `${minimalApp}    dockerfile: ../Dockerfile`, 'apps.hello.dockerfile: expected a path in the repository, got "../Dockerfile"'],
   ['bad env name', `${minimalApp}    env: { "BAD-NAME": x }`, 'apps.hello.env.BAD-NAME: invalid variable name "BAD-NAME"'],
   ['shell-string check_cmd', 'nginx:\n  check_cmd: "nginx -t"', 'nginx.check_cmd: expected an argv list (never a shell string), got "nginx -t"'],
+  ['front without its socket dir', 'nginx:\n  front: { conf_dir: /etc/nginx-front/conf.d }', 'nginx.front.socket_dir: is required'],
+  ['front socket dir not absolute', 'nginx:\n  front: { conf_dir: /etc/nginx-front/conf.d, socket_dir: run/back }', 'nginx.front.socket_dir: expected an absolute path, got "run/back"'],
+  ['front socket dir that nginx would misread', 'nginx:\n  front: { conf_dir: /etc/nginx-front/conf.d, socket_dir: "/run/back;x" }', 'nginx.front.socket_dir: expected an absolute path, got "/run/back;x"'],
+  ['front on the back\'s conf dir', 'nginx:\n  conf_dir: /etc/nginx/conf.d\n  front: { conf_dir: /etc/nginx/conf.d/, socket_dir: /run/back }', 'nginx.front.conf_dir: must be another nginx\'s conf dir'],
   ['empty reload_cmd', 'nginx:\n  reload_cmd: []', 'nginx.reload_cmd: expected an argv list (never a shell string) with at least 1 item, got an empty list'],
   ['redis not a URL', 'redis: localhost:6379', 'redis: expected a redis:// URL, got "localhost:6379" (protocol must be redis or rediss)'],
   ['etcd not http', 'etcd: [grpc://127.0.0.1:2379]', 'etcd[0]: expected an http(s) URL, got "grpc://127.0.0.1:2379" (protocol must be http or https)'],

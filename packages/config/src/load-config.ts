@@ -124,6 +124,10 @@ function crossCheck(config: SlipwayConfig): string[] {
       }
     }
   }
+  const front = config.nginx.front;
+  if (front && front.conf_dir.replace(/\/+$/, '') === config.nginx.conf_dir.replace(/\/+$/, '')) {
+    problems.push('nginx.front.conf_dir: must be another nginx\'s conf dir than nginx.conf_dir (the front is never reloaded by a deploy)');
+  }
   problems.push(...engineProblems(config.engine));
   return problems;
 }

@@ -63,6 +63,8 @@ const urlPath: Check = (v) => (/^\/[\x21-\x7e]*$/.test(v) ? null : 'must start w
 const repoPath: Check = (v) =>
   !v.startsWith('/') && !v.split('/').includes('..') && v.length > 0 && !v.startsWith('-') ? null : 'must be a relative path inside the repository';
 
+const absolutePath: Check = (v) => (v.startsWith('/') && !/[\s;{}'"\\]/.test(v) ? null : 'must be absolute, with no spaces, quotes or ;{}');
+
 /** nginx `listen`: a port, or address:port. */
 const listen: Check = (v) => {
   if (/^\d{1,5}$/.test(v)) return Number(v) >= 1 && Number(v) <= 65535 ? null : 'invalid';
@@ -224,6 +226,12 @@ export const slipwaySchema = obj({
     conf_dir: str({ default: '/etc/nginx/conf.d', doc: 'Slipway writes `slipway-<app>.conf` here.' }),
     check_cmd: argv(['nginx', '-t'], 'Checks a candidate config, never the live file: see [checking the candidate](docs/architecture.md#checking-the-candidate).'),
     reload_cmd: argv(['nginx', '-s', 'reload'], 'Reloads nginx after a checked change.'),
+    front: obj({
+      conf_dir: str({ check: absolutePath, type: 'an absolute path', doc: 'Front tier: the conf dir of a second nginx, the one clients connect to. Slipway writes each app\'s `slipway-<app>.conf` here (its `listen` and `server_name`, forwarding to the back); a deploy never changes it, so this nginx is reloaded only when an app\'s `listen` or `server_name` changes. See [two tiers](docs/architecture.md#two-tiers-no-reset-on-a-reload).' }),
+      check_cmd: argv(['nginx', '-t'], 'Checks a candidate front file, as `nginx.check_cmd` does the back\'s.'),
+      reload_cmd: argv(['nginx', '-s', 'reload'], 'Reloads the front nginx (only after a change of its files).'),
+      socket_dir: str({ check: absolutePath, type: 'an absolute path', doc: 'Where the back nginx (`nginx.conf_dir`) listens for each app, on a unix socket `slipway-<app>.sock`, instead of on the app\'s `listen`. Slipway creates it; the front\'s workers must be able to reach it.' }),
+    }, { optional: true, doc: 'Optional: a front nginx that holds clients\' connections and is not reloaded by deploys. nginx 1.22 closes every idle keep-alive connection of its old workers on a reload; behind a front, only the front\'s own connections to the back are closed, and the front sends an idempotent request again on a fresh one.' }),
   }),
   engine: obj({
     type: oneOf(['docker', 'swarm'] as const, { default: 'docker', doc: '`docker`: every container on the one engine of `docker`; `swarm`: each release is a Swarm service on the cluster `engine.manager` manages (see "Running on several servers").' }),

@@ -13,11 +13,25 @@ export interface SlipwayConfig {
   dashboard: { host: string; port: number; token?: string; public_url?: string; allowed_hosts: string[] };
   jobs: { log_max_lines: number; log_max_bytes: number; keep_per_app: number; keep_days: number };
   forges: Record<'github' | 'gitea' | 'gitlab', { token?: string; api_url?: string }>;
-  nginx: { conf_dir: string; check_cmd: string[]; reload_cmd: string[] };
+  nginx: NginxConfig;
   router: { batch_ms: number };
   apps: Record<string, AppConfig>;
   dns: { server: string; domain: string; address_pool: string };
   engine: EngineConfig;
+}
+
+/** The nginx Slipway writes each app's routing for, and optionally a front nginx before it (see `front`). */
+export interface NginxConfig {
+  conf_dir: string;
+  check_cmd: string[];
+  reload_cmd: string[];
+  /**
+   * Two tiers: clients connect to this nginx, which forwards each app to
+   * the back one (the nginx above) on a unix socket in `socket_dir`. Its
+   * files change only with an app's listen or server_name, so deploys,
+   * which reload the back, never close a client's connection.
+   */
+  front?: { conf_dir: string; check_cmd: string[]; reload_cmd: string[]; socket_dir: string };
 }
 
 /** Where containers run: the one engine of `docker`, or a Swarm cluster through one of its managers. */

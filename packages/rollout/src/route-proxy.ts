@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { UnavailableError } from '@slipway/core/slipway-error';
 import { compareIps, dnsNames, renderDnsNginxConf, resolveHost } from '@slipway/router/dns';
-import { nginxNames, prepareNginxConf, RELOAD_SETTLE_MS, renderedUpstreams, renderNginxConf, routeSnapshot, type NginxTarget } from '@slipway/router/nginx';
+import { backListen, nginxNames, prepareNginxConf, RELOAD_SETTLE_MS, renderedUpstreams, renderNginxConf, routeSnapshot, type NginxTarget } from '@slipway/router/nginx';
 
 /*
  * How traffic is pointed at containers: the proxy seam and its two
@@ -52,7 +52,7 @@ export class NginxRouteProxy implements RouteProxy {
   }
 
   async prepare(app: AppConfig, addresses: readonly string[]): Promise<PreparedRoute> {
-    const content = renderNginxConf(await routeSnapshot(app, addresses));
+    const content = renderNginxConf(await routeSnapshot(app, addresses, backListen(this.nginx, app.name)));
     const prepared = await prepareNginxConf({ nginx: this.nginx, app, content });
     return {
       changed: prepared.changed,
@@ -94,7 +94,7 @@ export class DnsRouteProxy implements RouteProxy {
   }
 
   async prepare(app: AppConfig, addresses: readonly string[]): Promise<PreparedRoute> {
-    const prepared = await prepareNginxConf({ nginx: this.nginx, app, content: renderDnsNginxConf({ app, dns: this.dns }) });
+    const prepared = await prepareNginxConf({ nginx: this.nginx, app, content: renderDnsNginxConf({ app, dns: this.dns, back: backListen(this.nginx, app.name) }) });
     const wanted = [...new Set(addresses.map((a) => a.split(':')[0]!))].sort(compareIps);
     return {
       // The DNS answer always changes with a new set of containers.

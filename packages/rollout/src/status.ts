@@ -4,7 +4,7 @@ import type { Etcd3 } from 'etcd3';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { readAppsKeys, type AppKeys, type UpstreamKey, type Upstreams } from '@slipway/etcd/keys';
 import { compareIps, dnsNames, renderDnsNginxConf, resolveHost } from '@slipway/router/dns';
-import { nginxNames, renderNginxConf, routeSnapshot } from '@slipway/router/nginx';
+import { backListen, nginxNames, renderFrontConf, renderNginxConf, routeSnapshot } from '@slipway/router/nginx';
 import { DockerRuntime, type AppContainer } from './container-runtime.js';
 import { probe } from './health.js';
 import { SwarmRuntime } from './swarm/swarm-service.js';
@@ -134,17 +134,32 @@ function containerDrift(app: AppConfig, checked: readonly CheckedContainer[], up
   return drift;
 }
 
+/** With a front tier (`nginx.front`): whether its file for the app is what the configuration renders to; pushes to `drift` when not. */
+async function frontInSync(options: AppStatusOptions, drift: string[]): Promise<boolean> {
+  const { app, nginx } = options;
+  const back = backListen(nginx, app.name);
+  if (!nginx.front || back === undefined) return true;
+  const file = nginxNames.path(nginx.front.conf_dir, app.name);
+  const live = await readFile(file, 'utf8').catch(() => null);
+  if (live === renderFrontConf(app, back)) return true;
+  drift.push(live === null
+    ? `front nginx file ${file} does not exist (the next rollout, or \`slipway router --once\`, writes it)`
+    : `front nginx file ${file} differs from what the configuration renders to (the next rollout, or \`slipway router --once\`, rewrites it)`);
+  return false;
+}
+
 /** etcd against what routes traffic (the nginx file; for routing: dns the DNS answer too); pushes to `drift`, returns whether the file is in sync. */
 async function routingDrift(options: AppStatusOptions, file: string, live: string | null, keys: readonly UpstreamKey[], drift: string[]): Promise<boolean> {
   const { app } = options;
   let expected: string | null = null;
   try {
-    if (app.routing === 'dns') expected = options.dns ? renderDnsNginxConf({ app, dns: options.dns }) : live;
-    else expected = keys.length > 0 ? renderNginxConf(await routeSnapshot(app, keys.map((u) => u.address))) : null;
+    const back = backListen(options.nginx, app.name);
+    if (app.routing === 'dns') expected = options.dns ? renderDnsNginxConf({ app, dns: options.dns, back }) : live;
+    else expected = keys.length > 0 ? renderNginxConf(await routeSnapshot(app, keys.map((u) => u.address), back)) : null;
   } catch (err) {
     drift.push(`the ${app.routing === 'dns' ? 'configuration does' : 'etcd keys do'} not render: ${(err as Error).message.split('\n', 1)[0]}`);
   }
-  const inSync = live !== null && expected !== null && live === expected;
+  const inSync = live !== null && expected !== null && live === expected && await frontInSync(options, drift);
   if (app.routing === 'dns' && options.dns && keys.length > 0) {
     const host = dnsNames.host(app.name, options.dns.domain);
     // In the order resolveHost gives (numeric): as text, 127.0.10.10 would sort before 127.0.10.9 and read as drift.

@@ -1,11 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { access, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { access, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { CommandError, runCommand } from '@slipway/core/run-command';
 import { reloadNginx, type NginxTarget, type ReloadResult } from './nginx-reload.js';
-import { nginxNames, renderDnsNginxConf, renderNginxConf, type DnsRouteSnapshot, type RouteSnapshot } from './render.js';
+import { nginxNames, renderDnsNginxConf, renderFrontConf, renderNginxConf, type DnsRouteSnapshot, type RouteSnapshot } from './render.js';
+import { readListeningUnixSockets } from './tcp-sockets.js';
+import { backListen, frontTarget } from './tiers.js';
 import { NginxCheckError, NginxReloadError } from './router-errors.js';
 
 /*
@@ -21,8 +23,8 @@ export const CHECK_TIMEOUT_MS = 30_000;
 
 export interface PrepareNginxConfOptions {
   nginx: NginxTarget;
-  app: Pick<AppConfig, 'name' | 'listen'>;
-  /** The rendered file (see renderNginxConf). */
+  app: Pick<AppConfig, 'name' | 'listen' | 'server_name'>;
+  /** The rendered file (see renderNginxConf), for the back when there is a front tier (see backListen). */
   content: string;
 }
 
@@ -30,7 +32,7 @@ export interface PrepareNginxConfOptions {
 export interface PreparedNginxConf {
   /** The live file it will replace: `<conf_dir>/slipway-<app>.conf`. */
   file: string;
-  /** False when the live file already holds exactly this content: commit does nothing. */
+  /** False when the live file already holds exactly this content (and the front's, with two tiers, its own): commit does nothing. */
   changed: boolean;
   /** Renames the candidate over the live file and reloads nginx; on failure puts the previous file back. */
   commit(): Promise<CommitResult>;
@@ -49,23 +51,74 @@ export interface CommitResult {
  * is atomic; a name the main config's `*.conf` include does not match) and
  * checks it with `check_cmd`. Throws NginxCheckError, leaving nothing
  * behind, when nginx rejects it.
+ *
+ * With a front tier (`nginx.front`), `content` is the back's file, which
+ * listens on the app's socket, and the front's file (the app's listen and
+ * server_name, forwarding to that socket) is prepared beside it. Commit
+ * makes the back live first, so the front never forwards to a socket
+ * nobody serves, and the front's file, which deploys do not change, only
+ * when it changed.
  */
 export async function prepareNginxConf(options: PrepareNginxConfOptions): Promise<PreparedNginxConf> {
   const { nginx, app, content } = options;
-  const file = nginxNames.path(nginx.conf_dir, app.name);
+  const back = backListen(nginx, app.name);
+  const front = frontTarget(nginx);
+  if (back === undefined || front === null) return prepareOne({ nginx, app: app.name, listen: app.listen, content });
+  await readySocket(back);
+  const backFile = await prepareOne({ nginx, app: app.name, listen: back, content });
+  let frontFile: Prepared;
+  try {
+    frontFile = await prepareOne({ nginx: front, app: app.name, listen: app.listen, content: renderFrontConf(app, back) });
+  } catch (err) {
+    await backFile.discard();
+    throw err;
+  }
+  return {
+    file: backFile.file,
+    changed: backFile.changed || frontFile.changed,
+    discard: async () => {
+      await Promise.all([backFile.discard(), frontFile.discard()]);
+    },
+    commit: async () => {
+      let backResult: CommitResult;
+      try {
+        backResult = await backFile.commit();
+      } catch (err) {
+        await frontFile.discard();
+        throw err;
+      }
+      try {
+        const frontResult = await frontFile.commit();
+        return backResult.reloaded || !frontResult.reloaded ? backResult : frontResult;
+      } catch (err) {
+        // The front kept its previous file: so does the back, or the app would be routed as nothing asked.
+        await backFile.revert();
+        throw err;
+      }
+    },
+  };
+}
+
+/** One nginx's candidate; `revert` puts back, after a commit, the file it replaced. */
+type Prepared = PreparedNginxConf & { revert(): Promise<void> };
+
+async function prepareOne(options: { nginx: NginxTarget; app: string; listen: string; content: string }): Promise<Prepared> {
+  const { nginx, app, content } = options;
+  const file = nginxNames.path(nginx.conf_dir, app);
   const previous = await readOrNull(file);
   if (previous === content) {
-    return { file, changed: false, commit: async () => ({ reloaded: false }), discard: async () => {} };
+    return { file, changed: false, commit: async () => ({ reloaded: false }), discard: async () => {}, revert: async () => {} };
   }
-  const candidate = join(nginx.conf_dir, `.${nginxNames.file(app.name)}.${randomBytes(4).toString('hex')}.tmp`);
+  const candidate = join(nginx.conf_dir, `.${nginxNames.file(app)}.${randomBytes(4).toString('hex')}.tmp`);
   await writeFile(candidate, content, { mode: 0o644 });
   try {
-    await checkNginxConf({ nginx, app: app.name, candidate });
+    await checkNginxConf({ nginx, app, candidate });
   } catch (err) {
     await rm(candidate, { force: true });
     throw err;
   }
   let settled = false;
+  let replaced: { live: string | null } | null = null;
   return {
     file,
     changed: true,
@@ -77,15 +130,22 @@ export async function prepareNginxConf(options: PrepareNginxConfOptions): Promis
     commit: async () => {
       if (settled) throw new Error('candidate already committed or discarded');
       settled = true;
-      return commitCandidate({ nginx, app, content, file, candidate });
+      const live = await readOrNull(file);
+      const result = await commitCandidate({ ...options, file, candidate, live });
+      if (result.reloaded) replaced = { live };
+      return result;
+    },
+    revert: async () => {
+      if (replaced === null) return;
+      await restore(file, replaced.live);
+      await reloadNginx({ nginx, listen: options.listen }).catch(() => undefined);
     },
   };
 }
 
 /** The rename and the observed reload of a checked candidate; on failure the previous file is put back and nginx reloaded again. */
-async function commitCandidate(options: PrepareNginxConfOptions & { file: string; candidate: string }): Promise<CommitResult> {
-  const { nginx, app, content, file, candidate } = options;
-  const live = await readOrNull(file);
+async function commitCandidate(options: { nginx: NginxTarget; app: string; listen: string; content: string; file: string; candidate: string; live: string | null }): Promise<CommitResult> {
+  const { nginx, app, listen, content, file, candidate, live } = options;
   if (live === content) {
     // The router (or a concurrent apply) got there first: reloading again would only cost clients.
     await rm(candidate, { force: true });
@@ -94,15 +154,28 @@ async function commitCandidate(options: PrepareNginxConfOptions & { file: string
   await rename(candidate, file);
   let failure: NginxReloadError;
   try {
-    const reload = await reloadNginx({ nginx, listen: app.listen });
+    const reload = await reloadNginx({ nginx, listen });
     if (reload.outcome !== 'not_applied') return { reloaded: true, reload };
-    failure = new NginxReloadError(`nginx did not apply the new config for ${app.name} within ${reload.ms} ms (its old workers still accept on ${app.listen}); see nginx's error log`);
+    failure = new NginxReloadError(`nginx did not apply the new config for ${app} within ${reload.ms} ms (its old workers still accept on ${listen}); see nginx's error log`);
   } catch (err) {
     failure = err instanceof NginxReloadError ? err : new NginxReloadError(`nginx reload failed: ${(err as Error).message}`, { cause: err });
   }
   await restore(file, live);
-  await reloadNginx({ nginx, listen: app.listen }).catch(() => undefined);
+  await reloadNginx({ nginx, listen }).catch(() => undefined);
   throw failure;
+}
+
+/**
+ * Makes the back's socket bindable: its directory exists (a check binds
+ * it, and fails without), and a socket file nobody listens on, left by an
+ * nginx that was killed rather than stopped, is removed (nginx cannot bind
+ * over one, and would keep its previous config).
+ */
+async function readySocket(back: string): Promise<void> {
+  const path = back.slice('unix:'.length);
+  await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+  const kind = await lstat(path).catch(() => null);
+  if (kind?.isSocket() && !readListeningUnixSockets().some((s) => s.local === back)) await rm(path, { force: true });
 }
 
 export interface ApplyResult {
@@ -121,7 +194,7 @@ export interface ApplyResult {
  * back) as it was.
  */
 export async function applyNginxConf(options: { nginx: NginxTarget; snapshot: RouteSnapshot }): Promise<ApplyResult> {
-  const content = renderNginxConf(options.snapshot);
+  const content = renderNginxConf({ ...options.snapshot, back: backListen(options.nginx, options.snapshot.app.name) });
   const prepared = await prepareNginxConf({ nginx: options.nginx, app: options.snapshot.app, content });
   if (!prepared.changed) return { file: prepared.file, changed: false, reloaded: false };
   const result = await prepared.commit();
@@ -138,7 +211,7 @@ export async function applyNginxConf(options: { nginx: NginxTarget; snapshot: Ro
 export async function applyDnsNginxConf(options: DnsRouteSnapshot & { nginx: NginxTarget; onlyIfExists?: boolean }): Promise<ApplyResult> {
   const file = nginxNames.path(options.nginx.conf_dir, options.app.name);
   if (options.onlyIfExists && !(await access(file).then(() => true, () => false))) return { file, changed: false, reloaded: false };
-  const content = renderDnsNginxConf(options);
+  const content = renderDnsNginxConf({ ...options, back: backListen(options.nginx, options.app.name) });
   const prepared = await prepareNginxConf({ nginx: options.nginx, app: options.app, content });
   if (!prepared.changed) return { file, changed: false, reloaded: false };
   return { file, changed: true, ...(await prepared.commit()) };

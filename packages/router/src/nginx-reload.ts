@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SlipwayConfig } from '@slipway/config/types';
 import { CommandError, runCommand } from '@slipway/core/run-command';
-import { readListeningSockets } from './tcp-sockets.js';
+import { readListeningSockets, readListeningUnixSockets, type TcpSocket } from './tcp-sockets.js';
 import { NginxReloadError } from './router-errors.js';
 
 /**
@@ -255,9 +255,10 @@ export interface ListenerHolders {
   workers: number[];
 }
 
-/** `80` → `0.0.0.0:80`, `127.0.0.1:8080` as is; null for a host name (not resolvable here). */
+/** `80` → `0.0.0.0:80`, `127.0.0.1:8080` and `unix:/path` as they are; null for a host name (not resolvable here). */
 export function listenAddress(listen: string): string | null {
   if (/^\d+$/.test(listen)) return `0.0.0.0:${listen}`;
+  if (/^unix:\//.test(listen)) return listen;
   return /^\d{1,3}(\.\d{1,3}){3}:\d+$/.test(listen) ? listen : null;
 }
 
@@ -277,12 +278,12 @@ export async function listenerHolders(listen: string): Promise<ListenerHolders |
  * (a batch of 100 switches would otherwise read them 100 times).
  */
 export async function listenersHolders(listens: readonly string[]): Promise<Map<string, ListenerHolders | null>> {
-  const listening = readListeningSockets();
+  const listening = listeningSockets(listens);
   const result = new Map<string, ListenerHolders | null>();
   const wanted = new Map<string, number>();
   for (const listen of listens) {
     const address = listenAddress(listen);
-    const wildcard = address && `0.0.0.0:${address.split(':')[1]}`;
+    const wildcard = address && !address.startsWith('unix:') && `0.0.0.0:${address.split(':')[1]}`;
     const socket = address ? listening.find((s) => s.local === address) ?? listening.find((s) => s.local === wildcard) : undefined;
     result.set(listen, null);
     if (socket) wanted.set(listen, socket.inode);
@@ -372,7 +373,8 @@ export async function otherHolder(listen: string): Promise<{ pid: number; name: 
   const address = listenAddress(listen);
   if (!address) return null;
   const [host, port] = address.split(':') as [string, string];
-  const clashes = readListeningSockets().filter((s) => {
+  const clashes = listeningSockets([listen]).filter((s) => {
+    if (address.startsWith('unix:')) return s.local === address;
     const [ip, p] = s.local.split(':');
     return p === port && (ip === host || ip === '0.0.0.0' || host === '0.0.0.0');
   });
@@ -382,6 +384,12 @@ export async function otherHolder(listen: string): Promise<{ pid: number; name: 
     if (clashes.some((socket) => sockets.has(socket.inode))) return { pid: proc.pid, name: proc.comm };
   }
   return null;
+}
+
+/** The listening TCP sockets, and the unix ones when one of `listens` is a unix socket. */
+function listeningSockets(listens: readonly string[]): TcpSocket[] {
+  const tcp = readListeningSockets();
+  return listens.some((listen) => listen.startsWith('unix:')) ? [...tcp, ...readListeningUnixSockets()] : tcp;
 }
 
 async function processes(): Promise<Array<{ pid: number; comm: string }>> {

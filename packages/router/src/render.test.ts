@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseDnsHosts, renderDnsHosts, renderDnsNginxConf, renderedUpstreams, renderNginxConf, RESOLVER_VALID_S, type RouteSnapshot } from './render.js';
+import { parseDnsHosts, renderDnsHosts, renderDnsNginxConf, renderedUpstreams, renderFrontConf, renderNginxConf, RESOLVER_VALID_S, type RouteSnapshot } from './render.js';
+import { InvalidInputError } from '@slipway/core/slipway-error';
 import { EmptyUpstreamError, TemplateError } from './router-errors.js';
 
 const app = (over: Partial<RouteSnapshot['app']> = {}): RouteSnapshot['app'] => ({
@@ -128,5 +129,37 @@ describe('renderDnsHosts', () => {
     const hosts = renderDnsHosts(hostsApp, 'slipway.internal', [address]);
     expect(hosts.text).toBe('');
     expect(hosts.skipped[0]!.reason).toMatch(reason);
+  });
+});
+
+describe('two tiers (nginx.front)', () => {
+  const back = 'unix:/run/slipway-back/slipway-hello.sock';
+
+  it('the back listens on the app\'s socket and passes on the client the front names', () => {
+    const text = renderNginxConf({ app: app({ listen: '127.0.0.1:8080' }), upstreams: ['127.0.0.1:1'], back });
+    expect(text).toContain(`listen ${back};`);
+    expect(text).not.toContain('127.0.0.1:8080');
+    for (const header of ['X-Real-IP $http_x_real_ip;', 'X-Forwarded-For $http_x_forwarded_for;', 'X-Forwarded-Proto $http_x_forwarded_proto;']) {
+      expect(text).toContain(`proxy_set_header ${header}`);
+    }
+    const dns = renderDnsNginxConf({ app: { name: 'hello', listen: '80', server_name: [], port: 8080 }, dns: { server: '127.0.0.1:5353', domain: 'slipway.internal', address_pool: '127.0.10.0/24' }, back });
+    expect(dns).toContain(`listen ${back};`);
+    expect(dns).toContain('proxy_set_header X-Real-IP $http_x_real_ip;');
+  });
+
+  it('the front listens as configured and forwards to the back with keep-alive, whatever the live set', () => {
+    const text = renderFrontConf(app({ listen: '127.0.0.1:8080' }), back);
+    expect(text).toContain('listen 127.0.0.1:8080;');
+    expect(text).toContain('server_name hello.example.com;');
+    expect(text).toContain(`upstream slipway_hello {\n    server ${back};\n    keepalive 16;`);
+    expect(text).toContain('proxy_set_header X-Real-IP $remote_addr;');
+    expect(text).not.toMatch(/^\s*proxy_next_upstream[^;]*non_idempotent/m);
+    expect(text).not.toMatch(/^\s*listen[^;]*reuseport/m);
+  });
+
+  it('refuses a back that is not a unix socket path nginx can read', () => {
+    for (const bad of ['127.0.0.1:80', 'unix:relative.sock', 'unix:/a b.sock', 'unix:/a;b.sock']) {
+      expect(() => renderFrontConf(app(), bad)).toThrow(InvalidInputError);
+    }
   });
 });

@@ -63,13 +63,15 @@ export interface RouteSnapshot {
   upstreams: readonly string[];
   /** The text of the app's own template, when it has one (`app.template`). */
   template?: string;
+  /** With a front tier (`nginx.front`): where this, the back, listens instead of `app.listen` (see backListen). */
+  back?: string;
 }
 
 /** Builds a snapshot, reading the app's template file when it names one. */
-export async function routeSnapshot(app: AppConfig, upstreams: readonly string[]): Promise<RouteSnapshot> {
-  if (app.template === undefined) return { app, upstreams };
+export async function routeSnapshot(app: AppConfig, upstreams: readonly string[], back?: string): Promise<RouteSnapshot> {
+  if (app.template === undefined) return { app, upstreams, back };
   try {
-    return { app, upstreams, template: await readFile(app.template, 'utf8') };
+    return { app, upstreams, back, template: await readFile(app.template, 'utf8') };
   } catch (err) {
     throw new TemplateError(`cannot read the nginx template of ${app.name} (${app.template}): ${(err as Error).message}`);
   }
@@ -90,24 +92,65 @@ export function renderNginxConf(snapshot: RouteSnapshot): string {
   const upstream = nginxNames.upstream(app.name);
   const servers = addresses.map((a) => `server ${a};`);
   const serverName = app.server_name.length > 0 ? app.server_name.join(' ') : '_';
+  const listen = snapshot.back ?? app.listen;
   if (snapshot.template !== undefined) {
-    return renderTemplate(snapshot.template, { app: app.name, upstream, servers, listen: app.listen, server_name: serverName });
+    return renderTemplate(snapshot.template, { app: app.name, upstream, servers, listen, server_name: serverName });
   }
   return `# Written by Slipway for app ${app.name}; regenerated from etcd ${app.etcd_prefix}/. Do not edit.
-upstream ${upstream} {
-    ${servers.join('\n    ')}
-    keepalive ${UPSTREAM_KEEPALIVE};
-    keepalive_timeout ${UPSTREAM_KEEPALIVE_TIMEOUT};
-}
+${upstreamBlock(upstream, servers)}
 
 server {
-    # No reuseport: with it, connections waiting in an old worker's accept queue are lost on reload.
-    listen ${app.listen};
+${listenLines(listen, snapshot.back !== undefined)}
     server_name ${serverName};
 
 ${CONNECTION_HEADER}
 
-${proxyLocation(upstream)}
+${proxyLocation(upstream, snapshot.back !== undefined)}
+}
+`;
+}
+
+function upstreamBlock(name: string, servers: readonly string[]): string {
+  return `upstream ${name} {
+    ${servers.join('\n    ')}
+    keepalive ${UPSTREAM_KEEPALIVE};
+    keepalive_timeout ${UPSTREAM_KEEPALIVE_TIMEOUT};
+}`;
+}
+
+function listenLines(listen: string, behindFront: boolean): string {
+  return behindFront
+    ? `    # The back of two tiers: only the front nginx (nginx.front) connects here, and clients connect to it.\n    listen ${listen};`
+    : `    # No reuseport: with it, connections waiting in an old worker's accept queue are lost on reload.\n    listen ${listen};`;
+}
+
+// The front tier ------------------------------------------------------------
+
+/**
+ * The front nginx's file for an app (`nginx.front`): the app's `listen`
+ * and `server_name`, forwarding everything to the back nginx on `back`
+ * (the app's unix socket). Pure, and independent of the live containers,
+ * so a deploy never changes it and the front, which holds the clients'
+ * connections, is never reloaded by one. The back's reload closes only
+ * the front's idle connections to it, and nginx sends a request that
+ * failed on such a cached connection again on a fresh one (idempotent
+ * requests only, as everywhere: a POST already sent is answered 502).
+ */
+export function renderFrontConf(app: Pick<AppConfig, 'name' | 'listen' | 'server_name'>, back: string): string {
+  if (!/^unix:\/[^\s;{}'"\\]+$/.test(back)) throw new InvalidInputError(`not a unix socket address for the back nginx: ${JSON.stringify(back)}`);
+  const upstream = nginxNames.upstream(app.name);
+  const serverName = app.server_name.length > 0 ? app.server_name.join(' ') : '_';
+  return `# Written by Slipway for app ${app.name}: the front tier, holding clients' connections. It forwards to the back nginx
+# on ${back}; deploys reload only the back. Changes only with the app's listen or server_name. Do not edit.
+${upstreamBlock(upstream, [`server ${back};`])}
+
+server {
+${listenLines(app.listen, false)}
+    server_name ${serverName};
+
+${CONNECTION_HEADER}
+
+${proxyLocation(upstream, false)}
 }
 `;
 }
@@ -179,14 +222,18 @@ const CONNECTION_HEADER = `    # Upstream keep-alive needs an empty Connection h
  * pass), and a retry on another container for idempotent requests only
  * (`non_idempotent` is deliberately absent: a POST is never sent twice).
  */
-function proxyLocation(target: string): string {
+function proxyLocation(target: string, behindFront: boolean): string {
+  // Behind a front, the client is the front's to name: its headers pass on as they came (only the front can reach the back's socket).
+  const [realIp, forwardedFor, proto] = behindFront
+    ? ['$http_x_real_ip', '$http_x_forwarded_for', '$http_x_forwarded_proto']
+    : ['$remote_addr', '$proxy_add_x_forwarded_for', '$scheme'];
   return `    location / {
         proxy_pass http://${target};
         proxy_http_version 1.1;
         proxy_set_header Host $host;
-        proxy_set_header X-Real-IP $remote_addr;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_set_header X-Real-IP ${realIp};
+        proxy_set_header X-Forwarded-For ${forwardedFor};
+        proxy_set_header X-Forwarded-Proto ${proto};
         proxy_set_header Upgrade $http_upgrade;
         proxy_set_header Connection ${CONNECTION_VARIABLE};
         proxy_next_upstream error timeout http_502 http_503;
@@ -218,6 +265,8 @@ export const RESOLVER_TIMEOUT_S = 2;
 export interface DnsRouteSnapshot {
   app: Pick<AppConfig, 'name' | 'listen' | 'server_name' | 'port' | 'template'>;
   dns: SlipwayConfig['dns'];
+  /** With a front tier: where this, the back, listens instead of `app.listen`. */
+  back?: string;
 }
 
 /**
@@ -240,8 +289,7 @@ export function renderDnsNginxConf(snapshot: DnsRouteSnapshot): string {
   return `# Written by Slipway for app ${app.name} (routing: dns): nginx resolves ${host} through ${dns.server}.
 # Deploys change DNS only; this file changes with the configuration. Do not edit.
 server {
-    # No reuseport: with it, connections waiting in an old worker's accept queue are lost on reload.
-    listen ${app.listen};
+${listenLines(snapshot.back ?? app.listen, snapshot.back !== undefined)}
     server_name ${serverName};
 
     # Each worker re-asks after valid=; dnsmasq answers the live containers (fed from etcd by Slipway).
@@ -251,7 +299,7 @@ server {
 
 ${CONNECTION_HEADER}
 
-${proxyLocation(`${backend}:${app.port}`)}
+${proxyLocation(`${backend}:${app.port}`, snapshot.back !== undefined)}
 }
 `;
 }

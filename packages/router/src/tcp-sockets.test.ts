@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { countEstablished, decodeAddress, parseProcNetTcp } from './tcp-sockets.js';
+import { countEstablished, decodeAddress, parseListeningUnixSockets, parseProcNetTcp } from './tcp-sockets.js';
 
 const TABLE = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:8001 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 20171 1 0000000000000000 100 0 0 10 0
@@ -23,5 +23,18 @@ describe('/proc/net/tcp', () => {
     expect(sockets[0]).toEqual({ local: '127.0.0.1:32769', remote: '0.0.0.0:0', state: 0x0a, inode: 20171 });
     // The accepted side only: the client's own socket (local :45262) and TIME_WAIT do not count.
     expect(countEstablished(sockets, ['127.0.0.1:32769', '127.0.0.1:1'])).toEqual(new Map([['127.0.0.1:32769', 1], ['127.0.0.1:1', 0]]));
+  });
+});
+
+describe('/proc/net/unix', () => {
+  it('keeps the listening sockets that have a path, as nginx names them', () => {
+    const table = `Num       RefCount Protocol Flags    Type St Inode Path
+00000000112d8c8f: 00000002 00000000 00010000 0001 01 6522798 /tmp/back/slipway-hello.sock
+0000000029cb1f7b: 00000003 00000000 00000000 0001 03 6522812 /tmp/back/slipway-hello.sock
+00000000a6d1a0f1: 00000002 00000000 00010000 0001 01 1820 @/containerd-shim/abc.sock
+000000004b2b1d4c: 00000002 00000000 00000000 0002 01 1855
+`;
+    // Accepting (Flags 0x10000) with a file path: not the connected peer, not an abstract name, not a nameless socket.
+    expect(parseListeningUnixSockets(table)).toEqual([{ local: 'unix:/tmp/back/slipway-hello.sock', remote: '', state: 0x0a, inode: 6522798 }]);
   });
 });

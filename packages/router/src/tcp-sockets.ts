@@ -1,11 +1,12 @@
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { CommandError, runCommand } from '@slipway/core/run-command';
 
 /*
  * This host's TCP sockets, as the kernel lists them: the listening ones
- * (which nginx processes accept where: how a reload is observed) and the
- * connections an address still carries (how a drain is observed).
+ * (which nginx processes accept where: how a reload is observed; unix ones
+ * too, where a back nginx of two tiers listens) and the connections an
+ * address still carries (how a drain is observed).
  */
 
 /** One socket from /proc/net/tcp{,6}, addresses decoded to `ip:port`. */
@@ -117,6 +118,33 @@ export function readListeningSockets(): TcpSocket[] {
   return sockets;
 }
 
+/** `__SO_ACCEPTCON` in /proc/net/unix's Flags: the socket listens. */
+const UNIX_ACCEPTING = 0x10000;
+
+/**
+ * The listening unix sockets that have a path (as `unix:<path>`, the way
+ * nginx's `listen` names them), from the text of /proc/net/unix. Pure.
+ */
+export function parseListeningUnixSockets(text: string): TcpSocket[] {
+  const sockets: TcpSocket[] = [];
+  for (const line of text.split('\n').slice(1)) {
+    // Num RefCount Protocol Flags Type St Inode Path
+    const fields = line.trim().split(/\s+/);
+    if (fields.length < 8 || !fields[7]!.startsWith('/')) continue;
+    if ((parseInt(fields[3]!, 16) & UNIX_ACCEPTING) === 0) continue;
+    sockets.push({ local: `unix:${fields.slice(7).join(' ')}`, remote: '', state: TcpState.LISTEN, inode: Number(fields[6]) });
+  }
+  return sockets;
+}
+
+/** This network namespace's listening unix sockets with a path (the back's sockets of two tiers). */
+export function readListeningUnixSockets(): TcpSocket[] {
+  try {
+    return parseListeningUnixSockets(readFileSync('/proc/net/unix', 'latin1'));
+  } catch {
+    return [];
+  }
+}
 
 /**
  * ESTABLISHED TCP connections accepted on each `ip:port` (the socket's
