@@ -10,10 +10,15 @@
  * keep-alive requests reset across all apps. Also the peak RSS of the
  * receiver and both workers.
  *
+ * A third burst runs with two tiers (`nginx.front`, batch_ms 200): the
+ * clients connect to a front nginx that deploys never reload, and each
+ * app's back listens on a unix socket. `slipway router --once` moves the
+ * apps there before it (not measured); the front's reloads are counted too.
+ *
  * BENCH_APPS (default 100) changes the number of apps; BENCH_GAP_MS
  * (default 100) the pause of each app's client between requests.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,6 +42,7 @@ const APPS = Number(process.env.BENCH_APPS ?? 100);
 const GAP_MS = Number(process.env.BENCH_GAP_MS ?? 100);
 const SECRET = 'bench-webhook-secret-0123456789';
 const bin = (app: string) => fileURLToPath(new URL(`../../apps/${app}/bin/slipway-${app}.js`, import.meta.url));
+const cli = fileURLToPath(new URL('../../apps/cli/bin/slipway.js', import.meta.url));
 const secs = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 const peakMb = (pid: number) => Number(/VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
 
@@ -121,10 +127,13 @@ describe('bench: a burst of pushes to many apps', () => {
     tmp.remove();
   });
 
-  it(`${APPS} apps, batch_ms 0 beside batch_ms 200`, { timeout: 60 * 60_000 }, async () => {
+  it(`${APPS} apps, batch_ms 0 beside batch_ms 200, and 200 with two tiers`, { timeout: 90 * 60_000 }, async () => {
     mkdirSync(join(tmp.path, 'git', 'acme'), { recursive: true });
+    // The front nginx's workers run as another user: they must reach the back's sockets under it.
+    chmodSync(tmp.path, 0o755);
     const git = await startGitHttpServer({ root: join(tmp.path, 'git') });
     const nginx = await isolatedNginx(tmp.path);
+    const front = await isolatedNginx(join(tmp.path, 'front'));
     /** What nginx logged at warn level or above from a byte offset of its error log on, and where the log ends now. */
     const nginxErrorsSince = (offset: number) => {
       const text = readFileSync(join(nginx.prefix, 'error.log'), 'utf8');
@@ -132,8 +141,11 @@ describe('bench: a burst of pushes to many apps', () => {
     };
     const counter = join(tmp.path, 'reload-counter.mjs');
     const reloads = join(tmp.path, 'reloads.log');
+    const frontReloads = join(tmp.path, 'front-reloads.log');
     writeFileSync(counter, RELOAD_COUNTER);
     writeFileSync(reloads, '');
+    writeFileSync(frontReloads, '');
+    const reloadTimes = (log: string) => readFileSync(log, 'utf8').split('\n').filter(Boolean).map(Number);
 
     for (let i = 0; i < APPS; i++) {
       const name = testAppName();
@@ -148,7 +160,7 @@ describe('bench: a burst of pushes to many apps', () => {
     const receiverMetrics = await freePort();
     const receiverUrl = `http://127.0.0.1:${receiverPort}`;
     const prefix = uniqueName('burst');
-    const configFor = (batchMs: number) => writeTestConfig(join(tmp.path, `slipway-${batchMs}.yml`), {
+    const configFor = (batchMs: number, name = `slipway-${batchMs}`) => writeTestConfig(join(tmp.path, `${name}.yml`), {
       stack: testStack(), nginx, prefix, workdir: join(tmp.path, 'work'),
       // drain_s as configured by default (5 s): at a load of 150 a request takes over a second, and a shorter
       // drain (1 s, before 3 December) stopped old containers with a request still on them (nginx's 502s).
@@ -161,13 +173,18 @@ describe('bench: a burst of pushes to many apps', () => {
         router: { batch_ms: batchMs },
       },
     });
-    const patchReload = (file: string) => {
-      const raw = JSON.parse(readFileSync(file, 'utf8')) as { nginx: { reload_cmd: string[] } };
+    const patchReload = (file: string, tiers = false) => {
+      const raw = JSON.parse(readFileSync(file, 'utf8')) as { nginx: { reload_cmd: string[]; front?: unknown } };
       raw.nginx.reload_cmd = [process.execPath, counter, reloads, ...raw.nginx.reload_cmd];
+      if (tiers) {
+        raw.nginx.front = {
+          conf_dir: front.confDir, check_cmd: front.checkCmd, reload_cmd: [process.execPath, counter, frontReloads, ...front.reloadCmd], socket_dir: join(tmp.path, 'sockets'),
+        };
+      }
       writeFileSync(file, JSON.stringify(raw, null, 2));
       return file;
     };
-    const configs = { unbatched: patchReload(configFor(0)), batched: patchReload(configFor(200)) };
+    const configs = { unbatched: patchReload(configFor(0)), batched: patchReload(configFor(200)), tiers: patchReload(configFor(200, 'slipway-tiers'), true) };
     const config = loadConfig({ path: configs.batched, env: {} });
     const redis = connectRedis(config.redis, 'producer');
     await new Promise((resolve) => redis.once('ready', resolve));
@@ -196,7 +213,8 @@ describe('bench: a burst of pushes to many apps', () => {
       for (const app of apps) shas.set(app.name, await commitVersion(app.repo, { version: `${app.name} ${version}` }));
       const clients = measure ? keepAliveClients(apps, (app) => `${app.name} ${version}\n`) : null;
       if (clients) await new Promise((r) => setTimeout(r, 1000));
-      const reloadsBefore = readFileSync(reloads, 'utf8').split('\n').filter(Boolean).length;
+      const reloadsBefore = reloadTimes(reloads).length;
+      const frontReloadsBefore = reloadTimes(frontReloads).length;
       const errorLogBefore = nginxErrorsSince(0).end;
       const t0 = Date.now();
       const answers = await Promise.all(apps.map((app) => send(receiverUrl, githubRequest(githubPush({ repo: app.described, before: app.sha, after: shas.get(app.name)! }), SECRET))));
@@ -219,7 +237,7 @@ describe('bench: a burst of pushes to many apps', () => {
       const allLive = Math.max(...deployed.map((app) => clients.report.firstNew.get(app.name)!));
       await new Promise((r) => setTimeout(r, 1000));
       const report = await clients.stop();
-      const times = readFileSync(reloads, 'utf8').split('\n').filter(Boolean).map(Number).slice(reloadsBefore);
+      const times = reloadTimes(reloads).slice(reloadsBefore);
       const nginxErrors = nginxErrorsSince(errorLogBefore).lines;
       if (report.failures.length > 0 || nginxErrors.length > 0) {
         progress(`${report.non2xx} non-2xx answers, the first: \n  ${report.failures.join('\n  ')}\nnginx logged ${nginxErrors.length} warnings or errors in the phase, the first: \n  ${nginxErrors.slice(0, 10).join('\n  ')}`);
@@ -237,6 +255,7 @@ describe('bench: a burst of pushes to many apps', () => {
         live: allLive - t0,
         perMinute: (deployed.length / (allLive - t0)) * 60_000,
         reloads: times.length,
+        frontReloads: reloadTimes(frontReloads).length - frontReloadsBefore,
         minGap: gaps.length ? Math.min(...gaps) : null,
         requests: report.requests,
         resets: report.resets,
@@ -264,6 +283,14 @@ describe('bench: a burst of pushes to many apps', () => {
     const after = (await burst('v3', true))!;
     progress(row('200 (default)', after));
 
+    // Two tiers: every app's back moves to its socket and its front file is written (not measured), then the same burst.
+    const moved = startProcess([process.execPath, cli, 'router', '--once', '--config', configs.tiers], { env: { LOG_LEVEL: 'warn' } });
+    const movedExit = await moved.exited;
+    if (movedExit !== 0) throw new Error(`slipway router --once exited ${movedExit}`);
+    await startWorkers(configs.tiers);
+    const tiered = (await burst('v4', true))!;
+    progress(row('200, two tiers', tiered));
+
     for (const w of workers) peaks.workers = Math.max(peaks.workers, peakMb(w.child.pid!));
     console.log([
       `${APPS} apps (1 replica each, upstream routing), ${APPS} signed pushes at once, 2 workers x concurrency 4, a keep-alive client on every app:`,
@@ -273,13 +300,16 @@ describe('bench: a burst of pushes to many apps', () => {
       '|---|---:|---:|---:|---:|---:|---:|---:|---:|',
       row('0 (one reload per switch)', before),
       row('200 (default)', after),
+      row('200, two tiers (nginx.front)', tiered),
       '',
-      `ratios batched / unbatched: time ${(after.live / before.live).toFixed(2)}, reloads ${(after.reloads / Math.max(1, before.reloads)).toFixed(2)}, resets ${(after.resets / Math.max(1, before.resets)).toFixed(2)} (${before.resets > 0 ? `${(before.resets / Math.max(1, after.resets)).toFixed(1)}x fewer` : 'none before'})`,
+      `two tiers: the front nginx reloaded ${tiered.frontReloads} times during its burst; resets ${tiered.resets} against ${before.resets} with one reload per switch (${tiered.resets > 0 ? `${(before.resets / tiered.resets).toFixed(1)}x fewer` : 'none at all'})`,
+      `ratios batched (one tier) / unbatched: time ${(after.live / before.live).toFixed(2)}, reloads ${(after.reloads / Math.max(1, before.reloads)).toFixed(2)}, resets ${(after.resets / Math.max(1, before.resets)).toFixed(2)} (${before.resets > 0 ? `${(before.resets / Math.max(1, after.resets)).toFixed(1)}x fewer` : 'none before'})`,
       `peak RSS: receiver ${peakMb(receiver.child.pid!).toFixed(0)} MB, worker ${peaks.workers.toFixed(0)} MB (the larger of the two, over all phases), bench process ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MB`,
     ].join('\n'));
     await queue.close();
     redis.disconnect();
     await git.close();
     await nginx.stop();
+    await front.stop();
   });
 });

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, stopProcess } from './processes.js';
@@ -76,6 +76,29 @@ export async function ownNginx(): Promise<{ service: NginxService; settings: { c
     stop: async () => {
       await service.stop();
       dir.remove();
+    },
+  };
+}
+
+type NginxSettings = Awaited<ReturnType<typeof ownNginx>>['settings'];
+export type TwoTierSettings = NginxSettings & { front: NginxSettings & { socket_dir: string } };
+
+/**
+ * Two tiers (`nginx.front`) before `back` (an ownNginx's settings): a front
+ * nginx of the test's own and a socket directory its workers can reach
+ * (they run as another user than the test), with the `nginx:` settings of
+ * both; `stop()` stops the front and removes both directories.
+ */
+export async function ownFrontTier(back: NginxSettings): Promise<{ service: NginxService; settings: TwoTierSettings; stop: () => Promise<void> }> {
+  const front = await ownNginx();
+  const sockets = tempDir('slipway-sockets-');
+  chmodSync(sockets.path, 0o755);
+  return {
+    service: front.service,
+    settings: { ...back, front: { ...front.settings, socket_dir: join(sockets.path, 'back') } },
+    stop: async () => {
+      await front.stop();
+      sockets.remove();
     },
   };
 }

@@ -1,12 +1,11 @@
-import { chmodSync } from 'node:fs';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer, request, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, ownNginx, startLoad, tempDir, testAppName } from '@slipway/devstack/testing';
+import { freePort, ownFrontTier, ownNginx, startLoad, testAppName, type TwoTierSettings } from '@slipway/devstack/testing';
 import { applyNginxConf } from '../src/nginx-apply.js';
-import { listenerHolders, type NginxTarget } from '../src/nginx-reload.js';
+import { listenerHolders } from '../src/nginx-reload.js';
 import { nginxNames, routeSnapshot } from '../src/render.js';
 import { NginxCheckError } from '../src/router-errors.js';
 import { backListen } from '../src/tiers.js';
@@ -18,22 +17,18 @@ const LOAD_CLIENTS = 20;
 
 describe('two tiers (nginx.front): deploys reload only the back', () => {
   let back: Awaited<ReturnType<typeof ownNginx>>;
-  let front: Awaited<ReturnType<typeof ownNginx>>;
-  let sockets: ReturnType<typeof tempDir>;
-  let nginx: NginxTarget;
+  let front: Awaited<ReturnType<typeof ownFrontTier>>;
+  let nginx: TwoTierSettings;
   const backends: Array<Awaited<ReturnType<typeof backend>>> = [];
 
   beforeAll(async () => {
-    [back, front] = await Promise.all([ownNginx(), ownNginx()]);
-    sockets = tempDir('slipway-sockets-');
-    // The front's workers run as another user than the test: they must reach the socket directory.
-    chmodSync(sockets.path, 0o755);
-    nginx = { ...back.settings, front: { ...front.settings, socket_dir: join(sockets.path, 'back') } };
+    back = await ownNginx();
+    front = await ownFrontTier(back.settings);
+    nginx = front.settings;
     for (const body of ['a', 'b']) backends.push(await backend(body));
   });
   afterAll(async () => {
     await Promise.all([back?.stop(), front?.stop()]);
-    sockets?.remove();
     await Promise.all(backends.map((x) => x.close()));
   });
 
@@ -51,11 +46,11 @@ describe('two tiers (nginx.front): deploys reload only the back', () => {
 
     // The back listens on the app's socket only, the front on the app's listen only.
     const socket = backListen(nginx, app.name)!;
-    expect(socket).toBe(`unix:${join(sockets.path, 'back', `slipway-${app.name}.sock`)}`);
+    expect(socket).toBe(`unix:${join(nginx.front.socket_dir, `slipway-${app.name}.sock`)}`);
     const backFile = await readFile(nginxNames.path(back.settings.conf_dir, app.name), 'utf8');
     expect(backFile).toContain(`listen ${socket};`);
     expect(backFile).not.toContain(app.listen);
-    const frontPath = nginxNames.path(front.settings.conf_dir, app.name);
+    const frontPath = nginxNames.path(nginx.front.conf_dir, app.name);
     const frontFile = await readFile(frontPath, 'utf8');
     expect(frontFile).toContain(`listen ${app.listen};`);
     expect(frontFile).toContain(`server ${socket};`);
@@ -135,10 +130,10 @@ describe('two tiers (nginx.front): deploys reload only the back', () => {
     const backPath = nginxNames.path(back.settings.conf_dir, app.name);
     const backBefore = await readFile(backPath, 'utf8');
     // Another front file that claims the same upstream name: the front's check of this app's file fails.
-    const clash = nginxNames.path(front.settings.conf_dir, `${app.name}-clash`);
+    const clash = nginxNames.path(nginx.front.conf_dir, `${app.name}-clash`);
     await writeFile(clash, `upstream ${nginxNames.upstream(app.name)} { server 127.0.0.1:9; }\n`);
     try {
-      const frontPath = nginxNames.path(front.settings.conf_dir, app.name);
+      const frontPath = nginxNames.path(nginx.front.conf_dir, app.name);
       const moved = { ...app, listen: `127.0.0.1:${await freePort()}` };
       await expect(applyNginxConf({ nginx, snapshot: await routeSnapshot(moved, [b]) })).rejects.toBeInstanceOf(NginxCheckError);
       expect(await readFile(backPath, 'utf8')).toBe(backBefore);
