@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { access, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { CommandError, runCommand } from '@slipway/core/run-command';
 import { reloadNginx, type NginxTarget, type ReloadResult } from './nginx-reload.js';
@@ -174,9 +175,14 @@ async function commitCandidate(options: { nginx: NginxTarget; app: string; liste
 async function readySocket(back: string): Promise<void> {
   const path = back.slice('unix:'.length);
   await mkdir(dirname(path), { recursive: true, mode: 0o755 });
-  const kind = await lstat(path).catch(() => null);
-  if (kind?.isSocket() && !readListeningUnixSockets().some((s) => s.local === back)) await rm(path, { force: true });
+  const unheard = async () => (await lstat(path).catch(() => null))?.isSocket() === true && !readListeningUnixSockets().some((s) => s.local === back);
+  if (!(await unheard())) return;
+  // Asked twice, a moment apart: a reload binding it this instant has not called listen() yet.
+  await sleep(STALE_SOCKET_RECHECK_MS);
+  if (await unheard()) await rm(path, { force: true });
 }
+
+const STALE_SOCKET_RECHECK_MS = 200;
 
 export interface ApplyResult {
   file: string;

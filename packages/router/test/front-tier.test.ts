@@ -1,7 +1,8 @@
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { lstat, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer, request, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, ownFrontTier, ownNginx, startLoad, testAppName, type TwoTierSettings } from '@slipway/devstack/testing';
 import { applyNginxConf } from '../src/nginx-apply.js';
@@ -121,6 +122,18 @@ describe('two tiers (nginx.front): deploys reload only the back', () => {
     expect(report.socketErrors).toEqual([]);
     expect(report.failures).toEqual([]);
     expect(report.ok).toBeGreaterThan(SWITCHES * LOAD_CLIENTS);
+  });
+
+  it('binds the back\'s socket over one a killed nginx left behind', async () => {
+    const app = await newApp();
+    const path = backListen(nginx, app.name)!.slice('unix:'.length);
+    await mkdir(dirname(path), { recursive: true });
+    // A process that listened on it and exited without closing: the file stays, nobody listens.
+    execFileSync(process.execPath, ['-e', `require('node:net').createServer().listen(${JSON.stringify(path)}, () => process.exit(0))`]);
+    expect((await lstat(path)).isSocket()).toBe(true);
+    const applied = await applyNginxConf({ nginx, snapshot: await routeSnapshot(app, [backends[0]!.address]) });
+    expect(applied).toMatchObject({ changed: true, reloaded: true, reload: { outcome: 'confirmed' } });
+    expect(await fetchText(app.listen)).toBe('200 a');
   });
 
   it('keeps both tiers as they were when the front rejects its file', async () => {
