@@ -3,12 +3,13 @@ import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '@slipway/core/run-command';
-import { type DnsmasqService, freePort, ownNginx, startDnsmasq, stopProcess, tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
+import { type DnsmasqService, freePort, ownFrontTier, ownNginx, startDnsmasq, stopProcess, tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { startDnsRouter, watchDnsHosts } from '../src/dns-feed.js';
 import { dnsmasqPaths, resolveHost, runDnsmasq } from '../src/dns-server.js';
 import { applyDnsNginxConf } from '../src/nginx-apply.js';
 import { listenerHolders } from '../src/nginx-reload.js';
+import { backListen } from '../src/tiers.js';
 import { dnsNames, nginxNames, RESOLVER_CACHE_MS } from '../src/render.js';
 import { appsConfig, backend, fetchText, within } from './helpers.js';
 
@@ -120,6 +121,26 @@ describe('routing: dns — etcd → dnsmasq → nginx', () => {
     } finally {
       await feed.close();
       await Promise.all(backends.map((b) => b.close()));
+    }
+  });
+
+  it('with two tiers: the front forwards to the back\'s socket, and the back resolves through dnsmasq', async () => {
+    const front = await ownFrontTier(nginx.settings);
+    const { apps, app } = await dnsApp();
+    const server = await backend('tiers', { host: '127.0.11.23', port: app.port });
+    const feed = await watchDnsHosts({ apps, dns: dnsSettings(), etcd, hostsDir: dnsmasq.hostsDir });
+    try {
+      await etcd.put(`${app.etcd_prefix}/aaaaaaaaaaaa`).value(server.address);
+      await within(1000, async () => (await answer(app.name)).length === 1, 'the app answered');
+      expect(await applyDnsNginxConf({ nginx: front.settings, app, dns: dnsSettings() })).toMatchObject({ changed: true, reloaded: true });
+      const back = backListen(front.settings, app.name)!;
+      expect(await readFile(nginxNames.path(nginx.settings.conf_dir, app.name), 'utf8')).toContain(`listen ${back};`);
+      expect(await readFile(nginxNames.path(front.settings.front.conf_dir, app.name), 'utf8')).toContain(`listen ${app.listen};`);
+      expect(await fetchText(app.listen)).toBe('200 tiers');
+    } finally {
+      await feed.close();
+      await server.close();
+      await front.stop();
     }
   });
 
