@@ -8,7 +8,7 @@ import { freePort, ownFrontTier, ownNginx, startLoad, testAppName, type TwoTierS
 import { applyNginxConf } from '../src/nginx-apply.js';
 import { listenerHolders } from '../src/nginx-reload.js';
 import { nginxNames, routeSnapshot } from '../src/render.js';
-import { NginxCheckError } from '../src/router-errors.js';
+import { NginxCheckError, NginxReloadError } from '../src/router-errors.js';
 import { backListen } from '../src/tiers.js';
 import { appsConfig, backend, fetchText } from './helpers.js';
 
@@ -134,6 +134,23 @@ describe('two tiers (nginx.front): deploys reload only the back', () => {
     const applied = await applyNginxConf({ nginx, snapshot: await routeSnapshot(app, [backends[0]!.address]) });
     expect(applied).toMatchObject({ changed: true, reloaded: true, reload: { outcome: 'confirmed' } });
     expect(await fetchText(app.listen)).toBe('200 a');
+  });
+
+  it('puts the back\'s previous file back when the front cannot take its own', async () => {
+    const app = await newApp();
+    // Another process holds the app's listen: the front's reload cannot bind it and keeps its previous config.
+    const squatter = createServer((_req, res) => res.end('squatter\n'));
+    const [host, port] = app.listen.split(':');
+    await new Promise<void>((resolve) => squatter.listen(Number(port), host, resolve));
+    try {
+      await expect(applyNginxConf({ nginx, snapshot: await routeSnapshot(app, [backends[0]!.address]) })).rejects.toBeInstanceOf(NginxReloadError);
+      // Neither tier kept a file for the app: the back's, made live first, was taken back.
+      await expect(readFile(nginxNames.path(back.settings.conf_dir, app.name), 'utf8')).rejects.toThrow(/ENOENT/);
+      await expect(readFile(nginxNames.path(nginx.front.conf_dir, app.name), 'utf8')).rejects.toThrow(/ENOENT/);
+      expect(await listenerHolders(backListen(nginx, app.name)!)).toBeNull();
+    } finally {
+      squatter.close();
+    }
   });
 
   it('keeps both tiers as they were when the front rejects its file', async () => {
