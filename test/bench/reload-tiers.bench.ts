@@ -12,9 +12,11 @@
  * nginx retries a request that fails on one of its cached upstream
  * connections (an idempotent one: a POST it has sent is not retried).
  *
- * Both tiers are the router's own render (`renderNginxConf`): the back is
- * an app whose upstream is a plain Node server, the front an app whose
- * upstream is the back. Each phase: BENCH_CLIENTS (default 50) keep-alive
+ * Both tiers are what the router writes with `nginx.front`: the back
+ * nginx holds two apps whose upstream is the same plain Node server, one
+ * rendered for one tier (clients straight to it) and one behind the front
+ * on its unix socket (`renderNginxConf` with `back`), and the front holds
+ * the second app's `renderFrontConf`. Each phase: BENCH_CLIENTS (default 50) keep-alive
  * clients (devstack's startLoad, one request at a time each), BENCH_GAP_MS
  * (default 20) between an answer and the next request, for BENCH_SECONDS
  * (default 15), the back
@@ -24,13 +26,13 @@
  * through the front as ratios against straight to the back.
  */
 import { execFile, spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { describe, it } from 'vitest';
 import { validateConfig } from '@slipway/config/load-config';
 import { freePort, isolatedNginx, startLoad, tempDir, waitFor, type NginxService } from '@slipway/devstack/testing';
-import { renderNginxConf } from '@slipway/router/nginx';
+import { backListen, renderFrontConf, renderNginxConf } from '@slipway/router/nginx';
 
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 50);
 const GAP_MS = Number(process.env.BENCH_GAP_MS ?? 20);
@@ -46,10 +48,10 @@ interface PhaseResult {
   reloads: number;
 }
 
-/** The router's file for an app listening on `listen` whose one upstream is `upstream`. */
-function appFile(name: string, listen: string, upstream: string): string {
+/** An app as the config loader builds it, listening on `listen`. */
+function benchApp(name: string, listen: string) {
   const { apps } = validateConfig({ apps: { [name]: { repo: 'https://example.com/acme/app.git', listen, port: 8080 } } }, { file: null, env: {} });
-  return renderNginxConf({ app: apps[name]!, upstreams: [upstream] });
+  return apps[name]!;
 }
 
 /** Runs an nginx's reload command (which also loads a changed conf dir); throws if nginx refuses. */
@@ -117,8 +119,17 @@ describe('bench: nginx reloads and keep-alive clients, with and without a front 
       const front = await isolatedNginx(join(dir.path, 'front'));
       nginxes.push(front);
       const [backPort, frontPort] = [await freePort(), await freePort()];
-      writeFileSync(join(back.confDir, 'slipway-app.conf'), appFile('app', `127.0.0.1:${backPort}`, `127.0.0.1:${appPort}`));
-      writeFileSync(join(front.confDir, 'slipway-app.conf'), appFile('app', `127.0.0.1:${frontPort}`, `127.0.0.1:${backPort}`));
+      // The front's workers run as another user: they must reach the back's socket.
+      chmodSync(dir.path, 0o755);
+      const sockets = join(dir.path, 'sockets');
+      mkdirSync(sockets, { mode: 0o755 });
+      const straightApp = benchApp('straight', `127.0.0.1:${backPort}`);
+      const tiered = benchApp('tiered', `127.0.0.1:${frontPort}`);
+      const settings = (n: NginxService) => ({ conf_dir: n.confDir, check_cmd: n.checkCmd, reload_cmd: n.reloadCmd });
+      const socket = backListen({ ...settings(back), front: { ...settings(front), socket_dir: sockets } }, tiered.name)!;
+      writeFileSync(join(back.confDir, 'slipway-straight.conf'), renderNginxConf({ app: straightApp, upstreams: [`127.0.0.1:${appPort}`] }));
+      writeFileSync(join(back.confDir, 'slipway-tiered.conf'), renderNginxConf({ app: tiered, upstreams: [`127.0.0.1:${appPort}`], back: socket }));
+      writeFileSync(join(front.confDir, 'slipway-tiered.conf'), renderFrontConf(tiered, socket));
       reload(back);
       reload(front);
       await waitFor('both tiers', async () => (await fetch(`http://127.0.0.1:${frontPort}/`).catch(() => null))?.ok, { timeoutMs: 15_000 });
