@@ -127,6 +127,7 @@ const bad: Array<[string, string, string]> = [
   ['front without its socket dir', 'nginx:\n  front: { conf_dir: /etc/nginx-front/conf.d }', 'nginx.front.socket_dir: is required'],
   ['front socket dir not absolute', 'nginx:\n  front: { conf_dir: /etc/nginx-front/conf.d, socket_dir: run/back }', 'nginx.front.socket_dir: expected an absolute path, got "run/back"'],
   ['front socket dir that nginx would misread', 'nginx:\n  front: { conf_dir: /etc/nginx-front/conf.d, socket_dir: "/run/back;x" }', 'nginx.front.socket_dir: expected an absolute path, got "/run/back;x"'],
+  ['front socket path too long for an app', `nginx:\n  front: { conf_dir: /etc/nginx-front/conf.d, socket_dir: /run/${'d'.repeat(90)} }\n${minimalApp}`, 'nginx.front.socket_dir: the socket of app hello would be 114 bytes long'],
   ['front on the back\'s conf dir', 'nginx:\n  conf_dir: /etc/nginx/conf.d\n  front: { conf_dir: /etc/nginx/conf.d/, socket_dir: /run/back }', 'nginx.front.conf_dir: must be another nginx\'s conf dir'],
   ['empty reload_cmd', 'nginx:\n  reload_cmd: []', 'nginx.reload_cmd: expected an argv list (never a shell string) with at least 1 item, got an empty list'],
   ['redis not a URL', 'redis: localhost:6379', 'redis: expected a redis:// URL, got "localhost:6379" (protocol must be redis or rediss)'],

@@ -128,6 +128,12 @@ function crossCheck(config: SlipwayConfig): string[] {
   if (front && front.conf_dir.replace(/\/+$/, '') === config.nginx.conf_dir.replace(/\/+$/, '')) {
     problems.push('nginx.front.conf_dir: must be another nginx\'s conf dir than nginx.conf_dir (the front is never reloaded by a deploy)');
   }
+  if (front) {
+    // A unix socket's path holds at most 107 bytes (sun_path); nginx refuses a longer one only at the check.
+    const longest = Object.keys(config.apps).reduce((a, b) => (b.length > a.length ? b : a), '');
+    const path = `${front.socket_dir.replace(/\/+$/, '')}/slipway-${longest}.sock`;
+    if (longest && Buffer.byteLength(path) > 107) problems.push(`nginx.front.socket_dir: the socket of app ${longest} would be ${Buffer.byteLength(path)} bytes long (${path}); unix sockets allow 107`);
+  }
   problems.push(...engineProblems(config.engine));
   return problems;
 }

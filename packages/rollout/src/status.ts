@@ -159,7 +159,8 @@ async function routingDrift(options: AppStatusOptions, file: string, live: strin
   } catch (err) {
     drift.push(`the ${app.routing === 'dns' ? 'configuration does' : 'etcd keys do'} not render: ${(err as Error).message.split('\n', 1)[0]}`);
   }
-  const inSync = live !== null && expected !== null && live === expected && await frontInSync(options, drift);
+  const frontOk = await frontInSync(options, drift);
+  const inSync = live !== null && expected !== null && live === expected && frontOk;
   if (app.routing === 'dns' && options.dns && keys.length > 0) {
     const host = dnsNames.host(app.name, options.dns.domain);
     // In the order resolveHost gives (numeric): as text, 127.0.10.10 would sort before 127.0.10.9 and read as drift.

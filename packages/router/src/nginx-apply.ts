@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { access, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { CommandError, runCommand } from '@slipway/core/run-command';
 import { reloadNginx, type NginxTarget, type ReloadResult } from './nginx-reload.js';
 import { nginxNames, renderDnsNginxConf, renderFrontConf, renderNginxConf, type DnsRouteSnapshot, type RouteSnapshot } from './render.js';
-import { readListeningUnixSockets } from './tcp-sockets.js';
 import { backListen, frontTarget } from './tiers.js';
 import { NginxCheckError, NginxReloadError } from './router-errors.js';
 
@@ -89,8 +89,9 @@ export async function prepareNginxConf(options: PrepareNginxConfOptions): Promis
         throw err;
       }
       try {
-        const frontResult = await frontFile.commit();
-        return backResult.reloaded || !frontResult.reloaded ? backResult : frontResult;
+        // The back's result, whatever the front did: what a caller waits on (old containers drain after it) is the back's reload.
+        await frontFile.commit();
+        return backResult;
       } catch (err) {
         // The front kept its previous file: so does the back, or the app would be routed as nothing asked.
         await backFile.revert();
@@ -137,7 +138,8 @@ async function prepareOne(options: { nginx: NginxTarget; app: string; listen: st
       return result;
     },
     revert: async () => {
-      if (replaced === null) return;
+      // Only what this commit wrote: a later apply of the same app (another worker, the router) stays.
+      if (replaced === null || (await readOrNull(file)) !== content) return;
       await restore(file, replaced.live);
       await reloadNginx({ nginx, listen: options.listen }).catch(() => undefined);
     },
@@ -175,11 +177,26 @@ async function commitCandidate(options: { nginx: NginxTarget; app: string; liste
 async function readySocket(back: string): Promise<void> {
   const path = back.slice('unix:'.length);
   await mkdir(dirname(path), { recursive: true, mode: 0o755 });
-  const unheard = async () => (await lstat(path).catch(() => null))?.isSocket() === true && !readListeningUnixSockets().some((s) => s.local === back);
+  // Refused, not merely unlisted: an nginx in another network namespace, or a /proc that cannot be read, must not lose its socket.
+  const unheard = async () => (await lstat(path).catch(() => null))?.isSocket() === true && (await connectRefused(path));
   if (!(await unheard())) return;
   // Asked twice, a moment apart: a reload binding it this instant has not called listen() yet.
   await sleep(STALE_SOCKET_RECHECK_MS);
   if (await unheard()) await rm(path, { force: true });
+}
+
+/** Whether connecting to the unix socket at `path` is refused (nobody listens on it); any other outcome counts as someone there. */
+function connectRefused(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(path);
+    socket.setTimeout(1_000, () => socket.destroy());
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+    socket.once('close', () => resolve(false));
+  });
 }
 
 const STALE_SOCKET_RECHECK_MS = 200;
