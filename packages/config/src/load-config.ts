@@ -125,10 +125,10 @@ function crossCheck(config: SlipwayConfig): string[] {
     }
   }
   const front = config.nginx.front;
-  if (front && front.conf_dir.replace(/\/+$/, '') === config.nginx.conf_dir.replace(/\/+$/, '')) {
-    problems.push('nginx.front.conf_dir: must be another nginx\'s conf dir than nginx.conf_dir (the front is never reloaded by a deploy)');
-  }
   if (front) {
+    if (front.conf_dir.replace(/\/+$/, '') === config.nginx.conf_dir.replace(/\/+$/, '')) {
+      problems.push('nginx.front.conf_dir: must be another nginx\'s conf dir than nginx.conf_dir (the front is never reloaded by a deploy)');
+    }
     // A unix socket's path holds at most 107 bytes (sun_path); nginx refuses a longer one only at the check.
     const longest = Object.keys(config.apps).reduce((a, b) => (b.length > a.length ? b : a), '');
     const path = `${front.socket_dir.replace(/\/+$/, '')}/slipway-${longest}.sock`;

@@ -137,8 +137,8 @@ function containerDrift(app: AppConfig, checked: readonly CheckedContainer[], up
 /** With a front tier (`nginx.front`): whether its file for the app is what the configuration renders to; pushes to `drift` when not. */
 async function frontInSync(options: AppStatusOptions, drift: string[]): Promise<boolean> {
   const { app, nginx } = options;
-  const back = backListen(nginx, app.name);
-  if (!nginx.front || back === undefined) return true;
+  if (!nginx.front) return true;
+  const back = backListen(nginx, app.name)!;
   const file = nginxNames.path(nginx.front.conf_dir, app.name);
   const live = await readFile(file, 'utf8').catch(() => null);
   if (live === renderFrontConf(app, back)) return true;

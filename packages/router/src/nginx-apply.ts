@@ -65,8 +65,8 @@ export async function prepareNginxConf(options: PrepareNginxConfOptions): Promis
   const back = backListen(nginx, app.name);
   const front = frontTarget(nginx);
   if (back === undefined || front === null) return prepareOne({ nginx, app: app.name, listen: app.listen, content });
-  await readySocket(back);
-  const backFile = await prepareOne({ nginx, app: app.name, listen: back, content });
+  // The socket is readied only when the back's file changes: an unchanged one (every resync) costs no connection to it.
+  const backFile = await prepareOne({ nginx, app: app.name, listen: back, content, ready: () => readySocket(back) });
   let frontFile: Prepared;
   try {
     frontFile = await prepareOne({ nginx: front, app: app.name, listen: app.listen, content: renderFrontConf(app, back) });
@@ -104,13 +104,15 @@ export async function prepareNginxConf(options: PrepareNginxConfOptions): Promis
 /** One nginx's candidate; `revert` puts back, after a commit, the file it replaced. */
 type Prepared = PreparedNginxConf & { revert(): Promise<void> };
 
-async function prepareOne(options: { nginx: NginxTarget; app: string; listen: string; content: string }): Promise<Prepared> {
+/** `ready`: run before the check of a changed file (what the check and the reload need in place). */
+async function prepareOne(options: { nginx: NginxTarget; app: string; listen: string; content: string; ready?: () => Promise<void> }): Promise<Prepared> {
   const { nginx, app, content } = options;
   const file = nginxNames.path(nginx.conf_dir, app);
   const previous = await readOrNull(file);
   if (previous === content) {
     return { file, changed: false, commit: async () => ({ reloaded: false }), discard: async () => {}, revert: async () => {} };
   }
+  await options.ready?.();
   const candidate = join(nginx.conf_dir, `.${nginxNames.file(app)}.${randomBytes(4).toString('hex')}.tmp`);
   await writeFile(candidate, content, { mode: 0o644 });
   try {
