@@ -37,11 +37,18 @@ describe('the deploy worker on a swarm (engine.type: swarm, three simulated host
     const second = await world.queue.enqueue({ app: app!.name, sha: sha2, ref: 'master', image: null, trigger: 'cli' });
     const done2 = await waitForJob(world.queue, second.id, 240_000);
     expect(done2.state, done2.error ?? '').toBe('completed');
-    await new Promise((r) => setTimeout(r, 300));
+    // The worker runs in this process: finishedAt is on the load's clock.
+    const finished = Date.parse(done2.finishedAt!);
+    const [v1, v2] = [`${app!.name} v1\n`, `${app!.name} v2\n`];
+    for (let i = 0; i < 100 && !((load.report.bodyTimes[v2]?.lastSent ?? 0) > finished); i++) await new Promise((r) => setTimeout(r, 50));
     const report = await load.stop();
     expect(report.failures).toEqual([]);
     expect(report.socketErrors).toEqual([]);
-    expect(report.lastBody).toBe(`${app!.name} v2\n`);
+    // The old tasks drained by observation before their service was removed and the job ended: every
+    // request the old release took (slow ones take a second) was answered before that.
+    expect(report.bodyTimes[v1]!.lastEnded, 'a v1 answer ended after the job completed: the drain did not wait for it').toBeLessThanOrEqual(finished);
+    expect(report.bodyTimes[v2]!.lastSent).toBeGreaterThan(finished);
+    expect(report.lastBody).toBe(v2);
 
     const jobLog = (await world.queue.store.readLog(second.id)).join('\n');
     expect(jobLog).toContain(`registry: pushed ${cluster!.registry!.address}/slipway/${app!.name}:${sha2.slice(0, 12)}`);

@@ -26,7 +26,10 @@ export interface LoadReport {
   socketErrors: Array<{ code: string; at: number }>;
   /** How often each body was served. */
   bodies: Record<string, number>;
+  /** The body of the last 2xx answer to arrive (of whichever request: a slow one started earlier may be last). */
   lastBody: string | null;
+  /** Per body of a 2xx answer, when (Date.now()) the last request answered with it was sent, and when its last answer ended. */
+  bodyTimes: Record<string, { lastSent: number; lastEnded: number }>;
 }
 
 /**
@@ -35,7 +38,7 @@ export interface LoadReport {
  * share a keep-alive agent; connection-close clients send `Connection: close`.
  */
 export function startLoad(options: LoadOptions): { stop(): Promise<LoadReport>; report: LoadReport } {
-  const report: LoadReport = { requests: 0, ok: 0, failures: [], socketErrors: [], bodies: {}, lastBody: null };
+  const report: LoadReport = { requests: 0, ok: 0, failures: [], socketErrors: [], bodies: {}, lastBody: null, bodyTimes: {} };
   const agent = new Agent({ keepAlive: options.keepAlive, maxSockets: options.clients });
   const base = new URL(options.url);
   const paths = options.paths ?? ['/'];
@@ -43,6 +46,7 @@ export function startLoad(options: LoadOptions): { stop(): Promise<LoadReport>; 
   let running = true;
 
   const once = (path: string) => new Promise<void>((resolve) => {
+    const sent = Date.now();
     const req = request({
       host: base.hostname, port: base.port, path, agent, method,
       headers: { ...(options.keepAlive ? {} : { Connection: 'close' }), ...(options.host ? { Host: options.host } : {}) },
@@ -58,6 +62,9 @@ export function startLoad(options: LoadOptions): { stop(): Promise<LoadReport>; 
           report.ok++;
           report.bodies[body] = (report.bodies[body] ?? 0) + 1;
           report.lastBody = body;
+          const times = (report.bodyTimes[body] ??= { lastSent: 0, lastEnded: 0 });
+          times.lastSent = Math.max(times.lastSent, sent);
+          times.lastEnded = Date.now();
         } else {
           report.failures.push({ status, body: body.slice(0, 200), at: Date.now() });
         }

@@ -19,10 +19,12 @@ export interface DrainResult {
 
 /**
  * Waits until no ESTABLISHED TCP connection is left to any of `addresses`
- * (the old containers' published ports: nginx connects to docker-proxy on
- * the host, so this network namespace sees every one; counted by
- * connectionCounts: `ss`, or /proc/net/tcp), or until `timeoutMs`. Observed, not only timed: a quiet app is stopped at once, a
- * slow request is waited for. With `settleMs` (routing: dns: nginx's
+ * (the old containers' published ports, or the old swarm tasks' on their
+ * nodes: nginx runs in this network namespace, so its end of every
+ * connection is seen here, and on one host docker-proxy's too; counted by
+ * connectionCounts: `ss`, or /proc/net/tcp), or until `timeoutMs`.
+ * Observed, not only timed: a quiet app is stopped at once, a slow request
+ * is waited for. With `settleMs` (routing: dns: nginx's
  * resolver cache, RESOLVER_CACHE_MS) that long is waited first, whatever
  * `timeoutMs` says.
  */

@@ -17,12 +17,18 @@ describe('/proc/net/tcp', () => {
     ['00000000000000000000000001000000:0050', '[0:0:0:0:0:0:0:1]:80'],
   ])('decodes %s as %s', (hex, address) => expect(decodeAddress(hex)).toBe(address));
 
-  it('parses sockets and counts ESTABLISHED ones by their local end', () => {
+  it('parses sockets and counts each ESTABLISHED connection to an address once, though both its ends are here', () => {
     const sockets = parseProcNetTcp(TABLE);
     expect(sockets).toHaveLength(4);
     expect(sockets[0]).toEqual({ local: '127.0.0.1:32769', remote: '0.0.0.0:0', state: 0x0a, inode: 20171 });
-    // The accepted side only: the client's own socket (local :45262) and TIME_WAIT do not count.
+    // The accepted side (local :32769) and the client's (peer :32769) are one connection; TIME_WAIT does not count.
     expect(countEstablished(sockets, ['127.0.0.1:32769', '127.0.0.1:1'])).toEqual(new Map([['127.0.0.1:32769', 1], ['127.0.0.1:1', 0]]));
+  });
+
+  it('counts connections to another host by their peer: nginx\'s end is all this host has of them', () => {
+    const established = (local: string, remote: string) => ({ local, remote, state: 0x01, inode: 0 });
+    const sockets = [established('10.77.0.1:40000', '10.77.0.11:30001'), established('10.77.0.1:40002', '10.77.0.11:30001'), established('10.77.0.1:40004', '10.77.0.12:30001')];
+    expect(countEstablished(sockets, ['10.77.0.11:30001', '10.77.0.13:30001'])).toEqual(new Map([['10.77.0.11:30001', 2], ['10.77.0.13:30001', 0]]));
   });
 });
 

@@ -1,5 +1,6 @@
 import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { CommandError, runCommand } from '@slipway/core/run-command';
 
 /*
@@ -62,18 +63,25 @@ export async function readTcpSockets(): Promise<TcpSocket[]> {
 }
 
 /**
- * ESTABLISHED connections accepted on each address (sockets whose local
- * end is the address). For a container port that is docker-proxy's side of
- * every connection nginx (or anyone) opened to it.
+ * ESTABLISHED connections to each address, seen from either end: sockets
+ * whose local end is the address (on one host, docker-proxy's side of
+ * every connection nginx, or anyone, opened to a container's port) or
+ * whose peer is (nginx's own side: the only one this host has of a
+ * connection to a task on another swarm node, or to a port published
+ * without docker-proxy). The larger of the two counts, since on one host
+ * each connection shows at both ends.
  */
 export function countEstablished(sockets: readonly TcpSocket[], addresses: readonly string[]): Map<string, number> {
-  const counts = new Map(addresses.map((a) => [a, 0]));
+  const local = new Map(addresses.map((a) => [a, 0]));
+  const peer = new Map(local);
   for (const socket of sockets) {
     if (socket.state !== TcpState.ESTABLISHED) continue;
-    const count = counts.get(socket.local);
-    if (count !== undefined) counts.set(socket.local, count + 1);
+    const mine = local.get(socket.local);
+    if (mine !== undefined) local.set(socket.local, mine + 1);
+    const theirs = peer.get(socket.remote);
+    if (theirs !== undefined) peer.set(socket.remote, theirs + 1);
   }
-  return counts;
+  return new Map(addresses.map((a) => [a, Math.max(local.get(a)!, peer.get(a)!)]));
 }
 
 /**
@@ -147,8 +155,28 @@ export function readListeningUnixSockets(): TcpSocket[] {
 }
 
 /**
- * ESTABLISHED TCP connections accepted on each `ip:port` (the socket's
- * local end), in this network namespace.
+ * What connecting to the unix socket at `path` finds: someone accepting,
+ * a socket file nobody listens on (`refused`), no file (`absent`), or
+ * something that says neither (no permission, no answer within 1 s:
+ * `unknown`). Unlike /proc/net/unix, which lists only this network
+ * namespace's sockets, this answers for a socket of any namespace.
+ */
+export function probeUnixSocket(path: string): Promise<'accepts' | 'refused' | 'absent' | 'unknown'> {
+  return new Promise((resolve) => {
+    const socket = connect(path);
+    socket.setTimeout(1_000, () => socket.destroy());
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve('accepts');
+    });
+    socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED' ? 'refused' : err.code === 'ENOENT' ? 'absent' : 'unknown'));
+    socket.once('close', () => resolve('unknown'));
+  });
+}
+
+/**
+ * ESTABLISHED TCP connections to each `ip:port`, seen from either end (see
+ * countEstablished), in this network namespace.
  *
  * Asks `ss` first: it has the kernel filter by state and address (netlink
  * inet_diag), about 10 ms whatever else is open. Reading /proc/net/tcp
@@ -158,17 +186,16 @@ export function readListeningUnixSockets(): TcpSocket[] {
  */
 export async function connectionCounts(addresses: readonly string[]): Promise<Map<string, number>> {
   if (addresses.length === 0) return new Map();
-  const filter = ['(', ...addresses.flatMap((a, i) => (i === 0 ? ['src', a] : ['or', 'src', a])), ')'];
+  const filter = ['(', ...addresses.flatMap((a, i) => [...(i === 0 ? [] : ['or']), 'src', a, 'or', 'dst', a]), ')'];
   try {
     const { stdout } = await runCommand(['ss', '-Htn', 'state', 'established', ...filter], { timeoutMs: 5_000 });
-    const counts = new Map(addresses.map((a) => [a, 0]));
+    const sockets: TcpSocket[] = [];
     for (const line of stdout.split('\n')) {
       // Recv-Q Send-Q Local Peer (no State column when a state is given).
-      const local = line.trim().split(/\s+/)[2];
-      const count = local === undefined ? undefined : counts.get(local);
-      if (count !== undefined) counts.set(local!, count + 1);
+      const [, , local, remote] = line.trim().split(/\s+/);
+      if (local !== undefined && remote !== undefined) sockets.push({ local, remote, state: TcpState.ESTABLISHED, inode: 0 });
     }
-    return counts;
+    return countEstablished(sockets, addresses);
   } catch (err) {
     if (!(err instanceof CommandError)) throw err;
     return countEstablished(await readTcpSockets(), addresses);
