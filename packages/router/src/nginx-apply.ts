@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { access, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { CommandError, runCommand } from '@slipway/core/run-command';
 import { reloadNginx, type NginxTarget, type ReloadResult } from './nginx-reload.js';
 import { nginxNames, renderDnsNginxConf, renderFrontConf, renderNginxConf, type DnsRouteSnapshot, type RouteSnapshot } from './render.js';
+import { probeUnixSocket } from './tcp-sockets.js';
 import { backListen, frontTarget } from './tiers.js';
 import { NginxCheckError, NginxReloadError } from './router-errors.js';
 
@@ -161,7 +161,7 @@ async function commitCandidate(options: { nginx: NginxTarget; app: string; liste
   try {
     const reload = await reloadNginx({ nginx, listen });
     if (reload.outcome !== 'not_applied') return { reloaded: true, reload };
-    failure = new NginxReloadError(`nginx did not apply the new config for ${app} within ${reload.ms} ms (its old workers still accept on ${listen}); see nginx's error log`);
+    failure = new NginxReloadError(`nginx did not apply the new config for ${app} within ${reload.ms} ms (${listen.startsWith('unix:') ? 'nobody accepts on' : 'its old workers still accept on'} ${listen}); see nginx's error log`);
   } catch (err) {
     failure = err instanceof NginxReloadError ? err : new NginxReloadError(`nginx reload failed: ${(err as Error).message}`, { cause: err });
   }
@@ -180,25 +180,11 @@ async function readySocket(back: string): Promise<void> {
   const path = back.slice('unix:'.length);
   await mkdir(dirname(path), { recursive: true, mode: 0o755 });
   // Refused, not merely unlisted: an nginx in another network namespace, or a /proc that cannot be read, must not lose its socket.
-  const unheard = async () => (await lstat(path).catch(() => null))?.isSocket() === true && (await connectRefused(path));
+  const unheard = async () => (await lstat(path).catch(() => null))?.isSocket() === true && (await probeUnixSocket(path)) === 'refused';
   if (!(await unheard())) return;
   // Asked twice, a moment apart: a reload binding it this instant has not called listen() yet.
   await sleep(STALE_SOCKET_RECHECK_MS);
   if (await unheard()) await rm(path, { force: true });
-}
-
-/** Whether connecting to the unix socket at `path` is refused (nobody listens on it); any other outcome counts as someone there. */
-function connectRefused(path: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(path);
-    socket.setTimeout(1_000, () => socket.destroy());
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(false);
-    });
-    socket.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
-    socket.once('close', () => resolve(false));
-  });
 }
 
 const STALE_SOCKET_RECHECK_MS = 200;

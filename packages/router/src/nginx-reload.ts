@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SlipwayConfig } from '@slipway/config/types';
 import { CommandError, runCommand } from '@slipway/core/run-command';
-import { readListeningSockets, readListeningUnixSockets, type TcpSocket } from './tcp-sockets.js';
+import { probeUnixSocket, readListeningSockets, readListeningUnixSockets, type TcpSocket } from './tcp-sockets.js';
 import { NginxReloadError } from './router-errors.js';
 
 /**
@@ -49,7 +49,8 @@ export interface ReloadResult {
    * `confirmed`: the old workers stopped accepting (no request reaches the
    * previous config any more); `assumed`: they could not be observed and
    * RELOAD_SETTLE_MS was waited instead; `not_applied`: they still accept
-   * after the timeout, so nginx kept its previous config (see its error log).
+   * after the timeout, or nobody accepts on a new unix socket, so nginx
+   * kept its previous config (see its error log).
    */
   outcome: 'confirmed' | 'assumed' | 'not_applied';
   ms: number;
@@ -101,11 +102,9 @@ async function observeReload(listen: string, before: ListenerHolders | null, sta
       const still = await Promise.all(before.workers.map((pid) => stillAccepts(pid, before.inode)));
       if (!still.includes(true)) return { outcome: 'confirmed', ms: Date.now() - started };
       if (Date.now() > deadline) {
-        // Working: running or waiting for a CPU (at a load of 150 on 2 cores it may get no tick in
-        // half a second), in I/O, used CPU since the last look, or started new workers.
+        // Working (see isWorking), or started new workers.
         const now = master === null ? null : await processActivity(master);
-        const working = master !== null && now !== null
-          && (now.state === 'R' || now.state === 'D' || (masterCpu !== null && now.ticks > masterCpu) || await hasNewChild(master, before.workers));
+        const working = master !== null && now !== null && (isWorking(now, masterCpu) || await hasNewChild(master, before.workers));
         if (!working || Date.now() - observing >= RELOAD_CONFIRM_MAX_MS) return { outcome: 'not_applied', ms: Date.now() - started };
         masterCpu = now?.ticks ?? null;
         deadline = Math.min(Date.now() + MASTER_BUSY_SAMPLE_MS, observing + RELOAD_CONFIRM_MAX_MS);
@@ -123,7 +122,46 @@ async function observeReload(listen: string, before: ListenerHolders | null, sta
   // Not seen accepting: either unobservable, or the address is someone else's and nginx kept its old config.
   const other = await otherHolder(listen).catch(() => null);
   if (other) throw new NginxReloadError(`nginx could not listen on ${listen}: pid ${other.pid} (${other.name}) holds it, so nginx kept its previous config`);
+  if (listen.startsWith('unix:')) return awaitUnixSocket(listen.slice('unix:'.length), started, observing, deadline);
   return { outcome: 'assumed', ms: Date.now() - started };
+}
+
+/**
+ * A new unix socket (the back's, behind a front) not seen in /proc within
+ * the settle time: unlike a TCP address, whether anyone accepts on it can
+ * be asked from here whatever namespace nginx runs in, so it is asked
+ * until the deadline (longer while an nginx master is still working) and
+ * a socket nobody accepts on by then is `not_applied`, not assumed: the
+ * front would forward to it and answer 502.
+ */
+async function awaitUnixSocket(path: string, started: number, observing: number, deadline: number): Promise<ReloadResult> {
+  let ticks = new Map<number, number>();
+  for (;;) {
+    const answer = await probeUnixSocket(path);
+    if (answer === 'accepts') return { outcome: 'confirmed', ms: Date.now() - started };
+    if (answer === 'unknown') return { outcome: 'assumed', ms: Date.now() - started };
+    if (Date.now() > deadline) {
+      const masters = await nginxMasters();
+      const activity = await Promise.all(masters.map(async (pid) => [pid, await processActivity(pid)] as const));
+      const working = activity.some(([pid, now]) => now !== null && isWorking(now, ticks.get(pid) ?? null));
+      if (!working || Date.now() - observing >= RELOAD_CONFIRM_MAX_MS) return { outcome: 'not_applied', ms: Date.now() - started };
+      ticks = new Map(activity.flatMap(([pid, now]) => (now ? [[pid, now.ticks] as const] : [])));
+      deadline = Math.min(Date.now() + MASTER_BUSY_SAMPLE_MS, observing + RELOAD_CONFIRM_MAX_MS);
+    }
+    await sleep(POLL_MS * 5);
+  }
+}
+
+/** Running or waiting for a CPU (at a load of 150 on 2 cores it may get no tick in half a second), in I/O, or used CPU since `ticksBefore`. */
+function isWorking(now: { state: string; ticks: number }, ticksBefore: number | null): boolean {
+  return now.state === 'R' || now.state === 'D' || (ticksBefore !== null && now.ticks > ticksBefore);
+}
+
+/** The nginx masters of this host: nginx processes whose parent is not nginx. */
+async function nginxMasters(): Promise<number[]> {
+  const nginx = (await processes()).filter(isNginx).map((p) => p.pid);
+  const parents = await Promise.all(nginx.map(parentPid));
+  return nginx.filter((_pid, i) => !nginx.includes(parents[i]!));
 }
 
 /*

@@ -153,6 +153,17 @@ describe('two tiers (nginx.front): deploys reload only the back', () => {
     }
   });
 
+  it('fails the apply when the back never listens on a new socket, instead of assuming it does', async () => {
+    const app = await newApp();
+    // A back whose reload does nothing: its check passes, but no nginx ever binds the app's socket.
+    const deaf = { ...nginx, reload_cmd: ['true'] };
+    const applying = applyNginxConf({ nginx: deaf, snapshot: await routeSnapshot(app, [backends[0]!.address]) });
+    await expect(applying).rejects.toThrow(/did not apply the new config .*nobody accepts on unix:/);
+    // The back's file was taken back and the front was never given one: no tier forwards to a socket nobody serves.
+    await expect(readFile(nginxNames.path(back.settings.conf_dir, app.name), 'utf8')).rejects.toThrow(/ENOENT/);
+    await expect(readFile(nginxNames.path(nginx.front.conf_dir, app.name), 'utf8')).rejects.toThrow(/ENOENT/);
+  });
+
   it('keeps both tiers as they were when the front rejects its file', async () => {
     const app = await newApp();
     const [a, b] = backends.map((x) => x.address) as [string, string];
