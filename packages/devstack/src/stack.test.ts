@@ -1,4 +1,5 @@
-import { renameSync, writeFileSync } from 'node:fs';
+import { lstatSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { get } from 'node:http';
 import { join } from 'node:path';
 import { Resolver } from 'node:dns/promises';
 import Docker from 'dockerode';
@@ -7,9 +8,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { runCommand } from '@slipway/core/run-command';
 import { BASE_IMAGE } from './base-image.js';
 import { createFixtureRepo } from './fixture-app.js';
-import { freePort, isAlive, stopProcess } from './processes.js';
+import { freePort, isAlive, stopProcess, waitFor } from './processes.js';
 import { startNginx } from './services.js';
-import { ALL_SERVICES, stackEnv, startStack, stopStack } from './stack.js';
+import { ALL_SERVICES, frontSocketDir, stackEnv, startStack, stopStack } from './stack.js';
 import { tempDir, testAppName } from './testing.js';
 
 const docker = new Docker();
@@ -35,6 +36,39 @@ describe('a stack', () => {
 
     await stopStack(third);
     expect([third.redis!.pid, third.etcd!.pid, third.nginx!.pid].some(isAlive)).toBe(false);
+  });
+
+  it('starts a front nginx when asked for (`front`); a back killed with its app sockets still starts again', async () => {
+    const dir = join(scratch.path, 'two-tiers');
+    const first = await startStack({ dir, services: ['nginx', 'front'], install: false });
+    expect(first.front!.socketDir).toBe(frontSocketDir(dir));
+    expect(first.front!.confDir).not.toBe(first.nginx!.confDir);
+    // The back listens for an app on a socket, as Slipway writes it with nginx.front.
+    const socket = join(first.front!.socketDir, 'slipway-app.sock');
+    writeFileSync(join(first.nginx!.confDir, 'app.conf'), `server { listen unix:${socket}; return 200 "back\\n"; }\n`);
+    await runCommand(first.nginx!.reloadCmd);
+    await waitFor('the back on its socket', async () => lstatSync(socket, { throwIfNoEntry: false })?.isSocket() === true);
+
+    // Killed, not stopped (its master and workers: their process group): the socket file stays, and nginx could not bind it again.
+    const workers = readFileSync(`/proc/${first.nginx!.pid}/task/${first.nginx!.pid}/children`, 'utf8').trim().split(' ').map(Number);
+    process.kill(-first.nginx!.pid, 'SIGKILL');
+    await waitFor('the back gone', async () => ![first.nginx!.pid, ...workers].some(isAlive));
+    expect(lstatSync(socket).isSocket()).toBe(true);
+    const second = await startStack({ dir, services: ['nginx', 'front'], install: false });
+    expect(second.front).toEqual(first.front);
+    expect(second.nginx!.pid).not.toBe(first.nginx!.pid);
+    const answer = await new Promise<string>((resolve, reject) => {
+      get({ socketPath: socket, path: '/' }, (res) => {
+        res.setEncoding('utf8');
+        let body = '';
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve(body));
+      }).on('error', reject);
+    });
+    expect(answer).toBe('back\n');
+
+    await stopStack(second);
+    expect([second.nginx!.pid, second.front!.pid].some(isAlive)).toBe(false);
   });
 
   it('starts dnsmasq only when asked for (`dns`), answering from its hosts directory; reuses it; stops it', async () => {

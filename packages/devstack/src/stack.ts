@@ -1,20 +1,22 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { freePort, commandLine, isAlive, stopProcess, stopProcessesUnder } from './processes.js';
 import { ensureSystemPackages, dnsmasqAnswers, startDnsmasq, type DnsmasqService, dockerAnswers, ensureDockerEngine, type DockerEngine, etcdHealthy, startEtcd, type EtcdService, startNginx, type NginxService, redisAnswers, startRedis, type RedisService } from './services.js';
 
-export type ServiceName = 'docker' | 'redis' | 'etcd' | 'nginx' | 'dns';
+export type ServiceName = 'docker' | 'redis' | 'etcd' | 'nginx' | 'dns' | 'front';
 /** What a stack starts unless told otherwise. */
 export const ALL_SERVICES: readonly ServiceName[] = ['docker', 'redis', 'etcd', 'nginx'];
 /**
  * Started only when asked for (`services: [...ALL_SERVICES, 'dns']`,
  * `SLIPWAY_TEST_SERVICES=...,dns`): dnsmasq for `routing: dns` apps, fed
- * by Slipway through its hosts directory.
+ * by Slipway through its hosts directory; `front`, a second nginx that
+ * clients connect to, in front of the stack's nginx (two tiers,
+ * `nginx.front`: npm start's).
  */
-export const OPTIONAL_SERVICES: readonly ServiceName[] = ['dns'];
+export const OPTIONAL_SERVICES: readonly ServiceName[] = ['dns', 'front'];
 
 /** What `stack.json` holds: enough to reuse, probe and stop every part. */
 export interface StackState {
@@ -30,7 +32,12 @@ export interface StackState {
   etcd?: EtcdService;
   nginx?: NginxService;
   dns?: DnsmasqService;
+  /** The front nginx of two tiers; `socketDir` is where the stack's nginx (the back) listens for each app. */
+  front?: NginxService & { socketDir: string };
 }
+
+/** Where the back nginx of a stack with a front listens for each app (`nginx.front.socket_dir`). */
+export const frontSocketDir = (stackDir: string) => join(stackDir, 'sockets');
 
 const STACK_GLOB_PREFIX = 'slipway-stack-';
 /** A stack directory without a state file younger than this is being created, not abandoned. */
@@ -103,7 +110,19 @@ export async function startStack(options: StartStackOptions = {}): Promise<Stack
   }
   if (services.includes('nginx')) {
     const p = previous?.nginx;
-    state.nginx = p && ours(p.pid, dir) ? p : await startNginx(join(dir, 'nginx'), p?.statusPort ?? (await freePort()));
+    if (p && ours(p.pid, dir)) state.nginx = p;
+    else {
+      // Its files may listen on unix sockets (two tiers): one left by an nginx that was killed would
+      // keep it from starting, and no back of this stack runs now to be listening on it.
+      clearSockets(frontSocketDir(dir));
+      state.nginx = await startNginx(join(dir, 'nginx'), p?.statusPort ?? (await freePort()));
+    }
+  }
+  if (services.includes('front')) {
+    const p = previous?.front;
+    const socketDir = frontSocketDir(dir);
+    mkdirSync(socketDir, { recursive: true, mode: 0o755 });
+    state.front = p && ours(p.pid, dir) ? p : { ...(await startNginx(join(dir, 'nginx-front'), p?.statusPort ?? (await freePort()))), socketDir };
   }
   if (services.includes('dns')) {
     const p = previous?.dns;
@@ -119,6 +138,7 @@ export async function stopStack(state: StackState, log: (line: string) => void =
   if (state.docker && (await dockerAnswers())) {
     await removeTestArtifacts(state.id).catch((err: Error) => log(`cleanup of test containers failed: ${err.message}`));
   }
+  if (state.front && ours(state.front.pid, state.dir)) await stopProcess(state.front.pid);
   if (state.nginx && ours(state.nginx.pid, state.dir)) await stopProcess(state.nginx.pid);
   if (state.dns && ours(state.dns.pid, state.dir)) await stopProcess(state.dns.pid);
   if (state.etcd && ours(state.etcd.pid, state.dir)) await stopProcess(state.etcd.pid);
@@ -132,6 +152,14 @@ export async function stopStack(state: StackState, log: (line: string) => void =
   if (state.temporary) rmSync(state.dir, { recursive: true, force: true });
   else if (existsSync(stateFile(state.dir))) rmSync(stateFile(state.dir));
   log(`stack ${state.id} stopped`);
+}
+
+/** Removes the unix socket files in `dir` (none there, or no such directory: nothing to do). */
+function clearSockets(dir: string): void {
+  for (const name of existsSync(dir) ? readdirSync(dir) : []) {
+    const path = join(dir, name);
+    if (lstatSync(path).isSocket()) rmSync(path, { force: true });
+  }
 }
 
 function stackDirs(): string[] {

@@ -7,13 +7,15 @@ import { ensureBaseImage } from './base-image.js';
 import { createFixtureRepo, git } from './fixture-app.js';
 import { freePort, isPortFree, startProcess, type RunningProcess } from './processes.js';
 import { startGitHttpServer, type GitHttpServer } from './git-http-server.js';
-import { startStack, stopStack, type StackState } from './stack.js';
+import { ALL_SERVICES, frontSocketDir, startStack, stopStack, type StackState } from './stack.js';
 
 const DEMO_APP = 'hello';
 /** The signals that end `npm start`: Ctrl-C, `kill`, and a closed terminal. */
 const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 /** How long the first deploy of the demo may take (a cold build cache included). */
 const FIRST_DEPLOY_MS = 300_000;
+/** The longest path of a unix socket (sun_path, less its terminating NUL). */
+const MAX_SOCKET_PATH = 107;
 
 /** The preferred port when it is free, else any free one. */
 async function portNear(preferred: number): Promise<number> {
@@ -64,7 +66,12 @@ export async function up(options: { log: (line: string) => void; dir?: string })
   let stack: StackState | undefined;
   let code = 0;
   try {
-    stack = await startStack({ dir: join(root, 'stack'), log });
+    const stackDir = join(root, 'stack');
+    // Two tiers, so that no deploy resets a client's keep-alive connection; one when the
+    // repository's path is too long for the back's unix sockets (107 bytes).
+    const twoTiers = Buffer.byteLength(join(frontSocketDir(stackDir), `slipway-${DEMO_APP}.sock`)) <= MAX_SOCKET_PATH;
+    if (!twoTiers) log(`${stackDir} is too long a path for nginx's unix sockets: one nginx tier, whose reloads reset idle keep-alive connections`);
+    stack = await startStack({ dir: stackDir, log, services: twoTiers ? [...ALL_SERVICES, 'front'] : ALL_SERVICES });
     checkpoint();
     await ensureBaseImage();
     checkpoint();
@@ -133,7 +140,11 @@ async function startSlipway(
     worker: { metrics: `127.0.0.1:${await portNear(3002)}` },
     // A local demo keeps its secrets in its own 0600 config; production configs use ${VAR}.
     dashboard: { host: '127.0.0.1', port: dashboardPort, token },
-    nginx: { conf_dir: stack.nginx!.confDir, check_cmd: stack.nginx!.checkCmd, reload_cmd: stack.nginx!.reloadCmd },
+    nginx: {
+      conf_dir: stack.nginx!.confDir, check_cmd: stack.nginx!.checkCmd, reload_cmd: stack.nginx!.reloadCmd,
+      // Clients connect to the front, which deploys never reload; the stack's nginx behind it does the switching.
+      ...(stack.front ? { front: { conf_dir: stack.front.confDir, check_cmd: stack.front.checkCmd, reload_cmd: stack.front.reloadCmd, socket_dir: stack.front.socketDir } } : {}),
+    },
     apps: {
       [DEMO_APP]: {
         repo: repoUrl,
@@ -171,7 +182,8 @@ async function startSlipway(
 Slipway is up.
   Redis     ${stack.redis!.url}
   etcd      ${stack.etcd!.url}
-  nginx     ${stack.nginx!.mainConf} (Slipway writes ${stack.nginx!.confDir})
+  nginx     ${stack.front ? `${stack.front.mainConf} (the front, which clients connect to and deploys never reload; Slipway writes ${stack.front.confDir})
+            ${stack.nginx!.mainConf} (the back, behind it on unix sockets in ${stack.front.socketDir}; Slipway writes ${stack.nginx!.confDir})` : `${stack.nginx!.mainConf} (Slipway writes ${stack.nginx!.confDir})`}
   Docker    ${stack.docker!.host}
   receiver  http://127.0.0.1:${receiverPort}/hooks/{github,gitea,gitlab}  (webhook secret: apps.${DEMO_APP}.secret in the config)
   dashboard http://127.0.0.1:${dashboardPort}/  (sign-in token: ${token})
