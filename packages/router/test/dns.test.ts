@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -140,6 +140,9 @@ describe('routing: dns — etcd → dnsmasq → nginx', () => {
     } finally {
       await feed.close();
       await server.close();
+      // The back's file listens in the front's socket directory, which goes with the front: the shared back must not keep it.
+      await rm(nginxNames.path(nginx.settings.conf_dir, app.name), { force: true });
+      await runCommand(nginx.settings.reload_cmd);
       await front.stop();
     }
   });
