@@ -95,11 +95,14 @@ export async function jobs(ctx: CliContext, argv: string[]): Promise<number> {
     return 0;
   }
   const now = Date.now();
+  const cut = (r: JobRecord) => r.result?.drain?.open ?? 0;
   ctx.terminal.out(table(['ID', 'APP', 'SHA', 'TRIGGER', 'STATE', 'DURATION', 'AGE'], records.map((r) => [
-    r.id, r.app, r.sha ? short(r.sha) : (r.image ?? '-'), r.trigger, r.state,
+    r.id, r.app, r.sha ? short(r.sha) : (r.image ?? '-'), r.trigger, cut(r) > 0 ? `${r.state} (${cut(r)} cut)` : r.state,
     r.startedAt ? duration((r.finishedAt ? Date.parse(r.finishedAt) : now) - Date.parse(r.startedAt)) : '-',
     age(r.createdAt, now),
   ])));
+  // Said where the job is listed, not only in its log: a drain that ran out stopped the previous release with requests open.
+  if (records.some((r) => cut(r) > 0)) ctx.terminal.out('(N cut): drain_s ran out with N connections to the previous release still open, and they were stopped with it; see slipway logs <job>');
   return 0;
 }
 

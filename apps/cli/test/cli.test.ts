@@ -83,12 +83,22 @@ describe('slipway', () => {
     expect(viaEnv.code).toBe(2);
   });
 
-  it('logs passes no escape or control sequence a build printed to the operator\'s terminal', async () => {
+  /** The test config's queue, for records seeded by hand (no worker takes them). */
+  async function withQueue(fn: (queue: DeployQueue) => Promise<void>): Promise<void> {
     const config = loadConfig({ path: configFile, env: {} });
     const redis = connectRedis(config.redis, 'producer');
     await new Promise((resolve) => redis.once('ready', resolve));
     const queue = new DeployQueue({ redis, prefix: config.queue.prefix });
     try {
+      await fn(queue);
+    } finally {
+      await queue.close();
+      redis.disconnect();
+    }
+  }
+
+  it('logs passes no escape or control sequence a build printed to the operator\'s terminal', async () => {
+    await withQueue(async (queue) => {
       // A job record (no queue job: no worker takes it) that ended, its log as a hostile build left it.
       const job = await queue.store.create({ app: testAppName(), sha: null, ref: null, image: 'slipway/nothing:latest', trigger: 'cli' });
       await queue.store.appendLog(job.id, ['before\x1b]52;c;cm0gLXJmIH4=\x07after', '\x1b]0;owned\x07title', '\x1b[31mred\x1b[0m', 'wide\x1b[999999999G!', '\u009b2Jc1']);
@@ -98,10 +108,21 @@ describe('slipway', () => {
         expect(shown.stdout.split('\n').slice(0, 5), shown.stdout).toEqual(['beforeafter', 'title', 'red', 'wide!', 'c1']);
         expect(shown.stdout + shown.stderr).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f\u0080-\u009f]/);
       }
-    } finally {
-      await queue.close();
-      redis.disconnect();
-    }
+    });
+  });
+
+  it('jobs says which deploys stopped the previous release with connections still open (drain_s ran out)', async () => {
+    await withQueue(async (queue) => {
+      const job = await queue.store.create({ app: testAppName(), sha: null, ref: null, image: 'slipway/nothing:latest', trigger: 'cli' });
+      await queue.store.finish(job.id, 'completed', { result: { image: 'slipway/nothing:latest', release: job.id, drain: { ms: 5012, open: 2 } } });
+      const table = (await slipwayFull([...cfg(), 'jobs', '--limit', '1'])).stdout.split('\n');
+      expect(table[1]).toMatch(new RegExp(`^${job.id}\\s.*\\scompleted \\(2 cut\\)\\s`));
+      expect(table.filter(Boolean).at(-1)).toMatch(/^\(N cut\): drain_s ran out with N connections to the previous release still open/);
+      // The JSON contract keeps its fields and words.
+      const [shown] = JSON.parse((await slipwayFull([...cfg(), 'jobs', '--json', '--limit', '1'])).stdout);
+      expect(shown).toMatchObject({ id: job.id, state: 'completed' });
+      expect(Object.keys(shown)).toEqual(['id', 'app', 'sha', 'ref', 'trigger', 'state', 'attempts', 'createdAt', 'finishedAt', 'error']);
+    });
   });
 
   it('exits 2 for an unknown app or job id', async () => {

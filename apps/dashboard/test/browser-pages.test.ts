@@ -368,6 +368,22 @@ describe('the dashboard in a browser, over seeded jobs', () => {
     await expect.poll(() => new URL(page.url()).searchParams.get('app')).toBe(world.apps[0]!.name);
   });
 
+  it('a job page says how the previous release drained, and warns when drain_s ran out with connections open', async () => {
+    const image = 'slipway/app:abc';
+    const clean = await seed('completed', { finishedAt: new Date().toISOString(), result: { image, release: '1', drain: { ms: 1200, open: 0 } } });
+    const cut = await seed('completed', { finishedAt: new Date().toISOString(), result: { image, release: '2', drain: { ms: 5000, open: 3 } } });
+    const fact = async (id: string) => {
+      await open(`/jobs/${id}`);
+      const term = page.locator('dt', { hasText: /^Drain$/ });
+      await term.waitFor();
+      return term.locator('xpath=following-sibling::dd[1]');
+    };
+    expect(await (await fact(clean)).textContent()).toMatch(/^the previous release's connections closed after 1\.2 ?s$/);
+    const warned = await fact(cut);
+    expect(await warned.textContent()).toMatch(/^drain_s ran out after 5(\.0)? ?s with 3 connections to the previous release still open: stopped with it, their requests may have been cut$/);
+    expect(await warned.locator('.warning').count()).toBe(1);
+  });
+
   it('has no serious or critical accessibility violations on the overview, the jobs list and a job page', async () => {
     const id = await seed('active');
     await store().step(id, 'build');

@@ -180,7 +180,7 @@ function appForJob(ctx: DeployContext, record: JobRecord) {
   return { ...app, repo: repo.cloneUrl };
 }
 
-async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal: AbortSignal, attempt: number): Promise<{ image: string; release: string }> {
+async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal: AbortSignal, attempt: number): Promise<NonNullable<JobRecord['result']>> {
   const app = appForJob(ctx, record);
   // One step update at a time: each is a read-modify-write of the timeline, and the rollout reports
   // its steps without waiting (a first release's `switch` and `drain` come a moment apart).
@@ -244,7 +244,8 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
   });
   await steps.catch(() => {});
   ctx.feedback?.rolledOut(app.name, live);
-  return { image, release: record.id };
+  // Kept with the job: a drain that ran out of drain_s is shown wherever the job is, not only in its log.
+  return { image, release: record.id, ...(live.drain ? { drain: { ms: live.drain.ms, open: live.drain.open } } : {}) };
 }
 
 /** The built image's name, after telling the feedback how much came from the cache. */

@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
 import { commitVersion, startLoad } from '@slipway/devstack/testing';
@@ -24,12 +26,17 @@ describe('the deploy worker', () => {
     const done = await waitForJob(world.queue, first.id);
     expect(done.state, done.error ?? '').toBe('completed');
     expect(done.steps.map((s) => s.step)).toEqual(['queued', 'checkout', 'build', 'start', 'health', 'switch', 'drain', 'done']);
+    // A first release has nothing to drain.
+    expect(done.result).toEqual({ image: expect.any(String), release: first.id });
     expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
 
     const sha2 = await commitVersion(app!.repo, { version: `${app!.name} v2` });
     const load = startLoad({ url: app!.url, clients: 4, keepAlive: false, paths: ['/', '/cgi-bin/slow'] });
     const second = await world.queue.enqueue({ app: app!.name, sha: sha2, ref: 'master', image: null, trigger: 'cli' });
-    expect((await waitForJob(world.queue, second.id)).state).toBe('completed');
+    const done2 = await waitForJob(world.queue, second.id);
+    expect(done2.state).toBe('completed');
+    // The slow requests (a second each) were waited for: none was left open when the old containers stopped.
+    expect(done2.result?.drain).toEqual({ ms: expect.any(Number), open: 0 });
     await new Promise((r) => setTimeout(r, 300));
     const report = await load.stop();
     expect(report.failures).toEqual([]);
@@ -43,6 +50,30 @@ describe('the deploy worker', () => {
     expect(log).toContain('==> rollout');
     const containers = await docker.listContainers({ all: true, filters: { label: [`slipway.app=${app!.name}`] } });
     expect(containers.map((c) => c.Labels['slipway.sha'])).toEqual([sha2, sha2]);
+  });
+
+  it('keeps with the job how many connections a drain that ran out of drain_s left open', async () => {
+    world = await workerWorld({ app: { replicas: 1, drain_s: 0.2 } });
+    const [app] = world.apps;
+    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    const first = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    expect((await waitForJob(world.queue, first.id)).state).toBe('completed');
+
+    // A connection to the old container that stays open past drain_s (0.2 s): it is counted, then stopped with it.
+    const [old] = await docker.listContainers({ filters: { label: [`slipway.app=${app!.name}`] } });
+    const published = old!.Ports.find((p) => p.PublicPort)!;
+    const held = connect(published.PublicPort, published.IP);
+    await once(held, 'connect');
+    held.on('error', () => {});
+    const sha2 = await commitVersion(app!.repo, { version: `${app!.name} v2` });
+    const second = await world.queue.enqueue({ app: app!.name, sha: sha2, ref: 'master', image: null, trigger: 'cli' });
+    const done = await waitForJob(world.queue, second.id);
+    held.destroy();
+    expect(done.state, done.error ?? '').toBe('completed');
+    expect(done.result?.drain).toEqual({ ms: expect.any(Number), open: 1 });
+    expect(done.result!.drain!.ms).toBeGreaterThanOrEqual(200);
+    const log = (await world.queue.store.readLog(second.id)).join('\n');
+    expect(log).toContain(`drained: drain_s (0.2 s) elapsed with 1 connection open (${published.IP}:${published.PublicPort}: 1)`);
   });
 
   it('a burst of five pushes ends with the fifth live; the waiting ones are superseded by it', async () => {

@@ -85,8 +85,19 @@ export interface JobRecord extends DeployRequest {
   steps: Array<{ step: Step; at: string }>;
   /** The job's test steps so far, in order (absent when it has none). */
   tests?: TestStepRun[];
-  /** Filled when the job ends: the image that went live and its release. */
-  result: { image: string; release?: string } | null;
+  /** Filled when the job ends: the image that went live and its release, and how the previous release drained. */
+  result: { image: string; release?: string; drain?: DrainSummary } | null;
+}
+
+/**
+ * How the previous release's connections ended before it was stopped:
+ * after `ms`, with `open` still open (0: all closed by themselves; above
+ * 0: `drain_s` ran out and those were stopped with the old release, so
+ * their requests may have been cut).
+ */
+export interface DrainSummary {
+  ms: number;
+  open: number;
 }
 
 /** The shape of `slipway jobs --json`, fixed by the CLI contract. */

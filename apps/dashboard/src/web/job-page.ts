@@ -170,6 +170,13 @@ function jobFacts(job: JobView): Array<[string, Node | string]> {
     ['Duration', duration],
   ];
   if (job.finishedAt) rows.push(['Finished', timeEl(job.finishedAt)]);
+  const drain = job.result?.drain;
+  if (drain) {
+    const open = drain.open;
+    rows.push(['Drain', open === 0
+      ? `the previous release's connections closed after ${formatDuration(drain.ms)}`
+      : h('span', { class: 'warning' }, `drain_s ran out after ${formatDuration(drain.ms)} with ${open} connection${open === 1 ? '' : 's'} to the previous release still open: stopped with it, their requests may have been cut`)]);
+  }
   if (job.retryOf) rows.push(['Re-run of', h('a', { href: `/jobs/${job.retryOf}` }, `job ${job.retryOf}`)]);
   if (job.retriedBy) rows.push(['Re-run as', h('a', { href: `/jobs/${job.retriedBy}` }, `job ${job.retriedBy}`)]);
   if (job.supersededBy) rows.push(['Superseded by', h('a', { href: `/jobs/${job.supersededBy}` }, `job ${job.supersededBy}`)]);
