@@ -150,10 +150,21 @@ ${listenLines(app.listen, false)}
 
 ${CONNECTION_HEADER}
 
-${proxyLocation(upstream, false)}
+${proxyLocation(upstream, false, FRONT_NEXT_UPSTREAM)}
 }
 `;
 }
+
+/**
+ * The front's only retry: a request whose connection to the back failed,
+ * POSTs included. A back reload closes the front's idle connections to it,
+ * and one the front had just sent a request on fails unread: nginx would
+ * answer a POST 502 there (it cannot know the back did not act on it), but
+ * the back's old worker closes only connections with no request in
+ * progress, so nothing of it reached the app. Not on a timeout or a 502
+ * from the back, which may come after the app acted.
+ */
+const FRONT_NEXT_UPSTREAM = 'error non_idempotent';
 
 /** The addresses of the `server host:port;` lines of a rendered file: what a live upstream file routes to. */
 export function renderedUpstreams(text: string): string[] {
@@ -222,7 +233,7 @@ const CONNECTION_HEADER = `    # Upstream keep-alive needs an empty Connection h
  * pass), and a retry on another container for idempotent requests only
  * (`non_idempotent` is deliberately absent: a POST is never sent twice).
  */
-function proxyLocation(target: string, behindFront: boolean): string {
+function proxyLocation(target: string, behindFront: boolean, nextUpstream = 'error timeout http_502 http_503'): string {
   // Behind a front, the client is the front's to name: its headers pass on as they came (only the front can reach the back's socket).
   const [realIp, forwardedFor, proto] = behindFront
     ? ['$http_x_real_ip', '$http_x_forwarded_for', '$http_x_forwarded_proto']
@@ -236,7 +247,7 @@ function proxyLocation(target: string, behindFront: boolean): string {
         proxy_set_header X-Forwarded-Proto ${proto};
         proxy_set_header Upgrade $http_upgrade;
         proxy_set_header Connection ${CONNECTION_VARIABLE};
-        proxy_next_upstream error timeout http_502 http_503;
+        proxy_next_upstream ${nextUpstream};
         proxy_connect_timeout 5s;
     }`;
 }
