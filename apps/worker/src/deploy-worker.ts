@@ -7,6 +7,8 @@ import type { SlipwayConfig } from '@slipway/config/types';
 import { DeployFeedback, type RetryPolicy } from '@slipway/feedback/deploy-feedback';
 import { WorkerMetrics } from '@slipway/feedback/metrics';
 import { JobStore } from '@slipway/queue/job-store';
+import { FINAL_STATES } from '@slipway/queue/job-types';
+import { SlipwayError } from '@slipway/core/slipway-error';
 import { QUEUE_NAME } from '@slipway/queue/deploy-queue';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { connectRedis } from '@slipway/queue/redis';
@@ -16,6 +18,8 @@ import { managerClient } from '@slipway/rollout/swarm';
 /** BullMQ timing: a killed worker's job is taken up again within lock + stalled interval (11 s), well inside 15 s. */
 export const LOCK_DURATION_MS = 8_000;
 export const STALLED_INTERVAL_MS = 3_000;
+/** Times a job may stall (its worker died) and be taken up again; once more, it fails (worker_lost). */
+export const MAX_STALLED_COUNT = 2;
 /** SIGTERM waits this long for the running deploys before leaving them to another worker. */
 export const DEFAULT_SHUTDOWN_GRACE_MS = 120_000;
 
@@ -73,11 +77,26 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
     concurrency: options.concurrency ?? config.worker.concurrency,
     lockDuration: LOCK_DURATION_MS,
     stalledInterval: STALLED_INTERVAL_MS,
-    maxStalledCount: 2,
+    maxStalledCount: MAX_STALLED_COUNT,
     autorun: true,
   });
   worker.on('error', (err) => logger.warn({ err: err.message }, 'queue connection trouble; retrying'));
   worker.on('stalled', (jobId) => logger.warn({ bullJob: jobId }, 'job stalled (its worker died); taking it up again'));
+  // A job that stalled more often than maxStalledCount (its workers kept dying) is failed by BullMQ without
+  // being run again: its record, still `active` from the attempt that died, must end too, or `--wait`, the
+  // git hook and the job's page would wait for it for ever.
+  worker.on('failed', (job) => {
+    if (!job?.deferredFailure) return;
+    const id = (job.data as { id: string }).id;
+    void giveUp(id).catch((err: Error) => logger.warn({ job: id, err: err.message }, 'could not record a job given up after its workers died'));
+  });
+  const giveUp = async (id: string) => {
+    const record = await store.get(id);
+    if (!record || FINAL_STATES.has(record.state)) return;
+    const err = new SlipwayError('worker_lost', `worker_lost: the workers running it died ${MAX_STALLED_COUNT + 1} times (killed, out of memory?), so it was given up; what it had started is cleaned up by the app's next deploy`);
+    await store.appendLog(id, [`error: ${err.message}`]);
+    feedback.finished(await store.finish(id, 'failed', { error: err.message }), err);
+  };
 
   // `slipway cancel` of a running job, and any job's cancellation (for its commit status): messages on the events channel.
   void subscriber.subscribe(store.keys.events).catch(() => {});

@@ -3,11 +3,19 @@ import { fileURLToPath } from 'node:url';
 import Docker from 'dockerode';
 import { afterEach, describe, expect, it } from 'vitest';
 import { commitVersion, freePort, type RunningProcess, startLoad, startProcess, startRedis, stopProcess, tempDir } from '@slipway/devstack/testing';
+import { MAX_STALLED_COUNT } from '../src/deploy-worker.js';
 import { body, waitForJob, waitForStep, workerWorld, type WorkerWorld } from './support.js';
 
 const docker = new Docker();
 const WORKER_BIN = fileURLToPath(new URL('../bin/slipway-worker.js', import.meta.url));
 const startWorker = (configFile: string) => startProcess([process.execPath, WORKER_BIN, '--config', configFile], { env: { LOG_LEVEL: 'info' } });
+async function within(ms: number, probe: () => Promise<boolean>, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 const appContainers = async (app: string) => docker.listContainers({ all: true, filters: { label: [`slipway.app=${app}`] } });
 
 describe('the worker process', () => {
@@ -39,6 +47,26 @@ describe('the worker process', () => {
     const done = await waitForJob(world.queue, job.id);
     expect(done.state, done.error ?? '').toBe('completed');
     expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
+  });
+
+  it('killed mid-build once more than it may stall: the job is given up and ends failed (worker_lost), not active for ever', async () => {
+    world = await workerWorld({ buildDelay_s: 3 });
+    const [app] = world.apps;
+    const job = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    for (let attempt = 1; attempt <= MAX_STALLED_COUNT + 1; attempt++) {
+      const worker = startWorker(world.configFile);
+      workers.push(worker);
+      await within(30_000, async () => (await world!.queue.store.mustGet(job.id)).attempts >= attempt, `attempt ${attempt} running`);
+      await new Promise((r) => setTimeout(r, 500));
+      worker.child.kill('SIGKILL');
+      await worker.exited;
+    }
+    workers.push(startWorker(world.configFile));
+    const done = await waitForJob(world.queue, job.id, 60_000);
+    expect(done.state).toBe('failed');
+    expect(done.error).toMatch(/^worker_lost: the workers running it died 3 times/);
+    expect(done.attempts).toBe(MAX_STALLED_COUNT + 1);
+    expect((await world.queue.store.readLog(job.id)).at(-1)).toMatch(/^error: worker_lost: /);
   });
 
   it('killed mid-rollout: the app serves throughout, the dead attempt\'s containers go, the job completes', async () => {
