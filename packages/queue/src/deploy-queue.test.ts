@@ -62,6 +62,26 @@ describe('DeployQueue', () => {
     expect(retry).toMatchObject({ trigger: 'retry', retryOf: job.id, sha: sha(5), app: 'delta', state: 'waiting' });
     expect((await queue.store.get(job.id))?.retriedBy).toBe(retry.id);
     await expect(queue.retry(retry.id)).rejects.toMatchObject({ code: 'not_retryable' });
+    // Its re-run is waiting: retrying it again would queue a second one.
+    await expect(queue.retry(job.id)).rejects.toMatchObject({ code: 'not_retryable', message: expect.stringMatching(new RegExp(`^job ${retry.id} of delta came after job ${job.id} and is waiting`)) });
+  });
+
+  it('never retries a job once a newer one of its app went live: that would deploy the older commit over it', async () => {
+    const app = uniqueName('rn');
+    const old = await queue.enqueue(request(app, 12));
+    const live = await queue.enqueue(request(app, 13));
+    for (const j of [old, live]) await queue.bull.getJob(bullJobId(j.id)).then((b) => b?.remove());
+    await queue.store.finish(old.id, 'failed', { error: 'x' });
+    await queue.store.finish(live.id, 'completed');
+    await expect(queue.retry(old.id)).rejects.toMatchObject({
+      code: 'not_retryable', status: 409,
+      message: `job ${live.id} of ${app} came after job ${old.id} and is live: re-running commit ${sha(12).slice(0, 12)} would deploy it over that; slipway deploy ${app} --ref ${sha(12)} does it on purpose`,
+    });
+    // A newer job that never went live does not stand in the way.
+    const failedAfter = await queue.enqueue(request(app, 14));
+    await queue.bull.getJob(bullJobId(failedAfter.id)).then((b) => b?.remove());
+    await queue.store.finish(failedAfter.id, 'failed', { error: 'x' });
+    expect(await queue.retry(failedAfter.id)).toMatchObject({ trigger: 'retry', retryOf: failedAfter.id });
   });
 
   it('retry --failed takes the newest failed job per app, never one older than a live release', async () => {

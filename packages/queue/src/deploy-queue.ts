@@ -157,11 +157,25 @@ export class DeployQueue {
     });
   }
 
-  /** Re-runs a failed or cancelled job for the same commit, as a new job; the old one stays in the history. */
+  /**
+   * Re-runs a failed or cancelled job for the same commit, as a new job; the
+   * old one stays in the history. Not once a newer job of the app is
+   * waiting, running or live: the re-run, newest of all, would deploy the
+   * older commit over it (`slipway deploy --ref` does that on purpose).
+   */
   async retry(id: string): Promise<JobRecord> {
     const old = await withRedis(this.redis, () => this.store.mustGet(id));
     if (old.state !== 'failed' && old.state !== 'cancelled') {
       throw new SlipwayError('not_retryable', `job ${id} is ${old.state}; only failed or cancelled jobs can be retried`, { status: 409 });
+    }
+    const newer = await withRedis(this.redis, async () => {
+      const newerId = await this.store.supersededBy(old.app, id);
+      return newerId === null ? null : this.store.get(newerId);
+    });
+    if (newer) {
+      const what = old.sha ? `commit ${old.sha.slice(0, 12)}` : (old.image ?? 'its image');
+      const how = old.sha ? `slipway deploy ${old.app} --ref ${old.sha}` : `slipway deploy ${old.app} --image ${old.image}`;
+      throw new SlipwayError('not_retryable', `job ${newer.id} of ${old.app} came after job ${id} and is ${newer.state === 'completed' ? 'live' : newer.state}: re-running ${what} would deploy it over that; ${how} does it on purpose`, { status: 409 });
     }
     const { app, sha, ref, image, push } = old;
     const record = await this.enqueue({ app, sha, ref, image, push, trigger: 'retry', retryOf: id });
