@@ -128,10 +128,17 @@ describe('DeployQueue', () => {
       const records = await broken.store.list({ limit: 10 });
       expect(records.map((r) => [r.state, r.error])).toEqual([['failed', 'could not be queued'], ['failed', 'could not be queued']]);
 
+      // A webhook's push (guarded): its commit's pushed mark goes with the failed job, or the retry would be its "duplicate".
+      const hook = { ...request('app-2', 32), trigger: 'webhook' as const, push: { forced: false } as DeployRequest['push'] };
+      await expect(broken.enqueueMany([hook], { provider: 'github', id: uniqueName('d'), ttlSeconds: 60, guard: true })).rejects.toThrow();
+      expect(await redis.exists(`${own}:app:app-2:pushed:${sha(32)}`)).toBe(0);
+
       await redis.del(`${own}:deploys:wait`);
       const retried = await broken.enqueueMany([request('app-0', 30)], deliveries[0]);
       expect(retried.previous).toBeNull();
       expect(await broken.bull.getJob(bullJobId(retried.records[0]!.id))).toBeDefined();
+      const hookAgain = await broken.enqueueMany([hook], { provider: 'github', id: uniqueName('d'), ttlSeconds: 60, guard: true });
+      expect(hookAgain).toMatchObject({ previous: null, skipped: [], records: [{ app: 'app-2', sha: sha(32) }] });
     } finally {
       const keys = await redis.keys(`${own}:*`);
       if (keys.length) await redis.del(...keys);

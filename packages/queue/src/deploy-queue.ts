@@ -108,8 +108,12 @@ export class DeployQueue {
       if (records.length > 0) await this.bull.addBulk(records.map((record) => ({ name: 'deploy', data: { id: record.id }, opts: this.jobOptions(record.id) })));
     } catch (err) {
       // Undone before anyone is answered: a 503 means the forge's retry will be queued, and the records say why they never ran.
+      // The commits' pushed marks go too (each only while it still names this job), or the retry would be a "duplicate" of a job that never ran.
       for (const { group } of batch) if (group.delivery) await this.redis.del(group.delivery.key).catch(() => {});
-      for (const record of records) await this.store.finish(record.id, 'failed', { error: 'could not be queued' }).catch(() => {});
+      for (const record of records) {
+        if (record.sha) await this.store.forgetPushed(record.app, record.sha, record.id).catch(() => {});
+        await this.store.finish(record.id, 'failed', { error: 'could not be queued' }).catch(() => {});
+      }
       for (const { reject } of batch) reject(err);
       return;
     }

@@ -12,6 +12,9 @@ export interface JobEvent {
   step: Step;
 }
 
+/** Deletes KEYS[1] if it holds ARGV[1]. */
+const DELETE_IF_EQUAL = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0`;
+
 /** States of a newer job that make an older one pointless to deploy. */
 const SUPERSEDING: ReadonlySet<JobState> = new Set(['waiting', 'active', 'completed']);
 
@@ -290,6 +293,11 @@ export class JobStore {
       });
       return { records: made, previous: null, skipped };
     });
+  }
+
+  /** Drops the mark that a webhook queued `sha` for `app` (see CREATE_JOBS), only while it still names job `id`. */
+  async forgetPushed(app: string, sha: string, id: string): Promise<void> {
+    await this.redis.eval(DELETE_IF_EQUAL, 1, this.keys.pushed(app, sha), id);
   }
 
   /**
