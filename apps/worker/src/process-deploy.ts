@@ -93,7 +93,10 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
 
     // Attempts started, ours: BullMQ's attemptsMade counts failures only, so a run cut short by a dead worker would not show.
     const attempt = ((await ctx.store.get(id))?.attempts ?? 0) + 1;
-    ctx.feedback?.started(await ctx.store.update(id, { state: 'active', attempts: attempt, startedAt: new Date().toISOString(), error: null }), attempt);
+    const started = await ctx.store.update(id, { state: 'active', attempts: attempt, startedAt: new Date().toISOString(), error: null });
+    // Ended a moment ago (cancelled while waiting, after the check above): an ended job stays ended, and is not run.
+    if (started.state !== 'active') return { skipped: started.state };
+    ctx.feedback?.started(started, attempt);
     logger.info({ attempt }, 'deploy started');
     const result = await deploy(ctx, record, log, controller.signal, attempt);
     await rememberLive(ctx, record);

@@ -148,7 +148,7 @@ describe('DeployQueue', () => {
 
   it('a guarded push (a webhook) is not queued again for the same commit, nor for the live commit or an ancestor of it unless forced', async () => {
     const app = uniqueName('guarded');
-    const webhook = (n: number, forced = false): DeployRequest => ({ ...request(app, n), trigger: 'webhook', push: { forced } as DeployRequest['push'] });
+    const webhook = (n: number, forced = false, before = sha(0)): DeployRequest => ({ ...request(app, n), trigger: 'webhook', push: { forced, before } as DeployRequest['push'] });
     const delivery = () => ({ provider: 'github', id: uniqueName('d'), ttlSeconds: 60, guard: true });
 
     const first = await queue.enqueueMany([webhook(101)], delivery());
@@ -169,6 +169,12 @@ describe('DeployQueue', () => {
     expect((await queue.enqueueMany([webhook(102, true)], delivery())).records).toHaveLength(1);
     expect((await queue.enqueueMany([request(app, 103)])).records).toHaveLength(1);
     expect((await queue.enqueueMany([webhook(104)], delivery())).records).toHaveLength(1);
+
+    // The branch forced back to 101, pushed (above) within the retention: a new push, not a duplicate of the first;
+    // that forced body sent again is one.
+    const back = await queue.enqueueMany([webhook(101, true, sha(104))], delivery());
+    expect(back.records).toHaveLength(1);
+    expect((await queue.enqueueMany([webhook(101, true, sha(104))], delivery())).skipped).toEqual([{ app, reason: 'duplicate', job: back.records[0]!.id }]);
 
     // An image deploy went live: no commit is known to be stale any more.
     await queue.store.recordLive(app, { sha: null, job: '78' });

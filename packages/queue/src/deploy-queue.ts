@@ -111,7 +111,7 @@ export class DeployQueue {
       // The commits' pushed marks go too (each only while it still names this job), or the retry would be a "duplicate" of a job that never ran.
       for (const { group } of batch) if (group.delivery) await this.redis.del(group.delivery.key).catch(() => {});
       for (const record of records) {
-        if (record.sha) await this.store.forgetPushed(record.app, record.sha, record.id).catch(() => {});
+        await this.store.forgetPushed(record).catch(() => {});
         await this.store.finish(record.id, 'failed', { error: 'could not be queued' }).catch(() => {});
       }
       for (const { reject } of batch) reject(err);

@@ -221,6 +221,19 @@ describe('JobStore history: indexes, cursor pages, search, sweep', () => {
     expect(newest.map((j) => j?.id)).toEqual([ids[59], ids[58], ids[52], ids[56], undefined, undefined, ids[58]]);
   });
 
+  it('a job that ended stays as it ended: a later finish or start of another state changes nothing', async () => {
+    const store = new JobStore(redis, uniqueName('ended'), { retention: null });
+    const [id] = await seed(store, 1, ['web']);
+    const done = await store.finish(id!, 'completed', { result: { image: 'slipway/web:1', release: id! } });
+    // A cancel that read the job before it completed, and a worker that checked it before it was cancelled.
+    expect(await store.finish(id!, 'cancelled', { error: 'cancelled (no live queue job)' })).toEqual(done);
+    expect(await store.update(id!, { state: 'active', attempts: 2 })).toEqual(done);
+    expect((await store.list({ state: 'completed' })).map((j) => j.id)).toEqual([id]);
+    expect(await store.list({ state: 'cancelled' })).toEqual([]);
+    // Fields that do not change the state still do.
+    expect(await store.update(id!, { retriedBy: '99' })).toMatchObject({ state: 'completed', retriedBy: '99' });
+  });
+
   it('searches commits by prefix and messages by words, case-insensitive, with filters, a bounded scan per call', async () => {
     const store = new JobStore(redis, uniqueName('history'), { retention: null });
     const total = SEARCH_SCAN + 300;

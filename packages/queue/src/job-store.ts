@@ -12,6 +12,15 @@ export interface JobEvent {
   step: Step;
 }
 
+/**
+ * A forced push's mark names the head it replaced too: force-pushing the
+ * branch back to a commit pushed a day ago is a new push (rolling back on
+ * purpose), while the same body sent again is still its duplicate.
+ */
+function forcedFrom(record: Pick<JobRecord, 'push'>): string | undefined {
+  return record.push?.forced && record.push.before ? record.push.before : undefined;
+}
+
 /** Deletes KEYS[1] if it holds ARGV[1]. */
 const DELETE_IF_EQUAL = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0`;
 
@@ -62,6 +71,9 @@ const SEARCH_CHUNK = 500;
 /**
  * Updates fields of an existing job and keeps its indexes in step with its
  * state (the state's sorted sets and its app's waiting set), atomically.
+ * A job that ended stays as it ended: an update that would move it to
+ * another state changes nothing (a cancel racing the job's completion, a
+ * worker starting a job cancelled a moment before).
  * KEYS: the job. ARGV: index base, id, field/value pairs.
  * Returns the record's fields after the update, or nil when there is no such job.
  */
@@ -69,6 +81,12 @@ const UPDATE_JOB = LUA_INDEX_KEYS + `
 if redis.call('exists', KEYS[1]) == 0 then return false end
 local base, id = ARGV[1], ARGV[2]
 local before = redis.call('hmget', KEYS[1], 'state', 'app', 'trigger')
+local ended = {completed = true, failed = true, superseded = true, cancelled = true}
+if before[1] and ended[bare(before[1])] then
+  for i = 3, #ARGV, 2 do
+    if ARGV[i] == 'state' and bare(ARGV[i + 1]) ~= bare(before[1]) then return redis.call('hgetall', KEYS[1]) end
+  end
+end
 redis.call('hset', KEYS[1], unpack(ARGV, 3))
 local state = redis.call('hget', KEYS[1], 'state')
 if state ~= before[1] then
@@ -187,7 +205,9 @@ export interface JobGroup {
    * must not turn into a new deploy: each job is skipped when its commit is
    * already live or older than the live release (unless the push was
    * forced), or when a webhook queued that commit of that app within the
-   * delivery's TTL. Operator actions never set it.
+   * delivery's TTL (for a forced push: that commit over the same previous
+   * head, so forcing the branch back to a commit pushed earlier deploys
+   * it). Operator actions never set it.
    */
   guard?: boolean;
 }
@@ -268,7 +288,7 @@ export class JobStore {
         const guarded = guard === true && delivery !== undefined && record.sha !== null;
         args.push(
           record.trigger, this.keys.waiting(record.app), JSON.stringify(record.app),
-          guarded ? this.keys.pushed(record.app, record.sha!) : '',
+          guarded ? this.keys.pushed(record.app, record.sha!, forcedFrom(record)) : '',
           guarded && !record.push?.forced ? this.keys.liveAncestry(record.app) : '',
           record.sha ?? '', 0,
         );
@@ -295,9 +315,9 @@ export class JobStore {
     });
   }
 
-  /** Drops the mark that a webhook queued `sha` for `app` (see CREATE_JOBS), only while it still names job `id`. */
-  async forgetPushed(app: string, sha: string, id: string): Promise<void> {
-    await this.redis.eval(DELETE_IF_EQUAL, 1, this.keys.pushed(app, sha), id);
+  /** Drops the mark that a webhook queued this job's commit (see CREATE_JOBS), only while it still names the job. */
+  async forgetPushed(record: JobRecord): Promise<void> {
+    if (record.sha) await this.redis.eval(DELETE_IF_EQUAL, 1, this.keys.pushed(record.app, record.sha, forcedFrom(record)), record.id);
   }
 
   /**
@@ -353,11 +373,14 @@ export class JobStore {
     await this.update(id, { step, steps: [...record.steps, { step, at: new Date().toISOString() }] });
   }
 
-  /** Ends a job: a final state, its finish time, and why. */
+  /**
+   * Ends a job: a final state, its finish time, and why. A job that already
+   * ended another way is left as it is and returned so (see UPDATE_JOB).
+   */
   async finish(id: string, state: JobState, extra: Partial<JobRecord> = {}): Promise<JobRecord> {
     if (!FINAL_STATES.has(state)) throw new Error(`${state} is not a final state`);
     const record = await this.update(id, { state, finishedAt: new Date().toISOString(), ...extra });
-    await fileFinishedJob(this.redis, this.keys, record, this.retention);
+    if (record.state === state) await fileFinishedJob(this.redis, this.keys, record, this.retention);
     return record;
   }
 

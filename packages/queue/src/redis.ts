@@ -101,7 +101,8 @@ export function keys(prefix: string) {
     cancelReported: (id: string) => `${prefix}:job:${id}:feedback-cancelled`,
     delivery: (provider: string, id: string) => `${prefix}:delivery:${provider}:${id}`,
     /** A webhook queued this commit of this app (the job id), kept for the delivery retention: a replay is a duplicate. */
-    pushed: (app: string, sha: string) => `${prefix}:app:${app}:pushed:${sha}`,
+    /** A webhook queued `sha` for `app`; a forced push's mark also names the head it replaced (`before`): see JobGroup.guard. */
+    pushed: (app: string, sha: string, before?: string) => `${prefix}:app:${app}:pushed:${sha}${before ? `:${before}` : ''}`,
     /** The live release's commit and its recent ancestors: a push of one of them is stale. */
     liveAncestry: (app: string) => `${prefix}:app:${app}:live-ancestry`,
     /** `{"sha","job"}` of what is live, as the last completed deploy left it. */
