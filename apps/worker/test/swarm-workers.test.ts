@@ -1,8 +1,10 @@
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LABELS } from '@slipway/core/docker';
-import { startCluster, stopCluster, type ClusterState, hostDocker } from '@slipway/devstack/cluster';
-import { commitVersion, startProcess, type RunningProcess } from '@slipway/devstack/testing';
+import { startCluster, stopCluster, type ClusterState, hostDocker, serviceEndpoints } from '@slipway/devstack/cluster';
+import { commitVersion, startLoad, startProcess, type RunningProcess } from '@slipway/devstack/testing';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { etcdKeys } from '@slipway/etcd/keys';
 import { body, waitForJob, waitForStep, workerWorld, type WorkerWorld } from './support.js';
@@ -14,6 +16,7 @@ const log = (line: string) => console.log(`[swarm] ${line}`);
 describe('two worker processes on a swarm', () => {
   let cluster: ClusterState | undefined;
   let world: WorkerWorld | undefined;
+  const worlds: WorkerWorld[] = [];
   const workers: RunningProcess[] = [];
   beforeAll(async () => {
     cluster = await startCluster({ log });
@@ -21,6 +24,7 @@ describe('two worker processes on a swarm', () => {
   afterAll(async () => {
     for (const w of workers.splice(0)) await w.stop('SIGKILL');
     await world?.cleanup();
+    for (const w of worlds.splice(0)) await w.cleanup();
     if (cluster) await stopCluster(cluster, log);
   }, 120_000);
 
@@ -68,5 +72,43 @@ describe('two worker processes on a swarm', () => {
     } finally {
       etcd.close();
     }
+  }, 900_000);
+
+  it('killed -9 mid-drain: the next attempt takes up its live service, drains the old one and completes, with no failed request', async () => {
+    const engine = { type: 'swarm', manager: cluster!.hosts[0]!.engineUrl, registry: cluster!.registry!.address };
+    const own = await workerWorld({ app: { replicas: 2, drain_s: 30 }, extra: { engine } });
+    worlds.push(own);
+    const [app] = own.apps;
+    const manager = hostDocker(cluster!.hosts[0]!);
+    const services = async () => (await manager.listServices({ filters: { label: [`${LABELS.app}=${app!.name}`] } })).map((s) => s.Spec?.Labels?.[LABELS.release]);
+    const first = startWorker(own.configFile);
+    workers.push(first);
+    const v1 = await own.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    expect((await waitForJob(own.queue, v1.id, 300_000)).state).toBe('completed');
+
+    // A connection held open to a task of v1 keeps the drain going (drain_s 30) until it is closed.
+    const [old] = await serviceEndpoints(manager, (await manager.listServices({ filters: { label: [`${LABELS.app}=${app!.name}`] } }))[0]!.ID!, 8080);
+    const held = connect(old!.port, old!.address);
+    held.on('error', () => {});
+    await once(held, 'connect');
+    const load = startLoad({ url: app!.url, clients: 3, keepAlive: false, paths: ['/', '/cgi-bin/slow'] });
+    const v2 = await own.queue.enqueue({ app: app!.name, sha: await commitVersion(app!.repo, { version: `${app!.name} v2` }), ref: 'master', image: null, trigger: 'cli' });
+    await waitForStep(own.queue, v2.id, 'drain', 300_000);
+    first.child.kill('SIGKILL');
+    await first.exited;
+    held.destroy();
+    expect((await services()).sort()).toEqual([v1.id, v2.id].sort());
+
+    workers.push(startWorker(own.configFile));
+    const done = await waitForJob(own.queue, v2.id, 300_000);
+    const report = await load.stop();
+    expect(done.state, done.error ?? '').toBe('completed');
+    expect(done.attempts).toBe(2);
+    const jobLog = (await own.queue.store.readLog(v2.id)).join('\n');
+    expect(jobLog).toContain(`service slipway-${app!.name}-${v2.id} of this job is live already`);
+    expect(await services()).toEqual([v2.id]);
+    expect(await body(`${app!.url}/`)).toBe(`${app!.name} v2\n`);
+    expect(report.failures).toEqual([]);
+    expect(report.socketErrors).toEqual([]);
   }, 900_000);
 });

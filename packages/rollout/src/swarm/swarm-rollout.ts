@@ -60,6 +60,13 @@ export interface SwarmCurrent {
 }
 
 export interface SwarmPlan {
+  /**
+   * This job's own service when its release is live already: an earlier
+   * attempt of the job switched to it and died before it finished (its
+   * worker killed mid-drain). Taken up, not created again (its name is the
+   * release's), and neither drained nor removed.
+   */
+  resume: AppService | null;
   /** Services serving now: removed after the switch and the drain. */
   serving: AppService[];
   /** The app's other services (left by an attempt that died before its switch): removed first. */
@@ -75,16 +82,21 @@ export interface SwarmPlan {
  * service of the app is a stray (the lock says no other rollout runs).
  */
 export function planSwarmRollout(current: SwarmCurrent, desired: Parameters<typeof serviceSpec>[0]): SwarmPlan {
+  const spec = serviceSpec(desired);
+  const resume = current.releaseJob === desired.release ? current.services.find((s) => s.name === spec.Name) ?? null : null;
+  const ownTasks = new Set(current.tasks.filter((t) => t.serviceId === resume?.id).map((t) => t.id.slice(0, 12)));
   const keyed = new Set(current.upstreams.map((u) => u.id));
   const keyedServices = new Set(current.tasks.filter((t) => keyed.has(t.id.slice(0, 12))).map((t) => t.serviceId));
-  const isServing = (s: AppService) => (current.releaseJob !== null && s.labels[LABELS.release] === current.releaseJob) || keyedServices.has(s.id);
-  const serving = current.services.filter(isServing);
+  // Taking up a release that went live, every other service may still carry requests from before that switch
+  // (the attempt died mid-drain): drained and removed after, none removed first as a stray.
+  const isServing = (s: AppService) => resume !== null || (current.releaseJob !== null && s.labels[LABELS.release] === current.releaseJob) || keyedServices.has(s.id);
+  const serving = current.services.filter((s) => s !== resume && isServing(s));
   const servingIds = new Set(serving.map((s) => s.id));
   const drain = new Set([
-    ...current.upstreams.map((u) => u.address),
+    ...current.upstreams.filter((u) => !ownTasks.has(u.id)).map((u) => u.address),
     ...liveEndpoints(current.tasks.filter((t) => servingIds.has(t.serviceId))).map((t) => t.address!),
   ]);
-  return { serving, strays: current.services.filter((s) => !isServing(s)), drain: [...drain].sort(), spec: serviceSpec(desired) };
+  return { resume, serving, strays: current.services.filter((s) => s !== resume && !isServing(s)), drain: [...drain].sort(), spec };
 }
 
 const SECRET_NAME = /SECRET|TOKEN|PASSWORD|PASSWD|PASS|KEY|CREDENTIAL|DSN|DATABASE_URL|AUTH/i;
@@ -120,6 +132,9 @@ class SwarmRun {
   private readonly t0 = Date.now();
   private readonly timings: RolloutResult['timings'] = { lock: 0, plan: 0, start: 0, health: 0, switch: 0, drain: 0, stop: 0, total: 0, push: 0, pull: 0 };
   lock?: AppLock;
+  /** The release's service: created by this attempt (`created`), or taken up from an earlier one (see SwarmPlan.resume). */
+  private service?: { id: string; name: string };
+  /** Set only when this attempt created the service: what a failure before the switch removes. */
   private created?: { id: string; name: string };
   private tasks: AppTask[] = [];
   private upstreams: UpstreamKey[] = [];
@@ -194,8 +209,13 @@ class SwarmRun {
     this.checkCancelled('the start');
     this.onStep('start');
     const name = plan.spec.Name!;
-    this.created = { id: await swarm.createService(plan.spec), name };
-    this.log(`created service ${name} (${app.replicas} replica${app.replicas === 1 ? '' : 's'} of ${this.record.image}${app.placement.length ? `, placement ${app.placement.join(', ')}` : ''})`);
+    if (plan.resume) {
+      this.service = { id: plan.resume.id, name };
+      this.log(`service ${name} of this job is live already (an earlier attempt switched to it and did not finish): taking it up, not starting it again`);
+    } else {
+      this.service = this.created = { id: await swarm.createService(plan.spec), name };
+      this.log(`created service ${name} (${app.replicas} replica${app.replicas === 1 ? '' : 's'} of ${this.record.image}${app.placement.length ? `, placement ${app.placement.join(', ')}` : ''})`);
+    }
     this.tasks = await this.waitForTasks();
     phase('start');
 
@@ -265,7 +285,7 @@ class SwarmRun {
     const created = Date.now();
     for (;;) {
       this.checkCancelled('the start');
-      const tasks = await this.seams.swarm.appTasks(app.name, app.port, this.created!.id);
+      const tasks = await this.seams.swarm.appTasks(app.name, app.port, this.service!.id);
       for (const t of tasks) {
         const said = `${t.state}${t.node ? ` on ${t.node}` : ''}${t.address ? ` at ${t.address}` : ''}`;
         if (seen.get(t.id) !== said) {
@@ -288,7 +308,7 @@ class SwarmRun {
       const given = [...bySlot.values()].find((list) => list.length >= MAX_TASK_FAILURES);
       if (given) {
         const task = given[0]!;
-        throw new HealthCheckError(task.id, `(a task of ${this.created!.name}) failed ${given.length} times before answering 2xx on ${app.health.path}: ${task.error}${task.exitCode !== null ? ` (exit code ${task.exitCode})` : ''}`,
+        throw new HealthCheckError(task.id, `(a task of ${this.service!.name}) failed ${given.length} times before answering 2xx on ${app.health.path}: ${task.error}${task.exitCode !== null ? ` (exit code ${task.exitCode})` : ''}`,
           this.scrub(await this.seams.swarm.taskLogTail(task.id, LOG_TAIL_LINES).catch(() => '')));
       }
       const slow = tasks.find((t) => t.state === 'starting' && t.desiredState === 'running' && Date.now() - startedAt.get(t.id)! > app.health.timeout_s * 1000);
@@ -298,7 +318,7 @@ class SwarmRun {
         const why = slow
           ? `was still starting (Docker's health check of ${app.health.path} not passing) after ${app.health.timeout_s} s`
           : `was not running with a published port within ${app.health.timeout_s + PULL_ALLOWANCE_MS / 1000} s`;
-        throw new HealthCheckError(task?.id ?? this.created!.id, `(a task of ${this.created!.name}) ${why} `
+        throw new HealthCheckError(task?.id ?? this.service!.id, `(a task of ${this.service!.name}) ${why} `
           + `(${live.length} of ${app.replicas} running; ${waiting.map((t) => `${t.id.slice(0, 12)} ${t.state}${t.message ? ` (${t.message})` : ''}`).join(', ') || 'no task'})`,
           task ? this.scrub(await this.seams.swarm.taskLogTail(task.id, LOG_TAIL_LINES).catch(() => '')) : '');
       }
@@ -312,7 +332,7 @@ class SwarmRun {
     const { app } = this.request;
     return {
       healthState: async (taskId: string): Promise<ContainerHealthState> => {
-        const task = (await swarm.appTasks(app.name, app.port, this.created!.id)).find((t) => t.id === taskId);
+        const task = (await swarm.appTasks(app.name, app.port, this.service!.id)).find((t) => t.id === taskId);
         if (!task) return { running: false, restarted: false, exitCode: null };
         return { running: task.state === 'running' && task.desiredState === 'running', restarted: false, exitCode: task.exitCode };
       },

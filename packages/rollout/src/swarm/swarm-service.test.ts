@@ -97,6 +97,19 @@ describe('planSwarmRollout', () => {
     expect(plan.strays.map((s) => s.id)).toEqual(strays);
     expect(plan.drain).toEqual(drain);
     expect(plan.spec.Name).toBe('slipway-web-j9');
+    expect(plan.resume).toBeNull();
+  });
+
+  it('takes up this job\'s own service when its release is live already, and drains every other one', () => {
+    // An earlier attempt of j9 switched to s9 and died mid-drain: s1 (the release before) may still carry requests.
+    const services = [service('s1', 'j1'), service('s9', 'j9')];
+    const tasks = [task('t1aaaaaaaaaaaaa', 's1', '10.77.0.11:30001'), task('t9aaaaaaaaaaaaa', 's9', '10.77.0.12:30009')];
+    const upstreams = [{ key: '/p/t9aaaaaaaaaa', id: 't9aaaaaaaaaa', address: '10.77.0.12:30009' }];
+    const plan = planSwarmRollout({ services, tasks, upstreams, releaseJob: 'j9' }, desired);
+    expect(plan.resume?.id).toBe('s9');
+    expect(plan.serving.map((s) => s.id)).toEqual(['s1']);
+    expect(plan.strays).toEqual([]);
+    expect(plan.drain).toEqual(['10.77.0.11:30001']);
   });
 });
 
