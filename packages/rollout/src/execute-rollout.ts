@@ -9,7 +9,7 @@ import { allocateAddresses, publishOn } from './dns/address-pool.js';
 import { drainConnections } from './drain-connections.js';
 import { waitAllHealthy } from './health.js';
 import { planRollout, type RolloutPlan, type RolloutStep } from './plan-rollout.js';
-import { RELEASES_KEPT, type ReleaseRecord, type ReleaseStore, type RouteLease, type SwitchReceipt } from './release-store.js';
+import { RELEASES_KEPT, revertAfterFailedApply, type ReleaseRecord, type ReleaseStore, type RouteLease, type SwitchReceipt } from './release-store.js';
 import type { PreparedRoute, RouteProxy } from './route-proxy.js';
 import { CancelledError, RegistrarUnavailableError } from './rollout-errors.js';
 import { rolloutLog as say } from './rollout-log.js';
@@ -77,6 +77,8 @@ class RolloutRun {
   private prepared?: PreparedRoute;
   private receipt?: SwitchReceipt;
   private switched = false;
+  /** The switch was made and then put back (its apply failed): the new containers are drained before they go. */
+  private reverted = false;
   private routeLease?: RouteLease;
 
   /** Which phase of `timings` each step's time counts towards (null: the next phase that is counted). */
@@ -229,8 +231,9 @@ class RolloutRun {
       applied = await this.prepared!.commit();
     } catch (err) {
       this.log(say.applyFailed(err));
-      this.switched = false;
-      await this.seams.store.revertSwitch(this.receipt!).catch((revertErr: unknown) => this.log(say.revertFailed(revertErr)));
+      // Only once etcd names the previous set again may the new containers go (undo); else they are what it routes to.
+      if (await revertAfterFailedApply(this.seams.store, this.receipt!, this.log)) this.switched = false;
+      this.reverted = !this.switched;
       throw err;
     }
     this.log(say.applied(applied));
@@ -285,6 +288,12 @@ class RolloutRun {
   async undo(): Promise<void> {
     if (this.switched) return;
     await this.prepared?.discard().catch(() => {});
+    const addresses = this.started.flatMap((c) => (c.address ? [c.address] : []));
+    if (this.reverted && addresses.length > 0) {
+      // A router may have rendered the switched keys before the revert: what it sent them is let finish.
+      this.log(say.drainingReverted(addresses));
+      this.log(say.drained(await drainConnections(addresses, this.request.app.drain_s * 1000), this.request.app.drain_s * 1000));
+    }
     await Promise.all(this.started.map(async ({ id }) => {
       try {
         await this.seams.runtime.forceRemove(id);

@@ -5,6 +5,7 @@ import { etcdCall, etcdDeadline } from '@slipway/etcd/client';
 import { etcdKeys, readUpstreams, type UpstreamKey } from '@slipway/etcd/keys';
 import { acquireAppLock, acquireLock, type AcquireLockOptions, type AppLock } from './app-lock.js';
 import { ReleaseNotFoundError } from './rollout-errors.js';
+import { rolloutLog as say } from './rollout-log.js';
 
 /*
  * Where the live set and the releases are kept: the store seam, its one
@@ -72,8 +73,8 @@ export interface ReleaseStore {
   listReleases(app: string): Promise<ReleaseRecord[]>;
   /** Swaps the upstream keys and records the release, in one transaction. */
   switchRelease(input: SwitchInput): Promise<SwitchReceipt>;
-  /** Undoes a switch whose proxy apply failed. */
-  revertSwitch(receipt: SwitchReceipt): Promise<void>;
+  /** Undoes a switch whose proxy apply failed; false when the release changed since (nothing undone). */
+  revertSwitch(receipt: SwitchReceipt): Promise<boolean>;
   /** Drops history entries beyond the newest `keep`; returns how many. */
   pruneReleases(app: string, keep: number): Promise<number>;
   /** routing: dns: one address allocation at a time, across apps and workers. */
@@ -129,11 +130,16 @@ export class EtcdReleaseStore implements ReleaseStore {
     return { input, previousRelease, historyKey };
   }
 
-  async revertSwitch(receipt: SwitchReceipt): Promise<void> {
+  /**
+   * Puts back what `switchRelease` replaced, if the release is still the one
+   * it recorded. Throws UnavailableError when etcd does not answer; false
+   * when the release has changed since (nothing is put back).
+   */
+  async revertSwitch(receipt: SwitchReceipt): Promise<boolean> {
     const { etcd } = this;
     const { input } = receipt;
     const releaseKey = etcdKeys.release(input.app);
-    await etcdCall(`reverting the switch of ${input.app}`, () => etcd
+    const result = await etcdCall(`reverting the switch of ${input.app}`, () => etcd
       .if(releaseKey, 'Value', '==', JSON.stringify(input.release))
       .then(
         ...Object.keys(input.add).filter((key) => !input.remove.some((u) => u.key === key)).map((key) => etcd.delete().key(key)),
@@ -143,6 +149,7 @@ export class EtcdReleaseStore implements ReleaseStore {
       )
       .options(etcdDeadline())
       .commit());
+    return result.succeeded;
   }
 
   async pruneReleases(app: string, keep: number): Promise<number> {
@@ -228,4 +235,20 @@ export function rollbackTarget(history: readonly ReleaseRecord[], current: Relea
   const target = history.find((r) => r.image !== current?.image);
   if (!target) throw new ReleaseNotFoundError(current ? `no release before ${current.job} (${current.image}) is kept` : 'no release to roll back to');
   return target;
+}
+
+/**
+ * After an apply that failed past the switch: puts etcd back as it was.
+ * True once etcd names the previous set again, so the new containers (or
+ * service) may go; false, said in the log, when it could not (etcd away,
+ * or the release changed): they stay, since etcd names them.
+ */
+export async function revertAfterFailedApply(store: Pick<ReleaseStore, 'revertSwitch'>, receipt: SwitchReceipt, log: (line: string) => void): Promise<boolean> {
+  try {
+    if (await store.revertSwitch(receipt)) return true;
+    log(say.revertRaced());
+  } catch (err) {
+    log(say.revertFailed(err));
+  }
+  return false;
 }

@@ -43,7 +43,11 @@ export const rolloutLog = {
 
   applyFailed: (err: unknown) => `nginx: apply failed, reverting the etcd switch: ${headline(err)}`,
 
-  revertFailed: (err: unknown) => `could not revert the etcd switch: ${(err as Error).message}; run \`slipway router --once\` once etcd answers`,
+  revertFailed: (err: unknown) => `could not revert the etcd switch: ${(err as Error).message}; the new containers stay, since etcd names them (nginx went back to the previous ones); the next deploy, or \`slipway router --once\` once etcd answers, settles it`,
+
+  revertRaced: () => 'did not revert the etcd switch: the release changed meanwhile; the new containers stay',
+
+  drainingReverted: (addresses: readonly string[]) => `draining the new containers before they go (${addresses.join(', ')}): a router may have routed to them before the revert`,
 
   applied: (applied: Awaited<ReturnType<PreparedRoute['commit']>>) => {
     if (applied.dnsMs !== undefined) {

@@ -123,6 +123,35 @@ describe('a failed rollout leaves the previous release serving, its file and key
     expect(await appContainers(app.name)).toEqual([]);
   });
 
+  it('an apply that fails past the switch with etcd gone before the revert: the new containers stay, since etcd names them', async () => {
+    const dir = tempDir('slipway-rollout-etcd-');
+    let own = await startEtcd(dir.path, await freePort(), await freePort());
+    const client = createEtcdClient([own.url]);
+    try {
+      const app = await testApp();
+      const base: RolloutOptions = { app, nginx: nginx.settings, docker, etcd: client, image: await buildImage(app.name, 'v1'), sha: null, job: 'good' };
+      const good = await rollout(base);
+      // Its "reload" stops etcd and reloads nothing: nginx keeps its workers (not applied), and the revert finds etcd gone.
+      const stopEtcd = [process.execPath, '-e', `process.kill(${own.pid})`];
+      const lines: string[] = [];
+      const err = await rollout({ ...base, nginx: { ...nginx.settings, reload_cmd: stopEtcd }, image: await buildImage(app.name, 'v2'), job: 'revert-fails', log: (l) => lines.push(l) })
+        .then(() => null, (e: unknown) => e);
+      expect(err).toMatchObject({ code: 'nginx_reload_failed' });
+      expect(lines.join('\n')).toMatch(/could not revert the etcd switch: .*the new containers stay, since etcd names them/);
+      own = await startEtcd(dir.path, own.port, own.peerPort);
+      // Whatever etcd names runs: the new containers (it names them) and the old ones (nginx still routes to them).
+      const named = Object.keys(await client.getAll().prefix(`${app.etcd_prefix}/`).strings()).map((key) => key.split('/').pop());
+      const running = (await appContainers(app.name)).filter((c) => c.State === 'running').map((c) => c.Id.slice(0, 12));
+      expect(named.length).toBeGreaterThan(0);
+      expect(running).toEqual(expect.arrayContaining([...named, ...good.containers.map((c) => c.id.slice(0, 12))]));
+      expect(await fetchText(app.listen)).toBe('200 v1');
+    } finally {
+      client.close();
+      await stopProcess(own.pid);
+      dir.remove();
+    }
+  });
+
   it('Docker unreachable: unavailable, and the lock is free again at once', async () => {
     const app = await testApp();
     const deadDocker = new Docker({ socketPath: '/nonexistent/docker.sock' });
