@@ -3,7 +3,7 @@ import { validateConfig } from '@slipway/config/load-config';
 import { planSwarmRollout } from './swarm-rollout.js';
 import { planUpstreamRewrite } from './task-watcher.js';
 import { registryReference } from './registry-push.js';
-import { liveEndpoints, SERVICE_NAME_MAX, serviceName, serviceSpec, toAppTask, type AppService, type AppTask } from './swarm-service.js';
+import { liveEndpoints, nodeAddress, SERVICE_NAME_MAX, serviceName, serviceSpec, toAppTask, type AppService, type AppTask } from './swarm-service.js';
 
 const SHA = 'ab'.repeat(20);
 /** The spec as the Engine API reads it: JSON, asserted by its field names. */
@@ -66,6 +66,17 @@ const nodes = new Map([['n1', '10.77.0.11'], ['n2', '10.77.0.12']]);
 const raw = (id: string, service: string, state: string, node: string | undefined, port?: number) => ({
   ID: id, ServiceID: service, NodeID: node, Slot: 1, DesiredState: 'running', CreatedAt: '2026-01-01T00:00:00Z',
   Status: { State: state, PortStatus: port ? { Ports: [{ TargetPort: 8080, PublishedPort: port, PublishMode: 'host' }, { TargetPort: 8080, PublishedPort: port, PublishMode: 'host' }] } : {} },
+});
+
+describe('nodeAddress', () => {
+  it.each([
+    ['its own address', { Status: { Addr: '10.77.0.12' } }, '10.77.0.12'],
+    ['a manager that reports 0.0.0.0: its manager address', { Status: { Addr: '0.0.0.0' }, ManagerStatus: { Addr: '10.77.0.11:2377' } }, '10.77.0.11'],
+    ['a manager that reports loopback: its manager address', { Status: { Addr: '127.0.0.1' }, ManagerStatus: { Addr: '10.77.0.11:2377' } }, '10.77.0.11'],
+    ['IPv6, in brackets', { Status: { Addr: 'fd00::12' } }, '[fd00::12]'],
+    ['an IPv6 manager address', { Status: { Addr: '::' }, ManagerStatus: { Addr: '[fd00::11]:2377' } }, '[fd00::11]'],
+    ['nothing usable', { Status: { Addr: '0.0.0.0' } }, null],
+  ])('%s', (_what, node, expected) => expect(nodeAddress(node)).toBe(expected));
 });
 
 describe('toAppTask and liveEndpoints', () => {

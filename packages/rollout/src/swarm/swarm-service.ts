@@ -134,7 +134,7 @@ export class SwarmRuntime implements ServiceRuntime {
     const ids = serviceId ? [serviceId] : services!.map((s) => s.id);
     if (ids.length === 0) return [];
     const releaseOf = new Map((services ?? []).map((s) => [s.id, s.labels[LABELS.release] ?? '']));
-    const addressOf = new Map(nodes!.map((n) => [n.ID!, n.Status?.Addr ?? null]));
+    const addressOf = new Map(nodes!.map((n) => [n.ID!, nodeAddress(n)]));
     const tasks = (await dockerCall(`listing the tasks of ${app}`, () => this.manager.listTasks({ filters: { service: ids } })))! as RawTask[];
     return tasks.map((t) => toAppTask(t, port, addressOf, releaseOf)).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   }
@@ -149,6 +149,20 @@ export class SwarmRuntime implements ServiceRuntime {
     if (raw === undefined) return '';
     return lastLines(demux(typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw), lines);
   }
+}
+
+/**
+ * The address a node's published ports are reached at: its `Status.Addr`,
+ * unless that says nothing (`0.0.0.0`, or a loopback address: some
+ * managers report those for themselves), then the host of its
+ * `ManagerStatus.Addr`; IPv6 in brackets, as `host:port` needs. Null when
+ * neither names the node (its tasks then get no address and never serve).
+ */
+export function nodeAddress(node: { Status?: { Addr?: string }; ManagerStatus?: { Addr?: string } }): string | null {
+  const usable = (addr: string | undefined) => (addr && !/^(0\.0\.0\.0|::|127\.\d+\.\d+\.\d+|::1)$/.test(addr) ? addr : null);
+  const managerHost = node.ManagerStatus?.Addr?.replace(/^\[(.*)\]:\d+$|^([^:]*):\d+$/, '$1$2');
+  const addr = usable(node.Status?.Addr) ?? usable(managerHost);
+  return addr === null ? null : addr.includes(':') ? `[${addr}]` : addr;
 }
 
 interface RawTask {
