@@ -44,6 +44,23 @@ describe('DeployQueue', () => {
     expect(await queue.store.supersededBy('alpha', a.id)).toBe(c.id);
   });
 
+  it('orders pushes by the head each replaced, not by arrival: a late delivery of an older push never supersedes a newer one', async () => {
+    const app = uniqueName('order');
+    const push = (n: number, before: number, forced = false): DeployRequest => ({ ...request(app, n), trigger: 'webhook', push: { before: sha(before), forced } as DeployRequest['push'] });
+    // Pushed 40 -> 41 -> 43 (two commits at once), delivered 43 first, then 41.
+    const [newest, late] = [await queue.enqueue(push(43, 41)), await queue.enqueue(push(41, 40))];
+    expect(await queue.store.supersededBy(app, newest.id)).toBeNull();
+    expect(await queue.store.supersededBy(app, late.id)).toBe(newest.id);
+    // An operator's deploy after both supersedes them whatever its commit.
+    const cli = await queue.enqueue(request(app, 40));
+    expect(await queue.store.supersededBy(app, newest.id)).toBe(cli.id);
+    await queue.store.finish(cli.id, 'cancelled');
+    // A forced push back to 41 after 43: meant, so it supersedes 43, and 43 does not supersede it.
+    const back = await queue.enqueue(push(41, 43, true));
+    expect(await queue.store.supersededBy(app, newest.id)).toBe(back.id);
+    expect(await queue.store.supersededBy(app, back.id)).toBeNull();
+  });
+
   it('cancels a waiting job: out of the queue, recorded as cancelled', async () => {
     const job = await queue.enqueue(request('gamma', 4));
     const cancelled = await queue.cancel(job.id);

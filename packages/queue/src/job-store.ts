@@ -21,6 +21,9 @@ function forcedFrom(record: Pick<JobRecord, 'push'>): string | undefined {
   return record.push?.forced && record.push.before ? record.push.before : undefined;
 }
 
+/** Recent jobs of an app read to order pushes by their `before`s (and the most hops followed). */
+const PUSH_CHAIN_JOBS = 100;
+
 /** Deletes KEYS[1] if it holds ARGV[1]. */
 const DELETE_IF_EQUAL = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0`;
 
@@ -492,13 +495,40 @@ export class JobStore {
   }
 
   /**
-   * The newest job of the same app, newer than `id`, that is waiting,
-   * running or already live — or null when `id` is the newest that matters.
-   * An older commit is never deployed over a newer push, whatever order the
-   * queue hands jobs out in. Failed, cancelled and superseded newer jobs do
-   * not count: they never went live.
+   * The job that makes `id` pointless to deploy, or null. By arrival: the
+   * newest job of the app after it that is waiting, running or already live
+   * (failed, cancelled and superseded ones never went live). By push: a
+   * webhook's push names the head it replaced (`before`), so among the
+   * app's recent pushes each commit's predecessors are known; a push that
+   * arrived later but whose commit this one's chain of `before`s reaches
+   * is older (forges deliver concurrent pushes in any order) and does not
+   * supersede it, and a waiting push that arrived earlier but is newer by
+   * that chain does. An older commit is never deployed over a newer push,
+   * whatever order the queue hands jobs out in.
    */
   async supersededBy(app: string, id: string): Promise<string | null> {
+    const self = await this.get(id);
+    if (self?.trigger !== 'webhook' || !self.sha || !self.push?.before) return this.newerByArrival(app, id);
+    const recent = await this.list({ app, limit: PUSH_CHAIN_JOBS });
+    const before = new Map(recent.flatMap((j) => (j.trigger === 'webhook' && j.sha && j.push?.before ? [[j.sha, j.push.before] as const] : [])));
+    /** Whether `older`'s commit is on `newer`'s chain of befores. */
+    const precedes = (older: JobRecord, newer: JobRecord) => {
+      let at = newer.push?.before;
+      for (let hop = 0; at && hop < PUSH_CHAIN_JOBS; hop++, at = before.get(at)) if (at === older.sha) return true;
+      return false;
+    };
+    // A forced push is the newest by intent (the branch was moved back on purpose), whatever the chain says.
+    const byChain = (job: JobRecord) => job.trigger === 'webhook' && job.sha !== null && !job.push?.forced && !self.push?.forced;
+    for (const job of recent) {
+      if (job.id === id || !SUPERSEDING.has(job.state)) continue;
+      if (Number(job.id) > Number(id) && !(byChain(job) && precedes(job, self))) return job.id;
+      if (Number(job.id) < Number(id) && job.state === 'waiting' && byChain(job) && precedes(self, job)) return job.id;
+    }
+    return recent.some((j) => j.id === id) ? null : this.newerByArrival(app, id);
+  }
+
+  /** The newest job of the app after `id` that is waiting, running or live. */
+  private async newerByArrival(app: string, id: string): Promise<string | null> {
     const newer = await this.redis.zrangebyscore(this.keys.byApp(app), `(${Number(id)}`, '+inf');
     for (const candidate of newer.reverse()) {
       const state = await this.redis.hget(this.keys.job(candidate), 'state');
