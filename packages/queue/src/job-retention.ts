@@ -48,8 +48,11 @@ end
  * those older than the cutoff (by time). Both shrink by the same jobs as
  * they go, so successive calls walk the same one; `offset` skips the
  * candidates earlier calls kept. In steady state a finish removes about the
- * one job that just crossed the line. Jobs finished before finish times were
- * indexed are dated once from their records' `finishedAt`.
+ * one job that just crossed the line. The job being filed is never removed
+ * by its own call (one finishing after newer ones did, with keep_days 0,
+ * would be gone before whoever waits on it read how it ended); a later
+ * call does. Jobs finished before finish times were indexed are dated once
+ * from their records' `finishedAt`.
  * KEYS: finished (by id), finished-at (by time).
  * ARGV: id ('': only trim), finish time (ms), keep (-1: retention off),
  * cutoff (ms; a job finished at or before it is old enough), job key
@@ -96,7 +99,7 @@ if excess <= old then
   if stop >= offset then
     for _, candidate in ipairs(redis.call('zrange', byId, offset, stop)) do
       local at = redis.call('zscore', byTime, candidate)
-      if at and tonumber(at) <= cutoff then victims[#victims + 1] = candidate else kept = kept + 1 end
+      if at and tonumber(at) <= cutoff and candidate ~= id then victims[#victims + 1] = candidate else kept = kept + 1 end
     end
   end
   if stop + 1 < excess then more = 1 end
@@ -105,7 +108,7 @@ else
   local candidates = redis.call('zrangebyscore', byTime, '-inf', cutoff, 'LIMIT', offset, batch)
   for _, candidate in ipairs(candidates) do
     local seq = redis.call('zscore', byId, candidate)
-    if seq and tonumber(seq) <= newestBeyond then victims[#victims + 1] = candidate else kept = kept + 1 end
+    if seq and tonumber(seq) <= newestBeyond and candidate ~= id then victims[#victims + 1] = candidate else kept = kept + 1 end
   end
   if offset + #candidates < old then more = 1 end
 end

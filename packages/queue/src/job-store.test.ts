@@ -97,6 +97,18 @@ describe('JobStore retention', () => {
     expect(await remaining(store, 'web', ids)).toEqual([ids[9]!, ids[19]!, ...finished.slice(-5), ids[29]!].sort((a, b) => Number(a) - Number(b)));
   });
 
+  it('never removes the job it is filing: one finishing after newer ones is there for whoever waits on it, until the next finish', async () => {
+    const store = storeWith({ keepPerApp: 2, keepDays: 0 });
+    const jobs = [];
+    for (let n = 1; n <= 4; n++) jobs.push(await store.create(request('late', n)));
+    for (const job of jobs.slice(1)) await store.finish(job.id, 'completed');
+    await store.finish(jobs[0]!.id, 'failed', { error: 'x' });
+    expect(await store.get(jobs[0]!.id)).toMatchObject({ state: 'failed' });
+    const next = await store.create(request('late', 5));
+    await store.finish(next.id, 'completed');
+    expect(await store.get(jobs[0]!.id)).toBeNull();
+  });
+
   it('with retention off (null), removes nothing', async () => {
     const store = storeWith(null);
     const ids: string[] = [];
