@@ -58,7 +58,8 @@ const UNREACHABLE = new Set([
 /**
  * What dockerode threw, in Slipway's terms, translated in this one place:
  * no engine at the address, or a connection cut (or an engine answering
- * that it cannot reach its own daemon) is an UnavailableError, worth
+ * that it cannot reach its own daemon, or a swarm manager that it has no
+ * leader for the moment) is an UnavailableError, worth
  * retrying; any other answer from the engine a non-retryable
  * `docker_error` carrying its HTTP status (see {@link dockerStatus}).
  * `doing` says what was being done (`starting web-1`).
@@ -69,7 +70,9 @@ export function dockerError(err: unknown, doing: string): SlipwayError {
   const detail = String(e?.json?.message ?? e?.reason ?? e?.message ?? err).split('\n', 1)[0] ?? '';
   const unreachable = (e?.code !== undefined && UNREACHABLE.has(e.code))
     || /socket hang up/.test(e?.message ?? '')
-    || (typeof e?.statusCode === 'number' && e.statusCode >= 500 && /connection refused|cannot connect|is the docker daemon running/i.test(detail));
+    || (typeof e?.statusCode === 'number' && e.statusCode >= 500
+      // A swarm manager between leaders (an election, a lost quorum) answers 503 until one is elected.
+      && /connection refused|cannot connect|is the docker daemon running|does not have a leader|no leader|rpc error: code = Unavailable/i.test(detail));
   if (unreachable) return new UnavailableError('docker', `Docker is unreachable while ${doing}: ${detail}`, { cause: err });
   return new SlipwayError('docker_error', `Docker failed while ${doing}: ${detail}`, { status: e?.statusCode, cause: err });
 }
