@@ -12,7 +12,7 @@ import { SlipwayError } from '@slipway/core/slipway-error';
 import { QUEUE_NAME } from '@slipway/queue/deploy-queue';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { connectRedis } from '@slipway/queue/redis';
-import { type DeployContext, processDeploy } from './process-deploy.js';
+import { type DeployContext, processDeploy, TakenOver } from './process-deploy.js';
 import { managerClient } from '@slipway/rollout/swarm';
 
 /** BullMQ timing: a killed worker's job is taken up again within lock + stalled interval (11 s), well inside 15 s. */
@@ -82,6 +82,15 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
   });
   worker.on('error', (err) => logger.warn({ err: err.message }, 'queue connection trouble; retrying'));
   worker.on('stalled', (jobId) => logger.warn({ bullJob: jobId }, 'job stalled (its worker died); taking it up again'));
+  // This worker could not renew its lock on a job (cut off from Redis past lockDuration): BullMQ hands the job
+  // to another attempt, so this one stops at its next safe point (never mid-cutover) instead of running beside it.
+  worker.on('lockRenewalFailed', (bullIds: string[]) => {
+    for (const bullId of bullIds) {
+      const id = bullId.replace(/^deploy-/, '');
+      logger.warn({ job: id }, 'lost the queue lock of a running job; stopping it at the next safe point');
+      context.running.get(id)?.abort(new TakenOver('its queue lock'));
+    }
+  });
   // A job that stalled more often than maxStalledCount (its workers kept dying) is failed by BullMQ without
   // being run again: its record, still `active` from the attempt that died, must end too, or `--wait`, the
   // git hook and the job's page would wait for it for ever.

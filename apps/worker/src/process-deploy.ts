@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { realpath, rm } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { DelayedError, UnrecoverableError, type Job, type Queue } from 'bullmq';
@@ -62,7 +63,13 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
   if (record.state !== 'waiting' && record.state !== 'active') return { skipped: record.state };
 
   const logger = ctx.logger.child({ job: id, app: record.app });
-  const lease = new AppLease(ctx.redis, ctx.store.keys.appLock(record.app), id, ctx.leaseMs ?? DEFAULT_LEASE_MS, () => logger.warn('lost the app lease'));
+  const controller = new AbortController();
+  // Held by this attempt (BullMQ's token for it), not by the job: a re-run of the job elsewhere waits for the
+  // lease to lapse rather than sharing it, and this attempt's release never frees the app under that re-run.
+  const lease = new AppLease(ctx.redis, ctx.store.keys.appLock(record.app), `${id}:${token ?? randomUUID()}`, ctx.leaseMs ?? DEFAULT_LEASE_MS, () => {
+    logger.warn('lost the app lease; stopping at the next safe point');
+    controller.abort(new TakenOver('its app lease'));
+  });
   if (!(await lease.acquire())) {
     logger.debug({ holder: await lease.holderOf() }, 'app busy; waiting');
     await job.moveToDelayed(Date.now() + BUSY_RETRY_MS + Math.floor(Math.random() * 200), token);
@@ -70,7 +77,6 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
   }
 
   const log = await JobLog.open(ctx.store, id, { secrets: ctx.secrets, maxLines: ctx.config.jobs.log_max_lines, maxBytes: ctx.config.jobs.log_max_bytes });
-  const controller = new AbortController();
   ctx.running.set(id, controller);
   try {
     const newer = await ctx.store.supersededBy(record.app, id);
@@ -257,10 +263,22 @@ function built(ctx: DeployContext, app: string, image: BuiltImage): string {
   return image.image;
 }
 
+/**
+ * Why an attempt stopped though nobody cancelled the job: it lost its hold
+ * on it (BullMQ's lock, or the app lease), so another attempt runs it.
+ */
+export class TakenOver extends Error {}
+
 async function settleFailure(ctx: DeployContext, job: Job, record: JobRecord, log: JobLog, err: unknown, signal: AbortSignal): Promise<unknown> {
   const id = record.id;
   // The one free-text field of a job: shown in lists, the dashboard, commit statuses and notifications.
   const message = scrubSecrets(firstLine(err), ctx.secrets);
+  if (signal.reason instanceof TakenOver) {
+    // Another attempt runs the job now (or will): the record and the outcome are its to write.
+    log.write(`stopped: this attempt lost ${signal.reason.message} (its worker was cut off from Redis); the job runs again, and its record is that run's`);
+    await log.flush();
+    return { takenOver: true };
+  }
   if ((isSlipwayError(err, 'cancelled') || signal.aborted) && !isRetryable(err)) {
     log.write('cancelled: nothing of this deploy went live');
     await log.flush();

@@ -3,8 +3,9 @@ import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
 import { commitVersion, startLoad } from '@slipway/devstack/testing';
+import { bullJobId } from '@slipway/queue/deploy-queue';
 import { createDeployWorker, type DeployWorker } from '../src/deploy-worker.js';
-import { body, quietLogger, waitForJob, workerWorld, type WorkerWorld } from './support.js';
+import { body, quietLogger, waitForJob, waitForStep, workerWorld, type WorkerWorld } from './support.js';
 
 const docker = new Docker();
 
@@ -74,6 +75,23 @@ describe('the deploy worker', () => {
     expect(done.result!.drain!.ms).toBeGreaterThanOrEqual(200);
     const log = (await world.queue.store.readLog(second.id)).join('\n');
     expect(log).toContain(`drained: drain_s (0.2 s) elapsed with 1 connection open (${published.IP}:${published.PublicPort}: 1)`);
+  });
+
+  it('an attempt that loses its queue lock (cut off from Redis) stops and leaves the job to its re-run, which completes it', async () => {
+    world = await workerWorld({ buildDelay_s: 4 });
+    const [app] = world.apps;
+    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    const job = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    await waitForStep(world.queue, job.id, 'build');
+    // What a worker cut off from Redis past lockDuration finds: its lock gone (expired, or the job taken by another).
+    await world.queue.redis.del(`${world.config.queue.prefix}:deploys:${bullJobId(job.id)}:lock`);
+    const done = await waitForJob(world.queue, job.id, 120_000);
+    expect(done.state, done.error ?? '').toBe('completed');
+    expect(done.attempts).toBe(2);
+    const log = (await world.queue.store.readLog(job.id)).join('\n');
+    expect(log).toContain('stopped: this attempt lost its queue lock');
+    expect(log).not.toContain('cancelled');
+    expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
   });
 
   it('a burst of five pushes ends with the fifth live; the waiting ones are superseded by it', async () => {
