@@ -190,6 +190,18 @@ const LEADER_STALE_MS = RELOAD_CMD_TIMEOUT_MS + RELOAD_CONFIRM_MAX_MS + 5_000;
 const TICKET_POLL_MS = 10;
 
 interface Ticket { listen: string; at: number }
+const TICKET_NAME = /^ticket-([0-9a-z]+-[0-9a-f]{12})\.json$/;
+/** A file of the batch directory nobody came back for in this long is left over: removed. */
+const STALE_FILE_MS = 60_000;
+
+function parseTicket(text: string | null): Ticket | null {
+  try {
+    const ticket = JSON.parse(text ?? 'null') as Partial<Ticket> | null;
+    return typeof ticket?.listen === 'string' && typeof ticket.at === 'number' ? { listen: ticket.listen, at: ticket.at } : null;
+  } catch {
+    return null;
+  }
+}
 type TicketResult = { result: ReloadResult } | { error: string };
 
 async function batchedReload(options: ReloadNginxOptions, batchMs: number): Promise<ReloadResult> {
@@ -221,11 +233,14 @@ async function leadBatch(options: ReloadNginxOptions, dir: string, batchMs: numb
   const last = Number(await readFile(join(dir, 'last'), 'utf8').catch(() => '0')) || 0;
   const wait = last + batchMs - Date.now();
   if (wait > 0) await sleep(Math.min(wait, batchMs));
-  const names = (await readdir(dir)).filter((name) => name.startsWith('ticket-'));
+  // Tickets only: not the temporary files they are written through (`ticket-<id>.json.<hex>.tmp`).
+  const names = (await readdir(dir)).filter((name) => TICKET_NAME.test(name));
   const tickets: Array<{ id: string; listen: string; at: number }> = [];
   for (const name of names) {
-    const ticket = JSON.parse(await readFile(join(dir, name), 'utf8').catch(() => 'null')) as Ticket | null;
-    if (ticket) tickets.push({ id: name.slice('ticket-'.length, -'.json'.length), listen: ticket.listen, at: ticket.at });
+    const ticket = parseTicket(await readFile(join(dir, name), 'utf8').catch(() => null));
+    if (ticket) tickets.push({ id: TICKET_NAME.exec(name)![1]!, listen: ticket.listen, at: ticket.at });
+    // Unreadable and old (a disk that filled mid-write): nobody will make it whole, and nobody waits on it.
+    else if (Date.now() - ((await stat(join(dir, name)).catch(() => null))?.mtimeMs ?? Date.now()) > STALE_FILE_MS) await unlink(join(dir, name)).catch(() => {});
   }
   tickets.sort((a, b) => a.at - b.at);
   if (tickets.length === 0) return;
@@ -251,7 +266,7 @@ async function leadBatch(options: ReloadNginxOptions, dir: string, batchMs: numb
   for (const name of names.length ? await readdir(dir) : []) {
     if (!name.startsWith('result-')) continue;
     const age = Date.now() - ((await stat(join(dir, name)).catch(() => null))?.mtimeMs ?? Date.now());
-    if (age > 60_000) await unlink(join(dir, name)).catch(() => {});
+    if (age > STALE_FILE_MS) await unlink(join(dir, name)).catch(() => {});
   }
 }
 

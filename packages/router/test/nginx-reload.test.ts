@@ -1,4 +1,4 @@
-import { writeFile } from 'node:fs/promises';
+import { readdir, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, ownNginx, testAppName } from '@slipway/devstack/testing';
@@ -55,4 +55,33 @@ describe('reloadNginx on a slow nginx', () => {
     expect(result.outcome).toBe('confirmed');
     expect(await fetchText(app.listen)).toBe('200 a');
   }, RELOAD_CONFIRM_MAX_MS * 2);
+});
+
+describe('the reload batch directory', () => {
+  let nginx: Awaited<ReturnType<typeof ownNginx>>;
+  let server: Awaited<ReturnType<typeof backend>>;
+  beforeAll(async () => {
+    nginx = await ownNginx();
+    server = await backend('b');
+  });
+  afterAll(async () => {
+    await nginx?.stop();
+    await server?.close();
+  });
+
+  it('takes only whole tickets: a ticket still being written, and an unreadable old one, break no reload', async () => {
+    const name = testAppName();
+    const app = appsConfig({ [name]: { listen: `127.0.0.1:${await freePort()}` } })[name]!;
+    await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(app, [server.address]) });
+    const dir = join(nginx.settings.conf_dir, '.slipway-reload');
+    // A ticket's temporary file before its write (empty), and a ticket a full disk cut short, a minute old.
+    await writeFile(join(dir, 'ticket-mabc123-0123456789ab.json.1a2b3c4d.tmp'), '');
+    const torn = join(dir, 'ticket-mabc124-0123456789ab.json');
+    await writeFile(torn, '{"listen":"127.0.');
+    const old = new Date(Date.now() - 120_000);
+    await utimes(torn, old, old);
+    expect((await reloadNginx({ nginx: nginx.settings, listen: app.listen })).outcome).toBe('confirmed');
+    expect(await fetchText(app.listen)).toBe('200 b');
+    expect(await readdir(dir)).not.toContain('ticket-mabc124-0123456789ab.json');
+  });
 });
