@@ -39,6 +39,12 @@ export interface ReceiverOptions {
 export const HEALTH_TIMEOUT_MS = 1000;
 /** Seconds a forge is asked to wait before retrying after a 503. */
 export const RETRY_AFTER_S = 5;
+/**
+ * How long queuing a push may wait on Redis before the answer is 503: a
+ * Redis that hangs (the connection up, nothing answering) is unreachable
+ * too, and the contract answers within a second.
+ */
+export const QUEUE_TIMEOUT_MS = 900;
 
 /**
  * The receiver's Redis connection: a producer (commands fail at once while
@@ -216,7 +222,7 @@ type QueuePushResult =
  */
 async function queuePush(queue: DeployQueue, push: Push & { delivery: string }, apps: readonly string[], retentionSeconds: number): Promise<QueuePushResult> {
   const requests = apps.map((app) => ({ app, sha: push.sha, ref: push.branch, image: null, trigger: 'webhook' as const, push }));
-  const { records, previous, skipped } = await queue.enqueueMany(requests, { provider: push.provider, id: push.delivery, ttlSeconds: retentionSeconds, guard: true });
+  const { records, previous, skipped } = await queue.enqueueMany(requests, { provider: push.provider, id: push.delivery, ttlSeconds: retentionSeconds, guard: true }, { timeoutMs: QUEUE_TIMEOUT_MS });
   if (previous !== null) return { kind: 'duplicate', delivery: push.delivery, jobs: parseOutcome(previous) };
   if (records.length > 0) return { kind: 'queued', jobs: records.map((r) => ({ job: r.id, app: r.app })) };
   const replayed = skipped.filter((s) => s.reason === 'duplicate').map((s) => ({ job: s.job!, app: s.app }));

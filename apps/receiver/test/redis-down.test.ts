@@ -64,3 +64,18 @@ describe('Redis going away and coming back', () => {
     expect((await push(delivery)).status).toBe(200);
   });
 });
+
+describe('a Redis that hangs (the connection up, nothing answering)', () => {
+  it('is unreachable too: 503 within a second, 202 once it answers again', async () => {
+    process.kill(redis.pid, 'SIGSTOP');
+    try {
+      const hung = await push(randomUUID(), JSON.stringify({ ...githubBranchPush(), after: 'f'.repeat(40) }));
+      expect(hung).toMatchObject({ status: 503, body: { error: 'unavailable' }, retryAfter: '5' });
+      expect(hung.ms).toBeLessThan(1500);
+    } finally {
+      process.kill(redis.pid, 'SIGCONT');
+    }
+    await waitFor('Redis to answer again', async () => (await health()) === 200, { timeoutMs: 15_000 });
+    expect((await push(randomUUID(), JSON.stringify({ ...githubBranchPush(), after: 'd'.repeat(40) }))).status).toBe(202);
+  });
+});

@@ -77,12 +77,12 @@ export class DeployQueue {
    * together) share that round trip: one script for all their records, in
    * call order, at most {@link ENQUEUE_BATCH} at a time.
    */
-  enqueueMany(requests: readonly DeployRequest[], delivery?: { provider: string; id: string; ttlSeconds: number; guard?: boolean }): Promise<CreatedGroup> {
+  enqueueMany(requests: readonly DeployRequest[], delivery?: { provider: string; id: string; ttlSeconds: number; guard?: boolean }, options: { timeoutMs?: number } = {}): Promise<CreatedGroup> {
     return withRedis(this.redis, () => new Promise((resolve, reject) => {
       const key = delivery ? this.store.keys.delivery(delivery.provider, delivery.id) : undefined;
       this.pending.push({ group: { requests, delivery: key ? { key, ttlSeconds: delivery!.ttlSeconds } : undefined, guard: delivery?.guard }, resolve, reject });
       if (this.pending.length === 1) setImmediate(() => this.flushPending());
-    }));
+    }), options.timeoutMs);
   }
 
   private flushPending(): void {
