@@ -4,6 +4,9 @@ import { WebhookError } from '@slipway/forges/inspect-webhook';
 
 /** Bodies up to this size are always read: an ordinary push is a few KB, one with hundreds of commits well under this. */
 export const SMALL_BODY_BYTES = 1024 * 1024;
+/** Chunks smaller than this are copied into a slab of SLAB_BYTES instead of being kept (see readBody). */
+const SMALL_CHUNK_BYTES = 4096;
+const SLAB_BYTES = 64 * 1024;
 /** Default bytes of larger bodies read at once (raised to the body limit if that is higher, so one body at the limit always fits). */
 export const LARGE_BODIES_BUDGET_BYTES = 64 * 1024 * 1024;
 
@@ -69,6 +72,28 @@ export function readBody(req: IncomingMessage, res: ServerResponse, options: Rea
     let whole = declared !== null && reserved > 0 ? Buffer.allocUnsafe(declared) : null;
     const chunks: Buffer[] = [];
     let size = 0;
+    // Small chunks are copied into a slab rather than kept: a body sent in one-byte chunks would
+    // otherwise hold a Buffer object (~100 bytes) per byte, a hundred times its size.
+    let slab: Buffer | null = null;
+    let slabUsed = 0;
+    const keepSlab = () => {
+      if (slab !== null && slabUsed > 0) chunks.push(slab.subarray(0, slabUsed));
+      slab = null;
+      slabUsed = 0;
+    };
+    const keep = (chunk: Buffer) => {
+      if (chunk.length >= SMALL_CHUNK_BYTES) {
+        keepSlab();
+        chunks.push(chunk);
+        return;
+      }
+      if (slab === null || slabUsed + chunk.length > slab.length) {
+        keepSlab();
+        slab = Buffer.allocUnsafe(SLAB_BYTES);
+      }
+      chunk.copy(slab, slabUsed);
+      slabUsed += chunk.length;
+    };
     const cleanup = () => {
       req.off('data', onData);
       req.off('end', onEnd);
@@ -86,15 +111,16 @@ export function readBody(req: IncomingMessage, res: ServerResponse, options: Rea
       if (!reserve(size + chunk.length)) return refuse(busy());
       if (whole !== null && size + chunk.length > whole.length) {
         // More than declared (the HTTP parser does not let that happen): collect it all the plain way.
-        chunks.push(whole.subarray(0, size));
+        keep(whole.subarray(0, size));
         whole = null;
       }
       if (whole !== null) chunk.copy(whole, size);
-      else chunks.push(chunk);
+      else keep(chunk);
       size += chunk.length;
     };
     const onEnd = () => {
       cleanup();
+      keepSlab();
       if (whole !== null) resolve(whole.subarray(0, size));
       else resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
     };

@@ -3,6 +3,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { request as httpRequest, type OutgoingHttpHeaders } from 'node:http';
 import { createRequire } from 'node:module';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -194,6 +196,38 @@ describe('a receiver process: unverified bodies cannot take it down', () => {
     expect(child.exitCode).toBeNull();
     const { peak } = memoryMb(child.pid!);
     expect(peak).toBeLessThan(RSS_BOUND_MB);
+  });
+
+  it('bodies sent one byte per chunk hold about what they are: six of 900 KB at once stay under the bound, and a signed push sent so is queued', async () => {
+    /** A POST whose body goes in chunks of one byte each (Transfer-Encoding: chunked); resolves with the status answered. */
+    const byteByByte = async (headers: OutgoingHttpHeaders, body: Buffer): Promise<number> => {
+      const socket = connect(Number(new URL(url).port), '127.0.0.1');
+      socket.on('error', () => {});
+      await once(socket, 'connect');
+      const head = Object.entries({ ...headers, 'transfer-encoding': 'chunked' }).map(([k, v]) => `${k}: ${String(v)}`).join('\r\n');
+      socket.write(`POST /hooks/github HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${head}\r\n\r\n`);
+      const answer = new Promise<number>((resolve) => {
+        let text = '';
+        socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
+        socket.on('close', () => resolve(Number(/^HTTP\/1\.1 (\d+)/.exec(text)?.[1] ?? 0)));
+      });
+      for (let at = 0; at < body.length; at += 8192) {
+        const part = [...body.subarray(at, at + 8192)].map((b) => `1\r\n${String.fromCharCode(b)}\r\n`).join('');
+        if (!socket.write(part, 'latin1')) await once(socket, 'drain');
+      }
+      // Not ended: a client that half-closes before its answer loses it (the answer closes the connection).
+      socket.write('0\r\n\r\n');
+      return answer;
+    };
+    const junk = Buffer.alloc(900 * 1024, 'x');
+    const statuses = await Promise.all(Array.from({ length: 6 }, () => byteByByte(githubHeaders(junk), junk)));
+    expect(statuses).toEqual(statuses.map(() => 400));
+    expect(child.exitCode).toBeNull();
+    const { peak } = memoryMb(child.pid!);
+    console.log(`one byte per chunk: peak RSS ${peak.toFixed(0)} MB (bound ${RSS_BOUND_MB} MB)`);
+    expect(peak).toBeLessThan(RSS_BOUND_MB);
+    const push = signedPush();
+    expect(await byteByByte(githubHeaders(push), push)).toBe(202);
   });
 });
 
