@@ -122,6 +122,8 @@ describe('inspectWebhook decisions', () => {
     // Signed, so its sender holds the secret; still, the hosts to talk to come from the config.
     ['a clone URL on another host (matched by its web URL)', mutate((p) => { p.repository.clone_url = 'https://evil.example/Codertocat/Hello-World.git'; }), {}, 'repository_host_mismatch'],
     ['a web URL on another host (where statuses and links would go)', mutate((p) => { p.repository.html_url = 'https://evil.example/Codertocat/Hello-World'; }), {}, 'repository_host_mismatch'],
+    ['a web URL on another host without its slashes (https:host), which a URL parser reads all the same', mutate((p) => { p.repository.html_url = 'https:evil.example/Codertocat/Hello-World'; }), {}, 'repository_host_mismatch'],
+    ['a compare link on another host', mutate((p) => { p.compare = 'https://evil.example/compare/a...b'; }), {}, 'repository_host_mismatch'],
   ])('refuses %s', async (_name, payload, options, code) => {
     await expect(github(payload, options)).rejects.toMatchObject({ code });
   });
@@ -139,6 +141,7 @@ describe('inspectWebhook decisions', () => {
     expect(await send(push)).toMatchObject({ kind: 'push' });
     const elsewhere = mutate((p) => {
       for (const key of ['clone_url', 'html_url', 'url']) p.repository[key] = String(p.repository[key]).replace('github.com', 'ghe.example.com');
+      p.compare = String(p.compare).replace('github.com', 'ghe.example.com');
     });
     await expect(send(elsewhere)).rejects.toMatchObject({ code: 'repository_host_mismatch', status: 400 });
     const ghe = { github: { api_url: 'https://ghe.example.com/api/v3' }, gitea: {}, gitlab: {} };

@@ -4,7 +4,7 @@ import { configuredRepository, hostOf, type Provider } from './forge-address.js'
 import { matchApps } from './match-apps.js';
 import { normalisePush, pushIgnoreReason, readPushFields } from './normalise-push.js';
 import { verifySignature } from './verify-signature.js';
-import { decodeWebhookBody, type RepositoryIdentity } from './webhook-body.js';
+import { decodeWebhookBody } from './webhook-body.js';
 import { WebhookError } from './webhook-error.js';
 import { classifyEvent, type IgnoreReason, type MediaType, type WebhookHeaders } from './webhook-headers.js';
 
@@ -63,12 +63,16 @@ export async function inspectWebhook<A extends WebhookApp>(input: InspectWebhook
 
   const verified = await appsWithValidSignature(headers, body.signed(), candidates);
   if (event.kind === 'ping') return { kind: 'ignored', reason: 'ping', message: 'pong' };
-  for (const app of verified) assertConfiguredHost(app, headers.provider, identity, input.forges ?? NO_FORGES);
+  const forges = input.forges ?? NO_FORGES;
+  for (const app of verified) assertConfiguredHost(app, headers.provider, identity.fullName, identity.urls, forges);
 
   const fields = readPushFields(headers.provider, body.payload());
   const ignored = pushIgnoreReason(fields);
   if (ignored) return { kind: 'ignored', ...ignored };
   const push = normalisePush(headers.provider, headers.delivery, fields);
+  // The links the push is shown with (notifications, the dashboard), parsed: on the configured host too.
+  const links = [push.repository.htmlUrl, push.compareUrl].filter((url): url is string => url !== null);
+  for (const app of verified) assertConfiguredHost(app, headers.provider, identity.fullName, links, forges);
   const apps = matchApps(verified, identity, push.ref);
   if (apps.length === 0) {
     return { kind: 'ignored', reason: 'other_branch', message: `no app deploys branch ${JSON.stringify(push.branch)} of this repository` };
@@ -98,6 +102,10 @@ async function appsWithValidSignature<A extends WebhookApp>(headers: WebhookHead
 
 const NO_FORGES: SlipwayConfig['forges'] = { github: {}, gitea: {}, gitlab: {} };
 
+function isWebAddress(address: string): boolean {
+  return URL.canParse(address) && /^https?:$/i.test(new URL(address).protocol);
+}
+
 /**
  * The payload's repository must be where the configuration says the app's
  * is: each http(s) address it names (clone, web: what links and statuses
@@ -107,13 +115,14 @@ const NO_FORGES: SlipwayConfig['forges'] = { github: {}, gitea: {}, gitlab: {} }
  * compared: forges may serve SSH under another name, and Slipway never
  * uses a payload's.
  */
-function assertConfiguredHost(app: WebhookApp, provider: Provider, identity: RepositoryIdentity, forges: SlipwayConfig['forges']): void {
-  const configured = configuredRepository(app, provider, forges, identity.fullName ?? undefined);
+function assertConfiguredHost(app: WebhookApp, provider: Provider, fullName: string | null, addresses: readonly string[], forges: SlipwayConfig['forges']): void {
+  const configured = configuredRepository(app, provider, forges, fullName ?? undefined);
   if (!configured?.host) {
     throw new WebhookError('repository_host_mismatch', `${app.name}'s repo ${app.repo} names no forge host for a ${provider} push: set forges.${provider}.api_url, or repo to the repository's URL`);
   }
-  for (const address of identity.urls) {
-    if (!/^https?:\/\//i.test(address)) continue;
+  for (const address of addresses) {
+    // Whatever a URL parser reads as http(s) (`https:host/x` and `https:\\host` too), not only `https://`.
+    if (!isWebAddress(address)) continue;
     const host = hostOf(address);
     if (host !== configured.host) {
       throw new WebhookError('repository_host_mismatch', `the payload's repository is on ${host ?? 'no host'}, not on ${configured.host} where ${app.name}'s repo is configured`);
