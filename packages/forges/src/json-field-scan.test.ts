@@ -29,6 +29,7 @@ describe('scanJsonFields', () => {
     ['a container replaced by a scalar', '{"repository":{"full_name":"a/b"},"repository":null}', { repository: null }],
     ['whitespace everywhere', ' \t\r\n{ "repository" :\n{ "full_name" : "a/b" } , "x" : [ 1 , { } ] }\n ', { repository: { full_name: 'a/b' } }],
     ['unicode characters', '{"repository":{"full_name":"ü/😀"},"ü":"😀"}', { repository: { full_name: 'ü/😀' } }],
+    ['a value that starts with a byte order mark keeps it, as JSON.parse does', '{"repository":{"full_name":"\ufeffa/b"}}', { repository: { full_name: '\ufeffa/b' } }],
     ['every kind of value', '{"a":[true,false,null,0,-0,1.5,-2e10,3E+2,4e-1,"s",[],{}],"repository":{}}', { repository: {} }],
   ])('%s', (_name, text, expected) => {
     expect(found(text)).toEqual(expected);

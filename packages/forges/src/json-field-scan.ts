@@ -49,7 +49,8 @@ const NINE = 0x39;
 
 const INVALID: JsonScan = { kind: 'invalid' };
 const NOT_OBJECT: JsonScan = { kind: 'not_object' };
-const utf8 = new TextDecoder('utf-8');
+// ignoreBOM: a value that starts with U+FEFF keeps it, as JSON.parse keeps it (the default decoder would strip it).
+const utf8 = new TextDecoder('utf-8', { ignoreBOM: true });
 
 /**
  * Scans `bytes`, which must be valid UTF-8 (check with `isUtf8` first:
