@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { access, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { access, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { CommandError, runCommand } from '@slipway/core/run-command';
-import { reloadNginx, type NginxTarget, type ReloadResult } from './nginx-reload.js';
+import { reloadConfirmedSince, reloadNginx, type NginxTarget, type ReloadResult } from './nginx-reload.js';
 import { nginxNames, renderDnsNginxConf, renderFrontConf, renderNginxConf, type DnsRouteSnapshot, type RouteSnapshot } from './render.js';
 import { probeUnixSocket } from './tcp-sockets.js';
 import { backListen, frontTarget } from './tiers.js';
@@ -152,22 +152,35 @@ async function prepareOne(options: { nginx: NginxTarget; app: string; listen: st
 async function commitCandidate(options: { nginx: NginxTarget; app: string; listen: string; content: string; file: string; candidate: string; live: string | null }): Promise<CommitResult> {
   const { nginx, app, listen, content, file, candidate, live } = options;
   if (live === content) {
-    // The router (or a concurrent apply) got there first: reloading again would only cost clients.
+    // The router (or a concurrent apply) got there first. Its reload is trusted only once seen applied (it may
+    // still be waiting for its batch, or fail): else this one joins the next batch and waits, as for its own file.
     await rm(candidate, { force: true });
-    return { reloaded: false };
+    const renamedAt = (await stat(file).catch(() => null))?.ctimeMs ?? Date.now();
+    // (10 ms: the file system's clock is coarser than Date.now.)
+    if (await reloadConfirmedSince(nginx, Math.ceil(renamedAt) + 10)) return { reloaded: false };
+    const reload = await reloadNginx({ nginx, listen });
+    if (reload.outcome === 'not_applied') throw notApplied(app, listen, reload.ms);
+    return { reloaded: true, reload };
   }
   await rename(candidate, file);
   let failure: NginxReloadError;
   try {
     const reload = await reloadNginx({ nginx, listen });
     if (reload.outcome !== 'not_applied') return { reloaded: true, reload };
-    failure = new NginxReloadError(`nginx did not apply the new config for ${app} within ${reload.ms} ms (${listen.startsWith('unix:') ? 'nobody accepts on' : 'its old workers still accept on'} ${listen}); see nginx's error log`);
+    failure = notApplied(app, listen, reload.ms);
   } catch (err) {
     failure = err instanceof NginxReloadError ? err : new NginxReloadError(`nginx reload failed: ${(err as Error).message}`, { cause: err });
   }
-  await restore(file, live);
-  await reloadNginx({ nginx, listen }).catch(() => undefined);
+  // Put back only what this commit wrote: a later apply of the same app (the router, another worker) stays.
+  if ((await readOrNull(file)) === content) {
+    await restore(file, live);
+    await reloadNginx({ nginx, listen }).catch(() => undefined);
+  }
   throw failure;
+}
+
+function notApplied(app: string, listen: string, ms: number): NginxReloadError {
+  return new NginxReloadError(`nginx did not apply the new config for ${app} within ${ms} ms (${listen.startsWith('unix:') ? 'nobody accepts on' : 'its old workers still accept on'} ${listen}); see nginx's error log`);
 }
 
 /**

@@ -255,6 +255,8 @@ async function leadBatch(options: ReloadNginxOptions, dir: string, batchMs: numb
     await writeAtomically(join(dir, 'last'), String(started));
     outcome = new Map(await Promise.all(listens.map(async (listen) => [listen, await observeReload(listen, before.get(listen) ?? null, started, options.timeoutMs)
       .then((result): TicketResult => ({ result }), (err: Error): TicketResult => ({ error: err.message }))] as const)));
+    // Seen applied: every file in place when it was signalled is served (see reloadConfirmedSince).
+    if ([...outcome.values()].some((o) => 'result' in o && o.result.outcome === 'confirmed')) await writeAtomically(join(dir, 'confirmed'), String(started));
   } catch (err) {
     outcome = new Map(listens.map((listen) => [listen, { error: (err as Error).message }]));
   }
@@ -268,6 +270,17 @@ async function leadBatch(options: ReloadNginxOptions, dir: string, batchMs: numb
     const age = Date.now() - ((await stat(join(dir, name)).catch(() => null))?.mtimeMs ?? Date.now());
     if (age > STALE_FILE_MS) await unlink(join(dir, name)).catch(() => {});
   }
+}
+
+/**
+ * Whether a reload signalled at or after `since` (ms) was seen applied:
+ * then nginx serves every file that was in place by `since`. For a caller
+ * that finds its file already renamed in by someone else (the router, or
+ * another worker), whose reload may still be on its way, or may fail.
+ */
+export async function reloadConfirmedSince(nginx: NginxTarget, since: number): Promise<boolean> {
+  const confirmed = Number(await readFile(join(nginx.conf_dir, BATCH_DIR, 'confirmed'), 'utf8').catch(() => '0')) || 0;
+  return confirmed >= since;
 }
 
 async function becomeLeader(dir: string): Promise<boolean> {

@@ -1,11 +1,11 @@
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { Agent, createServer, request, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, ownNginx, tempDir, testAppName } from '@slipway/devstack/testing';
-import { applyNginxConf } from '../src/nginx-apply.js';
+import { applyNginxConf, prepareNginxConf } from '../src/nginx-apply.js';
 import { listenersHolders } from '../src/nginx-reload.js';
-import { nginxNames, routeSnapshot } from '../src/render.js';
+import { nginxNames, renderNginxConf, routeSnapshot } from '../src/render.js';
 import { EmptyUpstreamError, NginxCheckError, NginxReloadError } from '../src/router-errors.js';
 import { appsConfig, backend, fetchText } from './helpers.js';
 
@@ -54,6 +54,18 @@ describe('applyNginxConf', () => {
     await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(app, [b]) });
     expect(await fetchText(app.listen)).toBe('200 b');
     expect(await leftovers()).toEqual([]);
+  });
+
+  it('a file someone else renamed in first is trusted only once a reload was seen applied after it: else the commit reloads and waits', async () => {
+    const app = await newApp();
+    const { file } = await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(app, [a]) });
+    const content = renderNginxConf(await routeSnapshot(app, [b]));
+    const prepared = await prepareNginxConf({ nginx: nginx.settings, app, content });
+    // The router renders the same switch and renames it in first; its reload has not happened (it may never).
+    await writeFile(`${file}.router.tmp`, content);
+    await rename(`${file}.router.tmp`, file);
+    expect(await prepared.commit()).toMatchObject({ reloaded: true, reload: { outcome: 'confirmed' } });
+    expect(await fetchText(app.listen)).toBe('200 b');
   });
 
   it('refuses an empty upstream and keeps the previous file', async () => {
