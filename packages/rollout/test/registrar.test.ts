@@ -122,7 +122,11 @@ describe('the registrar (routing: dns): Docker events → etcd keys on leases', 
       console.log(`registrar: standby took over ${takeoverMs} ms after the first one's etcd connection died (session TTL ${ttl.sessionTtlS} s), before any key expired; `
         + `with no registrar the keys dropped out ${goneMs} ms after (TTL ${ttl.ttlS} s)`);
       expect(Date.now() - died).toBeLessThanOrEqual(ttl.ttlS * 1000 + 1500);
-      expect(await answer(app.name)).toEqual(answerOf(result.containers));
+      // Each key is on a lease of its own: they drop out one by one (on a loaded machine more than the feed's
+      // debounce apart), and DNS keeps the answer it had before the last one went: never empty, only the app's.
+      const last = await answer(app.name);
+      expect(last.length).toBeGreaterThan(0);
+      expect(answerOf(result.containers)).toEqual(expect.arrayContaining(last));
       expect(crashed).toBeLessThan(died);
     } finally {
       await watcher.cancel();
