@@ -45,6 +45,8 @@ export function githubPush(push: PushDescription): Record<string, unknown> {
     clone_url: push.repo.cloneUrl, git_url: push.repo.cloneUrl, ssh_url: push.repo.cloneUrl, url: push.repo.htmlUrl,
   });
   example.head_commit = { ...example.head_commit, id: push.after, message: push.message ?? 'release' };
+  // The example's compare link is on github.com: a forge links to itself (and the receiver checks that it does).
+  example.compare = `${push.repo.htmlUrl}/compare/${push.before.slice(0, 12)}...${push.after.slice(0, 12)}`;
   return example;
 }
 
@@ -57,6 +59,7 @@ export function giteaPush(push: PushDescription): Record<string, unknown> {
   payload.after = push.after;
   payload.commits = [{ ...payload.commits[0], id: push.after, message: push.message ?? 'release' }];
   Object.assign(payload.repository, { full_name: push.repo.fullName, name: push.repo.fullName.split('/')[1], html_url: push.repo.htmlUrl, clone_url: push.repo.cloneUrl, ssh_url: push.repo.cloneUrl });
+  payload.compare_url = `${push.repo.htmlUrl}/compare/${push.before}...${push.after}`;
   return payload;
 }
 
