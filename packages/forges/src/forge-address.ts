@@ -103,6 +103,13 @@ export function forgeApiBase(provider: Provider, webRoot: string | null, forges:
   return `${webRoot}${API_PATH[provider]}`;
 }
 
+/** The host of an address a URL parser reads as http(s) (`https:host/x` too), or null for anything else. */
+export function webHostOf(address: string): string | null {
+  if (!URL.canParse(address)) return null;
+  const url = new URL(address);
+  return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname ? url.hostname.replace(/^\[|\]$/g, '').toLowerCase() : null;
+}
+
 /** The host of an http(s), ssh or git URL, or of a scp-like `user@host:path`; null for anything else. */
 export function hostOf(address: string): string | null {
   // canParse first: a scp-like address is no URL, and the TypeError new URL would throw for it

@@ -1,6 +1,6 @@
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import type { Push } from '@slipway/queue/job-types';
-import { configuredRepository, hostOf, type Provider } from './forge-address.js';
+import { configuredRepository, type Provider, webHostOf } from './forge-address.js';
 import { matchApps } from './match-apps.js';
 import { normalisePush, pushIgnoreReason, readPushFields } from './normalise-push.js';
 import { verifySignature } from './verify-signature.js';
@@ -63,8 +63,9 @@ export async function inspectWebhook<A extends WebhookApp>(input: InspectWebhook
 
   const verified = await appsWithValidSignature(headers, body.signed(), candidates);
   if (event.kind === 'ping') return { kind: 'ignored', reason: 'ping', message: 'pong' };
-  const forges = input.forges ?? NO_FORGES;
-  for (const app of verified) assertConfiguredHost(app, headers.provider, identity.fullName, identity.urls, forges);
+  // Each app's configured host, worked out once: the payload's addresses are checked against it now, its links once parsed.
+  const hosts = verified.map((app) => [app, configuredHost(app, headers.provider, identity.fullName, input.forges ?? NO_FORGES)] as const);
+  for (const [app, host] of hosts) assertOnHost(app, host, identity.urls);
 
   const fields = readPushFields(headers.provider, body.payload());
   const ignored = pushIgnoreReason(fields);
@@ -72,7 +73,7 @@ export async function inspectWebhook<A extends WebhookApp>(input: InspectWebhook
   const push = normalisePush(headers.provider, headers.delivery, fields);
   // The links the push is shown with (notifications, the dashboard), parsed: on the configured host too.
   const links = [push.repository.htmlUrl, push.compareUrl].filter((url): url is string => url !== null);
-  for (const app of verified) assertConfiguredHost(app, headers.provider, identity.fullName, links, forges);
+  for (const [app, host] of hosts) assertOnHost(app, host, links);
   const apps = matchApps(verified, identity, push.ref);
   if (apps.length === 0) {
     return { kind: 'ignored', reason: 'other_branch', message: `no app deploys branch ${JSON.stringify(push.branch)} of this repository` };
@@ -102,10 +103,6 @@ async function appsWithValidSignature<A extends WebhookApp>(headers: WebhookHead
 
 const NO_FORGES: SlipwayConfig['forges'] = { github: {}, gitea: {}, gitlab: {} };
 
-function isWebAddress(address: string): boolean {
-  return URL.canParse(address) && /^https?:$/i.test(new URL(address).protocol);
-}
-
 /**
  * The payload's repository must be where the configuration says the app's
  * is: each http(s) address it names (clone, web: what links and statuses
@@ -115,17 +112,20 @@ function isWebAddress(address: string): boolean {
  * compared: forges may serve SSH under another name, and Slipway never
  * uses a payload's.
  */
-function assertConfiguredHost(app: WebhookApp, provider: Provider, fullName: string | null, addresses: readonly string[], forges: SlipwayConfig['forges']): void {
+function configuredHost(app: WebhookApp, provider: Provider, fullName: string | null, forges: SlipwayConfig['forges']): string {
   const configured = configuredRepository(app, provider, forges, fullName ?? undefined);
   if (!configured?.host) {
     throw new WebhookError('repository_host_mismatch', `${app.name}'s repo ${app.repo} names no forge host for a ${provider} push: set forges.${provider}.api_url, or repo to the repository's URL`);
   }
+  return configured.host;
+}
+
+/** Every address a URL parser reads as http(s) must be on `host`, the one configured for `app`. */
+function assertOnHost(app: WebhookApp, host: string, addresses: readonly string[]): void {
   for (const address of addresses) {
-    // Whatever a URL parser reads as http(s) (`https:host/x` and `https:\\host` too), not only `https://`.
-    if (!isWebAddress(address)) continue;
-    const host = hostOf(address);
-    if (host !== configured.host) {
-      throw new WebhookError('repository_host_mismatch', `the payload's repository is on ${host ?? 'no host'}, not on ${configured.host} where ${app.name}'s repo is configured`);
+    const on = webHostOf(address);
+    if (on !== null && on !== host) {
+      throw new WebhookError('repository_host_mismatch', `the payload's repository is on ${on}, not on ${host} where ${app.name}'s repo is configured`);
     }
   }
 }

@@ -84,7 +84,7 @@ const UPDATE_JOB = LUA_INDEX_KEYS + `
 if redis.call('exists', KEYS[1]) == 0 then return false end
 local base, id = ARGV[1], ARGV[2]
 local before = redis.call('hmget', KEYS[1], 'state', 'app', 'trigger')
-local ended = {completed = true, failed = true, superseded = true, cancelled = true}
+local ended = {${[...FINAL_STATES].map((state) => `${state} = true`).join(', ')}}
 if before[1] and ended[bare(before[1])] then
   for i = 3, #ARGV, 2 do
     if ARGV[i] == 'state' and bare(ARGV[i + 1]) ~= bare(before[1]) then return redis.call('hgetall', KEYS[1]) end

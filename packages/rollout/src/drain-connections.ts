@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connectionCounts } from '@slipway/router/nginx';
+import { rolloutLog as say } from './rollout-log.js';
 
 const POLL_MS = 100;
 /** Zero must be seen this many polls in a row: a request read just before the reload connects a moment later. */
@@ -28,6 +29,17 @@ export interface DrainResult {
  * resolver cache, RESOLVER_CACHE_MS) that long is waited first, whatever
  * `timeoutMs` says.
  */
+/**
+ * After a switch that was put back (its apply failed): a router may have
+ * rendered the switched keys before the revert, so what it sent the new
+ * containers (or tasks) is let finish before they go, as any drain.
+ */
+export async function drainReverted(addresses: readonly string[], drainS: number, log: (line: string) => void): Promise<void> {
+  if (addresses.length === 0) return;
+  log(say.drainingReverted(addresses));
+  log(say.drained(await drainConnections(addresses, drainS * 1000), drainS * 1000));
+}
+
 export async function drainConnections(addresses: readonly string[], timeoutMs: number, options: { settleMs?: number } = {}): Promise<DrainResult> {
   if (options.settleMs) {
     // routing: dns: until every nginx worker's cached answer has expired, new requests can still pick an old

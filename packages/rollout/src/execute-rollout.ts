@@ -6,7 +6,7 @@ import { etcdKeys, type UpstreamKey } from '@slipway/etcd/keys';
 import type { AppLock } from './app-lock.js';
 import type { ContainerRuntime } from './container-runtime.js';
 import { allocateAddresses, publishOn } from './dns/address-pool.js';
-import { drainConnections } from './drain-connections.js';
+import { drainConnections, drainReverted } from './drain-connections.js';
 import { waitAllHealthy } from './health.js';
 import { planRollout, type RolloutPlan, type RolloutStep } from './plan-rollout.js';
 import { RELEASES_KEPT, revertAfterFailedApply, type ReleaseRecord, type ReleaseStore, type RouteLease, type SwitchReceipt } from './release-store.js';
@@ -77,8 +77,6 @@ class RolloutRun {
   private prepared?: PreparedRoute;
   private receipt?: SwitchReceipt;
   private switched = false;
-  /** The switch was made and then put back (its apply failed): the new containers are drained before they go. */
-  private reverted = false;
   private routeLease?: RouteLease;
 
   /** Which phase of `timings` each step's time counts towards (null: the next phase that is counted). */
@@ -233,7 +231,6 @@ class RolloutRun {
       this.log(say.applyFailed(err));
       // Only once etcd names the previous set again may the new containers go (undo); else they are what it routes to.
       if (await revertAfterFailedApply(this.seams.store, this.receipt!, this.log)) this.switched = false;
-      this.reverted = !this.switched;
       throw err;
     }
     this.log(say.applied(applied));
@@ -288,12 +285,8 @@ class RolloutRun {
   async undo(): Promise<void> {
     if (this.switched) return;
     await this.prepared?.discard().catch(() => {});
-    const addresses = this.started.flatMap((c) => (c.address ? [c.address] : []));
-    if (this.reverted && addresses.length > 0) {
-      // A router may have rendered the switched keys before the revert: what it sent them is let finish.
-      this.log(say.drainingReverted(addresses));
-      this.log(say.drained(await drainConnections(addresses, this.request.app.drain_s * 1000), this.request.app.drain_s * 1000));
-    }
+    // A receipt and no switch: the switch was made and put back.
+    if (this.receipt) await drainReverted(this.started.flatMap((c) => (c.address ? [c.address] : [])), this.request.app.drain_s, this.log);
     await Promise.all(this.started.map(async ({ id }) => {
       try {
         await this.seams.runtime.forceRemove(id);

@@ -140,10 +140,7 @@ async function prepareOne(options: { nginx: NginxTarget; app: string; listen: st
       return result;
     },
     revert: async () => {
-      // Only what this commit wrote: a later apply of the same app (another worker, the router) stays.
-      if (replaced === null || (await readOrNull(file)) !== content) return;
-      await restore(file, replaced.live);
-      await reloadNginx({ nginx, listen: options.listen }).catch(() => undefined);
+      if (replaced !== null) await putBack({ nginx, listen: options.listen, file, content, previous: replaced.live });
     },
   };
 }
@@ -171,12 +168,19 @@ async function commitCandidate(options: { nginx: NginxTarget; app: string; liste
   } catch (err) {
     failure = err instanceof NginxReloadError ? err : new NginxReloadError(`nginx reload failed: ${(err as Error).message}`, { cause: err });
   }
-  // Put back only what this commit wrote: a later apply of the same app (the router, another worker) stays.
-  if ((await readOrNull(file)) === content) {
-    await restore(file, live);
-    await reloadNginx({ nginx, listen }).catch(() => undefined);
-  }
+  await putBack({ nginx, listen, file, content, previous: live });
   throw failure;
+}
+
+/**
+ * Puts `previous` back in `file` and reloads, only while the file still
+ * holds `content`, what this apply wrote: a later apply of the same app
+ * (the router, another worker) stays.
+ */
+async function putBack(options: { nginx: NginxTarget; listen: string; file: string; content: string; previous: string | null }): Promise<void> {
+  if ((await readOrNull(options.file)) !== options.content) return;
+  await restore(options.file, options.previous);
+  await reloadNginx({ nginx: options.nginx, listen: options.listen }).catch(() => undefined);
 }
 
 function notApplied(app: string, listen: string, ms: number): NginxReloadError {

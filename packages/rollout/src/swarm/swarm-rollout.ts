@@ -7,7 +7,7 @@ import { UnavailableError } from '@slipway/core/slipway-error';
 import { etcdKeys, type UpstreamKey } from '@slipway/etcd/keys';
 import type { AppLock } from '../app-lock.js';
 import type { ContainerHealthState } from '../container-runtime.js';
-import { drainConnections } from '../drain-connections.js';
+import { drainConnections, drainReverted } from '../drain-connections.js';
 import { LOG_TAIL_LINES, waitAllHealthy } from '../health.js';
 import { RELEASES_KEPT, revertAfterFailedApply, type ReleaseRecord, type ReleaseStore, type SwitchReceipt } from '../release-store.js';
 import type { PreparedRoute, RouteProxy } from '../route-proxy.js';
@@ -141,8 +141,6 @@ class SwarmRun {
   private prepared?: PreparedRoute;
   private receipt?: SwitchReceipt;
   private switched = false;
-  /** The switch was made and then put back (its apply failed): the new tasks are drained before the service goes. */
-  private reverted = false;
   private record!: ReleaseRecord;
   private result!: RolloutResult;
 
@@ -248,7 +246,6 @@ class SwarmRun {
       this.log(say.applyFailed(err));
       // Only once etcd names the previous set again may the new service go (undo); else it is what etcd routes to.
       if (await revertAfterFailedApply(store, this.receipt, this.log)) this.switched = false;
-      this.reverted = !this.switched;
       throw err;
     }
     this.result.containers = this.tasks.map((t) => ({ id: t.id, address: t.address! }));
@@ -358,13 +355,8 @@ class SwarmRun {
     if (this.switched) return;
     await this.prepared?.discard().catch(() => {});
     if (!this.created) return;
-    const addresses = this.tasks.flatMap((t) => (t.address ? [t.address] : []));
-    if (this.reverted && addresses.length > 0) {
-      // A router may have rendered the switched keys before the revert: what it sent them is let finish.
-      const drainMs = this.request.app.drain_s * 1000;
-      this.log(say.drainingReverted(addresses));
-      this.log(say.drained(await drainConnections(addresses, drainMs), drainMs));
-    }
+    // A receipt and no switch: the switch was made and put back.
+    if (this.receipt) await drainReverted(this.tasks.flatMap((t) => (t.address ? [t.address] : [])), this.request.app.drain_s, this.log);
     try {
       await this.seams.swarm.removeService(this.created.id);
       this.log(`removed new service ${this.created.name}`);
