@@ -15,19 +15,47 @@ import { connectRedis, redisForDisplay } from '@slipway/queue/redis';
 import { type CliContext, parseFlags, UsageError } from './cli-context.js';
 import { safeForTerminal, type Terminal } from './terminal.js';
 import { watchJob } from './job-commands.js';
+import { hookGitDir, releasePushLock, takePushLock } from './push-lock.js';
 
 export const REMOTE_USAGE = 'usage: slipway remote add <app> <path>';
 
-/** The pre-receive hook: a Node script (no shell) that hands the push to runGitHook. */
-export function renderHook(options: { node: string; hookModule: string; app: string; config: string | null }): string {
-  return [
+/**
+ * The hooks of a Slipway remote, each a Node script (no shell): pre-receive
+ * hands the push to runGitHook; reference-transaction lets the push lock go
+ * once git has moved the branch or given up (push-lock.ts).
+ */
+function renderHooks(options: { node: string; app: string; config: string | null }): Record<'pre-receive' | 'reference-transaction', string> {
+  const module = (name: string) => JSON.stringify(fileURLToPath(new URL(`./${name}`, import.meta.url)));
+  const header = [
     `#!${options.node}`,
     '// Installed by `slipway remote add`: a push to the app\'s branch deploys it,',
     '// streams the deploy log back, and is refused if the deploy fails.',
-    `import { runGitHook } from ${JSON.stringify(options.hookModule)};`,
-    `process.exitCode = await runGitHook({ app: ${JSON.stringify(options.app)}, config: ${JSON.stringify(options.config)} });`,
-    '',
-  ].join('\n');
+  ];
+  return {
+    'pre-receive': [
+      ...header,
+      `import { runGitHook } from ${module('git-hook.js')};`,
+      `process.exitCode = await runGitHook({ app: ${JSON.stringify(options.app)}, config: ${JSON.stringify(options.config)} });`,
+      '',
+    ].join('\n'),
+    'reference-transaction': [
+      ...header,
+      '// This one lets the push go once git has moved the branch, or given up.',
+      `import { runReferenceTransactionHook } from ${module('push-lock.js')};`,
+      'process.exitCode = await runReferenceTransactionHook(process.argv[2]);',
+      '',
+    ].join('\n'),
+  };
+}
+
+/** Writes the remote's hooks (again: an upgrade rewrites them). */
+function installHooks(gitDir: string, options: { app: string; config: string | null }, only?: 'reference-transaction'): void {
+  for (const [name, text] of Object.entries(renderHooks({ node: process.execPath, ...options }))) {
+    if (only && name !== only) continue;
+    const hook = join(gitDir, 'hooks', name);
+    writeFileSync(hook, text);
+    chmodSync(hook, 0o755);
+  }
 }
 
 export async function remote(ctx: CliContext, argv: string[]): Promise<number> {
@@ -40,14 +68,7 @@ export async function remote(ctx: CliContext, argv: string[]): Promise<number> {
     throw new SlipwayError('invalid_input', `${dir} exists and is not a bare git repository`, { status: 400 });
   }
   await runCommand(['git', 'init', '--quiet', '--bare', `--initial-branch=${app.branch}`, '--', dir]);
-  const hook = join(dir, 'hooks', 'pre-receive');
-  writeFileSync(hook, renderHook({
-    node: process.execPath,
-    hookModule: fileURLToPath(new URL('./git-hook.js', import.meta.url)),
-    app: app.name,
-    config: ctx.config.file,
-  }));
-  chmodSync(hook, 0o755);
+  installHooks(dir, { app: app.name, config: ctx.config.file });
   ctx.terminal.out(`${dir} now deploys ${app.name}: a push to ${app.branch} builds and rolls it out.\n\n  git remote add production ${dir}\n  git push production ${app.branch}`);
   return 0;
 }
@@ -62,6 +83,12 @@ const REDIS_WAIT_MS = 5000;
  * can fetch them; so the hook exports the pushed tree itself (`git archive`
  * sees the quarantine), queues the deploy with that tree, streams the job's
  * log to the pusher, and refuses the push if the deploy fails.
+ *
+ * One push deploys at a time: the push lock (push-lock.ts) is taken before
+ * anything is queued and held, once the deploy completed, until git has
+ * moved the branch; a push arriving meanwhile is refused at once, and one
+ * whose branch moved since the pusher looked is refused before it deploys.
+ * So the branch always ends on the commit a push left live.
  */
 export async function runGitHook(options: { app: string; config: string | null; stdin?: NodeJS.ReadableStream; terminal?: Terminal }): Promise<number> {
   // What a build printed reaches the pusher's terminal through git: plain text only.
@@ -69,11 +96,11 @@ export async function runGitHook(options: { app: string; config: string | null; 
     const safe = safeForTerminal(t, false);
     return safe.endsWith('\n') ? safe : `${safe}\n`;
   };
-  const terminal: Terminal = options.terminal ?? {
-    out: (t) => void process.stdout.write(plain(t)),
-    err: (t) => void process.stderr.write(plain(t)),
-    interactive: false,
-  };
+  const pusher = new PusherLink();
+  const terminal: Terminal = options.terminal ?? pusher.terminal(plain);
+  const gitDir = hookGitDir();
+  let locked: string | null = null;
+  let deployed = false;
   try {
     const config = loadConfig({ path: options.config ?? undefined, env: process.env });
     const app = appConfig(config, options.app);
@@ -83,12 +110,26 @@ export async function runGitHook(options: { app: string; config: string | null; 
       terminal.out(`slipway: nothing to deploy (only pushes to ${app.branch} deploy ${app.name})`);
       return 0;
     }
-    const sha = target[1]!;
+    const [before, sha, ref] = target as [string, string, string];
     if (sha === ZERO) {
       terminal.out(`slipway: ${app.branch} deleted; ${app.name} keeps serving what is live`);
       return 0;
     }
-    if (!isSha(sha)) throw new Error(`unexpected sha ${JSON.stringify(sha)}`);
+    if (!isSha(sha) || !isSha(before)) throw new Error(`unexpected update ${JSON.stringify(target.join(' '))}`);
+
+    // A remote made before the push lock has no hook to let it go: add it (the lock would otherwise wait to go stale).
+    if (!existsSync(join(gitDir, 'hooks', 'reference-transaction'))) installHooks(gitDir, { app: app.name, config: options.config }, 'reference-transaction');
+    const holder = takePushLock(gitDir, { pid: process.ppid, ref, sha, since: new Date().toISOString() });
+    if (holder) {
+      terminal.err(`slipway: another push is deploying ${app.name} at ${holder.sha.slice(0, 12)} (since ${holder.since}); push again once it ends; push refused`);
+      return 1;
+    }
+    locked = ref;
+    const current = (await runCommand(['git', 'for-each-ref', '--format=%(objectname)', '--', ref])).stdout.trim() || ZERO;
+    if (current !== before) {
+      terminal.err(`slipway: ${app.branch} moved to ${current === ZERO ? 'nothing' : current.slice(0, 12)} while this push was on its way; fetch and push again; push refused`);
+      return 1;
+    }
 
     // Redis first: a push that cannot be queued leaves nothing behind (and a client left reconnecting would keep git waiting).
     const redis = connectRedis(config.redis, 'producer');
@@ -108,8 +149,13 @@ export async function runGitHook(options: { app: string; config: string | null; 
           throw err;
         });
         terminal.out(`-----> Slipway: deploying ${app.name} ${sha.slice(0, 12)} as job ${record.id}`);
+        // Nobody to report to: the job stops at its next safe point, or completes if its cutover has begun.
+        pusher.onGone(() => queue.cancel(record.id).catch(() => {}));
         const final = await watchJob(queue.store, record.id, terminal, { showLog: true });
-        if (final.state === 'completed' || final.state === 'superseded') return 0;
+        if (final.state === 'completed' || final.state === 'superseded') {
+          deployed = true;
+          return 0;
+        }
         terminal.err(`-----> Slipway: deploy failed, push refused (slipway logs ${record.id}; slipway retry ${record.id})`);
         return 1;
       } finally {
@@ -122,6 +168,44 @@ export async function runGitHook(options: { app: string; config: string | null; 
     // Whatever failed, its message may carry an address with credentials in it.
     terminal.err(`slipway: ${scrubSecrets(firstLine(err))}; push refused`);
     return 1;
+  } finally {
+    // A refused push moves no ref, so nothing else would let the lock go; an accepted one keeps it until git has moved the branch.
+    if (locked && !deployed) releasePushLock(gitDir, process.ppid, locked);
+  }
+}
+
+/**
+ * The pusher, through git. A pusher who goes away (Ctrl-C, a dropped
+ * connection) closes the hook's output: the hook then stops writing and
+ * cancels the deploy, which stops at its next safe point (or completes, if
+ * its cutover had begun), and still answers git by the outcome, so a
+ * deploy that went live moves the branch and one that did not leaves it
+ * where it was. Dying there instead would leave a live deploy the branch
+ * never got, or a lock held by a hook waiting for nobody.
+ */
+class PusherLink {
+  private gone = false;
+  private readonly listeners: (() => unknown)[] = [];
+
+  terminal(plain: (t: string) => string): Terminal {
+    for (const stream of [process.stdout, process.stderr]) stream.on('error', () => this.leave());
+    process.on('SIGHUP', () => this.leave());
+    const write = (stream: NodeJS.WriteStream, text: string) => {
+      if (!this.gone) stream.write(plain(text));
+    };
+    return { out: (t) => write(process.stdout, t), err: (t) => write(process.stderr, t), interactive: false };
+  }
+
+  /** Calls `listener` once the pusher has gone, at once if already. */
+  onGone(listener: () => unknown): void {
+    if (this.gone) listener();
+    else this.listeners.push(listener);
+  }
+
+  private leave(): void {
+    if (this.gone) return;
+    this.gone = true;
+    for (const listener of this.listeners.splice(0)) listener();
   }
 }
 

@@ -13,6 +13,9 @@ export interface WatchOptions {
   prefix?: string;
 }
 
+/** How often plain output repeats a step that has not changed. */
+const STILL_EVERY_MS = 30_000;
+
 /**
  * Follows a job until it ends: a spinner with its step and elapsed time
  * on a terminal (plain step lines otherwise), its log lines if asked, and a
@@ -22,6 +25,7 @@ export async function watchJob(store: JobStore, id: string, terminal: Terminal, 
   const spinner = new Spinner(terminal);
   let next = options.from ?? 1;
   let lastStep = '';
+  let lastPrinted = 0;
   const started = Date.now();
   const print = (line: string) => spinner.above(`${options.prefix ?? ''}${line}`);
   for (;;) {
@@ -36,7 +40,15 @@ export async function watchJob(store: JobStore, id: string, terminal: Terminal, 
       const label = record.state === 'waiting' ? 'waiting' : record.step;
       const since = record.startedAt ? Date.parse(record.startedAt) : Date.parse(record.createdAt);
       if (terminal.interactive) spinner.update(`job ${id} · ${record.app} · ${label} · ${duration(Date.now() - since)}`);
-      else if (label !== lastStep) spinner.update(`job ${id}: ${label}`);
+      else if (label !== lastStep) {
+        spinner.update(`job ${id}: ${label}`);
+        lastPrinted = Date.now();
+      } else if (Date.now() - lastPrinted >= STILL_EVERY_MS) {
+        // A quiet step says it is still going now and then: a reader of plain output (a CI log, git's pusher) sees the
+        // wait is not stuck, and a hook whose pusher went away finds out by writing.
+        spinner.update(`job ${id}: ${label} (${duration(Date.now() - since)})`);
+        lastPrinted = Date.now();
+      }
       lastStep = label;
     }
     if (final) {

@@ -1,11 +1,11 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '@slipway/core/logger';
 import { loadConfig } from '@slipway/config/load-config';
-import { commitVersion, createFixtureRepo, type FixtureRepo, freePort, git, isolatedNginx, startEtcd, stopProcess, tempDir, testAppName, testStack, uniqueName, writeTestConfig } from '@slipway/devstack/testing';
+import { commitVersion, createFixtureRepo, type FixtureRepo, freePort, git, isolatedNginx, startEtcd, stopProcess, tempDir, testAppName, testStack, uniqueName, waitFor, writeTestConfig } from '@slipway/devstack/testing';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectRedis } from '@slipway/queue/redis';
 import { createDeployWorker, type DeployWorker } from '@slipway/worker/deploy-worker';
@@ -257,6 +257,94 @@ describe('slipway', () => {
     expect(refused.stderr).toContain('pre-receive hook declined');
     expect(refused.stderr).toContain('remote: error: asset pipeline failed');
     expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('pushed v3\n');
+  });
+
+  it('two pushes at once: the second is refused while the first deploys, and the branch ends on the commit left live', async () => {
+    const remotePath = join(tmp.path, 'racing.git');
+    expect((await slipwayFull([...cfg(), 'remote', 'add', app, remotePath])).code).toBe(0);
+    const first = await commitVersion(repo, { version: 'raced first' });
+    const second = await commitVersion(repo, { version: 'raced second' });
+    const branchHead = async () => (await git(remotePath, 'for-each-ref', '--format=%(objectname)', 'refs/heads/master')).stdout.trim();
+
+    // Both pushes see the branch unborn: git's own ref lock is taken only after pre-receive, so both would pass it.
+    const firstPush = run(['git', 'push', remotePath, `${first}:refs/heads/master`], { cwd: repo.work });
+    await waitFor('the first push deploying', async () => {
+      const [job] = JSON.parse((await slipwayFull([...cfg(), 'jobs', '--json', '--app', app, '--limit', '1'])).stdout) as { state: string; sha: string }[];
+      return job?.sha === first && job.state === 'active';
+    }, { timeoutMs: 30_000, intervalMs: 100 });
+    const secondPush = await run(['git', 'push', remotePath, `${second}:refs/heads/master`], { cwd: repo.work });
+    const pushed = await firstPush;
+    expect(pushed.code, pushed.stderr).toBe(0);
+    expect(secondPush.code, secondPush.stderr).not.toBe(0);
+    expect(secondPush.stderr).toContain(`remote: slipway: another push is deploying ${app} at ${first.slice(0, 12)}`);
+    expect(await branchHead()).toBe(first);
+    expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('raced first\n');
+    expect(existsSync(join(remotePath, 'slipway-push.lock')), 'the lock goes once git moved the branch').toBe(false);
+
+    // A lock left by a git process that is gone (killed between the hooks) is taken over.
+    const gone = spawnSync(process.execPath, ['-e', '']).pid;
+    writeFileSync(join(remotePath, 'slipway-push.lock'), JSON.stringify({ pid: gone, ref: 'refs/heads/master', sha: first, since: new Date().toISOString() }));
+    const again = await run(['git', 'push', remotePath, `${second}:refs/heads/master`], { cwd: repo.work });
+    expect(again.code, again.stderr).toBe(0);
+    expect(await branchHead()).toBe(second);
+    expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('raced second\n');
+  });
+
+  it('a push whose branch moved since the pusher looked is refused before anything is queued', async () => {
+    const remotePath = join(tmp.path, 'moved.git');
+    expect((await slipwayFull([...cfg(), 'remote', 'add', app, remotePath])).code).toBe(0);
+    const head = await commitVersion(repo, { version: 'moved head' });
+    const other = (await git(repo.work, 'rev-parse', 'HEAD~1')).stdout.trim();
+    await git(remotePath, 'fetch', '-q', repo.work, 'HEAD:refs/heads/master');
+    const newestJob = async () => (JSON.parse((await slipwayFull([...cfg(), 'jobs', '--json', '--app', app, '--limit', '1'])).stdout) as { id: string }[])[0]?.id;
+    const jobBefore = await newestJob();
+    // git's own view of the push: the branch at `other` when the pusher looked; it is at `head` now.
+    const hook = spawnSync(join(remotePath, 'hooks', 'pre-receive'), [], { cwd: remotePath, env: { ...process.env, GIT_DIR: '.' }, input: `${other} ${other} refs/heads/master\n`, encoding: 'utf8', timeout: 20_000 });
+    expect(hook.status).toBe(1);
+    expect(hook.stderr).toContain(`slipway: master moved to ${head.slice(0, 12)} while this push was on its way; fetch and push again; push refused`);
+    expect(await newestJob()).toBe(jobBefore);
+    expect(existsSync(join(remotePath, 'slipway-push.lock'))).toBe(false);
+
+    // While a push deploys (its git process alive: this one stands in), nothing else moves the branch.
+    const lock = join(remotePath, 'slipway-push.lock');
+    writeFileSync(lock, JSON.stringify({ pid: process.pid, ref: 'refs/heads/master', sha: head, since: new Date().toISOString() }));
+    await expect(git(remotePath, 'update-ref', 'refs/heads/master', other)).rejects.toThrow(/being deployed at/);
+    rmSync(lock);
+    await git(remotePath, 'update-ref', 'refs/heads/master', other);
+  });
+
+  it('a pusher who goes away mid-deploy: the deploy is cancelled at its next safe point and git is answered by its outcome', async () => {
+    const remotePath = join(tmp.path, 'dropped.git');
+    expect((await slipwayFull([...cfg(), 'remote', 'add', app, remotePath])).code).toBe(0);
+    const served = () => fetch(`${appUrl}/`).then((r) => r.text(), () => 'nothing');
+    const live = await served();
+    const sha = await commitVersion(repo, { version: 'pusher gone' });
+    await git(remotePath, 'fetch', '-q', repo.work, 'HEAD:refs/incoming/dropped');
+    // git runs the hook with its output going to the pusher; the pusher's end closes once the deploy started.
+    const hook = spawn(join(remotePath, 'hooks', 'pre-receive'), [], { cwd: remotePath, env: { ...process.env, GIT_DIR: '.' }, stdio: ['pipe', 'pipe', 'pipe'] });
+    hook.stdin.end(`${'0'.repeat(40)} ${sha} refs/heads/master\n`);
+    const exited = new Promise<number | null>((resolve) => hook.on('close', resolve));
+    let seen = '';
+    await new Promise<void>((resolve) => hook.stdout.on('data', (chunk: Buffer) => {
+      seen += chunk.toString();
+      if (seen.includes('-----> Slipway: deploying')) resolve();
+    }));
+    hook.stdout.destroy();
+    hook.stderr.destroy();
+    const code = await exited;
+    const [job] = JSON.parse((await slipwayFull([...cfg(), 'jobs', '--json', '--app', app, '--limit', '1'])).stdout) as { sha: string; state: string }[];
+    expect(job?.sha).toBe(sha);
+    // Whichever came first, the cancel or the cutover, git is told what is live: the branch moves only onto it.
+    if (job?.state === 'completed') {
+      expect(code).toBe(0);
+      expect(await served()).toBe('pusher gone\n');
+      rmSync(join(remotePath, 'slipway-push.lock'));
+    } else {
+      expect(job?.state).toBe('cancelled');
+      expect(code).toBe(1);
+      expect(await served()).toBe(live);
+      expect(existsSync(join(remotePath, 'slipway-push.lock'))).toBe(false);
+    }
   });
 
   it('a push to a remote whose Redis is unreachable is refused without showing the pusher Redis\'s password', async () => {

@@ -3,6 +3,7 @@ import { mkdir, rm, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AppConfig } from '@slipway/config/types';
 import { SlipwayError } from '@slipway/core/slipway-error';
+import { isProcessAlive } from '@slipway/core/run-command';
 import { assertAppName, assertSha, isAppName } from '@slipway/core/validate';
 import { assertOnBranch, withRepoCache, type RepoCacheOptions, workPaths } from './repo-cache.js';
 import { createGitRunner } from './git-runner.js';
@@ -122,7 +123,7 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
     if (!info) continue;
     const old = Date.now() - info.mtimeMs > maxAgeMs;
     const owner = match ? Number(match[3]) : null;
-    if (!old && owner !== null && isAlive(owner)) continue;
+    if (!old && owner !== null && isProcessAlive(owner)) continue;
     await rm(path, { recursive: true, force: true });
     removed.push(path);
     log(`removed the leftover build tree ${path}`);
@@ -138,11 +139,3 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
   return { removed };
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}

@@ -94,3 +94,13 @@ export function lastLines(text: string, count: number): string {
     .slice(-count)
     .join('\n');
 }
+
+/** Whether a process with this pid exists (under any user: EPERM says it does). */
+export function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

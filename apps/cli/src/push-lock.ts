@@ -1,0 +1,136 @@
+import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { isProcessAlive } from '@slipway/core/run-command';
+
+/*
+ * One deploying push at a time per Slipway remote, held from the
+ * pre-receive hook until git has moved the branch (or given up).
+ *
+ * git runs pre-receive before it locks the refs: two pushes arriving
+ * together both pass it, both would deploy, and git then refuses the one
+ * that lost the race for the ref, which may be the one left live. So the
+ * pre-receive hook takes this lock before it deploys, and checks the branch
+ * is still where the pusher saw it; the reference-transaction hook, which
+ * git runs once the ref update is committed or aborted, lets it go. In
+ * between, a second push is refused at once, with the commit being
+ * deployed named.
+ *
+ * The lock names the receive-pack process it belongs to (the hooks'
+ * parent): a lock whose process is gone (git killed between the two hooks,
+ * or a push refused by a check git makes after pre-receive) is stale and
+ * taken over.
+ */
+
+/** The lock file, in the bare repository. */
+export const PUSH_LOCK_FILE = 'slipway-push.lock';
+
+export interface PushLock {
+  /** The receive-pack process whose push holds the lock. */
+  pid: number;
+  /** The full ref being deployed, e.g. `refs/heads/master`. */
+  ref: string;
+  /** The commit being deployed. */
+  sha: string;
+  /** When it was taken (ISO 8601). */
+  since: string;
+}
+
+/** The repository the hooks run in: git sets GIT_DIR (`.` for a bare one), relative to their working directory. */
+export function hookGitDir(env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(env.GIT_DIR ?? '.');
+}
+
+/**
+ * Takes the lock for `lock.pid`'s push, taking over a stale one. Returns
+ * null when taken, or the live push holding it.
+ */
+export function takePushLock(gitDir: string, lock: PushLock): PushLock | null {
+  const file = join(gitDir, PUSH_LOCK_FILE);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    let fd: number;
+    try {
+      fd = openSync(file, 'wx', 0o644);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const { holder, text } = readPushLock(gitDir);
+      if (holder && holder.pid !== lock.pid && isProcessAlive(holder.pid)) return holder;
+      // Stale (its git process is gone) or unreadable (a writer killed mid-write): removed only if
+      // it still holds what was read, so a lock another push just took is left alone.
+      if (readPushLock(gitDir).text === text) rmSync(file, { force: true });
+      continue;
+    }
+    try {
+      writeSync(fd, JSON.stringify(lock));
+    } finally {
+      closeSync(fd);
+    }
+    return null;
+  }
+  // Lost the race for a stale lock twice: someone else has it now.
+  return readPushLock(gitDir).holder ?? lock;
+}
+
+/** Lets the lock go if `pid`'s push holds it for `ref`; true when it did. */
+export function releasePushLock(gitDir: string, pid: number, ref: string): boolean {
+  const { holder, text } = readPushLock(gitDir);
+  if (!holder || holder.pid !== pid || holder.ref !== ref) return false;
+  if (readPushLock(gitDir).text !== text) return false;
+  rmSync(join(gitDir, PUSH_LOCK_FILE), { force: true });
+  return true;
+}
+
+/** The lock as it is now: its holder (null when there is none, or it cannot be read), and its text. */
+export function readPushLock(gitDir: string): { holder: PushLock | null; text: string | null } {
+  let text: string;
+  try {
+    text = readFileSync(join(gitDir, PUSH_LOCK_FILE), 'utf8');
+  } catch {
+    return { holder: null, text: null };
+  }
+  try {
+    const value = JSON.parse(text) as Partial<PushLock>;
+    const valid = Number.isInteger(value.pid) && (value.pid as number) > 0 && typeof value.ref === 'string' && typeof value.sha === 'string' && typeof value.since === 'string';
+    return { holder: valid ? (value as PushLock) : null, text };
+  } catch {
+    return { holder: null, text };
+  }
+}
+
+
+/**
+ * git's reference-transaction hook of a Slipway remote (`state` is its
+ * argument, `input` its standard input: `<old> <new> <ref>` per line).
+ * Once git has committed or aborted the update of the ref a push holds
+ * the lock for, the lock goes. A transaction prepared by anyone else (a
+ * `git update-ref` on the server, say) that would move that ref while the
+ * push deploys is refused: the branch must end on what was deployed.
+ */
+export function referenceTransaction(gitDir: string, state: string, input: string, pid: number): number {
+  const updates = input.split('\n').filter(Boolean).map((line) => line.split(' '));
+  const { holder } = readPushLock(gitDir);
+  const update = holder ? updates.find(([, , ref]) => ref === holder.ref) : undefined;
+  if (!holder || !update) return 0;
+  if (state === 'committed' || state === 'aborted') {
+    releasePushLock(gitDir, pid, holder.ref);
+    return 0;
+  }
+  if (state === 'prepared' && holder.pid !== pid && update[1] !== holder.sha && isProcessAlive(holder.pid)) {
+    process.stderr.write(`slipway: ${holder.ref} is being deployed at ${holder.sha.slice(0, 12)} by a push; it cannot move until that ends\n`);
+    return 1;
+  }
+  return 0;
+}
+
+/** Runs referenceTransaction as the hook: reads standard input whole. */
+export async function runReferenceTransactionHook(state: string | undefined): Promise<number> {
+  let input = '';
+  process.stdin.setEncoding('utf8');
+  for await (const chunk of process.stdin) input += chunk as string;
+  try {
+    return referenceTransaction(hookGitDir(), state ?? '', input, process.ppid);
+  } catch (err) {
+    // Never in the way of git's own work: the lock goes stale with its process and is taken over.
+    process.stderr.write(`slipway: reference-transaction hook: ${(err as Error).message}\n`);
+    return 0;
+  }
+}
