@@ -2,6 +2,7 @@ import { PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
 import { dockerError, dockerStatus } from '@slipway/core/docker';
 import { ImageNotFoundError } from '../rollout-errors.js';
+import { askManager } from './swarm-service.js';
 import { SlipwayError } from '@slipway/core/slipway-error';
 
 /*
@@ -64,10 +65,7 @@ export async function publishImage(options: PublishImageOptions): Promise<Publis
     throw dockerError(err, `inspecting ${options.image}`);
   });
   const reference = registryReference(options.registry, options.app, options.sha, local.Id);
-  const there = await manager.getImage(local.Id).inspect().catch((err: unknown) => {
-    if (dockerStatus(err) === 404) return null;
-    throw dockerError(err, `inspecting ${local.Id.slice(7, 19)} on the swarm manager`);
-  });
+  const there = (await askManager(`inspecting ${local.Id.slice(7, 19)} on the swarm manager`, () => manager.getImage(local.Id).inspect(), { ignore: [404] })) ?? null;
   const began = Date.now();
   let bytes = 0;
   if (there) {

@@ -1,9 +1,11 @@
+import { createServer, type Socket } from 'node:net';
+import Docker from 'dockerode';
 import { describe, expect, it } from 'vitest';
 import { validateConfig } from '@slipway/config/load-config';
 import { planSwarmRollout } from './swarm-rollout.js';
 import { planUpstreamRewrite } from './task-watcher.js';
 import { registryReference } from './registry-push.js';
-import { liveEndpoints, nodeAddress, SERVICE_NAME_MAX, serviceName, serviceSpec, toAppTask, type AppService, type AppTask } from './swarm-service.js';
+import { liveEndpoints, nodeAddress, SERVICE_NAME_MAX, serviceName, serviceSpec, SwarmRuntime, toAppTask, type AppService, type AppTask } from './swarm-service.js';
 
 const SHA = 'ab'.repeat(20);
 /** The spec as the Engine API reads it: JSON, asserted by its field names. */
@@ -138,5 +140,32 @@ describe('planUpstreamRewrite', () => {
   it('changes nothing when the keys match, and never empties the set', () => {
     expect(planUpstreamRewrite('/p', [key('aaaaaaaaaaaa', '10.77.0.11:1')], [live('aaaaaaaaaaaaxyz', '10.77.0.11:1')])).toBeNull();
     expect(planUpstreamRewrite('/p', [key('aaaaaaaaaaaa', '10.77.0.11:1')], [])).toBeNull();
+  });
+});
+
+describe('SwarmRuntime against a manager that never answers', () => {
+  it('gives each call up after its timeout as unavailable (retried), never as a refused spec', async () => {
+    // A manager black-holed after the connection: it accepts, reads, and says nothing.
+    const held: Socket[] = [];
+    const server = createServer((socket) => {
+      held.push(socket);
+      socket.resume();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const runtime = new SwarmRuntime(new Docker({ host: '127.0.0.1', port, protocol: 'http' }), 300);
+      const started = Date.now();
+      await expect(runtime.listAppServices('web')).rejects.toMatchObject({ code: 'unavailable', message: expect.stringContaining('did not answer within 0.3 s while listing the services of web') });
+      await expect(runtime.appTasks('web', 8080)).rejects.toMatchObject({ code: 'unavailable' });
+      await expect(runtime.createService(serviceSpec({ app, image: 'r:5000/x:1', sha: SHA, release: 'j9' }))).rejects.toMatchObject({ code: 'unavailable' });
+      await expect(runtime.removeService('abc')).rejects.toMatchObject({ code: 'unavailable' });
+      expect(Date.now() - started).toBeLessThan(5_000);
+      // The abandoned requests were aborted, not left open on the manager.
+      await expect.poll(() => held.filter((s) => !s.destroyed && !s.readableEnded).length, { timeout: 2_000 }).toBe(0);
+    } finally {
+      for (const socket of held) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });

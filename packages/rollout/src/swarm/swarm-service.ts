@@ -4,6 +4,7 @@ import Docker from 'dockerode';
 import type { AppConfig, EngineConfig } from '@slipway/config/types';
 import { dockerCall, dockerConnection, dockerError, LABELS } from '@slipway/core/docker';
 import { lastLines } from '@slipway/core/run-command';
+import { UnavailableError } from '@slipway/core/slipway-error';
 import { demux } from '../container-runtime.js';
 import { ContainerStartError } from '../rollout-errors.js';
 
@@ -102,11 +103,44 @@ export interface ServiceRuntime {
 /** What dockerode's createService takes. */
 export type ServiceSpec = Docker.CreateServiceOptions;
 
+/**
+ * How long one call to the manager may take. A manager that accepts the
+ * connection and never answers (black-holed, wedged) is then unreachable,
+ * as one refusing it is: the rollout fails `unavailable` (and is retried)
+ * instead of holding the app's lock for ever.
+ */
+export const MANAGER_TIMEOUT_MS = 30_000;
+
+/**
+ * One call to the manager, as dockerCall makes it, abandoned (its request
+ * aborted) after `timeoutMs`: UnavailableError.
+ */
+export async function askManager<T>(doing: string, call: (abortSignal: AbortSignal) => Promise<T>, options: { timeoutMs?: number; ignore?: readonly number[] } = {}): Promise<T | undefined> {
+  const timeoutMs = options.timeoutMs ?? MANAGER_TIMEOUT_MS;
+  const controller = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      controller.abort();
+      reject(new UnavailableError('docker', `the swarm manager did not answer within ${timeoutMs / 1000} s while ${doing}`));
+    }, timeoutMs);
+  });
+  try {
+    return await dockerCall(doing, () => Promise.race([call(controller.signal), deadline]), options.ignore);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export class SwarmRuntime implements ServiceRuntime {
-  constructor(private readonly manager: Docker) {}
+  constructor(private readonly manager: Docker, private readonly timeoutMs = MANAGER_TIMEOUT_MS) {}
+
+  private ask<T>(doing: string, call: (abortSignal: AbortSignal) => Promise<T>, ignore: readonly number[] = []): Promise<T | undefined> {
+    return askManager(doing, call, { timeoutMs: this.timeoutMs, ignore });
+  }
 
   async listAppServices(app: string): Promise<AppService[]> {
-    const services = (await dockerCall(`listing the services of ${app}`, () => this.manager.listServices({ filters: { label: [`${LABELS.app}=${app}`] } })))!;
+    const services = (await this.ask(`listing the services of ${app}`, (abortSignal) => this.manager.listServices({ filters: { label: [`${LABELS.app}=${app}`] }, abortSignal })))!;
     return services.map((s) => ({
       id: s.ID!,
       name: s.Spec?.Name ?? '',
@@ -118,7 +152,7 @@ export class SwarmRuntime implements ServiceRuntime {
 
   async createService(spec: ServiceSpec): Promise<string> {
     try {
-      const service = await this.manager.createService(spec);
+      const service = (await this.ask(`creating service ${spec.Name}`, (abortSignal) => this.manager.createService({ ...spec, abortSignal } as ServiceSpec)))!;
       return service.id;
     } catch (err) {
       const failure = dockerError(err, `creating service ${spec.Name}`);
@@ -129,23 +163,23 @@ export class SwarmRuntime implements ServiceRuntime {
   async appTasks(app: string, port: number, serviceId?: string): Promise<AppTask[]> {
     const [services, nodes] = await Promise.all([
       serviceId ? Promise.resolve(null) : this.listAppServices(app),
-      dockerCall('listing the swarm nodes', () => this.manager.listNodes()),
+      this.ask('listing the swarm nodes', (abortSignal) => this.manager.listNodes({ abortSignal })),
     ]);
     const ids = serviceId ? [serviceId] : services!.map((s) => s.id);
     if (ids.length === 0) return [];
     const releaseOf = new Map((services ?? []).map((s) => [s.id, s.labels[LABELS.release] ?? '']));
     const addressOf = new Map(nodes!.map((n) => [n.ID!, nodeAddress(n)]));
-    const tasks = (await dockerCall(`listing the tasks of ${app}`, () => this.manager.listTasks({ filters: { service: ids } })))! as RawTask[];
+    const tasks = (await this.ask(`listing the tasks of ${app}`, (abortSignal) => this.manager.listTasks({ filters: { service: ids }, abortSignal })))! as RawTask[];
     return tasks.map((t) => toAppTask(t, port, addressOf, releaseOf)).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   }
 
   async removeService(id: string): Promise<void> {
-    await dockerCall(`removing service ${id.slice(0, 12)}`, () => this.manager.getService(id).remove(), [404]);
+    await this.ask(`removing service ${id.slice(0, 12)}`, (abortSignal) => this.manager.getService(id).remove({ abortSignal }), [404]);
   }
 
   async taskLogTail(taskId: string, lines: number): Promise<string> {
-    const raw = await dockerCall(`reading the log of task ${taskId.slice(0, 12)}`, () =>
-      (this.manager.getTask(taskId) as unknown as { logs(options: object): Promise<unknown> }).logs({ stdout: true, stderr: true, tail: lines, follow: false }) as unknown as Promise<Buffer | string>, [404, 503]);
+    const raw = await this.ask(`reading the log of task ${taskId.slice(0, 12)}`, (abortSignal) =>
+      (this.manager.getTask(taskId) as unknown as { logs(options: object): Promise<unknown> }).logs({ stdout: true, stderr: true, tail: lines, follow: false, abortSignal }) as unknown as Promise<Buffer | string>, [404, 503]);
     if (raw === undefined) return '';
     return lastLines(demux(typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw), lines);
   }
