@@ -212,19 +212,30 @@ export interface ApplyResult {
   changed: boolean;
   reloaded: boolean;
   reload?: ReloadResult;
+  /** True when `beforeCommit` said no: the checked candidate was dropped, the live file never touched. */
+  withheld?: boolean;
 }
 
 /**
  * Render → write a candidate → check the candidate → atomic rename →
- * reload, skipping everything when the content is unchanged. Throws
+ * reload, skipping everything when the content is unchanged. With
+ * `beforeCommit`, it is asked after the check, right before the rename,
+ * whether the file is still wanted. Throws
  * EmptyUpstreamError (no live address), TemplateError, NginxCheckError or
  * NginxReloadError; in every case the previous live file stays (or is put
  * back) as it was.
  */
-export async function applyNginxConf(options: { nginx: NginxTarget; snapshot: RouteSnapshot }): Promise<ApplyResult> {
+export async function applyNginxConf(options: { nginx: NginxTarget; snapshot: RouteSnapshot; beforeCommit?: () => Promise<boolean> }): Promise<ApplyResult> {
   const content = renderNginxConf({ ...options.snapshot, back: backListen(options.nginx, options.snapshot.app.name) });
   const prepared = await prepareNginxConf({ nginx: options.nginx, app: options.snapshot.app, content });
   if (!prepared.changed) return { file: prepared.file, changed: false, reloaded: false };
+  if (options.beforeCommit && !(await options.beforeCommit().catch(async (err: unknown) => {
+    await prepared.discard();
+    throw err;
+  }))) {
+    await prepared.discard();
+    return { file: prepared.file, changed: false, reloaded: false, withheld: true };
+  }
   const result = await prepared.commit();
   return { file: prepared.file, changed: true, ...result };
 }

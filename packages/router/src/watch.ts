@@ -1,8 +1,8 @@
 import type { Etcd3, Watcher } from 'etcd3';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { SlipwayError, UnavailableError, firstLine } from '@slipway/core/slipway-error';
-import { etcdError } from '@slipway/etcd/client';
-import { readUpstreams } from '@slipway/etcd/keys';
+import { etcdCall, etcdError } from '@slipway/etcd/client';
+import { etcdKeys, readUpstreams } from '@slipway/etcd/keys';
 import { applyNginxConf } from './nginx-apply.js';
 import type { NginxTarget } from './nginx-reload.js';
 import { nginxNames, routeSnapshot } from './render.js';
@@ -16,8 +16,10 @@ import { nginxNames, routeSnapshot } from './render.js';
 export const ROUTER_DEBOUNCE_MS = 30;
 /** Full re-sync period: catches anything a watch could miss, and hand edits of the files. */
 export const ROUTER_RESYNC_INTERVAL_MS = 60_000;
-/** Wait before retrying an app whose sync found etcd unreachable. */
+/** Wait before retrying an app whose sync found etcd unreachable, or left it to a rollout. */
 export const WATCH_RETRY_MS = 1_000;
+/** Wait before retrying an app whose sync failed (check or reload): sooner than the resync, not in a tight loop. */
+export const FAILED_RETRY_MS = 5_000;
 
 export interface RouterOptions {
   /** The configuration's apps; only those with `routing: upstream` are routed. */
@@ -43,9 +45,11 @@ export interface RouteSyncResult {
   /**
    * `applied`: nginx now serves the keys; `unchanged`: it already did;
    * `empty`: no live key, the previous file was kept; `failed`: see `error`
-   * (template, check or reload), the previous file was kept.
+   * (template, check or reload), the previous file was kept; `deferred`: a
+   * rollout holds the app's lock, and writes the file itself (the watch
+   * syncs the app again once the lock is gone).
    */
-  outcome: 'applied' | 'unchanged' | 'empty' | 'failed';
+  outcome: 'applied' | 'unchanged' | 'empty' | 'failed' | 'deferred';
   file: string;
   upstreams: string[];
   error?: SlipwayError;
@@ -79,6 +83,7 @@ export async function watchRouter(options: WatchRouterOptions): Promise<RouterHa
     apps, etcd: options.etcd, debounceMs, log, onSync: options.onSync, doing: 'syncing',
     resyncIntervalMs: options.resyncIntervalMs ?? ROUTER_RESYNC_INTERVAL_MS,
     sync: (app) => syncAppRoute({ app, nginx: options.nginx, etcd: options.etcd, log }),
+    retryAfterMs: (result) => (result.outcome === 'deferred' ? WATCH_RETRY_MS : result.outcome === 'failed' ? FAILED_RETRY_MS : null),
   });
   log(`router watching ${apps.length} app${apps.length === 1 ? '' : 's'}: ${apps.map((a) => `${a.name} (${a.etcd_prefix}/)`).join(', ')}`);
 
@@ -104,12 +109,26 @@ export async function routerOnce(options: RouterOptions): Promise<RouteSyncResul
  * One app, etcd → nginx, once. Throws only UnavailableError (etcd cannot be
  * reached: nothing was touched, try again later); every other problem is
  * reported in the result.
+ *
+ * While a rollout holds the app's lock the file is the rollout's: it
+ * switches the keys and writes the file itself, and a sync that read the
+ * keys before its switch would rename a stale file over its new one, with
+ * the old containers about to be drained and stopped. So the lock is read
+ * with the keys, and again between the check and the rename; a rollout
+ * takes the lock long before its switch (its containers start and pass
+ * their health checks in between).
  */
 async function syncAppRoute(options: { app: AppConfig; nginx: NginxTarget; etcd: Etcd3; log?: (line: string) => void }): Promise<RouteSyncResult> {
-  const { app, nginx } = options;
+  const { app, nginx, etcd } = options;
   const log = options.log ?? (() => {});
   const file = nginxNames.path(nginx.conf_dir, app.name);
-  const { live, invalid } = await readUpstreams(options.etcd, app.etcd_prefix);
+  const rolloutHolds = () => etcdCall(`reading ${etcdKeys.lock(app.name)}`, () => etcd.get(etcdKeys.lock(app.name)).exists());
+  const deferred = (): RouteSyncResult => {
+    log(`${app.name}: a rollout holds the app and writes ${file} itself; syncing once it ends`);
+    return { app: app.name, outcome: 'deferred', file, upstreams: [] };
+  };
+  const [{ live, invalid }, busy] = await Promise.all([readUpstreams(etcd, app.etcd_prefix), rolloutHolds()]);
+  if (busy) return deferred();
   for (const entry of invalid) log(`${app.name}: ignoring ${entry.key} = ${JSON.stringify(entry.address.slice(0, 80))}: not a host:port`);
   const upstreams = live.map((u) => u.address);
   if (upstreams.length === 0) {
@@ -117,7 +136,8 @@ async function syncAppRoute(options: { app: AppConfig; nginx: NginxTarget; etcd:
     return { app: app.name, outcome: 'empty', file, upstreams };
   }
   try {
-    const result = await applyNginxConf({ nginx, snapshot: await routeSnapshot(app, upstreams) });
+    const result = await applyNginxConf({ nginx, snapshot: await routeSnapshot(app, upstreams), beforeCommit: async () => !(await rolloutHolds()) });
+    if (result.withheld) return deferred();
     if (!result.changed) return { app: app.name, outcome: 'unchanged', file, upstreams };
     const how = result.reload ? ` (nginx reload ${result.reload.outcome} in ${result.reload.ms} ms)` : ' (already applied)';
     log(`${app.name}: ${file} now routes to ${upstreams.join(', ')}${how}`);
@@ -141,6 +161,8 @@ export interface WatchAppPrefixesOptions<R> {
   resyncIntervalMs: number;
   /** What the syncs do, for log lines: "syncing", "feeding DNS for". */
   doing: string;
+  /** Milliseconds after which an app whose sync gave this result is synced again (null: at its next change or resync). */
+  retryAfterMs?: (result: R) => number | null;
   log: (line: string) => void;
   onSync?: (result: R) => void;
 }
@@ -170,6 +192,8 @@ export function watchAppPrefixes<R>(options: WatchAppPrefixesOptions<R>): AppPre
           // Not `onSync?.(await …)`: optional chaining would skip the sync itself when there is no onSync.
           const result = await options.sync(byName.get(name)!);
           options.onSync?.(result);
+          const retry = options.retryAfterMs?.(result) ?? null;
+          if (retry !== null) setTimeout(() => markDirty(name), retry).unref();
         } catch (err) {
           const error = err instanceof UnavailableError ? err : etcdError(err, `${options.doing} ${name}`);
           log(`${name}: ${error.message}; retrying in ${WATCH_RETRY_MS} ms`);

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '@slipway/core/run-command';
 import { type EtcdService, freePort, ownNginx, startEtcd, stopProcess, tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
 import { createEtcdClient } from '@slipway/etcd/client';
+import { etcdKeys } from '@slipway/etcd/keys';
 import { nginxNames } from '../src/render.js';
 import { routerOnce, watchRouter, type RouteSyncResult, type RouterHandle } from '../src/watch.js';
 import { appsConfig, backend, fetchText, within } from './helpers.js';
@@ -85,6 +86,31 @@ describe('router', () => {
       await within(1000, async () => syncs.some((s) => s.app === two.name && s.outcome === 'empty'), 'empty sync');
       expect(await fetchText(two.listen)).toBe('200 c');
     } finally {
+      await handle.close();
+    }
+  });
+
+  it('watch mode leaves an app to the rollout holding its lock, and syncs it once the lock goes', async () => {
+    const apps = await twoApps();
+    const [one] = Object.values(apps) as [typeof apps[string]];
+    await etcd.put(`${one.etcd_prefix}/aaaaaaaaaaaa`).value(address(0));
+    const syncs: RouteSyncResult[] = [];
+    const handle = await watchRouter({ apps, nginx: nginx.settings, etcd, onSync: (r) => syncs.push(r) });
+    const lock = etcdKeys.lock(one.name);
+    try {
+      expect(await fetchText(one.listen)).toBe('200 a');
+      // A rollout's switch: its lock held, the keys changed; the rollout renames its own file in.
+      await etcd.put(lock).value(JSON.stringify({ job: 'test' }));
+      await etcdctl(etcdUrl, 'put', `${one.etcd_prefix}/bbbbbbbbbbbb`, address(1));
+      await etcdctl(etcdUrl, 'del', `${one.etcd_prefix}/aaaaaaaaaaaa`);
+      await within(2000, async () => syncs.some((s) => s.app === one.name && s.outcome === 'deferred'), 'a deferred sync');
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      expect(await fetchText(one.listen), 'the router wrote nothing while the rollout held the app').toBe('200 a');
+      // The rollout ends: no key of the app changes, and the router still catches up.
+      await etcd.delete().key(lock);
+      await within(3000, async () => (await fetchText(one.listen)) === '200 b', 'the sync after the lock went');
+    } finally {
+      await etcd.delete().key(lock);
       await handle.close();
     }
   });
