@@ -112,7 +112,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     logger.info({ image: result.image }, 'deploy completed');
     return result;
   } catch (err) {
-    return await settleFailure(ctx, job, record, log, err, controller.signal);
+    return await settleFailure(ctx, job, token, record, log, err, controller.signal);
   } finally {
     ctx.running.delete(id);
     await log.flush();
@@ -269,7 +269,7 @@ function built(ctx: DeployContext, app: string, image: BuiltImage): string {
  */
 export class TakenOver extends Error {}
 
-async function settleFailure(ctx: DeployContext, job: Job, record: JobRecord, log: JobLog, err: unknown, signal: AbortSignal): Promise<unknown> {
+async function settleFailure(ctx: DeployContext, job: Job, token: string | undefined, record: JobRecord, log: JobLog, err: unknown, signal: AbortSignal): Promise<unknown> {
   const id = record.id;
   // The one free-text field of a job: shown in lists, the dashboard, commit statuses and notifications.
   const message = scrubSecrets(firstLine(err), ctx.secrets);
@@ -277,6 +277,9 @@ async function settleFailure(ctx: DeployContext, job: Job, record: JobRecord, lo
     // Another attempt runs the job now (or will): the record and the outcome are its to write.
     log.write(`stopped: this attempt lost ${signal.reason.message} (its worker was cut off from Redis); the job runs again, and its record is that run's`);
     await log.flush();
+    // While BullMQ's lock is still this attempt's (only the app lease went), the job would end completed, never run:
+    // it goes back in the queue, to take the app again. Without that lock, BullMQ hands the job out again itself.
+    if (token !== undefined && (await job.moveToDelayed(Date.now() + BUSY_RETRY_MS, token).then(() => true, () => false))) throw new DelayedError();
     return { takenOver: true };
   }
   if ((isSlipwayError(err, 'cancelled') || signal.aborted) && !isRetryable(err)) {

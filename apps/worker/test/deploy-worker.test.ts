@@ -94,6 +94,21 @@ describe('the deploy worker', () => {
     expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
   });
 
+  it('an attempt that loses only its app lease (its queue lock still held) stops and goes back in the queue; the job completes', async () => {
+    world = await workerWorld({ buildDelay_s: 3 });
+    const [app] = world.apps;
+    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    const job = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    await waitForStep(world.queue, job.id, 'build');
+    // What a worker whose renewals went unanswered past the lease finds: the app in someone else's hands, for a while.
+    await world.queue.redis.set(world.queue.store.keys.appLock(app!.name), 'another-job:token', 'PX', 2000);
+    const done = await waitForJob(world.queue, job.id, 120_000);
+    expect(done.state, done.error ?? '').toBe('completed');
+    const log = (await world.queue.store.readLog(job.id)).join('\n');
+    expect(log).toContain('stopped: this attempt lost its app lease');
+    expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
+  });
+
   it('a burst of five pushes ends with the fifth live; the waiting ones are superseded by it', async () => {
     world = await workerWorld();
     const [app] = world.apps;

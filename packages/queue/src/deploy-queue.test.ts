@@ -51,6 +51,11 @@ describe('DeployQueue', () => {
     const [newest, late] = [await queue.enqueue(push(43, 41)), await queue.enqueue(push(41, 40))];
     expect(await queue.store.supersededBy(app, newest.id)).toBeNull();
     expect(await queue.store.supersededBy(app, late.id)).toBe(newest.id);
+    // Also once the newer push is running (a worker killed after its switch leaves it active, to run again) or live.
+    await queue.store.update(newest.id, { state: 'active' });
+    expect(await queue.store.supersededBy(app, late.id)).toBe(newest.id);
+    await queue.store.update(newest.id, { state: 'completed' });
+    expect(await queue.store.supersededBy(app, late.id)).toBe(newest.id);
     // An operator's deploy after both supersedes them whatever its commit.
     const cli = await queue.enqueue(request(app, 40));
     expect(await queue.store.supersededBy(app, newest.id)).toBe(cli.id);

@@ -502,8 +502,9 @@ export class JobStore {
    * app's recent pushes each commit's predecessors are known; a push that
    * arrived later but whose commit this one's chain of `before`s reaches
    * is older (forges deliver concurrent pushes in any order) and does not
-   * supersede it, and a waiting push that arrived earlier but is newer by
-   * that chain does. An older commit is never deployed over a newer push,
+   * supersede it, and a push that arrived earlier but is newer by that
+   * chain does, whether waiting, running (an attempt that died, maybe after
+   * its switch, runs again) or live. An older commit is never deployed over a newer push,
    * whatever order the queue hands jobs out in.
    */
   async supersededBy(app: string, id: string): Promise<string | null> {
@@ -522,7 +523,9 @@ export class JobStore {
     for (const job of recent) {
       if (job.id === id || !SUPERSEDING.has(job.state)) continue;
       if (Number(job.id) > Number(id) && !(byChain(job) && precedes(job, self))) return job.id;
-      if (Number(job.id) < Number(id) && job.state === 'waiting' && byChain(job) && precedes(self, job)) return job.id;
+      // Running too: under the app's lease, an earlier job still `active` is an attempt that died (after its switch,
+      // maybe) and runs again; and live, should the live commit's ancestry have gone unrecorded.
+      if (Number(job.id) < Number(id) && byChain(job) && precedes(self, job)) return job.id;
     }
     return recent.some((j) => j.id === id) ? null : this.newerByArrival(app, id);
   }
