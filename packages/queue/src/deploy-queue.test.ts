@@ -66,6 +66,18 @@ describe('DeployQueue', () => {
     expect(await queue.store.supersededBy(app, back.id)).toBeNull();
   });
 
+  it('a chain of befores that comes back to a commit (forced back, pushed forward again) orders nothing', async () => {
+    const app = uniqueName('cycle');
+    const push = (n: number, before: number, forced = false): DeployRequest => ({ ...request(app, n), trigger: 'webhook', push: { before: sha(before), forced } as DeployRequest['push'] });
+    const first = await queue.enqueue(push(41, 40));
+    await queue.store.finish(first.id, 'completed');
+    const back = await queue.enqueue(push(40, 41, true));
+    await queue.store.finish(back.id, 'completed');
+    // 41 again, on top of 40: the newest push, not older than the first 41.
+    const again = await queue.enqueue(push(41, 40));
+    expect(await queue.store.supersededBy(app, again.id)).toBeNull();
+  });
+
   it('cancels a waiting job: out of the queue, recorded as cancelled', async () => {
     const job = await queue.enqueue(request('gamma', 4));
     const cancelled = await queue.cancel(job.id);

@@ -512,10 +512,13 @@ export class JobStore {
     if (self?.trigger !== 'webhook' || !self.sha || !self.push?.before) return this.newerByArrival(app, id);
     const recent = await this.list({ app, limit: PUSH_CHAIN_JOBS });
     const before = new Map(recent.flatMap((j) => (j.trigger === 'webhook' && j.sha && j.push?.before ? [[j.sha, j.push.before] as const] : [])));
-    /** Whether `older`'s commit is on `newer`'s chain of befores. */
+    /**
+     * Whether `older`'s commit is on `newer`'s chain of befores. A chain that comes back to `newer`'s own
+     * commit (a forced push moved the branch back, and it was pushed forward again) orders nothing.
+     */
     const precedes = (older: JobRecord, newer: JobRecord) => {
       let at = newer.push?.before;
-      for (let hop = 0; at && hop < PUSH_CHAIN_JOBS; hop++, at = before.get(at)) if (at === older.sha) return true;
+      for (let hop = 0; at && at !== newer.sha && hop < PUSH_CHAIN_JOBS; hop++, at = before.get(at)) if (at === older.sha) return true;
       return false;
     };
     // A forced push is the newest by intent (the branch was moved back on purpose), whatever the chain says.
