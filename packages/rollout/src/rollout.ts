@@ -115,7 +115,7 @@ export async function rollout(options: RolloutOptions): Promise<RolloutResult> {
     if (!options.manager || !options.engine.registry) throw new InvalidInputError('engine.type: swarm needs a manager client and engine.registry');
     if (options.app.routing === 'dns') throw new UnsupportedRoutingError(options.app.name, 'dns', 'which engine.type: swarm does not support');
     return executeSwarmRollout(
-      { swarm: new SwarmRuntime(options.manager), store: new EtcdReleaseStore(options.etcd), proxy: new NginxRouteProxy(options.nginx) },
+      { swarm: new SwarmRuntime(options.manager, { registryAuth: options.engine.registry_auth && { ...options.engine.registry_auth, serveraddress: options.engine.registry } }), store: new EtcdReleaseStore(options.etcd), proxy: new NginxRouteProxy(options.nginx) },
       { engine: options.engine, source: options.docker, manager: options.manager }, options);
   }
   let proxy: RouteProxy;

@@ -144,23 +144,30 @@ describe('planUpstreamRewrite', () => {
 });
 
 describe('SwarmRuntime against a manager that never answers', () => {
-  it('gives each call up after its timeout as unavailable (retried), never as a refused spec', async () => {
+  it('gives each call up after its timeout as unavailable (retried), never as a refused spec; a create sends no spec as credentials', async () => {
     // A manager black-holed after the connection: it accepts, reads, and says nothing.
     const held: Socket[] = [];
+    let received = '';
     const server = createServer((socket) => {
       held.push(socket);
-      socket.resume();
+      socket.on('data', (chunk: Buffer) => {
+        received += chunk.toString('latin1');
+      });
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as { port: number }).port;
     try {
-      const runtime = new SwarmRuntime(new Docker({ host: '127.0.0.1', port, protocol: 'http' }), 300);
+      const runtime = new SwarmRuntime(new Docker({ host: '127.0.0.1', port, protocol: 'http' }), { timeoutMs: 300 });
       const started = Date.now();
       await expect(runtime.listAppServices('web')).rejects.toMatchObject({ code: 'unavailable', message: expect.stringContaining('did not answer within 0.3 s while listing the services of web') });
       await expect(runtime.appTasks('web', 8080)).rejects.toMatchObject({ code: 'unavailable' });
       await expect(runtime.createService(serviceSpec({ app, image: 'r:5000/x:1', sha: SHA, release: 'j9' }))).rejects.toMatchObject({ code: 'unavailable' });
       await expect(runtime.removeService('abc')).rejects.toMatchObject({ code: 'unavailable' });
       expect(Date.now() - started).toBeLessThan(5_000);
+      // The create carried no credentials but empty ones: never the spec (dockerode's default with one argument),
+      // which the manager would keep as the service's pull credentials, the app's environment with it.
+      const auth = /POST \/services\/create[^]*?\r\nX-Registry-Auth: ([^\r]*)/i.exec(received)?.[1];
+      expect(JSON.parse(Buffer.from(auth!, 'base64url').toString())).toEqual({});
       // The abandoned requests were aborted, not left open on the manager.
       await expect.poll(() => held.filter((s) => !s.destroyed && !s.readableEnded).length, { timeout: 2_000 }).toBe(0);
     } finally {

@@ -132,8 +132,19 @@ export async function askManager<T>(doing: string, call: (abortSignal: AbortSign
   }
 }
 
+export interface SwarmRuntimeOptions {
+  /** Default MANAGER_TIMEOUT_MS. */
+  timeoutMs?: number;
+  /** `engine.registry_auth` and `engine.registry`: what the nodes pull a new service's image with. */
+  registryAuth?: { username: string; password: string; serveraddress: string };
+}
+
 export class SwarmRuntime implements ServiceRuntime {
-  constructor(private readonly manager: Docker, private readonly timeoutMs = MANAGER_TIMEOUT_MS) {}
+  private readonly timeoutMs: number;
+
+  constructor(private readonly manager: Docker, private readonly options: SwarmRuntimeOptions = {}) {
+    this.timeoutMs = options.timeoutMs ?? MANAGER_TIMEOUT_MS;
+  }
 
   private ask<T>(doing: string, call: (abortSignal: AbortSignal) => Promise<T>, ignore: readonly number[] = []): Promise<T | undefined> {
     return askManager(doing, call, { timeoutMs: this.timeoutMs, ignore });
@@ -152,7 +163,10 @@ export class SwarmRuntime implements ServiceRuntime {
 
   async createService(spec: ServiceSpec): Promise<string> {
     try {
-      const service = (await this.ask(`creating service ${spec.Name}`, (abortSignal) => this.manager.createService({ ...spec, abortSignal } as ServiceSpec)))!;
+      // Credentials first, always: given the spec alone, dockerode sends the spec (the app's env included) as X-Registry-Auth,
+      // which the manager keeps as the service's pull credentials and hands to every node.
+      const auth = (this.options.registryAuth ?? {}) as Docker.AuthConfig;
+      const service = (await this.ask(`creating service ${spec.Name}`, (abortSignal) => this.manager.createService(auth, { ...spec, abortSignal } as ServiceSpec)))!;
       return service.id;
     } catch (err) {
       const failure = dockerError(err, `creating service ${spec.Name}`);
