@@ -82,7 +82,7 @@ export async function watchRouter(options: WatchRouterOptions): Promise<RouterHa
   const watch = watchAppPrefixes({
     apps, etcd: options.etcd, debounceMs, log, onSync: options.onSync, doing: 'syncing',
     resyncIntervalMs: options.resyncIntervalMs ?? ROUTER_RESYNC_INTERVAL_MS,
-    sync: (app) => syncAppRoute({ app, nginx: options.nginx, etcd: options.etcd, log }),
+    sync: (app) => syncAppRoute({ app, nginx: options.nginx, etcd: options.etcd, log, watching: true }),
     retryAfterMs: (result) => (result.outcome === 'deferred' ? WATCH_RETRY_MS : result.outcome === 'failed' ? FAILED_RETRY_MS : null),
   });
   log(`router watching ${apps.length} app${apps.length === 1 ? '' : 's'}: ${apps.map((a) => `${a.name} (${a.etcd_prefix}/)`).join(', ')}`);
@@ -118,13 +118,13 @@ export async function routerOnce(options: RouterOptions): Promise<RouteSyncResul
  * takes the lock long before its switch (its containers start and pass
  * their health checks in between).
  */
-async function syncAppRoute(options: { app: AppConfig; nginx: NginxTarget; etcd: Etcd3; log?: (line: string) => void }): Promise<RouteSyncResult> {
+async function syncAppRoute(options: { app: AppConfig; nginx: NginxTarget; etcd: Etcd3; log?: (line: string) => void; watching?: boolean }): Promise<RouteSyncResult> {
   const { app, nginx, etcd } = options;
   const log = options.log ?? (() => {});
   const file = nginxNames.path(nginx.conf_dir, app.name);
   const rolloutHolds = () => etcdCall(`reading ${etcdKeys.lock(app.name)}`, () => etcd.get(etcdKeys.lock(app.name)).exists());
   const deferred = (): RouteSyncResult => {
-    log(`${app.name}: a rollout holds the app and writes ${file} itself; syncing once it ends`);
+    log(`${app.name}: a rollout holds the app and writes ${file} itself; ${options.watching ? 'syncing once it ends' : 'left to it'}`);
     return { app: app.name, outcome: 'deferred', file, upstreams: [] };
   };
   const [{ live, invalid }, busy] = await Promise.all([readUpstreams(etcd, app.etcd_prefix), rolloutHolds()]);
@@ -179,6 +179,8 @@ export function watchAppPrefixes<R>(options: WatchAppPrefixesOptions<R>): AppPre
   const { apps, log } = options;
   const byName = new Map(apps.map((app) => [app.name, app]));
   const dirty = new Set<string>();
+  /** At most one retry per app waits: a sync that keeps failing is retried on its own clock, however often it is asked for. */
+  const retries = new Map<string, NodeJS.Timeout>();
   let closed = false;
   let running: Promise<void> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
@@ -193,14 +195,23 @@ export function watchAppPrefixes<R>(options: WatchAppPrefixesOptions<R>): AppPre
           const result = await options.sync(byName.get(name)!);
           options.onSync?.(result);
           const retry = options.retryAfterMs?.(result) ?? null;
-          if (retry !== null) setTimeout(() => markDirty(name), retry).unref();
+          if (retry !== null) retryLater(name, retry);
         } catch (err) {
           const error = err instanceof UnavailableError ? err : etcdError(err, `${options.doing} ${name}`);
           log(`${name}: ${error.message}; retrying in ${WATCH_RETRY_MS} ms`);
-          setTimeout(() => markDirty(name), WATCH_RETRY_MS).unref();
+          retryLater(name, WATCH_RETRY_MS);
         }
       }
     }
+  };
+  const retryLater = (name: string, ms: number) => {
+    clearTimeout(retries.get(name));
+    const timer = setTimeout(() => {
+      retries.delete(name);
+      markDirty(name);
+    }, ms);
+    timer.unref();
+    retries.set(name, timer);
   };
   const markDirty = (name: string) => {
     if (closed) return;
@@ -232,6 +243,7 @@ export function watchAppPrefixes<R>(options: WatchAppPrefixesOptions<R>): AppPre
     close: async () => {
       closed = true;
       clearInterval(resync);
+      for (const timer of retries.values()) clearTimeout(timer);
       if (timer) clearTimeout(timer);
       await Promise.all(watchers.map((w) => w.cancel().catch(() => {})));
       await running;
