@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { extract } from 'tar-fs';
-import { runCommand } from '@slipway/core/run-command';
+import { CommandError, runCommand } from '@slipway/core/run-command';
 import { SlipwayError, firstLine } from '@slipway/core/slipway-error';
 import { scrubSecrets } from '@slipway/core/logger';
 import { branchOfRef, isSha } from '@slipway/core/validate';
@@ -15,7 +15,7 @@ import { connectRedis, redisForDisplay } from '@slipway/queue/redis';
 import { type CliContext, parseFlags, UsageError } from './cli-context.js';
 import { safeForTerminal, type Terminal } from './terminal.js';
 import { watchJob } from './job-commands.js';
-import { hookGitDir, releasePushLock, takePushLock } from './push-lock.js';
+import { holderAlive, hookGitDir, processStart, releasePushLock, takePushLock } from './push-lock.js';
 
 export const REMOTE_USAGE = 'usage: slipway remote add <app> <path>';
 
@@ -96,8 +96,16 @@ export async function runGitHook(options: { app: string; config: string | null; 
     const safe = safeForTerminal(t, false);
     return safe.endsWith('\n') ? safe : `${safe}\n`;
   };
-  const pusher = new PusherLink();
+  // receive-pack, which runs this hook and moves the branch once it accepts: read once, and known by its start time.
+  const git = { pid: process.ppid, start: processStart(process.ppid) };
+  const pusher = new PusherLink(git);
   const terminal: Terminal = options.terminal ?? pusher.terminal(plain);
+  const code = await receivePush(options, git, pusher, terminal);
+  pusher.close(code);
+  return code;
+}
+
+async function receivePush(options: { app: string; config: string | null; stdin?: NodeJS.ReadableStream }, git: { pid: number; start: string | null }, pusher: PusherLink, terminal: Terminal): Promise<number> {
   const gitDir = hookGitDir();
   let locked: string | null = null;
   let deployed = false;
@@ -119,7 +127,7 @@ export async function runGitHook(options: { app: string; config: string | null; 
 
     // A remote made before the push lock has no hook to let it go: add it (the lock would otherwise wait to go stale).
     if (!existsSync(join(gitDir, 'hooks', 'reference-transaction'))) installHooks(gitDir, { app: app.name, config: options.config }, 'reference-transaction');
-    const holder = takePushLock(gitDir, { pid: process.ppid, ref, sha, since: new Date().toISOString() });
+    const holder = await takePushLock(gitDir, { ...git, ref, sha, since: new Date().toISOString() });
     if (holder) {
       terminal.err(`slipway: another push is deploying ${app.name} at ${holder.sha.slice(0, 12)} (since ${holder.since}); push again once it ends; push refused`);
       return 1;
@@ -128,6 +136,11 @@ export async function runGitHook(options: { app: string; config: string | null; 
     const current = (await runCommand(['git', 'for-each-ref', '--format=%(objectname)', '--', ref])).stdout.trim() || ZERO;
     if (current !== before) {
       terminal.err(`slipway: ${app.branch} moved to ${current === ZERO ? 'nothing' : current.slice(0, 12)} while this push was on its way; fetch and push again; push refused`);
+      return 1;
+    }
+    // git checks this only after pre-receive: refused then, the commit would be live and the branch not on it.
+    if (before !== ZERO && (await gitSays(['config', '--bool', '--get', 'receive.denyNonFastForwards'])) && !(await gitSays(['merge-base', '--is-ancestor', before, sha]))) {
+      terminal.err(`slipway: ${sha.slice(0, 12)} does not descend from ${before.slice(0, 12)}, and this repository refuses non-fast-forward pushes (receive.denyNonFastForwards); push refused`);
       return 1;
     }
 
@@ -170,28 +183,62 @@ export async function runGitHook(options: { app: string; config: string | null; 
     return 1;
   } finally {
     // A refused push moves no ref, so nothing else would let the lock go; an accepted one keeps it until git has moved the branch.
-    if (locked && !deployed) releasePushLock(gitDir, process.ppid, locked);
+    if (locked && !deployed) releasePushLock(gitDir, git.pid, locked);
   }
 }
 
+/** Whether a git command that answers by its exit status (0 yes, 1 no) says yes; other failures throw. */
+async function gitSays(argv: string[]): Promise<boolean> {
+  try {
+    const { stdout } = await runCommand(['git', ...argv]);
+    return stdout.trim() !== 'false';
+  } catch (err) {
+    if (err instanceof CommandError && err.exitCode === 1) return false;
+    throw err;
+  }
+}
+
+/** Output git has not taken from the hook past this: nobody is reading it any more. */
+const UNREAD_OUTPUT_BYTES = 1024 * 1024;
+
 /**
  * The pusher, through git. A pusher who goes away (Ctrl-C, a dropped
- * connection) closes the hook's output: the hook then stops writing and
- * cancels the deploy, which stops at its next safe point (or completes, if
- * its cutover had begun), and still answers git by the outcome, so a
- * deploy that went live moves the branch and one that did not leaves it
- * where it was. Dying there instead would leave a live deploy the branch
- * never got, or a lock held by a hook waiting for nobody.
+ * connection) is seen by whichever comes first: a signal (SIGINT reaches
+ * a local push's whole process group), the hook's output failing or no
+ * longer read (git stops forwarding it when the connection is gone, and
+ * keeps the pipe open), or receive-pack gone. The hook then stops writing
+ * and cancels the deploy, which stops at its next safe point (or completes,
+ * if its cutover had begun), and still answers by the outcome: a deploy
+ * that went live moves the branch, one that did not leaves it where it
+ * was. (With receive-pack gone nothing moves the branch, and the pushed
+ * objects went with git's quarantine: a deploy past its cutover then stays
+ * live off the branch.) Dying there instead would leave a live deploy the
+ * branch never got, or a lock held by a hook waiting for nobody.
  */
 class PusherLink {
   private gone = false;
   private readonly listeners: (() => unknown)[] = [];
+  private readonly watch: NodeJS.Timeout;
+
+  constructor(private readonly git: { pid: number; start: string | null }) {
+    this.watch = setInterval(() => {
+      if (this.gitGone) this.leave();
+    }, 1000);
+    this.watch.unref();
+  }
+
+  /** Whether receive-pack has gone (killed with its pusher, a local push's Ctrl-C): git will not move the branch. */
+  get gitGone(): boolean {
+    return !holderAlive(this.git);
+  }
 
   terminal(plain: (t: string) => string): Terminal {
     for (const stream of [process.stdout, process.stderr]) stream.on('error', () => this.leave());
-    process.on('SIGHUP', () => this.leave());
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => this.leave());
     const write = (stream: NodeJS.WriteStream, text: string) => {
-      if (!this.gone) stream.write(plain(text));
+      if (this.gone) return;
+      if (stream.writableLength > UNREAD_OUTPUT_BYTES) this.leave();
+      else stream.write(plain(text));
     };
     return { out: (t) => write(process.stdout, t), err: (t) => write(process.stderr, t), interactive: false };
   }
@@ -200,6 +247,12 @@ class PusherLink {
   onGone(listener: () => unknown): void {
     if (this.gone) listener();
     else this.listeners.push(listener);
+  }
+
+  /** The hook is done: with nobody reading, output still queued would keep it from exiting, so it exits now. */
+  close(code: number): void {
+    clearInterval(this.watch);
+    if (this.gone) setImmediate(() => process.exit(code));
   }
 
   private leave(): void {

@@ -1,5 +1,7 @@
-import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, linkSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { isProcessAlive } from '@slipway/core/run-command';
 
 /*
@@ -27,6 +29,8 @@ export const PUSH_LOCK_FILE = 'slipway-push.lock';
 export interface PushLock {
   /** The receive-pack process whose push holds the lock. */
   pid: number;
+  /** When that process started (its /proc start time): a pid the system reused is not the holder. */
+  start?: string | null;
   /** The full ref being deployed, e.g. `refs/heads/master`. */
   ref: string;
   /** The commit being deployed. */
@@ -40,34 +44,77 @@ export function hookGitDir(env: NodeJS.ProcessEnv = process.env): string {
   return resolve(env.GIT_DIR ?? '.');
 }
 
+/** A process's start time (clock ticks since boot, from /proc), or null when there is no such process. */
+export function processStart(pid: number): string | null {
+  try {
+    // The command name, in parentheses, may hold spaces: fields are counted after its closing one.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Whether the push holding `lock` is still under way: its git process exists, and is the same one. */
+export function holderAlive(lock: Pick<PushLock, 'pid' | 'start'>): boolean {
+  if (lock.start == null) return isProcessAlive(lock.pid);
+  return processStart(lock.pid) === lock.start;
+}
+
+/** How long a takeover of a stale lock may take before another push takes its guard over. */
+const TAKEOVER_GUARD_MS = 5_000;
+
 /**
  * Takes the lock for `lock.pid`'s push, taking over a stale one. Returns
- * null when taken, or the live push holding it.
+ * null when taken, or the live push holding it. The lock file appears
+ * whole (written aside, then linked into place), so it is never seen
+ * empty; a stale one is removed under a guard file, by one push at a time.
  */
-export function takePushLock(gitDir: string, lock: PushLock): PushLock | null {
+export async function takePushLock(gitDir: string, lock: PushLock): Promise<PushLock | null> {
   const file = join(gitDir, PUSH_LOCK_FILE);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    let fd: number;
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const aside = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
+    writeFileSync(aside, JSON.stringify(lock), { mode: 0o644 });
     try {
-      fd = openSync(file, 'wx', 0o644);
+      linkSync(aside, file);
+      return null;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const { holder, text } = readPushLock(gitDir);
-      if (holder && holder.pid !== lock.pid && isProcessAlive(holder.pid)) return holder;
-      // Stale (its git process is gone) or unreadable (a writer killed mid-write): removed only if
-      // it still holds what was read, so a lock another push just took is left alone.
-      if (readPushLock(gitDir).text === text) rmSync(file, { force: true });
+    } finally {
+      rmSync(aside, { force: true });
+    }
+    const { holder, text } = readPushLock(gitDir);
+    if (text === null) continue;
+    if (holder && holder.pid !== lock.pid && holderAlive(holder)) return holder;
+    // Stale (its git process is gone) or unreadable: removed, if it still holds what was read, by the one push holding the guard.
+    if (!takeGuard(gitDir)) {
+      await sleep(50);
       continue;
     }
     try {
-      writeSync(fd, JSON.stringify(lock));
+      if (readPushLock(gitDir).text === text) rmSync(file, { force: true });
     } finally {
-      closeSync(fd);
+      rmSync(join(gitDir, `${PUSH_LOCK_FILE}.takeover`), { force: true });
     }
-    return null;
   }
-  // Lost the race for a stale lock twice: someone else has it now.
   return readPushLock(gitDir).holder ?? lock;
+}
+
+function takeGuard(gitDir: string): boolean {
+  const guard = join(gitDir, `${PUSH_LOCK_FILE}.takeover`);
+  try {
+    closeSync(openSync(guard, 'wx', 0o644));
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    // A guard left by a push killed mid-takeover.
+    try {
+      if (Date.now() - statSync(guard).mtimeMs > TAKEOVER_GUARD_MS) rmSync(guard, { force: true });
+    } catch {
+      // Gone meanwhile.
+    }
+    return false;
+  }
 }
 
 /** Lets the lock go if `pid`'s push holds it for `ref`; true when it did. */
@@ -96,7 +143,6 @@ export function readPushLock(gitDir: string): { holder: PushLock | null; text: s
   }
 }
 
-
 /**
  * git's reference-transaction hook of a Slipway remote (`state` is its
  * argument, `input` its standard input: `<old> <new> <ref>` per line).
@@ -114,7 +160,7 @@ export function referenceTransaction(gitDir: string, state: string, input: strin
     releasePushLock(gitDir, pid, holder.ref);
     return 0;
   }
-  if (state === 'prepared' && holder.pid !== pid && update[1] !== holder.sha && isProcessAlive(holder.pid)) {
+  if (state === 'prepared' && holder.pid !== pid && update[1] !== holder.sha && holderAlive(holder)) {
     process.stderr.write(`slipway: ${holder.ref} is being deployed at ${holder.sha.slice(0, 12)} by a push; it cannot move until that ends\n`);
     return 1;
   }

@@ -288,6 +288,13 @@ describe('slipway', () => {
     expect(again.code, again.stderr).toBe(0);
     expect(await branchHead()).toBe(second);
     expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('raced second\n');
+
+    // And one that cannot be read (empty: never written whole by Slipway, whose locks appear written).
+    writeFileSync(join(remotePath, 'slipway-push.lock'), '');
+    const third = await commitVersion(repo, { version: 'raced third' });
+    const after = await run(['git', 'push', remotePath, `${third}:refs/heads/master`], { cwd: repo.work });
+    expect(after.code, after.stderr).toBe(0);
+    expect(await branchHead()).toBe(third);
   });
 
   it('a push whose branch moved since the pusher looked is refused before anything is queued', async () => {
@@ -313,6 +320,21 @@ describe('slipway', () => {
     await git(remotePath, 'update-ref', 'refs/heads/master', other);
   });
 
+  it('a repository that refuses non-fast-forward pushes refuses a forced one before it deploys, not after', async () => {
+    const remotePath = join(tmp.path, 'fast-forward-only.git');
+    expect((await slipwayFull([...cfg(), 'remote', 'add', app, remotePath])).code).toBe(0);
+    await git(remotePath, 'config', 'receive.denyNonFastForwards', 'true');
+    const head = await commitVersion(repo, { version: 'fast-forward head' });
+    expect((await run(['git', 'push', remotePath, `${head}:refs/heads/master`], { cwd: repo.work })).code).toBe(0);
+    const [job] = JSON.parse((await slipwayFull([...cfg(), 'jobs', '--json', '--app', app, '--limit', '1'])).stdout) as { id: string }[];
+    const forced = await run(['git', 'push', '--force', remotePath, `${head}~1:refs/heads/master`], { cwd: repo.work });
+    expect(forced.code).not.toBe(0);
+    expect(forced.stderr).toContain('refuses non-fast-forward pushes (receive.denyNonFastForwards); push refused');
+    const [newest] = JSON.parse((await slipwayFull([...cfg(), 'jobs', '--json', '--app', app, '--limit', '1'])).stdout) as { id: string }[];
+    expect(newest!.id, 'nothing was queued').toBe(job!.id);
+    expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('fast-forward head\n');
+  });
+
   it('a pusher who goes away mid-deploy: the deploy is cancelled at its next safe point and git is answered by its outcome', async () => {
     const remotePath = join(tmp.path, 'dropped.git');
     expect((await slipwayFull([...cfg(), 'remote', 'add', app, remotePath])).code).toBe(0);
@@ -320,7 +342,7 @@ describe('slipway', () => {
     const live = await served();
     const sha = await commitVersion(repo, { version: 'pusher gone' });
     await git(remotePath, 'fetch', '-q', repo.work, 'HEAD:refs/incoming/dropped');
-    // git runs the hook with its output going to the pusher; the pusher's end closes once the deploy started.
+    // git runs the hook with its output going to the pusher; the pusher gives up once the deploy started.
     const hook = spawn(join(remotePath, 'hooks', 'pre-receive'), [], { cwd: remotePath, env: { ...process.env, GIT_DIR: '.' }, stdio: ['pipe', 'pipe', 'pipe'] });
     hook.stdin.end(`${'0'.repeat(40)} ${sha} refs/heads/master\n`);
     const exited = new Promise<number | null>((resolve) => hook.on('close', resolve));
@@ -329,8 +351,8 @@ describe('slipway', () => {
       seen += chunk.toString();
       if (seen.includes('-----> Slipway: deploying')) resolve();
     }));
-    hook.stdout.destroy();
-    hook.stderr.destroy();
+    // A local push's Ctrl-C: SIGINT to the whole process group, the hook included.
+    hook.kill('SIGINT');
     const code = await exited;
     const [job] = JSON.parse((await slipwayFull([...cfg(), 'jobs', '--json', '--app', app, '--limit', '1'])).stdout) as { sha: string; state: string }[];
     expect(job?.sha).toBe(sha);
