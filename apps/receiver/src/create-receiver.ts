@@ -1,6 +1,6 @@
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from '@slipway/core/logger';
-import { errorResponse, SlipwayError } from '@slipway/core/slipway-error';
+import { errorResponse, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import type { SlipwayConfig } from '@slipway/config/types';
 import type { ReceiverFeedback } from '@slipway/feedback/receiver-feedback';
 import { inspectWebhook, isProvider, readWebhookHeaders, webhookMediaType } from '@slipway/forges/inspect-webhook';
@@ -33,6 +33,8 @@ export interface ReceiverOptions {
    * must return at once; an exception it throws is logged, never answered.
    */
   onQueued?: (push: Push, jobs: readonly QueuedJob[]) => void;
+  /** Webhooks waiting on Redis past which another is answered 503 at once. Default REDIS_BACKLOG_LIMIT. */
+  redisBacklogLimit?: number;
 }
 
 /** How long /healthz waits for Redis's PONG. */
@@ -45,6 +47,17 @@ export const RETRY_AFTER_S = 5;
  * too, and the contract answers within a second.
  */
 export const QUEUE_TIMEOUT_MS = 900;
+/**
+ * Webhooks whose jobs were sent to Redis and not yet answered. A Redis that
+ * hangs answers none, and each webhook given up on after QUEUE_TIMEOUT_MS
+ * still holds its job records in memory, waiting on the connection: past
+ * this many, webhooks are refused before anything is sent, so the
+ * receiver's memory stays bounded however long the hang lasts. Under load
+ * a healthy Redis leaves a few dozen unanswered at most.
+ */
+export const REDIS_BACKLOG_LIMIT = 2000;
+/** /healthz pings Redis has not answered, past which /healthz answers 503 without another. */
+const HEALTH_PINGS_LIMIT = 50;
 
 /**
  * The receiver's Redis connection: a producer (commands fail at once while
@@ -79,9 +92,13 @@ export function createReceiver(options: ReceiverOptions): Express {
   app.post('/hooks/:provider', webhookRoute(options));
   app.all('/hooks/:provider', methodNotAllowed('POST'));
 
+  let pings = 0;
   app.get('/healthz', async (_req: Request, res: Response) => {
     const redis = queue.redis;
-    await withRedis(redis, () => redis.ping(), HEALTH_TIMEOUT_MS);
+    if (pings >= HEALTH_PINGS_LIMIT) throw new UnavailableError('redis', `Redis has not answered ${pings} health checks`);
+    pings++;
+    const pong = redis.ping().finally(() => pings--);
+    await withRedis(redis, () => pong, HEALTH_TIMEOUT_MS);
     res.status(200).json({ status: 'ok', redis: 'up' });
   });
   app.all('/healthz', methodNotAllowed('GET, HEAD'));
@@ -113,6 +130,7 @@ function webhookRoute(options: ReceiverOptions): (req: Request, res: Response) =
   const limitBytes = Math.floor(config.receiver.body_limit_mb * 1024 * 1024);
   const retentionSeconds = Math.max(1, Math.round(config.receiver.delivery_retention_h * 3600));
   const budget = new BodyBudget(Math.max(options.largeBodiesBudgetBytes ?? LARGE_BODIES_BUDGET_BYTES, limitBytes));
+  const backlogLimit = options.redisBacklogLimit ?? REDIS_BACKLOG_LIMIT;
 
   return async (req, res) => {
     const locals = res.locals as RequestLocals;
@@ -134,6 +152,7 @@ function webhookRoute(options: ReceiverOptions): (req: Request, res: Response) =
       return;
     }
     const { push } = decision;
+    if (queue.unanswered >= backlogLimit) throw new UnavailableError('redis', `Redis has not answered ${queue.unanswered} webhooks; try again later`);
     const result = await queuePush(queue, { ...push, delivery: push.delivery! }, decision.apps.map((a) => a.name), retentionSeconds);
     answerQueued(req, res, push, result);
     if (result.kind !== 'queued' || !onQueued) return;

@@ -1,6 +1,6 @@
 import cluster from 'node:cluster';
 import { pino } from 'pino';
-import { BUFFERED_FLUSH_MS, createLogger, flushLogger } from '@slipway/core/logger';
+import { BUFFERED_FLUSH_MS, createLogger, flushLogger, LOG_BUFFER_MAX_BYTES } from '@slipway/core/logger';
 import { serveUntilSignal } from '@slipway/core/serve-until-signal';
 import { serviceStart } from '@slipway/config/service-start';
 import { ReceiverFeedback } from '@slipway/feedback/receiver-feedback';
@@ -36,7 +36,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
   const logger = cluster.isWorker
     // Several processes write to one stdout: each write must be whole lines and at most PIPE_BUF
     // (4 KB), which a pipe writes at once, or lines of two processes could be torn into each other.
-    ? createLogger({ name: 'slipway-receiver', level, destination: pino.destination({ dest: 1, sync: false, minLength: 2048, maxWrite: 4096, periodicFlush: BUFFERED_FLUSH_MS }) as unknown as NodeJS.WritableStream })
+    ? createLogger({ name: 'slipway-receiver', level, destination: pino.destination({ dest: 1, sync: false, minLength: 2048, maxWrite: 4096, maxLength: LOG_BUFFER_MAX_BYTES, periodicFlush: BUFFERED_FLUSH_MS }) as unknown as NodeJS.WritableStream })
     // Buffered: one line per webhook must not cost a system call each.
     : createLogger({ name: 'slipway-receiver', level, buffered: true });
   if (cluster.isPrimary && config.receiver.processes > 1) {

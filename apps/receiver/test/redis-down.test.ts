@@ -79,3 +79,33 @@ describe('a Redis that hangs (the connection up, nothing answering)', () => {
     expect((await push(randomUUID(), JSON.stringify({ ...githubBranchPush(), after: 'd'.repeat(40) }))).status).toBe(202);
   });
 });
+
+describe('a Redis that hangs for long', () => {
+  it('leaves at most the backlog limit of webhooks waiting on it: later ones are refused before anything is sent', async () => {
+    const limited = await startReceiver({ redisUrl: redis.url, apps: TEST_APPS, redisBacklogLimit: 5 });
+    process.kill(redis.pid, 'SIGSTOP');
+    try {
+      const answers: Array<Promise<{ status: number; ms: number }>> = [];
+      for (let i = 0; i < 20; i++) {
+        const payload = JSON.stringify({ ...githubBranchPush(), after: i.toString(16).padStart(40, 'e') });
+        const started = Date.now();
+        answers.push(fetch(`${limited.url}/hooks/github`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': randomUUID(), 'x-hub-signature-256': githubSignature(payload, SECRETS.hello) },
+          body: payload,
+          signal: AbortSignal.timeout(10_000),
+        }).then((res) => ({ status: res.status, ms: Date.now() - started })));
+        // One webhook per turn of the event loop: each its own command.
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      }
+      const settled = await Promise.all(answers);
+      expect(settled.every((a) => a.status === 503)).toBe(true);
+      expect(settled.filter((a) => a.ms < 300).length, 'refused at once, without waiting on Redis').toBeGreaterThanOrEqual(10);
+      expect(limited.queue.unanswered).toBeLessThanOrEqual(5);
+    } finally {
+      process.kill(redis.pid, 'SIGCONT');
+      await waitFor('Redis to answer again', async () => (await health()) === 200, { timeoutMs: 15_000 });
+      await limited.close();
+    }
+  });
+});

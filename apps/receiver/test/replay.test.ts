@@ -36,6 +36,11 @@ describe('replayed and stale pushes (the delivery id is a header the signature d
     const replay = await send(captured);
     expect(replay).toEqual({ status: 200, body: { duplicate: expect.any(String), jobs: [{ job: first.body.job, app: 'hello' }] } });
     expect((await r.jobs()).length).toBe(before);
+    // Replayed at will with fresh ids, it leaves nothing behind: only a delivery that queued something is remembered.
+    const deliveries = async () => (await r.redis.keys(`${r.prefix}:delivery:*`)).length;
+    const remembered = await deliveries();
+    for (let i = 0; i < 5; i++) expect((await send(captured)).status).toBe(200);
+    expect(await deliveries()).toBe(remembered);
   });
 
   it('a push of the live commit or one of its ancestors is ignored as stale_push, unless forced', async () => {

@@ -42,7 +42,7 @@ export function createLogger(options: CreateLoggerOptions): Logger {
   };
   if (options.destination) return pino(config, options.destination as pino.DestinationStream);
   if (!options.buffered) return pino(config);
-  const destination = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  const destination = pino.destination({ dest: 1, sync: false, minLength: 4096, maxLength: LOG_BUFFER_MAX_BYTES });
   // A quiet process must not hold its last lines back: write out what waits twice a second.
   setInterval(() => destination.flush(), BUFFERED_FLUSH_MS).unref();
   return pino(config, destination);
@@ -50,6 +50,13 @@ export function createLogger(options: CreateLoggerOptions): Logger {
 
 /** How long a buffered logger holds lines at most. */
 export const BUFFERED_FLUSH_MS = 500;
+
+/**
+ * What a buffered logger holds while its output does not drain (journald or
+ * a log driver blocking stdout): past this, lines are dropped rather than
+ * held in memory, one per webhook, for as long as the stall lasts.
+ */
+export const LOG_BUFFER_MAX_BYTES = 16 * 1024 * 1024;
 
 /** Writes out what a buffered logger still holds (before exiting). */
 export function flushLogger(logger: Logger): Promise<void> {

@@ -42,6 +42,8 @@ export class DeployQueue {
   private readonly backoffMs: number;
   /** enqueueMany calls of this turn of the event loop, written together by the next flush. */
   private pending: PendingEnqueue[] = [];
+  /** enqueueMany calls sent to Redis and not answered yet (their callers may have given up on them). */
+  private sent = 0;
 
   constructor(private readonly options: DeployQueueOptions) {
     // Retention is the worker's, which knows jobs.keep_*: jobs this one ends are trimmed at the next job the worker finishes.
@@ -54,6 +56,15 @@ export class DeployQueue {
 
   get redis(): Redis {
     return this.options.redis;
+  }
+
+  /**
+   * enqueueMany calls Redis has not answered yet, including those their
+   * callers stopped waiting for: each holds its records in memory until it
+   * is answered, so a receiver refuses more while Redis hangs.
+   */
+  get unanswered(): number {
+    return this.sent + this.pending.length;
   }
 
   async enqueue(request: DeployRequest): Promise<JobRecord> {
@@ -92,6 +103,15 @@ export class DeployQueue {
   }
 
   private async enqueueBatch(batch: readonly PendingEnqueue[]): Promise<void> {
+    this.sent += batch.length;
+    try {
+      await this.writeBatch(batch);
+    } finally {
+      this.sent -= batch.length;
+    }
+  }
+
+  private async writeBatch(batch: readonly PendingEnqueue[]): Promise<void> {
     let created: CreatedGroup[];
     try {
       created = await this.store.createGroups(batch.map((p) => p.group));

@@ -111,7 +111,7 @@ return redis.call('hgetall', KEYS[1])`;
  * live one or an ancestor of it (`s`) or when a webhook already queued that
  * commit of that app (`d<job>`); else a new id, the record, its place in
  * the indexes and the event announcing it; finally remembers what the
- * delivery queued for its TTL. Groups run in order, so a redelivery in the
+ * delivery queued for its TTL, when it queued anything. Groups run in order, so a redelivery in the
  * same batch as the first delivery is a duplicate of it.
  * KEYS: seq, apps, events, then the delivery key of each group that has one.
  * ARGV: job key prefix, group count, index base, then per group: its
@@ -169,7 +169,10 @@ for g = 1, tonumber(ARGV[2]) do
       end
       pos = pos + 7 + fieldCount
     end
-    if key then redis.call('set', key, '[' .. table.concat(queued, ',') .. ']', 'EX', ttl) end
+    -- Only a delivery that queued something is remembered: one the guard answered (stale, a commit already queued)
+    -- is answered the same way again, and a captured body replayed with fresh delivery ids (the id is not signed)
+    -- then adds no key per request for the retention's 72 hours.
+    if key and #queued > 0 then redis.call('set', key, '[' .. table.concat(queued, ',') .. ']', 'EX', ttl) end
     out[g] = created
   end
 end
