@@ -13,6 +13,7 @@ import { QUEUE_NAME } from '@slipway/queue/deploy-queue';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { connectRedis } from '@slipway/queue/redis';
 import { type DeployContext, processDeploy, TakenOver } from './process-deploy.js';
+import { sweepLeftovers } from './leftovers.js';
 import { managerClient } from '@slipway/rollout/swarm';
 
 /** BullMQ timing: a killed worker's job is taken up again within lock + stalled interval (11 s), well inside 15 s. */
@@ -124,7 +125,10 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
   const sweeping = new AbortController();
   const sweep = () => void store.indexHistory({ signal: sweeping.signal })
     .then(() => store.sweep({ apps: Object.keys(config.apps), signal: sweeping.signal }))
-    .catch((err: Error) => logger.warn({ err: err.message }, 'job history sweep failed; next one in an hour'));
+    .catch((err: Error) => logger.warn({ err: err.message }, 'job history sweep failed; next one in an hour'))
+    // And what jobs that never finished here left on disk (build trees, pushed trees).
+    .then(() => sweepLeftovers({ store, workdir: config.workdir, log: (line) => logger.info(line) }))
+    .catch((err: Error) => logger.warn({ err: err.message }, 'sweeping leftover build and pushed trees failed; next time in an hour'));
   const sweepTimer = setInterval(sweep, HISTORY_SWEEP_INTERVAL_MS).unref();
   sweep();
 

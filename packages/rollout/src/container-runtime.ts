@@ -50,6 +50,11 @@ export interface ContainerRuntime {
   forceRemove(id: string): Promise<void>;
   /** routing: dns: the `slipway.address` of every container that has one, whatever its app or state. */
   addressesInUse(): Promise<string[]>;
+  /**
+   * Removes the app's built images (`slipway/<app>:<sha12>`) but those in
+   * `keep` and those a container still uses; returns the tags removed.
+   */
+  pruneImages(app: string, keep: ReadonlySet<string>): Promise<string[]>;
 }
 
 /** One entry of Docker's container list as an app's container, addressed by the published binding of `port` (or its first). */
@@ -65,6 +70,9 @@ function appContainer(info: Docker.ContainerInfo, port: number): AppContainer {
     address: binding ? `${binding.IP}:${binding.PublicPort}` : null,
   };
 }
+
+/** What follows `slipway/<app>` in a built image's tag. */
+const BUILT_TAG = /^:[0-9a-f]{12}$/;
 
 /** The runtime seam over a dockerode client. */
 export class DockerRuntime implements ContainerRuntime {
@@ -138,6 +146,26 @@ export class DockerRuntime implements ContainerRuntime {
 
   async forceRemove(id: string): Promise<void> {
     await dockerCall(`removing ${id.slice(0, 12)}`, () => this.docker.getContainer(id).remove({ force: true, v: true }), [404, 409]);
+  }
+
+  async pruneImages(app: string, keep: ReadonlySet<string>): Promise<string[]> {
+    const repo = `slipway/${app}`;
+    const images = (await dockerCall(`listing the images of ${app}`, () => this.docker.listImages({ filters: { reference: [`${repo}:*`] } })))!;
+    const removed: string[] = [];
+    for (const image of images) {
+      if (keep.has(image.Id)) continue;
+      for (const tag of image.RepoTags ?? []) {
+        // Only what a build tags (the commit's first 12 hex digits): never another tag someone gave an image there.
+        if (!BUILT_TAG.test(tag.slice(repo.length)) || !tag.startsWith(repo) || keep.has(tag)) continue;
+        try {
+          await this.docker.getImage(tag).remove();
+          removed.push(tag);
+        } catch {
+          // In use by a container (409), or gone meanwhile: left for a later rollout.
+        }
+      }
+    }
+    return removed;
   }
 
   async addressesInUse(): Promise<string[]> {

@@ -75,6 +75,7 @@ export const rolloutLog = {
     : `registrar has not taken over ${waited.left} key${s(waited.left)} within ${timeoutMs} ms; they expire with the switch's lease unless it does`),
 
   pruned: (pruned: number, kept: number) => `release history: dropped ${pruned} entr${s(pruned, 'y', 'ies')} beyond the newest ${kept}`,
+  imagesPruned: (tags: readonly string[]) => `removed ${tags.length} image${s(tags.length, '', 's')} no kept release uses: ${tags.join(', ')}`,
 
   done: (app: string, job: string, addresses: readonly string[], ms: number) => `done: ${app} serves release ${job} from ${addresses.join(', ')} (${(ms / 1000).toFixed(1)} s)`,
 
