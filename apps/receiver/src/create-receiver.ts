@@ -96,9 +96,11 @@ export function createReceiver(options: ReceiverOptions): Express {
   app.get('/healthz', async (_req: Request, res: Response) => {
     const redis = queue.redis;
     if (pings >= HEALTH_PINGS_LIMIT) throw new UnavailableError('redis', `Redis has not answered ${pings} health checks`);
-    pings++;
-    const pong = redis.ping().finally(() => pings--);
-    await withRedis(redis, () => pong, HEALTH_TIMEOUT_MS);
+    // Counted only once sent: withRedis sends nothing while Redis is away.
+    await withRedis(redis, () => {
+      pings++;
+      return redis.ping().finally(() => pings--);
+    }, HEALTH_TIMEOUT_MS);
     res.status(200).json({ status: 'ok', redis: 'up' });
   });
   app.all('/healthz', methodNotAllowed('GET, HEAD'));
