@@ -119,9 +119,8 @@ function takeGuard(gitDir: string): boolean {
 
 /** Lets the lock go if `pid`'s push holds it for `ref`; true when it did. */
 export function releasePushLock(gitDir: string, pid: number, ref: string): boolean {
-  const { holder, text } = readPushLock(gitDir);
+  const { holder } = readPushLock(gitDir);
   if (!holder || holder.pid !== pid || holder.ref !== ref) return false;
-  if (readPushLock(gitDir).text !== text) return false;
   rmSync(join(gitDir, PUSH_LOCK_FILE), { force: true });
   return true;
 }
