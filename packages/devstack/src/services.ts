@@ -108,6 +108,9 @@ export function etcdArgv(dataDir: string, port: number, peerPort: number): strin
     '--listen-client-urls', client, '--advertise-client-urls', client,
     '--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer,
     '--initial-cluster', `slipway=${peer}`, '--initial-cluster-state', 'new',
+    // Keeps an hour of revisions: every put is history until compacted, and a
+    // year of deploys would otherwise reach etcd's space quota (then it refuses writes).
+    '--auto-compaction-mode', 'periodic', '--auto-compaction-retention', '1h',
     '--log-level', 'warn', '--logger', 'zap',
   ];
 }

@@ -74,8 +74,19 @@ function appContainer(info: Docker.ContainerInfo, port: number): AppContainer {
 /** What follows `slipway/<app>` in a built image's tag. */
 const BUILT_TAG = /^:[0-9a-f]{12}$/;
 
+/**
+ * The log bound given to an app's containers when the engine logs to
+ * json-file by default: Docker's own default keeps every line on disk for
+ * as long as the container lives, which for a long-running app is until
+ * the disk is full. 3 files of 10 MB, as Kamal does.
+ */
+export const CONTAINER_LOG_OPTS = { 'max-size': '10m', 'max-file': '3' } as const;
+
 /** The runtime seam over a dockerode client. */
 export class DockerRuntime implements ContainerRuntime {
+  /** The engine's default log driver, asked once (null: not known, asked again next time). */
+  private logDriver: Promise<string | null> | null = null;
+
   constructor(private readonly docker: Docker) {}
 
   async listAppContainers(app: string, port: number): Promise<AppContainer[]> {
@@ -101,6 +112,7 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async startContainer(spec: Docker.ContainerCreateOptions, port: number): Promise<{ id: string; address: string | null }> {
+    spec = await this.withLogBound(spec);
     let container: Docker.Container;
     try {
       container = await this.docker.createContainer(spec);
@@ -119,6 +131,23 @@ export class DockerRuntime implements ContainerRuntime {
     const binding = info.NetworkSettings.Ports?.[`${port}/tcp`]?.find((b) => !b.HostIp.includes(':'));
     // No binding: the container is already gone again; the health step reports why.
     return { id: container.id, address: binding ? `${binding.HostIp}:${binding.HostPort}` : null };
+  }
+
+  /**
+   * The spec with CONTAINER_LOG_OPTS when it names no log driver and the
+   * engine's default is json-file. Docker merges its own default options
+   * (compress, labels…) into these, as for a container that names none;
+   * an engine logging elsewhere (journald, local, a shipper) is left to
+   * its operator.
+   */
+  private async withLogBound(spec: Docker.ContainerCreateOptions): Promise<Docker.ContainerCreateOptions> {
+    if (spec.HostConfig?.LogConfig) return spec;
+    this.logDriver ??= this.docker.info().then((info: { LoggingDriver?: string }) => info.LoggingDriver ?? null, () => {
+      this.logDriver = null;
+      return null;
+    });
+    if ((await this.logDriver) !== 'json-file') return spec;
+    return { ...spec, HostConfig: { ...spec.HostConfig, LogConfig: { Type: 'json-file', Config: { ...CONTAINER_LOG_OPTS } } } };
   }
 
   async healthState(id: string): Promise<ContainerHealthState> {
