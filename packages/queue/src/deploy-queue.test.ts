@@ -66,6 +66,48 @@ describe('DeployQueue', () => {
     expect(await queue.store.supersededBy(app, back.id)).toBeNull();
   });
 
+  it('a deploy of the branch is only as new as the branch was when read: a push queued after the read is newer, whichever reached the queue first', async () => {
+    const app = uniqueName('choice');
+    const push = (n: number, before: number, forced = false): DeployRequest => ({ ...request(app, n), trigger: 'webhook', push: { before: sha(before), forced } as DeployRequest['push'] });
+    const branchHead = (n: number, chosenAfter: string): DeployRequest => ({ ...request(app, n), chosenAfter });
+    // slipway deploy reads the branch at 50; 50 -> 51 is pushed and its webhook queued before the deploy's job.
+    const read = await queue.store.lastJobId();
+    const pushed = await queue.enqueue(push(51, 50));
+    const deploy = await queue.enqueue(branchHead(50, read));
+    expect(await queue.store.supersededBy(app, pushed.id)).toBeNull();
+    expect(await queue.store.supersededBy(app, deploy.id)).toBe(pushed.id);
+    // Also once the push went live, and when it forced the branch on from the chosen head.
+    await queue.store.finish(pushed.id, 'completed');
+    expect(await queue.store.supersededBy(app, deploy.id)).toBe(pushed.id);
+    await queue.store.finish(deploy.id, 'cancelled');
+    const readAgain = await queue.store.lastJobId();
+    const forced = await queue.enqueue(push(60, 51, true));
+    const again = await queue.enqueue(branchHead(51, readAgain));
+    expect(await queue.store.supersededBy(app, forced.id)).toBeNull();
+    expect(await queue.store.supersededBy(app, again.id)).toBe(forced.id);
+    await queue.store.finish(forced.id, 'completed');
+    await queue.store.finish(again.id, 'cancelled');
+    // A push queued before the read orders nothing: the branch was moved back to 51 without a webhook, and the deploy of it is the newest.
+    const back = await queue.enqueue(branchHead(51, await queue.store.lastJobId()));
+    expect(await queue.store.supersededBy(app, back.id)).toBeNull();
+  });
+
+  it('a retry records when it read the app, so a push queued while it was being made is placed by its chain', async () => {
+    const app = uniqueName('retry-choice');
+    const failed = await queue.enqueue({ ...request(app, 70), trigger: 'webhook', push: { before: sha(69) } as DeployRequest['push'] });
+    await queue.bull.getJob(bullJobId(failed.id)).then((j) => j?.remove());
+    await queue.store.finish(failed.id, 'failed', { error: 'x' });
+    const read = await queue.store.lastJobId();
+    const retry = await queue.retry(failed.id);
+    expect(retry).toMatchObject({ trigger: 'retry', ref: 'master', chosenAfter: read });
+    // An explicit commit is deployed on purpose: nothing to place.
+    const explicit = await queue.enqueue({ ...request(app, 71), ref: null });
+    await queue.bull.getJob(bullJobId(explicit.id)).then((j) => j?.remove());
+    await queue.store.finish(explicit.id, 'failed', { error: 'x' });
+    await queue.store.finish(retry.id, 'cancelled');
+    expect((await queue.retry(explicit.id)).chosenAfter).toBeUndefined();
+  });
+
   it('a chain of befores that comes back to a commit (forced back, pushed forward again) orders nothing', async () => {
     const app = uniqueName('cycle');
     const push = (n: number, before: number, forced = false): DeployRequest => ({ ...request(app, n), trigger: 'webhook', push: { before: sha(before), forced } as DeployRequest['push'] });

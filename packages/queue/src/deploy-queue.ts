@@ -192,9 +192,11 @@ export class DeployQueue {
     if (old.state !== 'failed' && old.state !== 'cancelled') {
       throw new SlipwayError('not_retryable', `job ${id} is ${old.state}; only failed or cancelled jobs can be retried`, { status: 409 });
     }
-    const newer = await withRedis(this.redis, async () => {
+    // Read before the check: a push queued between the check and the enqueue is placed by its chain (JobRecord.chosenAfter).
+    const { chosenAfter, newer } = await withRedis(this.redis, async () => {
+      const last = await this.store.lastJobId();
       const newerId = await this.store.supersededBy(old.app, id);
-      return newerId === null ? null : this.store.get(newerId);
+      return { chosenAfter: last, newer: newerId === null ? null : await this.store.get(newerId) };
     });
     if (newer) {
       const what = old.sha ? `commit ${old.sha.slice(0, 12)}` : (old.image ?? 'its image');
@@ -202,7 +204,7 @@ export class DeployQueue {
       throw new SlipwayError('not_retryable', `job ${newer.id} of ${old.app} came after job ${id} and is ${newer.state === 'completed' ? 'live' : newer.state}: re-running ${what} would deploy it over that; ${how} does it on purpose`, { status: 409 });
     }
     const { app, sha, ref, image, push } = old;
-    const record = await this.enqueue({ app, sha, ref, image, push, trigger: 'retry', retryOf: id });
+    const record = await this.enqueue({ app, sha, ref, image, push, trigger: 'retry', retryOf: id, ...(sha && ref ? { chosenAfter } : {}) });
     await withRedis(this.redis, () => this.store.update(id, { retriedBy: record.id }));
     return record;
   }

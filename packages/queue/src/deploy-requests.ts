@@ -5,6 +5,7 @@ import { resolveRef } from '@slipway/build/resolve-ref';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { currentRelease, listReleases, rollbackTarget, type ReleaseRecord } from '@slipway/rollout/release-store';
 import type { DeployQueue } from './deploy-queue.js';
+import { withRedis } from './redis.js';
 import type { JobRecord, Trigger } from './job-types.js';
 
 /*
@@ -46,10 +47,13 @@ export async function deployApp(options: DeployAppOptions): Promise<JobRecord> {
   }
   const ref = options.ref ?? app.branch;
   if (!isBranchName(ref) && !SHA_PREFIX.test(ref)) throw new InvalidInputError(`not a branch or commit: ${JSON.stringify(ref)}`);
+  // Read before the branch is: a push queued after this was pushed after the head we deploy (see JobRecord.chosenAfter).
+  const chosenAfter = await withRedis(queue.redis, () => queue.store.lastJobId());
   // Only what the configured branch reaches is deployed, whoever asks (not_on_branch otherwise).
   const sha = await resolveRef({ app, ref, workdir: options.config.workdir, log: options.log, onBranch: app.branch });
   const isBranch = isBranchName(ref) && !(isSha(ref) || (SHA_PREFIX.test(ref) && sha.startsWith(ref)));
-  return queue.enqueue({ app: app.name, sha, ref: isBranch ? ref : null, image: null, trigger });
+  // A commit asked for by id is deployed over anything, on purpose; the head of a branch is only as new as the branch was.
+  return queue.enqueue({ app: app.name, sha, ref: isBranch ? ref : null, image: null, trigger, ...(isBranch ? { chosenAfter } : {}) });
 }
 
 export interface RollbackAppOptions {

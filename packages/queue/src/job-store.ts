@@ -497,6 +497,11 @@ export class JobStore {
     return indexHistory(this.redis, this.keys, options);
   }
 
+  /** The newest job id given so far ('0' before the first): what a request that reads the branch records as `chosenAfter`. */
+  async lastJobId(): Promise<string> {
+    return (await this.redis.get(this.keys.seq)) ?? '0';
+  }
+
   /**
    * The job that makes `id` pointless to deploy, or null. By arrival: the
    * newest job of the app after it that is waiting, running or already live
@@ -509,10 +514,21 @@ export class JobStore {
    * chain does, whether waiting, running (an attempt that died, maybe after
    * its switch, runs again) or live. An older commit is never deployed over a newer push,
    * whatever order the queue hands jobs out in.
+   *
+   * A job whose commit was chosen by reading the branch (`chosenAfter`:
+   * `slipway deploy` of the branch, a retry) is placed on that chain only
+   * against pushes queued after its choice: one whose chain reaches the
+   * chosen commit was pushed after the branch was read, so it is newer
+   * even when it reached the queue first. Against anything older, or a
+   * push the chain cannot place, arrival decides (the operator's request
+   * is the newest by intent: a branch moved back without a webhook is
+   * deployed as it is).
    */
   async supersededBy(app: string, id: string): Promise<string | null> {
     const self = await this.get(id);
-    if (self?.trigger !== 'webhook' || !self.sha || !self.push?.before) return this.newerByArrival(app, id);
+    const isPush = self?.trigger === 'webhook' && !!self.push?.before;
+    const chosenAfter = self?.chosenAfter !== undefined ? Number(self.chosenAfter) : null;
+    if (!self?.sha || (!isPush && chosenAfter === null)) return this.newerByArrival(app, id);
     const recent = await this.list({ app, limit: PUSH_CHAIN_JOBS });
     const before = new Map(recent.flatMap((j) => (j.trigger === 'webhook' && j.sha && j.push?.before ? [[j.sha, j.push.before] as const] : [])));
     /**
@@ -526,12 +542,22 @@ export class JobStore {
     };
     // A forced push is the newest by intent (the branch was moved back on purpose), whatever the chain says.
     const byChain = (job: JobRecord) => job.trigger === 'webhook' && job.sha !== null && !job.push?.forced && !self.push?.forced;
+    /**
+     * `choice` read the branch before `push` was queued, so a chain from `push` back to the chosen commit
+     * means the branch moved on after the choice (forced or not: a forced push names the head it replaced).
+     */
+    const pushedAfterChoice = (choice: JobRecord, push: JobRecord) =>
+      choice.chosenAfter !== undefined && choice.ref === push.ref && push.trigger === 'webhook' && Number(push.id) > Number(choice.chosenAfter);
     for (const job of recent) {
       if (job.id === id || !SUPERSEDING.has(job.state)) continue;
-      if (Number(job.id) > Number(id) && !(byChain(job) && precedes(job, self))) return job.id;
+      if (Number(job.id) > Number(id)) {
+        if (isPush && (byChain(job) || pushedAfterChoice(job, self)) && precedes(job, self)) continue;
+        return job.id;
+      }
       // Running too: under the app's lease, an earlier job still `active` is an attempt that died (after its switch,
       // maybe) and runs again; and live, should the live commit's ancestry have gone unrecorded.
-      if (Number(job.id) < Number(id) && byChain(job) && precedes(self, job)) return job.id;
+      if (isPush && byChain(job) && precedes(self, job)) return job.id;
+      if (chosenAfter !== null && pushedAfterChoice(self, job) && precedes(self, job)) return job.id;
     }
     return recent.some((j) => j.id === id) ? null : this.newerByArrival(app, id);
   }

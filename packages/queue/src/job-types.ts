@@ -57,6 +57,14 @@ export interface DeployRequest {
   /** The job this one re-runs (trigger `retry`). */
   retryOf?: string;
   /**
+   * For a commit chosen by reading the branch (`slipway deploy` of the
+   * branch, a retry): the newest job id when it was chosen. A webhook push
+   * of the same branch queued after that id, whose chain of `before`s
+   * reaches this commit, was pushed after the choice: it is the newer one,
+   * whichever of the two reached the queue first (see JobStore.supersededBy).
+   */
+  chosenAfter?: string;
+  /**
    * A tree already exported from the pushed commit (`git push` to a
    * Slipway remote, whose objects are not fetchable until the push is
    * accepted): build from here instead of checking out `sha`.

@@ -10,7 +10,7 @@ import type { JobRecord } from '@slipway/queue/job-types';
  * server (the push as received, the exported source directory), with a
  * summary of the pushed commit instead.
  */
-export type JobView = Omit<JobRecord, 'push' | 'sourceDir' | 'retryOf'> & {
+export type JobView = Omit<JobRecord, 'push' | 'sourceDir' | 'retryOf' | 'chosenAfter'> & {
   retryOf: string | null;
   commit: CommitSummary | null;
 };
