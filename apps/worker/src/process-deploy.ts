@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { realpath, rm } from 'node:fs/promises';
 import { join, sep } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DelayedError, UnrecoverableError, type Job, type Queue } from 'bullmq';
 import type Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
@@ -105,7 +106,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     ctx.feedback?.started(started, attempt);
     logger.info({ attempt }, 'deploy started');
     const result = await deploy(ctx, record, log, controller.signal, attempt);
-    await rememberLive(ctx, record);
+    await rememberLive(ctx, record, log.write);
     await log.flush();
     await ctx.store.step(id, 'done');
     ctx.feedback?.finished(await ctx.store.finish(id, 'completed', { result }));
@@ -134,15 +135,38 @@ async function staleAgainstLive(ctx: DeployContext, record: JobRecord) {
   return live.stale ? live : null;
 }
 
-/** What just went live, and the commit's recent history, so later pushes of older commits are known stale. */
-async function rememberLive(ctx: DeployContext, record: JobRecord): Promise<void> {
+/** Attempts at recording what went live, RECORD_LIVE_PAUSE_MS apart. */
+const RECORD_LIVE_ATTEMPTS = 4;
+const RECORD_LIVE_PAUSE_MS = 1000;
+
+/**
+ * What just went live, and the commit's recent history, so later pushes of
+ * older commits are known stale. The release is live whatever happens
+ * here, so a failure does not fail the job: it is tried a few times, then
+ * said in the job's log and the worker's (the record is one transaction:
+ * the guard keeps knowing the previous live commit and its ancestors, and
+ * superseding by push still orders the app's queued pushes).
+ */
+async function rememberLive(ctx: DeployContext, record: JobRecord, write: (line: string) => void): Promise<void> {
   let history: string[] = [];
   if (record.sha) {
     // The clone cache's key is the app; an owner/name app's address needs the job's forge (history is only read).
     const app = (() => { try { return appForJob(ctx, record); } catch { return appConfig(ctx.config, record.app); } })();
     history = await recentHistory({ app, sha: record.sha, workdir: ctx.config.workdir });
   }
-  await ctx.store.recordLive(record.app, { sha: record.sha, job: record.id }, history).catch(() => {});
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await ctx.store.recordLive(record.app, { sha: record.sha, job: record.id }, history);
+      return;
+    } catch (err) {
+      if (attempt >= RECORD_LIVE_ATTEMPTS) {
+        write(`warning: could not record ${record.sha?.slice(0, 12) ?? record.image} as live for ${record.app} (${firstLine(err)}): until the app's next deploy, a late push of it or of a commit since the previous live one is not known stale`);
+        ctx.logger.warn({ job: record.id, err: firstLine(err) }, 'could not record what went live');
+        return;
+      }
+      await sleep(RECORD_LIVE_PAUSE_MS);
+    }
+  }
 }
 
 /**
