@@ -71,8 +71,38 @@ function appContainer(info: Docker.ContainerInfo, port: number): AppContainer {
   };
 }
 
-/** What follows `slipway/<app>` in a built image's tag. */
-const BUILT_TAG = /^:[0-9a-f]{12}$/;
+/** What follows the repository in a tag Slipway gives: a built commit's first 12 hex digits, or (published to a registry) an image id's. */
+const BUILT_TAG = /^:(?:id-)?[0-9a-f]{12}$/;
+
+/** How pruneBuiltImages asks the engine: dockerCall, or a swarm manager's call with its deadline. */
+export type EngineCall = <T>(doing: string, call: (abortSignal?: AbortSignal) => Promise<T>) => Promise<T | undefined>;
+const plainCall: EngineCall = (doing, call) => dockerCall(doing, () => call());
+
+/**
+ * Removes, on one engine, the tags Slipway gave under `repos` (BUILT_TAG)
+ * but those in `keep` (tags, or image ids) and those a container still
+ * uses; returns the tags removed. Another tag someone gave an image there
+ * is never touched. Each failed removal is left for a later rollout.
+ */
+export async function pruneBuiltImages(docker: Docker, repos: readonly string[], keep: ReadonlySet<string>, call: EngineCall = plainCall): Promise<string[]> {
+  const removed: string[] = [];
+  for (const repo of repos) {
+    const images = (await call(`listing the images of ${repo}`, (abortSignal) => docker.listImages({ filters: { reference: [`${repo}:*`] }, abortSignal } as Docker.ListImagesOptions))) ?? [];
+    for (const image of images) {
+      if (keep.has(image.Id)) continue;
+      for (const tag of image.RepoTags ?? []) {
+        if (!tag.startsWith(`${repo}:`) || !BUILT_TAG.test(tag.slice(repo.length)) || keep.has(tag)) continue;
+        try {
+          await call(`removing ${tag}`, (abortSignal) => docker.getImage(tag).remove({ abortSignal }));
+          removed.push(tag);
+        } catch {
+          // In use by a container (409), gone meanwhile, or the engine slow: left for a later rollout.
+        }
+      }
+    }
+  }
+  return removed;
+}
 
 /**
  * The log bound given to an app's containers when the engine logs to
@@ -178,23 +208,7 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async pruneImages(app: string, keep: ReadonlySet<string>): Promise<string[]> {
-    const repo = `slipway/${app}`;
-    const images = (await dockerCall(`listing the images of ${app}`, () => this.docker.listImages({ filters: { reference: [`${repo}:*`] } })))!;
-    const removed: string[] = [];
-    for (const image of images) {
-      if (keep.has(image.Id)) continue;
-      for (const tag of image.RepoTags ?? []) {
-        // Only what a build tags (the commit's first 12 hex digits): never another tag someone gave an image there.
-        if (!BUILT_TAG.test(tag.slice(repo.length)) || !tag.startsWith(repo) || keep.has(tag)) continue;
-        try {
-          await this.docker.getImage(tag).remove();
-          removed.push(tag);
-        } catch {
-          // In use by a container (409), or gone meanwhile: left for a later rollout.
-        }
-      }
-    }
-    return removed;
+    return pruneBuiltImages(this.docker, [`slipway/${app}`], keep);
   }
 
   async addressesInUse(): Promise<string[]> {

@@ -1,7 +1,7 @@
 import Docker from 'dockerode';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BASE_IMAGE, testAppName } from '@slipway/devstack/testing';
-import { DockerRuntime } from '../src/container-runtime.js';
+import { DockerRuntime, pruneBuiltImages } from '../src/container-runtime.js';
 
 describe('DockerRuntime.pruneImages', () => {
   const docker = new Docker();
@@ -27,5 +27,25 @@ describe('DockerRuntime.pruneImages', () => {
     expect(left).toContain(`${repo}:bbbbbbbbbbbb`);
     expect(left).toContain(`${repo}:latest`);
     expect(left).not.toContain(`${repo}:aaaaaaaaaaaa`);
+  });
+
+  it('on a swarm manager: the registry\'s tags too, publish ids included, each request through the manager\'s call', async () => {
+    const published = `127.0.0.1:5999/${repo}`;
+    const tags = [`${published}:dddddddddddd`, `${published}:eeeeeeeeeeee`, `${published}:id-ffffffffffff`, `${published}:mine`, `${repo}:dddddddddddd`];
+    for (const tag of tags) {
+      const [name, version] = [tag.slice(0, tag.lastIndexOf(':')), tag.slice(tag.lastIndexOf(':') + 1)];
+      await docker.getImage(BASE_IMAGE).tag({ repo: name, tag: version });
+    }
+    const asked: string[] = [];
+    const removed = await pruneBuiltImages(docker, [repo, published], new Set([`${published}:eeeeeeeeeeee`]), (doing, call) => {
+      asked.push(doing);
+      return call(AbortSignal.timeout(30_000));
+    });
+    // The first test's kept tag is not kept here: it goes too.
+    expect(removed.sort()).toEqual([`${published}:dddddddddddd`, `${published}:id-ffffffffffff`, `${repo}:bbbbbbbbbbbb`, `${repo}:dddddddddddd`]);
+    const left = (await docker.listImages({ filters: { reference: [`${published}:*`] } })).flatMap((i) => i.RepoTags ?? []).sort();
+    expect(left).toEqual([`${published}:eeeeeeeeeeee`, `${published}:mine`]);
+    expect(asked).toContain(`removing ${published}:dddddddddddd`);
+    for (const tag of left) await docker.getImage(tag).remove().catch(() => {});
   });
 });

@@ -6,7 +6,7 @@ import { scrubSecrets } from '@slipway/core/logger';
 import { UnavailableError } from '@slipway/core/slipway-error';
 import { etcdKeys, type UpstreamKey } from '@slipway/etcd/keys';
 import type { AppLock } from '../app-lock.js';
-import type { ContainerHealthState } from '../container-runtime.js';
+import { pruneBuiltImages, type ContainerHealthState } from '../container-runtime.js';
 import { drainConnections, drainReverted } from '../drain-connections.js';
 import { LOG_TAIL_LINES, waitAllHealthy } from '../health.js';
 import { RELEASES_KEPT, revertAfterFailedApply, type ReleaseRecord, type ReleaseStore, type SwitchReceipt } from '../release-store.js';
@@ -15,7 +15,7 @@ import { CancelledError, HealthCheckError } from '../rollout-errors.js';
 import { rolloutLog as say } from '../rollout-log.js';
 import type { RolloutRequest, RolloutResult } from '../rollout.js';
 import { inRegistry, publishImage } from './registry-push.js';
-import { liveEndpoints, serviceSpec, type AppService, type AppTask, type ServiceRuntime, type ServiceSpec } from './swarm-service.js';
+import { askManager, liveEndpoints, serviceSpec, type AppService, type AppTask, type ServiceRuntime, type ServiceSpec } from './swarm-service.js';
 
 /*
  * The deploy story on a swarm: blue/green by service. The new release is a
@@ -116,7 +116,7 @@ export async function executeSwarmRollout(seams: SwarmSeams, engine: SwarmEngine
   try {
     const plan = await run.readAndPlan(image);
     await run.deploy(plan);
-    return await run.finish();
+    return await run.finish(engine);
   } catch (err) {
     await run.undo();
     throw err;
@@ -340,14 +340,36 @@ class SwarmRun {
     };
   }
 
-  async finish(): Promise<RolloutResult> {
+  async finish(engine: SwarmEngine): Promise<RolloutResult> {
     const { app, job } = this.request;
     const pruned = await this.seams.store.pruneReleases(app.name, RELEASES_KEPT).catch(() => 0);
     if (pruned > 0) this.log(say.pruned(pruned, RELEASES_KEPT));
+    const images = await this.pruneImages(engine).catch(() => []);
+    if (images.length > 0) this.log(say.imagesPruned(images));
     this.timings.total = Date.now() - this.t0;
     this.log(say.done(app.name, job, this.result.containers.map((c) => c.address), this.timings.total));
     this.onStep('done');
     return this.result;
+  }
+
+  /**
+   * Images of releases no longer kept (a rollback can only reach kept
+   * ones), on the builder's engine and the manager's, or every deploy
+   * leaves one on each. A kept release's registry reference keeps the tag
+   * the build gave it too. The nodes' own pulled copies stay (only a
+   * node's engine can remove them), as does the registry's (its garbage
+   * collection is its operator's).
+   */
+  private async pruneImages({ engine, source, manager }: SwarmEngine): Promise<string[]> {
+    const app = this.request.app.name;
+    const registry = engine.registry!;
+    const releases = await this.seams.store.listReleases(app);
+    const kept = new Set([this.record.image, this.request.image, ...releases.map((r) => r.image)]);
+    for (const image of [...kept]) if (inRegistry(image, registry)) kept.add(image.slice(registry.length + 1));
+    const local = `slipway/${app}`;
+    const onSource = await pruneBuiltImages(source, [local], kept);
+    const onManager = await pruneBuiltImages(manager, [local, `${registry}/${local}`], kept, (doing, call) => askManager(`${doing} on the swarm manager`, call));
+    return [...onSource, ...onManager.map((tag) => `${tag} (on the manager)`)];
   }
 
   /** A failure before the switch: the candidate dropped, the new service removed (its tasks with it). */
