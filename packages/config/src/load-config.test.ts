@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ConfigError, configSecrets, loadConfig, parseConfig } from './load-config.js';
+import { appConfig, ConfigError, configSecrets, loadConfig, parseConfig } from './load-config.js';
 import { configReference } from './slipway-schema.js';
 
 const FILE = '/etc/slipway/slipway.yml';
@@ -157,6 +157,17 @@ const bad: Array<[string, string, string]> = [
   ['not YAML', 'apps: {hello: [', 'YAML:'],
   ['top level is a list', '- a\n- b', '(top level): expected a mapping, got ["a","b"]'],
 ];
+
+describe('appConfig', () => {
+  it('names configured apps only: what every object inherits is no app', () => {
+    const config = parseConfig(minimalApp, { file: FILE, env: {} });
+    const [name] = Object.keys(config.apps);
+    expect(appConfig(config, name!).name).toBe(name);
+    for (const inherited of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+      expect(() => appConfig(config, inherited)).toThrow(expect.objectContaining({ code: 'unknown_app' }));
+    }
+  });
+});
 
 describe('parseConfig rejects bad configs with the file and key path', () => {
   it.each(bad)('%s', (_name, text, expected) => {

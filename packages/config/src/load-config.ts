@@ -181,7 +181,8 @@ export function parseRepositoryFile(text: string, commit: string): { steps: Step
 
 /** The named app, or an `unknown_app` error listing the ones that exist. */
 export function appConfig(config: SlipwayConfig, name: string): AppConfig {
-  const app = config.apps[name];
+  // Own keys only: `constructor` or `__proto__` is no app, whatever Object.prototype holds.
+  const app = Object.hasOwn(config.apps, name) ? config.apps[name] : undefined;
   if (!app) {
     const known = Object.keys(config.apps);
     throw new SlipwayError('unknown_app', `unknown app ${JSON.stringify(name)}${known.length ? ` (configured: ${known.join(', ')})` : ' (no apps configured)'}`, { status: 404, fault: 'request' });

@@ -141,7 +141,7 @@ export class CommitStatuses {
    */
   private target(job: StatusJob & { push?: Push | null }): StatusTarget | null {
     const push = job.push;
-    const app = this.options.config.apps[job.app];
+    const app = Object.hasOwn(this.options.config.apps, job.app) ? this.options.config.apps[job.app] : undefined;
     if (!push || push.provider === 'git' || !app || !this.options.sender.canSend(push.provider)) return null;
     const repo = configuredRepository(app, push.provider, this.options.config.forges, push.repository.fullName);
     const apiBase = repo && forgeApiBase(push.provider, repo.webRoot, this.options.config.forges);

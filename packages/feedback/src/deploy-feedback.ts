@@ -107,7 +107,7 @@ export class DeployFeedback {
     const kind = record.state === 'failed' ? failureKind(err) : undefined;
     metrics.jobFinished(record, record.state === 'failed' ? (isSlipwayError(err) ? err.code : 'internal') : undefined);
     this.statuses.post(record, { failureKind: kind });
-    const targets = config.apps[record.app]?.notify ?? [];
+    const targets = (Object.hasOwn(config.apps, record.app) ? config.apps[record.app]?.notify : undefined) ?? [];
     if (targets.length === 0 || (record.state !== 'completed' && record.state !== 'failed')) return;
     this.notifier.notify(record, targets, await previousOutcome(store, record), kind);
   }
