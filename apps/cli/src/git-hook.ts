@@ -164,7 +164,11 @@ async function receivePush(options: { app: string; config: string | null; stdin?
         terminal.out(`-----> Slipway: deploying ${app.name} ${sha.slice(0, 12)} as job ${record.id}`);
         // Nobody to report to: the job stops at its next safe point, or completes if its cutover has begun.
         pusher.onGone(() => queue.cancel(record.id).catch(() => {}));
-        const final = await watchJob(queue.store, record.id, terminal, { showLog: true });
+        const final = await watchJob(queue.store, record.id, terminal, { showLog: true }).catch(async (err: unknown) => {
+          // Redis gone for minutes: the push is refused, so the job must not go live after it (if Redis lets us say so).
+          await queue.cancel(record.id).catch(() => {});
+          throw err;
+        });
         if (final.state === 'completed' || final.state === 'superseded') {
           deployed = true;
           return 0;

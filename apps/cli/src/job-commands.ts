@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FINAL_STATES, type JobRecord, publicJob, JOB_STATES, type JobState } from '@slipway/queue/job-types';
 import type { JobStore } from '@slipway/queue/job-store';
+import { firstLine, isRetryable, isSlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import { duration, short, age, table, Spinner, type Terminal } from './terminal.js';
 import { type CliContext, parseFlags, positiveInt, UsageError } from './cli-context.js';
 
@@ -11,10 +12,26 @@ export interface WatchOptions {
   intervalMs?: number;
   /** Prefix every printed line (the git hook prints through git's "remote:" lines). */
   prefix?: string;
+  /** How long Redis may stay unreachable before following gives up. Default FOLLOW_OUTAGE_MS. */
+  outageMs?: number;
 }
 
 /** How often plain output repeats a step that has not changed. */
 const STILL_EVERY_MS = 30_000;
+/**
+ * How long following a job rides out Redis being unreachable (a restart, a
+ * failover) before giving up. The job does not depend on who follows it:
+ * it carries on, or its worker stops it at its next safe point once Redis
+ * has been gone long enough to lose the app's lease.
+ */
+export const FOLLOW_OUTAGE_MS = 5 * 60_000;
+/** How often Redis is asked again while it is unreachable. */
+const OUTAGE_POLL_MS = 1000;
+
+/** Whether a failed read of a job means Redis is unreachable (worth asking again), not that the job is unknown. */
+function isOutage(err: unknown): boolean {
+  return !isSlipwayError(err) || isRetryable(err);
+}
 
 /**
  * Follows a job until it ends: a spinner with its step and elapsed time
@@ -28,12 +45,32 @@ export async function watchJob(store: JobStore, id: string, terminal: Terminal, 
   let lastPrinted = 0;
   const started = Date.now();
   const print = (line: string) => spinner.above(`${options.prefix ?? ''}${line}`);
+  let outageSince: number | null = null;
   for (;;) {
-    const record = await store.mustGet(id);
-    if (options.showLog) {
-      const lines = await store.readLog(id, next);
-      for (const line of lines) print(line);
-      next += lines.length;
+    let record: JobRecord;
+    try {
+      record = await store.mustGet(id);
+      if (options.showLog) {
+        const lines = await store.readLog(id, next);
+        for (const line of lines) print(line);
+        next += lines.length;
+      }
+    } catch (err) {
+      // A Redis restart must not end the wait (a --wait exiting 1, a git push refused) while the job carries on.
+      if (!isOutage(err)) throw err;
+      const now = Date.now();
+      if (outageSince === null) spinner.update(`Redis is unreachable (${firstLine(err)}); still following job ${id}`);
+      outageSince ??= now;
+      if (now - outageSince >= (options.outageMs ?? FOLLOW_OUTAGE_MS)) {
+        throw new UnavailableError('redis', `Redis has been unreachable for ${duration(now - outageSince)} while following job ${id}, which may still be running (slipway jobs shows it once Redis is back)`, { cause: err });
+      }
+      await sleep(OUTAGE_POLL_MS);
+      continue;
+    }
+    if (outageSince !== null) {
+      spinner.update(`Redis is back after ${duration(Date.now() - outageSince)}`);
+      outageSince = null;
+      lastStep = '';
     }
     const final = FINAL_STATES.has(record.state);
     if (!final) {
@@ -53,7 +90,8 @@ export async function watchJob(store: JobStore, id: string, terminal: Terminal, 
     }
     if (final) {
       if (options.showLog) {
-        for (const line of await store.readLog(id, next)) print(line);
+        // Whatever was logged after the record ended; should Redis go now, the outcome below is still known.
+        for (const line of await store.readLog(id, next).catch(() => [])) print(line);
       }
       spinner.stop(outcomeLine(record, Date.now() - started));
       return record;
@@ -144,28 +182,32 @@ export async function retry(ctx: CliContext, argv: string[]): Promise<number> {
   if (values.app !== undefined) ctx.app(values.app);
   const queue = await ctx.queue();
   let started: JobRecord[];
+  /** Retries that failed (not refused): the command then exits 1, after saying what it did queue. */
+  let notRetried = 0;
   if (values.failed) {
-    const { retried, skipped } = await queue.retryFailed(values.app);
+    const { retried, skipped, failed } = await queue.retryFailed(values.app);
     started = retried;
     if (!ctx.options.json) {
       for (const { job, reason } of skipped) ctx.terminal.err(`skipped job ${job.id} (${job.app} ${short(job.sha)}): ${reason}`);
-      if (retried.length === 0) ctx.terminal.out('no failed jobs to retry');
+      if (retried.length === 0 && failed.length === 0) ctx.terminal.out('no failed jobs to retry');
     }
+    for (const { job, error } of failed) ctx.terminal.err(`could not retry job ${job.id} (${job.app} ${short(job.sha)}): ${firstLine(error)}`);
+    notRetried = failed.length;
   } else {
     started = [await queue.retry(positionals[0]!)];
   }
   if (ctx.options.json && !values.wait) {
     ctx.terminal.out(JSON.stringify(started.map(publicJob), null, 2));
-    return 0;
+    return notRetried > 0 ? 1 : 0;
   }
-  for (const job of started) ctx.terminal.out(`job ${job.id} queued: retry of job ${job.retryOf} (${job.app} ${short(job.sha ?? job.image)})`);
-  if (!values.wait) return 0;
-  let ok = true;
-  for (const job of started) {
-    const final = await watchJob(queue.store, job.id, ctx.terminal, { showLog: false });
-    ok &&= final.state === 'completed';
-  }
-  return ok ? 0 : 1;
+  // With --json, stdout holds the one JSON document: what was queued is said on stderr.
+  const say = ctx.options.json ? ctx.terminal.err : ctx.terminal.out;
+  for (const job of started) say(`job ${job.id} queued: retry of job ${job.retryOf} (${job.app} ${short(job.sha ?? job.image)})`);
+  if (!values.wait) return notRetried > 0 ? 1 : 0;
+  const finals: JobRecord[] = [];
+  for (const job of started) finals.push(await watchJob(queue.store, job.id, ctx.terminal, { showLog: false }));
+  if (ctx.options.json) ctx.terminal.out(JSON.stringify(finals.map(publicJob), null, 2));
+  return notRetried === 0 && finals.every((f) => f.state === 'completed') ? 0 : 1;
 }
 
 export const CANCEL_USAGE = 'usage: slipway cancel <job>';
