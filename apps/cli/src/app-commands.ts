@@ -21,7 +21,8 @@ export async function deploy(ctx: CliContext, argv: string[]): Promise<number> {
     ctx.terminal.out(JSON.stringify(publicJob(record), null, 2));
     return 0;
   }
-  ctx.terminal.out(`job ${record.id} queued: deploy ${app.name} ${record.sha ? short(record.sha) : record.image}${record.ref ? ` (${record.ref})` : ''}`);
+  // With --json (and --wait), stdout holds the one JSON document finishWait prints: what was queued is said on stderr.
+  (ctx.options.json ? ctx.terminal.err : ctx.terminal.out)(`job ${record.id} queued: deploy ${app.name} ${record.sha ? short(record.sha) : record.image}${record.ref ? ` (${record.ref})` : ''}`);
   return values.wait ? finishWait(ctx, record.id) : 0;
 }
 
@@ -37,7 +38,7 @@ export async function rollback(ctx: CliContext, argv: string[]): Promise<number>
     ctx.terminal.out(JSON.stringify(publicJob(job), null, 2));
     return 0;
   }
-  ctx.terminal.out(`job ${job.id} queued: roll ${app.name} back to ${short(target.sha ?? target.image)} (${target.image}, live ${age(target.at)} by job ${target.job})`);
+  (ctx.options.json ? ctx.terminal.err : ctx.terminal.out)(`job ${job.id} queued: roll ${app.name} back to ${short(target.sha ?? target.image)} (${target.image}, live ${age(target.at)} by job ${target.job})`);
   return values.wait ? finishWait(ctx, job.id) : 0;
 }
 

@@ -204,8 +204,11 @@ describe('slipway', () => {
     const jobs = JSON.parse((await slipwayFull([...cfg(), 'jobs', '--json', '--limit', '1'])).stdout);
     expect(jobs[0]).toMatchObject({ id, trigger: 'rollback', sha: repo.sha, state: 'completed' });
 
-    const to = await slipwayFull([...cfg(), 'rollback', app, '--to', sha2.slice(0, 12), '--wait']);
+    const to = await slipwayFull([...cfg(), 'rollback', app, '--to', sha2.slice(0, 12), '--wait', '--json']);
     expect(to.code, to.stderr).toBe(0);
+    // --json with --wait: stdout is one JSON document, the job as it ended; what was queued is said on stderr.
+    expect(JSON.parse(to.stdout)).toMatchObject({ trigger: 'rollback', sha: sha2, state: 'completed' });
+    expect(to.stderr).toMatch(/job \d+ queued: roll/);
     expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('cli v2\n');
   });
 
@@ -215,8 +218,9 @@ describe('slipway', () => {
     expect(failed.code).toBe(1);
     expect(failed.stderr).toMatch(/failed: Step \d+\/\d+ : RUN/);
     const id = /job (\d+) queued/.exec(failed.stdout)![1]!;
-    const retried = await slipwayFull([...cfg(), 'retry', id, '--wait']);
+    const retried = await slipwayFull([...cfg(), 'retry', id, '--wait', '--json']);
     expect(retried.code).toBe(1);
+    expect(JSON.parse(retried.stdout)).toMatchObject([{ trigger: 'retry', state: 'failed' }]);
     const jobs = JSON.parse((await slipwayFull([...cfg(), 'jobs', '--json', '--state', 'failed', '--app', app])).stdout);
     expect(jobs.map((j: { trigger: string }) => j.trigger)).toEqual(['retry', 'cli']);
   });

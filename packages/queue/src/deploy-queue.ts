@@ -1,6 +1,6 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { SlipwayError } from '@slipway/core/slipway-error';
+import { isSlipwayError, SlipwayError } from '@slipway/core/slipway-error';
 import { FINAL_STATES, type DeployRequest, type JobRecord } from './job-types.js';
 import { JobStore, type CreatedGroup, type JobGroup } from './job-store.js';
 import { withRedis } from './redis.js';
@@ -212,12 +212,15 @@ export class DeployQueue {
   /**
    * `retry --failed`: per app, the newest failed job not yet retried, and
    * only when nothing newer has gone live since (re-running an older commit
-   * over a newer release is never what "retry" means).
+   * over a newer release is never what "retry" means). One app's retry
+   * refused (`skipped`) or failing (`failed`: Redis went away) does not
+   * hide the others': every job queued is in `retried`.
    */
-  async retryFailed(app?: string): Promise<{ retried: JobRecord[]; skipped: Array<{ job: JobRecord; reason: string }> }> {
+  async retryFailed(app?: string): Promise<{ retried: JobRecord[]; skipped: Array<{ job: JobRecord; reason: string }>; failed: Array<{ job: JobRecord; error: unknown }> }> {
     const recent = await withRedis(this.redis, () => this.store.list({ app, limit: 2000 }));
     const retried: JobRecord[] = [];
     const skipped: Array<{ job: JobRecord; reason: string }> = [];
+    const failed: Array<{ job: JobRecord; error: unknown }> = [];
     const decided = new Set<string>();
     for (const job of recent) {
       if (decided.has(job.app)) {
@@ -229,11 +232,16 @@ export class DeployQueue {
         continue;
       }
       if (job.state === 'failed' && !job.retriedBy) {
-        retried.push(await this.retry(job.id));
         decided.add(job.app);
+        try {
+          retried.push(await this.retry(job.id));
+        } catch (err) {
+          if (isSlipwayError(err, 'not_retryable')) skipped.push({ job, reason: err.message });
+          else failed.push({ job, error: err });
+        }
       }
     }
-    return { retried, skipped };
+    return { retried, skipped, failed };
   }
 
   async close(): Promise<void> {
