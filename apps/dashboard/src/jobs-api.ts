@@ -67,8 +67,9 @@ export function jobsApi(options: JobsApiOptions): Router {
     // A big log over a slow link may take minutes: the deadline counts from the last chunk that went out.
     for (let from = 1; from <= total && !res.destroyed; from += DOWNLOAD_CHUNK) {
       extendDeadline(req, res);
-      const lines = await store.readLog(id, from, Math.min(total, from + DOWNLOAD_CHUNK - 1));
-      if (lines.length === 0) break;
+      const lines = await store.readLog(id, from, Math.min(total, from + DOWNLOAD_CHUNK - 1)).catch(() => null);
+      // Redis gone, or the job trimmed, halfway: the download must not end as if complete. Cut, the client sees it failed.
+      if (lines === null || lines.length === 0) return void res.destroy();
       if (!res.write(`${lines.join('\n')}\n`)) await drainedOrClosed(res);
     }
     res.end();

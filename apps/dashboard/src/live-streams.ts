@@ -66,7 +66,8 @@ export function streamsApi(options: StreamsApiOptions): Router {
     const stop = hub.listen((event) => {
       if (event.kind === 'resync') stream.send({ event: 'resync', data: {} });
       else if (app === null || event.job.app === app) stream.send({ event: 'job', data: event.job });
-      if (res.writableLength > MAX_BUFFERED_BYTES) stream.end();
+      // Dropped, not ended: end() keeps what is buffered and the socket open, for a reader that may never read.
+      if (res.writableLength > MAX_BUFFERED_BYTES) stream.drop();
     });
     stream.signal.addEventListener('abort', () => {
       stop();
@@ -168,6 +169,12 @@ class SseStream {
     this.stop();
   }
 
+  /** Closes the connection at once, dropping what is buffered: for a reader too slow to keep. */
+  drop(): void {
+    this.res.destroy();
+    this.stop();
+  }
+
   private write(text: string): boolean {
     if (this.closed) return false;
     this.lastWrite = Date.now();
@@ -217,8 +224,10 @@ export class StreamSlots {
 
 /** How often a live log is polled for new lines (one HGETALL and one LLEN). */
 export const LOG_POLL_MS = 200;
-/** Lines read from Redis and written per batch, so a 200,000-line backlog streams in bounded memory. */
-export const LOG_CHUNK_LINES = 2000;
+/** Lines read from Redis per batch, so a 200,000-line backlog streams in bounded memory (a line is at most 16 KB). */
+export const LOG_CHUNK_LINES = 500;
+/** Bytes of lines written at once, each slice after the socket drained: a slow reader holds about one slice. */
+export const LOG_SLICE_BYTES = 256 * 1024;
 
 interface StreamJobLogOptions {
   store: JobStore;
@@ -257,10 +266,15 @@ async function streamJobLog(options: StreamJobLogOptions): Promise<void> {
     while (next <= length && !sse.closed) {
       const lines = await store.readLog(id, next, Math.min(length, next + LOG_CHUNK_LINES - 1));
       if (lines.length === 0) break;
-      const first = next;
-      sse.sendAll(lines.map((line, i) => ({ id: first + i, data: line })));
-      next += lines.length;
-      await sse.drained();
+      for (let from = 0; from < lines.length && !sse.closed;) {
+        let to = from + 1;
+        for (let bytes = lines[from]!.length; to < lines.length && bytes < LOG_SLICE_BYTES; to++) bytes += lines[to]!.length;
+        const first = next;
+        sse.sendAll(lines.slice(from, to).map((line, i) => ({ id: first + i, data: line })));
+        next += to - from;
+        from = to;
+        await sse.drained();
+      }
     }
     if (FINAL_STATES.has(record.state)) {
       sse.send({ event: 'end', data: { state: record.state, error: record.error, lines: next - 1 } });

@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { JobRecord } from '@slipway/queue/job-types';
@@ -205,6 +206,50 @@ describe('the JSON API', () => {
       controller.abort();
     }));
     await expect.poll(() => world.dashboard.openStreams).toBe(before);
+  });
+
+  it('drops a live-events reader that stops reading: its connection is closed, not left holding what was buffered', async () => {
+    const before = world.dashboard.openStreams;
+    let held: import('node:net').Socket | undefined;
+    const onRequest = (req: import('node:http').IncomingMessage) => {
+      // Listened to after express's own handler, which has taken the /api mount off req.url by then.
+      if (req.url === '/events') held = req.socket;
+    };
+    world.server.on('request', onRequest);
+    const client = request(`${world.url}/api/events`, { headers: auth }, (res) => {
+      res.pause(); // Never reads: what the server sends piles up in the sockets' buffers, then in the response's.
+      res.on('error', () => {});
+    });
+    client.on('error', () => {});
+    client.end();
+    try {
+      await expect.poll(() => world.dashboard.openStreams).toBe(before + 1);
+      // 400 events of 64 KB: 25 MB, past what loopback's socket buffers take and the 1 MB the server keeps for a reader.
+      const big = 'x'.repeat(64 * 1024);
+      for (let n = 0; n < 400; n++) await world.queue.redis.publish(world.queue.store.keys.events, JSON.stringify({ id: String(n), app: big, state: 'waiting' }));
+      await expect.poll(() => world.dashboard.openStreams).toBe(before);
+      // Ended instead, the connection would stay open until the reader took the megabytes buffered for it, that is never.
+      await expect.poll(() => held?.destroyed, { timeout: 5000 }).toBe(true);
+    } finally {
+      world.server.off('request', onRequest);
+      client.destroy();
+    }
+  });
+
+  it('a log download cut short (the job trimmed, Redis away) fails, never ends as if complete', async () => {
+    const id = await seed('completed');
+    const line = 'y'.repeat(1000);
+    for (let n = 0; n < 8; n++) await world.queue.store.appendLog(id, Array.from({ length: 5000 }, () => line));
+    const res = await fetch(`${world.url}/api/jobs/${id}/log.txt`, { headers: auth });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    await reader.read();
+    // 40 MB: the server is still some chunks from the end, waiting for this reader.
+    await world.queue.redis.del(world.queue.store.keys.log(id));
+    const rest = (async () => {
+      for (;;) if ((await reader.read()).done) return 'ended as if complete';
+    })();
+    await expect(rest).rejects.toThrow();
   });
 
   it('re-runs a failed job and cancels a waiting one, as the CLI does', async () => {
