@@ -32,6 +32,15 @@ describe('/proc/net/tcp', () => {
   });
 });
 
+describe('a port published on every address (host_ip 0.0.0.0)', () => {
+  it('counts the connections that came in on any address of it: no socket ever shows 0.0.0.0', () => {
+    const established = (local: string, remote: string) => ({ local, remote, state: 0x01, inode: 0 });
+    // nginx asked for 0.0.0.0:32770 and got 127.0.0.1:32770 (both ends here); someone else came in on 10.0.0.5.
+    const sockets = [established('127.0.0.1:32770', '127.0.0.1:45000'), established('127.0.0.1:45000', '127.0.0.1:32770'), established('10.0.0.5:32770', '10.0.0.9:51000'), established('127.0.0.1:45002', '10.0.0.7:32770')];
+    expect(countEstablished(sockets, ['0.0.0.0:32770', '0.0.0.0:32771'])).toEqual(new Map([['0.0.0.0:32770', 2], ['0.0.0.0:32771', 0]]));
+  });
+});
+
 describe('/proc/net/unix', () => {
   it('keeps the listening sockets that have a path, as nginx names them', () => {
     const table = `Num       RefCount Protocol Flags    Type St Inode Path

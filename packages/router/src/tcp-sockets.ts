@@ -74,14 +74,22 @@ export async function readTcpSockets(): Promise<TcpSocket[]> {
 export function countEstablished(sockets: readonly TcpSocket[], addresses: readonly string[]): Map<string, number> {
   const local = new Map(addresses.map((a) => [a, 0]));
   const peer = new Map(local);
+  // A port published on every address (host_ip 0.0.0.0): no socket shows 0.0.0.0, a connection to it shows the address
+  // it came in on (127.0.0.1 when nginx asks for 0.0.0.0). Matched by port here, the peer's end only on loopback.
+  const anyAddress = new Map(addresses.filter((a) => a.startsWith('0.0.0.0:')).map((a) => [portOf(a), a]));
+  const bump = (counts: Map<string, number>, address: string | undefined) => {
+    if (address !== undefined && counts.has(address)) counts.set(address, counts.get(address)! + 1);
+  };
   for (const socket of sockets) {
     if (socket.state !== TcpState.ESTABLISHED) continue;
-    const mine = local.get(socket.local);
-    if (mine !== undefined) local.set(socket.local, mine + 1);
-    const theirs = peer.get(socket.remote);
-    if (theirs !== undefined) peer.set(socket.remote, theirs + 1);
+    bump(local, local.has(socket.local) ? socket.local : anyAddress.get(portOf(socket.local)));
+    bump(peer, peer.has(socket.remote) ? socket.remote : socket.remote.startsWith('127.') ? anyAddress.get(portOf(socket.remote)) : undefined);
   }
   return new Map(addresses.map((a) => [a, Math.max(local.get(a)!, peer.get(a)!)]));
+}
+
+function portOf(address: string): string {
+  return address.slice(address.lastIndexOf(':') + 1);
 }
 
 /**
