@@ -11,7 +11,7 @@ import { waitAllHealthy } from './health.js';
 import { planRollout, type RolloutPlan, type RolloutStep } from './plan-rollout.js';
 import { RELEASES_KEPT, revertAfterFailedApply, type ReleaseRecord, type ReleaseStore, type RouteLease, type SwitchReceipt } from './release-store.js';
 import type { PreparedRoute, RouteProxy } from './route-proxy.js';
-import { CancelledError, RegistrarUnavailableError } from './rollout-errors.js';
+import { CancelledError, RegistrarUnavailableError, SwitchOutcomeUnknownError } from './rollout-errors.js';
 import { rolloutLog as say } from './rollout-log.js';
 import type { RolloutRequest, RolloutResult } from './rollout.js';
 
@@ -77,6 +77,8 @@ class RolloutRun {
   private prepared?: PreparedRoute;
   private receipt?: SwitchReceipt;
   private switched = false;
+  /** etcd neither confirmed nor refused the switch: the new containers may be what it names, so they stay. */
+  private switchUnknown = false;
   private routeLease?: RouteLease;
 
   /** Which phase of `timings` each step's time counts towards (null: the next phase that is counted). */
@@ -217,7 +219,12 @@ class RolloutRun {
     const add = Object.fromEntries(this.started.map((c) => [etcdKeys.upstream(step.prefix, c.id), c.address!]));
     if (step.leaseTtlS !== undefined) this.routeLease = await this.seams.store.routeLease(step.leaseTtlS);
     this.record.at = new Date().toISOString();
-    this.receipt = await this.seams.store.switchRelease({ app: app.name, remove: this.upstreams, add, release: this.record, lock: this.lock!, leaseId: this.routeLease?.id });
+    try {
+      this.receipt = await this.seams.store.switchRelease({ app: app.name, remove: this.upstreams, add, release: this.record, lock: this.lock!, leaseId: this.routeLease?.id });
+    } catch (err) {
+      this.switchUnknown = err instanceof SwitchOutcomeUnknownError;
+      throw err;
+    }
     this.switched = true;
     const lease = this.routeLease && step.leaseTtlS !== undefined ? { id: this.routeLease.id, ttlS: step.leaseTtlS } : undefined;
     this.log(say.switched(step.prefix, Object.values(add), this.upstreams.length, lease, job));
@@ -289,6 +296,10 @@ class RolloutRun {
   async undo(): Promise<void> {
     if (this.switched) return;
     await this.prepared?.discard().catch(() => {});
+    if (this.switchUnknown) {
+      this.log(`left the new containers running (${this.started.map((c) => c.id.slice(0, 12)).join(', ')}): etcd may name them`);
+      return;
+    }
     // A receipt and no switch: the switch was made and put back.
     if (this.receipt) await drainReverted(this.started.flatMap((c) => (c.address ? [c.address] : [])), this.request.app.drain_s, this.log);
     await Promise.all(this.started.map(async ({ id }) => {

@@ -1,10 +1,11 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Etcd3, PutBuilder } from 'etcd3';
 import { InvalidInputError, UnavailableError } from '@slipway/core/slipway-error';
 import { isSha, quote, SHA_PREFIX } from '@slipway/core/validate';
 import { etcdCall, etcdDeadline } from '@slipway/etcd/client';
 import { etcdKeys, readUpstreams, type UpstreamKey } from '@slipway/etcd/keys';
 import { acquireAppLock, acquireLock, type AcquireLockOptions, type AppLock } from './app-lock.js';
-import { ReleaseNotFoundError } from './rollout-errors.js';
+import { ReleaseNotFoundError, SwitchOutcomeUnknownError } from './rollout-errors.js';
 import { rolloutLog as say } from './rollout-log.js';
 
 /*
@@ -85,6 +86,22 @@ export interface ReleaseStore {
   routeLease(ttlS: number): Promise<RouteLease>;
 }
 
+/**
+ * Whether a failed etcd call never reached etcd: no connection could be
+ * made (refused, or the client's circuit open). A timeout, a reset or a
+ * deadline may come after etcd applied it.
+ */
+function neverSent(err: UnavailableError): boolean {
+  const cause = err.cause as { message?: string; isBrokenCircuitError?: boolean } | undefined;
+  return cause?.isBrokenCircuitError === true || /ECONNREFUSED|No connection established/.test(cause?.message ?? '');
+}
+
+/** A switch's transaction as etcd answered it; without `responses` when it was found made by reading the release. */
+type SwitchCommit = { succeeded: boolean; responses?: Array<{ response_range?: { kvs?: Array<{ value: Buffer }> } }> };
+
+/** How long a switch etcd neither confirmed nor refused is asked about again (see confirmSwitch). */
+export const SWITCH_CONFIRM_MS = 20_000;
+
 const leased = (put: PutBuilder, leaseId: string | undefined) => (leaseId === undefined ? put : put.lease(leaseId));
 
 /** The store seam over etcd. */
@@ -113,10 +130,12 @@ export class EtcdReleaseStore implements ReleaseStore {
     const json = JSON.stringify(input.release);
     const historyKey = etcdKeys.releaseEntry(app, new Date(input.release.at));
     const remove = input.remove.filter((u) => !(u.key in input.add));
-    const previousRelease = await this.rawRelease(app);
-    const result = await etcdCall(`switching the upstream keys of ${app}`, () => etcd
+    const releaseKey = etcdKeys.release(app);
+    // The release it replaces is read by the switch itself (ops run in order: this read sees the state before the puts).
+    const commit = () => etcdCall(`switching the upstream keys of ${app}`, () => etcd
       .if(lock.key, 'Value', '==', lock.value)
       .then(
+        etcd.get(releaseKey),
         ...remove.map((u) => etcd.delete().key(u.key)),
         ...Object.entries(input.add).map(([key, address]) => leased(etcd.put(key).value(address), input.leaseId)),
         etcd.put(etcdKeys.release(app)).value(json),
@@ -124,10 +143,48 @@ export class EtcdReleaseStore implements ReleaseStore {
       )
       .options(etcdDeadline())
       .commit());
+    let result: SwitchCommit;
+    try {
+      result = await commit();
+    } catch (err) {
+      if (!(err instanceof UnavailableError) || neverSent(err)) throw err;
+      result = await this.confirmSwitch(app, json, commit, err);
+    }
     if (!result.succeeded) {
       throw new UnavailableError('etcd', `lost the rollout lock of ${app} before the switch (etcd unreachable for longer than the lock's lease?); nothing was switched`);
     }
+    const read = result.responses?.[0]?.response_range?.kvs?.[0]?.value;
+    // Made, but only known by asking again: what it replaced is the history entry before its own.
+    const previousRelease = result.responses ? (read === undefined ? null : read.toString()) : await this.releaseBefore(app, historyKey);
     return { input, previousRelease, historyKey };
+  }
+
+  /** The newest history entry older than `historyKey`, or null. */
+  private async releaseBefore(app: string, historyKey: string): Promise<string | null> {
+    return (await this.history(app)).find(([key]) => key < historyKey)?.[1] ?? null;
+  }
+
+  /**
+   * After a switch etcd neither confirmed nor refused: asks, every second
+   * for SWITCH_CONFIRM_MS, whether the release is ours (then it was made),
+   * else sends the same transaction again (it is idempotent, and still
+   * guarded by the lock). Still no answer: SwitchOutcomeUnknownError, and
+   * the caller must not take the new containers away.
+   */
+  private async confirmSwitch(app: string, json: string, commit: () => Promise<SwitchCommit>, first: unknown): Promise<SwitchCommit> {
+    const deadline = Date.now() + SWITCH_CONFIRM_MS;
+    let last = first;
+    while (Date.now() < deadline) {
+      await sleep(1000);
+      try {
+        if ((await this.rawRelease(app)) === json) return { succeeded: true };
+        return await commit();
+      } catch (err) {
+        if (!(err instanceof UnavailableError)) throw err;
+        last = err;
+      }
+    }
+    throw new SwitchOutcomeUnknownError(app, last);
   }
 
   /**

@@ -1,4 +1,4 @@
-import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
+import { firstLine, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 
 /**
  * The rollout's own failures, each with a stable `code`. Besides these a
@@ -49,6 +49,21 @@ export class RegistrarUnavailableError extends UnavailableError {
   constructor(app: string) {
     super('registrar', `no registrar serves ${app} (routing: dns): nothing would keep its DNS keys alive after the switch; start \`slipway router\` (it runs the registrar), then retry`);
     this.name = 'RegistrarUnavailableError';
+  }
+}
+
+/**
+ * The switch's transaction went to etcd, which neither confirmed nor
+ * refused it (a timeout, a dropped connection) and could not be asked
+ * again in time: it may have been made. The new containers (or service)
+ * are then left running, since etcd may name them and the router would
+ * route to them; the next rollout of the app removes whichever set etcd
+ * does not name.
+ */
+export class SwitchOutcomeUnknownError extends UnavailableError {
+  constructor(app: string, cause: unknown) {
+    super('etcd', `etcd did not confirm the switch of ${app} and could not be asked again, so it may have been made: the new containers are left running, and the next rollout removes whichever set etcd does not name (${firstLine(cause)})`, { cause });
+    this.name = 'SwitchOutcomeUnknownError';
   }
 }
 

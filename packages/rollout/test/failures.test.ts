@@ -9,7 +9,7 @@ import { createEtcdClient } from '@slipway/etcd/client';
 import { listenerHolders, nginxNames } from '@slipway/router/nginx';
 import { etcdKeys } from '@slipway/etcd/keys';
 import { rollout, type RolloutOptions } from '../src/rollout.js';
-import { appContainers, buildImage, deadPort, docker, fetchText, testApp, watchServing, useRolloutWorld } from './fixtures.js';
+import { appContainers, buildImage, deadPort, docker, etcdRelay, fetchText, testApp, watchServing, useRolloutWorld } from './fixtures.js';
 
 describe('a failed rollout leaves the previous release serving, its file and keys as they were, no stray container', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;
@@ -149,6 +149,35 @@ describe('a failed rollout leaves the previous release serving, its file and key
       client.close();
       await stopProcess(own.pid);
       dir.remove();
+    }
+  });
+
+  it('a switch etcd makes but answers too late is seen as made: the rollout completes, never removing what etcd names', async () => {
+    const relay = await etcdRelay();
+    try {
+      const app = await testApp();
+      const base: RolloutOptions = { app, nginx: nginx.settings, docker, etcd: relay.client, image: await buildImage(app.name, 'v1'), sha: null, job: 'before' };
+      await rollout(base);
+      // From the moment the candidate passed its check, etcd's answers are held for 6.5 s: the switch goes through, its answer
+      // comes after the call's 5 s deadline (without asking again, the rollout removed the new containers etcd then named).
+      const lines: string[] = [];
+      const result = await rollout({ ...base, image: await buildImage(app.name, 'v2'), job: 'late-answer', log: (line) => {
+        lines.push(line);
+        if (line.startsWith('nginx: ') && line.includes('passed check_cmd')) {
+          relay.hold();
+          setTimeout(() => relay.release(), 6500);
+        }
+      } });
+      expect(result.release.job).toBe('late-answer');
+      expect(await fetchText(app.listen)).toBe('200 v2');
+      const named = Object.keys(await etcd.getAll().prefix(`${app.etcd_prefix}/`).strings()).map((key) => key.split('/').pop()!);
+      const running = (await appContainers(app.name)).filter((c) => c.State === 'running').map((c) => c.Id.slice(0, 12));
+      expect(named.length).toBeGreaterThan(0);
+      expect(running).toEqual(expect.arrayContaining(named));
+    } finally {
+      relay.release();
+      relay.client.close();
+      relay.cut();
     }
   });
 

@@ -116,11 +116,14 @@ export async function serveDns(dns: Awaited<ReturnType<typeof ownDns>>, apps: Ap
  * A TCP relay to the stack's etcd, for a client that must be cut off the
  * way a crashed process is (`cut()`: every connection reset, nothing
  * revoked). Closing an etcd3 client is not that: open gRPC streams (lease
- * keep-alives) go on until they end.
+ * keep-alives) go on until they end. `hold()` keeps etcd's answers back
+ * (requests still reach it) until `release()`: a slow etcd, seen from the
+ * client.
  */
-export async function etcdRelay(): Promise<{ client: Etcd3; cut: () => void }> {
+export async function etcdRelay(): Promise<{ client: Etcd3; cut: () => void; hold: () => void; release: () => void }> {
   const target = new URL(testStack().etcd!.url);
   const sockets = new Set<Socket>();
+  let held: Array<() => void> | null = null;
   const server = createServer((inbound) => {
     const outbound = connect(Number(target.port), target.hostname);
     for (const s of [inbound, outbound]) {
@@ -128,7 +131,9 @@ export async function etcdRelay(): Promise<{ client: Etcd3; cut: () => void }> {
       s.on('error', () => {});
       s.on('close', () => sockets.delete(s));
     }
-    inbound.pipe(outbound).pipe(inbound);
+    inbound.pipe(outbound);
+    outbound.on('data', (chunk: Buffer) => (held ? held.push(() => inbound.write(chunk)) : inbound.write(chunk)));
+    outbound.on('end', () => (held ? held.push(() => inbound.end()) : inbound.end()));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as { port: number };
@@ -137,6 +142,14 @@ export async function etcdRelay(): Promise<{ client: Etcd3; cut: () => void }> {
     cut: () => {
       server.close();
       for (const s of sockets) s.destroy();
+    },
+    hold: () => {
+      held ??= [];
+    },
+    release: () => {
+      const waiting = held ?? [];
+      held = null;
+      for (const write of waiting) write();
     },
   };
 }

@@ -11,7 +11,7 @@ import { drainConnections, drainReverted } from '../drain-connections.js';
 import { LOG_TAIL_LINES, waitAllHealthy } from '../health.js';
 import { RELEASES_KEPT, revertAfterFailedApply, type ReleaseRecord, type ReleaseStore, type SwitchReceipt } from '../release-store.js';
 import type { PreparedRoute, RouteProxy } from '../route-proxy.js';
-import { CancelledError, HealthCheckError } from '../rollout-errors.js';
+import { CancelledError, HealthCheckError, SwitchOutcomeUnknownError } from '../rollout-errors.js';
 import { rolloutLog as say } from '../rollout-log.js';
 import type { RolloutRequest, RolloutResult } from '../rollout.js';
 import { inRegistry, publishImage } from './registry-push.js';
@@ -141,6 +141,8 @@ class SwarmRun {
   private prepared?: PreparedRoute;
   private receipt?: SwitchReceipt;
   private switched = false;
+  /** etcd neither confirmed nor refused the switch: the new service may be what it names, so it stays. */
+  private switchUnknown = false;
   private record!: ReleaseRecord;
   private result!: RolloutResult;
 
@@ -236,7 +238,12 @@ class SwarmRun {
     if (this.lock!.lost) throw new UnavailableError('etcd', `lost the rollout lock of ${app.name} (etcd unreachable for longer than its lease); nothing was switched`);
     const add = Object.fromEntries(this.tasks.map((t) => [etcdKeys.upstream(app.etcd_prefix, t.id), t.address!]));
     this.record.at = new Date().toISOString();
-    this.receipt = await store.switchRelease({ app: app.name, remove: this.upstreams, add, release: this.record, lock: this.lock! });
+    try {
+      this.receipt = await store.switchRelease({ app: app.name, remove: this.upstreams, add, release: this.record, lock: this.lock! });
+    } catch (err) {
+      this.switchUnknown = err instanceof SwitchOutcomeUnknownError;
+      throw err;
+    }
     this.switched = true;
     this.log(say.switched(app.etcd_prefix, Object.values(add), this.upstreams.length, undefined, this.request.job));
     try {
@@ -377,6 +384,10 @@ class SwarmRun {
     if (this.switched) return;
     await this.prepared?.discard().catch(() => {});
     if (!this.created) return;
+    if (this.switchUnknown) {
+      this.log(`left the new service ${this.created.name} running: etcd may name its tasks`);
+      return;
+    }
     // A receipt and no switch: the switch was made and put back.
     if (this.receipt) await drainReverted(this.tasks.flatMap((t) => (t.address ? [t.address] : [])), this.request.app.drain_s, this.log);
     try {
