@@ -111,6 +111,8 @@ export function etcdArgv(dataDir: string, port: number, peerPort: number): strin
     // Keeps an hour of revisions: every put is history until compacted, and a
     // year of deploys would otherwise reach etcd's space quota (then it refuses writes).
     '--auto-compaction-mode', 'periodic', '--auto-compaction-retention', '1h',
+    // A switch of N replicas is one transaction of 2N + 3 operations: 131 at replicas: 64, past etcd's default 128.
+    '--max-txn-ops', '1024',
     '--log-level', 'warn', '--logger', 'zap',
   ];
 }

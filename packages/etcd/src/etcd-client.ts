@@ -66,7 +66,9 @@ export function etcdError(err: unknown, doing: string): SlipwayError {
     || err instanceof EtcdLeaseInvalidError
     || (err instanceof Error && ((err as { isBrokenCircuitError?: boolean }).isBrokenCircuitError === true || /ECONNREFUSED|ECONNRESET|No connection established/.test(err.message)));
   if (unreachable) return new UnavailableError('etcd', `etcd unreachable while ${doing}: ${message}`, { cause: err });
-  return new SlipwayError('etcd_error', `etcd failed while ${doing}: ${message}`, { cause: err });
+  // etcd's --max-txn-ops (128 unless raised): a switch takes 2 operations per replica (the old key and the new) and 3 more.
+  const hint = /too many operations in txn request/.test(message ?? '') ? '; raise etcd\'s --max-txn-ops (a switch of N replicas takes 2N + 3; the etcd Slipway starts allows 1024)' : '';
+  return new SlipwayError('etcd_error', `etcd failed while ${doing}: ${message}${hint}`, { cause: err });
 }
 
 /** Call options giving an etcd request a deadline (default ETCD_CALL_TIMEOUT_MS). */
