@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import { extract } from 'tar-fs';
-import { CommandError, runCommand } from '@slipway/core/run-command';
+import { CommandError, processStart, runCommand } from '@slipway/core/run-command';
 import { SlipwayError, firstLine } from '@slipway/core/slipway-error';
 import { scrubSecrets } from '@slipway/core/logger';
 import { branchOfRef, isSha } from '@slipway/core/validate';
@@ -15,7 +15,7 @@ import { connectRedis, redisForDisplay } from '@slipway/queue/redis';
 import { type CliContext, parseFlags, UsageError } from './cli-context.js';
 import { safeForTerminal, type Terminal } from './terminal.js';
 import { watchJob } from './job-commands.js';
-import { holderAlive, hookGitDir, processStart, releasePushLock, takePushLock } from './push-lock.js';
+import { holderAlive, hookGitDir, releasePushLock, takePushLock } from './push-lock.js';
 
 export const REMOTE_USAGE = 'usage: slipway remote add <app> <path>';
 

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, linkSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { isProcessAlive } from '@slipway/core/run-command';
+import { isProcessAlive, processStart } from '@slipway/core/run-command';
 
 /*
  * One deploying push at a time per Slipway remote, held from the
@@ -42,17 +42,6 @@ export interface PushLock {
 /** The repository the hooks run in: git sets GIT_DIR (`.` for a bare one), relative to their working directory. */
 export function hookGitDir(env: NodeJS.ProcessEnv = process.env): string {
   return resolve(env.GIT_DIR ?? '.');
-}
-
-/** A process's start time (clock ticks since boot, from /proc), or null when there is no such process. */
-export function processStart(pid: number): string | null {
-  try {
-    // The command name, in parentheses, may hold spaces: fields are counted after its closing one.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
-  } catch {
-    return null;
-  }
 }
 
 /** Whether the push holding `lock` is still under way: its git process exists, and is the same one. */

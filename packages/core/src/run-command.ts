@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { SlipwayError } from './slipway-error.js';
 
 export interface RunOptions {
@@ -93,6 +94,21 @@ export function lastLines(text: string, count: number): string {
     .filter((line) => line.length > 0)
     .slice(-count)
     .join('\n');
+}
+
+/**
+ * When a process started, in clock ticks since boot (field 22 of
+ * /proc/<pid>/stat), or null when there is no such process: with its pid,
+ * what names one process for good (pids are reused, start times are not).
+ */
+export function processStart(pid: number): string | null {
+  try {
+    // The command name, in parentheses, may hold spaces: fields are counted after its closing one.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
 }
 
 /** Whether a process with this pid exists (under any user: EPERM says it does). */

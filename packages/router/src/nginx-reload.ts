@@ -3,7 +3,7 @@ import { mkdir, readFile, readdir, readlink, rename, rm, rmdir, stat, unlink, wr
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SlipwayConfig } from '@slipway/config/types';
-import { CommandError, runCommand } from '@slipway/core/run-command';
+import { CommandError, processStart, runCommand } from '@slipway/core/run-command';
 import { probeUnixSocket, readListeningSockets, readListeningUnixSockets, type TcpSocket } from './tcp-sockets.js';
 import { NginxReloadError } from './router-errors.js';
 
@@ -186,7 +186,7 @@ async function nginxMasters(): Promise<number[]> {
 
 const BATCH_DIR = '.slipway-reload';
 /** A lock older than this is a dead leader's: taken over. */
-const LEADER_STALE_MS = RELOAD_CMD_TIMEOUT_MS + RELOAD_CONFIRM_MAX_MS + 5_000;
+export const LEADER_STALE_MS = RELOAD_CMD_TIMEOUT_MS + RELOAD_CONFIRM_MAX_MS + 5_000;
 const TICKET_POLL_MS = 10;
 
 interface Ticket { listen: string; at: number }
@@ -216,11 +216,12 @@ async function batchedReload(options: ReloadNginxOptions, batchMs: number): Prom
       if ('error' in done) throw new NginxReloadError(done.error);
       return done.result;
     }
-    if (await becomeLeader(dir)) {
+    const token = await becomeLeader(dir);
+    if (token !== null) {
       try {
         await leadBatch(options, dir, batchMs);
       } finally {
-        await rmdir(join(dir, 'lock')).catch(() => {});
+        await leaveLeadership(dir, token);
       }
       continue;
     }
@@ -283,17 +284,83 @@ export async function reloadConfirmedSince(nginx: NginxTarget, since: number): P
   return confirmed >= since;
 }
 
-async function becomeLeader(dir: string): Promise<boolean> {
+/**
+ * Who leads a batch, written in the lock: the process (pid, start time,
+ * pid namespace) and a token of this leadership. A leader of this pid
+ * namespace whose process is gone is seen dead at once; one of another
+ * (a worker in its own container) only once its lock is LEADER_STALE_MS
+ * old.
+ */
+interface LeaderOwner { pid: number; start: string | null; pidns: string | null; token: string }
+
+const ownPidNamespace = readlink('/proc/self/ns/pid').catch(() => null);
+
+async function becomeLeader(dir: string): Promise<string | null> {
   const lock = join(dir, 'lock');
   try {
     await mkdir(lock);
-    return true;
+    const owner: LeaderOwner = { pid: process.pid, start: processStart(process.pid), pidns: await ownPidNamespace, token: randomBytes(8).toString('hex') };
+    await writeFile(join(lock, 'owner'), JSON.stringify(owner));
+    return owner.token;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
-  const age = Date.now() - ((await stat(lock).catch(() => null))?.mtimeMs ?? Date.now());
-  if (age > LEADER_STALE_MS) await rm(lock, { recursive: true, force: true });
-  return false;
+  const [info, text] = await Promise.all([stat(lock).catch(() => null), readFile(join(lock, 'owner'), 'utf8').catch(() => null)]);
+  if (!info) return null;
+  const owner = parseOwner(text);
+  const gone = owner !== null && owner.pidns !== null && owner.pidns === (await ownPidNamespace) && processStart(owner.pid) !== owner.start;
+  if (gone || Date.now() - info.mtimeMs > LEADER_STALE_MS) await takeOver(dir, { text, mtimeMs: info.mtimeMs });
+  return null;
+}
+
+function parseOwner(text: string | null): LeaderOwner | null {
+  try {
+    const owner = JSON.parse(text ?? 'null') as Partial<LeaderOwner> | null;
+    return typeof owner?.pid === 'number' && typeof owner.token === 'string' ? (owner as LeaderOwner) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** How long a takeover may hold its guard before another waiter removes it. */
+const TAKEOVER_GUARD_MS = 5_000;
+
+/**
+ * Removes a dead leader's lock, one waiter at a time (under a guard
+ * directory), and only if it is still the lock judged dead (the same owner
+ * and time): never one a new leader has made since. Moved aside in one
+ * rename, then removed.
+ */
+async function takeOver(dir: string, judged: { text: string | null; mtimeMs: number }): Promise<void> {
+  const lock = join(dir, 'lock');
+  const guard = join(dir, 'takeover');
+  try {
+    await mkdir(guard);
+  } catch {
+    const age = Date.now() - ((await stat(guard).catch(() => null))?.mtimeMs ?? Date.now());
+    if (age > TAKEOVER_GUARD_MS) await rm(guard, { recursive: true, force: true });
+    return;
+  }
+  try {
+    const [info, text] = await Promise.all([stat(lock).catch(() => null), readFile(join(lock, 'owner'), 'utf8').catch(() => null)]);
+    if (info?.mtimeMs !== judged.mtimeMs || text !== judged.text) return;
+    const aside = join(dir, `lock.dead-${randomBytes(4).toString('hex')}`);
+    await rename(lock, aside);
+    await rm(aside, { recursive: true, force: true });
+  } catch {
+    // Gone meanwhile: nothing to take over.
+  } finally {
+    await rmdir(guard).catch(() => {});
+  }
+}
+
+/** Lets the lock go if it is still this leadership's (a leader judged dead and taken over must not remove its successor's). */
+async function leaveLeadership(dir: string, token: string): Promise<void> {
+  const lock = join(dir, 'lock');
+  if (parseOwner(await readFile(join(lock, 'owner'), 'utf8').catch(() => null))?.token !== token) return;
+  const aside = join(dir, `lock.done-${randomBytes(4).toString('hex')}`);
+  await rename(lock, aside).catch(() => {});
+  await rm(aside, { recursive: true, force: true });
 }
 
 async function takeResult(file: string): Promise<TicketResult | null> {

@@ -1,9 +1,12 @@
-import { readdir, utimes, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdir, readdir, readlink, rm, utimes, writeFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { processStart } from '@slipway/core/run-command';
 import { freePort, ownNginx, testAppName } from '@slipway/devstack/testing';
 import { applyNginxConf } from '../src/nginx-apply.js';
-import { RELOAD_CONFIRM_MAX_MS, reloadNginx } from '../src/nginx-reload.js';
+import { LEADER_STALE_MS, RELOAD_CONFIRM_MAX_MS, reloadNginx } from '../src/nginx-reload.js';
 import { routeSnapshot } from '../src/render.js';
 import { appsConfig, backend, fetchText } from './helpers.js';
 
@@ -83,5 +86,33 @@ describe('the reload batch directory', () => {
     expect((await reloadNginx({ nginx: nginx.settings, listen: app.listen })).outcome).toBe('confirmed');
     expect(await fetchText(app.listen)).toBe('200 b');
     expect(await readdir(dir)).not.toContain('ticket-mabc124-0123456789ab.json');
+  });
+
+  it('takes a dead leader\'s lock over at once, and never a live leader\'s', async () => {
+    const name = testAppName();
+    const app = appsConfig({ [name]: { listen: `127.0.0.1:${await freePort()}` } })[name]!;
+    await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(app, [server.address]) });
+    const lock = join(nginx.settings.conf_dir, '.slipway-reload', 'lock');
+    const pidns = await readlink('/proc/self/ns/pid');
+    const leave = async (pid: number) => {
+      await mkdir(lock);
+      await writeFile(join(lock, 'owner'), JSON.stringify({ pid, start: processStart(pid), pidns, token: 'left' }));
+    };
+
+    // A leader killed mid-batch (a worker's kill -9): its process is gone, so its lock is, without waiting the 95 s a lock of
+    // another pid namespace gets.
+    const dead = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)']);
+    await leave(dead.pid!);
+    dead.kill('SIGKILL');
+    await new Promise((resolve) => dead.once('exit', resolve));
+    const afterDead = reloadNginx({ nginx: nginx.settings, listen: app.listen }).then((r) => r.outcome);
+    expect(await Promise.race([afterDead, sleep(LEADER_STALE_MS / 4).then(() => 'waiting for the lock to age')])).toBe('confirmed');
+
+    // A live leader (this process) keeps its lock: the reload waits for it.
+    await leave(process.pid);
+    const waiting = reloadNginx({ nginx: nginx.settings, listen: app.listen });
+    expect(await Promise.race([waiting.then(() => 'reloaded'), sleep(1500).then(() => 'waiting')])).toBe('waiting');
+    await rm(lock, { recursive: true });
+    expect((await waiting).outcome).toBe('confirmed');
   });
 });
