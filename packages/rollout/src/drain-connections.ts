@@ -32,12 +32,14 @@ export interface DrainResult {
 /**
  * After a switch that was put back (its apply failed): a router may have
  * rendered the switched keys before the revert, so what it sent the new
- * containers (or tasks) is let finish before they go, as any drain.
+ * containers (or tasks) is let finish before they go, as any drain. With
+ * `settleMs` (routing: dns: nginx's workers may have cached the switched
+ * records) that long is waited first, as a dns drain does.
  */
-export async function drainReverted(addresses: readonly string[], drainS: number, log: (line: string) => void): Promise<void> {
+export async function drainReverted(addresses: readonly string[], drainS: number, log: (line: string) => void, options: { settleMs?: number } = {}): Promise<void> {
   if (addresses.length === 0) return;
   log(say.drainingReverted(addresses));
-  log(say.drained(await drainConnections(addresses, drainS * 1000), drainS * 1000));
+  log(say.drained(await drainConnections(addresses, drainS * 1000, options), drainS * 1000));
 }
 
 export async function drainConnections(addresses: readonly string[], timeoutMs: number, options: { settleMs?: number } = {}): Promise<DrainResult> {

@@ -8,7 +8,7 @@ import type { ContainerRuntime } from './container-runtime.js';
 import { allocateAddresses, publishOn } from './dns/address-pool.js';
 import { drainConnections, drainReverted } from './drain-connections.js';
 import { waitAllHealthy } from './health.js';
-import { planRollout, type RolloutPlan, type RolloutStep } from './plan-rollout.js';
+import { DNS_SETTLE_MS, planRollout, type RolloutPlan, type RolloutStep } from './plan-rollout.js';
 import { RELEASES_KEPT, revertAfterFailedApply, type ReleaseRecord, type ReleaseStore, type RouteLease, type SwitchReceipt } from './release-store.js';
 import type { PreparedRoute, RouteProxy } from './route-proxy.js';
 import { CancelledError, RegistrarUnavailableError, SwitchOutcomeUnknownError } from './rollout-errors.js';
@@ -301,7 +301,10 @@ class RolloutRun {
       return;
     }
     // A receipt and no switch: the switch was made and put back.
-    if (this.receipt) await drainReverted(this.started.flatMap((c) => (c.address ? [c.address] : [])), this.request.app.drain_s, this.log);
+    if (this.receipt) {
+      const settle = this.request.app.routing === 'dns' ? { settleMs: DNS_SETTLE_MS } : {};
+      await drainReverted(this.started.flatMap((c) => (c.address ? [c.address] : [])), this.request.app.drain_s, this.log, settle);
+    }
     await Promise.all(this.started.map(async ({ id }) => {
       try {
         await this.seams.runtime.forceRemove(id);

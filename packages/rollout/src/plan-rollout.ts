@@ -32,6 +32,8 @@ export interface RolloutCurrent {
  * the event loop's, updated when a worker wakes up.
  */
 export const DNS_SETTLE_MARGIN_MS = 100;
+/** routing: dns: how long after a change of the app's DNS records an nginx worker may still pick an address it cached before. */
+export const DNS_SETTLE_MS = RESOLVER_CACHE_MS + DNS_SETTLE_MARGIN_MS;
 
 /** What should be there. */
 export interface RolloutDesired {
@@ -129,7 +131,7 @@ export function planRollout(current: RolloutCurrent, desired: RolloutDesired): R
     { kind: 'apply-proxy' },
   );
   if (drainable.length > 0) {
-    steps.push({ kind: 'drain', addresses: drainable, timeoutMs: app.drain_s * 1000, ...(dns ? { settleMs: RESOLVER_CACHE_MS + DNS_SETTLE_MARGIN_MS } : {}) });
+    steps.push({ kind: 'drain', addresses: drainable, timeoutMs: app.drain_s * 1000, ...(dns ? { settleMs: DNS_SETTLE_MS } : {}) });
   }
   if (serving.length > 0) steps.push({ kind: 'stop', ids: serving.map((c) => c.id), timeoutS: app.stop_timeout_s });
   if (dns) steps.push({ kind: 'hand-over', prefix: app.etcd_prefix, timeoutMs: HAND_OVER_TIMEOUT_MS });

@@ -59,10 +59,15 @@ describe('routing: dns — a failed rollout leaves the previous release serving:
   it('the DNS server does not take the switch (its feed is down): unavailable (dns) after DNS_SWITCH_TIMEOUT_MS, the switch reverted and the keys taken back by the registrar', async () => {
     const app = await testApp({ routing: 'dns' });
     const v2 = await buildImage(app.name, 'v2');
+    const lines: string[] = [];
     const { err, ms, good, changes } = await failedAttempt(app, async (base, serving) => {
       await serving.feed.close();
-      return rollout({ ...base, image: v2, job: 'no-feed' });
+      return rollout({ ...base, image: v2, job: 'no-feed', log: (line) => lines.push(line) });
     });
+    // Before the new containers go, nginx's workers may still hold their addresses from the switched records: waited out.
+    const reverted = lines.findIndex((l) => l.startsWith('draining the new containers before they go'));
+    expect(reverted).toBeGreaterThan(-1);
+    expect(lines[reverted + 1]).toMatch(/^waited \d\.\d s for nginx's resolver caches, then drained/);
     // The revert put the old keys back on the rollout's lease, which ends with it: the registrar renews them on its own.
     // The old keys were the registrar's before the attempt, so adopting them again can only follow the revert.
     // (It also took the new keys over while they were live, and let them go with the revert.)
