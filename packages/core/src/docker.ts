@@ -96,3 +96,28 @@ export async function dockerCall<T>(doing: string, fn: () => Promise<T>, ignore:
     throw dockerError(err, doing);
   }
 }
+
+/**
+ * One Docker call, as dockerCall makes it, given `timeoutMs`: an engine
+ * that took the connection and never answers (wedged, black-holed) is then
+ * unreachable, as one refusing it is (UnavailableError, worth retrying),
+ * and whoever called it (a rollout holding its app's lock) does not wait
+ * for ever. `call` gets a signal that aborts its request at the deadline,
+ * where dockerode takes one; either way the call is abandoned then.
+ * `engine` names who did not answer (`Docker`, `the swarm manager`).
+ */
+export async function dockerCallWithin<T>(doing: string, call: (abortSignal: AbortSignal) => Promise<T>, options: { timeoutMs: number; ignore?: readonly number[]; engine?: string }): Promise<T | undefined> {
+  const controller = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      controller.abort();
+      reject(new UnavailableError('docker', `${options.engine ?? 'Docker'} did not answer within ${options.timeoutMs / 1000} s while ${doing}`));
+    }, options.timeoutMs);
+  });
+  try {
+    return await dockerCall(doing, () => Promise.race([call(controller.signal), deadline]), options.ignore);
+  } finally {
+    clearTimeout(timer);
+  }
+}

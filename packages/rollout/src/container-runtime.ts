@@ -1,6 +1,6 @@
 import type Docker from 'dockerode';
 import type { AppConfig } from '@slipway/config/types';
-import { dockerCall, dockerError, dockerStatus, LABELS } from '@slipway/core/docker';
+import { dockerCall, dockerCallWithin, dockerError, dockerStatus, LABELS } from '@slipway/core/docker';
 import { lastLines } from '@slipway/core/run-command';
 import { ContainerStartError, ImageNotFoundError } from './rollout-errors.js';
 
@@ -112,16 +112,32 @@ export async function pruneBuiltImages(docker: Docker, repos: readonly string[],
  */
 export const CONTAINER_LOG_OPTS = { 'max-size': '10m', 'max-file': '3' } as const;
 
+/**
+ * How long one call to the engine may take (a stop: its grace period
+ * more). An engine that takes the connection and never answers is then
+ * unreachable, as one refusing it is: the rollout fails `unavailable` (and
+ * is retried) instead of holding the app's lock for ever.
+ */
+export const ENGINE_TIMEOUT_MS = 60_000;
+
 /** The runtime seam over a dockerode client. */
 export class DockerRuntime implements ContainerRuntime {
   /** The engine's default log driver, asked once (null: not known, asked again next time). */
   private logDriver: Promise<string | null> | null = null;
+  private readonly timeoutMs: number;
 
-  constructor(private readonly docker: Docker) {}
+  constructor(private readonly docker: Docker, options: { timeoutMs?: number } = {}) {
+    this.timeoutMs = options.timeoutMs ?? ENGINE_TIMEOUT_MS;
+  }
+
+  /** One call to the engine, given timeoutMs (plus `graceMs`): see ENGINE_TIMEOUT_MS. */
+  private ask<T>(doing: string, call: (abortSignal: AbortSignal) => Promise<T>, ignore: readonly number[] = [], graceMs = 0): Promise<T | undefined> {
+    return dockerCallWithin(doing, call, { timeoutMs: this.timeoutMs + graceMs, ignore });
+  }
 
   async listAppContainers(app: string, port: number): Promise<AppContainer[]> {
-    const infos = (await dockerCall(`listing the containers of ${app}`, () =>
-      this.docker.listContainers({ all: true, filters: { label: [`${LABELS.app}=${app}`] } })))!;
+    const infos = (await this.ask(`listing the containers of ${app}`, (abortSignal) =>
+      this.docker.listContainers({ all: true, filters: { label: [`${LABELS.app}=${app}`] }, abortSignal })))!;
     return infos.map((info) => appContainer(info, port));
   }
 
@@ -131,8 +147,8 @@ export class DockerRuntime implements ContainerRuntime {
    * ask for all apps at once.
    */
   async listAppsContainers(ports: ReadonlyMap<string, number>): Promise<Map<string, AppContainer[]>> {
-    const infos = (await dockerCall('listing the containers of the apps', () =>
-      this.docker.listContainers({ all: true, filters: { label: [LABELS.app] } })))!;
+    const infos = (await this.ask('listing the containers of the apps', (abortSignal) =>
+      this.docker.listContainers({ all: true, filters: { label: [LABELS.app] }, abortSignal })))!;
     const byApp = new Map([...ports.keys()].map((app): [string, AppContainer[]] => [app, []]));
     for (const info of infos) {
       const app = info.Labels[LABELS.app] ?? '';
@@ -145,19 +161,20 @@ export class DockerRuntime implements ContainerRuntime {
     spec = await this.withLogBound(spec);
     let container: Docker.Container;
     try {
-      container = await this.docker.createContainer(spec);
+      // A create abandoned at its deadline may still be made: the container is then a stray, removed by label.
+      container = (await this.ask(`creating a container from ${spec.Image}`, (abortSignal) => this.docker.createContainer({ ...spec, abortSignal } as Docker.ContainerCreateOptions)))!;
     } catch (err) {
       if (dockerStatus(err) === 404) throw new ImageNotFoundError(spec.Image ?? '?');
-      throw dockerError(err, `creating a container from ${spec.Image}`);
+      throw err;
     }
     try {
-      await container.start();
+      await this.ask(`starting a container from ${spec.Image}`, (abortSignal) => container.start({ abortSignal }));
     } catch (err) {
       await container.remove({ force: true, v: true }).catch(() => {});
       const failure = dockerError(err, `starting a container from ${spec.Image}`);
       throw failure.code === 'unavailable' ? failure : new ContainerStartError(failure.message, { cause: err });
     }
-    const info = (await dockerCall(`inspecting ${container.id.slice(0, 12)}`, () => container.inspect()))!;
+    const info = (await this.ask(`inspecting ${container.id.slice(0, 12)}`, (abortSignal) => container.inspect({ abortSignal })))!;
     const binding = info.NetworkSettings.Ports?.[`${port}/tcp`]?.find((b) => !b.HostIp.includes(':'));
     // No binding: the container is already gone again; the health step reports why.
     return { id: container.id, address: binding ? `${binding.HostIp}:${binding.HostPort}` : null };
@@ -172,7 +189,7 @@ export class DockerRuntime implements ContainerRuntime {
    */
   private async withLogBound(spec: Docker.ContainerCreateOptions): Promise<Docker.ContainerCreateOptions> {
     if (spec.HostConfig?.LogConfig) return spec;
-    this.logDriver ??= this.docker.info().then((info: { LoggingDriver?: string }) => info.LoggingDriver ?? null, () => {
+    this.logDriver ??= this.ask('asking the engine\'s log driver', (abortSignal) => (this.docker.info as (opts: object) => Promise<{ LoggingDriver?: string }>).call(this.docker, { abortSignal })).then((info) => info?.LoggingDriver ?? null, () => {
       this.logDriver = null;
       return null;
     });
@@ -181,7 +198,7 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async healthState(id: string): Promise<ContainerHealthState> {
-    const info = await dockerCall(`inspecting ${id.slice(0, 12)}`, () => this.docker.getContainer(id).inspect(), [404]);
+    const info = await this.ask(`inspecting ${id.slice(0, 12)}`, (abortSignal) => this.docker.getContainer(id).inspect({ abortSignal }), [404]);
     if (!info) return { running: false, restarted: false, exitCode: null };
     return {
       running: info.State.Running && !info.State.Restarting,
@@ -191,29 +208,29 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   async logTail(id: string, lines: number): Promise<string> {
-    const raw = await dockerCall(`reading the log of ${id.slice(0, 12)}`, () =>
-      this.docker.getContainer(id).logs({ stdout: true, stderr: true, tail: lines, follow: false }) as unknown as Promise<Buffer | string>, [404]);
+    const raw = await this.ask(`reading the log of ${id.slice(0, 12)}`, (abortSignal) =>
+      this.docker.getContainer(id).logs({ stdout: true, stderr: true, tail: lines, follow: false, abortSignal }) as unknown as Promise<Buffer | string>, [404]);
     if (raw === undefined) return '';
     return lastLines(demux(typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw), lines);
   }
 
   async stopAndRemove(id: string, timeoutS: number): Promise<void> {
     const container = this.docker.getContainer(id);
-    await dockerCall(`stopping ${id.slice(0, 12)}`, () => container.stop({ t: timeoutS }), [304, 404]);
-    await dockerCall(`removing ${id.slice(0, 12)}`, () => container.remove({ v: true }), [404, 409]);
+    await this.ask(`stopping ${id.slice(0, 12)}`, (abortSignal) => container.stop({ t: timeoutS, abortSignal }), [304, 404], timeoutS * 1000);
+    await this.ask(`removing ${id.slice(0, 12)}`, (abortSignal) => container.remove({ v: true, abortSignal }), [404, 409]);
   }
 
   async forceRemove(id: string): Promise<void> {
-    await dockerCall(`removing ${id.slice(0, 12)}`, () => this.docker.getContainer(id).remove({ force: true, v: true }), [404, 409]);
+    await this.ask(`removing ${id.slice(0, 12)}`, (abortSignal) => this.docker.getContainer(id).remove({ force: true, v: true, abortSignal }), [404, 409]);
   }
 
   async pruneImages(app: string, keep: ReadonlySet<string>): Promise<string[]> {
-    return pruneBuiltImages(this.docker, [`slipway/${app}`], keep);
+    return pruneBuiltImages(this.docker, [`slipway/${app}`], keep, (doing, call) => this.ask(doing, call));
   }
 
   async addressesInUse(): Promise<string[]> {
-    const infos = (await dockerCall('listing the containers holding pool addresses', () =>
-      this.docker.listContainers({ all: true, filters: { label: [LABELS.address] } })))!;
+    const infos = (await this.ask('listing the containers holding pool addresses', (abortSignal) =>
+      this.docker.listContainers({ all: true, filters: { label: [LABELS.address] }, abortSignal })))!;
     return infos.map((info) => info.Labels[LABELS.address]).filter((a): a is string => typeof a === 'string');
   }
 }

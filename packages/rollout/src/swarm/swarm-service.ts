@@ -2,9 +2,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Docker from 'dockerode';
 import type { AppConfig, EngineConfig } from '@slipway/config/types';
-import { dockerCall, dockerConnection, dockerError, LABELS } from '@slipway/core/docker';
+import { dockerCallWithin, dockerConnection, dockerError, LABELS } from '@slipway/core/docker';
 import { lastLines } from '@slipway/core/run-command';
-import { UnavailableError } from '@slipway/core/slipway-error';
 import { demux } from '../container-runtime.js';
 import { ContainerStartError } from '../rollout-errors.js';
 
@@ -115,21 +114,8 @@ export const MANAGER_TIMEOUT_MS = 30_000;
  * One call to the manager, as dockerCall makes it, abandoned (its request
  * aborted) after `timeoutMs`: UnavailableError.
  */
-export async function askManager<T>(doing: string, call: (abortSignal: AbortSignal) => Promise<T>, options: { timeoutMs?: number; ignore?: readonly number[] } = {}): Promise<T | undefined> {
-  const timeoutMs = options.timeoutMs ?? MANAGER_TIMEOUT_MS;
-  const controller = new AbortController();
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      controller.abort();
-      reject(new UnavailableError('docker', `the swarm manager did not answer within ${timeoutMs / 1000} s while ${doing}`));
-    }, timeoutMs);
-  });
-  try {
-    return await dockerCall(doing, () => Promise.race([call(controller.signal), deadline]), options.ignore);
-  } finally {
-    clearTimeout(timer);
-  }
+export function askManager<T>(doing: string, call: (abortSignal: AbortSignal) => Promise<T>, options: { timeoutMs?: number; ignore?: readonly number[] } = {}): Promise<T | undefined> {
+  return dockerCallWithin(doing, call, { timeoutMs: options.timeoutMs ?? MANAGER_TIMEOUT_MS, ignore: options.ignore, engine: 'the swarm manager' });
 }
 
 export interface SwarmRuntimeOptions {
