@@ -527,8 +527,7 @@ export class JobStore {
   async supersededBy(app: string, id: string): Promise<string | null> {
     const self = await this.get(id);
     const isPush = self?.trigger === 'webhook' && !!self.push?.before;
-    const chosenAfter = self?.chosenAfter !== undefined ? Number(self.chosenAfter) : null;
-    if (!self?.sha || (!isPush && chosenAfter === null)) return this.newerByArrival(app, id);
+    if (!self?.sha || (!isPush && self.chosenAfter === undefined)) return this.newerByArrival(app, id);
     const recent = await this.list({ app, limit: PUSH_CHAIN_JOBS });
     const before = new Map(recent.flatMap((j) => (j.trigger === 'webhook' && j.sha && j.push?.before ? [[j.sha, j.push.before] as const] : [])));
     /**
@@ -557,7 +556,7 @@ export class JobStore {
       // Running too: under the app's lease, an earlier job still `active` is an attempt that died (after its switch,
       // maybe) and runs again; and live, should the live commit's ancestry have gone unrecorded.
       if (isPush && byChain(job) && precedes(self, job)) return job.id;
-      if (chosenAfter !== null && pushedAfterChoice(self, job) && precedes(self, job)) return job.id;
+      if (pushedAfterChoice(self, job) && precedes(self, job)) return job.id;
     }
     return recent.some((j) => j.id === id) ? null : this.newerByArrival(app, id);
   }

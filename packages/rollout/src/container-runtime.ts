@@ -1,6 +1,6 @@
 import type Docker from 'dockerode';
 import type { AppConfig } from '@slipway/config/types';
-import { dockerCall, dockerCallWithin, dockerError, dockerStatus, LABELS } from '@slipway/core/docker';
+import { dockerCallWithin, dockerError, dockerStatus, LABELS } from '@slipway/core/docker';
 import { lastLines } from '@slipway/core/run-command';
 import { ContainerStartError, ImageNotFoundError } from './rollout-errors.js';
 
@@ -74,9 +74,8 @@ function appContainer(info: Docker.ContainerInfo, port: number): AppContainer {
 /** What follows the repository in a tag Slipway gives: a built commit's first 12 hex digits, or (published to a registry) an image id's. */
 const BUILT_TAG = /^:(?:id-)?[0-9a-f]{12}$/;
 
-/** How pruneBuiltImages asks the engine: dockerCall, or a swarm manager's call with its deadline. */
+/** How pruneBuiltImages asks the engine: DockerRuntime's calls, or a swarm manager's, each with its deadline. */
 export type EngineCall = <T>(doing: string, call: (abortSignal?: AbortSignal) => Promise<T>) => Promise<T | undefined>;
-const plainCall: EngineCall = (doing, call) => dockerCall(doing, () => call());
 
 /**
  * Removes, on one engine, the tags Slipway gave under `repos` (BUILT_TAG)
@@ -84,7 +83,7 @@ const plainCall: EngineCall = (doing, call) => dockerCall(doing, () => call());
  * uses; returns the tags removed. Another tag someone gave an image there
  * is never touched. Each failed removal is left for a later rollout.
  */
-export async function pruneBuiltImages(docker: Docker, repos: readonly string[], keep: ReadonlySet<string>, call: EngineCall = plainCall): Promise<string[]> {
+export async function pruneBuiltImages(docker: Docker, repos: readonly string[], keep: ReadonlySet<string>, call: EngineCall): Promise<string[]> {
   const removed: string[] = [];
   for (const repo of repos) {
     const images = (await call(`listing the images of ${repo}`, (abortSignal) => docker.listImages({ filters: { reference: [`${repo}:*`] }, abortSignal } as Docker.ListImagesOptions))) ?? [];

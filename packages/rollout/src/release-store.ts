@@ -138,7 +138,7 @@ export class EtcdReleaseStore implements ReleaseStore {
         etcd.get(releaseKey),
         ...remove.map((u) => etcd.delete().key(u.key)),
         ...Object.entries(input.add).map(([key, address]) => leased(etcd.put(key).value(address), input.leaseId)),
-        etcd.put(etcdKeys.release(app)).value(json),
+        etcd.put(releaseKey).value(json),
         etcd.put(historyKey).value(json),
       )
       .options(etcdDeadline())

@@ -344,9 +344,7 @@ async function takeOver(dir: string, judged: { text: string | null; mtimeMs: num
   try {
     const [info, text] = await Promise.all([stat(lock).catch(() => null), readFile(join(lock, 'owner'), 'utf8').catch(() => null)]);
     if (info?.mtimeMs !== judged.mtimeMs || text !== judged.text) return;
-    const aside = join(dir, `lock.dead-${randomBytes(4).toString('hex')}`);
-    await rename(lock, aside);
-    await rm(aside, { recursive: true, force: true });
+    await removeLock(dir);
   } catch {
     // Gone meanwhile: nothing to take over.
   } finally {
@@ -358,8 +356,13 @@ async function takeOver(dir: string, judged: { text: string | null; mtimeMs: num
 async function leaveLeadership(dir: string, token: string): Promise<void> {
   const lock = join(dir, 'lock');
   if (parseOwner(await readFile(join(lock, 'owner'), 'utf8').catch(() => null))?.token !== token) return;
-  const aside = join(dir, `lock.done-${randomBytes(4).toString('hex')}`);
-  await rename(lock, aside).catch(() => {});
+  await removeLock(dir).catch(() => {});
+}
+
+/** Moves the lock aside in one rename (from then on nobody sees it), then removes it. */
+async function removeLock(dir: string): Promise<void> {
+  const aside = join(dir, `lock.gone-${randomBytes(4).toString('hex')}`);
+  await rename(join(dir, 'lock'), aside);
   await rm(aside, { recursive: true, force: true });
 }
 

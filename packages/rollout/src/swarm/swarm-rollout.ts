@@ -6,7 +6,7 @@ import { scrubSecrets } from '@slipway/core/logger';
 import { UnavailableError } from '@slipway/core/slipway-error';
 import { etcdKeys, type UpstreamKey } from '@slipway/etcd/keys';
 import type { AppLock } from '../app-lock.js';
-import { pruneBuiltImages, type ContainerHealthState } from '../container-runtime.js';
+import { DockerRuntime, pruneBuiltImages, type ContainerHealthState } from '../container-runtime.js';
 import { drainConnections, drainReverted } from '../drain-connections.js';
 import { LOG_TAIL_LINES, waitAllHealthy } from '../health.js';
 import { RELEASES_KEPT, revertAfterFailedApply, type ReleaseRecord, type ReleaseStore, type SwitchReceipt } from '../release-store.js';
@@ -374,7 +374,7 @@ class SwarmRun {
     const kept = new Set([this.record.image, this.request.image, ...releases.map((r) => r.image)]);
     for (const image of [...kept]) if (inRegistry(image, registry)) kept.add(image.slice(registry.length + 1));
     const local = `slipway/${app}`;
-    const onSource = await pruneBuiltImages(source, [local], kept);
+    const onSource = await new DockerRuntime(source).pruneImages(app, kept);
     const onManager = await pruneBuiltImages(manager, [local, `${registry}/${local}`], kept, (doing, call) => askManager(`${doing} on the swarm manager`, call));
     return [...onSource, ...onManager.map((tag) => `${tag} (on the manager)`)];
   }
