@@ -42,7 +42,8 @@ export interface AuthLocals {
  * The cookie is `v1.<random id>.<expiry>.<HMAC>`: nothing to store, it
  * survives a restart, and changing the token signs everybody out. The CSRF
  * token is another HMAC of the session id, so it needs no storage either.
- * Signing out revokes the id in memory until it would have expired anyway.
+ * Signing out revokes the id in memory until every copy of it would have
+ * expired anyway.
  */
 export class SessionAuth {
   private readonly key: Buffer;
@@ -98,11 +99,16 @@ export class SessionAuth {
     return given.length === expected.length && timingSafeEqual(given, expected);
   }
 
-  /** Signs a session out for good (this process; a restart forgets, the expiry still holds). */
+  /**
+   * Signs a session out for good (this process; a restart forgets, the expiry still holds).
+   * Kept until the latest expiry any copy of its cookie can carry, not the one presented:
+   * a copy renewed after this one (a stolen cookie, another tab) expires up to a whole
+   * lifetime from now, and none can be renewed once the id is revoked.
+   */
   revoke(session: Session): void {
     const now = this.now();
     for (const [id, until] of this.revoked) if (until <= now) this.revoked.delete(id);
-    this.revoked.set(session.id, session.expiresAt);
+    this.revoked.set(session.id, now + SESSION_TTL_S);
   }
 
   private sign(id: string, expiresAt: number): { session: Session; value: string } {

@@ -229,6 +229,24 @@ describe('SessionAuth', () => {
     expect(auth.verify(renewed.value)).toBeNull();
   });
 
+  it('keeps a signed-out session out until every copy of its cookie has expired', () => {
+    let now = 1_000_000;
+    const auth = new SessionAuth('s3cret-token', () => now);
+    const { session, value } = auth.issue();
+    now += SESSION_TTL_S * 0.6;
+    // A copy renewed elsewhere (a stolen cookie, another tab) outlives the one signed out with.
+    const copy = auth.renew(session);
+    auth.revoke(session);
+    expect(auth.verify(value)).toBeNull();
+    expect(auth.verify(copy.value)).toBeNull();
+    // Past the signed-out cookie's expiry, when a later sign-out sweeps the list, the copy stays out.
+    now += SESSION_TTL_S * 0.5;
+    auth.revoke(auth.issue().session);
+    expect(auth.verify(copy.value)).toBeNull();
+    now = copy.session.expiresAt - 1;
+    expect(auth.verify(copy.value)).toBeNull();
+  });
+
   it('compares tokens and CSRF tokens exactly', () => {
     const auth = new SessionAuth('token-1');
     expect(auth.tokenMatches('token-1')).toBe(true);
