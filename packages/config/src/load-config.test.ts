@@ -70,8 +70,17 @@ describe('parseConfig defaults', () => {
     expect(configSecrets(tls)).toContain('registry-password');
   });
 
-  it('honours DOCKER_HOST when docker is not set', () => {
+  it('honours DOCKER_HOST when docker is not set, and checks it as it would docker', () => {
     expect(parseConfig(minimalApp, { file: FILE, env: { DOCKER_HOST: 'tcp://127.0.0.1:2375' } }).docker).toBe('tcp://127.0.0.1:2375');
+    expect(parseConfig(minimalApp, { file: FILE, env: { DOCKER_HOST: '' } }).docker).toBe('unix:///var/run/docker.sock');
+    expect(problemsOf(`engine: { type: swarm, registry: "r.example:5000" }\n${minimalApp}`, { DOCKER_HOST: 'garbage' })).toContain('docker (from $DOCKER_HOST): expected a unix:// or tcp:// URL, got "garbage"');
+    expect(parseConfig(`docker: unix:///run/docker.sock\n${minimalApp}`, { file: FILE, env: { DOCKER_HOST: 'garbage' } }).docker).toBe('unix:///run/docker.sock');
+  });
+
+  it('keeps numbers as typed where YAML would change them: a branch 1.10 is not 1.1', () => {
+    const config = parseConfig(`queue: { prefix: "0010" }\napps:\n  v1:\n    repo: https://github.com/acme/v1.git\n    branch: 1.10\n    secret: 12345678901234567890123\n    port: 0080\n    build_timeout_s: 1e3\n    replicas: 3\n`, { file: FILE, env: {} });
+    expect(config.apps.v1).toMatchObject({ branch: '1.10', secret: '12345678901234567890123', port: 80, build_timeout_s: 1000, replicas: 3 });
+    expect(parseConfig(`${minimalApp}    branch: 2.0\n`, { file: FILE, env: {} }).apps.hello!.branch).toBe('2.0');
   });
 
   it('interpolates ${VAR}, ${VAR:-fallback} and $$, and reads numbers from variables', () => {
@@ -104,7 +113,7 @@ const bad: Array<[string, string, string]> = [
   ['short webhook secret, not echoed', `${minimalApp}    secret: hunter2hunter2`, 'apps.hello.secret: expected a secret of 16+ characters, got one of 14 characters'],
   ['short dashboard token, not echoed', `dashboard: { token: abcdefghijklmnopqrstuvwxyz }\n${minimalApp}`, 'dashboard.token: expected a token of 32+ characters, got one of 26 characters'],
   ['password in an ssh URL, not echoed', 'apps:\n  hello:\n    repo: ssh://deploy:pw0rd@git.example.com/a/b.git', 'apps.hello.repo: expected a git URL, got "ssh://deploy:***@git.example.com/a/b.git" (must not hold a password (use credentials.ssh_key for ssh))'],
-  ['malformed interpolation', `${minimalApp}    secret: \${oops`, 'apps.hello.secret: malformed ${...} in "${oops"'],
+  ['malformed interpolation', `${minimalApp}    template: \${oops`, 'apps.hello.template: malformed ${...} in "${oops"'],
   ['bad app name', 'apps:\n  Hello_World:\n    repo: /srv/git/hello.git', 'apps.Hello_World: invalid app name "Hello_World"'],
   ['app name with ../', 'apps:\n  "../etc":\n    repo: /srv/git/hello.git', 'apps.../etc: invalid app name "../etc"'],
   ['missing repo', 'apps:\n  hello:\n    replicas: 2', 'apps.hello.repo: is required (a git URL)'],
@@ -156,6 +165,10 @@ const bad: Array<[string, string, string]> = [
   ['duplicate key', `${minimalApp}    port: 1\n    port: 2`, 'YAML: Map keys must be unique'],
   ['not YAML', 'apps: {hello: [', 'YAML:'],
   ['top level is a list', '- a\n- b', '(top level): expected a mapping, got ["a","b"]'],
+  ['a key every object inherits', 'receiver: { constructor: 5 }', 'receiver.constructor: unknown key'],
+  ['__proto__ as a key', 'receiver: { __proto__: { port: 1 } }', 'receiver.__proto__: unknown key'],
+  ['__proto__ as a variable', `${minimalApp}    env: { __proto__: x }`, 'apps.hello.env.__proto__: invalid'],
+  ['malformed ${ in a secret', `${minimalApp}    secret: "abcdefghijklmnopqrstuvwxyz\${x"`, 'apps.hello.secret: malformed ${...} in a value of 29 characters'],
 ];
 
 describe('appConfig', () => {

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
+import { type Document, parseDocument, visit } from 'yaml';
 import { SlipwayError } from '@slipway/core/slipway-error';
 import { INVALID, type ParseContext } from './schema.js';
-import { repositoryFileSchema, slipwaySchema } from './slipway-schema.js';
+import { dockerEndpoint, repositoryFileSchema, slipwaySchema } from './slipway-schema.js';
 import type { AppConfig, SlipwayConfig, StepConfig } from './types.js';
 
 /** A configuration that cannot be used; `problems` are `key.path: message` lines. */
@@ -48,8 +48,24 @@ export function parseConfig(text: string, options: { file: string | null; env: L
   if (doc.errors.length > 0) {
     throw new ConfigError(options.file, doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`));
   }
-  const raw = doc.toJS() ?? {};
+  const raw = asWritten(doc).toJS() ?? {};
   return validateConfig(raw, options);
+}
+
+/**
+ * The document with each plain number that YAML would change kept as its
+ * text: `branch: 1.10` is the branch "1.10", not 1.1; `0010`, `1e3` and a
+ * 23-digit secret stay as typed. Numbers that read back the same (`2`,
+ * `8080`, `0.5`) stay numbers; a number key wants its text as well.
+ */
+function asWritten(doc: Document): Document {
+  visit(doc, {
+    Scalar(_key, node) {
+      const { value, source } = node;
+      if ((typeof value === 'number' || typeof value === 'bigint') && node.type === 'PLAIN' && source !== undefined && String(value) !== source) node.value = source;
+    },
+  });
+  return doc;
 }
 
 /** Validates an already-parsed object (as from YAML or JSON). */
@@ -58,6 +74,11 @@ export function validateConfig(raw: unknown, options: { file: string | null; env
   const ctx: ParseContext = { env: options.env, error: (path, message) => problems.push(`${path || '(top level)'}: ${message}`) };
   const parsed = slipwaySchema.parse(raw, '', ctx);
   if (parsed === INVALID || problems.length > 0) throw new ConfigError(options.file, problems);
+  // $DOCKER_HOST stands in for `docker` when the file has none, so it is checked as `docker` would be (empty: unset, as for docker).
+  const fromEnv = options.env.DOCKER_HOST || undefined;
+  const envProblem = parsed.docker === undefined && fromEnv !== undefined ? dockerEndpoint(fromEnv) : null;
+  if (envProblem) throw new ConfigError(options.file, [`docker (from $DOCKER_HOST): expected a unix:// or tcp:// URL, got ${JSON.stringify(fromEnv)} (${envProblem})`]);
+  const dockerHost = fromEnv ?? 'unix:///var/run/docker.sock';
 
   const base = options.file ? dirname(options.file) : process.cwd();
   const apps: Record<string, AppConfig> = {};
@@ -74,12 +95,12 @@ export function validateConfig(raw: unknown, options: { file: string | null; env
   const config: SlipwayConfig = {
     ...parsed,
     file: options.file,
-    docker: parsed.docker ?? options.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock',
+    docker: parsed.docker ?? dockerHost,
     workdir: resolve(base, parsed.workdir),
     apps,
     engine: {
       ...parsed.engine,
-      manager: parsed.engine.type === 'swarm' ? parsed.engine.manager ?? parsed.docker ?? options.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock' : parsed.engine.manager,
+      manager: parsed.engine.type === 'swarm' ? parsed.engine.manager ?? parsed.docker ?? dockerHost : parsed.engine.manager,
       tls: parsed.engine.tls && { ca: resolve(base, parsed.engine.tls.ca), cert: resolve(base, parsed.engine.tls.cert), key: resolve(base, parsed.engine.tls.key) },
     },
   };
@@ -170,6 +191,7 @@ export function parseRepositoryFile(text: string, commit: string): { steps: Step
     new SlipwayError('repository_file_invalid', problems.map((p) => `${where}: ${p}`).join('\n'), { fault: 'commit' });
   const doc = parseDocument(text, { uniqueKeys: true });
   if (doc.errors.length > 0) throw invalid(doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`));
+  asWritten(doc);
   const problems: string[] = [];
   const ctx: ParseContext = { env: {}, interpolate: false, error: (path, message) => problems.push(`${path || '(top level)'}: ${message}`) };
   const parsed = repositoryFileSchema.parse(doc.toJS() ?? {}, '', ctx);

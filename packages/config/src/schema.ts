@@ -72,7 +72,7 @@ function leaf<T>(type: string, options: LeafOptions<T>, parse: Schema<T>['parse'
  */
 const REFERENCE = /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([-?])([^}]*))?\}/g;
 
-export function interpolate(text: string, path: string, ctx: ParseContext): Parsed<string> {
+export function interpolate(text: string, path: string, ctx: ParseContext, secret = false): Parsed<string> {
   let failed = false;
   const out = text.replace(REFERENCE, (match, name?: string, kind?: string, word?: string) => {
     if (match === '$$') return '$';
@@ -85,15 +85,15 @@ export function interpolate(text: string, path: string, ctx: ParseContext): Pars
   });
   if (failed) return INVALID;
   if (/\$\{/.test(text.replace(REFERENCE, ''))) {
-    ctx.error(path, `malformed \${...} in ${quote(text)}`);
+    ctx.error(path, `malformed \${...} in ${secret ? `a value of ${text.length} characters` : quote(text)}`);
     return INVALID;
   }
   return out;
 }
 
 /** Scalars as the user wrote them, after interpolation when they are strings. */
-function scalar(value: unknown, path: string, ctx: ParseContext): Parsed<unknown> {
-  return typeof value === 'string' && ctx.interpolate !== false ? interpolate(value, path, ctx) : value;
+function scalar(value: unknown, path: string, ctx: ParseContext, secret = false): Parsed<unknown> {
+  return typeof value === 'string' && ctx.interpolate !== false ? interpolate(value, path, ctx, secret) : value;
 }
 
 export function str(options: LeafOptions<string> & {
@@ -104,7 +104,7 @@ export function str(options: LeafOptions<string> & {
 } = {}): Schema<string> {
   const type = options.type ?? 'a string';
   return leaf(type, options, (raw, path, ctx) => {
-    const value = scalar(raw, path, ctx);
+    const value = scalar(raw, path, ctx, options.secret);
     if (value === INVALID) return INVALID;
     if (typeof value !== 'string' && typeof value !== 'number') {
       ctx.error(path, `expected ${type}, got ${quote(value)}`);
@@ -126,7 +126,7 @@ export function num(options: LeafOptions<number> & { min: number; max: number; i
   return leaf(type, options, (raw, path, ctx) => {
     const value = scalar(raw, path, ctx);
     if (value === INVALID) return INVALID;
-    const n = typeof value === 'number' ? value : typeof value === 'string' && /^-?\d+(\.\d+)?$/.test(value.trim()) ? Number(value) : NaN;
+    const n = typeof value === 'number' ? value : typeof value === 'string' && /^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$/.test(value.trim()) ? Number(value) : NaN;
     if (!Number.isFinite(n) || n < options.min || n > options.max || (options.integer && !Number.isInteger(n))) {
       ctx.error(path, `expected ${type}, got ${quote(value)}`);
       return INVALID;
@@ -199,7 +199,7 @@ const silentContext: ParseContext = { env: {}, error: () => {} };
 function parseObject(fields: Fields, raw: Record<string, unknown>, path: string, ctx: ParseContext): Parsed<Record<string, unknown>> {
   let ok = true;
   for (const key of Object.keys(raw)) {
-    if (!(key in fields)) {
+    if (!Object.hasOwn(fields, key)) {
       const known = Object.keys(fields).join(', ');
       ctx.error(join(path, key), `unknown key (expected one of: ${known})`);
       ok = false;
@@ -245,7 +245,8 @@ export function dict<T>(value: Schema<T>, options: {
       let ok = true;
       const out: Record<string, T> = {};
       for (const [name, v] of Object.entries(raw as Record<string, unknown>)) {
-        if (!options.key(name)) {
+        // `__proto__` as a key of a plain object would set its prototype, not an entry: refused as invalid.
+        if (!options.key(name) || name === '__proto__') {
           ctx.error(join(path, name), `invalid ${options.keyType} ${quote(name)}`);
           ok = false;
           continue;

@@ -36,6 +36,9 @@ const url = (protocols: string[]): Check => (v) => {
   }
 };
 
+/** A Docker engine's endpoint (`docker`, and `$DOCKER_HOST` in its place). */
+export const dockerEndpoint: Check = url(['unix', 'tcp', 'http', 'https']);
+
 /** Where git may clone from; never something git could read as an option. */
 const repoUrl: Check = (v) => {
   if (v.startsWith('-')) return 'must not start with "-"';
@@ -173,7 +176,7 @@ const app = obj({
 export const slipwaySchema = obj({
   redis: str({ default: 'redis://127.0.0.1:6379', check: url(['redis', 'rediss']), type: 'a redis:// URL', doc: 'Redis holding the queue, job records and logs.' }),
   etcd: list(str({ check: url(['http', 'https']), type: 'an http(s) URL' }), { min: 1, single: true, default: ['http://127.0.0.1:2379'], doc: 'etcd endpoints.' }),
-  docker: str({ optional: true, check: url(['unix', 'tcp', 'http', 'https']), type: 'a unix:// or tcp:// URL', doc: 'Docker engine. Default `$DOCKER_HOST`, else `unix:///var/run/docker.sock`.' }),
+  docker: str({ optional: true, check: dockerEndpoint, type: 'a unix:// or tcp:// URL', doc: 'Docker engine. Default `$DOCKER_HOST`, else `unix:///var/run/docker.sock`.' }),
   workdir: str({ default: './.slipway', doc: 'Clone cache and build contexts (relative to the config file).' }),
   queue: obj({
     prefix: str({ default: 'slipway', check: (v) => (/^[A-Za-z0-9:_-]{1,64}$/.test(v) ? null : 'invalid'), type: 'a Redis key prefix', doc: 'Prefix of every Redis key; give each installation (or test) its own.' }),
