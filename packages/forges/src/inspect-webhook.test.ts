@@ -93,6 +93,8 @@ describe('inspectWebhook decisions', () => {
     ['tag', mutate((p) => { p.ref = 'refs/tags/v1.0'; }), {}, { kind: 'ignored', reason: 'tag' }],
     ['a note ref', mutate((p) => { p.ref = 'refs/notes/commits'; }), {}, { kind: 'ignored', reason: 'other_ref' }],
     ['a branch no app deploys', mutate((p) => { p.ref = 'refs/heads/feature/x'; }), {}, { kind: 'ignored', reason: 'other_branch' }],
+    ['a bot\'s branch, named as no configured branch can be', mutate((p) => { p.ref = 'refs/heads/dependabot/npm_and_yarn/@babel/core-7.23.0'; }), {}, { kind: 'ignored', reason: 'other_branch', message: 'no app deploys branch "dependabot/npm_and_yarn/@babel/core-7.23.0" of this repository' }],
+    ['another bot\'s branch', mutate((p) => { p.ref = 'refs/heads/renovate/@types-node-20.x+build.1'; }), {}, { kind: 'ignored', reason: 'other_branch' }],
     ['develop, signed with the staging secret', mutate((p) => { p.ref = 'refs/heads/develop'; }), { key: 'staging-secret' }, { kind: 'push' }],
     ['develop, signed with the master apps\' secret', mutate((p) => { p.ref = 'refs/heads/develop'; }), {}, { kind: 'ignored', reason: 'other_branch' }],
   ])('%s', async (_name, payload, options, expected) => {
@@ -116,6 +118,8 @@ describe('inspectWebhook decisions', () => {
     ['a ref with unicode', mutate((p) => { p.ref = 'refs/heads/brañch'; }), {}, 'invalid_field'],
     ['a ref with ..', mutate((p) => { p.ref = 'refs/heads/../../etc'; }), {}, 'invalid_field'],
     ['a ref that looks like an option', mutate((p) => { p.ref = 'refs/heads/-f'; }), {}, 'invalid_field'],
+    ['a ref with @{', mutate((p) => { p.ref = 'refs/heads/a@{1}'; }), {}, 'invalid_field'],
+    ['an option-like ref with @', mutate((p) => { p.ref = 'refs/heads/-@x'; }), {}, 'invalid_field'],
     ['an option-like clone URL', mutate((p) => { p.repository.clone_url = '--upload-pack=touch /tmp/pwned'; }), {}, 'invalid_field'],
     ['a file:// clone URL', mutate((p) => { p.repository.clone_url = 'file:///etc'; }), {}, 'invalid_field'],
     ['a full name with ../', mutate((p) => { p.repository.full_name = '../../etc/passwd'; }), {}, 'invalid_field'],
