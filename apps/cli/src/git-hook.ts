@@ -1,10 +1,7 @@
 import { chmodSync, existsSync, readdirSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { pipeline } from 'node:stream/promises';
-import { extract } from 'tar-fs';
 import { CommandError, processStart, runCommand } from '@slipway/core/run-command';
 import { SlipwayError, firstLine } from '@slipway/core/slipway-error';
 import { scrubSecrets } from '@slipway/core/logger';
@@ -165,15 +162,22 @@ async function receivePush(options: { app: string; config: string | null; stdin?
         // Nobody to report to: the job stops at its next safe point, or completes if its cutover has begun.
         pusher.onGone(() => queue.cancel(record.id).catch(() => {}));
         const final = await watchJob(queue.store, record.id, terminal, { showLog: true }).catch(async (err: unknown) => {
-          // Redis gone for minutes: the push is refused, so the job must not go live after it (if Redis lets us say so).
+          // Redis gone for minutes: the push is refused, so the job must not go live after it. Cancelled if Redis lets
+          // us say so; its tree removed either way, so a job Redis still holds finds only the commit, which is on no branch.
           await queue.cancel(record.id).catch(() => {});
+          rmSync(sourceDir, { recursive: true, force: true });
           throw err;
         });
-        if (final.state === 'completed' || final.state === 'superseded') {
+        if (final.state === 'completed') {
           deployed = true;
           return 0;
         }
-        terminal.err(`-----> Slipway: deploy failed, push refused (slipway logs ${record.id}; slipway retry ${record.id})`);
+        if (final.state === 'superseded') {
+          // A deploy, rollback or webhook push of this app queued while the push waited: it is what goes live, not this commit.
+          terminal.err(`-----> Slipway: job ${final.supersededBy ?? '?'} of ${app.name}, queued while this push waited, replaced its deploy; push refused (push again to deploy ${sha.slice(0, 12)} over it)`);
+          return 1;
+        }
+        terminal.err(`-----> Slipway: deploy ${final.state === 'cancelled' ? 'cancelled' : 'failed'}, push refused (slipway logs ${record.id}; fix and push again)`);
         return 1;
       } finally {
         await queue.close();
@@ -272,16 +276,19 @@ class PusherLink {
  */
 async function exportTree(sha: string, dir: string): Promise<string> {
   mkdirSync(dir, { recursive: true });
+  // Checked out as a webhook's build checks out (git worktree add): the files of the commit, through its
+  // checkout filters. Not `git archive`, which drops `export-ignore` paths and rewrites `export-subst` ones.
+  const index = `${dir}.index`;
+  const env = { ...process.env, GIT_INDEX_FILE: index };
   try {
-    const archive = spawn('git', ['archive', '--format=tar', sha], { stdio: ['ignore', 'pipe', 'inherit'] });
-    // Listen before piping: the process may be gone by the time the pipeline settles.
-    const exited = new Promise<number | null>((resolve) => archive.on('close', resolve));
-    await pipeline(archive.stdout, extract(dir));
-    if ((await exited) !== 0) throw new Error(`git archive ${sha} failed`);
+    await runCommand(['git', 'read-tree', sha], { env });
+    await runCommand(['git', `--work-tree=${dir}`, 'checkout-index', '--all', '--force'], { env });
     return dir;
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;
+  } finally {
+    rmSync(index, { force: true });
   }
 }
 

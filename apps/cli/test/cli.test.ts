@@ -246,6 +246,8 @@ describe('slipway', () => {
     const added = await slipwayFull([...cfg(), 'remote', 'add', app, remotePath]);
     expect(added.code, added.stderr).toBe(0);
     await git(repo.work, 'remote', 'add', 'production', remotePath);
+    // Built from the commit's files as a webhook's build would be: attributes meant for `git archive` change nothing.
+    writeFileSync(join(repo.work, '.gitattributes'), 'www/index.html export-ignore\nrun.sh export-subst\n');
     await commitVersion(repo, { version: 'pushed v3' });
     const push = await run(['git', 'push', 'production', 'HEAD:refs/heads/master'], { cwd: repo.work });
     expect(push.code, push.stderr + push.stdout).toBe(0);
@@ -370,6 +372,45 @@ describe('slipway', () => {
       expect(code).toBe(1);
       expect(await served()).toBe(live);
       expect(existsSync(join(remotePath, 'slipway-push.lock'))).toBe(false);
+    }
+  });
+
+  it('a push whose deploy is replaced while it waits (a deploy of another commit queued after it) is refused', async () => {
+    const remotePath = join(tmp.path, 'replaced.git');
+    expect((await slipwayFull([...cfg(), 'remote', 'add', app, remotePath])).code).toBe(0);
+    const older = await commitVersion(repo, { version: 'replaced: the deploy' });
+    const sha = await commitVersion(repo, { version: 'replaced: the push' });
+    await git(remotePath, 'fetch', '-q', repo.work, 'HEAD:refs/incoming/replaced');
+    await worker.close(30_000);
+    let hook: ReturnType<typeof spawn> | undefined;
+    let restarted = false;
+    try {
+      hook = spawn(join(remotePath, 'hooks', 'pre-receive'), [], { cwd: remotePath, env: { ...process.env, GIT_DIR: '.' }, stdio: ['pipe', 'pipe', 'pipe'] });
+      hook.stdin!.end(`${'0'.repeat(40)} ${sha} refs/heads/master\n`);
+      const exited = new Promise<number | null>((resolve) => hook!.on('close', resolve));
+      let stdout = '';
+      let stderr = '';
+      hook.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      await new Promise<void>((resolve) => hook!.stdout!.on('data', (chunk: Buffer) => {
+        stdout += chunk.toString();
+        if (stdout.includes('-----> Slipway: deploying')) resolve();
+      }));
+      const deploy = await slipwayFull([...cfg(), 'deploy', app, '--ref', older]);
+      expect(deploy.code, deploy.stderr).toBe(0);
+      const deployId = /job (\d+) queued/.exec(deploy.stdout)![1]!;
+      worker = createDeployWorker({ config: loadConfig({ path: configFile, env: {} }), logger: quiet });
+      restarted = true;
+      expect(await exited).toBe(1);
+      expect(stderr).toContain(`-----> Slipway: job ${deployId} of ${app}, queued while this push waited, replaced its deploy; push refused`);
+      expect(existsSync(join(remotePath, 'slipway-push.lock'))).toBe(false);
+      await waitFor('the deploy that replaced the push', async () => {
+        const [job] = JSON.parse((await slipwayFull([...cfg(), 'jobs', '--json', '--app', app, '--limit', '1'])).stdout) as { id: string; state: string }[];
+        return job?.id === deployId && job.state === 'completed';
+      }, { timeoutMs: 120_000, intervalMs: 250 });
+      expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('replaced: the deploy\n');
+    } finally {
+      hook?.kill();
+      if (!restarted) worker = createDeployWorker({ config: loadConfig({ path: configFile, env: {} }), logger: quiet });
     }
   });
 

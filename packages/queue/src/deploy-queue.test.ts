@@ -142,6 +142,13 @@ describe('DeployQueue', () => {
     await expect(queue.retry(job.id)).rejects.toMatchObject({ code: 'not_retryable', message: expect.stringMatching(new RegExp(`^job ${retry.id} of delta came after job ${job.id} and is waiting`)) });
   });
 
+  it('never retries a git push\'s job: its push was refused with it, so the commit is on no branch', async () => {
+    const job = await queue.enqueue({ ...request(uniqueName('gp'), 15), trigger: 'git-push' });
+    await queue.bull.getJob(bullJobId(job.id)).then((j) => j?.remove());
+    await queue.store.finish(job.id, 'failed', { error: 'asset pipeline failed' });
+    await expect(queue.retry(job.id)).rejects.toMatchObject({ code: 'not_retryable', status: 409, message: `job ${job.id} came from a git push, refused when the job failed: push again to deploy ${sha(15).slice(0, 12)}` });
+  });
+
   it('never retries a job once a newer one of its app went live: that would deploy the older commit over it', async () => {
     const app = uniqueName('rn');
     const old = await queue.enqueue(request(app, 12));

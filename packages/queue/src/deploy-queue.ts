@@ -192,6 +192,10 @@ export class DeployQueue {
     if (old.state !== 'failed' && old.state !== 'cancelled') {
       throw new SlipwayError('not_retryable', `job ${id} is ${old.state}; only failed or cancelled jobs can be retried`, { status: 409 });
     }
+    if (old.trigger === 'git-push') {
+      // Its push was refused with it: the commit is on no branch here, and a deploy of it would not move one.
+      throw new SlipwayError('not_retryable', `job ${id} came from a git push, refused when the job ${old.state === 'cancelled' ? 'was cancelled' : 'failed'}: push again to deploy ${old.sha?.slice(0, 12) ?? 'it'}`, { status: 409 });
+    }
     // Read before the check: a push queued between the check and the enqueue is placed by its chain (JobRecord.chosenAfter).
     const { chosenAfter, newer } = await withRedis(this.redis, async () => {
       const last = await this.store.lastJobId();
