@@ -1,5 +1,8 @@
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { selectContext, type ContextEntry } from './build-context.js';
+import { packContext, selectContext, type ContextEntry } from './build-context.js';
 
 const tree = (...paths: string[]): ContextEntry[] => paths.map((p) => (p.endsWith('/') ? { path: p.slice(0, -1), directory: true } : { path: p, directory: false }));
 
@@ -40,5 +43,30 @@ describe('selectContext', () => {
     },
   ])('$name', ({ ignore, dockerfile, expected }) => {
     expect(selectContext(files, ignore, dockerfile)).toEqual(expected);
+  });
+});
+
+describe('a commit\'s .dockerignore', () => {
+  const commit = (files: Record<string, string>, link?: string) => {
+    const dir = mkdtempSync(join(tmpdir(), 'slipway-context-'));
+    for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
+    if (link) symlinkSync(link, join(dir, '.dockerignore'));
+    return dir;
+  };
+  const refusal = async (dir: string) => {
+    try {
+      return await packContext(dir, 'Dockerfile').then(() => null, (err: unknown) => err as { code: string; message: string; fault: string });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it('is read only as a regular file of bounded size: a link to /dev/zero or the worker\'s files is the commit\'s failure', async () => {
+    expect(await refusal(commit({ Dockerfile: 'FROM x\n' }, '/dev/zero'))).toMatchObject({ code: 'build_failed', fault: 'commit', message: 'docker build failed: .dockerignore is a symbolic link; only a regular file is read' });
+    expect(await refusal(commit({ Dockerfile: 'FROM x\n', '.dockerignore': '#'.repeat(1024 * 1024 + 1) }))).toMatchObject({ code: 'build_failed', message: expect.stringContaining('at most 1,048,576 are read') });
+  });
+
+  it('names a pattern Docker cannot read by its line, not its text', async () => {
+    expect(await refusal(commit({ Dockerfile: 'FROM x\n', '.dockerignore': 'node_modules\n\nsecret-[token\n' }))).toMatchObject({ code: 'build_failed', fault: 'commit', message: 'docker build failed: .dockerignore line 3 is not a pattern Docker can read' });
   });
 });

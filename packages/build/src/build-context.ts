@@ -1,8 +1,10 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, open, readdir } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import dockerignoreModule from '@balena/dockerignore';
 import { pack } from 'tar-fs';
+import { BuildError } from './build-error.js';
 
 // A CommonJS module whose `module.exports` is the factory and `.default` the same factory:
 // `.default` is what both TypeScript (NodeNext) and Node agree on.
@@ -23,7 +25,7 @@ export interface ContextEntry {
  * Ours on top: `.git` (the checkout's worktree link) is never sent.
  */
 export function selectContext(entries: readonly ContextEntry[], dockerignore: string | null, dockerfile: string): string[] {
-  const rules = ignore({ ignorecase: false }).add(dockerignore ?? '');
+  const rules = dockerignoreRules(dockerignore ?? '');
   const always = new Set([dockerfile, '.dockerignore']);
   const included = new Set<string>();
   for (const entry of entries) {
@@ -41,6 +43,55 @@ export function selectContext(entries: readonly ContextEntry[], dockerignore: st
   }
   return [...included].sort();
 }
+
+/**
+ * `.dockerignore`'s rules, each pattern compiled now: the library compiles
+ * them at their first use and throws a bare SyntaxError quoting the pattern
+ * (`a[`). A bad one is the commit's fault, named by its line, not its text.
+ */
+function dockerignoreRules(text: string): ReturnType<typeof ignore> {
+  const rules = ignore({ ignorecase: false }).add(text);
+  try {
+    rules.ignores('.slipway-probe');
+    return rules;
+  } catch {
+    const lines = text.split(/\r?\n/);
+    const bad = lines.findIndex((line) => {
+      try {
+        ignore({ ignorecase: false }).add(line).ignores('.slipway-probe');
+        return false;
+      } catch {
+        return true;
+      }
+    });
+    throw new BuildError(`docker build failed: .dockerignore${bad < 0 ? '' : ` line ${bad + 1}`} is not a pattern Docker can read`);
+  }
+}
+
+/**
+ * A file of a checked-out commit, read with care: only a regular file (a
+ * symbolic link could point at the worker's own files, or at /dev/zero),
+ * at most `maxBytes`, and the file checked is the file read (O_NOFOLLOW).
+ * Null when there is none; `refuse(why)` is thrown for anything else.
+ */
+export async function readCommitFile(dir: string, name: string, maxBytes: number, refuse: (why: string) => Error): Promise<string | null> {
+  const file = join(dir, name);
+  const found = await lstat(file).catch(() => null);
+  if (!found) return null;
+  if (!found.isFile()) throw refuse(found.isSymbolicLink() ? 'is a symbolic link; only a regular file is read' : 'is not a regular file');
+  if (found.size > maxBytes) throw refuse(`is ${found.size.toLocaleString('en-US')} bytes; at most ${maxBytes.toLocaleString('en-US')} are read`);
+  const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const { buffer, bytesRead } = await handle.read({ buffer: Buffer.alloc(maxBytes + 1) });
+    if (bytesRead > maxBytes) throw refuse(`is over ${maxBytes.toLocaleString('en-US')} bytes`);
+    return buffer.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The most of a commit's `.dockerignore` that is read (Docker sets none; a real one is a few KB). */
+export const MAX_DOCKERIGNORE_BYTES = 1024 * 1024;
 
 /** Lists a tree, `/`-separated and relative; `.git` at the top is not entered. */
 export async function listTree(root: string): Promise<ContextEntry[]> {
@@ -65,7 +116,7 @@ export async function listTree(root: string): Promise<ContextEntry[]> {
  * symlinks, as `docker build` does.
  */
 export async function packContext(dir: string, dockerfile: string): Promise<{ stream: Readable; paths: string[] }> {
-  const dockerignore = await readFile(join(dir, '.dockerignore'), 'utf8').catch(() => null);
+  const dockerignore = await readCommitFile(dir, '.dockerignore', MAX_DOCKERIGNORE_BYTES, (why) => new BuildError(`docker build failed: .dockerignore ${why}`));
   const paths = selectContext(await listTree(dir), dockerignore, dockerfile);
   const keep = new Set(paths);
   const stream = pack(dir, {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type Docker from 'dockerode';
 import type { AppConfig } from '@slipway/config/types';
-import { scrubLine } from '@slipway/core/logger';
+import { scrubLine, secretEnvValues } from '@slipway/core/logger';
 import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import { LABELS } from '@slipway/core/docker';
 import { BuildError, dockerFailure } from './build-error.js';
@@ -72,7 +72,8 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
 async function build(options: BuildImageOptions & { signal: AbortSignal }): Promise<BuiltImage> {
   const plan = buildOptions({ app: options.app, sha: options.sha });
   const { signal, docker } = options;
-  const secrets = [options.app.credentials?.password];
+  // A build argument named like a secret (NPM_TOKEN) is one: a failing RUN or a debug echo must not print it.
+  const secrets = [options.app.credentials?.password, ...secretEnvValues(options.app.build_args ?? {})];
   // Once stopped, what Docker had already sent is not the build's story any more: the reason it stopped is.
   const log = (line: string) => {
     if (!signal.aborted) options.log?.(scrubLine(line, secrets));

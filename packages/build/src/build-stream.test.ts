@@ -236,4 +236,16 @@ describe('jsonLines on hostile input', () => {
     for await (const event of jsonLines(Readable.from([bytes.subarray(0, at), bytes.subarray(at)]))) out.push(event);
     expect(out).toEqual([{ stream: 'café ☕\n' }]);
   });
+
+  it('holds the step it is on, not every one a build prints: a RUN printing "Step 1/1 : …" lines costs no memory per line', () => {
+    const progress = new BuildStream();
+    const before = process.memoryUsage().heapUsed;
+    for (let i = 0; i < 20_000; i++) progress.push({ stream: `Step ${i + 1}/20000 : ${'x'.repeat(16_000)}\n ---> Using cache\n` });
+    global.gc?.();
+    expect(progress.currentStep).toMatchObject({ index: 20_000, total: 20_000, cached: true });
+    expect(progress.cachedSteps).toBe(20_000);
+    expect(Object.values(progress).some((v) => Array.isArray(v) && v.length > 1000), 'no list grows with the steps').toBe(false);
+    expect(process.memoryUsage().heapUsed - before).toBeLessThan(100 * 1024 * 1024);
+  });
 });
+

@@ -54,8 +54,11 @@ const isHighSurrogate = (c: number) => c >= 0xd800 && c <= 0xdbff;
  * kept (the rest is counted), and no pattern is run on more than that.
  */
 export class BuildStream {
-  readonly steps: BuildStep[] = [];
+  /** The step running now; earlier ones are only counted (a build can print any number of `Step n/m :` lines). */
+  currentStep: BuildStep | undefined;
   totalSteps = 0;
+  /** Steps Docker took from its cache. */
+  cachedSteps = 0;
   imageId: string | undefined;
   error: string | undefined;
   /** Docker said the image was built (`Successfully built` or an `aux.ID`). */
@@ -68,14 +71,6 @@ export class BuildStream {
 
   constructor(private readonly options: BuildStreamOptions = {}) {
     this.tail = options.tailLines ?? DEFAULT_TAIL_LINES;
-  }
-
-  get cachedSteps(): number {
-    return this.steps.filter((step) => step.cached).length;
-  }
-
-  get currentStep(): BuildStep | undefined {
-    return this.steps[this.steps.length - 1];
   }
 
   push(event: BuildEvent): void {
@@ -162,12 +157,15 @@ export class BuildStream {
     const step = STEP.exec(line);
     if (step) {
       const next: BuildStep = { index: Number(step[1]), total: Number(step[2]), instruction: step[3]!.trim(), cached: false };
-      this.steps.push(next);
+      this.currentStep = next;
       this.totalSteps = next.total;
       this.output = [];
       this.options.onStep?.(next);
     } else if (line === ' ---> Using cache') {
-      if (this.currentStep) this.currentStep.cached = true;
+      if (this.currentStep && !this.currentStep.cached) {
+        this.currentStep.cached = true;
+        this.cachedSteps++;
+      }
     } else if (line.startsWith('Successfully built ')) {
       this.finished = true;
     } else if (!CHATTER.test(line)) {

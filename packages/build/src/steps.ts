@@ -1,5 +1,4 @@
-import { lstat, open } from 'node:fs/promises';
-import { constants } from 'node:fs';
+import { lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { Writable } from 'node:stream';
@@ -9,6 +8,7 @@ import { parseRepositoryFile, REPOSITORY_FILE } from '@slipway/config/load-confi
 import { dockerError, dockerStatus, LABELS } from '@slipway/core/docker';
 import { markCut, SCRUB_WINDOW_BYTES, scrubLine, secretEnvValues } from '@slipway/core/logger';
 import { SlipwayError } from '@slipway/core/slipway-error';
+import { readCommitFile } from './build-context.js';
 
 /*
  * Test steps: what runs between the build and the rollout, each in a
@@ -36,21 +36,9 @@ const OUTPUT_GRACE_MS = 2000;
  * fault (`repository_file_invalid`, naming the key path and the commit).
  */
 export async function readRepositorySteps(dir: string, sha: string): Promise<StepConfig[] | null> {
-  const file = join(dir, REPOSITORY_FILE);
-  const found = await lstat(file).catch(() => null);
-  if (!found) return null;
   const refuse = (why: string) => new SlipwayError('repository_file_invalid', `${REPOSITORY_FILE} of commit ${sha.slice(0, 12)}: ${why}`, { fault: 'commit' });
-  if (!found.isFile()) throw refuse(found.isSymbolicLink() ? 'is a symbolic link; only a regular file is read' : 'is not a regular file');
-  if (found.size > MAX_REPOSITORY_FILE_BYTES) throw refuse(`is ${found.size.toLocaleString('en-US')} bytes; at most ${MAX_REPOSITORY_FILE_BYTES.toLocaleString('en-US')} are read`);
-  // O_NOFOLLOW: the file checked above is the file read, even if the tree changed in between.
-  const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
-  try {
-    const { buffer, bytesRead } = await handle.read({ buffer: Buffer.alloc(MAX_REPOSITORY_FILE_BYTES + 1) });
-    if (bytesRead > MAX_REPOSITORY_FILE_BYTES) throw refuse(`is over ${MAX_REPOSITORY_FILE_BYTES.toLocaleString('en-US')} bytes`);
-    return parseRepositoryFile(buffer.subarray(0, bytesRead).toString('utf8'), sha).steps;
-  } finally {
-    await handle.close();
-  }
+  const text = await readCommitFile(dir, REPOSITORY_FILE, MAX_REPOSITORY_FILE_BYTES, refuse);
+  return text === null ? null : parseRepositoryFile(text, sha).steps;
 }
 
 /**

@@ -70,6 +70,14 @@ describe('parseConfig defaults', () => {
     expect(configSecrets(tls)).toContain('registry-password');
   });
 
+  it('counts build arguments and container variables named like secrets among the secrets every log scrubs', () => {
+    const config = parseConfig(`${minimalApp}    build_args: { NPM_TOKEN: npm-token-value, NODE_VERSION: "20" }\n    env: { DATABASE_URL: "postgres://u:p@db/x", MODE: production }\n`, { file: FILE, env: {} });
+    const secrets = configSecrets(config);
+    expect(secrets).toEqual(expect.arrayContaining(['npm-token-value', 'postgres://u:p@db/x']));
+    expect(secrets).not.toContain('production');
+    expect(secrets).not.toContain('20');
+  });
+
   it('honours DOCKER_HOST when docker is not set, and checks it as it would docker', () => {
     expect(parseConfig(minimalApp, { file: FILE, env: { DOCKER_HOST: 'tcp://127.0.0.1:2375' } }).docker).toBe('tcp://127.0.0.1:2375');
     expect(parseConfig(minimalApp, { file: FILE, env: { DOCKER_HOST: '' } }).docker).toBe('unix:///var/run/docker.sock');

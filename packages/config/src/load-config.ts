@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { type Document, parseDocument, visit } from 'yaml';
+import { secretEnvValues } from '@slipway/core/logger';
 import { SlipwayError } from '@slipway/core/slipway-error';
 import { INVALID, type ParseContext } from './schema.js';
 import { dockerEndpoint, repositoryFileSchema, slipwaySchema } from './slipway-schema.js';
@@ -228,6 +229,8 @@ export function configSecrets(config: Pick<SlipwayConfig, 'apps' | 'forges' | 'd
     add(app.secret);
     add(app.credentials?.password);
     for (const target of app.notify) add(target.secret);
+    // Values of secret-looking names (NPM_TOKEN, DATABASE_URL) passed to the build or the containers.
+    for (const value of [...secretEnvValues(app.build_args ?? {}), ...secretEnvValues(app.env ?? {})]) add(value);
   }
   for (const forge of Object.values(config.forges)) add(forge.token);
   add(config.dashboard.token);
