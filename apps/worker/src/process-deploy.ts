@@ -13,7 +13,7 @@ import type { JobStore } from '@slipway/queue/job-store';
 import { firstLine, isRetryable, isSlipwayError, SlipwayError } from '@slipway/core/slipway-error';
 import { appConfig } from '@slipway/config/load-config';
 import { checkout } from '@slipway/build/checkout';
-import { recentHistory } from '@slipway/build/resolve-ref';
+import { recentHistory, resolveRef } from '@slipway/build/resolve-ref';
 import { buildImage, type BuiltImage } from '@slipway/build/build-image';
 import { runSteps, stepsForCommit } from '@slipway/build/steps';
 import { configuredRepository, OWNER_NAME } from '@slipway/forges/forge-address';
@@ -88,9 +88,11 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
       logger.info({ by: newer }, 'superseded');
       return { superseded: newer };
     }
-    const live = await staleAgainstLive(ctx, record);
+    const live = await staleAgainstLive(ctx, record, controller.signal);
     if (live) {
-      log.write(`commit ${record.sha} is already live for ${record.app} (job ${live.liveJob ?? '?'}), or older than what is: a push does not roll an app back (a forced push, or slipway deploy --ref, does)`);
+      log.write(live.branchAt
+        ? `a forced push of ${record.sha} says ${record.app}'s branch moved back to it, but the branch is at ${live.branchAt}: not rolled back (slipway deploy --ref does that on purpose)`
+        : `commit ${record.sha} is already live for ${record.app} (job ${live.liveJob ?? '?'}), or older than what is: a push does not roll an app back (a forced push, or slipway deploy --ref, does)`);
       await log.flush();
       ctx.feedback?.finished(await ctx.store.finish(id, 'superseded', { supersededBy: live.liveJob }));
       logger.info({ live: live.liveSha }, 'stale push; superseded by what is live');
@@ -127,12 +129,19 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
  * A webhook's push of the commit that is live, or of one older than it,
  * whose job was queued before that release went live (the receiver turns
  * later ones away): it is not deployed over what is live. Operator jobs
- * (CLI, retry, rollback) and forced pushes are never stale.
+ * (CLI, retry, rollback) are never stale. A forced push may roll back, but
+ * `forced` is only the payload's word: one that would is taken only when
+ * the branch, fetched now, is at its commit (`branchAt` says where it is
+ * otherwise), so holding the secret does not let a sender roll an app back.
  */
-async function staleAgainstLive(ctx: DeployContext, record: JobRecord) {
-  if (record.trigger !== 'webhook' || !record.sha || record.push?.forced) return null;
+async function staleAgainstLive(ctx: DeployContext, record: JobRecord, signal: AbortSignal) {
+  if (record.trigger !== 'webhook' || !record.sha) return null;
   const live = await ctx.store.staleFor(record.app, record.sha);
-  return live.stale ? live : null;
+  if (!live.stale) return null;
+  if (!record.push?.forced) return { ...live, branchAt: null };
+  const app = appForJob(ctx, record);
+  const head = await resolveRef({ app, ref: record.ref ?? app.branch, workdir: ctx.config.workdir, signal });
+  return head === record.sha ? null : { ...live, branchAt: head };
 }
 
 /** Attempts at recording what went live, RECORD_LIVE_PAUSE_MS apart. */

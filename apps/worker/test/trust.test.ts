@@ -48,7 +48,7 @@ describe('the worker trusts the configuration, not the payload', () => {
     expect((await waitForJob(world.queue, ok.id)).state).toBe('completed');
   });
 
-  it('a webhook job of a commit older than the live release (queued before it went live) is superseded by it, unless the push was forced', async () => {
+  it('a webhook job of a commit older than the live release (queued before it went live) is superseded by it, unless the push was forced and the branch is there', async () => {
     world = await workerWorld();
     const [app] = world.apps;
     const repo = app!.repo;
@@ -65,7 +65,15 @@ describe('the worker trusts the configuration, not the payload', () => {
     expect((await world.queue.store.readLog(late.id)).join('\n')).toContain(`commit ${repo.sha} is already live for ${app!.name} (job ${v2.id}), or older than what is`);
     expect(await body(`${app!.url}/`)).toBe(`${app!.name} v2\n`);
 
-    const forced = await world.queue.enqueue({ app: app!.name, sha: repo.sha, ref: 'master', image: null, trigger: 'webhook', push: { ...pushOf(repo.sha, { fullName: 'acme/app', cloneUrl: repo.url, htmlUrl: null }, 'github'), forced: true } });
+    // `forced` is the payload's word: a holder of the secret claiming a force push to an old commit rolls nothing back.
+    const claimed = await world.queue.enqueue({ app: app!.name, sha: repo.sha, ref: 'master', image: null, trigger: 'webhook', push: { ...pushOf(repo.sha, { fullName: 'acme/app', cloneUrl: repo.url, htmlUrl: null }, 'github'), forced: true } });
+    expect(await waitForJob(world.queue, claimed.id)).toMatchObject({ state: 'superseded', supersededBy: v2.id });
+    expect((await world.queue.store.readLog(claimed.id)).join('\n')).toContain(`a forced push of ${repo.sha} says ${app!.name}'s branch moved back to it, but the branch is at ${sha2}: not rolled back`);
+    expect(await body(`${app!.url}/`)).toBe(`${app!.name} v2\n`);
+
+    // The branch really moved back: the forced push deploys the older commit.
+    await git(repo.work, 'push', '-q', '--force', 'origin', `${repo.sha}:refs/heads/master`);
+    const forced = await world.queue.enqueue({ app: app!.name, sha: repo.sha, ref: 'master', image: null, trigger: 'webhook', push: { ...pushOf(repo.sha, { fullName: 'acme/app', cloneUrl: repo.url, htmlUrl: null }, 'github'), delivery: 'd-forced', forced: true } });
     expect((await waitForJob(world.queue, forced.id)).state).toBe('completed');
     expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
   });
