@@ -9,7 +9,7 @@ import { WorkerMetrics } from '@slipway/feedback/metrics';
 import { JobStore } from '@slipway/queue/job-store';
 import { FINAL_STATES } from '@slipway/queue/job-types';
 import { SlipwayError } from '@slipway/core/slipway-error';
-import { QUEUE_NAME } from '@slipway/queue/deploy-queue';
+import { DeployQueue, QUEUE_NAME } from '@slipway/queue/deploy-queue';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { connectRedis } from '@slipway/queue/redis';
 import { type DeployContext, processDeploy, TakenOver } from './process-deploy.js';
@@ -35,6 +35,8 @@ export interface DeployWorkerOptions {
 
 /** How often the worker sweeps the whole job history for retention (and once at start). */
 const HISTORY_SWEEP_INTERVAL_MS = 60 * 60 * 1000;
+/** How often the worker looks for jobs whose record was written and whose BullMQ job never was (see DeployQueue.repairOrphans). */
+const ORPHAN_SWEEP_INTERVAL_MS = 60 * 1000;
 
 export interface DeployWorker {
   /** Resolves once the worker is connected and taking jobs. */
@@ -132,6 +134,18 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
   const sweepTimer = setInterval(sweep, HISTORY_SWEEP_INTERVAL_MS).unref();
   sweep();
 
+  // A webhook answered 503 whose record and delivery claim were written but whose BullMQ job was not (Redis went away
+  // between the two, too soon for the undo): the forge's retry is a "duplicate", so this job is the push's only one.
+  const producer = new DeployQueue({ redis, prefix, attempts: config.worker.attempts, backoffMs: config.worker.backoff_ms });
+  const repair = () => void producer.repairOrphans()
+    .then(({ requeued, failed }) => {
+      if (requeued.length > 0) logger.warn({ jobs: requeued }, 'queued webhook jobs whose queuing had been cut short');
+      if (failed.length > 0) logger.warn({ jobs: failed }, 'ended jobs whose queuing had been cut short: could not be queued');
+    })
+    .catch((err: Error) => logger.debug({ err: err.message }, 'looking for orphaned jobs failed; again in a minute'));
+  const repairTimer = setInterval(repair, ORPHAN_SWEEP_INTERVAL_MS).unref();
+  repair();
+
   return {
     context,
     metrics,
@@ -139,6 +153,7 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
     async close(graceMs = DEFAULT_SHUTDOWN_GRACE_MS) {
       sweeping.abort();
       clearInterval(sweepTimer);
+      clearInterval(repairTimer);
       const graceful = worker.close();
       const timer = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), graceMs).unref());
       if ((await Promise.race([graceful.then(() => 'closed' as const), timer])) === 'timeout') {
@@ -147,6 +162,7 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
       }
       await feedback.close();
       await queue.close().catch(() => {});
+      await producer.close();
       context.etcd.close();
       for (const connection of [subscriber, bullConnection, redis]) connection.disconnect();
     },

@@ -142,6 +142,20 @@ describe('DeployQueue', () => {
     await expect(queue.retry(job.id)).rejects.toMatchObject({ code: 'not_retryable', message: expect.stringMatching(new RegExp(`^job ${retry.id} of delta came after job ${job.id} and is waiting`)) });
   });
 
+  it('repairs records orphaned between their write and their BullMQ job: a webhook\'s is queued (its delivery is claimed), any other ends failed', async () => {
+    const app = uniqueName('orphan');
+    const hooked = await queue.enqueueMany([{ ...request(app, 16), trigger: 'webhook' }], { provider: 'github', id: uniqueName('delivery'), ttlSeconds: 60 });
+    const cli = await queue.enqueue(request(app, 17));
+    const webhook = hooked.records[0]!;
+    // What a receiver that lost Redis (or died) between the two round trips leaves: records, no BullMQ jobs.
+    for (const record of [webhook, cli]) await queue.bull.getJob(bullJobId(record.id)).then((j) => j?.remove());
+    expect(await queue.repairOrphans({ app }), 'too young: their enqueue may be on its way').toEqual({ requeued: [], failed: [] });
+    expect(await queue.repairOrphans({ app, olderThanMs: 0 })).toEqual({ requeued: [webhook.id], failed: [cli.id] });
+    expect(await queue.bull.getJob(bullJobId(webhook.id))).toBeDefined();
+    expect(await queue.store.get(cli.id)).toMatchObject({ state: 'failed', error: 'could not be queued' });
+    expect(await queue.repairOrphans({ app, olderThanMs: 0 }), 'nothing left to repair').toEqual({ requeued: [], failed: [] });
+  });
+
   it('never retries a git push\'s job: its push was refused with it, so the commit is on no branch', async () => {
     const job = await queue.enqueue({ ...request(uniqueName('gp'), 15), trigger: 'git-push' });
     await queue.bull.getJob(bullJobId(job.id)).then((j) => j?.remove());

@@ -30,6 +30,9 @@ export interface DeployQueueOptions {
   backoffMs?: number;
 }
 
+/** A waiting record this old with no BullMQ job was orphaned (see DeployQueue.repairOrphans). */
+export const ORPHAN_AGE_MS = 2 * 60_000;
+
 /**
  * The producer side of the deploy queue: enqueue, cancel, retry, and the
  * delivery-id memory of the receiver. A job's record is written before its
@@ -138,6 +141,33 @@ export class DeployQueue {
       return;
     }
     batch.forEach(({ resolve }, g) => resolve(created[g]!));
+  }
+
+  /**
+   * Waiting records with no BullMQ job, left when Redis went away (or the
+   * process died) between a batch's records and its BullMQ jobs, before
+   * the undo could run. A webhook's job is queued now: its delivery is
+   * claimed, so the forge's retry was answered "duplicate" and this is the
+   * push's only job (the same job id, so a second repair adds nothing).
+   * Any other (a CLI deploy told it failed) is ended failed. Only records
+   * older than `olderThanMs` are looked at: a younger one's enqueue may
+   * still be on its way. Returns the ids requeued and failed.
+   */
+  async repairOrphans(options: { olderThanMs?: number; limit?: number; app?: string } = {}): Promise<{ requeued: string[]; failed: string[] }> {
+    const before = Date.now() - (options.olderThanMs ?? ORPHAN_AGE_MS);
+    const requeued: string[] = [];
+    const failed: string[] = [];
+    for (const record of await this.store.list({ state: 'waiting', app: options.app, limit: options.limit ?? 500 })) {
+      if (Date.parse(record.createdAt) > before || (await this.bull.getJob(bullJobId(record.id)))) continue;
+      if (record.trigger === 'webhook') {
+        await this.bull.add('deploy', { id: record.id }, this.jobOptions(record.id));
+        requeued.push(record.id);
+      } else {
+        // An ended job stays ended: one cancelled meanwhile keeps its state.
+        if ((await this.store.finish(record.id, 'failed', { error: 'could not be queued' })).state === 'failed') failed.push(record.id);
+      }
+    }
+    return { requeued, failed };
   }
 
   private jobOptions(id: string) {
