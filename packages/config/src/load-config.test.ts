@@ -173,6 +173,7 @@ const bad: Array<[string, string, string]> = [
   ['duplicate key', `${minimalApp}    port: 1\n    port: 2`, 'YAML: Map keys must be unique'],
   ['not YAML', 'apps: {hello: [', 'YAML:'],
   ['top level is a list', '- a\n- b', '(top level): expected a mapping, got ["a","b"]'],
+  ['credentials in a notification URL', `${minimalApp}    notify: [{ type: slack, url: "https://hook:hunter2hunter2@hooks.example/T0/B0" }]`, 'apps.hello.notify[0].url: expected an http(s) URL, got "https://hook:***@hooks.example/T0/B0" (must not carry a user or password (user:pass@))'],
   ['a key every object inherits', 'receiver: { constructor: 5 }', 'receiver.constructor: unknown key'],
   ['__proto__ as a key', 'receiver: { __proto__: { port: 1 } }', 'receiver.__proto__: unknown key'],
   ['__proto__ as a variable', `${minimalApp}    env: { __proto__: x }`, 'apps.hello.env.__proto__: invalid'],

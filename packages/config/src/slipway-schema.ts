@@ -36,6 +36,18 @@ const url = (protocols: string[]): Check => (v) => {
   }
 };
 
+/**
+ * An address Slipway POSTs to or links to: http(s), with no user or
+ * password in it (fetch refuses such a URL, quoting it whole in its error,
+ * and a link would show it): a token goes in its own key.
+ */
+const webUrl: Check = (v) => {
+  const problem = url(['http', 'https'])(v);
+  if (problem) return problem;
+  const parsed = new URL(v);
+  return parsed.username || parsed.password ? 'must not carry a user or password (user:pass@)' : null;
+};
+
 /** A Docker engine's endpoint (`docker`, and `$DOCKER_HOST` in its place). */
 export const dockerEndpoint: Check = url(['unix', 'tcp', 'http', 'https']);
 
@@ -157,7 +169,7 @@ const app = obj({
   template: str({ optional: true, type: 'a file path', doc: 'Own nginx template for this app (relative to the config file).' }),
   notify: list(obj({
     type: oneOf(['slack', 'webhook'] as const, { doc: '`slack`: a Slack-compatible incoming webhook; `webhook`: JSON signed with HMAC-SHA256.' }),
-    url: str({ check: url(['http', 'https']), type: 'an http(s) URL', doc: 'Where the notification is POSTed.' }),
+    url: str({ check: webUrl, type: 'an http(s) URL', doc: 'Where the notification is POSTed.' }),
     secret: str({ optional: true, doc: 'For `webhook`: signs the body (`X-Slipway-Signature-256: sha256=<hex>`).' }),
     on: list(oneOf(['failure', 'recovery', 'success'] as const), { type: 'a list of failure, recovery, success', default: ['failure', 'recovery'], single: true, doc: 'Outcomes that notify: a failure, the first success after a failure, every success.' }),
   }), { default: [], doc: 'Notification targets; a target that is down never fails or delays a deploy.' }),
@@ -199,7 +211,7 @@ export const slipwaySchema = obj({
     host: str({ default: '127.0.0.1', doc: 'Address the dashboard listens on.' }),
     port: port({ default: 3001, doc: 'Its port.' }),
     token: str({ optional: true, check: minLength(MIN_TOKEN), type: `a token of ${MIN_TOKEN}+ characters`, secret: true, doc: `Sign-in token, at least ${MIN_TOKEN} characters; the dashboard refuses to start without one.` }),
-    public_url: str({ optional: true, check: url(['http', 'https']), type: 'an http(s) URL', doc: 'How users reach the dashboard; commit statuses and notifications link to `<public_url>/jobs/<id>`. Default `http://<host>:<port>`.' }),
+    public_url: str({ optional: true, check: webUrl, type: 'an http(s) URL', doc: 'How users reach the dashboard; commit statuses and notifications link to `<public_url>/jobs/<id>`. Default `http://<host>:<port>`.' }),
     allowed_hosts: list(str({ check: hostname, type: 'a host name' }), { default: [], single: true, doc: 'Host names (with any port or none; `*.example.com` for its subdomains) served besides `host:port` and `public_url`\'s host; any other Host is answered 421 (DNS rebinding).' }),
   }),
   jobs: obj({
@@ -211,15 +223,15 @@ export const slipwaySchema = obj({
   forges: obj({
     github: obj({
       token: str({ optional: true, doc: 'Token allowed to post commit statuses (`repo:status`); without one, no statuses are posted.' }),
-      api_url: str({ optional: true, check: url(['http', 'https']), type: 'an http(s) URL', doc: 'Default: from the app\'s configured repo (`https://api.github.com` for github.com, `<forge>/api/v3` for GitHub Enterprise), never from a webhook.' }),
+      api_url: str({ optional: true, check: webUrl, type: 'an http(s) URL', doc: 'Default: from the app\'s configured repo (`https://api.github.com` for github.com, `<forge>/api/v3` for GitHub Enterprise), never from a webhook.' }),
     }),
     gitea: obj({
       token: str({ optional: true, doc: 'Gitea/Forgejo/Gogs access token with write access to the repository.' }),
-      api_url: str({ optional: true, check: url(['http', 'https']), type: 'an http(s) URL', doc: 'Default: `<forge>/api/v1` of the app\'s configured repo, never from a webhook.' }),
+      api_url: str({ optional: true, check: webUrl, type: 'an http(s) URL', doc: 'Default: `<forge>/api/v1` of the app\'s configured repo, never from a webhook.' }),
     }),
     gitlab: obj({
       token: str({ optional: true, doc: 'GitLab access token with the `api` scope.' }),
-      api_url: str({ optional: true, check: url(['http', 'https']), type: 'an http(s) URL', doc: 'Default: `<forge>/api/v4` of the app\'s configured repo (gitlab.com for `owner/name`), never from a webhook.' }),
+      api_url: str({ optional: true, check: webUrl, type: 'an http(s) URL', doc: 'Default: `<forge>/api/v4` of the app\'s configured repo (gitlab.com for `owner/name`), never from a webhook.' }),
     }),
   }, { doc: 'Where to post commit statuses for webhook-triggered jobs.' }),
   router: obj({

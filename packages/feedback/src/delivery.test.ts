@@ -1,5 +1,7 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { backoffDelay } from './delivery.js';
+import { backoffDelay, sendHttpRequest } from './delivery.js';
 
 const policy = { baseDelayMs: 1000, maxDelayMs: 30_000 };
 
@@ -8,5 +10,38 @@ describe('backoffDelay', () => {
     expect([1, 2, 3, 4, 5, 6].map((n) => backoffDelay(policy, n))).toEqual([1000, 2000, 4000, 8000, 16_000, 30_000]);
     expect(backoffDelay(policy, 1, 5000)).toBe(5000);
     expect(backoffDelay(policy, 1, 3_600_000)).toBe(30_000);
+  });
+});
+
+describe('sendHttpRequest', () => {
+  const post = (url: string) => ({ method: 'POST' as const, url, headers: { 'content-type': 'application/json' }, body: '{}' });
+  const failure = (promise: Promise<void>) => promise.then(() => null, (err: unknown) => err as Error);
+
+  it('names a target by its origin only, even when fetch quotes the whole URL', async () => {
+    const err = await failure(sendHttpRequest(post('https://hook:hunter2-password@hooks.example/T000/B000/secret-path'), AbortSignal.timeout(5000)));
+    expect(err?.message).toMatch(/^POST https:\/\/hooks\.example: /);
+    expect(err?.message).not.toContain('hunter2');
+    expect(err?.message).not.toContain('secret-path');
+  });
+
+  it('reads only the start of a refusal, however much the target sends', async () => {
+    const server = createServer((_req, res) => {
+      res.writeHead(500, { 'content-type': 'text/plain' });
+      const chunk = 'x'.repeat(64 * 1024);
+      const pour = () => {
+        while (res.write(chunk));
+        res.once('drain', pour);
+      };
+      pour();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const err = await failure(sendHttpRequest(post(`http://127.0.0.1:${port}/hook`), AbortSignal.timeout(10_000)));
+      expect(err?.message).toBe(`POST http://127.0.0.1:${port} answered 500: ${'x'.repeat(200)}`);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 });

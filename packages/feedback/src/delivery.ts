@@ -1,4 +1,4 @@
-import type { Logger } from '@slipway/core/logger';
+import { type Logger, scrubSecrets } from '@slipway/core/logger';
 import { SlipwayError } from '@slipway/core/slipway-error';
 
 /*
@@ -291,10 +291,12 @@ export async function sendHttpRequest(request: HttpRequest, signal: AbortSignal)
   try {
     res = await fetch(request.url, { method: request.method, headers: request.headers, body: request.body, redirect: 'manual', signal });
   } catch (err) {
-    const reason = signal.aborted ? 'no answer in time' : ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message;
-    throw new DeliveryError(`POST ${where}: ${reason}`, { retryable: true, cause: err });
+    const said = signal.aborted ? 'no answer in time' : ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message;
+    // fetch's own errors quote the whole URL (a Slack webhook's path is its secret): only its origin is said.
+    const reason = scrubSecrets(said.split(request.url).join(where));
+    throw new DeliveryError(`POST ${where}: ${reason}`, { retryable: true });
   }
-  const text = await res.text().catch(() => '');
+  const text = await readExcerpt(res);
   if (res.status >= 200 && res.status < 300) return;
   const excerpt = text.replace(/\s+/g, ' ').trim().slice(0, BODY_EXCERPT);
   throw new DeliveryError(`POST ${where} answered ${res.status}${excerpt ? `: ${excerpt}` : ''}`, {
@@ -302,6 +304,30 @@ export async function sendHttpRequest(request: HttpRequest, signal: AbortSignal)
     httpStatus: res.status,
     retryAfterMs: retryAfterMs(res.headers.get('retry-after')),
   });
+}
+
+/** How much of an answer is read: enough for its excerpt, whatever the target sends. */
+const ANSWER_READ_BYTES = 4096;
+
+/** The start of an answer's body, the rest left unread (the connection is let go). */
+async function readExcerpt(res: Response): Promise<string> {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (size < ANSWER_READ_BYTES) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.byteLength;
+    }
+  } catch {
+    // An answer cut short says what it said so far.
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  return Buffer.concat(chunks).subarray(0, ANSWER_READ_BYTES).toString('utf8');
 }
 
 /** `https://host:port`: enough to say where, nothing secret. */

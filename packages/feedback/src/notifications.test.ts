@@ -66,4 +66,11 @@ describe('notifications', () => {
     expect(body.blocks[1]!.elements![0]!.text).toBe('Fix &lt;the&gt; &amp; health · pushed by ada · webhook on master');
     expect(request.headers['x-slipway-signature-256']).toBeUndefined();
   });
+
+  it('slack: a link cannot end early and mention everyone (a compare URL is the payload\'s)', () => {
+    const hostile = { ...payload, links: { ...payload.links, compare: 'https://github.com/x><!channel><https://github.com/y|z' } };
+    const body = JSON.parse(notificationRequest({ type: 'slack', url: 'https://hooks.slack.com/services/T/B/X', on: ['failure'] }, hostile, 'u').body) as { blocks: Array<{ text?: { text: string } }> };
+    expect(body.blocks[0]!.text!.text).toContain('<https://github.com/x%3E%3C!channel%3E%3Chttps://github.com/y%7Cz|compare>');
+    expect(body.blocks[0]!.text!.text).not.toContain('<!channel>');
+  });
 });

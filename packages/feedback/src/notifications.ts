@@ -138,6 +138,13 @@ interface SlackMessage {
 
 const ICONS = { failure: ':x:', recovery: ':white_check_mark:', success: ':rocket:' } as const;
 
+/**
+ * `<url|label>`, the URL unable to end the link early: `<`, `>` and `|`
+ * percent-encoded (a compare link is the payload's, and `x><!channel>`
+ * in it would otherwise mention everyone), `&` as Slack wants it.
+ */
+const slackLink = (url: string, label: string) => `<${url.replace(/[<>|]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`).replace(/&/g, '&amp;')}|${escape(label)}>`;
+
 /** Slack's mrkdwn needs only these three escaped. */
 const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
@@ -157,8 +164,8 @@ function slackMessage(payload: NotificationPayload): SlackMessage {
   }[payload.event];
   const text = escape(`${payload.app} ${commit}: ${what} (job ${payload.job})`);
 
-  const links = [`<${payload.links.job}|job ${payload.job}>`];
-  if (payload.links.compare) links.push(`<${payload.links.compare}|compare>`);
+  const links = [slackLink(payload.links.job, `job ${payload.job}`)];
+  if (payload.links.compare) links.push(slackLink(payload.links.compare, 'compare'));
   const context: string[] = [];
   if (payload.message) context.push(escape(shortText(payload.message.split('\n', 1)[0]!, 150)));
   if (payload.pusher) context.push(`pushed by ${escape(payload.pusher)}`);
