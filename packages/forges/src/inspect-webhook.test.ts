@@ -201,6 +201,20 @@ describe('inspectWebhook for Gitea and GitLab', () => {
     expect(await inspect('gitlab', { ...headers, 'x-gitlab-event': 'Tag Push Hook' }, body, list)).toMatchObject({ kind: 'ignored', reason: 'tag' });
   });
 
+  it('an app cloned over SSH from a forge whose SSH host is not its web host takes its pushes once forges.<provider>.api_url says where the web side is', async () => {
+    const body = JSON.stringify({
+      object_kind: 'push', ref: 'refs/heads/main', before: '0'.repeat(40), after: 'd'.repeat(40), user_username: 'bob',
+      project: { path_with_namespace: 'g/p', git_ssh_url: 'git@ssh.gitlab.example.com:g/p.git', git_http_url: 'https://gitlab.example.com/g/p.git', web_url: 'https://gitlab.example.com/g/p' },
+      commits: [{ id: 'd'.repeat(40), message: 'hi' }],
+    });
+    const headers = readWebhookHeaders('gitlab', { 'x-gitlab-event': 'Push Hook', 'x-gitlab-event-uuid': 'u-2', 'x-gitlab-token': secret });
+    const apps: WebhookApp[] = [{ name: 'p', repo: 'git@ssh.gitlab.example.com:g/p.git', branch: 'main', secret }];
+    const send = (forges?: Parameters<typeof inspectWebhook>[0]['forges']) => inspectWebhook({ headers, media: 'json', body: Buffer.from(body), apps, forges });
+    await expect(send(), 'the web side could be anywhere').rejects.toMatchObject({ code: 'repository_host_mismatch' });
+    expect(await send({ github: {}, gitea: {}, gitlab: { api_url: 'https://gitlab.example.com/api/v4' } })).toMatchObject({ kind: 'push', push: { sha: 'd'.repeat(40) } });
+    await expect(send({ github: {}, gitea: {}, gitlab: { api_url: 'https://elsewhere.example/api/v4' } })).rejects.toMatchObject({ code: 'repository_host_mismatch' });
+  });
+
   it('an app without a secret never takes webhooks', async () => {
     const body = JSON.stringify(giteaPush);
     const list: WebhookApp[] = [{ name: 'r', repo: 'o/r', branch: 'main' }];

@@ -1,7 +1,7 @@
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { isBranchName } from '@slipway/core/validate';
 import type { Push } from '@slipway/queue/job-types';
-import { configuredRepository, type Provider, webHostOf } from './forge-address.js';
+import { configuredRepository, OWNER_NAME, type Provider, webHostOf } from './forge-address.js';
 import { matchApps } from './match-apps.js';
 import { normalisePush, pushIgnoreReason, readPushFields } from './normalise-push.js';
 import { verifySignature } from './verify-signature.js';
@@ -66,7 +66,7 @@ export async function inspectWebhook<A extends WebhookApp>(input: InspectWebhook
   if (event.kind === 'ping') return { kind: 'ignored', reason: 'ping', message: 'pong' };
   // Each app's configured host, worked out once: the payload's addresses are checked against it now, its links once parsed.
   const hosts = verified.map((app) => [app, configuredHost(app, headers.provider, identity.fullName, input.forges ?? NO_FORGES)] as const);
-  for (const [app, host] of hosts) assertOnHost(app, host, identity.urls);
+  for (const [app, host] of hosts) assertOnHost(app, host, identity.urls, headers.provider);
 
   const fields = readPushFields(headers.provider, body.payload());
   const ignored = pushIgnoreReason(fields);
@@ -80,7 +80,7 @@ export async function inspectWebhook<A extends WebhookApp>(input: InspectWebhook
   const push = normalisePush(headers.provider, headers.delivery, fields);
   // The links the push is shown with (notifications, the dashboard), parsed: on the configured host too.
   const links = [push.repository.htmlUrl, push.compareUrl].filter((url): url is string => url !== null);
-  for (const [app, host] of hosts) assertOnHost(app, host, links);
+  for (const [app, host] of hosts) assertOnHost(app, host, links, headers.provider);
   const apps = matchApps(verified, identity, push.ref);
   if (apps.length === 0) {
     return { kind: 'ignored', reason: 'other_branch', message: `no app deploys branch ${JSON.stringify(push.branch)} of this repository` };
@@ -128,11 +128,13 @@ function configuredHost(app: WebhookApp, provider: Provider, fullName: string | 
 }
 
 /** Every address a URL parser reads as http(s) must be on `host`, the one configured for `app`. */
-function assertOnHost(app: WebhookApp, host: string, addresses: readonly string[]): void {
+function assertOnHost(app: WebhookApp, host: string, addresses: readonly string[], provider: Provider): void {
   for (const address of addresses) {
     const on = webHostOf(address);
     if (on !== null && on !== host) {
-      throw new WebhookError('repository_host_mismatch', `the payload's repository is on ${on}, not on ${host} where ${app.name}'s repo is configured`);
+      // An SSH address names the forge's SSH host, which may not be where its web side is.
+      const hint = /^https?:\/\//i.test(app.repo) || OWNER_NAME.test(app.repo) ? '' : ` (if ${host} is only the forge's SSH host, set forges.${provider}.api_url to its web side)`;
+      throw new WebhookError('repository_host_mismatch', `the payload's repository is on ${on}, not on ${host} where ${app.name}'s repo is configured${hint}`);
     }
   }
 }
