@@ -57,6 +57,12 @@ export async function withRepoCache<T>(options: RepoCacheOptions, fn: (cache: Re
     // Metadata of checkouts whose directories are gone (cleaned up, or of a crashed job).
     await git.run(['worktree', 'prune']);
 
+    // What a fetch would have done itself: `gc --auto` (a no-op until enough packs pile up), under the lock, given
+    // as long as a repack of a large repository takes; a failure only leaves the cache less tidy.
+    const collectGarbage = async () => {
+      const quiet = createGitRunner({ ...runnerOptions, repo: undefined, idleTimeoutMs: Math.max(GC_IDLE_TIMEOUT_MS, options.gitIdleTimeoutMs ?? 0) });
+      await quiet.run(['gc', '--auto', '--quiet'], { action: 'gc' }).catch((err: Error) => log(`warning: git gc --auto failed (${err.message.split('\n', 1)[0]}); the clone cache is left as it is`));
+    };
     const hasCommit = async (sha: string) => (await git.probe(['cat-file', '-e', '--end-of-options', `${assertSha(sha)}^{commit}`])) !== null;
     const cache: RepoCache = {
       dir: paths.repo,
@@ -66,13 +72,15 @@ export async function withRepoCache<T>(options: RepoCacheOptions, fn: (cache: Re
       async fetchBranches() {
         log(`fetching ${repo.url}`);
         // --progress: a long transfer keeps talking, so the idle timeout only stops a git that is stuck.
-        await git.run(['fetch', '--progress', '--prune', '--no-tags', '--no-recurse-submodules', '--', repo.url, BRANCHES], { action: 'fetch', stream: true });
+        // No automatic gc inside the fetch: a repack is silent, and the idle timeout would kill it with the fetch, at every attempt.
+        await git.run(['fetch', '--progress', '--prune', '--no-tags', '--no-recurse-submodules', '--no-auto-gc', '--no-auto-maintenance', '--', repo.url, BRANCHES], { action: 'fetch', stream: true });
+        await collectGarbage();
       },
       async fetchCommit(sha) {
         assertSha(sha);
         log(`fetching commit ${sha} from ${repo.url}`);
         try {
-          await git.run(['fetch', '--progress', '--no-tags', '--no-recurse-submodules', '--no-write-fetch-head', '--', repo.url, sha], { action: 'fetch', stream: true });
+          await git.run(['fetch', '--progress', '--no-tags', '--no-recurse-submodules', '--no-write-fetch-head', '--no-auto-gc', '--no-auto-maintenance', '--', repo.url, sha], { action: 'fetch', stream: true });
         } catch (err) {
           // "not our ref", "couldn't find remote ref": the remote does not have it (or will not say).
           const code = (err as { code?: string }).code;
@@ -102,6 +110,9 @@ function assertBranch(branch: string): string {
   if (!isBranchName(branch)) throw new Error(`not a branch name: ${JSON.stringify(branch)}`);
   return branch;
 }
+
+/** A `git gc --auto` after a fetch is stopped after printing nothing for this long (a repack prints nothing). */
+const GC_IDLE_TIMEOUT_MS = 30 * 60_000;
 
 async function ensureBareRepo(dir: string, log: (line: string) => void, runnerOptions: Parameters<typeof createGitRunner>[0]): Promise<void> {
   await mkdir(dir, { recursive: true });
