@@ -5,7 +5,7 @@ import type Docker from 'dockerode';
 import type { AppConfig } from '@slipway/config/types';
 import { scrubLine, secretEnvValues } from '@slipway/core/logger';
 import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
-import { LABELS } from '@slipway/core/docker';
+import { dockerCallWithin, ENGINE_TIMEOUT_MS, LABELS } from '@slipway/core/docker';
 import { BuildError, dockerFailure } from './build-error.js';
 import { buildOptions } from './build-options.js';
 import { BuildStream, type BuildEvent, type BuildStep, jsonLines } from './build-stream.js';
@@ -118,9 +118,7 @@ async function build(options: BuildImageOptions & { signal: AbortSignal }): Prom
     throw new UnavailableError('docker', `Docker's build stream ended before the build finished (step ${progress.currentStep?.index ?? 0}/${progress.totalSteps})`);
   }
 
-  const info = await docker.getImage(plan.image).inspect().catch((err: unknown) => {
-    throw dockerFailure(err);
-  });
+  const info = (await dockerCallWithin(`inspecting ${plan.image}, just built`, () => docker.getImage(plan.image).inspect(), { timeoutMs: ENGINE_TIMEOUT_MS }))!;
   const labels = info.Config?.Labels ?? {};
   if (labels[LABELS.sha] !== options.sha || labels[LABELS.app] !== options.app.name) {
     throw new BuildError(`docker build failed: ${plan.image} does not carry the labels of ${options.app.name} at ${options.sha}`);

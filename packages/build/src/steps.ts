@@ -5,7 +5,7 @@ import { Writable } from 'node:stream';
 import type Docker from 'dockerode';
 import type { AppConfig, StepConfig } from '@slipway/config/types';
 import { parseRepositoryFile, REPOSITORY_FILE } from '@slipway/config/load-config';
-import { dockerError, dockerStatus, LABELS } from '@slipway/core/docker';
+import { dockerCallWithin, dockerError, dockerStatus, ENGINE_TIMEOUT_MS, LABELS } from '@slipway/core/docker';
 import { markCut, SCRUB_WINDOW_BYTES, scrubLine, secretEnvValues } from '@slipway/core/logger';
 import { SlipwayError } from '@slipway/core/slipway-error';
 import { readCommitFile } from './build-context.js';
@@ -245,15 +245,14 @@ export async function runStep(options: RunStepOptions): Promise<StepRun> {
     log(`step ${step.name}: ${step.command.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')} (in ${image}, timeout ${limitS} s)`);
     if (step.image) await ensureImage(docker, image, step.name, stop, log);
     if (stop.aborted) throw stopped();
-    container = await docker.createContainer(stepContainerOptions({ app: options.app, step, image, job: options.job, sha: options.sha, resources: options.resources }))
-      .catch((e: unknown) => {
-        throw dockerError(e, `creating the container of step ${step.name}`);
-      });
+    // Each call has the engine's deadline and ends at once when the step is stopped (a wedged engine holds no app's lock).
+    const ask = <T>(doing: string, call: (abortSignal: AbortSignal) => Promise<T>) => untilStopped(stop, stopped, dockerCallWithin(doing, call, { timeoutMs: ENGINE_TIMEOUT_MS }) as Promise<T>);
+    container = await ask(`creating the container of step ${step.name}`, (abortSignal) =>
+      docker.createContainer({ ...stepContainerOptions({ app: options.app, step, image, job: options.job, sha: options.sha, resources: options.resources }), abortSignal } as Docker.ContainerCreateOptions));
     const created = container;
     // Attached before the start: not a line is missed, and Docker keeps none of it.
-    const stream = await created.attach({ stream: true, stdout: true, stderr: true }).catch((e: unknown) => {
-      throw dockerError(e, `attaching to step ${step.name}`);
-    });
+    const stream = await ask(`attaching to step ${step.name}`, (abortSignal) =>
+      created.attach({ stream: true, stdout: true, stderr: true, abortSignal } as Docker.ContainerAttachOptions));
     const outputEnded = new Promise<void>((resolve) => {
       stream.once('end', resolve);
       stream.once('close', resolve);
@@ -265,12 +264,11 @@ export async function runStep(options: RunStepOptions): Promise<StepRun> {
     stop.addEventListener('abort', kill, { once: true });
     try {
       if (stop.aborted) throw stopped();
-      await created.start().catch((e: unknown) => {
-        throw stop.aborted ? stopped() : dockerError(e, `starting step ${step.name}`);
-      });
-      const waited = await created.wait().catch((e: unknown) => {
+      await ask(`starting step ${step.name}`, (abortSignal) => created.start({ abortSignal }));
+      // As long as the step runs: bounded by its timeout_s (the stop signal), not the engine's deadline.
+      const waited = await untilStopped(stop, stopped, created.wait().catch((e: unknown) => {
         throw stop.aborted ? stopped() : dockerError(e, `waiting for step ${step.name}`);
-      }) as { StatusCode?: number };
+      })) as { StatusCode?: number };
       if (stop.aborted) throw stopped();
       exitCode = waited.StatusCode ?? null;
       await Promise.race([outputEnded, new Promise((resolve) => setTimeout(resolve, OUTPUT_GRACE_MS).unref())]);
@@ -296,6 +294,21 @@ export async function runStep(options: RunStepOptions): Promise<StepRun> {
   }
 }
 
+/** `work`, or `stopped()` as soon as `stop` aborts, whichever comes first (what `work` does after is left to its own end). */
+function untilStopped<T>(stop: AbortSignal, stopped: () => Error, work: Promise<T>): Promise<T> {
+  if (stop.aborted) {
+    work.catch(() => {});
+    return Promise.reject(stopped());
+  }
+  let onAbort = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(stopped());
+    stop.addEventListener('abort', onAbort, { once: true });
+  });
+  work.catch(() => {});
+  return Promise.race([work, aborted]).finally(() => stop.removeEventListener('abort', onAbort));
+}
+
 /** Attaches the step's run to its error, for the job's timeline. */
 function withRun<E extends Error>(error: E, run: StepRun): E & { run: StepRun } {
   return Object.assign(error, { run });
@@ -311,7 +324,7 @@ const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 async function removeContainer(docker: Docker, id: string): Promise<void> {
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
-      await docker.getContainer(id).remove({ force: true, v: true });
+      await dockerCallWithin(`removing the container of a step`, (abortSignal) => docker.getContainer(id).remove({ force: true, v: true, abortSignal }), { timeoutMs: ENGINE_TIMEOUT_MS });
       return;
     } catch (e) {
       if (dockerStatus(e) === 404) return;
@@ -327,10 +340,7 @@ async function removeContainer(docker: Docker, id: string): Promise<void> {
  * reached is Slipway's.
  */
 async function ensureImage(docker: Docker, image: string, step: string, signal: AbortSignal, log: (line: string) => void): Promise<void> {
-  const present = await docker.getImage(image).inspect().then(() => true, (e: unknown) => {
-    if (dockerStatus(e) === 404) return false;
-    throw dockerError(e, `looking for image ${image} of step ${step}`);
-  });
+  const present = (await dockerCallWithin(`looking for image ${image} of step ${step}`, () => docker.getImage(image).inspect(), { timeoutMs: ENGINE_TIMEOUT_MS, ignore: [404] })) !== undefined;
   if (present) return;
   log(`step ${step}: pulling ${image}`);
   const notPulled = (detail: string) =>
@@ -391,9 +401,8 @@ export async function runSteps(options: RunStepsOptions): Promise<StepRun[]> {
 
 /** Step containers of the app still on the host: left by a worker that stopped during a step. */
 export async function removeLeftoverSteps(docker: Docker, app: string, log: (line: string) => void = () => {}): Promise<string[]> {
-  const left = await docker.listContainers({ all: true, filters: { label: [`${LABELS.app}=${app}`, LABELS.step] } }).catch((e: unknown) => {
-    throw dockerError(e, `listing the step containers of ${app}`);
-  });
+  const left = (await dockerCallWithin(`listing the step containers of ${app}`, (abortSignal) =>
+    docker.listContainers({ all: true, filters: { label: [`${LABELS.app}=${app}`, LABELS.step] }, abortSignal }), { timeoutMs: ENGINE_TIMEOUT_MS }))!;
   for (const info of left) {
     await removeContainer(docker, info.Id);
     log(`removed the container of step ${info.Labels[LABELS.step] ?? '?'} left by job ${info.Labels[LABELS.release] ?? '?'} (its worker stopped during the step)`);

@@ -6,7 +6,7 @@ import type { StepConfig } from '@slipway/config/types';
 import { LABELS } from '@slipway/core/docker';
 import { MAX_LINE_BYTES } from '@slipway/core/logger';
 import { SlipwayError } from '@slipway/core/slipway-error';
-import { BASE_IMAGE, tempDir, testAppName } from '@slipway/devstack/testing';
+import { BASE_IMAGE, startWedgedPeer, tempDir, testAppName } from '@slipway/devstack/testing';
 import { readRepositorySteps, runStep, runSteps, stepContainerOptions, stepsForCommit, type StepRun } from '../src/steps.js';
 
 const docker = new Docker();
@@ -135,6 +135,23 @@ describe('runStep (real Docker)', () => {
     });
     expect(lines).toContain(`mem | ${64 * 1024 * 1024}`);
   });
+});
+
+describe('runStep against an engine that never answers', () => {
+  it('is stopped by a cancel and by its timeout_s at once: a wedged engine holds no app\'s lock', async () => {
+    const peer = await startWedgedPeer();
+    const wedged = new Docker({ host: '127.0.0.1', port: peer.port, protocol: 'http' });
+    try {
+      const started = Date.now();
+      const cancelled = await failure(runStep({ docker: wedged, app: testAppName(), job: '9', sha: SHA, builtImage: BASE_IMAGE, signal: AbortSignal.timeout(300), step: step({ command: ['true'] }) }));
+      expect(cancelled.code).toBe('cancelled');
+      const timedOut = await failure(runStep({ docker: wedged, app: testAppName(), job: '9', sha: SHA, builtImage: BASE_IMAGE, step: step({ command: ['true'], timeout_s: 1 }) }));
+      expect(timedOut.code).toBe('step_timeout');
+      expect(Date.now() - started).toBeLessThan(5000);
+    } finally {
+      await peer.close();
+    }
+  }, 20_000);
 });
 
 describe('runSteps', () => {

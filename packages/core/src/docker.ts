@@ -98,6 +98,15 @@ export async function dockerCall<T>(doing: string, fn: () => Promise<T>, ignore:
 }
 
 /**
+ * How long one call to the engine may take (a stop: its grace period
+ * more). An engine that takes the connection and never answers is then
+ * unreachable, as one refusing it is: whoever called (a rollout, a build's test
+ * step: each holding its app's lock) fails `unavailable`, and is retried,
+ * instead of waiting for ever.
+ */
+export const ENGINE_TIMEOUT_MS = 60_000;
+
+/**
  * One Docker call, as dockerCall makes it, given `timeoutMs`: an engine
  * that took the connection and never answers (wedged, black-holed) is then
  * unreachable, as one refusing it is (UnavailableError, worth retrying),

@@ -23,6 +23,7 @@ export {
   type FixtureOptions, type FixtureRepo, type FixtureVariant,
 } from './fixture-app.js';
 export { BASE_IMAGE } from './base-image.js';
+export { startWedgedPeer, type WedgedPeer } from './wedged-peer.js';
 export { watchEventLoop, type EventLoopReport } from './event-loop-watch.js';
 export { startGitHttpServer, type GitHttpServer, type GitHttpServerOptions } from './git-http-server.js';
 

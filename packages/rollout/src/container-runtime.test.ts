@@ -1,6 +1,6 @@
-import { createServer, type Socket } from 'node:net';
 import Docker from 'dockerode';
 import { describe, expect, it } from 'vitest';
+import { startWedgedPeer } from '@slipway/devstack/testing';
 import { containerSpec, demux, DockerRuntime } from './container-runtime.js';
 
 const app = { name: 'hello', port: 8080, host_ip: '127.0.0.2', env: { A: '1', DATABASE_URL: 'postgres://x' }, stop_timeout_s: 12 };
@@ -48,13 +48,8 @@ describe('demux', () => {
 describe('DockerRuntime against an engine that never answers', () => {
   it('gives each call up after its timeout as unavailable (retried): a wedged engine never holds a rollout, and its app\'s lock, for ever', async () => {
     // An engine wedged after the connection: it accepts, reads, and says nothing.
-    const held: Socket[] = [];
-    const server = createServer((socket) => {
-      held.push(socket);
-      socket.resume();
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const port = (server.address() as { port: number }).port;
+    const peer = await startWedgedPeer();
+    const { port, held } = peer;
     try {
       const runtime = new DockerRuntime(new Docker({ host: '127.0.0.1', port, protocol: 'http' }), { timeoutMs: 300 });
       await expect(runtime.listAppContainers('web', 8080)).rejects.toMatchObject({ code: 'unavailable', message: expect.stringContaining('Docker did not answer within 0.3 s while listing the containers of web') });
@@ -66,8 +61,7 @@ describe('DockerRuntime against an engine that never answers', () => {
       // The abandoned requests were aborted, not left open on the engine.
       await expect.poll(() => held.filter((s) => !s.destroyed && !s.readableEnded).length, { timeout: 2_000 }).toBe(0);
     } finally {
-      for (const socket of held) socket.destroy();
-      await new Promise((resolve) => server.close(resolve));
+      await peer.close();
     }
   });
 });

@@ -1,6 +1,9 @@
 import type Docker from 'dockerode';
 import type { AppConfig } from '@slipway/config/types';
-import { dockerCallWithin, dockerError, dockerStatus, LABELS } from '@slipway/core/docker';
+import { dockerCallWithin, dockerError, dockerStatus, ENGINE_TIMEOUT_MS, LABELS } from '@slipway/core/docker';
+
+/** Re-exported where it was first defined. */
+export { ENGINE_TIMEOUT_MS };
 import { lastLines } from '@slipway/core/run-command';
 import { ContainerStartError, ImageNotFoundError } from './rollout-errors.js';
 
@@ -111,13 +114,6 @@ export async function pruneBuiltImages(docker: Docker, repos: readonly string[],
  */
 export const CONTAINER_LOG_OPTS = { 'max-size': '10m', 'max-file': '3' } as const;
 
-/**
- * How long one call to the engine may take (a stop: its grace period
- * more). An engine that takes the connection and never answers is then
- * unreachable, as one refusing it is: the rollout fails `unavailable` (and
- * is retried) instead of holding the app's lock for ever.
- */
-export const ENGINE_TIMEOUT_MS = 60_000;
 
 /** The runtime seam over a dockerode client. */
 export class DockerRuntime implements ContainerRuntime {
