@@ -15,6 +15,9 @@ describe('configuredRepository: where the config says an app lives', () => {
     ['ssh://git@localhost:2222/gitea/webhooks.git', 'gitea', none, undefined, { cloneUrl: 'ssh://git@localhost:2222/gitea/webhooks.git', host: 'localhost', webRoot: 'https://localhost', fullName: 'gitea/webhooks' }],
     ['http://example.com/gitlab/mike/diaspora.git', 'gitlab', none, 'mike/diaspora', { cloneUrl: 'http://example.com/gitlab/mike/diaspora.git', host: 'example.com', webRoot: 'http://example.com/gitlab', fullName: 'mike/diaspora' }],
     ['http://example.com/gitlab/mike/diaspora.git', 'gitlab', none, 'evil/other', { cloneUrl: 'http://example.com/gitlab/mike/diaspora.git', host: 'example.com', webRoot: 'http://example.com', fullName: 'gitlab/mike/diaspora' }],
+    // With the forge's address configured, a payload's name does not re-split the path (another project there would get the statuses).
+    ['https://gitlab.example.com/platform/team/app.git', 'gitlab', own, 'team/app', { cloneUrl: 'https://gitlab.example.com/platform/team/app.git', host: 'gitlab.example.com', webRoot: 'https://gitlab.example.com', fullName: 'platform/team/app' }],
+    ['https://git.example.com/forge/acme/hello.git', 'gitea', own, 'acme/hello', { cloneUrl: 'https://git.example.com/forge/acme/hello.git', host: 'git.example.com', webRoot: 'https://git.example.com/forge', fullName: 'acme/hello' }],
     ['acme/hello', 'github', none, undefined, { cloneUrl: 'https://github.com/acme/hello.git', host: 'github.com', webRoot: 'https://github.com', fullName: 'acme/hello' }],
     ['acme/hello', 'github', own, undefined, { cloneUrl: 'https://ghe.example.com/acme/hello.git', host: 'ghe.example.com', webRoot: 'https://ghe.example.com', fullName: 'acme/hello' }],
     ['acme/hello', 'gitea', own, undefined, { cloneUrl: 'https://git.example.com/forge/acme/hello.git', host: 'git.example.com', webRoot: 'https://git.example.com/forge', fullName: 'acme/hello' }],

@@ -96,7 +96,12 @@ export function configuredRepository(app: Pick<AppConfig, 'repo'>, provider: Pro
   const web = `${url.protocol}//${url.host}`;
   if (fullName && path.toLowerCase().endsWith(`/${fullName.toLowerCase()}`)) {
     const prefix = path.slice(0, path.length - fullName.length - 1);
-    return { cloneUrl: repo, host: url.hostname.toLowerCase(), webRoot: `${web}/${prefix}`, fullName };
+    // The payload's name splits the path only where the configuration does not already say where the forge is:
+    // with forges.<provider>.api_url set, a signed name must not pick another project there for the token's statuses.
+    const configuredRoot = provider && forges[provider]?.api_url ? forgeWebRoot(provider, forges) : null;
+    if (configuredRoot === null || configuredRoot.toLowerCase() === `${web}/${prefix}`.toLowerCase()) {
+      return { cloneUrl: repo, host: url.hostname.toLowerCase(), webRoot: `${web}/${prefix}`, fullName };
+    }
   }
   return { cloneUrl: repo, host: url.hostname.toLowerCase(), webRoot: web, fullName: named(path) };
 }
