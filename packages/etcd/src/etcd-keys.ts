@@ -1,3 +1,4 @@
+import { isIPv6 } from 'node:net';
 import type { Etcd3 } from 'etcd3';
 import { etcdCall, etcdDeadline } from './etcd-client.js';
 
@@ -46,17 +47,19 @@ export interface Upstreams {
 /**
  * A `host:port` as stored under an app's etcd prefix. Values come from etcd,
  * where anyone with `etcdctl` can write, and end up in an nginx file: only
- * an IPv4 address or a plain host name and a port get through, nothing that
- * could close a directive or open a block.
+ * an IPv4 address, a bracketed IPv6 one or a plain host name and a port get
+ * through, nothing that could close a directive or open a block.
  */
-const ADDRESS = /^(?:(\d{1,3}(?:\.\d{1,3}){3})|([A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)):(\d{1,5})$/;
+const ADDRESS = /^(?:(\d{1,3}(?:\.\d{1,3}){3})|([A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)|\[([0-9A-Fa-f:.]{2,45})\]):(\d{1,5})$/;
 
 export function isUpstreamAddress(value: unknown): value is string {
   if (typeof value !== 'string') return false;
   const m = ADDRESS.exec(value);
   if (!m) return false;
   if (m[1] && m[1].split('.').some((part) => Number(part) > 255)) return false;
-  const port = Number(m[3]);
+  // An IPv6 address in brackets (a swarm node's), as nginx's `server` takes it.
+  if (m[3] !== undefined && !isIPv6(m[3])) return false;
+  const port = Number(m[4]);
   return port >= 1 && port <= 65535;
 }
 

@@ -14,7 +14,8 @@ describe('/proc/net/tcp', () => {
     ['00000000:0050', '0.0.0.0:80'],
     ['0A0B7F7F:0001', '127.127.11.10:1'],
     ['0000000000000000FFFF00000100007F:1F90', '127.0.0.1:8080'],
-    ['00000000000000000000000001000000:0050', '[0:0:0:0:0:0:0:1]:80'],
+    ['00000000000000000000000001000000:0050', '[::1]:80'],
+    ['B80D0120000000000000000005000000:7531', '[2001:db8::5]:30001'],
   ])('decodes %s as %s', (hex, address) => expect(decodeAddress(hex)).toBe(address));
 
   it('parses sockets and counts each ESTABLISHED connection to an address once, though both its ends are here', () => {

@@ -49,7 +49,8 @@ export function decodeAddress(hex: string): string | null {
   if (isMapped) return `${bytes.slice(12).join('.')}:${portNumber}`;
   const groups: string[] = [];
   for (let i = 0; i < 16; i += 2) groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
-  return `[${groups.join(':')}]:${portNumber}`;
+  // In the compressed form ss prints and addresses are written in ([2001:db8::5], not [2001:db8:0:0:0:0:0:5]).
+  return `${new URL(`http://[${groups.join(':')}]/`).hostname}:${portNumber}`;
 }
 
 function littleEndianWord(hex: string): number[] {
