@@ -74,15 +74,9 @@ export function configuredRepository(app: Pick<AppConfig, 'repo'>, provider: Pro
     if (!webRoot) return null;
     return { cloneUrl: `${webRoot}/${repo}.git`, host: new URL(webRoot).hostname.toLowerCase(), webRoot, fullName: named(repo) };
   }
-  // An SSH address names the forge's SSH host, which may not be its web host (GitLab's gitlab_ssh_host, Gitea's
-  // SSH_DOMAIN): where `forges.<provider>.api_url` is set, the web side (links, statuses, the payload's addresses) is there.
-  const sshWeb = (sshHost: string) => {
-    const root = provider && forges[provider]?.api_url ? forgeWebRoot(provider, forges) : null;
-    return root ? { host: new URL(root).hostname.toLowerCase(), webRoot: root } : { host: sshHost.replace(/^\[|\]$/g, '').toLowerCase(), webRoot: `https://${sshHost}` };
-  };
   const scp = /^(?:[^@/:]+@)?([^@/:[\]]+|\[[^\]]+\]):(?!\/\/)\/?(.+)$/.exec(repo);
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(repo) && scp) {
-    return { cloneUrl: repo, ...sshWeb(scp[1]!), fullName: named(trimRepoPath(scp[2]!)) };
+    return { cloneUrl: repo, host: scp[1]!.replace(/^\[|\]$/g, '').toLowerCase(), webRoot: `https://${scp[1]}`, fullName: named(trimRepoPath(scp[2]!)) };
   }
   let url: URL;
   try {
@@ -92,8 +86,7 @@ export function configuredRepository(app: Pick<AppConfig, 'repo'>, provider: Pro
   }
   if (url.protocol === 'file:' || url.hostname === '') return { cloneUrl: repo, host: null, webRoot: null, fullName: null };
   const path = trimRepoPath(url.pathname);
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return { cloneUrl: repo, ...sshWeb(url.hostname), fullName: named(path) };
-  const web = `${url.protocol}//${url.host}`;
+  const web = url.protocol === 'http:' || url.protocol === 'https:' ? `${url.protocol}//${url.host}` : `https://${url.hostname}`;
   if (fullName && path.toLowerCase().endsWith(`/${fullName.toLowerCase()}`)) {
     const prefix = path.slice(0, path.length - fullName.length - 1);
     // The payload's name splits the path only where the configuration does not already say where the forge is:

@@ -1,7 +1,7 @@
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { isBranchName } from '@slipway/core/validate';
 import type { Push } from '@slipway/queue/job-types';
-import { configuredRepository, OWNER_NAME, type Provider, webHostOf } from './forge-address.js';
+import { configuredRepository, forgeWebRoot, OWNER_NAME, type Provider, webHostOf } from './forge-address.js';
 import { matchApps } from './match-apps.js';
 import { normalisePush, pushIgnoreReason, readPushFields } from './normalise-push.js';
 import { verifySignature } from './verify-signature.js';
@@ -119,22 +119,28 @@ const NO_FORGES: SlipwayConfig['forges'] = { github: {}, gitea: {}, gitlab: {} }
  * compared: forges may serve SSH under another name, and Slipway never
  * uses a payload's.
  */
-function configuredHost(app: WebhookApp, provider: Provider, fullName: string | null, forges: SlipwayConfig['forges']): string {
+function configuredHost(app: WebhookApp, provider: Provider, fullName: string | null, forges: SlipwayConfig['forges']): string[] {
   const configured = configuredRepository(app, provider, forges, fullName ?? undefined);
   if (!configured?.host) {
     throw new WebhookError('repository_host_mismatch', `${app.name}'s repo ${app.repo} names no forge host for a ${provider} push: set forges.${provider}.api_url, or repo to the repository's URL`);
   }
-  return configured.host;
+  // An SSH address names the forge's SSH host, which may not be its web host (GitLab's gitlab_ssh_host,
+  // Gitea's SSH_DOMAIN): the web side of `forges.<provider>.api_url`, when set, is the app's too.
+  const apiWeb = isSshRepo(app) && forges[provider]?.api_url ? forgeWebRoot(provider, forges) : null;
+  const apiHost = apiWeb ? new URL(apiWeb).hostname.toLowerCase() : null;
+  return apiHost && apiHost !== configured.host ? [configured.host, apiHost] : [configured.host];
 }
 
-/** Every address a URL parser reads as http(s) must be on `host`, the one configured for `app`. */
-function assertOnHost(app: WebhookApp, host: string, addresses: readonly string[], provider: Provider): void {
+/** A repo given as an SSH address (scp-like or ssh://): not http(s), not owner/name. */
+const isSshRepo = (app: WebhookApp) => !/^https?:\/\//i.test(app.repo) && !OWNER_NAME.test(app.repo);
+
+/** Every address a URL parser reads as http(s) must be on one of `hosts`, those configured for `app`. */
+function assertOnHost(app: WebhookApp, hosts: readonly string[], addresses: readonly string[], provider: Provider): void {
   for (const address of addresses) {
     const on = webHostOf(address);
-    if (on !== null && on !== host) {
-      // An SSH address names the forge's SSH host, which may not be where its web side is.
-      const hint = /^https?:\/\//i.test(app.repo) || OWNER_NAME.test(app.repo) ? '' : ` (if ${host} is only the forge's SSH host, set forges.${provider}.api_url to its web side)`;
-      throw new WebhookError('repository_host_mismatch', `the payload's repository is on ${on}, not on ${host} where ${app.name}'s repo is configured${hint}`);
+    if (on !== null && !hosts.includes(on)) {
+      const hint = isSshRepo(app) ? ` (if ${hosts[0]} is only the forge's SSH host, set forges.${provider}.api_url to its web side)` : '';
+      throw new WebhookError('repository_host_mismatch', `the payload's repository is on ${on}, not on ${hosts.join(' or ')} where ${app.name}'s repo is configured${hint}`);
     }
   }
 }
