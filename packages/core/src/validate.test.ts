@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { branchOfRef, isAppName, isBranchName, isSha } from './validate.js';
+import { branchOfRef, isAppName, isBranchName, isImageReference, isSha } from './validate.js';
 
 describe('validators', () => {
   it.each([
@@ -26,3 +26,13 @@ describe('validators', () => {
     expect(branchOfRef(42)).toBeNull();
   });
 });
+
+describe('isImageReference', () => {
+  const digest = `sha256:${'a'.repeat(64)}`;
+  it.each([
+    ['busybox', true], ['slipway/web:1', true], ['ghcr.io/acme/web:v1.2', true],
+    ['registry.example.com:5000/team/app:1.2', true], [`127.0.0.1:5000/slipway/web:abababababab@${digest}`, true], [`web@${digest}`, true],
+    ['--privileged', false], ['-x/web', false], ['web:1 --rm', false], ['Web/App', false], ['web:', false], ['web@sha256:abc', false], [`a/${'b'.repeat(260)}`, false], [42, false],
+  ])('%j → %s', (value, ok) => expect(isImageReference(value)).toBe(ok));
+});
+

@@ -52,3 +52,15 @@ export function quote(value: unknown): string {
   const text = typeof value === 'string' ? JSON.stringify(value) : value === undefined ? 'nothing' : JSON.stringify(value) ?? String(value);
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
+
+/**
+ * A Docker image reference as a deploy may name it: `[host[:port]/]path[:tag][@sha256:digest]`
+ * (`registry.example.com:5000/team/app:1.2`, a swarm release's `…:abc@sha256:…`), at most 255
+ * characters; nothing that could read as an option or hold a space.
+ */
+export function isImageReference(value: unknown): value is string {
+  return typeof value === 'string' && value.length <= 255 && IMAGE_REFERENCE.test(value);
+}
+
+const IMAGE_REFERENCE = /^(?:[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?(?::\d{1,5})?\/)?[a-z0-9][a-z0-9._/-]*(?::[A-Za-z0-9._-]{1,128})?(?:@sha256:[a-f0-9]{64})?$/;
+

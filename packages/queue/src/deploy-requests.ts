@@ -1,6 +1,6 @@
 import type { Etcd3 } from 'etcd3';
 import { InvalidInputError } from '@slipway/core/slipway-error';
-import { isBranchName, isSha, SHA_PREFIX } from '@slipway/core/validate';
+import { isBranchName, isImageReference, isSha, SHA_PREFIX } from '@slipway/core/validate';
 import { resolveRef } from '@slipway/build/resolve-ref';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { currentRelease, listReleases, rollbackTarget, type ReleaseRecord } from '@slipway/rollout/release-store';
@@ -15,9 +15,6 @@ import type { JobRecord, Trigger } from './job-types.js';
  * release it goes back to) so the job names exactly what it deploys, then
  * queued like any other.
  */
-
-/** A Docker image reference we are willing to pass on: no option-like or odd characters. */
-const IMAGE_REF = /^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]{1,128})?(@sha256:[a-f0-9]{64})?$/;
 
 export interface DeployAppOptions {
   config: SlipwayConfig;
@@ -42,7 +39,7 @@ export async function deployApp(options: DeployAppOptions): Promise<JobRecord> {
   const trigger = options.trigger ?? 'cli';
   if (options.ref !== undefined && options.image !== undefined) throw new InvalidInputError('a ref and an image exclude each other');
   if (options.image !== undefined) {
-    if (!IMAGE_REF.test(options.image) || options.image.length > 255) throw new InvalidInputError(`not an image reference: ${JSON.stringify(options.image)}`);
+    if (!isImageReference(options.image)) throw new InvalidInputError(`not an image reference: ${JSON.stringify(options.image)}`);
     return queue.enqueue({ app: app.name, sha: null, ref: null, image: options.image, trigger });
   }
   const ref = options.ref ?? app.branch;

@@ -80,9 +80,11 @@ export async function publishImage(options: PublishImageOptions): Promise<Publis
     throw dockerError(err, `tagging ${reference} on the swarm manager`);
   });
   const pushed = Date.now();
-  await push(manager, reference, options.auth, log);
-  log(`registry: pushed ${reference} in ${seconds(Date.now() - pushed)} s`);
-  return { image: reference, transferred: !there, bytes, transferMs, pushMs: Date.now() - pushed };
+  const digest = await push(manager, reference, options.auth, log);
+  log(`registry: pushed ${reference} in ${seconds(Date.now() - pushed)} s${digest ? ` (${digest})` : ''}`);
+  // Pinned to what was pushed: a tag is movable (the same commit built again with other build_args, or by hand),
+  // and a service's tasks resolve it whenever they start, a rollback to this release included.
+  return { image: digest ? `${reference}@${digest}` : reference, transferred: !there, bytes, transferMs, pushMs: Date.now() - pushed };
 }
 
 /** `docker save` on one engine streamed into `docker load` on the other; returns the bytes moved. */
@@ -112,14 +114,21 @@ async function transfer(source: Docker, manager: Docker, image: string, log: (li
   return bytes;
 }
 
-/** Push from the manager's engine: a line per layer when it is pushed or found there, and a throttled byte count. */
-async function push(manager: Docker, reference: string, auth: PublishImageOptions['auth'], log: (line: string) => void): Promise<void> {
+/**
+ * Push from the manager's engine: a line per layer when it is pushed or
+ * found there, and a throttled byte count. Returns the manifest's digest
+ * the registry now holds under the tag (`sha256:…`), when the engine says.
+ */
+async function push(manager: Docker, reference: string, auth: PublishImageOptions['auth'], log: (line: string) => void): Promise<string | null> {
   const stream = await manager.getImage(reference).push({ authconfig: auth ? { username: auth.username, password: auth.password, serveraddress: reference.split('/')[0] } : {} } as Docker.ImagePushOptions)
     .catch((err: unknown) => {
       throw dockerError(err, `pushing ${reference}`);
     }) as NodeJS.ReadableStream;
   let lastLog = Date.now();
+  let digest: string | null = null;
   await followProgress(manager, stream, (event) => {
+    const aux = event.aux as { Digest?: unknown } | undefined;
+    if (typeof aux?.Digest === 'string' && DIGEST.test(aux.Digest)) digest = aux.Digest;
     const status = typeof event.status === 'string' ? event.status : '';
     const id = typeof event.id === 'string' ? event.id : '';
     if (status === 'Pushing') {
@@ -131,7 +140,10 @@ async function push(manager: Docker, reference: string, auth: PublishImageOption
       log(`registry: ${id ? `${id}: ` : ''}${status}`);
     }
   }, `pushing ${reference}`);
+  return digest;
 }
+
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
 /** A dockerode progress stream to its end; its first `error` event fails it (code docker_error: Slipway's side). */
 function followProgress(docker: Docker, stream: NodeJS.ReadableStream, onEvent: (event: Record<string, unknown>) => void, doing: string): Promise<void> {

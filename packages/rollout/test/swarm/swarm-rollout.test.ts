@@ -1,3 +1,4 @@
+import type Docker from 'dockerode';
 import { describe, expect, it } from 'vitest';
 import { isSlipwayError } from '@slipway/core/slipway-error';
 import { serviceEndpoints } from '@slipway/devstack/cluster';
@@ -34,7 +35,8 @@ describe('swarm engine: blue/green by service on three simulated hosts', () => {
     const [v1, v2] = [await buildImage(app.name, 'v1'), await buildImage(app.name, 'v2')];
     const lines: string[] = [];
     first = await rollout({ ...w.base(app, lines), image: v1, sha: sha1, job: `j1-${app.name}` });
-    expect(first.release.image).toBe(`${w.engine.registry}/slipway/${app.name}:${sha1.slice(0, 12)}`);
+    // Pinned to the digest pushed: the tag can move (the same commit built again), the release cannot.
+    expect(first.release.image).toMatch(new RegExp(`^${w.engine.registry!.replace(/\./g, '\\.')}/slipway/${app.name}:${sha1.slice(0, 12)}@sha256:[0-9a-f]{64}$`));
     expect(lines.some((l) => l.startsWith('registry: pushed'))).toBe(true);
     expect(await versions(app.listen, 6)).toEqual(['200 v1']);
     const [service1] = await appServices(w.manager, app.name);
@@ -112,6 +114,12 @@ describe('swarm engine: blue/green by service on three simulated hosts', () => {
     expect(first, 'needs the first test').toBeDefined();
     // The worker's engine no longer has it: only the registry does.
     await docker.getImage(`slipway/${app.name}:v1`).remove({ force: true }).catch(() => {});
+    // And its tag has moved since (the same commit built again): v2's image pushed under it. The release is pinned to v1's digest.
+    const repo = `${w.engine.registry}/slipway/${app.name}`;
+    await w.manager.getImage(`${repo}:${sha2.slice(0, 12)}`).tag({ repo, tag: sha1.slice(0, 12) });
+    const auth = w.engine.registry_auth;
+    const pushing = (await w.manager.getImage(`${repo}:${sha1.slice(0, 12)}`).push({ authconfig: auth ? { username: auth.username, password: auth.password, serveraddress: w.engine.registry } : {} } as Docker.ImagePushOptions)) as unknown as NodeJS.ReadableStream;
+    await new Promise((resolve, reject) => w.manager.modem.followProgress(pushing, (err: Error | null) => (err ? reject(err) : resolve(undefined))));
     const lines: string[] = [];
     const back = await rollout({ ...w.base(app, lines), image: first.release.image, sha: sha1, job: `j4-${app.name}` });
     expect(lines.filter((l) => l.startsWith('registry:'))).toEqual([`registry: ${first.release.image} is in the registry already; the nodes pull it`]);
