@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -38,7 +38,7 @@ describe('withRepoLock', () => {
   });
 
   it.each([
-    ['a holder on this host whose process is gone', () => JSON.stringify({ host: hostname(), pid: spawnSync('true').pid, token: 'dead' }), 0],
+    ['a holder on this host and in this pid namespace whose process is gone', () => JSON.stringify({ host: hostname(), pid: spawnSync('true').pid, pidns: readlinkSync('/proc/self/ns/pid'), token: 'dead' }), 0],
     ['a holder that stopped refreshing the file', () => JSON.stringify({ host: 'elsewhere', pid: 1, token: 'old' }), 60],
     ['a half-written file', () => '{"host":', 60],
   ])('breaks the lock of %s', async (_name, content, ageSeconds) => {
@@ -47,6 +47,18 @@ describe('withRepoLock', () => {
     if (ageSeconds) utimesSync(path, new Date(), new Date(Date.now() - ageSeconds * 1000));
     const result = await withRepoLock(path, async ({ recovered }) => recovered, { staleMs: 30_000, waitMs: 5_000 });
     expect(result).toBe(true);
+  });
+
+  it('judges a holder of another pid namespace (another container with this host name) by age, not by its pid', async () => {
+    const path = lockPath();
+    // A pid no process here has: in its own namespace it may well be alive (a CLI exec'd into the other worker's container).
+    writeFileSync(path, JSON.stringify({ host: hostname(), pid: spawnSync('true').pid, pidns: 'pid:[1]', token: 'theirs' }));
+    const err = await withRepoLock(path, async () => 'got it', { staleMs: 30_000, waitMs: 300 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect(JSON.parse(readFileSync(path, 'utf8')).token).toBe('theirs');
+    // Left unrefreshed past staleMs, it is broken as any other.
+    utimesSync(path, new Date(), new Date(Date.now() - 60_000));
+    expect(await withRepoLock(path, async ({ recovered }) => recovered, { staleMs: 30_000 })).toBe(true);
   });
 
   it('waits for a live holder that keeps its lock fresh, then gives up retryably', async () => {

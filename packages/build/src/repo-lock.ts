@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rmdir, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import { readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { UnavailableError } from '@slipway/core/slipway-error';
@@ -27,13 +28,24 @@ export interface LockContext {
 interface Holder {
   host: string;
   pid: number;
+  /** Its pid namespace (`pid:[4026531836]`): containers sharing a host name (network_mode: host) each have their own pids. */
+  pidns?: string | null;
   token: string;
 }
+
+/** This process's pid namespace, or null where /proc does not say. */
+const OWN_PID_NAMESPACE: string | null = (() => {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return null;
+  }
+})();
 
 /**
  * Runs `fn` holding an exclusive lock file (`O_EXCL` create), so the CLI
  * resolving a ref and a worker fetching never run git on one cache at once.
- * Stale-lock recovery: a holder on this host whose pid is gone, or any
+ * Stale-lock recovery: a holder on this host and in this pid namespace whose pid is gone, or any
  * holder that stopped refreshing the file's mtime, is broken — under a
  * second, `mkdir`-based guard, so two waiters cannot both break it and
  * then remove each other's fresh lock.
@@ -41,7 +53,7 @@ interface Holder {
 export async function withRepoLock<T>(path: string, fn: (context: LockContext) => Promise<T>, options: RepoLockOptions = {}): Promise<T> {
   const staleMs = options.staleMs ?? DEFAULT_LOCK_STALE_MS;
   const deadline = Date.now() + (options.waitMs ?? DEFAULT_LOCK_WAIT_MS);
-  const me: Holder = { host: hostname(), pid: process.pid, token: randomBytes(8).toString('hex') };
+  const me: Holder = { host: hostname(), pid: process.pid, pidns: OWN_PID_NAMESPACE, token: randomBytes(8).toString('hex') };
   let recovered = false;
   let waitLogged = false;
   let pause = 25;
@@ -108,7 +120,8 @@ async function inspect(path: string): Promise<{ holder: Holder | null; mtimeMs: 
 function isStale(held: { holder: Holder | null; mtimeMs: number }, staleMs: number): boolean {
   if (Date.now() - held.mtimeMs > staleMs) return true;
   const holder = held.holder;
-  return holder !== null && holder.host === hostname() && !isAlive(holder.pid);
+  // A pid means something only in its own pid namespace: a holder in another container (same host name) is judged by age.
+  return holder !== null && holder.host === hostname() && OWN_PID_NAMESPACE !== null && holder.pidns === OWN_PID_NAMESPACE && !isAlive(holder.pid);
 }
 
 function isAlive(pid: number): boolean {
