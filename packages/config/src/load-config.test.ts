@@ -70,18 +70,12 @@ describe('parseConfig defaults', () => {
     expect(configSecrets(tls)).toContain('registry-password');
   });
 
-  it('counts build arguments and container variables named like secrets among the secrets every log scrubs', () => {
-    const config = parseConfig(`${minimalApp}    build_args: { NPM_TOKEN: npm-token-value, NODE_VERSION: "20" }\n    env: { DATABASE_URL: "postgres://u:p@db/x", MODE: production }\n`, { file: FILE, env: {} });
-    const secrets = configSecrets(config);
-    expect(secrets).toEqual(expect.arrayContaining(['npm-token-value', 'postgres://u:p@db/x']));
-    expect(secrets).not.toContain('production');
-    expect(secrets).not.toContain('20');
-  });
-
-  it('honours DOCKER_HOST when docker is not set, and checks it as it would docker', () => {
+  it('honours DOCKER_HOST when docker is not set; a swarm manager taken from it must be a URL', () => {
     expect(parseConfig(minimalApp, { file: FILE, env: { DOCKER_HOST: 'tcp://127.0.0.1:2375' } }).docker).toBe('tcp://127.0.0.1:2375');
     expect(parseConfig(minimalApp, { file: FILE, env: { DOCKER_HOST: '' } }).docker).toBe('unix:///var/run/docker.sock');
-    expect(problemsOf(`engine: { type: swarm, registry: "r.example:5000" }\n${minimalApp}`, { DOCKER_HOST: 'garbage' })).toContain('docker (from $DOCKER_HOST): expected a unix:// or tcp:// URL, got "garbage"');
+    // A process that never talks to Docker (the receiver, slipway jobs) starts whatever it says.
+    expect(parseConfig(minimalApp, { file: FILE, env: { DOCKER_HOST: 'ssh://user@host' } }).docker).toBe('ssh://user@host');
+    expect(problemsOf(`engine: { type: swarm, registry: "r.example:5000" }\n${minimalApp}`, { DOCKER_HOST: 'garbage' })).toContain('engine.manager: expected a unix:// or tcp:// URL, got "garbage"');
     expect(parseConfig(`docker: unix:///run/docker.sock\n${minimalApp}`, { file: FILE, env: { DOCKER_HOST: 'garbage' } }).docker).toBe('unix:///run/docker.sock');
   });
 
@@ -89,6 +83,7 @@ describe('parseConfig defaults', () => {
     const config = parseConfig(`queue: { prefix: "0010" }\napps:\n  v1:\n    repo: https://github.com/acme/v1.git\n    branch: 1.10\n    secret: 12345678901234567890123\n    port: 0080\n    build_timeout_s: 1e3\n    replicas: 3\n`, { file: FILE, env: {} });
     expect(config.apps.v1).toMatchObject({ branch: '1.10', secret: '12345678901234567890123', port: 80, build_timeout_s: 1000, replicas: 3 });
     expect(parseConfig(`${minimalApp}    branch: 2.0\n`, { file: FILE, env: {} }).apps.hello!.branch).toBe('2.0');
+    expect(parseConfig(`${minimalApp}    port: 0x1F90\n`, { file: FILE, env: {} }).apps.hello!.port).toBe(8080);
   });
 
   it('interpolates ${VAR}, ${VAR:-fallback} and $$, and reads numbers from variables', () => {
@@ -177,6 +172,9 @@ const bad: Array<[string, string, string]> = [
   ['a key every object inherits', 'receiver: { constructor: 5 }', 'receiver.constructor: unknown key'],
   ['__proto__ as a key', 'receiver: { __proto__: { port: 1 } }', 'receiver.__proto__: unknown key'],
   ['__proto__ as a variable', `${minimalApp}    env: { __proto__: x }`, 'apps.hello.env.__proto__: invalid'],
+  ['malformed ${ in a forge token', 'forges: { github: { token: "abcdefghijklmnopqrstuvwxyz${x" } }', 'forges.github.token: malformed ${...} in a value of 29 characters'],
+  ['malformed ${ in a clone password', `${minimalApp}    credentials: { username: ci, password: "abcdefghijklmnopqrstuvwxyz\${x" }`, 'apps.hello.credentials.password: malformed ${...} in a value of 29 characters'],
+  ['malformed ${ in a secret-named variable', `${minimalApp}    env: { API_TOKEN: "abcdefghijklmnopqrstuvwxyz\${x" }`, 'apps.hello.env.API_TOKEN: malformed ${...} in a value of 29 characters'],
   ['malformed ${ in a secret', `${minimalApp}    secret: "abcdefghijklmnopqrstuvwxyz\${x"`, 'apps.hello.secret: malformed ${...} in a value of 29 characters'],
 ];
 

@@ -1,10 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { type Document, parseDocument, visit } from 'yaml';
-import { secretEnvValues } from '@slipway/core/logger';
 import { SlipwayError } from '@slipway/core/slipway-error';
 import { INVALID, type ParseContext } from './schema.js';
-import { dockerEndpoint, repositoryFileSchema, slipwaySchema } from './slipway-schema.js';
+import { repositoryFileSchema, slipwaySchema } from './slipway-schema.js';
 import type { AppConfig, SlipwayConfig, StepConfig } from './types.js';
 
 /** A configuration that cannot be used; `problems` are `key.path: message` lines. */
@@ -63,7 +62,8 @@ function asWritten(doc: Document): Document {
   visit(doc, {
     Scalar(_key, node) {
       const { value, source } = node;
-      if ((typeof value === 'number' || typeof value === 'bigint') && node.type === 'PLAIN' && source !== undefined && String(value) !== source) node.value = source;
+      // (0x1F90 and 0o17 are numbers as written: YAML's own forms of them.)
+      if ((typeof value === 'number' || typeof value === 'bigint') && node.type === 'PLAIN' && source !== undefined && String(value) !== source && !/^0[xo]/i.test(source)) node.value = source;
     },
   });
   return doc;
@@ -75,11 +75,9 @@ export function validateConfig(raw: unknown, options: { file: string | null; env
   const ctx: ParseContext = { env: options.env, error: (path, message) => problems.push(`${path || '(top level)'}: ${message}`) };
   const parsed = slipwaySchema.parse(raw, '', ctx);
   if (parsed === INVALID || problems.length > 0) throw new ConfigError(options.file, problems);
-  // $DOCKER_HOST stands in for `docker` when the file has none, so it is checked as `docker` would be (empty: unset, as for docker).
-  const fromEnv = options.env.DOCKER_HOST || undefined;
-  const envProblem = parsed.docker === undefined && fromEnv !== undefined ? dockerEndpoint(fromEnv) : null;
-  if (envProblem) throw new ConfigError(options.file, [`docker (from $DOCKER_HOST): expected a unix:// or tcp:// URL, got ${JSON.stringify(fromEnv)} (${envProblem})`]);
-  const dockerHost = fromEnv ?? 'unix:///var/run/docker.sock';
+  // $DOCKER_HOST stands in for `docker` when the file has none (empty: unset, as for docker). Only what parses it at
+  // load (a swarm's manager) checks it here: a process that never talks to Docker does not refuse to start over it.
+  const dockerHost = options.env.DOCKER_HOST || 'unix:///var/run/docker.sock';
 
   const base = options.file ? dirname(options.file) : process.cwd();
   const apps: Record<string, AppConfig> = {};
@@ -162,7 +160,9 @@ function crossCheck(config: SlipwayConfig): string[] {
 
 function engineProblems(engine: SlipwayConfig['engine']): string[] {
   const problems: string[] = [];
-  const protocol = engine.manager ? new URL(engine.manager).protocol.replace(/:$/, '') : null;
+  // The manager may be $DOCKER_HOST's (its default is docker's, whose default that is), unchecked by the schema.
+  const protocol = engine.manager ? (URL.canParse(engine.manager) ? new URL(engine.manager).protocol.replace(/:$/, '') : 'invalid') : null;
+  if (protocol === 'invalid') problems.push(`engine.manager: expected a unix:// or tcp:// URL, got ${JSON.stringify(engine.manager)} (the default is docker, else $DOCKER_HOST)`);
   if (protocol === 'ssh') problems.push('engine.manager: ssh:// is not supported; forward the manager\'s socket (ssh -L /tmp/manager.sock:/var/run/docker.sock host) and give unix:///tmp/manager.sock');
   if (engine.tls && protocol !== 'tcp' && protocol !== 'https') problems.push('engine.tls: TLS files are for a tcp:// manager');
   if (engine.type === 'swarm' && !engine.registry) problems.push('engine.registry: is required with engine.type: swarm (where images are pushed and the nodes pull from)');
@@ -229,8 +229,6 @@ export function configSecrets(config: Pick<SlipwayConfig, 'apps' | 'forges' | 'd
     add(app.secret);
     add(app.credentials?.password);
     for (const target of app.notify) add(target.secret);
-    // Values of secret-looking names (NPM_TOKEN, DATABASE_URL) passed to the build or the containers.
-    for (const value of [...secretEnvValues(app.build_args ?? {}), ...secretEnvValues(app.env ?? {})]) add(value);
   }
   for (const forge of Object.values(config.forges)) add(forge.token);
   add(config.dashboard.token);

@@ -1,3 +1,4 @@
+import { SECRET_ENV_NAME } from '@slipway/core/logger';
 import { quote } from '@slipway/core/validate';
 
 /**
@@ -99,12 +100,17 @@ function scalar(value: unknown, path: string, ctx: ParseContext, secret = false)
 export function str(options: LeafOptions<string> & {
   type?: string;
   check?: (value: string) => string | null;
-  /** A secret: an error names its length, never its value. */
-  secret?: boolean;
+  /**
+   * A secret: an error names its length, never its value. `by-name`: the
+   * value of a variable whose name looks like a secret's (`API_TOKEN`,
+   * `DATABASE_URL`; the last key of its path) is one.
+   */
+  secret?: boolean | 'by-name';
 } = {}): Schema<string> {
   const type = options.type ?? 'a string';
   return leaf(type, options, (raw, path, ctx) => {
-    const value = scalar(raw, path, ctx, options.secret);
+    const secret = options.secret === 'by-name' ? SECRET_ENV_NAME.test(path.slice(path.lastIndexOf('.') + 1)) : options.secret === true;
+    const value = scalar(raw, path, ctx, secret);
     if (value === INVALID) return INVALID;
     if (typeof value !== 'string' && typeof value !== 'number') {
       ctx.error(path, `expected ${type}, got ${quote(value)}`);
@@ -113,8 +119,8 @@ export function str(options: LeafOptions<string> & {
     const text = String(value);
     const problem = options.check?.(text);
     if (problem) {
-      const got = options.secret ? `one of ${text.length} character${text.length === 1 ? '' : 's'}` : quote(text.replace(/(:\/\/[^/@:]*):[^/@]*@/, '$1:***@'));
-      ctx.error(path, `expected ${type}, got ${got}${problem === 'invalid' || options.secret ? '' : ` (${problem})`}`);
+      const got = secret ? `one of ${text.length} character${text.length === 1 ? '' : 's'}` : quote(text.replace(/(:\/\/[^/@:]*):[^/@]*@/, '$1:***@'));
+      ctx.error(path, `expected ${type}, got ${got}${problem === 'invalid' || secret ? '' : ` (${problem})`}`);
       return INVALID;
     }
     return text;

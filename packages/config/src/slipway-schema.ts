@@ -48,9 +48,6 @@ const webUrl: Check = (v) => {
   return parsed.username || parsed.password ? 'must not carry a user or password (user:pass@)' : null;
 };
 
-/** A Docker engine's endpoint (`docker`, and `$DOCKER_HOST` in its place). */
-export const dockerEndpoint: Check = url(['unix', 'tcp', 'http', 'https']);
-
 /** Where git may clone from; never something git could read as an option. */
 const repoUrl: Check = (v) => {
   if (v.startsWith('-')) return 'must not start with "-"';
@@ -117,7 +114,7 @@ const step = obj({
   name: str({ check: stepName, type: 'a step name', doc: 'Names the step in the job log (each output line is prefixed `<name> | `), on the timeline and in a failure (`step_failed: <name> exited <code>`). Unique in the list.' }),
   command: list(str({ type: 'a string' }), { min: 1, type: 'an argv list (never a shell string)', doc: 'What the step runs, as argv, in a throwaway container (no published ports, no Docker socket, the app\'s resources); exit 0 passes. A shell is `[sh, -c, "…"]`.' }),
   image: str({ optional: true, check: imageRef, type: 'an image reference', doc: 'Image the step runs in. Default: the image just built (exactly what will be deployed). Pulled when the worker\'s Docker host does not have it.' }),
-  env: dict(str(), { keyType: 'variable name', key: envName, placeholder: '<VAR>', doc: 'Environment of the step\'s container; values of secret-like names (`*TOKEN*`, `*PASSWORD*`, `*SECRET*`, `*KEY*`…) are scrubbed from the log.' }),
+  env: dict(str({ secret: 'by-name' }), { keyType: 'variable name', key: envName, placeholder: '<VAR>', doc: 'Environment of the step\'s container; values of secret-like names (`*TOKEN*`, `*PASSWORD*`, `*SECRET*`, `*KEY*`…) are scrubbed from the log.' }),
   timeout_s: num({ min: 1, max: 86400, integer: true, default: 600, doc: 'The step (its image pull included) is stopped after this long and the job fails with `step_timeout`.' }),
 });
 
@@ -162,15 +159,15 @@ const app = obj({
   build_timeout_s: num({ min: 1, max: 86400, integer: true, default: 1800, doc: 'The build is stopped after this long and the job fails with `build_timeout`.' }),
   steps: stepList({ optional: true, doc: 'Run in order after the build, before anything is started for traffic; all must pass, else nothing is rolled out. When set (even `[]`), a `.slipway.yml` in the pushed commit is ignored. Image deploys and rollbacks run none.' }),
   dockerfile: str({ default: 'Dockerfile', check: repoPath, type: 'a path in the repository', doc: 'Dockerfile to build, relative to the repository root.' }),
-  build_args: dict(str(), { keyType: 'build argument', key: envName, placeholder: '<ARG>', doc: 'Docker build arguments.' }),
-  env: dict(str(), { keyType: 'variable name', key: envName, placeholder: '<VAR>', doc: 'Environment of the app\'s containers.' }),
+  build_args: dict(str({ secret: 'by-name' }), { keyType: 'build argument', key: envName, placeholder: '<ARG>', doc: 'Docker build arguments.' }),
+  env: dict(str({ secret: 'by-name' }), { keyType: 'variable name', key: envName, placeholder: '<VAR>', doc: 'Environment of the app\'s containers.' }),
   etcd_prefix: str({ optional: true, check: etcdPrefix, type: 'an etcd key prefix', doc: 'Upstream keys, one per live container. Default `/slipway/apps/<app>/upstream`.' }),
   routing: oneOf(['upstream', 'dns'] as const, { default: 'upstream', doc: '`upstream`: render + reload nginx; `dns`: nginx resolves the live set, no reload.' }),
   template: str({ optional: true, type: 'a file path', doc: 'Own nginx template for this app (relative to the config file).' }),
   notify: list(obj({
     type: oneOf(['slack', 'webhook'] as const, { doc: '`slack`: a Slack-compatible incoming webhook; `webhook`: JSON signed with HMAC-SHA256.' }),
     url: str({ check: webUrl, type: 'an http(s) URL', doc: 'Where the notification is POSTed.' }),
-    secret: str({ optional: true, doc: 'For `webhook`: signs the body (`X-Slipway-Signature-256: sha256=<hex>`).' }),
+    secret: str({ optional: true, secret: true, doc: 'For `webhook`: signs the body (`X-Slipway-Signature-256: sha256=<hex>`).' }),
     on: list(oneOf(['failure', 'recovery', 'success'] as const), { type: 'a list of failure, recovery, success', default: ['failure', 'recovery'], single: true, doc: 'Outcomes that notify: a failure, the first success after a failure, every success.' }),
   }), { default: [], doc: 'Notification targets; a target that is down never fails or delays a deploy.' }),
   placement: list(str({ check: placementConstraint, type: 'a constraint' }), { default: [], single: true, doc: 'engine.type: swarm only: Swarm placement constraints of the app\'s service (`node.labels.role==web`, `node.hostname!=db1`).' }),
@@ -180,7 +177,7 @@ const app = obj({
   }, { optional: true }),
   credentials: obj({
     username: str({ optional: true, doc: 'User for http(s) clones.' }),
-    password: str({ optional: true, doc: 'Password or access token for http(s) clones; never logged.' }),
+    password: str({ optional: true, secret: true, doc: 'Password or access token for http(s) clones; never logged.' }),
     ssh_key: str({ optional: true, type: 'a file path', doc: 'Private key for ssh:// and user@host: clones (relative to the config file).' }),
   }, { optional: true }),
 });
@@ -188,7 +185,7 @@ const app = obj({
 export const slipwaySchema = obj({
   redis: str({ default: 'redis://127.0.0.1:6379', check: url(['redis', 'rediss']), type: 'a redis:// URL', doc: 'Redis holding the queue, job records and logs.' }),
   etcd: list(str({ check: url(['http', 'https']), type: 'an http(s) URL' }), { min: 1, single: true, default: ['http://127.0.0.1:2379'], doc: 'etcd endpoints.' }),
-  docker: str({ optional: true, check: dockerEndpoint, type: 'a unix:// or tcp:// URL', doc: 'Docker engine. Default `$DOCKER_HOST`, else `unix:///var/run/docker.sock`.' }),
+  docker: str({ optional: true, check: url(['unix', 'tcp', 'http', 'https']), type: 'a unix:// or tcp:// URL', doc: 'Docker engine. Default `$DOCKER_HOST`, else `unix:///var/run/docker.sock`.' }),
   workdir: str({ default: './.slipway', doc: 'Clone cache and build contexts (relative to the config file).' }),
   queue: obj({
     prefix: str({ default: 'slipway', check: (v) => (/^[A-Za-z0-9:_-]{1,64}$/.test(v) ? null : 'invalid'), type: 'a Redis key prefix', doc: 'Prefix of every Redis key; give each installation (or test) its own.' }),
@@ -222,15 +219,15 @@ export const slipwaySchema = obj({
   }),
   forges: obj({
     github: obj({
-      token: str({ optional: true, doc: 'Token allowed to post commit statuses (`repo:status`); without one, no statuses are posted.' }),
+      token: str({ optional: true, secret: true, doc: 'Token allowed to post commit statuses (`repo:status`); without one, no statuses are posted.' }),
       api_url: str({ optional: true, check: webUrl, type: 'an http(s) URL', doc: 'Default: from the app\'s configured repo (`https://api.github.com` for github.com, `<forge>/api/v3` for GitHub Enterprise), never from a webhook.' }),
     }),
     gitea: obj({
-      token: str({ optional: true, doc: 'Gitea/Forgejo/Gogs access token with write access to the repository.' }),
+      token: str({ optional: true, secret: true, doc: 'Gitea/Forgejo/Gogs access token with write access to the repository.' }),
       api_url: str({ optional: true, check: webUrl, type: 'an http(s) URL', doc: 'Default: `<forge>/api/v1` of the app\'s configured repo, never from a webhook.' }),
     }),
     gitlab: obj({
-      token: str({ optional: true, doc: 'GitLab access token with the `api` scope.' }),
+      token: str({ optional: true, secret: true, doc: 'GitLab access token with the `api` scope.' }),
       api_url: str({ optional: true, check: webUrl, type: 'an http(s) URL', doc: 'Default: `<forge>/api/v4` of the app\'s configured repo (gitlab.com for `owner/name`), never from a webhook.' }),
     }),
   }, { doc: 'Where to post commit statuses for webhook-triggered jobs.' }),
