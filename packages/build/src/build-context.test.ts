@@ -62,8 +62,18 @@ describe('a commit\'s .dockerignore', () => {
   };
 
   it('is read only as a regular file of bounded size: a link to /dev/zero or the worker\'s files is the commit\'s failure', async () => {
-    expect(await refusal(commit({ Dockerfile: 'FROM x\n' }, '/dev/zero'))).toMatchObject({ code: 'build_failed', fault: 'commit', message: 'docker build failed: .dockerignore is a symbolic link; only a regular file is read' });
+    expect(await refusal(commit({ Dockerfile: 'FROM x\n' }, '/dev/zero'))).toMatchObject({ code: 'build_failed', fault: 'commit', message: 'docker build failed: .dockerignore is a symbolic link out of the commit\'s tree (or to nothing); only its own files are read' });
+    expect(await refusal(commit({ Dockerfile: 'FROM x\n' }, '/etc/passwd'))).toMatchObject({ code: 'build_failed' });
     expect(await refusal(commit({ Dockerfile: 'FROM x\n', '.dockerignore': '#'.repeat(1024 * 1024 + 1) }))).toMatchObject({ code: 'build_failed', message: expect.stringContaining('at most 1,048,576 are read') });
+  });
+
+  it('follows a link to a file of the commit, as docker build does (.dockerignore -> .gitignore)', async () => {
+    const dir = commit({ Dockerfile: 'FROM x\n', '.gitignore': 'secret.txt\n', 'secret.txt': 'x', 'app.js': '' }, '.gitignore');
+    try {
+      expect((await packContext(dir, 'Dockerfile')).paths).toEqual(['.dockerignore', '.gitignore', 'Dockerfile', 'app.js']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('names a pattern Docker cannot read by its line, not its text', async () => {

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { lstat, open, readdir } from 'node:fs/promises';
+import { lstat, open, readdir, realpath } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import dockerignoreModule from '@balena/dockerignore';
@@ -70,14 +70,22 @@ function dockerignoreRules(text: string): ReturnType<typeof ignore> {
 
 /**
  * A file of a checked-out commit, read with care: only a regular file (a
- * symbolic link could point at the worker's own files, or at /dev/zero),
+ * symbolic link could point at the worker's own files, or at /dev/zero;
+ * with `linksInside`, one to a regular file inside the tree is followed),
  * at most `maxBytes`, and the file checked is the file read (O_NOFOLLOW).
  * Null when there is none; `refuse(why)` is thrown for anything else.
  */
-export async function readCommitFile(dir: string, name: string, maxBytes: number, refuse: (why: string) => Error): Promise<string | null> {
-  const file = join(dir, name);
-  const found = await lstat(file).catch(() => null);
+export async function readCommitFile(dir: string, name: string, maxBytes: number, refuse: (why: string) => Error, options: { linksInside?: boolean } = {}): Promise<string | null> {
+  let file = join(dir, name);
+  let found = await lstat(file).catch(() => null);
   if (!found) return null;
+  if (found.isSymbolicLink() && options.linksInside) {
+    // `.dockerignore -> .gitignore`, as docker build follows it: a link to a regular file of the same tree is read.
+    const [root, target] = await Promise.all([realpath(dir), realpath(file).catch(() => null)]);
+    if (target === null || !target.startsWith(`${root}${sep}`)) throw refuse('is a symbolic link out of the commit\'s tree (or to nothing); only its own files are read');
+    file = target;
+    found = await lstat(file);
+  }
   if (!found.isFile()) throw refuse(found.isSymbolicLink() ? 'is a symbolic link; only a regular file is read' : 'is not a regular file');
   if (found.size > maxBytes) throw refuse(`is ${found.size.toLocaleString('en-US')} bytes; at most ${maxBytes.toLocaleString('en-US')} are read`);
   const handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
@@ -116,7 +124,7 @@ export async function listTree(root: string): Promise<ContextEntry[]> {
  * symlinks, as `docker build` does.
  */
 export async function packContext(dir: string, dockerfile: string): Promise<{ stream: Readable; paths: string[] }> {
-  const dockerignore = await readCommitFile(dir, '.dockerignore', MAX_DOCKERIGNORE_BYTES, (why) => new BuildError(`docker build failed: .dockerignore ${why}`));
+  const dockerignore = await readCommitFile(dir, '.dockerignore', MAX_DOCKERIGNORE_BYTES, (why) => new BuildError(`docker build failed: .dockerignore ${why}`), { linksInside: true });
   const paths = selectContext(await listTree(dir), dockerignore, dockerfile);
   const keep = new Set(paths);
   const stream = pack(dir, {

@@ -76,7 +76,9 @@ export async function checkout(options: CheckoutOptions): Promise<Checkout> {
           throw new SlipwayError('sha_not_found', `commit ${sha} is not in ${cache.repo.url}`, { fault: 'commit' });
         }
       }
-      await cache.git.run(['worktree', 'add', '--detach', '--quiet', '--', dir, sha], { action: 'worktree add', stream: true });
+      await cache.collectGarbage();
+      // Local, and silent while it writes the tree: a large one may take minutes on a slow disk.
+      await cache.localGit.run(['worktree', 'add', '--detach', '--quiet', '--', dir, sha], { action: 'worktree add', stream: true });
     });
   } catch (err) {
     await cleanup();

@@ -27,7 +27,20 @@ export interface RepoCache {
   dir: string;
   repo: RepoUrl;
   git: GitRunner;
+  /**
+   * For work that stays on this machine and may print nothing for long (a
+   * checkout of a large tree, a repack): no remote, and an idle bound of
+   * {@link LOCAL_IDLE_TIMEOUT_MS} rather than the network's.
+   */
+  localGit: GitRunner;
   hasCommit(sha: string): Promise<boolean>;
+  /**
+   * `git gc --auto` (what a fetch would do itself, but fetches here run
+   * without it): a no-op until enough packs pile up, then a repack that may
+   * take minutes, so only a worker's checkout asks for it, not an operator
+   * waiting on `slipway deploy`. A failure is a warning in the log.
+   */
+  collectGarbage(): Promise<void>;
   /** Fetches every branch; git transfers only objects the cache lacks. */
   fetchBranches(): Promise<void>;
   /** Asks the remote for one commit by id (one no branch reaches); false when it will not give it. */
@@ -57,25 +70,24 @@ export async function withRepoCache<T>(options: RepoCacheOptions, fn: (cache: Re
     // Metadata of checkouts whose directories are gone (cleaned up, or of a crashed job).
     await git.run(['worktree', 'prune']);
 
-    // What a fetch would have done itself: `gc --auto` (a no-op until enough packs pile up), under the lock, given
-    // as long as a repack of a large repository takes; a failure only leaves the cache less tidy.
+    const localGit = createGitRunner({ ...runnerOptions, repo: undefined, idleTimeoutMs: Math.max(LOCAL_IDLE_TIMEOUT_MS, options.gitIdleTimeoutMs ?? 0) });
     const collectGarbage = async () => {
-      const quiet = createGitRunner({ ...runnerOptions, repo: undefined, idleTimeoutMs: Math.max(GC_IDLE_TIMEOUT_MS, options.gitIdleTimeoutMs ?? 0) });
-      await quiet.run(['gc', '--auto', '--quiet'], { action: 'gc' }).catch((err: Error) => log(`warning: git gc --auto failed (${err.message.split('\n', 1)[0]}); the clone cache is left as it is`));
+      await localGit.run(['gc', '--auto', '--quiet'], { action: 'gc' }).catch((err: Error) => log(`warning: git gc --auto failed (${err.message.split('\n', 1)[0]}); the clone cache is left as it is`));
     };
     const hasCommit = async (sha: string) => (await git.probe(['cat-file', '-e', '--end-of-options', `${assertSha(sha)}^{commit}`])) !== null;
     const cache: RepoCache = {
       dir: paths.repo,
       repo,
       git,
+      localGit,
       hasCommit,
       async fetchBranches() {
         log(`fetching ${repo.url}`);
         // --progress: a long transfer keeps talking, so the idle timeout only stops a git that is stuck.
         // No automatic gc inside the fetch: a repack is silent, and the idle timeout would kill it with the fetch, at every attempt.
         await git.run(['fetch', '--progress', '--prune', '--no-tags', '--no-recurse-submodules', '--no-auto-gc', '--no-auto-maintenance', '--', repo.url, BRANCHES], { action: 'fetch', stream: true });
-        await collectGarbage();
       },
+      collectGarbage,
       async fetchCommit(sha) {
         assertSha(sha);
         log(`fetching commit ${sha} from ${repo.url}`);
@@ -111,8 +123,8 @@ function assertBranch(branch: string): string {
   return branch;
 }
 
-/** A `git gc --auto` after a fetch is stopped after printing nothing for this long (a repack prints nothing). */
-const GC_IDLE_TIMEOUT_MS = 30 * 60_000;
+/** Local git work (a checkout, a repack: both print nothing meanwhile) is stopped after printing nothing for this long. */
+export const LOCAL_IDLE_TIMEOUT_MS = 30 * 60_000;
 
 async function ensureBareRepo(dir: string, log: (line: string) => void, runnerOptions: Parameters<typeof createGitRunner>[0]): Promise<void> {
   await mkdir(dir, { recursive: true });

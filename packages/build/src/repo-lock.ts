@@ -121,7 +121,9 @@ function isStale(held: { holder: Holder | null; mtimeMs: number }, staleMs: numb
   if (Date.now() - held.mtimeMs > staleMs) return true;
   const holder = held.holder;
   // A pid means something only in its own pid namespace: a holder in another container (same host name) is judged by age.
-  return holder !== null && holder.host === hostname() && OWN_PID_NAMESPACE !== null && holder.pidns === OWN_PID_NAMESPACE && !isAlive(holder.pid);
+  // (A lock of an older Slipway names none: judged by its pid, as it was then.)
+  const sameNamespace = holder?.pidns === undefined || (OWN_PID_NAMESPACE !== null && holder.pidns === OWN_PID_NAMESPACE);
+  return holder !== null && holder.host === hostname() && sameNamespace && !isAlive(holder.pid);
 }
 
 function isAlive(pid: number): boolean {

@@ -243,7 +243,7 @@ export async function runStep(options: RunStepOptions): Promise<StepRun> {
   const err = new StepLines(`${step.name} | `, secrets, log);
   try {
     log(`step ${step.name}: ${step.command.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')} (in ${image}, timeout ${limitS} s)`);
-    if (step.image) await ensureImage(docker, image, step.name, stop, log);
+    if (step.image) await untilStopped(stop, stopped, ensureImage(docker, image, step.name, stop, log));
     if (stop.aborted) throw stopped();
     // Each call has the engine's deadline and ends at once when the step is stopped (a wedged engine holds no app's lock).
     const ask = <T>(doing: string, call: (abortSignal: AbortSignal) => Promise<T>) => untilStopped(stop, stopped, dockerCallWithin(doing, call, { timeoutMs: ENGINE_TIMEOUT_MS }) as Promise<T>);
@@ -290,9 +290,14 @@ export async function runStep(options: RunStepOptions): Promise<StepRun> {
     throw withRun(e instanceof SlipwayError ? e : dockerError(e, `running step ${step.name}`), run('failed'));
   } finally {
     clearTimeout(timer);
-    if (container) await removeContainer(docker, container.id);
+    // A stopped step (cancelled, past timeout_s, the engine maybe wedged) gets one short try: what stays is a
+    // leftover the app's next steps remove by label, not minutes more of this job holding its app.
+    if (container) await removeContainer(docker, container.id, stop.aborted ? { attempts: 1, timeoutMs: STOPPED_REMOVE_TIMEOUT_MS } : {});
   }
 }
+
+/** How long a stopped step's container removal may take before it is left to the next steps' cleanup. */
+const STOPPED_REMOVE_TIMEOUT_MS = 5_000;
 
 /** `work`, or `stopped()` as soon as `stop` aborts, whichever comes first (what `work` does after is left to its own end). */
 function untilStopped<T>(stop: AbortSignal, stopped: () => Error, work: Promise<T>): Promise<T> {
@@ -321,10 +326,10 @@ const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
  * removal racing the kill answers 409); a container that stays is found
  * by its labels and removed before the app's next steps.
  */
-async function removeContainer(docker: Docker, id: string): Promise<void> {
-  for (let attempt = 0; attempt < 5; attempt++) {
+async function removeContainer(docker: Docker, id: string, options: { attempts?: number; timeoutMs?: number } = {}): Promise<void> {
+  for (let attempt = 0; attempt < (options.attempts ?? 5); attempt++) {
     try {
-      await dockerCallWithin(`removing the container of a step`, (abortSignal) => docker.getContainer(id).remove({ force: true, v: true, abortSignal }), { timeoutMs: ENGINE_TIMEOUT_MS });
+      await dockerCallWithin(`removing the container of a step`, (abortSignal) => docker.getContainer(id).remove({ force: true, v: true, abortSignal }), { timeoutMs: options.timeoutMs ?? ENGINE_TIMEOUT_MS });
       return;
     } catch (e) {
       if (dockerStatus(e) === 404) return;
