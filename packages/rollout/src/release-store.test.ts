@@ -8,6 +8,7 @@ describe('rollbackTarget', () => {
   it.each([
     ['the previous release by default', history, r(3), undefined, r(2)],
     ['skips entries with the live image (a redeploy of the same image)', [r(3), r(2, 'slipway/a:3'), r(1)], r(3), undefined, r(1)],
+    ['skips a rebuild of the live commit pinned to another digest (a swarm release)', [r(3, `reg:5000/slipway/a:3@sha256:${'b'.repeat(64)}`), r(2, `reg:5000/slipway/a:3@sha256:${'c'.repeat(64)}`), r(1, 'reg:5000/slipway/a:1')], r(3, `reg:5000/slipway/a:3@sha256:${'b'.repeat(64)}`), undefined, r(1, 'reg:5000/slipway/a:1')],
     ['a given commit, by prefix', history, r(3), '1111111', r(1)],
     ['a given full commit', history, r(3), '2'.repeat(40), r(2)],
   ])('%s', (_what, h, current, to, expected) => {

@@ -282,6 +282,9 @@ export function parseReleaseRecord(text: string | null): ReleaseRecord | null {
  * the live one. Pure; `history` is newest first. Throws InvalidInputError
  * for a malformed `to`, ReleaseNotFoundError when no kept release matches.
  */
+/** A release's image as a rollback tells them apart: a swarm release's pin (`@sha256:…`) aside, as a rebuild of one commit is the same release. */
+const imageOf = (release: ReleaseRecord) => release.image.replace(/@sha256:[0-9a-f]{64}$/, '');
+
 export function rollbackTarget(history: readonly ReleaseRecord[], current: ReleaseRecord | null, to?: string): ReleaseRecord {
   if (to !== undefined) {
     if (!SHA_PREFIX.test(to)) throw new InvalidInputError(`--to must be 7 to 40 lowercase hex digits, got ${quote(to)}`);
@@ -289,7 +292,7 @@ export function rollbackTarget(history: readonly ReleaseRecord[], current: Relea
     if (!match) throw new ReleaseNotFoundError(`no kept release has commit ${to} (kept: ${history.map((r) => r.sha?.slice(0, 12) ?? r.image).join(', ') || 'none'})`);
     return match;
   }
-  const target = history.find((r) => r.image !== current?.image);
+  const target = history.find((r) => current === null || imageOf(r) !== imageOf(current));
   if (!target) throw new ReleaseNotFoundError(current ? `no release before ${current.job} (${current.image}) is kept` : 'no release to roll back to');
   return target;
 }

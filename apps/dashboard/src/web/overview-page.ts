@@ -175,7 +175,9 @@ class Card {
       this.status.textContent = (err as Error).message;
       return;
     }
-    const choices = releases.filter((r) => r.image !== current?.image);
+    // A swarm release's image is pinned (`…@sha256:…`): a rebuild of the live commit is not an earlier release.
+    const unpinned = (image: string) => image.replace(/@sha256:[0-9a-f]{64}$/, '');
+    const choices = releases.filter((r) => current === null || unpinned(r.image) !== unpinned(current.image));
     if (choices.length === 0) {
       this.status.textContent = `${this.name} has no earlier release to roll back to.`;
       announce(this.status.textContent);
