@@ -173,7 +173,19 @@ async function receivePush(options: { app: string; config: string | null; stdin?
           return 0;
         }
         if (final.state === 'superseded') {
-          // A deploy, rollback or webhook push of this app queued while the push waited: it is what goes live, not this commit.
+          // A deploy, rollback or webhook push of this app queued while the push waited: it is what goes live, not
+          // this job. If it deploys this very commit (a webhook of the same push to the forge), its outcome is ours.
+          const by = final.supersededBy ? await queue.store.get(final.supersededBy) : null;
+          if (by && by.sha === sha) {
+            terminal.out(`-----> Slipway: job ${by.id} deploys this commit too; following it`);
+            const theirs = await watchJob(queue.store, by.id, terminal, { showLog: true });
+            if (theirs.state === 'completed') {
+              deployed = true;
+              return 0;
+            }
+            terminal.err(`-----> Slipway: job ${by.id}, which deployed this commit in this push's place, ended ${theirs.state}; push refused (slipway logs ${by.id})`);
+            return 1;
+          }
           terminal.err(`-----> Slipway: job ${final.supersededBy ?? '?'} of ${app.name}, queued while this push waited, replaced its deploy; push refused (push again to deploy ${sha.slice(0, 12)} over it)`);
           return 1;
         }

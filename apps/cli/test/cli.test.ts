@@ -375,12 +375,14 @@ describe('slipway', () => {
     }
   });
 
-  it('a push whose deploy is replaced while it waits (a deploy of another commit queued after it) is refused', async () => {
-    const remotePath = join(tmp.path, 'replaced.git');
+  /**
+   * A push to a fresh remote of `sha` while no worker runs, `meanwhile` queuing another job of the app
+   * (its id returned); then the worker again. Resolves with the hook's exit code, stderr and that job's id.
+   */
+  async function pushWhileAnotherIsQueued(remote: string, sha: string, meanwhile: () => Promise<string>) {
+    const remotePath = join(tmp.path, remote);
     expect((await slipwayFull([...cfg(), 'remote', 'add', app, remotePath])).code).toBe(0);
-    const older = await commitVersion(repo, { version: 'replaced: the deploy' });
-    const sha = await commitVersion(repo, { version: 'replaced: the push' });
-    await git(remotePath, 'fetch', '-q', repo.work, 'HEAD:refs/incoming/replaced');
+    await git(remotePath, 'fetch', '-q', repo.work, `${sha}:refs/incoming/${remote}`);
     await worker.close(30_000);
     let hook: ReturnType<typeof spawn> | undefined;
     let restarted = false;
@@ -395,23 +397,43 @@ describe('slipway', () => {
         stdout += chunk.toString();
         if (stdout.includes('-----> Slipway: deploying')) resolve();
       }));
-      const deploy = await slipwayFull([...cfg(), 'deploy', app, '--ref', older]);
-      expect(deploy.code, deploy.stderr).toBe(0);
-      const deployId = /job (\d+) queued/.exec(deploy.stdout)![1]!;
+      const other = await meanwhile();
       worker = createDeployWorker({ config: loadConfig({ path: configFile, env: {} }), logger: quiet });
       restarted = true;
-      expect(await exited).toBe(1);
-      expect(stderr).toContain(`-----> Slipway: job ${deployId} of ${app}, queued while this push waited, replaced its deploy; push refused`);
-      expect(existsSync(join(remotePath, 'slipway-push.lock'))).toBe(false);
-      await waitFor('the deploy that replaced the push', async () => {
-        const [job] = JSON.parse((await slipwayFull([...cfg(), 'jobs', '--json', '--app', app, '--limit', '1'])).stdout) as { id: string; state: string }[];
-        return job?.id === deployId && job.state === 'completed';
-      }, { timeoutMs: 120_000, intervalMs: 250 });
-      expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('replaced: the deploy\n');
+      return { code: await exited, stdout, stderr, other, lockLeft: existsSync(join(remotePath, 'slipway-push.lock')) };
     } finally {
       hook?.kill();
       if (!restarted) worker = createDeployWorker({ config: loadConfig({ path: configFile, env: {} }), logger: quiet });
     }
+  }
+
+  const queuedDeploy = async (ref: string) => {
+    const deploy = await slipwayFull([...cfg(), 'deploy', app, '--ref', ref]);
+    expect(deploy.code, deploy.stderr).toBe(0);
+    return /job (\d+) queued/.exec(deploy.stdout)![1]!;
+  };
+
+  it('a push whose deploy is replaced while it waits (a deploy of another commit queued after it) is refused', async () => {
+    const older = await commitVersion(repo, { version: 'replaced: the deploy' });
+    const sha = await commitVersion(repo, { version: 'replaced: the push' });
+    const pushed = await pushWhileAnotherIsQueued('replaced.git', sha, () => queuedDeploy(older));
+    expect(pushed.code).toBe(1);
+    expect(pushed.stderr).toContain(`-----> Slipway: job ${pushed.other} of ${app}, queued while this push waited, replaced its deploy; push refused`);
+    expect(pushed.lockLeft).toBe(false);
+    await waitFor('the deploy that replaced the push', async () => {
+      const [job] = JSON.parse((await slipwayFull([...cfg(), 'jobs', '--json', '--app', app, '--limit', '1'])).stdout) as { id: string; state: string }[];
+      return job?.id === pushed.other && job.state === 'completed';
+    }, { timeoutMs: 120_000, intervalMs: 250 });
+    expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('replaced: the deploy\n');
+  });
+
+  it('a push whose deploy is replaced by a job of the same commit (its webhook, a deploy of it) is answered by that job\'s outcome', async () => {
+    const sha = await commitVersion(repo, { version: 'replaced by itself' });
+    const pushed = await pushWhileAnotherIsQueued('same-commit.git', sha, () => queuedDeploy(sha));
+    expect(pushed.code, pushed.stderr).toBe(0);
+    expect(pushed.stdout).toContain(`-----> Slipway: job ${pushed.other} deploys this commit too; following it`);
+    expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('replaced by itself\n');
+    rmSync(join(tmp.path, 'same-commit.git', 'slipway-push.lock'), { force: true });
   });
 
   it('a push to a remote whose Redis is unreachable is refused without showing the pusher Redis\'s password', async () => {
