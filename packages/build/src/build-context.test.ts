@@ -70,7 +70,10 @@ describe('a commit\'s .dockerignore', () => {
   it('follows a link to a file of the commit, as docker build does (.dockerignore -> .gitignore)', async () => {
     const dir = commit({ Dockerfile: 'FROM x\n', '.gitignore': 'secret.txt\n', 'secret.txt': 'x', 'app.js': '' }, '.gitignore');
     try {
-      expect((await packContext(dir, 'Dockerfile')).paths).toEqual(['.dockerignore', '.gitignore', 'Dockerfile', 'app.js']);
+      const context = await packContext(dir, 'Dockerfile');
+      expect(context.paths).toEqual(['.dockerignore', '.gitignore', 'Dockerfile', 'app.js']);
+      // Read to its end before the tree goes: the tar stream reads the files lazily.
+      for await (const chunk of context.stream) expect(chunk).toBeDefined();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
