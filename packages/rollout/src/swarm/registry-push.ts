@@ -3,7 +3,7 @@ import type Docker from 'dockerode';
 import { dockerError, dockerStatus } from '@slipway/core/docker';
 import { ImageNotFoundError } from '../rollout-errors.js';
 import { askManager } from './swarm-service.js';
-import { SlipwayError } from '@slipway/core/slipway-error';
+import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 
 /*
  * Getting a built image to where the swarm's nodes pull from, without
@@ -110,7 +110,7 @@ async function transfer(source: Docker, manager: Docker, image: string, log: (li
   await followProgress(manager, output, (event) => {
     const line = typeof event.stream === 'string' ? event.stream.trim() : '';
     if (line) log(`registry: manager: ${line}`);
-  }, `loading ${image} into the swarm manager`);
+  }, `loading ${image} into the swarm manager`, { activity: counted });
   return bytes;
 }
 
@@ -145,14 +145,45 @@ async function push(manager: Docker, reference: string, auth: PublishImageOption
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
 
-/** A dockerode progress stream to its end; its first `error` event fails it (code docker_error: Slipway's side). */
-function followProgress(docker: Docker, stream: NodeJS.ReadableStream, onEvent: (event: Record<string, unknown>) => void, doing: string): Promise<void> {
+/** How long an image's load or push may go without progress (no event, no byte) before it is given up as unavailable. */
+export const IMAGE_IDLE_MS = 5 * 60_000;
+
+/**
+ * A dockerode progress stream to its end; its first `error` event fails it
+ * (code docker_error: Slipway's side). A stream with no progress for
+ * `idleMs` (an event, or a `data` event of `activity`: the bytes of a load
+ * go in, its output comes only at the end) is destroyed and fails
+ * unavailable, to be retried: a registry or engine that stops answering
+ * mid-transfer does not hold the rollout, and its app's lock, for ever.
+ */
+export function followProgress(docker: Docker, stream: NodeJS.ReadableStream, onEvent: (event: Record<string, unknown>) => void, doing: string, options: { idleMs?: number; activity?: NodeJS.EventEmitter } = {}): Promise<void> {
+  const idleMs = options.idleMs ?? IMAGE_IDLE_MS;
   return new Promise((resolve, reject) => {
     let failure: string | undefined;
-    docker.modem.followProgress(stream, (err: Error | null) => {
-      if (err || failure) reject(err ? dockerError(err, doing) : new SlipwayError('docker_error', `${doing}: ${failure}`));
+    let timer: NodeJS.Timeout | undefined;
+    let settled = false;
+    const settle = (err?: Error) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      options.activity?.off('data', progressed);
+      if (err) reject(err);
       else resolve();
+    };
+    const progressed = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        settle(new UnavailableError('docker', `no progress for ${idleMs / 1000} s while ${doing}`));
+        for (const stalled of [stream, options.activity]) (stalled as { destroy?: () => void } | undefined)?.destroy?.();
+      }, idleMs);
+    };
+    options.activity?.on('data', progressed);
+    progressed();
+    docker.modem.followProgress(stream, (err: Error | null) => {
+      if (err || failure) settle(err ? dockerError(err, doing) : new SlipwayError('docker_error', `${doing}: ${failure}`));
+      else settle();
     }, (event: Record<string, unknown>) => {
+      progressed();
       if (typeof event.error === 'string') failure ??= event.error;
       else onEvent(event);
     });
