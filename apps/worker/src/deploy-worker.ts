@@ -1,4 +1,4 @@
-import { Queue, Worker } from 'bullmq';
+import { Worker } from 'bullmq';
 import Docker from 'dockerode';
 import type { Logger } from '@slipway/core/logger';
 import { dockerConnection } from '@slipway/core/docker';
@@ -60,8 +60,9 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
   const bullConnection = connectRedis(config.redis, 'worker');
   const subscriber = connectRedis(config.redis, 'worker');
   const store = new JobStore(redis, prefix, { retention: { keepPerApp: config.jobs.keep_per_app, keepDays: config.jobs.keep_days } });
-  const queue = new Queue(QUEUE_NAME, { connection: redis, prefix });
-  queue.on('error', () => {});
+  // The producer side too: the worker requeues what a cut-short enqueue left (see repair below); its BullMQ queue is the worker's.
+  const producer = new DeployQueue({ redis, prefix, attempts: config.worker.attempts, backoffMs: config.worker.backoff_ms });
+  const queue = producer.bull;
   const metrics = new WorkerMetrics({ queue, store, apps: Object.keys(config.apps) });
   const feedback = new DeployFeedback({ config, store, logger, metrics, retry: options.feedbackRetry });
   const context: DeployContext = {
@@ -136,7 +137,6 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
 
   // A webhook answered 503 whose record and delivery claim were written but whose BullMQ job was not (Redis went away
   // between the two, too soon for the undo): the forge's retry is a "duplicate", so this job is the push's only one.
-  const producer = new DeployQueue({ redis, prefix, attempts: config.worker.attempts, backoffMs: config.worker.backoff_ms });
   const repair = () => void producer.repairOrphans()
     .then(({ requeued, failed }) => {
       if (requeued.length > 0) logger.warn({ jobs: requeued }, 'queued webhook jobs whose queuing had been cut short');
@@ -161,7 +161,6 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
         await worker.close(true);
       }
       await feedback.close();
-      await queue.close().catch(() => {});
       await producer.close();
       context.etcd.close();
       for (const connection of [subscriber, bullConnection, redis]) connection.disconnect();
