@@ -80,7 +80,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
   const log = await JobLog.open(ctx.store, id, { secrets: ctx.secrets, maxLines: ctx.config.jobs.log_max_lines, maxBytes: ctx.config.jobs.log_max_bytes });
   ctx.running.set(id, controller);
   try {
-    const newer = await ctx.store.supersededBy(record.app, id);
+    const newer = await supersedingJob(ctx, record, controller.signal);
     if (newer) {
       log.write(`superseded by job ${newer}: a newer push of ${record.app} replaces this one`);
       await log.flush();
@@ -122,6 +122,31 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     await lease.release();
     await dropSourceWhenDone(ctx, record);
     await promoteWaiting(ctx, record.app, id);
+  }
+}
+
+/**
+ * The job that makes this one pointless to deploy (JobStore.supersededBy),
+ * passing over a forced push whose word is not borne out: `forced` is the
+ * payload's, so a holder of the secret could otherwise queue a fake one
+ * behind a real push, replace it, and then end stale itself (see
+ * staleAgainstLive), leaving neither deployed. A forced push replaces this
+ * job only when the branch, fetched now (once, and only then), is at its
+ * commit, or once it has gone live.
+ */
+async function supersedingJob(ctx: DeployContext, record: JobRecord, signal: AbortSignal): Promise<string | null> {
+  const passOver = new Set<string>();
+  let branchAt: string | undefined;
+  for (;;) {
+    const newer = await ctx.store.supersededBy(record.app, record.id, passOver);
+    const job = newer === null ? null : await ctx.store.get(newer);
+    if (newer === null || job?.trigger !== 'webhook' || !job.push?.forced || !job.sha || job.state === 'completed') return newer;
+    if (branchAt === undefined) {
+      const app = appForJob(ctx, job);
+      branchAt = await resolveRef({ app, ref: job.ref ?? app.branch, workdir: ctx.config.workdir, signal });
+    }
+    if (branchAt === job.sha) return newer;
+    passOver.add(newer);
   }
 }
 

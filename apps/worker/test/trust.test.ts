@@ -78,6 +78,38 @@ describe('the worker trusts the configuration, not the payload', () => {
     expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
   });
 
+  it('a claimed forced push queued behind a real one replaces it only if the branch is at its commit: the real push deploys, the claim ends stale', async () => {
+    world = await workerWorld();
+    const [app] = world.apps;
+    const repo = app!.repo;
+    const repository = { fullName: 'acme/app', cloneUrl: repo.url, htmlUrl: null };
+    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    const v1 = await world.queue.enqueue({ app: app!.name, sha: repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    expect((await waitForJob(world.queue, v1.id)).state).toBe('completed');
+    await worker.close(5000);
+
+    // Both wait: the real push of v2, then a holder of the secret's claim that the branch was forced back to v1.
+    const sha2 = await commitVersion(repo, { version: `${app!.name} v2` });
+    const real = await world.queue.enqueue({ app: app!.name, sha: sha2, ref: 'master', image: null, trigger: 'webhook', push: { ...pushOf(sha2, repository, 'github'), before: repo.sha } });
+    const claimed = await world.queue.enqueue({ app: app!.name, sha: repo.sha, ref: 'master', image: null, trigger: 'webhook', push: { ...pushOf(repo.sha, repository, 'github'), delivery: 'd-claimed', before: sha2, forced: true } });
+    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    expect((await waitForJob(world.queue, real.id)).state).toBe('completed');
+    expect(await waitForJob(world.queue, claimed.id)).toMatchObject({ state: 'superseded' });
+    expect(await body(`${app!.url}/`)).toBe(`${app!.name} v2\n`);
+    expect(await world.queue.store.staleFor(app!.name, repo.sha)).toMatchObject({ stale: true, liveSha: sha2 });
+
+    // A forced push the branch bears out replaces the push waiting before it, whose commit the branch has left.
+    await worker.close(5000);
+    const sha3 = await commitVersion(repo, { version: `${app!.name} v3` });
+    const left = await world.queue.enqueue({ app: app!.name, sha: sha3, ref: 'master', image: null, trigger: 'webhook', push: { ...pushOf(sha3, repository, 'github'), before: sha2 } });
+    await git(repo.work, 'push', '-q', '--force', 'origin', `${repo.sha}:refs/heads/master`);
+    const back = await world.queue.enqueue({ app: app!.name, sha: repo.sha, ref: 'master', image: null, trigger: 'webhook', push: { ...pushOf(repo.sha, repository, 'github'), delivery: 'd-back', before: sha3, forced: true } });
+    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    expect(await waitForJob(world.queue, left.id)).toMatchObject({ state: 'superseded', supersededBy: back.id });
+    expect((await waitForJob(world.queue, back.id)).state).toBe('completed');
+    expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
+  });
+
   it('builds only a pushed tree under <workdir>/incoming: a job naming another directory (or a link out of incoming) fails and leaves it alone', async () => {
     world = await workerWorld();
     const [app] = world.apps;

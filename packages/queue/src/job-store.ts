@@ -523,11 +523,14 @@ export class JobStore {
    * push the chain cannot place, arrival decides (the operator's request
    * is the newest by intent: a branch moved back without a webhook is
    * deployed as it is).
+   *
+   * Jobs in `passOver` are not counted (the worker's own doubts: a forced
+   * push whose branch is elsewhere).
    */
-  async supersededBy(app: string, id: string): Promise<string | null> {
+  async supersededBy(app: string, id: string, passOver: ReadonlySet<string> = new Set()): Promise<string | null> {
     const self = await this.get(id);
     const isPush = self?.trigger === 'webhook' && !!self.push?.before;
-    if (!self?.sha || (!isPush && self.chosenAfter === undefined)) return this.newerByArrival(app, id);
+    if (!self?.sha || (!isPush && self.chosenAfter === undefined)) return this.newerByArrival(app, id, passOver);
     const recent = await this.list({ app, limit: PUSH_CHAIN_JOBS });
     const before = new Map(recent.flatMap((j) => (j.trigger === 'webhook' && j.sha && j.push?.before ? [[j.sha, j.push.before] as const] : [])));
     /**
@@ -548,7 +551,7 @@ export class JobStore {
     const pushedAfterChoice = (choice: JobRecord, push: JobRecord) =>
       choice.chosenAfter !== undefined && choice.ref === push.ref && push.trigger === 'webhook' && Number(push.id) > Number(choice.chosenAfter);
     for (const job of recent) {
-      if (job.id === id || !SUPERSEDING.has(job.state)) continue;
+      if (job.id === id || !SUPERSEDING.has(job.state) || passOver.has(job.id)) continue;
       if (Number(job.id) > Number(id)) {
         if (isPush && (byChain(job) || pushedAfterChoice(job, self)) && precedes(job, self)) continue;
         return job.id;
@@ -558,13 +561,14 @@ export class JobStore {
       if (isPush && byChain(job) && precedes(self, job)) return job.id;
       if (pushedAfterChoice(self, job) && precedes(self, job)) return job.id;
     }
-    return recent.some((j) => j.id === id) ? null : this.newerByArrival(app, id);
+    return recent.some((j) => j.id === id) ? null : this.newerByArrival(app, id, passOver);
   }
 
   /** The newest job of the app after `id` that is waiting, running or live. */
-  private async newerByArrival(app: string, id: string): Promise<string | null> {
+  private async newerByArrival(app: string, id: string, passOver: ReadonlySet<string>): Promise<string | null> {
     const newer = await this.redis.zrangebyscore(this.keys.byApp(app), `(${Number(id)}`, '+inf');
     for (const candidate of newer.reverse()) {
+      if (passOver.has(candidate)) continue;
       const state = await this.redis.hget(this.keys.job(candidate), 'state');
       if (state && SUPERSEDING.has(JSON.parse(state) as JobState)) return candidate;
     }
