@@ -3,7 +3,7 @@ import { mkdir, rm, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AppConfig } from '@slipway/config/types';
 import { SlipwayError } from '@slipway/core/slipway-error';
-import { isProcessAlive } from '@slipway/core/run-command';
+import { isProcessAlive, OWN_PID_NAMESPACE } from '@slipway/core/run-command';
 import { assertAppName, assertSha, isAppName } from '@slipway/core/validate';
 import { assertOnBranch, withRepoCache, type RepoCacheOptions, workPaths } from './repo-cache.js';
 import { createGitRunner } from './git-runner.js';
@@ -14,7 +14,7 @@ export interface CheckoutOptions {
   app: AppConfig;
   /** The full 40-hex commit; anything else is refused before git runs. */
   sha: string;
-  /** Absolute; the clone cache is `<workdir>/repos/<app>`, the tree `<workdir>/builds/<app>-<sha12>-<pid>-<random>`. */
+  /** Absolute; the clone cache is `<workdir>/repos/<app>`, the tree `<workdir>/builds/<app>-<sha12>-<pid>.<pid namespace>-<random>`. */
   workdir: string;
   /** Receives each line of progress (fetch summary, what was reused), scrubbed of secrets. */
   log?: (line: string) => void;
@@ -57,7 +57,7 @@ export async function checkout(options: CheckoutOptions): Promise<Checkout> {
   const log = options.log ?? (() => {});
   const builds = workPaths(options.workdir, app).builds;
   await mkdir(builds, { recursive: true });
-  const dir = join(builds, `${app}-${sha.slice(0, 12)}-${process.pid}-${randomBytes(3).toString('hex')}`);
+  const dir = join(builds, `${app}-${sha.slice(0, 12)}-${process.pid}${OWN_NAMESPACE_ID === null ? '' : `.${OWN_NAMESPACE_ID}`}-${randomBytes(3).toString('hex')}`);
   const cleanup = async () => {
     await rm(dir, { recursive: true, force: true });
   };
@@ -104,13 +104,19 @@ export interface PruneResult {
   removed: string[];
 }
 
-const BUILD_DIR = /^([a-z0-9][a-z0-9-]{0,62})-([0-9a-f]{12})-(\d+)-[0-9a-f]+$/;
+/** `<app>-<sha12>-<pid>[.<pid namespace>]-<random>`: a tree of an older Slipway names no namespace. */
+const BUILD_DIR = /^([a-z0-9][a-z0-9-]{0,62})-([0-9a-f]{12})-(\d+)(?:\.(\d+))?-[0-9a-f]+$/;
+/** The number of this process's pid namespace (`pid:[4026531836]` → 4026531836), written in its tree's name. */
+const OWN_NAMESPACE_ID = OWN_PID_NAMESPACE?.match(/\d+/)?.[0] ?? null;
 
 /**
  * Removes what crashed jobs left under `<workdir>/builds` — trees whose
  * process (the pid in their name) is gone, anything unrecognised, and
  * anything older than `maxAgeMs` — then lets every clone cache forget
- * worktrees whose directories are gone. Trees of live processes stay.
+ * worktrees whose directories are gone. Trees of live processes stay; a
+ * tree made in another pid namespace (a worker in another container
+ * sharing the workdir) is judged by its age alone, as its pid means
+ * nothing here.
  * Meant for worker start-up and a periodic sweep.
  */
 export async function prune(options: PruneOptions): Promise<PruneResult> {
@@ -125,7 +131,8 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
     if (!info) continue;
     const old = Date.now() - info.mtimeMs > maxAgeMs;
     const owner = match ? Number(match[3]) : null;
-    if (!old && owner !== null && isProcessAlive(owner)) continue;
+    const elsewhere = match?.[4] !== undefined && match[4] !== OWN_NAMESPACE_ID;
+    if (!old && owner !== null && (elsewhere || isProcessAlive(owner))) continue;
     await rm(path, { recursive: true, force: true });
     removed.push(path);
     log(`removed the leftover build tree ${path}`);

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rmdir, stat, unlink, utimes, writeFile } from 'node:fs/promises';
-import { readlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isProcessAlive, OWN_PID_NAMESPACE } from '@slipway/core/run-command';
 import { UnavailableError } from '@slipway/core/slipway-error';
 
 /** A lock untouched for this long belongs to a holder that is gone. The holder touches it every quarter of this. */
@@ -33,14 +33,6 @@ interface Holder {
   token: string;
 }
 
-/** This process's pid namespace, or null where /proc does not say. */
-const OWN_PID_NAMESPACE: string | null = (() => {
-  try {
-    return readlinkSync('/proc/self/ns/pid');
-  } catch {
-    return null;
-  }
-})();
 
 /**
  * Runs `fn` holding an exclusive lock file (`O_EXCL` create), so the CLI
@@ -127,13 +119,7 @@ function isStale(held: { holder: Holder | null; mtimeMs: number }, staleMs: numb
 }
 
 function isAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return Number.isInteger(pid) && pid > 0 && isProcessAlive(pid);
 }
 
 /** Removes the lock only if it still is the stale one we judged; true when we removed it. */

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, utimesSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readlinkSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFixtureRepo, type FixtureRepo, tempDir } from '@slipway/devstack/testing';
@@ -17,14 +17,22 @@ beforeAll(async () => {
 afterAll(() => temp.remove());
 
 describe('prune', () => {
-  it('removes trees of dead processes, strays and old trees; keeps live ones; the cache forgets removed worktrees', async () => {
+  it('removes trees of dead processes, strays and old trees; keeps live ones and, until old, those of another pid namespace; the cache forgets removed worktrees', async () => {
     const app = testApp({ repo: fixture.url });
     const live = await checkout({ app, sha: fixture.sha, workdir });
     const crashed = await checkout({ app, sha: fixture.sha, workdir });
     // As if another process had made it and been killed: its pid in the name is gone.
     const dead = spawnSync('true').pid!;
-    const crashedDir = crashed.dir.replace(`-${process.pid}-`, `-${dead}-`);
+    const crashedDir = crashed.dir.replace(`-${process.pid}.`, `-${dead}.`);
     spawnSync('mv', [crashed.dir, crashedDir]);
+    // The same of an older Slipway, which named no pid namespace.
+    const older = await checkout({ app, sha: fixture.sha, workdir });
+    const olderDir = older.dir.replace(/-\d+\.\d+-/, `-${dead}-`);
+    spawnSync('mv', [older.dir, olderDir]);
+    // A worker in another container sharing the workdir: its pid means nothing here, and its tree stays until old.
+    const elsewhere = await checkout({ app, sha: fixture.sha, workdir });
+    const elsewhereDir = elsewhere.dir.replace(/-\d+\.\d+-/, `-${dead}.1-`);
+    spawnSync('mv', [elsewhere.dir, elsewhereDir]);
     const stray = join(workdir, 'builds', 'not-one-of-ours');
     mkdirSync(stray);
     const old = await checkout({ app, sha: fixture.sha, workdir });
@@ -32,8 +40,13 @@ describe('prune', () => {
 
     const lines: string[] = [];
     const { removed } = await prune({ workdir, log: (line) => lines.push(line) });
-    expect(removed.sort()).toEqual([crashedDir, stray, old.dir].sort());
+    expect(removed.sort()).toEqual([crashedDir, olderDir, stray, old.dir].sort());
     expect(existsSync(live.dir)).toBe(true);
+    expect(existsSync(elsewhereDir)).toBe(true);
+    expect(live.dir).toMatch(new RegExp(`-${process.pid}\\.${readlinkSync('/proc/self/ns/pid').match(/\d+/)![0]}-[0-9a-f]+$`));
+
+    utimesSync(elsewhereDir, new Date(), new Date(Date.now() - 48 * 3600_000));
+    expect((await prune({ workdir })).removed).toEqual([elsewhereDir]);
     const worktrees = readdirSync(join(workPaths(workdir, app.name).repo, 'worktrees'));
     expect(worktrees).toEqual([live.dir.split('/').pop()]);
     await live.cleanup();

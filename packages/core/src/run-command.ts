@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { SlipwayError } from './slipway-error.js';
 
 export interface RunOptions {
@@ -110,6 +110,19 @@ export function processStart(pid: number): string | null {
     return null;
   }
 }
+
+/**
+ * This process's pid namespace (`pid:[4026531836]`), or null where /proc
+ * does not say. A pid names a process only inside its own namespace: a
+ * worker in another container sharing a workdir or a host name has its own.
+ */
+export const OWN_PID_NAMESPACE: string | null = (() => {
+  try {
+    return readlinkSync('/proc/self/ns/pid');
+  } catch {
+    return null;
+  }
+})();
 
 /** Whether a process with this pid exists (under any user: EPERM says it does). */
 export function isProcessAlive(pid: number): boolean {

@@ -3,7 +3,7 @@ import { mkdir, readFile, readdir, readlink, rename, rm, rmdir, stat, unlink, wr
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SlipwayConfig } from '@slipway/config/types';
-import { CommandError, processStart, runCommand } from '@slipway/core/run-command';
+import { CommandError, OWN_PID_NAMESPACE, processStart, runCommand } from '@slipway/core/run-command';
 import { probeUnixSocket, readListeningSockets, readListeningUnixSockets, type TcpSocket } from './tcp-sockets.js';
 import { NginxReloadError } from './router-errors.js';
 
@@ -293,13 +293,11 @@ export async function reloadConfirmedSince(nginx: NginxTarget, since: number): P
  */
 interface LeaderOwner { pid: number; start: string | null; pidns: string | null; token: string }
 
-const ownPidNamespace = readlink('/proc/self/ns/pid').catch(() => null);
-
 async function becomeLeader(dir: string): Promise<string | null> {
   const lock = join(dir, 'lock');
   try {
     await mkdir(lock);
-    const owner: LeaderOwner = { pid: process.pid, start: processStart(process.pid), pidns: await ownPidNamespace, token: randomBytes(8).toString('hex') };
+    const owner: LeaderOwner = { pid: process.pid, start: processStart(process.pid), pidns: OWN_PID_NAMESPACE, token: randomBytes(8).toString('hex') };
     await writeFile(join(lock, 'owner'), JSON.stringify(owner));
     return owner.token;
   } catch (err) {
@@ -308,7 +306,7 @@ async function becomeLeader(dir: string): Promise<string | null> {
   const [info, text] = await Promise.all([stat(lock).catch(() => null), readFile(join(lock, 'owner'), 'utf8').catch(() => null)]);
   if (!info) return null;
   const owner = parseOwner(text);
-  const gone = owner !== null && owner.pidns !== null && owner.pidns === (await ownPidNamespace) && processStart(owner.pid) !== owner.start;
+  const gone = owner !== null && owner.pidns !== null && owner.pidns === OWN_PID_NAMESPACE && processStart(owner.pid) !== owner.start;
   if (gone || Date.now() - info.mtimeMs > LEADER_STALE_MS) await takeOver(dir, { text, mtimeMs: info.mtimeMs });
   return null;
 }
