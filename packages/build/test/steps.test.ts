@@ -1,4 +1,6 @@
 import { symlinkSync, writeFileSync } from 'node:fs';
+import { createServer, request, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -152,6 +154,75 @@ describe('runStep against an engine that never answers', () => {
       await peer.close();
     }
   }, 20_000);
+});
+
+/**
+ * The machine's engine behind a proxy that forwards every call except those `wedged` picks, which it
+ * accepts and never answers: an engine that stops answering after it has created the step's container.
+ */
+async function engineWedgedOn(wedged: (method: string, path: string) => boolean) {
+  const configured = (docker.modem as { socketPath?: unknown }).socketPath;
+  const socketPath = typeof configured === 'string' ? configured : '/var/run/docker.sock';
+  const held: ServerResponse[] = [];
+  const forwarded: string[] = [];
+  const server = createServer((req, res) => {
+    if (wedged(req.method ?? 'GET', req.url ?? '/')) {
+      held.push(res);
+      return;
+    }
+    forwarded.push(`${req.method} ${req.url}`);
+    const upstream = request({ socketPath, path: req.url, method: req.method, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    docker: new Docker({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, protocol: 'http' }),
+    forwarded,
+    async close() {
+      for (const res of held) res.destroy();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+describe('runStep against an engine that stops answering after the create', () => {
+  it('is stopped by a cancel within seconds; its container is removed at once, or by the app\'s next steps when the engine will not', async () => {
+    const afterCreate = /\/containers\/[0-9a-f]{12,64}\/(attach|start|wait)/;
+    const app = testAppName();
+    const engine = await engineWedgedOn((_, path) => afterCreate.test(path));
+    try {
+      const started = Date.now();
+      const cancelled = await failure(runStep({ docker: engine.docker, app, job: '11', sha: SHA, builtImage: BASE_IMAGE, signal: AbortSignal.timeout(500), step: step({ command: ['true'] }) }));
+      expect(cancelled.code).toBe('cancelled');
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(engine.forwarded.filter((call) => /^POST \S*\/containers\/create/.test(call))).toHaveLength(1);
+      // The removal still reaches the engine: nothing is left.
+      expect(await containersOf(app)).toEqual([]);
+    } finally {
+      await engine.close();
+    }
+
+    // Removal wedged too: the container stays, and the app's next steps remove it by its labels.
+    const deaf = await engineWedgedOn((method, path) => afterCreate.test(path) || (method === 'DELETE' && /\/containers\//.test(path)));
+    try {
+      const started = Date.now();
+      const timedOut = await failure(runStep({ docker: deaf.docker, app, job: '12', sha: SHA, builtImage: BASE_IMAGE, step: step({ command: ['true'], timeout_s: 1 }) }));
+      expect(timedOut.code).toBe('step_timeout');
+      expect(Date.now() - started).toBeLessThan(1000 + 5000 + 2000);
+      expect(await containersOf(app)).toHaveLength(1);
+    } finally {
+      await deaf.close();
+    }
+    const lines: string[] = [];
+    await runSteps({ docker, app, job: '13', sha: SHA, builtImage: BASE_IMAGE, log: (l) => lines.push(l), steps: [step({ name: 'after', command: ['true'] })] });
+    expect(lines[0]).toBe('removed the container of step unit left by job 12 (its worker stopped during the step)');
+    expect(await containersOf(app)).toEqual([]);
+  }, 30_000);
 });
 
 describe('runSteps', () => {
