@@ -290,9 +290,9 @@ export async function runStep(options: RunStepOptions): Promise<StepRun> {
     throw withRun(e instanceof SlipwayError ? e : dockerError(e, `running step ${step.name}`), run('failed'));
   } finally {
     clearTimeout(timer);
-    // A stopped step (cancelled, past timeout_s, the engine maybe wedged) gets one short try: what stays is a
-    // leftover the app's next steps remove by label, not minutes more of this job holding its app.
-    if (container) await removeContainer(docker, container.id, stop.aborted ? { attempts: 1, timeoutMs: STOPPED_REMOVE_TIMEOUT_MS } : {});
+    // A stopped step (cancelled, past timeout_s, the engine maybe wedged) gets a few seconds in all: what stays is
+    // a leftover the app's next steps remove by label, not minutes more of this job holding its app.
+    if (container) await removeContainer(docker, container.id, stop.aborted ? { withinMs: STOPPED_REMOVE_TIMEOUT_MS } : {});
   }
 }
 
@@ -323,17 +323,20 @@ const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
 /**
  * Removes a step's container, a few tries if Docker is briefly busy (a
- * removal racing the kill answers 409); a container that stays is found
- * by its labels and removed before the app's next steps.
+ * removal racing the kill answers 409 until the kill's is done), within
+ * `withinMs` in all when given; a container that stays is found by its
+ * labels and removed before the app's next steps.
  */
-async function removeContainer(docker: Docker, id: string, options: { attempts?: number; timeoutMs?: number } = {}): Promise<void> {
-  for (let attempt = 0; attempt < (options.attempts ?? 5); attempt++) {
+async function removeContainer(docker: Docker, id: string, options: { withinMs?: number } = {}): Promise<void> {
+  const deadline = options.withinMs === undefined ? Infinity : Date.now() + options.withinMs;
+  for (let attempt = 0; attempt < 5 && Date.now() < deadline; attempt++) {
     try {
-      await dockerCallWithin(`removing the container of a step`, (abortSignal) => docker.getContainer(id).remove({ force: true, v: true, abortSignal }), { timeoutMs: options.timeoutMs ?? ENGINE_TIMEOUT_MS });
+      const timeoutMs = Math.min(ENGINE_TIMEOUT_MS, deadline - Date.now());
+      await dockerCallWithin(`removing the container of a step`, (abortSignal) => docker.getContainer(id).remove({ force: true, v: true, abortSignal }), { timeoutMs });
       return;
     } catch (e) {
       if (dockerStatus(e) === 404) return;
-      await new Promise((resolve) => setTimeout(resolve, 200 * (attempt + 1)));
+      await new Promise((resolve) => setTimeout(resolve, Math.min(200 * (attempt + 1), Math.max(0, deadline - Date.now()))));
     }
   }
 }
