@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { countEstablished, decodeAddress, parseListeningUnixSockets, parseProcNetTcp } from './tcp-sockets.js';
+import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
+import { connectionCounts, countEstablished, decodeAddress, parseListeningUnixSockets, parseProcNetTcp } from './tcp-sockets.js';
 
 const TABLE = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:8001 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 20171 1 0000000000000000 100 0 0 10 0
@@ -39,6 +40,23 @@ describe('a port published on every address (host_ip 0.0.0.0)', () => {
     // nginx asked for 0.0.0.0:32770 and got 127.0.0.1:32770 (both ends here); someone else came in on 10.0.0.5.
     const sockets = [established('127.0.0.1:32770', '127.0.0.1:45000'), established('127.0.0.1:45000', '127.0.0.1:32770'), established('10.0.0.5:32770', '10.0.0.9:51000'), established('127.0.0.1:45002', '10.0.0.7:32770')];
     expect(countEstablished(sockets, ['0.0.0.0:32770', '0.0.0.0:32771'])).toEqual(new Map([['0.0.0.0:32770', 2], ['0.0.0.0:32771', 0]]));
+  });
+
+  it('counts them on this host as asked, through ss or /proc: a drain of such a port waits for its connections', async () => {
+    const accepted: Socket[] = [];
+    const server = createServer((socket) => accepted.push(socket));
+    await new Promise<void>((resolve) => server.listen(0, '0.0.0.0', resolve));
+    const port = (server.address() as AddressInfo).port;
+    const client = connect(port, '127.0.0.1');
+    try {
+      await new Promise<void>((resolve) => client.once('connect', resolve));
+      expect(await connectionCounts([`0.0.0.0:${port}`])).toEqual(new Map([[`0.0.0.0:${port}`, 1]]));
+      expect(await connectionCounts([`127.0.0.1:${port}`])).toEqual(new Map([[`127.0.0.1:${port}`, 1]]));
+    } finally {
+      client.destroy();
+      for (const socket of accepted) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
 

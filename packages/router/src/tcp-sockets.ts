@@ -195,7 +195,9 @@ export function probeUnixSocket(path: string): Promise<'accepts' | 'refused' | '
  */
 export async function connectionCounts(addresses: readonly string[]): Promise<Map<string, number>> {
   if (addresses.length === 0) return new Map();
-  const filter = ['(', ...addresses.flatMap((a, i) => [...(i === 0 ? [] : ['or']), 'src', a, 'or', 'dst', a]), ')'];
+  // No socket shows 0.0.0.0 (see countEstablished): a port published on every address is asked for by port.
+  const ends = (a: string) => (a.startsWith('0.0.0.0:') ? ['sport', '=', `:${portOf(a)}`, 'or', 'dport', '=', `:${portOf(a)}`] : ['src', a, 'or', 'dst', a]);
+  const filter = ['(', ...addresses.flatMap((a, i) => [...(i === 0 ? [] : ['or']), ...ends(a)]), ')'];
   try {
     const { stdout } = await runCommand(['ss', '-Htn', 'state', 'established', ...filter], { timeoutMs: 5_000 });
     const sockets: TcpSocket[] = [];
