@@ -71,7 +71,8 @@ export async function acquireLock(etcd: Etcd3, key: string, what: string, option
       await sleep(POLL_MS);
     }
   } catch (err) {
-    await lease.revoke().catch(() => lease.release());
+    // Bounded as release's: a half-closed etcd connection would otherwise hold the job here.
+    await etcdCall('releasing the lock lease', () => lease.revoke(), 2_000).catch(() => lease.release());
     throw err;
   }
   if (announced) log(`got ${what} after ${((Date.now() - started) / 1000).toFixed(1)} s`);

@@ -165,11 +165,19 @@ export class DockerRuntime implements ContainerRuntime {
     try {
       await this.ask(`starting a container from ${spec.Image}`, (abortSignal) => container.start({ abortSignal }));
     } catch (err) {
-      await container.remove({ force: true, v: true }).catch(() => {});
+      // With the engine's deadline too: a wedged engine (the start's likely failure) must not hold the rollout here.
+      await this.ask(`removing ${container.id.slice(0, 12)}`, (abortSignal) => container.remove({ force: true, v: true, abortSignal })).catch(() => {});
       const failure = dockerError(err, `starting a container from ${spec.Image}`);
       throw failure.code === 'unavailable' ? failure : new ContainerStartError(failure.message, { cause: err });
     }
-    const info = (await this.ask(`inspecting ${container.id.slice(0, 12)}`, (abortSignal) => container.inspect({ abortSignal })))!;
+    let info: Docker.ContainerInspectInfo;
+    try {
+      info = (await this.ask(`inspecting ${container.id.slice(0, 12)}`, (abortSignal) => container.inspect({ abortSignal })))!;
+    } catch (err) {
+      // Started, but its id would reach no one who removes it: it goes now, or stays a stray the next rollout removes.
+      await this.ask(`removing ${container.id.slice(0, 12)}`, (abortSignal) => container.remove({ force: true, v: true, abortSignal })).catch(() => {});
+      throw err;
+    }
     const binding = info.NetworkSettings.Ports?.[`${port}/tcp`]?.find((b) => !b.HostIp.includes(':'));
     // No binding: the container is already gone again; the health step reports why.
     return { id: container.id, address: binding ? `${binding.HostIp}:${binding.HostPort}` : null };
