@@ -7,7 +7,7 @@ import { startTaskWatcher } from '@slipway/rollout/task-watcher';
 import { routerOnce, watchRouter } from '@slipway/router/watch';
 import { type CliContext, parseFlags, UsageError } from './cli-context.js';
 import { finishWait } from './job-commands.js';
-import { short, age, table } from './terminal.js';
+import { jsonText, short, age, table } from './terminal.js';
 
 export const DEPLOY_USAGE = 'usage: slipway deploy <app> [--ref <branch|sha>] [--image <image>] [--wait]';
 
@@ -18,7 +18,7 @@ export async function deploy(ctx: CliContext, argv: string[]): Promise<number> {
   const queue = await ctx.queue();
   const record = await deployApp({ config: ctx.config, queue, app, ref: values.ref, image: values.image, trigger: 'cli' });
   if (ctx.options.json && !values.wait) {
-    ctx.terminal.out(JSON.stringify(publicJob(record), null, 2));
+    ctx.terminal.out(jsonText(publicJob(record)));
     return 0;
   }
   // With --json (and --wait), stdout holds the one JSON document finishWait prints: what was queued is said on stderr.
@@ -35,7 +35,7 @@ export async function rollback(ctx: CliContext, argv: string[]): Promise<number>
   const queue = await ctx.queue();
   const { job, target } = await rollbackApp({ queue, etcd: ctx.etcd, app, to: values.to });
   if (ctx.options.json && !values.wait) {
-    ctx.terminal.out(JSON.stringify(publicJob(job), null, 2));
+    ctx.terminal.out(jsonText(publicJob(job)));
     return 0;
   }
   (ctx.options.json ? ctx.terminal.err : ctx.terminal.out)(`job ${job.id} queued: roll ${app.name} back to ${short(target.sha ?? target.image)} (${target.image}, live ${age(target.at)} by job ${target.job})`);
@@ -52,7 +52,7 @@ export async function status(ctx: CliContext, argv: string[]): Promise<number> {
   // Asked for all apps at once (one Docker listing, the etcd reads side by side), shown in the config's order.
   const statuses = await Promise.all(appStatuses({ apps, nginx: ctx.config.nginx, dns: ctx.config.dns, docker: ctx.docker, etcd: ctx.etcd, manager }));
   if (ctx.options.json) {
-    ctx.terminal.out(JSON.stringify(statuses, null, 2));
+    ctx.terminal.out(jsonText(statuses));
     return 0;
   }
   if (statuses.length === 0) ctx.terminal.out('no apps configured');

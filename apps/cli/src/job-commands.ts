@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { FINAL_STATES, type JobRecord, publicJob, JOB_STATES, type JobState } from '@slipway/queue/job-types';
 import type { JobStore } from '@slipway/queue/job-store';
 import { firstLine, isRetryable, isSlipwayError, UnavailableError } from '@slipway/core/slipway-error';
-import { duration, short, age, table, Spinner, type Terminal } from './terminal.js';
+import { duration, jsonText, short, age, table, Spinner, type Terminal } from './terminal.js';
 import { type CliContext, parseFlags, positiveInt, UsageError } from './cli-context.js';
 
 export interface WatchOptions {
@@ -118,7 +118,7 @@ export function outcomeLine(record: JobRecord, elapsedMs?: number): string {
 export async function finishWait(ctx: CliContext, id: string): Promise<number> {
   const queue = await ctx.queue();
   const record = await watchJob(queue.store, id, ctx.terminal, { showLog: false });
-  if (ctx.options.json) ctx.terminal.out(JSON.stringify(publicJob(record), null, 2));
+  if (ctx.options.json) ctx.terminal.out(jsonText(publicJob(record)));
   if (record.state === 'failed') {
     const tail = (await queue.store.readLog(id, Math.max(1, (await queue.store.logLength(id)) - 14)));
     if (tail.length) ctx.terminal.err(`last lines of the log (slipway logs ${id} for all of it):\n${tail.map((l) => `  ${l}`).join('\n')}`);
@@ -137,7 +137,7 @@ export async function jobs(ctx: CliContext, argv: string[]): Promise<number> {
   const queue = await ctx.queue();
   const records = await queue.store.list({ app: values.app, state, limit });
   if (ctx.options.json) {
-    ctx.terminal.out(JSON.stringify(records.map(publicJob), null, 2));
+    ctx.terminal.out(jsonText(records.map(publicJob)));
     return 0;
   }
   if (records.length === 0) {
@@ -197,7 +197,7 @@ export async function retry(ctx: CliContext, argv: string[]): Promise<number> {
     started = [await queue.retry(positionals[0]!)];
   }
   if (ctx.options.json && !values.wait) {
-    ctx.terminal.out(JSON.stringify(started.map(publicJob), null, 2));
+    ctx.terminal.out(jsonText(started.map(publicJob)));
     return notRetried > 0 ? 1 : 0;
   }
   // With --json, stdout holds the one JSON document: what was queued is said on stderr.
@@ -206,7 +206,7 @@ export async function retry(ctx: CliContext, argv: string[]): Promise<number> {
   if (!values.wait) return notRetried > 0 ? 1 : 0;
   const finals: JobRecord[] = [];
   for (const job of started) finals.push(await watchJob(queue.store, job.id, ctx.terminal, { showLog: false }));
-  if (ctx.options.json) ctx.terminal.out(JSON.stringify(finals.map(publicJob), null, 2));
+  if (ctx.options.json) ctx.terminal.out(jsonText(finals.map(publicJob)));
   return notRetried === 0 && finals.every((f) => f.state === 'completed') ? 0 : 1;
 }
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { safeForTerminal } from './terminal.js';
+import { jsonText, safeForTerminal } from './terminal.js';
 
 describe('safeForTerminal: a build\'s output on the operator\'s terminal', () => {
   it.each([
@@ -25,6 +25,17 @@ describe('safeForTerminal: a build\'s output on the operator\'s terminal', () =>
       safeForTerminal(text, true);
       // A quadratic scan of a megabyte takes minutes; this one, tens of milliseconds (bound generous for a loaded machine).
       expect(performance.now() - started, JSON.stringify(unit)).toBeLessThan(2000);
+    }
+  });
+});
+
+describe('jsonText: --json through the same writer', () => {
+  it('stays one whole JSON document whatever a committer put in a job (C1, DEL, escapes), and reads back the same', () => {
+    const job = { error: 'step_failed: RUN echo "\u009d" && false \u009b"x\u007f \x1b]52;c;x\x07', message: 'fix\u0085 it ✓' };
+    for (const coloured of [false, true]) {
+      const printed = safeForTerminal(jsonText(job), coloured);
+      expect(JSON.parse(printed)).toEqual(job);
+      expect(printed).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
     }
   });
 });

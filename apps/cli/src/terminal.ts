@@ -75,6 +75,17 @@ export function safeForTerminal(text: string, keepColours: boolean): string {
   return out;
 }
 
+/**
+ * A value as `--json` prints it: pretty JSON whose DEL and C1 characters
+ * (which JSON.stringify leaves raw, and a committer can put in a job's
+ * error or message) are escaped, so the document stays whole through
+ * safeForTerminal, which would otherwise drop them or take U+009D for the
+ * start of a sequence and cut the rest.
+ */
+export function jsonText(value: unknown): string {
+  return JSON.stringify(value, null, 2).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 const line = (text: string) => (text.endsWith('\n') ? text : `${text}\n`);
 const coloursOn = (stream: NodeJS.WriteStream) => Boolean(stream.isTTY) && process.env.TERM !== 'dumb' && !process.env.NO_COLOR;
 
