@@ -142,6 +142,20 @@ describe('DeployQueue', () => {
     await expect(queue.retry(job.id)).rejects.toMatchObject({ code: 'not_retryable', message: expect.stringMatching(new RegExp(`^job ${retry.id} of delta came after job ${job.id} and is waiting`)) });
   });
 
+  it('re-runs a job once when two operators ask at the same moment: the other is refused', async () => {
+    const app = uniqueName('twice');
+    const job = await queue.enqueue(request(app, 6));
+    await queue.bull.getJob(bullJobId(job.id)).then((j) => j?.remove());
+    await queue.store.finish(job.id, 'failed', { error: 'etcd is unreachable' });
+    const [a, b] = await Promise.allSettled([queue.retry(job.id), queue.retry(job.id)]);
+    const done = [a, b].filter((r) => r.status === 'fulfilled');
+    const refused = [a, b].filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    expect(done).toHaveLength(1);
+    expect(refused.map((r) => r.reason)).toEqual([expect.objectContaining({ code: 'not_retryable' })]);
+    expect((await queue.store.list({ app, trigger: 'retry' })).map((j) => j.retryOf)).toEqual([job.id]);
+    await queue.cancel((await queue.store.get(job.id))!.retriedBy!);
+  });
+
   it('repairs records orphaned between their write and their BullMQ job: a webhook\'s is queued (its delivery is claimed), any other ends failed', async () => {
     const app = uniqueName('orphan');
     const hooked = await queue.enqueueMany([{ ...request(app, 16), trigger: 'webhook' }], { provider: 'github', id: uniqueName('delivery'), ttlSeconds: 60 });

@@ -38,6 +38,9 @@ export const ORPHAN_AGE_MS = 2 * 60_000;
  * delivery-id memory of the receiver. A job's record is written before its
  * BullMQ job, so a worker never takes a job it cannot find.
  */
+/** How long a retry's claim on its job lasts at most (it is released as soon as the re-run is queued). */
+const RETRY_CLAIM_MS = 30_000;
+
 export class DeployQueue {
   readonly store: JobStore;
   readonly bull: Queue;
@@ -226,6 +229,23 @@ export class DeployQueue {
       // Its push was refused with it: the commit is on no branch here, and a deploy of it would not move one.
       throw new SlipwayError('not_retryable', `job ${id} came from a git push, refused when the job ${old.state === 'cancelled' ? 'was cancelled' : 'failed'}: push again to deploy ${old.sha?.slice(0, 12) ?? 'it'}`, { status: 409 });
     }
+    // One re-run per job: two operators at once (the dashboard's button, `slipway retry`) would otherwise both pass
+    // the newer-job check and queue two, one superseding the other or deploying the commit twice. Held in turn,
+    // the second finds the first's re-run newer and is refused.
+    const claim = this.store.keys.retrying(id);
+    if ((await withRedis(this.redis, () => this.redis.set(claim, '1', 'PX', RETRY_CLAIM_MS, 'NX'))) === null) {
+      throw new SlipwayError('not_retryable', `job ${id} is being re-run by another request`, { status: 409 });
+    }
+    try {
+      return await this.retryClaimed(old);
+    } finally {
+      await withRedis(this.redis, () => this.redis.del(claim)).catch(() => {});
+    }
+  }
+
+  /** The re-run, once this request holds the job's claim: what another queued before it is newer, and refuses it. */
+  private async retryClaimed(old: JobRecord): Promise<JobRecord> {
+    const id = old.id;
     // Read before the check: a push queued between the check and the enqueue is placed by its chain (JobRecord.chosenAfter).
     const { chosenAfter, newer } = await withRedis(this.redis, async () => {
       const last = await this.store.lastJobId();

@@ -109,6 +109,8 @@ export function keys(prefix: string) {
     job: (id: string) => `${prefix}:job:${id}`,
     log: (id: string) => `${prefix}:job:${id}:log`,
     cancel: (id: string) => `${prefix}:job:${id}:cancel`,
+    /** Held while one request re-runs the job (retry), so two operators at once queue one re-run. */
+    retrying: (id: string) => `${prefix}:job:${id}:retrying`,
     /** Claimed by the one worker that reports a job cancelled while waiting to its forge. */
     cancelReported: (id: string) => `${prefix}:job:${id}:feedback-cancelled`,
     delivery: (provider: string, id: string) => `${prefix}:delivery:${provider}:${id}`,
