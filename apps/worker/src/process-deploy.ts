@@ -72,6 +72,14 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     controller.abort(new TakenOver('its app lease'));
   });
   if (!(await lease.acquire())) {
+    // A cancel that came while this waiting job was briefly taken (it is, every BUSY_RETRY_MS) found it running and
+    // left only the stop key: a job that never started ends here, not when its app frees, maybe hours later.
+    if (await ctx.redis.exists(ctx.store.keys.cancel(id))) {
+      const ended = await ctx.store.finish(id, 'cancelled', { error: 'cancelled while waiting' });
+      ctx.feedback?.finished(ended);
+      logger.info('cancelled while waiting for its app');
+      return { skipped: ended.state };
+    }
     logger.debug({ holder: await lease.holderOf() }, 'app busy; waiting');
     await job.moveToDelayed(Date.now() + BUSY_RETRY_MS + Math.floor(Math.random() * 200), token);
     throw new DelayedError();

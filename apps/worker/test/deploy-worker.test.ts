@@ -171,6 +171,20 @@ describe('the deploy worker', () => {
     expect(overlap).toBeGreaterThan(1000);
   });
 
+  it('a cancel that found a waiting job briefly taken (its app busy) ends it within seconds, not when the app frees', async () => {
+    world = await workerWorld();
+    const [app] = world.apps;
+    // Another deploy holds the app: the job is taken, finds it busy and is put back, every second.
+    await world.queue.redis.set(world.queue.store.keys.appLock(app!.name), 'another-job:attempt', 'PX', 60_000);
+    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    const job = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    // What cancel leaves when it finds the job taken: the stop key (no running attempt hears the event).
+    await world.queue.redis.set(world.queue.store.keys.cancel(job.id), '1', 'EX', 3600);
+    const ended = await waitForJob(world.queue, job.id, 10_000);
+    expect(ended).toMatchObject({ state: 'cancelled', error: 'cancelled while waiting', startedAt: null });
+    await world.queue.redis.del(world.queue.store.keys.appLock(app!.name));
+  });
+
   it('cancels a running job before the switch and removes its containers', async () => {
     world = await workerWorld({ app: { health: { path: '/healthz', timeout_s: 60, interval_ms: 100 } } });
     const [app] = world.apps;
