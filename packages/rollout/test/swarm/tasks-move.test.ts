@@ -30,8 +30,10 @@ describe('tasks move, etcd follows', () => {
     // When the router's reloads were confirmed: the last key's reload, which resets idle keep-alive
     // connections (nginx 1.22), comes a moment after the key itself, and is part of the move.
     const routed: number[] = [];
+    let routedOff = false;
     const router = await watchRouter({ apps, nginx: w.nginx.settings, etcd: w.etcd, log: (l) => {
       if (l.includes('now routes to')) routed.push(Date.now());
+      if (l.includes('now routes to') && !l.includes(`${lost.address}:`)) routedOff = true;
       clusterLog(`router: ${l}`);
     } });
     const rewrites: number[] = [];
@@ -48,6 +50,8 @@ describe('tasks move, etcd follows', () => {
         followed = Date.now();
         return keys.length === 3 && keys.every((u) => !u.address.startsWith(`${lost.address}:`));
       }, { timeoutMs: FOLLOW_WITHIN_MS, intervalMs: 100 });
+      // And nginx serving them (on a loaded machine its reload may come seconds later): the load runs past it.
+      await waitFor('nginx to route off the drained host', () => routedOff, { timeoutMs: FOLLOW_WITHIN_MS, intervalMs: 100 });
       await new Promise((r) => setTimeout(r, 2000));
       const samples = await load.stop();
 
