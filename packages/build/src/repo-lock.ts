@@ -33,7 +33,6 @@ interface Holder {
   token: string;
 }
 
-
 /**
  * Runs `fn` holding an exclusive lock file (`O_EXCL` create), so the CLI
  * resolving a ref and a worker fetching never run git on one cache at once.

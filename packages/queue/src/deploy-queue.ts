@@ -33,14 +33,14 @@ export interface DeployQueueOptions {
 /** A waiting record this old with no BullMQ job was orphaned (see DeployQueue.repairOrphans). */
 export const ORPHAN_AGE_MS = 2 * 60_000;
 
+/** How long a retry's claim on its job lasts at most (it is released as soon as the re-run is queued). */
+const RETRY_CLAIM_MS = 30_000;
+
 /**
  * The producer side of the deploy queue: enqueue, cancel, retry, and the
  * delivery-id memory of the receiver. A job's record is written before its
  * BullMQ job, so a worker never takes a job it cannot find.
  */
-/** How long a retry's claim on its job lasts at most (it is released as soon as the re-run is queued). */
-const RETRY_CLAIM_MS = 30_000;
-
 export class DeployQueue {
   readonly store: JobStore;
   readonly bull: Queue;

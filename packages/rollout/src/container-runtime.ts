@@ -162,11 +162,12 @@ export class DockerRuntime implements ContainerRuntime {
       if (dockerStatus(err) === 404) throw new ImageNotFoundError(spec.Image ?? '?');
       throw err;
     }
+    // With the engine's deadline too: a wedged engine (a failed start's likely cause) must not hold the rollout here.
+    const discard = () => this.ask(`removing ${container.id.slice(0, 12)}`, (abortSignal) => container.remove({ force: true, v: true, abortSignal })).catch(() => {});
     try {
       await this.ask(`starting a container from ${spec.Image}`, (abortSignal) => container.start({ abortSignal }));
     } catch (err) {
-      // With the engine's deadline too: a wedged engine (the start's likely failure) must not hold the rollout here.
-      await this.ask(`removing ${container.id.slice(0, 12)}`, (abortSignal) => container.remove({ force: true, v: true, abortSignal })).catch(() => {});
+      await discard();
       const failure = dockerError(err, `starting a container from ${spec.Image}`);
       throw failure.code === 'unavailable' ? failure : new ContainerStartError(failure.message, { cause: err });
     }
@@ -175,7 +176,7 @@ export class DockerRuntime implements ContainerRuntime {
       info = (await this.ask(`inspecting ${container.id.slice(0, 12)}`, (abortSignal) => container.inspect({ abortSignal })))!;
     } catch (err) {
       // Started, but its id would reach no one who removes it: it goes now, or stays a stray the next rollout removes.
-      await this.ask(`removing ${container.id.slice(0, 12)}`, (abortSignal) => container.remove({ force: true, v: true, abortSignal })).catch(() => {});
+      await discard();
       throw err;
     }
     const binding = info.NetworkSettings.Ports?.[`${port}/tcp`]?.find((b) => !b.HostIp.includes(':'));
