@@ -50,6 +50,20 @@ export function uniqueName(prefix = 'test'): string {
 }
 
 /**
+ * A loopback network of the test's own, `127.a.b.c/<bits>` (24-30) picked at
+ * random outside 127.0.x.x: a dns app's address pool, or addresses to publish
+ * on. Allocation counts every container of the engine, and two runs may
+ * share one engine (a developer's run beside CI): a fixed pool was exhausted
+ * or double-booked by the other run's containers.
+ */
+export function uniqueLoopbackNet(bits = 24): string {
+  if (!Number.isInteger(bits) || bits < 24 || bits > 30) throw new Error(`uniqueLoopbackNet: bits must be 24-30, got ${bits}`);
+  const [a = 0, b = 0, c = 0] = randomBytes(3);
+  const size = 2 ** (32 - bits);
+  return `127.${64 + (a % 190)}.${b}.${c - (c % size)}/${bits}`;
+}
+
+/**
  * A temporary directory and the function that removes it. Inside the
  * stack's directory when there is a stack, so that whatever a test starts
  * there (its own nginx, etcd, redis) is found and stopped with the stack

@@ -7,7 +7,7 @@ import { etcdKeys } from '@slipway/etcd/keys';
 import { appStatus } from '../src/status.js';
 import { rollout } from '../src/rollout.js';
 import { startDnsRouting } from '../src/dns/registrar.js';
-import { freePort, ownNginx, tempDir } from '@slipway/devstack/testing';
+import { freePort, ownNginx, tempDir, uniqueLoopbackNet } from '@slipway/devstack/testing';
 import { answerOf, appContainers, buildImage, docker, fetchText, ownDns, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
 
 describe('routing: dns rollouts', () => {
@@ -28,7 +28,8 @@ describe('routing: dns rollouts', () => {
     try {
       const lines: string[] = [];
       const first = await rollout({ ...base, image: v1!, job: 'dns-1', log: (l) => lines.push(l) });
-      for (const c of first.containers) expect(c.address).toMatch(/^127\.0\.10\.\d+:8080$/);
+      const pool = dns.settings.address_pool.replace(/0\/24$/, '');
+      for (const c of first.containers) expect(c.address).toMatch(new RegExp(`^${pool.replaceAll('.', '\\.')}\\d+:8080$`));
       expect(new Set(first.containers.map((c) => c.address)).size).toBe(2);
       const info = await docker.getContainer(first.containers[0]!.id).inspect();
       const ip = first.containers[0]!.address.split(':')[0]!;
@@ -112,11 +113,13 @@ describe('routing: dns rollouts', () => {
     const app = await testApp({ routing: 'dns', replicas: 2 });
     const serving = await serveDns(dns, [app]);
     // Two addresses: the first release takes both, so a rollout has no room for its new set.
-    const tiny = { ...dns.settings, address_pool: '127.0.12.0/30' };
+    const pool = uniqueLoopbackNet(30);
+    const [net = '', last = ''] = pool.replace(/\/30$/, '').match(/^(.*\.)(\d+)$/)?.slice(1) ?? [];
+    const tiny = { ...dns.settings, address_pool: pool };
     try {
       const image = await buildImage(app.name, 'v1');
       const first = await rollout({ app, nginx: nginx.settings, dns: tiny, docker, etcd, image, sha: null, job: 'fits' });
-      expect(first.containers.map((c) => c.address).sort()).toEqual(['127.0.12.1:8080', '127.0.12.2:8080']);
+      expect(first.containers.map((c) => c.address).sort()).toEqual([`${net}${Number(last) + 1}:8080`, `${net}${Number(last) + 2}:8080`]);
       const err = await rollout({ app, nginx: nginx.settings, dns: tiny, docker, etcd, image, sha: null, job: 'full' }).catch((e: unknown) => e);
       expect(err).toMatchObject({ code: 'address_pool_exhausted' });
       expect((await appContainers(app.name)).map((c) => c.Id).sort()).toEqual(first.containers.map((c) => c.id).sort());

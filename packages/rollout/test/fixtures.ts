@@ -6,7 +6,7 @@ import Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
 import { validateConfig } from '@slipway/config/load-config';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
-import { type DnsmasqService, type FixtureVariant, freePort, ownNginx, startDnsmasq, stopProcess, tempDir, testAppName, testStack, writeFixtureApp } from '@slipway/devstack/testing';
+import { type DnsmasqService, type FixtureVariant, freePort, ownNginx, startDnsmasq, stopProcess, tempDir, testAppName, testStack, uniqueLoopbackNet, writeFixtureApp } from '@slipway/devstack/testing';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { compareIps, type DnsHostsFeed, watchDnsHosts } from '@slipway/router/dns';
 import { startRegistrar, type RegistrarHandle, type RegistrarOptions } from '../src/dns/registrar.js';
@@ -74,13 +74,13 @@ export async function deadPort(): Promise<number> {
   return port;
 }
 
-/** A dnsmasq of the test's own (the devstack's service), and the `dns:` settings pointing at it; the pool is the config default. */
+/** A dnsmasq of the test's own (the devstack's service), and the `dns:` settings pointing at it, with an address pool of the test's own. */
 export async function ownDns(): Promise<{ service: DnsmasqService; settings: SlipwayConfig['dns']; stop: () => Promise<void> }> {
   const dir = tempDir('slipway-rollout-dns-');
   const service = await startDnsmasq(join(dir.path, 'dnsmasq'), await freePort());
   return {
     service,
-    settings: { server: service.server, domain: service.domain, address_pool: '127.0.10.0/24' },
+    settings: { server: service.server, domain: service.domain, address_pool: uniqueLoopbackNet() },
     stop: async () => {
       await stopProcess(service.pid);
       dir.remove();

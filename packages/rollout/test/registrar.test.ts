@@ -2,7 +2,7 @@ import type { Etcd3 } from 'etcd3';
 import { describe, expect, it } from 'vitest';
 import { dnsNames, resolveHost } from '@slipway/router/dns';
 import { etcdKeys } from '@slipway/etcd/keys';
-import { ownNginx } from '@slipway/devstack/testing';
+import { ownNginx, uniqueLoopbackNet } from '@slipway/devstack/testing';
 import type { RegistrationChange } from '../src/dns/registrar.js';
 import { rollout } from '../src/rollout.js';
 import { answerOf, buildImage, docker, etcdRelay, ownDns, serveDns, testApp, useRolloutWorld, type RolloutWorld } from './fixtures.js';
@@ -36,10 +36,11 @@ describe('the registrar (routing: dns): Docker events → etcd keys on leases', 
 
     // While no registrar ran: a key lost, a stale one written by hand, a healthy container of another release started.
     await etcd.delete().key(`${app.etcd_prefix}/${a.id12}`);
-    await etcd.put(`${app.etcd_prefix}/deadbeef0000`).value('127.0.12.250:8080');
+    const elsewhere = uniqueLoopbackNet().replace(/0\/24$/, '');
+    await etcd.put(`${app.etcd_prefix}/deadbeef0000`).value(`${elsewhere}250:8080`);
     const other = await docker.createContainer({
       Image: image, Labels: { 'slipway.app': app.name, 'slipway.release': 'not-live' },
-      HostConfig: { PortBindings: { '8080/tcp': [{ HostIp: '127.0.12.251', HostPort: '8080' }] } },
+      HostConfig: { PortBindings: { '8080/tcp': [{ HostIp: `${elsewhere}251`, HostPort: '8080' }] } },
     });
     await other.start();
     const before = await keys(app.etcd_prefix);
