@@ -3,6 +3,7 @@ import { publicJob } from '@slipway/queue/job-types';
 import { appStatuses } from '@slipway/rollout/status';
 import { startDnsRouting } from '@slipway/rollout/registrar';
 import { managerClient } from '@slipway/rollout/swarm';
+import { startPortFollower } from '@slipway/rollout/port-follower';
 import { startTaskWatcher } from '@slipway/rollout/task-watcher';
 import { routerOnce, watchRouter } from '@slipway/router/watch';
 import { type CliContext, parseFlags, UsageError } from './cli-context.js';
@@ -78,7 +79,8 @@ export const ROUTER_USAGE = 'usage: slipway router [--once]';
  * applied), or watching until Ctrl-C. Watching also runs what `routing:
  * dns` apps need (dnsmasq, its feed from etcd, the registrar); with no dns
  * app that starts nothing. With engine.type: swarm it also runs the task
- * watcher: the upstream keys follow the tasks Swarm moves.
+ * watcher: the upstream keys follow the tasks Swarm moves; on one engine,
+ * the port follower: they follow a restarted container to its new port.
  */
 export async function router(ctx: CliContext, argv: string[]): Promise<number> {
   const { values } = parseFlags(argv, { once: { type: 'boolean' } }, ROUTER_USAGE, { min: 0, max: 0 });
@@ -93,17 +95,19 @@ export async function router(ctx: CliContext, argv: string[]): Promise<number> {
     await upstream.close();
     throw err;
   });
-  const tasks = ctx.config.engine.type !== 'swarm' ? null
-    : await startTaskWatcher({ apps: ctx.config.apps, manager: managerClient(ctx.config.engine), etcd: ctx.etcd, log }).catch(async (err: unknown) => {
-      await dns.close();
-      await upstream.close();
-      throw err;
-    });
+  const follow = ctx.config.engine.type === 'swarm'
+    ? startTaskWatcher({ apps: ctx.config.apps, manager: managerClient(ctx.config.engine), etcd: ctx.etcd, log })
+    : startPortFollower({ apps: ctx.config.apps, docker: ctx.docker, etcd: ctx.etcd, log });
+  const followers = await follow.catch(async (err: unknown) => {
+    await dns.close();
+    await upstream.close();
+    throw err;
+  });
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
-  await tasks?.close();
+  await followers.close();
   await dns.close();
   await upstream.close();
   return 0;

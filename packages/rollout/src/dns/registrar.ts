@@ -9,6 +9,7 @@ import { AppRegistrations } from './app-registrations.js';
 import { watchDockerEvents, type ContainerEvent } from './docker-events.js';
 import { REGISTRAR_SESSION_TTL_S, REGISTRATION_TTL_S } from './plan-registration.js';
 import { RegistrarClaims } from './registrar-claims.js';
+import { oneRunPerKey } from '../one-run-per-key.js';
 
 /** Docker events that can change what should be registered. */
 const ACTIONS = ['start', 'die', 'destroy', 'pause', 'unpause'] as const;
@@ -148,8 +149,8 @@ class Registrar implements RegistrarHandle {
   private readonly apps: Map<string, AppConfig>;
   private readonly claims: RegistrarClaims;
   private readonly registrations = new Map<string, AppRegistrations>();
-  private readonly running = new Map<string, Promise<void>>();
-  private readonly pending = new Set<string>();
+  private readonly runs = oneRunPerKey((app) => this.registrations.get(app)!.reconcile()
+    .catch((err: Error) => this.log(`registrar: ${app}: ${firstLine(err)}`)), () => this.closed);
   private events?: { close(): void };
   private tick?: NodeJS.Timeout;
   private closed = false;
@@ -205,26 +206,14 @@ class Registrar implements RegistrarHandle {
     clearInterval(this.tick);
     this.events?.close();
     await this.claims.stop();
-    await Promise.all(this.running.values());
+    await Promise.all(this.runs.running());
     for (const registrations of this.registrations.values()) registrations.release();
     await this.claims.giveUp();
   }
 
   private queue(app: string): Promise<void> {
     if (this.closed || !this.apps.has(app)) return Promise.resolve();
-    const current = this.running.get(app);
-    if (current) {
-      this.pending.add(app);
-      return current;
-    }
-    const run = (async () => {
-      do {
-        this.pending.delete(app);
-        await this.registrations.get(app)!.reconcile().catch((err: Error) => this.log(`registrar: ${app}: ${firstLine(err)}`));
-      } while (this.pending.has(app) && !this.closed);
-    })().finally(() => this.running.delete(app));
-    this.running.set(app, run);
-    return run;
+    return this.runs.ask(app);
   }
 
   private onEvent(e: ContainerEvent): void {
