@@ -108,6 +108,8 @@ class RolloutRun {
   async readAndPlan(): Promise<RolloutPlan> {
     const { runtime, store, proxy } = this.seams;
     const { app, image, sha, job } = this.request;
+    const caughtUp = await proxy.catchUp(app);
+    if (caughtUp) this.log(caughtUp);
     const [containers, upstreams, routed, previous] = await Promise.all([
       runtime.listAppContainers(app.name, app.port), store.upstreams(app.etcd_prefix), proxy.routed(app), store.currentRelease(app.name),
     ]);

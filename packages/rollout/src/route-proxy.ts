@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { UnavailableError } from '@slipway/core/slipway-error';
 import { compareIps, dnsNames, renderDnsNginxConf, resolveHost } from '@slipway/router/dns';
-import { backListen, nginxNames, prepareNginxConf, RELOAD_SETTLE_MS, renderedUpstreams, renderNginxConf, routeSnapshot, type NginxTarget } from '@slipway/router/nginx';
+import { backListen, nginxNames, prepareNginxConf, RELOAD_SETTLE_MS, reloadIfBehind, renderedUpstreams, renderNginxConf, routeSnapshot, type NginxTarget } from '@slipway/router/nginx';
 
 /*
  * How traffic is pointed at containers: the proxy seam and its two
@@ -36,6 +36,12 @@ export interface PreparedRoute {
  * (independent of the containers) changes (routing: dns).
  */
 export interface RouteProxy {
+  /**
+   * Brings the live routing in line with its own record where a crash left
+   * them apart, before anything is planned from it (nginx: the file renamed
+   * in, the reload never signalled). A line saying what it did, or null.
+   */
+  catchUp(app: AppConfig): Promise<string | null>;
   /** Addresses the live routing sends the app's traffic to. */
   routed(app: AppConfig): Promise<string[]>;
   /** Renders and checks the routing for `addresses`; nothing live changes. */
@@ -45,6 +51,17 @@ export interface RouteProxy {
 /** The proxy seam over nginx: the router's render, candidate check, atomic rename and observed reload. */
 export class NginxRouteProxy implements RouteProxy {
   constructor(private readonly nginx: NginxTarget) {}
+
+  /**
+   * A worker killed between its switch's rename and its reload leaves
+   * nginx serving the previous file's containers while the file (and etcd)
+   * name the new ones: planned from the file, those would be strays, and
+   * removed under nginx. So nginx reads the file first.
+   */
+  async catchUp(app: AppConfig): Promise<string | null> {
+    const reload = await reloadIfBehind({ nginx: this.nginx, app });
+    return reload && `nginx had not been asked to read ${nginxNames.path(this.nginx.conf_dir, app.name)} since it was put in place (a switch whose worker died before its reload): reloaded before planning (${reload.outcome} in ${reload.ms} ms)`;
+  }
 
   /** The addresses of the live nginx file (it can lag etcd after a crash between the two). */
   async routed(app: AppConfig): Promise<string[]> {
@@ -87,6 +104,11 @@ const DNS_POLL_MS = 20;
  */
 export class DnsRouteProxy implements RouteProxy {
   constructor(private readonly nginx: NginxTarget, private readonly dns: SlipwayConfig['dns']) {}
+
+  /** DNS is fed from etcd by the router; the nginx file names no container. */
+  catchUp(): Promise<string | null> {
+    return Promise.resolve(null);
+  }
 
   /** What the DNS server answers now, as `ip:port`; throws UnavailableError (service `dns`) when it does not answer. */
   async routed(app: AppConfig): Promise<string[]> {

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { CommandError, runCommand } from '@slipway/core/run-command';
-import { reloadConfirmedSince, reloadNginx, type NginxTarget, type ReloadResult } from './nginx-reload.js';
+import { reloadConfirmedSince, reloadNginx, reloadSignalledSince, type NginxTarget, type ReloadResult } from './nginx-reload.js';
 import { nginxNames, renderDnsNginxConf, renderFrontConf, renderNginxConf, type DnsRouteSnapshot, type RouteSnapshot } from './render.js';
 import { probeUnixSocket } from './tcp-sockets.js';
 import { backListen, frontTarget } from './tiers.js';
@@ -206,9 +206,36 @@ async function readySocket(back: string): Promise<void> {
 
 const STALE_SOCKET_RECHECK_MS = 200;
 
+/**
+ * Reloads nginx when the app's live file (the back's and the front's, with
+ * two tiers) was put in place after the last reload signalled: nginx may
+ * still serve the file it replaced. A worker killed between its rename and
+ * its reload (OOM, kill -9) leaves exactly that, and as etcd and the file
+ * then agree, nothing else would ever reload; a rollout planning from the
+ * file would take the containers nginx still serves for strays. Null when
+ * nginx was asked after every such file was in place (a file's ctime trails
+ * the clock, never leads it, so one renamed just before a signal is never
+ * taken for later). Throws NginxReloadError as reloadNginx.
+ */
+export async function reloadIfBehind(options: { nginx: NginxTarget; app: Pick<AppConfig, 'name' | 'listen'> }): Promise<ReloadResult | null> {
+  const { nginx, app } = options;
+  const back = backListen(nginx, app.name);
+  const front = frontTarget(nginx);
+  const tiers = back === undefined || front === null ? [{ nginx, listen: app.listen }] : [{ nginx, listen: back }, { nginx: front, listen: app.listen }];
+  let result: ReloadResult | null = null;
+  for (const tier of tiers) {
+    const placed = (await stat(nginxNames.path(tier.nginx.conf_dir, app.name)).catch(() => null))?.ctimeMs;
+    if (placed === undefined || await reloadSignalledSince(tier.nginx, Math.floor(placed))) continue;
+    const reload = await reloadNginx(tier);
+    if (reload.outcome === 'not_applied') throw notApplied(app.name, tier.listen, reload.ms);
+    result ??= reload;
+  }
+  return result;
+}
+
 export interface ApplyResult {
   file: string;
-  /** False when the live file already had this content: nothing was written, checked or reloaded. */
+  /** False when the live file already had this content: nothing was written or checked (reloaded only if nginx had not been asked to read it, see reloadIfBehind). */
   changed: boolean;
   reloaded: boolean;
   reload?: ReloadResult;
@@ -218,7 +245,8 @@ export interface ApplyResult {
 
 /**
  * Render → write a candidate → check the candidate → atomic rename →
- * reload, skipping everything when the content is unchanged. With
+ * reload, skipping everything when the content is unchanged (but the
+ * reload, when nginx was never asked to read that file: reloadIfBehind). With
  * `beforeCommit`, it is asked after the check, right before the rename,
  * whether the file is still wanted. Throws
  * EmptyUpstreamError (no live address), TemplateError, NginxCheckError or
@@ -228,7 +256,11 @@ export interface ApplyResult {
 export async function applyNginxConf(options: { nginx: NginxTarget; snapshot: RouteSnapshot; beforeCommit?: () => Promise<boolean> }): Promise<ApplyResult> {
   const content = renderNginxConf({ ...options.snapshot, back: backListen(options.nginx, options.snapshot.app.name) });
   const prepared = await prepareNginxConf({ nginx: options.nginx, app: options.snapshot.app, content });
-  if (!prepared.changed) return { file: prepared.file, changed: false, reloaded: false };
+  if (!prepared.changed) {
+    // The file is what etcd says; nginx may not have read it yet.
+    const reload = await reloadIfBehind({ nginx: options.nginx, app: options.snapshot.app });
+    return { file: prepared.file, changed: false, reloaded: reload !== null, ...(reload ? { reload } : {}) };
+  }
   if (options.beforeCommit && !(await options.beforeCommit().catch(async (err: unknown) => {
     await prepared.discard();
     throw err;

@@ -285,6 +285,16 @@ export async function reloadConfirmedSince(nginx: NginxTarget, since: number): P
 }
 
 /**
+ * Whether a reload was signalled (reload_cmd ran, whatever nginx then did)
+ * at or after `since` (ms): then nginx was asked to read every file in
+ * place by `since`. Never signalled here (a new conf_dir): false.
+ */
+export async function reloadSignalledSince(nginx: NginxTarget, since: number): Promise<boolean> {
+  const last = Number(await readFile(join(nginx.conf_dir, BATCH_DIR, 'last'), 'utf8').catch(() => '0')) || 0;
+  return last >= since;
+}
+
+/**
  * Who leads a batch, written in the lock: the process (pid, start time,
  * pid namespace) and a token of this leadership. A leader of this pid
  * namespace whose process is gone is seen dead at once; one of another

@@ -138,7 +138,11 @@ async function syncAppRoute(options: { app: AppConfig; nginx: NginxTarget; etcd:
   try {
     const result = await applyNginxConf({ nginx, snapshot: await routeSnapshot(app, upstreams), beforeCommit: async () => !(await rolloutHolds()) });
     if (result.withheld) return deferred();
-    if (!result.changed) return { app: app.name, outcome: 'unchanged', file, upstreams };
+    if (!result.changed && !result.reload) return { app: app.name, outcome: 'unchanged', file, upstreams };
+    if (!result.changed) {
+      log(`${app.name}: nginx had not been asked to read ${file} since it was put in place (a switch whose reload never came); reloaded (${result.reload!.outcome} in ${result.reload!.ms} ms)`);
+      return { app: app.name, outcome: 'applied', file, upstreams };
+    }
     const how = result.reload ? ` (nginx reload ${result.reload.outcome} in ${result.reload.ms} ms)` : ' (already applied)';
     log(`${app.name}: ${file} now routes to ${upstreams.join(', ')}${how}`);
     return { app: app.name, outcome: 'applied', file, upstreams };
