@@ -187,6 +187,8 @@ async function nginxMasters(): Promise<number[]> {
 const BATCH_DIR = '.slipway-reload';
 /** A lock older than this is a dead leader's: taken over. */
 export const LEADER_STALE_MS = RELOAD_CMD_TIMEOUT_MS + RELOAD_CONFIRM_MAX_MS + 5_000;
+/** A lock without an owner this old lost its maker between the mkdir and the write (milliseconds apart): taken over. */
+export const OWNERLESS_STALE_MS = 5_000;
 const TICKET_POLL_MS = 10;
 
 interface Ticket { listen: string; at: number }
@@ -307,17 +309,35 @@ async function becomeLeader(dir: string): Promise<string | null> {
   const lock = join(dir, 'lock');
   try {
     await mkdir(lock);
-    const owner: LeaderOwner = { pid: process.pid, start: processStart(process.pid), pidns: OWN_PID_NAMESPACE, token: randomBytes(8).toString('hex') };
-    await writeFile(join(lock, 'owner'), JSON.stringify(owner));
-    return owner.token;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    return judgeLeader(dir);
   }
+  const owner: LeaderOwner = { pid: process.pid, start: processStart(process.pid), pidns: OWN_PID_NAMESPACE, token: randomBytes(8).toString('hex') };
+  try {
+    await writeFile(join(lock, 'owner'), JSON.stringify(owner));
+  } catch (err) {
+    // A full disk: a lock nobody owns would hold every reload until it is judged stale.
+    await rm(lock, { recursive: true, force: true }).catch(() => {});
+    throw err;
+  }
+  return owner.token;
+}
+
+/**
+ * Another's lock: taken over when its leader is seen dead (its process
+ * gone, in this pid namespace), when it has no owner after
+ * OWNERLESS_STALE_MS (its maker died between the mkdir and the write), or
+ * after LEADER_STALE_MS whatever it says.
+ */
+async function judgeLeader(dir: string): Promise<null> {
+  const lock = join(dir, 'lock');
   const [info, text] = await Promise.all([stat(lock).catch(() => null), readFile(join(lock, 'owner'), 'utf8').catch(() => null)]);
   if (!info) return null;
   const owner = parseOwner(text);
+  const age = Date.now() - info.mtimeMs;
   const gone = owner !== null && owner.pidns !== null && owner.pidns === OWN_PID_NAMESPACE && processStart(owner.pid) !== owner.start;
-  if (gone || Date.now() - info.mtimeMs > LEADER_STALE_MS) await takeOver(dir, { text, mtimeMs: info.mtimeMs });
+  if (gone || (owner === null && age > OWNERLESS_STALE_MS) || age > LEADER_STALE_MS) await takeOver(dir, { text, mtimeMs: info.mtimeMs });
   return null;
 }
 

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processStart } from '@slipway/core/run-command';
 import { freePort, ownNginx, testAppName } from '@slipway/devstack/testing';
 import { applyNginxConf } from '../src/nginx-apply.js';
-import { LEADER_STALE_MS, RELOAD_CONFIRM_MAX_MS, reloadNginx } from '../src/nginx-reload.js';
+import { LEADER_STALE_MS, OWNERLESS_STALE_MS, RELOAD_CONFIRM_MAX_MS, reloadNginx } from '../src/nginx-reload.js';
 import { routeSnapshot } from '../src/render.js';
 import { appsConfig, backend, fetchText } from './helpers.js';
 
@@ -88,7 +88,7 @@ describe('the reload batch directory', () => {
     expect(await readdir(dir)).not.toContain('ticket-mabc124-0123456789ab.json');
   });
 
-  it('takes a dead leader\'s lock over at once, and never a live leader\'s', async () => {
+  it('takes a dead leader\'s lock over at once, an ownerless one within seconds, and never a live leader\'s', async () => {
     const name = testAppName();
     const app = appsConfig({ [name]: { listen: `127.0.0.1:${await freePort()}` } })[name]!;
     await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(app, [server.address]) });
@@ -107,6 +107,13 @@ describe('the reload batch directory', () => {
     await new Promise((resolve) => dead.once('exit', resolve));
     const afterDead = reloadNginx({ nginx: nginx.settings, listen: app.listen }).then((r) => r.outcome);
     expect(await Promise.race([afterDead, sleep(LEADER_STALE_MS / 4).then(() => 'waiting for the lock to age')])).toBe('confirmed');
+
+    // A lock whose maker died between its mkdir and its owner file: taken over once OWNERLESS_STALE_MS old, not 95 s.
+    await mkdir(lock);
+    const made = new Date(Date.now() - OWNERLESS_STALE_MS - 1000);
+    await utimes(lock, made, made);
+    const afterOwnerless = reloadNginx({ nginx: nginx.settings, listen: app.listen }).then((r) => r.outcome);
+    expect(await Promise.race([afterOwnerless, sleep(LEADER_STALE_MS / 4).then(() => 'waiting for the lock to age')])).toBe('confirmed');
 
     // A live leader (this process) keeps its lock: the reload waits for it.
     await leave(process.pid);
