@@ -40,6 +40,21 @@ local function indexKeys(base, app, state, trigger)
 end
 `;
 
+/** Lua: an ISO 8601 UTC time (`2026-12-04T21:33:22.000Z`) as ms since the epoch, to the second; 0 when it is not one. */
+const LUA_ISO_MS = `
+local function isoMs(text)
+  local y, m, d, hh, mm, ss = string.match(text or '', '(%d%d%d%d)-(%d%d)-(%d%d)T(%d%d):(%d%d):(%d%d)')
+  if not y then return 0 end
+  y, m, d = tonumber(y), tonumber(m), tonumber(d)
+  if m <= 2 then y = y - 1 end
+  local era = math.floor(y / 400)
+  local yoe = y - era * 400
+  local doy = math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
+  local days = era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
+  return ((days * 24 + tonumber(hh)) * 60 + tonumber(mm)) * 60000 + tonumber(ss) * 1000
+end
+`;
+
 /**
  * Records a job as finished (in the app's finished set by id and by finish
  * time) and applies retention to at most `batch` candidates, atomically:
@@ -51,8 +66,8 @@ end
  * one job that just crossed the line. The job being filed is never removed
  * by its own call (one finishing after newer ones did, with keep_days 0,
  * would be gone before whoever waits on it read how it ended); a later
- * call does. Jobs finished before finish times were indexed are dated once
- * from their records' `finishedAt`.
+ * call does. A job finished before finish times were indexed has none
+ * until indexHistory dates it, and is kept until then.
  * KEYS: finished (by id), finished-at (by time).
  * ARGV: id ('': only trim), finish time (ms), keep (-1: retention off),
  * cutoff (ms; a job finished at or before it is old enough), job key
@@ -71,25 +86,6 @@ end
 if keep < 0 then return {0, 0, 0} end
 local excess = redis.call('zcard', byId) - keep
 if excess <= 0 then return {0, 0, 0} end
-
-if redis.call('zcard', byTime) < redis.call('zcard', byId) then
-  local function isoMs(text)
-    local y, m, d, hh, mm, ss = string.match(text or '', '(%d%d%d%d)-(%d%d)-(%d%d)T(%d%d):(%d%d):(%d%d)')
-    if not y then return 0 end
-    y, m, d = tonumber(y), tonumber(m), tonumber(d)
-    if m <= 2 then y = y - 1 end
-    local era = math.floor(y / 400)
-    local yoe = y - era * 400
-    local doy = math.floor((153 * ((m + 9) % 12) + 2) / 5) + d - 1
-    local days = era * 146097 + yoe * 365 + math.floor(yoe / 4) - math.floor(yoe / 100) + doy - 719468
-    return ((days * 24 + tonumber(hh)) * 60 + tonumber(mm)) * 60000 + tonumber(ss) * 1000
-  end
-  for _, undated in ipairs(redis.call('zrange', byId, 0, -1)) do
-    if not redis.call('zscore', byTime, undated) then
-      redis.call('zadd', byTime, isoMs(redis.call('hget', jobPrefix .. undated, 'finishedAt')), undated)
-    end
-  end
-end
 
 local old = redis.call('zcount', byTime, '-inf', cutoff)
 if old == 0 then return {0, 0, 0} end
@@ -148,14 +144,15 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 /**
  * Files up to `batch` jobs of the `all` index, from id `from` up, in every
  * index a job of that app, state and trigger belongs in, the commit index,
- * the apps set, and its app's finished set when it has ended: what records
- * written before those indexes existed lack. Idempotent; an id whose record
+ * the apps set, and its app's finished sets (by id, and by the finish time
+ * of its record when it has none) when it has ended: what records written
+ * before those indexes existed lack. Idempotent; an id whose record
  * is gone leaves the `all` index.
  * KEYS: all. ARGV: job key prefix, index base, first id, batch, then
  * the final states (FINAL_STATES).
  * Returns the id to go on from, or false at the end of the index.
  */
-const INDEX_HISTORY = LUA_INDEX_KEYS + `
+const INDEX_HISTORY = LUA_INDEX_KEYS + LUA_ISO_MS + `
 local jobPrefix, base, from, batch = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local final = {}
 for i = 5, #ARGV do final[ARGV[i]] = true end
@@ -171,7 +168,12 @@ for _, id in ipairs(ids) do
     for _, key in ipairs(byState) do redis.call('zadd', key, id, id) end
     redis.call('sadd', base .. 'apps', app)
     if sha ~= '' and sha ~= 'null' then redis.call('zadd', base .. 'shas', 0, sha .. ':' .. id) end
-    if final[bare(f[2])] then redis.call('zadd', base .. 'finished:' .. app, id, id) end
+    if final[bare(f[2])] then
+      redis.call('zadd', base .. 'finished:' .. app, id, id)
+      if not redis.call('zscore', base .. 'finished-at:' .. app, id) then
+        redis.call('zadd', base .. 'finished-at:' .. app, isoMs(bare(redis.call('hget', jobPrefix .. id, 'finishedAt'))), id)
+      end
+    end
   end
 end
 if #ids < batch then return false end

@@ -121,7 +121,7 @@ describe('JobStore retention', () => {
     expect(await remaining(store, 'web', ids)).toEqual(ids);
   });
 
-  it('dates jobs finished before finish times were indexed from their records', async () => {
+  it('dates jobs finished before finish times were indexed from their records, in indexHistory\'s bounded calls', async () => {
     const legacy = storeWith(null);
     const ids: string[] = [];
     for (let n = 1; n <= 6; n++) {
@@ -135,8 +135,18 @@ describe('JobStore retention', () => {
     const store = new JobStore(redis, prefixes.at(-1)!, { retention: { keepPerApp: 2, keepDays: 30 } });
     const next = await store.create(request('web', 7));
     await store.appendLog(next.id, ['a line']);
+    // Undated, a job is kept: a finish never walks the whole history to date it (one call, blocking Redis, on a large one).
     await store.finish(next.id, 'completed');
-    expect(await remaining(store, 'web', [...ids, next.id])).toEqual([ids[3], ids[4], ids[5], next.id]);
+    expect(await remaining(store, 'web', [...ids, next.id])).toEqual([...ids, next.id]);
+    expect(await redis.zcard(store.keys.finishedAt('web'))).toBe(1);
+    // indexHistory dates them, two to a call here; the next finish trims.
+    expect((await store.indexHistory({ batch: 2 })).calls, 'seven jobs, two to a call, and the call that finds the end').toBe(4);
+    const finished = Date.parse((await store.get(ids[0]!))!.finishedAt!);
+    expect(Number(await redis.zscore(store.keys.finishedAt('web'), ids[0]!)), 'to the second').toBe(finished - (finished % 1000));
+    const last = await store.create(request('web', 8));
+    await store.appendLog(last.id, ['a line']);
+    await store.finish(last.id, 'completed');
+    expect(await remaining(store, 'web', [...ids, next.id, last.id])).toEqual([ids[3], ids[4], ids[5], next.id, last.id]);
   });
 });
 

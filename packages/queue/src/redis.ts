@@ -102,8 +102,12 @@ export function keys(prefix: string) {
     indexBase: `${prefix}:jobs:`,
     /** `<sha>:<id>` of every job with a commit, all scored 0: a commit prefix is a range of it. */
     commits: `${prefix}:jobs:shas`,
-    /** Set once jobs recorded before the indexes above existed have been filed in them (indexHistory). */
-    indexed: `${prefix}:jobs:indexed`,
+    /**
+     * Set once jobs recorded before the indexes above existed have been
+     * filed in them (indexHistory). `:2` since that pass also dates finished
+     * jobs: a history indexed before is walked once more.
+     */
+    indexed: `${prefix}:jobs:indexed:2`,
     /** Apps that have had jobs: what the retention sweep walks. */
     apps: `${prefix}:jobs:apps`,
     job: (id: string) => `${prefix}:job:${id}`,
