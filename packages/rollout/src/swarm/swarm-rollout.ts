@@ -179,8 +179,11 @@ class SwarmRun {
 
   async readAndPlan(image: string): Promise<SwarmPlan> {
     const began = Date.now();
-    const { swarm, store } = this.seams;
+    const { swarm, store, proxy } = this.seams;
     const { app, sha, job } = this.request;
+    // As on one engine: a service nginx still serves, past a switch whose reload never came, is no stray.
+    const caughtUp = await proxy.catchUp(app);
+    if (caughtUp) this.log(caughtUp);
     const [services, tasks, upstreams, previous] = await Promise.all([
       swarm.listAppServices(app.name), swarm.appTasks(app.name, app.port), store.upstreams(app.etcd_prefix), store.currentRelease(app.name),
     ]);
