@@ -24,20 +24,23 @@ async function run(command: string[], forTests: boolean): Promise<number> {
   if (command.length === 0) throw new UsageError('run needs a command after --');
   if (forTests) ensureSystemPackages(Object.keys(TEST_PACKAGES), log);
   const stack = await startStack({ log });
-  await ensureBaseImage();
-  const child = spawn(command[0]!, command.slice(1), { stdio: 'inherit', env: { ...process.env, ...stackEnv(stack) } });
-  const forward = (signal: NodeJS.Signals) => child.kill(signal);
-  process.on('SIGINT', forward);
-  process.on('SIGTERM', forward);
-  const code = await new Promise<number>((done) => {
-    child.on('error', (err) => {
-      log(`cannot run ${command[0]}: ${err.message}`);
-      done(127);
+  try {
+    await ensureBaseImage();
+    const child = spawn(command[0]!, command.slice(1), { stdio: 'inherit', env: { ...process.env, ...stackEnv(stack) } });
+    const forward = (signal: NodeJS.Signals) => child.kill(signal);
+    process.on('SIGINT', forward);
+    process.on('SIGTERM', forward);
+    return await new Promise<number>((done) => {
+      child.on('error', (err) => {
+        log(`cannot run ${command[0]}: ${err.message}`);
+        done(127);
+      });
+      child.on('exit', (status, signal) => done(status ?? (signal ? 128 + 15 : 1)));
     });
-    child.on('exit', (status, signal) => done(status ?? (signal ? 128 + 15 : 1)));
-  });
-  await stopStack(stack, log);
-  return code;
+  } finally {
+    // Also when the base image failed and <cmd> never ran: the stack is this run's alone.
+    await stopStack(stack, log);
+  }
 }
 
 class UsageError extends Error {}

@@ -1,18 +1,47 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { accessSync, closeSync, constants, openSync, readFileSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createServer } from 'node:net';
 
 /**
+ * Where services' binaries are besides PATH: Debian installs nginx, dnsmasq,
+ * dockerd and ip in /usr/sbin, which a non-root user's PATH often leaves out.
+ */
+const SYSTEM_BIN_DIRS = ['/usr/local/sbin', '/usr/sbin', '/sbin'];
+
+/** The absolute path of the executable `name`, from `path` (a PATH) or else the system's sbin directories; a name with a `/` is returned as it is. */
+export function findExecutable(name: string, path = process.env.PATH ?? ''): string {
+  if (name.includes('/')) return name;
+  for (const dir of [...path.split(':').filter(Boolean), ...SYSTEM_BIN_DIRS]) {
+    const file = resolve(dir, name);
+    try {
+      accessSync(file, constants.X_OK);
+      if (statSync(file).isFile()) return file;
+    } catch {
+      // Not there, or not executable: the next directory.
+    }
+  }
+  throw new Error(`${name} not found: not on PATH (${path || 'empty'}) nor in ${SYSTEM_BIN_DIRS.join(', ')}`);
+}
+
+/**
  * Starts a long-running service in its own process group, detached from
- * ours, with output appended to `logFile`. Returns its pid.
+ * ours, with output appended to `logFile`. Returns its pid. Its binary is
+ * looked up in the sbin directories too (`findExecutable`).
  */
 export function spawnService(argv: readonly string[], logFile: string, env: NodeJS.ProcessEnv = process.env): number {
-  const [file, ...args] = argv;
+  const [name, ...args] = argv;
+  const file = findExecutable(name!, env.PATH);
   const fd = openSync(logFile, 'a');
   try {
-    const child = spawn(file!, args, { detached: true, stdio: ['ignore', fd, fd], env, shell: false });
-    if (child.pid === undefined) throw new Error(`could not start ${file}`);
+    const child = spawn(file, args, { detached: true, stdio: ['ignore', fd, fd], env, shell: false });
+    if (child.pid === undefined) {
+      // Node reports why as an 'error' event on the next tick; unheard, that event would end
+      // this process before its caller could stop the services it had already started.
+      child.on('error', () => {});
+      throw new Error(`could not start ${file}`);
+    }
     child.unref();
     return child.pid;
   } finally {

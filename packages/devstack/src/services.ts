@@ -5,7 +5,7 @@ import { request } from 'node:http';
 import { Resolver } from 'node:dns/promises';
 import { userInfo } from 'node:os';
 import { spawnSync } from 'node:child_process';
-import { waitFor, spawnService } from './processes.js';
+import { findExecutable, waitFor, spawnService, stopProcess } from './processes.js';
 
 /** Sends raw bytes to a TCP service and resolves with what it answers first. */
 export function tcpExchange(host: string, port: number, payload: string, timeoutMs = 1000): Promise<string> {
@@ -70,9 +70,17 @@ export function dockerAnswers(socketPath = DOCKER_SOCKET): Promise<boolean> {
 export async function ensureDockerEngine(logDir: string): Promise<DockerEngine> {
   const host = `unix://${DOCKER_SOCKET}`;
   if (await dockerAnswers()) return { host };
+  // dockerd as any other user exits at once, and the wait below would only time out.
+  if (process.getuid?.() !== 0) throw new Error(`no Docker engine answers this user on ${DOCKER_SOCKET}, and only root can start dockerd: start Docker and add this user to the docker group, or run as root`);
   mkdirSync(logDir, { recursive: true });
   const pid = spawnService(['dockerd', '--host', host], join(logDir, 'dockerd.log'));
-  await waitFor('the Docker engine to answer on /var/run/docker.sock', () => dockerAnswers(), { timeoutMs: 90_000, intervalMs: 200 });
+  try {
+    await waitFor('the Docker engine to answer on /var/run/docker.sock', () => dockerAnswers(), { timeoutMs: 90_000, intervalMs: 200 });
+  } catch (err) {
+    // Not yet in the stack's state, and its argv does not name the stack's directory: nothing else would stop it.
+    await stopProcess(pid, 30_000);
+    throw err;
+  }
   return { pid, host };
 }
 
@@ -235,7 +243,8 @@ export async function startNginx(prefix: string, statusPort: number, confDir = j
   }
   const mainConf = join(prefix, 'nginx.conf');
   writeFileSync(mainConf, renderMainConf(prefix, confDir, statusPort));
-  const base = ['nginx', '-p', `${prefix}/`, '-c', mainConf];
+  // The full path: Slipway runs the check and reload commands with its own PATH, which may lack /usr/sbin.
+  const base = [findExecutable('nginx'), '-p', `${prefix}/`, '-c', mainConf];
   const pid = spawnService([...base, '-e', join(prefix, 'error.log'), '-g', 'daemon off;'], join(prefix, 'nginx.out'));
   await waitFor(`nginx on port ${statusPort}`, () => httpOk(`http://127.0.0.1:${statusPort}/__devstack`), { timeoutMs: 15_000 });
   return {

@@ -1,4 +1,4 @@
-import { lstatSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { join } from 'node:path';
 import { Resolver } from 'node:dns/promises';
@@ -8,9 +8,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { runCommand } from '@slipway/core/run-command';
 import { BASE_IMAGE } from './base-image.js';
 import { createFixtureRepo } from './fixture-app.js';
-import { freePort, isAlive, stopProcess, waitFor } from './processes.js';
+import { freePort, isAlive, processesUnder, stopProcess, waitFor } from './processes.js';
 import { startNginx } from './services.js';
-import { ALL_SERVICES, frontSocketDir, stackEnv, startStack, stopStack } from './stack.js';
+import { ALL_SERVICES, frontSocketDir, readStack, stackEnv, startStack, stopStack } from './stack.js';
 import { tempDir, testAppName } from './testing.js';
 
 const docker = new Docker();
@@ -36,6 +36,16 @@ describe('a stack', () => {
 
     await stopStack(third);
     expect([third.redis!.pid, third.etcd!.pid, third.nginx!.pid].some(isAlive)).toBe(false);
+  });
+
+  it('stops what it started when a later part fails, and leaves no state naming it', async () => {
+    const dir = join(scratch.path, 'failing');
+    // nginx's prefix directory cannot be made where a file is: nginx fails after Redis and etcd are up.
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'nginx'), 'not a directory\n');
+    await expect(startStack({ dir, services: ['redis', 'etcd', 'nginx'], install: false })).rejects.toThrow(/nginx/);
+    expect(processesUnder(dir)).toEqual([]);
+    expect(readStack(dir)).toBeNull();
   });
 
   it('starts a front nginx when asked for (`front`); a back killed with its app sockets still starts again', async () => {

@@ -36,6 +36,9 @@ export interface StackState {
   front?: NginxService & { socketDir: string };
 }
 
+/** Where Slipway writes its files for a stack's nginx (`nginx.conf_dir`), or for its front (`nginx.front.conf_dir`). */
+export const stackConfDir = (stackDir: string, tier: 'back' | 'front') => join(stackDir, tier === 'back' ? 'nginx' : 'nginx-front', 'conf.d');
+
 /** Where the back nginx of a stack with a front listens for each app (`nginx.front.socket_dir`). */
 export const frontSocketDir = (stackDir: string) => join(stackDir, 'sockets');
 
@@ -78,7 +81,8 @@ export interface StartStackOptions {
 /**
  * Starts (or reuses) Docker, Redis, etcd and nginx on loopback. Idempotent:
  * a second start on the same directory reuses what still answers and
- * restarts what does not.
+ * restarts what does not. A start that fails stops the stack (what it
+ * reused too) before it throws.
  */
 export async function startStack(options: StartStackOptions = {}): Promise<StackState> {
   const log = options.log ?? (() => {});
@@ -94,39 +98,54 @@ export async function startStack(options: StartStackOptions = {}): Promise<Stack
   // Claimed before anything starts: a concurrent run's sweep must see whose directory this is.
   writeStack(state);
 
-  if (services.includes('docker')) {
-    const reuse = previous?.docker && (await dockerAnswers());
-    state.docker = reuse ? previous!.docker : await ensureDockerEngine(dir);
-  }
-  if (services.includes('redis')) {
-    const p = previous?.redis;
-    state.redis = p && ours(p.pid, dir, `127.0.0.1:${p.port}`) && (await redisAnswers(p.port)) ? p : await startRedis(join(dir, 'redis'), p?.port ?? (await freePort()));
-  }
-  if (services.includes('etcd')) {
-    const p = previous?.etcd;
-    state.etcd = p && ours(p.pid, dir) && (await etcdHealthy(p.url))
-      ? p
-      : await startEtcd(join(dir, 'etcd'), p?.port ?? (await freePort()), p?.peerPort ?? (await freePort()));
-  }
-  if (services.includes('nginx')) {
-    const p = previous?.nginx;
-    if (p && ours(p.pid, dir)) state.nginx = p;
-    else {
-      // Its files may listen on unix sockets (two tiers): one left by an nginx that was killed would
-      // keep it from starting, and no back of this stack runs now to be listening on it.
-      clearSockets(frontSocketDir(dir));
-      state.nginx = await startNginx(join(dir, 'nginx'), p?.statusPort ?? (await freePort()));
+  try {
+    // Each part is written to the state file as it answers: a start killed half-way leaves a
+    // stack.json naming what runs, for `stop`, the next start and the sweep of stale stacks.
+    if (services.includes('docker')) {
+      const reuse = previous?.docker && (await dockerAnswers());
+      state.docker = reuse ? previous!.docker : await ensureDockerEngine(dir);
+      writeStack(state);
     }
-  }
-  if (services.includes('front')) {
-    const p = previous?.front;
-    const socketDir = frontSocketDir(dir);
-    mkdirSync(socketDir, { recursive: true, mode: 0o755 });
-    state.front = p && ours(p.pid, dir) ? p : { ...(await startNginx(join(dir, 'nginx-front'), p?.statusPort ?? (await freePort()))), socketDir };
-  }
-  if (services.includes('dns')) {
-    const p = previous?.dns;
-    state.dns = p && ours(p.pid, dir) && (await dnsmasqAnswers(p.port, p.domain)) ? p : await startDnsmasq(join(dir, 'dns'), p?.port ?? (await freePort()));
+    if (services.includes('redis')) {
+      const p = previous?.redis;
+      state.redis = p && ours(p.pid, dir, `127.0.0.1:${p.port}`) && (await redisAnswers(p.port)) ? p : await startRedis(join(dir, 'redis'), p?.port ?? (await freePort()));
+      writeStack(state);
+    }
+    if (services.includes('etcd')) {
+      const p = previous?.etcd;
+      state.etcd = p && ours(p.pid, dir) && (await etcdHealthy(p.url))
+        ? p
+        : await startEtcd(join(dir, 'etcd'), p?.port ?? (await freePort()), p?.peerPort ?? (await freePort()));
+      writeStack(state);
+    }
+    if (services.includes('nginx')) {
+      const p = previous?.nginx;
+      if (p && ours(p.pid, dir)) state.nginx = p;
+      else {
+        // Its files may listen on unix sockets (two tiers): one left by an nginx that was killed would
+        // keep it from starting, and no back of this stack runs now to be listening on it.
+        clearSockets(frontSocketDir(dir));
+        state.nginx = await startNginx(join(dir, 'nginx'), p?.statusPort ?? (await freePort()), stackConfDir(dir, 'back'));
+      }
+      writeStack(state);
+    }
+    if (services.includes('front')) {
+      const p = previous?.front;
+      const socketDir = frontSocketDir(dir);
+      mkdirSync(socketDir, { recursive: true, mode: 0o755 });
+      state.front = p && ours(p.pid, dir) ? p : { ...(await startNginx(join(dir, 'nginx-front'), p?.statusPort ?? (await freePort()), stackConfDir(dir, 'front'))), socketDir };
+      writeStack(state);
+    }
+    if (services.includes('dns')) {
+      const p = previous?.dns;
+      state.dns = p && ours(p.pid, dir) && (await dnsmasqAnswers(p.port, p.domain)) ? p : await startDnsmasq(join(dir, 'dns'), p?.port ?? (await freePort()));
+    }
+  } catch (err) {
+    // The caller gets no state to stop: what started before the failure stops here, or nothing would stop it.
+    // Its directory stays (a temporary one until the next start's sweep): its services' logs say why.
+    log(`the stack did not start (${(err as Error).message}): stopping it; its logs are in ${dir}`);
+    await stopStack({ ...state, temporary: false }, log).catch((stopErr: Error) => log(`stopping the stack failed too: ${stopErr.message}`));
+    throw err;
   }
   writeStack(state);
   log(`stack ${state.id} up in ${dir}`);
