@@ -4,14 +4,16 @@
 //   node scripts/start-smoke.mjs
 //
 // `npm start` with its output piped (as `npm start | tee start.log` would),
-// until it prints that Slipway is up; then the three things it prints, run
+// until it prints that Slipway is up, its demo app deployed (the app answers
+// its repository's master); then the three things it prints, run
 // exactly as printed (the push must stream the build and the rollout, the
 // app must answer the pushed version, the jobs must list both jobs); a
 // GitHub push webhook signed by hand with the demo's secret, the way curl
 // would send it, answered 202 and its job completed; `npx slipway jobs
 // --json`; SIGINT to the whole process group, as Ctrl-C sends it; nothing of
-// Slipway's left running. Then a second `npm start` must come up again and
-// stop as cleanly. A failure prints the tail of the start log.
+// Slipway's left running. Then a second `npm start` must come up again, the
+// app deployed again at the same address, and stop as cleanly. A failure
+// prints the tail of the start log.
 //
 // Plain Node, no dependencies: it tests a checkout, it is not part of one.
 import { spawn, spawnSync } from 'node:child_process';
@@ -59,6 +61,8 @@ async function waitForUp(run) {
     check(Date.now() < deadline, `npm start was not up after ${UP_TIMEOUT_MS / 60_000} min`);
     await sleep(250);
   }
+  // Not "Slipway is up, but the first deploy … FAILED": the demo must be deployed, not only Slipway running.
+  check(/^Slipway is up\.$/m.test(run.output), `npm start came up without the demo app: ${/^Slipway is up.*$/m.exec(run.output)?.[0]}`);
   const printed = (label) => {
     const match = new RegExp(`^\\s*${label}\\s+(.+)$`, 'm').exec(run.output);
     check(match, `npm start did not print "${label}"`);
@@ -95,6 +99,13 @@ async function openApp(printed) {
     return res.output;
   }
   return (await fetch(url)).text();
+}
+
+/** The start's own deploy: the app answers what its repository's master holds, before anything is pushed. */
+async function checkStartDeployed(printed) {
+  const expected = run(['git', '--git-dir', join(slipwayDir, 'demo', `${APP}.git`), 'show', 'refs/heads/master:www/index.html']);
+  const answer = await openApp(printed.open);
+  check(answer.includes(expected), `after npm start the app answered ${JSON.stringify(answer)}, not ${JSON.stringify(expected)}`);
 }
 
 async function waitForJob(config, id) {
@@ -179,7 +190,8 @@ async function main() {
   try {
     current = startSlipway(1);
     const printed = await waitForUp(current);
-    say(`up after ${Math.round((Date.now() - started) / 1000)} s`);
+    await checkStartDeployed(printed);
+    say(`up after ${Math.round((Date.now() - started) / 1000)} s, the demo app deployed`);
 
     const pushed = inShell(printed.push);
     check(pushed.code === 0, `the printed push failed (exit ${pushed.code}):\n${pushed.output.slice(-2000)}`);
@@ -207,7 +219,10 @@ async function main() {
     say('Ctrl-C stopped everything');
 
     current = startSlipway(2);
-    await waitForUp(current);
+    const again = await waitForUp(current);
+    await checkStartDeployed(again);
+    // The address a user was shown stays the app's (its nginx files of the first start must not hold the port).
+    if (printed.open.includes(':8080/')) check(again.open === printed.open, `the second start moved the app: "${again.open}", not "${printed.open}"`);
     await stop(current);
     say(`a second start came up and stopped cleanly; ${Math.round((Date.now() - started) / 1000)} s in all`);
     return 0;

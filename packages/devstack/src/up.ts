@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Docker from 'dockerode';
 import { runCommand } from '@slipway/core/run-command';
@@ -7,7 +7,7 @@ import { ensureBaseImage } from './base-image.js';
 import { createFixtureRepo, git } from './fixture-app.js';
 import { freePort, isPortFree, startProcess, type RunningProcess } from './processes.js';
 import { startGitHttpServer, type GitHttpServer } from './git-http-server.js';
-import { ALL_SERVICES, frontSocketDir, startStack, stopStack, type StackState } from './stack.js';
+import { ALL_SERVICES, frontSocketDir, stackConfDir, startStack, stopStack, type StackState } from './stack.js';
 
 const DEMO_APP = 'hello';
 /** The signals that end `npm start`: Ctrl-C, `kill`, and a closed terminal. */
@@ -71,6 +71,9 @@ export async function up(options: { log: (line: string) => void; dir?: string })
     // repository's path is too long for the back's unix sockets (107 bytes).
     const twoTiers = Buffer.byteLength(join(frontSocketDir(stackDir), `slipway-${DEMO_APP}.sock`)) <= MAX_SOCKET_PATH;
     if (!twoTiers) log(`${stackDir} is too long a path for nginx's unix sockets: one nginx tier, whose reloads reset idle keep-alive connections`);
+    // The demo's nginx files of an earlier run route to its containers, which every stop removes; loaded
+    // by the nginx started below, they would listen on the demo's port (8080) and move it elsewhere.
+    for (const tier of ['back', 'front'] as const) rmSync(join(stackConfDir(stackDir, tier), `slipway-${DEMO_APP}.conf`), { force: true });
     stack = await startStack({ dir: stackDir, log, services: twoTiers ? [...ALL_SERVICES, 'front'] : ALL_SERVICES });
     checkpoint();
     await ensureBaseImage();
@@ -174,12 +177,14 @@ async function startSlipway(
   const first = await runCommand([bin('slipway'), '--config', configFile, 'deploy', DEMO_APP, '--wait'], { timeoutMs: FIRST_DEPLOY_MS, signal })
     .then(() => null, (err: Error) => err.message);
   if (first !== null && !signal.aborted) log(`the first deploy of ${DEMO_APP} failed (see its log with: npx slipway --config ${configFile} logs <job>): ${first}`);
+  // Slipway stays up, to show that deploy's log and take the push that fixes it; but the app is not there yet.
+  const status = first === null ? 'Slipway is up.' : `Slipway is up, but the first deploy of ${DEMO_APP} FAILED (above): its URL answers once a push deploys it.`;
 
   const next = nextVersion(join(work, 'www', 'index.html'));
   const index = shellWord(join(work, 'www', 'index.html'));
   const cd = shellWord(work);
   return `
-Slipway is up.
+${status}
   Redis     ${stack.redis!.url}
   etcd      ${stack.etcd!.url}
   nginx     ${stack.front ? `${stack.front.mainConf} (the front, which clients connect to and deploys never reload; Slipway writes ${stack.front.confDir})
