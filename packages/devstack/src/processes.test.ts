@@ -1,8 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import { findExecutable, spawnService, waitFor } from './processes.js';
+import { ancestors, findExecutable, processesUnder, spawnService, stopProcess, waitFor } from './processes.js';
 import { tempDir } from './testing.js';
 
 describe('spawnService', () => {
@@ -11,7 +12,7 @@ describe('spawnService', () => {
 
   it('finds a service in /usr/sbin when PATH, as a non-root user\'s often is, lacks it', async () => {
     const path = '/usr/local/bin:/usr/bin:/bin';
-    expect(findExecutable('nginx', path)).toBe('/usr/sbin/nginx');
+    expect(findExecutable('nginx', path)).toMatch(/^\/(usr\/(local\/)?)?sbin\/nginx$/);
     const log = join(scratch.path, 'nginx-version.log');
     spawnService(['nginx', '-v'], log, { ...process.env, PATH: path });
     await waitFor('nginx -v in its log', () => /nginx version/.test(readFileSync(log, 'utf8')));
@@ -21,5 +22,32 @@ describe('spawnService', () => {
     expect(() => spawnService(['slipway-no-such-service'], join(scratch.path, 'missing.log'))).toThrow(/slipway-no-such-service not found: not on PATH .* nor in \/usr\/local\/sbin, \/usr\/sbin, \/sbin/);
     // Node would report a failed spawn as an 'error' event on a later tick: vitest fails the run on an unhandled one.
     await sleep(100);
+  });
+});
+
+describe('processesUnder', () => {
+  const scratch = tempDir();
+  afterAll(() => scratch.remove());
+
+  it('finds what was started from or works in a directory, but not a shell only working there, nor what runs this process', async () => {
+    const dir = join(scratch.path, 'stack');
+    mkdirSync(dir);
+    // A service named by its argv; one found by its working directory (as redis is); a person's shell that cd'd there.
+    const elsewhere = spawn('sleep', ['30'], { cwd: '/' });
+    const named = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)', `${dir}/service.conf`], { cwd: '/' });
+    const working = spawn('sleep', ['30'], { cwd: dir });
+    const shell = spawn('sh', ['-c', 'sleep 30; true'], { cwd: dir });
+    const pids = [elsewhere, named, working, shell].map((c) => c.pid!);
+    try {
+      await waitFor('the shell\'s sleep', () => processesUnder(dir).length >= 3);
+      const found = processesUnder(dir);
+      expect(found).toContain(named.pid);
+      expect(found).toContain(working.pid);
+      expect(found, 'a shell working there').not.toContain(shell.pid);
+      expect(found, 'not under it at all').not.toContain(elsewhere.pid);
+      expect(ancestors().has(process.ppid)).toBe(true);
+    } finally {
+      await Promise.all(pids.map((pid) => stopProcess(pid, 2_000)));
+    }
   });
 });

@@ -92,21 +92,47 @@ export async function stopProcess(pid: number, graceMs = 10_000): Promise<void> 
   }
 }
 
+/** Shells: one whose working directory is in a stack is a person's (`cd .slipway/stack` to read a log), never the stack's. */
+const SHELLS = new Set(['sh', 'dash', 'bash', 'zsh', 'fish', 'ksh', 'tcsh', 'csh']);
+
+/** This process's parent, its parent's parent, and so on to init. */
+export function ancestors(pid = process.pid): Set<number> {
+  const found = new Set<number>();
+  for (let current = pid; current > 1 && !found.has(current);) {
+    try {
+      const stat = readFileSync(`/proc/${current}/stat`, 'utf8');
+      // The command name, in parentheses, may hold spaces: the parent pid is the second field after its closing one.
+      current = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (current > 0) found.add(current);
+    } catch {
+      break;
+    }
+  }
+  return found;
+}
+
 /**
  * Pids of processes started from, or working in, `dir`: their argv names a
  * path under it, or their working directory is under it (redis rewrites its
  * title but chdirs to its data dir). How a stack finds what its tests
- * started, whatever they started.
+ * started, whatever they started. Never this process or one it runs under
+ * (the shell or `timeout` that ran `slipway-devstack stop --dir <dir>`), and
+ * never a shell that is only working there.
  */
 export function processesUnder(dir: string): number[] {
   const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+  const spared = ancestors();
   const found: number[] = [];
   for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    if (!/^\d+$/.test(name) || Number(name) === process.pid || spared.has(Number(name))) continue;
     try {
       const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
+      if (argv.some((arg) => arg.includes(prefix) || arg === dir)) {
+        found.push(Number(name));
+        continue;
+      }
       const cwd = readlinkSync(`/proc/${name}/cwd`);
-      if (argv.some((arg) => arg.includes(prefix) || arg === dir) || cwd === dir || cwd.startsWith(prefix)) found.push(Number(name));
+      if ((cwd === dir || cwd.startsWith(prefix)) && !SHELLS.has(readFileSync(`/proc/${name}/comm`, 'utf8').trim().replace(/^-/, ''))) found.push(Number(name));
     } catch {
       // Gone while we looked, or not ours to read.
     }
