@@ -174,7 +174,7 @@ function leftovers() {
 
 async function stop(run) {
   process.kill(-run.child.pid, 'SIGINT');
-  const code = await Promise.race([run.exit, sleep(STOP_TIMEOUT_MS).then(() => 'timeout')]);
+  const code = await Promise.race([run.exit, sleep(STOP_TIMEOUT_MS, undefined, { ref: false }).then(() => 'timeout')]);
   check(code !== 'timeout', `npm start did not stop within ${STOP_TIMEOUT_MS / 1000} s of Ctrl-C`);
   let left = leftovers();
   for (let i = 0; i < 20 && left.length; i++) {
@@ -233,7 +233,7 @@ async function main() {
     if (current && current.exited === null) {
       try {
         process.kill(-current.child.pid, 'SIGINT');
-        await Promise.race([current.exit, sleep(STOP_TIMEOUT_MS)]);
+        await Promise.race([current.exit, sleep(STOP_TIMEOUT_MS, undefined, { ref: false })]);
       } catch {
         // Already gone.
       }

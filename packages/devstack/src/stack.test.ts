@@ -10,8 +10,8 @@ import { BASE_IMAGE } from './base-image.js';
 import { createFixtureRepo } from './fixture-app.js';
 import { freePort, isAlive, processesUnder, stopProcess, waitFor } from './processes.js';
 import { startNginx } from './services.js';
-import { ALL_SERVICES, frontSocketDir, readStack, stackEnv, startStack, stopStack } from './stack.js';
-import { tempDir, testAppName } from './testing.js';
+import { ALL_SERVICES, frontSocketDir, readStack, removeOrphanTestArtifacts, stackEnv, startStack, stopStack } from './stack.js';
+import { tempDir, testAppName, testStack } from './testing.js';
 
 const docker = new Docker();
 
@@ -46,6 +46,19 @@ describe('a stack', () => {
     await expect(startStack({ dir, services: ['redis', 'etcd', 'nginx'], install: false })).rejects.toThrow(/nginx/);
     expect(processesUnder(dir)).toEqual([]);
     expect(readStack(dir)).toBeNull();
+  });
+
+  it('removes the test containers of a stack that no longer runs (a killed run), never those of a live one', async () => {
+    const create = (app: string) => docker.createContainer({ Image: BASE_IMAGE, Cmd: ['sleep', '60'], Labels: { 'slipway.app': app } });
+    const gone = await create('t0dead0-app');
+    const live = await create(testAppName());
+    try {
+      expect(await removeOrphanTestArtifacts(docker, 0)).toBeGreaterThanOrEqual(1);
+      await expect(gone.inspect()).rejects.toMatchObject({ statusCode: 404 });
+      expect((await live.inspect()).Config.Labels['slipway.app']).toMatch(new RegExp(`^t${testStack().id}-`));
+    } finally {
+      await Promise.all([gone, live].map((c) => c.remove({ force: true }).catch(() => {})));
+    }
   });
 
   it('starts a front nginx when asked for (`front`); a back killed with its app sockets still starts again', async () => {

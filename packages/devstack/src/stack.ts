@@ -105,6 +105,11 @@ export async function startStack(options: StartStackOptions = {}): Promise<Stack
       const reuse = previous?.docker && (await dockerAnswers());
       state.docker = reuse ? previous!.docker : await ensureDockerEngine(dir);
       writeStack(state);
+      const orphans = await removeOrphanTestArtifacts().catch((err: Error) => {
+        log(`cleanup of killed runs' test containers failed: ${err.message}`);
+        return 0;
+      });
+      if (orphans > 0) log(`removed the test containers of ${orphans} stack${orphans === 1 ? '' : 's'} that no longer run${orphans === 1 ? 's' : ''}`);
     }
     if (services.includes('redis')) {
       const p = previous?.redis;
@@ -221,6 +226,31 @@ export function stackEnv(state: StackState): Record<string, string> {
     env.SLIPWAY_STACK_DNS_HOSTS = state.dns.hostsDir;
   }
   return env;
+}
+
+/** A test container this old, of a stack no longer running, is a killed run's: removed by the next start. */
+export const ORPHAN_TEST_CONTAINER_MS = 30 * 60_000;
+
+/**
+ * Removes the test containers and images of stacks that are gone: a run
+ * killed before its stop (its directory removed, or never swept) left its
+ * apps' containers running, and their restart policy brings them back with
+ * every engine start. A stack is known gone when no live stack under the
+ * temporary directory has its id and its containers are older than
+ * ORPHAN_TEST_CONTAINER_MS (a stack started elsewhere with `--dir` and still
+ * testing is not known here: its containers are young). Returns how many
+ * stacks were cleaned.
+ */
+export async function removeOrphanTestArtifacts(docker = new Docker(), olderThanMs = ORPHAN_TEST_CONTAINER_MS): Promise<number> {
+  const live = new Set(liveStacks().map((s) => s.id));
+  const oldEnough = (Date.now() - olderThanMs) / 1000;
+  const orphaned = new Set<string>();
+  for (const info of await docker.listContainers({ all: true, filters: { label: ['slipway.app'] } })) {
+    const id = /^t([0-9a-f]{6})-/.exec(info.Labels['slipway.app'] ?? '')?.[1];
+    if (id && !live.has(id) && info.Created < oldEnough) orphaned.add(id);
+  }
+  for (const id of orphaned) await removeTestArtifacts(id, docker);
+  return orphaned.size;
 }
 
 /**
