@@ -27,6 +27,12 @@ export const etcdKeys = {
    * lease; a rollout refuses to switch a dns app nobody registers.
    */
   registrar: (app: string) => `/slipway/apps/${app}/registrar`,
+  /**
+   * Held by the `slipway router` that keeps the app's upstream keys on what
+   * the engine moves (the swarm's task watcher, the port follower), on its
+   * session lease: one at a time per app.
+   */
+  follower: (app: string) => `/slipway/apps/${app}/follower`,
 };
 
 /** One key under an app's etcd prefix: `<prefix>/<container-id-12>` = `host:port`. */

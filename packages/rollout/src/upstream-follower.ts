@@ -78,7 +78,7 @@ class UpstreamFollower implements UpstreamFollowerHandle {
     this.apps = new Map(options.apps.map((a) => [a.name, a]));
     this.store = new EtcdReleaseStore(options.etcd);
     this.claims = new RegistrarClaims({
-      etcd: options.etcd, apps: [...this.apps.keys()], sessionTtlS: options.sessionTtlS ?? REGISTRAR_SESSION_TTL_S, log: this.log, role: options.role,
+      etcd: options.etcd, apps: [...this.apps.keys()], sessionTtlS: options.sessionTtlS ?? REGISTRAR_SESSION_TTL_S, log: this.log, role: options.role, key: etcdKeys.follower,
       onGained: (app) => void this.reconcile(app),
       onLost: () => {},
     });

@@ -47,6 +47,9 @@ describe('the port follower (routing: upstream, one engine): a restarted contain
     const follower = await startPortFollower({ apps: { [app.name]: app }, docker, etcd, intervalMs: 600_000, onChange: (c) => changes.push(...Object.values(c.put)) });
     try {
       expect(follower.serving()).toEqual([app.name]);
+      // Its own claim: a dns rollout would take the registrar's for a registrar that adopts its keys.
+      expect(await etcd.get(etcdKeys.follower(app.name)).exists()).toBe(true);
+      expect(await etcd.get(etcdKeys.registrar(app.name)).exists()).toBe(false);
       const [a, b] = containers as [typeof containers[0], typeof containers[0]];
       const moved = await restartElsewhere(app.name, a.id, a.address!);
       // Events, not the 10-minute round, bring it: within seconds.

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { CommandError, runCommand } from '@slipway/core/run-command';
-import { reloadConfirmedSince, reloadNginx, reloadSignalledSince, type NginxTarget, type ReloadResult } from './nginx-reload.js';
+import { reloadConfirmedSince, reloadNginx, reloadSignalledFor, type NginxTarget, type ReloadResult } from './nginx-reload.js';
 import { nginxNames, renderDnsNginxConf, renderFrontConf, renderNginxConf, type DnsRouteSnapshot, type RouteSnapshot } from './render.js';
 import { probeUnixSocket } from './tcp-sockets.js';
 import { backListen, frontTarget } from './tiers.js';
@@ -208,14 +208,13 @@ const STALE_SOCKET_RECHECK_MS = 200;
 
 /**
  * Reloads nginx when the app's live file (the back's and the front's, with
- * two tiers) was put in place after the last reload signalled: nginx may
- * still serve the file it replaced. A worker killed between its rename and
- * its reload (OOM, kill -9) leaves exactly that, and as etcd and the file
- * then agree, nothing else would ever reload; a rollout planning from the
- * file would take the containers nginx still serves for strays. Null when
- * nginx was asked after every such file was in place (a file's ctime trails
- * the clock, never leads it, so one renamed just before a signal is never
- * taken for later). Throws NginxReloadError as reloadNginx.
+ * two tiers) is not one a reload was signalled with (reloadSignalledFor):
+ * nginx may still serve the file it replaced. A worker killed between its
+ * rename and its reload (OOM, kill -9) leaves exactly that, and as etcd
+ * and the file then agree, nothing else would ever reload; a rollout
+ * planning from the file would take the containers nginx still serves for
+ * strays. Null when nothing was behind. Throws NginxReloadError as
+ * reloadNginx.
  */
 export async function reloadIfBehind(options: { nginx: NginxTarget; app: Pick<AppConfig, 'name' | 'listen'> }): Promise<ReloadResult | null> {
   const { nginx, app } = options;
@@ -224,8 +223,7 @@ export async function reloadIfBehind(options: { nginx: NginxTarget; app: Pick<Ap
   const tiers = back === undefined || front === null ? [{ nginx, listen: app.listen }] : [{ nginx, listen: back }, { nginx: front, listen: app.listen }];
   let result: ReloadResult | null = null;
   for (const tier of tiers) {
-    const placed = (await stat(nginxNames.path(tier.nginx.conf_dir, app.name)).catch(() => null))?.ctimeMs;
-    if (placed === undefined || await reloadSignalledSince(tier.nginx, Math.floor(placed))) continue;
+    if (await reloadSignalledFor(tier.nginx, nginxNames.path(tier.nginx.conf_dir, app.name))) continue;
     const reload = await reloadNginx(tier);
     if (reload.outcome === 'not_applied') throw notApplied(app.name, tier.listen, reload.ms);
     result ??= reload;

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, readlink, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SlipwayConfig } from '@slipway/config/types';
 import { CommandError, OWN_PID_NAMESPACE, processStart, runCommand } from '@slipway/core/run-command';
 import { probeUnixSocket, readListeningSockets, readListeningUnixSockets, type TcpSocket } from './tcp-sockets.js';
+import { nginxNames } from './render.js';
 import { NginxReloadError } from './router-errors.js';
 
 /**
@@ -251,11 +252,14 @@ async function leadBatch(options: ReloadNginxOptions, dir: string, batchMs: numb
   if (batchMs === 0) tickets.splice(1);
   const listens = [...new Set(tickets.map((t) => t.listen))];
   const before = await listenersHolders(listens).catch(() => new Map<string, ListenerHolders | null>());
+  // Before the signal: a file renamed in after this is read by nginx too, but taken for unread once (one more reload).
+  const placed = await slipwayFiles(options.nginx.conf_dir);
   const started = Date.now();
   let outcome: Map<string, TicketResult>;
   try {
     await signalReload(options.nginx);
     await writeAtomically(join(dir, 'last'), String(started));
+    await writeAtomically(join(dir, 'signalled.json'), JSON.stringify(placed));
     outcome = new Map(await Promise.all(listens.map(async (listen) => [listen, await observeReload(listen, before.get(listen) ?? null, started, options.timeoutMs)
       .then((result): TicketResult => ({ result }), (err: Error): TicketResult => ({ error: err.message }))] as const)));
     // Seen applied: every file in place when it was signalled is served (see reloadConfirmedSince).
@@ -286,14 +290,28 @@ export async function reloadConfirmedSince(nginx: NginxTarget, since: number): P
   return confirmed >= since;
 }
 
+/** `slipway-<app>.conf` → its inode, of the files in `confDir`. */
+async function slipwayFiles(confDir: string): Promise<Record<string, number>> {
+  const names = (await readdir(confDir).catch(() => [] as string[])).filter(nginxNames.isSlipwayFile);
+  const entries = await Promise.all(names.map(async (name) => [name, (await stat(join(confDir, name)).catch(() => null))?.ino] as const));
+  return Object.fromEntries(entries.filter((e): e is readonly [string, number] => e[1] !== undefined));
+}
+
 /**
  * Whether a reload was signalled (reload_cmd ran, whatever nginx then did)
- * at or after `since` (ms): then nginx was asked to read every file in
- * place by `since`. Never signalled here (a new conf_dir): false.
+ * with `file` in place: the file nginx was asked to read. Files are put in
+ * place by a rename, so a new file is a new inode; each batch records the
+ * inodes in place when it signals. By inode, not by time: a clock stepped
+ * back, or a file system whose server's clock is ahead, would otherwise
+ * take a file for newer than every reload, and a touch for a new file.
+ * Never signalled here (a new conf_dir): false.
  */
-export async function reloadSignalledSince(nginx: NginxTarget, since: number): Promise<boolean> {
-  const last = Number(await readFile(join(nginx.conf_dir, BATCH_DIR, 'last'), 'utf8').catch(() => '0')) || 0;
-  return last >= since;
+export async function reloadSignalledFor(nginx: NginxTarget, file: string): Promise<boolean> {
+  const [placed, signalled] = await Promise.all([
+    stat(file).then((s) => s.ino, () => null),
+    readFile(join(nginx.conf_dir, BATCH_DIR, 'signalled.json'), 'utf8').then((text) => JSON.parse(text) as Record<string, number>, () => ({}) as Record<string, number>),
+  ]);
+  return placed === null || signalled[basename(file)] === placed;
 }
 
 /**
@@ -326,18 +344,23 @@ async function becomeLeader(dir: string): Promise<string | null> {
 
 /**
  * Another's lock: taken over when its leader is seen dead (its process
- * gone, in this pid namespace), when it has no owner after
- * OWNERLESS_STALE_MS (its maker died between the mkdir and the write), or
- * after LEADER_STALE_MS whatever it says.
+ * gone, in this pid namespace), when it has no owner (missing or torn)
+ * after OWNERLESS_STALE_MS (its maker died between the mkdir and the
+ * write), or after LEADER_STALE_MS whatever it says.
  */
 async function judgeLeader(dir: string): Promise<null> {
   const lock = join(dir, 'lock');
-  const [info, text] = await Promise.all([stat(lock).catch(() => null), readFile(join(lock, 'owner'), 'utf8').catch(() => null)]);
+  // An owner file this process may not read (another user's umask) says nothing: only a missing or torn one is ownerless.
+  let unreadable = false;
+  const [info, text] = await Promise.all([stat(lock).catch(() => null), readFile(join(lock, 'owner'), 'utf8').catch((err: NodeJS.ErrnoException) => {
+    unreadable = err.code !== 'ENOENT';
+    return null;
+  })]);
   if (!info) return null;
   const owner = parseOwner(text);
   const age = Date.now() - info.mtimeMs;
   const gone = owner !== null && owner.pidns !== null && owner.pidns === OWN_PID_NAMESPACE && processStart(owner.pid) !== owner.start;
-  if (gone || (owner === null && age > OWNERLESS_STALE_MS) || age > LEADER_STALE_MS) await takeOver(dir, { text, mtimeMs: info.mtimeMs });
+  if (gone || (owner === null && !unreadable && age > OWNERLESS_STALE_MS) || age > LEADER_STALE_MS) await takeOver(dir, { text, mtimeMs: info.mtimeMs });
   return null;
 }
 

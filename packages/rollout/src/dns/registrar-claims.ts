@@ -15,8 +15,15 @@ export interface RegistrarClaimsOptions {
   onGained: (app: string) => void;
   /** Another registrar serves `app` now. */
   onLost: (app: string) => void;
-  /** How log lines name the holder. Default `registrar`; the swarm task watcher claims the same keys (a swarm app has no dns registrar). */
+  /** How log lines name the holder. Default `registrar`. */
   role?: string;
+  /**
+   * The key claimed per app. Default the registrar's (etcdKeys.registrar),
+   * which a dns rollout checks for before it switches; the upstream
+   * followers claim their own (etcdKeys.follower), or a dns app's rollout
+   * could take one of them for its registrar.
+   */
+  key?: (app: string) => string;
 }
 
 /**
@@ -41,7 +48,7 @@ export class RegistrarClaims {
   }
 
   private keyOf(app: string): string {
-    return etcdKeys.registrar(app);
+    return (this.options.key ?? etcdKeys.registrar)(app);
   }
 
   /** The apps this registrar holds now (live: iterating it sees claims gained and lost meanwhile). */
