@@ -58,7 +58,7 @@ describe('parseConfig defaults', () => {
     expect(one.apps.hello!.resources).toEqual({ cpus: 0.5, memory_mb: 64 });
   });
 
-  it('reads a swarm engine: the manager defaults to docker, TLS files resolve against the config file', () => {
+  it('reads a swarm engine: the manager defaults to docker, TLS and ssh files resolve against the config file', () => {
     const swarm = parseConfig(`engine: { type: swarm, registry: "10.77.0.11:5000" }\n${minimalApp}    placement: [node.labels.role==web]\n    resources: { cpus: 0.5, memory_mb: 256 }\n`, { file: FILE, env: {} });
     expect(swarm.engine).toEqual({ type: 'swarm', manager: 'unix:///var/run/docker.sock', registry: '10.77.0.11:5000' });
     expect(swarm.apps.hello).toMatchObject({ placement: ['node.labels.role==web'], resources: { cpus: 0.5, memory_mb: 256 } });
@@ -68,6 +68,11 @@ describe('parseConfig defaults', () => {
       tls: { ca: '/etc/slipway/certs/ca.pem', cert: '/etc/slipway/certs/cert.pem', key: '/etc/slipway/certs/key.pem' },
     });
     expect(configSecrets(tls)).toContain('registry-password');
+    const ssh = parseConfig('engine:\n  type: swarm\n  manager: ssh://deploy@m1.example:2222\n  ssh: { key: keys/id_ed25519, known_hosts: keys/known_hosts }\n  registry: registry.example.com:5000\n', { file: FILE, env: {} });
+    expect(ssh.engine).toEqual({
+      type: 'swarm', manager: 'ssh://deploy@m1.example:2222', registry: 'registry.example.com:5000',
+      ssh: { key: '/etc/slipway/keys/id_ed25519', known_hosts: '/etc/slipway/keys/known_hosts' },
+    });
   });
 
   it('honours DOCKER_HOST when docker is not set; a swarm manager taken from it must be a URL', () => {
@@ -75,7 +80,7 @@ describe('parseConfig defaults', () => {
     expect(parseConfig(minimalApp, { file: FILE, env: { DOCKER_HOST: '' } }).docker).toBe('unix:///var/run/docker.sock');
     // A process that never talks to Docker (the receiver, slipway jobs) starts whatever it says.
     expect(parseConfig(minimalApp, { file: FILE, env: { DOCKER_HOST: 'ssh://user@host' } }).docker).toBe('ssh://user@host');
-    expect(problemsOf(`engine: { type: swarm, registry: "r.example:5000" }\n${minimalApp}`, { DOCKER_HOST: 'garbage' })).toContain('engine.manager: expected a unix:// or tcp:// URL, got "garbage"');
+    expect(problemsOf(`engine: { type: swarm, registry: "r.example:5000" }\n${minimalApp}`, { DOCKER_HOST: 'garbage' })).toContain('engine.manager: expected a unix://, tcp:// or ssh:// URL, got "garbage"');
     expect(parseConfig(`docker: unix:///run/docker.sock\n${minimalApp}`, { file: FILE, env: { DOCKER_HOST: 'garbage' } }).docker).toBe('unix:///run/docker.sock');
   });
 
@@ -157,7 +162,10 @@ const bad: Array<[string, string, string]> = [
   ['unknown engine key', 'engine: { type: swarm, registry: "r.example:5000", regsitry_auth: {} }', 'engine.regsitry_auth: unknown key'],
   ['swarm without a registry', 'engine: { type: swarm }', 'engine.registry: is required with engine.type: swarm'],
   ['bad registry', 'engine: { type: swarm, registry: "http://r.example" }', 'engine.registry: expected a host:port, got "http://r.example"'],
-  ['ssh manager', 'engine: { type: swarm, manager: "ssh://deploy@m1", registry: "r.example:5000" }', 'engine.manager: ssh:// is not supported; forward the manager\'s socket'],
+  ['ssh manager with a password, not echoed', 'engine: { type: swarm, manager: "ssh://deploy:pw0rd@m1", registry: "r.example:5000" }', 'engine.manager: an ssh:// URL must not hold a password'],
+  ['ssh manager with a path', 'engine: { type: swarm, manager: "ssh://deploy@m1/var/run/docker.sock", registry: "r.example:5000" }', 'engine.manager: an ssh:// manager has no path'],
+  ['ssh manager whose host reads as an option', 'engine: { type: swarm, manager: "ssh://-oProxyCommand=x", registry: "r.example:5000" }', 'engine.manager:'],
+  ['ssh files without ssh', 'engine: { type: swarm, manager: "tcp://m1:2376", registry: "r.example:5000", ssh: { key: id } }', 'engine.ssh: ssh files are for an ssh:// manager'],
   ['tls without tcp', 'engine: { type: swarm, registry: "r.example:5000", tls: { ca: a, cert: b, key: c } }', 'engine.tls: TLS files are for a tcp:// manager'],
   ['swarm keys on one engine', 'engine: { registry: "r.example:5000" }', 'engine.registry: only used with engine.type: swarm'],
   ['registry password not echoed', 'engine: { type: swarm, registry: "r.example:5000", registry_auth: { username: ci } }', 'engine.registry_auth.password: is required'],

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { type Document, parseDocument, visit } from 'yaml';
+import { sshTarget } from '@slipway/core/docker-ssh';
 import { SlipwayError } from '@slipway/core/slipway-error';
 import { INVALID, type ParseContext } from './schema.js';
 import { repositoryFileSchema, slipwaySchema } from './slipway-schema.js';
@@ -101,6 +102,10 @@ export function validateConfig(raw: unknown, options: { file: string | null; env
       ...parsed.engine,
       manager: parsed.engine.type === 'swarm' ? parsed.engine.manager ?? parsed.docker ?? dockerHost : parsed.engine.manager,
       tls: parsed.engine.tls && { ca: resolve(base, parsed.engine.tls.ca), cert: resolve(base, parsed.engine.tls.cert), key: resolve(base, parsed.engine.tls.key) },
+      ssh: parsed.engine.ssh && {
+        ...(parsed.engine.ssh.key !== undefined ? { key: resolve(base, parsed.engine.ssh.key) } : {}),
+        ...(parsed.engine.ssh.known_hosts !== undefined ? { known_hosts: resolve(base, parsed.engine.ssh.known_hosts) } : {}),
+      },
     },
   };
   const crossProblems = crossCheck(config);
@@ -158,16 +163,30 @@ function crossCheck(config: SlipwayConfig): string[] {
   return problems;
 }
 
+/** What is wrong with an ssh:// manager URL, or null. */
+function sshTargetProblem(url: string): string | null {
+  try {
+    sshTarget(url);
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
 function engineProblems(engine: SlipwayConfig['engine']): string[] {
   const problems: string[] = [];
   // The manager may be $DOCKER_HOST's (its default is docker's, whose default that is), unchecked by the schema.
   const protocol = engine.manager ? (URL.canParse(engine.manager) ? new URL(engine.manager).protocol.replace(/:$/, '') : 'invalid') : null;
-  if (protocol === 'invalid') problems.push(`engine.manager: expected a unix:// or tcp:// URL, got ${JSON.stringify(engine.manager)} (the default is docker, else $DOCKER_HOST)`);
-  if (protocol === 'ssh') problems.push('engine.manager: ssh:// is not supported; forward the manager\'s socket (ssh -L /tmp/manager.sock:/var/run/docker.sock host) and give unix:///tmp/manager.sock');
+  if (protocol === 'invalid') problems.push(`engine.manager: expected a unix://, tcp:// or ssh:// URL, got ${JSON.stringify(engine.manager)} (the default is docker, else $DOCKER_HOST)`);
+  if (protocol === 'ssh') {
+    const problem = sshTargetProblem(engine.manager!);
+    if (problem) problems.push(`engine.manager: ${problem}`);
+  }
   if (engine.tls && protocol !== 'tcp' && protocol !== 'https') problems.push('engine.tls: TLS files are for a tcp:// manager');
+  if (engine.ssh && protocol !== 'ssh') problems.push('engine.ssh: ssh files are for an ssh:// manager');
   if (engine.type === 'swarm' && !engine.registry) problems.push('engine.registry: is required with engine.type: swarm (where images are pushed and the nodes pull from)');
   if (engine.type !== 'swarm') {
-    for (const key of ['manager', 'tls', 'registry', 'registry_auth'] as const) {
+    for (const key of ['manager', 'tls', 'ssh', 'registry', 'registry_auth'] as const) {
       if (engine[key] !== undefined) problems.push(`engine.${key}: only used with engine.type: swarm`);
     }
   }

@@ -41,6 +41,8 @@ export interface EngineConfig {
   manager?: string;
   /** Absolute paths. */
   tls?: { ca: string; cert: string; key: string };
+  /** ssh:// manager: absolute paths of the key to log in with and of the only host keys trusted. */
+  ssh?: { key?: string; known_hosts?: string };
   /** swarm: `host:port`; required. */
   registry?: string;
   registry_auth?: { username: string; password: string };

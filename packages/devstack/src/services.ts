@@ -1,5 +1,5 @@
 import { connect } from 'node:net';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'node:http';
 import { Resolver } from 'node:dns/promises';
@@ -282,28 +282,71 @@ export const CLUSTER_PACKAGES: Record<string, string> = {
 
 /**
  * What the tests need besides the stack: the cluster harness's packages,
- * and Debian's chromium for the dashboard's browser tests. `npm test`
+ * Debian's chromium for the dashboard's browser tests, ssh. `npm test`
  * installs them with the rest, before any test starts, so no test's timer
  * runs while apt-get does.
  */
-export const TEST_PACKAGES: Record<string, string> = { ...STACK_PACKAGES, ...CLUSTER_PACKAGES, chromium: '/usr/bin/chromium' };
+export const TEST_PACKAGES: Record<string, string> = {
+  ...STACK_PACKAGES, ...CLUSTER_PACKAGES, chromium: '/usr/bin/chromium',
+  // A swarm manager behind ssh:// (engine.manager): the client Slipway runs, and an sshd of the test's own.
+  'openssh-client': '/usr/bin/ssh', 'openssh-server': '/usr/sbin/sshd',
+};
 
 function installed(pkg: string): boolean {
   const res = spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' });
   return res.status === 0 && res.stdout.includes('install ok installed');
 }
 
-/** nginx-light and nginx both provide /usr/sbin/nginx; either will do. */
+/** Whether `name` is an executable on PATH or in the sbin directories. */
+function hasExecutable(name: string): boolean {
+  try {
+    findExecutable(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * nginx-light and nginx both provide /usr/sbin/nginx; either will do. A
+ * Docker engine from anywhere will do for docker.io: installed over Docker's
+ * own docker-ce (or moby-engine), apt-get -y would remove it to make room.
+ */
 function satisfied(pkg: string): boolean {
   if (pkg === 'nginx-light') return installed('nginx-light') || installed('nginx') || installed('nginx-core');
+  if (pkg === 'docker.io') return installed('docker.io') || installed('docker-ce') || installed('moby-engine') || hasExecutable('dockerd');
   return installed(pkg);
+}
+
+/**
+ * Debian's packages start their services when installed (redis on 6379,
+ * nginx on 80, etcd, dockerd) on a host with an init; the stack runs its
+ * own on loopback and wants none of them. invoke-rc.d and
+ * deb-systemd-invoke ask /usr/sbin/policy-rc.d first: exit 101 says no. Put
+ * there for the install when there is none, removed after.
+ */
+function withoutServiceStarts(asRoot: string[], run: () => void): void {
+  const policy = '/usr/sbin/policy-rc.d';
+  const marker = '# Written by Slipway while it installs packages';
+  // The host's own is left alone; ours, left by an install that was killed, is taken up and removed.
+  if (existsSync(policy) && !readFileSync(policy, 'utf8').includes(marker)) return run();
+  const as = (argv: string[], input?: string) => {
+    const [file, ...args] = [...asRoot, ...argv];
+    spawnSync(file!, args, { input, stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'ignore'] });
+  };
+  as(['tee', policy], `#!/bin/sh\n${marker}: no service starts.\nexit 101\n`);
+  as(['chmod', '755', policy]);
+  try {
+    run();
+  } finally {
+    as(['rm', '-f', policy]);
+  }
 }
 
 /**
  * Installs whatever is missing with apt-get (non-interactive, no
  * recommends). Runs `apt-get update` first only when something is missing.
- * Package install scripts must not start services: policy-rc.d is honoured
- * by Debian's invoke-rc.d, and there is no init here anyway.
+ * Package install scripts start no service (withoutServiceStarts).
  */
 export function ensureSystemPackages(packages: readonly string[] = Object.keys(STACK_PACKAGES), log: (line: string) => void = console.error): void {
   const missing = packages.filter((pkg) => !satisfied(pkg));
@@ -317,7 +360,7 @@ export function ensureSystemPackages(packages: readonly string[] = Object.keys(S
     if (res.status !== 0) throw new Error(`${args.join(' ')} failed (exit ${res.status ?? res.signal})`);
   };
   run(['apt-get', 'update', '-q']);
-  run(['apt-get', 'install', '-y', '-q', '--no-install-recommends', ...missing]);
+  withoutServiceStarts(asRoot, () => run(['apt-get', 'install', '-y', '-q', '--no-install-recommends', ...missing]));
   const still = missing.filter((pkg) => !satisfied(pkg));
   if (still.length) throw new Error(`still missing after apt-get install: ${still.join(' ')}`);
 }

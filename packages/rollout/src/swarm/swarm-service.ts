@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import Docker from 'dockerode';
 import type { AppConfig, EngineConfig } from '@slipway/config/types';
 import { dockerCallWithin, dockerConnection, dockerError, LABELS } from '@slipway/core/docker';
+import { sshAgent, sshTarget } from '@slipway/core/docker-ssh';
 import { lastLines } from '@slipway/core/run-command';
 import { demux } from '../container-runtime.js';
 import { ContainerStartError } from '../rollout-errors.js';
@@ -38,10 +39,17 @@ const HEALTHCHECK_SCRIPT = 'if command -v wget >/dev/null 2>&1; then exec wget -
   + 'elif command -v curl >/dev/null 2>&1; then exec curl -fsS -o /dev/null "$SLIPWAY_HEALTH_URL"; fi; exit 0';
 
 /**
- * A client of `engine.manager`: a unix socket, or tcp:// (with `engine.tls`
- * the connection is TLS with those files, as `docker --tlsverify` does).
+ * A client of `engine.manager`: a unix socket, tcp:// (with `engine.tls`
+ * the connection is TLS with those files, as `docker --tlsverify` does), or
+ * ssh:// (the ssh client runs `docker system dial-stdio` there, as `docker
+ * -H ssh://` does; with `engine.ssh`'s key and known hosts if given).
  */
 export function managerClient(engine: EngineConfig): Docker {
+  if (engine.manager!.startsWith('ssh://')) {
+    // Any host and port: every connection is the agent's ssh pipe.
+    const agent = sshAgent(sshTarget(engine.manager!), { key: engine.ssh?.key, knownHosts: engine.ssh?.known_hosts });
+    return new Docker({ protocol: 'http', host: 'manager.ssh', port: 80, agent } as Docker.DockerOptions);
+  }
   const connection = dockerConnection(engine.manager!);
   if (!engine.tls) return new Docker(connection);
   return new Docker({

@@ -1,0 +1,153 @@
+import { spawn } from 'node:child_process';
+import { Agent } from 'node:http';
+import type { Socket } from 'node:net';
+import { Duplex } from 'node:stream';
+import { InvalidInputError } from './slipway-error.js';
+
+/*
+ * A Docker engine behind ssh, the way `docker -H ssh://user@host` reaches
+ * it: the `ssh` client runs `docker system dial-stdio` on the host, which
+ * joins its standard input and output to the engine's socket there, and
+ * HTTP goes through that pipe. The ssh client, not a library, so that the
+ * operator's keys, agent, ~/.ssh/config and known_hosts apply as they do
+ * for their own `ssh`, and a host key it does not know is refused
+ * (BatchMode: it never asks). One ssh process per connection, kept alive
+ * and reused by the agent like a socket.
+ */
+
+/** Where `ssh://[user@]host[:port]` points. */
+export interface SshTarget {
+  user?: string;
+  host: string;
+  port?: number;
+}
+
+/** What the ssh client is given besides its own configuration. */
+export interface SshDialOptions {
+  /** The private key to log in with (`-i`, and only that one). */
+  key?: string;
+  /** The only host keys trusted (`UserKnownHostsFile`, checked strictly). */
+  knownHosts?: string;
+}
+
+/** A user or host name ssh takes as it is: nothing that could read as an option or a second argument. */
+const NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,252}$/;
+
+/** Parses an `ssh://[user@]host[:port]` URL (no password, no path). Throws InvalidInputError naming what is wrong. */
+export function sshTarget(url: string): SshTarget {
+  if (!URL.canParse(url)) throw new InvalidInputError(`expected ssh://[user@]host[:port], got ${JSON.stringify(url)}`);
+  const parsed = new URL(url);
+  if (parsed.protocol !== 'ssh:') throw new InvalidInputError(`expected an ssh:// URL, got ${parsed.protocol}//`);
+  if (parsed.password) throw new InvalidInputError('an ssh:// URL must not hold a password: give engine.ssh.key, or use the ssh agent');
+  if (parsed.pathname && parsed.pathname !== '/') throw new InvalidInputError(`an ssh:// manager has no path (got ${JSON.stringify(parsed.pathname)}): the engine's socket there is Docker's default`);
+  const host = parsed.hostname.replace(/^\[(.*)\]$/, '$1');
+  const user = decodeURIComponent(parsed.username);
+  if (!NAME.test(host) && !/^[0-9a-fA-F:.]+$/.test(host)) throw new InvalidInputError(`not a host name: ${JSON.stringify(host)}`);
+  if (user && !NAME.test(user)) throw new InvalidInputError(`not a user name: ${JSON.stringify(user)}`);
+  return { ...(user ? { user } : {}), host, ...(parsed.port ? { port: Number(parsed.port) } : {}) };
+}
+
+/** The argv that opens one pipe to the engine on `target`. Pure. */
+export function sshDialArgv(target: SshTarget, options: SshDialOptions = {}): string[] {
+  return [
+    'ssh', '-T', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=3',
+    ...(target.port ? ['-p', String(target.port)] : []),
+    ...(options.key ? ['-i', options.key, '-o', 'IdentitiesOnly=yes'] : []),
+    ...(options.knownHosts ? ['-o', `UserKnownHostsFile=${options.knownHosts}`, '-o', 'StrictHostKeyChecking=yes'] : []),
+    ...(target.user ? ['-l', target.user] : []),
+    '--', target.host, 'docker', 'system', 'dial-stdio',
+  ];
+}
+
+/** The most of ssh's own words kept for an error (why it could not connect or log in). */
+const STDERR_KEPT = 2_000;
+
+/**
+ * An http.Agent whose connections are `ssh … docker system dial-stdio`
+ * processes: give it to dockerode (`agent`) with any host and port. A
+ * connection whose ssh ends before the engine answered fails with ssh's
+ * own words (`Host key verification failed.`, `Permission denied`) and
+ * code ECONNREFUSED, so it reads as an engine that cannot be reached.
+ */
+export function sshAgent(target: SshTarget, options: SshDialOptions = {}): Agent {
+  const agent = new Agent({ keepAlive: true, maxSockets: 8, maxFreeSockets: 2, timeout: 60_000 });
+  const [file, ...args] = sshDialArgv(target, options);
+  (agent as unknown as { createConnection: () => Socket }).createConnection = () => dial(file!, args) as unknown as Socket;
+  return agent;
+}
+
+function dial(file: string, args: string[]): Duplex {
+  const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  let answered = false;
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (chunk: string) => {
+    if (stderr.length < STDERR_KEPT) stderr += chunk.slice(0, STDERR_KEPT - stderr.length);
+  });
+  const pipe = new Duplex({
+    read() {
+      child.stdout.resume();
+    },
+    write(chunk: Buffer, _encoding, done) {
+      touch();
+      if (child.stdin.writable) child.stdin.write(chunk, done);
+      else done(new Error('the ssh pipe to the engine is closed'));
+    },
+    final(done) {
+      child.stdin.end(done);
+    },
+    destroy(err, done) {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      done(err);
+    },
+  });
+  child.stdout.on('data', (chunk: Buffer) => {
+    answered = true;
+    if (!pipe.push(chunk)) child.stdout.pause();
+  });
+  // Ended before the engine said anything: ssh could not get there, and says why as it exits (below).
+  child.stdout.on('end', () => {
+    if (answered) pipe.push(null);
+  });
+  child.stdin.on('error', () => {});
+  const failed = (why: string) => {
+    const err = Object.assign(new Error(`ssh to the engine failed: ${why}`), { code: 'ECONNREFUSED' });
+    pipe.destroy(err);
+  };
+  child.on('error', (err) => failed(err.message));
+  child.on('exit', (code, signal) => {
+    if (answered || pipe.destroyed) return;
+    failed(stderr.trim().split('\n').filter(Boolean).pop() ?? `ssh exited ${code ?? signal}`);
+  });
+  // What http and its agent ask of a socket beyond a stream. ref/unref: an idle pooled pipe (unref'd by
+  // the agent) must not keep a command such as `slipway status` from exiting. setTimeout: the agent
+  // closes a pipe idle for its `timeout` (a 'timeout' after that long without traffic), as for a socket.
+  const handles = [child, child.stdin, child.stdout, child.stderr] as unknown as Array<{ ref?: () => void; unref?: () => void }>;
+  let idle: NodeJS.Timeout | undefined;
+  let idleMs = 0;
+  const touch = () => {
+    clearTimeout(idle);
+    if (idleMs > 0 && !pipe.destroyed) idle = setTimeout(() => pipe.emit('timeout'), idleMs).unref();
+  };
+  child.stdout.on('data', touch);
+  pipe.on('close', () => clearTimeout(idle));
+  Object.assign(pipe, {
+    setKeepAlive: () => pipe,
+    setNoDelay: () => pipe,
+    setTimeout: (ms: number, onTimeout?: () => void) => {
+      idleMs = ms;
+      if (onTimeout) pipe.once('timeout', onTimeout);
+      touch();
+      return pipe;
+    },
+    ref: () => {
+      handles.forEach((h) => h.ref?.());
+      return pipe;
+    },
+    unref: () => {
+      handles.forEach((h) => h.unref?.());
+      return pipe;
+    },
+  });
+  return pipe;
+}
