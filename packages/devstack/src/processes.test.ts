@@ -3,7 +3,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ancestors, findExecutable, processesUnder, spawnService, stopProcess, waitFor } from './processes.js';
+import { ancestors, findExecutable, processesUnder, spawnService, startProcess, stopProcess, waitFor } from './processes.js';
 import { tempDir } from './testing.js';
 
 describe('spawnService', () => {
@@ -49,5 +49,14 @@ describe('processesUnder', () => {
     } finally {
       await Promise.all(pids.map((pid) => stopProcess(pid, 2_000)));
     }
+  });
+});
+
+describe('startProcess', () => {
+  it('a binary that cannot run ends with 127 and says why, and raises nothing', async () => {
+    const run = startProcess(['slipway-no-such-binary', '--flag']);
+    expect(await run.exited).toBe(127);
+    expect(run.output()).toMatch(/^cannot run slipway-no-such-binary: spawn slipway-no-such-binary ENOENT/);
+    expect(await run.stop()).toBe(127);
   });
 });

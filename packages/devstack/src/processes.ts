@@ -235,6 +235,11 @@ export function startProcess(argv: readonly string[], options: { env?: NodeJS.Pr
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise<number>((resolve) => {
     child.on('exit', (code, signal) => resolve(code ?? 128 + (signal === 'SIGKILL' ? 9 : 15)));
+    // Not started (no such binary, not executable): unheard, this event would end the caller, and the services it started would run on.
+    child.on('error', (err) => {
+      output += `cannot run ${argv[0]}: ${err.message}\n`;
+      resolve(127);
+    });
   });
   return {
     child,
