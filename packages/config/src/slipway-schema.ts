@@ -247,10 +247,10 @@ export const slipwaySchema = obj({
   }),
   engine: obj({
     type: oneOf(['docker', 'swarm'] as const, { default: 'docker', doc: '`docker`: every container on the one engine of `docker`; `swarm`: each release is a Swarm service on the cluster `engine.manager` manages (see "Running on several servers").' }),
-    manager: str({ optional: true, check: url(['unix', 'tcp', 'http', 'https', 'ssh']), type: 'a unix://, tcp:// or ssh:// URL', doc: 'swarm: a manager\'s Docker endpoint. Default: `docker`. `ssh://[user@]host[:port]` runs `docker system dial-stdio` there through the `ssh` client, as `docker -H ssh://` does: its keys, agent and `known_hosts` apply (a host key it does not know is refused), or those of `engine.ssh`.' }),
+    manager: str({ optional: true, check: url(['unix', 'tcp', 'http', 'https', 'ssh']), type: 'a unix://, tcp:// or ssh:// URL', doc: 'swarm: a manager\'s Docker endpoint. Default: `docker`. `ssh://[user@]host[:port]` runs `docker system dial-stdio` there through the `ssh` client, as `docker -H ssh://` does: its keys, agent and `known_hosts` apply, or those of `engine.ssh`; a host key not known there is refused, whatever the ssh config says.' }),
     ssh: obj({
       key: str({ optional: true, type: 'a file path', doc: 'swarm, ssh://: the private key to log in with (relative to the config file); default: the ssh client\'s own (its agent, `~/.ssh`).' }),
-      known_hosts: str({ optional: true, type: 'a file path', doc: 'swarm, ssh://: the only host keys trusted for the manager (relative to the config file); default: the ssh client\'s `known_hosts`.' }),
+      known_hosts: str({ optional: true, type: 'a file path', doc: 'swarm, ssh://: the host keys trusted for the manager, instead of the user\'s and the system\'s `known_hosts` (relative to the config file).' }),
     }, { optional: true }),
     tls: obj({
       ca: str({ type: 'a file path', doc: 'swarm, tcp://: CA certificate the manager\'s certificate is checked against (relative to the config file).' }),

@@ -25,14 +25,11 @@ describe('sshTarget', () => {
 
 describe('sshDialArgv', () => {
   it('never asks, ends the options before the host, and trusts only the given host keys when given', () => {
-    expect(sshDialArgv({ user: 'deploy', host: 'm1', port: 2222 }, { key: '/k/id', knownHosts: '/k/known_hosts' })).toEqual([
-      'ssh', '-T', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=3',
-      '-p', '2222', '-i', '/k/id', '-o', 'IdentitiesOnly=yes', '-o', 'UserKnownHostsFile=/k/known_hosts', '-o', 'StrictHostKeyChecking=yes',
+    const always = ['ssh', '-T', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', 'LogLevel=ERROR', '-o', 'ConnectTimeout=10', '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=3'];
+    expect(sshDialArgv({ user: 'deploy', host: 'm1', port: 2222 }, { key: '/k/my id', knownHosts: '/k/known hosts' })).toEqual([
+      ...always, '-p', '2222', '-i', '/k/my id', '-o', 'IdentitiesOnly=yes', '-o', 'UserKnownHostsFile="/k/known hosts"', '-o', 'GlobalKnownHostsFile=/dev/null',
       '-l', 'deploy', '--', 'm1', 'docker', 'system', 'dial-stdio',
     ]);
-    expect(sshDialArgv({ host: 'm1' })).toEqual([
-      'ssh', '-T', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=3',
-      '--', 'm1', 'docker', 'system', 'dial-stdio',
-    ]);
+    expect(sshDialArgv({ host: 'm1' })).toEqual([...always, '--', 'm1', 'docker', 'system', 'dial-stdio']);
   });
 });

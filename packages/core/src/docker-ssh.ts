@@ -24,9 +24,9 @@ export interface SshTarget {
 
 /** What the ssh client is given besides its own configuration. */
 export interface SshDialOptions {
-  /** The private key to log in with (`-i`, and only that one). */
+  /** The private key to log in with (`-i`; keys of the user's ssh config may be offered too). */
   key?: string;
-  /** The only host keys trusted (`UserKnownHostsFile`, checked strictly). */
+  /** The host keys trusted, instead of the user's and the system's known_hosts files. */
   knownHosts?: string;
 }
 
@@ -49,11 +49,15 @@ export function sshTarget(url: string): SshTarget {
 
 /** The argv that opens one pipe to the engine on `target`. Pure. */
 export function sshDialArgv(target: SshTarget, options: SshDialOptions = {}): string[] {
+  if (options.knownHosts?.includes('"')) throw new InvalidInputError(`engine.ssh.known_hosts: a path with a double quote cannot be given to ssh: ${JSON.stringify(options.knownHosts)}`);
   return [
-    'ssh', '-T', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=3',
+    // Strict whatever the user's ssh config says (accept-new, no): a manager ssh does not know is refused, never learnt.
+    'ssh', '-T', '-o', 'BatchMode=yes', '-o', 'StrictHostKeyChecking=yes', '-o', 'LogLevel=ERROR',
+    '-o', 'ConnectTimeout=10', '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=3',
     ...(target.port ? ['-p', String(target.port)] : []),
     ...(options.key ? ['-i', options.key, '-o', 'IdentitiesOnly=yes'] : []),
-    ...(options.knownHosts ? ['-o', `UserKnownHostsFile=${options.knownHosts}`, '-o', 'StrictHostKeyChecking=yes'] : []),
+    // Quoted: ssh splits the value at spaces. The system's file too is replaced, so that only these are trusted.
+    ...(options.knownHosts ? ['-o', `UserKnownHostsFile="${options.knownHosts}"`, '-o', 'GlobalKnownHostsFile=/dev/null'] : []),
     ...(target.user ? ['-l', target.user] : []),
     '--', target.host, 'docker', 'system', 'dial-stdio',
   ];
@@ -70,7 +74,8 @@ const STDERR_KEPT = 2_000;
  * code ECONNREFUSED, so it reads as an engine that cannot be reached.
  */
 export function sshAgent(target: SshTarget, options: SshDialOptions = {}): Agent {
-  const agent = new Agent({ keepAlive: true, maxSockets: 8, maxFreeSockets: 2, timeout: 60_000 });
+  // Few at once: each is an ssh login, and sshd drops logins past its MaxStartups (10), counting every process's.
+  const agent = new Agent({ keepAlive: true, maxSockets: 4, maxFreeSockets: 2, timeout: 60_000 });
   const [file, ...args] = sshDialArgv(target, options);
   (agent as unknown as { createConnection: () => Socket }).createConnection = () => dial(file!, args) as unknown as Socket;
   return agent;
@@ -81,8 +86,9 @@ function dial(file: string, args: string[]): Duplex {
   let stderr = '';
   let answered = false;
   child.stderr.setEncoding('utf8');
+  // The end is kept: ssh's last line says why.
   child.stderr.on('data', (chunk: string) => {
-    if (stderr.length < STDERR_KEPT) stderr += chunk.slice(0, STDERR_KEPT - stderr.length);
+    stderr = (stderr + chunk).slice(-STDERR_KEPT);
   });
   const pipe = new Duplex({
     read() {
@@ -91,10 +97,11 @@ function dial(file: string, args: string[]): Duplex {
     write(chunk: Buffer, _encoding, done) {
       touch();
       if (child.stdin.writable) child.stdin.write(chunk, done);
-      else done(new Error('the ssh pipe to the engine is closed'));
+      else done(Object.assign(new Error('the ssh pipe to the engine is closed'), { code: 'EPIPE' }));
     },
     final(done) {
-      child.stdin.end(done);
+      if (child.stdin.writable) child.stdin.end(done);
+      else done();
     },
     destroy(err, done) {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
@@ -106,8 +113,11 @@ function dial(file: string, args: string[]): Duplex {
     if (!pipe.push(chunk)) child.stdout.pause();
   });
   // Ended before the engine said anything: ssh could not get there, and says why as it exits (below).
+  // Once read to its end, a pipe whose ssh has ended is closed: the agent must never hand it out again.
   child.stdout.on('end', () => {
-    if (answered) pipe.push(null);
+    if (!answered) return;
+    pipe.once('end', () => pipe.destroy());
+    pipe.push(null);
   });
   child.stdin.on('error', () => {});
   const failed = (why: string) => {
@@ -115,7 +125,8 @@ function dial(file: string, args: string[]): Duplex {
     pipe.destroy(err);
   };
   child.on('error', (err) => failed(err.message));
-  child.on('exit', (code, signal) => {
+  // 'close', not 'exit': by then ssh's stderr has been read to its end.
+  child.on('close', (code, signal) => {
     if (answered || pipe.destroyed) return;
     failed(stderr.trim().split('\n').filter(Boolean).pop() ?? `ssh exited ${code ?? signal}`);
   });
@@ -136,7 +147,11 @@ function dial(file: string, args: string[]): Duplex {
     setNoDelay: () => pipe,
     setTimeout: (ms: number, onTimeout?: () => void) => {
       idleMs = ms;
-      if (onTimeout) pipe.once('timeout', onTimeout);
+      // As net.Socket: 0 takes the timeout, and the listener given with it, away.
+      if (onTimeout) {
+        if (ms === 0) pipe.removeListener('timeout', onTimeout);
+        else pipe.once('timeout', onTimeout);
+      }
       touch();
       return pipe;
     },

@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -65,6 +65,25 @@ describe('a manager behind ssh://', () => {
     let answer = '';
     for await (const chunk of await remote.loadImage(Readable.from([tar]))) answer += String(chunk);
     expect(answer).toContain(`Loaded image: ${BASE_IMAGE}`);
+  });
+
+  it('never hands out a pooled pipe whose ssh has ended (the manager restarted, the network dropped)', async () => {
+    const remote = manager();
+    expect(String(await remote.ping())).toBe('OK');
+    // This process's idle ssh pipes, ended as a restarting sshd or dockerd would end them.
+    const pipes = readdirSync('/proc').filter((pid) => /^\d+$/.test(pid)).filter((pid) => {
+      try {
+        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        const ppid = Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+        return ppid === process.pid && argv.includes('dial-stdio');
+      } catch {
+        return false;
+      }
+    });
+    expect(pipes.length).toBeGreaterThan(0);
+    for (const pid of pipes) process.kill(Number(pid), 'SIGTERM');
+    await waitFor('the pipes to end', () => pipes.every((pid) => !existsSync(`/proc/${pid}/cmdline`) || readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z')));
+    expect(String(await remote.ping()), 'on a new pipe').toBe('OK');
   });
 
   it('lets a command end once it is done: a pooled pipe left idle does not hold the process', async () => {

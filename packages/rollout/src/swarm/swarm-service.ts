@@ -45,7 +45,7 @@ const HEALTHCHECK_SCRIPT = 'if command -v wget >/dev/null 2>&1; then exec wget -
  * -H ssh://` does; with `engine.ssh`'s key and known hosts if given).
  */
 export function managerClient(engine: EngineConfig): Docker {
-  if (engine.manager!.startsWith('ssh://')) {
+  if (new URL(engine.manager!).protocol === 'ssh:') {
     // Any host and port: every connection is the agent's ssh pipe.
     const agent = sshAgent(sshTarget(engine.manager!), { key: engine.ssh?.key, knownHosts: engine.ssh?.known_hosts });
     return new Docker({ protocol: 'http', host: 'manager.ssh', port: 80, agent } as Docker.DockerOptions);
