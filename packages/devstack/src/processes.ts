@@ -53,6 +53,11 @@ export function isAlive(pid: number | undefined): boolean {
   if (!pid) return false;
   try {
     process.kill(pid, 0);
+  } catch (err) {
+    // Another user's process (root's CI, seen by a user) is alive: only ESRCH says it is gone.
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  try {
     // A zombie still answers kill(0); it is not alive for our purposes.
     return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {

@@ -318,6 +318,22 @@ function satisfied(pkg: string): boolean {
   return installed(pkg);
 }
 
+const POLICY_RC_D = '/usr/sbin/policy-rc.d';
+const POLICY_MARKER = '# Written by Slipway while it installs packages';
+
+/** Runs `argv` as root (through `asRoot`); false when it could not (a sudoers rule allowing only apt-get, say). */
+function asRootDid(asRoot: string[], argv: string[], input?: string): boolean {
+  const [file, ...args] = [...asRoot, ...argv];
+  return spawnSync(file!, args, { input, stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'ignore'] }).status === 0;
+}
+
+/** Ours, left by an install that was killed before it removed it: until removed, no package upgrade on the host restarts its service. */
+function removeLeftoverPolicy(asRoot: string[], log: (line: string) => void): void {
+  if (!existsSync(POLICY_RC_D) || !readFileSync(POLICY_RC_D, 'utf8').includes(POLICY_MARKER)) return;
+  if (asRootDid(asRoot, ['rm', '-f', POLICY_RC_D])) log(`removed ${POLICY_RC_D}, left by an install that was stopped`);
+  else log(`${POLICY_RC_D}, left by an install that was stopped, could not be removed: remove it, or package upgrades restart no service`);
+}
+
 /**
  * Debian's packages start their services when installed (redis on 6379,
  * nginx on 80, etcd, dockerd) on a host with an init; the stack runs its
@@ -325,22 +341,36 @@ function satisfied(pkg: string): boolean {
  * deb-systemd-invoke ask /usr/sbin/policy-rc.d first: exit 101 says no. Put
  * there for the install when there is none, removed after.
  */
-function withoutServiceStarts(asRoot: string[], run: () => void): void {
-  const policy = '/usr/sbin/policy-rc.d';
-  const marker = '# Written by Slipway while it installs packages';
-  // The host's own is left alone; ours, left by an install that was killed, is taken up and removed.
-  if (existsSync(policy) && !readFileSync(policy, 'utf8').includes(marker)) return run();
-  const as = (argv: string[], input?: string) => {
-    const [file, ...args] = [...asRoot, ...argv];
-    spawnSync(file!, args, { input, stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'ignore'] });
-  };
-  as(['tee', policy], `#!/bin/sh\n${marker}: no service starts.\nexit 101\n`);
-  as(['chmod', '755', policy]);
+function withoutServiceStarts(asRoot: string[], log: (line: string) => void, run: () => void): void {
+  // The host's own is left alone.
+  if (existsSync(POLICY_RC_D)) return run();
+  const placed = asRootDid(asRoot, ['tee', POLICY_RC_D], `#!/bin/sh\n${POLICY_MARKER}: no service starts.\nexit 101\n`) && asRootDid(asRoot, ['chmod', '755', POLICY_RC_D]);
+  if (!placed) log(`could not write ${POLICY_RC_D}: the packages' services may start as they install`);
   try {
     run();
   } finally {
-    as(['rm', '-f', policy]);
+    if (placed) asRootDid(asRoot, ['rm', '-f', POLICY_RC_D]);
   }
+}
+
+/**
+ * Units a package enables at boot that the stack does not want: it runs
+ * its own redis, etcd and nginx on loopback, and sshd only for a test.
+ * Disabled when this run installed the package (never one the host had).
+ */
+const BOOT_UNITS: Record<string, string[]> = {
+  'openssh-server': ['ssh.service', 'ssh.socket'],
+  'redis-server': ['redis-server.service'],
+  'etcd-server': ['etcd.service'],
+  'nginx-light': ['nginx.service'],
+};
+
+function disableAtBoot(asRoot: string[], installed: readonly string[], log: (line: string) => void): void {
+  const units = installed.flatMap((pkg) => BOOT_UNITS[pkg] ?? []);
+  if (units.length === 0 || !hasExecutable('systemctl')) return;
+  // Offline too (no running systemd): it removes the links the packages made. One by one: a unit this release lacks fails alone.
+  const left = units.filter((unit) => !asRootDid(asRoot, ['systemctl', 'disable', '--quiet', unit]));
+  if (left.length > 0) log(`could not disable ${left.join(', ')} at boot: they start with the host`);
 }
 
 /**
@@ -349,9 +379,10 @@ function withoutServiceStarts(asRoot: string[], run: () => void): void {
  * Package install scripts start no service (withoutServiceStarts).
  */
 export function ensureSystemPackages(packages: readonly string[] = Object.keys(STACK_PACKAGES), log: (line: string) => void = console.error): void {
+  const asRoot = process.getuid?.() === 0 ? [] : ['sudo', '-n'];
+  removeLeftoverPolicy(asRoot, log);
   const missing = packages.filter((pkg) => !satisfied(pkg));
   if (missing.length === 0) return;
-  const asRoot = process.getuid?.() === 0 ? [] : ['sudo', '-n'];
   log(`installing Debian packages: ${missing.join(' ')}`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   const run = (args: string[]) => {
@@ -360,7 +391,8 @@ export function ensureSystemPackages(packages: readonly string[] = Object.keys(S
     if (res.status !== 0) throw new Error(`${args.join(' ')} failed (exit ${res.status ?? res.signal})`);
   };
   run(['apt-get', 'update', '-q']);
-  withoutServiceStarts(asRoot, () => run(['apt-get', 'install', '-y', '-q', '--no-install-recommends', ...missing]));
+  withoutServiceStarts(asRoot, log, () => run(['apt-get', 'install', '-y', '-q', '--no-install-recommends', ...missing]));
+  disableAtBoot(asRoot, missing, log);
   const still = missing.filter((pkg) => !satisfied(pkg));
   if (still.length) throw new Error(`still missing after apt-get install: ${still.join(' ')}`);
 }

@@ -10,8 +10,8 @@ import { BASE_IMAGE } from './base-image.js';
 import { createFixtureRepo } from './fixture-app.js';
 import { freePort, isAlive, processesUnder, stopProcess, waitFor } from './processes.js';
 import { startNginx } from './services.js';
-import { ALL_SERVICES, frontSocketDir, readStack, removeOrphanTestArtifacts, stackEnv, startStack, stopStack } from './stack.js';
-import { tempDir, testAppName, testStack } from './testing.js';
+import { ALL_SERVICES, frontSocketDir, orphanedStackIds, readStack, stackEnv, startStack, stopStack } from './stack.js';
+import { tempDir, testAppName } from './testing.js';
 
 const docker = new Docker();
 
@@ -48,17 +48,16 @@ describe('a stack', () => {
     expect(readStack(dir)).toBeNull();
   });
 
-  it('removes the test containers of a stack that no longer runs (a killed run), never those of a live one', async () => {
-    const create = (app: string) => docker.createContainer({ Image: BASE_IMAGE, Cmd: ['sleep', '60'], Labels: { 'slipway.app': app } });
-    const gone = await create('t0dead0-app');
-    const live = await create(testAppName());
-    try {
-      expect(await removeOrphanTestArtifacts(docker, 0)).toBeGreaterThanOrEqual(1);
-      await expect(gone.inspect()).rejects.toMatchObject({ statusCode: 404 });
-      expect((await live.inspect()).Config.Labels['slipway.app']).toMatch(new RegExp(`^t${testStack().id}-`));
-    } finally {
-      await Promise.all([gone, live].map((c) => c.remove({ force: true }).catch(() => {})));
-    }
+  it('takes for a killed run\'s only the test containers of an id no live stack has, all of them old', () => {
+    const now = Date.parse('2026-12-04T12:00:00Z');
+    const at = (minutesAgo: number) => (now - minutesAgo * 60_000) / 1000;
+    const c = (app: string, minutesAgo: number) => ({ Labels: { 'slipway.app': app }, Created: at(minutesAgo) });
+    expect(orphanedStackIds([
+      c('t0dead0-a', 90), c('t0dead0-b', 45), // killed an hour ago: all old
+      c('tbeef01-a', 90), c('tbeef01-b', 2), // a long run that leaked one early: its newest is young
+      c('tc0ffee-a', 90), // old, but its stack is live
+      c('hello', 90), c('t12345-short', 90), // not test apps of a stack
+    ], new Set(['c0ffee']), now)).toEqual(['0dead0']);
   });
 
   it('starts a front nginx when asked for (`front`); a back killed with its app sockets still starts again', async () => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { freePort, commandLine, isAlive, stopProcess, stopProcessesUnder } from './processes.js';
-import { ensureSystemPackages, dnsmasqAnswers, startDnsmasq, type DnsmasqService, dockerAnswers, ensureDockerEngine, type DockerEngine, etcdHealthy, startEtcd, type EtcdService, startNginx, type NginxService, redisAnswers, startRedis, type RedisService } from './services.js';
+import { ensureSystemPackages, dnsmasqAnswers, startDnsmasq, type DnsmasqService, dockerAnswers, ensureDockerEngine, type DockerEngine, etcdHealthy, startEtcd, type EtcdService, startNginx, type NginxService, redisAnswers, startRedis, type RedisService, DOCKER_SOCKET } from './services.js';
 
 export type ServiceName = 'docker' | 'redis' | 'etcd' | 'nginx' | 'dns' | 'front';
 /** What a stack starts unless told otherwise. */
@@ -105,7 +105,7 @@ export async function startStack(options: StartStackOptions = {}): Promise<Stack
       const reuse = previous?.docker && (await dockerAnswers());
       state.docker = reuse ? previous!.docker : await ensureDockerEngine(dir);
       writeStack(state);
-      const orphans = await removeOrphanTestArtifacts().catch((err: Error) => {
+      const orphans = await removeOrphanTestArtifacts(state.id).catch((err: Error) => {
         log(`cleanup of killed runs' test containers failed: ${err.message}`);
         return 0;
       });
@@ -232,25 +232,34 @@ export function stackEnv(state: StackState): Record<string, string> {
 export const ORPHAN_TEST_CONTAINER_MS = 30 * 60_000;
 
 /**
- * Removes the test containers and images of stacks that are gone: a run
- * killed before its stop (its directory removed, or never swept) left its
- * apps' containers running, and their restart policy brings them back with
- * every engine start. A stack is known gone when no live stack under the
- * temporary directory has its id and its containers are older than
- * ORPHAN_TEST_CONTAINER_MS (a stack started elsewhere with `--dir` and still
- * testing is not known here: its containers are young). Returns how many
+ * The stack ids whose test containers (apps named `t<id>-…`) are all older
+ * than `olderThanMs` and that no live stack has: a run killed before its
+ * stop. Judged by the newest container of each id, so one container a
+ * long run leaked early never condemns the run. Pure.
+ */
+export function orphanedStackIds(containers: ReadonlyArray<{ Labels: Record<string, string>; Created: number }>, live: ReadonlySet<string>, nowMs: number, olderThanMs = ORPHAN_TEST_CONTAINER_MS): string[] {
+  const newest = new Map<string, number>();
+  for (const info of containers) {
+    const id = /^t([0-9a-f]{6})-/.exec(info.Labels['slipway.app'] ?? '')?.[1];
+    if (id && !live.has(id)) newest.set(id, Math.max(newest.get(id) ?? 0, info.Created));
+  }
+  return [...newest].filter(([, created]) => created * 1000 < nowMs - olderThanMs).map(([id]) => id);
+}
+
+/**
+ * Removes the test containers and images of stacks that are gone
+ * (orphanedStackIds): a run killed before its stop left its apps'
+ * containers running, and their restart policy brings them back with
+ * every engine start. Live stacks are those under the temporary directory
+ * and `own`; a stack started elsewhere with `--dir` and still testing is
+ * not known here, but its newest container is young. Returns how many
  * stacks were cleaned.
  */
-export async function removeOrphanTestArtifacts(docker = new Docker(), olderThanMs = ORPHAN_TEST_CONTAINER_MS): Promise<number> {
-  const live = new Set(liveStacks().map((s) => s.id));
-  const oldEnough = (Date.now() - olderThanMs) / 1000;
-  const orphaned = new Set<string>();
-  for (const info of await docker.listContainers({ all: true, filters: { label: ['slipway.app'] } })) {
-    const id = /^t([0-9a-f]{6})-/.exec(info.Labels['slipway.app'] ?? '')?.[1];
-    if (id && !live.has(id) && info.Created < oldEnough) orphaned.add(id);
-  }
+export async function removeOrphanTestArtifacts(own: string, docker = new Docker({ socketPath: DOCKER_SOCKET })): Promise<number> {
+  const live = new Set([own, ...liveStacks().map((s) => s.id)]);
+  const orphaned = orphanedStackIds(await docker.listContainers({ all: true, filters: { label: ['slipway.app'] } }), live, Date.now());
   for (const id of orphaned) await removeTestArtifacts(id, docker);
-  return orphaned.size;
+  return orphaned.length;
 }
 
 /**
