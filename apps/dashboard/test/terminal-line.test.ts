@@ -82,14 +82,20 @@ describe('renderTerminalLine: what a terminal would show', () => {
 
   it('stays linear in the line length however its codes move and erase: a 1 MB line of screen-wide redraws renders about as fast as 1 MB of ordinary ones', () => {
     const oneMegabyte = (redraw: string) => `${'w'.repeat(MAX_COLUMNS)}${redraw.repeat(Math.ceil(1_000_000 / redraw.length))}`;
+    // The best of three: one run can lose a second to a collection or a neighbour on these two cores (CI saw 992 ms
+    // against 131), and a quadratic render of these lines (~10^9 column steps) would take tens of seconds, not 10×.
     const timed = (raw: string) => {
-      const started = performance.now();
-      const text = terminalText(raw);
-      return { ms: performance.now() - started, text };
+      let best = { ms: Infinity, text: '' };
+      for (let i = 0; i < 3; i++) {
+        const started = performance.now();
+        const text = terminalText(raw);
+        const ms = performance.now() - started;
+        if (ms < best.ms) best = { ms, text };
+      }
+      return best;
     };
     // A progress line redrawn in place, the way builds do; measured on this machine as it is now (the tests share two cores).
     const ordinary = oneMegabyte(`\r${ESC}[K${ESC}[32m55%${ESC}[0m`);
-    timed(ordinary);
     const baseline = timed(ordinary).ms;
     const redraws = [
       `\r${ESC}[K${ESC}[${MAX_COLUMNS}Gx`, // truncate, then pad out to the edge again
@@ -99,7 +105,7 @@ describe('renderTerminalLine: what a terminal would show', () => {
     for (const redraw of redraws) {
       const raw = oneMegabyte(redraw);
       const { ms, text } = timed(raw);
-      expect(ms, `${JSON.stringify(redraw)} vs ${Math.round(baseline)} ms for an ordinary line`).toBeLessThan(4 * baseline + 250);
+      expect(ms, `${JSON.stringify(redraw)} vs ${Math.round(baseline)} ms for an ordinary line`).toBeLessThan(10 * baseline + 250);
       expect(text.length).toBeLessThanOrEqual(MAX_COLUMNS + raw.length);
     }
   });
