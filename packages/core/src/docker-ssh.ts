@@ -1,7 +1,7 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { Agent } from 'node:http';
 import type { Socket } from 'node:net';
-import { Duplex } from 'node:stream';
+import { Duplex, type Readable, type Writable } from 'node:stream';
 import { InvalidInputError } from './slipway-error.js';
 
 /*
@@ -81,66 +81,109 @@ export function sshAgent(target: SshTarget, options: SshDialOptions = {}): Agent
   return agent;
 }
 
+/** One ssh process under a pipe, and what has come of it. */
+interface Link {
+  child: ChildProcessByStdio<Writable, Readable, Readable>;
+  /** The end of ssh's own words: why it could not connect or log in. */
+  stderr: string;
+  /** The engine has said something through it: its end is the connection's, not a failed login. */
+  answered: boolean;
+}
+
 function dial(file: string, args: string[]): Duplex {
-  const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-  let stderr = '';
-  let answered = false;
-  child.stderr.setEncoding('utf8');
-  // The end is kept: ssh's last line says why.
-  child.stderr.on('data', (chunk: string) => {
-    stderr = (stderr + chunk).slice(-STDERR_KEPT);
-  });
+  /*
+   * The agent unrefs a pipe it takes back into its pool and refs it when it
+   * hands it out again. A pipe whose ssh ends while pooled is destroyed at
+   * once, so the agent passes it over; and if its end has not been seen yet
+   * when the next request's first bytes are written (ssh killed a moment
+   * before), those bytes have gone nowhere, and a new ssh under the same
+   * pipe takes them: the caller never meets the old one's end.
+   */
+  let pooled = false;
+  let reused = false;
   const pipe = new Duplex({
     read() {
-      child.stdout.resume();
+      link.child.stdout.resume();
     },
     write(chunk: Buffer, _encoding, done) {
       touch();
-      if (child.stdin.writable) child.stdin.write(chunk, done);
-      else done(Object.assign(new Error('the ssh pipe to the engine is closed'), { code: 'EPIPE' }));
+      if (!reused) return send(chunk, done);
+      reused = false;
+      if (over(link)) redial();
+      send(chunk, (err) => {
+        if (!err) return done();
+        redial();
+        send(chunk, done);
+      });
     },
     final(done) {
-      if (child.stdin.writable) child.stdin.end(done);
+      if (link.child.stdin.writable) link.child.stdin.end(done);
       else done();
     },
     destroy(err, done) {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      if (running(link)) link.child.kill('SIGTERM');
       done(err);
     },
-  });
-  child.stdout.on('data', (chunk: Buffer) => {
-    answered = true;
-    if (!pipe.push(chunk)) child.stdout.pause();
-  });
-  // Ended before the engine said anything: ssh could not get there, and says why as it exits (below).
-  // Once read to its end, a pipe whose ssh has ended is closed: the agent must never hand it out again.
-  child.stdout.on('end', () => {
-    if (!answered) return;
-    pipe.once('end', () => pipe.destroy());
-    pipe.push(null);
-  });
-  child.stdin.on('error', () => {});
-  const failed = (why: string) => {
-    const err = Object.assign(new Error(`ssh to the engine failed: ${why}`), { code: 'ECONNREFUSED' });
-    pipe.destroy(err);
-  };
-  child.on('error', (err) => failed(err.message));
-  // 'close', not 'exit': by then ssh's stderr has been read to its end.
-  child.on('close', (code, signal) => {
-    if (answered || pipe.destroyed) return;
-    failed(stderr.trim().split('\n').filter(Boolean).pop() ?? `ssh exited ${code ?? signal}`);
   });
   // What http and its agent ask of a socket beyond a stream. ref/unref: an idle pooled pipe (unref'd by
   // the agent) must not keep a command such as `slipway status` from exiting. setTimeout: the agent
   // closes a pipe idle for its `timeout` (a 'timeout' after that long without traffic), as for a socket.
-  const handles = [child, child.stdin, child.stdout, child.stderr] as unknown as Array<{ ref?: () => void; unref?: () => void }>;
+  const handles = (l: Link) => [l.child, l.child.stdin, l.child.stdout, l.child.stderr] as unknown as Array<{ ref: () => void; unref: () => void }>;
+  const unrefLink = (l: Link) => handles(l).forEach((h) => h.unref());
   let idle: NodeJS.Timeout | undefined;
   let idleMs = 0;
   const touch = () => {
     clearTimeout(idle);
     if (idleMs > 0 && !pipe.destroyed) idle = setTimeout(() => pipe.emit('timeout'), idleMs).unref();
   };
-  child.stdout.on('data', touch);
+  const send = (chunk: Buffer, done: (err?: Error | null) => void) => {
+    if (link.child.stdin.writable) link.child.stdin.write(chunk, done);
+    else done(Object.assign(new Error('the ssh pipe to the engine is closed'), { code: 'EPIPE' }));
+  };
+  const failed = (why: string) => {
+    pipe.destroy(Object.assign(new Error(`ssh to the engine failed: ${why}`), { code: 'ECONNREFUSED' }));
+  };
+  const open = (): Link => {
+    const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const opened: Link = { child, stderr: '', answered: false };
+    const current = () => opened === link && !pipe.destroyed;
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (chunk: string) => {
+      opened.stderr = (opened.stderr + chunk).slice(-STDERR_KEPT);
+    });
+    child.stdout.on('data', (chunk: Buffer) => {
+      if (!current()) return;
+      opened.answered = true;
+      touch();
+      if (!pipe.push(chunk)) child.stdout.pause();
+    });
+    // Ended before the engine said anything: ssh could not get there, and says why as it exits (below).
+    child.stdout.on('end', () => {
+      if (!current() || !opened.answered) return;
+      // Idle in the pool: nothing is in flight, and the agent must never hand it out again.
+      if (pooled) return pipe.destroy();
+      // In use: the connection ends as a socket's does; once read to its end, the pipe is gone.
+      pipe.once('end', () => pipe.destroy());
+      pipe.push(null);
+    });
+    child.stdin.on('error', () => {});
+    child.on('error', (err) => {
+      if (current()) failed(err.message);
+    });
+    // 'close', not 'exit': by then ssh's stderr has been read to its end.
+    child.on('close', (code, signal) => {
+      if (!current() || opened.answered) return;
+      failed(opened.stderr.trim().split('\n').filter(Boolean).pop() ?? `ssh exited ${code ?? signal}`);
+    });
+    if (pooled) unrefLink(opened);
+    return opened;
+  };
+  const redial = () => {
+    const old = link;
+    link = open();
+    if (running(old)) old.child.kill('SIGTERM');
+  };
+  let link = open();
   pipe.on('close', () => clearTimeout(idle));
   Object.assign(pipe, {
     setKeepAlive: () => pipe,
@@ -156,13 +199,25 @@ function dial(file: string, args: string[]): Duplex {
       return pipe;
     },
     ref: () => {
-      handles.forEach((h) => h.ref?.());
+      reused = pooled;
+      pooled = false;
+      handles(link).forEach((h) => h.ref());
       return pipe;
     },
     unref: () => {
-      handles.forEach((h) => h.unref?.());
+      pooled = true;
+      unrefLink(link);
       return pipe;
     },
   });
   return pipe;
+}
+
+function running(link: Link): boolean {
+  return link.child.exitCode === null && link.child.signalCode === null;
+}
+
+/** Its ssh has ended, or can no longer be written to. */
+function over(link: Link): boolean {
+  return !running(link) || !link.child.stdin.writable;
 }

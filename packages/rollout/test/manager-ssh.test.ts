@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -47,6 +47,29 @@ describe('a manager behind ssh://', () => {
     dir.remove();
   });
 
+  /** Ends this process's ssh pipes as a restarting sshd or dockerd would; their pids. */
+  const endPipes = () => {
+    const pipes = readdirSync('/proc').filter((pid) => /^\d+$/.test(pid)).filter((pid) => {
+      try {
+        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+        const ppid = Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+        return ppid === process.pid && argv.includes('dial-stdio');
+      } catch {
+        return false;
+      }
+    });
+    expect(pipes.length).toBeGreaterThan(0);
+    for (const pid of pipes) process.kill(Number(pid), 'SIGTERM');
+    return pipes;
+  };
+  const ended = (pid: string) => {
+    try {
+      return readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z');
+    } catch {
+      return true;
+    }
+  };
+
   const manager = (knownHosts = file('known_hosts')) => managerClient({
     type: 'swarm', manager: `ssh://root@127.0.0.1:${port}`, ssh: { key: file('client'), known_hosts: knownHosts },
   });
@@ -70,20 +93,16 @@ describe('a manager behind ssh://', () => {
   it('never hands out a pooled pipe whose ssh has ended (the manager restarted, the network dropped)', async () => {
     const remote = manager();
     expect(String(await remote.ping())).toBe('OK');
-    // This process's idle ssh pipes, ended as a restarting sshd or dockerd would end them.
-    const pipes = readdirSync('/proc').filter((pid) => /^\d+$/.test(pid)).filter((pid) => {
-      try {
-        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-        const ppid = Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
-        return ppid === process.pid && argv.includes('dial-stdio');
-      } catch {
-        return false;
-      }
-    });
-    expect(pipes.length).toBeGreaterThan(0);
-    for (const pid of pipes) process.kill(Number(pid), 'SIGTERM');
-    await waitFor('the pipes to end', () => pipes.every((pid) => !existsSync(`/proc/${pid}/cmdline`) || readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z')));
+    // Ended, and noticed: the pooled pipe is gone before the next call.
+    const first = endPipes();
+    await waitFor('the pipes to end', () => first.every(ended));
     expect(String(await remote.ping()), 'on a new pipe').toBe('OK');
+    // Ended a moment before the next call, before this process has heard of it (the wait does not let the
+    // event loop turn): the call's first bytes meet a dead ssh, and a new one takes them.
+    const second = endPipes();
+    const deadline = Date.now() + 10_000;
+    while (!second.every(ended)) if (Date.now() > deadline) throw new Error('the ssh pipes did not end');
+    expect(String(await remote.ping()), 'on a new pipe, though the old one\'s end was not yet seen').toBe('OK');
   });
 
   it('lets a command end once it is done: a pooled pipe left idle does not hold the process', async () => {
