@@ -18,6 +18,7 @@ describe('sshTarget', () => {
     ['ssh://-x@m1', /not a user name/],
     ['tcp://m1:2376', /expected an ssh:\/\/ URL/],
     ['m1', /expected ssh:\/\/\[user@\]host\[:port\]/],
+    ['ssh://m1:0', /not a port: 0/],
   ])('refuses %s', (url, problem) => {
     expect(() => sshTarget(url)).toThrow(problem);
   });

@@ -44,6 +44,8 @@ export function sshTarget(url: string): SshTarget {
   const user = decodeURIComponent(parsed.username);
   if (!NAME.test(host) && !/^[0-9a-fA-F:.]+$/.test(host)) throw new InvalidInputError(`not a host name: ${JSON.stringify(host)}`);
   if (user && !NAME.test(user)) throw new InvalidInputError(`not a user name: ${JSON.stringify(user)}`);
+  // The URL parser takes 1-65535 and 0; ssh's -p 0 would fail every call instead of the config's load.
+  if (parsed.port === '0') throw new InvalidInputError('not a port: 0');
   return { ...(user ? { user } : {}), host, ...(parsed.port ? { port: Number(parsed.port) } : {}) };
 }
 
