@@ -10,10 +10,11 @@
 // app must answer the pushed version, the jobs must list both jobs); a
 // GitHub push webhook signed by hand with the demo's secret, the way curl
 // would send it, answered 202 and its job completed; `npx slipway jobs
-// --json`; SIGINT to the whole process group, as Ctrl-C sends it; nothing of
-// Slipway's left running. Then a second `npm start` must come up again, the
-// app deployed again at the same address, and stop as cleanly. A failure
-// prints the tail of the start log.
+// --json`; a second `npm start` beside the first, refused while the first
+// serves on; SIGINT to the whole process group, as Ctrl-C sends it; nothing
+// of Slipway's left running. Then a second `npm start` must come up again,
+// the app deployed again at the same address, and stop as cleanly. A
+// failure prints the tail of the start log.
 //
 // Plain Node, no dependencies: it tests a checkout, it is not part of one.
 import { spawn, spawnSync } from 'node:child_process';
@@ -214,6 +215,14 @@ async function main() {
     const jobs = JSON.parse(run(['npx', '--no-install', 'slipway', '--config', printed.config, 'jobs', '--json']));
     const triggers = jobs.slice(0, 3).map((j) => `${j.trigger}:${j.state}`).sort();
     check(JSON.stringify(triggers) === JSON.stringify(['cli:completed', 'git-push:completed', 'webhook:completed']), `jobs --json shows ${JSON.stringify(triggers)}`);
+
+    // A second `npm start` beside the first, from another terminal: refused, naming the first, which goes on serving.
+    const beside = startSlipway('beside the first');
+    const besideCode = await Promise.race([beside.exit, sleep(STOP_TIMEOUT_MS * 5, undefined, { ref: false }).then(() => 'timeout')]);
+    if (besideCode === 'timeout') process.kill(-beside.child.pid, 'SIGINT');
+    check(besideCode === 1 && /Slipway is already running from .* \(pid \d+\)/.test(beside.output), `a second npm start beside the first ended ${besideCode}, not refused:\n${beside.output.slice(-2000)}`);
+    check((await openApp(printed.open)).includes('hello from a webhook'), 'the first start\'s app stopped answering after a second npm start was refused');
+    say('a second npm start beside the first was refused, and the first went on');
 
     await stop(current);
     say('Ctrl-C stopped everything');

@@ -1,5 +1,6 @@
-import { lstatSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Resolver } from 'node:dns/promises';
 import Docker from 'dockerode';
@@ -10,7 +11,7 @@ import { BASE_IMAGE } from './base-image.js';
 import { createFixtureRepo } from './fixture-app.js';
 import { freePort, isAlive, processesUnder, stopProcess, waitFor } from './processes.js';
 import { startNginx } from './services.js';
-import { ALL_SERVICES, frontSocketDir, orphanedStackIds, readStack, stackEnv, startStack, stopStack } from './stack.js';
+import { ALL_SERVICES, frontSocketDir, liveStacks, orphanedStackIds, readStack, stackEnv, startStack, stopStack } from './stack.js';
 import { tempDir, testAppName } from './testing.js';
 
 const docker = new Docker();
@@ -36,6 +37,20 @@ describe('a stack', () => {
 
     await stopStack(third);
     expect([third.redis!.pid, third.etcd!.pid, third.nginx!.pid].some(isAlive)).toBe(false);
+  });
+
+  it('announces a named stack (npm start\'s) to the others while it runs, so that a test run\'s end leaves the dockerd it reuses', async () => {
+    const dir = join(scratch.path, 'named');
+    const state = await startStack({ dir, services: [], install: false });
+    expect(liveStacks().map((s) => s.dir)).toContain(dir);
+    await stopStack(state);
+    expect(liveStacks().map((s) => s.dir)).not.toContain(dir);
+    expect(readdirSync(tmpdir()).filter((name) => name.endsWith(state.id))).toEqual([]);
+    // Its owner killed: not live, and its link goes.
+    const killed = await startStack({ dir, services: [], install: false });
+    writeFileSync(join(dir, 'stack.json'), JSON.stringify({ ...killed, ownerPid: 2 ** 22 + 1 }));
+    expect(liveStacks().map((s) => s.dir)).not.toContain(dir);
+    expect(readdirSync(tmpdir()).filter((name) => name.endsWith(killed.id))).toEqual([]);
   });
 
   it('stops what it started when a later part fails, and leaves no state naming it', async () => {

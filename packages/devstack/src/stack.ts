@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Docker from 'dockerode';
@@ -97,6 +97,7 @@ export async function startStack(options: StartStackOptions = {}): Promise<Stack
   const state: StackState = { id: previous?.id ?? freshId, dir, ownerPid: process.pid, temporary: previous?.temporary ?? temporary };
   // Claimed before anything starts: a concurrent run's sweep must see whose directory this is.
   writeStack(state);
+  if (!state.temporary) announceNamed(state);
 
   try {
     // Each part is written to the state file as it answers: a start killed half-way leaves a
@@ -175,6 +176,7 @@ export async function stopStack(state: StackState, log: (line: string) => void =
   }
   if (state.temporary) rmSync(state.dir, { recursive: true, force: true });
   else if (existsSync(stateFile(state.dir))) rmSync(stateFile(state.dir));
+  if (readLink(namedLink(state.id)) === state.dir) rmSync(namedLink(state.id), { force: true });
   log(`stack ${state.id} stopped`);
 }
 
@@ -190,8 +192,40 @@ function stackDirs(): string[] {
   return readdirSync(tmpdir()).filter((name) => name.startsWith(STACK_GLOB_PREFIX)).map((name) => join(tmpdir(), name));
 }
 
-function liveStacks(): StackState[] {
-  return stackDirs().map(readStack).filter((s): s is StackState => s !== null && isAlive(s.ownerPid));
+/*
+ * A named stack (npm start's `.slipway/stack`) lives outside the temporary
+ * directory, where the others look; it is announced there by a link to
+ * its directory while it runs. Without it, a test run that had started
+ * dockerd would stop it at its end under an `npm start` that reuses it.
+ */
+const NAMED_LINK_PREFIX = 'slipway-named-stack-';
+const namedLink = (id: string) => join(tmpdir(), `${NAMED_LINK_PREFIX}${id}`);
+
+function announceNamed(state: StackState): void {
+  const link = namedLink(state.id);
+  if (readLink(link) === state.dir) return;
+  rmSync(link, { force: true });
+  symlinkSync(state.dir, link);
+}
+
+function readLink(path: string): string | null {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return null;
+  }
+}
+
+/** The stacks whose owner runs: the temporary ones and the named ones announced; a link whose stack is gone is removed. */
+export function liveStacks(): StackState[] {
+  const named = readdirSync(tmpdir()).filter((name) => name.startsWith(NAMED_LINK_PREFIX)).map((name) => join(tmpdir(), name)).flatMap((link) => {
+    const state = readStack(link);
+    if (state && isAlive(state.ownerPid)) return [state];
+    // Its owner was killed (npm start's services then wait for the next start, which reuses them): nothing runs it.
+    rmSync(link, { force: true });
+    return [];
+  });
+  return [...stackDirs().map(readStack).filter((s): s is StackState => s !== null && isAlive(s.ownerPid)), ...named];
 }
 
 /**

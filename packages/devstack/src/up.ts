@@ -7,6 +7,7 @@ import { ensureBaseImage } from './base-image.js';
 import { createFixtureRepo, git } from './fixture-app.js';
 import { freePort, isPortFree, startProcess, type RunningProcess } from './processes.js';
 import { startGitHttpServer, type GitHttpServer } from './git-http-server.js';
+import { AlreadyRunningError, claimStart } from './start-lock.js';
 import { ALL_SERVICES, frontSocketDir, stackConfDir, startStack, stopStack, type StackState } from './stack.js';
 
 const DEMO_APP = 'hello';
@@ -50,6 +51,15 @@ export async function up(options: { log: (line: string) => void; dir?: string })
   ignoreClosedOutput();
   const { log } = options;
   const root = resolve(options.dir ?? '.slipway');
+  mkdirSync(root, { recursive: true });
+  let claim: { release(): void };
+  try {
+    claim = claimStart(root);
+  } catch (err) {
+    if (!(err instanceof AlreadyRunningError)) throw err;
+    log(err.message);
+    return 1;
+  }
   const stopSignal = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopSignal.signal.aborted) log(`${signal}: still stopping…`);
@@ -98,6 +108,7 @@ export async function up(options: { log: (line: string) => void; dir?: string })
     }
     if (stack) await stopStack(stack, log);
     for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
+    claim.release();
   }
   return code;
 }
