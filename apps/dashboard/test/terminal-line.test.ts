@@ -75,7 +75,8 @@ describe('renderTerminalLine: what a terminal would show', () => {
   ])('clamps huge cursor moves to %s at the right edge (%#)', (_name, raw) => {
     const started = performance.now();
     const text = terminalText(raw);
-    expect(performance.now() - started).toBeLessThan(200);
+    // A billion cells would take seconds and gigabytes; a clamped move, microseconds (the bound is for a loaded machine).
+    expect(performance.now() - started).toBeLessThan(1000);
     expect(text.length).toBeLessThanOrEqual(MAX_COLUMNS + raw.length);
     expect(text.endsWith('x') || text.endsWith('c')).toBe(true);
   });

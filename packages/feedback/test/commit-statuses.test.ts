@@ -148,7 +148,7 @@ describe('commit statuses against each forge\'s documented API', () => {
     const w = world({ gitlab: { token: TOKENS.gitlab, api_url: `http://127.0.0.1:${port}/api/v4` } }, 'https://gitlab.example/acme/hello.git');
     const before = performance.now();
     w.statuses.post(job(pushFrom('gitlab', 'https://gitlab.example', 'acme/hello')));
-    expect(performance.now() - before).toBeLessThan(20);
+    expect(performance.now() - before, 'returned without waiting on the forge').toBeLessThan(100);
     await w.delivery.idle();
     expect(w.outcomes).toEqual([['gitlab', 'failed']]);
     const warnings = w.lines.filter((l) => l.level === 40);
@@ -174,7 +174,7 @@ describe('commit statuses against each forge\'s documented API', () => {
     const w = world({ gitea: { token: TOKENS.gitea } }, `${forge.url}/acme/hello.git`, { attempts: 2, baseDelayMs: 20, maxDelayMs: 50, timeoutMs: 200 });
     const before = performance.now();
     w.statuses.post(job(pushFrom('gitea', forge.url, 'acme/hello')));
-    expect(performance.now() - before).toBeLessThan(20);
+    expect(performance.now() - before, 'returned without waiting on the forge').toBeLessThan(100);
     await w.delivery.idle();
     expect(performance.now() - before).toBeLessThan(2000);
     expect(w.outcomes).toEqual([['gitea', 'failed']]);
