@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { access, lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { access, lstat, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
-import { CommandError, runCommand } from '@slipway/core/run-command';
+import { CommandError } from '@slipway/core/run-command';
+import { runCheck, slipwayConfFiles } from './nginx-check.js';
 import { reloadConfirmedSince, reloadNginx, reloadSignalledFor, type NginxTarget, type ReloadResult } from './nginx-reload.js';
 import { nginxNames, renderDnsNginxConf, renderFrontConf, renderNginxConf, type DnsRouteSnapshot, type RouteSnapshot } from './render.js';
 import { probeUnixSocket } from './tcp-sockets.js';
@@ -19,8 +19,6 @@ import { NginxCheckError, NginxReloadError } from './router-errors.js';
  * already live.
  */
 
-/** How long `check_cmd` may run. */
-export const CHECK_TIMEOUT_MS = 30_000;
 
 export interface PrepareNginxConfOptions {
   nginx: NginxTarget;
@@ -155,18 +153,19 @@ async function commitCandidate(options: { nginx: NginxTarget; app: string; liste
     const renamedAt = (await stat(file).catch(() => null))?.ctimeMs ?? Date.now();
     // (10 ms: the file system's clock is coarser than Date.now.)
     if (await reloadConfirmedSince(nginx, Math.ceil(renamedAt) + 10)) return { reloaded: false };
-    const reload = await reloadNginx({ nginx, listen });
+    const reload = await reloadNginx({ nginx, listen, file });
     if (reload.outcome === 'not_applied') throw notApplied(app, listen, reload.ms);
     return { reloaded: true, reload };
   }
   await rename(candidate, file);
-  let failure: NginxReloadError;
+  let failure: NginxReloadError | NginxCheckError;
   try {
-    const reload = await reloadNginx({ nginx, listen });
+    const reload = await reloadNginx({ nginx, listen, file });
     if (reload.outcome !== 'not_applied') return { reloaded: true, reload };
     failure = notApplied(app, listen, reload.ms);
   } catch (err) {
-    failure = err instanceof NginxReloadError ? err : new NginxReloadError(`nginx reload failed: ${(err as Error).message}`, { cause: err });
+    // NginxCheckError: the reload's check of every file at once named this one (see reloadNginx).
+    failure = err instanceof NginxReloadError || err instanceof NginxCheckError ? err : new NginxReloadError(`nginx reload failed: ${(err as Error).message}`, { cause: err });
   }
   await putBack({ nginx, listen, file, content, previous: live });
   throw failure;
@@ -180,7 +179,7 @@ async function commitCandidate(options: { nginx: NginxTarget; app: string; liste
 async function putBack(options: { nginx: NginxTarget; listen: string; file: string; content: string; previous: string | null }): Promise<void> {
   if ((await readOrNull(options.file)) !== options.content) return;
   await restore(options.file, options.previous);
-  await reloadNginx({ nginx: options.nginx, listen: options.listen }).catch(() => undefined);
+  await reloadNginx({ nginx: options.nginx, listen: options.listen, file: options.file }).catch(() => undefined);
 }
 
 function notApplied(app: string, listen: string, ms: number): NginxReloadError {
@@ -223,8 +222,9 @@ export async function reloadIfBehind(options: { nginx: NginxTarget; app: Pick<Ap
   const tiers = back === undefined || front === null ? [{ nginx, listen: app.listen }] : [{ nginx, listen: back }, { nginx: front, listen: app.listen }];
   let result: ReloadResult | null = null;
   for (const tier of tiers) {
-    if (await reloadSignalledFor(tier.nginx, nginxNames.path(tier.nginx.conf_dir, app.name))) continue;
-    const reload = await reloadNginx(tier);
+    const file = nginxNames.path(tier.nginx.conf_dir, app.name);
+    if (await reloadSignalledFor(tier.nginx, file)) continue;
+    const reload = await reloadNginx({ ...tier, file });
     if (reload.outcome === 'not_applied') throw notApplied(app.name, tier.listen, reload.ms);
     result ??= reload;
   }
@@ -286,59 +286,15 @@ export async function applyDnsNginxConf(options: DnsRouteSnapshot & { nginx: Ngi
   return { file, changed: true, ...(await prepared.commit()) };
 }
 
-/**
- * The argv that checks a candidate: `{file}` → the candidate, `{main}` →
- * the harness main config; with neither placeholder, `-c <harness>` is
- * appended (nginx honours the last `-c`). Pure.
- */
-export function checkArgv(checkCmd: readonly string[], paths: { file: string; main: string }): string[] {
-  const hasPlaceholder = checkCmd.some((arg) => arg === '{file}' || arg === '{main}');
-  if (!hasPlaceholder) return [...checkCmd, '-c', paths.main];
-  return checkCmd.map((arg) => (arg === '{file}' ? paths.file : arg === '{main}' ? paths.main : arg));
-}
-
-/**
- * The harness main config: its own pid, error log and temp paths (so a
- * check never touches the live nginx's), every other app's Slipway file,
- * and the candidate in place of this app's live file. Pure.
- */
-export function renderHarness(dir: string, includes: readonly string[]): string {
-  const tmp = (name: string) => `    ${name}_temp_path ${join(dir, name)};`;
-  return [
-    '# Checks one Slipway candidate beside the other apps\' files; written by @slipway/router.',
-    `pid ${join(dir, 'nginx.pid')};`,
-    `error_log ${join(dir, 'error.log')};`,
-    'events {}',
-    'http {',
-    '    access_log off;',
-    // Slipway's own files add no variable; apps' own templates may add one each, and beyond ~90 the defaults warn before any error.
-    '    variables_hash_max_size 2048;',
-    '    variables_hash_bucket_size 128;',
-    ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(tmp),
-    ...includes.map((file) => `    include ${file};`),
-    '}',
-    '',
-  ].join('\n');
-}
-
-/** Runs `check_cmd` against the candidate; throws NginxCheckError with nginx's own words. */
+/** Runs `check_cmd` against the candidate beside every other app's file; throws NginxCheckError with nginx's own words. */
 async function checkNginxConf(options: { nginx: SlipwayConfig['nginx']; app: string; candidate: string }): Promise<void> {
   const { nginx, app, candidate } = options;
-  const own = nginxNames.file(app);
-  const others = (await readdir(nginx.conf_dir).catch(() => [] as string[]))
-    .filter((name) => nginxNames.isSlipwayFile(name) && name !== own)
-    .sort()
-    .map((name) => join(nginx.conf_dir, name));
-  const dir = await mkdtemp(join(tmpdir(), 'slipway-check-'));
+  const others = await slipwayConfFiles(nginx.conf_dir, nginxNames.file(app));
   try {
-    const main = join(dir, 'nginx.conf');
-    await writeFile(main, renderHarness(dir, [...others, candidate]));
-    await runCommand(checkArgv(nginx.check_cmd, { file: candidate, main }), { timeoutMs: CHECK_TIMEOUT_MS });
+    await runCheck(nginx, [...others, candidate], candidate);
   } catch (err) {
     if (err instanceof CommandError) throw new NginxCheckError(app, err.tail || err.message, { cause: err });
     throw err;
-  } finally {
-    await rm(dir, { recursive: true, force: true });
   }
 }
 

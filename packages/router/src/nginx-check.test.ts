@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { checkArgv, renderHarness } from './nginx-apply.js';
+import { checkArgv, rejectedFile, renderHarness } from './nginx-check.js';
 
 const paths = { file: '/c/.slipway-a.conf.1.tmp', main: '/tmp/h/nginx.conf' };
 
@@ -24,5 +24,16 @@ describe('renderHarness', () => {
     expect(text).toContain('proxy_temp_path /tmp/h/proxy;');
     expect(text).toContain('variables_hash_bucket_size 128;');
     expect(text).toMatch(/include \/c\/slipway-b\.conf;\n\s+include \/c\/\.slipway-a\.conf\.1\.tmp;/);
+  });
+});
+
+describe('rejectedFile', () => {
+  it.each([
+    ['nginx: [emerg] a duplicate default server for 127.0.0.1:8080 in /etc/nginx/conf.d/slipway-b.conf:3\nnginx: configuration file /tmp/slipway-check-x/nginx.conf test failed', '/etc/nginx/conf.d/slipway-b.conf'],
+    ['nginx: [emerg] unknown directive "bogus" in /srv/conf d/slipway-a.conf:1', '/srv/conf d/slipway-a.conf'],
+    ['nginx: [emerg] host not found in upstream "x:1" in /c/slipway-a.conf:2', '/c/slipway-a.conf'],
+    ['nginx: [emerg] no "events" section in configuration', null],
+  ])('%s → %s', (words, file) => {
+    expect(rejectedFile(words)).toBe(file);
   });
 });

@@ -6,7 +6,8 @@ import type { SlipwayConfig } from '@slipway/config/types';
 import { CommandError, OWN_PID_NAMESPACE, processStart, runCommand } from '@slipway/core/run-command';
 import { probeUnixSocket, readListeningSockets, readListeningUnixSockets, type TcpSocket } from './tcp-sockets.js';
 import { nginxNames } from './render.js';
-import { NginxReloadError } from './router-errors.js';
+import { rejectedFile, runCheck, slipwayConfFiles } from './nginx-check.js';
+import { NginxCheckError, NginxReloadError } from './router-errors.js';
 
 /**
  * How long nginx may take to start new workers and retire the old ones
@@ -41,6 +42,12 @@ export interface ReloadNginxOptions {
   nginx: NginxTarget;
   /** The app's `listen`: the socket whose workers are watched. */
   listen: string;
+  /**
+   * The app's live file this reload is for. When nginx rejects the files
+   * of a batch as a whole and names this one, this reload alone fails, as
+   * NginxCheckError, and the others of the batch go on.
+   */
+  file?: string;
   /** Default RELOAD_CONFIRM_TIMEOUT_MS. */
   timeoutMs?: number;
 }
@@ -192,7 +199,9 @@ export const LEADER_STALE_MS = RELOAD_CMD_TIMEOUT_MS + RELOAD_CONFIRM_MAX_MS + 5
 export const OWNERLESS_STALE_MS = 5_000;
 const TICKET_POLL_MS = 10;
 
-interface Ticket { listen: string; at: number }
+interface Ticket { listen: string; at: number; file?: string }
+/** A ticket as its batch's leader read it. */
+interface BatchTicket extends Ticket { id: string }
 const TICKET_NAME = /^ticket-([0-9a-z]+-[0-9a-f]{12})\.json$/;
 /** A file of the batch directory nobody came back for in this long is left over: removed. */
 const STALE_FILE_MS = 60_000;
@@ -200,22 +209,26 @@ const STALE_FILE_MS = 60_000;
 function parseTicket(text: string | null): Ticket | null {
   try {
     const ticket = JSON.parse(text ?? 'null') as Partial<Ticket> | null;
-    return typeof ticket?.listen === 'string' && typeof ticket.at === 'number' ? { listen: ticket.listen, at: ticket.at } : null;
+    if (typeof ticket?.listen !== 'string' || typeof ticket.at !== 'number') return null;
+    return { listen: ticket.listen, at: ticket.at, ...(typeof ticket.file === 'string' ? { file: ticket.file } : {}) };
   } catch {
     return null;
   }
 }
-type TicketResult = { result: ReloadResult } | { error: string };
+/** `rejected`: nginx's words about the ticket's own file, in the batch's check of the whole (see checkWhole). */
+type TicketResult = { result: ReloadResult } | { error: string; rejected?: string };
 
 async function batchedReload(options: ReloadNginxOptions, batchMs: number): Promise<ReloadResult> {
   const dir = join(options.nginx.conf_dir, BATCH_DIR);
   await mkdir(dir, { recursive: true });
   const id = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
-  await writeAtomically(join(dir, `ticket-${id}.json`), JSON.stringify({ listen: options.listen, at: Date.now() } satisfies Ticket));
+  const ticket: Ticket = { listen: options.listen, at: Date.now(), ...(options.file ? { file: options.file } : {}) };
+  await writeAtomically(join(dir, `ticket-${id}.json`), JSON.stringify(ticket));
   const resultFile = join(dir, `result-${id}.json`);
   for (;;) {
     const done = await takeResult(resultFile);
     if (done) {
+      if ('error' in done && done.rejected !== undefined) throw new NginxCheckError(appOfFile(options.file ?? ''), done.rejected);
       if ('error' in done) throw new NginxReloadError(done.error);
       return done.result;
     }
@@ -239,17 +252,23 @@ async function leadBatch(options: ReloadNginxOptions, dir: string, batchMs: numb
   if (wait > 0) await sleep(Math.min(wait, batchMs));
   // Tickets only: not the temporary files they are written through (`ticket-<id>.json.<hex>.tmp`).
   const names = (await readdir(dir)).filter((name) => TICKET_NAME.test(name));
-  const tickets: Array<{ id: string; listen: string; at: number }> = [];
+  const waiting: BatchTicket[] = [];
   for (const name of names) {
     const ticket = parseTicket(await readFile(join(dir, name), 'utf8').catch(() => null));
-    if (ticket) tickets.push({ id: TICKET_NAME.exec(name)![1]!, listen: ticket.listen, at: ticket.at });
+    if (ticket) waiting.push({ ...ticket, id: TICKET_NAME.exec(name)![1]! });
     // Unreadable and old (a disk that filled mid-write): nobody will make it whole, and nobody waits on it.
     else if (Date.now() - ((await stat(join(dir, name)).catch(() => null))?.mtimeMs ?? Date.now()) > STALE_FILE_MS) await unlink(join(dir, name)).catch(() => {});
   }
-  tickets.sort((a, b) => a.at - b.at);
-  if (tickets.length === 0) return;
+  waiting.sort((a, b) => a.at - b.at);
+  if (waiting.length === 0) return;
   // batch_ms 0: one switch per reload, the oldest first.
-  if (batchMs === 0) tickets.splice(1);
+  if (batchMs === 0) waiting.splice(1);
+  const tickets = await checkWhole(options.nginx, dir, waiting);
+  if (tickets === 'wait') {
+    await sleep(REFUSED_RETRY_MS);
+    return;
+  }
+  if (tickets.length === 0) return;
   const listens = [...new Set(tickets.map((t) => t.listen))];
   const before = await listenersHolders(listens).catch(() => new Map<string, ListenerHolders | null>());
   // Before the signal: a file renamed in after this is read by nginx too, but taken for unread once (one more reload).
@@ -267,10 +286,7 @@ async function leadBatch(options: ReloadNginxOptions, dir: string, batchMs: numb
   } catch (err) {
     outcome = new Map(listens.map((listen) => [listen, { error: (err as Error).message }]));
   }
-  for (const ticket of tickets) {
-    await writeAtomically(join(dir, `result-${ticket.id}.json`), JSON.stringify(outcome.get(ticket.listen)));
-    await unlink(join(dir, `ticket-${ticket.id}.json`)).catch(() => {});
-  }
+  for (const ticket of tickets) await answer(dir, ticket, outcome.get(ticket.listen)!);
   // Results nobody came back for (their requester died): a minute is far longer than any waits.
   for (const name of names.length ? await readdir(dir) : []) {
     if (!name.startsWith('result-')) continue;
@@ -288,6 +304,63 @@ async function leadBatch(options: ReloadNginxOptions, dir: string, batchMs: numb
 export async function reloadConfirmedSince(nginx: NginxTarget, since: number): Promise<boolean> {
   const confirmed = Number(await readFile(join(nginx.conf_dir, BATCH_DIR, 'confirmed'), 'utf8').catch(() => '0')) || 0;
   return confirmed >= since;
+}
+
+/** Writes a ticket's result, then takes the ticket away. */
+async function answer(dir: string, ticket: BatchTicket, result: TicketResult): Promise<void> {
+  await writeAtomically(join(dir, `result-${ticket.id}.json`), JSON.stringify(result));
+  await unlink(join(dir, `ticket-${ticket.id}.json`)).catch(() => {});
+}
+
+/** How long after a batch refused a file (its owner is putting its previous one back) later batches wait on it rather than fail on it too. */
+const REFUSED_GRACE_MS = 10_000;
+/** How soon a batch waiting on a refused file looks again. */
+const REFUSED_RETRY_MS = 50;
+
+/**
+ * The files of the batch checked as a whole, as the reload will read
+ * them, before the signal. Each was checked on its own (check per app,
+ * reload once), but beside the others' previous files: two candidates
+ * checked at the same moment may each pass and clash once both are in (a
+ * duplicate default server, conflicting listen options), and nginx would
+ * then refuse the whole reload, failing every app of the batch. When nginx
+ * names a file of the batch, its tickets alone are answered with nginx's
+ * words (their owners put their previous files back and reload again) and
+ * the rest wait for the next batch: 'wait'. A file it names that no ticket
+ * holds, and that no batch refused in the last REFUSED_GRACE_MS, fails
+ * every ticket at once (no reload could apply), instead of after the
+ * reload's timeout. A check_cmd of one file at a time (`{file}`) says
+ * nothing of the whole, and a check that cannot run is no verdict: the
+ * batch goes on as it is. The files that change between this check and
+ * the reload itself are not seen.
+ */
+async function checkWhole(nginx: NginxTarget, dir: string, tickets: BatchTicket[]): Promise<BatchTicket[] | 'wait'> {
+  if (nginx.check_cmd.includes('{file}')) return tickets;
+  let words: string;
+  try {
+    await runCheck(nginx, await slipwayConfFiles(nginx.conf_dir), nginx.conf_dir);
+    return tickets;
+  } catch (err) {
+    if (!(err instanceof CommandError) || err.exitCode === null) return tickets;
+    words = err.tail || err.message;
+  }
+  const named = rejectedFile(words);
+  const refused = tickets.filter((ticket) => named !== null && ticket.file === named);
+  const refusedFile = join(dir, 'refused.json');
+  if (refused.length > 0) {
+    await writeAtomically(refusedFile, JSON.stringify({ file: named, at: Date.now() }));
+    for (const ticket of refused) await answer(dir, ticket, { error: words, rejected: words });
+    return 'wait';
+  }
+  const last = JSON.parse(await readFile(refusedFile, 'utf8').catch(() => 'null')) as { file?: string; at?: number } | null;
+  if (named !== null && last?.file === named && Date.now() - (last.at ?? 0) < REFUSED_GRACE_MS) return 'wait';
+  for (const ticket of tickets) await answer(dir, ticket, { error: `nginx rejects its files as a whole, so no reload can apply:\n${words}` });
+  return [];
+}
+
+/** `…/slipway-<app>.conf` → `<app>`. */
+function appOfFile(file: string): string {
+  return basename(file).replace(/^slipway-/, '').replace(/\.conf$/, '');
 }
 
 /** `slipway-<app>.conf` → its inode, of the files in `confDir`. */

@@ -8,7 +8,8 @@
  * `empty_upstream`).
  */
 export { nginxNames, renderedUpstreams, renderFrontConf, renderNginxConf, routeSnapshot, type RouteSnapshot } from './render.js';
-export { prepareNginxConf, reloadIfBehind, renderHarness, type PreparedNginxConf } from './nginx-apply.js';
+export { prepareNginxConf, reloadIfBehind, type PreparedNginxConf } from './nginx-apply.js';
+export { renderHarness } from './nginx-check.js';
 export { DEFAULT_BATCH_MS, listenerHolders, RELOAD_SETTLE_MS, type NginxTarget } from './nginx-reload.js';
 export { backListen, frontTarget } from './tiers.js';
 export { connectionCounts } from './tcp-sockets.js';

@@ -102,6 +102,34 @@ describe('applyNginxConf', () => {
     dir.remove();
   });
 
+  it('two candidates that pass apart and clash together (each its address\'s default server): the one nginx names fails nginx_check_failed, the other and the rest of the batch are applied', async () => {
+    // One batch for all three: a reload just before, and a window long enough for the three commits.
+    const settings = { ...nginx.settings, batchMs: 1500 };
+    const shared = `127.0.0.1:${await freePort()}`;
+    const [x, y, z] = [await newApp({ listen: shared }), await newApp({ listen: shared }), await newApp()] as const;
+    const server = (app: typeof x, body: string, options = '') => `server {\n    listen ${app.listen}${options};\n    server_name ${app.name};\n    return 200 "${body}";\n}\n`;
+    await (await prepareNginxConf({ nginx: settings, app: z, content: server(z, 'z1') })).commit();
+    // Each checked beside the other's file as it is now (none): both pass.
+    const candidates = [
+      await prepareNginxConf({ nginx: settings, app: x, content: server(x, 'x', ' default_server') }),
+      await prepareNginxConf({ nginx: settings, app: y, content: server(y, 'y', ' default_server') }),
+      await prepareNginxConf({ nginx: settings, app: z, content: server(z, 'z2') }),
+    ];
+    const [cx, cy, cz] = await Promise.allSettled(candidates.map((c) => c.commit()));
+    // nginx names the one it reads second.
+    const [winner, loser, lost] = [x.name, y.name].sort()[0] === x.name ? [x, y, cy!] : [y, x, cx!];
+    expect(lost.status).toBe('rejected');
+    const err = (lost as PromiseRejectedResult).reason as NginxCheckError;
+    expect(err).toBeInstanceOf(NginxCheckError);
+    expect(err.message).toContain(`nginx rejected the candidate config for ${loser.name}`);
+    expect(err.message).toContain(`a duplicate default server for ${shared} in ${nginxNames.path(settings.conf_dir, loser.name)}`);
+    for (const kept of [winner === x ? cx! : cy!, cz!]) expect(kept).toMatchObject({ status: 'fulfilled', value: { reloaded: true } });
+    expect(await fetchText(shared)).toBe(`200 ${winner.name === x.name ? 'x' : 'y'}`);
+    expect(await fetchText(z.listen)).toBe('200 z2');
+    // The loser's previous file (none) is back.
+    expect((await readdir(settings.conf_dir)).filter((name) => name.includes(loser.name))).toEqual([]);
+  });
+
   it('checks each candidate beside the other apps\' files', async () => {
     const one = await newApp();
     const two = await newApp();
