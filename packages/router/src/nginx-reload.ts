@@ -328,8 +328,7 @@ const REFUSED_RETRY_MS = 50;
  * words (their owners put their previous files back and reload again) and
  * the rest wait for the next batch: 'wait'. A file it names that no ticket
  * holds, and that no batch refused in the last REFUSED_GRACE_MS, fails
- * every ticket at once (no reload could apply), instead of after the
- * reload's timeout. A check_cmd of one file at a time (`{file}`) says
+ * every ticket at once with nginx's words (no reload could apply). A check_cmd of one file at a time (`{file}`) says
  * nothing of the whole, and a check that cannot run is no verdict: the
  * batch goes on as it is. The files that change between this check and
  * the reload itself are not seen.
