@@ -160,7 +160,7 @@ async function commitCandidate(options: { nginx: NginxTarget; app: string; liste
   await rename(candidate, file);
   let failure: NginxReloadError | NginxCheckError;
   try {
-    const reload = await reloadNginx({ nginx, listen, file });
+    const reload = await reloadNginx({ nginx, listen, file, putsBack: true });
     if (reload.outcome !== 'not_applied') return { reloaded: true, reload };
     failure = notApplied(app, listen, reload.ms);
   } catch (err) {
@@ -212,8 +212,9 @@ const STALE_SOCKET_RECHECK_MS = 200;
  * rename and its reload (OOM, kill -9) leaves exactly that, and as etcd
  * and the file then agree, nothing else would ever reload; a rollout
  * planning from the file would take the containers nginx still serves for
- * strays. Null when nothing was behind. Throws NginxReloadError as
- * reloadNginx.
+ * strays. Null when nothing was behind. Throws NginxReloadError, or
+ * NginxCheckError when the batch's check of every file names this one
+ * (see reloadNginx).
  */
 export async function reloadIfBehind(options: { nginx: NginxTarget; app: Pick<AppConfig, 'name' | 'listen'> }): Promise<ReloadResult | null> {
   const { nginx, app } = options;

@@ -33,6 +33,7 @@ describe('rejectedFile', () => {
     ['nginx: [emerg] unknown directive "bogus" in /srv/conf d/slipway-a.conf:1', '/srv/conf d/slipway-a.conf'],
     ['nginx: [emerg] host not found in upstream "x:1" in /c/slipway-a.conf:2', '/c/slipway-a.conf'],
     ['nginx: [emerg] no "events" section in configuration', null],
+    ['nginx: [warn] the "listen ... http2" directive is deprecated, use the "http2" directive instead in /c/slipway-a.conf:3\nnginx: [emerg] a duplicate default server for 127.0.0.1:8080 in /c/slipway-y.conf:2', '/c/slipway-y.conf'],
   ])('%s → %s', (words, file) => {
     expect(rejectedFile(words)).toBe(file);
   });

@@ -74,7 +74,12 @@ export async function runCheck(nginx: SlipwayConfig['nginx'], includes: readonly
   }
 }
 
-/** The file nginx names in its words (`… in /etc/nginx/conf.d/slipway-b.conf:3`), or null. Pure. */
+/**
+ * The file nginx names in the error that failed its check (`[emerg] … in
+ * /etc/nginx/conf.d/slipway-b.conf:3`), or null. Its warnings, printed
+ * before (a deprecated directive in another app's file), name no culprit.
+ * Pure.
+ */
 export function rejectedFile(words: string): string | null {
-  return / in (\/.+?):\d+\s*$/m.exec(words)?.[1] ?? null;
+  return /\[(?:emerg|alert|crit)\].* in (\/.+?):\d+\s*$/m.exec(words)?.[1] ?? null;
 }

@@ -6,7 +6,7 @@ import type { SlipwayConfig } from '@slipway/config/types';
 import { CommandError, OWN_PID_NAMESPACE, processStart, runCommand } from '@slipway/core/run-command';
 import { probeUnixSocket, readListeningSockets, readListeningUnixSockets, type TcpSocket } from './tcp-sockets.js';
 import { nginxNames } from './render.js';
-import { rejectedFile, runCheck, slipwayConfFiles } from './nginx-check.js';
+import { CHECK_TIMEOUT_MS, rejectedFile, runCheck, slipwayConfFiles } from './nginx-check.js';
 import { NginxCheckError, NginxReloadError } from './router-errors.js';
 
 /**
@@ -48,6 +48,8 @@ export interface ReloadNginxOptions {
    * NginxCheckError, and the others of the batch go on.
    */
   file?: string;
+  /** The caller puts its previous file back when this reload fails (a commit's): a batch that refused the file waits for that. */
+  putsBack?: boolean;
   /** Default RELOAD_CONFIRM_TIMEOUT_MS. */
   timeoutMs?: number;
 }
@@ -193,13 +195,15 @@ async function nginxMasters(): Promise<number[]> {
  */
 
 const BATCH_DIR = '.slipway-reload';
-/** A lock older than this is a dead leader's: taken over. */
-export const LEADER_STALE_MS = RELOAD_CMD_TIMEOUT_MS + RELOAD_CONFIRM_MAX_MS + 5_000;
+/** The longest a leader waits for the batch window (router.batch_ms is at most 10 s). */
+const MAX_BATCH_WAIT_MS = 10_000;
+/** A lock older than this is a dead leader's: taken over. Longer than a leader can take: the window, the check, the reload and its observation. */
+export const LEADER_STALE_MS = RELOAD_CMD_TIMEOUT_MS + RELOAD_CONFIRM_MAX_MS + CHECK_TIMEOUT_MS + MAX_BATCH_WAIT_MS + 5_000;
 /** A lock without an owner this old lost its maker between the mkdir and the write (milliseconds apart): taken over. */
 export const OWNERLESS_STALE_MS = 5_000;
 const TICKET_POLL_MS = 10;
 
-interface Ticket { listen: string; at: number; file?: string }
+interface Ticket { listen: string; at: number; file?: string; putsBack?: boolean }
 /** A ticket as its batch's leader read it. */
 interface BatchTicket extends Ticket { id: string }
 const TICKET_NAME = /^ticket-([0-9a-z]+-[0-9a-f]{12})\.json$/;
@@ -210,7 +214,7 @@ function parseTicket(text: string | null): Ticket | null {
   try {
     const ticket = JSON.parse(text ?? 'null') as Partial<Ticket> | null;
     if (typeof ticket?.listen !== 'string' || typeof ticket.at !== 'number') return null;
-    return { listen: ticket.listen, at: ticket.at, ...(typeof ticket.file === 'string' ? { file: ticket.file } : {}) };
+    return { listen: ticket.listen, at: ticket.at, ...(typeof ticket.file === 'string' ? { file: ticket.file } : {}), ...(ticket.putsBack === true ? { putsBack: true } : {}) };
   } catch {
     return null;
   }
@@ -222,7 +226,7 @@ async function batchedReload(options: ReloadNginxOptions, batchMs: number): Prom
   const dir = join(options.nginx.conf_dir, BATCH_DIR);
   await mkdir(dir, { recursive: true });
   const id = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
-  const ticket: Ticket = { listen: options.listen, at: Date.now(), ...(options.file ? { file: options.file } : {}) };
+  const ticket: Ticket = { listen: options.listen, at: Date.now(), ...(options.file ? { file: options.file } : {}), ...(options.putsBack ? { putsBack: true } : {}) };
   await writeAtomically(join(dir, `ticket-${id}.json`), JSON.stringify(ticket));
   const resultFile = join(dir, `result-${id}.json`);
   for (;;) {
@@ -261,13 +265,14 @@ async function leadBatch(options: ReloadNginxOptions, dir: string, batchMs: numb
   }
   waiting.sort((a, b) => a.at - b.at);
   if (waiting.length === 0) return;
-  // batch_ms 0: one switch per reload, the oldest first.
-  if (batchMs === 0) waiting.splice(1);
+  // Every waiting ticket's file is checked, with batch_ms 0 too: the one refused need not be the oldest.
   const tickets = await checkWhole(options.nginx, dir, waiting);
   if (tickets === 'wait') {
     await sleep(REFUSED_RETRY_MS);
     return;
   }
+  // batch_ms 0: one switch per reload, the oldest first.
+  if (batchMs === 0) tickets.splice(1);
   if (tickets.length === 0) return;
   const listens = [...new Set(tickets.map((t) => t.listen))];
   const before = await listenersHolders(listens).catch(() => new Map<string, ListenerHolders | null>());
@@ -312,7 +317,11 @@ async function answer(dir: string, ticket: BatchTicket, result: TicketResult): P
   await unlink(join(dir, `ticket-${ticket.id}.json`)).catch(() => {});
 }
 
-/** How long after a batch refused a file (its owner is putting its previous one back) later batches wait on it rather than fail on it too. */
+/**
+ * How long a batch waits for a refused file to be put back (its owner
+ * does it the moment it reads the answer): never longer, from its own
+ * ticket, however many times the file is refused.
+ */
 const REFUSED_GRACE_MS = 10_000;
 /** How soon a batch waiting on a refused file looks again. */
 const REFUSED_RETRY_MS = 50;
@@ -323,15 +332,19 @@ const REFUSED_RETRY_MS = 50;
  * reload once), but beside the others' previous files: two candidates
  * checked at the same moment may each pass and clash once both are in (a
  * duplicate default server, conflicting listen options), and nginx would
- * then refuse the whole reload, failing every app of the batch. When nginx
- * names a file of the batch, its tickets alone are answered with nginx's
- * words (their owners put their previous files back and reload again) and
- * the rest wait for the next batch: 'wait'. A file it names that no ticket
- * holds, and that no batch refused in the last REFUSED_GRACE_MS, fails
- * every ticket at once with nginx's words (no reload could apply). A check_cmd of one file at a time (`{file}`) says
- * nothing of the whole, and a check that cannot run is no verdict: the
- * batch goes on as it is. The files that change between this check and
- * the reload itself are not seen.
+ * then refuse the whole reload, failing every app of the batch.
+ *
+ * When nginx names a file of the batch (by its name: the batch directory
+ * is the conf_dir's), its tickets alone are answered with nginx's words.
+ * A commit's owner then puts its previous file back and reloads again,
+ * and the rest of the batch waits for that ('wait'), each ticket at most
+ * REFUSED_GRACE_MS from its own writing. A file nobody will put back (no
+ * commit's ticket names it, and none was refused within the grace) fails
+ * the rest at once, with nginx's words, as their reload would have. A
+ * check_cmd of one file at a time (`{file}`) says nothing of the whole,
+ * and a check that cannot run is no verdict: the batch goes on as it is.
+ * The files that change between this check and the reload itself are not
+ * seen.
  */
 async function checkWhole(nginx: NginxTarget, dir: string, tickets: BatchTicket[]): Promise<BatchTicket[] | 'wait'> {
   if (nginx.check_cmd.includes('{file}')) return tickets;
@@ -344,17 +357,22 @@ async function checkWhole(nginx: NginxTarget, dir: string, tickets: BatchTicket[
     words = err.tail || err.message;
   }
   const named = rejectedFile(words);
-  const refused = tickets.filter((ticket) => named !== null && ticket.file === named);
+  const isNamed = (ticket: BatchTicket) => named !== null && ticket.file !== undefined && basename(ticket.file) === basename(named);
+  const now = Date.now();
   const refusedFile = join(dir, 'refused.json');
-  if (refused.length > 0) {
-    await writeAtomically(refusedFile, JSON.stringify({ file: named, at: Date.now() }));
-    for (const ticket of refused) await answer(dir, ticket, { error: words, rejected: words });
-    return 'wait';
-  }
   const last = JSON.parse(await readFile(refusedFile, 'utf8').catch(() => 'null')) as { file?: string; at?: number } | null;
-  if (named !== null && last?.file === named && Date.now() - (last.at ?? 0) < REFUSED_GRACE_MS) return 'wait';
-  for (const ticket of tickets) await answer(dir, ticket, { error: `nginx rejects its files as a whole, so no reload can apply:\n${words}` });
-  return [];
+  let puttingBack = named !== null && last?.file === basename(named) && now - (last.at ?? 0) < REFUSED_GRACE_MS;
+  const refused = tickets.filter(isNamed);
+  for (const ticket of refused) await answer(dir, ticket, { error: words, rejected: words });
+  // Marked once, not again while it lasts: a file refused over and over holds no batch longer than the grace.
+  if (!puttingBack && refused.some((ticket) => ticket.putsBack)) {
+    await writeAtomically(refusedFile, JSON.stringify({ file: basename(named!), at: now }));
+    puttingBack = true;
+  }
+  const rest = tickets.filter((ticket) => !isNamed(ticket));
+  const failing = rest.filter((ticket) => !puttingBack || now - ticket.at >= REFUSED_GRACE_MS);
+  for (const ticket of failing) await answer(dir, ticket, { error: `nginx rejects its files as a whole, so no reload can apply:\n${words}` });
+  return failing.length < rest.length ? 'wait' : [];
 }
 
 /** `…/slipway-<app>.conf` → `<app>`. */

@@ -16,7 +16,11 @@ export class EmptyUpstreamError extends SlipwayError {
   }
 }
 
-/** `check_cmd` rejected the candidate file; the live file was not touched. */
+/**
+ * `check_cmd` rejected the candidate file: on its own (the live file was
+ * not touched), or, renamed in, beside the other files of its reload batch
+ * (its previous file put back; see reloadNginx).
+ */
 export class NginxCheckError extends SlipwayError {
   /** The last lines nginx printed. */
   readonly output: string;

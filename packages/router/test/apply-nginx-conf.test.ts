@@ -1,10 +1,10 @@
-import { readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { Agent, createServer, request, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, ownNginx, tempDir, testAppName } from '@slipway/devstack/testing';
 import { applyNginxConf, prepareNginxConf } from '../src/nginx-apply.js';
-import { listenersHolders } from '../src/nginx-reload.js';
+import { listenersHolders, reloadNginx } from '../src/nginx-reload.js';
 import { nginxNames, renderNginxConf, routeSnapshot } from '../src/render.js';
 import { EmptyUpstreamError, NginxCheckError, NginxReloadError } from '../src/router-errors.js';
 import { appsConfig, backend, fetchText } from './helpers.js';
@@ -128,6 +128,31 @@ describe('applyNginxConf', () => {
     expect(await fetchText(z.listen)).toBe('200 z2');
     // The loser's previous file (none) is back.
     expect((await readdir(settings.conf_dir)).filter((name) => name.includes(loser.name))).toEqual([]);
+  });
+
+  it('a clash nobody will put back (files renamed in by hand, a reload of a file behind) holds no batch: each reload fails at once, in nginx\'s words', async () => {
+    const shared = `127.0.0.1:${await freePort()}`;
+    const [x, y, z] = [await newApp({ listen: shared }), await newApp({ listen: shared }), await newApp()] as const;
+    const files = [x, y].map((app) => nginxNames.path(nginx.settings.conf_dir, app.name));
+    try {
+      for (const [i, app] of [x, y].entries()) await writeFile(files[i]!, `server {\n    listen ${shared} default_server;\n    server_name ${app.name};\n    return 200 "${app.name}";\n}\n`);
+      const second = [x.name, y.name].sort()[1] === x.name ? files[0]! : files[1]!;
+      const zFile = nginxNames.path(nginx.settings.conf_dir, z.name);
+      // As the router re-syncing the app behind, again and again, beside another app's switch.
+      for (let round = 0; round < 3; round++) {
+        const started = Date.now();
+        const [behind, other] = await Promise.allSettled([
+          reloadNginx({ nginx: nginx.settings, listen: shared, file: second }),
+          reloadNginx({ nginx: nginx.settings, listen: z.listen, file: zFile }),
+        ]);
+        expect(behind).toMatchObject({ status: 'rejected', reason: { code: 'nginx_check_failed' } });
+        expect(other).toMatchObject({ status: 'rejected', reason: { code: 'nginx_reload_failed' } });
+        expect(((other as PromiseRejectedResult).reason as Error).message).toContain('a duplicate default server');
+        expect(Date.now() - started, 'waited on a file nobody puts back').toBeLessThan(5_000);
+      }
+    } finally {
+      for (const file of files) await rm(file, { force: true });
+    }
   });
 
   it('checks each candidate beside the other apps\' files', async () => {
