@@ -28,9 +28,35 @@ function run(argv, extraEnv = {}, options = { fatal: true }) {
 
 // npm ci only when the lock file changed since the last install: it wipes
 // node_modules, which costs half a minute every time otherwise.
+/**
+ * The `npm start` running from this checkout, if one is: the pid its lock
+ * (`.slipway/up.lock`, written by the devstack's `up`) names, while that
+ * process, started when the lock says, still runs.
+ */
+function runningStart() {
+  try {
+    const { pid, start } = JSON.parse(readFileSync(join(root, '.slipway', 'up.lock'), 'utf8'));
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return pid !== process.pid && stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] === start ? pid : null;
+  } catch {
+    return null;
+  }
+}
+
+// A second npm start is refused before it installs or builds anything under the running one.
+const running = runningStart();
+if (running !== null && process.env.npm_lifecycle_event === 'start') {
+  say(`Slipway is already running from ${join(root, '.slipway')} (pid ${running}): its addresses are printed in that terminal, and Ctrl-C there stops it (or: kill ${running})`);
+  process.exit(1);
+}
+
 const lockDigest = () => createHash('sha256').update(readFileSync(join(root, 'package-lock.json'))).digest('hex');
 const stamp = join(root, 'node_modules', '.slipway-installed');
 if (!existsSync(stamp) || readFileSync(stamp, 'utf8') !== lockDigest()) {
+  if (running !== null) {
+    say(`package-lock.json has changed, and npm start (pid ${running}) runs from this checkout: npm ci would replace node_modules under it. Stop it (Ctrl-C there), then run this again.`);
+    process.exit(1);
+  }
   say('installing dependencies (npm ci)');
   const ci = run(['npm', 'ci', '--no-audit', '--no-fund'], {}, { fatal: false, quiet: true });
   if (!ci.ok) {

@@ -183,6 +183,8 @@ function dial(file: string, args: string[]): Duplex {
   const redial = () => {
     const old = link;
     link = open();
+    // Its output, if any is left, is read and dropped (a paused pipe would keep it alive).
+    old.child.stdout.resume();
     if (running(old)) old.child.kill('SIGTERM');
   };
   let link = open();

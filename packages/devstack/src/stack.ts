@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import Docker from 'dockerode';
 import { freePort, commandLine, isAlive, stopProcess, stopProcessesUnder } from './processes.js';
 import { ensureSystemPackages, dnsmasqAnswers, startDnsmasq, type DnsmasqService, dockerAnswers, ensureDockerEngine, type DockerEngine, etcdHealthy, startEtcd, type EtcdService, startNginx, type NginxService, redisAnswers, startRedis, type RedisService, DOCKER_SOCKET } from './services.js';
@@ -55,8 +55,11 @@ export function readStack(dir: string): StackState | null {
   }
 }
 
+/** Written whole (a rename): a reader never takes a half-written state for a dead owner's. */
 function writeStack(state: StackState): void {
-  writeFileSync(stateFile(state.dir), JSON.stringify(state, null, 2) + '\n');
+  const tmp = `${stateFile(state.dir)}.${randomBytes(4).toString('hex')}.tmp`;
+  writeFileSync(tmp, JSON.stringify(state, null, 2) + '\n');
+  renameSync(tmp, stateFile(state.dir));
 }
 
 /**
@@ -97,7 +100,7 @@ export async function startStack(options: StartStackOptions = {}): Promise<Stack
   const state: StackState = { id: previous?.id ?? freshId, dir, ownerPid: process.pid, temporary: previous?.temporary ?? temporary };
   // Claimed before anything starts: a concurrent run's sweep must see whose directory this is.
   writeStack(state);
-  if (!state.temporary) announceNamed(state);
+  if (!state.temporary) announceNamed(state, log);
 
   try {
     // Each part is written to the state file as it answers: a start killed half-way leaves a
@@ -176,7 +179,7 @@ export async function stopStack(state: StackState, log: (line: string) => void =
   }
   if (state.temporary) rmSync(state.dir, { recursive: true, force: true });
   else if (existsSync(stateFile(state.dir))) rmSync(stateFile(state.dir));
-  if (readLink(namedLink(state.id)) === state.dir) rmSync(namedLink(state.id), { force: true });
+  if (readLink(namedLink(state.id)) === resolve(state.dir)) removeLink(namedLink(state.id));
   log(`stack ${state.id} stopped`);
 }
 
@@ -201,11 +204,26 @@ function stackDirs(): string[] {
 const NAMED_LINK_PREFIX = 'slipway-named-stack-';
 const namedLink = (id: string) => join(tmpdir(), `${NAMED_LINK_PREFIX}${id}`);
 
-function announceNamed(state: StackState): void {
+/** Best effort: a stack not announced is only unknown to the others, as before there were links. */
+function announceNamed(state: StackState, log: (line: string) => void): void {
   const link = namedLink(state.id);
-  if (readLink(link) === state.dir) return;
-  rmSync(link, { force: true });
-  symlinkSync(state.dir, link);
+  const dir = resolve(state.dir);
+  if (readLink(link) === dir) return;
+  try {
+    removeLink(link);
+    symlinkSync(dir, link);
+  } catch (err) {
+    log(`could not announce the stack in ${tmpdir()} (${(err as Error).message}): a test run started meanwhile may stop the Docker engine it shares`);
+  }
+}
+
+/** Removes `path` only if it is a symbolic link (never a directory or file someone else put there); errors are ignored. */
+function removeLink(path: string): void {
+  try {
+    if (lstatSync(path, { throwIfNoEntry: false })?.isSymbolicLink()) rmSync(path, { force: true });
+  } catch {
+    // Another user's link in a sticky /tmp: not ours to remove.
+  }
 }
 
 function readLink(path: string): string | null {
@@ -222,7 +240,8 @@ export function liveStacks(): StackState[] {
     const state = readStack(link);
     if (state && isAlive(state.ownerPid)) return [state];
     // Its owner was killed (npm start's services then wait for the next start, which reuses them): nothing runs it.
-    rmSync(link, { force: true });
+    // Only a state read whole and naming a dead owner says so; an unreadable one may be another user's.
+    if (state) removeLink(link);
     return [];
   });
   return [...stackDirs().map(readStack).filter((s): s is StackState => s !== null && isAlive(s.ownerPid)), ...named];

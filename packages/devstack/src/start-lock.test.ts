@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { processStart } from '@slipway/core/run-command';
@@ -45,6 +45,16 @@ describe('claimStart: one npm start per directory', () => {
     writeFileSync(join(dir, 'up.lock'), JSON.stringify({ pid: 2 ** 22 + 1, start: '1' }));
     claimStart(dir).release();
     writeFileSync(join(dir, 'up.lock'), 'not json');
+    claimStart(dir).release();
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('takes over past a takeover guard left by a start that died in it', () => {
+    const dir = root();
+    writeFileSync(join(dir, 'up.lock'), JSON.stringify({ pid: 2 ** 22 + 1, start: '1' }));
+    mkdirSync(join(dir, 'up.lock.takeover'));
+    const old = new Date(Date.now() - 60_000);
+    utimesSync(join(dir, 'up.lock.takeover'), old, old);
     claimStart(dir).release();
     expect(readdirSync(dir)).toEqual([]);
   });

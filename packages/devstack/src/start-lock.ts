@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { linkSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { processStart } from '@slipway/core/run-command';
 
@@ -25,9 +25,10 @@ const lockFile = (root: string) => join(root, 'up.lock');
 /**
  * Claims `root` for this process; throws AlreadyRunningError while a live
  * process holds it. A lock whose process is gone (killed, crashed, the
- * machine restarted) is taken over. The lock is written whole before it
- * appears (a hard link, which fails if another start made one first), so
- * two starts at the same moment cannot both win, and none reads it torn.
+ * machine restarted) is taken over, one start at a time. The lock is
+ * written whole before it appears (a hard link, which fails if another
+ * start made one first), so two starts at the same moment cannot both
+ * win, and none reads it torn.
  */
 export function claimStart(root: string): { release(): void } {
   const file = lockFile(root);
@@ -40,30 +41,13 @@ export function claimStart(root: string): { release(): void } {
         linkSync(tmp, file);
         break;
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 3) throw err;
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 50) throw err;
       }
-      const holder = readHolder(file);
+      const text = readText(file);
+      const holder = parseHolder(text);
       if (holder && alive(holder)) throw new AlreadyRunningError(holder.pid, root);
-      // Gone, or not a lock at all: taken over. Moved aside in one rename, and looked at again: a start
-      // that took it over first (both judged the same dead lock) has its own put back, and wins.
-      const aside = `${file}.${randomBytes(4).toString('hex')}.gone`;
-      try {
-        renameSync(file, aside);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        continue;
-      }
-      const moved = readHolder(aside);
-      if (moved && alive(moved)) {
-        try {
-          linkSync(aside, file);
-        } catch {
-          // A third start's claim is in place meanwhile: it answers for itself.
-        }
-        rmSync(aside, { force: true });
-        throw new AlreadyRunningError(moved.pid, root);
-      }
-      rmSync(aside, { force: true });
+      // Gone, or not a lock at all: taken over (then the link is tried again).
+      takeOver(file, text);
     }
   } finally {
     rmSync(tmp, { force: true });
@@ -76,15 +60,54 @@ export function claimStart(root: string): { release(): void } {
   };
 }
 
+/** A takeover guard older than this was left by a start that died in it. */
+const GUARD_STALE_MS = 5_000;
+
+/**
+ * Removes a dead holder's lock, one start at a time (under a guard
+ * directory), and only if it still says what was judged dead: a start
+ * that took it over first, and claimed it, keeps it. Waits a moment when
+ * another start holds the guard.
+ */
+function takeOver(file: string, judged: string | null): void {
+  const guard = `${file}.takeover`;
+  try {
+    mkdirSync(guard);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    const age = Date.now() - (statSync(guard, { throwIfNoEntry: false })?.mtimeMs ?? Date.now());
+    if (age > GUARD_STALE_MS) rmSync(guard, { recursive: true, force: true });
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    return;
+  }
+  try {
+    if (readText(file) === judged) rmSync(file, { force: true });
+  } finally {
+    rmSync(guard, { recursive: true, force: true });
+  }
+}
+
 /** Still the process that wrote the lock (another than this one). */
 function alive(holder: Holder): boolean {
   return holder.pid !== process.pid && holder.start !== null && processStart(holder.pid) === holder.start;
 }
 
-function readHolder(file: string): Holder | null {
+function readText(file: string): string | null {
   try {
-    const holder = JSON.parse(readFileSync(file, 'utf8')) as Partial<Holder>;
-    return typeof holder.pid === 'number' ? { pid: holder.pid, start: typeof holder.start === 'string' ? holder.start : null } : null;
+    return readFileSync(file, 'utf8');
+  } catch {
+    return null;
+  }
+}
+
+function readHolder(file: string): Holder | null {
+  return parseHolder(readText(file));
+}
+
+function parseHolder(text: string | null): Holder | null {
+  try {
+    const holder = JSON.parse(text ?? 'null') as Partial<Holder> | null;
+    return typeof holder?.pid === 'number' ? { pid: holder.pid, start: typeof holder.start === 'string' ? holder.start : null } : null;
   } catch {
     return null;
   }
