@@ -326,6 +326,9 @@ const REFUSED_GRACE_MS = 10_000;
 /** How soon a batch waiting on a refused file looks again. */
 const REFUSED_RETRY_MS = 50;
 
+/** How many of a batch's new files are each left out of a check, in search of the one a clash comes from. */
+const MAX_SUSPECTS = 4;
+
 /**
  * The files of the batch checked as a whole, as the reload will read
  * them, before the signal. Each was checked on its own (check per app,
@@ -334,45 +337,78 @@ const REFUSED_RETRY_MS = 50;
  * duplicate default server, conflicting listen options), and nginx would
  * then refuse the whole reload, failing every app of the batch.
  *
- * When nginx names a file of the batch (by its name: the batch directory
- * is the conf_dir's), its tickets alone are answered with nginx's words.
- * A commit's owner then puts its previous file back and reloads again,
- * and the rest of the batch waits for that ('wait'), each ticket at most
- * REFUSED_GRACE_MS from its own writing. A file nobody will put back (no
- * commit's ticket names it, and none was refused within the grace) fails
- * the rest at once, with nginx's words, as their reload would have. A
- * check_cmd of one file at a time (`{file}`) says nothing of the whole,
- * and a check that cannot run is no verdict: the batch goes on as it is.
- * The files that change between this check and the reload itself are not
- * seen.
+ * The culprit is the file nginx names when a ticket of the batch holds it
+ * (by its name: the batch directory is the conf_dir's). When nginx names
+ * a file it already serves instead (read by an earlier reload: the other
+ * half of the clash came in a batch before), the culprit is among this
+ * batch's files nginx has not read yet: each is left out of one more
+ * check, and those whose leaving out makes it pass are the culprits. The
+ * culprits' tickets alone are answered, with nginx's words; a commit's
+ * owner then puts its previous file back and reloads again, and the rest
+ * of the batch waits for that ('wait'), as it waits for a named file whose
+ * ticket has not come yet, each ticket at most REFUSED_GRACE_MS from its
+ * own writing. Otherwise (nobody will put anything back) the rest fails
+ * at once, with nginx's words, as its reload would have. A check_cmd of
+ * one file at a time (`{file}`) says nothing of the whole, and a check
+ * that cannot run is no verdict: the batch goes on as it is. The files
+ * that change between this check and the reload itself are not seen.
  */
 async function checkWhole(nginx: NginxTarget, dir: string, tickets: BatchTicket[]): Promise<BatchTicket[] | 'wait'> {
   if (nginx.check_cmd.includes('{file}')) return tickets;
-  let words: string;
-  try {
-    await runCheck(nginx, await slipwayConfFiles(nginx.conf_dir), nginx.conf_dir);
-    return tickets;
-  } catch (err) {
-    if (!(err instanceof CommandError) || err.exitCode === null) return tickets;
-    words = err.tail || err.message;
-  }
+  const files = await slipwayConfFiles(nginx.conf_dir);
+  const words = await checkFiles(nginx, files);
+  if (words === null) return tickets;
   const named = rejectedFile(words);
-  const isNamed = (ticket: BatchTicket) => named !== null && ticket.file !== undefined && basename(ticket.file) === basename(named);
+  const nameOf = (ticket: BatchTicket) => (ticket.file === undefined ? null : basename(ticket.file));
+  const namedTicket = named !== null && tickets.some((ticket) => nameOf(ticket) === basename(named));
+  const namedRead = named !== null && !namedTicket && (await reloadSignalledFor(nginx, join(nginx.conf_dir, basename(named))));
+  const culprits = new Set<string>(namedTicket ? [basename(named!)] : []);
+  if (namedRead) {
+    const suspects: string[] = [];
+    for (const name of new Set(tickets.filter((ticket) => ticket.putsBack).map(nameOf))) {
+      if (name !== null && !(await reloadSignalledFor(nginx, join(nginx.conf_dir, name)))) suspects.push(name);
+    }
+    for (const suspect of suspects.slice(0, MAX_SUSPECTS)) {
+      if ((await checkFiles(nginx, files.filter((file) => basename(file) !== suspect))) === null) culprits.add(suspect);
+    }
+  }
   const now = Date.now();
   const refusedFile = join(dir, 'refused.json');
-  const last = JSON.parse(await readFile(refusedFile, 'utf8').catch(() => 'null')) as { file?: string; at?: number } | null;
-  let puttingBack = named !== null && last?.file === basename(named) && now - (last.at ?? 0) < REFUSED_GRACE_MS;
-  const refused = tickets.filter(isNamed);
+  const inode = async (name: string) => (await stat(join(nginx.conf_dir, name)).catch(() => null))?.ino ?? null;
+  const last = JSON.parse(await readFile(refusedFile, 'utf8').catch(() => 'null')) as { files?: Record<string, number>; at?: number } | null;
+  // A file refused a moment ago and not put back yet (still the same inode), or a named file nginx has not read whose ticket is on its way.
+  let beingPutBack = false;
+  if (now - (last?.at ?? 0) < REFUSED_GRACE_MS) {
+    for (const [name, ino] of Object.entries(last?.files ?? {})) if ((await inode(name)) === ino) beingPutBack = true;
+  }
+  let waitable = beingPutBack || (named !== null && !namedTicket && !namedRead);
+  const refused = tickets.filter((ticket) => culprits.has(nameOf(ticket) ?? ''));
   for (const ticket of refused) await answer(dir, ticket, { error: words, rejected: words });
   // Marked once, not again while it lasts: a file refused over and over holds no batch longer than the grace.
-  if (!puttingBack && refused.some((ticket) => ticket.putsBack)) {
-    await writeAtomically(refusedFile, JSON.stringify({ file: basename(named!), at: now }));
-    puttingBack = true;
+  if (!waitable && refused.some((ticket) => ticket.putsBack)) {
+    const marked: Record<string, number> = {};
+    for (const name of culprits) {
+      const ino = await inode(name);
+      if (ino !== null) marked[name] = ino;
+    }
+    await writeAtomically(refusedFile, JSON.stringify({ files: marked, at: now }));
+    waitable = true;
   }
-  const rest = tickets.filter((ticket) => !isNamed(ticket));
-  const failing = rest.filter((ticket) => !puttingBack || now - ticket.at >= REFUSED_GRACE_MS);
+  const rest = tickets.filter((ticket) => !refused.includes(ticket));
+  const failing = rest.filter((ticket) => !waitable || now - ticket.at >= REFUSED_GRACE_MS);
   for (const ticket of failing) await answer(dir, ticket, { error: `nginx rejects its files as a whole, so no reload can apply:\n${words}` });
   return failing.length < rest.length ? 'wait' : [];
+}
+
+/** check_cmd on `files` as a whole: null when nginx takes them (or the check could not say), else nginx's words. */
+async function checkFiles(nginx: NginxTarget, files: readonly string[]): Promise<string | null> {
+  try {
+    await runCheck(nginx, files, nginx.conf_dir);
+    return null;
+  } catch (err) {
+    if (!(err instanceof CommandError) || err.exitCode === null) return null;
+    return err.tail || err.message;
+  }
 }
 
 /** `…/slipway-<app>.conf` → `<app>`. */

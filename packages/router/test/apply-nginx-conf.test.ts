@@ -130,6 +130,29 @@ describe('applyNginxConf', () => {
     expect((await readdir(settings.conf_dir)).filter((name) => name.includes(loser.name))).toEqual([]);
   });
 
+  it('a clash whose other half came in an earlier batch: the newcomer is found by leaving it out, and fails alone', async () => {
+    const settings = { ...nginx.settings, batchMs: 1500 };
+    const shared = `127.0.0.1:${await freePort()}`;
+    const [p, q, z] = [await newApp({ listen: shared }), await newApp({ listen: shared }), await newApp()] as const;
+    const server = (app: typeof p, body: string, options = '') => `server {\n    listen ${app.listen}${options};\n    server_name ${app.name};\n    return 200 "${body}";\n}\n`;
+    // nginx names the file it reads second: that one goes live first, alone, so that nginx serves it when the other comes.
+    const [early, late] = [p, q].sort((a, b) => (a.name < b.name ? 1 : -1)) as [typeof p, typeof p];
+    await (await prepareNginxConf({ nginx: settings, app: z, content: server(z, 'z1') })).commit();
+    const candidates = [
+      await prepareNginxConf({ nginx: settings, app: early, content: server(early, 'early', ' default_server') }),
+      await prepareNginxConf({ nginx: settings, app: late, content: server(late, 'late', ' default_server') }),
+      await prepareNginxConf({ nginx: settings, app: z, content: server(z, 'z2') }),
+    ];
+    await candidates[0]!.commit();
+    const [cl, cz] = await Promise.allSettled([candidates[1]!.commit(), candidates[2]!.commit()]);
+    expect(cl).toMatchObject({ status: 'rejected', reason: { code: 'nginx_check_failed' } });
+    expect(((cl as PromiseRejectedResult).reason as Error).message).toContain(`nginx rejected the candidate config for ${late.name}`);
+    expect(cz).toMatchObject({ status: 'fulfilled', value: { reloaded: true } });
+    expect(await fetchText(shared)).toBe('200 early');
+    expect(await fetchText(z.listen)).toBe('200 z2');
+    expect((await readdir(settings.conf_dir)).filter((name) => name.includes(late.name))).toEqual([]);
+  });
+
   it('a clash nobody will put back (files renamed in by hand, a reload of a file behind) holds no batch: each reload fails at once, in nginx\'s words', async () => {
     const shared = `127.0.0.1:${await freePort()}`;
     const [x, y, z] = [await newApp({ listen: shared }), await newApp({ listen: shared }), await newApp()] as const;
