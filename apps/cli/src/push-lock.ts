@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import { closeSync, linkSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { readLockFile, takeLockFile } from '@slipway/core/lock-file';
 import { isProcessAlive, processStart } from '@slipway/core/run-command';
 
 /*
@@ -50,60 +49,18 @@ export function holderAlive(lock: Pick<PushLock, 'pid' | 'start'>): boolean {
   return processStart(lock.pid) === lock.start;
 }
 
-/** How long a takeover of a stale lock may take before another push takes its guard over. */
-const TAKEOVER_GUARD_MS = 5_000;
-
 /**
- * Takes the lock for `lock.pid`'s push, taking over a stale one. Returns
- * null when taken, or the live push holding it. The lock file appears
- * whole (written aside, then linked into place), so it is never seen
- * empty; a stale one is removed under a guard file, by one push at a time.
+ * Takes the lock for `lock.pid`'s push, taking over a stale one (its git
+ * process gone, or unreadable). Returns null when taken, or the live push
+ * holding it. See takeLockFile: the file appears whole, and a stale one is
+ * removed by one push at a time.
  */
 export async function takePushLock(gitDir: string, lock: PushLock): Promise<PushLock | null> {
-  const file = join(gitDir, PUSH_LOCK_FILE);
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const aside = `${file}.${process.pid}.${randomBytes(4).toString('hex')}`;
-    writeFileSync(aside, JSON.stringify(lock), { mode: 0o644 });
-    try {
-      linkSync(aside, file);
-      return null;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    } finally {
-      rmSync(aside, { force: true });
-    }
-    const { holder, text } = readPushLock(gitDir);
-    if (text === null) continue;
-    if (holder && holder.pid !== lock.pid && holderAlive(holder)) return holder;
-    // Stale (its git process is gone) or unreadable: removed, if it still holds what was read, by the one push holding the guard.
-    if (!takeGuard(gitDir)) {
-      await sleep(50);
-      continue;
-    }
-    try {
-      if (readPushLock(gitDir).text === text) rmSync(file, { force: true });
-    } finally {
-      rmSync(join(gitDir, `${PUSH_LOCK_FILE}.takeover`), { force: true });
-    }
-  }
-  return readPushLock(gitDir).holder ?? lock;
-}
-
-function takeGuard(gitDir: string): boolean {
-  const guard = join(gitDir, `${PUSH_LOCK_FILE}.takeover`);
-  try {
-    closeSync(openSync(guard, 'wx', 0o644));
-    return true;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    // A guard left by a push killed mid-takeover.
-    try {
-      if (Date.now() - statSync(guard).mtimeMs > TAKEOVER_GUARD_MS) rmSync(guard, { force: true });
-    } catch {
-      // Gone meanwhile.
-    }
-    return false;
-  }
+  const text = takeLockFile(join(gitDir, PUSH_LOCK_FILE), JSON.stringify(lock), (held) => {
+    const holder = parsePushLock(held);
+    return holder !== null && holder.pid !== lock.pid && holderAlive(holder);
+  });
+  return text === null ? null : parsePushLock(text) ?? lock;
 }
 
 /** Lets the lock go if `pid`'s push holds it for `ref`; true when it did. */
@@ -116,18 +73,17 @@ export function releasePushLock(gitDir: string, pid: number, ref: string): boole
 
 /** The lock as it is now: its holder (null when there is none, or it cannot be read), and its text. */
 export function readPushLock(gitDir: string): { holder: PushLock | null; text: string | null } {
-  let text: string;
-  try {
-    text = readFileSync(join(gitDir, PUSH_LOCK_FILE), 'utf8');
-  } catch {
-    return { holder: null, text: null };
-  }
+  const text = readLockFile(join(gitDir, PUSH_LOCK_FILE));
+  return { holder: text === null ? null : parsePushLock(text), text };
+}
+
+function parsePushLock(text: string): PushLock | null {
   try {
     const value = JSON.parse(text) as Partial<PushLock>;
     const valid = Number.isInteger(value.pid) && (value.pid as number) > 0 && typeof value.ref === 'string' && typeof value.sha === 'string' && typeof value.since === 'string';
-    return { holder: valid ? (value as PushLock) : null, text };
+    return valid ? (value as PushLock) : null;
   } catch {
-    return { holder: null, text };
+    return null;
   }
 }
 
