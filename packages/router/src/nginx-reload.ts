@@ -361,14 +361,19 @@ async function checkWhole(nginx: NginxTarget, dir: string, tickets: BatchTicket[
   const named = rejectedFile(words);
   const nameOf = (ticket: BatchTicket) => (ticket.file === undefined ? null : basename(ticket.file));
   const namedTicket = named !== null && tickets.some((ticket) => nameOf(ticket) === basename(named));
-  const namedRead = named !== null && !namedTicket && (await reloadSignalledFor(nginx, join(nginx.conf_dir, basename(named))));
+  // Which files nginx has read (the inodes of the last signal), as reloadSignalledFor judges one.
+  const [placed, signalled] = await Promise.all([
+    slipwayFiles(nginx.conf_dir),
+    readFile(join(dir, 'signalled.json'), 'utf8').then((text) => JSON.parse(text) as Record<string, number>, () => ({}) as Record<string, number>),
+  ]);
+  const read = (name: string) => placed[name] === undefined || signalled[name] === placed[name];
+  const namedRead = named !== null && !namedTicket && read(basename(named));
   const culprits = new Set<string>(namedTicket ? [basename(named!)] : []);
   if (namedRead) {
-    const suspects: string[] = [];
-    for (const name of new Set(tickets.filter((ticket) => ticket.putsBack).map(nameOf))) {
-      if (name !== null && !(await reloadSignalledFor(nginx, join(nginx.conf_dir, name)))) suspects.push(name);
-    }
-    for (const suspect of suspects.slice(0, MAX_SUSPECTS)) {
+    // The files nginx has not read, this batch's commits first: a newcomer whose ticket is not written yet may be the one.
+    const ticketed = new Set(tickets.filter((ticket) => ticket.putsBack).map(nameOf));
+    const unread = Object.keys(placed).filter((name) => !read(name)).sort((a, b) => Number(ticketed.has(b)) - Number(ticketed.has(a)));
+    for (const suspect of unread.slice(0, MAX_SUSPECTS)) {
       if ((await checkFiles(nginx, files.filter((file) => basename(file) !== suspect))) === null) culprits.add(suspect);
     }
   }
@@ -376,12 +381,14 @@ async function checkWhole(nginx: NginxTarget, dir: string, tickets: BatchTicket[
   const refusedFile = join(dir, 'refused.json');
   const inode = async (name: string) => (await stat(join(nginx.conf_dir, name)).catch(() => null))?.ino ?? null;
   const last = JSON.parse(await readFile(refusedFile, 'utf8').catch(() => 'null')) as { files?: Record<string, number>; at?: number } | null;
-  // A file refused a moment ago and not put back yet (still the same inode), or a named file nginx has not read whose ticket is on its way.
+  // A file refused a moment ago and not put back yet (still the same inode).
   let beingPutBack = false;
   if (now - (last?.at ?? 0) < REFUSED_GRACE_MS) {
     for (const [name, ino] of Object.entries(last?.files ?? {})) if ((await inode(name)) === ino) beingPutBack = true;
   }
-  let waitable = beingPutBack || (named !== null && !namedTicket && !namedRead);
+  // And a culprit whose ticket is on its way: a named file nginx has not read, or one found by leaving it out.
+  const ticketOnItsWay = (named !== null && !namedTicket && !namedRead) || [...culprits].some((name) => !tickets.some((ticket) => nameOf(ticket) === name));
+  let waitable = beingPutBack || ticketOnItsWay;
   const refused = tickets.filter((ticket) => culprits.has(nameOf(ticket) ?? ''));
   for (const ticket of refused) await answer(dir, ticket, { error: words, rejected: words });
   // Marked once, not again while it lasts: a file refused over and over holds no batch longer than the grace.
