@@ -366,15 +366,19 @@ async function checkWhole(nginx: NginxTarget, dir: string, tickets: BatchTicket[
     slipwayFiles(nginx.conf_dir),
     readFile(join(dir, 'signalled.json'), 'utf8').then((text) => JSON.parse(text) as Record<string, number>, () => ({}) as Record<string, number>),
   ]);
-  const read = (name: string) => placed[name] === undefined || signalled[name] === placed[name];
-  const namedRead = named !== null && !namedTicket && read(basename(named));
+  // Gone since the check (put back this moment): the next check says more.
+  const namedGone = named !== null && placed[basename(named)] === undefined;
+  const read = (name: string) => signalled[name] === placed[name];
+  const namedRead = named !== null && !namedTicket && !namedGone && read(basename(named));
   const culprits = new Set<string>(namedTicket ? [basename(named!)] : []);
   if (namedRead) {
     // The files nginx has not read, this batch's commits first: a newcomer whose ticket is not written yet may be the one.
     const ticketed = new Set(tickets.filter((ticket) => ticket.putsBack).map(nameOf));
-    const unread = Object.keys(placed).filter((name) => !read(name)).sort((a, b) => Number(ticketed.has(b)) - Number(ticketed.has(a)));
+    const present = Object.keys(placed).sort();
+    const unread = present.filter((name) => !read(name)).sort((a, b) => Number(ticketed.has(b)) - Number(ticketed.has(a)));
     for (const suspect of unread.slice(0, MAX_SUSPECTS)) {
-      if ((await checkFiles(nginx, files.filter((file) => basename(file) !== suspect))) === null) culprits.add(suspect);
+      const others = present.filter((name) => name !== suspect).map((name) => join(nginx.conf_dir, name));
+      if ((await checkFiles(nginx, others)) === null) culprits.add(suspect);
     }
   }
   const now = Date.now();
