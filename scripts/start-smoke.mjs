@@ -11,8 +11,9 @@
 // GitHub push webhook signed by hand with the demo's secret, the way curl
 // would send it, answered 202 and its job completed; `npx slipway jobs
 // --json`; a second `npm start` beside the first, refused while the first
-// serves on; SIGINT to the whole process group, as Ctrl-C sends it; nothing
-// of Slipway's left running. Then a second `npm start` must come up again,
+// serves on, and `slipway-devstack stop` of its stack refused too; SIGINT
+// to the whole process group, as Ctrl-C sends it; nothing of Slipway's
+// left running. Then a second `npm start` must come up again,
 // the app deployed again at the same address, and stop as cleanly. A
 // failure prints the tail of the start log.
 //
@@ -223,6 +224,11 @@ async function main() {
     check(besideCode === 1 && /Slipway is already running from .* \(pid \d+\)/.test(beside.output), `a second npm start beside the first ended ${besideCode}, not refused:\n${beside.output.slice(-2000)}`);
     check((await openApp(printed.open)).includes('hello from a webhook'), 'the first start\'s app stopped answering after a second npm start was refused');
     say('a second npm start beside the first was refused, and the first went on');
+    // Nor does the devstack's own stop take the running start's services from under it.
+    const stopBeside = spawnSync('node', ['packages/devstack/bin/slipway-devstack.js', 'stop', '--dir', '.slipway/stack'], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+    check(stopBeside.status === 1 && /belongs to process \d+, which is running/.test(stopBeside.stderr), `slipway-devstack stop beside npm start ended ${stopBeside.status}, not refused:\n${stopBeside.stderr}`);
+    check((await openApp(printed.open)).includes('hello from a webhook'), 'the first start\'s app stopped answering after slipway-devstack stop was refused');
+    say('slipway-devstack stop beside it was refused too');
 
     await stop(current);
     say('Ctrl-C stopped everything');

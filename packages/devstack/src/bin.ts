@@ -4,7 +4,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureBaseImage } from './base-image.js';
 import { CLUSTER_USAGE, ClusterUsageError, clusterCommand } from './cluster/command.js';
-import { readStack, stackEnv, startStack, stopStack } from './stack.js';
+import { assertStackFree, readStack, stackEnv, startStack, stopStack } from './stack.js';
 import { TEST_PACKAGES, ensureSystemPackages } from './services.js';
 import { up } from './up.js';
 
@@ -16,6 +16,7 @@ const USAGE = `usage: slipway-devstack <command>
                      --tests: install what the tests need too (chromium) before <cmd> starts
   start [--dir D]    start (or reuse) the services, print where they listen
   stop  [--dir D]    stop the services started by 'start'
+                     (both refuse a stack that a running npm start or run owns)
 ${CLUSTER_USAGE}`;
 
 const log = (line: string) => console.error(`[devstack] ${line}`);
@@ -68,6 +69,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'stop': {
+      assertStackFree(dir);
       const stack = readStack(dir);
       if (stack) await stopStack(stack, log);
       else log(`no stack in ${dir}`);

@@ -6,12 +6,13 @@ import { Resolver } from 'node:dns/promises';
 import Docker from 'dockerode';
 import { pack } from 'tar-fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCommand } from '@slipway/core/run-command';
+import { spawn } from 'node:child_process';
+import { processStart, runCommand } from '@slipway/core/run-command';
 import { BASE_IMAGE } from './base-image.js';
 import { createFixtureRepo } from './fixture-app.js';
 import { freePort, isAlive, processesUnder, stopProcess, waitFor } from './processes.js';
 import { startNginx } from './services.js';
-import { ALL_SERVICES, frontSocketDir, liveStacks, orphanedStackIds, readStack, stackEnv, startStack, stopStack } from './stack.js';
+import { ALL_SERVICES, assertStackFree, frontSocketDir, liveStacks, orphanedStackIds, readStack, StackInUseError, stackEnv, startStack, stopStack } from './stack.js';
 import { tempDir, testAppName } from './testing.js';
 
 const docker = new Docker();
@@ -51,6 +52,29 @@ describe('a stack', () => {
     writeFileSync(join(dir, 'stack.json'), JSON.stringify({ ...killed, ownerPid: 2 ** 22 + 1 }));
     expect(liveStacks().map((s) => s.dir)).not.toContain(dir);
     expect(readdirSync(tmpdir()).filter((name) => name.endsWith(killed.id))).toEqual([]);
+  });
+
+  it('is neither taken over nor stopped (start, stop --dir) while another running process owns it; a reused pid owns nothing', async () => {
+    const dir = join(scratch.path, 'owned');
+    const state = await startStack({ dir, services: [], install: false });
+    // Another process owns it, as npm start's devstack owns .slipway/stack while it runs.
+    const owner = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      await waitFor('the owner started', async () => processStart(owner.pid!) !== null);
+      const owned = { ...state, ownerPid: owner.pid!, ownerStart: processStart(owner.pid!)! };
+      writeFileSync(join(dir, 'stack.json'), JSON.stringify(owned));
+      expect(() => assertStackFree(dir)).toThrow(StackInUseError);
+      await expect(startStack({ dir, services: [], install: false })).rejects.toThrow(/belongs to process \d+, which is running/);
+      expect(readStack(dir)).toEqual(owned);
+      expect(liveStacks().map((s) => s.dir)).toContain(dir);
+      // The same pid with another start time is a process that reused it: the owner is gone.
+      writeFileSync(join(dir, 'stack.json'), JSON.stringify({ ...owned, ownerStart: '1' }));
+      expect(liveStacks().map((s) => s.dir)).not.toContain(dir);
+      expect(() => assertStackFree(dir)).not.toThrow();
+    } finally {
+      owner.kill('SIGKILL');
+    }
+    await stopStack(await startStack({ dir, services: [], install: false }));
   });
 
   it('stops what it started when a later part fails, and leaves no state naming it', async () => {

@@ -3,6 +3,7 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSy
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import Docker from 'dockerode';
+import { processStart } from '@slipway/core/run-command';
 import { freePort, commandLine, isAlive, stopProcess, stopProcessesUnder } from './processes.js';
 import { ensureSystemPackages, dnsmasqAnswers, startDnsmasq, type DnsmasqService, dockerAnswers, ensureDockerEngine, type DockerEngine, etcdHealthy, startEtcd, type EtcdService, startNginx, type NginxService, redisAnswers, startRedis, type RedisService, DOCKER_SOCKET } from './services.js';
 
@@ -25,6 +26,8 @@ export interface StackState {
   dir: string;
   /** The process that owns the stack; when it is dead the stack is stale. */
   ownerPid: number;
+  /** Its start time (`/proc/<pid>/stat`), so that a pid reused after a crash is not taken for it. Absent in older states. */
+  ownerStart?: string;
   /** Temporary stacks are deleted when stopped; a named one (npm start) keeps its directory. */
   temporary: boolean;
   docker?: DockerEngine;
@@ -72,6 +75,25 @@ function ours(pid: number | undefined, dir: string, address?: string): pid is nu
   return (commandLine(pid) ?? []).some((arg) => arg.includes(dir) || (address !== undefined && arg.includes(address)));
 }
 
+/** The process that owns the stack still runs (the same process: not another that reused its pid). */
+export function ownerRuns(state: StackState): boolean {
+  return isAlive(state.ownerPid) && (state.ownerStart === undefined || processStart(state.ownerPid) === state.ownerStart);
+}
+
+/** `start` or `stop` of a stack that another running process owns (npm start's, or a test run's). */
+export class StackInUseError extends Error {
+  constructor(readonly state: StackState) {
+    super(`the stack in ${state.dir} belongs to process ${state.ownerPid}, which is running (npm start, or a test run): stop that process, and its stack stops with it`);
+    this.name = 'StackInUseError';
+  }
+}
+
+/** Throws StackInUseError when another running process owns the stack in `dir`. */
+export function assertStackFree(dir: string): void {
+  const state = readStack(dir);
+  if (state && state.ownerPid !== process.pid && ownerRuns(state)) throw new StackInUseError(state);
+}
+
 export interface StartStackOptions {
   /** Default: a new temporary directory. An existing stack there is reused. */
   dir?: string;
@@ -96,8 +118,10 @@ export async function startStack(options: StartStackOptions = {}): Promise<Stack
   const freshId = randomBytes(3).toString('hex');
   const dir = options.dir ?? join(tmpdir(), `${STACK_GLOB_PREFIX}${freshId}`);
   mkdirSync(dir, { recursive: true });
+  // Reused, not taken: rewriting the owner would make the running one's stack look dead to the others.
+  assertStackFree(dir);
   const previous = readStack(dir);
-  const state: StackState = { id: previous?.id ?? freshId, dir, ownerPid: process.pid, temporary: previous?.temporary ?? temporary };
+  const state: StackState = { id: previous?.id ?? freshId, dir, ownerPid: process.pid, ownerStart: processStart(process.pid) ?? undefined, temporary: previous?.temporary ?? temporary };
   // Claimed before anything starts: a concurrent run's sweep must see whose directory this is.
   writeStack(state);
   if (!state.temporary) announceNamed(state, log);
@@ -238,13 +262,13 @@ function readLink(path: string): string | null {
 export function liveStacks(): StackState[] {
   const named = readdirSync(tmpdir()).filter((name) => name.startsWith(NAMED_LINK_PREFIX)).map((name) => join(tmpdir(), name)).flatMap((link) => {
     const state = readStack(link);
-    if (state && isAlive(state.ownerPid)) return [state];
+    if (state && ownerRuns(state)) return [state];
     // Its owner was killed (npm start's services then wait for the next start, which reuses them): nothing runs it.
     // Only a state read whole and naming a dead owner says so; an unreadable one may be another user's.
     if (state) removeLink(link);
     return [];
   });
-  return [...stackDirs().map(readStack).filter((s): s is StackState => s !== null && isAlive(s.ownerPid)), ...named];
+  return [...stackDirs().map(readStack).filter((s): s is StackState => s !== null && ownerRuns(s)), ...named];
 }
 
 /**
@@ -254,7 +278,7 @@ export function liveStacks(): StackState[] {
 export async function sweepStaleStacks(log: (line: string) => void = () => {}): Promise<void> {
   for (const dir of stackDirs()) {
     const state = readStack(dir);
-    if (state && isAlive(state.ownerPid)) continue;
+    if (state && ownerRuns(state)) continue;
     if (state) {
       log(`stopping stale stack ${state.id} (owner ${state.ownerPid} is gone)`);
       await stopStack({ ...state, docker: state.docker ? { host: state.docker.host } : undefined });

@@ -2,7 +2,7 @@ import { type Dirent, existsSync, mkdirSync, readFileSync, readdirSync, renameSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { runCommand } from '@slipway/core/run-command';
+import { processStart, runCommand } from '@slipway/core/run-command';
 import { commandLine, isAlive, processesUnder } from '../processes.js';
 import { CLUSTER_PACKAGES, ensureSystemPackages } from '../services.js';
 import { startEtcdCluster, type EtcdClusterState } from './etcd-cluster.js';
@@ -90,22 +90,8 @@ function writeCluster(state: ClusterState): void {
   renameSync(temporary, join(state.dir, STATE_FILE));
 }
 
-/**
- * When a process started, in clock ticks since boot (/proc/<pid>/stat field
- * 22): with the pid, it tells the owner from a later process that got the
- * same pid.
- */
-function startTime(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
-  } catch {
-    return null;
-  }
-}
-
 function ownerAlive(state: ClusterState): boolean {
-  return isAlive(state.ownerPid) && (state.ownerStart === undefined || startTime(state.ownerPid) === state.ownerStart);
+  return isAlive(state.ownerPid) && (state.ownerStart === undefined || processStart(state.ownerPid) === state.ownerStart);
 }
 
 /** Subnets the root namespace already routes: a cluster never takes one that overlaps them. */
@@ -147,7 +133,7 @@ export async function startCluster(options: ClusterOptions = {}): Promise<Cluste
   if (!Number.isInteger(hostCount) || hostCount < 1 || hostCount > MAX_HOSTS) throw new RangeError(`hosts must be 1 to ${MAX_HOSTS}, not ${hostCount}`);
   const { index, dir } = await claimIndex();
   const network = clusterNetwork(index);
-  const state: ClusterState = { index, dir, ownerPid: process.pid, ownerStart: startTime(process.pid) ?? undefined, network, hosts: [], timings: {} };
+  const state: ClusterState = { index, dir, ownerPid: process.pid, ownerStart: processStart(process.pid) ?? undefined, network, hosts: [], timings: {} };
   writeCluster(state);
   const timed = async <T>(part: string, work: () => Promise<T>): Promise<T> => {
     const started = Date.now();
