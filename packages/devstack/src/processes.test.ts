@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -25,6 +25,14 @@ describe('spawnService', () => {
   });
 });
 
+function readText(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 describe('processesUnder', () => {
   const scratch = tempDir();
   afterAll(() => scratch.remove());
@@ -37,14 +45,23 @@ describe('processesUnder', () => {
     const named = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)', `${dir}/service.conf`], { cwd: '/' });
     const working = spawn('sleep', ['30'], { cwd: dir });
     const shell = spawn('sh', ['-c', 'sleep 30; true'], { cwd: dir });
-    const pids = [elsewhere, named, working, shell].map((c) => c.pid!);
+    // Started detached, as services are: a session of its own without a terminal.
+    const detached = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)', `${dir}/detached.conf`], { cwd: '/', detached: true, stdio: 'ignore' });
+    // A person reading a log in another terminal: `script` runs it in a session of its own, on a terminal of its own.
+    writeFileSync(join(dir, 'service.log'), '');
+    // (The log's path reaches tail through the environment, so that only tail's argv names it, not script's.)
+    const reader = spawn('script', ['-q', '-c', 'exec tail -f "$LOG"', '/dev/null'], { cwd: '/', stdio: ['pipe', 'ignore', 'ignore'], env: { ...process.env, LOG: join(dir, 'service.log') } });
+    const pids = [elsewhere, named, working, shell, detached, reader].map((c) => c.pid!);
     try {
-      await waitFor('the shell\'s sleep', () => processesUnder(dir).length >= 3);
+      const tail = await waitFor('the reader\'s tail', () => readdirSync('/proc').find((p) => /^\d+$/.test(p) && readText(`/proc/${p}/cmdline`).startsWith(`tail\0-f\0${dir}/`)));
+      await waitFor('the shell\'s sleep', () => processesUnder(dir).length >= 4);
       const found = processesUnder(dir);
       expect(found).toContain(named.pid);
       expect(found).toContain(working.pid);
+      expect(found).toContain(detached.pid);
       expect(found, 'a shell working there').not.toContain(shell.pid);
       expect(found, 'not under it at all').not.toContain(elsewhere.pid);
+      expect(found, 'a person\'s tail -f in another terminal').not.toContain(Number(tail));
       expect(ancestors().has(process.ppid)).toBe(true);
     } finally {
       await Promise.all(pids.map((pid) => stopProcess(pid, 2_000)));

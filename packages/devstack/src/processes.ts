@@ -116,20 +116,39 @@ export function ancestors(pid = process.pid): Set<number> {
   return found;
 }
 
+/** A process's session and controlling terminal (0: none), from /proc/<pid>/stat; null once it is gone. */
+function sessionOf(pid: number | 'self'): { session: number; tty: number } | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // After the command name: state, ppid, pgrp, session, tty_nr.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { session: Number(fields[3]), tty: Number(fields[4]) };
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Pids of processes started from, or working in, `dir`: their argv names a
  * path under it, or their working directory is under it (redis rewrites its
  * title but chdirs to its data dir). How a stack finds what its tests
  * started, whatever they started. Never this process or one it runs under
- * (the shell or `timeout` that ran `slipway-devstack stop --dir <dir>`), and
- * never a shell that is only working there.
+ * (the shell or `timeout` that ran `slipway-devstack stop --dir <dir>`),
+ * never a shell that is only working there, and never what a person runs
+ * in another terminal (`less .slipway/stack/redis/redis.log`, an editor):
+ * a process of another session with a terminal of its own. What a stack
+ * and its tests start is either in this process's session or, started
+ * detached, in a session without a terminal.
  */
 export function processesUnder(dir: string): number[] {
   const prefix = dir.endsWith('/') ? dir : `${dir}/`;
   const spared = ancestors();
+  const own = sessionOf('self');
   const found: number[] = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name) || Number(name) === process.pid || spared.has(Number(name))) continue;
+    const session = sessionOf(Number(name));
+    if (session === null || (session.tty !== 0 && session.session !== own?.session)) continue;
     try {
       const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
       if (argv.some((arg) => arg.includes(prefix) || arg === dir)) {
