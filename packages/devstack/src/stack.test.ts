@@ -1,11 +1,11 @@
-import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Resolver } from 'node:dns/promises';
 import Docker from 'dockerode';
 import { pack } from 'tar-fs';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
 import { spawn } from 'node:child_process';
 import { processStart, runCommand } from '@slipway/core/run-command';
 import { BASE_IMAGE } from './base-image.js';
@@ -52,6 +52,11 @@ describe('a stack', () => {
     writeFileSync(join(dir, 'stack.json'), JSON.stringify({ ...killed, ownerPid: 2 ** 22 + 1 }));
     expect(liveStacks().map((s) => s.dir)).not.toContain(dir);
     expect(readdirSync(tmpdir()).filter((name) => name.endsWith(killed.id))).toEqual([]);
+    // Its directory removed while its owner ran (a test run's scratch directory): its link goes too.
+    const removed = await startStack({ dir, services: [], install: false });
+    rmSync(dir, { recursive: true, force: true });
+    expect(liveStacks().map((s) => s.dir)).not.toContain(dir);
+    expect(readdirSync(tmpdir()).filter((name) => name.endsWith(removed.id))).toEqual([]);
   });
 
   it('is neither taken over nor stopped (start, stop --dir) while another running process owns it; a reused pid owns nothing', async () => {
@@ -59,6 +64,10 @@ describe('a stack', () => {
     const state = await startStack({ dir, services: [], install: false });
     // Another process owns it, as npm start's devstack owns .slipway/stack while it runs.
     const owner = spawn('sleep', ['60'], { stdio: 'ignore' });
+    onTestFinished(() => {
+      owner.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    });
     try {
       await waitFor('the owner started', async () => processStart(owner.pid!) !== null);
       const owned = { ...state, ownerPid: owner.pid!, ownerStart: processStart(owner.pid!)! };

@@ -264,8 +264,9 @@ export function liveStacks(): StackState[] {
     const state = readStack(link);
     if (state && ownerRuns(state)) return [state];
     // Its owner was killed (npm start's services then wait for the next start, which reuses them): nothing runs it.
-    // Only a state read whole and naming a dead owner says so; an unreadable one may be another user's.
-    if (state) removeLink(link);
+    // Only a state read whole and naming a dead owner says so, or a link to a directory that is gone (a stack is
+    // announced once its directory and state are there); an unreadable one may be another user's.
+    if (state || !existsSync(link)) removeLink(link);
     return [];
   });
   return [...stackDirs().map(readStack).filter((s): s is StackState => s !== null && ownerRuns(s)), ...named];
