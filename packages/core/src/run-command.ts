@@ -97,18 +97,32 @@ export function lastLines(text: string, count: number): string {
 }
 
 /**
+ * The fields of a /proc/<pid>/stat text after the command name: [0] is
+ * field 3 of stat(5) (the state), [1] the parent pid, [2] the process
+ * group, [3] the session, [4] the controlling terminal, [11] and [12] user
+ * and system time, [19] the start time. The command name, in parentheses,
+ * may hold spaces and parentheses: fields are counted after its last ')'.
+ */
+export function statFields(stat: string): string[] {
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** statFields of a process (or `self`), or null when there is no such process. */
+export function processStat(pid: number | 'self'): string[] | null {
+  try {
+    return statFields(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+/**
  * When a process started, in clock ticks since boot (field 22 of
  * /proc/<pid>/stat), or null when there is no such process: with its pid,
  * what names one process for good (pids are reused, start times are not).
  */
 export function processStart(pid: number): string | null {
-  try {
-    // The command name, in parentheses, may hold spaces: fields are counted after its closing one.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
-  } catch {
-    return null;
-  }
+  return processStat(pid)?.[19] ?? null;
 }
 
 /**

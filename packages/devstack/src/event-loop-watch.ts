@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { statFields } from '@slipway/core/run-command';
 
 export interface EventLoopReport {
   /**
@@ -21,8 +22,7 @@ export interface EventLoopReport {
 /** CPU ms of this process's main thread (Linux: /proc, 10 ms ticks); the whole process's elsewhere. */
 function mainThreadCpuMs(): number {
   try {
-    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const fields = statFields(readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8'));
     // utime and stime, fields 14 and 15 of stat(5), in clock ticks of 10 ms.
     return (Number(fields[11]) + Number(fields[12])) * 10;
   } catch {

@@ -3,6 +3,7 @@ import { accessSync, closeSync, constants, openSync, readFileSync, readdirSync, 
 import { resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createServer } from 'node:net';
+import { processStart, processStat } from '@slipway/core/run-command';
 
 /**
  * Where services' binaries are besides PATH: Debian installs nginx, dnsmasq,
@@ -104,28 +105,31 @@ const SHELLS = new Set(['sh', 'dash', 'bash', 'zsh', 'fish', 'ksh', 'tcsh', 'csh
 export function ancestors(pid = process.pid): Set<number> {
   const found = new Set<number>();
   for (let current = pid; current > 1 && !found.has(current);) {
-    try {
-      const stat = readFileSync(`/proc/${current}/stat`, 'utf8');
-      // The command name, in parentheses, may hold spaces: the parent pid is the second field after its closing one.
-      current = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (current > 0) found.add(current);
-    } catch {
-      break;
-    }
+    const fields = processStat(current);
+    if (fields === null) break;
+    current = Number(fields[1]);
+    if (current > 0) found.add(current);
   }
   return found;
 }
 
-/** A process's session and controlling terminal (0: none), from /proc/<pid>/stat; null once it is gone. */
-function sessionOf(pid: number | 'self'): { session: number; tty: number } | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // After the command name: state, ppid, pgrp, session, tty_nr.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return { session: Number(fields[3]), tty: Number(fields[4]) };
-  } catch {
-    return null;
-  }
+/** Still the process that had this start time (processStart), not another that reused its pid; any process with the pid when the start time is not known. */
+export function stillRuns(pid: number, start: string | undefined): boolean {
+  return isAlive(pid) && (start === undefined || processStart(pid) === start);
+}
+
+/** Its argv names a path under `dir`, or it works there and is not a shell (see processesUnder). Throws once it is gone. */
+function startedOrWorksIn(pid: string, dir: string, prefix: string): boolean {
+  const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  if (argv.some((arg) => arg.includes(prefix) || arg === dir)) return true;
+  const cwd = readlinkSync(`/proc/${pid}/cwd`);
+  return (cwd === dir || cwd.startsWith(prefix)) && !SHELLS.has(readFileSync(`/proc/${pid}/comm`, 'utf8').trim().replace(/^-/, ''));
+}
+
+/** Gone, or a process of another session than this one's with a terminal of its own: a person's, in another terminal. */
+function goneOrAnotherTerminal(pid: number, ownSession: string | undefined): boolean {
+  const fields = processStat(pid);
+  return fields === null || (fields[4] !== '0' && fields[3] !== ownSession);
 }
 
 /**
@@ -143,20 +147,12 @@ function sessionOf(pid: number | 'self'): { session: number; tty: number } | nul
 export function processesUnder(dir: string): number[] {
   const prefix = dir.endsWith('/') ? dir : `${dir}/`;
   const spared = ancestors();
-  const own = sessionOf('self');
+  const ownSession = processStat('self')?.[3];
   const found: number[] = [];
   for (const name of readdirSync('/proc')) {
     if (!/^\d+$/.test(name) || Number(name) === process.pid || spared.has(Number(name))) continue;
-    const session = sessionOf(Number(name));
-    if (session === null || (session.tty !== 0 && session.session !== own?.session)) continue;
     try {
-      const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
-      if (argv.some((arg) => arg.includes(prefix) || arg === dir)) {
-        found.push(Number(name));
-        continue;
-      }
-      const cwd = readlinkSync(`/proc/${name}/cwd`);
-      if ((cwd === dir || cwd.startsWith(prefix)) && !SHELLS.has(readFileSync(`/proc/${name}/comm`, 'utf8').trim().replace(/^-/, ''))) found.push(Number(name));
+      if (startedOrWorksIn(name, dir, prefix) && !goneOrAnotherTerminal(Number(name), ownSession)) found.push(Number(name));
     } catch {
       // Gone while we looked, or not ours to read.
     }

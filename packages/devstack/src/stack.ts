@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import Docker from 'dockerode';
 import { processStart } from '@slipway/core/run-command';
-import { freePort, commandLine, isAlive, stopProcess, stopProcessesUnder } from './processes.js';
+import { freePort, commandLine, isAlive, stillRuns, stopProcess, stopProcessesUnder } from './processes.js';
 import { ensureSystemPackages, dnsmasqAnswers, startDnsmasq, type DnsmasqService, dockerAnswers, ensureDockerEngine, type DockerEngine, etcdHealthy, startEtcd, type EtcdService, startNginx, type NginxService, redisAnswers, startRedis, type RedisService, DOCKER_SOCKET } from './services.js';
 
 export type ServiceName = 'docker' | 'redis' | 'etcd' | 'nginx' | 'dns' | 'front';
@@ -77,7 +77,7 @@ function ours(pid: number | undefined, dir: string, address?: string): pid is nu
 
 /** The process that owns the stack still runs (the same process: not another that reused its pid). */
 export function ownerRuns(state: StackState): boolean {
-  return isAlive(state.ownerPid) && (state.ownerStart === undefined || processStart(state.ownerPid) === state.ownerStart);
+  return stillRuns(state.ownerPid, state.ownerStart);
 }
 
 /** `start` or `stop` of a stack that another running process owns (npm start's, or a test run's). */

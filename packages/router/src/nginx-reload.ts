@@ -3,7 +3,7 @@ import { mkdir, readFile, readdir, readlink, rename, rm, rmdir, stat, unlink, wr
 import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SlipwayConfig } from '@slipway/config/types';
-import { CommandError, OWN_PID_NAMESPACE, processStart, runCommand } from '@slipway/core/run-command';
+import { CommandError, OWN_PID_NAMESPACE, processStart, runCommand, statFields } from '@slipway/core/run-command';
 import { probeUnixSocket, readListeningSockets, readListeningUnixSockets, type TcpSocket } from './tcp-sockets.js';
 import { nginxNames } from './render.js';
 import { CHECK_TIMEOUT_MS, rejectedFile, runCheck, slipwayConfFiles } from './nginx-check.js';
@@ -667,8 +667,7 @@ async function hasNewChild(master: number, old: readonly number[]): Promise<bool
  */
 async function processActivity(pid: number): Promise<{ state: string; ticks: number } | null> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
-  // The command name (field 2) is in parentheses and may hold spaces: count fields after its closing one.
-  const fields = stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const fields = stat === null ? null : statFields(stat);
   return fields && fields.length > 13 ? { state: fields[0]!, ticks: Number(fields[11]) + Number(fields[12]) } : null;
 }
 
@@ -731,7 +730,5 @@ const isNginx = ({ comm }: { comm: string }) => comm === 'nginx' || comm === 'op
 
 async function parentPid(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-  // The command name may hold spaces and parentheses: fields start after the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[1] ?? 0);
+  return Number(statFields(stat)[1] ?? 0);
 }

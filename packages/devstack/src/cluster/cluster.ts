@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { processStart, runCommand } from '@slipway/core/run-command';
-import { commandLine, isAlive, processesUnder } from '../processes.js';
+import { commandLine, isAlive, processesUnder, stillRuns } from '../processes.js';
 import { CLUSTER_PACKAGES, ensureSystemPackages } from '../services.js';
 import { startEtcdCluster, type EtcdClusterState } from './etcd-cluster.js';
 import { clusterNetwork, hostOf, networkPlan, pidsInNetns, runIpBatch, startHost, subnetsOverlap, type ClusterNetwork, type HostState } from './hosts.js';
@@ -91,7 +91,7 @@ function writeCluster(state: ClusterState): void {
 }
 
 function ownerAlive(state: ClusterState): boolean {
-  return isAlive(state.ownerPid) && (state.ownerStart === undefined || processStart(state.ownerPid) === state.ownerStart);
+  return stillRuns(state.ownerPid, state.ownerStart);
 }
 
 /** Subnets the root namespace already routes: a cluster never takes one that overlaps them. */
