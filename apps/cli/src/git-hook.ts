@@ -121,6 +121,13 @@ async function receivePush(options: { app: string; config: string | null; stdin?
       return 0;
     }
     if (!isSha(sha) || !isSha(before)) throw new Error(`unexpected update ${JSON.stringify(target.join(' '))}`);
+    // git lets a branch point at a tag or a tree, and checks nothing of it before this hook: what deploys is a commit.
+    const kind = (await runCommand(['git', 'cat-file', '-t', sha])).stdout.trim();
+    if (kind !== 'commit') {
+      const hint = kind === 'tag' ? ` (push the commit it names: <tag>^{commit}:${app.branch})` : '';
+      terminal.err(`slipway: ${sha.slice(0, 12)} is a ${kind}, not a commit; only a commit deploys ${app.name}${hint}; push refused`);
+      return 1;
+    }
 
     // A remote made before the push lock has no hook to let it go: add it (the lock would otherwise wait to go stale).
     if (!existsSync(join(gitDir, 'hooks', 'reference-transaction'))) installHooks(gitDir, { app: app.name, config: options.config }, 'reference-transaction');

@@ -326,6 +326,32 @@ describe('slipway', () => {
     await git(remotePath, 'update-ref', 'refs/heads/master', other);
   });
 
+  it('a tag or a tree pushed to the branch is refused before anything is queued, and what is live stays', async () => {
+    const remotePath = join(tmp.path, 'tagged.git');
+    expect((await slipwayFull([...cfg(), 'remote', 'add', app, remotePath])).code).toBe(0);
+    const head = await commitVersion(repo, { version: 'tagged head' });
+    await git(repo.work, 'tag', '-a', '-m', 'release', 'tagged-v1', head);
+    const newestJob = async () => (JSON.parse((await slipwayFull([...cfg(), 'jobs', '--json', '--app', app, '--limit', '1'])).stdout) as { id: string }[])[0]?.id;
+    const jobBefore = await newestJob();
+    const live = await fetch(`${appUrl}/`).then((r) => r.text());
+
+    const tag = await run(['git', 'push', remotePath, 'tagged-v1:refs/heads/master'], { cwd: repo.work });
+    expect(tag.code, tag.stderr).not.toBe(0);
+    expect(tag.stderr).toMatch(/slipway: [0-9a-f]{12} is a tag, not a commit; only a commit deploys .* push refused/);
+    const tree = await run(['git', 'push', remotePath, `${head}^{tree}:refs/heads/master`], { cwd: repo.work });
+    expect(tree.code, tree.stderr).not.toBe(0);
+    expect(tree.stderr).toContain('is a tree, not a commit');
+    expect(await newestJob(), 'nothing was queued').toBe(jobBefore);
+    expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe(live);
+    expect((await git(remotePath, 'for-each-ref', 'refs/heads/master')).stdout.trim()).toBe('');
+    expect(existsSync(join(remotePath, 'slipway-push.lock'))).toBe(false);
+
+    // The commit the tag names deploys as any other.
+    const pushed = await run(['git', 'push', remotePath, 'tagged-v1^{commit}:refs/heads/master'], { cwd: repo.work });
+    expect(pushed.code, pushed.stderr).toBe(0);
+    expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('tagged head\n');
+  });
+
   it('a repository that refuses non-fast-forward pushes refuses a forced one before it deploys, not after', async () => {
     const remotePath = join(tmp.path, 'fast-forward-only.git');
     expect((await slipwayFull([...cfg(), 'remote', 'add', app, remotePath])).code).toBe(0);
