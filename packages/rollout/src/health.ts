@@ -65,7 +65,8 @@ async function waitHealthy(container: { id: string; address: string | null }, op
     if (options.signal?.aborted) throw new CancelledError('the health check');
     if (container.address !== null) {
       attempts++;
-      const outcome = await probe(`http://${container.address}${options.path}`, Math.min(PROBE_TIMEOUT_MS, Math.max(deadline - Date.now(), 100)));
+      const outcome = await probe(`http://${container.address}${options.path}`, Math.min(PROBE_TIMEOUT_MS, Math.max(deadline - Date.now(), 100)), options.signal);
+      if (options.signal?.aborted) throw new CancelledError('the health check');
       if (outcome.status !== undefined && outcome.status >= 200 && outcome.status < 300) {
         const ms = Date.now() - started;
         log(`health: ${id12} at ${container.address} answered ${outcome.status} on ${options.path} after ${(ms / 1000).toFixed(1)} s (${attempts} attempt${attempts === 1 ? '' : 's'})`);
@@ -87,20 +88,29 @@ async function waitHealthy(container: { id: string; address: string | null }, op
       log(`health: ${id12} still waiting after ${((Date.now() - started) / 1000).toFixed(0)} s (${attempts} attempts, last: ${last})`);
       lastProgress = Date.now();
     }
-    await sleep(Math.min(options.intervalMs, Math.max(deadline - Date.now(), 0)));
+    await sleep(Math.min(options.intervalMs, Math.max(deadline - Date.now(), 0)), undefined, { signal: options.signal }).catch(() => {});
   }
 }
 
-/** One GET on a fresh connection (closed afterwards, so it never counts as a connection to drain). */
-export function probe(url: string, timeoutMs: number): Promise<{ status?: number; error?: string }> {
+/**
+ * One GET on a fresh connection (closed afterwards, so it never counts as a
+ * connection to drain). Answered by the status line: a body is not waited
+ * for, since an app may stream one for ever, and the whole attempt, from
+ * connecting to the status, is bounded by `timeoutMs` (a socket's idle
+ * timeout alone is not: an app that trickles a byte a second never idles).
+ */
+export function probe(url: string, timeoutMs: number, signal?: AbortSignal): Promise<{ status?: number; error?: string }> {
   return new Promise((resolve) => {
-    const req = request(url, { agent: false, headers: { connection: 'close', 'user-agent': 'slipway-health' }, timeout: timeoutMs }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode }));
-      res.on('error', () => resolve({ status: res.statusCode }));
+    const req = request(url, { agent: false, headers: { connection: 'close', 'user-agent': 'slipway-health' }, signal }, (res) => {
+      clearTimeout(timer);
+      resolve({ status: res.statusCode });
+      req.destroy();
     });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', (err: NodeJS.ErrnoException) => resolve({ error: err.code === 'ECONNREFUSED' ? 'connection refused' : err.code === 'ECONNRESET' ? 'connection reset' : err.message }));
+    const timer = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      resolve({ error: err.code === 'ECONNREFUSED' ? 'connection refused' : err.code === 'ECONNRESET' ? 'connection reset' : err.code === 'ABORT_ERR' ? 'cancelled' : err.message });
+    });
     req.end();
   });
 }
