@@ -225,6 +225,34 @@ describe('DeployQueue', () => {
     for (const r of first.records) expect(await queue.bull.getJob(bullJobId(r.id))).toBeDefined();
   });
 
+  it('a redelivery puts back the BullMQ jobs of what its first delivery queued and has not started, whose answer was lost', async () => {
+    const app = uniqueName('lost');
+    const delivery = { provider: 'github', id: uniqueName('d'), ttlSeconds: 60, guard: true };
+    const webhook = (n: number): DeployRequest => ({ ...request(app, n), trigger: 'webhook', push: { forced: false, before: sha(0) } as DeployRequest['push'] });
+    // What a first delivery leaves when its answer never comes back (the connection dropped after the script ran, and
+    // the receiver answered 503, or ioredis ran the script again on reconnecting): records and claim, no BullMQ job.
+    const [lost] = await queue.store.createGroups([{ requests: [webhook(40), { ...webhook(41), app: `${app}-b` }], delivery: { key: queue.store.keys.delivery(delivery.provider, delivery.id), ttlSeconds: 60 }, guard: true }]);
+    const [a, b] = lost!.records;
+    expect(await queue.bull.getJob(bullJobId(a!.id))).toBeUndefined();
+
+    const again = await queue.enqueueMany([webhook(40), { ...webhook(41), app: `${app}-b` }], delivery);
+    expect(again).toMatchObject({ records: [], stillWaiting: [a!.id, b!.id] });
+    for (const record of [a!, b!]) expect(await queue.bull.getJob(bullJobId(record.id)), `job ${record.id} queued`).toBeDefined();
+
+    // The same body with a fresh delivery id (a replay) finds the commit's job, and puts its BullMQ job back too.
+    await queue.bull.getJob(bullJobId(a!.id)).then((j) => j?.remove());
+    const replay = await queue.enqueueMany([webhook(40)], { ...delivery, id: uniqueName('d') });
+    expect(replay).toMatchObject({ records: [], skipped: [{ app, reason: 'duplicate', job: a!.id }], stillWaiting: [a!.id] });
+    expect(await queue.bull.getJob(bullJobId(a!.id))).toBeDefined();
+
+    // Once a job has started (or ended), a redelivery adds nothing for it.
+    await queue.cancel(a!.id);
+    expect((await queue.enqueueMany([webhook(40), { ...webhook(41), app: `${app}-b` }], delivery)).stillWaiting).toEqual([b!.id]);
+    expect((await queue.enqueueMany([webhook(40)], { ...delivery, id: uniqueName('d') })).stillWaiting).toEqual([]);
+    expect(await queue.bull.getJob(bullJobId(a!.id))).toBeUndefined();
+    await queue.cancel(b!.id);
+  });
+
   it('when BullMQ refuses the jobs of a batch, every webhook of it fails: claims dropped, records failed, and the forge\'s retry is queued', async () => {
     const own = uniqueName('q');
     const broken = new DeployQueue({ redis, prefix: own, attempts: 1, backoffMs: 100 });
@@ -233,10 +261,14 @@ describe('DeployQueue', () => {
       await redis.set(`${own}:deploys:wait`, 'not a list');
       const deliveries = [uniqueName('d'), uniqueName('d')].map((id) => ({ provider: 'github', id, ttlSeconds: 60 }));
       // Issued in one turn of the event loop: one batch, one addBulk.
-      const outcomes = await Promise.allSettled(deliveries.map((d, i) => broken.enqueueMany([request(`app-${i}`, 30 + i)], d)));
-      expect(outcomes.map((o) => o.status)).toEqual(['rejected', 'rejected']);
+      // With them, a redelivery of a delivery queued before: its claim is not this batch's to drop.
+      const earlier = { provider: 'github', id: uniqueName('d'), ttlSeconds: 60 };
+      await broken.store.createGroups([{ requests: [request('app-9', 39)], delivery: { key: broken.store.keys.delivery('github', earlier.id), ttlSeconds: 60 } }]);
+      const outcomes = await Promise.allSettled([...deliveries, earlier].map((d, i) => broken.enqueueMany([request(`app-${i}`, 30 + i)], d)));
+      expect(outcomes.map((o) => o.status)).toEqual(['rejected', 'rejected', 'rejected']);
       for (const d of deliveries) expect(await redis.exists(`${own}:delivery:github:${d.id}`)).toBe(0);
-      const records = await broken.store.list({ limit: 10 });
+      expect(await redis.exists(`${own}:delivery:github:${earlier.id}`), 'the earlier delivery\'s claim stays').toBe(1);
+      const records = (await broken.store.list({ limit: 10 })).filter((r) => r.app !== 'app-9');
       expect(records.map((r) => [r.state, r.error])).toEqual([['failed', 'could not be queued'], ['failed', 'could not be queued']]);
 
       // A webhook's push (guarded): its commit's pushed mark goes with the failed job, or the retry would be its "duplicate".
@@ -245,6 +277,7 @@ describe('DeployQueue', () => {
       expect(await redis.exists(`${own}:app:app-2:pushed:${sha(32)}`)).toBe(0);
 
       await redis.del(`${own}:deploys:wait`);
+      await broken.cancel((await broken.store.list({ app: 'app-9', limit: 1 }))[0]!.id);
       const retried = await broken.enqueueMany([request('app-0', 30)], deliveries[0]);
       expect(retried.previous).toBeNull();
       expect(await broken.bull.getJob(bullJobId(retried.records[0]!.id))).toBeDefined();

@@ -129,13 +129,17 @@ export class DeployQueue {
     // per job with a promise chain each. Should it fail (Redis went away), every group of the
     // batch is undone: claims dropped so the forges' retries are honoured, records ended
     // failed. A BullMQ job that did get in is then skipped by the worker (its record is final).
+    // A duplicate's jobs not started yet go in again: their first delivery's BullMQ jobs may never have been added
+    // (its answer lost; see CreatedGroup.stillWaiting). The same job id, so BullMQ adds nothing when they are there.
     const records = created.flatMap((c) => c.records);
+    const ids = [...new Set([...records.map((record) => record.id), ...created.flatMap((c) => c.stillWaiting)])];
     try {
-      if (records.length > 0) await this.bull.addBulk(records.map((record) => ({ name: 'deploy', data: { id: record.id }, opts: this.jobOptions(record.id) })));
+      if (ids.length > 0) await this.bull.addBulk(ids.map((id) => ({ name: 'deploy', data: { id }, opts: this.jobOptions(id) })));
     } catch (err) {
       // Undone before anyone is answered: a 503 means the forge's retry will be queued, and the records say why they never ran.
       // The commits' pushed marks go too (each only while it still names this job), or the retry would be a "duplicate" of a job that never ran.
-      for (const { group } of batch) if (group.delivery) await this.redis.del(group.delivery.key).catch(() => {});
+      // Only the claims this batch made: a duplicate's claim is its first delivery's, whose jobs stand.
+      for (const [g, { group }] of batch.entries()) if (group.delivery && created[g]!.previous === null && created[g]!.records.length > 0) await this.redis.del(group.delivery.key).catch(() => {});
       for (const record of records) {
         await this.store.forgetPushed(record).catch(() => {});
         await this.store.finish(record.id, 'failed', { error: 'could not be queued' }).catch(() => {});
@@ -150,8 +154,9 @@ export class DeployQueue {
    * Waiting records with no BullMQ job, left when Redis went away (or the
    * process died) between a batch's records and its BullMQ jobs, before
    * the undo could run. A webhook's job is queued now: its delivery is
-   * claimed, so the forge's retry was answered "duplicate" and this is the
-   * push's only job (the same job id, so a second repair adds nothing).
+   * claimed, so it is the push's only job; a redelivery of it puts the
+   * BullMQ job back too (see CreatedGroup.stillWaiting), this covers a
+   * forge that sends none (the same job id, so a second repair adds nothing).
    * Any other (a CLI deploy told it failed) is ended failed. Only records
    * older than `olderThanMs` are looked at: a younger one's enqueue may
    * still be on its way. Returns the ids requeued and failed.

@@ -119,8 +119,10 @@ return redis.call('hgetall', KEYS[1])`;
  * its app's waiting key, the app (JSON), the app's pushed key for this
  * commit and its live-ancestry key (both '' without a guard), the commit,
  * the number of field arguments, and the field/value pairs.
- * Returns per group {1, outcome...} (an id, `s` or `d<id>` per job) when
- * the delivery is new, {0, what the first delivery recorded} for a duplicate.
+ * Returns per group {1, outcome...} (an id, `s`, or `d<id>` / `w<id>` per
+ * job: `w` when that earlier job has not started) when the delivery is new,
+ * {0, what the first delivery recorded, ids of its jobs not started...}
+ * for a duplicate.
  */
 const CREATE_JOBS = LUA_INDEX_KEYS + `
 local out = {}
@@ -138,6 +140,9 @@ for g = 1, tonumber(ARGV[2]) do
   local existing = key and redis.call('get', key)
   if existing then
     out[g] = {0, existing}
+    for _, queued in ipairs(cjson.decode(existing)) do
+      if redis.call('hget', ARGV[1] .. queued.job, 'state') == '"waiting"' then out[g][#out[g] + 1] = queued.job end
+    end
     for r = 1, count do pos = pos + 7 + tonumber(ARGV[pos + 6]) end
   else
     local created = {1}
@@ -149,7 +154,7 @@ for g = 1, tonumber(ARGV[2]) do
       if ancestry ~= '' and redis.call('sismember', ancestry, sha) == 1 then
         created[#created + 1] = 's'
       elseif prior then
-        created[#created + 1] = 'd' .. prior
+        created[#created + 1] = (redis.call('hget', ARGV[1] .. prior, 'state') == '"waiting"' and 'w' or 'd') .. prior
       else
         local id = redis.call('incr', KEYS[1])
         local sid = tostring(id)
@@ -233,6 +238,14 @@ export interface CreatedGroup {
   previous: string | null;
   /** Jobs the guard skipped (empty without a guard, or for a duplicate delivery). */
   skipped: SkippedJob[];
+  /**
+   * Of the jobs an earlier delivery (or webhook of the commit) created, those
+   * not started yet. Their BullMQ jobs may be missing: the first delivery's
+   * answer can be lost after its records were written (its client then
+   * gave up, or ioredis sent the script again after reconnecting, and that
+   * second run found the delivery claimed).
+   */
+  stillWaiting: string[];
 }
 
 export interface JobStoreOptions {
@@ -308,16 +321,19 @@ export class JobStore {
     });
     const results = (await createJobs(this.redis, keys, args)) as Array<[number, ...string[]]>;
     return results.map(([created, ...outcomes], g) => {
-      if (created === 0) return { records: [], previous: outcomes[0] ?? '[]', skipped: [] };
+      if (created === 0) return { records: [], previous: outcomes[0] ?? '[]', skipped: [], stillWaiting: outcomes.slice(1) };
       const made: JobRecord[] = [];
       const skipped: SkippedJob[] = [];
+      const stillWaiting: string[] = [];
       outcomes.forEach((outcome, i) => {
         const record = records[g]![i]!;
         if (outcome === 's') skipped.push({ app: record.app, reason: 'stale' });
-        else if (outcome.startsWith('d')) skipped.push({ app: record.app, reason: 'duplicate', job: outcome.slice(1) });
-        else made.push({ id: outcome, ...record });
+        else if (outcome[0] === 'd' || outcome[0] === 'w') {
+          skipped.push({ app: record.app, reason: 'duplicate', job: outcome.slice(1) });
+          if (outcome[0] === 'w') stillWaiting.push(outcome.slice(1));
+        } else made.push({ id: outcome, ...record });
       });
-      return { records: made, previous: null, skipped };
+      return { records: made, previous: null, skipped, stillWaiting };
     });
   }
 
