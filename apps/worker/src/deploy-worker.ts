@@ -58,7 +58,8 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
   const prefix = config.queue.prefix;
   const redis = connectRedis(config.redis, 'worker');
   const bullConnection = connectRedis(config.redis, 'worker');
-  const subscriber = connectRedis(config.redis, 'worker');
+  // Named, so that an operator's CLIENT LIST tells it from the worker's other connections.
+  const subscriber = connectRedis(config.redis, 'worker', { connectionName: `slipway-worker:${prefix}:events` });
   const store = new JobStore(redis, prefix, { retention: { keepPerApp: config.jobs.keep_per_app, keepDays: config.jobs.keep_days } });
   // The producer side too: the worker requeues what a cut-short enqueue left (see repair below); its BullMQ queue is the worker's.
   const producer = new DeployQueue({ redis, prefix, attempts: config.worker.attempts, backoffMs: config.worker.backoff_ms });
@@ -120,6 +121,12 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
       if (event.state === 'cancelled' && event.id) feedback.cancelled(event.id);
     } catch {
       // Not ours to understand.
+    }
+  });
+  // A message sent while this connection was down is lost: once it is back, the running jobs' cancel keys say.
+  subscriber.on('ready', () => {
+    for (const [id, controller] of context.running) {
+      void redis.exists(store.keys.cancel(id)).then((n) => n > 0 && controller.abort(), () => {});
     }
   });
 

@@ -65,6 +65,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
 
   const logger = ctx.logger.child({ job: id, app: record.app });
   const controller = new AbortController();
+  const progress: Progress = { reachedSwitch: false };
   // Held by this attempt (BullMQ's token for it), not by the job: a re-run of the job elsewhere waits for the
   // lease to lapse rather than sharing it, and this attempt's release never frees the app under that re-run.
   const lease = new AppLease(ctx.redis, ctx.store.keys.appLock(record.app), `${id}:${token ?? randomUUID()}`, ctx.leaseMs ?? DEFAULT_LEASE_MS, () => {
@@ -115,7 +116,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     if (started.state !== 'active') return { skipped: started.state };
     ctx.feedback?.started(started, attempt);
     logger.info({ attempt }, 'deploy started');
-    const result = await deploy(ctx, record, log, controller.signal, attempt);
+    const result = await deploy(ctx, record, log, controller.signal, attempt, progress);
     await rememberLive(ctx, record, log.write);
     await log.flush();
     await ctx.store.step(id, 'done');
@@ -123,7 +124,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     logger.info({ image: result.image }, 'deploy completed');
     return result;
   } catch (err) {
-    return await settleFailure(ctx, job, token, record, log, err, controller.signal);
+    return await settleFailure(ctx, job, token, record, log, err, controller.signal, progress);
   } finally {
     ctx.running.delete(id);
     await log.flush();
@@ -255,7 +256,12 @@ function appForJob(ctx: DeployContext, record: JobRecord) {
   return { ...app, repo: repo.cloneUrl };
 }
 
-async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal: AbortSignal, attempt: number): Promise<NonNullable<JobRecord['result']>> {
+/** How far an attempt got: from its switch on, a cancel is no longer what stopped it (the rollout ignores one then). */
+interface Progress {
+  reachedSwitch: boolean;
+}
+
+async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal: AbortSignal, attempt: number, progress: Progress): Promise<NonNullable<JobRecord['result']>> {
   const app = appForJob(ctx, record);
   // One step update at a time: each is a read-modify-write of the timeline, and the rollout reports
   // its steps without waiting (a first release's `switch` and `drain` come a moment apart).
@@ -315,7 +321,10 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
   const live = await rollout({
     app, nginx: { ...ctx.config.nginx, batchMs: ctx.config.router.batch_ms }, dns: ctx.config.dns, image, sha: record.sha, job: record.id,
     docker: ctx.docker, etcd: ctx.etcd, log: log.write, signal, engine: ctx.config.engine, manager: ctx.manager,
-    onStep: (s) => void step(s).catch(() => {}),
+    onStep: (s) => {
+      if (s === 'switch') progress.reachedSwitch = true;
+      void step(s).catch(() => {});
+    },
   });
   await steps.catch(() => {});
   ctx.feedback?.rolledOut(app.name, live);
@@ -335,7 +344,7 @@ function built(ctx: DeployContext, app: string, image: BuiltImage): string {
  */
 export class TakenOver extends Error {}
 
-async function settleFailure(ctx: DeployContext, job: Job, token: string | undefined, record: JobRecord, log: JobLog, err: unknown, signal: AbortSignal): Promise<unknown> {
+async function settleFailure(ctx: DeployContext, job: Job, token: string | undefined, record: JobRecord, log: JobLog, err: unknown, signal: AbortSignal, progress: Progress): Promise<unknown> {
   const id = record.id;
   // The one free-text field of a job: shown in lists, the dashboard, commit statuses and notifications.
   const message = scrubSecrets(firstLine(err), ctx.secrets);
@@ -348,7 +357,9 @@ async function settleFailure(ctx: DeployContext, job: Job, token: string | undef
     if (token !== undefined && (await job.moveToDelayed(Date.now() + BUSY_RETRY_MS, token).then(() => true, () => false))) throw new DelayedError();
     return { takenOver: true };
   }
-  if ((isSlipwayError(err, 'cancelled') || signal.aborted) && !isRetryable(err)) {
+  // Before the switch, whatever fails once the job was cancelled failed because of it (a build killed, a container
+  // stopped); from the switch on the rollout ignores the cancel, so a failure there is the deploy's own and says so.
+  if ((isSlipwayError(err, 'cancelled') || (signal.aborted && !progress.reachedSwitch)) && !isRetryable(err)) {
     log.write('cancelled: nothing of this deploy went live');
     await log.flush();
     ctx.feedback?.finished(await ctx.store.finish(id, 'cancelled', { error: 'cancelled by request' }));

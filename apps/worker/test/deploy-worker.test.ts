@@ -1,4 +1,6 @@
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
@@ -196,5 +198,39 @@ describe('the deploy worker', () => {
     const ended = await waitForJob(world.queue, job.id, 30_000);
     expect(ended.state).toBe('cancelled');
     expect(await docker.listContainers({ all: true, filters: { label: [`slipway.app=${app!.name}`] } })).toEqual([]);
+  });
+
+  it('a cancel published while the worker\'s subscription was reconnecting still stops the job', async () => {
+    world = await workerWorld({ app: { health: { path: '/healthz', timeout_s: 60, interval_ms: 100 } } });
+    const [app] = world.apps;
+    const sha = await commitVersion(app!.repo, { version: 'never healthy', variant: 'unhealthy' });
+    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    const job = await world.queue.enqueue({ app: app!.name, sha, ref: 'master', image: null, trigger: 'cli' });
+    await waitForStep(world.queue, job.id, 'health');
+    // The subscription's connection cut, and the cancel sent before it is back (it reconnects after 100 ms): its message is lost.
+    const redis = world.queue.redis;
+    const name = `slipway-worker:${world.config.queue.prefix}:events`;
+    const line = ((await redis.call('client', 'list', 'type', 'pubsub')) as string).split('\n').find((l) => l.includes(` name=${name} `));
+    expect(line, 'the worker\'s subscription').toBeDefined();
+    await redis.call('client', 'kill', 'id', /\bid=(\d+)/.exec(line!)![1]!);
+    await world.queue.cancel(job.id);
+    const ended = await waitForJob(world.queue, job.id, 30_000);
+    expect(ended.state).toBe('cancelled');
+  });
+
+  it('a cancel that arrives after the switch does not hide the failure that follows it', async () => {
+    world = await workerWorld();
+    const [app] = world.apps;
+    // nginx's reload, which runs after etcd switched, says it began and fails two seconds later.
+    const reloading = join(world.dir, 'reloading');
+    const config = { ...world.config, nginx: { ...world.config.nginx, reload_cmd: ['sh', '-c', 'touch "$0"; sleep 2; exit 1', reloading] } };
+    worker = createDeployWorker({ config, logger: quietLogger });
+    const job = await world.queue.enqueue({ app: app!.name, sha: await commitVersion(app!.repo, { version: 'past the switch' }), ref: 'master', image: null, trigger: 'cli' });
+    for (let i = 0; i < 1200 && !existsSync(reloading); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(existsSync(reloading), 'the reload began').toBe(true);
+    await world.queue.cancel(job.id);
+    const ended = await waitForJob(world.queue, job.id, 30_000);
+    expect([ended.state, ended.error]).toEqual(['failed', expect.stringMatching(/^nginx reload failed/)]);
+    expect((await world.queue.store.readLog(job.id)).join('\n')).not.toContain('cancelled: nothing of this deploy went live');
   });
 });
