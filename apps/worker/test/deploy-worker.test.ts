@@ -187,26 +187,28 @@ describe('the deploy worker', () => {
     await world.queue.redis.del(world.queue.store.keys.appLock(app!.name));
   });
 
-  it('cancels a running job before the switch and removes its containers', async () => {
-    world = await workerWorld({ app: { health: { path: '/healthz', timeout_s: 60, interval_ms: 100 } } });
-    const [app] = world.apps;
+  /** A job of a commit that never gets healthy, running its health check (60 s): a cancel is what ends it. */
+  async function runningUnhealthy() {
+    const made = await workerWorld({ app: { health: { path: '/healthz', timeout_s: 60, interval_ms: 100 } } });
+    world = made;
+    const [app] = made.apps;
     const sha = await commitVersion(app!.repo, { version: 'never healthy', variant: 'unhealthy' });
-    worker = createDeployWorker({ config: world.config, logger: quietLogger });
-    const job = await world.queue.enqueue({ app: app!.name, sha, ref: 'master', image: null, trigger: 'cli' });
-    for (let i = 0; i < 600 && (await world.queue.store.mustGet(job.id)).step !== 'health'; i++) await new Promise((r) => setTimeout(r, 50));
+    worker = createDeployWorker({ config: made.config, logger: quietLogger });
+    const job = await made.queue.enqueue({ app: app!.name, sha, ref: 'master', image: null, trigger: 'cli' });
+    await waitForStep(made.queue, job.id, 'health');
+    return { world: made, app: app!, job };
+  }
+
+  it('cancels a running job before the switch and removes its containers', async () => {
+    const { world, app, job } = await runningUnhealthy();
     await world.queue.cancel(job.id);
     const ended = await waitForJob(world.queue, job.id, 30_000);
     expect(ended.state).toBe('cancelled');
-    expect(await docker.listContainers({ all: true, filters: { label: [`slipway.app=${app!.name}`] } })).toEqual([]);
+    expect(await docker.listContainers({ all: true, filters: { label: [`slipway.app=${app.name}`] } })).toEqual([]);
   });
 
   it('a cancel published while the worker\'s subscription was reconnecting still stops the job', async () => {
-    world = await workerWorld({ app: { health: { path: '/healthz', timeout_s: 60, interval_ms: 100 } } });
-    const [app] = world.apps;
-    const sha = await commitVersion(app!.repo, { version: 'never healthy', variant: 'unhealthy' });
-    worker = createDeployWorker({ config: world.config, logger: quietLogger });
-    const job = await world.queue.enqueue({ app: app!.name, sha, ref: 'master', image: null, trigger: 'cli' });
-    await waitForStep(world.queue, job.id, 'health');
+    const { world, job } = await runningUnhealthy();
     // The subscription's connection cut, and the cancel sent before it is back (it reconnects after 100 ms): its message is lost.
     const redis = world.queue.redis;
     const name = `slipway-worker:${world.config.queue.prefix}:events`;
