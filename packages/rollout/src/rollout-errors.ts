@@ -5,7 +5,8 @@ import { firstLine, SlipwayError, UnavailableError } from '@slipway/core/slipway
  * rollout throws UnavailableError (code `unavailable`, from
  * @slipway/core: etcd, Docker, or for routing: dns the DNS server or the
  * registrar unreachable; retry later) and the router's
- * `nginx_check_failed`, `nginx_reload_failed` and `template_invalid`.
+ * `nginx_check_failed`, `nginx_conf_broken`, `nginx_check_not_run`,
+ * `nginx_reload_failed` and `template_invalid`.
  * Each says whose fault it is and whether retrying may help (only
  * `unavailable` and `lock_timeout` may).
  */

@@ -100,7 +100,7 @@ const IMAGE = /^[a-z0-9][a-z0-9._\/:@-]{0,254}$/i;
  *
  * Throws UnavailableError (etcd or Docker unreachable: retry), or a
  * SlipwayError with code `health_failed`, `nginx_check_failed`,
- * `nginx_reload_failed`, `template_invalid`, `cancelled`, `unsupported`,
+ * `nginx_conf_broken`, `nginx_check_not_run`, `nginx_reload_failed`, `template_invalid`, `cancelled`, `unsupported`,
  * `image_not_found`, `container_start_failed`, `lock_timeout`,
  * `invalid_input`, `address_pool_exhausted`. Whatever it throws, the previous release still serves
  * with its nginx file and etcd keys as they were, and no new container is

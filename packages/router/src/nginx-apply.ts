@@ -4,12 +4,12 @@ import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { CommandError } from '@slipway/core/run-command';
-import { runCheck, slipwayConfFiles } from './nginx-check.js';
+import { checkFiles, rejectedFile, runCheck, slipwayConfFiles } from './nginx-check.js';
 import { reloadConfirmedSince, reloadNginx, reloadSignalledFor, type NginxTarget, type ReloadResult } from './nginx-reload.js';
 import { nginxNames, renderDnsNginxConf, renderFrontConf, renderNginxConf, type DnsRouteSnapshot, type RouteSnapshot } from './render.js';
 import { probeUnixSocket } from './tcp-sockets.js';
 import { backListen, frontTarget } from './tiers.js';
-import { NginxCheckError, NginxReloadError } from './router-errors.js';
+import { NginxCheckError, NginxCheckNotRunError, NginxConfBrokenError, NginxReloadError } from './router-errors.js';
 
 /*
  * Making an app's nginx file live without ever serving a broken one:
@@ -287,15 +287,27 @@ export async function applyDnsNginxConf(options: DnsRouteSnapshot & { nginx: Ngi
   return { file, changed: true, ...(await prepared.commit()) };
 }
 
-/** Runs `check_cmd` against the candidate beside every other app's file; throws NginxCheckError with nginx's own words. */
+/**
+ * Runs `check_cmd` against the candidate beside every other app's file;
+ * throws NginxCheckError with nginx's own words. When nginx names another
+ * app's file, the candidate is blamed only if that file passes without it
+ * (a clash the candidate brings); otherwise NginxConfBrokenError. A check
+ * that could not run is NginxCheckNotRunError, never the commit's fault.
+ */
 async function checkNginxConf(options: { nginx: SlipwayConfig['nginx']; app: string; candidate: string }): Promise<void> {
   const { nginx, app, candidate } = options;
   const others = await slipwayConfFiles(nginx.conf_dir, nginxNames.file(app));
   try {
     await runCheck(nginx, [...others, candidate], candidate);
   } catch (err) {
-    if (err instanceof CommandError) throw new NginxCheckError(app, err.tail || err.message, { cause: err });
-    throw err;
+    if (!(err instanceof CommandError)) throw err;
+    if (err.exitCode === null) throw new NginxCheckNotRunError(app, { cause: err });
+    const words = err.tail || err.message;
+    const named = rejectedFile(words);
+    if (named !== null && others.includes(named) && !nginx.check_cmd.includes('{file}') && (await checkFiles(nginx, others)) !== null) {
+      throw new NginxConfBrokenError(app, named, words);
+    }
+    throw new NginxCheckError(app, words, { cause: err });
   }
 }
 

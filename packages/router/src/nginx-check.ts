@@ -2,7 +2,7 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SlipwayConfig } from '@slipway/config/types';
-import { runCommand } from '@slipway/core/run-command';
+import { CommandError, runCommand } from '@slipway/core/run-command';
 import { nginxNames } from './render.js';
 
 /*
@@ -82,4 +82,19 @@ export async function runCheck(nginx: SlipwayConfig['nginx'], includes: readonly
  */
 export function rejectedFile(words: string): string | null {
   return /\[(?:emerg|alert|crit)\].* in (\/.+?):\d+\s*$/m.exec(words)?.[1] ?? null;
+}
+
+/**
+ * nginx's words when `check_cmd` rejects `files` as one configuration;
+ * null when it accepts them, and when it could not run at all (missing,
+ * killed at its timeout): no verdict.
+ */
+export async function checkFiles(nginx: SlipwayConfig['nginx'], files: readonly string[]): Promise<string | null> {
+  try {
+    await runCheck(nginx, files, nginx.conf_dir);
+    return null;
+  } catch (err) {
+    if (!(err instanceof CommandError) || err.exitCode === null) return null;
+    return err.tail || err.message;
+  }
 }

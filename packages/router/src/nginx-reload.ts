@@ -6,7 +6,7 @@ import type { SlipwayConfig } from '@slipway/config/types';
 import { CommandError, OWN_PID_NAMESPACE, processStart, runCommand, statFields } from '@slipway/core/run-command';
 import { probeUnixSocket, readListeningSockets, readListeningUnixSockets, type TcpSocket } from './tcp-sockets.js';
 import { nginxNames } from './render.js';
-import { CHECK_TIMEOUT_MS, rejectedFile, runCheck, slipwayConfFiles } from './nginx-check.js';
+import { CHECK_TIMEOUT_MS, checkFiles, rejectedFile, slipwayConfFiles } from './nginx-check.js';
 import { NginxCheckError, NginxReloadError } from './router-errors.js';
 
 /**
@@ -412,16 +412,6 @@ async function checkWhole(nginx: NginxTarget, dir: string, tickets: BatchTicket[
 }
 
 /** check_cmd on `files` as a whole: null when nginx takes them (or the check could not say), else nginx's words. */
-async function checkFiles(nginx: NginxTarget, files: readonly string[]): Promise<string | null> {
-  try {
-    await runCheck(nginx, files, nginx.conf_dir);
-    return null;
-  } catch (err) {
-    if (!(err instanceof CommandError) || err.exitCode === null) return null;
-    return err.tail || err.message;
-  }
-}
-
 /** `…/slipway-<app>.conf` → `<app>`. */
 function appOfFile(file: string): string {
   return basename(file).replace(/^slipway-/, '').replace(/\.conf$/, '');

@@ -4,8 +4,8 @@
  * candidate to commit (atomic rename, observed reload) or discard, and the
  * observations a rollout waits on (nginx's listening workers, the
  * connections an old container still carries). Failures carry their
- * codes (`nginx_check_failed`, `nginx_reload_failed`, `template_invalid`,
- * `empty_upstream`).
+ * codes (`nginx_check_failed`, `nginx_conf_broken`, `nginx_check_not_run`,
+ * `nginx_reload_failed`, `template_invalid`, `empty_upstream`).
  */
 export { nginxNames, renderedUpstreams, renderFrontConf, renderNginxConf, routeSnapshot, type RouteSnapshot } from './render.js';
 export { prepareNginxConf, reloadIfBehind, type PreparedNginxConf } from './nginx-apply.js';

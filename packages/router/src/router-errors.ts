@@ -1,3 +1,4 @@
+import type { CommandError } from '@slipway/core/run-command';
 import { SlipwayError } from '@slipway/core/slipway-error';
 
 /**
@@ -29,6 +30,30 @@ export class NginxCheckError extends SlipwayError {
     super('nginx_check_failed', `nginx rejected the candidate config for ${app}${output ? `:\n${output}` : ''}`, { ...options, fault: 'commit' });
     this.name = 'NginxCheckError';
     this.output = output;
+  }
+}
+
+/**
+ * `check_cmd` rejects another app's live file whatever this app's candidate
+ * is (it fails without the candidate too): a file changed by hand, or an
+ * nginx that no longer accepts it. Not the commit's doing; nothing was
+ * changed.
+ */
+export class NginxConfBrokenError extends SlipwayError {
+  readonly output: string;
+
+  constructor(app: string, file: string, output: string) {
+    super('nginx_conf_broken', `nginx rejects ${file}, which is not ${app}'s and fails without ${app}'s candidate too (nothing was changed; fix that file):\n${output}`);
+    this.name = 'NginxConfBrokenError';
+    this.output = output;
+  }
+}
+
+/** `check_cmd` could not run (missing, or killed at its timeout): no verdict on the candidate, so nothing was changed. */
+export class NginxCheckNotRunError extends SlipwayError {
+  constructor(app: string, options: { cause: CommandError }) {
+    super('nginx_check_not_run', `could not check ${app}'s candidate nginx config: ${options.cause.message} (nothing was changed)`, options);
+    this.name = 'NginxCheckNotRunError';
   }
 }
 

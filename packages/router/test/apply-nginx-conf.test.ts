@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { Agent, createServer, request, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -195,6 +196,30 @@ describe('applyNginxConf', () => {
     await expect(applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(clash, [a]) })).rejects.toThrow(/duplicate upstream/);
     expect(await fetchText(two.listen)).toBe('200 b');
     dir.remove();
+  });
+
+  it('blames a candidate only for what it brings: another app\'s broken live file is nginx_conf_broken, a check that cannot run nginx_check_not_run', async () => {
+    const broken = await newApp();
+    const app = await newApp();
+    const { file } = await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(broken, [a]) });
+    const good = await readFile(file, 'utf8');
+    const ownFile = nginxNames.path(nginx.settings.conf_dir, app.name);
+    try {
+      await writeFile(file, 'this is not nginx;\n');
+      const err = await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(app, [b]) }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'nginx_conf_broken', fault: 'slipway' });
+      expect((err as Error).message).toContain(`nginx rejects ${file}, which is not ${app.name}'s`);
+      expect(existsSync(ownFile)).toBe(false);
+    } finally {
+      await writeFile(file, good);
+    }
+    const unrunnable = await applyNginxConf({ nginx: { ...nginx.settings, check_cmd: ['/nonexistent/slipway-test/nginx', '-t'] }, snapshot: await routeSnapshot(app, [b]) }).catch((e: unknown) => e);
+    expect(unrunnable).toMatchObject({ code: 'nginx_check_not_run', fault: 'slipway' });
+    expect(existsSync(ownFile)).toBe(false);
+    expect(await leftovers()).toEqual([]);
+
+    await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(app, [b]) });
+    expect(await fetchText(app.listen)).toBe('200 b');
   });
 
   it('fails, naming the holder, when another process has the app\'s listen address (nginx cannot bind it), and keeps no file', async () => {
