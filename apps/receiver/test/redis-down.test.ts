@@ -65,6 +65,27 @@ describe('Redis going away and coming back', () => {
   });
 });
 
+describe('a Redis that refuses writes for a while (out of memory)', () => {
+  it('is answered 503 like an unreachable one, and what the receiver logs holds none of the refused command\'s arguments', async () => {
+    const admin = r.redis.duplicate();
+    await new Promise((resolve) => admin.once('ready', resolve));
+    await admin.config('SET', 'maxmemory', '1');
+    try {
+      // The commit's message goes into its job record, never into a log line.
+      const payload = githubBranchPush();
+      const message = `refused-${randomUUID()}`;
+      const refused = await push(randomUUID(), JSON.stringify({ ...payload, after: 'c'.repeat(40), head_commit: { ...(payload.head_commit as object), id: 'c'.repeat(40), message } }));
+      expect(refused).toMatchObject({ status: 503, body: { error: 'unavailable' }, retryAfter: '5' });
+      expect(refused.body.message).toMatch(/^Redis refused the command: OOM /);
+      expect(r.logText()).not.toContain(message);
+    } finally {
+      await admin.config('SET', 'maxmemory', '0');
+      admin.disconnect();
+    }
+    expect((await push(randomUUID(), JSON.stringify({ ...githubBranchPush(), after: 'c'.repeat(40) }))).status).toBe(202);
+  });
+});
+
 describe('a Redis that hangs (the connection up, nothing answering)', () => {
   it('is unreachable too: 503 within a second, 202 once it answers again', async () => {
     process.kill(redis.pid, 'SIGSTOP');

@@ -38,13 +38,22 @@ export function redisForDisplay(url: string): string {
 
 const CONNECTION_ERROR = /Connection is closed|enableOfflineQueue|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|MaxRetriesPerRequest|connect ETIMEDOUT|Stream isn't writeable|Reached the max retries/i;
 
+/**
+ * Redis there but refusing commands for a while: out of memory under
+ * noeviction, a read-only replica (after a failover), busy with a long
+ * script, loading its data, unable to persist. Like an unreachable Redis,
+ * a reason to answer 503 and retry, not a bug.
+ */
+const REFUSING = /^(OOM|READONLY|BUSY|LOADING|MASTERDOWN|NOREPLICAS|MISCONF|TRYAGAIN|CLUSTERDOWN) /;
+
 /** A timer this much late means the event loop was held up, not that Redis was slow (see withRedis). */
 const STALL_MS = 50;
 
 /**
  * Runs `operation`, turning "Redis is not there" (in whatever words ioredis
- * uses) into one UnavailableError, so callers answer 503 or retry instead of
- * parsing messages. Fails at once when the connection is known to be down
+ * uses) and Redis refusing commands for a while (see REFUSING) into one
+ * UnavailableError, so callers answer 503 or retry instead of parsing
+ * messages. Fails at once when the connection is known to be down
  * rather than waiting on it, and after `timeoutMs` without an answer (plus,
  * once, however long this process itself stalled past the deadline).
  */
@@ -68,9 +77,14 @@ export async function withRedis<T>(redis: Redis, operation: () => Promise<T>, ti
     ]);
   } catch (err) {
     if (err instanceof UnavailableError) throw err;
-    if (redis.status !== 'ready' || CONNECTION_ERROR.test((err as Error).message ?? '')) {
-      throw new UnavailableError('redis', `Redis is unreachable: ${(err as Error).message}`, { cause: err });
+    // ioredis keeps the failed command's arguments on its error (a batch of webhooks' records, say): never logged.
+    const command = (err as { command?: { name?: string; args?: unknown } }).command;
+    if (command) (err as { command?: unknown }).command = { name: command.name };
+    const message = (err as Error).message ?? '';
+    if (redis.status !== 'ready' || CONNECTION_ERROR.test(message)) {
+      throw new UnavailableError('redis', `Redis is unreachable: ${message}`, { cause: err });
     }
+    if (REFUSING.test(message)) throw new UnavailableError('redis', `Redis refused the command: ${message.split('\n', 1)[0]}`, { cause: err });
     throw err;
   } finally {
     if (timer) clearTimeout(timer);
