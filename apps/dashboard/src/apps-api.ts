@@ -1,9 +1,9 @@
 import { Router, type Request, type Response } from 'express';
 import type Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
-import type { Logger } from '@slipway/core/logger';
+import { scrubSecrets, secretEnvValues, type Logger } from '@slipway/core/logger';
 import { firstLine, InvalidInputError } from '@slipway/core/slipway-error';
-import { appConfig } from '@slipway/config/load-config';
+import { appConfig, configSecrets } from '@slipway/config/load-config';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { deployApp, rollbackApp } from '@slipway/queue/deploy-requests';
 import type { DeployQueue } from '@slipway/queue/deploy-queue';
@@ -40,6 +40,9 @@ export function appsApi(options: AppsApiOptions): Router {
   const { config, queue, etcd, docker, manager, logger } = options;
   const router = Router();
   const live = { nginx: config.nginx, dns: config.dns, docker, manager, etcd };
+  // A dependency's error shown on the page may quote what it was given (a credential, an app's env).
+  const secrets = [...configSecrets(config), ...Object.values(config.apps).flatMap((app) => secretEnvValues(app.env))];
+  const scrub = (text: string) => scrubSecrets(text, secrets);
 
   router.get('/app-names', (_req: Request, res: Response) => {
     res.json({ apps: Object.values(config.apps).map((a) => ({ name: a.name, branch: a.branch })) });
@@ -51,14 +54,14 @@ export function appsApi(options: AppsApiOptions): Router {
       apps: await withRedis(queue.redis, () => {
         const statuses = appStatuses({ ...live, apps });
         const jobs = recentJobs(queue.store, apps);
-        return Promise.all(apps.map((app, n) => appOverview(app, statuses[n]!, jobs.then((all) => all[n]!))));
+        return Promise.all(apps.map((app, n) => appOverview(app, statuses[n]!, jobs.then((all) => all[n]!), scrub)));
       }, 15_000),
     });
   });
 
   router.get('/apps/:app', async (req: Request<{ app: string }>, res: Response) => {
     const app = appConfig(config, req.params.app);
-    res.json({ app: await withRedis(queue.redis, () => appOverview(app, appStatus({ ...live, app }), recentJobs(queue.store, [app]).then(([jobs]) => jobs!)), 15_000) });
+    res.json({ app: await withRedis(queue.redis, () => appOverview(app, appStatus({ ...live, app }), recentJobs(queue.store, [app]).then(([jobs]) => jobs!), scrub), 15_000) });
   });
 
   router.get('/apps/:app/releases', async (req: Request<{ app: string }>, res: Response) => {
@@ -128,9 +131,9 @@ async function recentJobs(store: JobStore, apps: readonly AppConfig[]): Promise<
 }
 
 /** Gathers one app's overview from its status (appStatus) and recentJobs; a dependency that is down becomes `statusError`, not a failed page. */
-async function appOverview(app: AppConfig, liveStatus: Promise<AppStatus>, recent: Promise<Array<JobRecord | undefined>>): Promise<AppOverview> {
+async function appOverview(app: AppConfig, liveStatus: Promise<AppStatus>, recent: Promise<Array<JobRecord | undefined>>, scrub: (text: string) => string): Promise<AppOverview> {
   const [status, [last, ...outcomes]] = await Promise.all([
-    withTimeout(liveStatus, STATUS_TIMEOUT_MS).then((value) => ({ value, error: null }), (err: unknown) => ({ value: null, error: firstLine(err) })),
+    withTimeout(liveStatus, STATUS_TIMEOUT_MS).then((value) => ({ value, error: null }), (err: unknown) => ({ value: null, error: scrub(firstLine(err)) })),
     recent,
   ]);
   const outcome = outcomes.filter((j) => j !== undefined).sort((a, b) => Number(b.id) - Number(a.id))[0];

@@ -162,7 +162,8 @@ export class SignInThrottle {
 }
 
 /**
- * Lets through a valid session cookie or `Authorization: Bearer <token>`;
+ * Lets through a valid session cookie or `Authorization: Bearer <token>`
+ * (an Authorization header of another scheme is not ours, and is ignored);
  * refuses anything else: API calls with 401 JSON, page loads with a
  * redirect to the sign-in page that comes back to where they were.
  * Sessions in the second half of their life are renewed on page loads.
@@ -174,8 +175,9 @@ export class SignInThrottle {
  */
 export function requireAuth(auth: SessionAuth, throttle: SignInThrottle, logger: Logger) {
   return (req: Request, res: Response, next: NextFunction): void => {
+    // Only a Bearer header is ours: a proxy in front may add its own (Basic) to every request, signed-in browsers' too.
     const header = req.get('authorization');
-    if (header !== undefined) {
+    if (header !== undefined && /^\s*bearer(\s|$)/i.test(header)) {
       const address = req.ip ?? 'unknown';
       const wait = throttle.retryAfter(address);
       if (wait > 0) {

@@ -92,6 +92,8 @@ export function jobsApi(options: JobsApiOptions): Router {
 
 /** Resolves when `res` can take more or is gone, leaving no listener behind (a long download waits once per chunk). */
 async function drainedOrClosed(res: Response): Promise<void> {
+  // Gone already, its 'close' was sent: waiting for one would wait for ever.
+  if (res.destroyed) return;
   const done = new AbortController();
   try {
     await Promise.race([once(res, 'drain', { signal: done.signal }), once(res, 'close', { signal: done.signal })]);

@@ -123,6 +123,8 @@ class SseStream {
     }, HEARTBEAT_MS);
     this.heartbeat.unref();
     this.write(`retry: ${options.retryMs ?? 1000}\n\n`);
+    // A client gone before the stream began (during the route's first Redis read) sent its 'close' already.
+    if (res.destroyed) this.stop();
   }
 
   get closed(): boolean {

@@ -208,6 +208,28 @@ describe('the JSON API', () => {
     await expect.poll(() => world.dashboard.openStreams).toBe(before);
   });
 
+  it('gives back the slot of a log stream whose client left while the job was being read', async () => {
+    const id = await seed('active');
+    const before = world.dashboard.openStreams;
+    // The dashboard's Redis connection held by a blocking read for a second: the stream's first read waits behind it.
+    const held = world.redis.blpop(`${world.config.queue.prefix}:test:nothing`, 1);
+    const client = request(`${world.url}/api/jobs/${id}/log/stream`, { headers: auth });
+    client.on('error', () => {});
+    const onRequest = (req: import('node:http').IncomingMessage) => {
+      if (req.url?.endsWith(`/jobs/${id}/log/stream`)) setImmediate(() => client.destroy());
+    };
+    world.server.on('request', onRequest);
+    client.end();
+    try {
+      await held;
+      await expect.poll(() => client.destroyed).toBe(true);
+      await sleep(1000);
+      expect(world.dashboard.openStreams).toBe(before);
+    } finally {
+      world.server.off('request', onRequest);
+    }
+  });
+
   it('drops a live-events reader that stops reading: its connection is closed, not left holding what was buffered', async () => {
     const before = world.dashboard.openStreams;
     let held: import('node:net').Socket | undefined;

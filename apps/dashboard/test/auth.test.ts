@@ -104,6 +104,10 @@ describe('sign-in, sessions and CSRF', () => {
     expect(await ok.json()).toEqual({ jobs: [], next: null });
     expect((await get(`${world.url}/api/jobs`, { authorization: 'Bearer nope' })).status).toBe(401);
     expect((await get(`${world.url}/api/jobs`, { authorization: `Basic ${world.token}` })).status).toBe(401);
+    // Another scheme is a proxy's in front, not a sign-in: a signed-in browser behind it still gets in.
+    const cookie = cookieOf(await signIn());
+    expect((await get(`${world.url}/api/jobs`, { authorization: 'Basic b3BlcmF0b3I6cHJveHk=', cookie })).status).toBe(200);
+    expect((await get(`${world.url}/`, { authorization: 'Basic b3BlcmF0b3I6cHJveHk=', cookie })).status).toBe(200);
     // A Bearer request carries no ambient credential: no CSRF token needed.
     const retry = await fetch(`${world.url}/api/jobs/999999/retry`, { method: 'POST', headers: { authorization: `Bearer ${world.token}` } });
     expect(retry.status).toBe(404);
