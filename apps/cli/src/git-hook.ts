@@ -2,6 +2,7 @@ import { chmodSync, existsSync, readdirSync, writeFileSync, mkdirSync, rmSync } 
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CommandError, processStart, runCommand } from '@slipway/core/run-command';
 import { SlipwayError, firstLine } from '@slipway/core/slipway-error';
 import { scrubSecrets } from '@slipway/core/logger';
@@ -65,6 +66,9 @@ export async function remote(ctx: CliContext, argv: string[]): Promise<number> {
     throw new SlipwayError('invalid_input', `${dir} exists and is not a bare git repository`, { status: 400 });
   }
   await runCommand(['git', 'init', '--quiet', '--bare', `--initial-branch=${app.branch}`, '--', dir]);
+  // A core.hooksPath in the server's global or system git config would send git to other hooks, and a push would land
+  // undeployed: this repository's own setting wins (relative: its hooks/, wherever the repository is moved).
+  await runCommand(['git', '--git-dir', dir, 'config', 'core.hooksPath', 'hooks']);
   installHooks(dir, { app: app.name, config: ctx.config.file });
   ctx.terminal.out(`${dir} now deploys ${app.name}: a push to ${app.branch} builds and rolls it out.\n\n  git remote add production ${dir}\n  git push production ${app.branch}`);
   return 0;
@@ -227,6 +231,8 @@ async function gitSays(argv: string[]): Promise<boolean> {
 
 /** Output git has not taken from the hook past this: nobody is reading it any more. */
 const UNREAD_OUTPUT_BYTES = 1024 * 1024;
+/** Output git has not taken for this long: nobody is reading it any more. */
+const UNREAD_OUTPUT_MS = 60_000;
 
 /**
  * The pusher, through git. A pusher who goes away (Ctrl-C, a dropped
@@ -267,7 +273,15 @@ class PusherLink {
       if (stream.writableLength > UNREAD_OUTPUT_BYTES) this.leave();
       else stream.write(plain(text));
     };
-    return { out: (t) => write(process.stdout, t), err: (t) => write(process.stderr, t), interactive: false };
+    // A page of the log is written only once git has taken the last: a burst of output is never mistaken for nobody reading.
+    const drained = async () => {
+      const since = Date.now();
+      while (!this.gone && (process.stdout.writableNeedDrain || process.stderr.writableNeedDrain)) {
+        if (Date.now() - since >= UNREAD_OUTPUT_MS) return this.leave();
+        await sleep(50);
+      }
+    };
+    return { out: (t) => write(process.stdout, t), err: (t) => write(process.stderr, t), interactive: false, drained };
   }
 
   /** Calls `listener` once the pusher has gone, at once if already. */

@@ -33,6 +33,9 @@ function isOutage(err: unknown): boolean {
   return !isSlipwayError(err) || isRetryable(err);
 }
 
+/** Lines of a followed log read and written at once: at most 800 KB (a log line is at most 16 KB). */
+const LOG_PAGE_LINES = 50;
+
 /**
  * Follows a job until it ends: a spinner with its step and elapsed time
  * on a terminal (plain step lines otherwise), its log lines if asked, and a
@@ -51,9 +54,15 @@ export async function watchJob(store: JobStore, id: string, terminal: Terminal, 
     try {
       record = await store.mustGet(id);
       if (options.showLog) {
-        const lines = await store.readLog(id, next);
-        for (const line of lines) print(line);
-        next += lines.length;
+        // A page at a time, each taken by the reader before the next: a log that grew by megabytes since the last
+        // poll is never held, or written, at once.
+        for (let full = true; full;) {
+          const lines = await store.readLog(id, next, next + LOG_PAGE_LINES - 1);
+          for (const line of lines) print(line);
+          next += lines.length;
+          full = lines.length === LOG_PAGE_LINES;
+          await terminal.drained?.();
+        }
       }
     } catch (err) {
       // A Redis restart must not end the wait (a --wait exiting 1, a git push refused) while the job carries on.

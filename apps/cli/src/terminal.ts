@@ -6,6 +6,8 @@ export interface Terminal {
   err(text: string): void;
   /** True when stdout is a terminal: spinners and colour; else plain lines. */
   readonly interactive: boolean;
+  /** Resolves once what was written has been taken by the reader (or the reader is gone): a long log is written a page at a time. */
+  drained?(): Promise<void>;
 }
 
 const ESC = 0x1b;
@@ -93,6 +95,20 @@ export const processTerminal: Terminal = {
   out: (text) => void process.stdout.write(line(safeForTerminal(text, coloursOn(process.stdout)))),
   err: (text) => void process.stderr.write(line(safeForTerminal(text, coloursOn(process.stderr)))),
   interactive: Boolean(process.stdout.isTTY) && process.env.TERM !== 'dumb' && !process.env.CI,
+  // `slipway logs -f | less` reads at its own pace: a long log waits for it rather than piling up in memory.
+  drained: async () => {
+    for (const stream of [process.stdout, process.stderr]) {
+      if (stream.writableNeedDrain && !stream.destroyed) await new Promise<void>((resolve) => {
+        const done = () => {
+          stream.off('drain', done);
+          stream.off('close', done);
+          stream.off('error', done);
+          resolve();
+        };
+        stream.on('drain', done).on('close', done).on('error', done);
+      });
+    }
+  },
 };
 
 const FRAMES = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];

@@ -5,7 +5,7 @@ import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '@slipway/core/logger';
 import { loadConfig } from '@slipway/config/load-config';
-import { commitVersion, createFixtureRepo, type FixtureRepo, freePort, git, isolatedNginx, startEtcd, stopProcess, tempDir, testAppName, testStack, uniqueName, waitFor, writeTestConfig } from '@slipway/devstack/testing';
+import { AFTER_OUTPUT_LINE, commitVersion, createFixtureRepo, type FixtureRepo, freePort, git, isolatedNginx, startEtcd, stopProcess, tempDir, testAppName, testStack, uniqueName, waitFor, writeTestConfig } from '@slipway/devstack/testing';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectRedis } from '@slipway/queue/redis';
 import { createDeployWorker, type DeployWorker } from '@slipway/worker/deploy-worker';
@@ -324,6 +324,31 @@ describe('slipway', () => {
     await expect(git(remotePath, 'update-ref', 'refs/heads/master', other)).rejects.toThrow(/being deployed at/);
     rmSync(lock);
     await git(remotePath, 'update-ref', 'refs/heads/master', other);
+  });
+
+  it('a push whose build prints megabytes at once deploys, and the pusher sees all of it', async () => {
+    const remotePath = join(tmp.path, 'loud.git');
+    expect((await slipwayFull([...cfg(), 'remote', 'add', app, remotePath])).code).toBe(0);
+    // 400 lines of 8 KB: 3.2 MB in a moment, far more than the hook's 1 MB of unread output in one poll of the log.
+    const head = await commitVersion(repo, { version: 'loud build', variant: 'long-lines', lines: 400, lineBytes: 8000 });
+    const push = await run(['git', 'push', remotePath, `${head}:refs/heads/master`], { cwd: repo.work });
+    expect(push.code, push.stderr.slice(-2000)).toBe(0);
+    expect(push.stderr).toContain(AFTER_OUTPUT_LINE);
+    expect(push.stderr.split('\n').filter((l) => l.includes('a-a-a-a-')).length).toBeGreaterThanOrEqual(400);
+    expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('loud build\n');
+  });
+
+  it('a core.hooksPath in the server\'s git config does not bypass the remote: the push still deploys', async () => {
+    const remotePath = join(tmp.path, 'hooks-path.git');
+    const globalConfig = join(tmp.path, 'hooks-path.gitconfig');
+    writeFileSync(globalConfig, `[core]\n\thooksPath = ${join(tmp.path, 'no-hooks-here')}\n`);
+    const env = { ...process.env, GIT_CONFIG_GLOBAL: globalConfig };
+    expect((await slipwayFull([...cfg(), 'remote', 'add', app, remotePath])).code).toBe(0);
+    const head = await commitVersion(repo, { version: 'hooks path' });
+    const push = await run(['git', 'push', remotePath, `${head}:refs/heads/master`], { cwd: repo.work, env });
+    expect(push.code, push.stderr).toBe(0);
+    expect(push.stderr).toContain(`Slipway: deploying ${app} ${head.slice(0, 12)}`);
+    expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('hooks path\n');
   });
 
   it('a tag or a tree pushed to the branch is refused before anything is queued, and what is live stays', async () => {

@@ -10,7 +10,7 @@ import { BASE_IMAGE } from './base-image.js';
  */
 export type FixtureVariant =
   | 'ok' | 'broken-build' | 'crash' | 'unhealthy' | 'slow-start'
-  | 'huge-line' | 'huge-line-unterminated' | 'endless-output' | 'many-lines' | 'terminal-escapes';
+  | 'huge-line' | 'huge-line-unterminated' | 'endless-output' | 'many-lines' | 'long-lines' | 'terminal-escapes';
 
 /** The line of a `huge-line` build: a pattern a naive URL-credential regex backtracks on (`a-a-a-…`). */
 export const HUGE_LINE_UNIT = 'a-';
@@ -20,7 +20,7 @@ export const DEFAULT_HUGE_LINE_BYTES = 4 * 1024 * 1024;
 export const DEFAULT_MANY_LINES = 100_000;
 /** What an `endless-output` build prints, line after line, until it is stopped. */
 export const ENDLESS_LINE = 'slipway endless output';
-/** Printed by the hostile builds once their output is done (`huge-line`, `many-lines`, `terminal-escapes`). */
+/** Printed by the hostile builds once their output is done (`huge-line`, `many-lines`, `long-lines`, `terminal-escapes`). */
 export const AFTER_OUTPUT_LINE = 'hostile output done';
 
 /**
@@ -48,9 +48,9 @@ export interface FixtureOptions {
   port?: number;
   /** A build step that sleeps this long (uncached: it depends on the version), for tests that need a slow build. */
   buildDelay_s?: number;
-  /** `huge-line*`: bytes of the line. Default {@link DEFAULT_HUGE_LINE_BYTES}. */
+  /** `huge-line*`, `long-lines`: bytes of the line (of each line). Default {@link DEFAULT_HUGE_LINE_BYTES}. */
   lineBytes?: number;
-  /** `many-lines`: how many lines (`1` to `N`, one number a line). Default {@link DEFAULT_MANY_LINES}. */
+  /** `many-lines` (`1` to `N`, one number a line), `long-lines`: how many lines. Default {@link DEFAULT_MANY_LINES}. */
   lines?: number;
 }
 
@@ -73,6 +73,9 @@ export function buildOutputScript(options: FixtureOptions): string | null {
       return `${head}yes '${HUGE_LINE_UNIT}' | tr -d '\\n' | head -c ${bytes}\n`;
     case 'endless-output':
       return `${head}exec yes '${ENDLESS_LINE}'\n`;
+    case 'long-lines':
+      // Megabytes in a moment: one line built once, printed over and over.
+      return `${head}line=$(yes '${HUGE_LINE_UNIT}' | tr -d '\\n' | head -c ${bytes})\nyes "$line" | head -n ${options.lines ?? DEFAULT_MANY_LINES}\necho '${AFTER_OUTPUT_LINE}'\n`;
     case 'many-lines':
       return `${head}seq 1 ${options.lines ?? DEFAULT_MANY_LINES}\necho '${AFTER_OUTPUT_LINE}'\n`;
     case 'terminal-escapes':
