@@ -195,7 +195,11 @@ async function rememberLive(ctx: DeployContext, record: JobRecord, write: (line:
   if (record.sha) {
     // The clone cache's key is the app; an owner/name app's address needs the job's forge (history is only read).
     const app = (() => { try { return appForJob(ctx, record); } catch { return appConfig(ctx.config, record.app); } })();
-    history = await recentHistory({ app, sha: record.sha, workdir: ctx.config.workdir });
+    history = await recentHistory({ app, sha: record.sha, workdir: ctx.config.workdir }).catch((err: unknown) => {
+      write(`warning: could not read the history of ${record.sha!.slice(0, 12)} from the clone cache (${firstLine(err)}): a late push of one of its ancestors is not known stale until the app's next deploy`);
+      ctx.logger.warn({ job: record.id, err: firstLine(err) }, 'could not read the live commit\'s history');
+      return [] as string[];
+    });
   }
   for (let attempt = 1; ; attempt++) {
     try {

@@ -142,7 +142,8 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
     if (!entry.isDirectory() || !isAppName(entry.name)) continue;
     const paths = workPaths(options.workdir, entry.name);
     await withRepoLock(paths.lock, async () => {
-      await createGitRunner({ gitDir: paths.repo }).probe(['worktree', 'prune']);
+      // Tidying only: a clone that cannot be pruned now is pruned by its next fetch (or fails that, loudly).
+      await createGitRunner({ gitDir: paths.repo }).probe(['worktree', 'prune']).catch(() => null);
     }, { log });
   }
   return { removed };

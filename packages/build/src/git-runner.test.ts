@@ -1,6 +1,10 @@
-import { describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import { UnavailableError } from '@slipway/core/slipway-error';
-import { DEFAULT_TOKEN_USERNAME, gitEnv, shellQuote, gitFailure } from './git-runner.js';
+import { createGitRunner, DEFAULT_TOKEN_USERNAME, gitEnv, shellQuote, gitFailure } from './git-runner.js';
 import { classifyRepoUrl } from './repo-cache.js';
 
 const base = { PATH: '/usr/bin', HOME: '/home/ops', GIT_DIR: '/elsewhere', GIT_SSH_COMMAND: 'evil', git_askpass: '/x', EDITOR: 'vim', PAGER: 'less', LANG: 'de_DE.UTF-8' };
@@ -136,5 +140,30 @@ describe('gitFailure', () => {
     expect(err.message).not.toContain('hunter22');
     expect(err.message).not.toContain('s3cr3t-token');
     expect(err.message).toContain('https://***@h/x.git/');
+  });
+});
+
+describe('GitRunner.probe', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'slipway-probe-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const missing = 'd'.repeat(40);
+
+  it('answers null for an object or revision git does not have, and its output for one it has', async () => {
+    execFileSync('git', ['init', '--quiet', '--bare', dir]);
+    const git = createGitRunner({ gitDir: dir });
+    for (const args of [['cat-file', '-e', '--end-of-options', `${missing}^{commit}`], ['cat-file', '-t', '--end-of-options', missing], ['rev-list', '--max-count=2', '--end-of-options', missing], ['merge-base', '--end-of-options', missing, missing]]) {
+      expect(await git.probe(args), args.join(' ')).toBeNull();
+    }
+    expect(await git.probe(['rev-parse', '--verify', '--quiet', '--end-of-options', 'refs/heads/none^{commit}'])).toBe('');
+    const blob = execFileSync('git', ['--git-dir', dir, 'hash-object', '-w', '--stdin'], { input: 'x\n', encoding: 'utf8' }).trim();
+    expect(await git.probe(['cat-file', '-t', '--end-of-options', blob])).toBe('blob');
+  });
+
+  it('throws when git cannot answer at all: a broken clone is not a commit that is missing', async () => {
+    const broken = join(dir, 'not-a-repository');
+    mkdirSync(broken);
+    const err = await createGitRunner({ gitDir: broken }).probe(['cat-file', '-e', '--end-of-options', `${missing}^{commit}`]).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'git_failed' });
+    expect((err as Error).message).toMatch(/not a git repository/);
   });
 });

@@ -33,7 +33,11 @@ export interface GitRunOptions {
 export interface GitRunner {
   /** Runs git with these arguments (argv, never a shell) and returns its trimmed stdout. */
   run(args: readonly string[], options?: GitRunOptions): Promise<string>;
-  /** Like `run`, but a failure is `null`: for questions such as "is this commit here?". */
+  /**
+   * Like `run`, for questions such as "is this commit here?": git saying
+   * there is no such object or revision is `null`; any other failure throws
+   * as `run` would.
+   */
   probe(args: readonly string[]): Promise<string | null>;
   readonly secrets: readonly string[];
 }
@@ -112,8 +116,10 @@ export function createGitRunner(options: GitRunnerOptions): GitRunner {
       try {
         return await client(false).raw([...args]);
       } catch (err) {
-        if (err instanceof GitPluginError && err.plugin === 'abort') throw translate(err, args[0] ?? 'git');
-        return null;
+        // "No such object or revision" is an answer; anything else (a damaged or locked clone, git not starting) is a
+        // failure, and must not read as a commit that does not exist or is not on its branch.
+        if (!(err instanceof GitPluginError) && NO_SUCH_OBJECT.test((err as Error).message ?? '')) return null;
+        throw translate(err, args[0] ?? 'git');
       }
     },
     secrets,
@@ -227,6 +233,9 @@ export function shellQuote(word: string): string {
 
 /** Stable codes of git failures; `unavailable` ones are retryable ({@link UnavailableError}). */
 export type GitFailureCode = 'git_auth_failed' | 'repo_not_found' | 'unavailable' | 'git_failed';
+
+/** What git says when a probed object or revision does not exist (its exit-1 "no" prints nothing, which is not a failure). */
+const NO_SUCH_OBJECT = /not a valid (object|commit) name|could not get object info|bad object|bad revision|unknown revision|needed a single revision/i;
 
 const AUTH = [
   /authentication failed/i,

@@ -129,7 +129,8 @@ export const LOCAL_IDLE_TIMEOUT_MS = 30 * 60_000;
 async function ensureBareRepo(dir: string, log: (line: string) => void, runnerOptions: Parameters<typeof createGitRunner>[0]): Promise<void> {
   await mkdir(dir, { recursive: true });
   const git = createGitRunner({ ...runnerOptions, repo: undefined });
-  if ((await git.probe(['rev-parse', '--is-bare-repository'])) === 'true') return;
+  // Whatever keeps git from saying "true" (no repository yet, a damaged one) means starting it again.
+  if ((await git.probe(['rev-parse', '--is-bare-repository']).catch(() => null)) === 'true') return;
   const entries = await readdir(dir);
   if (entries.length > 0) {
     log(`the clone cache ${dir} is damaged; starting it again`);

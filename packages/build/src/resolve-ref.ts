@@ -68,17 +68,15 @@ export const LIVE_HISTORY = 2000;
  * `sha` and up to `limit - 1` of its ancestors, newest first, from the
  * app's clone cache (no fetch): what a push must not roll the app back to.
  * Empty when the cache does not have the commit (a tree pushed to a
- * Slipway remote) or cannot be read; never throws.
+ * Slipway remote). Throws when the cache cannot be read (its lock, a
+ * damaged clone): the caller says so, since later pushes of those commits
+ * are then not known stale.
  */
 export async function recentHistory(options: Pick<ResolveRefOptions, 'app' | 'workdir' | 'signal' | 'tuning'> & { sha: string; limit?: number }): Promise<string[]> {
   if (!isSha(options.sha)) return [];
-  try {
-    return await withRepoCache({ app: options.app, workdir: options.workdir, signal: options.signal, ...options.tuning }, async (cache) => {
-      if (!(await cache.hasCommit(options.sha))) return [];
-      const listed = await cache.git.probe(['rev-list', `--max-count=${options.limit ?? LIVE_HISTORY}`, '--end-of-options', options.sha]);
-      return (listed ?? '').split('\n').filter(isSha);
-    });
-  } catch {
-    return [];
-  }
+  return withRepoCache({ app: options.app, workdir: options.workdir, signal: options.signal, ...options.tuning }, async (cache) => {
+    if (!(await cache.hasCommit(options.sha))) return [];
+    const listed = await cache.git.probe(['rev-list', `--max-count=${options.limit ?? LIVE_HISTORY}`, '--end-of-options', options.sha]);
+    return (listed ?? '').split('\n').filter(isSha);
+  });
 }
