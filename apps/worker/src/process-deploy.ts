@@ -82,6 +82,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
       return { skipped: ended.state };
     }
     logger.debug({ holder: await lease.holderOf() }, 'app busy; waiting');
+    await ctx.redis.set(ctx.store.keys.waitingForApp(id), '1', 'PX', BUSY_RETRY_MS * 5);
     await job.moveToDelayed(Date.now() + BUSY_RETRY_MS + Math.floor(Math.random() * 200), token);
     throw new DelayedError();
   }
@@ -386,10 +387,10 @@ async function settleFailure(ctx: DeployContext, job: Job, token: string | undef
   throw new UnrecoverableError(message);
 }
 
-/** Wakes the app's jobs that were told to wait while it was busy. */
+/** Wakes the app's jobs that were told to wait while it was busy; never one waiting out a retry's backoff. */
 async function promoteWaiting(ctx: DeployContext, app: string, self: string): Promise<void> {
   for (const id of await ctx.store.waitingIds(app).catch(() => [] as string[])) {
-    if (id === self) continue;
+    if (id === self || !(await ctx.redis.exists(ctx.store.keys.waitingForApp(id)).catch(() => 0))) continue;
     const job = await ctx.queue.getJob(bullJobId(id)).catch(() => undefined);
     if (job && (await job.getState().catch(() => '')) === 'delayed') await job.promote().catch(() => {});
   }

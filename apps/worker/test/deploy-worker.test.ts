@@ -173,6 +173,22 @@ describe('the deploy worker', () => {
     expect(overlap).toBeGreaterThan(1000);
   });
 
+  it('a deploy that ends does not wake a job of its app waiting out a retry\'s backoff', async () => {
+    world = await workerWorld();
+    const [app] = world.apps;
+    // A job in its backoff, as a retryable failure leaves it: waiting, its BullMQ job delayed for a minute.
+    const backingOff = await world.queue.enqueue({ app: app!.name, sha: await commitVersion(app!.repo, { version: 'backing off' }), ref: 'master', image: null, trigger: 'cli' });
+    await world.queue.bull.getJob(bullJobId(backingOff.id)).then((j) => j?.remove());
+    await world.queue.bull.add('deploy', { id: backingOff.id }, { jobId: bullJobId(backingOff.id), delay: 60_000 });
+    const next = await world.queue.enqueue({ app: app!.name, sha: await commitVersion(app!.repo, { version: 'deployed meanwhile' }), ref: 'master', image: null, trigger: 'cli' });
+    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    expect((await waitForJob(world.queue, next.id)).state).toBe('completed');
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await (await world.queue.bull.getJob(bullJobId(backingOff.id)))!.getState()).toBe('delayed');
+    expect((await world.queue.store.mustGet(backingOff.id)).state).toBe('waiting');
+    await world.queue.cancel(backingOff.id);
+  });
+
   it('a cancel that found a waiting job briefly taken (its app busy) ends it within seconds, not when the app frees', async () => {
     world = await workerWorld();
     const [app] = world.apps;

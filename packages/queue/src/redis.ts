@@ -127,6 +127,8 @@ export function keys(prefix: string) {
     job: (id: string) => `${prefix}:job:${id}`,
     log: (id: string) => `${prefix}:job:${id}:log`,
     cancel: (id: string) => `${prefix}:job:${id}:cancel`,
+    /** Set (briefly) while the job waits for its app to be free, not for a retry's backoff: the one a finished deploy may wake. */
+    waitingForApp: (id: string) => `${prefix}:job:${id}:waiting-for-app`,
     /** Held while one request re-runs the job (retry), so two operators at once queue one re-run. */
     retrying: (id: string) => `${prefix}:job:${id}:retrying`,
     /** Claimed by the one worker that reports a job cancelled while waiting to its forge. */
