@@ -145,9 +145,10 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
   // A webhook answered 503 whose record and delivery claim were written but whose BullMQ job was not (Redis went away
   // between the two, too soon for the undo): the forge's retry is a "duplicate", so this job is the push's only one.
   const repair = () => void producer.repairOrphans()
-    .then(({ requeued, failed }) => {
+    .then(({ requeued, failed, cancelled }) => {
       if (requeued.length > 0) logger.warn({ jobs: requeued }, 'queued webhook jobs whose queuing had been cut short');
       if (failed.length > 0) logger.warn({ jobs: failed }, 'ended jobs whose queuing had been cut short: could not be queued');
+      if (cancelled.length > 0) logger.warn({ jobs: cancelled }, 'ended jobs cancelled while waiting whose records had not been ended');
     })
     .catch((err: Error) => logger.debug({ err: err.message }, 'looking for orphaned jobs failed; again in a minute'));
   const repairTimer = setInterval(repair, ORPHAN_SWEEP_INTERVAL_MS).unref();

@@ -163,11 +163,22 @@ describe('DeployQueue', () => {
     const webhook = hooked.records[0]!;
     // What a receiver that lost Redis (or died) between the two round trips leaves: records, no BullMQ jobs.
     for (const record of [webhook, cli]) await queue.bull.getJob(bullJobId(record.id)).then((j) => j?.remove());
-    expect(await queue.repairOrphans({ app }), 'too young: their enqueue may be on its way').toEqual({ requeued: [], failed: [] });
-    expect(await queue.repairOrphans({ app, olderThanMs: 0 })).toEqual({ requeued: [webhook.id], failed: [cli.id] });
+    expect(await queue.repairOrphans({ app }), 'too young: their enqueue may be on its way').toEqual({ requeued: [], failed: [], cancelled: [] });
+    expect(await queue.repairOrphans({ app, olderThanMs: 0 })).toEqual({ requeued: [webhook.id], failed: [cli.id], cancelled: [] });
     expect(await queue.bull.getJob(bullJobId(webhook.id))).toBeDefined();
     expect(await queue.store.get(cli.id)).toMatchObject({ state: 'failed', error: 'could not be queued' });
-    expect(await queue.repairOrphans({ app, olderThanMs: 0 }), 'nothing left to repair').toEqual({ requeued: [], failed: [] });
+    expect(await queue.repairOrphans({ app, olderThanMs: 0 }), 'nothing left to repair').toEqual({ requeued: [], failed: [], cancelled: [] });
+  });
+
+  it('never queues again a webhook job cancelled while waiting whose record could not then be ended', async () => {
+    const app = uniqueName('cancelled-orphan');
+    const [job] = (await queue.enqueueMany([{ ...request(app, 18), trigger: 'webhook' }], { provider: 'github', id: uniqueName('delivery'), ttlSeconds: 60 })).records;
+    // What cancel leaves when Redis goes between removing the BullMQ job and ending the record: the mark, no BullMQ job.
+    await redis.set(queue.store.keys.cancel(job!.id), '1', 'EX', 60);
+    await queue.bull.getJob(bullJobId(job!.id)).then((j) => j?.remove());
+    expect(await queue.repairOrphans({ app, olderThanMs: 0 })).toEqual({ requeued: [], failed: [], cancelled: [job!.id] });
+    expect(await queue.bull.getJob(bullJobId(job!.id))).toBeUndefined();
+    expect(await queue.store.get(job!.id)).toMatchObject({ state: 'cancelled', error: 'cancelled while waiting' });
   });
 
   it('never retries a git push\'s job: its push was refused with it, so the commit is on no branch', async () => {

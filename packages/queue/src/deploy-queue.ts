@@ -159,14 +159,22 @@ export class DeployQueue {
    * forge that sends none (the same job id, so a second repair adds nothing).
    * Any other (a CLI deploy told it failed) is ended failed. Only records
    * older than `olderThanMs` are looked at: a younger one's enqueue may
-   * still be on its way. Returns the ids requeued and failed.
+   * still be on its way. One whose cancel removed its BullMQ job and could
+   * not then end its record is ended cancelled. Returns the ids requeued,
+   * failed and cancelled.
    */
-  async repairOrphans(options: { olderThanMs?: number; limit?: number; app?: string } = {}): Promise<{ requeued: string[]; failed: string[] }> {
+  async repairOrphans(options: { olderThanMs?: number; limit?: number; app?: string } = {}): Promise<{ requeued: string[]; failed: string[]; cancelled: string[] }> {
     const before = Date.now() - (options.olderThanMs ?? ORPHAN_AGE_MS);
     const requeued: string[] = [];
     const failed: string[] = [];
+    const cancelled: string[] = [];
     for (const record of await this.store.list({ state: 'waiting', app: options.app, limit: options.limit ?? 500 })) {
       if (Date.parse(record.createdAt) > before || (await this.bull.getJob(bullJobId(record.id)))) continue;
+      if (await this.redis.exists(this.store.keys.cancel(record.id))) {
+        // Cancelled while waiting, its BullMQ job removed, and then its record could not be ended: it ends now.
+        if ((await this.store.finish(record.id, 'cancelled', { error: 'cancelled while waiting' })).state === 'cancelled') cancelled.push(record.id);
+        continue;
+      }
       if (record.trigger === 'webhook') {
         await this.bull.add('deploy', { id: record.id }, this.jobOptions(record.id));
         requeued.push(record.id);
@@ -175,7 +183,7 @@ export class DeployQueue {
         if ((await this.store.finish(record.id, 'failed', { error: 'could not be queued' })).state === 'failed') failed.push(record.id);
       }
     }
-    return { requeued, failed };
+    return { requeued, failed, cancelled };
   }
 
   private jobOptions(id: string) {
@@ -203,6 +211,8 @@ export class DeployQueue {
       const state = job ? await job.getState() : 'unknown';
       if (job && (state === 'waiting' || state === 'delayed' || state === 'prioritized')) {
         try {
+          // Marked first: should the record's finish fail below, repairOrphans finds a cancelled job, not an orphan to queue again.
+          await this.redis.set(this.store.keys.cancel(id), '1', 'EX', 3600);
           await job.remove();
           return this.store.finish(id, 'cancelled', { error: 'cancelled while waiting' });
         } catch {
