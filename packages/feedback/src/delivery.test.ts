@@ -1,7 +1,8 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { backoffDelay, sendHttpRequest } from './delivery.js';
+import { createLogger } from '@slipway/core/logger';
+import { BackgroundDelivery, backoffDelay, sendHttpRequest } from './delivery.js';
 
 const policy = { baseDelayMs: 1000, maxDelayMs: 30_000 };
 
@@ -43,5 +44,28 @@ describe('sendHttpRequest', () => {
       server.closeAllConnections();
       server.close();
     }
+  });
+});
+
+describe('BackgroundDelivery.close', () => {
+  const logger = createLogger({ name: 'test', level: 'silent' });
+  const task = (key: string, send: (signal: AbortSignal) => Promise<void>) => ({ key, target: 'webhook', what: 'notification', context: {}, send });
+
+  it('is bounded: a send that ignores its abort is left behind, and a try still waiting for its turn never starts', async () => {
+    let sends = 0;
+    const delivery = new BackgroundDelivery({ logger, concurrency: 1 });
+    // Never settles, whatever its signal says.
+    delivery.deliver(task('deaf', () => {
+      sends++;
+      return new Promise<void>(() => {});
+    }));
+    delivery.deliver(task('queued', async () => {
+      sends++;
+    }));
+    const started = Date.now();
+    await delivery.close(200);
+    expect(Date.now() - started).toBeLessThan(2000);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(sends, 'the queued try never went out').toBe(1);
   });
 });

@@ -9,6 +9,9 @@ import { SlipwayError } from '@slipway/core/slipway-error';
 
 export type DeliveryOutcome = 'delivered' | 'failed' | 'dropped';
 
+/** How long close waits, past its grace, for tries to settle once aborted. */
+const ABANDON_MS = 1000;
+
 /** One thing to deliver: a commit status or a notification. */
 export interface DeliveryTask {
   /**
@@ -109,7 +112,9 @@ export class BackgroundDelivery {
   /**
    * Stops retrying and takes no new task; a try in flight gets up to
    * `graceMs` to finish, then is abandoned (and logged at info: shutting
-   * down is not the target's fault).
+   * down is not the target's fault), and no try waiting for its turn
+   * starts. Resolves by `graceMs` + ABANDON_MS whatever a try does with
+   * its abort (a send or a stillWanted that never settles is left behind).
    */
   async close(graceMs = 2000): Promise<void> {
     if (!this.closing) {
@@ -117,13 +122,14 @@ export class BackgroundDelivery {
       for (const slot of this.slots.values()) slot.wake?.();
     }
     if (this.slots.size === 0) return;
-    const timer = setTimeout(() => {
+    const timers: NodeJS.Timeout[] = [];
+    const after = (ms: number, then: () => void) => timers.push(setTimeout(then, ms).unref());
+    after(graceMs, () => {
       this.aborted = true;
       for (const controller of this.inFlight) controller.abort(new Error('shutting down'));
-    }, graceMs);
-    timer.unref();
-    await this.idle();
-    clearTimeout(timer);
+    });
+    await Promise.race([this.idle(), new Promise<void>((resolve) => after(graceMs + ABANDON_MS, resolve))]);
+    for (const timer of timers) clearTimeout(timer);
   }
 
   private async run(key: string, slot: Slot): Promise<void> {
@@ -145,6 +151,10 @@ export class BackgroundDelivery {
       if (!(await wanted(task))) return this.settle(task, 'dropped');
       let failure: DeliveryError;
       const release = await this.acquire();
+      if (this.aborted) {
+        release();
+        return this.settle(task, 'dropped');
+      }
       // A controller per try, not AbortSignal.any() over a long-lived signal: that one would keep every try's signal alive.
       const controller = new AbortController();
       const timeout = setTimeout(() => controller.abort(new Error('timed out')), this.policy.timeoutMs);
