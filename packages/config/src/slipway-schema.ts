@@ -148,7 +148,7 @@ const app = obj({
   port: port({ default: 8080, doc: 'Port the app listens on inside its container.' }),
   host_ip: str({ default: '127.0.0.1', check: ipv4, type: 'an IPv4 address', doc: 'Address container ports are published on (upstream routing).' }),
   health: obj({
-    path: str({ default: '/healthz', check: urlPath, type: 'a URL path', doc: 'Probed on each new container; any 2xx is healthy.' }),
+    path: str({ default: '/healthz', check: urlPath, type: 'a URL path', doc: 'Probed on each new container; any 2xx status is healthy (the body is not waited for; each probe has 2 s to answer).' }),
     timeout_s: num({ min: 1, max: 3600, default: 30, doc: 'How long a new container may take to become healthy.' }),
     interval_ms: num({ min: 10, max: 60000, integer: true, default: 200, doc: 'Time between probes.' }),
   }),
