@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
-import { access, lstat, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { access, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { CommandError } from '@slipway/core/run-command';
+import { firstLine } from '@slipway/core/slipway-error';
 import { checkFiles, rejectedFile, runCheck, slipwayConfFiles } from './nginx-check.js';
-import { reloadConfirmedSince, reloadNginx, reloadSignalledFor, type NginxTarget, type ReloadResult } from './nginx-reload.js';
+import { otherHolder, reloadConfirmedSince, reloadNginx, reloadSignalledFor, type NginxTarget, type ReloadResult } from './nginx-reload.js';
 import { nginxNames, renderDnsNginxConf, renderFrontConf, renderNginxConf, type DnsRouteSnapshot, type RouteSnapshot } from './render.js';
 import { probeUnixSocket } from './tcp-sockets.js';
 import { backListen, frontTarget } from './tiers.js';
@@ -111,6 +112,13 @@ async function prepareOne(options: { nginx: NginxTarget; app: string; listen: st
     return { file, changed: false, commit: async () => ({ reloaded: false }), discard: async () => {}, revert: async () => {} };
   }
   await options.ready?.();
+  // An address new to this file that another process holds: nginx could not bind it and would keep its previous
+  // config, failing the reload of every switch batched with this one. Refused here, before the file goes in.
+  if (previous === null || !previous.includes(`listen ${options.listen};`)) {
+    const other = await otherHolder(options.listen).catch(() => null);
+    if (other) throw new NginxReloadError(`nginx could not listen on ${options.listen}: pid ${other.pid} (${other.name}) holds it; nothing was changed`);
+  }
+  await sweepLeftovers(nginx.conf_dir, app);
   const candidate = join(nginx.conf_dir, `.${nginxNames.file(app)}.${randomBytes(4).toString('hex')}.tmp`);
   await writeFile(candidate, content, { mode: 0o644 });
   try {
@@ -167,19 +175,24 @@ async function commitCandidate(options: { nginx: NginxTarget; app: string; liste
     // NginxCheckError: the reload's check of every file at once named this one (see reloadNginx).
     failure = err instanceof NginxReloadError || err instanceof NginxCheckError ? err : new NginxReloadError(`nginx reload failed: ${(err as Error).message}`, { cause: err });
   }
-  await putBack({ nginx, listen, file, content, previous: live });
+  const unsure = await putBack({ nginx, listen, file, content, previous: live });
+  // The previous file is back on disk, but nginx may not have read it: whoever reads the failure must know (the router's next resync reloads).
+  if (unsure) failure.message += `; the previous file was put back, but ${unsure}`;
   throw failure;
 }
 
 /**
  * Puts `previous` back in `file` and reloads, only while the file still
  * holds `content`, what this apply wrote: a later apply of the same app
- * (the router, another worker) stays.
+ * (the router, another worker) stays. Returns why nginx may not serve what
+ * was put back (its reload failed, or was not seen applied), or null.
  */
-async function putBack(options: { nginx: NginxTarget; listen: string; file: string; content: string; previous: string | null }): Promise<void> {
-  if ((await readOrNull(options.file)) !== options.content) return;
+async function putBack(options: { nginx: NginxTarget; listen: string; file: string; content: string; previous: string | null }): Promise<string | null> {
+  if ((await readOrNull(options.file)) !== options.content) return null;
   await restore(options.file, options.previous);
-  await reloadNginx({ nginx: options.nginx, listen: options.listen, file: options.file }).catch(() => undefined);
+  const reload = await reloadNginx({ nginx: options.nginx, listen: options.listen, file: options.file }).catch((err: unknown) => err as Error);
+  if (reload instanceof Error) return `reloading nginx with it failed (${firstLine(reload)})`;
+  return reload.outcome === 'not_applied' ? `nginx did not apply it within ${reload.ms} ms` : null;
 }
 
 function notApplied(app: string, listen: string, ms: number): NginxReloadError {
@@ -308,6 +321,19 @@ async function checkNginxConf(options: { nginx: SlipwayConfig['nginx']; app: str
       throw new NginxConfBrokenError(app, named, words);
     }
     throw new NginxCheckError(app, words, { cause: err });
+  }
+}
+
+/** A candidate or put-back file this old was left by a process killed mid-apply (an apply takes minutes at most). */
+const LEFTOVER_MS = 60 * 60_000;
+
+/** Removes the app's candidates and put-back files that a process killed between writing and renaming them left. */
+async function sweepLeftovers(confDir: string, app: string): Promise<void> {
+  const own = nginxNames.file(app);
+  for (const name of await readdir(confDir).catch(() => [] as string[])) {
+    if (!(name.startsWith(`.${own}.`) && name.endsWith('.tmp')) && !(name.startsWith(`${own}.`) && name.endsWith('.restore'))) continue;
+    const path = join(confDir, name);
+    if (Date.now() - ((await stat(path).catch(() => null))?.mtimeMs ?? Date.now()) > LEFTOVER_MS) await rm(path, { force: true });
   }
 }
 

@@ -197,8 +197,14 @@ async function nginxMasters(): Promise<number[]> {
 const BATCH_DIR = '.slipway-reload';
 /** The longest a leader waits for the batch window (router.batch_ms is at most 10 s). */
 const MAX_BATCH_WAIT_MS = 10_000;
-/** A lock older than this is a dead leader's: taken over. Longer than a leader can take: the window, the check, the reload and its observation. */
-export const LEADER_STALE_MS = RELOAD_CMD_TIMEOUT_MS + RELOAD_CONFIRM_MAX_MS + CHECK_TIMEOUT_MS + MAX_BATCH_WAIT_MS + 5_000;
+/** How many of a batch's new files are each left out of a check, in search of the one a clash comes from. */
+const MAX_SUSPECTS = 4;
+/**
+ * A lock older than this is a dead leader's: taken over. Longer than a
+ * leader can take: the window, its checks (the whole, then each suspect
+ * left out: see checkWhole), the reload and its observation.
+ */
+export const LEADER_STALE_MS = RELOAD_CMD_TIMEOUT_MS + RELOAD_CONFIRM_MAX_MS + (1 + MAX_SUSPECTS) * CHECK_TIMEOUT_MS + MAX_BATCH_WAIT_MS + 5_000;
 /** A lock without an owner this old lost its maker between the mkdir and the write (milliseconds apart): taken over. */
 export const OWNERLESS_STALE_MS = 5_000;
 const TICKET_POLL_MS = 10;
@@ -292,9 +298,9 @@ async function leadBatch(options: ReloadNginxOptions, dir: string, batchMs: numb
     outcome = new Map(listens.map((listen) => [listen, { error: (err as Error).message }]));
   }
   for (const ticket of tickets) await answer(dir, ticket, outcome.get(ticket.listen)!);
-  // Results nobody came back for (their requester died): a minute is far longer than any waits.
+  // Results nobody came back for (their requester died), and files a writer died before renaming: a minute is far longer than any waits.
   for (const name of names.length ? await readdir(dir) : []) {
-    if (!name.startsWith('result-')) continue;
+    if (!name.startsWith('result-') && !name.endsWith('.tmp')) continue;
     const age = Date.now() - ((await stat(join(dir, name)).catch(() => null))?.mtimeMs ?? Date.now());
     if (age > STALE_FILE_MS) await unlink(join(dir, name)).catch(() => {});
   }
@@ -326,8 +332,6 @@ const REFUSED_GRACE_MS = 10_000;
 /** How soon a batch waiting on a refused file looks again. */
 const REFUSED_RETRY_MS = 50;
 
-/** How many of a batch's new files are each left out of a check, in search of the one a clash comes from. */
-const MAX_SUSPECTS = 4;
 
 /**
  * The files of the batch checked as a whole, as the reload will read

@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
-import { readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { Agent, createServer, request, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, ownNginx, tempDir, testAppName } from '@slipway/devstack/testing';
 import { applyNginxConf, prepareNginxConf } from '../src/nginx-apply.js';
@@ -222,6 +223,37 @@ describe('applyNginxConf', () => {
     expect(await fetchText(app.listen)).toBe('200 b');
   });
 
+  it('a reload that fails puts the previous file back, and says when nginx could not be reloaded with it either', async () => {
+    const app = await newApp();
+    const { file } = await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(app, [a]) });
+    const previous = await readFile(file, 'utf8');
+    const failing = { ...nginx.settings, reload_cmd: ['sh', '-c', 'echo "reload refused" >&2; exit 1'] };
+    const err = await applyNginxConf({ nginx: failing, snapshot: await routeSnapshot(app, [b]) }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NginxReloadError);
+    expect((err as Error).message).toMatch(/^nginx reload failed: .*reload refused/s);
+    expect((err as Error).message).toContain('; the previous file was put back, but reloading nginx with it failed (nginx reload failed:');
+    expect(await readFile(file, 'utf8')).toBe(previous);
+    expect(await fetchText(app.listen)).toBe('200 a');
+  });
+
+  it('removes the candidates and put-back files of the app that a killed apply left, once they are an hour old', async () => {
+    const app = await newApp();
+    const dir = nginx.settings.conf_dir;
+    const own = nginxNames.file(app.name);
+    const old = [join(dir, `.${own}.0badc0de.tmp`), join(dir, `${own}.0badc0de.restore`)];
+    const young = join(dir, `.${own}.0fresh00.tmp`);
+    for (const file of [...old, young]) await writeFile(file, 'left over\n');
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600_000);
+    for (const file of old) await utimes(file, twoHoursAgo, twoHoursAgo);
+    try {
+      await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(app, [a]) });
+      expect(old.filter((file) => existsSync(file))).toEqual([]);
+      expect(existsSync(young), 'a candidate of a minute ago may be an apply under way').toBe(true);
+    } finally {
+      await rm(young, { force: true });
+    }
+  });
+
   it('fails, naming the holder, when another process has the app\'s listen address (nginx cannot bind it), and keeps no file', async () => {
     // What a container published on a port Docker chose (docker-proxy) does to an app whose nginx has not listened yet.
     const squatter = await backend('not nginx');
@@ -279,6 +311,23 @@ describe('applyNginxConf', () => {
       reload_cmd: [process.execPath, '-e', COUNT_AND_RUN, file, ...nginx.settings.reload_cmd],
     });
     const reloads = async (file: string) => (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(Boolean).length;
+
+    it('a switch whose new address another process holds fails alone, before its file goes in: the rest of its batch is applied', async () => {
+      const squatter = await backend('not nginx');
+      const [held] = Object.values(appsConfig({ [testAppName()]: { listen: squatter.address } }));
+      const fine = await newApp();
+      const batched = { ...nginx.settings, batchMs: 300 };
+      try {
+        const [h, f] = await Promise.allSettled([held!, fine].map(async (app) => applyNginxConf({ nginx: batched, snapshot: await routeSnapshot(app, [a]) })));
+        expect(h!.status).toBe('rejected');
+        expect(((h as PromiseRejectedResult).reason as Error).message).toMatch(new RegExp(`nginx could not listen on ${squatter.address}: pid ${process.pid} \\(.+\\) holds it`));
+        expect(f, 'the other switch of the batch').toMatchObject({ status: 'fulfilled' });
+        expect(await fetchText(fine.listen)).toBe('200 a');
+        expect(existsSync(nginxNames.path(nginx.settings.conf_dir, held!.name))).toBe(false);
+      } finally {
+        await squatter.close();
+      }
+    });
 
     it('share one reload; each candidate is checked on its own, and each waits until nginx serves it', async () => {
       const dir = tempDir();
