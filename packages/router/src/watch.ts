@@ -69,8 +69,8 @@ export type RouterHandle = AppPrefixWatch;
  * app's prefix: a put or delete reaches nginx after `debounceMs` plus a
  * check and a reload. When the watch stream comes back after etcd was
  * away, every app is re-synced, since changes made meanwhile may not be
- * replayed (a restored etcd, a compacted revision). Syncs run one at a
- * time: nginx reloads are not worth racing.
+ * replayed (a restored etcd, a compacted revision). Up to
+ * SYNC_CONCURRENCY apps sync at once, so their switches share reloads.
  */
 export async function watchRouter(options: WatchRouterOptions): Promise<RouterHandle> {
   const log = options.log ?? (() => {});
@@ -91,18 +91,37 @@ export async function watchRouter(options: WatchRouterOptions): Promise<RouterHa
 }
 
 /**
- * `slipway router --once`: every `routing: upstream` app, etcd → nginx, one
- * after the other (nginx reloads are not worth racing). Throws
+ * `slipway router --once`: every `routing: upstream` app, etcd → nginx,
+ * SYNC_CONCURRENCY at a time (results in the apps' order). Throws
  * UnavailableError when etcd cannot be reached; per-app failures are in
  * the results (the CLI exits 1 when one has `outcome: 'failed'`).
  */
 export async function routerOnce(options: RouterOptions): Promise<RouteSyncResult[]> {
+  const apps = Object.values(options.apps).filter((app) => app.routing === 'upstream');
   const results: RouteSyncResult[] = [];
-  for (const app of Object.values(options.apps)) {
-    if (app.routing !== 'upstream') continue;
-    results.push(await syncAppRoute({ app, nginx: options.nginx, etcd: options.etcd, log: options.log }));
-  }
+  await inTurns(apps.map((_, i) => i), async (i) => {
+    results[i] = await syncAppRoute({ app: apps[i]!, nginx: options.nginx, etcd: options.etcd, log: options.log });
+  });
   return results;
+}
+
+/**
+ * Apps synced at once. Side by side, their nginx switches share reloads
+ * (reloadNginx batches whatever lands within `router.batch_ms`); one after
+ * the other, 100 apps re-synced after an etcd outage would each pay their
+ * own reload, at least batch_ms apart, each resetting every app's idle
+ * keep-alive connections.
+ */
+export const SYNC_CONCURRENCY = 8;
+
+/** Runs `fn` on each item, at most SYNC_CONCURRENCY at a time; rejects with the first failure once all have settled. */
+async function inTurns<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const outcomes = await Promise.allSettled(Array.from({ length: Math.min(SYNC_CONCURRENCY, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  }));
+  const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 /**
@@ -174,8 +193,8 @@ export interface WatchAppPrefixesOptions<R> {
 /**
  * confd's loop, for any state derived from the keys under each app's
  * `etcd_prefix`: a put or delete marks the app dirty, dirty apps are synced
- * after `debounceMs`, one sync at a time (nginx reloads are not worth
- * racing), an unreachable etcd is retried, and every (re)connection of a
+ * after `debounceMs`, up to SYNC_CONCURRENCY at a time (an app is never
+ * synced twice at once), an unreachable etcd is retried, and every (re)connection of a
  * watch re-syncs its app, since changes made while etcd was away may not
  * be replayed (a restored etcd, a compacted revision).
  */
@@ -193,7 +212,8 @@ export function watchAppPrefixes<R>(options: WatchAppPrefixesOptions<R>): AppPre
     while (dirty.size > 0 && !closed) {
       const names = [...dirty];
       dirty.clear();
-      for (const name of names) {
+      await inTurns(names, async (name) => {
+        if (closed) return;
         try {
           // Not `onSync?.(await …)`: optional chaining would skip the sync itself when there is no onSync.
           const result = await options.sync(byName.get(name)!);
@@ -205,7 +225,7 @@ export function watchAppPrefixes<R>(options: WatchAppPrefixesOptions<R>): AppPre
           log(`${name}: ${error.message}; retrying in ${WATCH_RETRY_MS} ms`);
           retryLater(name, WATCH_RETRY_MS);
         }
-      }
+      });
     }
   };
   const retryLater = (name: string, ms: number) => {

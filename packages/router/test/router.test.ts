@@ -64,6 +64,27 @@ describe('router', () => {
     expect(await fetchText(one.listen)).toMatch(/^200 [ab]$/);
   });
 
+  it('--once syncs apps side by side, so that their switches share reloads', async () => {
+    const base = uniqueName('/test/router');
+    const names = Array.from({ length: 6 }, () => testAppName());
+    const apps = appsConfig(Object.fromEntries(await Promise.all(names.map(async (name) => [name, { listen: `127.0.0.1:${await freePort()}`, etcd_prefix: `${base}/${name}` }] as const))));
+    for (const app of Object.values(apps)) await etcd.put(`${app.etcd_prefix}/aaaaaaaaaaaa`).value(address(0));
+    const dir = tempDir();
+    const count = `${dir.path}/reloads`;
+    // Every reload leaves a line: how many nginx got.
+    const counting = { ...nginx.settings, batchMs: 300, reload_cmd: ['sh', '-c', 'echo reload >> "$0"; exec "$@"', count, ...nginx.settings.reload_cmd] };
+    try {
+      const results = await routerOnce({ apps, nginx: counting, etcd });
+      expect(results.map((r) => [r.app, r.outcome])).toEqual(names.map((name) => [name, 'applied']));
+      for (const app of Object.values(apps)) expect(await fetchText(app.listen)).toBe('200 a');
+      const reloads = (await readFile(count, 'utf8')).split('\n').filter(Boolean).length;
+      expect(reloads, 'six switches, one after the other, would be six reloads').toBeLessThanOrEqual(3);
+    } finally {
+      await etcd.delete().prefix(`${base}/`);
+      dir.remove();
+    }
+  });
+
   it('watch mode: an etcdctl put or del reaches nginx within a second (two in a row within two)', async () => {
     const apps = await twoApps();
     const [one, two] = Object.values(apps) as [typeof apps[string], typeof apps[string]];
