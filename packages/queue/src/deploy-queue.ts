@@ -139,7 +139,7 @@ export class DeployQueue {
       // Undone before anyone is answered: a 503 means the forge's retry will be queued, and the records say why they never ran.
       // The commits' pushed marks go too (each only while it still names this job), or the retry would be a "duplicate" of a job that never ran.
       // Only the claims this batch made: a duplicate's claim is its first delivery's, whose jobs stand.
-      for (const [g, { group }] of batch.entries()) if (group.delivery && created[g]!.previous === null && created[g]!.records.length > 0) await this.redis.del(group.delivery.key).catch(() => {});
+      for (const [g, { group }] of batch.entries()) if (group.delivery && created[g]!.records.length > 0) await this.redis.del(group.delivery.key).catch(() => {});
       for (const record of records) {
         await this.store.forgetPushed(record).catch(() => {});
         await this.store.finish(record.id, 'failed', { error: 'could not be queued' }).catch(() => {});

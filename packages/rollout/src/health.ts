@@ -109,7 +109,7 @@ export function probe(url: string, timeoutMs: number, signal?: AbortSignal): Pro
     const timer = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
     req.on('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      resolve({ error: err.code === 'ECONNREFUSED' ? 'connection refused' : err.code === 'ECONNRESET' ? 'connection reset' : err.code === 'ABORT_ERR' ? 'cancelled' : err.message });
+      resolve({ error: err.code === 'ECONNREFUSED' ? 'connection refused' : err.code === 'ECONNRESET' ? 'connection reset' : err.message });
     });
     req.end();
   });

@@ -99,8 +99,8 @@ export async function watchRouter(options: WatchRouterOptions): Promise<RouterHa
 export async function routerOnce(options: RouterOptions): Promise<RouteSyncResult[]> {
   const apps = Object.values(options.apps).filter((app) => app.routing === 'upstream');
   const results: RouteSyncResult[] = [];
-  await inTurns(apps.map((_, i) => i), async (i) => {
-    results[i] = await syncAppRoute({ app: apps[i]!, nginx: options.nginx, etcd: options.etcd, log: options.log });
+  await inTurns(apps, async (app, i) => {
+    results[i] = await syncAppRoute({ app, nginx: options.nginx, etcd: options.etcd, log: options.log });
   });
   return results;
 }
@@ -114,11 +114,14 @@ export async function routerOnce(options: RouterOptions): Promise<RouteSyncResul
  */
 export const SYNC_CONCURRENCY = 8;
 
-/** Runs `fn` on each item, at most SYNC_CONCURRENCY at a time; rejects with the first failure once all have settled. */
-async function inTurns<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
+/** Runs `fn` on each item (and its index), at most SYNC_CONCURRENCY at a time; rejects with the first failure once all have settled. */
+async function inTurns<T>(items: readonly T[], fn: (item: T, index: number) => Promise<void>): Promise<void> {
   let next = 0;
   const outcomes = await Promise.allSettled(Array.from({ length: Math.min(SYNC_CONCURRENCY, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++]!);
+    while (next < items.length) {
+      const index = next++;
+      await fn(items[index]!, index);
+    }
   }));
   const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
   if (failed) throw failed.reason;
