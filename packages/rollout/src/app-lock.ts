@@ -61,8 +61,9 @@ export async function acquireLock(etcd: Etcd3, key: string, what: string, option
         .then(etcd.put(key).value(value).lease(leaseId))
         .else(etcd.get(key))
         .commit());
-      if (result.succeeded) break;
       const holder = result.responses[0]?.response_range?.kvs[0]?.value.toString() ?? 'unknown';
+      // Held by this very call: the etcd3 client sent it again after etcd took it and its answer was lost.
+      if (result.succeeded || holder === value) break;
       if (!announced) {
         log(`waiting for ${what}: held by ${holder}`);
         announced = true;

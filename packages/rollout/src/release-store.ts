@@ -1,5 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Etcd3, PutBuilder } from 'etcd3';
+import {
+  EtcdAuthenticationFailedError, EtcdInvalidAuthTokenError, EtcdLeaseInvalidError, EtcdPermissionDeniedError, GRPCAlreadyExistsError, GRPCFailedPreconditionError,
+  GRPCInvalidArgumentError, GRPCNotFoundError, GRPCNotImplementedError, GRPCOutOfRangeError, GRPCResourceExhastedError, GRPCUnauthenticatedError,
+  type Etcd3, type PutBuilder,
+} from 'etcd3';
 import { InvalidInputError, UnavailableError } from '@slipway/core/slipway-error';
 import { isSha, quote, SHA_PREFIX } from '@slipway/core/validate';
 import { etcdCall, etcdDeadline } from '@slipway/etcd/client';
@@ -91,9 +95,22 @@ export interface ReleaseStore {
  * made (refused, or the client's circuit open). A timeout, a reset or a
  * deadline may come after etcd applied it.
  */
-function neverSent(err: UnavailableError): boolean {
+function neverSent(err: unknown): boolean {
+  if (!(err instanceof UnavailableError)) return false;
   const cause = err.cause as { message?: string; isBrokenCircuitError?: boolean } | undefined;
   return cause?.isBrokenCircuitError === true || /ECONNREFUSED|No connection established/.test(cause?.message ?? '');
+}
+
+/** What etcd answers instead of applying a request: the request itself refused (too many operations, no such lease, not allowed...). */
+const REFUSALS = [
+  GRPCInvalidArgumentError, GRPCNotFoundError, GRPCAlreadyExistsError, GRPCResourceExhastedError, GRPCFailedPreconditionError, GRPCOutOfRangeError,
+  GRPCNotImplementedError, GRPCUnauthenticatedError, EtcdPermissionDeniedError, EtcdAuthenticationFailedError, EtcdInvalidAuthTokenError, EtcdLeaseInvalidError,
+];
+
+/** Whether etcd refused a call outright, so that it was certainly not applied. */
+function refused(err: unknown): boolean {
+  const cause = err instanceof Error ? err.cause : undefined;
+  return REFUSALS.some((refusal) => cause instanceof refusal);
 }
 
 /** A switch's transaction as etcd answered it; without `responses` when it was found made by reading the release. */
@@ -147,15 +164,16 @@ export class EtcdReleaseStore implements ReleaseStore {
     try {
       result = await commit();
     } catch (err) {
-      if (!(err instanceof UnavailableError) || neverSent(err)) throw err;
+      // Anything else may have come after etcd applied it: a timeout, a reset, an INTERNAL or UNKNOWN from a stream a proxy cut.
+      if (neverSent(err) || refused(err)) throw err;
       result = await this.confirmSwitch(app, json, commit, err);
     }
     if (!result.succeeded) {
       throw new UnavailableError('etcd', `lost the rollout lock of ${app} before the switch (etcd unreachable for longer than the lock's lease?); nothing was switched`);
     }
-    const read = result.responses?.[0]?.response_range?.kvs?.[0]?.value;
-    // Made, but only known by asking again: what it replaced is the history entry before its own.
-    const previousRelease = result.responses ? (read === undefined ? null : read.toString()) : await this.releaseBefore(app, historyKey);
+    const read = result.responses?.[0]?.response_range?.kvs?.[0]?.value?.toString();
+    // Made, but only known by asking again, or made twice (a re-send read the first one's release): what it replaced is the history entry before its own.
+    const previousRelease = result.responses && read !== json ? (read ?? null) : await this.releaseBefore(app, historyKey);
     return { input, previousRelease, historyKey };
   }
 
@@ -180,7 +198,7 @@ export class EtcdReleaseStore implements ReleaseStore {
         if ((await this.rawRelease(app)) === json) return { succeeded: true };
         return await commit();
       } catch (err) {
-        if (!(err instanceof UnavailableError)) throw err;
+        if (refused(err)) throw err;
         last = err;
       }
     }
@@ -204,9 +222,13 @@ export class EtcdReleaseStore implements ReleaseStore {
         receipt.previousRelease === null ? etcd.delete().key(releaseKey) : etcd.put(releaseKey).value(receipt.previousRelease),
         etcd.delete().key(receipt.historyKey),
       )
+      .else(etcd.get(releaseKey), etcd.get(receipt.historyKey))
       .options(etcdDeadline())
       .commit());
-    return result.succeeded;
+    if (result.succeeded) return true;
+    // Put back already, by this very call: the etcd3 client sent it again after etcd made it and its answer was lost.
+    const [release, history] = result.responses.map((r) => r.response_range?.kvs[0]?.value.toString() ?? null);
+    return history === null && release === receipt.previousRelease;
   }
 
   async pruneReleases(app: string, keep: number): Promise<number> {

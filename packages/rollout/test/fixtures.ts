@@ -118,12 +118,17 @@ export async function serveDns(dns: Awaited<ReturnType<typeof ownDns>>, apps: Ap
  * revoked). Closing an etcd3 client is not that: open gRPC streams (lease
  * keep-alives) go on until they end. `hold()` keeps etcd's answers back
  * (requests still reach it) until `release()`: a slow etcd, seen from the
- * client.
+ * client. `resetAnswers(marker, n)` replaces etcd's answers to the next
+ * `n` calls whose request carries `marker` (a key) by an HTTP/2 RST_STREAM
+ * INTERNAL_ERROR and drops the connection: a proxy failing after etcd
+ * applied the call. The etcd3 client takes that for INTERNAL, and sends
+ * the call again by itself (its default retry policy) up to three times.
  */
-export async function etcdRelay(): Promise<{ client: Etcd3; cut: () => void; hold: () => void; release: () => void }> {
+export async function etcdRelay(): Promise<{ client: Etcd3; cut: () => void; hold: () => void; release: () => void; resetAnswers: (marker: string, count: number) => void }> {
   const target = new URL(testStack().etcd!.url);
   const sockets = new Set<Socket>();
   let held: Array<() => void> | null = null;
+  let reset = { marker: Buffer.alloc(0), left: 0 };
   const server = createServer((inbound) => {
     const outbound = connect(Number(target.port), target.hostname);
     for (const s of [inbound, outbound]) {
@@ -132,7 +137,27 @@ export async function etcdRelay(): Promise<{ client: Etcd3; cut: () => void; hol
       s.on('close', () => sockets.delete(s));
     }
     inbound.pipe(outbound);
-    outbound.on('data', (chunk: Buffer) => (held ? held.push(() => inbound.write(chunk)) : inbound.write(chunk)));
+    // Both directions read frame by frame (9-byte header: length, type, flags, stream); the client's starts with a 24-byte preface.
+    const marked = new Set<number>();
+    inbound.on('data', http2Frames(24, (type, stream, frame) => {
+      if (type === 0x0 && reset.left > 0 && frame.includes(reset.marker, 9)) marked.add(stream);
+    }));
+    outbound.on('data', http2Frames(0, (type, stream, frame) => {
+      if (type === 0x1 && marked.has(stream) && reset.left > 0) {
+        reset.left -= 1;
+        const rst = Buffer.alloc(13);
+        rst.writeUIntBE(4, 0, 3);
+        rst[3] = 0x3;
+        rst.writeUInt32BE(stream, 5);
+        rst.writeUInt32BE(0x2, 9);
+        inbound.end(rst);
+        outbound.destroy();
+        return false;
+      }
+      if (held) held.push(() => inbound.write(frame));
+      else inbound.write(frame);
+      return true;
+    }));
     outbound.on('end', () => (held ? held.push(() => inbound.end()) : inbound.end()));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -151,6 +176,28 @@ export async function etcdRelay(): Promise<{ client: Etcd3; cut: () => void; hol
       held = null;
       for (const write of waiting) write();
     },
+    resetAnswers: (marker, count) => {
+      reset = { marker: Buffer.from(marker), left: count };
+    },
+  };
+}
+
+/** A `data` handler that calls `onFrame` with each whole HTTP/2 frame after the first `skip` bytes (not passed on), until it returns false. */
+function http2Frames(skip: number, onFrame: (type: number, stream: number, frame: Buffer) => boolean | void): (chunk: Buffer) => void {
+  let pending = Buffer.alloc(0);
+  let toSkip = skip;
+  let done = false;
+  return (chunk) => {
+    if (done) return;
+    pending = Buffer.concat([pending, chunk]);
+    const skipped = Math.min(toSkip, pending.length);
+    pending = pending.subarray(skipped);
+    toSkip -= skipped;
+    while (!done && pending.length >= 9 && pending.length >= 9 + pending.readUIntBE(0, 3)) {
+      const frame = pending.subarray(0, 9 + pending.readUIntBE(0, 3));
+      pending = pending.subarray(frame.length);
+      if (onFrame(frame[3]!, frame.readUInt32BE(5) & 0x7fffffff, frame) === false) done = true;
+    }
   };
 }
 

@@ -137,4 +137,31 @@ describe('the registrar (routing: dns): Docker events → etcd keys on leases', 
       relayTwo.client.close();
     }
   });
+  it('a registration the etcd3 client sent again (its answer lost after etcd made it) stands: its keys are not revoked with the leases', async () => {
+    const app = await testApp({ routing: 'dns' });
+    const first = await serveDns(dns, [app]);
+    const result = await rollout({ app, nginx: nginx.settings, dns: dns.settings, docker, etcd, image: await buildImage(app.name, 'v1'), sha: null, job: 'again' });
+    await first.close();
+    const id12 = result.containers[0]!.id.slice(0, 12);
+    await etcd.delete().key(`${app.etcd_prefix}/${id12}`);
+    const relay = await etcdRelay();
+    relay.resetAnswers(`${app.etcd_prefix}/${id12}`, 1);
+    const changes: RegistrationChange[] = [];
+    const deleted: string[] = [];
+    const watcher = await etcd.watch().prefix(`${app.etcd_prefix}/`).create();
+    watcher.on('delete', (kv) => deleted.push(kv.key.toString()));
+    const again = await serveDns(dns, [app], { etcd: relay.client, onChange: (c) => changes.push(c) });
+    try {
+      await again.registrar.reconcile();
+      expect(changes.filter((c) => c.key.endsWith(id12)).map((c) => c.action)).toEqual(['registered']);
+      await new Promise((r) => setTimeout(r, 500));
+      expect(deleted, 'registered once, never taken away').toEqual([]);
+      expect(Object.keys(await keys(app.etcd_prefix)).sort()).toEqual(result.containers.map((c) => c.id.slice(0, 12)).sort());
+    } finally {
+      await watcher.cancel();
+      await again.close();
+      relay.client.close();
+      relay.cut();
+    }
+  });
 });

@@ -188,10 +188,14 @@ export class AppRegistrations {
         ...remove.map((r) => etcd.delete().key(r.key)),
         ...toPut.map((w, i) => etcd.put(w.key).value(w.address).lease(leases[i]!.id)),
       )
+      .else(...toPut.map((w) => etcd.get(w.key)))
       .options(etcdDeadline())
       .commit());
     const at = Date.now();
-    if (!result.succeeded) {
+    // Made already, by this very call: the etcd3 client sent it again after etcd made it and its answer was lost.
+    // Its leases are new, so keys on them are its own; revoking them would take the registered keys away.
+    const madeBefore = toPut.length > 0 && toPut.every((_, i) => String(result.responses[i]?.response_range?.kvs[0]?.lease) === leases[i]!.id);
+    if (!result.succeeded && !madeBefore) {
       await Promise.all(leases.map((l) => l.lease.revoke().catch(() => {})));
       return false;
     }
