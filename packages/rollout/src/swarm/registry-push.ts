@@ -1,7 +1,7 @@
 import { PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
-import { dockerError, dockerStatus } from '@slipway/core/docker';
-import { ImageNotFoundError } from '../rollout-errors.js';
+import { dockerCallWithin, dockerError, ENGINE_TIMEOUT_MS } from '@slipway/core/docker';
+import { CancelledError, ImageNotFoundError } from '../rollout-errors.js';
 import { askManager } from './swarm-service.js';
 import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 
@@ -35,6 +35,10 @@ export interface PublishImageOptions {
   image: string;
   sha: string | null;
   log: (line: string) => void;
+  /** The rollout's: aborts the transfer and the push where they are (CancelledError). */
+  signal?: AbortSignal;
+  /** Default IMAGE_IDLE_MS. */
+  idleMs?: number;
 }
 
 export interface PublishedImage {
@@ -58,12 +62,19 @@ export function inRegistry(image: string, registry: string): boolean {
   return image.startsWith(`${registry}/`);
 }
 
+/**
+ * Every call of it is bounded: the engines' answers by ENGINE_TIMEOUT_MS
+ * (the manager's by its own timeout), the transfer and the push by
+ * `idleMs` without progress; the rollout's signal stops it where it is.
+ */
 export async function publishImage(options: PublishImageOptions): Promise<PublishedImage> {
-  const { source, manager, log } = options;
-  const local = await source.getImage(options.image).inspect().catch((err: unknown) => {
-    if (dockerStatus(err) === 404) throw new ImageNotFoundError(options.image);
-    throw dockerError(err, `inspecting ${options.image}`);
-  });
+  const { source, manager, log, signal } = options;
+  const checkCancelled = (during: string) => {
+    if (signal?.aborted) throw new CancelledError(during);
+  };
+  checkCancelled('the image\'s publication');
+  const local = await dockerCallWithin(`inspecting ${options.image}`, () => source.getImage(options.image).inspect(), { timeoutMs: ENGINE_TIMEOUT_MS, ignore: [404] });
+  if (!local) throw new ImageNotFoundError(options.image);
   const reference = registryReference(options.registry, options.app, options.sha, local.Id);
   const there = (await askManager(`inspecting ${local.Id.slice(7, 19)} on the swarm manager`, () => manager.getImage(local.Id).inspect(), { ignore: [404] })) ?? null;
   const began = Date.now();
@@ -71,27 +82,31 @@ export async function publishImage(options: PublishImageOptions): Promise<Publis
   if (there) {
     log(`registry: the manager has image ${local.Id.slice(7, 19)} already; no transfer`);
   } else {
-    bytes = await transfer(source, manager, options.image, log);
+    checkCancelled('the image\'s transfer to the swarm manager');
+    bytes = await transfer(source, manager, options.image, log, { signal, idleMs: options.idleMs });
     log(`registry: moved ${options.image} to the manager's engine (${mb(bytes)} MB in ${seconds(Date.now() - began)} s)`);
   }
   const transferMs = Date.now() - began;
   const [repo, tag] = splitTag(reference);
-  await manager.getImage(local.Id).tag({ repo, tag }).catch((err: unknown) => {
-    throw dockerError(err, `tagging ${reference} on the swarm manager`);
-  });
+  await askManager(`tagging ${reference} on the swarm manager`, (abortSignal) => manager.getImage(local.Id).tag({ repo, tag, abortSignal }));
+  checkCancelled('the image\'s push');
   const pushed = Date.now();
-  const digest = await push(manager, reference, options.auth, log);
+  const digest = await push(manager, reference, options.auth, log, { signal, idleMs: options.idleMs });
   log(`registry: pushed ${reference} in ${seconds(Date.now() - pushed)} s${digest ? ` (${digest})` : ''}`);
   // Pinned to what was pushed: a tag is movable (the same commit built again with other build_args, or by hand),
   // and a service's tasks resolve it whenever they start, a rollback to this release included.
   return { image: digest ? `${reference}@${digest}` : reference, transferred: !there, bytes, transferMs, pushMs: Date.now() - pushed };
 }
 
-/** `docker save` on one engine streamed into `docker load` on the other; returns the bytes moved. */
-async function transfer(source: Docker, manager: Docker, image: string, log: (line: string) => void): Promise<number> {
-  const saved = await source.getImage(image).get().catch((err: unknown) => {
-    throw dockerError(err, `saving ${image}`);
-  }) as NodeJS.ReadableStream;
+type Bounds = { signal?: AbortSignal; idleMs?: number };
+
+/**
+ * `docker save` on one engine streamed into `docker load` on the other;
+ * returns the bytes moved. The load answers only once the whole image is
+ * in, so the bytes going in are its progress from the first one on.
+ */
+async function transfer(source: Docker, manager: Docker, image: string, log: (line: string) => void, bounds: Bounds): Promise<number> {
+  const saved = (await dockerCallWithin(`saving ${image}`, () => source.getImage(image).get(), { timeoutMs: ENGINE_TIMEOUT_MS }))! as NodeJS.ReadableStream;
   let bytes = 0;
   let lastLog = Date.now();
   const counted = new PassThrough();
@@ -104,13 +119,18 @@ async function transfer(source: Docker, manager: Docker, image: string, log: (li
   });
   saved.on('error', (err) => counted.destroy(err));
   saved.pipe(counted);
-  const output = await manager.loadImage(counted, { quiet: true }).catch((err: unknown) => {
-    throw dockerError(err, `loading ${image} into the swarm manager`);
-  });
+  const doing = `loading ${image} into the swarm manager`;
+  const request = new AbortController();
+  const output = await untilProgressStops(manager.loadImage(counted, { quiet: true, abortSignal: request.signal }).catch((err: unknown) => {
+    throw dockerError(err, doing);
+  }), doing, { ...bounds, activity: counted, stop: () => {
+    request.abort();
+    for (const stream of [saved, counted]) (stream as { destroy?: () => void }).destroy?.();
+  } });
   await followProgress(manager, output, (event) => {
     const line = typeof event.stream === 'string' ? event.stream.trim() : '';
     if (line) log(`registry: manager: ${line}`);
-  }, `loading ${image} into the swarm manager`, { activity: counted });
+  }, doing, { ...bounds, activity: counted });
   return bytes;
 }
 
@@ -119,11 +139,10 @@ async function transfer(source: Docker, manager: Docker, image: string, log: (li
  * found there, and a throttled byte count. Returns the manifest's digest
  * the registry now holds under the tag (`sha256:…`), when the engine says.
  */
-async function push(manager: Docker, reference: string, auth: PublishImageOptions['auth'], log: (line: string) => void): Promise<string | null> {
-  const stream = await manager.getImage(reference).push({ authconfig: auth ? { username: auth.username, password: auth.password, serveraddress: reference.split('/')[0] } : {} } as Docker.ImagePushOptions)
-    .catch((err: unknown) => {
-      throw dockerError(err, `pushing ${reference}`);
-    }) as NodeJS.ReadableStream;
+async function push(manager: Docker, reference: string, auth: PublishImageOptions['auth'], log: (line: string) => void, bounds: Bounds): Promise<string | null> {
+  const authconfig = auth ? { username: auth.username, password: auth.password, serveraddress: reference.split('/')[0] } : {};
+  // The engine answers at once and pushes as it streams; its answer is bounded as any call to the manager.
+  const stream = (await askManager(`pushing ${reference}`, (abortSignal) => manager.getImage(reference).push({ authconfig, abortSignal } as Docker.ImagePushOptions)))! as NodeJS.ReadableStream;
   let lastLog = Date.now();
   let digest: string | null = null;
   await followProgress(manager, stream, (event) => {
@@ -139,7 +158,7 @@ async function push(manager: Docker, reference: string, auth: PublishImageOption
     } else if (status === 'Pushed' || status === 'Layer already exists' || status.startsWith(reference.split(':').pop()!)) {
       log(`registry: ${id ? `${id}: ` : ''}${status}`);
     }
-  }, `pushing ${reference}`);
+  }, `pushing ${reference}`, bounds);
   return digest;
 }
 
@@ -156,37 +175,62 @@ export const IMAGE_IDLE_MS = 5 * 60_000;
  * unavailable, to be retried: a registry or engine that stops answering
  * mid-transfer does not hold the rollout, and its app's lock, for ever.
  */
-export function followProgress(docker: Docker, stream: NodeJS.ReadableStream, onEvent: (event: Record<string, unknown>) => void, doing: string, options: { idleMs?: number; activity?: NodeJS.EventEmitter } = {}): Promise<void> {
-  const idleMs = options.idleMs ?? IMAGE_IDLE_MS;
-  return new Promise((resolve, reject) => {
+export function followProgress(docker: Docker, stream: NodeJS.ReadableStream, onEvent: (event: Record<string, unknown>) => void, doing: string, options: Bounds & { activity?: NodeJS.EventEmitter } = {}): Promise<void> {
+  let progressed = () => {};
+  const done = new Promise<void>((resolve, reject) => {
     let failure: string | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    let settled = false;
-    const settle = (err?: Error) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      options.activity?.off('data', progressed);
-      if (err) reject(err);
-      else resolve();
-    };
-    const progressed = () => {
-      clearTimeout(timer);
-      timer = setTimeout(() => {
-        settle(new UnavailableError('docker', `no progress for ${idleMs / 1000} s while ${doing}`));
-        for (const stalled of [stream, options.activity]) (stalled as { destroy?: () => void } | undefined)?.destroy?.();
-      }, idleMs);
-    };
-    options.activity?.on('data', progressed);
-    progressed();
     docker.modem.followProgress(stream, (err: Error | null) => {
-      if (err || failure) settle(err ? dockerError(err, doing) : new SlipwayError('docker_error', `${doing}: ${failure}`));
-      else settle();
+      if (err || failure) reject(err ? dockerError(err, doing) : new SlipwayError('docker_error', `${doing}: ${failure}`));
+      else resolve();
     }, (event: Record<string, unknown>) => {
       progressed();
       if (typeof event.error === 'string') failure ??= event.error;
       else onEvent(event);
     });
+  });
+  return untilProgressStops(done, doing, {
+    ...options,
+    onProgress: (fn) => (progressed = fn),
+    stop: () => {
+      for (const stalled of [stream, options.activity]) (stalled as { destroy?: () => void } | undefined)?.destroy?.();
+    },
+  });
+}
+
+/**
+ * `work`, unless `idleMs` pass with no progress (a `data` event of
+ * `activity`, or a call of the function given to `onProgress`): then
+ * UnavailableError. The signal: CancelledError. Either way `stop` lets go
+ * of what `work` was doing.
+ */
+function untilProgressStops<T>(work: Promise<T>, doing: string, options: Bounds & { activity?: NodeJS.EventEmitter; onProgress?: (progressed: () => void) => void; stop: () => void }): Promise<T> {
+  const idleMs = options.idleMs ?? IMAGE_IDLE_MS;
+  const { signal, activity } = options;
+  return new Promise<T>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined;
+    let settled = false;
+    const settle = (err: Error | null, value?: T) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      activity?.off('data', progressed);
+      signal?.removeEventListener('abort', cancelled);
+      if (err) {
+        options.stop();
+        reject(err);
+      } else resolve(value as T);
+    };
+    const progressed = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => settle(new UnavailableError('docker', `no progress for ${idleMs / 1000} s while ${doing}`)), idleMs);
+    };
+    const cancelled = () => settle(new CancelledError(doing));
+    activity?.on('data', progressed);
+    options.onProgress?.(progressed);
+    signal?.addEventListener('abort', cancelled, { once: true });
+    progressed();
+    if (signal?.aborted) cancelled();
+    work.then((value) => settle(null, value), (err: Error) => settle(err));
   });
 }
 

@@ -165,7 +165,7 @@ class SwarmRun {
       this.log(`registry: ${image} is in the registry already; the nodes pull it`);
       return image;
     }
-    const published = await publishImage({ source, manager, registry: engine.registry!, auth: engine.registry_auth, app: app.name, image, sha, log: this.log });
+    const published = await publishImage({ source, manager, registry: engine.registry!, auth: engine.registry_auth, app: app.name, image, sha, log: this.log, signal: this.request.signal });
     this.timings.push = Date.now() - began;
     return published.image;
   }

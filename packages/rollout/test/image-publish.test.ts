@@ -1,0 +1,99 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { join } from 'node:path';
+import Docker from 'dockerode';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tempDir, testAppName } from '@slipway/devstack/testing';
+import { publishImage } from '../src/swarm/registry-push.js';
+import { buildImage, docker } from './fixtures.js';
+
+/**
+ * A swarm manager that takes an image load and then stops: it answers that
+ * it has no such image, accepts `POST /images/load`, reads `readBytes` of
+ * the upload (then nothing more: the worker's writes back up) and never
+ * answers. Each load it saw, and whether its sender let go (seen once
+ * `readOn()` has it read again: a socket not read from sees no close).
+ */
+async function stalledManager(readBytes: number): Promise<{ manager: Docker; loads: Array<{ read: number; closed: boolean }>; readOn: () => void; close: () => Promise<void> }> {
+  const dir = tempDir('slipway-stalled-manager-');
+  const socketPath = join(dir.path, 'docker.sock');
+  const loads: Array<{ read: number; closed: boolean }> = [];
+  const paused: IncomingMessage[] = [];
+  const server: Server = createServer((req: IncomingMessage, res) => {
+    if (req.method === 'GET' && /\/images\/[^/]+\/json$/.test(req.url ?? '')) {
+      res.writeHead(404, { 'Content-Type': 'application/json' }).end('{"message":"no such image"}');
+      return;
+    }
+    if (req.method === 'POST' && /\/images\/load/.test(req.url ?? '')) {
+      const load = { read: 0, closed: false };
+      loads.push(load);
+      req.on('data', (chunk: Buffer) => {
+        load.read += chunk.length;
+        if (load.read >= readBytes && !paused.includes(req)) {
+          paused.push(req);
+          req.pause();
+        }
+      });
+      req.socket.on('close', () => (load.closed = true));
+      return;
+    }
+    res.writeHead(500).end('{"message":"not expected here"}');
+  });
+  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  return {
+    manager: new Docker({ socketPath }),
+    loads,
+    readOn: () => {
+      for (const req of paused) req.resume();
+    },
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      dir.remove();
+    },
+  };
+}
+
+describe('publishing an image to a swarm manager that stops taking it', () => {
+  const app = testAppName();
+  let image: string;
+  beforeAll(async () => {
+    image = await buildImage(app, 'v1');
+  });
+  afterAll(async () => {
+    await docker.getImage(image).remove({ force: true }).catch(() => {});
+  });
+
+  it('is given up as unavailable once the upload makes no progress for idleMs, letting go of the upload', async () => {
+    const stalled = await stalledManager(64 * 1024);
+    try {
+      const started = Date.now();
+      const err = await publishImage({ source: docker, manager: stalled.manager, registry: '127.0.0.1:5999', app, image, sha: null, log: () => {}, idleMs: 500 })
+        .then(() => null, (e: unknown) => e as { code: string; message: string });
+      expect(err).toMatchObject({ code: 'unavailable', message: expect.stringContaining(`no progress for 0.5 s while loading ${image} into the swarm manager`) });
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(stalled.loads).toHaveLength(1);
+      stalled.readOn();
+      await expect.poll(() => stalled.loads[0]!.closed, { timeout: 2000 }).toBe(true);
+    } finally {
+      await stalled.close();
+    }
+  });
+
+  it('stops where it is when the rollout is cancelled (cancelled, the upload let go of)', async () => {
+    const stalled = await stalledManager(64 * 1024);
+    const cancel = new AbortController();
+    try {
+      const publishing = publishImage({ source: docker, manager: stalled.manager, registry: '127.0.0.1:5999', app, image, sha: null, log: () => {}, signal: cancel.signal });
+      await expect.poll(() => stalled.loads.length, { timeout: 5000 }).toBe(1);
+      const aborted = Date.now();
+      cancel.abort();
+      const err = await publishing.then(() => null, (e: unknown) => e as { code: string });
+      expect(err).toMatchObject({ code: 'cancelled' });
+      expect(Date.now() - aborted).toBeLessThan(1000);
+      stalled.readOn();
+      await expect.poll(() => stalled.loads[0]!.closed, { timeout: 2000 }).toBe(true);
+    } finally {
+      await stalled.close();
+    }
+  });
+});
