@@ -55,6 +55,8 @@ export interface SwarmCurrent {
   services: readonly AppService[];
   tasks: readonly AppTask[];
   upstreams: readonly UpstreamKey[];
+  /** The addresses nginx's live file routes to (it lags etcd when a worker died between its switch and its file). */
+  routed: readonly string[];
   /** The job of the live release, or null. */
   releaseJob: string | null;
 }
@@ -78,15 +80,17 @@ export interface SwarmPlan {
 
 /**
  * Plans a swarm rollout. Pure. A service serves when it is the live
- * release's, or when a current key names one of its tasks; any other
- * service of the app is a stray (the lock says no other rollout runs).
+ * release's, when a current key names one of its tasks, or when nginx
+ * routes to one of its tasks; any other service of the app is a stray
+ * (the lock says no other rollout runs).
  */
 export function planSwarmRollout(current: SwarmCurrent, desired: Parameters<typeof serviceSpec>[0]): SwarmPlan {
   const spec = serviceSpec(desired);
   const resume = current.releaseJob === desired.release ? current.services.find((s) => s.name === spec.Name) ?? null : null;
   const ownTasks = new Set(current.tasks.filter((t) => t.serviceId === resume?.id).map((t) => t.id.slice(0, 12)));
   const keyed = new Set(current.upstreams.map((u) => u.id));
-  const keyedServices = new Set(current.tasks.filter((t) => keyed.has(t.id.slice(0, 12))).map((t) => t.serviceId));
+  const routed = new Set(current.routed);
+  const keyedServices = new Set(current.tasks.filter((t) => keyed.has(t.id.slice(0, 12)) || (t.address !== null && routed.has(t.address))).map((t) => t.serviceId));
   // Taking up a release that went live, every other service may still carry requests from before that switch
   // (the attempt died mid-drain): drained and removed after, none removed first as a stray.
   const isServing = (s: AppService) => resume !== null || (current.releaseJob !== null && s.labels[LABELS.release] === current.releaseJob) || keyedServices.has(s.id);
@@ -184,11 +188,11 @@ class SwarmRun {
     // As on one engine: a service nginx still serves, past a switch whose reload never came, is no stray.
     const caughtUp = await proxy.catchUp(app);
     if (caughtUp) this.log(caughtUp);
-    const [services, tasks, upstreams, previous] = await Promise.all([
-      swarm.listAppServices(app.name), swarm.appTasks(app.name, app.port), store.upstreams(app.etcd_prefix), store.currentRelease(app.name),
+    const [services, tasks, upstreams, routed, previous] = await Promise.all([
+      swarm.listAppServices(app.name), swarm.appTasks(app.name, app.port), store.upstreams(app.etcd_prefix), proxy.routed(app), store.currentRelease(app.name),
     ]);
     this.upstreams = upstreams;
-    const plan = planSwarmRollout({ services, tasks, upstreams, releaseJob: previous?.job ?? null }, { app, image, sha, release: job });
+    const plan = planSwarmRollout({ services, tasks, upstreams, routed, releaseJob: previous?.job ?? null }, { app, image, sha, release: job });
     this.log(plan.serving.length > 0
       ? `serving now: service${plan.serving.length === 1 ? '' : 's'} ${plan.serving.map((s) => s.name).join(', ')} at ${plan.drain.join(', ') || 'no address'}${previous ? `, release ${previous.job} (${previous.image})` : ''}`
       : 'nothing serving yet: first release');
