@@ -19,17 +19,6 @@ export interface DrainResult {
 }
 
 /**
- * Waits until no ESTABLISHED TCP connection is left to any of `addresses`
- * (the old containers' published ports, or the old swarm tasks' on their
- * nodes: nginx runs in this network namespace, so its end of every
- * connection is seen here, and on one host docker-proxy's too; counted by
- * connectionCounts: `ss`, or /proc/net/tcp), or until `timeoutMs`.
- * Observed, not only timed: a quiet app is stopped at once, a slow request
- * is waited for. With `settleMs` (routing: dns: nginx's
- * resolver cache, RESOLVER_CACHE_MS) that long is waited first, whatever
- * `timeoutMs` says.
- */
-/**
  * After a switch that was put back (its apply failed): a router may have
  * rendered the switched keys before the revert, so what it sent the new
  * containers (or tasks) is let finish before they go, as any drain. With
@@ -42,6 +31,32 @@ export async function drainReverted(addresses: readonly string[], drainS: number
   log(say.drained(await drainConnections(addresses, drainS * 1000, options), drainS * 1000));
 }
 
+/**
+ * Before strays go: one that carries connections is drained first. A
+ * stray is not routed to by anyone, unless the rollout that made it the
+ * previous release lost the app's lock (etcd unreachable past its lease)
+ * and is draining it still; force-removed, its requests would be cut.
+ */
+export async function drainBusyStrays(addresses: readonly string[], drainS: number, log: (line: string) => void): Promise<void> {
+  if (addresses.length === 0) return;
+  const counts = await connectionCounts(addresses);
+  const busy = [...counts].filter(([, n]) => n > 0).map(([address, n]) => `${address}: ${n}`);
+  if (busy.length === 0) return;
+  log(say.drainingStrays(busy));
+  log(say.drained(await drainConnections(addresses, drainS * 1000), drainS * 1000));
+}
+
+/**
+ * Waits until no ESTABLISHED TCP connection is left to any of `addresses`
+ * (the old containers' published ports, or the old swarm tasks' on their
+ * nodes: nginx runs in this network namespace, so its end of every
+ * connection is seen here, and on one host docker-proxy's too; counted by
+ * connectionCounts: `ss`, or /proc/net/tcp), or until `timeoutMs`.
+ * Observed, not only timed: a quiet app is stopped at once, a slow request
+ * is waited for. With `settleMs` (routing: dns: nginx's
+ * resolver cache, RESOLVER_CACHE_MS) that long is waited first, whatever
+ * `timeoutMs` says.
+ */
 export async function drainConnections(addresses: readonly string[], timeoutMs: number, options: { settleMs?: number } = {}): Promise<DrainResult> {
   if (options.settleMs) {
     // routing: dns: until every nginx worker's cached answer has expired, new requests can still pick an old

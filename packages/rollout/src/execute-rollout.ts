@@ -6,12 +6,12 @@ import { etcdKeys, type UpstreamKey } from '@slipway/etcd/keys';
 import type { AppLock } from './app-lock.js';
 import type { ContainerRuntime } from './container-runtime.js';
 import { allocateAddresses, publishOn } from './dns/address-pool.js';
-import { drainConnections, drainReverted } from './drain-connections.js';
+import { drainBusyStrays, drainConnections, drainReverted } from './drain-connections.js';
 import { waitAllHealthy } from './health.js';
 import { DNS_SETTLE_MS, planRollout, type RolloutPlan, type RolloutStep } from './plan-rollout.js';
 import { RELEASES_KEPT, revertAfterFailedApply, type ReleaseRecord, type ReleaseStore, type RouteLease, type SwitchReceipt } from './release-store.js';
 import type { PreparedRoute, RouteProxy } from './route-proxy.js';
-import { CancelledError, RegistrarUnavailableError, SwitchOutcomeUnknownError } from './rollout-errors.js';
+import { blameLockLoss, CancelledError, RegistrarUnavailableError, SwitchOutcomeUnknownError } from './rollout-errors.js';
 import { rolloutLog as say } from './rollout-log.js';
 import type { RolloutRequest, RolloutResult } from './rollout.js';
 
@@ -41,7 +41,7 @@ export async function executeRollout(seams: RolloutSeams, request: RolloutReques
     return await run.finish(plan);
   } catch (err) {
     await run.undo();
-    throw err;
+    throw run.blame(err);
   } finally {
     await run.release();
   }
@@ -98,6 +98,10 @@ class RolloutRun {
     if (this.request.signal?.aborted) throw new CancelledError(during);
   }
 
+  blame(err: unknown): unknown {
+    return blameLockLoss(this.request.app.name, err, { switched: this.switched, lockLost: this.lock?.lost ?? false });
+  }
+
   async takeLock(): Promise<void> {
     const { app, job, signal, lockWaitMs, lockTtlS } = this.request;
     this.lock = await this.seams.store.lock(app.name, { job, signal, log: this.log, waitMs: lockWaitMs, ttlS: lockTtlS });
@@ -152,6 +156,7 @@ class RolloutRun {
   }
 
   private async removeStrays(step: StepOf<'remove-strays'>): Promise<void> {
+    await drainBusyStrays(step.addresses, this.request.app.drain_s, this.log);
     for (const id of step.ids) {
       await this.seams.runtime.forceRemove(id);
       this.log(say.removedStray(id));

@@ -47,7 +47,8 @@ export interface RolloutDesired {
 }
 
 export type RolloutStep =
-  | { kind: 'remove-strays'; ids: string[] }
+  /** `addresses`: the running strays', drained first when they carry connections (see drainBusyStrays). */
+  | { kind: 'remove-strays'; ids: string[]; addresses: string[] }
   /** routing: dns: a registrar must hold the app, or nothing would renew the keys after the switch. */
   | { kind: 'check-registrar' }
   /** `addressPool` (routing: dns): each replica is published on its own free address of the pool, at `port`. */
@@ -118,7 +119,7 @@ export function planRollout(current: RolloutCurrent, desired: RolloutDesired): R
 
   const drainable = serving.filter((c) => c.state === 'running' && c.address !== null).map((c) => c.address!);
   const steps: RolloutStep[] = [];
-  if (strays.length > 0) steps.push({ kind: 'remove-strays', ids: strays.map((c) => c.id) });
+  if (strays.length > 0) steps.push({ kind: 'remove-strays', ids: strays.map((c) => c.id), addresses: strays.filter((c) => c.state === 'running' && c.address !== null).map((c) => c.address!) });
   if (dns) steps.push({ kind: 'check-registrar' });
   steps.push(
     {

@@ -108,3 +108,21 @@ export class ContainerStartError extends SlipwayError {
     this.name = 'ContainerStartError';
   }
 }
+
+/**
+ * A failure before the switch after the app's lock was lost (etcd
+ * unreachable past its lease): another rollout may have taken the app
+ * and removed this one's containers as strays, so the failure is etcd's
+ * (retried), not the commit's.
+ */
+export class LockLostError extends UnavailableError {
+  constructor(app: string, cause: unknown) {
+    super('etcd', `lost the rollout lock of ${app} before the switch (etcd unreachable for longer than its lease), so another rollout may have taken the app over; nothing was switched (${firstLine(cause)})`, { cause });
+    this.name = 'LockLostError';
+  }
+}
+
+/** What a rollout's failure is: before its switch, once its lock is lost, a LockLostError whatever it looked like (a cancel stays a cancel). */
+export function blameLockLoss(app: string, err: unknown, state: { switched: boolean; lockLost: boolean }): unknown {
+  return !state.switched && state.lockLost && !(err instanceof UnavailableError) && !(err instanceof CancelledError) ? new LockLostError(app, err) : err;
+}

@@ -47,6 +47,7 @@ export const rolloutLog = {
 
   revertRaced: () => 'did not revert the etcd switch: the release changed meanwhile; the new containers stay',
 
+  drainingStrays: (busy: readonly string[]) => `strays still carry connections (${busy.join(', ')}; a rollout that lost the app's lock may be draining them): drained before they go`,
   drainingReverted: (addresses: readonly string[]) => `draining the new containers before they go (${addresses.join(', ')}): a router may have routed to them before the revert`,
 
   applied: (applied: Awaited<ReturnType<PreparedRoute['commit']>>) => {

@@ -181,6 +181,31 @@ describe('a failed rollout leaves the previous release serving, its file and key
     }
   });
 
+  it('a lock lost before the switch (etcd cut off past its lease): unavailable, not the commit\'s fault, though another rollout removed its containers', async () => {
+    const app = await testApp({ health: { timeout_s: 20, interval_ms: 100 } });
+    const relay = await etcdRelay();
+    try {
+      const image = await buildImage(app.name, 'v2', 'unhealthy', 'unhealthy');
+      let cut = false;
+      const { err, lines } = await failedAttempt(app, (base) => rollout({ ...base, etcd: relay.client, lockTtlS: 2, image, job: 'lost', log: (line) => {
+        base.log!(line);
+        if (!line.startsWith('started ') || cut) return;
+        cut = true;
+        // Cut off from etcd once its containers run; the lease runs out (the client says lost after twice its TTL),
+        // and the rollout that takes the app over removes them as strays.
+        relay.cut();
+        setTimeout(() => void appContainers(app.name).then((all) => Promise.all(all.filter((c) => c.Labels['slipway.release'] === 'lost')
+          .map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => {})))), 5_500);
+      } }));
+      expect(err).toMatchObject({ code: 'unavailable', service: 'etcd' });
+      expect(err.message).toMatch(/^lost the rollout lock of \S+ before the switch .*another rollout may have taken the app over; nothing was switched \(/);
+      expect(lines.join('\n')).not.toContain('switched');
+    } finally {
+      relay.client.close();
+      relay.cut();
+    }
+  });
+
   it('Docker unreachable: unavailable, and the lock is free again at once', async () => {
     const app = await testApp();
     const deadDocker = new Docker({ socketPath: '/nonexistent/docker.sock' });

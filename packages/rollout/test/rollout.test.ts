@@ -1,9 +1,10 @@
 import { readFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import type { Etcd3 } from 'etcd3';
 import { describe, expect, it } from 'vitest';
 import { nginxNames } from '@slipway/router/nginx';
 import { etcdKeys } from '@slipway/etcd/keys';
-import { ownNginx } from '@slipway/devstack/testing';
+import { freePort, ownNginx } from '@slipway/devstack/testing';
 import { appStatus, appStatuses } from '../src/status.js';
 import { currentRelease, listReleases, rollbackTarget } from '../src/release-store.js';
 import { rollout, type RolloutOptions, type RolloutStepName } from '../src/rollout.js';
@@ -110,5 +111,32 @@ describe('rollout', () => {
     expect((await docker.getContainer(result.containers[0]!.id).inspect()).Config.Labels['slipway.sha']).toBeUndefined();
     expect(JSON.parse((await etcd.get(etcdKeys.release(app.name)).string())!)).toMatchObject({ sha: null, image: v2, job: 'b' });
     expect(await readFile(nginxNames.path(nginx.settings.conf_dir, app.name), 'utf8')).toContain(`server ${result.containers[0]!.address};`);
+  });
+  it('drains a stray that still carries connections before it goes, instead of cutting them (a rollout that lost its lock may be draining it)', async () => {
+    const app = await testApp({ replicas: 1, drain_s: 20 });
+    const [v1, v2] = await Promise.all(['v1', 'v2'].map((v) => buildImage(app.name, v)));
+    const base = { app, nginx: nginx.settings, docker, etcd };
+    await rollout({ ...base, image: v1!, sha: null, job: 'a' });
+    const port = await freePort();
+    const stray = await docker.createContainer({
+      Image: v1!, Labels: { 'slipway.app': app.name, 'slipway.release': 'draining' },
+      HostConfig: { PortBindings: { [`${app.port}/tcp`]: [{ HostIp: '127.0.0.1', HostPort: String(port) }] } },
+    });
+    await stray.start();
+    // A client of the release that was live before, still connected while that release drains.
+    const client = connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => client.once('connect', resolve).once('error', reject));
+    let cut = false;
+    client.on('close', () => (cut = true)).on('error', () => {});
+    const lines: string[] = [];
+    const rolling = rollout({ ...base, image: v2!, sha: null, job: 'b', log: (l) => lines.push(l) });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(cut, 'the stray\'s connection was not cut').toBe(false);
+    expect((await stray.inspect()).State.Running).toBe(true);
+    client.end();
+    const result = await rolling;
+    expect(result.strays).toEqual([stray.id]);
+    expect(lines.join('\n')).toMatch(new RegExp(`strays still carry connections \\(127\\.0\\.0\\.1:${port}: 1;.*\\n.*drained: connections closed`));
+    expect(await fetchText(app.listen)).toBe('200 v2');
   });
 });

@@ -7,11 +7,11 @@ import { UnavailableError } from '@slipway/core/slipway-error';
 import { etcdKeys, type UpstreamKey } from '@slipway/etcd/keys';
 import type { AppLock } from '../app-lock.js';
 import { DockerRuntime, pruneBuiltImages, type ContainerHealthState } from '../container-runtime.js';
-import { drainConnections, drainReverted } from '../drain-connections.js';
+import { drainBusyStrays, drainConnections, drainReverted } from '../drain-connections.js';
 import { LOG_TAIL_LINES, waitAllHealthy } from '../health.js';
 import { RELEASES_KEPT, revertAfterFailedApply, type ReleaseRecord, type ReleaseStore, type SwitchReceipt } from '../release-store.js';
 import type { PreparedRoute, RouteProxy } from '../route-proxy.js';
-import { CancelledError, HealthCheckError, SwitchOutcomeUnknownError } from '../rollout-errors.js';
+import { blameLockLoss, CancelledError, HealthCheckError, SwitchOutcomeUnknownError } from '../rollout-errors.js';
 import { rolloutLog as say } from '../rollout-log.js';
 import type { RolloutRequest, RolloutResult } from '../rollout.js';
 import { inRegistry, publishImage } from './registry-push.js';
@@ -123,7 +123,7 @@ export async function executeSwarmRollout(seams: SwarmSeams, engine: SwarmEngine
     return await run.finish(engine);
   } catch (err) {
     await run.undo();
-    throw err;
+    throw run.blame(err);
   } finally {
     await run.lock?.release();
   }
@@ -159,6 +159,10 @@ class SwarmRun {
 
   checkCancelled(during: string): void {
     if (this.request.signal?.aborted) throw new CancelledError(during);
+  }
+
+  blame(err: unknown): unknown {
+    return blameLockLoss(this.request.app.name, err, { switched: this.switched, lockLost: this.lock?.lost ?? false });
   }
 
   /** The registry reference to run: the image itself when it names the registry already (a rollback), else pushed there. */
@@ -198,6 +202,8 @@ class SwarmRun {
       : 'nothing serving yet: first release');
     this.record = { sha, image, job, at: '' };
     this.result = { app: app.name, release: this.record, previous, containers: [], stopped: [], strays: plan.strays.map((s) => s.id), leftovers: [], drain: null, timings: this.timings };
+    const strayIds = new Set(plan.strays.map((s) => s.id));
+    await drainBusyStrays(liveEndpoints(tasks.filter((t) => strayIds.has(t.serviceId))).map((t) => t.address!), app.drain_s, this.log);
     for (const stray of plan.strays) {
       await swarm.removeService(stray.id);
       this.log(`removed stray service ${stray.name} (not live, left by an unfinished rollout)`);
