@@ -2,9 +2,10 @@ import { readFile } from 'node:fs/promises';
 import type Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
+import { LABELS } from '@slipway/core/docker';
 import { readAppsKeys, type AppKeys, type UpstreamKey, type Upstreams } from '@slipway/etcd/keys';
 import { compareIps, dnsNames, renderDnsNginxConf, resolveHost } from '@slipway/router/dns';
-import { backListen, nginxNames, renderFrontConf, renderNginxConf, routeSnapshot } from '@slipway/router/nginx';
+import { backListen, nginxNames, renderedUpstreams, renderFrontConf, renderNginxConf, routeSnapshot } from '@slipway/router/nginx';
 import { DockerRuntime, type AppContainer } from './container-runtime.js';
 import { probe } from './health.js';
 import { SwarmRuntime } from './swarm/swarm-service.js';
@@ -65,7 +66,7 @@ export async function appStatus(options: AppStatusOptions): Promise<AppStatus> {
     return { ...c, ...where, healthy: status >= 200 && status < 300 };
   }));
 
-  const drift = containerDrift(app, checked, upstreams);
+  const drift = containerDrift(app, checked, upstreams, { routed: new Set(live === null ? [] : renderedUpstreams(live)), releaseJob: release?.job ?? null });
   const inSync = await routingDrift(options, file, live, upstreams.live, drift);
   if (upstreams.live.length === 0 && release) drift.push(`release ${release.job} is recorded but no upstream key is live under ${app.etcd_prefix}/`);
 
@@ -115,8 +116,13 @@ async function swarmContainers(manager: Docker, app: AppConfig): Promise<Array<A
   }));
 }
 
-/** Docker against etcd: keys without a healthy container at their address, keys that are no address, containers without a key. */
-function containerDrift(app: AppConfig, checked: readonly CheckedContainer[], upstreams: Upstreams): string[] {
+/**
+ * Docker against etcd: keys without a healthy container at their address,
+ * keys that are no address, containers without a key (each said as the
+ * next rollout's planner takes it: drained if nginx routes to it or, with
+ * routing: dns, if it is of the live release; else removed).
+ */
+function containerDrift(app: AppConfig, checked: readonly CheckedContainer[], upstreams: Upstreams, live: { routed: ReadonlySet<string>; releaseJob: string | null }): string[] {
   const drift: string[] = [];
   const byId = new Map(checked.map((c) => [c.id.slice(0, 12), c]));
   for (const u of upstreams.live) {
@@ -129,7 +135,13 @@ function containerDrift(app: AppConfig, checked: readonly CheckedContainer[], up
   for (const u of upstreams.invalid) drift.push(`etcd key ${u.key} holds ${JSON.stringify(u.address.slice(0, 60))}, not a host:port`);
   const keyed = new Set(upstreams.live.map((u) => u.id));
   for (const c of checked) {
-    if (!keyed.has(c.id.slice(0, 12))) drift.push(`container ${c.id.slice(0, 12)} (${c.address ?? c.state}) is not in etcd: a leftover of an unfinished rollout (the next rollout removes it)`);
+    if (keyed.has(c.id.slice(0, 12))) continue;
+    const why = c.address !== null && live.routed.has(c.address)
+      ? 'nginx still routes to it (a switch whose file or reload did not follow); the next rollout drains it with the others'
+      : app.routing === 'dns' && live.releaseJob !== null && c.labels[LABELS.release] === live.releaseJob
+        ? `it is of the live release ${live.releaseJob}, not registered yet (the registrar registers it once it answers on ${app.health.path})`
+        : 'a leftover of an unfinished rollout (the next rollout removes it)';
+    drift.push(`container ${c.id.slice(0, 12)} (${c.address ?? c.state}) is not in etcd: ${why}`);
   }
   return drift;
 }

@@ -139,4 +139,14 @@ describe('rollout', () => {
     expect(lines.join('\n')).toMatch(new RegExp(`strays still carry connections \\(127\\.0\\.0\\.1:${port}: 1;.*\\n.*drained: connections closed`));
     expect(await fetchText(app.listen)).toBe('200 v2');
   });
+  it('status says a container nginx still routes to (its key gone from etcd) is drained by the next rollout, not removed as a leftover', async () => {
+    const app = await testApp({ replicas: 2 });
+    const base = { app, nginx: nginx.settings, docker, etcd };
+    const result = await rollout({ ...base, image: await buildImage(app.name, 'v1'), sha: null, job: 'a' });
+    const [kept, unkeyed] = result.containers as [{ id: string; address: string }, { id: string; address: string }];
+    await etcd.delete().key(`${app.etcd_prefix}/${unkeyed.id.slice(0, 12)}`);
+    const { drift } = await appStatus(base);
+    expect(drift).toContain(`container ${unkeyed.id.slice(0, 12)} (${unkeyed.address}) is not in etcd: nginx still routes to it (a switch whose file or reload did not follow); the next rollout drains it with the others`);
+    expect(drift.join('\n')).not.toContain(kept.id.slice(0, 12));
+  });
 });
