@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { isSlipwayError, SlipwayError } from '@slipway/core/slipway-error';
@@ -32,6 +33,9 @@ export interface DeployQueueOptions {
 
 /** A waiting record this old with no BullMQ job was orphaned (see DeployQueue.repairOrphans). */
 export const ORPHAN_AGE_MS = 2 * 60_000;
+
+/** How long one enqueue's claim is kept: far longer than ioredis takes to send a script again after reconnecting. */
+const REQUEST_CLAIM_TTL_S = 600;
 
 /** How long a retry's claim on its job lasts at most (it is released as soon as the re-run is queued). */
 const RETRY_CLAIM_MS = 30_000;
@@ -73,9 +77,20 @@ export class DeployQueue {
     return this.sent + this.pending.length;
   }
 
+  /**
+   * Queues one job (a CLI deploy, a rollback, a retry, a git push) under a
+   * one-time claim: should ioredis send the script again after a reconnect
+   * (its first answer lost, the records written), the second run finds
+   * the claim and answers with the first run's job, putting its BullMQ job
+   * in, instead of making a second record.
+   */
   async enqueue(request: DeployRequest): Promise<JobRecord> {
-    const { records } = await this.enqueueMany([request]);
-    return records[0]!;
+    const { records, previous } = await this.enqueueMany([request], { provider: 'request', id: randomUUID(), ttlSeconds: REQUEST_CLAIM_TTL_S });
+    if (records[0]) return records[0];
+    const first = (JSON.parse(previous ?? '[]') as Array<{ job: string }>)[0];
+    const record = first ? await withRedis(this.redis, () => this.store.get(first.job)) : null;
+    if (!record) throw new Error(`the job was queued (${first?.job ?? 'no id answered'}) but its record cannot be read back`);
+    return record;
   }
 
   /**

@@ -1,12 +1,14 @@
 import { afterAll, beforeAll } from 'vitest';
 import { chmodSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
 import { validateConfig } from '@slipway/config/load-config';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
-import { type DnsmasqService, type FixtureVariant, freePort, ownNginx, startDnsmasq, stopProcess, tempDir, testAppName, testStack, uniqueLoopbackNet, writeFixtureApp } from '@slipway/devstack/testing';
+import {
+  type DnsmasqService, type FixtureVariant, freePort, ownNginx, type RelayedConnection, startDnsmasq, startTcpRelay, stopProcess, tempDir, testAppName, testStack, uniqueLoopbackNet, writeFixtureApp,
+} from '@slipway/devstack/testing';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { compareIps, type DnsHostsFeed, watchDnsHosts } from '@slipway/router/dns';
 import { startRegistrar, type RegistrarHandle, type RegistrarOptions } from '../src/dns/registrar.js';
@@ -126,48 +128,50 @@ export async function serveDns(dns: Awaited<ReturnType<typeof ownDns>>, apps: Ap
  */
 export async function etcdRelay(): Promise<{ client: Etcd3; cut: () => void; hold: () => void; release: () => void; resetAnswers: (marker: string, count: number) => void }> {
   const target = new URL(testStack().etcd!.url);
-  const sockets = new Set<Socket>();
   let held: Array<() => void> | null = null;
   let reset = { marker: Buffer.alloc(0), left: 0 };
-  const server = createServer((inbound) => {
-    const outbound = connect(Number(target.port), target.hostname);
-    for (const s of [inbound, outbound]) {
-      sockets.add(s);
-      s.on('error', () => {});
-      s.on('close', () => sockets.delete(s));
+  // Both directions read frame by frame (9-byte header: length, type, flags, stream); the client's starts with a 24-byte preface.
+  const parsers = new WeakMap<RelayedConnection, { toServer: (chunk: Buffer) => void; toClient: (chunk: Buffer) => void }>();
+  const parsersOf = (c: RelayedConnection) => {
+    let parser = parsers.get(c);
+    if (!parser) {
+      const marked = new Set<number>();
+      parser = {
+        toServer: http2Frames(24, (type, stream, frame) => {
+          if (type === 0x0 && reset.left > 0 && frame.includes(reset.marker, 9)) marked.add(stream);
+        }),
+        toClient: http2Frames(0, (type, stream, frame) => {
+          if (type === 0x1 && marked.has(stream) && reset.left > 0) {
+            reset.left -= 1;
+            const rst = Buffer.alloc(13);
+            rst.writeUIntBE(4, 0, 3);
+            rst[3] = 0x3;
+            rst.writeUInt32BE(stream, 5);
+            rst.writeUInt32BE(0x2, 9);
+            c.client.end(rst);
+            c.server.destroy();
+            return false;
+          }
+          if (held) held.push(() => c.client.write(frame));
+          else c.client.write(frame);
+          return true;
+        }),
+      };
+      parsers.set(c, parser);
     }
-    inbound.pipe(outbound);
-    // Both directions read frame by frame (9-byte header: length, type, flags, stream); the client's starts with a 24-byte preface.
-    const marked = new Set<number>();
-    inbound.on('data', http2Frames(24, (type, stream, frame) => {
-      if (type === 0x0 && reset.left > 0 && frame.includes(reset.marker, 9)) marked.add(stream);
-    }));
-    outbound.on('data', http2Frames(0, (type, stream, frame) => {
-      if (type === 0x1 && marked.has(stream) && reset.left > 0) {
-        reset.left -= 1;
-        const rst = Buffer.alloc(13);
-        rst.writeUIntBE(4, 0, 3);
-        rst[3] = 0x3;
-        rst.writeUInt32BE(stream, 5);
-        rst.writeUInt32BE(0x2, 9);
-        inbound.end(rst);
-        outbound.destroy();
-        return false;
-      }
-      if (held) held.push(() => inbound.write(frame));
-      else inbound.write(frame);
-      return true;
-    }));
-    outbound.on('end', () => (held ? held.push(() => inbound.end()) : inbound.end()));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  return {
-    client: createEtcdClient([`http://127.0.0.1:${port}`]),
-    cut: () => {
-      server.close();
-      for (const s of sockets) s.destroy();
+    return parser;
+  };
+  const relay = await startTcpRelay({ host: target.hostname, port: Number(target.port) }, {
+    toServer: (chunk, c) => {
+      parsersOf(c).toServer(chunk);
+      c.server.write(chunk);
     },
+    toClient: (chunk, c) => parsersOf(c).toClient(chunk),
+    serverEnded: (c) => (held ? held.push(() => c.client.end()) : c.client.end()),
+  });
+  return {
+    client: createEtcdClient([`http://127.0.0.1:${relay.port}`]),
+    cut: relay.cut,
     hold: () => {
       held ??= [];
     },
