@@ -36,7 +36,7 @@ async function redisRelay(): Promise<{ url: string; cutAfter: (marker: string) =
 
 // The CLI's deploy, rollback and retry enqueue one job each. ioredis sends a command again after a reconnect when its
 // answer was lost; the script had run, so a second record was made, and the first (never given a BullMQ job) ended failed.
-describe('an enqueue whose answer is lost to a reconnect', () => {
+describe('queue calls whose answer is lost to a reconnect (ioredis sends them again)', () => {
   const prefix = uniqueName('q');
   let relay: Awaited<ReturnType<typeof redisRelay>>;
   let redis: Redis;
@@ -69,5 +69,15 @@ describe('an enqueue whose answer is lost to a reconnect', () => {
     expect((await queue.store.list({ app })).map((j) => j.id)).toEqual([record.id]);
     expect((await queue.bull.getJob(bullJobId(record.id)))?.data).toEqual({ id: record.id });
     expect(record).toMatchObject({ app, image: 'img:2', state: 'waiting', trigger: 'cli' });
+  });
+  it('a retry whose claim was sent again is not refused as being re-run by another request', async () => {
+    const app = uniqueName('retried');
+    const failed = await queue.enqueue({ app, sha: null, ref: null, image: 'img:1', trigger: 'cli' });
+    await queue.store.finish(failed.id, 'failed', { error: 'health check failed' });
+    await redis.ping();
+    relay.cutAfter(`:job:${failed.id}:retrying`);
+    const again = await queue.retry(failed.id);
+    expect(relay.cuts()).toBe(2);
+    expect(again).toMatchObject({ app, image: 'img:1', trigger: 'retry', retryOf: failed.id, state: 'waiting' });
   });
 });
