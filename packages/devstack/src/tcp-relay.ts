@@ -50,3 +50,48 @@ export async function startTcpRelay(target: { host: string; port: number }, hook
     },
   };
 }
+
+/** A relay to a Redis that can lose one answer: see startRedisRelay. */
+export interface RedisRelay {
+  /** `redis://` URL of the relay. */
+  url: string;
+  /** The connection is dropped in place of the reply to the next request carrying `marker` (a key): Redis ran it, and ioredis sends it again. */
+  dropReplyTo(marker: string): void;
+  /** How many replies were dropped so far. */
+  drops(): number;
+  close(): void;
+}
+
+/** A relay to the Redis at `url` (no password), for tests of what a lost answer does. */
+export async function startRedisRelay(url: string): Promise<RedisRelay> {
+  const target = new URL(url);
+  let marker: string | null = null;
+  let drops = 0;
+  const dropNext = new WeakSet<RelayedConnection>();
+  const relay = await startTcpRelay({ host: target.hostname, port: Number(target.port) }, {
+    toServer: (chunk, c) => {
+      if (marker !== null && chunk.includes(marker)) {
+        marker = null;
+        dropNext.add(c);
+      }
+      c.server.write(chunk);
+    },
+    toClient: (chunk, c) => {
+      if (!dropNext.has(c)) {
+        c.client.write(chunk);
+        return;
+      }
+      drops += 1;
+      c.client.destroy();
+      c.server.destroy();
+    },
+  });
+  return {
+    url: `redis://127.0.0.1:${relay.port}`,
+    dropReplyTo: (m) => {
+      marker = m;
+    },
+    drops: () => drops,
+    close: relay.cut,
+  };
+}

@@ -24,7 +24,7 @@ export {
 } from './fixture-app.js';
 export { BASE_IMAGE } from './base-image.js';
 export { startWedgedPeer, type WedgedPeer } from './wedged-peer.js';
-export { startTcpRelay, type RelayedConnection, type TcpRelay, type TcpRelayHooks } from './tcp-relay.js';
+export { startRedisRelay, startTcpRelay, type RedisRelay, type RelayedConnection, type TcpRelay, type TcpRelayHooks } from './tcp-relay.js';
 export { watchEventLoop, type EventLoopReport } from './event-loop-watch.js';
 export { startGitHttpServer, type GitHttpServer, type GitHttpServerOptions } from './git-http-server.js';
 

@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '@slipway/config/load-config';
 import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
-import { type FakeForge, startFakeForge, testStack, uniqueName } from '@slipway/devstack/testing';
+import { type FakeForge, startFakeForge, startRedisRelay, testStack, uniqueName } from '@slipway/devstack/testing';
 import { JobStore } from '@slipway/queue/job-store';
 import type { JobRecord, Push } from '@slipway/queue/job-types';
 import { connectRedis, type Redis } from '@slipway/queue/redis';
@@ -60,6 +60,7 @@ describe('DeployFeedback: what a job\'s end tells the forge, the team and Promet
     log = captureLogger();
     metrics = new WorkerMetrics({ defaultMetrics: false });
     feedback = new DeployFeedback({ config, store, logger: log.logger, metrics, retry: { attempts: 2, baseDelayMs: 20, timeoutMs: 2000 } });
+    return config;
   }
 
   async function finishedJob(app: string, n: number, state: 'completed' | 'failed' | 'cancelled', patch: Partial<JobRecord> = {}): Promise<JobRecord> {
@@ -139,5 +140,25 @@ describe('DeployFeedback: what a job\'s end tells the forge, the team and Promet
     await other.close();
     expect(forge.seen.filter((s) => s.body.context === `slipway/${app}`).map((s) => [s.body.state, s.body.description])).toEqual([['error', 'Cancelled at build; not deployed']]);
     expect(await metrics.registry.metrics()).toContain(`slipway_jobs_finished_total{app="${app}",state="cancelled"} 1`);
+  });
+  it('a cancellation whose claim ioredis sent again (its answer lost) is still reported', async () => {
+    const app = uniqueName('app');
+    const relay = await startRedisRelay(testStack().redis!.url);
+    const relayed = connectRedis(relay.url, 'worker');
+    try {
+      // A second worker's feedback, its Redis through the relay.
+      const worker = new DeployFeedback({ config: start(app), store: new JobStore(relayed, prefix), logger: log.logger, metrics: new WorkerMetrics({ defaultMetrics: false }) });
+      const cancelled = await finishedJob(app, 6, 'cancelled', { error: 'cancelled while waiting' });
+      await relayed.ping();
+      relay.dropReplyTo(`:job:${cancelled.id}:feedback-cancelled`);
+      worker.finished(cancelled);
+      await worker.idle();
+      await worker.close();
+      expect(relay.drops()).toBe(1);
+      expect(forge.seen.filter((s) => s.body.context === `slipway/${app}`).map((s) => s.body.state)).toEqual(['error']);
+    } finally {
+      relayed.disconnect();
+      relay.close();
+    }
   });
 });

@@ -1,48 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RelayedConnection, startTcpRelay, testStack, uniqueName } from '@slipway/devstack/testing';
+import { type RedisRelay, startRedisRelay, testStack, uniqueName } from '@slipway/devstack/testing';
 import { bullJobId, DeployQueue } from './deploy-queue.js';
 import { connectRedis, type Redis } from './redis.js';
-
-/**
- * A TCP relay to the stack's Redis. `cutAfter(marker)`: the connection is
- * dropped in place of the reply to the next request carrying `marker`, which
- * Redis has run by then; ioredis reconnects and sends it again.
- */
-async function redisRelay(): Promise<{ url: string; cutAfter: (marker: string) => void; cuts: () => number; close: () => void }> {
-  const target = new URL(testStack().redis!.url);
-  let marker: string | null = null;
-  let cuts = 0;
-  const cutNext = new WeakSet<RelayedConnection>();
-  const relay = await startTcpRelay({ host: target.hostname, port: Number(target.port) }, {
-    toServer: (chunk, c) => {
-      if (marker !== null && chunk.includes(marker)) {
-        marker = null;
-        cutNext.add(c);
-      }
-      c.server.write(chunk);
-    },
-    toClient: (chunk, c) => {
-      if (!cutNext.has(c)) {
-        c.client.write(chunk);
-        return;
-      }
-      cuts += 1;
-      c.client.destroy();
-      c.server.destroy();
-    },
-  });
-  return { url: `redis://127.0.0.1:${relay.port}`, cutAfter: (m) => (marker = m), cuts: () => cuts, close: relay.cut };
-}
 
 // The CLI's deploy, rollback and retry enqueue one job each. ioredis sends a command again after a reconnect when its
 // answer was lost; the script had run, so a second record was made, and the first (never given a BullMQ job) ended failed.
 describe('queue calls whose answer is lost to a reconnect (ioredis sends them again)', () => {
   const prefix = uniqueName('q');
-  let relay: Awaited<ReturnType<typeof redisRelay>>;
+  let relay: RedisRelay;
   let redis: Redis;
   let queue: DeployQueue;
   beforeAll(async () => {
-    relay = await redisRelay();
+    relay = await startRedisRelay(testStack().redis!.url);
     redis = connectRedis(relay.url, 'producer');
     queue = new DeployQueue({ redis, prefix, attempts: 1 });
     await queue.bull.waitUntilReady();
@@ -63,9 +32,9 @@ describe('queue calls whose answer is lost to a reconnect (ioredis sends them ag
     // The script is loaded on the connection first: the cut must come after it ran, not after a NOSCRIPT.
     await queue.enqueue({ app: `${app}-warm`, sha: null, ref: null, image: 'img:1', trigger: 'cli' });
     await redis.ping();
-    relay.cutAfter(app);
+    relay.dropReplyTo(app);
     const record = await queue.enqueue({ app, sha: null, ref: null, image: 'img:2', trigger: 'cli' });
-    expect(relay.cuts()).toBe(1);
+    expect(relay.drops()).toBe(1);
     expect((await queue.store.list({ app })).map((j) => j.id)).toEqual([record.id]);
     expect((await queue.bull.getJob(bullJobId(record.id)))?.data).toEqual({ id: record.id });
     expect(record).toMatchObject({ app, image: 'img:2', state: 'waiting', trigger: 'cli' });
@@ -75,9 +44,9 @@ describe('queue calls whose answer is lost to a reconnect (ioredis sends them ag
     const failed = await queue.enqueue({ app, sha: null, ref: null, image: 'img:1', trigger: 'cli' });
     await queue.store.finish(failed.id, 'failed', { error: 'health check failed' });
     await redis.ping();
-    relay.cutAfter(`:job:${failed.id}:retrying`);
+    relay.dropReplyTo(`:job:${failed.id}:retrying`);
     const again = await queue.retry(failed.id);
-    expect(relay.cuts()).toBe(2);
+    expect(relay.drops()).toBe(2);
     expect(again).toMatchObject({ app, image: 'img:1', trigger: 'retry', retryOf: failed.id, state: 'waiting' });
   });
 });
