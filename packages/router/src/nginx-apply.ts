@@ -196,7 +196,7 @@ async function putBack(options: { nginx: NginxTarget; listen: string; file: stri
 }
 
 function notApplied(app: string, listen: string, ms: number): NginxReloadError {
-  return new NginxReloadError(`nginx did not apply the new config for ${app} within ${ms} ms (${listen.startsWith('unix:') ? 'nobody accepts on' : 'its old workers still accept on'} ${listen}); see nginx's error log`);
+  return new NginxReloadError(`nginx did not apply the new config for ${app} within ${ms} ms (${listen.startsWith('unix:') ? `nobody accepts on ${listen}` : `its old workers still accept, so ${listen} is not what it serves`}); see nginx's error log`);
 }
 
 /**

@@ -97,7 +97,7 @@ async function signalReload(nginx: NginxTarget): Promise<void> {
  * whole configuration before it signals, which on a loaded machine with
  * many apps took most of the 5 s nginx itself is given.
  */
-async function observeReload(listen: string, before: ListenerHolders | null, started: number, timeoutMs = RELOAD_CONFIRM_TIMEOUT_MS): Promise<ReloadResult> {
+async function observeReload(listen: string, before: ListenerHolders | null, started: number, timeoutMs = RELOAD_CONFIRM_TIMEOUT_MS, witness?: Witness): Promise<ReloadResult> {
   const observing = Date.now();
   let deadline = observing + timeoutMs;
 
@@ -133,8 +133,34 @@ async function observeReload(listen: string, before: ListenerHolders | null, sta
   const other = await otherHolder(listen).catch(() => null);
   if (other) throw new NginxReloadError(`nginx could not listen on ${listen}: pid ${other.pid} (${other.name}) holds it, so nginx kept its previous config`);
   if (listen.startsWith('unix:')) return awaitUnixSocket(listen.slice('unix:'.length), started, observing, deadline);
+  // nginx takes a configuration whole or not at all: the old workers of an address it had (another app's) retiring prove
+  // it took this one too, and still accepting, that it refused it (an address it could not bind: nginx -t binds nothing).
+  if (witness) return observeReload(witness.listen, witness.holders, started, Math.max(0, deadline - Date.now()));
   return { outcome: 'assumed', ms: Date.now() - started };
 }
+
+/** An address nginx serves for another file of the same conf_dir, and who accepted on it before the reload. */
+interface Witness {
+  listen: string;
+  holders: ListenerHolders;
+}
+
+/**
+ * For a batch with an address nginx holds no socket for yet (a new app, a
+ * new `listen`): an address of another file in `confDir` whose nginx
+ * workers are seen accepting, or undefined.
+ */
+async function findWitness(confDir: string, listens: readonly string[], before: ReadonlyMap<string, ListenerHolders | null>): Promise<Witness | undefined> {
+  if (listens.every((listen) => (before.get(listen)?.workers.length ?? 0) > 0)) return undefined;
+  const texts = await Promise.all((await slipwayConfFiles(confDir)).map((file) => readFile(file, 'utf8').catch(() => '')));
+  const others = [...new Set(texts.flatMap((text) => [...text.matchAll(/^\s*listen\s+([^\s;]+)/gm)].map((m) => m[1]!)))].filter((l) => !listens.includes(l));
+  const holders = await listenersHolders(others.slice(0, WITNESS_CANDIDATES)).catch(() => new Map<string, ListenerHolders | null>());
+  const listen = others.find((l) => (holders.get(l)?.workers.length ?? 0) > 0);
+  return listen === undefined ? undefined : { listen, holders: holders.get(listen)! };
+}
+
+/** How many other apps' addresses are looked at for a witness: one /proc scan whatever the number, but a bound. */
+const WITNESS_CANDIDATES = 16;
 
 /**
  * A new unix socket (the back's, behind a front) not seen in /proc within
@@ -282,6 +308,7 @@ async function leadBatch(options: ReloadNginxOptions, dir: string, batchMs: numb
   if (tickets.length === 0) return;
   const listens = [...new Set(tickets.map((t) => t.listen))];
   const before = await listenersHolders(listens).catch(() => new Map<string, ListenerHolders | null>());
+  const witness = await findWitness(options.nginx.conf_dir, listens, before);
   // Before the signal: a file renamed in after this is read by nginx too, but taken for unread once (one more reload).
   const placed = await slipwayFiles(options.nginx.conf_dir);
   const started = Date.now();
@@ -290,7 +317,7 @@ async function leadBatch(options: ReloadNginxOptions, dir: string, batchMs: numb
     await signalReload(options.nginx);
     await writeAtomically(join(dir, 'last'), String(started));
     await writeAtomically(join(dir, 'signalled.json'), JSON.stringify(placed));
-    outcome = new Map(await Promise.all(listens.map(async (listen) => [listen, await observeReload(listen, before.get(listen) ?? null, started, options.timeoutMs)
+    outcome = new Map(await Promise.all(listens.map(async (listen) => [listen, await observeReload(listen, before.get(listen) ?? null, started, options.timeoutMs, witness)
       .then((result): TicketResult => ({ result }), (err: Error): TicketResult => ({ error: err.message }))] as const)));
     // Seen applied: every file in place when it was signalled is served (see reloadConfirmedSince).
     if ([...outcome.values()].some((o) => 'result' in o && o.result.outcome === 'confirmed')) await writeAtomically(join(dir, 'confirmed'), String(started));

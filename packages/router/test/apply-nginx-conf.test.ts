@@ -271,6 +271,20 @@ describe('applyNginxConf', () => {
     }
   });
 
+  it('a new address nginx refuses at its reload is not answered as applied: another app\'s workers still accepting show nginx kept its previous config', async () => {
+    const served = await newApp();
+    await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(served, [a]) });
+    // An address of no interface here (TEST-NET-1), which nginx -t would refuse (it binds), past a check_cmd that does not
+    // (one run elsewhere, or none): the reload cannot bind it, and nginx keeps its previous config.
+    const [unbindable] = Object.values(appsConfig({ [testAppName()]: { listen: `192.0.2.1:${await freePort()}` } }));
+    const unchecked = { ...nginx.settings, check_cmd: ['true'] };
+    const err = await applyNginxConf({ nginx: unchecked, snapshot: await routeSnapshot(unbindable!, [b]) }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NginxReloadError);
+    expect((err as Error).message).toMatch(/nginx did not apply/);
+    await expect(stat(nginxNames.path(nginx.settings.conf_dir, unbindable!.name))).rejects.toThrow(/ENOENT/);
+    expect(await fetchText(served.listen)).toBe('200 a');
+  });
+
   it('keeps upstream connections alive for plain requests and passes a WebSocket upgrade, per request, with no map', async () => {
     const one = await newApp();
     const two = await newApp();
