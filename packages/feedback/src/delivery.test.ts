@@ -69,3 +69,33 @@ describe('BackgroundDelivery.close', () => {
     expect(sends, 'the queued try never went out').toBe(1);
   });
 });
+
+describe('BackgroundDelivery: what is still true', () => {
+  const logger = createLogger({ name: 'test', level: 'silent' });
+
+  it('asks stillWanted once a request slot is free, right before sending: a status queued behind a slow forge is not sent once it is false', async () => {
+    const delivery = new BackgroundDelivery({ logger, concurrency: 1 });
+    let finishSlow = () => {};
+    const sent: string[] = [];
+    delivery.deliver({ key: 'slow', target: 'github', what: 'commit status', context: {}, send: () => new Promise<void>((resolve) => (finishSlow = resolve)) });
+    // Queued while the job waits; the job has started (or ended) by the time a slot frees.
+    let waiting = true;
+    delivery.deliver({ key: 'pending', target: 'github', what: 'commit status', context: {}, stillWanted: async () => waiting, send: async () => void sent.push('pending') });
+    await new Promise((r) => setTimeout(r, 50));
+    waiting = false;
+    finishSlow();
+    await delivery.idle();
+    expect(sent).toEqual([]);
+  });
+
+  it('takes a stillWanted that does not answer within 2 s for "cannot tell" (sent): a hung Redis holds no request slot for ever', async () => {
+    const delivery = new BackgroundDelivery({ logger, concurrency: 1 });
+    const sent: string[] = [];
+    delivery.deliver({ key: 'hung', target: 'github', what: 'commit status', context: {}, stillWanted: () => new Promise<boolean>(() => {}), send: async () => void sent.push('hung') });
+    delivery.deliver({ key: 'other', target: 'slack', what: 'notification', context: {}, send: async () => void sent.push('other') });
+    const started = Date.now();
+    await delivery.idle();
+    expect(sent).toEqual(['hung', 'other']);
+    expect(Date.now() - started).toBeLessThan(4_000);
+  });
+});

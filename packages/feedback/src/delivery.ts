@@ -148,10 +148,11 @@ export class BackgroundDelivery {
   private async attemptAll(task: DeliveryTask, slot: Slot): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       if (slot.next || this.aborted || (this.closing && attempt > 1)) return this.settle(task, 'dropped');
-      if (!(await wanted(task))) return this.settle(task, 'dropped');
       let failure: DeliveryError;
       const release = await this.acquire();
-      if (this.aborted) {
+      // Asked with the slot in hand, right before the send: the wait for a slot has no bound while a forge answers slowly,
+      // and a status true when it was queued (a job waiting) may be false by then and overwrite a later one.
+      if (this.aborted || slot.next || !(await wanted(task))) {
         release();
         return this.settle(task, 'dropped');
       }
@@ -219,13 +220,20 @@ export class BackgroundDelivery {
 
 async function wanted(task: DeliveryTask): Promise<boolean> {
   if (!task.stillWanted) return true;
+  let timer: NodeJS.Timeout | undefined;
   try {
-    return await task.stillWanted();
+    // Bounded: it is asked holding a request slot, and a worker's Redis client waits for a Redis that went away.
+    return await Promise.race([task.stillWanted(), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), STILL_WANTED_MS)))]);
   } catch {
     // Cannot tell (Redis away): saying it is better than saying nothing.
     return true;
+  } finally {
+    clearTimeout(timer);
   }
 }
+
+/** How long a task's stillWanted may take before it counts as "cannot tell". */
+const STILL_WANTED_MS = 2_000;
 
 /** How a commit status or notification is retried in the background. */
 export interface RetryPolicy {

@@ -110,7 +110,9 @@ export class DeployFeedback {
     }
     const kind = record.state === 'failed' ? failureKind(err) : undefined;
     metrics.jobFinished(record, record.state === 'failed' ? (isSlipwayError(err) ? err.code : 'internal') : undefined);
-    this.statuses.post(record, { failureKind: kind });
+    // Not once the job was re-run: the re-run posts on the same commit and context, and a final status of this one
+    // still being retried (the forge answered 502) would land over the re-run's.
+    this.statuses.post(record, { failureKind: kind, stillWanted: async () => !(await store.get(record.id))?.retriedBy });
     const targets = (Object.hasOwn(config.apps, record.app) ? config.apps[record.app]?.notify : undefined) ?? [];
     if (targets.length === 0 || (record.state !== 'completed' && record.state !== 'failed')) return;
     this.notifier.notify(record, targets, await previousOutcome(store, record), kind);

@@ -161,4 +161,18 @@ describe('DeployFeedback: what a job\'s end tells the forge, the team and Promet
       relay.close();
     }
   });
+  it('a final status still being retried is not sent once its job was re-run: the re-run\'s statuses are on the same commit and context', async () => {
+    const app = uniqueName('app');
+    const worker = new DeployFeedback({ config: start(app), store, logger: log.logger, metrics, retry: { attempts: 3, baseDelayMs: 500, timeoutMs: 2000 } });
+    const failed = await finishedJob(app, 7, 'failed', { error: 'health check failed' });
+    const ofApp = () => forge.seen.filter((s) => s.body.context === `slipway/${app}`);
+    forge.failNext(1, 502);
+    worker.finished(failed, new SlipwayError('health_failed', 'health check failed', { fault: 'commit' }));
+    await expect.poll(() => ofApp().length, { timeout: 2000 }).toBe(1);
+    // `slipway retry` while the forge is answered again in 0.5 s: the re-run (another worker) posts its own statuses.
+    await store.update(failed.id, { retriedBy: 'the-re-run' });
+    await worker.idle();
+    await worker.close();
+    expect(ofApp().map((s) => [s.body.state, s.status])).toEqual([['failure', 502]]);
+  });
 });
