@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Octokit } from '@octokit/rest';
-import { commitStatusForJob, giteaStatusRequest, githubStatusParams, gitlabStatusRequest, type CommitStatus, type StatusJob, type StatusTarget } from './commit-status.js';
+import { commitStatusForJob, giteaStatusRequest, githubStatusRequest, gitlabStatusRequest, type CommitStatus, type StatusJob, type StatusTarget } from './commit-status.js';
 
 const job = (patch: Partial<StatusJob>): StatusJob => ({
   id: '42', app: 'hello', state: 'waiting', step: 'queued', createdAt: '2024-05-01T10:00:00.000Z',
@@ -68,16 +67,16 @@ describe('status request builders', () => {
     ['error', 'error', 'error', 'failed'],
     ['cancelled', 'error', 'error', 'canceled'],
   ] as const)('state %s is %s on GitHub, %s on Gitea, %s on GitLab', (state, github, gitea, gitlab) => {
-    expect(githubStatusParams(target('github', 'a/b'), status(state)).state).toBe(github);
+    expect(JSON.parse(githubStatusRequest('x', 't', target('github', 'a/b'), status(state)).body).state).toBe(github);
     expect(JSON.parse(giteaStatusRequest('x', 't', target('gitea', 'a/b'), status(state)).body).state).toBe(gitea);
     expect(JSON.parse(gitlabStatusRequest('x', 't', target('gitlab', 'a/b'), status(state)).body).state).toBe(gitlab);
   });
 
-  it('GitHub: octokit turns the parameters into POST /repos/{owner}/{repo}/statuses/{sha}', () => {
-    const octokit = new Octokit({ auth: 'ghp_x', baseUrl: 'https://ghe.example/api/v3' });
-    const endpoint = octokit.rest.repos.createCommitStatus.endpoint(githubStatusParams(target('github', 'acme/web'), status('success')));
-    expect(endpoint.method).toBe('POST');
-    expect(endpoint.url).toBe(`https://ghe.example/api/v3/repos/acme/web/statuses/${sha}`);
-    expect(endpoint.body).toEqual({ state: 'success', target_url: 'https://d.example/jobs/9', description: 'Deployed in 3 s (job 9)', context: 'slipway/web' });
+  it('GitHub: POST /repos/{owner}/{repo}/statuses/{sha} with its media type and the token', () => {
+    const request = githubStatusRequest('https://ghe.example/api/v3', 'ghp_x', target('github', 'acme/web'), status('success'));
+    expect(request.method).toBe('POST');
+    expect(request.url).toBe(`https://ghe.example/api/v3/repos/acme/web/statuses/${sha}`);
+    expect(request.headers).toMatchObject({ authorization: 'token ghp_x', accept: 'application/vnd.github+json', 'user-agent': 'Slipway' });
+    expect(JSON.parse(request.body)).toEqual({ state: 'success', target_url: 'https://d.example/jobs/9', description: 'Deployed in 3 s (job 9)', context: 'slipway/web' });
   });
 });

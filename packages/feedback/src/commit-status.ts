@@ -1,8 +1,7 @@
-import { Octokit } from '@octokit/rest';
 import type { SlipwayConfig } from '@slipway/config/types';
 import { configuredRepository, forgeApiBase, type Provider } from '@slipway/forges/forge-address';
 import type { JobRecord, Push } from '@slipway/queue/job-types';
-import { DeliveryError, isRetryableStatus, sendHttpRequest, type BackgroundDelivery, type HttpRequest } from './delivery.js';
+import { DeliveryError, sendHttpRequest, type BackgroundDelivery, type HttpRequest } from './delivery.js';
 import { formatDuration, jobPageUrl, shortText, type FailureKind } from './job-wording.js';
 
 /*
@@ -165,16 +164,13 @@ export class CommitStatuses {
   }
 }
 
-const SILENT = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
-
 /**
- * Posts one commit status to the forge a push came from: GitHub through
- * @octokit/rest, Gitea and GitLab through their REST APIs. Tokens come from
+ * Posts one commit status to the forge a push came from, through each
+ * forge's REST API, as one request sendHttpRequest makes (redirects
+ * refused, only the start of an answer read). Tokens come from
  * `forges.<provider>.token` and go only into the request's auth header.
  */
 export class ForgeStatusSender {
-  private readonly octokits = new Map<string, Octokit>();
-
   constructor(private readonly forges: SlipwayConfig['forges']) {}
 
   /** Whether statuses can go to this provider's forge: a token is configured. */
@@ -184,41 +180,11 @@ export class ForgeStatusSender {
 
   /** One try; throws DeliveryError. */
   async send(target: StatusTarget, status: CommitStatus, signal: AbortSignal): Promise<void> {
-    const base = target.apiBase;
     const token = this.forges[target.provider]?.token;
     if (!token) throw new DeliveryError(`no ${target.provider} token`, { retryable: false });
-    if (target.provider === 'gitea') return sendHttpRequest(giteaStatusRequest(base, token, target, status), signal);
-    if (target.provider === 'gitlab') return sendHttpRequest(gitlabStatusRequest(base, token, target, status), signal);
-    try {
-      await this.octokit(base, token).rest.repos.createCommitStatus({ ...githubStatusParams(target, status), request: { signal } });
-    } catch (err) {
-      throw githubFailure(err, base, signal);
-    }
+    const request = { github: githubStatusRequest, gitea: giteaStatusRequest, gitlab: gitlabStatusRequest }[target.provider];
+    return sendHttpRequest(request(target.apiBase, token, target, status), signal);
   }
-
-  private octokit(baseUrl: string, token: string): Octokit {
-    let client = this.octokits.get(baseUrl);
-    if (!client) {
-      client = new Octokit({ auth: token, baseUrl, userAgent: 'Slipway', log: SILENT });
-      this.octokits.set(baseUrl, client);
-    }
-    return client;
-  }
-}
-
-/** Octokit's RequestError (status 500 for no answer at all) as a DeliveryError. */
-function githubFailure(err: unknown, base: string, signal: AbortSignal): DeliveryError {
-  const origin = new URL(base).origin;
-  const e = err as { status?: unknown; message?: string; response?: { headers?: Record<string, string | undefined> } };
-  const answered = typeof e.status === 'number' && e.response !== undefined;
-  if (signal.aborted || !answered) {
-    return new DeliveryError(`POST ${origin}: ${signal.aborted ? 'no answer in time' : e.message ?? String(err)}`, { retryable: true, cause: err });
-  }
-  const status = e.status as number;
-  const retryAfter = Number(e.response?.headers?.['retry-after']);
-  return new DeliveryError(`POST ${origin} answered ${status}: ${(e.message ?? '').split('\n', 1)[0]!.slice(0, 200)}`, {
-    retryable: isRetryableStatus(status), httpStatus: status, retryAfterMs: Number.isFinite(retryAfter) ? retryAfter * 1000 : undefined, cause: err,
-  });
 }
 
 /** GitHub's commit status states. */
@@ -226,23 +192,21 @@ const GITHUB_STATES: Readonly<Record<CommitState, 'pending' | 'success' | 'failu
   pending: 'pending', running: 'pending', success: 'success', failure: 'failure', error: 'error', cancelled: 'error',
 };
 
-/** A type, not an interface: octokit's `endpoint()` wants an index signature. */
-export type GithubStatusParams = {
-  owner: string;
-  repo: string;
-  sha: string;
-  state: 'pending' | 'success' | 'failure' | 'error';
-  target_url: string;
-  description: string;
-  context: string;
-};
-
-/** The parameters of `octokit.rest.repos.createCommitStatus` (`POST /repos/{owner}/{repo}/statuses/{sha}`). */
-export function githubStatusParams(target: StatusTarget, status: CommitStatus): GithubStatusParams {
+/**
+ * `POST /repos/{owner}/{repo}/statuses/{sha}` with `Authorization: token …`,
+ * GitHub's media type and API version, and `state`, `target_url`,
+ * `description`, `context`, as GitHub's REST API documents it (GitHub
+ * Enterprise Server: the same under `<host>/api/v3`).
+ */
+export function githubStatusRequest(apiBase: string, token: string, target: StatusTarget, status: CommitStatus): HttpRequest {
   const [owner, ...rest] = target.fullName.split('/');
   return {
-    owner: owner!, repo: rest.join('/'), sha: target.sha,
-    state: GITHUB_STATES[status.state], target_url: status.targetUrl, description: status.description, context: status.context,
+    method: 'POST',
+    url: `${apiBase}/repos/${encodeURIComponent(owner!)}/${encodeURIComponent(rest.join('/'))}/statuses/${target.sha}`,
+    headers: {
+      authorization: `token ${token}`, accept: 'application/vnd.github+json', 'x-github-api-version': '2022-11-28', 'content-type': 'application/json', 'user-agent': 'Slipway',
+    },
+    body: JSON.stringify({ state: GITHUB_STATES[status.state], target_url: status.targetUrl, description: status.description, context: status.context }),
   };
 }
 

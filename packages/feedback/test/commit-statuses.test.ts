@@ -1,4 +1,5 @@
-import { createServer } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer, type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { SlipwayConfig } from '@slipway/config/types';
 import { type FakeForge, startFakeForge } from '@slipway/devstack/testing';
@@ -133,7 +134,7 @@ describe('commit statuses against each forge\'s documented API', () => {
     expect(w.lines.filter((l) => l.level === 40)).toEqual([]);
   });
 
-  it('GitHub answering 502 twice is retried through octokit too', async () => {
+  it('GitHub answering 502 twice is retried too', async () => {
     const forge = await start('github');
     forge.failNext(2, 502);
     const w = world({ github: { token: TOKENS.github, api_url: forge.url } }, 'https://github.com/acme/hello.git');
@@ -141,6 +142,31 @@ describe('commit statuses against each forge\'s documented API', () => {
     await w.delivery.idle();
     expect(forge.seen.map((s) => s.status)).toEqual([502, 502, 201]);
     expect(w.outcomes).toEqual([['github', 'delivered']]);
+  });
+
+  it('GitHub answering a redirect: the POST and its token are not replayed to where it points, and nothing counts as delivered', async () => {
+    const replayed: string[] = [];
+    const server = createHttpServer((req, res) => {
+      if (req.url?.startsWith('/elsewhere')) {
+        replayed.push(`${req.method} ${String(req.headers.authorization)}`);
+        res.writeHead(201).end('{}');
+        return;
+      }
+      res.writeHead(307, { location: `/elsewhere${req.url}` }).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const w = world({ github: { token: TOKENS.github, api_url: `${url}/api/v3` } }, 'https://github.com/acme/hello.git', { ...FAST, attempts: 1 });
+      w.statuses.post(job(pushFrom('github', url, 'acme/hello')));
+      await w.delivery.idle();
+      expect(replayed).toEqual([]);
+      expect(w.outcomes).toEqual([['github', 'failed']]);
+      expect(w.text()).not.toContain(TOKENS.github);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 
   it('a forge that is down: post returns at once, every attempt fails, the failure is logged once, without the token', async () => {
