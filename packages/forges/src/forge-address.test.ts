@@ -40,6 +40,12 @@ describe('forgeApiBase: the API root commit statuses go to', () => {
     ['gitea', 'https://example.com/forge', none, 'https://example.com/forge/api/v1'],
     ['gitlab', 'http://example.com/gitlab', none, 'http://example.com/gitlab/api/v4'],
     ['gitea', null, none, null],
+    // Another forge's host: a webhook sent to another provider's endpoint must not take this provider's token there.
+    ['gitlab', 'https://github.com', none, null],
+    ['github', 'https://gitlab.com', none, null],
+    ['gitea', 'https://github.com', none, null],
+    ['github', 'https://git.example.com', { ...none, gitea: { api_url: 'https://git.example.com/api/v1' } }, null],
+    ['gitea', 'https://git.example.com', { ...none, gitea: { api_url: 'https://git.example.com/api/v1' } }, 'https://git.example.com/api/v1'],
   ])('%s at %s', (provider, webRoot, forges, expected) => {
     expect(forgeApiBase(provider, webRoot, forges)).toBe(expected);
   });

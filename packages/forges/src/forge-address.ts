@@ -99,12 +99,24 @@ export function configuredRepository(app: Pick<AppConfig, 'repo'>, provider: Pro
   return { cloneUrl: repo, host: url.hostname.toLowerCase(), webRoot: web, fullName: named(path) };
 }
 
-/** The REST API root for commit statuses: `forges.<provider>.api_url`, else derived from the configured web root. */
+/**
+ * The REST API root for commit statuses: `forges.<provider>.api_url`, else
+ * derived from the configured web root. Null when it would be derived for
+ * a host that is another forge's (github.com, gitlab.com, or the host of
+ * another provider's `api_url`): the provider comes from the endpoint a
+ * webhook was sent to, and this provider's token must not go there.
+ */
 export function forgeApiBase(provider: Provider, webRoot: string | null, forges: Forges): string | null {
   const configured = forges[provider]?.api_url;
   if (configured) return configured.replace(/\/+$/, '');
   if (!webRoot) return null;
   if (provider === 'github' && /^https?:\/\/(www\.)?github\.com$/i.test(webRoot)) return 'https://api.github.com';
+  const host = hostOf(webRoot);
+  const othersHosts = PROVIDERS.filter((other) => other !== provider).flatMap((other) => {
+    const root = forgeWebRoot(other, forges);
+    return root ? [hostOf(root), ...(other === 'github' ? ['www.github.com'] : [])] : [];
+  });
+  if (host === null || othersHosts.includes(host)) return null;
   return `${webRoot}${API_PATH[provider]}`;
 }
 

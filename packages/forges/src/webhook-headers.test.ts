@@ -40,8 +40,16 @@ describe('readWebhookHeaders', () => {
     ['Gitea and Gogs events disagree', 'gitea', { 'x-gitea-event': 'push', 'x-gogs-event': 'issues' }, 'bad_header'],
     ['Gitea and Gogs signatures disagree', 'gitea', { 'x-gitea-signature': 'ab', 'x-gogs-signature': 'cd' }, 'bad_signature'],
     ['signature too long', 'github', { 'x-hub-signature-256': 'x'.repeat(5000) }, 'bad_header'],
+    // Gitea sends GitHub's headers too, and its signature verifies as GitHub's: at /hooks/github, GitHub's token would go to it.
+    ['a Gitea webhook sent to /hooks/github', 'github', { 'x-github-event': 'push', 'x-gitea-event': 'push', 'x-hub-signature-256': sig }, 'bad_header'],
+    ['a GitHub webhook sent to /hooks/gitlab', 'gitlab', { 'x-github-event': 'push', 'x-gitlab-token': 't' }, 'bad_header'],
+    ['a GitLab webhook sent to /hooks/gitea', 'gitea', { 'x-gitlab-event': 'Push Hook', 'x-gitea-signature': 'ab' }, 'bad_header'],
   ])('refuses %s', (_name, provider, headers, code) => {
     expect(() => readWebhookHeaders(provider, headers)).toThrow(expect.objectContaining({ code }));
+  });
+
+  it('says where a webhook sent to another forge\'s endpoint goes', () => {
+    expect(() => readWebhookHeaders('github', { 'x-github-event': 'push', 'x-gogs-event': 'push' })).toThrow('a webhook with x-gogs-event was sent to /hooks/github: send it to /hooks/gitea');
   });
 
   it('a refused webhook is the request\'s fault, never Slipway\'s, and not worth sending again as it is', () => {

@@ -44,6 +44,7 @@ const GITEA_FAMILY = ['forgejo', 'gitea', 'gogs'] as const;
  * delivery ids leave no honest way to pick one.
  */
 export function readWebhookHeaders(provider: Provider, headers: HeaderBag): WebhookHeaders {
+  refuseOtherForges(provider, headers);
   switch (provider) {
     case 'github': {
       const signature = one(headers, 'x-hub-signature-256', MAX_CREDENTIAL);
@@ -81,6 +82,24 @@ export function readWebhookHeaders(provider: Provider, headers: HeaderBag): Webh
       };
     }
   }
+}
+
+/** Event headers only another forge sends (Gitea sends GitHub's too, for compatibility, and verifies as one). */
+const OTHER_FORGES_EVENT: Record<Provider, readonly string[]> = {
+  github: ['x-gitea-event', 'x-gogs-event', 'x-forgejo-event', 'x-gitlab-event'],
+  gitea: ['x-gitlab-event'],
+  gitlab: ['x-github-event', 'x-gitea-event', 'x-gogs-event', 'x-forgejo-event'],
+};
+
+/**
+ * A webhook sent to another forge's endpoint is refused: the endpoint
+ * decides whose token its commit statuses carry, and where to.
+ */
+function refuseOtherForges(provider: Provider, headers: HeaderBag): void {
+  const foreign = OTHER_FORGES_EVENT[provider].find((name) => headers[name] !== undefined);
+  if (!foreign) return;
+  const endpoint = foreign === 'x-gitlab-event' ? 'gitlab' : foreign === 'x-github-event' ? 'github' : 'gitea';
+  throw new WebhookError('bad_header', `a webhook with ${foreign} was sent to /hooks/${provider}: send it to /hooks/${endpoint}`);
 }
 
 /** The one value of a header, null when absent; a repeated header is an error. */
