@@ -99,3 +99,20 @@ describe('BackgroundDelivery: what is still true', () => {
     expect(Date.now() - started).toBeLessThan(4_000);
   });
 });
+
+describe('BackgroundDelivery.close, while a task is asked whether it is still true', () => {
+  const logger = createLogger({ name: 'test', level: 'silent' });
+
+  it('starts no send once close has given up on tries, though stillWanted answers yes after that', async () => {
+    const delivery = new BackgroundDelivery({ logger, concurrency: 1 });
+    let sends = 0;
+    delivery.deliver({
+      key: 'late', target: 'github', what: 'commit status', context: {},
+      stillWanted: () => new Promise<boolean>((resolve) => setTimeout(() => resolve(true), 500)),
+      send: async () => void sends++,
+    });
+    await delivery.close(100);
+    await new Promise((r) => setTimeout(r, 700));
+    expect(sends).toBe(0);
+  });
+});

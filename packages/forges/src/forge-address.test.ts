@@ -46,6 +46,9 @@ describe('forgeApiBase: the API root commit statuses go to', () => {
     ['gitea', 'https://github.com', none, null],
     ['github', 'https://git.example.com', { ...none, gitea: { api_url: 'https://git.example.com/api/v1' } }, null],
     ['gitea', 'https://git.example.com', { ...none, gitea: { api_url: 'https://git.example.com/api/v1' } }, 'https://git.example.com/api/v1'],
+    // The public homes stay another forge's when that forge's api_url points at a server of one's own.
+    ['gitlab', 'https://github.com', { ...none, github: { api_url: 'https://ghe.corp/api/v3' } }, null],
+    ['github', 'https://gitlab.com', { ...none, gitlab: { api_url: 'https://gitlab.corp/api/v4' } }, null],
   ])('%s at %s', (provider, webRoot, forges, expected) => {
     expect(forgeApiBase(provider, webRoot, forges)).toBe(expected);
   });

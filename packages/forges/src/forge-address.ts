@@ -112,11 +112,10 @@ export function forgeApiBase(provider: Provider, webRoot: string | null, forges:
   if (!webRoot) return null;
   if (provider === 'github' && /^https?:\/\/(www\.)?github\.com$/i.test(webRoot)) return 'https://api.github.com';
   const host = hostOf(webRoot);
-  const othersHosts = PROVIDERS.filter((other) => other !== provider).flatMap((other) => {
-    const root = forgeWebRoot(other, forges);
-    return root ? [hostOf(root), ...(other === 'github' ? ['www.github.com'] : [])] : [];
-  });
-  if (host === null || othersHosts.includes(host)) return null;
+  // Each other provider's public home, whether or not its api_url points elsewhere, and its configured host.
+  const othersHosts = PROVIDERS.filter((other) => other !== provider).flatMap((other) => [PUBLIC_WEB_ROOT[other], forgeWebRoot(other, forges)])
+    .flatMap((root) => (root ? [hostOf(root)] : []));
+  if (host === null || othersHosts.includes(host) || (provider !== 'github' && host === 'www.github.com')) return null;
   return `${webRoot}${API_PATH[provider]}`;
 }
 

@@ -108,6 +108,27 @@ describe('DeployQueue', () => {
     expect((await queue.retry(explicit.id)).chosenAfter).toBeUndefined();
   });
 
+  it('a retry that outlived its claim leaves the claim another request took since', async () => {
+    const app = uniqueName('retry-claim');
+    const failed = await queue.enqueue(request(app, 80));
+    await queue.bull.getJob(bullJobId(failed.id)).then((j) => j?.remove());
+    await queue.store.finish(failed.id, 'failed', { error: 'x' });
+    const claim = queue.store.keys.retrying(failed.id);
+    // While this re-run is being made, its claim runs out and another request takes it (Redis slow for RETRY_CLAIM_MS).
+    const store = queue.store as { supersededBy: typeof queue.store.supersededBy };
+    const supersededBy = store.supersededBy.bind(queue.store);
+    store.supersededBy = async (...args) => {
+      await redis.set(claim, 'another-request', 'PX', 30_000);
+      return supersededBy(...args);
+    };
+    try {
+      await queue.retry(failed.id);
+    } finally {
+      store.supersededBy = supersededBy;
+    }
+    expect(await redis.get(claim)).toBe('another-request');
+  });
+
   it('a chain of befores that comes back to a commit (forced back, pushed forward again) orders nothing', async () => {
     const app = uniqueName('cycle');
     const push = (n: number, before: number, forced = false): DeployRequest => ({ ...request(app, n), trigger: 'webhook', push: { before: sha(before), forced } as DeployRequest['push'] });

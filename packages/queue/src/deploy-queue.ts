@@ -271,7 +271,8 @@ export class DeployQueue {
     try {
       return await this.retryClaimed(old);
     } finally {
-      await withRedis(this.redis, () => this.redis.del(claim)).catch(() => {});
+      // Only while it is still this request's: one that outlived RETRY_CLAIM_MS may have been taken by another since.
+      await withRedis(this.redis, () => this.store.deleteIfHolds(claim, token)).catch(() => {});
     }
   }
 

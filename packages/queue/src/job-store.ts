@@ -339,7 +339,12 @@ export class JobStore {
 
   /** Drops the mark that a webhook queued this job's commit (see CREATE_JOBS), only while it still names the job. */
   async forgetPushed(record: JobRecord): Promise<void> {
-    if (record.sha) await this.redis.eval(DELETE_IF_EQUAL, 1, this.keys.pushed(record.app, record.sha, forcedFrom(record)), record.id);
+    if (record.sha) await this.deleteIfHolds(this.keys.pushed(record.app, record.sha, forcedFrom(record)), record.id);
+  }
+
+  /** Deletes `key` only while it holds `value` (a claim that expired and was taken by another is theirs). */
+  async deleteIfHolds(key: string, value: string): Promise<void> {
+    await this.redis.eval(DELETE_IF_EQUAL, 1, key, value);
   }
 
   /**

@@ -138,7 +138,7 @@ function containerDrift(app: AppConfig, checked: readonly CheckedContainer[], up
     if (keyed.has(c.id.slice(0, 12))) continue;
     const why = c.address !== null && live.routed.has(c.address)
       ? 'nginx still routes to it (a switch whose file or reload did not follow); the next rollout drains it with the others'
-      : app.routing === 'dns' && live.releaseJob !== null && c.labels[LABELS.release] === live.releaseJob
+      : app.routing === 'dns' && live.releaseJob !== null && c.labels[LABELS.release] === live.releaseJob && (c.state === 'running' || c.state === 'restarting')
         ? `it is of the live release ${live.releaseJob}, not registered yet (the registrar registers it once it answers on ${app.health.path})`
         : 'a leftover of an unfinished rollout (the next rollout removes it)';
     drift.push(`container ${c.id.slice(0, 12)} (${c.address ?? c.state}) is not in etcd: ${why}`);

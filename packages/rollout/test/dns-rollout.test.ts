@@ -67,6 +67,25 @@ describe('routing: dns rollouts', () => {
     }
   });
 
+  it('status says of a live release\'s container etcd does not name what the next rollout does: kept while it runs, removed once it stopped', async () => {
+    const app = await testApp({ routing: 'dns', replicas: 1 });
+    const image = await buildImage(app.name, 'v1');
+    const serving = await serveDns(dns, [app]);
+    try {
+      await rollout({ app, nginx: nginx.settings, dns: dns.settings, docker, etcd, image, sha: null, job: 'dns-live' });
+    } finally {
+      await serving.close();
+    }
+    // With no registrar: one running, never registered; one that never started.
+    const labels = { 'slipway.app': app.name, 'slipway.release': 'dns-live' };
+    const running = await docker.createContainer({ Image: image, Labels: labels });
+    await running.start();
+    const stopped = await docker.createContainer({ Image: image, Labels: labels });
+    const { drift } = await appStatus({ app, nginx: nginx.settings, dns: dns.settings, docker, etcd });
+    expect(drift.find((line) => line.startsWith(`container ${running.id.slice(0, 12)}`))).toMatch(/it is of the live release dns-live, not registered yet/);
+    expect(drift.find((line) => line.startsWith(`container ${stopped.id.slice(0, 12)}`))).toMatch(/a leftover of an unfinished rollout \(the next rollout removes it\)/);
+  });
+
   it('status compares the DNS answer with the keys as addresses: 127.0.10.9 and 127.0.10.10 agree in either order', async () => {
     const app = await testApp({ routing: 'dns' });
     // Keys written by hand and only the DNS feed (no registrar, which would drop keys without a container).
