@@ -128,6 +128,24 @@ describe('the receiver\'s feedback: /metrics and pending commit statuses', () =>
     expect(forge.seen.length).toBe(2);
   });
 
+  it('a pending the forge took while the worker started the job is followed by running again: the commit does not say "Queued" through the deploy', async () => {
+    forge = await startFakeForge({ provider: 'github', token: TOKEN });
+    // The forge applies the pendings 400 ms after they were sent; the worker starts the jobs in the meantime
+    // (its own running, sent at the same moment, may be applied first).
+    forge.delayNext(2, 400);
+    world = await start(forge);
+    const res = await github(world.url, githubBranchPush());
+    const jobs = res.body.jobs as Array<{ job: string; app: string }>;
+    await new Promise((r) => setTimeout(r, 100));
+    for (const { job } of jobs) await world.queue.store.update(job, { state: 'active', startedAt: new Date().toISOString() });
+    await expect.poll(() => forge!.seen.length, { timeout: 3000 }).toBe(4);
+    await world.feedback.idle();
+    for (const { job, app } of jobs) {
+      const last = forge.seen.filter((s) => s.body.context === `slipway/${app}`).at(-1)!;
+      expect(last.body.description).toBe(`Deploying: job ${job}`);
+    }
+  });
+
   it('a pending that failed once is not retried after the worker started the job', async () => {
     forge = await startFakeForge({ provider: 'github', token: TOKEN });
     forge.failNext(2, 503);

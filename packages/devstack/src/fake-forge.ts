@@ -44,6 +44,8 @@ export interface FakeForge {
   seen: SeenStatus[];
   /** The next `count` valid requests are answered `status` (default 500), then 201 again. */
   failNext(count: number, status?: number): void;
+  /** The next `count` valid requests are answered `ms` later (a slow forge: what it applies last is what a commit shows). */
+  delayNext(count: number, ms: number): void;
   /** From now on requests are read, recorded and never answered (a forge that hangs). */
   hang(): void;
   close(): Promise<void>;
@@ -88,6 +90,7 @@ const PATHS = {
 export async function startFakeForge(options: FakeForgeOptions): Promise<FakeForge> {
   const seen: SeenStatus[] = [];
   let failures: Array<number> = [];
+  let delays: Array<number> = [];
   let hanging = false;
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -100,9 +103,13 @@ export async function startFakeForge(options: FakeForgeOptions): Promise<FakeFor
         return;
       }
       const status = refusal ?? failures.shift() ?? 201;
-      seen.push({ at: Date.now(), method: req.method ?? '', path: req.url ?? '', headers: req.headers, body, problems, status });
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(status === 201 ? { id: seen.length, ...body } : { message: problems.join('; ') || 'server error' }));
+      const delay = refusal === undefined ? delays.shift() ?? 0 : 0;
+      // Recorded when answered: the order of `seen` is the order the forge applied them in.
+      setTimeout(() => {
+        seen.push({ at: Date.now(), method: req.method ?? '', path: req.url ?? '', headers: req.headers, body, problems, status });
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(status === 201 ? { id: seen.length, ...body } : { message: problems.join('; ') || 'server error' }));
+      }, delay);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -114,6 +121,9 @@ export async function startFakeForge(options: FakeForgeOptions): Promise<FakeFor
     seen,
     failNext(count, status = 500) {
       failures = Array.from({ length: count }, () => status);
+    },
+    delayNext(count, ms) {
+      delays = Array.from({ length: count }, () => ms);
     },
     hang() {
       hanging = true;

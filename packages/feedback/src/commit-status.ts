@@ -108,6 +108,8 @@ export interface PostOptions {
   failureKind?: FailureKind;
   /** Asked before each try: false drops the status (the job has moved on, and a later status says so). */
   stillWanted?: () => Promise<boolean>;
+  /** Called once the forge took it. */
+  delivered?: () => void;
 }
 
 /**
@@ -131,6 +133,7 @@ export class CommitStatuses {
       context: { job: job.id, app: job.app, repository: target.fullName, sha: target.sha, state: status.state },
       send: (signal) => this.options.sender.send(target, status, signal),
       stillWanted: options.stillWanted,
+      delivered: options.delivered,
     });
   }
 
@@ -151,14 +154,16 @@ export class CommitStatuses {
   /**
    * `pending` for jobs just queued from `push` (the receiver's part).
    * `stillQueued(id)` is asked before each try, so a late `pending` never
-   * overwrites what the worker posted since.
+   * overwrites what the worker posted since; `delivered(id)` is told once
+   * the forge took it.
    */
-  queued(push: Push, jobs: ReadonlyArray<{ job: string; app: string }>, stillQueued?: (id: string) => Promise<boolean>): void {
+  queued(push: Push, jobs: ReadonlyArray<{ job: string; app: string }>, hooks: { stillQueued?: (id: string) => Promise<boolean>; delivered?: (id: string) => void } = {}): void {
     const now = new Date().toISOString();
+    const { stillQueued, delivered } = hooks;
     for (const { job, app } of jobs) {
       this.post(
         { id: job, app, push, state: 'waiting', step: 'queued', createdAt: now, startedAt: null, finishedAt: null, error: null, supersededBy: null },
-        { stillWanted: stillQueued && (() => stillQueued(job)) },
+        { stillWanted: stillQueued && (() => stillQueued(job)), delivered: delivered && (() => delivered(job)) },
       );
     }
   }

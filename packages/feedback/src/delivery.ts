@@ -30,6 +30,8 @@ export interface DeliveryTask {
   send(signal: AbortSignal): Promise<void>;
   /** Asked before each try; false drops the task (what it would say is no longer true). */
   stillWanted?(): Promise<boolean>;
+  /** Called once it was delivered. */
+  delivered?(): void;
 }
 
 export interface BackgroundDeliveryOptions {
@@ -163,7 +165,8 @@ export class BackgroundDelivery {
       this.inFlight.add(controller);
       try {
         await task.send(controller.signal);
-        return this.settle(task, 'delivered');
+        this.settle(task, 'delivered');
+        return task.delivered?.();
       } catch (err) {
         failure = err instanceof DeliveryError ? err : new DeliveryError((err as Error)?.message ?? String(err), { retryable: false, cause: err });
       } finally {

@@ -26,7 +26,8 @@ export interface ReceiverFeedbackOptions {
  * commit status of each job it queues from a forge with a token. Statuses
  * go out after the answer, in the background: a slow or dead forge never
  * slows a webhook. A `pending` not yet delivered when the job has started
- * is dropped, so it never overwrites what the worker posted since.
+ * is dropped, so it never overwrites what the worker posted since; one
+ * delivered while the job started is followed by `running` again.
  */
 export class ReceiverFeedback {
   /** Webhooks by provider and outcome, and the statuses posted: for createReceiver's `metrics`. */
@@ -42,7 +43,7 @@ export class ReceiverFeedback {
 
   /** For createReceiver's `onQueued`: posts `pending` for each job, in the background. Returns at once; never throws. */
   readonly onQueued = (push: Push, jobs: ReadonlyArray<{ job: string; app: string }>): void => {
-    this.statuses.queued(push, jobs, (id) => this.stillQueued(id));
+    this.statuses.queued(push, jobs, { stillQueued: (id) => this.stillQueued(id), delivered: (id) => void this.startedMeanwhile(id) });
   };
 
   /**
@@ -67,5 +68,18 @@ export class ReceiverFeedback {
   private async stillQueued(id: string): Promise<boolean> {
     const record = await this.options.queue.store.get(id);
     return record?.state === 'waiting' && record.startedAt === null;
+  }
+
+  /**
+   * After a `pending` was delivered: a worker that started the job while
+   * it was on its way posted `running` at the same moment, and the forge
+   * may have taken the two in either order. `running` goes again while
+   * the job runs, so the commit does not say "Queued" through the deploy.
+   */
+  private async startedMeanwhile(id: string): Promise<void> {
+    const { store } = this.options.queue;
+    const record = await store.get(id).catch(() => null);
+    if (record?.state !== 'active') return;
+    this.statuses.post(record, { stillWanted: async () => (await store.get(id))?.state === 'active' });
   }
 }

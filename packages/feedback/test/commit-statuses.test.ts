@@ -224,7 +224,7 @@ describe('commit statuses against each forge\'s documented API', () => {
   it('a status that is no longer true is not sent (stillWanted), and nothing goes without a token or for a git push', async () => {
     const forge = await start('github');
     const w = world({ github: { token: TOKENS.github, api_url: forge.url } }, 'https://github.com/acme/hello.git');
-    w.statuses.queued(pushFrom('github', forge.url, 'acme/hello'), [{ job: '7', app: 'hello' }], async () => false);
+    w.statuses.queued(pushFrom('github', forge.url, 'acme/hello'), [{ job: '7', app: 'hello' }], { stillQueued: async () => false });
     await w.delivery.idle();
     expect(w.outcomes).toEqual([['github', 'dropped']]);
 
