@@ -154,8 +154,9 @@ export class BackgroundDelivery {
       const release = await this.acquire();
       // Asked with the slot in hand, right before the send: the wait for a slot has no bound while a forge answers slowly,
       // and a status true when it was queued (a job waiting) may be false by then and overwrite a later one.
-      // And the abort and a newer task again after it: close may have given up on tries while it was asked.
-      if (this.aborted || slot.next || !(await wanted(task)) || this.aborted || slot.next) {
+      // And moot again after it: close may have given up on tries, or a newer task come, while it was asked.
+      const moot = () => this.aborted || slot.next !== null;
+      if (moot() || !(await wanted(task)) || moot()) {
         release();
         return this.settle(task, 'dropped');
       }

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import type { Logger } from '@slipway/core/logger';
 import { isSlipwayError } from '@slipway/core/slipway-error';
 import type { SlipwayConfig } from '@slipway/config/types';
@@ -102,11 +101,7 @@ export class DeployFeedback {
   private async report(record: JobRecord, err?: unknown): Promise<void> {
     const { store, metrics, config } = this.options;
     if (record.state === 'cancelled') {
-      const claim = store.keys.cancelReported(record.id);
-      const token = randomUUID();
-      // Finding its own token: ioredis sent the claim again after a reconnect (the first answer lost); it is this worker's.
-      const claimed = (await store.redis.set(claim, token, 'EX', CLAIM_TTL_S, 'NX')) === 'OK' || (await store.redis.get(claim)) === token;
-      if (!claimed) return;
+      if ((await store.claim(store.keys.cancelReported(record.id), CLAIM_TTL_S * 1000)) === null) return;
     }
     const kind = record.state === 'failed' ? failureKind(err) : undefined;
     metrics.jobFinished(record, record.state === 'failed' ? (isSlipwayError(err) ? err.code : 'internal') : undefined);

@@ -41,6 +41,8 @@ export const OWNER_NAME = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
 const API_PATH: Record<Provider, string> = { github: '/api/v3', gitea: '/api/v1', gitlab: '/api/v4' };
 /** Forges with a public home a `owner/name` app may mean when `forges.<provider>.api_url` is not set. */
 const PUBLIC_WEB_ROOT: Partial<Record<Provider, string>> = { github: 'https://github.com', gitlab: 'https://gitlab.com' };
+/** The host names of those public homes. */
+const PUBLIC_HOSTS: Partial<Record<Provider, readonly string[]>> = { github: ['github.com', 'www.github.com'], gitlab: ['gitlab.com'] };
 
 /**
  * The web root of a provider's forge from `forges.<provider>.api_url`
@@ -113,9 +115,11 @@ export function forgeApiBase(provider: Provider, webRoot: string | null, forges:
   if (provider === 'github' && /^https?:\/\/(www\.)?github\.com$/i.test(webRoot)) return 'https://api.github.com';
   const host = hostOf(webRoot);
   // Each other provider's public home, whether or not its api_url points elsewhere, and its configured host.
-  const othersHosts = PROVIDERS.filter((other) => other !== provider).flatMap((other) => [PUBLIC_WEB_ROOT[other], forgeWebRoot(other, forges)])
-    .flatMap((root) => (root ? [hostOf(root)] : []));
-  if (host === null || othersHosts.includes(host) || (provider !== 'github' && host === 'www.github.com')) return null;
+  const othersHosts = PROVIDERS.filter((other) => other !== provider).flatMap((other) => {
+    const root = forgeWebRoot(other, forges);
+    return [...(PUBLIC_HOSTS[other] ?? []), ...(root ? [hostOf(root)] : [])];
+  });
+  if (host === null || othersHosts.includes(host)) return null;
   return `${webRoot}${API_PATH[provider]}`;
 }
 

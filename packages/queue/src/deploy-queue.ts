@@ -263,11 +263,8 @@ export class DeployQueue {
     // the newer-job check and queue two, one superseding the other or deploying the commit twice. Held in turn,
     // the second finds the first's re-run newer and is refused.
     const claim = this.store.keys.retrying(id);
-    const token = randomUUID();
-    const taken = await withRedis(this.redis, async () => (await this.redis.set(claim, token, 'PX', RETRY_CLAIM_MS, 'NX')) !== null
-      // Sent again by ioredis after a reconnect, the first answer lost: the claim is this request's own.
-      || (await this.redis.get(claim)) === token);
-    if (!taken) throw new SlipwayError('not_retryable', `job ${id} is being re-run by another request`, { status: 409 });
+    const token = await withRedis(this.redis, () => this.store.claim(claim, RETRY_CLAIM_MS));
+    if (token === null) throw new SlipwayError('not_retryable', `job ${id} is being re-run by another request`, { status: 409 });
     try {
       return await this.retryClaimed(old);
     } finally {

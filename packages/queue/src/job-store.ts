@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { SlipwayError } from '@slipway/core/slipway-error';
 import { FINAL_STATES, type DeployRequest, type JobRecord, type JobState, type Push, type Step, type Trigger } from './job-types.js';
@@ -340,6 +341,18 @@ export class JobStore {
   /** Drops the mark that a webhook queued this job's commit (see CREATE_JOBS), only while it still names the job. */
   async forgetPushed(record: JobRecord): Promise<void> {
     if (record.sha) await this.deleteIfHolds(this.keys.pushed(record.app, record.sha, forcedFrom(record)), record.id);
+  }
+
+  /**
+   * Takes `key` for `ttlMs` unless another holds it: the token to release
+   * it with (deleteIfHolds), or null. A claim found holding this call's own
+   * token is taken too: ioredis sent the SET again after a reconnect, its
+   * first answer lost.
+   */
+  async claim(key: string, ttlMs: number): Promise<string | null> {
+    const token = randomUUID();
+    const taken = (await this.redis.set(key, token, 'PX', ttlMs, 'NX')) !== null || (await this.redis.get(key)) === token;
+    return taken ? token : null;
   }
 
   /** Deletes `key` only while it holds `value` (a claim that expired and was taken by another is theirs). */

@@ -89,6 +89,17 @@ export interface RolloutPlan {
  * from the pool, the keys on a lease the registrar takes over, and a drain
  * that first waits out nginx's resolver caches (RESOLVER_CACHE_MS).
  */
+/**
+ * routing: dns: a running (or restarting) container of the live release,
+ * which serves whether or not the registrar has registered it yet.
+ */
+export function ofLiveDnsRelease(app: Pick<AppConfig, 'routing'>, releaseJob: string | null, c: AppContainer): boolean {
+  return app.routing === 'dns' && releaseJob !== null && c.labels[LABELS.release] === releaseJob && (c.state === 'running' || c.state === 'restarting');
+}
+
+/** The published addresses of the running ones of `containers`: what a drain counts connections to. */
+const runningAddresses = (containers: readonly AppContainer[]) => containers.filter((c) => c.state === 'running' && c.address !== null).map((c) => c.address!);
+
 export function planRollout(current: RolloutCurrent, desired: RolloutDesired): RolloutPlan {
   const { app } = desired;
   const dns = app.routing === 'dns';
@@ -96,9 +107,7 @@ export function planRollout(current: RolloutCurrent, desired: RolloutDesired): R
 
   const keyed = new Set(current.upstreams.map((u) => u.id));
   const routed = new Set(current.routed);
-  const ofLiveRelease = (c: AppContainer) => dns && !!current.releaseJob && c.labels[LABELS.release] === current.releaseJob
-    && (c.state === 'running' || c.state === 'restarting');
-  const isServing = (c: AppContainer) => keyed.has(c.id.slice(0, 12)) || (c.address !== null && routed.has(c.address)) || ofLiveRelease(c);
+  const isServing = (c: AppContainer) => keyed.has(c.id.slice(0, 12)) || (c.address !== null && routed.has(c.address)) || ofLiveDnsRelease(app, current.releaseJob ?? null, c);
   const serving = current.containers.filter(isServing);
   const strays = current.containers.filter((c) => !isServing(c));
 
@@ -117,9 +126,9 @@ export function planRollout(current: RolloutCurrent, desired: RolloutDesired): R
       : `nginx still routes to ${routedOnly.map(short).join(', ')} though etcd does not (an earlier switch was not applied): drained like the others`);
   }
 
-  const drainable = serving.filter((c) => c.state === 'running' && c.address !== null).map((c) => c.address!);
+  const drainable = runningAddresses(serving);
   const steps: RolloutStep[] = [];
-  if (strays.length > 0) steps.push({ kind: 'remove-strays', ids: strays.map((c) => c.id), addresses: strays.filter((c) => c.state === 'running' && c.address !== null).map((c) => c.address!) });
+  if (strays.length > 0) steps.push({ kind: 'remove-strays', ids: strays.map((c) => c.id), addresses: runningAddresses(strays) });
   if (dns) steps.push({ kind: 'check-registrar' });
   steps.push(
     {

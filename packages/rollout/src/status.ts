@@ -2,12 +2,12 @@ import { readFile } from 'node:fs/promises';
 import type Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
-import { LABELS } from '@slipway/core/docker';
 import { readAppsKeys, type AppKeys, type UpstreamKey, type Upstreams } from '@slipway/etcd/keys';
 import { compareIps, dnsNames, renderDnsNginxConf, resolveHost } from '@slipway/router/dns';
 import { backListen, nginxNames, renderedUpstreams, renderFrontConf, renderNginxConf, routeSnapshot } from '@slipway/router/nginx';
 import { DockerRuntime, type AppContainer } from './container-runtime.js';
 import { probe } from './health.js';
+import { ofLiveDnsRelease } from './plan-rollout.js';
 import { SwarmRuntime } from './swarm/swarm-service.js';
 import { parseReleaseRecord, type ReleaseRecord } from './release-store.js';
 
@@ -138,7 +138,7 @@ function containerDrift(app: AppConfig, checked: readonly CheckedContainer[], up
     if (keyed.has(c.id.slice(0, 12))) continue;
     const why = c.address !== null && live.routed.has(c.address)
       ? 'nginx still routes to it (a switch whose file or reload did not follow); the next rollout drains it with the others'
-      : app.routing === 'dns' && live.releaseJob !== null && c.labels[LABELS.release] === live.releaseJob && (c.state === 'running' || c.state === 'restarting')
+      : ofLiveDnsRelease(app, live.releaseJob, c)
         ? `it is of the live release ${live.releaseJob}, not registered yet (the registrar registers it once it answers on ${app.health.path})`
         : 'a leftover of an unfinished rollout (the next rollout removes it)';
     drift.push(`container ${c.id.slice(0, 12)} (${c.address ?? c.state}) is not in etcd: ${why}`);

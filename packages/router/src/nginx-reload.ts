@@ -134,7 +134,7 @@ async function observeReload(listen: string, before: ListenerHolders | null, sta
   if (other) throw new NginxReloadError(`nginx could not listen on ${listen}: pid ${other.pid} (${other.name}) holds it, so nginx kept its previous config`);
   if (listen.startsWith('unix:')) return awaitUnixSocket(listen.slice('unix:'.length), started, observing, deadline);
   // nginx takes a configuration whole or not at all: the old workers of an address it had (another app's) retiring prove
-  // it took this one too, and still accepting, that it refused it (an address it could not bind: nginx -t binds nothing).
+  // it took this one too, and still accepting, that it refused it (an address it could not bind, past a check_cmd that did not try).
   if (witness) return observeReload(witness.listen, witness.holders, started, Math.max(0, deadline - Date.now()));
   return { outcome: 'assumed', ms: Date.now() - started };
 }

@@ -90,10 +90,10 @@ export function planSwarmRollout(current: SwarmCurrent, desired: Parameters<type
   const ownTasks = new Set(current.tasks.filter((t) => t.serviceId === resume?.id).map((t) => t.id.slice(0, 12)));
   const keyed = new Set(current.upstreams.map((u) => u.id));
   const routed = new Set(current.routed);
-  const keyedServices = new Set(current.tasks.filter((t) => keyed.has(t.id.slice(0, 12)) || (t.address !== null && routed.has(t.address))).map((t) => t.serviceId));
+  const namedServices = new Set(current.tasks.filter((t) => keyed.has(t.id.slice(0, 12)) || (t.address !== null && routed.has(t.address))).map((t) => t.serviceId));
   // Taking up a release that went live, every other service may still carry requests from before that switch
   // (the attempt died mid-drain): drained and removed after, none removed first as a stray.
-  const isServing = (s: AppService) => resume !== null || (current.releaseJob !== null && s.labels[LABELS.release] === current.releaseJob) || keyedServices.has(s.id);
+  const isServing = (s: AppService) => resume !== null || (current.releaseJob !== null && s.labels[LABELS.release] === current.releaseJob) || namedServices.has(s.id);
   const serving = current.services.filter((s) => s !== resume && isServing(s));
   const servingIds = new Set(serving.map((s) => s.id));
   const drain = new Set([
