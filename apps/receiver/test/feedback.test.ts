@@ -146,6 +146,30 @@ describe('the receiver\'s feedback: /metrics and pending commit statuses', () =>
     }
   });
 
+  it('a pending or running the forge took after the job ended is followed by its end: the commit does not say "Queued" or "Deploying" after it', async () => {
+    forge = await startFakeForge({ provider: 'github', token: TOKEN });
+    // Each of the receiver's first two rounds (the pendings, then the runnings that follow them) is applied 400 ms late.
+    forge.delayNext(4, 400);
+    world = await start(forge);
+    const res = await github(world.url, githubBranchPush());
+    const [first, second] = res.body.jobs as Array<{ job: string; app: string }>;
+    const { store } = world.queue;
+    await new Promise((r) => setTimeout(r, 100));
+    // The first job ends while its pending is on its way; the second is running when its pending lands, and ends while its running is on its way.
+    await store.update(first!.job, { state: 'active', startedAt: new Date().toISOString() });
+    await store.finish(first!.job, 'failed', { error: 'build failed: step 3', fault: 'commit' });
+    await store.update(second!.job, { state: 'active', startedAt: new Date().toISOString() });
+    await expect.poll(() => forge!.seen.filter((s) => s.body.context === `slipway/${second!.app}`).length, { timeout: 3000 }).toBe(1);
+    await new Promise((r) => setTimeout(r, 100));
+    await store.finish(second!.job, 'completed', { result: { image: 'x' } });
+    await expect.poll(() => forge!.seen.filter((s) => s.body.context === `slipway/${second!.app}`).length, { timeout: 3000 }).toBe(3);
+    await world.feedback.idle();
+    const last = (app: string) => forge!.seen.filter((s) => s.body.context === `slipway/${app}`).at(-1)!.body;
+    expect(last(first!.app)).toMatchObject({ state: 'failure', description: expect.stringMatching(/^Failed at queued after .*: build failed: step 3$/) });
+    expect(last(second!.app)).toMatchObject({ state: 'success', description: expect.stringMatching(new RegExp(`^Deployed in .* \\(job ${second!.job}\\)$`)) });
+    expect(forge.seen.length).toBe(5);
+  });
+
   it('a pending that failed once is not retried after the worker started the job', async () => {
     forge = await startFakeForge({ provider: 'github', token: TOKEN });
     forge.failNext(2, 503);

@@ -109,7 +109,7 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
     if (!record || FINAL_STATES.has(record.state)) return;
     const err = new SlipwayError('worker_lost', `worker_lost: the workers running it died ${MAX_STALLED_COUNT + 1} times (killed, out of memory?), so it was given up; what it had started is cleaned up by the app's next deploy`);
     await store.appendLog(id, [`error: ${err.message}`]);
-    feedback.finished(await store.finish(id, 'failed', { error: err.message }), err);
+    feedback.finished(await store.finish(id, 'failed', { error: err.message, fault: err.fault }), err);
   };
 
   // `slipway cancel` of a running job, and any job's cancellation (for its commit status): messages on the events channel.

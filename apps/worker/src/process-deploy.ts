@@ -10,7 +10,7 @@ import { type Logger, scrubSecrets } from '@slipway/core/logger';
 import type { SlipwayConfig } from '@slipway/config/types';
 import type { DeployFeedback } from '@slipway/feedback/deploy-feedback';
 import type { JobStore } from '@slipway/queue/job-store';
-import { firstLine, isRetryable, isSlipwayError, SlipwayError } from '@slipway/core/slipway-error';
+import { faultOf, firstLine, isRetryable, isSlipwayError, SlipwayError } from '@slipway/core/slipway-error';
 import { appConfig } from '@slipway/config/load-config';
 import { checkout } from '@slipway/build/checkout';
 import { recentHistory, resolveRef } from '@slipway/build/resolve-ref';
@@ -381,7 +381,7 @@ async function settleFailure(ctx: DeployContext, job: Job, token: string | undef
     throw new Error(message);
   }
   await log.flush();
-  ctx.feedback?.finished(await ctx.store.finish(id, 'failed', { error: message }), err);
+  ctx.feedback?.finished(await ctx.store.finish(id, 'failed', { error: message, fault: faultOf(err) }), err);
   // BullMQ keeps the reason in its own job data too: the scrubbed line, never the original message.
   if (retryable) throw new Error(message);
   throw new UnrecoverableError(message);

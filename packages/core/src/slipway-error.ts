@@ -48,6 +48,11 @@ export class SlipwayError extends Error {
   }
 }
 
+/** Whose fault `err` is: a SlipwayError says; anything else (a bug, a library's error) is Slipway's. */
+export function faultOf(err: unknown): Fault {
+  return err instanceof SlipwayError ? err.fault : 'slipway';
+}
+
 /** Bad input from a user, a config file or a request: never worth retrying. */
 export class InvalidInputError extends SlipwayError {
   constructor(message: string, options: { status?: number; code?: string } = {}) {

@@ -1,5 +1,5 @@
 import type { Logger } from '@slipway/core/logger';
-import { isSlipwayError } from '@slipway/core/slipway-error';
+import { faultOf, isSlipwayError } from '@slipway/core/slipway-error';
 import type { SlipwayConfig } from '@slipway/config/types';
 import type { JobStore } from '@slipway/queue/job-store';
 import type { JobRecord } from '@slipway/queue/job-types';
@@ -103,7 +103,7 @@ export class DeployFeedback {
     if (record.state === 'cancelled') {
       if ((await store.claim(store.keys.cancelReported(record.id), CLAIM_TTL_S * 1000)) === null) return;
     }
-    const kind = record.state === 'failed' ? failureKind(err) : undefined;
+    const kind = record.state === 'failed' ? failureKind(record.fault ?? faultOf(err)) : undefined;
     metrics.jobFinished(record, record.state === 'failed' ? (isSlipwayError(err) ? err.code : 'internal') : undefined);
     // Not once the job was re-run: the re-run posts on the same commit and context, and a final status of this one
     // still being retried (the forge answered 502) would land over the re-run's.

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { InvalidInputError, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
+import { faultOf, InvalidInputError, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import { failureKind, formatDuration, shortText } from './job-wording.js';
 
-describe('failureKind: what the error says of whose fault it is', () => {
+describe('failureKind of faultOf: what the error says of whose fault it is', () => {
   it.each([
     [new SlipwayError('build_failed', 'x', { fault: 'commit' }), 'failure'],
     [new SlipwayError('unknown_ref', 'x', { fault: 'request' }), 'failure'],
@@ -13,7 +13,7 @@ describe('failureKind: what the error says of whose fault it is', () => {
     [new Error('bug'), 'error'],
     [undefined, 'error'],
   ])('%s → %s', (err, expected) => {
-    expect(failureKind(err)).toBe(expected);
+    expect(failureKind(faultOf(err))).toBe(expected);
   });
 });
 

@@ -1,5 +1,5 @@
 import type { SlipwayConfig } from '@slipway/config/types';
-import { SlipwayError } from '@slipway/core/slipway-error';
+import type { Fault } from '@slipway/core/slipway-error';
 
 /*
  * How Slipway speaks of a job outside itself, the same in a commit status,
@@ -18,9 +18,9 @@ import { SlipwayError } from '@slipway/core/slipway-error';
  */
 export type FailureKind = 'failure' | 'error';
 
-/** The error says whose fault it was (see `Fault`): anything but Slipway's own is the commit's `failure`. */
-export function failureKind(err: unknown): FailureKind {
-  return err instanceof SlipwayError && err.fault !== 'slipway' ? 'failure' : 'error';
+/** A failure that is anything but Slipway's own fault (see `Fault`, `faultOf`) is the commit's `failure`. */
+export function failureKind(fault: Fault): FailureKind {
+  return fault === 'slipway' ? 'error' : 'failure';
 }
 
 /** Where users reach the dashboard: `dashboard.public_url`, else `http://<host>:<port>`. No trailing slash. */

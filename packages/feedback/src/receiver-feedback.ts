@@ -2,10 +2,10 @@ import type { Server } from 'node:http';
 import type { Logger } from '@slipway/core/logger';
 import type { SlipwayConfig } from '@slipway/config/types';
 import type { JobStore } from '@slipway/queue/job-store';
-import type { Push } from '@slipway/queue/job-types';
+import { FINAL_STATES, type JobState, type Push } from '@slipway/queue/job-types';
 import { CommitStatuses, ForgeStatusSender } from './commit-status.js';
 import { BackgroundDelivery, type RetryPolicy } from './delivery.js';
-import { dashboardUrl } from './job-wording.js';
+import { dashboardUrl, failureKind } from './job-wording.js';
 import { ReceiverMetrics, serveMetrics } from './metrics.js';
 
 /** How long commit statuses still in flight get when the receiver stops. */
@@ -27,7 +27,8 @@ export interface ReceiverFeedbackOptions {
  * go out after the answer, in the background: a slow or dead forge never
  * slows a webhook. A `pending` not yet delivered when the job has started
  * is dropped, so it never overwrites what the worker posted since; one
- * delivered while the job started is followed by `running` again.
+ * delivered while the job started or ended is followed by what the job
+ * is now.
  */
 export class ReceiverFeedback {
   /** Webhooks by provider and outcome, and the statuses posted: for createReceiver's `metrics`. */
@@ -43,7 +44,7 @@ export class ReceiverFeedback {
 
   /** For createReceiver's `onQueued`: posts `pending` for each job, in the background. Returns at once; never throws. */
   readonly onQueued = (push: Push, jobs: ReadonlyArray<{ job: string; app: string }>): void => {
-    this.statuses.queued(push, jobs, { stillQueued: (id) => this.stillQueued(id), delivered: (id) => void this.startedMeanwhile(id) });
+    this.statuses.queued(push, jobs, { stillQueued: (id) => this.stillQueued(id), delivered: (id) => void this.followUp(id, 'waiting') });
   };
 
   /**
@@ -71,15 +72,29 @@ export class ReceiverFeedback {
   }
 
   /**
-   * After a `pending` was delivered: a worker that started the job while
-   * it was on its way posted `running` at the same moment, and the forge
-   * may have taken the two in either order. `running` goes again while
-   * the job runs, so the commit does not say "Queued" through the deploy.
+   * After a status the receiver posted was delivered: the worker may have
+   * posted its own at the same moment (`running` as it took the job, its
+   * final status when the job ended within the round trip), and the forge
+   * may have taken the two in either order. Whatever the job is now goes
+   * again, and is followed in turn, until what was delivered last is what
+   * the job is: the commit never says "Queued" through a deploy, or
+   * "Deploying" after it ended. Any status the worker posts after this
+   * read is sent after this one was applied, so it lands last. At most
+   * two more statuses per job (running, then the final one).
    */
-  private async startedMeanwhile(id: string): Promise<void> {
+  private async followUp(id: string, delivered: JobState): Promise<void> {
     const { store } = this.options.queue;
     const record = await store.get(id).catch(() => null);
-    if (record?.state !== 'active') return;
-    this.statuses.post(record, { stillWanted: async () => (await store.get(id))?.state === 'active' });
+    if (!record || record.state === delivered || record.state === 'waiting' || FINAL_STATES.has(delivered)) return;
+    const state = record.state;
+    this.statuses.post(record, {
+      failureKind: state === 'failed' ? failureKind(record.fault ?? 'slipway') : undefined,
+      // A running job that ended meanwhile is followed by its end instead; a re-run job's statuses are the re-run's.
+      stillWanted: async () => {
+        const now = await store.get(id);
+        return now?.state === state && !now.retriedBy;
+      },
+      delivered: () => void this.followUp(id, state),
+    });
   }
 }

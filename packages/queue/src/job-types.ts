@@ -1,3 +1,5 @@
+import type { Fault } from '@slipway/core/slipway-error';
+
 /** How a job came to be. */
 export type Trigger = 'webhook' | 'cli' | 'git-push' | 'retry' | 'rollback';
 export const TRIGGERS: readonly Trigger[] = ['webhook', 'cli', 'git-push', 'retry', 'rollback'];
@@ -84,6 +86,8 @@ export interface JobRecord extends DeployRequest {
   finishedAt: string | null;
   /** First line of the failure, or null. */
   error: string | null;
+  /** A failed job's: whose fault the failure was (a `failure` or an `error` on the commit). Absent on older records. */
+  fault?: Fault;
   /** The job that replaced this one (state `superseded`). */
   supersededBy: string | null;
   /** The job that re-ran this one, once it has been retried. */
