@@ -92,6 +92,15 @@ describe('DeployQueue', () => {
     expect(await queue.store.supersededBy(app, back.id)).toBeNull();
   });
 
+  it('a deploy that named its branch in full (refs/heads/master) is placed by a push of that branch the same way', async () => {
+    const app = uniqueName('choice-full');
+    const read = await queue.store.lastJobId();
+    const pushed = await queue.enqueue({ ...request(app, 81), trigger: 'webhook', push: { before: sha(80), forced: false } as DeployRequest['push'] });
+    const deploy = await queue.enqueue({ ...request(app, 80), ref: 'refs/heads/master', chosenAfter: read });
+    expect(await queue.store.supersededBy(app, pushed.id)).toBeNull();
+    expect(await queue.store.supersededBy(app, deploy.id)).toBe(pushed.id);
+  });
+
   it('a retry records when it read the app, so a push queued while it was being made is placed by its chain', async () => {
     const app = uniqueName('retry-choice');
     const failed = await queue.enqueue({ ...request(app, 70), trigger: 'webhook', push: { before: sha(69) } as DeployRequest['push'] });

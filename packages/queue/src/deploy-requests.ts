@@ -1,6 +1,6 @@
 import type { Etcd3 } from 'etcd3';
 import { InvalidInputError } from '@slipway/core/slipway-error';
-import { isBranchName, isImageReference, isSha, SHA_PREFIX } from '@slipway/core/validate';
+import { branchOfRef, isBranchName, isImageReference, isSha, SHA_PREFIX } from '@slipway/core/validate';
 import { resolveRef } from '@slipway/build/resolve-ref';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { currentRelease, listReleases, rollbackTarget, type ReleaseRecord } from '@slipway/rollout/release-store';
@@ -50,7 +50,9 @@ export async function deployApp(options: DeployAppOptions): Promise<JobRecord> {
   const sha = await resolveRef({ app, ref, workdir: options.config.workdir, log: options.log, onBranch: app.branch });
   const isBranch = isBranchName(ref) && !(isSha(ref) || (SHA_PREFIX.test(ref) && sha.startsWith(ref)));
   // A commit asked for by id is deployed over anything, on purpose; the head of a branch is only as new as the branch was.
-  return queue.enqueue({ app: app.name, sha, ref: isBranch ? ref : null, image: null, trigger, ...(isBranch ? { chosenAfter } : {}) });
+  // Kept as the branch's name, as a webhook's job keeps it (`refs/heads/master` is `master`): pushes of the branch are matched by it.
+  const branch = isBranch ? (branchOfRef(ref) ?? ref) : null;
+  return queue.enqueue({ app: app.name, sha, ref: branch, image: null, trigger, ...(branch !== null ? { chosenAfter } : {}) });
 }
 
 export interface RollbackAppOptions {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { SlipwayError } from '@slipway/core/slipway-error';
+import { branchOfRef } from '@slipway/core/validate';
 import { FINAL_STATES, type DeployRequest, type JobRecord, type JobState, type Push, type Step, type Trigger } from './job-types.js';
 import { DEFAULT_RETENTION, defineRetentionScript, fileFinishedJob, indexHistory, LUA_INDEX_KEYS, sweepRetention, type JobRetention, type SweepOptions, type SweepResult } from './job-retention.js';
 import { keys, type Keys } from './redis.js';
@@ -583,7 +584,7 @@ export class JobStore {
      * means the branch moved on after the choice (forced or not: a forced push names the head it replaced).
      */
     const pushedAfterChoice = (choice: JobRecord, push: JobRecord) =>
-      choice.chosenAfter !== undefined && choice.ref === push.ref && push.trigger === 'webhook' && Number(push.id) > Number(choice.chosenAfter);
+      choice.chosenAfter !== undefined && sameBranch(choice.ref, push.ref) && push.trigger === 'webhook' && Number(push.id) > Number(choice.chosenAfter);
     for (const job of recent) {
       if (job.id === id || !SUPERSEDING.has(job.state) || passOver.has(job.id)) continue;
       if (Number(job.id) > Number(id)) {
@@ -643,6 +644,11 @@ function matches(needle: string, shaField: string | null | undefined, pushField:
   if (!/["\\\u0000-\u001f]/.test(needle) && !pushField.toLowerCase().includes(needle)) return false;
   const message = (JSON.parse(pushField) as Push | null)?.message;
   return message?.toLowerCase().includes(needle) ?? false;
+}
+
+/** Whether two jobs' refs name the same branch (a record written before refs were kept as names may say `refs/heads/<branch>`). */
+function sameBranch(a: string | null, b: string | null): boolean {
+  return a !== null && b !== null && (branchOfRef(a) ?? a) === (branchOfRef(b) ?? b);
 }
 
 function encode(patch: Partial<JobRecord>): Record<string, string> {
