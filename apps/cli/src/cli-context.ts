@@ -100,8 +100,9 @@ export function parseFlags<O extends Options>(argv: string[], options: O, usage:
   return { values: parsed.values as { [K in keyof O]?: O[K]['type'] extends 'boolean' ? boolean : string } & { json?: boolean }, positionals: parsed.positionals };
 }
 
-export function positiveInt(value: string | undefined, flag: string, usage: string): number | undefined {
+export function positiveInt(value: string | undefined, flag: string, usage: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
   if (value === undefined) return undefined;
   if (!/^\d+$/.test(value) || Number(value) < 1) throw new UsageError(`${flag} must be a positive integer, got ${JSON.stringify(value)}`, usage);
+  if (Number(value) > max) throw new UsageError(`${flag} must be at most ${max}, got ${value.length > 20 ? `${value.slice(0, 20)}...` : value}`, usage);
   return Number(value);
 }

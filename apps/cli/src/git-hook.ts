@@ -1,10 +1,10 @@
-import { chmodSync, existsSync, readdirSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CommandError, processStart, runCommand } from '@slipway/core/run-command';
-import { SlipwayError, firstLine } from '@slipway/core/slipway-error';
+import { InvalidInputError, firstLine } from '@slipway/core/slipway-error';
 import { scrubSecrets } from '@slipway/core/logger';
 import { branchOfRef, isSha } from '@slipway/core/validate';
 import { appConfig, loadConfig } from '@slipway/config/load-config';
@@ -17,16 +17,20 @@ import { holderAlive, hookGitDir, releasePushLock, takePushLock } from './push-l
 
 export const REMOTE_USAGE = 'usage: slipway remote add <app> <path>';
 
+/** The line that says a hook is Slipway's own: `remote add` rewrites those, and no other. */
+const HOOK_MARK = 'Installed by `slipway remote add`';
+const HOOK_NAMES = ['pre-receive', 'reference-transaction'] as const;
+
 /**
  * The hooks of a Slipway remote, each a Node script (no shell): pre-receive
  * hands the push to runGitHook; reference-transaction lets the push lock go
  * once git has moved the branch or given up (push-lock.ts).
  */
-function renderHooks(options: { node: string; app: string; config: string | null }): Record<'pre-receive' | 'reference-transaction', string> {
+function renderHooks(options: { node: string; app: string; config: string | null }): Record<(typeof HOOK_NAMES)[number], string> {
   const module = (name: string) => JSON.stringify(fileURLToPath(new URL(`./${name}`, import.meta.url)));
   const header = [
     `#!${options.node}`,
-    '// Installed by `slipway remote add`: a push to the app\'s branch deploys it,',
+    `// ${HOOK_MARK}: a push to the app's branch deploys it,`,
     '// streams the deploy log back, and is refused if the deploy fails.',
   ];
   return {
@@ -63,8 +67,9 @@ export async function remote(ctx: CliContext, argv: string[]): Promise<number> {
   const app = ctx.app(name);
   const dir = resolve(path);
   if (existsSync(dir) && readdirSync(dir).length > 0 && !existsSync(join(dir, 'HEAD'))) {
-    throw new SlipwayError('invalid_input', `${dir} exists and is not a bare git repository`, { status: 400 });
+    throw new InvalidInputError(`${dir} exists and is not a bare git repository`);
   }
+  if (existsSync(join(dir, 'HEAD'))) await refuseForeignHooks(dir);
   await runCommand(['git', 'init', '--quiet', '--bare', `--initial-branch=${app.branch}`, '--', dir]);
   // A core.hooksPath in the server's global or system git config would send git to other hooks, and a push would land
   // undeployed: this repository's own setting wins (relative: its hooks/, wherever the repository is moved).
@@ -72,6 +77,25 @@ export async function remote(ctx: CliContext, argv: string[]): Promise<number> {
   installHooks(dir, { app: app.name, config: ctx.config.file });
   ctx.terminal.out(`${dir} now deploys ${app.name}: a push to ${app.branch} builds and rolls it out.\n\n  git remote add production ${dir}\n  git push production ${app.branch}`);
   return 0;
+}
+
+/**
+ * An existing repository's hooks are brought up to date only when they are
+ * Slipway's: a hook of its own (a mirror, a CI trigger), or a core.hooksPath
+ * of its own, would be replaced without a word. The operator moves them
+ * aside, or picks another repository.
+ */
+async function refuseForeignHooks(dir: string): Promise<void> {
+  for (const name of HOOK_NAMES) {
+    const hook = join(dir, 'hooks', name);
+    if (existsSync(hook) && !readFileSync(hook, 'utf8').includes(HOOK_MARK)) {
+      throw new InvalidInputError(`${hook} is not a hook slipway installed: slipway remote add would replace it; move it aside first, or use another repository`);
+    }
+  }
+  const hooksPath = await runCommand(['git', '--git-dir', dir, 'config', '--local', '--get', 'core.hooksPath']).then((r) => r.stdout.trim(), () => null);
+  if (hooksPath !== null && hooksPath !== 'hooks') {
+    throw new InvalidInputError(`${dir} sends git to its own hooks (core.hooksPath ${JSON.stringify(hooksPath)}): slipway remote add would replace that setting; unset it first, or use another repository`);
+  }
 }
 
 const ZERO = '0'.repeat(40);

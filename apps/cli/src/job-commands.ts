@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FINAL_STATES, type JobRecord, publicJob, JOB_STATES, type JobState } from '@slipway/queue/job-types';
 import type { JobStore } from '@slipway/queue/job-store';
+import { withRedis } from '@slipway/queue/redis';
 import { firstLine, isRetryable, isSlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import { duration, jsonText, short, age, table, Spinner, type Terminal } from './terminal.js';
 import { type CliContext, parseFlags, positiveInt, UsageError } from './cli-context.js';
@@ -49,15 +50,18 @@ export async function watchJob(store: JobStore, id: string, terminal: Terminal, 
   const started = Date.now();
   const print = (line: string) => spinner.above(`${options.prefix ?? ''}${line}`);
   let outageSince: number | null = null;
+  // Each read bounded: a Redis that stops answering with its connection open (paused, wedged) is an outage like
+  // one that went away, not a wait with no end (a --wait, or a git push holding its remote's lock, for ever).
+  const read = <T>(operation: () => Promise<T>) => withRedis(store.redis, operation);
   for (;;) {
     let record: JobRecord;
     try {
-      record = await store.mustGet(id);
+      record = await read(() => store.mustGet(id));
       if (options.showLog) {
         // A page at a time, each taken by the reader before the next: a log that grew by megabytes since the last
         // poll is never held, or written, at once.
         for (let full = true; full;) {
-          const lines = await store.readLog(id, next, next + LOG_PAGE_LINES - 1);
+          const lines = await read(() => store.readLog(id, next, next + LOG_PAGE_LINES - 1));
           for (const line of lines) print(line);
           next += lines.length;
           full = lines.length === LOG_PAGE_LINES;
@@ -100,7 +104,7 @@ export async function watchJob(store: JobStore, id: string, terminal: Terminal, 
     if (final) {
       if (options.showLog) {
         // Whatever was logged after the record ended; should Redis go now, the outcome below is still known.
-        for (const line of await store.readLog(id, next).catch(() => [])) print(line);
+        for (const line of await read(() => store.readLog(id, next)).catch(() => [])) print(line);
       }
       spinner.stop(outcomeLine(record, Date.now() - started));
       return record;
@@ -135,13 +139,16 @@ export async function finishWait(ctx: CliContext, id: string): Promise<number> {
   return record.state === 'completed' ? 0 : 1;
 }
 
+/** Most jobs one `slipway jobs` lists (read in one round trip). */
+const JOBS_LIMIT_MAX = 10_000;
+
 export const JOBS_USAGE = 'usage: slipway jobs [--app A] [--state S] [--limit N] [--json]\n  S is one of: ' + JOB_STATES.join(', ');
 
 export async function jobs(ctx: CliContext, argv: string[]): Promise<number> {
   const { values } = parseFlags(argv, { app: { type: 'string' }, state: { type: 'string' }, limit: { type: 'string' } }, JOBS_USAGE, { min: 0, max: 0 });
   const state = values.state as JobState | undefined;
   if (state !== undefined && !JOB_STATES.includes(state)) throw new UsageError(`unknown state ${JSON.stringify(state)}`, JOBS_USAGE);
-  const limit = positiveInt(values.limit, '--limit', JOBS_USAGE) ?? 20;
+  const limit = positiveInt(values.limit, '--limit', JOBS_USAGE, JOBS_LIMIT_MAX) ?? 20;
   if (values.app !== undefined) ctx.app(values.app);
   const queue = await ctx.queue();
   const records = await queue.store.list({ app: values.app, state, limit });

@@ -38,10 +38,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, terminal: Ter
       configPath = argv[++i];
       if (configPath === undefined) return usageFailure(terminal, '--config needs a path', USAGE);
     } else if (arg.startsWith('--config=')) configPath = arg.slice('--config='.length);
-    else {
-      if (arg === '--json') json = true;
-      rest.push(arg);
-    }
+    // Global, so before the command too (`slipway --json jobs`); each command reads it from the context.
+    else if (arg === '--json') json = true;
+    else rest.push(arg);
   }
   const [name, ...args] = rest;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {

@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '@slipway/core/logger';
 import { loadConfig } from '@slipway/config/load-config';
@@ -71,6 +71,41 @@ describe('slipway', () => {
     const badState = await slipwayFull([...cfg(), 'jobs', '--state', 'exploded']);
     expect(badState.code).toBe(2);
     expect((await slipwayFull([...cfg(), 'jobs', '--limit', '0'])).code).toBe(2);
+    const huge = await slipwayFull([...cfg(), 'jobs', '--limit', '99999999999999999999']);
+    expect(huge.code).toBe(2);
+    expect(huge.stderr).toContain('--limit must be at most 10000');
+    // --json is global: before the command as after it.
+    const before = await slipwayFull([...cfg(), '--json', 'jobs', '--limit', '1']);
+    expect(before.code, before.stderr).toBe(0);
+    expect(Array.isArray(JSON.parse(before.stdout))).toBe(true);
+  });
+
+  it('remote add replaces no hook of a repository\'s own, and refuses a directory that is not a repository (exit 2)', async () => {
+    const notRepo = join(tmp.path, 'not-a-repo');
+    mkdirSync(notRepo);
+    writeFileSync(join(notRepo, 'notes.txt'), 'mine\n');
+    const refusedDir = await slipwayFull([...cfg(), 'remote', 'add', app, notRepo]);
+    expect(refusedDir.code).toBe(2);
+    expect(refusedDir.stderr).toContain('is not a bare git repository');
+
+    const mirror = join(tmp.path, 'mirror.git');
+    await git(tmp.path, 'init', '-q', '--bare', mirror);
+    const own = '#!/bin/sh\necho mirrored\n';
+    writeFileSync(join(mirror, 'hooks', 'pre-receive'), own);
+    const refusedHook = await slipwayFull([...cfg(), 'remote', 'add', app, mirror]);
+    expect(refusedHook.code).toBe(2);
+    expect(refusedHook.stderr).toContain(`${join(mirror, 'hooks', 'pre-receive')} is not a hook slipway installed`);
+    expect(readFileSync(join(mirror, 'hooks', 'pre-receive'), 'utf8')).toBe(own);
+    rmSync(join(mirror, 'hooks', 'pre-receive'));
+    await git(mirror, 'config', 'core.hooksPath', '/srv/shared-hooks');
+    const refusedPath = await slipwayFull([...cfg(), 'remote', 'add', app, mirror]);
+    expect(refusedPath.code).toBe(2);
+    expect(refusedPath.stderr).toContain('core.hooksPath "/srv/shared-hooks"');
+    await git(mirror, 'config', '--unset', 'core.hooksPath');
+    // Once they are out of the way, Slipway's hooks go in, and a second add brings them up to date.
+    expect((await slipwayFull([...cfg(), 'remote', 'add', app, mirror])).code).toBe(0);
+    expect(readFileSync(join(mirror, 'hooks', 'pre-receive'), 'utf8')).toContain('runGitHook');
+    expect((await slipwayFull([...cfg(), 'remote', 'add', app, mirror])).code).toBe(0);
   });
 
   it('exits 2 with one clear line on a bad config, never a stack trace', async () => {

@@ -55,4 +55,27 @@ describe('watchJob: following a job across a Redis restart', () => {
       connection.disconnect();
     }
   }, 60_000);
+
+  it('gives up on a Redis that stops answering with its connection open (paused), as on one that went away', async () => {
+    const port = await freePort();
+    redis = await startRedis(join(dir.path, 'paused'), port);
+    const connection = connectRedis(redis.url, 'producer');
+    await new Promise((resolve) => connection.once('ready', resolve));
+    const queue = new DeployQueue({ redis: connection, prefix: uniqueName('watch-paused') });
+    const paused = redis.pid;
+    try {
+      const job = await queue.enqueue({ app: 'watched', sha: 'c'.repeat(40), ref: 'master', image: null, trigger: 'cli' });
+      const said: string[] = [];
+      const terminal: Terminal = { out: (t) => said.push(t), err: (t) => said.push(t), interactive: false };
+      process.kill(paused, 'SIGSTOP');
+      const started = Date.now();
+      await expect(watchJob(queue.store, job.id, terminal, { showLog: true, intervalMs: 50, outageMs: 1500 })).rejects.toMatchObject({ code: 'unavailable', message: expect.stringMatching(/which may still be running/) });
+      expect(Date.now() - started).toBeLessThan(20_000);
+      expect(said.join('\n')).toMatch(/Redis is unreachable \(Redis did not answer within \d+ ms\)/);
+    } finally {
+      process.kill(paused, 'SIGCONT');
+      await queue.close();
+      connection.disconnect();
+    }
+  }, 60_000);
 });
