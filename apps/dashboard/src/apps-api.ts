@@ -119,20 +119,22 @@ export interface AppOverview {
   statusError: string | null;
   /** The newest job, whatever its state. */
   lastJob: JobView | null;
+  /** The newest job running now (active), which a newer one waiting behind it would otherwise hide. */
+  running: JobView | null;
   /** The newest job that ran to an outcome (completed, failed or cancelled). */
   lastOutcome: JobView | null;
 }
 
-/** Per app, its newest job and its newest of each outcome (in OUTCOMES' order): one JobStore.newest for all of them. */
+/** Per app, its newest job, its newest active one and its newest of each outcome (in OUTCOMES' order): one JobStore.newest for all of them. */
 async function recentJobs(store: JobStore, apps: readonly AppConfig[]): Promise<Array<Array<JobRecord | undefined>>> {
-  const states = [undefined, ...OUTCOMES];
+  const states: ReadonlyArray<JobState | undefined> = [undefined, 'active', ...OUTCOMES];
   const found = await store.newest(apps.flatMap((app) => states.map((state) => ({ app: app.name, ...(state && { state }) }))));
   return apps.map((_app, n) => found.slice(n * states.length, (n + 1) * states.length));
 }
 
 /** Gathers one app's overview from its status (appStatus) and recentJobs; a dependency that is down becomes `statusError`, not a failed page. */
 async function appOverview(app: AppConfig, liveStatus: Promise<AppStatus>, recent: Promise<Array<JobRecord | undefined>>, scrub: (text: string) => string): Promise<AppOverview> {
-  const [status, [last, ...outcomes]] = await Promise.all([
+  const [status, [last, running, ...outcomes]] = await Promise.all([
     withTimeout(liveStatus, STATUS_TIMEOUT_MS).then((value) => ({ value, error: null }), (err: unknown) => ({ value: null, error: scrub(firstLine(err)) })),
     recent,
   ]);
@@ -141,6 +143,7 @@ async function appOverview(app: AppConfig, liveStatus: Promise<AppStatus>, recen
     name: app.name, branch: app.branch, replicas: app.replicas, routing: app.routing, listen: app.listen, serverName: app.server_name,
     status: status.value, statusError: status.error,
     lastJob: last ? jobView(last) : null,
+    running: running ? jobView(running) : null,
     lastOutcome: outcome ? jobView(outcome) : null,
   };
 }

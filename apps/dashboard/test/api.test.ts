@@ -317,6 +317,12 @@ describe('the JSON API', () => {
     expect(app!.status).toMatchObject({ release: null, containers: [] });
     expect(app!.lastJob).not.toBeNull();
     expect((await json('/api/apps/nope')).status).toBe(404);
+    // A deploy running with a newer push waiting behind it: both are on the card, the running one not hidden.
+    const running = await seed('active', { startedAt: new Date().toISOString(), step: 'build' });
+    const waiting = await seed('waiting');
+    const card = (await json<{ app: { lastJob: { id: string } | null; running: { id: string; state: string } | null } }>(`/api/apps/${app!.name}`)).body.app;
+    expect(card.lastJob?.id).toBe(waiting);
+    expect(card.running).toMatchObject({ id: running, state: 'active' });
     expect((await json(`/api/app-names`)).body).toEqual({ apps: [{ name: app!.name, branch: 'master' }] });
   });
 });

@@ -29,6 +29,7 @@ interface AppOverview {
   } | null;
   statusError: string | null;
   lastJob: JobView | null;
+  running: JobView | null;
   lastOutcome: JobView | null;
 }
 
@@ -139,10 +140,12 @@ class Card {
         h('time', { datetime: outcome.finishedAt ?? outcome.createdAt, title: formatTime(outcome.finishedAt) }, formatAge(outcome.finishedAt ?? outcome.createdAt)),
         outcome.error ? h('span', { class: 'job-error-inline' }, ` — ${outcome.error}`) : '')
       : 'None yet']);
-    const running = app.lastJob && !isFinal(app.lastJob.state) ? app.lastJob : null;
-    if (running) {
-      rows.push(['Now', h('span', {}, h('a', { href: `/jobs/${running.id}` }, `#${running.id}`), ' ', stateBadge(running.state),
-        running.state === 'active' ? ` ${running.step}` : '', ` · ${running.trigger}`)]);
+    // The deploy running now, and the newest job waiting behind it: a newer push waiting must not hide the one deploying.
+    const now = [app.running, app.lastJob && !isFinal(app.lastJob.state) && app.lastJob.id !== app.running?.id ? app.lastJob : null]
+      .filter((job): job is JobView => job !== null);
+    if (now.length > 0) {
+      rows.push(['Now', h('span', {}, ...now.flatMap((job, n) => [n > 0 ? h('br', {}) : '',
+        h('a', { href: `/jobs/${job.id}` }, `#${job.id}`), ' ', stateBadge(job.state), job.state === 'active' ? ` ${job.step}` : '', ` · ${job.trigger}`]))]);
     }
     replaceChildren(this.facts, ...rows.flatMap(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
   }
