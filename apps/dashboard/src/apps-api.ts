@@ -75,7 +75,15 @@ export function appsApi(options: AppsApiOptions): Router {
     const body = bodyOf(req);
     const app = appConfig(config, text(body.app, 'app'));
     const ref = body.ref === undefined || body.ref === null || body.ref === '' ? undefined : text(body.ref, 'ref');
-    const job = await deployApp({ config, queue, app, ref, trigger: 'cli' });
+    // A request that ended before its deploy was queued (the deadline answered "try again", or the operator left) queues
+    // nothing: resolving a ref can take minutes (a first clone), and a deploy queued after its 503 would run twice once retried.
+    const ended = new AbortController();
+    res.once('close', () => ended.abort());
+    const job = await deployApp({ config, queue, app, ref, trigger: 'cli', signal: ended.signal }).catch((err: unknown) => {
+      if (ended.signal.aborted) return null;
+      throw err;
+    });
+    if (!job) return void logger.info({ app: app.name }, 'deploy request ended before its ref was resolved; nothing queued');
     logger.info({ job: job.id, app: app.name, sha: job.sha }, 'deploy queued from the dashboard');
     res.status(201).json({ job: jobView(job) });
   });

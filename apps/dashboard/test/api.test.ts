@@ -1,6 +1,7 @@
 import { request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createFixtureRepo, type GitHttpServer, startGitHttpServer, startTcpRelay, type TcpRelay, tempDir } from '@slipway/devstack/testing';
 import type { JobRecord } from '@slipway/queue/job-types';
 import { dashboardWorld, fakeSha, type DashboardWorld } from './dashboard-world.js';
 import { sseMessages, type SseMessage } from './sse-client.js';
@@ -325,4 +326,44 @@ describe('the JSON API', () => {
     expect(card.running).toMatchObject({ id: running, state: 'active' });
     expect((await json(`/api/app-names`)).body).toEqual({ apps: [{ name: app!.name, branch: 'master' }] });
   });
+});
+
+describe('a deploy request that ends before its ref is resolved', () => {
+  const own = tempDir('slipway-dashboard-slow-git-');
+  let git: GitHttpServer | undefined;
+  let relay: TcpRelay | undefined;
+  let world: DashboardWorld | undefined;
+  afterAll(async () => {
+    await world?.close();
+    relay?.cut();
+    await git?.close();
+    own.remove();
+  });
+
+  it('queues nothing: the operator told "try again" (or gone) does not get a second deploy', async () => {
+    await createFixtureRepo(own.path, { version: 'slow v1', name: 'slow' });
+    git = await startGitHttpServer({ root: own.path });
+    // A repository that answers, slowly: each request reaches it 700 ms late.
+    relay = await startTcpRelay({ host: '127.0.0.1', port: Number(new URL(git.url).port) }, {
+      toServer: (chunk, connection) => void setTimeout(() => connection.server.write(chunk), 700),
+    });
+    world = await dashboardWorld({ app: { repo: `http://127.0.0.1:${relay.port}/slow.git` } });
+    const app = world.apps[0]!.name;
+    const asked = fetch(`${world.url}/api/deploy`, {
+      method: 'POST', body: JSON.stringify({ app }), signal: AbortSignal.timeout(300),
+      headers: { authorization: `Bearer ${world.token}`, 'content-type': 'application/json' },
+    });
+    await expect(asked).rejects.toThrow();
+    // Long enough for the ref to have been resolved and the job queued, had the request gone on without its asker.
+    await sleep(6000);
+    expect(await world.queue.store.list({ app })).toEqual([]);
+    // The same request, waited for, is queued: the slow repository resolves.
+    const waited = await fetch(`${world.url}/api/deploy`, {
+      method: 'POST', body: JSON.stringify({ app }),
+      headers: { authorization: `Bearer ${world.token}`, 'content-type': 'application/json' },
+    });
+    expect(waited.status).toBe(201);
+    const { job } = (await waited.json()) as { job: { id: string } };
+    expect((await world.queue.store.list({ app })).map((j) => j.id)).toEqual([job.id]);
+  }, 40_000);
 });

@@ -27,6 +27,8 @@ export interface DeployAppOptions {
   /** Default `cli`. */
   trigger?: Trigger;
   log?: (line: string) => void;
+  /** Aborted: resolving the ref stops (git is killed) and nothing is queued. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -47,7 +49,8 @@ export async function deployApp(options: DeployAppOptions): Promise<JobRecord> {
   // Read before the branch is: a push queued after this was pushed after the head we deploy (see JobRecord.chosenAfter).
   const chosenAfter = await withRedis(queue.redis, () => queue.store.lastJobId());
   // Only what the configured branch reaches is deployed, whoever asks (not_on_branch otherwise).
-  const sha = await resolveRef({ app, ref, workdir: options.config.workdir, log: options.log, onBranch: app.branch });
+  const sha = await resolveRef({ app, ref, workdir: options.config.workdir, log: options.log, onBranch: app.branch, signal: options.signal });
+  options.signal?.throwIfAborted();
   const isBranch = isBranchName(ref) && !(isSha(ref) || (SHA_PREFIX.test(ref) && sha.startsWith(ref)));
   // A commit asked for by id is deployed over anything, on purpose; the head of a branch is only as new as the branch was.
   // Kept as the branch's name, as a webhook's job keeps it (`refs/heads/master` is `master`): pushes of the branch are matched by it.
