@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Router, type Request, type Response } from 'express';
 import type { Redis } from 'ioredis';
 import type { Logger } from '@slipway/core/logger';
-import { SlipwayError } from '@slipway/core/slipway-error';
+import { InvalidInputError, SlipwayError } from '@slipway/core/slipway-error';
 import { isAppName } from '@slipway/core/validate';
 import type { DeployQueue } from '@slipway/queue/deploy-queue';
 import type { JobEvent, JobStore } from '@slipway/queue/job-store';
@@ -37,6 +37,16 @@ export function streamsApi(options: StreamsApiOptions): Router {
   const { queue, hub, slots, logger } = options;
   const router = Router();
 
+  // HEAD says whether a stream is there, and ends: as a GET it would hold a stream slot until its client left.
+  router.head('/jobs/:id/log/stream', async (req: Request<{ id: string }>, res: Response) => {
+    await withRedis(queue.redis, () => queue.store.mustGet(req.params.id));
+    headOfStream(res);
+  });
+  router.head('/events', (req: Request, res: Response) => {
+    eventsApp(req);
+    headOfStream(res);
+  });
+
   router.get('/jobs/:id/log/stream', async (req: Request<{ id: string }>, res: Response) => {
     const { id } = req.params;
     await withRedis(queue.redis, () => queue.store.mustGet(id));
@@ -59,7 +69,7 @@ export function streamsApi(options: StreamsApiOptions): Router {
   });
 
   router.get('/events', (req: Request, res: Response) => {
-    const app = typeof req.query.app === 'string' && isAppName(req.query.app) ? req.query.app : null;
+    const app = eventsApp(req);
     // The slot first: when the dashboard is full the answer is a plain 503, not a stream.
     const release = slots.take(() => stream.end());
     const stream = new SseStream(res, { retryMs: 2000 });
@@ -78,6 +88,20 @@ export function streamsApi(options: StreamsApiOptions): Router {
   });
 
   return router;
+}
+
+/** `/api/events`' `app`, or null for every app; anything but an app name is refused, as `/api/jobs` refuses it (not read as "every app"). */
+function eventsApp(req: Request): string | null {
+  const app = req.query.app;
+  if (app === undefined) return null;
+  if (typeof app !== 'string' || !isAppName(app)) throw new InvalidInputError(`app: not an app name: ${JSON.stringify(String(app).slice(0, 80))}`);
+  return app;
+}
+
+function headOfStream(res: Response): void {
+  res.status(200).setHeader('Content-Type', 'text/event-stream; charset=utf-8');
+  res.setHeader('Cache-Control', 'no-store');
+  res.end();
 }
 
 /** Comment line sent when nothing else was, so proxies and browsers keep the connection. */

@@ -1,4 +1,4 @@
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFixtureRepo, type GitHttpServer, startGitHttpServer, startTcpRelay, type TcpRelay, tempDir } from '@slipway/devstack/testing';
@@ -308,6 +308,29 @@ describe('the JSON API', () => {
     const none = await json<{ error: string }>('/api/rollback', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ app: app.name }) });
     expect(none.status).toBe(404);
     expect(none.body.error).toBe('release_not_found');
+  });
+
+  it('answers HEAD of a stream and ends it (a request after it on the same connection is answered), and refuses a bad app filter on events', async () => {
+    const id = await seed('active');
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const ask = (method: string, path: string) => new Promise<number>((resolve, reject) => {
+      const req = request(`${world.url}${path}`, { method, headers: auth, agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode!));
+      });
+      req.on('error', reject);
+      req.setTimeout(3000, () => req.destroy(new Error(`${method} ${path}: no answer within 3 s`)));
+      req.end();
+    });
+    try {
+      expect(await ask('HEAD', '/api/events')).toBe(200);
+      expect(await ask('HEAD', `/api/jobs/${id}/log/stream`)).toBe(200);
+      expect(await ask('HEAD', '/api/jobs/987654/log/stream')).toBe(404);
+      expect(await ask('GET', '/api/app-names')).toBe(200);
+    } finally {
+      agent.destroy();
+    }
+    expect((await json<{ error: string }>('/api/events?app=Not_An_App')).status).toBe(400);
   });
 
   it('shows every configured app on the overview, with what is live and its last deploy', async () => {

@@ -207,7 +207,7 @@ export const slipwaySchema = obj({
   dashboard: obj({
     host: str({ default: '127.0.0.1', doc: 'Address the dashboard listens on.' }),
     port: port({ default: 3001, doc: 'Its port.' }),
-    token: str({ optional: true, check: minLength(MIN_TOKEN), type: `a token of ${MIN_TOKEN}+ characters`, secret: true, doc: `Sign-in token, at least ${MIN_TOKEN} characters; the dashboard refuses to start without one.` }),
+    token: str({ optional: true, check: (v) => (/\s/.test(v) ? 'has whitespace (a Bearer token cannot carry it)' : minLength(MIN_TOKEN)(v)), type: `a token of ${MIN_TOKEN}+ characters, no whitespace`, secret: true, doc: `Sign-in token, at least ${MIN_TOKEN} characters; the dashboard refuses to start without one.` }),
     public_url: str({ optional: true, check: webUrl, type: 'an http(s) URL', doc: 'How users reach the dashboard; commit statuses and notifications link to `<public_url>/jobs/<id>`. Default `http://<host>:<port>`.' }),
     allowed_hosts: list(str({ check: hostname, type: 'a host name' }), { default: [], single: true, doc: 'Host names (with any port or none; `*.example.com` for its subdomains) served besides `host:port` and `public_url`\'s host; any other Host is answered 421 (DNS rebinding).' }),
   }),
