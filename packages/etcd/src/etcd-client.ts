@@ -1,5 +1,5 @@
 import {
-  ClientClosedError, Etcd3, EtcdLeaseInvalidError, GRPCCancelledError, GRPCDeadlineExceededError, GRPCUnavailableError, type IOptions,
+  ClientClosedError, Etcd3, EtcdLeaseInvalidError, GRPCCancelledError, GRPCDeadlineExceededError, GRPCUnavailableError, type IOptions, type Watcher,
 } from 'etcd3';
 import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 
@@ -48,6 +48,53 @@ export function createEtcdClient(endpoints: readonly string[], options: { dialTi
     dialTimeout: options.dialTimeoutMs ?? 3_000,
     faultHandling: { host: passThrough, watchBackoff: cappedBackoff(100) },
   });
+}
+
+/** A watch that etcd cancelled. */
+export interface WatchCancelled {
+  err: Error;
+  /** When the watch is made again (ms from now). */
+  retryInMs: number;
+}
+
+/**
+ * A watch that etcd's cancelling does not end. The etcd3 client re-connects
+ * a watch after a lost stream from the revision it had seen; when etcd has
+ * compacted past it (a quiet prefix while other keys changed, then any
+ * blip), or was restored to an older revision, etcd cancels the watch, and
+ * the client drops it for good with an `error`: whoever relied on it would
+ * hear nothing more. Here the watch is made again, from now (`open` is
+ * called anew and `attach` puts the handlers on; its `connected` says
+ * "re-sync", as after any reconnection), after a pause that doubles while
+ * etcd keeps cancelling, up to WATCH_RECONNECT_MAX_MS × 30.
+ */
+export function lastingWatch(open: () => Watcher, attach: (watcher: Watcher) => void, onCancelled: (cancelled: WatchCancelled) => void = () => {}): { cancel(): Promise<void> } {
+  let current: Watcher;
+  let closed = false;
+  let timer: NodeJS.Timeout | undefined;
+  let pauseMs = 100;
+  const start = () => {
+    if (closed) return;
+    const watcher = open();
+    current = watcher;
+    attach(watcher);
+    watcher.on('connected', () => (pauseMs = 100));
+    watcher.on('error', (err: Error) => {
+      if (closed || watcher !== current) return;
+      onCancelled({ err, retryInMs: pauseMs });
+      timer = setTimeout(start, pauseMs);
+      timer.unref();
+      pauseMs = Math.min(pauseMs * 2, WATCH_RECONNECT_MAX_MS * 30);
+    });
+  };
+  start();
+  return {
+    cancel: async () => {
+      closed = true;
+      clearTimeout(timer);
+      await current.cancel().catch(() => {});
+    },
+  };
 }
 
 /**

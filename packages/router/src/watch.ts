@@ -1,7 +1,7 @@
-import type { Etcd3, Watcher } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { SlipwayError, UnavailableError, firstLine } from '@slipway/core/slipway-error';
-import { etcdCall, etcdError } from '@slipway/etcd/client';
+import { etcdCall, etcdError, lastingWatch } from '@slipway/etcd/client';
 import { etcdKeys, readUpstreams } from '@slipway/etcd/keys';
 import { applyNginxConf } from './nginx-apply.js';
 import type { NginxTarget } from './nginx-reload.js';
@@ -251,18 +251,24 @@ export function watchAppPrefixes<R>(options: WatchAppPrefixesOptions<R>): AppPre
   };
 
   const lost = new Set<string>();
-  const watchers: Watcher[] = apps.map((app) => options.etcd.watch().prefix(`${app.etcd_prefix}/`).watcher()
-    .on('put', () => markDirty(app.name))
-    .on('delete', () => markDirty(app.name))
-    .on('connected', () => {
-      if (lost.delete(app.name)) log(`${app.name}: etcd watch re-established; re-syncing`);
-      markDirty(app.name);
-    })
-    .on('disconnected', (err: Error) => {
-      if (!lost.has(app.name)) log(`${app.name}: etcd watch lost (${firstLine(err)}); reconnecting`);
+  const watchers = apps.map((app) => lastingWatch(
+    () => options.etcd.watch().prefix(`${app.etcd_prefix}/`).watcher(),
+    (watcher) => watcher
+      .on('put', () => markDirty(app.name))
+      .on('delete', () => markDirty(app.name))
+      .on('connected', () => {
+        if (lost.delete(app.name)) log(`${app.name}: etcd watch re-established; re-syncing`);
+        markDirty(app.name);
+      })
+      .on('disconnected', (err: Error) => {
+        if (!lost.has(app.name)) log(`${app.name}: etcd watch lost (${firstLine(err)}); reconnecting`);
+        lost.add(app.name);
+      }),
+    ({ err, retryInMs }) => {
+      log(`${app.name}: etcd cancelled the watch (${firstLine(err)}); watching again in ${retryInMs} ms`);
       lost.add(app.name);
-    })
-    .on('error', (err: Error) => log(`${app.name}: etcd watch error: ${firstLine(err)}`)));
+    },
+  ));
   const resync = setInterval(() => apps.forEach((app) => markDirty(app.name)), options.resyncIntervalMs);
   resync.unref();
 

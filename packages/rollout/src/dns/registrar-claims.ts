@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
-import type { Etcd3, Lease, Watcher } from 'etcd3';
+import type { Etcd3, Lease } from 'etcd3';
 import { firstLine } from '@slipway/core/slipway-error';
-import { etcdCall } from '@slipway/etcd/client';
+import { etcdCall, lastingWatch } from '@slipway/etcd/client';
 import { etcdKeys } from '@slipway/etcd/keys';
 
 export interface RegistrarClaimsOptions {
@@ -38,7 +38,7 @@ export class RegistrarClaims {
   private readonly claimed = new Set<string>();
   private readonly identity = { host: hostname(), pid: process.pid, since: new Date().toISOString() };
   private session!: { lease: Lease; id: string };
-  private watchers: Watcher[] = [];
+  private watchers: Array<{ cancel(): Promise<void> }> = [];
   private closed = false;
 
   private readonly role: string;
@@ -67,10 +67,12 @@ export class RegistrarClaims {
 
   /** Claims an app whenever its key goes (or the watch reconnects). */
   watch(): void {
-    this.watchers = this.options.apps.map((app) => this.options.etcd.watch().key(this.keyOf(app)).watcher()
-      .on('delete', () => void this.claim(app).catch(() => {}))
-      .on('connected', () => void this.claim(app).catch(() => {}))
-      .on('error', () => {}));
+    this.watchers = this.options.apps.map((app) => lastingWatch(
+      () => this.options.etcd.watch().key(this.keyOf(app)).watcher(),
+      (watcher) => watcher
+        .on('delete', () => void this.claim(app).catch(() => {}))
+        .on('connected', () => void this.claim(app).catch(() => {})),
+    ));
   }
 
   async claimAll(): Promise<void> {
