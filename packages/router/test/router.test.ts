@@ -136,37 +136,8 @@ describe('router', () => {
     }
   });
 
-  it('watch mode survives etcd cancelling a watch (compacted past a quiet app\'s revision, then a restart)', async () => {
-    const dir = tempDir('slipway-router-compact-');
-    let own: EtcdService | undefined = await startEtcd(dir.path, await freePort(), await freePort());
-    const client = createEtcdClient([own.url]);
-    const apps = await twoApps();
-    const one = Object.values(apps)[0]!;
-    let handle: RouterHandle | undefined;
-    const lines: string[] = [];
-    try {
-      await client.put(`${one.etcd_prefix}/aaaaaaaaaaaa`).value(address(0));
-      handle = await watchRouter({ apps, nginx: nginx.settings, etcd: client, log: (l) => lines.push(l) });
-      expect(await fetchText(one.listen)).toBe('200 a');
-      // Other keys move on while this app is quiet, and etcd compacts its history past the app's watch.
-      for (let i = 0; i < 20; i++) await client.put(`/test/router-compact-other/${i}`).value('x');
-      const revision = (await client.get('/test/router-compact-other/0').exec()).header.revision;
-      await etcdctl(own.url, 'compact', revision);
-      await stopProcess(own.pid);
-      own = await startEtcd(dir.path, own.port, own.peerPort);
-      // The client resumes from the app's old revision; etcd cancels that watch, and it is made again.
-      await within(5000, async () => lines.some((l) => /cancel/i.test(l)), 'the cancelled watch');
-      await etcdctl(own.url, 'put', `${one.etcd_prefix}/aaaaaaaaaaaa`, address(1));
-      await within(3000, async () => (await fetchText(one.listen)) === '200 b', 'a put after the cancelled watch reaching nginx');
-    } finally {
-      await handle?.close();
-      client.close();
-      if (own) await stopProcess(own.pid);
-      dir.remove();
-    }
-  });
-
-  it('watch mode survives an etcd restart', async () => {
+  /** The router watching an etcd of the test's own (which it may stop and start again), one app serving backend a. */
+  async function withOwnEtcd(test: (world: { one: { listen: string; etcd_prefix: string }; client: Etcd3; lines: string[]; own: () => EtcdService; restart: (afterStop?: () => Promise<void>) => Promise<void> }) => Promise<void>) {
     const dir = tempDir('slipway-router-etcd-');
     let own: EtcdService | undefined = await startEtcd(dir.path, await freePort(), await freePort());
     const client = createEtcdClient([own.url]);
@@ -178,23 +149,46 @@ describe('router', () => {
       await client.put(`${one.etcd_prefix}/aaaaaaaaaaaa`).value(address(0));
       handle = await watchRouter({ apps, nginx: nginx.settings, etcd: client, log: (l) => lines.push(l) });
       expect(await fetchText(one.listen)).toBe('200 a');
-
-      await stopProcess(own.pid);
-      // While etcd is away nginx keeps serving what it had.
-      await within(5000, async () => lines.some((l) => l.includes('etcd watch lost')), 'the watch noticing');
-      expect(await fetchText(one.listen)).toBe('200 a');
-
-      own = await startEtcd(dir.path, own.port, own.peerPort);
-      await etcdctl(own.url, 'put', `${one.etcd_prefix}/aaaaaaaaaaaa`, address(1));
-      // Within a second of etcd answering again (the watch reconnects at most WATCH_RECONNECT_MAX_MS apart).
-      const ms = await within(2000, async () => (await fetchText(one.listen)) === '200 b', 'a put after the restart reaching nginx');
-      console.log(`router: first put after etcd restart reached nginx in ${ms} ms`);
-      expect(lines.join('\n')).toContain('etcd watch re-established');
+      await test({
+        one, client, lines, own: () => own!,
+        restart: async (afterStop) => {
+          const { port, peerPort, pid } = own!;
+          own = undefined;
+          await stopProcess(pid);
+          await afterStop?.();
+          own = await startEtcd(dir.path, port, peerPort);
+        },
+      });
     } finally {
       await handle?.close();
       client.close();
       if (own) await stopProcess(own.pid);
       dir.remove();
     }
-  });
+  }
+
+  it('watch mode survives etcd cancelling a watch (compacted past a quiet app\'s revision, then a restart)', () => withOwnEtcd(async ({ one, client, lines, own, restart }) => {
+    // Other keys move on while this app is quiet, and etcd compacts its history past the app's watch.
+    for (let i = 0; i < 20; i++) await client.put(`/test/router-compact-other/${i}`).value('x');
+    const revision = (await client.get('/test/router-compact-other/0').exec()).header.revision;
+    await etcdctl(own().url, 'compact', revision);
+    await restart();
+    // The client resumes from the app's old revision; etcd cancels that watch, and it is made again.
+    await within(5000, async () => lines.some((l) => /cancel/i.test(l)), 'the cancelled watch');
+    await etcdctl(own().url, 'put', `${one.etcd_prefix}/aaaaaaaaaaaa`, address(1));
+    await within(3000, async () => (await fetchText(one.listen)) === '200 b', 'a put after the cancelled watch reaching nginx');
+  }));
+
+  it('watch mode survives an etcd restart', () => withOwnEtcd(async ({ one, lines, own, restart }) => {
+    await restart(async () => {
+      // While etcd is away nginx keeps serving what it had.
+      await within(5000, async () => lines.some((l) => l.includes('etcd watch lost')), 'the watch noticing');
+      expect(await fetchText(one.listen)).toBe('200 a');
+    });
+    await etcdctl(own().url, 'put', `${one.etcd_prefix}/aaaaaaaaaaaa`, address(1));
+    // Within a second of etcd answering again (the watch reconnects at most WATCH_RECONNECT_MAX_MS apart).
+    const ms = await within(2000, async () => (await fetchText(one.listen)) === '200 b', 'a put after the restart reaching nginx');
+    console.log(`router: first put after etcd restart reached nginx in ${ms} ms`);
+    expect(lines.join('\n')).toContain('etcd watch re-established');
+  }));
 });
