@@ -101,6 +101,22 @@ describe('DeployQueue', () => {
     expect(await queue.store.supersededBy(app, deploy.id)).toBe(pushed.id);
   });
 
+  it('a re-run of the newest commit, or a deploy of the branch, is not superseded by a late delivery of an older push, and supersedes it', async () => {
+    const app = uniqueName('choice-late');
+    const push = (n: number, before: number): DeployRequest => ({ ...request(app, n), trigger: 'webhook', push: { before: sha(before), forced: false } as DeployRequest['push'] });
+    // 91 -> 92 -> 93 pushed; 93's webhook arrives first, and its job fails.
+    const p93 = await queue.enqueue(push(93, 92));
+    await queue.bull.getJob(bullJobId(p93.id)).then((j) => j?.remove());
+    await queue.store.finish(p93.id, 'failed', { error: 'x' });
+    const retry = await queue.retry(p93.id);
+    const deploy = await queue.enqueue({ ...request(app, 93), chosenAfter: await queue.store.lastJobId() });
+    // The forge redelivers 92's push late (its first delivery was answered 503).
+    const p92 = await queue.enqueue(push(92, 91));
+    for (const choice of [retry, deploy]) expect(await queue.store.supersededBy(app, choice.id, new Set([retry.id, deploy.id].filter((j) => j !== choice.id)))).toBeNull();
+    expect(await queue.store.supersededBy(app, p92.id)).toBe(deploy.id);
+    expect(await queue.store.supersededBy(app, p92.id, new Set([deploy.id]))).toBe(retry.id);
+  });
+
   it('a retry records when it read the app, so a push queued while it was being made is placed by its chain', async () => {
     const app = uniqueName('retry-choice');
     const failed = await queue.enqueue({ ...request(app, 70), trigger: 'webhook', push: { before: sha(69) } as DeployRequest['push'] });

@@ -554,10 +554,12 @@ export class JobStore {
    * `slipway deploy` of the branch, a retry) is placed on that chain only
    * against pushes queued after its choice: one whose chain reaches the
    * chosen commit was pushed after the branch was read, so it is newer
-   * even when it reached the queue first. Against anything older, or a
-   * push the chain cannot place, arrival decides (the operator's request
-   * is the newest by intent: a branch moved back without a webhook is
-   * deployed as it is).
+   * even when it reached the queue first. A push the chain places before
+   * the chosen commit is older whenever it arrived (a late redelivery):
+   * it neither supersedes the choice nor runs while the choice is waiting,
+   * running or live. Against anything else, arrival decides (the
+   * operator's request is the newest by intent: a branch moved back
+   * without a webhook is deployed as it is).
    *
    * Jobs in `passOver` are not counted (the worker's own doubts: a forced
    * push whose branch is elsewhere).
@@ -573,7 +575,8 @@ export class JobStore {
      * commit (a forced push moved the branch back, and it was pushed forward again) orders nothing.
      */
     const precedes = (older: JobRecord, newer: JobRecord) => {
-      let at = newer.push?.before;
+      // A commit chosen from the branch has no push of its own (a CLI deploy): its place is the push that brought it.
+      let at = newer.push?.before ?? (newer.sha ? before.get(newer.sha) : undefined);
       for (let hop = 0; at && at !== newer.sha && hop < PUSH_CHAIN_JOBS; hop++, at = before.get(at)) if (at === older.sha) return true;
       return false;
     };
@@ -585,16 +588,25 @@ export class JobStore {
      */
     const pushedAfterChoice = (choice: JobRecord, push: JobRecord) =>
       choice.chosenAfter !== undefined && sameBranch(choice.ref, push.ref) && push.trigger === 'webhook' && Number(push.id) > Number(choice.chosenAfter);
+    /**
+     * A push of the choice's branch whose commit the chain places before the chosen one is older, whenever it
+     * arrived (a forge's late redelivery of an earlier push): it never supersedes the choice, and the choice,
+     * waiting, running or live, supersedes it. A forced push is newest by intent, as above.
+     */
+    const olderThanChoice = (push: JobRecord, choice: JobRecord) =>
+      choice.chosenAfter !== undefined && choice.sha !== null && push.trigger === 'webhook' && !push.push?.forced && sameBranch(choice.ref, push.ref) && precedes(push, choice);
     for (const job of recent) {
       if (job.id === id || !SUPERSEDING.has(job.state) || passOver.has(job.id)) continue;
       if (Number(job.id) > Number(id)) {
         if (isPush && (byChain(job) || pushedAfterChoice(job, self)) && precedes(job, self)) continue;
+        if (olderThanChoice(job, self)) continue;
         return job.id;
       }
       // Running too: under the app's lease, an earlier job still `active` is an attempt that died (after its switch,
       // maybe) and runs again; and live, should the live commit's ancestry have gone unrecorded.
       if (isPush && byChain(job) && precedes(self, job)) return job.id;
       if (pushedAfterChoice(self, job) && precedes(self, job)) return job.id;
+      if (olderThanChoice(self, job)) return job.id;
     }
     return recent.some((j) => j.id === id) ? null : this.newerByArrival(app, id, passOver);
   }
