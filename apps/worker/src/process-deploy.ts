@@ -127,7 +127,9 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
   } catch (err) {
     return await settleFailure(ctx, job, token, record, log, err, controller.signal, progress);
   } finally {
-    ctx.running.delete(id);
+    // Only this attempt's: an attempt that lost its hold may end after the same worker took the job again, and the
+    // new attempt's controller is what a cancel must reach.
+    if (ctx.running.get(id) === controller) ctx.running.delete(id);
     await log.flush();
     await lease.release();
     await dropSourceWhenDone(ctx, record);
