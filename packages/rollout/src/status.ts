@@ -5,6 +5,7 @@ import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { readAppsKeys, type AppKeys, type UpstreamKey, type Upstreams } from '@slipway/etcd/keys';
 import { compareIps, dnsNames, renderDnsNginxConf, resolveHost } from '@slipway/router/dns';
 import { backListen, nginxNames, renderedUpstreams, renderFrontConf, renderNginxConf, routeSnapshot } from '@slipway/router/nginx';
+import { LABELS } from '@slipway/core/docker';
 import { DockerRuntime, type AppContainer } from './container-runtime.js';
 import { probe } from './health.js';
 import { ofLiveDnsRelease } from './plan-rollout.js';
@@ -53,12 +54,14 @@ type CheckedContainer = AppContainer & { healthy: boolean; node: string | null; 
 export async function appStatus(options: AppStatusOptions): Promise<AppStatus> {
   const { app, nginx } = options;
   const file = nginxNames.path(nginx.conf_dir, app.name);
-  const [containers, { upstreams, release: stored }, live] = await Promise.all([
+  const [listed, { upstreams, release: stored }, live] = await Promise.all([
     options.containers ?? (options.manager ? swarmContainers(options.manager, app) : new DockerRuntime(options.docker).listAppContainers(app.name, app.port)),
     options.keys ?? readAppsKeys(options.etcd, [keyed(app)]).then((all) => all.get(app.name)!),
     readFile(file, 'utf8').catch(() => null),
   ]);
   const release = parseReleaseRecord(stored);
+  // A job's test step runs in a container of the app's too (labelled with the step): it never serves, and is no leftover of a rollout.
+  const containers = listed.filter((c) => c.labels?.[LABELS.step] === undefined);
   const checked = await Promise.all(containers.map(async (c: AppContainer & { node?: string | null; service?: string | null }): Promise<CheckedContainer> => {
     const where = { node: c.node ?? null, service: c.service ?? null };
     if (c.state !== 'running' || c.address === null) return { ...c, ...where, healthy: false };

@@ -92,8 +92,12 @@ describe('rollout', () => {
     // What a worker killed between start and switch leaves behind: a labelled container nothing routes to.
     const stray = await docker.createContainer({ Image: v2!, Labels: { 'slipway.app': app.name, 'slipway.release': 'crashed' } });
     await stray.start();
-    const status = await appStatus({ app, nginx: nginx.settings, docker, etcd });
+    // A job's test step, running meanwhile: a container of the app too (labelled with its step), neither listed nor a leftover.
+    const step = await docker.createContainer({ Image: v2!, Labels: { 'slipway.app': app.name, 'slipway.release': 'testing', 'slipway.step': 'unit' } });
+    await step.start();
+    const status = await appStatus({ app, nginx: nginx.settings, docker, etcd }).finally(() => step.remove({ force: true }));
     expect(status.drift.join('\n')).toMatch(new RegExp(`container ${stray.id.slice(0, 12)} .*not in etcd`));
+    expect(JSON.stringify(status)).not.toContain(step.id.slice(0, 12));
     // Asked for several apps at once (one Docker listing for all): each sees its own containers, the same status.
     const other = await testApp({ replicas: 1 });
     const [mine, theirs] = await Promise.all(appStatuses({ apps: [app, other], nginx: nginx.settings, docker, etcd }));
