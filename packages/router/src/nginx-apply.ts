@@ -6,7 +6,7 @@ import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { CommandError } from '@slipway/core/run-command';
 import { firstLine } from '@slipway/core/slipway-error';
 import { checkFiles, rejectedFile, runCheck, slipwayConfFiles } from './nginx-check.js';
-import { otherHolder, reloadConfirmedSince, reloadNginx, reloadSignalledFor, type NginxTarget, type ReloadResult } from './nginx-reload.js';
+import { otherHolder, reloadConfirmedSince, reloadNginx, reloadSignalledFor, signalReload, type NginxTarget, type ReloadResult } from './nginx-reload.js';
 import { nginxNames, renderDnsNginxConf, renderFrontConf, renderNginxConf, type DnsRouteSnapshot, type RouteSnapshot } from './render.js';
 import { probeUnixSocket } from './tcp-sockets.js';
 import { backListen, frontTarget } from './tiers.js';
@@ -322,6 +322,34 @@ async function checkNginxConf(options: { nginx: SlipwayConfig['nginx']; app: str
     }
     throw new NginxCheckError(app, words, { cause: err });
   }
+}
+
+/**
+ * Removes the nginx files (each tier's) of apps the configuration no longer
+ * names, and reloads each nginx that lost one. Nothing else ever removes
+ * them: a removed or renamed app's file kept routing its `listen` and
+ * `server_name` to its old containers, and nginx, which takes the first of
+ * two servers with the same name, could keep serving them instead of the
+ * app that now has that name. Each file is complete in itself (its own
+ * upstream and server), so removing one cannot break another's. Returns
+ * the paths removed.
+ */
+export async function removeUnconfiguredApps(nginx: NginxTarget, apps: ReadonlySet<string>, log: (line: string) => void): Promise<string[]> {
+  const removed: string[] = [];
+  for (const tier of [nginx, frontTarget(nginx)]) {
+    if (tier === null) continue;
+    const gone: string[] = [];
+    for (const name of await readdir(tier.conf_dir).catch(() => [] as string[])) {
+      if (!nginxNames.isSlipwayFile(name) || apps.has(name.slice('slipway-'.length, -'.conf'.length))) continue;
+      await rm(join(tier.conf_dir, name), { force: true });
+      gone.push(join(tier.conf_dir, name));
+    }
+    if (gone.length === 0) continue;
+    removed.push(...gone);
+    log(`removed ${gone.join(', ')}: no app of that name is configured any more`);
+    await signalReload(tier).catch((err: Error) => log(`nginx reload after removing them failed: ${firstLine(err)}`));
+  }
+  return removed;
 }
 
 /** A candidate or put-back file this old was left by a process killed mid-apply (an apply takes minutes at most). */

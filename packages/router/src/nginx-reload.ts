@@ -80,8 +80,8 @@ export async function reloadNginx(options: ReloadNginxOptions): Promise<ReloadRe
   return batchedReload(options, Math.max(0, options.nginx.batchMs ?? DEFAULT_BATCH_MS));
 }
 
-/** Runs `reload_cmd` once. */
-async function signalReload(nginx: NginxTarget): Promise<void> {
+/** Runs `reload_cmd` once; nothing is observed (see reloadNginx for a reload something waits on). */
+export async function signalReload(nginx: NginxTarget): Promise<void> {
   try {
     await runCommand(nginx.reload_cmd, { timeoutMs: RELOAD_CMD_TIMEOUT_MS });
   } catch (err) {

@@ -3,7 +3,7 @@ import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { SlipwayError, UnavailableError, firstLine } from '@slipway/core/slipway-error';
 import { etcdCall, etcdError, lastingWatch } from '@slipway/etcd/client';
 import { etcdKeys, readUpstreams } from '@slipway/etcd/keys';
-import { applyNginxConf } from './nginx-apply.js';
+import { applyNginxConf, removeUnconfiguredApps } from './nginx-apply.js';
 import type { NginxTarget } from './nginx-reload.js';
 import { nginxNames, routeSnapshot } from './render.js';
 
@@ -91,12 +91,15 @@ export async function watchRouter(options: WatchRouterOptions): Promise<RouterHa
 }
 
 /**
- * `slipway router --once`: every `routing: upstream` app, etcd → nginx,
+ * `slipway router --once` (and the start of watching): the files of apps
+ * no longer configured removed (removeUnconfiguredApps), then every
+ * `routing: upstream` app, etcd → nginx,
  * SYNC_CONCURRENCY at a time (results in the apps' order). Throws
  * UnavailableError when etcd cannot be reached; per-app failures are in
  * the results (the CLI exits 1 when one has `outcome: 'failed'`).
  */
 export async function routerOnce(options: RouterOptions): Promise<RouteSyncResult[]> {
+  await removeUnconfiguredApps(options.nginx, new Set(Object.keys(options.apps)), options.log ?? (() => {}));
   const apps = Object.values(options.apps).filter((app) => app.routing === 'upstream');
   const results: RouteSyncResult[] = [];
   await inTurns(apps, async (app, i) => {

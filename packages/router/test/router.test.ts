@@ -64,6 +64,23 @@ describe('router', () => {
     expect(await fetchText(one.listen)).toMatch(/^200 [ab]$/);
   });
 
+  it('--once removes the file of an app no longer configured (renamed, removed), so that nginx stops serving it', async () => {
+    const apps = await twoApps();
+    const [one, two, off] = Object.values(apps) as [typeof apps[string], typeof apps[string], typeof apps[string]];
+    await etcd.put(`${one.etcd_prefix}/aaaaaaaaaaaa`).value(address(0));
+    await etcd.put(`${two.etcd_prefix}/aaaaaaaaaaaa`).value(address(2));
+    await routerOnce({ apps, nginx: nginx.settings, etcd });
+    expect(await fetchText(two.listen)).toBe('200 c');
+    // `two` is gone from the configuration (renamed, say): its file goes, and nginx stops listening for it.
+    const lines: string[] = [];
+    const results = await routerOnce({ apps: { [one.name]: one, [off.name]: off }, nginx: nginx.settings, etcd, log: (l) => lines.push(l) });
+    expect(results.map((r) => [r.app, r.outcome])).toEqual([[one.name, 'unchanged']]);
+    await expect(readFile(nginxNames.path(nginx.settings.conf_dir, two.name))).rejects.toThrow(/ENOENT/);
+    expect(lines.join('\n')).toContain(`removed ${nginxNames.path(nginx.settings.conf_dir, two.name)}: no app of that name is configured any more`);
+    await within(3000, async () => (await fetchText(two.listen)).startsWith('error'), `nginx no longer serving ${two.name}`);
+    expect(await fetchText(one.listen)).toBe('200 a');
+  });
+
   it('--once syncs apps side by side, so that their switches share reloads', async () => {
     const base = uniqueName('/test/router');
     const names = Array.from({ length: 6 }, () => testAppName());
