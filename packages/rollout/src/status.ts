@@ -4,7 +4,7 @@ import type { Etcd3 } from 'etcd3';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { readAppsKeys, type AppKeys, type UpstreamKey, type Upstreams } from '@slipway/etcd/keys';
 import { compareIps, dnsNames, renderDnsNginxConf, resolveHost } from '@slipway/router/dns';
-import { backListen, nginxNames, renderedUpstreams, renderFrontConf, renderNginxConf, routeSnapshot } from '@slipway/router/nginx';
+import { backListen, nginxNames, reloadSignalledFor, renderedUpstreams, renderFrontConf, renderNginxConf, routeSnapshot } from '@slipway/router/nginx';
 import { LABELS } from '@slipway/core/docker';
 import { DockerRuntime, type AppContainer } from './container-runtime.js';
 import { probe } from './health.js';
@@ -175,7 +175,10 @@ async function routingDrift(options: AppStatusOptions, file: string, live: strin
     drift.push(`the ${app.routing === 'dns' ? 'configuration does' : 'etcd keys do'} not render: ${(err as Error).message.split('\n', 1)[0]}`);
   }
   const frontOk = await frontInSync(options, drift);
-  const inSync = live !== null && expected !== null && live === expected && frontOk;
+  // The file as it should be, but nginx never asked to read it (a worker stopped between its rename and its reload):
+  // nginx still serves what the file said before.
+  const read = live === null || await reloadSignalledFor(options.nginx, file);
+  const inSync = live !== null && expected !== null && live === expected && frontOk && read;
   if (app.routing === 'dns' && options.dns && keys.length > 0) {
     const host = dnsNames.host(app.name, options.dns.domain);
     // In the order resolveHost gives (numeric): as text, 127.0.10.10 would sort before 127.0.10.9 and read as drift.
@@ -185,7 +188,8 @@ async function routingDrift(options: AppStatusOptions, file: string, live: strin
     else if (answered.join() !== keyed.join()) drift.push(`DNS answers ${host} with ${answered.join(', ') || 'nothing'}, but etcd has ${keyed.join(', ')} (is \`slipway router\` feeding ${options.dns.server}?)`);
   }
   if (live === null) drift.push(`nginx file ${file} does not exist`);
-  else if (expected !== null && !inSync) {
+  else if (!read) drift.push(`nginx has not been asked to read ${file} since it was written (a worker stopped between writing it and reloading nginx?): nginx serves what it said before; \`slipway router --once\`, or the next rollout, reloads it`);
+  else if (expected !== null && live !== expected) {
     drift.push(app.routing === 'dns'
       ? `nginx file ${file} differs from what the configuration renders to (the next rollout, or \`slipway router\` at its start, rewrites it)`
       : `nginx file ${file} differs from what the etcd keys render to (\`slipway router --once\` rewrites it)`);

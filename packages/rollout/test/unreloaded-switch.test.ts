@@ -10,6 +10,7 @@ import { acquireAppLock } from '../src/app-lock.js';
 import { containerSpec, DockerRuntime } from '../src/container-runtime.js';
 import { EtcdReleaseStore } from '../src/release-store.js';
 import { rollout } from '../src/rollout.js';
+import { appStatus } from '../src/status.js';
 import { buildImage, docker, fetchText, testApp, useRolloutWorld, watchServing } from './fixtures.js';
 
 /*
@@ -61,6 +62,10 @@ describe('a switch whose reload never came', () => {
   it('the router reloads it on its next sync, though the file is what etcd says', async () => {
     const app = await testApp({ replicas: 2 });
     await killedAfterRename(app);
+    // status does not call it in sync: the file is what etcd says, but nginx serves what it said before.
+    const before = await appStatus({ app, nginx: nginx.settings, docker, etcd });
+    expect(before.nginx.inSync).toBe(false);
+    expect(before.drift.join('\n')).toMatch(/nginx has not been asked to read .* since it was written/);
     const lines: string[] = [];
     const [result] = await routerOnce({ apps: { [app.name]: app }, nginx: nginx.settings, etcd, log: (l) => lines.push(l) });
     expect(result).toMatchObject({ outcome: 'applied' });
@@ -68,5 +73,6 @@ describe('a switch whose reload never came', () => {
     expect(await fetchText(app.listen)).toBe('200 v2');
     const [again] = await routerOnce({ apps: { [app.name]: app }, nginx: nginx.settings, etcd });
     expect(again, 'once read, a sync does nothing').toMatchObject({ outcome: 'unchanged' });
+    expect((await appStatus({ app, nginx: nginx.settings, docker, etcd })).nginx.inSync).toBe(true);
   });
 });
