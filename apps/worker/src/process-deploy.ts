@@ -17,6 +17,7 @@ import { recentHistory, resolveRef } from '@slipway/build/resolve-ref';
 import { buildImage, type BuiltImage } from '@slipway/build/build-image';
 import { runSteps, stepsForCommit } from '@slipway/build/steps';
 import { configuredRepository, OWNER_NAME } from '@slipway/forges/forge-address';
+import { currentRelease } from '@slipway/rollout/release-store';
 import { rollout } from '@slipway/rollout/rollout';
 import { FINAL_STATES, type JobRecord, type Step, type TestStepRun } from '@slipway/queue/job-types';
 import type { StepConfig } from '@slipway/config/types';
@@ -75,7 +76,8 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
   if (!(await lease.acquire())) {
     // A cancel that came while this waiting job was briefly taken (it is, every BUSY_RETRY_MS) found it running and
     // left only the stop key: a job that never started ends here, not when its app frees, maybe hours later.
-    if (await ctx.redis.exists(ctx.store.keys.cancel(id))) {
+    // Only a job never started: one an earlier attempt started may have gone live, which the attempt that gets the app finds out.
+    if (record.startedAt === null && await ctx.redis.exists(ctx.store.keys.cancel(id))) {
       const ended = await ctx.store.finish(id, 'cancelled', { error: 'cancelled while waiting' });
       ctx.feedback?.finished(ended);
       logger.info('cancelled while waiting for its app');
@@ -90,6 +92,8 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
   const log = await JobLog.open(ctx.store, id, { secrets: ctx.secrets, maxLines: ctx.config.jobs.log_max_lines, maxBytes: ctx.config.jobs.log_max_bytes });
   ctx.running.set(id, controller);
   try {
+    const wentLive = await liveFromEarlierAttempt(ctx, record, log);
+    if (wentLive) return wentLive;
     const newer = await supersedingJob(ctx, record, controller.signal);
     if (newer) {
       log.write(`superseded by job ${newer}: a newer push of ${record.app} replaces this one`);
@@ -135,6 +139,30 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     await dropSourceWhenDone(ctx, record);
     await promoteWaiting(ctx, record.app, id);
   }
+}
+
+/**
+ * A job an earlier attempt started, whose release etcd names as live: that
+ * attempt switched, and its worker stopped (killed, cut off) before it
+ * recorded the end. The job is what is live, so it ends completed here,
+ * whatever came since (a newer push waiting, a cancel: from the switch on,
+ * a deploy is not cancelled), instead of superseded, cancelled, or rolled
+ * out again. What the dead attempt had not finished (the previous
+ * release's containers) is removed by the app's next rollout, as strays.
+ */
+async function liveFromEarlierAttempt(ctx: DeployContext, record: JobRecord, log: JobLog): Promise<{ image: string; release: string } | null> {
+  if (record.startedAt === null) return null;
+  // Unreadable (etcd away): the attempt goes on, and meets etcd again at its switch.
+  const live = await currentRelease(ctx.etcd, record.app).catch(() => null);
+  if (live?.job !== record.id) return null;
+  log.write(`an earlier attempt of this job went live (${live.image}) and stopped before recording it: the job is recorded as completed; what that attempt left (the previous release's containers) is removed by ${record.app}'s next rollout`);
+  await rememberLive(ctx, record, log.write);
+  await log.flush();
+  await ctx.store.step(record.id, 'done');
+  const result = { image: live.image, release: record.id };
+  ctx.feedback?.finished(await ctx.store.finish(record.id, 'completed', { result }));
+  ctx.logger.info({ job: record.id, app: record.app, image: live.image }, 'went live in an earlier attempt; recorded as completed');
+  return result;
 }
 
 /**

@@ -283,8 +283,12 @@ describe('feedback across real deploys: commit statuses, notifications, /metrics
     await waitForStep(world.queue, String(first.body.job), 'build');
     const next = await commitVersion(repo, { version: 'next' });
     const second = await world.push(next, slow);
-    await world.queue.cancel(String(second.body.job));
     const ofNext = () => forge.seen.filter((s) => s.path.endsWith(next));
+    // Cancelled once the receiver's pending is in (a pending still on its way when the job ends is followed by the
+    // job's end from the receiver too, a second status this test does not count).
+    await until('the pending of the push', () => ofNext().some((s) => s.body.state === 'pending'));
+    await new Promise((r) => setTimeout(r, 200));
+    await world.queue.cancel(String(second.body.job));
     await until('the cancelled commit\'s final status', () => ofNext().some((s) => s.body.state === 'error'));
     expect(ofNext().every((s) => s.problems.length === 0)).toBe(true);
     expect(ofNext().at(-1)!.body).toMatchObject({ state: 'error', description: expect.stringMatching(/^Cancelled .*; not deployed$/) });

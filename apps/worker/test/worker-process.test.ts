@@ -95,6 +95,32 @@ describe('the worker process', () => {
     expect(left.map((c) => c.Labels['slipway.release'])).toEqual([second.id, second.id]);
   });
 
+  it('killed after its switch, then cancelled: the job ends completed (it is what is live), not cancelled, and is not rolled out again', async () => {
+    world = await workerWorld();
+    const [app] = world.apps;
+    workers.push(startWorker(world.configFile));
+    const first = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    expect((await waitForJob(world.queue, first.id)).state).toBe('completed');
+
+    const sha2 = await commitVersion(app!.repo, { version: `${app!.name} v2` });
+    // Slow requests in flight on the old containers hold the drain open long enough to kill the worker in it.
+    const load = startLoad({ url: app!.url, paths: ['/cgi-bin/slow'], clients: 4, keepAlive: false });
+    const second = await world.queue.enqueue({ app: app!.name, sha: sha2, ref: 'master', image: null, trigger: 'cli' });
+    await waitForStep(world.queue, second.id, 'drain');
+    workers[0]!.child.kill('SIGKILL');
+    await workers[0]!.exited;
+    await load.stop();
+    expect((await world.queue.store.mustGet(second.id)).state).toBe('active');
+    // An operator cancels the job that looks stuck: it is asked to stop, not ended as if nothing had happened.
+    expect((await world.queue.cancel(second.id)).state).toBe('active');
+    workers.push(startWorker(world.configFile));
+    const done = await waitForJob(world.queue, second.id);
+    expect(done.state, done.error ?? '').toBe('completed');
+    expect(done.attempts).toBe(1);
+    expect((await world.queue.store.readLog(second.id)).join('\n')).toContain('an earlier attempt of this job went live');
+    expect(await body(`${app!.url}/`)).toBe(`${app!.name} v2\n`);
+  });
+
   it('on SIGTERM stops taking jobs, lets the running one finish, and exits 0', async () => {
     world = await workerWorld({ buildDelay_s: 2 });
     const [app] = world.apps;

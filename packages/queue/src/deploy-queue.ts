@@ -224,7 +224,9 @@ export class DeployQueue {
       }
       const job = await this.bull.getJob(bullJobId(id));
       const state = job ? await job.getState() : 'unknown';
-      if (job && (state === 'waiting' || state === 'delayed' || state === 'prioritized')) {
+      // Waiting and never started: it ends here. One an attempt started and that waits again (its worker died, maybe
+      // after its switch) is asked to stop like a running one: the worker that takes it knows whether it went live.
+      if (job && record.startedAt === null && (state === 'waiting' || state === 'delayed' || state === 'prioritized')) {
         try {
           // Marked first: should the record's finish fail below, repairOrphans finds a cancelled job, not an orphan to queue again.
           await this.redis.set(this.store.keys.cancel(id), '1', 'EX', 3600);
