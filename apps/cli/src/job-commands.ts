@@ -240,7 +240,9 @@ export async function cancel(ctx: CliContext, argv: string[]): Promise<number> {
     ctx.terminal.out(`job ${id} cancelled (it had not started)`);
     return 0;
   }
-  ctx.terminal.err(`job ${id} is running; it stops at the next safe point (never mid-cutover)…`);
+  ctx.terminal.err(after.state === 'waiting'
+    ? `job ${id} waits to run again after an attempt; it is cancelled when a worker takes it up (completed instead, if that attempt went live)…`
+    : `job ${id} is running; it stops at the next safe point (never mid-cutover)…`);
   const deadline = Date.now() + WAIT_FOR_STOP_MS;
   while (Date.now() < deadline) {
     const record = await queue.store.mustGet(id);
