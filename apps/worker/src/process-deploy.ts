@@ -17,7 +17,7 @@ import { recentHistory, resolveRef } from '@slipway/build/resolve-ref';
 import { buildImage, type BuiltImage } from '@slipway/build/build-image';
 import { runSteps, stepsForCommit } from '@slipway/build/steps';
 import { configuredRepository, OWNER_NAME } from '@slipway/forges/forge-address';
-import { currentRelease } from '@slipway/rollout/release-store';
+import { currentRelease, type ReleaseRecord } from '@slipway/rollout/release-store';
 import { rollout } from '@slipway/rollout/rollout';
 import { FINAL_STATES, type JobRecord, type Step, type TestStepRun } from '@slipway/queue/job-types';
 import type { StepConfig } from '@slipway/config/types';
@@ -92,27 +92,15 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
   const log = await JobLog.open(ctx.store, id, { secrets: ctx.secrets, maxLines: ctx.config.jobs.log_max_lines, maxBytes: ctx.config.jobs.log_max_bytes });
   ctx.running.set(id, controller);
   try {
-    const wentLive = await liveFromEarlierAttempt(ctx, record, log);
-    if (wentLive) return wentLive;
-    const newer = await supersedingJob(ctx, record, controller.signal);
-    if (newer) {
-      log.write(`superseded by job ${newer}: a newer push of ${record.app} replaces this one`);
-      await log.flush();
-      ctx.feedback?.finished(await ctx.store.finish(id, 'superseded', { supersededBy: newer }));
-      logger.info({ by: newer }, 'superseded');
-      return { superseded: newer };
+    const wentLive = await liveFromEarlierAttempt(ctx, record);
+    // On one engine the job is recorded as it is; a swarm's rollout takes up the live service where the dead attempt stopped.
+    if (wentLive && !ctx.manager) return await recordWentLive(ctx, record, log, wentLive);
+    if (wentLive) log.write(`an earlier attempt of this job went live (${wentLive.image}) and stopped before its end: taken up where it stopped (a cancel or a newer job no longer applies)`);
+    else {
+      const gaveWay = await givesWay(ctx, record, log, controller.signal);
+      if (gaveWay) return gaveWay;
+      if (await ctx.redis.exists(ctx.store.keys.cancel(id))) controller.abort();
     }
-    const live = await staleAgainstLive(ctx, record, controller.signal);
-    if (live) {
-      log.write(live.branchAt
-        ? `a forced push of ${record.sha} says ${record.app}'s branch moved back to it, but the branch is at ${live.branchAt}: not rolled back (slipway deploy --ref does that on purpose)`
-        : `commit ${record.sha} is already live for ${record.app} (job ${live.liveJob ?? '?'}), or older than what is: a push does not roll an app back (a forced push, or slipway deploy --ref, does)`);
-      await log.flush();
-      ctx.feedback?.finished(await ctx.store.finish(id, 'superseded', { supersededBy: live.liveJob }));
-      logger.info({ live: live.liveSha }, 'stale push; superseded by what is live');
-      return { superseded: live.liveJob, stale: true };
-    }
-    if (await ctx.redis.exists(ctx.store.keys.cancel(id))) controller.abort();
 
     // Attempts started, ours: BullMQ's attemptsMade counts failures only, so a run cut short by a dead worker would not show.
     const attempt = ((await ctx.store.get(id))?.attempts ?? 0) + 1;
@@ -142,19 +130,55 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
 }
 
 /**
- * A job an earlier attempt started, whose release etcd names as live: that
- * attempt switched, and its worker stopped (killed, cut off) before it
- * recorded the end. The job is what is live, so it ends completed here,
- * whatever came since (a newer push waiting, a cancel: from the switch on,
- * a deploy is not cancelled), instead of superseded, cancelled, or rolled
- * out again. What the dead attempt had not finished (the previous
- * release's containers) is removed by the app's next rollout, as strays.
+ * Whether the job gives way before anything runs: superseded by a newer
+ * job (supersedingJob), or a push of a commit live already or older than
+ * it (staleAgainstLive). Ends the record and returns the job's result then.
  */
-async function liveFromEarlierAttempt(ctx: DeployContext, record: JobRecord, log: JobLog): Promise<{ image: string; release: string } | null> {
+async function givesWay(ctx: DeployContext, record: JobRecord, log: JobLog, signal: AbortSignal): Promise<{ superseded: string | null; stale?: true } | null> {
+  const id = record.id;
+  const logger = ctx.logger.child({ job: id, app: record.app });
+  const newer = await supersedingJob(ctx, record, signal);
+  if (newer) {
+    log.write(`superseded by job ${newer}: a newer push of ${record.app} replaces this one`);
+    await log.flush();
+    ctx.feedback?.finished(await ctx.store.finish(id, 'superseded', { supersededBy: newer }));
+    logger.info({ by: newer }, 'superseded');
+    return { superseded: newer };
+  }
+  const live = await staleAgainstLive(ctx, record, signal);
+  if (live) {
+    log.write(live.branchAt
+      ? `a forced push of ${record.sha} says ${record.app}'s branch moved back to it, but the branch is at ${live.branchAt}: not rolled back (slipway deploy --ref does that on purpose)`
+      : `commit ${record.sha} is already live for ${record.app} (job ${live.liveJob ?? '?'}), or older than what is: a push does not roll an app back (a forced push, or slipway deploy --ref, does)`);
+    await log.flush();
+    ctx.feedback?.finished(await ctx.store.finish(id, 'superseded', { supersededBy: live.liveJob }));
+    logger.info({ live: live.liveSha }, 'stale push; superseded by what is live');
+    return { superseded: live.liveJob, stale: true };
+  }
+  return null;
+}
+
+/**
+ * The release etcd names as live, when it is this job's and an earlier
+ * attempt started the job: that attempt switched, and its worker stopped
+ * (killed, cut off) before it recorded the end. Null otherwise, and when
+ * etcd cannot be read (the attempt goes on, and meets etcd at its switch).
+ */
+async function liveFromEarlierAttempt(ctx: DeployContext, record: JobRecord): Promise<ReleaseRecord | null> {
   if (record.startedAt === null) return null;
-  // Unreadable (etcd away): the attempt goes on, and meets etcd again at its switch.
   const live = await currentRelease(ctx.etcd, record.app).catch(() => null);
-  if (live?.job !== record.id) return null;
+  return live?.job === record.id ? live : null;
+}
+
+/**
+ * On one engine, a job whose earlier attempt went live (liveFromEarlierAttempt)
+ * ends completed as it is, whatever came since (a newer push waiting, a
+ * cancel: from the switch on, a deploy is not cancelled), instead of
+ * superseded, cancelled, or rolled out again. What the dead attempt had not
+ * finished (the previous release's containers) is removed by the app's
+ * next rollout, as strays.
+ */
+async function recordWentLive(ctx: DeployContext, record: JobRecord, log: JobLog, live: ReleaseRecord): Promise<{ image: string; release: string }> {
   log.write(`an earlier attempt of this job went live (${live.image}) and stopped before recording it: the job is recorded as completed; what that attempt left (the previous release's containers) is removed by ${record.app}'s next rollout`);
   await rememberLive(ctx, record, log.write);
   await log.flush();
