@@ -330,17 +330,20 @@ async function checkNginxConf(options: { nginx: SlipwayConfig['nginx']; app: str
  * them: a removed or renamed app's file kept routing its `listen` and
  * `server_name` to its old containers, and nginx, which takes the first of
  * two servers with the same name, could keep serving them instead of the
- * app that now has that name. Each file is complete in itself (its own
- * upstream and server), so removing one cannot break another's. Returns
- * the paths removed.
+ * app that now has that name. Only an app `ours` says this Slipway ran (its
+ * release is in this etcd) loses its file: another Slipway's apps, beside
+ * ours in a shared conf_dir, keep theirs. Each file is complete in itself
+ * (its own upstream and server), so removing one cannot break another's.
+ * Returns the paths removed.
  */
-export async function removeUnconfiguredApps(nginx: NginxTarget, apps: ReadonlySet<string>, log: (line: string) => void): Promise<string[]> {
+export async function removeUnconfiguredApps(nginx: NginxTarget, apps: ReadonlySet<string>, ours: (app: string) => Promise<boolean>, log: (line: string) => void): Promise<string[]> {
   const removed: string[] = [];
   for (const tier of [nginx, frontTarget(nginx)]) {
     if (tier === null) continue;
     const gone: string[] = [];
     for (const name of await readdir(tier.conf_dir).catch(() => [] as string[])) {
-      if (!nginxNames.isSlipwayFile(name) || apps.has(name.slice('slipway-'.length, -'.conf'.length))) continue;
+      const app = name.slice('slipway-'.length, -'.conf'.length);
+      if (!nginxNames.isSlipwayFile(name) || apps.has(app) || !(await ours(app))) continue;
       await rm(join(tier.conf_dir, name), { force: true });
       gone.push(join(tier.conf_dir, name));
     }

@@ -92,14 +92,16 @@ export async function watchRouter(options: WatchRouterOptions): Promise<RouterHa
 
 /**
  * `slipway router --once` (and the start of watching): the files of apps
- * no longer configured removed (removeUnconfiguredApps), then every
+ * no longer configured, and whose release is in this etcd, removed
+ * (removeUnconfiguredApps), then every
  * `routing: upstream` app, etcd → nginx,
  * SYNC_CONCURRENCY at a time (results in the apps' order). Throws
  * UnavailableError when etcd cannot be reached; per-app failures are in
  * the results (the CLI exits 1 when one has `outcome: 'failed'`).
  */
 export async function routerOnce(options: RouterOptions): Promise<RouteSyncResult[]> {
-  await removeUnconfiguredApps(options.nginx, new Set(Object.keys(options.apps)), options.log ?? (() => {}));
+  const ours = (app: string) => etcdCall(`reading ${app}'s release`, () => options.etcd.get(etcdKeys.release(app)).exists());
+  await removeUnconfiguredApps(options.nginx, new Set(Object.keys(options.apps)), ours, options.log ?? (() => {}));
   const apps = Object.values(options.apps).filter((app) => app.routing === 'upstream');
   const results: RouteSyncResult[] = [];
   await inTurns(apps, async (app, i) => {

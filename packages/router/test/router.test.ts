@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import type { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '@slipway/core/run-command';
@@ -71,7 +71,11 @@ describe('router', () => {
     await etcd.put(`${two.etcd_prefix}/aaaaaaaaaaaa`).value(address(2));
     await routerOnce({ apps, nginx: nginx.settings, etcd });
     expect(await fetchText(two.listen)).toBe('200 c');
-    // `two` is gone from the configuration (renamed, say): its file goes, and nginx stops listening for it.
+    // Another Slipway's app beside ours in the same conf_dir (no release in our etcd): its file is not ours to remove.
+    const theirs = nginxNames.path(nginx.settings.conf_dir, testAppName());
+    await writeFile(theirs, '# another Slipway\'s app\n');
+    // `two` is gone from the configuration (renamed, say), after it went live: its file goes, and nginx stops listening for it.
+    await etcd.put(etcdKeys.release(two.name)).value(JSON.stringify({ sha: null, image: 'x', job: '1', at: new Date().toISOString() }));
     const lines: string[] = [];
     const results = await routerOnce({ apps: { [one.name]: one, [off.name]: off }, nginx: nginx.settings, etcd, log: (l) => lines.push(l) });
     expect(results.map((r) => [r.app, r.outcome])).toEqual([[one.name, 'unchanged']]);
@@ -79,6 +83,9 @@ describe('router', () => {
     expect(lines.join('\n')).toContain(`removed ${nginxNames.path(nginx.settings.conf_dir, two.name)}: no app of that name is configured any more`);
     await within(3000, async () => (await fetchText(two.listen)).startsWith('error'), `nginx no longer serving ${two.name}`);
     expect(await fetchText(one.listen)).toBe('200 a');
+    expect(await readFile(theirs, 'utf8')).toBe('# another Slipway\'s app\n');
+    await rm(theirs);
+    await etcd.delete().key(etcdKeys.release(two.name));
   });
 
   it('--once syncs apps side by side, so that their switches share reloads', async () => {
