@@ -125,13 +125,12 @@ const MAX_SEARCH = 200;
 
 /** `?app=&state=&trigger=&q=&before=&limit=` of `GET /api/jobs`, validated; empty values mean "any". */
 function jobQuery(query: Record<string, unknown>): Required<Pick<ListOptions, 'limit'>> & ListOptions {
-  const app = single(query.app, 'app');
+  const app = appFilter(query.app);
   const state = single(query.state, 'state');
   const trigger = single(query.trigger, 'trigger');
   const search = single(query.q, 'q');
   const before = single(query.before, 'before');
   const limitText = single(query.limit, 'limit');
-  if (app && !APP_NAME.test(app)) throw new InvalidInputError(`app: not an app name: ${JSON.stringify(app.slice(0, 80))}`);
   if (state && !JOB_STATES.includes(state as JobState)) throw new InvalidInputError(`state: one of ${JOB_STATES.join(', ')}`);
   if (trigger && !TRIGGERS.includes(trigger as Trigger)) throw new InvalidInputError(`trigger: one of ${TRIGGERS.join(', ')}`);
   if (search.length > MAX_SEARCH) throw new InvalidInputError(`q: at most ${MAX_SEARCH} characters`);
@@ -142,6 +141,13 @@ function jobQuery(query: Record<string, unknown>): Required<Pick<ListOptions, 'l
     app: app || undefined, state: (state || undefined) as JobState | undefined, trigger: (trigger || undefined) as Trigger | undefined,
     search: search || undefined, before: before || undefined, limit,
   };
+}
+
+/** An `?app=` filter of the API: an app's name, or '' for every app; anything else is refused (never read as "every app"). */
+export function appFilter(value: unknown): string {
+  const app = single(value, 'app');
+  if (app && !APP_NAME.test(app)) throw new InvalidInputError(`app: not an app name: ${JSON.stringify(app.slice(0, 80))}`);
+  return app;
 }
 
 function single(value: unknown, name: string): string {

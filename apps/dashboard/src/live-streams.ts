@@ -2,14 +2,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Router, type Request, type Response } from 'express';
 import type { Redis } from 'ioredis';
 import type { Logger } from '@slipway/core/logger';
-import { InvalidInputError, SlipwayError } from '@slipway/core/slipway-error';
-import { isAppName } from '@slipway/core/validate';
+import { SlipwayError } from '@slipway/core/slipway-error';
 import type { DeployQueue } from '@slipway/queue/deploy-queue';
 import type { JobEvent, JobStore } from '@slipway/queue/job-store';
 import { FINAL_STATES } from '@slipway/queue/job-types';
 import { withRedis } from '@slipway/queue/redis';
 import { exemptFromDeadline } from './http-guards.js';
-import { jobView, lineNumber } from './jobs-api.js';
+import { appFilter, jobView, lineNumber } from './jobs-api.js';
 
 // What the dashboard keeps open: Server-Sent Events responses, the slots
 // that bound how many there are, a job's log followed line by line, and
@@ -90,12 +89,9 @@ export function streamsApi(options: StreamsApiOptions): Router {
   return router;
 }
 
-/** `/api/events`' `app`, or null for every app; anything but an app name is refused, as `/api/jobs` refuses it (not read as "every app"). */
+/** `/api/events`' `app`, or null for every app. */
 function eventsApp(req: Request): string | null {
-  const app = req.query.app;
-  if (app === undefined) return null;
-  if (typeof app !== 'string' || !isAppName(app)) throw new InvalidInputError(`app: not an app name: ${JSON.stringify(String(app).slice(0, 80))}`);
-  return app;
+  return appFilter(req.query.app) || null;
 }
 
 function headOfStream(res: Response): void {

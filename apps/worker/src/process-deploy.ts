@@ -93,11 +93,16 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
   ctx.running.set(id, controller);
   try {
     const wentLive = await liveFromEarlierAttempt(ctx, record);
-    // On one engine the job is recorded as it is; a swarm's rollout takes up the live service where the dead attempt stopped.
-    if (wentLive && !ctx.manager) return await recordWentLive(ctx, record, log, wentLive);
+    // Whatever came since (a newer push waiting, a cancel: from the switch on, a deploy is not cancelled), it is what is
+    // live. On one engine it is recorded as it is (the previous release's containers go at the next rollout, as strays);
+    // a swarm's rollout takes up the live service where the dead attempt stopped.
+    if (wentLive && !ctx.manager) {
+      log.write(`an earlier attempt of this job went live (${wentLive.image}) and stopped before recording it: the job is recorded as completed; what that attempt left (the previous release's containers) is removed by ${record.app}'s next rollout`);
+      return await complete(ctx, record, log, { image: wentLive.image, release: id }, logger, 'went live in an earlier attempt; recorded as completed');
+    }
     if (wentLive) log.write(`an earlier attempt of this job went live (${wentLive.image}) and stopped before its end: taken up where it stopped (a cancel or a newer job no longer applies)`);
     else {
-      const gaveWay = await givesWay(ctx, record, log, controller.signal);
+      const gaveWay = await givesWay(ctx, record, log, logger, controller.signal);
       if (gaveWay) return gaveWay;
       if (await ctx.redis.exists(ctx.store.keys.cancel(id))) controller.abort();
     }
@@ -109,13 +114,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     if (started.state !== 'active') return { skipped: started.state };
     ctx.feedback?.started(started, attempt);
     logger.info({ attempt }, 'deploy started');
-    const result = await deploy(ctx, record, log, controller.signal, attempt, progress);
-    await rememberLive(ctx, record, log.write);
-    await log.flush();
-    await ctx.store.step(id, 'done');
-    ctx.feedback?.finished(await ctx.store.finish(id, 'completed', { result }));
-    logger.info({ image: result.image }, 'deploy completed');
-    return result;
+    return await complete(ctx, record, log, await deploy(ctx, record, log, controller.signal, attempt, progress), logger, 'deploy completed');
   } catch (err) {
     return await settleFailure(ctx, job, token, record, log, err, controller.signal, progress);
   } finally {
@@ -134,9 +133,8 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
  * job (supersedingJob), or a push of a commit live already or older than
  * it (staleAgainstLive). Ends the record and returns the job's result then.
  */
-async function givesWay(ctx: DeployContext, record: JobRecord, log: JobLog, signal: AbortSignal): Promise<{ superseded: string | null; stale?: true } | null> {
+async function givesWay(ctx: DeployContext, record: JobRecord, log: JobLog, logger: Logger, signal: AbortSignal): Promise<{ superseded: string | null; stale?: true } | null> {
   const id = record.id;
-  const logger = ctx.logger.child({ job: id, app: record.app });
   const newer = await supersedingJob(ctx, record, signal);
   if (newer) {
     log.write(`superseded by job ${newer}: a newer push of ${record.app} replaces this one`);
@@ -170,22 +168,13 @@ async function liveFromEarlierAttempt(ctx: DeployContext, record: JobRecord): Pr
   return live?.job === record.id ? live : null;
 }
 
-/**
- * On one engine, a job whose earlier attempt went live (liveFromEarlierAttempt)
- * ends completed as it is, whatever came since (a newer push waiting, a
- * cancel: from the switch on, a deploy is not cancelled), instead of
- * superseded, cancelled, or rolled out again. What the dead attempt had not
- * finished (the previous release's containers) is removed by the app's
- * next rollout, as strays.
- */
-async function recordWentLive(ctx: DeployContext, record: JobRecord, log: JobLog, live: ReleaseRecord): Promise<{ image: string; release: string }> {
-  log.write(`an earlier attempt of this job went live (${live.image}) and stopped before recording it: the job is recorded as completed; what that attempt left (the previous release's containers) is removed by ${record.app}'s next rollout`);
+/** The job's end once what it deploys is live: remembered as live (so later pushes of older commits are stale), recorded completed. */
+async function complete<R extends NonNullable<JobRecord['result']>>(ctx: DeployContext, record: JobRecord, log: JobLog, result: R, logger: Logger, message: string): Promise<R> {
   await rememberLive(ctx, record, log.write);
   await log.flush();
   await ctx.store.step(record.id, 'done');
-  const result = { image: live.image, release: record.id };
   ctx.feedback?.finished(await ctx.store.finish(record.id, 'completed', { result }));
-  ctx.logger.info({ job: record.id, app: record.app, image: live.image }, 'went live in an earlier attempt; recorded as completed');
+  logger.info({ image: result.image }, message);
   return result;
 }
 

@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import type { Logger } from '@slipway/core/logger';
 import type { SlipwayConfig } from '@slipway/config/types';
 import type { JobStore } from '@slipway/queue/job-store';
-import { FINAL_STATES, type JobState, type Push } from '@slipway/queue/job-types';
+import type { JobState, Push } from '@slipway/queue/job-types';
 import { CommitStatuses, ForgeStatusSender } from './commit-status.js';
 import { BackgroundDelivery, type RetryPolicy } from './delivery.js';
 import { dashboardUrl, failureKind } from './job-wording.js';
@@ -85,7 +85,8 @@ export class ReceiverFeedback {
   private async followUp(id: string, delivered: JobState): Promise<void> {
     const { store } = this.options.queue;
     const record = await store.get(id).catch(() => null);
-    if (!record || record.state === delivered || record.state === 'waiting' || FINAL_STATES.has(delivered)) return;
+    // A final state never changes, so once one was delivered this ends here.
+    if (!record || record.state === delivered || record.state === 'waiting') return;
     const state = record.state;
     this.statuses.post(record, {
       failureKind: state === 'failed' ? failureKind(record.fault ?? 'slipway') : undefined,

@@ -176,8 +176,8 @@ async function routingDrift(options: AppStatusOptions, file: string, live: strin
   }
   const frontOk = await frontInSync(options, drift);
   // The file as it should be, but nginx never asked to read it (a worker stopped between its rename and its reload):
-  // nginx still serves what the file said before.
-  const read = live === null || await reloadSignalledFor(options.nginx, file);
+  // nginx still serves what the file said before. (A file that differs is said to differ.)
+  const read = live === null || live !== expected || await reloadSignalledFor(options.nginx, file);
   const inSync = live !== null && expected !== null && live === expected && frontOk && read;
   if (app.routing === 'dns' && options.dns && keys.length > 0) {
     const host = dnsNames.host(app.name, options.dns.domain);
