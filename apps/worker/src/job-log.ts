@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { scrubLine } from '@slipway/core/logger';
 import type { JobStore } from '@slipway/queue/job-store';
 
@@ -107,6 +108,8 @@ export class JobLog {
   private noticed = false;
   private dropped = { lines: 0, bytes: 0 };
   private lost = { lines: 0, bytes: 0, error: '' };
+  /** This log's name and count of batches for appendLog: a batch ioredis sends again after a reconnect is kept once. */
+  private readonly writer = { name: randomUUID(), batch: 0 };
 
   /**
    * The log of job `id`, counting what earlier attempts of the job wrote
@@ -200,7 +203,8 @@ export class JobLog {
         while (this.pending.length > 0) {
           const batch = this.pending.length <= BATCH_LINES ? this.pending : this.pending.slice(0, BATCH_LINES);
           this.pending = batch === this.pending ? [] : this.pending.slice(BATCH_LINES);
-          await this.store.appendLog(this.id, batch).catch((err: Error) => {
+          this.writer.batch += 1;
+          await this.store.appendLog(this.id, batch, this.writer).catch((err: Error) => {
             // Redis refused the lines (the worker's connection waits out a disconnection): say so at the end.
             this.lost.lines += batch.length;
             for (const line of batch) this.lost.bytes += Buffer.byteLength(line) + 1;

@@ -1,7 +1,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_LINE_BYTES } from '@slipway/core/logger';
-import { testStack, uniqueName } from '@slipway/devstack/testing';
+import { startRedisRelay, testStack, uniqueName } from '@slipway/devstack/testing';
 import { JobStore } from '@slipway/queue/job-store';
 import { connectRedis, type Redis } from '@slipway/queue/redis';
 import { JobLog } from '../src/job-log.js';
@@ -155,4 +155,28 @@ describe('JobLog', () => {
     expect(lineBytes(final)).toBeLessThanOrEqual(10 * 1024 * 1024);
     expect(final.at(-1)).toBe(`3000000 ${filler}`);
   }, 120_000);
+
+  it('keeps a batch once when its answer is lost and ioredis sends it again (Redis had added it)', async () => {
+    const relay = await startRedisRelay(testStack().redis!.url);
+    const relayed = connectRedis(relay.url, 'worker');
+    try {
+      const through = new JobStore(relayed, prefix);
+      // The script is loaded on the connection first: the cut must come after it ran, not after a NOSCRIPT.
+      await through.appendLog(newJob(), ['warm']);
+      const id = newJob();
+      const log = new JobLog(through, id);
+      log.write('first');
+      await log.flush();
+      relay.dropReplyTo(store.keys.log(id));
+      log.write('second\nthird');
+      await log.flush();
+      log.write('fourth');
+      await log.flush();
+      expect(relay.drops()).toBe(1);
+      expect(await store.readLog(id)).toEqual(['first', 'second', 'third', 'fourth']);
+    } finally {
+      relayed.disconnect();
+      relay.close();
+    }
+  });
 });

@@ -49,14 +49,15 @@ describe('JobStore retention', () => {
     tmp.remove();
   });
 
-  /** What is left of each job: its record, its log, its place in the app's list. */
+  /** What is left of each job: its record, its log (and its writers' batch numbers), its place in the app's list. */
   async function remaining(store: JobStore, app: string, ids: string[]): Promise<string[]> {
     const listed = new Set((await store.list({ app, limit: 1000 })).map((job) => job.id));
     const left: string[] = [];
     for (const id of ids) {
       const record = await store.get(id);
       const log = await store.logLength(id);
-      expect([record !== null, log > 0, listed.has(id)], `job ${id}: record, log and index go together`).toEqual(record ? [true, true, true] : [false, false, false]);
+      const writers = await redis.exists(store.keys.logWriters(id));
+      expect([record !== null, log > 0, writers === 1, listed.has(id)], `job ${id}: record, log and index go together`).toEqual(record ? [true, true, true, true] : [false, false, false, false]);
       if (record) left.push(id);
     }
     return left;

@@ -32,6 +32,12 @@ const DELETE_IF_EQUAL = `if redis.call('get', KEYS[1]) == ARGV[1] then return re
 /** States of a newer job that make an older one pointless to deploy. */
 const SUPERSEDING: ReadonlySet<JobState> = new Set(['waiting', 'active', 'completed']);
 
+/** Who appends a batch to a job's log, and which of its batches it is (1, 2, ...). */
+export interface LogWriter {
+  name: string;
+  batch: number;
+}
+
 export interface ListOptions {
   app?: string;
   state?: JobState;
@@ -186,6 +192,22 @@ end
 return out`;
 
 /**
+ * Appends ARGV[3..] to the log KEYS[1] unless writer ARGV[1] already
+ * appended its batch ARGV[2] (KEYS[2] keeps each writer's last): ioredis
+ * sends a command again when the connection drops before its answer, and
+ * Redis may have run it. Returns the log's length. RPUSH in slices, as
+ * `unpack` of thousands of values overflows Lua's stack.
+ */
+const APPEND_LOG = `
+local last = tonumber(redis.call('hget', KEYS[2], ARGV[1]) or '0')
+local batch = tonumber(ARGV[2])
+if last >= batch then return redis.call('llen', KEYS[1]) end
+redis.call('hset', KEYS[2], ARGV[1], batch)
+local length = 0
+for i = 3, #ARGV, 1000 do length = redis.call('rpush', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
+return length`;
+
+/**
  * Runs CREATE_JOBS by its SHA1 (EVALSHA, loading it once per connection)
  * rather than sending the whole script with every webhook.
  */
@@ -206,6 +228,7 @@ export function defineJobScripts(redis: Redis): void {
   const defined = redis as unknown as Record<string, unknown>;
   if (!defined.slipwayCreateJobs) redis.defineCommand('slipwayCreateJobs', { lua: CREATE_JOBS });
   if (!defined.slipwayUpdateJob) redis.defineCommand('slipwayUpdateJob', { lua: UPDATE_JOB });
+  if (!defined.slipwayAppendLog) redis.defineCommand('slipwayAppendLog', { numberOfKeys: 2, lua: APPEND_LOG });
   defineRetentionScript(redis);
 }
 
@@ -626,10 +649,17 @@ export class JobStore {
     return this.redis.zrange(this.keys.waiting(app), 0, -1);
   }
 
-  /** Appends lines to a job's log; returns the number of the last one (1-based). */
-  async appendLog(id: string, lines: readonly string[]): Promise<number> {
+  /**
+   * Appends lines to a job's log once, even when ioredis sends them again
+   * after a reconnect; returns the number of the last one (1-based). A
+   * writer that appends several batches names itself and numbers them from
+   * 1 (each batch after the one before it resolved); one without
+   * `writer` appends a single batch.
+   */
+  async appendLog(id: string, lines: readonly string[], writer: LogWriter = { name: randomUUID(), batch: 1 }): Promise<number> {
     if (lines.length === 0) return this.redis.llen(this.keys.log(id));
-    return this.redis.rpush(this.keys.log(id), ...lines);
+    const commands = this.redis as unknown as { slipwayAppendLog: (...a: Array<string | number>) => Promise<number> };
+    return commands.slipwayAppendLog(this.keys.log(id), this.keys.logWriters(id), writer.name, writer.batch, ...lines);
   }
 
   /** Lines `from`..`to` (1-based, inclusive; `to` -1 = the end). */

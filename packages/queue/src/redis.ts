@@ -126,6 +126,8 @@ export function keys(prefix: string) {
     apps: `${prefix}:jobs:apps`,
     job: (id: string) => `${prefix}:job:${id}`,
     log: (id: string) => `${prefix}:job:${id}:log`,
+    /** The last batch number each writer of the log appended (see JobStore.appendLog): a batch ioredis sends again is not added twice. */
+    logWriters: (id: string) => `${prefix}:job:${id}:log-writers`,
     cancel: (id: string) => `${prefix}:job:${id}:cancel`,
     /** Set (briefly) while the job waits for its app to be free, not for a retry's backoff: the one a finished deploy may wake. */
     waitingForApp: (id: string) => `${prefix}:job:${id}:waiting-for-app`,
@@ -134,7 +136,6 @@ export function keys(prefix: string) {
     /** Claimed by the one worker that reports a job cancelled while waiting to its forge. */
     cancelReported: (id: string) => `${prefix}:job:${id}:feedback-cancelled`,
     delivery: (provider: string, id: string) => `${prefix}:delivery:${provider}:${id}`,
-    /** A webhook queued this commit of this app (the job id), kept for the delivery retention: a replay is a duplicate. */
     /** A webhook queued `sha` for `app`; a forced push's mark also names the head it replaced (`before`): see JobGroup.guard. */
     pushed: (app: string, sha: string, before?: string) => `${prefix}:app:${app}:pushed:${sha}${before ? `:${before}` : ''}`,
     /** The live release's commit and its recent ancestors: a push of one of them is stale. */
