@@ -100,7 +100,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
       log.write(`an earlier attempt of this job went live (${wentLive.image}) and stopped before recording it: the job is recorded as completed; what that attempt left (the previous release's containers) is removed by ${record.app}'s next rollout`);
       return await complete(ctx, record, log, { image: wentLive.image, release: id }, logger, 'went live in an earlier attempt; recorded as completed');
     }
-    if (wentLive) log.write(`an earlier attempt of this job went live (${wentLive.image}) and stopped before its end: taken up where it stopped (a cancel or a newer job no longer applies)`);
+    if (wentLive) log.write(`an earlier attempt of this job went live (${wentLive.image}) and stopped before its end: taken up where it stopped, with that image, not built again (a cancel or a newer job no longer applies)`);
     else {
       const gaveWay = await givesWay(ctx, record, log, logger, controller.signal);
       if (gaveWay) return gaveWay;
@@ -114,7 +114,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     if (started.state !== 'active') return { skipped: started.state };
     ctx.feedback?.started(started, attempt);
     logger.info({ attempt }, 'deploy started');
-    return await complete(ctx, record, log, await deploy(ctx, record, log, controller.signal, attempt, progress), logger, 'deploy completed');
+    return await complete(ctx, record, log, await deploy(ctx, record, log, controller.signal, attempt, progress, wentLive), logger, 'deploy completed');
   } catch (err) {
     return await settleFailure(ctx, job, token, record, log, err, controller.signal, progress);
   } finally {
@@ -309,18 +309,59 @@ interface Progress {
   reachedSwitch: boolean;
 }
 
-async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal: AbortSignal, attempt: number, progress: Progress): Promise<NonNullable<JobRecord['result']>> {
+/**
+ * Builds, tests and rolls out the job's commit (or rolls out its image).
+ * A job whose earlier attempt went live on a swarm (`wentLive`) is rolled
+ * out from where that attempt stopped, with the image that went live: it
+ * was built, tested and published then, and a build now (on another host,
+ * without its cache) would be other bits under the same tag; and from its
+ * switch on, a cancel no longer applies to it.
+ */
+async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal: AbortSignal, attempt: number, progress: Progress, wentLive: ReleaseRecord | null): Promise<NonNullable<JobRecord['result']>> {
   const app = appForJob(ctx, record);
-  // One step update at a time: each is a read-modify-write of the timeline, and the rollout reports
+  // One record update at a time: each step is a read-modify-write of the timeline, and the rollout reports
   // its steps without waiting (a first release's `switch` and `drain` come a moment apart).
-  let steps: Promise<void> = Promise.resolve();
-  const step = (s: Step) => (steps = steps.catch(() => {}).then(() => ctx.store.step(record.id, s)));
+  let updates: Promise<void> = Promise.resolve();
+  const inOrder: InOrder = (update) => (updates = updates.catch(() => {}).then(async () => void (await update())));
+  const step = (s: Step) => inOrder(() => ctx.store.step(record.id, s));
+  log.write(`job ${record.id} (${record.trigger}) for ${record.app}, attempt ${attempt}${record.sha ? `, commit ${record.sha}` : ''}${record.image ? `, image ${record.image}` : ''}`);
+  let image: string;
+  if (wentLive) {
+    progress.reachedSwitch = true;
+    image = wentLive.image;
+    signal = unlessCancelled(signal);
+  } else {
+    image = await buildAndTest(ctx, app, record, log, signal, inOrder);
+    if (signal.aborted) throw new SlipwayError('cancelled', 'cancelled by request');
+  }
+  log.section(`rollout of ${image}`);
+  const live = await rollout({
+    app, nginx: { ...ctx.config.nginx, batchMs: ctx.config.router.batch_ms }, dns: ctx.config.dns, image, sha: record.sha, job: record.id,
+    docker: ctx.docker, etcd: ctx.etcd, log: log.write, signal, engine: ctx.config.engine, manager: ctx.manager,
+    onStep: (s) => {
+      if (s === 'switch') progress.reachedSwitch = true;
+      void step(s).catch(() => {});
+    },
+  });
+  await updates.catch(() => {});
+  ctx.feedback?.rolledOut(app.name, live);
+  // Kept with the job: a drain that ran out of drain_s is shown wherever the job is, not only in its log.
+  return { image, release: record.id, ...(live.drain ? { drain: { ms: live.drain.ms, open: live.drain.open } } : {}) };
+}
+
+/** Runs record updates one after another; resolves when this one (and all before it) is done. */
+type InOrder = (update: () => Promise<unknown>) => Promise<void>;
+
+/**
+ * The job's image: its commit checked out (or its pushed tree) and built,
+ * then its test steps run in it; or the image the job names. Throws
+ * `cancelled` once `signal` is aborted between two of these.
+ */
+async function buildAndTest(ctx: DeployContext, app: ReturnType<typeof appForJob>, record: JobRecord, log: JobLog, signal: AbortSignal, inOrder: InOrder): Promise<string> {
   const throwIfCancelled = () => {
     if (signal.aborted) throw new SlipwayError('cancelled', 'cancelled by request');
   };
-  log.write(`job ${record.id} (${record.trigger}) for ${record.app}, attempt ${attempt}${record.sha ? `, commit ${record.sha}` : ''}${record.image ? `, image ${record.image}` : ''}`);
   throwIfCancelled();
-
   let image = record.image;
   // A built commit's test steps (the config's, else its .slipway.yml's), known before the build so a bad file fails at once. Image deploys run none.
   let tests: StepConfig[] = [];
@@ -328,18 +369,18 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
   if (record.sourceDir && !pushedTree) log.write(`the pushed tree of this job is gone (the push was refused); checking out ${record.sha?.slice(0, 12)} instead`);
   if (!image && pushedTree && record.sha) {
     tests = await stepsForCommit(app, pushedTree, record.sha, log.write);
-    await step('build');
+    await inOrder(() => ctx.store.step(record.id, 'build'));
     log.section(`build slipway/${app.name}:${record.sha.slice(0, 12)} from the pushed tree`);
     image = built(ctx, app.name, await buildImage({ app, dir: pushedTree, sha: record.sha, docker: ctx.docker, log: log.write, signal }));
   } else if (!image) {
     if (!record.sha) throw new SlipwayError('invalid_job', 'job has neither a commit nor an image');
-    await step('checkout');
+    await inOrder(() => ctx.store.step(record.id, 'checkout'));
     log.section(`checkout ${record.sha.slice(0, 12)}`);
     const tree = await checkout({ app, sha: record.sha, branch: app.branch, workdir: ctx.config.workdir, log: log.write, signal });
     try {
       tests = await stepsForCommit(app, tree.dir, record.sha, log.write);
       throwIfCancelled();
-      await step('build');
+      await inOrder(() => ctx.store.step(record.id, 'build'));
       log.section(`build slipway/${app.name}:${record.sha.slice(0, 12)}`);
       image = built(ctx, app.name, await buildImage({ app, dir: tree.dir, sha: record.sha, docker: ctx.docker, log: log.write, signal }));
     } finally {
@@ -348,7 +389,7 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
   }
   throwIfCancelled();
   if (tests.length > 0) {
-    await step('test');
+    await inOrder(() => ctx.store.step(record.id, 'test'));
     log.section(`test ${image}: ${tests.map((t) => t.name).join(', ')}`);
     const runs: TestStepRun[] = [];
     await runSteps({
@@ -360,24 +401,26 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
         if (at < 0) runs.push(run);
         else runs[at] = run;
         const snapshot = [...runs];
-        steps = steps.catch(() => {}).then(() => ctx.store.update(record.id, { tests: snapshot }).then(() => {}));
+        void inOrder(() => ctx.store.update(record.id, { tests: snapshot })).catch(() => {});
       },
-    }).finally(() => steps.catch(() => {}));
+    }).finally(() => inOrder(async () => {}).catch(() => {}));
   }
-  throwIfCancelled();
-  log.section(`rollout of ${image}`);
-  const live = await rollout({
-    app, nginx: { ...ctx.config.nginx, batchMs: ctx.config.router.batch_ms }, dns: ctx.config.dns, image, sha: record.sha, job: record.id,
-    docker: ctx.docker, etcd: ctx.etcd, log: log.write, signal, engine: ctx.config.engine, manager: ctx.manager,
-    onStep: (s) => {
-      if (s === 'switch') progress.reachedSwitch = true;
-      void step(s).catch(() => {});
-    },
-  });
-  await steps.catch(() => {});
-  ctx.feedback?.rolledOut(app.name, live);
-  // Kept with the job: a drain that ran out of drain_s is shown wherever the job is, not only in its log.
-  return { image, release: record.id, ...(live.drain ? { drain: { ms: live.drain.ms, open: live.drain.open } } : {}) };
+  return image;
+}
+
+/**
+ * What a job live already is rolled out with: aborted when the attempt
+ * loses its hold on the job (another attempt runs it), not by a cancel,
+ * which no longer applies to it.
+ */
+function unlessCancelled(signal: AbortSignal): AbortSignal {
+  const controller = new AbortController();
+  const follow = () => {
+    if (signal.reason instanceof TakenOver) controller.abort(signal.reason);
+  };
+  if (signal.aborted) follow();
+  else signal.addEventListener('abort', follow, { once: true });
+  return controller.signal;
 }
 
 /** The built image's name, after telling the feedback how much came from the cache. */

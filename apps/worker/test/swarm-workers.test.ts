@@ -106,6 +106,10 @@ describe('two worker processes on a swarm', () => {
     expect(done.attempts).toBe(2);
     const jobLog = (await own.queue.store.readLog(v2.id)).join('\n');
     expect(jobLog).toContain(`service slipway-${app!.name}-${v2.id} of this job is live already`);
+    // Taken up with the image that went live: not checked out, built or published again (another host would build other bits).
+    const second = jobLog.slice(jobLog.indexOf('an earlier attempt of this job went live'));
+    expect(second).toMatch(/^an earlier attempt of this job went live \(\S+@sha256:[0-9a-f]{64}\) and stopped before its end: taken up where it stopped, with that image, not built again/);
+    expect(second).not.toMatch(/==> (checkout|build)|registry: (pushed|moved|the manager has)/);
     expect(await services()).toEqual([v2.id]);
     expect(await body(`${app!.url}/`)).toBe(`${app!.name} v2\n`);
     expect(report.failures).toEqual([]);
