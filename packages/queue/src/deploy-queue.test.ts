@@ -377,6 +377,16 @@ describe('DeployQueue', () => {
     expect(back.records).toHaveLength(1);
     expect((await queue.enqueueMany([webhook(101, true, sha(104))], delivery())).skipped).toEqual([{ app, reason: 'duplicate', job: back.records[0]!.id }]);
 
+    // 105 pushed, the branch forced back to 104, then 105 pushed again on it: that is a new push, not a replay of
+    // the first (same body but its delivery id); a replay of either 105 now answers with the newest job.
+    const ahead = await queue.enqueueMany([webhook(105, false, sha(104))], delivery());
+    const forcedBack = await queue.enqueueMany([webhook(104, true, sha(105))], delivery());
+    expect(forcedBack.records).toHaveLength(1);
+    const again = await queue.enqueueMany([webhook(105, false, sha(104))], delivery());
+    expect(again.records.map((r) => r.id)).not.toContain(ahead.records[0]!.id);
+    expect(again.records).toHaveLength(1);
+    expect((await queue.enqueueMany([webhook(105, false, sha(104))], delivery())).skipped).toEqual([{ app, reason: 'duplicate', job: again.records[0]!.id }]);
+
     // An image deploy went live: no commit is known to be stale any more.
     await queue.store.recordLive(app, { sha: null, job: '78' });
     expect((await queue.store.staleFor(app, sha(103))).stale).toBe(false);

@@ -126,7 +126,9 @@ return redis.call('hgetall', KEYS[1])`;
  * delivery TTL (0: no delivery) and job count, then per job: its trigger,
  * its app's waiting key, the app (JSON), the app's pushed key for this
  * commit and its live-ancestry key (both '' without a guard), the commit,
- * the number of field arguments, and the field/value pairs.
+ * the pushed key of the head a forced push replaced (deleted when the job
+ * is made: that commit pushed again is a new push; else ''), the number of
+ * field arguments, and the field/value pairs.
  * Returns per group {1, outcome...} (an id, `s`, or `d<id>` / `w<id>` per
  * job: `w` when that earlier job has not started) when the delivery is new,
  * {0, what the first delivery recorded, ids of its jobs not started...}
@@ -151,13 +153,13 @@ for g = 1, tonumber(ARGV[2]) do
     for _, queued in ipairs(cjson.decode(existing)) do
       if redis.call('hget', ARGV[1] .. queued.job, 'state') == '"waiting"' then out[g][#out[g] + 1] = queued.job end
     end
-    for r = 1, count do pos = pos + 7 + tonumber(ARGV[pos + 6]) end
+    for r = 1, count do pos = pos + 8 + tonumber(ARGV[pos + 7]) end
   else
     local created = {1}
     local queued = {}
     for r = 1, count do
-      local trigger, waiting, app, pushed, ancestry, sha = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3], ARGV[pos + 4], ARGV[pos + 5]
-      local fieldCount = tonumber(ARGV[pos + 6])
+      local trigger, waiting, app, pushed, ancestry, sha, forget = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3], ARGV[pos + 4], ARGV[pos + 5], ARGV[pos + 6]
+      local fieldCount = tonumber(ARGV[pos + 7])
       local prior = pushed ~= '' and redis.call('get', pushed)
       if ancestry ~= '' and redis.call('sismember', ancestry, sha) == 1 then
         created[#created + 1] = 's'
@@ -167,7 +169,7 @@ for g = 1, tonumber(ARGV[2]) do
         local id = redis.call('incr', KEYS[1])
         local sid = tostring(id)
         local fields = {'id', '"' .. sid .. '"'}
-        for i = 1, fieldCount do fields[#fields + 1] = ARGV[pos + 6 + i] end
+        for i = 1, fieldCount do fields[#fields + 1] = ARGV[pos + 7 + i] end
         redis.call('hset', ARGV[1] .. sid, unpack(fields))
         if sha ~= '' then redis.call('zadd', base .. 'shas', 0, sha .. ':' .. sid) end
         local fixed, byState = indexKeys(base, app, 'waiting', trigger)
@@ -177,10 +179,11 @@ for g = 1, tonumber(ARGV[2]) do
         redis.call('zadd', waiting, id, sid)
         redis.call('publish', KEYS[3], '{"id":"' .. sid .. '","app":' .. app .. ',"state":"waiting","step":"queued"}')
         if pushed ~= '' then redis.call('set', pushed, sid, 'EX', math.max(ttl, 1)) end
+        if forget ~= '' then redis.call('del', forget) end
         created[#created + 1] = sid
         queued[#queued + 1] = '{"job":"' .. sid .. '","app":' .. app .. '}'
       end
-      pos = pos + 7 + fieldCount
+      pos = pos + 8 + fieldCount
     end
     -- Only a delivery that queued something is remembered: one the guard answered (stale, a commit already queued)
     -- is answered the same way again, and a captured body replayed with fresh delivery ids (the id is not signed)
@@ -334,13 +337,16 @@ export class JobStore {
           record.trigger, this.keys.waiting(record.app), JSON.stringify(record.app),
           guarded ? this.keys.pushed(record.app, record.sha!, forcedFrom(record)) : '',
           guarded && !record.push?.forced ? this.keys.liveAncestry(record.app) : '',
-          record.sha ?? '', 0,
+          record.sha ?? '',
+          // A forced push moves the branch off the head it replaced: a later push of that commit is new, not a replay.
+          guarded && forcedFrom(record) ? this.keys.pushed(record.app, forcedFrom(record)!) : '',
+          0,
         );
         for (const key in record) {
           const value = record[key as keyof typeof record];
           if (value !== undefined) args.push(key, JSON.stringify(value));
         }
-        args[start + 6] = args.length - start - 7;
+        args[start + 7] = args.length - start - 8;
         return record;
       });
     });
