@@ -1,5 +1,6 @@
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { branchOfRef, isAppName, isBranchName, isImageReference, isSha } from './validate.js';
+import { branchOfRef, isAppName, isBranchName, isGitBranchName, isImageReference, isSha } from './validate.js';
 
 describe('validators', () => {
   it.each([
@@ -15,8 +16,21 @@ describe('validators', () => {
   it.each([
     ['master', true], ['feature/login', true], ['release-1.2', true],
     ['-x', false], ['a..b', false], ['a b', false], ['a;b', false], ['$(id)', false], ['.hidden', false], ['a/.b', false],
-    ['x.lock', false], ['a//b', false], ['a@{1}', false], ['brañch', false], ['a\nb', false],
+    ['x.lock', false], ['x/y.lock/z', false], ['a//b', false], ['a@{1}', false], ['brañch', false], ['a\nb', false],
   ])('branch %j → %s', (branch, ok) => expect(isBranchName(branch)).toBe(ok));
+
+  it('knows a branch name as git does (git check-ref-format --branch), wider than the branches Slipway deploys', () => {
+    const names = [
+      'master', 'feature/login', 'fix/#123-crash', "bob's-wip", 'feature/ümlaut', 'brañch', 'emoji😀', '$(id)', 'a;b', 'a"b', 'a{b}', 'a|b',
+      'dependabot/npm_and_yarn/@babel/core-7.23.0', 'renovate/@types-node-20.x+build.1', 'a@', '@a',
+      '-x', 'a..b', 'a b', '$(touch /tmp/x)', '.hidden', 'a/.b', 'x.lock', 'x/y.lock/z', 'a//b', 'a~b', 'a^b', 'a:b', 'a?b', 'a*b', 'a[b', 'a\\b',
+      'a.', '/a', 'a/', 'a\tb', 'a\u007fb', 'a'.repeat(255), 'a'.repeat(256),
+    ];
+    const git = (name: string) => spawnSync('git', ['check-ref-format', '--branch', name]).status === 0;
+    // git's own limit on a name is the file system's; a forge's is 255 bytes, and so is this one.
+    expect(names.map((name) => [name, isGitBranchName(name)])).toEqual(names.map((name) => [name, git(name) && name.length <= 255]));
+    for (const name of names) if (isBranchName(name)) expect(isGitBranchName(name), name).toBe(true);
+  });
 
   it('extracts only branch refs', () => {
     expect(branchOfRef('refs/heads/master')).toBe('master');

@@ -36,8 +36,22 @@ export function isBranchName(value: unknown): value is string {
   if (!/^[A-Za-z0-9._/-]+$/.test(value)) return false;
   if (value.startsWith('-') || value.startsWith('/') || value.endsWith('/') || value.endsWith('.')) return false;
   if (value.includes('..') || value.includes('//') || value.includes('@{')) return false;
-  if (value.endsWith('.lock') || value.split('/').some((part) => part.startsWith('.'))) return false;
-  return true;
+  return !value.split('/').some((part) => part.startsWith('.') || part.endsWith('.lock'));
+}
+
+/**
+ * A name git itself accepts for a branch (git check-ref-format --branch):
+ * wider than isBranchName, which Slipway deploys and passes to commands;
+ * `fix/#12`, `bob's-wip`, `dependabot/@babel/core+1`, `brañch` are
+ * branches a forge may report, to be told apart from refs no git sends.
+ */
+export function isGitBranchName(value: unknown): value is string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 255) return false;
+  // Control characters, space, DEL and ~ ^ : ? * [ \ are never in a ref name.
+  if (/[\u0000-\u0020\u007f~^:?*[\\]/.test(value)) return false;
+  if (value.startsWith('-') || value.startsWith('/') || value.endsWith('/') || value.endsWith('.') || value === '@') return false;
+  if (value.includes('..') || value.includes('//') || value.includes('@{')) return false;
+  return !value.split('/').some((part) => part.startsWith('.') || part.endsWith('.lock'));
 }
 
 /** `refs/heads/<branch>` → branch, or null for anything else (tags, notes, garbage). */

@@ -1,5 +1,5 @@
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
-import { isBranchName } from '@slipway/core/validate';
+import { isBranchName, isGitBranchName } from '@slipway/core/validate';
 import type { Push } from '@slipway/queue/job-types';
 import { configuredRepository, forgeWebRoot, OWNER_NAME, type Provider, webHostOf } from './forge-address.js';
 import { matchApps } from './match-apps.js';
@@ -71,11 +71,12 @@ export async function inspectWebhook<A extends WebhookApp>(input: InspectWebhook
   const fields = readPushFields(headers.provider, body.payload());
   const ignored = pushIgnoreReason(fields);
   if (ignored) return { kind: 'ignored', ...ignored };
-  // Bots name branches with `@` and `+` (dependabot/npm_and_yarn/@babel/core-7.23.0), which no configured
-  // branch has: such a push is another branch, not a bad ref. Any other odd ref is still refused (400).
-  const botBranch = typeof fields.ref === 'string' && fields.ref.startsWith('refs/heads/') ? fields.ref.slice('refs/heads/'.length) : null;
-  if (botBranch !== null && /[@+]/.test(botBranch) && isBranchName(botBranch.replace(/[@+]/g, '_'))) {
-    return { kind: 'ignored', reason: 'other_branch', message: `no app deploys branch ${JSON.stringify(botBranch)} of this repository` };
+  // Git and the forges allow branch names no configured branch can have (bots' `@` and `+`, `fix/#12`, `bob's-wip`,
+  // `brañch`): such a push is another branch, answered 200, not a bad ref. A 4xx would count as a failed delivery,
+  // and GitLab disables a webhook that fails repeatedly. A ref no git would send is still refused (400).
+  const otherBranch = typeof fields.ref === 'string' && fields.ref.startsWith('refs/heads/') ? fields.ref.slice('refs/heads/'.length) : null;
+  if (otherBranch !== null && !isBranchName(otherBranch) && isGitBranchName(otherBranch)) {
+    return { kind: 'ignored', reason: 'other_branch', message: `no app deploys branch ${JSON.stringify(otherBranch)} of this repository` };
   }
   const push = normalisePush(headers.provider, headers.delivery, fields);
   // The links the push is shown with (notifications, the dashboard), parsed: on the configured host too.
