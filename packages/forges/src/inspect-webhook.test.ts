@@ -219,6 +219,16 @@ describe('inspectWebhook for Gitea and GitLab', () => {
     await expect(send({ github: {}, gitea: {}, gitlab: { api_url: 'https://elsewhere.example/api/v4' } })).rejects.toMatchObject({ code: 'repository_host_mismatch' });
   });
 
+  it('an app of another branch of the repository with no host for this forge does not stop the push of this one', async () => {
+    const body = JSON.stringify(giteaPush);
+    const headers = { 'x-gitea-event': 'push', 'x-gitea-delivery': 'd-3', 'x-gitea-signature': giteaSignature(body, secret) };
+    // `o/r` names no Gitea host (forges.gitea.api_url unset): a push of its branch is refused, one of main is not.
+    const list: WebhookApp[] = [...giteaApps, { name: 'r-preview', repo: 'o/r', branch: 'preview', secret }];
+    expect(await inspect('gitea', headers, body, list)).toMatchObject({ kind: 'push', apps: [{ name: 'r' }] });
+    const preview = JSON.stringify({ ...giteaPush, ref: 'refs/heads/preview' });
+    await expect(inspect('gitea', { ...headers, 'x-gitea-signature': giteaSignature(preview, secret) }, preview, list)).rejects.toMatchObject({ code: 'repository_host_mismatch' });
+  });
+
   it('an app without a secret never takes webhooks', async () => {
     const body = JSON.stringify(giteaPush);
     const list: WebhookApp[] = [{ name: 'r', repo: 'o/r', branch: 'main' }];

@@ -39,11 +39,11 @@ export type WebhookDecision<A extends WebhookApp> =
  * names read without parsing it) → apps of that repository (404) →
  * signature with those apps' secrets (401; only apps whose secret verified
  * go on) → ping → the body parsed → tag, deletion → validated push (400)
- * → apps of that branch. Throws WebhookError for every refusal. No I/O.
- * After the signature, every web address the payload gives for its
- * repository must be on the host the configuration names for the app
- * (400 `repository_host_mismatch`): a signed body still does not choose
- * where Slipway clones from, posts statuses to or links to.
+ * → apps of that branch → their hosts. Throws WebhookError for every
+ * refusal. No I/O. Every web address the payload gives for its
+ * repository must be on the host the configuration names for each app the
+ * push is for (400 `repository_host_mismatch`): a signed body still does
+ * not choose where Slipway clones from, posts statuses to or links to.
  */
 export async function inspectWebhook<A extends WebhookApp>(input: InspectWebhookInput<A>): Promise<WebhookDecision<A>> {
   const { headers } = input;
@@ -64,9 +64,6 @@ export async function inspectWebhook<A extends WebhookApp>(input: InspectWebhook
 
   const verified = await appsWithValidSignature(headers, body.signed(), candidates);
   if (event.kind === 'ping') return { kind: 'ignored', reason: 'ping', message: 'pong' };
-  // Each app's configured host, worked out once: the payload's addresses are checked against it now, its links once parsed.
-  const hosts = verified.map((app) => [app, configuredHost(app, headers.provider, identity.fullName, input.forges ?? NO_FORGES)] as const);
-  for (const [app, host] of hosts) assertOnHost(app, host, identity.urls, headers.provider);
 
   const fields = readPushFields(headers.provider, body.payload());
   const ignored = pushIgnoreReason(fields);
@@ -79,12 +76,16 @@ export async function inspectWebhook<A extends WebhookApp>(input: InspectWebhook
     return { kind: 'ignored', reason: 'other_branch', message: `no app deploys branch ${JSON.stringify(otherBranch)} of this repository` };
   }
   const push = normalisePush(headers.provider, headers.delivery, fields);
-  // The links the push is shown with (notifications, the dashboard), parsed: on the configured host too.
-  const links = [push.repository.htmlUrl, push.compareUrl].filter((url): url is string => url !== null);
-  for (const [app, host] of hosts) assertOnHost(app, host, links, headers.provider);
   const apps = matchApps(verified, identity, push.ref);
   if (apps.length === 0) {
     return { kind: 'ignored', reason: 'other_branch', message: `no app deploys branch ${JSON.stringify(push.branch)} of this repository` };
+  }
+  // Checked for the apps the push is for: an app of another branch of the same repository, configured with no host
+  // for this forge, does not stop this one's deploys. Its addresses (clone, web) and the links the push is shown with.
+  const links = [push.repository.htmlUrl, push.compareUrl].filter((url): url is string => url !== null);
+  for (const app of apps) {
+    const host = configuredHost(app, headers.provider, identity.fullName, input.forges ?? NO_FORGES);
+    assertOnHost(app, host, [...identity.urls, ...links], headers.provider);
   }
   return { kind: 'push', push, apps };
 }
