@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connectionCounts } from '@slipway/router/nginx';
+import { clientConnectionsHeld, connectionCounts, retiringWorkers } from '@slipway/router/nginx';
 import { rolloutLog as say } from './rollout-log.js';
 
 const POLL_MS = 100;
@@ -18,6 +18,13 @@ export interface DrainResult {
   settleMs?: number;
 }
 
+export interface DrainOptions {
+  /** routing: dns: how long nginx may keep resolving the old addresses (waited first). */
+  settleMs?: number;
+  /** The app's `listen` on nginx: requests its retiring workers hold are waited for too. */
+  listen?: string;
+}
+
 /**
  * After a switch that was put back (its apply failed): a router may have
  * rendered the switched keys before the revert, so what it sent the new
@@ -25,7 +32,7 @@ export interface DrainResult {
  * `settleMs` (routing: dns: nginx's workers may have cached the switched
  * records) that long is waited first, as a dns drain does.
  */
-export async function drainReverted(addresses: readonly string[], drainS: number, log: (line: string) => void, options: { settleMs?: number } = {}): Promise<void> {
+export async function drainReverted(addresses: readonly string[], drainS: number, log: (line: string) => void, options: DrainOptions = {}): Promise<void> {
   if (addresses.length === 0) return;
   log(say.drainingReverted(addresses));
   log(say.drained(await drainConnections(addresses, drainS * 1000, options), drainS * 1000));
@@ -53,11 +60,15 @@ export async function drainBusyStrays(addresses: readonly string[], drainS: numb
  * connection is seen here, and on one host docker-proxy's too; counted by
  * connectionCounts: `ss`, or /proc/net/tcp), or until `timeoutMs`.
  * Observed, not only timed: a quiet app is stopped at once, a slow request
- * is waited for. With `settleMs` (routing: dns: nginx's
- * resolver cache, RESOLVER_CACHE_MS) that long is waited first, whatever
- * `timeoutMs` says.
+ * is waited for. With `listen` (the app's address on nginx), also until
+ * nginx's retiring workers hold no client connection to it: a request
+ * whose body was still arriving at the reload, or sent later on a
+ * connection an old worker had accepted, has no connection to an old
+ * container yet, and reaches one once it is whole. With `settleMs`
+ * (routing: dns: nginx's resolver cache, RESOLVER_CACHE_MS) that long is
+ * waited first, whatever `timeoutMs` says.
  */
-export async function drainConnections(addresses: readonly string[], timeoutMs: number, options: { settleMs?: number } = {}): Promise<DrainResult> {
+export async function drainConnections(addresses: readonly string[], timeoutMs: number, options: DrainOptions = {}): Promise<DrainResult> {
   if (options.settleMs) {
     // routing: dns: until every nginx worker's cached answer has expired, new requests can still pick an old
     // address, so zero connections proves nothing yet; this wait is not bounded by drain_s.
@@ -67,9 +78,15 @@ export async function drainConnections(addresses: readonly string[], timeoutMs: 
     return { ...result, ms: Date.now() - settled, settleMs: options.settleMs };
   }
   const started = Date.now();
+  // Workers that retire later were told of the switch: only those retiring now may hold a request for the old set.
+  const retiring = options.listen ? await retiringWorkers().catch(() => [] as number[]) : [];
   let zeros = 0;
   for (;;) {
     const counts = await connectionCounts(addresses);
+    if (retiring.length > 0) {
+      const held = await clientConnectionsHeld(retiring, options.listen!).catch(() => 0);
+      if (held > 0) counts.set(`${options.listen} (clients of nginx's retiring workers)`, held);
+    }
     const open = [...counts.values()].reduce((a, b) => a + b, 0);
     zeros = open === 0 ? zeros + 1 : 0;
     const ms = Date.now() - started;

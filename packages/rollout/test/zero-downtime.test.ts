@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import type { Etcd3 } from 'etcd3';
 import { describe, expect, it } from 'vitest';
 import { ownNginx } from '@slipway/devstack/testing';
@@ -93,6 +94,41 @@ describe('invariant 1: no failed request during rollouts', () => {
     for (const n of perRollout) expect(n).toBeLessThanOrEqual(MAX_KEEP_ALIVE_FAILURES_PER_RELOAD);
     expect(samples.filter((s) => s.path === '/cgi-bin/slow' && s.status === 200).length).toBeGreaterThan(ROLLOUTS);
     expect(await fetchText(app.listen)).toBe(`200 v${ROLLOUTS + 1}`);
+  });
+
+  it('a request still arriving at the reload is answered by the old version: the drain waits for what nginx\'s retiring workers hold', async () => {
+    const app = await testApp({ replicas: 1, drain_s: 10, stop_timeout_s: 2 });
+    const [v1, v2] = [await buildImage(app.name, 'v1'), await buildImage(app.name, 'v2')];
+    const base = { app, nginx: nginx.settings, docker, etcd, sha: null };
+    await rollout({ ...base, image: v1, job: 'r1' });
+    expect(await fetchText(app.listen)).toBe('200 v1');
+
+    // A POST whose body is half sent when the switch comes: nginx reads the whole body before it connects upstream,
+    // so no connection to the old container shows until then; the rest of the body comes a second into the drain.
+    const [host, port] = app.listen.split(':');
+    const client = connect(Number(port), host);
+    let answer = '';
+    client.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+    client.on('error', (err) => (answer += `error ${err.message}`));
+    const closed = new Promise<void>((resolve) => client.on('close', () => resolve()));
+    await new Promise<void>((resolve) => client.on('connect', () => resolve()));
+    client.write(`POST /cgi-bin/slow HTTP/1.1\r\nHost: app\r\nContent-Type: text/plain\r\nContent-Length: 100\r\nConnection: close\r\n\r\n${'a'.repeat(50)}`);
+    await new Promise((r) => setTimeout(r, 300));
+    let rest: NodeJS.Timeout | undefined;
+    const result = await rollout({
+      ...base, image: v2, job: 'r2',
+      onStep: (s) => {
+        if (s === 'drain') rest = setTimeout(() => client.write('b'.repeat(50)), 1000);
+      },
+    });
+    clearTimeout(rest);
+    await Promise.race([closed, new Promise((r) => setTimeout(r, 5000))]);
+    client.destroy();
+    expect(answer.split('\r\n')[0], answer).toBe('HTTP/1.1 200 OK');
+    expect(answer, 'the old version answers (its body, chunked)').toMatch(/\r\nv1\n/);
+    expect(result.drain).toMatchObject({ drained: true });
+    expect(result.drain!.ms).toBeGreaterThan(900);
+    expect(await fetchText(app.listen)).toBe('200 v2');
   });
 });
 

@@ -4,7 +4,7 @@ import { basename, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SlipwayConfig } from '@slipway/config/types';
 import { CommandError, OWN_PID_NAMESPACE, processStart, runCommand, statFields } from '@slipway/core/run-command';
-import { probeUnixSocket, readListeningSockets, readListeningUnixSockets, type TcpSocket } from './tcp-sockets.js';
+import { probeUnixSocket, readListeningSockets, readListeningUnixSockets, readTcpSockets, TcpState, type TcpSocket } from './tcp-sockets.js';
 import { nginxNames } from './render.js';
 import { CHECK_TIMEOUT_MS, checkFiles, rejectedFile, slipwayConfFiles } from './nginx-check.js';
 import { NginxCheckError, NginxReloadError } from './router-errors.js';
@@ -673,6 +673,35 @@ async function workerRole(pid: number | string): Promise<'serving' | 'retiring' 
   if (title === '') return 'gone';
   if (!title.startsWith('nginx: worker process')) return 'other';
   return title.includes('shutting down') ? 'retiring' : 'serving';
+}
+
+/**
+ * The nginx workers told to quit (titled "is shutting down") that still
+ * run. Such a worker finishes every request it holds with the
+ * configuration it had: one whose body was still arriving at the reload,
+ * or that came later on a connection it had accepted, goes to that
+ * configuration's upstreams, maybe the containers a rollout is draining.
+ */
+export async function retiringWorkers(): Promise<number[]> {
+  const nginx = (await processes()).filter(isNginx);
+  const roles = await Promise.all(nginx.map(async ({ pid }) => [pid, await workerRole(pid)] as const));
+  return roles.filter(([, role]) => role === 'retiring').map(([pid]) => pid);
+}
+
+/**
+ * Client connections to `listen` (a TCP address an app's server listens
+ * on) that one of `workers` holds: requests of that app the workers may
+ * still pass on. 0 for a unix socket or a host name.
+ */
+export async function clientConnectionsHeld(workers: readonly number[], listen: string): Promise<number> {
+  const address = listenAddress(listen);
+  if (workers.length === 0 || !address || address.startsWith('unix:')) return 0;
+  const port = `:${address.split(':')[1]}`;
+  const onListen = (await readTcpSockets()).filter((s) => s.state === TcpState.ESTABLISHED && (address.startsWith('0.0.0.0:') ? s.local.endsWith(port) : s.local === address));
+  if (onListen.length === 0) return 0;
+  const held = new Set<number>();
+  for (const pid of workers) for (const inode of await socketInodes(pid)) held.add(inode);
+  return onListen.filter((s) => held.has(s.inode)).length;
 }
 
 /** Whether nginx's master has a worker that is none of `old`: it took the new config and started new workers (from /proc's list of its children). */

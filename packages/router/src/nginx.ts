@@ -10,6 +10,6 @@
 export { nginxNames, renderedUpstreams, renderFrontConf, renderNginxConf, routeSnapshot, type RouteSnapshot } from './render.js';
 export { prepareNginxConf, reloadIfBehind, type PreparedNginxConf } from './nginx-apply.js';
 export { renderHarness } from './nginx-check.js';
-export { DEFAULT_BATCH_MS, listenerHolders, RELOAD_SETTLE_MS, reloadSignalledFor, type NginxTarget } from './nginx-reload.js';
+export { clientConnectionsHeld, DEFAULT_BATCH_MS, listenerHolders, RELOAD_SETTLE_MS, reloadSignalledFor, retiringWorkers, type NginxTarget } from './nginx-reload.js';
 export { backListen, frontTarget } from './tiers.js';
 export { connectionCounts } from './tcp-sockets.js';

@@ -273,7 +273,7 @@ class SwarmRun {
 
     this.onStep('drain');
     if (plan.drain.length > 0) {
-      this.result.drain = await drainConnections(plan.drain, app.drain_s * 1000);
+      this.result.drain = await drainConnections(plan.drain, app.drain_s * 1000, { listen: app.listen });
       this.log(say.drained(this.result.drain, app.drain_s * 1000));
     }
     phase('drain');
@@ -404,7 +404,7 @@ class SwarmRun {
       return;
     }
     // A receipt and no switch: the switch was made and put back.
-    if (this.receipt) await drainReverted(this.tasks.flatMap((t) => (t.address ? [t.address] : [])), this.request.app.drain_s, this.log);
+    if (this.receipt) await drainReverted(this.tasks.flatMap((t) => (t.address ? [t.address] : [])), this.request.app.drain_s, this.log, { listen: this.request.app.listen });
     try {
       await this.seams.swarm.removeService(this.created.id);
       this.log(`removed new service ${this.created.name}`);
