@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { holdInstallLock, startOf } from './install-lock.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const say = (line) => console.error(`[bootstrap] ${line}`);
@@ -36,12 +37,12 @@ function run(argv, extraEnv = {}, options = { fatal: true }) {
 function runningStart() {
   try {
     const { pid, start } = JSON.parse(readFileSync(join(root, '.slipway', 'up.lock'), 'utf8'));
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return pid !== process.pid && stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] === start ? pid : null;
+    return pid !== process.pid && startOf(pid) === start ? pid : null;
   } catch {
     return null;
   }
 }
+
 
 // A second npm start is refused before it installs or builds anything under the running one.
 const running = runningStart();
@@ -50,6 +51,7 @@ if (running !== null && process.env.npm_lifecycle_event === 'start') {
   process.exit(1);
 }
 
+const releaseInstallLock = holdInstallLock(join(root, '.slipway', 'bootstrap.lock'), say);
 const lockDigest = () => createHash('sha256').update(readFileSync(join(root, 'package-lock.json'))).digest('hex');
 const stamp = join(root, 'node_modules', '.slipway-installed');
 if (!existsSync(stamp) || readFileSync(stamp, 'utf8') !== lockDigest()) {
@@ -74,3 +76,4 @@ if (!existsSync(stamp) || readFileSync(stamp, 'utf8') !== lockDigest()) {
 
 say('building');
 run(['npx', '--no-install', 'turbo', 'run', 'build', '--output-logs=errors-only'], { TURBO_TELEMETRY_DISABLED: '1', DO_NOT_TRACK: '1' });
+releaseInstallLock();

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureBaseImage } from './base-image.js';
@@ -21,22 +21,39 @@ ${CLUSTER_USAGE}`;
 
 const log = (line: string) => console.error(`[devstack] ${line}`);
 
+const SIGNAL_NUMBERS: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+
 async function run(command: string[], forTests: boolean): Promise<number> {
   if (command.length === 0) throw new UsageError('run needs a command after --');
+  // From the start: a signal while packages install or the stack starts would otherwise end this process there, and
+  // what had started would run on until the next run's sweep. It is forwarded to <cmd> once that runs; before, the
+  // stack stops as soon as it is up, and <cmd> never runs.
+  let child: ChildProcess | undefined;
+  let stopping: NodeJS.Signals | null = null;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (child) child.kill(signal);
+    else if (stopping === null) {
+      stopping = signal;
+      log(`${signal}: stopping once the stack is up`);
+    }
+  };
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, onSignal);
+  const stopped = () => (stopping === null ? null : 128 + (SIGNAL_NUMBERS[stopping] ?? 15));
   if (forTests) ensureSystemPackages(Object.keys(TEST_PACKAGES), log);
+  if (stopped() !== null) return stopped()!;
   const stack = await startStack({ log });
   try {
+    if (stopped() !== null) return stopped()!;
     await ensureBaseImage();
-    const child = spawn(command[0]!, command.slice(1), { stdio: 'inherit', env: { ...process.env, ...stackEnv(stack) } });
-    const forward = (signal: NodeJS.Signals) => child.kill(signal);
-    process.on('SIGINT', forward);
-    process.on('SIGTERM', forward);
+    if (stopped() !== null) return stopped()!;
+    const started = spawn(command[0]!, command.slice(1), { stdio: 'inherit', env: { ...process.env, ...stackEnv(stack) } });
+    child = started;
     return await new Promise<number>((done) => {
-      child.on('error', (err) => {
+      started.on('error', (err) => {
         log(`cannot run ${command[0]}: ${err.message}`);
         done(127);
       });
-      child.on('exit', (status, signal) => done(status ?? (signal ? 128 + 15 : 1)));
+      started.on('exit', (status, signal) => done(status ?? (signal ? 128 + (SIGNAL_NUMBERS[signal] ?? 15) : 1)));
     });
   } finally {
     // Also when the base image failed and <cmd> never ran: the stack is this run's alone.

@@ -6,6 +6,7 @@ import { Resolver } from 'node:dns/promises';
 import { userInfo } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { findExecutable, waitFor, spawnService, stopProcess } from './processes.js';
+import { processStart } from '@slipway/core/run-command';
 
 /** Sends raw bytes to a TCP service and resolves with what it answers first. */
 export function tcpExchange(host: string, port: number, payload: string, timeoutMs = 1000): Promise<string> {
@@ -43,7 +44,14 @@ export const DOCKER_SOCKET = '/var/run/docker.sock';
 export interface DockerEngine {
   /** Set when this stack started dockerd (and so may stop it). */
   pid?: number;
+  /** When that dockerd started (processStart): a pid reused since, after a reboot say, is not it. */
+  start?: string;
   host: string;
+}
+
+/** The dockerd this stack started, still running: the same process (its start time), not one that reused its pid. */
+export function ownDockerd(engine: DockerEngine | undefined): engine is DockerEngine & { pid: number } {
+  return engine?.pid !== undefined && engine.start !== undefined && processStart(engine.pid) === engine.start;
 }
 
 /** `GET /_ping` over the socket: true when an engine answers. */
@@ -81,7 +89,7 @@ export async function ensureDockerEngine(logDir: string): Promise<DockerEngine> 
     await stopProcess(pid, 30_000);
     throw err;
   }
-  return { pid, host };
+  return { pid, start: processStart(pid) ?? undefined, host };
 }
 
 export interface RedisService { pid: number; port: number; url: string }
@@ -205,11 +213,22 @@ export interface NginxService {
   reloadCmd: string[];
 }
 
+/**
+ * Started as root, nginx runs its workers as `nobody`, who cannot reach a
+ * stack under a private home (`/root/slipway/.slipway/stack`, mode 0700):
+ * the body of a large request goes to a temp file under the prefix, and a
+ * front's workers connect to the back's unix sockets there. The workers
+ * run as the user the stack is started by.
+ */
+function workerUser(): string {
+  return process.getuid?.() === 0 ? 'user root;\n' : '';
+}
+
 /** The main nginx.conf of a stack: everything under `prefix`, Slipway's files included. */
 export function renderMainConf(prefix: string, confDir: string, statusPort: number): string {
   const tmp = (name: string) => `${name}_temp_path ${join(prefix, 'tmp', name)};`;
   return `# Written by @slipway/devstack. Slipway's per-app files live in ${confDir}.
-worker_processes 2;
+${workerUser()}worker_processes 2;
 pid ${join(prefix, 'nginx.pid')};
 error_log ${join(prefix, 'error.log')} warn;
 events { worker_connections 4096; }
@@ -373,6 +392,9 @@ function disableAtBoot(asRoot: string[], installed: readonly string[], log: (lin
   if (left.length > 0) log(`could not disable ${left.join(', ')} at boot: they start with the host`);
 }
 
+/** How long apt-get waits for another one to let go of dpkg's lock. */
+const APT_LOCK_WAIT_S = 300;
+
 /**
  * Installs whatever is missing with apt-get (non-interactive, no
  * recommends). Runs `apt-get update` first only when something is missing.
@@ -388,10 +410,16 @@ export function ensureSystemPackages(packages: readonly string[] = Object.keys(S
   const run = (args: string[]) => {
     const [file, ...rest] = [...asRoot, ...args];
     const res = spawnSync(file!, rest, { stdio: ['ignore', 'inherit', 'inherit'], env });
-    if (res.status !== 0) throw new Error(`${args.join(' ')} failed (exit ${res.status ?? res.signal})`);
+    if ((res.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') {
+      throw new Error(`${file} is not installed, and ${args[0]} must run as root to install ${missing.join(' ')}: run this as root, or install sudo and let this user run apt-get without a password`);
+    }
+    if (res.status !== 0) throw new Error(`${args.join(' ')} failed (${res.error ? res.error.message : `exit ${res.status ?? res.signal}`})${asRoot.length > 0 ? ': as a user other than root, this needs sudo without a password (sudo -n)' : ''}`);
   };
-  run(['apt-get', 'update', '-q']);
-  withoutServiceStarts(asRoot, log, () => run(['apt-get', 'install', '-y', '-q', '--no-install-recommends', ...missing]));
+  // Another apt-get (unattended-upgrades on a fresh machine, or npm start and npm test started together) holds dpkg's
+  // lock for a while: waited for, rather than failing at once.
+  const lockWait = ['-o', `DPkg::Lock::Timeout=${APT_LOCK_WAIT_S}`];
+  run(['apt-get', ...lockWait, 'update', '-q']);
+  withoutServiceStarts(asRoot, log, () => run(['apt-get', ...lockWait, 'install', '-y', '-q', '--no-install-recommends', ...missing]));
   disableAtBoot(asRoot, missing, log);
   const still = missing.filter((pkg) => !satisfied(pkg));
   if (still.length) throw new Error(`still missing after apt-get install: ${still.join(' ')}`);

@@ -1,4 +1,4 @@
-import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,6 +38,23 @@ describe('a stack', () => {
 
     await stopStack(third);
     expect([third.redis!.pid, third.etcd!.pid, third.nginx!.pid].some(isAlive)).toBe(false);
+  });
+
+  it('does not take, as the dockerd it started, a process that has its recorded pid now (after a reboot): that one is never stopped', async () => {
+    const dir = join(scratch.path, 'rebooted');
+    const first = await startStack({ dir, services: [], install: false });
+    const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+    onTestFinished(() => void other.kill('SIGKILL'));
+    await new Promise((resolve) => other.once('spawn', resolve));
+    // The stack.json a run left before the reboot: its dockerd's pid is another process's now.
+    writeFileSync(join(dir, 'stack.json'), JSON.stringify({ ...first, ownerPid: 1, docker: { pid: other.pid, start: '1', host: 'unix:///var/run/docker.sock' } }));
+    const again = await startStack({ dir, services: ['docker'], install: false });
+    try {
+      expect(again.docker).toEqual({ host: 'unix:///var/run/docker.sock' });
+    } finally {
+      await stopStack(again);
+    }
+    expect(isAlive(other.pid)).toBe(true);
   });
 
   it('announces a named stack (npm start\'s) to the others while it runs, so that a test run\'s end leaves the dockerd it reuses', async () => {
@@ -161,6 +178,25 @@ describe('a stack', () => {
     expect(second.dns).toEqual(first.dns);
     await stopStack(second);
     expect(isAlive(first.dns!.pid)).toBe(false);
+  });
+
+  // As root, under a home only root may enter (/root/slipway/.slipway/stack): nginx's workers, `nobody` by default,
+  // could not write a large body's temp file there (500), nor reach a back's unix sockets.
+  it.runIf(process.getuid?.() === 0)('an nginx of its own takes a body larger than its buffers under a directory only its user may enter', async () => {
+    const home = join(scratch.path, 'private-home');
+    mkdirSync(home, { mode: 0o700 });
+    chmodSync(home, 0o700);
+    const statusPort = await freePort();
+    const listen = await freePort();
+    mkdirSync(join(home, 'nginx', 'conf.d'), { recursive: true });
+    writeFileSync(join(home, 'nginx', 'conf.d', 'upload.conf'), `server { listen 127.0.0.1:${listen}; client_body_buffer_size 1k; location = /upload { proxy_pass http://127.0.0.1:${statusPort}/__devstack; } }\n`);
+    const nginx = await startNginx(join(home, 'nginx'), statusPort);
+    try {
+      const answer = await fetch(`http://127.0.0.1:${listen}/upload`, { method: 'POST', body: 'x'.repeat(64 * 1024) });
+      expect(answer.status, await answer.text()).toBe(200);
+    } finally {
+      await stopProcess(nginx.pid);
+    }
   });
 
   it('builds the sample app on the imported base image and serves it through an nginx of its own', async () => {

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import Docker from 'dockerode';
 import { processStart } from '@slipway/core/run-command';
 import { freePort, commandLine, isAlive, stillRuns, stopProcess, stopProcessesUnder } from './processes.js';
-import { ensureSystemPackages, dnsmasqAnswers, startDnsmasq, type DnsmasqService, dockerAnswers, ensureDockerEngine, type DockerEngine, etcdHealthy, startEtcd, type EtcdService, startNginx, type NginxService, redisAnswers, startRedis, type RedisService, DOCKER_SOCKET } from './services.js';
+import { ensureSystemPackages, dnsmasqAnswers, ownDockerd, startDnsmasq, type DnsmasqService, dockerAnswers, ensureDockerEngine, type DockerEngine, etcdHealthy, startEtcd, type EtcdService, startNginx, type NginxService, redisAnswers, startRedis, type RedisService, DOCKER_SOCKET } from './services.js';
 
 export type ServiceName = 'docker' | 'redis' | 'etcd' | 'nginx' | 'dns' | 'front';
 /** What a stack starts unless told otherwise. */
@@ -131,7 +131,8 @@ export async function startStack(options: StartStackOptions = {}): Promise<Stack
     // stack.json naming what runs, for `stop`, the next start and the sweep of stale stacks.
     if (services.includes('docker')) {
       const reuse = previous?.docker && (await dockerAnswers());
-      state.docker = reuse ? previous!.docker : await ensureDockerEngine(dir);
+      // The engine answering may not be the dockerd this stack started (the host's own, after a reboot): that one is not stopped.
+      state.docker = reuse ? (ownDockerd(previous!.docker) ? previous!.docker : { host: previous!.docker!.host }) : await ensureDockerEngine(dir);
       writeStack(state);
       const orphans = await removeOrphanTestArtifacts(state.id).catch((err: Error) => {
         log(`cleanup of killed runs' test containers failed: ${err.message}`);
@@ -198,7 +199,7 @@ export async function stopStack(state: StackState, log: (line: string) => void =
   // Whatever tests started inside the stack's directory (their own nginx, etcd, redis) goes too.
   const strays = await stopProcessesUnder(state.dir);
   if (strays > 0) log(`stopped ${strays} process${strays === 1 ? '' : 'es'} left under ${state.dir}`);
-  if (state.docker?.pid && isAlive(state.docker.pid) && liveStacks().every((s) => s.dir === state.dir)) {
+  if (ownDockerd(state.docker) && liveStacks().every((s) => s.dir === state.dir)) {
     await stopProcess(state.docker.pid, 30_000);
   }
   if (state.temporary) rmSync(state.dir, { recursive: true, force: true });

@@ -1,10 +1,12 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { processStart } from '@slipway/core/run-command';
 import { tempDir } from './testing.js';
 import { AlreadyRunningError, claimStart } from './start-lock.js';
+import { isAlive, startProcess } from './processes.js';
+import { recordChildren, stopLeftChildren } from './up.js';
 
 describe('claimStart: one npm start per directory', () => {
   const dirs: Array<{ path: string; remove(): void }> = [];
@@ -67,5 +69,75 @@ describe('claimStart: one npm start per directory', () => {
     writeFileSync(join(dir, 'up.lock'), JSON.stringify(holder));
     claim.release();
     expect(existsSync(join(dir, 'up.lock')), 'not ours any more').toBe(true);
+  });
+});
+
+describe("the bootstrap's install lock (scripts/install-lock.mjs): one install and build at a time per checkout", () => {
+  const lockModule = new URL('../../../scripts/install-lock.mjs', import.meta.url).href;
+  const dir = tempDir('slipway-install-lock-');
+  afterAll(() => dir.remove());
+  /** A bootstrap that takes the lock, holds it `holdMs`, and prints when it got it (ms since its start). */
+  const bootstrap = (file: string, holdMs: number) => {
+    const code = `const t0 = Date.now(); const { holdInstallLock } = await import(${JSON.stringify(lockModule)});
+      holdInstallLock(${JSON.stringify(file)}, (line) => console.log('said: ' + line));
+      console.log('got it after ' + (Date.now() - t0)); setTimeout(() => {}, ${holdMs});`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let output = '';
+    child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<string>((resolve) => child.on('exit', () => resolve(output)));
+    return { child, exited, output: () => output };
+  };
+
+  it('a second waits, saying for whom, until the first is done; the lock goes with the last', async () => {
+    const file = join(dir.path, 'two.lock');
+    const first = bootstrap(file, 1500);
+    while (!first.output().includes('got it')) await new Promise((r) => setTimeout(r, 20));
+    const second = await bootstrap(file, 0).exited;
+    expect(second).toContain(`said: another npm start or npm test (pid ${first.child.pid}) is installing and building this checkout; waiting for it`);
+    expect(Number(/got it after (\d+)/.exec(second)![1])).toBeGreaterThan(1000);
+    await first.exited;
+    expect(existsSync(file)).toBe(false);
+  });
+
+  it('takes over at once the lock of a bootstrap that was killed', async () => {
+    const file = join(dir.path, 'killed.lock');
+    const killed = bootstrap(file, 60_000);
+    while (!killed.output().includes('got it')) await new Promise((r) => setTimeout(r, 20));
+    killed.child.kill('SIGKILL');
+    await killed.exited;
+    expect(existsSync(file)).toBe(true);
+    const next = await bootstrap(file, 0).exited;
+    expect(next).not.toContain('said:');
+    expect(Number(/got it after (\d+)/.exec(next)![1])).toBeLessThan(1000);
+  });
+});
+
+describe("npm start's processes, left running by a start that was killed", () => {
+  const dir = tempDir('slipway-children-');
+  afterAll(() => dir.remove());
+
+  it('are stopped by the next start: the ones recorded, still the same processes; a pid used since by another is left alone', async () => {
+    const worker = startProcess(['sleep', '60']);
+    const router = startProcess(['sleep', '60']);
+    const unrelated = startProcess(['sleep', '60']);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      recordChildren(dir.path, [['worker', worker], ['router', router]]);
+      // The router's pid, recorded at another start time: another process that has its pid now.
+      const file = join(dir.path, 'children.json');
+      const records = JSON.parse(readFileSync(file, 'utf8')) as Array<{ name: string; pid: number; start: string }>;
+      writeFileSync(file, JSON.stringify([...records, { name: 'dashboard', pid: unrelated.child.pid, start: '1' }]));
+      const lines: string[] = [];
+      expect(await stopLeftChildren(dir.path, (line) => lines.push(line))).toBe(2);
+      expect([isAlive(worker.child.pid), isAlive(router.child.pid), isAlive(unrelated.child.pid)]).toEqual([false, false, true]);
+      expect(lines).toEqual([
+        `stopping the worker (pid ${worker.child.pid}) an earlier npm start left running when it was killed`,
+        `stopping the router (pid ${router.child.pid}) an earlier npm start left running when it was killed`,
+      ]);
+      expect(existsSync(file)).toBe(false);
+      expect(await stopLeftChildren(dir.path, () => {})).toBe(0);
+    } finally {
+      for (const p of [worker, router, unrelated]) await p.stop('SIGKILL');
+    }
   });
 });

@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Docker from 'dockerode';
-import { runCommand } from '@slipway/core/run-command';
+import { processStart, runCommand } from '@slipway/core/run-command';
 import { ensureBaseImage } from './base-image.js';
 import { createFixtureRepo, git } from './fixture-app.js';
-import { freePort, isPortFree, startProcess, type RunningProcess } from './processes.js';
+import { freePort, isPortFree, startProcess, stillRuns, stopProcess, type RunningProcess } from './processes.js';
 import { startGitHttpServer, type GitHttpServer } from './git-http-server.js';
 import { AlreadyRunningError, claimStart } from './start-lock.js';
 import { ALL_SERVICES, frontSocketDir, stackConfDir, startStack, stopStack, type StackState } from './stack.js';
@@ -38,6 +38,48 @@ function ignoreClosedOutput(): void {
   for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
 }
 
+/** Slipway's processes a start runs, written as each starts: see stopLeftChildren. */
+const CHILDREN_FILE = 'children.json';
+
+interface ChildRecord {
+  name: string;
+  pid: number;
+  start: string;
+}
+
+/** Names the processes of this start in `root`, each with its start time (so that a pid used again later is not taken for it). */
+export function recordChildren(root: string, children: ReadonlyArray<readonly [string, RunningProcess]>): void {
+  const records: ChildRecord[] = children.flatMap(([name, { child }]) => {
+    const start = child.pid === undefined ? null : processStart(child.pid);
+    return start === null ? [] : [{ name, pid: child.pid!, start }];
+  });
+  writeFileSync(join(root, CHILDREN_FILE), JSON.stringify(records));
+}
+
+/**
+ * Stops the receiver, worker, router and dashboard an earlier start left
+ * running: one killed (kill -9, out of memory) before it could stop them.
+ * They would share this start's Redis and etcd, take its jobs and rewrite
+ * its nginx files, and hold its ports. Only processes that still are the
+ * ones recorded (same pid and start time) are stopped.
+ */
+export async function stopLeftChildren(root: string, log: (line: string) => void): Promise<number> {
+  const file = join(root, CHILDREN_FILE);
+  let records: ChildRecord[] = [];
+  try {
+    records = JSON.parse(readFileSync(file, 'utf8')) as ChildRecord[];
+  } catch {
+    // None recorded, or cut short by the kill: nothing known to stop.
+  }
+  const left = records.filter((r) => typeof r.pid === 'number' && typeof r.start === 'string' && stillRuns(r.pid, r.start));
+  await Promise.all(left.map(async (r) => {
+    log(`stopping the ${r.name} (pid ${r.pid}) an earlier npm start left running when it was killed`);
+    await stopProcess(r.pid, 30_000);
+  }));
+  rmSync(file, { force: true });
+  return left.length;
+}
+
 class Interrupted extends Error {}
 
 /**
@@ -60,6 +102,8 @@ export async function up(options: { log: (line: string) => void; dir?: string })
     log(err.message);
     return 1;
   }
+  // This start holds the directory now: whatever processes an earlier one recorded are that killed start's.
+  await stopLeftChildren(root, log).catch((err: Error) => log(`could not stop what an earlier npm start left running: ${err.message}`));
   const stopSignal = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopSignal.signal.aborted) log(`${signal}: still stopping…`);
@@ -100,6 +144,7 @@ export async function up(options: { log: (line: string) => void; dir?: string })
   } finally {
     log('stopping…');
     for (const [, child] of children) await child.stop('SIGTERM', 30_000);
+    rmSync(join(root, CHILDREN_FILE), { force: true });
     for (const server of servers) await server.close();
     // The demo app's containers go too; the next start deploys it again.
     const docker = new Docker();
@@ -176,6 +221,7 @@ async function startSlipway(
   const start = (name: string, argv: string[]) => {
     const child = startProcess(argv, { env });
     children.push([name, child]);
+    recordChildren(root, children);
     child.child.stdout!.on('data', (chunk: Buffer) => process.stderr.write(prefixLines(name, chunk)));
     child.child.stderr!.on('data', (chunk: Buffer) => process.stderr.write(prefixLines(name, chunk)));
   };
