@@ -3,7 +3,7 @@ import type Docker from 'dockerode';
 import type { EngineConfig } from '@slipway/config/types';
 import { LABELS } from '@slipway/core/docker';
 import { scrubSecrets } from '@slipway/core/logger';
-import { UnavailableError } from '@slipway/core/slipway-error';
+import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import { etcdKeys, type UpstreamKey } from '@slipway/etcd/keys';
 import type { AppLock } from '../app-lock.js';
 import { DockerRuntime, pruneBuiltImages, type ContainerHealthState } from '../container-runtime.js';
@@ -31,11 +31,46 @@ const TASK_POLL_MS = 250;
 /**
  * Added to `health.timeout_s` for the tasks to be placed, pull the image
  * from the registry and start: a first pull on a node is not the app's
- * fault. Past both, the rollout fails with `health_failed`.
+ * fault. Past both, the rollout fails: `health_failed` once a task had
+ * started, `docker_error` when none ever did.
  */
 export const PULL_ALLOWANCE_MS = 120_000;
 /** Failed attempts of one slot (Swarm replaces a task that exits or turns unhealthy) before the release is given up. */
 export const MAX_TASK_FAILURES = 2;
+
+/** Why a release's tasks are given up (see tasksVerdict). */
+export type TasksVerdict =
+  /** A slot's tasks exited or turned unhealthy MAX_TASK_FAILURES times: the app's doing. */
+  | { kind: 'failed'; task: AppTask; times: number }
+  /** A slot's tasks were rejected by their nodes that often, none having run: the registry, a pull, an engine. */
+  | { kind: 'rejected'; task: AppTask; times: number }
+  /** A task started, and its health check did not pass within health.timeout_s. */
+  | { kind: 'slow'; task: AppTask }
+  /** The time ran out with no task of the release ever started: placement, resources or the pull. */
+  | { kind: 'unplaced'; task: AppTask | undefined }
+  /** The time ran out after some task had started. */
+  | { kind: 'late'; task: AppTask | undefined };
+
+/**
+ * Whether a release's tasks are given up yet, and why: pure, from the
+ * tasks, when each was first seen starting or running (`startedAt`), and
+ * the clock. Null while they may still come up.
+ */
+export function tasksVerdict(tasks: readonly AppTask[], startedAt: ReadonlyMap<string, number>, clock: { now: number; deadline: number; startTimeoutMs: number }): TasksVerdict | null {
+  const failed = tasks.filter((t) => ['failed', 'rejected', 'shutdown', 'orphaned'].includes(t.state) && t.desiredState !== 'running' && t.error);
+  const bySlot = new Map<number, AppTask[]>();
+  for (const t of failed) bySlot.set(t.slot, [...(bySlot.get(t.slot) ?? []), t]);
+  const given = [...bySlot.values()].find((list) => list.length >= MAX_TASK_FAILURES);
+  if (given) {
+    const ran = given.find((t) => t.state !== 'rejected');
+    return ran ? { kind: 'failed', task: ran, times: given.length } : { kind: 'rejected', task: given[0]!, times: given.length };
+  }
+  const slow = tasks.find((t) => t.state === 'starting' && t.desiredState === 'running' && clock.now - startedAt.get(t.id)! > clock.startTimeoutMs);
+  if (slow) return { kind: 'slow', task: slow };
+  if (clock.now < clock.deadline) return null;
+  const task = tasks.find((t) => t.desiredState === 'running' && !t.address) ?? tasks[0];
+  return startedAt.size === 0 ? { kind: 'unplaced', task } : { kind: 'late', task };
+}
 
 export interface SwarmSeams {
   swarm: ServiceRuntime;
@@ -322,25 +357,26 @@ class SwarmRun {
         if (starts.length > 0) this.timings.pull = Math.max(...starts) - created;
         return live.slice(0, app.replicas);
       }
-      const failed = tasks.filter((t) => ['failed', 'rejected', 'shutdown', 'orphaned'].includes(t.state) && t.desiredState !== 'running' && t.error);
-      const bySlot = new Map<number, AppTask[]>();
-      for (const t of failed) bySlot.set(t.slot, [...(bySlot.get(t.slot) ?? []), t]);
-      const given = [...bySlot.values()].find((list) => list.length >= MAX_TASK_FAILURES);
-      if (given) {
-        const task = given[0]!;
-        throw new HealthCheckError(task.id, `(a task of ${this.service!.name}) failed ${given.length} times before answering 2xx on ${app.health.path}: ${task.error}${task.exitCode !== null ? ` (exit code ${task.exitCode})` : ''}`,
-          this.scrub(await this.seams.swarm.taskLogTail(task.id, LOG_TAIL_LINES).catch(() => '')));
-      }
-      const slow = tasks.find((t) => t.state === 'starting' && t.desiredState === 'running' && Date.now() - startedAt.get(t.id)! > app.health.timeout_s * 1000);
-      if (slow || Date.now() >= deadline) {
+      const verdict = tasksVerdict(tasks, startedAt, { now: Date.now(), deadline, startTimeoutMs: app.health.timeout_s * 1000 });
+      if (verdict) {
+        const { task } = verdict;
+        const service = this.service!.name;
+        const logTail = async () => (task ? this.scrub(await this.seams.swarm.taskLogTail(task.id, LOG_TAIL_LINES).catch(() => '')) : '');
         const waiting = tasks.filter((t) => t.desiredState === 'running' && !t.address);
-        const task = slow ?? waiting[0] ?? tasks[0];
-        const why = slow
-          ? `was still starting (Docker's health check of ${app.health.path} not passing) after ${app.health.timeout_s} s`
-          : `was not running with a published port within ${app.health.timeout_s + PULL_ALLOWANCE_MS / 1000} s`;
-        throw new HealthCheckError(task?.id ?? this.service!.id, `(a task of ${this.service!.name}) ${why} `
-          + `(${live.length} of ${app.replicas} running; ${waiting.map((t) => `${t.id.slice(0, 12)} ${t.state}${t.message ? ` (${t.message})` : ''}`).join(', ') || 'no task'})`,
-          task ? this.scrub(await this.seams.swarm.taskLogTail(task.id, LOG_TAIL_LINES).catch(() => '')) : '');
+        const states = `${live.length} of ${app.replicas} running; ${waiting.map((t) => `${t.id.slice(0, 12)} ${t.state}${t.message ? ` (${t.message})` : ''}`).join(', ') || 'no task'}`;
+        switch (verdict.kind) {
+          case 'failed':
+            throw new HealthCheckError(task!.id, `(a task of ${service}) failed ${verdict.times} times before answering 2xx on ${app.health.path}: ${task!.error}${task!.exitCode !== null ? ` (exit code ${task!.exitCode})` : ''}`, await logTail());
+          case 'rejected':
+            // No container of the release ran: the registry, a node's pull or its engine, not the commit.
+            throw new UnavailableError('swarm', `the swarm's nodes rejected a task of ${service} ${verdict.times} times before running it: ${task!.error}`);
+          case 'slow':
+            throw new HealthCheckError(task!.id, `(a task of ${service}) was still starting (Docker's health check of ${app.health.path} not passing) after ${app.health.timeout_s} s (${states})`, await logTail());
+          case 'unplaced':
+            throw new SlipwayError('docker_error', `no task of ${service} started within ${app.health.timeout_s + PULL_ALLOWANCE_MS / 1000} s, so none of the app's code ran: no node took it or could pull its image (${states}); see the app's placement and resources, and the nodes' access to the registry`);
+          case 'late':
+            throw new HealthCheckError(task?.id ?? this.service!.id, `(a task of ${service}) was not running with a published port within ${app.health.timeout_s + PULL_ALLOWANCE_MS / 1000} s (${states})`, await logTail());
+        }
       }
       await sleep(TASK_POLL_MS);
     }
