@@ -95,8 +95,8 @@ export class ReleaseNotFoundError extends SlipwayError {
 
 /** The image to run does not exist on the Docker host (a rollback to a pruned image, a typo in --image). */
 export class ImageNotFoundError extends SlipwayError {
-  constructor(image: string) {
-    super('image_not_found', `image ${image} does not exist on the Docker host`, { status: 404, fault: 'commit' });
+  constructor(image: string, message = `image ${image} does not exist on the Docker host`) {
+    super('image_not_found', message, { status: 404, fault: 'commit' });
     this.name = 'ImageNotFoundError';
   }
 }

@@ -63,6 +63,22 @@ export function inRegistry(image: string, registry: string): boolean {
 }
 
 /**
+ * An image that names the registry by tag (`slipway deploy --image
+ * <registry>/…:tag`) pinned to the digest the tag names now, as a pushed
+ * image is: a tag can move (the same commit built again, another push), and
+ * a task Swarm starts later (a node lost, a rollback) must run what went
+ * live. One already pinned is returned as it is.
+ */
+export async function pinInRegistry(manager: Docker, image: string, registry: string, auth: PublishImageOptions['auth']): Promise<string> {
+  if (/@sha256:[0-9a-f]{64}$/.test(image)) return image;
+  const authconfig = auth ? { username: auth.username, password: auth.password, serveraddress: registry } : {};
+  const found = await askManager(`looking ${image} up in the registry`, () => manager.getImage(image).distribution({ authconfig }) as Promise<{ Descriptor?: { digest?: string } }>, { ignore: [401, 404] });
+  const digest = found?.Descriptor?.digest;
+  if (typeof digest !== 'string' || !DIGEST.test(digest)) throw new ImageNotFoundError(image, `the registry ${registry} has no ${image}`);
+  return `${image}@${digest}`;
+}
+
+/**
  * Every call of it is bounded: the engines' answers by ENGINE_TIMEOUT_MS
  * (the manager's by its own timeout), the transfer and the push by
  * `idleMs` without progress; the rollout's signal stops it where it is.

@@ -14,7 +14,7 @@ import type { PreparedRoute, RouteProxy } from '../route-proxy.js';
 import { blameLockLoss, CancelledError, HealthCheckError, SwitchOutcomeUnknownError } from '../rollout-errors.js';
 import { rolloutLog as say } from '../rollout-log.js';
 import type { RolloutRequest, RolloutResult } from '../rollout.js';
-import { inRegistry, publishImage } from './registry-push.js';
+import { inRegistry, pinInRegistry, publishImage } from './registry-push.js';
 import { askManager, liveEndpoints, serviceSpec, type AppService, type AppTask, type ServiceRuntime, type ServiceSpec } from './swarm-service.js';
 
 /*
@@ -200,13 +200,14 @@ class SwarmRun {
     return blameLockLoss(this.request.app.name, err, { switched: this.switched, lockLost: this.lock?.lost ?? false });
   }
 
-  /** The registry reference to run: the image itself when it names the registry already (a rollback), else pushed there. */
+  /** The registry reference to run, pinned by digest: the image itself when it names the registry already (a rollback), else pushed there. */
   async publish({ engine, source, manager }: SwarmEngine): Promise<string> {
     const began = Date.now();
     const { image, app, sha } = this.request;
     if (inRegistry(image, engine.registry!)) {
-      this.log(`registry: ${image} is in the registry already; the nodes pull it`);
-      return image;
+      const pinned = await pinInRegistry(manager, image, engine.registry!, engine.registry_auth);
+      this.log(`registry: ${pinned === image ? image : `${image} (${pinned.slice(pinned.lastIndexOf('@') + 1)})`} is in the registry already; the nodes pull it`);
+      return pinned;
     }
     const published = await publishImage({ source, manager, registry: engine.registry!, auth: engine.registry_auth, app: app.name, image, sha, log: this.log, signal: this.request.signal });
     this.timings.push = Date.now() - began;

@@ -126,5 +126,13 @@ describe('swarm engine: blue/green by service on three simulated hosts', () => {
     expect(back.release.image).toBe(first.release.image);
     expect(await versions(app.listen, 6)).toEqual(['200 v1']);
     expect((await appServices(w.manager, app.name)).map((s) => s.release)).toEqual([`j4-${app.name}`]);
+
+    // An image deploy naming the registry by that tag (now v2's): pinned to the digest the tag names, as a pushed image is.
+    const byTag = `${repo}:${sha1.slice(0, 12)}`;
+    const lines5: string[] = [];
+    const tagged = await rollout({ ...w.base(app, lines5), image: byTag, sha: null, job: `j5-${app.name}` });
+    expect(tagged.release.image).toMatch(new RegExp(`^${byTag.replace(/[.]/g, '\\.')}@sha256:[0-9a-f]{64}$`));
+    expect(lines5.filter((l) => l.startsWith('registry:'))).toEqual([`registry: ${byTag} (${tagged.release.image.split('@')[1]}) is in the registry already; the nodes pull it`]);
+    expect(await versions(app.listen, 6)).toEqual(['200 v2']);
   }, 300_000);
 });
