@@ -1,3 +1,4 @@
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Socket } from 'node:net';
 import Docker from 'dockerode';
 import { describe, expect, it } from 'vitest';
@@ -176,6 +177,38 @@ describe('SwarmRuntime against a manager that never answers', () => {
       await expect.poll(() => held.filter((s) => !s.destroyed && !s.readableEnded).length, { timeout: 2_000 }).toBe(0);
     } finally {
       for (const socket of held) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
+describe('SwarmRuntime.createService whose answer is lost', () => {
+  it('finds the service the manager made and answers with it, so that a failed rollout removes it; none made: unavailable', async () => {
+    let made = false;
+    const server = createHttpServer((req, res) => {
+      if (req.method === 'POST' && req.url?.startsWith('/services/create')) {
+        made = true;
+        return; // Made, and the answer never comes.
+      }
+      if (req.method === 'GET' && req.url?.startsWith('/services')) {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(made ? [{ ID: 'svc-made', Spec: { Name: 'slipway-web-j9' } }, { ID: 'svc-other', Spec: { Name: 'slipway-web-j9x' } }] : []));
+        return;
+      }
+      res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as { port: number }).port;
+    try {
+      const runtime = new SwarmRuntime(new Docker({ host: '127.0.0.1', port, protocol: 'http' }), { timeoutMs: 300 });
+      const spec = (release: string) => serviceSpec({ app, image: 'r:5000/x:1', sha: SHA, release });
+      expect(await runtime.createService(spec('j9'))).toBe('svc-made');
+      made = false;
+      server.removeAllListeners('request');
+      server.on('request', (req, res) => (req.method === 'GET' ? res.writeHead(200, { 'content-type': 'application/json' }).end('[]') : undefined));
+      await expect(runtime.createService(spec('j10'))).rejects.toMatchObject({ code: 'unavailable' });
+    } finally {
+      server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     }
   });

@@ -164,7 +164,13 @@ export class SwarmRuntime implements ServiceRuntime {
       return service.id;
     } catch (err) {
       const failure = dockerError(err, `creating service ${spec.Name}`);
-      throw failure.code === 'unavailable' ? failure : new ContainerStartError(failure.message, { cause: err });
+      if (failure.code !== 'unavailable') throw new ContainerStartError(failure.message, { cause: err });
+      // No answer is not no service: the manager may have made it and its answer been lost (past the timeout). Made, it
+      // is this rollout's, to take away on a failure; unknown to it, it would run on, holding its reservations.
+      const made = await this.ask(`looking for service ${spec.Name}`, (abortSignal) => this.manager.listServices({ filters: { name: [spec.Name!] }, abortSignal })).catch(() => undefined);
+      const service = made?.find((s) => s.Spec?.Name === spec.Name);
+      if (service?.ID) return service.ID;
+      throw failure;
     }
   }
 
