@@ -121,6 +121,21 @@ export function createReceiver(options: ReceiverOptions): Express {
 }
 
 /**
+ * What one receiver process may hold: the large bodies it reads at once
+ * (never less than one body of `body_limit_mb`) and the webhooks Redis has
+ * not answered yet. The bounds are the receiver's, not each process's: with
+ * `receiver.processes` N, each process takes an Nth.
+ */
+export function processBounds(receiver: SlipwayConfig['receiver'], options: Pick<ReceiverOptions, 'largeBodiesBudgetBytes' | 'redisBacklogLimit'> = {}): { largeBodiesBytes: number; redisBacklog: number } {
+  const processes = Math.max(1, receiver.processes);
+  const limitBytes = Math.floor(receiver.body_limit_mb * 1024 * 1024);
+  return {
+    largeBodiesBytes: Math.max(options.largeBodiesBudgetBytes ?? Math.ceil(LARGE_BODIES_BUDGET_BYTES / processes), limitBytes),
+    redisBacklog: options.redisBacklogLimit ?? Math.ceil(REDIS_BACKLOG_LIMIT / processes),
+  };
+}
+
+/**
  * `POST /hooks/:provider`: the forge (404), its headers (400) and media
  * type (415) before a byte of the body is read, the body (413, 503 when
  * too many large ones are being read), what it means (inspectWebhook:
@@ -131,8 +146,9 @@ function webhookRoute(options: ReceiverOptions): (req: Request, res: Response) =
   const apps = Object.values(config.apps);
   const limitBytes = Math.floor(config.receiver.body_limit_mb * 1024 * 1024);
   const retentionSeconds = Math.max(1, Math.round(config.receiver.delivery_retention_h * 3600));
-  const budget = new BodyBudget(Math.max(options.largeBodiesBudgetBytes ?? LARGE_BODIES_BUDGET_BYTES, limitBytes));
-  const backlogLimit = options.redisBacklogLimit ?? REDIS_BACKLOG_LIMIT;
+  const bounds = processBounds(config.receiver, options);
+  const budget = new BodyBudget(bounds.largeBodiesBytes);
+  const backlogLimit = bounds.redisBacklog;
 
   return async (req, res) => {
     const locals = res.locals as RequestLocals;
