@@ -192,7 +192,7 @@ function answerQueued(req: Request, res: Response, push: Push, result: QueuePush
       return;
     case 'stale':
       locals.summary.outcome = 'ignored:stale_push';
-      send(req, res, 200, { ignored: 'stale_push', message: `commit ${push.sha} is already live for ${result.apps.join(', ')}, or older than what is; a forced push, or slipway deploy --ref, deploys it` });
+      send(req, res, 200, { ignored: 'stale_push', message: `commit ${push.sha} is already live for ${result.apps.join(', ')}, older than what is, or one an operator rolled back from; a forced push, or slipway deploy --ref, deploys it` });
       return;
     case 'queued': {
       const [first] = result.jobs;

@@ -147,7 +147,7 @@ async function givesWay(ctx: DeployContext, record: JobRecord, log: JobLog, logg
   if (live) {
     log.write(live.branchAt
       ? `a forced push of ${record.sha} says ${record.app}'s branch moved back to it, but the branch is at ${live.branchAt}: not rolled back (slipway deploy --ref does that on purpose)`
-      : `commit ${record.sha} is already live for ${record.app} (job ${live.liveJob ?? '?'}), or older than what is: a push does not roll an app back (a forced push, or slipway deploy --ref, does)`);
+      : `commit ${record.sha} is already live for ${record.app} (job ${live.liveJob ?? '?'}), older than what is, or one an operator rolled back from: a push does not undo either (a forced push, or slipway deploy --ref, does)`);
     await log.flush();
     ctx.feedback?.finished(await ctx.store.finish(id, 'superseded', { supersededBy: live.liveJob }));
     logger.info({ live: live.liveSha }, 'stale push; superseded by what is live');
@@ -222,6 +222,9 @@ async function staleAgainstLive(ctx: DeployContext, record: JobRecord, signal: A
   return head === record.sha ? null : { ...live, branchAt: head };
 }
 
+/** Jobs an operator asked for, the branch unmoved: see JobStore.recordLive. */
+const OPERATOR_TRIGGERS: ReadonlySet<JobRecord['trigger']> = new Set(['rollback', 'cli', 'retry']);
+
 /** Attempts at recording what went live, RECORD_LIVE_PAUSE_MS apart. */
 const RECORD_LIVE_ATTEMPTS = 4;
 const RECORD_LIVE_PAUSE_MS = 1000;
@@ -247,7 +250,7 @@ async function rememberLive(ctx: DeployContext, record: JobRecord, write: (line:
   }
   for (let attempt = 1; ; attempt++) {
     try {
-      await ctx.store.recordLive(record.app, { sha: record.sha, job: record.id }, history);
+      await ctx.store.recordLive(record.app, { sha: record.sha, job: record.id }, history, { operator: OPERATOR_TRIGGERS.has(record.trigger) });
       return;
     } catch (err) {
       if (attempt >= RECORD_LIVE_ATTEMPTS) {

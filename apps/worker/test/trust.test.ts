@@ -62,7 +62,7 @@ describe('the worker trusts the configuration, not the payload', () => {
     const late = await world.queue.enqueue({ app: app!.name, sha: repo.sha, ref: 'master', image: null, trigger: 'webhook', push: pushOf(repo.sha, { fullName: 'acme/app', cloneUrl: repo.url, htmlUrl: null }, 'github') });
     const superseded = await waitForJob(world.queue, late.id);
     expect(superseded).toMatchObject({ state: 'superseded', supersededBy: v2.id });
-    expect((await world.queue.store.readLog(late.id)).join('\n')).toContain(`commit ${repo.sha} is already live for ${app!.name} (job ${v2.id}), or older than what is`);
+    expect((await world.queue.store.readLog(late.id)).join('\n')).toContain(`commit ${repo.sha} is already live for ${app!.name} (job ${v2.id}), older than what is, or one an operator rolled back from`);
     expect(await body(`${app!.url}/`)).toBe(`${app!.name} v2\n`);
 
     // `forced` is the payload's word: a holder of the secret claiming a force push to an old commit rolls nothing back.

@@ -166,6 +166,26 @@ describe('DeployQueue', () => {
     expect(await queue.store.supersededBy(app, again.id)).toBeNull();
   });
 
+  it('a push of a commit an operator rolled back from is stale (a replay: the branch did not move); after a forced push back, a push of it is new', async () => {
+    const app = uniqueName('rolledback');
+    const webhook = (n: number, forced = false, before = sha(n - 1)): DeployRequest => ({ ...request(app, n), trigger: 'webhook', push: { forced, before } as DeployRequest['push'] });
+    const delivery = () => ({ provider: 'github', id: uniqueName('d'), ttlSeconds: 1, guard: true });
+    // 303 went live (its parents 302, 301); an operator rolled back to 301.
+    await queue.store.recordLive(app, { sha: sha(303), job: '1' }, [sha(303), sha(302), sha(301)]);
+    await queue.store.recordLive(app, { sha: sha(301), job: '2' }, [sha(301), sha(300)], { operator: true });
+    for (const n of [303, 302, 301, 300]) expect((await queue.store.staleFor(app, sha(n))).stale, `${n}`).toBe(true);
+    expect((await queue.enqueueMany([webhook(303)], delivery())).skipped).toEqual([{ app, reason: 'stale' }]);
+    // A new commit on top of 303 is a push like any other.
+    expect((await queue.store.staleFor(app, sha(304))).stale).toBe(false);
+    // Pushed instead: the branch forced back to 301 (it went live), then 303 pushed on it again: the branch moved, 303 is new.
+    await queue.store.recordLive(app, { sha: sha(303), job: '3' }, [sha(303), sha(302), sha(301)]);
+    await queue.store.recordLive(app, { sha: sha(301), job: '4' }, [sha(301), sha(300)]);
+    expect((await queue.store.staleFor(app, sha(303))).stale).toBe(false);
+    // An operator's deploy of a commit that is not behind what is live starts the set afresh.
+    await queue.store.recordLive(app, { sha: sha(310), job: '5' }, [sha(310), sha(301)], { operator: true });
+    expect((await queue.store.staleFor(app, sha(300))).stale).toBe(false);
+  });
+
   it('cancels a waiting job: out of the queue, recorded as cancelled', async () => {
     const job = await queue.enqueue(request('gamma', 4));
     const cancelled = await queue.cancel(job.id);

@@ -396,8 +396,20 @@ export class JobStore {
    * so that a push of any of them is known stale without asking git. An
    * image deploy (no commit) forgets them: nothing is known stale then.
    */
-  async recordLive(app: string, live: { sha: string | null; job: string }, ancestors: readonly string[] = []): Promise<void> {
-    const tx = this.redis.multi().del(this.keys.liveAncestry(app));
+  /**
+   * What is live for `app` and the commits a push of which is stale: the
+   * live one and its `ancestors`. With `operator` (a rollback, or a deploy
+   * an operator asked for) to a commit among those already stale, the ones
+   * it went back from stay stale too: the branch did not move, so a push of
+   * one of them now is a replay, or a redelivery, of one already deployed,
+   * and does not undo the operator's choice (a forced push, or `slipway
+   * deploy --ref`, still does). A push, forced back or not, moved the
+   * branch: what is stale is then its commit's history alone.
+   */
+  async recordLive(app: string, live: { sha: string | null; job: string }, ancestors: readonly string[] = [], options: { operator?: boolean } = {}): Promise<void> {
+    const back = options.operator === true && live.sha !== null && (await this.redis.sismember(this.keys.liveAncestry(app), live.sha)) === 1;
+    const tx = this.redis.multi();
+    if (!back) tx.del(this.keys.liveAncestry(app));
     if (live.sha) {
       const shas = [live.sha, ...ancestors.filter((sha) => sha !== live.sha)];
       for (let i = 0; i < shas.length; i += 1000) tx.sadd(this.keys.liveAncestry(app), ...shas.slice(i, i + 1000));
