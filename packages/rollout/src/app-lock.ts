@@ -46,10 +46,21 @@ export function acquireAppLock(etcd: Etcd3, app: string, options: AcquireLockOpt
 export async function acquireLock(etcd: Etcd3, key: string, what: string, options: AcquireLockOptions): Promise<AppLock> {
   const value = JSON.stringify({ job: options.job, host: hostname(), pid: process.pid, at: new Date().toISOString() });
   const log = options.log ?? (() => {});
+  const ttlMs = (options.ttlS ?? LOCK_TTL_S) * 1000;
   const lease: Lease = etcd.lease(options.ttlS ?? LOCK_TTL_S);
   let lost = false;
   lease.on('lost', () => {
     lost = true;
+  });
+  // The client says 'lost' only twice the TTL after its last renewal, while etcd frees the key after one TTL: the lock
+  // is taken as lost once a TTL has passed since the last keepalive that etcd confirmed was sent.
+  let firedAt = Date.now();
+  let renewedAt = Date.now();
+  lease.on('keepaliveFired', () => {
+    firedAt = Date.now();
+  });
+  lease.on('keepaliveSucceeded', () => {
+    renewedAt = firedAt;
   });
   const started = Date.now();
   let announced = false;
@@ -81,7 +92,7 @@ export async function acquireLock(etcd: Etcd3, key: string, what: string, option
     key,
     value,
     get lost() {
-      return lost;
+      return lost || Date.now() - renewedAt > ttlMs;
     },
     release: async () => {
       await etcdCall('releasing the lock', () => lease.revoke(), 2_000).catch(() => lease.release());

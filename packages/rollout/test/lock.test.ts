@@ -1,12 +1,12 @@
 import type { Etcd3 } from 'etcd3';
 import { describe, expect, it } from 'vitest';
-import { ownNginx, testStack } from '@slipway/devstack/testing';
+import { ownNginx, testStack, uniqueName, waitFor } from '@slipway/devstack/testing';
 import { spawn } from 'node:child_process';
 import { runCommand } from '@slipway/core/run-command';
-import { LOCK_TTL_S } from '../src/app-lock.js';
+import { acquireAppLock, LOCK_TTL_S } from '../src/app-lock.js';
 import { etcdKeys } from '@slipway/etcd/keys';
 import { rollout } from '../src/rollout.js';
-import { buildImage, docker, fetchText, stackEtcd, testApp, useRolloutWorld } from './fixtures.js';
+import { buildImage, docker, etcdRelay, fetchText, stackEtcd, testApp, useRolloutWorld } from './fixtures.js';
 
 describe('one rollout per app at a time', () => {
   let nginx: Awaited<ReturnType<typeof ownNginx>>;
@@ -62,5 +62,27 @@ describe('one rollout per app at a time', () => {
     expect(waited).toBeGreaterThan(0);
     expect(waited).toBeLessThan(LOCK_TTL_S + 2);
     expect(await fetchText(app.listen)).toBe('200 v1');
+  });
+
+  it('a holder cut off from etcd takes its lock as lost once a TTL has passed, when etcd frees it, not at twice the TTL as the client says', async () => {
+    const relay = await etcdRelay();
+    const app = uniqueName('lostlock');
+    const lock = await acquireAppLock(relay.client, app, { job: 'cut-off', ttlS: 2 });
+    try {
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(lock.lost, 'kept alive').toBe(false);
+      relay.cut();
+      const cutAt = Date.now();
+      await waitFor('the lock taken as lost', () => lock.lost, { timeoutMs: 10_000, intervalMs: 50 });
+      const after = Date.now() - cutAt;
+      console.log(`lock: taken as lost ${after} ms after the cut (TTL 2 s)`);
+      expect(after).toBeLessThan(3_000);
+      // etcd freed it too: another holder takes it.
+      const next = await acquireAppLock(etcd, app, { job: 'next', ttlS: 2, waitMs: 5_000 });
+      await next.release();
+    } finally {
+      await lock.release();
+      relay.client.close();
+    }
   });
 });
