@@ -10,7 +10,7 @@ import { type Logger, scrubSecrets } from '@slipway/core/logger';
 import type { SlipwayConfig } from '@slipway/config/types';
 import type { DeployFeedback } from '@slipway/feedback/deploy-feedback';
 import type { JobStore } from '@slipway/queue/job-store';
-import { faultOf, firstLine, isRetryable, isSlipwayError, SlipwayError } from '@slipway/core/slipway-error';
+import { faultOf, firstLine, isRetryable, isSlipwayError, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import { appConfig } from '@slipway/config/load-config';
 import { checkout } from '@slipway/build/checkout';
 import { recentHistory, resolveRef } from '@slipway/build/resolve-ref';
@@ -338,6 +338,7 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
     if (signal.aborted) throw new SlipwayError('cancelled', 'cancelled by request');
   }
   log.section(`rollout of ${image}`);
+  const builtHere = !wentLive && !record.image;
   const live = await rollout({
     app, nginx: { ...ctx.config.nginx, batchMs: ctx.config.router.batch_ms }, dns: ctx.config.dns, image, sha: record.sha, job: record.id,
     docker: ctx.docker, etcd: ctx.etcd, log: log.write, signal, engine: ctx.config.engine, manager: ctx.manager,
@@ -345,6 +346,13 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
       if (s === 'switch') progress.reachedSwitch = true;
       void step(s).catch(() => {});
     },
+  }).catch((err: unknown) => {
+    // Built a moment ago, gone now: another rollout of the app, ending while this one waited for the app (it had lost
+    // its lease), pruned the images it knew of no release for. Not the commit's doing: built again on a retry.
+    if (builtHere && isSlipwayError(err, 'image_not_found')) {
+      throw new UnavailableError('docker', `the image ${image} built for this job was gone from the Docker engine when its containers were to start (removed meanwhile, as another rollout of ${app.name} pruned old images): it is built again when the job is retried`, { cause: err });
+    }
+    throw err;
   });
   await updates.catch(() => {});
   ctx.feedback?.rolledOut(app.name, live);

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
-import { commitVersion, startLoad } from '@slipway/devstack/testing';
+import { commitVersion, startLoad, waitFor } from '@slipway/devstack/testing';
+import { createEtcdClient } from '@slipway/etcd/client';
+import { etcdKeys } from '@slipway/etcd/keys';
 import { bullJobId } from '@slipway/queue/deploy-queue';
 import { createDeployWorker, type DeployWorker } from '../src/deploy-worker.js';
 import { body, quietLogger, waitForJob, waitForStep, workerWorld, type WorkerWorld } from './support.js';
@@ -159,6 +161,30 @@ describe('the deploy worker', () => {
     const log = (await world.queue.store.readLog(job.id)).join('\n');
     expect(log).toContain('will retry (attempt 2 of 2)');
     expect(await docker.listContainers({ all: true, filters: { label: [`slipway.app=${app!.name}`] } })).toEqual([]);
+  });
+
+  it('an image it built that is gone when its containers are to start (pruned by another rollout meanwhile) is built again on a retry, not blamed on the commit', async () => {
+    world = await workerWorld({ extra: { worker: { attempts: 2, backoff_ms: 200, concurrency: 1 } } });
+    const [app] = world.apps;
+    // Another rollout holds the app's etcd lock: this one builds, then waits for it.
+    const etcd = createEtcdClient(world.config.etcd);
+    const lease = etcd.lease(30);
+    try {
+      await lease.put(etcdKeys.lock(app!.name)).value('{"job":"another"}');
+      worker = createDeployWorker({ config: world.config, logger: quietLogger });
+      const job = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+      await waitFor('the rollout to wait for the lock', async () => (await world!.queue.store.readLog(job.id)).some((line) => line.startsWith('waiting for the rollout lock')), { timeoutMs: 120_000 });
+      await docker.getImage(`slipway/${app!.name}:${app!.repo.sha.slice(0, 12)}`).remove({ force: true });
+      await lease.revoke();
+      const done = await waitForJob(world.queue, job.id);
+      expect(done.state, done.error ?? '').toBe('completed');
+      expect(done.attempts).toBe(2);
+      expect((await world.queue.store.readLog(job.id)).join('\n')).toContain('was gone from the Docker engine when its containers were to start');
+      expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
+    } finally {
+      await lease.revoke().catch(() => {});
+      etcd.close();
+    }
   });
 
   it('deploys two apps in parallel', async () => {
