@@ -18,7 +18,7 @@ import { buildImage, type BuiltImage } from '@slipway/build/build-image';
 import { runSteps, stepsForCommit } from '@slipway/build/steps';
 import { configuredRepository, OWNER_NAME } from '@slipway/forges/forge-address';
 import { currentRelease, type ReleaseRecord } from '@slipway/rollout/release-store';
-import { rollout } from '@slipway/rollout/rollout';
+import { removeStrayContainers, rollout } from '@slipway/rollout/rollout';
 import { FINAL_STATES, type JobRecord, type Step, type TestStepRun } from '@slipway/queue/job-types';
 import type { StepConfig } from '@slipway/config/types';
 import { bullJobId } from '@slipway/queue/deploy-queue';
@@ -94,10 +94,11 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
   try {
     const wentLive = await liveFromEarlierAttempt(ctx, record);
     // Whatever came since (a newer push waiting, a cancel: from the switch on, a deploy is not cancelled), it is what is
-    // live. On one engine it is recorded as it is (the previous release's containers go at the next rollout, as strays);
-    // a swarm's rollout takes up the live service where the dead attempt stopped.
+    // live. On one engine it is recorded as it is, once the previous release's containers the dead attempt would have
+    // drained and stopped are; a swarm's rollout takes up the live service where the dead attempt stopped.
     if (wentLive && !ctx.manager) {
-      log.write(`an earlier attempt of this job went live (${wentLive.image}) and stopped before recording it: the job is recorded as completed; what that attempt left (the previous release's containers) is removed by ${record.app}'s next rollout`);
+      log.write(`an earlier attempt of this job went live (${wentLive.image}) and stopped before recording it: the job is recorded as completed, once what that attempt left (the previous release's containers) is removed`);
+      await removeLeftByDeadAttempt(ctx, record, log);
       return await complete(ctx, record, log, { image: wentLive.image, release: id }, logger, 'went live in an earlier attempt; recorded as completed');
     }
     if (wentLive) log.write(`an earlier attempt of this job went live (${wentLive.image}) and stopped before its end: taken up where it stopped, with that image, not built again (a cancel or a newer job no longer applies)`);
@@ -166,6 +167,27 @@ async function liveFromEarlierAttempt(ctx: DeployContext, record: JobRecord): Pr
   if (record.startedAt === null) return null;
   const live = await currentRelease(ctx.etcd, record.app).catch(() => null);
   return live?.job === record.id ? live : null;
+}
+
+/** How long the tidying of a dead attempt waits for the app's rollout lock. */
+const TIDY_LOCK_WAIT_MS = 60_000;
+
+/**
+ * On one engine, what an attempt that went live and died left: the previous
+ * release's containers, drained (when they carry connections) and removed
+ * under the app's lock. A failure is said, not thrown: the job is live
+ * whatever happens here, and the app's next rollout removes them.
+ */
+async function removeLeftByDeadAttempt(ctx: DeployContext, record: JobRecord, log: JobLog): Promise<void> {
+  try {
+    const removed = await removeStrayContainers({
+      app: appForJob(ctx, record), nginx: { ...ctx.config.nginx, batchMs: ctx.config.router.batch_ms }, dns: ctx.config.dns,
+      docker: ctx.docker, etcd: ctx.etcd, job: record.id, log: log.write, lockWaitMs: TIDY_LOCK_WAIT_MS,
+    });
+    if (removed.length === 0) log.write('nothing of the previous release was left running');
+  } catch (err) {
+    log.write(`could not remove what that attempt left (${firstLine(err)}): ${record.app}'s next rollout removes it`);
+  }
 }
 
 /** The job's end once what it deploys is live: remembered as live (so later pushes of older commits are stale), recorded completed. */

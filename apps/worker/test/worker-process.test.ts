@@ -117,8 +117,12 @@ describe('the worker process', () => {
     const done = await waitForJob(world.queue, second.id);
     expect(done.state, done.error ?? '').toBe('completed');
     expect(done.attempts).toBe(1);
-    expect((await world.queue.store.readLog(second.id)).join('\n')).toContain('an earlier attempt of this job went live');
+    const log = (await world.queue.store.readLog(second.id)).join('\n');
+    expect(log).toContain('an earlier attempt of this job went live');
     expect(await body(`${app!.url}/`)).toBe(`${app!.name} v2\n`);
+    // What the dead attempt would have drained and stopped, the previous release's containers, is gone now, not at the next deploy.
+    expect(log).toMatch(/removed stray container/);
+    expect((await appContainers(app!.name)).map((c) => c.Labels['slipway.release'])).toEqual([second.id, second.id]);
   });
 
   it('on SIGTERM stops taking jobs, lets the running one finish, and exits 0', async () => {

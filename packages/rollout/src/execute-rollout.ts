@@ -47,6 +47,27 @@ export async function executeRollout(seams: RolloutSeams, request: RolloutReques
   }
 }
 
+/**
+ * What an attempt that switched and then died left behind (the previous
+ * release's containers, which it would have drained and stopped): under
+ * the app's lock, nginx caught up with etcd, then every container neither
+ * etcd nor nginx names, and not of the live release, drained first if it
+ * carries connections, and removed, as the app's next rollout would.
+ * Returns their ids.
+ */
+export async function executeStrayRemoval(seams: RolloutSeams, request: RolloutRequest): Promise<string[]> {
+  const run = new RolloutRun(seams, request);
+  await run.takeLock();
+  try {
+    const plan = await run.readAndPlan();
+    const strays = plan.steps.find((step) => step.kind === 'remove-strays');
+    if (strays) await run.apply(strays);
+    return plan.strays.map((c) => c.id);
+  } finally {
+    await run.release();
+  }
+}
+
 type Timings = RolloutResult['timings'];
 type StepOf<K extends RolloutStep['kind']> = Extract<RolloutStep, { kind: K }>;
 

@@ -5,7 +5,7 @@ import { InvalidInputError } from '@slipway/core/slipway-error';
 import { assertAppName, isSha, quote } from '@slipway/core/validate';
 import { DockerRuntime } from './container-runtime.js';
 import type { DrainResult } from './drain-connections.js';
-import { executeRollout } from './execute-rollout.js';
+import { executeRollout, executeStrayRemoval } from './execute-rollout.js';
 import { EtcdReleaseStore, type ReleaseRecord } from './release-store.js';
 import { DnsRouteProxy, NginxRouteProxy, type RouteProxy } from './route-proxy.js';
 import { UnsupportedRoutingError } from './rollout-errors.js';
@@ -126,4 +126,18 @@ export async function rollout(options: RolloutOptions): Promise<RolloutResult> {
     proxy = new NginxRouteProxy(options.nginx);
   }
   return executeRollout({ runtime: new DockerRuntime(options.docker), store: new EtcdReleaseStore(options.etcd), proxy }, options);
+}
+
+/**
+ * On one engine, after an attempt that went live and died before its end
+ * (its job recorded completed by the attempt that found it live): the
+ * containers that attempt would have drained and stopped are drained (if
+ * they carry connections) and removed now, not left for the app's next
+ * rollout. Returns their ids. Throws as `rollout` does when etcd, Docker or
+ * the lock cannot be had.
+ */
+export async function removeStrayContainers(options: Omit<RolloutOptions, 'image' | 'sha' | 'engine' | 'manager'>): Promise<string[]> {
+  assertAppName(options.app.name, 'app');
+  const proxy: RouteProxy = options.app.routing === 'dns' && options.dns ? new DnsRouteProxy(options.nginx, options.dns) : new NginxRouteProxy(options.nginx);
+  return executeStrayRemoval({ runtime: new DockerRuntime(options.docker), store: new EtcdReleaseStore(options.etcd), proxy }, { ...options, image: 'none', sha: null });
 }
