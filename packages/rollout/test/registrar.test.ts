@@ -1,3 +1,5 @@
+import { connect, createServer, type AddressInfo } from 'node:net';
+import Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
 import { describe, expect, it } from 'vitest';
 import { dnsNames, resolveHost } from '@slipway/router/dns';
@@ -137,6 +139,62 @@ describe('the registrar (routing: dns): Docker events → etcd keys on leases', 
       relayTwo.client.close();
     }
   });
+  it('a key whose address is wrong (written by hand) is put right, its container probed again', async () => {
+    const app = await testApp({ routing: 'dns' });
+    const served = await serveDns(dns, [app]);
+    try {
+      const result = await rollout({ app, nginx: nginx.settings, dns: dns.settings, docker, etcd, image: await buildImage(app.name, 'v1'), sha: null, job: 'wrong-key' });
+      const [first] = result.containers;
+      const key = etcdKeys.upstream(app.etcd_prefix, first!.id.slice(0, 12));
+      await etcd.put(key).value('127.9.9.9:1');
+      await served.registrar.reconcile(app.name);
+      await within(5_000, async () => (await etcd.get(key).string()) === first!.address, 'the key put right');
+    } finally {
+      await served.close();
+    }
+  });
+
+  it('a reconcile held up (Docker slow to answer) does not let the live keys expire: they are renewed each tick all the same', async () => {
+    const app = await testApp({ routing: 'dns' });
+    // Docker through a relay that can hold each of its answers back: listing containers then takes longer than a tick.
+    let delayMs = 0;
+    const relay = createServer((client) => {
+      const engine = connect('/var/run/docker.sock');
+      let order = Promise.resolve();
+      client.on('data', (chunk: Buffer) => engine.write(chunk));
+      engine.on('data', (chunk: Buffer) => {
+        const wait = delayMs;
+        order = order.then(() => (wait > 0 ? new Promise((r) => setTimeout(r, wait)) : undefined)).then(() => void client.write(chunk));
+      });
+      for (const [a, b] of [[client, engine], [engine, client]] as const) {
+        a.on('error', () => b.destroy());
+        a.on('close', () => b.destroy());
+      }
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    const slowDocker = new Docker({ host: '127.0.0.1', port: (relay.address() as AddressInfo).port, protocol: 'http' });
+    const served = await serveDns(dns, [app], { ttlS: 3, sessionTtlS: 1, docker: slowDocker });
+    const deletes: string[] = [];
+    const watcher = await etcd.watch().prefix(`${app.etcd_prefix}/`).create();
+    watcher.on('delete', (kv) => deletes.push(kv.key.toString()));
+    try {
+      const result = await rollout({ app, nginx: nginx.settings, dns: dns.settings, docker, etcd, image: await buildImage(app.name, 'v1'), sha: null, job: 'slow-docker' });
+      const live = result.containers.map((c) => c.id.slice(0, 12)).sort();
+      expect(Object.keys(await keys(app.etcd_prefix)).sort()).toEqual(live);
+      // Each answer of Docker 2.5 s late, for three TTLs: every reconcile runs past the 1 s tick, and the next asks for another.
+      delayMs = 2_500;
+      void served.registrar.reconcile(app.name).catch(() => {});
+      await new Promise((r) => setTimeout(r, 9_000));
+      expect(deletes, 'no live key expired').toEqual([]);
+      expect(Object.keys(await keys(app.etcd_prefix)).sort()).toEqual(live);
+    } finally {
+      delayMs = 0;
+      await watcher.cancel();
+      await served.close();
+      relay.close();
+    }
+  });
+
   it('a registration the etcd3 client sent again (its answer lost after etcd made it) stands: its keys are not revoked with the leases', async () => {
     const app = await testApp({ routing: 'dns' });
     const first = await serveDns(dns, [app]);

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { EtcdLeaseInvalidError, type Etcd3, type Lease } from 'etcd3';
 import type { AppConfig } from '@slipway/config/types';
 import { firstLine } from '@slipway/core/slipway-error';
@@ -82,10 +83,11 @@ export class AppRegistrations {
   }
 
   /** Renews the leases of registrations whose container the last reconcile saw running. */
-  async renew(): Promise<void> {
-    for (const [id, o] of this.own) {
+  async renew(timeoutMs: number): Promise<void> {
+    // All at once, each bounded: one keepalive etcd leaves unanswered holds up no other lease, nor the next tick.
+    await Promise.all([...this.own].map(async ([id, o]) => {
       try {
-        await o.lease.keepaliveOnce();
+        await Promise.race([o.lease.keepaliveOnce(), sleep(timeoutMs, undefined, { ref: false })]);
       } catch (err) {
         if (err instanceof EtcdLeaseInvalidError) {
           this.own.delete(id);
@@ -93,7 +95,7 @@ export class AppRegistrations {
           this.options.requeue();
         }
       }
-    }
+    }));
   }
 
   /**
@@ -185,7 +187,8 @@ export class AppRegistrations {
     const result = await etcdCall(`registering ${app}`, () => [...touched]
       .reduce((cmp, key) => cmp.and(key, 'Mod', '==', read.keyRevisions.get(key) ?? '0'), etcd.if(etcdKeys.release(app), 'Mod', '==', read.releaseRevision))
       .then(
-        ...remove.map((r) => etcd.delete().key(r.key)),
+        // A key put again (its address was wrong) is only put: etcd refuses a transaction that names a key twice.
+        ...remove.filter((r) => !toPut.some((w) => w.key === r.key)).map((r) => etcd.delete().key(r.key)),
         ...toPut.map((w, i) => etcd.put(w.key).value(w.address).lease(leases[i]!.id)),
       )
       .else(...toPut.map((w) => etcd.get(w.key)))

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
@@ -226,12 +227,19 @@ class Registrar implements RegistrarHandle {
     }
   }
 
-  /** The tick: claims what is not held yet, then reconciles and renews every app held. */
+  /**
+   * The tick: claims what is not held yet, then reconciles and renews every
+   * app held, each app on its own. The reconcile goes first (a container
+   * Docker no longer shows running is not renewed), but is waited for half a
+   * tick at most: one held up (Docker slow to list, asks that keep its run
+   * going) must not let the app's live keys, or another app's, expire.
+   */
   private async renewAll(): Promise<void> {
     if (this.claims.held.size < this.apps.size) await this.claims.claimAll();
-    for (const app of this.claims.held) {
-      await this.queue(app);
-      await this.registrations.get(app)!.renew();
-    }
+    const tickMs = (this.ttlS * 1000) / 3;
+    await Promise.all([...this.claims.held].map(async (app) => {
+      await Promise.race([this.queue(app), sleep(tickMs / 2, undefined, { ref: false })]);
+      await this.registrations.get(app)?.renew(tickMs);
+    }));
   }
 }
