@@ -242,7 +242,8 @@ export async function runStep(options: RunStepOptions): Promise<StepRun> {
   const out = new StepLines(`${step.name} | `, secrets, log);
   const err = new StepLines(`${step.name} | `, secrets, log);
   try {
-    log(`step ${step.name}: ${step.command.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')} (in ${image}, timeout ${limitS} s)`);
+    // The command as configured: `${VAR}` was filled in when the config was read, so a secret of the step's env may be in it.
+    log(scrubLine(`step ${step.name}: ${step.command.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')} (in ${image}, timeout ${limitS} s)`, secrets));
     if (step.image) await untilStopped(stop, stopped, ensureImage(docker, image, step.name, stop, log));
     if (stop.aborted) throw stopped();
     // Each call has the engine's deadline and ends at once when the step is stopped (a wedged engine holds no app's lock).
