@@ -121,6 +121,7 @@ const bad: Array<[string, string, string]> = [
   ['short webhook secret, not echoed', `${minimalApp}    secret: hunter2hunter2`, 'apps.hello.secret: expected a secret of 16+ characters, got one of 14 characters'],
   ['short dashboard token, not echoed', `dashboard: { token: abcdefghijklmnopqrstuvwxyz }\n${minimalApp}`, 'dashboard.token: expected a token of 32+ characters, no whitespace, got one of 26 characters'],
   ['dashboard token padded to length with spaces, not echoed', `dashboard: { token: "    abcdefghijklmnopqrstuvwxyz    " }\n${minimalApp}`, 'dashboard.token: expected a token of 32+ characters, no whitespace, got one of 34 characters'],
+  ['forge token with a second line (read from a file), not echoed', `forges: { github: { token: "ghp_SecretTokenValue123\\nsecond" } }\n${minimalApp}`, 'forges.github.token: expected a token without whitespace, got one of 30 characters'],
   ['password in an ssh URL, not echoed', 'apps:\n  hello:\n    repo: ssh://deploy:pw0rd@git.example.com/a/b.git', 'apps.hello.repo: expected a git URL, got "ssh://deploy:***@git.example.com/a/b.git" (must not hold a password (use credentials.ssh_key for ssh))'],
   ['malformed interpolation', `${minimalApp}    template: \${oops`, 'apps.hello.template: malformed ${...} in "${oops"'],
   ['bad app name', 'apps:\n  Hello_World:\n    repo: /srv/git/hello.git', 'apps.Hello_World: invalid app name "Hello_World"'],

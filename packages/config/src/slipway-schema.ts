@@ -103,6 +103,9 @@ const imageRef: Check = (v) => (/^[A-Za-z0-9][A-Za-z0-9._/:@-]{0,254}$/.test(v) 
 
 // --- The schema
 
+/** A token sent in a header: whitespace or a control character (a second line of the file it was read from) is refused at load, not by each request. */
+const headerToken: Check = (v) => (/[\s\u0000-\u001f\u007f]/.test(v) ? 'has whitespace or a control character (a header cannot carry it; a second line of the file it came from?)' : null);
+
 /** Shortest webhook secret and dashboard token accepted: guessable ones are refused at load. */
 const MIN_SECRET = 16;
 const MIN_TOKEN = 32;
@@ -219,15 +222,15 @@ export const slipwaySchema = obj({
   }),
   forges: obj({
     github: obj({
-      token: str({ optional: true, secret: true, doc: 'Token allowed to post commit statuses (`repo:status`); without one, no statuses are posted.' }),
+      token: str({ optional: true, check: headerToken, type: 'a token without whitespace', secret: true, doc: 'Token allowed to post commit statuses (`repo:status`); without one, no statuses are posted.' }),
       api_url: str({ optional: true, check: webUrl, type: 'an http(s) URL', doc: 'Default: from the app\'s configured repo (`https://api.github.com` for github.com, `<forge>/api/v3` for GitHub Enterprise), never from a webhook.' }),
     }),
     gitea: obj({
-      token: str({ optional: true, secret: true, doc: 'Gitea/Forgejo/Gogs access token with write access to the repository.' }),
+      token: str({ optional: true, check: headerToken, type: 'a token without whitespace', secret: true, doc: 'Gitea/Forgejo/Gogs access token with write access to the repository.' }),
       api_url: str({ optional: true, check: webUrl, type: 'an http(s) URL', doc: 'Default: `<forge>/api/v1` of the app\'s configured repo, never from a webhook.' }),
     }),
     gitlab: obj({
-      token: str({ optional: true, secret: true, doc: 'GitLab access token with the `api` scope.' }),
+      token: str({ optional: true, check: headerToken, type: 'a token without whitespace', secret: true, doc: 'GitLab access token with the `api` scope.' }),
       api_url: str({ optional: true, check: webUrl, type: 'an http(s) URL', doc: 'Default: `<forge>/api/v4` of the app\'s configured repo (gitlab.com for `owner/name`), never from a webhook.' }),
     }),
   }, { doc: 'Where to post commit statuses for webhook-triggered jobs.' }),

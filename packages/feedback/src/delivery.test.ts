@@ -25,6 +25,14 @@ describe('sendHttpRequest', () => {
     expect(err?.message).not.toContain('secret-path');
   });
 
+  it('never quotes a credential header fetch refuses (a token with a line break, read from a file)', async () => {
+    const request = { ...post('http://127.0.0.1:9/statuses'), headers: { authorization: 'token ghp_SecretTokenValue123\nsecond-line-of-the-file', 'content-type': 'application/json' } };
+    const err = await failure(sendHttpRequest(request, AbortSignal.timeout(5000)));
+    expect(err?.message).toMatch(/^POST http:\/\/127\.0\.0\.1:9: /);
+    expect(err?.message).not.toContain('ghp_SecretTokenValue123');
+    expect(err?.message).not.toContain('second-line-of-the-file');
+  });
+
   it('reads only the start of a refusal, however much the target sends', async () => {
     const server = createServer((_req, res) => {
       res.writeHead(500, { 'content-type': 'text/plain' });

@@ -315,8 +315,9 @@ export async function sendHttpRequest(request: HttpRequest, signal: AbortSignal)
     res = await fetch(request.url, { method: request.method, headers: request.headers, body: request.body, redirect: 'manual', signal });
   } catch (err) {
     const said = signal.aborted ? 'no answer in time' : ((err as Error).cause as Error | undefined)?.message ?? (err as Error).message;
-    // fetch's own errors quote the whole URL (a Slack webhook's path is its secret): only its origin is said.
-    const reason = scrubSecrets(said.split(request.url).join(where));
+    // fetch's own errors quote the whole URL (a Slack webhook's path is its secret): only its origin is said. They quote
+    // a header value it refuses too (a token with a line break): the credentials' values, and each word of them, go.
+    const reason = scrubSecrets(said.split(request.url).join(where), credentialsOf(request.headers));
     throw new DeliveryError(`POST ${where}: ${reason}`, { retryable: true });
   }
   const text = await readExcerpt(res);
@@ -327,6 +328,15 @@ export async function sendHttpRequest(request: HttpRequest, signal: AbortSignal)
     httpStatus: res.status,
     retryAfterMs: retryAfterMs(res.headers.get('retry-after')),
   });
+}
+
+/** Request headers that carry a credential: a token, a signature. */
+const CREDENTIAL_HEADER = /authorization|token|secret|signature|key/i;
+
+/** The values of a request's credential headers, and each word of them (a quoted value may be cut or escaped around its whitespace). */
+function credentialsOf(headers: Readonly<Record<string, string>>): string[] {
+  const values = Object.entries(headers).filter(([name]) => CREDENTIAL_HEADER.test(name)).map(([, value]) => value);
+  return [...values, ...values.flatMap((value) => value.split(/[\s\u0000-\u001f\u007f]+/).filter((word) => word.length >= 8))];
 }
 
 /** How much of an answer is read: enough for its excerpt, whatever the target sends. */
