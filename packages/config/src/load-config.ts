@@ -214,7 +214,14 @@ export function parseRepositoryFile(text: string, commit: string): { steps: Step
   asWritten(doc);
   const problems: string[] = [];
   const ctx: ParseContext = { env: {}, interpolate: false, error: (path, message) => problems.push(`${path || '(top level)'}: ${message}`) };
-  const parsed = repositoryFileSchema.parse(doc.toJS() ?? {}, '', ctx);
+  let value: unknown;
+  try {
+    value = doc.toJS() ?? {};
+  } catch (err) {
+    // The YAML library's own bounds (a file of nested aliases, "billion laughs"): still the commit's file.
+    throw invalid([`YAML: ${((err as Error).message ?? String(err)).split('\n')[0]}`]);
+  }
+  const parsed = repositoryFileSchema.parse(value, '', ctx);
   if (parsed === INVALID || problems.length > 0) throw invalid(problems);
   return parsed as { steps: StepConfig[] };
 }

@@ -73,6 +73,7 @@ describe('a repository .slipway.yml', () => {
     ['a step without a command', 'steps:\n  - name: unit\n', 'steps[0].command: is required'],
     ['something that is not a mapping', '- name: unit\n', '(top level): expected a mapping'],
     ['broken YAML', 'steps: [\n', 'YAML:'],
+    ['a file of nested aliases (billion laughs)', `a: &a ["x","x","x","x","x","x","x","x","x"]\n${Array.from({ length: 8 }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(9).fill(`*${String.fromCharCode(97 + i)}`).join(',')}]`).join('\n')}\nsteps: []\n`, 'YAML:'],
   ])('refuses %s as the commit\'s fault, naming the key path and the commit', (_what, text, problem) => {
     const err = repositoryFileError(text);
     expect(err.code).toBe('repository_file_invalid');
