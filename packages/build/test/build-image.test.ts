@@ -37,6 +37,7 @@ beforeAll(async () => {
   mkdirSync(join(work, 'docker'), { recursive: true });
   writeFileSync(join(work, 'docker', 'slow.Dockerfile'), `FROM slipway/busybox:latest\nRUN echo first-line && sleep 2 && echo second-line\n`);
   writeFileSync(join(work, 'docker', 'cancel.Dockerfile'), `FROM slipway/busybox:latest\nRUN echo ${marker} && sleep 60\n`);
+  writeFileSync(join(work, 'docker', 'labelled.Dockerfile'), 'FROM slipway/busybox:latest\nLABEL slipway.step=unit\n');
   await git(work, 'add', '-A');
   await git(work, 'commit', '-q', '-m', 'custom build');
   await git(work, 'push', '-q', 'origin', 'HEAD:refs/heads/master');
@@ -143,6 +144,13 @@ describe('buildImage', () => {
     const deadline = Date.now() + 20_000;
     while ((await leftovers()).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
     expect(await leftovers()).toEqual([]);
+  });
+
+  it('refuses an image that sets a label Slipway sets on its containers (slipway.step) (its live containers would be taken for test steps and swept)', async () => {
+    const app = testApp({ repo: custom.url, dockerfile: 'docker/labelled.Dockerfile' });
+    const err = await caught(build(app, custom.sha));
+    expect(err).toBeInstanceOf(BuildError);
+    expect((err as Error).message).toContain('sets the label slipway.step');
   });
 
   it('fails with a BuildError when the configured Dockerfile is not in the commit', async () => {
