@@ -66,6 +66,10 @@ export async function checkout(options: CheckoutOptions): Promise<Checkout> {
     await withRepoCache({ app: options.app, workdir: options.workdir, log, signal: options.signal, ...options.tuning }, async (cache) => {
       if (options.branch !== undefined) {
         await cache.fetchBranches();
+        // Not on any branch: in the repository under another ref (a pull request's head: not_on_branch below), or not at all.
+        if (!(await cache.hasCommit(sha)) && !(await cache.fetchCommit(sha))) {
+          throw new SlipwayError('sha_not_found', `commit ${sha} is not in ${cache.repo.url}`, { fault: 'commit' });
+        }
         await assertOnBranch(cache, sha, options.branch);
         log(`commit ${sha.slice(0, 12)} is on ${options.branch}`);
       } else if (await cache.hasCommit(sha)) {

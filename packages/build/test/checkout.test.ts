@@ -83,6 +83,9 @@ describe('checkout', () => {
     const app = testApp({ repo: fixture.url });
     const err = await caught(checkout({ app, sha: 'f'.repeat(40), workdir }));
     expect(isSlipwayError(err, 'sha_not_found')).toBe(true);
+    // With the branch a deploy checks against, likewise: not in the repository at all is not 'not on the branch'.
+    const onBranch = await caught(checkout({ app, sha: 'e'.repeat(40), workdir, branch: 'master' }));
+    expect(isSlipwayError(onBranch, 'sha_not_found'), String(onBranch)).toBe(true);
     expect(readdirSync(join(workdir, 'builds')).filter((d) => d.startsWith(app.name))).toEqual([]);
   });
 
