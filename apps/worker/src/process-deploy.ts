@@ -181,7 +181,7 @@ const TIDY_LOCK_WAIT_MS = 60_000;
 async function removeLeftByDeadAttempt(ctx: DeployContext, record: JobRecord, log: JobLog): Promise<void> {
   try {
     const removed = await removeStrayContainers({
-      app: appForJob(ctx, record), nginx: { ...ctx.config.nginx, batchMs: ctx.config.router.batch_ms }, dns: ctx.config.dns,
+      app: appConfig(ctx.config, record.app), nginx: { ...ctx.config.nginx, batchMs: ctx.config.router.batch_ms }, dns: ctx.config.dns,
       docker: ctx.docker, etcd: ctx.etcd, job: record.id, log: log.write, lockWaitMs: TIDY_LOCK_WAIT_MS,
     });
     if (removed.length === 0) log.write('nothing of the previous release was left running');
@@ -343,7 +343,8 @@ interface Progress {
  * switch on, a cancel no longer applies to it.
  */
 async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal: AbortSignal, attempt: number, progress: Progress, wentLive: ReleaseRecord | null): Promise<NonNullable<JobRecord['result']>> {
-  const app = appForJob(ctx, record);
+  // Where to clone from matters only to a build: a rollback or an image deploy of an owner/name app runs whatever its job.
+  const app = wentLive || record.image ? appConfig(ctx.config, record.app) : appForJob(ctx, record);
   // One record update at a time: each step is a read-modify-write of the timeline, and the rollout reports
   // its steps without waiting (a first release's `switch` and `drain` come a moment apart).
   let updates: Promise<void> = Promise.resolve();

@@ -177,5 +177,10 @@ describe('the worker trusts the configuration, not the payload', () => {
     const failed = await waitForJob(world.queue, manual.id);
     expect(failed.state).toBe('failed');
     expect(failed.error).toContain('names no forge to clone from');
+    // But a rollback, or any image deploy, clones nothing: it deploys, whatever forge the app's repo names.
+    const back = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: null, image: done.result!.image, trigger: 'rollback' });
+    const rolledBack = await waitForJob(world.queue, back.id);
+    expect(rolledBack.state, rolledBack.error ?? '').toBe('completed');
+    expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
   });
 });
