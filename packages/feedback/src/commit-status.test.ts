@@ -1,5 +1,7 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { commitStatusForJob, giteaStatusRequest, githubStatusRequest, gitlabStatusRequest, type CommitStatus, type StatusJob, type StatusTarget } from './commit-status.js';
+import { commitStatusForJob, ForgeStatusSender, giteaStatusRequest, githubStatusRequest, gitlabStatusRequest, type CommitStatus, type StatusJob, type StatusTarget } from './commit-status.js';
 
 const job = (patch: Partial<StatusJob>): StatusJob => ({
   id: '42', app: 'hello', state: 'waiting', step: 'queued', createdAt: '2024-05-01T10:00:00.000Z',
@@ -78,5 +80,27 @@ describe('status request builders', () => {
     expect(request.url).toBe(`https://ghe.example/api/v3/repos/acme/web/statuses/${sha}`);
     expect(request.headers).toMatchObject({ authorization: 'token ghp_x', accept: 'application/vnd.github+json', 'user-agent': 'Slipway' });
     expect(JSON.parse(request.body)).toEqual({ state: 'success', target_url: 'https://d.example/jobs/9', description: 'Deployed in 3 s (job 9)', context: 'slipway/web' });
+  });
+});
+
+describe('ForgeStatusSender on GitLab', () => {
+  it('takes a refused transition (the state is there already, or a later one) as delivered; another 400 is a failure', async () => {
+    let answer = 'Cannot transition status via :run from :running';
+    const server = createServer((_req, res) => {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ message: answer }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const apiBase = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/v4`;
+      const sender = new ForgeStatusSender({ github: {}, gitea: {}, gitlab: { token: 'glpat-0123456789abcdef' } });
+      const target: StatusTarget = { provider: 'gitlab', fullName: 'g/p', apiBase, sha: 'a'.repeat(40), branch: 'main' };
+      const running: CommitStatus = { state: 'running', description: 'Deploying: job 42', targetUrl: 'https://deploy.example.com/jobs/42', context: 'slipway/p' };
+      await expect(sender.send(target, running, AbortSignal.timeout(5000))).resolves.toBeUndefined();
+      answer = 'ref is missing';
+      await expect(sender.send(target, running, AbortSignal.timeout(5000))).rejects.toMatchObject({ httpStatus: 400 });
+    } finally {
+      server.close();
+    }
   });
 });

@@ -188,7 +188,14 @@ export class ForgeStatusSender {
     const token = this.forges[target.provider]?.token;
     if (!token) throw new DeliveryError(`no ${target.provider} token`, { retryable: false });
     const request = { github: githubStatusRequest, gitea: giteaStatusRequest, gitlab: gitlabStatusRequest }[target.provider];
-    return sendHttpRequest(request(target.apiBase, token, target, status), signal);
+    try {
+      await sendHttpRequest(request(target.apiBase, token, target, status), signal);
+    } catch (err) {
+      // GitLab refuses a state the commit's status already has or has moved past ('Cannot transition status via :run
+      // from :running'), as a re-posted running or a late pending is: what it shows is that state or a later one.
+      if (target.provider === 'gitlab' && err instanceof DeliveryError && err.httpStatus === 400 && /cannot transition status/i.test(err.message)) return;
+      throw err;
+    }
   }
 }
 
