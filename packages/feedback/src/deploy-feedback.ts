@@ -2,7 +2,7 @@ import type { Logger } from '@slipway/core/logger';
 import { faultOf, isSlipwayError } from '@slipway/core/slipway-error';
 import type { SlipwayConfig } from '@slipway/config/types';
 import type { JobStore } from '@slipway/queue/job-store';
-import type { JobRecord } from '@slipway/queue/job-types';
+import { FINAL_STATES, type JobRecord } from '@slipway/queue/job-types';
 import { CommitStatuses, ForgeStatusSender } from './commit-status.js';
 import { BackgroundDelivery, type RetryPolicy } from './delivery.js';
 import { dashboardUrl, failureKind } from './job-wording.js';
@@ -11,7 +11,7 @@ import { Notifier, previousOutcome } from './notifications.js';
 
 export type { RetryPolicy } from './delivery.js';
 
-/** How long the "this cancellation was reported" mark is kept. */
+/** How long the "this job's end was reported" mark is kept. */
 const CLAIM_TTL_S = 7 * 24 * 3600;
 
 export interface DeployFeedbackOptions {
@@ -67,8 +67,8 @@ export class DeployFeedback {
   /**
    * A job reached a final state; `err` is why it failed. Counts it, posts
    * its final commit status, and notifies the app's targets of a failure,
-   * a recovery or a success. A cancellation is reported once however many
-   * workers hear of it (see `cancelled`).
+   * a recovery or a success. A job's end is reported once, however many
+   * workers hear of it (see `cancelled`) or finish it.
    */
   finished(record: JobRecord, err?: unknown): void {
     this.track(this.report(record, err));
@@ -100,9 +100,9 @@ export class DeployFeedback {
 
   private async report(record: JobRecord, err?: unknown): Promise<void> {
     const { store, metrics, config } = this.options;
-    if (record.state === 'cancelled') {
-      if ((await store.claim(store.keys.cancelReported(record.id), CLAIM_TTL_S * 1000)) === null) return;
-    }
+    // Once per job, whoever reports it: every worker hears of a cancellation, and a job given up (worker_lost) may be
+    // finished again by an attempt that had passed its switch, to which finish answers the state it already had.
+    if (!FINAL_STATES.has(record.state) || (await store.claim(store.keys.endReported(record.id), CLAIM_TTL_S * 1000)) === null) return;
     const kind = record.state === 'failed' ? failureKind(record.fault ?? faultOf(err)) : undefined;
     metrics.jobFinished(record, record.state === 'failed' ? (isSlipwayError(err) ? err.code : 'internal') : undefined);
     // Not once the job was re-run: the re-run posts on the same commit and context, and a final status of this one

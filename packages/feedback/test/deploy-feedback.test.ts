@@ -150,7 +150,7 @@ describe('DeployFeedback: what a job\'s end tells the forge, the team and Promet
       const worker = new DeployFeedback({ config: start(app), store: new JobStore(relayed, prefix), logger: log.logger, metrics: new WorkerMetrics({ defaultMetrics: false }) });
       const cancelled = await finishedJob(app, 6, 'cancelled', { error: 'cancelled while waiting' });
       await relayed.ping();
-      relay.dropReplyTo(`:job:${cancelled.id}:feedback-cancelled`);
+      relay.dropReplyTo(`:job:${cancelled.id}:feedback-reported`);
       worker.finished(cancelled);
       await worker.idle();
       await worker.close();
@@ -160,6 +160,16 @@ describe('DeployFeedback: what a job\'s end tells the forge, the team and Promet
       relayed.disconnect();
       relay.close();
     }
+  });
+  it('a job finished twice (given up as worker_lost, then finished by an attempt past its switch) is reported once', async () => {
+    const app = uniqueName('app');
+    const worker = new DeployFeedback({ config: start(app), store, logger: log.logger, metrics: new WorkerMetrics({ defaultMetrics: false }) });
+    const failed = await finishedJob(app, 8, 'failed', { error: 'worker_lost: the workers running it died 3 times' });
+    worker.finished(failed);
+    worker.finished(await store.finish(failed.id, 'completed'));
+    await worker.idle();
+    await worker.close();
+    expect(forge.seen.filter((s) => s.body.context === `slipway/${app}`).map((s) => s.body.state)).toEqual(['error']);
   });
   it('a final status still being retried is not sent once its job was re-run: the re-run\'s statuses are on the same commit and context', async () => {
     const app = uniqueName('app');

@@ -133,8 +133,8 @@ export function keys(prefix: string) {
     waitingForApp: (id: string) => `${prefix}:job:${id}:waiting-for-app`,
     /** Held while one request re-runs the job (retry), so two operators at once queue one re-run. */
     retrying: (id: string) => `${prefix}:job:${id}:retrying`,
-    /** Claimed by the one worker that reports a job cancelled while waiting to its forge. */
-    cancelReported: (id: string) => `${prefix}:job:${id}:feedback-cancelled`,
+    /** Claimed by the one process that reports a job's end (its final commit status, notifications, metrics). */
+    endReported: (id: string) => `${prefix}:job:${id}:feedback-reported`,
     delivery: (provider: string, id: string) => `${prefix}:delivery:${provider}:${id}`,
     /** A webhook queued `sha` for `app`; a forced push's mark also names the head it replaced (`before`): see JobGroup.guard. */
     pushed: (app: string, sha: string, before?: string) => `${prefix}:app:${app}:pushed:${sha}${before ? `:${before}` : ''}`,
