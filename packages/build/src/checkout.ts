@@ -5,7 +5,7 @@ import type { AppConfig } from '@slipway/config/types';
 import { SlipwayError } from '@slipway/core/slipway-error';
 import { isProcessAlive, OWN_PID_NAMESPACE } from '@slipway/core/run-command';
 import { assertAppName, assertSha, isAppName } from '@slipway/core/validate';
-import { assertOnBranch, withRepoCache, type RepoCacheOptions, workPaths } from './repo-cache.js';
+import { assertOnBranch, removeGitLocks, withRepoCache, type RepoCacheOptions, workPaths } from './repo-cache.js';
 import { createGitRunner } from './git-runner.js';
 import { withRepoLock } from './repo-lock.js';
 
@@ -145,7 +145,9 @@ export async function prune(options: PruneOptions): Promise<PruneResult> {
   for (const entry of await readdir(repos, { withFileTypes: true }).catch(() => [])) {
     if (!entry.isDirectory() || !isAppName(entry.name)) continue;
     const paths = workPaths(options.workdir, entry.name);
-    await withRepoLock(paths.lock, async () => {
+    await withRepoLock(paths.lock, async ({ recovered }) => {
+      // Whoever breaks a dead holder's lock clears what its git left (a ref's .lock would fail every later fetch).
+      if (recovered) await removeGitLocks(paths.repo, log);
       // Tidying only: a clone that cannot be pruned now is pruned by its next fetch (or fails that, loudly).
       await createGitRunner({ gitDir: paths.repo }).probe(['worktree', 'prune']).catch(() => null);
     }, { log });

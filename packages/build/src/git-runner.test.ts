@@ -128,6 +128,7 @@ describe('gitFailure', () => {
     ["fatal: unable to access 'https://git.example.com/a.git/': The requested URL returned error: 503", 'unavailable', 'error: 503'],
     ['error: RPC failed; curl 56 GnuTLS recv error (-9)\nfatal: the remote end hung up unexpectedly', 'unavailable', 'RPC failed'],
     ['fatal: not a valid object name', 'git_failed', 'git fetch failed: not a valid object name'],
+    ["remote: Enumerating objects: 9, done.\nerror: cannot lock ref 'refs/heads/master': Unable to create '/w/repos/app/refs/heads/master.lock': File exists.", 'git_failed', "git fetch failed: cannot lock ref 'refs/heads/master'"],
   ])('%j → %s', (output, code, text) => {
     const err = gitFailure(output, { action: 'fetch', url });
     expect(err.code).toBe(code);

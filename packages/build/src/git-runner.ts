@@ -292,6 +292,8 @@ export function gitFailure(output: string, context: GitFailureContext): SlipwayE
   if (missing) return new SlipwayError('repo_not_found', detail(`repository${where} not found: ${missing}`));
   const unreachable = reason(UNREACHABLE);
   if (unreachable) return new UnavailableError('git', detail(`repository${where} is unreachable: ${unreachable}`));
-  const first = tail.split('\n', 1)[0]?.replace(/^\s*(fatal|error):\s*/i, '') || 'no output';
+  // The line that says what went wrong, not the first (a fetch's "remote: Enumerating objects" comes before it).
+  const said = tail.split('\n').find((line) => /^\s*(fatal|error):/i.test(line)) ?? tail.split('\n', 1)[0];
+  const first = said?.replace(/^\s*(fatal|error):\s*/i, '') || 'no output';
   return new SlipwayError('git_failed', detail(`git ${context.action} failed: ${first}`));
 }

@@ -145,7 +145,7 @@ async function ensureBareRepo(dir: string, log: (line: string) => void, runnerOp
 }
 
 /** `*.lock` files a killed git left in the cache; only called after breaking a dead holder's lock. */
-async function removeGitLocks(dir: string, log: (line: string) => void): Promise<void> {
+export async function removeGitLocks(dir: string, log: (line: string) => void): Promise<void> {
   const walk = async (at: string): Promise<void> => {
     for (const entry of await readdir(at, { withFileTypes: true }).catch(() => [])) {
       const path = join(at, entry.name);

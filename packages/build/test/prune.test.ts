@@ -1,8 +1,10 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readlinkSync, utimesSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createFixtureRepo, type FixtureRepo, tempDir } from '@slipway/devstack/testing';
+import { OWN_PID_NAMESPACE } from '@slipway/core/run-command';
+import { commitVersion, createFixtureRepo, type FixtureRepo, tempDir } from '@slipway/devstack/testing';
 import { checkout, prune } from '../src/checkout.js';
 import { workPaths } from '../src/repo-cache.js';
 import { testApp } from './test-app.js';
@@ -50,6 +52,21 @@ describe('prune', () => {
     const worktrees = readdirSync(join(workPaths(workdir, app.name).repo, 'worktrees'));
     expect(worktrees).toEqual([live.dir.split('/').pop()]);
     await live.cleanup();
+  });
+
+  it('clears what the git of a killed holder left when it breaks that holder\'s lock, so the next fetch works', async () => {
+    const app = testApp({ repo: fixture.url });
+    const first = await checkout({ app, sha: fixture.sha, workdir, branch: 'master' });
+    await first.cleanup();
+    // A worker killed mid-fetch: its lock on the cache (its pid gone) and git's lock of the ref it was updating.
+    const paths = workPaths(workdir, app.name);
+    const dead = spawnSync('true').pid!;
+    writeFileSync(paths.lock, `${JSON.stringify({ host: hostname(), pid: dead, pidns: OWN_PID_NAMESPACE, token: 'killed' })}\n`);
+    writeFileSync(join(paths.repo, 'refs', 'heads', 'master.lock'), '');
+    await prune({ workdir });
+    const next = await commitVersion(fixture, { version: 'after the kill' });
+    const tree = await checkout({ app, sha: next, workdir, branch: 'master' });
+    await tree.cleanup();
   });
 
   it('is harmless on an empty workdir', async () => {
