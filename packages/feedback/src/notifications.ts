@@ -200,7 +200,7 @@ function signature256(body: string | Buffer, secret: string): string {
   return `sha256=${createHmac('sha256', secret).update(body).digest('hex')}`;
 }
 
-/** How many of the app's recent jobs are looked through. */
+/** How many of the app's recent completed jobs, and failed ones, are looked through. */
 const LOOKBACK = 50;
 
 /**
@@ -211,7 +211,10 @@ const LOOKBACK = 50;
 export async function previousOutcome(store: JobStore, record: Pick<JobRecord, 'id' | 'app' | 'finishedAt'>): Promise<'success' | 'failure' | null> {
   const until = record.finishedAt ? Date.parse(record.finishedAt) : Date.now();
   let best: JobRecord | null = null;
-  for (const job of await store.list({ app: record.app, limit: LOOKBACK })) {
+  // From the app's completed and failed jobs alone (each its own index): any number of superseded or cancelled jobs
+  // since (a burst of pushes behind the deploy that fixed it) hides no outcome.
+  const [completed, failed] = await Promise.all((['completed', 'failed'] as const).map((state) => store.list({ app: record.app, state, limit: LOOKBACK })));
+  for (const job of [...completed!, ...failed!]) {
     if (job.id === record.id || (job.state !== 'completed' && job.state !== 'failed') || !job.finishedAt) continue;
     const at = Date.parse(job.finishedAt);
     if (at > until) continue;

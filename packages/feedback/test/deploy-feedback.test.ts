@@ -161,6 +161,22 @@ describe('DeployFeedback: what a job\'s end tells the forge, the team and Promet
       relay.close();
     }
   });
+  it('a recovery is told however many pushes were superseded between the failure and the deploy that fixed it', async () => {
+    const app = uniqueName('app');
+    start(app);
+    const failed = await finishedJob(app, 20, 'failed', { error: 'health check failed' });
+    feedback.finished(failed, new SlipwayError('health_failed', 'health check failed', { fault: 'commit' }));
+    await feedback.idle();
+    // A burst of 60 pushes behind it, each replaced by the next.
+    for (let n = 21; n <= 80; n++) {
+      const waiting = await store.create({ app, sha: sha(n), ref: 'master', image: null, trigger: 'webhook' });
+      await store.finish(waiting.id, 'superseded', { supersededBy: String(Number(waiting.id) + 1) });
+    }
+    feedback.finished(await finishedJob(app, 81, 'completed'));
+    await feedback.idle();
+    expect(signed.received.filter((r) => (JSON.parse(r.raw.toString('utf8')) as NotificationPayload).app === app).map((r) => r.headers['x-slipway-event'])).toEqual(['failure', 'recovery']);
+  });
+
   it('a job finished twice (given up as worker_lost, then finished by an attempt past its switch) is reported once', async () => {
     const app = uniqueName('app');
     const worker = new DeployFeedback({ config: start(app), store, logger: log.logger, metrics: new WorkerMetrics({ defaultMetrics: false }) });
