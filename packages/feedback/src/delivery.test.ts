@@ -2,7 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '@slipway/core/logger';
-import { BackgroundDelivery, backoffDelay, sendHttpRequest } from './delivery.js';
+import { BackgroundDelivery, backoffDelay, DeliveryError, sendHttpRequest } from './delivery.js';
 
 const policy = { baseDelayMs: 1000, maxDelayMs: 30_000 };
 
@@ -94,6 +94,28 @@ describe('BackgroundDelivery: what is still true', () => {
     finishSlow();
     await delivery.idle();
     expect(sent).toEqual([]);
+  });
+
+  it('a status whose try had no answer in time, then moot, is followed all the same (the forge may have applied it late); one refused is not', async () => {
+    const delivery = new BackgroundDelivery({ logger, concurrency: 1, retry: { attempts: 3, baseDelayMs: 10, timeoutMs: 50 } });
+    const followed: string[] = [];
+    let wanted = true;
+    // The forge takes it, and answers after our timeout: a 'pending' it shows late, over the job's end.
+    delivery.deliver({
+      key: 'late', target: 'gitlab', what: 'commit status', context: {}, stillWanted: async () => wanted, delivered: () => void followed.push('late'),
+      send: async (signal) => {
+        wanted = false;
+        await new Promise((_resolve, reject) => signal.addEventListener('abort', () => reject(new DeliveryError('no answer in time', { retryable: true })), { once: true }));
+      },
+    });
+    delivery.deliver({
+      key: 'refused', target: 'gitlab', what: 'commit status', context: {}, delivered: () => void followed.push('refused'),
+      send: async () => {
+        throw new DeliveryError('answered 401', { retryable: false, httpStatus: 401 });
+      },
+    });
+    await delivery.idle();
+    expect(followed).toEqual(['late']);
   });
 
   it('takes a stillWanted that does not answer within 2 s for "cannot tell" (sent): a hung Redis holds no request slot for ever', async () => {

@@ -148,6 +148,12 @@ export class BackgroundDelivery {
   }
 
   private async attemptAll(task: DeliveryTask, slot: Slot): Promise<void> {
+    // A try with no answer (timed out, cut, a 5xx) may have been applied all the same, late: the forge may show it over
+    // what was posted since. What follows a delivery (`delivered`) then follows too, once the task is moot or given up.
+    let mayHaveLanded = false;
+    const landedMaybe = () => {
+      if (mayHaveLanded && !this.aborted && !this.closing && slot.next === null) task.delivered?.();
+    };
     for (let attempt = 1; ; attempt++) {
       if (slot.next || this.aborted || (this.closing && attempt > 1)) return this.settle(task, 'dropped');
       let failure: DeliveryError;
@@ -158,7 +164,8 @@ export class BackgroundDelivery {
       const moot = () => this.aborted || slot.next !== null;
       if (moot() || !(await wanted(task)) || moot()) {
         release();
-        return this.settle(task, 'dropped');
+        this.settle(task, 'dropped');
+        return landedMaybe();
       }
       // A controller per try, not AbortSignal.any() over a long-lived signal: that one would keep every try's signal alive.
       const controller = new AbortController();
@@ -175,11 +182,13 @@ export class BackgroundDelivery {
         this.inFlight.delete(controller);
         release();
       }
+      if (failure.retryable) mayHaveLanded = true;
       const last = !failure.retryable || attempt >= this.policy.attempts || this.closing;
       if (last) {
         const level = this.closing && failure.retryable ? 'info' : 'warn';
         this.logger[level]({ target: task.target, ...task.context, attempts: attempt, status: failure.httpStatus, err: failure.message }, `could not deliver the ${task.what}; giving up`);
-        return this.settle(task, 'failed');
+        this.settle(task, 'failed');
+        return landedMaybe();
       }
       this.logger.debug({ target: task.target, ...task.context, attempt, err: failure.message }, `${task.what} not delivered yet; retrying`);
       await this.sleep(backoffDelay(this.policy, attempt, failure.retryAfterMs), slot);
