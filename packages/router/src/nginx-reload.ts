@@ -696,12 +696,22 @@ export async function retiringWorkers(): Promise<number[]> {
 export async function clientConnectionsHeld(workers: readonly number[], listen: string): Promise<number> {
   const address = listenAddress(listen);
   if (workers.length === 0 || !address || address.startsWith('unix:')) return 0;
-  const port = `:${address.split(':')[1]}`;
-  const onListen = (await readTcpSockets()).filter((s) => s.state === TcpState.ESTABLISHED && (address.startsWith('0.0.0.0:') ? s.local.endsWith(port) : s.local === address));
-  if (onListen.length === 0) return 0;
+  // The workers' sockets first (a few descriptors; none once a worker has exited): the table of every TCP socket of the
+  // host, thousands under load, is read only while a retiring worker holds a socket at all.
   const held = new Set<number>();
   for (const pid of workers) for (const inode of await socketInodes(pid)) held.add(inode);
-  return onListen.filter((s) => held.has(s.inode)).length;
+  if (held.size === 0) return 0;
+  const port = `:${address.split(':')[1]}`;
+  const wildcard = address.startsWith('0.0.0.0:');
+  try {
+    // ss asks the kernel over netlink for just these sockets: /proc/net/tcp walks every socket of the host, which under
+    // load (thousands in TIME_WAIT) takes seconds.
+    const { stdout } = await runCommand(['ss', '-Htne', 'state', 'established', ...(wildcard ? ['sport', '=', port] : ['src', address])], { timeoutMs: 5_000 });
+    return [...stdout.matchAll(/\bino:(\d+)/g)].filter((m) => held.has(Number(m[1]))).length;
+  } catch (err) {
+    if (!(err instanceof CommandError)) throw err;
+    return (await readTcpSockets()).filter((s) => held.has(s.inode) && s.state === TcpState.ESTABLISHED && (wildcard ? s.local.endsWith(port) : s.local === address)).length;
+  }
 }
 
 /** Whether nginx's master has a worker that is none of `old`: it took the new config and started new workers (from /proc's list of its children). */
