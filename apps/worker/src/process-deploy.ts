@@ -20,7 +20,7 @@ import { configuredRepository, OWNER_NAME } from '@slipway/forges/forge-address'
 import { currentRelease, type ReleaseRecord } from '@slipway/rollout/release-store';
 import { removeStrayContainers, rollout } from '@slipway/rollout/rollout';
 import { FINAL_STATES, type JobRecord, type Step, type TestStepRun } from '@slipway/queue/job-types';
-import type { StepConfig } from '@slipway/config/types';
+import type { AppConfig, StepConfig } from '@slipway/config/types';
 import { bullJobId } from '@slipway/queue/deploy-queue';
 import { AppLease, DEFAULT_LEASE_MS } from './app-lease.js';
 import { JobLog } from './job-log.js';
@@ -345,11 +345,7 @@ interface Progress {
 async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal: AbortSignal, attempt: number, progress: Progress, wentLive: ReleaseRecord | null): Promise<NonNullable<JobRecord['result']>> {
   // Where to clone from matters only to a build: a rollback or an image deploy of an owner/name app runs whatever its job.
   const app = wentLive || record.image ? appConfig(ctx.config, record.app) : appForJob(ctx, record);
-  // One record update at a time: each step is a read-modify-write of the timeline, and the rollout reports
-  // its steps without waiting (a first release's `switch` and `drain` come a moment apart).
-  let updates: Promise<void> = Promise.resolve();
-  const inOrder: InOrder = (update) => (updates = updates.catch(() => {}).then(async () => void (await update())));
-  const step = (s: Step) => inOrder(() => ctx.store.step(record.id, s));
+  const updates = recordUpdates(ctx.store, record.id);
   log.write(`job ${record.id} (${record.trigger}) for ${record.app}, attempt ${attempt}${record.sha ? `, commit ${record.sha}` : ''}${record.image ? `, image ${record.image}` : ''}`);
   let image: string;
   if (wentLive) {
@@ -357,8 +353,7 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
     image = wentLive.image;
     signal = unlessCancelled(signal);
   } else {
-    image = await buildAndTest(ctx, app, record, log, signal, inOrder);
-    if (signal.aborted) throw new SlipwayError('cancelled', 'cancelled by request');
+    image = await buildAndTest(ctx, app, record, log, signal, updates);
   }
   log.section(`rollout of ${image}`);
   const builtHere = !wentLive && !record.image;
@@ -367,7 +362,7 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
     docker: ctx.docker, etcd: ctx.etcd, log: log.write, signal, engine: ctx.config.engine, manager: ctx.manager,
     onStep: (s) => {
       if (s === 'switch') progress.reachedSwitch = true;
-      void step(s).catch(() => {});
+      void updates.step(s).catch(() => {});
     },
   }).catch((err: unknown) => {
     // Built a moment ago, gone now: another rollout of the app, ending while this one waited for the app (it had lost
@@ -377,21 +372,32 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
     }
     throw err;
   });
-  await updates.catch(() => {});
+  await updates.settled();
   ctx.feedback?.rolledOut(app.name, live);
   // Kept with the job: a drain that ran out of drain_s is shown wherever the job is, not only in its log.
   return { image, release: record.id, ...(live.drain ? { drain: { ms: live.drain.ms, open: live.drain.open } } : {}) };
 }
 
-/** Runs record updates one after another; resolves when this one (and all before it) is done. */
-type InOrder = (update: () => Promise<unknown>) => Promise<void>;
+/**
+ * A job record's updates, one at a time: each step is a read-modify-write
+ * of the timeline, and the rollout reports its steps without waiting (a
+ * first release's `switch` and `drain` come a moment apart). `inOrder`
+ * resolves when its update (and all before it) is done; `settled` when
+ * every one so far is, whether it failed or not.
+ */
+function recordUpdates(store: JobStore, id: string) {
+  let chain: Promise<void> = Promise.resolve();
+  const inOrder = (update: () => Promise<unknown>): Promise<void> => (chain = chain.catch(() => {}).then(async () => void (await update())));
+  return { inOrder, step: (s: Step) => inOrder(() => store.step(id, s)), settled: () => chain.catch(() => {}) };
+}
+type RecordUpdates = ReturnType<typeof recordUpdates>;
 
 /**
  * The job's image: its commit checked out (or its pushed tree) and built,
  * then its test steps run in it; or the image the job names. Throws
- * `cancelled` once `signal` is aborted between two of these.
+ * `cancelled` once `signal` is aborted between two of these, or after.
  */
-async function buildAndTest(ctx: DeployContext, app: ReturnType<typeof appForJob>, record: JobRecord, log: JobLog, signal: AbortSignal, inOrder: InOrder): Promise<string> {
+async function buildAndTest(ctx: DeployContext, app: AppConfig, record: JobRecord, log: JobLog, signal: AbortSignal, updates: RecordUpdates): Promise<string> {
   const throwIfCancelled = () => {
     if (signal.aborted) throw new SlipwayError('cancelled', 'cancelled by request');
   };
@@ -403,18 +409,18 @@ async function buildAndTest(ctx: DeployContext, app: ReturnType<typeof appForJob
   if (record.sourceDir && !pushedTree) log.write(`the pushed tree of this job is gone (the push was refused); checking out ${record.sha?.slice(0, 12)} instead`);
   if (!image && pushedTree && record.sha) {
     tests = await stepsForCommit(app, pushedTree, record.sha, log.write);
-    await inOrder(() => ctx.store.step(record.id, 'build'));
+    await updates.step('build');
     log.section(`build slipway/${app.name}:${record.sha.slice(0, 12)} from the pushed tree`);
     image = built(ctx, app.name, await buildImage({ app, dir: pushedTree, sha: record.sha, docker: ctx.docker, log: log.write, signal }));
   } else if (!image) {
     if (!record.sha) throw new SlipwayError('invalid_job', 'job has neither a commit nor an image');
-    await inOrder(() => ctx.store.step(record.id, 'checkout'));
+    await updates.step('checkout');
     log.section(`checkout ${record.sha.slice(0, 12)}`);
     const tree = await checkout({ app, sha: record.sha, branch: app.branch, workdir: ctx.config.workdir, log: log.write, signal });
     try {
       tests = await stepsForCommit(app, tree.dir, record.sha, log.write);
       throwIfCancelled();
-      await inOrder(() => ctx.store.step(record.id, 'build'));
+      await updates.step('build');
       log.section(`build slipway/${app.name}:${record.sha.slice(0, 12)}`);
       image = built(ctx, app.name, await buildImage({ app, dir: tree.dir, sha: record.sha, docker: ctx.docker, log: log.write, signal }));
     } finally {
@@ -423,7 +429,7 @@ async function buildAndTest(ctx: DeployContext, app: ReturnType<typeof appForJob
   }
   throwIfCancelled();
   if (tests.length > 0) {
-    await inOrder(() => ctx.store.step(record.id, 'test'));
+    await updates.step('test');
     log.section(`test ${image}: ${tests.map((t) => t.name).join(', ')}`);
     const runs: TestStepRun[] = [];
     await runSteps({
@@ -435,10 +441,11 @@ async function buildAndTest(ctx: DeployContext, app: ReturnType<typeof appForJob
         if (at < 0) runs.push(run);
         else runs[at] = run;
         const snapshot = [...runs];
-        void inOrder(() => ctx.store.update(record.id, { tests: snapshot })).catch(() => {});
+        void updates.inOrder(() => ctx.store.update(record.id, { tests: snapshot })).catch(() => {});
       },
-    }).finally(() => inOrder(async () => {}).catch(() => {}));
+    }).finally(() => updates.settled());
   }
+  throwIfCancelled();
   return image;
 }
 

@@ -32,11 +32,8 @@ export function assertSha(value: unknown, what = 'sha'): string {
  * option or escape a path. Stricter than git, on purpose.
  */
 export function isBranchName(value: unknown): value is string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > 255) return false;
-  if (!/^[A-Za-z0-9._/-]+$/.test(value)) return false;
-  if (value.startsWith('-') || value.startsWith('/') || value.endsWith('/') || value.endsWith('.')) return false;
-  if (value.includes('..') || value.includes('//') || value.includes('@{')) return false;
-  return !value.split('/').some((part) => part.startsWith('.') || part.endsWith('.lock'));
+  // git's rules for a branch name, in the characters that need no quoting anywhere.
+  return isGitBranchName(value) && /^[A-Za-z0-9._/-]+$/.test(value);
 }
 
 /**

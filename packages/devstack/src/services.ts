@@ -5,7 +5,7 @@ import { request } from 'node:http';
 import { Resolver } from 'node:dns/promises';
 import { userInfo } from 'node:os';
 import { spawnSync } from 'node:child_process';
-import { findExecutable, waitFor, spawnService, stopProcess } from './processes.js';
+import { findExecutable, stillRuns, waitFor, spawnService, stopProcess } from './processes.js';
 import { processStart } from '@slipway/core/run-command';
 
 /** Sends raw bytes to a TCP service and resolves with what it answers first. */
@@ -51,7 +51,7 @@ export interface DockerEngine {
 
 /** The dockerd this stack started, still running: the same process (its start time), not one that reused its pid. */
 export function ownDockerd(engine: DockerEngine | undefined): engine is DockerEngine & { pid: number } {
-  return engine?.pid !== undefined && engine.start !== undefined && processStart(engine.pid) === engine.start;
+  return engine?.pid !== undefined && engine.start !== undefined && stillRuns(engine.pid, engine.start);
 }
 
 /** `GET /_ping` over the socket: true when an engine answers. */

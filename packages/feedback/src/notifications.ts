@@ -213,8 +213,8 @@ export async function previousOutcome(store: JobStore, record: Pick<JobRecord, '
   let best: JobRecord | null = null;
   // From the app's completed and failed jobs alone (each its own index): any number of superseded or cancelled jobs
   // since (a burst of pushes behind the deploy that fixed it) hides no outcome.
-  const [completed, failed] = await Promise.all((['completed', 'failed'] as const).map((state) => store.list({ app: record.app, state, limit: LOOKBACK })));
-  for (const job of [...completed!, ...failed!]) {
+  const ended = await Promise.all((['completed', 'failed'] as const).map((state) => store.list({ app: record.app, state, limit: LOOKBACK })));
+  for (const job of ended.flat()) {
     if (job.id === record.id || (job.state !== 'completed' && job.state !== 'failed') || !job.finishedAt) continue;
     const at = Date.parse(job.finishedAt);
     if (at > until) continue;

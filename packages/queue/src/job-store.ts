@@ -333,13 +333,14 @@ export class JobStore {
         // Field/value pairs go straight into the arguments (the webhook hot path): no intermediate objects.
         const start = args.length;
         const guarded = guard === true && delivery !== undefined && record.sha !== null;
+        const replaced = forcedFrom(record);
         args.push(
           record.trigger, this.keys.waiting(record.app), JSON.stringify(record.app),
-          guarded ? this.keys.pushed(record.app, record.sha!, forcedFrom(record)) : '',
+          guarded ? this.keys.pushed(record.app, record.sha!, replaced) : '',
           guarded && !record.push?.forced ? this.keys.liveAncestry(record.app) : '',
           record.sha ?? '',
           // A forced push moves the branch off the head it replaced: a later push of that commit is new, not a replay.
-          guarded && forcedFrom(record) ? this.keys.pushed(record.app, forcedFrom(record)!) : '',
+          guarded && replaced ? this.keys.pushed(record.app, replaced) : '',
           0,
         );
         for (const key in record) {

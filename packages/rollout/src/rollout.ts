@@ -118,6 +118,11 @@ export async function rollout(options: RolloutOptions): Promise<RolloutResult> {
       { swarm: new SwarmRuntime(options.manager, { registryAuth: options.engine.registry_auth && { ...options.engine.registry_auth, serveraddress: options.engine.registry } }), store: new EtcdReleaseStore(options.etcd), proxy: new NginxRouteProxy(options.nginx) },
       { engine: options.engine, source: options.docker, manager: options.manager }, options);
   }
+  return executeRollout(oneEngineSeams(options), options);
+}
+
+/** What a rollout on one engine works with; routing: dns needs the `dns` settings. */
+function oneEngineSeams(options: Pick<RolloutOptions, 'app' | 'nginx' | 'dns' | 'docker' | 'etcd'>) {
   let proxy: RouteProxy;
   if (options.app.routing === 'dns') {
     if (!options.dns) throw new UnsupportedRoutingError(options.app.name, 'dns', 'but the rollout was given no `dns` settings (pass `dns: config.dns`)');
@@ -125,7 +130,7 @@ export async function rollout(options: RolloutOptions): Promise<RolloutResult> {
   } else {
     proxy = new NginxRouteProxy(options.nginx);
   }
-  return executeRollout({ runtime: new DockerRuntime(options.docker), store: new EtcdReleaseStore(options.etcd), proxy }, options);
+  return { runtime: new DockerRuntime(options.docker), store: new EtcdReleaseStore(options.etcd), proxy };
 }
 
 /**
@@ -138,6 +143,5 @@ export async function rollout(options: RolloutOptions): Promise<RolloutResult> {
  */
 export async function removeStrayContainers(options: Omit<RolloutOptions, 'image' | 'sha' | 'engine' | 'manager'>): Promise<string[]> {
   assertAppName(options.app.name, 'app');
-  const proxy: RouteProxy = options.app.routing === 'dns' && options.dns ? new DnsRouteProxy(options.nginx, options.dns) : new NginxRouteProxy(options.nginx);
-  return executeStrayRemoval({ runtime: new DockerRuntime(options.docker), store: new EtcdReleaseStore(options.etcd), proxy }, { ...options, image: 'none', sha: null });
+  return executeStrayRemoval(oneEngineSeams(options), { ...options, image: 'none', sha: null });
 }

@@ -70,7 +70,7 @@ export function inRegistry(image: string, registry: string): boolean {
  * live. One already pinned is returned as it is.
  */
 export async function pinInRegistry(manager: Docker, image: string, registry: string, auth: PublishImageOptions['auth']): Promise<string> {
-  if (/@sha256:[0-9a-f]{64}$/.test(image)) return image;
+  if (DIGEST.test(image.slice(image.lastIndexOf('@') + 1))) return image;
   const authconfig = auth ? { username: auth.username, password: auth.password, serveraddress: registry } : {};
   const found = await askManager(`looking ${image} up in the registry`, () => manager.getImage(image).distribution({ authconfig }) as Promise<{ Descriptor?: { digest?: string } }>, { ignore: [401, 404] });
   const digest = found?.Descriptor?.digest;

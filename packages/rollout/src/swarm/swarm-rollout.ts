@@ -360,23 +360,24 @@ class SwarmRun {
       }
       const verdict = tasksVerdict(tasks, startedAt, { now: Date.now(), deadline, startTimeoutMs: app.health.timeout_s * 1000 });
       if (verdict) {
-        const { task } = verdict;
         const service = this.service!.name;
-        const logTail = async () => (task ? this.scrub(await this.seams.swarm.taskLogTail(task.id, LOG_TAIL_LINES).catch(() => '')) : '');
+        const logTail = async (task: AppTask | undefined) => (task ? this.scrub(await this.seams.swarm.taskLogTail(task.id, LOG_TAIL_LINES).catch(() => '')) : '');
         const waiting = tasks.filter((t) => t.desiredState === 'running' && !t.address);
         const states = `${live.length} of ${app.replicas} running; ${waiting.map((t) => `${t.id.slice(0, 12)} ${t.state}${t.message ? ` (${t.message})` : ''}`).join(', ') || 'no task'}`;
         switch (verdict.kind) {
-          case 'failed':
-            throw new HealthCheckError(task!.id, `(a task of ${service}) failed ${verdict.times} times before answering 2xx on ${app.health.path}: ${task!.error}${task!.exitCode !== null ? ` (exit code ${task!.exitCode})` : ''}`, await logTail());
+          case 'failed': {
+            const { task } = verdict;
+            throw new HealthCheckError(task.id, `(a task of ${service}) failed ${verdict.times} times before answering 2xx on ${app.health.path}: ${task.error}${task.exitCode !== null ? ` (exit code ${task.exitCode})` : ''}`, await logTail(task));
+          }
           case 'rejected':
             // No container of the release ran: the registry, a node's pull or its engine, not the commit.
-            throw new UnavailableError('swarm', `the swarm's nodes rejected a task of ${service} ${verdict.times} times before running it: ${task!.error}`);
+            throw new UnavailableError('swarm', `the swarm's nodes rejected a task of ${service} ${verdict.times} times before running it: ${verdict.task.error}`);
           case 'slow':
-            throw new HealthCheckError(task!.id, `(a task of ${service}) was still starting (Docker's health check of ${app.health.path} not passing) after ${app.health.timeout_s} s (${states})`, await logTail());
+            throw new HealthCheckError(verdict.task.id, `(a task of ${service}) was still starting (Docker's health check of ${app.health.path} not passing) after ${app.health.timeout_s} s (${states})`, await logTail(verdict.task));
           case 'unplaced':
             throw new SlipwayError('docker_error', `no task of ${service} started within ${app.health.timeout_s + PULL_ALLOWANCE_MS / 1000} s, so none of the app's code ran: no node took it or could pull its image (${states}); see the app's placement and resources, and the nodes' access to the registry`);
           case 'late':
-            throw new HealthCheckError(task?.id ?? this.service!.id, `(a task of ${service}) was not running with a published port within ${app.health.timeout_s + PULL_ALLOWANCE_MS / 1000} s (${states})`, await logTail());
+            throw new HealthCheckError(verdict.task?.id ?? this.service!.id, `(a task of ${service}) was not running with a published port within ${app.health.timeout_s + PULL_ALLOWANCE_MS / 1000} s (${states})`, await logTail(verdict.task));
         }
       }
       await sleep(TASK_POLL_MS);
