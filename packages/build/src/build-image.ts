@@ -5,7 +5,7 @@ import type Docker from 'dockerode';
 import type { AppConfig } from '@slipway/config/types';
 import { scrubLine, secretEnvValues } from '@slipway/core/logger';
 import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
-import { dockerCallWithin, ENGINE_TIMEOUT_MS, LABELS } from '@slipway/core/docker';
+import { dockerCallWithin, ENGINE_TIMEOUT_MS, LABELS, reservedLabelsProblem } from '@slipway/core/docker';
 import { BuildError, dockerFailure } from './build-error.js';
 import { buildOptions } from './build-options.js';
 import { BuildStream, type BuildEvent, type BuildStep, jsonLines } from './build-stream.js';
@@ -123,12 +123,8 @@ async function build(options: BuildImageOptions & { signal: AbortSignal }): Prom
   if (labels[LABELS.sha] !== options.sha || labels[LABELS.app] !== options.app.name) {
     throw new BuildError(`docker build failed: ${plan.image} does not carry the labels of ${options.app.name} at ${options.sha}`);
   }
-  // Containers inherit their image's labels, and Slipway tells its containers apart by these: an image that sets
-  // `slipway.step` would have its live containers swept as a crashed test step's, `slipway.release` taken for another release's.
-  const reserved = Object.values(LABELS).filter((key) => key !== LABELS.app && key !== LABELS.sha && key in labels);
-  if (reserved.length > 0) {
-    throw new BuildError(`docker build failed: ${plan.image} sets the label${reserved.length === 1 ? '' : 's'} ${reserved.join(', ')} (a LABEL of its Dockerfile or of its base image): Slipway sets these labels on the containers it runs, to tell them apart; remove ${reserved.length === 1 ? 'it' : 'them'}`);
-  }
+  const reserved = reservedLabelsProblem(plan.image, labels);
+  if (reserved) throw new BuildError(`docker build failed: ${reserved}`);
   log(`built ${plan.image} (${progress.cachedSteps}/${progress.totalSteps} steps from cache)`);
   return { image: plan.image, id: info.Id, cachedSteps: progress.cachedSteps, totalSteps: progress.totalSteps };
 }

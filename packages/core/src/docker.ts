@@ -21,6 +21,21 @@ export const LABELS = {
   step: 'slipway.step',
 } as const;
 
+/**
+ * Why an image may not run as an app's container, or null: containers
+ * inherit their image's labels, and Slipway tells its containers apart by
+ * these. An image that sets `slipway.step` would have its live containers
+ * swept as a crashed test step's, `slipway.release` taken for another
+ * release's. `slipway.app` and `slipway.sha` are what every image Slipway
+ * builds carries, and what each container sets for itself.
+ */
+export function reservedLabelsProblem(image: string, labels: Readonly<Record<string, string>>): string | null {
+  const reserved = Object.values(LABELS).filter((key) => key !== LABELS.app && key !== LABELS.sha && key in labels);
+  if (reserved.length === 0) return null;
+  const one = reserved.length === 1;
+  return `${image} sets the label${one ? '' : 's'} ${reserved.join(', ')} (a LABEL of its Dockerfile or of its base image): Slipway sets these labels on the containers it runs, to tell them apart; remove ${one ? 'it' : 'them'}`;
+}
+
 /** `slipway/<app>:<sha12>`, the image a commit of an app is built into. */
 export function imageName(app: string, sha: string): string {
   return `slipway/${assertAppName(app, 'app')}:${assertSha(sha).slice(0, 12)}`;

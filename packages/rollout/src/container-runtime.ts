@@ -1,6 +1,6 @@
 import type Docker from 'dockerode';
 import type { AppConfig } from '@slipway/config/types';
-import { dockerCallWithin, dockerError, dockerStatus, ENGINE_TIMEOUT_MS, LABELS } from '@slipway/core/docker';
+import { dockerCallWithin, dockerError, dockerStatus, ENGINE_TIMEOUT_MS, LABELS, reservedLabelsProblem } from '@slipway/core/docker';
 
 /** Re-exported where it was first defined. */
 export { ENGINE_TIMEOUT_MS };
@@ -178,6 +178,14 @@ export class DockerRuntime implements ContainerRuntime {
       // Started, but its id would reach no one who removes it: it goes now, or stays a stray the next rollout removes.
       await discard();
       throw err;
+    }
+    // An image Slipway did not build (`deploy --image`, a rollback to one) was never checked for the labels it sets.
+    const own = spec.Labels ?? {};
+    const inherited = Object.fromEntries(Object.entries(info.Config.Labels ?? {}).filter(([key]) => !(key in own)));
+    const reserved = reservedLabelsProblem(spec.Image ?? info.Image, inherited);
+    if (reserved) {
+      await discard();
+      throw new ContainerStartError(`cannot run ${reserved}`);
     }
     const binding = info.NetworkSettings.Ports?.[`${port}/tcp`]?.find((b) => !b.HostIp.includes(':'));
     // No binding: the container is already gone again; the health step reports why.

@@ -235,6 +235,24 @@ describe('a failed rollout leaves the previous release serving, its file and key
     expect(await fetchText(app.listen)).toBe('200 v2');
   });
 
+  it('an image Slipway did not build that sets slipway.step (deploy --image): container_start_failed, naming the label', async () => {
+    const app = await testApp();
+    const v2 = await buildImage(app.name, 'v2');
+    const labelled = `slipway/${app.name}:labelled`;
+    const dir = tempDir('slipway-labelled-');
+    try {
+      await writeFile(`${dir.path}/Dockerfile`, `FROM ${v2}\nLABEL slipway.step=web\n`);
+      const stream = await docker.buildImage({ context: dir.path, src: ['Dockerfile'] }, { t: labelled });
+      await new Promise((resolve, reject) => docker.modem.followProgress(stream, (e) => (e ? reject(e) : resolve(null))));
+    } finally {
+      dir.remove();
+    }
+    const { err, before } = await failedAttempt(app, (base) => rollout({ ...base, image: labelled, sha: null, job: 'labelled' }));
+    expect(err.code).toBe('container_start_failed');
+    expect(err.message).toContain(`${labelled} sets the label slipway.step`);
+    await keysUnchanged(etcd, app, before);
+  });
+
   it('routing: dns without the `dns` settings is refused as unsupported, touching nothing', async () => {
     const app = await testApp({ routing: 'dns' });
     await expect(rollout({ app, nginx: nginx.settings, docker, etcd, image: 'slipway/none:1', sha: null, job: 'dns' })).rejects.toMatchObject({ code: 'unsupported' });
