@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -61,6 +62,28 @@ describe('publishing an image to a swarm manager that stops taking it', () => {
   });
   afterAll(async () => {
     await docker.getImage(image).remove({ force: true }).catch(() => {});
+  });
+
+  it('refuses an image that sets a label Slipway reserves (deploy --image of one it did not build), before moving any of it', async () => {
+    const labelled = `slipway/${app}:labelled`;
+    const dir = tempDir('slipway-labelled-');
+    try {
+      writeFileSync(join(dir.path, 'Dockerfile'), `FROM ${image}\nLABEL slipway.release=other\n`);
+      const stream = await docker.buildImage({ context: dir.path, src: ['Dockerfile'] }, { t: labelled });
+      await new Promise((resolve, reject) => docker.modem.followProgress(stream, (e) => (e ? reject(e) : resolve(null))));
+    } finally {
+      dir.remove();
+    }
+    const stalled = await stalledManager(64 * 1024);
+    try {
+      const err = await publishImage({ source: docker, manager: stalled.manager, registry: '127.0.0.1:5999', app, image: labelled, sha: null, log: () => {} })
+        .then(() => null, (e: unknown) => e as { code: string; message: string });
+      expect(err).toMatchObject({ code: 'container_start_failed', message: expect.stringContaining(`${labelled} sets the label slipway.release`) });
+      expect(stalled.loads).toHaveLength(0);
+    } finally {
+      await stalled.close();
+      await docker.getImage(labelled).remove({ force: true }).catch(() => {});
+    }
   });
 
   it('is given up as unavailable once the upload makes no progress for idleMs, letting go of the upload', async () => {

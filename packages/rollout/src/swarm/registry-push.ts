@@ -1,7 +1,7 @@
 import { PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
-import { dockerCallWithin, dockerError, ENGINE_TIMEOUT_MS } from '@slipway/core/docker';
-import { CancelledError, ImageNotFoundError } from '../rollout-errors.js';
+import { dockerCallWithin, dockerError, ENGINE_TIMEOUT_MS, reservedLabelsProblem } from '@slipway/core/docker';
+import { CancelledError, ContainerStartError, ImageNotFoundError } from '../rollout-errors.js';
 import { askManager } from './swarm-service.js';
 import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 
@@ -91,6 +91,9 @@ export async function publishImage(options: PublishImageOptions): Promise<Publis
   checkCancelled('the image\'s publication');
   const local = await dockerCallWithin(`inspecting ${options.image}`, () => source.getImage(options.image).inspect(), { timeoutMs: ENGINE_TIMEOUT_MS, ignore: [404] });
   if (!local) throw new ImageNotFoundError(options.image);
+  // An image Slipway did not build (`deploy --image`) was never checked for these; the one it built passes again.
+  const reserved = reservedLabelsProblem(options.image, local.Config?.Labels ?? {});
+  if (reserved) throw new ContainerStartError(`cannot run ${reserved}`);
   const reference = registryReference(options.registry, options.app, options.sha, local.Id);
   const there = (await askManager(`inspecting ${local.Id.slice(7, 19)} on the swarm manager`, () => manager.getImage(local.Id).inspect(), { ignore: [404] })) ?? null;
   const began = Date.now();
