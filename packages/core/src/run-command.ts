@@ -5,12 +5,13 @@ import { SlipwayError } from './slipway-error.js';
 export interface RunOptions {
   cwd?: string;
   env?: NodeJS.ProcessEnv;
-  /** Kill the command (SIGKILL) after this long. Default: no limit. */
+  /** Kill the command and everything it started (SIGKILL) after this long. Default: no limit. */
   timeoutMs?: number;
   /** Written to the command's stdin, which is closed afterwards. */
   input?: string;
-  /** Called with each line of stdout and stderr as it arrives. */
+  /** Called with each line of stdout and stderr as it arrives (a line past MAX_LINE_CHARS in pieces). */
   onLine?: (line: string, stream: 'stdout' | 'stderr') => void;
+  /** Stops the command and everything it started: SIGTERM, then SIGKILL after STOP_GRACE_MS. */
   signal?: AbortSignal;
 }
 
@@ -19,6 +20,19 @@ export interface RunResult {
   stdout: string;
   stderr: string;
 }
+
+/** What a command may print, stdout and stderr together, before it is killed as running away. */
+export const MAX_OUTPUT_BYTES = 32 * 1024 * 1024;
+/** A line longer than this reaches onLine in pieces. */
+const MAX_LINE_CHARS = 64 * 1024;
+/** How long a cancelled command has between SIGTERM and SIGKILL. */
+const STOP_GRACE_MS = 5_000;
+/**
+ * How long its output may stay open once the command has exited: a
+ * process it started and left running (a daemon, an orphan past a kill)
+ * holding the pipes must not hold its caller.
+ */
+const EXITED_OUTPUT_MS = 1_000;
 
 /** A command that ran and failed; `tail` holds the last lines of its output. */
 export class CommandError extends SlipwayError {
@@ -39,49 +53,93 @@ export class CommandError extends SlipwayError {
 /**
  * Runs an argv array. Never a shell: there is no string to interpolate into,
  * so a hostile sha or branch name is just an odd argument.
+ *
+ * The command runs in a process group of its own, so that a timeout or a
+ * cancel stops what it started too (`sudo nginx -t`, a wrapper script):
+ * killing the direct child alone would leave the rest running, holding
+ * the output pipes and with them the call. The call settles once the
+ * command has exited and its output is read, or EXITED_OUTPUT_MS after.
  */
 export function runCommand(argv: readonly string[], options: RunOptions = {}): Promise<RunResult> {
   const [file, ...args] = argv;
   if (!file) return Promise.reject(new SlipwayError('invalid_input', 'empty command'));
+  if (options.signal?.aborted) return Promise.reject(new CommandError(argv, null, '', 'was not run: cancelled'));
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, {
       cwd: options.cwd,
       env: options.env ?? process.env,
       shell: false,
       stdio: ['pipe', 'pipe', 'pipe'],
-      signal: options.signal,
+      detached: true,
     });
-    let stdout = '';
-    let stderr = '';
+    const out = { stdout: '', stderr: '' };
     const partial = { stdout: '', stderr: '' };
+    let printed = 0;
+    let stopped: string | null = null;
+    const timers: NodeJS.Timeout[] = [];
+    const after = (ms: number, then: () => void) => timers.push(setTimeout(then, ms).unref());
+    const killGroup = (signal: NodeJS.Signals) => {
+      try {
+        process.kill(-child.pid!, signal);
+      } catch {
+        child.kill(signal);
+      }
+    };
+    const stop = (why: string, signal: NodeJS.Signals) => {
+      if (stopped !== null || child.pid === undefined) return;
+      stopped = why;
+      killGroup(signal);
+      if (signal !== 'SIGKILL') after(STOP_GRACE_MS, () => killGroup('SIGKILL'));
+    };
     const collect = (stream: 'stdout' | 'stderr') => (chunk: Buffer) => {
+      printed += chunk.length;
+      if (printed > MAX_OUTPUT_BYTES) return stop(`printed more than ${MAX_OUTPUT_BYTES / 1024 / 1024} MB`, 'SIGKILL');
       const text = chunk.toString('utf8');
-      if (stream === 'stdout') stdout += text;
-      else stderr += text;
+      out[stream] += text;
       if (!options.onLine) return;
       const lines = (partial[stream] + text).split('\n');
       partial[stream] = lines.pop() ?? '';
+      while (partial[stream].length > MAX_LINE_CHARS) {
+        lines.push(partial[stream].slice(0, MAX_LINE_CHARS));
+        partial[stream] = partial[stream].slice(MAX_LINE_CHARS);
+      }
       for (const line of lines) options.onLine(line, stream);
     };
     child.stdout.on('data', collect('stdout'));
     child.stderr.on('data', collect('stderr'));
-    const timer = options.timeoutMs
-      ? setTimeout(() => child.kill('SIGKILL'), options.timeoutMs).unref()
-      : undefined;
-    child.on('error', (err: NodeJS.ErrnoException) => {
-      if (timer) clearTimeout(timer);
-      const reason = err.code === 'ENOENT' ? 'could not be started: command not found' : `could not be started: ${err.message}`;
-      reject(new CommandError(argv, null, '', reason));
-    });
-    child.on('close', (code, signal) => {
-      if (timer) clearTimeout(timer);
+    // A command that exits without reading its input: the write's EPIPE is its exit's business, not an uncaught error.
+    child.stdin.on('error', () => {});
+    if (options.timeoutMs) after(options.timeoutMs, () => stop(`was killed after ${options.timeoutMs! / 1000} s (its timeout)`, 'SIGKILL'));
+    const onAbort = () => stop('was stopped: cancelled', 'SIGTERM');
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+
+    let settled = false;
+    const settle = (code: number | null, signal: NodeJS.Signals | null) => {
+      if (settled) return;
+      settled = true;
+      timers.forEach(clearTimeout);
+      options.signal?.removeEventListener('abort', onAbort);
+      // Stopped: whatever of its group outlived the command (a grandchild that ignored SIGTERM) goes too.
+      if (stopped !== null) killGroup('SIGKILL');
+      child.stdout.destroy();
+      child.stderr.destroy();
       for (const stream of ['stdout', 'stderr'] as const) {
         if (partial[stream] && options.onLine) options.onLine(partial[stream], stream);
       }
       const exit = code ?? (signal ? null : 1);
-      if (exit === 0) resolve({ code: 0, stdout, stderr });
-      else reject(new CommandError(argv, exit, lastLines(`${stderr}\n${stdout}`, 20)));
+      if (exit === 0 && stopped === null) resolve({ code: 0, stdout: out.stdout, stderr: out.stderr });
+      else reject(new CommandError(argv, exit, lastLines(`${out.stderr}\n${out.stdout}`, 20), stopped ?? undefined));
+    };
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      if (settled) return;
+      settled = true;
+      timers.forEach(clearTimeout);
+      options.signal?.removeEventListener('abort', onAbort);
+      const reason = err.code === 'ENOENT' ? 'could not be started: command not found' : `could not be started: ${err.message}`;
+      reject(new CommandError(argv, null, '', reason));
     });
+    child.on('exit', (code, signal) => after(EXITED_OUTPUT_MS, () => settle(code, signal)));
+    child.on('close', (code, signal) => settle(code, signal));
     if (options.input !== undefined) child.stdin.end(options.input);
     else child.stdin.end();
   });
