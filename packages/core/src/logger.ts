@@ -121,13 +121,15 @@ const isSpace = (c: number) => (c >= 9 && c <= 13) || c === 32 || c === 160 || c
   || c === 0x2028 || c === 0x2029 || c === 0x202f || c === 0x205f || c === 0x3000 || c === 0xfeff;
 const SLASH = 47;
 const AT = 64;
-const COLON = 58;
 
 /**
  * Replaces the credentials of every `scheme://user[:password]@` in `text`
- * with `***`, exactly as `/(\b[a-z][a-z0-9+.-]*:\/\/)[^\s/@:]+(?::[^\s/@]*)?@/gi`
- * would, in one pass. That regex backtracks: its time grows with the square
- * of a line like `a-a-a-…` (a 400 KB line held the event loop for minutes).
+ * with `***`, exactly as `/(\b[a-z][a-z0-9+.-]*:\/\/)[^\s/]+@/gi` would, in
+ * one pass: the user info runs to the last `@` before the next `/` or white
+ * space, so that a password holding an `@` (`redis://:Xk9@pQ2@host`) or no
+ * user at all (`redis://:secret@host`) is hidden whole. That regex
+ * backtracks: its time grows with the square of a line like `a-a-a-…` (a
+ * 400 KB line held the event loop for minutes).
  * Here each `://` is found with indexOf, the scheme before it is walked back
  * no further than the previous `://`, and the user info after it stops at
  * the next `/`, which every later `://` begins with: each character is read
@@ -152,18 +154,15 @@ function scrubUrlCredentials(text: string): string {
       }
     }
     if (scheme < 0) continue;
-    // The user, then optionally `:password`, then `@`.
+    // The user info: up to the last `@` before a `/` or white space.
     let i = sep + 3;
-    let c = text.charCodeAt(i);
-    while (i < text.length && !isSpace(c) && c !== SLASH && c !== AT && c !== COLON) c = text.charCodeAt(++i);
-    if (i === sep + 3) continue;
-    if (c === COLON) {
-      c = text.charCodeAt(++i);
-      while (i < text.length && !isSpace(c) && c !== SLASH && c !== AT) c = text.charCodeAt(++i);
+    let at = -1;
+    for (let c = text.charCodeAt(i); i < text.length && !isSpace(c) && c !== SLASH; c = text.charCodeAt(++i)) {
+      if (c === AT) at = i;
     }
-    if (i >= text.length || c !== AT) continue;
+    if (at <= sep + 3) continue;
     out += `${text.slice(copied, sep + 3)}***@`;
-    copied = i + 1;
+    copied = at + 1;
     from = copied;
   }
   return copied === 0 ? text : out + text.slice(copied);
@@ -184,10 +183,37 @@ export function secretEnvValues(env: Readonly<Record<string, string>>): string[]
  */
 export function scrubSecrets(text: string, secrets: readonly (string | undefined)[] = []): string {
   let out = scrubUrlCredentials(text);
-  for (const secret of secrets) {
-    if (secret && secret.length >= 4) out = out.split(secret).join('***');
-  }
+  for (const piece of piecesOf(secrets)) out = out.split(piece).join('***');
   return out;
+}
+
+/** A line of a secret of several lines shorter than this is too common to scrub (`-----`, `}`). */
+const MIN_SECRET_LINE = 8;
+const secretPieces = new WeakMap<readonly (string | undefined)[], readonly string[]>();
+
+/**
+ * What to scrub for `secrets`: each one whole (4 characters at least), and
+ * each line of one that holds a line break (a PEM key, a token read from a
+ * file with its newline). Output reaches the scrubber line by line, so a
+ * secret of several lines is never seen whole. Longest first: a line of a
+ * secret must not cut another secret it is part of.
+ */
+function piecesOf(secrets: readonly (string | undefined)[]): readonly string[] {
+  let pieces = secretPieces.get(secrets);
+  if (!pieces) {
+    const all = new Set<string>();
+    for (const secret of secrets) {
+      if (!secret) continue;
+      if (secret.length >= 4) all.add(secret);
+      if (!/[\r\n]/.test(secret)) continue;
+      for (const line of secret.split(/\r?\n|\r/)) {
+        if (line.trim().length >= MIN_SECRET_LINE) all.add(line.trim());
+      }
+    }
+    pieces = [...all].sort((a, b) => b.length - a.length);
+    secretPieces.set(secrets, pieces);
+  }
+  return pieces;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testStack } from '@slipway/devstack/testing';
-import { connectRedis, type Redis, withRedis } from './redis.js';
+import { connectRedis, type Redis, redisForDisplay, withRedis } from './redis.js';
 
 describe('withRedis', () => {
   let redis: Redis;
@@ -31,5 +31,13 @@ describe('withRedis', () => {
     } finally {
       subscriber.disconnect();
     }
+  });
+});
+
+describe('redisForDisplay', () => {
+  it('hides the whole password: with no user, and holding an @', () => {
+    expect(redisForDisplay('redis://:Xk9@pQ2zL7@10.0.0.5:6379/0')).toBe('redis://***@10.0.0.5:6379/0');
+    expect(redisForDisplay('rediss://app:s3cret@cache:6380')).toBe('rediss://***@cache:6380');
+    expect(redisForDisplay('redis://127.0.0.1:6379')).toBe('redis://127.0.0.1:6379');
   });
 });

@@ -1,4 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis';
+import { scrubSecrets } from '@slipway/core/logger';
 import { UnavailableError } from '@slipway/core/slipway-error';
 
 export type { Redis };
@@ -33,7 +34,7 @@ export function connectRedis(url: string, role: 'producer' | 'worker', options: 
 
 /** A Redis URL fit for a message or a log line: its password (and user) replaced by `***`. */
 export function redisForDisplay(url: string): string {
-  return url.replace(/\/\/[^@/]*@/, '//***@');
+  return scrubSecrets(url);
 }
 
 const CONNECTION_ERROR = /Connection is closed|enableOfflineQueue|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|MaxRetriesPerRequest|connect ETIMEDOUT|Stream isn't writeable|Reached the max retries/i;
