@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker } from 'bullmq';
 import Docker from 'dockerode';
 import type { Logger } from '@slipway/core/logger';
@@ -23,6 +24,8 @@ export const STALLED_INTERVAL_MS = 3_000;
 export const MAX_STALLED_COUNT = 2;
 /** SIGTERM waits this long for the running deploys before leaving them to another worker. */
 export const DEFAULT_SHUTDOWN_GRACE_MS = 120_000;
+/** Past the grace, how long the running deploys have to stop at their next safe point before the worker disconnects anyway. */
+const STOP_AT_SAFE_POINT_MS = 30_000;
 
 export interface DeployWorkerOptions {
   config: SlipwayConfig;
@@ -41,8 +44,14 @@ const ORPHAN_SWEEP_INTERVAL_MS = 60 * 1000;
 export interface DeployWorker {
   /** Resolves once the worker is connected and taking jobs. */
   ready(): Promise<void>;
-  /** Stops taking jobs, waits (up to `graceMs`) for running ones, disconnects. */
+  /**
+   * Stops taking jobs, waits (up to `graceMs`) for running ones, then stops
+   * those at their next safe point (never mid-cutover), each going back in
+   * the queue for another worker, and disconnects.
+   */
   close(graceMs?: number): Promise<void>;
+  /** Ends a close's grace now (a second SIGTERM or Ctrl-C): the running deploys are stopped at their next safe point. */
+  hurry(): void;
   readonly context: DeployContext;
   /** This worker's metrics (main.ts serves them on `worker.metrics`). */
   readonly metrics: WorkerMetrics;
@@ -93,7 +102,7 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
     for (const bullId of bullIds) {
       const id = bullId.replace(/^deploy-/, '');
       logger.warn({ job: id }, 'lost the queue lock of a running job; stopping it at the next safe point');
-      context.running.get(id)?.abort(new TakenOver('its queue lock'));
+      context.running.get(id)?.abort(new TakenOver('lost its queue lock (its worker was cut off from Redis)'));
     }
   });
   // A job that stalled more often than maxStalledCount (its workers kept dying) is failed by BullMQ without
@@ -154,19 +163,27 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
   const repairTimer = setInterval(repair, ORPHAN_SWEEP_INTERVAL_MS).unref();
   repair();
 
+  // A close's waits, which hurry() ends at once.
+  const hurried = new AbortController();
+  const within = (ms: number) => sleep(ms, 'timeout' as const, { ref: false, signal: hurried.signal }).catch(() => 'timeout' as const);
+
   return {
     context,
     metrics,
     ready: () => worker.waitUntilReady().then(() => undefined),
+    hurry: () => hurried.abort(),
     async close(graceMs = DEFAULT_SHUTDOWN_GRACE_MS) {
       sweeping.abort();
       clearInterval(sweepTimer);
       clearInterval(repairTimer);
-      const graceful = worker.close();
-      const timer = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), graceMs).unref());
-      if ((await Promise.race([graceful.then(() => 'closed' as const), timer])) === 'timeout') {
-        logger.warn('running deploys did not finish in time; leaving them to another worker');
-        await worker.close(true);
+      const graceful = worker.close().then(() => 'closed' as const);
+      if ((await Promise.race([graceful, within(graceMs)])) === 'timeout') {
+        // BullMQ's close(true) would not do: a close in progress answers every later call, forced or not.
+        logger.warn({ jobs: [...context.running.keys()] }, 'running deploys did not finish in time; stopping them at their next safe point, for another worker to run');
+        for (const controller of context.running.values()) controller.abort(new TakenOver('was stopped by its worker\'s shutdown'));
+        if ((await Promise.race([graceful, within(STOP_AT_SAFE_POINT_MS)])) === 'timeout') {
+          logger.warn({ jobs: [...context.running.keys()] }, 'running deploys did not stop; leaving them to BullMQ\'s stalled-job check');
+        }
       }
       await feedback.close();
       await producer.close();

@@ -30,7 +30,11 @@ export async function runMain(argv: string[], env: NodeJS.ProcessEnv): Promise<v
   });
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      logger.info({ signal }, 'stopping now: running deploys stop at their next safe point, for another worker to run');
+      worker.hurry();
+      return;
+    }
     stopping = true;
     logger.info({ signal }, 'stopping: no new jobs; letting running deploys finish');
     worker.close().then(async () => {

@@ -71,7 +71,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
   // lease to lapse rather than sharing it, and this attempt's release never frees the app under that re-run.
   const lease = new AppLease(ctx.redis, ctx.store.keys.appLock(record.app), `${id}:${token ?? randomUUID()}`, ctx.leaseMs ?? DEFAULT_LEASE_MS, () => {
     logger.warn('lost the app lease; stopping at the next safe point');
-    controller.abort(new TakenOver('its app lease'));
+    controller.abort(new TakenOver('lost its app lease (its worker was cut off from Redis)'));
   });
   if (!(await lease.acquire())) {
     // A cancel that came while this waiting job was briefly taken (it is, every BUSY_RETRY_MS) found it running and
@@ -482,11 +482,15 @@ async function settleFailure(ctx: DeployContext, job: Job, token: string | undef
   const message = scrubSecrets(firstLine(err), ctx.secrets);
   if (signal.reason instanceof TakenOver) {
     // Another attempt runs the job now (or will): the record and the outcome are its to write.
-    log.write(`stopped: this attempt lost ${signal.reason.message} (its worker was cut off from Redis); the job runs again, and its record is that run's`);
+    log.write(`stopped: this attempt ${signal.reason.message}; the job runs again, and its record is that run's`);
     await log.flush();
     // While BullMQ's lock is still this attempt's (only the app lease went), the job would end completed, never run:
     // it goes back in the queue, to take the app again. Without that lock, BullMQ hands the job out again itself.
-    if (token !== undefined && (await job.moveToDelayed(Date.now() + BUSY_RETRY_MS, token).then(() => true, () => false))) throw new DelayedError();
+    if (token !== undefined && (await job.moveToDelayed(Date.now() + BUSY_RETRY_MS, token).then(() => true, () => false))) {
+      // Nothing runs it until then: it waits, as it says.
+      await ctx.store.update(id, { state: 'waiting' }).catch(() => {});
+      throw new DelayedError();
+    }
     return { takenOver: true };
   }
   // Before the switch, whatever fails once the job was cancelled failed because of it (a build killed, a container

@@ -98,6 +98,24 @@ describe('the deploy worker', () => {
     expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
   });
 
+  it('a worker closed past its grace stops its running deploy at a safe point and puts it back in the queue; another worker completes it', async () => {
+    world = await workerWorld({ buildDelay_s: 8 });
+    const [app] = world.apps;
+    const first = createDeployWorker({ config: world.config, logger: quietLogger });
+    const job = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    await waitForStep(world.queue, job.id, 'build');
+    const closing = Date.now();
+    await first.close(500);
+    // The grace, then the build's stop: not the build's 8 s, nor BullMQ's wait for the job to end.
+    expect(Date.now() - closing).toBeLessThan(6000);
+    expect((await world.queue.store.get(job.id))!.state).toBe('waiting');
+    expect((await world.queue.store.readLog(job.id)).join('\n')).toContain('stopped: this attempt was stopped by its worker\'s shutdown; the job runs again');
+    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    const done = await waitForJob(world.queue, job.id, 120_000);
+    expect(done.state, done.error ?? '').toBe('completed');
+    expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
+  });
+
   it('an attempt that loses only its app lease (its queue lock still held) stops and goes back in the queue; the job completes', async () => {
     world = await workerWorld({ buildDelay_s: 3 });
     const [app] = world.apps;
