@@ -7,7 +7,7 @@ import { CommandError, processStart, runCommand } from '@slipway/core/run-comman
 import { InvalidInputError, firstLine } from '@slipway/core/slipway-error';
 import { scrubSecrets } from '@slipway/core/logger';
 import { branchOfRef, isSha } from '@slipway/core/validate';
-import { appConfig, loadConfig } from '@slipway/config/load-config';
+import { appConfig, loadPushConfig } from '@slipway/config/load-config';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectRedis, redisForDisplay } from '@slipway/queue/redis';
 import { type CliContext, parseFlags, UsageError } from './cli-context.js';
@@ -69,7 +69,7 @@ export async function remote(ctx: CliContext, argv: string[]): Promise<number> {
   if (existsSync(dir) && readdirSync(dir).length > 0 && !existsSync(join(dir, 'HEAD'))) {
     throw new InvalidInputError(`${dir} exists and is not a bare git repository`);
   }
-  if (existsSync(join(dir, 'HEAD'))) await refuseForeignHooks(dir);
+  if (existsSync(join(dir, 'HEAD'))) await refuseForeignHooks(dir, app.name);
   await runCommand(['git', 'init', '--quiet', '--bare', `--initial-branch=${app.branch}`, '--', dir]);
   // A core.hooksPath in the server's global or system git config would send git to other hooks, and a push would land
   // undeployed: this repository's own setting wins (relative: its hooks/, wherever the repository is moved).
@@ -81,15 +81,23 @@ export async function remote(ctx: CliContext, argv: string[]): Promise<number> {
 
 /**
  * An existing repository's hooks are brought up to date only when they are
- * Slipway's: a hook of its own (a mirror, a CI trigger), or a core.hooksPath
- * of its own, would be replaced without a word. The operator moves them
- * aside, or picks another repository.
+ * Slipway's, for this app: a hook of its own (a mirror, a CI trigger), a
+ * core.hooksPath of its own, or the hook of another app would be replaced
+ * without a word (that app's pushes would deploy this one). The operator
+ * moves them aside, or picks another repository.
  */
-async function refuseForeignHooks(dir: string): Promise<void> {
+async function refuseForeignHooks(dir: string, app: string): Promise<void> {
   for (const name of HOOK_NAMES) {
     const hook = join(dir, 'hooks', name);
-    if (existsSync(hook) && !readFileSync(hook, 'utf8').includes(HOOK_MARK)) {
+    if (!existsSync(hook)) continue;
+    const text = readFileSync(hook, 'utf8');
+    if (!text.includes(HOOK_MARK)) {
       throw new InvalidInputError(`${hook} is not a hook slipway installed: slipway remote add would replace it; move it aside first, or use another repository`);
+    }
+    const deploys = /runGitHook\(\{ app: ("[^"\n]*")/.exec(text)?.[1];
+    const other = deploys === undefined ? null : (JSON.parse(deploys) as string);
+    if (other !== null && other !== app) {
+      throw new InvalidInputError(`${dir} deploys ${other} already: a remote deploys one app, and slipway remote add would make its pushes deploy ${app} instead; use another repository for ${app}`);
     }
   }
   const hooksPath = await runCommand(['git', '--git-dir', dir, 'config', '--local', '--get', 'core.hooksPath']).then((r) => r.stdout.trim(), () => null);
@@ -135,7 +143,8 @@ async function receivePush(options: { app: string; config: string | null; stdin?
   let locked: string | null = null;
   let deployed = false;
   try {
-    const config = loadConfig({ path: options.config ?? undefined, env: process.env });
+    // Only what a push uses: the pusher's environment has none of the services' secrets.
+    const config = loadPushConfig({ path: options.config ?? undefined, env: process.env }, options.app);
     const app = appConfig(config, options.app);
     const updates = (await readAll(options.stdin ?? process.stdin)).split('\n').filter(Boolean).map((line) => line.split(' '));
     const target = updates.find(([, , ref]) => branchOfRef(ref) === app.branch);

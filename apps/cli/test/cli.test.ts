@@ -106,6 +106,15 @@ describe('slipway', () => {
     expect((await slipwayFull([...cfg(), 'remote', 'add', app, mirror])).code).toBe(0);
     expect(readFileSync(join(mirror, 'hooks', 'pre-receive'), 'utf8')).toContain('runGitHook');
     expect((await slipwayFull([...cfg(), 'remote', 'add', app, mirror])).code).toBe(0);
+
+    // Another app of the same repository does not take the remote over: its pushes would deploy the wrong app.
+    const two = join(tmp.path, 'two-apps.yml');
+    const raw = JSON.parse(readFileSync(configFile, 'utf8')) as { apps: Record<string, unknown> };
+    writeFileSync(two, JSON.stringify({ ...raw, apps: { ...raw.apps, [`${app}-b`]: raw.apps[app] } }));
+    const refusedApp = await slipwayFull(['--config', two, 'remote', 'add', `${app}-b`, mirror]);
+    expect(refusedApp.code).toBe(2);
+    expect(refusedApp.stderr).toContain(`${mirror} deploys ${app} already`);
+    expect(readFileSync(join(mirror, 'hooks', 'pre-receive'), 'utf8')).toContain(`app: ${JSON.stringify(app)}`);
   });
 
   it('exits 2 with one clear line on a bad config, never a stack trace', async () => {
@@ -371,6 +380,24 @@ describe('slipway', () => {
     expect(push.stderr).toContain(AFTER_OUTPUT_LINE);
     expect(push.stderr.split('\n').filter((l) => l.includes('a-a-a-a-')).length).toBeGreaterThanOrEqual(400);
     expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('loud build\n');
+  });
+
+  it('a push deploys though the pusher\'s environment lacks the services\' secrets (webhook secret, dashboard token, another app\'s env)', async () => {
+    const remotePath = join(tmp.path, 'no-secrets.git');
+    const withSecrets = join(tmp.path, 'with-secrets.yml');
+    const raw = JSON.parse(readFileSync(configFile, 'utf8')) as { apps: Record<string, Record<string, unknown>> };
+    writeFileSync(withSecrets, JSON.stringify({
+      ...raw,
+      dashboard: { token: '${SLIPWAY_TEST_DASHBOARD_TOKEN}' },
+      apps: { [app]: { ...raw.apps[app], secret: '${SLIPWAY_TEST_WEBHOOK_SECRET}' }, [`${app}-env`]: { repo: repo.url, env: { DATABASE_URL: '${SLIPWAY_TEST_DATABASE_URL}' } } },
+    }));
+    const services = { SLIPWAY_TEST_DASHBOARD_TOKEN: 't'.repeat(40), SLIPWAY_TEST_WEBHOOK_SECRET: 's'.repeat(40), SLIPWAY_TEST_DATABASE_URL: 'postgres://db/app' };
+    const added = await slipwayFull(['--config', withSecrets, 'remote', 'add', app, remotePath], services);
+    expect(added.code, added.stderr).toBe(0);
+    const head = await commitVersion(repo, { version: 'no secrets' });
+    const push = await run(['git', 'push', remotePath, `${head}:refs/heads/master`], { cwd: repo.work });
+    expect(push.code, push.stderr).toBe(0);
+    expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('no secrets\n');
   });
 
   it('a core.hooksPath in the server\'s git config does not bypass the remote: the push still deploys', async () => {

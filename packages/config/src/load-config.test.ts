@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { appConfig, ConfigError, configSecrets, loadConfig, parseConfig } from './load-config.js';
+import { appConfig, ConfigError, configSecrets, loadConfig, loadPushConfig, parseConfig } from './load-config.js';
 import { configReference } from './slipway-schema.js';
 
 const FILE = '/etc/slipway/slipway.yml';
@@ -103,8 +103,9 @@ describe('parseConfig defaults', () => {
   });
 
   it('resolves relative paths against the config file', () => {
-    const config = parseConfig(`workdir: work\n${minimalApp}    template: nginx/hello.tmpl\n`, { file: FILE, env });
+    const config = parseConfig(`workdir: work\nnginx: { conf_dir: nginx/conf.d }\n${minimalApp}    template: nginx/hello.tmpl\n`, { file: FILE, env });
     expect(config.workdir).toBe('/etc/slipway/work');
+    expect(config.nginx.conf_dir).toBe('/etc/slipway/nginx/conf.d');
     expect(config.apps.hello!.template).toBe('/etc/slipway/nginx/hello.tmpl');
   });
 });
@@ -230,6 +231,28 @@ describe('loadConfig', () => {
     expect(loadConfig({ env: {}, cwd: dir }).receiver.port).toBe(1001);
     expect(loadConfig({ env: { SLIPWAY_CONFIG: 'env.yml' }, cwd: dir }).receiver.port).toBe(1002);
     expect(loadConfig({ path: 'flag.yml', env: { SLIPWAY_CONFIG: 'env.yml' }, cwd: dir }).receiver.port).toBe(1003);
+    // Empty is unset (compose's `SLIPWAY_CONFIG: ${SLIPWAY_CONFIG}` with the variable unset), not the directory.
+    expect(loadConfig({ env: { SLIPWAY_CONFIG: '' }, cwd: dir }).receiver.port).toBe(1001);
+  });
+
+  it('loadPushConfig reads what a push uses, not the secrets and other apps a pusher\'s environment lacks', () => {
+    writeFileSync(join(dir, 'push.yml'), [
+      'redis: redis://:${REDIS_PASSWORD}@127.0.0.1:6379',
+      'workdir: work',
+      'queue: { prefix: q }',
+      'worker: { attempts: 5 }',
+      'dashboard: { token: "${DASHBOARD_TOKEN}" }',
+      'apps:',
+      '  hello: { repo: /srv/hello.git, branch: main, secret: "${HELLO_SECRET}", env: { DATABASE_URL: "${DATABASE_URL}" } }',
+      '  other: { repo: "${OTHER_REPO}" }',
+      '',
+    ].join('\n'));
+    const config = loadPushConfig({ path: 'push.yml', env: { REDIS_PASSWORD: 'pw' }, cwd: dir }, 'hello');
+    expect(config).toMatchObject({ redis: 'redis://:pw@127.0.0.1:6379', workdir: join(dir, 'work'), queue: { prefix: 'q' }, worker: { attempts: 5 } });
+    expect(appConfig(config, 'hello')).toMatchObject({ name: 'hello', branch: 'main' });
+    // What a push does use must still be there.
+    expect(() => loadPushConfig({ path: 'push.yml', env: {}, cwd: dir }, 'hello')).toThrow('redis: environment variable REDIS_PASSWORD is not set');
+    expect(() => appConfig(loadPushConfig({ path: 'push.yml', env: { REDIS_PASSWORD: 'pw' }, cwd: dir }, 'gone'), 'gone')).toThrow(/gone/);
   });
 
   it('names a missing file', () => {

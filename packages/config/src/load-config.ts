@@ -32,25 +32,57 @@ export interface LoadConfigOptions {
 
 /** Finds, reads and validates `slipway.yml`; throws ConfigError naming file and key path. */
 export function loadConfig(options: LoadConfigOptions): SlipwayConfig {
-  const file = resolve(options.cwd ?? process.cwd(), options.path ?? options.env.SLIPWAY_CONFIG ?? 'slipway.yml');
-  let text: string;
+  const { file, text } = readConfigFile(options);
+  return parseConfig(text, { file, env: options.env });
+}
+
+/**
+ * The part of `slipway.yml` a push to a Slipway remote uses, found and read
+ * as loadConfig does: Redis, the queue, the worker's retries, the workdir,
+ * and of `app` its repository and branch. The git hook runs with the
+ * pusher's environment (an SSH login's), which holds none of the services'
+ * secrets: a `${VAR}` in a webhook secret, a token, another app or an
+ * app's `env` is not read, so its absence does not refuse the push.
+ */
+export function loadPushConfig(options: LoadConfigOptions, app: string): SlipwayConfig {
+  const { file, text } = readConfigFile(options);
+  const raw = parseYaml(text, file);
+  const whole = (raw !== null && typeof raw === 'object' ? raw : {}) as Record<string, unknown>;
+  const apps = (whole.apps !== null && typeof whole.apps === 'object' ? whole.apps : {}) as Record<string, unknown>;
+  const own = apps[app];
+  const part: Record<string, unknown> = {};
+  for (const key of ['redis', 'queue', 'worker', 'workdir'] as const) if (key in whole) part[key] = whole[key];
+  if (own !== null && typeof own === 'object') {
+    const { repo, branch } = own as Record<string, unknown>;
+    part.apps = { [app]: branch === undefined ? { repo } : { repo, branch } };
+  } else {
+    part.apps = {};
+  }
+  return validateConfig(part, { file, env: options.env });
+}
+
+function readConfigFile(options: LoadConfigOptions): { file: string; text: string } {
+  // Empty is unset, as a compose file's `SLIPWAY_CONFIG: ${SLIPWAY_CONFIG}` makes it.
+  const file = resolve(options.cwd ?? process.cwd(), options.path ?? (options.env.SLIPWAY_CONFIG || 'slipway.yml'));
   try {
-    text = readFileSync(file, 'utf8');
+    return { file, text: readFileSync(file, 'utf8') };
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (err as Error).message;
     throw new ConfigError(file, [`cannot read config: ${reason}`]);
   }
-  return parseConfig(text, { file, env: options.env });
 }
 
 /** Validates config text. `file` names it in errors and anchors relative paths. */
 export function parseConfig(text: string, options: { file: string | null; env: LoadConfigOptions['env'] }): SlipwayConfig {
+  return validateConfig(parseYaml(text, options.file), options);
+}
+
+function parseYaml(text: string, file: string | null): unknown {
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
   if (doc.errors.length > 0) {
-    throw new ConfigError(options.file, doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`));
+    throw new ConfigError(file, doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`));
   }
-  const raw = asWritten(doc).toJS() ?? {};
-  return validateConfig(raw, options);
+  return asWritten(doc).toJS() ?? {};
 }
 
 /**
@@ -97,6 +129,8 @@ export function validateConfig(raw: unknown, options: { file: string | null; env
     file: options.file,
     docker: parsed.docker ?? dockerHost,
     workdir: resolve(base, parsed.workdir),
+    // Like every path of the file: the worker, the router and the CLI must agree on it, wherever each was started.
+    nginx: { ...parsed.nginx, conf_dir: resolve(base, parsed.nginx.conf_dir) },
     apps,
     engine: {
       ...parsed.engine,
