@@ -257,6 +257,15 @@ describe('JobStore history: indexes, cursor pages, search, sweep', () => {
     expect(await store.update(id!, { retriedBy: '99' })).toMatchObject({ state: 'completed', retriedBy: '99' });
   });
 
+  it('a job that completes or is superseded after an attempt failed keeps no error of that attempt', async () => {
+    const store = new JobStore(redis, uniqueName('unfailed'), { retention: null });
+    const [completed, superseded, failed] = await seed(store, 3, ['web']);
+    for (const id of [completed!, superseded!, failed!]) await store.update(id, { state: 'waiting', error: 'etcd unreachable: retried' });
+    expect(await store.finish(completed!, 'completed', { result: { image: 'slipway/web:1', release: completed! } })).toMatchObject({ state: 'completed', error: null });
+    expect(await store.finish(superseded!, 'superseded', { supersededBy: completed! })).toMatchObject({ state: 'superseded', error: null });
+    expect(await store.finish(failed!, 'failed', {})).toMatchObject({ state: 'failed', error: 'etcd unreachable: retried' });
+  });
+
   it('searches commits by prefix and messages by words, case-insensitive, with filters, a bounded scan per call', async () => {
     const store = new JobStore(redis, uniqueName('history'), { retention: null });
     const total = SEARCH_SCAN + 300;

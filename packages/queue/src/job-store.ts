@@ -459,10 +459,13 @@ export class JobStore {
   /**
    * Ends a job: a final state, its finish time, and why. A job that already
    * ended another way is left as it is and returned so (see UPDATE_JOB).
+   * A job that completed or was superseded has no error, whatever an
+   * earlier attempt of it failed with.
    */
   async finish(id: string, state: JobState, extra: Partial<JobRecord> = {}): Promise<JobRecord> {
     if (!FINAL_STATES.has(state)) throw new Error(`${state} is not a final state`);
-    const record = await this.update(id, { state, finishedAt: new Date().toISOString(), ...extra });
+    const unfailed = state === 'completed' || state === 'superseded' ? { error: null } : {};
+    const record = await this.update(id, { state, finishedAt: new Date().toISOString(), ...unfailed, ...extra });
     if (record.state === state) await fileFinishedJob(this.redis, this.keys, record, this.retention);
     return record;
   }
