@@ -196,6 +196,16 @@ describe('DeployQueue', () => {
     await expect(queue.cancel('99999999')).rejects.toMatchObject({ code: 'unknown_job' });
   });
 
+  it('a cancel of a job an attempt started, waiting to run again, is kept until the job ends, however long its app stays busy', async () => {
+    const job = await queue.enqueue(request('gamma', 6));
+    await queue.store.update(job.id, { startedAt: new Date().toISOString() });
+    expect((await queue.cancel(job.id)).state).toBe('waiting');
+    // The worker that takes it up honours the mark once it has the app: past a build and rollout of another job, maybe.
+    expect(await redis.ttl(queue.store.keys.cancel(job.id))).toBe(-1);
+    await queue.bull.getJob(bullJobId(job.id)).then((j) => j?.remove());
+    await queue.store.finish(job.id, 'cancelled');
+  });
+
   it('retries a failed job as a new job and keeps the old one', async () => {
     const job = await queue.enqueue(request('delta', 5));
     await queue.bull.getJob(bullJobId(job.id)).then((j) => j?.remove());

@@ -229,7 +229,7 @@ export class DeployQueue {
       if (job && record.startedAt === null && (state === 'waiting' || state === 'delayed' || state === 'prioritized')) {
         try {
           // Marked first: should the record's finish fail below, repairOrphans finds a cancelled job, not an orphan to queue again.
-          await this.redis.set(this.store.keys.cancel(id), '1', 'EX', 3600);
+          await this.redis.set(this.store.keys.cancel(id), '1');
           await job.remove();
           return this.store.finish(id, 'cancelled', { error: 'cancelled while waiting' });
         } catch {
@@ -240,7 +240,8 @@ export class DeployQueue {
         // The queue has no live job for it (lost with a flushed Redis, say): the record is all there is.
         return this.store.finish(id, 'cancelled', { error: 'cancelled (no live queue job)' });
       }
-      await this.redis.set(this.store.keys.cancel(id), '1', 'EX', 3600);
+      // Until the job's record goes (retention): a job waiting for a busy app may be taken up hours later.
+      await this.redis.set(this.store.keys.cancel(id), '1');
       await this.redis.publish(this.store.keys.events, JSON.stringify({ id, app: record.app, cancel: true }));
       return record;
     });
