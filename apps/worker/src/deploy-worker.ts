@@ -8,12 +8,11 @@ import type { SlipwayConfig } from '@slipway/config/types';
 import { DeployFeedback, type RetryPolicy } from '@slipway/feedback/deploy-feedback';
 import { WorkerMetrics } from '@slipway/feedback/metrics';
 import { JobStore } from '@slipway/queue/job-store';
-import { FINAL_STATES } from '@slipway/queue/job-types';
 import { SlipwayError } from '@slipway/core/slipway-error';
 import { DeployQueue, QUEUE_NAME } from '@slipway/queue/deploy-queue';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { connectRedis } from '@slipway/queue/redis';
-import { type DeployContext, processDeploy, TakenOver } from './process-deploy.js';
+import { type DeployContext, processDeploy, settleGivenUp, TakenOver } from './process-deploy.js';
 import { sweepLeftovers } from './leftovers.js';
 import { managerClient } from '@slipway/rollout/swarm';
 
@@ -113,13 +112,7 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
     const id = (job.data as { id: string }).id;
     void giveUp(id).catch((err: Error) => logger.warn({ job: id, err: err.message }, 'could not record a job given up after its workers died'));
   });
-  const giveUp = async (id: string) => {
-    const record = await store.get(id);
-    if (!record || FINAL_STATES.has(record.state)) return;
-    const err = new SlipwayError('worker_lost', `worker_lost: the workers running it died ${MAX_STALLED_COUNT + 1} times (killed, out of memory?), so it was given up; what it had started is cleaned up by the app's next deploy`);
-    await store.appendLog(id, [`error: ${err.message}`]);
-    feedback.finished(await store.finish(id, 'failed', { error: err.message, fault: err.fault }), err);
-  };
+  const giveUp = (id: string) => settleGivenUp(context, id, new SlipwayError('worker_lost', `worker_lost: the workers running it died ${MAX_STALLED_COUNT + 1} times (killed, out of memory?), so it was given up; what it had started is cleaned up by the app's next deploy`));
 
   // `slipway cancel` of a running job, and any job's cancellation (for its commit status): messages on the events channel.
   void subscriber.subscribe(store.keys.events).catch(() => {});

@@ -160,13 +160,42 @@ async function givesWay(ctx: DeployContext, record: JobRecord, log: JobLog, logg
 /**
  * The release etcd names as live, when it is this job's and an earlier
  * attempt started the job: that attempt switched, and its worker stopped
- * (killed, cut off) before it recorded the end. Null otherwise, and when
- * etcd cannot be read (the attempt goes on, and meets etcd at its switch).
+ * (killed, cut off) before it recorded the end. Null otherwise. Throws
+ * (unavailable, retried) when etcd cannot be read: taken for not live, the
+ * job could be recorded superseded by a newer one while it is what serves.
  */
 async function liveFromEarlierAttempt(ctx: DeployContext, record: JobRecord): Promise<ReleaseRecord | null> {
   if (record.startedAt === null) return null;
-  const live = await currentRelease(ctx.etcd, record.app).catch(() => null);
+  const live = await currentRelease(ctx.etcd, record.app);
   return live?.job === record.id ? live : null;
+}
+
+/**
+ * A job BullMQ gave up on because its workers died once too often (its
+ * stalls past maxStalledCount), which it runs no more: failed
+ * (`worker_lost`), unless its last attempt went live before it died. Then
+ * it is what serves, and is recorded completed as a take-up would record
+ * it, once the previous release's containers are removed (one engine).
+ */
+export async function settleGivenUp(ctx: DeployContext, id: string, err: SlipwayError): Promise<void> {
+  const record = await ctx.store.get(id);
+  if (!record || FINAL_STATES.has(record.state)) return;
+  const log = await JobLog.open(ctx.store, id, { secrets: ctx.secrets, maxLines: ctx.config.jobs.log_max_lines, maxBytes: ctx.config.jobs.log_max_bytes });
+  try {
+    // Unreadable, it is taken for not live: nothing runs the job again to find out later.
+    const wentLive = await liveFromEarlierAttempt(ctx, record).catch(() => null);
+    if (wentLive) {
+      log.write(`this job is given up (its workers kept dying), but its last attempt went live (${wentLive.image}): it is recorded as completed, once what that attempt left (the previous release's containers) is removed`);
+      if (!ctx.manager) await removeLeftByDeadAttempt(ctx, record, log);
+      await complete(ctx, record, log, { image: wentLive.image, release: id }, ctx.logger.child({ job: id, app: record.app }), 'given up after its workers died, but live; recorded as completed');
+      return;
+    }
+    log.write(`error: ${err.message}`);
+    await log.flush();
+    ctx.feedback?.finished(await ctx.store.finish(id, 'failed', { error: err.message, fault: err.fault }), err);
+  } finally {
+    await log.flush();
+  }
 }
 
 /** How long the tidying of a dead attempt waits for the app's rollout lock. */

@@ -69,6 +69,41 @@ describe('the worker process', () => {
     expect((await world.queue.store.readLog(job.id)).at(-1)).toMatch(/^error: worker_lost: /);
   });
 
+  it('given up after its workers died, its last attempt having gone live: completed (it is what serves), the previous release removed', async () => {
+    world = await workerWorld();
+    const [app] = world.apps;
+    workers.push(startWorker(world.configFile));
+    const first = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    expect((await waitForJob(world.queue, first.id)).state).toBe('completed');
+    workers[0]!.child.kill('SIGKILL');
+    await workers.pop()!.exited;
+
+    const sha2 = await commitVersion(app!.repo, { version: `${app!.name} v2` });
+    // Slow requests in flight on the old containers hold the drain open long enough to kill the last worker in it.
+    const load = startLoad({ url: app!.url, paths: ['/cgi-bin/slow'], clients: 4, keepAlive: false });
+    const second = await world.queue.enqueue({ app: app!.name, sha: sha2, ref: 'master', image: null, trigger: 'cli' });
+    for (let attempt = 1; attempt <= MAX_STALLED_COUNT + 1; attempt++) {
+      const worker = startWorker(world.configFile);
+      workers.push(worker);
+      const last = attempt === MAX_STALLED_COUNT + 1;
+      await within(60_000, async () => {
+        const record = await world!.queue.store.mustGet(second.id);
+        return record.attempts >= attempt && (!last || record.step === 'drain');
+      }, `attempt ${attempt} running${last ? ', in its drain' : ''}`);
+      if (!last) await new Promise((r) => setTimeout(r, 300));
+      worker.child.kill('SIGKILL');
+      await worker.exited;
+    }
+    workers.push(startWorker(world.configFile));
+    const done = await waitForJob(world.queue, second.id, 90_000);
+    await load.stop();
+    expect(done.state, done.error ?? '').toBe('completed');
+    expect(done.error).toBeNull();
+    expect((await world.queue.store.readLog(second.id)).join('\n')).toContain('this job is given up (its workers kept dying), but its last attempt went live');
+    expect(await body(`${app!.url}/`)).toBe(`${app!.name} v2\n`);
+    await within(30_000, async () => (await appContainers(app!.name)).every((c) => c.Labels['slipway.release'] === second.id), 'only the live release\'s containers left');
+  });
+
   it('killed mid-rollout: the app serves throughout, the dead attempt\'s containers go, the job completes', async () => {
     world = await workerWorld();
     const [app] = world.apps;
