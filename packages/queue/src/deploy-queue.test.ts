@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { testStack, uniqueName } from '@slipway/devstack/testing';
+import { startTcpRelay, testStack, uniqueName } from '@slipway/devstack/testing';
 import { UnavailableError } from '@slipway/core/slipway-error';
 import { bullJobId, DeployQueue } from './deploy-queue.js';
 import { followJob } from './follow-job.js';
@@ -460,6 +460,27 @@ describe('DeployQueue', () => {
     expect(seen).toEqual(['one', 'two', 'three']);
     expect(await queue.store.readLog(job.id, 2, 3)).toEqual(['two', 'three']);
   });
+});
+
+describe('DeployQueue on a slow Redis', () => {
+  it('an operator\'s enqueue waits for a Redis slower than 3 s, which queues the job, rather than reporting it failed', async () => {
+    const url = new URL(testStack().redis!.url);
+    // Every answer held 2 s: the records' script and BullMQ's add each take that long.
+    const relay = await startTcpRelay({ host: url.hostname, port: Number(url.port) }, {
+      toClient: (chunk, c) => void setTimeout(() => c.client.write(chunk), 2000),
+    });
+    const redis = connectRedis(`redis://127.0.0.1:${relay.port}`, 'producer');
+    const queue = new DeployQueue({ redis, prefix: uniqueName('slow') });
+    try {
+      await new Promise((resolve) => redis.once('ready', resolve));
+      const job = await queue.enqueue(request('slow', 1));
+      expect(job.state).toBe('waiting');
+    } finally {
+      await queue.close();
+      redis.disconnect();
+      relay.cut();
+    }
+  }, 60_000);
 });
 
 describe('DeployQueue without Redis', () => {

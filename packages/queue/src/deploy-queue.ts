@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { isSlipwayError, SlipwayError } from '@slipway/core/slipway-error';
+import { isSlipwayError, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import { FINAL_STATES, type DeployRequest, type JobRecord } from './job-types.js';
 import { JobStore, type CreatedGroup, type JobGroup } from './job-store.js';
 import { withRedis } from './redis.js';
@@ -36,6 +36,13 @@ export const ORPHAN_AGE_MS = 2 * 60_000;
 
 /** How long one enqueue's claim is kept: far longer than ioredis takes to send a script again after reconnecting. */
 const REQUEST_CLAIM_TTL_S = 600;
+/**
+ * How long an operator's enqueue waits for Redis. Its write is not undone
+ * when the wait ends: a slow Redis that answers later has queued the job,
+ * which a 3 s wait would have reported failed (and a second try queued
+ * twice). An operator can wait this long; past it, the message says so.
+ */
+export const OPERATOR_ENQUEUE_TIMEOUT_MS = 30_000;
 
 /** How long a retry's claim on its job lasts at most (it is released as soon as the re-run is queued). */
 const RETRY_CLAIM_MS = 30_000;
@@ -85,7 +92,11 @@ export class DeployQueue {
    * in, instead of making a second record.
    */
   async enqueue(request: DeployRequest): Promise<JobRecord> {
-    const { records, previous } = await this.enqueueMany([request], { provider: 'request', id: randomUUID(), ttlSeconds: REQUEST_CLAIM_TTL_S });
+    const { records, previous } = await this.enqueueMany([request], { provider: 'request', id: randomUUID(), ttlSeconds: REQUEST_CLAIM_TTL_S }, { timeoutMs: OPERATOR_ENQUEUE_TIMEOUT_MS })
+      .catch((err: unknown) => {
+        if (!(err instanceof UnavailableError) || !/did not answer/.test(err.message)) throw err;
+        throw new UnavailableError('redis', `${err.message}: the job may be queued still, once it answers (slipway jobs --app ${request.app} shows it)`, { cause: err });
+      });
     if (records[0]) return records[0];
     const first = (JSON.parse(previous ?? '[]') as Array<{ job: string }>)[0];
     const record = first ? await withRedis(this.redis, () => this.store.get(first.job)) : null;
