@@ -100,11 +100,20 @@ async function refuseForeignHooks(dir: string, app: string): Promise<void> {
       throw new InvalidInputError(`${dir} deploys ${other} already: a remote deploys one app, and slipway remote add would make its pushes deploy ${app} instead; use another repository for ${app}`);
     }
   }
+  const update = join(dir, 'hooks', 'update');
+  if (existsSync(update)) throw new InvalidInputError(`${update} ${UPDATE_HOOK_REFUSED}; move it aside first, or use another repository`);
   const hooksPath = await runCommand(['git', '--git-dir', dir, 'config', '--local', '--get', 'core.hooksPath']).then((r) => r.stdout.trim(), () => null);
   if (hooksPath !== null && hooksPath !== 'hooks') {
     throw new InvalidInputError(`${dir} sends git to its own hooks (core.hooksPath ${JSON.stringify(hooksPath)}): slipway remote add would replace that setting; unset it first, or use another repository`);
   }
 }
+
+/**
+ * git runs an `update` hook after pre-receive, once the deploy is live: one
+ * that refuses the branch (a per-branch rule, gitolite's) would leave the
+ * commit serving and the branch off it.
+ */
+const UPDATE_HOOK_REFUSED = 'is an update hook: git runs it after the deploy, and one that refuses the push would leave the commit live and the branch not on it';
 
 const ZERO = '0'.repeat(40);
 /** How long a push waits for Redis before it is refused. */
@@ -177,6 +186,10 @@ async function receivePush(options: { app: string; config: string | null; stdin?
     const current = (await runCommand(['git', 'for-each-ref', '--format=%(objectname)', '--', ref])).stdout.trim() || ZERO;
     if (current !== before) {
       terminal.err(`slipway: ${app.branch} moved to ${current === ZERO ? 'nothing' : current.slice(0, 12)} while this push was on its way; fetch and push again; push refused`);
+      return 1;
+    }
+    if (existsSync(join(gitDir, 'hooks', 'update'))) {
+      terminal.err(`slipway: ${join(gitDir, 'hooks', 'update')} ${UPDATE_HOOK_REFUSED}; push refused`);
       return 1;
     }
     // git checks this only after pre-receive: refused then, the commit would be live and the branch not on it.

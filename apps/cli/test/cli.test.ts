@@ -413,6 +413,28 @@ describe('slipway', () => {
     expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('hooks path\n');
   });
 
+  it('an update hook (which git runs after the deploy) is refused: by remote add, and by a push before anything is queued', async () => {
+    const remotePath = join(tmp.path, 'update-hook.git');
+    await git(tmp.path, 'init', '-q', '--bare', remotePath);
+    const update = join(remotePath, 'hooks', 'update');
+    writeFileSync(update, '#!/bin/sh\nexit 1\n', { mode: 0o755 });
+    const refused = await slipwayFull([...cfg(), 'remote', 'add', app, remotePath]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain(`${update} is an update hook`);
+    rmSync(update);
+    expect((await slipwayFull([...cfg(), 'remote', 'add', app, remotePath])).code).toBe(0);
+    // Added afterwards: the push is refused before it deploys, not after.
+    writeFileSync(update, '#!/bin/sh\nexit 1\n', { mode: 0o755 });
+    const newestJob = async () => (JSON.parse((await slipwayFull([...cfg(), 'jobs', '--json', '--app', app, '--limit', '1'])).stdout) as { id: string }[])[0]?.id;
+    const jobBefore = await newestJob();
+    const head = await commitVersion(repo, { version: 'behind an update hook' });
+    const push = await run(['git', 'push', remotePath, `${head}:refs/heads/master`], { cwd: repo.work });
+    expect(push.code).not.toBe(0);
+    expect(push.stderr).toContain('is an update hook: git runs it after the deploy');
+    expect(push.stderr).not.toContain('Slipway: deploying');
+    expect(await newestJob(), 'nothing was queued').toBe(jobBefore);
+  });
+
   it('a tag or a tree pushed to the branch is refused before anything is queued, and what is live stays', async () => {
     const remotePath = join(tmp.path, 'tagged.git');
     expect((await slipwayFull([...cfg(), 'remote', 'add', app, remotePath])).code).toBe(0);
