@@ -88,6 +88,8 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     await job.moveToDelayed(Date.now() + BUSY_RETRY_MS + Math.floor(Math.random() * 200), token);
     throw new DelayedError();
   }
+  // It waits for its app no more: should it fail and wait out a retry's backoff, another job's end must not wake it.
+  await ctx.redis.del(ctx.store.keys.waitingForApp(id)).catch(() => {});
 
   const log = await JobLog.open(ctx.store, id, { secrets: ctx.secrets, maxLines: ctx.config.jobs.log_max_lines, maxBytes: ctx.config.jobs.log_max_bytes });
   ctx.running.set(id, controller);

@@ -247,6 +247,18 @@ describe('the deploy worker', () => {
     await world.queue.redis.del(world.queue.store.keys.appLock(app!.name));
   });
 
+  it('a job that waited for its busy app is marked waiting no more once it has the app (a retry\'s backoff is not cut short by another job\'s end)', async () => {
+    world = await workerWorld();
+    const [app] = world.apps;
+    await world.queue.redis.set(world.queue.store.keys.appLock(app!.name), 'another-job:attempt', 'PX', 1500);
+    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    const job = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    await waitFor('the job waiting for its app', async () => (await world!.queue.redis.exists(world!.queue.store.keys.waitingForApp(job.id))) === 1);
+    await waitForStep(world.queue, job.id, 'checkout');
+    expect(await world.queue.redis.exists(world.queue.store.keys.waitingForApp(job.id))).toBe(0);
+    expect((await waitForJob(world.queue, job.id)).state).toBe('completed');
+  });
+
   /** A job of a commit that never gets healthy, running its health check (60 s): a cancel is what ends it. */
   async function runningUnhealthy() {
     const made = await workerWorld({ app: { health: { path: '/healthz', timeout_s: 60, interval_ms: 100 } } });
