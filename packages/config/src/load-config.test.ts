@@ -153,6 +153,7 @@ const bad: Array<[string, string, string]> = [
   ['redis not a URL', 'redis: localhost:6379', 'redis: expected a redis:// URL, got "localhost:6379" (protocol must be redis or rediss)'],
   ['etcd not http', 'etcd: [grpc://127.0.0.1:2379]', 'etcd[0]: expected an http(s) URL, got "grpc://127.0.0.1:2379" (protocol must be http or https)'],
   ['apps not a mapping', 'apps: [hello]', 'apps: expected a mapping of app names, got ["hello"]'],
+  ['app name ending in a dash', 'apps:\n  web-:\n    repo: /r/web.git', 'apps.web-: an app name may not end in "-": its images, slipway/web-:<sha12>, would not be valid Docker image names'],
   ['etcd_prefix with trailing slash', `${minimalApp}    etcd_prefix: /slipway/hello/`, 'apps.hello.etcd_prefix: expected an etcd key prefix, got "/slipway/hello/"'],
   ['overlapping etcd prefixes', 'apps:\n  a:\n    repo: /r/a.git\n    etcd_prefix: /up\n  b:\n    repo: /r/b.git\n    etcd_prefix: /up/b', 'apps.b.etcd_prefix: overlaps apps.a.etcd_prefix (/up)'],
   ['etcd_prefix over the release keys', `${minimalApp}    etcd_prefix: /slipway/apps/hello`, "apps.hello.etcd_prefix: overlaps Slipway's own keys (/slipway/apps/hello/…/release)"],

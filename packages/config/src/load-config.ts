@@ -164,6 +164,8 @@ function crossCheck(config: SlipwayConfig): string[] {
   const problems: string[] = [];
   const prefixes = new Map<string, string>();
   for (const app of Object.values(config.apps)) {
+    // The name's pattern allows it, Docker's image names do not: every build of the app would fail.
+    if (app.name.endsWith('-')) problems.push(`apps.${app.name}: an app name may not end in "-": its images, slipway/${app.name}:<sha12>, would not be valid Docker image names`);
     const other = [...prefixes].find(([p]) => app.etcd_prefix.startsWith(`${p}/`) || p.startsWith(`${app.etcd_prefix}/`) || p === app.etcd_prefix);
     if (other) problems.push(`apps.${app.name}.etcd_prefix: overlaps apps.${other[1]}.etcd_prefix (${other[0]})`);
     prefixes.set(app.etcd_prefix, app.name);

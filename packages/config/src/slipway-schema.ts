@@ -266,7 +266,7 @@ export const slipwaySchema = obj({
       password: str({ secret: true, doc: 'Its password or token; never logged.' }),
     }, { optional: true }),
   }),
-  apps: dict(app, { keyType: 'app name', key: (name) => APP_NAME.test(name), placeholder: '<app>', doc: 'App names match `[a-z0-9][a-z0-9-]{0,62}`.' }),
+  apps: dict(app, { keyType: 'app name', key: (name) => APP_NAME.test(name), placeholder: '<app>', doc: 'App names match `[a-z0-9][a-z0-9-]{0,62}` and do not end in `-` (a Docker image name cannot).' }),
   dns: obj({
     server: str({ default: '127.0.0.1:5353', check: hostPort, type: 'an address:port', doc: 'The DNS server nginx asks (dnsmasq, started by Slipway).' }),
     domain: str({ default: 'slipway.internal', check: hostname, type: 'a domain', doc: '`<app>.<domain>` answers the live containers.' }),
