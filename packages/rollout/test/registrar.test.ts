@@ -93,6 +93,44 @@ describe('the registrar (routing: dns): Docker events → etcd keys on leases', 
     }
   });
 
+  it('a registered container that stops answering its probe is taken out of DNS after health.timeout_s, and back once it answers; the last ones are kept', async () => {
+    const app = await testApp({ routing: 'dns', health: { timeout_s: 2, interval_ms: 50 } });
+    const changes: RegistrationChange[] = [];
+    const serving = await serveDns(dns, [app], { onChange: (c) => changes.push(c) });
+    const healthz = async (id: string, verb: 'break' | 'mend') => {
+      const exec = await docker.getContainer(id).exec({ Cmd: verb === 'break' ? ['rm', '-f', '/www/healthz'] : ['sh', '-c', 'echo ok > /www/healthz'] });
+      const stream = await exec.start({});
+      await new Promise((resolve) => stream.on('end', resolve).resume());
+    };
+    try {
+      const result = await rollout({ app, nginx: nginx.settings, dns: dns.settings, docker, etcd, image: await buildImage(app.name, 'v1'), sha: null, job: 'probe' });
+      const [sick, well] = result.containers as [typeof result.containers[0], typeof result.containers[0]];
+      const [sickId, wellId] = [sick.id.slice(0, 12), well.id.slice(0, 12)];
+      await within(5000, async () => Object.keys(await keys(app.etcd_prefix)).length === 2 && (await serving.registrar.reconcile(), true), 'both registered');
+
+      await healthz(sick.id, 'break');
+      const outMs = await within(15_000, async () => !(sickId in (await keys(app.etcd_prefix))), 'the failing container out of etcd');
+      expect(outMs).toBeGreaterThanOrEqual(1500);
+      // Told once etcd has answered the transaction, which a read may see first.
+      await within(1000, async () => changes.some((c) => c.action === 'removed' && c.key.endsWith(sickId)), 'the removal told');
+      expect(changes.find((c) => c.action === 'removed' && c.key.endsWith(sickId))?.why).toMatch(/has not answered 2xx on \/healthz for 2 s \(last: HTTP 404\)/);
+      await within(3000, async () => !(await answer(app.name)).includes(sick.address.split(':')[0]!), 'out of DNS');
+      expect(wellId in (await keys(app.etcd_prefix))).toBe(true);
+
+      // The last one is kept however long it fails: a name with no address serves no one.
+      await healthz(well.id, 'break');
+      await new Promise((r) => setTimeout(r, 8000));
+      expect(Object.keys(await keys(app.etcd_prefix))).toEqual([wellId]);
+
+      await healthz(sick.id, 'mend');
+      await within(15_000, async () => (await keys(app.etcd_prefix))[sickId]?.address === sick.address, 'registered again once it answers');
+      // With one answering, the other that still fails goes.
+      await within(15_000, async () => !(wellId in (await keys(app.etcd_prefix))), 'the other, failing, taken out');
+    } finally {
+      await serving.close();
+    }
+  });
+
   it('keys live on leases: a standby takes over before they expire; with no registrar left they drop out within the TTL', async () => {
     const app = await testApp({ routing: 'dns' });
     // etcd raises any lease under its minimum TTL (~2 s here) to it, so the claim lives ~2 s

@@ -54,6 +54,10 @@ export class AppRegistrations {
   private readonly own = new Map<string, OwnLease>();
   /** When a container still waiting to be registered first failed its probe. */
   private readonly failingSince = new Map<string, number>();
+  /** When a registered container began failing its probe, without a pass since. */
+  private readonly unhealthySince = new Map<string, number>();
+  /** Whether "every registered container fails" was said since one last passed. */
+  private allFailingSaid = false;
 
   constructor(private readonly app: AppConfig, private readonly options: AppRegistrationsOptions) {}
 
@@ -65,14 +69,17 @@ export class AppRegistrations {
       prefix: app.etcd_prefix, port: app.port, releaseJob: read.releaseJob, containers: read.containers, keys: read.keys,
       own: new Map([...this.own].map(([id, o]) => [id, o.id])),
     });
-    const healthy = await this.probeWaiting(plan.probe);
+    const [healthy, unhealthy] = await Promise.all([this.probeWaiting(plan.probe), this.probeRegistered(read.keys, plan)]);
     const toPut: Put[] = [...plan.adopt.map((w) => ({ ...w, action: 'adopted' as const })), ...healthy.map((w) => ({ ...w, action: 'registered' as const }))];
+    const remove = [...plan.remove, ...unhealthy];
 
-    if ((toPut.length > 0 || plan.remove.length > 0) && !(await this.commit(read, plan.remove, toPut))) {
+    if ((toPut.length > 0 || remove.length > 0) && !(await this.commit(read, remove, toPut))) {
       if (attempt < RECONCILE_ATTEMPTS) return this.reconcile(attempt + 1);
       throw new Error('the release record or the keys kept changing while registering; trying again at the next tick');
     }
-    for (const id of plan.drop) {
+    // Out of DNS until its probe passes again, as a container waiting to be registered.
+    for (const { id } of unhealthy) this.unhealthySince.delete(id);
+    for (const id of [...plan.drop, ...unhealthy.map((u) => u.id)]) {
       const o = this.own.get(id);
       this.own.delete(id);
       // Revoking deletes only what is still on our lease: a key someone re-put on theirs stays.
@@ -170,6 +177,43 @@ export class AppRegistrations {
       return null;
     }));
     return probed.filter((w): w is Wanted => w !== null);
+  }
+
+  /**
+   * Probes the containers this registrar keeps registered; returns those to
+   * take out of DNS: failing for `health.timeout_s` without a pass (hung,
+   * or their app broke after it started). Not the last ones: while every
+   * registered container fails, all are kept, since a name that answers
+   * no address serves no one.
+   */
+  private async probeRegistered(keys: readonly RegisteredKey[], plan: RegistrationPlan): Promise<Array<{ id: string; key: string; why: string }>> {
+    const { app } = this;
+    const going = new Set([...plan.remove.map((r) => r.key), ...plan.drop]);
+    const registered = keys.filter((k) => this.own.has(k.id) && !going.has(k.key) && !going.has(k.id));
+    for (const id of this.unhealthySince.keys()) if (!registered.some((k) => k.id === id)) this.unhealthySince.delete(id);
+    const now = Date.now();
+    const failing = (await Promise.all(registered.map(async (k) => {
+      const { status = 0, error } = await probe(`http://${k.address}${app.health.path}`, PROBE_TIMEOUT_MS);
+      if (status >= 200 && status < 300) {
+        this.unhealthySince.delete(k.id);
+        return null;
+      }
+      const last = error ?? `HTTP ${status}`;
+      if (!this.unhealthySince.has(k.id)) {
+        this.unhealthySince.set(k.id, now);
+        this.options.log(`registrar: ${app.name}: ${k.id} (${k.address}), registered, fails its probe on ${app.health.path} (${last}); taken out of DNS if it still does in ${app.health.timeout_s} s`);
+      }
+      return { id: k.id, key: k.key, last };
+    }))).filter((f) => f !== null);
+    if (failing.length < registered.length) this.allFailingSaid = false;
+    else if (failing.length > 0) {
+      if (!this.allFailingSaid) this.options.log(`registrar: ${app.name}: every registered container fails its probe on ${app.health.path}: all kept in DNS`);
+      this.allFailingSaid = true;
+      return [];
+    }
+    return failing
+      .filter((f) => now - this.unhealthySince.get(f.id)! >= app.health.timeout_s * 1000)
+      .map((f) => ({ id: f.id, key: f.key, why: `it has not answered 2xx on ${app.health.path} for ${app.health.timeout_s} s (last: ${f.last})` }));
   }
 
   /** Puts and removes in one transaction, each put on a lease of its own; false (nothing changed) when what was read changed meanwhile. */
