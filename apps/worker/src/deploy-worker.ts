@@ -156,9 +156,9 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
   const repairTimer = setInterval(repair, ORPHAN_SWEEP_INTERVAL_MS).unref();
   repair();
 
-  // A close's waits, which hurry() ends at once.
+  // The grace's wait, which hurry() ends at once; the wait for the safe points after it is not cut short.
   const hurried = new AbortController();
-  const within = (ms: number) => sleep(ms, 'timeout' as const, { ref: false, signal: hurried.signal }).catch(() => 'timeout' as const);
+  const within = (ms: number, signal?: AbortSignal) => sleep(ms, 'timeout' as const, { ref: false, signal }).catch(() => 'timeout' as const);
 
   return {
     context,
@@ -170,11 +170,12 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
       clearInterval(sweepTimer);
       clearInterval(repairTimer);
       const graceful = worker.close().then(() => 'closed' as const);
-      if ((await Promise.race([graceful, within(graceMs)])) === 'timeout') {
+      if ((await Promise.race([graceful, within(graceMs, hurried.signal)])) === 'timeout') {
         // BullMQ's close(true) would not do: a close in progress answers every later call, forced or not.
         logger.warn({ jobs: [...context.running.keys()] }, 'running deploys did not finish in time; stopping them at their next safe point, for another worker to run');
         for (const controller of context.running.values()) controller.abort(new TakenOver('was stopped by its worker\'s shutdown'));
         if ((await Promise.race([graceful, within(STOP_AT_SAFE_POINT_MS)])) === 'timeout') {
+          // One past its switch may be draining (up to drain_s): the worker that takes it up finds it live and ends it.
           logger.warn({ jobs: [...context.running.keys()] }, 'running deploys did not stop; leaving them to BullMQ\'s stalled-job check');
         }
       }

@@ -183,13 +183,23 @@ export async function settleGivenUp(ctx: DeployContext, id: string, err: Slipway
   const record = await ctx.store.get(id);
   if (!record || FINAL_STATES.has(record.state)) return;
   const log = await JobLog.open(ctx.store, id, { secrets: ctx.secrets, maxLines: ctx.config.jobs.log_max_lines, maxBytes: ctx.config.jobs.log_max_bytes });
+  // Under the app's lease, as a take-up: a newer job must not go live (and be remembered live) in between.
+  const lease = new AppLease(ctx.redis, ctx.store.keys.appLock(record.app), `${id}:given-up:${randomUUID()}`, ctx.leaseMs ?? DEFAULT_LEASE_MS, () => {});
+  const held = await waitForLease(lease, TIDY_LOCK_WAIT_MS);
   try {
     // Unreadable, it is taken for not live: nothing runs the job again to find out later.
     const wentLive = await liveFromEarlierAttempt(ctx, record).catch(() => null);
-    if (wentLive) {
-      log.write(`this job is given up (its workers kept dying), but its last attempt went live (${wentLive.image}): it is recorded as completed, once what that attempt left (the previous release's containers) is removed`);
+    if (wentLive && held) {
+      log.write(`this job is given up (its workers kept dying), but its last attempt went live (${wentLive.image}): it is recorded as completed, once what that attempt left (the previous release's ${ctx.manager ? 'service, removed by the next rollout' : 'containers'}) is removed`);
       if (!ctx.manager) await removeLeftByDeadAttempt(ctx, record, log);
       await complete(ctx, record, log, { image: wentLive.image, release: id }, ctx.logger.child({ job: id, app: record.app }), 'given up after its workers died, but live; recorded as completed');
+      return;
+    }
+    if (wentLive) {
+      // Another deploy of the app held it all along, and goes live over this one: what this job did is over.
+      log.write(`this job is given up (its workers kept dying); its last attempt went live (${wentLive.image}), and another deploy of ${record.app} now runs over it`);
+      await log.flush();
+      ctx.feedback?.finished(await ctx.store.finish(id, 'completed', { result: { image: wentLive.image, release: id } }));
       return;
     }
     log.write(`error: ${err.message}`);
@@ -197,6 +207,16 @@ export async function settleGivenUp(ctx: DeployContext, id: string, err: Slipway
     ctx.feedback?.finished(await ctx.store.finish(id, 'failed', { error: err.message, fault: err.fault }), err);
   } finally {
     await log.flush();
+    if (held) await lease.release();
+  }
+}
+
+/** Asks for the lease every BUSY_RETRY_MS until it is had or `ms` have passed. */
+async function waitForLease(lease: AppLease, ms: number): Promise<boolean> {
+  for (const deadline = Date.now() + ms; ;) {
+    if (await lease.acquire().catch(() => false)) return true;
+    if (Date.now() >= deadline) return false;
+    await sleep(BUSY_RETRY_MS);
   }
 }
 

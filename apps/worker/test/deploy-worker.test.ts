@@ -98,14 +98,16 @@ describe('the deploy worker', () => {
     expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
   });
 
-  it('a worker closed past its grace stops its running deploy at a safe point and puts it back in the queue; another worker completes it', async () => {
+  it('a worker closed past its grace (or hurried: a second SIGTERM) stops its running deploy at a safe point and puts it back in the queue; another worker completes it', async () => {
     world = await workerWorld({ buildDelay_s: 8 });
     const [app] = world.apps;
     const first = createDeployWorker({ config: world.config, logger: quietLogger });
     const job = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
     await waitForStep(world.queue, job.id, 'build');
     const closing = Date.now();
-    await first.close(500);
+    // A long grace, ended by hurry(): the deploy is still given its safe point.
+    setTimeout(() => first.hurry(), 300);
+    await first.close(60_000);
     // The grace, then the build's stop: not the build's 8 s, nor BullMQ's wait for the job to end.
     expect(Date.now() - closing).toBeLessThan(6000);
     expect((await world.queue.store.get(job.id))!.state).toBe('waiting');

@@ -244,7 +244,7 @@ describe('loadConfig', () => {
       'worker: { attempts: 5 }',
       'dashboard: { token: "${DASHBOARD_TOKEN}" }',
       'apps:',
-      '  hello: { repo: /srv/hello.git, branch: main, secret: "${HELLO_SECRET}", env: { DATABASE_URL: "${DATABASE_URL}" } }',
+      '  hello: { repo: "https://deploy:${GIT_TOKEN}@git.example.com/acme/hello.git", branch: main, secret: "${HELLO_SECRET}", env: { DATABASE_URL: "${DATABASE_URL}" } }',
       '  other: { repo: "${OTHER_REPO}" }',
       '',
     ].join('\n'));

@@ -36,10 +36,13 @@ export function loadConfig(options: LoadConfigOptions): SlipwayConfig {
   return parseConfig(text, { file, env: options.env });
 }
 
+/** What loadPushConfig says an app's `repo` is: a git remote's hook never reads it. */
+const PUSH_HOOK_REPO = '/nonexistent/read-by-the-worker.git';
+
 /**
  * The part of `slipway.yml` a push to a Slipway remote uses, found and read
  * as loadConfig does: Redis, the queue, the worker's retries, the workdir,
- * and of `app` its repository and branch. The git hook runs with the
+ * and of `app` its branch (its `repo` is a placeholder). The git hook runs with the
  * pusher's environment (an SSH login's), which holds none of the services'
  * secrets: a `${VAR}` in a webhook secret, a token, another app or an
  * app's `env` is not read, so its absence does not refuse the push.
@@ -53,8 +56,10 @@ export function loadPushConfig(options: LoadConfigOptions, app: string): Slipway
   const part: Record<string, unknown> = {};
   for (const key of ['redis', 'queue', 'worker', 'workdir'] as const) if (key in whole) part[key] = whole[key];
   if (own !== null && typeof own === 'object') {
-    const { repo, branch } = own as Record<string, unknown>;
-    part.apps = { [app]: branch === undefined ? { repo } : { repo, branch } };
+    // Its repo is not read: a push brings its commit, and the worker, not the hook, knows where the repository is
+    // (an address may carry a token from the environment: `https://deploy:${GIT_TOKEN}@…`).
+    const { branch } = own as Record<string, unknown>;
+    part.apps = { [app]: { repo: PUSH_HOOK_REPO, ...(branch === undefined ? {} : { branch }) } };
   } else {
     part.apps = {};
   }
