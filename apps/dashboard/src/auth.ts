@@ -49,6 +49,8 @@ export class SessionAuth {
   private readonly key: Buffer;
   private readonly tokenDigest: Buffer;
   private readonly revoked = new Map<string, number>();
+  /** What to call when a session is signed out: the streams it holds open. */
+  private readonly watchers = new Map<string, Set<() => void>>();
 
   constructor(token: string, private readonly now: () => number = () => Math.floor(Date.now() / 1000)) {
     this.key = createHmac('sha256', token).update('slipway-dashboard-session-v1').digest();
@@ -109,6 +111,30 @@ export class SessionAuth {
     const now = this.now();
     for (const [id, until] of this.revoked) if (until <= now) this.revoked.delete(id);
     this.revoked.set(session.id, now + SESSION_TTL_S);
+    for (const ended of this.watchers.get(session.id) ?? []) ended();
+    this.watchers.delete(session.id);
+  }
+
+  /**
+   * Calls `ended` once the session ends: signed out (any copy of it), or
+   * past the expiry it was verified with. For what a request holds open
+   * (a stream), which no later request would check. Returns the unwatch.
+   */
+  watch(session: Session, ended: () => void): () => void {
+    let watchers = this.watchers.get(session.id);
+    if (!watchers) this.watchers.set(session.id, (watchers = new Set()));
+    const once = () => {
+      unwatch();
+      ended();
+    };
+    const expiry = setTimeout(once, Math.max(0, session.expiresAt - this.now()) * 1000).unref();
+    watchers.add(once);
+    const unwatch = () => {
+      clearTimeout(expiry);
+      watchers.delete(once);
+      if (watchers.size === 0 && this.watchers.get(session.id) === watchers) this.watchers.delete(session.id);
+    };
+    return unwatch;
   }
 
   private sign(id: string, expiresAt: number): { session: Session; value: string } {

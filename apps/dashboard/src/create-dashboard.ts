@@ -96,7 +96,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   });
   api.use(jobsApi({ queue, logger }));
   api.use(appsApi({ config, queue, etcd: options.etcd, docker: options.docker, manager: options.manager, logger }));
-  api.use(streamsApi({ queue, hub, slots, logger }));
+  api.use(streamsApi({ auth, queue, hub, slots, logger }));
   api.use((_req: Request, res: Response) => void res.status(404).json({ error: 'not_found', message: 'no such endpoint' }));
   app.use('/api', api);
   app.use(pages());

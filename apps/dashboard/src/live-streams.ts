@@ -7,6 +7,7 @@ import type { DeployQueue } from '@slipway/queue/deploy-queue';
 import type { JobEvent, JobStore } from '@slipway/queue/job-store';
 import { FINAL_STATES } from '@slipway/queue/job-types';
 import { withRedis } from '@slipway/queue/redis';
+import type { AuthLocals, SessionAuth } from './auth.js';
 import { exemptFromDeadline } from './http-guards.js';
 import { appFilter, jobView, lineNumber } from './jobs-api.js';
 
@@ -18,6 +19,8 @@ import { appFilter, jobView, lineNumber } from './jobs-api.js';
 export const MAX_BUFFERED_BYTES = 1 << 20;
 
 export interface StreamsApiOptions {
+  /** Ends the streams of a session that is signed out or expires. */
+  auth: SessionAuth;
   queue: DeployQueue;
   hub: JobEventHub;
   slots: StreamSlots;
@@ -33,8 +36,15 @@ export interface StreamsApiOptions {
  * told to `resync`.
  */
 export function streamsApi(options: StreamsApiOptions): Router {
-  const { queue, hub, slots, logger } = options;
+  const { auth, queue, hub, slots, logger } = options;
   const router = Router();
+  /** A stream lives no longer than the session that opened it (a Bearer token's lives as long as its client). */
+  const boundToSession = (res: Response, stream: SseStream) => {
+    const who = (res.locals as AuthLocals).auth;
+    if (who?.kind !== 'session') return;
+    const unwatch = auth.watch(who.session, () => stream.end());
+    stream.signal.addEventListener('abort', unwatch, { once: true });
+  };
 
   // HEAD says whether a stream is there, and ends: as a GET it would hold a stream slot until its client left.
   router.head('/jobs/:id/log/stream', async (req: Request<{ id: string }>, res: Response) => {
@@ -57,6 +67,7 @@ export function streamsApi(options: StreamsApiOptions): Router {
     // The slot first: when the dashboard is full the answer is a plain 503, not a stream.
     const release = slots.take(() => sse.end());
     const sse = new SseStream(res);
+    boundToSession(res, sse);
     try {
       await streamJobLog({ store: queue.store, id, from, sse });
     } catch (err) {
@@ -72,6 +83,7 @@ export function streamsApi(options: StreamsApiOptions): Router {
     // The slot first: when the dashboard is full the answer is a plain 503, not a stream.
     const release = slots.take(() => stream.end());
     const stream = new SseStream(res, { retryMs: 2000 });
+    boundToSession(res, stream);
     const stop = hub.listen((event) => {
       if (event.kind === 'resync') stream.send({ event: 'resync', data: {} });
       else if (app === null || event.job.app === app) stream.send({ event: 'job', data: event.job });

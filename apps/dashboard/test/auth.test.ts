@@ -138,9 +138,16 @@ describe('sign-in, sessions and CSRF', () => {
     expect(job).toMatchObject({ retryOf: failed.id, trigger: 'retry' });
   });
 
-  it('signs out for good: the old cookie no longer works', async () => {
+  it('signs out for good: the old cookie no longer works, and the streams it holds open end', async () => {
     const cookie = cookieOf(await signIn());
     const csrf = await csrfOf(cookie);
+    const events = await fetch(`${world.url}/api/events`, { headers: { cookie } });
+    expect(events.status).toBe(200);
+    const ended = (async () => {
+      const reader = events.body!.getReader();
+      while (!(await reader.read()).done);
+      return true;
+    })();
     const out = await fetch(`${world.url}/sign-out`, {
       method: 'POST', redirect: 'manual',
       headers: { cookie, 'Content-Type': 'application/x-www-form-urlencoded', Origin: world.url },
@@ -149,6 +156,7 @@ describe('sign-in, sessions and CSRF', () => {
     expect(out.status).toBe(303);
     expect(out.headers.get('set-cookie')).toMatch(/slipway_session=;/);
     expect((await get(`${world.url}/api/jobs`, { cookie })).status).toBe(401);
+    expect(await Promise.race([ended, new Promise((r) => setTimeout(() => r('still open'), 3000))])).toBe(true);
   });
 
   /** A dashboard of its own, so the other tests' sign-ins do not count against its throttle. */

@@ -29,6 +29,19 @@ describe('stepTimeline', () => {
     const cancelled = stepTimeline({ state: 'cancelled', steps: [{ step: 'queued', at: t(0) }], finishedAt: t(4) });
     expect(cancelled[0]).toMatchObject({ status: 'stopped', durationMs: 4_000 });
   });
+
+  it('shows the last attempt of a job run again: its steps, their durations, and the step it failed in', () => {
+    const steps = [
+      { step: 'queued', at: t(0) }, { step: 'checkout', at: t(1) }, { step: 'build', at: t(2) }, { step: 'start', at: t(20) },
+      // The first attempt's worker died in start; the second failed its build.
+      { step: 'checkout', at: t(30) }, { step: 'build', at: t(31) },
+    ] as const;
+    const failed = stepTimeline({ state: 'failed', steps: [...steps], finishedAt: t(60) });
+    expect(failed.map((e) => [e.step, e.status, e.durationMs])).toEqual([
+      ['queued', 'done', 30_000], ['checkout', 'done', 1_000], ['build', 'failed', 29_000],
+      ['start', 'pending', null], ['health', 'pending', null], ['switch', 'pending', null], ['drain', 'pending', null],
+    ]);
+  });
 });
 
 describe('the test step on the timeline', () => {

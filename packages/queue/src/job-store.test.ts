@@ -220,6 +220,18 @@ describe('JobStore history: indexes, cursor pages, search, sweep', () => {
     expect(seenOfApp).toEqual(ofApp);
   });
 
+  it('a page that ends the history says so (no next), however many jobs it holds: by index and by commit', async () => {
+    const store = new JobStore(redis, uniqueName('history'), { retention: null });
+    const ids = await seed(store, 6, ['web']);
+    const first = await store.page({ limit: 3 });
+    expect(first.next).toBe(ids[3]);
+    expect(await store.page({ limit: 3, before: first.next! })).toEqual({ jobs: ids.slice(0, 3).reverse().map((id) => expect.objectContaining({ id })), next: null });
+    expect((await store.page({ limit: 6 })).next).toBeNull();
+    const commits = await store.page({ search: 'abc0000', limit: 3 });
+    expect(commits.next).toBe(ids[3]);
+    expect((await store.page({ search: 'abc0000', limit: 3, before: commits.next! })).next).toBeNull();
+  });
+
   it('filters by app, state and trigger, alone and together, following state changes', async () => {
     const store = new JobStore(redis, uniqueName('history'), { retention: null });
     const ids = await seed(store, 60, ['web', 'api']);

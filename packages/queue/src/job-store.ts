@@ -487,8 +487,10 @@ export class JobStore {
     const search = options.search?.trim().toLowerCase();
     if (search && COMMIT_PREFIX.test(search)) return this.commitSearch(options, search, limit);
     if (search) return this.search(index, max, search, limit);
-    const ids = await this.redis.zrevrangebyscore(index, max, '-inf', 'LIMIT', 0, limit);
-    return { jobs: await this.records(ids), next: ids.length === limit ? ids.at(-1)! : null };
+    // One more than the page: a page that ends the history (exactly `limit` left) says so, with no next.
+    const ids = await this.redis.zrevrangebyscore(index, max, '-inf', 'LIMIT', 0, limit + 1);
+    const page = ids.slice(0, limit);
+    return { jobs: await this.records(page), next: ids.length > limit ? page.at(-1)! : null };
   }
 
   /**
@@ -518,8 +520,9 @@ export class JobStore {
       const chunk = ids.slice(i, i + limit);
       for (const job of await this.records(chunk.map(String))) {
         if ((options.app && job.app !== options.app) || (options.state && job.state !== options.state) || (options.trigger && job.trigger !== options.trigger)) continue;
+        // One more than the page: a next only when there is more.
+        if (jobs.length === limit) return { jobs, next: jobs.at(-1)!.id };
         jobs.push(job);
-        if (jobs.length === limit) return { jobs, next: job.id };
       }
     }
     return { jobs, next: null };

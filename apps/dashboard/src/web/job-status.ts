@@ -73,7 +73,7 @@ export type TimelineJob = Pick<JobView, 'state' | 'steps' | 'finishedAt' | 'test
  * for a job with test steps, with each step's run.
  */
 export function stepTimeline(job: TimelineJob, now: number = Date.now()): TimelineEntry[] {
-  const recorded = job.steps.filter((s) => s.step !== 'done');
+  const recorded = lastAttempt(job.steps.filter((s) => s.step !== 'done'));
   const at = new Map(recorded.map((s) => [s.step, s.at] as const));
   const reachedIndex = Math.max(-1, ...recorded.map((s) => TIMELINE_STEPS.indexOf(s.step as TimelineStep)));
   const finished = job.finishedAt !== null && isFinal(job.state);
@@ -98,6 +98,19 @@ export function stepTimeline(job: TimelineJob, now: number = Date.now()): Timeli
     }
     return [{ step, status, startedAt, durationMs: Math.max(0, end - Date.parse(startedAt)), ...runs }];
   });
+}
+
+/**
+ * The recorded steps of the job's last attempt, after its `queued`: an
+ * attempt run again (a retry, a worker that died or stopped) records its
+ * steps again from its first, so a step that comes no later than the one
+ * before it begins another attempt.
+ */
+function lastAttempt(steps: TimelineJob['steps']): TimelineJob['steps'] {
+  const order = (step: string) => TIMELINE_STEPS.indexOf(step as TimelineStep);
+  let from = 0;
+  for (let i = 1; i < steps.length; i++) if (order(steps[i]!.step) <= order(steps[i - 1]!.step)) from = i;
+  return from === 0 || steps[0]!.step !== 'queued' ? steps.slice(from) : [steps[0]!, ...steps.slice(from)];
 }
 
 const RUN_WORDS: Record<TestStepRun['outcome'], string> = { running: 'running', passed: 'passed', failed: 'failed', timeout: 'timed out', cancelled: 'stopped' };
