@@ -94,16 +94,21 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
   const log = await JobLog.open(ctx.store, id, { secrets: ctx.secrets, maxLines: ctx.config.jobs.log_max_lines, maxBytes: ctx.config.jobs.log_max_bytes });
   ctx.running.set(id, controller);
   try {
-    const wentLive = await liveFromEarlierAttempt(ctx, record);
+    // Unknown (etcd unreadable): the attempt goes on, and meets etcd at its switch; but it gives way to nothing, since
+    // a job that went live and is taken for superseded would be recorded "not deployed" while it serves.
+    const wentLive = await liveFromEarlierAttempt(ctx, record).catch(() => 'unknown' as const);
     // Whatever came since (a newer push waiting, a cancel: from the switch on, a deploy is not cancelled), it is what is
     // live. On one engine it is recorded as it is, once the previous release's containers the dead attempt would have
     // drained and stopped are; a swarm's rollout takes up the live service where the dead attempt stopped.
-    if (wentLive && !ctx.manager) {
+    if (wentLive !== 'unknown' && wentLive && !ctx.manager) {
       log.write(`an earlier attempt of this job went live (${wentLive.image}) and stopped before recording it: the job is recorded as completed, once what that attempt left (the previous release's containers) is removed`);
       await removeLeftByDeadAttempt(ctx, record, log);
       return await complete(ctx, record, log, { image: wentLive.image, release: id }, logger, 'went live in an earlier attempt; recorded as completed');
     }
-    if (wentLive) log.write(`an earlier attempt of this job went live (${wentLive.image}) and stopped before its end: taken up where it stopped, with that image, not built again (a cancel or a newer job no longer applies)`);
+    if (wentLive === 'unknown') {
+      log.write(`etcd could not be read to learn whether an earlier attempt of this job went live: it goes on, superseded by no newer job`);
+      if (await ctx.redis.exists(ctx.store.keys.cancel(id))) controller.abort();
+    } else if (wentLive) log.write(`an earlier attempt of this job went live (${wentLive.image}) and stopped before its end: taken up where it stopped, with that image, not built again (a cancel or a newer job no longer applies)`);
     else {
       const gaveWay = await givesWay(ctx, record, log, logger, controller.signal);
       if (gaveWay) return gaveWay;
@@ -117,7 +122,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     if (started.state !== 'active') return { skipped: started.state };
     ctx.feedback?.started(started, attempt);
     logger.info({ attempt }, 'deploy started');
-    return await complete(ctx, record, log, await deploy(ctx, record, log, controller.signal, attempt, progress, wentLive), logger, 'deploy completed');
+    return await complete(ctx, record, log, await deploy(ctx, record, log, controller.signal, attempt, progress, wentLive === 'unknown' ? null : wentLive), logger, 'deploy completed');
   } catch (err) {
     return await settleFailure(ctx, job, token, record, log, err, controller.signal, progress);
   } finally {
@@ -163,8 +168,8 @@ async function givesWay(ctx: DeployContext, record: JobRecord, log: JobLog, logg
  * The release etcd names as live, when it is this job's and an earlier
  * attempt started the job: that attempt switched, and its worker stopped
  * (killed, cut off) before it recorded the end. Null otherwise. Throws
- * (unavailable, retried) when etcd cannot be read: taken for not live, the
- * job could be recorded superseded by a newer one while it is what serves.
+ * when etcd cannot be read: "not live" is not known then, and a job taken
+ * for not live could be recorded superseded while it is what serves.
  */
 async function liveFromEarlierAttempt(ctx: DeployContext, record: JobRecord): Promise<ReleaseRecord | null> {
   if (record.startedAt === null) return null;

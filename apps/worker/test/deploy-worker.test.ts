@@ -183,6 +183,21 @@ describe('the deploy worker', () => {
     expect(await docker.listContainers({ all: true, filters: { label: [`slipway.app=${app!.name}`] } })).toEqual([]);
   });
 
+  it('a job an earlier attempt started, taken up while etcd is unreachable, is not superseded by a newer one (it may be what serves)', async () => {
+    world = await workerWorld({ extra: { etcd: ['http://127.0.0.1:9'], worker: { attempts: 1, backoff_ms: 200, concurrency: 1 } } });
+    const [app] = world.apps;
+    const sha2 = await commitVersion(app!.repo, { version: `${app!.name} v2` });
+    const taken = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    // What a worker that died after starting it left: the record says an attempt began.
+    await world.queue.store.update(taken.id, { startedAt: new Date().toISOString(), attempts: 1 });
+    const newer = await world.queue.enqueue({ app: app!.name, sha: sha2, ref: 'master', image: null, trigger: 'cli' });
+    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    const ended = await waitForJob(world.queue, taken.id);
+    expect(ended.state).not.toBe('superseded');
+    expect((await world.queue.store.readLog(taken.id)).join('\n')).toContain('etcd could not be read to learn whether an earlier attempt of this job went live');
+    await waitForJob(world.queue, newer.id);
+  });
+
   it('an image it built that is gone when its containers are to start (pruned by another rollout meanwhile) is built again on a retry, not blamed on the commit', async () => {
     world = await workerWorld({ extra: { worker: { attempts: 2, backoff_ms: 200, concurrency: 1 } } });
     const [app] = world.apps;
