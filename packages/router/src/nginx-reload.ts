@@ -758,8 +758,11 @@ export async function otherHolder(listen: string): Promise<{ pid: number; name: 
   const [host, port] = address.split(':') as [string, string];
   const clashes = listeningSockets([listen]).filter((s) => {
     if (address.startsWith('unix:')) return s.local === address;
-    const [ip, p] = s.local.split(':');
-    return p === port && (ip === host || ip === '0.0.0.0' || host === '0.0.0.0');
+    // `[::]:8080` as well as `0.0.0.0:8080`: a program listening on every IPv6 address takes IPv4 too (Node's, Java's
+    // and Go's default), so nginx cannot bind the port on any IPv4 address either.
+    const at = s.local.lastIndexOf(':');
+    const [ip, p] = [s.local.slice(0, at), s.local.slice(at + 1)];
+    return p === port && (ip === host || ip === '0.0.0.0' || ip === '[::]' || host === '0.0.0.0');
   });
   if (clashes.length === 0) return null;
   for (const proc of (await processes()).filter((p) => !isNginx(p))) {

@@ -271,6 +271,22 @@ describe('applyNginxConf', () => {
     }
   });
 
+  it('names the holder too when it listens on every IPv6 address (which takes IPv4 too: Node\'s, Java\'s and Go\'s default)', async () => {
+    const squatter = createServer((_req, res) => res.end('dual stack'));
+    await new Promise<void>((resolve) => squatter.listen(0, '::', resolve));
+    const port = (squatter.address() as AddressInfo).port;
+    const app = appsConfig({ [testAppName()]: { listen: `127.0.0.1:${port}` } });
+    const [only] = Object.values(app);
+    try {
+      const err = await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(only!, [a]) }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(NginxReloadError);
+      expect((err as NginxReloadError).message).toMatch(new RegExp(`nginx could not listen on 127.0.0.1:${port}: pid ${process.pid} \\(.+\\) holds it`));
+      await expect(stat(nginxNames.path(nginx.settings.conf_dir, only!.name))).rejects.toThrow(/ENOENT/);
+    } finally {
+      await new Promise((resolve) => squatter.close(resolve));
+    }
+  });
+
   it('a new address nginx refuses at its reload is not answered as applied: another app\'s workers still accepting show nginx kept its previous config', async () => {
     const served = await newApp();
     await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(served, [a]) });
