@@ -415,6 +415,7 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
   const builtHere = !wentLive && !record.image;
   const live = await rollout({
     app, nginx: { ...ctx.config.nginx, batchMs: ctx.config.router.batch_ms }, dns: ctx.config.dns, image, sha: record.sha, job: record.id,
+    keepImages: await imagesStillToRun(ctx, record),
     docker: ctx.docker, etcd: ctx.etcd, log: log.write, signal, engine: ctx.config.engine, manager: ctx.manager,
     onStep: (s) => {
       if (s === 'switch') progress.reachedSwitch = true;
@@ -518,6 +519,21 @@ function unlessCancelled(signal: AbortSignal): AbortSignal {
   if (signal.aborted) follow();
   else signal.addEventListener('abort', follow, { once: true });
   return controller.signal;
+}
+
+/**
+ * The images the app's other jobs still to run name (a rollback or an image
+ * deploy queued behind this one): the rollout must not prune them. None
+ * when Redis cannot say: the rollout then prunes as it would have.
+ */
+async function imagesStillToRun(ctx: DeployContext, record: JobRecord): Promise<string[]> {
+  try {
+    const ids = (await ctx.store.waitingIds(record.app)).filter((id) => id !== record.id);
+    const jobs = await Promise.all(ids.map((id) => ctx.store.get(id)));
+    return jobs.flatMap((job) => (job?.image ? [job.image] : []));
+  } catch {
+    return [];
+  }
 }
 
 /** The built image's name, after telling the feedback how much came from the cache. */

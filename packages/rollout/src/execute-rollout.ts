@@ -311,7 +311,7 @@ class RolloutRun {
     const pruned = await this.seams.store.pruneReleases(app.name, RELEASES_KEPT).catch(() => 0);
     if (pruned > 0) this.log(say.pruned(pruned, RELEASES_KEPT));
     // Images of releases no longer kept go too (a rollback can only reach kept ones), or every deploy leaves one on disk.
-    const kept = await this.seams.store.listReleases(app.name).then((releases) => new Set([this.request.image, ...releases.map((r) => r.image)]), () => null);
+    const kept = await this.seams.store.listReleases(app.name).then((releases) => new Set([this.request.image, ...(this.request.keepImages ?? []), ...releases.map((r) => r.image)]), () => null);
     const images = kept ? await this.seams.runtime.pruneImages(app.name, kept).catch(() => []) : [];
     if (images.length > 0) this.log(say.imagesPruned(images));
     this.timings.total = Date.now() - this.t0;

@@ -39,6 +39,12 @@ export interface RolloutRequest {
   lockTtlS?: number;
   /** The configuration's `dns` settings: required for an app with routing: dns, unused otherwise. */
   dns?: SlipwayConfig['dns'];
+  /**
+   * Images of the app's jobs still to run (a queued rollback, an image
+   * deploy): kept when this rollout prunes the images of releases no
+   * longer kept, which they would otherwise find gone.
+   */
+  keepImages?: readonly string[];
 }
 
 export interface RolloutResult {

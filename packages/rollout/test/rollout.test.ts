@@ -83,6 +83,17 @@ describe('rollout', () => {
     await expect(rollback({ ...base, job: 'job-6', to: 'abcdef0' })).rejects.toMatchObject({ code: 'release_not_found' });
   });
 
+  it('prunes images of releases no longer kept, but not those of jobs still to run (keepImages: a queued rollback)', async () => {
+    const app = await testApp({ replicas: 1 });
+    const v1 = await buildImage(app.name, 'v1');
+    // Two names no release uses: one a queued rollback still needs.
+    for (const tag of ['aaaa0000aaaa', 'bbbb0000bbbb']) await docker.getImage(v1).tag({ repo: `slipway/${app.name}`, tag });
+    await rollout({ app, nginx: nginx.settings, docker, etcd, image: v1, sha: SHA1, job: 'keep-1', keepImages: [`slipway/${app.name}:aaaa0000aaaa`] });
+    const tags = (await docker.listImages({ filters: { reference: [`slipway/${app.name}:*`] } })).flatMap((i) => i.RepoTags ?? []);
+    expect(tags).toContain(`slipway/${app.name}:aaaa0000aaaa`);
+    expect(tags).not.toContain(`slipway/${app.name}:bbbb0000bbbb`);
+  });
+
   it('removes strays of a crashed attempt and reports drift until then', async () => {
     const app = await testApp({ replicas: 1 });
     const [v1, v2] = await Promise.all(['v1', 'v2'].map((v) => buildImage(app.name, v)));

@@ -422,7 +422,7 @@ class SwarmRun {
     const app = this.request.app.name;
     const registry = engine.registry!;
     const releases = await this.seams.store.listReleases(app);
-    const kept = new Set([this.record.image, this.request.image, ...releases.map((r) => r.image)]);
+    const kept = new Set([this.record.image, this.request.image, ...(this.request.keepImages ?? []), ...releases.map((r) => r.image)]);
     // A release's image is pinned (`<ref>@sha256:…`): its tag is what the engines list.
     for (const image of [...kept]) kept.add(image.replace(/@sha256:[0-9a-f]{64}$/, ''));
     for (const image of [...kept]) if (inRegistry(image, registry)) kept.add(image.slice(registry.length + 1));
