@@ -1,5 +1,5 @@
 import { readdir, rm, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, join } from 'node:path';
 import { prune } from '@slipway/build/checkout';
 import type { JobStore } from '@slipway/queue/job-store';
 
@@ -23,14 +23,16 @@ async function sweepIncoming(options: { store: JobStore; workdir: string; log: (
   const dir = join(options.workdir, 'incoming');
   const names = await readdir(dir).catch(() => [] as string[]);
   if (names.length === 0) return 0;
+  // By name (each push's is its own): the hook may reach the workdir by another path (a symlink) than the worker.
+  // Waiting read again last: a job put back from active to waiting (a retry) between the first two reads is in neither.
   const named = new Set<string>();
-  for (const state of ['waiting', 'active'] as const) {
-    for (const job of await options.store.list({ state, trigger: 'git-push', limit: 500 })) if (job.sourceDir) named.add(resolve(job.sourceDir));
+  for (const state of ['waiting', 'active', 'waiting'] as const) {
+    for (const job of await options.store.list({ state, trigger: 'git-push', limit: 500 })) if (job.sourceDir) named.add(basename(job.sourceDir));
   }
   let removed = 0;
   for (const name of names) {
     const path = join(dir, name);
-    if (named.has(path)) continue;
+    if (named.has(name)) continue;
     const info = await stat(path).catch(() => null);
     if (!info || Date.now() - info.mtimeMs < (options.graceMs ?? INCOMING_GRACE_MS)) continue;
     await rm(path, { recursive: true, force: true });

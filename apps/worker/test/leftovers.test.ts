@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, utimesSync } from 'node:fs';
+import { existsSync, mkdirSync, symlinkSync, utimesSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir, testStack, uniqueName } from '@slipway/devstack/testing';
@@ -38,7 +38,10 @@ describe('sweepLeftovers', () => {
     const cancelled = dir(join(workdir, 'incoming', 'web-aaaaaaaaaaaa-000001'));
     const waiting = dir(join(workdir, 'incoming', 'web-bbbbbbbbbbbb-000002'));
     const fresh = dir(join(workdir, 'incoming', 'web-cccccccccccc-000003'), false);
-    const job = await queue.enqueue({ app: 'web', sha: 'b'.repeat(40), ref: 'master', image: null, trigger: 'git-push', sourceDir: waiting });
+    // Named through a symlink to the workdir, as a hook whose config reaches it by another path names it.
+    const elsewhere = join(tmp.path, 'workdir-link');
+    symlinkSync(workdir, elsewhere);
+    const job = await queue.enqueue({ app: 'web', sha: 'b'.repeat(40), ref: 'master', image: null, trigger: 'git-push', sourceDir: join(elsewhere, 'incoming', 'web-bbbbbbbbbbbb-000002') });
     const gone = await queue.enqueue({ app: 'web', sha: 'a'.repeat(40), ref: 'master', image: null, trigger: 'git-push', sourceDir: cancelled });
     await queue.cancel(gone.id);
     // A build tree of a worker killed mid-build (its pid gone), and one of a live worker (this process).
