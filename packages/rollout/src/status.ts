@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
-import { readAppsKeys, type AppKeys, type UpstreamKey, type Upstreams } from '@slipway/etcd/keys';
+import { etcdKeys, readAppsKeys, type AppKeys, type UpstreamKey, type Upstreams } from '@slipway/etcd/keys';
 import { compareIps, dnsNames, renderDnsNginxConf, resolveHost } from '@slipway/router/dns';
 import { backListen, nginxNames, reloadSignalledFor, renderedUpstreams, renderFrontConf, renderNginxConf, routeSnapshot } from '@slipway/router/nginx';
 import { LABELS } from '@slipway/core/docker';
@@ -60,6 +60,7 @@ export async function appStatus(options: AppStatusOptions): Promise<AppStatus> {
     readFile(file, 'utf8').catch(() => null),
   ]);
   const release = parseReleaseRecord(stored);
+  const unreadable = stored !== null && release === null;
   // A job's test step runs in a container of the app's too (labelled with the step): it never serves, and is no leftover of a rollout.
   const containers = listed.filter((c) => c.labels?.[LABELS.step] === undefined);
   const checked = await Promise.all(containers.map(async (c: AppContainer & { node?: string | null; service?: string | null }): Promise<CheckedContainer> => {
@@ -72,6 +73,7 @@ export async function appStatus(options: AppStatusOptions): Promise<AppStatus> {
   const drift = containerDrift(app, checked, upstreams, { routed: new Set(live === null ? [] : renderedUpstreams(live)), releaseJob: release?.job ?? null });
   const inSync = await routingDrift(options, file, live, upstreams.live, drift);
   if (upstreams.live.length === 0 && release) drift.push(`release ${release.job} is recorded but no upstream key is live under ${app.etcd_prefix}/`);
+  if (unreadable) drift.push(`the release record ${etcdKeys.release(app.name)} cannot be read (not a release record): what is live is not known from it`);
 
   return {
     app: app.name,
@@ -189,7 +191,9 @@ async function routingDrift(options: AppStatusOptions, file: string, live: strin
   }
   if (live === null) drift.push(`nginx file ${file} does not exist`);
   else if (!read) drift.push(`nginx has not been asked to read ${file} since it was written (a worker stopped between writing it and reloading nginx?): nginx serves what it said before; \`slipway router --once\`, or the next rollout, reloads it`);
-  else if (expected !== null && live !== expected) {
+  else if (expected === null && app.routing !== 'dns' && keys.length === 0) {
+    drift.push(`nginx file ${file} is there, but no upstream key is live under ${app.etcd_prefix}/ to render it from (nginx serves what the file says)`);
+  } else if (expected !== null && live !== expected) {
     drift.push(app.routing === 'dns'
       ? `nginx file ${file} differs from what the configuration renders to (the next rollout, or \`slipway router\` at its start, rewrites it)`
       : `nginx file ${file} differs from what the etcd keys render to (\`slipway router --once\` rewrites it)`);

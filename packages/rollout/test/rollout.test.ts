@@ -94,6 +94,18 @@ describe('rollout', () => {
     expect(tags).not.toContain(`slipway/${app.name}:bbbb0000bbbb`);
   });
 
+  it('status says why it is out of sync when the release record cannot be read, or a file is there with no key to render it from', async () => {
+    const app = await testApp({ replicas: 1 });
+    await rollout({ app, nginx: nginx.settings, docker, etcd, image: await buildImage(app.name, 'v1'), sha: null, job: 'drift' });
+    await etcd.put(etcdKeys.release(app.name)).value('{"not":"a release"}');
+    expect((await appStatus({ app, nginx: nginx.settings, docker, etcd })).drift.join('\n')).toContain(`the release record ${etcdKeys.release(app.name)} cannot be read`);
+    await etcd.delete().prefix(`${app.etcd_prefix}/`);
+    await etcd.delete().key(etcdKeys.release(app.name));
+    const status = await appStatus({ app, nginx: nginx.settings, docker, etcd });
+    expect(status.nginx.inSync).toBe(false);
+    expect(status.drift.join('\n')).toContain('is there, but no upstream key is live');
+  });
+
   it('removes strays of a crashed attempt and reports drift until then', async () => {
     const app = await testApp({ replicas: 1 });
     const [v1, v2] = await Promise.all(['v1', 'v2'].map((v) => buildImage(app.name, v)));
