@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Resolver } from 'node:dns/promises';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -61,6 +61,33 @@ export function dnsmasqArgv(options: DnsmasqOptions): string[] {
   ];
 }
 
+/**
+ * A dnsmasq an earlier `slipway router` started with this pid file and
+ * left running (killed with -9, a supervisor that stops only its main
+ * process): stopped, so that this one can answer on the address. Known by
+ * its pid file and its command line naming that file, never by its port.
+ */
+async function stopLeftDnsmasq(pidFile: string, log: (line: string) => void): Promise<void> {
+  const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+  if (!Number.isInteger(pid) || pid <= 1) return;
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  if (!cmdline.split('\0').includes(`--pid-file=${pidFile}`)) return;
+  log(`dnsmasq: stopping pid ${pid}, which an earlier slipway router left running on this pid file`);
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    return;
+  }
+  for (const deadline = Date.now() + 2000; Date.now() < deadline; await sleep(50)) {
+    if (!(await readFile(`/proc/${pid}/cmdline`, 'utf8').then((text) => text === cmdline, () => false))) return;
+  }
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // Gone meanwhile.
+  }
+}
+
 export function splitServer(server: string): { ip: string; port: number } {
   const m = /^(.+):(\d{1,5})$/.exec(server);
   return m ? { ip: m[1]!, port: Number(m[2]) } : { ip: server, port: 53 };
@@ -85,6 +112,7 @@ export async function runDnsmasq(options: DnsmasqOptions & { log?: (line: string
   const log = options.log ?? (() => {});
   await mkdir(options.hostsDir, { recursive: true });
   const probeName = `slipway-probe.${options.domain}`;
+  await stopLeftDnsmasq(options.pidFile, log);
   // Whatever answers already would pass our readiness check while our dnsmasq exits on the busy port.
   if (await resolveHost(options.server, probeName, { timeoutMs: 200 }).then(() => true, () => false)) {
     throw new SlipwayError('dnsmasq_failed', `something already answers DNS on ${options.server}; stop it, or feed that server instead of starting dnsmasq`);

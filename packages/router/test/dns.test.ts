@@ -1,4 +1,5 @@
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -6,7 +7,7 @@ import { runCommand } from '@slipway/core/run-command';
 import { type DnsmasqService, freePort, ownFrontTier, ownNginx, startDnsmasq, stopProcess, tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { startDnsRouter, watchDnsHosts } from '../src/dns-feed.js';
-import { dnsmasqPaths, resolveHost, runDnsmasq } from '../src/dns-server.js';
+import { dnsmasqArgv, dnsmasqPaths, resolveHost, runDnsmasq } from '../src/dns-server.js';
 import { applyDnsNginxConf } from '../src/nginx-apply.js';
 import { listenerHolders } from '../src/nginx-reload.js';
 import { backListen } from '../src/tiers.js';
@@ -169,5 +170,30 @@ describe('routing: dns — etcd → dnsmasq → nginx', () => {
     expect(busy).toMatchObject({ code: 'dnsmasq_failed' });
     expect((busy as Error).message).toMatch(/already answers DNS on/);
     work.remove();
+  });
+
+  it('takes over from a dnsmasq an earlier slipway router left running on its pid file (killed with -9), where another DNS server is refused', async () => {
+    const work = tempDir('slipway-router-dnsmasq-');
+    const { hostsDir, pidFile } = dnsmasqPaths(work.path);
+    await mkdir(hostsDir, { recursive: true });
+    const server = `127.0.0.1:${await freePort()}`;
+    const argv = dnsmasqArgv({ server, domain: 'slipway.internal', hostsDir, pidFile });
+    const left = spawn(argv[0]!, argv.slice(1), { stdio: 'ignore' });
+    try {
+      await within(5000, async () => resolveHost(server, 'nothing.slipway.internal').then(() => true, () => false), 'the left dnsmasq answering');
+      const lines: string[] = [];
+      const handle = await runDnsmasq({ server, domain: 'slipway.internal', hostsDir, pidFile, log: (l) => lines.push(l) });
+      try {
+        expect(lines.join('\n')).toContain(`stopping pid ${left.pid}, which an earlier slipway router left running`);
+        expect(handle.pid).not.toBe(left.pid);
+        await writeFile(join(hostsDir, 'y'), '127.0.11.8 y.slipway.internal\n');
+        await within(2000, async () => (await resolveHost(server, 'y.slipway.internal').catch(() => [])).join() === '127.0.11.8', 'the new dnsmasq answering');
+      } finally {
+        await handle.close();
+      }
+    } finally {
+      left.kill('SIGKILL');
+      work.remove();
+    }
   });
 });
