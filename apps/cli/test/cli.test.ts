@@ -254,6 +254,10 @@ describe('slipway', () => {
     expect(JSON.parse(to.stdout)).toMatchObject({ trigger: 'rollback', sha: sha2, state: 'completed' });
     expect(to.stderr).toMatch(/job \d+ queued: roll/);
     expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('cli v2\n');
+    // What is live is nothing to roll back to: said, not rolled out again.
+    const same = await slipwayFull([...cfg(), 'rollback', app, '--to', sha2.slice(0, 12)]);
+    expect(same.code).toBe(2);
+    expect(same.stderr).toContain(`commit ${sha2.slice(0, 12)} is what is live`);
   });
 
   it('a failed deploy exits 1 with --wait, and retry re-runs it keeping the history', async () => {

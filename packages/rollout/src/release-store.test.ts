@@ -17,6 +17,7 @@ describe('rollbackTarget', () => {
 
   it.each([
     ['an unknown commit', history, r(3), 'abcdef0', 'release_not_found'],
+    ['the live commit (nothing to roll back to)', history, r(3), '3333333', 'release_not_found'],
     ['nothing earlier', [r(3)], r(3), undefined, 'release_not_found'],
     ['a malformed commit', history, r(3), 'xyz', 'invalid_input'],
   ])('refuses %s', (_what, h, current, to, code) => {

@@ -298,23 +298,27 @@ export function parseReleaseRecord(text: string | null): ReleaseRecord | null {
   }
 }
 
-/**
- * The release a rollback goes back to: the one whose commit starts with
- * `to` (7 to 40 hex digits), by default the newest whose image differs from
- * the live one. Pure; `history` is newest first. Throws InvalidInputError
- * for a malformed `to`, ReleaseNotFoundError when no kept release matches.
- */
 /** A release's image as a rollback tells them apart: a swarm release's pin (`@sha256:…`) aside, as a rebuild of one commit is the same release. */
 const imageOf = (release: ReleaseRecord) => release.image.replace(/@sha256:[0-9a-f]{64}$/, '');
 
+/**
+ * The release a rollback goes back to: the one whose commit starts with
+ * `to` (7 to 40 hex digits), by default the newest whose image differs from
+ * the live one; never what is live already. Pure; `history` is newest
+ * first. Throws InvalidInputError for a malformed `to`,
+ * ReleaseNotFoundError when no kept release other than the live one matches.
+ */
 export function rollbackTarget(history: readonly ReleaseRecord[], current: ReleaseRecord | null, to?: string): ReleaseRecord {
+  const notLive = (r: ReleaseRecord) => current === null || imageOf(r) !== imageOf(current);
   if (to !== undefined) {
     if (!SHA_PREFIX.test(to)) throw new InvalidInputError(`--to must be 7 to 40 lowercase hex digits, got ${quote(to)}`);
-    const match = history.find((r) => r.sha !== null && r.sha.startsWith(to));
+    const matches = history.filter((r) => r.sha !== null && r.sha.startsWith(to));
+    const match = matches.find(notLive);
+    if (!match && matches.length > 0) throw new ReleaseNotFoundError(`commit ${to} is what is live (job ${current!.job}): nothing to roll back to (slipway deploy --ref ${to} deploys it again)`);
     if (!match) throw new ReleaseNotFoundError(`no kept release has commit ${to} (kept: ${history.map((r) => r.sha?.slice(0, 12) ?? r.image).join(', ') || 'none'})`);
     return match;
   }
-  const target = history.find((r) => current === null || imageOf(r) !== imageOf(current));
+  const target = history.find(notLive);
   if (!target) throw new ReleaseNotFoundError(current ? `no release before ${current.job} (${current.image}) is kept` : 'no release to roll back to');
   return target;
 }
