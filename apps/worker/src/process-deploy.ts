@@ -91,27 +91,28 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
   // It waits for its app no more: should it fail and wait out a retry's backoff, another job's end must not wake it.
   await ctx.redis.del(ctx.store.keys.waitingForApp(id)).catch(() => {});
 
-  const log = await JobLog.open(ctx.store, id, { secrets: ctx.secrets, maxLines: ctx.config.jobs.log_max_lines, maxBytes: ctx.config.jobs.log_max_bytes });
+  const log = await openLog(ctx, id);
   ctx.running.set(id, controller);
   try {
     // Unknown (etcd unreadable): the attempt goes on, and meets etcd at its switch; but it gives way to nothing, since
     // a job that went live and is taken for superseded would be recorded "not deployed" while it serves.
-    const wentLive = await liveFromEarlierAttempt(ctx, record).catch(() => 'unknown' as const);
+    const found = await liveFromEarlierAttempt(ctx, record).catch(() => 'unknown' as const);
+    const wentLive = found === 'unknown' ? null : found;
     // Whatever came since (a newer push waiting, a cancel: from the switch on, a deploy is not cancelled), it is what is
     // live. On one engine it is recorded as it is, once the previous release's containers the dead attempt would have
     // drained and stopped are; a swarm's rollout takes up the live service where the dead attempt stopped.
-    if (wentLive !== 'unknown' && wentLive && !ctx.manager) {
+    if (wentLive && !ctx.manager) {
       log.write(`an earlier attempt of this job went live (${wentLive.image}) and stopped before recording it: the job is recorded as completed, once what that attempt left (the previous release's containers) is removed`);
       await removeLeftByDeadAttempt(ctx, record, log);
       return await complete(ctx, record, log, { image: wentLive.image, release: id }, logger, 'went live in an earlier attempt; recorded as completed');
     }
-    if (wentLive === 'unknown') {
-      log.write(`etcd could not be read to learn whether an earlier attempt of this job went live: it goes on, superseded by no newer job`);
-      if (await ctx.redis.exists(ctx.store.keys.cancel(id))) controller.abort();
-    } else if (wentLive) log.write(`an earlier attempt of this job went live (${wentLive.image}) and stopped before its end: taken up where it stopped, with that image, not built again (a cancel or a newer job no longer applies)`);
+    if (wentLive) log.write(`an earlier attempt of this job went live (${wentLive.image}) and stopped before its end: taken up where it stopped, with that image, not built again (a cancel or a newer job no longer applies)`);
     else {
-      const gaveWay = await givesWay(ctx, record, log, logger, controller.signal);
-      if (gaveWay) return gaveWay;
+      if (found === 'unknown') log.write('etcd could not be read to learn whether an earlier attempt of this job went live: it goes on, superseded by no newer job');
+      else {
+        const gaveWay = await givesWay(ctx, record, log, logger, controller.signal);
+        if (gaveWay) return gaveWay;
+      }
       if (await ctx.redis.exists(ctx.store.keys.cancel(id))) controller.abort();
     }
 
@@ -122,7 +123,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     if (started.state !== 'active') return { skipped: started.state };
     ctx.feedback?.started(started, attempt);
     logger.info({ attempt }, 'deploy started');
-    return await complete(ctx, record, log, await deploy(ctx, record, log, controller.signal, attempt, progress, wentLive === 'unknown' ? null : wentLive), logger, 'deploy completed');
+    return await complete(ctx, record, log, await deploy(ctx, record, log, controller.signal, attempt, progress, wentLive), logger, 'deploy completed');
   } catch (err) {
     return await settleFailure(ctx, job, token, record, log, err, controller.signal, progress);
   } finally {
@@ -187,7 +188,7 @@ async function liveFromEarlierAttempt(ctx: DeployContext, record: JobRecord): Pr
 export async function settleGivenUp(ctx: DeployContext, id: string, err: SlipwayError): Promise<void> {
   const record = await ctx.store.get(id);
   if (!record || FINAL_STATES.has(record.state)) return;
-  const log = await JobLog.open(ctx.store, id, { secrets: ctx.secrets, maxLines: ctx.config.jobs.log_max_lines, maxBytes: ctx.config.jobs.log_max_bytes });
+  const log = await openLog(ctx, id);
   // Under the app's lease, as a take-up: a newer job must not go live (and be remembered live) in between.
   const lease = new AppLease(ctx.redis, ctx.store.keys.appLock(record.app), `${id}:given-up:${randomUUID()}`, ctx.leaseMs ?? DEFAULT_LEASE_MS, () => {});
   const held = await waitForLease(lease, TIDY_LOCK_WAIT_MS);
@@ -223,6 +224,11 @@ async function waitForLease(lease: AppLease, ms: number): Promise<boolean> {
     if (Date.now() >= deadline) return false;
     await sleep(BUSY_RETRY_MS);
   }
+}
+
+/** The job's log, bounded as the configuration says. */
+function openLog(ctx: DeployContext, id: string): Promise<JobLog> {
+  return JobLog.open(ctx.store, id, { secrets: ctx.secrets, maxLines: ctx.config.jobs.log_max_lines, maxBytes: ctx.config.jobs.log_max_bytes });
 }
 
 /** How long the tidying of a dead attempt waits for the app's rollout lock. */
