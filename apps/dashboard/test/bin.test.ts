@@ -64,6 +64,8 @@ describe('slipway-dashboard', () => {
     const proc = startProcess([process.execPath, join(root, 'bin', 'slipway-dashboard.js'), '--config', file], { env: { TOKEN: token } });
     try {
       await proc.waitForOutput(new RegExp(`dashboard listening on http://127\\.0\\.0\\.1:${port}`));
+      // It listens before Redis is connected (and says 503 on /healthz until then): wait for both, in either order.
+      await proc.waitForOutput(/redis is reachable/);
       expect(proc.output()).not.toContain(token);
       const url = `http://127.0.0.1:${port}`;
       expect((await fetch(`${url}/healthz`)).status).toBe(200);
