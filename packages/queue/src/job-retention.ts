@@ -4,10 +4,10 @@ import type { Keys } from './redis.js';
 
 /*
  * Job history retention (`jobs.keep_per_app`, `jobs.keep_days`): each time
- * a job finishes it is filed among its app's finished jobs, and what is
- * both beyond the newest `keepPerApp` of them and older than `keepDays`
- * goes, record, log and indexes, in the same round trip, a bounded batch
- * at a time; a sweep (the worker's, at start and hourly) walks every app's
+ * a job finishes it is filed among its app's finished jobs (with its new
+ * state, in the same script), and then what is both beyond the newest
+ * `keepPerApp` of them and older than `keepDays` goes, record, log and
+ * indexes, a bounded batch at a time; a sweep (the worker's, at start and hourly) walks every app's
  * history the same way, batch by batch. Before its first sweep a worker
  * files jobs recorded by an older Slipway (before the indexes by state,
  * trigger and commit) in those indexes, once.
@@ -41,7 +41,7 @@ end
 `;
 
 /** Lua: an ISO 8601 UTC time (`2026-12-04T21:33:22.000Z`) as ms since the epoch, to the second; 0 when it is not one. */
-const LUA_ISO_MS = `
+export const LUA_ISO_MS = `
 local function isoMs(text)
   local y, m, d, hh, mm, ss = string.match(text or '', '(%d%d%d%d)-(%d%d)-(%d%d)T(%d%d):(%d%d):(%d%d)')
   if not y then return 0 end

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startRedis, stopProcess, tempDir, uniqueName } from '@slipway/devstack/testing';
+import { freePort, startRedis, startTcpRelay, stopProcess, tempDir, uniqueName } from '@slipway/devstack/testing';
 import type { DeployRequest } from './job-types.js';
 import type { JobRetention } from './job-retention.js';
 import { JobStore, SEARCH_SCAN } from './job-store.js';
@@ -108,6 +108,42 @@ describe('JobStore retention', () => {
     const next = await store.create(request('late', 5));
     await store.finish(next.id, 'completed');
     expect(await store.get(jobs[0]!.id)).toBeNull();
+  });
+
+  it('files a job for retention with its final state: a connection lost before the trim leaves it ended, filed, and trimmed later', async () => {
+    // The trim names the app's finished set; nothing before it does. It fails unrun, as if the connection went.
+    // (A connection cut instead would not do: ioredis sends the command again on the next one, and it never ends.)
+    let cutting = true;
+    const target = new URL(server.url);
+    const relay = await startTcpRelay({ host: target.hostname, port: Number(target.port) }, {
+      toServer: (chunk, c) => {
+        if (cutting && chunk.includes(':jobs:finished:cut')) c.client.write('-ERR the test lost this command\r\n');
+        else c.server.write(chunk);
+      },
+    });
+    const cut = connectRedis(`redis://127.0.0.1:${relay.port}`, 'producer');
+    try {
+      await new Promise((resolve) => cut.once('ready', resolve));
+      const prefix = uniqueName('retention');
+      prefixes.push(prefix);
+      const store = new JobStore(cut, prefix, { retention: { keepPerApp: 1, keepDays: 0 } });
+      const old = await store.create(request('cut', 1));
+      await store.appendLog(old.id, ['a line']);
+
+      expect(await store.finish(old.id, 'cancelled', { error: 'cancelled by an operator' })).toMatchObject({ state: 'cancelled' });
+      expect(await redis.zscore(store.keys.finished('cut'), old.id)).toBe(old.id);
+      expect(Number(await redis.zscore(store.keys.finishedAt('cut'), old.id))).toBeGreaterThan(Date.now() - 60_000);
+
+      cutting = false;
+      const reader = new JobStore(redis, prefix, { retention: { keepPerApp: 1, keepDays: 0 } });
+      const next = await reader.create(request('cut', 2));
+      await reader.finish(next.id, 'completed');
+      expect(await reader.get(old.id)).toBeNull();
+      expect(await reader.get(next.id)).toMatchObject({ state: 'completed' });
+    } finally {
+      cut.disconnect();
+      relay.cut();
+    }
   });
 
   it('with retention off (null), removes nothing', async () => {

@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import { SlipwayError } from '@slipway/core/slipway-error';
 import { branchOfRef } from '@slipway/core/validate';
 import { FINAL_STATES, type DeployRequest, type JobRecord, type JobState, type Push, type Step, type Trigger } from './job-types.js';
-import { DEFAULT_RETENTION, defineRetentionScript, fileFinishedJob, indexHistory, LUA_INDEX_KEYS, sweepRetention, type JobRetention, type SweepOptions, type SweepResult } from './job-retention.js';
+import { DEFAULT_RETENTION, defineRetentionScript, fileFinishedJob, indexHistory, LUA_INDEX_KEYS, LUA_ISO_MS, sweepRetention, type JobRetention, type SweepOptions, type SweepResult } from './job-retention.js';
 import { keys, type Keys } from './redis.js';
 
 /** Published on `<prefix>:events` whenever a job changes; the dashboard and `--follow` listen. */
@@ -82,13 +82,16 @@ const SEARCH_CHUNK = 500;
 /**
  * Updates fields of an existing job and keeps its indexes in step with its
  * state (the state's sorted sets and its app's waiting set), atomically.
+ * A job that ends is filed among its app's finished jobs (by id, and by its
+ * `finishedAt`, else Redis's clock) in the same call, so retention finds
+ * every ended job whatever happens to the connection afterwards.
  * A job that ended stays as it ended: an update that would move it to
  * another state changes nothing (a cancel racing the job's completion, a
  * worker starting a job cancelled a moment before).
  * KEYS: the job. ARGV: index base, id, field/value pairs.
  * Returns the record's fields after the update, or nil when there is no such job.
  */
-const UPDATE_JOB = LUA_INDEX_KEYS + `
+const UPDATE_JOB = LUA_INDEX_KEYS + LUA_ISO_MS + `
 if redis.call('exists', KEYS[1]) == 0 then return false end
 local base, id = ARGV[1], ARGV[2]
 local before = redis.call('hmget', KEYS[1], 'state', 'app', 'trigger')
@@ -105,6 +108,15 @@ if state ~= before[1] then
   local _, now = indexKeys(base, before[2], state, before[3])
   for _, key in ipairs(was) do redis.call('zrem', key, id) end
   for _, key in ipairs(now) do redis.call('zadd', key, id, id) end
+  if ended[bare(state)] and not (before[1] and ended[bare(before[1])]) then
+    local at = isoMs(bare(redis.call('hget', KEYS[1], 'finishedAt')))
+    if at == 0 then
+      local clock = redis.call('time')
+      at = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+    end
+    redis.call('zadd', base .. 'finished:' .. bare(before[2]), id, id)
+    redis.call('zadd', base .. 'finished-at:' .. bare(before[2]), at, id)
+  end
 end
 local waiting = base .. 'waiting:' .. bare(before[2])
 if bare(state) == 'waiting' then redis.call('zadd', waiting, id, id) else redis.call('zrem', waiting, id) end
@@ -461,12 +473,19 @@ export class JobStore {
    * ended another way is left as it is and returned so (see UPDATE_JOB).
    * A job that completed or was superseded has no error, whatever an
    * earlier attempt of it failed with.
+   *
+   * Ending it files it for retention in the same call (UPDATE_JOB); the
+   * retention applied next is a second call, whose failure (the connection
+   * lost between the two) leaves the job ended and filed, to be trimmed by
+   * the app's next finish or the worker's hourly sweep: not a reason to
+   * tell the caller (a cancel, a worker recording how a deploy ended) that
+   * the job did not end.
    */
   async finish(id: string, state: JobState, extra: Partial<JobRecord> = {}): Promise<JobRecord> {
     if (!FINAL_STATES.has(state)) throw new Error(`${state} is not a final state`);
     const unfailed = state === 'completed' || state === 'superseded' ? { error: null } : {};
     const record = await this.update(id, { state, finishedAt: new Date().toISOString(), ...unfailed, ...extra });
-    if (record.state === state) await fileFinishedJob(this.redis, this.keys, record, this.retention);
+    if (record.state === state) await fileFinishedJob(this.redis, this.keys, record, this.retention).catch(() => 0);
     return record;
   }
 
