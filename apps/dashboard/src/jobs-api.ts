@@ -16,8 +16,11 @@ export const MAX_JOB_LIMIT = 500;
 /** Lines one `GET /api/jobs/:id/log` returns when no `limit` is given, and at most. */
 export const DEFAULT_LOG_PAGE = 5_000;
 export const MAX_LOG_PAGE = 50_000;
-/** Lines per Redis read while a log is downloaded. */
+/** Bytes of lines one `GET /api/jobs/:id/log` returns at most (at least one line): fewer lines than `limit` when they are long. */
+export const MAX_LOG_PAGE_BYTES = 4 * 1024 * 1024;
+/** Lines, and bytes, per Redis read while a log is downloaded. */
 const DOWNLOAD_CHUNK = 5_000;
+const DOWNLOAD_CHUNK_BYTES = 1024 * 1024;
 
 export interface JobsApiOptions {
   queue: DeployQueue;
@@ -53,7 +56,7 @@ export function jobsApi(options: JobsApiOptions): Router {
     const { id } = req.params;
     const [record, total, lines] = await withRedis(queue.redis, async () => {
       const record = await store.mustGet(id);
-      return [record, await store.logLength(id), await store.readLog(id, from, from + limit - 1)] as const;
+      return [record, await store.logLength(id), await store.readLogBounded(id, from, from + limit - 1, MAX_LOG_PAGE_BYTES)] as const;
     });
     res.json({ id, from, lines, total, state: record.state });
   });
@@ -65,11 +68,12 @@ export function jobsApi(options: JobsApiOptions): Router {
     res.setHeader('Content-Disposition', `attachment; filename="${record.app}-job-${id}.log"`);
     res.setHeader('Cache-Control', 'no-store');
     // A big log over a slow link may take minutes: the deadline counts from the last chunk that went out.
-    for (let from = 1; from <= total && !res.destroyed; from += DOWNLOAD_CHUNK) {
+    for (let from = 1; from <= total && !res.destroyed;) {
       extendDeadline(req, res);
-      const lines = await store.readLog(id, from, Math.min(total, from + DOWNLOAD_CHUNK - 1)).catch(() => null);
+      const lines = await store.readLogBounded(id, from, Math.min(total, from + DOWNLOAD_CHUNK - 1), DOWNLOAD_CHUNK_BYTES).catch(() => null);
       // Redis gone, or the job trimmed, halfway: the download must not end as if complete. Cut, the client sees it failed.
       if (lines === null || lines.length === 0) return void res.destroy();
+      from += lines.length;
       if (!res.write(`${lines.join('\n')}\n`)) await drainedOrClosed(res);
     }
     res.end();

@@ -258,8 +258,10 @@ export class StreamSlots {
 
 /** How often a live log is polled for new lines (one HGETALL and one LLEN). */
 export const LOG_POLL_MS = 200;
-/** Lines read from Redis per batch, so a 200,000-line backlog streams in bounded memory (a line is at most 16 KB). */
+/** Lines read from Redis per batch, so a 200,000-line backlog streams in bounded memory ... */
 export const LOG_CHUNK_LINES = 500;
+/** ... and bytes, whatever the lines' length (500 lines of 16 KB would be 8 MB held per slow reader). */
+export const LOG_CHUNK_BYTES = 1024 * 1024;
 /** Bytes of lines written at once, each slice after the socket drained: a slow reader holds about one slice. */
 export const LOG_SLICE_BYTES = 256 * 1024;
 
@@ -298,7 +300,7 @@ async function streamJobLog(options: StreamJobLogOptions): Promise<void> {
     }
     const length = await store.logLength(id);
     while (next <= length && !sse.closed) {
-      const lines = await store.readLog(id, next, Math.min(length, next + LOG_CHUNK_LINES - 1));
+      const lines = await store.readLogBounded(id, next, Math.min(length, next + LOG_CHUNK_LINES - 1), LOG_CHUNK_BYTES);
       if (lines.length === 0) break;
       for (let from = 0; from < lines.length && !sse.closed;) {
         let to = from + 1;

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFixtureRepo, type GitHttpServer, startGitHttpServer, startTcpRelay, type TcpRelay, tempDir } from '@slipway/devstack/testing';
 import type { JobRecord } from '@slipway/queue/job-types';
+import { MAX_LOG_PAGE_BYTES } from '../src/jobs-api.js';
 import { dashboardWorld, fakeSha, type DashboardWorld } from './dashboard-world.js';
 import { sseMessages, type SseMessage } from './sse-client.js';
 
@@ -85,6 +86,31 @@ describe('the JSON API', () => {
     const res = await fetch(`${world.url}/api/jobs/${id}/log.txt`, { headers: auth });
     expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
     expect(res.headers.get('content-disposition')).toBe(`attachment; filename="${world.apps[0]!.name}-job-${id}.log"`);
+    expect(await res.text()).toBe(`${lines.join('\n')}\n`);
+  });
+
+  it('serves a log of long lines in pages bounded by bytes, and streams and downloads all of it, line for line', async () => {
+    const id = await seed('completed');
+    const lines = Array.from({ length: 700 }, (_, i) => `${i + 1} ${'x'.repeat(16_000)}`);
+    for (let i = 0; i < lines.length; i += 100) await world.queue.store.appendLog(id, lines.slice(i, i + 100));
+    const paged: string[] = [];
+    for (let from = 1, pages = 0; from <= lines.length; pages++) {
+      expect(pages).toBeLessThan(10);
+      const { body } = await json<{ from: number; lines: string[]; total: number }>(`/api/jobs/${id}/log?from=${from}&limit=50000`);
+      expect(body.lines.length).toBeGreaterThan(0);
+      // About 4 MB: the line that crosses the bound is the last.
+      expect(body.lines.join('').length).toBeLessThan(MAX_LOG_PAGE_BYTES + 16_010);
+      paged.push(...body.lines);
+      from += body.lines.length;
+    }
+    expect(paged).toEqual(lines);
+
+    const streamed: string[] = [];
+    for await (const m of sseMessages(await fetch(`${world.url}/api/jobs/${id}/log/stream`, { headers: auth }))) {
+      if (m.event === 'message') streamed.push(JSON.parse(m.data) as string);
+    }
+    expect(streamed).toEqual(lines);
+    const res = await fetch(`${world.url}/api/jobs/${id}/log.txt`, { headers: auth });
     expect(await res.text()).toBe(`${lines.join('\n')}\n`);
   });
 

@@ -223,6 +223,22 @@ for i = 3, #ARGV, 1000 do length = redis.call('rpush', KEYS[1], unpack(ARGV, i, 
 return length`;
 
 /**
+ * Lines ARGV[1]..ARGV[2] (0-based, inclusive) of the log KEYS[1], cut after
+ * the line that brings them to ARGV[3] bytes: at least one line, so a
+ * reader always moves on. What the client holds is bounded by bytes, not
+ * only by lines (a page of 500 lines of 16 KB is 8 MB).
+ */
+const READ_LOG_BYTES = `
+local lines = redis.call('lrange', KEYS[1], ARGV[1], ARGV[2])
+local budget, bytes, out = tonumber(ARGV[3]), 0, {}
+for i, line in ipairs(lines) do
+  out[i] = line
+  bytes = bytes + #line
+  if bytes >= budget then break end
+end
+return out`;
+
+/**
  * Runs CREATE_JOBS by its SHA1 (EVALSHA, loading it once per connection)
  * rather than sending the whole script with every webhook.
  */
@@ -244,6 +260,7 @@ export function defineJobScripts(redis: Redis): void {
   if (!defined.slipwayCreateJobs) redis.defineCommand('slipwayCreateJobs', { lua: CREATE_JOBS });
   if (!defined.slipwayUpdateJob) redis.defineCommand('slipwayUpdateJob', { lua: UPDATE_JOB });
   if (!defined.slipwayAppendLog) redis.defineCommand('slipwayAppendLog', { numberOfKeys: 2, lua: APPEND_LOG });
+  if (!defined.slipwayReadLogBytes) redis.defineCommand('slipwayReadLogBytes', { numberOfKeys: 1, lua: READ_LOG_BYTES });
   defineRetentionScript(redis);
 }
 
@@ -709,6 +726,17 @@ export class JobStore {
   /** Lines `from`..`to` (1-based, inclusive; `to` -1 = the end). */
   async readLog(id: string, from = 1, to = -1): Promise<string[]> {
     return this.redis.lrange(this.keys.log(id), Math.max(0, from - 1), to === -1 ? -1 : to - 1);
+  }
+
+  /**
+   * Like {@link readLog}, but ending after the line that brings what it
+   * returns to `maxBytes` (at least one line): for readers that hold a
+   * read while a slow client takes it (the dashboard's streams, pages and
+   * downloads), whatever the lines' length.
+   */
+  async readLogBounded(id: string, from: number, to: number, maxBytes: number): Promise<string[]> {
+    const commands = this.redis as unknown as { slipwayReadLogBytes: (...a: Array<string | number>) => Promise<string[]> };
+    return commands.slipwayReadLogBytes(this.keys.log(id), Math.max(0, from - 1), to === -1 ? -1 : to - 1, maxBytes);
   }
 
   async logLength(id: string): Promise<number> {

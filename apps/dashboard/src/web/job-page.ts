@@ -98,7 +98,8 @@ async function followLog(id: string, log: LogView, counters: StreamCounters, hoo
     for (;;) {
       const page = await api<{ from: number; lines: string[]; total: number; state: string }>(`/api/jobs/${id}/log?from=${log.lineCount + 1}&limit=${BACKLOG_PAGE}`);
       log.append(page.lines, page.from);
-      if (page.lines.length < BACKLOG_PAGE) break;
+      // A page of long lines ends before `limit` (a byte bound): the next one goes on from where it stopped.
+      if (page.lines.length === 0 || page.from + page.lines.length > page.total) break;
     }
   } catch {
     // The stream below starts from wherever the backlog stopped.
