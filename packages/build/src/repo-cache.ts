@@ -1,7 +1,7 @@
 import { mkdir, readdir, rm, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { AppConfig } from '@slipway/config/types';
-import { SlipwayError, InvalidInputError } from '@slipway/core/slipway-error';
+import { InvalidInputError, isSlipwayError, SlipwayError } from '@slipway/core/slipway-error';
 import { assertSha, isBranchName, quote, assertAppName } from '@slipway/core/validate';
 import { createGitRunner, type GitRunner } from './git-runner.js';
 import { withRepoLock, type RepoLockOptions } from './repo-lock.js';
@@ -123,14 +123,27 @@ function assertBranch(branch: string): string {
   return branch;
 }
 
+/** What a git that never ran fails with (it could not start), as opposed to what git says. */
+const GIT_DID_NOT_RUN = /\bspawn\b|EAGAIN|EMFILE|ENFILE|ENOMEM/;
+
 /** Local git work (a checkout, a repack: both print nothing meanwhile) is stopped after printing nothing for this long. */
 export const LOCAL_IDLE_TIMEOUT_MS = 30 * 60_000;
 
-async function ensureBareRepo(dir: string, log: (line: string) => void, runnerOptions: Parameters<typeof createGitRunner>[0]): Promise<void> {
+/**
+ * Makes `dir` a bare repository for the cache: kept when git says it is
+ * one; started again when git, asked, says anything else (none yet, a
+ * damaged one). A question git did not answer (the job cancelled, git
+ * stopped or unable to start) keeps the cache as it is and fails: a
+ * cancel at the wrong moment must not cost the next deploy a whole clone.
+ */
+export async function ensureBareRepo(dir: string, log: (line: string) => void, runnerOptions: Parameters<typeof createGitRunner>[0]): Promise<void> {
   await mkdir(dir, { recursive: true });
   const git = createGitRunner({ ...runnerOptions, repo: undefined });
-  // Whatever keeps git from saying "true" (no repository yet, a damaged one) means starting it again.
-  if ((await git.probe(['rev-parse', '--is-bare-repository']).catch(() => null)) === 'true') return;
+  const answer = await git.probe(['rev-parse', '--is-bare-repository']).catch((err: unknown) => {
+    if (runnerOptions.signal?.aborted || !isSlipwayError(err, 'git_failed') || GIT_DID_NOT_RUN.test(err.message)) throw err;
+    return null;
+  });
+  if (answer === 'true') return;
   const entries = await readdir(dir);
   if (entries.length > 0) {
     log(`the clone cache ${dir} is damaged; starting it again`);

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -8,7 +8,7 @@ import { isSlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import { commitVersion, createFixtureRepo, type FixtureRepo, git, tempDir } from '@slipway/devstack/testing';
 import { checkout } from '../src/checkout.js';
 import { resolveRef } from '../src/resolve-ref.js';
-import { workPaths } from '../src/repo-cache.js';
+import { ensureBareRepo, workPaths } from '../src/repo-cache.js';
 import { testApp } from './test-app.js';
 
 const temp = tempDir('slipway-checkout-');
@@ -201,6 +201,28 @@ describe('checkout', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(lines.join('\n')).toContain(`removed a stale lock of pid ${dead}`);
     expect(existsSync(join(paths.repo, 'packed-refs.lock'))).toBe(false);
+  });
+
+  it('keeps the clone cache when a cancel stops git asking whether it is one; starts over only a cache git says is not', async () => {
+    const app = testApp({ repo: fixture.url });
+    const paths = workPaths(workdir, app.name);
+    await (await checkout({ app, sha: fixture.sha, workdir })).cleanup();
+    const objects = objectFiles(paths.repo);
+    expect(objects.length).toBeGreaterThan(0);
+    const lines: string[] = [];
+    const cancelled = new AbortController();
+    const reason = new Error('job cancelled');
+    cancelled.abort(reason);
+    await expect(ensureBareRepo(paths.repo, (line) => lines.push(line), { gitDir: paths.repo, signal: cancelled.signal })).rejects.toBe(reason);
+    expect(lines).toEqual([]);
+    expect(objectFiles(paths.repo)).toEqual(objects);
+
+    const damaged = join(temp.path, 'damaged.git');
+    mkdirSync(damaged);
+    writeFileSync(join(damaged, 'HEAD'), 'not a ref\n');
+    await ensureBareRepo(damaged, (line) => lines.push(line), { gitDir: damaged });
+    expect(lines).toEqual([`the clone cache ${damaged} is damaged; starting it again`]);
+    expect((await git(damaged, 'rev-parse', '--is-bare-repository')).stdout.trim()).toBe('true');
   });
 
   it('aborts a checkout when its signal fires', async () => {
