@@ -1,5 +1,6 @@
 import { deployApp, rollbackApp } from '@slipway/queue/deploy-requests';
 import { publicJob } from '@slipway/queue/job-types';
+import { firstLine } from '@slipway/core/slipway-error';
 import { appStatuses } from '@slipway/rollout/status';
 import { startDnsRouting } from '@slipway/rollout/registrar';
 import { managerClient } from '@slipway/rollout/swarm';
@@ -51,12 +52,21 @@ export async function status(ctx: CliContext, argv: string[]): Promise<number> {
   const apps = positionals.length ? [ctx.app(positionals[0]!)] : Object.values(ctx.config.apps);
   const manager = ctx.config.engine.type === 'swarm' ? managerClient(ctx.config.engine) : undefined;
   // Asked for all apps at once (one Docker listing, the etcd reads side by side), shown in the config's order.
-  const statuses = await Promise.all(appStatuses({ apps, nginx: ctx.config.nginx, dns: ctx.config.dns, docker: ctx.docker, etcd: ctx.etcd, manager }));
+  const settled = await Promise.allSettled(appStatuses({ apps, nginx: ctx.config.nginx, dns: ctx.config.dns, docker: ctx.docker, etcd: ctx.etcd, manager }));
+  // Nothing could be read (etcd or Docker away): one error, as any command says it. One app that could not be read
+  // (its services' listing failed on the swarm, say) does not hide the others: it is named, and the exit is 1.
+  const failures = settled.flatMap((r, i) => (r.status === 'rejected' ? [{ app: apps[i]!.name, error: r.reason as unknown }] : []));
+  if (failures.length > 0 && failures.length === settled.length) throw failures[0]!.error;
+  const statuses = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+  const unreadable = () => {
+    for (const { app, error } of failures) ctx.terminal.err(`${app}: status could not be read: ${firstLine(error)}`);
+    return failures.length > 0 ? 1 : 0;
+  };
   if (ctx.options.json) {
     ctx.terminal.out(jsonText(statuses));
-    return 0;
+    return unreadable();
   }
-  if (statuses.length === 0) ctx.terminal.out('no apps configured');
+  if (settled.length === 0) ctx.terminal.out('no apps configured');
   for (const s of statuses) {
     const release = s.release ? `${short(s.release.sha ?? s.release.image)} (${s.release.image}, job ${s.release.job}, live ${age(s.release.at)})` : 'nothing live';
     ctx.terminal.out(`${s.app}: ${release}`);
@@ -69,7 +79,7 @@ export async function status(ctx: CliContext, argv: string[]): Promise<number> {
     ctx.terminal.out(`  nginx: ${s.nginx.file}${s.nginx.inSync ? ' (in sync)' : ' (OUT OF SYNC)'}`);
     for (const d of s.drift) ctx.terminal.out(`  drift: ${d}`);
   }
-  return 0;
+  return unreadable();
 }
 
 export const ROUTER_USAGE = 'usage: slipway router [--once]';

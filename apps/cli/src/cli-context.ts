@@ -2,7 +2,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
 import { dockerConnection } from '@slipway/core/docker';
-import { UnavailableError, SlipwayError } from '@slipway/core/slipway-error';
+import { firstLine, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
+import { scrubSecrets } from '@slipway/core/logger';
 import { appConfig, loadConfig } from '@slipway/config/load-config';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
@@ -44,14 +45,19 @@ export class CliContext {
     this.redis = redis;
     await new Promise<void>((resolve, reject) => {
       const fail = (why: string) => reject(new UnavailableError('redis', `cannot reach Redis at ${redisForDisplay(this.config.redis)} (${why})`));
-      const timer = setTimeout(() => fail(`no answer within ${CONNECT_TIMEOUT_MS} ms`), CONNECT_TIMEOUT_MS);
+      // Why the connection ended, in Redis's or the system's words: a wrong password is not a refused connection.
+      let lastError: string | undefined;
+      const noteError = (err: Error) => void (lastError = scrubSecrets(firstLine(err), [this.config.redis]));
+      redis.on('error', noteError);
+      const timer = setTimeout(() => fail(`no answer within ${CONNECT_TIMEOUT_MS} ms${lastError ? `: ${lastError}` : ''}`), CONNECT_TIMEOUT_MS);
       redis.once('ready', () => {
         clearTimeout(timer);
+        redis.off('error', noteError);
         resolve();
       });
       redis.once('end', () => {
         clearTimeout(timer);
-        fail('connection refused');
+        fail(lastError ?? 'connection refused');
       });
     });
     // From here on a lost connection should heal, not end the command.

@@ -133,7 +133,7 @@ export async function finishWait(ctx: CliContext, id: string): Promise<number> {
   const record = await watchJob(queue.store, id, ctx.terminal, { showLog: false });
   if (ctx.options.json) ctx.terminal.out(jsonText(publicJob(record)));
   if (record.state === 'failed') {
-    const tail = (await queue.store.readLog(id, Math.max(1, (await queue.store.logLength(id)) - 14)));
+    const tail = await withRedis(queue.redis, async () => queue.store.readLog(id, Math.max(1, (await queue.store.logLength(id)) - 14))).catch(() => []);
     if (tail.length) ctx.terminal.err(`last lines of the log (slipway logs ${id} for all of it):\n${tail.map((l) => `  ${l}`).join('\n')}`);
   }
   return record.state === 'completed' ? 0 : 1;
@@ -151,7 +151,7 @@ export async function jobs(ctx: CliContext, argv: string[]): Promise<number> {
   const limit = positiveInt(values.limit, '--limit', JOBS_USAGE, JOBS_LIMIT_MAX) ?? 20;
   if (values.app !== undefined) ctx.app(values.app);
   const queue = await ctx.queue();
-  const records = await queue.store.list({ app: values.app, state, limit });
+  const records = await withRedis(queue.redis, () => queue.store.list({ app: values.app, state, limit }));
   if (ctx.options.json) {
     ctx.terminal.out(jsonText(records.map(publicJob)));
     return 0;
@@ -174,16 +174,26 @@ export async function jobs(ctx: CliContext, argv: string[]): Promise<number> {
 
 export const LOGS_USAGE = 'usage: slipway logs <job> [--follow]';
 
+/** A whole log is printed this many lines, and bytes, at a time. */
+const PRINT_PAGE_LINES = 5_000;
+const PRINT_PAGE_BYTES = 1024 * 1024;
+
 /** The whole log; with --follow, live until the job ends, exiting with its outcome. */
 export async function logs(ctx: CliContext, argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags(argv, { follow: { type: 'boolean', short: 'f' } }, LOGS_USAGE, { min: 1, max: 1 });
   const queue = await ctx.queue();
   const id = positionals[0]!;
-  await queue.store.mustGet(id);
+  await withRedis(queue.redis, () => queue.store.mustGet(id));
   if (!values.follow) {
-    const lines = await queue.store.readLog(id);
-    if (lines.length) ctx.terminal.out(lines.join('\n'));
-    return 0;
+    // A page at a time, each taken by the reader before the next: a log of hundreds of MB (jobs.log_max_bytes allows
+    // 1 GB) is never held, or joined, at once.
+    for (let next = 1; ;) {
+      const lines = await withRedis(queue.redis, () => queue.store.readLogBounded(id, next, next + PRINT_PAGE_LINES - 1, PRINT_PAGE_BYTES));
+      if (lines.length === 0) return 0;
+      ctx.terminal.out(lines.join('\n'));
+      next += lines.length;
+      await ctx.terminal.drained?.();
+    }
   }
   const record = await watchJob(queue.store, id, ctx.terminal, { showLog: true });
   return record.state === 'completed' ? 0 : 1;
@@ -245,7 +255,7 @@ export async function cancel(ctx: CliContext, argv: string[]): Promise<number> {
     : `job ${id} is running; it stops at the next safe point (never mid-cutover)…`);
   const deadline = Date.now() + WAIT_FOR_STOP_MS;
   while (Date.now() < deadline) {
-    const record = await queue.store.mustGet(id);
+    const record = await withRedis(queue.redis, () => queue.store.mustGet(id));
     if (FINAL_STATES.has(record.state)) {
       if (record.state === 'cancelled') ctx.terminal.out(`job ${id} cancelled; nothing of it went live`);
       else ctx.terminal.out(`job ${id} ended ${record.state} before it could stop`);

@@ -94,7 +94,8 @@ const coloursOn = (stream: NodeJS.WriteStream) => Boolean(stream.isTTY) && proce
 export const processTerminal: Terminal = {
   out: (text) => void process.stdout.write(line(safeForTerminal(text, coloursOn(process.stdout)))),
   err: (text) => void process.stderr.write(line(safeForTerminal(text, coloursOn(process.stderr)))),
-  interactive: Boolean(process.stdout.isTTY) && process.env.TERM !== 'dumb' && !process.env.CI,
+  // Both: the spinner draws on stderr above lines written to stdout (`2>file` at a terminal gets plain step lines).
+  interactive: Boolean(process.stdout.isTTY) && Boolean(process.stderr.isTTY) && process.env.TERM !== 'dumb' && !process.env.CI,
   // `slipway logs -f | less` reads at its own pace: a long log waits for it rather than piling up in memory.
   drained: async () => {
     for (const stream of [process.stdout, process.stderr]) {
@@ -148,7 +149,7 @@ export class Spinner {
 
   private draw(): void {
     this.frame = (this.frame + 1) % FRAMES.length;
-    this.stream.write(`\r\x1b[2K${FRAMES[this.frame]} ${this.text}`);
+    this.stream.write(`\r\x1b[2K${FRAMES[this.frame]} ${safeForTerminal(this.text, false)}`);
   }
 
   stop(final?: string): void {

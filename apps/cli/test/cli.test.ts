@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '@slipway/core/logger';
 import { loadConfig } from '@slipway/config/load-config';
-import { AFTER_OUTPUT_LINE, commitVersion, createFixtureRepo, type FixtureRepo, freePort, git, isolatedNginx, startEtcd, stopProcess, tempDir, testAppName, testStack, uniqueName, waitFor, writeTestConfig } from '@slipway/devstack/testing';
+import { AFTER_OUTPUT_LINE, commitVersion, createFixtureRepo, type FixtureRepo, freePort, git, isolatedNginx, startEtcd, startTcpRelay, stopProcess, tempDir, testAppName, testStack, uniqueName, waitFor, writeTestConfig } from '@slipway/devstack/testing';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectRedis } from '@slipway/queue/redis';
 import { createDeployWorker, type DeployWorker } from '@slipway/worker/deploy-worker';
@@ -20,9 +20,9 @@ function slipwayFull(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Resul
   return run([process.execPath, CLI, ...args], { env });
 }
 
-function run(argv: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Result> {
+function run(argv: string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<Result> {
   return new Promise((resolve) => {
-    const child = spawn(argv[0]!, argv.slice(1), { cwd: options.cwd, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(argv[0]!, argv.slice(1), { cwd: options.cwd, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: options.timeoutMs });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c: Buffer) => (stdout += c));
@@ -184,6 +184,53 @@ describe('slipway', () => {
     expect(result.code).toBe(1);
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
     expect(result.stderr).toContain('cannot reach Redis at redis://127.0.0.1:9');
+  });
+
+  it('says why Redis refused the connection: a wrong password is not "connection refused", and is not shown', async () => {
+    const redis = new URL(testStack().redis!.url);
+    const wrong = join(tmp.path, 'wrong-password.yml');
+    writeFileSync(wrong, JSON.stringify({ redis: `redis://nobody:not-the-password@${redis.host}`, apps: {} }));
+    const result = await slipwayFull(['--config', wrong, 'jobs']);
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    expect(result.stderr).toContain('WRONGPASS');
+    expect(result.stderr).not.toContain('connection refused');
+    expect(result.stderr).not.toContain('not-the-password');
+  });
+
+  it('jobs and logs give up with one line on a Redis that stops answering, rather than waiting for ever', async () => {
+    const redis = new URL(testStack().redis!.url);
+    // Connects and passes the ready check; from the commands' first read on, nothing is answered, the connection left open.
+    const stalled = new WeakSet<object>();
+    const relay = await startTcpRelay({ host: redis.hostname, port: Number(redis.port) }, {
+      toServer: (chunk, c) => {
+        if (/zrevrangebyscore|hgetall/i.test(chunk.toString('latin1'))) stalled.add(c);
+        if (!stalled.has(c)) c.server.write(chunk);
+      },
+    });
+    try {
+      const file = join(tmp.path, 'stalled.yml');
+      writeFileSync(file, JSON.stringify({ redis: `redis://127.0.0.1:${relay.port}`, queue: { prefix: uniqueName('stalled') }, apps: {} }));
+      for (const command of [['jobs'], ['logs', '1']]) {
+        const result = await run([process.execPath, CLI, '--config', file, ...command], { timeoutMs: 20_000 });
+        expect(result.code, `${command.join(' ')}: ${result.stderr}`).toBe(1);
+        expect(result.stderr).toContain('Redis did not answer within');
+      }
+    } finally {
+      relay.cut();
+    }
+  });
+
+  it('logs prints a long log whole, a page at a time', async () => {
+    await withQueue(async (queue) => {
+      const job = await queue.store.create({ app: testAppName(), sha: null, ref: null, image: 'slipway/nothing:latest', trigger: 'cli' });
+      const lines = Array.from({ length: 12_345 }, (_, i) => `line ${i + 1} ${i % 1000 === 0 ? 'x'.repeat(16_000) : ''}`);
+      for (let i = 0; i < lines.length; i += 5000) await queue.store.appendLog(job.id, lines.slice(i, i + 5000));
+      await queue.store.finish(job.id, 'completed');
+      const shown = await slipwayFull([...cfg(), 'logs', job.id]);
+      expect(shown.code).toBe(0);
+      expect(shown.stdout).toBe(`${lines.join('\n')}\n`);
+    });
   });
 
   it('deploy --wait builds, rolls out and exits 0; jobs, logs and status show it', async () => {
