@@ -11,6 +11,7 @@ describe('dockerFailure', () => {
     ['reset mid-request', withCode('ECONNRESET', 'socket hang up'), UnavailableError],
     ['Docker refusing the request', Object.assign(new Error('(HTTP code 500) server error'), { statusCode: 500, json: { message: 'Cannot locate specified Dockerfile: x\nmore' } }), BuildError],
     ['a bad parameter', Object.assign(new Error('(HTTP code 400) bad parameter'), { statusCode: 400, json: null, reason: 'bad parameter' }), BuildError],
+    ['a full disk while Docker stores the context', Object.assign(new Error('(HTTP code 500) server error'), { statusCode: 500, json: { message: 'write /var/lib/docker/tmp/docker-builder1/x: no space left on device' } }), UnavailableError],
   ])('%s', (_name, err, type) => {
     const out = dockerFailure(err);
     expect(out).toBeInstanceOf(type);

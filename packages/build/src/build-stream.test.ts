@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { MAX_LINE_BYTES } from '@slipway/core/logger';
+import { UnavailableError } from '@slipway/core/slipway-error';
 import { BuildError } from './build-error.js';
 import { BuildStream, type BuildEvent, type BuildStep, jsonLines } from './build-stream.js';
 
@@ -46,7 +47,7 @@ describe('BuildStream on recorded builds', () => {
   it('a failing RUN step: the error names the step and carries its output, colour codes removed', async () => {
     const { progress, lines } = await replay(recorded('build-broken'), 13);
     expect(progress.finished).toBe(false);
-    const failure = progress.failure();
+    const failure = progress.failure() as BuildError;
     expect(failure).toBeInstanceOf(BuildError);
     expect(failure!.code).toBe('build_failed');
     expect(failure!.message.split('\n')).toEqual([
@@ -98,6 +99,20 @@ describe('BuildStream on hand-made events', () => {
   ])('$name', ({ events, first }) => {
     const { failure } = run(events);
     expect(failure?.message.split('\n')[0]).toBe(first);
+  });
+
+  it.each([
+    ['a registry\'s rate limit', 'toomanyrequests: You have reached your pull rate limit. You may increase the limit by authenticating and upgrading', UnavailableError],
+    ['a registry that cannot be found', 'Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io on 127.0.0.53:53: no such host', UnavailableError],
+    ['a registry that does not answer in time', 'Get "https://registry.example.com/v2/": net/http: TLS handshake timeout', UnavailableError],
+    ['a full disk', 'failed to register layer: write /var/lib/docker/overlay2/x/diff/usr/lib/libc.so: no space left on device', UnavailableError],
+    ['a base image that does not exist', 'pull access denied for nosuch/image, repository does not exist or may require \'docker login\'', BuildError],
+    ['a tag that does not exist', 'manifest for node:99 not found: manifest unknown: manifest unknown', BuildError],
+    ['a step that failed on its own network trouble', "The command '/bin/sh -c curl https://example.com: no such host' returned a non-zero code: 6", BuildError],
+  ])('%s: the host\'s failure (UnavailableError, retried) or the commit\'s (BuildError)', (_name, error, type) => {
+    const { failure } = run([{ stream: 'Step 1/3 : FROM node:20\n' }, { errorDetail: { message: error }, error }]);
+    expect(failure).toBeInstanceOf(type);
+    if (type === UnavailableError) expect([failure!.retryable, failure!.fault, failure!.message]).toEqual([true, 'slipway', `Step 1/3 : FROM node:20 failed: ${error}`]);
   });
 
   it('keeps only the last output lines of the failing step, and none of the steps before', () => {
@@ -183,7 +198,7 @@ describe('BuildStream on hostile output', () => {
     for (const event of hugeLine(4 * MB)) progress.push(event);
     progress.push({ stream: '\n' });
     progress.push({ error: `The command '/bin/sh -c x' returned a non-zero code: 1` });
-    const failure = progress.failure()!;
+    const failure = progress.failure() as BuildError;
     expect(failure.output).toEqual([`${'a-'.repeat(MAX_LINE_BYTES / 2)}… [line cut: 4,194,304 bytes]`]);
   });
 

@@ -1,7 +1,8 @@
 import { StringDecoder } from 'node:string_decoder';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { markCut, SCRUB_WINDOW_BYTES, scrubLine } from '@slipway/core/logger';
-import { BuildError, type FailedStep } from './build-error.js';
+import type { UnavailableError } from '@slipway/core/slipway-error';
+import { BuildError, type FailedStep, hostFailure } from './build-error.js';
 
 /** One JSON message of Docker's `/build` stream. */
 export interface BuildEvent {
@@ -95,8 +96,13 @@ export class BuildStream {
     this.flush();
   }
 
-  /** The failure Docker reported, as a {@link BuildError} whose first line names the step; null when none. */
-  failure(): BuildError | null {
+  /**
+   * The failure Docker reported, as a {@link BuildError} whose first line
+   * names the step, or, when the host, its network or a registry failed
+   * rather than a step (see hostFailure), an UnavailableError saying the
+   * same; null when none.
+   */
+  failure(): BuildError | UnavailableError | null {
     if (this.error === undefined) return null;
     const message = this.error;
     const code = /returned a non-zero code: (\d+)/.exec(message)?.[1] ?? /exit code: (\d+)/.exec(message)?.[1];
@@ -104,9 +110,12 @@ export class BuildStream {
     const step = this.currentStep;
     const reason = message.split('\n', 1)[0]!.trim();
     const output = this.output.slice(-this.tail);
-    if (!step) return new BuildError(`docker build failed: ${reason}`, { output });
+    const notTheCommit = (head: string) => (exitCode === undefined ? hostFailure(head) : null);
+    if (!step) return notTheCommit(`docker build failed: ${reason}`) ?? new BuildError(`docker build failed: ${reason}`, { output });
     const instruction = step.instruction.length > MAX_INSTRUCTION ? `${step.instruction.slice(0, MAX_INSTRUCTION - 1)}…` : step.instruction;
     const head = `Step ${step.index}/${step.total} : ${instruction} failed${exitCode === undefined ? `: ${reason}` : ` (exit ${exitCode})`}`;
+    const host = notTheCommit(head);
+    if (host) return host;
     const failed: FailedStep = { index: step.index, total: step.total, instruction: step.instruction };
     return new BuildError([head, ...output].join('\n'), { step: failed, exitCode, output });
   }
