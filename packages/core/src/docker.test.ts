@@ -12,6 +12,8 @@ describe('dockerError: the one translation of what dockerode throws', () => {
     ['a hang-up without a code', new Error('socket hang up'), 'unavailable'],
     ['an engine that cannot reach its daemon', Object.assign(new Error('(HTTP code 500)'), { statusCode: 500, json: { message: 'Cannot connect to the Docker daemon. Is the docker daemon running?' } }), 'unavailable'],
     ['a swarm manager between leaders', Object.assign(new Error('(HTTP code 503)'), { statusCode: 503, json: { message: 'rpc error: code = Unknown desc = The swarm does not have a leader. It\'s possible that too few managers are online.' } }), 'unavailable'],
+    ['a manager\'s write caught in an election', Object.assign(new Error('(HTTP code 500)'), { statusCode: 500, json: { message: 'rpc error: code = DeadlineExceeded desc = context deadline exceeded' } }), 'unavailable'],
+    ['a manager\'s proposal dropped', Object.assign(new Error('(HTTP code 500)'), { statusCode: 500, json: { message: 'raft: proposal dropped' } }), 'unavailable'],
     ['an engine refusing: port taken', Object.assign(new Error('(HTTP code 500) server error'), { statusCode: 500, json: { message: 'port is already allocated\nmore' } }), 'docker_error'],
     ['a bad parameter', Object.assign(new Error('(HTTP code 400) bad parameter'), { statusCode: 400, json: null, reason: 'bad parameter' }), 'docker_error'],
   ])('%s → %s', (_name, err, code) => {

@@ -86,8 +86,9 @@ export function dockerError(err: unknown, doing: string): SlipwayError {
   const unreachable = (e?.code !== undefined && UNREACHABLE.has(e.code))
     || /socket hang up/.test(e?.message ?? '')
     || (typeof e?.statusCode === 'number' && e.statusCode >= 500
-      // A swarm manager between leaders (an election, a lost quorum) answers 503 until one is elected.
-      && /connection refused|cannot connect|is the docker daemon running|does not have a leader|no leader|rpc error: code = Unavailable/i.test(detail));
+      // A swarm manager between leaders (an election, a lost quorum) answers 503 until one is elected, and a write caught
+      // in an election fails 500 with raft's or gRPC's words for it: the request may be made again, never the caller's fault.
+      && /connection refused|cannot connect|is the docker daemon running|does not have a leader|no leader|rpc error: code = (Unavailable|DeadlineExceeded)|context deadline exceeded|proposal dropped|raft: stopped/i.test(detail));
   if (unreachable) return new UnavailableError('docker', `Docker is unreachable while ${doing}: ${detail}`, { cause: err });
   return new SlipwayError('docker_error', `Docker failed while ${doing}: ${detail}`, { status: e?.statusCode, cause: err });
 }
