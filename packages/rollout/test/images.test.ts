@@ -1,7 +1,11 @@
+import { spawnSync } from 'node:child_process';
+import { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BASE_IMAGE, testAppName } from '@slipway/devstack/testing';
 import { DockerRuntime, pruneBuiltImages } from '../src/container-runtime.js';
+import { imageHasShell, serviceSpec } from '../src/swarm/swarm-service.js';
+import { testApp } from './fixtures.js';
 
 describe('DockerRuntime.pruneImages', () => {
   const docker = new Docker();
@@ -47,5 +51,31 @@ describe('DockerRuntime.pruneImages', () => {
     expect(left).toEqual([`${published}:eeeeeeeeeeee`, `${published}:mine`]);
     expect(asked).toContain(`removing ${published}:dddddddddddd`);
     for (const tag of left) await docker.getImage(tag).remove().catch(() => {});
+  });
+});
+
+describe('imageHasShell', () => {
+  const docker = new Docker();
+  const app = testAppName();
+  const scratch = `slipway/${app}:no-shell`;
+
+  afterAll(async () => {
+    await docker.getImage(scratch).remove().catch(() => {});
+  });
+
+  it('says whether an image has the /bin/sh Docker\'s health check runs, and leaves no container behind', async () => {
+    // A distroless-like image: one file, no shell (imported: nothing is pulled here).
+    const tar = spawnSync('tar', ['-c', '-C', '/etc', 'hostname'], { maxBuffer: 1 << 20 });
+    await new Promise<void>((resolve, reject) => {
+      void docker.importImage(Readable.from([tar.stdout]), { repo: `slipway/${app}`, tag: 'no-shell' }).then((stream) => {
+        docker.modem.followProgress(stream, (err: Error | null) => (err ? reject(err) : resolve()));
+      }, reject);
+    });
+    expect(await imageHasShell(docker, BASE_IMAGE, app)).toBe(true);
+    expect(await imageHasShell(docker, scratch, app)).toBe(false);
+    expect(await imageHasShell(docker, `slipway/${app}:not-here`, app)).toBeUndefined();
+    expect(await docker.listContainers({ all: true, filters: { label: [`slipway.app=${app}`] } })).toEqual([]);
+    const spec = serviceSpec({ app: await testApp(), image: scratch, sha: null, release: 'j1', shell: false }) as { TaskTemplate: { ContainerSpec: { Healthcheck: unknown } } };
+    expect(spec.TaskTemplate.ContainerSpec.Healthcheck).toEqual({ Test: ['NONE'] });
   });
 });

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Docker from 'dockerode';
 import type { AppConfig, EngineConfig } from '@slipway/config/types';
-import { dockerCallWithin, dockerConnection, dockerError, LABELS } from '@slipway/core/docker';
+import { dockerCallWithin, dockerConnection, dockerError, ENGINE_TIMEOUT_MS, LABELS } from '@slipway/core/docker';
 import { sshAgent, sshTarget } from '@slipway/core/docker-ssh';
 import { lastLines } from '@slipway/core/run-command';
 import { demux } from '../container-runtime.js';
@@ -32,8 +32,9 @@ export const HEALTHCHECK_RETRIES = 3;
 /**
  * The health check, run by the image's /bin/sh with the URL in the
  * container's environment (never spliced into the script): wget (busybox,
- * alpine) or curl, whichever the image has; an image with neither is left
- * to Slipway's probe alone rather than killed as unhealthy.
+ * alpine) or curl, whichever the image has; an image with neither, or with
+ * no shell (see imageHasShell), is left to Slipway's probe alone rather
+ * than killed as unhealthy.
  */
 const HEALTHCHECK_SCRIPT = 'if command -v wget >/dev/null 2>&1; then exec wget -q -O /dev/null "$SLIPWAY_HEALTH_URL"; '
   + 'elif command -v curl >/dev/null 2>&1; then exec curl -fsS -o /dev/null "$SLIPWAY_HEALTH_URL"; fi; exit 0';
@@ -276,6 +277,33 @@ export interface ServiceSpecInput {
   sha: string | null;
   /** The job id: `slipway.release`, and the service's name. */
   release: string;
+  /**
+   * Whether the image has `/bin/sh`, which Docker's health check runs:
+   * false (a distroless or `FROM scratch` image) leaves the task to
+   * Slipway's probe alone, as an image without wget or curl is; undefined
+   * (not known) keeps the check.
+   */
+  shell?: boolean;
+}
+
+/**
+ * Whether `image` has a `/bin/sh` (its health check needs one), asked of
+ * `docker` by a container created and never started, then removed;
+ * undefined when that engine does not have the image. The container
+ * carries the app's and `slipway.step` labels, so one left by a worker
+ * that died meanwhile is swept with test-step leftovers.
+ */
+export async function imageHasShell(docker: Docker, image: string, app: string): Promise<boolean | undefined> {
+  const created = await dockerCallWithin(`creating a container of ${image} to look for /bin/sh`, (abortSignal) => docker.createContainer({
+    Image: image, Entrypoint: ['/bin/sh'], Cmd: [], Labels: { [LABELS.app]: app, [LABELS.step]: 'shell check' }, HostConfig: { NetworkMode: 'none' }, abortSignal,
+  }), { timeoutMs: ENGINE_TIMEOUT_MS, ignore: [404] });
+  if (!created) return undefined;
+  try {
+    const found = await dockerCallWithin(`looking for /bin/sh in ${image}`, (abortSignal) => created.infoArchive({ path: '/bin/sh', abortSignal }), { timeoutMs: ENGINE_TIMEOUT_MS, ignore: [404] });
+    return found !== undefined;
+  } finally {
+    await created.remove({ force: true }).catch(() => {});
+  }
 }
 
 /**
@@ -309,7 +337,7 @@ export function serviceSpec(input: ServiceSpecInput): ServiceSpec {
         Env: [...Object.entries(app.env).map(([key, value]) => `${key}=${value}`), `SLIPWAY_HEALTH_URL=http://127.0.0.1:${app.port}${app.health.path}`],
         Init: true,
         StopGracePeriod: ns(app.stop_timeout_s * 1000),
-        Healthcheck: {
+        Healthcheck: input.shell === false ? { Test: ['NONE'] } : {
           Test: ['CMD-SHELL', HEALTHCHECK_SCRIPT],
           Interval: ns(HEALTHCHECK_INTERVAL_MS),
           Timeout: ns(HEALTHCHECK_TIMEOUT_MS),
