@@ -24,17 +24,21 @@ export async function buildImage(app: string, version: string, variant: FixtureV
     // Which container answered (its hostname is its short id): for tests that follow traffic per container.
     writeFileSync(join(dir.path, 'www', 'cgi-bin', 'host'), '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n"\nhostname\n');
     chmodSync(join(dir.path, 'www', 'cgi-bin', 'host'), 0o755);
-    const image = `slipway/${app}:${tag}`;
-    const stream = await docker.buildImage({ context: dir.path, src: ['Dockerfile', 'run.sh', 'www'] }, { t: image });
-    await new Promise<void>((resolve, reject) => docker.modem.followProgress(stream, (err: Error | null, events: Array<{ error?: string }>) => {
-      const failure = err?.message ?? events.find((e) => e.error)?.error;
-      if (failure) reject(new Error(`build of ${image} failed: ${failure}`));
-      else resolve();
-    }));
-    return image;
+    return await buildContext(dir.path, ['Dockerfile', 'run.sh', 'www'], `slipway/${app}:${tag}`);
   } finally {
     dir.remove();
   }
+}
+
+/** Builds `image` from the files `src` of `dir` on the test engine (nothing pulled), failing with the build's error. */
+export async function buildContext(dir: string, src: string[], image: string): Promise<string> {
+  const stream = await docker.buildImage({ context: dir, src }, { t: image });
+  await new Promise<void>((resolve, reject) => docker.modem.followProgress(stream, (err: Error | null, events: Array<{ error?: string }>) => {
+    const failure = err?.message ?? events.find((e) => e.error)?.error;
+    if (failure) reject(new Error(`build of ${image} failed: ${failure}`));
+    else resolve();
+  }));
+  return image;
 }
 
 /** A fresh app (name from testAppName) listening on a loopback port of its own; config defaults filled in. */

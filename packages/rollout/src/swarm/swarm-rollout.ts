@@ -15,7 +15,7 @@ import { blameLockLoss, CancelledError, HealthCheckError, SwitchOutcomeUnknownEr
 import { rolloutLog as say } from '../rollout-log.js';
 import type { RolloutRequest, RolloutResult } from '../rollout.js';
 import { inRegistry, pinInRegistry, publishImage } from './registry-push.js';
-import { askManager, liveEndpoints, serviceSpec, type AppService, type AppTask, type ServiceRuntime, type ServiceSpec } from './swarm-service.js';
+import { askManager, imageHasShell, liveEndpoints, serviceSpec, type AppService, type AppTask, type ServiceRuntime, type ServiceSpec } from './swarm-service.js';
 
 /*
  * The deploy story on a swarm: blue/green by service. The new release is a
@@ -138,6 +138,11 @@ export function planSwarmRollout(current: SwarmCurrent, desired: Parameters<type
   return { resume, serving, strays: current.services.filter((s) => s !== resume && !isServing(s)), drain: [...drain].sort(), spec };
 }
 
+/** Task states a task does not leave. */
+const ENDED = new Set(['complete', 'shutdown', 'failed', 'rejected', 'orphaned', 'remove']);
+/** How long a task Swarm is stopping is watched for how it ends (a failure of its own, or Swarm's doing). */
+const SETTLE_MS = 10_000;
+
 const SECRET_NAME = /SECRET|TOKEN|PASSWORD|PASSWD|PASS|KEY|CREDENTIAL|DSN|DATABASE_URL|AUTH/i;
 
 /**
@@ -151,9 +156,10 @@ export async function executeSwarmRollout(seams: SwarmSeams, engine: SwarmEngine
   run.log(say.begin(request.app, request.image, request.sha, request.job));
   run.checkCancelled('the start');
   const image = await run.publish(engine);
+  const shell = await run.lookForShell(engine);
   await run.takeLock();
   try {
-    const plan = await run.readAndPlan(image);
+    const plan = await run.readAndPlan(image, shell);
     await run.deploy(plan);
     return await run.finish(engine);
   } catch (err) {
@@ -214,6 +220,13 @@ class SwarmRun {
     return published.image;
   }
 
+  /** Whether the image has the /bin/sh Docker's health check runs (see ServiceSpecInput.shell), asked of the engine that built it. */
+  async lookForShell({ source }: SwarmEngine): Promise<boolean | undefined> {
+    const shell = await imageHasShell(source, this.request.image, this.request.app.name).catch(() => undefined);
+    if (shell === false) this.log(`${this.request.image} has no /bin/sh: its tasks run without Docker's health check, Slipway's probe alone gating traffic`);
+    return shell;
+  }
+
   async takeLock(): Promise<void> {
     const { app, job, signal, lockWaitMs, lockTtlS } = this.request;
     const began = Date.now();
@@ -221,7 +234,7 @@ class SwarmRun {
     this.timings.lock = Date.now() - began;
   }
 
-  async readAndPlan(image: string): Promise<SwarmPlan> {
+  async readAndPlan(image: string, shell: boolean | undefined): Promise<SwarmPlan> {
     const began = Date.now();
     const { swarm, store, proxy } = this.seams;
     const { app, sha, job } = this.request;
@@ -232,7 +245,7 @@ class SwarmRun {
       swarm.listAppServices(app.name), swarm.appTasks(app.name, app.port), store.upstreams(app.etcd_prefix), proxy.routed(app), store.currentRelease(app.name),
     ]);
     this.upstreams = upstreams;
-    const plan = planSwarmRollout({ services, tasks, upstreams, routed, releaseJob: previous?.job ?? null }, { app, image, sha, release: job });
+    const plan = planSwarmRollout({ services, tasks, upstreams, routed, releaseJob: previous?.job ?? null }, { app, image, sha, release: job, shell });
     this.log(plan.serving.length > 0
       ? `serving now: service${plan.serving.length === 1 ? '' : 's'} ${plan.serving.map((s) => s.name).join(', ')} at ${plan.drain.join(', ') || 'no address'}${previous ? `, release ${previous.job} (${previous.image})` : ''}`
       : 'nothing serving yet: first release');
@@ -267,16 +280,27 @@ class SwarmRun {
       this.service = this.created = { id: await swarm.createService(plan.spec), name };
       this.log(`created service ${name} (${app.replicas} replica${app.replicas === 1 ? '' : 's'} of ${this.record.image}${app.placement.length ? `, placement ${app.placement.join(', ')}` : ''})`);
     }
-    this.tasks = await this.waitForTasks();
-    phase('start');
+    try {
+      this.tasks = await this.waitForTasks();
+      phase('start');
 
-    this.checkCancelled('the start');
-    this.onStep('health');
-    await waitAllHealthy(this.tasks.map((t) => ({ id: t.id, address: t.address })), {
-      runtime: this.healthRuntime(), path: app.health.path, timeoutMs: app.health.timeout_s * 1000, intervalMs: app.health.interval_ms,
-      signal: this.request.signal, log: this.log, scrub: this.scrub,
-    });
-    phase('health');
+      this.checkCancelled('the start');
+      this.onStep('health');
+      await waitAllHealthy(this.tasks.map((t) => ({ id: t.id, address: t.address })), {
+        runtime: this.healthRuntime(), path: app.health.path, timeoutMs: app.health.timeout_s * 1000, intervalMs: app.health.interval_ms,
+        signal: this.request.signal, log: this.log, scrub: this.scrub,
+      });
+      phase('health');
+    } catch (err) {
+      // Taken up, the release is what etcd names live already: a task of it failing now (a probe, a slot Swarm is
+      // refilling) is not this job's failure, and its predecessor's services must still go. Left as etcd has it.
+      if (!plan.resume || err instanceof CancelledError || err instanceof UnavailableError) throw err;
+      this.switched = true;
+      this.log(`the live service ${name} is not whole again (${(err as Error).message.split('\n', 1)[0]}): it stays live as etcd names it, the router's task watcher following its tasks as Swarm replaces them; what served before it goes`);
+      this.result.containers = liveEndpoints(await swarm.appTasks(app.name, app.port, this.service.id).catch(() => [])).map((t) => ({ id: t.id, address: t.address! }));
+      await this.retire(plan, phase);
+      return;
+    }
 
     this.checkCancelled('the health check');
     this.onStep('switch');
@@ -306,7 +330,13 @@ class SwarmRun {
     }
     this.result.containers = this.tasks.map((t) => ({ id: t.id, address: t.address! }));
     phase('switch');
+    await this.retire(plan, phase);
+  }
 
+  /** After the switch: what served before it drained, then its services removed (one that will not go is left to the next rollout). */
+  private async retire(plan: SwarmPlan, phase: (name: keyof RolloutResult['timings']) => void): Promise<void> {
+    const { app } = this.request;
+    const { swarm } = this.seams;
     this.onStep('drain');
     if (plan.drain.length > 0) {
       this.result.drain = await drainConnections(plan.drain, app.drain_s * 1000, { listen: app.listen });
@@ -390,8 +420,18 @@ class SwarmRun {
     const { app } = this.request;
     return {
       healthState: async (taskId: string): Promise<ContainerHealthState> => {
-        const task = (await swarm.appTasks(app.name, app.port, this.service!.id)).find((t) => t.id === taskId);
+        const read = async () => (await swarm.appTasks(app.name, app.port, this.service!.id)).find((t) => t.id === taskId);
+        let task = await read();
+        // Being stopped: wait for how it ends, a failure of its own (`failed`, Docker's health check included) or Swarm's doing.
+        for (const until = Date.now() + SETTLE_MS; task && task.desiredState !== 'running' && !ENDED.has(task.state) && Date.now() < until;) {
+          await sleep(TASK_POLL_MS);
+          task = await read();
+        }
         if (!task) return { running: false, restarted: false, exitCode: null };
+        // Swarm, not the task, ended it (its node drained or lost): no failure of the app's, so not the commit's either.
+        if (task.desiredState !== 'running' && task.state === 'shutdown' && !task.error) {
+          throw new UnavailableError('swarm', `Swarm stopped task ${taskId.slice(0, 12)} of ${this.service!.name} before it answered on ${app.health.path} (${task.message || 'shutdown'}; its node drained or lost): the rollout is tried again`);
+        }
         return { running: task.state === 'running' && task.desiredState === 'running', restarted: false, exitCode: task.exitCode };
       },
       logTail: (taskId: string, lines: number) => swarm.taskLogTail(taskId, lines),
