@@ -113,8 +113,10 @@ export async function publishImage(options: PublishImageOptions): Promise<Publis
   const digest = await push(manager, reference, options.auth, log, { signal, idleMs: options.idleMs });
   log(`registry: pushed ${reference} in ${seconds(Date.now() - pushed)} s${digest ? ` (${digest})` : ''}`);
   // Pinned to what was pushed: a tag is movable (the same commit built again with other build_args, or by hand),
-  // and a service's tasks resolve it whenever they start, a rollback to this release included.
-  return { image: digest ? `${reference}@${digest}` : reference, transferred: !there, bytes, transferMs, pushMs: Date.now() - pushed };
+  // and a service's tasks resolve it whenever they start, a rollback to this release included. A push that did not
+  // say its digest: the registry is asked for the tag's, as for an image already there.
+  const image = digest ? `${reference}@${digest}` : await pinInRegistry(manager, reference, options.registry, options.auth);
+  return { image, transferred: !there, bytes, transferMs, pushMs: Date.now() - pushed };
 }
 
 type Bounds = { signal?: AbortSignal; idleMs?: number };
