@@ -1,6 +1,7 @@
 import { deployApp, rollbackApp } from '@slipway/queue/deploy-requests';
 import { publicJob } from '@slipway/queue/job-types';
 import { firstLine } from '@slipway/core/slipway-error';
+import { withRedis } from '@slipway/queue/redis';
 import { appStatuses } from '@slipway/rollout/status';
 import { startDnsRouting } from '@slipway/rollout/registrar';
 import { managerClient } from '@slipway/rollout/swarm';
@@ -36,6 +37,14 @@ export async function rollback(ctx: CliContext, argv: string[]): Promise<number>
   const app = ctx.app(positionals[0]!);
   const queue = await ctx.queue();
   const { job, target } = await rollbackApp({ queue, etcd: ctx.etcd, app, to: values.to });
+  // Chosen against what is live now; a deploy of the app before it in the queue goes live first, and this goes over it.
+  const ahead = await withRedis(queue.redis, async () => [
+    ...await queue.store.list({ app: app.name, state: 'active', limit: 5 }),
+    ...await queue.store.list({ app: app.name, state: 'waiting', limit: 5 }),
+  ]).catch(() => []);
+  for (const other of ahead.filter((j) => Number(j.id) < Number(job.id))) {
+    ctx.terminal.err(`note: job ${other.id} (${other.trigger} of ${short(other.sha ?? other.image)}) is ${other.state === 'active' ? 'running' : 'waiting'} before this rollback: should it go live, the rollback goes over it`);
+  }
   if (ctx.options.json && !values.wait) {
     ctx.terminal.out(jsonText(publicJob(job)));
     return 0;

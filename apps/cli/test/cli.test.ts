@@ -305,6 +305,21 @@ describe('slipway', () => {
     const same = await slipwayFull([...cfg(), 'rollback', app, '--to', sha2.slice(0, 12)]);
     expect(same.code).toBe(2);
     expect(same.stderr).toContain(`commit ${sha2.slice(0, 12)} is what is live`);
+
+    // A deploy of the app ahead of it in the queue is named: it goes live first, and the rollback over it.
+    await withQueue(async (queue) => {
+      const ahead = await queue.store.create({ app, sha: sha2, ref: null, image: null, trigger: 'cli' });
+      try {
+        const noted = await slipwayFull([...cfg(), 'rollback', app]);
+        expect(noted.code, noted.stderr).toBe(0);
+        expect(noted.stderr).toContain(`note: job ${ahead.id} (cli of ${sha2.slice(0, 12)}) is waiting before this rollback`);
+        const id = /job (\d+) queued/.exec(noted.stdout)![1]!;
+        await queue.store.finish(ahead.id, 'cancelled', { error: 'a test\'s record' });
+        await waitFor(`rollback job ${id} to end`, async () => (await queue.store.get(id))?.finishedAt, { timeoutMs: 60_000 });
+      } finally {
+        await queue.store.finish(ahead.id, 'cancelled', { error: 'a test\'s record' });
+      }
+    });
   });
 
   it('a failed deploy exits 1 with --wait, and retry re-runs it keeping the history', async () => {
