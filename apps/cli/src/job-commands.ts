@@ -34,6 +34,28 @@ function isOutage(err: unknown): boolean {
   return !isSlipwayError(err) || isRetryable(err);
 }
 
+/** How long a command's read rides out Redis reconnecting (a restart, a blip) before it says Redis is unreachable. */
+const BLIP_MS = 30_000;
+
+/**
+ * One read of a command, bounded (withRedis: a Redis that stopped
+ * answering on an open connection is given up on), and tried again while
+ * the connection is down and reconnecting, for up to BLIP_MS: it heals
+ * itself, and a cancel's wait or a long log's pages should not end at
+ * Redis's first blip.
+ */
+async function readThrough<T>(store: JobStore, operation: () => Promise<T>): Promise<T> {
+  const since = Date.now();
+  for (;;) {
+    try {
+      return await withRedis(store.redis, operation);
+    } catch (err) {
+      if (!(err instanceof UnavailableError) || store.redis.status === 'ready' || Date.now() - since >= BLIP_MS) throw err;
+      await sleep(OUTAGE_POLL_MS);
+    }
+  }
+}
+
 /** Lines of a followed log read and written at once: at most 800 KB (a log line is at most 16 KB). */
 const LOG_PAGE_LINES = 50;
 
@@ -151,7 +173,7 @@ export async function jobs(ctx: CliContext, argv: string[]): Promise<number> {
   const limit = positiveInt(values.limit, '--limit', JOBS_USAGE, JOBS_LIMIT_MAX) ?? 20;
   if (values.app !== undefined) ctx.app(values.app);
   const queue = await ctx.queue();
-  const records = await withRedis(queue.redis, () => queue.store.list({ app: values.app, state, limit }));
+  const records = await readThrough(queue.store, () => queue.store.list({ app: values.app, state, limit }));
   if (ctx.options.json) {
     ctx.terminal.out(jsonText(records.map(publicJob)));
     return 0;
@@ -183,12 +205,12 @@ export async function logs(ctx: CliContext, argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags(argv, { follow: { type: 'boolean', short: 'f' } }, LOGS_USAGE, { min: 1, max: 1 });
   const queue = await ctx.queue();
   const id = positionals[0]!;
-  await withRedis(queue.redis, () => queue.store.mustGet(id));
+  await readThrough(queue.store, () => queue.store.mustGet(id));
   if (!values.follow) {
     // A page at a time, each taken by the reader before the next: a log of hundreds of MB (jobs.log_max_bytes allows
     // 1 GB) is never held, or joined, at once.
     for (let next = 1; ;) {
-      const lines = await withRedis(queue.redis, () => queue.store.readLogBounded(id, next, next + PRINT_PAGE_LINES - 1, PRINT_PAGE_BYTES));
+      const lines = await readThrough(queue.store, () => queue.store.readLogBounded(id, next, next + PRINT_PAGE_LINES - 1, PRINT_PAGE_BYTES));
       if (lines.length === 0) return 0;
       ctx.terminal.out(lines.join('\n'));
       next += lines.length;
@@ -255,7 +277,7 @@ export async function cancel(ctx: CliContext, argv: string[]): Promise<number> {
     : `job ${id} is running; it stops at the next safe point (never mid-cutover)…`);
   const deadline = Date.now() + WAIT_FOR_STOP_MS;
   while (Date.now() < deadline) {
-    const record = await withRedis(queue.redis, () => queue.store.mustGet(id));
+    const record = await readThrough(queue.store, () => queue.store.mustGet(id));
     if (FINAL_STATES.has(record.state)) {
       if (record.state === 'cancelled') ctx.terminal.out(`job ${id} cancelled; nothing of it went live`);
       else ctx.terminal.out(`job ${id} ended ${record.state} before it could stop`);

@@ -221,6 +221,54 @@ describe('slipway', () => {
     }
   });
 
+  it('cancel\'s wait for a running job to stop rides out Redis going away meanwhile', async () => {
+    const redis = new URL(testStack().redis!.url);
+    const connections = new Set<{ client: { destroy(): void }; server: { destroy(): void } }>();
+    let downUntil = 0;
+    const relay = await startTcpRelay({ host: redis.hostname, port: Number(redis.port) }, {
+      toServer: (chunk, c) => {
+        connections.add(c);
+        if (Date.now() < downUntil) {
+          c.client.destroy();
+          c.server.destroy();
+          return;
+        }
+        c.server.write(chunk);
+      },
+    });
+    // A queue no worker takes from: its job, as if an attempt had started and it waits again, is asked to stop, and
+    // the test ends it once Redis has been away and back.
+    const prefix = uniqueName('blip');
+    const direct = connectRedis(testStack().redis!.url, 'producer');
+    const queue = new DeployQueue({ redis: direct, prefix });
+    try {
+      await new Promise((resolve) => direct.once('ready', resolve));
+      const file = join(tmp.path, 'blip.yml');
+      writeFileSync(file, JSON.stringify({ redis: `redis://127.0.0.1:${relay.port}`, queue: { prefix }, apps: {} }));
+      {
+        const job = await queue.enqueue({ app: testAppName(), sha: null, ref: null, image: 'slipway/nothing:latest', trigger: 'cli' });
+        await queue.store.update(job.id, { startedAt: new Date().toISOString() });
+        const cancelling = run([process.execPath, CLI, '--config', file, 'cancel', job.id], { timeoutMs: 60_000 });
+        await waitFor('the cancel to be asked for', async () => (await queue.redis.exists(queue.store.keys.cancel(job.id))) === 1, { timeoutMs: 20_000 });
+        // Redis goes away between two of its polls (its connection idle, closed under it) and comes back 1.5 s later.
+        downUntil = Date.now() + 1500;
+        for (const c of connections) {
+          c.client.destroy();
+          c.server.destroy();
+        }
+        await new Promise((resolve) => setTimeout(resolve, 2500));
+        await queue.store.finish(job.id, 'cancelled', { error: 'cancelled by an operator' });
+        const result = await cancelling;
+        expect(result.code, result.stderr).toBe(0);
+        expect(result.stdout).toContain(`job ${job.id} cancelled; nothing of it went live`);
+      }
+    } finally {
+      await queue.close();
+      direct.disconnect();
+      relay.cut();
+    }
+  });
+
   it('logs prints a long log whole, a page at a time', async () => {
     await withQueue(async (queue) => {
       const job = await queue.store.create({ app: testAppName(), sha: null, ref: null, image: 'slipway/nothing:latest', trigger: 'cli' });
