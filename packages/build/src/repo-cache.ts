@@ -124,7 +124,7 @@ function assertBranch(branch: string): string {
 }
 
 /** What a git that never ran fails with (it could not start), as opposed to what git says. */
-const GIT_DID_NOT_RUN = /\bspawn\b|EAGAIN|EMFILE|ENFILE|ENOMEM/;
+const GIT_DID_NOT_RUN = /\bspawn (\S+ )?E[A-Z]+\b/;
 
 /** Local git work (a checkout, a repack: both print nothing meanwhile) is stopped after printing nothing for this long. */
 export const LOCAL_IDLE_TIMEOUT_MS = 30 * 60_000;

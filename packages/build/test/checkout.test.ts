@@ -217,7 +217,8 @@ describe('checkout', () => {
     expect(lines).toEqual([]);
     expect(objectFiles(paths.repo)).toEqual(objects);
 
-    const damaged = join(temp.path, 'damaged.git');
+    // Named as an app may be: git's answer quotes the path, and "spawn" in it is no sign that git did not run.
+    const damaged = join(temp.path, 'spawn-api.git');
     mkdirSync(damaged);
     writeFileSync(join(damaged, 'HEAD'), 'not a ref\n');
     await ensureBareRepo(damaged, (line) => lines.push(line), { gitDir: damaged });

@@ -229,12 +229,20 @@ return length`;
  * only by lines (a page of 500 lines of 16 KB is 8 MB).
  */
 const READ_LOG_BYTES = `
-local lines = redis.call('lrange', KEYS[1], ARGV[1], ARGV[2])
-local budget, bytes, out = tonumber(ARGV[3]), 0, {}
-for i, line in ipairs(lines) do
-  out[i] = line
-  bytes = bytes + #line
-  if bytes >= budget then break end
+local from, to, budget = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local length = redis.call('llen', KEYS[1])
+if to < 0 or to >= length then to = length - 1 end
+local bytes, out = 0, {}
+-- A slice at a time: Redis itself never copies more than about the budget, however long the lines.
+while from <= to do
+  local lines = redis.call('lrange', KEYS[1], from, math.min(to, from + 99))
+  if #lines == 0 then break end
+  for _, line in ipairs(lines) do
+    out[#out + 1] = line
+    bytes = bytes + #line
+    if bytes >= budget then return out end
+  end
+  from = from + #lines
 end
 return out`;
 

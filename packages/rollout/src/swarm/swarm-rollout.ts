@@ -156,7 +156,7 @@ export async function executeSwarmRollout(seams: SwarmSeams, engine: SwarmEngine
   run.log(say.begin(request.app, request.image, request.sha, request.job));
   run.checkCancelled('the start');
   const image = await run.publish(engine);
-  const shell = await run.lookForShell(engine);
+  const shell = await run.lookForShell(engine, image);
   await run.takeLock();
   try {
     const plan = await run.readAndPlan(image, shell);
@@ -221,8 +221,11 @@ class SwarmRun {
   }
 
   /** Whether the image has the /bin/sh Docker's health check runs (see ServiceSpecInput.shell), asked of the engine that built it. */
-  async lookForShell({ source }: SwarmEngine): Promise<boolean | undefined> {
-    const shell = await imageHasShell(source, this.request.image, this.request.app.name).catch(() => undefined);
+  async lookForShell({ source, manager }: SwarmEngine, published: string): Promise<boolean | undefined> {
+    const { image, app } = this.request;
+    // A rollback's or a take-up's image may be on the manager alone (its registry reference, kept there).
+    const shell = await imageHasShell(source, image, app.name).catch(() => undefined)
+      ?? await imageHasShell(manager, published, app.name).catch(() => undefined);
     if (shell === false) this.log(`${this.request.image} has no /bin/sh: its tasks run without Docker's health check, Slipway's probe alone gating traffic`);
     return shell;
   }
@@ -295,9 +298,12 @@ class SwarmRun {
       // Taken up, the release is what etcd names live already: a task of it failing now (a probe, a slot Swarm is
       // refilling) is not this job's failure, and its predecessor's services must still go. Left as etcd has it.
       if (!plan.resume || err instanceof CancelledError || err instanceof UnavailableError) throw err;
+      // ... as long as some task of it runs: with none, it serves nothing, and what served before it stays.
+      const running = liveEndpoints(await swarm.appTasks(app.name, app.port, this.service.id).catch(() => []));
+      if (running.length === 0) throw err;
       this.switched = true;
-      this.log(`the live service ${name} is not whole again (${(err as Error).message.split('\n', 1)[0]}): it stays live as etcd names it, the router's task watcher following its tasks as Swarm replaces them; what served before it goes`);
-      this.result.containers = liveEndpoints(await swarm.appTasks(app.name, app.port, this.service.id).catch(() => [])).map((t) => ({ id: t.id, address: t.address! }));
+      this.log(`the live service ${name} is not whole again (${(err as Error).message.split('\n', 1)[0]}): it stays live as etcd names it (${running.length} task${running.length === 1 ? '' : 's'} running), the router's task watcher following its tasks as Swarm replaces them; what served before it goes`);
+      this.result.containers = running.map((t) => ({ id: t.id, address: t.address! }));
       await this.retire(plan, phase);
       return;
     }
@@ -428,8 +434,9 @@ class SwarmRun {
           task = await read();
         }
         if (!task) return { running: false, restarted: false, exitCode: null };
-        // Swarm, not the task, ended it (its node drained or lost): no failure of the app's, so not the commit's either.
-        if (task.desiredState !== 'running' && task.state === 'shutdown' && !task.error) {
+        // Swarm, not the task, ended it: its node drained (the task `shutdown`) or lost (it cannot say: still `running`
+        // for Swarm). No failure of the app's (`failed`, with its error; `complete`, it exited), so not the commit's either.
+        if (task.desiredState !== 'running' && task.state !== 'failed' && task.state !== 'complete' && !task.error) {
           throw new UnavailableError('swarm', `Swarm stopped task ${taskId.slice(0, 12)} of ${this.service!.name} before it answered on ${app.health.path} (${task.message || 'shutdown'}; its node drained or lost): the rollout is tried again`);
         }
         return { running: task.state === 'running' && task.desiredState === 'running', restarted: false, exitCode: task.exitCode };

@@ -270,6 +270,10 @@ export function serviceName(app: string, release: string): string {
   return `${name.slice(0, SERVICE_NAME_MAX - hash.length - 1).replace(/-+$/, '')}-${hash}`;
 }
 
+/** The `slipway.step` label of imageHasShell's containers, and the age past which one was left behind. */
+const SHELL_CHECK = 'shell check';
+const SHELL_CHECK_LEFT_S = 600;
+
 export interface ServiceSpecInput {
   app: Pick<AppConfig, 'name' | 'port' | 'env' | 'stop_timeout_s' | 'replicas' | 'health' | 'placement' | 'resources'>;
   image: string;
@@ -289,13 +293,19 @@ export interface ServiceSpecInput {
 /**
  * Whether `image` has a `/bin/sh` (its health check needs one), asked of
  * `docker` by a container created and never started, then removed;
- * undefined when that engine does not have the image. The container
- * carries the app's and `slipway.step` labels, so one left by a worker
- * that died meanwhile is swept with test-step leftovers.
+ * undefined when that engine does not have the image. One such container
+ * a worker that died meanwhile left (its labels say so, and its age) is
+ * removed the next time.
  */
 export async function imageHasShell(docker: Docker, image: string, app: string): Promise<boolean | undefined> {
+  const labels = { [LABELS.app]: app, [LABELS.step]: SHELL_CHECK };
+  const left = await dockerCallWithin('listing shell checks left behind', (abortSignal) => docker.listContainers({ all: true, filters: { label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) }, abortSignal }), { timeoutMs: ENGINE_TIMEOUT_MS });
+  for (const old of left ?? []) {
+    // Not one another rollout of the app is making now (they run before the app's lock): only an old one.
+    if (Date.now() / 1000 - old.Created > SHELL_CHECK_LEFT_S) await docker.getContainer(old.Id).remove({ force: true }).catch(() => {});
+  }
   const created = await dockerCallWithin(`creating a container of ${image} to look for /bin/sh`, (abortSignal) => docker.createContainer({
-    Image: image, Entrypoint: ['/bin/sh'], Cmd: [], Labels: { [LABELS.app]: app, [LABELS.step]: 'shell check' }, HostConfig: { NetworkMode: 'none' }, abortSignal,
+    Image: image, Entrypoint: ['/bin/sh'], Cmd: [], Labels: labels, HostConfig: { NetworkMode: 'none' }, abortSignal,
   }), { timeoutMs: ENGINE_TIMEOUT_MS, ignore: [404] });
   if (!created) return undefined;
   try {

@@ -34,12 +34,20 @@ describe('swarm engine: images without a shell, and failures that are not the co
   it('deploys: its tasks run without Docker\'s health check (which needs /bin/sh), Slipway\'s probe gating traffic', async () => {
     const app = await testApp({ replicas: 2, drain_s: 1, stop_timeout_s: 2, health: { timeout_s: 30, interval_ms: 200 } });
     const lines: string[] = [];
-    await rollout({ ...w.base(app, lines), image: await buildShellless(app.name, 'v1', { healthy: true }), sha: randomSha(), job: `j1-${app.name}` });
+    const first = await rollout({ ...w.base(app, lines), image: await buildShellless(app.name, 'v1', { healthy: true }), sha: randomSha(), job: `j1-${app.name}` });
     expect(lines.some((l) => l.includes('has no /bin/sh'))).toBe(true);
     expect(await fetchText(app.listen)).toBe('200 v1');
-    const [service] = await appServices(w.manager, app.name);
-    const spec = (await w.manager.getService(service!.id).inspect()) as { Spec: { TaskTemplate: { ContainerSpec: { Healthcheck?: unknown } } } };
-    expect(spec.Spec.TaskTemplate.ContainerSpec.Healthcheck).toEqual({ Test: ['NONE'] });
+    const healthcheck = async () => {
+      const [service] = await appServices(w.manager, app.name);
+      const spec = (await w.manager.getService(service!.id).inspect()) as { Spec: { TaskTemplate: { ContainerSpec: { Healthcheck?: unknown } } } };
+      return spec.Spec.TaskTemplate.ContainerSpec.Healthcheck;
+    };
+    expect(await healthcheck()).toEqual({ Test: ['NONE'] });
+    // A rollback runs the release's registry image, which the worker's engine does not have: the manager is asked.
+    await rollout({ ...w.base(app), image: await buildShellless(app.name, 'v2', { healthy: true }), sha: randomSha(), job: `j2-${app.name}` });
+    await rollout({ ...w.base(app), image: first.release.image, sha: first.release.sha, job: `j3-${app.name}` });
+    expect(await fetchText(app.listen)).toBe('200 v1');
+    expect(await healthcheck()).toEqual({ Test: ['NONE'] });
   }, 300_000);
 
   it('a host drained while the probe waits for a task of it: unavailable (tried again), not the commit\'s health_failed', async () => {
