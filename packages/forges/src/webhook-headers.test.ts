@@ -44,12 +44,15 @@ describe('readWebhookHeaders', () => {
     ['a Gitea webhook sent to /hooks/github', 'github', { 'x-github-event': 'push', 'x-gitea-event': 'push', 'x-hub-signature-256': sig }, 'bad_header'],
     ['a GitHub webhook sent to /hooks/gitlab', 'gitlab', { 'x-github-event': 'push', 'x-gitlab-token': 't' }, 'bad_header'],
     ['a GitLab webhook sent to /hooks/gitea', 'gitea', { 'x-gitlab-event': 'Push Hook', 'x-gitea-signature': 'ab' }, 'bad_header'],
+    // Gitea sends GitHub's event header beside its own, never alone.
+    ['a GitHub webhook sent to /hooks/gitea', 'gitea', { 'x-github-event': 'push', 'x-github-delivery': uuid, 'x-hub-signature-256': sig }, 'bad_header'],
   ])('refuses %s', (_name, provider, headers, code) => {
     expect(() => readWebhookHeaders(provider, headers)).toThrow(expect.objectContaining({ code }));
   });
 
   it('says where a webhook sent to another forge\'s endpoint goes', () => {
     expect(() => readWebhookHeaders('github', { 'x-github-event': 'push', 'x-gogs-event': 'push' })).toThrow('a webhook with x-gogs-event was sent to /hooks/github: send it to /hooks/gitea');
+    expect(() => readWebhookHeaders('gitea', { 'x-github-event': 'push' })).toThrow('a webhook with x-github-event was sent to /hooks/gitea: send it to /hooks/github');
   });
 
   it('a refused webhook is the request\'s fault, never Slipway\'s, and not worth sending again as it is', () => {

@@ -84,6 +84,9 @@ export function readWebhookHeaders(provider: Provider, headers: HeaderBag): Webh
   }
 }
 
+/** The event headers of Gitea and its kin (Forgejo, Gogs): one of them comes with every webhook they send. */
+const GITEA_EVENT = ['x-gitea-event', 'x-gogs-event', 'x-forgejo-event'];
+
 /** Event headers only another forge sends (Gitea sends GitHub's too, for compatibility, and verifies as one). */
 const OTHER_FORGES_EVENT: Record<Provider, readonly string[]> = {
   github: ['x-gitea-event', 'x-gogs-event', 'x-forgejo-event', 'x-gitlab-event'],
@@ -96,7 +99,9 @@ const OTHER_FORGES_EVENT: Record<Provider, readonly string[]> = {
  * decides whose token its commit statuses carry, and where to.
  */
 function refuseOtherForges(provider: Provider, headers: HeaderBag): void {
-  const foreign = OTHER_FORGES_EVENT[provider].find((name) => headers[name] !== undefined);
+  // GitHub's event header alone (none of Gitea's own, which Gitea always sends beside it) is GitHub's webhook.
+  const githubAlone = provider === 'gitea' && headers['x-github-event'] !== undefined && !GITEA_EVENT.some((name) => headers[name] !== undefined);
+  const foreign = githubAlone ? 'x-github-event' : OTHER_FORGES_EVENT[provider].find((name) => headers[name] !== undefined);
   if (!foreign) return;
   const endpoint = foreign === 'x-gitlab-event' ? 'gitlab' : foreign === 'x-github-event' ? 'github' : 'gitea';
   throw new WebhookError('bad_header', `a webhook with ${foreign} was sent to /hooks/${provider}: send it to /hooks/${endpoint}`);

@@ -377,6 +377,41 @@ describe('DeployQueue', () => {
     }
   });
 
+  it('when Redis then refuses to end the records too (out of memory), their claims stay: the forge\'s retry queues the same job, not a second', async () => {
+    const own = uniqueName('q');
+    const url = new URL(testStack().redis!.url);
+    // Ending a record (its fields name the reason) is refused as a Redis out of memory refuses a write; the rest passes.
+    const relay = await startTcpRelay({ host: url.hostname, port: Number(url.port) }, {
+      toServer: (chunk, c) => {
+        if (chunk.includes('could not be queued')) c.client.write('-OOM command not allowed when used memory > \'maxmemory\'.\r\n');
+        else c.server.write(chunk);
+      },
+    });
+    const full = connectRedis(`redis://127.0.0.1:${relay.port}`, 'producer');
+    const broken = new DeployQueue({ redis: full, prefix: own, attempts: 1, backoffMs: 100 });
+    try {
+      await new Promise((resolve) => full.once('ready', resolve));
+      await redis.set(`${own}:deploys:wait`, 'not a list');
+      const delivery = { provider: 'github', id: uniqueName('d'), ttlSeconds: 60 };
+      await expect(broken.enqueueMany([request('app-1', 51)], delivery)).rejects.toThrow();
+      const [record] = await broken.store.list({ limit: 10 });
+      expect(record).toMatchObject({ state: 'waiting' });
+      expect(await redis.exists(`${own}:delivery:github:${delivery.id}`), 'the claim stays with the record').toBe(1);
+
+      await redis.del(`${own}:deploys:wait`);
+      const retried = await broken.enqueueMany([request('app-1', 51)], delivery);
+      expect(retried).toMatchObject({ records: [], stillWaiting: [record!.id] });
+      expect(await broken.bull.getJob(bullJobId(record!.id))).toBeDefined();
+      expect(await broken.store.list({ limit: 10 })).toHaveLength(1);
+    } finally {
+      await broken.close();
+      full.disconnect();
+      relay.cut();
+      const keys = await redis.keys(`${own}:*`);
+      if (keys.length) await redis.del(...keys);
+    }
+  });
+
   it('a guarded push (a webhook) is not queued again for the same commit, nor for the live commit or an ancestor of it unless forced', async () => {
     const app = uniqueName('guarded');
     const webhook = (n: number, forced = false, before = sha(0)): DeployRequest => ({ ...request(app, n), trigger: 'webhook', push: { forced, before } as DeployRequest['push'] });

@@ -52,6 +52,9 @@ const RETRY_CLAIM_MS = 30_000;
  * delivery-id memory of the receiver. A job's record is written before its
  * BullMQ job, so a worker never takes a job it cannot find.
  */
+/** BullMQ states of a job that is queued, running or ran: not one whose adding failed half-way. */
+const QUEUED_STATES: ReadonlySet<string> = new Set(['waiting', 'delayed', 'prioritized', 'active', 'waiting-children', 'completed', 'failed']);
+
 export class DeployQueue {
   readonly store: JobStore;
   readonly bull: Queue;
@@ -163,17 +166,37 @@ export class DeployQueue {
       if (ids.length > 0) await this.bull.addBulk(ids.map((id) => ({ name: 'deploy', data: { id }, opts: this.jobOptions(id) })));
     } catch (err) {
       // Undone before anyone is answered: a 503 means the forge's retry will be queued, and the records say why they never ran.
-      // The commits' pushed marks go too (each only while it still names this job), or the retry would be a "duplicate" of a job that never ran.
-      // Only the claims this batch made: a duplicate's claim is its first delivery's, whose jobs stand.
-      for (const [g, { group }] of batch.entries()) if (group.delivery && created[g]!.records.length > 0) await this.redis.del(group.delivery.key).catch(() => {});
+      // Each record is ended first, and only then what would make a retry a "duplicate" of it goes: the commit's pushed
+      // mark (only while it names this job), and the group's claim once all its records ended (only the claims this
+      // batch made: a duplicate's claim is its first delivery's, whose jobs stand). Should Redis refuse the ending (out
+      // of memory), the record stays waiting with its claim: the push's one job, queued again by the retry or the repair.
+      // A record whose BullMQ job is queued after all (a redelivery's batch added it meanwhile) is not undone: it runs.
+      const undone = new Set<string>();
       for (const record of records) {
+        if (await this.isQueued(record.id)) continue;
+        const ended = await this.store.finish(record.id, 'failed', { error: 'could not be queued' }).catch(() => null);
+        if (ended?.state !== 'failed') continue;
+        undone.add(record.id);
         await this.store.forgetPushed(record).catch(() => {});
-        await this.store.finish(record.id, 'failed', { error: 'could not be queued' }).catch(() => {});
+      }
+      for (const [g, { group }] of batch.entries()) {
+        const mine = created[g]!.records;
+        if (group.delivery && mine.length > 0 && mine.every((r) => undone.has(r.id))) await this.redis.del(group.delivery.key).catch(() => {});
       }
       for (const { reject } of batch) reject(err);
       return;
     }
     batch.forEach(({ resolve }, g) => resolve(created[g]!));
+  }
+
+  /** Whether the BullMQ job of record `id` is in the queue (or was run); false when unknown, or Redis cannot say. */
+  private async isQueued(id: string): Promise<boolean> {
+    try {
+      const job = await this.bull.getJob(bullJobId(id));
+      return job !== undefined && QUEUED_STATES.has(await job.getState());
+    } catch {
+      return false;
+    }
   }
 
   /**
