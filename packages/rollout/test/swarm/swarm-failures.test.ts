@@ -2,7 +2,7 @@ import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isSlipwayError } from '@slipway/core/slipway-error';
-import { setNodeAvailability } from '@slipway/devstack/cluster';
+import { setHostConnected, setNodeAvailability, type SimulatedHost } from '@slipway/devstack/cluster';
 import { tempDir, waitFor } from '@slipway/devstack/testing';
 import { rollout } from '../../src/rollout.js';
 import { buildContext, buildImage, fetchText, testApp } from '../fixtures.js';
@@ -50,28 +50,6 @@ describe('swarm engine: images without a shell, and failures that are not the co
     expect(await healthcheck()).toEqual({ Test: ['NONE'] });
   }, 300_000);
 
-  it('a host drained while the probe waits for a task of it: unavailable (tried again), not the commit\'s health_failed', async () => {
-    const app = await testApp({ replicas: 3, drain_s: 1, stop_timeout_s: 2, health: { timeout_s: 90, interval_ms: 200 } });
-    const lines: string[] = [];
-    const drained = w.cluster.hosts[2]!;
-    const outcome = rollout({ ...w.base(app, lines), image: await buildShellless(app.name, 'v2', { healthy: false }), sha: randomSha(), job: `j2-${app.name}` })
-      .then(() => null, (err: unknown) => err);
-    try {
-      const onDrained = new RegExp(`^task ([0-9a-z]{12}) \\(slot \\d+\\): running on ${drained.address.replace(/\./g, '\\.')} `);
-      const task = await waitFor('a task running on the host to drain', () => lines.map((l) => onDrained.exec(l)?.[1]).find(Boolean), { timeoutMs: 120_000, intervalMs: 100 });
-      await waitFor('the probe to wait on it', () => lines.some((l) => l.startsWith(`health: ${task} attempt`)), { timeoutMs: 60_000, intervalMs: 100 });
-      await setNodeAvailability(w.manager, w.cluster.swarm!.nodeIds[drained.index]!, 'drain');
-      const err = await outcome;
-      clusterLog(`rollout ended: ${(err as Error | null)?.message ?? 'completed'}`);
-      expect(isSlipwayError(err, 'unavailable'), String(err)).toBe(true);
-      expect((err as Error).message).toContain('Swarm stopped task');
-      expect(await appServices(w.manager, app.name)).toEqual([]);
-    } finally {
-      await setNodeAvailability(w.manager, w.cluster.swarm!.nodeIds[drained.index]!, 'active').catch(() => {});
-      await outcome;
-    }
-  }, 300_000);
-
   it('a job taken up live whose tasks no longer pass the probe still completes, and removes what served before it', async () => {
     const app = await testApp({ replicas: 2, drain_s: 1, stop_timeout_s: 2, health: { timeout_s: 30, interval_ms: 200 } });
     await rollout({ ...w.base(app), image: await buildImage(app.name, 'p1'), sha: randomSha(), job: `p-${app.name}` });
@@ -92,5 +70,31 @@ describe('swarm engine: images without a shell, and failures that are not the co
     expect(result.stopped.length).toBe(1);
     expect((await appServices(w.manager, app.name)).map((s) => s.release)).toEqual([`j-${app.name}`]);
     expect(await fetchText(app.listen)).toBe('200 j1');
+  }, 300_000);
+
+  // Drained, the task ends `shutdown`; lost, Swarm cannot hear from it and it stays `running`, to be shut down.
+  it.each([
+    ['drained', (host: SimulatedHost, out: boolean) => setNodeAvailability(w.manager, w.cluster.swarm!.nodeIds[host.index]!, out ? 'drain' : 'active')],
+    ['lost', (host: SimulatedHost, out: boolean) => setHostConnected(w.cluster.network, host, !out)],
+  ] as const)('a host %s while the probe waits for a task of it: unavailable (tried again), not the commit\'s health_failed', async (how, takeOut) => {
+    const app = await testApp({ replicas: 3, drain_s: 1, stop_timeout_s: 2, health: { timeout_s: 120, interval_ms: 200 } });
+    const lines: string[] = [];
+    const host = w.cluster.hosts[2]!;
+    const outcome = rollout({ ...w.base(app, lines), image: await buildShellless(app.name, `v-${how}`, { healthy: false }), sha: randomSha(), job: `j-${how}-${app.name}` })
+      .then(() => null, (err: unknown) => err);
+    try {
+      const onHost = new RegExp(`^task ([0-9a-z]{12}) \\(slot \\d+\\): running on ${host.address.replace(/\./g, '\\.')} `);
+      const task = await waitFor(`a task running on the host to be ${how}`, () => lines.map((l) => onHost.exec(l)?.[1]).find(Boolean), { timeoutMs: 120_000, intervalMs: 100 });
+      await waitFor('the probe to wait on it', () => lines.some((l) => l.startsWith(`health: ${task} attempt`)), { timeoutMs: 60_000, intervalMs: 100 });
+      await takeOut(host, true);
+      const err = await outcome;
+      clusterLog(`rollout ended: ${(err as Error | null)?.message ?? 'completed'}`);
+      expect(isSlipwayError(err, 'unavailable'), String(err)).toBe(true);
+      expect((err as Error).message).toContain('Swarm stopped task');
+      expect(await appServices(w.manager, app.name)).toEqual([]);
+    } finally {
+      await takeOut(host, false).catch(() => {});
+      await outcome;
+    }
   }, 300_000);
 });
