@@ -203,6 +203,9 @@ async function main() {
     const answer = await openApp(printed.open);
     check(answer.includes(version), `the app answered ${JSON.stringify(answer)}, not ${version}`);
     say(`the printed push deployed "${version}"`);
+    // And pushed it to the demo's repository too: the next start deploys what its master holds, not the older commit.
+    const forgeHead = run(['git', '--git-dir', join(slipwayDir, 'demo', `${APP}.git`), 'show', 'refs/heads/master:www/index.html']);
+    check(forgeHead.includes(version), `after the printed push the demo's repository holds ${JSON.stringify(forgeHead)}, not "${version}"`);
 
     const listed = inShell(printed.jobs);
     check(listed.code === 0 && /git-push/.test(listed.output) && /\bcli\b/.test(listed.output) && /completed/.test(listed.output), `the printed jobs command did not list the start's deploy and the push:\n${listed.output}`);

@@ -233,7 +233,9 @@ async function startSlipway(
   log('deploying the demo app…');
   const first = await runCommand([bin('slipway'), '--config', configFile, 'deploy', DEMO_APP, '--wait'], { timeoutMs: FIRST_DEPLOY_MS, signal })
     .then(() => null, (err: Error) => err.message);
-  if (first !== null && !signal.aborted) log(`the first deploy of ${DEMO_APP} failed (see its log with: npx slipway --config ${configFile} logs <job>): ${first}`);
+  // The launcher by its path: `npx slipway` outside the repository would offer to fetch a package of that name.
+  const slipway = `${shellWord(bin('slipway'))} --config ${shellWord(configFile)}`;
+  if (first !== null && !signal.aborted) log(`the first deploy of ${DEMO_APP} failed (see its log with: ${slipway} logs <job>): ${first}`);
   // Slipway stays up, to show that deploy's log and take the push that fixes it; but the app is not there yet.
   const status = first === null ? 'Slipway is up.' : `Slipway is up, but the first deploy of ${DEMO_APP} FAILED (above): its URL answers once a push deploys it.`;
 
@@ -248,14 +250,14 @@ ${status}
             ${stack.nginx!.mainConf} (the back, behind it on unix sockets in ${stack.front.socketDir}; Slipway writes ${stack.nginx!.confDir})` : `${stack.nginx!.mainConf} (Slipway writes ${stack.nginx!.confDir})`}
   Docker    ${stack.docker!.host}
   receiver  http://127.0.0.1:${receiverPort}/hooks/{github,gitea,gitlab}  (webhook secret: apps.${DEMO_APP}.secret in the config)
-  dashboard http://127.0.0.1:${dashboardPort}/  (sign-in token: ${token})
+  dashboard http://127.0.0.1:${dashboardPort}/  (sign-in token: cat ${shellWord(join(root, 'dashboard-token'))})
   config    ${configFile}
   repo      ${repoUrl}  (the demo's bare repository ${join(demo, `${DEMO_APP}.git`)}, served over HTTP)
 
 Three things to try:
-  1. push to deploy:  echo "hello v${next}" > ${index} && git -C ${cd} commit -qam v${next} && git -C ${cd} push production master
+  1. push to deploy:  echo "hello v${next}" > ${index} && git -C ${cd} commit -qam v${next} && git -C ${cd} push production master && git -C ${cd} push -q origin master
   2. open the app:    curl http://127.0.0.1:${appPort}/
-  3. see the jobs:    npx slipway --config ${shellWord(configFile)} jobs
+  3. see the jobs:    ${slipway} jobs
 
 Ctrl-C stops everything.`;
 }
