@@ -3,11 +3,16 @@
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
-/** When process `pid` started (clock ticks since boot, /proc/<pid>/stat), or null once it is gone: a pid reused later differs. */
+/**
+ * When process `pid` started (clock ticks since boot, /proc/<pid>/stat), or
+ * null once it is gone (a zombie, killed and not yet reaped, is gone): a
+ * pid reused later differs.
+ */
 export function startOf(pid) {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[0] === 'Z' ? null : fields[19];
   } catch {
     return null;
   }

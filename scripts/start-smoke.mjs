@@ -24,6 +24,7 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, readl
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { startOf } from './install-lock.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const slipwayDir = join(root, '.slipway');
@@ -241,8 +242,20 @@ async function main() {
     await checkStartDeployed(again);
     // The address a user was shown stays the app's (its nginx files of the first start must not hold the port).
     if (printed.open.includes(':8080/')) check(again.open === printed.open, `the second start moved the app: "${again.open}", not "${printed.open}"`);
+    say('a second start came up where the first was');
+
+    // Killed (kill -9, the whole group: the OOM killer, a closed terminal's supervisor), a start leaves the stack's
+    // services running, its nginx with the demo's files loaded, and the demo's containers: the next start takes them over.
+    const killed = JSON.parse(readFileSync(join(slipwayDir, 'up.lock'), 'utf8')).pid;
+    process.kill(-current.child.pid, 'SIGKILL');
+    await current.exit;
+    for (let i = 0; i < 40 && startOf(killed) !== null; i++) await sleep(250);
+    current = startSlipway(3);
+    const third = await waitForUp(current);
+    await checkStartDeployed(third);
+    if (printed.open.includes(':8080/')) check(third.open === printed.open, `the start after a kill -9 moved the app: "${third.open}", not "${printed.open}"`);
     await stop(current);
-    say(`a second start came up and stopped cleanly; ${Math.round((Date.now() - started) / 1000)} s in all`);
+    say(`a start after a kill -9 took over what it left, the app where it was, and stopped cleanly; ${Math.round((Date.now() - started) / 1000)} s in all`);
     return 0;
   } catch (err) {
     say(`FAILED: ${err instanceof SmokeFailure ? err.message : err.stack}`);

@@ -178,9 +178,12 @@ export function processStat(pid: number | 'self'): string[] | null {
  * When a process started, in clock ticks since boot (field 22 of
  * /proc/<pid>/stat), or null when there is no such process: with its pid,
  * what names one process for good (pids are reused, start times are not).
+ * A zombie (exited, not yet reaped: for ever under an init that reaps
+ * nothing, as in some containers) is no process.
  */
 export function processStart(pid: number): string | null {
-  return processStat(pid)?.[19] ?? null;
+  const stat = processStat(pid);
+  return stat && stat[0] !== 'Z' ? stat[19] ?? null : null;
 }
 
 /**

@@ -129,6 +129,12 @@ export async function up(options: { log: (line: string) => void; dir?: string })
     // by the nginx started below, they would listen on the demo's port (8080) and move it elsewhere.
     for (const tier of ['back', 'front'] as const) rmSync(join(stackConfDir(stackDir, tier), `slipway-${DEMO_APP}.conf`), { force: true });
     stack = await startStack({ dir: stackDir, log, services: twoTiers ? [...ALL_SERVICES, 'front'] : ALL_SERVICES });
+    // An nginx a killed start left running, taken up here, still has those files loaded: it reads its config again
+    // without them, so the demo's port is free for this start. The killed start's containers go too.
+    for (const tier of [stack.nginx, stack.front]) {
+      if (tier) await runCommand(tier.reloadCmd).catch((err: Error) => log(`could not reload ${tier.mainConf}: ${err.message}`));
+    }
+    await removeDemoContainers();
     checkpoint();
     await ensureBaseImage();
     checkpoint();
@@ -147,15 +153,20 @@ export async function up(options: { log: (line: string) => void; dir?: string })
     rmSync(join(root, CHILDREN_FILE), { force: true });
     for (const server of servers) await server.close();
     // The demo app's containers go too; the next start deploys it again.
-    const docker = new Docker();
-    for (const c of await docker.listContainers({ all: true, filters: { label: [`slipway.app=${DEMO_APP}`] } }).catch(() => [])) {
-      await docker.getContainer(c.Id).remove({ force: true }).catch(() => {});
-    }
+    await removeDemoContainers();
     if (stack) await stopStack(stack, log);
     for (const signal of STOP_SIGNALS) process.off(signal, onSignal);
     claim.release();
   }
   return code;
+}
+
+/** Removes the demo app's containers (by label), whichever start made them; none there is fine, as is no Docker engine. */
+async function removeDemoContainers(): Promise<void> {
+  const docker = new Docker();
+  for (const c of await docker.listContainers({ all: true, filters: { label: [`slipway.app=${DEMO_APP}`] } }).catch(() => [])) {
+    await docker.getContainer(c.Id).remove({ force: true }).catch(() => {});
+  }
 }
 
 /** The demo app, its config, Slipway's processes and the first deploy; returns what to print. */
