@@ -1,5 +1,6 @@
 import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Resolver } from 'node:dns/promises';
@@ -35,6 +36,19 @@ describe('a stack', () => {
     const third = await startStack({ dir, services: ['redis', 'etcd', 'nginx'], install: false });
     expect(third.redis!.pid).not.toBe(first.redis!.pid);
     expect(third.redis!.port).toBe(first.redis!.port);
+
+    // Its port taken meanwhile by another process (one that even answers PING): the restarted Redis gets a port of its own.
+    await stopProcess(third.redis!.pid);
+    const other = createServer((socket) => socket.on('data', () => socket.write('+PONG\r\n')));
+    await new Promise<void>((resolve) => other.listen(third.redis!.port, '127.0.0.1', resolve));
+    try {
+      const fourth = await startStack({ dir, services: ['redis', 'etcd', 'nginx'], install: false });
+      expect(fourth.redis!.port).not.toBe(third.redis!.port);
+      expect(isAlive(fourth.redis!.pid)).toBe(true);
+      third.redis = fourth.redis;
+    } finally {
+      other.close();
+    }
 
     await stopStack(third);
     expect([third.redis!.pid, third.etcd!.pid, third.nginx!.pid].some(isAlive)).toBe(false);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import Docker from 'dockerode';
 import { processStart } from '@slipway/core/run-command';
-import { freePort, commandLine, isAlive, stillRuns, stopProcess, stopProcessesUnder } from './processes.js';
+import { freePort, commandLine, isAlive, isPortFree, stillRuns, stopProcess, stopProcessesUnder } from './processes.js';
 import { ensureSystemPackages, dnsmasqAnswers, ownDockerd, startDnsmasq, type DnsmasqService, dockerAnswers, ensureDockerEngine, type DockerEngine, etcdHealthy, startEtcd, type EtcdService, startNginx, type NginxService, redisAnswers, startRedis, type RedisService, DOCKER_SOCKET } from './services.js';
 
 export type ServiceName = 'docker' | 'redis' | 'etcd' | 'nginx' | 'dns' | 'front';
@@ -109,6 +109,15 @@ export interface StartStackOptions {
  * restarts what does not. A start that fails stops the stack (what it
  * reused too) before it throws.
  */
+/**
+ * The port a service restarted had, when it is still free (its URL then
+ * stays what it was); else a free one: another process took it meanwhile,
+ * and would answer the new service's readiness probe in its place.
+ */
+async function portFor(previous: number | undefined): Promise<number> {
+  return previous !== undefined && (await isPortFree(previous)) ? previous : freePort();
+}
+
 export async function startStack(options: StartStackOptions = {}): Promise<StackState> {
   const log = options.log ?? (() => {});
   const services = options.services ?? ALL_SERVICES;
@@ -142,14 +151,14 @@ export async function startStack(options: StartStackOptions = {}): Promise<Stack
     }
     if (services.includes('redis')) {
       const p = previous?.redis;
-      state.redis = p && ours(p.pid, dir, `127.0.0.1:${p.port}`) && (await redisAnswers(p.port)) ? p : await startRedis(join(dir, 'redis'), p?.port ?? (await freePort()));
+      state.redis = p && ours(p.pid, dir, `127.0.0.1:${p.port}`) && (await redisAnswers(p.port)) ? p : await startRedis(join(dir, 'redis'), await portFor(p?.port));
       writeStack(state);
     }
     if (services.includes('etcd')) {
       const p = previous?.etcd;
       state.etcd = p && ours(p.pid, dir) && (await etcdHealthy(p.url))
         ? p
-        : await startEtcd(join(dir, 'etcd'), p?.port ?? (await freePort()), p?.peerPort ?? (await freePort()));
+        : await startEtcd(join(dir, 'etcd'), await portFor(p?.port), await portFor(p?.peerPort));
       writeStack(state);
     }
     if (services.includes('nginx')) {
@@ -159,7 +168,7 @@ export async function startStack(options: StartStackOptions = {}): Promise<Stack
         // Its files may listen on unix sockets (two tiers): one left by an nginx that was killed would
         // keep it from starting, and no back of this stack runs now to be listening on it.
         clearSockets(frontSocketDir(dir));
-        state.nginx = await startNginx(join(dir, 'nginx'), p?.statusPort ?? (await freePort()), stackConfDir(dir, 'back'));
+        state.nginx = await startNginx(join(dir, 'nginx'), await portFor(p?.statusPort), stackConfDir(dir, 'back'));
       }
       writeStack(state);
     }
@@ -167,12 +176,12 @@ export async function startStack(options: StartStackOptions = {}): Promise<Stack
       const p = previous?.front;
       const socketDir = frontSocketDir(dir);
       mkdirSync(socketDir, { recursive: true, mode: 0o755 });
-      state.front = p && ours(p.pid, dir) ? p : { ...(await startNginx(join(dir, 'nginx-front'), p?.statusPort ?? (await freePort()), stackConfDir(dir, 'front'))), socketDir };
+      state.front = p && ours(p.pid, dir) ? p : { ...(await startNginx(join(dir, 'nginx-front'), await portFor(p?.statusPort), stackConfDir(dir, 'front'))), socketDir };
       writeStack(state);
     }
     if (services.includes('dns')) {
       const p = previous?.dns;
-      state.dns = p && ours(p.pid, dir) && (await dnsmasqAnswers(p.port, p.domain)) ? p : await startDnsmasq(join(dir, 'dns'), p?.port ?? (await freePort()));
+      state.dns = p && ours(p.pid, dir) && (await dnsmasqAnswers(p.port, p.domain)) ? p : await startDnsmasq(join(dir, 'dns'), await portFor(p?.port));
     }
   } catch (err) {
     // The caller gets no state to stop: what started before the failure stops here, or nothing would stop it.
