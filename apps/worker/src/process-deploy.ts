@@ -534,9 +534,8 @@ function unlessCancelled(signal: AbortSignal): AbortSignal {
  */
 async function imagesStillToRun(ctx: DeployContext, record: JobRecord): Promise<string[]> {
   try {
-    const ids = (await ctx.store.waitingIds(record.app)).filter((id) => id !== record.id);
-    const jobs = await Promise.all(ids.map((id) => ctx.store.get(id)));
-    return jobs.flatMap((job) => (job?.image ? [job.image] : []));
+    const jobs = await ctx.store.records((await ctx.store.waitingIds(record.app)).filter((id) => id !== record.id));
+    return jobs.flatMap((job) => (job.image ? [job.image] : []));
   } catch {
     return [];
   }

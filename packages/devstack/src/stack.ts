@@ -104,12 +104,6 @@ export interface StartStackOptions {
 }
 
 /**
- * Starts (or reuses) Docker, Redis, etcd and nginx on loopback. Idempotent:
- * a second start on the same directory reuses what still answers and
- * restarts what does not. A start that fails stops the stack (what it
- * reused too) before it throws.
- */
-/**
  * The port a service restarted had, when it is still free (its URL then
  * stays what it was); else a free one: another process took it meanwhile,
  * and would answer the new service's readiness probe in its place.
@@ -118,6 +112,12 @@ async function portFor(previous: number | undefined): Promise<number> {
   return previous !== undefined && (await isPortFree(previous)) ? previous : freePort();
 }
 
+/**
+ * Starts (or reuses) Docker, Redis, etcd and nginx on loopback. Idempotent:
+ * a second start on the same directory reuses what still answers and
+ * restarts what does not. A start that fails stops the stack (what it
+ * reused too) before it throws.
+ */
 export async function startStack(options: StartStackOptions = {}): Promise<StackState> {
   const log = options.log ?? (() => {});
   const services = options.services ?? ALL_SERVICES;

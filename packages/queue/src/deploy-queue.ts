@@ -47,14 +47,14 @@ export const OPERATOR_ENQUEUE_TIMEOUT_MS = 30_000;
 /** How long a retry's claim on its job lasts at most (it is released as soon as the re-run is queued). */
 const RETRY_CLAIM_MS = 30_000;
 
+/** BullMQ states of a job that is queued, running or ran: not one whose adding failed half-way. */
+const QUEUED_STATES: ReadonlySet<string> = new Set(['waiting', 'delayed', 'prioritized', 'active', 'waiting-children', 'completed', 'failed']);
+
 /**
  * The producer side of the deploy queue: enqueue, cancel, retry, and the
  * delivery-id memory of the receiver. A job's record is written before its
  * BullMQ job, so a worker never takes a job it cannot find.
  */
-/** BullMQ states of a job that is queued, running or ran: not one whose adding failed half-way. */
-const QUEUED_STATES: ReadonlySet<string> = new Set(['waiting', 'delayed', 'prioritized', 'active', 'waiting-children', 'completed', 'failed']);
-
 export class DeployQueue {
   readonly store: JobStore;
   readonly bull: Queue;

@@ -594,8 +594,8 @@ export class JobStore {
     return { jobs: await this.records(found), next: last };
   }
 
-  /** The records of these ids, in order; one gone meanwhile (retention) is left out. */
-  private async records(ids: readonly string[]): Promise<JobRecord[]> {
+  /** The records of these ids, in order, in one round trip; one gone meanwhile (retention) is left out. */
+  async records(ids: readonly string[]): Promise<JobRecord[]> {
     if (ids.length === 0) return [];
     const pipeline = this.redis.pipeline();
     for (const id of ids) pipeline.hgetall(this.keys.job(id));
@@ -740,7 +740,7 @@ export class JobStore {
    * Like {@link readLog}, but ending after the line that brings what it
    * returns to `maxBytes` (at least one line): for readers that hold a
    * read while a slow client takes it (the dashboard's streams, pages and
-   * downloads), whatever the lines' length.
+   * downloads, `slipway logs`), whatever the lines' length.
    */
   async readLogBounded(id: string, from: number, to: number, maxBytes: number): Promise<string[]> {
     const commands = this.redis as unknown as { slipwayReadLogBytes: (...a: Array<string | number>) => Promise<string[]> };

@@ -3,7 +3,7 @@ import type Docker from 'dockerode';
 import type { EngineConfig } from '@slipway/config/types';
 import { LABELS } from '@slipway/core/docker';
 import { scrubSecrets } from '@slipway/core/logger';
-import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
+import { firstLine, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import { etcdKeys, type UpstreamKey } from '@slipway/etcd/keys';
 import type { AppLock } from '../app-lock.js';
 import { DockerRuntime, pruneBuiltImages, type ContainerHealthState } from '../container-runtime.js';
@@ -220,13 +220,13 @@ class SwarmRun {
     return published.image;
   }
 
-  /** Whether the image has the /bin/sh Docker's health check runs (see ServiceSpecInput.shell), asked of the engine that built it. */
+  /** Whether the image has the /bin/sh Docker's health check runs (see ServiceSpecInput.shell): asked of the engine that built it, else the manager. */
   async lookForShell({ source, manager }: SwarmEngine, published: string): Promise<boolean | undefined> {
     const { image, app } = this.request;
     // A rollback's or a take-up's image may be on the manager alone (its registry reference, kept there).
     const shell = await imageHasShell(source, image, app.name).catch(() => undefined)
       ?? await imageHasShell(manager, published, app.name).catch(() => undefined);
-    if (shell === false) this.log(`${this.request.image} has no /bin/sh: its tasks run without Docker's health check, Slipway's probe alone gating traffic`);
+    if (shell === false) this.log(`${image} has no /bin/sh: its tasks run without Docker's health check, Slipway's probe alone gating traffic`);
     return shell;
   }
 
@@ -302,7 +302,7 @@ class SwarmRun {
       const running = liveEndpoints(await swarm.appTasks(app.name, app.port, this.service.id).catch(() => []));
       if (running.length === 0) throw err;
       this.switched = true;
-      this.log(`the live service ${name} is not whole again (${(err as Error).message.split('\n', 1)[0]}): it stays live as etcd names it (${running.length} task${running.length === 1 ? '' : 's'} running), the router's task watcher following its tasks as Swarm replaces them; what served before it goes`);
+      this.log(`the live service ${name} is not whole again (${firstLine(err)}): it stays live as etcd names it (${running.length} task${running.length === 1 ? '' : 's'} running), the router's task watcher following its tasks as Swarm replaces them; what served before it goes`);
       this.result.containers = running.map((t) => ({ id: t.id, address: t.address! }));
       await this.retire(plan, phase);
       return;
