@@ -173,7 +173,8 @@ describe('the receiver\'s feedback: /metrics and pending commit statuses', () =>
   it('a pending that failed once is not retried after the worker started the job', async () => {
     forge = await startFakeForge({ provider: 'github', token: TOKEN });
     forge.failNext(2, 503);
-    world = await start(forge, { attempts: 3, baseDelayMs: 500, maxDelayMs: 500, timeoutMs: 5000 });
+    // The retry comes 2 s after the failure: well after the jobs start below, however loaded the machine (500 ms was not, under CI).
+    world = await start(forge, { attempts: 3, baseDelayMs: 2000, maxDelayMs: 2000, timeoutMs: 5000 });
     const res = await github(world.url, githubBranchPush());
     const jobs = res.body.jobs as Array<{ job: string }>;
     await new Promise((r) => setTimeout(r, 150));
