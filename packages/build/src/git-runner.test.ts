@@ -127,6 +127,7 @@ describe('gitFailure', () => {
     ['ssh: connect to host 127.0.0.1 port 22: Connection refused\nfatal: Could not read from remote repository.', 'unavailable', 'Connection refused'],
     ["fatal: unable to access 'https://git.example.com/a.git/': The requested URL returned error: 503", 'unavailable', 'error: 503'],
     ['error: RPC failed; curl 56 GnuTLS recv error (-9)\nfatal: the remote end hung up unexpectedly', 'unavailable', 'RPC failed'],
+    ['remote: Counting objects: 100% (3/3), done.\nfatal: write error: No space left on device\nfatal: fetch-pack: invalid index-pack output', 'unavailable', 'git fetch failed on this host: write error: No space left on device'],
     ['fatal: not a valid object name', 'git_failed', 'git fetch failed: not a valid object name'],
     ["remote: Enumerating objects: 9, done.\nerror: cannot lock ref 'refs/heads/master': Unable to create '/w/repos/app/refs/heads/master.lock': File exists.", 'git_failed', "git fetch failed: cannot lock ref 'refs/heads/master'"],
   ])('%j → %s', (output, code, text) => {

@@ -260,6 +260,8 @@ const UNREACHABLE = [
   /remote end hung up unexpectedly|early EOF|RPC failed|unexpected disconnect|ssh: connect to host/i,
   /block timeout reached/i,
 ];
+/** This machine, not the repository: a full disk or no memory left. Retried like a network failure. */
+const HOST = [/no space left on device|disk quota exceeded|cannot allocate memory|out of memory/i];
 
 export interface GitFailureContext {
   /** What was being done, for the first line: `fetch`, `worktree add`, … */
@@ -292,6 +294,8 @@ export function gitFailure(output: string, context: GitFailureContext): SlipwayE
   if (missing) return new SlipwayError('repo_not_found', detail(`repository${where} not found: ${missing}`));
   const unreachable = reason(UNREACHABLE);
   if (unreachable) return new UnavailableError('git', detail(`repository${where} is unreachable: ${unreachable}`));
+  const host = reason(HOST);
+  if (host) return new UnavailableError('git', detail(`git ${context.action} failed on this host: ${host}`));
   // The line that says what went wrong, not the first (a fetch's "remote: Enumerating objects" comes before it).
   const said = tail.split('\n').find((line) => /^\s*(fatal|error):/i.test(line)) ?? tail.split('\n', 1)[0];
   const first = said?.replace(/^\s*(fatal|error):\s*/i, '') || 'no output';

@@ -95,8 +95,9 @@ export async function withRepoCache<T>(options: RepoCacheOptions, fn: (cache: Re
           await git.run(['fetch', '--progress', '--no-tags', '--no-recurse-submodules', '--no-write-fetch-head', '--no-auto-gc', '--no-auto-maintenance', '--', repo.url, sha], { action: 'fetch', stream: true });
         } catch (err) {
           // "not our ref", "couldn't find remote ref": the remote does not have it (or will not say).
-          const code = (err as { code?: string }).code;
-          if (code === 'git_failed' || NO_SUCH_REF.test((err as Error).message)) return false;
+          // Any other failure (a remote that cannot read its own objects, a full disk here) is not the
+          // commit's: it stays what git said rather than reading as "not in the repository".
+          if (err instanceof Error && NO_SUCH_REF.test(err.message)) return false;
           throw err;
         }
         return hasCommit(sha);

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -87,6 +87,20 @@ describe('checkout', () => {
     const onBranch = await caught(checkout({ app, sha: 'e'.repeat(40), workdir, branch: 'master' }));
     expect(isSlipwayError(onBranch, 'sha_not_found'), String(onBranch)).toBe(true);
     expect(readdirSync(join(workdir, 'builds')).filter((d) => d.startsWith(app.name))).toEqual([]);
+  });
+
+  it('a commit the remote has but cannot send is what git said, not sha_not_found', async () => {
+    const app = testApp({ repo: fixture.url });
+    // A commit on no branch (a pull request head), whose file the remote then loses.
+    const orphan = await commitVersion(fixture, { version: 'lost on the remote', branch: 'scratch' });
+    await git(fixture.work, 'push', '-q', 'origin', `${orphan}:refs/pull/8/head`, ':refs/heads/scratch');
+    await git(fixture.work, 'reset', '-q', '--hard', 'origin/master');
+    const blob = (await git(fixture.work, 'rev-parse', `${orphan}:www/version`)).stdout.trim();
+    rmSync(join(fixture.bare, 'objects', blob.slice(0, 2), blob.slice(2)));
+    const err = await caught(checkout({ app, sha: orphan, workdir }));
+    expect(isSlipwayError(err, 'sha_not_found'), String(err)).toBe(false);
+    expect((err as Error).message.split('\n', 1)[0]).toMatch(/^git fetch failed: /);
+    expect((err as Error).message).toMatch(/unable to read|corruption/);
   });
 
   it('with a branch, checks out only commits that branch reaches: a pull request head served by id is not_on_branch', async () => {
