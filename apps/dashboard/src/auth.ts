@@ -137,6 +137,13 @@ export class SessionAuth {
     return unwatch;
   }
 
+  /** Streams watched right now, over every session. */
+  get watching(): number {
+    let count = 0;
+    for (const watchers of this.watchers.values()) count += watchers.size;
+    return count;
+  }
+
   private sign(id: string, expiresAt: number): { session: Session; value: string } {
     const payload = `v1.${id}.${expiresAt}`;
     return { session: { id, expiresAt, csrf: this.csrfFor(id) }, value: `${payload}.${this.mac(payload).toString('base64url')}` };

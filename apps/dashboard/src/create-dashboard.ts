@@ -48,6 +48,8 @@ export type Dashboard = Express & {
   close(): void;
   /** Open live streams right now. */
   readonly openStreams: number;
+  /** Live streams bound to a signed-in session right now (each ends when its session does). */
+  readonly sessionStreams: number;
 };
 
 /**
@@ -116,6 +118,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
     hub.close();
   };
   Object.defineProperty(dashboard, 'openStreams', { get: () => slots.count });
+  Object.defineProperty(dashboard, 'sessionStreams', { get: () => auth.watching });
   return dashboard;
 }
 

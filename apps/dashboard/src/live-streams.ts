@@ -41,7 +41,8 @@ export function streamsApi(options: StreamsApiOptions): Router {
   /** A stream lives no longer than the session that opened it (a Bearer token's lives as long as its client). */
   const boundToSession = (res: Response, stream: SseStream) => {
     const who = (res.locals as AuthLocals).auth;
-    if (who?.kind !== 'session') return;
+    // A stream whose client left during the route's first read is over: a watch now would never be unwatched.
+    if (who?.kind !== 'session' || stream.closed) return;
     const unwatch = auth.watch(who.session, () => stream.end());
     stream.signal.addEventListener('abort', unwatch, { once: true });
   };
@@ -69,7 +70,7 @@ export function streamsApi(options: StreamsApiOptions): Router {
     const sse = new SseStream(res);
     boundToSession(res, sse);
     try {
-      await streamJobLog({ store: queue.store, id, from, sse });
+      await streamJobLog({ store: queue.store, read: (op) => withRedis(queue.redis, op), id, from, sse });
     } catch (err) {
       logger.warn({ job: id, err: (err as Error).message }, 'log stream broken off; the browser resumes from its last line');
       sse.end();
@@ -267,6 +268,13 @@ export const LOG_SLICE_BYTES = 256 * 1024;
 
 interface StreamJobLogOptions {
   store: JobStore;
+  /**
+   * Each Redis read, bounded (withRedis): a Redis that stops answering on an
+   * open connection breaks the stream off, and the browser's reconnect gets
+   * the 503 every other call gets, rather than a stream frozen behind its
+   * heartbeats that holds its slot after its reader left.
+   */
+  read: <T>(operation: () => Promise<T>) => Promise<T>;
   id: string;
   /** First line to send (1-based): `Last-Event-ID` + 1 on a reconnect. */
   from: number;
@@ -284,11 +292,11 @@ interface StreamJobLogOptions {
  * client goes away.
  */
 async function streamJobLog(options: StreamJobLogOptions): Promise<void> {
-  const { store, id, sse } = options;
+  const { store, read, id, sse } = options;
   let next = Math.max(1, options.from);
   let shown = '';
   while (!sse.closed) {
-    const record = await store.get(id);
+    const record = await read(() => store.get(id));
     if (!record) {
       sse.send({ event: 'end', data: { state: null, error: 'the job is gone (trimmed from the history)', lines: next - 1 } });
       return sse.end();
@@ -298,9 +306,9 @@ async function streamJobLog(options: StreamJobLogOptions): Promise<void> {
       sse.send({ event: 'job', data: jobView(record) });
       shown = seen;
     }
-    const length = await store.logLength(id);
+    const length = await read(() => store.logLength(id));
     while (next <= length && !sse.closed) {
-      const lines = await store.readLogBounded(id, next, Math.min(length, next + LOG_CHUNK_LINES - 1), LOG_CHUNK_BYTES);
+      const lines = await read(() => store.readLogBounded(id, next, Math.min(length, next + LOG_CHUNK_LINES - 1), LOG_CHUNK_BYTES));
       if (lines.length === 0) break;
       for (let from = 0; from < lines.length && !sse.closed;) {
         let to = from + 1;

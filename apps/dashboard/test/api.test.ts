@@ -1,10 +1,14 @@
 import { Agent, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFixtureRepo, type GitHttpServer, startGitHttpServer, startTcpRelay, type TcpRelay, tempDir } from '@slipway/devstack/testing';
+import { DeployQueue } from '@slipway/queue/deploy-queue';
 import type { JobRecord } from '@slipway/queue/job-types';
+import { connectRedis } from '@slipway/queue/redis';
+import { createDashboard } from '../src/create-dashboard.js';
 import { MAX_LOG_PAGE_BYTES } from '../src/jobs-api.js';
-import { dashboardWorld, fakeSha, type DashboardWorld } from './dashboard-world.js';
+import { dashboardWorld, fakeSha, leaveLogStreamDuringFirstRead, quietLogger, type DashboardWorld } from './dashboard-world.js';
 import { sseMessages, type SseMessage } from './sse-client.js';
 
 describe('the JSON API', () => {
@@ -238,22 +242,48 @@ describe('the JSON API', () => {
   it('gives back the slot of a log stream whose client left while the job was being read', async () => {
     const id = await seed('active');
     const before = world.dashboard.openStreams;
-    // The dashboard's Redis connection held by a blocking read for a second: the stream's first read waits behind it.
-    const held = world.redis.blpop(`${world.config.queue.prefix}:test:nothing`, 1);
-    const client = request(`${world.url}/api/jobs/${id}/log/stream`, { headers: auth });
-    client.on('error', () => {});
-    const onRequest = (req: import('node:http').IncomingMessage) => {
-      if (req.url?.endsWith(`/jobs/${id}/log/stream`)) setImmediate(() => client.destroy());
-    };
-    world.server.on('request', onRequest);
-    client.end();
+    await leaveLogStreamDuringFirstRead(world, id, auth);
+    expect(world.dashboard.openStreams).toBe(before);
+  });
+
+  it('breaks a log stream off when Redis stops answering on an open connection, and gives its slot back', async () => {
+    // A dashboard of its own, whose Redis connection goes through a relay that can stop passing Redis's answers.
+    let answering = true;
+    const redisUrl = new URL(world.config.redis);
+    const relay = await startTcpRelay({ host: redisUrl.hostname, port: Number(redisUrl.port) }, {
+      toClient: (chunk, { client }) => {
+        if (answering) client.write(chunk);
+      },
+    });
+    const redis = connectRedis(Object.assign(new URL(world.config.redis), { port: String(relay.port) }).href, 'producer');
+    await new Promise((resolve) => redis.once('ready', resolve));
+    const queue = new DeployQueue({ redis, prefix: world.config.queue.prefix, attempts: 1, backoffMs: 1000 });
+    const other = createDashboard({ config: world.config, queue, redis, etcd: world.etcd, docker: world.docker, logger: quietLogger });
+    const server = other.serve(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
     try {
-      await held;
-      await expect.poll(() => client.destroyed).toBe(true);
-      await sleep(1000);
-      expect(world.dashboard.openStreams).toBe(before);
+      const id = await seed('active');
+      const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/api/jobs/${id}/log/stream`, { headers: auth });
+      expect(res.status).toBe(200);
+      const reader = res.body!.getReader();
+      await reader.read();
+      expect(other.openStreams).toBe(1);
+      answering = false;
+      const ended = (async () => {
+        while (!(await reader.read()).done);
+        return 'ended';
+      })();
+      // Its next poll's read gives up after 3 s; before, the stream stayed open on its heartbeats for as long as Redis kept silent.
+      expect(await Promise.race([ended, sleep(10_000, 'still open')])).toBe('ended');
+      await expect.poll(() => other.openStreams).toBe(0);
     } finally {
-      world.server.off('request', onRequest);
+      other.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      answering = true;
+      await queue.close();
+      redis.disconnect();
+      relay.cut();
     }
   });
 

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
 import { SESSION_TTL_S, SessionAuth, SignInThrottle, safeNext } from '../src/auth.js';
 import { createDashboard, MissingTokenError } from '../src/create-dashboard.js';
-import { dashboardWorld, quietLogger, type DashboardWorld } from './dashboard-world.js';
+import { dashboardWorld, leaveLogStreamDuringFirstRead, quietLogger, type DashboardWorld } from './dashboard-world.js';
 
 /** Requests as a browser on our own pages sends them (no redirects followed). */
 const get = (url: string, headers: Record<string, string> = {}) => fetch(url, { headers, redirect: 'manual' });
@@ -157,6 +157,16 @@ describe('sign-in, sessions and CSRF', () => {
     expect(out.headers.get('set-cookie')).toMatch(/slipway_session=;/);
     expect((await get(`${world.url}/api/jobs`, { cookie })).status).toBe(401);
     expect(await Promise.race([ended, new Promise((r) => setTimeout(() => r('still open'), 3000))])).toBe(true);
+  });
+
+  it('forgets a stream whose client left while the job was being read: nothing stays bound to the session', async () => {
+    const cookie = cookieOf(await signIn());
+    const job = await world.queue.store.create({ app: world.apps[0]!.name, sha: 'a'.repeat(40), ref: 'master', image: null, trigger: 'cli' });
+    await world.queue.store.update(job.id, { state: 'active' });
+    const before = { open: world.dashboard.openStreams, bound: world.dashboard.sessionStreams };
+    await leaveLogStreamDuringFirstRead(world, job.id, { cookie });
+    expect(world.dashboard.openStreams).toBe(before.open);
+    expect(world.dashboard.sessionStreams).toBe(before.bound);
   });
 
   /** A dashboard of its own, so the other tests' sign-ins do not count against its throttle. */

@@ -1,8 +1,10 @@
-import type { Server } from 'node:http';
+import { request, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
+import { expect } from 'vitest';
 import { createLogger } from '@slipway/core/logger';
 import { loadConfig } from '@slipway/config/load-config';
 import type { SlipwayConfig } from '@slipway/config/types';
@@ -111,4 +113,27 @@ export const waitForJob = (queue: DeployQueue, id: string, timeoutMs = 120_000):
 /** A commit-like 40-hex string for seeded jobs. */
 export function fakeSha(seed: number): string {
   return seed.toString(16).padStart(8, '0').repeat(5);
+}
+
+/**
+ * Opens a job's log stream and leaves while the route's first Redis read
+ * waits (behind a blocking read held on the dashboard's connection for a
+ * second); resolves a second after the client is gone.
+ */
+export async function leaveLogStreamDuringFirstRead(world: DashboardWorld, id: string, headers: Record<string, string>): Promise<void> {
+  const held = world.redis.blpop(`${world.config.queue.prefix}:test:nothing`, 1);
+  const client = request(`${world.url}/api/jobs/${id}/log/stream`, { headers });
+  client.on('error', () => {});
+  const onRequest = (req: IncomingMessage) => {
+    if (req.url?.endsWith(`/jobs/${id}/log/stream`)) setImmediate(() => client.destroy());
+  };
+  world.server.on('request', onRequest);
+  client.end();
+  try {
+    await held;
+    await expect.poll(() => client.destroyed).toBe(true);
+    await sleep(1000);
+  } finally {
+    world.server.off('request', onRequest);
+  }
 }
