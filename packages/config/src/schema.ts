@@ -119,8 +119,8 @@ export function str(options: LeafOptions<string> & {
     const text = String(value);
     const problem = options.check?.(text);
     if (problem) {
-      const got = secret ? `one of ${text.length} character${text.length === 1 ? '' : 's'}` : quote(text.replace(/(:\/\/[^/@:]*):[^/@]*@/, '$1:***@'));
-      ctx.error(path, `expected ${type}, got ${got}${problem === 'invalid' || secret ? '' : ` (${problem})`}`);
+      const got = secret ? `one of ${text.length} character${text.length === 1 ? '' : 's'}` : quote(text.replace(/(:\/\/)[^/@]*@/, '$1***@'));
+      ctx.error(path, `expected ${type}, got ${got}${problem === 'invalid' || (secret && problem.includes(text)) ? '' : ` (${problem})`}`);
       return INVALID;
     }
     return text;

@@ -64,7 +64,13 @@ const repoUrl: Check = (v) => {
 
 const minLength = (min: number): Check => (v) => (v.length >= min ? null : `shorter than ${min} characters`);
 
-const branch: Check = (v) => (isBranchName(v) ? null : 'invalid');
+const branch: Check = (v) => {
+  if (!isBranchName(v)) return 'invalid';
+  // A full ref or a remote-tracking name is a valid name for a branch no one pushes to: every push would be ignored.
+  if (v.startsWith('refs/')) return `the branch's name, without refs/heads/: e.g. ${v.replace(/^refs\/(heads\/)?/, '')}`;
+  if (/^origin\//.test(v)) return `the branch's name on the repository, not its remote-tracking name: e.g. ${v.slice('origin/'.length)}`;
+  return null;
+};
 
 const etcdPrefix: Check = (v) =>
   /^\/[A-Za-z0-9._\/-]*[A-Za-z0-9._-]$/.test(v) && !v.includes('//') ? null : 'must start with "/", not end with "/", and use only [A-Za-z0-9._/-]';
@@ -169,7 +175,7 @@ const app = obj({
   template: str({ optional: true, type: 'a file path', doc: 'Own nginx template for this app (relative to the config file).' }),
   notify: list(obj({
     type: oneOf(['slack', 'webhook'] as const, { doc: '`slack`: a Slack-compatible incoming webhook; `webhook`: JSON signed with HMAC-SHA256.' }),
-    url: str({ check: webUrl, type: 'an http(s) URL', doc: 'Where the notification is POSTed.' }),
+    url: str({ check: webUrl, type: 'an http(s) URL', secret: true, doc: 'Where the notification is POSTed (a secret: a Slack webhook\'s address is its credential; an error names its length only).' }),
     secret: str({ optional: true, secret: true, doc: 'For `webhook`: signs the body (`X-Slipway-Signature-256: sha256=<hex>`).' }),
     on: list(oneOf(['failure', 'recovery', 'success'] as const), { type: 'a list of failure, recovery, success', default: ['failure', 'recovery'], single: true, doc: 'Outcomes that notify: a failure, the first success after a failure, every success.' }),
   }), { default: [], doc: 'Notification targets; a target that is down never fails or delays a deploy.' }),
