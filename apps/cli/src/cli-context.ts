@@ -2,12 +2,11 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import Docker from 'dockerode';
 import type { Etcd3 } from 'etcd3';
 import { dockerConnection } from '@slipway/core/docker';
-import { firstLine, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
-import { scrubSecrets } from '@slipway/core/logger';
+import { SlipwayError } from '@slipway/core/slipway-error';
 import { appConfig, loadConfig } from '@slipway/config/load-config';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
-import { connectRedis, type Redis, redisForDisplay } from '@slipway/queue/redis';
+import { connectRedis, type Redis, redisReady } from '@slipway/queue/redis';
 import { createEtcdClient } from '@slipway/etcd/client';
 import type { Terminal } from './terminal.js';
 
@@ -43,23 +42,7 @@ export class CliContext {
     if (this.deployQueue) return this.deployQueue;
     const redis = connectRedis(this.config.redis, 'producer', { retryStrategy: () => null });
     this.redis = redis;
-    await new Promise<void>((resolve, reject) => {
-      const fail = (why: string) => reject(new UnavailableError('redis', `cannot reach Redis at ${redisForDisplay(this.config.redis)} (${why})`));
-      // Why the connection ended, in Redis's or the system's words: a wrong password is not a refused connection.
-      let lastError: string | undefined;
-      const noteError = (err: Error) => void (lastError = scrubSecrets(firstLine(err), [this.config.redis]));
-      redis.on('error', noteError);
-      const timer = setTimeout(() => fail(`no answer within ${CONNECT_TIMEOUT_MS} ms${lastError ? `: ${lastError}` : ''}`), CONNECT_TIMEOUT_MS);
-      redis.once('ready', () => {
-        clearTimeout(timer);
-        redis.off('error', noteError);
-        resolve();
-      });
-      redis.once('end', () => {
-        clearTimeout(timer);
-        fail(lastError ?? 'connection refused');
-      });
-    });
+    await redisReady(redis, this.config.redis, CONNECT_TIMEOUT_MS);
     // From here on a lost connection should heal, not end the command.
     redis.options.retryStrategy = (times) => Math.min(100 * times, 1000);
     this.deployQueue = new DeployQueue({ redis, prefix: this.config.queue.prefix, attempts: this.config.worker.attempts, backoffMs: this.config.worker.backoff_ms });

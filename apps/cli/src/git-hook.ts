@@ -9,7 +9,7 @@ import { scrubSecrets } from '@slipway/core/logger';
 import { branchOfRef, isSha } from '@slipway/core/validate';
 import { appConfig, loadPushConfig } from '@slipway/config/load-config';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
-import { connectRedis, redisForDisplay } from '@slipway/queue/redis';
+import { connectRedis, redisReady } from '@slipway/queue/redis';
 import { type CliContext, parseFlags, UsageError } from './cli-context.js';
 import { safeForTerminal, type Terminal } from './terminal.js';
 import { watchJob } from './job-commands.js';
@@ -201,13 +201,7 @@ async function receivePush(options: { app: string; config: string | null; stdin?
     // Redis first: a push that cannot be queued leaves nothing behind (and a client left reconnecting would keep git waiting).
     const redis = connectRedis(config.redis, 'producer');
     try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`cannot reach Redis at ${redisForDisplay(config.redis)}`)), REDIS_WAIT_MS);
-        redis.once('ready', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      await redisReady(redis, config.redis, REDIS_WAIT_MS);
       const sourceDir = await exportTree(sha, join(config.workdir, 'incoming', `${app.name}-${sha.slice(0, 12)}-${randomBytes(3).toString('hex')}`));
       const queue = new DeployQueue({ redis, prefix: config.queue.prefix, attempts: config.worker.attempts, backoffMs: config.worker.backoff_ms });
       try {

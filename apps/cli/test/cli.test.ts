@@ -514,6 +514,21 @@ describe('slipway', () => {
     expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('no secrets\n');
   });
 
+  it('a push that cannot reach Redis is refused saying why: a wrong password is named, never shown', async () => {
+    const remotePath = join(tmp.path, 'wrong-password.git');
+    const wrong = join(tmp.path, 'push-wrong-password.yml');
+    const redis = new URL(testStack().redis!.url);
+    writeFileSync(wrong, JSON.stringify({ ...JSON.parse(readFileSync(configFile, 'utf8')), redis: `redis://nobody:not-the-password@${redis.host}` }));
+    expect((await slipwayFull(['--config', wrong, 'remote', 'add', app, remotePath])).code).toBe(0);
+    const head = await commitVersion(repo, { version: 'never queued' });
+    const push = await run(['git', 'push', remotePath, `${head}:refs/heads/master`], { cwd: repo.work });
+    expect(push.code).not.toBe(0);
+    expect(push.stderr).toContain('cannot reach Redis');
+    expect(push.stderr).toContain('WRONGPASS');
+    expect(push.stderr).not.toContain('not-the-password');
+    expect((await git(remotePath, 'for-each-ref', 'refs/heads/master')).stdout.trim()).toBe('');
+  });
+
   it('a core.hooksPath in the server\'s git config does not bypass the remote: the push still deploys', async () => {
     const remotePath = join(tmp.path, 'hooks-path.git');
     const globalConfig = join(tmp.path, 'hooks-path.gitconfig');
@@ -693,7 +708,7 @@ describe('slipway', () => {
     await git(repo.work, 'remote', 'add', 'unreachable', remotePath);
     const push = await run(['git', 'push', 'unreachable', 'HEAD:refs/heads/master'], { cwd: repo.work });
     expect(push.code).not.toBe(0);
-    expect(push.stderr).toContain('remote: slipway: cannot reach Redis at redis://***@127.0.0.1:9; push refused');
+    expect(push.stderr).toContain('remote: slipway: cannot reach Redis at redis://***@127.0.0.1:9 (no answer within 5000 ms: connect ECONNREFUSED 127.0.0.1:9); push refused');
     expect(push.stderr).not.toContain('hunter2');
   });
 });

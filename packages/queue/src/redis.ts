@@ -1,6 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import { scrubSecrets } from '@slipway/core/logger';
-import { UnavailableError } from '@slipway/core/slipway-error';
+import { firstLine, UnavailableError } from '@slipway/core/slipway-error';
 
 export type { Redis };
 
@@ -30,6 +30,34 @@ export function connectRedis(url: string, role: 'producer' | 'worker', options: 
   // Errors surface through the commands that fail; an unhandled 'error' event would kill the process.
   redis.on('error', () => {});
   return redis;
+}
+
+/**
+ * Resolves once `redis` (from connectRedis, with `url`) is ready; else
+ * rejects, within `timeoutMs` or when the client gives up reconnecting,
+ * with an UnavailableError that says why in Redis's or the system's words
+ * (a wrong password is not a refused connection), scrubbed.
+ */
+export function redisReady(redis: Redis, url: string, timeoutMs: number): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise<void>((resolve, reject) => {
+    let lastError: string | undefined;
+    const noteError = (err: Error) => void (lastError = scrubSecrets(firstLine(err), [url]));
+    const settle = (why: string | null) => {
+      clearTimeout(timer);
+      redis.off('error', noteError);
+      redis.off('ready', onReady);
+      redis.off('end', onEnd);
+      if (why === null) resolve();
+      else reject(new UnavailableError('redis', `cannot reach Redis at ${redisForDisplay(url)} (${why})`));
+    };
+    const onReady = () => settle(null);
+    const onEnd = () => settle(lastError ?? 'connection refused');
+    redis.on('error', noteError);
+    redis.once('ready', onReady);
+    redis.once('end', onEnd);
+    const timer = setTimeout(() => settle(`no answer within ${timeoutMs} ms${lastError ? `: ${lastError}` : ''}`), timeoutMs);
+  });
 }
 
 /** A Redis URL fit for a message or a log line: its password (and user) replaced by `***`. */
