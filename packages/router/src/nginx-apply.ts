@@ -165,7 +165,11 @@ async function commitCandidate(options: { nginx: NginxTarget; app: string; liste
     if (reload.outcome === 'not_applied') throw notApplied(app, listen, reload.ms);
     return { reloaded: true, reload };
   }
-  await rename(candidate, file);
+  await rename(candidate, file).catch(async (err: unknown) => {
+    // Nothing changed (EACCES, a full directory): the candidate goes, and the rollout is told in the router's terms.
+    await rm(candidate, { force: true });
+    throw new NginxReloadError(`could not put ${app}'s new nginx file in place: ${(err as Error).message}`, { cause: err });
+  });
   let failure: NginxReloadError | NginxCheckError;
   try {
     const reload = await reloadNginx({ nginx, listen, file, putsBack: true });
@@ -302,9 +306,10 @@ export async function applyDnsNginxConf(options: DnsRouteSnapshot & { nginx: Ngi
 
 /**
  * Runs `check_cmd` against the candidate beside every other app's file;
- * throws NginxCheckError with nginx's own words. When nginx names another
- * app's file, the candidate is blamed only if that file passes without it
- * (a clash the candidate brings); otherwise NginxConfBrokenError. A check
+ * throws NginxCheckError with nginx's own words. When nginx names anything
+ * but the candidate (another app's file, a file one includes, no file), the
+ * candidate is blamed only if the other apps' files pass without it (a
+ * clash the candidate brings); otherwise NginxConfBrokenError. A check
  * that could not run is NginxCheckNotRunError, never the commit's fault.
  */
 async function checkNginxConf(options: { nginx: SlipwayConfig['nginx']; app: string; candidate: string }): Promise<void> {
@@ -317,8 +322,10 @@ async function checkNginxConf(options: { nginx: SlipwayConfig['nginx']; app: str
     if (err.exitCode === null) throw new NginxCheckNotRunError(app, { cause: err });
     const words = err.tail || err.message;
     const named = rejectedFile(words);
-    if (named !== null && others.includes(named) && !nginx.check_cmd.includes('{file}') && (await checkFiles(nginx, others)) !== null) {
-      throw new NginxConfBrokenError(app, named, words);
+    // Whatever nginx names other than the candidate (another app's file, a snippet, nothing at all: a certificate
+    // it cannot load), the candidate is blamed only if the rest passes without it.
+    if (named !== candidate && !nginx.check_cmd.includes('{file}') && (await checkFiles(nginx, others)) !== null) {
+      throw new NginxConfBrokenError(app, named ?? 'the configuration', words);
     }
     throw new NginxCheckError(app, words, { cause: err });
   }

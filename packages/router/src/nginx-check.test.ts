@@ -19,11 +19,17 @@ describe('checkArgv', () => {
 describe('renderHarness', () => {
   it('keeps pid, logs and temp files in its own directory and includes the given files', () => {
     const text = renderHarness('/tmp/h', ['/c/slipway-b.conf', paths.file]);
-    expect(text).toContain('pid /tmp/h/nginx.pid;');
-    expect(text).toContain('error_log /tmp/h/error.log;');
-    expect(text).toContain('proxy_temp_path /tmp/h/proxy;');
+    expect(text).toContain('pid "/tmp/h/nginx.pid";');
+    expect(text).toContain('error_log "/tmp/h/error.log";');
+    expect(text).toContain('proxy_temp_path "/tmp/h/proxy";');
     expect(text).toContain('variables_hash_bucket_size 128;');
-    expect(text).toMatch(/include \/c\/slipway-b\.conf;\n\s+include \/c\/\.slipway-a\.conf\.1\.tmp;/);
+    expect(text).toMatch(/include "\/c\/slipway-b\.conf";\n\s+include "\/c\/\.slipway-a\.conf\.1\.tmp";/);
+  });
+
+  it('quotes every path: a conf dir or temp dir with a space, ;, { or a quote is one argument', () => {
+    const text = renderHarness('/tmp/my "h"', ['/srv/conf d;{x}/slipway-b.conf']);
+    expect(text).toContain('pid "/tmp/my \\"h\\"/nginx.pid";');
+    expect(text).toContain('include "/srv/conf d;{x}/slipway-b.conf";');
   });
 });
 

@@ -32,11 +32,11 @@ export function checkArgv(checkCmd: readonly string[], paths: { file: string; ma
  * and the candidate in place of this app's live file. Pure.
  */
 export function renderHarness(dir: string, includes: readonly string[]): string {
-  const tmp = (name: string) => `    ${name}_temp_path ${join(dir, name)};`;
+  const tmp = (name: string) => `    ${name}_temp_path ${nginxString(join(dir, name))};`;
   return [
     '# Checks one Slipway candidate beside the other apps\' files; written by @slipway/router.',
-    `pid ${join(dir, 'nginx.pid')};`,
-    `error_log ${join(dir, 'error.log')};`,
+    `pid ${nginxString(join(dir, 'nginx.pid'))};`,
+    `error_log ${nginxString(join(dir, 'error.log'))};`,
     'events {}',
     'http {',
     '    access_log off;',
@@ -44,10 +44,15 @@ export function renderHarness(dir: string, includes: readonly string[]): string 
     '    variables_hash_max_size 2048;',
     '    variables_hash_bucket_size 128;',
     ...['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi'].map(tmp),
-    ...includes.map((file) => `    include ${file};`),
+    ...includes.map((file) => `    include ${nginxString(file)};`),
     '}',
     '',
   ].join('\n');
+}
+
+/** A path as one nginx argument, whatever it holds (a space, `;`, `{`, `#`: a conf dir or TMPDIR of the operator's choosing). */
+function nginxString(path: string): string {
+  return `"${path.replace(/[\\"]/g, '\\$&')}"`;
 }
 
 /** The Slipway files of `confDir` (but `except`, a file name), in the order nginx's `include *.conf` reads them. */

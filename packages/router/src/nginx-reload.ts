@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, readdir, readlink, rename, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SlipwayConfig } from '@slipway/config/types';
 import { CommandError, OWN_PID_NAMESPACE, processStart, runCommand, statFields } from '@slipway/core/run-command';
@@ -397,10 +397,12 @@ async function checkWhole(nginx: NginxTarget, dir: string, tickets: BatchTicket[
     slipwayFiles(nginx.conf_dir),
     readFile(join(dir, 'signalled.json'), 'utf8').then((text) => JSON.parse(text) as Record<string, number>, () => ({}) as Record<string, number>),
   ]);
+  // A file of ours nginx names; not a file an app's includes from elsewhere (a snippet), which no ticket puts back.
+  const namedOurs = named !== null && resolve(dirname(named)) === resolve(nginx.conf_dir) && nginxNames.isSlipwayFile(basename(named));
   // Gone since the check (put back this moment): the next check says more.
-  const namedGone = named !== null && placed[basename(named)] === undefined;
+  const namedGone = namedOurs && placed[basename(named!)] === undefined;
   const read = (name: string) => signalled[name] === placed[name];
-  const namedRead = named !== null && !namedTicket && !namedGone && read(basename(named));
+  const namedRead = namedOurs && !namedTicket && !namedGone && read(basename(named!));
   const culprits = new Set<string>(namedTicket ? [basename(named!)] : []);
   if (namedRead) {
     // The files nginx has not read, this batch's commits first: a newcomer whose ticket is not written yet may be the one.
@@ -422,7 +424,7 @@ async function checkWhole(nginx: NginxTarget, dir: string, tickets: BatchTicket[
     for (const [name, ino] of Object.entries(last?.files ?? {})) if ((await inode(name)) === ino) beingPutBack = true;
   }
   // And a culprit whose ticket is on its way: a named file nginx has not read, or one found by leaving it out.
-  const ticketOnItsWay = (named !== null && !namedTicket && !namedRead) || [...culprits].some((name) => !tickets.some((ticket) => nameOf(ticket) === name));
+  const ticketOnItsWay = (namedOurs && !namedTicket && !namedRead) || [...culprits].some((name) => !tickets.some((ticket) => nameOf(ticket) === name));
   let waitable = beingPutBack || ticketOnItsWay;
   const refused = tickets.filter((ticket) => culprits.has(nameOf(ticket) ?? ''));
   for (const ticket of refused) await answer(dir, ticket, { error: words, rejected: words });

@@ -4,8 +4,10 @@ import { Agent, createServer, request, type IncomingHttpHeaders } from 'node:htt
 import type { AddressInfo, Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CommandError } from '@slipway/core/run-command';
 import { freePort, ownNginx, tempDir, testAppName } from '@slipway/devstack/testing';
 import { applyNginxConf, prepareNginxConf } from '../src/nginx-apply.js';
+import { rejectedFile, runCheck } from '../src/nginx-check.js';
 import { listenersHolders, reloadNginx } from '../src/nginx-reload.js';
 import { nginxNames, renderNginxConf, routeSnapshot } from '../src/render.js';
 import { EmptyUpstreamError, NginxCheckError, NginxReloadError } from '../src/router-errors.js';
@@ -183,6 +185,40 @@ describe('applyNginxConf', () => {
     }
   });
 
+  it('a broken file an app\'s file includes from elsewhere holds no batch: no ticket puts it back, so each reload fails at once', async () => {
+    const [x, z] = [await newApp(), await newApp()] as const;
+    const snippets = tempDir('slipway-snippet-');
+    const snippet = join(snippets.path, 'shared.conf');
+    const xFile = nginxNames.path(nginx.settings.conf_dir, x.name);
+    try {
+      await writeFile(snippet, 'this is not nginx;\n');
+      await writeFile(xFile, `include ${snippet};\n`);
+      const started = Date.now();
+      const err = await reloadNginx({ nginx: nginx.settings, listen: z.listen, file: nginxNames.path(nginx.settings.conf_dir, z.name) }).catch((e: unknown) => e);
+      expect(err).toMatchObject({ code: 'nginx_reload_failed' });
+      expect((err as Error).message).toContain(snippet);
+      expect(Date.now() - started, 'waited on a file nobody puts back').toBeLessThan(5_000);
+    } finally {
+      await rm(xFile, { force: true });
+      snippets.remove();
+    }
+  });
+
+  it('checks files in a directory whose name nginx would misread unquoted (a space, ;, {)', async () => {
+    const odd = tempDir('slipway-odd dir;{x}-');
+    try {
+      const good = join(odd.path, 'slipway-good.conf');
+      const bad = join(odd.path, 'slipway-bad.conf');
+      await writeFile(good, `server {\n    listen 127.0.0.1:${await freePort()};\n    return 200 "ok";\n}\n`);
+      await writeFile(bad, 'this is not nginx;\n');
+      await runCheck(nginx.settings, [good], good);
+      const err = await runCheck(nginx.settings, [good, bad], bad).catch((e: unknown) => e);
+      expect(rejectedFile((err as CommandError).tail)).toBe(bad);
+    } finally {
+      odd.remove();
+    }
+  });
+
   it('checks each candidate beside the other apps\' files', async () => {
     const one = await newApp();
     const two = await newApp();
@@ -211,6 +247,19 @@ describe('applyNginxConf', () => {
       expect(err).toMatchObject({ code: 'nginx_conf_broken', fault: 'slipway' });
       expect((err as Error).message).toContain(`nginx rejects ${file}, which is not ${app.name}'s`);
       expect(existsSync(ownFile)).toBe(false);
+      // Nor is a file it includes from elsewhere (a shared snippet) that nginx names: not the candidate, so not the commit's.
+      const snippets = tempDir('slipway-snippet-');
+      const snippet = join(snippets.path, 'shared.conf');
+      await writeFile(snippet, 'this is not nginx either;\n');
+      await writeFile(file, `${good}\ninclude ${snippet};\n`);
+      try {
+        const included = await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(app, [b]) }).catch((e: unknown) => e);
+        expect(included).toMatchObject({ code: 'nginx_conf_broken', fault: 'slipway' });
+        expect((included as Error).message).toContain(`nginx rejects ${snippet}, which is not ${app.name}'s`);
+        expect(existsSync(ownFile)).toBe(false);
+      } finally {
+        snippets.remove();
+      }
     } finally {
       await writeFile(file, good);
     }
@@ -403,7 +452,8 @@ describe('applyNginxConf', () => {
       await result;
       expect(await fetchText(app.listen)).toBe('200 a');
     } else {
-      await expect(result).rejects.toMatchObject({ code: 'nginx_check_failed' });
+      // It says no without the candidate too: not the commit's fault.
+      await expect(result).rejects.toMatchObject({ code: 'nginx_conf_broken', fault: 'slipway' });
       await expect(stat(nginxNames.path(settings.conf_dir, app.name))).rejects.toThrow(/ENOENT/);
     }
   });
