@@ -9,7 +9,7 @@ import { DeployFeedback, type RetryPolicy } from '@slipway/feedback/deploy-feedb
 import { WorkerMetrics } from '@slipway/feedback/metrics';
 import { JobStore } from '@slipway/queue/job-store';
 import { SlipwayError } from '@slipway/core/slipway-error';
-import { DeployQueue, QUEUE_NAME } from '@slipway/queue/deploy-queue';
+import { bullJobId, DeployQueue, QUEUE_NAME } from '@slipway/queue/deploy-queue';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { connectRedis } from '@slipway/queue/redis';
 import { type DeployContext, processDeploy, settleGivenUp, TakenOver } from './process-deploy.js';
@@ -33,12 +33,23 @@ export interface DeployWorkerOptions {
   concurrency?: number;
   /** How commit statuses and notifications are retried. Default DEFAULT_RETRY_POLICY. */
   feedbackRetry?: Partial<RetryPolicy>;
+  /** See {@link ABANDONED_AFTER_MS}; tests shorten it. */
+  abandonedAfterMs?: number;
 }
 
 /** How often the worker sweeps the whole job history for retention (and once at start). */
 const HISTORY_SWEEP_INTERVAL_MS = 60 * 60 * 1000;
 /** How often the worker looks for jobs whose record was written and whose BullMQ job never was (see DeployQueue.repairOrphans). */
 const ORPHAN_SWEEP_INTERVAL_MS = 60 * 1000;
+/**
+ * How long after BullMQ gave a job up (its stalls past MAX_STALLED_COUNT) a
+ * record still `active` is taken for one whose give-up was lost (the worker
+ * that saw it stopped, or Redis refused its write), and is settled by the
+ * next sweep: longer than a give-up takes (its lease wait and clean-up).
+ */
+export const ABANDONED_AFTER_MS = 5 * 60_000;
+/** BullMQ's reason for a job it failed because it stalled more than maxStalledCount. */
+const STALLED_OUT = 'job stalled more than allowable limit';
 
 export interface DeployWorker {
   /** Resolves once the worker is connected and taking jobs. */
@@ -153,8 +164,23 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
       if (cancelled.length > 0) logger.warn({ jobs: cancelled }, 'ended jobs cancelled while waiting whose records had not been ended');
     })
     .catch((err: Error) => logger.debug({ err: err.message }, 'looking for orphaned jobs failed; again in a minute'));
-  const repairTimer = setInterval(repair, ORPHAN_SWEEP_INTERVAL_MS).unref();
-  repair();
+  // A job BullMQ gave up on whose record its 'failed' handler above never ended: nothing else would end it.
+  const abandonedAfterMs = options.abandonedAfterMs ?? ABANDONED_AFTER_MS;
+  const settleAbandoned = async () => {
+    for (const record of await store.list({ state: 'active', limit: 500 })) {
+      const job = await producer.bull.getJob(bullJobId(record.id));
+      if (job?.failedReason !== STALLED_OUT || !job.finishedOn || Date.now() - job.finishedOn < abandonedAfterMs) continue;
+      if ((await job.getState()) !== 'failed') continue;
+      logger.warn({ job: record.id }, 'a job given up after its workers died was still recorded running; ending it');
+      await giveUp(record.id);
+    }
+  };
+  const repairAll = () => {
+    repair();
+    void settleAbandoned().catch((err: Error) => logger.debug({ err: err.message }, 'looking for jobs given up and still recorded running failed; again in a minute'));
+  };
+  const repairTimer = setInterval(repairAll, ORPHAN_SWEEP_INTERVAL_MS).unref();
+  repairAll();
 
   // The grace's wait, which hurry() ends at once; the wait for the safe points after it is not cut short.
   const hurried = new AbortController();

@@ -193,6 +193,8 @@ export async function settleGivenUp(ctx: DeployContext, id: string, err: Slipway
   const lease = new AppLease(ctx.redis, ctx.store.keys.appLock(record.app), `${id}:given-up:${randomUUID()}`, ctx.leaseMs ?? DEFAULT_LEASE_MS, () => {});
   const held = await waitForLease(lease, TIDY_LOCK_WAIT_MS);
   try {
+    // Ended meanwhile, by another worker's give-up of it (its 'failed' handler, or the sweep for lost ones).
+    if (FINAL_STATES.has((await ctx.store.get(id))?.state ?? 'completed')) return;
     // Unreadable, it is taken for not live: nothing runs the job again to find out later.
     const wentLive = await liveFromEarlierAttempt(ctx, record).catch(() => null);
     if (wentLive && held) {

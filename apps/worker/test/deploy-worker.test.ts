@@ -7,7 +7,9 @@ import Docker from 'dockerode';
 import { commitVersion, startLoad, waitFor } from '@slipway/devstack/testing';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { etcdKeys } from '@slipway/etcd/keys';
-import { bullJobId } from '@slipway/queue/deploy-queue';
+import { UnrecoverableError, Worker } from 'bullmq';
+import { bullJobId, QUEUE_NAME } from '@slipway/queue/deploy-queue';
+import { connectRedis } from '@slipway/queue/redis';
 import { createDeployWorker, type DeployWorker } from '../src/deploy-worker.js';
 import { body, quietLogger, waitForJob, waitForStep, workerWorld, type WorkerWorld } from './support.js';
 
@@ -55,6 +57,29 @@ describe('the deploy worker', () => {
     expect(log).toContain('==> rollout');
     const containers = await docker.listContainers({ all: true, filters: { label: [`slipway.app=${app!.name}`] } });
     expect(containers.map((c) => c.Labels['slipway.sha'])).toEqual([sha2, sha2]);
+  });
+
+  it('a job BullMQ gave up on whose give-up was lost (the worker that saw it stopped) is ended by the next sweep, not left running for ever', async () => {
+    world = await workerWorld();
+    const [app] = world.apps;
+    const job = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    // What a lost give-up leaves: the record running (as its dead attempt left it), BullMQ's job failed for its stalls.
+    const connection = connectRedis(world.config.redis, 'worker');
+    const taker = new Worker(QUEUE_NAME, null, { connection, prefix: world.config.queue.prefix, autorun: false });
+    try {
+      const taken = await taker.getNextJob('test-token');
+      expect(taken?.id).toBe(bullJobId(job.id));
+      await world.queue.store.update(job.id, { state: 'active' });
+      await taken!.moveToFailed(new UnrecoverableError('job stalled more than allowable limit'), 'test-token');
+    } finally {
+      await taker.close();
+      connection.disconnect();
+    }
+    expect((await world.queue.store.mustGet(job.id)).state).toBe('active');
+    worker = createDeployWorker({ config: world.config, logger: quietLogger, abandonedAfterMs: 0 });
+    const done = await waitForJob(world.queue, job.id, 60_000);
+    expect(done.state).toBe('failed');
+    expect(done.error).toMatch(/^worker_lost: the workers running it died/);
   });
 
   it('keeps with the job how many connections a drain that ran out of drain_s left open', async () => {
