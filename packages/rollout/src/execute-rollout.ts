@@ -274,7 +274,7 @@ class RolloutRun {
 
   private async drain(step: StepOf<'drain'>): Promise<void> {
     this.onStep('drain');
-    this.result.drain = await drainConnections(step.addresses, step.timeoutMs, { settleMs: step.settleMs, listen: this.request.app.listen });
+    this.result.drain = await drainConnections(step.addresses, step.timeoutMs, { settleMs: step.settleMs, listen: this.seams.proxy.listen(this.request.app) });
     this.log(say.drained(this.result.drain, step.timeoutMs));
   }
 
@@ -331,7 +331,7 @@ class RolloutRun {
     // A receipt and no switch: the switch was made and put back.
     if (this.receipt) {
       const settle = this.request.app.routing === 'dns' ? { settleMs: DNS_SETTLE_MS } : {};
-      await drainReverted(this.started.flatMap((c) => (c.address ? [c.address] : [])), this.request.app.drain_s, this.log, { ...settle, listen: this.request.app.listen });
+      await drainReverted(this.started.flatMap((c) => (c.address ? [c.address] : [])), this.request.app.drain_s, this.log, { ...settle, listen: this.seams.proxy.listen(this.request.app) });
     }
     await Promise.all(this.started.map(async ({ id }) => {
       try {

@@ -46,11 +46,26 @@ export interface RouteProxy {
   routed(app: AppConfig): Promise<string[]>;
   /** Renders and checks the routing for `addresses`; nothing live changes. */
   prepare(app: AppConfig, addresses: readonly string[]): Promise<PreparedRoute>;
+  /**
+   * Where the nginx a switch reloads takes the app's requests: its
+   * `listen`, or with two tiers the back's socket. A drain waits for the
+   * client connections there that nginx's retiring workers hold.
+   */
+  listen(app: AppConfig): string;
+}
+
+/** The app's address on the nginx Slipway reloads (see RouteProxy.listen). */
+function reloadedListen(nginx: NginxTarget, app: AppConfig): string {
+  return backListen(nginx, app.name) ?? app.listen;
 }
 
 /** The proxy seam over nginx: the router's render, candidate check, atomic rename and observed reload. */
 export class NginxRouteProxy implements RouteProxy {
   constructor(private readonly nginx: NginxTarget) {}
+
+  listen(app: AppConfig): string {
+    return reloadedListen(this.nginx, app);
+  }
 
   /**
    * A worker killed between its switch's rename and its reload leaves
@@ -104,6 +119,10 @@ const DNS_POLL_MS = 20;
  */
 export class DnsRouteProxy implements RouteProxy {
   constructor(private readonly nginx: NginxTarget, private readonly dns: SlipwayConfig['dns']) {}
+
+  listen(app: AppConfig): string {
+    return reloadedListen(this.nginx, app);
+  }
 
   /** DNS is fed from etcd by the router; the nginx file names no container. */
   catchUp(): Promise<string | null> {

@@ -96,7 +96,8 @@ describe('routing: dns — a failed rollout leaves the previous release serving:
     const app = await testApp({ routing: 'dns' });
     const v2 = await buildImage(app.name, 'v2');
     const { err } = await failedAttempt(app, (base) => rollout({
-      ...base, app: { ...app, server_name: ['changed.example'] }, nginx: { ...nginx.settings, check_cmd: ['false'] }, image: v2, job: 'bad-check',
+      // A check of the candidate file alone ({file}) that says no: the candidate's (a check refusing even the other apps' files is nginx_conf_broken).
+      ...base, app: { ...app, server_name: ['changed.example'] }, nginx: { ...nginx.settings, check_cmd: ['sh', '-c', 'exit 1', 'sh', '{file}'] }, image: v2, job: 'bad-check',
     }));
     expect(err.code).toBe('nginx_check_failed');
   });

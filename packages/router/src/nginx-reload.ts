@@ -4,7 +4,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { SlipwayConfig } from '@slipway/config/types';
 import { CommandError, OWN_PID_NAMESPACE, processStart, runCommand, statFields } from '@slipway/core/run-command';
-import { probeUnixSocket, readListeningSockets, readListeningUnixSockets, readTcpSockets, TcpState, type TcpSocket } from './tcp-sockets.js';
+import { probeUnixSocket, readListeningSockets, readListeningUnixSockets, readTcpSockets, readUnixSockets, TcpState, type TcpSocket } from './tcp-sockets.js';
 import { nginxNames } from './render.js';
 import { CHECK_TIMEOUT_MS, checkFiles, rejectedFile, slipwayConfFiles } from './nginx-check.js';
 import { NginxCheckError, NginxReloadError } from './router-errors.js';
@@ -692,17 +692,19 @@ export async function retiringWorkers(): Promise<number[]> {
 
 /**
  * Client connections to `listen` (a TCP address an app's server listens
- * on) that one of `workers` holds: requests of that app the workers may
- * still pass on. 0 for a unix socket or a host name.
+ * on, or the back's unix socket of two tiers) that one of `workers` holds:
+ * requests of that app the workers may still pass on. 0 for a host name.
  */
 export async function clientConnectionsHeld(workers: readonly number[], listen: string): Promise<number> {
   const address = listenAddress(listen);
-  if (workers.length === 0 || !address || address.startsWith('unix:')) return 0;
+  if (workers.length === 0 || !address) return 0;
   // The workers' sockets first (a few descriptors; none once a worker has exited): the table of every TCP socket of the
   // host, thousands under load, is read only while a retiring worker holds a socket at all.
   const held = new Set<number>();
   for (const pid of workers) for (const inode of await socketInodes(pid)) held.add(inode);
   if (held.size === 0) return 0;
+  // The front's connections to the back, accepted on the app's socket: they carry its path.
+  if (address.startsWith('unix:')) return readUnixSockets().filter((s) => s.state === TcpState.ESTABLISHED && s.local === address && held.has(s.inode)).length;
   const port = `:${address.split(':')[1]}`;
   const wildcard = address.startsWith('0.0.0.0:');
   try {

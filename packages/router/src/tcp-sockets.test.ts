@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
-import { connectionCounts, countEstablished, decodeAddress, parseListeningUnixSockets, parseProcNetTcp } from './tcp-sockets.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { clientConnectionsHeld } from './nginx-reload.js';
+import { connectionCounts, countEstablished, decodeAddress, parseListeningUnixSockets, parseProcNetTcp, parseUnixSockets } from './tcp-sockets.js';
 
 const TABLE = `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:8001 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 20171 1 0000000000000000 100 0 0 10 0
@@ -70,5 +74,32 @@ describe('/proc/net/unix', () => {
 `;
     // Accepting (Flags 0x10000) with a file path: not the connected peer, not an abstract name, not a nameless socket.
     expect(parseListeningUnixSockets(table)).toEqual([{ local: 'unix:/tmp/back/slipway-hello.sock', remote: '', state: 0x0a, inode: 6522798 }]);
+    // And the connections it accepted (St 03), which carry its path: what a drain counts of the back's retiring workers.
+    expect(parseUnixSockets(table)).toEqual([
+      { local: 'unix:/tmp/back/slipway-hello.sock', remote: '', state: 0x0a, inode: 6522798 },
+      { local: 'unix:/tmp/back/slipway-hello.sock', remote: '', state: 0x01, inode: 6522812 },
+    ]);
+  });
+});
+
+describe('clientConnectionsHeld', () => {
+  it('counts the connections a process accepted on a unix socket (the back of two tiers), as on a TCP address', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'slipway-held-'));
+    const path = join(dir, 'slipway-app.sock');
+    const accepted: Socket[] = [];
+    const server = createServer((socket) => void accepted.push(socket));
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    const clients = [connect(path), connect(path)];
+    try {
+      await expect.poll(() => accepted.length).toBe(2);
+      // This process holds both ends; only the accepted ones carry the socket's path.
+      expect(await clientConnectionsHeld([process.pid], `unix:${path}`)).toBe(2);
+      for (const client of clients) client.destroy();
+      await expect.poll(() => clientConnectionsHeld([process.pid], `unix:${path}`)).toBe(0);
+    } finally {
+      for (const client of clients) client.destroy();
+      await new Promise((resolve) => server.close(resolve));
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

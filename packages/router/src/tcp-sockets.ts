@@ -143,24 +143,42 @@ const UNIX_ACCEPTING = 0x10000;
  * nginx's `listen` names them), from the text of /proc/net/unix. Pure.
  */
 export function parseListeningUnixSockets(text: string): TcpSocket[] {
+  return parseUnixSockets(text).filter((socket) => socket.state === TcpState.LISTEN);
+}
+
+/** /proc/net/unix's St of a connected socket (SS_CONNECTED). */
+const UNIX_CONNECTED = 3;
+
+/**
+ * The unix sockets that have a path, from the text of /proc/net/unix: the
+ * listening ones (state LISTEN) and those a listener accepted, which carry
+ * its path (state ESTABLISHED), each as `unix:<path>`. Pure.
+ */
+export function parseUnixSockets(text: string): TcpSocket[] {
   const sockets: TcpSocket[] = [];
   for (const line of text.split('\n').slice(1)) {
     // Num RefCount Protocol Flags Type St Inode Path
     const fields = line.trim().split(/\s+/);
     if (fields.length < 8 || !fields[7]!.startsWith('/')) continue;
-    if ((parseInt(fields[3]!, 16) & UNIX_ACCEPTING) === 0) continue;
-    sockets.push({ local: `unix:${fields.slice(7).join(' ')}`, remote: '', state: TcpState.LISTEN, inode: Number(fields[6]) });
+    const listening = (parseInt(fields[3]!, 16) & UNIX_ACCEPTING) !== 0;
+    if (!listening && parseInt(fields[5]!, 16) !== UNIX_CONNECTED) continue;
+    sockets.push({ local: `unix:${fields.slice(7).join(' ')}`, remote: '', state: listening ? TcpState.LISTEN : TcpState.ESTABLISHED, inode: Number(fields[6]) });
   }
   return sockets;
 }
 
-/** This network namespace's listening unix sockets with a path (the back's sockets of two tiers). */
-export function readListeningUnixSockets(): TcpSocket[] {
+/** This network namespace's unix sockets with a path, listening or accepted (the back's sockets of two tiers). */
+export function readUnixSockets(): TcpSocket[] {
   try {
-    return parseListeningUnixSockets(readFileSync('/proc/net/unix', 'latin1'));
+    return parseUnixSockets(readFileSync('/proc/net/unix', 'latin1'));
   } catch {
     return [];
   }
+}
+
+/** This network namespace's listening unix sockets with a path. */
+export function readListeningUnixSockets(): TcpSocket[] {
+  return readUnixSockets().filter((socket) => socket.state === TcpState.LISTEN);
 }
 
 /**

@@ -345,7 +345,7 @@ class SwarmRun {
     const { swarm } = this.seams;
     this.onStep('drain');
     if (plan.drain.length > 0) {
-      this.result.drain = await drainConnections(plan.drain, app.drain_s * 1000, { listen: app.listen });
+      this.result.drain = await drainConnections(plan.drain, app.drain_s * 1000, { listen: this.seams.proxy.listen(app) });
       this.log(say.drained(this.result.drain, app.drain_s * 1000));
     }
     phase('drain');
@@ -489,7 +489,7 @@ class SwarmRun {
       return;
     }
     // A receipt and no switch: the switch was made and put back.
-    if (this.receipt) await drainReverted(this.tasks.flatMap((t) => (t.address ? [t.address] : [])), this.request.app.drain_s, this.log, { listen: this.request.app.listen });
+    if (this.receipt) await drainReverted(this.tasks.flatMap((t) => (t.address ? [t.address] : [])), this.request.app.drain_s, this.log, { listen: this.seams.proxy.listen(this.request.app) });
     try {
       await this.seams.swarm.removeService(this.created.id);
       this.log(`removed new service ${this.created.name}`);
