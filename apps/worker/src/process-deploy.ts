@@ -77,13 +77,16 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     // A cancel that came while this waiting job was briefly taken (it is, every BUSY_RETRY_MS) found it running and
     // left only the stop key: a job that never started ends here, not when its app frees, maybe hours later.
     // Only a job never started: one an earlier attempt started may have gone live, which the attempt that gets the app finds out.
-    if (record.startedAt === null && await ctx.redis.exists(ctx.store.keys.cancel(id))) {
+    // And not while another attempt of this job holds the app (its queue lock lost before it recorded its start): that
+    // attempt meets the cancel at its next safe point, or goes live past it, and records which.
+    const holder = await lease.holderOf();
+    if (record.startedAt === null && !holder?.startsWith(`${id}:`) && await ctx.redis.exists(ctx.store.keys.cancel(id))) {
       const ended = await ctx.store.finish(id, 'cancelled', { error: 'cancelled while waiting' });
       ctx.feedback?.finished(ended);
       logger.info('cancelled while waiting for its app');
       return { skipped: ended.state };
     }
-    logger.debug({ holder: await lease.holderOf() }, 'app busy; waiting');
+    logger.debug({ holder }, 'app busy; waiting');
     await ctx.redis.set(ctx.store.keys.waitingForApp(id), '1', 'PX', BUSY_RETRY_MS * 5);
     await job.moveToDelayed(Date.now() + BUSY_RETRY_MS + Math.floor(Math.random() * 200), token);
     throw new DelayedError();
