@@ -127,6 +127,7 @@ const bad: Array<[string, string, string]> = [
   ['token as the user of a mistyped URL, not echoed', 'apps:\n  hello:\n    repo: htps://ghp_Secret123Token@github.com/acme/hello.git', 'apps.hello.repo: expected a git URL, got "htps://***@github.com/acme/hello.git" (expected an http(s)://'],
   ['a full ref as the branch', `${minimalApp}    branch: refs/heads/main`, 'apps.hello.branch: expected a branch name, got "refs/heads/main" (the branch\'s name, without refs/heads/: e.g. main)'],
   ['a remote-tracking name as the branch', `${minimalApp}    branch: origin/main`, 'apps.hello.branch: expected a branch name, got "origin/main" (the branch\'s name on the repository, not its remote-tracking name: e.g. main)'],
+  ['a host name as the DNS server dnsmasq listens on', 'dns: { server: "localhost:5353" }', 'dns.server: expected an ip:port, got "localhost:5353" (an IPv4 address and a port, e.g. 127.0.0.1:5353)'],
   ['malformed interpolation', `${minimalApp}    template: \${oops`, 'apps.hello.template: malformed ${...} in "${oops"'],
   ['bad app name', 'apps:\n  Hello_World:\n    repo: /srv/git/hello.git', 'apps.Hello_World: invalid app name "Hello_World"'],
   ['app name with ../', 'apps:\n  "../etc":\n    repo: /srv/git/hello.git', 'apps.../etc: invalid app name "../etc"'],

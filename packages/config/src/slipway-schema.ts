@@ -24,6 +24,13 @@ const hostPort: Check = (v) => {
   return ipv4(m[1]!) && !/^[a-z0-9.-]+$/i.test(m[1]!) ? 'invalid' : null;
 };
 
+/** An IPv4 address and port: where a server of Slipway's own binds (dnsmasq's --listen-address takes no name). */
+const ipPort: Check = (v) => {
+  const m = /^(.+):(\d{1,5})$/.exec(v);
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) return 'invalid';
+  return ipv4(m[1]!) ? 'an IPv4 address and a port, e.g. 127.0.0.1:5353' : null;
+};
+
 const hostname: Check = (v) =>
   /^(\*\.)?[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,62})(\.[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,62}))*\.?$|^_$|^localhost$/.test(v) ? null : 'invalid';
 
@@ -274,7 +281,7 @@ export const slipwaySchema = obj({
   }),
   apps: dict(app, { keyType: 'app name', key: (name) => APP_NAME.test(name), placeholder: '<app>', doc: 'App names match `[a-z0-9][a-z0-9-]{0,62}` and do not end in `-` (a Docker image name cannot).' }),
   dns: obj({
-    server: str({ default: '127.0.0.1:5353', check: hostPort, type: 'an address:port', doc: 'The DNS server nginx asks (dnsmasq, started by Slipway).' }),
+    server: str({ default: '127.0.0.1:5353', check: ipPort, type: 'an ip:port', doc: 'The DNS server nginx asks (dnsmasq, started by Slipway, listens on this IPv4 address: not a host name).' }),
     domain: str({ default: 'slipway.internal', check: hostname, type: 'a domain', doc: '`<app>.<domain>` answers the live containers.' }),
     address_pool: str({ default: '127.0.10.0/24', check: cidr, type: 'an IPv4 CIDR', doc: 'One loopback address per container of a `dns` app.' }),
   }),
