@@ -102,6 +102,16 @@ describe('parseConfig defaults', () => {
     expect(config.apps.hello!.server_name).toEqual(['hello.example.com']);
   });
 
+  it('reads ${VAR} unquoted in a flow mapping, as the documented example writes it', () => {
+    const text = `dashboard: { host: 127.0.0.1, port: 3001, token: \${SLIPWAY_TEST_TOKEN} }\nengine: { type: swarm, registry: "r.example:5000", registry_auth: {username: ci, password: \${REGISTRY_PASSWORD}} }\n${minimalApp}    env: { A: \${NOPE:-x}, B: "$\${LITERAL}" }\n`;
+    const config = parseConfig(text, { file: FILE, env: { ...env, SLIPWAY_TEST_TOKEN: 't'.repeat(40), REGISTRY_PASSWORD: 'p4ss' } });
+    expect(config.dashboard.token).toBe('t'.repeat(40));
+    expect(config.engine.registry_auth).toEqual({ username: 'ci', password: 'p4ss' });
+    expect(config.apps.hello!.env).toEqual({ A: 'x', B: '${LITERAL}' });
+    // A YAML error shows the line as written.
+    expect(() => parseConfig('dashboard: { token: ${SLIPWAY_TEST_TOKEN}\n', { file: FILE, env })).toThrow(/YAML: /);
+  });
+
   it('resolves relative paths against the config file', () => {
     const config = parseConfig(`workdir: work\nnginx: { conf_dir: nginx/conf.d }\n${minimalApp}    template: nginx/hello.tmpl\n`, { file: FILE, env });
     expect(config.workdir).toBe('/etc/slipway/work');

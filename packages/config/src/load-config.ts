@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { type Document, parseDocument, visit } from 'yaml';
@@ -82,26 +83,48 @@ export function parseConfig(text: string, options: { file: string | null; env: L
   return validateConfig(parseYaml(text, options.file), options);
 }
 
+/** A `${VAR}`, `${VAR:-word}` or `${VAR:?word}` reference as written (see shieldReferences and the schema's interpolate). */
+const REFERENCE_TEXT = /\$\{[A-Za-z_][A-Za-z0-9_]*(?::[-?][^}\n"']*)?\}/g;
+
 function parseYaml(text: string, file: string | null): unknown {
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
+  const shield = shieldReferences(text);
+  const doc = parseDocument(shield.text, { uniqueKeys: true, prettyErrors: true });
   if (doc.errors.length > 0) {
-    throw new ConfigError(file, doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`));
+    throw new ConfigError(file, doc.errors.map((e) => `YAML: ${shield.restore(e.message.split('\n')[0]!)}`));
   }
-  return asWritten(doc).toJS() ?? {};
+  return asWritten(doc, shield.restore).toJS() ?? {};
+}
+
+/**
+ * `${VAR}` stands unquoted in a flow mapping too (`dashboard: { token:
+ * ${TOKEN} }`), where YAML would read its braces as a mapping of its own:
+ * each reference is parsed as a plain word, and put back in the strings
+ * YAML returns (interpolated later, by the schema).
+ */
+function shieldReferences(text: string): { text: string; restore: (parsed: string) => string } {
+  const nonce = randomBytes(6).toString('hex');
+  const references: string[] = [];
+  const word = new RegExp(`slipwayref${nonce}n(\\d+)x`, 'g');
+  return {
+    text: text.replace(REFERENCE_TEXT, (reference) => `slipwayref${nonce}n${references.push(reference) - 1}x`),
+    restore: (parsed) => parsed.replace(word, (_word, n: string) => references[Number(n)]!),
+  };
 }
 
 /**
  * The document with each plain number that YAML would change kept as its
  * text: `branch: 1.10` is the branch "1.10", not 1.1; `0010`, `1e3` and a
  * 23-digit secret stay as typed. Numbers that read back the same (`2`,
- * `8080`, `0.5`) stay numbers; a number key wants its text as well.
+ * `8080`, `0.5`) stay numbers; a number key wants its text as well. Strings
+ * get their `${…}` references back (`restore`).
  */
-function asWritten(doc: Document): Document {
+function asWritten(doc: Document, restore: (parsed: string) => string): Document {
   visit(doc, {
     Scalar(_key, node) {
       const { value, source } = node;
+      if (typeof value === 'string') node.value = restore(value);
       // (0x1F90 and 0o17 are numbers as written: YAML's own forms of them.)
-      if ((typeof value === 'number' || typeof value === 'bigint') && node.type === 'PLAIN' && source !== undefined && String(value) !== source && !/^0[xo]/i.test(source)) node.value = source;
+      else if ((typeof value === 'number' || typeof value === 'bigint') && node.type === 'PLAIN' && source !== undefined && String(value) !== source && !/^0[xo]/i.test(source)) node.value = source;
     },
   });
   return doc;
@@ -250,9 +273,10 @@ export function parseRepositoryFile(text: string, commit: string): { steps: Step
   const where = `${REPOSITORY_FILE} of commit ${commit.slice(0, 12)}`;
   const invalid = (problems: string[]) =>
     new SlipwayError('repository_file_invalid', problems.map((p) => `${where}: ${p}`).join('\n'), { fault: 'commit' });
-  const doc = parseDocument(text, { uniqueKeys: true });
-  if (doc.errors.length > 0) throw invalid(doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`));
-  asWritten(doc);
+  const shield = shieldReferences(text);
+  const doc = parseDocument(shield.text, { uniqueKeys: true });
+  if (doc.errors.length > 0) throw invalid(doc.errors.map((e) => `YAML: ${shield.restore(e.message.split('\n')[0]!)}`));
+  asWritten(doc, shield.restore);
   const problems: string[] = [];
   const ctx: ParseContext = { env: {}, interpolate: false, error: (path, message) => problems.push(`${path || '(top level)'}: ${message}`) };
   let value: unknown;
