@@ -132,6 +132,10 @@ describe('inspectWebhook decisions', () => {
     ['a web URL on another host (where statuses and links would go)', mutate((p) => { p.repository.html_url = 'https://evil.example/Codertocat/Hello-World'; }), {}, 'repository_host_mismatch'],
     ['a web URL on another host without its slashes (https:host), which a URL parser reads all the same', mutate((p) => { p.repository.html_url = 'https:evil.example/Codertocat/Hello-World'; }), {}, 'repository_host_mismatch'],
     ['a compare link on another host', mutate((p) => { p.compare = 'https://evil.example/compare/a...b'; }), {}, 'repository_host_mismatch'],
+    ['every address of the repository on another host (the same owner/name)', mutate((p) => {
+      for (const key of ['clone_url', 'html_url', 'url', 'git_url', 'ssh_url']) p.repository[key] = String(p.repository[key]).replace('github.com', 'evil.example');
+      p.compare = String(p.compare).replace('github.com', 'evil.example');
+    }), {}, 'repository_host_mismatch'],
   ])('refuses %s', async (_name, payload, options, code) => {
     await expect(github(payload, options)).rejects.toMatchObject({ code });
   });

@@ -59,7 +59,9 @@ export async function inspectWebhook<A extends WebhookApp>(input: InspectWebhook
     if (event.kind === 'ping') return { kind: 'ignored', reason: 'ping', message: 'pong' };
     throw new WebhookError('missing_field', 'the payload names no repository');
   }
-  const candidates = matchApps(input.apps, identity);
+  // By path on any host: a payload naming the repository on another host only (every address of it moved) is
+  // refused as repository_host_mismatch below once signed, not answered as if no app were configured for it.
+  const candidates = matchApps(input.apps, identity, undefined, { anyHost: true });
   if (candidates.length === 0) throw new WebhookError('no_app', 'no app is configured for this repository');
 
   const verified = await appsWithValidSignature(headers, body.signed(), candidates);
@@ -76,7 +78,9 @@ export async function inspectWebhook<A extends WebhookApp>(input: InspectWebhook
     return { kind: 'ignored', reason: 'other_branch', message: `no app deploys branch ${JSON.stringify(otherBranch)} of this repository` };
   }
   const push = normalisePush(headers.provider, headers.delivery, fields);
-  const apps = matchApps(verified, identity, push.ref);
+  const onHost = matchApps(verified, identity, push.ref);
+  // None on the payload's hosts: the apps of the path elsewhere, each of which the host check below refuses.
+  const apps = onHost.length > 0 ? onHost : matchApps(verified, identity, push.ref, { anyHost: true });
   if (apps.length === 0) {
     return { kind: 'ignored', reason: 'other_branch', message: `no app deploys branch ${JSON.stringify(push.branch)} of this repository` };
   }

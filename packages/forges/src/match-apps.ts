@@ -112,14 +112,16 @@ function indexOf<A extends MatchableApp>(apps: readonly A[]): Map<string, Array<
  * `owner/name`: no `.git`, any case) and, when `ref` is given, whose branch
  * it is (`refs/heads/<branch>`). Config order is kept; several apps may
  * share a repository. `apps` is indexed on first use: pass the same
- * (unchanging) array each time.
+ * (unchanging) array each time. With `anyHost`, the path alone matches
+ * (`acme/hello` on any forge): for telling a repository named on another
+ * host from one no app is configured for.
  */
-export function matchApps<A extends MatchableApp>(apps: readonly A[], identity: RepositoryIdentity, ref?: string): A[] {
+export function matchApps<A extends MatchableApp>(apps: readonly A[], identity: RepositoryIdentity, ref?: string, options: { anyHost?: boolean } = {}): A[] {
   const index = indexOf(apps);
   const found = new Map<A, number>();
   for (const candidate of candidatesOf(identity)) {
     for (const entry of index.get(candidate.path) ?? []) {
-      if (entry.host !== null && entry.host !== candidate.host) continue;
+      if (!options.anyHost && entry.host !== null && entry.host !== candidate.host) continue;
       if (ref !== undefined && ref !== `refs/heads/${entry.app.branch}`) continue;
       found.set(entry.app, entry.order);
     }
