@@ -87,6 +87,20 @@ describe('JobLog', () => {
     expect(count(dropped![1]!)).toBe(1000 - head.length - tail.length);
   });
 
+  it('at the smallest caps the configuration allows (10 lines, 4 KiB): still the start, the notices and the real last line', async () => {
+    const id = newJob();
+    const log = await JobLog.open(store, id, { maxLines: 10, maxBytes: 4096, flushMs: 10 });
+    log.write(numbered(1, 200).join('\n'));
+    log.write('error: the last word');
+    await log.flush();
+    const final = await store.readLog(id);
+    expect(final[0]).toBe(numbered(1, 1)[0]);
+    expect(final.at(-1)).toBe('error: the last word');
+    expect(final.filter((line) => SUMMARY.test(line))).toHaveLength(1);
+    expect(final.length).toBeLessThanOrEqual(10);
+    expect(lineBytes(final)).toBeLessThanOrEqual(4096);
+  });
+
   it('lines written after a flush follow at the next one, after another count of what was left out', async () => {
     const id = newJob();
     const log = await JobLog.open(store, id, { maxLines: 100 });
