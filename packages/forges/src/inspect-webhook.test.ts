@@ -101,6 +101,8 @@ describe('inspectWebhook decisions', () => {
     ['a branch with unicode', mutate((p) => { p.ref = 'refs/heads/brañch'; }), {}, { kind: 'ignored', reason: 'other_branch' }],
     ['develop, signed with the staging secret', mutate((p) => { p.ref = 'refs/heads/develop'; }), { key: 'staging-secret' }, { kind: 'push' }],
     ['develop, signed with the master apps\' secret', mutate((p) => { p.ref = 'refs/heads/develop'; }), {}, { kind: 'ignored', reason: 'other_branch' }],
+    // A minimal payload (a script's, a test's) need not say what the branch was before.
+    ['a push without before', mutate((p) => { delete p.before; }), {}, { kind: 'push', push: { before: null } }],
   ])('%s', async (_name, payload, options, expected) => {
     expect(await github(payload, options)).toMatchObject(expected);
   });
@@ -118,6 +120,7 @@ describe('inspectWebhook decisions', () => {
     ['no after', mutate((p) => { delete p.after; }), {}, 'missing_field'],
     ['a bad before', mutate((p) => { p.before = '$(reboot)'; }), {}, 'invalid_field'],
     ['no ref', mutate((p) => { delete p.ref; }), {}, 'missing_field'],
+    ['a before that is no commit id', mutate((p) => { p.before = 'HEAD~1'; }), {}, 'invalid_field'],
     ['a ref with shell metacharacters', mutate((p) => { p.ref = 'refs/heads/$(touch /tmp/x)'; }), {}, 'invalid_field'],
     ['a ref with a control character', mutate((p) => { p.ref = 'refs/heads/a\u0001b'; }), {}, 'invalid_field'],
     ['a ref with ..', mutate((p) => { p.ref = 'refs/heads/../../etc'; }), {}, 'invalid_field'],

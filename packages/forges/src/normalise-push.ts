@@ -112,8 +112,9 @@ export function normalisePush(provider: Provider, delivery: string | null, field
   if (branch === null) throw invalid('ref', `is not a usable branch ref: ${quote(ref)}`);
   const sha = required(fields.after, 'after');
   if (!isSha(sha)) throw invalid('after', `must be 40 lowercase hex digits, got ${quote(sha)}`);
-  const before = required(fields.before, 'before');
-  if (!isSha(before)) throw invalid('before', `must be 40 lowercase hex digits, got ${quote(before)}`);
+  // Optional (what it orders, a forced push's replaced head, is only known with it); when given, a commit id.
+  const before = fields.before === undefined || fields.before === null ? null : required(fields.before, 'before');
+  if (before !== null && !isSha(before)) throw invalid('before', `must be 40 lowercase hex digits, got ${quote(before)}`);
   const fullName = required(fields.fullName, 'repository full name');
   if (fullName.length > PUSH_LIMITS.fullName || !FULL_NAME.test(fullName) || fullName.split('/').some((s) => s === '.' || s === '..')) {
     throw invalid('repository full name', `must be owner/name, got ${quote(fullName)}`);

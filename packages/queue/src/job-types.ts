@@ -36,8 +36,8 @@ export interface Push {
   branch: string;
   /** 40 hex digits. */
   sha: string;
-  /** The previous head, 40 hex digits (zeros for a new branch). */
-  before: string;
+  /** The previous head, 40 hex digits (zeros for a new branch); null when the payload did not say. */
+  before: string | null;
   pusher: string | null;
   message: string | null;
   compareUrl: string | null;
