@@ -66,7 +66,11 @@ export interface WatchCancelled {
  * hear nothing more. Here the watch is made again, from now (`open` is
  * called anew and `attach` puts the handlers on; its `connected` says
  * "re-sync", as after any reconnection), after a pause that doubles while
- * etcd keeps cancelling, up to WATCH_RECONNECT_MAX_MS × 30.
+ * etcd keeps cancelling, up to WATCH_RECONNECT_MAX_MS × 30. An etcd that
+ * came back behind what the watch had seen (restored from an older
+ * snapshot, or replaced by a new one) does not cancel it: it keeps a watch
+ * from a revision it has not reached, and would hand it nothing until it
+ * got there. Such a watch is made again from now, at once.
  */
 export function lastingWatch(open: () => Watcher, attach: (watcher: Watcher) => void, onCancelled: (cancelled: WatchCancelled) => void = () => {}): { cancel(): Promise<void> } {
   let current: Watcher;
@@ -78,7 +82,22 @@ export function lastingWatch(open: () => Watcher, attach: (watcher: Watcher) => 
     const watcher = open();
     current = watcher;
     attach(watcher);
-    watcher.on('connected', () => (pauseMs = 100));
+    // The revision a reconnection asks etcd to resume from (the client's, set as it sees changes).
+    let resumeFrom: number | null = null;
+    watcher.on('disconnected', () => {
+      const revision = Number(watcher.lastRevision());
+      resumeFrom = Number.isFinite(revision) ? revision : null;
+    });
+    watcher.on('connected', (res: { header?: { revision?: string } } | undefined) => {
+      pauseMs = 100;
+      const now = Number(res?.header?.revision);
+      const from = resumeFrom;
+      resumeFrom = null;
+      if (from === null || !Number.isFinite(now) || now + 1 >= from || closed || watcher !== current) return;
+      onCancelled({ err: new Error(`etcd is at revision ${now}, behind revision ${from - 1} this watch had seen (restored or replaced): watching again from now`), retryInMs: 0 });
+      void watcher.cancel().catch(() => {});
+      start();
+    });
     watcher.on('error', (err: Error) => {
       if (closed || watcher !== current) return;
       onCancelled({ err, retryInMs: pauseMs });

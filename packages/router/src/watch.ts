@@ -270,7 +270,7 @@ export function watchAppPrefixes<R>(options: WatchAppPrefixesOptions<R>): AppPre
         lost.add(app.name);
       }),
     ({ err, retryInMs }) => {
-      log(`${app.name}: etcd cancelled the watch (${firstLine(err)}); watching again in ${retryInMs} ms`);
+      log(`${app.name}: etcd ended the watch (${firstLine(err)}); watching again in ${retryInMs} ms`);
       lost.add(app.name);
     },
   ));

@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { readFile, rm, writeFile } from 'node:fs/promises';
 import type { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -201,6 +202,20 @@ describe('router', () => {
     await within(5000, async () => lines.some((l) => /cancel/i.test(l)), 'the cancelled watch');
     await etcdctl(own().url, 'put', `${one.etcd_prefix}/aaaaaaaaaaaa`, address(1));
     await within(3000, async () => (await fetchText(one.listen)) === '200 b', 'a put after the cancelled watch reaching nginx');
+  }));
+
+  it('watch mode follows an etcd replaced by a new one (its revisions begin again): the watch is made again from now, not left waiting', () => withOwnEtcd(async ({ one, client, lines, own, restart }) => {
+    // The watch has seen revisions a new etcd reaches only after many writes.
+    for (let i = 0; i < 30; i++) await client.put(`${one.etcd_prefix}/bbbbbbbbbbbb`).value(address(0));
+    await client.delete().key(`${one.etcd_prefix}/bbbbbbbbbbbb`);
+    const { dataDir } = own();
+    await restart(async () => rmSync(dataDir, { recursive: true, force: true }));
+    await within(5000, async () => lines.some((l) => l.includes('etcd watch re-established')), 'the watch reconnecting');
+    // A put after the reconnection's re-sync (30 ms on): only the watch can bring it.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await etcdctl(own().url, 'put', `${one.etcd_prefix}/aaaaaaaaaaaa`, address(1));
+    await within(3000, async () => (await fetchText(one.listen)) === '200 b', 'a put to the new etcd reaching nginx');
+    expect(lines.some((l) => /behind revision \d+ this watch had seen/.test(l))).toBe(true);
   }));
 
   it('watch mode survives an etcd restart', () => withOwnEtcd(async ({ one, lines, own, restart }) => {
