@@ -109,9 +109,11 @@ export async function router(ctx: CliContext, argv: string[]): Promise<number> {
     const results = await routerOnce(options);
     return results.some((r) => r.outcome === 'failed') ? 1 : 0;
   }
-  const upstream = await watchRouter(options);
-  const dns = await startDnsRouting({ config: ctx.config, etcd: ctx.etcd, docker: ctx.docker, log }).catch(async (err: unknown) => {
-    await upstream.close();
+  // DNS first: the dnsmasq a restart stopped answers again (from the hosts files it left) before every upstream app
+  // is synced, which may take a while; until then nginx's cached answers are all a routing: dns app has.
+  const dns = await startDnsRouting({ config: ctx.config, etcd: ctx.etcd, docker: ctx.docker, log });
+  const upstream = await watchRouter(options).catch(async (err: unknown) => {
+    await dns.close();
     throw err;
   });
   const follow = ctx.config.engine.type === 'swarm'
