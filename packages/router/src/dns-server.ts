@@ -18,6 +18,10 @@ export const DNS_TTL_S = RESOLVER_VALID_S;
 export const DNSMASQ_START_TIMEOUT_MS = 10_000;
 /** Pause before a dnsmasq that exited by itself is started again. */
 export const DNSMASQ_RESTART_MS = 1_000;
+/** A dnsmasq that ran this long before it died is started again after DNSMASQ_RESTART_MS; one dying sooner, twice as late each time. */
+const DNSMASQ_STABLE_MS = 10_000;
+/** The longest pause between restarts of a dnsmasq that keeps dying. */
+const DNSMASQ_RESTART_MAX_MS = 30_000;
 
 export interface DnsmasqOptions {
   /** `ip:port` to answer on: `dns.server`. */
@@ -103,7 +107,8 @@ export interface DnsmasqHandle {
 /**
  * Runs dnsmasq as a child of this process, for Slipway's own processes
  * (`slipway router`): resolves once it answers on `server`; restarts it
- * after DNSMASQ_RESTART_MS if it exits by itself; its log lines go to
+ * after DNSMASQ_RESTART_MS if it exits by itself (later and later while
+ * it keeps dying at once, up to DNSMASQ_RESTART_MAX_MS); its log lines go to
  * `log`. Throws (SlipwayError `dnsmasq_failed`) when something already
  * answers on `server`, or dnsmasq cannot be started or does not answer
  * within DNSMASQ_START_TIMEOUT_MS (quoting its output).
@@ -134,19 +139,33 @@ export async function runDnsmasq(options: DnsmasqOptions & { log?: (line: string
     };
     proc.stdout!.on('data', onData);
     proc.stderr!.on('data', onData);
+    const startedAt = Date.now();
     proc.on('error', (err) => log(`dnsmasq: cannot run ${argv[0]}: ${err.message}`));
-    proc.on('exit', (code, signal) => {
+    // 'close', not 'exit': a dnsmasq that could not be spawned at all (EAGAIN, ENOENT) emits 'error' and 'close' only.
+    proc.on('close', (code, signal) => {
       if (closing || child !== proc) return;
-      log(`dnsmasq exited (${signal ?? `code ${code}`}); starting it again in ${DNSMASQ_RESTART_MS} ms`);
-      setTimeout(() => {
-        if (!closing) start();
-      }, DNSMASQ_RESTART_MS).unref();
+      // One that keeps dying at once is started again less and less often, saying so each time.
+      pauseMs = Date.now() - startedAt > DNSMASQ_STABLE_MS ? DNSMASQ_RESTART_MS : Math.min(pauseMs * 2, DNSMASQ_RESTART_MAX_MS);
+      log(`dnsmasq ${proc.pid === undefined ? 'could not be started' : `exited (${signal ?? `code ${code}`})`}; starting it again in ${pauseMs} ms${pauseMs > DNSMASQ_RESTART_MS ? ' (it keeps failing: DNS for routing: dns apps is down meanwhile)' : ''}`);
+      setTimeout(restart, pauseMs).unref();
     });
     return proc;
   };
+  let pauseMs = DNSMASQ_RESTART_MS;
+  const restart = () => {
+    if (closing) return;
+    try {
+      start();
+    } catch (err) {
+      // spawn itself threw (ENOMEM): tried again, as a dnsmasq that died.
+      pauseMs = Math.min(pauseMs * 2, DNSMASQ_RESTART_MAX_MS);
+      log(`dnsmasq: cannot run ${argv[0]}: ${(err as Error).message}; trying again in ${pauseMs} ms`);
+      setTimeout(restart, pauseMs).unref();
+    }
+  };
 
   const first = start();
-  const exited = new Promise<void>((resolve) => first.once('exit', () => resolve()));
+  const exited = new Promise<void>((resolve) => first.once('close', () => resolve()));
   const deadline = Date.now() + DNSMASQ_START_TIMEOUT_MS;
   for (;;) {
     const answered = await resolveHost(options.server, probeName, { timeoutMs: 200 }).then(() => true, () => false);

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -170,6 +170,28 @@ describe('routing: dns — etcd → dnsmasq → nginx', () => {
     expect(busy).toMatchObject({ code: 'dnsmasq_failed' });
     expect((busy as Error).message).toMatch(/already answers DNS on/);
     work.remove();
+  });
+
+  it('starts dnsmasq again after a restart that could not even spawn it (its binary gone a moment), later and later while that lasts', async () => {
+    const work = tempDir('slipway-router-dnsmasq-');
+    const { hostsDir, pidFile } = dnsmasqPaths(work.path);
+    const bin = join(work.path, 'dnsmasq');
+    const real = (await runCommand(['sh', '-c', 'command -v dnsmasq || echo /usr/sbin/dnsmasq'])).stdout.trim();
+    await symlink(real, bin);
+    const server = `127.0.0.1:${await freePort()}`;
+    const lines: string[] = [];
+    const handle = await runDnsmasq({ server, domain: 'slipway.internal', hostsDir, pidFile, bin, log: (l) => lines.push(l) });
+    try {
+      const pid = handle.pid!;
+      await rm(bin);
+      process.kill(pid, 'SIGKILL');
+      await within(5000, async () => lines.some((l) => /dnsmasq could not be started; starting it again in \d+ ms/.test(l)), 'the failed restart said');
+      await symlink(real, bin);
+      await within(10_000, async () => handle.pid !== pid && (await resolveHost(server, 'nothing.slipway.internal').then(() => true, () => false)), 'dnsmasq back once it can be spawned');
+    } finally {
+      await handle.close();
+      work.remove();
+    }
   });
 
   it('takes over from a dnsmasq an earlier slipway router left running on its pid file (killed with -9), where another DNS server is refused', async () => {
