@@ -47,6 +47,10 @@ export function createEtcdClient(endpoints: readonly string[], options: { dialTi
     hosts: [...endpoints],
     dialTimeout: options.dialTimeoutMs ?? 3_000,
     faultHandling: { host: passThrough, watchBackoff: cappedBackoff(100) },
+    // A member that went away without a reset (power lost, a partition) is noticed within ~15 s, not when TCP gives up
+    // (~15 min) while a watch stream waits on it silently. Pings only while a call or stream is open, no closer than
+    // etcd's --grpc-keepalive-min-time (5 s) allows.
+    grpcOptions: { 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': 5_000, 'grpc.keepalive_permit_without_calls': 0 },
   });
 }
 

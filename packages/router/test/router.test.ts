@@ -3,7 +3,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import type { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCommand } from '@slipway/core/run-command';
-import { type EtcdService, freePort, ownNginx, startEtcd, stopProcess, tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
+import { type EtcdService, freePort, ownNginx, startEtcd, startTcpRelay, stopProcess, tempDir, testAppName, testStack, uniqueName } from '@slipway/devstack/testing';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { etcdKeys } from '@slipway/etcd/keys';
 import { nginxNames } from '../src/render.js';
@@ -217,6 +217,43 @@ describe('router', () => {
     await within(3000, async () => (await fetchText(one.listen)) === '200 b', 'a put to the new etcd reaching nginx');
     expect(lines.some((l) => /behind revision \d+ this watch had seen/.test(l))).toBe(true);
   }));
+
+  it('watch mode notices an etcd that stopped answering on an open connection (no reset: power lost, a partition) within seconds, and follows it once it answers', async () => {
+    const apps = await twoApps();
+    const one = Object.values(apps)[0]!;
+    await etcd.put(`${one.etcd_prefix}/aaaaaaaaaaaa`).value(address(0));
+    // The router's etcd connection through a relay that can hold back etcd's answers (pings' acks included), as a
+    // partition does: held, not lost, and delivered once it heals.
+    let answering = true;
+    const held: Array<{ client: import('node:net').Socket; chunk: Buffer }> = [];
+    const answer = () => {
+      answering = true;
+      for (const { client, chunk } of held.splice(0)) if (!client.destroyed) client.write(chunk);
+    };
+    const target = new URL(etcdUrl);
+    const relay = await startTcpRelay({ host: target.hostname, port: Number(target.port) }, {
+      toClient: (chunk, { client }) => {
+        if (answering) client.write(chunk);
+        else held.push({ client, chunk });
+      },
+    });
+    const client = createEtcdClient([`http://127.0.0.1:${relay.port}`]);
+    const lines: string[] = [];
+    const handle = await watchRouter({ apps, nginx: nginx.settings, etcd: client, log: (l) => lines.push(l) });
+    try {
+      expect(await fetchText(one.listen)).toBe('200 a');
+      answering = false;
+      await within(25_000, async () => lines.some((l) => l.includes('etcd watch lost')), 'the silent connection noticed');
+      answer();
+      await etcd.put(`${one.etcd_prefix}/aaaaaaaaaaaa`).value(address(1));
+      await within(5000, async () => (await fetchText(one.listen)) === '200 b', 'a put reaching nginx once etcd answers again');
+    } finally {
+      answer();
+      await handle.close();
+      client.close();
+      relay.cut();
+    }
+  }, 60_000);
 
   it('watch mode survives an etcd restart', () => withOwnEtcd(async ({ one, lines, own, restart }) => {
     await restart(async () => {
