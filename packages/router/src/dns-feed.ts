@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { SlipwayError } from '@slipway/core/slipway-error';
+import { isAppName } from '@slipway/core/validate';
 import { readUpstreams } from '@slipway/etcd/keys';
 import { runDnsmasq, type DnsmasqHandle } from './dns-server.js';
 import { applyDnsNginxConf } from './nginx-apply.js';
@@ -58,6 +59,7 @@ export async function startDnsRouter(options: StartDnsRouterOptions): Promise<Dn
   const apps = Object.values(options.apps).filter((app) => app.routing === 'dns');
   if (apps.length === 0) return { dnsmasq: null, close: async () => {} };
 
+  if (options.dnsmasq !== false) await removeUnconfiguredHosts(options.hostsDir, new Set(apps.map((app) => app.name)), log);
   const dnsmasq = options.dnsmasq === false ? null : await runDnsmasq({
     ...options.dnsmasq, server: options.dns.server, domain: options.dns.domain, hostsDir: options.hostsDir, log,
   });
@@ -84,6 +86,20 @@ export async function startDnsRouter(options: StartDnsRouterOptions): Promise<Dn
       await dnsmasq?.close();
     },
   };
+}
+
+/**
+ * Removes, from the hosts directory of Slipway's own dnsmasq, the files of
+ * apps that are no `routing: dns` app any more (removed, renamed, moved to
+ * upstream): dnsmasq would answer their names still, and an app added back
+ * with no live key yet would be answered with the addresses it had then.
+ */
+async function removeUnconfiguredHosts(hostsDir: string, apps: ReadonlySet<string>, log: (line: string) => void): Promise<void> {
+  for (const name of await readdir(hostsDir).catch(() => [] as string[])) {
+    if (name.startsWith('.') || apps.has(name) || !isAppName(name)) continue;
+    await rm(join(hostsDir, name), { force: true });
+    log(`removed ${join(hostsDir, name)}: no routing: dns app of that name is configured any more`);
+  }
 }
 
 export interface WatchDnsHostsOptions {

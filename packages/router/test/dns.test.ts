@@ -194,6 +194,28 @@ describe('routing: dns — etcd → dnsmasq → nginx', () => {
     }
   });
 
+  it('with its own dnsmasq, drops the hosts files of apps no longer routed by DNS: a name added back with no live key is not answered with its old addresses', async () => {
+    const work = tempDir('slipway-router-dnsmasq-');
+    const { hostsDir, pidFile } = dnsmasqPaths(work.path);
+    await mkdir(hostsDir, { recursive: true });
+    const { apps, app } = await dnsApp();
+    const server = `127.0.0.1:${await freePort()}`;
+    const dns = { ...dnsSettings(), server };
+    // What an earlier router left: the file of an app since removed from the configuration.
+    await writeFile(join(hostsDir, 'gone-app'), `127.0.11.99 ${dnsNames.host('gone-app', dns.domain)}\n`);
+    await writeFile(join(hostsDir, app.name), `127.0.11.98 ${dnsNames.host(app.name, dns.domain)}\n`);
+    const lines: string[] = [];
+    const router = await startDnsRouter({ apps, nginx: nginx.settings, dns, etcd, hostsDir, dnsmasq: { pidFile }, log: (l) => lines.push(l) });
+    try {
+      expect(await resolveHost(server, dnsNames.host('gone-app', dns.domain))).toEqual([]);
+      expect(await resolveHost(server, dnsNames.host(app.name, dns.domain))).toEqual(['127.0.11.98']);
+      expect(lines.join('\n')).toContain(`removed ${join(hostsDir, 'gone-app')}: no routing: dns app of that name is configured any more`);
+    } finally {
+      await router.close();
+      work.remove();
+    }
+  });
+
   it('takes over from a dnsmasq an earlier slipway router left running on its pid file (killed with -9), where another DNS server is refused', async () => {
     const work = tempDir('slipway-router-dnsmasq-');
     const { hostsDir, pidFile } = dnsmasqPaths(work.path);
