@@ -43,13 +43,18 @@ describe('the commands npm links', () => {
     expect(res.stderr).toContain('usage: slipway-devstack');
   });
 
-  it('a launcher whose build is missing says so plainly and exits 1', () => {
-    const bin = join(tmp.path, 'cli', 'bin');
+  it('a launcher whose build is missing builds the repository first; where that cannot be done, it says so plainly and exits 1', () => {
+    // A checkout with the launcher and its scripts but nothing installed: the build it starts cannot run.
+    const bin = join(tmp.path, 'apps', 'cli', 'bin');
     mkdirSync(bin, { recursive: true });
+    mkdirSync(join(tmp.path, 'scripts'));
     copyFileSync(join(root, 'apps/cli/bin/slipway.js'), join(bin, 'slipway.js'));
-    const res = run([process.execPath, join(bin, 'slipway.js'), 'jobs'], tmp.path);
+    for (const script of ['launch.mjs', 'install-lock.mjs']) copyFileSync(join(root, 'scripts', script), join(tmp.path, 'scripts', script));
+    const res = run([process.execPath, join(bin, 'slipway.js'), 'jobs', '--json'], tmp.path);
     expect(res.status).toBe(1);
-    expect(res.stderr).toContain(`slipway: not built yet (${join(tmp.path, 'cli', 'dist', 'bin.js')} is missing)`);
-    expect(res.stderr).toContain('npm run build');
+    expect(res.stdout).toBe('');
+    expect(res.stderr).toContain('slipway: not built yet: building the repository once (npm run build)');
+    expect(res.stderr).toContain(`slipway: the build failed`);
+    expect(res.stderr).toContain(`${join(tmp.path, 'apps', 'cli', 'dist', 'bin.js')} is missing. Run \`npm ci\` then \`npm run build\``);
   });
 });
