@@ -68,6 +68,9 @@ function usageFailure(terminal: Terminal, message: string, usage: string): numbe
   return 2;
 }
 
+/** Request errors about what Slipway's state holds, not about the command line: exit 1. */
+const NOT_FOUND_IN_STATE: ReadonlySet<string> = new Set(['unknown_job', 'unknown_ref', 'ambiguous_ref', 'release_not_found']);
+
 function report(terminal: Terminal, err: unknown, usage: string): number {
   if (err instanceof UsageError) return usageFailure(terminal, err.message, err.usage);
   if (err instanceof ConfigError) {
@@ -78,7 +81,9 @@ function report(terminal: Terminal, err: unknown, usage: string): number {
     terminal.err(`slipway: ${err.message.split('\n')[0]}`);
     return 1;
   }
-  if (isSlipwayError(err) && err.fault === 'request') {
+  // What the command line names but the state lacks (a job, a ref, a release to go back to): the operation failed.
+  // Wrong on its face (a bad flag or value, an app the configuration lacks): a usage or configuration error.
+  if (isSlipwayError(err) && err.fault === 'request' && !NOT_FOUND_IN_STATE.has(err.code)) {
     terminal.err(`slipway: ${err.message}${err.code === 'unknown_app' ? '' : `\n${usage}`}`);
     return 2;
   }

@@ -169,12 +169,15 @@ describe('slipway', () => {
     });
   });
 
-  it('exits 2 for an unknown app or job id', async () => {
+  it('exits 2 for an app the configuration lacks, 1 for a job id no job has (the operation failed)', async () => {
     const noApp = await slipwayFull([...cfg(), 'deploy', 'no-such-app']);
     expect(noApp.code).toBe(2);
     expect(noApp.stderr).toContain('unknown app "no-such-app"');
-    expect((await slipwayFull([...cfg(), 'logs', '987654'])).code).toBe(2);
-    expect((await slipwayFull([...cfg(), 'cancel', '987654'])).code).toBe(2);
+    for (const command of ['logs', 'cancel', 'retry']) {
+      const missing = await slipwayFull([...cfg(), command, '987654']);
+      expect(missing.code, command).toBe(1);
+      expect(missing.stderr, command).toContain('no job "987654"');
+    }
   });
 
   it('exits 1 with one line when Redis cannot be reached', async () => {
@@ -324,7 +327,7 @@ describe('slipway', () => {
     const deployed = await slipwayFull([...cfg(), 'deploy', app, '--ref', sha2.slice(0, 9), '--wait']);
     expect(deployed.code, deployed.stderr).toBe(0);
     expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('cli v2\n');
-    expect((await slipwayFull([...cfg(), 'deploy', app, '--ref', 'no-such-branch'])).code).toBe(2);
+    expect((await slipwayFull([...cfg(), 'deploy', app, '--ref', 'no-such-branch'])).code).toBe(1);
     // A commit the app's branch does not reach is refused before anything is queued, whoever asks.
     const elsewhere = await commitVersion(repo, { version: 'cli elsewhere', branch: 'feature' });
     await git(repo.work, 'reset', '-q', '--hard', sha2);
@@ -351,7 +354,7 @@ describe('slipway', () => {
     expect(await fetch(`${appUrl}/`).then((r) => r.text())).toBe('cli v2\n');
     // What is live is nothing to roll back to: said, not rolled out again.
     const same = await slipwayFull([...cfg(), 'rollback', app, '--to', sha2.slice(0, 12)]);
-    expect(same.code).toBe(2);
+    expect(same.code).toBe(1);
     expect(same.stderr).toContain(`commit ${sha2.slice(0, 12)} is what is live`);
 
     // A deploy of the app ahead of it in the queue is named: it goes live first, and the rollback over it.

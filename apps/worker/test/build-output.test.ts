@@ -81,7 +81,7 @@ describe('what a build prints, through the worker', () => {
     const { app, record, log, loop } = await deploy('endless-output', { app: { build_timeout_s: 10 }, jobs: { log_max_lines: 1000, log_max_bytes: 65_536 } });
     expect(record.state).toBe('failed');
     expect(record.attempts).toBe(1);
-    expect(record.error).toBe(`the build took longer than 10 s (apps.${app.name}.build_timeout_s) and was stopped`);
+    expect(record.error).toBe(`build_timeout: the build took longer than 10 s (apps.${app.name}.build_timeout_s) and was stopped`);
     expect(log.length).toBeLessThanOrEqual(1000);
     expect(log.reduce((sum, line) => sum + Buffer.byteLength(line) + 1, 0)).toBeLessThanOrEqual(65_536);
     const notice = log.findIndex((line) => line.startsWith("… output over this log's cap (1,000 lines or 64 KiB)"));

@@ -38,7 +38,7 @@ describe('the worker trusts the configuration, not the payload', () => {
     const job = await world.queue.enqueue({ app: app!.name, sha: forked, ref: 'master', image: null, trigger: 'webhook', push: pushOf(forked, { fullName: 'acme/app', cloneUrl: repo.url, htmlUrl: null }) });
     const failed = await waitForJob(world.queue, job.id);
     expect(failed.state).toBe('failed');
-    expect(failed.error).toBe(`commit ${forked} is not on branch master of ${repo.url}: only commits the configured branch reaches are deployed`);
+    expect(failed.error).toBe(`not_on_branch: commit ${forked} is not on branch master of ${repo.url}: only commits the configured branch reaches are deployed`);
     expect(failed.steps.map((s) => s.step)).not.toContain('build');
     expect(await docker.getImage(`slipway/${app!.name}:${forked.slice(0, 12)}`).inspect().catch(() => null)).toBeNull();
     expect(await docker.listContainers({ all: true, filters: { label: [`slipway.app=${app!.name}`] } })).toEqual([]);

@@ -57,7 +57,8 @@ export async function buildImage(options: BuildImageOptions): Promise<BuiltImage
   const limitS = options.app.build_timeout_s ?? DEFAULT_BUILD_TIMEOUT_S;
   const timeout = new AbortController();
   const timer = setTimeout(() => {
-    const message = `the build took longer than ${limitS} s (apps.${options.app.name}.build_timeout_s) and was stopped`;
+    // The job's error is its first line: it starts with the code, as step_failed and step_timeout do.
+    const message = `build_timeout: the build took longer than ${limitS} s (apps.${options.app.name}.build_timeout_s) and was stopped`;
     options.log?.(message);
     timeout.abort(new SlipwayError('build_timeout', message, { fault: 'commit' }));
   }, limitS * 1000);

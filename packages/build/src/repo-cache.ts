@@ -116,7 +116,7 @@ export async function withRepoCache<T>(options: RepoCacheOptions, fn: (cache: Re
 /** `not_on_branch` unless `sha` is reachable from the cache's (just fetched) `branch`. */
 export async function assertOnBranch(cache: RepoCache, sha: string, branch: string): Promise<void> {
   if (await cache.isOnBranch(sha, branch)) return;
-  throw new SlipwayError('not_on_branch', `commit ${sha} is not on branch ${branch} of ${cache.repo.url}: only commits the configured branch reaches are deployed`, { fault: 'commit' });
+  throw new SlipwayError('not_on_branch', `not_on_branch: commit ${sha} is not on branch ${branch} of ${cache.repo.url}: only commits the configured branch reaches are deployed`, { fault: 'commit' });
 }
 
 function assertBranch(branch: string): string {
