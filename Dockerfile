@@ -4,6 +4,7 @@ WORKDIR /slipway
 COPY package.json package-lock.json turbo.json tsconfig.base.json ./
 COPY packages packages
 COPY apps apps
+COPY scripts scripts
 COPY test/package.json test/package.json
 RUN npm ci --no-audit --no-fund \
  && npx turbo run build --filter='./apps/*' --filter='./packages/*' \
