@@ -143,6 +143,20 @@ describe('inspectWebhook decisions', () => {
     await expect(github(payload, options)).rejects.toMatchObject({ code });
   });
 
+  it('a push to a mirror of the same owner/name on another forge is that forge\'s app\'s: a branch only the other forge\'s app deploys is ignored there, not refused', async () => {
+    const mirrored: WebhookApp[] = [
+      { name: 'web', repo: 'https://github.com/Codertocat/Hello-World.git', branch: 'master', secret },
+      { name: 'web-mirror', repo: 'https://gitlab.example/Codertocat/Hello-World.git', branch: 'develop', secret },
+    ];
+    const onMirror = mutate((p) => {
+      for (const key of ['clone_url', 'html_url', 'url', 'git_url', 'ssh_url']) p.repository[key] = String(p.repository[key]).replace('github.com', 'gitlab.example');
+      p.compare = String(p.compare).replace('github.com', 'gitlab.example');
+    });
+    const body = JSON.stringify(onMirror);
+    const headers = readWebhookHeaders('github', { 'x-github-event': 'push', 'x-github-delivery': 'd-2', 'x-hub-signature-256': githubSignature(body, secret) });
+    expect(await inspectWebhook({ headers, media: 'json', body: Buffer.from(body), apps: mirrored })).toMatchObject({ kind: 'ignored', reason: 'other_branch' });
+  });
+
   it('an owner/name app takes webhooks only from the forge the config names (github.com, or forges.<provider>.api_url)', async () => {
     const ownerName: WebhookApp[] = [{ name: 'hello', repo: 'codertocat/hello-world', branch: 'master', secret }];
     const send = (payload: unknown, forges?: Parameters<typeof inspectWebhook>[0]['forges']) => {

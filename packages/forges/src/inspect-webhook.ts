@@ -78,9 +78,10 @@ export async function inspectWebhook<A extends WebhookApp>(input: InspectWebhook
     return { kind: 'ignored', reason: 'other_branch', message: `no app deploys branch ${JSON.stringify(otherBranch)} of this repository` };
   }
   const push = normalisePush(headers.provider, headers.delivery, fields);
-  const onHost = matchApps(verified, identity, push.ref);
-  // None on the payload's hosts: the apps of the path elsewhere, each of which the host check below refuses.
-  const apps = onHost.length > 0 ? onHost : matchApps(verified, identity, push.ref, { anyHost: true });
+  // The apps on the payload's own hosts (a mirror of the same owner/name on another forge is another repository);
+  // only when it names none of them at all, the apps of the path elsewhere, each of which the host check refuses.
+  const elsewhere = matchApps(verified, identity).length === 0;
+  const apps = matchApps(verified, identity, push.ref, { anyHost: elsewhere });
   if (apps.length === 0) {
     return { kind: 'ignored', reason: 'other_branch', message: `no app deploys branch ${JSON.stringify(push.branch)} of this repository` };
   }
@@ -120,8 +121,9 @@ const NO_FORGES: SlipwayConfig['forges'] = { github: {}, gitea: {}, gitlab: {} }
  * The payload's repository must be where the configuration says the app's
  * is: each http(s) address it names (clone, web: what links and statuses
  * would follow) on the configured host. (An app with a host in its repo
- * only matches payloads naming that host; an `owner/name` app's host comes
- * from `forges.<provider>`, or the public forge.) SSH addresses are not
+ * is this push's only when the payload names that host, or names none of
+ * the apps' hosts at all, which this check then refuses; an `owner/name`
+ * app's host comes from `forges.<provider>`, or the public forge.) SSH addresses are not
  * compared: forges may serve SSH under another name, and Slipway never
  * uses a payload's.
  */
