@@ -39,14 +39,23 @@ class TailRing {
     return this.lines.length - this.start;
   }
 
-  /** Adds a line; returns what had to go to make room (the line itself, when it alone is over the bytes). */
+  /**
+   * Adds a line; returns what had to go to make room. The newest line always
+   * stays: alone over the bytes, it is cut to them (its beginning kept).
+   */
   push(line: string, bytes: number): { lines: number; bytes: number } {
+    let dropped = 0;
+    if (bytes > this.maxBytes) {
+      const kept = cutToBytes(line, this.maxBytes);
+      dropped += bytes - Buffer.byteLength(kept);
+      line = kept;
+      bytes = Buffer.byteLength(kept);
+    }
     this.lines.push(line);
     this.sizes.push(bytes);
     this.bytes += bytes;
     let lines = 0;
-    let dropped = 0;
-    while (this.length > 0 && (this.length > this.maxLines || this.bytes > this.maxBytes)) {
+    while (this.length > 1 && (this.length > this.maxLines || this.bytes > this.maxBytes)) {
       const size = this.sizes[this.start]!;
       this.start++;
       this.bytes -= size;
@@ -70,6 +79,16 @@ class TailRing {
     this.bytes = 0;
     return out;
   }
+}
+
+/** `line` cut to at most `bytes` bytes of UTF-8, ending with `…` when cut (never half a character). */
+function cutToBytes(line: string, bytes: number): string {
+  const room = Math.max(0, bytes - Buffer.byteLength('…'));
+  let end = Math.min(line.length, room);
+  while (end > 0 && Buffer.byteLength(line.slice(0, end)) > room) end--;
+  // Not between the two halves of a surrogate pair.
+  if (end > 0 && /[\ud800-\udbff]/.test(line[end - 1]!)) end--;
+  return `${line.slice(0, end)}…`;
 }
 
 const number = (n: number) => n.toLocaleString('en-US');
@@ -184,7 +203,7 @@ export class JobLog {
       this.ring = new TailRing(ringLines, ringBytes);
     }
     const evicted = this.ring.push(line, bytes);
-    if (evicted.lines === 0) return;
+    if (evicted.lines === 0 && evicted.bytes === 0) return;
     if (!this.noticed) {
       // Nothing goes to Redis between the last line sent and the ring: this is where the notice belongs, and live followers see it now.
       this.noticed = true;

@@ -99,6 +99,16 @@ describe('JobLog', () => {
     expect(final.filter((line) => SUMMARY.test(line))).toHaveLength(1);
     expect(final.length).toBeLessThanOrEqual(10);
     expect(lineBytes(final)).toBeLessThanOrEqual(4096);
+
+    // A last line longer than what is left for the end (a build's long error): kept, cut to fit.
+    const long = newJob();
+    const cut = await JobLog.open(store, long, { maxLines: 10, maxBytes: 4096, flushMs: 10 });
+    cut.write(numbered(1, 200).join('\n'));
+    cut.write(`error: ${'x'.repeat(2000)}`);
+    await cut.flush();
+    const kept = await store.readLog(long);
+    expect(kept.at(-1)).toMatch(/^error: x+…$/);
+    expect(lineBytes(kept)).toBeLessThanOrEqual(4096);
   });
 
   it('lines written after a flush follow at the next one, after another count of what was left out', async () => {
