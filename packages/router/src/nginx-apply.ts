@@ -341,23 +341,27 @@ async function checkNginxConf(options: { nginx: SlipwayConfig['nginx']; app: str
  * release is in this etcd) loses its file: another Slipway's apps, beside
  * ours in a shared conf_dir, keep theirs. Each file is complete in itself
  * (its own upstream and server), so removing one cannot break another's.
- * Returns the paths removed.
+ * Returns the paths removed, each with the error of the reload after it
+ * when that failed (nginx may serve the app still, until its next reload).
  */
-export async function removeUnconfiguredApps(nginx: NginxTarget, apps: ReadonlySet<string>, ours: (app: string) => Promise<boolean>, log: (line: string) => void): Promise<string[]> {
-  const removed: string[] = [];
+export async function removeUnconfiguredApps(nginx: NginxTarget, apps: ReadonlySet<string>, ours: (app: string) => Promise<boolean>, log: (line: string) => void): Promise<Array<{ app: string; file: string; reloadError: NginxReloadError | null }>> {
+  const removed: Array<{ app: string; file: string; reloadError: NginxReloadError | null }> = [];
   for (const tier of [nginx, frontTarget(nginx)]) {
     if (tier === null) continue;
-    const gone: string[] = [];
+    const gone: Array<{ app: string; file: string }> = [];
     for (const name of await readdir(tier.conf_dir).catch(() => [] as string[])) {
       const app = name.slice('slipway-'.length, -'.conf'.length);
       if (!nginxNames.isSlipwayFile(name) || apps.has(app) || !(await ours(app))) continue;
       await rm(join(tier.conf_dir, name), { force: true });
-      gone.push(join(tier.conf_dir, name));
+      gone.push({ app, file: join(tier.conf_dir, name) });
     }
     if (gone.length === 0) continue;
-    removed.push(...gone);
-    log(`removed ${gone.join(', ')}: no app of that name is configured any more`);
-    await signalReload(tier).catch((err: Error) => log(`nginx reload after removing them failed: ${firstLine(err)}`));
+    log(`removed ${gone.map((g) => g.file).join(', ')}: no app of that name is configured any more`);
+    const reloadError = await signalReload(tier).then(() => null, (err: unknown) => {
+      log(`nginx reload after removing them failed: ${firstLine(err)}`);
+      return err instanceof NginxReloadError ? err : new NginxReloadError(`nginx reload failed: ${firstLine(err)}`, { cause: err });
+    });
+    removed.push(...gone.map((g) => ({ ...g, reloadError })));
   }
   return removed;
 }

@@ -101,12 +101,16 @@ export async function watchRouter(options: WatchRouterOptions): Promise<RouterHa
  */
 export async function routerOnce(options: RouterOptions): Promise<RouteSyncResult[]> {
   const ours = (app: string) => etcdCall(`reading ${app}'s release`, () => options.etcd.get(etcdKeys.release(app)).exists());
-  await removeUnconfiguredApps(options.nginx, new Set(Object.keys(options.apps)), ours, options.log ?? (() => {}));
+  const removed = await removeUnconfiguredApps(options.nginx, new Set(Object.keys(options.apps)), ours, options.log ?? (() => {}));
   const apps = Object.values(options.apps).filter((app) => app.routing === 'upstream');
   const results: RouteSyncResult[] = [];
   await inTurns(apps, async (app, i) => {
     results[i] = await syncAppRoute({ app, nginx: options.nginx, etcd: options.etcd, log: options.log });
   });
+  // A removed app's file whose reload failed: nginx may serve it still, which `--once` must not call success.
+  for (const { app, file, reloadError } of removed) {
+    if (reloadError) results.push({ app, outcome: 'failed', file, upstreams: [], error: reloadError });
+  }
   return results;
 }
 

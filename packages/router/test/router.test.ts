@@ -89,6 +89,24 @@ describe('router', () => {
     await etcd.delete().key(etcdKeys.release(two.name));
   });
 
+  it('--once fails an app whose file it removed when nginx could not be reloaded after it: nginx may serve it still', async () => {
+    const apps = await twoApps();
+    const [one, two, off] = Object.values(apps) as [typeof apps[string], typeof apps[string], typeof apps[string]];
+    await etcd.put(`${one.etcd_prefix}/aaaaaaaaaaaa`).value(address(0));
+    await etcd.put(`${two.etcd_prefix}/aaaaaaaaaaaa`).value(address(2));
+    await routerOnce({ apps, nginx: nginx.settings, etcd });
+    await etcd.put(etcdKeys.release(two.name)).value(JSON.stringify({ sha: null, image: 'x', job: '1', at: new Date().toISOString() }));
+    try {
+      const refusing = { ...nginx.settings, reload_cmd: ['sh', '-c', 'echo "reload refused" >&2; exit 1'] };
+      const results = await routerOnce({ apps: { [one.name]: one, [off.name]: off }, nginx: refusing, etcd });
+      expect(results.map((r) => [r.app, r.outcome])).toEqual([[one.name, 'unchanged'], [two.name, 'failed']]);
+      expect(results[1]!.error?.message).toContain('reload refused');
+    } finally {
+      await etcd.delete().key(etcdKeys.release(two.name));
+      await runCommand(nginx.settings.reload_cmd);
+    }
+  });
+
   it('--once syncs apps side by side, so that their switches share reloads', async () => {
     const base = uniqueName('/test/router');
     const names = Array.from({ length: 6 }, () => testAppName());
