@@ -18,17 +18,22 @@ const ipv4: Check = (v) => {
   return parts.length === 4 && parts.every((p) => /^\d{1,3}$/.test(p) && Number(p) <= 255) ? null : 'invalid';
 };
 
-const hostPort: Check = (v) => {
+/** `host:port` with a port 1-65535: its host, or null. */
+const hostOf = (v: string): string | null => {
   const m = /^(.+):(\d{1,5})$/.exec(v);
-  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) return 'invalid';
-  return ipv4(m[1]!) && !/^[a-z0-9.-]+$/i.test(m[1]!) ? 'invalid' : null;
+  return m && Number(m[2]) >= 1 && Number(m[2]) <= 65535 ? m[1]! : null;
+};
+
+const hostPort: Check = (v) => {
+  const host = hostOf(v);
+  return host === null || (ipv4(host) && !/^[a-z0-9.-]+$/i.test(host)) ? 'invalid' : null;
 };
 
 /** An IPv4 address and port: where a server of Slipway's own binds (dnsmasq's --listen-address takes no name). */
 const ipPort: Check = (v) => {
-  const m = /^(.+):(\d{1,5})$/.exec(v);
-  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) return 'invalid';
-  return ipv4(m[1]!) ? 'an IPv4 address and a port, e.g. 127.0.0.1:5353' : null;
+  const host = hostOf(v);
+  if (host === null) return 'invalid';
+  return ipv4(host) ? 'an IPv4 address and a port, e.g. 127.0.0.1:5353' : null;
 };
 
 const hostname: Check = (v) =>

@@ -331,6 +331,13 @@ async function checkNginxConf(options: { nginx: SlipwayConfig['nginx']; app: str
   }
 }
 
+/** An app's nginx file removeUnconfiguredApps took away, and the error of the reload after it, if that failed. */
+export interface RemovedFile {
+  app: string;
+  file: string;
+  reloadError: NginxReloadError | null;
+}
+
 /**
  * Removes the nginx files (each tier's) of apps the configuration no longer
  * names, and reloads each nginx that lost one. Nothing else ever removes
@@ -344,11 +351,11 @@ async function checkNginxConf(options: { nginx: SlipwayConfig['nginx']; app: str
  * Returns the paths removed, each with the error of the reload after it
  * when that failed (nginx may serve the app still, until its next reload).
  */
-export async function removeUnconfiguredApps(nginx: NginxTarget, apps: ReadonlySet<string>, ours: (app: string) => Promise<boolean>, log: (line: string) => void): Promise<Array<{ app: string; file: string; reloadError: NginxReloadError | null }>> {
-  const removed: Array<{ app: string; file: string; reloadError: NginxReloadError | null }> = [];
+export async function removeUnconfiguredApps(nginx: NginxTarget, apps: ReadonlySet<string>, ours: (app: string) => Promise<boolean>, log: (line: string) => void): Promise<RemovedFile[]> {
+  const removed: RemovedFile[] = [];
   for (const tier of [nginx, frontTarget(nginx)]) {
     if (tier === null) continue;
-    const gone: Array<{ app: string; file: string }> = [];
+    const gone: Array<Omit<RemovedFile, 'reloadError'>> = [];
     for (const name of await readdir(tier.conf_dir).catch(() => [] as string[])) {
       const app = name.slice('slipway-'.length, -'.conf'.length);
       if (!nginxNames.isSlipwayFile(name) || apps.has(app) || !(await ours(app))) continue;
