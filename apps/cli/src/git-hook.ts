@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, readdirSync, readFileSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
@@ -52,6 +52,8 @@ function renderHooks(options: { node: string; app: string; config: string | null
 
 /** Writes the remote's hooks (again: an upgrade rewrites them). */
 function installHooks(gitDir: string, options: { app: string; config: string | null }, only?: 'reference-transaction'): void {
+  // hooks/ comes from git's templates only: a repository made with `--template=` (or an empty templateDir) has none.
+  mkdirSync(join(gitDir, 'hooks'), { recursive: true });
   for (const [name, text] of Object.entries(renderHooks({ node: process.execPath, ...options }))) {
     if (only && name !== only) continue;
     const hook = join(gitDir, 'hooks', name);
@@ -66,16 +68,23 @@ export async function remote(ctx: CliContext, argv: string[]): Promise<number> {
   if (verb !== 'add') throw new UsageError(`unknown remote command ${JSON.stringify(verb)}`, REMOTE_USAGE);
   const app = ctx.app(name);
   const dir = resolve(path);
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new InvalidInputError(`${dir} exists and is not a directory`);
   if (existsSync(dir) && readdirSync(dir).length > 0 && !existsSync(join(dir, 'HEAD'))) {
     throw new InvalidInputError(`${dir} exists and is not a bare git repository`);
   }
-  if (existsSync(join(dir, 'HEAD'))) await refuseForeignHooks(dir, app.name);
+  if (existsSync(join(dir, 'HEAD'))) {
+    // A working repository's .git: `git init --bare` over it would set core.bare and leave its work tree unusable.
+    const bare = await runCommand(['git', '--git-dir', dir, 'config', '--local', '--get', 'core.bare']).then((r) => r.stdout.trim(), () => null);
+    if (bare !== 'true') throw new InvalidInputError(`${dir} is a repository with a work tree, not a bare one: a push to it would not deploy; give a bare repository's path (git init --bare), or a new one`);
+    await refuseForeignHooks(dir, app.name);
+  }
   await runCommand(['git', 'init', '--quiet', '--bare', `--initial-branch=${app.branch}`, '--', dir]);
   // A core.hooksPath in the server's global or system git config would send git to other hooks, and a push would land
   // undeployed: this repository's own setting wins (relative: its hooks/, wherever the repository is moved).
   await runCommand(['git', '--git-dir', dir, 'config', 'core.hooksPath', 'hooks']);
   installHooks(dir, { app: app.name, config: ctx.config.file });
-  ctx.terminal.out(`${dir} now deploys ${app.name}: a push to ${app.branch} builds and rolls it out.\n\n  git remote add production ${dir}\n  git push production ${app.branch}`);
+  if (ctx.options.json) ctx.terminal.out(JSON.stringify({ app: app.name, repository: dir, branch: app.branch, hooks: HOOK_NAMES.map((name) => join(dir, 'hooks', name)) }));
+  else ctx.terminal.out(`${dir} now deploys ${app.name}: a push to ${app.branch} builds and rolls it out.\n\n  git remote add production ${dir}\n  git push production ${app.branch}`);
   return 0;
 }
 

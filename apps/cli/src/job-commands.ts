@@ -15,6 +15,8 @@ export interface WatchOptions {
   prefix?: string;
   /** How long Redis may stay unreachable before following gives up. Default FOLLOW_OUTAGE_MS. */
   outageMs?: number;
+  /** Where log lines go instead of stdout above the spinner (`logs --follow --json`: into its one document). */
+  line?: (line: string) => void;
 }
 
 /** How often plain output repeats a step that has not changed. */
@@ -70,68 +72,74 @@ export async function watchJob(store: JobStore, id: string, terminal: Terminal, 
   let lastStep = '';
   let lastPrinted = 0;
   const started = Date.now();
-  const print = (line: string) => spinner.above(`${options.prefix ?? ''}${line}`);
+  const print = options.line ?? ((line: string) => spinner.above(`${options.prefix ?? ''}${line}`));
   let outageSince: number | null = null;
   // Each read bounded: a Redis that stops answering with its connection open (paused, wedged) is an outage like
   // one that went away, not a wait with no end (a --wait, or a git push holding its remote's lock, for ever).
   const read = <T>(operation: () => Promise<T>) => withRedis(store.redis, operation);
-  for (;;) {
-    let record: JobRecord;
-    try {
-      record = await read(() => store.mustGet(id));
-      if (options.showLog) {
-        // A page at a time, each taken by the reader before the next: a log that grew by megabytes since the last
-        // poll is never held, or written, at once.
-        for (let full = true; full;) {
-          const lines = await read(() => store.readLog(id, next, next + LOG_PAGE_LINES - 1));
-          for (const line of lines) print(line);
-          next += lines.length;
-          full = lines.length === LOG_PAGE_LINES;
-          await terminal.drained?.();
+  // A page at a time, each taken by the reader before the next: a log that grew by megabytes since the last poll is
+  // never held, or written, at once.
+  const printNewLines = async () => {
+    for (let full = true; full;) {
+      const lines = await read(() => store.readLog(id, next, next + LOG_PAGE_LINES - 1));
+      for (const line of lines) print(line);
+      next += lines.length;
+      full = lines.length === LOG_PAGE_LINES;
+      await terminal.drained?.();
+    }
+  };
+  // A spinner left drawing would garble the error that ends the wait.
+  try {
+    for (;;) {
+      let record: JobRecord;
+      try {
+        record = await read(() => store.mustGet(id));
+        if (options.showLog) await printNewLines();
+      } catch (err) {
+        // A Redis restart must not end the wait (a --wait exiting 1, a git push refused) while the job carries on.
+        if (!isOutage(err)) throw err;
+        const now = Date.now();
+        if (outageSince === null) spinner.update(`Redis is unreachable (${firstLine(err)}); still following job ${id}`);
+        outageSince ??= now;
+        if (now - outageSince >= (options.outageMs ?? FOLLOW_OUTAGE_MS)) {
+          throw new UnavailableError('redis', `Redis has been unreachable for ${duration(now - outageSince)} while following job ${id}, which may still be running (slipway jobs shows it once Redis is back)`, { cause: err });
         }
+        await sleep(OUTAGE_POLL_MS);
+        continue;
       }
-    } catch (err) {
-      // A Redis restart must not end the wait (a --wait exiting 1, a git push refused) while the job carries on.
-      if (!isOutage(err)) throw err;
-      const now = Date.now();
-      if (outageSince === null) spinner.update(`Redis is unreachable (${firstLine(err)}); still following job ${id}`);
-      outageSince ??= now;
-      if (now - outageSince >= (options.outageMs ?? FOLLOW_OUTAGE_MS)) {
-        throw new UnavailableError('redis', `Redis has been unreachable for ${duration(now - outageSince)} while following job ${id}, which may still be running (slipway jobs shows it once Redis is back)`, { cause: err });
+      if (outageSince !== null) {
+        spinner.update(`Redis is back after ${duration(Date.now() - outageSince)}`);
+        outageSince = null;
+        lastStep = '';
       }
-      await sleep(OUTAGE_POLL_MS);
-      continue;
-    }
-    if (outageSince !== null) {
-      spinner.update(`Redis is back after ${duration(Date.now() - outageSince)}`);
-      outageSince = null;
-      lastStep = '';
-    }
-    const final = FINAL_STATES.has(record.state);
-    if (!final) {
-      const label = record.state === 'waiting' ? 'waiting' : record.step;
-      const since = record.startedAt ? Date.parse(record.startedAt) : Date.parse(record.createdAt);
-      if (terminal.interactive) spinner.update(`job ${id} · ${record.app} · ${label} · ${duration(Date.now() - since)}`);
-      else if (label !== lastStep) {
-        spinner.update(`job ${id}: ${label}`);
-        lastPrinted = Date.now();
-      } else if (Date.now() - lastPrinted >= STILL_EVERY_MS) {
-        // A quiet step says it is still going now and then: a reader of plain output (a CI log, git's pusher) sees the
-        // wait is not stuck, and a hook whose pusher went away finds out by writing.
-        spinner.update(`job ${id}: ${label} (${duration(Date.now() - since)})`);
-        lastPrinted = Date.now();
+      const final = FINAL_STATES.has(record.state);
+      if (!final) {
+        const label = record.state === 'waiting' ? 'waiting' : record.step;
+        const since = record.startedAt ? Date.parse(record.startedAt) : Date.parse(record.createdAt);
+        if (terminal.interactive) spinner.update(`job ${id} · ${record.app} · ${label} · ${duration(Date.now() - since)}`);
+        else if (label !== lastStep) {
+          spinner.update(`job ${id}: ${label}`);
+          lastPrinted = Date.now();
+        } else if (Date.now() - lastPrinted >= STILL_EVERY_MS) {
+          // A quiet step says it is still going now and then: a reader of plain output (a CI log, git's pusher) sees the
+          // wait is not stuck, and a hook whose pusher went away finds out by writing.
+          spinner.update(`job ${id}: ${label} (${duration(Date.now() - since)})`);
+          lastPrinted = Date.now();
+        }
+        lastStep = label;
       }
-      lastStep = label;
-    }
-    if (final) {
-      if (options.showLog) {
-        // Whatever was logged after the record ended; should Redis go now, the outcome below is still known.
-        for (const line of await read(() => store.readLog(id, next)).catch(() => [])) print(line);
+      if (final) {
+        // Whatever was logged after the record ended; should Redis go now, the outcome below is still known, and the
+        // reader is told the log's end is missing rather than shown a log that seems whole.
+        const missing = options.showLog ? await printNewLines().then(() => null, (err: unknown) => `the rest of job ${id}'s log, from line ${next}, could not be read (${firstLine(err)}); slipway logs ${id} shows it once Redis answers`) : null;
+        spinner.stop(missing === null ? outcomeLine(record, Date.now() - started) : `${missing}\n${outcomeLine(record, Date.now() - started)}`);
+        return record;
       }
-      spinner.stop(outcomeLine(record, Date.now() - started));
-      return record;
+      await sleep(options.intervalMs ?? 200);
     }
-    await sleep(options.intervalMs ?? 200);
+  } catch (err) {
+    spinner.stop();
+    throw err;
   }
 }
 
@@ -206,19 +214,41 @@ export async function logs(ctx: CliContext, argv: string[]): Promise<number> {
   const queue = await ctx.queue();
   const id = positionals[0]!;
   await readThrough(queue.store, () => queue.store.mustGet(id));
-  if (!values.follow) {
-    // A page at a time, each taken by the reader before the next: a log of hundreds of MB (jobs.log_max_bytes allows
-    // 1 GB) is never held, or joined, at once.
-    for (let next = 1; ;) {
-      const lines = await readThrough(queue.store, () => queue.store.readLogBounded(id, next, next + PRINT_PAGE_LINES - 1, PRINT_PAGE_BYTES));
-      if (lines.length === 0) return 0;
-      ctx.terminal.out(lines.join('\n'));
-      next += lines.length;
-      await ctx.terminal.drained?.();
+  // --json: one array of the log's lines, written as they are read (a log may be hundreds of MB), closed however the
+  // command ends so that stdout stays one document.
+  const array = ctx.options.json ? jsonArrayWriter(ctx.terminal) : null;
+  try {
+    if (!values.follow) {
+      // A page at a time, each taken by the reader before the next: a log of hundreds of MB (jobs.log_max_bytes allows
+      // 1 GB) is never held, or joined, at once.
+      for (let next = 1; ;) {
+        const lines = await readThrough(queue.store, () => queue.store.readLogBounded(id, next, next + PRINT_PAGE_LINES - 1, PRINT_PAGE_BYTES));
+        if (lines.length === 0) return 0;
+        if (array) array.items(lines);
+        else ctx.terminal.out(lines.join('\n'));
+        next += lines.length;
+        await ctx.terminal.drained?.();
+      }
     }
+    const record = await watchJob(queue.store, id, ctx.terminal, { showLog: true, ...(array ? { line: (line: string) => array.items([line]) } : {}) });
+    return record.state === 'completed' ? 0 : 1;
+  } finally {
+    array?.end();
   }
-  const record = await watchJob(queue.store, id, ctx.terminal, { showLog: true });
-  return record.state === 'completed' ? 0 : 1;
+}
+
+/** One JSON array on stdout, written a part at a time: `[`, then the items, then `]` from end(). */
+function jsonArrayWriter(terminal: Terminal): { items(values: readonly string[]): void; end(): void } {
+  let count = 0;
+  terminal.out('[');
+  return {
+    items(values) {
+      if (values.length === 0) return;
+      terminal.out(values.map((v, i) => `${count + i === 0 ? '' : ','}${JSON.stringify(v)}`).join('\n'));
+      count += values.length;
+    },
+    end: () => terminal.out(']'),
+  };
 }
 
 export const RETRY_USAGE = 'usage: slipway retry <job> [--wait] | slipway retry --failed [--app A] [--wait]';
@@ -268,10 +298,13 @@ export async function cancel(ctx: CliContext, argv: string[]): Promise<number> {
   const queue = await ctx.queue();
   const id = positionals[0]!;
   const after = await queue.cancel(id);
-  if (after.state === 'cancelled') {
-    ctx.terminal.out(`job ${id} cancelled (it had not started)`);
-    return 0;
-  }
+  // --json: the job as it ends up, one document; what happens meanwhile is said on stderr.
+  const done = (record: JobRecord, text: string, status: number) => {
+    if (ctx.options.json) ctx.terminal.out(jsonText(publicJob(record)));
+    else ctx.terminal.out(text);
+    return status;
+  };
+  if (after.state === 'cancelled') return done(after, `job ${id} cancelled (it had not started)`, 0);
   ctx.terminal.err(after.state === 'waiting'
     ? `job ${id} waits to run again after an attempt; it is cancelled when a worker takes it up (completed instead, if that attempt went live)…`
     : `job ${id} is running; it stops at the next safe point (never mid-cutover)…`);
@@ -279,12 +312,12 @@ export async function cancel(ctx: CliContext, argv: string[]): Promise<number> {
   while (Date.now() < deadline) {
     const record = await readThrough(queue.store, () => queue.store.mustGet(id));
     if (FINAL_STATES.has(record.state)) {
-      if (record.state === 'cancelled') ctx.terminal.out(`job ${id} cancelled; nothing of it went live`);
-      else ctx.terminal.out(`job ${id} ended ${record.state} before it could stop`);
-      return record.state === 'cancelled' ? 0 : 1;
+      return record.state === 'cancelled'
+        ? done(record, `job ${id} cancelled; nothing of it went live`, 0)
+        : done(record, `job ${id} ended ${record.state} before it could stop`, 1);
     }
     await sleep(250);
   }
-  ctx.terminal.out(`job ${id} has been asked to stop; follow it with: slipway logs ${id} --follow`);
-  return 0;
+  const still = ctx.options.json ? await readThrough(queue.store, () => queue.store.mustGet(id)).catch(() => after) : after;
+  return done(still, `job ${id} has been asked to stop; follow it with: slipway logs ${id} --follow`, 0);
 }

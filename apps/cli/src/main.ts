@@ -44,7 +44,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv, terminal: Ter
   }
   const [name, ...args] = rest;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    terminal.out(USAGE);
+    // Asked for, it is the answer (stdout, 0); without a command, it says how to give one (stderr, 2), as a usage error.
+    if (name === undefined) terminal.err(USAGE);
+    else terminal.out(USAGE);
     return name === undefined ? 2 : 0;
   }
   const command = COMMANDS[name];

@@ -61,7 +61,10 @@ describe('slipway', () => {
   const cfg = () => ['--config', configFile];
 
   it('shows usage and exits 2 for no command, an unknown command or a bad flag', async () => {
-    expect((await slipwayFull([])).code).toBe(2);
+    const none = await slipwayFull(['--json']);
+    expect(none.code).toBe(2);
+    expect(none.stdout, 'a usage error is said on stderr, not printed as the answer').toBe('');
+    expect(none.stderr).toContain('usage: slipway');
     const unknown = await slipwayFull([...cfg(), 'frobnicate']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('unknown command "frobnicate"');
@@ -87,6 +90,26 @@ describe('slipway', () => {
     const refusedDir = await slipwayFull([...cfg(), 'remote', 'add', app, notRepo]);
     expect(refusedDir.code).toBe(2);
     expect(refusedDir.stderr).toContain('is not a bare git repository');
+
+    const aFile = join(tmp.path, 'a-file');
+    writeFileSync(aFile, 'mine\n');
+    const refusedFile = await slipwayFull([...cfg(), 'remote', 'add', app, aFile]);
+    expect(refusedFile.code).toBe(2);
+    expect(refusedFile.stderr).toContain(`${aFile} exists and is not a directory`);
+    // A working repository's .git is left as it was, not turned bare under its work tree.
+    const work = join(tmp.path, 'work-repo');
+    await git(tmp.path, 'init', '-q', work);
+    const refusedWork = await slipwayFull([...cfg(), 'remote', 'add', app, join(work, '.git')]);
+    expect(refusedWork.code).toBe(2);
+    expect(refusedWork.stderr).toContain('is a repository with a work tree, not a bare one');
+    expect((await git(work, 'config', '--get', 'core.bare')).stdout.trim()).toBe('false');
+    // A bare repository made without git's templates has no hooks/ directory: it is made.
+    const bareNoHooks = join(tmp.path, 'no-hooks.git');
+    await git(tmp.path, 'init', '-q', '--template=', '--bare', bareNoHooks);
+    const added = await slipwayFull([...cfg(), '--json', 'remote', 'add', app, bareNoHooks]);
+    expect(added.code, added.stderr).toBe(0);
+    expect(JSON.parse(added.stdout)).toEqual({ app, repository: bareNoHooks, branch: 'master', hooks: [join(bareNoHooks, 'hooks', 'pre-receive'), join(bareNoHooks, 'hooks', 'reference-transaction')] });
+    expect(readFileSync(join(bareNoHooks, 'hooks', 'pre-receive'), 'utf8')).toContain('runGitHook');
 
     const mirror = join(tmp.path, 'mirror.git');
     await git(tmp.path, 'init', '-q', '--bare', mirror);
@@ -281,6 +304,12 @@ describe('slipway', () => {
       const shown = await slipwayFull([...cfg(), 'logs', job.id]);
       expect(shown.code).toBe(0);
       expect(shown.stdout).toBe(`${lines.join('\n')}\n`);
+      // --json: one document, the lines as an array; with --follow of a finished job, the same.
+      for (const follow of [[], ['--follow']]) {
+        const json = await slipwayFull([...cfg(), 'logs', job.id, '--json', ...follow]);
+        expect(json.code, json.stderr).toBe(0);
+        expect(JSON.parse(json.stdout)).toEqual(lines);
+      }
     });
   });
 
@@ -397,6 +426,11 @@ describe('slipway', () => {
       const jobs = JSON.parse((await slipwayFull([...cfg(), 'jobs', '--json', '--state', 'cancelled'])).stdout);
       expect(jobs[0].id).toBe(id);
       expect((await slipwayFull([...cfg(), 'cancel', id])).code).toBe(1);
+      // --json: the job as it ends up, one document.
+      const next = /job (\d+) queued/.exec((await slipwayFull([...cfg(), 'deploy', app])).stdout)![1]!;
+      const asJson = await slipwayFull([...cfg(), 'cancel', next, '--json']);
+      expect(asJson.code, asJson.stderr).toBe(0);
+      expect(JSON.parse(asJson.stdout)).toMatchObject({ id: next, app, state: 'cancelled' });
     } finally {
       worker = createDeployWorker({ config: loadConfig({ path: configFile, env: {} }), logger: quiet });
     }

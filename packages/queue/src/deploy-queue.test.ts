@@ -294,9 +294,25 @@ describe('DeployQueue', () => {
     await queue.store.finish(new1.id, 'failed', { error: 'x' });
     await queue.store.finish(failed2.id, 'failed', { error: 'x' });
     await queue.store.finish(done2.id, 'completed');
+    // app3's newest failure was re-run, and the re-run cancelled: its older failure stays, or "retry" would deploy a
+    // commit older than the newest anyone tried.
+    const app3 = uniqueName('r3');
+    const older3 = await queue.enqueue(request(app3, 10));
+    const newer3 = await queue.enqueue(request(app3, 11));
+    for (const j of [older3, newer3]) await queue.bull.getJob(bullJobId(j.id)).then((b) => b?.remove());
+    await queue.store.finish(older3.id, 'failed', { error: 'x' });
+    await queue.store.finish(newer3.id, 'failed', { error: 'x' });
+    const rerun3 = await queue.retry(newer3.id);
+    await queue.bull.getJob(bullJobId(rerun3.id)).then((b) => b?.remove());
+    await queue.store.finish(rerun3.id, 'cancelled', { error: 'cancelled by an operator' });
     const { retried, skipped } = await queue.retryFailed();
-    expect(retried.filter((r) => r.app === app1 || r.app === app2).map((r) => r.retryOf)).toEqual([new1.id]);
-    expect(skipped.map((s) => s.job.id)).toContain(old1.id);
+    const ours = [app1, app2, app3];
+    expect(retried.filter((r) => ours.includes(r.app)).map((r) => r.retryOf)).toEqual([new1.id]);
+    // Each app's failure left behind is named once (app1's older one behind the retried newest is not).
+    expect(skipped.filter((s) => ours.includes(s.job.app)).map((s) => [s.job.id, s.reason])).toEqual([
+      [older3.id, `job ${rerun3.id} of this app came after it and is cancelled`],
+      [failed2.id, `job ${done2.id} of this app came after it and is completed`],
+    ]);
   });
 
   it('queues a delivery once; a redelivery queues nothing and names what the first queued', async () => {

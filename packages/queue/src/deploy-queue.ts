@@ -331,29 +331,35 @@ export class DeployQueue {
   }
 
   /**
-   * `retry --failed`: per app, the newest failed job not yet retried, and
-   * only when nothing newer has gone live since (re-running an older commit
-   * over a newer release is never what "retry" means). One app's retry
-   * refused (`skipped`) or failing (`failed`: Redis went away) does not
-   * hide the others': every job queued is in `retried`.
+   * `retry --failed`: per app, its newest job, when that failed and was not
+   * retried yet. Anything newer decides the app instead: a job waiting,
+   * running or live, and as much a cancelled one or a failed one already
+   * re-run (an older failure behind them would deploy a commit older than
+   * the newest anyone tried). Each app's failure that is left is named once
+   * in `skipped`. One app's retry refused (`skipped`) or failing (`failed`:
+   * Redis went away) does not hide the others': every job queued is in
+   * `retried`.
    */
   async retryFailed(app?: string): Promise<{ retried: JobRecord[]; skipped: Array<{ job: JobRecord; reason: string }>; failed: Array<{ job: JobRecord; error: unknown }> }> {
     const recent = await withRedis(this.redis, () => this.store.list({ app, limit: 2000 }));
     const retried: JobRecord[] = [];
     const skipped: Array<{ job: JobRecord; reason: string }> = [];
     const failed: Array<{ job: JobRecord; error: unknown }> = [];
-    const decided = new Set<string>();
+    const decidedBy = new Map<string, JobRecord>();
+    const named = new Set<string>();
     for (const job of recent) {
-      if (decided.has(job.app)) {
-        if (job.state === 'failed' && !job.retriedBy) skipped.push({ job, reason: 'a newer job of this app exists' });
+      const newer = decidedBy.get(job.app);
+      if (newer) {
+        if (job.state === 'failed' && !job.retriedBy && !named.has(job.app)) {
+          named.add(job.app);
+          skipped.push({ job, reason: `job ${newer.id} of this app came after it and is ${newer.state}${newer.retriedBy ? ` (re-run as job ${newer.retriedBy})` : ''}` });
+        }
         continue;
       }
-      if (job.state === 'completed' || job.state === 'active' || job.state === 'waiting') {
-        decided.add(job.app);
-        continue;
-      }
+      // A superseded job has something newer of its own app listed before it; whatever comes first decides.
+      decidedBy.set(job.app, job);
       if (job.state === 'failed' && !job.retriedBy) {
-        decided.add(job.app);
+        named.add(job.app);
         try {
           retried.push(await this.retry(job.id));
         } catch (err) {
