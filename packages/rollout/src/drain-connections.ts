@@ -43,9 +43,18 @@ export async function drainReverted(addresses: readonly string[], drainS: number
  * stray is not routed to by anyone, unless the rollout that made it the
  * previous release lost the app's lock (etcd unreachable past its lease)
  * and is draining it still; force-removed, its requests would be cut.
+ * With `unrouted` (nginx was reloaded just before planning, and routed to
+ * them until then) they are drained in full, whatever is open now.
  */
-export async function drainBusyStrays(addresses: readonly string[], drainS: number, log: (line: string) => void): Promise<void> {
+export async function drainBusyStrays(addresses: readonly string[], drainS: number, log: (line: string) => void, unrouted?: { listen: string }): Promise<void> {
   if (addresses.length === 0) return;
+  if (unrouted) {
+    // nginx routed to them until the reload that just caught it up: drained as after any switch (zero seen twice,
+    // and nginx's retiring workers' requests let finish), not only when a connection is open at this instant.
+    log(say.drainingUnrouted(addresses));
+    log(say.drained(await drainConnections(addresses, drainS * 1000, unrouted), drainS * 1000));
+    return;
+  }
   const counts = await connectionCounts(addresses);
   const busy = [...counts].filter(([, n]) => n > 0).map(([address, n]) => `${address}: ${n}`);
   if (busy.length === 0) return;

@@ -59,7 +59,11 @@ export async function executeStrayRemoval(seams: RolloutSeams, request: RolloutR
   const run = new RolloutRun(seams, request);
   await run.takeLock();
   try {
-    const plan = await run.readAndPlan();
+    let plan = await run.readAndPlan();
+    // The switch stood but its nginx file was never put in place (the attempt died between the two, or its undo threw
+    // the candidate away when etcd's answer was lost): nginx is brought to what etcd names first, and what it routed
+    // to until then becomes the strays, drained before they go.
+    if (await run.routeAsEtcdSays()) plan = await run.readAndPlan({ unroutedNow: true });
     const strays = plan.steps.find((step) => step.kind === 'remove-strays');
     if (strays) await run.apply(strays);
     return plan.strays.map((c) => c.id);
@@ -93,11 +97,15 @@ class RolloutRun {
   private readonly started: StartedContainer[] = [];
   private lock?: AppLock;
   private upstreams: UpstreamKey[] = [];
+  /** The addresses the proxy routes to, as read when planning. */
+  private routed: string[] = [];
   private record!: ReleaseRecord;
   private result!: RolloutResult;
   private prepared?: PreparedRoute;
   private receipt?: SwitchReceipt;
   private switched = false;
+  /** nginx was reloaded before planning (catchUp): the strays were routed to until then. */
+  private caughtUp = false;
   /** etcd neither confirmed nor refused the switch: the new containers may be what it names, so they stay. */
   private switchUnknown = false;
   private routeLease?: RouteLease;
@@ -129,16 +137,22 @@ class RolloutRun {
     this.timings.lock = Date.now() - this.t0;
   }
 
-  /** Reads Docker, etcd and the proxy under the lock, and plans. */
-  async readAndPlan(): Promise<RolloutPlan> {
+  /**
+   * Reads Docker, etcd and the proxy under the lock, and plans. `unroutedNow`:
+   * the caller has just taken containers out of nginx's routing, and the
+   * strays are drained in full (as after a catchUp reload).
+   */
+  async readAndPlan(options: { unroutedNow?: boolean } = {}): Promise<RolloutPlan> {
     const { runtime, store, proxy } = this.seams;
     const { app, image, sha, job } = this.request;
     const caughtUp = await proxy.catchUp(app);
     if (caughtUp) this.log(caughtUp);
+    this.caughtUp = caughtUp !== null || options.unroutedNow === true;
     const [containers, upstreams, routed, previous] = await Promise.all([
       runtime.listAppContainers(app.name, app.port), store.upstreams(app.etcd_prefix), proxy.routed(app), store.currentRelease(app.name),
     ]);
     this.upstreams = upstreams;
+    this.routed = routed;
     const plan = planRollout({ containers, upstreams, routed, releaseJob: previous?.job ?? null }, { app, image, sha, release: job, addressPool: this.request.dns?.address_pool });
     this.log(say.serving(plan.serving, previous));
     plan.notes.forEach((note) => this.log(note));
@@ -150,6 +164,27 @@ class RolloutRun {
     this.timings.plan = Date.now() - this.t0 - this.timings.lock;
     this.mark = Date.now();
     return plan;
+  }
+
+  /**
+   * routing: upstream: when nginx's file routes other addresses than etcd's
+   * keys name (and etcd names some), the file is rendered from the keys,
+   * checked and reloaded, as a switch's apply does. True when it was.
+   */
+  async routeAsEtcdSays(): Promise<boolean> {
+    const { app } = this.request;
+    const keyed = this.upstreams.map((u) => u.address);
+    if (app.routing !== 'upstream' || keyed.length === 0) return false;
+    const routed = new Set(this.routed);
+    if (keyed.length === routed.size && keyed.every((address) => routed.has(address))) return false;
+    this.log(say.routingAsEtcd(this.routed, keyed));
+    const prepared = await this.seams.proxy.prepare(app, keyed);
+    if (!prepared.changed) {
+      await prepared.discard();
+      return false;
+    }
+    this.log(say.applied(await prepared.commit()));
+    return true;
   }
 
   async apply(step: RolloutStep): Promise<void> {
@@ -177,7 +212,7 @@ class RolloutRun {
   }
 
   private async removeStrays(step: StepOf<'remove-strays'>): Promise<void> {
-    await drainBusyStrays(step.addresses, this.request.app.drain_s, this.log);
+    await drainBusyStrays(step.addresses, this.request.app.drain_s, this.log, this.caughtUp ? { listen: this.seams.proxy.listen(this.request.app) } : undefined);
     for (const id of step.ids) {
       await this.seams.runtime.forceRemove(id);
       this.log(say.removedStray(id));

@@ -48,6 +48,8 @@ export const rolloutLog = {
   revertRaced: () => 'did not revert the etcd switch: the release changed meanwhile; the new containers stay',
 
   drainingStrays: (busy: readonly string[]) => `strays still carry connections (${busy.join(', ')}; a rollout that lost the app's lock may be draining them): drained before they go`,
+  routingAsEtcd: (routed: readonly string[], keyed: readonly string[]) => `nginx still routes to ${routed.length ? routed.join(', ') : 'nothing'} while etcd names ${keyed.join(', ')} (a switch whose nginx file was never put in place): nginx is brought to etcd's set`,
+  drainingUnrouted: (addresses: readonly string[]) => `draining the strays before they go (${addresses.join(', ')}): nginx routed to them until the reload that caught it up just now`,
   drainingReverted: (addresses: readonly string[]) => `draining the new containers before they go (${addresses.join(', ')}): a router may have routed to them before the revert`,
 
   applied: (applied: Awaited<ReturnType<PreparedRoute['commit']>>) => {

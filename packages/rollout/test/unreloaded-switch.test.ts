@@ -9,7 +9,7 @@ import { routerOnce } from '@slipway/router/watch';
 import { acquireAppLock } from '../src/app-lock.js';
 import { containerSpec, DockerRuntime } from '../src/container-runtime.js';
 import { EtcdReleaseStore } from '../src/release-store.js';
-import { rollout } from '../src/rollout.js';
+import { removeStrayContainers, rollout } from '../src/rollout.js';
 import { appStatus } from '../src/status.js';
 import { buildImage, docker, fetchText, testApp, useRolloutWorld, watchServing } from './fixtures.js';
 
@@ -23,8 +23,8 @@ describe('a switch whose reload never came', () => {
   let etcd: Etcd3;
   useRolloutWorld((w) => ({ nginx, etcd } = w));
 
-  /** v1 live and served; v2 started, switched in etcd and renamed into nginx's file, never reloaded. */
-  async function killedAfterRename(app: AppConfig): Promise<void> {
+  /** v1 live and served; v2 started, switched in etcd and (unless `renamed: false`) renamed into nginx's file, never reloaded. */
+  async function killedAfterRename(app: AppConfig, { renamed = true } = {}): Promise<void> {
     await rollout({ app, nginx: nginx.settings, docker, etcd, image: await buildImage(app.name, 'v1'), sha: null, job: 'job-1' });
     const image = await buildImage(app.name, 'v2');
     const runtime = new DockerRuntime(docker);
@@ -41,6 +41,7 @@ describe('a switch whose reload never came', () => {
       await lock.release();
     }
     const file = nginxNames.path(nginx.settings.conf_dir, app.name);
+    if (!renamed) return;
     await writeFile(`${file}.killed`, renderNginxConf(await routeSnapshot(app, started.map((c) => c.address!), backListen(nginx.settings, app.name))));
     await rename(`${file}.killed`, file);
     expect(await fetchText(app.listen), 'nginx still serves the previous file').toBe('200 v1');
@@ -57,6 +58,23 @@ describe('a switch whose reload never came', () => {
     expect(seen.answers.filter((a) => !/^200 v[123]$/.test(a)), `every request answered (${seen.count})`).toEqual([]);
     expect(lines.join('\n')).toMatch(/nginx had not been asked to read .* reloaded before planning/);
     expect(await fetchText(app.listen)).toBe('200 v3');
+  });
+
+  it('a switch whose nginx file was never put in place: the retry\'s clean-up (its job went live) routes nginx to etcd\'s set first, then drains and removes what nginx served', async () => {
+    const app = await testApp({ replicas: 2, drain_s: 5 });
+    await killedAfterRename(app, { renamed: false });
+    const v1 = (await new DockerRuntime(docker).listAppContainers(app.name, app.port)).filter((c) => c.labels['slipway.release'] === 'job-1').map((c) => c.id);
+    expect(v1).toHaveLength(2);
+    const serving = watchServing(app.listen);
+    const lines: string[] = [];
+    const removed = await removeStrayContainers({ app, nginx: nginx.settings, docker, etcd, job: 'job-2', log: (l) => lines.push(l) });
+    const seen = await serving.stop();
+    expect(seen.answers.filter((a) => !/^200 v[12]$/.test(a)), `every request answered (${seen.count})`).toEqual([]);
+    expect(lines.join('\n')).toMatch(/nginx still routes to .* while etcd names .*: nginx is brought to etcd's set\nnginx: reloaded/);
+    expect(lines.join('\n')).toMatch(/draining the strays before they go .*\n.*drained: connections closed/);
+    expect(removed.sort()).toEqual([...v1].sort());
+    expect(await fetchText(app.listen)).toBe('200 v2');
+    expect((await appStatus({ app, nginx: nginx.settings, docker, etcd })).drift).toEqual([]);
   });
 
   it('the router reloads it on its next sync, though the file is what etcd says', async () => {
