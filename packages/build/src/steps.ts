@@ -28,6 +28,9 @@ const OUTPUT_GRACE_MS = 2000;
 
 // --- Where a job's steps come from
 
+/** The spelling of REPOSITORY_FILE that is not read, and is said to be when it is there alone. */
+const MISSPELT_REPOSITORY_FILE = '.slipway.yaml';
+
 /**
  * The steps a commit's `.slipway.yml` holds, or null when it has none. Only
  * a regular file is read (a symlink could point at the worker's own files,
@@ -56,6 +59,10 @@ export async function stepsForCommit(app: Pick<AppConfig, 'name' | 'steps'>, dir
   }
   const steps = await readRepositorySteps(dir, sha);
   if (steps) log(`steps from ${REPOSITORY_FILE} of commit ${sha.slice(0, 12)}: ${steps.map((s) => s.name).join(', ') || 'none'}`);
+  // The other spelling is read by no one: said, or a repository that meant its steps deploys untested without a word.
+  else if (await lstat(join(dir, MISSPELT_REPOSITORY_FILE)).then(() => true, () => false)) {
+    log(`${MISSPELT_REPOSITORY_FILE} of commit ${sha.slice(0, 12)} is not read: steps are read from ${REPOSITORY_FILE}; no steps run`);
+  }
   return steps ?? [];
 }
 

@@ -81,6 +81,21 @@ describe('runStep (real Docker)', () => {
     expect(await containersOf(app)).toEqual([]);
   });
 
+  it('fails with step_failed, the commit\'s fault, when its command is not in the image or not executable (the init exits 127, 126), not as Docker\'s error', async () => {
+    const app = testAppName();
+    const lines: string[] = [];
+    const missing = await failure(runStep({ docker, app, job: '2', sha: SHA, builtImage: BASE_IMAGE, log: (l) => lines.push(l), step: step({ name: 'unit', command: ['npm', 'test'] }) }));
+    expect(missing.code).toBe('step_failed');
+    expect(missing.fault).toBe('commit');
+    expect(missing.message).toBe('step_failed: unit exited 127');
+    expect(missing.run).toMatchObject({ name: 'unit', exitCode: 127, outcome: 'failed' });
+    expect(lines.join('\n')).toMatch(/unit \| .*npm/);
+    const notExecutable = await failure(runStep({ docker, app, job: '2', sha: SHA, builtImage: BASE_IMAGE, step: step({ name: 'e2e', command: ['/etc/passwd'] }) }));
+    expect(notExecutable.code).toBe('step_failed');
+    expect(notExecutable.run).toMatchObject({ exitCode: 126 });
+    expect(await containersOf(app)).toEqual([]);
+  });
+
   it('is stopped past its timeout_s with step_timeout; its container is gone', async () => {
     const app = testAppName();
     const started = Date.now();
@@ -264,6 +279,10 @@ describe('steps from the commit', () => {
     expect(await stepsForCommit({ name: 'hello', steps: [] }, dir, SHA, (l) => lines.push(l))).toEqual([]);
     expect(lines).toEqual([`.slipway.yml of commit ${SHA.slice(0, 12)} is ignored: apps.hello.steps in the configuration wins`]);
     expect(await stepsForCommit({ name: 'hello' }, tree({}), SHA)).toEqual([]);
+    // The other spelling alone is not read, and the log says so.
+    const said: string[] = [];
+    expect(await stepsForCommit({ name: 'hello' }, tree({ '.slipway.yaml': 'steps:\n  - name: unit\n    command: [make, test]\n' }), SHA, (l) => said.push(l))).toEqual([]);
+    expect(said).toEqual([`.slipway.yaml of commit ${SHA.slice(0, 12)} is not read: steps are read from .slipway.yml; no steps run`]);
   });
 
   it('refuses a symbolic link (it could point at the worker\'s own files) and an oversized file', async () => {

@@ -67,8 +67,10 @@ end
  * by its own call (one finishing after newer ones did, with keep_days 0,
  * would be gone before whoever waits on it read how it ended); a later
  * call does. A job finished before finish times were indexed has none
- * until indexHistory dates it, and is kept until then.
- * KEYS: finished (by id), finished-at (by time).
+ * until indexHistory dates it, and is kept until then. The job that made
+ * the app's live release is kept however old: `slipway status` and the
+ * dashboard name it, and its log is how what serves was built and tested.
+ * KEYS: finished (by id), finished-at (by time), the app's live record.
  * ARGV: id ('': only trim), finish time (ms), keep (-1: retention off),
  * cutoff (ms; a job finished at or before it is old enough), job key
  * prefix, index base, app, batch, offset, then the suffixes of the keys
@@ -79,6 +81,7 @@ const FINISH_AND_TRIM = LUA_INDEX_KEYS + `
 local byId, byTime = KEYS[1], KEYS[2]
 local id, keep, cutoff, jobPrefix, base, app = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
 local batch, offset = tonumber(ARGV[8]), tonumber(ARGV[9])
+local live = string.match(redis.call('get', KEYS[3]) or '', '"job":"(%d+)"')
 if id ~= '' then
   redis.call('zadd', byId, id, id)
   redis.call('zadd', byTime, ARGV[2], id)
@@ -95,7 +98,7 @@ if excess <= old then
   if stop >= offset then
     for _, candidate in ipairs(redis.call('zrange', byId, offset, stop)) do
       local at = redis.call('zscore', byTime, candidate)
-      if at and tonumber(at) <= cutoff and candidate ~= id then victims[#victims + 1] = candidate else kept = kept + 1 end
+      if at and tonumber(at) <= cutoff and candidate ~= id and candidate ~= live then victims[#victims + 1] = candidate else kept = kept + 1 end
     end
   end
   if stop + 1 < excess then more = 1 end
@@ -104,7 +107,7 @@ else
   local candidates = redis.call('zrangebyscore', byTime, '-inf', cutoff, 'LIMIT', offset, batch)
   for _, candidate in ipairs(candidates) do
     local seq = redis.call('zscore', byId, candidate)
-    if seq and tonumber(seq) <= newestBeyond and candidate ~= id then victims[#victims + 1] = candidate else kept = kept + 1 end
+    if seq and tonumber(seq) <= newestBeyond and candidate ~= id and candidate ~= live then victims[#victims + 1] = candidate else kept = kept + 1 end
   end
   if offset + #candidates < old then more = 1 end
 end
@@ -193,7 +196,7 @@ async function trim(redis: Redis, keys: Keys, app: string, id: string, finishedA
   defineRetentionScript(redis);
   const commands = redis as unknown as { slipwayFinishAndTrim: (...a: Array<string | number>) => Promise<[number, number, number]> };
   return commands.slipwayFinishAndTrim(
-    2, keys.finished(app), keys.finishedAt(app),
+    3, keys.finished(app), keys.finishedAt(app), keys.live(app),
     id, finishedAt,
     retention ? retention.keepPerApp : -1,
     retention ? Date.now() - retention.keepDays * DAY_MS : 0,

@@ -84,6 +84,24 @@ describe('JobStore retention', () => {
     expect(await remaining(store, 'api', [other.id])).toEqual([other.id]);
   });
 
+  it('keeps the job that made the live release, however old: status and the dashboard name it', async () => {
+    const store = storeWith({ keepPerApp: 2, keepDays: 0 });
+    const ids: string[] = [];
+    for (let n = 1; n <= 6; n++) {
+      const job = await store.create(request('web', n));
+      await store.appendLog(job.id, ['a line']);
+      ids.push(job.id);
+    }
+    await store.finish(ids[0]!, 'completed');
+    await store.recordLive('web', { sha: request('web', 1).sha, job: ids[0]! });
+    for (const id of ids.slice(1)) await store.finish(id, 'failed', { error: 'x' });
+    expect(await remaining(store, 'web', ids)).toEqual([ids[0], ids[4], ids[5]]);
+    // Once another release is live, it goes with the next trim.
+    await store.recordLive('web', { sha: request('web', 6).sha, job: ids[5]! });
+    await store.finish((await store.create(request('web', 7))).id, 'completed');
+    expect(await remaining(store, 'web', ids)).toEqual([ids[5]]);
+  });
+
   it('with keep_days 0, keeps exactly the newest keep_per_app finished jobs, and every unfinished one', async () => {
     const store = storeWith({ keepPerApp: 5, keepDays: 0 });
     const ids: string[] = [];
