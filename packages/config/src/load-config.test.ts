@@ -138,6 +138,8 @@ const bad: Array<[string, string, string]> = [
   ['a full ref as the branch', `${minimalApp}    branch: refs/heads/main`, 'apps.hello.branch: expected a branch name, got "refs/heads/main" (the branch\'s name, without refs/heads/: e.g. main)'],
   ['a remote-tracking name as the branch', `${minimalApp}    branch: origin/main`, 'apps.hello.branch: expected a branch name, got "origin/main" (the branch\'s name on the repository, not its remote-tracking name: e.g. main)'],
   ['a host name as the DNS server dnsmasq listens on', 'dns: { server: "localhost:5353" }', 'dns.server: expected an ip:port, got "localhost:5353" (an IPv4 address and a port, e.g. 127.0.0.1:5353)'],
+  ['a wildcard over a whole top-level domain in allowed_hosts', 'dashboard: { allowed_hosts: ["*.com"] }', 'dashboard.allowed_hosts[0]: expected a host name, got "*.com" (a wildcard needs a domain of its own under it, e.g. *.example.com)'],
+  ['the receiver\'s metrics on its webhook port', 'receiver: { host: 127.0.0.1, port: 3000, metrics: "0.0.0.0:3000" }', 'receiver.metrics: 0.0.0.0:3000 is the webhook\'s own port (receiver.host 127.0.0.1, receiver.port 3000); /metrics needs a listener of its own'],
   ['malformed interpolation', `${minimalApp}    template: \${oops`, 'apps.hello.template: malformed ${...} in "${oops"'],
   ['bad app name', 'apps:\n  Hello_World:\n    repo: /srv/git/hello.git', 'apps.Hello_World: invalid app name "Hello_World"'],
   ['app name with ../', 'apps:\n  "../etc":\n    repo: /srv/git/hello.git', 'apps.../etc: invalid app name "../etc"'],

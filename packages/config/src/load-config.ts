@@ -223,8 +223,25 @@ function crossCheck(config: SlipwayConfig): string[] {
     const path = `${front.socket_dir.replace(/\/+$/, '')}/slipway-${longest}.sock`;
     if (longest && Buffer.byteLength(path) > 107) problems.push(`nginx.front.socket_dir: the socket of app ${longest} would be ${Buffer.byteLength(path)} bytes long (${path}); unix sockets allow 107`);
   }
+  problems.push(...listenerClashes(config));
   problems.push(...engineProblems(config.engine));
   return problems;
+}
+
+/**
+ * The receiver's metrics listener on its webhook address and port: in the
+ * one process that opens both, whichever binds first takes the port (with
+ * `processes` above 1 the primary's metrics do, and every receiver process
+ * then exits unable to listen; with one, metrics are dropped). A wildcard
+ * host (`0.0.0.0`, `::`) takes the port on every address.
+ */
+function listenerClashes(config: SlipwayConfig): string[] {
+  const m = /^\[?(.*?)\]?:(\d+)$/.exec(config.receiver.metrics);
+  if (!m || Number(m[2]) !== config.receiver.port) return [];
+  const wildcard = (host: string) => host === '0.0.0.0' || host === '::' || host === '';
+  const [metricsHost, webhookHost] = [m[1]!, config.receiver.host];
+  if (metricsHost !== webhookHost && !wildcard(metricsHost) && !wildcard(webhookHost)) return [];
+  return [`receiver.metrics: ${config.receiver.metrics} is the webhook's own port (receiver.host ${webhookHost}, receiver.port ${config.receiver.port}); /metrics needs a listener of its own`];
 }
 
 /** What is wrong with an ssh:// manager URL, or null. */

@@ -39,6 +39,10 @@ const ipPort: Check = (v) => {
 const hostname: Check = (v) =>
   /^(\*\.)?[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,62})(\.[a-zA-Z0-9_]([a-zA-Z0-9_-]{0,62}))*\.?$|^_$|^localhost$/.test(v) ? null : 'invalid';
 
+/** A Host the dashboard serves: `*.com` would let in any name under a top-level domain, anyone's, which a DNS rebinding needs. */
+const allowedHost: Check = (v) =>
+  hostname(v) ?? (v.startsWith('*.') && !v.slice(2).replace(/\.$/, '').includes('.') ? 'a wildcard needs a domain of its own under it, e.g. *.example.com' : null);
+
 const url = (protocols: string[]): Check => (v) => {
   try {
     const parsed = new URL(v);
@@ -230,7 +234,7 @@ export const slipwaySchema = obj({
     port: port({ default: 3001, doc: 'Its port.' }),
     token: str({ optional: true, check: (v) => (/\s/.test(v) ? 'has whitespace (a Bearer token cannot carry it)' : minLength(MIN_TOKEN)(v)), type: `a token of ${MIN_TOKEN}+ characters, no whitespace`, secret: true, doc: `Sign-in token, at least ${MIN_TOKEN} characters; the dashboard refuses to start without one.` }),
     public_url: str({ optional: true, check: webUrl, type: 'an http(s) URL', doc: 'How users reach the dashboard; commit statuses and notifications link to `<public_url>/jobs/<id>`. Default `http://<host>:<port>`.' }),
-    allowed_hosts: list(str({ check: hostname, type: 'a host name' }), { default: [], single: true, doc: 'Host names (with any port or none; `*.example.com` for its subdomains) served besides `host:port` and `public_url`\'s host; any other Host is answered 421 (DNS rebinding).' }),
+    allowed_hosts: list(str({ check: allowedHost, type: 'a host name' }), { default: [], single: true, doc: 'Host names (with any port or none; `*.example.com` for its subdomains) served besides `host:port` and `public_url`\'s host; any other Host is answered 421 (DNS rebinding).' }),
   }),
   jobs: obj({
     log_max_lines: num({ min: 10, max: 10_000_000, integer: true, default: 100_000, doc: 'Lines kept per job log; past it the beginning and the end are kept, with a notice of what was cut between.' }),
