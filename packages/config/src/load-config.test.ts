@@ -53,6 +53,22 @@ describe('parseConfig defaults', () => {
     expect(parseConfig(minimalApp, { file: FILE, env: {} }).nginx.front).toBeUndefined();
   });
 
+  it('counts among its secrets what a secret-named ${VAR} put anywhere, and secret-named env and build_args values of 8+ characters', () => {
+    const config = parseConfig([
+      minimalApp,
+      '    build_args: { GH_TOKEN: literal-build-token, DEBUG: "1" }',
+      '    env: { API_KEY: app-api-key-value, SECRET_MODE: "true", LOG_LEVEL: verbose-debugging }',
+      '    steps:',
+      '      - name: publish',
+      '        command: [sh, -c, "echo //npm.example/:_authToken=${NPM_TOKEN} > .npmrc && echo ${GREETING}"]',
+      '        env: { DB_PASSWORD: step-db-password }',
+      '',
+    ].join('\n'), { file: FILE, env: { NPM_TOKEN: 'npm_interpolated_token', GREETING: 'hello-everyone' } });
+    const secrets = configSecrets(config);
+    for (const value of ['npm_interpolated_token', 'literal-build-token', 'app-api-key-value', 'step-db-password']) expect(secrets).toContain(value);
+    for (const value of ['hello-everyone', 'verbose-debugging', 'true', '1']) expect(secrets).not.toContain(value);
+  });
+
   it('takes resource limits on one engine too (its containers and test steps get them)', () => {
     const one = parseConfig(`${minimalApp}    resources: { cpus: 0.5, memory_mb: 64 }\n`, { file: FILE, env: {} });
     expect(one.apps.hello!.resources).toEqual({ cpus: 0.5, memory_mb: 64 });

@@ -133,7 +133,8 @@ function asWritten(doc: Document, restore: (parsed: string) => string): Document
 /** Validates an already-parsed object (as from YAML or JSON). */
 export function validateConfig(raw: unknown, options: { file: string | null; env: LoadConfigOptions['env'] }): SlipwayConfig {
   const problems: string[] = [];
-  const ctx: ParseContext = { env: options.env, error: (path, message) => problems.push(`${path || '(top level)'}: ${message}`) };
+  const secretValues = new Set<string>();
+  const ctx: ParseContext = { env: options.env, secretValues, error: (path, message) => problems.push(`${path || '(top level)'}: ${message}`) };
   const parsed = slipwaySchema.parse(raw, '', ctx);
   if (parsed === INVALID || problems.length > 0) throw new ConfigError(options.file, problems);
   // $DOCKER_HOST stands in for `docker` when the file has none (empty: unset, as for docker). Only what parses it at
@@ -172,8 +173,12 @@ export function validateConfig(raw: unknown, options: { file: string | null; env
   };
   const crossProblems = crossCheck(config);
   if (crossProblems.length > 0) throw new ConfigError(options.file, crossProblems);
+  readSecrets.set(config, [...secretValues]);
   return config;
 }
+
+/** The secret values each loaded configuration's reading met (ParseContext.secretValues), for configSecrets. */
+const readSecrets = new WeakMap<object, string[]>();
 
 /**
  * Slipway's own etcd keys: the release record, its history and the rollout
@@ -323,7 +328,8 @@ export function appConfig(config: SlipwayConfig, name: string): AppConfig {
 
 /**
  * Every secret value the configuration holds (webhook secrets, clone
- * passwords, notification secrets, forge tokens, the dashboard token), for
+ * passwords, notification secrets, forge tokens, the dashboard token, the
+ * values of secret-named variables and env or build_args entries), for
  * scrubbing free text (build output, error messages) before it is stored or
  * shown. Values shorter than 4 characters are left out: they would match
  * everywhere and protect nothing.
@@ -333,6 +339,10 @@ export function configSecrets(config: Pick<SlipwayConfig, 'apps' | 'forges' | 'd
   const add = (value: string | undefined) => {
     if (value && value.length >= 4) found.add(value);
   };
+  // What a secret-named `${VAR}` put anywhere (a step's command: `echo //registry/:_authToken=${NPM_TOKEN} > .npmrc`),
+  // and the secret-named entries of env and build_args (a build argument the Dockerfile makes an ENV a step prints).
+  // Read by name, so at 8 characters or more: a `SECRET_MODE: "true"` must not star out every "true" of every log.
+  for (const value of readSecrets.get(config) ?? []) if (value.length >= 8) add(value);
   for (const app of Object.values(config.apps)) {
     add(app.secret);
     add(app.credentials?.password);

@@ -17,6 +17,12 @@ export interface ParseContext {
    * read the environment Slipway runs with.
    */
   interpolate?: boolean;
+  /**
+   * Collects secret values as they are read: what a `${VAR}` whose name
+   * looks like a secret's (`NPM_TOKEN`) put anywhere, and the value of a
+   * key whose name does (an `env` or `build_args` entry).
+   */
+  secretValues?: Set<string>;
   error(path: string, message: string): void;
 }
 
@@ -78,7 +84,10 @@ export function interpolate(text: string, path: string, ctx: ParseContext, secre
   const out = text.replace(REFERENCE, (match, name?: string, kind?: string, word?: string) => {
     if (match === '$$') return '$';
     const value = ctx.env[name!];
-    if (value !== undefined && value !== '') return value;
+    if (value !== undefined && value !== '') {
+      if (SECRET_ENV_NAME.test(name!)) ctx.secretValues?.add(value);
+      return value;
+    }
     if (kind === '-') return word!;
     ctx.error(path, `environment variable ${name} is not set${kind === '?' && word ? `: ${word}` : ''}`);
     failed = true;
@@ -112,6 +121,7 @@ export function str(options: LeafOptions<string> & {
     const secret = options.secret === 'by-name' ? SECRET_ENV_NAME.test(path.slice(path.lastIndexOf('.') + 1)) : options.secret === true;
     const value = scalar(raw, path, ctx, secret);
     if (value === INVALID) return INVALID;
+    if (secret && (typeof value === 'string' || typeof value === 'number')) ctx.secretValues?.add(String(value));
     if (typeof value !== 'string' && typeof value !== 'number') {
       ctx.error(path, `expected ${type}, got ${quote(value)}`);
       return INVALID;
