@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type Docker from 'dockerode';
+import { LABELS } from '@slipway/core/docker';
 import { scrubSecrets, secretEnvValues } from '@slipway/core/logger';
 import { UnavailableError } from '@slipway/core/slipway-error';
 import { etcdKeys, type UpstreamKey } from '@slipway/etcd/keys';
@@ -99,6 +100,8 @@ class RolloutRun {
   private upstreams: UpstreamKey[] = [];
   /** The addresses the proxy routes to, as read when planning. */
   private routed: string[] = [];
+  /** Docker, etcd and the proxy were read (readAndPlan): what etcd names and the proxy routes is known. */
+  private planned = false;
   private record!: ReleaseRecord;
   private result!: RolloutResult;
   private prepared?: PreparedRoute;
@@ -153,6 +156,7 @@ class RolloutRun {
     ]);
     this.upstreams = upstreams;
     this.routed = routed;
+    this.planned = true;
     const plan = planRollout({ containers, upstreams, routed, releaseJob: previous?.job ?? null }, { app, image, sha, release: job, addressPool: this.request.dns?.address_pool });
     this.log(say.serving(plan.serving, previous));
     plan.notes.forEach((note) => this.log(note));
@@ -368,7 +372,8 @@ class RolloutRun {
       const settle = this.request.app.routing === 'dns' ? { settleMs: DNS_SETTLE_MS } : {};
       await drainReverted(this.started.flatMap((c) => (c.address ? [c.address] : [])), this.request.app.drain_s, this.log, { ...settle, listen: this.seams.proxy.listen(this.request.app) });
     }
-    await Promise.all(this.started.map(async ({ id }) => {
+    const ids = [...this.started.map((c) => c.id), ...(await this.untracked())];
+    await Promise.all(ids.map(async (id) => {
       try {
         await this.seams.runtime.forceRemove(id);
         this.log(say.removedNew(id));
@@ -376,6 +381,26 @@ class RolloutRun {
         this.log(say.notRemovedNew(id, err));
       }
     }));
+  }
+
+  /**
+   * This job's containers the run never learnt of: a create that passed
+   * the engine's deadline and was made all the same, a start or inspect
+   * whose removal failed. Found by their release label, less any etcd
+   * keys or the proxy routes (an earlier attempt of the same job that went
+   * live); none when Docker cannot be asked now.
+   */
+  private async untracked(): Promise<string[]> {
+    const { app, job } = this.request;
+    // Unplanned, what is live is not known; with the lock lost, another rollout may be past its own plan.
+    if (!this.planned || this.lock?.lost) return [];
+    const known = new Set(this.started.map((c) => c.id));
+    const keyed = new Set(this.upstreams.map((u) => u.id));
+    const routed = new Set(this.routed);
+    const containers = await this.seams.runtime.listAppContainers(app.name, app.port).catch(() => []);
+    return containers
+      .filter((c) => c.labels[LABELS.release] === job && !known.has(c.id) && !keyed.has(c.id.slice(0, 12)) && !(c.address !== null && routed.has(c.address)))
+      .map((c) => c.id);
   }
 
   async release(): Promise<void> {

@@ -61,6 +61,24 @@ describe('a failed rollout leaves the previous release serving, its file and key
     await keysUnchanged(etcd, app, before);
   });
 
+  it('a container of the attempt it never learnt of (a create past the engine\'s deadline, made all the same) goes with the undo', async () => {
+    const app = await testApp({ health: { timeout_s: 3, interval_ms: 100 } });
+    const unhealthy = await buildImage(app.name, 'v2', 'unhealthy', 'unhealthy');
+    let late: Promise<Docker.Container> | undefined;
+    const { err } = await failedAttempt(app, (base) => rollout({
+      ...base, image: unhealthy, job: 'late',
+      log: (line) => {
+        base.log?.(line);
+        // Once planned (a container there before would be a stray, removed by the plan): what Docker made of a
+        // create the runtime gave up on, with the attempt's labels, never started, its id known to no one.
+        if (line.startsWith('starting ') || /^serving now/.test(line)) late ??= docker.createContainer({ Image: unhealthy, Labels: { 'slipway.app': app.name, 'slipway.release': 'late' } });
+      },
+    }));
+    expect(err.code).toBe('health_failed');
+    expect(late, 'the container was made while the attempt ran').toBeDefined();
+    await expect((await late!).inspect()).rejects.toMatchObject({ statusCode: 404 });
+  });
+
   it('a new container that never gets healthy: health_failed after health.timeout_s', async () => {
     const app = await testApp({ health: { timeout_s: 2, interval_ms: 100 } });
     const unhealthy = await buildImage(app.name, 'v2', 'unhealthy', 'unhealthy');
