@@ -179,6 +179,8 @@ async function stop(run) {
   process.kill(-run.child.pid, 'SIGINT');
   const code = await Promise.race([run.exit, sleep(STOP_TIMEOUT_MS, undefined, { ref: false }).then(() => 'timeout')]);
   check(code !== 'timeout', `npm start did not stop within ${STOP_TIMEOUT_MS / 1000} s of Ctrl-C`);
+  // Stopped by the Ctrl-C it was sent, not failing to stop what it started (a stack that would not stop exits 1).
+  check(code === 0 || code === 130 || code === 'SIGINT', `npm start exited ${code} after Ctrl-C, not 0: its stop failed (see its output above)`);
   let left = leftovers();
   for (let i = 0; i < 20 && left.length; i++) {
     await sleep(250);

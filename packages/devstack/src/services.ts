@@ -1,5 +1,5 @@
 import { connect } from 'node:net';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'node:http';
 import { Resolver } from 'node:dns/promises';
@@ -338,7 +338,7 @@ function satisfied(pkg: string): boolean {
 }
 
 const POLICY_RC_D = '/usr/sbin/policy-rc.d';
-const POLICY_MARKER = '# Written by Slipway while it installs packages';
+export const POLICY_MARKER = '# Written by Slipway while it installs packages';
 
 /** Runs `argv` as root (through `asRoot`); false when it could not (a sudoers rule allowing only apt-get, say). */
 function asRootDid(asRoot: string[], argv: string[], input?: string): boolean {
@@ -346,11 +346,38 @@ function asRootDid(asRoot: string[], argv: string[], input?: string): boolean {
   return spawnSync(file!, args, { input, stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'ignore'] }).status === 0;
 }
 
+/**
+ * Whose our policy-rc.d is: 'none' (absent, or the host's own), 'live' (an
+ * install of another Slipway process under way: npm start and npm test
+ * started together), or 'left' (its process is gone).
+ */
+export function policyOwner(file = POLICY_RC_D): 'none' | 'live' | 'left' {
+  const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+  if (!text.includes(POLICY_MARKER)) return 'none';
+  const pid = Number(/\(pid (\d+)\)/.exec(text)?.[1]);
+  if (!pid || pid === process.pid) return 'left';
+  try {
+    process.kill(pid, 0);
+    return 'live';
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM' ? 'live' : 'left';
+  }
+}
+
 /** Ours, left by an install that was killed before it removed it: until removed, no package upgrade on the host restarts its service. */
 function removeLeftoverPolicy(asRoot: string[], log: (line: string) => void): void {
-  if (!existsSync(POLICY_RC_D) || !readFileSync(POLICY_RC_D, 'utf8').includes(POLICY_MARKER)) return;
+  if (policyOwner() !== 'left') return;
   if (asRootDid(asRoot, ['rm', '-f', POLICY_RC_D])) log(`removed ${POLICY_RC_D}, left by an install that was stopped`);
   else log(`${POLICY_RC_D}, left by an install that was stopped, could not be removed: remove it, or package upgrades restart no service`);
+}
+
+/** A dpkg run stopped midway (Ctrl-C during a first install) leaves it "interrupted": apt-get refuses all until it is finished. */
+function dpkgInterrupted(): boolean {
+  try {
+    return readdirSync('/var/lib/dpkg/updates').length > 0;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -361,9 +388,12 @@ function removeLeftoverPolicy(asRoot: string[], log: (line: string) => void): vo
  * there for the install when there is none, removed after.
  */
 function withoutServiceStarts(asRoot: string[], log: (line: string) => void, run: () => void): void {
+  // Another Slipway process's install: its file goes when it ends, so this one waits for that and puts its own.
+  const deadline = Date.now() + APT_LOCK_WAIT_S * 1000;
+  while (policyOwner() === 'live' && Date.now() < deadline) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
   // The host's own is left alone.
   if (existsSync(POLICY_RC_D)) return run();
-  const placed = asRootDid(asRoot, ['tee', POLICY_RC_D], `#!/bin/sh\n${POLICY_MARKER}: no service starts.\nexit 101\n`) && asRootDid(asRoot, ['chmod', '755', POLICY_RC_D]);
+  const placed = asRootDid(asRoot, ['tee', POLICY_RC_D], `#!/bin/sh\n${POLICY_MARKER} (pid ${process.pid}): no service starts.\nexit 101\n`) && asRootDid(asRoot, ['chmod', '755', POLICY_RC_D]);
   if (!placed) log(`could not write ${POLICY_RC_D}: the packages' services may start as they install`);
   try {
     run();
@@ -419,7 +449,13 @@ export function ensureSystemPackages(packages: readonly string[] = Object.keys(S
   // lock for a while: waited for, rather than failing at once.
   const lockWait = ['-o', `DPkg::Lock::Timeout=${APT_LOCK_WAIT_S}`];
   run(['apt-get', ...lockWait, 'update', '-q']);
-  withoutServiceStarts(asRoot, log, () => run(['apt-get', ...lockWait, 'install', '-y', '-q', '--no-install-recommends', ...missing]));
+  withoutServiceStarts(asRoot, log, () => {
+    if (dpkgInterrupted()) {
+      log('dpkg was interrupted (an install stopped midway): finishing it first (dpkg --configure -a)');
+      run(['dpkg', '--force-confold', '--configure', '-a']);
+    }
+    run(['apt-get', ...lockWait, 'install', '-y', '-q', '--no-install-recommends', ...missing]);
+  });
   disableAtBoot(asRoot, missing, log);
   const still = missing.filter((pkg) => !satisfied(pkg));
   if (still.length) throw new Error(`still missing after apt-get install: ${still.join(' ')}`);

@@ -1,0 +1,31 @@
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { POLICY_MARKER, policyOwner } from './services.js';
+import { tempDir } from './testing.js';
+
+describe('policyOwner: whose /usr/sbin/policy-rc.d an install finds', () => {
+  const { path: dir, remove } = tempDir('slipway-policy-');
+  afterAll(() => remove());
+  const policy = (text: string) => {
+    const file = join(dir, 'policy-rc.d');
+    writeFileSync(file, text);
+    return file;
+  };
+
+  it('tells the host\'s own, a live install\'s (npm start and npm test together) and one a stopped install left', async () => {
+    expect(policyOwner(join(dir, 'absent'))).toBe('none');
+    expect(policyOwner(policy('#!/bin/sh\nexit 101\n'))).toBe('none');
+    const other = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      expect(policyOwner(policy(`#!/bin/sh\n${POLICY_MARKER} (pid ${other.pid}): no service starts.\nexit 101\n`))).toBe('live');
+    } finally {
+      other.kill('SIGKILL');
+      await new Promise((resolve) => other.once('exit', resolve));
+    }
+    expect(policyOwner(policy(`#!/bin/sh\n${POLICY_MARKER} (pid ${other.pid}): no service starts.\nexit 101\n`))).toBe('left');
+    // One written before the file named its process: left, as before.
+    expect(policyOwner(policy(`#!/bin/sh\n${POLICY_MARKER}: no service starts.\nexit 101\n`))).toBe('left');
+  });
+});
