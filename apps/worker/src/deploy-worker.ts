@@ -178,6 +178,11 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
   const repairAll = () => {
     repair();
     void settleAbandoned().catch((err: Error) => logger.debug({ err: err.message }, 'looking for jobs given up and still recorded running failed; again in a minute'));
+    // Ends no one reported (a worker died between finishing a job and reporting it, or stopped before its final status
+    // went out): their commit would show "Deploying" for ever.
+    void feedback.reportUnreported(Object.keys(config.apps))
+      .then((taken) => taken > 0 && logger.info({ jobs: taken }, 'reporting the ends of jobs no worker had reported'))
+      .catch((err: Error) => logger.debug({ err: err.message }, 'looking for job ends no one reported failed; again in a minute'));
   };
   const repairTimer = setInterval(repairAll, ORPHAN_SWEEP_INTERVAL_MS).unref();
   repairAll();

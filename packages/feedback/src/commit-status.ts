@@ -1,7 +1,7 @@
 import type { SlipwayConfig } from '@slipway/config/types';
 import { configuredRepository, forgeApiBase, type Provider } from '@slipway/forges/forge-address';
 import type { JobRecord, Push } from '@slipway/queue/job-types';
-import { DeliveryError, sendHttpRequest, type BackgroundDelivery, type HttpRequest } from './delivery.js';
+import { DeliveryError, sendHttpRequest, type BackgroundDelivery, type DeliveryOutcome, type HttpRequest } from './delivery.js';
 import { formatDuration, jobPageUrl, shortText, type FailureKind } from './job-wording.js';
 
 /*
@@ -110,6 +110,8 @@ export interface PostOptions {
   stillWanted?: () => Promise<boolean>;
   /** Called once the forge took it. */
   delivered?: () => void;
+  /** Called once with how it ended. */
+  settled?: (outcome: DeliveryOutcome) => void;
 }
 
 /**
@@ -121,10 +123,10 @@ export interface PostOptions {
 export class CommitStatuses {
   constructor(private readonly options: CommitStatusesOptions) {}
 
-  /** Posts the status that says where `job` is now. Returns at once; never throws. */
-  post(job: StatusJob & { push?: Push | null }, options: PostOptions = {}): void {
+  /** Posts the status that says where `job` is now. Returns at once (whether a status is to go: false when `job` has no forge to tell); never throws. */
+  post(job: StatusJob & { push?: Push | null }, options: PostOptions = {}): boolean {
     const target = this.target(job);
-    if (!target) return;
+    if (!target) return false;
     const status = commitStatusForJob(job, { dashboard: this.options.dashboard, failureKind: options.failureKind });
     this.options.delivery.deliver({
       key: `status ${target.apiBase} ${target.fullName.toLowerCase()} ${target.sha} ${status.context}`,
@@ -134,7 +136,9 @@ export class CommitStatuses {
       send: (signal) => this.options.sender.send(target, status, signal),
       stillWanted: options.stillWanted,
       delivered: options.delivered,
+      settled: options.settled,
     });
+    return true;
   }
 
   /**

@@ -32,6 +32,8 @@ export interface DeliveryTask {
   stillWanted?(): Promise<boolean>;
   /** Called once it was delivered. */
   delivered?(): void;
+  /** Called once with how it ended (delivered, given up, dropped). */
+  settled?(outcome: DeliveryOutcome): void;
 }
 
 export interface BackgroundDeliveryOptions {
@@ -226,8 +228,9 @@ export class BackgroundDelivery {
   private settle(task: DeliveryTask, outcome: DeliveryOutcome): void {
     try {
       this.options.onSettled?.(task.target, outcome);
+      task.settled?.(outcome);
     } catch {
-      // A metric must never break delivery.
+      // A metric, or a caller's bookkeeping, must never break delivery.
     }
   }
 }

@@ -14,6 +14,16 @@ export type { RetryPolicy } from './delivery.js';
 /** How long the "this job's end was reported" mark is kept. */
 const CLAIM_TTL_S = 7 * 24 * 3600;
 
+/**
+ * reportUnreported looks at jobs that finished this long ago at least (the
+ * worker that finished one claims its report within milliseconds) ...
+ */
+export const UNREPORTED_AFTER_MS = 30_000;
+/** ... and at most this long ago: older ends are history, not news a forge or a team still waits for. */
+export const UNREPORTED_WITHIN_MS = 60 * 60_000;
+/** How long close gives Redis to hand back the claims of ends it could not report. */
+const HAND_BACK_MS = 1_000;
+
 export interface DeployFeedbackOptions {
   /** `forges`, `dashboard` and each app's `notify` are read. */
   config: Pick<SlipwayConfig, 'forges' | 'dashboard' | 'apps'>;
@@ -35,6 +45,9 @@ export class DeployFeedback {
   readonly statuses: CommitStatuses;
   readonly notifier: Notifier;
   private readonly work = new Set<Promise<void>>();
+  /** Final statuses claimed here and not yet settled: their claim's token, handed back by close for another worker. */
+  private readonly unsent = new Map<string, string>();
+  private closing = false;
 
   constructor(private readonly options: DeployFeedbackOptions) {
     const { config, logger, metrics } = options;
@@ -92,22 +105,69 @@ export class DeployFeedback {
     await this.delivery.idle();
   }
 
-  /** Stops retrying; deliveries in flight get up to `graceMs`. */
+  /**
+   * Stops retrying; deliveries in flight get up to `graceMs`. The final
+   * statuses it could not send have their claim handed back, so that
+   * another worker's reportUnreported sends them, rather than the commit
+   * showing "Deploying" for ever.
+   */
   async close(graceMs = 2000): Promise<void> {
+    this.closing = true;
     await Promise.race([Promise.all([...this.work]), new Promise((resolve) => setTimeout(resolve, graceMs).unref())]);
     await this.delivery.close(graceMs);
+    const { store } = this.options;
+    const handBack = Promise.all([...this.unsent].map(([id, token]) => store.deleteIfHolds(store.keys.endReported(id), token).catch(() => {})));
+    await Promise.race([handBack, new Promise((resolve) => setTimeout(resolve, HAND_BACK_MS).unref())]);
+  }
+
+  /**
+   * Reports the ends no one reported: jobs of `apps` that finished between
+   * UNREPORTED_WITHIN_MS and UNREPORTED_AFTER_MS ago with no "reported"
+   * mark (their worker died between finishing and reporting, a worker that
+   * stopped handed them back, a job cancelled while no worker ran). Called
+   * by the worker's minute sweep. Returns how many it took up.
+   */
+  async reportUnreported(apps: readonly string[], now = Date.now()): Promise<number> {
+    const { store } = this.options;
+    let taken = 0;
+    for (const app of apps) {
+      const ids = await store.finishedBetween(app, now - UNREPORTED_WITHIN_MS, now - UNREPORTED_AFTER_MS);
+      if (ids.length === 0) continue;
+      const pipeline = store.redis.pipeline();
+      for (const id of ids) pipeline.exists(store.keys.endReported(id));
+      const exists = ((await pipeline.exec()) ?? []).map(([, n]) => n === 1);
+      for (const [i, id] of ids.entries()) {
+        if (exists[i]) continue;
+        const record = await store.get(id);
+        if (!record || !FINAL_STATES.has(record.state)) continue;
+        taken++;
+        this.track(this.report(record));
+      }
+    }
+    return taken;
   }
 
   private async report(record: JobRecord, err?: unknown): Promise<void> {
     const { store, metrics, config } = this.options;
     // Once per job, whoever reports it: every worker hears of a cancellation, and a job given up (worker_lost) may be
     // finished again by an attempt that had passed its switch, to which finish answers the state it already had.
-    if (!FINAL_STATES.has(record.state) || (await store.claim(store.keys.endReported(record.id), CLAIM_TTL_S * 1000)) === null) return;
+    if (!FINAL_STATES.has(record.state)) return;
+    const token = await store.claim(store.keys.endReported(record.id), CLAIM_TTL_S * 1000);
+    if (token === null) return;
     const kind = record.state === 'failed' ? failureKind(record.fault ?? faultOf(err)) : undefined;
     metrics.jobFinished(record, record.state === 'failed' ? (isSlipwayError(err) ? err.code : 'internal') : undefined);
     // Not once the job was re-run: the re-run posts on the same commit and context, and a final status of this one
     // still being retried (the forge answered 502) would land over the re-run's.
-    this.statuses.post(record, { failureKind: kind, stillWanted: async () => !(await store.get(record.id))?.retriedBy });
+    this.unsent.set(record.id, token);
+    const posted = this.statuses.post(record, {
+      failureKind: kind,
+      stillWanted: async () => !(await store.get(record.id))?.retriedBy,
+      // Given up or dropped because this worker is stopping: close hands the claim back; any other end is the end.
+      settled: (outcome) => {
+        if (outcome === 'delivered' || !this.closing) this.unsent.delete(record.id);
+      },
+    });
+    if (!posted) this.unsent.delete(record.id);
     const targets = (Object.hasOwn(config.apps, record.app) ? config.apps[record.app]?.notify : undefined) ?? [];
     if (targets.length === 0 || (record.state !== 'completed' && record.state !== 'failed')) return;
     this.notifier.notify(record, targets, await previousOutcome(store, record), kind);

@@ -5,7 +5,7 @@ import { type FakeForge, startFakeForge, startRedisRelay, testStack, uniqueName 
 import { JobStore } from '@slipway/queue/job-store';
 import type { JobRecord, Push } from '@slipway/queue/job-types';
 import { connectRedis, type Redis } from '@slipway/queue/redis';
-import { DeployFeedback } from '../src/deploy-feedback.js';
+import { DeployFeedback, UNREPORTED_AFTER_MS } from '../src/deploy-feedback.js';
 import { WorkerMetrics } from '../src/metrics.js';
 import type { NotificationPayload } from '../src/notifications.js';
 import { captureLogger } from './capture-logger.js';
@@ -187,6 +187,37 @@ describe('DeployFeedback: what a job\'s end tells the forge, the team and Promet
     await worker.close();
     expect(forge.seen.filter((s) => s.body.context === `slipway/${app}`).map((s) => s.body.state)).toEqual(['error']);
   });
+  it('an end no worker reported (its worker died after finishing the job) is reported by the next sweep, once', async () => {
+    const app = uniqueName('app');
+    start(app);
+    const done = await finishedJob(app, 30, 'completed');
+    const later = Date.now() + UNREPORTED_AFTER_MS + 1000;
+    // Too fresh: the worker that finished it may be about to report it.
+    expect(await feedback.reportUnreported([app])).toBe(0);
+    expect(await feedback.reportUnreported([app], later)).toBe(1);
+    await feedback.idle();
+    expect(forge.seen.filter((s) => s.body.context === `slipway/${app}`).map((s) => s.body.state)).toEqual(['success']);
+    expect(await feedback.reportUnreported([app], later)).toBe(0);
+    feedback.finished(done);
+    await feedback.idle();
+    expect(forge.seen.filter((s) => s.body.context === `slipway/${app}`)).toHaveLength(1);
+  });
+
+  it('a worker that stops before its final status went out (the forge answering 502) hands it back: another worker sends it', async () => {
+    const app = uniqueName('app');
+    const config = start(app);
+    const stopping = new DeployFeedback({ config, store, logger: log.logger, metrics, retry: { attempts: 5, baseDelayMs: 2000, timeoutMs: 2000 } });
+    const ofApp = () => forge.seen.filter((s) => s.body.context === `slipway/${app}`);
+    const failed = await finishedJob(app, 31, 'failed', { error: 'health check failed', fault: 'commit' });
+    forge.failNext(1, 502);
+    stopping.finished(failed, new SlipwayError('health_failed', 'health check failed', { fault: 'commit' }));
+    await expect.poll(() => ofApp().length, { timeout: 2000 }).toBe(1);
+    await stopping.close(100);
+    expect(await feedback.reportUnreported([app], Date.now() + UNREPORTED_AFTER_MS + 1000)).toBe(1);
+    await feedback.idle();
+    expect(ofApp().map((s) => [s.body.state, s.status])).toEqual([['failure', 502], ['failure', 201]]);
+  });
+
   it('a final status still being retried is not sent once its job was re-run: the re-run\'s statuses are on the same commit and context', async () => {
     const app = uniqueName('app');
     const worker = new DeployFeedback({ config: start(app), store, logger: log.logger, metrics, retry: { attempts: 3, baseDelayMs: 500, timeoutMs: 2000 } });

@@ -423,6 +423,11 @@ export class JobStore {
     return taken ? token : null;
   }
 
+  /** Ids of `app`'s jobs that finished between `fromMs` and `toMs` (by their filed finish time), oldest first, at most `limit`. */
+  async finishedBetween(app: string, fromMs: number, toMs: number, limit = 500): Promise<string[]> {
+    return this.redis.zrangebyscore(this.keys.finishedAt(app), fromMs, toMs, 'LIMIT', 0, limit);
+  }
+
   /** Deletes `key` only while it holds `value` (a claim that expired and was taken by another is theirs). */
   async deleteIfHolds(key: string, value: string): Promise<void> {
     await this.redis.eval(DELETE_IF_EQUAL, 1, key, value);
