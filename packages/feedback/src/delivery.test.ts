@@ -10,7 +10,9 @@ describe('backoffDelay', () => {
   it('doubles from the base, honours Retry-After, never passes the cap', () => {
     expect([1, 2, 3, 4, 5, 6].map((n) => backoffDelay(policy, n))).toEqual([1000, 2000, 4000, 8000, 16_000, 30_000]);
     expect(backoffDelay(policy, 1, 5000)).toBe(5000);
-    expect(backoffDelay(policy, 1, 3_600_000)).toBe(30_000);
+    // Never sooner than asked: what asks for more than MAX_RETRY_AFTER_MS is given up on instead (attemptAll).
+    expect(backoffDelay(policy, 1, 3_600_000)).toBe(3_600_000);
+    expect(backoffDelay(policy, 6, 1000)).toBe(30_000);
   });
 });
 
@@ -52,6 +54,48 @@ describe('sendHttpRequest', () => {
       server.closeAllConnections();
       server.close();
     }
+  });
+});
+
+describe('rate limits', () => {
+  const logger = createLogger({ name: 'test', level: 'silent' });
+
+  it('a 403 that says it is a rate limit (GitHub) is retried after the reset it names; a plain 403 is not', async () => {
+    const reset = Math.floor(Date.now() / 1000) + 60;
+    let limited = true;
+    const server = createServer((_req, res) => {
+      res.writeHead(403, limited ? { 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': String(reset) } : {});
+      res.end('{"message":"API rate limit exceeded"}');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/statuses`;
+      const send = () => sendHttpRequest({ method: 'POST', url, headers: {}, body: '{}' }, AbortSignal.timeout(5000)).then(() => null, (err: unknown) => err as DeliveryError);
+      const err = await send();
+      expect(err).toMatchObject({ retryable: true, httpStatus: 403 });
+      expect(err?.message).toContain('answered 403 (rate limited)');
+      expect(err?.retryAfterMs).toBeGreaterThan(50_000);
+      expect(err?.retryAfterMs).toBeLessThanOrEqual(60_000);
+      limited = false;
+      expect(await send()).toMatchObject({ retryable: false, httpStatus: 403 });
+    } finally {
+      server.close();
+    }
+  });
+
+  it('gives up on a target that asks to wait longer than MAX_RETRY_AFTER_MS, rather than asking again sooner', async () => {
+    const delivery = new BackgroundDelivery({ logger, retry: { attempts: 5, baseDelayMs: 10 } });
+    let sends = 0;
+    const outcomes: string[] = [];
+    delivery.deliver({
+      key: 'limited', target: 'github', what: 'commit status', context: {}, settled: (outcome) => void outcomes.push(outcome),
+      send: async () => {
+        sends++;
+        throw new DeliveryError('answered 429', { retryable: true, httpStatus: 429, retryAfterMs: 3_600_000 });
+      },
+    });
+    await delivery.idle();
+    expect([sends, outcomes]).toEqual([1, ['failed']]);
   });
 });
 

@@ -185,7 +185,7 @@ export class BackgroundDelivery {
         release();
       }
       if (failure.retryable) mayHaveLanded = true;
-      const last = !failure.retryable || attempt >= this.policy.attempts || this.closing;
+      const last = !failure.retryable || attempt >= this.policy.attempts || this.closing || (failure.retryAfterMs ?? 0) > MAX_RETRY_AFTER_MS;
       if (last) {
         const level = this.closing && failure.retryable ? 'info' : 'warn';
         this.logger[level]({ target: task.target, ...task.context, attempts: attempt, status: failure.httpStatus, err: failure.message }, `could not deliver the ${task.what}; giving up`);
@@ -268,13 +268,20 @@ export interface RetryPolicy {
 export const DEFAULT_RETRY_POLICY: Readonly<RetryPolicy> = { attempts: 5, baseDelayMs: 1000, maxDelayMs: 30_000, timeoutMs: 10_000 };
 
 /**
+ * The longest wait a target may ask for (Retry-After, a rate limit's
+ * reset) that is waited; one asking more is given up on, never asked again
+ * sooner than it said (GitHub may block an integration that does).
+ */
+export const MAX_RETRY_AFTER_MS = 10 * 60_000;
+
+/**
  * Milliseconds to wait after failed try number `attempt` (1-based):
- * exponential from `baseDelayMs`, at least what the target asked for
- * (Retry-After), never more than `maxDelayMs`.
+ * exponential from `baseDelayMs`, never more than `maxDelayMs`, and at
+ * least what the target asked for (Retry-After), however long.
  */
 export function backoffDelay(policy: Pick<RetryPolicy, 'baseDelayMs' | 'maxDelayMs'>, attempt: number, retryAfterMs?: number): number {
   const exponential = policy.baseDelayMs * 2 ** Math.max(0, attempt - 1);
-  return Math.min(policy.maxDelayMs, Math.max(exponential, retryAfterMs ?? 0));
+  return Math.max(Math.min(policy.maxDelayMs, exponential), retryAfterMs ?? 0);
 }
 
 /**
@@ -335,10 +342,14 @@ export async function sendHttpRequest(request: HttpRequest, signal: AbortSignal)
   const text = await readExcerpt(res);
   if (res.status >= 200 && res.status < 300) return;
   const excerpt = text.replace(/\s+/g, ' ').trim().slice(0, BODY_EXCERPT);
-  throw new DeliveryError(`POST ${where} answered ${res.status}${excerpt ? `: ${excerpt}` : ''}`, {
-    retryable: isRetryableStatus(res.status),
+  // GitHub answers its rate limits (primary and secondary) with 403 as well as 429, saying so in its headers.
+  const limited = res.status === 403 && (res.headers.has('retry-after') || res.headers.get('x-ratelimit-remaining') === '0');
+  const resetAt = Number(res.headers.get('x-ratelimit-reset'));
+  const untilReset = res.headers.get('x-ratelimit-remaining') === '0' && resetAt > 0 ? Math.max(0, resetAt * 1000 - Date.now()) : undefined;
+  throw new DeliveryError(`POST ${where} answered ${res.status}${limited ? ' (rate limited)' : ''}${excerpt ? `: ${excerpt}` : ''}`, {
+    retryable: limited || isRetryableStatus(res.status),
     httpStatus: res.status,
-    retryAfterMs: retryAfterMs(res.headers.get('retry-after')),
+    retryAfterMs: retryAfterMs(res.headers.get('retry-after')) ?? untilReset,
   });
 }
 
