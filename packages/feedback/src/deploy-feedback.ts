@@ -159,7 +159,14 @@ export class DeployFeedback {
     // Not once the job was re-run: the re-run posts on the same commit and context, and a final status of this one
     // still being retried (the forge answered 502) would land over the re-run's.
     this.unsent.set(record.id, token);
-    const posted = this.statuses.post(record, {
+    const deployedAs = await this.sameCommitJob(record);
+    const posted = deployedAs ? this.statuses.post({ ...deployedAs, push: record.push }, {
+      failureKind: deployedAs.state === 'failed' ? failureKind(deployedAs.fault ?? 'slipway') : undefined,
+      stillWanted: async () => (await store.get(deployedAs.id))?.state === deployedAs.state,
+      settled: (outcome) => {
+        if (outcome === 'delivered' || !this.closing) this.unsent.delete(record.id);
+      },
+    }) : this.statuses.post(record, {
       failureKind: kind,
       stillWanted: async () => !(await store.get(record.id))?.retriedBy,
       // Given up or dropped because this worker is stopping: close hands the claim back; any other end is the end.
@@ -171,6 +178,26 @@ export class DeployFeedback {
     const targets = (Object.hasOwn(config.apps, record.app) ? config.apps[record.app]?.notify : undefined) ?? [];
     if (targets.length === 0 || (record.state !== 'completed' && record.state !== 'failed')) return;
     this.notifier.notify(record, targets, await previousOutcome(store, record), kind);
+  }
+
+  /**
+   * A job superseded by one of the same commit (an operator's deploy of
+   * it, its `git push` to a Slipway remote, the push's commit live already):
+   * that job, as it is now, whose state the commit shows rather than "Not
+   * deployed". One without a forge push of its own takes this one's, so
+   * that its own statuses, the final one included, reach the commit.
+   */
+  private async sameCommitJob(record: JobRecord): Promise<JobRecord | null> {
+    const { store } = this.options;
+    if (record.state !== 'superseded' || !record.sha || !record.supersededBy || !record.push) return null;
+    let by = await store.get(record.supersededBy);
+    if (!by || by.sha !== record.sha) return null;
+    if (!by.push) {
+      await store.update(by.id, { push: record.push });
+      // Ended meanwhile, its end reported without a push: what it ended as is posted here, on this job's push.
+      by = (await store.get(by.id)) ?? by;
+    }
+    return by;
   }
 
   private track(promise: Promise<void>): void {

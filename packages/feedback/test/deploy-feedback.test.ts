@@ -187,6 +187,30 @@ describe('DeployFeedback: what a job\'s end tells the forge, the team and Promet
     await worker.close();
     expect(forge.seen.filter((s) => s.body.context === `slipway/${app}`).map((s) => s.body.state)).toEqual(['error']);
   });
+  it('a push superseded by a job of the same commit (an operator\'s deploy of it) shows that job on the commit, not "Not deployed"', async () => {
+    const app = uniqueName('app');
+    start(app);
+    const ofApp = () => forge.seen.filter((s) => s.body.context === `slipway/${app}`).map((s) => [s.body.state, s.body.description]);
+    // Live already: the CLI's deploy of the commit completed before the push's job was taken up.
+    const cli = await store.create({ app, sha: sha(40), ref: 'master', image: null, trigger: 'cli' });
+    await store.update(cli.id, { state: 'active', startedAt: new Date().toISOString() });
+    const done = await store.finish(cli.id, 'completed');
+    feedback.finished(done);
+    feedback.finished(await finishedJob(app, 40, 'superseded', { supersededBy: cli.id }));
+    await feedback.idle();
+    expect(ofApp()).toEqual([['success', expect.stringContaining(`(job ${cli.id})`)]]);
+
+    // Still deploying: the commit shows it running, and its end once it comes (it took the push's forge address).
+    const running = await store.create({ app, sha: sha(41), ref: 'master', image: null, trigger: 'git-push' });
+    await store.update(running.id, { state: 'active', startedAt: new Date().toISOString() });
+    feedback.finished(await finishedJob(app, 41, 'superseded', { supersededBy: running.id }));
+    await feedback.idle();
+    expect(ofApp().slice(1)).toEqual([['pending', `Deploying: job ${running.id}`]]);
+    feedback.finished(await store.finish(running.id, 'failed', { error: 'health_failed: no answer', fault: 'commit' }));
+    await feedback.idle();
+    expect(ofApp().slice(2)).toEqual([['failure', expect.stringContaining('health_failed: no answer')]]);
+  });
+
   it('an end no worker reported (its worker died after finishing the job) is reported by the next sweep, once', async () => {
     const app = uniqueName('app');
     start(app);
