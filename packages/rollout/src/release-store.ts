@@ -166,7 +166,7 @@ export class EtcdReleaseStore implements ReleaseStore {
     } catch (err) {
       // Anything else may have come after etcd applied it: a timeout, a reset, an INTERNAL or UNKNOWN from a stream a proxy cut.
       if (neverSent(err) || refused(err)) throw err;
-      result = await this.confirmSwitch(app, json, commit, err);
+      result = await this.confirmSwitch(app, json, historyKey, commit, err);
     }
     if (!result.succeeded) {
       throw new UnavailableError('etcd', `lost the rollout lock of ${app} before the switch (etcd unreachable for longer than the lock's lease?); nothing was switched`);
@@ -177,9 +177,11 @@ export class EtcdReleaseStore implements ReleaseStore {
     return { input, previousRelease, historyKey };
   }
 
-  /** The newest history entry older than `historyKey`, or null. */
+  /** The history entry written before `historyKey`'s, or null. */
   private async releaseBefore(app: string, historyKey: string): Promise<string | null> {
-    return (await this.history(app)).find(([key]) => key < historyKey)?.[1] ?? null;
+    const history = await this.history(app);
+    const at = history.findIndex(([key]) => key === historyKey);
+    return (at >= 0 ? history[at + 1] : history.find(([key]) => key < historyKey))?.[1] ?? null;
   }
 
   /**
@@ -189,16 +191,21 @@ export class EtcdReleaseStore implements ReleaseStore {
    * guarded by the lock). Still no answer: SwitchOutcomeUnknownError, and
    * the caller must not take the new containers away.
    */
-  private async confirmSwitch(app: string, json: string, commit: () => Promise<SwitchCommit>, first: unknown): Promise<SwitchCommit> {
+  private async confirmSwitch(app: string, json: string, historyKey: string, commit: () => Promise<SwitchCommit>, first: unknown): Promise<SwitchCommit> {
     const deadline = Date.now() + SWITCH_CONFIRM_MS;
     let last = first;
     while (Date.now() < deadline) {
       await sleep(1000);
       try {
         if ((await this.rawRelease(app)) === json) return { succeeded: true };
+        // Made, and replaced since by another rollout that took the lock meanwhile (cut off past the lease): its
+        // history entry says so. Neither "nothing was switched" (the new containers are that rollout's previous
+        // release, which it drains) nor live: left to that rollout, as an unknown outcome is.
+        const entry = await etcdCall(`reading ${historyKey}`, () => this.etcd.get(historyKey).options(etcdDeadline()).string());
+        if (entry === json) throw new SwitchOutcomeUnknownError(app, new Error('the switch was made, and another rollout has switched since'));
         return await commit();
       } catch (err) {
-        if (refused(err)) throw err;
+        if (refused(err) || err instanceof SwitchOutcomeUnknownError) throw err;
         last = err;
       }
     }
@@ -214,8 +221,11 @@ export class EtcdReleaseStore implements ReleaseStore {
     const { etcd } = this;
     const { input } = receipt;
     const releaseKey = etcdKeys.release(input.app);
+    // And only while this rollout holds the lock: another that took it has planned from the switched keys, and would
+    // leave the ones put back here beside its own.
     const result = await etcdCall(`reverting the switch of ${input.app}`, () => etcd
       .if(releaseKey, 'Value', '==', JSON.stringify(input.release))
+      .and(input.lock.key, 'Value', '==', input.lock.value)
       .then(
         ...Object.keys(input.add).filter((key) => !input.remove.some((u) => u.key === key)).map((key) => etcd.delete().key(key)),
         ...input.remove.map((u) => leased(etcd.put(u.key).value(u.address), input.leaseId)),
@@ -267,11 +277,19 @@ export class EtcdReleaseStore implements ReleaseStore {
     return etcdCall(`reading the release of ${app}`, () => this.etcd.get(etcdKeys.release(app)).options(etcdDeadline()).string());
   }
 
-  /** History entries as [key, raw record], newest first. */
+  /**
+   * History entries as [key, raw record], newest first: in the order etcd
+   * wrote them (their revision), not by the time in their key, which is
+   * the clock of whichever worker switched (one behind would have its own
+   * live release pruned at once, one ahead stay "newest" for good).
+   */
   private async history(app: string): Promise<Array<[string, string]>> {
-    const values = await etcdCall(`reading the releases of ${app}`, () =>
-      this.etcd.getAll().prefix(etcdKeys.releases(app)).options(etcdDeadline()).strings());
-    return Object.entries(values).sort(([a], [b]) => (a < b ? 1 : -1));
+    const res = await etcdCall(`reading the releases of ${app}`, () =>
+      this.etcd.getAll().prefix(etcdKeys.releases(app)).options(etcdDeadline()).exec());
+    return res.kvs
+      .map((kv) => ({ key: kv.key.toString(), value: kv.value.toString(), revision: BigInt(kv.mod_revision) }))
+      .sort((a, b) => (a.revision === b.revision ? (a.key < b.key ? 1 : -1) : a.revision < b.revision ? 1 : -1))
+      .map(({ key, value }) => [key, value]);
   }
 }
 

@@ -192,6 +192,25 @@ describe('the registrar (routing: dns): Docker events → etcd keys on leases', 
     }
   });
 
+  it('a release record it cannot read (written by hand, or by a newer Slipway) leaves the keys as they are, rather than taking every one out', async () => {
+    const app = await testApp({ routing: 'dns' });
+    const served = await serveDns(dns, [app]);
+    try {
+      await rollout({ app, nginx: nginx.settings, dns: dns.settings, docker, etcd, image: await buildImage(app.name, 'v1'), sha: null, job: 'unreadable' });
+      await served.registrar.reconcile(app.name);
+      const keys = async () => Object.keys(await etcd.getAll().prefix(`${app.etcd_prefix}/`).strings()).sort();
+      const before = await keys();
+      expect(before).toHaveLength(app.replicas);
+      const record = await etcd.get(etcdKeys.release(app.name)).string();
+      await etcd.put(etcdKeys.release(app.name)).value(JSON.stringify({ ...JSON.parse(record!), sha: 'f'.repeat(64) }));
+      await served.registrar.reconcile(app.name);
+      await new Promise((r) => setTimeout(r, 500));
+      expect(await keys()).toEqual(before);
+    } finally {
+      await served.close();
+    }
+  });
+
   it('a reconcile held up (Docker slow to answer) does not let the live keys expire: they are renewed each tick all the same', async () => {
     const app = await testApp({ routing: 'dns' });
     // Docker through a relay that can hold each of its answers back: listing containers then takes longer than a tick.

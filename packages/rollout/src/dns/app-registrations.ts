@@ -35,6 +35,8 @@ interface OwnLease { lease: Lease; id: string }
 /** What a reconcile reads, with the revisions its transaction is guarded by. */
 interface RegistrationRead {
   releaseJob: string | null;
+  /** The release key is there but is not a release record (written by hand, or by a newer Slipway): nothing is known live. */
+  releaseUnreadable: boolean;
   releaseRevision: string;
   containers: AppContainer[];
   keys: RegisteredKey[];
@@ -58,6 +60,8 @@ export class AppRegistrations {
   private readonly unhealthySince = new Map<string, number>();
   /** Whether "every registered container fails" was said since one last passed. */
   private allFailingSaid = false;
+  /** Whether an unreadable release record was said since one was last read. */
+  private unreadableSaid = false;
 
   constructor(private readonly app: AppConfig, private readonly options: AppRegistrationsOptions) {}
 
@@ -65,6 +69,13 @@ export class AppRegistrations {
     if (!this.options.holds()) return;
     const { app } = this;
     const read = await this.read();
+    if (read.releaseUnreadable) {
+      // "Not readable" is not "no release": planned from it, every key of the app would go, and DNS answer nothing.
+      if (!this.unreadableSaid) this.options.log(`registrar: ${app.name}: ${etcdKeys.release(app.name)} is not a release record this Slipway reads; the registered keys are left as they are until it is`);
+      this.unreadableSaid = true;
+      return;
+    }
+    this.unreadableSaid = false;
     const plan = planRegistration({
       prefix: app.etcd_prefix, port: app.port, releaseJob: read.releaseJob, containers: read.containers, keys: read.keys,
       own: new Map([...this.own].map(([id, o]) => [id, o.id])),
@@ -147,8 +158,10 @@ export class AppRegistrations {
       runtime.listAppContainers(app.name, app.port),
     ]);
     const kv = releaseKv.kvs[0];
+    const release = parseReleaseRecord(kv ? kv.value.toString() : null);
     return {
-      releaseJob: parseReleaseRecord(kv ? kv.value.toString() : null)?.job ?? null,
+      releaseJob: release?.job ?? null,
+      releaseUnreadable: kv !== undefined && release === null,
       releaseRevision: kv ? String(kv.mod_revision) : '0',
       containers,
       keys: keysRes.kvs.map((k) => {
