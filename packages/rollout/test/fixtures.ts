@@ -1,4 +1,5 @@
 import { afterAll, beforeAll } from 'vitest';
+import { etcdKeys } from '@slipway/etcd/keys';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -50,6 +51,25 @@ export async function testApp(over: Record<string, unknown> = {}): Promise<AppCo
 }
 
 export const stackEtcd = (): Etcd3 => createEtcdClient([testStack().etcd!.url]);
+
+/**
+ * An etcd client for tests of the release store, and the apps they make:
+ * once the file's tests are done, each app's `/test/<app>/` keys, release
+ * and history go, and the client closes.
+ */
+export function releaseStoreWorld(): { etcd: Etcd3; apps: string[] } {
+  const etcd = stackEtcd();
+  const apps: string[] = [];
+  afterAll(async () => {
+    for (const app of apps) {
+      await etcd.delete().prefix(`/test/${app}/`);
+      await etcd.delete().key(etcdKeys.release(app));
+      await etcd.delete().prefix(etcdKeys.releases(app));
+    }
+    etcd.close();
+  });
+  return { etcd, apps };
+}
 
 /** The app's containers, by label. */
 export async function appContainers(app: string): Promise<Docker.ContainerInfo[]> {

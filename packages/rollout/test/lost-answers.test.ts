@@ -1,22 +1,13 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { testAppName } from '@slipway/devstack/testing';
 import { etcdKeys } from '@slipway/etcd/keys';
 import { EtcdReleaseStore, type ReleaseRecord } from '../src/release-store.js';
-import { etcdRelay, stackEtcd } from './fixtures.js';
+import { etcdRelay, releaseStoreWorld } from './fixtures.js';
 
 // etcd applied the call and its answer was lost on the way (a proxy failing, a connection reset): the etcd3 client sends it
 // again by itself, or gives up with an error that does not say whether it was applied. Neither may be taken for "not done".
 describe('etcd calls whose answer is lost after etcd applied them', () => {
-  const etcd = stackEtcd();
-  const apps: string[] = [];
-  afterAll(async () => {
-    for (const app of apps) {
-      await etcd.delete().prefix(`/test/${app}/`);
-      await etcd.delete().key(etcdKeys.release(app));
-      await etcd.delete().prefix(etcdKeys.releases(app));
-    }
-    etcd.close();
-  });
+  const { etcd, apps } = releaseStoreWorld();
 
   /** An app whose release A is live on one upstream key; `next` switches to B, onto another key; `relay` reaches etcd through a proxy. */
   async function world() {

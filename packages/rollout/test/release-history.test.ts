@@ -1,20 +1,10 @@
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { testAppName } from '@slipway/devstack/testing';
-import { etcdKeys } from '@slipway/etcd/keys';
 import { EtcdReleaseStore, rollbackTarget, type ReleaseRecord } from '../src/release-store.js';
-import { stackEtcd } from './fixtures.js';
+import { releaseStoreWorld } from './fixtures.js';
 
 describe('release history in etcd', () => {
-  const etcd = stackEtcd();
-  const apps: string[] = [];
-  afterAll(async () => {
-    for (const app of apps) {
-      await etcd.delete().prefix(`/test/${app}/`);
-      await etcd.delete().key(etcdKeys.release(app));
-      await etcd.delete().prefix(etcdKeys.releases(app));
-    }
-    etcd.close();
-  });
+  const { etcd, apps } = releaseStoreWorld();
   const world = () => {
     const app = testAppName();
     apps.push(app);
