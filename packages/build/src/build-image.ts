@@ -120,6 +120,8 @@ async function build(options: BuildImageOptions & { signal: AbortSignal }): Prom
   }
 
   const info = (await dockerCallWithin(`inspecting ${plan.image}, just built`, () => docker.getImage(plan.image).inspect(), { timeoutMs: ENGINE_TIMEOUT_MS }))!;
+  // Past build_timeout_s (or cancelled) while Docker was asked: the log has said so, and the job ends as it said.
+  if (signal.aborted) throw cancelled();
   const labels = info.Config?.Labels ?? {};
   if (labels[LABELS.sha] !== options.sha || labels[LABELS.app] !== options.app.name) {
     throw new BuildError(`docker build failed: ${plan.image} does not carry the labels of ${options.app.name} at ${options.sha}`);

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -167,5 +167,15 @@ describe('GitRunner.probe', () => {
     const err = await createGitRunner({ gitDir: broken }).probe(['cat-file', '-e', '--end-of-options', `${missing}^{commit}`]).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'git_failed' });
     expect((err as Error).message).toMatch(/not a git repository/);
+  });
+
+  it('a git killed by a signal (the OOM killer, a stop of the worker\'s group) failed, though it printed nothing: unavailable, tried again', async () => {
+    const killing = join(dir, 'killing.git');
+    execFileSync('git', ['init', '--quiet', '--bare', killing]);
+    // A hook that kills the git running it, as the OOM killer would.
+    writeFileSync(join(killing, 'hooks', 'pre-commit'), '#!/bin/sh\nkill -9 $PPID\n', { mode: 0o755 });
+    const err = await createGitRunner({ gitDir: killing }).run(['hook', 'run', 'pre-commit'], { action: 'worktree add' }).then(() => null, (e: unknown) => e);
+    expect(err).toMatchObject({ code: 'unavailable' });
+    expect((err as Error).message).toMatch(/^git worktree add failed on this host: git was killed by a signal before it finished/);
   });
 });

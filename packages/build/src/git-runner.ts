@@ -66,6 +66,7 @@ export function createGitRunner(options: GitRunnerOptions): GitRunner {
       timeout: { block: idleTimeoutMs },
       allowEnvironment: auth.allowEnvironment,
       unsafe: auth.unsafe,
+      errors: gitErrors,
       ...(options.signal ? { abort: options.signal } : {}),
     }).env(auth.env);
     const log = options.log;
@@ -124,6 +125,24 @@ export function createGitRunner(options: GitRunnerOptions): GitRunner {
     },
     secrets,
   };
+}
+
+/**
+ * simple-git's error detection, with one addition: a git killed by a
+ * signal (no exit code: the OOM killer, a stop that signals the worker's
+ * whole group) failed, whatever it printed. simple-git's own takes it for
+ * success, and a half-made worktree, or a fetch that never updated the
+ * branch the commit is checked against, would be used as if whole.
+ * Otherwise as simple-git does: a non-zero exit that printed to stderr
+ * failed (one that printed nothing is an answer: `merge-base` of unrelated
+ * histories).
+ */
+function gitErrors(error: Buffer | Error | undefined, result: { exitCode: number | null; stdOut: Buffer[]; stdErr: Buffer[] }): Buffer | Error | undefined {
+  if (error) return error;
+  if (result.exitCode === null) {
+    return Buffer.concat([...result.stdErr, Buffer.from('\nfatal: git was killed by a signal before it finished (out of memory, or stopped)')]);
+  }
+  return result.exitCode && result.stdErr.length ? Buffer.concat([...result.stdOut, ...result.stdErr]) : undefined;
 }
 
 /** Credentials as `apps.<app>.credentials` holds them. */
@@ -261,7 +280,7 @@ const UNREACHABLE = [
   /block timeout reached/i,
 ];
 /** This machine, not the repository: a full disk or no memory left. Retried like a network failure. */
-const HOST = [/no space left on device|disk quota exceeded|cannot allocate memory|out of memory/i];
+const HOST = [/no space left on device|disk quota exceeded|cannot allocate memory|out of memory|killed by a signal/i];
 
 export interface GitFailureContext {
   /** What was being done, for the first line: `fetch`, `worktree add`, … */
