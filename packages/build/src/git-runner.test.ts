@@ -17,8 +17,8 @@ describe('gitEnv', () => {
       repo: 'file:///srv/app.git',
       credentials: undefined,
       expected: { GIT_ALLOW_PROTOCOL: 'file' },
-      allow: ['GIT_DIR', 'GIT_TERMINAL_PROMPT', 'GIT_ALLOW_PROTOCOL'],
-      unsafe: {},
+      allow: ['GIT_DIR', 'GIT_TERMINAL_PROMPT', 'GIT_CONFIG_NOSYSTEM', 'GIT_CONFIG_GLOBAL', 'GIT_ALLOW_PROTOCOL'],
+      unsafe: { allowUnsafeConfigPaths: true },
     },
     {
       name: 'https with username and password: a Basic header scoped to the origin',
@@ -30,48 +30,48 @@ describe('gitEnv', () => {
         GIT_CONFIG_KEY_0: 'http.https://git.example.com/.extraHeader',
         GIT_CONFIG_VALUE_0: basic('bob', 'hunter22'),
       },
-      allow: ['GIT_DIR', 'GIT_TERMINAL_PROMPT', 'GIT_ALLOW_PROTOCOL', 'GIT_CONFIG_COUNT', 'GIT_CONFIG_KEY_0', 'GIT_CONFIG_VALUE_0'],
-      unsafe: { allowUnsafeConfigEnvCount: true },
+      allow: ['GIT_DIR', 'GIT_TERMINAL_PROMPT', 'GIT_CONFIG_NOSYSTEM', 'GIT_CONFIG_GLOBAL', 'GIT_ALLOW_PROTOCOL', 'GIT_CONFIG_COUNT', 'GIT_CONFIG_KEY_0', 'GIT_CONFIG_VALUE_0'],
+      unsafe: { allowUnsafeConfigEnvCount: true, allowUnsafeConfigPaths: true },
     },
     {
       name: 'https with a token only: the conventional username',
       repo: 'https://git.example.com:8443/app.git',
       credentials: { password: 'tok3n' },
       expected: { GIT_CONFIG_KEY_0: 'http.https://git.example.com:8443/.extraHeader', GIT_CONFIG_VALUE_0: basic(DEFAULT_TOKEN_USERNAME, 'tok3n') },
-      allow: ['GIT_DIR', 'GIT_TERMINAL_PROMPT', 'GIT_ALLOW_PROTOCOL', 'GIT_CONFIG_COUNT', 'GIT_CONFIG_KEY_0', 'GIT_CONFIG_VALUE_0'],
-      unsafe: { allowUnsafeConfigEnvCount: true },
+      allow: ['GIT_DIR', 'GIT_TERMINAL_PROMPT', 'GIT_CONFIG_NOSYSTEM', 'GIT_CONFIG_GLOBAL', 'GIT_ALLOW_PROTOCOL', 'GIT_CONFIG_COUNT', 'GIT_CONFIG_KEY_0', 'GIT_CONFIG_VALUE_0'],
+      unsafe: { allowUnsafeConfigEnvCount: true, allowUnsafeConfigPaths: true },
     },
     {
       name: 'credentials embedded in the URL are used, not left in it',
       repo: 'https://amy:pa55word@git.example.com/app.git',
       credentials: undefined,
       expected: { GIT_CONFIG_VALUE_0: basic('amy', 'pa55word') },
-      allow: ['GIT_DIR', 'GIT_TERMINAL_PROMPT', 'GIT_ALLOW_PROTOCOL', 'GIT_CONFIG_COUNT', 'GIT_CONFIG_KEY_0', 'GIT_CONFIG_VALUE_0'],
-      unsafe: { allowUnsafeConfigEnvCount: true },
+      allow: ['GIT_DIR', 'GIT_TERMINAL_PROMPT', 'GIT_CONFIG_NOSYSTEM', 'GIT_CONFIG_GLOBAL', 'GIT_ALLOW_PROTOCOL', 'GIT_CONFIG_COUNT', 'GIT_CONFIG_KEY_0', 'GIT_CONFIG_VALUE_0'],
+      unsafe: { allowUnsafeConfigEnvCount: true, allowUnsafeConfigPaths: true },
     },
     {
       name: 'a username alone sends nothing',
       repo: 'https://git.example.com/app.git',
       credentials: { username: 'bob' },
       expected: { GIT_ALLOW_PROTOCOL: 'http:https' },
-      allow: ['GIT_DIR', 'GIT_TERMINAL_PROMPT', 'GIT_ALLOW_PROTOCOL'],
-      unsafe: {},
+      allow: ['GIT_DIR', 'GIT_TERMINAL_PROMPT', 'GIT_CONFIG_NOSYSTEM', 'GIT_CONFIG_GLOBAL', 'GIT_ALLOW_PROTOCOL'],
+      unsafe: { allowUnsafeConfigPaths: true },
     },
     {
       name: 'ssh with a key: identity only, no prompts, the path quoted for sh',
       repo: 'git@github.com:acme/app.git',
       credentials: { ssh_key: "/etc/slipway/keys/it's key" },
       expected: { GIT_ALLOW_PROTOCOL: 'ssh', GIT_SSH_VARIANT: 'ssh', GIT_SSH_COMMAND: `ssh -i '/etc/slipway/keys/it'\\''s key' -o IdentitiesOnly=yes -o BatchMode=yes -o ConnectTimeout=30` },
-      allow: ['GIT_DIR', 'GIT_TERMINAL_PROMPT', 'GIT_ALLOW_PROTOCOL', 'GIT_SSH_COMMAND', 'GIT_SSH_VARIANT'],
-      unsafe: { allowUnsafeSshCommand: true },
+      allow: ['GIT_DIR', 'GIT_TERMINAL_PROMPT', 'GIT_CONFIG_NOSYSTEM', 'GIT_CONFIG_GLOBAL', 'GIT_ALLOW_PROTOCOL', 'GIT_SSH_COMMAND', 'GIT_SSH_VARIANT'],
+      unsafe: { allowUnsafeSshCommand: true, allowUnsafeConfigPaths: true },
     },
     {
       name: 'ssh without a key still never prompts; an http password is ignored',
       repo: 'ssh://git@host/app.git',
       credentials: { password: 'unused' },
       expected: { GIT_SSH_COMMAND: 'ssh -o BatchMode=yes -o ConnectTimeout=30' },
-      allow: ['GIT_DIR', 'GIT_TERMINAL_PROMPT', 'GIT_ALLOW_PROTOCOL', 'GIT_SSH_COMMAND', 'GIT_SSH_VARIANT'],
-      unsafe: { allowUnsafeSshCommand: true },
+      allow: ['GIT_DIR', 'GIT_TERMINAL_PROMPT', 'GIT_CONFIG_NOSYSTEM', 'GIT_CONFIG_GLOBAL', 'GIT_ALLOW_PROTOCOL', 'GIT_SSH_COMMAND', 'GIT_SSH_VARIANT'],
+      unsafe: { allowUnsafeSshCommand: true, allowUnsafeConfigPaths: true },
     },
   ])('$name', ({ repo, credentials, expected, allow, unsafe }) => {
     const result = gitEnv({ base, gitDir: '/work/repos/app', repo: classifyRepoUrl(repo), credentials });
@@ -94,7 +94,7 @@ describe('gitEnv', () => {
   it('local-only commands get no transport at all', () => {
     const result = gitEnv({ base, gitDir: '/g' });
     expect(result.env).not.toHaveProperty('GIT_ALLOW_PROTOCOL');
-    expect(result.allowEnvironment.sort()).toEqual(['GIT_DIR', 'GIT_TERMINAL_PROMPT']);
+    expect(result.allowEnvironment.sort()).toEqual(['GIT_CONFIG_GLOBAL', 'GIT_CONFIG_NOSYSTEM', 'GIT_DIR', 'GIT_TERMINAL_PROMPT']);
   });
 });
 
@@ -167,6 +167,21 @@ describe('GitRunner.probe', () => {
     const err = await createGitRunner({ gitDir: broken }).probe(['cat-file', '-e', '--end-of-options', `${missing}^{commit}`]).catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'git_failed' });
     expect((err as Error).message).toMatch(/not a git repository/);
+  });
+
+  it('reads neither the system\'s nor the worker user\'s git config (an insteadOf there would send fetches elsewhere)', async () => {
+    const home = join(dir, 'home');
+    mkdirSync(home, { recursive: true });
+    writeFileSync(join(home, '.gitconfig'), '[url "https://elsewhere.example/"]\n\tinsteadOf = https://github.com/\n[slipway]\n\tprobe = leaked\n');
+    const saved = process.env.HOME;
+    process.env.HOME = home;
+    try {
+      const git = createGitRunner({ gitDir: dir });
+      expect(await git.probe(['config', '--get', 'slipway.probe'])).toBe('');
+      expect(await git.probe(['ls-remote', '--get-url', 'https://github.com/acme/app.git'])).toBe('https://github.com/acme/app.git');
+    } finally {
+      process.env.HOME = saved;
+    }
   });
 
   it('a git killed by a signal (the OOM killer, a stop of the worker\'s group) failed, though it printed nothing: unavailable, tried again', async () => {

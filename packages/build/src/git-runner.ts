@@ -169,7 +169,7 @@ export interface GitEnv {
   /** The guarded (`GIT_*`) variables we set on purpose: simple-git's `allowEnvironment`. */
   allowEnvironment: string[];
   /** The simple-git safety checks our own variables need, and nothing else. */
-  unsafe: { allowUnsafeConfigEnvCount?: true; allowUnsafeSshCommand?: true };
+  unsafe: { allowUnsafeConfigEnvCount?: true; allowUnsafeSshCommand?: true; allowUnsafeConfigPaths: true };
   /** Values to scrub from anything git prints. */
   secrets: string[];
 }
@@ -191,6 +191,8 @@ const PROTOCOLS: Record<RepoKind, string> = { file: 'file', http: 'http:https', 
  * - Ambient `GIT_*` and program-running variables are dropped: the operator's
  *   shell must not redirect our repository, ssh command or askpass.
  * - `GIT_DIR` pins the repository (no walking up into a parent checkout).
+ * - The system's and the user's git config are not read
+ *   (`GIT_CONFIG_NOSYSTEM`, `GIT_CONFIG_GLOBAL=/dev/null`).
  * - `GIT_TERMINAL_PROMPT=0` and ssh `BatchMode`: a wrong credential fails
  *   instead of waiting for a keyboard.
  * - `GIT_ALLOW_PROTOCOL` admits only the repository's own transport.
@@ -210,8 +212,12 @@ export function gitEnv(options: GitEnvOptions): GitEnv {
   }
   // Stable, English messages: errors are classified by their text.
   env.LC_ALL = 'C';
-  const ours: Record<string, string> = { GIT_DIR: options.gitDir, GIT_TERMINAL_PROMPT: '0' };
-  const unsafe: GitEnv['unsafe'] = {};
+  // Only the repository's own config and ours: a `url.<x>.insteadOf` in the worker user's ~/.gitconfig (or the
+  // system's) would send the fetch, and the branch check, elsewhere; its hooksPath, credential helpers and filters
+  // would run on our fetches and checkouts.
+  const ours: Record<string, string> = { GIT_DIR: options.gitDir, GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null' };
+  // GIT_CONFIG_GLOBAL names a config file, which simple-git allows only when asked.
+  const unsafe: GitEnv['unsafe'] = { allowUnsafeConfigPaths: true };
   const secrets: string[] = [];
   const repo = options.repo;
   if (repo) {
