@@ -63,7 +63,7 @@ describe('DeployFeedback: what a job\'s end tells the forge, the team and Promet
     return config;
   }
 
-  async function finishedJob(app: string, n: number, state: 'completed' | 'failed' | 'cancelled', patch: Partial<JobRecord> = {}): Promise<JobRecord> {
+  async function finishedJob(app: string, n: number, state: 'completed' | 'failed' | 'cancelled' | 'superseded', patch: Partial<JobRecord> = {}): Promise<JobRecord> {
     const push: Push = {
       provider: 'github', delivery: `d-${n}`, repository: { fullName: 'acme/hello', cloneUrl: 'https://github.com/acme/hello.git', htmlUrl: 'https://github.com/acme/hello' },
       ref: 'refs/heads/master', branch: 'master', sha: sha(n), before: sha(n - 1), pusher: 'ada', message: `change ${n}`, compareUrl: `https://github.com/acme/hello/compare/${n}`,
