@@ -426,7 +426,8 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
   const builtHere = !wentLive && !record.image;
   const live = await rollout({
     app, nginx: { ...ctx.config.nginx, batchMs: ctx.config.router.batch_ms }, dns: ctx.config.dns, image, sha: record.sha, job: record.id,
-    keepImages: await imagesStillToRun(ctx, record),
+    // Asked when the rollout prunes: a rollback queued while it runs names an image it must not remove.
+    keepImages: () => imagesStillToRun(ctx, record),
     docker: ctx.docker, etcd: ctx.etcd, log: log.write, signal, engine: ctx.config.engine, manager: ctx.manager,
     onStep: (s) => {
       if (s === 'switch') progress.reachedSwitch = true;
@@ -537,12 +538,13 @@ function unlessCancelled(signal: AbortSignal): AbortSignal {
  * deploy queued behind this one): the rollout must not prune them. None
  * when Redis cannot say: the rollout then prunes as it would have.
  */
-async function imagesStillToRun(ctx: DeployContext, record: JobRecord): Promise<string[]> {
+async function imagesStillToRun(ctx: DeployContext, record: JobRecord): Promise<string[] | null> {
   try {
     const jobs = await ctx.store.records((await ctx.store.waitingIds(record.app)).filter((id) => id !== record.id));
     return jobs.flatMap((job) => (job.image ? [job.image] : []));
   } catch {
-    return [];
+    // Not known: nothing is pruned this time, rather than the image of a rollback waiting its turn.
+    return null;
   }
 }
 

@@ -14,7 +14,7 @@ import { RELEASES_KEPT, revertAfterFailedApply, type ReleaseRecord, type Release
 import type { PreparedRoute, RouteProxy } from './route-proxy.js';
 import { blameLockLoss, CancelledError, RegistrarUnavailableError, SwitchOutcomeUnknownError } from './rollout-errors.js';
 import { rolloutLog as say } from './rollout-log.js';
-import type { RolloutRequest, RolloutResult } from './rollout.js';
+import { imagesToKeep, type RolloutRequest, type RolloutResult } from './rollout.js';
 
 /** The three seams a rollout works through: a store (etcd), a runtime (Docker), a proxy (nginx or DNS). */
 export interface RolloutSeams {
@@ -350,7 +350,8 @@ class RolloutRun {
     const pruned = await this.seams.store.pruneReleases(app.name, RELEASES_KEPT).catch(() => 0);
     if (pruned > 0) this.log(say.pruned(pruned, RELEASES_KEPT));
     // Images of releases no longer kept go too (a rollback can only reach kept ones), or every deploy leaves one on disk.
-    const kept = await this.seams.store.listReleases(app.name).then((releases) => new Set([this.request.image, ...(this.request.keepImages ?? []), ...releases.map((r) => r.image)]), () => null);
+    const stillToRun = await imagesToKeep(this.request.keepImages);
+    const kept = stillToRun && await this.seams.store.listReleases(app.name).then((releases) => new Set([this.request.image, ...stillToRun, ...releases.map((r) => r.image)]), () => null);
     const images = kept ? await this.seams.runtime.pruneImages(app.name, kept).catch(() => []) : [];
     if (images.length > 0) this.log(say.imagesPruned(images));
     this.timings.total = Date.now() - this.t0;

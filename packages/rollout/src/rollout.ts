@@ -42,9 +42,17 @@ export interface RolloutRequest {
   /**
    * Images of the app's jobs still to run (a queued rollback, an image
    * deploy): kept when this rollout prunes the images of releases no
-   * longer kept, which they would otherwise find gone.
+   * longer kept, which they would otherwise find gone. As a function, asked
+   * when pruning (a rollback queued while this rollout ran is one); null
+   * from it (they could not be read) prunes nothing.
    */
-  keepImages?: readonly string[];
+  keepImages?: readonly string[] | (() => Promise<readonly string[] | null>);
+}
+
+/** The images `keepImages` names now; null when they could not be read (then nothing is pruned). */
+export async function imagesToKeep(keepImages: RolloutOptions['keepImages']): Promise<readonly string[] | null> {
+  if (typeof keepImages !== 'function') return keepImages ?? [];
+  return keepImages().catch(() => null);
 }
 
 export interface RolloutResult {

@@ -92,6 +92,23 @@ describe('rollout', () => {
     const tags = (await docker.listImages({ filters: { reference: [`slipway/${app.name}:*`] } })).flatMap((i) => i.RepoTags ?? []);
     expect(tags).toContain(`slipway/${app.name}:aaaa0000aaaa`);
     expect(tags).not.toContain(`slipway/${app.name}:bbbb0000bbbb`);
+
+    // Asked when pruning: a rollback queued while the rollout ran is kept too; jobs that cannot be read prune nothing.
+    for (const tag of ['cccc0000cccc', 'dddd0000dddd']) await docker.getImage(v1).tag({ repo: `slipway/${app.name}`, tag });
+    let queued: string[] = [];
+    await rollout({
+      app, nginx: nginx.settings, docker, etcd, image: v1, sha: SHA1, job: 'keep-2', keepImages: async () => queued,
+      log: (line) => {
+        if (line.startsWith('serving now')) queued = [`slipway/${app.name}:cccc0000cccc`];
+      },
+    });
+    const after = (await docker.listImages({ filters: { reference: [`slipway/${app.name}:*`] } })).flatMap((i) => i.RepoTags ?? []);
+    expect(after).toContain(`slipway/${app.name}:cccc0000cccc`);
+    expect(after).not.toContain(`slipway/${app.name}:dddd0000dddd`);
+    await docker.getImage(v1).tag({ repo: `slipway/${app.name}`, tag: 'eeee0000eeee' });
+    await rollout({ app, nginx: nginx.settings, docker, etcd, image: v1, sha: SHA1, job: 'keep-3', keepImages: () => Promise.reject(new Error('Redis is unreachable')) });
+    const unread = (await docker.listImages({ filters: { reference: [`slipway/${app.name}:*`] } })).flatMap((i) => i.RepoTags ?? []);
+    expect(unread).toContain(`slipway/${app.name}:eeee0000eeee`);
   });
 
   it('status says why it is out of sync when the release record cannot be read, or a file is there with no key to render it from', async () => {

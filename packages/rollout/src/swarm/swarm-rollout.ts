@@ -13,7 +13,7 @@ import { RELEASES_KEPT, revertAfterFailedApply, type ReleaseRecord, type Release
 import type { PreparedRoute, RouteProxy } from '../route-proxy.js';
 import { blameLockLoss, CancelledError, HealthCheckError, SwitchOutcomeUnknownError } from '../rollout-errors.js';
 import { rolloutLog as say } from '../rollout-log.js';
-import type { RolloutRequest, RolloutResult } from '../rollout.js';
+import { imagesToKeep, type RolloutRequest, type RolloutResult } from '../rollout.js';
 import { inRegistry, pinInRegistry, publishImage } from './registry-push.js';
 import { askManager, imageHasShell, liveEndpoints, serviceSpec, type AppService, type AppTask, type ServiceRuntime, type ServiceSpec } from './swarm-service.js';
 
@@ -468,8 +468,10 @@ class SwarmRun {
   private async pruneImages({ engine, source, manager }: SwarmEngine): Promise<string[]> {
     const app = this.request.app.name;
     const registry = engine.registry!;
+    const stillToRun = await imagesToKeep(this.request.keepImages);
+    if (stillToRun === null) return [];
     const releases = await this.seams.store.listReleases(app);
-    const kept = new Set([this.record.image, this.request.image, ...(this.request.keepImages ?? []), ...releases.map((r) => r.image)]);
+    const kept = new Set([this.record.image, this.request.image, ...stillToRun, ...releases.map((r) => r.image)]);
     // A release's image is pinned (`<ref>@sha256:…`): its tag is what the engines list.
     for (const image of [...kept]) kept.add(image.replace(/@sha256:[0-9a-f]{64}$/, ''));
     for (const image of [...kept]) if (inRegistry(image, registry)) kept.add(image.slice(registry.length + 1));
