@@ -1,4 +1,4 @@
-import { mkdir, readdir, rm, unlink } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { AppConfig } from '@slipway/config/types';
 import { InvalidInputError, isSlipwayError, SlipwayError } from '@slipway/core/slipway-error';
@@ -66,7 +66,7 @@ export async function withRepoCache<T>(options: RepoCacheOptions, fn: (cache: Re
     const runnerOptions = { gitDir: paths.repo, repo, credentials, log, signal: options.signal, idleTimeoutMs: options.gitIdleTimeoutMs };
     await ensureBareRepo(paths.repo, log, runnerOptions);
     const git = createGitRunner(runnerOptions);
-    if (recovered) await removeGitLocks(paths.repo, log);
+    await removeGitLocks(paths.repo, log, recovered ? {} : { olderThanMs: LEFT_GIT_LOCK_MS });
     // Metadata of checkouts whose directories are gone (cleaned up, or of a crashed job).
     await git.run(['worktree', 'prune']);
 
@@ -126,6 +126,8 @@ function assertBranch(branch: string): string {
 
 /** What a git that never ran fails with (it could not start), as opposed to what git says. */
 const GIT_DID_NOT_RUN = /\bspawn (\S+ )?E[A-Z]+\b/;
+/** What git says of this process, not of the cache: it may not be read, no file can be opened. */
+const NOT_THE_CACHE = /permission denied|too many open files/i;
 
 /** Local git work (a checkout, a repack: both print nothing meanwhile) is stopped after printing nothing for this long. */
 export const LOCAL_IDLE_TIMEOUT_MS = 30 * 60_000;
@@ -134,14 +136,17 @@ export const LOCAL_IDLE_TIMEOUT_MS = 30 * 60_000;
  * Makes `dir` a bare repository for the cache: kept when git says it is
  * one; started again when git, asked, says anything else (none yet, a
  * damaged one). A question git did not answer (the job cancelled, git
- * stopped or unable to start) keeps the cache as it is and fails: a
- * cancel at the wrong moment must not cost the next deploy a whole clone.
+ * stopped or unable to start), or an answer about this process rather
+ * than the cache (it may not read it, no file can be opened), keeps the
+ * cache as it is and fails: a cancel at the wrong moment must not cost the
+ * next deploy a whole clone, nor `slipway deploy` run as a user who may
+ * not read the worker's delete it.
  */
 export async function ensureBareRepo(dir: string, log: (line: string) => void, runnerOptions: Parameters<typeof createGitRunner>[0]): Promise<void> {
   await mkdir(dir, { recursive: true });
   const git = createGitRunner({ ...runnerOptions, repo: undefined });
   const answer = await git.probe(['rev-parse', '--is-bare-repository']).catch((err: unknown) => {
-    if (runnerOptions.signal?.aborted || !isSlipwayError(err, 'git_failed') || GIT_DID_NOT_RUN.test(err.message)) throw err;
+    if (runnerOptions.signal?.aborted || !isSlipwayError(err, 'git_failed') || GIT_DID_NOT_RUN.test(err.message) || NOT_THE_CACHE.test(err.message)) throw err;
     return null;
   });
   if (answer === 'true') return;
@@ -158,14 +163,25 @@ export async function ensureBareRepo(dir: string, log: (line: string) => void, r
   }
 }
 
-/** `*.lock` files a killed git left in the cache; only called after breaking a dead holder's lock. */
-export async function removeGitLocks(dir: string, log: (line: string) => void): Promise<void> {
+/** A git lock file this old, found by the holder of the repository's lock, was left by a git that died. */
+export const LEFT_GIT_LOCK_MS = 60_000;
+
+/**
+ * `*.lock` files a killed git left in the cache: every one after breaking
+ * a dead holder's lock; otherwise (`olderThanMs`) those older than that,
+ * outside `objects/`: a git killed by the OOM killer under a worker that
+ * lived on leaves `refs/heads/<branch>.lock` or `packed-refs.lock`, and
+ * every later fetch failed on it ("cannot lock ref") for good. Only the
+ * holder of the repository's lock calls it: no git of ours runs there.
+ */
+export async function removeGitLocks(dir: string, log: (line: string) => void, options: { olderThanMs?: number } = {}): Promise<void> {
   const walk = async (at: string): Promise<void> => {
     for (const entry of await readdir(at, { withFileTypes: true }).catch(() => [])) {
       const path = join(at, entry.name);
       if (entry.isDirectory()) {
-        await walk(path);
+        if (options.olderThanMs === undefined || !(at === dir && entry.name === 'objects')) await walk(path);
       } else if (entry.name.endsWith('.lock')) {
+        if (options.olderThanMs !== undefined && Date.now() - ((await stat(path).catch(() => null))?.mtimeMs ?? Date.now()) < options.olderThanMs) continue;
         await unlink(path).catch(() => {});
         log(`removed ${path}, left by an interrupted git`);
       }

@@ -47,17 +47,24 @@ export async function readRepositorySteps(dir: string, sha: string): Promise<Ste
 /**
  * The steps a job runs: `apps.<app>.steps` when the config sets it (then
  * the commit's file is not even parsed, and the log says it was ignored),
- * else the commit's `.slipway.yml` (`dir` is the checked-out tree), else
- * none.
+ * else the commit's `.slipway.yml` (`dir` is the checked-out tree; no step
+ * of it runs longer than the app's `build_timeout_s`), else none.
  */
-export async function stepsForCommit(app: Pick<AppConfig, 'name' | 'steps'>, dir: string, sha: string, log: (line: string) => void = () => {}): Promise<StepConfig[]> {
+export async function stepsForCommit(app: Pick<AppConfig, 'name' | 'steps'> & Partial<Pick<AppConfig, 'build_timeout_s'>>, dir: string, sha: string, log: (line: string) => void = () => {}): Promise<StepConfig[]> {
   if (app.steps !== undefined) {
     if (await lstat(join(dir, REPOSITORY_FILE)).then(() => true, () => false)) {
       log(`${REPOSITORY_FILE} of commit ${sha.slice(0, 12)} is ignored: apps.${app.name}.steps in the configuration wins`);
     }
     return app.steps;
   }
-  const steps = await readRepositorySteps(dir, sha);
+  const read = await readRepositorySteps(dir, sha);
+  // The pusher's file gives no step longer than the operator gives a build: a step held for a day would hold the app.
+  const limit = app.build_timeout_s;
+  const steps = read && limit !== undefined ? read.map((step) => {
+    if ((step.timeout_s ?? DEFAULT_STEP_TIMEOUT_S) <= limit) return step;
+    log(`step ${step.name} of ${REPOSITORY_FILE}: timeout_s ${step.timeout_s} is more than apps.${app.name}.build_timeout_s allows; ${limit} s`);
+    return { ...step, timeout_s: limit };
+  }) : read;
   if (steps) log(`steps from ${REPOSITORY_FILE} of commit ${sha.slice(0, 12)}: ${steps.map((s) => s.name).join(', ') || 'none'}`);
   // The other spelling is read by no one: said, or a repository that meant its steps deploys untested without a word.
   else if (await lstat(join(dir, MISSPELT_REPOSITORY_FILE)).then(() => true, () => false)) {

@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import { commitVersion, createFixtureRepo, type FixtureRepo, git, tempDir } from '@slipway/devstack/testing';
@@ -215,6 +215,29 @@ describe('checkout', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(lines.join('\n')).toContain(`removed a stale lock of pid ${dead}`);
     expect(existsSync(join(paths.repo, 'packed-refs.lock'))).toBe(false);
+  });
+
+  it('removes a git lock file a git killed under a live worker left (older than a minute), and leaves a fresh one alone', async () => {
+    const app = testApp({ repo: fixture.url });
+    const paths = workPaths(workdir, app.name);
+    await (await checkout({ app, sha: fixture.sha, workdir })).cleanup();
+    // The OOM killer took git mid-fetch; the worker released the repository's lock as usual.
+    const left = join(paths.repo, 'refs', 'heads', 'master.lock');
+    mkdirSync(dirname(left), { recursive: true });
+    writeFileSync(left, '');
+    const old = new Date(Date.now() - 5 * 60_000);
+    utimesSync(left, old, old);
+    // One of a git running now (no ref a fetch of the branches touches).
+    const fresh = join(paths.repo, 'refs', 'tags', 'fresh.lock');
+    mkdirSync(dirname(fresh), { recursive: true });
+    writeFileSync(fresh, '');
+    const lines: string[] = [];
+    const sha2 = await commitVersion(fixture, { version: 'v4' });
+    await (await checkout({ app, sha: sha2, workdir, log: (line) => lines.push(line) })).cleanup();
+    expect(lines.join('\n')).toContain(`removed ${left}, left by an interrupted git`);
+    expect(existsSync(left)).toBe(false);
+    expect(existsSync(fresh)).toBe(true);
+    rmSync(fresh);
   });
 
   it('keeps the clone cache when a cancel stops git asking whether it is one; starts over only a cache git says is not', async () => {

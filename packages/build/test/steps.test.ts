@@ -273,6 +273,13 @@ describe('steps from the commit', () => {
     expect(lines).toEqual([`steps from .slipway.yml of commit ${SHA.slice(0, 12)}: unit`]);
   });
 
+  it('gives no step of the commit\'s file a longer timeout_s than the app\'s build_timeout_s, and says so', async () => {
+    const dir = tree({ '.slipway.yml': 'steps:\n  - name: soak\n    command: [make, soak]\n    timeout_s: 86400\n  - name: unit\n    command: [make, test]\n' });
+    const lines: string[] = [];
+    expect((await stepsForCommit({ name: 'hello', build_timeout_s: 1800 }, dir, SHA, (l) => lines.push(l))).map((s) => [s.name, s.timeout_s])).toEqual([['soak', 1800], ['unit', 600]]);
+    expect(lines[0]).toBe('step soak of .slipway.yml: timeout_s 86400 is more than apps.hello.build_timeout_s allows; 1800 s');
+  });
+
   it('ignores it when the config sets steps (even none), with a log line; no file, no steps', async () => {
     const dir = tree({ '.slipway.yml': 'not: [valid\n' });
     const lines: string[] = [];
