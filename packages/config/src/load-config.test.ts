@@ -156,6 +156,7 @@ const bad: Array<[string, string, string]> = [
   ['a host name as the DNS server dnsmasq listens on', 'dns: { server: "localhost:5353" }', 'dns.server: expected an ip:port, got "localhost:5353" (an IPv4 address and a port, e.g. 127.0.0.1:5353)'],
   ['a wildcard over a whole top-level domain in allowed_hosts', 'dashboard: { allowed_hosts: ["*.com"] }', 'dashboard.allowed_hosts[0]: expected a host name, got "*.com" (a wildcard needs a domain of its own under it, e.g. *.example.com)'],
   ['the receiver\'s metrics on its webhook port', 'receiver: { host: 127.0.0.1, port: 3000, metrics: "0.0.0.0:3000" }', 'receiver.metrics: 0.0.0.0:3000 is the webhook\'s own port (receiver.host 127.0.0.1, receiver.port 3000); /metrics needs a listener of its own'],
+  ['dns apps that together need more of the shared pool than it has', 'dns: { address_pool: 127.0.10.0/29 }\napps:\n  one: { repo: /srv/a.git, routing: dns, replicas: 2 }\n  two: { repo: /srv/b.git, routing: dns, replicas: 2 }', 'dns.address_pool: has 6 addresses; the dns apps (one: 2, two: 2 replicas) need 8 when they deploy at once (2 per replica)'],
   ['malformed interpolation', `${minimalApp}    template: \${oops`, 'apps.hello.template: malformed ${...} in "${oops"'],
   ['bad app name', 'apps:\n  Hello_World:\n    repo: /srv/git/hello.git', 'apps.Hello_World: invalid app name "Hello_World"'],
   ['app name with ../', 'apps:\n  "../etc":\n    repo: /srv/git/hello.git', 'apps.../etc: invalid app name "../etc"'],

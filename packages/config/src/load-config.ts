@@ -218,6 +218,13 @@ function crossCheck(config: SlipwayConfig): string[] {
       }
     }
   }
+  // The pool is shared: dns apps deploying at once need 2 addresses per replica each, all together.
+  const dnsApps = Object.values(config.apps).filter((app) => app.routing === 'dns');
+  const needed = dnsApps.reduce((sum, app) => sum + app.replicas * 2, 0);
+  const pool = 2 ** (32 - Number(config.dns.address_pool.split('/')[1])) - 2;
+  if (dnsApps.length > 1 && needed > pool && dnsApps.every((app) => app.replicas * 2 <= pool)) {
+    problems.push(`dns.address_pool: has ${pool} addresses; the dns apps (${dnsApps.map((a) => `${a.name}: ${a.replicas}`).join(', ')} replicas) need ${needed} when they deploy at once (2 per replica)`);
+  }
   const front = config.nginx.front;
   if (front) {
     if (front.conf_dir.replace(/\/+$/, '') === config.nginx.conf_dir.replace(/\/+$/, '')) {
