@@ -7,13 +7,14 @@ import { Resolver } from 'node:dns/promises';
 import Docker from 'dockerode';
 import { pack } from 'tar-fs';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { processStart, runCommand } from '@slipway/core/run-command';
 import { BASE_IMAGE } from './base-image.js';
 import { createFixtureRepo } from './fixture-app.js';
 import { freePort, isAlive, processesUnder, stopProcess, waitFor } from './processes.js';
 import { startNginx } from './services.js';
-import { ALL_SERVICES, assertStackFree, frontSocketDir, liveStacks, orphanedStackIds, readStack, StackInUseError, stackEnv, startStack, stopStack } from './stack.js';
+import { ALL_SERVICES, assertStackFree, frontSocketDir, liveStacks, orphanedStackIds, readStack, removeOrphanTestArtifacts, StackInUseError, stackEnv, startStack, stopStack, sweepStaleStacks } from './stack.js';
 import { tempDir, testAppName } from './testing.js';
 
 const docker = new Docker();
@@ -125,6 +126,25 @@ describe('a stack', () => {
     await expect(startStack({ dir, services: ['redis', 'etcd', 'nginx'], install: false })).rejects.toThrow(/nginx/);
     expect(processesUnder(dir)).toEqual([]);
     expect(readStack(dir)).toBeNull();
+  });
+
+  it('removes the test containers of a stack the sweep stopped while Docker did not answer, however young, once an engine answers', async () => {
+    const id = randomBytes(3).toString('hex');
+    const dir = join(tmpdir(), `slipway-stack-${id}`);
+    mkdirSync(dir);
+    // A run killed with its dockerd: its state names no engine that answers, its app's container is a minute old.
+    const dead = spawnSync('true').pid!;
+    writeFileSync(join(dir, 'stack.json'), JSON.stringify({ id, dir, ownerPid: dead, temporary: true }));
+    const container = await docker.createContainer({ Image: BASE_IMAGE, Cmd: ['true'], Labels: { 'slipway.app': `t${id}-app` } });
+    try {
+      await sweepStaleStacks();
+      expect(readStack(dir)).toBeNull();
+      await removeOrphanTestArtifacts('ffffff');
+      await expect(container.inspect()).rejects.toMatchObject({ statusCode: 404 });
+    } finally {
+      await container.remove({ force: true }).catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('takes for a killed run\'s only the test containers of an id no live stack has, all of them old', () => {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import Docker from 'dockerode';
@@ -292,6 +292,9 @@ export async function sweepStaleStacks(log: (line: string) => void = () => {}): 
     if (state && ownerRuns(state)) continue;
     if (state) {
       log(`stopping stale stack ${state.id} (owner ${state.ownerPid} is gone)`);
+      // Its test containers go with it only if Docker answers now: killed with its run, the engine comes back with the
+      // next start and brings them up again (restart policy). Its id is kept for that start to remove them, however young.
+      appendFileSync(SWEPT_STACKS, `${state.id}\n`);
       await stopStack({ ...state, docker: state.docker ? { host: state.docker.host } : undefined });
       continue;
     }
@@ -316,6 +319,9 @@ export function stackEnv(state: StackState): Record<string, string> {
   return env;
 }
 
+/** The ids of stale stacks swept (sweepStaleStacks), one per line, whose test containers the next start with Docker removes. */
+const SWEPT_STACKS = join(tmpdir(), 'slipway-swept-stacks');
+
 /** A test container this old, of a stack no longer running, is a killed run's: removed by the next start. */
 export const ORPHAN_TEST_CONTAINER_MS = 30 * 60_000;
 
@@ -338,16 +344,21 @@ export function orphanedStackIds(containers: ReadonlyArray<{ Labels: Record<stri
  * Removes the test containers and images of stacks that are gone
  * (orphanedStackIds): a run killed before its stop left its apps'
  * containers running, and their restart policy brings them back with
- * every engine start. Live stacks are those under the temporary directory
- * and `own`; a stack started elsewhere with `--dir` and still testing is
+ * every engine start. Those of stacks the sweep stopped go whatever their
+ * age; others once their newest container is ORPHAN_TEST_CONTAINER_MS old.
+ * Live stacks are those under the temporary directory and `own`; a stack started elsewhere with `--dir` and still testing is
  * not known here, but its newest container is young. Returns how many
  * stacks were cleaned.
  */
 export async function removeOrphanTestArtifacts(own: string, docker = new Docker({ socketPath: DOCKER_SOCKET })): Promise<number> {
   const live = new Set([own, ...liveStacks().map((s) => s.id)]);
-  const orphaned = orphanedStackIds(await docker.listContainers({ all: true, filters: { label: ['slipway.app'] } }), live, Date.now());
-  for (const id of orphaned) await removeTestArtifacts(id, docker);
-  return orphaned.length;
+  // Swept stacks are gone for certain, whatever their containers' age.
+  const swept = existsSync(SWEPT_STACKS) ? readFileSync(SWEPT_STACKS, 'utf8').split('\n').filter((id) => /^[0-9a-f]{6}$/.test(id) && !live.has(id)) : [];
+  rmSync(SWEPT_STACKS, { force: true });
+  const orphaned = new Set([...swept, ...orphanedStackIds(await docker.listContainers({ all: true, filters: { label: ['slipway.app'] } }), live, Date.now())]);
+  let cleaned = 0;
+  for (const id of orphaned) if ((await removeTestArtifacts(id, docker)) > 0) cleaned++;
+  return cleaned;
 }
 
 /**
