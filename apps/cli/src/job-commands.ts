@@ -244,7 +244,8 @@ function jsonArrayWriter(terminal: Terminal): { items(values: readonly string[])
   return {
     items(values) {
       if (values.length === 0) return;
-      terminal.out(values.map((v, i) => `${count + i === 0 ? '' : ','}${JSON.stringify(v)}`).join('\n'));
+      // jsonText: a C1 control a build printed (U+009B) is escaped, or the terminal's scrub would cut the document.
+      terminal.out(values.map((v, i) => `${count + i === 0 ? '' : ','}${jsonText(v)}`).join('\n'));
       count += values.length;
     },
     end: () => terminal.out(']'),

@@ -310,6 +310,13 @@ describe('slipway', () => {
         expect(json.code, json.stderr).toBe(0);
         expect(JSON.parse(json.stdout)).toEqual(lines);
       }
+      // Each line whole, whatever control characters a build printed (a C1 CSI, an ESC).
+      const odd = await queue.store.create({ app: testAppName(), sha: null, ref: null, image: 'slipway/nothing:latest', trigger: 'cli' });
+      const oddLines = ['plain', 'c1 \u009b31mred\u009b0m after', 'esc \u001b[1mbold', 'last'];
+      await queue.store.appendLog(odd.id, oddLines);
+      await queue.store.finish(odd.id, 'completed');
+      const oddJson = await slipwayFull([...cfg(), 'logs', odd.id, '--json']);
+      expect(JSON.parse(oddJson.stdout)).toEqual(oddLines);
     });
   });
 
