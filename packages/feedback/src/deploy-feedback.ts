@@ -1,10 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import type { Logger } from '@slipway/core/logger';
 import { faultOf, isSlipwayError } from '@slipway/core/slipway-error';
 import type { SlipwayConfig } from '@slipway/config/types';
 import type { JobStore } from '@slipway/queue/job-store';
 import { FINAL_STATES, type JobRecord } from '@slipway/queue/job-types';
 import { CommitStatuses, ForgeStatusSender } from './commit-status.js';
-import { BackgroundDelivery, type RetryPolicy } from './delivery.js';
+import { BackgroundDelivery, type DeliveryOutcome, type RetryPolicy } from './delivery.js';
 import { dashboardUrl, failureKind } from './job-wording.js';
 import type { WorkerMetrics } from './metrics.js';
 import { Notifier, previousOutcome } from './notifications.js';
@@ -23,6 +24,10 @@ export const UNREPORTED_AFTER_MS = 30_000;
 export const UNREPORTED_WITHIN_MS = 60 * 60_000;
 /** How long close gives Redis to hand back the claims of ends it could not report. */
 const HAND_BACK_MS = 1_000;
+/** A job's end-reported mark once its worker stopped with the final status unsent: the next sweep posts the status. */
+const STATUS_UNSENT = 'status-unsent';
+/** KEYS[1] set to ARGV[2] (its expiry kept) only while it holds ARGV[1]; 1 when it was. */
+const REPLACE_IF_EQUAL = `if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2], 'KEEPTTL') return 1 end return 0`;
 
 export interface DeployFeedbackOptions {
   /** `forges`, `dashboard` and each app's `notify` are read. */
@@ -107,25 +112,27 @@ export class DeployFeedback {
 
   /**
    * Stops retrying; deliveries in flight get up to `graceMs`. The final
-   * statuses it could not send have their claim handed back, so that
-   * another worker's reportUnreported sends them, rather than the commit
-   * showing "Deploying" for ever.
+   * statuses it could not send are handed back (their job's mark says
+   * STATUS_UNSENT), so that another worker's reportUnreported sends them,
+   * and only them, rather than the commit showing "Deploying" for ever.
    */
   async close(graceMs = 2000): Promise<void> {
     this.closing = true;
     await Promise.race([Promise.all([...this.work]), new Promise((resolve) => setTimeout(resolve, graceMs).unref())]);
     await this.delivery.close(graceMs);
     const { store } = this.options;
-    const handBack = Promise.all([...this.unsent].map(([id, token]) => store.deleteIfHolds(store.keys.endReported(id), token).catch(() => {})));
+    const handBack = Promise.all([...this.unsent].map(([id, token]) =>
+      store.redis.eval(REPLACE_IF_EQUAL, 1, store.keys.endReported(id), token, STATUS_UNSENT).catch(() => {})));
     await Promise.race([handBack, new Promise((resolve) => setTimeout(resolve, HAND_BACK_MS).unref())]);
   }
 
   /**
    * Reports the ends no one reported: jobs of `apps` that finished between
    * UNREPORTED_WITHIN_MS and UNREPORTED_AFTER_MS ago with no "reported"
-   * mark (their worker died between finishing and reporting, a worker that
-   * stopped handed them back, a job cancelled while no worker ran). Called
-   * by the worker's minute sweep. Returns how many it took up.
+   * mark (their worker died between finishing and reporting, a job
+   * cancelled while no worker ran), and posts the final statuses a worker
+   * that stopped handed back (only the status: its notifications went).
+   * Called by the worker's minute sweep. Returns how many it took up.
    */
   async reportUnreported(apps: readonly string[], now = Date.now()): Promise<number> {
     const { store } = this.options;
@@ -133,15 +140,21 @@ export class DeployFeedback {
     for (const app of apps) {
       const ids = await store.finishedBetween(app, now - UNREPORTED_WITHIN_MS, now - UNREPORTED_AFTER_MS);
       if (ids.length === 0) continue;
-      const pipeline = store.redis.pipeline();
-      for (const id of ids) pipeline.exists(store.keys.endReported(id));
-      const exists = ((await pipeline.exec()) ?? []).map(([, n]) => n === 1);
+      const marks = await store.redis.mget(...ids.map((id) => store.keys.endReported(id)));
       for (const [i, id] of ids.entries()) {
-        if (exists[i]) continue;
+        const mark = marks[i] ?? null;
+        if (mark !== null && mark !== STATUS_UNSENT) continue;
         const record = await store.get(id);
         if (!record || !FINAL_STATES.has(record.state)) continue;
+        if (mark === null) {
+          taken++;
+          this.track(this.report(record));
+          continue;
+        }
+        const token = randomUUID();
+        if ((await store.redis.eval(REPLACE_IF_EQUAL, 1, store.keys.endReported(id), STATUS_UNSENT, token)) !== 1) continue;
         taken++;
-        this.track(this.report(record));
+        this.track(this.postFinalStatus(record, token));
       }
     }
     return taken;
@@ -156,38 +169,46 @@ export class DeployFeedback {
     if (token === null) return;
     const kind = record.state === 'failed' ? failureKind(record.fault ?? faultOf(err)) : undefined;
     metrics.jobFinished(record, record.state === 'failed' ? (isSlipwayError(err) ? err.code : 'internal') : undefined);
-    // Not once the job was re-run: the re-run posts on the same commit and context, and a final status of this one
-    // still being retried (the forge answered 502) would land over the re-run's.
-    this.unsent.set(record.id, token);
-    const deployedAs = await this.sameCommitJob(record);
-    const posted = deployedAs ? this.statuses.post({ ...deployedAs, push: record.push }, {
-      failureKind: deployedAs.state === 'failed' ? failureKind(deployedAs.fault ?? 'slipway') : undefined,
-      stillWanted: async () => (await store.get(deployedAs.id))?.state === deployedAs.state,
-      settled: (outcome) => {
-        if (outcome === 'delivered' || !this.closing) this.unsent.delete(record.id);
-      },
-    }) : this.statuses.post(record, {
-      failureKind: kind,
-      stillWanted: async () => !(await store.get(record.id))?.retriedBy,
-      // Given up or dropped because this worker is stopping: close hands the claim back; any other end is the end.
-      settled: (outcome) => {
-        if (outcome === 'delivered' || !this.closing) this.unsent.delete(record.id);
-      },
-    });
-    if (!posted) this.unsent.delete(record.id);
+    await this.postFinalStatus(record, token, kind);
     const targets = (Object.hasOwn(config.apps, record.app) ? config.apps[record.app]?.notify : undefined) ?? [];
     if (targets.length === 0 || (record.state !== 'completed' && record.state !== 'failed')) return;
     this.notifier.notify(record, targets, await previousOutcome(store, record), kind);
   }
 
   /**
-   * A job superseded by one of the same commit (an operator's deploy of
-   * it, its `git push` to a Slipway remote, the push's commit live already):
-   * that job, as it is now, whose state the commit shows rather than "Not
-   * deployed". One without a forge push of its own takes this one's, so
-   * that its own statuses, the final one included, reach the commit.
+   * The job's final commit status, under its claim `token` (kept in
+   * `unsent` until settled, for close to hand back).
    */
-  private async sameCommitJob(record: JobRecord): Promise<JobRecord | null> {
+  private async postFinalStatus(record: JobRecord, token: string, kind = record.state === 'failed' ? failureKind(record.fault ?? 'slipway') : undefined): Promise<void> {
+    const { store } = this.options;
+    const deployedAs = await this.sameCommitJob(record);
+    if (deployedAs === 'its-own') return;
+    // Given up or dropped because this worker is stopping: close hands it back; any other end is the end.
+    const settled = (outcome: DeliveryOutcome) => {
+      if (outcome === 'delivered' || !this.closing) this.unsent.delete(record.id);
+    };
+    this.unsent.set(record.id, token);
+    const posted = deployedAs
+      ? this.statuses.post({ ...deployedAs, push: record.push }, {
+        failureKind: deployedAs.state === 'failed' ? failureKind(deployedAs.fault ?? 'slipway') : undefined,
+        stillWanted: async () => !(await store.get(deployedAs.id))?.retriedBy,
+        settled,
+      })
+      // Not once the job was re-run: the re-run posts on the same commit and context, and a final status of this one
+      // still being retried (the forge answered 502) would land over the re-run's.
+      : this.statuses.post(record, { failureKind: kind, stillWanted: async () => !(await store.get(record.id))?.retriedBy, settled });
+    if (!posted) this.unsent.delete(record.id);
+  }
+
+  /**
+   * A job superseded by one of the same commit (an operator's deploy of
+   * it, its `git push` to a Slipway remote, the push's commit live
+   * already), whose state the commit shows rather than "Not deployed": the
+   * job when it has ended (and was not re-run); 'its-own' while it has not
+   * (it posts its own statuses, this push's taken when it had none), or
+   * once re-run (the re-run posts); null for any other job.
+   */
+  private async sameCommitJob(record: JobRecord): Promise<JobRecord | 'its-own' | null> {
     const { store } = this.options;
     if (record.state !== 'superseded' || !record.sha || !record.supersededBy || !record.push) return null;
     let by = await store.get(record.supersededBy);
@@ -197,7 +218,7 @@ export class DeployFeedback {
       // Ended meanwhile, its end reported without a push: what it ended as is posted here, on this job's push.
       by = (await store.get(by.id)) ?? by;
     }
-    return by;
+    return FINAL_STATES.has(by.state) && !by.retriedBy ? by : 'its-own';
   }
 
   private track(promise: Promise<void>): void {

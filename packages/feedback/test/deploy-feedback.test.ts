@@ -200,15 +200,15 @@ describe('DeployFeedback: what a job\'s end tells the forge, the team and Promet
     await feedback.idle();
     expect(ofApp()).toEqual([['success', expect.stringContaining(`(job ${cli.id})`)]]);
 
-    // Still deploying: the commit shows it running, and its end once it comes (it took the push's forge address).
+    // Still deploying: nothing over what the commit shows until it ends; then its end (it took the push's forge address).
     const running = await store.create({ app, sha: sha(41), ref: 'master', image: null, trigger: 'git-push' });
     await store.update(running.id, { state: 'active', startedAt: new Date().toISOString() });
     feedback.finished(await finishedJob(app, 41, 'superseded', { supersededBy: running.id }));
     await feedback.idle();
-    expect(ofApp().slice(1)).toEqual([['pending', `Deploying: job ${running.id}`]]);
+    expect(ofApp().slice(1)).toEqual([]);
     feedback.finished(await store.finish(running.id, 'failed', { error: 'health_failed: no answer', fault: 'commit' }));
     await feedback.idle();
-    expect(ofApp().slice(2)).toEqual([['failure', expect.stringContaining('health_failed: no answer')]]);
+    expect(ofApp().slice(1)).toEqual([['failure', expect.stringContaining('health_failed: no answer')]]);
   });
 
   it('an end no worker reported (its worker died after finishing the job) is reported by the next sweep, once', async () => {
@@ -240,6 +240,9 @@ describe('DeployFeedback: what a job\'s end tells the forge, the team and Promet
     expect(await feedback.reportUnreported([app], Date.now() + UNREPORTED_AFTER_MS + 1000)).toBe(1);
     await feedback.idle();
     expect(ofApp().map((s) => [s.body.state, s.status])).toEqual([['failure', 502], ['failure', 201]]);
+    // Only the status is sent again: the team heard of the failure once, and it is counted once.
+    expect(slack.received.filter((r) => r.raw.toString('utf8').includes(app))).toHaveLength(1);
+    expect(await feedback.reportUnreported([app], Date.now() + UNREPORTED_AFTER_MS + 1000)).toBe(0);
   });
 
   it('a final status still being retried is not sent once its job was re-run: the re-run\'s statuses are on the same commit and context', async () => {
