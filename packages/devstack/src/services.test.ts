@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { POLICY_MARKER, policyOwner } from './services.js';
@@ -25,6 +25,12 @@ describe('policyOwner: whose /usr/sbin/policy-rc.d an install finds', () => {
       await new Promise((resolve) => other.once('exit', resolve));
     }
     expect(policyOwner(policy(`#!/bin/sh\n${POLICY_MARKER} (pid ${other.pid}): no service starts.\nexit 101\n`))).toBe('left');
+    // One whose process lives but that is hours old: the pid is another process's now.
+    const alive = policy(`#!/bin/sh\n${POLICY_MARKER} (pid 1): no service starts.\nexit 101\n`);
+    expect(policyOwner(alive)).toBe('live');
+    const hoursAgo = new Date(Date.now() - 3 * 60 * 60_000);
+    utimesSync(alive, hoursAgo, hoursAgo);
+    expect(policyOwner(alive)).toBe('left');
     // One written before the file named its process: left, as before.
     expect(policyOwner(policy(`#!/bin/sh\n${POLICY_MARKER}: no service starts.\nexit 101\n`))).toBe('left');
   });

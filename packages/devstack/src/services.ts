@@ -1,5 +1,5 @@
 import { connect } from 'node:net';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'node:http';
 import { Resolver } from 'node:dns/promises';
@@ -351,11 +351,16 @@ function asRootDid(asRoot: string[], argv: string[], input?: string): boolean {
  * install of another Slipway process under way: npm start and npm test
  * started together), or 'left' (its process is gone).
  */
+/** A policy-rc.d of ours this old was left, whatever its pid says. */
+const POLICY_STALE_MS = 2 * 60 * 60_000;
+
 export function policyOwner(file = POLICY_RC_D): 'none' | 'live' | 'left' {
   const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
   if (!text.includes(POLICY_MARKER)) return 'none';
   const pid = Number(/\(pid (\d+)\)/.exec(text)?.[1]);
   if (!pid || pid === process.pid) return 'left';
+  // No install takes this long: its pid, alive, is another process's now (a reboot, a container restarted).
+  if (Date.now() - (statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? 0) > POLICY_STALE_MS) return 'left';
   try {
     process.kill(pid, 0);
     return 'live';
@@ -393,12 +398,24 @@ function withoutServiceStarts(asRoot: string[], log: (line: string) => void, run
   while (policyOwner() === 'live' && Date.now() < deadline) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
   // The host's own is left alone.
   if (existsSync(POLICY_RC_D)) return run();
-  const placed = asRootDid(asRoot, ['tee', POLICY_RC_D], `#!/bin/sh\n${POLICY_MARKER} (pid ${process.pid}): no service starts.\nexit 101\n`) && asRootDid(asRoot, ['chmod', '755', POLICY_RC_D]);
-  if (!placed) log(`could not write ${POLICY_RC_D}: the packages' services may start as they install`);
+  const text = `#!/bin/sh\n${POLICY_MARKER} (pid ${process.pid}): no service starts.\nexit 101\n`;
+  // As root, made only if no other install made one this instant (O_EXCL); through sudo, as well as tee can.
+  const placed = asRoot.length === 0
+    ? (() => {
+      try {
+        writeFileSync(POLICY_RC_D, text, { flag: 'wx', mode: 0o755 });
+        return true;
+      } catch {
+        return false;
+      }
+    })()
+    : asRootDid(asRoot, ['tee', POLICY_RC_D], text) && asRootDid(asRoot, ['chmod', '755', POLICY_RC_D]);
+  if (!placed && !existsSync(POLICY_RC_D)) log(`could not write ${POLICY_RC_D}: the packages' services may start as they install`);
   try {
     run();
   } finally {
-    if (placed) asRootDid(asRoot, ['rm', '-f', POLICY_RC_D]);
+    // Only while it is still this install's.
+    if (placed && policyOwner() === 'left' && readFileSync(POLICY_RC_D, 'utf8').includes(`(pid ${process.pid})`)) asRootDid(asRoot, ['rm', '-f', POLICY_RC_D]);
   }
 }
 
@@ -449,12 +466,17 @@ export function ensureSystemPackages(packages: readonly string[] = Object.keys(S
   // lock for a while: waited for, rather than failing at once.
   const lockWait = ['-o', `DPkg::Lock::Timeout=${APT_LOCK_WAIT_S}`];
   run(['apt-get', ...lockWait, 'update', '-q']);
+  const install = () => run(['apt-get', ...lockWait, 'install', '-y', '-q', '--no-install-recommends', ...missing]);
   withoutServiceStarts(asRoot, log, () => {
-    if (dpkgInterrupted()) {
-      log('dpkg was interrupted (an install stopped midway): finishing it first (dpkg --configure -a)');
+    try {
+      install();
+    } catch (err) {
+      // apt-get refuses all once dpkg was interrupted; asked after apt-get had dpkg's lock (waited for, unlike dpkg's).
+      if (!dpkgInterrupted()) throw err;
+      log('dpkg was interrupted (an install stopped midway): finishing it (dpkg --configure -a), then installing again');
       run(['dpkg', '--force-confold', '--configure', '-a']);
+      install();
     }
-    run(['apt-get', ...lockWait, 'install', '-y', '-q', '--no-install-recommends', ...missing]);
   });
   disableAtBoot(asRoot, missing, log);
   const still = missing.filter((pkg) => !satisfied(pkg));
