@@ -20,6 +20,7 @@ describe('rollbackTarget', () => {
     ['the live commit (nothing to roll back to)', history, r(3), '3333333', 'release_not_found'],
     ['nothing earlier', [r(3)], r(3), undefined, 'release_not_found'],
     ['a malformed commit', history, r(3), 'xyz', 'invalid_input'],
+    ['a prefix two kept commits share', [r(3), { ...r(2), sha: `1234567${'a'.repeat(33)}` }, { ...r(1), sha: `1234567${'b'.repeat(33)}` }], r(3), '1234567', 'ambiguous_ref'],
   ])('refuses %s', (_what, h, current, to, code) => {
     expect(() => rollbackTarget(h, current, to)).toThrow(expect.objectContaining({ code }));
   });

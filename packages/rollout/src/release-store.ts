@@ -4,7 +4,7 @@ import {
   GRPCInvalidArgumentError, GRPCNotFoundError, GRPCNotImplementedError, GRPCOutOfRangeError, GRPCResourceExhastedError, GRPCUnauthenticatedError,
   type Etcd3, type PutBuilder,
 } from 'etcd3';
-import { InvalidInputError, UnavailableError } from '@slipway/core/slipway-error';
+import { InvalidInputError, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import { isSha, quote, SHA_PREFIX } from '@slipway/core/validate';
 import { etcdCall, etcdDeadline } from '@slipway/etcd/client';
 import { etcdKeys, readUpstreams, type UpstreamKey } from '@slipway/etcd/keys';
@@ -339,6 +339,9 @@ export function rollbackTarget(history: readonly ReleaseRecord[], current: Relea
   if (to !== undefined) {
     if (!SHA_PREFIX.test(to)) throw new InvalidInputError(`--to must be 7 to 40 lowercase hex digits, got ${quote(to)}`);
     const matches = history.filter((r) => r.sha !== null && r.sha.startsWith(to));
+    // As git does: a prefix two kept commits share names neither.
+    const commits = [...new Set(matches.map((r) => r.sha!))];
+    if (commits.length > 1) throw new SlipwayError('ambiguous_ref', `--to ${to} is ambiguous: kept releases of commits ${commits.map((sha) => sha.slice(0, 12)).join(', ')}; give more of the commit`, { status: 400, fault: 'request' });
     const match = matches.find(notLive);
     if (!match && matches.length > 0) throw new ReleaseNotFoundError(`commit ${to} is what is live (job ${current!.job}): nothing to roll back to (slipway deploy --ref ${to} deploys it again)`);
     if (!match) throw new ReleaseNotFoundError(`no kept release has commit ${to} (kept: ${history.map((r) => r.sha?.slice(0, 12) ?? r.image).join(', ') || 'none'})`);
