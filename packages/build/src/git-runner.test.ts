@@ -184,6 +184,16 @@ describe('GitRunner.probe', () => {
     }
   });
 
+  it('logs the start of a line of its output that never ends, cut, and what follows it; never holds it whole', async () => {
+    const noisy = join(dir, 'noisy.git');
+    execFileSync('git', ['init', '--quiet', '--bare', noisy]);
+    writeFileSync(join(noisy, 'hooks', 'pre-commit'), '#!/bin/sh\nhead -c 200000 /dev/zero | tr "\\0" x >&2\nprintf "\\nafter\\n" >&2\n', { mode: 0o755 });
+    const lines: string[] = [];
+    await createGitRunner({ gitDir: noisy, log: (line) => lines.push(line) }).run(['hook', 'run', 'pre-commit'], { stream: true });
+    expect(lines.map((l) => l.length)).toEqual([16 * 1024 + ' [line cut]'.length, 'after'.length]);
+    expect(lines[1]).toBe('after');
+  });
+
   it('a git killed by a signal (the OOM killer, a stop of the worker\'s group) failed, though it printed nothing: unavailable, tried again', async () => {
     const killing = join(dir, 'killing.git');
     execFileSync('git', ['init', '--quiet', '--bare', killing]);

@@ -73,9 +73,24 @@ export function createGitRunner(options: GitRunnerOptions): GitRunner {
     if (stream && log) {
       git.outputHandler((_command, _stdout, stderr) => {
         let partial = '';
+        let skipping = false;
         stderr.on('data', (chunk: Buffer) => {
-          const lines = (partial + chunk.toString('utf8')).split(/\r?\n|\r/);
+          let text = chunk.toString('utf8');
+          if (skipping) {
+            const end = text.search(/\r?\n|\r/);
+            if (end < 0) return;
+            skipping = false;
+            text = text.slice(end);
+          }
+          const lines = (partial + text).split(/\r?\n|\r/);
           partial = lines.pop() ?? '';
+          // A line that never ends (a broken server's `remote:` output) is not held whole: its start is logged, scrubbed
+          // while a secret that begins in it still ends inside it, and the rest dropped up to its end.
+          if (partial.length > 2 * MAX_GIT_LINE) {
+            lines.push(`${scrub(partial).slice(0, MAX_GIT_LINE)} [line cut]`);
+            partial = '';
+            skipping = true;
+          }
           for (const line of lines) if (worthLogging(line)) log(scrub(line.trimEnd()));
         });
         stderr.on('end', () => {
@@ -144,6 +159,9 @@ function gitErrors(error: Buffer | Error | undefined, result: { exitCode: number
   }
   return result.exitCode && result.stdErr.length ? Buffer.concat([...result.stdOut, ...result.stdErr]) : undefined;
 }
+
+/** The longest line of git's output kept for the log. */
+const MAX_GIT_LINE = 16 * 1024;
 
 /** Credentials as `apps.<app>.credentials` holds them. */
 export interface GitCredentials {
