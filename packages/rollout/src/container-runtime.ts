@@ -5,6 +5,7 @@ import { dockerCallWithin, dockerError, dockerStatus, ENGINE_TIMEOUT_MS, LABELS,
 /** Re-exported where it was first defined. */
 export { ENGINE_TIMEOUT_MS };
 import { lastLines } from '@slipway/core/run-command';
+import { UnavailableError } from '@slipway/core/slipway-error';
 import { ContainerStartError, ImageNotFoundError } from './rollout-errors.js';
 
 /*
@@ -169,6 +170,11 @@ export class DockerRuntime implements ContainerRuntime {
     } catch (err) {
       await discard();
       const failure = dockerError(err, `starting a container from ${spec.Image}`);
+      // The host's address or port taken (another rollout's container on a pool address its lost lock let it pick):
+      // not the commit's doing, and gone on a retry.
+      if (/address already in use|port is already allocated/i.test(failure.message)) {
+        throw new UnavailableError('docker', `${failure.message} (taken by another container meanwhile: tried again)`, { cause: err });
+      }
       throw failure.code === 'unavailable' ? failure : new ContainerStartError(failure.message, { cause: err });
     }
     let info: Docker.ContainerInspectInfo;
