@@ -28,6 +28,8 @@ import { askManager, imageHasShell, liveEndpoints, serviceSpec, type AppService,
 
 /** How often the new service's tasks are read while they start. */
 const TASK_POLL_MS = 250;
+/** Rounds of health checks of a release whose tasks stop after passing theirs, before it is taken for one that does not stay up. */
+const HEALTH_ROUNDS = 3;
 /**
  * Added to `health.timeout_s` for the tasks to be placed, pull the image
  * from the registry and start: a first pull on a node is not the app's
@@ -255,7 +257,8 @@ class SwarmRun {
     this.record = { sha, image, job, at: '' };
     this.result = { app: app.name, release: this.record, previous, containers: [], stopped: [], strays: plan.strays.map((s) => s.id), leftovers: [], drain: null, timings: this.timings };
     const strayIds = new Set(plan.strays.map((s) => s.id));
-    await drainBusyStrays(liveEndpoints(tasks.filter((t) => strayIds.has(t.serviceId))).map((t) => t.address!), app.drain_s, this.log);
+    // nginx routed to them until a reload that caught it up just now: drained in full, as after a switch.
+    await drainBusyStrays(liveEndpoints(tasks.filter((t) => strayIds.has(t.serviceId))).map((t) => t.address!), app.drain_s, this.log, caughtUp ? { listen: proxy.listen(app) } : undefined);
     for (const stray of plan.strays) {
       await swarm.removeService(stray.id);
       this.log(`removed stray service ${stray.name} (not live, left by an unfinished rollout)`);
@@ -289,10 +292,21 @@ class SwarmRun {
 
       this.checkCancelled('the start');
       this.onStep('health');
-      await waitAllHealthy(this.tasks.map((t) => ({ id: t.id, address: t.address })), {
-        runtime: this.healthRuntime(), path: app.health.path, timeoutMs: app.health.timeout_s * 1000, intervalMs: app.health.interval_ms,
-        signal: this.request.signal, log: this.log, scrub: this.scrub,
-      });
+      // A task that passed its probe may stop before the others pass theirs (it crashed, its node was drained): Swarm
+      // refills its slot with another task, at another address. The set switched to is the one running now, probed.
+      for (let round = 1; ; round++) {
+        await waitAllHealthy(this.tasks.map((t) => ({ id: t.id, address: t.address })), {
+          runtime: this.healthRuntime(), path: app.health.path, timeoutMs: app.health.timeout_s * 1000, intervalMs: app.health.interval_ms,
+          signal: this.request.signal, log: this.log, scrub: this.scrub,
+        });
+        const gone = await this.tasksGone();
+        if (gone.length === 0) break;
+        if (round >= HEALTH_ROUNDS) {
+          throw new HealthCheckError(gone[0]!.id, `stopped after answering its health check, as ${gone.length === 1 ? 'a task' : 'tasks'} of ${name} kept doing (${HEALTH_ROUNDS} rounds): the release does not stay up`, '');
+        }
+        this.log(`task${gone.length === 1 ? '' : 's'} ${gone.map((t) => t.id.slice(0, 12)).join(', ')} stopped after answering ${gone.length === 1 ? 'its' : 'their'} health check: waiting for the service's tasks again`);
+        this.tasks = await this.waitForTasks();
+      }
       phase('health');
     } catch (err) {
       // Taken up, the release is what etcd names live already: a task of it failing now (a probe, a slot Swarm is
@@ -314,6 +328,11 @@ class SwarmRun {
     this.prepared = await proxy.prepare(app, addresses);
     this.log(say.prepared(this.prepared, addresses.length));
     this.checkCancelled('the switch');
+    // Once more right before the switch (the candidate's check took a while): never keys for a task that is gone.
+    const gone = await this.tasksGone();
+    if (gone.length > 0) {
+      throw new UnavailableError('swarm', `task${gone.length === 1 ? '' : 's'} ${gone.map((t) => t.id.slice(0, 12)).join(', ')} of ${name} stopped just before the switch; nothing was switched, and the job is tried again`);
+    }
     if (this.lock!.lost) throw new UnavailableError('etcd', `lost the rollout lock of ${app.name} (etcd unreachable for longer than its lease); nothing was switched`);
     const add = Object.fromEntries(this.tasks.map((t) => [etcdKeys.upstream(app.etcd_prefix, t.id), t.address!]));
     this.record.at = new Date().toISOString();
@@ -369,6 +388,13 @@ class SwarmRun {
    * to Docker's check) fails the release at once, quoting the task's error
    * and log; so does the time running out.
    */
+  /** The tasks switched to that are no longer running at their address (asked of the manager now). */
+  private async tasksGone(): Promise<AppTask[]> {
+    const { app } = this.request;
+    const running = new Map(liveEndpoints(await this.seams.swarm.appTasks(app.name, app.port, this.service!.id)).map((t) => [t.id, t.address]));
+    return this.tasks.filter((t) => running.get(t.id) !== t.address);
+  }
+
   private async waitForTasks(): Promise<AppTask[]> {
     const { app } = this.request;
     const deadline = Date.now() + app.health.timeout_s * 1000 + PULL_ALLOWANCE_MS;
