@@ -181,6 +181,8 @@ class SwarmRun {
   lock?: AppLock;
   /** The release's service: created by this attempt (`created`), or taken up from an earlier one (see SwarmPlan.resume). */
   private service?: { id: string; name: string };
+  /** The service this rollout asked the manager to create, until it answered. */
+  private creating?: string;
   /** Set only when this attempt created the service: what a failure before the switch removes. */
   private created?: { id: string; name: string };
   private tasks: AppTask[] = [];
@@ -283,6 +285,7 @@ class SwarmRun {
       this.service = { id: plan.resume.id, name };
       this.log(`service ${name} of this job is live already (an earlier attempt switched to it and did not finish): taking it up, not starting it again`);
     } else {
+      this.creating = name;
       this.service = this.created = { id: await swarm.createService(plan.spec), name };
       this.log(`created service ${name} (${app.replicas} replica${app.replicas === 1 ? '' : 's'} of ${this.record.image}${app.placement.length ? `, placement ${app.placement.join(', ')}` : ''})`);
     }
@@ -511,6 +514,13 @@ class SwarmRun {
   async undo(): Promise<void> {
     if (this.switched) return;
     await this.prepared?.discard().catch(() => {});
+    if (!this.created && this.creating) {
+      // A create with no answer, and none found after it: the manager may still make it. Asked once more now; a
+      // service found then runs no traffic (nothing switched), and goes.
+      const name = this.creating;
+      const made = await this.seams.swarm.listAppServices(this.request.app.name).then((services) => services.find((s) => s.name === name), () => undefined);
+      if (made) this.created = { id: made.id, name };
+    }
     if (!this.created) return;
     if (this.switchUnknown) {
       this.log(`left the new service ${this.created.name} running: etcd may name its tasks`);
