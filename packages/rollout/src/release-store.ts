@@ -221,32 +221,25 @@ export class EtcdReleaseStore implements ReleaseStore {
     const { etcd } = this;
     const { input } = receipt;
     const releaseKey = etcdKeys.release(input.app);
-    // And only while this rollout holds the lock, or no one does (its lease ran out, and no rollout took it since):
-    // another that took it has planned from the switched keys, and would leave the ones put back here beside its own.
-    const revert = (lockedBy: 'us' | 'no one') => etcdCall(`reverting the switch of ${input.app}`, () => {
-      const guarded = etcd.if(releaseKey, 'Value', '==', JSON.stringify(input.release));
-      return (lockedBy === 'us' ? guarded.and(input.lock.key, 'Value', '==', input.lock.value) : guarded.and(input.lock.key, 'Create', '==', 0))
-        .then(
-          ...Object.keys(input.add).filter((key) => !input.remove.some((u) => u.key === key)).map((key) => etcd.delete().key(key)),
-          ...input.remove.map((u) => leased(etcd.put(u.key).value(u.address), input.leaseId)),
-          receipt.previousRelease === null ? etcd.delete().key(releaseKey) : etcd.put(releaseKey).value(receipt.previousRelease),
-          etcd.delete().key(receipt.historyKey),
-        )
-        .else(etcd.get(releaseKey), etcd.get(receipt.historyKey), etcd.get(input.lock.key))
-        .options(etcdDeadline())
-        .commit();
-    });
-    let result = await revert('us');
+    // And only while this rollout holds the lock. Not once it lapsed, even with no holder now: another rollout may
+    // have taken it since, and removed the previous release's containers as strays, which the keys put back would
+    // name. Refused, the new containers stay as etcd names them, and the next rollout plans from etcd.
+    const result = await etcdCall(`reverting the switch of ${input.app}`, () => etcd
+      .if(releaseKey, 'Value', '==', JSON.stringify(input.release))
+      .and(input.lock.key, 'Value', '==', input.lock.value)
+      .then(
+        ...Object.keys(input.add).filter((key) => !input.remove.some((u) => u.key === key)).map((key) => etcd.delete().key(key)),
+        ...input.remove.map((u) => leased(etcd.put(u.key).value(u.address), input.leaseId)),
+        receipt.previousRelease === null ? etcd.delete().key(releaseKey) : etcd.put(releaseKey).value(receipt.previousRelease),
+        etcd.delete().key(receipt.historyKey),
+      )
+      .else(etcd.get(releaseKey), etcd.get(receipt.historyKey))
+      .options(etcdDeadline())
+      .commit());
     if (result.succeeded) return true;
     // Put back already, by this very call: the etcd3 client sent it again after etcd made it and its answer was lost.
-    const answers = (r: typeof result) => r.responses.map((x) => x.response_range?.kvs[0]?.value.toString() ?? null);
-    const [release, history, holder] = answers(result);
-    if (history === null && release === receipt.previousRelease) return true;
-    if (holder !== null || release !== JSON.stringify(input.release)) return false;
-    result = await revert('no one');
-    if (result.succeeded) return true;
-    const [releaseNow, historyNow] = answers(result);
-    return historyNow === null && releaseNow === receipt.previousRelease;
+    const [release, history] = result.responses.map((r) => r.response_range?.kvs[0]?.value.toString() ?? null);
+    return history === null && release === receipt.previousRelease;
   }
 
   async pruneReleases(app: string, keep: number): Promise<number> {

@@ -45,7 +45,7 @@ export const rolloutLog = {
 
   revertFailed: (err: unknown) => `could not revert the etcd switch: ${(err as Error).message}; the new containers stay, since etcd names them (nginx went back to the previous ones); the next deploy, or \`slipway router --once\` once etcd answers, settles it`,
 
-  revertRaced: () => 'did not revert the etcd switch: the release changed meanwhile, or another rollout of the app holds its lock now (this one lost it); the new containers stay',
+  revertRaced: () => 'did not revert the etcd switch: the release changed meanwhile, or this rollout lost the app\'s lock (another may have taken it); the new containers stay, as etcd names them',
 
   drainingStrays: (busy: readonly string[]) => `strays still carry connections (${busy.join(', ')}; a rollout that lost the app's lock may be draining them): drained before they go`,
   routingAsEtcd: (routed: readonly string[], keyed: readonly string[]) => `nginx still routes to ${routed.length ? routed.join(', ') : 'nothing'} while etcd names ${keyed.join(', ')} (a switch whose nginx file was never put in place): nginx is brought to etcd's set`,
