@@ -22,6 +22,7 @@ import { removeStrayContainers, rollout } from '@slipway/rollout/rollout';
 import { FINAL_STATES, type JobRecord, type Step, type TestStepRun } from '@slipway/queue/job-types';
 import type { AppConfig, StepConfig } from '@slipway/config/types';
 import { bullJobId } from '@slipway/queue/deploy-queue';
+import { withRedis } from '@slipway/queue/redis';
 import { AppLease, DEFAULT_LEASE_MS } from './app-lease.js';
 import { JobLog } from './job-log.js';
 
@@ -540,7 +541,8 @@ function unlessCancelled(signal: AbortSignal): AbortSignal {
  */
 async function imagesStillToRun(ctx: DeployContext, record: JobRecord): Promise<string[] | null> {
   try {
-    const jobs = await ctx.store.records((await ctx.store.waitingIds(record.app)).filter((id) => id !== record.id));
+    // Bounded: asked under the app's lock, after the switch, through a client that waits out an outage for ever.
+    const jobs = await withRedis(ctx.store.redis, async () => ctx.store.records((await ctx.store.waitingIds(record.app)).filter((id) => id !== record.id)));
     return jobs.flatMap((job) => (job.image ? [job.image] : []));
   } catch {
     // Not known: nothing is pruned this time, rather than the image of a rollback waiting its turn.
