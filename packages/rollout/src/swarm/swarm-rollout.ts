@@ -305,7 +305,10 @@ class SwarmRun {
         const gone = await this.tasksGone();
         if (gone.length === 0) break;
         if (round >= HEALTH_ROUNDS) {
-          throw new HealthCheckError(gone[0]!.id, `stopped after answering its health check, as ${gone.length === 1 ? 'a task' : 'tasks'} of ${name} kept doing (${HEALTH_ROUNDS} rounds): the release does not stay up`, '');
+          // Its own exits are the release's; tasks Swarm stopped (a node drained or lost) are the cluster's.
+          const crashed = gone.find((t) => t.ended === 'failed');
+          if (crashed) throw new HealthCheckError(crashed.id, `exited after answering its health check, as tasks of ${name} kept doing (${HEALTH_ROUNDS} rounds): the release does not stay up`, '');
+          throw new UnavailableError('swarm', `tasks of ${name} kept being stopped by Swarm after answering their health check (${HEALTH_ROUNDS} rounds: nodes drained or lost?); nothing was switched, and the job is tried again`);
         }
         this.log(`task${gone.length === 1 ? '' : 's'} ${gone.map((t) => t.id.slice(0, 12)).join(', ')} stopped after answering ${gone.length === 1 ? 'its' : 'their'} health check: waiting for the service's tasks again`);
         this.tasks = await this.waitForTasks();
@@ -386,18 +389,22 @@ class SwarmRun {
   }
 
   /**
+   * The tasks to be switched to that are no longer running at their address
+   * (asked of the manager now), each with the state it ended in, when known.
+   */
+  private async tasksGone(): Promise<Array<AppTask & { ended: string | null }>> {
+    const { app } = this.request;
+    const now = await this.seams.swarm.appTasks(app.name, app.port, this.service!.id);
+    const running = new Map(liveEndpoints(now).map((t) => [t.id, t.address]));
+    return this.tasks.filter((t) => running.get(t.id) !== t.address).map((t) => ({ ...t, ended: now.find((n) => n.id === t.id)?.state ?? null }));
+  }
+
+  /**
    * Until every replica has a running task with a published port. A slot
    * whose tasks failed MAX_TASK_FAILURES times (exited, rejected, unhealthy
    * to Docker's check) fails the release at once, quoting the task's error
    * and log; so does the time running out.
    */
-  /** The tasks switched to that are no longer running at their address (asked of the manager now). */
-  private async tasksGone(): Promise<AppTask[]> {
-    const { app } = this.request;
-    const running = new Map(liveEndpoints(await this.seams.swarm.appTasks(app.name, app.port, this.service!.id)).map((t) => [t.id, t.address]));
-    return this.tasks.filter((t) => running.get(t.id) !== t.address);
-  }
-
   private async waitForTasks(): Promise<AppTask[]> {
     const { app } = this.request;
     const deadline = Date.now() + app.health.timeout_s * 1000 + PULL_ALLOWANCE_MS;
