@@ -172,14 +172,16 @@ export const LEFT_GIT_LOCK_MS = 60_000;
  * outside `objects/`: a git killed by the OOM killer under a worker that
  * lived on leaves `refs/heads/<branch>.lock` or `packed-refs.lock`, and
  * every later fetch failed on it ("cannot lock ref") for good. Only the
- * holder of the repository's lock calls it: no git of ours runs there.
+ * holder of the repository's lock calls it: no git of ours runs there
+ * but in `worktrees/` (a build's checkout), which this leaves alone.
  */
 export async function removeGitLocks(dir: string, log: (line: string) => void, options: { olderThanMs?: number } = {}): Promise<void> {
   const walk = async (at: string): Promise<void> => {
     for (const entry of await readdir(at, { withFileTypes: true }).catch(() => [])) {
       const path = join(at, entry.name);
       if (entry.isDirectory()) {
-        if (options.olderThanMs === undefined || !(at === dir && entry.name === 'objects')) await walk(path);
+        // objects/: none of git's lock files; worktrees/: the checkouts builds use now, a git of theirs may run there.
+        if (options.olderThanMs === undefined || !(at === dir && (entry.name === 'objects' || entry.name === 'worktrees'))) await walk(path);
       } else if (entry.name.endsWith('.lock')) {
         if (options.olderThanMs !== undefined && Date.now() - ((await stat(path).catch(() => null))?.mtimeMs ?? Date.now()) < options.olderThanMs) continue;
         await unlink(path).catch(() => {});

@@ -231,13 +231,28 @@ describe('checkout', () => {
     const fresh = join(paths.repo, 'refs', 'tags', 'fresh.lock');
     mkdirSync(dirname(fresh), { recursive: true });
     writeFileSync(fresh, '');
+    // And a build's checkout, whose git may run long: its admin folder is left alone, whatever its age.
+    const admin = join(paths.repo, 'worktrees', 'a-build');
+    const building = join(admin, 'index.lock');
+    const buildTree = join(temp.path, 'a-build-tree');
+    mkdirSync(admin, { recursive: true });
+    mkdirSync(buildTree, { recursive: true });
+    writeFileSync(join(buildTree, '.git'), `gitdir: ${admin}\n`);
+    writeFileSync(join(admin, 'gitdir'), `${join(buildTree, '.git')}\n`);
+    writeFileSync(join(admin, 'commondir'), '../..\n');
+    writeFileSync(join(admin, 'HEAD'), `${fixture.sha}\n`);
+    writeFileSync(building, '');
+    utimesSync(building, old, old);
     const lines: string[] = [];
     const sha2 = await commitVersion(fixture, { version: 'v4' });
     await (await checkout({ app, sha: sha2, workdir, log: (line) => lines.push(line) })).cleanup();
     expect(lines.join('\n')).toContain(`removed ${left}, left by an interrupted git`);
     expect(existsSync(left)).toBe(false);
     expect(existsSync(fresh)).toBe(true);
+    expect(existsSync(building)).toBe(true);
     rmSync(fresh);
+    rmSync(admin, { recursive: true });
+    rmSync(buildTree, { recursive: true });
   });
 
   it('keeps the clone cache when a cancel stops git asking whether it is one; starts over only a cache git says is not', async () => {
