@@ -213,6 +213,9 @@ export class DeployFeedback {
     if (record.state !== 'superseded' || !record.sha || !record.supersededBy || !record.push) return null;
     let by = await store.get(record.supersededBy);
     if (!by || by.sha !== record.sha) return null;
+    // Re-run already (its re-run copied its push: none): the re-run is the job the commit waits on.
+    const rerun = by.retriedBy ? await store.get(by.retriedBy) : null;
+    if (rerun?.sha === record.sha) by = rerun;
     if (!by.push) {
       await store.update(by.id, { push: record.push });
       // Ended meanwhile, its end reported without a push: what it ended as is posted here, on this job's push.

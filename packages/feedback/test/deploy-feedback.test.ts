@@ -209,6 +209,18 @@ describe('DeployFeedback: what a job\'s end tells the forge, the team and Promet
     feedback.finished(await store.finish(running.id, 'failed', { error: 'health_failed: no answer', fault: 'commit' }));
     await feedback.idle();
     expect(ofApp().slice(1)).toEqual([['failure', expect.stringContaining('health_failed: no answer')]]);
+
+    // Failed and re-run before the push's end was reported (late, by a sweep): the re-run is what the commit shows.
+    const operator = await store.create({ app, sha: sha(42), ref: 'master', image: null, trigger: 'cli' });
+    await store.update(operator.id, { state: 'active', startedAt: new Date().toISOString() });
+    await store.finish(operator.id, 'failed', { error: 'etcd unreachable', fault: 'slipway' });
+    const rerun = await store.create({ app, sha: sha(42), ref: 'master', image: null, trigger: 'retry', retryOf: operator.id });
+    await store.update(operator.id, { retriedBy: rerun.id });
+    await store.update(rerun.id, { state: 'active', startedAt: new Date().toISOString() });
+    await store.finish(rerun.id, 'completed');
+    feedback.finished(await finishedJob(app, 42, 'superseded', { supersededBy: operator.id }));
+    await feedback.idle();
+    expect(ofApp().slice(2)).toEqual([['success', expect.stringContaining(`(job ${rerun.id})`)]]);
   });
 
   it('an end no worker reported (its worker died after finishing the job) is reported by the next sweep, once', async () => {
@@ -236,7 +248,7 @@ describe('DeployFeedback: what a job\'s end tells the forge, the team and Promet
     forge.failNext(1, 502);
     stopping.finished(failed, new SlipwayError('health_failed', 'health check failed', { fault: 'commit' }));
     await expect.poll(() => ofApp().length, { timeout: 2000 }).toBe(1);
-    await stopping.close(100);
+    await stopping.close(1000);
     expect(await feedback.reportUnreported([app], Date.now() + UNREPORTED_AFTER_MS + 1000)).toBe(1);
     await feedback.idle();
     expect(ofApp().map((s) => [s.body.state, s.status])).toEqual([['failure', 502], ['failure', 201]]);
