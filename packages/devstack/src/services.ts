@@ -474,7 +474,12 @@ export function ensureSystemPackages(packages: readonly string[] = Object.keys(S
       // apt-get refuses all once dpkg was interrupted; asked after apt-get had dpkg's lock (waited for, unlike dpkg's).
       if (!dpkgInterrupted()) throw err;
       log('dpkg was interrupted (an install stopped midway): finishing it (dpkg --configure -a), then installing again');
-      run(['dpkg', '--force-confold', '--configure', '-a']);
+      try {
+        run(['dpkg', '--force-confold', '--configure', '-a']);
+      } catch {
+        // Another dpkg running (its updates were what was seen), or one that cannot finish: the install's error says more.
+        throw err;
+      }
       install();
     }
   });

@@ -294,7 +294,11 @@ export async function sweepStaleStacks(log: (line: string) => void = () => {}): 
       log(`stopping stale stack ${state.id} (owner ${state.ownerPid} is gone)`);
       // Its test containers go with it only if Docker answers now: killed with its run, the engine comes back with the
       // next start and brings them up again (restart policy). Its id is kept for that start to remove them, however young.
-      appendFileSync(SWEPT_STACKS, `${state.id}\n`);
+      try {
+        appendFileSync(SWEPT_STACKS, `${state.id}\n`);
+      } catch {
+        // Another user's file in the shared temporary directory: its containers wait for the 30 minutes' rule.
+      }
       await stopStack({ ...state, docker: state.docker ? { host: state.docker.host } : undefined });
       continue;
     }
@@ -353,11 +357,13 @@ export function orphanedStackIds(containers: ReadonlyArray<{ Labels: Record<stri
 export async function removeOrphanTestArtifacts(own: string, docker = new Docker({ socketPath: DOCKER_SOCKET })): Promise<number> {
   const live = new Set([own, ...liveStacks().map((s) => s.id)]);
   // Swept stacks are gone for certain, whatever their containers' age.
-  const swept = existsSync(SWEPT_STACKS) ? readFileSync(SWEPT_STACKS, 'utf8').split('\n').filter((id) => /^[0-9a-f]{6}$/.test(id) && !live.has(id)) : [];
-  rmSync(SWEPT_STACKS, { force: true });
+  const sweptText = existsSync(SWEPT_STACKS) ? readFileSync(SWEPT_STACKS, 'utf8') : '';
+  const swept = sweptText.split('\n').filter((id) => /^[0-9a-f]{6}$/.test(id) && !live.has(id));
   const orphaned = new Set([...swept, ...orphanedStackIds(await docker.listContainers({ all: true, filters: { label: ['slipway.app'] } }), live, Date.now())]);
   let cleaned = 0;
   for (const id of orphaned) if ((await removeTestArtifacts(id, docker)) > 0) cleaned++;
+  // Forgotten once removed (a failure above keeps them for the next start), unless a sweep added some meanwhile.
+  if (sweptText && existsSync(SWEPT_STACKS) && readFileSync(SWEPT_STACKS, 'utf8') === sweptText) rmSync(SWEPT_STACKS, { force: true });
   return cleaned;
 }
 
