@@ -194,6 +194,16 @@ describe('GitRunner.probe', () => {
     expect(lines[1]).toBe('after');
   });
 
+  it('stops a git whose output runs on in one line past 4 MB: git_failed, its output never held whole', async () => {
+    const endless = join(dir, 'endless.git');
+    execFileSync('git', ['init', '--quiet', '--bare', endless]);
+    writeFileSync(join(endless, 'hooks', 'pre-commit'), '#!/bin/sh\nwhile :; do head -c 65536 /dev/zero | tr "\\0" x >&2 || exit 1; done\n', { mode: 0o755 });
+    const lines: string[] = [];
+    const err = await createGitRunner({ gitDir: endless, log: (line) => lines.push(line) }).run(['hook', 'run', 'pre-commit'], { stream: true, action: 'fetch' }).then(() => null, (e: unknown) => e);
+    expect(err).toMatchObject({ code: 'git_failed', message: 'git fetch printed a line of more than 4 MB without ending it, and was stopped' });
+    expect(lines).toHaveLength(1);
+  });
+
   it('a git killed by a signal (the OOM killer, a stop of the worker\'s group) failed, though it printed nothing: unavailable, tried again', async () => {
     const killing = join(dir, 'killing.git');
     execFileSync('git', ['init', '--quiet', '--bare', killing]);

@@ -56,7 +56,8 @@ export function createGitRunner(options: GitRunnerOptions): GitRunner {
   const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_GIT_IDLE_TIMEOUT_MS;
   const scrub = (text: string) => scrubSecrets(text, secrets);
 
-  const client = (stream: boolean): SimpleGit => {
+  /** `overran`: set when git's output ran on past MAX_GIT_OUTPUT_LINE in one line, and git was stopped for it. */
+  const client = (stream: boolean, state: { overran: boolean } = { overran: false }): SimpleGit => {
     const git = simpleGit({
       baseDir: options.gitDir,
       binary: 'git',
@@ -73,13 +74,21 @@ export function createGitRunner(options: GitRunnerOptions): GitRunner {
     if (stream && log) {
       git.outputHandler((_command, _stdout, stderr) => {
         let partial = '';
-        let skipping = false;
+        let skipping = 0;
         stderr.on('data', (chunk: Buffer) => {
           let text = chunk.toString('utf8');
-          if (skipping) {
+          if (skipping > 0) {
             const end = text.search(/\r?\n|\r/);
-            if (end < 0) return;
-            skipping = false;
+            if (end < 0) {
+              // simple-git keeps every byte git prints until it exits: a line without end is stopped, not read for ever.
+              skipping += text.length;
+              if (skipping > MAX_GIT_OUTPUT_LINE && !state.overran) {
+                state.overran = true;
+                (stderr as unknown as { destroy(): void }).destroy();
+              }
+              return;
+            }
+            skipping = 0;
             text = text.slice(end);
           }
           const lines = (partial + text).split(/\r?\n|\r/);
@@ -88,8 +97,8 @@ export function createGitRunner(options: GitRunnerOptions): GitRunner {
           // while a secret that begins in it still ends inside it, and the rest dropped up to its end.
           if (partial.length > 2 * MAX_GIT_LINE) {
             lines.push(`${scrub(partial).slice(0, MAX_GIT_LINE)} [line cut]`);
+            skipping = partial.length;
             partial = '';
-            skipping = true;
           }
           for (const line of lines) if (worthLogging(line)) log(scrub(line.trimEnd()));
         });
@@ -103,11 +112,16 @@ export function createGitRunner(options: GitRunnerOptions): GitRunner {
 
   const run = async (args: readonly string[], runOptions: GitRunOptions = {}): Promise<string> => {
     const action = runOptions.action ?? args[0] ?? 'git';
+    const state = { overran: false };
+    const overran = () => new SlipwayError('git_failed', `git ${action} printed a line of more than ${MAX_GIT_OUTPUT_LINE / 1024 / 1024} MB without ending it${options.repo ? ` (${scrub(options.repo.url)})` : ''}, and was stopped`);
+    let out: string;
     try {
-      return await client(runOptions.stream ?? false).raw([...args]);
+      out = await client(runOptions.stream ?? false, state).raw([...args]);
     } catch (err) {
-      throw translate(err, action);
+      throw state.overran ? overran() : translate(err, action);
     }
+    if (state.overran) throw overran();
+    return out;
   };
 
   const translate = (err: unknown, action: string): Error => {
@@ -162,6 +176,8 @@ function gitErrors(error: Buffer | Error | undefined, result: { exitCode: number
 
 /** The longest line of git's output kept for the log. */
 const MAX_GIT_LINE = 16 * 1024;
+/** A line of git's output this long, still without its end, stops git. */
+const MAX_GIT_OUTPUT_LINE = 4 * 1024 * 1024;
 
 /** Credentials as `apps.<app>.credentials` holds them. */
 export interface GitCredentials {
