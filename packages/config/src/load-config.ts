@@ -210,18 +210,14 @@ function crossCheck(config: SlipwayConfig): string[] {
     const swarm = config.engine.type === 'swarm';
     if (!swarm && app.placement.length > 0) problems.push(`apps.${app.name}.placement: placement constraints need engine.type: swarm`);
     if (swarm && app.routing === 'dns') problems.push(`apps.${app.name}.routing: routing: dns publishes on loopback addresses of one machine; with engine.type: swarm use routing: upstream`);
-    if (app.routing === 'dns') {
-      const bits = Number(config.dns.address_pool.split('/')[1]);
-      const addresses = 2 ** (32 - bits) - 2;
-      if (addresses < app.replicas * 2) {
-        problems.push(`apps.${app.name}.replicas: a dns app needs 2 addresses per replica during a rollout; dns.address_pool has ${addresses}`);
-      }
+    if (app.routing === 'dns' && poolSize(config) < app.replicas * 2) {
+      problems.push(`apps.${app.name}.replicas: a dns app needs 2 addresses per replica during a rollout; dns.address_pool has ${poolSize(config)}`);
     }
   }
   // The pool is shared: dns apps deploying at once need 2 addresses per replica each, all together.
   const dnsApps = Object.values(config.apps).filter((app) => app.routing === 'dns');
   const needed = dnsApps.reduce((sum, app) => sum + app.replicas * 2, 0);
-  const pool = 2 ** (32 - Number(config.dns.address_pool.split('/')[1])) - 2;
+  const pool = poolSize(config);
   if (dnsApps.length > 1 && needed > pool && dnsApps.every((app) => app.replicas * 2 <= pool)) {
     problems.push(`dns.address_pool: has ${pool} addresses; the dns apps (${dnsApps.map((a) => `${a.name}: ${a.replicas}`).join(', ')} replicas) need ${needed} when they deploy at once (2 per replica)`);
   }
@@ -238,6 +234,11 @@ function crossCheck(config: SlipwayConfig): string[] {
   problems.push(...listenerClashes(config));
   problems.push(...engineProblems(config.engine));
   return problems;
+}
+
+/** How many container addresses `dns.address_pool` holds (its network and broadcast addresses aside). */
+function poolSize(config: SlipwayConfig): number {
+  return 2 ** (32 - Number(config.dns.address_pool.split('/')[1])) - 2;
 }
 
 /**

@@ -346,14 +346,14 @@ function asRootDid(asRoot: string[], argv: string[], input?: string): boolean {
   return spawnSync(file!, args, { input, stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'ignore'] }).status === 0;
 }
 
+/** A policy-rc.d of ours this old was left, whatever its pid says. */
+const POLICY_STALE_MS = 2 * 60 * 60_000;
+
 /**
  * Whose our policy-rc.d is: 'none' (absent, or the host's own), 'live' (an
  * install of another Slipway process under way: npm start and npm test
  * started together), or 'left' (its process is gone).
  */
-/** A policy-rc.d of ours this old was left, whatever its pid says. */
-const POLICY_STALE_MS = 2 * 60 * 60_000;
-
 export function policyOwner(file = POLICY_RC_D): 'none' | 'live' | 'left' {
   const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
   if (!text.includes(POLICY_MARKER)) return 'none';
@@ -415,7 +415,7 @@ function withoutServiceStarts(asRoot: string[], log: (line: string) => void, run
     run();
   } finally {
     // Only while it is still this install's.
-    if (placed && policyOwner() === 'left' && readFileSync(POLICY_RC_D, 'utf8').includes(`(pid ${process.pid})`)) asRootDid(asRoot, ['rm', '-f', POLICY_RC_D]);
+    if (placed && existsSync(POLICY_RC_D) && readFileSync(POLICY_RC_D, 'utf8').includes(`(pid ${process.pid})`)) asRootDid(asRoot, ['rm', '-f', POLICY_RC_D]);
   }
 }
 

@@ -26,8 +26,6 @@ export const UNREPORTED_WITHIN_MS = 60 * 60_000;
 const HAND_BACK_MS = 1_000;
 /** A job's end-reported mark once its worker stopped with the final status unsent: the next sweep posts the status. */
 const STATUS_UNSENT = 'status-unsent';
-/** KEYS[1] set to ARGV[2] (its expiry kept) only while it holds ARGV[1]; 1 when it was. */
-const REPLACE_IF_EQUAL = `if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2], 'KEEPTTL') return 1 end return 0`;
 
 export interface DeployFeedbackOptions {
   /** `forges`, `dashboard` and each app's `notify` are read. */
@@ -122,7 +120,7 @@ export class DeployFeedback {
     await this.delivery.close(graceMs);
     const { store } = this.options;
     const handBack = Promise.all([...this.unsent].map(([id, token]) =>
-      store.redis.eval(REPLACE_IF_EQUAL, 1, store.keys.endReported(id), token, STATUS_UNSENT).catch(() => {})));
+      store.replaceIfHolds(store.keys.endReported(id), token, STATUS_UNSENT).catch(() => {})));
     await Promise.race([handBack, new Promise((resolve) => setTimeout(resolve, HAND_BACK_MS).unref())]);
   }
 
@@ -152,7 +150,7 @@ export class DeployFeedback {
           continue;
         }
         const token = randomUUID();
-        if ((await store.redis.eval(REPLACE_IF_EQUAL, 1, store.keys.endReported(id), STATUS_UNSENT, token)) !== 1) continue;
+        if (!(await store.replaceIfHolds(store.keys.endReported(id), STATUS_UNSENT, token))) continue;
         taken++;
         this.track(this.postFinalStatus(record, token));
       }
@@ -187,16 +185,15 @@ export class DeployFeedback {
     const settled = (outcome: DeliveryOutcome) => {
       if (outcome === 'delivered' || !this.closing) this.unsent.delete(record.id);
     };
+    const shown = deployedAs ?? record;
     this.unsent.set(record.id, token);
-    const posted = deployedAs
-      ? this.statuses.post({ ...deployedAs, push: record.push }, {
-        failureKind: deployedAs.state === 'failed' ? failureKind(deployedAs.fault ?? 'slipway') : undefined,
-        stillWanted: async () => !(await store.get(deployedAs.id))?.retriedBy,
-        settled,
-      })
-      // Not once the job was re-run: the re-run posts on the same commit and context, and a final status of this one
-      // still being retried (the forge answered 502) would land over the re-run's.
-      : this.statuses.post(record, { failureKind: kind, stillWanted: async () => !(await store.get(record.id))?.retriedBy, settled });
+    const posted = this.statuses.post({ ...shown, push: record.push }, {
+      failureKind: shown === record ? kind : shown.state === 'failed' ? failureKind(shown.fault ?? 'slipway') : undefined,
+      // Not once the job shown was re-run: the re-run posts on the same commit and context, and a final status of this
+      // one still being retried (the forge answered 502) would land over the re-run's.
+      stillWanted: async () => !(await store.get(shown.id))?.retriedBy,
+      settled,
+    });
     if (!posted) this.unsent.delete(record.id);
   }
 

@@ -28,6 +28,8 @@ const PUSH_CHAIN_JOBS = 100;
 
 /** Deletes KEYS[1] if it holds ARGV[1]. */
 const DELETE_IF_EQUAL = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0`;
+/** KEYS[1] set to ARGV[2] (its expiry kept) only while it holds ARGV[1]; 1 when it was. */
+const REPLACE_IF_EQUAL = `if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('set', KEYS[1], ARGV[2], 'KEEPTTL') return 1 end return 0`;
 
 /** States of a newer job that make an older one pointless to deploy. */
 const SUPERSEDING: ReadonlySet<JobState> = new Set(['waiting', 'active', 'completed']);
@@ -431,6 +433,11 @@ export class JobStore {
   /** Deletes `key` only while it holds `value` (a claim that expired and was taken by another is theirs). */
   async deleteIfHolds(key: string, value: string): Promise<void> {
     await this.redis.eval(DELETE_IF_EQUAL, 1, key, value);
+  }
+
+  /** Sets `key` to `next`, its expiry kept, only while it holds `value`; whether it did. */
+  async replaceIfHolds(key: string, value: string, next: string): Promise<boolean> {
+    return (await this.redis.eval(REPLACE_IF_EQUAL, 1, key, value, next)) === 1;
   }
 
   /**
