@@ -83,3 +83,34 @@ describe('a commit\'s .dockerignore', () => {
     expect(await refusal(commit({ Dockerfile: 'FROM x\n', '.dockerignore': 'node_modules\n\nsecret-[token\n' }))).toMatchObject({ code: 'build_failed', fault: 'commit', message: 'docker build failed: .dockerignore line 3 is not a pattern Docker can read' });
   });
 });
+
+describe('the build context\'s bound', () => {
+  const tree = (files: Record<string, string | number>) => {
+    const dir = mkdtempSync(join(tmpdir(), 'slipway-context-'));
+    for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), typeof content === 'number' ? Buffer.alloc(content) : content);
+    return dir;
+  };
+  const packed = async (dir: string, limits: Parameters<typeof packContext>[2]) => {
+    try {
+      const context = await packContext(dir, 'Dockerfile', limits);
+      for await (const chunk of context.stream) expect(chunk).toBeDefined();
+      return { paths: context.paths, bytes: context.bytes };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+
+  it('counts the files .dockerignore leaves in, and refuses a context over the bound before packing it', async () => {
+    const files = { Dockerfile: 'FROM x\n', '.dockerignore': 'big.bin\n', 'big.bin': 600_000, 'app.bin': 300_000 };
+    // big.bin is left out: 7 + 8 + 300,000 bytes.
+    expect(await packed(tree(files), { maxBytes: 400_000 })).toEqual({ paths: ['.dockerignore', 'Dockerfile', 'app.bin'], bytes: 300_015 });
+    const refused = await packed(tree({ ...files, '.dockerignore': '' }), { maxBytes: 400_000, setting: 'apps.hello.build_context_max_mb' }).catch((err: unknown) => err);
+    expect(refused).toMatchObject({ code: 'build_failed', fault: 'commit', message: expect.stringMatching(/^docker build failed: the build context is 0\.9 MiB, more than the 0\.4 MiB allowed \(apps\.hello\.build_context_max_mb\); leave out/) });
+  });
+
+  it('refuses a tree of more paths than it lists', async () => {
+    const files = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`f${i}`, 'x']));
+    expect(await packed(tree({ Dockerfile: 'FROM x\n', ...files }), { maxEntries: 11 })).toMatchObject({ bytes: 17 });
+    expect(await packed(tree({ Dockerfile: 'FROM x\n', ...files }), { maxEntries: 10 }).catch((err: unknown) => err)).toMatchObject({ code: 'build_failed', message: expect.stringContaining('more than 10 files and directories') });
+  });
+});

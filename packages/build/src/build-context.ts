@@ -101,14 +101,24 @@ export async function readCommitFile(dir: string, name: string, maxBytes: number
 /** The most of a commit's `.dockerignore` that is read (Docker sets none; a real one is a few KB). */
 export const MAX_DOCKERIGNORE_BYTES = 1024 * 1024;
 
-/** Lists a tree, `/`-separated and relative; `.git` at the top is not entered. */
-export async function listTree(root: string): Promise<ContextEntry[]> {
+/** Most paths a checked-out tree may hold, `.dockerignore`d ones included (each is listed before the rules are applied). */
+export const MAX_TREE_ENTRIES = 1_000_000;
+
+/**
+ * Lists a tree, `/`-separated and relative; `.git` at the top is not
+ * entered. A tree of more than `maxEntries` paths is refused (the list is
+ * held in memory).
+ */
+export async function listTree(root: string, maxEntries = MAX_TREE_ENTRIES): Promise<ContextEntry[]> {
   const out: ContextEntry[] = [];
   const walk = async (dir: string): Promise<void> => {
     for (const entry of await readdir(dir, { withFileTypes: true })) {
       const abs = join(dir, entry.name);
       const path = relative(root, abs).split(sep).join('/');
       if (path === '.git') continue;
+      if (out.length >= maxEntries) {
+        throw new BuildError(`docker build failed: the commit's tree holds more than ${maxEntries.toLocaleString('en-US')} files and directories; at most that many are read for a build context`);
+      }
       const directory = entry.isDirectory();
       out.push({ path, directory });
       if (directory) await walk(abs);
@@ -118,19 +128,48 @@ export async function listTree(root: string): Promise<ContextEntry[]> {
   return out;
 }
 
+/** Bytes of the regular files among `paths` (symbolic links are sent as links, directories as headers). */
+async function filesSize(dir: string, paths: readonly string[]): Promise<number> {
+  let total = 0;
+  // A few at a time: a tree of many small files is a stat each.
+  for (let at = 0; at < paths.length; at += 64) {
+    const sizes = await Promise.all(paths.slice(at, at + 64).map((path) => lstat(join(dir, path)).then((s) => (s.isFile() ? s.size : 0))));
+    for (const size of sizes) total += size;
+  }
+  return total;
+}
+
+const mib = (bytes: number) => `${(bytes / (1024 * 1024)).toLocaleString('en-US', { maximumFractionDigits: 1 })} MiB`;
+
+export interface ContextLimits {
+  /** Most bytes of file content the context may carry; a larger one is refused before anything is packed. */
+  maxBytes?: number;
+  /** Said in the refusal: the setting that gave `maxBytes` (`apps.hello.build_context_max_mb`). */
+  setting?: string;
+  /** Most paths the tree may hold. Default {@link MAX_TREE_ENTRIES}. */
+  maxEntries?: number;
+}
+
 /**
  * The build context of a checked-out tree as a tar stream: the paths
  * {@link selectContext} keeps, in a stable order. Symlinks are sent as
- * symlinks, as `docker build` does.
+ * symlinks, as `docker build` does. Bounded: a context whose files sum to
+ * more than `limits.maxBytes` fails as the commit's (`build_failed`), before
+ * Docker receives a byte of it.
  */
-export async function packContext(dir: string, dockerfile: string): Promise<{ stream: Readable; paths: string[] }> {
+export async function packContext(dir: string, dockerfile: string, limits: ContextLimits = {}): Promise<{ stream: Readable; paths: string[]; bytes: number }> {
   const dockerignore = await readCommitFile(dir, '.dockerignore', MAX_DOCKERIGNORE_BYTES, (why) => new BuildError(`docker build failed: .dockerignore ${why}`), { linksInside: true });
-  const paths = selectContext(await listTree(dir), dockerignore, dockerfile);
+  const paths = selectContext(await listTree(dir, limits.maxEntries), dockerignore, dockerfile);
+  const bytes = await filesSize(dir, paths);
+  if (limits.maxBytes !== undefined && bytes > limits.maxBytes) {
+    const setting = limits.setting ? ` (${limits.setting})` : '';
+    throw new BuildError(`docker build failed: the build context is ${mib(bytes)}, more than the ${mib(limits.maxBytes)} allowed${setting}; leave out what the image does not need with .dockerignore`);
+  }
   const keep = new Set(paths);
   const stream = pack(dir, {
     entries: paths.length > 0 ? ['.'] : [],
     ignore: (name) => !keep.has(relative(dir, name).split(sep).join('/')),
     sort: true,
   } as Parameters<typeof pack>[1]) as unknown as Readable;
-  return { stream, paths };
+  return { stream, paths, bytes };
 }

@@ -12,7 +12,7 @@ import { BuildStream, type BuildEvent, type BuildStep, jsonLines } from './build
 import { packContext } from './build-context.js';
 
 export interface BuildImageOptions {
-  /** Uses `name`, `dockerfile`, `build_args` (and `credentials`, only to scrub them from the log). */
+  /** Uses `name`, `dockerfile`, `build_args`, `build_timeout_s`, `build_context_max_mb` (and `credentials`, only to scrub them from the log). */
   app: AppConfig;
   /** The checked-out tree (see `checkout`). */
   dir: string;
@@ -29,6 +29,8 @@ export interface BuildImageOptions {
 
 /** `apps.<app>.build_timeout_s` when an AppConfig made outside the schema has none. */
 export const DEFAULT_BUILD_TIMEOUT_S = 1800;
+/** `apps.<app>.build_context_max_mb` when an AppConfig made outside the schema has none. */
+export const DEFAULT_BUILD_CONTEXT_MAX_MB = 2048;
 
 export interface BuiltImage {
   /** `slipway/<app>:<sha12>`. */
@@ -84,8 +86,9 @@ async function build(options: BuildImageOptions & { signal: AbortSignal }): Prom
   if (!dockerfile?.isFile()) {
     throw new BuildError(`docker build failed: the Dockerfile ${plan.dockerfile} is not in commit ${options.sha.slice(0, 12)}`);
   }
-  const context = await packContext(options.dir, plan.dockerfile);
-  log(`building ${plan.image} from ${plan.dockerfile} (${context.paths.length} paths in the context)`);
+  const maxMb = options.app.build_context_max_mb ?? DEFAULT_BUILD_CONTEXT_MAX_MB;
+  const context = await packContext(options.dir, plan.dockerfile, { maxBytes: maxMb * 1024 * 1024, setting: `apps.${options.app.name}.build_context_max_mb` });
+  log(`building ${plan.image} from ${plan.dockerfile} (${context.paths.length} paths in the context, ${context.bytes.toLocaleString('en-US')} bytes)`);
 
   const cancelled = () => {
     const reason: unknown = signal.reason;

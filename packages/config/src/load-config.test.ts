@@ -37,7 +37,7 @@ describe('parseConfig defaults', () => {
       name: 'hello', repo: 'https://github.com/acme/hello.git', branch: 'master', secret: undefined,
       replicas: 2, port: 8080, host_ip: '127.0.0.1',
       health: { path: '/healthz', timeout_s: 30, interval_ms: 200 },
-      listen: '80', server_name: [], drain_s: 5, stop_timeout_s: 10, build_timeout_s: 1800, dockerfile: 'Dockerfile',
+      listen: '80', server_name: [], drain_s: 5, stop_timeout_s: 10, build_timeout_s: 1800, build_context_max_mb: 2048, dockerfile: 'Dockerfile',
       build_args: {}, env: {}, etcd_prefix: '/slipway/apps/hello/upstream', routing: 'upstream',
       template: undefined, credentials: undefined, notify: [], placement: [],
     });

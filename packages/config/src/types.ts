@@ -63,6 +63,7 @@ export interface AppConfig {
   drain_s: number;
   stop_timeout_s: number;
   build_timeout_s: number;
+  build_context_max_mb: number;
   /** Absent: the pushed commit's `.slipway.yml` decides. */
   steps?: StepConfig[];
   dockerfile: string;
