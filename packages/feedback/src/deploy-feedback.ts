@@ -44,7 +44,10 @@ export interface DeployFeedbackOptions {
  * target that is slow, down or refusing never delays or fails a deploy.
  */
 export class DeployFeedback {
+  /** Commit statuses' requests. */
   readonly delivery: BackgroundDelivery;
+  /** Notifications' own requests: a forge that hangs does not hold a failure's notification behind its statuses, nor the reverse. */
+  readonly notifications: BackgroundDelivery;
   readonly statuses: CommitStatuses;
   readonly notifier: Notifier;
   private readonly work = new Set<Promise<void>>();
@@ -56,8 +59,9 @@ export class DeployFeedback {
     const { config, logger, metrics } = options;
     const dashboard = dashboardUrl(config.dashboard);
     this.delivery = new BackgroundDelivery({ logger, retry: options.retry, onSettled: metrics.delivery });
+    this.notifications = new BackgroundDelivery({ logger, retry: options.retry, onSettled: metrics.delivery });
     this.statuses = new CommitStatuses({ sender: new ForgeStatusSender(config.forges), delivery: this.delivery, dashboard, config });
-    this.notifier = new Notifier({ delivery: this.delivery, dashboard });
+    this.notifier = new Notifier({ delivery: this.notifications, dashboard });
   }
 
   /**
@@ -105,7 +109,7 @@ export class DeployFeedback {
   /** Resolves once everything handed over so far was delivered or given up. */
   async idle(): Promise<void> {
     while (this.work.size > 0) await Promise.all([...this.work]);
-    await this.delivery.idle();
+    await Promise.all([this.delivery.idle(), this.notifications.idle()]);
   }
 
   /**
@@ -117,7 +121,7 @@ export class DeployFeedback {
   async close(graceMs = 2000): Promise<void> {
     this.closing = true;
     await Promise.race([Promise.all([...this.work]), new Promise((resolve) => setTimeout(resolve, graceMs).unref())]);
-    await this.delivery.close(graceMs);
+    await Promise.all([this.delivery.close(graceMs), this.notifications.close(graceMs)]);
     const { store } = this.options;
     const handBack = Promise.all([...this.unsent].map(([id, token]) =>
       store.replaceIfHolds(store.keys.endReported(id), token, STATUS_UNSENT).catch(() => {})));

@@ -42,10 +42,10 @@ describe('DeployFeedback: what a job\'s end tells the forge, the team and Promet
     await feedback?.close();
   });
 
-  function start(app: string) {
+  function start(app: string, forgeUrl = forge.url) {
     const config = parseConfig(JSON.stringify({
       dashboard: { public_url: 'https://deploy.example.com/' },
-      forges: { github: { token: 'ghp_T0ken', api_url: forge.url } },
+      forges: { github: { token: 'ghp_T0ken', api_url: forgeUrl } },
       apps: {
         [app]: {
           repo: 'https://github.com/acme/hello.git',
@@ -115,6 +115,26 @@ describe('DeployFeedback: what a job\'s end tells the forge, the team and Promet
     expect(text).toContain('slipway_feedback_deliveries_total{target="slack",outcome="delivered"} 2');
     expect(text).toContain('slipway_feedback_deliveries_total{target="webhook",outcome="delivered"} 4');
     expect(text).toContain('slipway_feedback_deliveries_total{target="github",outcome="delivered"} 3');
+  });
+
+  it('a forge that hangs does not hold back the team\'s notifications: statuses and notifications have requests of their own', async () => {
+    const app = uniqueName('app');
+    const hung = await startFakeForge({ provider: 'github', token: 'ghp_T0ken' });
+    try {
+      hung.hang();
+      const config = start(app, hung.url);
+      await feedback.close();
+      feedback = new DeployFeedback({ config, store, logger: log.logger, metrics, retry: { attempts: 1, timeoutMs: 10_000 } });
+      // More statuses than requests a pool has (8), each waiting on the forge.
+      for (let n = 40; n < 50; n++) feedback.finished(await finishedJob(app, n, 'completed'));
+      await expect.poll(() => hung.seen.length, { timeout: 3000 }).toBe(8);
+      const failed = await finishedJob(app, 50, 'failed', { error: 'health check failed', fault: 'commit' });
+      feedback.finished(failed, new SlipwayError('health_failed', 'health check failed', { fault: 'commit' }));
+      await expect.poll(() => slack.received.filter((r) => (r.body.text as string).startsWith(`${app} ${sha(50).slice(0, 7)}`)).length, { timeout: 3000 }).toBe(1);
+      await feedback.close(100);
+    } finally {
+      await hung.close();
+    }
   });
 
   it('Slipway\'s own error is `error` on the commit and in the payload', async () => {
