@@ -98,10 +98,15 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
   const log = await openLog(ctx, id);
   ctx.running.set(id, controller);
   try {
-    // Unknown (etcd unreadable): the attempt goes on, and meets etcd at its switch; but it gives way to nothing, since
-    // a job that went live and is taken for superseded would be recorded "not deployed" while it serves.
-    const found = await liveFromEarlierAttempt(ctx, record).catch(() => 'unknown' as const);
-    const wentLive = found === 'unknown' ? null : found;
+    // Unknown (etcd unreadable): neither going on nor giving way is safe. Taken for superseded, a job that went live
+    // would be recorded "not deployed" while it serves; going on without asking whether it is, an old commit's retry
+    // could build and go live over the newer one deployed meanwhile, once etcd answers again. The attempt is retried.
+    const wentLive = await liveFromEarlierAttempt(ctx, record).catch(async (err: unknown) => {
+      // An attempt all the same: counted, as the log's "will retry (attempt n of m)" counts it.
+      await ctx.store.update(id, { attempts: ((await ctx.store.get(id))?.attempts ?? 0) + 1 });
+      log.write('etcd could not be read to learn whether an earlier attempt of this job went live: nothing is done until it can be (neither superseded nor built)');
+      throw new UnavailableError('etcd', `etcd could not be read to learn whether an earlier attempt of job ${id} went live: ${firstLine(err)}`, { cause: err });
+    });
     // Whatever came since (a newer push waiting, a cancel: from the switch on, a deploy is not cancelled), it is what is
     // live. On one engine it is recorded as it is, once the previous release's containers the dead attempt would have
     // drained and stopped are; a swarm's rollout takes up the live service where the dead attempt stopped.
@@ -112,11 +117,8 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     }
     if (wentLive) log.write(`an earlier attempt of this job went live (${wentLive.image}) and stopped before its end: taken up where it stopped, with that image, not built again (a cancel or a newer job no longer applies)`);
     else {
-      if (found === 'unknown') log.write('etcd could not be read to learn whether an earlier attempt of this job went live: it goes on, superseded by no newer job');
-      else {
-        const gaveWay = await givesWay(ctx, record, log, logger, controller.signal);
-        if (gaveWay) return gaveWay;
-      }
+      const gaveWay = await givesWay(ctx, record, log, logger, controller.signal);
+      if (gaveWay) return gaveWay;
       if (await ctx.redis.exists(ctx.store.keys.cancel(id))) controller.abort();
     }
 
@@ -580,8 +582,10 @@ async function settleFailure(ctx: DeployContext, job: Job, token: string | undef
     return { takenOver: true };
   }
   // Before the switch, whatever fails once the job was cancelled failed because of it (a build killed, a container
-  // stopped); from the switch on the rollout ignores the cancel, so a failure there is the deploy's own and says so.
-  if ((isSlipwayError(err, 'cancelled') || (signal.aborted && !progress.reachedSwitch)) && !isRetryable(err)) {
+  // stopped), retryable or not: nothing went live, and a retry would only meet the cancel (or, on the last attempt,
+  // record the kill as the job's failure). From the switch on the rollout ignores the cancel, so a failure there is
+  // the deploy's own and says so.
+  if (isSlipwayError(err, 'cancelled') || (signal.aborted && !progress.reachedSwitch)) {
     log.write('cancelled: nothing of this deploy went live');
     await log.flush();
     ctx.feedback?.finished(await ctx.store.finish(id, 'cancelled', { error: 'cancelled by request' }));

@@ -208,7 +208,7 @@ describe('the deploy worker', () => {
     expect(await docker.listContainers({ all: true, filters: { label: [`slipway.app=${app!.name}`] } })).toEqual([]);
   });
 
-  it('a job an earlier attempt started, taken up while etcd is unreachable, is not superseded by a newer one (it may be what serves)', async () => {
+  it('a job an earlier attempt started, taken up while etcd is unreachable, is neither superseded (it may be what serves) nor built (a newer one may be)', async () => {
     world = await workerWorld({ extra: { etcd: ['http://127.0.0.1:9'], worker: { attempts: 1, backoff_ms: 200, concurrency: 1 } } });
     const [app] = world.apps;
     const sha2 = await commitVersion(app!.repo, { version: `${app!.name} v2` });
@@ -218,8 +218,11 @@ describe('the deploy worker', () => {
     const newer = await world.queue.enqueue({ app: app!.name, sha: sha2, ref: 'master', image: null, trigger: 'cli' });
     worker = createDeployWorker({ config: world.config, logger: quietLogger });
     const ended = await waitForJob(world.queue, taken.id);
-    expect(ended.state).not.toBe('superseded');
-    expect((await world.queue.store.readLog(taken.id)).join('\n')).toContain('etcd could not be read to learn whether an earlier attempt of this job went live');
+    expect(ended).toMatchObject({ state: 'failed', error: expect.stringContaining('etcd could not be read') });
+    const log = (await world.queue.store.readLog(taken.id)).join('\n');
+    expect(log).toContain('etcd could not be read to learn whether an earlier attempt of this job went live');
+    // Nothing was done until etcd could say: a retry that went on could go live over a newer job deployed meanwhile.
+    expect(log).not.toMatch(/checkout|building/);
     await waitForJob(world.queue, newer.id);
   });
 
