@@ -93,15 +93,17 @@ export async function prepareNginxConf(options: PrepareNginxConfOptions): Promis
         return backResult;
       } catch (err) {
         // The front kept its previous file: so does the back, or the app would be routed as nothing asked.
-        await backFile.revert();
+        const unsure = await backFile.revert();
+        // The back's previous file is on disk, but its nginx may still route to the new set: whoever stops that set must know.
+        if (unsure && err instanceof Error) err.message += `; the back nginx's previous file was put back, but ${unsure}`;
         throw err;
       }
     },
   };
 }
 
-/** One nginx's candidate; `revert` puts back, after a commit, the file it replaced. */
-type Prepared = PreparedNginxConf & { revert(): Promise<void> };
+/** One nginx's candidate; `revert` puts back, after a commit, the file it replaced, and says why nginx may not serve it (else null). */
+type Prepared = PreparedNginxConf & { revert(): Promise<string | null> };
 
 /** `ready`: run before the check of a changed file (what the check and the reload need in place). */
 async function prepareOne(options: { nginx: NginxTarget; app: string; listen: string; content: string; ready?: () => Promise<void> }): Promise<Prepared> {
@@ -109,7 +111,7 @@ async function prepareOne(options: { nginx: NginxTarget; app: string; listen: st
   const file = nginxNames.path(nginx.conf_dir, app);
   const previous = await readOrNull(file);
   if (previous === content) {
-    return { file, changed: false, commit: async () => ({ reloaded: false }), discard: async () => {}, revert: async () => {} };
+    return { file, changed: false, commit: async () => ({ reloaded: false }), discard: async () => {}, revert: async () => null };
   }
   await options.ready?.();
   // An address new to this file that another process holds: nginx could not bind it and would keep its previous
@@ -145,9 +147,7 @@ async function prepareOne(options: { nginx: NginxTarget; app: string; listen: st
       if (result.reloaded) replaced = { live };
       return result;
     },
-    revert: async () => {
-      if (replaced !== null) await putBack({ nginx, listen: options.listen, file, content, previous: replaced.live });
-    },
+    revert: async () => (replaced === null ? null : putBack({ nginx, listen: options.listen, file, content, previous: replaced.live })),
   };
 }
 

@@ -316,9 +316,11 @@ async function leadBatch(options: ReloadNginxOptions, dir: string, batchMs: numb
   try {
     await signalReload(options.nginx);
     await writeAtomically(join(dir, 'last'), String(started));
-    await writeAtomically(join(dir, 'signalled.json'), JSON.stringify(placed));
     outcome = new Map(await Promise.all(listens.map(async (listen) => [listen, await observeReload(listen, before.get(listen) ?? null, started, options.timeoutMs, witness)
       .then((result): TicketResult => ({ result }), (err: Error): TicketResult => ({ error: err.message }))] as const)));
+    // Read by nginx only once no listener says otherwise: a reload not applied (or a leader that died watching it) leaves
+    // its files unread, so that the next apply of the same file reloads (reloadIfBehind) rather than trust a signal nginx ignored.
+    if ([...outcome.values()].every((o) => 'result' in o && o.result.outcome !== 'not_applied')) await writeAtomically(join(dir, 'signalled.json'), JSON.stringify(placed));
     // Seen applied: every file in place when it was signalled is served (see reloadConfirmedSince).
     if ([...outcome.values()].some((o) => 'result' in o && o.result.outcome === 'confirmed')) await writeAtomically(join(dir, 'confirmed'), String(started));
   } catch (err) {
@@ -458,8 +460,10 @@ async function slipwayFiles(confDir: string): Promise<Record<string, number>> {
 }
 
 /**
- * Whether a reload was signalled (reload_cmd ran, whatever nginx then did)
- * with `file` in place: the file nginx was asked to read. Files are put in
+ * Whether a reload was signalled with `file` in place and not seen failing
+ * (reload_cmd ran, and every listener watched took it, or could not be
+ * watched): the file nginx read. One not applied within its wait, or whose
+ * leader died watching it, counts as unread. Files are put in
  * place by a rename, so a new file is a new inode; each batch records the
  * inodes in place when it signals. By inode, not by time: a clock stepped
  * back, or a file system whose server's clock is ahead, would otherwise

@@ -255,7 +255,14 @@ export function watchAppPrefixes<R>(options: WatchAppPrefixesOptions<R>): AppPre
     if (timer) return;
     timer = setTimeout(() => {
       timer = undefined;
-      running = running.then(runPending);
+      // Never left rejected (a log or onSync that threw): every later sync chains on it, and would be skipped for good.
+      running = running.then(runPending).catch((err: unknown) => {
+        try {
+          log(`resync failed: ${firstLine(err)}; the next change re-syncs`);
+        } catch {
+          // The log is what threw: nothing more to say.
+        }
+      });
     }, options.debounceMs);
   };
 

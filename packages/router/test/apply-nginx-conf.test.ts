@@ -350,6 +350,28 @@ describe('applyNginxConf', () => {
     expect(await fetchText(served.listen)).toBe('200 a');
   });
 
+  it('a file whose reload nginx did not apply (its writer died before putting the previous one back) is reloaded again by the next apply of it, not taken for served', async () => {
+    const served = await newApp();
+    await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(served, [a]) });
+    const [unbindable] = Object.values(appsConfig({ [testAppName()]: { listen: `192.0.2.1:${await freePort()}` } }));
+    const unchecked = { ...nginx.settings, check_cmd: ['true'] };
+    const snapshot = await routeSnapshot(unbindable!, [b]);
+    const file = nginxNames.path(nginx.settings.conf_dir, unbindable!.name);
+    try {
+      // What a worker killed after its rename and its reload left: the file in place, the reload signalled and not applied.
+      await writeFile(`${file}.tmp`, renderNginxConf(snapshot));
+      await rename(`${file}.tmp`, file);
+      expect((await reloadNginx({ nginx: unchecked, listen: unbindable!.listen, file })).outcome).toBe('not_applied');
+      // The same content again (the job's next attempt, the router): nginx still serves without it, so it is reloaded, and fails as it did.
+      const err = await applyNginxConf({ nginx: unchecked, snapshot }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(NginxReloadError);
+      expect((err as Error).message).toMatch(/nginx did not apply/);
+    } finally {
+      await rm(file, { force: true });
+    }
+    expect(await fetchText(served.listen)).toBe('200 a');
+  });
+
   it('keeps upstream connections alive for plain requests and passes a WebSocket upgrade, per request, with no map', async () => {
     const one = await newApp();
     const two = await newApp();
