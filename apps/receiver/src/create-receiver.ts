@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from '@slipway/core/logger';
 import { errorResponse, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
@@ -259,12 +260,26 @@ type QueuePushResult =
  */
 async function queuePush(queue: DeployQueue, push: Push & { delivery: string }, apps: readonly string[], retentionSeconds: number): Promise<QueuePushResult> {
   const requests = apps.map((app) => ({ app, sha: push.sha, ref: push.branch, image: null, trigger: 'webhook' as const, push }));
-  const { records, previous, skipped } = await queue.enqueueMany(requests, { provider: push.provider, id: push.delivery, ttlSeconds: retentionSeconds, guard: true }, { timeoutMs: QUEUE_TIMEOUT_MS });
+  const claim = { provider: push.provider, id: deliveryClaim(push.delivery, apps), ttlSeconds: retentionSeconds, guard: true };
+  const { records, previous, skipped } = await queue.enqueueMany(requests, claim, { timeoutMs: QUEUE_TIMEOUT_MS });
   if (previous !== null) return { kind: 'duplicate', delivery: push.delivery, jobs: parseOutcome(previous) };
   if (records.length > 0) return { kind: 'queued', jobs: records.map((r) => ({ job: r.id, app: r.app })) };
   const replayed = skipped.filter((s) => s.reason === 'duplicate').map((s) => ({ job: s.job!, app: s.app }));
   if (replayed.length > 0) return { kind: 'duplicate', delivery: push.delivery, jobs: replayed };
   return { kind: 'stale', apps: skipped.map((s) => s.app) };
+}
+
+/**
+ * What a delivery claims: its id for the apps its signature verified. A
+ * forge gives every webhook of one event the same id (GitHub's
+ * X-GitHub-Delivery, GitLab's event UUID), and apps of one repository
+ * with secrets of their own each have a webhook: by the id alone, the
+ * second webhook's apps were answered "duplicate" and never deployed.
+ * A redelivery verifies the same apps, so it is still one.
+ */
+function deliveryClaim(delivery: string, apps: readonly string[]): string {
+  const names = [...apps].sort().join(',');
+  return names.length <= 128 ? `${delivery}:${names}` : `${delivery}:${createHash('sha256').update(names).digest('hex').slice(0, 32)}`;
 }
 
 function parseOutcome(text: string): QueuedJob[] | null {

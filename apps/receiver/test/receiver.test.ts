@@ -84,9 +84,30 @@ describe('POST /hooks/github with @octokit/webhooks-examples payloads', () => {
     expect(later).toMatchObject({ status: 200, body: { duplicate: delivery } });
     expect(await seq()).toBe(lastId);
     // Remembered for delivery_retention_h (default 72 h).
-    const ttl = await r.redis.ttl(r.queue.store.keys.delivery('github', delivery));
+    const ttl = await r.redis.ttl(r.queue.store.keys.delivery('github', `${delivery}:hello,hello-worker`));
     expect(ttl).toBeGreaterThan(71 * 3600);
     expect(ttl).toBeLessThanOrEqual(72 * 3600);
+  });
+
+  it('one event sent to two webhooks of the same repository (apps with secrets of their own, one id): each webhook\'s apps are queued, each redelivery is a duplicate', async () => {
+    const other = await startReceiver({ redisUrl: testStack().redis!.url, apps: { web: { ...TEST_APPS.hello }, canary: { ...TEST_APPS.hello, secret: SECRETS.develop } } });
+    try {
+      const delivery = randomUUID();
+      const body = JSON.stringify(githubBranchPush());
+      const send = (secret: string) => fetch(`${other.url}/hooks/github`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': delivery, 'x-hub-signature-256': githubSignature(body, secret) },
+        body,
+      }).then(async (res) => ({ status: res.status, body: (await res.json()) as Record<string, unknown> }));
+      const web = await send(SECRETS.hello);
+      const canary = await send(SECRETS.develop);
+      expect([web, canary]).toMatchObject([{ status: 202, body: { app: 'web' } }, { status: 202, body: { app: 'canary' } }]);
+      expect(await send(SECRETS.develop)).toEqual({ status: 200, body: { duplicate: delivery, jobs: [{ job: canary.body.job, app: 'canary' }] } });
+      expect(await send(SECRETS.hello)).toEqual({ status: 200, body: { duplicate: delivery, jobs: [{ job: web.body.job, app: 'web' }] } });
+    } finally {
+      await other.forgetPushes();
+      await other.close();
+    }
   });
 
   it('the same delivery id from another forge is another delivery', async () => {
