@@ -8,7 +8,7 @@ import { inspectWebhook, isProvider, readWebhookHeaders, webhookMediaType } from
 import type { DeployQueue } from '@slipway/queue/deploy-queue';
 import type { Push } from '@slipway/queue/job-types';
 import { connectRedis, type Redis, withRedis } from '@slipway/queue/redis';
-import { BodyBudget, LARGE_BODIES_BUDGET_BYTES, readBody } from './read-body.js';
+import { BodyBudget, LARGE_BODIES_BUDGET_BYTES, readBody, SMALL_BODIES_BUDGET_BYTES } from './read-body.js';
 import { requestContext, type RequestLocals } from './request-context.js';
 
 export interface ReceiverOptions {
@@ -28,6 +28,8 @@ export interface ReceiverOptions {
    * never less than the body limit.
    */
   largeBodiesBudgetBytes?: number;
+  /** Bytes of smaller bodies held at once, unverified, as they arrive; more are answered 503 with Retry-After. Default SMALL_BODIES_BUDGET_BYTES. */
+  smallBodiesBudgetBytes?: number;
   /**
    * Called once a push queued jobs, after the answer is decided and without
    * being awaited (main.ts posts `pending` commit statuses from here). It
@@ -123,15 +125,16 @@ export function createReceiver(options: ReceiverOptions): Express {
 
 /**
  * What one receiver process may hold: the large bodies it reads at once
- * (never less than one body of `body_limit_mb`) and the webhooks Redis has
+ * (never less than one body of `body_limit_mb`), the small ones, and the webhooks Redis has
  * not answered yet. The bounds are the receiver's, not each process's: with
  * `receiver.processes` N, each process takes an Nth.
  */
-export function processBounds(receiver: SlipwayConfig['receiver'], options: Pick<ReceiverOptions, 'largeBodiesBudgetBytes' | 'redisBacklogLimit'> = {}): { largeBodiesBytes: number; redisBacklog: number } {
+export function processBounds(receiver: SlipwayConfig['receiver'], options: Pick<ReceiverOptions, 'largeBodiesBudgetBytes' | 'smallBodiesBudgetBytes' | 'redisBacklogLimit'> = {}): { largeBodiesBytes: number; smallBodiesBytes: number; redisBacklog: number } {
   const processes = Math.max(1, receiver.processes);
   const limitBytes = Math.floor(receiver.body_limit_mb * 1024 * 1024);
   return {
     largeBodiesBytes: Math.max(options.largeBodiesBudgetBytes ?? Math.ceil(LARGE_BODIES_BUDGET_BYTES / processes), limitBytes),
+    smallBodiesBytes: options.smallBodiesBudgetBytes ?? Math.ceil(SMALL_BODIES_BUDGET_BYTES / processes),
     redisBacklog: options.redisBacklogLimit ?? Math.ceil(REDIS_BACKLOG_LIMIT / processes),
   };
 }
@@ -149,6 +152,7 @@ function webhookRoute(options: ReceiverOptions): (req: Request, res: Response) =
   const retentionSeconds = Math.max(1, Math.round(config.receiver.delivery_retention_h * 3600));
   const bounds = processBounds(config.receiver, options);
   const budget = new BodyBudget(bounds.largeBodiesBytes);
+  const smallBudget = new BodyBudget(bounds.smallBodiesBytes);
   const backlogLimit = bounds.redisBacklog;
 
   return async (req, res) => {
@@ -159,7 +163,7 @@ function webhookRoute(options: ReceiverOptions): (req: Request, res: Response) =
     locals.delivery = headers.delivery;
     Object.assign(locals.summary, { provider, dialect: headers.dialect, event: headers.event });
     const media = webhookMediaType(provider, req.headersDistinct['content-type']);
-    const body = await readBody(req, res, { limitBytes, budget });
+    const body = await readBody(req, res, { limitBytes, budget, smallBudget });
 
     const decision = await inspectWebhook({ headers, media, body, apps, forges: config.forges });
     if (logger.isLevelEnabled('debug')) {

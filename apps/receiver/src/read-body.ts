@@ -9,6 +9,13 @@ const SMALL_CHUNK_BYTES = 4096;
 const SLAB_BYTES = 64 * 1024;
 /** Default bytes of larger bodies read at once (raised to the body limit if that is higher, so one body at the limit always fits). */
 export const LARGE_BODIES_BUDGET_BYTES = 64 * 1024 * 1024;
+/**
+ * Default bytes of small bodies held at once, as they arrive: sixteen
+ * thousand 8 KB pushes in flight together, far past any forge's rate, and
+ * far below what connections each stalling a byte short of SMALL_BODY_BYTES
+ * would otherwise hold (4,000 of them: 4 GB).
+ */
+export const SMALL_BODIES_BUDGET_BYTES = 128 * 1024 * 1024;
 
 /**
  * The bytes of large bodies being read and checked at once. A body is only
@@ -17,7 +24,8 @@ export const LARGE_BODIES_BUDGET_BYTES = 64 * 1024 * 1024;
  * is. So a body larger than SMALL_BODY_BYTES first reserves its size here,
  * until its answer is sent; when the budget is spent it is answered 503
  * with Retry-After (the forge delivers it again later) without being read.
- * Small bodies never wait.
+ * Small bodies have a budget of their own, taken as their bytes arrive (a
+ * slow sender declaring 1 MB holds nothing it has not sent).
  */
 export class BodyBudget {
   private used = 0;
@@ -41,6 +49,8 @@ export interface ReadBodyOptions {
   limitBytes: number;
   /** Where bodies over SMALL_BODY_BYTES reserve their size until `res` closes. None: no bound. */
   budget?: BodyBudget;
+  /** Where the others hold the bytes that arrived until `res` closes. None: no bound. */
+  smallBudget?: BodyBudget;
 }
 
 /**
@@ -48,9 +58,9 @@ export interface ReadBodyOptions {
  * read (a refusal) is left to the caller to discard.
  */
 export function readBody(req: IncomingMessage, res: ServerResponse, options: ReadBodyOptions): Promise<Buffer> {
-  const { limitBytes, budget } = options;
+  const { limitBytes, budget, smallBudget } = options;
   const tooLarge = () => new WebhookError('payload_too_large', `the body is larger than ${formatBytes(limitBytes)}`);
-  const busy = () => new SlipwayError('busy', 'too many large webhook bodies are being read at once; retry later', { status: 503 });
+  const busy = (large = true) => new SlipwayError('busy', `too many ${large ? 'large ' : ''}webhook bodies are being read at once; retry later`, { status: 503 });
   const header = req.headers['content-length'];
   const declared = header !== undefined && /^\d+$/.test(header) ? Number(header) : null;
   if (declared !== null && declared > limitBytes) return Promise.reject(tooLarge());
@@ -64,6 +74,14 @@ export function readBody(req: IncomingMessage, res: ServerResponse, options: Rea
     return true;
   };
   if (declared !== null && !reserve(declared)) return Promise.reject(busy());
+  let held = 0;
+  const holdSmall = (n: number): boolean => {
+    if (smallBudget === undefined) return true;
+    if (!smallBudget.take(n)) return false;
+    if (held === 0) res.once('close', () => smallBudget.give(held));
+    held += n;
+    return true;
+  };
 
   return new Promise((resolve, reject) => {
     // A large body of known size (it holds its share of the budget) is copied into one
@@ -109,6 +127,7 @@ export function readBody(req: IncomingMessage, res: ServerResponse, options: Rea
     const onData = (chunk: Buffer) => {
       if (size + chunk.length > limitBytes) return refuse(tooLarge());
       if (!reserve(size + chunk.length)) return refuse(busy());
+      if (reserved === 0 && !holdSmall(chunk.length)) return refuse(busy(false));
       if (whole !== null && size + chunk.length > whole.length) {
         // More than declared (the HTTP parser does not let that happen): collect it all the plain way.
         keep(whole.subarray(0, size));

@@ -36,6 +36,8 @@ export interface StartOptions {
   retentionH?: number;
   /** createReceiver's `largeBodiesBudgetBytes`. */
   largeBodiesBudgetBytes?: number;
+  /** createReceiver's `smallBodiesBudgetBytes`. */
+  smallBodiesBudgetBytes?: number;
   /** createReceiver's `redisBacklogLimit`. */
   redisBacklogLimit?: number;
 }
@@ -64,7 +66,7 @@ export async function startReceiver(options: StartOptions): Promise<TestReceiver
   const redis = connectReceiverRedis(config.redis);
   if (redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
   const queue = new DeployQueue({ redis, prefix, attempts: 1, backoffMs: 100 });
-  const server = createReceiver({ config, queue, logger, largeBodiesBudgetBytes: options.largeBodiesBudgetBytes, redisBacklogLimit: options.redisBacklogLimit }).listen(0, '127.0.0.1');
+  const server = createReceiver({ config, queue, logger, largeBodiesBudgetBytes: options.largeBodiesBudgetBytes, smallBodiesBudgetBytes: options.smallBodiesBudgetBytes, redisBacklogLimit: options.redisBacklogLimit }).listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
   const { port } = server.address() as AddressInfo;
 

@@ -94,6 +94,25 @@ const githubHeaders = (body: Buffer | string, secret: string = SECRETS.hello, fo
   'x-hub-signature-256': githubSignature(body, secret),
 });
 
+/** A signed upload of `body` that stops after its first `sent` bytes until `finish` sends the rest; `finish` resolves with the answer's status. */
+function stalledUpload(url: string, body: Buffer, sent: number): { finish(): Promise<number> } {
+  const req = httpRequest(`${url}/hooks/github`, { method: 'POST', headers: { ...githubHeaders(body), 'content-length': body.length }, agent: false });
+  const answer = new Promise<number>((resolve, reject) => {
+    req.on('response', (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.on('error', reject);
+  });
+  req.write(body.subarray(0, sent));
+  return {
+    finish: () => {
+      req.end(body.subarray(sent));
+      return answer;
+    },
+  };
+}
+
 /** A signed push of a commit of its own each time: the receiver answers the same commit twice as a replay. */
 const signedPush = () => Buffer.from(JSON.stringify({ ...githubBranchPush(), after: randomBytes(20).toString('hex') }));
 
@@ -245,15 +264,7 @@ describe('the budget of large unverified bodies', () => {
   it('a large body beyond it is answered 503 + Retry-After unread, small ones still go through, and it is given back', async () => {
     // A slow upload holds 3 MB of the 4 MB while it is being sent.
     const slow = nested(3 * MB);
-    const held = httpRequest(`${r.url}/hooks/github`, { method: 'POST', headers: { ...githubHeaders(slow), 'content-length': slow.length }, agent: false });
-    const heldAnswer = new Promise<number>((resolve, reject) => {
-      held.on('response', (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
-      held.on('error', reject);
-    });
-    held.write(slow.subarray(0, 64 * 1024));
+    const held = stalledUpload(r.url, slow, 64 * 1024);
 
     const large = nested(2 * MB);
     const refused = await waitFor('the slow upload to hold its share', async () => {
@@ -269,8 +280,7 @@ describe('the budget of large unverified bodies', () => {
     const push = signedPush();
     expect((await post(r.url, githubHeaders(push), push)).status).toBe(202);
 
-    held.end(slow.subarray(64 * 1024));
-    expect(await heldAnswer).toBe(400);
+    expect(await held.finish()).toBe(400);
     // Given back once answered: the same large body is now read, and refused for what it is.
     expect(await waitFor('the budget to be free again', async () => {
       const answer = await post(r.url, githubHeaders(large), large);
@@ -278,3 +288,32 @@ describe('the budget of large unverified bodies', () => {
     }, { timeoutMs: 10_000 })).toMatchObject({ status: 400, code: 'missing_field' });
   });
 });
+
+describe('the budget of small unverified bodies', () => {
+  let r: TestReceiver;
+  beforeAll(async () => {
+    r = await startReceiver({ redisUrl: testStack().redis!.url, apps: TEST_APPS, smallBodiesBudgetBytes: 64 * 1024 });
+  });
+  afterAll(() => r.close());
+
+  it('what stalled senders hold is bounded: past it a webhook is answered 503 + Retry-After, and the bytes are given back once they are answered', async () => {
+    // A sender declaring 62 KB that stalls after 60 KB: it holds what it sent, not what it declared.
+    const slow = Buffer.alloc(62 * 1024, 'x');
+    const held = stalledUpload(r.url, slow, 60 * 1024);
+
+    const push = signedPush();
+    expect(push.length).toBeGreaterThan(4 * 1024);
+    const refused = await waitFor('the stalled sender to hold its bytes', async () => {
+      const answer = await post(r.url, githubHeaders(push), push);
+      return answer.status === 503 ? answer : null;
+    }, { timeoutMs: 10_000 });
+    expect(refused).toMatchObject({ status: 503, code: 'busy', retryAfter: '5' });
+
+    expect(await held.finish()).toBe(400);
+    expect(await waitFor('the budget to be free again', async () => {
+      const answer = await post(r.url, githubHeaders(push), push);
+      return answer.status === 503 ? null : answer;
+    }, { timeoutMs: 10_000 })).toMatchObject({ status: 202 });
+  });
+});
+
