@@ -139,6 +139,11 @@ describe('inspectWebhook decisions', () => {
       for (const key of ['clone_url', 'html_url', 'url', 'git_url', 'ssh_url']) p.repository[key] = String(p.repository[key]).replace('github.com', 'evil.example');
       p.compare = String(p.compare).replace('github.com', 'evil.example');
     }), {}, 'repository_host_mismatch'],
+    ['the repository named only by SSH addresses, on another host (nothing the host check could compare)', mutate((p) => {
+      for (const key of ['clone_url', 'html_url', 'url', 'git_url', 'svn_url', 'mirror_url', 'homepage']) delete p.repository[key];
+      p.repository.ssh_url = 'git@evil.example:Codertocat/Hello-World.git';
+      delete p.compare;
+    }), {}, 'repository_host_mismatch'],
   ])('refuses %s', async (_name, payload, options, code) => {
     await expect(github(payload, options)).rejects.toMatchObject({ code });
   });

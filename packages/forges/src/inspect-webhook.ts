@@ -88,6 +88,12 @@ export async function inspectWebhook<A extends WebhookApp>(input: InspectWebhook
   // Checked for the apps the push is for: an app of another branch of the same repository, configured with no host
   // for this forge, does not stop this one's deploys. Its addresses (clone, web) and the links the push is shown with.
   const links = [push.repository.htmlUrl, push.compareUrl].filter((url): url is string => url !== null);
+  // Matched by path alone, the host check needs an address to compare: one naming the repository only by SSH
+  // addresses on other hosts would otherwise pass it (forges always send a web address; a signed body need not).
+  if (elsewhere && ![...identity.urls, ...links].some((url) => webHostOf(url) !== null)) {
+    const names = apps.map((app) => app.name).join(', ');
+    throw new WebhookError('repository_host_mismatch', `the payload names its repository on no host configured for ${names}, and no web address of it to compare`);
+  }
   for (const app of apps) {
     const host = configuredHost(app, headers.provider, identity.fullName, input.forges ?? NO_FORGES);
     assertOnHost(app, host, [...identity.urls, ...links], headers.provider);
