@@ -38,6 +38,8 @@ export interface DashboardOptions {
   maxStreams?: number;
   /** Every other request must be received and answered within this. Default {@link REQUEST_TIMEOUT_MS} (30 s). */
   requestTimeoutMs?: number;
+  /** A live stream whose reader takes nothing for this long is dropped. Default STALLED_READER_MS (60 s). */
+  stalledReaderMs?: number;
 }
 
 /** The dashboard app, plus what main.ts needs to shut it down cleanly. */
@@ -98,7 +100,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   });
   api.use(jobsApi({ queue, logger }));
   api.use(appsApi({ config, queue, etcd: options.etcd, docker: options.docker, manager: options.manager, logger }));
-  api.use(streamsApi({ auth, queue, hub, slots, logger }));
+  api.use(streamsApi({ auth, queue, hub, slots, logger, stalledReaderMs: options.stalledReaderMs }));
   api.use((_req: Request, res: Response) => void res.status(404).json({ error: 'not_found', message: 'no such endpoint' }));
   app.use('/api', api);
   app.use(pages());

@@ -17,6 +17,14 @@ import { appFilter, jobView, lineNumber } from './jobs-api.js';
 
 /** A client of `/api/events` this far behind (bytes buffered) is dropped; its browser reconnects and resyncs. */
 export const MAX_BUFFERED_BYTES = 1 << 20;
+/**
+ * A stream whose reader took nothing of a full socket for this long is
+ * dropped (a log stream waits for its reader, which may never read: a
+ * script that stopped, a laptop asleep); so is an ended one that could not
+ * hand its last bytes over in this time. A browser that wakes reconnects
+ * from its last line.
+ */
+export const STALLED_READER_MS = 60_000;
 
 export interface StreamsApiOptions {
   /** Ends the streams of a session that is signed out or expires. */
@@ -25,6 +33,8 @@ export interface StreamsApiOptions {
   hub: JobEventHub;
   slots: StreamSlots;
   logger: Logger;
+  /** Default {@link STALLED_READER_MS}. */
+  stalledReaderMs?: number;
 }
 
 /**
@@ -37,6 +47,7 @@ export interface StreamsApiOptions {
  */
 export function streamsApi(options: StreamsApiOptions): Router {
   const { auth, queue, hub, slots, logger } = options;
+  const stalledMs = options.stalledReaderMs ?? STALLED_READER_MS;
   const router = Router();
   /** A stream lives no longer than the session that opened it (a Bearer token's lives as long as its client). */
   const boundToSession = (res: Response, stream: SseStream) => {
@@ -67,7 +78,7 @@ export function streamsApi(options: StreamsApiOptions): Router {
       : Math.max(1, lineNumber(req.query.from, 'from', 1));
     // The slot first: when the dashboard is full the answer is a plain 503, not a stream.
     const release = slots.take(() => sse.end());
-    const sse = new SseStream(res);
+    const sse = new SseStream(res, { stalledMs });
     boundToSession(res, sse);
     try {
       await streamJobLog({ store: queue.store, read: (op) => withRedis(queue.redis, op), id, from, sse });
@@ -83,7 +94,7 @@ export function streamsApi(options: StreamsApiOptions): Router {
     const app = eventsApp(req);
     // The slot first: when the dashboard is full the answer is a plain 503, not a stream.
     const release = slots.take(() => stream.end());
-    const stream = new SseStream(res, { retryMs: 2000 });
+    const stream = new SseStream(res, { retryMs: 2000, stalledMs });
     boundToSession(res, stream);
     const stop = hub.listen((event) => {
       if (event.kind === 'resync') stream.send({ event: 'resync', data: {} });
@@ -91,10 +102,13 @@ export function streamsApi(options: StreamsApiOptions): Router {
       // Dropped, not ended: end() keeps what is buffered and the socket open, for a reader that may never read.
       if (res.writableLength > MAX_BUFFERED_BYTES) stream.drop();
     });
-    stream.signal.addEventListener('abort', () => {
+    const cleanUp = () => {
       stop();
       release();
-    }, { once: true });
+    };
+    // A client gone before the stream began has aborted its signal already: a listener added now would never run.
+    if (stream.closed) cleanUp();
+    else stream.signal.addEventListener('abort', cleanUp, { once: true });
     // `ready` (the page's cue to reload its list) only once nothing published from now on can be missed.
     hub.ready().then(() => stream.send({ event: 'ready', data: { app } }), () => stream.end());
   });
@@ -137,9 +151,11 @@ class SseStream {
   private readonly controller = new AbortController();
   private readonly heartbeat: NodeJS.Timeout;
   private lastWrite = Date.now();
+  private readonly stalledMs: number;
 
-  constructor(private readonly res: Response, options: { retryMs?: number } = {}) {
+  constructor(private readonly res: Response, options: { retryMs?: number; stalledMs?: number } = {}) {
     this.signal = this.controller.signal;
+    this.stalledMs = options.stalledMs ?? STALLED_READER_MS;
     exemptFromDeadline(res);
     res.status(200);
     res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
@@ -184,11 +200,14 @@ class SseStream {
     return frames.length > 0 ? this.write(frames) : true;
   }
 
-  /** Resolves when the socket can take more, or the client is gone. */
+  /** Resolves when the socket can take more, or the client is gone (dropped when it took nothing for `stalledMs`). */
   drained(): Promise<void> {
     if (this.closed || !this.res.writableNeedDrain) return Promise.resolve();
     return new Promise((resolve) => {
+      const stalled = setTimeout(() => this.drop(), this.stalledMs);
+      stalled.unref();
       const done = () => {
+        clearTimeout(stalled);
         this.res.off('drain', done);
         this.signal.removeEventListener('abort', done);
         resolve();
@@ -200,7 +219,15 @@ class SseStream {
 
   /** Ends the response (the browser's EventSource would reconnect unless told otherwise first). */
   end(): void {
-    if (!this.closed) this.res.end();
+    if (!this.closed) {
+      this.res.end();
+      // What is still buffered goes to a reader that reads; the socket of one that never does is not kept for ever.
+      if (this.res.writableLength > 0) {
+        const stalled = setTimeout(() => this.res.destroy(), this.stalledMs);
+        stalled.unref();
+        this.res.once('close', () => clearTimeout(stalled));
+      }
+    }
     this.stop();
   }
 

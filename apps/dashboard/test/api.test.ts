@@ -315,6 +315,35 @@ describe('the JSON API', () => {
     }
   });
 
+  it('drops a log stream whose reader takes nothing for a while: its slot and its socket are not held for as long as the session lives', async () => {
+    const other = createDashboard({ config: world.config, queue: world.queue, redis: world.redis, etcd: world.etcd, docker: world.docker, logger: quietLogger, stalledReaderMs: 500 });
+    const server = other.serve(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    const id = await seed('active');
+    const line = 'z'.repeat(1000);
+    for (let n = 0; n < 4; n++) await world.queue.store.appendLog(id, Array.from({ length: 5000 }, () => line));
+    let held: import('node:net').Socket | undefined;
+    server.on('request', (req: import('node:http').IncomingMessage) => {
+      held = req.socket;
+    });
+    const client = request(`http://127.0.0.1:${(server.address() as AddressInfo).port}/api/jobs/${id}/log/stream`, { headers: auth }, (res) => {
+      res.pause(); // Never reads: 20 MB of log waits for it.
+      res.on('error', () => {});
+    });
+    client.on('error', () => {});
+    client.end();
+    try {
+      await expect.poll(() => other.openStreams).toBe(1);
+      await expect.poll(() => other.openStreams, { timeout: 10_000 }).toBe(0);
+      await expect.poll(() => held?.destroyed, { timeout: 5000 }).toBe(true);
+    } finally {
+      client.destroy();
+      other.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
   it('a log download cut short (the job trimmed, Redis away) fails, never ends as if complete', async () => {
     const id = await seed('completed');
     const line = 'y'.repeat(1000);
