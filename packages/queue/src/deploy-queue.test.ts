@@ -44,6 +44,15 @@ describe('DeployQueue', () => {
     expect(await queue.store.supersededBy('alpha', a.id)).toBe(c.id);
   });
 
+  it('finds the job that supersedes one far back in the app\'s history, past a long run of failures', async () => {
+    const app = uniqueName('far');
+    const old = await queue.enqueue(request(app, 1));
+    const waiting = await queue.enqueue(request(app, 2));
+    for (let n = 0; n < 450; n++) await queue.store.update((await queue.store.create(request(app, 3))).id, { state: 'failed' });
+    expect(await queue.store.supersededBy(app, old.id)).toBe(waiting.id);
+    expect(await queue.store.supersededBy(app, old.id, new Set([waiting.id]))).toBeNull();
+  });
+
   it('orders pushes by the head each replaced, not by arrival: a late delivery of an older push never supersedes a newer one', async () => {
     const app = uniqueName('order');
     const push = (n: number, before: number, forced = false): DeployRequest => ({ ...request(app, n), trigger: 'webhook', push: { before: sha(before), forced } as DeployRequest['push'] });

@@ -715,15 +715,22 @@ export class JobStore {
     return recent.some((j) => j.id === id) ? null : this.newerByArrival(app, id, passOver);
   }
 
-  /** The newest job of the app after `id` that is waiting, running or live. */
+  /**
+   * The newest job of the app after `id` that is waiting, running or live:
+   * newest first, a page of states per round trip (after a long run of
+   * failures there are many to pass over).
+   */
   private async newerByArrival(app: string, id: string, passOver: ReadonlySet<string>): Promise<string | null> {
-    const newer = await this.redis.zrangebyscore(this.keys.byApp(app), `(${Number(id)}`, '+inf');
-    for (const candidate of newer.reverse()) {
-      if (passOver.has(candidate)) continue;
-      const state = await this.redis.hget(this.keys.job(candidate), 'state');
-      if (state && SUPERSEDING.has(JSON.parse(state) as JobState)) return candidate;
+    const PAGE = 200;
+    for (let offset = 0; ; offset += PAGE) {
+      const page = await this.redis.zrevrangebyscore(this.keys.byApp(app), '+inf', `(${Number(id)}`, 'LIMIT', offset, PAGE);
+      const candidates = page.filter((candidate) => !passOver.has(candidate));
+      // Sent together: one round trip for the page.
+      const states = await Promise.all(candidates.map((candidate) => this.redis.hget(this.keys.job(candidate), 'state')));
+      const found = candidates.findIndex((_, i) => states[i] !== null && SUPERSEDING.has(JSON.parse(states[i]!) as JobState));
+      if (found >= 0) return candidates[found]!;
+      if (page.length < PAGE) return null;
     }
-    return null;
   }
 
   async waitingIds(app: string): Promise<string[]> {
