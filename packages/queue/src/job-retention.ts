@@ -148,7 +148,7 @@ const DAY_MS = 24 * 60 * 60 * 1000;
  * Files up to `batch` jobs of the `all` index, from id `from` up, in every
  * index a job of that app, state and trigger belongs in, the commit index,
  * the apps set, and its app's finished sets (by id, and by the finish time
- * of its record when it has none) when it has ended: what records written
+ * of its record, else its creation time, when it has none) when it has ended: what records written
  * before those indexes existed lack. Idempotent; an id whose record
  * is gone leaves the `all` index.
  * KEYS: all. ARGV: job key prefix, index base, first id, batch, then
@@ -174,7 +174,11 @@ for _, id in ipairs(ids) do
     if final[bare(f[2])] then
       redis.call('zadd', base .. 'finished:' .. app, id, id)
       if not redis.call('zscore', base .. 'finished-at:' .. app, id) then
-        redis.call('zadd', base .. 'finished-at:' .. app, isoMs(bare(redis.call('hget', jobPrefix .. id, 'finishedAt'))), id)
+        -- Dated by its end, else by its creation; one with neither is not dated 1970 (old enough to go at once): kept.
+        local dates = redis.call('hmget', jobPrefix .. id, 'finishedAt', 'createdAt')
+        local at = isoMs(bare(dates[1]))
+        if at == 0 then at = isoMs(bare(dates[2])) end
+        if at > 0 then redis.call('zadd', base .. 'finished-at:' .. app, at, id) end
       end
     end
   end

@@ -185,8 +185,10 @@ describe('JobStore retention', () => {
       await legacy.finish(job.id, 'completed', { finishedAt: n <= 3 ? daysAgo(40) : daysAgo(1) });
       ids.push(job.id);
     }
-    // What a store of the previous version left: finished jobs indexed by id only.
+    // What a store of the previous version left: finished jobs indexed by id only; one of them with no end time
+    // (dated by its creation, yesterday's: not 1970's, which would make it old enough to go).
     await redis.del(legacy.keys.finishedAt('web'));
+    await redis.hset(legacy.keys.job(ids[5]!), 'finishedAt', 'null');
     const store = new JobStore(redis, prefixes.at(-1)!, { retention: { keepPerApp: 2, keepDays: 30 } });
     const next = await store.create(request('web', 7));
     await store.appendLog(next.id, ['a line']);
