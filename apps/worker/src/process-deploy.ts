@@ -13,7 +13,7 @@ import type { JobStore } from '@slipway/queue/job-store';
 import { faultOf, firstLine, isRetryable, isSlipwayError, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import { appConfig } from '@slipway/config/load-config';
 import { checkout } from '@slipway/build/checkout';
-import { recentHistory, resolveRef } from '@slipway/build/resolve-ref';
+import { isAncestor, recentHistory, resolveRef } from '@slipway/build/resolve-ref';
 import { buildImage, type BuiltImage } from '@slipway/build/build-image';
 import { runSteps, stepsForCommit } from '@slipway/build/steps';
 import { configuredRepository, OWNER_NAME } from '@slipway/forges/forge-address';
@@ -307,11 +307,24 @@ async function supersedingJob(ctx: DeployContext, record: JobRecord, signal: Abo
 async function staleAgainstLive(ctx: DeployContext, record: JobRecord, signal: AbortSignal) {
   if (record.trigger !== 'webhook' || !record.sha) return null;
   const live = await ctx.store.staleFor(record.app, record.sha);
+  // The remembered ancestry is the live commit's newest LIVE_HISTORY (or only the live commit, when its history could
+  // not be read): a commit older than that, a replayed body of a push long past, is asked of the clone cache.
+  if (!live.stale && live.liveSha && await behindLive(ctx, record, live.liveSha, signal)) live.stale = true;
   if (!live.stale) return null;
   if (!record.push?.forced) return { ...live, branchAt: null };
   const app = appForJob(ctx, record);
   const head = await resolveRef({ app, ref: record.ref ?? app.branch, workdir: ctx.config.workdir, signal });
   return head === record.sha ? null : { ...live, branchAt: head };
+}
+
+/** Whether the job's commit is the live one's ancestor in the clone cache's whole history; false when the cache cannot say. */
+async function behindLive(ctx: DeployContext, record: JobRecord, liveSha: string, signal: AbortSignal): Promise<boolean> {
+  try {
+    return await isAncestor({ app: appForJob(ctx, record), sha: record.sha!, of: liveSha, workdir: ctx.config.workdir, signal });
+  } catch (err) {
+    ctx.logger.warn({ job: record.id, err: firstLine(err) }, 'could not ask the clone cache whether the commit is older than the live one');
+    return false;
+  }
 }
 
 /** Jobs an operator asked for, the branch unmoved: see JobStore.recordLive. */

@@ -28,6 +28,18 @@ describe('the worker trusts the configuration, not the payload', () => {
     worker = world = server = undefined;
   });
 
+  /** A world whose app's master went from v1 (`repo.sha`) to v2, deployed and live. */
+  async function liveAtV2() {
+    world = await workerWorld();
+    const [app] = world.apps;
+    const repo = app!.repo;
+    const sha2 = await commitVersion(repo, { version: `${app!.name} v2` });
+    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    const v2 = await world.queue.enqueue({ app: app!.name, sha: sha2, ref: 'master', image: null, trigger: 'cli' });
+    expect((await waitForJob(world.queue, v2.id)).state).toBe('completed');
+    return { world, app, repo, sha2, v2 };
+  }
+
   it('a commit the configured branch does not reach (a fork\'s pull request head, served by id) fails not_on_branch; nothing is built', async () => {
     world = await workerWorld();
     const [app] = world.apps;
@@ -49,13 +61,7 @@ describe('the worker trusts the configuration, not the payload', () => {
   });
 
   it('a webhook job of a commit older than the live release (queued before it went live) is superseded by it, unless the push was forced and the branch is there', async () => {
-    world = await workerWorld();
-    const [app] = world.apps;
-    const repo = app!.repo;
-    const sha2 = await commitVersion(repo, { version: `${app!.name} v2` });
-    worker = createDeployWorker({ config: world.config, logger: quietLogger });
-    const v2 = await world.queue.enqueue({ app: app!.name, sha: sha2, ref: 'master', image: null, trigger: 'cli' });
-    expect((await waitForJob(world.queue, v2.id)).state).toBe('completed');
+    const { world, app, repo, sha2, v2 } = await liveAtV2();
     // What went live, and its history: the receiver turns later pushes of these away.
     expect(await world.queue.store.staleFor(app!.name, repo.sha)).toEqual({ stale: true, liveJob: v2.id, liveSha: sha2 });
 
@@ -76,6 +82,16 @@ describe('the worker trusts the configuration, not the payload', () => {
     const forced = await world.queue.enqueue({ app: app!.name, sha: repo.sha, ref: 'master', image: null, trigger: 'webhook', push: { ...pushOf(repo.sha, { fullName: 'acme/app', cloneUrl: repo.url, htmlUrl: null }, 'github'), delivery: 'd-forced', forced: true } });
     expect((await waitForJob(world.queue, forced.id)).state).toBe('completed');
     expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
+  });
+
+  it('a webhook job of a commit older than the live one\'s remembered ancestry (a push long past, its body replayed) is asked of the clone cache, and superseded', async () => {
+    const { world, app, repo, v2 } = await liveAtV2();
+    // What the receiver and the store remember of the live commit's history is its newest 2,000 commits: past them,
+    // as here with none, only the clone cache knows the commit is older.
+    await world.queue.redis.del(world.queue.store.keys.liveAncestry(app!.name));
+    const replayed = await world.queue.enqueue({ app: app!.name, sha: repo.sha, ref: 'master', image: null, trigger: 'webhook', push: pushOf(repo.sha, { fullName: 'acme/app', cloneUrl: repo.url, htmlUrl: null }, 'github') });
+    expect(await waitForJob(world.queue, replayed.id)).toMatchObject({ state: 'superseded', supersededBy: v2.id });
+    expect(await body(`${app!.url}/`)).toBe(`${app!.name} v2\n`);
   });
 
   it('a claimed forced push queued behind a real one replaces it only if the branch is at its commit: the real push deploys, the claim ends stale', async () => {

@@ -80,3 +80,20 @@ export async function recentHistory(options: Pick<ResolveRefOptions, 'app' | 'wo
     return (listed ?? '').split('\n').filter(isSha);
   });
 }
+
+/**
+ * Whether `sha` is `of` or one of its ancestors, as the app's clone cache
+ * knows them (no fetch): the whole history, where the live release's
+ * remembered ancestry ({@link recentHistory}) is its newest
+ * {@link LIVE_HISTORY}. False when the cache lacks either commit (one it
+ * never fetched is no ancestor of what it deployed). Throws when the cache
+ * cannot be read.
+ */
+export async function isAncestor(options: Pick<ResolveRefOptions, 'app' | 'workdir' | 'signal' | 'tuning'> & { sha: string; of: string }): Promise<boolean> {
+  if (!isSha(options.sha) || !isSha(options.of)) return false;
+  if (options.sha === options.of) return true;
+  return withRepoCache({ app: options.app, workdir: options.workdir, signal: options.signal, ...options.tuning }, async (cache) => {
+    if (!(await cache.hasCommit(options.sha)) || !(await cache.hasCommit(options.of))) return false;
+    return (await cache.git.probe(['merge-base', '--end-of-options', options.sha, options.of])) === options.sha;
+  });
+}
