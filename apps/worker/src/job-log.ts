@@ -108,8 +108,12 @@ const size = (bytes: number) =>
  * cap), and the first line the ring lets go sends one notice line saying
  * so. {@link flush}, called before the job's final state, appends
  * `[N lines (B bytes) not kept]` and the ring: the log ends with the
- * build's real last lines. Memory: the ring, and at most the cap's worth of
- * lines waiting for Redis.
+ * build's real last lines. The ring is kept in Redis too as it turns (the
+ * store's log tail, bounded as the ring is), so that a worker that dies
+ * past the cap does not take the end with it: the next attempt of the job
+ * (or its give-up) opens the log and adds that end first. Memory: the
+ * ring, the lines of it not yet in Redis (a ring as large), and at most the
+ * cap's worth of lines waiting for Redis.
  */
 export class JobLog {
   private pending: string[] = [];
@@ -123,6 +127,10 @@ export class JobLog {
   private bytes: number;
   /** Set once the log is near its cap: from then on lines pass through it. */
   private ring: TailRing | null = null;
+  /** The ring's lines not yet in its copy in Redis (as many as it holds at most: older ones would be let go there too). */
+  private tailUnsent: TailRing | null = null;
+  /** The next append carries the ring's lines: it drops the copy in Redis in the same step. */
+  private closingTail = false;
   /** The notice went out: lines are being left out. */
   private noticed = false;
   private dropped = { lines: 0, bytes: 0 };
@@ -135,6 +143,8 @@ export class JobLog {
    * there: the caps are per job, not per attempt.
    */
   static async open(store: JobStore, id: string, options: JobLogOptions = {}): Promise<JobLog> {
+    // The end an earlier attempt kept past the cap and could not add itself (its worker died): it goes in first.
+    await store.takeLogTail(id, '[the last lines of an earlier attempt past this log\'s cap, which it could not add itself (its worker stopped):]').catch(() => 0);
     // Never fails: a log that cannot be read is counted from zero (the caps then hold per attempt).
     const existing = await store.logLength(id).then((n) => (n > 0 ? store.readLog(id) : [])).catch(() => [] as string[]);
     let bytes = 0;
@@ -159,7 +169,7 @@ export class JobLog {
   write = (text: string): void => {
     for (const raw of text.replace(/\r\n/g, '\n').split('\n')) this.add(scrubLine(raw, this.options.secrets));
     if (this.pending.length >= BATCH_LINES) void this.send();
-    else if (this.pending.length > 0 && !this.timer && !this.writing) this.timer = setTimeout(() => void this.send(), this.flushMs);
+    else if ((this.pending.length > 0 || (this.tailUnsent?.length ?? 0) > 0) && !this.timer && !this.writing) this.timer = setTimeout(() => void this.send(), this.flushMs);
   };
 
   /** A step header, so the log reads as a sequence of steps. */
@@ -177,7 +187,11 @@ export class JobLog {
     if (this.ring) {
       if (this.dropped.lines > 0) this.pending.push(`[${number(this.dropped.lines)} lines (${number(this.dropped.bytes)} bytes) not kept]`);
       this.dropped = { lines: 0, bytes: 0 };
-      for (const line of this.ring.take()) this.pending.push(line);
+      const end = this.ring.take();
+      for (const line of end) this.pending.push(line);
+      // Its copy in Redis goes with the append that carries it.
+      this.tailUnsent?.take();
+      if (end.length > 0) this.closingTail = true;
     }
     if (this.lost.lines > 0) {
       this.pending.push(`[${number(this.lost.lines)} lines (${number(this.lost.bytes)} bytes) could not be stored: ${this.lost.error}]`);
@@ -201,7 +215,9 @@ export class JobLog {
       const ringLines = Math.max(Math.min(tailLines, MIN_TAIL_LINES), Math.min(tailLines, this.maxLines - this.lines - 2));
       const ringBytes = Math.max(Math.min(tailBytes, MIN_TAIL_BYTES), Math.min(tailBytes, this.maxBytes - this.bytes - NOTICES_BYTES));
       this.ring = new TailRing(ringLines, ringBytes);
+      this.tailUnsent = new TailRing(ringLines, ringBytes);
     }
+    this.tailUnsent!.push(line, bytes);
     const evicted = this.ring.push(line, bytes);
     if (evicted.lines === 0 && evicted.bytes === 0) return;
     if (!this.noticed) {
@@ -219,11 +235,18 @@ export class JobLog {
     this.timer = undefined;
     this.writing ??= (async () => {
       try {
-        while (this.pending.length > 0) {
+        while (this.pending.length > 0 || (this.tailUnsent?.length ?? 0) > 0) {
+          if (this.pending.length === 0) {
+            // The ring's new lines, to its copy in Redis; lost, they are still in the ring, for the end.
+            await this.store.pushLogTail(this.id, this.tailUnsent!.take(), this.ring!.maxLines, this.ring!.maxBytes).catch(() => {});
+            continue;
+          }
           const batch = this.pending.length <= BATCH_LINES ? this.pending : this.pending.slice(0, BATCH_LINES);
           this.pending = batch === this.pending ? [] : this.pending.slice(BATCH_LINES);
           this.writer.batch += 1;
-          await this.store.appendLog(this.id, batch, this.writer).catch((err: Error) => {
+          const closingTail = this.closingTail && this.pending.length === 0;
+          if (closingTail) this.closingTail = false;
+          await this.store.appendLog(this.id, batch, this.writer, { closingTail }).catch((err: Error) => {
             // Redis refused the lines (the worker's connection waits out a disconnection): say so at the end.
             this.lost.lines += batch.length;
             for (const line of batch) this.lost.bytes += Buffer.byteLength(line) + 1;

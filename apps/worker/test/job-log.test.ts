@@ -125,6 +125,34 @@ describe('JobLog', () => {
     expect(final.length).toBeLessThanOrEqual(100 + 12);
   });
 
+  it('the end of a log past its cap outlives its worker: the next attempt adds it first, and a completed log leaves no copy of it', async () => {
+    const id = newJob();
+    const dying = await JobLog.open(store, id, { maxLines: 1000, flushMs: 10 });
+    dying.write(numbered(1, 5000).join('\n'));
+    // Kept in Redis as the ring turns; the worker then dies (nothing flushes it).
+    await expect.poll(() => redis.lrange(store.keys.logTail(id), -1, -1), { timeout: 5000 }).toEqual(['line 5000']);
+    expect(await redis.llen(store.keys.logTail(id))).toBe(100);
+    const next = await JobLog.open(store, id, { maxLines: 1000 });
+    next.write('attempt 2');
+    await next.flush();
+    const log = await store.readLog(id);
+    expect(log.slice(-102)).toEqual(['[the last lines of an earlier attempt past this log\'s cap, which it could not add itself (its worker stopped):]', ...numbered(4901, 5000), 'attempt 2']);
+    expect(await redis.exists(store.keys.logTail(id), store.keys.logTailBytes(id))).toBe(0);
+
+    // An attempt that ends as it should adds its end itself, and drops the copy in the same step.
+    const other = newJob();
+    const ending = await JobLog.open(store, other, { maxLines: 1000, flushMs: 10 });
+    ending.write(numbered(1, 5000).join('\n'));
+    await expect.poll(() => redis.llen(store.keys.logTail(other)), { timeout: 5000 }).toBe(100);
+    await ending.flush();
+    expect(await redis.exists(store.keys.logTail(other), store.keys.logTailBytes(other))).toBe(0);
+    expect((await store.readLog(other)).slice(-100)).toEqual(numbered(4901, 5000));
+    // Nothing is left for a later attempt to add again.
+    const length = await store.logLength(other);
+    await (await JobLog.open(store, other)).flush();
+    expect(await store.logLength(other)).toBe(length);
+  });
+
   it('a retried attempt counts the lines of the attempts before it', async () => {
     const id = newJob();
     const first = await JobLog.open(store, id, { maxLines: 1000 });

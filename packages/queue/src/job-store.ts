@@ -222,7 +222,46 @@ if last >= batch then return redis.call('llen', KEYS[1]) end
 redis.call('hset', KEYS[2], ARGV[1], batch)
 local length = 0
 for i = 3, #ARGV, 1000 do length = redis.call('rpush', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
+-- slipwayAppendLogClosingTail: the log's kept end (KEYS 3 and 4) is in the log now, in the same step.
+for i = 3, #KEYS do redis.call('del', KEYS[i]) end
 return length`;
+
+/**
+ * Adds lines to a running job's kept end (KEYS: the tail list, its bytes),
+ * then lets the oldest go until at most ARGV[1] lines and ARGV[2] bytes (a
+ * newline counted per line) are left, never the newest. Each line is
+ * added and let go once: the cost follows what the build prints. Kept
+ * LOG_TAIL_TTL_S past its last line, should nothing take it.
+ */
+const PUSH_LOG_TAIL = `
+local maxLines, maxBytes = tonumber(ARGV[1]), tonumber(ARGV[2])
+local added = 0
+for i = 4, #ARGV do added = added + #ARGV[i] + 1 end
+for i = 4, #ARGV, 1000 do redis.call('rpush', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
+local bytes = tonumber(redis.call('get', KEYS[2]) or '0') + added
+local length = redis.call('llen', KEYS[1])
+while length > 1 and (length > maxLines or bytes > maxBytes) do
+  bytes = bytes - #redis.call('lpop', KEYS[1]) - 1
+  length = length - 1
+end
+redis.call('set', KEYS[2], bytes, 'EX', ARGV[3])
+redis.call('expire', KEYS[1], ARGV[3])
+return length`;
+
+/**
+ * Moves a job's kept end (KEYS 1, 2) into its log (KEYS 3) after the line
+ * ARGV[1], in one step. Returns how many lines moved (0: there was none).
+ */
+const TAKE_LOG_TAIL = `
+local lines = redis.call('lrange', KEYS[1], 0, -1)
+redis.call('del', KEYS[1], KEYS[2])
+if #lines == 0 then return 0 end
+redis.call('rpush', KEYS[3], ARGV[1])
+for i = 1, #lines, 1000 do redis.call('rpush', KEYS[3], unpack(lines, i, math.min(i + 999, #lines))) end
+return #lines`;
+
+/** How long a kept end outlives its last line when no attempt takes it (longer than any build may run). */
+const LOG_TAIL_TTL_S = 8 * 24 * 3600;
 
 /**
  * Lines ARGV[1]..ARGV[2] (0-based, inclusive) of the log KEYS[1], cut after
@@ -270,6 +309,9 @@ export function defineJobScripts(redis: Redis): void {
   if (!defined.slipwayCreateJobs) redis.defineCommand('slipwayCreateJobs', { lua: CREATE_JOBS });
   if (!defined.slipwayUpdateJob) redis.defineCommand('slipwayUpdateJob', { lua: UPDATE_JOB });
   if (!defined.slipwayAppendLog) redis.defineCommand('slipwayAppendLog', { numberOfKeys: 2, lua: APPEND_LOG });
+  if (!defined.slipwayAppendLogClosingTail) redis.defineCommand('slipwayAppendLogClosingTail', { numberOfKeys: 4, lua: APPEND_LOG });
+  if (!defined.slipwayPushLogTail) redis.defineCommand('slipwayPushLogTail', { numberOfKeys: 2, lua: PUSH_LOG_TAIL });
+  if (!defined.slipwayTakeLogTail) redis.defineCommand('slipwayTakeLogTail', { numberOfKeys: 3, lua: TAKE_LOG_TAIL });
   if (!defined.slipwayReadLogBytes) redis.defineCommand('slipwayReadLogBytes', { numberOfKeys: 1, lua: READ_LOG_BYTES });
   defineRetentionScript(redis);
 }
@@ -744,10 +786,31 @@ export class JobStore {
    * 1 (each batch after the one before it resolved); one without
    * `writer` appends a single batch.
    */
-  async appendLog(id: string, lines: readonly string[], writer: LogWriter = { name: randomUUID(), batch: 1 }): Promise<number> {
+  async appendLog(id: string, lines: readonly string[], writer: LogWriter = { name: randomUUID(), batch: 1 }, options: { closingTail?: boolean } = {}): Promise<number> {
     if (lines.length === 0) return this.redis.llen(this.keys.log(id));
-    const commands = this.redis as unknown as { slipwayAppendLog: (...a: Array<string | number>) => Promise<number> };
+    const commands = this.redis as unknown as Record<'slipwayAppendLog' | 'slipwayAppendLogClosingTail', (...a: Array<string | number>) => Promise<number>>;
+    // Closing the tail: these lines hold the log's kept end, which is then dropped in the same step (see pushLogTail).
+    if (options.closingTail) return commands.slipwayAppendLogClosingTail(this.keys.log(id), this.keys.logWriters(id), this.keys.logTail(id), this.keys.logTailBytes(id), writer.name, writer.batch, ...lines);
     return commands.slipwayAppendLog(this.keys.log(id), this.keys.logWriters(id), writer.name, writer.batch, ...lines);
+  }
+
+  /**
+   * Adds lines to the end a capped log keeps while its job runs (JobLog):
+   * at most `maxLines` lines and `maxBytes` bytes, the oldest going first.
+   * Apart from the log, which only grows: the log gets it when the job's
+   * attempt ends (appendLog `closingTail`), or, should its worker die
+   * first, when the next attempt opens the log (takeLogTail).
+   */
+  async pushLogTail(id: string, lines: readonly string[], maxLines: number, maxBytes: number): Promise<void> {
+    if (lines.length === 0) return;
+    const commands = this.redis as unknown as { slipwayPushLogTail: (...a: Array<string | number>) => Promise<number> };
+    await commands.slipwayPushLogTail(this.keys.logTail(id), this.keys.logTailBytes(id), maxLines, maxBytes, LOG_TAIL_TTL_S, ...lines);
+  }
+
+  /** Moves a kept end no attempt added into the log, after `header`, in one step; returns how many lines moved. */
+  async takeLogTail(id: string, header: string): Promise<number> {
+    const commands = this.redis as unknown as { slipwayTakeLogTail: (...a: string[]) => Promise<number> };
+    return commands.slipwayTakeLogTail(this.keys.logTail(id), this.keys.logTailBytes(id), this.keys.log(id), header);
   }
 
   /** Lines `from`..`to` (1-based, inclusive; `to` -1 = the end). */
