@@ -24,8 +24,9 @@ export const SMALL_BODIES_BUDGET_BYTES = 128 * 1024 * 1024;
  * is. So a body larger than SMALL_BODY_BYTES first reserves its size here,
  * until its answer is sent; when the budget is spent it is answered 503
  * with Retry-After (the forge delivers it again later) without being read.
- * Small bodies have a budget of their own, taken as their bytes arrive (a
- * slow sender declaring 1 MB holds nothing it has not sent).
+ * Small bodies have a budget of their own, taken as memory is allocated for
+ * them (a chunk kept, a slab for small chunks): a slow sender declaring 1 MB
+ * holds nothing it has not sent, and one sending a byte holds its slab.
  */
 export class BodyBudget {
   private used = 0;
@@ -99,18 +100,23 @@ export function readBody(req: IncomingMessage, res: ServerResponse, options: Rea
       slab = null;
       slabUsed = 0;
     };
-    const keep = (chunk: Buffer) => {
+    // What a small body holds is what it allocates: a chunk it keeps, or a whole slab for its first small chunk.
+    const hold = (bytes: number) => reserved > 0 || holdSmall(bytes);
+    const keep = (chunk: Buffer): boolean => {
       if (chunk.length >= SMALL_CHUNK_BYTES) {
+        if (!hold(chunk.length)) return false;
         keepSlab();
         chunks.push(chunk);
-        return;
+        return true;
       }
       if (slab === null || slabUsed + chunk.length > slab.length) {
+        if (!hold(SLAB_BYTES)) return false;
         keepSlab();
         slab = Buffer.allocUnsafe(SLAB_BYTES);
       }
       chunk.copy(slab, slabUsed);
       slabUsed += chunk.length;
+      return true;
     };
     const cleanup = () => {
       req.off('data', onData);
@@ -127,14 +133,13 @@ export function readBody(req: IncomingMessage, res: ServerResponse, options: Rea
     const onData = (chunk: Buffer) => {
       if (size + chunk.length > limitBytes) return refuse(tooLarge());
       if (!reserve(size + chunk.length)) return refuse(busy());
-      if (reserved === 0 && !holdSmall(chunk.length)) return refuse(busy(false));
       if (whole !== null && size + chunk.length > whole.length) {
         // More than declared (the HTTP parser does not let that happen): collect it all the plain way.
         keep(whole.subarray(0, size));
         whole = null;
       }
       if (whole !== null) chunk.copy(whole, size);
-      else keep(chunk);
+      else if (!keep(chunk)) return refuse(busy(false));
       size += chunk.length;
     };
     const onEnd = () => {

@@ -292,28 +292,25 @@ describe('the budget of large unverified bodies', () => {
 describe('the budget of small unverified bodies', () => {
   let r: TestReceiver;
   beforeAll(async () => {
-    r = await startReceiver({ redisUrl: testStack().redis!.url, apps: TEST_APPS, smallBodiesBudgetBytes: 64 * 1024 });
+    // Four 64 KB slabs: what four senders stalling after their first byte hold.
+    r = await startReceiver({ redisUrl: testStack().redis!.url, apps: TEST_APPS, smallBodiesBudgetBytes: 256 * 1024 });
   });
   afterAll(() => r.close());
 
-  it('what stalled senders hold is bounded: past it a webhook is answered 503 + Retry-After, and the bytes are given back once they are answered', async () => {
-    // A sender declaring 62 KB that stalls after 60 KB: it holds what it sent, not what it declared.
-    const slow = Buffer.alloc(62 * 1024, 'x');
-    const held = stalledUpload(r.url, slow, 60 * 1024);
-
+  it('what stalled senders hold is bounded by what it allocates for them: past it a webhook is answered 503 + Retry-After, and it is given back once they are answered', async () => {
+    // Each sends one byte of 100 and stalls: a byte of budget, but a 64 KB slab of memory.
+    const held = Array.from({ length: 4 }, () => stalledUpload(r.url, Buffer.alloc(100, 'x'), 1));
     const push = signedPush();
-    expect(push.length).toBeGreaterThan(4 * 1024);
-    const refused = await waitFor('the stalled sender to hold its bytes', async () => {
+    const refused = await waitFor('the stalled senders to hold their slabs', async () => {
       const answer = await post(r.url, githubHeaders(push), push);
       return answer.status === 503 ? answer : null;
     }, { timeoutMs: 10_000 });
     expect(refused).toMatchObject({ status: 503, code: 'busy', retryAfter: '5' });
 
-    expect(await held.finish()).toBe(400);
+    expect(await Promise.all(held.map((upload) => upload.finish()))).toEqual([400, 400, 400, 400]);
     expect(await waitFor('the budget to be free again', async () => {
       const answer = await post(r.url, githubHeaders(push), push);
       return answer.status === 503 ? null : answer;
     }, { timeoutMs: 10_000 })).toMatchObject({ status: 202 });
   });
 });
-

@@ -764,14 +764,16 @@ export class JobStore {
    */
   private async newerByArrival(app: string, id: string, passOver: ReadonlySet<string>): Promise<string | null> {
     const PAGE = 200;
-    for (let offset = 0; ; offset += PAGE) {
-      const page = await this.redis.zrevrangebyscore(this.keys.byApp(app), '+inf', `(${Number(id)}`, 'LIMIT', offset, PAGE);
+    // Paged by score (ids), not by offset: jobs removed meanwhile (retention) would shift an offset past one.
+    for (let max = '+inf'; ;) {
+      const page = await this.redis.zrevrangebyscore(this.keys.byApp(app), max, `(${Number(id)}`, 'LIMIT', 0, PAGE);
       const candidates = page.filter((candidate) => !passOver.has(candidate));
       // Sent together: one round trip for the page.
       const states = await Promise.all(candidates.map((candidate) => this.redis.hget(this.keys.job(candidate), 'state')));
       const found = candidates.findIndex((_, i) => states[i] !== null && SUPERSEDING.has(JSON.parse(states[i]!) as JobState));
       if (found >= 0) return candidates[found]!;
       if (page.length < PAGE) return null;
+      max = `(${page.at(-1)!}`;
     }
   }
 
