@@ -38,7 +38,7 @@ export interface DashboardOptions {
   maxStreams?: number;
   /** Every other request must be received and answered within this. Default {@link REQUEST_TIMEOUT_MS} (30 s). */
   requestTimeoutMs?: number;
-  /** A live stream whose reader takes nothing for this long is dropped. Default STALLED_READER_MS (60 s). */
+  /** A log stream whose socket does not drain for this long is dropped. Default STALLED_READER_MS (5 min). */
   stalledReaderMs?: number;
 }
 

@@ -18,13 +18,15 @@ import { appFilter, jobView, lineNumber } from './jobs-api.js';
 /** A client of `/api/events` this far behind (bytes buffered) is dropped; its browser reconnects and resyncs. */
 export const MAX_BUFFERED_BYTES = 1 << 20;
 /**
- * A stream whose reader took nothing of a full socket for this long is
- * dropped (a log stream waits for its reader, which may never read: a
- * script that stopped, a laptop asleep); so is an ended one that could not
- * hand its last bytes over in this time. A browser that wakes reconnects
- * from its last line.
+ * A log stream whose socket did not drain for this long is dropped (it
+ * waits for its reader, which may never read: a script that stopped, a
+ * laptop asleep); so is an ended stream that could not hand its last bytes
+ * over in this time. Long: the socket drains only once the kernel's send
+ * buffer has room again, after the reader took a good part of it (on
+ * loopback, megabytes), so a slow reader is far from this. A browser that
+ * wakes reconnects from its last line.
  */
-export const STALLED_READER_MS = 60_000;
+export const STALLED_READER_MS = 5 * 60_000;
 
 export interface StreamsApiOptions {
   /** Ends the streams of a session that is signed out or expires. */
@@ -200,7 +202,7 @@ class SseStream {
     return frames.length > 0 ? this.write(frames) : true;
   }
 
-  /** Resolves when the socket can take more, or the client is gone (dropped when it took nothing for `stalledMs`). */
+  /** Resolves when the socket can take more, or the client is gone (dropped when it did not drain for `stalledMs`). */
   drained(): Promise<void> {
     if (this.closed || !this.res.writableNeedDrain) return Promise.resolve();
     return new Promise((resolve) => {
