@@ -67,7 +67,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
 
   const logger = ctx.logger.child({ job: id, app: record.app });
   const controller = new AbortController();
-  const progress: Progress = { reachedSwitch: false };
+  const progress: Progress = { reachedSwitch: false, knownNotLive: false };
   // Held by this attempt (BullMQ's token for it), not by the job: a re-run of the job elsewhere waits for the
   // lease to lapse rather than sharing it, and this attempt's release never frees the app under that re-run.
   const lease = new AppLease(ctx.redis, ctx.store.keys.appLock(record.app), `${id}:${token ?? randomUUID()}`, ctx.leaseMs ?? DEFAULT_LEASE_MS, () => {
@@ -115,6 +115,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
       await removeLeftByDeadAttempt(ctx, record, log);
       return await complete(ctx, record, log, { image: wentLive.image, release: id }, logger, 'went live in an earlier attempt; recorded as completed');
     }
+    progress.knownNotLive = wentLive === null;
     if (wentLive) log.write(`an earlier attempt of this job went live (${wentLive.image}) and stopped before its end: taken up where it stopped, with that image, not built again (a cancel or a newer job no longer applies)`);
     else {
       const gaveWay = await givesWay(ctx, record, log, logger, controller.signal);
@@ -415,6 +416,8 @@ function appForJob(ctx: DeployContext, record: JobRecord) {
 /** How far an attempt got: from its switch on, a cancel is no longer what stopped it (the rollout ignores one then). */
 interface Progress {
   reachedSwitch: boolean;
+  /** etcd said no earlier attempt of the job went live: before this attempt's switch, nothing of it serves. */
+  knownNotLive: boolean;
 }
 
 /**
@@ -595,10 +598,11 @@ async function settleFailure(ctx: DeployContext, job: Job, token: string | undef
     return { takenOver: true };
   }
   // Before the switch, whatever fails once the job was cancelled failed because of it (a build killed, a container
-  // stopped), retryable or not: nothing went live, and a retry would only meet the cancel (or, on the last attempt,
-  // record the kill as the job's failure). From the switch on the rollout ignores the cancel, so a failure there is
-  // the deploy's own and says so.
-  if (isSlipwayError(err, 'cancelled') || (signal.aborted && !progress.reachedSwitch)) {
+  // stopped): retryable or not once etcd said no earlier attempt went live (a retry would only meet the cancel, or on
+  // the last attempt record the kill as the job's failure); else only a failure that is not retried, since the retry
+  // finds out whether the job serves. From the switch on the rollout ignores the cancel, so a failure there is the
+  // deploy's own and says so.
+  if (isSlipwayError(err, 'cancelled') || (signal.aborted && !progress.reachedSwitch && (progress.knownNotLive || !isRetryable(err)))) {
     log.write('cancelled: nothing of this deploy went live');
     await log.flush();
     ctx.feedback?.finished(await ctx.store.finish(id, 'cancelled', { error: 'cancelled by request' }));
