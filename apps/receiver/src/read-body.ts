@@ -4,16 +4,17 @@ import { WebhookError } from '@slipway/forges/inspect-webhook';
 
 /** Bodies up to this size are always read: an ordinary push is a few KB, one with hundreds of commits well under this. */
 export const SMALL_BODY_BYTES = 1024 * 1024;
-/** Chunks smaller than this are copied into a slab of SLAB_BYTES instead of being kept (see readBody). */
+/** Chunks smaller than this are copied into a slab instead of being kept (see readBody): the first of FIRST_SLAB_BYTES, each next twice as large, up to SLAB_BYTES. */
 const SMALL_CHUNK_BYTES = 4096;
+const FIRST_SLAB_BYTES = 4096;
 const SLAB_BYTES = 64 * 1024;
 /** Default bytes of larger bodies read at once (raised to the body limit if that is higher, so one body at the limit always fits). */
 export const LARGE_BODIES_BUDGET_BYTES = 64 * 1024 * 1024;
 /**
- * Default bytes of small bodies held at once, as they arrive: sixteen
- * thousand 8 KB pushes in flight together, far past any forge's rate, and
- * far below what connections each stalling a byte short of SMALL_BODY_BYTES
- * would otherwise hold (4,000 of them: 4 GB).
+ * Default bytes held for small bodies at once, as memory is allocated for
+ * them: sixteen thousand 8 KB pushes in flight together, far past any
+ * forge's rate, and far below what connections each stalling a byte short
+ * of SMALL_BODY_BYTES would otherwise hold (4,000 of them: 4 GB).
  */
 export const SMALL_BODIES_BUDGET_BYTES = 128 * 1024 * 1024;
 
@@ -26,7 +27,8 @@ export const SMALL_BODIES_BUDGET_BYTES = 128 * 1024 * 1024;
  * with Retry-After (the forge delivers it again later) without being read.
  * Small bodies have a budget of their own, taken as memory is allocated for
  * them (a chunk kept, a slab for small chunks): a slow sender declaring 1 MB
- * holds nothing it has not sent, and one sending a byte holds its slab.
+ * holds nothing it has not sent, and one sending a byte holds its first
+ * slab (4 KB).
  */
 export class BodyBudget {
   private used = 0;
@@ -95,12 +97,13 @@ export function readBody(req: IncomingMessage, res: ServerResponse, options: Rea
     // otherwise hold a Buffer object (~100 bytes) per byte, a hundred times its size.
     let slab: Buffer | null = null;
     let slabUsed = 0;
+    let slabBytes = FIRST_SLAB_BYTES;
     const keepSlab = () => {
       if (slab !== null && slabUsed > 0) chunks.push(slab.subarray(0, slabUsed));
       slab = null;
       slabUsed = 0;
     };
-    // What a small body holds is what it allocates: a chunk it keeps, or a whole slab for its first small chunk.
+    // What a small body holds is what it allocates: a chunk it keeps, or a whole slab for the small chunks it copies.
     const hold = (bytes: number) => reserved > 0 || holdSmall(bytes);
     const keep = (chunk: Buffer): boolean => {
       if (chunk.length >= SMALL_CHUNK_BYTES) {
@@ -110,9 +113,11 @@ export function readBody(req: IncomingMessage, res: ServerResponse, options: Rea
         return true;
       }
       if (slab === null || slabUsed + chunk.length > slab.length) {
-        if (!hold(SLAB_BYTES)) return false;
+        if (!hold(slabBytes)) return false;
         keepSlab();
-        slab = Buffer.allocUnsafe(SLAB_BYTES);
+        slab = Buffer.allocUnsafe(slabBytes);
+        // A sender of many small chunks gets larger slabs: few of them, whatever the body's size.
+        slabBytes = Math.min(SLAB_BYTES, slabBytes * 2);
       }
       chunk.copy(slab, slabUsed);
       slabUsed += chunk.length;

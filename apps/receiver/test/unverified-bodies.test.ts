@@ -292,13 +292,13 @@ describe('the budget of large unverified bodies', () => {
 describe('the budget of small unverified bodies', () => {
   let r: TestReceiver;
   beforeAll(async () => {
-    // Four 64 KB slabs: what four senders stalling after their first byte hold.
-    r = await startReceiver({ redisUrl: testStack().redis!.url, apps: TEST_APPS, smallBodiesBudgetBytes: 256 * 1024 });
+    // Four 4 KB slabs: what four senders stalling after their first byte hold.
+    r = await startReceiver({ redisUrl: testStack().redis!.url, apps: TEST_APPS, smallBodiesBudgetBytes: 16 * 1024 });
   });
   afterAll(() => r.close());
 
   it('what stalled senders hold is bounded by what it allocates for them: past it a webhook is answered 503 + Retry-After, and it is given back once they are answered', async () => {
-    // Each sends one byte of 100 and stalls: a byte of budget, but a 64 KB slab of memory.
+    // Each sends one byte of 100 and stalls: one byte, but a 4 KB slab of memory.
     const held = Array.from({ length: 4 }, () => stalledUpload(r.url, Buffer.alloc(100, 'x'), 1));
     const push = signedPush();
     const refused = await waitFor('the stalled senders to hold their slabs', async () => {

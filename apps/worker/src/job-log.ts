@@ -14,6 +14,8 @@ const MIN_TAIL_LINES = 100;
 const MIN_TAIL_BYTES = 64 * 1024;
 /** Most lines sent in one RPUSH. */
 const BATCH_LINES = 2000;
+/** How often the ring's new lines go to its copy in Redis at most (the copy only matters should the worker die). */
+const TAIL_PUSH_MS = 1000;
 
 export interface JobLogOptions {
   /** Values scrubbed from every line (URL credentials always are). */
@@ -131,25 +133,28 @@ export class JobLog {
   private tailUnsent: TailRing | null = null;
   /** The next append carries the ring's lines: it drops the copy in Redis in the same step. */
   private closingTail = false;
+  private lastTailPush = 0;
   /** The notice went out: lines are being left out. */
   private noticed = false;
   private dropped = { lines: 0, bytes: 0 };
   private lost = { lines: 0, bytes: 0, error: '' };
   /** This log's name and count of batches for appendLog: a batch ioredis sends again after a reconnect is kept once. */
-  private readonly writer = { name: randomUUID(), batch: 0 };
+  private readonly writer: { name: string; batch: number };
 
   /**
    * The log of job `id`, counting what earlier attempts of the job wrote
    * there: the caps are per job, not per attempt.
    */
   static async open(store: JobStore, id: string, options: JobLogOptions = {}): Promise<JobLog> {
-    // The end an earlier attempt kept past the cap and could not add itself (its worker died): it goes in first.
-    await store.takeLogTail(id, '[the last lines of an earlier attempt past this log\'s cap, which it could not add itself (its worker stopped):]').catch(() => 0);
+    const writer = randomUUID();
+    // The end an earlier attempt kept past the cap and could not add itself (its worker died) goes in first, and the
+    // kept end is this log's from now on. Should this fail, this log's end is not mirrored (the other's stays).
+    await store.takeLogTail(id, writer, '[the last lines of an earlier attempt past this log\'s cap, which it could not add itself (its worker stopped):]').catch(() => 0);
     // Never fails: a log that cannot be read is counted from zero (the caps then hold per attempt).
     const existing = await store.logLength(id).then((n) => (n > 0 ? store.readLog(id) : [])).catch(() => [] as string[]);
     let bytes = 0;
     for (const line of existing) bytes += Buffer.byteLength(line) + 1;
-    return new JobLog(store, id, options, { lines: existing.length, bytes });
+    return new JobLog(store, id, options, { lines: existing.length, bytes }, writer);
   }
 
   constructor(
@@ -157,7 +162,9 @@ export class JobLog {
     private readonly id: string,
     private readonly options: JobLogOptions = {},
     written: { lines: number; bytes: number } = { lines: 0, bytes: 0 },
+    name: string = randomUUID(),
   ) {
+    this.writer = { name, batch: 0 };
     this.maxLines = options.maxLines ?? DEFAULT_LOG_MAX_LINES;
     this.maxBytes = options.maxBytes ?? DEFAULT_LOG_MAX_BYTES;
     this.flushMs = options.flushMs ?? 100;
@@ -169,7 +176,7 @@ export class JobLog {
   write = (text: string): void => {
     for (const raw of text.replace(/\r\n/g, '\n').split('\n')) this.add(scrubLine(raw, this.options.secrets));
     if (this.pending.length >= BATCH_LINES) void this.send();
-    else if ((this.pending.length > 0 || (this.tailUnsent?.length ?? 0) > 0) && !this.timer && !this.writing) this.timer = setTimeout(() => void this.send(), this.flushMs);
+    else if (!this.timer && !this.writing) this.schedule();
   };
 
   /** A step header, so the log reads as a sequence of steps. */
@@ -229,34 +236,57 @@ export class JobLog {
     this.dropped.bytes += evicted.bytes;
   }
 
+  /** Sends later what is waiting: pending lines after flushMs, the ring's new lines once TAIL_PUSH_MS since the last went. */
+  private schedule(): void {
+    let wait: number | null = null;
+    if (this.pending.length > 0) wait = this.flushMs;
+    else if ((this.tailUnsent?.length ?? 0) > 0) wait = Math.max(this.flushMs, this.lastTailPush + TAIL_PUSH_MS - Date.now());
+    if (wait !== null) this.timer = setTimeout(() => void this.send(), wait);
+  }
+
+  /** The ring's new lines may go to its copy in Redis now. */
+  private tailDue(): boolean {
+    return (this.tailUnsent?.length ?? 0) > 0 && Date.now() - this.lastTailPush >= TAIL_PUSH_MS;
+  }
+
   /** Sends what is pending, one RPUSH at a time, until nothing is; resolves when all of it is in Redis. */
   private send(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    this.writing ??= (async () => {
-      try {
-        while (this.pending.length > 0 || (this.tailUnsent?.length ?? 0) > 0) {
-          if (this.pending.length === 0) {
-            // The ring's new lines, to its copy in Redis; lost, they are still in the ring, for the end.
-            await this.store.pushLogTail(this.id, this.tailUnsent!.take(), this.ring!.maxLines, this.ring!.maxBytes).catch(() => {});
-            continue;
-          }
-          const batch = this.pending.length <= BATCH_LINES ? this.pending : this.pending.slice(0, BATCH_LINES);
-          this.pending = batch === this.pending ? [] : this.pending.slice(BATCH_LINES);
-          this.writer.batch += 1;
-          const closingTail = this.closingTail && this.pending.length === 0;
-          if (closingTail) this.closingTail = false;
-          await this.store.appendLog(this.id, batch, this.writer, { closingTail }).catch((err: Error) => {
-            // Redis refused the lines (the worker's connection waits out a disconnection): say so at the end.
-            this.lost.lines += batch.length;
-            for (const line of batch) this.lost.bytes += Buffer.byteLength(line) + 1;
-            this.lost.error ||= err.message;
-          });
-        }
-      } finally {
-        this.writing = null;
+    if (this.writing) return this.writing;
+    // Cleared in a `.finally` callback, which runs after this assignment: a loop with nothing to send ends at once,
+    // and cleared inside it, the promise assigned after would stay here for good, and no line would be sent again.
+    const writing = this.drain().finally(() => {
+      if (this.writing === writing) this.writing = null;
+      // The ring's lines not yet due: they go when they are.
+      if (!this.timer && !this.writing) this.schedule();
+    });
+    this.writing = writing;
+    return writing;
+  }
+
+  /** One RPUSH at a time, until nothing is pending (and the ring's new lines, when due, to its copy). */
+  private async drain(): Promise<void> {
+    while (this.pending.length > 0 || this.tailDue()) {
+      if (this.pending.length === 0) {
+        // The ring's new lines, to its copy in Redis; lost, they are still in the ring, for the end.
+        this.lastTailPush = Date.now();
+        await this.store.pushLogTail(this.id, this.writer.name, this.tailUnsent!.take(), this.ring!.maxLines, this.ring!.maxBytes).catch(() => {});
+        continue;
       }
-    })();
-    return this.writing;
+      // The ring's lines go in one append, which drops the copy in Redis: split, a worker dying between two
+      // appends would leave the copy, and the next attempt would add the lines already in the log again.
+      const closingTail = this.closingTail;
+      const batch = closingTail || this.pending.length <= BATCH_LINES ? this.pending : this.pending.slice(0, BATCH_LINES);
+      this.pending = batch === this.pending ? [] : this.pending.slice(BATCH_LINES);
+      this.closingTail = false;
+      this.writer.batch += 1;
+      await this.store.appendLog(this.id, batch, this.writer, { closingTail }).catch((err: Error) => {
+        // Redis refused the lines (the worker's connection waits out a disconnection): say so at the end.
+        this.lost.lines += batch.length;
+        for (const line of batch) this.lost.bytes += Buffer.byteLength(line) + 1;
+        this.lost.error ||= err.message;
+      });
+    }
   }
 }

@@ -318,7 +318,12 @@ async function staleAgainstLive(ctx: DeployContext, record: JobRecord, signal: A
   return head === record.sha ? null : { ...live, branchAt: head };
 }
 
-/** Whether the job's commit is the live one's ancestor in the clone cache's whole history; false when the cache cannot say. */
+/**
+ * Whether the job's commit is the live one's ancestor in the clone cache's
+ * whole history; false when the cache cannot say. Waits for the cache as
+ * the checkout would (another process's long fetch): answering "not
+ * stale" for want of waiting would let an old commit through.
+ */
 async function behindLive(ctx: DeployContext, record: JobRecord, liveSha: string, signal: AbortSignal): Promise<boolean> {
   try {
     return await isAncestor({ app: appForJob(ctx, record), sha: record.sha!, of: liveSha, workdir: ctx.config.workdir, signal });

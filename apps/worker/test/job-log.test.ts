@@ -137,7 +137,7 @@ describe('JobLog', () => {
     await next.flush();
     const log = await store.readLog(id);
     expect(log.slice(-102)).toEqual(['[the last lines of an earlier attempt past this log\'s cap, which it could not add itself (its worker stopped):]', ...numbered(4901, 5000), 'attempt 2']);
-    expect(await redis.exists(store.keys.logTail(id), store.keys.logTailBytes(id))).toBe(0);
+    expect(await redis.exists(store.keys.logTail(id), store.keys.logTailMeta(id))).toBe(0);
 
     // An attempt that ends as it should adds its end itself, and drops the copy in the same step.
     const other = newJob();
@@ -145,12 +145,42 @@ describe('JobLog', () => {
     ending.write(numbered(1, 5000).join('\n'));
     await expect.poll(() => redis.llen(store.keys.logTail(other)), { timeout: 5000 }).toBe(100);
     await ending.flush();
-    expect(await redis.exists(store.keys.logTail(other), store.keys.logTailBytes(other))).toBe(0);
+    expect(await redis.exists(store.keys.logTail(other), store.keys.logTailMeta(other))).toBe(0);
     expect((await store.readLog(other)).slice(-100)).toEqual(numbered(4901, 5000));
     // Nothing is left for a later attempt to add again.
     const length = await store.logLength(other);
     await (await JobLog.open(store, other)).flush();
     expect(await store.logLength(other)).toBe(length);
+  });
+
+  it('an attempt cut off while another took the job\'s log over neither adds to the kept end nor drops it', async () => {
+    const id = newJob();
+    const cutOff = await JobLog.open(store, id, { maxLines: 1000, flushMs: 10 });
+    cutOff.write(numbered(1, 5000).join('\n'));
+    await expect.poll(() => redis.lrange(store.keys.logTail(id), -1, -1), { timeout: 5000 }).toEqual(['line 5000']);
+    const next = await JobLog.open(store, id, { maxLines: 1000, flushMs: 10 });
+    next.write(numbered(1, 3000, (i) => `next ${i}`).join('\n'));
+    await expect.poll(() => redis.lrange(store.keys.logTail(id), -1, -1), { timeout: 5000 }).toEqual(['next 3000']);
+    // The cut-off attempt carries on, and ends: its lines go to the log, the kept end stays the other's.
+    cutOff.write('a late line');
+    await cutOff.flush();
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    expect(await redis.lrange(store.keys.logTail(id), -1, -1)).toEqual(['next 3000']);
+    await next.flush();
+    expect((await store.readLog(id)).at(-1)).toBe('next 3000');
+    expect(await redis.exists(store.keys.logTail(id), store.keys.logTailMeta(id))).toBe(0);
+  });
+
+  it('a flush with nothing to send leaves the log sending: lines written after it arrive, by the timer and by the next flush', async () => {
+    const id = newJob();
+    const log = await JobLog.open(store, id, { flushMs: 10 });
+    await log.flush();
+    await log.flush();
+    log.write('after an empty flush');
+    await expect.poll(() => store.readLog(id), { timeout: 2000 }).toEqual(['after an empty flush']);
+    log.write('and another');
+    await log.flush();
+    expect(await store.readLog(id)).toEqual(['after an empty flush', 'and another']);
   });
 
   it('a retried attempt counts the lines of the attempts before it', async () => {

@@ -196,7 +196,7 @@ export function defineRetentionScript(redis: Redis): void {
 /** One FINISH_AND_TRIM call for `app`: after job `id` finished, or ('') for a sweep. */
 async function trim(redis: Redis, keys: Keys, app: string, id: string, finishedAt: number, retention: JobRetention | null, batch: number, offset: number): Promise<[number, number, number]> {
   const jobKey = keys.job('0');
-  const related = [keys.log('0'), keys.logWriters('0'), keys.logTail('0'), keys.logTailBytes('0'), keys.cancel('0'), keys.endReported('0')].map((key) => key.slice(jobKey.length));
+  const related = [keys.log('0'), keys.logWriters('0'), keys.logTail('0'), keys.logTailMeta('0'), keys.cancel('0'), keys.endReported('0')].map((key) => key.slice(jobKey.length));
   defineRetentionScript(redis);
   const commands = redis as unknown as { slipwayFinishAndTrim: (...a: Array<string | number>) => Promise<[number, number, number]> };
   return commands.slipwayFinishAndTrim(

@@ -222,39 +222,52 @@ if last >= batch then return redis.call('llen', KEYS[1]) end
 redis.call('hset', KEYS[2], ARGV[1], batch)
 local length = 0
 for i = 3, #ARGV, 1000 do length = redis.call('rpush', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
--- slipwayAppendLogClosingTail: the log's kept end (KEYS 3 and 4) is in the log now, in the same step.
-for i = 3, #KEYS do redis.call('del', KEYS[i]) end
+-- slipwayAppendLogClosingTail: the log's kept end (KEYS 3, and its owner and bytes in 4) is in the log now, in the
+-- same step; dropped only when it is this writer's (another attempt may have taken the job's log over).
+if #KEYS == 4 then
+  local owner = redis.call('hget', KEYS[4], 'owner')
+  if not owner or owner == ARGV[1] then redis.call('del', KEYS[3], KEYS[4]) end
+end
 return length`;
 
 /**
- * Adds lines to a running job's kept end (KEYS: the tail list, its bytes),
- * then lets the oldest go until at most ARGV[1] lines and ARGV[2] bytes (a
- * newline counted per line) are left, never the newest. Each line is
- * added and let go once: the cost follows what the build prints. Kept
- * LOG_TAIL_TTL_S past its last line, should nothing take it.
+ * Adds lines to a running job's kept end (KEYS: the tail list, a hash of
+ * its owner and bytes) when writer ARGV[4] owns it, then lets the oldest go
+ * until at most ARGV[1] lines and ARGV[2] bytes (a newline counted per
+ * line) are left, never the newest. Each line is added and let go once:
+ * the cost follows what the build prints. Kept ARGV[3] seconds past its
+ * last line, should nothing take it. Returns the lines kept, or -1 when
+ * another writer owns it (a newer attempt took the job's log over).
  */
 const PUSH_LOG_TAIL = `
+local owner = redis.call('hget', KEYS[2], 'owner')
+if owner and owner ~= ARGV[4] then return -1 end
 local maxLines, maxBytes = tonumber(ARGV[1]), tonumber(ARGV[2])
 local added = 0
-for i = 4, #ARGV do added = added + #ARGV[i] + 1 end
-for i = 4, #ARGV, 1000 do redis.call('rpush', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
-local bytes = tonumber(redis.call('get', KEYS[2]) or '0') + added
+for i = 5, #ARGV do added = added + #ARGV[i] + 1 end
+for i = 5, #ARGV, 1000 do redis.call('rpush', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
+local bytes = tonumber(redis.call('hget', KEYS[2], 'bytes') or '0') + added
 local length = redis.call('llen', KEYS[1])
 while length > 1 and (length > maxLines or bytes > maxBytes) do
   bytes = bytes - #redis.call('lpop', KEYS[1]) - 1
   length = length - 1
 end
-redis.call('set', KEYS[2], bytes, 'EX', ARGV[3])
+redis.call('hset', KEYS[2], 'owner', ARGV[4], 'bytes', bytes)
 redis.call('expire', KEYS[1], ARGV[3])
+redis.call('expire', KEYS[2], ARGV[3])
 return length`;
 
 /**
  * Moves a job's kept end (KEYS 1, 2) into its log (KEYS 3) after the line
- * ARGV[1], in one step. Returns how many lines moved (0: there was none).
+ * ARGV[1], in one step, and makes writer ARGV[2] its owner from now on (for
+ * ARGV[3] seconds): an earlier attempt cut off and writing still neither
+ * adds to it nor drops it. Returns how many lines moved (0: none).
  */
 const TAKE_LOG_TAIL = `
 local lines = redis.call('lrange', KEYS[1], 0, -1)
 redis.call('del', KEYS[1], KEYS[2])
+redis.call('hset', KEYS[2], 'owner', ARGV[2], 'bytes', 0)
+redis.call('expire', KEYS[2], ARGV[3])
 if #lines == 0 then return 0 end
 redis.call('rpush', KEYS[3], ARGV[1])
 for i = 1, #lines, 1000 do redis.call('rpush', KEYS[3], unpack(lines, i, math.min(i + 999, #lines))) end
@@ -792,7 +805,7 @@ export class JobStore {
     if (lines.length === 0) return this.redis.llen(this.keys.log(id));
     const commands = this.redis as unknown as Record<'slipwayAppendLog' | 'slipwayAppendLogClosingTail', (...a: Array<string | number>) => Promise<number>>;
     // Closing the tail: these lines hold the log's kept end, which is then dropped in the same step (see pushLogTail).
-    if (options.closingTail) return commands.slipwayAppendLogClosingTail(this.keys.log(id), this.keys.logWriters(id), this.keys.logTail(id), this.keys.logTailBytes(id), writer.name, writer.batch, ...lines);
+    if (options.closingTail) return commands.slipwayAppendLogClosingTail(this.keys.log(id), this.keys.logWriters(id), this.keys.logTail(id), this.keys.logTailMeta(id), writer.name, writer.batch, ...lines);
     return commands.slipwayAppendLog(this.keys.log(id), this.keys.logWriters(id), writer.name, writer.batch, ...lines);
   }
 
@@ -803,16 +816,20 @@ export class JobStore {
    * attempt ends (appendLog `closingTail`), or, should its worker die
    * first, when the next attempt opens the log (takeLogTail).
    */
-  async pushLogTail(id: string, lines: readonly string[], maxLines: number, maxBytes: number): Promise<void> {
+  async pushLogTail(id: string, writer: string, lines: readonly string[], maxLines: number, maxBytes: number): Promise<void> {
     if (lines.length === 0) return;
     const commands = this.redis as unknown as { slipwayPushLogTail: (...a: Array<string | number>) => Promise<number> };
-    await commands.slipwayPushLogTail(this.keys.logTail(id), this.keys.logTailBytes(id), maxLines, maxBytes, LOG_TAIL_TTL_S, ...lines);
+    await commands.slipwayPushLogTail(this.keys.logTail(id), this.keys.logTailMeta(id), maxLines, maxBytes, LOG_TAIL_TTL_S, writer, ...lines);
   }
 
-  /** Moves a kept end no attempt added into the log, after `header`, in one step; returns how many lines moved. */
-  async takeLogTail(id: string, header: string): Promise<number> {
-    const commands = this.redis as unknown as { slipwayTakeLogTail: (...a: string[]) => Promise<number> };
-    return commands.slipwayTakeLogTail(this.keys.logTail(id), this.keys.logTailBytes(id), this.keys.log(id), header);
+  /**
+   * Moves a kept end no attempt added into the log, after `header`, in one
+   * step, and makes `writer` the owner of the job's kept end from now on;
+   * returns how many lines moved.
+   */
+  async takeLogTail(id: string, writer: string, header: string): Promise<number> {
+    const commands = this.redis as unknown as { slipwayTakeLogTail: (...a: Array<string | number>) => Promise<number> };
+    return commands.slipwayTakeLogTail(this.keys.logTail(id), this.keys.logTailMeta(id), this.keys.log(id), header, writer, LOG_TAIL_TTL_S);
   }
 
   /** Lines `from`..`to` (1-based, inclusive; `to` -1 = the end). */

@@ -157,9 +157,9 @@ export function keys(prefix: string) {
     log: (id: string) => `${prefix}:job:${id}:log`,
     /** The last batch number each writer of the log appended (see JobStore.appendLog): a batch ioredis sends again is not added twice. */
     logWriters: (id: string) => `${prefix}:job:${id}:log-writers`,
-    /** The last lines of a running job's log past its cap (JobLog), and their bytes: what its end will be, should its worker die first. */
+    /** The last lines of a running job's log past its cap (JobLog), and (a hash) their owner and bytes: what its end will be, should its worker die first. */
     logTail: (id: string) => `${prefix}:job:${id}:log-tail`,
-    logTailBytes: (id: string) => `${prefix}:job:${id}:log-tail-bytes`,
+    logTailMeta: (id: string) => `${prefix}:job:${id}:log-tail-meta`,
     cancel: (id: string) => `${prefix}:job:${id}:cancel`,
     /** Set (briefly) while the job waits for its app to be free, not for a retry's backoff: the one a finished deploy may wake. */
     waitingForApp: (id: string) => `${prefix}:job:${id}:waiting-for-app`,
