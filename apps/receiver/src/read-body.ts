@@ -71,6 +71,8 @@ export function readBody(req: IncomingMessage, res: ServerResponse, options: Rea
   let reserved = 0;
   const reserve = (total: number): boolean => {
     if (budget === undefined || total <= SMALL_BODY_BYTES || total <= reserved) return true;
+    // Closed already, its 'close' would never give the bytes back.
+    if (res.closed) return false;
     if (!budget.take(total - reserved)) return false;
     if (reserved === 0) res.once('close', () => budget.give(reserved));
     reserved = total;
@@ -80,6 +82,8 @@ export function readBody(req: IncomingMessage, res: ServerResponse, options: Rea
   let held = 0;
   const holdSmall = (n: number): boolean => {
     if (smallBudget === undefined) return true;
+    // Closed already, its 'close' would never give the bytes back.
+    if (res.closed) return false;
     if (!smallBudget.take(n)) return false;
     if (held === 0) res.once('close', () => smallBudget.give(held));
     held += n;
@@ -98,9 +102,10 @@ export function readBody(req: IncomingMessage, res: ServerResponse, options: Rea
     let slab: Buffer | null = null;
     let slabUsed = 0;
     let slabBytes = FIRST_SLAB_BYTES;
-    const keepSlab = () => {
+    /** What the slab holds goes in order; with `keepRest`, its room left is the slab from now on (not thrown away). */
+    const keepSlab = (keepRest = false) => {
       if (slab !== null && slabUsed > 0) chunks.push(slab.subarray(0, slabUsed));
-      slab = null;
+      slab = keepRest && slab !== null && slabUsed < slab.length ? slab.subarray(slabUsed) : null;
       slabUsed = 0;
     };
     // What a small body holds is what it allocates: a chunk it keeps, or a whole slab for the small chunks it copies.
@@ -108,7 +113,8 @@ export function readBody(req: IncomingMessage, res: ServerResponse, options: Rea
     const keep = (chunk: Buffer): boolean => {
       if (chunk.length >= SMALL_CHUNK_BYTES) {
         if (!hold(chunk.length)) return false;
-        keepSlab();
+        // The slab's room left stays in use: large and small chunks taking turns never allocate a slab per pair.
+        keepSlab(true);
         chunks.push(chunk);
         return true;
       }

@@ -134,6 +134,8 @@ export class JobLog {
   /** The next append carries the ring's lines: it drops the copy in Redis in the same step. */
   private closingTail = false;
   private lastTailPush = 0;
+  /** Pushes to the copy so far, numbering them: one ioredis sends again after a reconnect is kept once. */
+  private tailPushes = 0;
   /** The notice went out: lines are being left out. */
   private noticed = false;
   private dropped = { lines: 0, bytes: 0 };
@@ -253,40 +255,50 @@ export class JobLog {
   private send(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.writing) return this.writing;
-    // Cleared in a `.finally` callback, which runs after this assignment: a loop with nothing to send ends at once,
-    // and cleared inside it, the promise assigned after would stay here for good, and no line would be sent again.
-    const writing = this.drain().finally(() => {
-      if (this.writing === writing) this.writing = null;
-      // The ring's lines not yet due: they go when they are.
-      if (!this.timer && !this.writing) this.schedule();
-    });
-    this.writing = writing;
-    return writing;
+    this.writing ??= this.drain();
+    return this.writing;
   }
 
-  /** One RPUSH at a time, until nothing is pending (and the ring's new lines, when due, to its copy). */
+  /**
+   * One RPUSH at a time, until nothing is pending (and the ring's new lines,
+   * when due, to its copy). It yields before anything else: run to its end
+   * at once (nothing to send), it would clear `writing` before send stored
+   * it, which would then stay for good and no line be sent again. It clears
+   * `writing` in the same turn as its last look at what is pending, so a
+   * line added after that look starts another.
+   */
   private async drain(): Promise<void> {
-    while (this.pending.length > 0 || this.tailDue()) {
-      if (this.pending.length === 0) {
-        // The ring's new lines, to its copy in Redis; lost, they are still in the ring, for the end.
-        this.lastTailPush = Date.now();
-        await this.store.pushLogTail(this.id, this.writer.name, this.tailUnsent!.take(), this.ring!.maxLines, this.ring!.maxBytes).catch(() => {});
-        continue;
-      }
-      // The ring's lines go in one append, which drops the copy in Redis: split, a worker dying between two
-      // appends would leave the copy, and the next attempt would add the lines already in the log again.
-      const closingTail = this.closingTail;
-      const batch = closingTail || this.pending.length <= BATCH_LINES ? this.pending : this.pending.slice(0, BATCH_LINES);
-      this.pending = batch === this.pending ? [] : this.pending.slice(BATCH_LINES);
-      this.closingTail = false;
-      this.writer.batch += 1;
-      await this.store.appendLog(this.id, batch, this.writer, { closingTail }).catch((err: Error) => {
-        // Redis refused the lines (the worker's connection waits out a disconnection): say so at the end.
-        this.lost.lines += batch.length;
-        for (const line of batch) this.lost.bytes += Buffer.byteLength(line) + 1;
-        this.lost.error ||= err.message;
-      });
+    await null;
+    try {
+      while (this.pending.length > 0 || this.tailDue()) await this.sendOne();
+    } finally {
+      this.writing = null;
+      // The ring's lines not yet due: they go when they are.
+      if (!this.timer) this.schedule();
     }
+  }
+
+  /** One append of pending lines, or one push of the ring's new lines to its copy. */
+  private async sendOne(): Promise<void> {
+    if (this.pending.length === 0) {
+      // The ring's new lines, to its copy in Redis; lost, they are still in the ring, for the end.
+      this.lastTailPush = Date.now();
+      this.tailPushes += 1;
+      await this.store.pushLogTail(this.id, { name: this.writer.name, batch: this.tailPushes }, this.tailUnsent!.take(), this.ring!.maxLines, this.ring!.maxBytes).catch(() => {});
+      return;
+    }
+    // The ring's lines go in one append, which drops the copy in Redis: split, a worker dying between two
+    // appends would leave the copy, and the next attempt would add the lines already in the log again.
+    const closingTail = this.closingTail;
+    const batch = closingTail || this.pending.length <= BATCH_LINES ? this.pending : this.pending.slice(0, BATCH_LINES);
+    this.pending = batch === this.pending ? [] : this.pending.slice(BATCH_LINES);
+    this.closingTail = false;
+    this.writer.batch += 1;
+    await this.store.appendLog(this.id, batch, this.writer, { closingTail }).catch((err: Error) => {
+      // Redis refused the lines (the worker's connection waits out a disconnection): say so at the end.
+      this.lost.lines += batch.length;
+      for (const line of batch) this.lost.bytes += Buffer.byteLength(line) + 1;
+      this.lost.error ||= err.message;
+    });
   }
 }

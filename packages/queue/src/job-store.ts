@@ -232,7 +232,9 @@ return length`;
 
 /**
  * Adds lines to a running job's kept end (KEYS: the tail list, a hash of
- * its owner and bytes) when writer ARGV[4] owns it, then lets the oldest go
+ * its owner, last batch and bytes) when writer ARGV[4] owns it and batch
+ * ARGV[5] is newer than its last (ioredis may send one again after a
+ * reconnect), then lets the oldest go
  * until at most ARGV[1] lines and ARGV[2] bytes (a newline counted per
  * line) are left, never the newest. Each line is added and let go once:
  * the cost follows what the build prints. Kept ARGV[3] seconds past its
@@ -240,19 +242,20 @@ return length`;
  * another writer owns it (a newer attempt took the job's log over).
  */
 const PUSH_LOG_TAIL = `
-local owner = redis.call('hget', KEYS[2], 'owner')
-if owner and owner ~= ARGV[4] then return -1 end
+local meta = redis.call('hmget', KEYS[2], 'owner', 'batch')
+if meta[1] and meta[1] ~= ARGV[4] then return -1 end
+if meta[1] and tonumber(meta[2] or '0') >= tonumber(ARGV[5]) then return redis.call('llen', KEYS[1]) end
 local maxLines, maxBytes = tonumber(ARGV[1]), tonumber(ARGV[2])
 local added = 0
-for i = 5, #ARGV do added = added + #ARGV[i] + 1 end
-for i = 5, #ARGV, 1000 do redis.call('rpush', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
+for i = 6, #ARGV do added = added + #ARGV[i] + 1 end
+for i = 6, #ARGV, 1000 do redis.call('rpush', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
 local bytes = tonumber(redis.call('hget', KEYS[2], 'bytes') or '0') + added
 local length = redis.call('llen', KEYS[1])
 while length > 1 and (length > maxLines or bytes > maxBytes) do
   bytes = bytes - #redis.call('lpop', KEYS[1]) - 1
   length = length - 1
 end
-redis.call('hset', KEYS[2], 'owner', ARGV[4], 'bytes', bytes)
+redis.call('hset', KEYS[2], 'owner', ARGV[4], 'batch', ARGV[5], 'bytes', bytes)
 redis.call('expire', KEYS[1], ARGV[3])
 redis.call('expire', KEYS[2], ARGV[3])
 return length`;
@@ -816,10 +819,10 @@ export class JobStore {
    * attempt ends (appendLog `closingTail`), or, should its worker die
    * first, when the next attempt opens the log (takeLogTail).
    */
-  async pushLogTail(id: string, writer: string, lines: readonly string[], maxLines: number, maxBytes: number): Promise<void> {
+  async pushLogTail(id: string, writer: LogWriter, lines: readonly string[], maxLines: number, maxBytes: number): Promise<void> {
     if (lines.length === 0) return;
     const commands = this.redis as unknown as { slipwayPushLogTail: (...a: Array<string | number>) => Promise<number> };
-    await commands.slipwayPushLogTail(this.keys.logTail(id), this.keys.logTailMeta(id), maxLines, maxBytes, LOG_TAIL_TTL_S, writer, ...lines);
+    await commands.slipwayPushLogTail(this.keys.logTail(id), this.keys.logTailMeta(id), maxLines, maxBytes, LOG_TAIL_TTL_S, writer.name, writer.batch, ...lines);
   }
 
   /**
