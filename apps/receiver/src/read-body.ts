@@ -45,6 +45,21 @@ export class BodyBudget {
   give(n: number): void {
     this.used -= n;
   }
+
+  /**
+   * A taker of this budget for one request: what it takes is given back
+   * when `res` closes. False (nothing taken) when the bytes are not free,
+   * or `res` closed already (its 'close' would never give them back).
+   */
+  holdUntilClosed(res: ServerResponse): (n: number) => boolean {
+    let held = 0;
+    return (n) => {
+      if (res.closed || !this.take(n)) return false;
+      if (held === 0) res.once('close', () => this.give(held));
+      held += n;
+      return true;
+    };
+  }
 }
 
 export interface ReadBodyOptions {
@@ -68,27 +83,16 @@ export function readBody(req: IncomingMessage, res: ServerResponse, options: Rea
   const declared = header !== undefined && /^\d+$/.test(header) ? Number(header) : null;
   if (declared !== null && declared > limitBytes) return Promise.reject(tooLarge());
 
+  const holdLarge = budget?.holdUntilClosed(res);
+  const holdSmall = smallBudget?.holdUntilClosed(res) ?? (() => true);
   let reserved = 0;
   const reserve = (total: number): boolean => {
-    if (budget === undefined || total <= SMALL_BODY_BYTES || total <= reserved) return true;
-    // Closed already, its 'close' would never give the bytes back.
-    if (res.closed) return false;
-    if (!budget.take(total - reserved)) return false;
-    if (reserved === 0) res.once('close', () => budget.give(reserved));
+    if (holdLarge === undefined || total <= SMALL_BODY_BYTES || total <= reserved) return true;
+    if (!holdLarge(total - reserved)) return false;
     reserved = total;
     return true;
   };
   if (declared !== null && !reserve(declared)) return Promise.reject(busy());
-  let held = 0;
-  const holdSmall = (n: number): boolean => {
-    if (smallBudget === undefined) return true;
-    // Closed already, its 'close' would never give the bytes back.
-    if (res.closed) return false;
-    if (!smallBudget.take(n)) return false;
-    if (held === 0) res.once('close', () => smallBudget.give(held));
-    held += n;
-    return true;
-  };
 
   return new Promise((resolve, reject) => {
     // A large body of known size (it holds its share of the budget) is copied into one

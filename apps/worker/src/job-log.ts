@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { scrubLine } from '@slipway/core/logger';
-import type { JobStore } from '@slipway/queue/job-store';
+import type { JobStore, LogWriter } from '@slipway/queue/job-store';
 
 /** `jobs.log_max_lines` and `jobs.log_max_bytes` when none are given. */
 export const DEFAULT_LOG_MAX_LINES = 100_000;
@@ -134,14 +134,14 @@ export class JobLog {
   /** The next append carries the ring's lines: it drops the copy in Redis in the same step. */
   private closingTail = false;
   private lastTailPush = 0;
-  /** Pushes to the copy so far, numbering them: one ioredis sends again after a reconnect is kept once. */
-  private tailPushes = 0;
   /** The notice went out: lines are being left out. */
   private noticed = false;
   private dropped = { lines: 0, bytes: 0 };
   private lost = { lines: 0, bytes: 0, error: '' };
   /** This log's name and count of batches for appendLog: a batch ioredis sends again after a reconnect is kept once. */
-  private readonly writer: { name: string; batch: number };
+  private readonly writer: LogWriter;
+  /** The same name, counting its pushes to the ring's copy in Redis, for the same reason. */
+  private readonly tailWriter: LogWriter;
 
   /**
    * The log of job `id`, counting what earlier attempts of the job wrote
@@ -167,6 +167,7 @@ export class JobLog {
     name: string = randomUUID(),
   ) {
     this.writer = { name, batch: 0 };
+    this.tailWriter = { name, batch: 0 };
     this.maxLines = options.maxLines ?? DEFAULT_LOG_MAX_LINES;
     this.maxBytes = options.maxBytes ?? DEFAULT_LOG_MAX_BYTES;
     this.flushMs = options.flushMs ?? 100;
@@ -283,8 +284,8 @@ export class JobLog {
     if (this.pending.length === 0) {
       // The ring's new lines, to its copy in Redis; lost, they are still in the ring, for the end.
       this.lastTailPush = Date.now();
-      this.tailPushes += 1;
-      await this.store.pushLogTail(this.id, { name: this.writer.name, batch: this.tailPushes }, this.tailUnsent!.take(), this.ring!.maxLines, this.ring!.maxBytes).catch(() => {});
+      this.tailWriter.batch += 1;
+      await this.store.pushLogTail(this.id, this.tailWriter, this.tailUnsent!.take(), this.ring!.maxLines, this.ring!.maxBytes).catch(() => {});
       return;
     }
     // The ring's lines go in one append, which drops the copy in Redis: split, a worker dying between two

@@ -97,13 +97,15 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
 
   const log = await openLog(ctx, id);
   ctx.running.set(id, controller);
+  // Attempts started, ours: BullMQ's attemptsMade counts failures only, so a run cut short by a dead worker would not show.
+  const nextAttempt = async () => ((await ctx.store.get(id))?.attempts ?? 0) + 1;
   try {
     // Unknown (etcd unreadable): neither going on nor giving way is safe. Taken for superseded, a job that went live
     // would be recorded "not deployed" while it serves; going on without asking whether it is, an old commit's retry
     // could build and go live over the newer one deployed meanwhile, once etcd answers again. The attempt is retried.
     const wentLive = await liveFromEarlierAttempt(ctx, record).catch(async (err: unknown) => {
       // An attempt all the same: counted, as the log's "will retry (attempt n of m)" counts it.
-      await ctx.store.update(id, { attempts: ((await ctx.store.get(id))?.attempts ?? 0) + 1 });
+      await ctx.store.update(id, { attempts: await nextAttempt() });
       log.write('etcd could not be read to learn whether an earlier attempt of this job went live: nothing is done until it can be (neither superseded nor built)');
       throw new UnavailableError('etcd', `etcd could not be read to learn whether an earlier attempt of job ${id} went live: ${firstLine(err)}`, { cause: err });
     });
@@ -123,8 +125,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
       if (await ctx.redis.exists(ctx.store.keys.cancel(id))) controller.abort();
     }
 
-    // Attempts started, ours: BullMQ's attemptsMade counts failures only, so a run cut short by a dead worker would not show.
-    const attempt = ((await ctx.store.get(id))?.attempts ?? 0) + 1;
+    const attempt = await nextAttempt();
     const started = await ctx.store.update(id, { state: 'active', attempts: attempt, startedAt: new Date().toISOString(), error: null });
     // Ended a moment ago (cancelled while waiting, after the check above): an ended job stays ended, and is not run.
     if (started.state !== 'active') return { skipped: started.state };

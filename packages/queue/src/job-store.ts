@@ -242,14 +242,14 @@ return length`;
  * another writer owns it (a newer attempt took the job's log over).
  */
 const PUSH_LOG_TAIL = `
-local meta = redis.call('hmget', KEYS[2], 'owner', 'batch')
+local meta = redis.call('hmget', KEYS[2], 'owner', 'batch', 'bytes')
 if meta[1] and meta[1] ~= ARGV[4] then return -1 end
 if meta[1] and tonumber(meta[2] or '0') >= tonumber(ARGV[5]) then return redis.call('llen', KEYS[1]) end
 local maxLines, maxBytes = tonumber(ARGV[1]), tonumber(ARGV[2])
 local added = 0
 for i = 6, #ARGV do added = added + #ARGV[i] + 1 end
 for i = 6, #ARGV, 1000 do redis.call('rpush', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
-local bytes = tonumber(redis.call('hget', KEYS[2], 'bytes') or '0') + added
+local bytes = tonumber(meta[3] or '0') + added
 local length = redis.call('llen', KEYS[1])
 while length > 1 and (length > maxLines or bytes > maxBytes) do
   bytes = bytes - #redis.call('lpop', KEYS[1]) - 1
