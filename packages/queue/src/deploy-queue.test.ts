@@ -482,6 +482,35 @@ describe('DeployQueue', () => {
     expect((await queue.store.staleFor(app, sha(103))).stale).toBe(false);
   });
 
+  it('a push that moved the branch back, from the live commit or from one not in its ancestry, is a forced push though the payload does not say (Gitea, GitLab)', async () => {
+    const app = uniqueName('rewound');
+    const webhook = (n: number, before: string | null): DeployRequest => ({ ...request(app, n), trigger: 'webhook', push: { forced: false, before } as DeployRequest['push'] });
+    const delivery = () => ({ provider: 'gitea', id: uniqueName('d'), ttlSeconds: 60, guard: true });
+    await queue.store.recordLive(app, { sha: sha(203), job: '1' }, [sha(203), sha(202), sha(201)]);
+
+    // From the live commit back to its grandparent.
+    const back = await queue.enqueueMany([webhook(201, sha(203))], delivery());
+    expect(back.records).toHaveLength(1);
+    expect(back.records[0]!.push?.forced).toBe(true);
+    expect((await queue.store.get(back.records[0]!.id))?.push?.forced).toBe(true);
+    // That body again is its duplicate, not another rewind.
+    expect((await queue.enqueueMany([webhook(201, sha(203))], delivery())).skipped).toEqual([{ app, reason: 'duplicate', job: back.records[0]!.id }]);
+    // From a commit never live (a push that failed, say) back into the live ancestry.
+    const fromAside = await queue.enqueueMany([webhook(202, sha(250))], delivery());
+    expect(fromAside.records.map((r) => r.push?.forced)).toEqual([true]);
+
+    // Fast-forwards within the ancestry, a new branch at an old commit, a payload without before, the live commit
+    // itself: replays, stale as before.
+    for (const [n, before] of [[202, sha(201)], [201, sha(0)], [201, null], [203, sha(250)]] as const) {
+      expect((await queue.enqueueMany([webhook(n, before)], delivery())).skipped, `${n} from ${before}`).toEqual([{ app, reason: 'stale' }]);
+    }
+
+    // An operator rolled back to 201: the ancestry holds 203 and 202, newer than what is live, so a push from the live
+    // commit to one of them is the replay of a push forward, not a rewind.
+    await queue.store.recordLive(app, { sha: sha(201), job: '2' }, [sha(201), sha(200)], { operator: true });
+    expect((await queue.enqueueMany([webhook(202, sha(201))], delivery())).skipped).toEqual([{ app, reason: 'stale' }]);
+  });
+
   it('writes the records of deliveries arriving together in one script call, in call order, a redelivery among them still a duplicate', async () => {
     const ids = Array.from({ length: 12 }, () => uniqueName('d'));
     const evalshaCalls = async () => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await redis.info('commandstats'))?.[1] ?? 0);

@@ -23,6 +23,20 @@ function forcedFrom(record: Pick<JobRecord, 'push'>): string | undefined {
   return record.push?.forced && record.push.before ? record.push.before : undefined;
 }
 
+/**
+ * The head a push that may be a rewind replaced: a webhook's push not
+ * called forced whose `before` names a commit (not a new branch's zeros).
+ * Gitea's and GitLab's payloads do not say `forced`; CREATE_JOBS takes
+ * such a push for a forced one when it moved the branch back (from the
+ * live commit, or from one not in the live ancestry, to one in it), which
+ * no fast-forward does. Like any forced push, the worker deploys it only
+ * when the branch is at its commit.
+ */
+function rewindFrom(record: Pick<JobRecord, 'push'>): string | undefined {
+  const before = record.push?.before;
+  return !record.push?.forced && before && !/^0+$/.test(before) ? before : undefined;
+}
+
 /** Recent jobs of an app read to order pushes by their `before`s (and the most hops followed). */
 const PUSH_CHAIN_JOBS = 100;
 
@@ -141,10 +155,14 @@ return redis.call('hgetall', KEYS[1])`;
  * its app's waiting key, the app (JSON), the app's pushed key for this
  * commit and its live-ancestry key (both '' without a guard), the commit,
  * the pushed key of the head a forced push replaced (deleted when the job
- * is made: that commit pushed again is a new push; else ''), the number of
+ * is made: that commit pushed again is a new push; else ''), then for a
+ * push that may be a rewind (see rewindFrom; else five '') the head it
+ * replaced, the app's live key, and the pushed key, the key to delete and
+ * the `push` field's value the job takes if it is one, the number of
  * field arguments, and the field/value pairs.
- * Returns per group {1, outcome...} (an id, `s`, or `d<id>` / `w<id>` per
- * job: `w` when that earlier job has not started) when the delivery is new,
+ * Returns per group {1, outcome...} (an id, `f<id>` for a rewind made a
+ * forced push, `s`, or `d<id>` / `w<id>` per job: `w` when that earlier
+ * job has not started) when the delivery is new,
  * {0, what the first delivery recorded, ids of its jobs not started...}
  * for a duplicate.
  */
@@ -167,15 +185,28 @@ for g = 1, tonumber(ARGV[2]) do
     for _, queued in ipairs(cjson.decode(existing)) do
       if redis.call('hget', ARGV[1] .. queued.job, 'state') == '"waiting"' then out[g][#out[g] + 1] = queued.job end
     end
-    for r = 1, count do pos = pos + 8 + tonumber(ARGV[pos + 7]) end
+    for r = 1, count do pos = pos + 13 + tonumber(ARGV[pos + 12]) end
   else
     local created = {1}
     local queued = {}
     for r = 1, count do
       local trigger, waiting, app, pushed, ancestry, sha, forget = ARGV[pos], ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3], ARGV[pos + 4], ARGV[pos + 5], ARGV[pos + 6]
-      local fieldCount = tonumber(ARGV[pos + 7])
-      local prior = pushed ~= '' and redis.call('get', pushed)
-      if ancestry ~= '' and redis.call('sismember', ancestry, sha) == 1 then
+      local fieldCount = tonumber(ARGV[pos + 12])
+      local stale = ancestry ~= '' and redis.call('sismember', ancestry, sha) == 1
+      local rewind = false
+      if stale and ARGV[pos + 7] ~= '' then
+        -- The branch moved from the live commit (the ancestry then being the live one's own: no operator went back),
+        -- or from a commit that is not in the live ancestry, to one that is: no fast-forward does that (its head
+        -- before is an ancestor of its commit). A forced push the payload did not call one (Gitea, GitLab).
+        local before, live = ARGV[pos + 7], redis.call('get', ARGV[pos + 8])
+        live = live and cjson.decode(live)
+        if live and live.sha ~= sha and ((before == live.sha and not live.back) or redis.call('sismember', ancestry, before) == 0) then
+          stale, rewind = false, true
+          pushed, forget = ARGV[pos + 9], ARGV[pos + 10]
+        end
+      end
+      local prior = (not stale) and pushed ~= '' and redis.call('get', pushed)
+      if stale then
         created[#created + 1] = 's'
       elseif prior then
         created[#created + 1] = (redis.call('hget', ARGV[1] .. prior, 'state') == '"waiting"' and 'w' or 'd') .. prior
@@ -183,7 +214,10 @@ for g = 1, tonumber(ARGV[2]) do
         local id = redis.call('incr', KEYS[1])
         local sid = tostring(id)
         local fields = {'id', '"' .. sid .. '"'}
-        for i = 1, fieldCount do fields[#fields + 1] = ARGV[pos + 7 + i] end
+        for i = 1, fieldCount do fields[#fields + 1] = ARGV[pos + 12 + i] end
+        if rewind then
+          for i = 3, #fields, 2 do if fields[i] == 'push' then fields[i + 1] = ARGV[pos + 11] end end
+        end
         redis.call('hset', ARGV[1] .. sid, unpack(fields))
         if sha ~= '' then redis.call('zadd', base .. 'shas', 0, sha .. ':' .. sid) end
         local fixed, byState = indexKeys(base, app, 'waiting', trigger)
@@ -194,10 +228,10 @@ for g = 1, tonumber(ARGV[2]) do
         redis.call('publish', KEYS[3], '{"id":"' .. sid .. '","app":' .. app .. ',"state":"waiting","step":"queued"}')
         if pushed ~= '' then redis.call('set', pushed, sid, 'EX', math.max(ttl, 1)) end
         if forget ~= '' then redis.call('del', forget) end
-        created[#created + 1] = sid
+        created[#created + 1] = rewind and ('f' .. sid) or sid
         queued[#queued + 1] = '{"job":"' .. sid .. '","app":' .. app .. '}'
       end
-      pos = pos + 8 + fieldCount
+      pos = pos + 13 + fieldCount
     end
     -- Only a delivery that queued something is remembered: one the guard answered (stale, a commit already queued)
     -- is answered the same way again, and a captured body replayed with fresh delivery ids (the id is not signed)
@@ -340,7 +374,7 @@ export interface JobGroup {
    * A webhook's push, which a signed body replayed with a fresh delivery id
    * must not turn into a new deploy: each job is skipped when its commit is
    * already live or older than the live release (unless the push was
-   * forced), or when a webhook queued that commit of that app within the
+   * forced, or moved the branch back: see rewindFrom), or when a webhook queued that commit of that app within the
    * delivery's TTL (for a forced push: that commit over the same previous
    * head, so forcing the branch back to a commit pushed earlier deploys
    * it). Operator actions never set it.
@@ -431,6 +465,7 @@ export class JobStore {
         const start = args.length;
         const guarded = guard === true && delivery !== undefined && record.sha !== null;
         const replaced = forcedFrom(record);
+        const rewound = guarded ? rewindFrom(record) : undefined;
         args.push(
           record.trigger, this.keys.waiting(record.app), JSON.stringify(record.app),
           guarded ? this.keys.pushed(record.app, record.sha!, replaced) : '',
@@ -438,13 +473,16 @@ export class JobStore {
           record.sha ?? '',
           // A forced push moves the branch off the head it replaced: a later push of that commit is new, not a replay.
           guarded && replaced ? this.keys.pushed(record.app, replaced) : '',
+          ...(rewound
+            ? [rewound, this.keys.live(record.app), this.keys.pushed(record.app, record.sha!, rewound), this.keys.pushed(record.app, rewound), JSON.stringify({ ...record.push, forced: true })]
+            : ['', '', '', '', '']),
           0,
         );
         for (const key in record) {
           const value = record[key as keyof typeof record];
           if (value !== undefined) args.push(key, JSON.stringify(value));
         }
-        args[start + 7] = args.length - start - 8;
+        args[start + 12] = args.length - start - 13;
         return record;
       });
     });
@@ -460,7 +498,8 @@ export class JobStore {
         else if (outcome[0] === 'd' || outcome[0] === 'w') {
           skipped.push({ app: record.app, reason: 'duplicate', job: outcome.slice(1) });
           if (outcome[0] === 'w') stillWaiting.push(outcome.slice(1));
-        } else made.push({ id: outcome, ...record });
+        } else if (outcome[0] === 'f') made.push({ id: outcome.slice(1), ...record, push: { ...record.push!, forced: true } });
+        else made.push({ id: outcome, ...record });
       });
       return { records: made, previous: null, skipped, stillWaiting };
     });
@@ -522,7 +561,8 @@ export class JobStore {
       const shas = [live.sha, ...ancestors.filter((sha) => sha !== live.sha)];
       for (let i = 0; i < shas.length; i += 1000) tx.sadd(this.keys.liveAncestry(app), ...shas.slice(i, i + 1000));
     }
-    tx.set(this.keys.live(app), JSON.stringify(live));
+    // `back` tells CREATE_JOBS that the ancestry holds commits newer than the live one: a push from it is no rewind.
+    tx.set(this.keys.live(app), JSON.stringify(back ? { ...live, back: true } : live));
     await tx.exec();
   }
 

@@ -41,7 +41,12 @@ export interface Push {
   pusher: string | null;
   message: string | null;
   compareUrl: string | null;
-  /** The forge said the branch was force-pushed (GitHub's `forced`): its commit may be older than what is live, on purpose. */
+  /**
+   * The branch was force-pushed: its commit may be older than what is
+   * live, on purpose. The forge said so (GitHub's `forced`), or the job
+   * store found the push moved the branch back (see rewindFrom in
+   * job-store.ts: Gitea and GitLab do not say).
+   */
   forced?: boolean;
 }
 
