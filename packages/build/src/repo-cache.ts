@@ -47,6 +47,8 @@ export interface RepoCache {
   fetchCommit(sha: string): Promise<boolean>;
   /** Whether `sha` is reachable from the cache's copy of `branch` (fetch first to ask about the remote's). */
   isOnBranch(sha: string, branch: string): Promise<boolean>;
+  /** Whether `sha` is `of` (a commit id, or a ref the cache holds) or one of its ancestors. */
+  isAncestor(sha: string, of: string): Promise<boolean>;
 }
 
 /**
@@ -75,6 +77,9 @@ export async function withRepoCache<T>(options: RepoCacheOptions, fn: (cache: Re
       await localGit.run(['gc', '--auto', '--quiet'], { action: 'gc' }).catch((err: Error) => log(`warning: git gc --auto failed (${err.message.split('\n', 1)[0]}); the clone cache is left as it is`));
     };
     const hasCommit = async (sha: string) => (await git.probe(['cat-file', '-e', '--end-of-options', `${assertSha(sha)}^{commit}`])) !== null;
+    // An ancestor is its own merge base with the descendant. (Not `--is-ancestor`: its "no" is an exit code
+    // without output, which the git client does not report as a failure.)
+    const isAncestor = async (sha: string, of: string) => (await git.probe(['merge-base', '--end-of-options', assertSha(sha), of]))?.trim() === sha;
     const cache: RepoCache = {
       dir: paths.repo,
       repo,
@@ -102,12 +107,8 @@ export async function withRepoCache<T>(options: RepoCacheOptions, fn: (cache: Re
         }
         return hasCommit(sha);
       },
-      async isOnBranch(sha, branch) {
-        // The commit is on the branch when it is its own merge base with the tip. (Not `--is-ancestor`:
-        // its "no" is an exit code without output, which the git client does not report as a failure.)
-        const base = await git.probe(['merge-base', '--end-of-options', assertSha(sha), `refs/heads/${assertBranch(branch)}`]);
-        return base?.trim() === sha;
-      },
+      isAncestor,
+      isOnBranch: (sha, branch) => isAncestor(sha, `refs/heads/${assertBranch(branch)}`),
     };
     return fn(cache);
   }, { ...options.lock, signal: options.signal, log });

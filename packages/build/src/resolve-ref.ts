@@ -94,6 +94,6 @@ export async function isAncestor(options: Pick<ResolveRefOptions, 'app' | 'workd
   if (options.sha === options.of) return true;
   return withRepoCache({ app: options.app, workdir: options.workdir, signal: options.signal, ...options.tuning }, async (cache) => {
     if (!(await cache.hasCommit(options.sha)) || !(await cache.hasCommit(options.of))) return false;
-    return (await cache.git.probe(['merge-base', '--end-of-options', options.sha, options.of])) === options.sha;
+    return cache.isAncestor(options.sha, options.of);
   });
 }

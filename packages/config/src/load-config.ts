@@ -196,6 +196,7 @@ function reservedKey(prefix: string): string | null {
 function crossCheck(config: SlipwayConfig): string[] {
   const problems: string[] = [];
   const prefixes = new Map<string, string>();
+  const pool = poolSize(config);
   for (const app of Object.values(config.apps)) {
     // The name's pattern allows it, Docker's image names do not: every build of the app would fail.
     if (app.name.endsWith('-')) problems.push(`apps.${app.name}: an app name may not end in "-": its images, slipway/${app.name}:<sha12>, would not be valid Docker image names`);
@@ -210,14 +211,13 @@ function crossCheck(config: SlipwayConfig): string[] {
     const swarm = config.engine.type === 'swarm';
     if (!swarm && app.placement.length > 0) problems.push(`apps.${app.name}.placement: placement constraints need engine.type: swarm`);
     if (swarm && app.routing === 'dns') problems.push(`apps.${app.name}.routing: routing: dns publishes on loopback addresses of one machine; with engine.type: swarm use routing: upstream`);
-    if (app.routing === 'dns' && poolSize(config) < app.replicas * 2) {
-      problems.push(`apps.${app.name}.replicas: a dns app needs 2 addresses per replica during a rollout; dns.address_pool has ${poolSize(config)}`);
+    if (app.routing === 'dns' && pool < app.replicas * 2) {
+      problems.push(`apps.${app.name}.replicas: a dns app needs 2 addresses per replica during a rollout; dns.address_pool has ${pool}`);
     }
   }
   // The pool is shared: dns apps deploying at once need 2 addresses per replica each, all together.
   const dnsApps = Object.values(config.apps).filter((app) => app.routing === 'dns');
   const needed = dnsApps.reduce((sum, app) => sum + app.replicas * 2, 0);
-  const pool = poolSize(config);
   if (dnsApps.length > 1 && needed > pool && dnsApps.every((app) => app.replicas * 2 <= pool)) {
     problems.push(`dns.address_pool: has ${pool} addresses; the dns apps (${dnsApps.map((a) => `${a.name}: ${a.replicas}`).join(', ')} replicas) need ${needed} when they deploy at once (2 per replica)`);
   }

@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from '@slipway/core/logger';
-import { faultOf, isSlipwayError } from '@slipway/core/slipway-error';
+import { faultOf, isSlipwayError, type Fault } from '@slipway/core/slipway-error';
 import type { SlipwayConfig } from '@slipway/config/types';
 import type { JobStore } from '@slipway/queue/job-store';
 import { FINAL_STATES, type JobRecord } from '@slipway/queue/job-types';
 import { CommitStatuses, ForgeStatusSender } from './commit-status.js';
 import { BackgroundDelivery, type DeliveryOutcome, type RetryPolicy } from './delivery.js';
-import { dashboardUrl, failureKind } from './job-wording.js';
+import { dashboardUrl, failureKind, type FailureKind } from './job-wording.js';
 import type { WorkerMetrics } from './metrics.js';
 import { Notifier, previousOutcome } from './notifications.js';
 
@@ -43,6 +43,11 @@ export interface DeployFeedbackOptions {
  * throws; deliveries run in the background, so a forge or a notification
  * target that is slow, down or refusing never delays or fails a deploy.
  */
+/** What kind of failure a failed job's status tells (its recorded fault, else `fault`); undefined for any other end. */
+function failureKindOf(record: JobRecord, fault: Fault = 'slipway'): FailureKind | undefined {
+  return record.state === 'failed' ? failureKind(record.fault ?? fault) : undefined;
+}
+
 export class DeployFeedback {
   /** Commit statuses' requests. */
   readonly delivery: BackgroundDelivery;
@@ -169,7 +174,7 @@ export class DeployFeedback {
     if (!FINAL_STATES.has(record.state)) return;
     const token = await store.claim(store.keys.endReported(record.id), CLAIM_TTL_S * 1000);
     if (token === null) return;
-    const kind = record.state === 'failed' ? failureKind(record.fault ?? faultOf(err)) : undefined;
+    const kind = failureKindOf(record, faultOf(err));
     metrics.jobFinished(record, record.state === 'failed' ? (isSlipwayError(err) ? err.code : 'internal') : undefined);
     await this.postFinalStatus(record, token, kind);
     const targets = (Object.hasOwn(config.apps, record.app) ? config.apps[record.app]?.notify : undefined) ?? [];
@@ -181,7 +186,7 @@ export class DeployFeedback {
    * The job's final commit status, under its claim `token` (kept in
    * `unsent` until settled, for close to hand back).
    */
-  private async postFinalStatus(record: JobRecord, token: string, kind = record.state === 'failed' ? failureKind(record.fault ?? 'slipway') : undefined): Promise<void> {
+  private async postFinalStatus(record: JobRecord, token: string, kind = failureKindOf(record)): Promise<void> {
     const { store } = this.options;
     const deployedAs = await this.sameCommitJob(record);
     if (deployedAs === 'its-own') return;
@@ -192,7 +197,7 @@ export class DeployFeedback {
     const shown = deployedAs ?? record;
     this.unsent.set(record.id, token);
     const posted = this.statuses.post({ ...shown, push: record.push }, {
-      failureKind: shown === record ? kind : shown.state === 'failed' ? failureKind(shown.fault ?? 'slipway') : undefined,
+      failureKind: shown === record ? kind : failureKindOf(shown),
       // Not once the job shown was re-run: the re-run posts on the same commit and context, and a final status of this
       // one still being retried (the forge answered 502) would land over the re-run's.
       stillWanted: async () => !(await store.get(shown.id))?.retriedBy,
