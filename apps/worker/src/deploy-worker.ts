@@ -35,6 +35,8 @@ export interface DeployWorkerOptions {
   feedbackRetry?: Partial<RetryPolicy>;
   /** See {@link ABANDONED_AFTER_MS}; tests shorten it. */
   abandonedAfterMs?: number;
+  /** See ETCD_WAIT_MS (process-deploy.ts); tests shorten it. */
+  etcdWaitMs?: number;
 }
 
 /** How often the worker sweeps the whole job history for retention (and once at start). */
@@ -93,6 +95,7 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
     secrets: configSecrets(config),
     running: new Map(),
     feedback,
+    etcdWaitMs: options.etcdWaitMs,
   };
 
   const worker = new Worker(QUEUE_NAME, (job, token) => processDeploy(context, job, token), {

@@ -45,12 +45,22 @@ export interface DeployContext {
   running: Map<string, AbortController>;
   /** How long an app's deploy lease lives without renewal. */
   leaseMs?: number;
+  /** See {@link ETCD_WAIT_MS}. */
+  etcdWaitMs?: number;
   /** Commit statuses, notifications and metrics; told of each job's start and end, never waited for. */
   feedback?: DeployFeedback;
 }
 
 /** How long a job waits before asking again for a busy app. */
 export const BUSY_RETRY_MS = 1000;
+/**
+ * How long a job an earlier attempt started waits, without spending an
+ * attempt, for etcd to say whether that attempt went live (asking again
+ * every ETCD_ASK_AGAIN_MS, each ask itself retried for about 30 s), before
+ * its attempts are spent on it.
+ */
+export const ETCD_WAIT_MS = 5 * 60_000;
+const ETCD_ASK_AGAIN_MS = 10_000;
 
 /**
  * One deploy, start to end: claim the app, give way to a newer push,
@@ -104,7 +114,8 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     // would be recorded "not deployed" while it serves; going on without asking whether it is, an old commit's retry
     // could build and go live over the newer one deployed meanwhile, once etcd answers again. The attempt is retried.
     const wentLive = await liveFromEarlierAttempt(ctx, record).catch(async (err: unknown) => {
-      // An attempt all the same: counted, as the log's "will retry (attempt n of m)" counts it.
+      if (await waitForEtcd(ctx, job, token, record, log, err)) throw new DelayedError();
+      // Waited long enough: an attempt all the same, counted, as the log's "will retry (attempt n of m)" counts it.
       await ctx.store.update(id, { attempts: await nextAttempt() });
       log.write('etcd could not be read to learn whether an earlier attempt of this job went live: nothing is done until it can be (neither superseded nor built)');
       throw new UnavailableError('etcd', `etcd could not be read to learn whether an earlier attempt of job ${id} went live: ${firstLine(err)}`, { cause: err });
@@ -133,6 +144,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     logger.info({ attempt }, 'deploy started');
     return await complete(ctx, record, log, await deploy(ctx, record, log, controller.signal, attempt, progress, wentLive), logger, 'deploy completed');
   } catch (err) {
+    if (err instanceof DelayedError) throw err;
     return await settleFailure(ctx, job, token, record, log, err, controller.signal, progress);
   } finally {
     // Only this attempt's: an attempt that lost its hold may end after the same worker took the job again, and the
@@ -183,7 +195,33 @@ async function givesWay(ctx: DeployContext, record: JobRecord, log: JobLog, logg
 async function liveFromEarlierAttempt(ctx: DeployContext, record: JobRecord): Promise<ReleaseRecord | null> {
   if (record.startedAt === null) return null;
   const live = await currentRelease(ctx.etcd, record.app);
+  // Answered: a later outage is waited out afresh.
+  await ctx.redis.del(ctx.store.keys.etcdWait(record.id)).catch(() => {});
   return live?.job === record.id ? live : null;
+}
+
+/**
+ * Puts the job back in the queue for ETCD_ASK_AGAIN_MS, no attempt spent,
+ * while etcd has not answered whether an earlier attempt of it went live
+ * for less than `etcdWaitMs` (since the first ask it did not answer,
+ * remembered in Redis). False once it has waited that long, or when the
+ * job could not be put back: its attempts are spent then.
+ */
+async function waitForEtcd(ctx: DeployContext, job: Job, token: string | undefined, record: JobRecord, log: JobLog, err: unknown): Promise<boolean> {
+  const waitMs = ctx.etcdWaitMs ?? ETCD_WAIT_MS;
+  if (token === undefined || waitMs <= 0) return false;
+  const key = ctx.store.keys.etcdWait(record.id);
+  const now = Date.now();
+  const first = (await ctx.redis.set(key, String(now), 'PX', waitMs * 2, 'NX')) !== null;
+  const since = first ? now : Number(await ctx.redis.get(key));
+  if (!(now - since < waitMs)) return false;
+  if (first) {
+    log.write(`etcd could not be read to learn whether an earlier attempt of this job went live (${scrubSecrets(firstLine(err), ctx.secrets)}): the job waits, asking again every ${ETCD_ASK_AGAIN_MS / 1000} s for up to ${Math.round(waitMs / 1000)} s, before it spends an attempt`);
+  }
+  if (!(await job.moveToDelayed(now + ETCD_ASK_AGAIN_MS, token).then(() => true, () => false))) return false;
+  // Nothing runs it until then: it waits, as it says.
+  await ctx.store.update(record.id, { state: 'waiting' }).catch(() => {});
+  return true;
 }
 
 /**

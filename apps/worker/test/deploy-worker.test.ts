@@ -1,10 +1,10 @@
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
-import { commitVersion, startLoad, waitFor } from '@slipway/devstack/testing';
+import { commitVersion, freePort, startLoad, testStack, waitFor } from '@slipway/devstack/testing';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { etcdKeys } from '@slipway/etcd/keys';
 import { UnrecoverableError, Worker } from 'bullmq';
@@ -197,7 +197,8 @@ describe('the deploy worker', () => {
   it('retries with backoff while etcd is unreachable, then reports it', async () => {
     world = await workerWorld({ extra: { etcd: ['http://127.0.0.1:9'], worker: { attempts: 2, backoff_ms: 200, concurrency: 1 } } });
     const [app] = world.apps;
-    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    // The retry (its first attempt started) spends its attempt at once, not waiting for etcd first (see below).
+    worker = createDeployWorker({ config: world.config, logger: quietLogger, etcdWaitMs: 0 });
     const job = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
     const failed = await waitForJob(world.queue, job.id);
     expect(failed.state).toBe('failed');
@@ -216,7 +217,8 @@ describe('the deploy worker', () => {
     // What a worker that died after starting it left: the record says an attempt began.
     await world.queue.store.update(taken.id, { startedAt: new Date().toISOString(), attempts: 1 });
     const newer = await world.queue.enqueue({ app: app!.name, sha: sha2, ref: 'master', image: null, trigger: 'cli' });
-    worker = createDeployWorker({ config: world.config, logger: quietLogger });
+    // Not waited for (see the next test): its attempt is spent at once.
+    worker = createDeployWorker({ config: world.config, logger: quietLogger, etcdWaitMs: 0 });
     const ended = await waitForJob(world.queue, taken.id);
     expect(ended).toMatchObject({ state: 'failed', error: expect.stringContaining('etcd could not be read') });
     const log = (await world.queue.store.readLog(taken.id)).join('\n');
@@ -224,6 +226,41 @@ describe('the deploy worker', () => {
     // Nothing was done until etcd could say: a retry that went on could go live over a newer job deployed meanwhile.
     expect(log).not.toMatch(/checkout|building/);
     await waitForJob(world.queue, newer.id);
+  });
+
+  it('a job an earlier attempt started waits for etcd to say whether that attempt went live without spending an attempt, and deploys once it can', async () => {
+    // etcd behind a port that refuses connections until the test opens it.
+    const port = await freePort();
+    const etcdUrl = new URL(testStack().etcd!.url);
+    world = await workerWorld({ extra: { etcd: [`http://127.0.0.1:${port}`], worker: { attempts: 1, backoff_ms: 200, concurrency: 1 } } });
+    const [app] = world.apps;
+    const taken = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    await world.queue.store.update(taken.id, { startedAt: new Date().toISOString(), attempts: 1 });
+    worker = createDeployWorker({ config: world.config, logger: quietLogger, etcdWaitMs: 120_000 });
+    await waitFor('the job to wait for etcd', async () => (await world!.queue.store.readLog(taken.id)).join('\n').includes('the job waits'));
+    expect((await world.queue.store.get(taken.id))?.state).toBe('waiting');
+
+    const sockets = new Set<Socket>();
+    const relay = createServer((client) => {
+      const upstream = connect(Number(etcdUrl.port), etcdUrl.hostname);
+      for (const s of [client, upstream]) {
+        sockets.add(s);
+        s.on('error', () => { client.destroy(); upstream.destroy(); });
+      }
+      client.pipe(upstream).pipe(client);
+    });
+    await new Promise<void>((resolve) => relay.listen(port, '127.0.0.1', resolve));
+    try {
+      // One attempt allowed, none spent on the wait: it deploys.
+      const ended = await waitForJob(world.queue, taken.id);
+      expect(ended).toMatchObject({ state: 'completed', attempts: 2 });
+      expect((await world.queue.store.readLog(taken.id)).join('\n')).not.toContain('will retry');
+    } finally {
+      await worker.close(5000);
+      worker = undefined;
+      relay.close();
+      for (const socket of sockets) socket.destroy();
+    }
   });
 
   it('an image it built that is gone when its containers are to start (pruned by another rollout meanwhile) is built again on a retry, not blamed on the commit', async () => {

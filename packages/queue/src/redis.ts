@@ -161,6 +161,8 @@ export function keys(prefix: string) {
     logTail: (id: string) => `${prefix}:job:${id}:log-tail`,
     logTailMeta: (id: string) => `${prefix}:job:${id}:log-tail-meta`,
     cancel: (id: string) => `${prefix}:job:${id}:cancel`,
+    /** Since when (ms) a job an earlier attempt started waits for etcd to say whether that attempt went live. */
+    etcdWait: (id: string) => `${prefix}:job:${id}:etcd-wait`,
     /** Set (briefly) while the job waits for its app to be free, not for a retry's backoff: the one a finished deploy may wake. */
     waitingForApp: (id: string) => `${prefix}:job:${id}:waiting-for-app`,
     /** Held while one request re-runs the job (retry), so two operators at once queue one re-run. */
