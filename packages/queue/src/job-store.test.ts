@@ -312,13 +312,15 @@ describe('JobStore history: indexes, cursor pages, search, sweep', () => {
     expect(newest.map((j) => j?.id)).toEqual([ids[59], ids[58], ids[52], ids[56], undefined, undefined, ids[58]]);
   });
 
-  it('a job that ended stays as it ended: a later finish or start of another state changes nothing', async () => {
+  it('a job that ended stays as it ended: a later finish (of any state) or start changes nothing', async () => {
     const store = new JobStore(redis, uniqueName('ended'), { retention: null });
     const [id] = await seed(store, 1, ['web']);
     const done = await store.finish(id!, 'completed', { result: { image: 'slipway/web:1', release: id! } });
     // A cancel that read the job before it completed, and a worker that checked it before it was cancelled.
     expect(await store.finish(id!, 'cancelled', { error: 'cancelled (no live queue job)' })).toEqual(done);
     expect(await store.update(id!, { state: 'active', attempts: 2 })).toEqual(done);
+    // An attempt cut off that carried on and ended too: the first end, its time and result, is the job's.
+    expect(await store.finish(id!, 'completed', { result: { image: 'slipway/web:2', release: id! } })).toEqual(done);
     expect((await store.list({ state: 'completed' })).map((j) => j.id)).toEqual([id]);
     expect(await store.list({ state: 'cancelled' })).toEqual([]);
     // Fields that do not change the state still do.

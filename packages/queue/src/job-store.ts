@@ -101,9 +101,10 @@ const SEARCH_CHUNK = 500;
  * A job that ends is filed among its app's finished jobs (by id, and by its
  * `finishedAt`, else Redis's clock) in the same call, so retention finds
  * every ended job whatever happens to the connection afterwards.
- * A job that ended stays as it ended: an update that would move it to
- * another state changes nothing (a cancel racing the job's completion, a
- * worker starting a job cancelled a moment before).
+ * A job that ended stays as it ended: an update that names a state
+ * changes nothing (a cancel racing the job's completion, a worker starting
+ * a job cancelled a moment before, a second end of the same state whose
+ * time and error would overwrite the first's).
  * KEYS: the job. ARGV: index base, id, field/value pairs.
  * Returns the record's fields after the update, or nil when there is no such job.
  */
@@ -114,7 +115,7 @@ local before = redis.call('hmget', KEYS[1], 'state', 'app', 'trigger')
 local ended = {${[...FINAL_STATES].map((state) => `${state} = true`).join(', ')}}
 if before[1] and ended[bare(before[1])] then
   for i = 3, #ARGV, 2 do
-    if ARGV[i] == 'state' and bare(ARGV[i + 1]) ~= bare(before[1]) then return redis.call('hgetall', KEYS[1]) end
+    if ARGV[i] == 'state' then return redis.call('hgetall', KEYS[1]) end
   end
 end
 redis.call('hset', KEYS[1], unpack(ARGV, 3))
@@ -538,14 +539,9 @@ export class JobStore {
   }
 
   /**
-   * Remembers what went live for `app`: its commit, the job, and the
-   * commit's recent ancestors (newest first, as `git rev-list` gives them),
-   * so that a push of any of them is known stale without asking git. An
-   * image deploy (no commit) forgets them: nothing is known stale then.
-   */
-  /**
    * What is live for `app` and the commits a push of which is stale: the
-   * live one and its `ancestors`. With `operator` (a rollback, or a deploy
+   * live one and its `ancestors` (newest first, as `git rev-list` gives
+   * them; none for an image deploy: nothing is known stale then). With `operator` (a rollback, or a deploy
    * an operator asked for) to a commit among those already stale, the ones
    * it went back from stay stale too: the branch did not move, so a push of
    * one of them now is a replay, or a redelivery, of one already deployed,
@@ -605,7 +601,7 @@ export class JobStore {
 
   /**
    * Ends a job: a final state, its finish time, and why. A job that already
-   * ended another way is left as it is and returned so (see UPDATE_JOB).
+   * ended (either way) is left as it is and returned so (see UPDATE_JOB).
    * A job that completed or was superseded has no error, whatever an
    * earlier attempt of it failed with.
    *
