@@ -175,7 +175,7 @@ async function givesWay(ctx: DeployContext, record: JobRecord, log: JobLog, logg
   const live = await staleAgainstLive(ctx, record, signal);
   if (live) {
     log.write(live.branchAt
-      ? `a forced push of ${record.sha} says ${record.app}'s branch moved back to it, but the branch is at ${live.branchAt}: not rolled back (slipway deploy --ref does that on purpose)`
+      ? `a ${record.push?.forced ? 'forced ' : ''}push of ${record.sha} says ${record.app}'s branch moved back to it, but the branch is at ${live.branchAt}: not rolled back (slipway deploy --ref does that on purpose)`
       : `commit ${record.sha} is already live for ${record.app} (job ${live.liveJob ?? '?'}), older than what is, or one an operator rolled back from: a push does not undo either (a forced push, or slipway deploy --ref, does)`);
     await log.flush();
     ctx.feedback?.finished(await ctx.store.finish(id, 'superseded', { supersededBy: live.liveJob }));
@@ -351,10 +351,29 @@ async function staleAgainstLive(ctx: DeployContext, record: JobRecord, signal: A
   // not be read): a commit older than that, a replayed body of a push long past, is asked of the clone cache.
   if (!live.stale && live.liveSha && await behindLive(ctx, record, live.liveSha, signal)) live.stale = true;
   if (!live.stale) return null;
-  if (!record.push?.forced) return { ...live, branchAt: null };
+  if (!record.push?.forced && !(await movedBack(ctx, record, live.back, signal))) return { ...live, branchAt: null };
   const app = appForJob(ctx, record);
   const head = await resolveRef({ app, ref: record.ref ?? app.branch, workdir: ctx.config.workdir, signal });
   return head === record.sha ? null : { ...live, branchAt: head };
+}
+
+/**
+ * Whether a push not called forced moved the branch back all the same: its
+ * `before` is no ancestor of its commit in the clone cache, which no
+ * fast-forward does (the job store finds the same within the live
+ * ancestry: rewindFrom). Such a push is then taken as a forced one is:
+ * only when the branch is at its commit. Never after an operator went back
+ * (`back`): the commits gone back from are still the branch's.
+ */
+async function movedBack(ctx: DeployContext, record: JobRecord, back: boolean, signal: AbortSignal): Promise<boolean> {
+  const before = record.push?.before;
+  if (back || !before || /^0+$/.test(before) || before === record.sha) return false;
+  try {
+    return !(await isAncestor({ app: appForJob(ctx, record), sha: before, of: record.sha!, workdir: ctx.config.workdir, signal }));
+  } catch (err) {
+    ctx.logger.warn({ job: record.id, err: firstLine(err) }, 'could not ask the clone cache whether the push moved the branch back');
+    return false;
+  }
 }
 
 /**

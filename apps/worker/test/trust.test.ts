@@ -63,7 +63,7 @@ describe('the worker trusts the configuration, not the payload', () => {
   it('a webhook job of a commit older than the live release (queued before it went live) is superseded by it, unless the push was forced and the branch is there', async () => {
     const { world, app, repo, sha2, v2 } = await liveAtV2();
     // What went live, and its history: the receiver turns later pushes of these away.
-    expect(await world.queue.store.staleFor(app!.name, repo.sha)).toEqual({ stale: true, liveJob: v2.id, liveSha: sha2 });
+    expect(await world.queue.store.staleFor(app!.name, repo.sha)).toEqual({ stale: true, liveJob: v2.id, liveSha: sha2, back: false });
 
     const late = await world.queue.enqueue({ app: app!.name, sha: repo.sha, ref: 'master', image: null, trigger: 'webhook', push: pushOf(repo.sha, { fullName: 'acme/app', cloneUrl: repo.url, htmlUrl: null }, 'github') });
     const superseded = await waitForJob(world.queue, late.id);
@@ -84,14 +84,24 @@ describe('the worker trusts the configuration, not the payload', () => {
     expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
   });
 
-  it('a webhook job of a commit older than the live one\'s remembered ancestry (a push long past, its body replayed) is asked of the clone cache, and superseded', async () => {
-    const { world, app, repo, v2 } = await liveAtV2();
+  it('a webhook job of a commit older than the live one\'s remembered ancestry (a push long past, its body replayed) is asked of the clone cache, and superseded; one that moved the branch back, not called forced (Gitea), deploys if the branch is there', async () => {
+    const { world, app, repo, sha2, v2 } = await liveAtV2();
     // What the receiver and the store remember of the live commit's history is its newest 2,000 commits: past them,
     // as here with none, only the clone cache knows the commit is older.
     await world.queue.redis.del(world.queue.store.keys.liveAncestry(app!.name));
     const replayed = await world.queue.enqueue({ app: app!.name, sha: repo.sha, ref: 'master', image: null, trigger: 'webhook', push: pushOf(repo.sha, { fullName: 'acme/app', cloneUrl: repo.url, htmlUrl: null }, 'github') });
     expect(await waitForJob(world.queue, replayed.id)).toMatchObject({ state: 'superseded', supersededBy: v2.id });
     expect(await body(`${app!.url}/`)).toBe(`${app!.name} v2\n`);
+
+    // From v2 back to v1 (its head before is no ancestor of its commit: no fast-forward), the payload silent about
+    // it: taken as a forced push is, so only once the branch is really there.
+    const rewind = () => world.queue.enqueue({ app: app!.name, sha: repo.sha, ref: 'master', image: null, trigger: 'webhook', push: { ...pushOf(repo.sha, { fullName: 'acme/app', cloneUrl: repo.url, htmlUrl: null }), delivery: `d-${Math.random()}`, before: sha2 } });
+    const claimed = await rewind();
+    expect(await waitForJob(world.queue, claimed.id)).toMatchObject({ state: 'superseded', supersededBy: v2.id });
+    expect((await world.queue.store.readLog(claimed.id)).join('\n')).toContain(`a push of ${repo.sha} says ${app!.name}'s branch moved back to it, but the branch is at ${sha2}`);
+    await git(repo.work, 'push', '-q', '--force', 'origin', `${repo.sha}:refs/heads/master`);
+    expect((await waitForJob(world.queue, (await rewind()).id)).state).toBe('completed');
+    expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
   });
 
   it('a claimed forced push queued behind a real one replaces it only if the branch is at its commit: the real push deploys, the claim ends stale', async () => {

@@ -499,16 +499,31 @@ describe('DeployQueue', () => {
     const fromAside = await queue.enqueueMany([webhook(202, sha(250))], delivery());
     expect(fromAside.records.map((r) => r.push?.forced)).toEqual([true]);
 
-    // Fast-forwards within the ancestry, a new branch at an old commit, a payload without before, the live commit
-    // itself: replays, stale as before.
-    for (const [n, before] of [[202, sha(201)], [201, sha(0)], [201, null], [203, sha(250)]] as const) {
+    // Back to the live commit itself, from one pushed after it (whose job must not deploy over it).
+    expect((await queue.enqueueMany([webhook(203, sha(251))], delivery())).records.map((r) => r.push?.forced)).toEqual([true]);
+
+    // Fast-forwards within the ancestry, a new branch at an old commit, a payload without before: replays, stale.
+    for (const [n, before] of [[202, sha(201)], [203, sha(202)], [201, sha(0)], [201, null]] as const) {
       expect((await queue.enqueueMany([webhook(n, before)], delivery())).skipped, `${n} from ${before}`).toEqual([{ app, reason: 'stale' }]);
     }
 
-    // An operator rolled back to 201: the ancestry holds 203 and 202, newer than what is live, so a push from the live
-    // commit to one of them is the replay of a push forward, not a rewind.
-    await queue.store.recordLive(app, { sha: sha(201), job: '2' }, [sha(201), sha(200)], { operator: true });
-    expect((await queue.enqueueMany([webhook(202, sha(201))], delivery())).skipped).toEqual([{ app, reason: 'stale' }]);
+    // The rewind to 201 went live; 203 pushed forward on it, live again: rewinding to 201 once more is a new push.
+    await queue.store.recordLive(app, { sha: sha(201), job: back.records[0]!.id }, [sha(201), sha(200)]);
+    const forward = await queue.enqueueMany([webhook(203, sha(201))], delivery());
+    expect(forward.records.map((r) => r.push?.forced)).toEqual([false]);
+    await queue.store.recordLive(app, { sha: sha(203), job: forward.records[0]!.id }, [sha(203), sha(202), sha(201), sha(200)]);
+    expect((await queue.enqueueMany([webhook(201, sha(203))], delivery())).records).toHaveLength(1);
+
+    // An operator deployed the live commit again: nothing was gone back from, a rewind is still one.
+    await queue.store.recordLive(app, { sha: sha(203), job: '3' }, [sha(203), sha(202), sha(201), sha(200)], { operator: true });
+    expect((await queue.enqueueMany([webhook(200, sha(203))], delivery())).records).toHaveLength(1);
+
+    // An operator rolled back to 201: the ancestry holds 203 and 202, newer than what is live and still the branch's,
+    // so no push to one of them is taken for a rewind (a replay would undo the rollback).
+    await queue.store.recordLive(app, { sha: sha(201), job: '4' }, [sha(201), sha(200)], { operator: true });
+    for (const [n, before] of [[202, sha(201)], [203, sha(252)]] as const) {
+      expect((await queue.enqueueMany([webhook(n, before)], delivery())).skipped, `${n} from ${before}`).toEqual([{ app, reason: 'stale' }]);
+    }
   });
 
   it('writes the records of deliveries arriving together in one script call, in call order, a redelivery among them still a duplicate', async () => {

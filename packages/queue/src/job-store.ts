@@ -29,8 +29,9 @@ function forcedFrom(record: Pick<JobRecord, 'push'>): string | undefined {
  * Gitea's and GitLab's payloads do not say `forced`; CREATE_JOBS takes
  * such a push for a forced one when it moved the branch back (from the
  * live commit, or from one not in the live ancestry, to one in it), which
- * no fast-forward does. Like any forced push, the worker deploys it only
- * when the branch is at its commit.
+ * no fast-forward does, unless an operator went back (recordLive's
+ * `back`). Like any forced push, the worker deploys it only when the
+ * branch is at its commit.
  */
 function rewindFrom(record: Pick<JobRecord, 'push'>): string | undefined {
   const before = record.push?.before;
@@ -196,12 +197,13 @@ for g = 1, tonumber(ARGV[2]) do
       local stale = ancestry ~= '' and redis.call('sismember', ancestry, sha) == 1
       local rewind = false
       if stale and ARGV[pos + 7] ~= '' then
-        -- The branch moved from the live commit (the ancestry then being the live one's own: no operator went back),
-        -- or from a commit that is not in the live ancestry, to one that is: no fast-forward does that (its head
-        -- before is an ancestor of its commit). A forced push the payload did not call one (Gitea, GitLab).
+        -- The branch moved from the live commit, or from a commit that is not in the live ancestry, to one that is:
+        -- no fast-forward does that (its head before is an ancestor of its commit). A forced push the payload did not
+        -- call one (Gitea, GitLab). Not after an operator went back: the ancestry holds the commits gone back from,
+        -- still the branch's, and a push of one of them (a replay of an amend, say) would undo the operator's choice.
         local before, live = ARGV[pos + 7], redis.call('get', ARGV[pos + 8])
         live = live and cjson.decode(live)
-        if live and live.sha ~= sha and ((before == live.sha and not live.back) or redis.call('sismember', ancestry, before) == 0) then
+        if live and not live.back and (before == live.sha or redis.call('sismember', ancestry, before) == 0) then
           stale, rewind = false, true
           pushed, forget = ARGV[pos + 9], ARGV[pos + 10]
         end
@@ -473,7 +475,8 @@ export class JobStore {
           guarded && !record.push?.forced ? this.keys.liveAncestry(record.app) : '',
           record.sha ?? '',
           // A forced push moves the branch off the head it replaced: a later push of that commit is new, not a replay.
-          guarded && replaced ? this.keys.pushed(record.app, replaced) : '',
+          // A push forward from `before` undoes a forced push back to it from this commit: doing that again is new too.
+          guarded && replaced ? this.keys.pushed(record.app, replaced) : guarded && rewound ? this.keys.pushed(record.app, rewound, record.sha!) : '',
           ...(rewound
             ? [rewound, this.keys.live(record.app), this.keys.pushed(record.app, record.sha!, rewound), this.keys.pushed(record.app, rewound), JSON.stringify({ ...record.push, forced: true })]
             : ['', '', '', '', '']),
@@ -550,7 +553,8 @@ export class JobStore {
    * branch: what is stale is then its commit's history alone.
    */
   async recordLive(app: string, live: { sha: string | null; job: string }, ancestors: readonly string[] = [], options: { operator?: boolean } = {}): Promise<void> {
-    const back = options.operator === true && live.sha !== null && (await this.redis.sismember(this.keys.liveAncestry(app), live.sha)) === 1;
+    const back = options.operator === true && live.sha !== null && (await this.redis.sismember(this.keys.liveAncestry(app), live.sha)) === 1
+      && (await this.holdsNewer(app, live.sha, ancestors));
     const tx = this.redis.multi();
     if (!back) tx.del(this.keys.liveAncestry(app));
     if (live.sha) {
@@ -562,11 +566,25 @@ export class JobStore {
     await tx.exec();
   }
 
-  /** Whether `sha` is what is live for `app`, or one of its recorded ancestors; and which job made it live. */
-  async staleFor(app: string, sha: string): Promise<{ stale: boolean; liveJob: string | null; liveSha: string | null }> {
+  /**
+   * Whether the live ancestry of `app` holds a commit that is neither
+   * `sha` nor one of its `ancestors`: one it went back from (all of them,
+   * when its ancestors could not be read).
+   */
+  private async holdsNewer(app: string, sha: string, ancestors: readonly string[]): Promise<boolean> {
+    const own = new Set(ancestors).add(sha);
+    return (await this.redis.smembers(this.keys.liveAncestry(app))).some((member) => !own.has(member));
+  }
+
+  /**
+   * Whether `sha` is what is live for `app`, or one of its recorded
+   * ancestors; which job made it live; whether an operator went back to it
+   * from commits still in the ancestry (see recordLive).
+   */
+  async staleFor(app: string, sha: string): Promise<{ stale: boolean; liveJob: string | null; liveSha: string | null; back: boolean }> {
     const [[, member], [, live]] = (await this.redis.multi().sismember(this.keys.liveAncestry(app), sha).get(this.keys.live(app)).exec()) as [[unknown, number], [unknown, string | null]];
-    const parsed = live ? (JSON.parse(live) as { sha: string | null; job: string }) : null;
-    return { stale: member === 1, liveJob: parsed?.job ?? null, liveSha: parsed?.sha ?? null };
+    const parsed = live ? (JSON.parse(live) as { sha: string | null; job: string; back?: boolean }) : null;
+    return { stale: member === 1, liveJob: parsed?.job ?? null, liveSha: parsed?.sha ?? null, back: parsed?.back === true };
   }
 
   async get(id: string): Promise<JobRecord | null> {
