@@ -190,9 +190,12 @@ describe('DeployQueue', () => {
     await queue.store.recordLive(app, { sha: sha(303), job: '3' }, [sha(303), sha(302), sha(301)]);
     await queue.store.recordLive(app, { sha: sha(301), job: '4' }, [sha(301), sha(300)]);
     expect((await queue.store.staleFor(app, sha(303))).stale).toBe(false);
-    // An operator's deploy of a commit that is not behind what is live starts the set afresh.
-    await queue.store.recordLive(app, { sha: sha(310), job: '5' }, [sha(310), sha(301)], { operator: true });
-    expect((await queue.store.staleFor(app, sha(300))).stale).toBe(false);
+    // An operator's deploy of a commit that is not behind what is live (all it holds is in its history) starts the
+    // set afresh; one whose history lacks some (a release the branch left) went back.
+    await queue.store.recordLive(app, { sha: sha(310), job: '5' }, [sha(310), sha(309), sha(301), sha(300)], { operator: true });
+    expect(await queue.store.staleFor(app, sha(309))).toMatchObject({ stale: true, back: false });
+    await queue.store.recordLive(app, { sha: sha(320), job: '6' }, [sha(320), sha(300)], { operator: true });
+    expect(await queue.store.staleFor(app, sha(309))).toMatchObject({ stale: true, back: true });
   });
 
   it('cancels a waiting job: out of the queue, recorded as cancelled', async () => {
@@ -454,7 +457,7 @@ describe('DeployQueue', () => {
     for (const n of [103, 102]) {
       expect((await queue.enqueueMany([webhook(n)], delivery())).skipped).toEqual([{ app, reason: 'stale' }]);
     }
-    expect(await queue.store.staleFor(app, sha(102))).toEqual({ stale: true, liveJob: '77', liveSha: sha(103) });
+    expect(await queue.store.staleFor(app, sha(102))).toEqual({ stale: true, liveJob: '77', liveSha: sha(103), back: false });
     expect((await queue.store.staleFor(app, sha(104))).stale).toBe(false);
     // A forced push back to an older commit is meant; so is anything an operator asks for.
     expect((await queue.enqueueMany([webhook(102, true)], delivery())).records).toHaveLength(1);
@@ -499,20 +502,11 @@ describe('DeployQueue', () => {
     const fromAside = await queue.enqueueMany([webhook(202, sha(250))], delivery());
     expect(fromAside.records.map((r) => r.push?.forced)).toEqual([true]);
 
-    // Back to the live commit itself, from one pushed after it (whose job must not deploy over it).
-    expect((await queue.enqueueMany([webhook(203, sha(251))], delivery())).records.map((r) => r.push?.forced)).toEqual([true]);
-
-    // Fast-forwards within the ancestry, a new branch at an old commit, a payload without before: replays, stale.
-    for (const [n, before] of [[202, sha(201)], [203, sha(202)], [201, sha(0)], [201, null]] as const) {
+    // Fast-forwards within the ancestry, a new branch at an old commit, a payload without before, one whose before is
+    // its commit (a forge's test delivery), the live commit itself (a replay would only deploy it again): stale.
+    for (const [n, before] of [[202, sha(201)], [201, sha(0)], [201, null], [202, sha(202)], [203, sha(251)]] as const) {
       expect((await queue.enqueueMany([webhook(n, before)], delivery())).skipped, `${n} from ${before}`).toEqual([{ app, reason: 'stale' }]);
     }
-
-    // The rewind to 201 went live; 203 pushed forward on it, live again: rewinding to 201 once more is a new push.
-    await queue.store.recordLive(app, { sha: sha(201), job: back.records[0]!.id }, [sha(201), sha(200)]);
-    const forward = await queue.enqueueMany([webhook(203, sha(201))], delivery());
-    expect(forward.records.map((r) => r.push?.forced)).toEqual([false]);
-    await queue.store.recordLive(app, { sha: sha(203), job: forward.records[0]!.id }, [sha(203), sha(202), sha(201), sha(200)]);
-    expect((await queue.enqueueMany([webhook(201, sha(203))], delivery())).records).toHaveLength(1);
 
     // An operator deployed the live commit again: nothing was gone back from, a rewind is still one.
     await queue.store.recordLive(app, { sha: sha(203), job: '3' }, [sha(203), sha(202), sha(201), sha(200)], { operator: true });
@@ -524,6 +518,22 @@ describe('DeployQueue', () => {
     for (const [n, before] of [[202, sha(201)], [203, sha(252)]] as const) {
       expect((await queue.enqueueMany([webhook(n, before)], delivery())).skipped, `${n} from ${before}`).toEqual([{ app, reason: 'stale' }]);
     }
+
+    // A rewind to 210 went live; an operator rolled back to 203, a release the branch no longer has: the ancestry
+    // keeps 210's history, and the rewind's body replayed (before: 203, live again) is no rewind.
+    await queue.store.recordLive(app, { sha: sha(210), job: '5' }, [sha(210), sha(201), sha(200)]);
+    await queue.store.recordLive(app, { sha: sha(203), job: '6' }, [sha(203), sha(202), sha(201), sha(200)], { operator: true });
+    expect((await queue.enqueueMany([webhook(210, sha(203))], delivery())).skipped).toEqual([{ app, reason: 'stale' }]);
+  });
+
+  it('a forced push delivered before the push it replaced supersedes that push, not the other way round', async () => {
+    const app = uniqueName('early-rewind');
+    const webhook = (n: number, before: number, forced = false): DeployRequest => ({ ...request(app, n), trigger: 'webhook', push: { forced, before: sha(before) } as DeployRequest['push'] });
+    // 32 pushed on 31, then the branch forced back from 32 to 30; the forge delivered the second first.
+    const rewind = await queue.enqueue(webhook(30, 32, true));
+    const replaced = await queue.enqueue(webhook(32, 31));
+    expect(await queue.store.supersededBy(app, rewind.id)).toBeNull();
+    expect(await queue.store.supersededBy(app, replaced.id)).toBe(rewind.id);
   });
 
   it('writes the records of deliveries arriving together in one script call, in call order, a redelivery among them still a duplicate', async () => {

@@ -197,13 +197,14 @@ for g = 1, tonumber(ARGV[2]) do
       local stale = ancestry ~= '' and redis.call('sismember', ancestry, sha) == 1
       local rewind = false
       if stale and ARGV[pos + 7] ~= '' then
-        -- The branch moved from the live commit, or from a commit that is not in the live ancestry, to one that is:
-        -- no fast-forward does that (its head before is an ancestor of its commit). A forced push the payload did not
-        -- call one (Gitea, GitLab). Not after an operator went back: the ancestry holds the commits gone back from,
-        -- still the branch's, and a push of one of them (a replay of an amend, say) would undo the operator's choice.
+        -- The branch moved from the live commit, or from a commit that is not in the live ancestry, to an older one
+        -- that is: no fast-forward does that (its head before is an ancestor of its commit). A forced push the
+        -- payload did not call one (Gitea, GitLab). Not to the live commit itself (deployed already: a replay would
+        -- only deploy it again), nor after an operator went back: the ancestry then holds the commits gone back from,
+        -- and a push of one of them (a replay of an amend, say) would undo the operator's choice.
         local before, live = ARGV[pos + 7], redis.call('get', ARGV[pos + 8])
         live = live and cjson.decode(live)
-        if live and not live.back and (before == live.sha or redis.call('sismember', ancestry, before) == 0) then
+        if live and not live.back and live.sha ~= sha and before ~= sha and (before == live.sha or redis.call('sismember', ancestry, before) == 0) then
           stale, rewind = false, true
           pushed, forget = ARGV[pos + 9], ARGV[pos + 10]
         end
@@ -475,8 +476,7 @@ export class JobStore {
           guarded && !record.push?.forced ? this.keys.liveAncestry(record.app) : '',
           record.sha ?? '',
           // A forced push moves the branch off the head it replaced: a later push of that commit is new, not a replay.
-          // A push forward from `before` undoes a forced push back to it from this commit: doing that again is new too.
-          guarded && replaced ? this.keys.pushed(record.app, replaced) : guarded && rewound ? this.keys.pushed(record.app, rewound, record.sha!) : '',
+          guarded && replaced ? this.keys.pushed(record.app, replaced) : '',
           ...(rewound
             ? [rewound, this.keys.live(record.app), this.keys.pushed(record.app, record.sha!, rewound), this.keys.pushed(record.app, rewound), JSON.stringify({ ...record.push, forced: true })]
             : ['', '', '', '', '']),
@@ -553,8 +553,7 @@ export class JobStore {
    * branch: what is stale is then its commit's history alone.
    */
   async recordLive(app: string, live: { sha: string | null; job: string }, ancestors: readonly string[] = [], options: { operator?: boolean } = {}): Promise<void> {
-    const back = options.operator === true && live.sha !== null && (await this.redis.sismember(this.keys.liveAncestry(app), live.sha)) === 1
-      && (await this.holdsNewer(app, live.sha, ancestors));
+    const back = options.operator === true && live.sha !== null && (await this.holdsNewer(app, live.sha, ancestors));
     const tx = this.redis.multi();
     if (!back) tx.del(this.keys.liveAncestry(app));
     if (live.sha) {
@@ -568,8 +567,9 @@ export class JobStore {
 
   /**
    * Whether the live ancestry of `app` holds a commit that is neither
-   * `sha` nor one of its `ancestors`: one it went back from (all of them,
-   * when its ancestors could not be read).
+   * `sha` nor one of its `ancestors`: one an operator went back from, or
+   * the branch's while `sha` (a release rolled back to) is not (all of
+   * them, when its ancestors could not be read).
    */
   private async holdsNewer(app: string, sha: string, ancestors: readonly string[]): Promise<boolean> {
     const own = new Set(ancestors).add(sha);
@@ -796,6 +796,13 @@ export class JobStore {
       for (let hop = 0; at && at !== newer.sha && hop < PUSH_CHAIN_JOBS; hop++, at = before.get(at)) if (at === older.sha) return true;
       return false;
     };
+    /**
+     * `forced` moved the branch off `push`'s commit (the worker takes its word only where the branch bears it
+     * out), and `push` did not come from `forced`'s commit (that is the same commit pushed again on top of it).
+     */
+    const replacedBy = (push: JobRecord, forced: JobRecord) =>
+      push.trigger === 'webhook' && forced.trigger === 'webhook' && forced.push?.forced === true && push.sha !== null
+      && forced.push.before === push.sha && push.push?.before !== forced.sha;
     // A forced push is the newest by intent (the branch was moved back on purpose), whatever the chain says.
     const byChain = (job: JobRecord) => job.trigger === 'webhook' && job.sha !== null && !job.push?.forced && !self.push?.forced;
     /**
@@ -815,12 +822,15 @@ export class JobStore {
       if (job.id === id || !SUPERSEDING.has(job.state) || passOver.has(job.id)) continue;
       if (Number(job.id) > Number(id)) {
         if (isPush && (byChain(job) || pushedAfterChoice(job, self)) && precedes(job, self)) continue;
+        // The push this forced one replaced, delivered after it: older, whatever the arrival.
+        if (replacedBy(job, self)) continue;
         if (olderThanChoice(job, self)) continue;
         return job.id;
       }
       // Running too: under the app's lease, an earlier job still `active` is an attempt that died (after its switch,
       // maybe) and runs again; and live, should the live commit's ancestry have gone unrecorded.
       if (isPush && byChain(job) && precedes(self, job)) return job.id;
+      if (replacedBy(self, job)) return job.id;
       if (pushedAfterChoice(self, job) && precedes(self, job)) return job.id;
       if (olderThanChoice(self, job)) return job.id;
     }
