@@ -20,6 +20,8 @@ describe('push to live, all real', () => {
   let described: RepoDescription;
   let receiverUrl: string;
   let appUrl: string;
+  let localRepo: FixtureRepo & { sha: string };
+  let localUrl: string;
   let redis: Redis;
   let queue: DeployQueue;
   const processes: RunningProcess[] = [];
@@ -31,12 +33,20 @@ describe('push to live, all real', () => {
     git = await startGitHttpServer({ root: join(tmp.path, 'git') });
     described = { fullName: `acme/${app}`, cloneUrl: `${git.url}/acme/${app}.git`, htmlUrl: `${git.url}/acme/${app}` };
     nginx = await isolatedNginx(tmp.path);
-    const [listen, receiverPort] = [await freePort(), await freePort()];
+    const [listen, receiverPort, localListen] = [await freePort(), await freePort(), await freePort()];
     appUrl = `http://127.0.0.1:${listen}`;
+    // An app whose repository is on this machine, given by its path.
+    const localApp = `${app}-local`;
+    mkdirSync(join(tmp.path, 'local'), { recursive: true });
+    localRepo = await createFixtureRepo(join(tmp.path, 'local'), { version: 'local v1', name: localApp });
+    localUrl = `http://127.0.0.1:${localListen}`;
     receiverUrl = `http://127.0.0.1:${receiverPort}`;
     const configFile = writeTestConfig(join(tmp.path, 'slipway.yml'), {
       stack: testStack(), nginx, prefix: uniqueName('e2e'), workdir: join(tmp.path, 'work'),
-      apps: { [app]: { repo: described.cloneUrl, secret: SECRET, replicas: 2, listen: `127.0.0.1:${listen}`, drain_s: 2, stop_timeout_s: 3, health: { interval_ms: 100 } } },
+      apps: {
+        [app]: { repo: described.cloneUrl, secret: SECRET, replicas: 2, listen: `127.0.0.1:${listen}`, drain_s: 2, stop_timeout_s: 3, health: { interval_ms: 100 } },
+        [localApp]: { repo: localRepo.bare, secret: SECRET, replicas: 1, listen: `127.0.0.1:${localListen}`, drain_s: 1, stop_timeout_s: 3, health: { interval_ms: 100 } },
+      },
       extra: { receiver: { host: '127.0.0.1', port: receiverPort, metrics: `127.0.0.1:${await freePort()}` } },
     });
     const config = loadConfig({ path: configFile, env: {} });
@@ -85,5 +95,15 @@ describe('push to live, all real', () => {
     expect(Object.keys(report.bodies).sort()).toEqual(['e2e v1\n', 'e2e v2\n', 'e2e v3\n']);
     expect(report.lastBody).toBe('e2e v3\n');
     expect(report.requests).toBeGreaterThan(20);
+  });
+
+  it('a push naming a repository on this machine by its path deploys the app configured with that path', async () => {
+    const local = { fullName: 'acme/local', cloneUrl: localRepo.bare, htmlUrl: 'https://github.com/acme/local' };
+    const answer = await send(receiverUrl, githubRequest(githubPush({ repo: local, before: '0'.repeat(40), after: localRepo.sha }), SECRET));
+    expect(answer.status, JSON.stringify(answer.body)).toBe(202);
+    const done = await untilDone(String(answer.body.job));
+    // The payload's links are not the configuration's: none are kept.
+    expect(done).toMatchObject({ state: 'completed', push: { repository: { cloneUrl: localRepo.bare, htmlUrl: null }, compareUrl: null } });
+    expect(await fetch(`${localUrl}/`).then((r) => r.text())).toBe('local v1\n');
   });
 });

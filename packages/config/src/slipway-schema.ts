@@ -166,7 +166,7 @@ function stepList(options: { optional?: boolean; default?: StepConfig[]; doc: st
 }
 
 const app = obj({
-  repo: str({ check: repoUrl, type: 'a git URL', doc: 'Repository whose pushes deploy this app, and what is cloned (matching is case-insensitive and ignores `.git`). `owner/name` matches that repository on any forge and clones it from the forge `forges.<provider>.api_url` names (default github.com, gitlab.com; Gitea needs it).' }),
+  repo: str({ check: repoUrl, type: 'a git URL', doc: 'Repository whose pushes deploy this app, and what is cloned (matching is case-insensitive and ignores `.git`). `owner/name` matches that repository on any forge and clones it from the forge `forges.<provider>.api_url` names (default github.com, gitlab.com; Gitea needs it). A path on this machine (absolute, or `file://`) matches a push naming that same path.' }),
   branch: str({ default: 'master', check: branch, type: 'a branch name', doc: 'Pushes to other refs are ignored.' }),
   secret: str({ optional: true, check: minLength(MIN_SECRET), type: `a secret of ${MIN_SECRET}+ characters`, secret: true, doc: `Webhook HMAC secret (GitHub, Gitea) or token (GitLab), at least ${MIN_SECRET} characters. Without it, webhooks for this app are refused.` }),
   replicas: num({ min: 1, max: 64, integer: true, default: 2, doc: 'Containers serving the app.' }),

@@ -149,6 +149,18 @@ function trimRepoPath(path: string): string {
 const SCP = /^[A-Za-z0-9._-]+@[A-Za-z0-9][A-Za-z0-9.-]*:[A-Za-z0-9._~][A-Za-z0-9._~/-]*$/;
 
 /**
+ * A repository on this machine as a payload may name it (an absolute path,
+ * or a `file://` URL without a host): accepted only for an app configured
+ * with that same path (see inspectWebhook), and never handed to git, as no
+ * payload's address is.
+ */
+export function isLocalCloneUrl(value: unknown): value is string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 2048 || /[\s\0-\x1f\x7f\\]/.test(value)) return false;
+  const path = /^(?:file:\/\/(?:localhost)?)?(\/[^?#]+)$/i.exec(value)?.[1];
+  return path !== undefined && !path.split('/').some((s) => s === '.' || s === '..');
+}
+
+/**
  * A clone URL a worker may hand to git as-is: http(s), ssh or git, or
  * scp-like `user@host:path`; never option-like (`--upload-pack=…`), never a
  * local path, file:// or ext:: transport, no whitespace or control

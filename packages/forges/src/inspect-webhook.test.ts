@@ -183,6 +183,33 @@ describe('inspectWebhook decisions', () => {
     await expect(send(push, ghe)).rejects.toMatchObject({ code: 'repository_host_mismatch' });
   });
 
+  it('an app whose repo is on this machine (a path, or file://) takes pushes naming that path, with no links kept; a push naming it on a forge is refused', async () => {
+    const local: WebhookApp[] = [
+      { name: 'hello', repo: '/srv/git/Hello-World.git', branch: 'master', secret },
+      { name: 'remote', repo: 'https://github.com/acme/other', branch: 'master', secret },
+    ];
+    const send = (payload: unknown) => {
+      const body = JSON.stringify(payload);
+      const headers = readWebhookHeaders('github', { 'x-github-event': 'push', 'x-github-delivery': 'd-local', 'x-hub-signature-256': githubSignature(body, secret) });
+      return inspectWebhook({ headers, media: 'json', body: Buffer.from(body), apps: local });
+    };
+    for (const address of ['/srv/git/Hello-World.git', 'file:///srv/git/hello-world']) {
+      const decision = await send(mutate((p) => { p.repository.clone_url = address; }));
+      if (decision.kind !== 'push') throw new Error('expected a push');
+      expect(decision.apps.map((a) => a.name)).toEqual(['hello']);
+      expect(decision.push.repository).toEqual({ fullName: 'Codertocat/Hello-World', cloneUrl: '/srv/git/Hello-World.git', htmlUrl: null });
+      expect(decision.push.compareUrl).toBeNull();
+    }
+    // The same path on a forge is another repository; another path is no app's.
+    const onForge = mutate((p) => { for (const key of ['clone_url', 'html_url', 'url']) p.repository[key] = 'https://github.com/srv/git/Hello-World'; });
+    await expect(send(onForge)).rejects.toMatchObject({ code: 'repository_host_mismatch' });
+    await expect(send(mutate((p) => { p.repository.clone_url = '/srv/git/other.git'; }))).rejects.toMatchObject({ code: 'no_app' });
+    // A path for an app on a forge is not an address it could name; one that climbs is no app's path.
+    const remote = mutate((p) => { p.repository.clone_url = '/srv/git/other.git'; p.repository.html_url = 'https://github.com/acme/other'; p.repository.full_name = 'acme/other'; });
+    await expect(send(remote)).rejects.toMatchObject({ code: 'invalid_field' });
+    await expect(send(mutate((p) => { p.repository.clone_url = '/srv/git/x/../Hello-World.git'; }))).rejects.toMatchObject({ code: 'no_app' });
+  });
+
   it('cuts long display text and drops control characters', async () => {
     const decision = await github(mutate((p) => { p.head_commit.message = `fix\u0000\u001b[31m ${'x'.repeat(10_000)}`; p.pusher.name = 'a\nb'; }));
     if (decision.kind !== 'push') throw new Error('expected a push');

@@ -1,8 +1,8 @@
 import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
-import { isBranchName, isGitBranchName } from '@slipway/core/validate';
+import { isBranchName, isGitBranchName, quote } from '@slipway/core/validate';
 import type { Push } from '@slipway/queue/job-types';
-import { configuredRepository, forgeWebRoot, OWNER_NAME, type Provider, webHostOf } from './forge-address.js';
-import { matchApps } from './match-apps.js';
+import { configuredRepository, forgeWebRoot, isSafeCloneUrl, OWNER_NAME, type Provider, webHostOf } from './forge-address.js';
+import { isLocalRepo, matchApps } from './match-apps.js';
 import { normalisePush, pushIgnoreReason, readPushFields } from './normalise-push.js';
 import { verifySignature } from './verify-signature.js';
 import { decodeWebhookBody } from './webhook-body.js';
@@ -94,11 +94,25 @@ export async function inspectWebhook<A extends WebhookApp>(input: InspectWebhook
     const names = apps.map((app) => app.name).join(', ');
     throw new WebhookError('repository_host_mismatch', `the payload names its repository on no host configured for ${names}, and no web address of it to compare`);
   }
+  let local = false;
   for (const app of apps) {
+    if (isLocalRepo(app)) {
+      // Matched by its own path (not by a path elsewhere): there is no host to check the web addresses against.
+      if (elsewhere) throw new WebhookError('repository_host_mismatch', `the payload names its repository on another host, not the repository on this machine ${app.repo} configured for ${app.name}`);
+      local = true;
+      continue;
+    }
     const host = configuredHost(app, headers.provider, identity.fullName, input.forges ?? NO_FORGES);
     assertOnHost(app, host, [...identity.urls, ...links], headers.provider);
   }
-  return { kind: 'push', push, apps };
+  if (!local) {
+    if (!isSafeCloneUrl(push.repository.cloneUrl)) throw new WebhookError('invalid_field', `repository clone URL is not an acceptable git URL: ${quote(push.repository.cloneUrl)}`);
+    return { kind: 'push', push, apps };
+  }
+  // Nothing in the configuration vouches for the links of a push to a repository on this machine: none are kept,
+  // and the repository is named as configured.
+  const repository = { ...push.repository, cloneUrl: apps.find(isLocalRepo)!.repo, htmlUrl: null };
+  return { kind: 'push', push: { ...push, compareUrl: null, repository }, apps };
 }
 
 async function appsWithValidSignature<A extends WebhookApp>(headers: WebhookHeaders, signed: string, candidates: A[]): Promise<A[]> {

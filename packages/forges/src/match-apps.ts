@@ -10,7 +10,9 @@ import type { RepositoryIdentity } from './webhook-body.js';
 /**
  * A repository reference reduced to what identifies it: lower-case host and
  * path, without scheme, user, port, trailing slash or `.git`. `host` is null
- * for a bare `owner/name`, which matches that path on any host.
+ * for a bare `owner/name`, which matches that path on any host, and
+ * {@link LOCAL_HOST} for a repository on this machine (an absolute path or
+ * a `file://` URL), which matches only the same path.
  */
 export interface RepoKey {
   host: string | null;
@@ -21,12 +23,17 @@ const URL_FORM = /^(?:https?|ssh|git|git\+ssh):\/\/(?:[^@/]*@)?(\[[^\]]+\]|[^:/]
 /** `git@host:owner/name`, and the rarer `host:owner/name`. */
 const SCP_FORM = /^(?:[^@/:]+@)?([^@/:]+):(?!\/\/)\/?(.+)$/;
 const BARE_FORM = /^[a-z0-9._-]+(?:\/[a-z0-9._-]+)+$/;
+/** `/srv/git/hello.git`, `file:///srv/git/hello.git`, `file://localhost/srv/git/hello.git`. */
+const LOCAL_FORM = /^(?:file:\/\/(?:localhost)?)?\/+(.+)$/;
+/** The host of a repository on this machine: no host name has it. */
+export const LOCAL_HOST = '/';
 const SEGMENT = /^[a-z0-9._~-]+$/;
 
 /**
  * Normalises `https://host/owner/name(.git)`, `ssh://git@host[:port]/owner/name`,
- * `git@host:owner/name` and bare `owner/name`. Null for anything else (local
- * paths, file:// URLs, garbage): such references never match a webhook.
+ * `git@host:owner/name`, bare `owner/name` and local paths (absolute, or
+ * `file://`). Null for anything else (relative paths, garbage): such
+ * references never match a webhook.
  */
 export function repoKey(reference: string): RepoKey | null {
   const text = reference.trim().toLowerCase();
@@ -34,8 +41,12 @@ export function repoKey(reference: string): RepoKey | null {
   let host: string | null = null;
   let rawPath: string;
   const url = URL_FORM.exec(text);
-  const scp = url ? null : SCP_FORM.exec(text);
-  if (url) {
+  const local = url ? null : LOCAL_FORM.exec(text);
+  const scp = url || local ? null : SCP_FORM.exec(text);
+  if (local) {
+    host = LOCAL_HOST;
+    rawPath = local[1]!;
+  } else if (url) {
     host = url[1]!;
     rawPath = url[2]!;
   } else if (scp) {
@@ -49,7 +60,7 @@ export function repoKey(reference: string): RepoKey | null {
   const path = rawPath.replace(/\/+$/, '').replace(/\.git$/, '').replace(/\/+$/, '');
   const segments = path.split('/');
   if (segments.length < 2 || segments.some((s) => !SEGMENT.test(s) || s === '.' || s === '..')) return null;
-  if (host !== null && !/^[a-z0-9.[\]:-]+$/.test(host)) return null;
+  if (host !== null && host !== LOCAL_HOST && !/^[a-z0-9.[\]:-]+$/.test(host)) return null;
   return { host, path };
 }
 
@@ -69,6 +80,11 @@ function keyOf(app: MatchableApp): RepoKey | null {
     appKeys.set(app, key);
   }
   return key;
+}
+
+/** Whether `app`'s repository is on this machine (see {@link LOCAL_HOST}). */
+export function isLocalRepo(app: MatchableApp): boolean {
+  return keyOf(app)?.host === LOCAL_HOST;
 }
 
 /** The keys a payload's repository goes by, once per identity (matching runs twice per webhook). */

@@ -1,6 +1,6 @@
 import { branchOfRef, isSha, quote } from '@slipway/core/validate';
 import type { Push } from '@slipway/queue/job-types';
-import { isSafeCloneUrl, type Provider } from './forge-address.js';
+import { isLocalCloneUrl, isSafeCloneUrl, type Provider } from './forge-address.js';
 import { WebhookError } from './webhook-error.js';
 import type { IgnoreReason } from './webhook-headers.js';
 
@@ -120,7 +120,8 @@ export function normalisePush(provider: Provider, delivery: string | null, field
     throw invalid('repository full name', `must be owner/name, got ${quote(fullName)}`);
   }
   const cloneUrl = required(fields.cloneUrl, 'repository clone URL');
-  if (!isSafeCloneUrl(cloneUrl)) throw invalid('repository clone URL', `is not an acceptable git URL: ${quote(cloneUrl)}`);
+  // A local one is for an app configured with that path only: inspectWebhook refuses it for any other.
+  if (!isSafeCloneUrl(cloneUrl) && !isLocalCloneUrl(cloneUrl)) throw invalid('repository clone URL', `is not an acceptable git URL: ${quote(cloneUrl)}`);
   return {
     provider,
     delivery,
