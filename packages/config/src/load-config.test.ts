@@ -91,6 +91,26 @@ describe('parseConfig defaults', () => {
     });
   });
 
+  it('reads the swarm\'s keys with engine.type: docker, and leaves them unused (the design\'s example of the December keys loads as written)', () => {
+    const example = [
+      'receiver:', '  metrics: 127.0.0.1:3003', '  processes: 1',
+      'dashboard:', '  allowed_hosts: [deploy.example.com]',
+      'jobs:', '  log_max_lines: 100000', '  log_max_bytes: 10485760', '  keep_per_app: 200', '  keep_days: 30',
+      'router:', '  batch_ms: 200',
+      'engine:', '  type: docker', '  manager: unix:///var/run/docker.sock', '  tls: {ca: ca.pem, cert: cert.pem, key: key.pem}',
+      '  registry: 10.77.0.11:5000', '  registry_auth: {username: ci, password: ${REGISTRY_PASSWORD}}',
+      'apps:', '  hello:', '    repo: https://github.com/acme/hello.git', '    secret: ${HELLO_WEBHOOK_SECRET}',
+      '    build_timeout_s: 1800', '    placement: [node.labels.role==web]', '    resources: {cpus: 0.5, memory_mb: 256}',
+      '    steps:', '      - name: test', '        command: [npm, test]', '        image: node:20', '        env: {CI: "true"}', '        timeout_s: 600',
+    ].join('\n');
+    const config = parseConfig(example, { file: FILE, env: { REGISTRY_PASSWORD: 'registry-password', HELLO_WEBHOOK_SECRET: 'hello-webhook-secret-0123' } });
+    expect(config.engine).toMatchObject({ type: 'docker', registry: '10.77.0.11:5000' });
+    expect(config.apps.hello).toMatchObject({ placement: ['node.labels.role==web'], build_timeout_s: 1800 });
+    expect(configSecrets(config)).toContain('registry-password');
+    // A typo is still one.
+    expect(problemsOf('engine: { regsitry: "r.example:5000" }')).toContain('engine.regsitry: unknown key');
+  });
+
   it('honours DOCKER_HOST when docker is not set; a swarm manager taken from it must be a URL', () => {
     expect(parseConfig(minimalApp, { file: FILE, env: { DOCKER_HOST: 'tcp://127.0.0.1:2375' } }).docker).toBe('tcp://127.0.0.1:2375');
     expect(parseConfig(minimalApp, { file: FILE, env: { DOCKER_HOST: '' } }).docker).toBe('unix:///var/run/docker.sock');
@@ -204,9 +224,7 @@ const bad: Array<[string, string, string]> = [
   ['ssh manager whose host reads as an option', 'engine: { type: swarm, manager: "ssh://-oProxyCommand=x", registry: "r.example:5000" }', 'engine.manager:'],
   ['ssh files without ssh', 'engine: { type: swarm, manager: "tcp://m1:2376", registry: "r.example:5000", ssh: { key: id } }', 'engine.ssh: ssh files are for an ssh:// manager'],
   ['tls without tcp', 'engine: { type: swarm, registry: "r.example:5000", tls: { ca: a, cert: b, key: c } }', 'engine.tls: TLS files are for a tcp:// manager'],
-  ['swarm keys on one engine', 'engine: { registry: "r.example:5000" }', 'engine.registry: only used with engine.type: swarm'],
   ['registry password not echoed', 'engine: { type: swarm, registry: "r.example:5000", registry_auth: { username: ci } }', 'engine.registry_auth.password: is required'],
-  ['placement on one engine', `${minimalApp}    placement: [node.labels.role==web]`, 'apps.hello.placement: placement constraints need engine.type: swarm'],
   ['bad placement', `engine: { type: swarm, registry: "r.example:5000" }\n${minimalApp}    placement: ["node.role==manager; rm -rf /"]`, 'apps.hello.placement[0]: expected a constraint, got "node.role==manager; rm -rf /"'],
   ['bad resources', `engine: { type: swarm, registry: "r.example:5000" }\n${minimalApp}    resources: { cpus: 0, memory_mb: 1.5 }`, 'apps.hello.resources.cpus: expected a number 0.01-1024, got 0'],
   ['dns on a swarm', `engine: { type: swarm, registry: "r.example:5000" }\n${minimalApp}    routing: dns`, 'apps.hello.routing: routing: dns publishes on loopback addresses of one machine'],

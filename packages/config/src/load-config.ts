@@ -209,7 +209,6 @@ function crossCheck(config: SlipwayConfig): string[] {
       problems.push(`apps.${app.name}.template: own templates are for routing: upstream; a dns app's nginx file is Slipway's`);
     }
     const swarm = config.engine.type === 'swarm';
-    if (!swarm && app.placement.length > 0) problems.push(`apps.${app.name}.placement: placement constraints need engine.type: swarm`);
     if (swarm && app.routing === 'dns') problems.push(`apps.${app.name}.routing: routing: dns publishes on loopback addresses of one machine; with engine.type: swarm use routing: upstream`);
     if (app.routing === 'dns' && pool < app.replicas * 2) {
       problems.push(`apps.${app.name}.replicas: a dns app needs 2 addresses per replica during a rollout; dns.address_pool has ${pool}`);
@@ -268,6 +267,9 @@ function sshTargetProblem(url: string): string | null {
 }
 
 function engineProblems(engine: SlipwayConfig['engine']): string[] {
+  // With engine.type: docker the swarm's keys are read (a typo in one is still an error) and not used: switching
+  // engine.type back and forth leaves them in place, as the documented example does.
+  if (engine.type !== 'swarm') return [];
   const problems: string[] = [];
   // The manager may be $DOCKER_HOST's (its default is docker's, whose default that is), unchecked by the schema.
   const protocol = engine.manager ? (URL.canParse(engine.manager) ? new URL(engine.manager).protocol.replace(/:$/, '') : 'invalid') : null;
@@ -278,12 +280,7 @@ function engineProblems(engine: SlipwayConfig['engine']): string[] {
   }
   if (engine.tls && protocol !== 'tcp' && protocol !== 'https') problems.push('engine.tls: TLS files are for a tcp:// manager');
   if (engine.ssh && protocol !== 'ssh') problems.push('engine.ssh: ssh files are for an ssh:// manager');
-  if (engine.type === 'swarm' && !engine.registry) problems.push('engine.registry: is required with engine.type: swarm (where images are pushed and the nodes pull from)');
-  if (engine.type !== 'swarm') {
-    for (const key of ['manager', 'tls', 'ssh', 'registry', 'registry_auth'] as const) {
-      if (engine[key] !== undefined) problems.push(`engine.${key}: only used with engine.type: swarm`);
-    }
-  }
+  if (!engine.registry) problems.push('engine.registry: is required with engine.type: swarm (where images are pushed and the nodes pull from)');
   return problems;
 }
 

@@ -196,7 +196,7 @@ const app = obj({
     secret: str({ optional: true, secret: true, doc: 'For `webhook`: signs the body (`X-Slipway-Signature-256: sha256=<hex>`).' }),
     on: list(oneOf(['failure', 'recovery', 'success'] as const), { type: 'a list of failure, recovery, success', default: ['failure', 'recovery'], single: true, doc: 'Outcomes that notify: a failure, the first success after a failure, every success.' }),
   }), { default: [], doc: 'Notification targets; a target that is down never fails or delays a deploy.' }),
-  placement: list(str({ check: placementConstraint, type: 'a constraint' }), { default: [], single: true, doc: 'engine.type: swarm only: Swarm placement constraints of the app\'s service (`node.labels.role==web`, `node.hostname!=db1`).' }),
+  placement: list(str({ check: placementConstraint, type: 'a constraint' }), { default: [], single: true, doc: 'engine.type: swarm only (read and unused on one engine): Swarm placement constraints of the app\'s service (`node.labels.role==web`, `node.hostname!=db1`).' }),
   resources: obj({
     cpus: num({ min: 0.01, max: 1024, optional: true, doc: 'CPU limit per replica and per test step (on a swarm also the reservation, so Swarm places by it).' }),
     memory_mb: num({ min: 4, max: 4_194_304, integer: true, optional: true, doc: 'Memory limit per replica and per test step, in MiB (on a swarm also the reservation).' }),
@@ -272,7 +272,7 @@ export const slipwaySchema = obj({
     }, { optional: true, doc: 'Optional: a front nginx that holds clients\' connections and is not reloaded by deploys. nginx 1.22 closes every idle keep-alive connection of its old workers on a reload; behind a front, only the front\'s own connections to the back are closed, and the front sends an idempotent request again on a fresh one.' }),
   }),
   engine: obj({
-    type: oneOf(['docker', 'swarm'] as const, { default: 'docker', doc: '`docker`: every container on the one engine of `docker`; `swarm`: each release is a Swarm service on the cluster `engine.manager` manages (see "Running on several servers").' }),
+    type: oneOf(['docker', 'swarm'] as const, { default: 'docker', doc: '`docker`: every container on the one engine of `docker`; `swarm`: each release is a Swarm service on the cluster `engine.manager` manages (see "Running on several servers"). The swarm\'s keys (`manager`, `tls`, `ssh`, `registry`, `registry_auth`, `apps.<app>.placement`) are read and unused with `docker`.' }),
     manager: str({ optional: true, check: url(['unix', 'tcp', 'http', 'https', 'ssh']), type: 'a unix://, tcp:// or ssh:// URL', doc: 'swarm: a manager\'s Docker endpoint. Default: `docker`. `ssh://[user@]host[:port]` runs `docker system dial-stdio` there through the `ssh` client, as `docker -H ssh://` does: its keys, agent and `known_hosts` apply, or those of `engine.ssh`; a host key not known there is refused, whatever the ssh config says.' }),
     ssh: obj({
       key: str({ optional: true, type: 'a file path', doc: 'swarm, ssh://: the private key to log in with (relative to the config file); default: the ssh client\'s own (its agent, `~/.ssh`).' }),
