@@ -9,7 +9,7 @@ import type { Redis } from 'ioredis';
 import { type Logger, scrubSecrets } from '@slipway/core/logger';
 import type { SlipwayConfig } from '@slipway/config/types';
 import type { DeployFeedback } from '@slipway/feedback/deploy-feedback';
-import type { JobStore } from '@slipway/queue/job-store';
+import { rewindFrom, type JobStore } from '@slipway/queue/job-store';
 import { faultOf, firstLine, isRetryable, isSlipwayError, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import { appConfig } from '@slipway/config/load-config';
 import { checkout } from '@slipway/build/checkout';
@@ -358,7 +358,7 @@ async function staleAgainstLive(ctx: DeployContext, record: JobRecord, signal: A
 }
 
 /**
- * Whether a push not called forced moved the branch back all the same: its
+ * Whether a push not called forced (Gitea, GitLab: see rewindFrom) moved the branch back all the same: its
  * `before` is no ancestor of its commit in the clone cache, which no
  * fast-forward does (the job store finds the same within the live
  * ancestry: rewindFrom). Such a push is then taken as a forced one is:
@@ -366,8 +366,8 @@ async function staleAgainstLive(ctx: DeployContext, record: JobRecord, signal: A
  * (`back`): the commits gone back from are still the branch's.
  */
 async function movedBack(ctx: DeployContext, record: JobRecord, back: boolean, signal: AbortSignal): Promise<boolean> {
-  const before = record.push?.before;
-  if (back || !before || /^0+$/.test(before) || before === record.sha) return false;
+  const before = rewindFrom(record);
+  if (back || !before || before === record.sha) return false;
   try {
     return !(await isAncestor({ app: appForJob(ctx, record), sha: before, of: record.sha!, workdir: ctx.config.workdir, signal }));
   } catch (err) {

@@ -487,7 +487,7 @@ describe('DeployQueue', () => {
 
   it('a push that moved the branch back, from the live commit or from one not in its ancestry, is a forced push though the payload does not say (Gitea, GitLab)', async () => {
     const app = uniqueName('rewound');
-    const webhook = (n: number, before: string | null): DeployRequest => ({ ...request(app, n), trigger: 'webhook', push: { forced: false, before } as DeployRequest['push'] });
+    const webhook = (n: number, before: string | null, provider = 'gitea'): DeployRequest => ({ ...request(app, n), trigger: 'webhook', push: { provider, forced: false, before } as DeployRequest['push'] });
     const delivery = () => ({ provider: 'gitea', id: uniqueName('d'), ttlSeconds: 60, guard: true });
     await queue.store.recordLive(app, { sha: sha(203), job: '1' }, [sha(203), sha(202), sha(201)]);
 
@@ -498,6 +498,8 @@ describe('DeployQueue', () => {
     expect((await queue.store.get(back.records[0]!.id))?.push?.forced).toBe(true);
     // That body again is its duplicate, not another rewind.
     expect((await queue.enqueueMany([webhook(201, sha(203))], delivery())).skipped).toEqual([{ app, reason: 'duplicate', job: back.records[0]!.id }]);
+    // GitHub says whether a push was forced: one that says not is stale, whatever its before.
+    expect((await queue.enqueueMany([webhook(202, sha(203), 'github')], delivery())).skipped).toEqual([{ app, reason: 'stale' }]);
     // From a commit never live (a push that failed, say) back into the live ancestry.
     const fromAside = await queue.enqueueMany([webhook(202, sha(250))], delivery());
     expect(fromAside.records.map((r) => r.push?.forced)).toEqual([true]);

@@ -24,18 +24,21 @@ function forcedFrom(record: Pick<JobRecord, 'push'>): string | undefined {
 }
 
 /**
- * The head a push that may be a rewind replaced: a webhook's push not
- * called forced whose `before` names a commit (not a new branch's zeros).
- * Gitea's and GitLab's payloads do not say `forced`; CREATE_JOBS takes
+ * The head a push that may be a rewind replaced: a Gitea or GitLab push
+ * whose `before` names a commit (not a new branch's zeros). GitHub's
+ * payload says `forced`, and its word stands (a test of `stale_push` that
+ * sends `forced: false` gets it). Gitea's and GitLab's payloads do not say
+ * `forced`; CREATE_JOBS takes
  * such a push for a forced one when it moved the branch back (from the
  * live commit, or from one not in the live ancestry, to one in it), which
  * no fast-forward does, unless an operator went back (recordLive's
  * `back`). Like any forced push, the worker deploys it only when the
  * branch is at its commit.
  */
-function rewindFrom(record: Pick<JobRecord, 'push'>): string | undefined {
-  const before = record.push?.before;
-  return !record.push?.forced && before && !/^0+$/.test(before) ? before : undefined;
+export function rewindFrom(record: Pick<JobRecord, 'push'>): string | undefined {
+  const push = record.push;
+  const silent = push?.provider === 'gitea' || push?.provider === 'gitlab';
+  return silent && !push.forced && push.before && !/^0+$/.test(push.before) ? push.before : undefined;
 }
 
 /** Recent jobs of an app read to order pushes by their `before`s (and the most hops followed). */
