@@ -208,6 +208,9 @@ describe('inspectWebhook decisions', () => {
     const remote = mutate((p) => { p.repository.clone_url = '/srv/git/other.git'; p.repository.html_url = 'https://github.com/acme/other'; p.repository.full_name = 'acme/other'; });
     await expect(send(remote)).rejects.toMatchObject({ code: 'invalid_field' });
     await expect(send(mutate((p) => { p.repository.clone_url = '/srv/git/x/../Hello-World.git'; }))).rejects.toMatchObject({ code: 'no_app' });
+    // Named both here and on a forge another app is configured on: whose addresses are whose cannot be told.
+    const both = mutate((p) => { p.repository.clone_url = '/srv/git/Hello-World.git'; p.repository.html_url = 'https://github.com/acme/other'; p.repository.full_name = 'acme/other'; });
+    await expect(send(both)).rejects.toMatchObject({ code: 'repository_host_mismatch' });
   });
 
   it('cuts long display text and drops control characters', async () => {

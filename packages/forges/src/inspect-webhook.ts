@@ -105,6 +105,10 @@ export async function inspectWebhook<A extends WebhookApp>(input: InspectWebhook
     const host = configuredHost(app, headers.provider, identity.fullName, input.forges ?? NO_FORGES);
     assertOnHost(app, host, [...identity.urls, ...links], headers.provider);
   }
+  if (local && apps.some((app) => !isLocalRepo(app))) {
+    // One repository, named both on this machine and on a forge: which addresses are whose cannot be told.
+    throw new WebhookError('repository_host_mismatch', `the payload names its repository both on this machine and on a forge: ${apps.map((app) => `${app.name} (${app.repo})`).join(', ')}`);
+  }
   if (!local) {
     if (!isSafeCloneUrl(push.repository.cloneUrl)) throw new WebhookError('invalid_field', `repository clone URL is not an acceptable git URL: ${quote(push.repository.cloneUrl)}`);
     return { kind: 'push', push, apps };

@@ -196,6 +196,12 @@ describe('DeployQueue', () => {
     expect(await queue.store.staleFor(app, sha(309))).toMatchObject({ stale: true, back: false });
     await queue.store.recordLive(app, { sha: sha(320), job: '6' }, [sha(320), sha(300)], { operator: true });
     expect(await queue.store.staleFor(app, sha(309))).toMatchObject({ stale: true, back: true });
+    // Deployed again, it is still gone back to; a deploy moving on from it (its history, as read, shorter than the
+    // ancestry kept: a long one's newest 2,000) is not.
+    await queue.store.recordLive(app, { sha: sha(320), job: '7' }, [sha(320), sha(300)], { operator: true });
+    expect(await queue.store.staleFor(app, sha(309))).toMatchObject({ back: true });
+    await queue.store.recordLive(app, { sha: sha(321), job: '8' }, [sha(321), sha(320)], { operator: true });
+    expect(await queue.store.staleFor(app, sha(309))).toMatchObject({ stale: false, back: false });
   });
 
   it('cancels a waiting job: out of the queue, recorded as cancelled', async () => {
@@ -536,6 +542,13 @@ describe('DeployQueue', () => {
     const replaced = await queue.enqueue(webhook(32, 31));
     expect(await queue.store.supersededBy(app, rewind.id)).toBeNull();
     expect(await queue.store.supersededBy(app, replaced.id)).toBe(rewind.id);
+
+    // Forced from 50 to 51, 52 pushed on it, then forced back to 50: the last is the newest, not the first's replaced push.
+    const restore = uniqueName('restore');
+    const on = (n: number, before: number, forced = false): DeployRequest => ({ ...request(restore, n), trigger: 'webhook', push: { forced, before: sha(before) } as DeployRequest['push'] });
+    await queue.store.finish((await queue.enqueue(on(51, 50, true))).id, 'completed');
+    await queue.store.finish((await queue.enqueue(on(52, 51))).id, 'completed');
+    expect(await queue.store.supersededBy(restore, (await queue.enqueue(on(50, 52, true))).id)).toBeNull();
   });
 
   it('writes the records of deliveries arriving together in one script call, in call order, a redelivery among them still a duplicate', async () => {

@@ -556,7 +556,7 @@ export class JobStore {
    * branch: what is stale is then its commit's history alone.
    */
   async recordLive(app: string, live: { sha: string | null; job: string }, ancestors: readonly string[] = [], options: { operator?: boolean } = {}): Promise<void> {
-    const back = options.operator === true && live.sha !== null && (await this.holdsNewer(app, live.sha, ancestors));
+    const back = options.operator === true && live.sha !== null && (await this.wentBack(app, live.sha, ancestors));
     const tx = this.redis.multi();
     if (!back) tx.del(this.keys.liveAncestry(app));
     if (live.sha) {
@@ -569,14 +569,20 @@ export class JobStore {
   }
 
   /**
-   * Whether the live ancestry of `app` holds a commit that is neither
-   * `sha` nor one of its `ancestors`: one an operator went back from, or
-   * the branch's while `sha` (a release rolled back to) is not (all of
-   * them, when its ancestors could not be read).
+   * Whether an operator's deploy of `sha` (its `ancestors` newest first)
+   * went back: not when it moves on from the live commit (one of its
+   * ancestors); as the live record said when it deploys the live commit
+   * again; else when the live ancestry holds a commit outside its history,
+   * one it went back from, or the branch's while `sha` (a release rolled
+   * back to) is not (all of them, when its ancestors could not be read).
    */
-  private async holdsNewer(app: string, sha: string, ancestors: readonly string[]): Promise<boolean> {
+  private async wentBack(app: string, sha: string, ancestors: readonly string[]): Promise<boolean> {
+    const [[, text], [, members]] = (await this.redis.multi().get(this.keys.live(app)).smembers(this.keys.liveAncestry(app)).exec()) as [[unknown, string | null], [unknown, string[]]];
+    const previous = text ? (JSON.parse(text) as { sha: string | null; back?: boolean }) : null;
+    if (previous?.sha === sha) return previous.back === true;
+    if (previous?.sha && ancestors.includes(previous.sha)) return false;
     const own = new Set(ancestors).add(sha);
-    return (await this.redis.smembers(this.keys.liveAncestry(app))).some((member) => !own.has(member));
+    return members.some((member) => !own.has(member));
   }
 
   /**
@@ -801,11 +807,12 @@ export class JobStore {
     };
     /**
      * `forced` moved the branch off `push`'s commit (the worker takes its word only where the branch bears it
-     * out), and `push` did not come from `forced`'s commit (that is the same commit pushed again on top of it).
+     * out), and `push` did not come after `forced` (from its commit, or by a chain of pushes from it: the same
+     * commit pushed, or forced, back again).
      */
     const replacedBy = (push: JobRecord, forced: JobRecord) =>
       push.trigger === 'webhook' && forced.trigger === 'webhook' && forced.push?.forced === true && push.sha !== null
-      && forced.push.before === push.sha && push.push?.before !== forced.sha;
+      && forced.push.before === push.sha && push.push?.before !== forced.sha && !precedes(forced, push);
     // A forced push is the newest by intent (the branch was moved back on purpose), whatever the chain says.
     const byChain = (job: JobRecord) => job.trigger === 'webhook' && job.sha !== null && !job.push?.forced && !self.push?.forced;
     /**
