@@ -5,8 +5,20 @@ import type { JobStore, LogWriter } from '@slipway/queue/job-store';
 /** `jobs.log_max_lines` and `jobs.log_max_bytes` when none are given. */
 export const DEFAULT_LOG_MAX_LINES = 100_000;
 export const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
-/** Share of each cap held back for the end of the log. */
-const TAIL_SHARE = 0.1;
+/**
+ * Share of each cap held back for the end of the log: most of it (the
+ * contract keeps the end; a build's error is there), the rest for its
+ * start (what ran, from where), never less than HEAD_MIN_LINES and
+ * HEAD_MIN_BYTES of it.
+ */
+const TAIL_SHARE = 0.9;
+const HEAD_MIN_LINES = 1;
+const HEAD_MIN_BYTES = 1024;
+/** The end is held in the worker's memory until the job ends: past these, a larger cap keeps more of the start instead. */
+const TAIL_MAX_LINES = 200_000;
+const TAIL_MAX_BYTES = 16 * 1024 * 1024;
+/** Share of each cap kept of the end of what is written after a flush of a log past it. */
+const AFTER_FLUSH_SHARE = 0.1;
 /** Bytes held back for the notice and the count of what was left out. */
 const NOTICES_BYTES = 512;
 /** Last lines kept whatever the log held before this attempt (a retry's end, its error, is never lost). */
@@ -201,6 +213,14 @@ export class JobLog {
       for (const line of end) this.pending.push(line);
       // Its copy in Redis goes with the append that carries it.
       this.tailUnsent?.take();
+      // Lines written after this (a flush before the job's last words) keep a short end of their own: a log flushed
+      // again and again past its cap grows by a tenth of it each time, not by nine.
+      const lines = Math.max(1, Math.min(this.ring.maxLines, Math.floor(this.maxLines * AFTER_FLUSH_SHARE), MIN_TAIL_LINES));
+      const bytes = Math.max(1, Math.min(this.ring.maxBytes, Math.floor(this.maxBytes * AFTER_FLUSH_SHARE), MIN_TAIL_BYTES));
+      if (lines < this.ring.maxLines || bytes < this.ring.maxBytes) {
+        this.ring = new TailRing(lines, bytes);
+        this.tailUnsent = new TailRing(lines, bytes);
+      }
       if (end.length > 0) this.closingTail = true;
     }
     if (this.lost.lines > 0) {
@@ -213,8 +233,8 @@ export class JobLog {
   private add(line: string): void {
     const bytes = Buffer.byteLength(line) + 1;
     if (!this.ring) {
-      const tailLines = Math.max(1, Math.floor(this.maxLines * TAIL_SHARE));
-      const tailBytes = Math.floor(this.maxBytes * TAIL_SHARE);
+      const tailLines = Math.max(1, Math.min(Math.floor(this.maxLines * TAIL_SHARE), this.maxLines - 2 - HEAD_MIN_LINES, TAIL_MAX_LINES));
+      const tailBytes = Math.min(Math.floor(this.maxBytes * TAIL_SHARE), this.maxBytes - NOTICES_BYTES - HEAD_MIN_BYTES, TAIL_MAX_BYTES);
       if (this.lines + 1 <= this.maxLines - tailLines - 2 && this.bytes + bytes <= this.maxBytes - tailBytes - NOTICES_BYTES) {
         this.pending.push(line);
         this.lines++;

@@ -238,7 +238,7 @@ export const slipwaySchema = obj({
     allowed_hosts: list(str({ check: allowedHost, type: 'a host name' }), { default: [], single: true, doc: 'Host names (with any port or none; `*.example.com` for its subdomains) served besides `host:port` and `public_url`\'s host; any other Host is answered 421 (DNS rebinding).' }),
   }),
   jobs: obj({
-    log_max_lines: num({ min: 10, max: 10_000_000, integer: true, default: 100_000, doc: 'Lines kept per job log; past it the beginning and the end are kept, with a notice of what was cut between.' }),
+    log_max_lines: num({ min: 10, max: 10_000_000, integer: true, default: 100_000, doc: 'Lines kept per job log; past it the end is kept (nine tenths of the cap), after the first lines, with a notice of what was cut between.' }),
     log_max_bytes: num({ min: 4096, max: 1_073_741_824, integer: true, default: 10_485_760, doc: 'Bytes kept per job log, likewise.' }),
     keep_per_app: num({ min: 1, max: 1_000_000, integer: true, default: 200, doc: 'Retention: the newest N finished jobs of each app are kept, with their logs ...' }),
     keep_days: num({ min: 0, max: 3650, default: 30, doc: '... and every job younger than this many days.' }),
