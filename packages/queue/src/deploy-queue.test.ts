@@ -200,8 +200,11 @@ describe('DeployQueue', () => {
     // ancestry kept: a long one's newest 2,000) is not.
     await queue.store.recordLive(app, { sha: sha(320), job: '7' }, [sha(320), sha(300)], { operator: true });
     expect(await queue.store.staleFor(app, sha(309))).toMatchObject({ back: true });
-    await queue.store.recordLive(app, { sha: sha(321), job: '8' }, [sha(321), sha(320)], { operator: true });
-    expect(await queue.store.staleFor(app, sha(309))).toMatchObject({ stale: false, back: false });
+    // Rolled back partway forward (309's history holds 300, not 310): still gone back, from 310.
+    await queue.store.recordLive(app, { sha: sha(309), job: '8' }, [sha(309), sha(300)], { operator: true });
+    expect(await queue.store.staleFor(app, sha(310))).toMatchObject({ stale: true, back: true });
+    await queue.store.recordLive(app, { sha: sha(321), job: '9' }, [sha(321), sha(320), sha(310), sha(309), sha(301), sha(300)], { operator: true });
+    expect(await queue.store.staleFor(app, sha(309))).toMatchObject({ stale: true, back: false });
   });
 
   it('cancels a waiting job: out of the queue, recorded as cancelled', async () => {
@@ -549,6 +552,16 @@ describe('DeployQueue', () => {
     await queue.store.finish((await queue.enqueue(on(51, 50, true))).id, 'completed');
     await queue.store.finish((await queue.enqueue(on(52, 51))).id, 'completed');
     expect(await queue.store.supersededBy(restore, (await queue.enqueue(on(50, 52, true))).id)).toBeNull();
+
+    // 61 went live on 60; 62 pushed on 61, then forced back to 60, delivered in that reverse order: the forced push
+    // is still the newer (the chain from 62 reaches 60 only through a push that came before it).
+    const late = uniqueName('late');
+    const at = (n: number, before: number, forced = false): DeployRequest => ({ ...request(late, n), trigger: 'webhook', push: { forced, before: sha(before) } as DeployRequest['push'] });
+    await queue.store.finish((await queue.enqueue(at(61, 60))).id, 'completed');
+    const back = await queue.enqueue(at(60, 62, true));
+    const older = await queue.enqueue(at(62, 61));
+    expect(await queue.store.supersededBy(late, back.id)).toBeNull();
+    expect(await queue.store.supersededBy(late, older.id)).toBe(back.id);
   });
 
   it('writes the records of deliveries arriving together in one script call, in call order, a redelivery among them still a duplicate', async () => {

@@ -580,7 +580,8 @@ export class JobStore {
     const [[, text], [, members]] = (await this.redis.multi().get(this.keys.live(app)).smembers(this.keys.liveAncestry(app)).exec()) as [[unknown, string | null], [unknown, string[]]];
     const previous = text ? (JSON.parse(text) as { sha: string | null; back?: boolean }) : null;
     if (previous?.sha === sha) return previous.back === true;
-    if (previous?.sha && ancestors.includes(previous.sha)) return false;
+    // Moving on from the live commit, unless that one was gone back to: what it went back from may be newer still.
+    if (previous?.sha && previous.back !== true && ancestors.includes(previous.sha)) return false;
     const own = new Set(ancestors).add(sha);
     return members.some((member) => !own.has(member));
   }
@@ -812,7 +813,14 @@ export class JobStore {
      */
     const replacedBy = (push: JobRecord, forced: JobRecord) =>
       push.trigger === 'webhook' && forced.trigger === 'webhook' && forced.push?.forced === true && push.sha !== null
-      && forced.push.before === push.sha && push.push?.before !== forced.sha && !precedes(forced, push);
+      && forced.push.before === push.sha && !cameAfter(push, forced);
+    /** Whether `push`'s chain of befores, through pushes that arrived after `forced`, reaches `forced`'s commit. */
+    const cameAfter = (push: JobRecord, forced: JobRecord) => {
+      const later = new Map(recent.flatMap((j) => (Number(j.id) > Number(forced.id) && j.trigger === 'webhook' && j.sha && j.push?.before ? [[j.sha, j.push.before] as const] : [])));
+      let at = push.push?.before ?? undefined;
+      for (let hop = 0; at && hop < PUSH_CHAIN_JOBS; hop++, at = later.get(at)) if (at === forced.sha) return true;
+      return false;
+    };
     // A forced push is the newest by intent (the branch was moved back on purpose), whatever the chain says.
     const byChain = (job: JobRecord) => job.trigger === 'webhook' && job.sha !== null && !job.push?.forced && !self.push?.forced;
     /**
