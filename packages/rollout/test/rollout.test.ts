@@ -167,6 +167,8 @@ describe('rollout', () => {
       HostConfig: { PortBindings: { [`${app.port}/tcp`]: [{ HostIp: '127.0.0.1', HostPort: String(port) }] } },
     });
     await stray.start();
+    // Until the stray's server listens, Docker's proxy takes a connection and closes it at once: wait for an answer first.
+    for (let i = 0; i < 100 && !(await fetchText(`127.0.0.1:${port}`)).startsWith('200'); i++) await new Promise((r) => setTimeout(r, 100));
     // A client of the release that was live before, still connected while that release drains.
     const client = connect(port, '127.0.0.1');
     await new Promise<void>((resolve, reject) => client.once('connect', resolve).once('error', reject));
