@@ -383,17 +383,17 @@ const REFUSED_RETRY_MS = 50;
  * own writing. Otherwise (nobody will put anything back) the rest fails
  * at once, with nginx's words, as its reload would have. A check_cmd of
  * one file at a time (`{file}`) says nothing of the whole, and a check
- * that cannot run is no verdict: the batch goes on as it is. The files
- * that change between this check and the reload itself are not seen.
+ * that cannot run is no verdict: the batch goes on as it is. A check
+ * failed while one of its files was removed or replaced (a put-back racing
+ * it) is no verdict either: the batch checks again. The files that change
+ * between this check and the reload itself are not seen.
  */
 async function checkWhole(nginx: NginxTarget, dir: string, tickets: BatchTicket[]): Promise<BatchTicket[] | 'wait'> {
   if (nginx.check_cmd.includes('{file}')) return tickets;
-  const files = await slipwayConfFiles(nginx.conf_dir);
-  const words = await checkFiles(nginx, files);
+  const checked = await slipwayFiles(nginx.conf_dir);
+  const words = await checkFiles(nginx, Object.keys(checked).sort().map((name) => join(nginx.conf_dir, name)));
   if (words === null) return tickets;
   const named = rejectedFile(words);
-  const nameOf = (ticket: BatchTicket) => (ticket.file === undefined ? null : basename(ticket.file));
-  const namedTicket = named !== null && tickets.some((ticket) => nameOf(ticket) === basename(named));
   // Which files nginx has read (the inodes of the last signal), as reloadSignalledFor judges one.
   const [placed, signalled] = await Promise.all([
     slipwayFiles(nginx.conf_dir),
@@ -401,10 +401,13 @@ async function checkWhole(nginx: NginxTarget, dir: string, tickets: BatchTicket[
   ]);
   // A file of ours nginx names; not a file an app's includes from elsewhere (a snippet), which no ticket puts back.
   const namedOurs = named !== null && resolve(dirname(named)) === resolve(nginx.conf_dir) && nginxNames.isSlipwayFile(basename(named));
-  // Gone since the check (put back this moment): the next check says more.
-  const namedGone = namedOurs && placed[basename(named!)] === undefined;
+  // A file put back or replaced since it was listed (nginx then says it could not open it, naming its harness): the words
+  // are about files no longer there, and taken for a verdict they would fail the batch. The next check says more.
+  if (Object.entries(checked).some(([name, ino]) => placed[name] !== ino)) return 'wait';
+  const nameOf = (ticket: BatchTicket) => (ticket.file === undefined ? null : basename(ticket.file));
+  const namedTicket = named !== null && tickets.some((ticket) => nameOf(ticket) === basename(named));
   const read = (name: string) => signalled[name] === placed[name];
-  const namedRead = namedOurs && !namedTicket && !namedGone && read(basename(named!));
+  const namedRead = namedOurs && !namedTicket && read(basename(named!));
   const culprits = new Set<string>(namedTicket ? [basename(named!)] : []);
   if (namedRead) {
     // The files nginx has not read, this batch's commits first: a newcomer whose ticket is not written yet may be the one.

@@ -123,7 +123,8 @@ describe('applyNginxConf', () => {
     // In one batch, the one nginx reads second fails; if the commits split across two batches (a loaded
     // machine), the one that came second is found by leaving it out: either way exactly one fails, alone.
     const lost = ([[x, cx!], [y, cy!]] as const).filter(([, result]) => result.status === 'rejected');
-    expect(lost.map(([app]) => app.name), 'exactly one of the two clashing candidates fails').toHaveLength(1);
+    const reasons = lost.map(([app, result]) => `${app.name}: ${String((result as PromiseRejectedResult).reason)}`).join('\n');
+    expect(lost.map(([app]) => app.name), `exactly one of the two clashing candidates fails; failed:\n${reasons}`).toHaveLength(1);
     const [loser, lostResult] = lost[0]!;
     const winner = loser === x ? y : x;
     const err = (lostResult as PromiseRejectedResult).reason as NginxCheckError;
