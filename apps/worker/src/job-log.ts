@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { scrubLine } from '@slipway/core/logger';
-import type { JobStore, LogWriter } from '@slipway/queue/job-store';
+import type { ClosingTail, JobStore, LogWriter } from '@slipway/queue/job-store';
 
 /** `jobs.log_max_lines` and `jobs.log_max_bytes` when none are given. */
 export const DEFAULT_LOG_MAX_LINES = 100_000;
@@ -95,6 +95,15 @@ class TailRing {
   }
 }
 
+/**
+ * What of a ring's lines its copy in Redis holds: the lines it took in
+ * (`in`) and let go (`out`), and how many of those it took in the copy was
+ * last seen to hold (`copiedUpTo`): its first `copiedUpTo - out` lines,
+ * unless a push to it went unanswered (`gap`: which it holds is unknown).
+ */
+interface RingCount { in: number; out: number; copiedUpTo: number; gap: boolean }
+const ringCount = (): RingCount => ({ in: 0, out: 0, copiedUpTo: 0, gap: false });
+
 /** `line` cut to at most `bytes` bytes of UTF-8, ending with `…` when cut (never half a character). */
 function cutToBytes(line: string, bytes: number): string {
   const room = Math.max(0, bytes - Buffer.byteLength('…'));
@@ -143,8 +152,13 @@ export class JobLog {
   private ring: TailRing | null = null;
   /** The ring's lines not yet in its copy in Redis (as many as it holds at most: older ones would be let go there too). */
   private tailUnsent: TailRing | null = null;
-  /** The next append carries the ring's lines: it drops the copy in Redis in the same step. */
-  private closingTail = false;
+  private ringCount = ringCount();
+  /**
+   * The next append carries the ring's lines, from its `from`th: it drops
+   * the copy in Redis in the same step, or, should another attempt have
+   * taken the copy over (and added it), leaves out the lines it held.
+   */
+  private closingTail: { from: number; count: RingCount } | null = null;
   private lastTailPush = 0;
   /** The notice went out: lines are being left out. */
   private noticed = false;
@@ -209,6 +223,9 @@ export class JobLog {
     if (this.ring) {
       if (this.dropped.lines > 0) this.pending.push(`[${number(this.dropped.lines)} lines (${number(this.dropped.bytes)} bytes) not kept]`);
       this.dropped = { lines: 0, bytes: 0 };
+      const from = this.pending.length;
+      const count = this.ringCount;
+      this.ringCount = ringCount();
       const end = this.ring.take();
       for (const line of end) this.pending.push(line);
       // Its copy in Redis goes with the append that carries it.
@@ -221,7 +238,8 @@ export class JobLog {
         this.ring = new TailRing(lines, bytes);
         this.tailUnsent = new TailRing(lines, bytes);
       }
-      if (end.length > 0) this.closingTail = true;
+      // A second flush before the first's append went: nothing of its lines was copied (the copy waits for pending lines).
+      if (end.length > 0) this.closingTail ??= { from, count };
     }
     if (this.lost.lines > 0) {
       this.pending.push(`[${number(this.lost.lines)} lines (${number(this.lost.bytes)} bytes) could not be stored: ${this.lost.error}]`);
@@ -249,6 +267,8 @@ export class JobLog {
     }
     this.tailUnsent!.push(line, bytes);
     const evicted = this.ring.push(line, bytes);
+    this.ringCount.in++;
+    this.ringCount.out += evicted.lines;
     if (evicted.lines === 0 && evicted.bytes === 0) return;
     if (!this.noticed) {
       // Nothing goes to Redis between the last line sent and the ring: this is where the notice belongs, and live followers see it now.
@@ -305,17 +325,24 @@ export class JobLog {
       // The ring's new lines, to its copy in Redis; lost, they are still in the ring, for the end.
       this.lastTailPush = Date.now();
       this.tailWriter.batch += 1;
-      await this.store.pushLogTail(this.id, this.tailWriter, this.tailUnsent!.take(), this.ring!.maxLines, this.ring!.maxBytes).catch(() => {});
+      const count = this.ringCount;
+      const upTo = count.in;
+      // Taken over (another attempt holds the copy now), these lines are not in it; unanswered, they may be.
+      const pushed = await this.store.pushLogTail(this.id, this.tailWriter, this.tailUnsent!.take(), this.ring!.maxLines, this.ring!.maxBytes).catch(() => null);
+      if (pushed) count.copiedUpTo = Math.max(count.copiedUpTo, upTo);
+      if (pushed === null) count.gap = true;
       return;
     }
     // The ring's lines go in one append, which drops the copy in Redis: split, a worker dying between two
     // appends would leave the copy, and the next attempt would add the lines already in the log again.
-    const closingTail = this.closingTail;
-    const batch = closingTail || this.pending.length <= BATCH_LINES ? this.pending : this.pending.slice(0, BATCH_LINES);
+    const closing = this.closingTail;
+    const batch = closing || this.pending.length <= BATCH_LINES ? this.pending : this.pending.slice(0, BATCH_LINES);
     this.pending = batch === this.pending ? [] : this.pending.slice(BATCH_LINES);
-    this.closingTail = false;
+    this.closingTail = null;
     this.writer.batch += 1;
-    await this.store.appendLog(this.id, batch, this.writer, { closingTail }).catch((err: Error) => {
+    // Counted now, not at the flush: a push on its way then may have copied more.
+    const closingTail: ClosingTail | undefined = closing ? { from: closing.from, copied: closing.count.gap ? 0 : Math.max(0, closing.count.copiedUpTo - closing.count.out) } : undefined;
+    await this.store.appendLog(this.id, batch, this.writer, closingTail ? { closingTail } : {}).catch((err: Error) => {
       // Redis refused the lines (the worker's connection waits out a disconnection): say so at the end.
       this.lost.lines += batch.length;
       for (const line of batch) this.lost.bytes += Buffer.byteLength(line) + 1;

@@ -154,7 +154,7 @@ describe('JobLog', () => {
     expect(await store.logLength(other)).toBe(length);
   });
 
-  it('an attempt cut off while another took the job\'s log over neither adds to the kept end nor drops it', async () => {
+  it('an attempt cut off while another took the job\'s log over neither adds to the kept end nor drops it, nor adds again the lines the other took from it', async () => {
     const id = newJob();
     const cutOff = await JobLog.open(store, id, { maxLines: 1000, flushMs: 10 });
     cutOff.write(numbered(1, 5000).join('\n'));
@@ -168,8 +168,13 @@ describe('JobLog', () => {
     await new Promise((resolve) => setTimeout(resolve, 1200));
     expect(await redis.lrange(store.keys.logTail(id), -1, -1)).toEqual(['next 3000']);
     await next.flush();
-    expect((await store.readLog(id)).at(-1)).toBe('next 3000');
+    const log = await store.readLog(id);
+    expect(log.at(-1)).toBe('next 3000');
     expect(await redis.exists(store.keys.logTail(id), store.keys.logTailMeta(id))).toBe(0);
+    // The cut-off attempt's end: what the other took from the copy is in the log once, what came after it follows.
+    for (const line of numbered(4101, 5000)) expect(log.filter((l) => l === line), line).toHaveLength(1);
+    const late = log.indexOf('a late line');
+    expect(log.slice(late - 1, late + 1)).toEqual(['[899 lines of this end are above, added when another attempt took the job over]', 'a late line']);
   });
 
   it('a flush with nothing to send leaves the log sending: lines written after it arrive, by the timer and by the next flush', async () => {

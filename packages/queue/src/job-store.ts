@@ -58,6 +58,17 @@ export interface LogWriter {
   batch: number;
 }
 
+/**
+ * An append that carries the log's kept end (appendLog `closingTail`):
+ * its lines from the `from`th (0-based) include, first, `copied` lines
+ * the kept end's copy in Redis holds (pushLogTail). Another attempt that
+ * took the job's log over added those already: they are left out then.
+ */
+export interface ClosingTail {
+  from: number;
+  copied: number;
+}
+
 export interface ListOptions {
   app?: string;
   state?: JobState;
@@ -250,25 +261,41 @@ end
 return out`;
 
 /**
- * Appends ARGV[3..] to the log KEYS[1] unless writer ARGV[1] already
- * appended its batch ARGV[2] (KEYS[2] keeps each writer's last): ioredis
- * sends a command again when the connection drops before its answer, and
- * Redis may have run it. Returns the log's length. RPUSH in slices, as
- * `unpack` of thousands of values overflows Lua's stack.
+ * Appends the lines (from ARGV[3], or ARGV[5] for slipwayAppendLogClosingTail)
+ * to the log KEYS[1] unless writer ARGV[1] already appended its batch
+ * ARGV[2] (KEYS[2] keeps each writer's last): ioredis sends a command again
+ * when the connection drops before its answer, and Redis may have run it.
+ * Returns the log's length. RPUSH in slices, as `unpack` of thousands of
+ * values overflows Lua's stack.
  */
 const APPEND_LOG = `
+local first = #KEYS == 4 and 5 or 3
 local last = tonumber(redis.call('hget', KEYS[2], ARGV[1]) or '0')
 local batch = tonumber(ARGV[2])
 if last >= batch then return redis.call('llen', KEYS[1]) end
 redis.call('hset', KEYS[2], ARGV[1], batch)
-local length = 0
-for i = 3, #ARGV, 1000 do length = redis.call('rpush', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
--- slipwayAppendLogClosingTail: the log's kept end (KEYS 3, and its owner and bytes in 4) is in the log now, in the
--- same step; dropped only when it is this writer's (another attempt may have taken the job's log over).
+-- slipwayAppendLogClosingTail: the lines carry the log's kept end, whose copy (KEYS 3, its owner and bytes in 4) is
+-- dropped in the same step when it is this writer's. When another attempt took the job's log over, it took the copy
+-- too and added it: the ARGV[4] lines from the ARGV[3]th are what the copy held, in the log already, and are left out.
+local skipFrom, skipCount = 0, 0
 if #KEYS == 4 then
   local owner = redis.call('hget', KEYS[4], 'owner')
-  if not owner or owner == ARGV[1] then redis.call('del', KEYS[3], KEYS[4]) end
+  if not owner or owner == ARGV[1] then
+    redis.call('del', KEYS[3], KEYS[4])
+  else
+    skipFrom, skipCount = first + tonumber(ARGV[3]), tonumber(ARGV[4])
+  end
 end
+local lines = ARGV
+if skipCount > 0 then
+  lines = {}
+  for i = first, skipFrom - 1 do lines[#lines + 1] = ARGV[i] end
+  lines[#lines + 1] = '[' .. skipCount .. ' lines of this end are above, added when another attempt took the job over]'
+  for i = skipFrom + skipCount, #ARGV do lines[#lines + 1] = ARGV[i] end
+  first = 1
+end
+local length = redis.call('llen', KEYS[1])
+for i = first, #lines, 1000 do length = redis.call('rpush', KEYS[1], unpack(lines, i, math.min(i + 999, #lines))) end
 return length`;
 
 /**
@@ -886,11 +913,12 @@ export class JobStore {
    * 1 (each batch after the one before it resolved); one without
    * `writer` appends a single batch.
    */
-  async appendLog(id: string, lines: readonly string[], writer: LogWriter = { name: randomUUID(), batch: 1 }, options: { closingTail?: boolean } = {}): Promise<number> {
+  async appendLog(id: string, lines: readonly string[], writer: LogWriter = { name: randomUUID(), batch: 1 }, options: { closingTail?: ClosingTail } = {}): Promise<number> {
     if (lines.length === 0) return this.redis.llen(this.keys.log(id));
     const commands = this.redis as unknown as Record<'slipwayAppendLog' | 'slipwayAppendLogClosingTail', (...a: Array<string | number>) => Promise<number>>;
-    // Closing the tail: these lines hold the log's kept end, which is then dropped in the same step (see pushLogTail).
-    if (options.closingTail) return commands.slipwayAppendLogClosingTail(this.keys.log(id), this.keys.logWriters(id), this.keys.logTail(id), this.keys.logTailMeta(id), writer.name, writer.batch, ...lines);
+    // Closing the tail: these lines hold the log's kept end, whose copy is then dropped in the same step (see pushLogTail).
+    const closing = options.closingTail;
+    if (closing) return commands.slipwayAppendLogClosingTail(this.keys.log(id), this.keys.logWriters(id), this.keys.logTail(id), this.keys.logTailMeta(id), writer.name, writer.batch, closing.from, closing.copied, ...lines);
     return commands.slipwayAppendLog(this.keys.log(id), this.keys.logWriters(id), writer.name, writer.batch, ...lines);
   }
 
@@ -899,12 +927,14 @@ export class JobStore {
    * at most `maxLines` lines and `maxBytes` bytes, the oldest going first.
    * Apart from the log, which only grows: the log gets it when the job's
    * attempt ends (appendLog `closingTail`), or, should its worker die
-   * first, when the next attempt opens the log (takeLogTail).
+   * first, when the next attempt opens the log (takeLogTail). False when
+   * another attempt took the job's log over: the lines did not go in.
    */
-  async pushLogTail(id: string, writer: LogWriter, lines: readonly string[], maxLines: number, maxBytes: number): Promise<void> {
-    if (lines.length === 0) return;
+  async pushLogTail(id: string, writer: LogWriter, lines: readonly string[], maxLines: number, maxBytes: number): Promise<boolean> {
+    if (lines.length === 0) return true;
     const commands = this.redis as unknown as { slipwayPushLogTail: (...a: Array<string | number>) => Promise<number> };
-    await commands.slipwayPushLogTail(this.keys.logTail(id), this.keys.logTailMeta(id), maxLines, maxBytes, LOG_TAIL_TTL_S, writer.name, writer.batch, ...lines);
+    const kept = await commands.slipwayPushLogTail(this.keys.logTail(id), this.keys.logTailMeta(id), maxLines, maxBytes, LOG_TAIL_TTL_S, writer.name, writer.batch, ...lines);
+    return kept !== -1;
   }
 
   /**
