@@ -384,8 +384,9 @@ const REFUSED_RETRY_MS = 50;
  * at once, with nginx's words, as its reload would have. A check_cmd of
  * one file at a time (`{file}`) says nothing of the whole, and a check
  * that cannot run is no verdict: the batch goes on as it is. A check
- * failed while one of its files was removed or replaced (a put-back racing
- * it) is no verdict either: the batch checks again. The files that change
+ * that failed on a file removed or replaced since it was listed (a
+ * put-back racing it) is no verdict either: the batch checks again,
+ * within the same grace. The files that change
  * between this check and the reload itself are not seen.
  */
 async function checkWhole(nginx: NginxTarget, dir: string, tickets: BatchTicket[]): Promise<BatchTicket[] | 'wait'> {
@@ -401,13 +402,16 @@ async function checkWhole(nginx: NginxTarget, dir: string, tickets: BatchTicket[
   ]);
   // A file of ours nginx names; not a file an app's includes from elsewhere (a snippet), which no ticket puts back.
   const namedOurs = named !== null && resolve(dirname(named)) === resolve(nginx.conf_dir) && nginxNames.isSlipwayFile(basename(named));
-  // A file put back or replaced since it was listed (nginx then says it could not open it, naming its harness): the words
-  // are about files no longer there, and taken for a verdict they would fail the batch. The next check says more.
-  if (Object.entries(checked).some(([name, ino]) => placed[name] !== ino)) return 'wait';
+  // Racing a put-back: the file nginx names was replaced or removed since it was listed, or nginx names none of ours
+  // (it could not open one, and names its harness) and one is gone. The words are about files no longer there: no
+  // verdict on anyone, the batch waits for the next check (within the grace, as for a ticket on its way).
+  const racing = namedOurs
+    ? placed[basename(named)] !== checked[basename(named)]
+    : Object.keys(checked).some((name) => placed[name] === undefined);
   const nameOf = (ticket: BatchTicket) => (ticket.file === undefined ? null : basename(ticket.file));
-  const namedTicket = named !== null && tickets.some((ticket) => nameOf(ticket) === basename(named));
+  const namedTicket = !racing && named !== null && tickets.some((ticket) => nameOf(ticket) === basename(named));
   const read = (name: string) => signalled[name] === placed[name];
-  const namedRead = namedOurs && !namedTicket && read(basename(named!));
+  const namedRead = !racing && namedOurs && !namedTicket && read(basename(named!));
   const culprits = new Set<string>(namedTicket ? [basename(named!)] : []);
   if (namedRead) {
     // The files nginx has not read, this batch's commits first: a newcomer whose ticket is not written yet may be the one.
@@ -429,7 +433,7 @@ async function checkWhole(nginx: NginxTarget, dir: string, tickets: BatchTicket[
     for (const [name, ino] of Object.entries(last?.files ?? {})) if ((await inode(name)) === ino) beingPutBack = true;
   }
   // And a culprit whose ticket is on its way: a named file nginx has not read, or one found by leaving it out.
-  const ticketOnItsWay = (namedOurs && !namedTicket && !namedRead) || [...culprits].some((name) => !tickets.some((ticket) => nameOf(ticket) === name));
+  const ticketOnItsWay = racing || (namedOurs && !namedTicket && !namedRead) || [...culprits].some((name) => !tickets.some((ticket) => nameOf(ticket) === name));
   let waitable = beingPutBack || ticketOnItsWay;
   const refused = tickets.filter((ticket) => culprits.has(nameOf(ticket) ?? ''));
   for (const ticket of refused) await answer(dir, ticket, { error: words, rejected: words });
