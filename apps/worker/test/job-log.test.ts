@@ -138,7 +138,9 @@ describe('JobLog', () => {
     await next.flush();
     const log = await store.readLog(id);
     expect(log.slice(-902)).toEqual(['[the last lines of an earlier attempt past this log\'s cap, which it could not add itself (its worker stopped):]', ...numbered(4101, 5000), 'attempt 2']);
-    expect(await redis.exists(store.keys.logTail(id), store.keys.logTailMeta(id))).toBe(0);
+    // The copy is gone; its owner stays, saying it was taken over (for an attempt cut off, not dead, to find: see below).
+    expect(await redis.exists(store.keys.logTail(id))).toBe(0);
+    expect(await redis.hget(store.keys.logTailMeta(id), 'took')).toBe('1');
 
     // An attempt that ends as it should adds its end itself, and drops the copy in the same step.
     const other = newJob();
@@ -170,11 +172,31 @@ describe('JobLog', () => {
     await next.flush();
     const log = await store.readLog(id);
     expect(log.at(-1)).toBe('next 3000');
-    expect(await redis.exists(store.keys.logTail(id), store.keys.logTailMeta(id))).toBe(0);
+    expect(await redis.exists(store.keys.logTail(id))).toBe(0);
     // The cut-off attempt's end: what the other took from the copy is in the log once, what came after it follows.
     for (const line of numbered(4101, 5000)) expect(log.filter((l) => l === line), line).toHaveLength(1);
     const late = log.indexOf('a late line');
     expect(log.slice(late - 1, late + 1)).toEqual(['[899 lines of this end are above, added when another attempt took the job over]', 'a late line']);
+  });
+
+  it('an attempt cut off that ends after the one that took its job\'s log over ended: still no line of the copy added again, and no new copy', async () => {
+    const id = newJob();
+    const cutOff = await JobLog.open(store, id, { maxLines: 1000, flushMs: 10 });
+    cutOff.write(numbered(1, 5000).join('\n'));
+    await expect.poll(() => redis.lrange(store.keys.logTail(id), -1, -1), { timeout: 5000 }).toEqual(['line 5000']);
+    // A give-up's log, say: it takes the copy over, writes a line and ends.
+    const next = await JobLog.open(store, id, { maxLines: 1000, flushMs: 10 });
+    next.write('given up');
+    await next.flush();
+    // The cut-off attempt carries on (its pushes refused: the copy is not its own any more), then ends.
+    cutOff.write(numbered(1, 50, (i) => `late ${i}`).join('\n'));
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    expect(await redis.exists(store.keys.logTail(id))).toBe(0);
+    await cutOff.flush();
+    const log = await store.readLog(id);
+    for (const line of numbered(4151, 5000)) expect(log.filter((l) => l === line), line).toHaveLength(1);
+    expect(log.slice(-51)).toEqual(['[850 lines of this end are above, added when another attempt took the job over]', ...numbered(1, 50, (i) => `late ${i}`)]);
+    expect(await redis.exists(store.keys.logTail(id))).toBe(0);
   });
 
   it('a flush with nothing to send leaves the log sending: lines written after it arrive, by the timer and by the next flush', async () => {

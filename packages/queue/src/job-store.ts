@@ -279,9 +279,12 @@ redis.call('hset', KEYS[2], ARGV[1], batch)
 -- too and added it: the ARGV[4] lines from the ARGV[3]th are what the copy held, in the log already, and are left out.
 local skipFrom, skipCount = 0, 0
 if #KEYS == 4 then
-  local owner = redis.call('hget', KEYS[4], 'owner')
-  if not owner or owner == ARGV[1] then
-    redis.call('del', KEYS[3], KEYS[4])
+  local meta = redis.call('hmget', KEYS[4], 'owner', 'took')
+  if not meta[1] or meta[1] == ARGV[1] then
+    redis.call('del', KEYS[3])
+    -- An attempt that took the log over from another keeps saying so: the other, cut off and ending after this one,
+    -- must still find the copy taken (and neither add its lines again nor start a new copy).
+    if not meta[2] then redis.call('del', KEYS[4]) end
   else
     skipFrom, skipCount = first + tonumber(ARGV[3]), tonumber(ARGV[4])
   end
@@ -332,12 +335,17 @@ return length`;
  * Moves a job's kept end (KEYS 1, 2) into its log (KEYS 3) after the line
  * ARGV[1], in one step, and makes writer ARGV[2] its owner from now on (for
  * ARGV[3] seconds): an earlier attempt cut off and writing still neither
- * adds to it nor drops it. Returns how many lines moved (0: none).
+ * adds to it nor drops it, and leaves out of its closing append the lines
+ * the copy held (see APPEND_LOG): the owner hash says `took` from then on,
+ * and stays, for that attempt to find, after this one's end. Returns how
+ * many lines moved (0: none).
  */
 const TAKE_LOG_TAIL = `
 local lines = redis.call('lrange', KEYS[1], 0, -1)
+local previous = redis.call('hmget', KEYS[2], 'owner', 'took')
 redis.call('del', KEYS[1], KEYS[2])
 redis.call('hset', KEYS[2], 'owner', ARGV[2], 'bytes', 0)
+if previous[1] or previous[2] then redis.call('hset', KEYS[2], 'took', 1) end
 redis.call('expire', KEYS[2], ARGV[3])
 if #lines == 0 then return 0 end
 redis.call('rpush', KEYS[3], ARGV[1])
