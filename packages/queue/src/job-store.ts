@@ -64,6 +64,14 @@ export interface LogWriter {
  * the kept end's copy in Redis holds (pushLogTail). Another attempt that
  * took the job's log over added those already: they are left out then.
  */
+/** What recordLive writes at `live:<app>`: the live commit, the job that made it live, whether an operator went back to it. */
+interface LiveRecord {
+  sha: string | null;
+  job: string;
+  back?: boolean;
+}
+const parseLive = (text: string | null): LiveRecord | null => (text ? (JSON.parse(text) as LiveRecord) : null);
+
 export interface ClosingTail {
   from: number;
   copied: number;
@@ -613,7 +621,7 @@ export class JobStore {
    */
   private async wentBack(app: string, sha: string, ancestors: readonly string[]): Promise<boolean> {
     const [[, text], [, members]] = (await this.redis.multi().get(this.keys.live(app)).smembers(this.keys.liveAncestry(app)).exec()) as [[unknown, string | null], [unknown, string[]]];
-    const previous = text ? (JSON.parse(text) as { sha: string | null; back?: boolean }) : null;
+    const previous = parseLive(text);
     if (previous?.sha === sha) return previous.back === true;
     // Moving on from the live commit, unless that one was gone back to: what it went back from may be newer still.
     if (previous?.sha && previous.back !== true && ancestors.includes(previous.sha)) return false;
@@ -628,7 +636,7 @@ export class JobStore {
    */
   async staleFor(app: string, sha: string): Promise<{ stale: boolean; liveJob: string | null; liveSha: string | null; back: boolean }> {
     const [[, member], [, live]] = (await this.redis.multi().sismember(this.keys.liveAncestry(app), sha).get(this.keys.live(app)).exec()) as [[unknown, number], [unknown, string | null]];
-    const parsed = live ? (JSON.parse(live) as { sha: string | null; job: string; back?: boolean }) : null;
+    const parsed = parseLive(live);
     return { stale: member === 1, liveJob: parsed?.job ?? null, liveSha: parsed?.sha ?? null, back: parsed?.back === true };
   }
 
