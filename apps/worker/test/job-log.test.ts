@@ -141,6 +141,15 @@ describe('JobLog', () => {
     // The copy is gone; its owner stays, saying it was taken over (for an attempt cut off, not dead, to find: see below).
     expect(await redis.exists(store.keys.logTail(id))).toBe(0);
     expect(await redis.hget(store.keys.logTailMeta(id), 'took')).toBe('1');
+    // It goes on past the cap, then flushes (a give-up's last words, say): lines written after that keep a copy of
+    // their own end, as long as the ring they pass through (100 lines), not cut short by the bytes of the first.
+    next.write(numbered(1, 900, (i) => `long ${i} ${'x'.repeat(1000)}`).join('\n'));
+    await expect.poll(() => redis.lrange(store.keys.logTail(id), -1, -1), { timeout: 5000 }).toEqual([`long 900 ${'x'.repeat(1000)}`]);
+    await next.flush();
+    next.write(numbered(1, 300, (i) => `after ${i}`).join('\n'));
+    await expect.poll(() => redis.lrange(store.keys.logTail(id), -1, -1), { timeout: 5000 }).toEqual(['after 300']);
+    expect(await redis.llen(store.keys.logTail(id))).toBe(100);
+    await next.flush();
 
     // An attempt that ends as it should adds its end itself, and drops the copy in the same step.
     const other = newJob();

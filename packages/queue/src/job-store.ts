@@ -291,8 +291,8 @@ if #KEYS == 4 then
   if not meta[1] or meta[1] == ARGV[1] then
     redis.call('del', KEYS[3])
     -- An attempt that took the log over from another keeps saying so: the other, cut off and ending after this one,
-    -- must still find the copy taken (and neither add its lines again nor start a new copy).
-    if not meta[2] then redis.call('del', KEYS[4]) end
+    -- must still find the copy taken (and neither add its lines again nor start a new copy). Its bytes go with the list.
+    if meta[2] then redis.call('hset', KEYS[4], 'bytes', 0) else redis.call('del', KEYS[4]) end
   else
     skipFrom, skipCount = first + tonumber(ARGV[3]), tonumber(ARGV[4])
   end

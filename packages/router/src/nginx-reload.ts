@@ -402,12 +402,11 @@ async function checkWhole(nginx: NginxTarget, dir: string, tickets: BatchTicket[
   ]);
   // A file of ours nginx names; not a file an app's includes from elsewhere (a snippet), which no ticket puts back.
   const namedOurs = named !== null && resolve(dirname(named)) === resolve(nginx.conf_dir) && nginxNames.isSlipwayFile(basename(named));
-  // Racing a put-back: the file nginx names was replaced or removed since it was listed, or nginx names none of ours
-  // (it could not open one, and names its harness) and one is gone. The words are about files no longer there: no
-  // verdict on anyone, the batch waits for the next check (within the grace, as for a ticket on its way).
-  const racing = namedOurs
-    ? placed[basename(named)] !== checked[basename(named)]
-    : Object.keys(checked).some((name) => placed[name] === undefined);
+  // Racing a put-back: a file was replaced or removed since it was listed. The words may be about files no longer there
+  // (nginx names its harness when it could not open one, or a file it read beside one put back since, and leaving
+  // files out would then blame innocent ones): no verdict on anyone, the batch waits for the next check (within the
+  // grace, as for a ticket on its way).
+  const racing = Object.entries(checked).some(([name, ino]) => placed[name] !== ino);
   const nameOf = (ticket: BatchTicket) => (ticket.file === undefined ? null : basename(ticket.file));
   const namedTicket = !racing && named !== null && tickets.some((ticket) => nameOf(ticket) === basename(named));
   const read = (name: string) => signalled[name] === placed[name];
