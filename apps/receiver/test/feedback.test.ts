@@ -124,8 +124,7 @@ describe('the receiver\'s feedback: /metrics and pending commit statuses', () =>
     const res = await github(world.url, githubBranchPush());
     expect(res.status).toBe(202);
     expect(performance.now() - started).toBeLessThan(1000);
-    await new Promise((r) => setTimeout(r, 200));
-    expect(forge.seen.length).toBe(2);
+    await expect.poll(() => forge!.seen.length, { timeout: 5000 }).toBe(2);
   });
 
   it('a pending the forge took while the worker started the job is followed by running again: the commit does not say "Queued" through the deploy', async () => {
@@ -136,7 +135,8 @@ describe('the receiver\'s feedback: /metrics and pending commit statuses', () =>
     world = await start(forge);
     const res = await github(world.url, githubBranchPush());
     const jobs = res.body.jobs as Array<{ job: string; app: string }>;
-    await new Promise((r) => setTimeout(r, 100));
+    // The pendings reached the forge (the receiver looked whether the jobs were still queued just before sending them).
+    await expect.poll(() => forge!.received, { timeout: 5000 }).toBe(2);
     for (const { job } of jobs) await world.queue.store.update(job, { state: 'active', startedAt: new Date().toISOString() });
     await expect.poll(() => forge!.seen.length, { timeout: 3000 }).toBe(4);
     await world.feedback.idle();
@@ -154,7 +154,7 @@ describe('the receiver\'s feedback: /metrics and pending commit statuses', () =>
     const res = await github(world.url, githubBranchPush());
     const [first, second] = res.body.jobs as Array<{ job: string; app: string }>;
     const { store } = world.queue;
-    await new Promise((r) => setTimeout(r, 100));
+    await expect.poll(() => forge!.received, { timeout: 5000 }).toBe(2);
     // The first job ends while its pending is on its way; the second is running when its pending lands, and ends while its running is on its way.
     await store.update(first!.job, { state: 'active', startedAt: new Date().toISOString() });
     await store.finish(first!.job, 'failed', { error: 'build failed: step 3', fault: 'commit' });
@@ -177,7 +177,7 @@ describe('the receiver\'s feedback: /metrics and pending commit statuses', () =>
     world = await start(forge, { attempts: 3, baseDelayMs: 2000, maxDelayMs: 2000, timeoutMs: 5000 });
     const res = await github(world.url, githubBranchPush());
     const jobs = res.body.jobs as Array<{ job: string }>;
-    await new Promise((r) => setTimeout(r, 150));
+    await expect.poll(() => forge!.received, { timeout: 5000 }).toBe(2);
     for (const { job } of jobs) await world.queue.store.update(job, { state: 'active', startedAt: new Date().toISOString() });
     // A 503 may have been applied late all the same: what the job is now follows it (one `Deploying` per job), but the
     // pending itself is never sent again.

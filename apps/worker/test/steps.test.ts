@@ -140,7 +140,8 @@ describe('test steps between the build and the rollout', () => {
     const cancelledAt = Date.now();
     await world.queue.cancel(job.id);
     while ((await containersOf(app!.name)).length > 0 && Date.now() - cancelledAt < 10_000) await new Promise((r) => setTimeout(r, 50));
-    expect(Date.now() - cancelledAt).toBeLessThan(2000);
+    // Killed, not stopped within its 10 s grace, nor left to its sleep (removal alone may take seconds on a loaded machine).
+    expect(Date.now() - cancelledAt).toBeLessThan(8000);
     const ended = await waitForJob(world.queue, job.id, 30_000);
     expect(ended.state).toBe('cancelled');
     expect(ended.tests).toEqual([expect.objectContaining({ name: 'long', outcome: 'cancelled' })]);

@@ -122,7 +122,8 @@ describe('runStep (real Docker)', () => {
     controller.abort();
     const err = await result;
     expect(err.code).toBe('cancelled');
-    expect(Date.now() - cancelledAt).toBeLessThan(2000);
+    // Killed, not stopped within its 10 s grace, nor left to its sleep (removal alone may take seconds on a loaded machine).
+    expect(Date.now() - cancelledAt).toBeLessThan(8000);
     expect(await containersOf(app)).toEqual([]);
   });
 

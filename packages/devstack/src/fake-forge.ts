@@ -42,6 +42,8 @@ export interface FakeForge {
   /** Its API root: `<url>/api/v3`, `/api/v1` or `/api/v4` (GitHub Enterprise, Gitea, GitLab). */
   api: string;
   seen: SeenStatus[];
+  /** Requests whose body has arrived, answered or not yet (`seen` has them once answered). */
+  readonly received: number;
   /** The next `count` valid requests are answered `status` (default 500), then 201 again. */
   failNext(count: number, status?: number): void;
   /** The next `count` valid requests are answered `ms` later (a slow forge: what it applies last is what a commit shows). */
@@ -92,10 +94,12 @@ export async function startFakeForge(options: FakeForgeOptions): Promise<FakeFor
   let failures: Array<number> = [];
   let delays: Array<number> = [];
   let hanging = false;
+  let received = 0;
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      received++;
       const text = Buffer.concat(chunks).toString('utf8');
       const { body, problems, status: refusal } = check(options, req, text);
       if (hanging) {
@@ -119,6 +123,9 @@ export async function startFakeForge(options: FakeForgeOptions): Promise<FakeFor
     url,
     api: `${url}${suffix}`,
     seen,
+    get received() {
+      return received;
+    },
     failNext(count, status = 500) {
       failures = Array.from({ length: count }, () => status);
     },

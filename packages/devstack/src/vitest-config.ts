@@ -26,6 +26,8 @@ export function slipwayTestConfig(overrides: { services?: boolean; include?: str
       exclude: process.env.SLIPWAY_TESTS === 'cluster' || overrides.include ? configDefaults.exclude : [...configDefaults.exclude, ...CLUSTER_TESTS],
       globalSetup: overrides.services === false ? [] : [fileURLToPath(new URL('./vitest-global-setup.js', import.meta.url))],
       testTimeout: 120_000,
+      // What is polled for goes through Redis, etcd, nginx or a browser: a second (vitest's default) is short on a loaded machine.
+      expect: { poll: { timeout: 5000 } },
       hookTimeout: 180_000,
       pool: 'forks',
       poolOptions: { forks: { maxForks: overrides.maxWorkers ?? 2, minForks: 1, execArgv: overrides.execArgv ?? [] } },

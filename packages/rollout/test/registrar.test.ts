@@ -79,14 +79,14 @@ describe('the registrar (routing: dns): Docker events → etcd keys on leases', 
       const stopping = docker.getContainer(victim.id).stop({ t: 1 });
       const removedMs = await within(3000, async () => !(id12 in (await keys(app.etcd_prefix))), 'the key removed');
       await stopping;
-      await within(1000, async () => !(await answer(app.name)).includes(ip), 'out of DNS (the feed follows the key)');
+      await within(5000, async () => !(await answer(app.name)).includes(ip), 'out of DNS (the feed follows the key)');
       expect(changes.some((c) => c.action === 'removed' && c.key.endsWith(id12))).toBe(true);
 
       // The sample app takes 2 s to answer (slow-start): not registered before its probe passes.
       await docker.getContainer(victim.id).start();
       const registeredMs = await within(10_000, async () => (await keys(app.etcd_prefix))[id12]?.address === victim.address, 'registered again');
       expect(registeredMs).toBeGreaterThanOrEqual(1500);
-      await within(1000, async () => (await answer(app.name)).includes(ip), 'answered in DNS again');
+      await within(5000, async () => (await answer(app.name)).includes(ip), 'answered in DNS again');
       console.log(`registrar: key removed ${removedMs} ms after \`docker stop\` was sent (SIGTERM, the app exits at once); re-registered ${registeredMs} ms after \`docker start\` (app start-up 2 s)`);
     } finally {
       await serving.close();
@@ -112,7 +112,7 @@ describe('the registrar (routing: dns): Docker events → etcd keys on leases', 
       const outMs = await within(15_000, async () => !(sickId in (await keys(app.etcd_prefix))), 'the failing container out of etcd');
       expect(outMs).toBeGreaterThanOrEqual(1500);
       // Told once etcd has answered the transaction, which a read may see first.
-      await within(1000, async () => changes.some((c) => c.action === 'removed' && c.key.endsWith(sickId)), 'the removal told');
+      await within(5000, async () => changes.some((c) => c.action === 'removed' && c.key.endsWith(sickId)), 'the removal told');
       expect(changes.find((c) => c.action === 'removed' && c.key.endsWith(sickId))?.why).toMatch(/has not answered 2xx on \/healthz for 2 s \(last: HTTP 404\)/);
       await within(3000, async () => !(await answer(app.name)).includes(sick.address.split(':')[0]!), 'out of DNS');
       expect(wellId in (await keys(app.etcd_prefix))).toBe(true);

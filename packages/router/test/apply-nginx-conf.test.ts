@@ -442,8 +442,8 @@ describe('applyNginxConf', () => {
       // Renders, but nginx rejects it: only its own switch fails.
       await writeFile(bad.template, `upstream slipway_${bad.name} {\n  {{servers}}\n}\nserver { listen {{listen}}; no_such_directive on; location / { proxy_pass http://slipway_${bad.name}; } }\n`);
       const results = await Promise.allSettled([
-        ...apps.slice(0, 7).map(async (app) => applyNginxConf({ nginx: { ...dryRun, batchMs: 400 }, snapshot: await routeSnapshot(app, [a]) })),
-        (async () => applyNginxConf({ nginx: { ...dryRun, batchMs: 400 }, snapshot: await routeSnapshot(bad, [a]) }))(),
+        ...apps.slice(0, 7).map(async (app) => applyNginxConf({ nginx: { ...dryRun, batchMs: 1500 }, snapshot: await routeSnapshot(app, [a]) })),
+        (async () => applyNginxConf({ nginx: { ...dryRun, batchMs: 1500 }, snapshot: await routeSnapshot(bad, [a]) }))(),
       ]);
       expect(results.slice(0, 7).map((r) => r.status)).toEqual(Array(7).fill('fulfilled'));
       expect(results[7]).toMatchObject({ status: 'rejected', reason: { code: 'nginx_check_failed' } });

@@ -52,11 +52,11 @@ describe('routing: dns — etcd → dnsmasq → nginx', () => {
       expect(await answer(app.name)).toEqual([]);
       const timings: number[] = [];
       await etcdctl(etcdUrl, 'put', `${app.etcd_prefix}/aaaaaaaaaaaa`, `127.0.11.1:${app.port}`);
-      timings.push(await within(1000, async () => (await answer(app.name)).join() === '127.0.11.1', 'a put answered'));
+      timings.push(await within(5000, async () => (await answer(app.name)).join() === '127.0.11.1', 'a put answered'));
       await etcdctl(etcdUrl, 'put', `${app.etcd_prefix}/bbbbbbbbbbbb`, `127.0.11.2:${app.port}`);
-      timings.push(await within(1000, async () => (await answer(app.name)).join() === '127.0.11.1,127.0.11.2', 'a second put answered'));
+      timings.push(await within(5000, async () => (await answer(app.name)).join() === '127.0.11.1,127.0.11.2', 'a second put answered'));
       await etcdctl(etcdUrl, 'del', `${app.etcd_prefix}/aaaaaaaaaaaa`);
-      timings.push(await within(1000, async () => (await answer(app.name)).join() === '127.0.11.2', 'a del answered'));
+      timings.push(await within(5000, async () => (await answer(app.name)).join() === '127.0.11.2', 'a del answered'));
       console.log(`dns feed: etcdctl change → dnsmasq answering it: ${timings.map((t) => `${t} ms`).join(', ')}`);
 
       // Not answerable by an A record at the app's port: never written.
@@ -79,7 +79,7 @@ describe('routing: dns — etcd → dnsmasq → nginx', () => {
       // No first deploy yet: the router does not create the file.
       await expect(readFile(file)).rejects.toThrow(/ENOENT/);
       await etcd.put(`${app.etcd_prefix}/aaaaaaaaaaaa`).value(backends[0]!.address);
-      await within(1000, async () => (await answer(app.name)).length === 1, 'the first key answered');
+      await within(5000, async () => (await answer(app.name)).length === 1, 'the first key answered');
       const first = await applyDnsNginxConf({ nginx: nginx.settings, app, dns: dnsSettings() });
       expect(first).toMatchObject({ changed: true, reloaded: true, reload: { outcome: 'confirmed' } });
       expect(await fetchText(app.listen)).toBe('200 a');
@@ -115,7 +115,7 @@ describe('routing: dns — etcd → dnsmasq → nginx', () => {
     try {
       await etcd.put(`${one.app.etcd_prefix}/aaaaaaaaaaaa`).value(backends[0]!.address);
       await etcd.put(`${two.app.etcd_prefix}/aaaaaaaaaaaa`).value(backends[1]!.address);
-      await within(1000, async () => (await answer(one.app.name)).length === 1 && (await answer(two.app.name)).length === 1, 'both apps answered');
+      await within(5000, async () => (await answer(one.app.name)).length === 1 && (await answer(two.app.name)).length === 1, 'both apps answered');
       for (const { app } of [one, two]) await applyDnsNginxConf({ nginx: nginx.settings, app, dns: dnsSettings() });
       const bodies = await Promise.all(Array.from({ length: 8 }, (_, i) => fetchText((i % 2 ? two : one).app.listen)));
       expect(bodies).toEqual(Array.from({ length: 8 }, (_, i) => (i % 2 ? '200 two' : '200 one')));
@@ -132,7 +132,7 @@ describe('routing: dns — etcd → dnsmasq → nginx', () => {
     const feed = await watchDnsHosts({ apps, dns: dnsSettings(), etcd, hostsDir: dnsmasq.hostsDir });
     try {
       await etcd.put(`${app.etcd_prefix}/aaaaaaaaaaaa`).value(server.address);
-      await within(1000, async () => (await answer(app.name)).length === 1, 'the app answered');
+      await within(5000, async () => (await answer(app.name)).length === 1, 'the app answered');
       expect(await applyDnsNginxConf({ nginx: front.settings, app, dns: dnsSettings() })).toMatchObject({ changed: true, reloaded: true });
       const back = backListen(front.settings, app.name)!;
       expect(await readFile(nginxNames.path(nginx.settings.conf_dir, app.name), 'utf8')).toContain(`listen ${back};`);
@@ -156,7 +156,7 @@ describe('routing: dns — etcd → dnsmasq → nginx', () => {
     const handle = await runDnsmasq({ server, domain: 'slipway.internal', hostsDir, pidFile, log: (l) => lines.push(l) });
     try {
       await writeFile(join(hostsDir, 'x'), '127.0.11.7 x.slipway.internal\n');
-      await within(1000, async () => (await resolveHost(server, 'x.slipway.internal')).join() === '127.0.11.7', 'an answer from the hosts file');
+      await within(5000, async () => (await resolveHost(server, 'x.slipway.internal')).join() === '127.0.11.7', 'an answer from the hosts file');
       const pid = handle.pid!;
       process.kill(pid, 'SIGKILL');
       await within(5000, async () => handle.pid !== pid && (await resolveHost(server, 'x.slipway.internal').catch(() => [])).join() === '127.0.11.7', 'dnsmasq back after a crash');
