@@ -58,12 +58,6 @@ export interface LogWriter {
   batch: number;
 }
 
-/**
- * An append that carries the log's kept end (appendLog `closingTail`):
- * its lines from the `from`th (0-based) include, first, `copied` lines
- * the kept end's copy in Redis holds (pushLogTail). Another attempt that
- * took the job's log over added those already: they are left out then.
- */
 /** What recordLive writes at `live:<app>`: the live commit, the job that made it live, whether an operator went back to it. */
 interface LiveRecord {
   sha: string | null;
@@ -72,6 +66,12 @@ interface LiveRecord {
 }
 const parseLive = (text: string | null): LiveRecord | null => (text ? (JSON.parse(text) as LiveRecord) : null);
 
+/**
+ * An append that carries the log's kept end (appendLog `closingTail`):
+ * its lines from the `from`th (0-based) include, first, `copied` lines
+ * the kept end's copy in Redis holds (pushLogTail). Another attempt that
+ * took the job's log over added those already: they are left out then.
+ */
 export interface ClosingTail {
   from: number;
   copied: number;

@@ -406,7 +406,8 @@ async function checkWhole(nginx: NginxTarget, dir: string, tickets: BatchTicket[
   // (nginx names its harness when it could not open one, or a file it read beside one put back since, and leaving
   // files out would then blame innocent ones): no verdict on anyone, the batch waits for the next check (within the
   // grace, as for a ticket on its way).
-  const racing = Object.entries(checked).some(([name, ino]) => placed[name] !== ino);
+  const changed = (now: Record<string, number>) => Object.entries(checked).some(([name, ino]) => now[name] !== ino);
+  let racing = changed(placed);
   const nameOf = (ticket: BatchTicket) => (ticket.file === undefined ? null : basename(ticket.file));
   const namedTicket = !racing && named !== null && tickets.some((ticket) => nameOf(ticket) === basename(named));
   const read = (name: string) => signalled[name] === placed[name];
@@ -420,6 +421,11 @@ async function checkWhole(nginx: NginxTarget, dir: string, tickets: BatchTicket[
     for (const suspect of unread.slice(0, MAX_SUSPECTS)) {
       const others = present.filter((name) => name !== suspect).map((name) => join(nginx.conf_dir, name));
       if ((await checkFiles(nginx, others)) === null) culprits.add(suspect);
+    }
+    // A put-back during those checks (the other half of the clash going) makes any of them pass: no verdict either.
+    if (culprits.size > 0 && changed(await slipwayFiles(nginx.conf_dir))) {
+      culprits.clear();
+      racing = true;
     }
   }
   const now = Date.now();
