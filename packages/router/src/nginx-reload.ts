@@ -21,6 +21,13 @@ export const RELOAD_CONFIRM_TIMEOUT_MS = 5_000;
 export const RELOAD_CONFIRM_MAX_MS = 60_000;
 /** Once the window has passed, how often the master is looked at again (and the wait extended by as much while it works). */
 const MASTER_BUSY_SAMPLE_MS = 500;
+/**
+ * nginx's master pauses inside a reload: it sleeps 100 ms between starting
+ * the new workers and telling the old ones to quit, and on a loaded host a
+ * worker just forked may not have its title yet. A master is taken for one
+ * that does nothing only when two looks this far apart both find it idle.
+ */
+const IDLE_RECHECK_MS = 250;
 /** Waited instead when the workers cannot be observed (no permission, other namespace). */
 export const RELOAD_SETTLE_MS = 1_000;
 const POLL_MS = 10;
@@ -108,16 +115,18 @@ async function observeReload(listen: string, before: ListenerHolders | null, sta
     // not take the new config starts no workers and goes idle.
     const { master } = before;
     let masterCpu = master === null ? null : (await processActivity(master))?.ticks ?? null;
+    let idleLooks = 0;
     for (;;) {
       const still = await Promise.all(before.workers.map((pid) => stillAccepts(pid, before.inode)));
       if (!still.includes(true)) return { outcome: 'confirmed', ms: Date.now() - started };
       if (Date.now() > deadline) {
-        // Working (see isWorking), or started new workers.
+        // Working (see isWorking), or started new workers; found idle twice in a row (IDLE_RECHECK_MS), not applied.
         const now = master === null ? null : await processActivity(master);
         const working = master !== null && now !== null && (isWorking(now, masterCpu) || await hasNewChild(master, before.workers));
-        if (!working || Date.now() - observing >= RELOAD_CONFIRM_MAX_MS) return { outcome: 'not_applied', ms: Date.now() - started };
+        idleLooks = working ? 0 : idleLooks + 1;
+        if (idleLooks === 2 || Date.now() - observing >= RELOAD_CONFIRM_MAX_MS) return { outcome: 'not_applied', ms: Date.now() - started };
         masterCpu = now?.ticks ?? null;
-        deadline = Math.min(Date.now() + MASTER_BUSY_SAMPLE_MS, observing + RELOAD_CONFIRM_MAX_MS);
+        deadline = Math.min(Date.now() + (working ? MASTER_BUSY_SAMPLE_MS : IDLE_RECHECK_MS), observing + RELOAD_CONFIRM_MAX_MS);
       }
       await sleep(POLL_MS);
     }
@@ -172,6 +181,7 @@ const WITNESS_CANDIDATES = 16;
  */
 async function awaitUnixSocket(path: string, started: number, observing: number, deadline: number): Promise<ReloadResult> {
   let ticks = new Map<number, number>();
+  let idleLooks = 0;
   for (;;) {
     const answer = await probeUnixSocket(path);
     if (answer === 'accepts') return { outcome: 'confirmed', ms: Date.now() - started };
@@ -180,9 +190,10 @@ async function awaitUnixSocket(path: string, started: number, observing: number,
       const masters = await nginxMasters();
       const activity = await Promise.all(masters.map(async (pid) => [pid, await processActivity(pid)] as const));
       const working = activity.some(([pid, now]) => now !== null && isWorking(now, ticks.get(pid) ?? null));
-      if (!working || Date.now() - observing >= RELOAD_CONFIRM_MAX_MS) return { outcome: 'not_applied', ms: Date.now() - started };
+      idleLooks = working ? 0 : idleLooks + 1;
+      if (idleLooks === 2 || Date.now() - observing >= RELOAD_CONFIRM_MAX_MS) return { outcome: 'not_applied', ms: Date.now() - started };
       ticks = new Map(activity.flatMap(([pid, now]) => (now ? [[pid, now.ticks] as const] : [])));
-      deadline = Math.min(Date.now() + MASTER_BUSY_SAMPLE_MS, observing + RELOAD_CONFIRM_MAX_MS);
+      deadline = Math.min(Date.now() + (working ? MASTER_BUSY_SAMPLE_MS : IDLE_RECHECK_MS), observing + RELOAD_CONFIRM_MAX_MS);
     }
     await sleep(POLL_MS * 5);
   }

@@ -42,6 +42,20 @@ describe('reloadNginx on a slow nginx', () => {
     expect(await fetchText(app.listen)).toBe('200 a');
   });
 
+  it('does not take a master pausing inside a reload for one that does nothing', async () => {
+    // nginx's master sleeps 100 ms between starting new workers and retiring the old ones: here it
+    // is stopped for as long just after reload_cmd signalled it, so the window ends during the pause.
+    const pid = nginx.service.pid;
+    const pausing = ['sh', '-c', `"$@" && kill -STOP ${pid} && { (sleep 0.1; kill -CONT ${pid}) >/dev/null 2>&1 & }`, 'sh', ...nginx.settings.reload_cmd];
+    try {
+      const result = await reloadNginx({ nginx: { ...settings(), reload_cmd: pausing }, listen: app.listen, timeoutMs: 20 });
+      expect(result.outcome).toBe('confirmed');
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    expect(await fetchText(app.listen)).toBe('200 a');
+  });
+
   it('does not wait past the window for a master that does nothing', async () => {
     process.kill(nginx.service.pid, 'SIGSTOP');
     try {
