@@ -749,9 +749,9 @@ export async function clientConnectionsHeld(workers: readonly number[], listen: 
 
 /**
  * Whether nginx's master has a worker that is none of `old`: it took the new
- * config and started new workers (from /proc's list of its children), named
- * or just forked (on a loaded host a new worker may wait a while for the CPU
- * it needs to set its title).
+ * config and started new workers (from /proc's list of its children). A
+ * child still carrying the master's title counts: just forked, it sets its
+ * own only once its setup is done, which on a loaded host may take a while.
  */
 async function hasNewChild(master: number, old: readonly number[]): Promise<boolean> {
   const children = (await readFile(`/proc/${master}/task/${master}/children`, 'utf8').catch(() => '')).split(' ').filter((pid) => pid !== '' && !old.includes(Number(pid)));

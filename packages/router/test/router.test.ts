@@ -142,7 +142,7 @@ describe('router', () => {
       // Two changes, two reloads: the second waits out router.batch_ms after the first (a loaded CI machine took 1.0-1.1 s).
       timings.push(await within(2000, async () => (await fetchText(one.listen)) === '200 b', 'put+del reaching nginx'));
       await etcdctl(etcdUrl, 'put', `${two.etcd_prefix}/cccccccccccc`, address(2));
-      // A check and a reload: ~0.6 s here, over 1 s with three busy loops on the two cores.
+      // A check and a reload: under a second on an idle machine, up to 1.7 s with three busy loops on its two cores.
       timings.push(await within(2000, async () => (await fetchText(two.listen)) === '200 c', 'put for the second app'));
       console.log(`router: etcdctl change → nginx serving it: ${timings.map((t) => `${t} ms`).join(', ')}`);
 
