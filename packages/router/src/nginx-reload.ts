@@ -28,6 +28,24 @@ const MASTER_BUSY_SAMPLE_MS = 500;
  * that does nothing only when two looks this far apart both find it idle.
  */
 const IDLE_RECHECK_MS = 250;
+
+/**
+ * The looks at nginx's master once a reload's window has passed, from
+ * `observing` on: `next` takes whether the last look found it working, and
+ * gives when to look again (MASTER_BUSY_SAMPLE_MS while it works,
+ * IDLE_RECHECK_MS after a first idle look), or null once the wait is over:
+ * idle at two looks in a row, or RELOAD_CONFIRM_MAX_MS gone.
+ */
+class MasterLooks {
+  private idle = 0;
+  constructor(private readonly observing: number) {}
+
+  next(working: boolean): number | null {
+    this.idle = working ? 0 : this.idle + 1;
+    if (this.idle === 2 || Date.now() - this.observing >= RELOAD_CONFIRM_MAX_MS) return null;
+    return Math.min(Date.now() + (working ? MASTER_BUSY_SAMPLE_MS : IDLE_RECHECK_MS), this.observing + RELOAD_CONFIRM_MAX_MS);
+  }
+}
 /** Waited instead when the workers cannot be observed (no permission, other namespace). */
 export const RELOAD_SETTLE_MS = 1_000;
 const POLL_MS = 10;
@@ -115,18 +133,18 @@ async function observeReload(listen: string, before: ListenerHolders | null, sta
     // not take the new config starts no workers and goes idle.
     const { master } = before;
     let masterCpu = master === null ? null : (await processActivity(master))?.ticks ?? null;
-    let idleLooks = 0;
+    const looks = new MasterLooks(observing);
     for (;;) {
       const still = await Promise.all(before.workers.map((pid) => stillAccepts(pid, before.inode)));
       if (!still.includes(true)) return { outcome: 'confirmed', ms: Date.now() - started };
       if (Date.now() > deadline) {
-        // Working (see isWorking), or started new workers; found idle twice in a row (IDLE_RECHECK_MS), not applied.
+        // Working (see isWorking), or started new workers.
         const now = master === null ? null : await processActivity(master);
         const working = master !== null && now !== null && (isWorking(now, masterCpu) || await hasNewChild(master, before.workers));
-        idleLooks = working ? 0 : idleLooks + 1;
-        if (idleLooks === 2 || Date.now() - observing >= RELOAD_CONFIRM_MAX_MS) return { outcome: 'not_applied', ms: Date.now() - started };
+        const next = looks.next(working);
+        if (next === null) return { outcome: 'not_applied', ms: Date.now() - started };
         masterCpu = now?.ticks ?? null;
-        deadline = Math.min(Date.now() + (working ? MASTER_BUSY_SAMPLE_MS : IDLE_RECHECK_MS), observing + RELOAD_CONFIRM_MAX_MS);
+        deadline = next;
       }
       await sleep(POLL_MS);
     }
@@ -181,7 +199,7 @@ const WITNESS_CANDIDATES = 16;
  */
 async function awaitUnixSocket(path: string, started: number, observing: number, deadline: number): Promise<ReloadResult> {
   let ticks = new Map<number, number>();
-  let idleLooks = 0;
+  const looks = new MasterLooks(observing);
   for (;;) {
     const answer = await probeUnixSocket(path);
     if (answer === 'accepts') return { outcome: 'confirmed', ms: Date.now() - started };
@@ -190,10 +208,10 @@ async function awaitUnixSocket(path: string, started: number, observing: number,
       const masters = await nginxMasters();
       const activity = await Promise.all(masters.map(async (pid) => [pid, await processActivity(pid)] as const));
       const working = activity.some(([pid, now]) => now !== null && isWorking(now, ticks.get(pid) ?? null));
-      idleLooks = working ? 0 : idleLooks + 1;
-      if (idleLooks === 2 || Date.now() - observing >= RELOAD_CONFIRM_MAX_MS) return { outcome: 'not_applied', ms: Date.now() - started };
+      const next = looks.next(working);
+      if (next === null) return { outcome: 'not_applied', ms: Date.now() - started };
       ticks = new Map(activity.flatMap(([pid, now]) => (now ? [[pid, now.ticks] as const] : [])));
-      deadline = Math.min(Date.now() + (working ? MASTER_BUSY_SAMPLE_MS : IDLE_RECHECK_MS), observing + RELOAD_CONFIRM_MAX_MS);
+      deadline = next;
     }
     await sleep(POLL_MS * 5);
   }
@@ -397,8 +415,8 @@ const REFUSED_RETRY_MS = 50;
  * that cannot run is no verdict: the batch goes on as it is. A check
  * that failed on a file removed or replaced since it was listed (a
  * put-back racing it) is no verdict either: the batch checks again,
- * within the same grace. The files that change
- * between this check and the reload itself are not seen.
+ * within the same grace. The files that change between this check and
+ * the reload itself are not seen.
  */
 async function checkWhole(nginx: NginxTarget, dir: string, tickets: BatchTicket[]): Promise<BatchTicket[] | 'wait'> {
   if (nginx.check_cmd.includes('{file}')) return tickets;
