@@ -1,4 +1,5 @@
-import { deployApp, rollbackApp } from '@slipway/queue/deploy-requests';
+import { checkDeployInput, deployApp, rollbackApp } from '@slipway/queue/deploy-requests';
+import { checkRollbackTo } from '@slipway/rollout/release-store';
 import { publicJob } from '@slipway/queue/job-types';
 import { firstLine } from '@slipway/core/slipway-error';
 import { withRedis } from '@slipway/queue/redis';
@@ -18,6 +19,8 @@ export async function deploy(ctx: CliContext, argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags(argv, { ref: { type: 'string' }, image: { type: 'string' }, wait: { type: 'boolean' } }, DEPLOY_USAGE, { min: 1, max: 1 });
   const app = ctx.app(positionals[0]!);
   if (values.ref !== undefined && values.image !== undefined) throw new UsageError('--ref and --image exclude each other', DEPLOY_USAGE);
+  // A bad --ref or --image is a usage error (2) whether or not Redis answers.
+  checkDeployInput({ ref: values.ref, image: values.image });
   const queue = await ctx.queue();
   const record = await deployApp({ config: ctx.config, queue, app, ref: values.ref, image: values.image, trigger: 'cli' });
   if (ctx.options.json && !values.wait) {
@@ -35,6 +38,7 @@ export const ROLLBACK_USAGE = 'usage: slipway rollback <app> [--to <sha>] [--wai
 export async function rollback(ctx: CliContext, argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags(argv, { to: { type: 'string' }, wait: { type: 'boolean' } }, ROLLBACK_USAGE, { min: 1, max: 1 });
   const app = ctx.app(positionals[0]!);
+  if (values.to !== undefined) checkRollbackTo(values.to);
   const queue = await ctx.queue();
   const { job, target } = await rollbackApp({ queue, etcd: ctx.etcd, app, to: values.to });
   // Chosen against what is live now; a deploy of the app before it in the queue goes live first, and this goes over it.

@@ -1,8 +1,29 @@
 #!/usr/bin/env node
 import { main } from './main.js';
 
-main(process.argv.slice(2), process.env).then((code) => {
+/**
+ * Resolves once everything written to `stream` has been handed to the
+ * reader, or the reader is gone. A pipe's writes are asynchronous here, and
+ * `process.exit` drops what is still queued: `slipway jobs --json | less`
+ * would get a cut document (a pipe holds 64 KB) and exit 0.
+ */
+function written(stream: NodeJS.WriteStream): Promise<void> {
+  if (stream.destroyed || !stream.writable || stream.writableLength === 0) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off('close', done);
+      stream.off('error', done);
+      resolve();
+    };
+    stream.on('close', done).on('error', done);
+    // Called after every write queued before it, failed (EPIPE) or not.
+    stream.write('', done);
+  });
+}
+
+main(process.argv.slice(2), process.env).then(async (code) => {
   process.exitCode = code;
+  await Promise.all([written(process.stdout), written(process.stderr)]);
   // Open handles (a watcher, a lingering socket) must not keep a finished command alive.
   setTimeout(() => process.exit(code), 200).unref();
 });

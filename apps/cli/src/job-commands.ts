@@ -256,7 +256,8 @@ export const RETRY_USAGE = 'usage: slipway retry <job> [--wait] | slipway retry 
 
 export async function retry(ctx: CliContext, argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags(argv, { failed: { type: 'boolean' }, app: { type: 'string' }, wait: { type: 'boolean' } }, RETRY_USAGE, { min: 0, max: 1 });
-  if (values.failed === (positionals.length === 1)) throw new UsageError('give a job id or --failed', RETRY_USAGE);
+  // parseArgs leaves an absent boolean undefined: neither an id nor --failed is a usage error too.
+  if (Boolean(values.failed) === (positionals.length === 1)) throw new UsageError('give a job id or --failed', RETRY_USAGE);
   if (values.app !== undefined && !values.failed) throw new UsageError('--app goes with --failed', RETRY_USAGE);
   if (values.app !== undefined) ctx.app(values.app);
   const queue = await ctx.queue();

@@ -77,6 +77,11 @@ describe('slipway', () => {
     const huge = await slipwayFull([...cfg(), 'jobs', '--limit', '99999999999999999999']);
     expect(huge.code).toBe(2);
     expect(huge.stderr).toContain('--limit must be at most 10000');
+    for (const args of [['retry'], ['retry', '--wait'], ['retry', '1', '--failed']]) {
+      const retry = await slipwayFull([...cfg(), ...args]);
+      expect(retry.code, `${args.join(' ')}: ${retry.stderr}`).toBe(2);
+      expect(retry.stderr).toContain('give a job id or --failed');
+    }
     // --json is global: before the command as after it.
     const before = await slipwayFull([...cfg(), '--json', 'jobs', '--limit', '1']);
     expect(before.code, before.stderr).toBe(0);
@@ -212,6 +217,16 @@ describe('slipway', () => {
     expect(result.stderr).toContain('cannot reach Redis at redis://127.0.0.1:9');
   });
 
+  it('a bad --ref, --image or --to is a usage error (2) even when Redis and etcd cannot be reached', async () => {
+    const dead = join(tmp.path, 'dead-services.yml');
+    writeFileSync(dead, JSON.stringify({ redis: 'redis://127.0.0.1:9', etcd: ['http://127.0.0.1:9'], apps: { web: { repo: '/srv/git/web.git' } } }));
+    for (const [args, said] of [[['deploy', 'web', '--ref', 'a;b'], 'not a branch or commit'], [['deploy', 'web', '--image', 'Bad Image'], 'not an image reference'], [['rollback', 'web', '--to', 'zzz'], '--to must be 7 to 40']] as const) {
+      const result = await slipwayFull(['--config', dead, ...args]);
+      expect(result.code, `${args.join(' ')}: ${result.stderr}`).toBe(2);
+      expect(result.stderr).toContain(said);
+    }
+  });
+
   it('says why Redis refused the connection: a wrong password is not "connection refused", and is not shown', async () => {
     const redis = new URL(testStack().redis!.url);
     const wrong = join(tmp.path, 'wrong-password.yml');
@@ -293,6 +308,26 @@ describe('slipway', () => {
       direct.disconnect();
       relay.cut();
     }
+  });
+
+  it('jobs --json reaches a reader slower than the command whole (a pipe takes 64 KB, a socket pair some 200 KB; the rest waits for it)', async () => {
+    const app = testAppName();
+    await withQueue(async (queue) => {
+      for (let i = 0; i < 2000; i++) await queue.store.create({ app, sha: null, ref: null, image: 'slipway/nothing:latest', trigger: 'cli' });
+    });
+    const child = spawn(process.execPath, [CLI, ...cfg(), 'jobs', '--limit', '2000', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c: Buffer) => (stderr += c));
+    const chunks: Buffer[] = [];
+    const code = new Promise((resolve) => child.on('close', resolve));
+    // Like `| less`: nothing is read for a while after the command has printed its answer (node reads what is left when the command exits).
+    child.stdout.on('data', (c: Buffer) => chunks.push(c)).pause();
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    child.stdout.resume();
+    expect(await code, stderr).toBe(0);
+    const text = Buffer.concat(chunks).toString();
+    expect(text.length, 'more than a pipe or socket pair holds').toBeGreaterThan(300_000);
+    expect((JSON.parse(text) as Array<{ app: string }>).filter((job) => job.app === app)).toHaveLength(2000);
   });
 
   it('logs prints a long log whole, a page at a time', async () => {

@@ -164,6 +164,7 @@ const bad: Array<[string, string, string]> = [
   ['unknown app key', `${minimalApp}    replica: 3`, 'apps.hello.replica: unknown key'],
   ['unknown nested key', `${minimalApp}    health: { path: /h, timeout: 3 }`, 'apps.hello.health.timeout: unknown key (expected one of: path, timeout_s, interval_ms)'],
   ['unset variable', `${minimalApp}    secret: \${NOPE_SECRET}`, 'apps.hello.secret: environment variable NOPE_SECRET is not set'],
+  ['a variable named like an object\'s own property (constructor), unset', `${minimalApp}    secret: \${constructor}`, 'apps.hello.secret: environment variable constructor is not set'],
   ['unset variable with a message', `${minimalApp}    secret: \${NOPE_SECRET:?make one with openssl rand -hex 32}`, 'apps.hello.secret: environment variable NOPE_SECRET is not set: make one with openssl rand -hex 32'],
   ['short webhook secret, not echoed', `${minimalApp}    secret: hunter2hunter2`, 'apps.hello.secret: expected a secret of 16+ characters, got one of 14 characters'],
   ['short dashboard token, not echoed', `dashboard: { token: abcdefghijklmnopqrstuvwxyz }\n${minimalApp}`, 'dashboard.token: expected a token of 32+ characters, no whitespace, got one of 26 characters'],

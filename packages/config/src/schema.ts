@@ -83,8 +83,9 @@ export function interpolate(text: string, path: string, ctx: ParseContext, secre
   let failed = false;
   const out = text.replace(REFERENCE, (match, name?: string, kind?: string, word?: string) => {
     if (match === '$$') return '$';
-    const value = ctx.env[name!];
-    if (value !== undefined && value !== '') {
+    // Own keys only: `${constructor}` must not read Object.prototype's (a function's text, 16+ characters, passing as a secret).
+    const value = Object.hasOwn(ctx.env, name!) ? ctx.env[name!] : undefined;
+    if (typeof value === 'string' && value !== '') {
       if (SECRET_ENV_NAME.test(name!)) ctx.secretValues?.add(value);
       return value;
     }

@@ -36,16 +36,23 @@ export interface DeployAppOptions {
  * the dashboard's deploy button both do. Resolves the ref to a full sha
  * first, so the job names exactly what it builds.
  */
+/**
+ * The shape of a deploy's `ref` or `image`, checked before anything is
+ * asked of Redis or git: a bad one is the caller's mistake whether or not
+ * the services answer.
+ */
+export function checkDeployInput(options: { ref?: string; image?: string }): void {
+  if (options.ref !== undefined && options.image !== undefined) throw new InvalidInputError('a ref and an image exclude each other');
+  if (options.image !== undefined && !isImageReference(options.image)) throw new InvalidInputError(`not an image reference: ${JSON.stringify(options.image)}`);
+  if (options.ref !== undefined && !isBranchName(options.ref) && !SHA_PREFIX.test(options.ref)) throw new InvalidInputError(`not a branch or commit: ${JSON.stringify(options.ref)}`);
+}
+
 export async function deployApp(options: DeployAppOptions): Promise<JobRecord> {
   const { app, queue } = options;
   const trigger = options.trigger ?? 'cli';
-  if (options.ref !== undefined && options.image !== undefined) throw new InvalidInputError('a ref and an image exclude each other');
-  if (options.image !== undefined) {
-    if (!isImageReference(options.image)) throw new InvalidInputError(`not an image reference: ${JSON.stringify(options.image)}`);
-    return queue.enqueue({ app: app.name, sha: null, ref: null, image: options.image, trigger });
-  }
+  checkDeployInput(options);
+  if (options.image !== undefined) return queue.enqueue({ app: app.name, sha: null, ref: null, image: options.image, trigger });
   const ref = options.ref ?? app.branch;
-  if (!isBranchName(ref) && !SHA_PREFIX.test(ref)) throw new InvalidInputError(`not a branch or commit: ${JSON.stringify(ref)}`);
   // Read before the branch is: a push queued after this was pushed after the head we deploy (see JobRecord.chosenAfter).
   const chosenAfter = await withRedis(queue.redis, () => queue.store.lastJobId());
   // Only what the configured branch reaches is deployed, whoever asks (not_on_branch otherwise).

@@ -327,10 +327,15 @@ const imageOf = (release: ReleaseRecord) => release.image.replace(/@sha256:[0-9a
  * first. Throws InvalidInputError for a malformed `to`,
  * ReleaseNotFoundError when no kept release other than the live one matches.
  */
+/** A rollback's `--to`: a commit's 7-40 lowercase hex digits (checked before anything is read). */
+export function checkRollbackTo(to: string): void {
+  if (!SHA_PREFIX.test(to)) throw new InvalidInputError(`--to must be 7 to 40 lowercase hex digits, got ${quote(to)}`);
+}
+
 export function rollbackTarget(history: readonly ReleaseRecord[], current: ReleaseRecord | null, to?: string): ReleaseRecord {
   const notLive = (r: ReleaseRecord) => current === null || imageOf(r) !== imageOf(current);
   if (to !== undefined) {
-    if (!SHA_PREFIX.test(to)) throw new InvalidInputError(`--to must be 7 to 40 lowercase hex digits, got ${quote(to)}`);
+    checkRollbackTo(to);
     const matches = history.filter((r) => r.sha !== null && r.sha.startsWith(to));
     // As git does: a prefix two kept commits share names neither.
     const commits = [...new Set(matches.map((r) => r.sha!))];
