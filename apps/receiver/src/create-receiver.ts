@@ -1,10 +1,12 @@
 import { createHash } from 'node:crypto';
+import type { Server, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from '@slipway/core/logger';
 import { errorResponse, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import type { SlipwayConfig } from '@slipway/config/types';
 import type { ReceiverFeedback } from '@slipway/feedback/receiver-feedback';
-import { inspectWebhook, isProvider, readWebhookHeaders, webhookMediaType } from '@slipway/forges/inspect-webhook';
+import { checkContentEncoding, inspectWebhook, isProvider, readWebhookHeaders, webhookMediaType } from '@slipway/forges/inspect-webhook';
 import type { DeployQueue } from '@slipway/queue/deploy-queue';
 import type { Push } from '@slipway/queue/job-types';
 import { connectRedis, type Redis, withRedis } from '@slipway/queue/redis';
@@ -123,6 +125,47 @@ export function createReceiver(options: ReceiverOptions): Express {
   return app;
 }
 
+/** Slow or stalled uploads must not hold a connection for ever. */
+export const REQUEST_TIMEOUT_MS = 30_000;
+export const HEADERS_TIMEOUT_MS = 10_000;
+
+/**
+ * Serves `app` on `port` and `host` as the receiver does: with its timeouts,
+ * and with what node's HTTP parser refuses before express sees a request
+ * answered in the contract's JSON (`{"error", "message"}`), not node's bare
+ * status line.
+ */
+export function listenReceiver(app: Express, port: number, host: string): Server {
+  const server = app.listen(port, host);
+  server.requestTimeout = REQUEST_TIMEOUT_MS;
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  server.on('clientError', answerClientError);
+  return server;
+}
+
+/** node's own answers to a request it could not parse, as the contract's JSON errors. */
+const CLIENT_ERRORS: Record<string, [number, string, string, string]> = {
+  HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large', 'headers_too_large', 'the request\'s headers are over 16 KB'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'request_timeout', `the request was not received within ${REQUEST_TIMEOUT_MS / 1000} s`],
+  HPE_INVALID_EOF_STATE: [400, 'Bad Request', 'request_aborted', 'the connection ended before the request did'],
+};
+
+/**
+ * The server's `clientError`: what node would write (an answer only while no
+ * answer to the connection's request has started), in JSON; then the
+ * connection is closed, as node does.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  // node's own test before its answer: the response in flight on this connection, if any, must not have begun.
+  const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse })._httpMessage;
+  if (err.code !== 'ECONNRESET' && socket.writable && !inFlight?.headersSent) {
+    const [status, reason, error, message] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'Bad Request', 'bad_request', 'the request is not valid HTTP/1.1'];
+    const body = JSON.stringify({ error, message });
+    socket.write(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy();
+}
+
 /**
  * What one receiver process may hold: the large bodies it reads at once
  * (never less than one body of `body_limit_mb`), the small ones, and the webhooks Redis has
@@ -163,6 +206,7 @@ function webhookRoute(options: ReceiverOptions): (req: Request, res: Response) =
     locals.delivery = headers.delivery;
     Object.assign(locals.summary, { provider, dialect: headers.dialect, event: headers.event });
     const media = webhookMediaType(provider, req.headersDistinct['content-type']);
+    checkContentEncoding(req.headersDistinct['content-encoding']);
     const body = await readBody(req, res, { limitBytes, budget, smallBudget });
 
     const decision = await inspectWebhook({ headers, media, body, apps, forges: config.forges });

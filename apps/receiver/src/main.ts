@@ -5,7 +5,7 @@ import { serveUntilSignal } from '@slipway/core/serve-until-signal';
 import { serviceStart } from '@slipway/config/service-start';
 import { ReceiverFeedback } from '@slipway/feedback/receiver-feedback';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
-import { connectReceiverRedis, createReceiver } from './create-receiver.js';
+import { connectReceiverRedis, createReceiver, listenReceiver } from './create-receiver.js';
 import { reportMetricsToPrimary, runReceiverProcesses, stopOnceAsWorker } from './receiver-processes.js';
 
 /** How long in-flight requests get to finish after SIGTERM/SIGINT. */
@@ -59,7 +59,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
   const feedback = new ReceiverFeedback({ config, queue, logger });
   const app = createReceiver({ config, queue, logger, metrics: feedback.metrics, onQueued: feedback.onQueued });
 
-  const server = app.listen(config.receiver.port, config.receiver.host);
+  const server = listenReceiver(app, config.receiver.port, config.receiver.host);
   // One of several processes: the primary serves /metrics, summed over all of them.
   if (cluster.isWorker) {
     reportMetricsToPrimary(feedback.metrics.registry);
@@ -69,9 +69,6 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: 
     logger.warn({ err: err.message, address: config.receiver.metrics }, 'cannot serve metrics');
     return null;
   });
-  // Slow or stalled uploads must not hold connections forever.
-  server.requestTimeout = 30_000;
-  server.headersTimeout = 10_000;
 
   const closeAll = async () => {
     (await metricsServer)?.close();

@@ -1,5 +1,6 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import type { OutgoingHttpHeaders } from 'node:http';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { giteaSignature, githubSignature, testStack } from '@slipway/devstack/testing';
 import { docFixture, githubBranchPush, SECRETS, TEST_APPS } from './fixtures.js';
@@ -72,6 +73,8 @@ const cases: Hostile[] = [
   { name: 'no Content-Type', status: 415, code: 'unsupported_media_type', headers: github(valid, { 'content-type': undefined }), body: valid },
   { name: 'multipart', status: 415, code: 'unsupported_media_type', headers: github(valid, { 'content-type': 'multipart/form-data; boundary=x' }), body: valid },
   { name: 'JSON in another charset', status: 415, code: 'unsupported_media_type', headers: github(valid, { 'content-type': 'application/json; charset=utf-16' }), body: valid },
+  { name: 'a gzip body', status: 415, code: 'unsupported_media_type', headers: github(gzipSync(valid), { 'content-encoding': 'gzip' }), body: gzipSync(valid) },
+  { name: 'a compressed non-push event (not acknowledged unread)', status: 415, code: 'unsupported_media_type', headers: github(gzipSync(valid), { 'content-encoding': 'identity, br', 'x-github-event': 'issues' }), body: gzipSync(valid) },
   { name: 'GitLab with form encoding', status: 415, code: 'unsupported_media_type', path: '/hooks/gitlab', headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-gitlab-event': 'Push Hook', 'x-gitlab-event-uuid': randomUUID(), 'x-gitlab-token': SECRETS.gitlab }, body: `payload=${encodeURIComponent(gitlab)}` },
   // Headers
   { name: 'duplicated X-Hub-Signature-256', status: 400, code: 'bad_header', headers: github(valid, { 'x-hub-signature-256': [githubSignature(valid, SECRETS.hello), githubSignature(valid, SECRETS.hello)] }), body: valid },

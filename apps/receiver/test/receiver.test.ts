@@ -1,5 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { giteaSignature, githubSignature, testStack } from '@slipway/devstack/testing';
 import { bullJobId } from '@slipway/queue/deploy-queue';
 import { docFixture, githubBranchPush, githubExamples, SECRETS, TEST_APPS } from './fixtures.js';
@@ -251,6 +253,33 @@ describe('the rest of the contract', () => {
     expect(res.headers.get('content-type')).toMatch(/^application\/json/);
     expect(await res.json()).toMatchObject({ error: code, message: expect.any(String) });
     if (status === 405) expect(res.headers.get('allow')).toBeTruthy();
+  });
+
+  /** Writes `request` as it is on a new connection; resolves with everything answered until the server closes it. */
+  const raw = async (request: string, end = false): Promise<string> => {
+    const socket = connect(Number(new URL(r.url).port), '127.0.0.1');
+    socket.on('error', () => {});
+    await once(socket, 'connect');
+    let text = '';
+    socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
+    const closed = once(socket, 'close');
+    if (end) socket.end(request);
+    else socket.write(request);
+    await closed;
+    return text;
+  };
+
+  it.each([
+    ['a control character in a header', 'POST /hooks/github HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: pu\x01sh\r\nContent-Length: 0\r\n\r\n', false, 400, 'bad_request'],
+    ['two different Content-Lengths', 'POST /hooks/github HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}', false, 400, 'bad_request'],
+    ['headers over 16 KB', `POST /hooks/github HTTP/1.1\r\nHost: x\r\nX-Padding: ${'a'.repeat(20_000)}\r\n\r\n`, false, 431, 'headers_too_large'],
+    ['a body cut short by the client', 'POST /hooks/github HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"ref":', true, 400, 'request_aborted'],
+  ])('a request node cannot parse (%s) is answered in JSON too', async (_name, request, end, status, code) => {
+    const text = await raw(request, end);
+    const [head, body] = text.split('\r\n\r\n');
+    expect(head, text).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+    expect(head).toMatch(/\r\ncontent-type: application\/json/i);
+    expect(JSON.parse(body!)).toMatchObject({ error: code, message: expect.any(String) });
   });
 
   it('answers with a request id', async () => {

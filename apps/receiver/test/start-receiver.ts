@@ -7,7 +7,7 @@ import { uniqueName } from '@slipway/devstack/testing';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import type { JobRecord } from '@slipway/queue/job-types';
 import type { Redis } from '@slipway/queue/redis';
-import { connectReceiverRedis, createReceiver } from '../src/create-receiver.js';
+import { connectReceiverRedis, createReceiver, listenReceiver } from '../src/create-receiver.js';
 
 export interface TestReceiver {
   url: string;
@@ -66,7 +66,7 @@ export async function startReceiver(options: StartOptions): Promise<TestReceiver
   const redis = connectReceiverRedis(config.redis);
   if (redis.status !== 'ready') await new Promise((resolve) => redis.once('ready', resolve));
   const queue = new DeployQueue({ redis, prefix, attempts: 1, backoffMs: 100 });
-  const server = createReceiver({ config, queue, logger, largeBodiesBudgetBytes: options.largeBodiesBudgetBytes, smallBodiesBudgetBytes: options.smallBodiesBudgetBytes, redisBacklogLimit: options.redisBacklogLimit }).listen(0, '127.0.0.1');
+  const server = listenReceiver(createReceiver({ config, queue, logger, largeBodiesBudgetBytes: options.largeBodiesBudgetBytes, smallBodiesBudgetBytes: options.smallBodiesBudgetBytes, redisBacklogLimit: options.redisBacklogLimit }), 0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
   const { port } = server.address() as AddressInfo;
 

@@ -13,7 +13,7 @@ import { classifyEvent, type IgnoreReason, type MediaType, type WebhookHeaders }
 // the body is read), and the error all of them throw.
 export { isProvider, type Provider } from './forge-address.js';
 export { WebhookError, type WebhookErrorCode } from './webhook-error.js';
-export { readWebhookHeaders, webhookMediaType, type HeaderBag, type IgnoreReason, type MediaType, type WebhookHeaders } from './webhook-headers.js';
+export { checkContentEncoding, readWebhookHeaders, webhookMediaType, type HeaderBag, type IgnoreReason, type MediaType, type WebhookHeaders } from './webhook-headers.js';
 
 /** The part of an app's config a webhook decision needs. */
 export type WebhookApp = Pick<AppConfig, 'name' | 'repo' | 'branch' | 'secret'>;

@@ -165,6 +165,19 @@ export function webhookMediaType(provider: Provider, header: string | readonly s
   throw new WebhookError('unsupported_media_type', `Content-Type must be ${accepted}`);
 }
 
+/**
+ * Refuses a compressed body (415, before it is read): the signature is over
+ * the bytes sent, and no forge compresses its webhooks; read as they are, a
+ * gzip body would be refused as invalid UTF-8, or a non-push event
+ * acknowledged unread. `identity` is no encoding.
+ */
+export function checkContentEncoding(header: readonly string[] | undefined): void {
+  const codings = (header ?? []).flatMap((value) => value.split(',')).map((coding) => coding.trim().toLowerCase()).filter((coding) => coding !== '' && coding !== 'identity');
+  if (codings.length > 0) {
+    throw new WebhookError('unsupported_media_type', `Content-Encoding ${JSON.stringify(codings.join(', ').slice(0, 64))} is not accepted; send the body uncompressed`);
+  }
+}
+
 /** Why a webhook was acknowledged without queuing anything. */
 export type IgnoreReason = 'ping' | 'event' | 'tag' | 'branch_deletion' | 'other_ref' | 'other_branch';
 
