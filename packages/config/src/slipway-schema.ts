@@ -24,9 +24,14 @@ const hostOf = (v: string): string | null => {
   return m && Number(m[2]) >= 1 && Number(m[2]) <= 65535 ? m[1]! : null;
 };
 
+/** A DNS name of letters, digits and inner hyphens per label; one of digits and dots only is an IPv4 address or nothing. */
+const dnsName = (v: string): boolean =>
+  !/^[\d.]+$/.test(v) && v.length <= 253 && v.split('.').every((label) => /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i.test(label));
+
+/** `host:port` whose host is an IPv4 address or a DNS name (`999.1.1.1`, `-` or `..` are neither). */
 const hostPort: Check = (v) => {
   const host = hostOf(v);
-  return host === null || (ipv4(host) && !/^[a-z0-9.-]+$/i.test(host)) ? 'invalid' : null;
+  return host === null || (ipv4(host) && !dnsName(host)) ? 'invalid' : null;
 };
 
 /** An IPv4 address and port: where a server of Slipway's own binds (dnsmasq's --listen-address takes no name). */
