@@ -15,7 +15,7 @@ import { appConfig } from '@slipway/config/load-config';
 import { checkout } from '@slipway/build/checkout';
 import { isAncestor, recentHistory, resolveRef } from '@slipway/build/resolve-ref';
 import { buildImage, type BuiltImage } from '@slipway/build/build-image';
-import { runSteps, stepsForCommit } from '@slipway/build/steps';
+import { repositoryStepsBudget, runSteps, stepsForCommit } from '@slipway/build/steps';
 import { configuredRepository, OWNER_NAME } from '@slipway/forges/forge-address';
 import { currentRelease, type ReleaseRecord } from '@slipway/rollout/release-store';
 import { removeStrayContainers, rollout } from '@slipway/rollout/rollout';
@@ -586,7 +586,7 @@ async function buildAndTest(ctx: DeployContext, app: AppConfig, record: JobRecor
     await runSteps({
       // On the worker's own engine, where the image was just built, whatever engine the rollout then uses.
       docker: ctx.docker, app: app.name, steps: tests, builtImage: image, job: record.id, sha: record.sha, log: log.write, signal,
-      resources: app.resources,
+      resources: app.resources, totalTimeoutS: repositoryStepsBudget(app),
       onRun: (run) => {
         const at = runs.findIndex((r) => r.name === run.name);
         if (at < 0) runs.push(run);

@@ -48,8 +48,26 @@ export async function readRepositorySteps(dir: string, sha: string): Promise<Ste
  * The steps a job runs: `apps.<app>.steps` when the config sets it (then
  * the commit's file is not even parsed, and the log says it was ignored),
  * else the commit's `.slipway.yml` (`dir` is the checked-out tree; no step
- * of it runs longer than the app's `build_timeout_s`), else none.
+ * of it runs longer than the app's `build_timeout_s`, nor all of them
+ * together: {@link repositoryStepsBudget}), else none.
  */
+/**
+ * The seconds a job's steps may take together (RunStepsOptions.totalTimeoutS):
+ * a repository file's steps, which a pusher chose, get the app's
+ * `build_timeout_s` for all of them (32 steps of a day each would hold the
+ * app's deploys for a month); the configuration's are the operator's, each
+ * bounded by its own timeout.
+ */
+export function repositoryStepsBudget(app: Pick<AppConfig, 'steps'> & Partial<Pick<AppConfig, 'build_timeout_s'>>): number | undefined {
+  return app.steps === undefined ? app.build_timeout_s : undefined;
+}
+
+/** The app another than `app` whose Slipway image `image` is (`slipway/<name>`, with or without a registry), or null. */
+function otherAppOfImage(image: string, app: string): string | null {
+  const name = /(?:^|\/)slipway\/([a-z0-9-]+)(?:[:@]|$)/.exec(image.toLowerCase())?.[1];
+  return name !== undefined && name !== app ? name : null;
+}
+
 export async function stepsForCommit(app: Pick<AppConfig, 'name' | 'steps'> & Partial<Pick<AppConfig, 'build_timeout_s'>>, dir: string, sha: string, log: (line: string) => void = () => {}): Promise<StepConfig[]> {
   if (app.steps !== undefined) {
     if (await lstat(join(dir, REPOSITORY_FILE)).then(() => true, () => false)) {
@@ -58,6 +76,11 @@ export async function stepsForCommit(app: Pick<AppConfig, 'name' | 'steps'> & Pa
     return app.steps;
   }
   const read = await readRepositorySteps(dir, sha);
+  // Another app's images are on this engine (slipway/<app>:<sha12>): a pusher of this app must not run them, and print what they hold.
+  const foreign = read?.find((step) => step.image !== undefined && otherAppOfImage(step.image, app.name) !== null);
+  if (foreign) {
+    throw new SlipwayError('repository_file_invalid', `${REPOSITORY_FILE} of commit ${sha.slice(0, 12)}: steps[${read!.indexOf(foreign)}].image: ${foreign.image} is an image of app ${otherAppOfImage(foreign.image!, app.name)}; a commit's steps run this app's images or others' from a registry`, { fault: 'commit' });
+  }
   // The pusher's file gives no step longer than the operator gives a build: a step held for a day would hold the app.
   const limit = app.build_timeout_s;
   const steps = read && limit !== undefined ? read.map((step) => {
@@ -395,6 +418,12 @@ export interface RunStepsOptions extends Omit<RunStepOptions, 'step'> {
   steps: readonly StepConfig[];
   /** Each step as it starts (`running`) and as it ends: the job's timeline. */
   onRun?: (run: StepRun) => void;
+  /**
+   * Seconds all the steps together may take (a repository file's: the app's
+   * `build_timeout_s`); a step starting with less left than its `timeout_s`
+   * gets what is left. Default: each step its own timeout only.
+   */
+  totalTimeoutS?: number;
 }
 
 /**
@@ -407,7 +436,12 @@ export async function runSteps(options: RunStepsOptions): Promise<StepRun[]> {
   const runs: StepRun[] = [];
   const log = options.log ?? (() => {});
   await removeLeftoverSteps(options.docker, options.app, log);
-  for (const step of options.steps) {
+  const deadline = options.totalTimeoutS !== undefined ? Date.now() + options.totalTimeoutS * 1000 : Infinity;
+  for (const listed of options.steps) {
+    const own = listed.timeout_s ?? DEFAULT_STEP_TIMEOUT_S;
+    const left = Math.max(1, Math.ceil((deadline - Date.now()) / 1000));
+    if (left < own) log(`step ${listed.name}: ${left} s left of the ${options.totalTimeoutS} s all the steps may take; its timeout_s is ${left}`);
+    const step = left < own ? { ...listed, timeout_s: left } : listed;
     options.onRun?.({ name: step.name, image: step.image ?? options.builtImage, startedAt: new Date().toISOString(), durationMs: null, exitCode: null, outcome: 'running' });
     try {
       const run = await runStep({ ...options, step });

@@ -9,7 +9,7 @@ import { LABELS } from '@slipway/core/docker';
 import { MAX_LINE_BYTES } from '@slipway/core/logger';
 import { SlipwayError } from '@slipway/core/slipway-error';
 import { BASE_IMAGE, startWedgedPeer, tempDir, testAppName } from '@slipway/devstack/testing';
-import { readRepositorySteps, runStep, runSteps, stepContainerOptions, stepsForCommit, type StepRun } from '../src/steps.js';
+import { readRepositorySteps, repositoryStepsBudget, runStep, runSteps, stepContainerOptions, stepsForCommit, type StepRun } from '../src/steps.js';
 
 const docker = new Docker();
 const temp = tempDir('slipway-steps-');
@@ -258,6 +258,22 @@ describe('runSteps', () => {
     expect(runs.map((r) => `${r.name}:${r.outcome}`)).toEqual(['one:running', 'one:passed', 'two:running', 'two:failed']);
     expect(await containersOf(app)).toEqual([]);
   });
+
+  it('with a total budget (a repository file\'s steps), a step starting with less left than its timeout gets what is left', async () => {
+    const app = testAppName();
+    const lines: string[] = [];
+    const started = Date.now();
+    const err = await failure(runSteps({
+      docker, app, job: '11', sha: SHA, builtImage: BASE_IMAGE, log: (l) => lines.push(l), totalTimeoutS: 3,
+      steps: [step({ name: 'one', command: ['sleep', '2'], timeout_s: 60 }), step({ name: 'two', command: ['sleep', '60'], timeout_s: 60 })],
+    }));
+    expect(err.message).toMatch(/^step_timeout: two ran past its timeout_s \(1 s\)/);
+    expect(lines).toContain('step two: 1 s left of the 3 s all the steps may take; its timeout_s is 1');
+    expect(Date.now() - started, 'not the 60 s of its own timeout').toBeLessThan(30_000);
+    expect(await containersOf(app)).toEqual([]);
+    expect(repositoryStepsBudget({ build_timeout_s: 1800 })).toBe(1800);
+    expect(repositoryStepsBudget({ steps: [], build_timeout_s: 1800 })).toBeUndefined();
+  }, 60_000);
 });
 
 describe('steps from the commit', () => {
@@ -279,6 +295,18 @@ describe('steps from the commit', () => {
     const lines: string[] = [];
     expect((await stepsForCommit({ name: 'hello', build_timeout_s: 1800 }, dir, SHA, (l) => lines.push(l))).map((s) => [s.name, s.timeout_s])).toEqual([['soak', 1800], ['unit', 600]]);
     expect(lines[0]).toBe('step soak of .slipway.yml: timeout_s 86400 is more than apps.hello.build_timeout_s allows; 1800 s');
+  });
+
+  it('refuses a step of the commit\'s file in another app\'s image (on this engine, or from a registry); this app\'s and others\' are fine', async () => {
+    const file = (image: string) => tree({ '.slipway.yml': `steps:\n  - name: unit\n    command: [make, test]\n  - name: peek\n    image: "${image}"\n    command: [cat, /app/secrets]\n` });
+    for (const image of ['slipway/billing:0123456789ab', 'registry.example:5000/slipway/billing:0123456789ab', 'slipway/billing']) {
+      const err = await failure(stepsForCommit({ name: 'hello' }, file(image), SHA));
+      expect(err.code).toBe('repository_file_invalid');
+      expect(err.message).toBe(`.slipway.yml of commit ${SHA.slice(0, 12)}: steps[1].image: ${image} is an image of app billing; a commit's steps run this app's images or others' from a registry`);
+    }
+    for (const image of ['slipway/hello:0123456789ab', 'node:20', 'acme/slipway-tools:1', 'slipwayz/billing:1']) {
+      expect((await stepsForCommit({ name: 'hello' }, file(image), SHA)).map((s) => s.image)).toEqual([undefined, image]);
+    }
   });
 
   it('ignores it when the config sets steps (even none), with a log line; no file, no steps', async () => {
