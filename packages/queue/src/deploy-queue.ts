@@ -252,27 +252,33 @@ export class DeployQueue {
    */
   async cancel(id: string): Promise<JobRecord> {
     return withRedis(this.redis, async () => {
+      const ended = (job: JobRecord) => new SlipwayError('job_finished', `job ${id} already ended (${job.state})`, { status: 409 });
       const record = await this.store.mustGet(id);
-      if (FINAL_STATES.has(record.state)) {
-        throw new SlipwayError('job_finished', `job ${id} already ended (${record.state})`, { status: 409 });
-      }
+      if (FINAL_STATES.has(record.state)) throw ended(record);
+      // finish leaves a record that ended meanwhile as it ended: a job that completed in between was not cancelled.
+      const cancelled = (job: JobRecord): JobRecord => {
+        if (job.state !== 'cancelled') throw ended(job);
+        return job;
+      };
       const job = await this.bull.getJob(bullJobId(id));
       const state = job ? await job.getState() : 'unknown';
       // Waiting and never started: it ends here. One an attempt started and that waits again (its worker died, maybe
       // after its switch) is asked to stop like a running one: the worker that takes it knows whether it went live.
       if (job && record.startedAt === null && (state === 'waiting' || state === 'delayed' || state === 'prioritized')) {
+        let removed = false;
         try {
           // Marked first: should the record's finish fail below, repairOrphans finds a cancelled job, not an orphan to queue again.
           await this.redis.set(this.store.keys.cancel(id), '1');
           await job.remove();
-          return this.store.finish(id, 'cancelled', { error: 'cancelled while waiting' });
+          removed = true;
         } catch {
           // Taken by a worker in the meantime: fall through to asking it to stop.
         }
+        if (removed) return cancelled(await this.store.finish(id, 'cancelled', { error: 'cancelled while waiting' }));
       }
       if (!job || state === 'unknown' || state === 'completed' || state === 'failed') {
         // The queue has no live job for it (lost with a flushed Redis, say): the record is all there is.
-        return this.store.finish(id, 'cancelled', { error: 'cancelled (no live queue job)' });
+        return cancelled(await this.store.finish(id, 'cancelled', { error: 'cancelled (no live queue job)' }));
       }
       // Until the job's record goes (retention): a job waiting for a busy app may be taken up hours later.
       await this.redis.set(this.store.keys.cancel(id), '1');

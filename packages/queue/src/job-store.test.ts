@@ -339,7 +339,7 @@ describe('JobStore history: indexes, cursor pages, search, sweep', () => {
   it('searches commits by prefix and messages by words, case-insensitive, with filters, a bounded scan per call', async () => {
     const store = new JobStore(redis, uniqueName('history'), { retention: null });
     const total = SEARCH_SCAN + 300;
-    const ids = await seed(store, total, ['web', 'api'], (n) => (n === 3 ? 'Fix the "Login" page\n\nlong body' : n === 7 ? 'login rate limit' : `change number ${n}`));
+    const ids = await seed(store, total, ['web', 'api'], (n) => (n === 3 ? 'Fix the "Login" page\n\nlong body' : n === 7 ? 'login rate limit' : n === 9 ? 'Defaced banner' : `change number ${n}`));
     // Commit of job n: (0xabc00000 + n) in hex.
     expect((await store.page({ search: 'ABC00003' })).jobs.map((j) => j.id)).toEqual([ids[3]]);
     expect((await store.page({ search: 'abc0000' })).jobs.map((j) => j.id)).toEqual(ids.slice(0, 16).reverse());
@@ -355,6 +355,9 @@ describe('JobStore history: indexes, cursor pages, search, sweep', () => {
     expect((await store.page({ search: '"login"', before: first.next! })).jobs.map((j) => j.id)).toEqual([ids[3]]);
     expect((await store.page({ search: 'login', app: 'web', before: first.next! })).jobs).toEqual([]);
     expect((await store.page({ search: 'login', app: 'api', before: first.next!, limit: 1 })).jobs.map((j) => j.id)).toEqual([ids[7]]);
+    // A word of hex letters that starts no commit is a word too: looked for in messages, with the same cursor.
+    expect(await store.page({ search: 'defaced' })).toEqual({ jobs: [], next: ids[300] });
+    expect((await store.page({ search: 'DEFACED', before: ids[300] })).jobs.map((j) => j.id)).toEqual([ids[9]]);
   });
 
   it('reads only the page it answers: no KEYS or SCAN, no record beyond the page, however old the matches', async () => {

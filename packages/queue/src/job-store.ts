@@ -706,7 +706,11 @@ export class JobStore {
     const index = this.keys.jobIndex(options);
     const max = options.before && /^\d{1,15}$/.test(options.before) ? `(${options.before}` : '+inf';
     const search = options.search?.trim().toLowerCase();
-    if (search && COMMIT_PREFIX.test(search)) return this.commitSearch(options, search, limit);
+    if (search && COMMIT_PREFIX.test(search)) {
+      const commits = await this.commitSearch(options, search, limit);
+      // A word of hex letters ("defaced", "deadbeef", a ticket number) that starts no commit is looked for in messages.
+      if (commits.jobs.length > 0) return commits;
+    }
     if (search) return this.search(index, max, search, limit);
     // One more than the page: a page that ends the history (exactly `limit` left) says so, with no next.
     const ids = await this.redis.zrevrangebyscore(index, max, '-inf', 'LIMIT', 0, limit + 1);
@@ -737,8 +741,10 @@ export class JobStore {
     const members = await this.redis.zrangebylex(this.keys.commits, `[${prefix}`, `(${prefix}~`, 'LIMIT', 0, COMMIT_HITS);
     const ids = members.map((m) => Number(m.slice(m.indexOf(':') + 1))).filter((id) => id < before).sort((a, b) => b - a);
     const jobs: JobRecord[] = [];
-    for (let i = 0; i < ids.length; i += limit) {
-      const chunk = ids.slice(i, i + limit);
+    // With filters most records read may be left out: read them SEARCH_CHUNK at a time, not a page at a time (10,000 round trips for limit=1).
+    const step = options.app || options.state || options.trigger ? Math.max(limit + 1, SEARCH_CHUNK) : limit + 1;
+    for (let i = 0; i < ids.length; i += step) {
+      const chunk = ids.slice(i, i + step);
       for (const job of await this.records(chunk.map(String))) {
         if ((options.app && job.app !== options.app) || (options.state && job.state !== options.state) || (options.trigger && job.trigger !== options.trigger)) continue;
         // One more than the page: a next only when there is more.
