@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { FINAL_STATES, type JobRecord, publicJob, JOB_STATES, type JobState } from '@slipway/queue/job-types';
 import type { JobStore } from '@slipway/queue/job-store';
 import { withRedis } from '@slipway/queue/redis';
-import { firstLine, isRetryable, isSlipwayError, UnavailableError } from '@slipway/core/slipway-error';
+import { firstLine, isRetryable, UnavailableError } from '@slipway/core/slipway-error';
 import { duration, jsonText, short, age, table, Spinner, type Terminal } from './terminal.js';
 import { type CliContext, parseFlags, positiveInt, UsageError } from './cli-context.js';
 
@@ -31,9 +31,13 @@ export const FOLLOW_OUTAGE_MS = 5 * 60_000;
 /** How often Redis is asked again while it is unreachable. */
 const OUTAGE_POLL_MS = 1000;
 
-/** Whether a failed read of a job means Redis is unreachable (worth asking again), not that the job is unknown. */
+/**
+ * Whether a failed read of a job means Redis is unreachable (worth asking
+ * again), not that the job is unknown or its record unreadable: withRedis
+ * has made every connection failure an UnavailableError by then.
+ */
 function isOutage(err: unknown): boolean {
-  return !isSlipwayError(err) || isRetryable(err);
+  return isRetryable(err);
 }
 
 /** How long a command's read rides out Redis reconnecting (a restart, a blip) before it says Redis is unreachable. */

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, type RedisService, startRedis, stopProcess, tempDir, uniqueName } from '@slipway/devstack/testing';
+import { freePort, type RedisService, startRedis, stopProcess, tempDir, testStack, uniqueName } from '@slipway/devstack/testing';
 import { DeployQueue } from '@slipway/queue/deploy-queue';
 import { connectRedis } from '@slipway/queue/redis';
 import { watchJob } from '../src/job-commands.js';
@@ -78,4 +78,24 @@ describe('watchJob: following a job across a Redis restart', () => {
       connection.disconnect();
     }
   }, 60_000);
+
+  it('a record it cannot read is that error at once, not a Redis outage ridden out for outageMs', async () => {
+    const connection = connectRedis(testStack().redis!.url, 'producer');
+    await new Promise((resolve) => connection.once('ready', resolve));
+    const queue = new DeployQueue({ redis: connection, prefix: uniqueName('watch-torn') });
+    try {
+      const job = await queue.enqueue({ app: 'watched', sha: 'd'.repeat(40), ref: 'master', image: null, trigger: 'cli' });
+      await connection.hset(queue.store.keys.job(job.id), 'state', '{torn');
+      const said: string[] = [];
+      const terminal: Terminal = { out: (t) => said.push(t), err: (t) => said.push(t), interactive: false };
+      const err = await watchJob(queue.store, job.id, terminal, { showLog: false, intervalMs: 50, outageMs: 5000 }).then(() => null, (e: unknown) => e as Error & { code?: string });
+      expect(err).toBeInstanceOf(SyntaxError);
+      expect(said.join('\n')).not.toMatch(/Redis is unreachable/);
+    } finally {
+      const keys = await connection.keys(`${queue.store.keys.seq.split(':jobs:')[0]}:*`);
+      if (keys.length) await connection.del(...keys);
+      await queue.close();
+      connection.disconnect();
+    }
+  }, 30_000);
 });
