@@ -1,3 +1,4 @@
+import { sharedServerNames } from '@slipway/config/load-config';
 import { checkDeployInput, deployApp, rollbackApp } from '@slipway/queue/deploy-requests';
 import { checkRollbackTo } from '@slipway/rollout/release-store';
 import { publicJob } from '@slipway/queue/job-types';
@@ -108,6 +109,7 @@ export const ROUTER_USAGE = 'usage: slipway router [--once]';
 export async function router(ctx: CliContext, argv: string[]): Promise<number> {
   const { values } = parseFlags(argv, { once: { type: 'boolean' } }, ROUTER_USAGE, { min: 0, max: 0 });
   const log = (line: string) => ctx.terminal.err(`router: ${line}`);
+  for (const problem of sharedServerNames(ctx.config)) log(`warning: ${problem}`);
   const options = { apps: ctx.config.apps, nginx: { ...ctx.config.nginx, batchMs: ctx.config.router.batch_ms }, etcd: ctx.etcd, log };
   if (values.once) {
     const results = await routerOnce(options);

@@ -1,4 +1,5 @@
 import { createLogger } from '@slipway/core/logger';
+import { sharedServerNames } from '@slipway/config/load-config';
 import { serviceStart } from '@slipway/config/service-start';
 import { serveMetrics } from '@slipway/feedback/metrics';
 import { redisForDisplay } from '@slipway/queue/redis';
@@ -23,6 +24,7 @@ export async function runMain(argv: string[], env: NodeJS.ProcessEnv): Promise<v
     return;
   }
   const logger = createLogger({ name: 'slipway-worker', level: env.LOG_LEVEL ?? 'info' });
+  for (const problem of sharedServerNames(config)) logger.warn(problem);
   const worker = createDeployWorker({ config, logger, concurrency });
   const metricsServer = serveMetrics(worker.metrics.registry, config.worker.metrics, logger).catch((err: Error) => {
     logger.warn({ err: err.message, address: config.worker.metrics }, 'cannot serve metrics');

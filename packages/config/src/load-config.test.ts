@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { appConfig, ConfigError, configSecrets, loadConfig, loadPushConfig, parseConfig } from './load-config.js';
+import { appConfig, ConfigError, configSecrets, loadConfig, loadPushConfig, parseConfig, sharedServerNames } from './load-config.js';
 import { configReference } from './slipway-schema.js';
 
 const FILE = '/etc/slipway/slipway.yml';
@@ -320,5 +320,22 @@ describe('README configuration reference', () => {
   it('is in step with the schema', () => {
     const readme = readFileSync(new URL('../../../README.md', import.meta.url), 'utf8');
     expect(readme).toContain(configReference());
+  });
+});
+
+describe('sharedServerNames: apps nginx would serve on one listen under one name', () => {
+  const config = (apps: string) => parseConfig(`apps:\n${apps}`, { file: FILE, env: {} });
+  it('names two apps left on listen 80 and server_name _, and a name two apps give on one address however it is written', () => {
+    expect(sharedServerNames(config('  a: { repo: /r/a.git }\n  b: { repo: /r/b.git }\n'))).toEqual([
+      "apps.b.server_name: _ on listen 80 is apps.a's too: nginx sends every request for it to one of them (the file it reads first); give each app its own listen or server_name",
+    ]);
+    const spelt = config('  a: { repo: /r/a.git, listen: 8080, server_name: [www.example.com, example.com] }\n  b: { repo: /r/b.git, listen: "0.0.0.0:8080", server_name: Example.COM. }\n');
+    expect(sharedServerNames(spelt)).toEqual([expect.stringMatching(/^apps\.b\.server_name: Example\.COM\. on listen 0\.0\.0\.0:8080 is apps\.a's too/)]);
+  });
+
+  it('says nothing of apps on their own listen, their own names, or their own addresses', () => {
+    expect(sharedServerNames(config('  a: { repo: /r/a.git, listen: "127.0.0.1:8081" }\n  b: { repo: /r/b.git, listen: "127.0.0.1:8082" }\n'))).toEqual([]);
+    expect(sharedServerNames(config('  a: { repo: /r/a.git, server_name: a.example.com }\n  b: { repo: /r/b.git, server_name: b.example.com }\n'))).toEqual([]);
+    expect(sharedServerNames(config('  a: { repo: /r/a.git, listen: "127.0.0.1:80" }\n  b: { repo: /r/b.git, listen: "127.0.0.2:80" }\n'))).toEqual([]);
   });
 });

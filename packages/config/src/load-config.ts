@@ -320,6 +320,30 @@ export function parseRepositoryFile(text: string, commit: string): { steps: Step
 
 // --- What every consumer asks of a loaded configuration
 
+/**
+ * Apps nginx would serve on the same `listen` with a server name in common
+ * (two apps leaving both unset share `80` and `_`). nginx only warns
+ * ("conflicting server name … ignored") and sends every request for that
+ * name to the app whose file it read first: the other's deploys succeed
+ * and it serves nothing. Said by the router and the worker when they
+ * start, not refused: a configuration used by the receiver alone, or one
+ * whose nginx is another's concern, is valid.
+ */
+export function sharedServerNames(config: Pick<SlipwayConfig, 'apps'>): string[] {
+  const seen = new Map<string, string>();
+  const said: string[] = [];
+  for (const app of Object.values(config.apps)) {
+    const listen = /^\d+$/.test(app.listen) ? `*:${app.listen}` : app.listen.toLowerCase().replace(/^0\.0\.0\.0:/, '*:');
+    for (const name of app.server_name.length > 0 ? app.server_name : ['_']) {
+      const key = `${listen} ${name.toLowerCase().replace(/\.$/, '')}`;
+      const other = seen.get(key);
+      if (other === undefined) seen.set(key, app.name);
+      else if (other !== app.name) said.push(`apps.${app.name}.server_name: ${name} on listen ${app.listen} is apps.${other}'s too: nginx sends every request for it to one of them (the file it reads first); give each app its own listen or server_name`);
+    }
+  }
+  return said;
+}
+
 /** The named app, or an `unknown_app` error listing the ones that exist. */
 export function appConfig(config: SlipwayConfig, name: string): AppConfig {
   // Own keys only: `constructor` or `__proto__` is no app, whatever Object.prototype holds.

@@ -183,7 +183,7 @@ const app = obj({
     interval_ms: num({ min: 10, max: 60000, integer: true, default: 200, doc: 'Time between probes.' }),
   }),
   listen: str({ default: '80', check: listen, type: 'a port or address:port', doc: "nginx `listen` for this app. Take a port below the kernel's ephemeral range (32768 and up here), which Docker publishes container ports from: a port taken there fails the rollout." }),
-  server_name: list(str({ check: hostname, type: 'a host name' }), { default: [], single: true, doc: 'nginx `server_name`s; empty means `_` (any).' }),
+  server_name: list(str({ check: hostname, type: 'a host name' }), { default: [], single: true, doc: 'nginx `server_name`s; empty means `_` (any). Apps on one `listen` need names of their own: nginx sends a shared name\'s requests to one of them only (the router and the worker warn at start).' }),
   drain_s: num({ min: 0, max: 3600, default: 5, doc: 'Longest wait after the switch for old containers to finish their connections.' }),
   stop_timeout_s: num({ min: 0, max: 3600, integer: true, default: 10, doc: 'SIGTERM grace before SIGKILL.' }),
   build_timeout_s: num({ min: 1, max: 86400, integer: true, default: 1800, doc: 'The build is stopped after this long and the job fails with `build_timeout`.' }),
