@@ -9,15 +9,13 @@ import { main } from './main.js';
  */
 function written(stream: NodeJS.WriteStream): Promise<void> {
   if (stream.destroyed || !stream.writable || stream.writableLength === 0) return Promise.resolve();
+  // A reader that went away (`| head`, `q` in less) fails the queued writes with EPIPE: the stream's 'error' comes a
+  // tick after the write callbacks, and must find a listener still here, or node ends the command with a stack.
+  stream.on('error', () => {});
   return new Promise((resolve) => {
-    const done = () => {
-      stream.off('close', done);
-      stream.off('error', done);
-      resolve();
-    };
-    stream.on('close', done).on('error', done);
-    // Called after every write queued before it, failed (EPIPE) or not.
-    stream.write('', done);
+    stream.once('close', () => resolve());
+    // Called after every write queued before it, failed or not.
+    stream.write('', () => resolve());
   });
 }
 

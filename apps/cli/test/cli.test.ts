@@ -328,6 +328,15 @@ describe('slipway', () => {
     const text = Buffer.concat(chunks).toString();
     expect(text.length, 'more than a pipe or socket pair holds').toBeGreaterThan(300_000);
     expect((JSON.parse(text) as Array<{ app: string }>).filter((job) => job.app === app)).toHaveLength(2000);
+
+    // A reader that goes away after its first page (`| head`, q in less): the command ends quietly, not with a stack.
+    const quitter = spawn(process.execPath, [CLI, ...cfg(), 'jobs', '--limit', '2000', '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let said = '';
+    quitter.stderr.on('data', (c: Buffer) => (said += c));
+    const ended = new Promise((resolve) => quitter.on('close', resolve));
+    quitter.stdout.once('data', () => quitter.stdout.destroy());
+    expect(await ended, said).toBe(0);
+    expect(said).not.toMatch(/EPIPE|Unhandled|at /);
   });
 
   it('logs prints a long log whole, a page at a time', async () => {

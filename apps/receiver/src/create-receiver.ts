@@ -146,7 +146,7 @@ export function listenReceiver(app: Express, port: number, host: string): Server
 /** node's own answers to a request it could not parse, as the contract's JSON errors. */
 const CLIENT_ERRORS: Record<string, [number, string, string, string]> = {
   HPE_HEADER_OVERFLOW: [431, 'Request Header Fields Too Large', 'headers_too_large', 'the request\'s headers are over 16 KB'],
-  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'request_timeout', `the request was not received within ${REQUEST_TIMEOUT_MS / 1000} s`],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'Request Timeout', 'request_timeout', `the request was not received in time (its headers within ${HEADERS_TIMEOUT_MS / 1000} s, all of it within ${REQUEST_TIMEOUT_MS / 1000} s)`],
   HPE_INVALID_EOF_STATE: [400, 'Bad Request', 'request_aborted', 'the connection ended before the request did'],
 };
 

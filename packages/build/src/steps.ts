@@ -45,13 +45,6 @@ export async function readRepositorySteps(dir: string, sha: string): Promise<Ste
 }
 
 /**
- * The steps a job runs: `apps.<app>.steps` when the config sets it (then
- * the commit's file is not even parsed, and the log says it was ignored),
- * else the commit's `.slipway.yml` (`dir` is the checked-out tree; no step
- * of it runs longer than the app's `build_timeout_s`, nor all of them
- * together: {@link repositoryStepsBudget}), else none.
- */
-/**
  * The seconds a job's steps may take together (RunStepsOptions.totalTimeoutS):
  * a repository file's steps, which a pusher chose, get the app's
  * `build_timeout_s` for all of them (32 steps of a day each would hold the
@@ -62,12 +55,27 @@ export function repositoryStepsBudget(app: Pick<AppConfig, 'steps'> & Partial<Pi
   return app.steps === undefined ? app.build_timeout_s : undefined;
 }
 
-/** The app another than `app` whose Slipway image `image` is (`slipway/<name>`, with or without a registry), or null. */
-function otherAppOfImage(image: string, app: string): string | null {
-  const name = /(?:^|\/)slipway\/([a-z0-9-]+)(?:[:@]|$)/.exec(image.toLowerCase())?.[1];
-  return name !== undefined && name !== app ? name : null;
+/**
+ * Why a step of a commit's file may not run `image`, or null. Slipway's
+ * builds of every app are on the worker's engine (`slipway/<app>:<sha12>`,
+ * pushed as `<registry>/slipway/<app>:…`): a pusher of one app must not run
+ * another's and print what it holds. Nor an image named by its id (`3fa9c1`,
+ * `sha256:…`): Docker finds any local image by a prefix of its id.
+ */
+function foreignImage(image: string, app: string): string | null {
+  const lower = image.toLowerCase();
+  if (/^(sha256:)?[0-9a-f]+$/.test(lower)) return 'names an image by its id; name it by repository and tag';
+  const name = /(?:^|\/)slipway\/([a-z0-9-]+)(?:[:@]|$)/.exec(lower)?.[1];
+  return name !== undefined && name !== app ? `is a slipway/ image, another app's build (${name}); a commit's steps run this app's images or others' from a registry` : null;
 }
 
+/**
+ * The steps a job runs: `apps.<app>.steps` when the config sets it (then
+ * the commit's file is not even parsed, and the log says it was ignored),
+ * else the commit's `.slipway.yml` (`dir` is the checked-out tree; no step
+ * of it runs longer than the app's `build_timeout_s`, nor all of them
+ * together: {@link repositoryStepsBudget}), else none.
+ */
 export async function stepsForCommit(app: Pick<AppConfig, 'name' | 'steps'> & Partial<Pick<AppConfig, 'build_timeout_s'>>, dir: string, sha: string, log: (line: string) => void = () => {}): Promise<StepConfig[]> {
   if (app.steps !== undefined) {
     if (await lstat(join(dir, REPOSITORY_FILE)).then(() => true, () => false)) {
@@ -77,9 +85,9 @@ export async function stepsForCommit(app: Pick<AppConfig, 'name' | 'steps'> & Pa
   }
   const read = await readRepositorySteps(dir, sha);
   // Another app's images are on this engine (slipway/<app>:<sha12>): a pusher of this app must not run them, and print what they hold.
-  const foreign = read?.find((step) => step.image !== undefined && otherAppOfImage(step.image, app.name) !== null);
-  if (foreign) {
-    throw new SlipwayError('repository_file_invalid', `${REPOSITORY_FILE} of commit ${sha.slice(0, 12)}: steps[${read!.indexOf(foreign)}].image: ${foreign.image} is an image of app ${otherAppOfImage(foreign.image!, app.name)}; a commit's steps run this app's images or others' from a registry`, { fault: 'commit' });
+  for (const [i, step] of (read ?? []).entries()) {
+    const why = step.image === undefined ? null : foreignImage(step.image, app.name);
+    if (why) throw new SlipwayError('repository_file_invalid', `${REPOSITORY_FILE} of commit ${sha.slice(0, 12)}: steps[${i}].image: ${step.image} ${why}`, { fault: 'commit' });
   }
   // The pusher's file gives no step longer than the operator gives a build: a step held for a day would hold the app.
   const limit = app.build_timeout_s;
@@ -436,11 +444,16 @@ export async function runSteps(options: RunStepsOptions): Promise<StepRun[]> {
   const runs: StepRun[] = [];
   const log = options.log ?? (() => {});
   await removeLeftoverSteps(options.docker, options.app, log);
-  const deadline = options.totalTimeoutS !== undefined ? Date.now() + options.totalTimeoutS * 1000 : Infinity;
+  const total = options.totalTimeoutS;
+  const deadline = total !== undefined ? Date.now() + total * 1000 : Infinity;
   for (const listed of options.steps) {
     const own = listed.timeout_s ?? DEFAULT_STEP_TIMEOUT_S;
-    const left = Math.max(1, Math.ceil((deadline - Date.now()) / 1000));
-    if (left < own) log(`step ${listed.name}: ${left} s left of the ${options.totalTimeoutS} s all the steps may take; its timeout_s is ${left}`);
+    const leftMs = deadline - Date.now();
+    if (leftMs < 1000) {
+      throw new SlipwayError('step_timeout', `step_timeout: the steps ran past the ${total} s they may take together (build_timeout_s) before step ${listed.name}`, { fault: 'commit' });
+    }
+    const left = Math.floor(leftMs / 1000);
+    if (left < own) log(`step ${listed.name}: ${left} s left of the ${total} s the steps may take together (build_timeout_s); its timeout_s is ${left}`);
     const step = left < own ? { ...listed, timeout_s: left } : listed;
     options.onRun?.({ name: step.name, image: step.image ?? options.builtImage, startedAt: new Date().toISOString(), durationMs: null, exitCode: null, outcome: 'running' });
     try {

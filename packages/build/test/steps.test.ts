@@ -264,12 +264,18 @@ describe('runSteps', () => {
     const lines: string[] = [];
     const started = Date.now();
     const err = await failure(runSteps({
-      docker, app, job: '11', sha: SHA, builtImage: BASE_IMAGE, log: (l) => lines.push(l), totalTimeoutS: 3,
-      steps: [step({ name: 'one', command: ['sleep', '2'], timeout_s: 60 }), step({ name: 'two', command: ['sleep', '60'], timeout_s: 60 })],
+      docker, app, job: '11', sha: SHA, builtImage: BASE_IMAGE, log: (l) => lines.push(l), totalTimeoutS: 8,
+      steps: [step({ name: 'one', command: ['true'], timeout_s: 60 }), step({ name: 'two', command: ['sleep', '60'], timeout_s: 60 })],
     }));
-    expect(err.message).toMatch(/^step_timeout: two ran past its timeout_s \(1 s\)/);
-    expect(lines).toContain('step two: 1 s left of the 3 s all the steps may take; its timeout_s is 1');
-    expect(Date.now() - started, 'not the 60 s of its own timeout').toBeLessThan(30_000);
+    const given = Number(/^step_timeout: two ran past its timeout_s \((\d+) s\)/.exec(err.message)?.[1]);
+    expect(given, err.message).toBeGreaterThan(0);
+    expect(given).toBeLessThan(8);
+    expect(lines).toContain('step one: 8 s left of the 8 s the steps may take together (build_timeout_s); its timeout_s is 8');
+    expect(lines).toContain(`step two: ${given} s left of the 8 s the steps may take together (build_timeout_s); its timeout_s is ${given}`);
+    expect(Date.now() - started, 'not the 60 s of its own timeout').toBeLessThan(40_000);
+    // Spent before a step starts: that step is not started at all.
+    const spent = await failure(runSteps({ docker, app, job: '12', sha: SHA, builtImage: BASE_IMAGE, totalTimeoutS: 0, steps: [step({ name: 'late', command: ['true'] })] }));
+    expect(spent.message).toBe('step_timeout: the steps ran past the 0 s they may take together (build_timeout_s) before step late');
     expect(await containersOf(app)).toEqual([]);
     expect(repositoryStepsBudget({ build_timeout_s: 1800 })).toBe(1800);
     expect(repositoryStepsBudget({ steps: [], build_timeout_s: 1800 })).toBeUndefined();
@@ -299,10 +305,14 @@ describe('steps from the commit', () => {
 
   it('refuses a step of the commit\'s file in another app\'s image (on this engine, or from a registry); this app\'s and others\' are fine', async () => {
     const file = (image: string) => tree({ '.slipway.yml': `steps:\n  - name: unit\n    command: [make, test]\n  - name: peek\n    image: "${image}"\n    command: [cat, /app/secrets]\n` });
-    for (const image of ['slipway/billing:0123456789ab', 'registry.example:5000/slipway/billing:0123456789ab', 'slipway/billing']) {
+    for (const image of ['slipway/billing:0123456789ab', 'registry.example:5000/slipway/billing:0123456789ab', 'SLIPWAY/Billing', 'slipway/billing@sha256:' + 'a'.repeat(64)]) {
       const err = await failure(stepsForCommit({ name: 'hello' }, file(image), SHA));
       expect(err.code).toBe('repository_file_invalid');
-      expect(err.message).toBe(`.slipway.yml of commit ${SHA.slice(0, 12)}: steps[1].image: ${image} is an image of app billing; a commit's steps run this app's images or others' from a registry`);
+      expect(err.message).toBe(`.slipway.yml of commit ${SHA.slice(0, 12)}: steps[1].image: ${image} is a slipway/ image, another app's build (billing); a commit's steps run this app's images or others' from a registry`);
+    }
+    // By id, Docker finds any local image (another app's build too) from a prefix.
+    for (const image of ['3fa9c1', `sha256:${'b'.repeat(64)}`]) {
+      expect((await failure(stepsForCommit({ name: 'hello' }, file(image), SHA))).message).toMatch(/names an image by its id/);
     }
     for (const image of ['slipway/hello:0123456789ab', 'node:20', 'acme/slipway-tools:1', 'slipwayz/billing:1']) {
       expect((await stepsForCommit({ name: 'hello' }, file(image), SHA)).map((s) => s.image)).toEqual([undefined, image]);

@@ -32,11 +32,6 @@ export interface DeployAppOptions {
 }
 
 /**
- * "Deploy this app at this ref" (or this image): what `slipway deploy` and
- * the dashboard's deploy button both do. Resolves the ref to a full sha
- * first, so the job names exactly what it builds.
- */
-/**
  * The shape of a deploy's `ref` or `image`, checked before anything is
  * asked of Redis or git: a bad one is the caller's mistake whether or not
  * the services answer.
@@ -47,6 +42,11 @@ export function checkDeployInput(options: { ref?: string; image?: string }): voi
   if (options.ref !== undefined && !isBranchName(options.ref) && !SHA_PREFIX.test(options.ref)) throw new InvalidInputError(`not a branch or commit: ${JSON.stringify(options.ref)}`);
 }
 
+/**
+ * "Deploy this app at this ref" (or this image): what `slipway deploy` and
+ * the dashboard's deploy button both do. Resolves the ref to a full sha
+ * first, so the job names exactly what it builds.
+ */
 export async function deployApp(options: DeployAppOptions): Promise<JobRecord> {
   const { app, queue } = options;
   const trigger = options.trigger ?? 'cli';

@@ -320,6 +320,11 @@ export function parseReleaseRecord(text: string | null): ReleaseRecord | null {
 /** A release's image as a rollback tells them apart: a swarm release's pin (`@sha256:…`) aside, as a rebuild of one commit is the same release. */
 const imageOf = (release: ReleaseRecord) => release.image.replace(/@sha256:[0-9a-f]{64}$/, '');
 
+/** A rollback's `--to`: a commit's 7-40 lowercase hex digits (checked before anything is read). */
+export function checkRollbackTo(to: string): void {
+  if (!SHA_PREFIX.test(to)) throw new InvalidInputError(`--to must be 7 to 40 lowercase hex digits, got ${quote(to)}`);
+}
+
 /**
  * The release a rollback goes back to: the one whose commit starts with
  * `to` (7 to 40 hex digits), by default the newest whose image differs from
@@ -327,11 +332,6 @@ const imageOf = (release: ReleaseRecord) => release.image.replace(/@sha256:[0-9a
  * first. Throws InvalidInputError for a malformed `to`,
  * ReleaseNotFoundError when no kept release other than the live one matches.
  */
-/** A rollback's `--to`: a commit's 7-40 lowercase hex digits (checked before anything is read). */
-export function checkRollbackTo(to: string): void {
-  if (!SHA_PREFIX.test(to)) throw new InvalidInputError(`--to must be 7 to 40 lowercase hex digits, got ${quote(to)}`);
-}
-
 export function rollbackTarget(history: readonly ReleaseRecord[], current: ReleaseRecord | null, to?: string): ReleaseRecord {
   const notLive = (r: ReleaseRecord) => current === null || imageOf(r) !== imageOf(current);
   if (to !== undefined) {
