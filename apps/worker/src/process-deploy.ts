@@ -681,6 +681,16 @@ async function settleFailure(ctx: DeployContext, job: Job, token: string | undef
     await ctx.store.update(id, { state: 'waiting', error: message });
     throw new Error(message);
   }
+  // Past the switch, etcd may name this job's release though the rollout failed after it (the switch's answer lost,
+  // nginx's apply failed and could not be undone): that is what is live, and what a retry would have found.
+  if (progress.reachedSwitch) {
+    const live = await currentRelease(ctx.etcd, record.app).catch(() => undefined);
+    if (live?.job === id) {
+      log.write(`the rollout failed after its switch, and etcd names this job's release as live (${live.image}): it is recorded as completed (the router brings nginx to it; the previous release's containers go with the next deploy)`);
+      return complete(ctx, record, log, { image: live.image, release: id }, ctx.logger.child({ job: id, app: record.app }), 'live though its rollout failed after the switch; recorded as completed');
+    }
+    if (live === undefined) log.write('etcd could not be read to learn whether the switch went through: the job is recorded as failed');
+  }
   await log.flush();
   ctx.feedback?.finished(await ctx.store.finish(id, 'failed', { error: message, fault: faultOf(err) }), err);
   // BullMQ keeps the reason in its own job data too: the scrubbed line, never the original message.
