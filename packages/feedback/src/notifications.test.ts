@@ -64,6 +64,8 @@ describe('notifications', () => {
     expect(body.text).toBe('hello 6113728: deploy failed at health after 41 s: container 0123456789ab never answered 2xx on /healthz (job 12)');
     expect(body.blocks[0]!.text!.text).toContain('<https://deploy.example.com/jobs/12|job 12> · <https://github.com/acme/hello/compare/000...611|compare>');
     expect(body.blocks[1]!.elements![0]!.text).toBe('Fix &lt;the&gt; &amp; health · pushed by ada · webhook on master');
+    // Text from the push or the build is not turned into links or mentions by Slack: only the links written as <url|label>.
+    expect([body.blocks[0]!.text, body.blocks[1]!.elements![0]]).toEqual([expect.objectContaining({ verbatim: true }), expect.objectContaining({ verbatim: true })]);
     expect(request.headers['x-slipway-signature-256']).toBeUndefined();
   });
 

@@ -173,8 +173,9 @@ function slackMessage(payload: NotificationPayload): SlackMessage {
   return {
     text,
     blocks: [
-      { type: 'section', text: { type: 'mrkdwn', text: `${ICONS[payload.event]} *${escape(payload.app)}* \`${escape(commit)}\` ${escape(what)}\n${links.join(' · ')}` } },
-      { type: 'context', elements: [{ type: 'mrkdwn', text: context.join(' · ') }] },
+      // verbatim: a URL or @here in a commit message or a build's error stays text (Slack would link it, or ping a channel).
+      { type: 'section', text: { type: 'mrkdwn', text: `${ICONS[payload.event]} *${escape(payload.app)}* \`${escape(commit)}\` ${escape(what)}\n${links.join(' · ')}`, verbatim: true } },
+      { type: 'context', elements: [{ type: 'mrkdwn', text: context.join(' · '), verbatim: true }] },
     ],
   };
 }
