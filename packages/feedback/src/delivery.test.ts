@@ -35,6 +35,24 @@ describe('sendHttpRequest', () => {
     expect(err?.message).not.toContain('second-line-of-the-file');
   });
 
+  it('a refusal that echoes the request does not carry its token into the error', async () => {
+    const server = createServer((req, res) => {
+      res.writeHead(400, { 'content-type': 'text/plain' });
+      res.end(`bad request; you sent authorization: ${req.headers.authorization}`);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const request = { ...post(`http://127.0.0.1:${port}/statuses`), headers: { authorization: 'token ghp_EchoedTokenValue123', 'content-type': 'application/json' } };
+      const err = await failure(sendHttpRequest(request, AbortSignal.timeout(10_000)));
+      expect(err?.message).toMatch(/^POST http:\/\/127\.0\.0\.1:\d+ answered 400: bad request; you sent authorization: /);
+      expect(err?.message).not.toContain('ghp_EchoedTokenValue123');
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
   it('reads only the start of a refusal, however much the target sends', async () => {
     const server = createServer((_req, res) => {
       res.writeHead(500, { 'content-type': 'text/plain' });
