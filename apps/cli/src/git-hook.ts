@@ -1,6 +1,5 @@
 import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CommandError, processStart, runCommand } from '@slipway/core/run-command';
@@ -27,7 +26,8 @@ const HOOK_NAMES = ['pre-receive', 'reference-transaction'] as const;
  * once git has moved the branch or given up (push-lock.ts).
  */
 function renderHooks(options: { node: string; app: string; config: string | null }): Record<(typeof HOOK_NAMES)[number], string> {
-  const module = (name: string) => JSON.stringify(fileURLToPath(new URL(`./${name}`, import.meta.url)));
+  // A file URL, not a path: a path is read as a URL specifier, and a '#', '?' or '%' in the install path would break it.
+  const module = (name: string) => JSON.stringify(new URL(`./${name}`, import.meta.url).href);
   const header = [
     `#!${options.node}`,
     `// ${HOOK_MARK}: a push to the app's branch deploys it,`,
@@ -36,15 +36,14 @@ function renderHooks(options: { node: string; app: string; config: string | null
   return {
     'pre-receive': [
       ...header,
-      `import { runGitHook } from ${module('git-hook.js')};`,
-      `process.exitCode = await runGitHook({ app: ${JSON.stringify(options.app)}, config: ${JSON.stringify(options.config)} });`,
+      // A dynamic import, no top-level await: a file without an extension is CommonJS to a Node before 20.19.
+      `import(${module('git-hook.js')}).then(({ runGitHook }) => runGitHook({ app: ${JSON.stringify(options.app)}, config: ${JSON.stringify(options.config)} })).then((code) => { process.exitCode = code; });`,
       '',
     ].join('\n'),
     'reference-transaction': [
       ...header,
       '// This one lets the push go once git has moved the branch, or given up.',
-      `import { runReferenceTransactionHook } from ${module('push-lock.js')};`,
-      'process.exitCode = await runReferenceTransactionHook(process.argv[2]);',
+      `import(${module('push-lock.js')}).then(({ runReferenceTransactionHook }) => runReferenceTransactionHook(process.argv[2])).then((code) => { process.exitCode = code; });`,
       '',
     ].join('\n'),
   };

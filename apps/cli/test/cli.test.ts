@@ -115,6 +115,9 @@ describe('slipway', () => {
     expect(added.code, added.stderr).toBe(0);
     expect(JSON.parse(added.stdout)).toEqual({ app, repository: bareNoHooks, branch: 'master', hooks: [join(bareNoHooks, 'hooks', 'pre-receive'), join(bareNoHooks, 'hooks', 'reference-transaction')] });
     expect(readFileSync(join(bareNoHooks, 'hooks', 'pre-receive'), 'utf8')).toContain('runGitHook');
+    // A Node that takes a file without an extension for CommonJS (before 20.19) runs the hooks too.
+    const asCommonJs = spawnSync(process.execPath, ['--no-experimental-detect-module', join(bareNoHooks, 'hooks', 'reference-transaction'), 'committed'], { cwd: bareNoHooks, input: '', encoding: 'utf8', timeout: 20_000 });
+    expect([asCommonJs.status, asCommonJs.stderr]).toEqual([0, '']);
 
     const mirror = join(tmp.path, 'mirror.git');
     await git(tmp.path, 'init', '-q', '--bare', mirror);
