@@ -686,7 +686,9 @@ async function settleFailure(ctx: DeployContext, job: Job, token: string | undef
   if (progress.reachedSwitch) {
     const live = await currentRelease(ctx.etcd, record.app).catch(() => undefined);
     if (live?.job === id) {
-      log.write(`the rollout failed after its switch, and etcd names this job's release as live (${live.image}): it is recorded as completed (the router brings nginx to it; the previous release's containers go with the next deploy)`);
+      log.write(`the rollout failed after its switch, and etcd names this job's release as live (${live.image}): it is recorded as completed, once nginx routes as etcd says and what the previous release left is removed${ctx.manager ? ' (by the next rollout)' : ''}`);
+      // As for an earlier attempt that went live and died: nginx brought to etcd's set first, then the previous containers.
+      if (!ctx.manager) await removeLeftByDeadAttempt(ctx, record, log);
       return complete(ctx, record, log, { image: live.image, release: id }, ctx.logger.child({ job: id, app: record.app }), 'live though its rollout failed after the switch; recorded as completed');
     }
     if (live === undefined) log.write('etcd could not be read to learn whether the switch went through: the job is recorded as failed');

@@ -333,6 +333,14 @@ describe('sharedServerNames: apps nginx would serve on one listen under one name
     expect(sharedServerNames(spelt)).toEqual([expect.stringMatching(/^apps\.b\.server_name: Example\.COM\. on listen 0\.0\.0\.0:8080 is apps\.a's too/)]);
   });
 
+  it('names an app without names on a listen whose first file is another app\'s: that one is the default server', () => {
+    expect(sharedServerNames(config('  web: { repo: /r/a.git, server_name: web.example.com }\n  zz: { repo: /r/b.git }\n'))).toEqual([
+      "apps.zz.server_name: unset, on listen 80 where apps.web's file comes first: nginx sends every request for a name no app lists to web, and zz gets none; give zz its names or its own listen",
+    ]);
+    // First itself, it is the default server: it takes what web does not name.
+    expect(sharedServerNames(config('  aa: { repo: /r/a.git }\n  web: { repo: /r/b.git, server_name: web.example.com }\n'))).toEqual([]);
+  });
+
   it('says nothing of apps on their own listen, their own names, or their own addresses', () => {
     expect(sharedServerNames(config('  a: { repo: /r/a.git, listen: "127.0.0.1:8081" }\n  b: { repo: /r/b.git, listen: "127.0.0.1:8082" }\n'))).toEqual([]);
     expect(sharedServerNames(config('  a: { repo: /r/a.git, server_name: a.example.com }\n  b: { repo: /r/b.git, server_name: b.example.com }\n'))).toEqual([]);

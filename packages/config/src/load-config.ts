@@ -332,8 +332,18 @@ export function parseRepositoryFile(text: string, commit: string): { steps: Step
 export function sharedServerNames(config: Pick<SlipwayConfig, 'apps'>): string[] {
   const seen = new Map<string, string>();
   const said: string[] = [];
+  const listenOf = (app: AppConfig) => (/^\d+$/.test(app.listen) ? `*:${app.listen}` : app.listen.toLowerCase().replace(/^0\.0\.0\.0:/, '*:'));
+  // `_` names nothing: an app without names serves only as the default server of its listen, the first file nginx reads.
+  const files = (app: AppConfig) => `slipway-${app.name}.conf`;
+  const byFile = Object.values(config.apps).sort((a, b) => (files(a) < files(b) ? -1 : files(a) > files(b) ? 1 : 0));
+  for (const app of byFile.filter((a) => a.server_name.length === 0)) {
+    const first = byFile.find((other) => listenOf(other) === listenOf(app));
+    if (first && first !== app && first.server_name.length > 0) {
+      said.push(`apps.${app.name}.server_name: unset, on listen ${app.listen} where apps.${first.name}'s file comes first: nginx sends every request for a name no app lists to ${first.name}, and ${app.name} gets none; give ${app.name} its names or its own listen`);
+    }
+  }
   for (const app of Object.values(config.apps)) {
-    const listen = /^\d+$/.test(app.listen) ? `*:${app.listen}` : app.listen.toLowerCase().replace(/^0\.0\.0\.0:/, '*:');
+    const listen = listenOf(app);
     for (const name of app.server_name.length > 0 ? app.server_name : ['_']) {
       const key = `${listen} ${name.toLowerCase().replace(/\.$/, '')}`;
       const other = seen.get(key);

@@ -342,7 +342,8 @@ export async function sendHttpRequest(request: HttpRequest, signal: AbortSignal)
   const text = await readExcerpt(res);
   if (res.status >= 200 && res.status < 300) return;
   // A server that echoes the request (a proxy's error page, a debug endpoint) would put the token in the log line.
-  const excerpt = scrubSecrets(text.replace(/\s+/g, ' ').trim().slice(0, BODY_EXCERPT), credentialsOf(request.headers));
+  // Scrubbed whole, then cut: a token cut in two by the excerpt's end would no longer be found.
+  const excerpt = scrubSecrets(text.replace(/\s+/g, ' ').trim(), credentialsOf(request.headers)).slice(0, BODY_EXCERPT);
   // GitHub answers its rate limits (primary and secondary) with 403 as well as 429, saying so in its headers.
   const limited = res.status === 403 && (res.headers.has('retry-after') || res.headers.get('x-ratelimit-remaining') === '0');
   const resetAt = Number(res.headers.get('x-ratelimit-reset'));
