@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UnavailableError } from '@slipway/core/slipway-error';
 import { createGitRunner, DEFAULT_TOKEN_USERNAME, gitEnv, shellQuote, gitFailure } from './git-runner.js';
 import { classifyRepoUrl } from './repo-cache.js';
@@ -146,7 +146,11 @@ describe('gitFailure', () => {
 });
 
 describe('GitRunner.probe', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'slipway-probe-'));
+  // Made in beforeAll: a run that filters these tests out runs no afterAll either.
+  let dir = '';
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'slipway-probe-'));
+  });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const missing = 'd'.repeat(40);
 

@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appConfig, ConfigError, configSecrets, loadConfig, loadPushConfig, parseConfig, sharedServerNames } from './load-config.js';
 import { configReference } from './slipway-schema.js';
 
@@ -277,7 +277,11 @@ describe('parseConfig rejects bad configs with the file and key path', () => {
 });
 
 describe('loadConfig', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'slipway-config-'));
+  // Made in beforeAll, not while the file is collected: a run that filters these tests out runs no afterAll either.
+  let dir = '';
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'slipway-config-'));
+  });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it('prefers --config, then $SLIPWAY_CONFIG, then ./slipway.yml', () => {
