@@ -131,20 +131,28 @@ export class DockerRuntime implements ContainerRuntime {
     return dockerCallWithin(doing, call, { timeoutMs: this.timeoutMs + graceMs, ignore });
   }
 
+  /**
+   * The containers Slipway started for `app`: carrying its `slipway.app`
+   * and a `slipway.release`. Docker copies an image's labels onto every
+   * container made from it, and a built image carries `slipway.app`, so an
+   * operator's one-off `docker run slipway/<app>:<sha12> …` (a migration, a
+   * shell) has it too: without the release label it is not Slipway's, and
+   * no rollout takes it for a stray to remove.
+   */
   async listAppContainers(app: string, port: number): Promise<AppContainer[]> {
     const infos = (await this.ask(`listing the containers of ${app}`, (abortSignal) =>
-      this.docker.listContainers({ all: true, filters: { label: [`${LABELS.app}=${app}`] }, abortSignal })))!;
+      this.docker.listContainers({ all: true, filters: { label: [`${LABELS.app}=${app}`, LABELS.release] }, abortSignal })))!;
     return infos.map((info) => appContainer(info, port));
   }
 
   /**
    * The containers of every app in `ports` (app name → its port), in one
    * listing of Docker: what `slipway status` and the dashboard's overview
-   * ask for all apps at once.
+   * ask for all apps at once. Slipway's only, as in listAppContainers.
    */
   async listAppsContainers(ports: ReadonlyMap<string, number>): Promise<Map<string, AppContainer[]>> {
     const infos = (await this.ask('listing the containers of the apps', (abortSignal) =>
-      this.docker.listContainers({ all: true, filters: { label: [LABELS.app] }, abortSignal })))!;
+      this.docker.listContainers({ all: true, filters: { label: [LABELS.app, LABELS.release] }, abortSignal })))!;
     const byApp = new Map([...ports.keys()].map((app): [string, AppContainer[]] => [app, []]));
     for (const info of infos) {
       const app = info.Labels[LABELS.app] ?? '';

@@ -135,9 +135,13 @@ describe('rollout', () => {
     // A job's test step, running meanwhile: a container of the app too (labelled with its step), neither listed nor a leftover.
     const step = await docker.createContainer({ Image: v2!, Labels: { 'slipway.app': app.name, 'slipway.release': 'testing', 'slipway.step': 'unit' } });
     await step.start();
+    // An operator's one-off `docker run` of a built image (a migration): the image's own labels, no release. Not Slipway's.
+    const oneOff = await docker.createContainer({ Image: v2!, Labels: { 'slipway.app': app.name, 'slipway.sha': 'a'.repeat(40) } });
+    await oneOff.start();
     const status = await appStatus({ app, nginx: nginx.settings, docker, etcd }).finally(() => step.remove({ force: true }));
     expect(status.drift.join('\n')).toMatch(new RegExp(`container ${stray.id.slice(0, 12)} .*not in etcd`));
     expect(JSON.stringify(status)).not.toContain(step.id.slice(0, 12));
+    expect(JSON.stringify(status)).not.toContain(oneOff.id.slice(0, 12));
     // Asked for several apps at once (one Docker listing for all): each sees its own containers, the same status.
     const other = await testApp({ replicas: 1 });
     const [mine, theirs] = await Promise.all(appStatuses({ apps: [app, other], nginx: nginx.settings, docker, etcd }));
@@ -149,6 +153,8 @@ describe('rollout', () => {
     const result = await rollout({ ...base, image: v2!, sha: null, job: 'b', log: (l) => lines.push(l) });
     expect(result.strays).toEqual([stray.id]);
     expect(lines.join('\n')).toContain(`removed stray container ${stray.id.slice(0, 12)}`);
+    expect((await oneOff.inspect()).State.Running, 'the one-off was left running').toBe(true);
+    await oneOff.remove({ force: true });
     expect((await appContainers(app.name)).map((c) => c.Id)).toEqual(result.containers.map((c) => c.id));
     expect(await fetchText(app.listen)).toBe('200 v2');
     // An image deploy: no slipway.sha label, sha null in the record.
