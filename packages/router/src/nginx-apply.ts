@@ -6,7 +6,7 @@ import type { AppConfig, SlipwayConfig } from '@slipway/config/types';
 import { CommandError } from '@slipway/core/run-command';
 import { firstLine } from '@slipway/core/slipway-error';
 import { checkFiles, rejectedFile, runCheck, slipwayConfFiles } from './nginx-check.js';
-import { otherHolder, reloadConfirmedSince, reloadNginx, reloadSignalledFor, signalReload, type NginxTarget, type ReloadResult } from './nginx-reload.js';
+import { otherHolder, reloadConfirmedSince, reloadNginx, reloadSignalledFor, type NginxTarget, type ReloadResult } from './nginx-reload.js';
 import { nginxNames, renderDnsNginxConf, renderFrontConf, renderNginxConf, type DnsRouteSnapshot, type RouteSnapshot } from './render.js';
 import { probeUnixSocket } from './tcp-sockets.js';
 import { backListen, frontTarget } from './tiers.js';
@@ -356,15 +356,24 @@ export async function removeUnconfiguredApps(nginx: NginxTarget, apps: ReadonlyS
   for (const tier of [nginx, frontTarget(nginx)]) {
     if (tier === null) continue;
     const gone: Array<Omit<RemovedFile, 'reloadError'>> = [];
+    let listen: string | undefined;
     for (const name of await readdir(tier.conf_dir).catch(() => [] as string[])) {
       const app = name.slice('slipway-'.length, -'.conf'.length);
       if (!nginxNames.isSlipwayFile(name) || apps.has(app) || !(await ours(app))) continue;
-      await rm(join(tier.conf_dir, name), { force: true });
-      gone.push({ app, file: join(tier.conf_dir, name) });
+      const file = join(tier.conf_dir, name);
+      listen ??= /^\s*listen\s+([^\s;]+)/m.exec((await readOrNull(file).catch(() => null)) ?? '')?.[1];
+      await rm(file, { force: true });
+      gone.push({ app, file });
     }
     if (gone.length === 0) continue;
     log(`removed ${gone.map((g) => g.file).join(', ')}: no app of that name is configured any more`);
-    const reloadError = await signalReload(tier).then(() => null, (err: unknown) => {
+    // Through the batch like every reload of this conf_dir, never beside one: a reload signalled while a batch
+    // observes its own would retire the old workers and pass for the batch's, before nginx read the batch's files.
+    // Observed on the address the first removed file listened on (one nginx file without one: a fixed wait).
+    const reloadError = await reloadNginx({ nginx: tier, listen: listen ?? '-' }).then(({ outcome }) => {
+      if (outcome !== 'not_applied') return null;
+      throw new NginxReloadError('nginx did not apply the configuration without them (its old workers still accept): see its error log');
+    }).catch((err: unknown) => {
       log(`nginx reload after removing them failed: ${firstLine(err)}`);
       return err instanceof NginxReloadError ? err : new NginxReloadError(`nginx reload failed: ${firstLine(err)}`, { cause: err });
     });

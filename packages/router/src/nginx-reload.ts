@@ -106,7 +106,7 @@ export async function reloadNginx(options: ReloadNginxOptions): Promise<ReloadRe
 }
 
 /** Runs `reload_cmd` once; nothing is observed (see reloadNginx for a reload something waits on). */
-export async function signalReload(nginx: NginxTarget): Promise<void> {
+async function signalReload(nginx: NginxTarget): Promise<void> {
   try {
     await runCommand(nginx.reload_cmd, { timeoutMs: RELOAD_CMD_TIMEOUT_MS });
   } catch (err) {
@@ -427,7 +427,7 @@ async function checkWhole(nginx: NginxTarget, dir: string, tickets: BatchTicket[
   // Which files nginx has read (the inodes of the last signal), as reloadSignalledFor judges one.
   const [placed, signalled] = await Promise.all([
     slipwayFiles(nginx.conf_dir),
-    readFile(join(dir, 'signalled.json'), 'utf8').then((text) => JSON.parse(text) as Record<string, number>, () => ({}) as Record<string, number>),
+    readJson<Record<string, number>>(join(dir, 'signalled.json'), {}),
   ]);
   // A file of ours nginx names; not a file an app's includes from elsewhere (a snippet), which no ticket puts back.
   const namedOurs = named !== null && resolve(dirname(named)) === resolve(nginx.conf_dir) && nginxNames.isSlipwayFile(basename(named));
@@ -460,7 +460,7 @@ async function checkWhole(nginx: NginxTarget, dir: string, tickets: BatchTicket[
   const now = Date.now();
   const refusedFile = join(dir, 'refused.json');
   const inode = async (name: string) => (await stat(join(nginx.conf_dir, name)).catch(() => null))?.ino ?? null;
-  const last = JSON.parse(await readFile(refusedFile, 'utf8').catch(() => 'null')) as { files?: Record<string, number>; at?: number } | null;
+  const last = await readJson<{ files?: Record<string, number>; at?: number } | null>(refusedFile, null);
   // A file refused a moment ago and not put back yet (still the same inode).
   let beingPutBack = false;
   if (now - (last?.at ?? 0) < REFUSED_GRACE_MS) {
@@ -514,7 +514,7 @@ async function slipwayFiles(confDir: string): Promise<Record<string, number>> {
 export async function reloadSignalledFor(nginx: NginxTarget, file: string): Promise<boolean> {
   const [placed, signalled] = await Promise.all([
     stat(file).then((s) => s.ino, () => null),
-    readFile(join(nginx.conf_dir, BATCH_DIR, 'signalled.json'), 'utf8').then((text) => JSON.parse(text) as Record<string, number>, () => ({}) as Record<string, number>),
+    readJson<Record<string, number>>(join(nginx.conf_dir, BATCH_DIR, 'signalled.json'), {}),
   ]);
   return placed === null || signalled[basename(file)] === placed;
 }
@@ -626,7 +626,27 @@ async function takeResult(file: string): Promise<TicketResult | null> {
   const text = await readFile(file, 'utf8').catch(() => null);
   if (text === null) return null;
   await unlink(file).catch(() => {});
-  return JSON.parse(text) as TicketResult;
+  try {
+    return JSON.parse(text) as TicketResult;
+  } catch {
+    // Torn (a machine that lost power between the write and its rename reaching the disk): what the reload did is not known.
+    return { error: 'the result of this reload could not be read (its file is torn): nginx may not have applied it' };
+  }
+}
+
+/**
+ * A state file of the batch directory, or `fallback` when it is missing or
+ * unparsable: written by a rename without fsync, it may be empty or torn
+ * after a power loss, and must not fail every reload until someone removes it.
+ */
+async function readJson<T>(file: string, fallback: T): Promise<T> {
+  const text = await readFile(file, 'utf8').catch(() => null);
+  if (text === null) return fallback;
+  try {
+    return (JSON.parse(text) as T | null) ?? fallback;
+  } catch {
+    return fallback;
+  }
 }
 
 async function writeAtomically(file: string, content: string): Promise<void> {

@@ -107,6 +107,24 @@ describe('the reload batch directory', () => {
     expect(await readdir(dir)).not.toContain('ticket-mabc124-0123456789ab.json');
   });
 
+  it('takes a torn state file for a missing one (a power loss between its write and its rename reaching the disk)', async () => {
+    const name = testAppName();
+    const app = appsConfig({ [name]: { listen: `127.0.0.1:${await freePort()}` } })[name]!;
+    await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(app, [server.address]) });
+    const dir = join(nginx.settings.conf_dir, '.slipway-reload');
+    await writeFile(join(dir, 'signalled.json'), '');
+    await writeFile(join(dir, 'refused.json'), '{"files":{"slip');
+    // The same file again: whether nginx has read it is asked of signalled.json (torn: not known, so reloaded).
+    expect(await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(app, [server.address]) })).toMatchObject({ changed: false, reloaded: true });
+    const other = await backend('c');
+    try {
+      await applyNginxConf({ nginx: nginx.settings, snapshot: await routeSnapshot(app, [other.address]) });
+      expect(await fetchText(app.listen)).toBe('200 c');
+    } finally {
+      await other.close();
+    }
+  });
+
   it('takes a dead leader\'s lock over at once, an ownerless one within seconds, and never a live leader\'s', async () => {
     const name = testAppName();
     const app = appsConfig({ [name]: { listen: `127.0.0.1:${await freePort()}` } })[name]!;

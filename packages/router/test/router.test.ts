@@ -107,6 +107,25 @@ describe('router', () => {
     }
   });
 
+  it('--once fails an app whose file it removed when nginx did not apply the reload after it (its reload is observed, through the batch)', async () => {
+    const apps = await twoApps();
+    const [one, two, off] = Object.values(apps) as [typeof apps[string], typeof apps[string], typeof apps[string]];
+    await etcd.put(`${one.etcd_prefix}/aaaaaaaaaaaa`).value(address(0));
+    await etcd.put(`${two.etcd_prefix}/aaaaaaaaaaaa`).value(address(2));
+    await routerOnce({ apps, nginx: nginx.settings, etcd });
+    await etcd.put(etcdKeys.release(two.name)).value(JSON.stringify({ sha: null, image: 'x', job: '1', at: new Date().toISOString() }));
+    try {
+      // A reload_cmd that returns 0 and signals nothing: nginx's old workers go on accepting on two's address.
+      const silent = { ...nginx.settings, reload_cmd: ['true'] };
+      const results = await routerOnce({ apps: { [one.name]: one, [off.name]: off }, nginx: silent, etcd });
+      expect(results.map((r) => [r.app, r.outcome])).toEqual([[one.name, 'unchanged'], [two.name, 'failed']]);
+      expect(results[1]!.error?.message).toMatch(/did not apply/);
+    } finally {
+      await etcd.delete().key(etcdKeys.release(two.name));
+      await runCommand(nginx.settings.reload_cmd);
+    }
+  });
+
   it('--once syncs apps side by side, so that their switches share reloads', async () => {
     const base = uniqueName('/test/router');
     const names = Array.from({ length: 6 }, () => testAppName());
