@@ -9,7 +9,7 @@ import { DeployFeedback, type RetryPolicy } from '@slipway/feedback/deploy-feedb
 import { WorkerMetrics } from '@slipway/feedback/metrics';
 import { JobStore } from '@slipway/queue/job-store';
 import { SlipwayError } from '@slipway/core/slipway-error';
-import { bullJobId, DeployQueue, QUEUE_NAME } from '@slipway/queue/deploy-queue';
+import { bullJobId, DeployQueue, QUEUE_NAME, STALLED_OUT } from '@slipway/queue/deploy-queue';
 import { createEtcdClient } from '@slipway/etcd/client';
 import { connectRedis } from '@slipway/queue/redis';
 import { type DeployContext, processDeploy, settleGivenUp, TakenOver } from './process-deploy.js';
@@ -50,8 +50,6 @@ const ORPHAN_SWEEP_INTERVAL_MS = 60 * 1000;
  * next sweep: longer than a give-up takes (its lease wait and clean-up).
  */
 export const ABANDONED_AFTER_MS = 5 * 60_000;
-/** BullMQ's reason for a job it failed because it stalled more than maxStalledCount. */
-const STALLED_OUT = 'job stalled more than allowable limit';
 
 export interface DeployWorker {
   /** Resolves once the worker is connected and taking jobs. */

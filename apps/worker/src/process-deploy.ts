@@ -256,6 +256,13 @@ export async function settleGivenUp(ctx: DeployContext, id: string, err: Slipway
       ctx.feedback?.finished(await ctx.store.finish(id, 'completed', { result: { image: wentLive.image, release: id } }));
       return;
     }
+    // Not live, and an operator asked to cancel it while it was given up: that is how it ends.
+    if (await ctx.redis.exists(ctx.store.keys.cancel(id)).catch(() => 0)) {
+      log.write('cancelled: this job was given up (its workers kept dying), and nothing of it went live');
+      await log.flush();
+      ctx.feedback?.finished(await ctx.store.finish(id, 'cancelled', { error: 'cancelled by request' }));
+      return;
+    }
     log.write(`error: ${err.message}`);
     await log.flush();
     ctx.feedback?.finished(await ctx.store.finish(id, 'failed', { error: err.message, fault: err.fault }), err);

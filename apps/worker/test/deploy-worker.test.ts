@@ -8,7 +8,7 @@ import { commitVersion, freePort, startLoad, testStack, waitFor } from '@slipway
 import { createEtcdClient } from '@slipway/etcd/client';
 import { etcdKeys } from '@slipway/etcd/keys';
 import { UnrecoverableError, Worker } from 'bullmq';
-import { bullJobId, QUEUE_NAME } from '@slipway/queue/deploy-queue';
+import { bullJobId, QUEUE_NAME, STALLED_OUT } from '@slipway/queue/deploy-queue';
 import { connectRedis } from '@slipway/queue/redis';
 import { createDeployWorker, type DeployWorker } from '../src/deploy-worker.js';
 import { body, quietLogger, waitForJob, waitForStep, workerWorld, type WorkerWorld } from './support.js';
@@ -59,7 +59,10 @@ describe('the deploy worker', () => {
     expect(containers.map((c) => c.Labels['slipway.sha'])).toEqual([sha2, sha2]);
   });
 
-  it('a job BullMQ gave up on whose give-up was lost (the worker that saw it stopped) is ended by the next sweep, not left running for ever', async () => {
+  it.each([
+    ['', false],
+    ['; one an operator cancelled meanwhile is asked to stop, not ended unseen (it may have gone live), and ends cancelled', true],
+  ])('a job BullMQ gave up on whose give-up was lost (the worker that saw it stopped) is ended by the next sweep, not left running for ever%s', async (_, cancel) => {
     world = await workerWorld();
     const [app] = world.apps;
     const job = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
@@ -69,15 +72,20 @@ describe('the deploy worker', () => {
     try {
       const taken = await taker.getNextJob('test-token');
       expect(taken?.id).toBe(bullJobId(job.id));
-      await world.queue.store.update(job.id, { state: 'active' });
-      await taken!.moveToFailed(new UnrecoverableError('job stalled more than allowable limit'), 'test-token');
+      await world.queue.store.update(job.id, { state: 'active', startedAt: new Date().toISOString() });
+      await taken!.moveToFailed(new UnrecoverableError(STALLED_OUT), 'test-token');
     } finally {
       await taker.close();
       connection.disconnect();
     }
     expect((await world.queue.store.mustGet(job.id)).state).toBe('active');
+    if (cancel) expect((await world.queue.cancel(job.id)).state).toBe('active');
     worker = createDeployWorker({ config: world.config, logger: quietLogger, abandonedAfterMs: 0 });
     const done = await waitForJob(world.queue, job.id, 60_000);
+    if (cancel) {
+      expect(done).toMatchObject({ state: 'cancelled', error: 'cancelled by request' });
+      return;
+    }
     expect(done.state).toBe('failed');
     expect(done.error).toMatch(/^worker_lost: the workers running it died/);
   });

@@ -10,6 +10,8 @@ import { withRedis } from './redis.js';
 export const QUEUE_NAME = 'deploys';
 /** BullMQ job ids must not be bare integers; ours are, so they get a prefix. */
 export const bullJobId = (id: string) => `deploy-${id}`;
+/** BullMQ's reason for a job it failed because it stalled more than maxStalledCount: given up, its record still to end. */
+export const STALLED_OUT = 'job stalled more than allowable limit';
 
 /** Most webhooks whose records are written by one script call (a Lua script holds Redis while it runs). */
 const ENQUEUE_BATCH = 64;
@@ -276,7 +278,10 @@ export class DeployQueue {
         }
         if (removed) return cancelled(await this.store.finish(id, 'cancelled', { error: 'cancelled while waiting' }));
       }
-      if (!job || state === 'unknown' || state === 'completed' || state === 'failed') {
+      // Given up by BullMQ (its workers kept dying) and not ended yet: its last attempt may have gone live, which the
+      // give-up finds out from etcd (the worker's, or the sweep for lost ones): asked to stop, as a running one is.
+      const givenUp = state === 'failed' && job?.failedReason === STALLED_OUT && record.startedAt !== null;
+      if (!givenUp && (!job || state === 'unknown' || state === 'completed' || state === 'failed')) {
         // The queue has no live job for it (lost with a flushed Redis, say): the record is all there is.
         return cancelled(await this.store.finish(id, 'cancelled', { error: 'cancelled (no live queue job)' }));
       }
