@@ -18,6 +18,14 @@ describe('runCommand', () => {
     expect(lines.sort()).toEqual(['one', 'two']);
   });
 
+  it('decodes a character whose bytes come in two chunks whole', async () => {
+    const lines: string[] = [];
+    // "é" is C3 A9: the pipe hands them over a moment apart.
+    const { stdout } = await runCommand(['sh', '-c', "printf '\\303'; sleep 0.2; printf '\\251\\n\\303'"], { onLine: (l) => lines.push(l) });
+    expect(stdout).toBe('é\n\uFFFD');
+    expect(lines).toEqual(['é', '\uFFFD']);
+  });
+
   it('says when a command does not exist', async () => {
     await expect(runCommand(['slipway-no-such-command'])).rejects.toThrow('command not found');
   });

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { readFileSync, readlinkSync } from 'node:fs';
+import { StringDecoder } from 'node:string_decoder';
 import { SlipwayError } from './slipway-error.js';
 
 export interface RunOptions {
@@ -91,10 +92,12 @@ export function runCommand(argv: readonly string[], options: RunOptions = {}): P
       killGroup(signal);
       if (signal !== 'SIGKILL') after(STOP_GRACE_MS, () => killGroup('SIGKILL'));
     };
+    // One decoder per stream: a character whose bytes a pipe's chunk boundary splits is decoded whole, not as two U+FFFD.
+    const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
     const collect = (stream: 'stdout' | 'stderr') => (chunk: Buffer) => {
       printed += chunk.length;
       if (printed > MAX_OUTPUT_BYTES) return stop(`printed more than ${MAX_OUTPUT_BYTES / 1024 / 1024} MB`, 'SIGKILL');
-      const text = chunk.toString('utf8');
+      const text = decoders[stream].write(chunk);
       out[stream] += text;
       if (!options.onLine) return;
       const lines = (partial[stream] + text).split('\n');
@@ -124,6 +127,9 @@ export function runCommand(argv: readonly string[], options: RunOptions = {}): P
       child.stdout.destroy();
       child.stderr.destroy();
       for (const stream of ['stdout', 'stderr'] as const) {
+        const rest = decoders[stream].end();
+        out[stream] += rest;
+        partial[stream] += rest;
         if (partial[stream] && options.onLine) options.onLine(partial[stream], stream);
       }
       const exit = code ?? (signal ? null : 1);
