@@ -24,7 +24,7 @@ export interface MainIo {
  * flags, a bad configuration or a missing `dashboard.token`.
  */
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv, io: MainIo = process): Promise<number> {
-  const start = serviceStart({ name: 'slipway-dashboard', summary: 'Serves the web dashboard and its JSON API on dashboard.host:dashboard.port.', argv, env, io });
+  const start = serviceStart({ name: 'slipway-dashboard', summary: 'Serves the web dashboard and its JSON API on dashboard.host:dashboard.port.', argv, env, io, readsEngineFiles: true });
   if ('exitCode' in start) return start.exitCode;
   const { config } = start;
   if (!config.dashboard.token) {

@@ -9,7 +9,7 @@ import { createDeployWorker } from './deploy-worker.js';
 export async function runMain(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   const start = serviceStart({
     name: 'slipway-worker', summary: 'Takes deploy jobs from the queue: checkout, docker build, zero-downtime rollout.',
-    argv, env, io: process,
+    argv, env, io: process, readsEngineFiles: true,
     flags: { concurrency: { type: 'string' } }, help: { concurrency: 'jobs run at once (default worker.concurrency)' },
   });
   if ('exitCode' in start) {

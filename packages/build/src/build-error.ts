@@ -1,5 +1,5 @@
-import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
-import { dockerError } from '@slipway/core/docker';
+import { SlipwayError } from '@slipway/core/slipway-error';
+import { dockerError, hostFailure } from '@slipway/core/docker';
 
 /** The step a build stopped at, as Docker's classic builder numbers it. */
 export interface FailedStep {
@@ -30,24 +30,6 @@ export class BuildError extends SlipwayError {
   }
 }
 
-/**
- * What Docker says when the build host, its network or a registry failed
- * rather than the commit: a base image's pull that could not reach its
- * registry or was refused for its rate, a disk that is full. A step that
- * ran and failed has an exit code instead, and is the commit's (its own
- * network trouble included: the step chose to fail).
- */
-const HOST_FAILURE = /toomanyrequests|rate limit|no space left on device|i\/o timeout|TLS handshake timeout|no such host|connection refused|connection reset by peer|network is unreachable|server misbehaving|unexpected EOF|\b50[234] (Bad Gateway|Service Unavailable|Gateway Time-?out)/i;
-
-/**
- * A build failure that is the host's, its network's or a registry's
- * (HOST_FAILURE), as an UnavailableError: retried, and reported as
- * Slipway's (commit status `error`), not blamed on the commit. Null for
- * any other failure.
- */
-export function hostFailure(message: string, cause?: unknown): UnavailableError | null {
-  return HOST_FAILURE.test(message) ? new UnavailableError('docker', message, { cause }) : null;
-}
 
 /**
  * A dockerode failure of the build request itself (not a failed step), by

@@ -2,7 +2,8 @@ import { StringDecoder } from 'node:string_decoder';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { markCut, SCRUB_WINDOW_BYTES, scrubLine } from '@slipway/core/logger';
 import type { UnavailableError } from '@slipway/core/slipway-error';
-import { BuildError, type FailedStep, hostFailure } from './build-error.js';
+import { hostFailure } from '@slipway/core/docker';
+import { BuildError, type FailedStep } from './build-error.js';
 
 /** One JSON message of Docker's `/build` stream. */
 export interface BuildEvent {

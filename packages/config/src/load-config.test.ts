@@ -72,6 +72,9 @@ describe('parseConfig defaults', () => {
   it('takes resource limits on one engine too (its containers and test steps get them)', () => {
     const one = parseConfig(`${minimalApp}    resources: { cpus: 0.5, memory_mb: 64 }\n`, { file: FILE, env: {} });
     expect(one.apps.hello!.resources).toEqual({ cpus: 0.5, memory_mb: 64 });
+    // Docker refuses a memory limit under 6 MiB when it starts the container: refused here, at load, by its key.
+    expect(() => parseConfig(`${minimalApp}    resources: { memory_mb: 5 }\n`, { file: FILE, env: {} })).toThrow(/apps\.hello\.resources\.memory_mb/);
+    expect(parseConfig(`${minimalApp}    resources: { memory_mb: 6 }\n`, { file: FILE, env: {} }).apps.hello!.resources).toEqual({ memory_mb: 6 });
   });
 
   it('reads a swarm engine: the manager defaults to docker, TLS and ssh files resolve against the config file', () => {

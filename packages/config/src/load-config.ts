@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { type Document, parseDocument, visit } from 'yaml';
 import { sshTarget } from '@slipway/core/docker-ssh';
@@ -319,6 +319,33 @@ export function parseRepositoryFile(text: string, commit: string): { steps: Step
 }
 
 // --- What every consumer asks of a loaded configuration
+
+/**
+ * The files of a swarm engine (`engine.tls`, `engine.ssh`) that cannot be
+ * read, as `key.path: message` lines: what the processes that talk to the
+ * manager (the worker, the dashboard) check when they start, so that a
+ * missing certificate is a configuration error naming its key, not a
+ * stack trace. Not part of loading: a receiver given the same file never
+ * reads them. None for `engine.type: docker`.
+ */
+export function engineFileProblems(config: Pick<SlipwayConfig, 'engine'>): string[] {
+  const { engine } = config;
+  if (engine.type !== 'swarm') return [];
+  const files: Array<[string, string | undefined]> = [
+    ['engine.tls.ca', engine.tls?.ca], ['engine.tls.cert', engine.tls?.cert], ['engine.tls.key', engine.tls?.key],
+    ['engine.ssh.key', engine.ssh?.key], ['engine.ssh.known_hosts', engine.ssh?.known_hosts],
+  ];
+  const problems: string[] = [];
+  for (const [key, file] of files) {
+    if (file === undefined) continue;
+    try {
+      accessSync(file, constants.R_OK);
+    } catch (err) {
+      problems.push(`${key}: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  }
+  return problems;
+}
 
 /**
  * Apps nginx would serve on the same `listen` with a server name in common

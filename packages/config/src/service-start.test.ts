@@ -40,6 +40,18 @@ describe('serviceStart', () => {
     expect(result).toMatchObject({ flags: { concurrency: '3' }, config: { receiver: { port: 4000 } } });
   });
 
+  it('for a process that talks to a swarm\'s manager, an engine certificate it cannot read is a bad config (2) naming its key', () => {
+    const swarm = join(dir, 'swarm.yml');
+    writeFileSync(join(dir, 'ca.pem'), 'x');
+    writeFileSync(swarm, 'engine: { type: swarm, manager: "tcp://127.0.0.1:2376", registry: "127.0.0.1:5000", tls: { ca: ca.pem, cert: cert.pem, key: key.pem } }\n');
+    const err = new PassThrough();
+    const start = (readsEngineFiles: boolean) => serviceStart({ name: 'slipway-thing', summary: '', argv: ['--config', swarm], env: {}, io: { stdout: new PassThrough(), stderr: err }, readsEngineFiles });
+    expect(start(true)).toEqual({ exitCode: 2 });
+    expect(String(err.read())).toBe(`${swarm}: engine.tls.cert: cannot read ${join(dir, 'cert.pem')} (ENOENT)\n${swarm}: engine.tls.key: cannot read ${join(dir, 'key.pem')} (ENOENT)\n`);
+    // The receiver, given the same file, never reads them.
+    expect(start(false)).toMatchObject({ config: { engine: { type: 'swarm' } } });
+  });
+
   it('prints the usage for bad flags and one clear line for a bad config', () => {
     expect(run(['--colour']).stderr).toMatch(/^slipway-thing: Unknown option '--colour'\nusage: slipway-thing \[--config PATH\] \[--concurrency CONCURRENCY\]/);
     expect(run(['--config', bad]).stderr).toBe(`${bad}: receiver.port: expected a port 1-65535, got "x"\n`);

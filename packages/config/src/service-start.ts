@@ -1,5 +1,5 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { ConfigError, loadConfig } from './load-config.js';
+import { ConfigError, engineFileProblems, loadConfig } from './load-config.js';
 import type { SlipwayConfig } from './types.js';
 
 export interface ServiceStartOptions<F extends NonNullable<ParseArgsConfig['options']>> {
@@ -13,6 +13,8 @@ export interface ServiceStartOptions<F extends NonNullable<ParseArgsConfig['opti
   /** Flags beyond `--config` and `--help`, with their help lines. */
   flags?: F;
   help?: Record<keyof F, string>;
+  /** It talks to a swarm's manager: the files of `engine.tls` and `engine.ssh` must be readable (engineFileProblems). */
+  readsEngineFiles?: boolean;
 }
 
 export type ServiceStart<F extends NonNullable<ParseArgsConfig['options']>> =
@@ -56,6 +58,8 @@ export function serviceStart<F extends NonNullable<ParseArgsConfig['options']>>(
   }
   try {
     const config = loadConfig({ path: values.config as string | undefined, env: options.env });
+    const unreadable = options.readsEngineFiles ? engineFileProblems(config) : [];
+    if (unreadable.length > 0) throw new ConfigError(config.file, unreadable);
     return { config, flags: values as never };
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;

@@ -204,7 +204,7 @@ const app = obj({
   placement: list(str({ check: placementConstraint, type: 'a constraint' }), { default: [], single: true, doc: 'engine.type: swarm only (read and unused on one engine): Swarm placement constraints of the app\'s service (`node.labels.role==web`, `node.hostname!=db1`).' }),
   resources: obj({
     cpus: num({ min: 0.01, max: 1024, optional: true, doc: 'CPU limit per replica and per test step (on a swarm also the reservation, so Swarm places by it).' }),
-    memory_mb: num({ min: 4, max: 4_194_304, integer: true, optional: true, doc: 'Memory limit per replica and per test step, in MiB (on a swarm also the reservation).' }),
+    memory_mb: num({ min: 6, max: 4_194_304, integer: true, optional: true, doc: 'Memory limit per replica and per test step, in MiB (on a swarm also the reservation; Docker refuses less than 6).' }),
   }, { optional: true }),
   credentials: obj({
     username: str({ optional: true, doc: 'User for http(s) clones.' }),

@@ -93,6 +93,26 @@ export function dockerError(err: unknown, doing: string): SlipwayError {
   return new SlipwayError('docker_error', `Docker failed while ${doing}: ${detail}`, { status: e?.statusCode, cause: err });
 }
 
+/**
+ * What Docker says when the host, its network or a registry failed rather
+ * than what was asked of it: a base image's pull, or an image's push to
+ * the swarm's registry, that could not reach the registry or was refused
+ * for its rate, a disk that is full. A build step that ran and failed has
+ * an exit code instead, and is the commit's (its own network trouble
+ * included: the step chose to fail).
+ */
+const HOST_FAILURE = /toomanyrequests|rate limit|no space left on device|i\/o timeout|TLS handshake timeout|no such host|connection refused|connection reset by peer|network is unreachable|server misbehaving|unexpected EOF|\b50[0234] (Internal Server Error|Bad Gateway|Service Unavailable|Gateway Time-?out)/i;
+
+/**
+ * A failure that is the host's, its network's or a registry's
+ * (HOST_FAILURE), as an UnavailableError: retried, and reported as
+ * Slipway's (commit status `error`), not blamed on the commit. Null for
+ * any other failure.
+ */
+export function hostFailure(message: string, cause?: unknown): UnavailableError | null {
+  return HOST_FAILURE.test(message) ? new UnavailableError('docker', message, { cause }) : null;
+}
+
 /** The HTTP status Docker answered with, if it answered. */
 export function dockerStatus(err: unknown): number | undefined {
   return (err as { statusCode?: number; cause?: { statusCode?: number } }).statusCode ?? (err as { cause?: { statusCode?: number } }).cause?.statusCode;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tempDir, testAppName } from '@slipway/devstack/testing';
-import { publishImage } from '../src/swarm/registry-push.js';
+import { pinInRegistry, publishImage } from '../src/swarm/registry-push.js';
 import { buildImage, docker } from './fixtures.js';
 
 /**
@@ -46,6 +46,41 @@ async function stalledManager(readBytes: number): Promise<{ manager: Docker; loa
     readOn: () => {
       for (const req of paused) req.resume();
     },
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      dir.remove();
+    },
+  };
+}
+
+/**
+ * A swarm manager whose engine reads an image load whole and answers it
+ * with `event`, the one line of its progress stream; a look-up in the
+ * registry it answers 401 (credentials refused).
+ */
+async function answeringManager(event: Record<string, unknown> = {}): Promise<{ manager: Docker; close: () => Promise<void> }> {
+  const dir = tempDir('slipway-answering-manager-');
+  const socketPath = join(dir.path, 'docker.sock');
+  const server: Server = createServer((req: IncomingMessage, res) => {
+    if (req.method === 'GET' && /\/images\/[^/]+\/json$/.test(req.url ?? '')) {
+      res.writeHead(404, { 'Content-Type': 'application/json' }).end('{"message":"no such image"}');
+      return;
+    }
+    if (req.method === 'POST' && /\/images\/load/.test(req.url ?? '')) {
+      req.resume();
+      req.on('end', () => res.writeHead(200, { 'Content-Type': 'application/json' }).end(`${JSON.stringify(event)}\n`));
+      return;
+    }
+    if (req.method === 'GET' && /\/distribution\//.test(req.url ?? '')) {
+      res.writeHead(401, { 'Content-Type': 'application/json' }).end('{"message":"unauthorized: authentication required"}');
+      return;
+    }
+    res.writeHead(500).end('{"message":"not expected here"}');
+  });
+  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  return {
+    manager: new Docker({ socketPath }),
     close: async () => {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
@@ -99,6 +134,34 @@ describe('publishing an image to a swarm manager that stops taking it', () => {
       await expect.poll(() => stalled.loads[0]!.closed, { timeout: 2000 }).toBe(true);
     } finally {
       await stalled.close();
+    }
+  });
+
+  // The host's or the registry's failure is retried (unavailable, Slipway's); any other is not.
+  it.each([
+    ['write /var/lib/docker/tmp/docker-import-1/layer.tar: no space left on device', 'unavailable'],
+    ['open /var/lib/docker/tmp/x/json: invalid argument', 'docker_error'],
+  ])('fails a load the manager\'s engine answers "%s" as %s', async (message, code) => {
+    const answering = await answeringManager({ errorDetail: { message }, error: message });
+    try {
+      const err = await publishImage({ source: docker, manager: answering.manager, registry: '127.0.0.1:5999', app, image, sha: null, log: () => {} })
+        .then(() => null, (e: unknown) => e as { code: string; message: string });
+      expect(err).toMatchObject({ code, message: expect.stringContaining(message) });
+    } finally {
+      await answering.close();
+    }
+  });
+
+  it('says that a registry refused to show an image (401) may have refused the credentials, not only that it has no such image', async () => {
+    const answering = await answeringManager();
+    try {
+      const registry = '127.0.0.1:5999';
+      await expect(pinInRegistry(answering.manager, `${registry}/slipway/${app}:abc`, registry, { username: 'u', password: 'p' })).rejects
+        .toMatchObject({ code: 'image_not_found', message: expect.stringMatching(/refused to show .*: it has no such image, or it refused the credentials of engine\.registry_auth/) });
+      await expect(pinInRegistry(answering.manager, `${registry}/slipway/${app}:abc`, registry, undefined)).rejects
+        .toMatchObject({ message: expect.stringMatching(/refused to answer without credentials/) });
+    } finally {
+      await answering.close();
     }
   });
 

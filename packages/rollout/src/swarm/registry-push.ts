@@ -1,6 +1,6 @@
 import { PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
-import { dockerCallWithin, dockerError, ENGINE_TIMEOUT_MS, reservedLabelsProblem } from '@slipway/core/docker';
+import { dockerCallWithin, dockerError, dockerStatus, ENGINE_TIMEOUT_MS, hostFailure, reservedLabelsProblem } from '@slipway/core/docker';
 import { CancelledError, ContainerStartError, ImageNotFoundError } from '../rollout-errors.js';
 import { askManager } from './swarm-service.js';
 import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
@@ -72,8 +72,16 @@ export function inRegistry(image: string, registry: string): boolean {
 export async function pinInRegistry(manager: Docker, image: string, registry: string, auth: PublishImageOptions['auth']): Promise<string> {
   if (DIGEST.test(image.slice(image.lastIndexOf('@') + 1))) return image;
   const authconfig = auth ? { username: auth.username, password: auth.password, serveraddress: registry } : {};
-  const found = await askManager(`looking ${image} up in the registry`, () => manager.getImage(image).distribution({ authconfig }) as Promise<{ Descriptor?: { digest?: string } }>, { ignore: [401, 404] });
+  let refused = false;
+  const found = await askManager(`looking ${image} up in the registry`, () => manager.getImage(image).distribution({ authconfig }) as Promise<{ Descriptor?: { digest?: string } }>, { ignore: [404] })
+    .catch((err: unknown) => {
+      // A registry answers 401 for credentials it refuses, and many for a repository that does not exist too: both said.
+      if (dockerStatus(err) !== 401) throw err;
+      refused = true;
+      return undefined;
+    });
   const digest = found?.Descriptor?.digest;
+  if (refused) throw new ImageNotFoundError(image, `the registry ${registry} refused to show ${image}: it has no such image, or it refused ${auth ? 'the credentials of engine.registry_auth' : 'to answer without credentials (engine.registry_auth is not set)'}`);
   if (typeof digest !== 'string' || !DIGEST.test(digest)) throw new ImageNotFoundError(image, `the registry ${registry} has no ${image}`);
   return `${image}@${digest}`;
 }
@@ -190,7 +198,8 @@ export const IMAGE_IDLE_MS = 5 * 60_000;
 
 /**
  * A dockerode progress stream to its end; its first `error` event fails it
- * (code docker_error: Slipway's side). A stream with no progress for
+ * (code docker_error: Slipway's side; unavailable, retried, when it is the
+ * host's, the network's or the registry's: see hostFailure). A stream with no progress for
  * `idleMs` (an event, or a `data` event of `activity`: the bytes of a load
  * go in, its output comes only at the end) is destroyed and fails
  * unavailable, to be retried: a registry or engine that stops answering
@@ -201,7 +210,7 @@ export function followProgress(docker: Docker, stream: NodeJS.ReadableStream, on
   const done = new Promise<void>((resolve, reject) => {
     let failure: string | undefined;
     docker.modem.followProgress(stream, (err: Error | null) => {
-      if (err || failure) reject(err ? dockerError(err, doing) : new SlipwayError('docker_error', `${doing}: ${failure}`));
+      if (err || failure) reject(err ? dockerError(err, doing) : hostFailure(`${doing}: ${failure}`) ?? new SlipwayError('docker_error', `${doing}: ${failure}`));
       else resolve();
     }, (event: Record<string, unknown>) => {
       progressed();

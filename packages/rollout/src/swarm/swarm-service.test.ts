@@ -6,7 +6,7 @@ import { validateConfig } from '@slipway/config/load-config';
 import { planSwarmRollout } from './swarm-rollout.js';
 import { planUpstreamRewrite } from './task-watcher.js';
 import { registryReference } from './registry-push.js';
-import { liveEndpoints, nodeAddress, SERVICE_NAME_MAX, serviceName, serviceSpec, SwarmRuntime, toAppTask, type AppService, type AppTask } from './swarm-service.js';
+import { liveEndpoints, managerClient, nodeAddress, SERVICE_NAME_MAX, serviceName, serviceSpec, SwarmRuntime, toAppTask, type AppService, type AppTask } from './swarm-service.js';
 
 const SHA = 'ab'.repeat(20);
 /** The spec as the Engine API reads it: JSON, asserted by its field names. */
@@ -16,6 +16,13 @@ const app = validateConfig({
   engine: { type: 'swarm', registry: '10.77.0.11:5000' },
   apps: { web: { repo: '/srv/web.git', replicas: 3, port: 8080, env: { MODE: 'prod' }, placement: ['node.labels.role==web'], resources: { cpus: 0.5, memory_mb: 256 }, health: { path: '/up', timeout_s: 20 } } },
 }, { file: null, env: {} }).apps.web!;
+
+describe('managerClient', () => {
+  it('refuses a certificate it cannot read as the configuration\'s error, naming its key (the CLI exits 2 on it)', () => {
+    const engine = { type: 'swarm' as const, manager: 'tcp://127.0.0.1:2376', registry: '127.0.0.1:5000', tls: { ca: '/nonexistent/ca.pem', cert: '/nonexistent/cert.pem', key: '/nonexistent/key.pem' } };
+    expect(() => managerClient(engine)).toThrow(expect.objectContaining({ code: 'config_invalid', message: expect.stringContaining('engine.tls.ca: cannot read /nonexistent/ca.pem (ENOENT)') }));
+  });
+});
 
 describe('serviceName', () => {
   it.each([

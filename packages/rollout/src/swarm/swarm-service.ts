@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Docker from 'dockerode';
+import { ConfigError, engineFileProblems } from '@slipway/config/load-config';
 import type { AppConfig, EngineConfig } from '@slipway/config/types';
 import { dockerCallWithin, dockerConnection, dockerError, ENGINE_TIMEOUT_MS, LABELS } from '@slipway/core/docker';
 import { sshAgent, sshTarget } from '@slipway/core/docker-ssh';
@@ -46,6 +47,9 @@ const HEALTHCHECK_SCRIPT = 'if command -v wget >/dev/null 2>&1; then exec wget -
  * -H ssh://` does; with `engine.ssh`'s key and known hosts if given).
  */
 export function managerClient(engine: EngineConfig): Docker {
+  // A certificate or key that cannot be read: the configuration's error, naming its key (the CLI exits 2 on it).
+  const unreadable = engineFileProblems({ engine });
+  if (unreadable.length > 0) throw new ConfigError(null, unreadable);
   if (new URL(engine.manager!).protocol === 'ssh:') {
     // Any host and port: every connection is the agent's ssh pipe.
     const agent = sshAgent(sshTarget(engine.manager!), { key: engine.ssh?.key, knownHosts: engine.ssh?.known_hosts });
@@ -302,7 +306,7 @@ export async function imageHasShell(docker: Docker, image: string, app: string):
   const left = await dockerCallWithin('listing shell checks left behind', (abortSignal) => docker.listContainers({ all: true, filters: { label: Object.entries(labels).map(([k, v]) => `${k}=${v}`) }, abortSignal }), { timeoutMs: ENGINE_TIMEOUT_MS });
   for (const old of left ?? []) {
     // Not one another rollout of the app is making now (they run before the app's lock): only an old one.
-    if (Date.now() / 1000 - old.Created > SHELL_CHECK_LEFT_S) await docker.getContainer(old.Id).remove({ force: true }).catch(() => {});
+    if (Date.now() / 1000 - old.Created > SHELL_CHECK_LEFT_S) await removeWithin(docker.getContainer(old.Id));
   }
   const created = await dockerCallWithin(`creating a container of ${image} to look for /bin/sh`, (abortSignal) => docker.createContainer({
     Image: image, Entrypoint: ['/bin/sh'], Cmd: [], Labels: labels, HostConfig: { NetworkMode: 'none' }, abortSignal,
@@ -312,9 +316,13 @@ export async function imageHasShell(docker: Docker, image: string, app: string):
     const found = await dockerCallWithin(`looking for /bin/sh in ${image}`, (abortSignal) => created.infoArchive({ path: '/bin/sh', abortSignal }), { timeoutMs: ENGINE_TIMEOUT_MS, ignore: [404] });
     return found !== undefined;
   } finally {
-    await created.remove({ force: true }).catch(() => {});
+    await removeWithin(created);
   }
 }
+
+/** A shell check's container removed, within the engine's deadline like every call (a wedged engine must not hold the job); a failure is left to the next check. */
+const removeWithin = (container: Docker.Container) =>
+  dockerCallWithin(`removing the shell check ${container.id.slice(0, 12)}`, (abortSignal) => container.remove({ force: true, abortSignal }), { timeoutMs: ENGINE_TIMEOUT_MS }).catch(() => {});
 
 /**
  * The service of one release. Pure. Ports are published in host mode
