@@ -6,9 +6,9 @@ import type { AddressInfo } from 'node:net';
 export interface GitHttpServer {
   /** `http://127.0.0.1:<port>`; a bare repository `<root>/x/y.git` is at `<url>/x/y.git`. */
   url: string;
-  /** Authorization headers seen, one per request. */
+  /** Authorization headers seen, one per request: the last MAX_KEPT (`npm start` serves for days). */
   requests: Array<{ method: string; path: string; authorized: boolean }>;
-  /** With `auth`: command lines of every process found holding the password during a request (should stay empty). */
+  /** With `auth`: command lines of every process found holding the password during a request (should stay empty); the first MAX_KEPT. */
   leaks: string[];
   close(): Promise<void>;
 }
@@ -29,6 +29,9 @@ export interface GitHttpServerOptions {
   mount?: string;
 }
 
+/** How many requests and leaks a server remembers. */
+const MAX_KEPT = 1000;
+
 export async function startGitHttpServer(options: GitHttpServerOptions): Promise<GitHttpServer> {
   const auth = options.auth;
   const expected = auth ? `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}` : null;
@@ -38,7 +41,8 @@ export async function startGitHttpServer(options: GitHttpServerOptions): Promise
     const url = new URL(req.url ?? '/', 'http://x');
     const authorized = expected === null || req.headers.authorization === expected;
     requests.push({ method: req.method ?? '', path: url.pathname, authorized });
-    if (auth && expected) leaks.push(...processesMentioning([auth.password, expected.slice('Basic '.length)]));
+    if (requests.length > MAX_KEPT) requests.shift();
+    if (auth && expected && leaks.length < MAX_KEPT) leaks.push(...processesMentioning([auth.password, expected.slice('Basic '.length)]));
     const mount = options.mount ? `/${options.mount}` : '';
     if (!url.pathname.startsWith(`${mount}/`)) {
       res.writeHead(404, { 'Content-Type': 'text/plain' });
@@ -51,7 +55,16 @@ export async function startGitHttpServer(options: GitHttpServerOptions): Promise
       res.end('authentication required\n');
       return;
     }
-    cgi(req, res, url, options.root, auth?.username ?? 'anonymous');
+    let path: string;
+    try {
+      path = decodeURIComponent(url.pathname);
+    } catch {
+      // `%zz`: answered, not thrown from the handler (which would end the process serving it, `npm start`'s).
+      res.writeHead(400, { 'Content-Type': 'text/plain' });
+      res.end('bad path\n');
+      return;
+    }
+    cgi(req, res, path, url.search.slice(1), options.root, auth?.username ?? 'anonymous');
   });
   server.keepAliveTimeout = 1000;
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
@@ -67,15 +80,15 @@ export async function startGitHttpServer(options: GitHttpServerOptions): Promise
   };
 }
 
-function cgi(req: IncomingMessage, res: ServerResponse, url: URL, root: string, user: string): void {
+function cgi(req: IncomingMessage, res: ServerResponse, path: string, query: string, root: string, user: string): void {
   const child = spawn('git', ['http-backend'], {
     env: {
       PATH: process.env.PATH,
       GIT_PROJECT_ROOT: root,
       GIT_HTTP_EXPORT_ALL: '1',
       REQUEST_METHOD: req.method,
-      PATH_INFO: decodeURIComponent(url.pathname),
-      QUERY_STRING: url.search.slice(1),
+      PATH_INFO: path,
+      QUERY_STRING: query,
       CONTENT_TYPE: req.headers['content-type'] ?? '',
       REMOTE_USER: user,
       REMOTE_ADDR: '127.0.0.1',
@@ -84,6 +97,12 @@ function cgi(req: IncomingMessage, res: ServerResponse, url: URL, root: string, 
       ...(req.headers['git-protocol'] ? { GIT_PROTOCOL: String(req.headers['git-protocol']) } : {}),
     },
     stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  // git may exit before it has read the request's body (a repository that does not exist): its EPIPE is no crash.
+  child.stdin.on('error', () => {});
+  child.on('error', (err) => {
+    if (!res.headersSent) res.writeHead(502, { 'Content-Type': 'text/plain' });
+    res.end(`git http-backend: ${err.message}\n`);
   });
   req.pipe(child.stdin);
   let head = Buffer.alloc(0);

@@ -76,4 +76,11 @@ describe('startProcess', () => {
     expect(run.output()).toMatch(/^cannot run slipway-no-such-binary: spawn slipway-no-such-binary ENOENT/);
     expect(await run.stop()).toBe(127);
   });
+
+  it('keeps only the end of its output when told to (npm start\'s processes run for days)', async () => {
+    const run = startProcess(['sh', '-c', 'head -c 300000 /dev/zero | tr "\\0" x; echo; echo last'], { keepChars: 1000 });
+    expect(await run.exited).toBe(0);
+    expect(run.output().length).toBeLessThanOrEqual(1000);
+    expect(run.output()).toMatch(/x\nlast\n$/);
+  });
 });

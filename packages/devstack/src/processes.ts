@@ -248,11 +248,20 @@ export interface RunningProcess {
   waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<void>;
 }
 
-export function startProcess(argv: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): RunningProcess {
+/**
+ * `keepChars`: how much of the output `output()` keeps, its end (default
+ * all: a test's process is short-lived; `npm start`'s run for days).
+ */
+export function startProcess(argv: readonly string[], options: { env?: NodeJS.ProcessEnv; cwd?: string; keepChars?: number } = {}): RunningProcess {
   const child = spawn(argv[0]!, argv.slice(1), { env: { ...process.env, ...options.env }, cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const keep = options.keepChars ?? Infinity;
   let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const add = (chunk: Buffer) => {
+    output += chunk.toString();
+    if (output.length > keep) output = output.slice(-keep);
+  };
+  child.stdout!.on('data', add);
+  child.stderr!.on('data', add);
   const exited = new Promise<number>((resolve) => {
     child.on('exit', (code, signal) => resolve(code ?? 128 + (signal === 'SIGKILL' ? 9 : 15)));
     // Not started (no such binary, not executable): unheard, this event would end the caller, and the services it started would run on.

@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { processStart } from '@slipway/core/run-command';
+import { processStart, runCommand } from '@slipway/core/run-command';
 import { tempDir } from './testing.js';
 import { AlreadyRunningError, claimStart } from './start-lock.js';
 import { isAlive, startProcess } from './processes.js';
-import { recordChildren, stopLeftChildren } from './up.js';
+import { ensureDemoRepo, recordChildren, stopLeftChildren } from './up.js';
 
 describe('claimStart: one npm start per directory', () => {
   const dirs: Array<{ path: string; remove(): void }> = [];
@@ -139,5 +139,41 @@ describe("npm start's processes, left running by a start that was killed", () =>
     } finally {
       for (const p of [worker, router, unrelated]) await p.stop('SIGKILL');
     }
+  });
+});
+
+describe('ensureDemoRepo: the demo app\'s repository, whole whatever an earlier start left', () => {
+  const dirs: Array<{ path: string; remove(): void }> = [];
+  afterAll(() => {
+    for (const dir of dirs.splice(0)) dir.remove();
+  });
+  const demoDir = () => {
+    const dir = tempDir('slipway-demo-');
+    dirs.push(dir);
+    return dir.path;
+  };
+  const master = (demo: string) => runCommand(['git', '--git-dir', join(demo, 'hello.git'), 'rev-parse', 'refs/heads/master']).then((r) => r.stdout.trim());
+
+  it('makes again a repository a killed start left without master (or a working copy without a repository), and keeps a whole one', async () => {
+    // Killed between `git init --bare` and the first push.
+    const torn = demoDir();
+    await runCommand(['git', 'init', '-q', '--bare', join(torn, 'hello.git')]);
+    mkdirSync(join(torn, 'hello-work'));
+    const work = await ensureDemoRepo(torn);
+    expect(await master(torn)).toMatch(/^[0-9a-f]{40}$/);
+    expect(readFileSync(join(work, 'www', 'index.html'), 'utf8')).toContain('hello from Slipway v1');
+    // Killed after making the working copy's directory only.
+    const early = demoDir();
+    mkdirSync(join(early, 'hello-work'));
+    await ensureDemoRepo(early);
+    expect(await master(early)).toMatch(/^[0-9a-f]{40}$/);
+    // Whole, with the user's own commit: kept as it is; a working copy removed is cloned again.
+    const sha = await master(torn);
+    expect(await ensureDemoRepo(torn)).toBe(work);
+    expect(await master(torn)).toBe(sha);
+    rmSync(work, { recursive: true, force: true });
+    await ensureDemoRepo(torn);
+    expect(existsSync(join(work, '.git'))).toBe(true);
+    expect(await master(torn)).toBe(sha);
   });
 });

@@ -169,6 +169,25 @@ async function removeDemoContainers(): Promise<void> {
   }
 }
 
+/**
+ * The demo app's repository in `demo` (what Slipway clones) and its
+ * working copy, made whole or made again: a first start killed while it
+ * made them left a repository without `master`, or no working copy, and
+ * every later start would have failed on it. Returns the working copy.
+ */
+export async function ensureDemoRepo(demo: string): Promise<string> {
+  const bare = join(demo, `${DEMO_APP}.git`);
+  const work = join(demo, `${DEMO_APP}-work`);
+  if (!(await runCommand(['git', '--git-dir', bare, 'rev-parse', '--verify', '-q', 'refs/heads/master']).then(() => true, () => false))) {
+    for (const dir of [bare, work]) rmSync(dir, { recursive: true, force: true });
+    await createFixtureRepo(demo, { version: 'hello from Slipway v1', name: DEMO_APP });
+  } else if (!existsSync(join(work, '.git'))) {
+    rmSync(work, { recursive: true, force: true });
+    await git(demo, 'clone', '-q', bare, work);
+  }
+  return work;
+}
+
 /** The demo app, its config, Slipway's processes and the first deploy; returns what to print. */
 async function startSlipway(
   root: string,
@@ -183,8 +202,7 @@ async function startSlipway(
   // The demo app: its repository (what Slipway clones), a working copy to edit, a production remote.
   const demo = join(root, 'demo');
   mkdirSync(demo, { recursive: true });
-  if (!existsSync(join(demo, `${DEMO_APP}.git`))) await createFixtureRepo(demo, { version: 'hello from Slipway v1', name: DEMO_APP });
-  const work = join(demo, `${DEMO_APP}-work`);
+  const work = await ensureDemoRepo(demo);
   // The printed `git commit` must work on a machine whose git knows no user yet.
   if (!(await runCommand(['git', 'config', 'user.email'], { cwd: work }).catch(() => null))) {
     await runCommand(['git', 'config', 'user.name', 'Slipway demo'], { cwd: work });
@@ -230,7 +248,8 @@ async function startSlipway(
 
   const env = { SLIPWAY_CONFIG: configFile };
   const start = (name: string, argv: string[]) => {
-    const child = startProcess(argv, { env });
+    // Its output goes to the terminal; only its end is kept (the stack runs for days).
+    const child = startProcess(argv, { env, keepChars: 64 * 1024 });
     children.push([name, child]);
     recordChildren(root, children);
     child.child.stdout!.on('data', (chunk: Buffer) => process.stderr.write(prefixLines(name, chunk)));
