@@ -197,7 +197,18 @@ async function liveFromEarlierAttempt(ctx: DeployContext, record: JobRecord): Pr
   const live = await currentRelease(ctx.etcd, record.app);
   // Answered: a later outage is waited out afresh.
   await ctx.redis.del(ctx.store.keys.etcdWait(record.id)).catch(() => {});
-  return live?.job === record.id ? live : null;
+  return isOwnRelease(live, record) ? live : null;
+}
+
+/**
+ * Whether etcd's live release is this job's: its id, and its commit when
+ * it deploys one. A job id is a Redis counter's, and a Redis that lost its
+ * data counts from 1 again: a new job may bear the id of the release that
+ * is live, which it must not take for its own (and end completed while the
+ * old commit serves).
+ */
+function isOwnRelease(live: ReleaseRecord | null | undefined, record: JobRecord): live is ReleaseRecord {
+  return live?.job === record.id && (record.sha === null || live.sha === record.sha);
 }
 
 /**
@@ -518,10 +529,10 @@ async function deploy(ctx: DeployContext, record: JobRecord, log: JobLog, signal
     // Asked when the rollout prunes: a rollback queued while it runs names an image it must not remove.
     keepImages: () => imagesStillToRun(ctx, record),
     docker: ctx.docker, etcd: ctx.etcd, log: log.write, signal, engine: ctx.config.engine, manager: ctx.manager,
-    onStep: (s) => {
-      if (s === 'switch') progress.reachedSwitch = true;
-      void updates.step(s).catch(() => {});
-    },
+    onStep: (s) => void updates.step(s).catch(() => {}),
+    // Not at the step `switch`, which begins with nginx's check of the candidate: a cancel during that check, which
+    // then fails, cancelled the job; nothing of it went live.
+    onSwitching: () => (progress.reachedSwitch = true),
   }).catch((err: unknown) => {
     // Built a moment ago, gone now: another rollout of the app, ending while this one waited for the app (it had lost
     // its lease), pruned the images it knew of no release for. Not the commit's doing: built again on a retry.
@@ -692,7 +703,7 @@ async function settleFailure(ctx: DeployContext, job: Job, token: string | undef
   // nginx's apply failed and could not be undone): that is what is live, and what a retry would have found.
   if (progress.reachedSwitch) {
     const live = await currentRelease(ctx.etcd, record.app).catch(() => undefined);
-    if (live?.job === id) {
+    if (isOwnRelease(live, record)) {
       log.write(`the rollout failed after its switch, and etcd names this job's release as live (${live.image}): it is recorded as completed, once nginx routes as etcd says and what the previous release left is removed${ctx.manager ? ' (by the next rollout)' : ''}`);
       // As for an earlier attempt that went live and died: nginx brought to etcd's set first, then the previous containers.
       if (!ctx.manager) await removeLeftByDeadAttempt(ctx, record, log);

@@ -271,6 +271,25 @@ describe('the deploy worker', () => {
     }
   });
 
+  it('a job an earlier attempt started does not take a live release of its id but of another commit for its own (a Redis that lost its data counts job ids from 1 again): it deploys', async () => {
+    world = await workerWorld();
+    const [app] = world.apps;
+    const job = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    await world.queue.store.update(job.id, { startedAt: new Date().toISOString(), attempts: 1 });
+    // What the Redis before this one left live in etcd: a release of a job of the same id, another commit.
+    const etcd = createEtcdClient(world.config.etcd);
+    try {
+      await etcd.put(etcdKeys.release(app!.name)).value(JSON.stringify({ sha: 'f'.repeat(40), image: `slipway/${app!.name}:ffffffffffff`, job: job.id, at: new Date().toISOString() }));
+      worker = createDeployWorker({ config: world.config, logger: quietLogger });
+      expect(await waitForJob(world.queue, job.id)).toMatchObject({ state: 'completed' });
+      expect((await world.queue.store.readLog(job.id)).join('\n')).not.toContain('an earlier attempt of this job went live');
+      expect(JSON.parse((await etcd.get(etcdKeys.release(app!.name)).string())!)).toMatchObject({ sha: app!.repo.sha, job: job.id });
+      expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
+    } finally {
+      etcd.close();
+    }
+  });
+
   it('an image it built that is gone when its containers are to start (pruned by another rollout meanwhile) is built again on a retry, not blamed on the commit', async () => {
     world = await workerWorld({ extra: { worker: { attempts: 2, backoff_ms: 200, concurrency: 1 } } });
     const [app] = world.apps;
@@ -396,5 +415,21 @@ describe('the deploy worker', () => {
     const ended = await waitForJob(world.queue, job.id, 30_000);
     expect([ended.state, ended.error]).toEqual(['failed', expect.stringMatching(/^nginx reload failed/)]);
     expect((await world.queue.store.readLog(job.id)).join('\n')).not.toContain('cancelled: nothing of this deploy went live');
+  });
+
+  it('a cancel during nginx\'s check of the candidate, before the switch, cancels the job though the check then fails', async () => {
+    world = await workerWorld();
+    const [app] = world.apps;
+    // nginx's check of the new file (the step `switch` begins with it) says it began and refuses two seconds later.
+    const checking = join(world.dir, 'checking');
+    const config = { ...world.config, nginx: { ...world.config.nginx, check_cmd: ['sh', '-c', 'touch "$0"; sleep 2; echo "nginx: [emerg] refused for the test" >&2; exit 1', checking] } };
+    worker = createDeployWorker({ config, logger: quietLogger });
+    const job = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
+    for (let i = 0; i < 1200 && !existsSync(checking); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(existsSync(checking), 'the check began').toBe(true);
+    await world.queue.cancel(job.id);
+    const ended = await waitForJob(world.queue, job.id, 30_000);
+    expect([ended.state, ended.error]).toEqual(['cancelled', 'cancelled by request']);
+    expect((await world.queue.store.readLog(job.id)).join('\n')).toContain('cancelled: nothing of this deploy went live');
   });
 });

@@ -286,6 +286,7 @@ class RolloutRun {
     const add = Object.fromEntries(this.started.map((c) => [etcdKeys.upstream(step.prefix, c.id), c.address!]));
     if (step.leaseTtlS !== undefined) this.routeLease = await this.seams.store.routeLease(step.leaseTtlS);
     this.record.at = new Date().toISOString();
+    this.request.onSwitching?.();
     try {
       this.receipt = await this.seams.store.switchRelease({ app: app.name, remove: this.upstreams, add, release: this.record, lock: this.lock!, leaseId: this.routeLease?.id });
     } catch (err) {

@@ -28,6 +28,12 @@ export interface RolloutRequest {
   log?: (line: string) => void;
   onStep?: (step: RolloutStepName) => void;
   /**
+   * Called right before the switch is sent to etcd (past the step
+   * `switch`'s nginx check, and the rollout's last look at `signal`): from
+   * then on the release may be live whatever the rollout answers.
+   */
+  onSwitching?: () => void;
+  /**
    * Cancels the rollout before its switch: its containers are removed and
    * a CancelledError (`cancelled`) thrown. Ignored from the switch on: a
    * cutover is never abandoned half way.

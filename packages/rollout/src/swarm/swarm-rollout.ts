@@ -123,7 +123,10 @@ export interface SwarmPlan {
  */
 export function planSwarmRollout(current: SwarmCurrent, desired: Parameters<typeof serviceSpec>[0]): SwarmPlan {
   const spec = serviceSpec(desired);
-  const resume = current.releaseJob === desired.release ? current.services.find((s) => s.name === spec.Name) ?? null : null;
+  // This job's own service, by its name and by what it runs: a job id is a Redis counter's, and a Redis that lost its
+  // data counts from 1 again, so a new job may bear the live release's id (taking that up would call old code new).
+  const own = (s: AppService) => s.name === spec.Name && (desired.sha ? s.labels[LABELS.sha] === desired.sha : s.image === desired.image);
+  const resume = current.releaseJob === desired.release ? current.services.find(own) ?? null : null;
   const ownTasks = new Set(current.tasks.filter((t) => t.serviceId === resume?.id).map((t) => t.id.slice(0, 12)));
   const keyed = new Set(current.upstreams.map((u) => u.id));
   const routed = new Set(current.routed);
@@ -342,6 +345,7 @@ class SwarmRun {
     if (this.lock!.lost) throw new UnavailableError('etcd', `lost the rollout lock of ${app.name} (etcd unreachable for longer than its lease); nothing was switched`);
     const add = Object.fromEntries(this.tasks.map((t) => [etcdKeys.upstream(app.etcd_prefix, t.id), t.address!]));
     this.record.at = new Date().toISOString();
+    this.request.onSwitching?.();
     try {
       this.receipt = await store.switchRelease({ app: app.name, remove: this.upstreams, add, release: this.record, lock: this.lock! });
     } catch (err) {

@@ -101,7 +101,7 @@ describe('toAppTask and liveEndpoints', () => {
 });
 
 describe('planSwarmRollout', () => {
-  const service = (id: string, release: string): AppService => ({ id, name: `slipway-web-${release}`, labels: { 'slipway.app': 'web', 'slipway.release': release }, image: 'x', replicas: 3 });
+  const service = (id: string, release: string, sha = 'cd'.repeat(20)): AppService => ({ id, name: `slipway-web-${release}`, labels: { 'slipway.app': 'web', 'slipway.sha': sha, 'slipway.release': release }, image: 'x', replicas: 3 });
   const task = (id: string, serviceId: string, address: string | null): AppTask => ({
     id, serviceId, release: '', slot: 1, nodeId: 'n1', node: '10.77.0.11', state: address ? 'running' : 'starting', desiredState: 'running', message: '', error: null, exitCode: null, address, createdAt: '',
   });
@@ -127,7 +127,7 @@ describe('planSwarmRollout', () => {
 
   it('takes up this job\'s own service when its release is live already, and drains every other one', () => {
     // An earlier attempt of j9 switched to s9 and died mid-drain: s1 (the release before) may still carry requests.
-    const services = [service('s1', 'j1'), service('s9', 'j9')];
+    const services = [service('s1', 'j1'), service('s9', 'j9', SHA)];
     const tasks = [task('t1aaaaaaaaaaaaa', 's1', '10.77.0.11:30001'), task('t9aaaaaaaaaaaaa', 's9', '10.77.0.12:30009')];
     const upstreams = [{ key: '/p/t9aaaaaaaaaa', id: 't9aaaaaaaaaa', address: '10.77.0.12:30009' }];
     const plan = planSwarmRollout({ services, tasks, upstreams, routed: [], releaseJob: 'j9' }, desired);
@@ -135,6 +135,14 @@ describe('planSwarmRollout', () => {
     expect(plan.serving.map((s) => s.id)).toEqual(['s1']);
     expect(plan.strays).toEqual([]);
     expect(plan.drain).toEqual(['10.77.0.11:30001']);
+    // The live release's id but another commit (a Redis that lost its data counts job ids from 1 again): not this job's.
+    const other = planSwarmRollout({ services: [service('s9', 'j9')], tasks: [task('t9aaaaaaaaaaaaa', 's9', '10.77.0.12:30009')], upstreams, routed: [], releaseJob: 'j9' }, desired);
+    expect(other.resume).toBeNull();
+    // An image deploy: its own service is the one running the very image.
+    const image = { ...desired, sha: null };
+    const byImage = (ran: string) => planSwarmRollout({ services: [{ ...service('s9', 'j9'), labels: { 'slipway.app': 'web', 'slipway.release': 'j9' }, image: ran }], tasks: [], upstreams: [], routed: [], releaseJob: 'j9' }, image);
+    expect(byImage('r/x:1').resume?.id).toBe('s9');
+    expect(byImage('r/x:0').resume).toBeNull();
   });
 });
 
