@@ -314,7 +314,8 @@ async function removeLeftByDeadAttempt(ctx: DeployContext, record: JobRecord, lo
     });
     if (removed.length === 0) log.write('nothing of the previous release was left running');
   } catch (err) {
-    log.write(`could not remove what that attempt left (${firstLine(err)}): ${record.app}'s next rollout removes it`);
+    // etcd is what says what is live: the job is still recorded as what it names. nginx may not route to it yet.
+    log.write(`could not bring nginx to what etcd names live, nor remove what that attempt left (${firstLine(err)}): nginx may still route to the previous release until \`slipway router\` syncs it or ${record.app}'s next rollout, which also removes what is left`);
   }
 }
 
@@ -704,7 +705,7 @@ async function settleFailure(ctx: DeployContext, job: Job, token: string | undef
   if (progress.reachedSwitch) {
     const live = await currentRelease(ctx.etcd, record.app).catch(() => undefined);
     if (isOwnRelease(live, record)) {
-      log.write(`the rollout failed after its switch, and etcd names this job's release as live (${live.image}): it is recorded as completed, once nginx routes as etcd says and what the previous release left is removed${ctx.manager ? ' (by the next rollout)' : ''}`);
+      log.write(`the rollout failed after its switch, and etcd names this job's release as live (${live.image}): it is recorded as completed, ${ctx.manager ? `what served before it left to ${record.app}'s next rollout` : 'once nginx is brought to etcd\'s set and the previous release\'s containers removed (as far as they can be)'}`);
       // As for an earlier attempt that went live and died: nginx brought to etcd's set first, then the previous containers.
       if (!ctx.manager) await removeLeftByDeadAttempt(ctx, record, log);
       return complete(ctx, record, log, { image: live.image, release: id }, ctx.logger.child({ job: id, app: record.app }), 'live though its rollout failed after the switch; recorded as completed');
