@@ -275,6 +275,7 @@ export async function runStep(options: RunStepOptions): Promise<StepRun> {
   const timer = setTimeout(() => timeout.abort(), limitS * 1000);
   const stop = options.signal ? AbortSignal.any([options.signal, timeout.signal]) : timeout.signal;
   let container: Docker.Container | undefined;
+  let creating: Promise<Docker.Container> | undefined;
   let exitCode: number | null = null;
   const run = (outcome: StepOutcome): StepRun => ({ name: step.name, image, startedAt: new Date(started).toISOString(), durationMs: Date.now() - started, exitCode, outcome });
   const stopped = (): SlipwayError => {
@@ -293,8 +294,9 @@ export async function runStep(options: RunStepOptions): Promise<StepRun> {
     if (stop.aborted) throw stopped();
     // Each call has the engine's deadline and ends at once when the step is stopped (a wedged engine holds no app's lock).
     const ask = <T>(doing: string, call: (abortSignal: AbortSignal) => Promise<T>) => untilStopped(stop, stopped, dockerCallWithin(doing, call, { timeoutMs: ENGINE_TIMEOUT_MS }) as Promise<T>);
-    container = await ask(`creating the container of step ${step.name}`, (abortSignal) =>
-      docker.createContainer({ ...stepContainerOptions({ app: options.app, step, image, job: options.job, sha: options.sha, resources: options.resources }), abortSignal } as Docker.ContainerCreateOptions));
+    creating = dockerCallWithin(`creating the container of step ${step.name}`, (abortSignal) =>
+      docker.createContainer({ ...stepContainerOptions({ app: options.app, step, image, job: options.job, sha: options.sha, resources: options.resources }), abortSignal } as Docker.ContainerCreateOptions), { timeoutMs: ENGINE_TIMEOUT_MS }) as Promise<Docker.Container>;
+    container = await untilStopped(stop, stopped, creating);
     const created = container;
     // Attached before the start: not a line is missed, and Docker keeps none of it.
     const stream = await ask(`attaching to step ${step.name}`, (abortSignal) =>
@@ -336,6 +338,9 @@ export async function runStep(options: RunStepOptions): Promise<StepRun> {
     throw withRun(e instanceof SlipwayError ? e : dockerError(e, `running step ${step.name}`), run('failed'));
   } finally {
     clearTimeout(timer);
+    // Stopped while Docker was still making the container: it may be made all the same, and is removed once it is
+    // (not waited for: an engine that never answers the create holds no app's lock; the create has its deadline).
+    if (!container && creating) void creating.then((late) => removeContainer(docker, late.id, { withinMs: STOPPED_REMOVE_TIMEOUT_MS })).catch(() => {});
     // A stopped step (cancelled, past timeout_s, the engine maybe wedged) gets a few seconds in all: what stays is
     // a leftover the app's next steps remove by label, not minutes more of this job holding its app.
     if (container) await removeContainer(docker, container.id, stop.aborted ? { withinMs: STOPPED_REMOVE_TIMEOUT_MS } : {});

@@ -177,7 +177,7 @@ describe('runStep against an engine that never answers', () => {
  * The machine's engine behind a proxy that forwards every call except those `wedged` picks, which it
  * accepts and never answers: an engine that stops answering after it has created the step's container.
  */
-async function engineWedgedOn(wedged: (method: string, path: string) => boolean) {
+async function engineWedgedOn(wedged: (method: string, path: string) => boolean, delayMs: (method: string, path: string) => number = () => 0) {
   const configured = (docker.modem as { socketPath?: unknown }).socketPath;
   const socketPath = typeof configured === 'string' ? configured : '/var/run/docker.sock';
   const held: ServerResponse[] = [];
@@ -188,12 +188,19 @@ async function engineWedgedOn(wedged: (method: string, path: string) => boolean)
       return;
     }
     forwarded.push(`${req.method} ${req.url}`);
+    const delay = delayMs(req.method ?? 'GET', req.url ?? '/');
     const upstream = request({ socketPath, path: req.url, method: req.method, headers: req.headers }, (answer) => {
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       answer.pipe(res);
     });
     upstream.on('error', () => res.destroy());
-    req.pipe(upstream);
+    // Delayed: the request reaches the engine that much later, its answer with it.
+    if (delay > 0) {
+      req.pause();
+      setTimeout(() => req.pipe(upstream), delay);
+    } else {
+      req.pipe(upstream);
+    }
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
@@ -240,6 +247,24 @@ describe('runStep against an engine that stops answering after the create', () =
     expect(lines[0]).toBe('removed the container of step unit left by job 12 (its worker stopped during the step)');
     expect(await containersOf(app)).toEqual([]);
   }, 30_000);
+});
+
+describe('runStep against an engine slow to create the container', () => {
+  it('removes the container a cancel gave up waiting for, once the engine has made it', async () => {
+    const app = testAppName();
+    const engine = await engineWedgedOn(() => false, (method, path) => (method === 'POST' && /\/containers\/create/.test(path) ? 1500 : 0));
+    try {
+      const started = Date.now();
+      const cancelled = await failure(runStep({ docker: engine.docker, app, job: '14', sha: SHA, builtImage: BASE_IMAGE, signal: AbortSignal.timeout(300), step: step({ command: ['sleep', '60'] }) }));
+      expect(cancelled.code).toBe('cancelled');
+      expect(Date.now() - started).toBeLessThan(1500 + 5000);
+      // Past the moment the engine made it: nothing of the step stays.
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, started + 3000 - Date.now())));
+      expect(await containersOf(app)).toEqual([]);
+    } finally {
+      await engine.close();
+    }
+  }, 20_000);
 });
 
 describe('runSteps', () => {
