@@ -14,6 +14,7 @@ import { createEtcdClient } from '@slipway/etcd/client';
 import { connectRedis } from '@slipway/queue/redis';
 import { type DeployContext, processDeploy, settleGivenUp, TakenOver } from './process-deploy.js';
 import { sweepLeftovers } from './leftovers.js';
+import { currentRelease } from '@slipway/rollout/release-store';
 import { managerClient } from '@slipway/rollout/swarm';
 
 /** BullMQ timing: a killed worker's job is taken up again within lock + stalled interval (11 s), well inside 15 s. */
@@ -155,6 +156,15 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
     .catch((err: Error) => logger.warn({ err: err.message }, 'sweeping leftover build and pushed trees failed; next time in an hour'));
   const sweepTimer = setInterval(sweep, HISTORY_SWEEP_INTERVAL_MS).unref();
   sweep();
+
+  // A Redis that lost its data counts job ids from 1 again: raised past the releases etcd names live, so that no new
+  // job bears a live release's id (one already queued is told apart by its commit: see isOwnRelease).
+  void Promise.all(Object.keys(config.apps).map((app) => currentRelease(context.etcd, app).catch(() => null)))
+    .then((live) => Math.max(0, ...live.map((release) => Number(release?.job)).filter(Number.isSafeInteger)))
+    .then(async (newest) => {
+      if (await store.raiseJobIdsPast(newest)) logger.warn({ job: newest }, 'job ids counted from below a release etcd names live (Redis lost its data?): new jobs are numbered past it');
+    })
+    .catch((err: Error) => logger.debug({ err: err.message }, 'could not compare job ids with the live releases'));
 
   // A webhook answered 503 whose record and delivery claim were written but whose BullMQ job was not (Redis went away
   // between the two, too soon for the undo): the forge's retry is a "duplicate", so this job is the push's only one.

@@ -201,14 +201,14 @@ async function liveFromEarlierAttempt(ctx: DeployContext, record: JobRecord): Pr
 }
 
 /**
- * Whether etcd's live release is this job's: its id, and its commit when
- * it deploys one. A job id is a Redis counter's, and a Redis that lost its
+ * Whether etcd's live release is this job's: its id, and its commit (none
+ * for an image deploy). A job id is a Redis counter's, and a Redis that lost its
  * data counts from 1 again: a new job may bear the id of the release that
  * is live, which it must not take for its own (and end completed while the
  * old commit serves).
  */
 function isOwnRelease(live: ReleaseRecord | null | undefined, record: JobRecord): live is ReleaseRecord {
-  return live?.job === record.id && (record.sha === null || live.sha === record.sha);
+  return live?.job === record.id && live.sha === record.sha;
 }
 
 /**
@@ -252,8 +252,8 @@ export async function settleGivenUp(ctx: DeployContext, id: string, err: Slipway
   try {
     // Ended meanwhile, by another worker's give-up of it (its 'failed' handler, or the sweep for lost ones).
     if (FINAL_STATES.has((await ctx.store.get(id))?.state ?? 'completed')) return;
-    // Unreadable, it is taken for not live: nothing runs the job again to find out later.
-    const wentLive = await liveFromEarlierAttempt(ctx, record).catch(() => null);
+    // Unreadable (undefined), it is taken for not live: nothing runs the job again to find out later.
+    const wentLive = await liveFromEarlierAttempt(ctx, record).catch(() => undefined);
     if (wentLive && held) {
       log.write(`this job is given up (its workers kept dying), but its last attempt went live (${wentLive.image}): it is recorded as completed, once what that attempt left (the previous release's ${ctx.manager ? 'service, removed by the next rollout' : 'containers'}) is removed`);
       if (!ctx.manager) await removeLeftByDeadAttempt(ctx, record, log);
@@ -267,8 +267,8 @@ export async function settleGivenUp(ctx: DeployContext, id: string, err: Slipway
       ctx.feedback?.finished(await ctx.store.finish(id, 'completed', { result: { image: wentLive.image, release: id } }));
       return;
     }
-    // Not live, and an operator asked to cancel it while it was given up: that is how it ends.
-    if (await ctx.redis.exists(ctx.store.keys.cancel(id)).catch(() => 0)) {
+    // Not live (etcd said so), and an operator asked to cancel it while it was given up: that is how it ends.
+    if (wentLive === null && await ctx.redis.exists(ctx.store.keys.cancel(id)).catch(() => 0)) {
       log.write('cancelled: this job was given up (its workers kept dying), and nothing of it went live');
       await log.flush();
       ctx.feedback?.finished(await ctx.store.finish(id, 'cancelled', { error: 'cancelled by request' }));
@@ -315,7 +315,7 @@ async function removeLeftByDeadAttempt(ctx: DeployContext, record: JobRecord, lo
     if (removed.length === 0) log.write('nothing of the previous release was left running');
   } catch (err) {
     // etcd is what says what is live: the job is still recorded as what it names. nginx may not route to it yet.
-    log.write(`could not bring nginx to what etcd names live, nor remove what that attempt left (${firstLine(err)}): nginx may still route to the previous release until \`slipway router\` syncs it or ${record.app}'s next rollout, which also removes what is left`);
+    log.write(`could not finish tidying what that attempt left (${firstLine(err)}): if nginx was not brought to what etcd names live, it may still route to the previous release until \`slipway router\` syncs it or ${record.app}'s next rollout, which also removes what is left`);
   }
 }
 

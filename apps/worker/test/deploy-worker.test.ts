@@ -271,7 +271,7 @@ describe('the deploy worker', () => {
     }
   });
 
-  it('a job an earlier attempt started does not take a live release of its id but of another commit for its own (a Redis that lost its data counts job ids from 1 again): it deploys', async () => {
+  it('a job an earlier attempt started does not take a live release of its id but of another commit for its own (a Redis that lost its data counts job ids from 1 again): it deploys; a worker that starts numbers new jobs past the live releases', async () => {
     world = await workerWorld();
     const [app] = world.apps;
     const job = await world.queue.enqueue({ app: app!.name, sha: app!.repo.sha, ref: 'master', image: null, trigger: 'cli' });
@@ -285,6 +285,11 @@ describe('the deploy worker', () => {
       expect((await world.queue.store.readLog(job.id)).join('\n')).not.toContain('an earlier attempt of this job went live');
       expect(JSON.parse((await etcd.get(etcdKeys.release(app!.name)).string())!)).toMatchObject({ sha: app!.repo.sha, job: job.id });
       expect(await body(`${app!.url}/`)).toBe(`${app!.name} v1\n`);
+      // A worker that starts numbers new jobs past the releases etcd names live.
+      await etcd.put(etcdKeys.release(world.apps[0]!.name)).value(JSON.stringify({ sha: app!.repo.sha, image: `slipway/${app!.name}:x`, job: '987654', at: new Date().toISOString() }));
+      await worker.close();
+      worker = createDeployWorker({ config: world.config, logger: quietLogger });
+      await waitFor('job ids raised past the live release', async () => Number(await world!.queue.store.lastJobId()) >= 987654);
     } finally {
       etcd.close();
     }

@@ -1,3 +1,4 @@
+import { StringDecoder } from 'node:string_decoder';
 import { GitError, GitPluginError, simpleGit, type SimpleGit } from 'simple-git';
 import { scrubSecrets } from '@slipway/core/logger';
 import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
@@ -75,8 +76,10 @@ export function createGitRunner(options: GitRunnerOptions): GitRunner {
       git.outputHandler((_command, _stdout, stderr) => {
         let partial = '';
         let skipping = 0;
+        // A character split between two chunks is decoded whole (accented words in a remote's messages).
+        const decoder = new StringDecoder('utf8');
         stderr.on('data', (chunk: Buffer) => {
-          let text = chunk.toString('utf8');
+          let text = decoder.write(chunk);
           if (skipping > 0) {
             const end = text.search(/\r?\n|\r/);
             if (end < 0) {

@@ -173,7 +173,7 @@ describe('ensureDemoRepo: the demo app\'s repository, whole whatever an earlier 
     expect(await master(torn)).toBe(sha);
     rmSync(work, { recursive: true, force: true });
     await ensureDemoRepo(torn);
-    expect(existsSync(join(work, '.git'))).toBe(true);
+    expect(readFileSync(join(work, 'www', 'index.html'), 'utf8')).toContain('hello from Slipway v1');
     expect(await master(torn)).toBe(sha);
   });
 });

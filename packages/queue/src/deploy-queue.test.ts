@@ -227,6 +227,16 @@ describe('DeployQueue', () => {
     await queue.store.finish(job.id, 'cancelled');
   });
 
+  it('numbers new jobs past an id it is told of (a live release\'s, after Redis lost its data), never lowering the count', async () => {
+    const last = Number(await queue.store.lastJobId());
+    expect(await queue.store.raiseJobIdsPast(last + 1000)).toBe(true);
+    const next = await queue.enqueue(request('epsilon', 7));
+    expect(Number(next.id)).toBe(last + 1001);
+    expect(await queue.store.raiseJobIdsPast(last)).toBe(false);
+    expect(await queue.store.lastJobId()).toBe(next.id);
+    await queue.cancel(next.id);
+  });
+
   it('retries a failed job as a new job and keeps the old one', async () => {
     const job = await queue.enqueue(request('delta', 5));
     await queue.bull.getJob(bullJobId(job.id)).then((j) => j?.remove());

@@ -44,6 +44,8 @@ export function rewindFrom(record: Pick<JobRecord, 'push'>): string | undefined 
 /** Recent jobs of an app read to order pushes by their `before`s (and the most hops followed). */
 const PUSH_CHAIN_JOBS = 100;
 
+/** KEYS[1] (a counter) raised to ARGV[1] if it is below it; 1 when it was. */
+const RAISE_TO = `if (tonumber(redis.call('get', KEYS[1])) or 0) < tonumber(ARGV[1]) then redis.call('set', KEYS[1], ARGV[1]) return 1 end return 0`;
 /** Deletes KEYS[1] if it holds ARGV[1]. */
 const DELETE_IF_EQUAL = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0`;
 /** KEYS[1] set to ARGV[2] (its expiry kept) only while it holds ARGV[1]; 1 when it was. */
@@ -805,6 +807,15 @@ export class JobStore {
    */
   async indexHistory(options: { signal?: AbortSignal; batch?: number } = {}): Promise<{ calls: number; longestCallMs: number }> {
     return indexHistory(this.redis, this.keys, options);
+  }
+
+  /**
+   * Job ids from now on above `id`: a Redis that lost its data counts them
+   * from 1 again, and a new job bearing the id of a release etcd still
+   * names would be taken for it. Whether the counter was below.
+   */
+  async raiseJobIdsPast(id: number): Promise<boolean> {
+    return (await this.redis.eval(RAISE_TO, 1, this.keys.seq, String(Math.floor(id)))) === 1;
   }
 
   /** The newest job id given so far ('0' before the first): what a request that reads the branch records as `chosenAfter`. */

@@ -369,10 +369,11 @@ export async function removeUnconfiguredApps(nginx: NginxTarget, apps: ReadonlyS
     log(`removed ${gone.map((g) => g.file).join(', ')}: no app of that name is configured any more`);
     // Through the batch like every reload of this conf_dir, never beside one: a reload signalled while a batch
     // observes its own would retire the old workers and pass for the batch's, before nginx read the batch's files.
-    // Observed on the address the first removed file listened on (one nginx file without one: a fixed wait).
-    const reloadError = await reloadNginx({ nginx: tier, listen: listen ?? '-' }).then(({ outcome }) => {
+    // Observed on the TCP address the first removed file listened on. A unix socket (a back tier's) is not: nginx
+    // removes it, so nobody would ever accept on it; nor none found: another file's address, or a fixed wait.
+    const reloadError = await reloadNginx({ nginx: tier, listen: listen === undefined || listen.startsWith('unix:') ? '-' : listen }).then(({ outcome }) => {
       if (outcome !== 'not_applied') return null;
-      throw new NginxReloadError('nginx did not apply the configuration without them (its old workers still accept): see its error log');
+      throw new NginxReloadError('nginx did not apply the configuration without them (its old workers were not seen to retire): see its error log');
     }).catch((err: unknown) => {
       log(`nginx reload after removing them failed: ${firstLine(err)}`);
       return err instanceof NginxReloadError ? err : new NginxReloadError(`nginx reload failed: ${firstLine(err)}`, { cause: err });

@@ -116,6 +116,17 @@ export interface SwarmPlan {
 }
 
 /**
+ * Whether `service` is the one a rollout of `desired` made, by its name and
+ * by what it runs: a job id is a Redis counter's, and a Redis that lost its
+ * data counts from 1 again, so a new job may bear the id (and the service
+ * name) of the live release of another commit, which is not its own to
+ * take up, nor to remove as one it made.
+ */
+export function isOwnService(service: AppService, name: string, desired: { sha: string | null; image: string }): boolean {
+  return service.name === name && (desired.sha ? service.labels[LABELS.sha] === desired.sha : service.image === desired.image);
+}
+
+/**
  * Plans a swarm rollout. Pure. A service serves when it is the live
  * release's, when a current key names one of its tasks, or when nginx
  * routes to one of its tasks; any other service of the app is a stray
@@ -123,10 +134,7 @@ export interface SwarmPlan {
  */
 export function planSwarmRollout(current: SwarmCurrent, desired: Parameters<typeof serviceSpec>[0]): SwarmPlan {
   const spec = serviceSpec(desired);
-  // This job's own service, by its name and by what it runs: a job id is a Redis counter's, and a Redis that lost its
-  // data counts from 1 again, so a new job may bear the live release's id (taking that up would call old code new).
-  const own = (s: AppService) => s.name === spec.Name && (desired.sha ? s.labels[LABELS.sha] === desired.sha : s.image === desired.image);
-  const resume = current.releaseJob === desired.release ? current.services.find(own) ?? null : null;
+  const resume = current.releaseJob === desired.release ? current.services.find((s) => isOwnService(s, spec.Name!, desired)) ?? null : null;
   const ownTasks = new Set(current.tasks.filter((t) => t.serviceId === resume?.id).map((t) => t.id.slice(0, 12)));
   const keyed = new Set(current.upstreams.map((u) => u.id));
   const routed = new Set(current.routed);
@@ -288,6 +296,11 @@ class SwarmRun {
       this.service = { id: plan.resume.id, name };
       this.log(`service ${name} of this job is live already (an earlier attempt switched to it and did not finish): taking it up, not starting it again`);
     } else {
+      // Strays are gone by now; a service that serves under this name is not this job's (see isOwnService).
+      const taken = plan.serving.find((s) => s.name === name);
+      if (taken) {
+        throw new SlipwayError('docker_error', `a service named ${name} exists already and runs another ${this.request.sha ? 'commit' : 'image'} (release ${taken.labels[LABELS.release] ?? '?'}): job ids count from 1 again after Redis lost its data, and this job bears the id of an earlier one. Nothing was started; deploy again (a new job has a later id)`, { fault: 'slipway' });
+      }
       this.creating = name;
       this.service = this.created = { id: await swarm.createService(plan.spec), name };
       this.log(`created service ${name} (${app.replicas} replica${app.replicas === 1 ? '' : 's'} of ${this.record.image}${app.placement.length ? `, placement ${app.placement.join(', ')}` : ''})`);
@@ -529,7 +542,8 @@ class SwarmRun {
       // A create with no answer, and none found after it: the manager may still make it. Asked once more now; a
       // service found then runs no traffic (nothing switched), and goes.
       const name = this.creating;
-      const made = await this.seams.swarm.listAppServices(this.request.app.name).then((services) => services.find((s) => s.name === name), () => undefined);
+      // Its own only: never a service of that name running something else (the live release of an earlier job of that id).
+      const made = await this.seams.swarm.listAppServices(this.request.app.name).then((services) => services.find((s) => isOwnService(s, name, this.record)), () => undefined);
       if (made) this.created = { id: made.id, name };
     }
     if (!this.created) return;
