@@ -46,8 +46,8 @@ export interface RouteSyncResult {
    * `applied`: nginx now serves the keys; `unchanged`: it already did;
    * `empty`: no live key, the previous file was kept; `failed`: see `error`
    * (template, check or reload), the previous file was kept; `deferred`: a
-   * rollout holds the app's lock, and writes the file itself (the watch
-   * syncs the app again once the lock is gone).
+   * rollout holds the app's lock, and writes the file itself, or the keys
+   * changed while the file was checked (the watch syncs the app again).
    */
   outcome: 'applied' | 'unchanged' | 'empty' | 'failed' | 'deferred';
   file: string;
@@ -154,8 +154,8 @@ async function syncAppRoute(options: { app: AppConfig; nginx: NginxTarget; etcd:
   const log = options.log ?? (() => {});
   const file = nginxNames.path(nginx.conf_dir, app.name);
   const rolloutHolds = () => etcdCall(`reading ${etcdKeys.lock(app.name)}`, () => etcd.get(etcdKeys.lock(app.name)).exists());
-  const deferred = (): RouteSyncResult => {
-    log(`${app.name}: a rollout holds the app and writes ${file} itself; ${options.watching ? 'syncing once it ends' : 'left to it'}`);
+  const deferred = (why = `a rollout holds the app and writes ${file} itself; ${options.watching ? 'syncing once it ends' : 'left to it'}`): RouteSyncResult => {
+    log(`${app.name}: ${why}`);
     return { app: app.name, outcome: 'deferred', file, upstreams: [] };
   };
   const [{ live, invalid }, busy] = await Promise.all([readUpstreams(etcd, app.etcd_prefix), rolloutHolds()]);
@@ -167,8 +167,18 @@ async function syncAppRoute(options: { app: AppConfig; nginx: NginxTarget; etcd:
     return { app: app.name, outcome: 'empty', file, upstreams };
   }
   try {
-    const result = await applyNginxConf({ nginx, snapshot: await routeSnapshot(app, upstreams), beforeCommit: async () => !(await rolloutHolds()) });
-    if (result.withheld) return deferred();
+    // Right before the rename: no rollout holds the app, and the keys are still the ones read. A whole rollout (lock,
+    // switch, file, drain, stop, unlock) may fit in a slow check; its file must not be replaced by one of the keys
+    // read before it, which name the containers it stopped.
+    const seen = keysOf(live);
+    let moved = false;
+    const stillSo = async () => {
+      if (await rolloutHolds()) return false;
+      moved = keysOf((await readUpstreams(etcd, app.etcd_prefix)).live) !== seen;
+      return !moved;
+    };
+    const result = await applyNginxConf({ nginx, snapshot: await routeSnapshot(app, upstreams), beforeCommit: stillSo });
+    if (result.withheld) return moved ? deferred(`its keys changed while ${file} was checked (a rollout came and went): not put in place; ${options.watching ? 'synced again from the keys as they are now' : 'left to the next sync'}`) : deferred();
     if (!result.changed && !result.reload) return { app: app.name, outcome: 'unchanged', file, upstreams };
     if (!result.changed) {
       log(`${app.name}: nginx had not been asked to read ${file} since it was put in place (a switch whose reload never came); reloaded (${result.reload!.outcome} in ${result.reload!.ms} ms)`);
@@ -184,6 +194,9 @@ async function syncAppRoute(options: { app: AppConfig; nginx: NginxTarget; etcd:
     return { app: app.name, outcome: 'failed', file, upstreams, error };
   }
 }
+
+/** The upstream keys as one string, to tell whether they changed. */
+const keysOf = (live: ReadonlyArray<{ key: string; address: string }>) => live.map((u) => `${u.key}=${u.address}`).join('\n');
 
 export interface WatchAppPrefixesOptions<R> {
   apps: readonly AppConfig[];

@@ -111,6 +111,25 @@ describe('router', () => {
     }
   });
 
+  it('--once does not put a file in place whose keys changed while it was checked (a whole rollout may fit in a slow check)', async () => {
+    const apps = await twoApps();
+    const [one] = Object.values(apps) as [typeof apps[string]];
+    await etcd.put(`${one.etcd_prefix}/aaaaaaaaaaaa`).value(address(0));
+    await routerOnce({ apps: { [one.name]: one }, nginx: nginx.settings, etcd });
+    // The keys move on (a rollout switched to c and stopped b's container) while the router checks the file of b.
+    await etcd.delete().key(`${one.etcd_prefix}/aaaaaaaaaaaa`);
+    await etcd.put(`${one.etcd_prefix}/bbbbbbbbbbbb`).value(address(1));
+    const slow = { ...nginx.settings, check_cmd: ['sh', '-c', 'sleep 1.5; exec "$@"', 'check', ...nginx.settings.check_cmd] };
+    const syncing = routerOnce({ apps: { [one.name]: one }, nginx: slow, etcd });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await etcd.delete().key(`${one.etcd_prefix}/bbbbbbbbbbbb`);
+    await etcd.put(`${one.etcd_prefix}/cccccccccccc`).value(address(2));
+    expect((await syncing).map((r) => r.outcome)).toEqual(['deferred']);
+    expect(await readFile(nginxNames.path(nginx.settings.conf_dir, one.name), 'utf8')).not.toContain(address(1));
+    expect((await routerOnce({ apps: { [one.name]: one }, nginx: nginx.settings, etcd })).map((r) => r.outcome)).toEqual(['applied']);
+    expect(await fetchText(one.listen)).toBe('200 c');
+  });
+
   it('--once syncs apps side by side, so that their switches share reloads', async () => {
     const base = uniqueName('/test/router');
     const names = Array.from({ length: 6 }, () => testAppName());
