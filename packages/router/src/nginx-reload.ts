@@ -122,7 +122,7 @@ async function signalReload(nginx: NginxTarget): Promise<void> {
  * whole configuration before it signals, which on a loaded machine with
  * many apps took most of the 5 s nginx itself is given.
  */
-async function observeReload(listen: string, before: ListenerHolders | null, started: number, timeoutMs = RELOAD_CONFIRM_TIMEOUT_MS, witness?: Witness): Promise<ReloadResult> {
+async function observeReload(listen: string, before: ListenerHolders | null, started: number, timeoutMs = RELOAD_CONFIRM_TIMEOUT_MS, witness?: Witness, socketExisted = false): Promise<ReloadResult> {
   const observing = Date.now();
   let deadline = observing + timeoutMs;
 
@@ -159,11 +159,20 @@ async function observeReload(listen: string, before: ListenerHolders | null, sta
   // Not seen accepting: either unobservable, or the address is someone else's and nginx kept its old config.
   const other = await otherHolder(listen).catch(() => null);
   if (other) throw new NginxReloadError(`nginx could not listen on ${listen}: pid ${other.pid} (${other.name}) holds it, so nginx kept its previous config`);
-  if (listen.startsWith('unix:')) return awaitUnixSocket(listen.slice('unix:'.length), started, observing, deadline);
+  // A socket that was there before the signal, whose holders cannot be seen (nginx in another namespace): its old
+  // workers accept on it too, so an answer proves nothing; judged as any unobservable address below.
+  if (listen.startsWith('unix:') && !socketExisted) return awaitUnixSocket(listen.slice('unix:'.length), started, observing, deadline);
   // nginx takes a configuration whole or not at all: the old workers of an address it had (another app's) retiring prove
   // it took this one too, and still accepting, that it refused it (an address it could not bind, past a check_cmd that did not try).
   if (witness) return observeReload(witness.listen, witness.holders, started, Math.max(0, deadline - Date.now()));
   return { outcome: 'assumed', ms: Date.now() - started };
+}
+
+/** The unix-socket listens of `listens` whose socket exists though no holder of it was seen (see observeReload). */
+async function unseenSocketsPresent(listens: readonly string[], before: ReadonlyMap<string, ListenerHolders | null>): Promise<Set<string>> {
+  const unseen = listens.filter((listen) => listen.startsWith('unix:') && !(before.get(listen)?.workers.length));
+  const present = await Promise.all(unseen.map((listen) => stat(listen.slice('unix:'.length)).then((s) => s.isSocket(), () => false)));
+  return new Set(unseen.filter((_, i) => present[i]));
 }
 
 /** An address nginx serves for another file of the same conf_dir, and who accepted on it before the reload. */
@@ -340,12 +349,13 @@ async function leadBatch(options: ReloadNginxOptions, dir: string, batchMs: numb
   const witness = await findWitness(options.nginx.conf_dir, listens, before);
   // Before the signal: a file renamed in after this is read by nginx too, but taken for unread once (one more reload).
   const placed = await slipwayFiles(options.nginx.conf_dir);
+  const existingSockets = await unseenSocketsPresent(listens, before);
   const started = Date.now();
   let outcome: Map<string, TicketResult>;
   try {
     await signalReload(options.nginx);
     await writeAtomically(join(dir, 'last'), String(started));
-    outcome = new Map(await Promise.all(listens.map(async (listen) => [listen, await observeReload(listen, before.get(listen) ?? null, started, options.timeoutMs, witness)
+    outcome = new Map(await Promise.all(listens.map(async (listen) => [listen, await observeReload(listen, before.get(listen) ?? null, started, options.timeoutMs, witness, existingSockets.has(listen))
       .then((result): TicketResult => ({ result }), (err: Error): TicketResult => ({ error: err.message }))] as const)));
     // Read by nginx only once no listener says otherwise: a reload not applied (or a leader that died watching it) leaves
     // its files unread, so that the next apply of the same file reloads (reloadIfBehind) rather than trust a signal nginx ignored.
