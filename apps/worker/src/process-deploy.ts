@@ -586,7 +586,7 @@ async function buildAndTest(ctx: DeployContext, app: AppConfig, record: JobRecor
     if (!record.sha) throw new SlipwayError('invalid_job', 'job has neither a commit nor an image');
     await updates.step('checkout');
     log.section(`checkout ${record.sha.slice(0, 12)}`);
-    const tree = await checkout({ app, sha: record.sha, branch: app.branch, workdir: ctx.config.workdir, log: log.write, signal });
+    const tree = await checkout({ app, sha: record.sha, branch: app.branch, workdir: ctx.config.workdir, log: log.write, signal, timeoutMs: app.build_timeout_s * 1000 });
     try {
       tests = await stepsForCommit(app, tree.dir, record.sha, log.write);
       throwIfCancelled();

@@ -89,6 +89,29 @@ describe('checkout', () => {
     expect(readdirSync(join(workdir, 'builds')).filter((d) => d.startsWith(app.name))).toEqual([]);
   });
 
+  it('stops a checkout past its timeout (a remote that keeps sending a trickle is never idle): unavailable, no tree left', async () => {
+    // A remote that answers, then sends a byte now and then, for ever.
+    const trickles = new Set<NodeJS.Timeout>();
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/x-git-upload-pack-advertisement' });
+      trickles.add(setInterval(() => res.write('0'), 200));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const app = testApp({ repo: `http://127.0.0.1:${(server.address() as AddressInfo).port}/slow.git` });
+      const started = Date.now();
+      const err = await caught(checkout({ app, sha: fixture.sha, workdir, timeoutMs: 1500 }));
+      expect(err).toBeInstanceOf(UnavailableError);
+      expect((err as Error).message).toMatch(/^the checkout of [0-9a-f]{12} ran past 1\.5 s \(build_timeout_s\) and was stopped/);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(readdirSync(join(workdir, 'builds')).filter((d) => d.startsWith(app.name))).toEqual([]);
+    } finally {
+      for (const trickle of trickles) clearInterval(trickle);
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
   it('a commit the remote has but cannot send is what git said, not sha_not_found', async () => {
     const app = testApp({ repo: fixture.url });
     // A commit on no branch (a pull request head), whose file the remote then loses.
