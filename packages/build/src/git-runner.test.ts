@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -163,6 +163,17 @@ describe('GitRunner.probe', () => {
     expect(await git.probe(['rev-parse', '--verify', '--quiet', '--end-of-options', 'refs/heads/none^{commit}'])).toBe('');
     const blob = execFileSync('git', ['--git-dir', dir, 'hash-object', '-w', '--stdin'], { input: 'x\n', encoding: 'utf8' }).trim();
     expect(await git.probe(['cat-file', '-t', '--end-of-options', blob])).toBe('blob');
+  });
+
+  it('throws for an object that is there but cannot be read (cut short by a crash): a damaged cache is not a missing commit', async () => {
+    const damaged = join(dir, 'damaged.git');
+    execFileSync('git', ['init', '--quiet', '--bare', damaged]);
+    const blob = execFileSync('git', ['--git-dir', damaged, 'hash-object', '-w', '--stdin'], { input: 'some content\n', encoding: 'utf8' }).trim();
+    const file = join(damaged, 'objects', blob.slice(0, 2), blob.slice(2));
+    chmodSync(file, 0o644);
+    writeFileSync(file, readFileSync(file).subarray(0, 5));
+    const err = await createGitRunner({ gitDir: damaged }).probe(['cat-file', '-t', '--end-of-options', blob]).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'git_failed' });
   });
 
   it('throws when git cannot answer at all: a broken clone is not a commit that is missing', async () => {

@@ -151,7 +151,8 @@ export function createGitRunner(options: GitRunnerOptions): GitRunner {
       } catch (err) {
         // "No such object or revision" is an answer; anything else (a damaged or locked clone, git not starting) is a
         // failure, and must not read as a commit that does not exist or is not on its branch.
-        if (!(err instanceof GitPluginError) && NO_SUCH_OBJECT.test((err as Error).message ?? '')) return null;
+        const said = (err as Error).message ?? '';
+        if (!(err instanceof GitPluginError) && NO_SUCH_OBJECT.test(said) && !CORRUPT.test(said)) return null;
         throw translate(err, args[0] ?? 'git');
       }
     },
@@ -298,6 +299,12 @@ export type GitFailureCode = 'git_auth_failed' | 'repo_not_found' | 'unavailable
 
 /** What git says when a probed object or revision does not exist (its exit-1 "no" prints nothing, which is not a failure). */
 const NO_SUCH_OBJECT = /not a valid (object|commit) name|could not get object info|bad object|bad revision|unknown revision|needed a single revision/i;
+/**
+ * What git adds when an object is there but cannot be read (a pack or
+ * loose object cut short by a crash or a full disk): the clone cache's
+ * fault, not an answer that the commit is missing or off its branch.
+ */
+const CORRUPT = /is corrupt|corrupt (loose )?object|inflate: |unable to unpack|unable to parse .* header|header for \S+ too long|object file \S+ is empty|packfile .* cannot be accessed|garbage at end of loose object|failed to read object/i;
 
 const AUTH = [
   /authentication failed/i,
