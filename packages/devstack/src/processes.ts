@@ -168,16 +168,20 @@ export async function stopProcessesUnder(dir: string, graceMs = 10_000): Promise
 }
 
 /** Polls `probe` until it returns a truthy value; throws naming `what` after `timeoutMs`. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, options: { timeoutMs?: number; intervalMs?: number } = {}): Promise<T> {
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, options: { timeoutMs?: number; intervalMs?: number; process?: { pid: number; log: string } } = {}): Promise<T> {
   const deadline = Date.now() + (options.timeoutMs ?? 30_000);
   let lastError: unknown;
   for (;;) {
+    let value: T | undefined | null | false = undefined;
     try {
-      const value = await probe();
-      if (value) return value;
+      value = await probe();
     } catch (err) {
       lastError = err;
     }
+    // The process that should answer exited: said at once, with its log, not after the whole wait; and an answer then
+    // came from someone else (a port taken between choosing and binding it), not from it.
+    if (options.process && !isAlive(options.process.pid)) throw new Error(`${what}: the process (pid ${options.process.pid}) exited before it answered; see ${options.process.log}`);
+    if (value) return value;
     if (Date.now() > deadline) {
       const why = lastError instanceof Error ? `: ${lastError.message}` : '';
       throw new Error(`timed out after ${options.timeoutMs ?? 30_000} ms waiting for ${what}${why}`);

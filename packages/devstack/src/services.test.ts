@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
 import { utimesSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { POLICY_MARKER, policyOwner } from './services.js';
+import { POLICY_MARKER, policyOwner, startRedis } from './services.js';
 import { tempDir } from './testing.js';
 
 describe('policyOwner: whose /usr/sbin/policy-rc.d an install finds', () => {
@@ -33,5 +34,24 @@ describe('policyOwner: whose /usr/sbin/policy-rc.d an install finds', () => {
     expect(policyOwner(alive)).toBe('left');
     // One written before the file named its process: left, as before.
     expect(policyOwner(policy(`#!/bin/sh\n${POLICY_MARKER}: no service starts.\nexit 101\n`))).toBe('left');
+  });
+});
+
+describe('starting a service', () => {
+  const { path: dir, remove } = tempDir('slipway-service-start-');
+  afterAll(() => remove());
+
+  it('fails at once, naming its log, when the service exits before it answers (its port taken by something else that answers)', async () => {
+    // Something on the port that answers Redis's PING, slowly: redis cannot bind it, and exits meanwhile.
+    const impostor = createServer((socket) => socket.on('data', () => setTimeout(() => socket.write('+PONG\r\n'), 1000)));
+    await new Promise<void>((resolve) => impostor.listen(0, '127.0.0.1', resolve));
+    try {
+      const started = Date.now();
+      const err = await startRedis(join(dir, 'redis'), (impostor.address() as AddressInfo).port).then(() => null, (e: unknown) => e as Error);
+      expect(err?.message).toMatch(new RegExp(`exited before it answered; see ${join(dir, 'redis', 'redis.log')}`));
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      impostor.close();
+    }
   });
 });

@@ -83,7 +83,7 @@ export async function ensureDockerEngine(logDir: string): Promise<DockerEngine> 
   mkdirSync(logDir, { recursive: true });
   const pid = spawnService(['dockerd', '--host', host], join(logDir, 'dockerd.log'));
   try {
-    await waitFor('the Docker engine to answer on /var/run/docker.sock', () => dockerAnswers(), { timeoutMs: 90_000, intervalMs: 200 });
+    await waitFor('the Docker engine to answer on /var/run/docker.sock', () => dockerAnswers(), { timeoutMs: 90_000, intervalMs: 200, process: { pid, log: join(logDir, 'dockerd.log') } });
   } catch (err) {
     // Not yet in the stack's state, and its argv does not name the stack's directory: nothing else would stop it.
     await stopProcess(pid, 30_000);
@@ -107,7 +107,7 @@ export async function startRedis(dir: string, port: number): Promise<RedisServic
     '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec', '--protected-mode', 'yes', '--daemonize', 'no',
     '--loglevel', 'warning',
   ], join(dir, 'redis.log'));
-  await waitFor(`redis on port ${port}`, () => redisAnswers(port), { timeoutMs: 15_000 });
+  await waitFor(`redis on port ${port}`, () => redisAnswers(port), { timeoutMs: 15_000, process: { pid, log: join(dir, 'redis.log') } });
   return { pid, port, url: `redis://127.0.0.1:${port}` };
 }
 
@@ -139,7 +139,7 @@ export async function startEtcd(dir: string, port: number, peerPort: number): Pr
   mkdirSync(dataDir, { recursive: true });
   const pid = spawnService(etcdArgv(dataDir, port, peerPort), join(dir, 'etcd.log'), { ...process.env, ETCD_UNSUPPORTED_ARCH: process.arch === 'x64' ? '' : process.arch });
   const url = `http://127.0.0.1:${port}`;
-  await waitFor(`etcd at ${url}`, () => etcdHealthy(url), { timeoutMs: 30_000 });
+  await waitFor(`etcd at ${url}`, () => etcdHealthy(url), { timeoutMs: 30_000, process: { pid, log: join(dir, 'etcd.log') } });
   return { pid, port, peerPort, url, dataDir };
 }
 
@@ -265,7 +265,7 @@ export async function startNginx(prefix: string, statusPort: number, confDir = j
   // The full path: Slipway runs the check and reload commands with its own PATH, which may lack /usr/sbin.
   const base = [findExecutable('nginx'), '-p', `${prefix}/`, '-c', mainConf];
   const pid = spawnService([...base, '-e', join(prefix, 'error.log'), '-g', 'daemon off;'], join(prefix, 'nginx.out'));
-  await waitFor(`nginx on port ${statusPort}`, () => httpOk(`http://127.0.0.1:${statusPort}/__devstack`), { timeoutMs: 15_000 });
+  await waitFor(`nginx on port ${statusPort}`, () => httpOk(`http://127.0.0.1:${statusPort}/__devstack`), { timeoutMs: 15_000, process: { pid, log: join(prefix, 'error.log') } });
   return {
     pid, prefix, mainConf, confDir, statusPort,
     checkCmd: [...base, '-t', '-q'],
