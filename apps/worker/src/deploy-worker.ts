@@ -157,14 +157,14 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
   const sweepTimer = setInterval(sweep, HISTORY_SWEEP_INTERVAL_MS).unref();
   sweep();
 
-  // A Redis that lost its data counts job ids from 1 again: raised past the releases etcd names live, so that no new
-  // job bears a live release's id (one already queued is told apart by its commit: see isOwnRelease).
-  void Promise.all(Object.keys(config.apps).map((app) => currentRelease(context.etcd, app).catch(() => null)))
-    .then((live) => Math.max(0, ...live.map((release) => Number(release?.job)).filter(Number.isSafeInteger)))
-    .then(async (newest) => {
-      if (await store.raiseJobIdsPast(newest)) logger.warn({ job: newest }, 'job ids counted from below a release etcd names live (Redis lost its data?): new jobs are numbered past it');
-    })
-    .catch((err: Error) => logger.debug({ err: err.message }, 'could not compare job ids with the live releases'));
+  // A Redis that lost its data counts job ids from 1 again: raised past the releases etcd names live, at start and with
+  // every repair sweep (Redis may be emptied under a running worker), so that no new job bears a live release's id for
+  // long (one that does is told apart by its commit: see isOwnRelease).
+  const raiseJobIds = async () => {
+    const live = await Promise.all(Object.keys(config.apps).map((app) => currentRelease(context.etcd, app)));
+    const newest = Math.max(0, ...live.map((release) => Number(release?.job)).filter(Number.isSafeInteger));
+    if (await store.raiseJobIdsPast(newest)) logger.warn({ job: newest }, 'job ids counted from below a release etcd names live (Redis lost its data?): new jobs are numbered past it');
+  };
 
   // A webhook answered 503 whose record and delivery claim were written but whose BullMQ job was not (Redis went away
   // between the two, too soon for the undo): the forge's retry is a "duplicate", so this job is the push's only one.
@@ -188,6 +188,7 @@ export function createDeployWorker(options: DeployWorkerOptions): DeployWorker {
   };
   const repairAll = () => {
     repair();
+    void raiseJobIds().catch((err: Error) => logger.debug({ err: err.message }, 'could not compare job ids with the live releases (etcd or Redis unreachable); again in a minute'));
     void settleAbandoned().catch((err: Error) => logger.debug({ err: err.message }, 'looking for jobs given up and still recorded running failed; again in a minute'));
     // Ends no one reported (a worker died between finishing a job and reporting it, or stopped before its final status
     // went out): their commit would show "Deploying" for ever.

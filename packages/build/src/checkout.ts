@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, rm, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AppConfig } from '@slipway/config/types';
-import { SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
+import { SlipwayError } from '@slipway/core/slipway-error';
 import { isProcessAlive, OWN_PID_NAMESPACE } from '@slipway/core/run-command';
 import { assertAppName, assertSha, isAppName } from '@slipway/core/validate';
 import { assertOnBranch, removeGitLocks, withRepoCache, type RepoCacheOptions, workPaths } from './repo-cache.js';
@@ -28,12 +28,7 @@ export interface CheckoutOptions {
   branch?: string;
   /** Aborting kills git and rejects with the signal's reason. */
   signal?: AbortSignal;
-  /**
-   * The whole checkout (the repository's lock, fetches, the tree) within
-   * this long, else git is stopped and it fails `unavailable`: git is
-   * otherwise stopped only when it has printed nothing for a while, and a
-   * remote sending a few bytes at a time keeps its progress meter going.
-   */
+  /** The whole checkout (the cache's lock, fetches, the tree) within this long: see RepoCacheOptions.timeoutMs. */
   timeoutMs?: number;
   /** Lock and timeout tuning; the defaults suit production. */
   tuning?: Pick<RepoCacheOptions, 'lock' | 'gitIdleTimeoutMs'>;
@@ -61,8 +56,6 @@ export async function checkout(options: CheckoutOptions): Promise<Checkout> {
   const sha = assertSha(options.sha);
   const app = assertAppName(options.app.name, 'app');
   options.signal?.throwIfAborted();
-  const deadline = options.timeoutMs === undefined ? undefined : AbortSignal.timeout(options.timeoutMs);
-  const signal = deadline && options.signal ? AbortSignal.any([options.signal, deadline]) : deadline ?? options.signal;
   const log = options.log ?? (() => {});
   const builds = workPaths(options.workdir, app).builds;
   await mkdir(builds, { recursive: true });
@@ -72,7 +65,7 @@ export async function checkout(options: CheckoutOptions): Promise<Checkout> {
   };
 
   try {
-    await withRepoCache({ app: options.app, workdir: options.workdir, log, signal, ...options.tuning }, async (cache) => {
+    await withRepoCache({ app: options.app, workdir: options.workdir, log, signal: options.signal, timeoutMs: options.timeoutMs, ...options.tuning }, async (cache) => {
       if (options.branch !== undefined) {
         await cache.fetchBranches();
         // Not on any branch: in the repository under another ref (a pull request's head: not_on_branch below), or not at all.
@@ -95,9 +88,6 @@ export async function checkout(options: CheckoutOptions): Promise<Checkout> {
     });
   } catch (err) {
     await cleanup();
-    if (deadline?.aborted && !options.signal?.aborted) {
-      throw new UnavailableError('git', `the checkout of ${sha.slice(0, 12)} ran past ${options.timeoutMs! / 1000} s (build_timeout_s) and was stopped: the remote is too slow, or the repository too large`, { cause: err });
-    }
     throw err;
   }
   log(`checked out ${sha.slice(0, 12)} into ${dir}`);

@@ -152,7 +152,7 @@ export function createGitRunner(options: GitRunnerOptions): GitRunner {
         // "No such object or revision" is an answer; anything else (a damaged or locked clone, git not starting) is a
         // failure, and must not read as a commit that does not exist or is not on its branch.
         const said = (err as Error).message ?? '';
-        if (!(err instanceof GitPluginError) && NO_SUCH_OBJECT.test(said) && !CORRUPT.test(said)) return null;
+        if (!(err instanceof GitPluginError) && NO_SUCH_OBJECT.test(said) && !isCorruptObjectError(said)) return null;
         throw translate(err, args[0] ?? 'git');
       }
     },
@@ -305,6 +305,9 @@ const NO_SUCH_OBJECT = /not a valid (object|commit) name|could not get object in
  * fault, not an answer that the commit is missing or off its branch.
  */
 const CORRUPT = /is corrupt|corrupt (loose )?object|inflate: |unable to unpack|unable to parse .* header|header for \S+ too long|object file \S+ is empty|packfile .* cannot be accessed|garbage at end of loose object|failed to read object/i;
+
+/** Whether git's words say an object is there but cannot be read (see CORRUPT). */
+export const isCorruptObjectError = (message: string) => CORRUPT.test(message);
 
 const AUTH = [
   /authentication failed/i,

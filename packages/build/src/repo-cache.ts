@@ -1,9 +1,9 @@
 import { mkdir, readdir, rm, stat, unlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { AppConfig } from '@slipway/config/types';
-import { InvalidInputError, isSlipwayError, SlipwayError } from '@slipway/core/slipway-error';
+import { InvalidInputError, isSlipwayError, SlipwayError, UnavailableError } from '@slipway/core/slipway-error';
 import { assertSha, isBranchName, quote, assertAppName } from '@slipway/core/validate';
-import { createGitRunner, type GitRunner } from './git-runner.js';
+import { createGitRunner, isCorruptObjectError, type GitRunner } from './git-runner.js';
 import { withRepoLock, type RepoLockOptions } from './repo-lock.js';
 
 /** Every branch of the remote, mirrored as the cache's own branches. */
@@ -20,7 +20,18 @@ export interface RepoCacheOptions {
   lock?: Pick<RepoLockOptions, 'waitMs' | 'staleMs'>;
   /** See {@link DEFAULT_GIT_IDLE_TIMEOUT_MS}. */
   gitIdleTimeoutMs?: number;
+  /**
+   * All of it (the cache's lock, fetches, what `fn` does) within this long,
+   * else git is stopped and it fails `unavailable`. Default
+   * {@link DEFAULT_REPO_CACHE_TIMEOUT_MS}. git is otherwise stopped only when
+   * it has printed nothing for a while, and a remote sending a trickle
+   * keeps its progress meter going for ever.
+   */
+  timeoutMs?: number;
 }
+
+/** How long a use of the clone cache may take unless told (a build's checkout is given build_timeout_s). */
+export const DEFAULT_REPO_CACHE_TIMEOUT_MS = 30 * 60_000;
 
 /** The app's bare clone, held exclusively for the duration of a callback. */
 export interface RepoCache {
@@ -57,6 +68,21 @@ export interface RepoCache {
  * in the cache's config.
  */
 export async function withRepoCache<T>(options: RepoCacheOptions, fn: (cache: RepoCache) => Promise<T>): Promise<T> {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_REPO_CACHE_TIMEOUT_MS;
+  const deadline = AbortSignal.timeout(timeoutMs);
+  const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
+  try {
+    return await usingRepoCache({ ...options, signal }, fn);
+  } catch (err) {
+    // Stopped by the deadline (git killed, its abort's reason thrown), not by the caller nor for a reason of its own.
+    if (deadline.aborted && !options.signal?.aborted && (err === deadline.reason || isSlipwayError(err, 'cancelled'))) {
+      throw new UnavailableError('git', `the clone cache of ${options.app.name} was used past ${timeoutMs / 1000} s (its lock, fetching, checking out) and git was stopped: the remote is too slow, or the repository too large`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+async function usingRepoCache<T>(options: RepoCacheOptions & { signal: AbortSignal }, fn: (cache: RepoCache) => Promise<T>): Promise<T> {
   const repo = classifyRepoUrl(options.app.repo);
   const paths = workPaths(options.workdir, options.app.name);
   const log = options.log ?? (() => {});
@@ -110,7 +136,16 @@ export async function withRepoCache<T>(options: RepoCacheOptions, fn: (cache: Re
       isAncestor,
       isOnBranch: (sha, branch) => isAncestor(sha, `refs/heads/${assertBranch(branch)}`),
     };
-    return fn(cache);
+    try {
+      return await fn(cache);
+    } catch (err) {
+      // An object git has but cannot read (cut short by a crash, a full disk): the cache would fail every deploy the
+      // same way, since it still answers as a repository. Started again (under the lock), the job tried again.
+      if (!isSlipwayError(err, 'git_failed') || !isCorruptObjectError(err.message)) throw err;
+      await rm(paths.repo, { recursive: true, force: true });
+      log(`the clone cache ${paths.repo} holds an object git cannot read: removed, to be cloned afresh`);
+      throw new UnavailableError('git', `the clone cache of ${options.app.name} was damaged (${err.message.split('\n', 1)[0]}): it was removed, and is cloned afresh when the job is tried again`, { cause: err });
+    }
   }, { ...options.lock, signal: options.signal, log });
 }
 

@@ -186,7 +186,7 @@ const app = obj({
   server_name: list(str({ check: hostname, type: 'a host name' }), { default: [], single: true, doc: 'nginx `server_name`s; empty means `_` (any). Apps on one `listen` need names of their own: nginx sends a shared name\'s requests to one of them only (the router and the worker warn at start).' }),
   drain_s: num({ min: 0, max: 3600, default: 5, doc: 'Longest wait after the switch for old containers to finish their connections.' }),
   stop_timeout_s: num({ min: 0, max: 3600, integer: true, default: 10, doc: 'SIGTERM grace before SIGKILL.' }),
-  build_timeout_s: num({ min: 1, max: 86400, integer: true, default: 1800, doc: 'The build is stopped after this long and the job fails with `build_timeout`; the checkout before it is bounded by it too (`unavailable`, tried again).' }),
+  build_timeout_s: num({ min: 1, max: 86400, integer: true, default: 1800, doc: 'The build is stopped after this long and the job fails with `build_timeout`; the checkout before it gets as long again, on its own (past it: `unavailable`, tried again).' }),
   build_context_max_mb: num({ min: 1, max: 1_048_576, integer: true, default: 2048, doc: 'Most the build context may hold, in MiB (the regular files `.dockerignore` leaves in, summed); a commit over it fails with `build_failed` before anything is sent to Docker.' }),
   steps: stepList({ optional: true, doc: 'Run in order after the build, before anything is started for traffic; all must pass, else nothing is rolled out. When set (even `[]`), a `.slipway.yml` in the pushed commit is ignored. Image deploys and rollbacks run none.' }),
   dockerfile: str({ default: 'Dockerfile', check: repoPath, type: 'a path in the repository', doc: 'Dockerfile to build, relative to the repository root.' }),

@@ -172,6 +172,8 @@ describe('ensureDemoRepo: the demo app\'s repository, whole whatever an earlier 
     expect(await ensureDemoRepo(torn)).toBe(work);
     expect(await master(torn)).toBe(sha);
     rmSync(work, { recursive: true, force: true });
+    // A bare repository whose HEAD names another branch (init.defaultBranch=main on this machine, say).
+    await runCommand(['git', '--git-dir', join(torn, 'hello.git'), 'symbolic-ref', 'HEAD', 'refs/heads/main']);
     await ensureDemoRepo(torn);
     expect(readFileSync(join(work, 'www', 'index.html'), 'utf8')).toContain('hello from Slipway v1');
     expect(await master(torn)).toBe(sha);

@@ -183,7 +183,7 @@ export async function ensureDemoRepo(demo: string): Promise<string> {
     await createFixtureRepo(demo, { version: 'hello from Slipway v1', name: DEMO_APP });
   } else if (!existsSync(join(work, '.git'))) {
     rmSync(work, { recursive: true, force: true });
-    // Its branch by name: the bare repository's HEAD follows init.defaultBranch, which may not be master.
+    // Its branch by name, whatever the bare repository's HEAD names.
     await git(demo, 'clone', '-q', '-b', 'master', bare, work);
   }
   return work;

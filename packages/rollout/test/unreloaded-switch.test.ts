@@ -79,6 +79,9 @@ describe('a switch whose reload never came', () => {
 
   it('the router reloads it on its next sync, though the file is what etcd says', async () => {
     const app = await testApp({ replicas: 2 });
+    // The earlier tests' apps, not named below, have their files removed (and nginx reloaded) by this first sync: the
+    // sync under test then has only this app's unread file to reload.
+    await routerOnce({ apps: { [app.name]: app }, nginx: nginx.settings, etcd });
     await killedAfterRename(app);
     // status does not call it in sync: the file is what etcd says, but nginx serves what it said before.
     const before = await appStatus({ app, nginx: nginx.settings, docker, etcd });

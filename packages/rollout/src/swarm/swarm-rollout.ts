@@ -299,7 +299,7 @@ class SwarmRun {
       // Strays are gone by now; a service that serves under this name is not this job's (see isOwnService).
       const taken = plan.serving.find((s) => s.name === name);
       if (taken) {
-        throw new SlipwayError('docker_error', `a service named ${name} exists already and runs another ${this.request.sha ? 'commit' : 'image'} (release ${taken.labels[LABELS.release] ?? '?'}): job ids count from 1 again after Redis lost its data, and this job bears the id of an earlier one. Nothing was started; deploy again (a new job has a later id)`, { fault: 'slipway' });
+        throw new SlipwayError('docker_error', `a service named ${name} exists already and runs another ${this.request.sha ? 'commit' : 'image'} (release ${taken.labels[LABELS.release] ?? '?'}): job ids count from 1 again after Redis lost its data, and this job bears the id of an earlier one. Its service was not created (its image is in the registry); deploy again (a new job has a later id)`, { fault: 'slipway' });
       }
       this.creating = name;
       this.service = this.created = { id: await swarm.createService(plan.spec), name };
