@@ -304,7 +304,7 @@ const NO_SUCH_OBJECT = /not a valid (object|commit) name|could not get object in
  * loose object cut short by a crash or a full disk): the clone cache's
  * fault, not an answer that the commit is missing or off its branch.
  */
-const CORRUPT = /is corrupt|corrupt (loose )?object|inflate: |unable to unpack|unable to parse .* header|header for \S+ too long|object file \S+ is empty|packfile .* cannot be accessed|garbage at end of loose object|failed to read object/i;
+const CORRUPT = /is corrupt|corrupt (loose )?object|inflate: |unable to unpack|unable to parse .* header|header for \S+ too long|object file \S+ is empty|packfile .* cannot be accessed|garbage at end of loose object/i;
 
 /** Whether git's words say an object is there but cannot be read (see CORRUPT). */
 export const isCorruptObjectError = (message: string) => CORRUPT.test(message);

@@ -30,7 +30,7 @@ export interface RepoCacheOptions {
   timeoutMs?: number;
 }
 
-/** How long a use of the clone cache may take unless told (a build's checkout is given build_timeout_s). */
+/** How long a use of the clone cache may take unless told (a checkout and a ref's resolution are given the app's build_timeout_s). */
 export const DEFAULT_REPO_CACHE_TIMEOUT_MS = 30 * 60_000;
 
 /** The app's bare clone, held exclusively for the duration of a callback. */
@@ -76,7 +76,8 @@ export async function withRepoCache<T>(options: RepoCacheOptions, fn: (cache: Re
   } catch (err) {
     // Stopped by the deadline (git killed, its abort's reason thrown), not by the caller nor for a reason of its own.
     if (deadline.aborted && !options.signal?.aborted && (err === deadline.reason || isSlipwayError(err, 'cancelled'))) {
-      throw new UnavailableError('git', `the clone cache of ${options.app.name} was used past ${timeoutMs / 1000} s (its lock, fetching, checking out) and git was stopped: the remote is too slow, or the repository too large`, { cause: err });
+      const limit = options.timeoutMs === undefined ? '' : ' (the app\'s build_timeout_s)';
+      throw new UnavailableError('git', `git was stopped: the clone cache of ${options.app.name} was in use past ${timeoutMs / 1000} s${limit}, waiting for its lock or fetching: the remote is too slow, or the repository too large`, { cause: err });
     }
     throw err;
   }
@@ -139,14 +140,31 @@ async function usingRepoCache<T>(options: RepoCacheOptions & { signal: AbortSign
     try {
       return await fn(cache);
     } catch (err) {
-      // An object git has but cannot read (cut short by a crash, a full disk): the cache would fail every deploy the
-      // same way, since it still answers as a repository. Started again (under the lock), the job tried again.
-      if (!isSlipwayError(err, 'git_failed') || !isCorruptObjectError(err.message)) throw err;
-      await rm(paths.repo, { recursive: true, force: true });
+      // An object of this cache git cannot read (cut short by a crash, a full disk): the cache would fail every deploy
+      // the same way, since it still answers as a repository. Started again (under the lock), the job tried again.
+      if (!cacheDamaged(err, repo)) throw err;
+      try {
+        await rm(paths.repo, { recursive: true, force: true });
+      } catch {
+        throw err;
+      }
       log(`the clone cache ${paths.repo} holds an object git cannot read: removed, to be cloned afresh`);
       throw new UnavailableError('git', `the clone cache of ${options.app.name} was damaged (${err.message.split('\n', 1)[0]}): it was removed, and is cloned afresh when the job is tried again`, { cause: err });
     }
   }, { ...options.lock, signal: options.signal, log });
+}
+
+/**
+ * Whether `err` is git saying that an object of this cache cannot be read:
+ * its own words, never a `remote:` line (the remote's objects are the
+ * remote's concern: `git_failed`, as before), and for a fetch from a local
+ * path, whose side prints unprefixed, nothing a fetch says. Not when git
+ * could not read for this process's reasons (permissions, descriptors).
+ */
+function cacheDamaged(err: unknown, repo: RepoUrl): err is SlipwayError {
+  if (!isSlipwayError(err, 'git_failed') || NOT_THE_CACHE.test(err.message)) return false;
+  if (repo.kind === 'file' && /^git fetch failed/.test(err.message)) return false;
+  return err.message.split('\n').some((line) => !/^\s*remote:/i.test(line) && isCorruptObjectError(line));
 }
 
 /** `not_on_branch` unless `sha` is reachable from the cache's (just fetched) `branch`. */

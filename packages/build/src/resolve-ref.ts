@@ -32,7 +32,9 @@ export async function resolveRef(options: ResolveRefOptions): Promise<string> {
   if (branch === null && commit === null) {
     throw new InvalidInputError(`ref ${quote(ref)} is neither a branch name nor a commit id (7-40 lowercase hex digits)`, { code: 'invalid_ref' });
   }
-  return withRepoCache({ app: options.app, workdir: options.workdir, log: options.log, signal: options.signal, ...options.tuning }, async (cache) => {
+  // Its fetch within the app's build_timeout_s, as a checkout's: a deploy that starts with no cache clones here.
+  const timeoutMs = options.app.build_timeout_s ? options.app.build_timeout_s * 1000 : undefined;
+  return withRepoCache({ app: options.app, workdir: options.workdir, log: options.log, signal: options.signal, timeoutMs, ...options.tuning }, async (cache) => {
     await cache.fetchBranches();
     const sha = await resolveIn(cache, branch, commit);
     if (options.onBranch !== undefined) await assertOnBranch(cache, sha, options.onBranch);

@@ -50,6 +50,9 @@ export function spawnService(argv: readonly string[], logFile: string, env: Node
   }
 }
 
+/** A process that was to answer exited: what a waitFor probe throws to end the wait at once (see its `failOn`). */
+export class ExitedError extends Error {}
+
 export function isAlive(pid: number | undefined): boolean {
   if (!pid) return false;
   try {
@@ -168,7 +171,7 @@ export async function stopProcessesUnder(dir: string, graceMs = 10_000): Promise
 }
 
 /** Polls `probe` until it returns a truthy value; throws naming `what` after `timeoutMs`. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, options: { timeoutMs?: number; intervalMs?: number; process?: { pid: number; log: string } } = {}): Promise<T> {
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, options: { timeoutMs?: number; intervalMs?: number; process?: { pid: number; log: string }; failOn?: new (...args: never[]) => Error } = {}): Promise<T> {
   const deadline = Date.now() + (options.timeoutMs ?? 30_000);
   let lastError: unknown;
   for (;;) {
@@ -176,6 +179,8 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     try {
       value = await probe();
     } catch (err) {
+      // The probe's own verdict that waiting longer is pointless.
+      if (options.failOn && err instanceof options.failOn) throw err;
       lastError = err;
     }
     // The process that should answer exited: said at once, with its log, not after the whole wait; and an answer then

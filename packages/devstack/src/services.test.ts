@@ -43,7 +43,7 @@ describe('starting a service', () => {
 
   it('fails at once, naming its log, when the service exits before it answers (its port taken by something else that answers)', async () => {
     // Something on the port that answers Redis's PING, slowly: redis cannot bind it, and exits meanwhile.
-    const impostor = createServer((socket) => socket.on('data', () => setTimeout(() => socket.write('+PONG\r\n'), 1000)));
+    const impostor = createServer((socket) => socket.on('data', () => setTimeout(() => socket.write('+PONG\r\n'), 3000)));
     await new Promise<void>((resolve) => impostor.listen(0, '127.0.0.1', resolve));
     try {
       const started = Date.now();

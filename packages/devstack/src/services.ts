@@ -5,7 +5,7 @@ import { request } from 'node:http';
 import { Resolver } from 'node:dns/promises';
 import { userInfo } from 'node:os';
 import { spawnSync } from 'node:child_process';
-import { findExecutable, stillRuns, waitFor, spawnService, stopProcess } from './processes.js';
+import { ExitedError, findExecutable, isAlive, stillRuns, waitFor, spawnService, stopProcess } from './processes.js';
 import { processStart } from '@slipway/core/run-command';
 
 /** Sends raw bytes to a TCP service and resolves with what it answers first. */
@@ -81,9 +81,19 @@ export async function ensureDockerEngine(logDir: string): Promise<DockerEngine> 
   // dockerd as any other user exits at once, and the wait below would only time out.
   if (process.getuid?.() !== 0) throw new Error(`no Docker engine answers this user on ${DOCKER_SOCKET}, and only root can start dockerd: start Docker and add this user to the docker group, or run as root`);
   mkdirSync(logDir, { recursive: true });
-  const pid = spawnService(['dockerd', '--host', host], join(logDir, 'dockerd.log'));
+  const log = join(logDir, 'dockerd.log');
+  const pid = spawnService(['dockerd', '--host', host], log);
   try {
-    await waitFor('the Docker engine to answer on /var/run/docker.sock', () => dockerAnswers(), { timeoutMs: 90_000, intervalMs: 200, process: { pid, log: join(logDir, 'dockerd.log') } });
+    // Ours exiting is no failure while another engine comes up meanwhile (the system's, starting at boot, whose pid
+    // file made ours exit): any engine that answers on the socket is used. Only none answering for 10 s after is.
+    let exitedAt: number | null = null;
+    await waitFor('the Docker engine to answer on /var/run/docker.sock', async () => {
+      if (await dockerAnswers()) return true;
+      exitedAt ??= isAlive(pid) ? null : Date.now();
+      if (exitedAt !== null && Date.now() - exitedAt > 10_000) throw new ExitedError(`dockerd (pid ${pid}) exited before it answered, and no other engine answers on ${DOCKER_SOCKET}; see ${log}`);
+      return false;
+    }, { timeoutMs: 90_000, intervalMs: 200, failOn: ExitedError });
+    if (!isAlive(pid)) return { host };
   } catch (err) {
     // Not yet in the stack's state, and its argv does not name the stack's directory: nothing else would stop it.
     await stopProcess(pid, 30_000);
