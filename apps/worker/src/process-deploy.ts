@@ -124,7 +124,7 @@ export async function processDeploy(ctx: DeployContext, job: Job<{ id: string }>
     // live. On one engine it is recorded as it is, once the previous release's containers the dead attempt would have
     // drained and stopped are; a swarm's rollout takes up the live service where the dead attempt stopped.
     if (wentLive && !ctx.manager) {
-      log.write(`an earlier attempt of this job went live (${wentLive.image}) and stopped before recording it: the job is recorded as completed, after nginx is brought to etcd's set and the previous release's containers removed (as far as they can be)`);
+      log.write(`an earlier attempt of this job went live (${wentLive.image}) and stopped before recording it: the job is recorded as completed, ${tidiedBeforeCompleted(ctx, record.app)}`);
       await removeLeftByDeadAttempt(ctx, record, log);
       return await complete(ctx, record, log, { image: wentLive.image, release: id }, logger, 'went live in an earlier attempt; recorded as completed');
     }
@@ -255,7 +255,7 @@ export async function settleGivenUp(ctx: DeployContext, id: string, err: Slipway
     // Unreadable (undefined), it is taken for not live: nothing runs the job again to find out later.
     const wentLive = await liveFromEarlierAttempt(ctx, record).catch(() => undefined);
     if (wentLive && held) {
-      log.write(`this job is given up (its workers kept dying), but its last attempt went live (${wentLive.image}): it is recorded as completed, ${ctx.manager ? `what served before it left to ${record.app}'s next rollout` : 'after nginx is brought to etcd\'s set and the previous release\'s containers removed (as far as they can be)'}`);
+      log.write(`this job is given up (its workers kept dying), but its last attempt went live (${wentLive.image}): it is recorded as completed, ${tidiedBeforeCompleted(ctx, record.app)}`);
       if (!ctx.manager) await removeLeftByDeadAttempt(ctx, record, log);
       await complete(ctx, record, log, { image: wentLive.image, release: id }, ctx.logger.child({ job: id, app: record.app }), 'given up after its workers died, but live; recorded as completed');
       return;
@@ -295,6 +295,13 @@ async function waitForLease(lease: AppLease, ms: number): Promise<boolean> {
 /** The job's log, bounded as the configuration says. */
 function openLog(ctx: DeployContext, id: string): Promise<JobLog> {
   return JobLog.open(ctx.store, id, { secrets: ctx.secrets, maxLines: ctx.config.jobs.log_max_lines, maxBytes: ctx.config.jobs.log_max_bytes });
+}
+
+/** What happens to what served before a job that went live but did not finish, before it is recorded completed. */
+function tidiedBeforeCompleted(ctx: DeployContext, app: string): string {
+  return ctx.manager
+    ? `what served before it left to ${app}'s next rollout`
+    : 'after nginx is brought to etcd\'s set and the previous release\'s containers removed (as far as they can be)';
 }
 
 /** How long the tidying of a dead attempt waits for the app's rollout lock. */
@@ -705,7 +712,7 @@ async function settleFailure(ctx: DeployContext, job: Job, token: string | undef
   if (progress.reachedSwitch) {
     const live = await currentRelease(ctx.etcd, record.app).catch(() => undefined);
     if (isOwnRelease(live, record)) {
-      log.write(`the rollout failed after its switch, and etcd names this job's release as live (${live.image}): it is recorded as completed, ${ctx.manager ? `what served before it left to ${record.app}'s next rollout` : 'after nginx is brought to etcd\'s set and the previous release\'s containers removed (as far as they can be)'}`);
+      log.write(`the rollout failed after its switch, and etcd names this job's release as live (${live.image}): it is recorded as completed, ${tidiedBeforeCompleted(ctx, record.app)}`);
       // As for an earlier attempt that went live and died: nginx brought to etcd's set first, then the previous containers.
       if (!ctx.manager) await removeLeftByDeadAttempt(ctx, record, log);
       return complete(ctx, record, log, { image: live.image, release: id }, ctx.logger.child({ job: id, app: record.app }), 'live though its rollout failed after the switch; recorded as completed');

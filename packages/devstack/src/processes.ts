@@ -50,8 +50,21 @@ export function spawnService(argv: readonly string[], logFile: string, env: Node
   }
 }
 
-/** A process that was to answer exited: what a waitFor probe throws to end the wait at once (see its `failOn`). */
+/** A process that was to answer exited: what a waitFor probe throws to end the wait at once. */
 export class ExitedError extends Error {}
+
+/**
+ * `answers` as a waitFor probe for the process `pid`: once it has exited,
+ * the wait ends at once (ExitedError, naming its log), and an answer then
+ * is someone else's (a port taken between choosing and binding it).
+ */
+export function answersWhileAlive(what: string, pid: number, log: string, answers: () => Promise<boolean>): () => Promise<boolean> {
+  return async () => {
+    const answered = await answers();
+    if (!isAlive(pid)) throw new ExitedError(`${what}: the process (pid ${pid}) exited before it answered; see ${log}`);
+    return answered;
+  };
+}
 
 export function isAlive(pid: number | undefined): boolean {
   if (!pid) return false;
@@ -171,22 +184,18 @@ export async function stopProcessesUnder(dir: string, graceMs = 10_000): Promise
 }
 
 /** Polls `probe` until it returns a truthy value; throws naming `what` after `timeoutMs`. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, options: { timeoutMs?: number; intervalMs?: number; process?: { pid: number; log: string }; failOn?: new (...args: never[]) => Error } = {}): Promise<T> {
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false> | T | undefined | null | false, options: { timeoutMs?: number; intervalMs?: number } = {}): Promise<T> {
   const deadline = Date.now() + (options.timeoutMs ?? 30_000);
   let lastError: unknown;
   for (;;) {
-    let value: T | undefined | null | false = undefined;
     try {
-      value = await probe();
+      const value = await probe();
+      if (value) return value;
     } catch (err) {
       // The probe's own verdict that waiting longer is pointless.
-      if (options.failOn && err instanceof options.failOn) throw err;
+      if (err instanceof ExitedError) throw err;
       lastError = err;
     }
-    // The process that should answer exited: said at once, with its log, not after the whole wait; and an answer then
-    // came from someone else (a port taken between choosing and binding it), not from it.
-    if (options.process && !isAlive(options.process.pid)) throw new Error(`${what}: the process (pid ${options.process.pid}) exited before it answered; see ${options.process.log}`);
-    if (value) return value;
     if (Date.now() > deadline) {
       const why = lastError instanceof Error ? `: ${lastError.message}` : '';
       throw new Error(`timed out after ${options.timeoutMs ?? 30_000} ms waiting for ${what}${why}`);

@@ -5,7 +5,7 @@ import { request } from 'node:http';
 import { Resolver } from 'node:dns/promises';
 import { userInfo } from 'node:os';
 import { spawnSync } from 'node:child_process';
-import { ExitedError, findExecutable, isAlive, stillRuns, waitFor, spawnService, stopProcess } from './processes.js';
+import { answersWhileAlive, ExitedError, findExecutable, isAlive, stillRuns, waitFor, spawnService, stopProcess } from './processes.js';
 import { processStart } from '@slipway/core/run-command';
 
 /** Sends raw bytes to a TCP service and resolves with what it answers first. */
@@ -92,7 +92,7 @@ export async function ensureDockerEngine(logDir: string): Promise<DockerEngine> 
       exitedAt ??= isAlive(pid) ? null : Date.now();
       if (exitedAt !== null && Date.now() - exitedAt > 10_000) throw new ExitedError(`dockerd (pid ${pid}) exited before it answered, and no other engine answers on ${DOCKER_SOCKET}; see ${log}`);
       return false;
-    }, { timeoutMs: 90_000, intervalMs: 200, failOn: ExitedError });
+    }, { timeoutMs: 90_000, intervalMs: 200 });
     if (!isAlive(pid)) return { host };
   } catch (err) {
     // Not yet in the stack's state, and its argv does not name the stack's directory: nothing else would stop it.
@@ -117,7 +117,8 @@ export async function startRedis(dir: string, port: number): Promise<RedisServic
     '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec', '--protected-mode', 'yes', '--daemonize', 'no',
     '--loglevel', 'warning',
   ], join(dir, 'redis.log'));
-  await waitFor(`redis on port ${port}`, () => redisAnswers(port), { timeoutMs: 15_000, process: { pid, log: join(dir, 'redis.log') } });
+  const what = `redis on port ${port}`;
+  await waitFor(what, answersWhileAlive(what, pid, join(dir, 'redis.log'), () => redisAnswers(port)), { timeoutMs: 15_000 });
   return { pid, port, url: `redis://127.0.0.1:${port}` };
 }
 
@@ -149,7 +150,7 @@ export async function startEtcd(dir: string, port: number, peerPort: number): Pr
   mkdirSync(dataDir, { recursive: true });
   const pid = spawnService(etcdArgv(dataDir, port, peerPort), join(dir, 'etcd.log'), { ...process.env, ETCD_UNSUPPORTED_ARCH: process.arch === 'x64' ? '' : process.arch });
   const url = `http://127.0.0.1:${port}`;
-  await waitFor(`etcd at ${url}`, () => etcdHealthy(url), { timeoutMs: 30_000, process: { pid, log: join(dir, 'etcd.log') } });
+  await waitFor(`etcd at ${url}`, answersWhileAlive(`etcd at ${url}`, pid, join(dir, 'etcd.log'), () => etcdHealthy(url)), { timeoutMs: 30_000 });
   return { pid, port, peerPort, url, dataDir };
 }
 
@@ -275,7 +276,8 @@ export async function startNginx(prefix: string, statusPort: number, confDir = j
   // The full path: Slipway runs the check and reload commands with its own PATH, which may lack /usr/sbin.
   const base = [findExecutable('nginx'), '-p', `${prefix}/`, '-c', mainConf];
   const pid = spawnService([...base, '-e', join(prefix, 'error.log'), '-g', 'daemon off;'], join(prefix, 'nginx.out'));
-  await waitFor(`nginx on port ${statusPort}`, () => httpOk(`http://127.0.0.1:${statusPort}/__devstack`), { timeoutMs: 15_000, process: { pid, log: join(prefix, 'error.log') } });
+  const what = `nginx on port ${statusPort}`;
+  await waitFor(what, answersWhileAlive(what, pid, join(prefix, 'error.log'), () => httpOk(`http://127.0.0.1:${statusPort}/__devstack`)), { timeoutMs: 15_000 });
   return {
     pid, prefix, mainConf, confDir, statusPort,
     checkCmd: [...base, '-t', '-q'],
